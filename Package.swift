@@ -1,0 +1,71 @@
+// swift-tools-version: 6.0
+// Vouch: a trusted-execution attestation broker for AI agents.
+//
+// Layers (a target may import only what is listed under it):
+//   C*                 system libraries, one per Debian C library, plus CVouchShims (macros, variadics)
+//   VouchCore          pure: errors, byte reader/writer, hex, clock, config-node tree
+//   VouchTPMWire       pure: TPM 2.0 wire structures (TPMT_PUBLIC, TPMS_ATTEST, TPMT_SIGNATURE, ...)
+//   VouchPolicy        pure: policy model and evaluation
+//   VouchAPI           pure: JSON wire types shared by broker, attester and CLI
+//   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection
+//   VouchTPM           tpm2-tss ESYS: the TPM device
+//   VouchStore         SQLite: the embedded store
+//   VouchHTTPServer    libmicrohttpd: HTTPS and Unix-socket server
+//   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client
+//   VouchYAML          libyaml: YAML to the config-node tree
+//   VouchAttestation   verifiers: EK chain, credential activation, quotes (returns verified values)
+//   VouchBroker        the broker service: orchestration over protocols, and its HTTP API
+//   VouchAttesterKit   the host side: AK, registration, quotes for agents
+//   vouchd, vouch-attester, vouch: executables that only wire pieces together
+import PackageDescription
+
+let package = Package(
+    name: "Vouch",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "vouchd", targets: ["vouchd"]),
+        .executable(name: "vouch-attester", targets: ["vouch-attester"]),
+        .executable(name: "vouch", targets: ["vouch"]),
+    ],
+    targets: [
+        // C libraries
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CTSS2", pkgConfig: "tss2-esys", providers: [.apt(["libtss2-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .target(name: "CVouchShims", dependencies: ["COpenSSL", "CTSS2", "CCurl", "CSQLite", "CMicroHTTPD"]),
+
+        // Pure targets
+        .target(name: "VouchCore"),
+        .target(name: "VouchTPMWire", dependencies: ["VouchCore"]),
+        .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire"]),
+        .target(name: "VouchAPI", dependencies: ["VouchCore"]),
+
+        // Thin wrappers, one C library each
+        .target(name: "VouchCrypto", dependencies: ["VouchCore", "VouchTPMWire", "COpenSSL", "CVouchShims"]),
+        .target(name: "VouchTPM", dependencies: ["VouchCore", "VouchTPMWire", "CTSS2", "CVouchShims"]),
+        .target(name: "VouchStore", dependencies: ["VouchCore", "CSQLite", "CVouchShims"]),
+        .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "CMicroHTTPD", "CVouchShims"]),
+        .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
+        .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),
+
+        // Verification, service and host logic
+        .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto", "VouchPolicy"]),
+        .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation"]),
+        .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient"]),
+
+        // Executables
+        .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchYAML", "VouchCrypto", "VouchPolicy"]),
+        .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient"]),
+        .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire"]),
+
+        // Tests
+        .testTarget(name: "VouchTPMWireTests", dependencies: ["VouchTPMWire", "VouchCore"]),
+        .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation"]),
+        .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire"]),
+        .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker"]),
+        .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore"]),
+    ]
+)

@@ -1,0 +1,44 @@
+// One-line wrappers for C macros and variadic functions the Swift importer drops.
+// No logic lives here: each function forwards to exactly one library call.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <openssl/crypto.h>
+#include <openssl/bio.h>
+#include <curl/curl.h>
+#include <sqlite3.h>
+#include <microhttpd.h>
+#include <tss2/tss2_tpm2_types.h>
+
+// OpenSSL
+void vouch_openssl_free(void *p);
+long vouch_BIO_get_mem_data(BIO *b, char **pp);
+
+// libcurl
+CURLcode vouch_curl_setopt_long(CURL *h, CURLoption opt, long v);
+CURLcode vouch_curl_setopt_ptr(CURL *h, CURLoption opt, const void *v);
+CURLcode vouch_curl_setopt_write(CURL *h, size_t (*cb)(char *, size_t, size_t, void *), void *ctx);
+CURLcode vouch_curl_getinfo_long(CURL *h, CURLINFO info, long *out);
+
+// SQLite
+int vouch_sqlite_bind_text(sqlite3_stmt *s, int i, const char *v, int n);
+int vouch_sqlite_bind_blob(sqlite3_stmt *s, int i, const void *v, int n);
+
+// libmicrohttpd
+struct MHD_Daemon *vouch_mhd_start(unsigned int flags, uint16_t port,
+                                   MHD_AccessHandlerCallback handler, void *handler_cls,
+                                   const struct MHD_OptionItem *options);
+static const enum MHD_OPTION vouch_MHD_OPTION_ARRAY = MHD_OPTION_ARRAY;
+
+// tss2 response codes the importer drops
+static const TPM2_RC vouch_TPM2_RC_RETRY = TPM2_RC_RETRY;
+static const TPM2_RC vouch_TPM2_RC_YIELDED = TPM2_RC_YIELDED;
+static const TPM2_RC vouch_TPM2_RC_TESTING = TPM2_RC_TESTING;
+
+// OpenSSL constants written as macro expressions
+#include <openssl/evp.h>
+static const int vouch_EVP_PKEY_PUBLIC_KEY = EVP_PKEY_PUBLIC_KEY;
+void *vouch_openssl_malloc(size_t n);
+#include <openssl/x509.h>
+static const unsigned long vouch_XN_FLAG_RFC2253 = XN_FLAG_RFC2253;

@@ -1,0 +1,85 @@
+/// Reads big-endian TPM-style structures from untrusted bytes. Every read is bounds-checked
+/// and throws `truncated` with the field name and offset; nothing here can trap on hostile input.
+public struct ByteReader: Sendable {
+    public let bytes: [UInt8]
+    public private(set) var offset: Int
+
+    public init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        self.offset = 0
+    }
+
+    public var remaining: Int { bytes.count - offset }
+    public var isAtEnd: Bool { offset >= bytes.count }
+
+    private func need(_ n: Int, _ field: String) throws {
+        guard n >= 0, n <= remaining else {
+            throw VouchError(.truncated, "input ends inside \(field)",
+                             context: ["field": field, "offset": "\(offset)", "expected": "\(n)", "got": "\(max(remaining, 0))"])
+        }
+    }
+
+    public mutating func u8(_ field: String) throws -> UInt8 {
+        try need(1, field)
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    public mutating func u16(_ field: String) throws -> UInt16 {
+        try need(2, field)
+        defer { offset += 2 }
+        return UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
+    }
+
+    public mutating func u32(_ field: String) throws -> UInt32 {
+        try need(4, field)
+        var v: UInt32 = 0
+        for i in 0..<4 { v = v << 8 | UInt32(bytes[offset + i]) }
+        offset += 4
+        return v
+    }
+
+    public mutating func u64(_ field: String) throws -> UInt64 {
+        try need(8, field)
+        var v: UInt64 = 0
+        for i in 0..<8 { v = v << 8 | UInt64(bytes[offset + i]) }
+        offset += 8
+        return v
+    }
+
+    public mutating func bytes(_ n: Int, _ field: String) throws -> [UInt8] {
+        try need(n, field)
+        defer { offset += n }
+        return Array(bytes[offset..<offset + n])
+    }
+
+    /// A TPM2B: a 16-bit size followed by that many bytes, with an upper bound on the size.
+    public mutating func sized(_ field: String, max: Int = 65535) throws -> [UInt8] {
+        let start = offset
+        let n = Int(try u16("\(field).size"))
+        guard n <= max else {
+            throw VouchError(.invalidValue, "\(field) is longer than allowed",
+                             context: ["field": field, "offset": "\(start)", "expected": "<= \(max)", "got": "\(n)"])
+        }
+        return try bytes(n, field)
+    }
+
+    public func expectEnd(_ structure: String) throws {
+        guard remaining == 0 else {
+            throw VouchError(.trailingBytes, "\(structure) is followed by unexpected bytes",
+                             context: ["field": structure, "offset": "\(offset)", "got": "\(remaining)"])
+        }
+    }
+}
+
+/// Writes big-endian TPM-style structures.
+public struct ByteWriter: Sendable {
+    public private(set) var bytes: [UInt8] = []
+    public init() {}
+    public mutating func u8(_ v: UInt8) { bytes.append(v) }
+    public mutating func u16(_ v: UInt16) { bytes += [UInt8(v >> 8), UInt8(v & 0xff)] }
+    public mutating func u32(_ v: UInt32) { for s in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8((v >> UInt32(s)) & 0xff)) } }
+    public mutating func u64(_ v: UInt64) { for s in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8((v >> UInt64(s)) & 0xff)) } }
+    public mutating func raw(_ b: [UInt8]) { bytes += b }
+    public mutating func sized(_ b: [UInt8]) { u16(UInt16(b.count)); bytes += b }
+}

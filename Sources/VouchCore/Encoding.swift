@@ -1,0 +1,57 @@
+import Foundation
+
+public enum Hex {
+    private static let digits = Array("0123456789abcdef".utf8)
+
+    public static func encode<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+        var out = [UInt8]()
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0xf)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Decodes hex (either case); throws `invalid_value` naming the field on odd length or a bad digit.
+    public static func decode(_ s: String, field: String = "hex") throws -> [UInt8] {
+        let chars = Array(s.utf8)
+        guard chars.count % 2 == 0 else {
+            throw VouchError(.invalidValue, "\(field) has an odd number of hex digits", context: ["field": field, "got": "\(chars.count)"])
+        }
+        var out = [UInt8]()
+        out.reserveCapacity(chars.count / 2)
+        var i = 0
+        while i < chars.count {
+            guard let hi = nibble(chars[i]), let lo = nibble(chars[i + 1]) else {
+                throw VouchError(.invalidValue, "\(field) is not hexadecimal", context: ["field": field, "offset": "\(i)"])
+            }
+            out.append(hi << 4 | lo)
+            i += 2
+        }
+        return out
+    }
+
+    private static func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 48...57: return c - 48
+        case 97...102: return c - 87
+        case 65...70: return c - 55
+        default: return nil
+        }
+    }
+}
+
+public enum Base64 {
+    public static func encode(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
+    public static func decode(_ s: String, field: String) throws -> [UInt8] {
+        guard let d = Data(base64Encoded: s) else {
+            throw VouchError(.invalidValue, "\(field) is not valid base64", context: ["field": field])
+        }
+        return [UInt8](d)
+    }
+}
+
+/// Constant-time comparison for secrets.
+public func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    var diff: UInt8 = 0
+    for i in 0..<a.count { diff |= a[i] ^ b[i] }
+    return diff == 0
+}

@@ -1,0 +1,49 @@
+/// A stable, machine-readable error code. Tests and clients match codes, never message prose.
+public struct ErrorCode: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+}
+
+/// Every failure in Vouch: a code, a sentence for humans, and structured context
+/// (field, offset, expected, got, ...). No failure is ever represented by an empty message.
+public struct VouchError: Error, Sendable, CustomStringConvertible, Equatable {
+    public let code: ErrorCode
+    public let message: String
+    public let context: [String: String]
+
+    public init(_ code: ErrorCode, _ message: String, context: [String: String] = [:]) {
+        self.code = code
+        self.message = message
+        self.context = context
+    }
+
+    public var description: String {
+        if context.isEmpty { return "\(code): \(message)" }
+        let ctx = context.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+        return "\(code): \(message) [\(ctx)]"
+    }
+}
+
+extension ErrorCode {
+    // Parsing of outside bytes
+    public static let truncated = ErrorCode("truncated")
+    public static let trailingBytes = ErrorCode("trailing_bytes")
+    public static let invalidValue = ErrorCode("invalid_value")
+    public static let unsupported = ErrorCode("unsupported")
+    // Generic
+    public static let badRequest = ErrorCode("bad_request")
+    public static let notFound = ErrorCode("not_found")
+    public static let unauthorized = ErrorCode("unauthorized")
+    public static let conflict = ErrorCode("conflict")
+    public static let internalError = ErrorCode("internal")
+    public static let io = ErrorCode("io")
+    public static let config = ErrorCode("config")
+    // Library failures (one code per C library)
+    public static let crypto = ErrorCode("crypto")
+    public static let tpm = ErrorCode("tpm")
+    public static let database = ErrorCode("database")
+    public static let http = ErrorCode("http")
+    public static let yaml = ErrorCode("yaml")
+}

@@ -1,0 +1,268 @@
+internal import COpenSSL
+internal import CVouchShims
+import Foundation
+import VouchCore
+
+/// What a leaf certificate says. The authority adds issuer, AKI/SKI and signs.
+public struct LeafProfile: Sendable {
+    public enum Usage: Sendable { case agent, tlsServer }
+    public var subjectCommonName: String
+    public var uriSANs: [String] = []
+    public var dnsSANs: [String] = []
+    public var ipSANs: [String] = []
+    public var notBefore: Date
+    public var notAfter: Date
+    public var usage: Usage
+    public var crlDistributionPoint: String?
+
+    public init(subjectCommonName: String, uriSANs: [String] = [], dnsSANs: [String] = [], ipSANs: [String] = [],
+                notBefore: Date, notAfter: Date, usage: Usage, crlDistributionPoint: String? = nil) {
+        self.subjectCommonName = subjectCommonName
+        self.uriSANs = uriSANs
+        self.dnsSANs = dnsSANs
+        self.ipSANs = ipSANs
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.usage = usage
+        self.crlDistributionPoint = crlDistributionPoint
+    }
+}
+
+/// One entry of a CRL.
+public struct RevokedEntry: Sendable, Equatable {
+    public var serialHex: String
+    public var revokedAt: Date
+    /// RFC 5280 CRLReason code (0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation, ...).
+    public var reason: Int
+    public init(serialHex: String, revokedAt: Date, reason: Int) {
+        self.serialHex = serialHex
+        self.revokedAt = revokedAt
+        self.reason = reason
+    }
+}
+
+/// The issuing CA: its key and certificate. Signs agent and server certificates and CRLs.
+public final class CertificateAuthority: @unchecked Sendable {
+    public let key: PrivateKey
+    public let certificate: Certificate
+
+    public init(key: PrivateKey, certificate: Certificate) throws {
+        guard try key.publicKey.isEqual(to: certificate.publicKey) else {
+            throw VouchError(.config, "CA key does not match the CA certificate")
+        }
+        self.key = key
+        self.certificate = certificate
+    }
+
+    /// Creates a self-signed CA (basicConstraints CA:TRUE, pathlen 0; keyCertSign, cRLSign).
+    public static func create(commonName: String, key: PrivateKey, notBefore: Date, notAfter: Date) throws -> CertificateAuthority {
+        let x = try notNil(X509_new(), "X509_new")
+        let cert = Certificate(owning: x)
+        try check(X509_set_version(x, 2), "X509_set_version")
+        try setSerial(x, try randomSerial())
+        let name = try notNil(X509_NAME_new(), "X509_NAME_new")
+        defer { X509_NAME_free(name) }
+        try check(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, "Vouch", -1, -1, 0), "X509_NAME_add_entry_by_txt")
+        try check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, commonName, -1, -1, 0), "X509_NAME_add_entry_by_txt")
+        try check(X509_set_subject_name(x, name), "X509_set_subject_name")
+        try check(X509_set_issuer_name(x, name), "X509_set_issuer_name")
+        try setValidity(x, notBefore, notAfter)
+        try check(X509_set_pubkey(x, key.pkey), "X509_set_pubkey")
+        try addExtensions(x, issuer: x, [
+            (NID_basic_constraints, "critical,CA:TRUE,pathlen:0"),
+            (NID_key_usage, "critical,keyCertSign,cRLSign"),
+            (NID_subject_key_identifier, "hash"),
+            (NID_authority_key_identifier, "keyid:always"),
+        ])
+        guard X509_sign(x, key.pkey, EVP_sha256()) > 0 else { throw opensslError("X509_sign") }
+        return try CertificateAuthority(key: key, certificate: cert)
+    }
+
+    /// Issues a certificate for `publicKey`. The serial is 127 random bits (RFC 5280 allows 20 octets);
+    /// callers check it is unused in their store before publishing.
+    public func issue(publicKey: PublicKey, profile: LeafProfile, serial: [UInt8]? = nil) throws -> Certificate {
+        let x = try notNil(X509_new(), "X509_new")
+        let cert = Certificate(owning: x)
+        try check(X509_set_version(x, 2), "X509_set_version")
+        try setSerial(x, try serial ?? randomSerial())
+        let name = try notNil(X509_NAME_new(), "X509_NAME_new")
+        defer { X509_NAME_free(name) }
+        try check(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, "Vouch", -1, -1, 0), "X509_NAME_add_entry_by_txt")
+        try check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, profile.subjectCommonName, -1, -1, 0), "X509_NAME_add_entry_by_txt")
+        try check(X509_set_subject_name(x, name), "X509_set_subject_name")
+        try check(X509_set_issuer_name(x, X509_get_subject_name(certificate.x509)), "X509_set_issuer_name")
+        try setValidity(x, profile.notBefore, profile.notAfter)
+        try check(X509_set_pubkey(x, publicKey.pkey), "X509_set_pubkey")
+
+        var sans: [String] = []
+        for u in profile.uriSANs { try requireSafe(u, "uriSAN"); sans.append("URI:\(u)") }
+        for d in profile.dnsSANs { try requireSafe(d, "dnsSAN"); sans.append("DNS:\(d)") }
+        for i in profile.ipSANs { try requireSafe(i, "ipSAN"); sans.append("IP:\(i)") }
+        var exts: [(Int32, String)] = [
+            (NID_basic_constraints, "critical,CA:FALSE"),
+            (NID_subject_key_identifier, "hash"),
+            (NID_authority_key_identifier, "keyid:always"),
+        ]
+        switch profile.usage {
+        case .agent:
+            exts.append((NID_key_usage, "critical,digitalSignature"))
+            exts.append((NID_ext_key_usage, "serverAuth,clientAuth"))
+        case .tlsServer:
+            exts.append((NID_key_usage, "critical,digitalSignature,keyEncipherment"))
+            exts.append((NID_ext_key_usage, "serverAuth"))
+        }
+        if !sans.isEmpty { exts.append((NID_subject_alt_name, sans.joined(separator: ","))) }
+        if let crl = profile.crlDistributionPoint {
+            try requireSafe(crl, "crlDistributionPoint")
+            exts.append((NID_crl_distribution_points, "URI:\(crl)"))
+        }
+        try addExtensions(x, issuer: certificate.x509, exts)
+        guard X509_sign(x, key.pkey, EVP_sha256()) > 0 else { throw opensslError("X509_sign") }
+        return cert
+    }
+
+    /// Builds and signs a v2 CRL (RFC 5280 5.1) with CRL number, AKI and per-entry reason codes.
+    public func makeCRL(entries: [RevokedEntry], number: UInt64, thisUpdate: Date, nextUpdate: Date) throws -> [UInt8] {
+        let crl = try notNil(X509_CRL_new(), "X509_CRL_new")
+        defer { X509_CRL_free(crl) }
+        try check(X509_CRL_set_version(crl, 1), "X509_CRL_set_version")
+        try check(X509_CRL_set_issuer_name(crl, X509_get_subject_name(certificate.x509)), "X509_CRL_set_issuer_name")
+        try withTime(thisUpdate) { try check(X509_CRL_set1_lastUpdate(crl, $0), "X509_CRL_set1_lastUpdate") }
+        try withTime(nextUpdate) { try check(X509_CRL_set1_nextUpdate(crl, $0), "X509_CRL_set1_nextUpdate") }
+        for entry in entries {
+            let rev = try notNil(X509_REVOKED_new(), "X509_REVOKED_new")
+            do {
+                let serial = try asn1Integer(Hex.decode(entry.serialHex.count % 2 == 1 ? "0" + entry.serialHex : entry.serialHex, field: "serial"))
+                defer { ASN1_INTEGER_free(serial) }
+                try check(X509_REVOKED_set_serialNumber(rev, serial), "X509_REVOKED_set_serialNumber")
+                try withTime(entry.revokedAt) { try check(X509_REVOKED_set_revocationDate(rev, $0), "X509_REVOKED_set_revocationDate") }
+                let reason = try notNil(ASN1_ENUMERATED_new(), "ASN1_ENUMERATED_new")
+                defer { ASN1_ENUMERATED_free(reason) }
+                try check(ASN1_ENUMERATED_set(reason, entry.reason), "ASN1_ENUMERATED_set")
+                try check(X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, UnsafeMutableRawPointer(reason), 0, 0), "X509_REVOKED_add1_ext_i2d")
+                try check(X509_CRL_add0_revoked(crl, rev), "X509_CRL_add0_revoked")
+            } catch {
+                X509_REVOKED_free(rev)
+                throw error
+            }
+        }
+        var nbytes: [UInt8] = []
+        var n = number
+        repeat { nbytes.insert(UInt8(n & 0xff), at: 0); n >>= 8 } while n > 0
+        let crlNumber = try asn1Integer(nbytes)
+        defer { ASN1_INTEGER_free(crlNumber) }
+        try check(X509_CRL_add1_ext_i2d(crl, NID_crl_number, UnsafeMutableRawPointer(crlNumber), 0, 0), "X509_CRL_add1_ext_i2d")
+        var ctx = X509V3_CTX()
+        X509V3_set_ctx(&ctx, certificate.x509, nil, nil, crl, 0)
+        let aki = try notNil(X509V3_EXT_conf_nid(nil, &ctx, NID_authority_key_identifier, "keyid:always"), "X509V3_EXT_conf_nid")
+        defer { X509_EXTENSION_free(aki) }
+        try check(X509_CRL_add_ext(crl, aki, -1), "X509_CRL_add_ext")
+        try check(X509_CRL_sort(crl), "X509_CRL_sort")
+        guard X509_CRL_sign(crl, key.pkey, EVP_sha256()) > 0 else { throw opensslError("X509_CRL_sign") }
+        return try derEncode("i2d_X509_CRL") { i2d_X509_CRL(crl, $0) }
+    }
+}
+
+/// A parsed CRL, for clients that display or check one.
+public final class CRL: @unchecked Sendable {
+    let crl: OpaquePointer
+    init(owning crl: OpaquePointer) { self.crl = crl }
+    deinit { X509_CRL_free(crl) }
+
+    public convenience init(der: [UInt8]) throws {
+        let c: OpaquePointer? = der.withUnsafeBufferPointer { buf in
+            var p: UnsafePointer<UInt8>? = buf.baseAddress
+            return d2i_X509_CRL(nil, &p, buf.count)
+        }
+        guard let c else { ERR_clear_error(); throw VouchError(.invalidValue, "not a DER CRL", context: ["field": "crl"]) }
+        self.init(owning: c)
+    }
+
+    public var thisUpdate: Date { asn1Date(X509_CRL_get0_lastUpdate(crl)) }
+    public var nextUpdate: Date { asn1Date(X509_CRL_get0_nextUpdate(crl)) }
+    public var issuer: String { nameString(X509_CRL_get_issuer(crl)) }
+
+    public var number: UInt64? {
+        var crit: Int32 = 0
+        guard let raw = X509_CRL_get_ext_d2i(crl, NID_crl_number, &crit, nil) else { return nil }
+        let ai = raw.assumingMemoryBound(to: ASN1_INTEGER.self)
+        defer { ASN1_INTEGER_free(ai) }
+        var v: UInt64 = 0
+        guard ASN1_INTEGER_get_uint64(&v, ai) == 1 else { return nil }
+        return v
+    }
+
+    public var revokedSerials: [String] {
+        guard let stack = X509_CRL_get_REVOKED(crl) else { return [] }
+        var out: [String] = []
+        for i in 0..<OPENSSL_sk_num(stack) {
+            guard let rev = OPENSSL_sk_value(stack, i),
+                  let bn = ASN1_INTEGER_to_BN(X509_REVOKED_get0_serialNumber(OpaquePointer(rev)), nil) else { continue }
+            var bytes = [UInt8](repeating: 0, count: Int((BN_num_bits(bn) + 7) / 8))
+            BN_bn2bin(bn, &bytes)
+            BN_free(bn)
+            out.append(Hex.encode(bytes))
+        }
+        return out
+    }
+
+    /// True only if the CRL's signature verifies with `issuer`'s key.
+    public func isSigned(by issuer: Certificate) -> Bool {
+        guard let k = X509_get0_pubkey(issuer.x509) else { return false }
+        let rc = X509_CRL_verify(crl, k)
+        ERR_clear_error()
+        return rc == 1
+    }
+}
+
+// MARK: - helpers
+
+func randomSerial() throws -> [UInt8] {
+    var s = try Crypto.randomBytes(16)
+    s[0] &= 0x7f          // positive
+    s[0] |= 0x40          // fixed length, never a leading zero
+    return s
+}
+
+private func setSerial(_ x: OpaquePointer, _ bytes: [UInt8]) throws {
+    let ai = try asn1Integer(bytes)
+    defer { ASN1_INTEGER_free(ai) }
+    try check(X509_set_serialNumber(x, ai), "X509_set_serialNumber")
+}
+
+private func asn1Integer(_ bytes: [UInt8]) throws -> UnsafeMutablePointer<ASN1_INTEGER> {
+    let bn = try notNil(BN_bin2bn(bytes, Int32(bytes.count), nil), "BN_bin2bn")
+    defer { BN_free(bn) }
+    return try notNil(BN_to_ASN1_INTEGER(bn, nil), "BN_to_ASN1_INTEGER")
+}
+
+private func withTime(_ date: Date, _ body: (UnsafeMutablePointer<ASN1_TIME>) throws -> Void) throws {
+    let t = try notNil(ASN1_TIME_new(), "ASN1_TIME_new")
+    defer { ASN1_TIME_free(t) }
+    guard ASN1_TIME_set(t, time_t(date.timeIntervalSince1970)) != nil else { throw opensslError("ASN1_TIME_set") }
+    try body(t)
+}
+
+private func setValidity(_ x: OpaquePointer, _ notBefore: Date, _ notAfter: Date) throws {
+    guard ASN1_TIME_set(X509_getm_notBefore(x), time_t(notBefore.timeIntervalSince1970)) != nil,
+          ASN1_TIME_set(X509_getm_notAfter(x), time_t(notAfter.timeIntervalSince1970)) != nil else {
+        throw opensslError("ASN1_TIME_set")
+    }
+}
+
+private func addExtensions(_ x: OpaquePointer, issuer: OpaquePointer, _ exts: [(Int32, String)]) throws {
+    var ctx = X509V3_CTX()
+    X509V3_set_ctx(&ctx, issuer, x, nil, nil, 0)
+    for (nid, value) in exts {
+        let ext = try notNil(X509V3_EXT_conf_nid(nil, &ctx, nid, value), "X509V3_EXT_conf_nid(\(nid))")
+        defer { X509_EXTENSION_free(ext) }
+        try check(X509_add_ext(x, ext, -1), "X509_add_ext")
+    }
+}
+
+/// Values placed in OpenSSL's extension config syntax must not carry its separators.
+private func requireSafe(_ v: String, _ field: String) throws {
+    guard !v.isEmpty, v.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "," && $0 != "\\" && $0 != "\"" }) else {
+        throw VouchError(.invalidValue, "\(field) contains characters not allowed in a certificate name", context: ["field": field, "got": v])
+    }
+}

@@ -1,0 +1,90 @@
+internal import COpenSSL
+internal import CVouchShims
+import VouchCore
+import VouchTPMWire
+
+/// Message digests, HMAC and randomness.
+public enum Crypto {
+    public static func digest(_ alg: HashAlg, _ data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var len: UInt32 = 0
+        let ok = data.withUnsafeBytes { EVP_Digest($0.baseAddress, $0.count, &out, &len, evpMD(alg), nil) }
+        // EVP_Digest only fails on allocation failure; a wrong digest must never be returned.
+        precondition(ok == 1, "EVP_Digest failed")
+        return Array(out.prefix(Int(len)))
+    }
+
+    public static func sha256(_ data: [UInt8]) -> [UInt8] { digest(.sha256, data) }
+
+    public static func hmac(_ alg: HashAlg, key: [UInt8], _ data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var len: UInt32 = 0
+        let r = key.withUnsafeBytes { k in
+            data.withUnsafeBytes { d in
+                HMAC(evpMD(alg), k.baseAddress, Int32(k.count), d.baseAddress?.assumingMemoryBound(to: UInt8.self), d.count, &out, &len)
+            }
+        }
+        precondition(r != nil, "HMAC failed")
+        return Array(out.prefix(Int(len)))
+    }
+
+    /// Cryptographically secure random bytes from OpenSSL's DRBG.
+    public static func randomBytes(_ n: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: n)
+        try check(RAND_bytes(&out, Int32(n)), "RAND_bytes")
+        return out
+    }
+
+    /// AES-CFB encryption with a zero IV, as TPM credential protection uses (Part 1, 24.4).
+    public static func aesCFBEncrypt(key: [UInt8], _ plaintext: [UInt8]) throws -> [UInt8] {
+        try aesCFB(key: key, plaintext, encrypt: true)
+    }
+
+    public static func aesCFBDecrypt(key: [UInt8], _ ciphertext: [UInt8]) throws -> [UInt8] {
+        try aesCFB(key: key, ciphertext, encrypt: false)
+    }
+
+    private static func aesCFB(key: [UInt8], _ input: [UInt8], encrypt: Bool) throws -> [UInt8] {
+        let cipher: OpaquePointer?
+        switch key.count {
+        case 16: cipher = EVP_aes_128_cfb128()
+        case 24: cipher = EVP_aes_192_cfb128()
+        case 32: cipher = EVP_aes_256_cfb128()
+        default: throw VouchError(.invalidValue, "AES key must be 128, 192 or 256 bits", context: ["got": "\(key.count * 8)"])
+        }
+        let ctx = try notNil(EVP_CIPHER_CTX_new(), "EVP_CIPHER_CTX_new")
+        defer { EVP_CIPHER_CTX_free(ctx) }
+        let iv = [UInt8](repeating: 0, count: 16)
+        try check(EVP_CipherInit_ex(ctx, cipher, nil, key, iv, encrypt ? 1 : 0), "EVP_CipherInit_ex")
+        var out = [UInt8](repeating: 0, count: input.count + 16)
+        var n: Int32 = 0
+        var total = 0
+        try check(EVP_CipherUpdate(ctx, &out, &n, input, Int32(input.count)), "EVP_CipherUpdate")
+        total = Int(n)
+        try out.withUnsafeMutableBufferPointer { buf in
+            try check(EVP_CipherFinal_ex(ctx, buf.baseAddress! + total, &n), "EVP_CipherFinal_ex")
+        }
+        total += Int(n)
+        return Array(out.prefix(total))
+    }
+
+    /// KDFa (TPM 2.0 Part 1, 11.4.10.2): SP 800-108 counter-mode KDF with HMAC.
+    /// `label` is given without its terminating zero; the zero octet is added here.
+    public static func kdfa(_ alg: HashAlg, key: [UInt8], label: String, contextU: [UInt8], contextV: [UInt8], bits: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var counter: UInt32 = 1
+        let bytesNeeded = (bits + 7) / 8
+        while out.count < bytesNeeded {
+            var w = ByteWriter()
+            w.u32(counter)
+            w.raw(Array(label.utf8))
+            w.u8(0)
+            w.raw(contextU)
+            w.raw(contextV)
+            w.u32(UInt32(bits))
+            out += hmac(alg, key: key, w.bytes)
+            counter += 1
+        }
+        return Array(out.prefix(bytesNeeded))
+    }
+}

@@ -1,0 +1,216 @@
+internal import COpenSSL
+internal import CVouchShims
+import VouchCore
+import VouchTPMWire
+
+/// Signature schemes an attestation key or agent key may use.
+public enum SignatureScheme: String, Sendable, Codable {
+    case rsassa, rsapss, ecdsa
+}
+
+/// A public key (EVP_PKEY). Immutable after creation; OpenSSL allows concurrent verify on one key.
+public final class PublicKey: @unchecked Sendable {
+    let pkey: OpaquePointer
+
+    init(owning pkey: OpaquePointer) { self.pkey = pkey }
+    deinit { EVP_PKEY_free(pkey) }
+
+    /// Builds the key a TPM public area describes (RSA modulus/exponent or ECC point).
+    public convenience init(tpmPublic: TPMTPublic) throws {
+        switch tpmPublic.key {
+        case let .rsa(modulus, exponent, _):
+            try self.init(owning: PublicKey.fromParams(type: "RSA") { bld in
+                let n = try notNil(BN_bin2bn(modulus, Int32(modulus.count), nil), "BN_bin2bn")
+                let e = try notNil(BN_new(), "BN_new")
+                try check(BN_set_word(e, UInt(exponent)), "BN_set_word")
+                try check(OSSL_PARAM_BLD_push_BN(bld, ParamName.n, n), "OSSL_PARAM_BLD_push_BN")
+                try check(OSSL_PARAM_BLD_push_BN(bld, ParamName.e, e), "OSSL_PARAM_BLD_push_BN")
+                return { BN_free(n); BN_free(e) }
+            })
+        case let .ecc(curve, x, y):
+            let group: String
+            switch curve {
+            case .nistP256: group = "prime256v1"
+            case .nistP384: group = "secp384r1"
+            case .nistP521: group = "secp521r1"
+            }
+            let point = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 1 + x.count + y.count)
+            _ = point.initialize(from: [0x04] + x + y)
+            let groupC = strdup(group)!
+            try self.init(owning: PublicKey.fromParams(type: "EC") { bld in
+                try check(OSSL_PARAM_BLD_push_utf8_string(bld, ParamName.group, groupC, 0), "OSSL_PARAM_BLD_push_utf8_string")
+                try check(OSSL_PARAM_BLD_push_octet_string(bld, ParamName.pub, point.baseAddress, point.count), "OSSL_PARAM_BLD_push_octet_string")
+                return { point.deallocate(); free(groupC) }
+            })
+        }
+    }
+
+    /// Runs `push` to fill a parameter builder, converts to params (while the pushed buffers are
+    /// still alive), then frees them through the returned cleanup.
+    private static func fromParams(type: String, _ push: (OpaquePointer) throws -> () -> Void) throws -> OpaquePointer {
+        let bld = try notNil(OSSL_PARAM_BLD_new(), "OSSL_PARAM_BLD_new")
+        defer { OSSL_PARAM_BLD_free(bld) }
+        let cleanup = try push(bld)
+        defer { cleanup() }
+        let params = try notNil(OSSL_PARAM_BLD_to_param(bld), "OSSL_PARAM_BLD_to_param")
+        defer { OSSL_PARAM_free(params) }
+        let ctx = try notNil(EVP_PKEY_CTX_new_from_name(nil, type, nil), "EVP_PKEY_CTX_new_from_name")
+        defer { EVP_PKEY_CTX_free(ctx) }
+        try check(EVP_PKEY_fromdata_init(ctx), "EVP_PKEY_fromdata_init")
+        var pkey: OpaquePointer? = nil
+        try check(EVP_PKEY_fromdata(ctx, &pkey, vouch_EVP_PKEY_PUBLIC_KEY, params), "EVP_PKEY_fromdata")
+        return try notNil(pkey, "EVP_PKEY_fromdata")
+    }
+
+    /// Parses a DER SubjectPublicKeyInfo.
+    public convenience init(spkiDER: [UInt8]) throws {
+        let key: OpaquePointer? = spkiDER.withUnsafeBufferPointer { buf in
+            var p: UnsafePointer<UInt8>? = buf.baseAddress
+            return d2i_PUBKEY(nil, &p, buf.count)
+        }
+        self.init(owning: try notNil(key, "d2i_PUBKEY"))
+    }
+
+    /// Parses a PEM `PUBLIC KEY`.
+    public convenience init(pem: String) throws {
+        let bio = try MemoryBIO(Array(pem.utf8))
+        self.init(owning: try notNil(PEM_read_bio_PUBKEY(bio.bio, nil, nil, nil), "PEM_read_bio_PUBKEY"))
+    }
+
+    public var spkiDER: [UInt8] {
+        get throws { try derEncode("i2d_PUBKEY") { i2d_PUBKEY(pkey, $0) } }
+    }
+
+    public var pem: String {
+        get throws {
+            let bio = try MemoryBIO()
+            try check(PEM_write_bio_PUBKEY(bio.bio, pkey), "PEM_write_bio_PUBKEY")
+            return bio.string
+        }
+    }
+
+    public var isRSA: Bool { EVP_PKEY_is_a(pkey, "RSA") == 1 }
+    public var isEC: Bool { EVP_PKEY_is_a(pkey, "EC") == 1 }
+    public var bits: Int { Int(EVP_PKEY_get_bits(pkey)) }
+
+    public func isEqual(to other: PublicKey) -> Bool { EVP_PKEY_eq(pkey, other.pkey) == 1 }
+
+    /// Verifies `signature` over `message`. Returns true only when OpenSSL says exactly 1;
+    /// every error, mismatch of key type and scheme, or malformed signature is false.
+    /// For `.ecdsa`, `signature` is a DER ECDSA-Sig-Value.
+    public func verify(message: [UInt8], signature: [UInt8], scheme: SignatureScheme, hash: HashAlg) -> Bool {
+        switch scheme {
+        case .rsassa, .rsapss: guard isRSA else { return false }
+        case .ecdsa: guard isEC else { return false }
+        }
+        guard let md = EVP_MD_CTX_new() else { return false }
+        defer { EVP_MD_CTX_free(md) }
+        var pctx: OpaquePointer? = nil
+        guard EVP_DigestVerifyInit(md, &pctx, evpMD(hash), nil, pkey) == 1 else { ERR_clear_error(); return false }
+        switch scheme {
+        case .rsassa:
+            guard EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 else { return false }
+        case .rsapss:
+            guard EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1,
+                  EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_AUTO) == 1 else { return false }
+        case .ecdsa:
+            break
+        }
+        let rc = EVP_DigestVerify(md, signature, signature.count, message, message.count)
+        ERR_clear_error()
+        return rc == 1
+    }
+
+    /// RSA-OAEP encryption with a label (the TPM's label convention includes the final zero octet).
+    public func rsaOAEPEncrypt(_ plaintext: [UInt8], hash: HashAlg, label: [UInt8]) throws -> [UInt8] {
+        guard isRSA else { throw VouchError(.invalidValue, "OAEP needs an RSA key") }
+        let ctx = try notNil(EVP_PKEY_CTX_new_from_pkey(nil, pkey, nil), "EVP_PKEY_CTX_new_from_pkey")
+        defer { EVP_PKEY_CTX_free(ctx) }
+        try check(EVP_PKEY_encrypt_init(ctx), "EVP_PKEY_encrypt_init")
+        try check(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING), "EVP_PKEY_CTX_set_rsa_padding")
+        try check(EVP_PKEY_CTX_set_rsa_oaep_md(ctx, evpMD(hash)), "EVP_PKEY_CTX_set_rsa_oaep_md")
+        try check(EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, evpMD(hash)), "EVP_PKEY_CTX_set_rsa_mgf1_md")
+        // set0 takes ownership of the label: hand it an OpenSSL allocation.
+        let owned = try notNil(vouch_openssl_malloc(label.count), "OPENSSL_malloc")
+        owned.copyMemory(from: label, byteCount: label.count)
+        guard EVP_PKEY_CTX_set0_rsa_oaep_label(ctx, owned, Int32(label.count)) > 0 else {
+            vouch_openssl_free(owned)
+            throw opensslError("EVP_PKEY_CTX_set0_rsa_oaep_label")
+        }
+        var outLen = 0
+        try check(EVP_PKEY_encrypt(ctx, nil, &outLen, plaintext, plaintext.count), "EVP_PKEY_encrypt")
+        var out = [UInt8](repeating: 0, count: outLen)
+        try check(EVP_PKEY_encrypt(ctx, &out, &outLen, plaintext, plaintext.count), "EVP_PKEY_encrypt")
+        return Array(out.prefix(outLen))
+    }
+}
+
+/// OSSL_PARAM_BLD keeps the key-name pointers until OSSL_PARAM_BLD_to_param: they must outlive
+/// the call, so they are allocated once and never freed.
+private enum ParamName {
+    nonisolated(unsafe) static let n = UnsafePointer(strdup("n")!)
+    nonisolated(unsafe) static let e = UnsafePointer(strdup("e")!)
+    nonisolated(unsafe) static let group = UnsafePointer(strdup("group")!)
+    nonisolated(unsafe) static let pub = UnsafePointer(strdup("pub")!)
+}
+
+/// DER ECDSA-Sig-Value from the raw r and s a TPM returns.
+public func ecdsaSignatureDER(r: [UInt8], s: [UInt8]) throws -> [UInt8] {
+    let sig = try notNil(ECDSA_SIG_new(), "ECDSA_SIG_new")
+    defer { ECDSA_SIG_free(sig) }
+    let br = try notNil(BN_bin2bn(r, Int32(r.count), nil), "BN_bin2bn")
+    guard let bs = BN_bin2bn(s, Int32(s.count), nil) else { BN_free(br); throw opensslError("BN_bin2bn") }
+    guard ECDSA_SIG_set0(sig, br, bs) == 1 else { BN_free(br); BN_free(bs); throw opensslError("ECDSA_SIG_set0") }
+    return try derEncode("i2d_ECDSA_SIG") { i2d_ECDSA_SIG(sig, $0) }
+}
+
+/// A private key (EVP_PKEY) for the CA or an agent. Never logged; PEM export is explicit.
+public final class PrivateKey: @unchecked Sendable {
+    let pkey: OpaquePointer
+
+    init(owning pkey: OpaquePointer) { self.pkey = pkey }
+    deinit { EVP_PKEY_free(pkey) }
+
+    public enum KeyType: String, Sendable { case p256 = "P-256", p384 = "P-384" }
+
+    /// Generates a fresh EC key on `type`'s curve.
+    public static func generate(_ type: KeyType = .p256) throws -> PrivateKey {
+        let ctx = try notNil(EVP_PKEY_CTX_new_from_name(nil, "EC", nil), "EVP_PKEY_CTX_new_from_name")
+        defer { EVP_PKEY_CTX_free(ctx) }
+        try check(EVP_PKEY_keygen_init(ctx), "EVP_PKEY_keygen_init")
+        try check(EVP_PKEY_CTX_set_group_name(ctx, type.rawValue), "EVP_PKEY_CTX_set_group_name")
+        var pkey: OpaquePointer? = nil
+        try check(EVP_PKEY_generate(ctx, &pkey), "EVP_PKEY_generate")
+        return PrivateKey(owning: try notNil(pkey, "EVP_PKEY_generate"))
+    }
+
+    public convenience init(pem: String) throws {
+        let bio = try MemoryBIO(Array(pem.utf8))
+        self.init(owning: try notNil(PEM_read_bio_PrivateKey(bio.bio, nil, nil, nil), "PEM_read_bio_PrivateKey"))
+    }
+
+    /// PKCS#8 PEM. Callers write it with mode 0600.
+    public var pem: String {
+        get throws {
+            let bio = try MemoryBIO()
+            try check(PEM_write_bio_PrivateKey(bio.bio, pkey, nil, nil, 0, nil, nil), "PEM_write_bio_PrivateKey")
+            return bio.string
+        }
+    }
+
+    public var publicKey: PublicKey {
+        get throws { try PublicKey(spkiDER: try derEncode("i2d_PUBKEY") { i2d_PUBKEY(pkey, $0) }) }
+    }
+
+    /// Signs `message` (hashed with `hash`); ECDSA output is DER.
+    public func sign(_ message: [UInt8], hash: HashAlg = .sha256) throws -> [UInt8] {
+        let md = try notNil(EVP_MD_CTX_new(), "EVP_MD_CTX_new")
+        defer { EVP_MD_CTX_free(md) }
+        try check(EVP_DigestSignInit(md, nil, evpMD(hash), nil, pkey), "EVP_DigestSignInit")
+        var len = 0
+        try check(EVP_DigestSign(md, nil, &len, message, message.count), "EVP_DigestSign")
+        var out = [UInt8](repeating: 0, count: len)
+        try check(EVP_DigestSign(md, &out, &len, message, message.count), "EVP_DigestSign")
+        return Array(out.prefix(len))
+    }
+}

@@ -1,0 +1,266 @@
+internal import CTSS2
+internal import CVouchShims
+import Foundation
+import VouchCore
+import VouchTPMWire
+
+/// The one place tss2 return codes become typed errors (decoded with Tss2_RC_Decode).
+func tss(_ rc: TSS2_RC, _ operation: String) throws {
+    guard rc == 0 else {
+        let text = Tss2_RC_Decode(rc).map { String(cString: $0) } ?? "unknown"
+        let layerless = rc & 0xffff
+        let transient = layerless == vouch_TPM2_RC_RETRY || layerless == vouch_TPM2_RC_YIELDED || layerless == vouch_TPM2_RC_TESTING
+        throw VouchError(.tpm, "\(operation) failed: \(text)",
+                         context: ["rc": String(format: "0x%08x", rc), "operation": operation, "transient": transient ? "true" : "false"])
+    }
+}
+
+/// A loaded TPM object (transient handle) owned by a `TPMDevice`.
+public struct TPMObject: Sendable, Hashable {
+    let handle: UInt32
+}
+
+/// A connection to a TPM through ESYS and a TCTI (`swtpm:host=…,port=…`, `device:/dev/tpmrm0`, …).
+/// Not thread-safe: confine one device to one thread or serialize access. Transient objects it
+/// creates are flushed when it is closed.
+public final class TPMDevice {
+    private var ctx: OpaquePointer?
+    private var tcti: OpaquePointer?
+    private var transients: Set<UInt32> = []
+    public let tctiConfig: String
+
+    public init(tcti config: String) throws {
+        tctiConfig = config
+        var t: OpaquePointer? = nil
+        try tss(Tss2_TctiLdr_Initialize(config, &t), "Tss2_TctiLdr_Initialize(\(config))")
+        tcti = t
+        var c: OpaquePointer? = nil
+        do {
+            try tss(Esys_Initialize(&c, t, nil), "Esys_Initialize")
+        } catch {
+            Tss2_TctiLdr_Finalize(&tcti)
+            throw error
+        }
+        ctx = c
+        // Without a resource manager (simulators), objects leaked by a crashed process stay loaded
+        // and exhaust the TPM's few object slots: clear them on open.
+        if config.hasPrefix("swtpm") || config.hasPrefix("mssim") {
+            try flushAllTransient()
+        }
+    }
+
+    deinit { close() }
+
+    public func close() {
+        guard ctx != nil else { return }
+        for h in transients { _ = Esys_FlushContext(ctx, h) }
+        transients.removeAll()
+        Esys_Finalize(&ctx)
+        Tss2_TctiLdr_Finalize(&tcti)
+    }
+
+    private func flushAllTransient() throws {
+        var more: TPMI_YES_NO = 0
+        var data: UnsafeMutablePointer<TPMS_CAPABILITY_DATA>? = nil
+        try tss(Esys_GetCapability(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, 0x8000_0000, 64, &more, &data), "Esys_GetCapability(handles)")
+        defer { Esys_Free(data) }
+        guard let data else { return }
+        let handles = withUnsafeBytes(of: data.pointee.data.handles.handle) { raw in
+            Array(raw.bindMemory(to: UInt32.self).prefix(Int(data.pointee.data.handles.count)))
+        }
+        for tpmHandle in handles {
+            var tr: ESYS_TR = ESYS_TR_NONE
+            if Esys_TR_FromTPMPublic(ctx, tpmHandle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr) == 0 {
+                _ = Esys_FlushContext(ctx, tr)
+            }
+        }
+    }
+
+    // MARK: Endorsement key
+
+    /// Reads the RSA EK certificate (DER) from its NV index.
+    public func readEKCertificate(nvIndex: UInt32 = TPMConstants.rsaEKCertNVIndex) throws -> [UInt8] {
+        var nv: ESYS_TR = ESYS_TR_NONE
+        try tss(Esys_TR_FromTPMPublic(ctx, nvIndex, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv), "Esys_TR_FromTPMPublic(EK cert index)")
+        defer { _ = Esys_TR_Close(ctx, &nv) }
+        var pub: UnsafeMutablePointer<TPM2B_NV_PUBLIC>? = nil
+        var name: UnsafeMutablePointer<TPM2B_NAME>? = nil
+        try tss(Esys_NV_ReadPublic(ctx, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name), "Esys_NV_ReadPublic")
+        let size = Int(pub!.pointee.nvPublic.dataSize)
+        Esys_Free(pub); Esys_Free(name)
+        var out: [UInt8] = []
+        while out.count < size {
+            let chunk = UInt16(min(512, size - out.count))
+            var data: UnsafeMutablePointer<TPM2B_MAX_NV_BUFFER>? = nil
+            try tss(Esys_NV_Read(ctx, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, chunk, UInt16(out.count), &data), "Esys_NV_Read")
+            out += withUnsafeBytes(of: data!.pointee.buffer) { Array($0.prefix(Int(data!.pointee.size))) }
+            Esys_Free(data)
+        }
+        return trimDER(out)
+    }
+
+    /// NV indices are often larger than the certificate: keep exactly the outer DER SEQUENCE.
+    private func trimDER(_ b: [UInt8]) -> [UInt8] {
+        guard b.count >= 4, b[0] == 0x30 else { return b }
+        if b[1] < 0x80 { return Array(b.prefix(2 + Int(b[1]))) }
+        let n = Int(b[1] & 0x7f)
+        guard n <= 3, b.count >= 2 + n else { return b }
+        var len = 0
+        for i in 0..<n { len = len << 8 | Int(b[2 + i]) }
+        return Array(b.prefix(min(b.count, 2 + n + len)))
+    }
+
+    /// The EK persisted at `handle` and its public area (TPM2B_PUBLIC bytes).
+    public func endorsementKey(handle: UInt32 = TPMConstants.rsaEKPersistentHandle) throws -> (TPMObject, [UInt8]) {
+        var tr: ESYS_TR = ESYS_TR_NONE
+        do {
+            try tss(Esys_TR_FromTPMPublic(ctx, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr), "Esys_TR_FromTPMPublic(EK)")
+        } catch let e as VouchError {
+            throw VouchError(.tpm, "no endorsement key is persisted at 0x\(String(handle, radix: 16)); provision one (tpm2_createek -c 0x\(String(handle, radix: 16)))", context: e.context)
+        }
+        return (TPMObject(handle: tr), try readPublic(TPMObject(handle: tr)))
+    }
+
+    public func readPublic(_ object: TPMObject) throws -> [UInt8] {
+        var pub: UnsafeMutablePointer<TPM2B_PUBLIC>? = nil
+        var name: UnsafeMutablePointer<TPM2B_NAME>? = nil
+        var qn: UnsafeMutablePointer<TPM2B_NAME>? = nil
+        try tss(Esys_ReadPublic(ctx, object.handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name, &qn), "Esys_ReadPublic")
+        defer { Esys_Free(pub); Esys_Free(name); Esys_Free(qn) }
+        return try marshal(pub!) { Tss2_MU_TPM2B_PUBLIC_Marshal($0, $1, $2, $3) }
+    }
+
+    // MARK: Attestation key
+
+    /// Creates the AK as a primary key in the endorsement hierarchy. Primary keys derive from the
+    /// endorsement seed and the template, so the same AK comes back every time until the seed changes.
+    public func createAttestationKey(_ kind: KeyTemplates.AKKind) throws -> (TPMObject, [UInt8]) {
+        var w = ByteWriter()
+        w.sized(KeyTemplates.attestationKey(kind))
+        var inPublic = TPM2B_PUBLIC()
+        try unmarshal(w.bytes, &inPublic) { Tss2_MU_TPM2B_PUBLIC_Unmarshal($0, $1, $2, $3) }
+        var sensitive = TPM2B_SENSITIVE_CREATE()
+        var outside = TPM2B_DATA()
+        var pcrs = TPML_PCR_SELECTION()
+        var handle: ESYS_TR = ESYS_TR_NONE
+        var outPublic: UnsafeMutablePointer<TPM2B_PUBLIC>? = nil
+        var creationData: UnsafeMutablePointer<TPM2B_CREATION_DATA>? = nil
+        var creationHash: UnsafeMutablePointer<TPM2B_DIGEST>? = nil
+        var ticket: UnsafeMutablePointer<TPMT_TK_CREATION>? = nil
+        try tss(Esys_CreatePrimary(ctx, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                   &sensitive, &inPublic, &outside, &pcrs, &handle, &outPublic, &creationData, &creationHash, &ticket),
+                "Esys_CreatePrimary(AK)")
+        defer { Esys_Free(outPublic); Esys_Free(creationData); Esys_Free(creationHash); Esys_Free(ticket) }
+        transients.insert(handle)
+        return (TPMObject(handle: handle), try marshal(outPublic!) { Tss2_MU_TPM2B_PUBLIC_Marshal($0, $1, $2, $3) })
+    }
+
+    public func flush(_ object: TPMObject) {
+        guard transients.remove(object.handle) != nil else { return }
+        _ = Esys_FlushContext(ctx, object.handle)
+    }
+
+    /// TPM2_ActivateCredential: unwraps a credential made for `ak` under `ek`. The EK's policy
+    /// (PolicySecret over the endorsement hierarchy) is satisfied with a policy session.
+    public func activateCredential(ak: TPMObject, ek: TPMObject, credentialBlob: [UInt8], encryptedSecret: [UInt8]) throws -> [UInt8] {
+        var blob = TPM2B_ID_OBJECT()
+        try unmarshal(credentialBlob, &blob) { Tss2_MU_TPM2B_ID_OBJECT_Unmarshal($0, $1, $2, $3) }
+        var secret = TPM2B_ENCRYPTED_SECRET()
+        try unmarshal(encryptedSecret, &secret) { Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal($0, $1, $2, $3) }
+
+        var session: ESYS_TR = ESYS_TR_NONE
+        var sym = TPMT_SYM_DEF()
+        sym.algorithm = TPM2_ALG_NULL
+        try tss(Esys_StartAuthSession(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                      nil, TPM2_SE(TPM2_SE_POLICY), &sym, TPM2_ALG_SHA256, &session), "Esys_StartAuthSession")
+        defer { _ = Esys_FlushContext(ctx, session) }
+        var timeout: UnsafeMutablePointer<TPM2B_TIMEOUT>? = nil
+        var policyTicket: UnsafeMutablePointer<TPMT_TK_AUTH>? = nil
+        try tss(Esys_PolicySecret(ctx, ESYS_TR_RH_ENDORSEMENT, session, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                  nil, nil, nil, 0, &timeout, &policyTicket), "Esys_PolicySecret")
+        Esys_Free(timeout); Esys_Free(policyTicket)
+        var certInfo: UnsafeMutablePointer<TPM2B_DIGEST>? = nil
+        try tss(Esys_ActivateCredential(ctx, ak.handle, ek.handle, ESYS_TR_PASSWORD, session, ESYS_TR_NONE, &blob, &secret, &certInfo),
+                "Esys_ActivateCredential")
+        defer { Esys_Free(certInfo) }
+        return withUnsafeBytes(of: certInfo!.pointee.buffer) { Array($0.prefix(Int(certInfo!.pointee.size))) }
+    }
+
+    // MARK: Quotes and PCRs
+
+    /// TPM2_Quote with the AK's own scheme. Returns the raw TPMS_ATTEST and the marshaled TPMT_SIGNATURE.
+    public func quote(ak: TPMObject, qualifyingData: [UInt8], selection: PCRSelection) throws -> (attest: [UInt8], signature: [UInt8]) {
+        var qd = TPM2B_DATA()
+        var w = ByteWriter()
+        w.sized(qualifyingData)
+        try unmarshal(w.bytes, &qd) { Tss2_MU_TPM2B_DATA_Unmarshal($0, $1, $2, $3) }
+        var sel = TPML_PCR_SELECTION()
+        try unmarshal(selection.marshaled, &sel) { Tss2_MU_TPML_PCR_SELECTION_Unmarshal($0, $1, $2, $3) }
+        var scheme = TPMT_SIG_SCHEME()
+        scheme.scheme = TPM2_ALG_NULL
+        var quoted: UnsafeMutablePointer<TPM2B_ATTEST>? = nil
+        var sig: UnsafeMutablePointer<TPMT_SIGNATURE>? = nil
+        try tss(Esys_Quote(ctx, ak.handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &qd, &scheme, &sel, &quoted, &sig), "Esys_Quote")
+        defer { Esys_Free(quoted); Esys_Free(sig) }
+        let attest = withUnsafeBytes(of: quoted!.pointee.attestationData) { Array($0.prefix(Int(quoted!.pointee.size))) }
+        let sigBytes = try marshal(sig!) { Tss2_MU_TPMT_SIGNATURE_Marshal($0, $1, $2, $3) }
+        return (attest, sigBytes)
+    }
+
+    /// Reads every PCR in `selection` (TPM2_PCR_Read returns at most 8 per call).
+    public func readPCRs(_ selection: PCRSelection) throws -> PCRValues {
+        var values = PCRValues()
+        var pending = selection
+        var guardCount = 0
+        while pending.banks.contains(where: { !$0.pcrs.isEmpty }) {
+            guardCount += 1
+            guard guardCount < 64 else { throw VouchError(.tpm, "TPM2_PCR_Read made no progress") }
+            var sel = TPML_PCR_SELECTION()
+            try unmarshal(pending.marshaled, &sel) { Tss2_MU_TPML_PCR_SELECTION_Unmarshal($0, $1, $2, $3) }
+            var counter: UInt32 = 0
+            var outSel: UnsafeMutablePointer<TPML_PCR_SELECTION>? = nil
+            var digests: UnsafeMutablePointer<TPML_DIGEST>? = nil
+            try tss(Esys_PCR_Read(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &sel, &counter, &outSel, &digests), "Esys_PCR_Read")
+            defer { Esys_Free(outSel); Esys_Free(digests) }
+            var r = ByteReader(try marshal(outSel!) { Tss2_MU_TPML_PCR_SELECTION_Marshal($0, $1, $2, $3) })
+            let got = try PCRSelection(from: &r)
+            var d = ByteReader(try marshal(digests!) { Tss2_MU_TPML_DIGEST_Marshal($0, $1, $2, $3) })
+            let count = Int(try d.u32("TPML_DIGEST.count"))
+            var list: [[UInt8]] = []
+            for i in 0..<count { list.append(try d.sized("digests[\(i)]", max: 64)) }
+            var k = 0
+            var progressed = false
+            for bank in got.banks {
+                for pcr in bank.pcrs where k < list.count {
+                    values.values[bank.hash, default: [:]][pcr] = list[k]
+                    k += 1
+                    progressed = true
+                }
+            }
+            guard progressed else { throw VouchError(.tpm, "TPM does not have the requested PCR bank", context: ["selection": "\(pending.banks.map { $0.hash.rawValue })"]) }
+            pending = PCRSelection(banks: pending.banks.map { b in
+                PCRBankSelection(hash: b.hash, pcrs: b.pcrs.filter { values.values[b.hash]?[$0] == nil })
+            })
+        }
+        return values
+    }
+
+    // MARK: marshaling helpers
+
+    private func marshal<T>(_ value: UnsafeMutablePointer<T>, _ fn: (UnsafePointer<T>, UnsafeMutablePointer<UInt8>, Int, UnsafeMutablePointer<Int>) -> TSS2_RC) throws -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: MemoryLayout<T>.size + 64)
+        var offset = 0
+        let rc = buf.withUnsafeMutableBufferPointer { fn(UnsafePointer(value), $0.baseAddress!, $0.count, &offset) }
+        try tss(rc, "Tss2_MU marshal \(T.self)")
+        return Array(buf.prefix(offset))
+    }
+
+    private func unmarshal<T>(_ bytes: [UInt8], _ out: inout T, _ fn: (UnsafePointer<UInt8>, Int, UnsafeMutablePointer<Int>, UnsafeMutablePointer<T>) -> TSS2_RC) throws {
+        var offset = 0
+        let rc = bytes.withUnsafeBufferPointer { b in withUnsafeMutablePointer(to: &out) { fn(b.baseAddress!, b.count, &offset, $0) } }
+        try tss(rc, "Tss2_MU unmarshal \(T.self)")
+        guard offset == bytes.count else {
+            throw VouchError(.trailingBytes, "bytes left after unmarshaling \(T.self)", context: ["offset": "\(offset)", "got": "\(bytes.count)"])
+        }
+    }
+}

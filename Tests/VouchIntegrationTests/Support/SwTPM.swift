@@ -1,0 +1,44 @@
+import Foundation
+
+/// A software TPM 2.0 (swtpm) manufactured for the test with its own local CA: an RSA EK at
+/// 0x81010001 with an EK certificate in NV, signed by a CA that exists only in `dir/ca`.
+final class SwTPM {
+    let dir: URL
+    let port: UInt16
+    private var server: BackgroundProcess?
+
+    var tcti: String { "swtpm:host=127.0.0.1,port=\(port)" }
+    /// Root and intermediate of this TPM's local CA: the EK trust anchors for this test.
+    var caDir: URL { dir.appendingPathComponent("ca") }
+    var rootCA: URL { caDir.appendingPathComponent("swtpm-localca-rootca-cert.pem") }
+    var issuerCA: URL { caDir.appendingPathComponent("issuercert.pem") }
+
+    init() throws {
+        dir = try TestEnv.tempDir("vouch-swtpm")
+        let r = try TestEnv.run(TestEnv.packageRoot.appendingPathComponent("scripts/swtpm-manufacture.sh").path, [dir.path])
+        guard r.status == 0 else { throw NSError(domain: "swtpm_setup", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.stderr + r.stdout]) }
+        port = TestEnv.freePorts(2)
+        try start()
+    }
+
+    func start() throws {
+        server = try BackgroundProcess("/usr/bin/swtpm", [
+            "socket", "--tpm2", "--tpmstate", "dir=\(dir.appendingPathComponent("state").path)",
+            "--server", "type=tcp,port=\(port),bindaddr=127.0.0.1", "--ctrl", "type=tcp,port=\(port + 1),bindaddr=127.0.0.1",
+            "--flags", "not-need-init,startup-clear",
+        ], log: dir.appendingPathComponent("swtpm.log"))
+        guard TestEnv.waitForPort(port) else { throw NSError(domain: "swtpm", code: 1, userInfo: [NSLocalizedDescriptionKey: "swtpm did not start"]) }
+    }
+
+    func stop() { server?.stop(); server = nil }
+
+    /// Runs a tpm2-tools command against this TPM.
+    func tools(_ tool: String, _ args: [String]) throws -> TestEnv.RunResult {
+        try TestEnv.run(tool, args, env: ["TPM2TOOLS_TCTI": tcti])
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
