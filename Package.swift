@@ -46,7 +46,7 @@ let package = Package(
         // Thin wrappers, one C library each
         .target(name: "VouchCrypto", dependencies: ["VouchCore", "VouchTPMWire", "COpenSSL", "CVouchShims"]),
         .target(name: "VouchTPM", dependencies: ["VouchCore", "VouchTPMWire", "CTSS2", "CVouchShims"]),
-        .target(name: "VouchStore", dependencies: ["VouchCore", "CSQLite", "CVouchShims"]),
+        .target(name: "VouchStore", dependencies: ["VouchCore", "VouchBroker", "CSQLite", "CVouchShims"]),
         .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "CMicroHTTPD", "CVouchShims"]),
         .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
         .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),

@@ -21,3 +21,7 @@ struct MHD_Daemon *vouch_mhd_start(unsigned int flags, uint16_t port,
                             MHD_OPTION_ARRAY, options, MHD_OPTION_END);
 }
 void *vouch_openssl_malloc(size_t n) { return OPENSSL_malloc(n); }
+CURLcode vouch_curl_setopt_write_header(CURL *h, size_t (*cb)(char *, size_t, size_t, void *), void *ctx) {
+    CURLcode rc = curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cb);
+    return rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_HEADERDATA, ctx);
+}

@@ -54,3 +54,11 @@ public enum CredentialProtection {
         return w.bytes
     }
 }
+
+/// How an enrollment quote binds the challenge and the agent's key.
+public enum EnrollmentBinding {
+    /// SHA-256(nonce ‖ SHA-256(DER SubjectPublicKeyInfo of the agent key)): the quote's qualifying data.
+    public static func qualifyingData(nonce: [UInt8], agentSPKI: [UInt8]) -> [UInt8] {
+        Crypto.sha256(nonce + Crypto.sha256(agentSPKI))
+    }
+}

@@ -1,1 +1,79 @@
-print("todo")
+// vouchd: the Vouch broker. Wires configuration, store, CA, policy and the HTTPS API together.
+import Foundation
+import VouchAttestation
+import VouchBroker
+import VouchCore
+import VouchCrypto
+import VouchHTTPServer
+import VouchPolicy
+import VouchStore
+import VouchYAML
+
+let usage = """
+usage: vouchd --data-dir DIR --policy FILE --ek-roots DIR [options]
+  --data-dir DIR        state: SQLite store (vouch.db), admin.token, ca/ (created on first start)
+  --policy FILE         trust policy (YAML or JSON, see docs/policy.md)
+  --ek-roots DIR        TPM manufacturer CA certificates (PEM) that EK certificates must chain to
+  --listen ADDR         IPv4 address to serve on (default 127.0.0.1)
+  --port N              HTTPS port (default 8443)
+  --ca-dir DIR          issuing CA (ca.pem, ca.key); default DATA-DIR/ca
+  --trust-domain NAME   SPIFFE trust domain (default vouch.local)
+  --public-url URL      URL relying parties reach this broker at (default https://ADDR:PORT)
+  --challenge-ttl DUR   lifetime of an enrollment nonce (default 60s)
+  --crl-validity DUR    CRL nextUpdate - thisUpdate (default 5m)
+"""
+
+func fail(_ message: String, code: Int32 = 2) -> Never {
+    FileHandle.standardError.write(Data("vouchd: \(message)\n".utf8))
+    exit(code)
+}
+
+let args: Arguments
+do {
+    args = try Arguments(Array(CommandLine.arguments.dropFirst()),
+                         options: ["data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl", "crl-validity"],
+                         flags: ["help"])
+} catch { fail("\(error)\n\(usage)") }
+if args.has("help") { print(usage); exit(0) }
+
+do {
+    let clock = SystemClock()
+    let dataDir = try args.required("data-dir")
+    try Files.makeDirectory(dataDir)
+    let listen = args["listen"] ?? "127.0.0.1"
+    guard let port = UInt16(args["port"] ?? "8443"), port > 0 else { fail("--port must be 1-65535") }
+    let trustDomain = args["trust-domain"] ?? "vouch.local"
+    guard trustDomain.range(of: "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", options: .regularExpression) != nil else {
+        fail("--trust-domain must be a lowercase DNS name")
+    }
+    let publicURL = args["public-url"] ?? "https://\(listen):\(port)"
+
+    let policyPath = try args.required("policy")
+    let policyBytes = try Files.read(policyPath)
+    let policy = try PolicyDecoder.decode(YAMLParser.parse(policyBytes, file: policyPath), sha256: Hex.encode(Crypto.sha256(policyBytes)))
+    let ekTrust = try EKTrustStore(directory: URL(fileURLWithPath: try args.required("ek-roots")))
+
+    let (ca, created) = try BrokerBootstrap.loadOrCreateCA(directory: args["ca-dir"] ?? dataDir + "/ca", commonName: "Vouch CA \(trustDomain)", clock: clock)
+    if created { Runtime.log("created issuing CA \(ca.certificate.subject)") }
+    let token = try BrokerBootstrap.loadOrCreateAdminToken(path: dataDir + "/admin.token")
+    if token.created { Runtime.log("created admin token in \(dataDir)/admin.token (mode 0600)") }
+    let tls = try BrokerBootstrap.serverTLS(ca: ca, dnsNames: ["localhost"], ipAddresses: Array(Set(["127.0.0.1", listen])).sorted(), clock: clock)
+
+    var config = BrokerConfig(trustDomain: trustDomain)
+    config.crlURL = publicURL + "/v1/crl"
+    if let t = args["challenge-ttl"] { config.challengeTTL = try parseDuration(t, field: "--challenge-ttl") }
+    if let v = args["crl-validity"] { config.crlValidity = try parseDuration(v, field: "--crl-validity") }
+
+    let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db")
+    let service = BrokerService(config: config, policy: policy, store: store, signer: ca, ekTrust: ekTrust, clock: clock, log: Runtime.log)
+    _ = try service.currentCRL()
+    let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], log: Runtime.log)
+    let server = try HTTPServer(listen: .tls(host: listen, port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
+                                handler: api.httpHandler)
+    Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policy \(policy.name) v\(policy.version), \(ekTrust.anchors.count) EK root(s))")
+    Runtime.waitForTermination()
+    server.stop()
+    Runtime.log("vouchd stopped")
+} catch {
+    fail("\(error)", code: 1)
+}

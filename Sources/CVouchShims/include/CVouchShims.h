@@ -42,3 +42,4 @@ static const int vouch_EVP_PKEY_PUBLIC_KEY = EVP_PKEY_PUBLIC_KEY;
 void *vouch_openssl_malloc(size_t n);
 #include <openssl/x509.h>
 static const unsigned long vouch_XN_FLAG_RFC2253 = XN_FLAG_RFC2253;
+CURLcode vouch_curl_setopt_write_header(CURL *h, size_t (*cb)(char *, size_t, size_t, void *), void *ctx);

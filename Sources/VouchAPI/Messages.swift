@@ -1,0 +1,225 @@
+import Foundation
+import VouchCore
+
+// JSON bodies of the Vouch API (docs/api.md). Binary values are base64, digests and nonces hex,
+// times RFC 3339 UTC strings.
+
+/// Every error body: a stable code, a sentence, and optional structured detail.
+public struct APIError: Codable, Sendable, Equatable {
+    public var code: String
+    public var message: String
+    public var context: [String: String]?
+    public var violations: [Violation]?
+
+    public struct Violation: Codable, Sendable, Equatable {
+        public var code: String
+        public var path: String
+        public var expected: String
+        public var actual: String
+        public init(code: String, path: String, expected: String, actual: String) {
+            self.code = code; self.path = path; self.expected = expected; self.actual = actual
+        }
+    }
+
+    public init(code: String, message: String, context: [String: String]? = nil, violations: [Violation]? = nil) {
+        self.code = code
+        self.message = message
+        self.context = context
+        self.violations = violations
+    }
+}
+
+public struct RegisterHostRequest: Codable, Sendable {
+    public var ekCertificate: String   // base64 DER
+    public var ekPublic: String        // base64 TPM2B_PUBLIC
+    public var akPublic: String        // base64 TPM2B_PUBLIC
+    public var hostname: String?
+    public init(ekCertificate: String, ekPublic: String, akPublic: String, hostname: String?) {
+        self.ekCertificate = ekCertificate; self.ekPublic = ekPublic; self.akPublic = akPublic; self.hostname = hostname
+    }
+}
+
+public struct RegisterHostResponse: Codable, Sendable {
+    public var hostId: String
+    public var credentialBlob: String   // base64 TPM2B_ID_OBJECT
+    public var encryptedSecret: String  // base64 TPM2B_ENCRYPTED_SECRET
+    public var activationExpiresAt: String
+    public init(hostId: String, credentialBlob: String, encryptedSecret: String, activationExpiresAt: String) {
+        self.hostId = hostId; self.credentialBlob = credentialBlob; self.encryptedSecret = encryptedSecret; self.activationExpiresAt = activationExpiresAt
+    }
+}
+
+public struct ActivateHostRequest: Codable, Sendable {
+    public var secret: String           // base64 of the credential ActivateCredential returned
+    public init(secret: String) { self.secret = secret }
+}
+
+public struct ActivateHostResponse: Codable, Sendable {
+    public var hostId: String
+    public var akState: String
+    public init(hostId: String, akState: String) { self.hostId = hostId; self.akState = akState }
+}
+
+public struct PCRSelectionBody: Codable, Sendable, Equatable {
+    public var bank: String
+    public var pcrs: [Int]
+    public init(bank: String, pcrs: [Int]) { self.bank = bank; self.pcrs = pcrs }
+}
+
+public struct ChallengeRequest: Codable, Sendable {
+    public var hostId: String
+    public init(hostId: String) { self.hostId = hostId }
+}
+
+public struct ChallengeResponse: Codable, Sendable {
+    public var nonce: String            // hex, 32 bytes
+    public var expiresAt: String
+    public var pcrSelection: PCRSelectionBody
+    public init(nonce: String, expiresAt: String, pcrSelection: PCRSelectionBody) {
+        self.nonce = nonce; self.expiresAt = expiresAt; self.pcrSelection = pcrSelection
+    }
+}
+
+public struct QuoteBody: Codable, Sendable {
+    public var attest: String           // base64 TPMS_ATTEST
+    public var signature: String        // base64 TPMT_SIGNATURE
+    public var pcrBank: String
+    public var pcrs: [String: String]   // index -> hex digest
+    public init(attest: String, signature: String, pcrBank: String, pcrs: [String: String]) {
+        self.attest = attest; self.signature = signature; self.pcrBank = pcrBank; self.pcrs = pcrs
+    }
+}
+
+public struct EnrollRequest: Codable, Sendable {
+    public var hostId: String
+    public var nonce: String
+    public var agentName: String
+    public var csr: String              // PEM
+    public var quote: QuoteBody
+    public init(hostId: String, nonce: String, agentName: String, csr: String, quote: QuoteBody) {
+        self.hostId = hostId; self.nonce = nonce; self.agentName = agentName; self.csr = csr; self.quote = quote
+    }
+}
+
+public struct EnrollResponse: Codable, Sendable {
+    public var serial: String
+    public var spiffeId: String
+    public var certificate: String      // PEM
+    public var caCertificate: String    // PEM
+    public var notBefore: String
+    public var notAfter: String
+    public var policy: String
+    public init(serial: String, spiffeId: String, certificate: String, caCertificate: String, notBefore: String, notAfter: String, policy: String) {
+        self.serial = serial; self.spiffeId = spiffeId; self.certificate = certificate; self.caCertificate = caCertificate
+        self.notBefore = notBefore; self.notAfter = notAfter; self.policy = policy
+    }
+}
+
+/// What an agent sends to its host's attester over the local Unix socket.
+public struct AgentEnrollRequest: Codable, Sendable {
+    public var agentName: String
+    public var csr: String
+    public init(agentName: String, csr: String) { self.agentName = agentName; self.csr = csr }
+}
+
+public struct RevokeRequest: Codable, Sendable {
+    public var serial: String?
+    public var hostId: String?
+    public var agentName: String?
+    public var reason: String?
+    public init(serial: String? = nil, hostId: String? = nil, agentName: String? = nil, reason: String? = nil) {
+        self.serial = serial; self.hostId = hostId; self.agentName = agentName; self.reason = reason
+    }
+}
+
+public struct RevokeResponse: Codable, Sendable {
+    public var revoked: [String]
+    public var crlNumber: UInt64
+    public init(revoked: [String], crlNumber: UInt64) { self.revoked = revoked; self.crlNumber = crlNumber }
+}
+
+public struct AttestationSummary: Codable, Sendable {
+    public var at: String
+    public var result: String           // "trusted" | "rejected"
+    public var codes: [String]
+    public var message: String
+    public var policy: String?
+    public init(at: String, result: String, codes: [String], message: String, policy: String?) {
+        self.at = at; self.result = result; self.codes = codes; self.message = message; self.policy = policy
+    }
+}
+
+public struct HostStatus: Codable, Sendable {
+    public var hostId: String
+    public var hostname: String
+    public var akState: String
+    public var akAlgorithm: String
+    public var ekIssuer: String
+    public var registeredAt: String
+    public var lastAttestation: AttestationSummary?
+    public init(hostId: String, hostname: String, akState: String, akAlgorithm: String, ekIssuer: String, registeredAt: String, lastAttestation: AttestationSummary?) {
+        self.hostId = hostId; self.hostname = hostname; self.akState = akState; self.akAlgorithm = akAlgorithm
+        self.ekIssuer = ekIssuer; self.registeredAt = registeredAt; self.lastAttestation = lastAttestation
+    }
+}
+
+public struct CertificateStatus: Codable, Sendable {
+    public var serial: String
+    public var hostId: String
+    public var agentName: String
+    public var spiffeId: String
+    public var notBefore: String
+    public var notAfter: String
+    public var state: String            // "valid" | "expired" | "revoked"
+    public var revokedAt: String?
+    public var revocationReason: String?
+    public init(serial: String, hostId: String, agentName: String, spiffeId: String, notBefore: String, notAfter: String,
+                state: String, revokedAt: String?, revocationReason: String?) {
+        self.serial = serial; self.hostId = hostId; self.agentName = agentName; self.spiffeId = spiffeId
+        self.notBefore = notBefore; self.notAfter = notAfter; self.state = state; self.revokedAt = revokedAt; self.revocationReason = revocationReason
+    }
+}
+
+public struct StatusResponse: Codable, Sendable {
+    public var trustDomain: String
+    public var policy: String
+    public var crlNumber: UInt64
+    public var hosts: [HostStatus]
+    public var certificates: [CertificateStatus]
+    public init(trustDomain: String, policy: String, crlNumber: UInt64, hosts: [HostStatus], certificates: [CertificateStatus]) {
+        self.trustDomain = trustDomain; self.policy = policy; self.crlNumber = crlNumber; self.hosts = hosts; self.certificates = certificates
+    }
+}
+
+/// JSON coding shared by every component: sorted keys, strict decoding with `bad_request` errors.
+public enum JSONCodec {
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? [UInt8](e.encode(value))) ?? Array(#"{"code":"internal","message":"encoding failed"}"#.utf8)
+    }
+
+    public static func pretty<T: Encodable>(_ value: T) -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return (try? String(decoding: e.encode(value), as: UTF8.self)) ?? "{}"
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch let DecodingError.keyNotFound(key, ctx) {
+            throw VouchError(.badRequest, "request body is missing field \(pathString(ctx.codingPath + [key]))", context: ["field": pathString(ctx.codingPath + [key])])
+        } catch let DecodingError.typeMismatch(_, ctx) {
+            throw VouchError(.badRequest, "field \(pathString(ctx.codingPath)) has the wrong type", context: ["field": pathString(ctx.codingPath)])
+        } catch let DecodingError.valueNotFound(_, ctx) {
+            throw VouchError(.badRequest, "field \(pathString(ctx.codingPath)) is null", context: ["field": pathString(ctx.codingPath)])
+        } catch {
+            throw VouchError(.badRequest, "request body is not valid JSON for this endpoint")
+        }
+    }
+
+    private static func pathString(_ path: [CodingKey]) -> String {
+        path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import Synchronization
+import VouchAPI
+import VouchCore
+import VouchCrypto
+import VouchTPM
+import VouchTPMWire
+
+public struct AttesterConfig: Sendable {
+    public var tcti: String
+    public var akKind: KeyTemplates.AKKind
+    public var hostname: String
+
+    public init(tcti: String, akKind: KeyTemplates.AKKind = .eccP256, hostname: String) {
+        self.tcti = tcti
+        self.akKind = akKind
+        self.hostname = hostname
+    }
+}
+
+/// The host side of Vouch: keeps the AK in the TPM, registers the host (EK certificate +
+/// credential activation), and makes quotes that bind an agent's key for enrollment.
+/// TPM access is serialized; the TPM is opened per operation so other tools can share it.
+public final class Attester: Sendable {
+    public let config: AttesterConfig
+    let broker: APIClient
+    private let tpmLock = Mutex(())
+    private let registeredHost = Mutex<String?>(nil)
+
+    public init(config: AttesterConfig, broker: HTTPTransport) {
+        self.config = config
+        self.broker = APIClient(transport: broker)
+    }
+
+    public var hostID: String? { registeredHost.withLock { $0 } }
+
+    private func withTPM<T>(_ body: (TPMDevice) throws -> T) throws -> T {
+        try tpmLock.withLock { _ in
+            let device = try TPMDevice(tcti: config.tcti)
+            defer { device.close() }
+            return try body(device)
+        }
+    }
+
+    /// Registers this host with the broker and completes credential activation. Returns the host id.
+    @discardableResult
+    public func register() throws -> String {
+        let (ekCert, ekPublic, akPublic) = try withTPM { tpm in
+            let (_, ekPublic) = try tpm.endorsementKey()
+            let (_, akPublic) = try tpm.createAttestationKey(config.akKind)
+            return (try tpm.readEKCertificate(), ekPublic, akPublic)
+        }
+        let registration = try broker.call("POST", "/v1/hosts", body: RegisterHostRequest(
+            ekCertificate: Base64.encode(ekCert), ekPublic: Base64.encode(ekPublic), akPublic: Base64.encode(akPublic),
+            hostname: config.hostname), as: RegisterHostResponse.self)
+        let secret = try withTPM { tpm in
+            let (ek, _) = try tpm.endorsementKey()
+            let (ak, _) = try tpm.createAttestationKey(config.akKind)
+            return try tpm.activateCredential(ak: ak, ek: ek, credentialBlob: try Base64.decode(registration.credentialBlob, field: "credentialBlob"),
+                                              encryptedSecret: try Base64.decode(registration.encryptedSecret, field: "encryptedSecret"))
+        }
+        _ = try broker.call("POST", "/v1/hosts/\(registration.hostId)/activate", body: ActivateHostRequest(secret: Base64.encode(secret)),
+                            as: ActivateHostResponse.self)
+        registeredHost.withLock { $0 = registration.hostId }
+        return registration.hostId
+    }
+
+    /// A quote over `selection` with `qualifyingData`, and the PCR values it covers. PCRs are read
+    /// before and after the quote; if they moved in between, the quote is taken again.
+    public func quote(qualifyingData: [UInt8], selection: PCRSelection) throws -> (attest: [UInt8], signature: [UInt8], pcrs: PCRValues) {
+        try withTPM { tpm in
+            let (ak, _) = try tpm.createAttestationKey(config.akKind)
+            for _ in 0..<3 {
+                let before = try tpm.readPCRs(selection)
+                let q = try tpm.quote(ak: ak, qualifyingData: qualifyingData, selection: selection)
+                let after = try tpm.readPCRs(selection)
+                if before == after { return (q.attest, q.signature, after) }
+            }
+            throw VouchError(.tpm, "PCR values kept changing while quoting", context: ["transient": "true"])
+        }
+    }
+
+    /// Enrolls an agent: fetches a challenge, quotes with the agent key bound into the qualifying
+    /// data, and asks the broker for a certificate.
+    public func enroll(_ req: AgentEnrollRequest) throws -> EnrollResponse {
+        guard let hostID else { throw VouchError(ErrorCode("attester_not_registered"), "this host has not completed registration with the broker") }
+        let csr = try CSR(pemOrDER: Array(req.csr.utf8))
+        let spki = try csr.publicKey.spkiDER
+        let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID), as: ChallengeResponse.self)
+        guard let bank = HashAlg(rawValue: challenge.pcrSelection.bank) else {
+            throw VouchError(.unsupported, "broker asked for an unknown PCR bank", context: ["got": challenge.pcrSelection.bank])
+        }
+        let selection = PCRSelection(banks: [PCRBankSelection(hash: bank, pcrs: challenge.pcrSelection.pcrs)])
+        let nonce = try Hex.decode(challenge.nonce, field: "nonce")
+        let q = try quote(qualifyingData: EnrollmentBinding.qualifyingData(nonce: nonce, agentSPKI: spki), selection: selection)
+        var pcrs: [String: String] = [:]
+        for (i, v) in q.pcrs.values[bank] ?? [:] { pcrs["\(i)"] = Hex.encode(v) }
+        return try broker.call("POST", "/v1/enroll", body: EnrollRequest(
+            hostId: hostID, nonce: challenge.nonce, agentName: req.agentName, csr: req.csr,
+            quote: QuoteBody(attest: Base64.encode(q.attest), signature: Base64.encode(q.signature), pcrBank: bank.rawValue, pcrs: pcrs)),
+            as: EnrollResponse.self)
+    }
+
+    /// The local agent API (over the attester's Unix socket): `POST /v1/enroll` and `GET /v1/health`.
+    /// Broker refusals pass through with their status and body.
+    public func handle(_ req: HTTPRequest) -> HTTPResponse {
+        func json(_ status: Int, _ body: [UInt8]) -> HTTPResponse {
+            HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: body)
+        }
+        do {
+            switch (req.method, req.path) {
+            case ("GET", "/v1/health"):
+                return json(200, JSONCodec.encode(["status": hostID == nil ? "unregistered" : "ok", "hostId": hostID ?? ""]))
+            case ("POST", "/v1/enroll"):
+                return json(201, JSONCodec.encode(try enroll(JSONCodec.decode(AgentEnrollRequest.self, from: req.body))))
+            default:
+                return json(404, JSONCodec.encode(APIError(code: "not_found", message: "no such endpoint")))
+            }
+        } catch let f as APIFailure {
+            return json(f.status, JSONCodec.encode(f.error))
+        } catch let e as VouchError {
+            let status = e.code == .tpm || e.code == .http ? 503 : (e.code.rawValue == "attester_not_registered" ? 503 : 400)
+            return json(status, JSONCodec.encode(APIError(code: e.code.rawValue, message: e.message, context: e.context.isEmpty ? nil : e.context)))
+        } catch {
+            return json(500, JSONCodec.encode(APIError(code: "internal", message: "internal error")))
+        }
+    }
+
+    /// The handler to give an `HTTPServer` (built here, not in `main`, so it is not main-actor isolated).
+    public var httpHandler: @Sendable (HTTPRequest) -> HTTPResponse {
+        { [self] req in self.handle(req) }
+    }
+}

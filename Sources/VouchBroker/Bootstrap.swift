@@ -1,0 +1,47 @@
+import Foundation
+import VouchCore
+import VouchCrypto
+
+/// First-start setup of a broker's on-disk material.
+public enum BrokerBootstrap {
+    /// Loads the issuing CA from `dir/ca.pem` + `dir/ca.key`, or creates it (key file mode 0600).
+    public static func loadOrCreateCA(directory dir: String, commonName: String, clock: Clock) throws -> (CertificateAuthority, created: Bool) {
+        let certPath = dir + "/ca.pem", keyPath = dir + "/ca.key"
+        if Files.exists(certPath) || Files.exists(keyPath) {
+            let key = try PrivateKey(pem: Files.readString(keyPath))
+            let cert = try Certificate(pem: Files.readString(certPath))
+            return (try CertificateAuthority(key: key, certificate: cert), false)
+        }
+        try Files.makeDirectory(dir)
+        let now = clock.now()
+        let key = try PrivateKey.generate(.p256)
+        let ca = try CertificateAuthority.create(commonName: commonName, key: key, notBefore: now.addingTimeInterval(-60),
+                                                 notAfter: now.addingTimeInterval(10 * 365 * 86400))
+        try Files.writeAtomically(Array(try key.pem.utf8), to: keyPath, mode: 0o600)
+        try Files.writeAtomically(Array(try ca.certificate.pem.utf8), to: certPath, mode: 0o644)
+        return (ca, true)
+    }
+
+    /// Loads the admin bearer token from `path`, or creates a random one (mode 0600).
+    /// Returns its SHA-256, which is all the broker keeps in memory.
+    public static func loadOrCreateAdminToken(path: String) throws -> (digest: [UInt8], created: Bool) {
+        if Files.exists(path) {
+            let token = try Files.readString(path).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard token.count >= 32 else { throw VouchError(.config, "admin token file holds fewer than 32 characters", context: ["path": path]) }
+            return (Crypto.sha256(Array(token.utf8)), false)
+        }
+        let token = "vouch_" + Hex.encode(try Crypto.randomBytes(32))
+        try Files.writeAtomically(Array((token + "\n").utf8), to: path, mode: 0o600)
+        return (Crypto.sha256(Array(token.utf8)), true)
+    }
+
+    /// A fresh TLS server key and certificate from the CA for the broker's own API.
+    public static func serverTLS(ca: CertificateAuthority, dnsNames: [String], ipAddresses: [String], clock: Clock) throws -> (certificatePEM: String, keyPEM: String) {
+        let key = try PrivateKey.generate(.p256)
+        let now = clock.now()
+        let cert = try ca.issue(publicKey: try key.publicKey, profile: LeafProfile(
+            subjectCommonName: "vouchd", dnsSANs: dnsNames, ipSANs: ipAddresses, notBefore: now.addingTimeInterval(-60),
+            notAfter: now.addingTimeInterval(30 * 86400), usage: .tlsServer))
+        return (try cert.pem + (try ca.certificate.pem), try key.pem)
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import VouchAPI
+import VouchCore
+import VouchCrypto
+import VouchPolicy
+
+/// Maps HTTP requests to the broker service (docs/api.md). Errors become JSON `{code, message}`
+/// bodies with a status chosen by code; nothing a client sends can reach a 5xx except a real fault.
+public struct BrokerAPI: Sendable {
+    let service: BrokerService
+    /// SHA-256 digests of the admin bearer tokens.
+    let adminTokenDigests: [[UInt8]]
+    let log: @Sendable (String) -> Void
+
+    public init(service: BrokerService, adminTokenDigests: [[UInt8]], log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.service = service
+        self.adminTokenDigests = adminTokenDigests
+        self.log = log
+    }
+
+    public func handle(_ req: HTTPRequest) -> HTTPResponse {
+        do {
+            return try route(req)
+        } catch let refusal as PolicyRefusal {
+            return errorResponse(refusal.error, violations: refusal.violations)
+        } catch let e as VouchError {
+            return errorResponse(e)
+        } catch {
+            log("internal error on \(req.method) \(req.path): \(error)")
+            return errorResponse(VouchError(.internalError, "internal error"))
+        }
+    }
+
+    private func route(_ req: HTTPRequest) throws -> HTTPResponse {
+        let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        guard parts.first == "v1" else { throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))]) }
+        let rest = Array(parts.dropFirst())
+        switch (req.method, rest) {
+        case ("GET", ["health"]):
+            return json(200, ["status": "ok"])
+        case ("GET", ["ca"]):
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.signer.caCertificate.pem.utf8))
+        case ("GET", ["crl"]):
+            let crl = try service.currentCRL()
+            return HTTPResponse(status: 200, headers: [
+                ("Content-Type", "application/pkix-crl"),
+                ("Cache-Control", "max-age=\(max(0, Int(crl.nextUpdate.timeIntervalSinceNow / 2)))"),
+                ("ETag", "\"crl-\(crl.number)\""),
+            ], body: crl.der)
+        case ("POST", ["hosts"]):
+            return json(201, try service.registerHost(JSONCodec.decode(RegisterHostRequest.self, from: req.body)))
+        case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "activate":
+            return json(200, try service.activateHost(id: p[1], JSONCodec.decode(ActivateHostRequest.self, from: req.body)))
+        case ("POST", ["challenges"]):
+            return json(201, try service.createChallenge(JSONCodec.decode(ChallengeRequest.self, from: req.body)))
+        case ("POST", ["enroll"]):
+            return json(201, try service.enroll(JSONCodec.decode(EnrollRequest.self, from: req.body)))
+        case ("POST", ["revoke"]):
+            try requireAdmin(req)
+            return json(200, try service.revoke(JSONCodec.decode(RevokeRequest.self, from: req.body)))
+        case ("GET", ["status"]):
+            try requireAdmin(req)
+            return json(200, try service.status())
+        case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]):
+            throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here")
+        default:
+            throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))])
+        }
+    }
+
+    private func requireAdmin(_ req: HTTPRequest) throws {
+        guard let auth = req.headers["authorization"], auth.hasPrefix("Bearer ") else {
+            throw VouchError(.unauthorized, "this endpoint needs an admin bearer token")
+        }
+        let digest = Crypto.sha256(Array(auth.dropFirst(7).utf8))
+        guard adminTokenDigests.contains(where: { constantTimeEqual($0, digest) }) else {
+            throw VouchError(.unauthorized, "bearer token is not valid")
+        }
+    }
+
+    private func json<T: Encodable>(_ status: Int, _ value: T) -> HTTPResponse {
+        HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: JSONCodec.encode(value))
+    }
+
+    private func errorResponse(_ e: VouchError, violations: [PolicyViolation] = []) -> HTTPResponse {
+        let body = APIError(code: e.code.rawValue, message: e.message, context: e.context.isEmpty ? nil : e.context,
+                            violations: violations.isEmpty ? nil : violations.map {
+                                APIError.Violation(code: $0.code.rawValue, path: $0.path, expected: $0.expected, actual: $0.actual)
+                            })
+        var headers = [("Content-Type", "application/json")]
+        if e.code == .unauthorized { headers.append(("WWW-Authenticate", "Bearer")) }
+        return HTTPResponse(status: Self.status(for: e.code), headers: headers, body: JSONCodec.encode(body))
+    }
+
+    /// HTTP status for each error code (documented in docs/api.md).
+    public static func status(for code: ErrorCode) -> Int {
+        switch code {
+        case .unauthorized: 401
+        case .unknownHost, .notFound: 404
+        case ErrorCode("method_not_allowed"): 405
+        case .nonceReused, .conflict: 409
+        case .internalError, .database, .crypto, .io, .tpm, .http, .config: 500
+        case .akNotActivated, .activationFailed, .activationExpired, .ekUntrusted, .ekMismatch, .ekCertificateInvalid, .akRejected,
+             .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,
+             .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected:
+            403
+        default: 400
+        }
+    }
+}
+
+extension BrokerAPI {
+    /// The handler to give an `HTTPServer` (built here, not in `main`, so it is not main-actor isolated).
+    public var httpHandler: @Sendable (HTTPRequest) -> HTTPResponse {
+        { [self] req in self.handle(req) }
+    }
+}

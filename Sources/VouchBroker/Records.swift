@@ -1,0 +1,148 @@
+import Foundation
+import VouchCore
+
+public enum AKState: String, Sendable, Codable {
+    /// Registered; credential activation not yet proven.
+    case pending
+    /// Credential activation proved the AK lives in the TPM holding the certified EK.
+    case active
+}
+
+public struct HostRecord: Sendable, Equatable {
+    public var id: String
+    public var hostname: String
+    public var ekPublic: [UInt8]
+    public var ekCertificate: [UInt8]
+    public var ekIssuer: String
+    public var akPublic: [UInt8]
+    public var akName: [UInt8]
+    public var akAlgorithm: String
+    public var akState: AKState
+    /// SHA-256 of the activation secret while `pending`.
+    public var activationDigest: [UInt8]?
+    public var activationExpiresAt: Date?
+    public var activationFailures: Int
+    public var registeredAt: Date
+    public var updatedAt: Date
+
+    public init(id: String, hostname: String, ekPublic: [UInt8], ekCertificate: [UInt8], ekIssuer: String, akPublic: [UInt8],
+                akName: [UInt8], akAlgorithm: String, akState: AKState, activationDigest: [UInt8]?, activationExpiresAt: Date?,
+                activationFailures: Int, registeredAt: Date, updatedAt: Date) {
+        self.id = id; self.hostname = hostname; self.ekPublic = ekPublic; self.ekCertificate = ekCertificate; self.ekIssuer = ekIssuer
+        self.akPublic = akPublic; self.akName = akName; self.akAlgorithm = akAlgorithm; self.akState = akState
+        self.activationDigest = activationDigest; self.activationExpiresAt = activationExpiresAt; self.activationFailures = activationFailures
+        self.registeredAt = registeredAt; self.updatedAt = updatedAt
+    }
+}
+
+public struct ChallengeRecord: Sendable, Equatable {
+    public var nonce: String      // hex
+    public var hostID: String
+    public var createdAt: Date
+    public var expiresAt: Date
+    public init(nonce: String, hostID: String, createdAt: Date, expiresAt: Date) {
+        self.nonce = nonce; self.hostID = hostID; self.createdAt = createdAt; self.expiresAt = expiresAt
+    }
+}
+
+public enum ChallengeUse: Sendable, Equatable {
+    case consumed
+    case unknown
+    case alreadyUsed
+    case expired
+}
+
+/// One attestation decision, kept as the audit trail ("what was this host's state at that time?").
+public struct AttestationRecord: Sendable, Equatable {
+    public var id: Int64
+    public var hostID: String
+    public var at: Date
+    public var kind: String        // "registration" | "activation" | "enrollment"
+    public var trusted: Bool
+    public var codes: [String]
+    public var message: String
+    public var agentName: String?
+    public var nonce: String?
+    public var policyName: String?
+    public var policyVersion: Int?
+    public var policySHA256: String?
+    public var pcrDigest: String?
+    public var serial: String?
+
+    public init(id: Int64 = 0, hostID: String, at: Date, kind: String, trusted: Bool, codes: [String], message: String,
+                agentName: String? = nil, nonce: String? = nil, policyName: String? = nil, policyVersion: Int? = nil,
+                policySHA256: String? = nil, pcrDigest: String? = nil, serial: String? = nil) {
+        self.id = id; self.hostID = hostID; self.at = at; self.kind = kind; self.trusted = trusted; self.codes = codes
+        self.message = message; self.agentName = agentName; self.nonce = nonce; self.policyName = policyName
+        self.policyVersion = policyVersion; self.policySHA256 = policySHA256; self.pcrDigest = pcrDigest; self.serial = serial
+    }
+}
+
+public struct CertificateRecord: Sendable, Equatable {
+    public var serial: String
+    public var hostID: String
+    public var agentName: String
+    public var spiffeID: String
+    public var notBefore: Date
+    public var notAfter: Date
+    public var pem: String
+    public var attestationID: Int64
+    public var revokedAt: Date?
+    public var revocationReason: Int?
+
+    public init(serial: String, hostID: String, agentName: String, spiffeID: String, notBefore: Date, notAfter: Date, pem: String,
+                attestationID: Int64, revokedAt: Date? = nil, revocationReason: Int? = nil) {
+        self.serial = serial; self.hostID = hostID; self.agentName = agentName; self.spiffeID = spiffeID
+        self.notBefore = notBefore; self.notAfter = notAfter; self.pem = pem; self.attestationID = attestationID
+        self.revokedAt = revokedAt; self.revocationReason = revocationReason
+    }
+}
+
+public struct CRLRecord: Sendable, Equatable {
+    public var number: UInt64
+    public var der: [UInt8]
+    public var thisUpdate: Date
+    public var nextUpdate: Date
+    public init(number: UInt64, der: [UInt8], thisUpdate: Date, nextUpdate: Date) {
+        self.number = number; self.der = der; self.thisUpdate = thisUpdate; self.nextUpdate = nextUpdate
+    }
+}
+
+/// Which certificates a revocation names.
+public enum RevocationTarget: Sendable, Equatable {
+    case serial(String)
+    case agent(hostID: String, agentName: String)
+    case host(String)
+}
+
+/// Builds a signed CRL for the given revoked entries and CRL number (called inside the store's
+/// transaction, so the revocation and the CRL that lists it commit together).
+public typealias CRLBuilder = (_ revoked: [CertificateRecord], _ number: UInt64) throws -> CRLRecord
+
+/// Durable broker state. Every method is atomic; implementations serialize access.
+public protocol BrokerStore: Sendable {
+    func saveHost(_ host: HostRecord) throws
+    func host(id: String) throws -> HostRecord?
+    func hosts() throws -> [HostRecord]
+
+    func insertChallenge(_ challenge: ChallengeRecord) throws
+    /// Marks the nonce used if it was issued to `hostID`, unused and unexpired at `now`.
+    func consumeChallenge(nonce: String, hostID: String, now: Date) throws -> ChallengeUse
+
+    /// Records a decision; returns its id.
+    @discardableResult
+    func recordAttestation(_ record: AttestationRecord) throws -> Int64
+    func latestAttestation(hostID: String) throws -> AttestationRecord?
+
+    /// Records a trusted enrollment and the certificate issued for it, atomically. Fails with
+    /// `conflict` if the serial was ever used.
+    func recordIssuance(attestation: AttestationRecord, certificate: CertificateRecord) throws -> Int64
+    func certificates() throws -> [CertificateRecord]
+
+    /// Revokes every unrevoked certificate `target` names and stores the CRL `buildCRL` makes
+    /// with the next CRL number, in one transaction. Returns the serials revoked and the CRL.
+    func revoke(_ target: RevocationTarget, at: Date, reason: Int, buildCRL: CRLBuilder) throws -> (serials: [String], crl: CRLRecord)
+    /// Stores a freshly built CRL (with the next number) when none exists or it is due.
+    func refreshCRL(buildCRL: CRLBuilder) throws -> CRLRecord
+    func currentCRL() throws -> CRLRecord?
+}

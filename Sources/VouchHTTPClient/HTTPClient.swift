@@ -1,0 +1,124 @@
+internal import CCurl
+internal import CVouchShims
+import Foundation
+import VouchCore
+
+private let curlGlobalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+
+/// An HTTP client on libcurl: HTTPS that trusts only a pinned CA file (TLS 1.2 minimum), or plain
+/// HTTP over a Unix-domain socket. One easy handle per request, so a client may be shared across threads.
+public final class HTTPClient: HTTPTransport {
+    public enum Transport: Sendable {
+        case https(baseURL: String, caFile: String)
+        case unix(path: String)
+    }
+
+    public let transport: Transport
+    public let timeout: Int
+
+    public init(_ transport: Transport, timeoutSeconds: Int = 30) {
+        _ = curlGlobalInit
+        self.transport = transport
+        self.timeout = timeoutSeconds
+    }
+
+    /// Sends a request; transport failures throw `http` errors, HTTP statuses are returned as they are.
+    public func send(_ method: String, _ path: String, headers: [String: String] = [:], body: [UInt8]? = nil) throws -> HTTPResponse {
+        guard let h = curl_easy_init() else { throw VouchError(.http, "curl_easy_init failed") }
+        defer { curl_easy_cleanup(h) }
+        let url: String
+        switch transport {
+        case let .https(base, caFile):
+            url = base + path
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAINFO, caFile), "CAINFO")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAPATH, nil), "CAPATH")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1), "SSL_VERIFYPEER")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 2), "SSL_VERIFYHOST")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, "https"), "PROTOCOLS_STR")
+        case let .unix(socketPath):
+            url = "http://localhost" + path
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_UNIX_SOCKET_PATH, socketPath), "UNIX_SOCKET_PATH")
+        }
+        try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_URL, url), "URL")
+        try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CUSTOMREQUEST, method), "CUSTOMREQUEST")
+        try curlCheck(vouch_curl_setopt_long(h, CURLOPT_TIMEOUT, timeout), "TIMEOUT")
+        try curlCheck(vouch_curl_setopt_long(h, CURLOPT_CONNECTTIMEOUT, min(timeout, 10)), "CONNECTTIMEOUT")
+        try curlCheck(vouch_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1), "NOSIGNAL")
+        try curlCheck(vouch_curl_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0), "FOLLOWLOCATION")
+
+        var list: UnsafeMutablePointer<curl_slist>? = nil
+        defer { curl_slist_free_all(list) }
+        for (k, v) in headers { list = curl_slist_append(list, "\(k): \(v)") }
+        list = curl_slist_append(list, "Expect:")
+        try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_HTTPHEADER, list), "HTTPHEADER")
+
+        // Buffers curl keeps pointers to must outlive curl_easy_perform.
+        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+        defer { errorBuffer.deallocate() }
+        try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_ERRORBUFFER, errorBuffer), "ERRORBUFFER")
+        let bodyCopy = body.map { b -> UnsafeMutableBufferPointer<UInt8> in
+            let p = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(b.count, 1))
+            _ = p.initialize(from: b)
+            return p
+        }
+        defer { bodyCopy?.deallocate() }
+        if let bodyCopy, let body {
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_POSTFIELDSIZE, body.count), "POSTFIELDSIZE")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_POSTFIELDS, bodyCopy.baseAddress), "POSTFIELDS")
+        }
+
+        let sink = ResponseSink()
+        let unmanaged = Unmanaged.passRetained(sink)
+        defer { unmanaged.release() }
+        try curlCheck(vouch_curl_setopt_write(h, writeBody, unmanaged.toOpaque()), "WRITEFUNCTION")
+        try curlCheck(vouch_curl_setopt_write_header(h, writeHeader, unmanaged.toOpaque()), "HEADERFUNCTION")
+
+        let rc = curl_easy_perform(h)
+        guard rc == CURLE_OK else {
+            let detail = String(cString: errorBuffer)
+            let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
+            throw VouchError(.http, "\(method) \(url) failed: \(text)", context: ["curl": "\(rc.rawValue)"])
+        }
+        var status = 0
+        _ = vouch_curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
+        return HTTPResponse(status: status, headers: sink.headers, body: sink.body)
+    }
+}
+
+private func curlCheck(_ rc: CURLcode, _ option: String) throws {
+    guard rc == CURLE_OK else {
+        throw VouchError(.http, "curl option \(option) failed: \(String(cString: curl_easy_strerror(rc)))", context: ["curl": "\(rc.rawValue)"])
+    }
+}
+
+final class ResponseSink {
+    var body: [UInt8] = []
+    var headers: [(String, String)] = []
+    /// Responses larger than this are cut off (the transfer fails): a broker never sends more.
+    let limit = 16 << 20
+}
+
+private func writeBody(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ ctx: UnsafeMutableRawPointer?) -> Int {
+    guard let ptr, let ctx else { return 0 }
+    let sink = Unmanaged<ResponseSink>.fromOpaque(ctx).takeUnretainedValue()
+    let n = size * count
+    guard sink.body.count + n <= sink.limit else { return 0 }
+    ptr.withMemoryRebound(to: UInt8.self, capacity: n) { sink.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
+    return n
+}
+
+private func writeHeader(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ ctx: UnsafeMutableRawPointer?) -> Int {
+    guard let ptr, let ctx else { return 0 }
+    let sink = Unmanaged<ResponseSink>.fromOpaque(ctx).takeUnretainedValue()
+    let n = size * count
+    let line = ptr.withMemoryRebound(to: UInt8.self, capacity: n) { String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self) }
+    if let colon = line.firstIndex(of: ":") {
+        sink.headers.append((String(line[..<colon]).trimmingCharacters(in: .whitespaces),
+                             String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespacesAndNewlines)))
+    } else if line.hasPrefix("HTTP/") {
+        sink.headers.removeAll()   // a new response (after 100-continue or similar)
+    }
+    return n
+}

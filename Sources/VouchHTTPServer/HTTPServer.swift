@@ -1,0 +1,212 @@
+internal import CMicroHTTPD
+internal import CVouchShims
+import Foundation
+import VouchCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An HTTP(S) server on libmicrohttpd. Requests are handed whole (body buffered up to a limit)
+/// to a synchronous handler on one of the server's threads.
+public final class HTTPServer: @unchecked Sendable {
+    public enum Listen: Sendable {
+        /// TCP on `host` (an IPv4 literal, loopback by default) with TLS from PEM cert and key.
+        case tls(host: String, port: UInt16, certificatePEM: String, keyPEM: String)
+        /// A Unix-domain socket at `path`, created with `mode` (plain HTTP: access is the file mode).
+        case unix(path: String, mode: UInt32)
+    }
+
+    public typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
+
+    let handler: Handler
+    let maxBodyBytes: Int
+    private var daemon: OpaquePointer?
+    private var owned: [UnsafeMutablePointer<CChar>] = []
+    private var sockaddrBuffer: UnsafeMutablePointer<sockaddr_in>?
+    private var listenFD: Int32 = -1
+    private var unixPath: String?
+
+    public init(listen: Listen, threads: Int = 4, maxBodyBytes: Int = 1 << 20, connectionTimeout: Int = 30, handler: @escaping Handler) throws {
+        self.handler = handler
+        self.maxBodyBytes = maxBodyBytes
+        var options: [MHD_OptionItem] = []
+        var flags = UInt32(MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ERROR_LOG.rawValue)
+        func opt(_ o: MHD_OPTION, _ value: Int = 0, _ ptr: UnsafeMutableRawPointer? = nil) {
+            options.append(MHD_OptionItem(option: o, value: value, ptr_value: ptr))
+        }
+        opt(MHD_OPTION.THREAD_POOL_SIZE, threads)
+        opt(MHD_OPTION.CONNECTION_TIMEOUT, connectionTimeout)
+        opt(MHD_OPTION.CONNECTION_LIMIT, 1024)
+        opt(MHD_OPTION.NOTIFY_COMPLETED, unsafeBitCast(requestCompleted as MHD_RequestCompletedCallback, to: Int.self), nil)
+
+        switch listen {
+        case let .tls(host, port, certPEM, keyPEM):
+            flags |= UInt32(MHD_USE_TLS.rawValue)
+            let cert = strdup(certPEM)!, key = strdup(keyPEM)!
+            let prio = strdup("NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2")!
+            owned += [cert, key, prio]
+            opt(MHD_OPTION.HTTPS_MEM_CERT, 0, UnsafeMutableRawPointer(cert))
+            opt(MHD_OPTION.HTTPS_MEM_KEY, 0, UnsafeMutableRawPointer(key))
+            opt(MHD_OPTION.HTTPS_PRIORITIES, 0, UnsafeMutableRawPointer(prio))
+            let addr = UnsafeMutablePointer<sockaddr_in>.allocate(capacity: 1)
+            addr.initialize(to: sockaddr_in())
+            addr.pointee.sin_family = sa_family_t(AF_INET)
+            addr.pointee.sin_port = port.bigEndian
+            guard inet_pton(AF_INET, host, &addr.pointee.sin_addr) == 1 else {
+                addr.deallocate()
+                throw VouchError(.config, "listen address must be an IPv4 address", context: ["got": host])
+            }
+            sockaddrBuffer = addr
+            opt(MHD_OPTION.SOCK_ADDR, 0, UnsafeMutableRawPointer(addr))
+        case let .unix(path, mode):
+            listenFD = try HTTPServer.bindUnix(path: path, mode: mode)
+            unixPath = path
+            opt(MHD_OPTION.LISTEN_SOCKET, Int(listenFD))
+        }
+        opt(MHD_OPTION.END)
+
+        let port: UInt16
+        if case let .tls(_, p, _, _) = listen { port = p } else { port = 0 }
+        daemon = options.withUnsafeBufferPointer { opts in
+            vouch_mhd_start(flags, port, accessHandler, Unmanaged.passUnretained(self).toOpaque(), opts.baseAddress)
+        }
+        guard daemon != nil else {
+            cleanup()
+            throw VouchError(.http, "the HTTP server could not start (address in use, or bad TLS certificate/key)", context: ["listen": "\(listen.description)"])
+        }
+    }
+
+    deinit { stop() }
+
+    public func stop() {
+        if let d = daemon { MHD_stop_daemon(d); daemon = nil }
+        cleanup()
+    }
+
+    private func cleanup() {
+        for p in owned { free(p) }
+        owned.removeAll()
+        sockaddrBuffer?.deallocate()
+        sockaddrBuffer = nil
+        if listenFD >= 0 { close(listenFD); listenFD = -1 }
+        if let p = unixPath { unlink(p); unixPath = nil }
+    }
+
+    private static func bindUnix(path: String, mode: UInt32) throws -> Int32 {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw VouchError(.config, "Unix socket path is too long", context: ["path": path])
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+            raw[bytes.count] = 0
+        }
+        unlink(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw VouchError(.io, "socket() failed", context: ["errno": "\(errno)"]) }
+        let old = umask(0o177)
+        defer { umask(old) }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+        }
+        guard ok, chmod(path, mode) == 0, listen(fd, 128) == 0 else {
+            let e = errno
+            close(fd)
+            throw VouchError(.io, "cannot listen on Unix socket", context: ["path": path, "errno": "\(e)"])
+        }
+        return fd
+    }
+}
+
+extension HTTPServer.Listen: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case let .tls(host, port, _, _): "https://\(host):\(port)"
+        case let .unix(path, _): "unix:\(path)"
+        }
+    }
+}
+
+/// Per-request state, alive from the first handler call until MHD reports completion.
+final class RequestState {
+    var body: [UInt8] = []
+    var tooLarge = false
+}
+
+private func collectValue(_ cls: UnsafeMutableRawPointer?, _ kind: MHD_ValueKind, _ key: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?) -> MHD_Result {
+    guard let cls, let key else { return .YES }
+    let box = Unmanaged<HeaderBox>.fromOpaque(cls).takeUnretainedValue()
+    box.add(String(cString: key), value.map { String(cString: $0) } ?? "")
+    return .YES
+}
+
+/// Collects connection values (headers, query arguments) through MHD's iterator.
+final class HeaderBox {
+    var values: [String: String] = [:]
+    let lowercase: Bool
+    init(lowercase: Bool) { self.lowercase = lowercase }
+    func add(_ k: String, _ v: String) { values[lowercase ? k.lowercased() : k] = v }
+}
+
+private func values(_ kind: MHD_ValueKind, _ connection: OpaquePointer?, lowercase: Bool) -> [String: String] {
+    let box = HeaderBox(lowercase: lowercase)
+    let u = Unmanaged.passRetained(box)
+    defer { u.release() }
+    MHD_get_connection_values(connection, kind, collectValue, u.toOpaque())
+    return box.values
+}
+
+private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: OpaquePointer?, _ url: UnsafePointer<CChar>?,
+                           _ method: UnsafePointer<CChar>?, _ version: UnsafePointer<CChar>?, _ uploadData: UnsafePointer<CChar>?,
+                           _ uploadSize: UnsafeMutablePointer<Int>?, _ reqCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> MHD_Result {
+    guard let cls, let reqCls, let uploadSize else { return .NO }
+    let server = Unmanaged<HTTPServer>.fromOpaque(cls).takeUnretainedValue()
+    // First call for a request: set up state and return (answering now would disable keep-alive).
+    guard let stateRaw = reqCls.pointee else {
+        reqCls.pointee = Unmanaged.passRetained(RequestState()).toOpaque()
+        return .YES
+    }
+    let state = Unmanaged<RequestState>.fromOpaque(stateRaw).takeUnretainedValue()
+    if uploadSize.pointee > 0 {
+        if !state.tooLarge, let uploadData {
+            if state.body.count + uploadSize.pointee > server.maxBodyBytes {
+                state.tooLarge = true
+                state.body = []
+            } else {
+                uploadData.withMemoryRebound(to: UInt8.self, capacity: uploadSize.pointee) {
+                    state.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: uploadSize.pointee))
+                }
+            }
+        }
+        uploadSize.pointee = 0
+        return .YES
+    }
+    let response: HTTPResponse
+    if state.tooLarge {
+        response = HTTPResponse(status: 413, headers: [("Content-Type", "application/json")],
+                                body: Array(#"{"code":"body_too_large","message":"request body exceeds \#(server.maxBodyBytes) bytes"}"#.utf8))
+    } else {
+        let request = HTTPRequest(method: method.map { String(cString: $0) } ?? "GET",
+                                  path: url.map { String(cString: $0) } ?? "/",
+                                  query: values(.GET_ARGUMENT_KIND, connection, lowercase: false),
+                                  headers: values(.HEADER_KIND, connection, lowercase: true),
+                                  body: state.body)
+        response = server.handler(request)
+    }
+    let mhdResponse = response.body.withUnsafeBytes { buf in
+        MHD_create_response_from_buffer(buf.count, UnsafeMutableRawPointer(mutating: buf.baseAddress), .RESPMEM_MUST_COPY)
+    }
+    guard let mhdResponse else { return .NO }
+    defer { MHD_destroy_response(mhdResponse) }
+    for (k, v) in response.headers { MHD_add_response_header(mhdResponse, k, v) }
+    return MHD_queue_response(connection, UInt32(response.status), mhdResponse)
+}
+
+private func requestCompleted(_ cls: UnsafeMutableRawPointer?, _ connection: OpaquePointer?,
+                              _ reqCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ toe: MHD_RequestTerminationCode) {
+    guard let reqCls, let raw = reqCls.pointee else { return }
+    Unmanaged<RequestState>.fromOpaque(raw).release()
+    reqCls.pointee = nil
+}

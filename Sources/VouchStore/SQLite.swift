@@ -1,0 +1,135 @@
+internal import CSQLite
+internal import CVouchShims
+import Foundation
+import VouchCore
+
+/// The one place SQLite return codes become typed errors.
+func sqliteCheck(_ rc: Int32, _ db: OpaquePointer?, _ operation: String) throws {
+    guard rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW else {
+        let message = db.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
+        throw VouchError(rc == SQLITE_CONSTRAINT ? .conflict : .database, "\(operation): \(message)", context: ["sqlite": "\(rc)"])
+    }
+}
+
+/// A SQLite connection (WAL, synchronous=FULL, foreign keys on). Not thread-safe by itself:
+/// its owner serializes every use behind a lock, hence `@unchecked Sendable`.
+final class SQLiteDatabase: @unchecked Sendable {
+    private(set) var db: OpaquePointer?
+
+    init(path: String) throws {
+        var handle: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK else {
+            defer { sqlite3_close(handle) }
+            try sqliteCheck(rc, handle, "open \(path)")
+            throw VouchError(.database, "open \(path) failed")
+        }
+        db = handle
+        sqlite3_busy_timeout(db, 5000)
+        try exec("PRAGMA journal_mode=WAL")
+        try exec("PRAGMA synchronous=FULL")
+        try exec("PRAGMA foreign_keys=ON")
+    }
+
+    deinit { sqlite3_close_v2(db) }
+
+    func exec(_ sql: String) throws {
+        var err: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(db, sql, nil, nil, &err)
+        if let err { sqlite3_free(err) }
+        try sqliteCheck(rc, db, sql.prefix(60).description)
+    }
+
+    func prepare(_ sql: String) throws -> Statement {
+        var stmt: OpaquePointer?
+        try sqliteCheck(sqlite3_prepare_v2(db, sql, -1, &stmt, nil), db, "prepare")
+        return Statement(stmt!, db: db)
+    }
+
+    /// Runs `body` in a transaction (BEGIN IMMEDIATE), committing on success and rolling back on error.
+    func transaction<T>(_ body: () throws -> T) throws -> T {
+        try exec("BEGIN IMMEDIATE")
+        do {
+            let v = try body()
+            try exec("COMMIT")
+            return v
+        } catch {
+            try? exec("ROLLBACK")
+            throw error
+        }
+    }
+
+    var changes: Int { Int(sqlite3_changes(db)) }
+    var lastInsertID: Int64 { sqlite3_last_insert_rowid(db) }
+}
+
+/// A bindable value.
+enum SQLValue {
+    case null, int(Int64), real(Double), text(String), blob([UInt8])
+}
+
+final class Statement {
+    private let stmt: OpaquePointer
+    private let db: OpaquePointer?
+
+    init(_ stmt: OpaquePointer, db: OpaquePointer?) { self.stmt = stmt; self.db = db }
+    deinit { sqlite3_finalize(stmt) }
+
+    @discardableResult
+    func bind(_ values: [SQLValue]) throws -> Statement {
+        sqlite3_reset(stmt)
+        sqlite3_clear_bindings(stmt)
+        for (i, v) in values.enumerated() {
+            let idx = Int32(i + 1)
+            let rc: Int32
+            switch v {
+            case .null: rc = sqlite3_bind_null(stmt, idx)
+            case let .int(x): rc = sqlite3_bind_int64(stmt, idx, x)
+            case let .real(x): rc = sqlite3_bind_double(stmt, idx, x)
+            case let .text(s): rc = vouch_sqlite_bind_text(stmt, idx, s, -1)
+            case let .blob(b): rc = b.withUnsafeBytes { vouch_sqlite_bind_blob(stmt, idx, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(b.count)) }
+            }
+            try sqliteCheck(rc, db, "bind")
+        }
+        return self
+    }
+
+    /// Runs a statement that returns no rows.
+    func run(_ values: [SQLValue] = []) throws {
+        try bind(values)
+        let rc = sqlite3_step(stmt)
+        defer { sqlite3_reset(stmt) }
+        try sqliteCheck(rc, db, "step")
+    }
+
+    /// Runs a query and maps each row.
+    func query<T>(_ values: [SQLValue] = [], _ map: (Row) throws -> T) throws -> [T] {
+        try bind(values)
+        defer { sqlite3_reset(stmt) }
+        var out: [T] = []
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { try sqliteCheck(rc, db, "step"); break }
+            out.append(try map(Row(stmt: stmt)))
+        }
+        return out
+    }
+
+    struct Row {
+        let stmt: OpaquePointer
+        func isNull(_ i: Int32) -> Bool { sqlite3_column_type(stmt, i) == SQLITE_NULL }
+        func int(_ i: Int32) -> Int64 { sqlite3_column_int64(stmt, i) }
+        func real(_ i: Int32) -> Double { sqlite3_column_double(stmt, i) }
+        func text(_ i: Int32) -> String { sqlite3_column_text(stmt, i).map { String(cString: $0) } ?? "" }
+        func blob(_ i: Int32) -> [UInt8] {
+            let n = Int(sqlite3_column_bytes(stmt, i))
+            guard n > 0, let p = sqlite3_column_blob(stmt, i) else { return [] }
+            return Array(UnsafeRawBufferPointer(start: p, count: n))
+        }
+        func date(_ i: Int32) -> Date { Date(timeIntervalSince1970: real(i)) }
+        func optionalDate(_ i: Int32) -> Date? { isNull(i) ? nil : date(i) }
+        func optionalText(_ i: Int32) -> String? { isNull(i) ? nil : text(i) }
+        func optionalInt(_ i: Int32) -> Int64? { isNull(i) ? nil : int(i) }
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import Synchronization
+import VouchBroker
+import VouchCore
+
+/// `BrokerStore` on an embedded SQLite database in WAL mode with synchronous=FULL: an
+/// acknowledged write survives a crash or power loss. One connection, serialized by a mutex.
+public final class SQLiteBrokerStore: BrokerStore {
+    private let lock = Mutex(())
+    private let db: SQLiteDatabase
+    public static let schemaVersion = 1
+
+    public init(path: String) throws {
+        let db = try SQLiteDatabase(path: path)
+        try db.transaction {
+            try db.exec("""
+            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS hosts (
+              id TEXT PRIMARY KEY, hostname TEXT NOT NULL, ek_public BLOB NOT NULL, ek_certificate BLOB NOT NULL,
+              ek_issuer TEXT NOT NULL, ak_public BLOB NOT NULL, ak_name BLOB NOT NULL, ak_algorithm TEXT NOT NULL,
+              ak_state TEXT NOT NULL CHECK (ak_state IN ('pending','active')), activation_digest BLOB, activation_expires_at REAL,
+              activation_failures INTEGER NOT NULL DEFAULT 0, registered_at REAL NOT NULL, updated_at REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS challenges (
+              nonce TEXT PRIMARY KEY, host_id TEXT NOT NULL REFERENCES hosts(id), created_at REAL NOT NULL,
+              expires_at REAL NOT NULL, used_at REAL);
+            CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges(expires_at);
+            CREATE TABLE IF NOT EXISTS attestations (
+              id INTEGER PRIMARY KEY AUTOINCREMENT, host_id TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+              trusted INTEGER NOT NULL, codes TEXT NOT NULL, message TEXT NOT NULL, agent_name TEXT, nonce TEXT,
+              policy_name TEXT, policy_version INTEGER, policy_sha256 TEXT, pcr_digest TEXT, serial TEXT);
+            CREATE INDEX IF NOT EXISTS attestations_host ON attestations(host_id, id);
+            CREATE TABLE IF NOT EXISTS certificates (
+              serial TEXT PRIMARY KEY, host_id TEXT NOT NULL REFERENCES hosts(id), agent_name TEXT NOT NULL,
+              spiffe_id TEXT NOT NULL, not_before REAL NOT NULL, not_after REAL NOT NULL, pem TEXT NOT NULL,
+              attestation_id INTEGER NOT NULL REFERENCES attestations(id), revoked_at REAL, revocation_reason INTEGER);
+            CREATE INDEX IF NOT EXISTS certificates_agent ON certificates(host_id, agent_name);
+            CREATE TABLE IF NOT EXISTS crl (
+              id INTEGER PRIMARY KEY CHECK (id = 1), number INTEGER NOT NULL, der BLOB NOT NULL,
+              this_update REAL NOT NULL, next_update REAL NOT NULL);
+            INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '\(Self.schemaVersion)');
+            """)
+            let version = try db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").query { $0.text(0) }.first
+            guard version == "\(Self.schemaVersion)" else {
+                throw VouchError(.database, "database schema version is not supported by this vouchd", context: ["expected": "\(Self.schemaVersion)", "got": version ?? "none"])
+            }
+        }
+        self.db = db
+    }
+
+    private func with<T>(_ body: (SQLiteDatabase) throws -> T) throws -> T {
+        try lock.withLock { _ in try body(db) }
+    }
+
+    // MARK: hosts
+
+    public func saveHost(_ h: HostRecord) throws {
+        try with { db in
+            try db.prepare("""
+            INSERT INTO hosts (id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state,
+              activation_digest, activation_expires_at, activation_failures, registered_at, updated_at)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            ON CONFLICT(id) DO UPDATE SET hostname=excluded.hostname, ek_public=excluded.ek_public, ek_certificate=excluded.ek_certificate,
+              ek_issuer=excluded.ek_issuer, ak_public=excluded.ak_public, ak_name=excluded.ak_name, ak_algorithm=excluded.ak_algorithm,
+              ak_state=excluded.ak_state, activation_digest=excluded.activation_digest, activation_expires_at=excluded.activation_expires_at,
+              activation_failures=excluded.activation_failures, updated_at=excluded.updated_at
+            """).run([.text(h.id), .text(h.hostname), .blob(h.ekPublic), .blob(h.ekCertificate), .text(h.ekIssuer), .blob(h.akPublic),
+                      .blob(h.akName), .text(h.akAlgorithm), .text(h.akState.rawValue), h.activationDigest.map { .blob($0) } ?? .null,
+                      h.activationExpiresAt.map { .real($0.timeIntervalSince1970) } ?? .null, .int(Int64(h.activationFailures)),
+                      .real(h.registeredAt.timeIntervalSince1970), .real(h.updatedAt.timeIntervalSince1970)])
+        }
+    }
+
+    private static let hostColumns = """
+    id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state, activation_digest,
+    activation_expires_at, activation_failures, registered_at, updated_at
+    """
+
+    private static func host(_ r: Statement.Row) -> HostRecord {
+        HostRecord(id: r.text(0), hostname: r.text(1), ekPublic: r.blob(2), ekCertificate: r.blob(3), ekIssuer: r.text(4),
+                   akPublic: r.blob(5), akName: r.blob(6), akAlgorithm: r.text(7), akState: AKState(rawValue: r.text(8)) ?? .pending,
+                   activationDigest: r.isNull(9) ? nil : r.blob(9), activationExpiresAt: r.optionalDate(10),
+                   activationFailures: Int(r.int(11)), registeredAt: r.date(12), updatedAt: r.date(13))
+    }
+
+    public func host(id: String) throws -> HostRecord? {
+        try with { db in try db.prepare("SELECT \(Self.hostColumns) FROM hosts WHERE id = ?").query([.text(id)], Self.host).first }
+    }
+
+    public func hosts() throws -> [HostRecord] {
+        try with { db in try db.prepare("SELECT \(Self.hostColumns) FROM hosts ORDER BY registered_at, id").query([], Self.host) }
+    }
+
+    // MARK: challenges
+
+    public func insertChallenge(_ c: ChallengeRecord) throws {
+        try with { db in
+            try db.transaction {
+                // Expired challenges are kept for a day (replay diagnostics), then dropped.
+                try db.prepare("DELETE FROM challenges WHERE expires_at < ?").run([.real(c.createdAt.timeIntervalSince1970 - 86400)])
+                try db.prepare("INSERT INTO challenges (nonce, host_id, created_at, expires_at) VALUES (?,?,?,?)")
+                    .run([.text(c.nonce), .text(c.hostID), .real(c.createdAt.timeIntervalSince1970), .real(c.expiresAt.timeIntervalSince1970)])
+            }
+        }
+    }
+
+    public func consumeChallenge(nonce: String, hostID: String, now: Date) throws -> ChallengeUse {
+        try with { db in
+            try db.transaction {
+                let rows = try db.prepare("SELECT expires_at, used_at FROM challenges WHERE nonce = ? AND host_id = ?")
+                    .query([.text(nonce), .text(hostID)]) { ($0.date(0), $0.optionalDate(1)) }
+                guard let (expires, used) = rows.first else { return .unknown }
+                if used != nil { return .alreadyUsed }
+                try db.prepare("UPDATE challenges SET used_at = ? WHERE nonce = ?").run([.real(now.timeIntervalSince1970), .text(nonce)])
+                return now >= expires ? .expired : .consumed
+            }
+        }
+    }
+
+    // MARK: attestations and certificates
+
+    private func insertAttestation(_ db: SQLiteDatabase, _ a: AttestationRecord) throws -> Int64 {
+        try db.prepare("""
+        INSERT INTO attestations (host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version,
+          policy_sha256, pcr_digest, serial) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+        """).run([.text(a.hostID), .real(a.at.timeIntervalSince1970), .text(a.kind), .int(a.trusted ? 1 : 0),
+                  .text(a.codes.joined(separator: ",")), .text(a.message), a.agentName.map { .text($0) } ?? .null,
+                  a.nonce.map { .text($0) } ?? .null, a.policyName.map { .text($0) } ?? .null,
+                  a.policyVersion.map { .int(Int64($0)) } ?? .null, a.policySHA256.map { .text($0) } ?? .null,
+                  a.pcrDigest.map { .text($0) } ?? .null, a.serial.map { .text($0) } ?? .null])
+        return db.lastInsertID
+    }
+
+    @discardableResult
+    public func recordAttestation(_ record: AttestationRecord) throws -> Int64 {
+        try with { db in try insertAttestation(db, record) }
+    }
+
+    public func latestAttestation(hostID: String) throws -> AttestationRecord? {
+        try with { db in
+            try db.prepare("""
+            SELECT id, host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version, policy_sha256, pcr_digest, serial
+            FROM attestations WHERE host_id = ? ORDER BY id DESC LIMIT 1
+            """).query([.text(hostID)]) { r in
+                AttestationRecord(id: r.int(0), hostID: r.text(1), at: r.date(2), kind: r.text(3), trusted: r.int(4) != 0,
+                                  codes: r.text(5).split(separator: ",").map(String.init), message: r.text(6),
+                                  agentName: r.optionalText(7), nonce: r.optionalText(8), policyName: r.optionalText(9),
+                                  policyVersion: r.optionalInt(10).map(Int.init), policySHA256: r.optionalText(11),
+                                  pcrDigest: r.optionalText(12), serial: r.optionalText(13))
+            }.first
+        }
+    }
+
+    public func recordIssuance(attestation: AttestationRecord, certificate c: CertificateRecord) throws -> Int64 {
+        try with { db in
+            try db.transaction {
+                let exists = try db.prepare("SELECT 1 FROM certificates WHERE serial = ?").query([.text(c.serial)]) { _ in true }
+                guard exists.isEmpty else { throw VouchError(.conflict, "certificate serial already used", context: ["serial": c.serial]) }
+                let id = try insertAttestation(db, attestation)
+                try db.prepare("""
+                INSERT INTO certificates (serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id)
+                VALUES (?,?,?,?,?,?,?,?)
+                """).run([.text(c.serial), .text(c.hostID), .text(c.agentName), .text(c.spiffeID), .real(c.notBefore.timeIntervalSince1970),
+                          .real(c.notAfter.timeIntervalSince1970), .text(c.pem), .int(id)])
+                return id
+            }
+        }
+    }
+
+    private static let certColumns = "serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id, revoked_at, revocation_reason"
+
+    private static func certificate(_ r: Statement.Row) -> CertificateRecord {
+        CertificateRecord(serial: r.text(0), hostID: r.text(1), agentName: r.text(2), spiffeID: r.text(3), notBefore: r.date(4),
+                          notAfter: r.date(5), pem: r.text(6), attestationID: r.int(7), revokedAt: r.optionalDate(8),
+                          revocationReason: r.optionalInt(9).map(Int.init))
+    }
+
+    public func certificates() throws -> [CertificateRecord] {
+        try with { db in try db.prepare("SELECT \(Self.certColumns) FROM certificates ORDER BY not_before, serial").query([], Self.certificate) }
+    }
+
+    // MARK: revocation and CRL
+
+    public func revoke(_ target: RevocationTarget, at: Date, reason: Int, buildCRL: CRLBuilder) throws -> (serials: [String], crl: CRLRecord) {
+        try with { db in
+            try db.transaction {
+                let (clause, args): (String, [SQLValue])
+                switch target {
+                case let .serial(s): (clause, args) = ("serial = ?", [.text(s)])
+                case let .agent(h, a): (clause, args) = ("host_id = ? AND agent_name = ?", [.text(h), .text(a)])
+                case let .host(h): (clause, args) = ("host_id = ?", [.text(h)])
+                }
+                let serials = try db.prepare("SELECT serial FROM certificates WHERE \(clause) AND revoked_at IS NULL ORDER BY serial")
+                    .query(args) { $0.text(0) }
+                let update = try db.prepare("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?")
+                for s in serials { try update.run([.real(at.timeIntervalSince1970), .int(Int64(reason)), .text(s)]) }
+                let crl = serials.isEmpty ? try currentOrNew(db, buildCRL) : try storeNextCRL(db, buildCRL)
+                return (serials, crl)
+            }
+        }
+    }
+
+    public func refreshCRL(buildCRL: CRLBuilder) throws -> CRLRecord {
+        try with { db in try db.transaction { try storeNextCRL(db, buildCRL) } }
+    }
+
+    public func currentCRL() throws -> CRLRecord? {
+        try with { db in try Self.loadCRL(db) }
+    }
+
+    private static func loadCRL(_ db: SQLiteDatabase) throws -> CRLRecord? {
+        try db.prepare("SELECT number, der, this_update, next_update FROM crl WHERE id = 1").query {
+            CRLRecord(number: UInt64($0.int(0)), der: $0.blob(1), thisUpdate: $0.date(2), nextUpdate: $0.date(3))
+        }.first
+    }
+
+    private func currentOrNew(_ db: SQLiteDatabase, _ build: CRLBuilder) throws -> CRLRecord {
+        try Self.loadCRL(db) ?? storeNextCRL(db, build)
+    }
+
+    /// Builds the CRL with the next number over every revoked certificate and stores it.
+    private func storeNextCRL(_ db: SQLiteDatabase, _ build: CRLBuilder) throws -> CRLRecord {
+        let next = (try Self.loadCRL(db)?.number ?? 0) + 1
+        let revoked = try db.prepare("SELECT \(Self.certColumns) FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial")
+            .query([], Self.certificate)
+        let crl = try build(revoked, next)
+        try db.prepare("""
+        INSERT INTO crl (id, number, der, this_update, next_update) VALUES (1,?,?,?,?)
+        ON CONFLICT(id) DO UPDATE SET number=excluded.number, der=excluded.der, this_update=excluded.this_update, next_update=excluded.next_update
+        """).run([.int(Int64(crl.number)), .blob(crl.der), .real(crl.thisUpdate.timeIntervalSince1970), .real(crl.nextUpdate.timeIntervalSince1970)])
+        return crl
+    }
+}

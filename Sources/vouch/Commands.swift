@@ -1,0 +1,133 @@
+import Foundation
+import VouchAPI
+import VouchCore
+import VouchCrypto
+import VouchHTTPClient
+
+enum CLI {
+    static let usage = """
+    usage: vouch COMMAND [options]
+
+    Agents:
+      enroll --name NAME [--socket PATH] [--out DIR] [--key-type p256|p384]
+          Create a key pair and CSR, have the local attester prove this host's state to the broker,
+          and write DIR/NAME.key (0600), DIR/NAME.pem and DIR/ca.pem. Socket: $VOUCH_ATTESTER_SOCKET.
+
+    Operators (broker: --broker URL or $VOUCH_BROKER; CA: --ca FILE or $VOUCH_CA;
+               admin token: --token-file FILE or $VOUCH_TOKEN_FILE):
+      status [--json]                     hosts, AK state, last attestation and why; certificates
+      revoke --serial HEX [--reason R]    revoke one certificate
+      revoke --host ID [--agent NAME]     revoke every certificate of an agent, or of a host
+      crl [--out FILE] [--json]           fetch the CRL, check its signature, list revoked serials
+
+    Exit status: 0 success, 1 refused or failed (reason on stderr), 2 usage error.
+    """
+
+    static func error(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+    static func env(_ key: String) -> String? { ProcessInfo.processInfo.environment[key].flatMap { $0.isEmpty ? nil : $0 } }
+
+    static let brokerOptions: Set<String> = ["broker", "ca", "token-file"]
+
+    static func broker(_ args: Arguments, admin: Bool) throws -> (APIClient, caFile: String) {
+        guard let url = args["broker"] ?? env("VOUCH_BROKER") else { throw VouchError(.badRequest, "no broker: give --broker URL or set VOUCH_BROKER") }
+        guard let ca = args["ca"] ?? env("VOUCH_CA") else { throw VouchError(.badRequest, "no CA: give --ca FILE or set VOUCH_CA") }
+        var token: String?
+        if admin {
+            guard let file = args["token-file"] ?? env("VOUCH_TOKEN_FILE") else {
+                throw VouchError(.badRequest, "no admin token: give --token-file FILE or set VOUCH_TOKEN_FILE")
+            }
+            token = try Files.readString(file).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return (APIClient(transport: HTTPClient(.https(baseURL: url, caFile: ca)), bearerToken: token), ca)
+    }
+}
+
+func enrollCommand(_ argv: [String]) throws -> Int32 {
+    let args = try Arguments(argv, options: ["name", "socket", "out", "key-type"])
+    let name = try args.required("name")
+    guard let socket = args["socket"] ?? CLI.env("VOUCH_ATTESTER_SOCKET") else {
+        throw VouchError(.badRequest, "no attester socket: give --socket PATH or set VOUCH_ATTESTER_SOCKET")
+    }
+    let out = args["out"] ?? "."
+    guard let keyType = PrivateKey.KeyType(rawValue: (args["key-type"] ?? "p256").uppercased().replacingOccurrences(of: "P", with: "P-")) else {
+        throw VouchError(.badRequest, "--key-type must be p256 or p384")
+    }
+    let key = try PrivateKey.generate(keyType)
+    let csr = try CSR.create(key: key, commonName: name)
+    let client = APIClient(transport: HTTPClient(.unix(path: socket), timeoutSeconds: 60))
+    let issued = try client.call("POST", "/v1/enroll", body: AgentEnrollRequest(agentName: name, csr: try csr.pem), as: EnrollResponse.self)
+    let cert = try Certificate(pem: issued.certificate)
+    guard try cert.publicKey.isEqual(to: key.publicKey) else {
+        throw VouchError(.crypto, "the broker returned a certificate for a different key")
+    }
+    try Files.makeDirectory(out, mode: 0o755)
+    try Files.writeAtomically(Array(try key.pem.utf8), to: "\(out)/\(name).key", mode: 0o600)
+    try Files.writeAtomically(Array(issued.certificate.utf8), to: "\(out)/\(name).pem")
+    try Files.writeAtomically(Array(issued.caCertificate.utf8), to: "\(out)/ca.pem")
+    print("""
+    enrolled agent \(name)
+      serial:    \(issued.serial)
+      subject:   \(cert.subject)
+      issuer:    \(cert.issuer)
+      SAN:       \(cert.uriSANs.joined(separator: ", "))
+      notBefore: \(cert.notBefore.iso8601)
+      notAfter:  \(cert.notAfter.iso8601)
+      policy:    \(issued.policy)
+      files:     \(out)/\(name).key \(out)/\(name).pem \(out)/ca.pem
+    """)
+    return 0
+}
+
+func statusCommand(_ argv: [String]) throws -> Int32 {
+    let args = try Arguments(argv, options: CLI.brokerOptions, flags: ["json"])
+    let (client, _) = try CLI.broker(args, admin: true)
+    let status = try client.call("GET", "/v1/status", as: StatusResponse.self)
+    if args.has("json") { print(JSONCodec.pretty(status)); return 0 }
+    print("trust domain \(status.trustDomain) · policy \(status.policy) · CRL #\(status.crlNumber)")
+    print("\nHOSTS (\(status.hosts.count))")
+    for h in status.hosts {
+        print("  \(h.hostId)  \(h.hostname)  AK \(h.akAlgorithm) \(h.akState)  EK issuer: \(h.ekIssuer)")
+        if let a = h.lastAttestation {
+            let codes = a.codes.isEmpty ? "" : " [\(a.codes.joined(separator: ","))]"
+            print("    last attestation \(a.at): \(a.result)\(codes) — \(a.message)")
+        }
+    }
+    print("\nCERTIFICATES (\(status.certificates.count))")
+    for c in status.certificates {
+        let revoked = c.revokedAt.map { " at \($0) (\(c.revocationReason ?? "unspecified"))" } ?? ""
+        print("  \(c.serial)  \(c.state)\(revoked)\n    \(c.spiffeId)\n    valid \(c.notBefore) → \(c.notAfter)")
+    }
+    return 0
+}
+
+func revokeCommand(_ argv: [String]) throws -> Int32 {
+    let args = try Arguments(argv, options: CLI.brokerOptions.union(["serial", "host", "agent", "reason"]))
+    guard args["serial"] != nil || args["host"] != nil else { throw VouchError(.badRequest, "give --serial HEX, or --host ID [--agent NAME]") }
+    let (client, _) = try CLI.broker(args, admin: true)
+    let r = try client.call("POST", "/v1/revoke", body: RevokeRequest(serial: args["serial"], hostId: args["host"], agentName: args["agent"], reason: args["reason"]),
+                            as: RevokeResponse.self)
+    for s in r.revoked { print("revoked \(s)") }
+    print("CRL #\(r.crlNumber) published")
+    return 0
+}
+
+func crlCommand(_ argv: [String]) throws -> Int32 {
+    let args = try Arguments(argv, options: CLI.brokerOptions.union(["out"]), flags: ["json"])
+    let (client, caFile) = try CLI.broker(args, admin: false)
+    let response = try client.raw("GET", "/v1/crl")
+    let crl = try CRL(der: response.body)
+    let ca = try Certificate(pem: Files.readString(caFile))
+    guard crl.isSigned(by: ca) else { throw VouchError(.crypto, "CRL signature does not verify with \(caFile)") }
+    if let out = args["out"] { try Files.writeAtomically(response.body, to: out) }
+    if args.has("json") {
+        print(JSONCodec.pretty(["number": "\(crl.number ?? 0)", "thisUpdate": crl.thisUpdate.iso8601, "nextUpdate": crl.nextUpdate.iso8601,
+                                "revoked": crl.revokedSerials.joined(separator: ",")]))
+        return 0
+    }
+    print("CRL #\(crl.number ?? 0) from \(crl.issuer), signature verified")
+    print("  thisUpdate \(crl.thisUpdate.iso8601), nextUpdate \(crl.nextUpdate.iso8601)")
+    print("  revoked serials (\(crl.revokedSerials.count)):")
+    for s in crl.revokedSerials { print("    \(s)") }
+    return 0
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The Vouch quick start: a real software TPM, the broker and the attester on free loopback ports;
+# enroll an agent, show status, revoke its certificate, show the CRL listing it; stop everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+bin=$(swift build --show-bin-path)
+out="$root/out/demo"
+rm -rf "$out"
+mkdir -p "$out"
+pids=()
+cleanup() {
+  local rc=$?
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  if [ $rc -ne 0 ]; then
+    echo "demo failed (exit $rc); logs:" >&2
+    for f in "$out"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }; done
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {  # a port P with P and P+1 free on 127.0.0.1
+  python3 - <<'PY'
+import random, socket
+for _ in range(500):
+    p = random.randint(20000, 60000)
+    try:
+        socks = []
+        for q in (p, p + 1):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); socks.append(s)
+        for s in socks: s.close()
+        print(p); break
+    except OSError:
+        for s in socks: s.close()
+PY
+}
+wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "1. Manufacture a software TPM (swtpm) with an EK certificate from its own local CA"
+scripts/swtpm-manufacture.sh "$out/tpm"
+mkdir -p "$out/ek-roots"
+cp "$out/tpm/ca/swtpm-localca-rootca-cert.pem" "$out/tpm/ca/issuercert.pem" "$out/ek-roots/"
+tpm_port=$(free_port)
+swtpm socket --tpm2 --tpmstate dir="$out/tpm/state" --flags not-need-init,startup-clear \
+  --server type=tcp,port="$tpm_port",bindaddr=127.0.0.1 --ctrl type=tcp,port=$((tpm_port + 1)),bindaddr=127.0.0.1 \
+  >"$out/swtpm.log" 2>&1 &
+pids+=($!)
+wait_port "$tpm_port"
+echo "swtpm on 127.0.0.1:$tpm_port; EK trust anchors in out/demo/ek-roots/"
+
+step "2. Start vouchd (HTTPS, SQLite in WAL mode, policy policies/development.yaml)"
+broker_port=$(free_port)
+"$bin/vouchd" --data-dir "$out/broker" --policy policies/development.yaml --ek-roots "$out/ek-roots" \
+  --port "$broker_port" --trust-domain demo.vouch.local >"$out/vouchd.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 200); do [ -f "$out/broker/ca/ca.pem" ] && curl -sf --cacert "$out/broker/ca/ca.pem" "https://127.0.0.1:$broker_port/v1/health" >/dev/null && break; sleep 0.05; done
+cp "$out/broker/ca/ca.pem" "$out/ca.pem"
+export VOUCH_BROKER="https://127.0.0.1:$broker_port" VOUCH_CA="$out/ca.pem" VOUCH_TOKEN_FILE="$out/broker/admin.token"
+cat "$out/vouchd.log"
+
+step "3. Start vouch-attester: EK certificate -> credential activation -> AK trusted"
+export VOUCH_ATTESTER_SOCKET="$out/attester.sock"
+"$bin/vouch-attester" --broker "$VOUCH_BROKER" --ca "$VOUCH_CA" --tcti "swtpm:host=127.0.0.1,port=$tpm_port" \
+  --socket "$VOUCH_ATTESTER_SOCKET" --hostname demo-host >"$out/attester.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 200); do [ -S "$VOUCH_ATTESTER_SOCKET" ] && break; sleep 0.05; done
+[ -S "$VOUCH_ATTESTER_SOCKET" ] || { echo "attester did not start" >&2; exit 1; }
+cat "$out/attester.log"
+
+step "4. Enroll an agent: key + CSR, TPM quote bound to nonce and key, policy check, certificate"
+"$bin/vouch" enroll --name demo-agent --out "$out/agent"
+cp "$out/agent/demo-agent.pem" "$out/agent.pem"
+openssl x509 -in "$out/agent.pem" -noout -subject -ext subjectAltName -dates
+openssl verify -CAfile "$out/ca.pem" "$out/agent.pem"
+
+step "5. vouch status"
+"$bin/vouch" status
+
+step "6. Revoke the agent's certificate"
+serial=$(openssl x509 -in "$out/agent.pem" -noout -serial | cut -d= -f2)
+"$bin/vouch" revoke --serial "$serial" --reason keyCompromise
+
+step "7. The CRL now lists the serial"
+"$bin/vouch" crl --out "$out/crl.der"
+openssl crl -inform der -in "$out/crl.der" -out "$out/crl.pem"
+if openssl verify -crl_check -CAfile "$out/ca.pem" -CRLfile "$out/crl.pem" "$out/agent.pem" 2>&1; then
+  echo "expected the revoked certificate to fail verification" >&2; exit 1
+fi
+echo "openssl verify -crl_check rejects the revoked certificate, as it should"
+
+step "Done"
+echo "Left for inspection: out/demo/ca.pem, out/demo/agent.pem, out/demo/crl.der"
+echo "  openssl verify -crl_check -CAfile out/demo/ca.pem -CRLfile <(openssl crl -inform der -in out/demo/crl.der) out/demo/agent.pem"
