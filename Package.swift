@@ -63,7 +63,7 @@ let package = Package(
 
         // Tests
         .testTarget(name: "VouchTPMWireTests", dependencies: ["VouchTPMWire", "VouchCore"]),
-        .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation"]),
+        .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire"]),
         .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore"]),

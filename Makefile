@@ -1,0 +1,38 @@
+# Vouch: two commands on a fresh Debian 12 machine with Swift 6.
+#   make demo   install what is missing, build, run the end-to-end story (scripts/demo.sh)
+#   make test   install what is missing, build, run every test
+SHELL := /bin/bash
+SWIFT ?= swift
+APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 libssl-dev openssl \
+                libcurl4-openssl-dev curl libsqlite3-dev libmicrohttpd-dev libgnutls28-dev libyaml-dev python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build demo test test-unit clean
+
+all: build
+
+# Installs only the Debian packages that are missing.
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+demo: build
+	scripts/demo.sh
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+# Only the tests that start no process (parsers, crypto, policy, store).
+test-unit: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --skip VouchIntegrationTests
+
+clean:
+	rm -rf .build out

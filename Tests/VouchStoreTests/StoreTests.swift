@@ -1,0 +1,92 @@
+import Foundation
+import XCTest
+import VouchBroker
+import VouchCore
+import VouchStore
+
+final class StoreTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-store-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    func open() throws -> SQLiteBrokerStore { try SQLiteBrokerStore(path: dir.appendingPathComponent("vouch.db").path) }
+
+    let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func host(_ id: String = String(repeating: "a", count: 32)) -> HostRecord {
+        HostRecord(id: id, hostname: "h", ekPublic: [1], ekCertificate: [2], ekIssuer: "CN=x", akPublic: [3], akName: [4],
+                   akAlgorithm: "ecc-p256", akState: .active, activationDigest: nil, activationExpiresAt: nil,
+                   activationFailures: 0, registeredAt: t0, updatedAt: t0)
+    }
+
+    func cert(_ serial: String, agent: String = "a") -> CertificateRecord {
+        CertificateRecord(serial: serial, hostID: host().id, agentName: agent, spiffeID: "spiffe://t/host/x/agent/\(agent)",
+                          notBefore: t0, notAfter: t0.addingTimeInterval(900), pem: "PEM", attestationID: 0)
+    }
+
+    func builder(_ seen: UnsafeMutablePointer<[String]>? = nil) -> CRLBuilder {
+        { revoked, number in
+            seen?.pointee = revoked.map(\.serial)
+            return CRLRecord(number: number, der: [UInt8(number & 0xff)], thisUpdate: self.t0, nextUpdate: self.t0.addingTimeInterval(300))
+        }
+    }
+
+    func testChallengesAreSingleUseAndExpire() throws {
+        let s = try open()
+        try s.saveHost(host())
+        try s.insertChallenge(ChallengeRecord(nonce: "n1", hostID: host().id, createdAt: t0, expiresAt: t0.addingTimeInterval(60)))
+        try s.insertChallenge(ChallengeRecord(nonce: "n2", hostID: host().id, createdAt: t0, expiresAt: t0.addingTimeInterval(60)))
+        XCTAssertEqual(try s.consumeChallenge(nonce: "n1", hostID: "other", now: t0), .unknown, "bound to its host")
+        XCTAssertEqual(try s.consumeChallenge(nonce: "n1", hostID: host().id, now: t0), .consumed)
+        XCTAssertEqual(try s.consumeChallenge(nonce: "n1", hostID: host().id, now: t0), .alreadyUsed)
+        XCTAssertEqual(try s.consumeChallenge(nonce: "n2", hostID: host().id, now: t0.addingTimeInterval(60)), .expired)
+        XCTAssertEqual(try s.consumeChallenge(nonce: "n2", hostID: host().id, now: t0), .alreadyUsed, "an expired attempt burns the nonce")
+        XCTAssertEqual(try s.consumeChallenge(nonce: "nx", hostID: host().id, now: t0), .unknown)
+    }
+
+    func testSerialsAreUniqueAndIssuanceIsAtomic() throws {
+        let s = try open()
+        try s.saveHost(host())
+        let a = AttestationRecord(hostID: host().id, at: t0, kind: "enrollment", trusted: true, codes: [], message: "ok")
+        _ = try s.recordIssuance(attestation: a, certificate: cert("01"))
+        var second = a
+        second.message = "duplicate"
+        XCTAssertThrowsError(try s.recordIssuance(attestation: second, certificate: cert("01"))) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .conflict)
+        }
+        XCTAssertEqual(try s.certificates().count, 1)
+        XCTAssertEqual(try s.latestAttestation(hostID: host().id)?.message, "ok", "the failed issuance left no attestation record")
+    }
+
+    func testRevocationBumpsCRLNumberAndSurvivesReopen() throws {
+        var seen: [String] = []
+        do {
+            let s = try open()
+            try s.saveHost(host())
+            let a = AttestationRecord(hostID: host().id, at: t0, kind: "enrollment", trusted: true, codes: [], message: "ok")
+            for (serial, agent) in [("01", "a"), ("02", "a"), ("03", "b")] {
+                _ = try s.recordIssuance(attestation: a, certificate: cert(serial, agent: agent))
+            }
+            XCTAssertEqual(try s.refreshCRL(buildCRL: builder()).number, 1)
+            let r1 = try withUnsafeMutablePointer(to: &seen) { try s.revoke(.agent(hostID: host().id, agentName: "a"), at: t0, reason: 1, buildCRL: builder($0)) }
+            XCTAssertEqual(r1.serials, ["01", "02"])
+            XCTAssertEqual(r1.crl.number, 2)
+            XCTAssertEqual(seen, ["01", "02"])
+            let r2 = try s.revoke(.serial("01"), at: t0, reason: 1, buildCRL: builder())
+            XCTAssertEqual(r2.serials, [], "already revoked")
+            XCTAssertEqual(r2.crl.number, 2, "nothing changed, no new CRL")
+        }
+        let reopened = try open()
+        XCTAssertEqual(try reopened.currentCRL()?.number, 2)
+        XCTAssertEqual(try reopened.certificates().filter { $0.revokedAt != nil }.map(\.serial), ["01", "02"])
+        XCTAssertEqual(try reopened.certificates().first { $0.serial == "01" }?.revocationReason, 1)
+        let r3 = try reopened.revoke(.host(host().id), at: t0, reason: 5, buildCRL: builder())
+        XCTAssertEqual(r3.serials, ["03"])
+        XCTAssertEqual(r3.crl.number, 3)
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import XCTest
+import VouchCore
+import VouchTPMWire
+
+/// The shared, read-only test corpus beside this repository (../shared/testdata).
+func sharedTestdata(_ path: String) throws -> URL {
+    let base = ProcessInfo.processInfo.environment["VOUCH_SHARED_TESTDATA"].map { URL(fileURLWithPath: $0) }
+        ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("shared/testdata")
+    let url = base.appendingPathComponent(path)
+    guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("shared test data not found at \(url.path)") }
+    return url
+}
+
+/// A real quote from a GCE Shielded VM (go-attestation test data; see shared PROVENANCE.md).
+struct GCPQuoteFixture {
+    let akPublic: [UInt8]    // TPMT_PUBLIC
+    let attest: [UInt8]      // TPMS_ATTEST
+    let signature: [UInt8]   // TPMT_SIGNATURE
+    let sha1PCRs: [Int: [UInt8]]
+
+    init() throws {
+        let url = try sharedTestdata("tpm-eventlog/quote-gcp-windows-shielded-vm/windows_gcp_shielded_vm.json")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        let ak = json["AK"] as! [String: Any]
+        let quote = json["Quote"] as! [String: Any]
+        let log = json["Log"] as! [String: Any]
+        akPublic = [UInt8](Data(base64Encoded: ak["Public"] as! String)!)
+        attest = [UInt8](Data(base64Encoded: quote["Quote"] as! String)!)
+        signature = [UInt8](Data(base64Encoded: quote["Signature"] as! String)!)
+        var pcrs: [Int: [UInt8]] = [:]
+        for entry in log["PCRs"] as! [[String: Any]] where entry["DigestAlg"] as? Int == 3 {
+            pcrs[entry["Index"] as! Int] = [UInt8](Data(base64Encoded: entry["Digest"] as! String)!)
+        }
+        sha1PCRs = pcrs
+    }
+}
+
+final class TPMStructureTests: XCTestCase {
+    func testParsesRealGCPQuote() throws {
+        let f = try GCPQuoteFixture()
+        var r = ByteReader(f.akPublic)
+        let ak = try TPMTPublic(from: &r)
+        XCTAssertEqual(r.remaining, 0)
+        XCTAssertEqual(ak.type, .rsa)
+        XCTAssertEqual(ak.nameAlg, .sha256)
+        XCTAssertTrue(ak.attributes.isSuperset(of: [.restricted, .sign, .fixedTPM, .fixedParent, .sensitiveDataOrigin]))
+        guard case let .rsa(modulus, exponent, bits) = ak.key else { return XCTFail("expected RSA") }
+        XCTAssertEqual(bits, 2048)
+        XCTAssertEqual(modulus.count, 256)
+        XCTAssertEqual(exponent, 65537)
+        XCTAssertEqual(ak.raw, f.akPublic)
+
+        let attest = try TPMSAttest(bytes: f.attest)
+        XCTAssertEqual(attest.magic, TPMConstants.generatedValue)
+        XCTAssertEqual(attest.type, TPMConstants.stAttestQuote)
+        XCTAssertEqual(attest.extraData, [])
+        guard case let .quote(selection, digest) = attest.attested else { return XCTFail("expected a quote") }
+        XCTAssertEqual(selection.banks.first?.hash, .sha1)
+        XCTAssertEqual(selection.banks.first?.pcrs, Array(0...23))
+        XCTAssertEqual(digest.count, 20)
+
+        let sig = try TPMTSignature(bytes: f.signature)
+        guard case let .rsa(scheme, hash, bytes) = sig.value else { return XCTFail("expected RSA signature") }
+        XCTAssertEqual(scheme, .rsassa)
+        XCTAssertEqual(hash, .sha1)
+        XCTAssertEqual(bytes.count, 256)
+    }
+
+    /// Every prefix of a valid structure fails with a typed error; none traps.
+    func testEveryTruncationIsATypedError() throws {
+        let f = try GCPQuoteFixture()
+        let parsers: [(String, [UInt8], ([UInt8]) throws -> Void)] = [
+            ("TPMS_ATTEST", f.attest, { _ = try TPMSAttest(bytes: $0) }),
+            ("TPMT_SIGNATURE", f.signature, { _ = try TPMTSignature(bytes: $0) }),
+            ("TPMT_PUBLIC", f.akPublic, { var r = ByteReader($0); _ = try TPMTPublic(from: &r); try r.expectEnd("TPMT_PUBLIC") }),
+        ]
+        for (name, bytes, parse) in parsers {
+            for n in 0..<bytes.count {
+                XCTAssertThrowsError(try parse(Array(bytes.prefix(n))), "\(name) prefix \(n)") { error in
+                    guard let e = error as? VouchError else { return XCTFail("untyped error \(error)") }
+                    XCTAssertTrue([.truncated, .invalidValue].contains(e.code), "\(name) prefix \(n): \(e)")
+                }
+            }
+            XCTAssertThrowsError(try parse(bytes + [0])) { XCTAssertEqual(($0 as? VouchError)?.code, .trailingBytes, name) }
+        }
+    }
+
+    /// Random corruption of real structures never traps, and never yields a parse of different bytes.
+    func testRandomCorruptionNeverTraps() throws {
+        let f = try GCPQuoteFixture()
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            var b = [f.attest, f.signature, f.akPublic].randomElement(using: &rng)!
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                b[Int.random(in: 0..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+            }
+            if let a = try? TPMSAttest(bytes: b) { XCTAssertEqual(a.raw, b) }
+            _ = try? TPMTSignature(bytes: b)
+            var r = ByteReader(b)
+            _ = try? TPMTPublic(from: &r)
+        }
+    }
+
+    func testHostileLengthsAreRefused() {
+        // TPM2B_PUBLIC claiming 65535 bytes with 2 present.
+        XCTAssertThrowsError(try TPMTPublic(tpm2bPublic: [0xff, 0xff, 0x00, 0x01])) { XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue) }
+        // A PCR selection claiming 2^32-1 banks.
+        var r = ByteReader([0xff, 0xff, 0xff, 0xff])
+        XCTAssertThrowsError(try PCRSelection(from: &r)) { XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue) }
+        // An oversized attestation blob.
+        XCTAssertThrowsError(try TPMSAttest(bytes: [UInt8](repeating: 0, count: 5000))) { XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue) }
+        // sizeofSelect outside 3...4.
+        var s = ByteReader([0, 0, 0, 1, 0x00, 0x0b, 200])
+        XCTAssertThrowsError(try PCRSelection(from: &s)) { XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue) }
+    }
+
+    func testPCRSelectionRoundTrip() throws {
+        let sel = PCRSelection(banks: [PCRBankSelection(hash: .sha256, pcrs: [0, 1, 7, 16, 23]), PCRBankSelection(hash: .sha1, pcrs: [4])])
+        var r = ByteReader(sel.marshaled)
+        XCTAssertEqual(try PCRSelection(from: &r), sel)
+        XCTAssertEqual(r.remaining, 0)
+    }
+
+    func testAKTemplatesParseAsRestrictedSigningKeys() throws {
+        for kind in KeyTemplates.AKKind.allCases {
+            var r = ByteReader(KeyTemplates.attestationKey(kind))
+            // Templates carry an empty unique field, which the parser rejects as a key: check the header only.
+            XCTAssertEqual(try r.u16("type"), kind == .eccP256 ? TPMAlg.ecc.rawValue : TPMAlg.rsa.rawValue)
+            XCTAssertEqual(try r.u16("nameAlg"), TPMAlg.sha256.rawValue)
+            XCTAssertEqual(ObjectAttributes(rawValue: try r.u32("attributes")), KeyTemplates.akAttributes)
+        }
+    }
+}
