@@ -15,13 +15,13 @@ enum TestEnv {
         fatalError("Package.swift not found above \(#filePath)")
     }()
 
-    /// Directory holding the built executables (the test bundle sits beside them).
+    /// Directory holding the built executables (`swift build --show-bin-path`).
     static let binDir: URL = {
         if let env = ProcessInfo.processInfo.environment["VOUCH_BIN_DIR"] { return URL(fileURLWithPath: env) }
-        return Bundle(for: Marker.self).bundleURL.deletingLastPathComponent()
+        return packageRoot.appendingPathComponent(".build/debug")
     }()
 
-    final class Marker {}
+    static func bin(_ name: String) -> String { binDir.appendingPathComponent(name).path }
 
     static func tempDir(_ prefix: String) throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))")

@@ -1,0 +1,99 @@
+import Foundation
+import VouchAPI
+import VouchAttesterKit
+import VouchCore
+import VouchHTTPClient
+
+/// A real `vouchd` on a free loopback port with its own data directory, trusting the EK CA of
+/// the given software TPM. Stopped when released.
+final class BrokerHarness {
+    let dir: URL
+    let port: UInt16
+    let ekRoots: URL
+    let extraArgs: [String]
+    let policy: String
+    private var process: BackgroundProcess?
+
+    var url: String { "https://127.0.0.1:\(port)" }
+    var caFile: String { dir.appendingPathComponent("data/ca/ca.pem").path }
+    var tokenFile: String { dir.appendingPathComponent("data/admin.token").path }
+    var log: String { process?.log ?? "" }
+
+    init(trusting tpm: SwTPM, policy: String? = nil, extraArgs: [String] = []) throws {
+        dir = try TestEnv.tempDir("vouch-broker")
+        ekRoots = dir.appendingPathComponent("ek-roots")
+        try FileManager.default.createDirectory(at: ekRoots, withIntermediateDirectories: true)
+        for f in [tpm.rootCA, tpm.issuerCA] {
+            try FileManager.default.copyItem(at: f, to: ekRoots.appendingPathComponent(f.lastPathComponent))
+        }
+        self.policy = policy ?? TestEnv.packageRoot.appendingPathComponent("policies/development.yaml").path
+        self.extraArgs = extraArgs
+        port = TestEnv.freePorts(1)
+        try start()
+    }
+
+    func start() throws {
+        process = try BackgroundProcess(TestEnv.bin("vouchd"), [
+            "--data-dir", dir.appendingPathComponent("data").path, "--policy", policy, "--ek-roots", ekRoots.path,
+            "--port", "\(port)", "--trust-domain", "vouch.test",
+        ] + extraArgs, log: dir.appendingPathComponent("vouchd-\(UUID().uuidString.prefix(4)).log"))
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if FileManager.default.fileExists(atPath: caFile), (try? client().raw("GET", "/v1/health")) != nil { return }
+            if process?.process.isRunning == false { break }
+            usleep(50_000)
+        }
+        throw NSError(domain: "vouchd", code: 1, userInfo: [NSLocalizedDescriptionKey: "vouchd did not start:\n\(log)"])
+    }
+
+    func stop() { process?.stop(); process = nil }
+
+    func restart() throws {
+        stop()
+        try start()
+    }
+
+    func client() -> APIClient { APIClient(transport: HTTPClient(.https(baseURL: url, caFile: caFile))) }
+
+    func admin() throws -> APIClient {
+        APIClient(transport: HTTPClient(.https(baseURL: url, caFile: caFile)),
+                  bearerToken: try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    func status() throws -> StatusResponse { try admin().call("GET", "/v1/status", as: StatusResponse.self) }
+
+    /// An in-process attester (the same code as vouch-attester) for `tpm`, talking to this broker.
+    func attester(for tpm: SwTPM, ak: String = "ecc-p256") -> Attester {
+        Attester(config: AttesterConfig(tcti: tpm.tcti, akKind: .init(rawValue: ak)!, hostname: "test-host"),
+                 broker: HTTPClient(.https(baseURL: url, caFile: caFile)))
+    }
+
+    /// Runs the `vouch` CLI with this broker's settings in the environment.
+    func vouch(_ args: [String], socket: String? = nil) throws -> TestEnv.RunResult {
+        var env = ["VOUCH_BROKER": url, "VOUCH_CA": caFile, "VOUCH_TOKEN_FILE": tokenFile]
+        if let socket { env["VOUCH_ATTESTER_SOCKET"] = socket }
+        return try TestEnv.run(TestEnv.bin("vouch"), args, env: env)
+    }
+
+    /// Starts the real `vouch-attester` process for `tpm`; returns it and its socket path.
+    func startAttesterProcess(for tpm: SwTPM) throws -> (BackgroundProcess, String) {
+        let socket = dir.appendingPathComponent("attester-\(UUID().uuidString.prefix(4)).sock").path
+        let p = try BackgroundProcess(TestEnv.bin("vouch-attester"), [
+            "--broker", url, "--ca", caFile, "--tcti", tpm.tcti, "--socket", socket, "--hostname", "test-host",
+        ], log: dir.appendingPathComponent("attester-\(UUID().uuidString.prefix(4)).log"))
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline && !FileManager.default.fileExists(atPath: socket) {
+            guard p.process.isRunning else { break }
+            usleep(50_000)
+        }
+        guard FileManager.default.fileExists(atPath: socket) else {
+            throw NSError(domain: "vouch-attester", code: 1, userInfo: [NSLocalizedDescriptionKey: "attester did not start:\n\(p.log)"])
+        }
+        return (p, socket)
+    }
+
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
