@@ -4,15 +4,7 @@ import VouchAttestation
 import VouchCore
 import VouchCrypto
 import VouchTPMWire
-
-func sharedTestdata(_ path: String) throws -> URL {
-    let base = ProcessInfo.processInfo.environment["VOUCH_SHARED_TESTDATA"].map { URL(fileURLWithPath: $0) }
-        ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("shared/testdata")
-    let url = base.appendingPathComponent(path)
-    guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("shared test data not found at \(url.path)") }
-    return url
-}
+import VouchTestSupport
 
 /// The quote verifier on a real quote from a GCE Shielded VM (RSASSA-PKCS1-v1_5, SHA-1, 24 SHA-1 PCRs).
 final class QuoteVerifierTests: XCTestCase {
@@ -24,16 +16,8 @@ final class QuoteVerifierTests: XCTestCase {
     }
 
     func fixture() throws -> Fixture {
-        let url = try sharedTestdata("tpm-eventlog/quote-gcp-windows-shielded-vm/windows_gcp_shielded_vm.json")
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
-        let ak = json["AK"] as! [String: Any], quote = json["Quote"] as! [String: Any], log = json["Log"] as! [String: Any]
-        var r = ByteReader([UInt8](Data(base64Encoded: ak["Public"] as! String)!))
-        var values: [Int: [UInt8]] = [:]
-        for e in log["PCRs"] as! [[String: Any]] where e["DigestAlg"] as? Int == 3 {
-            values[e["Index"] as! Int] = [UInt8](Data(base64Encoded: e["Digest"] as! String)!)
-        }
-        return Fixture(ak: try TPMTPublic(from: &r), attest: [UInt8](Data(base64Encoded: quote["Quote"] as! String)!),
-                       signature: [UInt8](Data(base64Encoded: quote["Signature"] as! String)!), pcrs: PCRValues([.sha1: values]))
+        let f = try GCPQuoteFixture()
+        return Fixture(ak: try f.akTPMPublic(), attest: f.attest, signature: f.signature, pcrs: f.pcrs)
     }
 
     func verify(_ f: Fixture, attest: [UInt8]? = nil, signature: [UInt8]? = nil, qualifyingData: [UInt8] = [], pcrs: PCRValues? = nil) -> QuoteVerdict {

@@ -2,47 +2,12 @@ import Foundation
 import XCTest
 import VouchCore
 import VouchTPMWire
-
-/// The shared, read-only test corpus beside this repository (../shared/testdata).
-func sharedTestdata(_ path: String) throws -> URL {
-    let base = ProcessInfo.processInfo.environment["VOUCH_SHARED_TESTDATA"].map { URL(fileURLWithPath: $0) }
-        ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("shared/testdata")
-    let url = base.appendingPathComponent(path)
-    guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("shared test data not found at \(url.path)") }
-    return url
-}
-
-/// A real quote from a GCE Shielded VM (go-attestation test data; see shared PROVENANCE.md).
-struct GCPQuoteFixture {
-    let akPublic: [UInt8]    // TPMT_PUBLIC
-    let attest: [UInt8]      // TPMS_ATTEST
-    let signature: [UInt8]   // TPMT_SIGNATURE
-    let sha1PCRs: [Int: [UInt8]]
-
-    init() throws {
-        let url = try sharedTestdata("tpm-eventlog/quote-gcp-windows-shielded-vm/windows_gcp_shielded_vm.json")
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
-        let ak = json["AK"] as! [String: Any]
-        let quote = json["Quote"] as! [String: Any]
-        let log = json["Log"] as! [String: Any]
-        akPublic = [UInt8](Data(base64Encoded: ak["Public"] as! String)!)
-        attest = [UInt8](Data(base64Encoded: quote["Quote"] as! String)!)
-        signature = [UInt8](Data(base64Encoded: quote["Signature"] as! String)!)
-        var pcrs: [Int: [UInt8]] = [:]
-        for entry in log["PCRs"] as! [[String: Any]] where entry["DigestAlg"] as? Int == 3 {
-            pcrs[entry["Index"] as! Int] = [UInt8](Data(base64Encoded: entry["Digest"] as! String)!)
-        }
-        sha1PCRs = pcrs
-    }
-}
+import VouchTestSupport
 
 final class TPMStructureTests: XCTestCase {
     func testParsesRealGCPQuote() throws {
         let f = try GCPQuoteFixture()
-        var r = ByteReader(f.akPublic)
-        let ak = try TPMTPublic(from: &r)
-        XCTAssertEqual(r.remaining, 0)
+        let ak = try f.akTPMPublic()
         XCTAssertEqual(ak.type, .rsa)
         XCTAssertEqual(ak.nameAlg, .sha256)
         XCTAssertTrue(ak.attributes.isSuperset(of: [.restricted, .sign, .fixedTPM, .fixedParent, .sensitiveDataOrigin]))

@@ -1,0 +1,43 @@
+import Foundation
+import XCTest
+import VouchCore
+import VouchTPMWire
+
+/// The read-only test corpus beside this repository (`../shared/testdata`), or `$VOUCH_SHARED_TESTDATA`.
+/// Tests that need it are skipped, with the reason, when it is absent.
+public func sharedTestdata(_ path: String) throws -> URL {
+    let base = ProcessInfo.processInfo.environment["VOUCH_SHARED_TESTDATA"].map { URL(fileURLWithPath: $0) }
+        ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("shared/testdata")
+    let url = base.appendingPathComponent(path)
+    guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("shared test data not found at \(url.path)") }
+    return url
+}
+
+/// A real quote from a GCE Shielded VM (go-attestation test data; see the shared PROVENANCE.md):
+/// RSA-2048 AK, RSASSA-PKCS1-v1_5 with SHA-1, all 24 SHA-1 PCRs, empty extraData.
+public struct GCPQuoteFixture {
+    public let akPublic: [UInt8]    // TPMT_PUBLIC
+    public let attest: [UInt8]      // TPMS_ATTEST
+    public let signature: [UInt8]   // TPMT_SIGNATURE
+    public let pcrs: PCRValues      // SHA-1 bank from the log's PCR list
+
+    public init() throws {
+        let url = try sharedTestdata("tpm-eventlog/quote-gcp-windows-shielded-vm/windows_gcp_shielded_vm.json")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        let ak = json["AK"] as! [String: Any], quote = json["Quote"] as! [String: Any], log = json["Log"] as! [String: Any]
+        akPublic = [UInt8](Data(base64Encoded: ak["Public"] as! String)!)
+        attest = [UInt8](Data(base64Encoded: quote["Quote"] as! String)!)
+        signature = [UInt8](Data(base64Encoded: quote["Signature"] as! String)!)
+        var values: [Int: [UInt8]] = [:]
+        for entry in log["PCRs"] as! [[String: Any]] where entry["DigestAlg"] as? Int == 3 {   // Go's crypto.SHA1
+            values[entry["Index"] as! Int] = [UInt8](Data(base64Encoded: entry["Digest"] as! String)!)
+        }
+        pcrs = PCRValues([.sha1: values])
+    }
+
+    public func akTPMPublic() throws -> TPMTPublic {
+        var r = ByteReader(akPublic)
+        return try TPMTPublic(from: &r)
+    }
+}
