@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Manufactures a software TPM 2.0 in DIR with a local CA of its own (DIR/ca), so that nothing
+# Manufactures a software TPM 2.0 in DIR (PCR banks: $SWTPM_PCR_BANKS, default sha256) with a local CA of its own (DIR/ca), so that nothing
 # depends on the machine-wide /var/lib/swtpm-localca. Leaves:
 #   DIR/state                     swtpm state: RSA EK persisted at 0x81010001, EK cert in NV 0x01c00002
 #   DIR/ca/swtpm-localca-rootca-cert.pem, DIR/ca/issuercert.pem   the EK certificate chain
@@ -21,8 +21,8 @@ cat > "$dir/swtpm_setup.conf" <<CONF
 create_certs_tool = /usr/bin/swtpm_localca
 create_certs_tool_config = $dir/localca.conf
 create_certs_tool_options = $dir/localca.options
-active_pcr_banks = sha256
+active_pcr_banks = ${SWTPM_PCR_BANKS:-sha256}
 CONF
 swtpm_setup --tpm2 --tpmstate "$dir/state" --config "$dir/swtpm_setup.conf" \
-  --create-ek-cert --create-platform-cert --lock-nvram --overwrite --pcr-banks sha256 >"$dir/setup.log" 2>&1 \
+  --create-ek-cert --create-platform-cert --lock-nvram --overwrite --pcr-banks "${SWTPM_PCR_BANKS:-sha256}" >"$dir/setup.log" 2>&1 \
   || { cat "$dir/setup.log" >&2; exit 1; }

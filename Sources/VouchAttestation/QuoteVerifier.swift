@@ -9,9 +9,12 @@ import VouchTPMWire
 public struct VerifiedQuote: Sendable {
     public let attest: TPMSAttest
     public let selection: PCRSelection
-    /// The PCR values that hash to the signed pcrDigest (only the selected ones).
+    /// The PCR values that hash to the signed pcrDigest (only the selected ones); empty when the
+    /// caller verified the quote without PCR values.
     public let pcrs: PCRValues
     public let pcrDigest: [UInt8]
+    public let signatureHash: HashAlg
+    public var clockInfo: ClockInfo { attest.clockInfo }
 }
 
 public enum QuoteVerdict: Sendable {
@@ -31,6 +34,16 @@ public enum QuoteVerifier {
     /// 8. the hash (with the signature's hash algorithm) of those values equals the signed pcrDigest.
     public static func verify(attest attestBytes: [UInt8], signature signatureBytes: [UInt8], akPublic: TPMTPublic,
                               expectedQualifyingData: [UInt8], pcrs: PCRValues) -> QuoteVerdict {
+        guard let key = try? PublicKey(tpmPublic: akPublic) else {
+            return .rejected([VouchError(.quoteSignatureInvalid, "attestation key cannot be used for verification")])
+        }
+        return verify(attest: attestBytes, signature: signatureBytes, ak: key, expectedQualifyingData: expectedQualifyingData, pcrs: pcrs)
+    }
+
+    /// The same checks with the AK given as a public key (PEM or SPKI). With `pcrs` nil, checks 7
+    /// and 8 are skipped, as `tpm2_checkquote` does without `-f`.
+    public static func verify(attest attestBytes: [UInt8], signature signatureBytes: [UInt8], ak key: PublicKey,
+                              expectedQualifyingData: [UInt8], pcrs: PCRValues?) -> QuoteVerdict {
         func reject(_ code: ErrorCode, _ message: String, _ context: [String: String] = [:]) -> QuoteVerdict {
             .rejected([VouchError(code, message, context: context)])
         }
@@ -41,21 +54,20 @@ public enum QuoteVerifier {
         } catch { return reject(.quoteMalformed, "quote signature is malformed") }
         let scheme: SignatureScheme
         let sigDER: [UInt8]
-        switch (signature.value, akPublic.key) {
-        case let (.rsa(alg, _, sig), .rsa):
+        switch signature.value {
+        case let .rsa(alg, _, sig) where key.isRSA:
             scheme = alg == .rsapss ? .rsapss : .rsassa
             sigDER = sig
-        case let (.ecdsa(_, r, s), .ecc):
+        case let .ecdsa(_, r, s) where key.isEC:
             scheme = .ecdsa
             guard let der = try? ecdsaSignatureDER(r: r, s: s) else { return reject(.quoteMalformed, "ECDSA signature values are malformed") }
             sigDER = der
         default:
             return reject(.quoteSignatureInvalid, "signature scheme does not match the attestation key type",
-                          ["expected": "\(akPublic.type)", "got": "\(signature.value)"])
+                          ["expected": key.isRSA ? "RSA" : "EC", "got": "\(signature.value)".prefix(24).description])
         }
         // 2
-        guard let key = try? PublicKey(tpmPublic: akPublic),
-              key.verify(message: attestBytes, signature: sigDER, scheme: scheme, hash: signature.hash) else {
+        guard key.verify(message: attestBytes, signature: sigDER, scheme: scheme, hash: signature.hash) else {
             return reject(.quoteSignatureInvalid, "quote signature does not verify with the host's attestation key")
         }
         // 3
@@ -77,6 +89,9 @@ public enum QuoteVerifier {
             return reject(.qualifyingDataMismatch, "quote is not bound to this challenge nonce and agent key",
                           ["expected": Hex.encode(expectedQualifyingData), "got": Hex.encode(attest.extraData)])
         }
+        guard let pcrs else {
+            return .verified(VerifiedQuote(attest: attest, selection: selection, pcrs: PCRValues(), pcrDigest: pcrDigest, signatureHash: signature.hash))
+        }
         // 7
         let concatenated: [UInt8]
         do { concatenated = try pcrs.concatenated(for: selection) } catch let e as VouchError {
@@ -92,7 +107,7 @@ public enum QuoteVerifier {
         for bank in selection.banks {
             for p in bank.pcrs { quoted.values[bank.hash, default: [:]][p] = pcrs.values[bank.hash]?[p] }
         }
-        return .verified(VerifiedQuote(attest: attest, selection: selection, pcrs: quoted, pcrDigest: pcrDigest))
+        return .verified(VerifiedQuote(attest: attest, selection: selection, pcrs: quoted, pcrDigest: pcrDigest, signatureHash: signature.hash))
     }
 }
 

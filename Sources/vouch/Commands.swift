@@ -20,6 +20,12 @@ enum CLI {
       revoke --host ID [--agent NAME]     revoke every certificate of an agent, or of a host
       crl [--out FILE] [--json]           fetch the CRL, check its signature, list revoked serials
 
+    Verifiers (offline, on files tpm2-tools writes):
+      quote verify --ak-public FILE --message FILE --signature FILE [--pcrs FILE]
+                   (--nonce HEX | --nonce-file FILE) [--json]
+          AK public: PEM or the TPM2B_PUBLIC of tpm2_createak -u; message: tpm2_quote -m;
+          signature: tpm2_quote -s; pcrs: tpm2_quote -o. Exit 0 valid, 1 invalid, 2 unreadable.
+
     Exit status: 0 success, 1 refused or failed (reason on stderr), 2 usage error.
     """
 

@@ -8,6 +8,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "status": statusCommand,
     "revoke": revokeCommand,
     "crl": crlCommand,
+    "quote": quoteCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())

@@ -13,9 +13,13 @@ final class SwTPM {
     var rootCA: URL { caDir.appendingPathComponent("swtpm-localca-rootca-cert.pem") }
     var issuerCA: URL { caDir.appendingPathComponent("issuercert.pem") }
 
-    init() throws {
+    static let allBanks = "sha1,sha256,sha384,sha512"
+
+    /// `banks`: the PCR banks to activate, comma-separated.
+    init(banks: String = "sha256") throws {
         dir = try TestEnv.tempDir("vouch-swtpm")
-        let r = try TestEnv.run(TestEnv.packageRoot.appendingPathComponent("scripts/swtpm-manufacture.sh").path, [dir.path])
+        let r = try TestEnv.run(TestEnv.packageRoot.appendingPathComponent("scripts/swtpm-manufacture.sh").path, [dir.path],
+                                env: ["SWTPM_PCR_BANKS": banks])
         guard r.status == 0 else { throw NSError(domain: "swtpm_setup", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.stderr + r.stdout]) }
         port = TestEnv.freePorts(2)
         try start()

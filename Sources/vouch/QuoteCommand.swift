@@ -1,0 +1,109 @@
+import Foundation
+import VouchAPI
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchTPMWire
+
+/// Input that cannot be read or decoded: exit status 2, as opposed to a quote that is invalid (1).
+struct UnreadableInput: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// `vouch quote verify`: checks files written by tpm2-tools with the same verifier the broker uses.
+func quoteCommand(_ argv: [String]) throws -> Int32 {
+    guard argv.first == "verify" else { throw VouchError(.badRequest, "usage: vouch quote verify --ak-public FILE --message FILE --signature FILE [--pcrs FILE] (--nonce HEX | --nonce-file FILE) [--json]") }
+    let args = try Arguments(Array(argv.dropFirst()), options: ["ak-public", "message", "signature", "pcrs", "nonce", "nonce-file"], flags: ["json"])
+    guard (args["nonce"] == nil) != (args["nonce-file"] == nil) else { throw VouchError(.badRequest, "give exactly one of --nonce HEX and --nonce-file FILE") }
+    do {
+        let ak = try readAKPublic(try args.required("ak-public"))
+        let message = try readInput(try args.required("message"))
+        let signature = try readInput(try args.required("signature"))
+        let nonce: [UInt8]
+        if let hex = args["nonce"] {
+            do { nonce = try Hex.decode(hex.hasPrefix("0x") ? String(hex.dropFirst(2)) : hex, field: "--nonce") } catch { throw UnreadableInput(description: "--nonce is not hex") }
+        } else {
+            nonce = try readInput(try args.required("nonce-file"))
+        }
+        var pcrs: PCRValues?
+        if let path = args["pcrs"] {
+            do { pcrs = try ToolsPCRFile.parse(readInput(path)).1 } catch let e as VouchError {
+                throw UnreadableInput(description: "\(path) is not a tpm2-tools PCR file: \(e)")
+            }
+        }
+        let verdict = QuoteVerifier.verify(attest: message, signature: signature, ak: ak, expectedQualifyingData: nonce, pcrs: pcrs)
+        return report(verdict, json: args.has("json"))
+    } catch let u as UnreadableInput {
+        if args.has("json") { print(JSONCodec.pretty(APIError(code: "unreadable_input", message: u.description))) }
+        CLI.error("quote verify: \(u)")
+        return 2
+    }
+}
+
+private func readInput(_ path: String) throws -> [UInt8] {
+    guard let d = FileManager.default.contents(atPath: path) else { throw UnreadableInput(description: "cannot read \(path)") }
+    guard d.count <= 1 << 20 else { throw UnreadableInput(description: "\(path) is larger than 1 MiB") }
+    return [UInt8](d)
+}
+
+/// A PEM public key, or the TPM2B_PUBLIC that `tpm2_createak -u` writes (a bare TPMT_PUBLIC is accepted too).
+private func readAKPublic(_ path: String) throws -> PublicKey {
+    let bytes = try readInput(path)
+    if bytes.starts(with: Array("-----BEGIN".utf8)) {
+        do { return try PublicKey(pem: String(decoding: bytes, as: UTF8.self)) } catch {
+            throw UnreadableInput(description: "\(path) is not a PEM public key")
+        }
+    }
+    if let pub = try? TPMTPublic(tpm2bPublic: bytes), let key = try? PublicKey(tpmPublic: pub) { return key }
+    var r = ByteReader(bytes)
+    if let pub = try? TPMTPublic(from: &r), r.remaining == 0, let key = try? PublicKey(tpmPublic: pub) { return key }
+    throw UnreadableInput(description: "\(path) is neither a PEM public key nor a TPM2B_PUBLIC")
+}
+
+private func report(_ verdict: QuoteVerdict, json: Bool) -> Int32 {
+    switch verdict {
+    case let .verified(q):
+        var selection: [[String: String]] = []
+        for b in q.selection.banks { selection.append(["bank": b.hash.rawValue, "pcrs": b.pcrs.map(String.init).joined(separator: ",")]) }
+        var pcrs: [String: [String: String]] = [:]
+        for (bank, values) in q.pcrs.values { pcrs[bank.rawValue] = Dictionary(uniqueKeysWithValues: values.map { ("\($0.key)", Hex.encode($0.value)) }) }
+        let c = q.clockInfo
+        if json {
+            print(JSONCodec.pretty(QuoteReport(valid: true, code: nil, message: "quote verified", signatureHash: q.signatureHash.rawValue,
+                                               qualifiedSigner: Hex.encode(q.attest.qualifiedSigner), extraData: Hex.encode(q.attest.extraData),
+                                               clock: c.clock, resetCount: c.resetCount, restartCount: c.restartCount, safe: c.safe,
+                                               firmwareVersion: String(q.attest.firmwareVersion, radix: 16), pcrSelection: selection,
+                                               pcrDigest: Hex.encode(q.pcrDigest), pcrs: pcrs.isEmpty ? nil : pcrs)))
+        } else {
+            print("quote verified (signature \(q.signatureHash.rawValue), PCR values \(pcrs.isEmpty ? "not checked: no --pcrs" : "match the quoted digest"))")
+            print("  selection: \(q.selection.banks.map { "\($0.hash.rawValue):\($0.pcrs.map(String.init).joined(separator: ","))" }.joined(separator: " "))")
+            print("  clock \(c.clock) ms, resetCount \(c.resetCount), restartCount \(c.restartCount), safe \(c.safe)")
+            print("  pcrDigest \(Hex.encode(q.pcrDigest))")
+        }
+        return 0
+    case let .rejected(errors):
+        let e = errors[0]
+        if json {
+            print(JSONCodec.pretty(QuoteReport(valid: false, code: e.code.rawValue, message: e.message)))
+        }
+        CLI.error("quote invalid: \(e.code): \(e.message)")
+        return 1
+    }
+}
+
+struct QuoteReport: Encodable {
+    var valid: Bool
+    var code: String?
+    var message: String
+    var signatureHash: String?
+    var qualifiedSigner: String?
+    var extraData: String?
+    var clock: UInt64?
+    var resetCount: UInt32?
+    var restartCount: UInt32?
+    var safe: Bool?
+    var firmwareVersion: String?
+    var pcrSelection: [[String: String]]?
+    var pcrDigest: String?
+    var pcrs: [String: [String: String]]?
+}
