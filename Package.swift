@@ -5,6 +5,7 @@
 //   C*                 system libraries, one per Debian C library, plus CVouchShims (macros, variadics)
 //   VouchCore          pure: errors, byte reader/writer, hex, clock, config-node tree
 //   VouchTPMWire       pure: TPM 2.0 wire structures (TPMT_PUBLIC, TPMS_ATTEST, TPMT_SIGNATURE, ...)
+//   VouchEventLog      pure: TCG PC Client event logs (parse, replay, claims)
 //   VouchPolicy        pure: policy model and evaluation
 //   VouchAPI           pure: JSON wire types shared by broker, attester and CLI
 //   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection
@@ -40,6 +41,7 @@ let package = Package(
         // Pure targets
         .target(name: "VouchCore"),
         .target(name: "VouchTPMWire", dependencies: ["VouchCore"]),
+        .target(name: "VouchEventLog", dependencies: ["VouchCore", "VouchTPMWire"]),
         .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire"]),
         .target(name: "VouchAPI", dependencies: ["VouchCore"]),
 
@@ -59,12 +61,13 @@ let package = Package(
         // Executables
         .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchYAML", "VouchCrypto", "VouchPolicy"]),
         .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient"]),
-        .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation"]),
+        .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog"]),
 
         // Tests
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire"], path: "Tests/VouchTestSupport"),
         .testTarget(name: "VouchTPMWireTests", dependencies: ["VouchTPMWire", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
+        .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire"]),
         .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation"]),

@@ -47,6 +47,29 @@ public struct ByteReader: Sendable {
         return v
     }
 
+    // Little-endian reads, for formats defined by C structs (TCG event logs).
+    public mutating func u16le(_ field: String) throws -> UInt16 {
+        try need(2, field)
+        defer { offset += 2 }
+        return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
+    }
+
+    public mutating func u32le(_ field: String) throws -> UInt32 {
+        try need(4, field)
+        var v: UInt32 = 0
+        for i in (0..<4).reversed() { v = v << 8 | UInt32(bytes[offset + i]) }
+        offset += 4
+        return v
+    }
+
+    public mutating func u64le(_ field: String) throws -> UInt64 {
+        try need(8, field)
+        var v: UInt64 = 0
+        for i in (0..<8).reversed() { v = v << 8 | UInt64(bytes[offset + i]) }
+        offset += 8
+        return v
+    }
+
     public mutating func bytes(_ n: Int, _ field: String) throws -> [UInt8] {
         try need(n, field)
         defer { offset += n }

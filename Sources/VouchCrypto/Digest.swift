@@ -88,3 +88,9 @@ public enum Crypto {
         return Array(out.prefix(bytesNeeded))
     }
 }
+
+/// The OpenSSL implementation of `Digester`.
+public struct OpenSSLDigester: Digester {
+    public init() {}
+    public func digest(_ alg: HashAlg, _ data: [UInt8]) -> [UInt8] { Crypto.digest(alg, data) }
+}

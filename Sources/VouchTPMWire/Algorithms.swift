@@ -110,3 +110,8 @@ extension String {
         self = "0x" + String(repeating: "0", count: Swift.max(0, 4 - digits.count)) + digits
     }
 }
+
+/// Computes digests. Pure targets (event-log replay) take one instead of importing a crypto library.
+public protocol Digester: Sendable {
+    func digest(_ alg: HashAlg, _ data: [UInt8]) -> [UInt8]
+}

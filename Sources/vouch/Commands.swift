@@ -25,6 +25,8 @@ enum CLI {
                    (--nonce HEX | --nonce-file FILE) [--json]
           AK public: PEM or the TPM2B_PUBLIC of tpm2_createak -u; message: tpm2_quote -m;
           signature: tpm2_quote -s; pcrs: tpm2_quote -o. Exit 0 valid, 1 invalid, 2 unreadable.
+      eventlog replay FILE [--json]       replay a TCG firmware event log: PCR values per bank
+      eventlog show FILE [--json]         list its events and the boot claims decoded from them
 
     Exit status: 0 success, 1 refused or failed (reason on stderr), 2 usage error.
     """

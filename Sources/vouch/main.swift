@@ -9,6 +9,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "revoke": revokeCommand,
     "crl": crlCommand,
     "quote": quoteCommand,
+    "eventlog": eventlogCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())

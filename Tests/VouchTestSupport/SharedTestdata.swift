@@ -21,6 +21,7 @@ public struct GCPQuoteFixture {
     public let attest: [UInt8]      // TPMS_ATTEST
     public let signature: [UInt8]   // TPMT_SIGNATURE
     public let pcrs: PCRValues      // SHA-1 bank from the log's PCR list
+    public let eventLog: [UInt8]    // the raw TCG event log the VM booted with
 
     public init() throws {
         let url = try sharedTestdata("tpm-eventlog/quote-gcp-windows-shielded-vm/windows_gcp_shielded_vm.json")
@@ -34,6 +35,7 @@ public struct GCPQuoteFixture {
             values[entry["Index"] as! Int] = [UInt8](Data(base64Encoded: entry["Digest"] as! String)!)
         }
         pcrs = PCRValues([.sha1: values])
+        eventLog = [UInt8](Data(base64Encoded: log["Raw"] as! String)!)
     }
 
     public func akTPMPublic() throws -> TPMTPublic {

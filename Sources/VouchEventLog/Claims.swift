@@ -1,0 +1,139 @@
+import VouchCore
+import VouchTPMWire
+
+/// What a firmware event log says about the boot, for policy and for people.
+public struct BootClaims: Sendable, Codable, Equatable {
+    public struct BootApplication: Sendable, Codable, Equatable {
+        public var pcr: Int
+        /// Authenticode digest of the image in the log's strongest bank (hex).
+        public var digest: String
+        /// File path from the image's device path, when it has one.
+        public var path: String?
+    }
+
+    /// The SecureBoot UEFI variable as measured into PCR 7: true = 1, false = 0, nil = absent or empty.
+    public var secureBoot: Bool?
+    /// Digests of the measured Secure Boot variables (PK, KEK, db, dbx, …) in the strongest bank.
+    public var variables: [String: String] = [:]
+    public var bootApplications: [BootApplication] = []
+    /// GRUB's measured commands and kernel command lines (EV_IPL events in PCR 8).
+    public var grubCommands: [String] = []
+    public var kernelCommandLines: [String] = []
+    public var efiActions: [String] = []
+    /// PCRs whose EV_SEPARATOR is not the normal 00000000 (FFFFFFFF marks a firmware error).
+    public var separatorErrors: [Int] = []
+    /// PCRs 0-7 that have a separator event (pre-OS measurements were closed).
+    public var separatedPCRs: [Int] = []
+}
+
+extension TCGEventLog {
+    public var claims: BootClaims {
+        var c = BootClaims()
+        let bank = banks.last
+        func digest(_ e: Event) -> String { bank.flatMap { e.digests[$0] }.map { Hex.encode($0) } ?? "" }
+        var separated = Set<Int>()
+        for e in events {
+            switch e.type {
+            case EventType.efiVariableDriverConfig, EventType.efiVariableAuthority, EventType.efiVariableBoot:
+                guard let v = UEFIVariable(e.data) else { continue }
+                if e.type == EventType.efiVariableDriverConfig && e.pcr == 7 {
+                    if v.name == "SecureBoot" { c.secureBoot = v.data.isEmpty ? nil : v.data.first == 1 }
+                    if ["PK", "KEK", "db", "dbx", "dbt", "dbr"].contains(v.name) { c.variables[v.name] = digest(e) }
+                }
+            case EventType.efiBootServicesApplication:
+                c.bootApplications.append(.init(pcr: e.pcr, digest: digest(e), path: imagePath(e.data)))
+            case EventType.ipl where e.pcr == 8:
+                // Upstream GRUB writes "grub_cmd: …" and "kernel_cmdline: …"; RHEL's build writes
+                // "grub_cmd …" and "grub_kernel_cmdline …".
+                let text = asciiText(e.data)
+                if let rest = dropPrefix(text, "kernel_cmdline") ?? dropPrefix(text, "grub_kernel_cmdline") { c.kernelCommandLines.append(rest) }
+                else if let rest = dropPrefix(text, "grub_cmd") { c.grubCommands.append(rest) }
+            case EventType.efiAction, EventType.action:
+                c.efiActions.append(asciiText(e.data))
+            case EventType.separator:
+                if e.pcr <= 7 { separated.insert(e.pcr) }
+                if e.data != [0, 0, 0, 0] { c.separatorErrors.append(e.pcr) }
+            default:
+                break
+            }
+        }
+        c.separatedPCRs = separated.sorted()
+        return c
+    }
+}
+
+/// UEFI_VARIABLE_DATA: VariableName GUID, UnicodeNameLength u64 (characters), VariableDataLength u64,
+/// UnicodeName (UTF-16LE), VariableData.
+public struct UEFIVariable: Sendable {
+    public let guid: [UInt8]
+    public let name: String
+    public let data: [UInt8]
+
+    public init?(_ bytes: [UInt8]) {
+        var r = ByteReader(bytes)
+        guard let guid = try? r.bytes(16, "guid"), let nameLen = try? r.u64le("nameLength"), let dataLen = try? r.u64le("dataLength"),
+              nameLen <= 1024, dataLen <= UInt64(r.remaining), let nameBytes = try? r.bytes(Int(nameLen) * 2, "name"),
+              let data = try? r.bytes(Int(dataLen), "data") else { return nil }
+        self.guid = guid
+        self.name = utf16le(nameBytes)
+        self.data = data
+    }
+}
+
+func utf16le(_ b: [UInt8]) -> String {
+    var units: [UInt16] = []
+    var i = 0
+    while i + 1 < b.count { units.append(UInt16(b[i]) | UInt16(b[i + 1]) << 8); i += 2 }
+    while units.last == 0 { units.removeLast() }
+    return String(decoding: units, as: UTF16.self)
+}
+
+func dropPrefix(_ text: String, _ prefix: String) -> String? {
+    for p in [prefix + ": ", prefix + " "] where text.hasPrefix(p) { return String(text.dropFirst(p.count)) }
+    return nil
+}
+
+func asciiText(_ b: [UInt8]) -> String {
+    var bytes = b
+    while bytes.last == 0 { bytes.removeLast() }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// UEFI_IMAGE_LOAD_EVENT (location u64, length u64, link-time address u64, device-path length u64,
+/// device path): the concatenated file-path nodes (media type 4, subtype 4) of the device path.
+func imagePath(_ data: [UInt8]) -> String? {
+    var r = ByteReader(data)
+    guard (try? r.bytes(24, "image")) != nil, let len = try? r.u64le("devicePathLength"), len <= UInt64(r.remaining),
+          let path = try? r.bytes(Int(len), "devicePath") else { return nil }
+    var nodes = ByteReader(path)
+    var parts: [String] = []
+    while nodes.remaining >= 4 {
+        guard let type = try? nodes.u8("type"), let sub = try? nodes.u8("subtype"), let l = try? nodes.u16le("length"),
+              l >= 4, let body = try? nodes.bytes(Int(l) - 4, "node") else { break }
+        if type == 0x7f { break }
+        if type == 4 && sub == 4 { parts.append(utf16le(body)) }
+    }
+    return parts.isEmpty ? nil : parts.joined()
+}
+
+extension TCGEventLog.Event {
+    /// A one-line reading of the event's data.
+    public var summary: String {
+        switch type {
+        case EventType.efiVariableDriverConfig, EventType.efiVariableBoot, EventType.efiVariableAuthority, 0x8000_000C:
+            guard let v = UEFIVariable(data) else { return "(malformed UEFI variable, \(data.count) bytes)" }
+            return v.data.count <= 8 ? "\(v.name) = \(Hex.encode(v.data))" : "\(v.name) (\(v.data.count) bytes)"
+        case EventType.efiBootServicesApplication, 0x8000_0004, 0x8000_0005:
+            return imagePath(data) ?? "(image without file path)"
+        case EventType.ipl, EventType.efiAction, EventType.action, 0x8, 0x7:
+            let t = asciiText(data)
+            return t.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7f }) ? t : "(\(data.count) bytes)"
+        case EventType.separator:
+            return Hex.encode(data)
+        case EventType.noAction:
+            return asciiText(Array(data.prefix(16)).filter { $0 != 0 })
+        default:
+            return "(\(data.count) bytes)"
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import XCTest
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchEventLog
+import VouchTPMWire
+import VouchTestSupport
+
+final class EventLogTests: XCTestCase {
+    let digester = OpenSSLDigester()
+
+    func expected() throws -> [String: [String: [String: String]]] {
+        let url = try sharedTestdata("tpm-eventlog/eventlogs/expected_pcrs.json")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        var out: [String: [String: [String: String]]] = [:]
+        for (file, entry) in json["logs"] as! [String: [String: Any]] { out[file] = entry["pcrs"] as? [String: [String: String]] }
+        return out
+    }
+
+    func log(_ name: String) throws -> TCGEventLog {
+        try TCGEventLog(bytes: [UInt8](Data(contentsOf: sharedTestdata("tpm-eventlog/eventlogs/\(name)"))))
+    }
+
+    /// All ten real logs replay to exactly the PCR values their machines' TPMs reported (19 banks).
+    func testEveryRealLogReplaysToTheExpectedPCRs() throws {
+        let expected = try expected()
+        XCTAssertEqual(expected.count, 10)
+        var banksChecked = 0
+        for (file, banks) in expected {
+            let replayed = try log(file).replay(using: digester)
+            for (bankName, pcrs) in banks {
+                let bank = try XCTUnwrap(HashAlg(rawValue: bankName))
+                for (index, hex) in pcrs {
+                    XCTAssertEqual(replayed[bank]?[Int(index)!].map { Hex.encode($0) }, hex, "\(file) \(bankName) PCR\(index)")
+                }
+                banksChecked += 1
+            }
+        }
+        XCTAssertEqual(banksChecked, 19)
+    }
+
+    func testFormatsAndStartupLocality() throws {
+        XCTAssertEqual(try log("debian-10.bin").format, .legacySHA1)
+        XCTAssertEqual(try log("debian-10.bin").banks, [.sha1])
+        let rhel = try log("rhel8-uefi.bin")
+        XCTAssertEqual(rhel.format, .cryptoAgile)
+        XCTAssertEqual(rhel.banks, [.sha1, .sha256, .sha384])
+        XCTAssertEqual(try log("glinux-alex.bin").startupLocality, 3)
+        XCTAssertNil(rhel.startupLocality)
+    }
+
+    func testDecodedClaims() throws {
+        let rhel = try log("rhel8-uefi.bin").claims
+        XCTAssertEqual(rhel.secureBoot, true)
+        XCTAssertEqual(Set(rhel.variables.keys), ["PK", "KEK", "db", "dbx"])
+        XCTAssertTrue(rhel.bootApplications.contains { ($0.path ?? "").lowercased().hasSuffix("shimx64.efi") }, "\(rhel.bootApplications)")
+        XCTAssertTrue(rhel.kernelCommandLines.contains { $0.contains("root=") }, "\(rhel.kernelCommandLines)")
+        XCTAssertFalse(rhel.grubCommands.isEmpty)
+        XCTAssertEqual(rhel.separatedPCRs, Array(0...7))
+        XCTAssertEqual(rhel.separatorErrors, [])
+        XCTAssertEqual(try log("ubuntu-2104-no-secure-boot.bin").claims.secureBoot, false)
+        XCTAssertNil(try log("arch-linux-workstation.bin").claims.secureBoot, "a zero-length SecureBoot variable is not a claim")
+        XCTAssertTrue(try log("rhel8-uefi.bin").claims.efiActions.contains("Calling EFI Application from Boot Option"))
+    }
+
+    /// The GCE Shielded VM's own log replays to the PCRs its genuine quote signed.
+    func testGCPLogReplaysToItsQuotedPCRs() throws {
+        let f = try GCPQuoteFixture()
+        guard case let .verified(q) = QuoteVerifier.verify(attest: f.attest, signature: f.signature, akPublic: try f.akTPMPublic(),
+                                                           expectedQualifyingData: [], pcrs: f.pcrs) else { return XCTFail("quote rejected") }
+        let replayed = try TCGEventLog(bytes: f.eventLog).replay(using: digester)
+        let quoted = q.pcrs.values[.sha1]!
+        for pcr in [0, 4, 5, 7, 11, 12, 13, 14] {
+            XCTAssertEqual(replayed[.sha1]?[pcr], quoted[pcr], "PCR\(pcr)")
+        }
+    }
+
+    func testTruncatedAndCorruptLogsFailCleanly() throws {
+        let bytes = [UInt8](try Data(contentsOf: sharedTestdata("tpm-eventlog/eventlogs/rhel8-uefi.bin")))
+        var cut = 0
+        for n in stride(from: 0, to: bytes.count, by: 37) {
+            do { _ = try TCGEventLog(bytes: Array(bytes.prefix(n))) } catch let e as VouchError {
+                XCTAssertTrue([.truncated, .invalidValue].contains(e.code), "\(e)")
+                cut += 1
+            }
+        }
+        XCTAssertGreaterThan(cut, 0)
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            var b = bytes
+            for _ in 0..<3 { b[Int.random(in: 0..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            if let l = try? TCGEventLog(bytes: b) { _ = l.replay(using: digester); _ = l.claims; _ = l.events.map(\.summary) }
+        }
+        // A hostile event size cannot make the parser allocate: it is checked against what is left.
+        let hugeEvent: [UInt8] = [0, 0, 0, 0, 4, 0, 0, 0] + [UInt8](repeating: 0, count: 20) + [0xff, 0xff, 0xff, 0xff]
+        XCTAssertThrowsError(try TCGEventLog(bytes: hugeEvent)) { XCTAssertEqual(($0 as? VouchError)?.code, .truncated) }
+        XCTAssertThrowsError(try TCGEventLog(bytes: hugeEvent.prefix(8) + [UInt8](repeating: 0, count: 20) + [2, 0, 0, 0, 0])) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .truncated)
+        }
+        // A PCR index beyond 23, and a crypto-agile event claiming 2^32-1 digests.
+        XCTAssertThrowsError(try TCGEventLog(bytes: [24, 0, 0, 0, 4, 0, 0, 0] + [UInt8](repeating: 0, count: 24))) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue)
+        }
+        let specEnd = 32 + Int(bytes[28]) | Int(bytes[29]) << 8
+        XCTAssertThrowsError(try TCGEventLog(bytes: Array(bytes.prefix(specEnd)) + [0, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff])) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue)
+        }
+        XCTAssertThrowsError(try TCGEventLog(bytes: [UInt8](repeating: 0xff, count: 40)))
+        XCTAssertThrowsError(try TCGEventLog(bytes: []))
+    }
+}
