@@ -45,6 +45,20 @@ public final class PublicKey: @unchecked Sendable {
         }
     }
 
+    /// An RSA public key from its big-endian modulus and exponent (as in a JWK's `n` and `e`).
+    public convenience init(rsaModulus modulus: [UInt8], exponent: [UInt8]) throws {
+        guard !modulus.isEmpty, modulus.count <= 1024, !exponent.isEmpty, exponent.count <= 8 else {
+            throw VouchError(.invalidValue, "RSA modulus or exponent has an impossible length")
+        }
+        try self.init(owning: PublicKey.fromParams(type: "RSA") { bld in
+            let n = try notNil(BN_bin2bn(modulus, Int32(modulus.count), nil), "BN_bin2bn")
+            let e = try notNil(BN_bin2bn(exponent, Int32(exponent.count), nil), "BN_bin2bn")
+            try check(OSSL_PARAM_BLD_push_BN(bld, ParamName.n, n), "OSSL_PARAM_BLD_push_BN")
+            try check(OSSL_PARAM_BLD_push_BN(bld, ParamName.e, e), "OSSL_PARAM_BLD_push_BN")
+            return { BN_free(n); BN_free(e) }
+        })
+    }
+
     /// Runs `push` to fill a parameter builder, converts to params (while the pushed buffers are
     /// still alive), then frees them through the returned cleanup.
     private static func fromParams(type: String, _ push: (OpaquePointer) throws -> () -> Void) throws -> OpaquePointer {
