@@ -43,20 +43,20 @@ let package = Package(
         .target(name: "VouchTPMWire", dependencies: ["VouchCore"]),
         .target(name: "VouchEventLog", dependencies: ["VouchCore", "VouchTPMWire"]),
         .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire"]),
-        .target(name: "VouchAPI", dependencies: ["VouchCore"]),
+        .target(name: "VouchAPI", dependencies: ["VouchCore", "VouchEventLog"]),
 
         // Thin wrappers, one C library each
         .target(name: "VouchCrypto", dependencies: ["VouchCore", "VouchTPMWire", "COpenSSL", "CVouchShims"]),
         .target(name: "VouchTPM", dependencies: ["VouchCore", "VouchTPMWire", "CTSS2", "CVouchShims"]),
-        .target(name: "VouchStore", dependencies: ["VouchCore", "VouchBroker", "CSQLite", "CVouchShims"]),
+        .target(name: "VouchStore", dependencies: ["VouchCore", "VouchBroker", "VouchEventLog", "CSQLite", "CVouchShims"]),
         .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "CMicroHTTPD", "CVouchShims"]),
         .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
         .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),
 
         // Verification, service and host logic
-        .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto", "VouchPolicy"]),
-        .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation"]),
-        .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient"]),
+        .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto", "VouchPolicy", "VouchEventLog"]),
+        .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
+        .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog"]),
 
         // Executables
         .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchYAML", "VouchCrypto", "VouchPolicy"]),

@@ -1,5 +1,6 @@
 import Foundation
 import VouchCore
+import VouchEventLog
 
 // JSON bodies of the Vouch API (docs/api.md). Binary values are base64, digests and nonces hex,
 // times RFC 3339 UTC strings.
@@ -74,8 +75,9 @@ public struct ChallengeRequest: Codable, Sendable {
 public struct ChallengeResponse: Codable, Sendable {
     public var nonce: String            // hex, 32 bytes
     public var expiresAt: String
-    public var pcrSelection: PCRSelectionBody
-    public init(nonce: String, expiresAt: String, pcrSelection: PCRSelectionBody) {
+    /// Banks and PCRs the quote must cover.
+    public var pcrSelection: [PCRSelectionBody]
+    public init(nonce: String, expiresAt: String, pcrSelection: [PCRSelectionBody]) {
         self.nonce = nonce; self.expiresAt = expiresAt; self.pcrSelection = pcrSelection
     }
 }
@@ -83,10 +85,11 @@ public struct ChallengeResponse: Codable, Sendable {
 public struct QuoteBody: Codable, Sendable {
     public var attest: String           // base64 TPMS_ATTEST
     public var signature: String        // base64 TPMT_SIGNATURE
-    public var pcrBank: String
-    public var pcrs: [String: String]   // index -> hex digest
-    public init(attest: String, signature: String, pcrBank: String, pcrs: [String: String]) {
-        self.attest = attest; self.signature = signature; self.pcrBank = pcrBank; self.pcrs = pcrs
+    public var pcrs: [String: [String: String]]   // bank -> PCR index -> hex digest
+    public var eventLog: String?        // base64 TCG PC Client firmware event log
+    public var modelLog: String?        // base64 of the model measurement log (CEL JSON)
+    public init(attest: String, signature: String, pcrs: [String: [String: String]], eventLog: String? = nil, modelLog: String? = nil) {
+        self.attest = attest; self.signature = signature; self.pcrs = pcrs; self.eventLog = eventLog; self.modelLog = modelLog
     }
 }
 
@@ -140,12 +143,14 @@ public struct RevokeResponse: Codable, Sendable {
 
 public struct AttestationSummary: Codable, Sendable {
     public var at: String
-    public var result: String           // "trusted" | "rejected"
+    public var result: String           // "trusted" | "rejected" | "info"
     public var codes: [String]
     public var message: String
     public var policy: String?
-    public init(at: String, result: String, codes: [String], message: String, policy: String?) {
-        self.at = at; self.result = result; self.codes = codes; self.message = message; self.policy = policy
+    /// What the attestation established (trusted enrollments only).
+    public var claims: EvidenceClaims?
+    public init(at: String, result: String, codes: [String], message: String, policy: String?, claims: EvidenceClaims? = nil) {
+        self.at = at; self.result = result; self.codes = codes; self.message = message; self.policy = policy; self.claims = claims
     }
 }
 

@@ -110,31 +110,3 @@ public enum QuoteVerifier {
         return .verified(VerifiedQuote(attest: attest, selection: selection, pcrs: quoted, pcrDigest: pcrDigest, signatureHash: signature.hash))
     }
 }
-
-/// Evidence that passed quote verification and policy: the only input certificate issuance accepts.
-public struct TrustedEvidence: Sendable {
-    public let hostID: String
-    public let quote: VerifiedQuote
-    public let policyName: String
-    public let policyVersion: Int
-    public let policySHA256: String
-    public let certificateTTL: TimeInterval
-}
-
-public enum Appraisal: Sendable {
-    case trusted(TrustedEvidence)
-    case rejected([PolicyViolation])
-}
-
-public enum Appraiser {
-    /// Applies `policy` to a verified quote. The quote must use the policy's bank and cover its PCRs.
-    public static func appraise(hostID: String, quote: VerifiedQuote, policy: Policy) -> Appraisal {
-        switch policy.evaluate(pcrs: quote.pcrs) {
-        case .satisfied:
-            return .trusted(TrustedEvidence(hostID: hostID, quote: quote, policyName: policy.name, policyVersion: policy.version,
-                                            policySHA256: policy.sha256, certificateTTL: policy.certificateTTL))
-        case let .violated(v):
-            return .rejected(v)
-        }
-    }
-}

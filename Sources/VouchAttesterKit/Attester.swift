@@ -3,6 +3,7 @@ import Synchronization
 import VouchAPI
 import VouchCore
 import VouchCrypto
+import VouchEventLog
 import VouchTPM
 import VouchTPMWire
 
@@ -10,11 +11,20 @@ public struct AttesterConfig: Sendable {
     public var tcti: String
     public var akKind: KeyTemplates.AKKind
     public var hostname: String
+    /// The firmware event log sent with each quote (nil: none).
+    public var eventLogPath: String?
+    /// The model measurement log written by `measure-model` (sent with each quote when it exists).
+    public var modelLogPath: String?
 
-    public init(tcti: String, akKind: KeyTemplates.AKKind = .eccP256, hostname: String) {
+    /// Where Linux exports the firmware event log.
+    public static let systemEventLog = "/sys/kernel/security/tpm0/binary_bios_measurements"
+
+    public init(tcti: String, akKind: KeyTemplates.AKKind = .eccP256, hostname: String, eventLogPath: String? = nil, modelLogPath: String? = nil) {
         self.tcti = tcti
         self.akKind = akKind
         self.hostname = hostname
+        self.eventLogPath = eventLogPath
+        self.modelLogPath = modelLogPath
     }
 }
 
@@ -87,18 +97,30 @@ public final class Attester: Sendable {
         let csr = try CSR(pemOrDER: Array(req.csr.utf8))
         let spki = try csr.publicKey.spkiDER
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID), as: ChallengeResponse.self)
-        guard let bank = HashAlg(rawValue: challenge.pcrSelection.bank) else {
-            throw VouchError(.unsupported, "broker asked for an unknown PCR bank", context: ["got": challenge.pcrSelection.bank])
-        }
-        let selection = PCRSelection(banks: [PCRBankSelection(hash: bank, pcrs: challenge.pcrSelection.pcrs)])
+        let selection = PCRSelection(banks: try challenge.pcrSelection.map { b in
+            guard let bank = HashAlg(rawValue: b.bank), b.pcrs.allSatisfy({ (0...23).contains($0) }) else {
+                throw VouchError(.unsupported, "broker asked for an unknown PCR bank or index", context: ["got": b.bank])
+            }
+            return PCRBankSelection(hash: bank, pcrs: b.pcrs)
+        })
         let nonce = try Hex.decode(challenge.nonce, field: "nonce")
         let q = try quote(qualifyingData: EnrollmentBinding.qualifyingData(nonce: nonce, agentSPKI: spki), selection: selection)
-        var pcrs: [String: String] = [:]
-        for (i, v) in q.pcrs.values[bank] ?? [:] { pcrs["\(i)"] = Hex.encode(v) }
         return try broker.call("POST", "/v1/enroll", body: EnrollRequest(
             hostId: hostID, nonce: challenge.nonce, agentName: req.agentName, csr: req.csr,
-            quote: QuoteBody(attest: Base64.encode(q.attest), signature: Base64.encode(q.signature), pcrBank: bank.rawValue, pcrs: pcrs)),
+            quote: try Self.quoteBody(q, eventLogPath: config.eventLogPath, modelLogPath: config.modelLogPath)),
             as: EnrollResponse.self)
+    }
+
+    /// The wire form of a quote with the PCR values it covers and the logs that explain them.
+    public static func quoteBody(_ q: (attest: [UInt8], signature: [UInt8], pcrs: PCRValues), eventLogPath: String?, modelLogPath: String?) throws -> QuoteBody {
+        var pcrs: [String: [String: String]] = [:]
+        for (bank, values) in q.pcrs.values {
+            pcrs[bank.rawValue] = Dictionary(uniqueKeysWithValues: values.map { ("\($0.key)", Hex.encode($0.value)) })
+        }
+        let eventLog = try eventLogPath.flatMap { FileManager.default.isReadableFile(atPath: $0) ? try Files.read($0) : nil }
+        let modelLog = try modelLogPath.flatMap { Files.exists($0) ? try Files.read($0) : nil }
+        return QuoteBody(attest: Base64.encode(q.attest), signature: Base64.encode(q.signature), pcrs: pcrs,
+                         eventLog: eventLog.map(Base64.encode), modelLog: modelLog.map(Base64.encode))
     }
 
     /// The local agent API (over the attester's Unix socket): `POST /v1/enroll` and `GET /v1/health`.

@@ -1,5 +1,6 @@
 import Foundation
 import VouchAPI
+import VouchAttestation
 import VouchCore
 import VouchCrypto
 import VouchPolicy
@@ -102,7 +103,8 @@ public struct BrokerAPI: Sendable {
         case .internalError, .database, .crypto, .io, .tpm, .http, .config: 500
         case .akNotActivated, .activationFailed, .activationExpired, .ekUntrusted, .ekMismatch, .ekCertificateInvalid, .akRejected,
              .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,
-             .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected:
+             .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected,
+             .eventLogMismatch, .modelLogMismatch, .clockRegressed, .clockNotSafe:
             403
         default: 400
         }

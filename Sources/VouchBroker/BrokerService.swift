@@ -3,6 +3,7 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchEventLog
 import VouchPolicy
 import VouchTPMWire
 
@@ -153,8 +154,19 @@ public final class BrokerService: Sendable {
         let nonce = Hex.encode(try Crypto.randomBytes(32))
         let expires = now.addingTimeInterval(config.challengeTTL)
         try store.insertChallenge(ChallengeRecord(nonce: nonce, hostID: host.id, createdAt: now, expiresAt: expires))
-        let sel = policy.pcrSelection.banks[0]
-        return ChallengeResponse(nonce: nonce, expiresAt: expires.iso8601, pcrSelection: PCRSelectionBody(bank: sel.hash.rawValue, pcrs: sel.pcrs))
+        return ChallengeResponse(nonce: nonce, expiresAt: expires.iso8601,
+                                 pcrSelection: quoteSelection.banks.map { PCRSelectionBody(bank: $0.hash.rawValue, pcrs: $0.pcrs) })
+    }
+
+    /// What enrollment quotes cover: the policy's PCRs, plus SHA-256 PCR 23 for model measurements.
+    var quoteSelection: PCRSelection {
+        var banks = policy.pcrSelection.banks
+        if let i = banks.firstIndex(where: { $0.hash == .sha256 }) {
+            banks[i] = PCRBankSelection(hash: .sha256, pcrs: banks[i].pcrs + [ModelLog.pcr])
+        } else {
+            banks.append(PCRBankSelection(hash: .sha256, pcrs: [ModelLog.pcr]))
+        }
+        return PCRSelection(banks: banks)
     }
 
     /// Issues an agent certificate. Checks, in order, refusing at the first failure:
@@ -164,7 +176,8 @@ public final class BrokerService: Sendable {
     /// 4. the CSR parses, its self-signature verifies, and its key type is allowed;
     /// 5. the quote verifies (QuoteVerifier: AK signature, TPM origin, type, qualifying data =
     ///    SHA-256(nonce ‖ SHA-256(CSR SubjectPublicKeyInfo)), PCR digest);
-    /// 6. the quoted PCRs satisfy the policy (bank, every constrained PCR allowed).
+    /// 6. the appraisal (Appraiser): event log and model log replay to the quoted PCRs, the TPM
+    ///    clock did not go backwards, and the quoted PCRs satisfy the policy.
     /// Every decision, trusted or not, is recorded with the policy's name, version and digest.
     public func enroll(_ req: EnrollRequest) throws -> EnrollResponse {
         let now = clock.now()
@@ -178,15 +191,19 @@ public final class BrokerService: Sendable {
         }
         let attestBytes = try Base64.decode(req.quote.attest, field: "quote.attest")
         let sigBytes = try Base64.decode(req.quote.signature, field: "quote.signature")
-        guard let bank = HashAlg(rawValue: req.quote.pcrBank) else {
-            throw VouchError(.badRequest, "quote.pcrBank must be sha1, sha256, sha384 or sha512", context: ["field": "quote.pcrBank"])
-        }
+        let eventLog = try req.quote.eventLog.map { try Base64.decode($0, field: "quote.eventLog") }
+        let modelLog = try req.quote.modelLog.map { try Base64.decode($0, field: "quote.modelLog") }
         var pcrs = PCRValues()
-        for (k, v) in req.quote.pcrs {
-            guard let i = Int(k), (0...PCRSelection.maxPCR).contains(i) else {
-                throw VouchError(.badRequest, "quote.pcrs keys must be PCR indices 0-23", context: ["field": "quote.pcrs.\(k)"])
+        for (bankName, values) in req.quote.pcrs {
+            guard let bank = HashAlg(rawValue: bankName) else {
+                throw VouchError(.badRequest, "quote.pcrs banks must be sha1, sha256, sha384 or sha512", context: ["field": "quote.pcrs.\(bankName)"])
             }
-            pcrs.values[bank, default: [:]][i] = try Hex.decode(v, field: "quote.pcrs.\(k)")
+            for (k, v) in values {
+                guard let i = Int(k), (0...PCRSelection.maxPCR).contains(i) else {
+                    throw VouchError(.badRequest, "quote.pcrs keys must be PCR indices 0-23", context: ["field": "quote.pcrs.\(bankName).\(k)"])
+                }
+                pcrs.values[bank, default: [:]][i] = try Hex.decode(v, field: "quote.pcrs.\(bankName).\(k)")
+            }
         }
         // 2
         let host = try knownHost(req.hostId)
@@ -223,7 +240,9 @@ public final class BrokerService: Sendable {
         }
         // 6
         let evidence: TrustedEvidence
-        switch Appraiser.appraise(hostID: host.id, quote: quote, policy: policy) {
+        let previousClock = try store.lastTrustedClock(hostID: host.id)
+        switch Appraiser.appraise(hostID: host.id, quote: quote, eventLog: eventLog, modelLog: modelLog, previousClock: previousClock,
+                                  policy: policy, digester: OpenSSLDigester()) {
         case let .trusted(e): evidence = e
         case let .rejected(violations):
             let err = VouchError(violations[0].code, "evidence does not satisfy policy \(policy.name) v\(policy.version): " +
@@ -244,7 +263,7 @@ public final class BrokerService: Sendable {
                                             message: "quote verified; policy \(evidence.policyName) v\(evidence.policyVersion) satisfied",
                                             agentName: agentName, nonce: nonce, policyName: evidence.policyName,
                                             policyVersion: evidence.policyVersion, policySHA256: evidence.policySHA256,
-                                            pcrDigest: Hex.encode(evidence.quote.pcrDigest))
+                                            pcrDigest: Hex.encode(evidence.quote.pcrDigest), claims: evidence.claims)
         // A serial collision (2^-127 per pair) is refused by the store; retry with a fresh one.
         for _ in 0..<3 {
             let cert = try signer.issue(publicKey: agentKey, profile: profile, serial: nil)
@@ -352,7 +371,8 @@ public final class BrokerService: Sendable {
         let hosts = try store.hosts().map { h -> HostStatus in
             let last = try store.latestAttestation(hostID: h.id).map { a in
                 AttestationSummary(at: a.at.iso8601, result: a.trusted ? "trusted" : (a.codes.isEmpty ? "info" : "rejected"),
-                                   codes: a.codes, message: a.message, policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" })
+                                   codes: a.codes, message: a.message, policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" },
+                                   claims: a.claims)
             }
             return HostStatus(hostId: h.id, hostname: h.hostname, akState: h.akState.rawValue, akAlgorithm: h.akAlgorithm,
                               ekIssuer: h.ekIssuer, registeredAt: h.registeredAt.iso8601, lastAttestation: last)

@@ -1,5 +1,6 @@
 import Foundation
 import VouchCore
+import VouchEventLog
 
 public enum AKState: String, Sendable, Codable {
     /// Registered; credential activation not yet proven.
@@ -68,13 +69,16 @@ public struct AttestationRecord: Sendable, Equatable {
     public var policySHA256: String?
     public var pcrDigest: String?
     public var serial: String?
+    /// What a trusted attestation established (boot and model claims, TPM clock).
+    public var claims: EvidenceClaims?
 
     public init(id: Int64 = 0, hostID: String, at: Date, kind: String, trusted: Bool, codes: [String], message: String,
                 agentName: String? = nil, nonce: String? = nil, policyName: String? = nil, policyVersion: Int? = nil,
-                policySHA256: String? = nil, pcrDigest: String? = nil, serial: String? = nil) {
+                policySHA256: String? = nil, pcrDigest: String? = nil, serial: String? = nil, claims: EvidenceClaims? = nil) {
         self.id = id; self.hostID = hostID; self.at = at; self.kind = kind; self.trusted = trusted; self.codes = codes
         self.message = message; self.agentName = agentName; self.nonce = nonce; self.policyName = policyName
         self.policyVersion = policyVersion; self.policySHA256 = policySHA256; self.pcrDigest = pcrDigest; self.serial = serial
+        self.claims = claims
     }
 }
 
@@ -133,6 +137,8 @@ public protocol BrokerStore: Sendable {
     @discardableResult
     func recordAttestation(_ record: AttestationRecord) throws -> Int64
     func latestAttestation(hostID: String) throws -> AttestationRecord?
+    /// The TPM clock of the host's most recent trusted attestation.
+    func lastTrustedClock(hostID: String) throws -> ClockState?
 
     /// Records a trusted enrollment and the certificate issued for it, atomically. Fails with
     /// `conflict` if the serial was ever used.

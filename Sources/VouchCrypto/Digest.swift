@@ -1,4 +1,5 @@
 internal import COpenSSL
+import Foundation
 internal import CVouchShims
 import VouchCore
 import VouchTPMWire
@@ -93,4 +94,57 @@ public enum Crypto {
 public struct OpenSSLDigester: Digester {
     public init() {}
     public func digest(_ alg: HashAlg, _ data: [UInt8]) -> [UInt8] { Crypto.digest(alg, data) }
+}
+
+/// Incremental hashing (EVP_MD_CTX), for inputs too large to hold in memory.
+public final class DigestStream {
+    private let ctx: OpaquePointer
+    public let algorithm: HashAlg
+
+    public init(_ alg: HashAlg) throws {
+        algorithm = alg
+        ctx = try notNil(EVP_MD_CTX_new(), "EVP_MD_CTX_new")
+        guard EVP_DigestInit_ex(ctx, evpMD(alg), nil) == 1 else {
+            EVP_MD_CTX_free(ctx)
+            throw opensslError("EVP_DigestInit_ex")
+        }
+    }
+
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    public func update(_ buffer: UnsafeRawBufferPointer) throws {
+        try check(EVP_DigestUpdate(ctx, buffer.baseAddress, buffer.count), "EVP_DigestUpdate")
+    }
+
+    public func finish() throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var len: UInt32 = 0
+        try check(EVP_DigestFinal_ex(ctx, &out, &len), "EVP_DigestFinal_ex")
+        return Array(out.prefix(Int(len)))
+    }
+}
+
+extension Crypto {
+    /// Digest of a file read in 1 MiB chunks into one reused buffer: memory does not grow with the
+    /// file's size. Returns the digest and the number of bytes read.
+    public static func digestFile(_ path: String, _ alg: HashAlg = .sha256) throws -> (digest: [UInt8], size: UInt64) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw VouchError(.io, "cannot open \(path)", context: ["path": path, "errno": "\(errno)"]) }
+        defer { close(fd) }
+        let stream = try DigestStream(alg)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var total: UInt64 = 0
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n == 0 { break }
+            guard n > 0 else {
+                if errno == EINTR { continue }
+                throw VouchError(.io, "cannot read \(path)", context: ["path": path, "errno": "\(errno)"])
+            }
+            try stream.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            total += UInt64(n)
+        }
+        return (try stream.finish(), total)
+    }
 }

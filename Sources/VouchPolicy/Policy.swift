@@ -15,6 +15,8 @@ public struct Policy: Sendable, Equatable {
     public var pcrValues: [Int: [[UInt8]]]
     /// Certificate lifetime for agents on hosts that satisfy this policy.
     public var certificateTTL: TimeInterval
+    /// Refuse quotes whose TPM clock is not marked safe (after an unorderly shutdown).
+    public var requireSafeClock: Bool = false
     /// SHA-256 of the policy file's bytes, recorded with every decision.
     public var sha256: String
 

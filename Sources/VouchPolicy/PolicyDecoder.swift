@@ -7,7 +7,7 @@ import VouchTPMWire
 public enum PolicyDecoder {
     public static func decode(_ root: ConfigNode, sha256: String) throws -> Policy {
         let top = try Mapping(root, path: "")
-        try top.allowOnly(["apiVersion", "name", "version", "description", "attestationKey", "pcrs", "certificate"])
+        try top.allowOnly(["apiVersion", "name", "version", "description", "attestationKey", "pcrs", "certificate", "clock"])
         let api = try top.requiredString("apiVersion")
         guard api.value == "vouch/v1" else { throw invalid(api.node, "apiVersion", "must be vouch/v1") }
         let name = try top.requiredString("name")
@@ -71,8 +71,19 @@ public enum PolicyDecoder {
                 ttl = seconds
             }
         }
-        return Policy(name: name.value, version: version, description: description, akAlgorithms: akAlgorithms,
-                      pcrBank: bank, pcrValues: pcrValues, certificateTTL: ttl, sha256: sha256)
+        var requireSafe = false
+        if let clockNode = top.optional("clock") {
+            let clock = try Mapping(clockNode, path: "clock")
+            try clock.allowOnly(["requireSafe"])
+            if let r = clock.optional("requireSafe") {
+                guard let s = r.scalar, ["true", "false"].contains(s) else { throw invalid(r, "clock.requireSafe", "must be true or false") }
+                requireSafe = s == "true"
+            }
+        }
+        var policy = Policy(name: name.value, version: version, description: description, akAlgorithms: akAlgorithms,
+                            pcrBank: bank, pcrValues: pcrValues, certificateTTL: ttl, sha256: sha256)
+        policy.requireSafeClock = requireSafe
+        return policy
     }
 
     static func invalid(_ node: ConfigNode, _ path: String, _ message: String) -> VouchError {

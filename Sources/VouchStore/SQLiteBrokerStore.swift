@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import VouchBroker
 import VouchCore
+import VouchEventLog
 
 /// `BrokerStore` on an embedded SQLite database in WAL mode with synchronous=FULL: an
 /// acknowledged write survives a crash or power loss. One connection, serialized by a mutex.
@@ -27,7 +28,7 @@ public final class SQLiteBrokerStore: BrokerStore {
             CREATE TABLE IF NOT EXISTS attestations (
               id INTEGER PRIMARY KEY AUTOINCREMENT, host_id TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
               trusted INTEGER NOT NULL, codes TEXT NOT NULL, message TEXT NOT NULL, agent_name TEXT, nonce TEXT,
-              policy_name TEXT, policy_version INTEGER, policy_sha256 TEXT, pcr_digest TEXT, serial TEXT);
+              policy_name TEXT, policy_version INTEGER, policy_sha256 TEXT, pcr_digest TEXT, serial TEXT, claims TEXT);
             CREATE INDEX IF NOT EXISTS attestations_host ON attestations(host_id, id);
             CREATE TABLE IF NOT EXISTS certificates (
               serial TEXT PRIMARY KEY, host_id TEXT NOT NULL REFERENCES hosts(id), agent_name TEXT NOT NULL,
@@ -121,12 +122,13 @@ public final class SQLiteBrokerStore: BrokerStore {
     private func insertAttestation(_ db: SQLiteDatabase, _ a: AttestationRecord) throws -> Int64 {
         try db.prepare("""
         INSERT INTO attestations (host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version,
-          policy_sha256, pcr_digest, serial) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+          policy_sha256, pcr_digest, serial, claims) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
         """).run([.text(a.hostID), .real(a.at.timeIntervalSince1970), .text(a.kind), .int(a.trusted ? 1 : 0),
                   .text(a.codes.joined(separator: ",")), .text(a.message), a.agentName.map { .text($0) } ?? .null,
                   a.nonce.map { .text($0) } ?? .null, a.policyName.map { .text($0) } ?? .null,
                   a.policyVersion.map { .int(Int64($0)) } ?? .null, a.policySHA256.map { .text($0) } ?? .null,
-                  a.pcrDigest.map { .text($0) } ?? .null, a.serial.map { .text($0) } ?? .null])
+                  a.pcrDigest.map { .text($0) } ?? .null, a.serial.map { .text($0) } ?? .null,
+                  a.claims.map { .text(Self.encode($0)) } ?? .null])
         return db.lastInsertID
     }
 
@@ -138,16 +140,33 @@ public final class SQLiteBrokerStore: BrokerStore {
     public func latestAttestation(hostID: String) throws -> AttestationRecord? {
         try with { db in
             try db.prepare("""
-            SELECT id, host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version, policy_sha256, pcr_digest, serial
+            SELECT id, host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version, policy_sha256, pcr_digest, serial, claims
             FROM attestations WHERE host_id = ? ORDER BY id DESC LIMIT 1
             """).query([.text(hostID)]) { r in
                 AttestationRecord(id: r.int(0), hostID: r.text(1), at: r.date(2), kind: r.text(3), trusted: r.int(4) != 0,
                                   codes: r.text(5).split(separator: ",").map(String.init), message: r.text(6),
                                   agentName: r.optionalText(7), nonce: r.optionalText(8), policyName: r.optionalText(9),
                                   policyVersion: r.optionalInt(10).map(Int.init), policySHA256: r.optionalText(11),
-                                  pcrDigest: r.optionalText(12), serial: r.optionalText(13))
+                                  pcrDigest: r.optionalText(12), serial: r.optionalText(13), claims: r.optionalText(14).flatMap(Self.decode))
             }.first
         }
+    }
+
+    public func lastTrustedClock(hostID: String) throws -> ClockState? {
+        try with { db in
+            try db.prepare("SELECT claims FROM attestations WHERE host_id = ? AND trusted = 1 AND claims IS NOT NULL ORDER BY id DESC LIMIT 1")
+                .query([.text(hostID)]) { $0.text(0) }.first.flatMap(Self.decode)?.clock
+        }
+    }
+
+    private static func encode(_ c: EvidenceClaims) -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return (try? String(decoding: e.encode(c), as: UTF8.self)) ?? "{}"
+    }
+
+    private static func decode(_ s: String) -> EvidenceClaims? {
+        try? JSONDecoder().decode(EvidenceClaims.self, from: Data(s.utf8))
     }
 
     public func recordIssuance(attestation: AttestationRecord, certificate c: CertificateRecord) throws -> Int64 {

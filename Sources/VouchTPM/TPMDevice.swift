@@ -245,6 +245,27 @@ public final class TPMDevice {
         return values
     }
 
+    /// TPM2_PCR_Reset (allowed at locality 0 for PCRs 16 and 23 on PC Client TPMs).
+    public func pcrReset(_ index: Int) throws {
+        guard (0...23).contains(index) else { throw VouchError(.invalidValue, "PCR index out of range", context: ["got": "\(index)"]) }
+        try tss(Esys_PCR_Reset(ctx, ESYS_TR(index), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE), "Esys_PCR_Reset(\(index))")
+    }
+
+    /// TPM2_PCR_Extend of `index` with one digest per bank given.
+    public func pcrExtend(_ index: Int, digests: [HashAlg: [UInt8]]) throws {
+        guard (0...23).contains(index) else { throw VouchError(.invalidValue, "PCR index out of range", context: ["got": "\(index)"]) }
+        var w = ByteWriter()
+        w.u32(UInt32(digests.count))
+        for (alg, d) in digests.sorted(by: { $0.key.tpmAlg.rawValue < $1.key.tpmAlg.rawValue }) {
+            guard d.count == alg.digestSize else { throw VouchError(.invalidValue, "digest size does not match \(alg.rawValue)") }
+            w.u16(alg.tpmAlg.rawValue)
+            w.raw(d)
+        }
+        var values = TPML_DIGEST_VALUES()
+        try unmarshal(w.bytes, &values) { Tss2_MU_TPML_DIGEST_VALUES_Unmarshal($0, $1, $2, $3) }
+        try tss(Esys_PCR_Extend(ctx, ESYS_TR(index), ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &values), "Esys_PCR_Extend(\(index))")
+    }
+
     // MARK: marshaling helpers
 
     private func marshal<T>(_ value: UnsafeMutablePointer<T>, _ fn: (UnsafePointer<T>, UnsafeMutablePointer<UInt8>, Int, UnsafeMutablePointer<Int>) -> TSS2_RC) throws -> [UInt8] {

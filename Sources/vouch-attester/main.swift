@@ -9,6 +9,7 @@ import VouchTPMWire
 
 let usage = """
 usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
+       vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
   --broker URL      broker base URL, e.g. https://127.0.0.1:8443
   --ca FILE         the broker's CA certificate (PEM): the only CA trusted for the broker's TLS
   --tcti TCTI       TPM access: swtpm:host=127.0.0.1,port=2321 or device:/dev/tpmrm0
@@ -16,6 +17,13 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
   --ak TYPE         attestation key type: ecc-p256 (default) or rsa-2048
   --hostname NAME   name reported to the broker (default: this machine's host name)
   --register-timeout DUR  keep retrying registration this long (default 60s)
+  --event-log FILE  firmware event log sent with quotes
+                    (default \(AttesterConfig.systemEventLog) when readable)
+  --model-log FILE  model measurement log sent with quotes (written by measure-model)
+
+measure-model: hash model artefacts (files, or directories walked recursively) with SHA-256,
+reset PCR 23, extend it with one event per artefact in name order, and write the log (TCG
+Canonical Event Log JSON) to --model-log. Prints the manifest digest.
 """
 
 func fail(_ message: String, code: Int32 = 2) -> Never {
@@ -23,10 +31,24 @@ func fail(_ message: String, code: Int32 = 2) -> Never {
     exit(code)
 }
 
+if CommandLine.arguments.dropFirst().first == "measure-model" {
+    do {
+        let margs = try Arguments(Array(CommandLine.arguments.dropFirst(2)), options: ["tcti", "model-log"], positional: 10_000)
+        let claims = try ModelMeasurement.measure(paths: margs.positional, tcti: try margs.required("tcti"), logPath: try margs.required("model-log"))
+        for f in claims.files { print("\(f.sha256)  \(f.name)  (\(f.size) bytes)") }
+        print("manifest \(claims.manifestDigest)  (\(claims.files.count) artefacts, extended into PCR 23)")
+        exit(0)
+    } catch let e as VouchError where e.code == .badRequest {
+        fail("\(e.message)\n\(usage)")
+    } catch {
+        fail("measure-model: \(error)", code: 1)
+    }
+}
+
 let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
-                         options: ["broker", "ca", "tcti", "socket", "ak", "hostname", "register-timeout"], flags: ["help"])
+                         options: ["broker", "ca", "tcti", "socket", "ak", "hostname", "register-timeout", "event-log", "model-log"], flags: ["help"])
 } catch { fail("\(error)\n\(usage)") }
 if args.has("help") { print(usage); exit(0) }
 
@@ -34,7 +56,9 @@ do {
     guard let akKind = KeyTemplates.AKKind(rawValue: args["ak"] ?? "ecc-p256") else { fail("--ak must be ecc-p256 or rsa-2048") }
     let brokerClient = HTTPClient(.https(baseURL: try args.required("broker"), caFile: try args.required("ca")))
     let hostname = args["hostname"] ?? ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
-    let attester = Attester(config: AttesterConfig(tcti: try args.required("tcti"), akKind: akKind, hostname: hostname), broker: brokerClient)
+    let eventLog = args["event-log"] ?? (FileManager.default.isReadableFile(atPath: AttesterConfig.systemEventLog) ? AttesterConfig.systemEventLog : nil)
+    let attester = Attester(config: AttesterConfig(tcti: try args.required("tcti"), akKind: akKind, hostname: hostname,
+                                                   eventLogPath: eventLog, modelLogPath: args["model-log"]), broker: brokerClient)
     let timeout = try parseDuration(args["register-timeout"] ?? "60s", field: "--register-timeout")
     let deadline = Date().addingTimeInterval(timeout)
     while true {

@@ -29,8 +29,6 @@ final class RejectionTests: XCTestCase {
         tpm = nil
     }
 
-    let selection = PCRSelection(banks: [PCRBankSelection(hash: .sha256, pcrs: Array(0...7))])
-
     /// A genuine enrollment request from this host, with hooks to forge one part of it.
     func request(name: String = "agent", bindKey: PrivateKey? = nil, using quoter: Attester? = nil,
                  host: String? = nil) throws -> (EnrollRequest, PrivateKey) {
@@ -38,11 +36,10 @@ final class RejectionTests: XCTestCase {
         let key = try PrivateKey.generate()
         let csr = try CSR.create(key: key, commonName: name)
         let qd = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(ch.nonce), agentSPKI: try (bindKey ?? key).publicKey.spkiDER)
+        let selection = PCRSelection(banks: ch.pcrSelection.map { PCRBankSelection(hash: HashAlg(rawValue: $0.bank)!, pcrs: $0.pcrs) })
         let q = try (quoter ?? attester).quote(qualifyingData: qd, selection: selection)
-        var pcrs: [String: String] = [:]
-        for (i, v) in q.pcrs.values[.sha256]! { pcrs["\(i)"] = Hex.encode(v) }
         return (EnrollRequest(hostId: host ?? hostID, nonce: ch.nonce, agentName: name, csr: try csr.pem,
-                              quote: QuoteBody(attest: Base64.encode(q.attest), signature: Base64.encode(q.signature), pcrBank: "sha256", pcrs: pcrs)), key)
+                              quote: try Attester.quoteBody(q, eventLogPath: nil, modelLogPath: nil)), key)
     }
 
     @discardableResult
@@ -129,10 +126,10 @@ final class RejectionTests: XCTestCase {
 
     func testForgedPCRValue() throws {
         var (req, _) = try request()
-        req.quote.pcrs["3"] = String(repeating: "11", count: 32)
+        req.quote.pcrs["sha256"]!["3"] = String(repeating: "11", count: 32)
         try assertRefused(403, "pcr_digest_mismatch") { try enroll(req) }
         var (missing, _) = try request()
-        missing.quote.pcrs["3"] = nil
+        missing.quote.pcrs["sha256"]!["3"] = nil
         try assertRefused(403, "pcr_digest_mismatch") { try enroll(missing) }
     }
 

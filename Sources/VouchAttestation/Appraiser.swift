@@ -1,0 +1,117 @@
+import VouchCore
+import VouchEventLog
+import VouchPolicy
+import VouchTPMWire
+
+extension ErrorCode {
+    public static let eventLogMalformed = ErrorCode("event_log_malformed")
+    public static let eventLogMismatch = ErrorCode("event_log_mismatch")
+    public static let modelLogMalformed = ErrorCode("model_log_malformed")
+    public static let modelLogMismatch = ErrorCode("model_log_mismatch")
+    public static let clockRegressed = ErrorCode("clock_regressed")
+    public static let clockNotSafe = ErrorCode("clock_not_safe")
+}
+
+/// Evidence that passed quote verification, log replay, clock checks and policy: the only input
+/// certificate issuance accepts. Only `Appraiser` creates one.
+public struct TrustedEvidence: Sendable {
+    public let hostID: String
+    public let quote: VerifiedQuote
+    public let claims: EvidenceClaims
+    public let policyName: String
+    public let policyVersion: Int
+    public let policySHA256: String
+    public let certificateTTL: Double
+}
+
+public enum Appraisal: Sendable {
+    case trusted(TrustedEvidence)
+    case rejected([PolicyViolation])
+}
+
+public enum Appraiser {
+    /// Appraises a verified quote with the logs that came with it. Checks, in order, refusing at
+    /// the first stage that fails (a stage reports every violation it finds):
+    /// 1. the firmware event log, if sent, parses and replays — in every quoted bank it covers —
+    ///    to the quoted value of every PCR it extends (`event_log_malformed`, `event_log_mismatch`);
+    /// 2. the model log, if sent, parses and replays to the quoted SHA-256 PCR 23
+    ///    (`model_log_malformed`, `model_log_mismatch`; PCR 23 must then be quoted);
+    /// 3. the TPM clock: resetCount and restartCount never go backwards from the host's last
+    ///    accepted quote, nor, within one boot with `safe` set, the clock (`clock_regressed`);
+    ///    a policy with `clock.requireSafe` refuses `safe = 0` (`clock_not_safe`, worth retrying);
+    /// 4. the policy's PCR rules (`pcr_missing`, `pcr_not_allowed`).
+    public static func appraise(hostID: String, quote: VerifiedQuote, eventLog: [UInt8]?, modelLog: [UInt8]?,
+                                previousClock: ClockState?, policy: Policy, digester: Digester) -> Appraisal {
+        // 1
+        var boot: BootClaims?
+        if let eventLog {
+            let log: TCGEventLog
+            do { log = try TCGEventLog(bytes: eventLog) } catch let e as VouchError {
+                return .rejected([PolicyViolation(code: .eventLogMalformed, path: "eventLog", expected: "a TCG PC Client event log", actual: e.message)])
+            } catch { return .rejected([PolicyViolation(code: .eventLogMalformed, path: "eventLog", expected: "a TCG PC Client event log", actual: "unparseable")]) }
+            let replayed = log.replay(using: digester)
+            var mismatches: [PolicyViolation] = []
+            var covered = 0
+            for bank in quote.selection.banks {
+                guard let pcrs = replayed[bank.hash] else { continue }
+                for pcr in bank.pcrs where pcr != ModelLog.pcr {
+                    guard let value = pcrs[pcr] else { continue }
+                    covered += 1
+                    let quoted = quote.pcrs.values[bank.hash]?[pcr] ?? []
+                    if value != quoted {
+                        mismatches.append(PolicyViolation(code: .eventLogMismatch, path: "eventLog.\(bank.hash.rawValue).\(pcr)",
+                                                          expected: Hex.encode(quoted), actual: Hex.encode(value)))
+                    }
+                }
+            }
+            if covered == 0 {
+                mismatches.append(PolicyViolation(code: .eventLogMismatch, path: "eventLog", expected: "events for quoted PCRs in a quoted bank",
+                                                  actual: "banks \(log.banks.map(\.rawValue)), no quoted PCR covered"))
+            }
+            guard mismatches.isEmpty else { return .rejected(mismatches) }
+            boot = log.claims
+        }
+        // 2
+        var model: ModelClaims?
+        if let modelLog {
+            let log: ModelLog
+            do { log = try ModelLog(json: modelLog) } catch let e as VouchError {
+                return .rejected([PolicyViolation(code: .modelLogMalformed, path: "modelLog", expected: "CEL JSON of vouch-model records", actual: e.message)])
+            } catch { return .rejected([PolicyViolation(code: .modelLogMalformed, path: "modelLog", expected: "CEL JSON", actual: "unparseable")]) }
+            guard let quoted = quote.pcrs.values[.sha256]?[ModelLog.pcr] else {
+                return .rejected([PolicyViolation(code: .modelLogMismatch, path: "modelLog", expected: "sha256 PCR 23 quoted", actual: "not quoted")])
+            }
+            let replayed = log.replay(using: digester)
+            guard replayed == quoted else {
+                return .rejected([PolicyViolation(code: .modelLogMismatch, path: "modelLog.sha256.23", expected: Hex.encode(quoted), actual: Hex.encode(replayed))])
+            }
+            model = log.claims(using: digester)
+        }
+        // 3
+        let clock = ClockState(quote.clockInfo)
+        var rebooted = false
+        if let prev = previousClock {
+            let now = (clock.resetCount, clock.restartCount), before = (prev.resetCount, prev.restartCount)
+            if now < before {
+                return .rejected([PolicyViolation(code: .clockRegressed, path: "clock.resetCount/restartCount",
+                                                  expected: ">= \(before.0)/\(before.1)", actual: "\(now.0)/\(now.1)")])
+            }
+            rebooted = now > before
+            if !rebooted && clock.safe && clock.clock < prev.clock {
+                return .rejected([PolicyViolation(code: .clockRegressed, path: "clock.clock", expected: ">= \(prev.clock)", actual: "\(clock.clock)")])
+            }
+        }
+        if policy.requireSafeClock && !clock.safe {
+            return .rejected([PolicyViolation(code: .clockNotSafe, path: "clock.requireSafe", expected: "safe = 1", actual: "safe = 0 (retry after the TPM records its clock)")])
+        }
+        // 4
+        switch policy.evaluate(pcrs: quote.pcrs) {
+        case .satisfied:
+            return .trusted(TrustedEvidence(hostID: hostID, quote: quote, claims: EvidenceClaims(boot: boot, model: model, clock: clock, rebootedSinceLastAttestation: rebooted),
+                                            policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
+                                            certificateTTL: policy.certificateTTL))
+        case let .violated(v):
+            return .rejected(v)
+        }
+    }
+}
