@@ -46,3 +46,20 @@ final class SwTPM {
         try? FileManager.default.removeItem(at: dir)
     }
 }
+
+extension SwTPM {
+    var stateDir: URL { dir.appendingPathComponent("state") }
+
+    /// Copies the TPM's persistent state (stop the TPM first) to `name`.
+    func snapshot(_ name: String) throws {
+        let to = dir.appendingPathComponent("snapshot-\(name)")
+        try? FileManager.default.removeItem(at: to)
+        try FileManager.default.copyItem(at: stateDir, to: to)
+    }
+
+    /// Replaces the TPM's persistent state with a snapshot (stop the TPM first): a state rollback.
+    func restore(_ name: String) throws {
+        try FileManager.default.removeItem(at: stateDir)
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("snapshot-\(name)"), to: stateDir)
+    }
+}

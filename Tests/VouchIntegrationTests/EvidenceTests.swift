@@ -1,0 +1,170 @@
+import Foundation
+import XCTest
+import VouchAPI
+import VouchAttesterKit
+import VouchCore
+import VouchCrypto
+import VouchEventLog
+import VouchHTTPClient
+import VouchTPM
+import VouchTPMWire
+
+/// Event logs, model measurement and TPM clock tracking through the real broker and swtpm.
+final class EvidenceTests: XCTestCase {
+    func status(_ broker: BrokerHarness) throws -> HostStatus { try XCTUnwrap(try broker.status().hosts.first) }
+
+    func enroll(_ attester: Attester, _ name: String = "agent") throws -> EnrollResponse {
+        try attester.enroll(AgentEnrollRequest(agentName: name, csr: try CSR.create(key: try PrivateKey.generate(), commonName: name).pem))
+    }
+
+    func assertRefused(_ code: String, _ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), file: file, line: line) { error in
+            XCTAssertEqual((error as? APIFailure)?.error.code, code, "\(error)", file: file, line: line)
+        }
+    }
+
+    /// A policy file allowing exactly the given SHA-256 PCR values.
+    func writePolicy(_ pcrs: [Int: [UInt8]], in dir: URL, extra: String = "") throws -> String {
+        var yaml = "apiVersion: vouch/v1\nname: measured\nversion: 1\npcrs:\n  bank: sha256\n  values:\n"
+        for (i, v) in pcrs.sorted(by: { $0.key < $1.key }) { yaml += "    \(i): [\"\(Hex.encode(v))\"]\n" }
+        let path = dir.appendingPathComponent("policy-\(UUID().uuidString.prefix(6)).yaml").path
+        try (yaml + extra).write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// The swtpm "boots" the firmware of a real machine (its log's SHA-256 digests are extended into
+    /// the TPM); the log then replays to the quote, and its claims reach status. Another machine's
+    /// log does not.
+    func testFirmwareEventLogMustReplayToTheQuote() throws {
+        let logURL = TestEnv.packageRoot.deletingLastPathComponent().appendingPathComponent("shared/testdata/tpm-eventlog/eventlogs/rhel8-uefi.bin")
+        guard FileManager.default.fileExists(atPath: logURL.path) else { throw XCTSkip("shared test data not present") }
+        let log = try TCGEventLog(bytes: [UInt8](Data(contentsOf: logURL)))
+        let tpm = try SwTPM()
+        let device = try TPMDevice(tcti: tpm.tcti)
+        for e in log.events where e.type != EventType.noAction { try device.pcrExtend(e.pcr, digests: [.sha256: e.digests[.sha256]!]) }
+        device.close()
+        let replayed = log.replay(using: OpenSSLDigester())[.sha256]!
+        let policy = try writePolicy(replayed.filter { $0.key <= 7 }, in: tpm.dir)
+        let broker = try BrokerHarness(trusting: tpm, policy: policy)
+
+        let good = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "rhel8", eventLogPath: logURL.path),
+                            broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+        try good.register()
+        _ = try enroll(good)
+        let boot = try XCTUnwrap(try status(broker).lastAttestation?.claims?.boot)
+        XCTAssertEqual(boot.secureBoot, true)
+        XCTAssertTrue(boot.kernelCommandLines.contains { $0.contains("root=UUID=") })
+
+        let otherLog = logURL.deletingLastPathComponent().appendingPathComponent("ubuntu-2104-no-dbx.bin").path
+        let liar = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "rhel8", eventLogPath: otherLog),
+                            broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+        try liar.register()
+        assertRefused("event_log_mismatch") { _ = try enroll(liar) }
+        let junk = tpm.dir.appendingPathComponent("junk.log").path
+        try Data([1, 2, 3, 4]).write(to: URL(fileURLWithPath: junk))
+        let broken = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "rhel8", eventLogPath: junk),
+                              broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+        try broken.register()
+        assertRefused("event_log_malformed") { _ = try enroll(broken) }
+        XCTAssertEqual(try broker.status().certificates.count, 1)
+    }
+
+    /// measure-model through the real attester executable; the broker's manifest digest equals the one
+    /// `sha256sum | sort | sha256sum` gives; an edited log is refused.
+    func testModelMeasurementReachesTheBroker() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm)
+        let model = tpm.dir.appendingPathComponent("model")
+        try FileManager.default.createDirectory(at: model.appendingPathComponent("shards"), withIntermediateDirectories: true)
+        try Data("{\"arch\": \"llama\"}".utf8).write(to: model.appendingPathComponent("config.json"))
+        try Data((0..<100_000).map { UInt8($0 % 251) }).write(to: model.appendingPathComponent("shards/00001.safetensors"))
+        try Data("tokenizer".utf8).write(to: model.appendingPathComponent("tokenizer.json"))
+        let logPath = tpm.dir.appendingPathComponent("model-log.json").path
+        let measure = try TestEnv.run(TestEnv.bin("vouch-attester"), ["measure-model", "--tcti", tpm.tcti, "--model-log", logPath, model.path])
+        XCTAssertEqual(measure.status, 0, measure.stderr)
+
+        // Independent computation with coreutils.
+        let shell = try TestEnv.run("/bin/sh", ["-c", "cd / && find '\(model.path)' -type f -exec sha256sum {} + | LC_ALL=C sort -k2 | sha256sum | cut -d' ' -f1"])
+        let expected = shell.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(measure.stdout.contains("manifest \(expected)"), measure.stdout + " vs " + expected)
+
+        let attester = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "gpu", modelLogPath: logPath),
+                                broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+        try attester.register()
+        _ = try enroll(attester)
+        let claims = try XCTUnwrap(try status(broker).lastAttestation?.claims?.model)
+        XCTAssertEqual(claims.manifestDigest, expected)
+        XCTAssertEqual(claims.files.map(\.name).sorted(), ["config.json", "shards/00001.safetensors", "tokenizer.json"].map { model.path + "/" + $0 })
+
+        // A log that claims another file content is refused; so is a log for a PCR 23 never extended.
+        var log = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: logPath))) as! [[String: Any]]
+        var content = log[0]["content"] as! [String: Any]
+        content["sha256"] = String(repeating: "ab", count: 32)
+        log[0]["content"] = content
+        log[0]["digests"] = [["hashAlg": "sha256", "digest": String(repeating: "ab", count: 32)]]
+        try JSONSerialization.data(withJSONObject: log).write(to: URL(fileURLWithPath: logPath))
+        assertRefused("model_log_mismatch") { _ = try enroll(attester) }
+        try Data("not json".utf8).write(to: URL(fileURLWithPath: logPath))
+        assertRefused("model_log_malformed") { _ = try enroll(attester) }
+    }
+
+    /// Streaming: measuring a 1 GiB artefact keeps the attester's memory far below the file's size.
+    func testMeasuringALargeArtefactStreams() throws {
+        let tpm = try SwTPM()
+        let big = tpm.dir.appendingPathComponent("weights.bin").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: big, contents: nil))
+        let fh = try FileHandle(forWritingTo: URL(fileURLWithPath: big))
+        try fh.truncate(atOffset: 1 << 30)   // sparse: reads as zeros
+        try fh.close()
+        let r = try TestEnv.run("/usr/bin/time", ["-f", "maxrss_kb=%M", TestEnv.bin("vouch-attester"), "measure-model", "--tcti", tpm.tcti,
+                                                  "--model-log", tpm.dir.appendingPathComponent("log.json").path, big])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("(1073741824 bytes)"))
+        let rss = Int(r.stderr.components(separatedBy: "maxrss_kb=").last!.trimmingCharacters(in: .whitespacesAndNewlines)) ?? .max
+        XCTAssertLessThan(rss, 200 * 1024, "resident memory grew with the file: \(rss) KiB for a 1 GiB artefact")
+    }
+
+    /// Rolling the TPM's state back to an earlier snapshot makes resetCount go backwards: refused.
+    func testTPMStateRollbackIsRefused() throws {
+        let tpm = try SwTPM()
+        tpm.stop()
+        try tpm.snapshot("old")
+        try tpm.start(); tpm.stop()
+        try tpm.start()           // two boots after the snapshot
+        let broker = try BrokerHarness(trusting: tpm)
+        let attester = broker.attester(for: tpm)
+        try attester.register()
+        _ = try enroll(attester)
+        let first = try XCTUnwrap(try status(broker).lastAttestation?.claims?.clock)
+        _ = try enroll(attester, "second")
+        XCTAssertEqual(try status(broker).lastAttestation?.claims?.rebootedSinceLastAttestation, false)
+
+        tpm.stop()
+        try tpm.start()           // a genuine reboot is noticed and accepted
+        _ = try enroll(attester, "after-reboot")
+        let rebooted = try XCTUnwrap(try status(broker).lastAttestation?.claims)
+        XCTAssertEqual(rebooted.rebootedSinceLastAttestation, true)
+        XCTAssertGreaterThan(rebooted.clock.resetCount, first.resetCount)
+
+        tpm.stop()
+        try tpm.restore("old")
+        try tpm.start()           // one boot after the snapshot: behind what the broker has seen
+        assertRefused("clock_regressed") { _ = try enroll(attester, "rolled-back") }
+        XCTAssertEqual(try status(broker).lastAttestation?.codes, ["clock_regressed"])
+    }
+
+    func testPolicyCanRequireASafeClock() throws {
+        let tpm = try SwTPM()
+        let zero = [UInt8](repeating: 0, count: 32)
+        let policy = try writePolicy(Dictionary(uniqueKeysWithValues: (0...7).map { ($0, zero) }), in: tpm.dir, extra: "clock:\n  requireSafe: true\n")
+        let broker = try BrokerHarness(trusting: tpm, policy: policy)
+        let attester = broker.attester(for: tpm)
+        try attester.register()
+        _ = try enroll(attester)   // freshly manufactured: the last shutdown was orderly, safe = 1
+        XCTAssertEqual(try status(broker).lastAttestation?.claims?.clock.safe, true)
+        // Stopped without TPM2_Shutdown (a power loss): the TPM reports safe = 0 until it records its clock.
+        tpm.stop()
+        try tpm.start()
+        assertRefused("clock_not_safe") { _ = try enroll(attester, "after-power-loss") }
+    }
+}
