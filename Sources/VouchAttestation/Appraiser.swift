@@ -39,7 +39,8 @@ public enum Appraiser {
     /// 3. the TPM clock: resetCount and restartCount never go backwards from the host's last
     ///    accepted quote, nor, within one boot with `safe` set, the clock (`clock_regressed`);
     ///    a policy with `clock.requireSafe` refuses `safe = 0` (`clock_not_safe`, worth retrying);
-    /// 4. the policy's PCR rules (`pcr_missing`, `pcr_not_allowed`).
+    /// 4. the policy's rules: model (`model_missing`, `model_denied`, `model_not_allowed`) and
+    ///    PCRs (`pcr_missing`, `pcr_not_allowed`), every violation reported.
     public static func appraise(hostID: String, quote: VerifiedQuote, eventLog: [UInt8]?, modelLog: [UInt8]?,
                                 previousClock: ClockState?, policy: Policy, digester: Digester) -> Appraisal {
         // 1
@@ -105,7 +106,7 @@ public enum Appraiser {
             return .rejected([PolicyViolation(code: .clockNotSafe, path: "clock.requireSafe", expected: "safe = 1", actual: "safe = 0 (retry after the TPM records its clock)")])
         }
         // 4
-        switch policy.evaluate(pcrs: quote.pcrs) {
+        switch policy.evaluate(pcrs: quote.pcrs, modelManifest: model?.manifestDigest) {
         case .satisfied:
             return .trusted(TrustedEvidence(hostID: hostID, quote: quote, claims: EvidenceClaims(boot: boot, model: model, clock: clock, rebootedSinceLastAttestation: rebooted),
                                             policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,

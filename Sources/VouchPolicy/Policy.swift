@@ -17,6 +17,20 @@ public struct Policy: Sendable, Equatable {
     public var certificateTTL: TimeInterval
     /// Refuse quotes whose TPM clock is not marked safe (after an unorderly shutdown).
     public var requireSafeClock: Bool = false
+    /// Model rules: whether a measured model is required, which manifests are allowed (with a
+    /// human name each; empty = any) and which are denied.
+    public var model = ModelRules()
+
+    public struct ModelRules: Sendable, Equatable {
+        public var required = false
+        public var allowed: [(name: String, manifest: String)] = []
+        public var denied: [String] = []
+        public init() {}
+
+        public static func == (a: ModelRules, b: ModelRules) -> Bool {
+            a.required == b.required && a.denied == b.denied && a.allowed.map(\.name) == b.allowed.map(\.name) && a.allowed.map(\.manifest) == b.allowed.map(\.manifest)
+        }
+    }
     /// SHA-256 of the policy file's bytes, recorded with every decision.
     public var sha256: String
 
@@ -30,6 +44,11 @@ public struct Policy: Sendable, Equatable {
         self.pcrValues = pcrValues
         self.certificateTTL = certificateTTL
         self.sha256 = sha256
+    }
+
+    /// The human name the policy gives a model manifest, if it lists it.
+    public func modelName(for manifest: String) -> String? {
+        model.allowed.first { $0.manifest == manifest }?.name
     }
 
     /// The PCRs a quote must cover: every PCR the policy constrains.
@@ -58,6 +77,9 @@ public struct PolicyViolation: Sendable, Equatable, Codable {
 extension ErrorCode {
     public static let pcrNotAllowed = ErrorCode("pcr_not_allowed")
     public static let pcrMissing = ErrorCode("pcr_missing")
+    public static let modelMissing = ErrorCode("model_missing")
+    public static let modelNotAllowed = ErrorCode("model_not_allowed")
+    public static let modelDenied = ErrorCode("model_denied")
     public static let policyInvalid = ErrorCode("policy_invalid")
 }
 
@@ -70,8 +92,19 @@ public enum PolicyDecision: Sendable, Equatable {
 extension Policy {
     /// Evaluates PCR values (from a verified quote) against the policy. Every rule is checked;
     /// the result lists every violation, not just the first.
-    public func evaluate(pcrs: PCRValues) -> PolicyDecision {
+    public func evaluate(pcrs: PCRValues, modelManifest: String? = nil) -> PolicyDecision {
         var violations: [PolicyViolation] = []
+        if let manifest = modelManifest {
+            if model.denied.contains(manifest) {
+                violations.append(PolicyViolation(code: .modelDenied, path: "model.denied", expected: "a manifest not on the deny list", actual: manifest))
+            } else if !model.allowed.isEmpty && !model.allowed.contains(where: { $0.manifest == manifest }) {
+                violations.append(PolicyViolation(code: .modelNotAllowed, path: "model.allowed",
+                                                  expected: "one of [\(model.allowed.map { "\($0.name) \($0.manifest)" }.joined(separator: ", "))]", actual: manifest))
+            }
+        } else if model.required || !model.allowed.isEmpty {
+            violations.append(PolicyViolation(code: .modelMissing, path: model.required ? "model.required" : "model.allowed",
+                                              expected: "a measured model (vouch-attester measure-model)", actual: "no model log"))
+        }
         for index in pcrValues.keys.sorted() {
             let path = "pcrs.values.\(index)"
             guard let actual = pcrs.values[pcrBank]?[index] else {

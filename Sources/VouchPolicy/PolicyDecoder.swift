@@ -7,7 +7,7 @@ import VouchTPMWire
 public enum PolicyDecoder {
     public static func decode(_ root: ConfigNode, sha256: String) throws -> Policy {
         let top = try Mapping(root, path: "")
-        try top.allowOnly(["apiVersion", "name", "version", "description", "attestationKey", "pcrs", "certificate", "clock"])
+        try top.allowOnly(["apiVersion", "name", "version", "description", "attestationKey", "pcrs", "certificate", "clock", "model"])
         let api = try top.requiredString("apiVersion")
         guard api.value == "vouch/v1" else { throw invalid(api.node, "apiVersion", "must be vouch/v1") }
         let name = try top.requiredString("name")
@@ -83,7 +83,39 @@ public enum PolicyDecoder {
         var policy = Policy(name: name.value, version: version, description: description, akAlgorithms: akAlgorithms,
                             pcrBank: bank, pcrValues: pcrValues, certificateTTL: ttl, sha256: sha256)
         policy.requireSafeClock = requireSafe
+        if let modelNode = top.optional("model") {
+            policy.model = try decodeModel(modelNode)
+        }
         return policy
+    }
+
+    static func manifestDigest(_ node: ConfigNode, _ path: String) throws -> String {
+        guard let s = node.scalar, s.range(of: "^[0-9a-f]{64}$", options: .regularExpression) != nil else {
+            throw invalid(node, path, "must be a SHA-256 manifest digest: 64 lowercase hex digits")
+        }
+        return s
+    }
+
+    static func decodeModel(_ node: ConfigNode) throws -> Policy.ModelRules {
+        let m = try Mapping(node, path: "model")
+        try m.allowOnly(["required", "allowed", "denied"])
+        var rules = Policy.ModelRules()
+        if let r = m.optional("required") {
+            guard let s = r.scalar, ["true", "false"].contains(s) else { throw invalid(r, "model.required", "must be true or false") }
+            rules.required = s == "true"
+        }
+        if let a = m.optional("allowed") {
+            rules.allowed = try sequence(a, path: "model.allowed").enumerated().map { i, entry in
+                let e = try Mapping(entry, path: "model.allowed[\(i)]")
+                try e.allowOnly(["name", "manifest"])
+                let name = try e.requiredString("name").value
+                return (name, try manifestDigest(try e.required("manifest"), "model.allowed[\(i)].manifest"))
+            }
+        }
+        if let d = m.optional("denied") {
+            rules.denied = try sequence(d, path: "model.denied").map { try manifestDigest($0, "model.denied") }
+        }
+        return rules
     }
 
     static func invalid(_ node: ConfigNode, _ path: String, _ message: String) -> VouchError {

@@ -108,6 +108,35 @@ final class EvidenceTests: XCTestCase {
         assertRefused("model_log_malformed") { _ = try enroll(attester) }
     }
 
+    /// A policy's model allowlist and denylist decide on the measured manifest.
+    func testModelPolicyThroughTheBroker() throws {
+        let tpm = try SwTPM()
+        let weights = tpm.dir.appendingPathComponent("weights.safetensors").path
+        try Data("weights v1".utf8).write(to: URL(fileURLWithPath: weights))
+        let logPath = tpm.dir.appendingPathComponent("model-log.json").path
+        let claims = try ModelMeasurement.measure(paths: [weights], tcti: tpm.tcti, logPath: logPath)
+        let zero = [UInt8](repeating: 0, count: 32)
+        let pcrs = Dictionary(uniqueKeysWithValues: (0...7).map { ($0, zero) })
+        let other = String(repeating: "ab", count: 32)
+        let cases: [(String, String?)] = [
+            ("model:\n  allowed:\n    - name: approved\n      manifest: \(claims.manifestDigest)\n", nil),
+            ("model:\n  allowed:\n    - name: something else\n      manifest: \(other)\n", "model_not_allowed"),
+            ("model:\n  denied: [\"\(claims.manifestDigest)\"]\n", "model_denied"),
+        ]
+        for (rules, refusal) in cases {
+            let broker = try BrokerHarness(trusting: tpm, policy: try writePolicy(pcrs, in: tpm.dir, extra: rules))
+            let attester = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "gpu", modelLogPath: logPath),
+                                    broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+            try attester.register()
+            if let refusal { assertRefused(refusal) { _ = try enroll(attester) } } else { XCTAssertNoThrow(try enroll(attester)) }
+        }
+        // A required model, and a host that measured none.
+        let broker = try BrokerHarness(trusting: tpm, policy: try writePolicy(pcrs, in: tpm.dir, extra: "model:\n  required: true\n"))
+        let bare = broker.attester(for: tpm)
+        try bare.register()
+        assertRefused("model_missing") { _ = try enroll(bare) }
+    }
+
     /// Streaming: measuring a 1 GiB artefact keeps the attester's memory far below the file's size.
     func testMeasuringALargeArtefactStreams() throws {
         let tpm = try SwTPM()

@@ -87,6 +87,32 @@ final class PolicyTests: XCTestCase {
         assertRejected("- just\n- a list", path: "document")
     }
 
+    func testModelRules() throws {
+        let m1 = String(repeating: "a1", count: 32), m2 = String(repeating: "b2", count: 32), m3 = String(repeating: "c3", count: 32)
+        let p = try decode(Self.valid + "\nmodel:\n  required: true\n  allowed:\n    - name: llama\n      manifest: \(m1)\n  denied: [\"\(m2)\"]")
+        XCTAssertEqual(p.model.required, true)
+        XCTAssertEqual(p.modelName(for: m1), "llama")
+        let zero = [UInt8](repeating: 0, count: 32)
+        let pcrs = PCRValues([.sha256: [0: zero, 7: zero]])
+        XCTAssertEqual(p.evaluate(pcrs: pcrs, modelManifest: m1), .satisfied)
+        guard case let .violated(v1) = p.evaluate(pcrs: pcrs, modelManifest: m2) else { return XCTFail() }
+        XCTAssertEqual(v1.map(\.code), [.modelDenied])
+        guard case let .violated(v2) = p.evaluate(pcrs: pcrs, modelManifest: m3) else { return XCTFail() }
+        XCTAssertEqual(v2.map(\.code), [.modelNotAllowed])
+        XCTAssertEqual(v2.first?.path, "model.allowed")
+        guard case let .violated(v3) = p.evaluate(pcrs: PCRValues(), modelManifest: nil) else { return XCTFail() }
+        XCTAssertEqual(v3.map(\.code), [.modelMissing, .pcrMissing, .pcrMissing], "every violation is reported")
+        // Without model rules, any model (or none) is fine.
+        XCTAssertEqual(try decode(Self.valid).evaluate(pcrs: pcrs, modelManifest: m3), .satisfied)
+
+        assertRejected(Self.valid + "\nmodel:\n  denied: [\"abc\"]", path: "model.denied", line: 12)
+        assertRejected(Self.valid + "\nmodel:\n  allowed:\n    - manifest: \(m1)", path: "model.allowed[0].name")
+        assertRejected(Self.valid + "\nmodel:\n  allowed:\n    - name: x\n      manifest: \(m1.uppercased())", path: "model.allowed[0].manifest")
+        assertRejected(Self.valid + "\nmodel:\n  required: yes please", path: "model.required")
+        assertRejected(Self.valid + "\nmodel:\n  allow: []", path: "model.allow")
+        assertRejected(Self.valid + "\nclock:\n  requireSafe: maybe", path: "clock.requireSafe")
+    }
+
     func testYAMLSyntaxErrorsAndHostileDocuments() {
         let cases: [(String, String)] = [
             ("a: [unclosed", "syntax"),
