@@ -14,6 +14,7 @@
 //   VouchHTTPServer    libmicrohttpd: HTTPS and Unix-socket server
 //   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client
 //   VouchYAML          libyaml: YAML to the config-node tree
+//   VouchPolicyFiles   loads policy files and directories into a validated PolicySet
 //   VouchAttestation   verifiers: EK chain, credential activation, quotes (returns verified values)
 //   VouchBroker        the broker service: orchestration over protocols, and its HTTP API
 //   VouchAttesterKit   the host side: AK, registration, quotes for agents
@@ -42,7 +43,7 @@ let package = Package(
         .target(name: "VouchCore"),
         .target(name: "VouchTPMWire", dependencies: ["VouchCore"]),
         .target(name: "VouchEventLog", dependencies: ["VouchCore", "VouchTPMWire"]),
-        .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire"]),
+        .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog"]),
         .target(name: "VouchAPI", dependencies: ["VouchCore", "VouchEventLog"]),
 
         // Thin wrappers, one C library each
@@ -53,22 +54,24 @@ let package = Package(
         .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
         .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),
 
+        .target(name: "VouchPolicyFiles", dependencies: ["VouchCore", "VouchPolicy", "VouchYAML", "VouchCrypto"]),
+
         // Verification, service and host logic
         .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto", "VouchPolicy", "VouchEventLog"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog"]),
 
         // Executables
-        .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchYAML", "VouchCrypto", "VouchPolicy"]),
+        .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy"]),
         .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient"]),
-        .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog"]),
+        .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles"]),
 
         // Tests
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire"], path: "Tests/VouchTestSupport"),
         .testTarget(name: "VouchTPMWireTests", dependencies: ["VouchTPMWire", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchTestSupport"]),
-        .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire"]),
+        .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
         .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation"]),
     ]

@@ -35,8 +35,10 @@ public struct RegisterHostRequest: Codable, Sendable {
     public var ekPublic: String        // base64 TPM2B_PUBLIC
     public var akPublic: String        // base64 TPM2B_PUBLIC
     public var hostname: String?
-    public init(ekCertificate: String, ekPublic: String, akPublic: String, hostname: String?) {
-        self.ekCertificate = ekCertificate; self.ekPublic = ekPublic; self.akPublic = akPublic; self.hostname = hostname
+    /// Labels policies match on (`match.labels`), e.g. {"env": "prod", "gpu": "h100"}.
+    public var labels: [String: String]?
+    public init(ekCertificate: String, ekPublic: String, akPublic: String, hostname: String?, labels: [String: String]? = nil) {
+        self.ekCertificate = ekCertificate; self.ekPublic = ekPublic; self.akPublic = akPublic; self.hostname = hostname; self.labels = labels
     }
 }
 
@@ -157,13 +159,17 @@ public struct AttestationSummary: Codable, Sendable {
 public struct HostStatus: Codable, Sendable {
     public var hostId: String
     public var hostname: String
+    public var labels: [String: String]?
+    /// The policy that currently applies to this host ("name vN"), or nil when none matches.
+    public var policy: String?
     public var akState: String
     public var akAlgorithm: String
     public var ekIssuer: String
     public var registeredAt: String
     public var lastAttestation: AttestationSummary?
-    public init(hostId: String, hostname: String, akState: String, akAlgorithm: String, ekIssuer: String, registeredAt: String, lastAttestation: AttestationSummary?) {
-        self.hostId = hostId; self.hostname = hostname; self.akState = akState; self.akAlgorithm = akAlgorithm
+    public init(hostId: String, hostname: String, labels: [String: String]? = nil, policy: String? = nil, akState: String, akAlgorithm: String,
+                ekIssuer: String, registeredAt: String, lastAttestation: AttestationSummary?) {
+        self.hostId = hostId; self.hostname = hostname; self.labels = labels; self.policy = policy; self.akState = akState; self.akAlgorithm = akAlgorithm
         self.ekIssuer = ekIssuer; self.registeredAt = registeredAt; self.lastAttestation = lastAttestation
     }
 }
@@ -185,14 +191,58 @@ public struct CertificateStatus: Codable, Sendable {
     }
 }
 
+public struct PolicySummary: Codable, Sendable, Equatable {
+    public var name: String
+    public var version: Int
+    public var priority: Int
+    public var sha256: String
+    public var file: String
+    public var match: [String: String]
+    public init(name: String, version: Int, priority: Int, sha256: String, file: String, match: [String: String]) {
+        self.name = name; self.version = version; self.priority = priority; self.sha256 = sha256; self.file = file; self.match = match
+    }
+}
+
+public struct PolicyStatus: Codable, Sendable {
+    public var policies: [PolicySummary]
+    public var loadedAt: String
+    /// Why the last reload was refused (the policies above stayed in force), if it was.
+    public var reloadError: APIError?
+    public var reloadErrorAt: String?
+    public init(policies: [PolicySummary], loadedAt: String, reloadError: APIError?, reloadErrorAt: String?) {
+        self.policies = policies; self.loadedAt = loadedAt; self.reloadError = reloadError; self.reloadErrorAt = reloadErrorAt
+    }
+}
+
 public struct StatusResponse: Codable, Sendable {
     public var trustDomain: String
-    public var policy: String
+    public var policies: PolicyStatus
     public var crlNumber: UInt64
     public var hosts: [HostStatus]
     public var certificates: [CertificateStatus]
-    public init(trustDomain: String, policy: String, crlNumber: UInt64, hosts: [HostStatus], certificates: [CertificateStatus]) {
-        self.trustDomain = trustDomain; self.policy = policy; self.crlNumber = crlNumber; self.hosts = hosts; self.certificates = certificates
+    public init(trustDomain: String, policies: PolicyStatus, crlNumber: UInt64, hosts: [HostStatus], certificates: [CertificateStatus]) {
+        self.trustDomain = trustDomain; self.policies = policies; self.crlNumber = crlNumber; self.hosts = hosts; self.certificates = certificates
+    }
+}
+
+/// A host's last verified evidence, for `vouch policy test` and `vouch policy capture`.
+public struct EvidenceBundle: Codable, Sendable {
+    public var hostId: String
+    public var hostname: String
+    public var labels: [String: String]
+    public var ekIssuer: String
+    public var at: String
+    /// bank -> PCR index -> hex, from a quote whose signature verified.
+    public var pcrs: [String: [String: String]]
+    public var claims: EvidenceClaims?
+    /// The decision made on it then.
+    public var result: String
+    public var codes: [String]
+    public var policy: String?
+    public init(hostId: String, hostname: String, labels: [String: String], ekIssuer: String, at: String, pcrs: [String: [String: String]],
+                claims: EvidenceClaims?, result: String, codes: [String], policy: String?) {
+        self.hostId = hostId; self.hostname = hostname; self.labels = labels; self.ekIssuer = ekIssuer; self.at = at; self.pcrs = pcrs
+        self.claims = claims; self.result = result; self.codes = codes; self.policy = policy
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import VouchCore
 import VouchEventLog
 import VouchPolicy
@@ -26,7 +27,9 @@ public struct TrustedEvidence: Sendable {
 
 public enum Appraisal: Sendable {
     case trusted(TrustedEvidence)
-    case rejected([PolicyViolation])
+    /// Every violation found, and the claims established before the refusal (for the audit trail
+    /// and `vouch policy test`), if the logs got that far.
+    case rejected([PolicyViolation], EvidenceClaims?)
 }
 
 public enum Appraiser {
@@ -39,17 +42,18 @@ public enum Appraiser {
     /// 3. the TPM clock: resetCount and restartCount never go backwards from the host's last
     ///    accepted quote, nor, within one boot with `safe` set, the clock (`clock_regressed`);
     ///    a policy with `clock.requireSafe` refuses `safe = 0` (`clock_not_safe`, worth retrying);
-    /// 4. the policy's rules: model (`model_missing`, `model_denied`, `model_not_allowed`) and
-    ///    PCRs (`pcr_missing`, `pcr_not_allowed`), every violation reported.
+    /// 4. the policy (`Policy.evaluate`): freshness, agent key type, PCRs, event-log claims and
+    ///    model rules, every violation reported.
     public static func appraise(hostID: String, quote: VerifiedQuote, eventLog: [UInt8]?, modelLog: [UInt8]?,
-                                previousClock: ClockState?, policy: Policy, digester: Digester) -> Appraisal {
+                                previousClock: ClockState?, policy: Policy, evidenceAge: TimeInterval? = nil,
+                                agentKeyType: String? = nil, digester: Digester) -> Appraisal {
         // 1
         var boot: BootClaims?
         if let eventLog {
             let log: TCGEventLog
             do { log = try TCGEventLog(bytes: eventLog) } catch let e as VouchError {
-                return .rejected([PolicyViolation(code: .eventLogMalformed, path: "eventLog", expected: "a TCG PC Client event log", actual: e.message)])
-            } catch { return .rejected([PolicyViolation(code: .eventLogMalformed, path: "eventLog", expected: "a TCG PC Client event log", actual: "unparseable")]) }
+                return .rejected([PolicyViolation(code: .eventLogMalformed, path: "eventLog", expected: "a TCG PC Client event log", actual: e.message)], nil)
+            } catch { return .rejected([PolicyViolation(code: .eventLogMalformed, path: "eventLog", expected: "a TCG PC Client event log", actual: "unparseable")], nil) }
             let replayed = log.replay(using: digester)
             var mismatches: [PolicyViolation] = []
             var covered = 0
@@ -69,7 +73,7 @@ public enum Appraiser {
                 mismatches.append(PolicyViolation(code: .eventLogMismatch, path: "eventLog", expected: "events for quoted PCRs in a quoted bank",
                                                   actual: "banks \(log.banks.map(\.rawValue)), no quoted PCR covered"))
             }
-            guard mismatches.isEmpty else { return .rejected(mismatches) }
+            guard mismatches.isEmpty else { return .rejected(mismatches, nil) }
             boot = log.claims
         }
         // 2
@@ -77,14 +81,14 @@ public enum Appraiser {
         if let modelLog {
             let log: ModelLog
             do { log = try ModelLog(json: modelLog) } catch let e as VouchError {
-                return .rejected([PolicyViolation(code: .modelLogMalformed, path: "modelLog", expected: "CEL JSON of vouch-model records", actual: e.message)])
-            } catch { return .rejected([PolicyViolation(code: .modelLogMalformed, path: "modelLog", expected: "CEL JSON", actual: "unparseable")]) }
+                return .rejected([PolicyViolation(code: .modelLogMalformed, path: "modelLog", expected: "CEL JSON of vouch-model records", actual: e.message)], nil)
+            } catch { return .rejected([PolicyViolation(code: .modelLogMalformed, path: "modelLog", expected: "CEL JSON", actual: "unparseable")], nil) }
             guard let quoted = quote.pcrs.values[.sha256]?[ModelLog.pcr] else {
-                return .rejected([PolicyViolation(code: .modelLogMismatch, path: "modelLog", expected: "sha256 PCR 23 quoted", actual: "not quoted")])
+                return .rejected([PolicyViolation(code: .modelLogMismatch, path: "modelLog", expected: "sha256 PCR 23 quoted", actual: "not quoted")], nil)
             }
             let replayed = log.replay(using: digester)
             guard replayed == quoted else {
-                return .rejected([PolicyViolation(code: .modelLogMismatch, path: "modelLog.sha256.23", expected: Hex.encode(quoted), actual: Hex.encode(replayed))])
+                return .rejected([PolicyViolation(code: .modelLogMismatch, path: "modelLog.sha256.23", expected: Hex.encode(quoted), actual: Hex.encode(replayed))], nil)
             }
             model = log.claims(using: digester)
         }
@@ -95,24 +99,25 @@ public enum Appraiser {
             let now = (clock.resetCount, clock.restartCount), before = (prev.resetCount, prev.restartCount)
             if now < before {
                 return .rejected([PolicyViolation(code: .clockRegressed, path: "clock.resetCount/restartCount",
-                                                  expected: ">= \(before.0)/\(before.1)", actual: "\(now.0)/\(now.1)")])
+                                                  expected: ">= \(before.0)/\(before.1)", actual: "\(now.0)/\(now.1)")], nil)
             }
             rebooted = now > before
             if !rebooted && clock.safe && clock.clock < prev.clock {
-                return .rejected([PolicyViolation(code: .clockRegressed, path: "clock.clock", expected: ">= \(prev.clock)", actual: "\(clock.clock)")])
+                return .rejected([PolicyViolation(code: .clockRegressed, path: "clock.clock", expected: ">= \(prev.clock)", actual: "\(clock.clock)")], nil)
             }
         }
+        let claims = EvidenceClaims(boot: boot, model: model, clock: clock, rebootedSinceLastAttestation: rebooted)
         if policy.requireSafeClock && !clock.safe {
-            return .rejected([PolicyViolation(code: .clockNotSafe, path: "clock.requireSafe", expected: "safe = 1", actual: "safe = 0 (retry after the TPM records its clock)")])
+            return .rejected([PolicyViolation(code: .clockNotSafe, path: "clock.requireSafe", expected: "safe = 1", actual: "safe = 0 (retry after the TPM records its clock)")], claims)
         }
         // 4
-        switch policy.evaluate(pcrs: quote.pcrs, modelManifest: model?.manifestDigest) {
+        switch policy.evaluate(PolicyInput(pcrs: quote.pcrs, claims: claims, evidenceAge: evidenceAge, agentKeyType: agentKeyType)) {
         case .satisfied:
-            return .trusted(TrustedEvidence(hostID: hostID, quote: quote, claims: EvidenceClaims(boot: boot, model: model, clock: clock, rebootedSinceLastAttestation: rebooted),
+            return .trusted(TrustedEvidence(hostID: hostID, quote: quote, claims: claims,
                                             policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
                                             certificateTTL: policy.certificateTTL))
         case let .violated(v):
-            return .rejected(v)
+            return .rejected(v, claims)
         }
     }
 }

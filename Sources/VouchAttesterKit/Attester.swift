@@ -15,6 +15,8 @@ public struct AttesterConfig: Sendable {
     public var eventLogPath: String?
     /// The model measurement log written by `measure-model` (sent with each quote when it exists).
     public var modelLogPath: String?
+    /// Labels sent at registration, which policies match on.
+    public var labels: [String: String] = [:]
 
     /// Where Linux exports the firmware event log.
     public static let systemEventLog = "/sys/kernel/security/tpm0/binary_bios_measurements"
@@ -62,7 +64,7 @@ public final class Attester: Sendable {
         }
         let registration = try broker.call("POST", "/v1/hosts", body: RegisterHostRequest(
             ekCertificate: Base64.encode(ekCert), ekPublic: Base64.encode(ekPublic), akPublic: Base64.encode(akPublic),
-            hostname: config.hostname), as: RegisterHostResponse.self)
+            hostname: config.hostname, labels: config.labels.isEmpty ? nil : config.labels), as: RegisterHostResponse.self)
         let secret = try withTPM { tpm in
             let (ek, _) = try tpm.endorsementKey()
             let (ak, _) = try tpm.createAttestationKey(config.akKind)

@@ -62,7 +62,17 @@ public struct BrokerAPI: Sendable {
         case ("GET", ["status"]):
             try requireAdmin(req)
             return json(200, try service.status())
-        case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]):
+        case ("GET", ["policies"]):
+            try requireAdmin(req)
+            return json(200, service.policyStatus())
+        case ("POST", ["policies", "reload"]):
+            try requireAdmin(req)
+            return json(200, try service.reloadPolicies())
+        case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "evidence":
+            try requireAdmin(req)
+            return json(200, try service.evidence(hostID: p[1]))
+        case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]),
+             (_, ["policies"]), (_, ["policies", "reload"]):
             throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here")
         default:
             throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))])
@@ -100,11 +110,14 @@ public struct BrokerAPI: Sendable {
         case .unknownHost, .notFound: 404
         case ErrorCode("method_not_allowed"): 405
         case .nonceReused, .conflict: 409
+        case .policyInvalid: 422
         case .internalError, .database, .crypto, .io, .tpm, .http, .config: 500
         case .akNotActivated, .activationFailed, .activationExpired, .ekUntrusted, .ekMismatch, .ekCertificateInvalid, .akRejected,
              .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,
              .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected,
-             .eventLogMismatch, .modelLogMismatch, .clockRegressed, .clockNotSafe:
+             .eventLogMismatch, .modelLogMismatch, .clockRegressed, .clockNotSafe, .noPolicy, .spiffeIDUnresolved,
+             .eventLogMissing, .secureBootDisabled, .bootApplicationNotAllowed, .bootApplicationDenied, .kernelCmdlineMissing,
+             .kernelCmdlineForbidden, .dbxEntryMissing, .modelMissing, .modelNotAllowed, .modelDenied, .evidenceTooOld, .agentKeyNotAllowed:
             403
         default: 400
         }

@@ -20,6 +20,8 @@ extension ErrorCode {
     public static let csrKeyNotAllowed = ErrorCode("csr_key_not_allowed")
     public static let agentNameInvalid = ErrorCode("agent_name_invalid")
     public static let policyRejected = ErrorCode("policy_rejected")
+    public static let spiffeIDUnresolved = ErrorCode("spiffe_id_unresolved")
+    public static let labelsInvalid = ErrorCode("labels_invalid")
 }
 
 /// Signs certificates and CRLs: the CA, seen by the service only through this protocol.
@@ -54,17 +56,17 @@ public struct BrokerConfig: Sendable {
 /// certificates are made by the signer, state lives in the store.
 public final class BrokerService: Sendable {
     public let config: BrokerConfig
-    public let policy: Policy
+    public let policies: PolicyProvider
     let store: BrokerStore
     let signer: CertificateSigner
     let ekTrust: EKTrustStore
     let clock: Clock
     let log: @Sendable (String) -> Void
 
-    public init(config: BrokerConfig, policy: Policy, store: BrokerStore, signer: CertificateSigner, ekTrust: EKTrustStore,
+    public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, signer: CertificateSigner, ekTrust: EKTrustStore,
                 clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.config = config
-        self.policy = policy
+        self.policies = policies
         self.store = store
         self.signer = signer
         self.ekTrust = ekTrust
@@ -88,8 +90,20 @@ public final class BrokerService: Sendable {
         guard hostname.count <= 253, hostname.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }) else {
             throw VouchError(.badRequest, "hostname must be a DNS name", context: ["field": "hostname"])
         }
+        let labels = req.labels ?? [:]
+        guard labels.count <= 64 else { throw VouchError(.labelsInvalid, "at most 64 labels", context: ["field": "labels"]) }
+        for (k, v) in labels {
+            guard k.range(of: Policy.labelPattern, options: .regularExpression) != nil, v.count <= 253,
+                  v.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "\u{0}" }) else {
+                throw VouchError(.labelsInvalid, "label names are 1-63 of a-z, 0-9, '.', '_', '-', '/'; values up to 253 printable characters",
+                                 context: ["field": "labels.\(k.prefix(64))"])
+            }
+        }
         let now = clock.now()
         let endorsement = try EndorsementVerifier.verify(ekCertificateDER: ekCert, ekPublic: ekPublic, trust: ekTrust, now: now).get()
+        guard let policy = policies.current.select(labels: labels, ekIssuer: endorsement.ekCertificateIssuer) else {
+            throw VouchError(.noPolicy, "no policy applies to this host (its labels and EK issuer match none)", context: ["ekIssuer": endorsement.ekCertificateIssuer])
+        }
         let (ak, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
         let akName = CredentialProtection.name(of: ak)
         let secret = try Crypto.randomBytes(32)
@@ -98,11 +112,12 @@ public final class BrokerService: Sendable {
         let existing = try store.host(id: endorsement.hostID)
         let expires = now.addingTimeInterval(config.activationTTL)
         try store.saveHost(HostRecord(id: endorsement.hostID, hostname: hostname, ekPublic: ekPublic, ekCertificate: ekCert,
-                                      ekIssuer: endorsement.ekCertificateIssuer, akPublic: akPublic, akName: akName, akAlgorithm: kind.rawValue,
+                                      ekIssuer: endorsement.ekCertificateIssuer, labels: labels, akPublic: akPublic, akName: akName, akAlgorithm: kind.rawValue,
                                       akState: .pending, activationDigest: Crypto.sha256(secret), activationExpiresAt: expires,
                                       activationFailures: 0, registeredAt: existing?.registeredAt ?? now, updatedAt: now))
         try store.recordAttestation(AttestationRecord(hostID: endorsement.hostID, at: now, kind: "registration", trusted: false,
-                                                      codes: [], message: "EK verified (\(endorsement.ekCertificateIssuer)); AK \(kind.rawValue) awaiting credential activation"))
+                                                      codes: [], message: "EK verified (\(endorsement.ekCertificateIssuer)); AK \(kind.rawValue) awaiting credential activation",
+                                                      policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256))
         log("host \(endorsement.hostID) registered (\(hostname)); AK \(kind.rawValue) pending activation")
         return RegisterHostResponse(hostId: endorsement.hostID, credentialBlob: Base64.encode(made.credentialBlob),
                                     encryptedSecret: Base64.encode(made.encryptedSecret), activationExpiresAt: expires.iso8601)
@@ -151,15 +166,24 @@ public final class BrokerService: Sendable {
             throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
         }
         let now = clock.now()
+        let policy = try applicablePolicy(for: host)
         let nonce = Hex.encode(try Crypto.randomBytes(32))
         let expires = now.addingTimeInterval(config.challengeTTL)
         try store.insertChallenge(ChallengeRecord(nonce: nonce, hostID: host.id, createdAt: now, expiresAt: expires))
         return ChallengeResponse(nonce: nonce, expiresAt: expires.iso8601,
-                                 pcrSelection: quoteSelection.banks.map { PCRSelectionBody(bank: $0.hash.rawValue, pcrs: $0.pcrs) })
+                                 pcrSelection: Self.quoteSelection(policy).banks.map { PCRSelectionBody(bank: $0.hash.rawValue, pcrs: $0.pcrs) })
+    }
+
+    /// The policy that applies to a registered host now.
+    func applicablePolicy(for host: HostRecord) throws -> Policy {
+        guard let p = policies.current.select(labels: host.labels, ekIssuer: host.ekIssuer) else {
+            throw VouchError(.noPolicy, "no policy applies to this host any more", context: ["hostId": host.id])
+        }
+        return p
     }
 
     /// What enrollment quotes cover: the policy's PCRs, plus SHA-256 PCR 23 for model measurements.
-    var quoteSelection: PCRSelection {
+    static func quoteSelection(_ policy: Policy) -> PCRSelection {
         var banks = policy.pcrSelection.banks
         if let i = banks.firstIndex(where: { $0.hash == .sha256 }) {
             banks[i] = PCRBankSelection(hash: .sha256, pcrs: banks[i].pcrs + [ModelLog.pcr])
@@ -208,27 +232,30 @@ public final class BrokerService: Sendable {
         // 2
         let host = try knownHost(req.hostId)
         guard host.akState == .active else {
-            try refuse(host, req, VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id]), now)
+            try refuse(host, req, nil, VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id]), now)
         }
+        let policy = try applicablePolicy(for: host)
         // 3
+        let issuedAt: Date
         switch try store.consumeChallenge(nonce: req.nonce, hostID: host.id, now: now) {
-        case .consumed: break
-        case .unknown: try refuse(host, req, VouchError(.nonceUnknown, "nonce was not issued to this host", context: ["field": "nonce"]), now)
-        case .alreadyUsed: try refuse(host, req, VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"]), now)
-        case .expired: try refuse(host, req, VouchError(.nonceExpired, "nonce has expired; request a new challenge", context: ["field": "nonce"]), now)
+        case let .consumed(at): issuedAt = at
+        case .unknown: try refuse(host, req, policy, VouchError(.nonceUnknown, "nonce was not issued to this host", context: ["field": "nonce"]), now)
+        case .alreadyUsed: try refuse(host, req, policy, VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"]), now)
+        case .expired: try refuse(host, req, policy, VouchError(.nonceExpired, "nonce has expired; request a new challenge", context: ["field": "nonce"]), now)
         }
         // 4
         let csr: CSR
         do { csr = try CSR(pemOrDER: Array(req.csr.utf8)) } catch let e as VouchError {
-            try refuse(host, req, VouchError(.csrMalformed, e.message, context: e.context), now)
+            try refuse(host, req, policy, VouchError(.csrMalformed, e.message, context: e.context), now)
         }
         guard csr.signatureIsValid else {
-            try refuse(host, req, VouchError(.csrSignatureInvalid, "CSR signature does not verify with its own key (no proof of possession)"), now)
+            try refuse(host, req, policy, VouchError(.csrSignatureInvalid, "CSR signature does not verify with its own key (no proof of possession)"), now)
         }
         let agentKey = try csr.publicKey
-        guard (agentKey.isEC && [256, 384].contains(agentKey.bits)) || (agentKey.isRSA && agentKey.bits >= 2048) else {
-            try refuse(host, req, VouchError(.csrKeyNotAllowed, "agent key must be ECDSA P-256/P-384 or RSA of at least 2048 bits",
-                                                    context: ["got": "\(agentKey.isRSA ? "RSA" : agentKey.isEC ? "EC" : "other")-\(agentKey.bits)"]), now)
+        let keyType = agentKey.isEC ? "ec-p\(agentKey.bits)" : agentKey.isRSA ? "rsa-\(agentKey.bits)" : "other"
+        guard Policy.allAgentKeyTypes.contains(keyType) else {
+            try refuse(host, req, policy, VouchError(.csrKeyNotAllowed, "agent key must be ECDSA P-256/P-384 or RSA of 2048-4096 bits",
+                                                     context: ["got": keyType]), now)
         }
         // 5
         let akPublic = try TPMTPublic(tpm2bPublic: host.akPublic)
@@ -236,25 +263,34 @@ public final class BrokerService: Sendable {
         let quote: VerifiedQuote
         switch QuoteVerifier.verify(attest: attestBytes, signature: sigBytes, akPublic: akPublic, expectedQualifyingData: qualifyingData, pcrs: pcrs) {
         case let .verified(q): quote = q
-        case let .rejected(errors): try refuse(host, req, errors[0], now)
+        case let .rejected(errors): try refuse(host, req, policy, errors[0], now)
         }
+        let pcrRecord = Dictionary(uniqueKeysWithValues: quote.pcrs.values.map { bank, values in
+            (bank.rawValue, Dictionary(uniqueKeysWithValues: values.map { ("\($0.key)", Hex.encode($0.value)) }))
+        })
         // 6
         let evidence: TrustedEvidence
         let previousClock = try store.lastTrustedClock(hostID: host.id)
         switch Appraiser.appraise(hostID: host.id, quote: quote, eventLog: eventLog, modelLog: modelLog, previousClock: previousClock,
-                                  policy: policy, digester: OpenSSLDigester()) {
+                                  policy: policy, evidenceAge: now.timeIntervalSince(issuedAt), agentKeyType: keyType, digester: OpenSSLDigester()) {
         case let .trusted(e): evidence = e
-        case let .rejected(violations):
-            let err = VouchError(violations[0].code, "evidence does not satisfy policy \(policy.name) v\(policy.version): " +
+        case let .rejected(violations, claims):
+            let err = VouchError(violations[0].code, "evidence does not satisfy policy \(policy.label): " +
                                  violations.map(\.message).joined(separator: "; "), context: ["policy": policy.name])
-            try refuse(host, req, err, now, violations: violations, quote: quote)
+            try refuse(host, req, policy, err, now, violations: violations, quote: quote, claims: claims, pcrs: pcrRecord)
         }
-        return try issue(host: host, agentName: req.agentName, nonce: req.nonce, agentKey: agentKey, evidence: evidence, now: now)
+        guard let spiffeID = policy.spiffeID(trustDomain: config.trustDomain, hostID: host.id, hostname: host.hostname,
+                                             agentName: req.agentName, labels: host.labels) else {
+            try refuse(host, req, policy, VouchError(.spiffeIDUnresolved, "the policy's SPIFFE ID template needs a value this host lacks",
+                                                     context: ["template": policy.certificate.spiffeIDTemplate]), now)
+        }
+        return try issue(host: host, agentName: req.agentName, spiffeID: spiffeID, nonce: req.nonce, agentKey: agentKey, evidence: evidence,
+                         pcrs: pcrRecord, now: now)
     }
 
     /// Issuance accepts only `TrustedEvidence`, which only the verifiers can produce.
-    private func issue(host: HostRecord, agentName: String, nonce: String, agentKey: PublicKey, evidence: TrustedEvidence, now: Date) throws -> EnrollResponse {
-        let spiffeID = "spiffe://\(config.trustDomain)/host/\(host.id)/agent/\(agentName)"
+    private func issue(host: HostRecord, agentName: String, spiffeID: String, nonce: String, agentKey: PublicKey, evidence: TrustedEvidence,
+                       pcrs: [String: [String: String]], now: Date) throws -> EnrollResponse {
         let notBefore = now.addingTimeInterval(-30)   // tolerate small clock skew at relying parties
         let notAfter = now.addingTimeInterval(evidence.certificateTTL)
         let profile = LeafProfile(subjectCommonName: agentName, uriSANs: [spiffeID], notBefore: notBefore, notAfter: notAfter,
@@ -263,7 +299,7 @@ public final class BrokerService: Sendable {
                                             message: "quote verified; policy \(evidence.policyName) v\(evidence.policyVersion) satisfied",
                                             agentName: agentName, nonce: nonce, policyName: evidence.policyName,
                                             policyVersion: evidence.policyVersion, policySHA256: evidence.policySHA256,
-                                            pcrDigest: Hex.encode(evidence.quote.pcrDigest), claims: evidence.claims)
+                                            pcrDigest: Hex.encode(evidence.quote.pcrDigest), claims: evidence.claims, pcrs: pcrs)
         // A serial collision (2^-127 per pair) is refused by the store; retry with a fresh one.
         for _ in 0..<3 {
             let cert = try signer.issue(publicKey: agentKey, profile: profile, serial: nil)
@@ -284,19 +320,20 @@ public final class BrokerService: Sendable {
     }
 
     /// Records a refused enrollment for the audit trail, then throws the refusal.
-    private func refuse(_ host: HostRecord, _ req: EnrollRequest, _ error: VouchError, _ now: Date,
-                        violations: [PolicyViolation] = [], quote: VerifiedQuote? = nil) throws -> Never {
+    private func refuse(_ host: HostRecord, _ req: EnrollRequest, _ policy: Policy?, _ error: VouchError, _ now: Date,
+                        violations: [PolicyViolation] = [], quote: VerifiedQuote? = nil, claims: EvidenceClaims? = nil,
+                        pcrs: [String: [String: String]]? = nil) throws -> Never {
         try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: "enrollment", trusted: false,
                                                       codes: violations.isEmpty ? [error.code.rawValue] : violations.map(\.code.rawValue),
                                                       message: error.message, agentName: req.agentName, nonce: req.nonce,
-                                                      policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
-                                                      pcrDigest: quote.map { Hex.encode($0.pcrDigest) }))
+                                                      policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256,
+                                                      pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs))
         log("refused enrollment of \(req.agentName) on \(host.id): \(error.code) \(error.message)")
         if violations.isEmpty { throw error }
         throw PolicyRefusal(error: error, violations: violations)
     }
 
-    private func knownHost(_ id: String) throws -> HostRecord {
+    func knownHost(_ id: String) throws -> HostRecord {
         guard id.range(of: Self.hostIDPattern, options: .regularExpression) != nil else {
             throw VouchError(.badRequest, "host id must be 32 lowercase hex digits", context: ["field": "hostId"])
         }
@@ -306,87 +343,6 @@ public final class BrokerService: Sendable {
         return host
     }
 
-    // MARK: Revocation and CRL
-
-    public static let reasonCodes: [String: Int] = [
-        "unspecified": 0, "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
-        "cessationOfOperation": 5, "privilegeWithdrawn": 9,
-    ]
-
-    public func revoke(_ req: RevokeRequest) throws -> RevokeResponse {
-        let target: RevocationTarget
-        switch (req.serial, req.hostId, req.agentName) {
-        case let (serial?, nil, nil):
-            guard serial.range(of: "^[0-9a-fA-F]{1,40}$", options: .regularExpression) != nil else {
-                throw VouchError(.badRequest, "serial must be hex", context: ["field": "serial"])
-            }
-            target = .serial(serial.lowercased().drop { $0 == "0" }.isEmpty ? "0" : String(serial.lowercased().drop { $0 == "0" }))
-        case let (nil, host?, agent?):
-            _ = try knownHost(host)
-            target = .agent(hostID: host, agentName: agent)
-        case let (nil, host?, nil):
-            _ = try knownHost(host)
-            target = .host(host)
-        default:
-            throw VouchError(.badRequest, "name exactly one of: serial; hostId and agentName; hostId")
-        }
-        let reasonName = req.reason ?? "unspecified"
-        guard let reason = Self.reasonCodes[reasonName] else {
-            throw VouchError(.badRequest, "unknown revocation reason", context: ["field": "reason", "expected": Self.reasonCodes.keys.sorted().joined(separator: ","), "got": reasonName])
-        }
-        let (serials, crl) = try store.revoke(target, at: clock.now(), reason: reason, buildCRL: crlBuilder())
-        guard !serials.isEmpty else {
-            throw VouchError(.notFound, "no unrevoked certificate matches", context: ["target": "\(target)"])
-        }
-        log("revoked \(serials.joined(separator: ",")) (\(reasonName)); CRL #\(crl.number)")
-        return RevokeResponse(revoked: serials, crlNumber: crl.number)
-    }
-
-    /// The current CRL, re-signed when half its validity has passed.
-    public func currentCRL() throws -> CRLRecord {
-        let now = clock.now()
-        if let crl = try store.currentCRL(), now < crl.thisUpdate.addingTimeInterval(config.crlValidity / 2) {
-            return crl
-        }
-        return try store.refreshCRL(buildCRL: crlBuilder())
-    }
-
-    private func crlBuilder() -> CRLBuilder {
-        let signer = self.signer, clock = self.clock, validity = config.crlValidity
-        return { revoked, number in
-            let now = clock.now()
-            let entries = revoked.filter { $0.notAfter > now }.compactMap { r in
-                r.revokedAt.map { RevokedEntry(serialHex: r.serial, revokedAt: $0, reason: r.revocationReason ?? 0) }
-            }
-            let next = now.addingTimeInterval(validity)
-            return CRLRecord(number: number, der: try signer.makeCRL(entries: entries, number: number, thisUpdate: now, nextUpdate: next),
-                             thisUpdate: now, nextUpdate: next)
-        }
-    }
-
-    // MARK: Status
-
-    public func status() throws -> StatusResponse {
-        let now = clock.now()
-        let hosts = try store.hosts().map { h -> HostStatus in
-            let last = try store.latestAttestation(hostID: h.id).map { a in
-                AttestationSummary(at: a.at.iso8601, result: a.trusted ? "trusted" : (a.codes.isEmpty ? "info" : "rejected"),
-                                   codes: a.codes, message: a.message, policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" },
-                                   claims: a.claims)
-            }
-            return HostStatus(hostId: h.id, hostname: h.hostname, akState: h.akState.rawValue, akAlgorithm: h.akAlgorithm,
-                              ekIssuer: h.ekIssuer, registeredAt: h.registeredAt.iso8601, lastAttestation: last)
-        }
-        let reasons = Dictionary(uniqueKeysWithValues: Self.reasonCodes.map { ($1, $0) })
-        let certs = try store.certificates().map { c in
-            CertificateStatus(serial: c.serial, hostId: c.hostID, agentName: c.agentName, spiffeId: c.spiffeID,
-                              notBefore: c.notBefore.iso8601, notAfter: c.notAfter.iso8601,
-                              state: c.revokedAt != nil ? "revoked" : (c.notAfter <= now ? "expired" : "valid"),
-                              revokedAt: c.revokedAt?.iso8601, revocationReason: c.revocationReason.map { reasons[$0] ?? "\($0)" })
-        }
-        return StatusResponse(trustDomain: config.trustDomain, policy: "\(policy.name) v\(policy.version) sha256:\(policy.sha256.prefix(16))",
-                              crlNumber: try store.currentCRL()?.number ?? 0, hosts: hosts, certificates: certs)
-    }
 }
 
 /// A policy refusal: the first violation's error plus every violation, for the API body.

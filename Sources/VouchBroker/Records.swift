@@ -15,6 +15,8 @@ public struct HostRecord: Sendable, Equatable {
     public var ekPublic: [UInt8]
     public var ekCertificate: [UInt8]
     public var ekIssuer: String
+    /// Labels the host registered with (policy `match.labels`, `{label:NAME}` in SPIFFE templates).
+    public var labels: [String: String]
     public var akPublic: [UInt8]
     public var akName: [UInt8]
     public var akAlgorithm: String
@@ -26,10 +28,11 @@ public struct HostRecord: Sendable, Equatable {
     public var registeredAt: Date
     public var updatedAt: Date
 
-    public init(id: String, hostname: String, ekPublic: [UInt8], ekCertificate: [UInt8], ekIssuer: String, akPublic: [UInt8],
+    public init(id: String, hostname: String, ekPublic: [UInt8], ekCertificate: [UInt8], ekIssuer: String, labels: [String: String] = [:], akPublic: [UInt8],
                 akName: [UInt8], akAlgorithm: String, akState: AKState, activationDigest: [UInt8]?, activationExpiresAt: Date?,
                 activationFailures: Int, registeredAt: Date, updatedAt: Date) {
         self.id = id; self.hostname = hostname; self.ekPublic = ekPublic; self.ekCertificate = ekCertificate; self.ekIssuer = ekIssuer
+        self.labels = labels
         self.akPublic = akPublic; self.akName = akName; self.akAlgorithm = akAlgorithm; self.akState = akState
         self.activationDigest = activationDigest; self.activationExpiresAt = activationExpiresAt; self.activationFailures = activationFailures
         self.registeredAt = registeredAt; self.updatedAt = updatedAt
@@ -47,7 +50,8 @@ public struct ChallengeRecord: Sendable, Equatable {
 }
 
 public enum ChallengeUse: Sendable, Equatable {
-    case consumed
+    /// Accepted and now used; carries when the nonce was issued (the evidence's age starts there).
+    case consumed(issuedAt: Date)
     case unknown
     case alreadyUsed
     case expired
@@ -69,16 +73,21 @@ public struct AttestationRecord: Sendable, Equatable {
     public var policySHA256: String?
     public var pcrDigest: String?
     public var serial: String?
-    /// What a trusted attestation established (boot and model claims, TPM clock).
+    /// What a trusted attestation established (boot and model claims, TPM clock); for refusals,
+    /// what was established before the refusal.
     public var claims: EvidenceClaims?
+    /// The PCR values of a verified quote (bank -> index -> hex), kept for `vouch policy test`.
+    public var pcrs: [String: [String: String]]?
 
     public init(id: Int64 = 0, hostID: String, at: Date, kind: String, trusted: Bool, codes: [String], message: String,
                 agentName: String? = nil, nonce: String? = nil, policyName: String? = nil, policyVersion: Int? = nil,
-                policySHA256: String? = nil, pcrDigest: String? = nil, serial: String? = nil, claims: EvidenceClaims? = nil) {
+                policySHA256: String? = nil, pcrDigest: String? = nil, serial: String? = nil, claims: EvidenceClaims? = nil,
+                pcrs: [String: [String: String]]? = nil) {
         self.id = id; self.hostID = hostID; self.at = at; self.kind = kind; self.trusted = trusted; self.codes = codes
         self.message = message; self.agentName = agentName; self.nonce = nonce; self.policyName = policyName
         self.policyVersion = policyVersion; self.policySHA256 = policySHA256; self.pcrDigest = pcrDigest; self.serial = serial
         self.claims = claims
+        self.pcrs = pcrs
     }
 }
 
@@ -137,6 +146,8 @@ public protocol BrokerStore: Sendable {
     @discardableResult
     func recordAttestation(_ record: AttestationRecord) throws -> Int64
     func latestAttestation(hostID: String) throws -> AttestationRecord?
+    /// The host's most recent attestation whose quote verified (it carries PCR values).
+    func latestEvidence(hostID: String) throws -> AttestationRecord?
     /// The TPM clock of the host's most recent trusted attestation.
     func lastTrustedClock(hostID: String) throws -> ClockState?
 
@@ -151,4 +162,12 @@ public protocol BrokerStore: Sendable {
     /// Stores a freshly built CRL (with the next number) when none exists or it is due.
     func refreshCRL(buildCRL: CRLBuilder) throws -> CRLRecord
     func currentCRL() throws -> CRLRecord?
+}
+
+extension HostRecord {
+    public func withLabels(_ labels: [String: String]?) -> HostRecord {
+        var h = self
+        h.labels = labels ?? [:]
+        return h
+    }
 }

@@ -4,8 +4,9 @@ import VouchTPMWire
 /// What a firmware event log says about the boot, for policy and for people.
 public struct BootClaims: Sendable, Codable, Equatable {
     public struct BootApplication: Sendable, Codable, Equatable {
+        public init(pcr: Int, digest: String, path: String?) { self.pcr = pcr; self.digest = digest; self.path = path }
         public var pcr: Int
-        /// Authenticode digest of the image in the log's strongest bank (hex).
+        /// Authenticode digest of the image: SHA-256 when the log has that bank, else its strongest (hex).
         public var digest: String
         /// File path from the image's device path, when it has one.
         public var path: String?
@@ -13,7 +14,7 @@ public struct BootClaims: Sendable, Codable, Equatable {
 
     /// The SecureBoot UEFI variable as measured into PCR 7: true = 1, false = 0, nil = absent or empty.
     public var secureBoot: Bool?
-    /// Digests of the measured Secure Boot variables (PK, KEK, db, dbx, …) in the strongest bank.
+    /// Digests of the measured Secure Boot variables (PK, KEK, db, dbx, …), bank as for boot applications.
     public var variables: [String: String] = [:]
     public var bootApplications: [BootApplication] = []
     /// GRUB's measured commands and kernel command lines (EV_IPL events in PCR 8).
@@ -24,12 +25,17 @@ public struct BootClaims: Sendable, Codable, Equatable {
     public var separatorErrors: [Int] = []
     /// PCRs 0-7 that have a separator event (pre-OS measurements were closed).
     public var separatedPCRs: [Int] = []
+    /// SHA-256 hashes revoked by the measured dbx (EFI_CERT_SHA256 entries), lowercase hex.
+    public var dbxEntries: [String] = []
+
+    public init() {}
 }
 
 extension TCGEventLog {
     public var claims: BootClaims {
         var c = BootClaims()
-        let bank = banks.last
+        // Digests are reported in SHA-256 when the log has it (what policies list), else the strongest bank.
+        let bank = banks.contains(.sha256) ? .sha256 : banks.last
         func digest(_ e: Event) -> String { bank.flatMap { e.digests[$0] }.map { Hex.encode($0) } ?? "" }
         var separated = Set<Int>()
         for e in events {
@@ -39,6 +45,7 @@ extension TCGEventLog {
                 if e.type == EventType.efiVariableDriverConfig && e.pcr == 7 {
                     if v.name == "SecureBoot" { c.secureBoot = v.data.isEmpty ? nil : v.data.first == 1 }
                     if ["PK", "KEK", "db", "dbx", "dbt", "dbr"].contains(v.name) { c.variables[v.name] = digest(e) }
+                    if v.name == "dbx" { c.dbxEntries = sha256SignatureEntries(v.data) }
                 }
             case EventType.efiBootServicesApplication:
                 c.bootApplications.append(.init(pcr: e.pcr, digest: digest(e), path: imagePath(e.data)))
@@ -60,6 +67,31 @@ extension TCGEventLog {
         c.separatedPCRs = separated.sorted()
         return c
     }
+}
+
+/// EFI_CERT_SHA256_GUID c1c41626-504c-4092-aca9-41f936934328, as stored (little-endian fields).
+let efiCertSHA256GUID: [UInt8] = [0x26, 0x16, 0xc4, 0xc1, 0x4c, 0x50, 0x92, 0x40, 0xac, 0xa9, 0x41, 0xf9, 0x36, 0x93, 0x43, 0x28]
+
+/// The SHA-256 entries of an EFI signature database (a sequence of EFI_SIGNATURE_LIST: type GUID,
+/// list size u32, header size u32, signature size u32, header, then {owner GUID, data} entries).
+func sha256SignatureEntries(_ data: [UInt8]) -> [String] {
+    var out: [String] = []
+    var r = ByteReader(data)
+    while r.remaining >= 28 {
+        let start = r.offset
+        guard let type = try? r.bytes(16, "type"), let listSize = try? r.u32le("listSize"), let headerSize = try? r.u32le("headerSize"),
+              let sigSize = try? r.u32le("signatureSize"), listSize >= 28, Int(listSize) <= data.count - start,
+              sigSize > 16, UInt64(headerSize) + 28 <= UInt64(listSize) else { break }
+        let body = Int(listSize) - 28 - Int(headerSize)
+        guard (try? r.bytes(Int(headerSize), "header")) != nil, body >= 0 else { break }
+        let count = body / Int(sigSize)
+        for _ in 0..<count {
+            guard (try? r.bytes(16, "owner")) != nil, let sig = try? r.bytes(Int(sigSize) - 16, "data") else { return out }
+            if type == efiCertSHA256GUID && sig.count == 32 { out.append(Hex.encode(sig)) }
+        }
+        _ = try? r.bytes(body - count * Int(sigSize), "padding")
+    }
+    return out
 }
 
 /// UEFI_VARIABLE_DATA: VariableName GUID, UnicodeNameLength u64 (characters), VariableDataLength u64,

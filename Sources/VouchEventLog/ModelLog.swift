@@ -90,4 +90,5 @@ public struct ModelLog: Sendable, Equatable {
 public struct ModelClaims: Sendable, Codable, Equatable {
     public var manifestDigest: String
     public var files: [ModelLog.Artefact]
+    public init(manifestDigest: String, files: [ModelLog.Artefact]) { self.manifestDigest = manifestDigest; self.files = files }
 }

@@ -1,49 +1,106 @@
 import Foundation
 import VouchCore
+import VouchEventLog
 import VouchTPMWire
 
-/// A trust policy: what a host's evidence must show before its agents get certificates.
-/// See docs/policy.md for the file format. Values here are already validated.
-public struct Policy: Sendable, Equatable {
+/// A trust policy: which hosts it covers and what their evidence must show before their agents
+/// get certificates. See docs/policy.md for the file format. Values here are already validated.
+public struct Policy: Sendable {
     public var name: String
     public var version: Int
-    public var description: String
-    /// AK algorithms accepted at registration.
-    public var akAlgorithms: [KeyTemplates.AKKind]
-    /// The PCR bank quotes must use, and the allowed digests per PCR index.
+    public var description = ""
+    /// SHA-256 of the policy file's bytes and its path, recorded with every decision.
+    public var sha256 = ""
+    public var file = ""
+
+    /// Precedence among policies that match a host: the highest wins; equal priorities are refused at load.
+    public var priority = 0
+    public var match = Match()
+
+    public var akAlgorithms: [KeyTemplates.AKKind] = KeyTemplates.AKKind.allCases
     public var pcrBank: HashAlg
     public var pcrValues: [Int: [[UInt8]]]
-    /// Certificate lifetime for agents on hosts that satisfy this policy.
-    public var certificateTTL: TimeInterval
-    /// Refuse quotes whose TPM clock is not marked safe (after an unorderly shutdown).
-    public var requireSafeClock: Bool = false
-    /// Model rules: whether a measured model is required, which manifests are allowed (with a
-    /// human name each; empty = any) and which are denied.
+    public var eventLog = EventLogRules()
     public var model = ModelRules()
+    /// Oldest evidence accepted: time from the challenge nonce's issue to the decision.
+    public var maxEvidenceAge: TimeInterval?
+    /// Refuse quotes whose TPM clock is not marked safe (after an unorderly shutdown).
+    public var requireSafeClock = false
+    public var certificate = CertificateTemplate()
+    public var reattestation = Reattestation()
 
-    public struct ModelRules: Sendable, Equatable {
-        public var required = false
-        public var allowed: [(name: String, manifest: String)] = []
-        public var denied: [String] = []
+    public struct Match: Sendable, Equatable {
+        /// Every label must be present on the host with this value.
+        public var labels: [String: String] = [:]
+        /// The EK certificate's issuer DN (RFC 2253, as `vouch status` shows it) must equal this.
+        public var ekIssuer: String?
         public init() {}
+        public var isCatchAll: Bool { labels.isEmpty && ekIssuer == nil }
+    }
 
-        public static func == (a: ModelRules, b: ModelRules) -> Bool {
-            a.required == b.required && a.denied == b.denied && a.allowed.map(\.name) == b.allowed.map(\.name) && a.allowed.map(\.manifest) == b.allowed.map(\.manifest)
+    public struct EventLogRules: Sendable, Equatable {
+        public var required = false
+        public var secureBoot = false
+        public var bootApplicationsAllowed: [String] = []
+        public var bootApplicationsDenied: [String] = []
+        public var kernelCmdlineRequired: [String] = []
+        public var kernelCmdlineForbidden: [String] = []
+        public var dbxMustContain: [String] = []
+        public init() {}
+        public var hasRules: Bool {
+            secureBoot || !bootApplicationsAllowed.isEmpty || !bootApplicationsDenied.isEmpty || !kernelCmdlineRequired.isEmpty
+                || !kernelCmdlineForbidden.isEmpty || !dbxMustContain.isEmpty
         }
     }
-    /// SHA-256 of the policy file's bytes, recorded with every decision.
-    public var sha256: String
 
-    public init(name: String, version: Int, description: String = "", akAlgorithms: [KeyTemplates.AKKind] = KeyTemplates.AKKind.allCases,
-                pcrBank: HashAlg, pcrValues: [Int: [[UInt8]]], certificateTTL: TimeInterval, sha256: String = "") {
+    public struct ModelRules: Sendable, Equatable {
+        public struct Allowed: Sendable, Equatable {
+            public var name: String
+            public var manifest: String
+            public init(name: String, manifest: String) { self.name = name; self.manifest = manifest }
+        }
+        public var required = false
+        public var allowed: [Allowed] = []
+        public var denied: [String] = []
+        public init() {}
+    }
+
+    public struct CertificateTemplate: Sendable, Equatable {
+        public var ttl: TimeInterval = 15 * 60
+        public var maxTTL: TimeInterval = 24 * 3600
+        public var spiffeIDTemplate = "spiffe://{trustDomain}/host/{hostId}/agent/{agentName}"
+        public var agentKeyTypes: [String] = Policy.allAgentKeyTypes
+        public init() {}
+    }
+
+    public struct Reattestation: Sendable, Equatable {
+        public enum Action: String, Sendable { case revoke, untrust }
+        public var interval: TimeInterval = 300
+        public var action: Action = .revoke
+        public var afterFailures = 1
+        public var grace: TimeInterval = 0
+        public init() {}
+    }
+
+    public static let allAgentKeyTypes = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
+    public static let templatePlaceholders = ["{trustDomain}", "{hostId}", "{hostname}", "{agentName}"]
+
+    public init(name: String, version: Int, pcrBank: HashAlg, pcrValues: [Int: [[UInt8]]]) {
         self.name = name
         self.version = version
-        self.description = description
-        self.akAlgorithms = akAlgorithms
         self.pcrBank = pcrBank
         self.pcrValues = pcrValues
-        self.certificateTTL = certificateTTL
-        self.sha256 = sha256
+    }
+
+    public var certificateTTL: TimeInterval { certificate.ttl }
+
+    /// The PCRs a quote must cover: every PCR the policy constrains.
+    public var pcrSelection: PCRSelection {
+        PCRSelection(banks: [PCRBankSelection(hash: pcrBank, pcrs: pcrValues.keys.sorted())])
+    }
+
+    public func matches(labels: [String: String], ekIssuer: String) -> Bool {
+        match.labels.allSatisfy { labels[$0.key] == $0.value } && (match.ekIssuer.map { $0 == ekIssuer } ?? true)
     }
 
     /// The human name the policy gives a model manifest, if it lists it.
@@ -51,10 +108,7 @@ public struct Policy: Sendable, Equatable {
         model.allowed.first { $0.manifest == manifest }?.name
     }
 
-    /// The PCRs a quote must cover: every PCR the policy constrains.
-    public var pcrSelection: PCRSelection {
-        PCRSelection(banks: [PCRBankSelection(hash: pcrBank, pcrs: pcrValues.keys.sorted())])
-    }
+    public var label: String { "\(name) v\(version)" }
 }
 
 /// One failed rule: the rule's path in the policy, what it expects and what the evidence shows.
@@ -77,10 +131,33 @@ public struct PolicyViolation: Sendable, Equatable, Codable {
 extension ErrorCode {
     public static let pcrNotAllowed = ErrorCode("pcr_not_allowed")
     public static let pcrMissing = ErrorCode("pcr_missing")
+    public static let policyInvalid = ErrorCode("policy_invalid")
+    public static let noPolicy = ErrorCode("no_policy")
+    public static let eventLogMissing = ErrorCode("event_log_missing")
+    public static let secureBootDisabled = ErrorCode("secure_boot_disabled")
+    public static let bootApplicationNotAllowed = ErrorCode("boot_application_not_allowed")
+    public static let bootApplicationDenied = ErrorCode("boot_application_denied")
+    public static let kernelCmdlineMissing = ErrorCode("kernel_cmdline_missing")
+    public static let kernelCmdlineForbidden = ErrorCode("kernel_cmdline_forbidden")
+    public static let dbxEntryMissing = ErrorCode("dbx_entry_missing")
     public static let modelMissing = ErrorCode("model_missing")
     public static let modelNotAllowed = ErrorCode("model_not_allowed")
     public static let modelDenied = ErrorCode("model_denied")
-    public static let policyInvalid = ErrorCode("policy_invalid")
+    public static let evidenceTooOld = ErrorCode("evidence_too_old")
+    public static let agentKeyNotAllowed = ErrorCode("agent_key_not_allowed")
+}
+
+/// What a policy is evaluated on: PCR values from a verified quote, the claims the logs
+/// established, the evidence's age and the agent key's type.
+public struct PolicyInput: Sendable {
+    public var pcrs: PCRValues
+    public var claims: EvidenceClaims?
+    public var evidenceAge: TimeInterval?
+    public var agentKeyType: String?
+
+    public init(pcrs: PCRValues, claims: EvidenceClaims? = nil, evidenceAge: TimeInterval? = nil, agentKeyType: String? = nil) {
+        self.pcrs = pcrs; self.claims = claims; self.evidenceAge = evidenceAge; self.agentKeyType = agentKeyType
+    }
 }
 
 /// The outcome of evaluating evidence against a policy: pure and total.
@@ -90,34 +167,92 @@ public enum PolicyDecision: Sendable, Equatable {
 }
 
 extension Policy {
-    /// Evaluates PCR values (from a verified quote) against the policy. Every rule is checked;
-    /// the result lists every violation, not just the first.
-    public func evaluate(pcrs: PCRValues, modelManifest: String? = nil) -> PolicyDecision {
-        var violations: [PolicyViolation] = []
-        if let manifest = modelManifest {
-            if model.denied.contains(manifest) {
-                violations.append(PolicyViolation(code: .modelDenied, path: "model.denied", expected: "a manifest not on the deny list", actual: manifest))
-            } else if !model.allowed.isEmpty && !model.allowed.contains(where: { $0.manifest == manifest }) {
-                violations.append(PolicyViolation(code: .modelNotAllowed, path: "model.allowed",
-                                                  expected: "one of [\(model.allowed.map { "\($0.name) \($0.manifest)" }.joined(separator: ", "))]", actual: manifest))
-            }
-        } else if model.required || !model.allowed.isEmpty {
-            violations.append(PolicyViolation(code: .modelMissing, path: model.required ? "model.required" : "model.allowed",
-                                              expected: "a measured model (vouch-attester measure-model)", actual: "no model log"))
+    /// Evaluates every rule and returns every violation, in the order of docs/policy.md:
+    /// freshness, agent key, PCRs, event-log claims, model.
+    public func evaluate(_ input: PolicyInput) -> PolicyDecision {
+        var v: [PolicyViolation] = []
+        func fail(_ code: ErrorCode, _ path: String, _ expected: String, _ actual: String) {
+            v.append(PolicyViolation(code: code, path: path, expected: expected, actual: actual))
+        }
+        if let max = maxEvidenceAge, let age = input.evidenceAge, age > max {
+            fail(.evidenceTooOld, "freshness.maxEvidenceAge", "at most \(Int(max)) s", "\(Int(age)) s")
+        }
+        if let key = input.agentKeyType, !certificate.agentKeyTypes.contains(key) {
+            fail(.agentKeyNotAllowed, "certificate.agentKeyTypes", "one of [\(certificate.agentKeyTypes.joined(separator: ", "))]", key)
         }
         for index in pcrValues.keys.sorted() {
             let path = "pcrs.values.\(index)"
-            guard let actual = pcrs.values[pcrBank]?[index] else {
-                violations.append(PolicyViolation(code: .pcrMissing, path: path, expected: "PCR \(index) in bank \(pcrBank.rawValue) quoted", actual: "not quoted"))
+            guard let actual = input.pcrs.values[pcrBank]?[index] else {
+                fail(.pcrMissing, path, "PCR \(index) in bank \(pcrBank.rawValue) quoted", "not quoted")
                 continue
             }
             let allowed = pcrValues[index] ?? []
             if !allowed.contains(actual) {
-                violations.append(PolicyViolation(code: .pcrNotAllowed, path: path,
-                                                  expected: "one of [\(allowed.map { Hex.encode($0) }.joined(separator: ", "))]",
-                                                  actual: Hex.encode(actual)))
+                fail(.pcrNotAllowed, path, "one of [\(allowed.map { Hex.encode($0) }.joined(separator: ", "))]", Hex.encode(actual))
             }
         }
-        return violations.isEmpty ? .satisfied : .violated(violations)
+        if let boot = input.claims?.boot {
+            if eventLog.secureBoot && boot.secureBoot != true {
+                fail(.secureBootDisabled, "eventLog.secureBoot", "Secure Boot enabled", boot.secureBoot == false ? "disabled" : "not measured")
+            }
+            for app in boot.bootApplications {
+                if eventLog.bootApplicationsDenied.contains(app.digest) {
+                    fail(.bootApplicationDenied, "eventLog.bootApplications.denied", "no denied image", "\(app.path ?? "?") \(app.digest)")
+                } else if !eventLog.bootApplicationsAllowed.isEmpty && !eventLog.bootApplicationsAllowed.contains(app.digest) {
+                    fail(.bootApplicationNotAllowed, "eventLog.bootApplications.allowed", "an allowed image", "\(app.path ?? "?") \(app.digest)")
+                }
+            }
+            let tokens = Set(boot.kernelCommandLines.flatMap { $0.split(separator: " ").map(String.init) })
+            for required in eventLog.kernelCmdlineRequired where !tokens.contains(required) {
+                fail(.kernelCmdlineMissing, "eventLog.kernelCommandLine.required", required, boot.kernelCommandLines.isEmpty ? "no kernel command line measured" : "absent")
+            }
+            for forbidden in eventLog.kernelCmdlineForbidden where tokens.contains(forbidden) {
+                fail(.kernelCmdlineForbidden, "eventLog.kernelCommandLine.forbidden", "no \(forbidden)", "present")
+            }
+            let dbx = Set(boot.dbxEntries)
+            for entry in eventLog.dbxMustContain where !dbx.contains(entry) {
+                fail(.dbxEntryMissing, "eventLog.dbxContains", entry, "not in the measured dbx (\(dbx.count) entries)")
+            }
+        } else if eventLog.required || eventLog.hasRules {
+            fail(.eventLogMissing, eventLog.required ? "eventLog.required" : "eventLog", "a firmware event log with the quote", "none")
+        }
+        if let manifest = input.claims?.model?.manifestDigest {
+            if model.denied.contains(manifest) {
+                fail(.modelDenied, "model.denied", "a manifest not on the deny list", manifest)
+            } else if !model.allowed.isEmpty && !model.allowed.contains(where: { $0.manifest == manifest }) {
+                fail(.modelNotAllowed, "model.allowed", "one of [\(model.allowed.map { "\($0.name) \($0.manifest)" }.joined(separator: ", "))]", manifest)
+            }
+        } else if model.required || !model.allowed.isEmpty {
+            fail(.modelMissing, model.required ? "model.required" : "model.allowed", "a measured model (vouch-attester measure-model)", "no model log")
+        }
+        return v.isEmpty ? .satisfied : .violated(v)
+    }
+}
+
+/// The policies a broker serves, with deterministic precedence: among the policies whose `match`
+/// fits a host, the one with the highest `priority` applies. Names and priorities are unique.
+public struct PolicySet: Sendable {
+    public let policies: [Policy]
+
+    public init(_ policies: [Policy]) throws {
+        guard !policies.isEmpty else { throw VouchError(.policyInvalid, "no policy files found") }
+        var names: [String: Policy] = [:], priorities: [Int: Policy] = [:]
+        for p in policies {
+            if let other = names[p.name] {
+                throw VouchError(.policyInvalid, "\(p.file): policy name \(p.name) is also used by \(other.file)", context: ["file": p.file, "path": "name"])
+            }
+            if let other = priorities[p.priority] {
+                throw VouchError(.policyInvalid, "\(p.file): priority \(p.priority) is also used by \(other.file) (\(other.name)); priorities decide precedence and must differ",
+                                 context: ["file": p.file, "path": "priority"])
+            }
+            names[p.name] = p
+            priorities[p.priority] = p
+        }
+        self.policies = policies.sorted { $0.priority > $1.priority }
+    }
+
+    /// The policy for a host, or nil when none matches.
+    public func select(labels: [String: String], ekIssuer: String) -> Policy? {
+        policies.first { $0.matches(labels: labels, ekIssuer: ekIssuer) }
     }
 }

@@ -18,7 +18,7 @@ public final class SQLiteBrokerStore: BrokerStore {
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS hosts (
               id TEXT PRIMARY KEY, hostname TEXT NOT NULL, ek_public BLOB NOT NULL, ek_certificate BLOB NOT NULL,
-              ek_issuer TEXT NOT NULL, ak_public BLOB NOT NULL, ak_name BLOB NOT NULL, ak_algorithm TEXT NOT NULL,
+              ek_issuer TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}', ak_public BLOB NOT NULL, ak_name BLOB NOT NULL, ak_algorithm TEXT NOT NULL,
               ak_state TEXT NOT NULL CHECK (ak_state IN ('pending','active')), activation_digest BLOB, activation_expires_at REAL,
               activation_failures INTEGER NOT NULL DEFAULT 0, registered_at REAL NOT NULL, updated_at REAL NOT NULL);
             CREATE TABLE IF NOT EXISTS challenges (
@@ -28,7 +28,7 @@ public final class SQLiteBrokerStore: BrokerStore {
             CREATE TABLE IF NOT EXISTS attestations (
               id INTEGER PRIMARY KEY AUTOINCREMENT, host_id TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
               trusted INTEGER NOT NULL, codes TEXT NOT NULL, message TEXT NOT NULL, agent_name TEXT, nonce TEXT,
-              policy_name TEXT, policy_version INTEGER, policy_sha256 TEXT, pcr_digest TEXT, serial TEXT, claims TEXT);
+              policy_name TEXT, policy_version INTEGER, policy_sha256 TEXT, pcr_digest TEXT, serial TEXT, claims TEXT, pcrs TEXT);
             CREATE INDEX IF NOT EXISTS attestations_host ON attestations(host_id, id);
             CREATE TABLE IF NOT EXISTS certificates (
               serial TEXT PRIMARY KEY, host_id TEXT NOT NULL REFERENCES hosts(id), agent_name TEXT NOT NULL,
@@ -57,14 +57,14 @@ public final class SQLiteBrokerStore: BrokerStore {
     public func saveHost(_ h: HostRecord) throws {
         try with { db in
             try db.prepare("""
-            INSERT INTO hosts (id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state,
+            INSERT INTO hosts (id, hostname, ek_public, ek_certificate, ek_issuer, labels, ak_public, ak_name, ak_algorithm, ak_state,
               activation_digest, activation_expires_at, activation_failures, registered_at, updated_at)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             ON CONFLICT(id) DO UPDATE SET hostname=excluded.hostname, ek_public=excluded.ek_public, ek_certificate=excluded.ek_certificate,
-              ek_issuer=excluded.ek_issuer, ak_public=excluded.ak_public, ak_name=excluded.ak_name, ak_algorithm=excluded.ak_algorithm,
+              ek_issuer=excluded.ek_issuer, labels=excluded.labels, ak_public=excluded.ak_public, ak_name=excluded.ak_name, ak_algorithm=excluded.ak_algorithm,
               ak_state=excluded.ak_state, activation_digest=excluded.activation_digest, activation_expires_at=excluded.activation_expires_at,
               activation_failures=excluded.activation_failures, updated_at=excluded.updated_at
-            """).run([.text(h.id), .text(h.hostname), .blob(h.ekPublic), .blob(h.ekCertificate), .text(h.ekIssuer), .blob(h.akPublic),
+            """).run([.text(h.id), .text(h.hostname), .blob(h.ekPublic), .blob(h.ekCertificate), .text(h.ekIssuer), .text(Self.json(h.labels)), .blob(h.akPublic),
                       .blob(h.akName), .text(h.akAlgorithm), .text(h.akState.rawValue), h.activationDigest.map { .blob($0) } ?? .null,
                       h.activationExpiresAt.map { .real($0.timeIntervalSince1970) } ?? .null, .int(Int64(h.activationFailures)),
                       .real(h.registeredAt.timeIntervalSince1970), .real(h.updatedAt.timeIntervalSince1970)])
@@ -73,7 +73,7 @@ public final class SQLiteBrokerStore: BrokerStore {
 
     private static let hostColumns = """
     id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state, activation_digest,
-    activation_expires_at, activation_failures, registered_at, updated_at
+    activation_expires_at, activation_failures, registered_at, updated_at, labels
     """
 
     private static func host(_ r: Statement.Row) -> HostRecord {
@@ -81,7 +81,16 @@ public final class SQLiteBrokerStore: BrokerStore {
                    akPublic: r.blob(5), akName: r.blob(6), akAlgorithm: r.text(7), akState: AKState(rawValue: r.text(8)) ?? .pending,
                    activationDigest: r.isNull(9) ? nil : r.blob(9), activationExpiresAt: r.optionalDate(10),
                    activationFailures: Int(r.int(11)), registeredAt: r.date(12), updatedAt: r.date(13))
+            .withLabels(Self.unjson(r.text(14)))
     }
+
+    static func json<T: Encodable>(_ v: T) -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return (try? String(decoding: e.encode(v), as: UTF8.self)) ?? "null"
+    }
+
+    static func unjson<T: Decodable>(_ s: String) -> T? { try? JSONDecoder().decode(T.self, from: Data(s.utf8)) }
 
     public func host(id: String) throws -> HostRecord? {
         try with { db in try db.prepare("SELECT \(Self.hostColumns) FROM hosts WHERE id = ?").query([.text(id)], Self.host).first }
@@ -107,12 +116,12 @@ public final class SQLiteBrokerStore: BrokerStore {
     public func consumeChallenge(nonce: String, hostID: String, now: Date) throws -> ChallengeUse {
         try with { db in
             try db.transaction {
-                let rows = try db.prepare("SELECT expires_at, used_at FROM challenges WHERE nonce = ? AND host_id = ?")
-                    .query([.text(nonce), .text(hostID)]) { ($0.date(0), $0.optionalDate(1)) }
-                guard let (expires, used) = rows.first else { return .unknown }
+                let rows = try db.prepare("SELECT created_at, expires_at, used_at FROM challenges WHERE nonce = ? AND host_id = ?")
+                    .query([.text(nonce), .text(hostID)]) { ($0.date(0), $0.date(1), $0.optionalDate(2)) }
+                guard let (created, expires, used) = rows.first else { return .unknown }
                 if used != nil { return .alreadyUsed }
                 try db.prepare("UPDATE challenges SET used_at = ? WHERE nonce = ?").run([.real(now.timeIntervalSince1970), .text(nonce)])
-                return now >= expires ? .expired : .consumed
+                return now >= expires ? .expired : .consumed(issuedAt: created)
             }
         }
     }
@@ -122,13 +131,13 @@ public final class SQLiteBrokerStore: BrokerStore {
     private func insertAttestation(_ db: SQLiteDatabase, _ a: AttestationRecord) throws -> Int64 {
         try db.prepare("""
         INSERT INTO attestations (host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version,
-          policy_sha256, pcr_digest, serial, claims) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+          policy_sha256, pcr_digest, serial, claims, pcrs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
         """).run([.text(a.hostID), .real(a.at.timeIntervalSince1970), .text(a.kind), .int(a.trusted ? 1 : 0),
                   .text(a.codes.joined(separator: ",")), .text(a.message), a.agentName.map { .text($0) } ?? .null,
                   a.nonce.map { .text($0) } ?? .null, a.policyName.map { .text($0) } ?? .null,
                   a.policyVersion.map { .int(Int64($0)) } ?? .null, a.policySHA256.map { .text($0) } ?? .null,
                   a.pcrDigest.map { .text($0) } ?? .null, a.serial.map { .text($0) } ?? .null,
-                  a.claims.map { .text(Self.encode($0)) } ?? .null])
+                  a.claims.map { .text(Self.encode($0)) } ?? .null, a.pcrs.map { .text(Self.json($0)) } ?? .null])
         return db.lastInsertID
     }
 
@@ -138,16 +147,25 @@ public final class SQLiteBrokerStore: BrokerStore {
     }
 
     public func latestAttestation(hostID: String) throws -> AttestationRecord? {
+        try attestation(hostID: hostID, where: "")
+    }
+
+    public func latestEvidence(hostID: String) throws -> AttestationRecord? {
+        try attestation(hostID: hostID, where: "AND pcrs IS NOT NULL")
+    }
+
+    private func attestation(hostID: String, where extra: String) throws -> AttestationRecord? {
         try with { db in
             try db.prepare("""
-            SELECT id, host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version, policy_sha256, pcr_digest, serial, claims
-            FROM attestations WHERE host_id = ? ORDER BY id DESC LIMIT 1
+            SELECT id, host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version, policy_sha256, pcr_digest, serial, claims, pcrs
+            FROM attestations WHERE host_id = ? \(extra) ORDER BY id DESC LIMIT 1
             """).query([.text(hostID)]) { r in
                 AttestationRecord(id: r.int(0), hostID: r.text(1), at: r.date(2), kind: r.text(3), trusted: r.int(4) != 0,
                                   codes: r.text(5).split(separator: ",").map(String.init), message: r.text(6),
                                   agentName: r.optionalText(7), nonce: r.optionalText(8), policyName: r.optionalText(9),
                                   policyVersion: r.optionalInt(10).map(Int.init), policySHA256: r.optionalText(11),
-                                  pcrDigest: r.optionalText(12), serial: r.optionalText(13), claims: r.optionalText(14).flatMap(Self.decode))
+                                  pcrDigest: r.optionalText(12), serial: r.optionalText(13), claims: r.optionalText(14).flatMap(Self.decode),
+                                  pcrs: r.optionalText(15).flatMap(Self.unjson))
             }.first
         }
     }

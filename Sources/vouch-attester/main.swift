@@ -20,6 +20,7 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
   --event-log FILE  firmware event log sent with quotes
                     (default \(AttesterConfig.systemEventLog) when readable)
   --model-log FILE  model measurement log sent with quotes (written by measure-model)
+  --labels K=V,...  labels sent at registration; policies select hosts by them
 
 measure-model: hash model artefacts (files, or directories walked recursively) with SHA-256,
 reset PCR 23, extend it with one event per artefact in name order, and write the log (TCG
@@ -48,7 +49,7 @@ if CommandLine.arguments.dropFirst().first == "measure-model" {
 let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
-                         options: ["broker", "ca", "tcti", "socket", "ak", "hostname", "register-timeout", "event-log", "model-log"], flags: ["help"])
+                         options: ["broker", "ca", "tcti", "socket", "ak", "hostname", "register-timeout", "event-log", "model-log", "labels"], flags: ["help"])
 } catch { fail("\(error)\n\(usage)") }
 if args.has("help") { print(usage); exit(0) }
 
@@ -57,8 +58,13 @@ do {
     let brokerClient = HTTPClient(.https(baseURL: try args.required("broker"), caFile: try args.required("ca")))
     let hostname = args["hostname"] ?? ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
     let eventLog = args["event-log"] ?? (FileManager.default.isReadableFile(atPath: AttesterConfig.systemEventLog) ? AttesterConfig.systemEventLog : nil)
-    let attester = Attester(config: AttesterConfig(tcti: try args.required("tcti"), akKind: akKind, hostname: hostname,
-                                                   eventLogPath: eventLog, modelLogPath: args["model-log"]), broker: brokerClient)
+    var config = AttesterConfig(tcti: try args.required("tcti"), akKind: akKind, hostname: hostname, eventLogPath: eventLog, modelLogPath: args["model-log"])
+    for pair in (args["labels"] ?? "").split(separator: ",") {
+        let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+        guard kv.count == 2, !kv[0].isEmpty else { fail("--labels takes K=V pairs separated by commas") }
+        config.labels[kv[0]] = kv[1]
+    }
+    let attester = Attester(config: config, broker: brokerClient)
     let timeout = try parseDuration(args["register-timeout"] ?? "60s", field: "--register-timeout")
     let deadline = Date().addingTimeInterval(timeout)
     while true {

@@ -15,10 +15,19 @@ enum CLI {
 
     Operators (broker: --broker URL or $VOUCH_BROKER; CA: --ca FILE or $VOUCH_CA;
                admin token: --token-file FILE or $VOUCH_TOKEN_FILE):
-      status [--json]                     hosts, AK state, last attestation and why; certificates
+      status [--json]                     policies, hosts, AK state, last attestation and why; certificates
+      status --evidence HOST [--out FILE] export a host's last verified evidence bundle (JSON)
       revoke --serial HEX [--reason R]    revoke one certificate
       revoke --host ID [--agent NAME]     revoke every certificate of an agent, or of a host
       crl [--out FILE] [--json]           fetch the CRL, check its signature, list revoked serials
+
+    Policies (offline, except capture --host):
+      policy lint FILE|DIR...             validate files and the set; exit 0 valid, 1 invalid
+      policy test FILE --evidence FILE [--json]
+                                          evaluate a policy on a saved evidence bundle; exit 0 satisfied,
+                                          1 violated (every violation listed), 2 unreadable input
+      policy capture (--evidence FILE | --host ID) [--name NAME]
+                                          print a draft policy accepting that host's current evidence
 
     Verifiers (offline, on files tpm2-tools writes):
       quote verify --ak-public FILE --message FILE --signature FILE [--pcrs FILE]
@@ -88,14 +97,29 @@ func enrollCommand(_ argv: [String]) throws -> Int32 {
 }
 
 func statusCommand(_ argv: [String]) throws -> Int32 {
-    let args = try Arguments(argv, options: CLI.brokerOptions, flags: ["json"])
+    let args = try Arguments(argv, options: CLI.brokerOptions.union(["evidence", "out"]), flags: ["json"])
     let (client, _) = try CLI.broker(args, admin: true)
+    if let host = args["evidence"] {
+        let bundle = try client.call("GET", "/v1/hosts/\(host)/evidence", as: EvidenceBundle.self)
+        let text = JSONCodec.pretty(bundle)
+        if let out = args["out"] { try Files.writeAtomically(Array((text + "\n").utf8), to: out) } else { print(text) }
+        return 0
+    }
     let status = try client.call("GET", "/v1/status", as: StatusResponse.self)
     if args.has("json") { print(JSONCodec.pretty(status)); return 0 }
-    print("trust domain \(status.trustDomain) · policy \(status.policy) · CRL #\(status.crlNumber)")
+    print("trust domain \(status.trustDomain) · CRL #\(status.crlNumber)")
+    print("\nPOLICIES (loaded \(status.policies.loadedAt))")
+    for p in status.policies.policies {
+        let match = p.match.isEmpty ? "all hosts" : p.match.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
+        print("  \(p.name) v\(p.version)  priority \(p.priority)  matches \(match)  sha256:\(p.sha256.prefix(16))  \(p.file)")
+    }
+    if let e = status.policies.reloadError {
+        print("  ! last reload refused at \(status.policies.reloadErrorAt ?? "?"), the policies above stay in force: \(e.code): \(e.message)")
+    }
     print("\nHOSTS (\(status.hosts.count))")
     for h in status.hosts {
-        print("  \(h.hostId)  \(h.hostname)  AK \(h.akAlgorithm) \(h.akState)  EK issuer: \(h.ekIssuer)")
+        print("  \(h.hostId)  \(h.hostname)  AK \(h.akAlgorithm) \(h.akState)  policy \(h.policy ?? "none matches")  EK issuer: \(h.ekIssuer)")
+        if let labels = h.labels { print("    labels: \(labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))") }
         if let a = h.lastAttestation {
             let codes = a.codes.isEmpty ? "" : " [\(a.codes.joined(separator: ","))]"
             print("    last attestation \(a.at): \(a.result)\(codes) — \(a.message)")

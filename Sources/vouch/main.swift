@@ -10,6 +10,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "crl": crlCommand,
     "quote": quoteCommand,
     "eventlog": eventlogCommand,
+    "policy": policyCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())

@@ -7,12 +7,14 @@ import VouchCrypto
 import VouchHTTPServer
 import VouchPolicy
 import VouchStore
-import VouchYAML
+import VouchPolicyFiles
 
 let usage = """
 usage: vouchd --data-dir DIR --policy FILE --ek-roots DIR [options]
   --data-dir DIR        state: SQLite store (vouch.db), admin.token, ca/ (created on first start)
-  --policy FILE         trust policy (YAML or JSON, see docs/policy.md)
+  --policy PATH[,PATH]  trust policies: files, or directories of *.yaml/*.yml/*.json (docs/policy.md);
+                        reloaded on SIGHUP and when a file changes; a set that fails validation
+                        never replaces the running one
   --ek-roots DIR        TPM manufacturer CA certificates (PEM) that EK certificates must chain to
   --listen ADDR         IPv4 address to serve on (default 127.0.0.1)
   --port N              HTTPS port (default 8443)
@@ -48,9 +50,8 @@ do {
     }
     let publicURL = args["public-url"] ?? "https://\(listen):\(port)"
 
-    let policyPath = try args.required("policy")
-    let policyBytes = try Files.read(policyPath)
-    let policy = try PolicyDecoder.decode(YAMLParser.parse(policyBytes, file: policyPath), sha256: Hex.encode(Crypto.sha256(policyBytes)))
+    let policyPaths = try args.required("policy").split(separator: ",").map(String.init)
+    let policies = try PolicyProvider(clock: clock, log: Runtime.log) { try PolicyFiles.loadSet(policyPaths) }
     let ekTrust = try EKTrustStore(directory: URL(fileURLWithPath: try args.required("ek-roots")))
 
     let (ca, created) = try BrokerBootstrap.loadOrCreateCA(directory: args["ca-dir"] ?? dataDir + "/ca", commonName: "Vouch CA \(trustDomain)", clock: clock)
@@ -65,13 +66,17 @@ do {
     if let v = args["crl-validity"] { config.crlValidity = try parseDuration(v, field: "--crl-validity") }
 
     let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db")
-    let service = BrokerService(config: config, policy: policy, store: store, signer: ca, ekTrust: ekTrust, clock: clock, log: Runtime.log)
+    let service = BrokerService(config: config, policies: policies, store: store, signer: ca, ekTrust: ekTrust, clock: clock, log: Runtime.log)
+    let sighup = policies.reloadOnSIGHUP()
+    let watcher = policies.watch(every: 2) { PolicyFiles.fingerprint(policyPaths) }
     _ = try service.currentCRL()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], log: Runtime.log)
     let server = try HTTPServer(listen: .tls(host: listen, port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
                                 handler: api.httpHandler)
-    Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policy \(policy.name) v\(policy.version), \(ekTrust.anchors.count) EK root(s))")
+    Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policies \(policies.current.policies.map(\.label).joined(separator: ", ")), \(ekTrust.anchors.count) EK root(s))")
     Runtime.waitForTermination()
+    sighup.cancel()
+    watcher.cancel()
     server.stop()
     Runtime.log("vouchd stopped")
 } catch {

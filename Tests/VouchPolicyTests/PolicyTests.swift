@@ -4,6 +4,7 @@ import VouchCore
 import VouchPolicy
 import VouchTPMWire
 import VouchYAML
+import VouchEventLog
 
 final class PolicyTests: XCTestCase {
     static let zero = String(repeating: "0", count: 64)
@@ -19,6 +20,13 @@ final class PolicyTests: XCTestCase {
     certificate:
       ttl: 10m
     """
+
+    /// Input with PCRs and, optionally, a measured model manifest.
+    func input(_ pcrs: PCRValues, _ manifest: String? = nil) -> PolicyInput {
+        let clock = ClockState(resetCount: 1, restartCount: 0, clock: 1, safe: true)
+        return PolicyInput(pcrs: pcrs, claims: EvidenceClaims(boot: nil, model: manifest.map { ModelClaims(manifestDigest: $0, files: []) },
+                                                              clock: clock, rebootedSinceLastAttestation: false))
+    }
 
     func decode(_ text: String, file: String = "p.yaml") throws -> Policy {
         try PolicyDecoder.decode(YAMLParser.parse(Array(text.utf8), file: file), sha256: "digest")
@@ -94,16 +102,16 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(p.modelName(for: m1), "llama")
         let zero = [UInt8](repeating: 0, count: 32)
         let pcrs = PCRValues([.sha256: [0: zero, 7: zero]])
-        XCTAssertEqual(p.evaluate(pcrs: pcrs, modelManifest: m1), .satisfied)
-        guard case let .violated(v1) = p.evaluate(pcrs: pcrs, modelManifest: m2) else { return XCTFail() }
+        XCTAssertEqual(p.evaluate(input(pcrs, m1)), .satisfied)
+        guard case let .violated(v1) = p.evaluate(input(pcrs, m2)) else { return XCTFail() }
         XCTAssertEqual(v1.map(\.code), [.modelDenied])
-        guard case let .violated(v2) = p.evaluate(pcrs: pcrs, modelManifest: m3) else { return XCTFail() }
+        guard case let .violated(v2) = p.evaluate(input(pcrs, m3)) else { return XCTFail() }
         XCTAssertEqual(v2.map(\.code), [.modelNotAllowed])
         XCTAssertEqual(v2.first?.path, "model.allowed")
-        guard case let .violated(v3) = p.evaluate(pcrs: PCRValues(), modelManifest: nil) else { return XCTFail() }
-        XCTAssertEqual(v3.map(\.code), [.modelMissing, .pcrMissing, .pcrMissing], "every violation is reported")
+        guard case let .violated(v3) = p.evaluate(input(PCRValues(), nil)) else { return XCTFail() }
+        XCTAssertEqual(v3.map(\.code), [.pcrMissing, .pcrMissing, .modelMissing], "every violation is reported, in rule order")
         // Without model rules, any model (or none) is fine.
-        XCTAssertEqual(try decode(Self.valid).evaluate(pcrs: pcrs, modelManifest: m3), .satisfied)
+        XCTAssertEqual(try decode(Self.valid).evaluate(input(pcrs, m3)), .satisfied)
 
         assertRejected(Self.valid + "\nmodel:\n  denied: [\"abc\"]", path: "model.denied", line: 12)
         assertRejected(Self.valid + "\nmodel:\n  allowed:\n    - manifest: \(m1)", path: "model.allowed[0].name")
@@ -134,13 +142,13 @@ final class PolicyTests: XCTestCase {
     func testEvaluationListsEveryViolation() throws {
         let p = try decode(Self.valid)
         let zero = [UInt8](repeating: 0, count: 32)
-        XCTAssertEqual(p.evaluate(pcrs: PCRValues([.sha256: [0: zero, 7: [UInt8](repeating: 0xab, count: 32)]])), .satisfied)
+        XCTAssertEqual(p.evaluate(input(PCRValues([.sha256: [0: zero, 7: [UInt8](repeating: 0xab, count: 32)]]))), .satisfied)
         let bad = [UInt8](repeating: 0x11, count: 32)
-        guard case let .violated(v) = p.evaluate(pcrs: PCRValues([.sha256: [0: bad]])) else { return XCTFail("expected violations") }
+        guard case let .violated(v) = p.evaluate(input(PCRValues([.sha256: [0: bad]]))) else { return XCTFail("expected violations") }
         XCTAssertEqual(v.map(\.code), [.pcrNotAllowed, .pcrMissing])
         XCTAssertEqual(v.map(\.path), ["pcrs.values.0", "pcrs.values.7"])
         XCTAssertEqual(v[0].actual, Hex.encode(bad))
         // The right values in the wrong bank do not count.
-        guard case .violated = p.evaluate(pcrs: PCRValues([.sha1: [0: zero, 7: zero]])) else { return XCTFail("wrong bank accepted") }
+        guard case .violated = p.evaluate(input(PCRValues([.sha1: [0: zero, 7: zero]]))) else { return XCTFail("wrong bank accepted") }
     }
 }

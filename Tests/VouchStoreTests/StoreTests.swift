@@ -42,7 +42,7 @@ final class StoreTests: XCTestCase {
         try s.insertChallenge(ChallengeRecord(nonce: "n1", hostID: host().id, createdAt: t0, expiresAt: t0.addingTimeInterval(60)))
         try s.insertChallenge(ChallengeRecord(nonce: "n2", hostID: host().id, createdAt: t0, expiresAt: t0.addingTimeInterval(60)))
         XCTAssertEqual(try s.consumeChallenge(nonce: "n1", hostID: "other", now: t0), .unknown, "bound to its host")
-        XCTAssertEqual(try s.consumeChallenge(nonce: "n1", hostID: host().id, now: t0), .consumed)
+        XCTAssertEqual(try s.consumeChallenge(nonce: "n1", hostID: host().id, now: t0), .consumed(issuedAt: t0))
         XCTAssertEqual(try s.consumeChallenge(nonce: "n1", hostID: host().id, now: t0), .alreadyUsed)
         XCTAssertEqual(try s.consumeChallenge(nonce: "n2", hostID: host().id, now: t0.addingTimeInterval(60)), .expired)
         XCTAssertEqual(try s.consumeChallenge(nonce: "n2", hostID: host().id, now: t0), .alreadyUsed, "an expired attempt burns the nonce")

@@ -3,6 +3,9 @@ import VouchAPI
 import VouchAttesterKit
 import VouchCore
 import VouchHTTPClient
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A real `vouchd` on a free loopback port with its own data directory, trusting the EK CA of
 /// the given software TPM. Stopped when released.
@@ -47,6 +50,9 @@ final class BrokerHarness {
     }
 
     func stop() { process?.stop(); process = nil }
+
+    /// Sends a signal (SIGHUP: reload policies) to the running vouchd.
+    func signal(_ sig: Int32) { if let p = process?.process, p.isRunning { kill(p.processIdentifier, sig) } }
 
     func restart() throws {
         stop()

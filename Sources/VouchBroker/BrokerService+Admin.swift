@@ -1,0 +1,127 @@
+import Foundation
+import VouchAPI
+import VouchCore
+import VouchCrypto
+import VouchPolicy
+
+extension BrokerService {
+    // MARK: Revocation and CRL
+
+    public static let reasonCodes: [String: Int] = [
+        "unspecified": 0, "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
+        "cessationOfOperation": 5, "privilegeWithdrawn": 9,
+    ]
+
+    public func revoke(_ req: RevokeRequest) throws -> RevokeResponse {
+        let target: RevocationTarget
+        switch (req.serial, req.hostId, req.agentName) {
+        case let (serial?, nil, nil):
+            guard serial.range(of: "^[0-9a-fA-F]{1,40}$", options: .regularExpression) != nil else {
+                throw VouchError(.badRequest, "serial must be hex", context: ["field": "serial"])
+            }
+            target = .serial(serial.lowercased().drop { $0 == "0" }.isEmpty ? "0" : String(serial.lowercased().drop { $0 == "0" }))
+        case let (nil, host?, agent?):
+            _ = try knownHost(host)
+            target = .agent(hostID: host, agentName: agent)
+        case let (nil, host?, nil):
+            _ = try knownHost(host)
+            target = .host(host)
+        default:
+            throw VouchError(.badRequest, "name exactly one of: serial; hostId and agentName; hostId")
+        }
+        let reasonName = req.reason ?? "unspecified"
+        guard let reason = Self.reasonCodes[reasonName] else {
+            throw VouchError(.badRequest, "unknown revocation reason", context: ["field": "reason", "expected": Self.reasonCodes.keys.sorted().joined(separator: ","), "got": reasonName])
+        }
+        let (serials, crl) = try store.revoke(target, at: clock.now(), reason: reason, buildCRL: crlBuilder())
+        guard !serials.isEmpty else {
+            throw VouchError(.notFound, "no unrevoked certificate matches", context: ["target": "\(target)"])
+        }
+        log("revoked \(serials.joined(separator: ",")) (\(reasonName)); CRL #\(crl.number)")
+        return RevokeResponse(revoked: serials, crlNumber: crl.number)
+    }
+
+    /// The current CRL, re-signed when half its validity has passed.
+    public func currentCRL() throws -> CRLRecord {
+        let now = clock.now()
+        if let crl = try store.currentCRL(), now < crl.thisUpdate.addingTimeInterval(config.crlValidity / 2) {
+            return crl
+        }
+        return try store.refreshCRL(buildCRL: crlBuilder())
+    }
+
+    func crlBuilder() -> CRLBuilder {
+        let signer = self.signer, clock = self.clock, validity = config.crlValidity
+        return { revoked, number in
+            let now = clock.now()
+            let entries = revoked.filter { $0.notAfter > now }.compactMap { r in
+                r.revokedAt.map { RevokedEntry(serialHex: r.serial, revokedAt: $0, reason: r.revocationReason ?? 0) }
+            }
+            let next = now.addingTimeInterval(validity)
+            return CRLRecord(number: number, der: try signer.makeCRL(entries: entries, number: number, thisUpdate: now, nextUpdate: next),
+                             thisUpdate: now, nextUpdate: next)
+        }
+    }
+
+    // MARK: Status
+
+    public func status() throws -> StatusResponse {
+        let now = clock.now()
+        let set = policies.current
+        let hosts = try store.hosts().map { h -> HostStatus in
+            let last = try store.latestAttestation(hostID: h.id).map { a in
+                AttestationSummary(at: a.at.iso8601, result: a.trusted ? "trusted" : (a.codes.isEmpty ? "info" : "rejected"),
+                                   codes: a.codes, message: a.message, policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" },
+                                   claims: a.claims)
+            }
+            return HostStatus(hostId: h.id, hostname: h.hostname, labels: h.labels.isEmpty ? nil : h.labels,
+                              policy: set.select(labels: h.labels, ekIssuer: h.ekIssuer)?.label, akState: h.akState.rawValue, akAlgorithm: h.akAlgorithm,
+                              ekIssuer: h.ekIssuer, registeredAt: h.registeredAt.iso8601, lastAttestation: last)
+        }
+        let reasons = Dictionary(uniqueKeysWithValues: Self.reasonCodes.map { ($1, $0) })
+        let certs = try store.certificates().map { c in
+            CertificateStatus(serial: c.serial, hostId: c.hostID, agentName: c.agentName, spiffeId: c.spiffeID,
+                              notBefore: c.notBefore.iso8601, notAfter: c.notAfter.iso8601,
+                              state: c.revokedAt != nil ? "revoked" : (c.notAfter <= now ? "expired" : "valid"),
+                              revokedAt: c.revokedAt?.iso8601, revocationReason: c.revocationReason.map { reasons[$0] ?? "\($0)" })
+        }
+        return StatusResponse(trustDomain: config.trustDomain, policies: policyStatus(), crlNumber: try store.currentCRL()?.number ?? 0,
+                              hosts: hosts, certificates: certs)
+    }
+
+    // MARK: Policies and evidence
+
+    public func policyStatus() -> PolicyStatus {
+        let err = policies.lastError
+        return PolicyStatus(policies: policies.current.policies.map(Self.summary), loadedAt: policies.loadedAt.iso8601,
+                            reloadError: err.map { APIError(code: $0.error.code.rawValue, message: $0.error.message, context: $0.error.context) },
+                            reloadErrorAt: err?.at.iso8601)
+    }
+
+    static func summary(_ p: Policy) -> PolicySummary {
+        var match = p.match.labels.mapKeys { "label:\($0)" }
+        if let issuer = p.match.ekIssuer { match["ekIssuer"] = issuer }
+        return PolicySummary(name: p.name, version: p.version, priority: p.priority, sha256: p.sha256, file: p.file, match: match)
+    }
+
+    /// Re-reads the policy files; the running policies stay if the new ones are invalid.
+    public func reloadPolicies() throws -> PolicyStatus {
+        if case let .failure(e) = policies.reload() { throw e }
+        return policyStatus()
+    }
+
+    /// The host's most recent verified evidence.
+    public func evidence(hostID: String) throws -> EvidenceBundle {
+        let host = try knownHost(hostID)
+        guard let a = try store.latestEvidence(hostID: host.id), let pcrs = a.pcrs else {
+            throw VouchError(.notFound, "this host has no verified evidence yet", context: ["hostId": host.id])
+        }
+        return EvidenceBundle(hostId: host.id, hostname: host.hostname, labels: host.labels, ekIssuer: host.ekIssuer, at: a.at.iso8601,
+                              pcrs: pcrs, claims: a.claims, result: a.trusted ? "trusted" : "rejected", codes: a.codes,
+                              policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" })
+    }
+}
+
+extension Dictionary {
+    func mapKeys<K: Hashable>(_ f: (Key) -> K) -> [K: Value] { Dictionary<K, Value>(uniqueKeysWithValues: map { (f($0.key), $0.value) }) }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import VouchAPI
+import VouchCore
+import VouchEventLog
+import VouchPolicy
+import VouchPolicyFiles
+import VouchTPMWire
+
+/// `vouch policy lint FILE…`, `vouch policy test FILE --evidence FILE`, `vouch policy capture …`.
+func policyCommand(_ argv: [String]) throws -> Int32 {
+    switch argv.first {
+    case "lint": return try policyLint(Array(argv.dropFirst()))
+    case "test": return try policyTest(Array(argv.dropFirst()))
+    case "capture": return try policyCapture(Array(argv.dropFirst()))
+    default: throw VouchError(.badRequest, "usage: vouch policy (lint FILE... | test FILE --evidence FILE | capture (--evidence FILE | --host ID))")
+    }
+}
+
+/// Validates each file, then the set (unique names and priorities). Exit 0 all valid, 1 otherwise.
+private func policyLint(_ argv: [String]) throws -> Int32 {
+    let args = try Arguments(argv, options: [], positional: 10_000)
+    guard !args.positional.isEmpty else { throw VouchError(.badRequest, "vouch policy lint needs at least one FILE or directory") }
+    let results: [(file: String, result: Result<Policy, VouchError>)]
+    do { results = try PolicyFiles.loadEach(args.positional) } catch let e as VouchError {
+        CLI.error(e.message)
+        return 1
+    }
+    var ok = !results.isEmpty
+    for (file, result) in results {
+        switch result {
+        case let .success(p): print("\(file): ok (\(p.label), priority \(p.priority))")
+        case let .failure(e):
+            ok = false
+            CLI.error(e.message)
+        }
+    }
+    if ok {
+        do { _ = try PolicySet(results.map { try $0.result.get() }) } catch let e as VouchError {
+            CLI.error(e.message)
+            ok = false
+        }
+    }
+    if results.isEmpty { CLI.error("no policy files found") }
+    return ok ? 0 : 1
+}
+
+private func readBundle(_ path: String) throws -> EvidenceBundle {
+    guard let data = FileManager.default.contents(atPath: path) else { throw UnreadableInput(description: "cannot read \(path)") }
+    do { return try JSONDecoder().decode(EvidenceBundle.self, from: data) } catch {
+        throw UnreadableInput(description: "\(path) is not an evidence bundle (vouch status --evidence HOST writes one)")
+    }
+}
+
+private func pcrValues(_ bundle: EvidenceBundle) throws -> PCRValues {
+    var pcrs = PCRValues()
+    for (bankName, values) in bundle.pcrs {
+        guard let bank = HashAlg(rawValue: bankName) else { throw UnreadableInput(description: "unknown PCR bank \(bankName)") }
+        for (k, v) in values {
+            guard let i = Int(k), let bytes = try? Hex.decode(v) else { throw UnreadableInput(description: "bad PCR value at \(bankName).\(k)") }
+            pcrs.values[bank, default: [:]][i] = bytes
+        }
+    }
+    return pcrs
+}
+
+/// Evaluates a policy against a saved evidence bundle. Exit 0 satisfied, 1 violated, 2 bad input.
+private func policyTest(_ argv: [String]) throws -> Int32 {
+    let args = try Arguments(argv, options: ["evidence"], flags: ["json"], positional: 1)
+    guard let file = args.positional.first else { throw VouchError(.badRequest, "vouch policy test needs a policy FILE") }
+    do {
+        let policy: Policy
+        do { policy = try PolicyFiles.load(file: file) } catch let e as VouchError { throw UnreadableInput(description: e.message) }
+        let bundle = try readBundle(try args.required("evidence"))
+        let applies = policy.matches(labels: bundle.labels, ekIssuer: bundle.ekIssuer)
+        let decision = policy.evaluate(PolicyInput(pcrs: try pcrValues(bundle), claims: bundle.claims))
+        let violations: [PolicyViolation]
+        if case let .violated(v) = decision { violations = v } else { violations = [] }
+        if args.has("json") {
+            struct Report: Encodable { let policy: String; let host: String; let appliesToHost: Bool; let satisfied: Bool; let violations: [PolicyViolation] }
+            print(JSONCodec.pretty(Report(policy: policy.label, host: bundle.hostId, appliesToHost: applies, satisfied: violations.isEmpty, violations: violations)))
+        } else {
+            print("\(policy.label) on evidence of host \(bundle.hostId) (\(bundle.hostname)) from \(bundle.at):")
+            if !applies { print("  note: this policy's match does not select this host") }
+            if violations.isEmpty { print("  satisfied") }
+            for v in violations { print("  \(v.code): \(v.path): expected \(v.expected), got \(v.actual)") }
+        }
+        return violations.isEmpty ? 0 : 1
+    } catch let u as UnreadableInput {
+        CLI.error("policy test: \(u)")
+        return 2
+    }
+}
+
+/// Prints a draft policy (YAML) that accepts exactly the given host's current evidence, for review.
+private func policyCapture(_ argv: [String]) throws -> Int32 {
+    let args = try Arguments(argv, options: CLI.brokerOptions.union(["evidence", "host", "name"]))
+    let bundle: EvidenceBundle
+    do {
+        if let file = args["evidence"] {
+            bundle = try readBundle(file)
+        } else if let host = args["host"] {
+            let (client, _) = try CLI.broker(args, admin: true)
+            bundle = try client.call("GET", "/v1/hosts/\(host)/evidence", as: EvidenceBundle.self)
+        } else {
+            throw VouchError(.badRequest, "give --evidence FILE or --host ID")
+        }
+    } catch let u as UnreadableInput {
+        CLI.error("policy capture: \(u)")
+        return 2
+    }
+    print(draftPolicy(bundle, name: args["name"] ?? "captured-\(bundle.hostname.isEmpty ? String(bundle.hostId.prefix(8)) : bundle.hostname)"))
+    return 0
+}
+
+func draftPolicy(_ b: EvidenceBundle, name: String) -> String {
+    let safeName = String(name.map { $0.isLetter || $0.isNumber || "._-".contains($0) ? $0 : "-" }.prefix(63))
+    var y = """
+    # Draft captured by `vouch policy capture` from host \(b.hostId) (\(b.hostname)), evidence of \(b.at).
+    # It accepts exactly this host's current state. Review every value, then lint and test it:
+    #   vouch policy lint FILE && vouch policy test FILE --evidence EVIDENCE.json
+    apiVersion: vouch/v1
+    name: \(safeName)
+    version: 1
+    description: captured from \(b.hostname.isEmpty ? b.hostId : b.hostname) on \(b.at)
+
+    """
+    if !b.labels.isEmpty {
+        y += "match:\n  labels:\n" + b.labels.sorted { $0.key < $1.key }.map { "    \($0.key): \"\($0.value)\"\n" }.joined()
+    }
+    let bank = ["sha256", "sha384", "sha512", "sha1"].first { b.pcrs[$0] != nil } ?? "sha256"
+    y += "pcrs:\n  bank: \(bank)\n  values:\n"
+    for (k, v) in (b.pcrs[bank] ?? [:]).sorted(by: { Int($0.key)! < Int($1.key)! }) where k != "23" {
+        y += "    \(k): [\"\(v)\"]\n"
+    }
+    if let boot = b.claims?.boot {
+        y += "eventLog:\n  required: true\n"
+        if boot.secureBoot == true { y += "  secureBoot: true\n" }
+        let apps = Array(Set(boot.bootApplications.map(\.digest))).sorted()
+        if !apps.isEmpty {
+            y += "  bootApplications:\n    allowed:\n"
+            for a in apps {
+                let paths = boot.bootApplications.filter { $0.digest == a }.compactMap(\.path)
+                y += "      - \"\(a)\"" + (paths.isEmpty ? "" : "   # \(paths[0])") + "\n"
+            }
+        }
+    }
+    if let model = b.claims?.model {
+        y += "model:\n  required: true\n  allowed:\n    - name: \"\(safeName) model (\(model.files.count) files)\"\n      manifest: \(model.manifestDigest)\n"
+    }
+    return y
+}

@@ -1,0 +1,225 @@
+import Foundation
+import XCTest
+import VouchCore
+import VouchEventLog
+import VouchPolicy
+import VouchPolicyFiles
+import VouchTPMWire
+import VouchYAML
+
+/// Every key of the policy language, every rejection (by code and path), precedence and loading.
+final class PolicyLanguageTests: XCTestCase {
+    static let z = String(repeating: "0", count: 64)
+    static let a = String(repeating: "a", count: 64), b = String(repeating: "b", count: 64), c = String(repeating: "c", count: 64)
+
+    static let full = """
+    apiVersion: vouch/v1
+    name: full
+    version: 7
+    description: every key
+    priority: 50
+    match:
+      labels: {role: inference, env: prod}
+      ekIssuer: "CN=swtpm-localca"
+    attestationKey:
+      algorithms: [rsa-2048]
+      trust: activation
+    pcrs:
+      bank: sha256
+      values:
+        7: ["\(z)"]
+    eventLog:
+      required: true
+      secureBoot: true
+      bootApplications:
+        allowed: ["\(a)"]
+        denied: ["\(b)"]
+      kernelCommandLine:
+        required: [ro]
+        forbidden: [rd.break]
+      dbxContains: ["\(c)"]
+    model:
+      required: true
+      allowed:
+        - {name: m, manifest: "\(a)"}
+      denied: ["\(b)"]
+    freshness:
+      maxEvidenceAge: 30s
+    clock:
+      requireSafe: true
+    certificate:
+      ttl: 10m
+      maxTTL: 1h
+      spiffeIDTemplate: "spiffe://{trustDomain}/{label:env}/{hostname}/{agentName}"
+      agentKeyTypes: [ec-p384]
+    reattestation:
+      interval: 60s
+      onFailure: {action: untrust, afterFailures: 3, grace: 45s}
+    """
+
+    func decode(_ text: String) throws -> Policy {
+        try PolicyDecoder.decode(YAMLParser.parse(Array(text.utf8), file: "p.yaml"), sha256: "s")
+    }
+
+    func assertRejected(_ text: String, _ path: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try decode(text), file: file, line: line) { error in
+            let e = error as? VouchError
+            XCTAssertEqual(e?.code, .policyInvalid, "\(error)", file: file, line: line)
+            XCTAssertEqual(e?.context["path"], path, "\(error)", file: file, line: line)
+            XCTAssertNotNil(e?.context["line"], file: file, line: line)
+        }
+    }
+
+    func testEveryKeyDecodes() throws {
+        let p = try decode(Self.full)
+        XCTAssertEqual(p.priority, 50)
+        XCTAssertEqual(p.match.labels, ["role": "inference", "env": "prod"])
+        XCTAssertEqual(p.match.ekIssuer, "CN=swtpm-localca")
+        XCTAssertEqual(p.akAlgorithms, [.rsa2048])
+        XCTAssertTrue(p.eventLog.required && p.eventLog.secureBoot)
+        XCTAssertEqual(p.eventLog.bootApplicationsAllowed, [Self.a])
+        XCTAssertEqual(p.eventLog.bootApplicationsDenied, [Self.b])
+        XCTAssertEqual(p.eventLog.kernelCmdlineRequired, ["ro"])
+        XCTAssertEqual(p.eventLog.kernelCmdlineForbidden, ["rd.break"])
+        XCTAssertEqual(p.eventLog.dbxMustContain, [Self.c])
+        XCTAssertEqual(p.model.allowed, [.init(name: "m", manifest: Self.a)])
+        XCTAssertEqual(p.model.denied, [Self.b])
+        XCTAssertEqual(p.maxEvidenceAge, 30)
+        XCTAssertTrue(p.requireSafeClock)
+        XCTAssertEqual(p.certificate.ttl, 600)
+        XCTAssertEqual(p.certificate.maxTTL, 3600)
+        XCTAssertEqual(p.certificate.agentKeyTypes, ["ec-p384"])
+        XCTAssertEqual(p.reattestation.interval, 60)
+        XCTAssertEqual(p.reattestation.action, .untrust)
+        XCTAssertEqual(p.reattestation.afterFailures, 3)
+        XCTAssertEqual(p.reattestation.grace, 45)
+        XCTAssertEqual(p.spiffeID(trustDomain: "t.example", hostID: "h", hostname: "gpu-1", agentName: "a1", labels: ["env": "prod"]),
+                       "spiffe://t.example/prod/gpu-1/a1")
+        XCTAssertNil(p.spiffeID(trustDomain: "t", hostID: "h", hostname: "gpu-1", agentName: "a1", labels: [:]), "missing label")
+        XCTAssertNil(p.spiffeID(trustDomain: "t", hostID: "h", hostname: "gpu-1", agentName: "a1", labels: ["env": "a/b"]), "label value with a slash")
+    }
+
+    func testEveryKeyRejectsBadValues() {
+        let f = Self.full
+        let cases: [(String, String, String)] = [
+            ("priority: 50", "priority: high", "priority"),
+            ("priority: 50", "priority: 99999999", "priority"),
+            ("  labels: {role: inference, env: prod}", "  labels: {Role: x}", "match.labels"),
+            ("  labels: {role: inference, env: prod}", "  labels: [x]", "match.labels"),
+            ("  ekIssuer: \"CN=swtpm-localca\"", "  ekIssuer: [a]", "match.ekIssuer"),
+            ("  ekIssuer: \"CN=swtpm-localca\"", "  subject: x", "match.subject"),
+            ("  trust: activation", "  trust: certificate", "attestationKey.trust"),
+            ("  required: true\n  secureBoot: true", "  required: yes\n  secureBoot: true", "eventLog.required"),
+            ("  secureBoot: true", "  secureBoot: on", "eventLog.secureBoot"),
+            ("    allowed: [\"\(Self.a)\"]\n    denied: [\"\(Self.b)\"]\n  kernel", "    allowed: [\"abc\"]\n    denied: [\"\(Self.b)\"]\n  kernel", "eventLog.bootApplications.allowed"),
+            ("    denied: [\"\(Self.b)\"]\n  kernel", "    denied: [\"\(Self.b.uppercased())\"]\n  kernel", "eventLog.bootApplications.denied"),
+            ("    required: [ro]", "    required: [\"ro quiet\"]", "eventLog.kernelCommandLine.required"),
+            ("    forbidden: [rd.break]", "    forbidden: rd.break", "eventLog.kernelCommandLine.forbidden"),
+            ("  dbxContains: [\"\(Self.c)\"]", "  dbxContains: [\"zz\"]", "eventLog.dbxContains"),
+            ("  dbxContains: [\"\(Self.c)\"]", "  dbx: []", "eventLog.dbx"),
+            ("    - {name: m, manifest: \"\(Self.a)\"}", "    - {name: m, manifest: \"short\"}", "model.allowed[0].manifest"),
+            ("  maxEvidenceAge: 30s", "  maxEvidenceAge: 2d", "freshness.maxEvidenceAge"),
+            ("  maxEvidenceAge: 30s", "  maxAge: 30s", "freshness.maxAge"),
+            ("  requireSafe: true", "  requireSafe: 1", "clock.requireSafe"),
+            ("  ttl: 10m\n  maxTTL: 1h", "  ttl: 2h\n  maxTTL: 1h", "certificate.ttl"),
+            ("  maxTTL: 1h", "  maxTTL: 30d", "certificate.maxTTL"),
+            ("{trustDomain}/{label:env}/{hostname}/{agentName}", "{trustDomain}/{hostname}", "certificate.spiffeIDTemplate"),
+            ("spiffe://{trustDomain}/{label:env}", "https://{trustDomain}/{label:env}", "certificate.spiffeIDTemplate"),
+            ("{label:env}/{hostname}", "{label:Env}/{unknown}", "certificate.spiffeIDTemplate"),
+            ("  agentKeyTypes: [ec-p384]", "  agentKeyTypes: [dsa-1024]", "certificate.agentKeyTypes"),
+            ("  agentKeyTypes: [ec-p384]", "  agentKeyTypes: []", "certificate.agentKeyTypes"),
+            ("  interval: 60s", "  interval: 1s", "reattestation.interval"),
+            ("action: untrust", "action: shrug", "reattestation.onFailure.action"),
+            ("afterFailures: 3", "afterFailures: 0", "reattestation.onFailure.afterFailures"),
+            ("grace: 45s", "grace: soon", "reattestation.onFailure.grace"),
+        ]
+        for (from, to, path) in cases {
+            XCTAssertTrue(f.contains(from), "fixture lacks \(from)")
+            assertRejected(f.replacingOccurrences(of: from, with: to), path)
+        }
+    }
+
+    func claims(secureBoot: Bool? = true, apps: [String] = [a], cmdline: String = "ro quiet", dbx: [String] = [c], model: String? = a) -> EvidenceClaims {
+        var boot = BootClaims()
+        boot.secureBoot = secureBoot
+        boot.bootApplications = apps.map { .init(pcr: 4, digest: $0, path: "/EFI/x.efi") }
+        boot.kernelCommandLines = [cmdline]
+        boot.dbxEntries = dbx
+        return EvidenceClaims(boot: boot, model: model.map { ModelClaims(manifestDigest: $0, files: []) },
+                              clock: ClockState(resetCount: 1, restartCount: 0, clock: 1, safe: true), rebootedSinceLastAttestation: false)
+    }
+
+    func codes(_ p: Policy, _ claims: EvidenceClaims?, age: TimeInterval? = 1, key: String? = "ec-p384") -> [ErrorCode] {
+        let pcrs = PCRValues([.sha256: [7: [UInt8](repeating: 0, count: 32)]])
+        guard case let .violated(v) = p.evaluate(PolicyInput(pcrs: pcrs, claims: claims, evidenceAge: age, agentKeyType: key)) else { return [] }
+        return v.map(\.code)
+    }
+
+    func testEveryRuleDecides() throws {
+        let p = try decode(Self.full)
+        XCTAssertEqual(codes(p, claims()), [])
+        XCTAssertEqual(codes(p, claims(), age: 31), [.evidenceTooOld])
+        XCTAssertEqual(codes(p, claims(), key: "ec-p256"), [.agentKeyNotAllowed])
+        XCTAssertEqual(codes(p, claims(secureBoot: false)), [.secureBootDisabled])
+        XCTAssertEqual(codes(p, claims(secureBoot: nil)), [.secureBootDisabled])
+        XCTAssertEqual(codes(p, claims(apps: [Self.a, Self.c])), [.bootApplicationNotAllowed])
+        XCTAssertEqual(codes(p, claims(apps: [Self.b])), [.bootApplicationDenied])
+        XCTAssertEqual(codes(p, claims(cmdline: "quiet")), [.kernelCmdlineMissing])
+        XCTAssertEqual(codes(p, claims(cmdline: "ro rd.break")), [.kernelCmdlineForbidden])
+        XCTAssertEqual(codes(p, claims(dbx: [])), [.dbxEntryMissing])
+        XCTAssertEqual(codes(p, claims(model: Self.b)), [.modelDenied])
+        XCTAssertEqual(codes(p, claims(model: Self.c)), [.modelNotAllowed])
+        XCTAssertEqual(codes(p, claims(model: nil)), [.modelMissing])
+        let noBoot = EvidenceClaims(boot: nil, model: ModelClaims(manifestDigest: Self.a, files: []),
+                                    clock: ClockState(resetCount: 1, restartCount: 0, clock: 1, safe: true), rebootedSinceLastAttestation: false)
+        XCTAssertEqual(codes(p, noBoot), [.eventLogMissing])
+        // All at once: every violation, in rule order.
+        XCTAssertEqual(codes(p, claims(secureBoot: false, apps: [Self.b], cmdline: "rd.break", dbx: [], model: nil), age: 99, key: "rsa-2048"),
+                       [.evidenceTooOld, .agentKeyNotAllowed, .secureBootDisabled, .bootApplicationDenied, .kernelCmdlineMissing,
+                        .kernelCmdlineForbidden, .dbxEntryMissing, .modelMissing])
+    }
+
+    func testPrecedence() throws {
+        func policy(_ name: String, _ priority: Int, _ labels: [String: String], issuer: String? = nil) throws -> Policy {
+            var p = try decode(PolicyTests.valid.replacingOccurrences(of: "name: test", with: "name: \(name)"))
+            p.priority = priority
+            p.match.labels = labels
+            p.match.ekIssuer = issuer
+            p.file = "\(name).yaml"
+            return p
+        }
+        let set = try PolicySet([try policy("default", 0, [:]), try policy("prod", 10, ["env": "prod"]),
+                                 try policy("prod-gpu", 20, ["env": "prod", "gpu": "h100"]), try policy("vendor", 5, [:], issuer: "CN=Acme EK CA")])
+        XCTAssertEqual(set.select(labels: [:], ekIssuer: "CN=x")?.name, "default")
+        XCTAssertEqual(set.select(labels: ["env": "prod"], ekIssuer: "CN=x")?.name, "prod")
+        XCTAssertEqual(set.select(labels: ["env": "prod", "gpu": "h100"], ekIssuer: "CN=x")?.name, "prod-gpu")
+        XCTAssertEqual(set.select(labels: ["gpu": "h100"], ekIssuer: "CN=Acme EK CA")?.name, "vendor")
+        XCTAssertEqual(set.select(labels: ["env": "prod"], ekIssuer: "CN=Acme EK CA")?.name, "prod", "higher priority wins")
+        XCTAssertNil(try PolicySet([try policy("only-prod", 1, ["env": "prod"])]).select(labels: [:], ekIssuer: "CN=x"))
+        XCTAssertThrowsError(try PolicySet([try policy("a", 1, [:]), try policy("b", 1, ["x": "y"])])) {
+            XCTAssertEqual(($0 as? VouchError)?.context["path"], "priority")
+        }
+        XCTAssertThrowsError(try PolicySet([try policy("a", 1, [:]), try policy("a", 2, [:])])) {
+            XCTAssertEqual(($0 as? VouchError)?.context["path"], "name")
+        }
+        XCTAssertThrowsError(try PolicySet([])) { XCTAssertEqual(($0 as? VouchError)?.code, .policyInvalid) }
+    }
+
+    func testLoadingFilesAndDirectories() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-policies-\(UUID().uuidString.prefix(6))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try PolicyTests.valid.write(to: dir.appendingPathComponent("a.yaml"), atomically: true, encoding: .utf8)
+        try Self.full.write(to: dir.appendingPathComponent("b.yml"), atomically: true, encoding: .utf8)
+        try "ignored".write(to: dir.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+        let set = try PolicyFiles.loadSet([dir.path])
+        XCTAssertEqual(set.policies.map(\.name), ["full", "test"], "sorted by priority")
+        XCTAssertEqual(set.policies[0].file, dir.appendingPathComponent("b.yml").path)
+        XCTAssertEqual(set.policies[1].sha256.count, 64)
+        try "apiVersion: vouch/v1\nname: broken\n".write(to: dir.appendingPathComponent("c.json"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try PolicyFiles.loadSet([dir.path])) {
+            XCTAssertEqual(($0 as? VouchError)?.context["file"], dir.appendingPathComponent("c.json").path)
+        }
+        XCTAssertThrowsError(try PolicyFiles.loadSet([dir.appendingPathComponent("missing").path])) { XCTAssertEqual(($0 as? VouchError)?.code, .config) }
+    }
+}
