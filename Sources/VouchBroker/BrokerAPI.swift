@@ -33,6 +33,10 @@ public struct BrokerAPI: Sendable {
     }
 
     private func route(_ req: HTTPRequest) throws -> HTTPResponse {
+        if req.path == "/metrics" {
+            guard req.method == "GET" else { throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here") }
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(try service.metricsText().utf8))
+        }
         let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         guard parts.first == "v1" else { throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))]) }
         let rest = Array(parts.dropFirst())

@@ -37,6 +37,7 @@ extension BrokerService {
         guard !serials.isEmpty else {
             throw VouchError(.notFound, "no unrevoked certificate matches", context: ["target": "\(target)"])
         }
+        metrics.revoked(serials.count)
         log("revoked \(serials.joined(separator: ",")) (\(reasonName)); CRL #\(crl.number)")
         return RevokeResponse(revoked: serials, crlNumber: crl.number)
     }
@@ -108,6 +109,19 @@ extension BrokerService {
     public func reloadPolicies() throws -> PolicyStatus {
         if case let .failure(e) = policies.reload() { throw e }
         return policyStatus()
+    }
+
+    /// Prometheus text exposition of the broker's counters and gauges.
+    public func metricsText() throws -> String {
+        let now = clock.now()
+        var hosts = ["pending": 0, "active": 0]
+        for h in try store.hosts() { hosts[h.akState.rawValue, default: 0] += 1 }
+        var certs = ["valid": 0, "expired": 0, "revoked": 0]
+        for c in try store.certificates() { certs[c.revokedAt != nil ? "revoked" : (c.notAfter <= now ? "expired" : "valid"), default: 0] += 1 }
+        let crl = try store.currentCRL()
+        return metrics.render(.init(hostsByState: hosts, policiesLoaded: policies.current.policies.count, policyReloadFailing: policies.lastError != nil,
+                                    crlNumber: crl?.number ?? 0, crlAgeSeconds: crl.map { now.timeIntervalSince($0.thisUpdate) } ?? 0,
+                                    certificatesByState: certs))
     }
 
     /// The host's most recent verified evidence.

@@ -62,6 +62,7 @@ public final class BrokerService: Sendable {
     let ekTrust: EKTrustStore
     let clock: Clock
     let log: @Sendable (String) -> Void
+    public let metrics = BrokerMetrics()
 
     public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, signer: CertificateSigner, ekTrust: EKTrustStore,
                 clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -72,6 +73,7 @@ public final class BrokerService: Sendable {
         self.ekTrust = ekTrust
         self.clock = clock
         self.log = log
+        policies.onReload { [metrics] ok in metrics.policyReload(ok: ok) }
     }
 
     static let hostIDPattern = "^[0-9a-f]{32}$"
@@ -118,6 +120,7 @@ public final class BrokerService: Sendable {
         try store.recordAttestation(AttestationRecord(hostID: endorsement.hostID, at: now, kind: "registration", trusted: false,
                                                       codes: [], message: "EK verified (\(endorsement.ekCertificateIssuer)); AK \(kind.rawValue) awaiting credential activation",
                                                       policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256))
+        metrics.registration("registered")
         log("host \(endorsement.hostID) registered (\(hostname)); AK \(kind.rawValue) pending activation")
         return RegisterHostResponse(hostId: endorsement.hostID, credentialBlob: Base64.encode(made.credentialBlob),
                                     encryptedSecret: Base64.encode(made.encryptedSecret), activationExpiresAt: expires.iso8601)
@@ -312,6 +315,7 @@ public final class BrokerService: Sendable {
             } catch let e as VouchError where e.code == .conflict {
                 continue
             }
+            metrics.enrollment("issued")
             log("issued \(cert.serialHex) to \(spiffeID) until \(cert.notAfter.iso8601)")
             return EnrollResponse(serial: cert.serialHex, spiffeId: spiffeID, certificate: try cert.pem, caCertificate: try signer.caCertificate.pem,
                                   notBefore: cert.notBefore.iso8601, notAfter: cert.notAfter.iso8601, policy: "\(evidence.policyName) v\(evidence.policyVersion)")
@@ -328,6 +332,7 @@ public final class BrokerService: Sendable {
                                                       message: error.message, agentName: req.agentName, nonce: req.nonce,
                                                       policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256,
                                                       pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs))
+        metrics.enrollment(error.code.rawValue)
         log("refused enrollment of \(req.agentName) on \(host.id): \(error.code) \(error.message)")
         if violations.isEmpty { throw error }
         throw PolicyRefusal(error: error, violations: violations)

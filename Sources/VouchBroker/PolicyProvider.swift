@@ -16,6 +16,10 @@ public final class PolicyProvider: Sendable {
     private let state: Mutex<(set: PolicySet, error: ReloadError?, loadedAt: Date)>
     private let log: @Sendable (String) -> Void
     private let clock: Clock
+    /// Called after every reload attempt with its outcome (metrics).
+    private let observer = Mutex<(@Sendable (Bool) -> Void)?>(nil)
+
+    public func onReload(_ f: @escaping @Sendable (Bool) -> Void) { observer.withLock { $0 = f } }
 
     /// Loads the initial set; failing here stops the broker from starting.
     public init(clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }, loader: @escaping @Sendable () throws -> PolicySet) throws {
@@ -44,11 +48,13 @@ public final class PolicyProvider: Sendable {
         do {
             let set = try loader()
             state.withLock { $0 = (set, nil, clock.now()) }
+            observer.withLock { $0 }?(true)
             log("policies reloaded: \(set.policies.map { "\($0.label) (\($0.sha256.prefix(12)))" }.joined(separator: ", "))")
             return .success(set)
         } catch {
             let e = (error as? VouchError) ?? VouchError(.policyInvalid, "\(error)")
             state.withLock { $0.error = ReloadError(at: clock.now(), error: e) }
+            observer.withLock { $0 }?(false)
             log("policy reload refused, previous policies stay in force: \(e.message)")
             return .failure(e)
         }
