@@ -37,6 +37,13 @@ public struct BrokerAPI: Sendable {
             guard req.method == "GET" else { throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here") }
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(try service.metricsText().utf8))
         }
+        // OCSP GET: the request is the rest of the path, URL-encoded base64 (RFC 6960 A.1), which may contain '/'.
+        if req.path.hasPrefix("/v1/ocsp/") {
+            guard req.method == "GET" else { throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here") }
+            let encoded = String(req.path.dropFirst("/v1/ocsp/".count))
+            let der = (encoded.removingPercentEncoding ?? encoded).data(usingBase64: ())
+            return ocspResponse(try der.map { try service.ocsp(request: $0) } ?? OCSPResponder.errorResponse(1))
+        }
         let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         guard parts.first == "v1" else { throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))]) }
         let rest = Array(parts.dropFirst())
@@ -45,13 +52,28 @@ public struct BrokerAPI: Sendable {
             return json(200, ["status": "ok"])
         case ("GET", ["ca"]):
             return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.signer.caCertificate.pem.utf8))
-        case ("GET", ["crl"]):
+        case ("GET", ["crl"]), ("GET", ["crl.pem"]):
             let crl = try service.currentCRL()
-            return HTTPResponse(status: 200, headers: [
-                ("Content-Type", "application/pkix-crl"),
-                ("Cache-Control", "max-age=\(max(0, Int(crl.nextUpdate.timeIntervalSinceNow / 2)))"),
-                ("ETag", "\"crl-\(crl.number)\""),
-            ], body: crl.der)
+            let pem = rest == ["crl.pem"] || req.query["format"] == "pem"
+            let etag = "\"crl-\(crl.number)\(pem ? "-pem" : "")\""
+            var headers = [("ETag", etag), ("Last-Modified", Self.httpDate(crl.thisUpdate)),
+                           ("Cache-Control", "max-age=\(max(0, Int(crl.nextUpdate.timeIntervalSince(crl.thisUpdate) / 2)))")]
+            if req.headers["if-none-match"] == etag { return HTTPResponse(status: 304, headers: headers) }
+            if pem {
+                headers.append(("Content-Type", "application/x-pem-file"))
+                let b64 = Base64.encode(crl.der)
+                let lines = stride(from: 0, to: b64.count, by: 64).map { String(Array(b64)[$0..<min($0 + 64, b64.count)]) }
+                return HTTPResponse(status: 200, headers: headers, body: Array(("-----BEGIN X509 CRL-----\n" + lines.joined(separator: "\n") + "\n-----END X509 CRL-----\n").utf8))
+            }
+            headers.append(("Content-Type", "application/pkix-crl"))
+            return HTTPResponse(status: 200, headers: headers, body: crl.der)
+        case ("POST", ["ocsp"]):
+            return ocspResponse(try service.ocsp(request: req.body))
+        case ("GET", ["bundle"]):
+            if req.query["format"] == "spiffe" {
+                return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: try service.spiffeBundle())
+            }
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.bundlePEM().utf8))
         case ("POST", ["hosts"]):
             return json(201, try service.registerHost(JSONCodec.decode(RegisterHostRequest.self, from: req.body)))
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "activate":
@@ -75,12 +97,24 @@ public struct BrokerAPI: Sendable {
         case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "evidence":
             try requireAdmin(req)
             return json(200, try service.evidence(hostID: p[1]))
-        case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]),
+        case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["crl.pem"]), (_, ["ocsp"]), (_, ["bundle"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]),
              (_, ["policies"]), (_, ["policies", "reload"]):
             throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here")
         default:
             throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))])
         }
+    }
+
+    private func ocspResponse(_ der: [UInt8]) -> HTTPResponse {
+        HTTPResponse(status: 200, headers: [("Content-Type", "application/ocsp-response"), ("Cache-Control", "no-cache")], body: der)
+    }
+
+    static func httpDate(_ d: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return f.string(from: d)
     }
 
     private func requireAdmin(_ req: HTTPRequest) throws {
@@ -132,5 +166,14 @@ extension BrokerAPI {
     /// The handler to give an `HTTPServer` (built here, not in `main`, so it is not main-actor isolated).
     public var httpHandler: @Sendable (HTTPRequest) -> HTTPResponse {
         { [self] req in self.handle(req) }
+    }
+}
+
+extension String {
+    /// Standard base64 (with or without padding) to bytes, nil if it is not base64.
+    func data(usingBase64: ()) -> [UInt8]? {
+        var s = self
+        while s.count % 4 != 0 { s += "=" }
+        return Data(base64Encoded: s).map { [UInt8]($0) }
     }
 }

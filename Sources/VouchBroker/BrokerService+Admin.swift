@@ -90,6 +90,32 @@ extension BrokerService {
                               hosts: hosts, certificates: certs)
     }
 
+    // MARK: OCSP and trust bundle
+
+    /// Answers a DER OCSPRequest from the store's records (RFC 6960).
+    public func ocsp(request: [UInt8]) throws -> [UInt8] {
+        try signer.ocspResponse(request: request, now: clock.now(), validity: config.ocspValidity) { serial in
+            guard let c = try store.certificate(serial: serial) else { return .unknown }
+            if let at = c.revokedAt { return .revoked(at: at, reason: c.revocationReason ?? 0) }
+            return .good
+        }
+    }
+
+    /// The trust bundle: the CA certificate(s) relying parties and attesters trust.
+    public func bundlePEM() throws -> String { try signer.caCertificate.pem }
+
+    /// The same bundle as a SPIFFE bundle (JWKS with x509-svid keys).
+    public func spiffeBundle() throws -> [UInt8] {
+        let ca = signer.caCertificate
+        guard let jwk = try ca.publicKey.ecJWKParameters else { throw VouchError(.internalError, "CA key is not an EC key") }
+        func b64url(_ b: [UInt8]) -> String {
+            Base64.encode(b).replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        }
+        let key: [String: Any] = ["kty": "EC", "crv": jwk.crv, "x": b64url(jwk.x), "y": b64url(jwk.y), "use": "x509-svid", "x5c": [Base64.encode(try ca.der)]]
+        let body: [String: Any] = ["keys": [key], "spiffe_refresh_hint": Int(config.crlValidity), "spiffe_sequence": 1]
+        return [UInt8](try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes]))
+    }
+
     // MARK: Policies and evidence
 
     public func policyStatus() -> PolicyStatus {

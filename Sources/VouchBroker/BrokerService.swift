@@ -29,10 +29,15 @@ public protocol CertificateSigner: Sendable {
     var caCertificate: Certificate { get }
     func issue(publicKey: PublicKey, profile: LeafProfile, serial: [UInt8]?) throws -> Certificate
     func makeCRL(entries: [RevokedEntry], number: UInt64, thisUpdate: Date, nextUpdate: Date) throws -> [UInt8]
+    func ocspResponse(request: [UInt8], now: Date, validity: TimeInterval, lookup: (String) throws -> CertificateStatusValue) throws -> [UInt8]
 }
 
 extension CertificateAuthority: CertificateSigner {
     public var caCertificate: Certificate { certificate }
+
+    public func ocspResponse(request: [UInt8], now: Date, validity: TimeInterval, lookup: (String) throws -> CertificateStatusValue) throws -> [UInt8] {
+        try OCSPResponder(ca: self).respond(to: request, now: now, validity: validity, lookup: lookup)
+    }
 }
 
 public struct BrokerConfig: Sendable {
@@ -47,6 +52,10 @@ public struct BrokerConfig: Sendable {
     public var crlValidity: TimeInterval = 300
     /// Public URL of the CRL, written into certificates as their CRL distribution point.
     public var crlURL: String?
+    /// Public URL of the OCSP responder, written into certificates (Authority Information Access).
+    public var ocspURL: String?
+    /// How long an OCSP response may be cached (nextUpdate - thisUpdate).
+    public var ocspValidity: TimeInterval = 300
 
     public init(trustDomain: String) { self.trustDomain = trustDomain }
 }
@@ -296,8 +305,15 @@ public final class BrokerService: Sendable {
                        pcrs: [String: [String: String]], now: Date) throws -> EnrollResponse {
         let notBefore = now.addingTimeInterval(-30)   // tolerate small clock skew at relying parties
         let notAfter = now.addingTimeInterval(evidence.certificateTTL)
+        let claimsExtension = AttestationExtension(
+            hostId: host.id, attestedAt: now, evidenceType: "tpm2-quote", evidenceDigest: Crypto.sha256(evidence.quote.attest.raw),
+            pcrBank: policies.current.policies.first { $0.name == evidence.policyName }?.pcrBank.rawValue ?? "sha256",
+            pcrDigest: evidence.quote.pcrDigest, policyName: evidence.policyName, policyVersion: evidence.policyVersion,
+            policyDigest: (try? Hex.decode(evidence.policySHA256)) ?? [], modelManifests: evidence.claims.model.map { [(try? Hex.decode($0.manifestDigest)) ?? []] } ?? [],
+            secureBoot: evidence.claims.boot?.secureBoot)
         let profile = LeafProfile(subjectCommonName: agentName, uriSANs: [spiffeID], notBefore: notBefore, notAfter: notAfter,
-                                  usage: .agent, crlDistributionPoint: config.crlURL)
+                                  usage: .agent, crlDistributionPoint: config.crlURL, ocspURL: config.ocspURL,
+                                  extensions: [(AttestationExtension.oid, claimsExtension.der)])
         let attestation = AttestationRecord(hostID: host.id, at: now, kind: "enrollment", trusted: true, codes: [],
                                             message: "quote verified; policy \(evidence.policyName) v\(evidence.policyVersion) satisfied",
                                             agentName: agentName, nonce: nonce, policyName: evidence.policyName,

@@ -155,6 +155,7 @@ public protocol BrokerStore: Sendable {
     /// `conflict` if the serial was ever used.
     func recordIssuance(attestation: AttestationRecord, certificate: CertificateRecord) throws -> Int64
     func certificates() throws -> [CertificateRecord]
+    func certificate(serial: String) throws -> CertificateRecord?
 
     /// Revokes every unrevoked certificate `target` names and stores the CRL `buildCRL` makes
     /// with the next CRL number, in one transaction. Returns the serials revoked and the CRL.

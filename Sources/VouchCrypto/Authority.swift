@@ -14,9 +14,14 @@ public struct LeafProfile: Sendable {
     public var notAfter: Date
     public var usage: Usage
     public var crlDistributionPoint: String?
+    /// Authority Information Access: the OCSP responder's URL.
+    public var ocspURL: String?
+    /// Further non-critical extensions: dotted OID and DER value.
+    public var extensions: [(oid: String, der: [UInt8])] = []
 
     public init(subjectCommonName: String, uriSANs: [String] = [], dnsSANs: [String] = [], ipSANs: [String] = [],
-                notBefore: Date, notAfter: Date, usage: Usage, crlDistributionPoint: String? = nil) {
+                notBefore: Date, notAfter: Date, usage: Usage, crlDistributionPoint: String? = nil, ocspURL: String? = nil,
+                extensions: [(oid: String, der: [UInt8])] = []) {
         self.subjectCommonName = subjectCommonName
         self.uriSANs = uriSANs
         self.dnsSANs = dnsSANs
@@ -25,6 +30,8 @@ public struct LeafProfile: Sendable {
         self.notAfter = notAfter
         self.usage = usage
         self.crlDistributionPoint = crlDistributionPoint
+        self.ocspURL = ocspURL
+        self.extensions = extensions
     }
 }
 
@@ -116,7 +123,21 @@ public final class CertificateAuthority: @unchecked Sendable {
             try requireSafe(crl, "crlDistributionPoint")
             exts.append((NID_crl_distribution_points, "URI:\(crl)"))
         }
+        if let ocsp = profile.ocspURL {
+            try requireSafe(ocsp, "ocspURL")
+            exts.append((NID_info_access, "OCSP;URI:\(ocsp)"))
+        }
         try addExtensions(x, issuer: certificate.x509, exts)
+        for (oid, der) in profile.extensions {
+            let obj = try notNil(OBJ_txt2obj(oid, 1), "OBJ_txt2obj(\(oid))")
+            defer { ASN1_OBJECT_free(obj) }
+            let value = try notNil(ASN1_OCTET_STRING_new(), "ASN1_OCTET_STRING_new")
+            defer { ASN1_OCTET_STRING_free(value) }
+            try check(ASN1_OCTET_STRING_set(value, der, Int32(der.count)), "ASN1_OCTET_STRING_set")
+            let ext = try notNil(X509_EXTENSION_create_by_OBJ(nil, obj, 0, value), "X509_EXTENSION_create_by_OBJ")
+            defer { X509_EXTENSION_free(ext) }
+            try check(X509_add_ext(x, ext, -1), "X509_add_ext")
+        }
         guard X509_sign(x, key.pkey, EVP_sha256()) > 0 else { throw opensslError("X509_sign") }
         return cert
     }

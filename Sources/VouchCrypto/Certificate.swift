@@ -64,6 +64,16 @@ public final class Certificate: @unchecked Sendable {
         get throws { PublicKey(owning: try notNil(X509_get_pubkey(x509), "X509_get_pubkey")) }
     }
 
+    /// The DER value of the extension with dotted `oid`, if present.
+    public func extensionValue(oid: String) -> [UInt8]? {
+        guard let obj = OBJ_txt2obj(oid, 1) else { ERR_clear_error(); return nil }
+        defer { ASN1_OBJECT_free(obj) }
+        let i = X509_get_ext_by_OBJ(x509, obj, -1)
+        guard i >= 0, let ext = X509_get_ext(x509, i), let data = X509_EXTENSION_get_data(ext),
+              let p = ASN1_STRING_get0_data(data) else { return nil }
+        return Array(UnsafeBufferPointer(start: p, count: Int(ASN1_STRING_length(data))))
+    }
+
     /// URI subjectAltNames (SPIFFE IDs).
     public var uriSANs: [String] {
         var crit: Int32 = 0

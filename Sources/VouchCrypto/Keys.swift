@@ -109,6 +109,18 @@ public final class PublicKey: @unchecked Sendable {
 
     public func isEqual(to other: PublicKey) -> Bool { EVP_PKEY_eq(pkey, other.pkey) == 1 }
 
+    /// For an EC key: its curve's JOSE name and the affine coordinates (for a JWK).
+    public var ecJWKParameters: (crv: String, x: [UInt8], y: [UInt8])? {
+        guard isEC else { return nil }
+        var len = 0
+        guard EVP_PKEY_get_octet_string_param(pkey, "pub", nil, 0, &len) == 1, len > 1 else { ERR_clear_error(); return nil }
+        var buf = [UInt8](repeating: 0, count: len)
+        guard EVP_PKEY_get_octet_string_param(pkey, "pub", &buf, len, &len) == 1, buf.first == 0x04 else { ERR_clear_error(); return nil }
+        let n = (len - 1) / 2
+        let crv = n == 32 ? "P-256" : n == 48 ? "P-384" : n == 66 ? "P-521" : "?"
+        return (crv, Array(buf[1...n]), Array(buf[(1 + n)...(2 * n)]))
+    }
+
     /// Verifies `signature` over `message`. Returns true only when OpenSSL says exactly 1;
     /// every error, mismatch of key type and scheme, or malformed signature is false.
     /// For `.ecdsa`, `signature` is a DER ECDSA-Sig-Value.

@@ -211,6 +211,10 @@ public final class SQLiteBrokerStore: BrokerStore {
                           revocationReason: r.optionalInt(9).map(Int.init))
     }
 
+    public func certificate(serial: String) throws -> CertificateRecord? {
+        try with { db in try db.prepare("SELECT \(Self.certColumns) FROM certificates WHERE serial = ?").query([.text(serial)], Self.certificate).first }
+    }
+
     public func certificates() throws -> [CertificateRecord] {
         try with { db in try db.prepare("SELECT \(Self.certColumns) FROM certificates ORDER BY not_before, serial").query([], Self.certificate) }
     }

@@ -20,6 +20,7 @@ enum CLI {
       revoke --serial HEX [--reason R]    revoke one certificate
       revoke --host ID [--agent NAME]     revoke every certificate of an agent, or of a host
       crl [--out FILE] [--json]           fetch the CRL, check its signature, list revoked serials
+      cert inspect FILE [--json]          a certificate's identity and the attestation extension it carries
 
     Policies (offline, except capture --host):
       policy lint FILE|DIR...             validate files and the set; exit 0 valid, 1 invalid

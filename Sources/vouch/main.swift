@@ -11,6 +11,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "quote": quoteCommand,
     "eventlog": eventlogCommand,
     "policy": policyCommand,
+    "cert": certCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())

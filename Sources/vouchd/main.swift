@@ -62,6 +62,7 @@ do {
 
     var config = BrokerConfig(trustDomain: trustDomain)
     config.crlURL = publicURL + "/v1/crl"
+    config.ocspURL = publicURL + "/v1/ocsp"
     if let t = args["challenge-ttl"] { config.challengeTTL = try parseDuration(t, field: "--challenge-ttl") }
     if let v = args["crl-validity"] { config.crlValidity = try parseDuration(v, field: "--crl-validity") }
 

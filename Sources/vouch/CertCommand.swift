@@ -1,0 +1,62 @@
+import Foundation
+import VouchAPI
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+
+/// `vouch cert inspect FILE [--json]`: the certificate's identity and the attestation it carries.
+func certCommand(_ argv: [String]) throws -> Int32 {
+    guard argv.first == "inspect" else { throw VouchError(.badRequest, "usage: vouch cert inspect FILE [--json]") }
+    let args = try Arguments(Array(argv.dropFirst()), options: [], flags: ["json"], positional: 1)
+    guard let path = args.positional.first else { throw VouchError(.badRequest, "vouch cert inspect needs a FILE") }
+    guard let data = FileManager.default.contents(atPath: path) else {
+        CLI.error("cert inspect: cannot read \(path)")
+        return 2
+    }
+    let bytes = [UInt8](data)
+    guard let cert = bytes.starts(with: Array("-----BEGIN".utf8)) ? try? Certificate(pem: String(decoding: bytes, as: UTF8.self))
+                                                                  : try? Certificate(der: bytes) else {
+        CLI.error("cert inspect: \(path) is not a PEM or DER certificate")
+        return 2
+    }
+    var claims: AttestationExtension?
+    var problem: String?
+    if let der = cert.extensionValue(oid: AttestationExtension.oid) {
+        do { claims = try AttestationExtension(der: der) } catch { problem = "\(error)" }
+    }
+    if args.has("json") {
+        struct Report: Encodable {
+            let serial, subject, issuer, notBefore, notAfter: String
+            let uriSANs: [String]
+            let attestation: AttestationReport?
+            let attestationError: String?
+        }
+        struct AttestationReport: Encodable {
+            let hostId, attestedAt, evidenceType, evidenceDigest, pcrBank, pcrDigest, policyName, policyDigest: String
+            let policyVersion: Int
+            let modelManifests: [String]
+            let secureBoot: Bool?
+        }
+        print(JSONCodec.pretty(Report(serial: cert.serialHex, subject: cert.subject, issuer: cert.issuer, notBefore: cert.notBefore.iso8601,
+                                      notAfter: cert.notAfter.iso8601, uriSANs: cert.uriSANs, attestation: claims.map {
+            AttestationReport(hostId: $0.hostId, attestedAt: $0.attestedAt.iso8601, evidenceType: $0.evidenceType, evidenceDigest: Hex.encode($0.evidenceDigest),
+                              pcrBank: $0.pcrBank, pcrDigest: Hex.encode($0.pcrDigest), policyName: $0.policyName, policyDigest: Hex.encode($0.policyDigest),
+                              policyVersion: $0.policyVersion, modelManifests: $0.modelManifests.map { Hex.encode($0) }, secureBoot: $0.secureBoot)
+        }, attestationError: problem)))
+    } else {
+        print("serial     \(cert.serialHex)\nsubject    \(cert.subject)\nissuer     \(cert.issuer)")
+        print("validity   \(cert.notBefore.iso8601) → \(cert.notAfter.iso8601)")
+        for u in cert.uriSANs { print("SAN        \(u)") }
+        if let c = claims {
+            print("attestation (\(AttestationExtension.oid))")
+            print("  host           \(c.hostId)\n  attested at    \(c.attestedAt.iso8601)\n  evidence       \(c.evidenceType) sha256:\(Hex.encode(c.evidenceDigest))")
+            print("  PCRs           \(c.pcrBank) digest \(Hex.encode(c.pcrDigest))")
+            print("  policy         \(c.policyName) v\(c.policyVersion) sha256:\(Hex.encode(c.policyDigest))")
+            print("  model          \(c.modelManifests.isEmpty ? "none measured" : c.modelManifests.map { Hex.encode($0) }.joined(separator: ", "))")
+            print("  Secure Boot    \(c.secureBoot.map { $0 ? "enabled" : "disabled" } ?? "no firmware log")")
+        } else {
+            print("attestation    \(problem.map { "malformed: \($0)" } ?? "none (not a Vouch attested certificate)")")
+        }
+    }
+    return problem == nil ? 0 : 1
+}

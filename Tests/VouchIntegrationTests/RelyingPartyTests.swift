@@ -1,0 +1,105 @@
+import Foundation
+import XCTest
+import VouchAPI
+import VouchAttesterKit
+import VouchCore
+import VouchCrypto
+import VouchHTTPClient
+
+/// What relying parties consume, checked with their own tools: the attestation extension, OCSP
+/// (openssl ocsp), the CRL as PEM with caching headers, and the trust bundle.
+final class RelyingPartyTests: XCTestCase {
+    func testExtensionOCSPCRLAndBundle() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm)
+        let weights = tpm.dir.appendingPathComponent("w.bin")
+        try Data("weights".utf8).write(to: weights)
+        let log = tpm.dir.appendingPathComponent("model.json").path
+        let model = try ModelMeasurement.measure(paths: [weights.path], tcti: tpm.tcti, logPath: log)
+        let attester = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "gpu", modelLogPath: log),
+                                broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+        try attester.register()
+        let key = try PrivateKey.generate()
+        let issued = try attester.enroll(AgentEnrollRequest(agentName: "rp-agent", csr: try CSR.create(key: key, commonName: "rp-agent").pem))
+        let d = broker.dir
+        let certPath = d.appendingPathComponent("agent.pem").path
+        try issued.certificate.write(toFile: certPath, atomically: true, encoding: .utf8)
+
+        // The profile as OpenSSL sees it.
+        let text = try TestEnv.run("openssl", ["x509", "-in", certPath, "-noout", "-text"]).stdout
+        XCTAssertTrue(text.contains("OCSP - URI:\(broker.url)/v1/ocsp"), text)
+        XCTAssertTrue(text.contains("2.25.60286659441808924600910299526305292412"), text)
+
+        // The attestation it carries, decoded by vouch cert inspect.
+        let inspect = try broker.vouch(["cert", "inspect", certPath, "--json"])
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as! [String: Any]
+        let a = try XCTUnwrap(json["attestation"] as? [String: Any])
+        XCTAssertEqual(a["hostId"] as? String, attester.hostID)
+        XCTAssertEqual(a["policyName"] as? String, "development")
+        XCTAssertEqual(a["policyVersion"] as? Int, 1)
+        XCTAssertEqual(a["modelManifests"] as? [String], [model.manifestDigest])
+        XCTAssertEqual(a["evidenceType"] as? String, "tpm2-quote")
+        XCTAssertEqual((a["pcrDigest"] as? String)?.count, 64)
+        let policySHA = try broker.status().policies.policies.first?.sha256
+        XCTAssertEqual(a["policyDigest"] as? String, policySHA)
+
+        // OCSP, as openssl ocsp builds and verifies it (nonce included), POST then GET.
+        let req = d.appendingPathComponent("req.der").path, resp = d.appendingPathComponent("resp.der").path
+        func ocsp(cert: String, get: Bool = false) throws -> String {
+            XCTAssertEqual(try TestEnv.run("openssl", ["ocsp", "-issuer", broker.caFile, "-cert", cert, "-reqout", req]).status, 0)
+            let reqBytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: req)))
+            let answer = get
+                ? try broker.client().transport.send("GET", "/v1/ocsp/" + (Base64.encode(reqBytes).addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""), headers: [:], body: nil)
+                : try broker.client().transport.send("POST", "/v1/ocsp", headers: ["Content-Type": "application/ocsp-request"], body: reqBytes)
+            XCTAssertEqual(answer.status, 200)
+            XCTAssertEqual(answer.header("Content-Type"), "application/ocsp-response")
+            try Data(answer.body).write(to: URL(fileURLWithPath: resp))
+            // With -reqin alone, openssl checks the signature and that our nonce echoes the request's;
+            // (given -cert too it would build a fresh request with a new nonce). Then read the status.
+            let verified = try TestEnv.run("openssl", ["ocsp", "-reqin", req, "-respin", resp, "-CAfile", broker.caFile])
+            XCTAssertTrue((verified.stdout + verified.stderr).contains("Response verify OK"), verified.stdout + verified.stderr)
+            let r = try TestEnv.run("openssl", ["ocsp", "-issuer", broker.caFile, "-cert", cert, "-respin", resp, "-CAfile", broker.caFile, "-no_nonce"])
+            return verified.stdout + verified.stderr + r.stdout + r.stderr
+        }
+        var out = try ocsp(cert: certPath)
+        XCTAssertTrue(out.contains("Response verify OK") && out.contains("\(certPath): good"), out)
+        XCTAssertTrue(try ocsp(cert: certPath, get: true).contains(": good"))
+
+        XCTAssertEqual(try broker.vouch(["revoke", "--serial", issued.serial, "--reason", "keyCompromise"]).status, 0)
+        out = try ocsp(cert: certPath)
+        XCTAssertTrue(out.contains("Response verify OK") && out.contains(": revoked") && out.contains("Reason: keyCompromise"), out)
+
+        // A certificate this CA signed but never issued to an agent (the broker's TLS certificate): unknown.
+        let server = try TestEnv.run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(broker.port) </dev/null 2>/dev/null | openssl x509"])
+        let serverPath = d.appendingPathComponent("server.pem").path
+        try server.stdout.write(toFile: serverPath, atomically: true, encoding: .utf8)
+        XCTAssertTrue(try ocsp(cert: serverPath).contains(": unknown"))
+
+        // Garbage gets an OCSP malformedRequest answer, not an HTTP error or a crash.
+        let bad = try broker.client().transport.send("POST", "/v1/ocsp", headers: [:], body: Array("not der".utf8))
+        try Data(bad.body).write(to: URL(fileURLWithPath: resp))
+        let badText = try TestEnv.run("openssl", ["ocsp", "-respin", resp, "-resp_text", "-noverify"])
+        XCTAssertTrue((badText.stdout + badText.stderr).lowercased().contains("malformedrequest"), badText.stdout + badText.stderr)
+
+        // The CRL as PEM, with validators a cache can use.
+        let crl = try broker.client().raw("GET", "/v1/crl.pem")
+        XCTAssertEqual(crl.header("Content-Type"), "application/x-pem-file")
+        let crlPath = d.appendingPathComponent("crl.pem").path
+        try Data(crl.body).write(to: URL(fileURLWithPath: crlPath))
+        XCTAssertTrue(try TestEnv.run("openssl", ["crl", "-in", crlPath, "-noout", "-text"]).stdout.contains(issued.serial.uppercased()))
+        let etag = try XCTUnwrap(crl.header("ETag"))
+        XCTAssertNotNil(crl.header("Last-Modified"))
+        let again = try broker.client().transport.send("GET", "/v1/crl", headers: ["If-None-Match": etag.replacingOccurrences(of: "-pem", with: "")], body: nil)
+        XCTAssertEqual(again.status, 304)
+
+        // The trust bundle: PEM, and a SPIFFE bundle whose x5c is the CA.
+        let bundle = try broker.client().raw("GET", "/v1/bundle")
+        XCTAssertEqual(String(decoding: bundle.body, as: UTF8.self), try String(contentsOfFile: broker.caFile, encoding: .utf8))
+        let spiffe = try JSONSerialization.jsonObject(with: Data(try broker.client().raw("GET", "/v1/bundle?format=spiffe").body)) as! [String: Any]
+        let jwk = try XCTUnwrap((spiffe["keys"] as? [[String: Any]])?.first)
+        XCTAssertEqual(jwk["use"] as? String, "x509-svid")
+        XCTAssertEqual(jwk["crv"] as? String, "P-256")
+        XCTAssertEqual((jwk["x5c"] as? [String])?.first, Base64.encode(try Certificate(pem: String(contentsOfFile: broker.caFile, encoding: .utf8)).der))
+    }
+}
