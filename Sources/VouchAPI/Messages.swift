@@ -95,14 +95,23 @@ public struct QuoteBody: Codable, Sendable {
     }
 }
 
+/// Renewal: the agent's current certificate, and its current key's signature (SHA-256) over the
+/// DER of the new CSR, proving the renewing party holds that key.
+public struct RenewalBody: Codable, Sendable {
+    public var certificate: String      // PEM
+    public var proof: String            // base64 signature
+    public init(certificate: String, proof: String) { self.certificate = certificate; self.proof = proof }
+}
+
 public struct EnrollRequest: Codable, Sendable {
     public var hostId: String
     public var nonce: String
     public var agentName: String
     public var csr: String              // PEM
     public var quote: QuoteBody
-    public init(hostId: String, nonce: String, agentName: String, csr: String, quote: QuoteBody) {
-        self.hostId = hostId; self.nonce = nonce; self.agentName = agentName; self.csr = csr; self.quote = quote
+    public var renewal: RenewalBody?
+    public init(hostId: String, nonce: String, agentName: String, csr: String, quote: QuoteBody, renewal: RenewalBody? = nil) {
+        self.hostId = hostId; self.nonce = nonce; self.agentName = agentName; self.csr = csr; self.quote = quote; self.renewal = renewal
     }
 }
 
@@ -124,7 +133,8 @@ public struct EnrollResponse: Codable, Sendable {
 public struct AgentEnrollRequest: Codable, Sendable {
     public var agentName: String
     public var csr: String
-    public init(agentName: String, csr: String) { self.agentName = agentName; self.csr = csr }
+    public var renewal: RenewalBody?
+    public init(agentName: String, csr: String, renewal: RenewalBody? = nil) { self.agentName = agentName; self.csr = csr; self.renewal = renewal }
 }
 
 public struct RevokeRequest: Codable, Sendable {
@@ -132,8 +142,11 @@ public struct RevokeRequest: Codable, Sendable {
     public var hostId: String?
     public var agentName: String?
     public var reason: String?
-    public init(serial: String? = nil, hostId: String? = nil, agentName: String? = nil, reason: String? = nil) {
-        self.serial = serial; self.hostId = hostId; self.agentName = agentName; self.reason = reason
+    /// With `hostId` alone: also block the host, so it can neither enroll, renew nor re-register
+    /// until `POST /v1/hosts/{id}/unblock`.
+    public var blockHost: Bool?
+    public init(serial: String? = nil, hostId: String? = nil, agentName: String? = nil, reason: String? = nil, blockHost: Bool? = nil) {
+        self.serial = serial; self.hostId = hostId; self.agentName = agentName; self.reason = reason; self.blockHost = blockHost
     }
 }
 
@@ -165,10 +178,13 @@ public struct HostStatus: Codable, Sendable {
     public var akState: String
     public var akAlgorithm: String
     public var ekIssuer: String
+    /// Why the host is blocked (revoked as a whole), if it is.
+    public var blocked: String?
     public var registeredAt: String
     public var lastAttestation: AttestationSummary?
     public init(hostId: String, hostname: String, labels: [String: String]? = nil, policy: String? = nil, akState: String, akAlgorithm: String,
-                ekIssuer: String, registeredAt: String, lastAttestation: AttestationSummary?) {
+                blocked: String? = nil, ekIssuer: String, registeredAt: String, lastAttestation: AttestationSummary?) {
+        self.blocked = blocked
         self.hostId = hostId; self.hostname = hostname; self.labels = labels; self.policy = policy; self.akState = akState; self.akAlgorithm = akAlgorithm
         self.ekIssuer = ekIssuer; self.registeredAt = registeredAt; self.lastAttestation = lastAttestation
     }

@@ -109,7 +109,7 @@ public final class Attester: Sendable {
         let q = try quote(qualifyingData: EnrollmentBinding.qualifyingData(nonce: nonce, agentSPKI: spki), selection: selection)
         return try broker.call("POST", "/v1/enroll", body: EnrollRequest(
             hostId: hostID, nonce: challenge.nonce, agentName: req.agentName, csr: req.csr,
-            quote: try Self.quoteBody(q, eventLogPath: config.eventLogPath, modelLogPath: config.modelLogPath)),
+            quote: try Self.quoteBody(q, eventLogPath: config.eventLogPath, modelLogPath: config.modelLogPath), renewal: req.renewal),
             as: EnrollResponse.self)
     }
 

@@ -94,6 +94,9 @@ public struct BrokerAPI: Sendable {
         case ("POST", ["policies", "reload"]):
             try requireAdmin(req)
             return json(200, try service.reloadPolicies())
+        case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "unblock":
+            try requireAdmin(req)
+            return json(200, try service.unblock(hostID: p[1]))
         case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "evidence":
             try requireAdmin(req)
             return json(200, try service.evidence(hostID: p[1]))
@@ -155,7 +158,8 @@ public struct BrokerAPI: Sendable {
              .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected,
              .eventLogMismatch, .modelLogMismatch, .clockRegressed, .clockNotSafe, .noPolicy, .spiffeIDUnresolved,
              .eventLogMissing, .secureBootDisabled, .bootApplicationNotAllowed, .bootApplicationDenied, .kernelCmdlineMissing,
-             .kernelCmdlineForbidden, .dbxEntryMissing, .modelMissing, .modelNotAllowed, .modelDenied, .evidenceTooOld, .agentKeyNotAllowed:
+             .kernelCmdlineForbidden, .dbxEntryMissing, .modelMissing, .modelNotAllowed, .modelDenied, .evidenceTooOld, .agentKeyNotAllowed,
+             .hostRevoked, .certificateRevoked, .certificateExpired, .renewalIdentityMismatch, .renewalProofInvalid:
             403
         default: 400
         }

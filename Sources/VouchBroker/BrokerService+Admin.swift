@@ -33,6 +33,16 @@ extension BrokerService {
         guard let reason = Self.reasonCodes[reasonName] else {
             throw VouchError(.badRequest, "unknown revocation reason", context: ["field": "reason", "expected": Self.reasonCodes.keys.sorted().joined(separator: ","), "got": reasonName])
         }
+        if req.blockHost == true {
+            guard case let .host(id) = target else { throw VouchError(.badRequest, "blockHost goes with hostId alone", context: ["field": "blockHost"]) }
+            var host = try knownHost(id)
+            host.blockedReason = "\(reasonName) at \(clock.now().iso8601)"
+            try store.saveHost(host)
+            log("host \(id) blocked (\(reasonName))")
+            let (serials, crl) = try store.revoke(target, at: clock.now(), reason: reason, buildCRL: crlBuilder())
+            metrics.revoked(serials.count)
+            return RevokeResponse(revoked: serials, crlNumber: crl.number)
+        }
         let (serials, crl) = try store.revoke(target, at: clock.now(), reason: reason, buildCRL: crlBuilder())
         guard !serials.isEmpty else {
             throw VouchError(.notFound, "no unrevoked certificate matches", context: ["target": "\(target)"])
@@ -77,6 +87,7 @@ extension BrokerService {
             }
             return HostStatus(hostId: h.id, hostname: h.hostname, labels: h.labels.isEmpty ? nil : h.labels,
                               policy: set.select(labels: h.labels, ekIssuer: h.ekIssuer)?.label, akState: h.akState.rawValue, akAlgorithm: h.akAlgorithm,
+                              blocked: h.blockedReason,
                               ekIssuer: h.ekIssuer, registeredAt: h.registeredAt.iso8601, lastAttestation: last)
         }
         let reasons = Dictionary(uniqueKeysWithValues: Self.reasonCodes.map { ($1, $0) })
@@ -88,6 +99,15 @@ extension BrokerService {
         }
         return StatusResponse(trustDomain: config.trustDomain, policies: policyStatus(), crlNumber: try store.currentCRL()?.number ?? 0,
                               hosts: hosts, certificates: certs)
+    }
+
+    /// Lifts an operator's block on a host (it must still pass attestation to get certificates).
+    public func unblock(hostID: String) throws -> HostStatus {
+        var host = try knownHost(hostID)
+        host.blockedReason = nil
+        try store.saveHost(host)
+        log("host \(hostID) unblocked")
+        return try status().hosts.first { $0.hostId == hostID }!
     }
 
     // MARK: OCSP and trust bundle

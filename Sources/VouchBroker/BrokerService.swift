@@ -22,6 +22,12 @@ extension ErrorCode {
     public static let policyRejected = ErrorCode("policy_rejected")
     public static let spiffeIDUnresolved = ErrorCode("spiffe_id_unresolved")
     public static let labelsInvalid = ErrorCode("labels_invalid")
+    public static let hostRevoked = ErrorCode("host_revoked")
+    public static let certificateRevoked = ErrorCode("certificate_revoked")
+    public static let certificateExpired = ErrorCode("certificate_expired")
+    public static let renewalInvalid = ErrorCode("renewal_invalid")
+    public static let renewalIdentityMismatch = ErrorCode("renewal_identity_mismatch")
+    public static let renewalProofInvalid = ErrorCode("renewal_proof_invalid")
 }
 
 /// Signs certificates and CRLs: the CA, seen by the service only through this protocol.
@@ -121,6 +127,9 @@ public final class BrokerService: Sendable {
         let made = try CredentialProtection.makeCredential(ek: endorsement.ekPublic, objectName: akName, credential: secret)
 
         let existing = try store.host(id: endorsement.hostID)
+        if let reason = existing?.blockedReason {
+            throw VouchError(.hostRevoked, "this host was revoked by an operator and cannot register until unblocked", context: ["hostId": endorsement.hostID, "reason": reason])
+        }
         let expires = now.addingTimeInterval(config.activationTTL)
         try store.saveHost(HostRecord(id: endorsement.hostID, hostname: hostname, ekPublic: ekPublic, ekCertificate: ekCert,
                                       ekIssuer: endorsement.ekCertificateIssuer, labels: labels, akPublic: akPublic, akName: akName, akAlgorithm: kind.rawValue,
@@ -174,6 +183,7 @@ public final class BrokerService: Sendable {
     /// Issues a single-use nonce for a host whose AK is active, with the PCRs its quote must cover.
     public func createChallenge(_ req: ChallengeRequest) throws -> ChallengeResponse {
         let host = try knownHost(req.hostId)
+        try requireNotBlocked(host)
         guard host.akState == .active else {
             throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
         }
@@ -243,6 +253,9 @@ public final class BrokerService: Sendable {
         }
         // 2
         let host = try knownHost(req.hostId)
+        if host.blockedReason != nil {
+            try refuse(host, req, nil, VouchError(.hostRevoked, "this host was revoked by an operator", context: ["hostId": host.id]), now)
+        }
         guard host.akState == .active else {
             try refuse(host, req, nil, VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id]), now)
         }
@@ -264,6 +277,11 @@ public final class BrokerService: Sendable {
             try refuse(host, req, policy, VouchError(.csrSignatureInvalid, "CSR signature does not verify with its own key (no proof of possession)"), now)
         }
         let agentKey = try csr.publicKey
+        if let renewal = req.renewal {
+            do { try checkRenewal(renewal, host: host, agentName: req.agentName, csr: csr, now: now) } catch let e as VouchError {
+                try refuse(host, req, policy, e, now)
+            }
+        }
         let keyType = agentKey.isEC ? "ec-p\(agentKey.bits)" : agentKey.isRSA ? "rsa-\(agentKey.bits)" : "other"
         guard Policy.allAgentKeyTypes.contains(keyType) else {
             try refuse(host, req, policy, VouchError(.csrKeyNotAllowed, "agent key must be ECDSA P-256/P-384 or RSA of 2048-4096 bits",
@@ -352,6 +370,43 @@ public final class BrokerService: Sendable {
         log("refused enrollment of \(req.agentName) on \(host.id): \(error.code) \(error.message)")
         if violations.isEmpty { throw error }
         throw PolicyRefusal(error: error, violations: violations)
+    }
+
+    func requireNotBlocked(_ host: HostRecord) throws {
+        if let reason = host.blockedReason {
+            throw VouchError(.hostRevoked, "this host was revoked by an operator", context: ["hostId": host.id, "reason": reason])
+        }
+    }
+
+    /// Renewal checks, in order: the current certificate parses and chains to this CA at `now`
+    /// (`certificate_expired` if only its validity fails), this broker issued it and it is not
+    /// revoked, it names this host and agent, and its key signed the new CSR's DER.
+    func checkRenewal(_ renewal: RenewalBody, host: HostRecord, agentName: String, csr: CSR, now: Date) throws {
+        guard let current = try? Certificate(pem: renewal.certificate) else {
+            throw VouchError(.renewalInvalid, "renewal certificate is not a PEM certificate", context: ["field": "renewal.certificate"])
+        }
+        if current.verify(anchors: [signer.caCertificate], at: now) != nil {
+            if current.notAfter <= now, current.verify(anchors: [signer.caCertificate], at: current.notAfter.addingTimeInterval(-1)) == nil {
+                throw VouchError(.certificateExpired, "the certificate to renew has expired; enroll afresh", context: ["serial": current.serialHex])
+            }
+            throw VouchError(.renewalInvalid, "the certificate to renew was not issued by this broker's CA", context: ["field": "renewal.certificate"])
+        }
+        guard let record = try store.certificate(serial: current.serialHex) else {
+            throw VouchError(.renewalInvalid, "this broker has no record of the certificate to renew", context: ["serial": current.serialHex])
+        }
+        guard record.revokedAt == nil else {
+            throw VouchError(.certificateRevoked, "the certificate to renew is revoked", context: ["serial": record.serial])
+        }
+        guard record.hostID == host.id, record.agentName == agentName else {
+            throw VouchError(.renewalIdentityMismatch, "the certificate to renew belongs to another host or agent",
+                             context: ["expected": "\(host.id)/\(agentName)", "got": "\(record.hostID)/\(record.agentName)"])
+        }
+        let proof = try Base64.decode(renewal.proof, field: "renewal.proof")
+        let key = try current.publicKey
+        let scheme: SignatureScheme = key.isEC ? .ecdsa : .rsassa
+        guard key.verify(message: try csr.der, signature: proof, scheme: scheme, hash: .sha256) else {
+            throw VouchError(.renewalProofInvalid, "the renewal proof is not a signature by the current certificate's key", context: ["field": "renewal.proof"])
+        }
     }
 
     func knownHost(_ id: String) throws -> HostRecord {

@@ -25,6 +25,8 @@ public struct HostRecord: Sendable, Equatable {
     public var activationDigest: [UInt8]?
     public var activationExpiresAt: Date?
     public var activationFailures: Int
+    /// Set when an operator revoked the host as a whole: the reason and time.
+    public var blockedReason: String? = nil
     public var registeredAt: Date
     public var updatedAt: Date
 
@@ -166,6 +168,12 @@ public protocol BrokerStore: Sendable {
 }
 
 extension HostRecord {
+    public func withBlock(_ reason: String?) -> HostRecord {
+        var h = self
+        h.blockedReason = reason
+        return h
+    }
+
     public func withLabels(_ labels: [String: String]?) -> HostRecord {
         var h = self
         h.labels = labels ?? [:]

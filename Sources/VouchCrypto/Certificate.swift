@@ -202,4 +202,8 @@ public final class CSR: @unchecked Sendable {
     }
 
     public var subject: String { nameString(X509_REQ_get_subject_name(req)) }
+
+    public var der: [UInt8] {
+        get throws { try derEncode("i2d_X509_REQ") { i2d_X509_REQ(req, $0) } }
+    }
 }

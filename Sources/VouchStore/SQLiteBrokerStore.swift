@@ -20,7 +20,7 @@ public final class SQLiteBrokerStore: BrokerStore {
               id TEXT PRIMARY KEY, hostname TEXT NOT NULL, ek_public BLOB NOT NULL, ek_certificate BLOB NOT NULL,
               ek_issuer TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}', ak_public BLOB NOT NULL, ak_name BLOB NOT NULL, ak_algorithm TEXT NOT NULL,
               ak_state TEXT NOT NULL CHECK (ak_state IN ('pending','active')), activation_digest BLOB, activation_expires_at REAL,
-              activation_failures INTEGER NOT NULL DEFAULT 0, registered_at REAL NOT NULL, updated_at REAL NOT NULL);
+              activation_failures INTEGER NOT NULL DEFAULT 0, registered_at REAL NOT NULL, updated_at REAL NOT NULL, blocked_reason TEXT);
             CREATE TABLE IF NOT EXISTS challenges (
               nonce TEXT PRIMARY KEY, host_id TEXT NOT NULL REFERENCES hosts(id), created_at REAL NOT NULL,
               expires_at REAL NOT NULL, used_at REAL);
@@ -58,22 +58,22 @@ public final class SQLiteBrokerStore: BrokerStore {
         try with { db in
             try db.prepare("""
             INSERT INTO hosts (id, hostname, ek_public, ek_certificate, ek_issuer, labels, ak_public, ak_name, ak_algorithm, ak_state,
-              activation_digest, activation_expires_at, activation_failures, registered_at, updated_at)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+              activation_digest, activation_expires_at, activation_failures, registered_at, updated_at, blocked_reason)
+            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             ON CONFLICT(id) DO UPDATE SET hostname=excluded.hostname, ek_public=excluded.ek_public, ek_certificate=excluded.ek_certificate,
               ek_issuer=excluded.ek_issuer, labels=excluded.labels, ak_public=excluded.ak_public, ak_name=excluded.ak_name, ak_algorithm=excluded.ak_algorithm,
               ak_state=excluded.ak_state, activation_digest=excluded.activation_digest, activation_expires_at=excluded.activation_expires_at,
-              activation_failures=excluded.activation_failures, updated_at=excluded.updated_at
+              activation_failures=excluded.activation_failures, updated_at=excluded.updated_at, blocked_reason=excluded.blocked_reason
             """).run([.text(h.id), .text(h.hostname), .blob(h.ekPublic), .blob(h.ekCertificate), .text(h.ekIssuer), .text(Self.json(h.labels)), .blob(h.akPublic),
                       .blob(h.akName), .text(h.akAlgorithm), .text(h.akState.rawValue), h.activationDigest.map { .blob($0) } ?? .null,
                       h.activationExpiresAt.map { .real($0.timeIntervalSince1970) } ?? .null, .int(Int64(h.activationFailures)),
-                      .real(h.registeredAt.timeIntervalSince1970), .real(h.updatedAt.timeIntervalSince1970)])
+                      .real(h.registeredAt.timeIntervalSince1970), .real(h.updatedAt.timeIntervalSince1970), h.blockedReason.map { .text($0) } ?? .null])
         }
     }
 
     private static let hostColumns = """
     id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state, activation_digest,
-    activation_expires_at, activation_failures, registered_at, updated_at, labels
+    activation_expires_at, activation_failures, registered_at, updated_at, labels, blocked_reason
     """
 
     private static func host(_ r: Statement.Row) -> HostRecord {
@@ -81,7 +81,7 @@ public final class SQLiteBrokerStore: BrokerStore {
                    akPublic: r.blob(5), akName: r.blob(6), akAlgorithm: r.text(7), akState: AKState(rawValue: r.text(8)) ?? .pending,
                    activationDigest: r.isNull(9) ? nil : r.blob(9), activationExpiresAt: r.optionalDate(10),
                    activationFailures: Int(r.int(11)), registeredAt: r.date(12), updatedAt: r.date(13))
-            .withLabels(Self.unjson(r.text(14)))
+            .withLabels(Self.unjson(r.text(14))).withBlock(r.optionalText(15))
     }
 
     static func json<T: Encodable>(_ v: T) -> String {

@@ -9,9 +9,11 @@ enum CLI {
     usage: vouch COMMAND [options]
 
     Agents:
-      enroll --name NAME [--socket PATH] [--out DIR] [--key-type p256|p384]
+      enroll --name NAME [--socket PATH] [--out DIR] [--key-type p256|p384] [--renew]
           Create a key pair and CSR, have the local attester prove this host's state to the broker,
           and write DIR/NAME.key (0600), DIR/NAME.pem and DIR/ca.pem. Socket: $VOUCH_ATTESTER_SOCKET.
+          --renew: replace DIR/NAME.pem before it expires: a new key, signed over by the current one,
+          and fresh evidence; refused if the current certificate or the host was revoked.
 
     Operators (broker: --broker URL or $VOUCH_BROKER; CA: --ca FILE or $VOUCH_CA;
                admin token: --token-file FILE or $VOUCH_TOKEN_FILE):
@@ -19,6 +21,8 @@ enum CLI {
       status --evidence HOST [--out FILE] export a host's last verified evidence bundle (JSON)
       revoke --serial HEX [--reason R]    revoke one certificate
       revoke --host ID [--agent NAME]     revoke every certificate of an agent, or of a host
+      revoke --host ID --block            ...and block the host: no enrollment, renewal or registration
+      host unblock ID                     lift that block (the host must still pass attestation)
       crl [--out FILE] [--json]           fetch the CRL, check its signature, list revoked serials
       cert inspect FILE [--json]          a certificate's identity and the attestation extension it carries
 
@@ -62,7 +66,7 @@ enum CLI {
 }
 
 func enrollCommand(_ argv: [String]) throws -> Int32 {
-    let args = try Arguments(argv, options: ["name", "socket", "out", "key-type"])
+    let args = try Arguments(argv, options: ["name", "socket", "out", "key-type"], flags: ["renew"])
     let name = try args.required("name")
     guard let socket = args["socket"] ?? CLI.env("VOUCH_ATTESTER_SOCKET") else {
         throw VouchError(.badRequest, "no attester socket: give --socket PATH or set VOUCH_ATTESTER_SOCKET")
@@ -73,8 +77,15 @@ func enrollCommand(_ argv: [String]) throws -> Int32 {
     }
     let key = try PrivateKey.generate(keyType)
     let csr = try CSR.create(key: key, commonName: name)
+    var renewal: RenewalBody?
+    if args.has("renew") {
+        guard let current = try? Files.readString("\(out)/\(name).pem"), let currentKey = try? PrivateKey(pem: Files.readString("\(out)/\(name).key")) else {
+            throw VouchError(.badRequest, "--renew needs the current \(out)/\(name).pem and \(out)/\(name).key")
+        }
+        renewal = RenewalBody(certificate: current, proof: Base64.encode(try currentKey.sign(try csr.der)))
+    }
     let client = APIClient(transport: HTTPClient(.unix(path: socket), timeoutSeconds: 60))
-    let issued = try client.call("POST", "/v1/enroll", body: AgentEnrollRequest(agentName: name, csr: try csr.pem), as: EnrollResponse.self)
+    let issued = try client.call("POST", "/v1/enroll", body: AgentEnrollRequest(agentName: name, csr: try csr.pem, renewal: renewal), as: EnrollResponse.self)
     let cert = try Certificate(pem: issued.certificate)
     guard try cert.publicKey.isEqual(to: key.publicKey) else {
         throw VouchError(.crypto, "the broker returned a certificate for a different key")
@@ -84,7 +95,7 @@ func enrollCommand(_ argv: [String]) throws -> Int32 {
     try Files.writeAtomically(Array(issued.certificate.utf8), to: "\(out)/\(name).pem")
     try Files.writeAtomically(Array(issued.caCertificate.utf8), to: "\(out)/ca.pem")
     print("""
-    enrolled agent \(name)
+    \(args.has("renew") ? "renewed" : "enrolled") agent \(name)
       serial:    \(issued.serial)
       subject:   \(cert.subject)
       issuer:    \(cert.issuer)
@@ -120,6 +131,7 @@ func statusCommand(_ argv: [String]) throws -> Int32 {
     print("\nHOSTS (\(status.hosts.count))")
     for h in status.hosts {
         print("  \(h.hostId)  \(h.hostname)  AK \(h.akAlgorithm) \(h.akState)  policy \(h.policy ?? "none matches")  EK issuer: \(h.ekIssuer)")
+        if let b = h.blocked { print("    BLOCKED: \(b)") }
         if let labels = h.labels { print("    labels: \(labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))") }
         if let a = h.lastAttestation {
             let codes = a.codes.isEmpty ? "" : " [\(a.codes.joined(separator: ","))]"
@@ -135,12 +147,14 @@ func statusCommand(_ argv: [String]) throws -> Int32 {
 }
 
 func revokeCommand(_ argv: [String]) throws -> Int32 {
-    let args = try Arguments(argv, options: CLI.brokerOptions.union(["serial", "host", "agent", "reason"]))
+    let args = try Arguments(argv, options: CLI.brokerOptions.union(["serial", "host", "agent", "reason"]), flags: ["block"])
     guard args["serial"] != nil || args["host"] != nil else { throw VouchError(.badRequest, "give --serial HEX, or --host ID [--agent NAME]") }
     let (client, _) = try CLI.broker(args, admin: true)
-    let r = try client.call("POST", "/v1/revoke", body: RevokeRequest(serial: args["serial"], hostId: args["host"], agentName: args["agent"], reason: args["reason"]),
+    let r = try client.call("POST", "/v1/revoke", body: RevokeRequest(serial: args["serial"], hostId: args["host"], agentName: args["agent"], reason: args["reason"],
+                                                                           blockHost: args.has("block") ? true : nil),
                             as: RevokeResponse.self)
     for s in r.revoked { print("revoked \(s)") }
+    if args.has("block") { print("host \(args["host"] ?? "") blocked") }
     print("CRL #\(r.crlNumber) published")
     return 0
 }
@@ -162,5 +176,14 @@ func crlCommand(_ argv: [String]) throws -> Int32 {
     print("  thisUpdate \(crl.thisUpdate.iso8601), nextUpdate \(crl.nextUpdate.iso8601)")
     print("  revoked serials (\(crl.revokedSerials.count)):")
     for s in crl.revokedSerials { print("    \(s)") }
+    return 0
+}
+
+func hostCommand(_ argv: [String]) throws -> Int32 {
+    guard argv.first == "unblock", argv.count >= 2 else { throw VouchError(.badRequest, "usage: vouch host unblock HOST_ID") }
+    let args = try Arguments(Array(argv.dropFirst(2)), options: CLI.brokerOptions)
+    let (client, _) = try CLI.broker(args, admin: true)
+    let host = try client.call("POST", "/v1/hosts/\(argv[1])/unblock", body: nil as String?, as: HostStatus.self)
+    print("host \(host.hostId) unblocked")
     return 0
 }

@@ -12,6 +12,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "eventlog": eventlogCommand,
     "policy": policyCommand,
     "cert": certCommand,
+    "host": hostCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())
