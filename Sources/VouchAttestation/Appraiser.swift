@@ -22,6 +22,8 @@ public struct TrustedEvidence: Sendable {
     public let policyName: String
     public let policyVersion: Int
     public let policySHA256: String
+    public let pcrBank: HashAlg
+    /// The policy's TTL, capped at its re-attestation interval plus grace.
     public let certificateTTL: Double
 }
 
@@ -115,7 +117,8 @@ public enum Appraiser {
         case .satisfied:
             return .trusted(TrustedEvidence(hostID: hostID, quote: quote, claims: claims,
                                             policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
-                                            certificateTTL: policy.certificateTTL))
+                                            pcrBank: policy.pcrBank,
+                                            certificateTTL: min(policy.certificateTTL, policy.reattestation.interval + policy.reattestation.grace)))
         case let .violated(v):
             return .rejected(v, claims)
         }

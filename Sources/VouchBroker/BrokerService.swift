@@ -322,10 +322,10 @@ public final class BrokerService: Sendable {
     private func issue(host: HostRecord, agentName: String, spiffeID: String, nonce: String, agentKey: PublicKey, evidence: TrustedEvidence,
                        pcrs: [String: [String: String]], now: Date) throws -> EnrollResponse {
         let notBefore = now.addingTimeInterval(-30)   // tolerate small clock skew at relying parties
-        let notAfter = now.addingTimeInterval(evidence.certificateTTL)
+        let notAfter = now.addingTimeInterval(evidence.certificateTTL)   // already capped at re-attestation + grace
         let claimsExtension = AttestationExtension(
             hostId: host.id, attestedAt: now, evidenceType: "tpm2-quote", evidenceDigest: Crypto.sha256(evidence.quote.attest.raw),
-            pcrBank: policies.current.policies.first { $0.name == evidence.policyName }?.pcrBank.rawValue ?? "sha256",
+            pcrBank: evidence.pcrBank.rawValue,
             pcrDigest: evidence.quote.pcrDigest, policyName: evidence.policyName, policyVersion: evidence.policyVersion,
             policyDigest: (try? Hex.decode(evidence.policySHA256)) ?? [], modelManifests: evidence.claims.model.map { [(try? Hex.decode($0.manifestDigest)) ?? []] } ?? [],
             secureBoot: evidence.claims.boot?.secureBoot)

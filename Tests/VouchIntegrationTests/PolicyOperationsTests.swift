@@ -66,6 +66,9 @@ final class PolicyOperationsTests: XCTestCase {
         let issued = try enroll(prod, "payments")
         XCTAssertEqual(issued.spiffeId, "spiffe://vouch.test/prod/gpu-1/payments")
         XCTAssertEqual(issued.policy, "prod v1")
+        let cert = try Certificate(pem: issued.certificate)
+        XCTAssertEqual(cert.notAfter.timeIntervalSince(cert.notBefore), 5 * 60 + 30, accuracy: 2,
+                       "ttl 15m capped by the default re-attestation interval (5m) + grace (0s), plus 30s back-dating")
 
         let strict = attester(broker, tpm, labels: ["env": "prod", "tier": "strict"])
         try strict.register()
