@@ -35,6 +35,19 @@ public enum BrokerBootstrap {
         return (Crypto.sha256(Array(token.utf8)), true)
     }
 
+    /// Loads a shared secret (e.g. the webhook HMAC key) from `path`, or creates 32 random bytes
+    /// there (hex, mode 0600).
+    public static func loadOrCreateSecret(path: String) throws -> [UInt8] {
+        if Files.exists(path) {
+            let text = try Files.readString(path).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard text.count >= 32 else { throw VouchError(.config, "secret file holds fewer than 32 characters", context: ["path": path]) }
+            return Array(text.utf8)
+        }
+        let secret = Hex.encode(try Crypto.randomBytes(32))
+        try Files.writeAtomically(Array((secret + "\n").utf8), to: path, mode: 0o600)
+        return Array(secret.utf8)
+    }
+
     /// A fresh TLS server key and certificate from the CA for the broker's own API.
     public static func serverTLS(ca: CertificateAuthority, dnsNames: [String], ipAddresses: [String], clock: Clock) throws -> (certificatePEM: String, keyPEM: String) {
         let key = try PrivateKey.generate(.p256)

@@ -40,6 +40,8 @@ extension BrokerService {
             try store.saveHost(host)
             log("host \(id) blocked (\(reasonName))")
             let (serials, crl) = try store.revoke(target, at: clock.now(), reason: reason, buildCRL: crlBuilder())
+            try store.appendEvent(type: "host.blocked", data: ["hostId": id, "reason": reasonName], at: clock.now())
+            events.notify()
             metrics.revoked(serials.count)
             return RevokeResponse(revoked: serials, crlNumber: crl.number)
         }
@@ -48,6 +50,7 @@ extension BrokerService {
             throw VouchError(.notFound, "no unrevoked certificate matches", context: ["target": "\(target)"])
         }
         metrics.revoked(serials.count)
+        events.notify()
         log("revoked \(serials.joined(separator: ",")) (\(reasonName)); CRL #\(crl.number)")
         return RevokeResponse(revoked: serials, crlNumber: crl.number)
     }
@@ -106,6 +109,8 @@ extension BrokerService {
         var host = try knownHost(hostID)
         host.blockedReason = nil
         try store.saveHost(host)
+        try store.appendEvent(type: "host.unblocked", data: ["hostId": hostID], at: clock.now())
+        events.notify()
         log("host \(hostID) unblocked")
         return try status().hosts.first { $0.hostId == hostID }!
     }
@@ -165,7 +170,9 @@ extension BrokerService {
         var certs = ["valid": 0, "expired": 0, "revoked": 0]
         for c in try store.certificates() { certs[c.revokedAt != nil ? "revoked" : (c.notAfter <= now ? "expired" : "valid"), default: 0] += 1 }
         let crl = try store.currentCRL()
-        return metrics.render(.init(hostsByState: hosts, policiesLoaded: policies.current.policies.count, policyReloadFailing: policies.lastError != nil,
+        var depth: [String: Int] = [:]
+        for url in config.webhookURLs { depth[url] = try store.undeliveredCount(subscriber: url) }
+        return metrics.render(.init(webhookOutboxDepth: depth, hostsByState: hosts, policiesLoaded: policies.current.policies.count, policyReloadFailing: policies.lastError != nil,
                                     crlNumber: crl?.number ?? 0, crlAgeSeconds: crl.map { now.timeIntervalSince($0.thisUpdate) } ?? 0,
                                     certificatesByState: certs))
     }

@@ -62,6 +62,8 @@ public struct BrokerConfig: Sendable {
     public var ocspURL: String?
     /// How long an OCSP response may be cached (nextUpdate - thisUpdate).
     public var ocspValidity: TimeInterval = 300
+    /// Webhook subscribers (for the outbox-depth metric; delivery is the dispatcher's).
+    public var webhookURLs: [String] = []
 
     public init(trustDomain: String) { self.trustDomain = trustDomain }
 }
@@ -78,6 +80,7 @@ public final class BrokerService: Sendable {
     let clock: Clock
     let log: @Sendable (String) -> Void
     public let metrics = BrokerMetrics()
+    public let events = EventNotifier()
 
     public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, signer: CertificateSigner, ekTrust: EKTrustStore,
                 clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -350,6 +353,7 @@ public final class BrokerService: Sendable {
                 continue
             }
             metrics.enrollment("issued")
+            events.notify()
             log("issued \(cert.serialHex) to \(spiffeID) until \(cert.notAfter.iso8601)")
             return EnrollResponse(serial: cert.serialHex, spiffeId: spiffeID, certificate: try cert.pem, caCertificate: try signer.caCertificate.pem,
                                   notBefore: cert.notBefore.iso8601, notAfter: cert.notAfter.iso8601, policy: "\(evidence.policyName) v\(evidence.policyVersion)")
@@ -367,6 +371,9 @@ public final class BrokerService: Sendable {
                                                       policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256,
                                                       pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs))
         metrics.enrollment(error.code.rawValue)
+        try store.appendEvent(type: "attestation.rejected", data: ["hostId": host.id, "agentName": req.agentName, "code": error.code.rawValue,
+                                                                   "codes": (violations.isEmpty ? [error.code.rawValue] : violations.map(\.code.rawValue)).joined(separator: ",")], at: now)
+        events.notify()
         log("refused enrollment of \(req.agentName) on \(host.id): \(error.code) \(error.message)")
         if violations.isEmpty { throw error }
         throw PolicyRefusal(error: error, violations: violations)

@@ -123,6 +123,26 @@ public struct CRLRecord: Sendable, Equatable {
     }
 }
 
+/// One entry of the durable event outbox (pushed to webhooks and the SSE stream).
+public struct EventRecord: Sendable, Equatable {
+    public var id: Int64
+    public var at: Date
+    /// `certificate.issued`, `certificate.revoked`, `attestation.rejected`, `host.blocked`, `host.unblocked`
+    public var type: String
+    /// The event's data as a JSON object.
+    public var data: String
+    public init(id: Int64, at: Date, type: String, data: String) { self.id = id; self.at = at; self.type = type; self.data = data }
+}
+
+/// A webhook delivery that is due: the event, and how many attempts came before.
+public struct PendingDelivery: Sendable, Equatable {
+    public var event: EventRecord
+    public var attempts: Int
+    /// When a failed delivery may be retried (nil: never attempted).
+    public var nextAttempt: Date?
+    public init(event: EventRecord, attempts: Int, nextAttempt: Date?) { self.event = event; self.attempts = attempts; self.nextAttempt = nextAttempt }
+}
+
 /// Which certificates a revocation names.
 public enum RevocationTarget: Sendable, Equatable {
     case serial(String)
@@ -162,6 +182,18 @@ public protocol BrokerStore: Sendable {
     /// Revokes every unrevoked certificate `target` names and stores the CRL `buildCRL` makes
     /// with the next CRL number, in one transaction. Returns the serials revoked and the CRL.
     func revoke(_ target: RevocationTarget, at: Date, reason: Int, buildCRL: CRLBuilder) throws -> (serials: [String], crl: CRLRecord)
+    // Event outbox. Revocation and issuance events are written by `revoke` and `recordIssuance`
+    // in their own transactions; others through `appendEvent`.
+    @discardableResult
+    func appendEvent(type: String, data: [String: String], at: Date) throws -> Int64
+    func events(after id: Int64, limit: Int) throws -> [EventRecord]
+    /// The first event a webhook subscriber gets: where the outbox stood when it was first seen.
+    func registerSubscriber(_ url: String) throws -> Int64
+    /// The subscriber's undelivered events in order (due or not: delivery must not overtake them).
+    func undelivered(subscriber: String, limit: Int) throws -> [PendingDelivery]
+    func recordDelivery(subscriber: String, eventID: Int64, delivered: Bool, attempts: Int, nextAttempt: Date?, error: String?, at: Date) throws
+    func undeliveredCount(subscriber: String) throws -> Int
+
     /// Stores a freshly built CRL (with the next number) when none exists or it is due.
     func refreshCRL(buildCRL: CRLBuilder) throws -> CRLRecord
     func currentCRL() throws -> CRLRecord?

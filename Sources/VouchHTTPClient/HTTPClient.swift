@@ -11,6 +11,9 @@ public final class HTTPClient: HTTPTransport {
     public enum Transport: Sendable {
         case https(baseURL: String, caFile: String)
         case unix(path: String)
+        /// Any http(s) URL given whole as the request path (webhooks); HTTPS verified against
+        /// `caFile`, or the system's trust store when nil.
+        case anyURL(caFile: String?)
     }
 
     public let transport: Transport
@@ -39,6 +42,13 @@ public final class HTTPClient: HTTPTransport {
         case let .unix(socketPath):
             url = "http://localhost" + path
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_UNIX_SOCKET_PATH, socketPath), "UNIX_SOCKET_PATH")
+        case let .anyURL(caFile):
+            url = path
+            if let caFile { try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAINFO, caFile), "CAINFO") }
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1), "SSL_VERIFYPEER")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 2), "SSL_VERIFYHOST")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, "http,https"), "PROTOCOLS_STR")
         }
         try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_URL, url), "URL")
         try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CUSTOMREQUEST, method), "CUSTOMREQUEST")

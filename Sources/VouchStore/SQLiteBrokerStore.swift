@@ -38,6 +38,12 @@ public final class SQLiteBrokerStore: BrokerStore {
             CREATE TABLE IF NOT EXISTS crl (
               id INTEGER PRIMARY KEY CHECK (id = 1), number INTEGER NOT NULL, der BLOB NOT NULL,
               this_update REAL NOT NULL, next_update REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS events (
+              id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS subscribers (url TEXT PRIMARY KEY, since_event INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS deliveries (
+              subscriber TEXT NOT NULL, event_id INTEGER NOT NULL REFERENCES events(id), attempts INTEGER NOT NULL,
+              delivered_at REAL, next_attempt_at REAL, last_error TEXT, PRIMARY KEY (subscriber, event_id));
             INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '\(Self.schemaVersion)');
             """)
             let version = try db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").query { $0.text(0) }.first
@@ -198,6 +204,8 @@ public final class SQLiteBrokerStore: BrokerStore {
                 VALUES (?,?,?,?,?,?,?,?)
                 """).run([.text(c.serial), .text(c.hostID), .text(c.agentName), .text(c.spiffeID), .real(c.notBefore.timeIntervalSince1970),
                           .real(c.notAfter.timeIntervalSince1970), .text(c.pem), .int(id)])
+                try insertEvent(db, "certificate.issued", ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName,
+                                                           "spiffeId": c.spiffeID, "notAfter": c.notAfter.iso8601], at: attestation.at)
                 return id
             }
         }
@@ -233,10 +241,84 @@ public final class SQLiteBrokerStore: BrokerStore {
                 let serials = try db.prepare("SELECT serial FROM certificates WHERE \(clause) AND revoked_at IS NULL ORDER BY serial")
                     .query(args) { $0.text(0) }
                 let update = try db.prepare("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?")
-                for s in serials { try update.run([.real(at.timeIntervalSince1970), .int(Int64(reason)), .text(s)]) }
+                for s in serials {
+                    try update.run([.real(at.timeIntervalSince1970), .int(Int64(reason)), .text(s)])
+                    if let c = try db.prepare("SELECT \(Self.certColumns) FROM certificates WHERE serial = ?").query([.text(s)], Self.certificate).first {
+                        try insertEvent(db, "certificate.revoked", ["serial": s, "hostId": c.hostID, "agentName": c.agentName, "spiffeId": c.spiffeID,
+                                                                    "reason": "\(reason)", "revokedAt": at.iso8601], at: at)
+                    }
+                }
                 let crl = serials.isEmpty ? try currentOrNew(db, buildCRL) : try storeNextCRL(db, buildCRL)
                 return (serials, crl)
             }
+        }
+    }
+
+    // MARK: events and webhook deliveries
+
+    private func insertEvent(_ db: SQLiteDatabase, _ type: String, _ data: [String: String], at: Date) throws {
+        try db.prepare("INSERT INTO events (at, type, data) VALUES (?,?,?)").run([.real(at.timeIntervalSince1970), .text(type), .text(Self.json(data))])
+    }
+
+    @discardableResult
+    public func appendEvent(type: String, data: [String: String], at: Date) throws -> Int64 {
+        try with { db in
+            try insertEvent(db, type, data, at: at)
+            return db.lastInsertID
+        }
+    }
+
+    private static func event(_ r: Statement.Row) -> EventRecord {
+        EventRecord(id: r.int(0), at: r.date(1), type: r.text(2), data: r.text(3))
+    }
+
+    public func events(after id: Int64, limit: Int) throws -> [EventRecord] {
+        try with { db in try db.prepare("SELECT id, at, type, data FROM events WHERE id > ? ORDER BY id LIMIT ?").query([.int(id), .int(Int64(limit))], Self.event) }
+    }
+
+    public func registerSubscriber(_ url: String) throws -> Int64 {
+        try with { db in
+            try db.transaction {
+                if let since = try db.prepare("SELECT since_event FROM subscribers WHERE url = ?").query([.text(url)], { $0.int(0) }).first { return since }
+                let last = try db.prepare("SELECT COALESCE(MAX(id), 0) FROM events").query([], { $0.int(0) }).first ?? 0
+                try db.prepare("INSERT INTO subscribers (url, since_event) VALUES (?,?)").run([.text(url), .int(last)])
+                return last
+            }
+        }
+    }
+
+    public func undelivered(subscriber: String, limit: Int) throws -> [PendingDelivery] {
+        try with { db in
+            try db.prepare("""
+            SELECT e.id, e.at, e.type, e.data, COALESCE(d.attempts, 0), d.next_attempt_at FROM events e
+            JOIN subscribers s ON s.url = ?
+            LEFT JOIN deliveries d ON d.subscriber = s.url AND d.event_id = e.id
+            WHERE e.id > s.since_event AND d.delivered_at IS NULL
+            ORDER BY e.id LIMIT ?
+            """).query([.text(subscriber), .int(Int64(limit))]) { r in
+                PendingDelivery(event: Self.event(r), attempts: Int(r.int(4)), nextAttempt: r.optionalDate(5))
+            }
+        }
+    }
+
+    public func recordDelivery(subscriber: String, eventID: Int64, delivered: Bool, attempts: Int, nextAttempt: Date?, error: String?, at: Date) throws {
+        try with { db in
+            try db.prepare("""
+            INSERT INTO deliveries (subscriber, event_id, attempts, delivered_at, next_attempt_at, last_error) VALUES (?,?,?,?,?,?)
+            ON CONFLICT(subscriber, event_id) DO UPDATE SET attempts=excluded.attempts, delivered_at=excluded.delivered_at,
+              next_attempt_at=excluded.next_attempt_at, last_error=excluded.last_error
+            """).run([.text(subscriber), .int(eventID), .int(Int64(attempts)), delivered ? .real(at.timeIntervalSince1970) : .null,
+                      nextAttempt.map { .real($0.timeIntervalSince1970) } ?? .null, error.map { .text(String($0.prefix(500))) } ?? .null])
+        }
+    }
+
+    public func undeliveredCount(subscriber: String) throws -> Int {
+        try with { db in
+            Int(try db.prepare("""
+            SELECT COUNT(*) FROM events e JOIN subscribers s ON s.url = ?
+            LEFT JOIN deliveries d ON d.subscriber = s.url AND d.event_id = e.id
+            WHERE e.id > s.since_event AND d.delivered_at IS NULL
+            """).query([.text(subscriber)]) { $0.int(0) }.first ?? 0)
         }
     }
 

@@ -23,6 +23,9 @@ usage: vouchd --data-dir DIR --policy FILE --ek-roots DIR [options]
   --public-url URL      URL relying parties reach this broker at (default https://ADDR:PORT)
   --challenge-ttl DUR   lifetime of an enrollment nonce (default 60s)
   --crl-validity DUR    CRL nextUpdate - thisUpdate (default 5m)
+  --webhook URL[,URL]   push events (revocations, issuance, refusals, host blocks) to these URLs,
+                        signed with HMAC-SHA256, retried with backoff from a durable outbox
+  --webhook-secret-file FILE  the HMAC key (default DATA-DIR/webhook.secret, created mode 0600)
 """
 
 func fail(_ message: String, code: Int32 = 2) -> Never {
@@ -33,7 +36,8 @@ func fail(_ message: String, code: Int32 = 2) -> Never {
 let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
-                         options: ["data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl", "crl-validity"],
+                         options: ["data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl", "crl-validity",
+                                   "webhook", "webhook-secret-file"],
                          flags: ["help"])
 } catch { fail("\(error)\n\(usage)") }
 if args.has("help") { print(usage); exit(0) }
@@ -63,11 +67,20 @@ do {
     var config = BrokerConfig(trustDomain: trustDomain)
     config.crlURL = publicURL + "/v1/crl"
     config.ocspURL = publicURL + "/v1/ocsp"
+    config.webhookURLs = (args["webhook"] ?? "").split(separator: ",").map(String.init)
     if let t = args["challenge-ttl"] { config.challengeTTL = try parseDuration(t, field: "--challenge-ttl") }
     if let v = args["crl-validity"] { config.crlValidity = try parseDuration(v, field: "--crl-validity") }
 
     let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db")
     let service = BrokerService(config: config, policies: policies, store: store, signer: ca, ekTrust: ekTrust, clock: clock, log: Runtime.log)
+    var dispatcher: WebhookDispatcher?
+    if !config.webhookURLs.isEmpty {
+        let secret = try BrokerBootstrap.loadOrCreateSecret(path: args["webhook-secret-file"] ?? dataDir + "/webhook.secret")
+        dispatcher = try WebhookDispatcher(subscribers: config.webhookURLs.map { .init(url: $0, secret: secret) }, store: store,
+                                           transport: CurlWebhooks(), notifier: service.events, clock: clock, log: Runtime.log)
+        dispatcher?.start()
+        Runtime.log("pushing events to \(config.webhookURLs.joined(separator: ", "))")
+    }
     let sighup = policies.reloadOnSIGHUP()
     let watcher = policies.watch(every: 2) { PolicyFiles.fingerprint(policyPaths) }
     _ = try service.currentCRL()
@@ -76,6 +89,7 @@ do {
                                 handler: api.httpHandler)
     Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policies \(policies.current.policies.map(\.label).joined(separator: ", ")), \(ekTrust.anchors.count) EK root(s))")
     Runtime.waitForTermination()
+    dispatcher?.stop()
     sighup.cancel()
     watcher.cancel()
     server.stop()

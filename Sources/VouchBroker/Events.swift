@@ -1,0 +1,120 @@
+import Foundation
+import Synchronization
+import VouchCore
+import VouchCrypto
+
+/// Wakes waiters (webhook dispatcher, event streams) when events are appended.
+public final class EventNotifier: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var generation: UInt64 = 0
+
+    public init() {}
+
+    public func notify() {
+        condition.lock()
+        generation &+= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until the next `notify()` or until `timeout` passes.
+    public func wait(timeout: TimeInterval) {
+        condition.lock()
+        let start = generation
+        let deadline = Date().addingTimeInterval(timeout)
+        while generation == start && condition.wait(until: deadline) {}
+        condition.unlock()
+    }
+}
+
+extension EventRecord {
+    /// The event as pushed: `{"at", "data", "id", "type"}`.
+    public var json: String {
+        "{\"at\":\"\(at.iso8601)\",\"data\":\(data),\"id\":\(id),\"type\":\"\(type)\"}"
+    }
+}
+
+/// Sends one webhook POST; returns the HTTP status (transport failures throw).
+public protocol WebhookTransport: Sendable {
+    func post(url: String, headers: [String: String], body: [UInt8]) throws -> Int
+}
+
+/// Delivers the event outbox to webhook subscribers, in order per subscriber. Each body is signed:
+/// `X-Vouch-Signature: sha256=HEX(HMAC-SHA256(secret, "<X-Vouch-Timestamp>.<body>"))`. A failed
+/// delivery is retried after 1, 2, 4, … seconds (at most 5 minutes apart) until it succeeds;
+/// attempts and outcomes live in the store, so a restart resumes where delivery stood.
+public final class WebhookDispatcher: Sendable {
+    public struct Subscriber: Sendable {
+        public let url: String
+        let secret: [UInt8]
+        public init(url: String, secret: [UInt8]) { self.url = url; self.secret = secret }
+    }
+
+    let subscribers: [Subscriber]
+    let store: BrokerStore
+    let transport: WebhookTransport
+    let notifier: EventNotifier
+    let clock: Clock
+    let log: @Sendable (String) -> Void
+    private let running = Mutex(false)
+
+    public init(subscribers: [Subscriber], store: BrokerStore, transport: WebhookTransport, notifier: EventNotifier, clock: Clock,
+                log: @escaping @Sendable (String) -> Void) throws {
+        self.subscribers = subscribers
+        self.store = store
+        self.transport = transport
+        self.notifier = notifier
+        self.clock = clock
+        self.log = log
+        for s in subscribers { _ = try store.registerSubscriber(s.url) }
+    }
+
+    public static func signature(secret: [UInt8], timestamp: String, body: [UInt8]) -> String {
+        "sha256=" + Hex.encode(Crypto.hmac(.sha256, key: secret, Array("\(timestamp).".utf8) + body))
+    }
+
+    public func start() {
+        running.withLock { $0 = true }
+        let thread = Thread { [self] in
+            while running.withLock({ $0 }) {
+                for s in subscribers { deliver(s) }
+                notifier.wait(timeout: 0.5)
+            }
+        }
+        thread.name = "vouch.webhooks"
+        thread.start()
+    }
+
+    public func stop() {
+        running.withLock { $0 = false }
+        notifier.notify()
+    }
+
+    /// One round for one subscriber: undelivered events in order, stopping at the first one that
+    /// is not yet due for a retry or that fails, so no event overtakes an earlier one.
+    func deliver(_ s: Subscriber) {
+        guard let pending = try? store.undelivered(subscriber: s.url, limit: 50) else { return }
+        for d in pending {
+            if let next = d.nextAttempt, next > clock.now() { return }
+            let body = Array(d.event.json.utf8)
+            let timestamp = "\(Int(clock.now().timeIntervalSince1970))"
+            let headers = ["Content-Type": "application/json", "X-Vouch-Event": d.event.type, "X-Vouch-Event-Id": "\(d.event.id)",
+                           "X-Vouch-Timestamp": timestamp, "X-Vouch-Signature": Self.signature(secret: s.secret, timestamp: timestamp, body: body)]
+            var failure: String?
+            do {
+                let status = try transport.post(url: s.url, headers: headers, body: body)
+                if !(200..<300).contains(status) { failure = "HTTP \(status)" }
+            } catch {
+                failure = "\(error)"
+            }
+            let attempts = d.attempts + 1
+            let now = clock.now()
+            let next = failure == nil ? nil : now.addingTimeInterval(min(300, pow(2, Double(attempts - 1))))
+            try? store.recordDelivery(subscriber: s.url, eventID: d.event.id, delivered: failure == nil, attempts: attempts, nextAttempt: next, error: failure, at: now)
+            if let failure {
+                log("webhook \(s.url) event \(d.event.id) attempt \(attempts) failed: \(failure); retrying at \(next!.iso8601)")
+                return
+            }
+        }
+    }
+}
