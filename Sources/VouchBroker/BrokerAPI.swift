@@ -67,6 +67,11 @@ public struct BrokerAPI: Sendable {
             }
             headers.append(("Content-Type", "application/pkix-crl"))
             return HTTPResponse(status: 200, headers: headers, body: crl.der)
+        case ("GET", ["events"]):
+            let after = Int64(req.headers["last-event-id"] ?? req.query["after"] ?? "") ?? 0
+            guard after >= 0 else { throw VouchError(.badRequest, "after must be an event id", context: ["field": "after"]) }
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")],
+                                stream: try service.eventStream(after: after))
         case ("POST", ["ocsp"]):
             return ocspResponse(try service.ocsp(request: req.body))
         case ("GET", ["bundle"]):
@@ -100,7 +105,7 @@ public struct BrokerAPI: Sendable {
         case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "evidence":
             try requireAdmin(req)
             return json(200, try service.evidence(hostID: p[1]))
-        case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["crl.pem"]), (_, ["ocsp"]), (_, ["bundle"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]),
+        case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["crl.pem"]), (_, ["ocsp"]), (_, ["bundle"]), (_, ["events"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]),
              (_, ["policies"]), (_, ["policies", "reload"]):
             throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here")
         default:
@@ -153,6 +158,7 @@ public struct BrokerAPI: Sendable {
         case .nonceReused, .conflict: 409
         case .policyInvalid: 422
         case .internalError, .database, .crypto, .io, .tpm, .http, .config: 500
+        case ErrorCode("too_many_streams"): 503
         case .akNotActivated, .activationFailed, .activationExpired, .ekUntrusted, .ekMismatch, .ekCertificateInvalid, .akRejected,
              .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,
              .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected,

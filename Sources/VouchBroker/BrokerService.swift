@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import VouchAPI
 import VouchAttestation
 import VouchCore
@@ -81,6 +82,8 @@ public final class BrokerService: Sendable {
     let log: @Sendable (String) -> Void
     public let metrics = BrokerMetrics()
     public let events = EventNotifier()
+    let openStreams = Mutex(0)
+    let closing = Mutex(false)
 
     public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, signer: CertificateSigner, ekTrust: EKTrustStore,
                 clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {

@@ -118,3 +118,39 @@ public final class WebhookDispatcher: Sendable {
         }
     }
 }
+
+extension BrokerService {
+    public static let maxEventStreams = 64
+
+    /// Ends open event streams (graceful shutdown): they return at once instead of after their wait.
+    public func shutdown() {
+        closing.withLock { $0 = true }
+        events.notify()
+    }
+
+    /// A Server-Sent Events stream of the outbox from event `after` on: one `id:`/`event:`/`data:`
+    /// frame per event, a `: keepalive` comment after 15 quiet seconds. Refused beyond
+    /// `maxEventStreams` concurrent streams.
+    public func eventStream(after: Int64) throws -> HTTPStream {
+        let admitted = openStreams.withLock { n -> Bool in
+            guard n < Self.maxEventStreams else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else { throw VouchError(ErrorCode("too_many_streams"), "too many open event streams; retry later") }
+        let cursor = Mutex(after)
+        let store = self.store, notifier = self.events
+        return HTTPStream(next: { [self] in
+            for attempt in 0..<2 {
+                if closing.withLock({ $0 }) { return nil }
+                let from = cursor.withLock { $0 }
+                if let batch = try? store.events(after: from, limit: 100), let last = batch.last {
+                    cursor.withLock { $0 = last.id }
+                    return Array(batch.map { "id: \($0.id)\nevent: \($0.type)\ndata: \($0.json)\n\n" }.joined().utf8)
+                }
+                if attempt == 0 { notifier.wait(timeout: 15) }
+            }
+            return Array(": keepalive\n\n".utf8)
+        }, onClose: { [self] in self.openStreams.withLock { $0 -= 1 } })
+    }
+}

@@ -16,15 +16,30 @@ public struct HTTPRequest: Sendable {
     }
 }
 
+/// A response body produced while the connection stays open (Server-Sent Events). `next` may
+/// block until it has bytes; it returns nil to end the stream. `onClose` runs once when the
+/// connection ends, however it ends.
+public final class HTTPStream: Sendable {
+    public let next: @Sendable () -> [UInt8]?
+    public let onClose: @Sendable () -> Void
+    public init(next: @escaping @Sendable () -> [UInt8]?, onClose: @escaping @Sendable () -> Void = {}) {
+        self.next = next
+        self.onClose = onClose
+    }
+}
+
 public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [(String, String)]
     public var body: [UInt8]
+    /// When set, the body is streamed from it instead of `body`.
+    public var stream: HTTPStream?
 
-    public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
+    public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = [], stream: HTTPStream? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
+        self.stream = stream
     }
 
     public func header(_ name: String) -> String? {

@@ -26,15 +26,29 @@ public final class HTTPServer: @unchecked Sendable {
     private var listenFD: Int32 = -1
     private var unixPath: String?
 
-    public init(listen: Listen, threads: Int = 4, maxBodyBytes: Int = 1 << 20, connectionTimeout: Int = 30, handler: @escaping Handler) throws {
+    public enum Threading: Sendable {
+        /// A pool of threads multiplexing connections with epoll: for handlers that never block long.
+        case pool(Int)
+        /// One thread per connection: handlers and streams may block (event streams, TPM work).
+        case perConnection
+    }
+
+    public init(listen: Listen, threads: Int = 4, threading: Threading? = nil, maxBodyBytes: Int = 1 << 20, connectionTimeout: Int = 30,
+                handler: @escaping Handler) throws {
         self.handler = handler
         self.maxBodyBytes = maxBodyBytes
         var options: [MHD_OptionItem] = []
-        var flags = UInt32(MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue | MHD_USE_ERROR_LOG.rawValue)
+        var flags = UInt32(MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_ERROR_LOG.rawValue)
         func opt(_ o: MHD_OPTION, _ value: Int = 0, _ ptr: UnsafeMutableRawPointer? = nil) {
             options.append(MHD_OptionItem(option: o, value: value, ptr_value: ptr))
         }
-        opt(MHD_OPTION.THREAD_POOL_SIZE, threads)
+        switch threading ?? .pool(threads) {
+        case let .pool(n):
+            flags |= UInt32(MHD_USE_EPOLL.rawValue)
+            opt(MHD_OPTION.THREAD_POOL_SIZE, n)
+        case .perConnection:
+            flags |= UInt32(MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_POLL.rawValue)
+        }
         opt(MHD_OPTION.CONNECTION_TIMEOUT, connectionTimeout)
         opt(MHD_OPTION.CONNECTION_LIMIT, 1024)
         opt(MHD_OPTION.NOTIFY_COMPLETED, unsafeBitCast(requestCompleted as MHD_RequestCompletedCallback, to: Int.self), nil)
@@ -195,8 +209,13 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
                                   body: state.body)
         response = server.handler(request)
     }
-    let mhdResponse = response.body.withUnsafeBytes { buf in
-        MHD_create_response_from_buffer(buf.count, UnsafeMutableRawPointer(mutating: buf.baseAddress), .RESPMEM_MUST_COPY)
+    let mhdResponse: OpaquePointer?
+    if let stream = response.stream {
+        mhdResponse = MHD_create_response_from_callback(UInt64.max, 4096, streamReader, Unmanaged.passRetained(StreamState(stream)).toOpaque(), streamFree)
+    } else {
+        mhdResponse = response.body.withUnsafeBytes { buf in
+            MHD_create_response_from_buffer(buf.count, UnsafeMutableRawPointer(mutating: buf.baseAddress), .RESPMEM_MUST_COPY)
+        }
     }
     guard let mhdResponse else { return .NO }
     defer { MHD_destroy_response(mhdResponse) }
@@ -209,4 +228,32 @@ private func requestCompleted(_ cls: UnsafeMutableRawPointer?, _ connection: Opa
     guard let reqCls, let raw = reqCls.pointee else { return }
     Unmanaged<RequestState>.fromOpaque(raw).release()
     reqCls.pointee = nil
+}
+
+/// A streamed body in flight: bytes produced but not yet handed to MHD.
+final class StreamState {
+    let stream: HTTPStream
+    var pending: [UInt8] = []
+    init(_ stream: HTTPStream) { self.stream = stream }
+}
+
+private func streamReader(_ cls: UnsafeMutableRawPointer?, _ pos: UInt64, _ buf: UnsafeMutablePointer<CChar>?, _ max: Int) -> Int {
+    guard let cls, let buf else { return -2 }   // MHD_CONTENT_READER_END_WITH_ERROR
+    let state = Unmanaged<StreamState>.fromOpaque(cls).takeUnretainedValue()
+    if state.pending.isEmpty {
+        guard let chunk = state.stream.next() else { return -1 }   // MHD_CONTENT_READER_END_OF_STREAM
+        state.pending = chunk
+    }
+    let n = min(max, state.pending.count)
+    state.pending.withUnsafeBytes { src in
+        buf.withMemoryRebound(to: UInt8.self, capacity: n) { dst in dst.update(from: src.baseAddress!.assumingMemoryBound(to: UInt8.self), count: n) }
+    }
+    state.pending.removeFirst(n)
+    return n
+}
+
+private func streamFree(_ cls: UnsafeMutableRawPointer?) {
+    guard let cls else { return }
+    let state = Unmanaged<StreamState>.fromOpaque(cls).takeRetainedValue()
+    state.stream.onClose()
 }

@@ -86,10 +86,11 @@ do {
     _ = try service.currentCRL()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], log: Runtime.log)
     let server = try HTTPServer(listen: .tls(host: listen, port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
-                                handler: api.httpHandler)
+                                threading: .perConnection, handler: api.httpHandler)
     Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policies \(policies.current.policies.map(\.label).joined(separator: ", ")), \(ekTrust.anchors.count) EK root(s))")
     Runtime.waitForTermination()
     dispatcher?.stop()
+    service.shutdown()
     sighup.cancel()
     watcher.cancel()
     server.stop()
