@@ -103,15 +103,27 @@ public struct RenewalBody: Codable, Sendable {
     public init(certificate: String, proof: String) { self.certificate = certificate; self.proof = proof }
 }
 
+/// A key created inside the host's TPM and certified by its AK (TPM2_Certify).
+public struct TPMKeyBody: Codable, Sendable {
+    public var publicArea: String       // base64 TPM2B_PUBLIC of the key
+    public var certifyInfo: String      // base64 TPMS_ATTEST
+    public var signature: String        // base64 TPMT_SIGNATURE by the AK
+    public init(publicArea: String, certifyInfo: String, signature: String) {
+        self.publicArea = publicArea; self.certifyInfo = certifyInfo; self.signature = signature
+    }
+}
+
 public struct EnrollRequest: Codable, Sendable {
     public var hostId: String
     public var nonce: String
     public var agentName: String
-    public var csr: String              // PEM
+    /// The agent's key: a CSR (PEM) for a software key, or `tpmKey` for a TPM-bound one; exactly one.
+    public var csr: String?
+    public var tpmKey: TPMKeyBody?
     public var quote: QuoteBody
     public var renewal: RenewalBody?
-    public init(hostId: String, nonce: String, agentName: String, csr: String, quote: QuoteBody, renewal: RenewalBody? = nil) {
-        self.hostId = hostId; self.nonce = nonce; self.agentName = agentName; self.csr = csr; self.quote = quote; self.renewal = renewal
+    public init(hostId: String, nonce: String, agentName: String, csr: String?, tpmKey: TPMKeyBody? = nil, quote: QuoteBody, renewal: RenewalBody? = nil) {
+        self.hostId = hostId; self.nonce = nonce; self.agentName = agentName; self.csr = csr; self.tpmKey = tpmKey; self.quote = quote; self.renewal = renewal
     }
 }
 
@@ -123,6 +135,11 @@ public struct EnrollResponse: Codable, Sendable {
     public var notBefore: String
     public var notAfter: String
     public var policy: String
+    /// For a TPM-bound key, set by the attester: the key's blobs and the persistent parent handle
+    /// (`tpm2_load -C PARENT -u public -r private`). The private blob is wrapped by the parent.
+    public var tpmKeyPublic: String?
+    public var tpmKeyPrivate: String?
+    public var tpmKeyParent: String?
     public init(serial: String, spiffeId: String, certificate: String, caCertificate: String, notBefore: String, notAfter: String, policy: String) {
         self.serial = serial; self.spiffeId = spiffeId; self.certificate = certificate; self.caCertificate = caCertificate
         self.notBefore = notBefore; self.notAfter = notAfter; self.policy = policy
@@ -132,9 +149,13 @@ public struct EnrollResponse: Codable, Sendable {
 /// What an agent sends to its host's attester over the local Unix socket.
 public struct AgentEnrollRequest: Codable, Sendable {
     public var agentName: String
-    public var csr: String
+    /// A CSR for a software key, or nil with `tpmKey` to have the attester create the key in the TPM.
+    public var csr: String?
     public var renewal: RenewalBody?
-    public init(agentName: String, csr: String, renewal: RenewalBody? = nil) { self.agentName = agentName; self.csr = csr; self.renewal = renewal }
+    public var tpmKey: Bool?
+    public init(agentName: String, csr: String?, renewal: RenewalBody? = nil, tpmKey: Bool? = nil) {
+        self.agentName = agentName; self.csr = csr; self.renewal = renewal; self.tpmKey = tpmKey
+    }
 }
 
 public struct RevokeRequest: Codable, Sendable {

@@ -47,28 +47,11 @@ public enum QuoteVerifier {
         func reject(_ code: ErrorCode, _ message: String, _ context: [String: String] = [:]) -> QuoteVerdict {
             .rejected([VouchError(code, message, context: context)])
         }
-        // 1
+        // 1, 2
         let signature: TPMTSignature
-        do { signature = try TPMTSignature(bytes: signatureBytes) } catch let e as VouchError {
-            return reject(.quoteMalformed, "quote signature is malformed: \(e.message)", e.context)
-        } catch { return reject(.quoteMalformed, "quote signature is malformed") }
-        let scheme: SignatureScheme
-        let sigDER: [UInt8]
-        switch signature.value {
-        case let .rsa(alg, _, sig) where key.isRSA:
-            scheme = alg == .rsapss ? .rsapss : .rsassa
-            sigDER = sig
-        case let .ecdsa(_, r, s) where key.isEC:
-            scheme = .ecdsa
-            guard let der = try? ecdsaSignatureDER(r: r, s: s) else { return reject(.quoteMalformed, "ECDSA signature values are malformed") }
-            sigDER = der
-        default:
-            return reject(.quoteSignatureInvalid, "signature scheme does not match the attestation key type",
-                          ["expected": key.isRSA ? "RSA" : "EC", "got": "\(signature.value)".prefix(24).description])
-        }
-        // 2
-        guard key.verify(message: attestBytes, signature: sigDER, scheme: scheme, hash: signature.hash) else {
-            return reject(.quoteSignatureInvalid, "quote signature does not verify with the host's attestation key")
+        switch verifySignature(attest: attestBytes, signature: signatureBytes, key: key) {
+        case let .success(sig): signature = sig
+        case let .failure(e): return .rejected([e])
         }
         // 3
         let attest: TPMSAttest
@@ -108,5 +91,32 @@ public enum QuoteVerifier {
             for p in bank.pcrs { quoted.values[bank.hash, default: [:]][p] = pcrs.values[bank.hash]?[p] }
         }
         return .verified(VerifiedQuote(attest: attest, selection: selection, pcrs: quoted, pcrDigest: pcrDigest, signatureHash: signature.hash))
+    }
+
+    /// Steps 1 and 2, shared by every verifier of TPM-signed attestations: the TPMT_SIGNATURE
+    /// parses, its scheme fits the key, and it verifies over the raw TPMS_ATTEST bytes.
+    static func verifySignature(attest attestBytes: [UInt8], signature signatureBytes: [UInt8], key: PublicKey) -> Result<TPMTSignature, VouchError> {
+        let signature: TPMTSignature
+        do { signature = try TPMTSignature(bytes: signatureBytes) } catch let e as VouchError {
+            return .failure(VouchError(.quoteMalformed, "attestation signature is malformed: \(e.message)", context: e.context))
+        } catch { return .failure(VouchError(.quoteMalformed, "attestation signature is malformed")) }
+        let scheme: SignatureScheme
+        let sigDER: [UInt8]
+        switch signature.value {
+        case let .rsa(alg, _, sig) where key.isRSA:
+            scheme = alg == .rsapss ? .rsapss : .rsassa
+            sigDER = sig
+        case let .ecdsa(_, r, s) where key.isEC:
+            scheme = .ecdsa
+            guard let der = try? ecdsaSignatureDER(r: r, s: s) else { return .failure(VouchError(.quoteMalformed, "ECDSA signature values are malformed")) }
+            sigDER = der
+        default:
+            return .failure(VouchError(.quoteSignatureInvalid, "signature scheme does not match the attestation key type",
+                                       context: ["expected": key.isRSA ? "RSA" : "EC", "got": "\(signature.value)".prefix(24).description]))
+        }
+        guard key.verify(message: attestBytes, signature: sigDER, scheme: scheme, hash: signature.hash) else {
+            return .failure(VouchError(.quoteSignatureInvalid, "signature does not verify with the host's attestation key"))
+        }
+        return .success(signature)
     }
 }

@@ -96,21 +96,49 @@ public final class Attester: Sendable {
     /// data, and asks the broker for a certificate.
     public func enroll(_ req: AgentEnrollRequest) throws -> EnrollResponse {
         guard let hostID else { throw VouchError(ErrorCode("attester_not_registered"), "this host has not completed registration with the broker") }
-        let csr = try CSR(pemOrDER: Array(req.csr.utf8))
-        let spki = try csr.publicKey.spkiDER
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID), as: ChallengeResponse.self)
+        let nonce = try Hex.decode(challenge.nonce, field: "nonce")
+        var tpmKey: (body: TPMKeyBody, priv: [UInt8], pub: [UInt8])?
+        let spki: [UInt8]
+        if req.tpmKey == true {
+            guard req.csr == nil else { throw VouchError(.badRequest, "a TPM-bound key needs no CSR") }
+            let made = try createCertifiedKey(nonce: nonce)
+            tpmKey = made
+            spki = try PublicKey(tpmPublic: TPMTPublic(tpm2bPublic: made.pub)).spkiDER
+        } else {
+            guard let pem = req.csr else { throw VouchError(.badRequest, "give a CSR, or ask for a TPM-bound key") }
+            spki = try CSR(pemOrDER: Array(pem.utf8)).publicKey.spkiDER
+        }
         let selection = PCRSelection(banks: try challenge.pcrSelection.map { b in
             guard let bank = HashAlg(rawValue: b.bank), b.pcrs.allSatisfy({ (0...23).contains($0) }) else {
                 throw VouchError(.unsupported, "broker asked for an unknown PCR bank or index", context: ["got": b.bank])
             }
             return PCRBankSelection(hash: bank, pcrs: b.pcrs)
         })
-        let nonce = try Hex.decode(challenge.nonce, field: "nonce")
         let q = try quote(qualifyingData: EnrollmentBinding.qualifyingData(nonce: nonce, agentSPKI: spki), selection: selection)
-        return try broker.call("POST", "/v1/enroll", body: EnrollRequest(
-            hostId: hostID, nonce: challenge.nonce, agentName: req.agentName, csr: req.csr,
+        var issued = try broker.call("POST", "/v1/enroll", body: EnrollRequest(
+            hostId: hostID, nonce: challenge.nonce, agentName: req.agentName, csr: req.csr, tpmKey: tpmKey?.body,
             quote: try Self.quoteBody(q, eventLogPath: config.eventLogPath, modelLogPath: config.modelLogPath), renewal: req.renewal),
             as: EnrollResponse.self)
+        if let tpmKey {
+            issued.tpmKeyPublic = Base64.encode(tpmKey.pub)
+            issued.tpmKeyPrivate = Base64.encode(tpmKey.priv)
+            issued.tpmKeyParent = "0x" + String(KeyTemplates.srkHandle, radix: 16)
+        }
+        return issued
+    }
+
+    /// Creates an agent key under the SRK and has the AK certify it, bound to `nonce` and the key.
+    func createCertifiedKey(nonce: [UInt8]) throws -> (body: TPMKeyBody, priv: [UInt8], pub: [UInt8]) {
+        try withTPM { tpm in
+            let srk = try tpm.storageRootKey()
+            let (priv, pub) = try tpm.createAgentKey(parent: srk)
+            let key = try tpm.load(parent: srk, private: priv, public: pub)
+            let (ak, _) = try tpm.createAttestationKey(config.akKind)
+            let spki = try PublicKey(tpmPublic: TPMTPublic(tpm2bPublic: pub)).spkiDER
+            let c = try tpm.certify(object: key, ak: ak, qualifyingData: EnrollmentBinding.qualifyingData(nonce: nonce, agentSPKI: spki))
+            return (TPMKeyBody(publicArea: Base64.encode(pub), certifyInfo: Base64.encode(c.attest), signature: Base64.encode(c.signature)), priv, pub)
+        }
     }
 
     /// The wire form of a quote with the PCR values it covers and the logs that explain them.

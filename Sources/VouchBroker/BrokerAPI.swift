@@ -165,7 +165,7 @@ public struct BrokerAPI: Sendable {
              .eventLogMismatch, .modelLogMismatch, .clockRegressed, .clockNotSafe, .noPolicy, .spiffeIDUnresolved,
              .eventLogMissing, .secureBootDisabled, .bootApplicationNotAllowed, .bootApplicationDenied, .kernelCmdlineMissing,
              .kernelCmdlineForbidden, .dbxEntryMissing, .modelMissing, .modelNotAllowed, .modelDenied, .evidenceTooOld, .agentKeyNotAllowed,
-             .hostRevoked, .certificateRevoked, .certificateExpired, .renewalIdentityMismatch, .renewalProofInvalid:
+             .hostRevoked, .keyNotTPMBound, .keyCertificationInvalid, .certificateRevoked, .certificateExpired, .renewalIdentityMismatch, .renewalProofInvalid:
             403
         default: 400
         }

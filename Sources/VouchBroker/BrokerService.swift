@@ -274,19 +274,42 @@ public final class BrokerService: Sendable {
         case .alreadyUsed: try refuse(host, req, policy, VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"]), now)
         case .expired: try refuse(host, req, policy, VouchError(.nonceExpired, "nonce has expired; request a new challenge", context: ["field": "nonce"]), now)
         }
-        // 4
-        let csr: CSR
-        do { csr = try CSR(pemOrDER: Array(req.csr.utf8)) } catch let e as VouchError {
-            try refuse(host, req, policy, VouchError(.csrMalformed, e.message, context: e.context), now)
-        }
-        guard csr.signatureIsValid else {
-            try refuse(host, req, policy, VouchError(.csrSignatureInvalid, "CSR signature does not verify with its own key (no proof of possession)"), now)
-        }
-        let agentKey = try csr.publicKey
-        if let renewal = req.renewal {
-            do { try checkRenewal(renewal, host: host, agentName: req.agentName, csr: csr, now: now) } catch let e as VouchError {
-                try refuse(host, req, policy, e, now)
+        // 4: the agent key — a CSR (proof of possession by its self-signature), or a TPM-bound key
+        // certified by the host's AK over the same nonce binding as the quote.
+        let agentKey: PublicKey
+        switch (req.csr, req.tpmKey) {
+        case let (pem?, nil):
+            let csr: CSR
+            do { csr = try CSR(pemOrDER: Array(pem.utf8)) } catch let e as VouchError {
+                try refuse(host, req, policy, VouchError(.csrMalformed, e.message, context: e.context), now)
             }
+            guard csr.signatureIsValid else {
+                try refuse(host, req, policy, VouchError(.csrSignatureInvalid, "CSR signature does not verify with its own key (no proof of possession)"), now)
+            }
+            agentKey = try csr.publicKey
+            if let renewal = req.renewal {
+                do { try checkRenewal(renewal, host: host, agentName: req.agentName, csr: csr, now: now) } catch let e as VouchError {
+                    try refuse(host, req, policy, e, now)
+                }
+            }
+        case let (nil, tpmKey?):
+            guard req.renewal == nil else {
+                try refuse(host, req, policy, VouchError(.badRequest, "a TPM-bound key is renewed by enrolling a new one", context: ["field": "renewal"]), now)
+            }
+            let keyPublic = try Base64.decode(tpmKey.publicArea, field: "tpmKey.publicArea")
+            guard let pub = try? TPMTPublic(tpm2bPublic: keyPublic), let candidate = try? PublicKey(tpmPublic: pub), let spki = try? candidate.spkiDER else {
+                try refuse(host, req, policy, VouchError(.keyCertificationInvalid, "tpmKey.publicArea is not a usable key"), now)
+            }
+            let expected = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(req.nonce), agentSPKI: spki)
+            let ak = try PublicKey(tpmPublic: try TPMTPublic(tpm2bPublic: host.akPublic))
+            switch CertifyVerifier.verify(attest: try Base64.decode(tpmKey.certifyInfo, field: "tpmKey.certifyInfo"),
+                                          signature: try Base64.decode(tpmKey.signature, field: "tpmKey.signature"),
+                                          ak: ak, keyPublic: keyPublic, expectedQualifyingData: expected) {
+            case let .success(certified): agentKey = certified.publicKey
+            case let .failure(e): try refuse(host, req, policy, e, now)
+            }
+        default:
+            throw VouchError(.badRequest, "give exactly one of csr and tpmKey", context: ["field": "csr"])
         }
         let keyType = agentKey.isEC ? "ec-p\(agentKey.bits)" : agentKey.isRSA ? "rsa-\(agentKey.bits)" : "other"
         guard Policy.allAgentKeyTypes.contains(keyType) else {

@@ -135,8 +135,12 @@ public final class TPMDevice {
     /// Creates the AK as a primary key in the endorsement hierarchy. Primary keys derive from the
     /// endorsement seed and the template, so the same AK comes back every time until the seed changes.
     public func createAttestationKey(_ kind: KeyTemplates.AKKind) throws -> (TPMObject, [UInt8]) {
+        try createPrimary(hierarchy: ESYS_TR_RH_ENDORSEMENT, template: KeyTemplates.attestationKey(kind), what: "AK")
+    }
+
+    private func createPrimary(hierarchy: ESYS_TR, template: [UInt8], what: String) throws -> (TPMObject, [UInt8]) {
         var w = ByteWriter()
-        w.sized(KeyTemplates.attestationKey(kind))
+        w.sized(template)
         var inPublic = TPM2B_PUBLIC()
         try unmarshal(w.bytes, &inPublic) { Tss2_MU_TPM2B_PUBLIC_Unmarshal($0, $1, $2, $3) }
         var sensitive = TPM2B_SENSITIVE_CREATE()
@@ -147,9 +151,9 @@ public final class TPMDevice {
         var creationData: UnsafeMutablePointer<TPM2B_CREATION_DATA>? = nil
         var creationHash: UnsafeMutablePointer<TPM2B_DIGEST>? = nil
         var ticket: UnsafeMutablePointer<TPMT_TK_CREATION>? = nil
-        try tss(Esys_CreatePrimary(ctx, ESYS_TR_RH_ENDORSEMENT, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+        try tss(Esys_CreatePrimary(ctx, hierarchy, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                                    &sensitive, &inPublic, &outside, &pcrs, &handle, &outPublic, &creationData, &creationHash, &ticket),
-                "Esys_CreatePrimary(AK)")
+                "Esys_CreatePrimary(\(what))")
         defer { Esys_Free(outPublic); Esys_Free(creationData); Esys_Free(creationHash); Esys_Free(ticket) }
         transients.insert(handle)
         return (TPMObject(handle: handle), try marshal(outPublic!) { Tss2_MU_TPM2B_PUBLIC_Marshal($0, $1, $2, $3) })
@@ -184,6 +188,71 @@ public final class TPMDevice {
                 "Esys_ActivateCredential")
         defer { Esys_Free(certInfo) }
         return withUnsafeBytes(of: certInfo!.pointee.buffer) { Array($0.prefix(Int(certInfo!.pointee.size))) }
+    }
+
+    // MARK: TPM-bound keys
+
+    /// The storage root key at 0x81000001, created from the TCG template and persisted if absent.
+    public func storageRootKey() throws -> TPMObject {
+        var tr: ESYS_TR = ESYS_TR_NONE
+        if Esys_TR_FromTPMPublic(ctx, KeyTemplates.srkHandle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr) == 0 {
+            return TPMObject(handle: tr)
+        }
+        let (primary, _) = try createPrimary(hierarchy: ESYS_TR_RH_OWNER, template: KeyTemplates.storageRootKey, what: "SRK")
+        defer { flush(primary) }
+        var persistent: ESYS_TR = ESYS_TR_NONE
+        try tss(Esys_EvictControl(ctx, ESYS_TR_RH_OWNER, primary.handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                  KeyTemplates.srkHandle, &persistent), "Esys_EvictControl(SRK)")
+        return TPMObject(handle: persistent)
+    }
+
+    /// Creates an agent signing key under `parent`; returns its TPM2B_PRIVATE (wrapped by the
+    /// parent, useless outside this TPM) and TPM2B_PUBLIC.
+    public func createAgentKey(parent: TPMObject) throws -> (private: [UInt8], public: [UInt8]) {
+        var w = ByteWriter()
+        w.sized(KeyTemplates.agentKey)
+        var inPublic = TPM2B_PUBLIC()
+        try unmarshal(w.bytes, &inPublic) { Tss2_MU_TPM2B_PUBLIC_Unmarshal($0, $1, $2, $3) }
+        var sensitive = TPM2B_SENSITIVE_CREATE()
+        var outside = TPM2B_DATA()
+        var pcrs = TPML_PCR_SELECTION()
+        var outPrivate: UnsafeMutablePointer<TPM2B_PRIVATE>? = nil
+        var outPublic: UnsafeMutablePointer<TPM2B_PUBLIC>? = nil
+        var creationData: UnsafeMutablePointer<TPM2B_CREATION_DATA>? = nil
+        var creationHash: UnsafeMutablePointer<TPM2B_DIGEST>? = nil
+        var ticket: UnsafeMutablePointer<TPMT_TK_CREATION>? = nil
+        try tss(Esys_Create(ctx, parent.handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &inPublic, &outside, &pcrs,
+                            &outPrivate, &outPublic, &creationData, &creationHash, &ticket), "Esys_Create(agent key)")
+        defer { Esys_Free(outPrivate); Esys_Free(outPublic); Esys_Free(creationData); Esys_Free(creationHash); Esys_Free(ticket) }
+        return (try marshal(outPrivate!) { Tss2_MU_TPM2B_PRIVATE_Marshal($0, $1, $2, $3) },
+                try marshal(outPublic!) { Tss2_MU_TPM2B_PUBLIC_Marshal($0, $1, $2, $3) })
+    }
+
+    public func load(parent: TPMObject, private priv: [UInt8], public pub: [UInt8]) throws -> TPMObject {
+        var inPrivate = TPM2B_PRIVATE()
+        try unmarshal(priv, &inPrivate) { Tss2_MU_TPM2B_PRIVATE_Unmarshal($0, $1, $2, $3) }
+        var inPublic = TPM2B_PUBLIC()
+        try unmarshal(pub, &inPublic) { Tss2_MU_TPM2B_PUBLIC_Unmarshal($0, $1, $2, $3) }
+        var handle: ESYS_TR = ESYS_TR_NONE
+        try tss(Esys_Load(ctx, parent.handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &inPrivate, &inPublic, &handle), "Esys_Load")
+        transients.insert(handle)
+        return TPMObject(handle: handle)
+    }
+
+    /// TPM2_Certify: the AK attests that `object` (by name) is loaded in this TPM.
+    public func certify(object: TPMObject, ak: TPMObject, qualifyingData: [UInt8]) throws -> (attest: [UInt8], signature: [UInt8]) {
+        var qd = TPM2B_DATA()
+        var w = ByteWriter()
+        w.sized(qualifyingData)
+        try unmarshal(w.bytes, &qd) { Tss2_MU_TPM2B_DATA_Unmarshal($0, $1, $2, $3) }
+        var scheme = TPMT_SIG_SCHEME()
+        scheme.scheme = TPM2_ALG_NULL
+        var info: UnsafeMutablePointer<TPM2B_ATTEST>? = nil
+        var sig: UnsafeMutablePointer<TPMT_SIGNATURE>? = nil
+        try tss(Esys_Certify(ctx, object.handle, ak.handle, ESYS_TR_PASSWORD, ESYS_TR_PASSWORD, ESYS_TR_NONE, &qd, &scheme, &info, &sig), "Esys_Certify")
+        defer { Esys_Free(info); Esys_Free(sig) }
+        return (withUnsafeBytes(of: info!.pointee.attestationData) { Array($0.prefix(Int(info!.pointee.size))) },
+                try marshal(sig!) { Tss2_MU_TPMT_SIGNATURE_Marshal($0, $1, $2, $3) })
     }
 
     // MARK: Quotes and PCRs

@@ -5,6 +5,42 @@ public enum KeyTemplates {
     /// Attributes of an attestation key: a restricted signing key that never leaves this TPM.
     public static let akAttributes: ObjectAttributes = [.fixedTPM, .fixedParent, .sensitiveDataOrigin, .userWithAuth, .restricted, .sign]
 
+    /// Attributes of a TPM-bound agent key: an unrestricted signing key that never leaves its TPM.
+    public static let agentKeyAttributes: ObjectAttributes = [.fixedTPM, .fixedParent, .sensitiveDataOrigin, .userWithAuth, .noDA, .sign]
+
+    /// The TCG storage root key template (ECC P-256, AES-128-CFB, zero-filled unique; TCG
+    /// Provisioning Guidance), persisted at 0x81000001 as parent of TPM-bound agent keys.
+    public static let srkHandle: UInt32 = 0x8100_0001
+    public static var storageRootKey: [UInt8] {
+        var w = ByteWriter()
+        w.u16(TPMAlg.ecc.rawValue)
+        w.u16(TPMAlg.sha256.rawValue)
+        w.u32(ObjectAttributes([.fixedTPM, .fixedParent, .sensitiveDataOrigin, .userWithAuth, .noDA, .restricted, .decrypt]).rawValue)
+        w.sized([])
+        w.u16(TPMAlg.aes.rawValue); w.u16(128); w.u16(TPMAlg.cfb.rawValue)
+        w.u16(TPMAlg.null.rawValue)
+        w.u16(ECCCurve.nistP256.rawValue)
+        w.u16(TPMAlg.null.rawValue)
+        w.sized([UInt8](repeating: 0, count: 32))
+        w.sized([UInt8](repeating: 0, count: 32))
+        return w.bytes
+    }
+
+    /// A TPM-bound agent key: ECC P-256, ECDSA with SHA-256.
+    public static var agentKey: [UInt8] {
+        var w = ByteWriter()
+        w.u16(TPMAlg.ecc.rawValue)
+        w.u16(TPMAlg.sha256.rawValue)
+        w.u32(agentKeyAttributes.rawValue)
+        w.sized([])
+        w.u16(TPMAlg.null.rawValue)
+        w.u16(TPMAlg.ecdsa.rawValue); w.u16(TPMAlg.sha256.rawValue)
+        w.u16(ECCCurve.nistP256.rawValue)
+        w.u16(TPMAlg.null.rawValue)
+        w.sized([]); w.sized([])
+        return w.bytes
+    }
+
     public enum AKKind: String, Sendable, Codable, CaseIterable {
         case eccP256 = "ecc-p256"
         case rsa2048 = "rsa-2048"

@@ -3,17 +3,20 @@ import VouchAPI
 import VouchCore
 import VouchCrypto
 import VouchHTTPClient
+import VouchTPMWire
 
 enum CLI {
     static let usage = """
     usage: vouch COMMAND [options]
 
     Agents:
-      enroll --name NAME [--socket PATH] [--out DIR] [--key-type p256|p384] [--renew]
+      enroll --name NAME [--socket PATH] [--out DIR] [--key-type p256|p384] [--renew | --tpm-key]
           Create a key pair and CSR, have the local attester prove this host's state to the broker,
           and write DIR/NAME.key (0600), DIR/NAME.pem and DIR/ca.pem. Socket: $VOUCH_ATTESTER_SOCKET.
           --renew: replace DIR/NAME.pem before it expires: a new key, signed over by the current one,
           and fresh evidence; refused if the current certificate or the host was revoked.
+          --tpm-key: the attester creates the key inside the TPM (under the SRK, 0x81000001) and
+          certifies it with the AK; writes NAME.pem, NAME.tpm.pub and NAME.tpm.priv.
 
     Operators (broker: --broker URL or $VOUCH_BROKER; CA: --ca FILE or $VOUCH_CA;
                admin token: --token-file FILE or $VOUCH_TOKEN_FILE):
@@ -66,7 +69,7 @@ enum CLI {
 }
 
 func enrollCommand(_ argv: [String]) throws -> Int32 {
-    let args = try Arguments(argv, options: ["name", "socket", "out", "key-type"], flags: ["renew"])
+    let args = try Arguments(argv, options: ["name", "socket", "out", "key-type"], flags: ["renew", "tpm-key"])
     let name = try args.required("name")
     guard let socket = args["socket"] ?? CLI.env("VOUCH_ATTESTER_SOCKET") else {
         throw VouchError(.badRequest, "no attester socket: give --socket PATH or set VOUCH_ATTESTER_SOCKET")
@@ -74,6 +77,11 @@ func enrollCommand(_ argv: [String]) throws -> Int32 {
     let out = args["out"] ?? "."
     guard let keyType = PrivateKey.KeyType(rawValue: (args["key-type"] ?? "p256").uppercased().replacingOccurrences(of: "P", with: "P-")) else {
         throw VouchError(.badRequest, "--key-type must be p256 or p384")
+    }
+    let client = APIClient(transport: HTTPClient(.unix(path: socket), timeoutSeconds: 60))
+    if args.has("tpm-key") {
+        guard !args.has("renew") else { throw VouchError(.badRequest, "a TPM-bound key is renewed by enrolling a new one: drop --renew") }
+        return try enrollTPMKey(name: name, out: out, client: client)
     }
     let key = try PrivateKey.generate(keyType)
     let csr = try CSR.create(key: key, commonName: name)
@@ -84,7 +92,6 @@ func enrollCommand(_ argv: [String]) throws -> Int32 {
         }
         renewal = RenewalBody(certificate: current, proof: Base64.encode(try currentKey.sign(try csr.der)))
     }
-    let client = APIClient(transport: HTTPClient(.unix(path: socket), timeoutSeconds: 60))
     let issued = try client.call("POST", "/v1/enroll", body: AgentEnrollRequest(agentName: name, csr: try csr.pem, renewal: renewal), as: EnrollResponse.self)
     let cert = try Certificate(pem: issued.certificate)
     guard try cert.publicKey.isEqual(to: key.publicKey) else {
@@ -104,6 +111,33 @@ func enrollCommand(_ argv: [String]) throws -> Int32 {
       notAfter:  \(cert.notAfter.iso8601)
       policy:    \(issued.policy)
       files:     \(out)/\(name).key \(out)/\(name).pem \(out)/ca.pem
+    """)
+    return 0
+}
+
+/// Enrollment of a key created inside the host's TPM: writes NAME.pem, NAME.tpm.pub, NAME.tpm.priv.
+func enrollTPMKey(name: String, out: String, client: APIClient) throws -> Int32 {
+    let issued = try client.call("POST", "/v1/enroll", body: AgentEnrollRequest(agentName: name, csr: nil, tpmKey: true), as: EnrollResponse.self)
+    guard let pub = issued.tpmKeyPublic, let priv = issued.tpmKeyPrivate, let parent = issued.tpmKeyParent else {
+        throw VouchError(.http, "the attester did not return the TPM key blobs")
+    }
+    let pubBytes = try Base64.decode(pub, field: "tpmKeyPublic")
+    let cert = try Certificate(pem: issued.certificate)
+    guard try cert.publicKey.isEqual(to: PublicKey(tpmPublic: TPMTPublic(tpm2bPublic: pubBytes))) else {
+        throw VouchError(.crypto, "the broker returned a certificate for a different key")
+    }
+    try Files.makeDirectory(out, mode: 0o755)
+    try Files.writeAtomically(Array(issued.certificate.utf8), to: "\(out)/\(name).pem")
+    try Files.writeAtomically(Array(issued.caCertificate.utf8), to: "\(out)/ca.pem")
+    try Files.writeAtomically(pubBytes, to: "\(out)/\(name).tpm.pub")
+    try Files.writeAtomically(try Base64.decode(priv, field: "tpmKeyPrivate"), to: "\(out)/\(name).tpm.priv", mode: 0o600)
+    print("""
+    enrolled agent \(name) with a key inside this host's TPM
+      serial:    \(issued.serial)
+      SAN:       \(cert.uriSANs.joined(separator: ", "))
+      notAfter:  \(cert.notAfter.iso8601)
+      files:     \(out)/\(name).pem \(out)/\(name).tpm.pub \(out)/\(name).tpm.priv (wrapped by the TPM's SRK \(parent))
+      use:       tpm2_load -C \(parent) -u \(out)/\(name).tpm.pub -r \(out)/\(name).tpm.priv -c key.ctx
     """)
     return 0
 }

@@ -162,7 +162,7 @@ final class RejectionTests: XCTestCase {
         try assertRefused(400, "csr_malformed") { try enroll(req) }
 
         var (req2, _) = try request()
-        let lines = req2.csr.split(separator: "\n").map(String.init)
+        let lines = try XCTUnwrap(req2.csr).split(separator: "\n").map(String.init)
         var der = try Base64.decode(lines.dropFirst().dropLast().joined(), field: "csr")
         der[der.count - 2] ^= 0x01   // inside the signature
         req2.csr = "-----BEGIN CERTIFICATE REQUEST-----\n\(Base64.encode(der))\n-----END CERTIFICATE REQUEST-----\n"
