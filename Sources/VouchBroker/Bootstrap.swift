@@ -22,6 +22,44 @@ public enum BrokerBootstrap {
         return (ca, true)
     }
 
+    /// Loads an issuing CA from `dir`: `ca.pem` + `ca.key` (mode 0600), and `chain.pem` with the
+    /// certificates above it when it is an intermediate. The chain must verify.
+    public static func loadIssuingCA(directory dir: String, at now: Date) throws -> IssuingCA {
+        let key = try PrivateKey(pem: Files.readString(dir + "/ca.key"))
+        let cert = try Certificate(pem: Files.readString(dir + "/ca.pem"))
+        let ca = try CertificateAuthority(key: key, certificate: cert)
+        let chain = Files.exists(dir + "/chain.pem") ? try Certificate.chain(pem: Files.readString(dir + "/chain.pem")) : []
+        if !chain.isEmpty {
+            let roots = chain.filter(\.isSelfSigned)
+            guard !roots.isEmpty else { throw VouchError(.config, "\(dir)/chain.pem has no self-signed root", context: ["path": dir]) }
+            if let e = cert.verify(anchors: roots, intermediates: chain.filter { !$0.isSelfSigned }, at: now) {
+                throw VouchError(.config, "\(dir)/ca.pem does not chain to \(dir)/chain.pem: \(e.message)", context: ["path": dir])
+            }
+        }
+        return IssuingCA(signer: ca, chain: chain)
+    }
+
+    /// The CA set under `dir`: the issuing CA in `dir` itself (created on first start if absent),
+    /// `dir/previous` (kept after a rotation) and `dir/next` (staged: published, not yet issuing).
+    /// Rotation renames them on disk: next → current, current → previous.
+    public static func loadCASet(directory dir: String, commonName: String, clock: Clock) throws -> (CASet, createdCA: Bool) {
+        let (_, created) = try loadOrCreateCA(directory: dir, commonName: commonName, clock: clock)
+        let now = clock.now()
+        let current = try loadIssuingCA(directory: dir, at: now)
+        let previous = Files.exists(dir + "/previous/ca.pem") ? try loadIssuingCA(directory: dir + "/previous", at: now) : nil
+        let next = Files.exists(dir + "/next/ca.pem") ? try loadIssuingCA(directory: dir + "/next", at: now) : nil
+        let files = ["ca.pem", "ca.key", "chain.pem"]
+        let set = CASet(current: current, previous: previous, next: next, persist: {
+            let fm = FileManager.default
+            try? fm.removeItem(atPath: dir + "/previous")
+            try Files.makeDirectory(dir + "/previous")
+            for f in files where Files.exists(dir + "/" + f) { try fm.moveItem(atPath: dir + "/" + f, toPath: dir + "/previous/" + f) }
+            for f in files where Files.exists(dir + "/next/" + f) { try fm.moveItem(atPath: dir + "/next/" + f, toPath: dir + "/" + f) }
+            try fm.removeItem(atPath: dir + "/next")
+        })
+        return (set, created)
+    }
+
     /// Loads the admin bearer token from `path`, or creates a random one (mode 0600).
     /// Returns its SHA-256, which is all the broker keeps in memory.
     public static func loadOrCreateAdminToken(path: String) throws -> (digest: [UInt8], created: Bool) {
@@ -49,12 +87,12 @@ public enum BrokerBootstrap {
     }
 
     /// A fresh TLS server key and certificate from the CA for the broker's own API.
-    public static func serverTLS(ca: CertificateAuthority, dnsNames: [String], ipAddresses: [String], clock: Clock) throws -> (certificatePEM: String, keyPEM: String) {
+    public static func serverTLS(ca: IssuingCA, dnsNames: [String], ipAddresses: [String], clock: Clock) throws -> (certificatePEM: String, keyPEM: String) {
         let key = try PrivateKey.generate(.p256)
         let now = clock.now()
-        let cert = try ca.issue(publicKey: try key.publicKey, profile: LeafProfile(
+        let cert = try ca.signer.issue(publicKey: try key.publicKey, profile: LeafProfile(
             subjectCommonName: "vouchd", dnsSANs: dnsNames, ipSANs: ipAddresses, notBefore: now.addingTimeInterval(-60),
-            notAfter: now.addingTimeInterval(30 * 86400), usage: .tlsServer))
-        return (try cert.pem + (try ca.certificate.pem), try key.pem)
+            notAfter: now.addingTimeInterval(30 * 86400), usage: .tlsServer), serial: nil)
+        return (try cert.pem + (try ca.chainPEM), try key.pem)
     }
 }

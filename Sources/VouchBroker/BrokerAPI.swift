@@ -51,10 +51,13 @@ public struct BrokerAPI: Sendable {
         case ("GET", ["health"]):
             return json(200, ["status": "ok"])
         case ("GET", ["ca"]):
-            return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.signer.caCertificate.pem.utf8))
-        case ("GET", ["crl"]), ("GET", ["crl.pem"]):
-            let crl = try service.currentCRL()
-            let pem = rest == ["crl.pem"] || req.query["format"] == "pem"
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.authorities.current.chainPEM.utf8))
+        case ("GET", let p) where (p.first == "crl" || p.first == "crl.pem") && p.count <= 2:
+            if p.count == 2 { guard p[1].range(of: "^[0-9a-f]{2,128}(\\.pem)?$", options: .regularExpression) != nil else {
+                throw VouchError(.notFound, "no such CRL") } }
+            let issuer = p.count == 2 ? String(p[1].replacingOccurrences(of: ".pem", with: "")) : nil
+            let crl = try service.currentCRL(issuer: issuer)
+            let pem = rest == ["crl.pem"] || (rest.last ?? "").hasSuffix(".pem") || req.query["format"] == "pem"
             let etag = "\"crl-\(crl.number)\(pem ? "-pem" : "")\""
             var headers = [("ETag", etag), ("Last-Modified", Self.httpDate(crl.thisUpdate)),
                            ("Cache-Control", "max-age=\(max(0, Int(crl.nextUpdate.timeIntervalSince(crl.thisUpdate) / 2)))")]
@@ -93,6 +96,9 @@ public struct BrokerAPI: Sendable {
         case ("GET", ["status"]):
             try requireAdmin(req)
             return json(200, try service.status())
+        case ("POST", ["ca", "rotate"]):
+            try requireAdmin(req)
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.rotateCA().utf8))
         case ("GET", ["policies"]):
             try requireAdmin(req)
             return json(200, service.policyStatus())

@@ -39,34 +39,47 @@ extension BrokerService {
             host.blockedReason = "\(reasonName) at \(clock.now().iso8601)"
             try store.saveHost(host)
             log("host \(id) blocked (\(reasonName))")
-            let (serials, crl) = try store.revoke(target, at: clock.now(), reason: reason, buildCRL: crlBuilder())
+            let (serials, crls) = try store.revoke(target, at: clock.now(), reason: reason, buildCRL: crlBuilder())
             try store.appendEvent(type: "host.blocked", data: ["hostId": id, "reason": reasonName], at: clock.now())
             events.notify()
             metrics.revoked(serials.count)
-            return RevokeResponse(revoked: serials, crlNumber: crl.number)
+            return RevokeResponse(revoked: serials, crlNumber: try crlNumber(crls))
         }
-        let (serials, crl) = try store.revoke(target, at: clock.now(), reason: reason, buildCRL: crlBuilder())
+        let (serials, crls) = try store.revoke(target, at: clock.now(), reason: reason, buildCRL: crlBuilder())
         guard !serials.isEmpty else {
             throw VouchError(.notFound, "no unrevoked certificate matches", context: ["target": "\(target)"])
         }
         metrics.revoked(serials.count)
         events.notify()
-        log("revoked \(serials.joined(separator: ",")) (\(reasonName)); CRL #\(crl.number)")
-        return RevokeResponse(revoked: serials, crlNumber: crl.number)
+        let number = try crlNumber(crls)
+        log("revoked \(serials.joined(separator: ",")) (\(reasonName)); CRL #\(number)")
+        return RevokeResponse(revoked: serials, crlNumber: number)
     }
 
-    /// The current CRL, re-signed when half its validity has passed.
-    public func currentCRL() throws -> CRLRecord {
+    /// The number of the current CA's CRL after a revocation (its new one if it changed).
+    func crlNumber(_ changed: [CRLRecord]) throws -> UInt64 {
+        let id = authorities.current.keyID
+        return try changed.first { $0.issuer == id }?.number ?? currentCRL().number
+    }
+
+    /// The CRL of the CA with key id `issuer` (default: the issuing CA), re-signed when half its
+    /// validity has passed. Only current and previous CAs have CRLs.
+    public func currentCRL(issuer: String? = nil) throws -> CRLRecord {
+        let id = issuer ?? authorities.current.keyID
+        guard authorities.byKeyID(id) != nil else { throw VouchError(.notFound, "no CA with this key identifier signs CRLs here", context: ["issuer": id]) }
         let now = clock.now()
-        if let crl = try store.currentCRL(), now < crl.thisUpdate.addingTimeInterval(config.crlValidity / 2) {
+        if let crl = try store.currentCRL(issuer: id), now < crl.thisUpdate.addingTimeInterval(config.crlValidity / 2) {
             return crl
         }
-        return try store.refreshCRL(buildCRL: crlBuilder())
+        return try store.refreshCRL(issuer: id, buildCRL: crlBuilder())
     }
 
     func crlBuilder() -> CRLBuilder {
-        let signer = self.signer, clock = self.clock, validity = config.crlValidity
-        return { revoked, number in
+        let authorities = self.authorities, clock = self.clock, validity = config.crlValidity
+        return { issuer, revoked, number in
+            guard let signer = authorities.byKeyID(issuer)?.signer else {
+                throw VouchError(.internalError, "no CA signs CRLs for issuer \(issuer)")
+            }
             let now = clock.now()
             let entries = revoked.filter { $0.notAfter > now }.compactMap { r in
                 r.revokedAt.map { RevokedEntry(serialHex: r.serial, revokedAt: $0, reason: r.revocationReason ?? 0) }
@@ -100,8 +113,16 @@ extension BrokerService {
                               state: c.revokedAt != nil ? "revoked" : (c.notAfter <= now ? "expired" : "valid"),
                               revokedAt: c.revokedAt?.iso8601, revocationReason: c.revocationReason.map { reasons[$0] ?? "\($0)" })
         }
-        return StatusResponse(trustDomain: config.trustDomain, policies: policyStatus(), crlNumber: try store.currentCRL()?.number ?? 0,
+        return StatusResponse(trustDomain: config.trustDomain, policies: policyStatus(), crlNumber: try store.currentCRL(issuer: authorities.current.keyID)?.number ?? 0,
                               hosts: hosts, certificates: certs)
+    }
+
+    /// Rotates to the staged next CA (see CASet.rotate); returns the new issuing CA's certificate.
+    public func rotateCA() throws -> String {
+        let ca = try authorities.rotate()
+        log("CA rotated: now issuing with \(ca.signer.caCertificate.subject) (key id \(ca.keyID))")
+        _ = try currentCRL()
+        return try ca.chainPEM
     }
 
     /// Lifts an operator's block on a host (it must still pass attestation to get certificates).
@@ -119,25 +140,29 @@ extension BrokerService {
 
     /// Answers a DER OCSPRequest from the store's records (RFC 6960).
     public func ocsp(request: [UInt8]) throws -> [UInt8] {
-        try signer.ocspResponse(request: request, now: clock.now(), validity: config.ocspValidity) { serial in
+        // Answered by the CA the request names (current or previous); others get "unknown" from the current CA.
+        let ca = authorities.signing.first { OCSPResponder.requestNames(request, issuer: $0.signer.caCertificate) } ?? authorities.current
+        return try ca.signer.ocspResponse(request: request, now: clock.now(), validity: config.ocspValidity) { serial in
             guard let c = try store.certificate(serial: serial) else { return .unknown }
             if let at = c.revokedAt { return .revoked(at: at, reason: c.revocationReason ?? 0) }
             return .good
         }
     }
 
-    /// The trust bundle: the CA certificate(s) relying parties and attesters trust.
-    public func bundlePEM() throws -> String { try signer.caCertificate.pem }
+    /// The trust bundle: every root relying parties and attesters should trust now (issuing,
+    /// previous and staged next CAs).
+    public func bundlePEM() throws -> String { try authorities.bundle.map { try $0.pem }.joined() }
 
     /// The same bundle as a SPIFFE bundle (JWKS with x509-svid keys).
     public func spiffeBundle() throws -> [UInt8] {
-        let ca = signer.caCertificate
-        guard let jwk = try ca.publicKey.ecJWKParameters else { throw VouchError(.internalError, "CA key is not an EC key") }
         func b64url(_ b: [UInt8]) -> String {
             Base64.encode(b).replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         }
-        let key: [String: Any] = ["kty": "EC", "crv": jwk.crv, "x": b64url(jwk.x), "y": b64url(jwk.y), "use": "x509-svid", "x5c": [Base64.encode(try ca.der)]]
-        let body: [String: Any] = ["keys": [key], "spiffe_refresh_hint": Int(config.crlValidity), "spiffe_sequence": 1]
+        let keys: [[String: Any]] = try authorities.bundle.map { root in
+            guard let jwk = try root.publicKey.ecJWKParameters else { throw VouchError(.internalError, "CA key is not an EC key") }
+            return ["kty": "EC", "crv": jwk.crv, "x": b64url(jwk.x), "y": b64url(jwk.y), "use": "x509-svid", "x5c": [Base64.encode(try root.der)]]
+        }
+        let body: [String: Any] = ["keys": keys, "spiffe_refresh_hint": Int(config.crlValidity), "spiffe_sequence": 1]
         return [UInt8](try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes]))
     }
 
@@ -169,7 +194,7 @@ extension BrokerService {
         for h in try store.hosts() { hosts[h.akState.rawValue, default: 0] += 1 }
         var certs = ["valid": 0, "expired": 0, "revoked": 0]
         for c in try store.certificates() { certs[c.revokedAt != nil ? "revoked" : (c.notAfter <= now ? "expired" : "valid"), default: 0] += 1 }
-        let crl = try store.currentCRL()
+        let crl = try store.currentCRL(issuer: authorities.current.keyID)
         var depth: [String: Int] = [:]
         for url in config.webhookURLs { depth[url] = try store.undeliveredCount(subscriber: url) }
         return metrics.render(.init(webhookOutboxDepth: depth, hostsByState: hosts, policiesLoaded: policies.current.policies.count, policyReloadFailing: policies.lastError != nil,

@@ -57,7 +57,7 @@ public struct BrokerConfig: Sendable {
     public var maxActivationFailures = 3
     /// CRL validity (nextUpdate - thisUpdate); a CRL is re-signed after half of it.
     public var crlValidity: TimeInterval = 300
-    /// Public URL of the CRL, written into certificates as their CRL distribution point.
+    /// Public URL of the CRLs: certificates point at `<crlURL>/<issuing CA key id>`.
     public var crlURL: String?
     /// Public URL of the OCSP responder, written into certificates (Authority Information Access).
     public var ocspURL: String?
@@ -76,7 +76,7 @@ public final class BrokerService: Sendable {
     public let config: BrokerConfig
     public let policies: PolicyProvider
     let store: BrokerStore
-    let signer: CertificateSigner
+    public let authorities: CASet
     let ekTrust: EKTrustStore
     let clock: Clock
     let log: @Sendable (String) -> Void
@@ -85,12 +85,12 @@ public final class BrokerService: Sendable {
     let openStreams = Mutex(0)
     let closing = Mutex(false)
 
-    public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, signer: CertificateSigner, ekTrust: EKTrustStore,
+    public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
                 clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.config = config
         self.policies = policies
         self.store = store
-        self.signer = signer
+        self.authorities = authorities
         self.ekTrust = ekTrust
         self.clock = clock
         self.log = log
@@ -358,8 +358,9 @@ public final class BrokerService: Sendable {
             pcrDigest: evidence.quote.pcrDigest, policyName: evidence.policyName, policyVersion: evidence.policyVersion,
             policyDigest: (try? Hex.decode(evidence.policySHA256)) ?? [], modelManifests: evidence.claims.model.map { [(try? Hex.decode($0.manifestDigest)) ?? []] } ?? [],
             secureBoot: evidence.claims.boot?.secureBoot)
+        let ca = authorities.current
         let profile = LeafProfile(subjectCommonName: agentName, uriSANs: [spiffeID], notBefore: notBefore, notAfter: notAfter,
-                                  usage: .agent, crlDistributionPoint: config.crlURL, ocspURL: config.ocspURL,
+                                  usage: .agent, crlDistributionPoint: config.crlURL.map { "\($0)/\(ca.keyID)" }, ocspURL: config.ocspURL,
                                   extensions: [(AttestationExtension.oid, claimsExtension.der)])
         let attestation = AttestationRecord(hostID: host.id, at: now, kind: "enrollment", trusted: true, codes: [],
                                             message: "quote verified; policy \(evidence.policyName) v\(evidence.policyVersion) satisfied",
@@ -368,20 +369,20 @@ public final class BrokerService: Sendable {
                                             pcrDigest: Hex.encode(evidence.quote.pcrDigest), claims: evidence.claims, pcrs: pcrs)
         // A serial collision (2^-127 per pair) is refused by the store; retry with a fresh one.
         for _ in 0..<3 {
-            let cert = try signer.issue(publicKey: agentKey, profile: profile, serial: nil)
+            let cert = try ca.signer.issue(publicKey: agentKey, profile: profile, serial: nil)
             var record = attestation
             record.serial = cert.serialHex
             do {
                 _ = try store.recordIssuance(attestation: record, certificate: CertificateRecord(
                     serial: cert.serialHex, hostID: host.id, agentName: agentName, spiffeID: spiffeID,
-                    notBefore: cert.notBefore, notAfter: cert.notAfter, pem: try cert.pem, attestationID: 0))
+                    notBefore: cert.notBefore, notAfter: cert.notAfter, pem: try cert.pem, attestationID: 0, issuer: ca.keyID))
             } catch let e as VouchError where e.code == .conflict {
                 continue
             }
             metrics.enrollment("issued")
             events.notify()
             log("issued \(cert.serialHex) to \(spiffeID) until \(cert.notAfter.iso8601)")
-            return EnrollResponse(serial: cert.serialHex, spiffeId: spiffeID, certificate: try cert.pem, caCertificate: try signer.caCertificate.pem,
+            return EnrollResponse(serial: cert.serialHex, spiffeId: spiffeID, certificate: try cert.pem, caCertificate: try ca.chainPEM,
                                   notBefore: cert.notBefore.iso8601, notAfter: cert.notAfter.iso8601, policy: "\(evidence.policyName) v\(evidence.policyVersion)")
         }
         throw VouchError(.internalError, "could not allocate a unique certificate serial")
@@ -418,8 +419,9 @@ public final class BrokerService: Sendable {
         guard let current = try? Certificate(pem: renewal.certificate) else {
             throw VouchError(.renewalInvalid, "renewal certificate is not a PEM certificate", context: ["field": "renewal.certificate"])
         }
-        if current.verify(anchors: [signer.caCertificate], at: now) != nil {
-            if current.notAfter <= now, current.verify(anchors: [signer.caCertificate], at: current.notAfter.addingTimeInterval(-1)) == nil {
+        let anchors = authorities.bundle, intermediates = authorities.signing.flatMap { [$0.signer.caCertificate] + $0.chain }
+        if current.verify(anchors: anchors, intermediates: intermediates, at: now) != nil {
+            if current.notAfter <= now, current.verify(anchors: anchors, intermediates: intermediates, at: current.notAfter.addingTimeInterval(-1)) == nil {
                 throw VouchError(.certificateExpired, "the certificate to renew has expired; enroll afresh", context: ["serial": current.serialHex])
             }
             throw VouchError(.renewalInvalid, "the certificate to renew was not issued by this broker's CA", context: ["field": "renewal.certificate"])

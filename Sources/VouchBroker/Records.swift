@@ -104,22 +104,26 @@ public struct CertificateRecord: Sendable, Equatable {
     public var attestationID: Int64
     public var revokedAt: Date?
     public var revocationReason: Int?
+    /// Subject key identifier (hex) of the CA that issued it.
+    public var issuer: String = ""
 
     public init(serial: String, hostID: String, agentName: String, spiffeID: String, notBefore: Date, notAfter: Date, pem: String,
-                attestationID: Int64, revokedAt: Date? = nil, revocationReason: Int? = nil) {
+                attestationID: Int64, revokedAt: Date? = nil, revocationReason: Int? = nil, issuer: String = "") {
         self.serial = serial; self.hostID = hostID; self.agentName = agentName; self.spiffeID = spiffeID
         self.notBefore = notBefore; self.notAfter = notAfter; self.pem = pem; self.attestationID = attestationID
-        self.revokedAt = revokedAt; self.revocationReason = revocationReason
+        self.revokedAt = revokedAt; self.revocationReason = revocationReason; self.issuer = issuer
     }
 }
 
 public struct CRLRecord: Sendable, Equatable {
+    /// Subject key identifier (hex) of the CA that signs this CRL.
+    public var issuer: String
     public var number: UInt64
     public var der: [UInt8]
     public var thisUpdate: Date
     public var nextUpdate: Date
-    public init(number: UInt64, der: [UInt8], thisUpdate: Date, nextUpdate: Date) {
-        self.number = number; self.der = der; self.thisUpdate = thisUpdate; self.nextUpdate = nextUpdate
+    public init(issuer: String = "", number: UInt64, der: [UInt8], thisUpdate: Date, nextUpdate: Date) {
+        self.issuer = issuer; self.number = number; self.der = der; self.thisUpdate = thisUpdate; self.nextUpdate = nextUpdate
     }
 }
 
@@ -150,9 +154,10 @@ public enum RevocationTarget: Sendable, Equatable {
     case host(String)
 }
 
-/// Builds a signed CRL for the given revoked entries and CRL number (called inside the store's
-/// transaction, so the revocation and the CRL that lists it commit together).
-public typealias CRLBuilder = (_ revoked: [CertificateRecord], _ number: UInt64) throws -> CRLRecord
+/// Builds the signed CRL of one issuing CA (by key identifier) for its revoked certificates and
+/// CRL number (called inside the store's transaction, so a revocation and the CRL that lists it
+/// commit together).
+public typealias CRLBuilder = (_ issuer: String, _ revoked: [CertificateRecord], _ number: UInt64) throws -> CRLRecord
 
 /// Durable broker state. Every method is atomic; implementations serialize access.
 public protocol BrokerStore: Sendable {
@@ -179,9 +184,9 @@ public protocol BrokerStore: Sendable {
     func certificates() throws -> [CertificateRecord]
     func certificate(serial: String) throws -> CertificateRecord?
 
-    /// Revokes every unrevoked certificate `target` names and stores the CRL `buildCRL` makes
-    /// with the next CRL number, in one transaction. Returns the serials revoked and the CRL.
-    func revoke(_ target: RevocationTarget, at: Date, reason: Int, buildCRL: CRLBuilder) throws -> (serials: [String], crl: CRLRecord)
+    /// Revokes every unrevoked certificate `target` names and, for each issuer concerned, stores the
+    /// CRL `buildCRL` makes with that issuer's next CRL number, in one transaction.
+    func revoke(_ target: RevocationTarget, at: Date, reason: Int, buildCRL: CRLBuilder) throws -> (serials: [String], crls: [CRLRecord])
     // Event outbox. Revocation and issuance events are written by `revoke` and `recordIssuance`
     // in their own transactions; others through `appendEvent`.
     @discardableResult
@@ -195,8 +200,8 @@ public protocol BrokerStore: Sendable {
     func undeliveredCount(subscriber: String) throws -> Int
 
     /// Stores a freshly built CRL (with the next number) when none exists or it is due.
-    func refreshCRL(buildCRL: CRLBuilder) throws -> CRLRecord
-    func currentCRL() throws -> CRLRecord?
+    func refreshCRL(issuer: String, buildCRL: CRLBuilder) throws -> CRLRecord
+    func currentCRL(issuer: String) throws -> CRLRecord?
 }
 
 extension HostRecord {

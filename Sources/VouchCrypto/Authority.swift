@@ -61,8 +61,9 @@ public final class CertificateAuthority: @unchecked Sendable {
         self.certificate = certificate
     }
 
-    /// Creates a self-signed CA (basicConstraints CA:TRUE, pathlen 0; keyCertSign, cRLSign).
-    public static func create(commonName: String, key: PrivateKey, notBefore: Date, notAfter: Date) throws -> CertificateAuthority {
+    /// Creates a self-signed CA (basicConstraints CA:TRUE with `pathLength`; keyCertSign, cRLSign):
+    /// pathlen 0 for a CA that issues agent certificates itself, 1 for an offline root above intermediates.
+    public static func create(commonName: String, key: PrivateKey, notBefore: Date, notAfter: Date, pathLength: Int = 0) throws -> CertificateAuthority {
         let x = try notNil(X509_new(), "X509_new")
         let cert = Certificate(owning: x)
         try check(X509_set_version(x, 2), "X509_set_version")
@@ -76,12 +77,36 @@ public final class CertificateAuthority: @unchecked Sendable {
         try setValidity(x, notBefore, notAfter)
         try check(X509_set_pubkey(x, key.pkey), "X509_set_pubkey")
         try addExtensions(x, issuer: x, [
-            (NID_basic_constraints, "critical,CA:TRUE,pathlen:0"),
+            (NID_basic_constraints, "critical,CA:TRUE,pathlen:\(pathLength)"),
             (NID_key_usage, "critical,keyCertSign,cRLSign"),
             (NID_subject_key_identifier, "hash"),
             (NID_authority_key_identifier, "keyid:always"),
         ])
         guard X509_sign(x, key.pkey, EVP_sha256()) > 0 else { throw opensslError("X509_sign") }
+        return try CertificateAuthority(key: key, certificate: cert)
+    }
+
+    /// Issues an intermediate CA certificate for `key` (CA:TRUE, pathlen 0; keyCertSign, cRLSign).
+    public func issueIntermediate(commonName: String, key: PrivateKey, notBefore: Date, notAfter: Date) throws -> CertificateAuthority {
+        let x = try notNil(X509_new(), "X509_new")
+        let cert = Certificate(owning: x)
+        try check(X509_set_version(x, 2), "X509_set_version")
+        try setSerial(x, try randomSerial())
+        let name = try notNil(X509_NAME_new(), "X509_NAME_new")
+        defer { X509_NAME_free(name) }
+        try check(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, "Vouch", -1, -1, 0), "X509_NAME_add_entry_by_txt")
+        try check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, commonName, -1, -1, 0), "X509_NAME_add_entry_by_txt")
+        try check(X509_set_subject_name(x, name), "X509_set_subject_name")
+        try check(X509_set_issuer_name(x, X509_get_subject_name(certificate.x509)), "X509_set_issuer_name")
+        try setValidity(x, notBefore, notAfter)
+        try check(X509_set_pubkey(x, key.pkey), "X509_set_pubkey")
+        try addExtensions(x, issuer: certificate.x509, [
+            (NID_basic_constraints, "critical,CA:TRUE,pathlen:0"),
+            (NID_key_usage, "critical,keyCertSign,cRLSign"),
+            (NID_subject_key_identifier, "hash"),
+            (NID_authority_key_identifier, "keyid:always"),
+        ])
+        guard X509_sign(x, self.key.pkey, EVP_sha256()) > 0 else { throw opensslError("X509_sign") }
         return try CertificateAuthority(key: key, certificate: cert)
     }
 

@@ -64,6 +64,14 @@ public final class Certificate: @unchecked Sendable {
         get throws { PublicKey(owning: try notNil(X509_get_pubkey(x509), "X509_get_pubkey")) }
     }
 
+    /// The subject key identifier, lowercase hex (empty if the certificate has none).
+    public var subjectKeyID: String {
+        guard let ski = X509_get0_subject_key_id(x509), let p = ASN1_STRING_get0_data(ski) else { return "" }
+        return Hex.encode(UnsafeBufferPointer(start: p, count: Int(ASN1_STRING_length(ski))))
+    }
+
+    public var isSelfSigned: Bool { subject == issuer }
+
     /// The DER value of the extension with dotted `oid`, if present.
     public func extensionValue(oid: String) -> [UInt8]? {
         guard let obj = OBJ_txt2obj(oid, 1) else { ERR_clear_error(); return nil }

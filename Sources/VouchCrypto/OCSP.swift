@@ -74,6 +74,26 @@ public struct OCSPResponder: Sendable {
         return try derEncode("i2d_OCSP_RESPONSE") { i2d_OCSP_RESPONSE(resp, $0) }
     }
 
+    /// True if the request's first CertID names `issuer` (so that CA should answer it).
+    public static func requestNames(_ requestDER: [UInt8], issuer: Certificate) -> Bool {
+        guard requestDER.count <= maxRequestBytes else { return false }
+        let req: OpaquePointer? = requestDER.withUnsafeBufferPointer { buf in
+            var p: UnsafePointer<UInt8>? = buf.baseAddress
+            return d2i_OCSP_REQUEST(nil, &p, buf.count)
+        }
+        guard let req else { ERR_clear_error(); return false }
+        defer { OCSP_REQUEST_free(req) }
+        guard OCSP_request_onereq_count(req) > 0, let one = OCSP_request_onereq_get0(req, 0), let cid = OCSP_onereq_get0_id(one) else { return false }
+        var mdObj: OpaquePointer?
+        guard OCSP_id_get0_info(nil, &mdObj, nil, nil, cid) == 1, let mdObj,
+              let md = EVP_get_digestbyname(OBJ_nid2sn(OBJ_obj2nid(mdObj))), let ours = OCSP_cert_to_id(md, nil, issuer.x509) else {
+            ERR_clear_error()
+            return false
+        }
+        defer { OCSP_CERTID_free(ours) }
+        return OCSP_id_issuer_cmp(ours, cid) == 0
+    }
+
     /// An unsigned OCSPResponse with only an error status (1 malformedRequest, 2 internalError).
     public static func errorResponse(_ status: Int32) throws -> [UInt8] {
         let resp = try notNil(OCSP_response_create(status, nil), "OCSP_response_create")

@@ -33,10 +33,11 @@ public final class SQLiteBrokerStore: BrokerStore {
             CREATE TABLE IF NOT EXISTS certificates (
               serial TEXT PRIMARY KEY, host_id TEXT NOT NULL REFERENCES hosts(id), agent_name TEXT NOT NULL,
               spiffe_id TEXT NOT NULL, not_before REAL NOT NULL, not_after REAL NOT NULL, pem TEXT NOT NULL,
-              attestation_id INTEGER NOT NULL REFERENCES attestations(id), revoked_at REAL, revocation_reason INTEGER);
+              attestation_id INTEGER NOT NULL REFERENCES attestations(id), revoked_at REAL, revocation_reason INTEGER,
+              issuer TEXT NOT NULL DEFAULT '');
             CREATE INDEX IF NOT EXISTS certificates_agent ON certificates(host_id, agent_name);
-            CREATE TABLE IF NOT EXISTS crl (
-              id INTEGER PRIMARY KEY CHECK (id = 1), number INTEGER NOT NULL, der BLOB NOT NULL,
+            CREATE TABLE IF NOT EXISTS crls (
+              issuer TEXT PRIMARY KEY, number INTEGER NOT NULL, der BLOB NOT NULL,
               this_update REAL NOT NULL, next_update REAL NOT NULL);
             CREATE TABLE IF NOT EXISTS events (
               id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL);
@@ -200,10 +201,10 @@ public final class SQLiteBrokerStore: BrokerStore {
                 guard exists.isEmpty else { throw VouchError(.conflict, "certificate serial already used", context: ["serial": c.serial]) }
                 let id = try insertAttestation(db, attestation)
                 try db.prepare("""
-                INSERT INTO certificates (serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id)
-                VALUES (?,?,?,?,?,?,?,?)
+                INSERT INTO certificates (serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id, issuer)
+                VALUES (?,?,?,?,?,?,?,?,?)
                 """).run([.text(c.serial), .text(c.hostID), .text(c.agentName), .text(c.spiffeID), .real(c.notBefore.timeIntervalSince1970),
-                          .real(c.notAfter.timeIntervalSince1970), .text(c.pem), .int(id)])
+                          .real(c.notAfter.timeIntervalSince1970), .text(c.pem), .int(id), .text(c.issuer)])
                 try insertEvent(db, "certificate.issued", ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName,
                                                            "spiffeId": c.spiffeID, "notAfter": c.notAfter.iso8601], at: attestation.at)
                 return id
@@ -211,12 +212,12 @@ public final class SQLiteBrokerStore: BrokerStore {
         }
     }
 
-    private static let certColumns = "serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id, revoked_at, revocation_reason"
+    private static let certColumns = "serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id, revoked_at, revocation_reason, issuer"
 
     private static func certificate(_ r: Statement.Row) -> CertificateRecord {
         CertificateRecord(serial: r.text(0), hostID: r.text(1), agentName: r.text(2), spiffeID: r.text(3), notBefore: r.date(4),
                           notAfter: r.date(5), pem: r.text(6), attestationID: r.int(7), revokedAt: r.optionalDate(8),
-                          revocationReason: r.optionalInt(9).map(Int.init))
+                          revocationReason: r.optionalInt(9).map(Int.init), issuer: r.text(10))
     }
 
     public func certificate(serial: String) throws -> CertificateRecord? {
@@ -229,7 +230,7 @@ public final class SQLiteBrokerStore: BrokerStore {
 
     // MARK: revocation and CRL
 
-    public func revoke(_ target: RevocationTarget, at: Date, reason: Int, buildCRL: CRLBuilder) throws -> (serials: [String], crl: CRLRecord) {
+    public func revoke(_ target: RevocationTarget, at: Date, reason: Int, buildCRL: CRLBuilder) throws -> (serials: [String], crls: [CRLRecord]) {
         try with { db in
             try db.transaction {
                 let (clause, args): (String, [SQLValue])
@@ -238,20 +239,46 @@ public final class SQLiteBrokerStore: BrokerStore {
                 case let .agent(h, a): (clause, args) = ("host_id = ? AND agent_name = ?", [.text(h), .text(a)])
                 case let .host(h): (clause, args) = ("host_id = ?", [.text(h)])
                 }
-                let serials = try db.prepare("SELECT serial FROM certificates WHERE \(clause) AND revoked_at IS NULL ORDER BY serial")
-                    .query(args) { $0.text(0) }
+                let targets = try db.prepare("SELECT \(Self.certColumns) FROM certificates WHERE \(clause) AND revoked_at IS NULL ORDER BY serial")
+                    .query(args, Self.certificate)
                 let update = try db.prepare("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?")
-                for s in serials {
-                    try update.run([.real(at.timeIntervalSince1970), .int(Int64(reason)), .text(s)])
-                    if let c = try db.prepare("SELECT \(Self.certColumns) FROM certificates WHERE serial = ?").query([.text(s)], Self.certificate).first {
-                        try insertEvent(db, "certificate.revoked", ["serial": s, "hostId": c.hostID, "agentName": c.agentName, "spiffeId": c.spiffeID,
-                                                                    "reason": "\(reason)", "revokedAt": at.iso8601], at: at)
-                    }
+                for c in targets {
+                    try update.run([.real(at.timeIntervalSince1970), .int(Int64(reason)), .text(c.serial)])
+                    try insertEvent(db, "certificate.revoked", ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName, "spiffeId": c.spiffeID,
+                                                                "reason": "\(reason)", "revokedAt": at.iso8601], at: at)
                 }
-                let crl = serials.isEmpty ? try currentOrNew(db, buildCRL) : try storeNextCRL(db, buildCRL)
-                return (serials, crl)
+                let crls = try Set(targets.map(\.issuer)).sorted().map { try storeNextCRL(db, issuer: $0, buildCRL) }
+                return (targets.map(\.serial), crls)
             }
         }
+    }
+
+    public func refreshCRL(issuer: String, buildCRL: CRLBuilder) throws -> CRLRecord {
+        try with { db in try db.transaction { try storeNextCRL(db, issuer: issuer, buildCRL) } }
+    }
+
+    public func currentCRL(issuer: String) throws -> CRLRecord? {
+        try with { db in try Self.loadCRL(db, issuer: issuer) }
+    }
+
+    private static func loadCRL(_ db: SQLiteDatabase, issuer: String) throws -> CRLRecord? {
+        try db.prepare("SELECT issuer, number, der, this_update, next_update FROM crls WHERE issuer = ?").query([.text(issuer)]) {
+            CRLRecord(issuer: $0.text(0), number: UInt64($0.int(1)), der: $0.blob(2), thisUpdate: $0.date(3), nextUpdate: $0.date(4))
+        }.first
+    }
+
+    /// Builds the issuer's CRL with its next number over all it revoked, and stores it.
+    private func storeNextCRL(_ db: SQLiteDatabase, issuer: String, _ build: CRLBuilder) throws -> CRLRecord {
+        let next = (try Self.loadCRL(db, issuer: issuer)?.number ?? 0) + 1
+        let revoked = try db.prepare("SELECT \(Self.certColumns) FROM certificates WHERE revoked_at IS NOT NULL AND issuer = ? ORDER BY serial")
+            .query([.text(issuer)], Self.certificate)
+        var crl = try build(issuer, revoked, next)
+        crl.issuer = issuer
+        try db.prepare("""
+        INSERT INTO crls (issuer, number, der, this_update, next_update) VALUES (?,?,?,?,?)
+        ON CONFLICT(issuer) DO UPDATE SET number=excluded.number, der=excluded.der, this_update=excluded.this_update, next_update=excluded.next_update
+        """).run([.text(issuer), .int(Int64(crl.number)), .blob(crl.der), .real(crl.thisUpdate.timeIntervalSince1970), .real(crl.nextUpdate.timeIntervalSince1970)])
+        return crl
     }
 
     // MARK: events and webhook deliveries
@@ -320,36 +347,5 @@ public final class SQLiteBrokerStore: BrokerStore {
             WHERE e.id > s.since_event AND d.delivered_at IS NULL
             """).query([.text(subscriber)]) { $0.int(0) }.first ?? 0)
         }
-    }
-
-    public func refreshCRL(buildCRL: CRLBuilder) throws -> CRLRecord {
-        try with { db in try db.transaction { try storeNextCRL(db, buildCRL) } }
-    }
-
-    public func currentCRL() throws -> CRLRecord? {
-        try with { db in try Self.loadCRL(db) }
-    }
-
-    private static func loadCRL(_ db: SQLiteDatabase) throws -> CRLRecord? {
-        try db.prepare("SELECT number, der, this_update, next_update FROM crl WHERE id = 1").query {
-            CRLRecord(number: UInt64($0.int(0)), der: $0.blob(1), thisUpdate: $0.date(2), nextUpdate: $0.date(3))
-        }.first
-    }
-
-    private func currentOrNew(_ db: SQLiteDatabase, _ build: CRLBuilder) throws -> CRLRecord {
-        try Self.loadCRL(db) ?? storeNextCRL(db, build)
-    }
-
-    /// Builds the CRL with the next number over every revoked certificate and stores it.
-    private func storeNextCRL(_ db: SQLiteDatabase, _ build: CRLBuilder) throws -> CRLRecord {
-        let next = (try Self.loadCRL(db)?.number ?? 0) + 1
-        let revoked = try db.prepare("SELECT \(Self.certColumns) FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial")
-            .query([], Self.certificate)
-        let crl = try build(revoked, next)
-        try db.prepare("""
-        INSERT INTO crl (id, number, der, this_update, next_update) VALUES (1,?,?,?,?)
-        ON CONFLICT(id) DO UPDATE SET number=excluded.number, der=excluded.der, this_update=excluded.this_update, next_update=excluded.next_update
-        """).run([.int(Int64(crl.number)), .blob(crl.der), .real(crl.thisUpdate.timeIntervalSince1970), .real(crl.nextUpdate.timeIntervalSince1970)])
-        return crl
     }
 }

@@ -26,6 +26,11 @@ enum CLI {
       revoke --host ID [--agent NAME]     revoke every certificate of an agent, or of a host
       revoke --host ID --block            ...and block the host: no enrollment, renewal or registration
       host unblock ID                     lift that block (the host must still pass attestation)
+      ca rotate                           start issuing with the staged CA-DIR/next CA
+
+    CA management (offline):
+      ca create-root --out DIR [--name CN] [--years N]
+      ca create-intermediate --root DIR --out DIR [--name CN] [--days N]
       crl [--out FILE] [--json]           fetch the CRL, check its signature, list revoked serials
       cert inspect FILE [--json]          a certificate's identity and the attestation extension it carries
 

@@ -13,6 +13,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "policy": policyCommand,
     "cert": certCommand,
     "host": hostCommand,
+    "ca": caCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())

@@ -18,7 +18,8 @@ usage: vouchd --data-dir DIR --policy FILE --ek-roots DIR [options]
   --ek-roots DIR        TPM manufacturer CA certificates (PEM) that EK certificates must chain to
   --listen ADDR         IPv4 address to serve on (default 127.0.0.1)
   --port N              HTTPS port (default 8443)
-  --ca-dir DIR          issuing CA (ca.pem, ca.key); default DATA-DIR/ca
+  --ca-dir DIR          issuing CA: ca.pem, ca.key, optional chain.pem (intermediate under an offline
+                        root); DIR/next is published before it issues; default DATA-DIR/ca
   --trust-domain NAME   SPIFFE trust domain (default vouch.local)
   --public-url URL      URL relying parties reach this broker at (default https://ADDR:PORT)
   --challenge-ttl DUR   lifetime of an enrollment nonce (default 60s)
@@ -58,8 +59,10 @@ do {
     let policies = try PolicyProvider(clock: clock, log: Runtime.log) { try PolicyFiles.loadSet(policyPaths) }
     let ekTrust = try EKTrustStore(directory: URL(fileURLWithPath: try args.required("ek-roots")))
 
-    let (ca, created) = try BrokerBootstrap.loadOrCreateCA(directory: args["ca-dir"] ?? dataDir + "/ca", commonName: "Vouch CA \(trustDomain)", clock: clock)
-    if created { Runtime.log("created issuing CA \(ca.certificate.subject)") }
+    let (authorities, created) = try BrokerBootstrap.loadCASet(directory: args["ca-dir"] ?? dataDir + "/ca", commonName: "Vouch CA \(trustDomain)", clock: clock)
+    let ca = authorities.current
+    if created { Runtime.log("created issuing CA \(ca.signer.caCertificate.subject)") }
+    if let next = authorities.next { Runtime.log("next CA staged (published in the bundle, not issuing): \(next.signer.caCertificate.subject)") }
     let token = try BrokerBootstrap.loadOrCreateAdminToken(path: dataDir + "/admin.token")
     if token.created { Runtime.log("created admin token in \(dataDir)/admin.token (mode 0600)") }
     let tls = try BrokerBootstrap.serverTLS(ca: ca, dnsNames: ["localhost"], ipAddresses: Array(Set(["127.0.0.1", listen])).sorted(), clock: clock)
@@ -72,7 +75,7 @@ do {
     if let v = args["crl-validity"] { config.crlValidity = try parseDuration(v, field: "--crl-validity") }
 
     let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db")
-    let service = BrokerService(config: config, policies: policies, store: store, signer: ca, ekTrust: ekTrust, clock: clock, log: Runtime.log)
+    let service = BrokerService(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust, clock: clock, log: Runtime.log)
     var dispatcher: WebhookDispatcher?
     if !config.webhookURLs.isEmpty {
         let secret = try BrokerBootstrap.loadOrCreateSecret(path: args["webhook-secret-file"] ?? dataDir + "/webhook.secret")

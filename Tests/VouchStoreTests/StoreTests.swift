@@ -24,15 +24,16 @@ final class StoreTests: XCTestCase {
                    activationFailures: 0, registeredAt: t0, updatedAt: t0)
     }
 
-    func cert(_ serial: String, agent: String = "a") -> CertificateRecord {
+    func cert(_ serial: String, agent: String = "a", issuer: String = "ca1") -> CertificateRecord {
         CertificateRecord(serial: serial, hostID: host().id, agentName: agent, spiffeID: "spiffe://t/host/x/agent/\(agent)",
-                          notBefore: t0, notAfter: t0.addingTimeInterval(900), pem: "PEM", attestationID: 0)
+                          notBefore: t0, notAfter: t0.addingTimeInterval(900), pem: "PEM", attestationID: 0, issuer: issuer)
     }
 
     func builder(_ seen: UnsafeMutablePointer<[String]>? = nil) -> CRLBuilder {
-        { revoked, number in
+        { issuer, revoked, number in
             seen?.pointee = revoked.map(\.serial)
-            return CRLRecord(number: number, der: [UInt8(number & 0xff)], thisUpdate: self.t0, nextUpdate: self.t0.addingTimeInterval(300))
+            XCTAssertTrue(revoked.allSatisfy { $0.issuer == issuer }, "a CRL lists only its issuer's certificates")
+            return CRLRecord(issuer: issuer, number: number, der: [UInt8(number & 0xff)], thisUpdate: self.t0, nextUpdate: self.t0.addingTimeInterval(300))
         }
     }
 
@@ -72,21 +73,23 @@ final class StoreTests: XCTestCase {
             for (serial, agent) in [("01", "a"), ("02", "a"), ("03", "b")] {
                 _ = try s.recordIssuance(attestation: a, certificate: cert(serial, agent: agent))
             }
-            XCTAssertEqual(try s.refreshCRL(buildCRL: builder()).number, 1)
+            _ = try s.recordIssuance(attestation: a, certificate: cert("04", agent: "b", issuer: "ca2"))
+            XCTAssertEqual(try s.refreshCRL(issuer: "ca1", buildCRL: builder()).number, 1)
             let r1 = try withUnsafeMutablePointer(to: &seen) { try s.revoke(.agent(hostID: host().id, agentName: "a"), at: t0, reason: 1, buildCRL: builder($0)) }
             XCTAssertEqual(r1.serials, ["01", "02"])
-            XCTAssertEqual(r1.crl.number, 2)
+            XCTAssertEqual(r1.crls.map(\.number), [2])
             XCTAssertEqual(seen, ["01", "02"])
             let r2 = try s.revoke(.serial("01"), at: t0, reason: 1, buildCRL: builder())
             XCTAssertEqual(r2.serials, [], "already revoked")
-            XCTAssertEqual(r2.crl.number, 2, "nothing changed, no new CRL")
+            XCTAssertEqual(r2.crls, [], "nothing changed, no new CRL")
         }
         let reopened = try open()
-        XCTAssertEqual(try reopened.currentCRL()?.number, 2)
+        XCTAssertEqual(try reopened.currentCRL(issuer: "ca1")?.number, 2)
         XCTAssertEqual(try reopened.certificates().filter { $0.revokedAt != nil }.map(\.serial), ["01", "02"])
         XCTAssertEqual(try reopened.certificates().first { $0.serial == "01" }?.revocationReason, 1)
         let r3 = try reopened.revoke(.host(host().id), at: t0, reason: 5, buildCRL: builder())
-        XCTAssertEqual(r3.serials, ["03"])
-        XCTAssertEqual(r3.crl.number, 3)
+        XCTAssertEqual(r3.serials, ["03", "04"])
+        XCTAssertEqual(r3.crls.map(\.issuer), ["ca1", "ca2"], "each issuer's CRL is re-signed")
+        XCTAssertEqual(r3.crls.map(\.number), [3, 1], "CRL numbers are per issuer")
     }
 }

@@ -18,11 +18,14 @@ final class BrokerHarness {
     private var process: BackgroundProcess?
 
     var url: String { "https://127.0.0.1:\(port)" }
-    var caFile: String { dir.appendingPathComponent("data/ca/ca.pem").path }
+    /// The CA file clients trust: the broker's own self-signed CA, or a bundle the test provides.
+    var caFile: String { caFileOverride ?? dir.appendingPathComponent("data/ca/ca.pem").path }
+    let caFileOverride: String?
     var tokenFile: String { dir.appendingPathComponent("data/admin.token").path }
     var log: String { process?.log ?? "" }
 
-    init(trusting tpm: SwTPM, policy: String? = nil, extraArgs: [String] = []) throws {
+    init(trusting tpm: SwTPM, policy: String? = nil, extraArgs: [String] = [], caFile: String? = nil) throws {
+        caFileOverride = caFile
         dir = try TestEnv.tempDir("vouch-broker")
         ekRoots = dir.appendingPathComponent("ek-roots")
         try FileManager.default.createDirectory(at: ekRoots, withIntermediateDirectories: true)
