@@ -64,18 +64,8 @@ public final class CertificateAuthority: @unchecked Sendable {
     /// Creates a self-signed CA (basicConstraints CA:TRUE with `pathLength`; keyCertSign, cRLSign):
     /// pathlen 0 for a CA that issues agent certificates itself, 1 for an offline root above intermediates.
     public static func create(commonName: String, key: PrivateKey, notBefore: Date, notAfter: Date, pathLength: Int = 0) throws -> CertificateAuthority {
-        let x = try notNil(X509_new(), "X509_new")
-        let cert = Certificate(owning: x)
-        try check(X509_set_version(x, 2), "X509_set_version")
-        try setSerial(x, try randomSerial())
-        let name = try notNil(X509_NAME_new(), "X509_NAME_new")
-        defer { X509_NAME_free(name) }
-        try check(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, "Vouch", -1, -1, 0), "X509_NAME_add_entry_by_txt")
-        try check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, commonName, -1, -1, 0), "X509_NAME_add_entry_by_txt")
-        try check(X509_set_subject_name(x, name), "X509_set_subject_name")
-        try check(X509_set_issuer_name(x, name), "X509_set_issuer_name")
-        try setValidity(x, notBefore, notAfter)
-        try check(X509_set_pubkey(x, key.pkey), "X509_set_pubkey")
+        let (x, cert) = try newCertificate(commonName: commonName, issuer: nil, publicKey: key.pkey, serial: try randomSerial(),
+                                           notBefore: notBefore, notAfter: notAfter)
         try addExtensions(x, issuer: x, [
             (NID_basic_constraints, "critical,CA:TRUE,pathlen:\(pathLength)"),
             (NID_key_usage, "critical,keyCertSign,cRLSign"),
@@ -88,18 +78,8 @@ public final class CertificateAuthority: @unchecked Sendable {
 
     /// Issues an intermediate CA certificate for `key` (CA:TRUE, pathlen 0; keyCertSign, cRLSign).
     public func issueIntermediate(commonName: String, key: PrivateKey, notBefore: Date, notAfter: Date) throws -> CertificateAuthority {
-        let x = try notNil(X509_new(), "X509_new")
-        let cert = Certificate(owning: x)
-        try check(X509_set_version(x, 2), "X509_set_version")
-        try setSerial(x, try randomSerial())
-        let name = try notNil(X509_NAME_new(), "X509_NAME_new")
-        defer { X509_NAME_free(name) }
-        try check(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, "Vouch", -1, -1, 0), "X509_NAME_add_entry_by_txt")
-        try check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, commonName, -1, -1, 0), "X509_NAME_add_entry_by_txt")
-        try check(X509_set_subject_name(x, name), "X509_set_subject_name")
-        try check(X509_set_issuer_name(x, X509_get_subject_name(certificate.x509)), "X509_set_issuer_name")
-        try setValidity(x, notBefore, notAfter)
-        try check(X509_set_pubkey(x, key.pkey), "X509_set_pubkey")
+        let (x, cert) = try Self.newCertificate(commonName: commonName, issuer: certificate.x509, publicKey: key.pkey, serial: try randomSerial(),
+                                                notBefore: notBefore, notAfter: notAfter)
         try addExtensions(x, issuer: certificate.x509, [
             (NID_basic_constraints, "critical,CA:TRUE,pathlen:0"),
             (NID_key_usage, "critical,keyCertSign,cRLSign"),
@@ -113,18 +93,8 @@ public final class CertificateAuthority: @unchecked Sendable {
     /// Issues a certificate for `publicKey`. The serial is 127 random bits (RFC 5280 allows 20 octets);
     /// callers check it is unused in their store before publishing.
     public func issue(publicKey: PublicKey, profile: LeafProfile, serial: [UInt8]? = nil) throws -> Certificate {
-        let x = try notNil(X509_new(), "X509_new")
-        let cert = Certificate(owning: x)
-        try check(X509_set_version(x, 2), "X509_set_version")
-        try setSerial(x, try serial ?? randomSerial())
-        let name = try notNil(X509_NAME_new(), "X509_NAME_new")
-        defer { X509_NAME_free(name) }
-        try check(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, "Vouch", -1, -1, 0), "X509_NAME_add_entry_by_txt")
-        try check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, profile.subjectCommonName, -1, -1, 0), "X509_NAME_add_entry_by_txt")
-        try check(X509_set_subject_name(x, name), "X509_set_subject_name")
-        try check(X509_set_issuer_name(x, X509_get_subject_name(certificate.x509)), "X509_set_issuer_name")
-        try setValidity(x, profile.notBefore, profile.notAfter)
-        try check(X509_set_pubkey(x, publicKey.pkey), "X509_set_pubkey")
+        let (x, cert) = try Self.newCertificate(commonName: profile.subjectCommonName, issuer: certificate.x509, publicKey: publicKey.pkey,
+                                                serial: try serial ?? randomSerial(), notBefore: profile.notBefore, notAfter: profile.notAfter)
 
         var sans: [String] = []
         for u in profile.uriSANs { try requireSafe(u, "uriSAN"); sans.append("URI:\(u)") }
@@ -262,6 +232,27 @@ public final class CRL: @unchecked Sendable {
 }
 
 // MARK: - helpers
+
+extension CertificateAuthority {
+    /// A v3 certificate body: serial, subject O=Vouch/CN=`commonName`, issuer (`nil`: self-issued),
+    /// validity and public key. The caller adds extensions and signs.
+    static func newCertificate(commonName: String, issuer: OpaquePointer?, publicKey: OpaquePointer, serial: [UInt8],
+                               notBefore: Date, notAfter: Date) throws -> (OpaquePointer, Certificate) {
+        let x = try notNil(X509_new(), "X509_new")
+        let cert = Certificate(owning: x)
+        try check(X509_set_version(x, 2), "X509_set_version")
+        try setSerial(x, serial)
+        let name = try notNil(X509_NAME_new(), "X509_NAME_new")
+        defer { X509_NAME_free(name) }
+        try check(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, "Vouch", -1, -1, 0), "X509_NAME_add_entry_by_txt")
+        try check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, commonName, -1, -1, 0), "X509_NAME_add_entry_by_txt")
+        try check(X509_set_subject_name(x, name), "X509_set_subject_name")
+        try check(X509_set_issuer_name(x, issuer.map { X509_get_subject_name($0) } ?? name), "X509_set_issuer_name")
+        try setValidity(x, notBefore, notAfter)
+        try check(X509_set_pubkey(x, publicKey), "X509_set_pubkey")
+        return (x, cert)
+    }
+}
 
 func randomSerial() throws -> [UInt8] {
     var s = try Crypto.randomBytes(16)
