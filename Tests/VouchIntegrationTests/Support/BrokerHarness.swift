@@ -54,6 +54,14 @@ final class BrokerHarness {
 
     func stop() { process?.stop(); process = nil }
 
+    /// Kills vouchd with SIGKILL (no cleanup, no flush beyond what it committed) and forgets it.
+    func crash() {
+        guard let p = process?.process else { return }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        process = nil
+    }
+
     /// Sends a signal (SIGHUP: reload policies) to the running vouchd.
     func signal(_ sig: Int32) { if let p = process?.process, p.isRunning { kill(p.processIdentifier, sig) } }
 
