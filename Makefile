@@ -8,7 +8,7 @@ APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 lib
                 nginx-light time sqlite3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build demo test test-unit clean
+.PHONY: all deps build demo test test-unit fuzz clean
 
 all: build
 
@@ -34,6 +34,10 @@ test: deps
 test-unit: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip VouchIntegrationTests
+
+# libFuzzer + AddressSanitizer on every parser of outside bytes, FUZZ_SECONDS each (default 30).
+fuzz: deps
+	scripts/fuzz.sh
 
 clean:
 	rm -rf .build out

@@ -28,6 +28,7 @@ let package = Package(
         .executable(name: "vouchd", targets: ["vouchd"]),
         .executable(name: "vouch-attester", targets: ["vouch-attester"]),
         .executable(name: "vouch", targets: ["vouch"]),
+        .executable(name: "vouch-fuzz", targets: ["vouch-fuzz"]),
     ],
     targets: [
         // C libraries
@@ -65,6 +66,9 @@ let package = Package(
         .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy"]),
         .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles"]),
+
+        .executableTarget(name: "vouch-fuzz", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog",
+                                                           "VouchPolicy", "VouchTPMWire", "VouchYAML"]),
 
         // Tests
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire"], path: "Tests/VouchTestSupport"),

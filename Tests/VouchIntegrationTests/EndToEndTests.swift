@@ -96,6 +96,21 @@ final class EndToEndTests: XCTestCase {
         let wrong = try TestEnv.run(TestEnv.bin("vouch"), ["status", "--broker", broker.url, "--ca", broker.caFile, "--token-file", badToken])
         XCTAssertEqual(wrong.status, 1)
         XCTAssertTrue(wrong.stderr.contains("unauthorized"), wrong.stderr)
+        // TLS below 1.2 is refused; 1.2 and 1.3 are accepted.
+        func handshake(_ version: String) throws -> Int32 {
+            try TestEnv.run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(broker.port) \(version) -CAfile \(broker.caFile) </dev/null >/dev/null 2>&1"]).status
+        }
+        XCTAssertNotEqual(try handshake("-tls1_1"), 0, "TLS 1.1 must be refused")
+        XCTAssertNotEqual(try handshake("-tls1"), 0, "TLS 1.0 must be refused")
+        XCTAssertEqual(try handshake("-tls1_2"), 0)
+        XCTAssertEqual(try handshake("-tls1_3"), 0)
+
+        // An oversized header gets an error answer, and the daemon keeps serving.
+        let huge = try TestEnv.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", broker.caFile,
+                                            "-H", "X-Big: " + String(repeating: "a", count: 100_000), "\(broker.url)/v1/health"])
+        XCTAssertTrue(["400", "413", "431", "000"].contains(huge.stdout), "got \(huge.stdout)")
+        XCTAssertEqual(try broker.client().raw("GET", "/v1/health").status, 200)
+
         // A CA that did not issue the broker's TLS certificate: the connection is refused.
         let otherCA = tpm.rootCA.path
         let pinned = try TestEnv.run(TestEnv.bin("vouch"), ["crl", "--broker", broker.url, "--ca", otherCA])

@@ -1,0 +1,58 @@
+import Foundation
+import VouchAPI
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchEventLog
+import VouchPolicy
+import VouchTPMWire
+import VouchYAML
+
+/// One fuzz target per parser of outside bytes. Each must return normally for every input:
+/// a typed error is the expected outcome for garbage, a trap or sanitizer report is a bug.
+enum FuzzTargets {
+    static let all: [String: @Sendable ([UInt8]) -> Void] = [
+        "tpm2b-public": { _ = try? TPMTPublic(tpm2bPublic: $0) },
+        "tpms-attest": { _ = try? TPMSAttest(bytes: $0) },
+        "tpmt-signature": { _ = try? TPMTSignature(bytes: $0) },
+        "tools-pcr-file": { _ = try? ToolsPCRFile.parse($0) },
+        "event-log": { bytes in
+            guard let log = try? TCGEventLog(bytes: bytes) else { return }
+            _ = log.replay(using: OpenSSLDigester())
+            _ = log.claims
+            _ = log.events.map(\.summary)
+        },
+        "model-log": { bytes in
+            guard let log = try? ModelLog(json: bytes) else { return }
+            _ = log.claims(using: OpenSSLDigester())
+        },
+        "policy": { _ = try? PolicyDecoder.decode(YAMLParser.parse($0, file: "fuzz.yaml"), sha256: "") },
+        "csr": { bytes in
+            guard let csr = try? CSR(pemOrDER: bytes) else { return }
+            _ = csr.signatureIsValid
+            _ = try? csr.publicKey.spkiDER
+        },
+        "certificate": { bytes in
+            guard let cert = try? Certificate(der: bytes) else { return }
+            _ = cert.uriSANs
+            _ = cert.subject
+            _ = cert.extensionValue(oid: AttestationExtension.oid).map { try? AttestationExtension(der: $0) }
+        },
+        "attestation-extension": { _ = try? AttestationExtension(der: $0) },
+        "crl": { bytes in _ = (try? CRL(der: bytes)).map { ($0.revokedSerials, $0.number) } },
+        "ocsp-request": { bytes in _ = try? OCSPResponder(ca: fuzzCA).respond(to: bytes, now: Date(), validity: 60) { _ in .good } },
+        "api-enroll": { bytes in
+            guard let req = try? JSONCodec.decode(EnrollRequest.self, from: bytes) else { return }
+            _ = try? Base64.decode(req.quote.attest, field: "attest")
+            _ = try? Hex.decode(req.nonce)
+        },
+    ]
+
+    static var names: [String] { all.keys.sorted() }
+}
+
+/// A CA for the OCSP target, made once.
+let fuzzCA: CertificateAuthority = {
+    let key = try! PrivateKey.generate()
+    return try! CertificateAuthority.create(commonName: "fuzz", key: key, notBefore: Date(), notAfter: Date().addingTimeInterval(3600))
+}()

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Fuzzes every parser that sees outside bytes with libFuzzer + AddressSanitizer, each for
+# FUZZ_SECONDS (default 30), from seed corpora built from ../shared/testdata and fixtures made here.
+# Writes out/fuzz/report.md; crashes go to out/fuzz/crashes/ and make this script fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-30}
+shared=${VOUCH_SHARED_TESTDATA:-../shared/testdata}
+out=out/fuzz
+mkdir -p "$out/crashes" "$out/seeds"
+
+swift build --product vouch-fuzz --scratch-path .build/fuzz --sanitize fuzzer --sanitize address -Xswiftc -DVOUCH_FUZZ
+bin=.build/fuzz/debug/vouch-fuzz
+
+seed() { mkdir -p "$out/seeds/$1"; }
+for t in tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-enroll; do seed "$t"; done
+
+# TPM structures from the real GCE and Azure quotes.
+python3 - "$shared" "$out/seeds" <<'PY'
+import base64, json, os, struct, sys
+shared, seeds = sys.argv[1], sys.argv[2]
+def put(target, name, data):
+    open(os.path.join(seeds, target, name), "wb").write(data)
+gcp = os.path.join(shared, "tpm-eventlog/quote-gcp-windows-shielded-vm/windows_gcp_shielded_vm.json")
+if os.path.exists(gcp):
+    d = json.load(open(gcp))
+    ak = base64.b64decode(d["AK"]["Public"])
+    put("tpm2b-public", "gcp-ak", struct.pack(">H", len(ak)) + ak)
+    put("tpms-attest", "gcp-quote", base64.b64decode(d["Quote"]["Quote"]))
+    put("tpmt-signature", "gcp-sig", base64.b64decode(d["Quote"]["Signature"]))
+    put("event-log", "gcp-log", base64.b64decode(d["Log"]["Raw"]))
+az = os.path.join(shared, "tpm-eventlog/quote-azure-snp-vtpm/evidence-genoa.json")
+if os.path.exists(az):
+    q = json.load(open(az))["quote"]
+    put("tpms-attest", "azure-quote", bytes(q["message"]))
+    put("tpmt-signature", "azure-sig", struct.pack(">HHH", 0x14, 0x0b, len(q["signature"])) + bytes(q["signature"]))
+# A tpm2-tools PCR file: sha256 bank, PCRs 0-7, one digest list.
+sel = struct.pack("<I", 1) + struct.pack("<HB4sB", 0x0b, 3, b"\xff\x00\x00\x00", 0) + b"\x00" * 8 * 15
+digests = struct.pack("<I", 1) + struct.pack("<I", 8) + (struct.pack("<H", 32) + b"\x00" * 64) * 8
+put("tools-pcr-file", "sha256-0-7", sel + digests)
+put("model-log", "two", json.dumps([{"recnum": i, "pcr": 23, "digests": [{"hashAlg": "sha256", "digest": h}], "content_type": "vouch-model",
+    "content": {"name": n, "sha256": h, "size": 3}} for i, (n, h) in enumerate([("a", "ab" * 32), ("b", "cd" * 32)])]).encode())
+put("api-enroll", "min", json.dumps({"hostId": "0" * 32, "nonce": "0" * 64, "agentName": "a", "csr": "x",
+    "quote": {"attest": "AAAA", "signature": "AAAA", "pcrs": {"sha256": {"0": "00" * 32}}}}).encode())
+PY
+cp "$shared"/tpm-eventlog/eventlogs/*.bin "$out/seeds/event-log/" 2>/dev/null || true
+cp policies/*.yaml "$out/seeds/policy/"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=seed -keyout "$out/seeds/key.pem" -out "$out/seeds/csr/pem" 2>/dev/null
+openssl req -in "$out/seeds/csr/pem" -outform der -out "$out/seeds/csr/der"
+i=0
+for pem in "$shared"/tpm-eventlog/gce-ek-ak-certs/*.pem "$shared"/sev-snp/*/vcek.pem; do
+  [ -f "$pem" ] && openssl x509 -in "$pem" -outform der -out "$out/seeds/certificate/$i.der" 2>/dev/null && i=$((i + 1)) || true
+done
+openssl req -x509 -key "$out/seeds/key.pem" -subj /CN=seed -days 1 -out "$out/seeds/issuer.pem" 2>/dev/null
+openssl ocsp -issuer "$out/seeds/issuer.pem" -serial 0x1234 -reqout "$out/seeds/ocsp-request/one" >/dev/null
+rm -f "$out/seeds/key.pem" "$out/seeds/issuer.pem"
+
+report="$out/report.md"
+printf '| target | seconds | executions | corpus | crashes |\n|---|---|---|---|---|\n' > "$report"
+failed=0
+for target in $(ls "$out/seeds"); do
+  corpus="$out/corpus/$target"
+  mkdir -p "$corpus"
+  log="$out/$target.log"
+  set +e
+  FUZZ_TARGET=$target "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+    -artifact_prefix="$out/crashes/$target-" "$corpus" "$out/seeds/$target" >"$log" 2>&1
+  rc=$?
+  set -e
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  crashes=$(ls "$out/crashes" | grep -c "^$target-" || true)
+  printf '| %s | %s | %s | %s | %s |\n' "$target" "$seconds" "$execs" "$(ls "$corpus" | wc -l)" "$crashes" >> "$report"
+  echo "$target: $execs executions, $crashes crashes (exit $rc)"
+  [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ] && failed=1
+done
+cat "$report"
+exit $failed
