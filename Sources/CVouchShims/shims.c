@@ -25,3 +25,7 @@ CURLcode vouch_curl_setopt_write_header(CURL *h, size_t (*cb)(char *, size_t, si
     CURLcode rc = curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cb);
     return rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_HEADERDATA, ctx);
 }
+const struct sockaddr *vouch_mhd_client_addr(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return i ? i->client_addr : NULL;
+}

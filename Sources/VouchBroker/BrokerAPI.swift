@@ -11,6 +11,7 @@ public struct BrokerAPI: Sendable {
     let service: BrokerService
     /// SHA-256 digests of the admin bearer tokens.
     let adminTokenDigests: [[UInt8]]
+    let throttle = AuthThrottle()
     let log: @Sendable (String) -> Void
 
     public init(service: BrokerService, adminTokenDigests: [[UInt8]], log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -132,11 +133,19 @@ public struct BrokerAPI: Sendable {
     }
 
     private func requireAdmin(_ req: HTTPRequest) throws {
+        let now = service.clock.now()
+        if let wait = throttle.blocked(req.peer, now: now) {
+            throw VouchError(ErrorCode("too_many_attempts"), "too many failed authentications from this address; retry later",
+                             context: ["retryAfter": "\(wait)"])
+        }
         guard let auth = req.headers["authorization"], auth.hasPrefix("Bearer ") else {
+            throttle.failed(req.peer, now: now)
             throw VouchError(.unauthorized, "this endpoint needs an admin bearer token")
         }
         let digest = Crypto.sha256(Array(auth.dropFirst(7).utf8))
         guard adminTokenDigests.contains(where: { constantTimeEqual($0, digest) }) else {
+            throttle.failed(req.peer, now: now)
+            log("failed admin authentication from \(req.peer)")
             throw VouchError(.unauthorized, "bearer token is not valid")
         }
     }
@@ -152,6 +161,7 @@ public struct BrokerAPI: Sendable {
                             })
         var headers = [("Content-Type", "application/json")]
         if e.code == .unauthorized { headers.append(("WWW-Authenticate", "Bearer")) }
+        if let wait = e.context["retryAfter"] { headers.append(("Retry-After", wait)) }
         return HTTPResponse(status: Self.status(for: e.code), headers: headers, body: JSONCodec.encode(body))
     }
 
@@ -165,6 +175,7 @@ public struct BrokerAPI: Sendable {
         case .policyInvalid: 422
         case .internalError, .database, .crypto, .io, .tpm, .http, .config: 500
         case ErrorCode("too_many_streams"): 503
+        case ErrorCode("too_many_attempts"): 429
         case .akNotActivated, .activationFailed, .activationExpired, .ekUntrusted, .ekMismatch, .ekCertificateInvalid, .akRejected,
              .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,
              .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected,

@@ -6,13 +6,16 @@ public struct HTTPRequest: Sendable {
     /// Header names are lowercased.
     public var headers: [String: String]
     public var body: [UInt8]
+    /// The client's address ("127.0.0.1", "::1", "unix"), for per-client limits.
+    public var peer: String
 
-    public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: [UInt8] = []) {
+    public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: [UInt8] = [], peer: String = "") {
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
+        self.peer = peer
     }
 }
 

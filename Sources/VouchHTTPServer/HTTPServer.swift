@@ -206,7 +206,7 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
                                   path: url.map { String(cString: $0) } ?? "/",
                                   query: values(.GET_ARGUMENT_KIND, connection, lowercase: false),
                                   headers: values(.HEADER_KIND, connection, lowercase: true),
-                                  body: state.body)
+                                  body: state.body, peer: peerAddress(connection))
         response = server.handler(request)
     }
     let mhdResponse: OpaquePointer?
@@ -256,4 +256,24 @@ private func streamFree(_ cls: UnsafeMutableRawPointer?) {
     guard let cls else { return }
     let state = Unmanaged<StreamState>.fromOpaque(cls).takeRetainedValue()
     state.stream.onClose()
+}
+
+/// The client's IP address as text ("unix" for a Unix-socket peer).
+private func peerAddress(_ connection: OpaquePointer?) -> String {
+    guard let sa = vouch_mhd_client_addr(connection) else { return "unknown" }
+    var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+    switch Int32(sa.pointee.sa_family) {
+    case AF_INET:
+        return sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+            var a = sin.pointee.sin_addr
+            return inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count)) != nil ? String(cString: buf) : "unknown"
+        }
+    case AF_INET6:
+        return sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
+            var a = sin.pointee.sin6_addr
+            return inet_ntop(AF_INET6, &a, &buf, socklen_t(buf.count)) != nil ? String(cString: buf) : "unknown"
+        }
+    case AF_UNIX: return "unix"
+    default: return "unknown"
+    }
 }

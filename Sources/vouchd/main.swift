@@ -24,6 +24,7 @@ usage: vouchd --data-dir DIR --policy FILE --ek-roots DIR [options]
   --public-url URL      URL relying parties reach this broker at (default https://ADDR:PORT)
   --challenge-ttl DUR   lifetime of an enrollment nonce (default 60s)
   --crl-validity DUR    CRL nextUpdate - thisUpdate (default 5m)
+  --connection-timeout DUR  close connections idle this long, including slow or stalled clients (default 30s)
   --webhook URL[,URL]   push events (revocations, issuance, refusals, host blocks) to these URLs,
                         signed with HMAC-SHA256, retried with backoff from a durable outbox
   --webhook-secret-file FILE  the HMAC key (default DATA-DIR/webhook.secret, created mode 0600)
@@ -38,7 +39,7 @@ let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
                          options: ["data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl", "crl-validity",
-                                   "webhook", "webhook-secret-file"],
+                                   "webhook", "webhook-secret-file", "connection-timeout"],
                          flags: ["help"])
 } catch { fail("\(error)\n\(usage)") }
 if args.has("help") { print(usage); exit(0) }
@@ -88,8 +89,9 @@ do {
     let watcher = policies.watch(every: 2) { PolicyFiles.fingerprint(policyPaths) }
     _ = try service.currentCRL()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], log: Runtime.log)
+    let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
     let server = try HTTPServer(listen: .tls(host: listen, port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
-                                threading: .perConnection, handler: api.httpHandler)
+                                threading: .perConnection, connectionTimeout: idle, handler: api.httpHandler)
     Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policies \(policies.current.policies.map(\.label).joined(separator: ", ")), \(ekTrust.anchors.count) EK root(s))")
     Runtime.waitForTermination()
     dispatcher?.stop()

@@ -19,14 +19,16 @@ final class BrokerHarness {
 
     var url: String { "https://127.0.0.1:\(port)" }
     /// The CA file clients trust: the broker's own self-signed CA, or a bundle the test provides.
-    var caFile: String { caFileOverride ?? dir.appendingPathComponent("data/ca/ca.pem").path }
+    var caFile: String { caFileOverride ?? dataDir.appendingPathComponent("ca/ca.pem").path }
     let caFileOverride: String?
-    var tokenFile: String { dir.appendingPathComponent("data/admin.token").path }
+    let dataDir: URL
+    var tokenFile: String { dataDir.appendingPathComponent("admin.token").path }
     var log: String { process?.log ?? "" }
 
-    init(trusting tpm: SwTPM, policy: String? = nil, extraArgs: [String] = [], caFile: String? = nil) throws {
+    init(trusting tpm: SwTPM, policy: String? = nil, extraArgs: [String] = [], caFile: String? = nil, dataDir: URL? = nil) throws {
         caFileOverride = caFile
         dir = try TestEnv.tempDir("vouch-broker")
+        self.dataDir = dataDir ?? dir.appendingPathComponent("data")
         ekRoots = dir.appendingPathComponent("ek-roots")
         try FileManager.default.createDirectory(at: ekRoots, withIntermediateDirectories: true)
         for f in [tpm.rootCA, tpm.issuerCA] {
@@ -40,7 +42,7 @@ final class BrokerHarness {
 
     func start() throws {
         process = try BackgroundProcess(TestEnv.bin("vouchd"), [
-            "--data-dir", dir.appendingPathComponent("data").path, "--policy", policy, "--ek-roots", ekRoots.path,
+            "--data-dir", dataDir.path, "--policy", policy, "--ek-roots", ekRoots.path,
             "--port", "\(port)", "--trust-domain", "vouch.test",
         ] + extraArgs, log: dir.appendingPathComponent("vouchd-\(UUID().uuidString.prefix(4)).log"))
         let deadline = Date().addingTimeInterval(20)

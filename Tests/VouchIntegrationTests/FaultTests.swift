@@ -1,0 +1,132 @@
+import Foundation
+import XCTest
+import VouchAPI
+import VouchAttesterKit
+import VouchCore
+import VouchCrypto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Hostile clients and failing parts: the broker degrades with clear errors and never issues a
+/// certificate without verified evidence, nor loses what it acknowledged.
+final class FaultTests: XCTestCase {
+    func enroll(_ attester: Attester, _ name: String) throws -> EnrollResponse {
+        try attester.enroll(AgentEnrollRequest(agentName: name, csr: try CSR.create(key: try PrivateKey.generate(), commonName: name).pem))
+    }
+
+    func testTokenGuessingIsRateLimited() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm)
+        var guesser = try broker.admin()
+        guesser.bearerToken = "vouch_guess"
+        for _ in 0..<10 {
+            XCTAssertEqual((try? guesser.raw("GET", "/v1/status")).map { _ in 200 } ?? 401, 401)
+        }
+        XCTAssertThrowsError(try guesser.raw("GET", "/v1/status")) {
+            XCTAssertEqual(($0 as? APIFailure)?.status, 429)
+            XCTAssertEqual(($0 as? APIFailure)?.error.code, "too_many_attempts")
+        }
+        XCTAssertThrowsError(try broker.admin().raw("GET", "/v1/status"), "even the right token waits out the window from this address") {
+            XCTAssertEqual(($0 as? APIFailure)?.status, 429)
+        }
+        XCTAssertTrue(broker.log.contains("failed admin authentication from 127.0.0.1"))
+        XCTAssertEqual(try broker.client().raw("GET", "/v1/crl").status, 200, "public endpoints are not affected")
+    }
+
+    func testStalledClientsAreDisconnected() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm, extraArgs: ["--connection-timeout", "2s"])
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = broker.port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        XCTAssertEqual(connected, 0)
+        // Send half a TLS record and stall.
+        let partial: [UInt8] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01]
+        _ = partial.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        // The server may answer with a TLS alert; what matters is that it closes the connection.
+        let start = Date()
+        var closed = false
+        while Date().timeIntervalSince(start) < 10 && !closed {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 1_000) > 0 else { continue }
+            var buf = [UInt8](repeating: 0, count: 256)
+            closed = read(fd, &buf, buf.count) <= 0
+        }
+        XCTAssertTrue(closed, "the stalled connection was not closed")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 9, "closed by the idle timeout, not by the test's own limit")
+        XCTAssertEqual(try broker.client().raw("GET", "/v1/health").status, 200)
+    }
+
+    func testKilledTPMRefusesCleanlyAndRecovers() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm)
+        let (process, socket) = try broker.startAttesterProcess(for: tpm)
+        defer { process.stop() }
+        tpm.stop()
+        let out = broker.dir.appendingPathComponent("agent").path
+        let r = try broker.vouch(["enroll", "--name", "during-outage", "--out", out], socket: socket)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("tpm"), r.stderr)
+        XCTAssertEqual(try broker.status().certificates.count, 0)
+        try tpm.start()
+        XCTAssertEqual(try broker.vouch(["enroll", "--name", "after-outage", "--out", out], socket: socket).status, 0)
+    }
+
+    func testLockedDatabaseFailsClosed() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm)
+        let attester = broker.attester(for: tpm)
+        try attester.register()
+        let db = broker.dir.appendingPathComponent("data/vouch.db").path
+        // Another process holds the write lock longer than vouchd's 5 s busy timeout.
+        let locker = try BackgroundProcess("/usr/bin/python3", ["-c", """
+        import sqlite3, time
+        c = sqlite3.connect("\(db)", isolation_level=None)
+        c.execute("BEGIN EXCLUSIVE")
+        print("locked", flush=True)
+        time.sleep(8)
+        c.execute("ROLLBACK")
+        """], log: broker.dir.appendingPathComponent("locker.log"))
+        let deadline = Date().addingTimeInterval(5)
+        while !locker.log.contains("locked") && Date() < deadline { usleep(50_000) }
+        XCTAssertThrowsError(try enroll(attester, "while-locked")) {
+            XCTAssertEqual(($0 as? APIFailure)?.status, 500)
+            XCTAssertEqual(($0 as? APIFailure)?.error.code, "database")
+        }
+        locker.stop()
+        XCTAssertEqual(try broker.status().certificates.count, 0)
+        XCTAssertNoThrow(try enroll(attester, "after-lock"))
+    }
+
+    func testFullDiskFailsClosedAndLosesNothing() throws {
+        let mnt = try TestEnv.tempDir("vouch-tmpfs")
+        guard try TestEnv.run("mount", ["-t", "tmpfs", "-o", "size=6m", "tmpfs", mnt.path]).status == 0 else {
+            throw XCTSkip("cannot mount a tmpfs here (needs root)")
+        }
+        defer { _ = try? TestEnv.run("umount", ["-l", mnt.path]) }
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm, dataDir: mnt.appendingPathComponent("data"))
+        let attester = broker.attester(for: tpm)
+        try attester.register()
+        let first = try enroll(attester, "before-full")
+        let admin = try broker.admin()
+        // Fill the disk.
+        _ = try TestEnv.run("/bin/sh", ["-c", "dd if=/dev/zero of='\(mnt.path)/filler' bs=64k 2>/dev/null; true"])
+        XCTAssertThrowsError(try enroll(attester, "while-full")) { XCTAssertEqual(($0 as? APIFailure)?.status, 500) }
+        XCTAssertThrowsError(try admin.call("POST", "/v1/revoke", body: RevokeRequest(serial: first.serial), as: RevokeResponse.self)) {
+            XCTAssertEqual(($0 as? APIFailure)?.status, 500, "a revocation that could not be stored is not acknowledged")
+        }
+        try FileManager.default.removeItem(atPath: mnt.path + "/filler")
+        let status = try admin.call("GET", "/v1/status", as: StatusResponse.self)
+        XCTAssertEqual(status.certificates.map(\.serial), [first.serial])
+        XCTAssertEqual(status.certificates.first?.state, "valid", "the failed revocation left no trace")
+        XCTAssertEqual(try admin.call("POST", "/v1/revoke", body: RevokeRequest(serial: first.serial), as: RevokeResponse.self).revoked, [first.serial])
+        XCTAssertNoThrow(try enroll(attester, "after-full"))
+        XCTAssertEqual(try TestEnv.run("sqlite3", [mnt.appendingPathComponent("data/vouch.db").path, "PRAGMA integrity_check"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "ok")
+    }
+}
