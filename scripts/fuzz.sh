@@ -13,7 +13,7 @@ swift build --product vouch-fuzz --scratch-path .build/fuzz --sanitize fuzzer --
 bin=.build/fuzz/debug/vouch-fuzz
 
 seed() { mkdir -p "$out/seeds/$1"; }
-for t in tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-enroll; do seed "$t"; done
+for t in tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies; do seed "$t"; done
 
 # TPM structures from the real GCE and Azure quotes.
 python3 - "$shared" "$out/seeds" <<'PY'
@@ -40,7 +40,7 @@ digests = struct.pack("<I", 1) + struct.pack("<I", 8) + (struct.pack("<H", 32) +
 put("tools-pcr-file", "sha256-0-7", sel + digests)
 put("model-log", "two", json.dumps([{"recnum": i, "pcr": 23, "digests": [{"hashAlg": "sha256", "digest": h}], "content_type": "vouch-model",
     "content": {"name": n, "sha256": h, "size": 3}} for i, (n, h) in enumerate([("a", "ab" * 32), ("b", "cd" * 32)])]).encode())
-put("api-enroll", "min", json.dumps({"hostId": "0" * 32, "nonce": "0" * 64, "agentName": "a", "csr": "x",
+put("api-bodies", "min", json.dumps({"hostId": "0" * 32, "nonce": "0" * 64, "agentName": "a", "csr": "x",
     "quote": {"attest": "AAAA", "signature": "AAAA", "pcrs": {"sha256": {"0": "00" * 32}}}}).encode())
 PY
 cp "$shared"/tpm-eventlog/eventlogs/*.bin "$out/seeds/event-log/" 2>/dev/null || true

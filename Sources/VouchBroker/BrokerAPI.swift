@@ -176,6 +176,7 @@ public struct BrokerAPI: Sendable {
         case .internalError, .database, .crypto, .io, .tpm, .http, .config: 500
         case ErrorCode("too_many_streams"): 503
         case ErrorCode("too_many_attempts"): 429
+        case .clockUnreliable: 503
         case .akNotActivated, .activationFailed, .activationExpired, .ekUntrusted, .ekMismatch, .ekCertificateInvalid, .akRejected,
              .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,
              .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected,

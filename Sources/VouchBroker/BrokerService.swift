@@ -29,6 +29,7 @@ extension ErrorCode {
     public static let renewalInvalid = ErrorCode("renewal_invalid")
     public static let renewalIdentityMismatch = ErrorCode("renewal_identity_mismatch")
     public static let renewalProofInvalid = ErrorCode("renewal_proof_invalid")
+    public static let clockUnreliable = ErrorCode("clock_unreliable")
 }
 
 /// Signs certificates and CRLs: the CA, seen by the service only through this protocol.
@@ -347,10 +348,19 @@ public final class BrokerService: Sendable {
                          pcrs: pcrRecord, now: now)
     }
 
+    /// How far the broker's clock may fall behind its own latest recorded decision before it
+    /// refuses to issue (certificates would carry a wrong validity and nonces a wrong expiry).
+    static let maxClockRegression: TimeInterval = 300
+
     /// Issuance accepts only `TrustedEvidence`, which only the verifiers can produce.
     private func issue(host: HostRecord, agentName: String, spiffeID: String, nonce: String, agentKey: PublicKey, evidence: TrustedEvidence,
                        pcrs: [String: [String: String]], now: Date) throws -> EnrollResponse {
         let notBefore = now.addingTimeInterval(-30)   // tolerate small clock skew at relying parties
+        if let last = try store.latestDecisionTime(), now < last.addingTimeInterval(-Self.maxClockRegression) {
+            log("refusing to issue: clock \(now.iso8601) is behind the last recorded decision \(last.iso8601)")
+            throw VouchError(.clockUnreliable, "the broker's clock is earlier than decisions it already recorded; not issuing until it is fixed",
+                             context: ["now": now.iso8601, "lastDecision": last.iso8601])
+        }
         let notAfter = now.addingTimeInterval(evidence.certificateTTL)   // already capped at re-attestation + grace
         let claimsExtension = AttestationExtension(
             hostId: host.id, attestedAt: now, evidenceType: "tpm2-quote", evidenceDigest: Crypto.sha256(evidence.quote.attest.raw),

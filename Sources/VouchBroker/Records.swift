@@ -173,6 +173,8 @@ public protocol BrokerStore: Sendable {
     @discardableResult
     func recordAttestation(_ record: AttestationRecord) throws -> Int64
     func latestAttestation(hostID: String) throws -> AttestationRecord?
+    /// When the most recent decision of all was recorded (to notice the broker's clock going back).
+    func latestDecisionTime() throws -> Date?
     /// The host's most recent attestation whose quote verified (it carries PCR values).
     func latestEvidence(hostID: String) throws -> AttestationRecord?
     /// The TPM clock of the host's most recent trusted attestation.

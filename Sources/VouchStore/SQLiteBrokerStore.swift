@@ -157,6 +157,10 @@ public final class SQLiteBrokerStore: BrokerStore {
         try attestation(hostID: hostID, where: "")
     }
 
+    public func latestDecisionTime() throws -> Date? {
+        try with { db in try db.prepare("SELECT at FROM attestations ORDER BY id DESC LIMIT 1").query([]) { $0.date(0) }.first }
+    }
+
     public func latestEvidence(hostID: String) throws -> AttestationRecord? {
         try attestation(hostID: hostID, where: "AND pcrs IS NOT NULL")
     }

@@ -41,10 +41,18 @@ enum FuzzTargets {
         "attestation-extension": { _ = try? AttestationExtension(der: $0) },
         "crl": { bytes in _ = (try? CRL(der: bytes)).map { ($0.revokedSerials, $0.number) } },
         "ocsp-request": { bytes in _ = try? OCSPResponder(ca: fuzzCA).respond(to: bytes, now: Date(), validity: 60) { _ in .good } },
-        "api-enroll": { bytes in
-            guard let req = try? JSONCodec.decode(EnrollRequest.self, from: bytes) else { return }
-            _ = try? Base64.decode(req.quote.attest, field: "attest")
-            _ = try? Hex.decode(req.nonce)
+        "api-bodies": { bytes in
+            // Every request body the broker and the attester decode.
+            if let req = try? JSONCodec.decode(EnrollRequest.self, from: bytes) {
+                _ = try? Base64.decode(req.quote.attest, field: "attest")
+                _ = try? Hex.decode(req.nonce)
+            }
+            _ = try? JSONCodec.decode(RegisterHostRequest.self, from: bytes)
+            _ = try? JSONCodec.decode(ActivateHostRequest.self, from: bytes)
+            _ = try? JSONCodec.decode(ChallengeRequest.self, from: bytes)
+            _ = try? JSONCodec.decode(RevokeRequest.self, from: bytes)
+            _ = try? JSONCodec.decode(AgentEnrollRequest.self, from: bytes)
+            _ = try? JSONCodec.decode(EvidenceBundle.self, from: bytes)
         },
     ]
 

@@ -129,4 +129,26 @@ final class FaultTests: XCTestCase {
         XCTAssertNoThrow(try enroll(attester, "after-full"))
         XCTAssertEqual(try TestEnv.run("sqlite3", [mnt.appendingPathComponent("data/vouch.db").path, "PRAGMA integrity_check"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "ok")
     }
+
+    /// Decisions recorded an hour ahead of the broker's clock (a clock that ran fast and was set back,
+    /// or was set back by an attacker): the broker refuses to issue until its clock has caught up.
+    /// (A forward jump makes outstanding nonces expire: see RejectionTests.testExpiredNonce.)
+    func testClockBehindRecordedDecisionsRefusesToIssue() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm)
+        let attester = broker.attester(for: tpm)
+        try attester.register()
+        XCTAssertNoThrow(try enroll(attester, "on-time"))
+        let db = broker.dir.appendingPathComponent("data/vouch.db").path
+        let ahead = Date().addingTimeInterval(3600).timeIntervalSince1970
+        XCTAssertEqual(try TestEnv.run("sqlite3", [db, "INSERT INTO attestations (host_id, at, kind, trusted, codes, message) VALUES ('x', \(ahead), 'enrollment', 0, '', 'recorded by a clock an hour ahead')"]).status, 0)
+        XCTAssertThrowsError(try enroll(attester, "from-the-past")) {
+            XCTAssertEqual(($0 as? APIFailure)?.status, 503)
+            XCTAssertEqual(($0 as? APIFailure)?.error.code, "clock_unreliable")
+        }
+        XCTAssertTrue(broker.log.contains("refusing to issue: clock"))
+        XCTAssertEqual(try TestEnv.run("sqlite3", [db, "DELETE FROM attestations WHERE host_id = 'x'"]).status, 0)
+        XCTAssertEqual(try broker.status().certificates.count, 1)
+        XCTAssertNoThrow(try enroll(attester, "recovered"))
+    }
 }
