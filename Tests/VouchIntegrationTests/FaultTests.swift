@@ -77,6 +77,30 @@ final class FaultTests: XCTestCase {
         XCTAssertEqual(try broker.vouch(["enroll", "--name", "after-outage", "--out", out], socket: socket).status, 0)
     }
 
+    /// The attester disappears in the middle of an agent's enrollment: the agent gets a clear error
+    /// and writes nothing; the broker issues nothing.
+    func testAttesterVanishingMidEnrollment() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm)
+        let socket = broker.dir.appendingPathComponent("vanishing.sock").path
+        // Accepts the agent's request, reads it, and dies without answering.
+        let vanisher = try BackgroundProcess("/usr/bin/python3", ["-c", """
+        import os, socket
+        s = socket.socket(socket.AF_UNIX); s.bind("\(socket)"); s.listen(1)
+        print("listening", flush=True)
+        c, _ = s.accept(); c.recv(65536); os._exit(1)
+        """], log: broker.dir.appendingPathComponent("vanisher.log"))
+        defer { vanisher.stop() }
+        let deadline = Date().addingTimeInterval(5)
+        while !vanisher.log.contains("listening") && Date() < deadline { usleep(50_000) }
+        let out = broker.dir.appendingPathComponent("agent").path
+        let r = try broker.vouch(["enroll", "--name", "orphan", "--out", out], socket: socket)
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("enroll:") && r.stderr.contains("failed"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/orphan.key"), "nothing written for a failed enrollment")
+        XCTAssertEqual(try broker.status().certificates.count, 0)
+    }
+
     func testLockedDatabaseFailsClosed() throws {
         let tpm = try SwTPM()
         let broker = try BrokerHarness(trusting: tpm)
