@@ -8,7 +8,7 @@ APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 lib
                 nginx-light time sqlite3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build demo test test-unit fuzz clean
+.PHONY: all deps build demo test test-unit fuzz bench clean
 
 all: build
 
@@ -38,6 +38,10 @@ test-unit: deps
 # libFuzzer + AddressSanitizer on every parser of outside bytes, FUZZ_SECONDS each (default 30).
 fuzz: deps
 	scripts/fuzz.sh
+
+# Benchmarks side by side with openssl speed and tpm2_checkquote; updates docs/performance.md.
+bench: deps
+	bench/run.sh
 
 clean:
 	rm -rf .build out
