@@ -25,48 +25,22 @@ public struct ByteReader: Sendable {
         return bytes[offset]
     }
 
-    public mutating func u16(_ field: String) throws -> UInt16 {
-        try need(2, field)
-        defer { offset += 2 }
-        return UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
-    }
-
-    public mutating func u32(_ field: String) throws -> UInt32 {
-        try need(4, field)
-        var v: UInt32 = 0
-        for i in 0..<4 { v = v << 8 | UInt32(bytes[offset + i]) }
-        offset += 4
-        return v
-    }
-
-    public mutating func u64(_ field: String) throws -> UInt64 {
-        try need(8, field)
-        var v: UInt64 = 0
-        for i in 0..<8 { v = v << 8 | UInt64(bytes[offset + i]) }
-        offset += 8
-        return v
-    }
+    public mutating func u16(_ field: String) throws -> UInt16 { try integer(field, littleEndian: false) }
+    public mutating func u32(_ field: String) throws -> UInt32 { try integer(field, littleEndian: false) }
+    public mutating func u64(_ field: String) throws -> UInt64 { try integer(field, littleEndian: false) }
 
     // Little-endian reads, for formats defined by C structs (TCG event logs).
-    public mutating func u16le(_ field: String) throws -> UInt16 {
-        try need(2, field)
-        defer { offset += 2 }
-        return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
-    }
+    public mutating func u16le(_ field: String) throws -> UInt16 { try integer(field, littleEndian: true) }
+    public mutating func u32le(_ field: String) throws -> UInt32 { try integer(field, littleEndian: true) }
+    public mutating func u64le(_ field: String) throws -> UInt64 { try integer(field, littleEndian: true) }
 
-    public mutating func u32le(_ field: String) throws -> UInt32 {
-        try need(4, field)
-        var v: UInt32 = 0
-        for i in (0..<4).reversed() { v = v << 8 | UInt32(bytes[offset + i]) }
-        offset += 4
-        return v
-    }
-
-    public mutating func u64le(_ field: String) throws -> UInt64 {
-        try need(8, field)
-        var v: UInt64 = 0
-        for i in (0..<8).reversed() { v = v << 8 | UInt64(bytes[offset + i]) }
-        offset += 8
+    /// An unsigned integer of T's width in the given byte order.
+    private mutating func integer<T: FixedWidthInteger & UnsignedInteger>(_ field: String, littleEndian: Bool) throws -> T {
+        let n = MemoryLayout<T>.size
+        try need(n, field)
+        var v: T = 0
+        for i in 0..<n { v = v << 8 | T(bytes[offset + (littleEndian ? n - 1 - i : i)]) }
+        offset += n
         return v
     }
 
