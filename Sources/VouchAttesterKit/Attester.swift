@@ -143,13 +143,9 @@ public final class Attester: Sendable {
 
     /// The wire form of a quote with the PCR values it covers and the logs that explain them.
     public static func quoteBody(_ q: (attest: [UInt8], signature: [UInt8], pcrs: PCRValues), eventLogPath: String?, modelLogPath: String?) throws -> QuoteBody {
-        var pcrs: [String: [String: String]] = [:]
-        for (bank, values) in q.pcrs.values {
-            pcrs[bank.rawValue] = Dictionary(uniqueKeysWithValues: values.map { ("\($0.key)", Hex.encode($0.value)) })
-        }
         let eventLog = try eventLogPath.flatMap { FileManager.default.isReadableFile(atPath: $0) ? try Files.read($0) : nil }
         let modelLog = try modelLogPath.flatMap { Files.exists($0) ? try Files.read($0) : nil }
-        return QuoteBody(attest: Base64.encode(q.attest), signature: Base64.encode(q.signature), pcrs: pcrs,
+        return QuoteBody(attest: Base64.encode(q.attest), signature: Base64.encode(q.signature), pcrs: q.pcrs.hexMap,
                          eventLog: eventLog.map(Base64.encode), modelLog: modelLog.map(Base64.encode))
     }
 

@@ -246,18 +246,7 @@ public final class BrokerService: Sendable {
         let sigBytes = try Base64.decode(req.quote.signature, field: "quote.signature")
         let eventLog = try req.quote.eventLog.map { try Base64.decode($0, field: "quote.eventLog") }
         let modelLog = try req.quote.modelLog.map { try Base64.decode($0, field: "quote.modelLog") }
-        var pcrs = PCRValues()
-        for (bankName, values) in req.quote.pcrs {
-            guard let bank = HashAlg(rawValue: bankName) else {
-                throw VouchError(.badRequest, "quote.pcrs banks must be sha1, sha256, sha384 or sha512", context: ["field": "quote.pcrs.\(bankName)"])
-            }
-            for (k, v) in values {
-                guard let i = Int(k), (0...PCRSelection.maxPCR).contains(i) else {
-                    throw VouchError(.badRequest, "quote.pcrs keys must be PCR indices 0-23", context: ["field": "quote.pcrs.\(bankName).\(k)"])
-                }
-                pcrs.values[bank, default: [:]][i] = try Hex.decode(v, field: "quote.pcrs.\(bankName).\(k)")
-            }
-        }
+        let pcrs = try PCRValues(hexMap: req.quote.pcrs, field: "quote.pcrs")
         // 2
         let host = try knownHost(req.hostId)
         if host.blockedReason != nil {
@@ -325,9 +314,7 @@ public final class BrokerService: Sendable {
         case let .verified(q): quote = q
         case let .rejected(errors): try refuse(host, req, policy, errors[0], now)
         }
-        let pcrRecord = Dictionary(uniqueKeysWithValues: quote.pcrs.values.map { bank, values in
-            (bank.rawValue, Dictionary(uniqueKeysWithValues: values.map { ("\($0.key)", Hex.encode($0.value)) }))
-        })
+        let pcrRecord = quote.pcrs.hexMap
         // 6
         let evidence: TrustedEvidence
         let previousClock = try store.lastTrustedClock(hostID: host.id)

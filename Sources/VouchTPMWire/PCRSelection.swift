@@ -95,3 +95,30 @@ public struct PCRValues: Sendable, Equatable, Codable {
         return out
     }
 }
+
+extension PCRValues {
+    /// The JSON form used on the wire and in files: bank name → PCR index (decimal) → lowercase hex.
+    public var hexMap: [String: [String: String]] {
+        Dictionary(uniqueKeysWithValues: values.map { bank, pcrs in
+            (bank.rawValue, Dictionary(uniqueKeysWithValues: pcrs.map { ("\($0.key)", Hex.encode($0.value)) }))
+        })
+    }
+
+    /// Parses `hexMap`'s form. An unknown bank or an index outside 0-23 is `bad_request`, bad hex
+    /// `invalid_value`; the context names `field.bank.index`.
+    public init(hexMap: [String: [String: String]], field: String) throws {
+        var out = PCRValues()
+        for (bankName, pcrs) in hexMap {
+            guard let bank = HashAlg(rawValue: bankName) else {
+                throw VouchError(.badRequest, "\(field) banks must be sha1, sha256, sha384 or sha512", context: ["field": "\(field).\(bankName)"])
+            }
+            for (k, v) in pcrs {
+                guard let i = Int(k), (0...PCRSelection.maxPCR).contains(i) else {
+                    throw VouchError(.badRequest, "\(field) keys must be PCR indices 0-23", context: ["field": "\(field).\(bankName).\(k)"])
+                }
+                out.values[bank, default: [:]][i] = try Hex.decode(v, field: "\(field).\(bankName).\(k)")
+            }
+        }
+        self = out
+    }
+}

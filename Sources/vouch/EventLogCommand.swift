@@ -23,8 +23,7 @@ func eventlogCommand(_ argv: [String]) throws -> Int32 {
     }
     let replayed = log.replay(using: OpenSSLDigester())
     if sub == "replay" {
-        var out: [String: [String: String]] = [:]
-        for (bank, pcrs) in replayed { out[bank.rawValue] = Dictionary(uniqueKeysWithValues: pcrs.map { ("\($0.key)", Hex.encode($0.value)) }) }
+        let out = PCRValues(replayed).hexMap
         if args.has("json") {
             print(JSONCodec.pretty(out))
         } else {

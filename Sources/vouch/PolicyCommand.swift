@@ -52,15 +52,9 @@ private func readBundle(_ path: String) throws -> EvidenceBundle {
 }
 
 private func pcrValues(_ bundle: EvidenceBundle) throws -> PCRValues {
-    var pcrs = PCRValues()
-    for (bankName, values) in bundle.pcrs {
-        guard let bank = HashAlg(rawValue: bankName) else { throw UnreadableInput(description: "unknown PCR bank \(bankName)") }
-        for (k, v) in values {
-            guard let i = Int(k), let bytes = try? Hex.decode(v) else { throw UnreadableInput(description: "bad PCR value at \(bankName).\(k)") }
-            pcrs.values[bank, default: [:]][i] = bytes
-        }
+    do { return try PCRValues(hexMap: bundle.pcrs, field: "pcrs") } catch let e as VouchError {
+        throw UnreadableInput(description: "bad PCR values in the evidence bundle: \(e.message) (\(e.context["field"] ?? "?"))")
     }
-    return pcrs
 }
 
 /// Evaluates a policy against a saved evidence bundle. Exit 0 satisfied, 1 violated, 2 bad input.

@@ -65,8 +65,7 @@ private func report(_ verdict: QuoteVerdict, json: Bool) -> Int32 {
     case let .verified(q):
         var selection: [[String: String]] = []
         for b in q.selection.banks { selection.append(["bank": b.hash.rawValue, "pcrs": b.pcrs.map(String.init).joined(separator: ",")]) }
-        var pcrs: [String: [String: String]] = [:]
-        for (bank, values) in q.pcrs.values { pcrs[bank.rawValue] = Dictionary(uniqueKeysWithValues: values.map { ("\($0.key)", Hex.encode($0.value)) }) }
+        let pcrs = q.pcrs.hexMap
         let c = q.clockInfo
         if json {
             print(JSONCodec.pretty(QuoteReport(valid: true, code: nil, message: "quote verified", signatureHash: q.signatureHash.rawValue,
