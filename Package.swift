@@ -11,7 +11,7 @@
 //   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection
 //   VouchTPM           tpm2-tss ESYS: the TPM device
 //   VouchStore         SQLite: the embedded store
-//   VouchHTTPServer    libmicrohttpd: HTTPS and Unix-socket server
+//   VouchHTTPServer    libmicrohttpd (+ GnuTLS, its TLS library, for client certificates): HTTPS and Unix-socket server
 //   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client
 //   VouchYAML          libyaml: YAML to the config-node tree
 //   VouchPolicyFiles   loads policy files and directories into a validated PolicySet
@@ -38,6 +38,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
         .target(name: "CVouchShims", dependencies: ["COpenSSL", "CTSS2", "CCurl", "CSQLite", "CMicroHTTPD"]),
 
         // Pure targets
@@ -51,7 +52,7 @@ let package = Package(
         .target(name: "VouchCrypto", dependencies: ["VouchCore", "VouchTPMWire", "COpenSSL", "CVouchShims"]),
         .target(name: "VouchTPM", dependencies: ["VouchCore", "VouchTPMWire", "CTSS2", "CVouchShims"]),
         .target(name: "VouchStore", dependencies: ["VouchCore", "VouchBroker", "VouchEventLog", "CSQLite", "CVouchShims"]),
-        .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "CMicroHTTPD", "CVouchShims"]),
+        .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "CMicroHTTPD", "CGnuTLS", "CVouchShims"]),
         .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
         .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),
 

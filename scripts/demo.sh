@@ -62,10 +62,12 @@ cp "$out/broker/ca/ca.pem" "$out/ca.pem"
 export VOUCH_BROKER="https://127.0.0.1:$broker_port" VOUCH_CA="$out/ca.pem" VOUCH_TOKEN_FILE="$out/broker/admin.token"
 cat "$out/vouchd.log"
 
-step "3. Start vouch-attester: EK certificate -> credential activation -> AK trusted"
+step "3. Start vouch-attester: EK certificate -> credential activation -> AK trusted; vouchd re-attests it over mTLS (pull)"
 export VOUCH_ATTESTER_SOCKET="$out/attester.sock"
+attester_port=$(free_port)
 "$bin/vouch-attester" --broker "$VOUCH_BROKER" --ca "$VOUCH_CA" --tcti "swtpm:host=127.0.0.1,port=$tpm_port" \
-  --socket "$VOUCH_ATTESTER_SOCKET" --hostname demo-host >"$out/attester.log" 2>&1 &
+  --socket "$VOUCH_ATTESTER_SOCKET" --hostname demo-host --state-dir "$out/attester-state" \
+  --listen "127.0.0.1:$attester_port" >"$out/attester.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 200); do [ -S "$VOUCH_ATTESTER_SOCKET" ] && break; sleep 0.05; done
 [ -S "$VOUCH_ATTESTER_SOCKET" ] || { echo "attester did not start" >&2; exit 1; }

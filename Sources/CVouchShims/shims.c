@@ -29,3 +29,8 @@ const struct sockaddr *vouch_mhd_client_addr(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     return i ? i->client_addr : NULL;
 }
+
+void *vouch_mhd_tls_session(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    return i ? i->tls_session : NULL;
+}

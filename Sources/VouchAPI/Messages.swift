@@ -37,8 +37,15 @@ public struct RegisterHostRequest: Codable, Sendable {
     public var hostname: String?
     /// Labels policies match on (`match.labels`), e.g. {"env": "prod", "gpu": "h100"}.
     public var labels: [String: String]?
-    public init(ekCertificate: String, ekPublic: String, akPublic: String, hostname: String?, labels: [String: String]? = nil) {
+    /// Pull mode: the attester's HTTPS base URL, where the broker asks for quotes. Absent: push mode.
+    public var attesterURL: String?
+    /// A simulated host (`vouch-attester --simulate`): software AK, no TPM, no EK. Refused unless
+    /// the broker allows simulated hosts.
+    public var simulated: Bool?
+    public init(ekCertificate: String, ekPublic: String, akPublic: String, hostname: String?, labels: [String: String]? = nil,
+                attesterURL: String? = nil, simulated: Bool? = nil) {
         self.ekCertificate = ekCertificate; self.ekPublic = ekPublic; self.akPublic = akPublic; self.hostname = hostname; self.labels = labels
+        self.attesterURL = attesterURL; self.simulated = simulated
     }
 }
 
@@ -54,13 +61,24 @@ public struct RegisterHostResponse: Codable, Sendable {
 
 public struct ActivateHostRequest: Codable, Sendable {
     public var secret: String           // base64 of the credential ActivateCredential returned
-    public init(secret: String) { self.secret = secret }
+    /// PEM CSR for the host's TLS certificate (mTLS in both directions of re-attestation).
+    public var hostCSR: String?
+    public init(secret: String, hostCSR: String? = nil) { self.secret = secret; self.hostCSR = hostCSR }
 }
 
 public struct ActivateHostResponse: Codable, Sendable {
     public var hostId: String
     public var akState: String
-    public init(hostId: String, akState: String) { self.hostId = hostId; self.akState = akState }
+    /// The host certificate (PEM) issued for `hostCSR`: SPIFFE ID spiffe://TD/host/ID.
+    public var hostCertificate: String?
+    /// The broker CA chain (PEM) that host certificates, and the broker's own client certificate, chain to.
+    public var caCertificate: String?
+    /// The SPIFFE ID the broker presents as a TLS client when it pulls quotes.
+    public var brokerSpiffeId: String?
+    public init(hostId: String, akState: String, hostCertificate: String? = nil, caCertificate: String? = nil, brokerSpiffeId: String? = nil) {
+        self.hostId = hostId; self.akState = akState; self.hostCertificate = hostCertificate; self.caCertificate = caCertificate
+        self.brokerSpiffeId = brokerSpiffeId
+    }
 }
 
 public struct PCRSelectionBody: Codable, Sendable, Equatable {
@@ -71,7 +89,10 @@ public struct PCRSelectionBody: Codable, Sendable, Equatable {
 
 public struct ChallengeRequest: Codable, Sendable {
     public var hostId: String
-    public init(hostId: String) { self.hostId = hostId }
+    /// `enrollment` (default: the quote binds an agent key) or `attestation` (a re-attestation
+    /// report the host pushes; the quote binds nothing else).
+    public var purpose: String?
+    public init(hostId: String, purpose: String? = nil) { self.hostId = hostId; self.purpose = purpose }
 }
 
 public struct ChallengeResponse: Codable, Sendable {
@@ -79,8 +100,10 @@ public struct ChallengeResponse: Codable, Sendable {
     public var expiresAt: String
     /// Banks and PCRs the quote must cover.
     public var pcrSelection: [PCRSelectionBody]
-    public init(nonce: String, expiresAt: String, pcrSelection: [PCRSelectionBody]) {
-        self.nonce = nonce; self.expiresAt = expiresAt; self.pcrSelection = pcrSelection
+    /// The policy's re-attestation interval in seconds: a push-mode host reports at least this often.
+    public var reattestationInterval: Int?
+    public init(nonce: String, expiresAt: String, pcrSelection: [PCRSelectionBody], reattestationInterval: Int? = nil) {
+        self.nonce = nonce; self.expiresAt = expiresAt; self.pcrSelection = pcrSelection; self.reattestationInterval = reattestationInterval
     }
 }
 
@@ -203,6 +226,8 @@ public struct HostStatus: Codable, Sendable {
     public var blocked: String?
     public var registeredAt: String
     public var lastAttestation: AttestationSummary?
+    /// Continuous re-attestation: trust state, since when, mode and failures.
+    public var trust: HostTrustStatus?
     public init(hostId: String, hostname: String, labels: [String: String]? = nil, policy: String? = nil, akState: String, akAlgorithm: String,
                 blocked: String? = nil, ekIssuer: String, registeredAt: String, lastAttestation: AttestationSummary?) {
         self.blocked = blocked

@@ -17,6 +17,10 @@ public struct AttesterConfig: Sendable {
     public var modelLogPath: String?
     /// Labels sent at registration, which policies match on.
     public var labels: [String: String] = [:]
+    /// Pull mode: the HTTPS base URL the broker reaches this attester at. Nil: push mode.
+    public var attesterURL: String?
+    /// Where the host certificate, its key (mode 0600) and the broker CA are written.
+    public var stateDirectory: String?
 
     /// Where Linux exports the firmware event log.
     public static let systemEventLog = "/sys/kernel/security/tpm0/binary_bios_measurements"
@@ -38,6 +42,7 @@ public final class Attester: Sendable {
     let broker: APIClient
     private let tpmLock = Mutex(())
     private let registeredHost = Mutex<String?>(nil)
+    let hostIdentity = Mutex<HostIdentity?>(nil)
 
     public init(config: AttesterConfig, broker: HTTPTransport) {
         self.config = config
@@ -64,15 +69,18 @@ public final class Attester: Sendable {
         }
         let registration = try broker.call("POST", "/v1/hosts", body: RegisterHostRequest(
             ekCertificate: Base64.encode(ekCert), ekPublic: Base64.encode(ekPublic), akPublic: Base64.encode(akPublic),
-            hostname: config.hostname, labels: config.labels.isEmpty ? nil : config.labels), as: RegisterHostResponse.self)
+            hostname: config.hostname, labels: config.labels.isEmpty ? nil : config.labels, attesterURL: config.attesterURL), as: RegisterHostResponse.self)
         let secret = try withTPM { tpm in
             let (ek, _) = try tpm.endorsementKey()
             let (ak, _) = try tpm.createAttestationKey(config.akKind)
             return try tpm.activateCredential(ak: ak, ek: ek, credentialBlob: try Base64.decode(registration.credentialBlob, field: "credentialBlob"),
                                               encryptedSecret: try Base64.decode(registration.encryptedSecret, field: "encryptedSecret"))
         }
-        _ = try broker.call("POST", "/v1/hosts/\(registration.hostId)/activate", body: ActivateHostRequest(secret: Base64.encode(secret)),
-                            as: ActivateHostResponse.self)
+        let hostKey = try PrivateKey.generate(.p256)
+        let activated = try broker.call("POST", "/v1/hosts/\(registration.hostId)/activate",
+                                        body: ActivateHostRequest(secret: Base64.encode(secret), hostCSR: try CSR.create(key: hostKey, commonName: config.hostname).pem),
+                                        as: ActivateHostResponse.self)
+        try keepHostIdentity(activated, key: hostKey)
         registeredHost.withLock { $0 = registration.hostId }
         return registration.hostId
     }

@@ -86,6 +86,21 @@ public enum BrokerBootstrap {
         return Array(secret.utf8)
     }
 
+    /// The broker's TLS client identity for pulling quotes (SPIFFE ID `spiffeID`), freshly issued at
+    /// each start and written to `dir`/client.pem and client.key (mode 0600) for libcurl.
+    public static func clientTLS(ca: IssuingCA, spiffeID: String, directory dir: String, clock: Clock) throws -> (certificateFile: String, keyFile: String) {
+        try Files.makeDirectory(dir)
+        let key = try PrivateKey.generate(.p256)
+        let now = clock.now()
+        let cert = try ca.signer.issue(publicKey: try key.publicKey, profile: LeafProfile(
+            subjectCommonName: "vouchd", uriSANs: [spiffeID], notBefore: now.addingTimeInterval(-60),
+            notAfter: now.addingTimeInterval(30 * 86400), usage: .agent), serial: nil)
+        let certFile = dir + "/client.pem", keyFile = dir + "/client.key"
+        try Files.writeAtomically(Array((try cert.pem + (try ca.chainPEM)).utf8), to: certFile, mode: 0o644)
+        try Files.writeAtomically(Array(try key.pem.utf8), to: keyFile, mode: 0o600)
+        return (certFile, keyFile)
+    }
+
     /// A fresh TLS server key and certificate from the CA for the broker's own API.
     public static func serverTLS(ca: IssuingCA, dnsNames: [String], ipAddresses: [String], clock: Clock) throws -> (certificatePEM: String, keyPEM: String) {
         let key = try PrivateKey.generate(.p256)

@@ -87,6 +87,18 @@ public struct BrokerAPI: Sendable {
             return json(201, try service.registerHost(JSONCodec.decode(RegisterHostRequest.self, from: req.body)))
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "activate":
             return json(200, try service.activateHost(id: p[1], JSONCodec.decode(ActivateHostRequest.self, from: req.body)))
+        case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "attestations":
+            try service.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
+            return json(200, try service.judgeReport(hostID: p[1], JSONCodec.decode(AttestationReport.self, from: req.body)))
+        case ("GET", ["hosts"]):
+            try requireAdmin(req)
+            return json(200, try service.status().hosts)
+        case ("GET", let p) where p.count == 2 && p[0] == "hosts":
+            try requireAdmin(req)
+            return json(200, try service.hostStatus(id: p[1]))
+        case ("DELETE", let p) where p.count == 2 && p[0] == "hosts":
+            try requireAdmin(req)
+            return json(200, try service.deleteHost(id: p[1]))
         case ("POST", ["challenges"]):
             return json(201, try service.createChallenge(JSONCodec.decode(ChallengeRequest.self, from: req.body)))
         case ("POST", ["enroll"]):
@@ -168,7 +180,7 @@ public struct BrokerAPI: Sendable {
     /// HTTP status for each error code (documented in docs/api.md).
     public static func status(for code: ErrorCode) -> Int {
         switch code {
-        case .unauthorized: 401
+        case .unauthorized, .clientCertificateRequired: 401
         case .unknownHost, .notFound: 404
         case ErrorCode("method_not_allowed"): 405
         case .nonceReused, .conflict: 409
@@ -183,7 +195,7 @@ public struct BrokerAPI: Sendable {
              .eventLogMismatch, .modelLogMismatch, .clockRegressed, .clockNotSafe, .noPolicy, .spiffeIDUnresolved,
              .eventLogMissing, .secureBootDisabled, .bootApplicationNotAllowed, .bootApplicationDenied, .kernelCmdlineMissing,
              .kernelCmdlineForbidden, .dbxEntryMissing, .modelMissing, .modelNotAllowed, .modelDenied, .evidenceTooOld, .agentKeyNotAllowed,
-             .hostRevoked, .keyNotTPMBound, .keyCertificationInvalid, .certificateRevoked, .certificateExpired, .renewalIdentityMismatch, .renewalProofInvalid:
+             .hostRevoked, .simulatedHostsRefused, .clientCertificateMismatch, .keyNotTPMBound, .keyCertificationInvalid, .certificateRevoked, .certificateExpired, .renewalIdentityMismatch, .renewalProofInvalid:
             403
         default: 400
         }

@@ -95,16 +95,19 @@ extension BrokerService {
     public func status() throws -> StatusResponse {
         let now = clock.now()
         let set = policies.current
+        let trusts = Dictionary(uniqueKeysWithValues: try store.trusts().map { ($0.hostID, $0) })
         let hosts = try store.hosts().map { h -> HostStatus in
             let last = try store.latestAttestation(hostID: h.id).map { a in
                 AttestationSummary(at: a.at.iso8601, result: a.trusted ? "trusted" : (a.codes.isEmpty ? "info" : "rejected"),
                                    codes: a.codes, message: a.message, policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" },
                                    claims: a.claims)
             }
-            return HostStatus(hostId: h.id, hostname: h.hostname, labels: h.labels.isEmpty ? nil : h.labels,
-                              policy: set.select(labels: h.labels, ekIssuer: h.ekIssuer)?.label, akState: h.akState.rawValue, akAlgorithm: h.akAlgorithm,
-                              blocked: h.blockedReason,
-                              ekIssuer: h.ekIssuer, registeredAt: h.registeredAt.iso8601, lastAttestation: last)
+            var status = HostStatus(hostId: h.id, hostname: h.hostname, labels: h.labels.isEmpty ? nil : h.labels,
+                                    policy: set.select(labels: h.labels, ekIssuer: h.ekIssuer)?.label, akState: h.akState.rawValue, akAlgorithm: h.akAlgorithm,
+                                    blocked: h.blockedReason,
+                                    ekIssuer: h.ekIssuer, registeredAt: h.registeredAt.iso8601, lastAttestation: last)
+            status.trust = trusts[h.id].map(trustStatus)
+            return status
         }
         let reasons = Dictionary(uniqueKeysWithValues: Self.reasonCodes.map { ($1, $0) })
         let certs = try store.certificates().map { c in
@@ -123,6 +126,29 @@ extension BrokerService {
         log("CA rotated: now issuing with \(ca.signer.caCertificate.subject) (key id \(ca.keyID))")
         _ = try currentCRL()
         return try ca.chainPEM
+    }
+
+    /// One host's status.
+    public func hostStatus(id: String) throws -> HostStatus {
+        let host = try knownHost(id)
+        guard let s = try status().hosts.first(where: { $0.hostId == host.id }) else { throw VouchError(.unknownHost, "no host is registered with this id", context: ["hostId": id]) }
+        return s
+    }
+
+    /// Deregisters a host: revokes its agents' certificates (cessationOfOperation) and forgets its
+    /// AK and trust state; it must register again. Its audit trail and certificates stay.
+    public func deleteHost(id: String) throws -> RevokeResponse {
+        _ = try knownHost(id)
+        let now = clock.now()
+        let (serials, crls) = try store.revoke(.host(id), at: now, reason: Self.reasonCodes["cessationOfOperation"]!, buildCRL: crlBuilder())
+        try store.deleteHost(id: id)
+        try store.recordAttestation(AttestationRecord(hostID: id, at: now, kind: "deregistration", trusted: false, codes: [],
+                                                      message: "deregistered by an operator; \(serials.count) certificate(s) revoked"))
+        try store.appendEvent(type: "host.deleted", data: ["hostId": id, "revoked": "\(serials.count)"], at: now)
+        metrics.revoked(serials.count)
+        events.notify()
+        log("host \(id) deregistered; \(serials.count) certificate(s) revoked")
+        return RevokeResponse(revoked: serials, crlNumber: try crlNumber(crls))
     }
 
     /// Lifts an operator's block on a host (it must still pass attestation to get certificates).
@@ -192,6 +218,8 @@ extension BrokerService {
         let now = clock.now()
         var hosts = ["pending": 0, "active": 0]
         for h in try store.hosts() { hosts[h.akState.rawValue, default: 0] += 1 }
+        var trust = Dictionary(uniqueKeysWithValues: TrustState.allCases.map { ($0.rawValue, 0) })
+        for t in try store.trusts() { trust[t.state.rawValue, default: 0] += 1 }
         var certs = ["valid": 0, "expired": 0, "revoked": 0]
         for c in try store.certificates() { certs[c.revokedAt != nil ? "revoked" : (c.notAfter <= now ? "expired" : "valid"), default: 0] += 1 }
         let crl = try store.currentCRL(issuer: authorities.current.keyID)
@@ -199,7 +227,7 @@ extension BrokerService {
         for url in config.webhookURLs { depth[url] = try store.undeliveredCount(subscriber: url) }
         return metrics.render(.init(webhookOutboxDepth: depth, hostsByState: hosts, policiesLoaded: policies.current.policies.count, policyReloadFailing: policies.lastError != nil,
                                     crlNumber: crl?.number ?? 0, crlAgeSeconds: crl.map { now.timeIntervalSince($0.thisUpdate) } ?? 0,
-                                    certificatesByState: certs))
+                                    certificatesByState: certs, hostsByTrust: trust))
     }
 
     /// The host's most recent verified evidence.

@@ -66,8 +66,17 @@ public struct BrokerConfig: Sendable {
     public var ocspValidity: TimeInterval = 300
     /// Webhook subscribers (for the outbox-depth metric; delivery is the dispatcher's).
     public var webhookURLs: [String] = []
+    /// Accept hosts from `vouch-attester --simulate` (software AKs, no TPM): for scale tests only.
+    public var allowSimulatedHosts = false
+    /// Lifetime of host certificates (mTLS between broker and attester); hosts re-register to renew.
+    public var hostCertificateTTL: TimeInterval = 30 * 86400
 
     public init(trustDomain: String) { self.trustDomain = trustDomain }
+
+    /// The SPIFFE ID the broker presents as a TLS client when it pulls quotes from attesters.
+    public var brokerSpiffeID: String { "spiffe://\(trustDomain)/vouchd" }
+    /// The SPIFFE ID of a host certificate.
+    public func hostSpiffeID(_ hostID: String) -> String { "spiffe://\(trustDomain)/host/\(hostID)" }
 }
 
 /// The broker's decisions: registration, credential activation, challenges, enrollment,
@@ -124,6 +133,15 @@ public final class BrokerService: Sendable {
             }
         }
         let now = clock.now()
+        let mode: AttestationMode = req.attesterURL == nil ? .push : .pull
+        if let url = req.attesterURL {
+            guard url.count <= 2048, url.hasPrefix("https://"), URL(string: url)?.host != nil, !url.contains(where: { $0.isWhitespace }) else {
+                throw VouchError(.badRequest, "attesterURL must be an https URL", context: ["field": "attesterURL"])
+            }
+        }
+        if req.simulated == true {
+            return try registerSimulatedHost(req, hostname: hostname, labels: labels, mode: mode, now: now)
+        }
         let endorsement = try EndorsementVerifier.verify(ekCertificateDER: ekCert, ekPublic: ekPublic, trust: ekTrust, now: now).get()
         guard let policy = policies.current.select(labels: labels, ekIssuer: endorsement.ekCertificateIssuer) else {
             throw VouchError(.noPolicy, "no policy applies to this host (its labels and EK issuer match none)", context: ["ekIssuer": endorsement.ekCertificateIssuer])
@@ -142,13 +160,50 @@ public final class BrokerService: Sendable {
                                       ekIssuer: endorsement.ekCertificateIssuer, labels: labels, akPublic: akPublic, akName: akName, akAlgorithm: kind.rawValue,
                                       akState: .pending, activationDigest: Crypto.sha256(secret), activationExpiresAt: expires,
                                       activationFailures: 0, registeredAt: existing?.registeredAt ?? now, updatedAt: now))
+        try store.saveTrust(HostTrust(hostID: endorsement.hostID, since: now, mode: mode, attesterURL: req.attesterURL))
         try store.recordAttestation(AttestationRecord(hostID: endorsement.hostID, at: now, kind: "registration", trusted: false,
                                                       codes: [], message: "EK verified (\(endorsement.ekCertificateIssuer)); AK \(kind.rawValue) awaiting credential activation",
                                                       policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256))
         metrics.registration("registered")
-        log("host \(endorsement.hostID) registered (\(hostname)); AK \(kind.rawValue) pending activation")
+        log("host \(endorsement.hostID) registered (\(hostname)); AK \(kind.rawValue) pending activation; \(mode.rawValue) mode")
         return RegisterHostResponse(hostId: endorsement.hostID, credentialBlob: Base64.encode(made.credentialBlob),
                                     encryptedSecret: Base64.encode(made.encryptedSecret), activationExpiresAt: expires.iso8601)
+    }
+
+    /// The EK issuer recorded for simulated hosts; policies can match it (`match.ekIssuer`).
+    public static let simulatedEKIssuer = "simulated (insecure, no TPM)"
+
+    /// Registers a host of a simulated fleet: a software AK and no TPM, so nothing proves where
+    /// the AK lives. Refused unless the broker allows simulated hosts; marked simulated everywhere.
+    /// The activation secret is returned in the clear (`credentialBlob`, empty `encryptedSecret`), so
+    /// activation runs the same path as for real hosts.
+    private func registerSimulatedHost(_ req: RegisterHostRequest, hostname: String, labels: [String: String], mode: AttestationMode, now: Date) throws -> RegisterHostResponse {
+        guard config.allowSimulatedHosts else {
+            metrics.registration("simulated_hosts_refused")
+            throw VouchError(.simulatedHostsRefused, "this broker does not accept simulated hosts (software AKs prove nothing)", context: ["field": "simulated"])
+        }
+        let akPublic = try Base64.decode(req.akPublic, field: "akPublic")
+        guard let policy = policies.current.select(labels: labels, ekIssuer: Self.simulatedEKIssuer) else {
+            throw VouchError(.noPolicy, "no policy applies to this simulated host", context: ["ekIssuer": Self.simulatedEKIssuer])
+        }
+        let (ak, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
+        let id = Hex.encode(Crypto.sha256(Array("simulated".utf8) + akPublic).prefix(16))
+        let existing = try store.host(id: id)
+        if let reason = existing?.blockedReason {
+            throw VouchError(.hostRevoked, "this host was revoked by an operator and cannot register until unblocked", context: ["hostId": id, "reason": reason])
+        }
+        let secret = try Crypto.randomBytes(32)
+        let expires = now.addingTimeInterval(config.activationTTL)
+        try store.saveHost(HostRecord(id: id, hostname: hostname, ekPublic: [], ekCertificate: [], ekIssuer: Self.simulatedEKIssuer, labels: labels,
+                                      akPublic: akPublic, akName: CredentialProtection.name(of: ak), akAlgorithm: kind.rawValue, akState: .pending,
+                                      activationDigest: Crypto.sha256(secret), activationExpiresAt: expires, activationFailures: 0,
+                                      registeredAt: existing?.registeredAt ?? now, updatedAt: now))
+        try store.saveTrust(HostTrust(hostID: id, since: now, mode: mode, attesterURL: req.attesterURL, simulated: true))
+        try store.recordAttestation(AttestationRecord(hostID: id, at: now, kind: "registration", trusted: false, codes: [],
+                                                      message: "SIMULATED host (software AK \(kind.rawValue), no TPM)",
+                                                      policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256))
+        metrics.registration("registered_simulated")
+        return RegisterHostResponse(hostId: id, credentialBlob: Base64.encode(secret), encryptedSecret: "", activationExpiresAt: expires.iso8601)
     }
 
     /// Completes credential activation: the host proves its TPM holds both the certified EK and the AK.
@@ -173,22 +228,37 @@ public final class BrokerService: Sendable {
                                                           codes: [ErrorCode.activationFailed.rawValue], message: "wrong credential activation answer"))
             throw VouchError(.activationFailed, "credential activation answer is wrong: the AK is not in the TPM that holds the certified EK", context: ["hostId": id])
         }
+        var trust = try store.trust(hostID: id) ?? HostTrust(hostID: id, since: now, mode: .push)
+        var hostCertificate: Certificate?
+        if let pem = req.hostCSR {
+            hostCertificate = try issueHostCertificate(host: host, csrPEM: pem, now: now)
+        } else if trust.mode == .pull {
+            throw VouchError(.badRequest, "pull mode needs a host certificate: send hostCSR", context: ["field": "hostCSR"])
+        }
         host.akState = .active
         host.activationDigest = nil
         host.activationExpiresAt = nil
         host.activationFailures = 0
         host.updatedAt = now
         try store.saveHost(host)
+        trust.hostCertificateSerial = hostCertificate?.serialHex
+        trust.hostKeyPin = try hostCertificate.map { try Self.keyPin($0.publicKey) }
+        try store.saveTrust(trust)
         try store.recordAttestation(AttestationRecord(hostID: id, at: now, kind: "activation", trusted: false, codes: [],
-                                                      message: "AK activated"))
+                                                      message: "AK activated" + (hostCertificate.map { "; host certificate \($0.serialHex)" } ?? "")))
         log("host \(id) AK activated")
-        return ActivateHostResponse(hostId: id, akState: AKState.active.rawValue)
+        return ActivateHostResponse(hostId: id, akState: AKState.active.rawValue, hostCertificate: try hostCertificate?.pem,
+                                    caCertificate: hostCertificate == nil ? nil : try authorities.current.chainPEM,
+                                    brokerSpiffeId: config.brokerSpiffeID)
     }
 
     // MARK: Challenges and enrollment
 
     /// Issues a single-use nonce for a host whose AK is active, with the PCRs its quote must cover.
     public func createChallenge(_ req: ChallengeRequest) throws -> ChallengeResponse {
+        guard [nil, "enrollment", "attestation"].contains(req.purpose) else {
+            throw VouchError(.badRequest, "purpose must be enrollment or attestation", context: ["field": "purpose", "got": String((req.purpose ?? "").prefix(32))])
+        }
         let host = try knownHost(req.hostId)
         try requireNotBlocked(host)
         guard host.akState == .active else {
@@ -200,7 +270,8 @@ public final class BrokerService: Sendable {
         let expires = now.addingTimeInterval(config.challengeTTL)
         try store.insertChallenge(ChallengeRecord(nonce: nonce, hostID: host.id, createdAt: now, expiresAt: expires))
         return ChallengeResponse(nonce: nonce, expiresAt: expires.iso8601,
-                                 pcrSelection: Self.quoteSelection(policy).banks.map { PCRSelectionBody(bank: $0.hash.rawValue, pcrs: $0.pcrs) })
+                                 pcrSelection: Self.quoteSelection(policy).banks.map { PCRSelectionBody(bank: $0.hash.rawValue, pcrs: $0.pcrs) },
+                                 reattestationInterval: Int(policy.reattestation.interval))
     }
 
     /// The policy that applies to a registered host now.
@@ -331,8 +402,10 @@ public final class BrokerService: Sendable {
             try refuse(host, req, policy, VouchError(.spiffeIDUnresolved, "the policy's SPIFFE ID template needs a value this host lacks",
                                                      context: ["template": policy.certificate.spiffeIDTemplate]), now)
         }
-        return try issue(host: host, agentName: req.agentName, spiffeID: spiffeID, nonce: req.nonce, agentKey: agentKey, evidence: evidence,
-                         pcrs: pcrRecord, now: now)
+        let issued = try issue(host: host, agentName: req.agentName, spiffeID: spiffeID, nonce: req.nonce, agentKey: agentKey, evidence: evidence,
+                               pcrs: pcrRecord, now: now)
+        try noteTrustedEnrollment(hostID: host.id, policy: policy.label, now: now)
+        return issued
     }
 
     /// How far the broker's clock may fall behind its own latest recorded decision before it

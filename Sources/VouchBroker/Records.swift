@@ -164,6 +164,12 @@ public protocol BrokerStore: Sendable {
     func saveHost(_ host: HostRecord) throws
     func host(id: String) throws -> HostRecord?
     func hosts() throws -> [HostRecord]
+    /// Deletes a host and its trust record (its certificates, attestations and events stay for audit).
+    func deleteHost(id: String) throws
+
+    func saveTrust(_ trust: HostTrust) throws
+    func trust(hostID: String) throws -> HostTrust?
+    func trusts() throws -> [HostTrust]
 
     func insertChallenge(_ challenge: ChallengeRecord) throws
     /// Marks the nonce used if it was issued to `hostID`, unused and unexpired at `now`.

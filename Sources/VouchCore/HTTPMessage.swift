@@ -8,8 +8,13 @@ public struct HTTPRequest: Sendable {
     public var body: [UInt8]
     /// The client's address ("127.0.0.1", "::1", "unix"), for per-client limits.
     public var peer: String
+    /// The TLS client certificate (DER), present only when the server verified it against its
+    /// client trust anchors.
+    public var clientCertificate: [UInt8]?
 
-    public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: [UInt8] = [], peer: String = "") {
+    public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: [UInt8] = [], peer: String = "",
+                clientCertificate: [UInt8]? = nil) {
+        self.clientCertificate = clientCertificate
         self.method = method
         self.path = path
         self.query = query

@@ -61,4 +61,13 @@ public enum EnrollmentBinding {
     public static func qualifyingData(nonce: [UInt8], agentSPKI: [UInt8]) -> [UInt8] {
         Crypto.sha256(nonce + Crypto.sha256(agentSPKI))
     }
+
+    /// The label re-attestation quotes bind in place of an agent key, so an enrollment quote and a
+    /// re-attestation quote can never stand for each other.
+    public static let reattestationLabel = Array("vouch re-attestation v1".utf8)
+
+    /// SHA-256(nonce ‖ SHA-256("vouch re-attestation v1")): a re-attestation quote's qualifying data.
+    public static func reattestationData(nonce: [UInt8]) -> [UInt8] {
+        Crypto.sha256(nonce + Crypto.sha256(reattestationLabel))
+    }
 }

@@ -14,15 +14,28 @@ public final class HTTPClient: HTTPTransport {
         /// Any http(s) URL given whole as the request path (webhooks); HTTPS verified against
         /// `caFile`, or the system's trust store when nil.
         case anyURL(caFile: String?)
+        /// An https URL given whole as the request path, whose server must present a certificate
+        /// chaining to `caFile` with the public key `publicKeyPin` ("sha256//BASE64" of its
+        /// SubjectPublicKeyInfo). The key pin stands in for the host name check.
+        case pinned(caFile: String, publicKeyPin: String)
+    }
+
+    /// A TLS client certificate and its key (PEM files) presented for mutual TLS.
+    public struct ClientIdentity: Sendable {
+        public var certificateFile: String
+        public var keyFile: String
+        public init(certificateFile: String, keyFile: String) { self.certificateFile = certificateFile; self.keyFile = keyFile }
     }
 
     public let transport: Transport
     public let timeout: Int
+    public let identity: ClientIdentity?
 
-    public init(_ transport: Transport, timeoutSeconds: Int = 30) {
+    public init(_ transport: Transport, timeoutSeconds: Int = 30, identity: ClientIdentity? = nil) {
         _ = curlGlobalInit
         self.transport = transport
         self.timeout = timeoutSeconds
+        self.identity = identity
     }
 
     /// Sends a request; transport failures throw `http` errors, HTTP statuses are returned as they are.
@@ -49,6 +62,19 @@ public final class HTTPClient: HTTPTransport {
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 2), "SSL_VERIFYHOST")
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, "http,https"), "PROTOCOLS_STR")
+        case let .pinned(caFile, pin):
+            url = path
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAINFO, caFile), "CAINFO")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAPATH, nil), "CAPATH")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1), "SSL_VERIFYPEER")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0), "SSL_VERIFYHOST")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PINNEDPUBLICKEY, pin), "PINNEDPUBLICKEY")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, "https"), "PROTOCOLS_STR")
+        }
+        if let identity {
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_SSLCERT, identity.certificateFile), "SSLCERT")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_SSLKEY, identity.keyFile), "SSLKEY")
         }
         try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_URL, url), "URL")
         try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CUSTOMREQUEST, method), "CUSTOMREQUEST")
@@ -89,7 +115,8 @@ public final class HTTPClient: HTTPTransport {
         guard rc == CURLE_OK else {
             let detail = String(cString: errorBuffer)
             let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
-            throw VouchError(.http, "\(method) \(url) failed: \(text)", context: ["curl": "\(rc.rawValue)"])
+            let kind = rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : (rc == CURLE_COULDNT_CONNECT ? "refused" : "transport")
+            throw VouchError(.http, "\(method) \(url) failed: \(text)", context: ["curl": "\(rc.rawValue)", "kind": kind])
         }
         var status = 0
         _ = vouch_curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)

@@ -1,4 +1,5 @@
 internal import CMicroHTTPD
+internal import CGnuTLS
 internal import CVouchShims
 import Foundation
 import VouchCore
@@ -20,6 +21,8 @@ public final class HTTPServer: @unchecked Sendable {
 
     let handler: Handler
     let maxBodyBytes: Int
+    /// Set when TLS clients are asked for a certificate chaining to `clientTrustPEM`.
+    let verifiesClients: Bool
     private var daemon: OpaquePointer?
     private var owned: [UnsafeMutablePointer<CChar>] = []
     private var sockaddrBuffer: UnsafeMutablePointer<sockaddr_in>?
@@ -33,10 +36,14 @@ public final class HTTPServer: @unchecked Sendable {
         case perConnection
     }
 
+    /// `clientTrustPEM` (TLS only): CA certificates a client certificate may chain to. Clients are
+    /// asked for one but not required to send it; a request carries the certificate only if it
+    /// verified (`HTTPRequest.clientCertificate`), and the handler decides what needs one.
     public init(listen: Listen, threads: Int = 4, threading: Threading? = nil, maxBodyBytes: Int = 1 << 20, connectionTimeout: Int = 30,
-                handler: @escaping Handler) throws {
+                clientTrustPEM: String? = nil, handler: @escaping Handler) throws {
         self.handler = handler
         self.maxBodyBytes = maxBodyBytes
+        self.verifiesClients = clientTrustPEM != nil
         var options: [MHD_OptionItem] = []
         var flags = UInt32(MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_ERROR_LOG.rawValue)
         func opt(_ o: MHD_OPTION, _ value: Int = 0, _ ptr: UnsafeMutableRawPointer? = nil) {
@@ -62,6 +69,11 @@ public final class HTTPServer: @unchecked Sendable {
             opt(MHD_OPTION.HTTPS_MEM_CERT, 0, UnsafeMutableRawPointer(cert))
             opt(MHD_OPTION.HTTPS_MEM_KEY, 0, UnsafeMutableRawPointer(key))
             opt(MHD_OPTION.HTTPS_PRIORITIES, 0, UnsafeMutableRawPointer(prio))
+            if let clientTrustPEM {
+                let trust = strdup(clientTrustPEM)!
+                owned.append(trust)
+                opt(MHD_OPTION.HTTPS_MEM_TRUST, 0, UnsafeMutableRawPointer(trust))
+            }
             let addr = UnsafeMutablePointer<sockaddr_in>.allocate(capacity: 1)
             addr.initialize(to: sockaddr_in())
             addr.pointee.sin_family = sa_family_t(AF_INET)
@@ -206,7 +218,8 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
                                   path: url.map { String(cString: $0) } ?? "/",
                                   query: values(.GET_ARGUMENT_KIND, connection, lowercase: false),
                                   headers: values(.HEADER_KIND, connection, lowercase: true),
-                                  body: state.body, peer: peerAddress(connection))
+                                  body: state.body, peer: peerAddress(connection),
+                                  clientCertificate: server.verifiesClients ? verifiedClientCertificate(connection) : nil)
         response = server.handler(request)
     }
     let mhdResponse: OpaquePointer?
@@ -276,4 +289,16 @@ private func peerAddress(_ connection: OpaquePointer?) -> String {
     case AF_UNIX: return "unix"
     default: return "unknown"
     }
+}
+
+/// The client's certificate (DER) if it sent one and GnuTLS verified it against the configured trust
+/// (chain, signatures, validity period); nil otherwise.
+private func verifiedClientCertificate(_ connection: OpaquePointer?) -> [UInt8]? {
+    guard let connection, let raw = vouch_mhd_tls_session(connection) else { return nil }
+    let session = OpaquePointer(raw)
+    var status: UInt32 = 0
+    guard gnutls_certificate_verify_peers2(session, &status) == GNUTLS_E_SUCCESS, status == 0 else { return nil }
+    var count: UInt32 = 0
+    guard let list = gnutls_certificate_get_peers(session, &count), count > 0, let data = list[0].data else { return nil }
+    return Array(UnsafeBufferPointer(start: data, count: Int(list[0].size)))
 }

@@ -9,48 +9,68 @@ import VouchEventLog
 public final class SQLiteBrokerStore: BrokerStore {
     private let lock = Mutex(())
     private let db: SQLiteDatabase
-    public static let schemaVersion = 1
+    /// Migrations in order; `migrations[i]` takes a database from version i to i + 1. A database
+    /// newer than this build is refused rather than misread.
+    static let migrations: [String] = [
+        // 1: the walking skeleton's schema
+        """
+        CREATE TABLE IF NOT EXISTS hosts (
+          id TEXT PRIMARY KEY, hostname TEXT NOT NULL, ek_public BLOB NOT NULL, ek_certificate BLOB NOT NULL,
+          ek_issuer TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}', ak_public BLOB NOT NULL, ak_name BLOB NOT NULL, ak_algorithm TEXT NOT NULL,
+          ak_state TEXT NOT NULL CHECK (ak_state IN ('pending','active')), activation_digest BLOB, activation_expires_at REAL,
+          activation_failures INTEGER NOT NULL DEFAULT 0, registered_at REAL NOT NULL, updated_at REAL NOT NULL, blocked_reason TEXT);
+        CREATE TABLE IF NOT EXISTS challenges (
+          nonce TEXT PRIMARY KEY, host_id TEXT NOT NULL REFERENCES hosts(id), created_at REAL NOT NULL,
+          expires_at REAL NOT NULL, used_at REAL);
+        CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges(expires_at);
+        CREATE TABLE IF NOT EXISTS attestations (
+          id INTEGER PRIMARY KEY AUTOINCREMENT, host_id TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+          trusted INTEGER NOT NULL, codes TEXT NOT NULL, message TEXT NOT NULL, agent_name TEXT, nonce TEXT,
+          policy_name TEXT, policy_version INTEGER, policy_sha256 TEXT, pcr_digest TEXT, serial TEXT, claims TEXT, pcrs TEXT);
+        CREATE INDEX IF NOT EXISTS attestations_host ON attestations(host_id, id);
+        CREATE TABLE IF NOT EXISTS certificates (
+          serial TEXT PRIMARY KEY, host_id TEXT NOT NULL REFERENCES hosts(id), agent_name TEXT NOT NULL,
+          spiffe_id TEXT NOT NULL, not_before REAL NOT NULL, not_after REAL NOT NULL, pem TEXT NOT NULL,
+          attestation_id INTEGER NOT NULL REFERENCES attestations(id), revoked_at REAL, revocation_reason INTEGER,
+          issuer TEXT NOT NULL DEFAULT '');
+        CREATE INDEX IF NOT EXISTS certificates_agent ON certificates(host_id, agent_name);
+        CREATE TABLE IF NOT EXISTS crls (
+          issuer TEXT PRIMARY KEY, number INTEGER NOT NULL, der BLOB NOT NULL,
+          this_update REAL NOT NULL, next_update REAL NOT NULL);
+        CREATE TABLE IF NOT EXISTS events (
+          id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS subscribers (url TEXT PRIMARY KEY, since_event INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS deliveries (
+          subscriber TEXT NOT NULL, event_id INTEGER NOT NULL REFERENCES events(id), attempts INTEGER NOT NULL,
+          delivered_at REAL, next_attempt_at REAL, last_error TEXT, PRIMARY KEY (subscriber, event_id));
+        """,
+        // 2: continuous re-attestation (trust state per host), host deletion, history by time
+        """
+        ALTER TABLE hosts ADD COLUMN deleted_at REAL;
+        CREATE TABLE host_trust (
+          host_id TEXT PRIMARY KEY REFERENCES hosts(id), state TEXT NOT NULL, since REAL NOT NULL, mode TEXT NOT NULL,
+          attester_url TEXT, host_cert_serial TEXT, host_key_pin TEXT, simulated INTEGER NOT NULL DEFAULT 0,
+          last_verdict_at REAL, last_contact_at REAL, failures INTEGER NOT NULL DEFAULT 0, faults INTEGER NOT NULL DEFAULT 0,
+          unreachable_since REAL, last_problem TEXT);
+        CREATE INDEX attestations_at ON attestations(at);
+        """,
+    ]
+    public static var schemaVersion: Int { migrations.count }
 
     public init(path: String) throws {
         let db = try SQLiteDatabase(path: path)
         try db.transaction {
-            try db.exec("""
-            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS hosts (
-              id TEXT PRIMARY KEY, hostname TEXT NOT NULL, ek_public BLOB NOT NULL, ek_certificate BLOB NOT NULL,
-              ek_issuer TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}', ak_public BLOB NOT NULL, ak_name BLOB NOT NULL, ak_algorithm TEXT NOT NULL,
-              ak_state TEXT NOT NULL CHECK (ak_state IN ('pending','active')), activation_digest BLOB, activation_expires_at REAL,
-              activation_failures INTEGER NOT NULL DEFAULT 0, registered_at REAL NOT NULL, updated_at REAL NOT NULL, blocked_reason TEXT);
-            CREATE TABLE IF NOT EXISTS challenges (
-              nonce TEXT PRIMARY KEY, host_id TEXT NOT NULL REFERENCES hosts(id), created_at REAL NOT NULL,
-              expires_at REAL NOT NULL, used_at REAL);
-            CREATE INDEX IF NOT EXISTS challenges_expiry ON challenges(expires_at);
-            CREATE TABLE IF NOT EXISTS attestations (
-              id INTEGER PRIMARY KEY AUTOINCREMENT, host_id TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
-              trusted INTEGER NOT NULL, codes TEXT NOT NULL, message TEXT NOT NULL, agent_name TEXT, nonce TEXT,
-              policy_name TEXT, policy_version INTEGER, policy_sha256 TEXT, pcr_digest TEXT, serial TEXT, claims TEXT, pcrs TEXT);
-            CREATE INDEX IF NOT EXISTS attestations_host ON attestations(host_id, id);
-            CREATE TABLE IF NOT EXISTS certificates (
-              serial TEXT PRIMARY KEY, host_id TEXT NOT NULL REFERENCES hosts(id), agent_name TEXT NOT NULL,
-              spiffe_id TEXT NOT NULL, not_before REAL NOT NULL, not_after REAL NOT NULL, pem TEXT NOT NULL,
-              attestation_id INTEGER NOT NULL REFERENCES attestations(id), revoked_at REAL, revocation_reason INTEGER,
-              issuer TEXT NOT NULL DEFAULT '');
-            CREATE INDEX IF NOT EXISTS certificates_agent ON certificates(host_id, agent_name);
-            CREATE TABLE IF NOT EXISTS crls (
-              issuer TEXT PRIMARY KEY, number INTEGER NOT NULL, der BLOB NOT NULL,
-              this_update REAL NOT NULL, next_update REAL NOT NULL);
-            CREATE TABLE IF NOT EXISTS events (
-              id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS subscribers (url TEXT PRIMARY KEY, since_event INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS deliveries (
-              subscriber TEXT NOT NULL, event_id INTEGER NOT NULL REFERENCES events(id), attempts INTEGER NOT NULL,
-              delivered_at REAL, next_attempt_at REAL, last_error TEXT, PRIMARY KEY (subscriber, event_id));
-            INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '\(Self.schemaVersion)');
-            """)
-            let version = try db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").query { $0.text(0) }.first
-            guard version == "\(Self.schemaVersion)" else {
-                throw VouchError(.database, "database schema version is not supported by this vouchd", context: ["expected": "\(Self.schemaVersion)", "got": version ?? "none"])
+            try db.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            let text = try db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").query { $0.text(0) }.first
+            guard let version = Int(text ?? "0"), version >= 0 else {
+                throw VouchError(.database, "database schema version is unreadable", context: ["got": text ?? ""])
             }
+            guard version <= Self.schemaVersion else {
+                throw VouchError(.database, "database schema is newer than this vouchd supports", context: ["expected": "\(Self.schemaVersion)", "got": "\(version)"])
+            }
+            for step in Self.migrations.dropFirst(version) { try db.exec(step) }
+            try db.prepare("INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                .run([.text("\(Self.schemaVersion)")])
         }
         self.db = db
     }
@@ -70,7 +90,8 @@ public final class SQLiteBrokerStore: BrokerStore {
             ON CONFLICT(id) DO UPDATE SET hostname=excluded.hostname, ek_public=excluded.ek_public, ek_certificate=excluded.ek_certificate,
               ek_issuer=excluded.ek_issuer, labels=excluded.labels, ak_public=excluded.ak_public, ak_name=excluded.ak_name, ak_algorithm=excluded.ak_algorithm,
               ak_state=excluded.ak_state, activation_digest=excluded.activation_digest, activation_expires_at=excluded.activation_expires_at,
-              activation_failures=excluded.activation_failures, updated_at=excluded.updated_at, blocked_reason=excluded.blocked_reason
+              activation_failures=excluded.activation_failures, updated_at=excluded.updated_at, blocked_reason=excluded.blocked_reason,
+              deleted_at=NULL
             """).run([.text(h.id), .text(h.hostname), .blob(h.ekPublic), .blob(h.ekCertificate), .text(h.ekIssuer), .text(Self.json(h.labels)), .blob(h.akPublic),
                       .blob(h.akName), .text(h.akAlgorithm), .text(h.akState.rawValue), h.activationDigest.map { .blob($0) } ?? .null,
                       h.activationExpiresAt.map { .real($0.timeIntervalSince1970) } ?? .null, .int(Int64(h.activationFailures)),
@@ -100,11 +121,57 @@ public final class SQLiteBrokerStore: BrokerStore {
     static func unjson<T: Decodable>(_ s: String) -> T? { try? JSONDecoder().decode(T.self, from: Data(s.utf8)) }
 
     public func host(id: String) throws -> HostRecord? {
-        try with { db in try db.prepare("SELECT \(Self.hostColumns) FROM hosts WHERE id = ?").query([.text(id)], Self.host).first }
+        try with { db in try db.prepare("SELECT \(Self.hostColumns) FROM hosts WHERE id = ? AND deleted_at IS NULL").query([.text(id)], Self.host).first }
     }
 
     public func hosts() throws -> [HostRecord] {
-        try with { db in try db.prepare("SELECT \(Self.hostColumns) FROM hosts ORDER BY registered_at, id").query([], Self.host) }
+        try with { db in try db.prepare("SELECT \(Self.hostColumns) FROM hosts WHERE deleted_at IS NULL ORDER BY registered_at, id").query([], Self.host) }
+    }
+
+    public func deleteHost(id: String) throws {
+        try with { db in
+            try db.transaction {
+                try db.prepare("DELETE FROM host_trust WHERE host_id = ?").run([.text(id)])
+                try db.prepare("UPDATE hosts SET deleted_at = ?, ak_state = 'pending', activation_digest = NULL WHERE id = ?")
+                    .run([.real(Date().timeIntervalSince1970), .text(id)])
+            }
+        }
+    }
+
+    // MARK: trust
+
+    public func saveTrust(_ t: HostTrust) throws {
+        try with { db in
+            try db.prepare("""
+            INSERT OR REPLACE INTO host_trust (host_id, state, since, mode, attester_url, host_cert_serial, host_key_pin, simulated,
+              last_verdict_at, last_contact_at, failures, faults, unreachable_since, last_problem) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            """).run([.text(t.hostID), .text(t.state.rawValue), .real(t.since.timeIntervalSince1970), .text(t.mode.rawValue),
+                      t.attesterURL.map { .text($0) } ?? .null, t.hostCertificateSerial.map { .text($0) } ?? .null,
+                      t.hostKeyPin.map { .text($0) } ?? .null, .int(t.simulated ? 1 : 0),
+                      t.lastVerdictAt.map { .real($0.timeIntervalSince1970) } ?? .null, t.lastContactAt.map { .real($0.timeIntervalSince1970) } ?? .null,
+                      .int(Int64(t.consecutiveFailures)), .int(Int64(t.consecutiveFaults)),
+                      t.unreachableSince.map { .real($0.timeIntervalSince1970) } ?? .null, t.lastProblem.map { .text($0) } ?? .null])
+        }
+    }
+
+    private static let trustColumns = """
+    host_id, state, since, mode, attester_url, host_cert_serial, host_key_pin, simulated, last_verdict_at, last_contact_at,
+    failures, faults, unreachable_since, last_problem
+    """
+
+    private static func trust(_ r: Statement.Row) -> HostTrust {
+        HostTrust(hostID: r.text(0), state: TrustState(rawValue: r.text(1)) ?? .unknown, since: r.date(2), mode: AttestationMode(rawValue: r.text(3)) ?? .push,
+                  attesterURL: r.optionalText(4), hostCertificateSerial: r.optionalText(5), hostKeyPin: r.optionalText(6), simulated: r.int(7) != 0,
+                  lastVerdictAt: r.optionalDate(8), lastContactAt: r.optionalDate(9), consecutiveFailures: Int(r.int(10)),
+                  consecutiveFaults: Int(r.int(11)), unreachableSince: r.optionalDate(12), lastProblem: r.optionalText(13))
+    }
+
+    public func trust(hostID: String) throws -> HostTrust? {
+        try with { db in try db.prepare("SELECT \(Self.trustColumns) FROM host_trust WHERE host_id = ?").query([.text(hostID)], Self.trust).first }
+    }
+
+    public func trusts() throws -> [HostTrust] {
+        try with { db in try db.prepare("SELECT \(Self.trustColumns) FROM host_trust ORDER BY host_id").query([], Self.trust) }
     }
 
     // MARK: challenges

@@ -21,6 +21,12 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
                     (default \(AttesterConfig.systemEventLog) when readable)
   --model-log FILE  model measurement log sent with quotes (written by measure-model)
   --labels K=V,...  labels sent at registration; policies select hosts by them
+  --state-dir DIR   host certificate and key (mode 0600) from activation (default /var/lib/vouch-attester)
+  --listen ADDR:PORT  pull mode: serve the broker's quote requests here over mutual TLS (host
+                    certificate; only the broker's client certificate is answered)
+  --advertise URL   the URL the broker reaches --listen at (default https://ADDR:PORT)
+  --push-interval DUR  push mode (no --listen): report this often (default: 80 % of the policy's
+                    re-attestation interval, which the broker sends with each nonce)
 
 measure-model: hash model artefacts (files, or directories walked recursively) with SHA-256,
 reset PCR 23, extend it with one event per artefact in name order, and write the log (TCG
@@ -49,7 +55,8 @@ if CommandLine.arguments.dropFirst().first == "measure-model" {
 let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
-                         options: ["broker", "ca", "tcti", "socket", "ak", "hostname", "register-timeout", "event-log", "model-log", "labels"], flags: ["help"])
+                         options: ["broker", "ca", "tcti", "socket", "ak", "hostname", "register-timeout", "event-log", "model-log", "labels",
+                                   "state-dir", "listen", "advertise", "push-interval"], flags: ["help"])
 } catch { fail("\(error)\n\(usage)") }
 if args.has("help") { print(usage); exit(0) }
 
@@ -64,6 +71,17 @@ do {
         guard kv.count == 2, !kv[0].isEmpty else { fail("--labels takes K=V pairs separated by commas") }
         config.labels[kv[0]] = kv[1]
     }
+    config.stateDirectory = args["state-dir"] ?? "/var/lib/vouch-attester"
+    var listen: (host: String, port: UInt16)?
+    if let l = args["listen"] {
+        let parts = l.split(separator: ":").map(String.init)
+        guard parts.count == 2, let port = UInt16(parts[1]), port > 0 else { fail("--listen takes ADDR:PORT (IPv4)") }
+        listen = (parts[0], port)
+        config.attesterURL = args["advertise"] ?? "https://\(l)"
+    } else if args["advertise"] != nil {
+        fail("--advertise goes with --listen")
+    }
+    let pushInterval = try args["push-interval"].map { try parseDuration($0, field: "--push-interval") }
     let attester = Attester(config: config, broker: brokerClient)
     let timeout = try parseDuration(args["register-timeout"] ?? "60s", field: "--register-timeout")
     let deadline = Date().addingTimeInterval(timeout)
@@ -83,7 +101,19 @@ do {
     }
     let server = try HTTPServer(listen: .unix(path: try args.required("socket"), mode: 0o660), threads: 2, handler: attester.httpHandler)
     Runtime.log("vouch-attester serving agents on \(try args.required("socket"))")
+    var brokerServer: HTTPServer?
+    var pusher: Thread?
+    if let listen, let identity = attester.identity {
+        brokerServer = try HTTPServer(listen: .tls(host: listen.host, port: listen.port, certificatePEM: identity.certificatePEM + identity.caPEM, keyPEM: identity.keyPEM),
+                                      threads: 2, clientTrustPEM: identity.caPEM, handler: attester.brokerHandler)
+        Runtime.log("pull mode: serving quotes to \(identity.brokerSpiffeID) at \(config.attesterURL ?? "")")
+    } else {
+        pusher = PushLoop.start(attester, interval: pushInterval)
+        Runtime.log("push mode: reporting to the broker" + (pushInterval.map { " every \(Int($0))s" } ?? " at 80 % of the policy's interval"))
+    }
     Runtime.waitForTermination()
+    pusher?.cancel()
+    brokerServer?.stop()
     server.stop()
 } catch {
     fail("\(error)", code: 1)

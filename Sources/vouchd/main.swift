@@ -28,6 +28,9 @@ usage: vouchd --data-dir DIR --policy FILE --ek-roots DIR [options]
   --webhook URL[,URL]   push events (revocations, issuance, refusals, host blocks) to these URLs,
                         signed with HMAC-SHA256, retried with backoff from a durable outbox
   --webhook-secret-file FILE  the HMAC key (default DATA-DIR/webhook.secret, created mode 0600)
+  --reattest-concurrency N    pull rounds in flight at once (default 32)
+  --pull-timeout DUR    limit on one pull (connect, quote, answer) before it counts as a fault (default 10s)
+  --allow-simulated-hosts     accept hosts from vouch-attester --simulate (software AKs: scale tests only)
 """
 
 func fail(_ message: String, code: Int32 = 2) -> Never {
@@ -39,8 +42,8 @@ let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
                          options: ["data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl", "crl-validity",
-                                   "webhook", "webhook-secret-file", "connection-timeout"],
-                         flags: ["help"])
+                                   "webhook", "webhook-secret-file", "connection-timeout", "reattest-concurrency", "pull-timeout"],
+                         flags: ["help", "allow-simulated-hosts"])
 } catch { fail("\(error)\n\(usage)") }
 if args.has("help") { print(usage); exit(0) }
 
@@ -74,6 +77,10 @@ do {
     config.webhookURLs = (args["webhook"] ?? "").split(separator: ",").map(String.init)
     if let t = args["challenge-ttl"] { config.challengeTTL = try parseDuration(t, field: "--challenge-ttl") }
     if let v = args["crl-validity"] { config.crlValidity = try parseDuration(v, field: "--crl-validity") }
+    config.allowSimulatedHosts = args.has("allow-simulated-hosts")
+    if config.allowSimulatedHosts { Runtime.log("WARNING: simulated hosts allowed (software AKs, no TPM): for scale tests only") }
+    guard let concurrency = Int(args["reattest-concurrency"] ?? "32"), (1...1024).contains(concurrency) else { fail("--reattest-concurrency must be 1-1024") }
+    let pullTimeout = try parseDuration(args["pull-timeout"] ?? "10s", field: "--pull-timeout")
 
     let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db")
     let service = BrokerService(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust, clock: clock, log: Runtime.log)
@@ -88,12 +95,20 @@ do {
     let sighup = policies.reloadOnSIGHUP()
     let watcher = policies.watch(every: 2) { PolicyFiles.fingerprint(policyPaths) }
     _ = try service.currentCRL()
+    let clientTLS = try BrokerBootstrap.clientTLS(ca: ca, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
+    let bundleFile = dataDir + "/tls/bundle.pem"
+    try Files.writeAtomically(Array(try service.bundlePEM().utf8), to: bundleFile, mode: 0o644)
+    let reattestor = Reattestor(service: service, source: CurlEvidenceSource(caFile: bundleFile, identity: .init(certificateFile: clientTLS.certificateFile, keyFile: clientTLS.keyFile),
+                                                                             timeoutSeconds: max(1, Int(pullTimeout))),
+                                concurrency: concurrency, log: Runtime.log)
+    reattestor.start()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], log: Runtime.log)
     let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
     let server = try HTTPServer(listen: .tls(host: listen, port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
-                                threading: .perConnection, connectionTimeout: idle, handler: api.httpHandler)
+                                threading: .perConnection, connectionTimeout: idle, clientTrustPEM: try service.bundlePEM(), handler: api.httpHandler)
     Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policies \(policies.current.policies.map(\.label).joined(separator: ", ")), \(ekTrust.anchors.count) EK root(s))")
     Runtime.waitForTermination()
+    reattestor.stop()
     dispatcher?.stop()
     service.shutdown()
     sighup.cancel()

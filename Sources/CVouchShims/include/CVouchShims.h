@@ -45,3 +45,5 @@ static const unsigned long vouch_XN_FLAG_RFC2253 = XN_FLAG_RFC2253;
 CURLcode vouch_curl_setopt_write_header(CURL *h, size_t (*cb)(char *, size_t, size_t, void *), void *ctx);
 /// The client's socket address of a libmicrohttpd connection (MHD_get_connection_info is variadic).
 const struct sockaddr *vouch_mhd_client_addr(struct MHD_Connection *c);
+/// The GnuTLS session of a libmicrohttpd TLS connection (NULL for plain connections).
+void *vouch_mhd_tls_session(struct MHD_Connection *c);

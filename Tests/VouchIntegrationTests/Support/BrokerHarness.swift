@@ -94,12 +94,15 @@ final class BrokerHarness {
         return try TestEnv.run(TestEnv.bin("vouch"), args, env: env)
     }
 
-    /// Starts the real `vouch-attester` process for `tpm`; returns it and its socket path.
-    func startAttesterProcess(for tpm: SwTPM) throws -> (BackgroundProcess, String) {
-        let socket = dir.appendingPathComponent("attester-\(UUID().uuidString.prefix(4)).sock").path
+    /// Starts the real `vouch-attester` process for `tpm` (push mode unless `extraArgs` has
+    /// `--listen`); returns it and its socket path.
+    func startAttesterProcess(for tpm: SwTPM, extraArgs: [String] = []) throws -> (BackgroundProcess, String) {
+        let tag = UUID().uuidString.prefix(4)
+        let socket = dir.appendingPathComponent("attester-\(tag).sock").path
         let p = try BackgroundProcess(TestEnv.bin("vouch-attester"), [
             "--broker", url, "--ca", caFile, "--tcti", tpm.tcti, "--socket", socket, "--hostname", "test-host",
-        ], log: dir.appendingPathComponent("attester-\(UUID().uuidString.prefix(4)).log"))
+            "--state-dir", dir.appendingPathComponent("attester-\(tag)-state").path,
+        ] + extraArgs, log: dir.appendingPathComponent("attester-\(tag).log"))
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline && !FileManager.default.fileExists(atPath: socket) {
             guard p.process.isRunning else { break }

@@ -1,0 +1,105 @@
+import Foundation
+import VouchAPI
+import VouchCore
+import VouchCrypto
+import VouchHTTPClient
+import VouchTPMWire
+
+/// The host's TLS identity from activation: its certificate (SPIFFE ID spiffe://TD/host/ID) and
+/// key, the broker CA chain, and the SPIFFE ID the broker presents when it pulls.
+public struct HostIdentity: Sendable {
+    public var certificatePEM: String
+    public var keyPEM: String
+    public var caPEM: String
+    public var brokerSpiffeID: String
+    /// The same, as files (for libcurl), under the state directory.
+    public var certificateFile: String?
+    public var keyFile: String?
+}
+
+extension ErrorCode {
+    public static let attesterNotRegistered = ErrorCode("attester_not_registered")
+}
+
+extension Attester {
+    public var identity: HostIdentity? { hostIdentity.withLock { $0 } }
+
+    func keepHostIdentity(_ activated: ActivateHostResponse, key: PrivateKey) throws {
+        guard let cert = activated.hostCertificate, let ca = activated.caCertificate, let broker = activated.brokerSpiffeId else {
+            throw VouchError(.http, "the broker issued no host certificate at activation")
+        }
+        var identity = HostIdentity(certificatePEM: cert, keyPEM: try key.pem, caPEM: ca, brokerSpiffeID: broker)
+        if let dir = config.stateDirectory {
+            try Files.makeDirectory(dir)
+            identity.certificateFile = dir + "/host.pem"
+            identity.keyFile = dir + "/host.key"
+            try Files.writeAtomically(Array((cert + ca).utf8), to: dir + "/host.pem", mode: 0o644)
+            try Files.writeAtomically(Array(identity.keyPEM.utf8), to: dir + "/host.key", mode: 0o600)
+            try Files.writeAtomically(Array(ca.utf8), to: dir + "/broker-ca.pem", mode: 0o644)
+        }
+        hostIdentity.withLock { $0 = identity }
+    }
+
+    /// A re-attestation quote for the broker: the PCRs it asks for, over
+    /// SHA-256(nonce ‖ SHA-256("vouch re-attestation v1")), with the event and model logs.
+    public func reattestationQuote(_ req: QuoteRequest) throws -> QuoteBody {
+        guard req.nonce.range(of: "^[0-9a-f]{64}$", options: .regularExpression) != nil else {
+            throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
+        }
+        guard (1...8).contains(req.pcrSelection.count) else {
+            throw VouchError(.badRequest, "pcrSelection must name 1-8 banks", context: ["field": "pcrSelection"])
+        }
+        let selection = PCRSelection(banks: try req.pcrSelection.map { b in
+            guard let bank = HashAlg(rawValue: b.bank), !b.pcrs.isEmpty, b.pcrs.allSatisfy({ (0...23).contains($0) }) else {
+                throw VouchError(.badRequest, "unknown PCR bank or index", context: ["field": "pcrSelection", "got": String(b.bank.prefix(16))])
+            }
+            return PCRBankSelection(hash: bank, pcrs: b.pcrs)
+        })
+        let q = try quote(qualifyingData: EnrollmentBinding.reattestationData(nonce: try Hex.decode(req.nonce)), selection: selection)
+        return try Self.quoteBody(q, eventLogPath: config.eventLogPath, modelLogPath: config.modelLogPath)
+    }
+
+    /// Push mode, one report: a nonce from the broker, a quote, the report over mTLS with the host
+    /// certificate. Returns the broker's verdict and the policy's interval (seconds).
+    public func pushReport() throws -> (verdict: AttestationVerdict, interval: Int) {
+        guard let hostID, let identity, let certFile = identity.certificateFile, let keyFile = identity.keyFile else {
+            throw VouchError(.attesterNotRegistered, "this host has not completed registration (or has no state directory for its host certificate)")
+        }
+        let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID, purpose: "attestation"), as: ChallengeResponse.self)
+        let body = try reattestationQuote(QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection))
+        guard case let .https(base, caFile) = (broker.transport as? HTTPClient)?.transport else {
+            throw VouchError(.config, "push mode needs an HTTPS broker transport")
+        }
+        let mtls = APIClient(transport: HTTPClient(.https(baseURL: base, caFile: caFile), identity: .init(certificateFile: certFile, keyFile: keyFile)))
+        let verdict = try mtls.call("POST", "/v1/hosts/\(hostID)/attestations", body: AttestationReport(nonce: challenge.nonce, quote: body), as: AttestationVerdict.self)
+        return (verdict, challenge.reattestationInterval ?? 300)
+    }
+
+    /// The broker-facing API (pull mode, served over TLS with the host certificate):
+    /// `POST /v1/quote`, only for a client presenting the broker's certificate.
+    public func handleBroker(_ req: HTTPRequest) -> HTTPResponse {
+        func json(_ status: Int, _ body: [UInt8]) -> HTTPResponse {
+            HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: body)
+        }
+        func failure(_ status: Int, _ code: String, _ message: String) -> HTTPResponse {
+            json(status, JSONCodec.encode(APIError(code: code, message: message)))
+        }
+        guard let identity else { return failure(503, "attester_not_registered", "this host has not completed registration") }
+        guard let der = req.clientCertificate, let cert = try? Certificate(der: der), cert.uriSANs == [identity.brokerSpiffeID] else {
+            return failure(401, "client_certificate_required", "only the broker (\(identity.brokerSpiffeID)) may ask for quotes")
+        }
+        guard req.method == "POST", req.path == "/v1/quote" else { return failure(404, "not_found", "no such endpoint") }
+        do {
+            return json(200, JSONCodec.encode(try reattestationQuote(JSONCodec.decode(QuoteRequest.self, from: req.body))))
+        } catch let e as VouchError {
+            // TPM trouble is a fault the broker retries; anything else is the request's fault.
+            return json(e.code == .tpm ? 503 : 400, JSONCodec.encode(APIError(code: e.code.rawValue, message: e.message, context: e.context.isEmpty ? nil : e.context)))
+        } catch {
+            return failure(500, "internal", "internal error")
+        }
+    }
+
+    public var brokerHandler: @Sendable (HTTPRequest) -> HTTPResponse {
+        { [self] req in self.handleBroker(req) }
+    }
+}

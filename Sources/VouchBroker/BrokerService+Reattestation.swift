@@ -1,0 +1,328 @@
+import Foundation
+import VouchAPI
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchEventLog
+import VouchPolicy
+import VouchTPMWire
+
+extension ErrorCode {
+    public static let simulatedHostsRefused = ErrorCode("simulated_hosts_refused")
+    public static let clientCertificateRequired = ErrorCode("client_certificate_required")
+    public static let clientCertificateMismatch = ErrorCode("client_certificate_mismatch")
+    /// Faults: no verdict, the host is unreachable until the policy's grace ends.
+    public static let attesterUnreachable = ErrorCode("attester_unreachable")
+    public static let attesterTimeout = ErrorCode("attester_timeout")
+    public static let attesterFault = ErrorCode("attester_fault")
+    public static let reportOverdue = ErrorCode("report_overdue")
+}
+
+/// Where pull-mode evidence comes from: the attester's HTTPS endpoint, reached with mutual TLS.
+public protocol EvidenceSource: Sendable {
+    /// Asks the attester at `attesterURL` (whose TLS key must match `pin`) for a quote. Throws a
+    /// fault — `attester_unreachable`, `attester_timeout` or `attester_fault` — when no evidence
+    /// comes back; never judges the evidence.
+    func quote(attesterURL: String, pin: String, request: QuoteRequest) throws -> QuoteBody
+}
+
+/// The outcome of one re-attestation round for the scheduler: a verdict, or a fault.
+public enum RoundOutcome: Sendable, Equatable {
+    case verdict(trusted: Bool)
+    case fault(String)
+}
+
+extension BrokerService {
+    /// "sha256//BASE64(SHA-256(SubjectPublicKeyInfo))", the pin format libcurl takes.
+    static func keyPin(_ key: PublicKey) throws -> String { "sha256//" + Base64.encode(Crypto.sha256(try key.spkiDER)) }
+
+    /// Issues the host's TLS certificate (SPIFFE ID spiffe://TD/host/ID, client and server auth)
+    /// for a CSR whose self-signature verifies. It secures transport between broker and attester;
+    /// it is not an attestation result and is never listed with agent certificates.
+    func issueHostCertificate(host: HostRecord, csrPEM: String, now: Date) throws -> Certificate {
+        let csr: CSR
+        do { csr = try CSR(pemOrDER: Array(csrPEM.utf8)) } catch let e as VouchError {
+            throw VouchError(.csrMalformed, e.message, context: ["field": "hostCSR"])
+        }
+        guard csr.signatureIsValid else {
+            throw VouchError(.csrSignatureInvalid, "host CSR signature does not verify with its own key", context: ["field": "hostCSR"])
+        }
+        let ca = authorities.current
+        let profile = LeafProfile(subjectCommonName: host.hostname.isEmpty ? host.id : host.hostname, uriSANs: [config.hostSpiffeID(host.id)],
+                                  notBefore: now.addingTimeInterval(-60), notAfter: now.addingTimeInterval(config.hostCertificateTTL), usage: .agent)
+        return try ca.signer.issue(publicKey: try csr.publicKey, profile: profile, serial: nil)
+    }
+
+    /// Checks a push request's TLS client certificate: present (verified by the TLS layer against
+    /// the broker's CAs), naming this host, and the one issued at its latest activation.
+    public func authenticateHost(id: String, clientCertificate der: [UInt8]?) throws {
+        guard let der else {
+            throw VouchError(.clientCertificateRequired, "this endpoint needs the host certificate as TLS client certificate", context: ["hostId": id])
+        }
+        let cert = try Certificate(der: der)
+        guard cert.uriSANs == [config.hostSpiffeID(id)], let trust = try store.trust(hostID: id), trust.hostCertificateSerial == cert.serialHex else {
+            throw VouchError(.clientCertificateMismatch, "the client certificate is not this host's current host certificate",
+                             context: ["hostId": id, "got": cert.uriSANs.first ?? cert.subject])
+        }
+    }
+
+    // MARK: Verdicts
+
+    /// Judges a re-attestation report (pushed by the host, or pulled by the scheduler). Checks, in
+    /// order, refusing at the first failure:
+    /// 1. the host is registered, not blocked, its AK activated, and a policy applies;
+    /// 2. the nonce was issued to this host, is unused and unexpired (consumed now) — else a 4xx
+    ///    and no verdict;
+    /// 3. the quote verifies (QuoteVerifier) with qualifying data SHA-256(nonce ‖ SHA-256("vouch
+    ///    re-attestation v1"));
+    /// 4. the appraisal (Appraiser): logs replay to the quoted PCRs, the TPM clock did not go back,
+    ///    the policy is satisfied.
+    /// A failed 3 or 4 is a failed verdict (the policy's `onFailure` acts after `afterFailures`);
+    /// `clock_not_safe` alone is a fault (the TPM clock may become safe; retried, not judged).
+    public func judgeReport(hostID: String, _ report: AttestationReport) throws -> AttestationVerdict {
+        let started = DispatchTime.now()
+        let now = clock.now()
+        // 1
+        let host = try knownHost(hostID)
+        try requireNotBlocked(host)
+        guard host.akState == .active else {
+            throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
+        }
+        let policy = try applicablePolicy(for: host)
+        guard report.nonce.range(of: "^[0-9a-f]{64}$", options: .regularExpression) != nil else {
+            throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
+        }
+        let attest = try Base64.decode(report.quote.attest, field: "quote.attest")
+        let signature = try Base64.decode(report.quote.signature, field: "quote.signature")
+        let eventLog = try report.quote.eventLog.map { try Base64.decode($0, field: "quote.eventLog") }
+        let modelLog = try report.quote.modelLog.map { try Base64.decode($0, field: "quote.modelLog") }
+        let pcrs = try PCRValues(hexMap: report.quote.pcrs, field: "quote.pcrs")
+        // 2
+        let issuedAt: Date
+        switch try store.consumeChallenge(nonce: report.nonce, hostID: host.id, now: now) {
+        case let .consumed(at): issuedAt = at
+        case .unknown: throw VouchError(.nonceUnknown, "nonce was not issued to this host", context: ["field": "nonce"])
+        case .alreadyUsed: throw VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"])
+        case .expired: throw VouchError(.nonceExpired, "nonce has expired; request a new challenge", context: ["field": "nonce"])
+        }
+        // 3
+        let expected = EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce))
+        let quote: VerifiedQuote
+        switch QuoteVerifier.verify(attest: attest, signature: signature, akPublic: try TPMTPublic(tpm2bPublic: host.akPublic),
+                                    expectedQualifyingData: expected, pcrs: pcrs) {
+        case let .verified(q): quote = q
+        case let .rejected(errors):
+            metrics.verification(seconds: Self.seconds(since: started))
+            return try verdict(host: host, policy: policy, trusted: false, codes: errors.map(\.code.rawValue),
+                               message: errors.map(\.message).joined(separator: "; "), nonce: report.nonce, now: now)
+        }
+        // 4
+        let appraisal = Appraiser.appraise(hostID: host.id, quote: quote, eventLog: eventLog, modelLog: modelLog,
+                                           previousClock: try store.lastTrustedClock(hostID: host.id), policy: policy,
+                                           evidenceAge: now.timeIntervalSince(issuedAt), digester: OpenSSLDigester())
+        metrics.verification(seconds: Self.seconds(since: started))
+        switch appraisal {
+        case let .trusted(evidence):
+            return try verdict(host: host, policy: policy, trusted: true, codes: [],
+                               message: "quote verified; policy \(policy.label) satisfied", nonce: report.nonce, now: now,
+                               quote: quote, claims: evidence.claims, pcrs: quote.pcrs.hexMap)
+        case let .rejected(violations, claims):
+            if violations.allSatisfy({ $0.code == .clockNotSafe }) {
+                _ = try fault(hostID: host.id, code: ErrorCode.clockNotSafe.rawValue, message: "the TPM clock is not yet safe; retrying")
+                throw VouchError(.clockNotSafe, "the TPM clock is not yet safe; not judged, retry later", context: ["hostId": host.id, "transient": "true"])
+            }
+            return try verdict(host: host, policy: policy, trusted: false, codes: violations.map(\.code.rawValue),
+                               message: "evidence does not satisfy policy \(policy.label): " + violations.map(\.message).joined(separator: "; "),
+                               nonce: report.nonce, now: now, quote: quote, claims: claims, pcrs: quote.pcrs.hexMap)
+        }
+    }
+
+    static func seconds(since start: DispatchTime) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+    }
+
+    /// Records a verdict and moves the host's trust state: a good verdict makes it trusted (its
+    /// revoked certificates stay revoked); a failed one counts toward `afterFailures`, then applies
+    /// `onFailure`.
+    private func verdict(host: HostRecord, policy: Policy, trusted: Bool, codes: [String], message: String, nonce: String, now: Date,
+                         quote: VerifiedQuote? = nil, claims: EvidenceClaims? = nil, pcrs: [String: [String: String]]? = nil) throws -> AttestationVerdict {
+        let decided = DispatchTime.now()
+        try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: "reattestation", trusted: trusted, codes: codes, message: message,
+                                                      nonce: nonce, policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
+                                                      pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs))
+        metrics.attestation(trusted ? "trusted" : codes.first ?? "rejected")
+        var t = try store.trust(hostID: host.id) ?? HostTrust(hostID: host.id, since: now, mode: .push)
+        t.lastVerdictAt = now
+        t.lastContactAt = now
+        t.consecutiveFaults = 0
+        t.unreachableSince = nil
+        var revoked: [String] = []
+        if trusted {
+            t.consecutiveFailures = 0
+            t.lastProblem = nil
+            let was = t.state
+            t.enter(.trusted, at: now)
+            try store.saveTrust(t)
+            if was != .trusted {
+                try store.appendEvent(type: "host.trusted", data: ["hostId": host.id, "previous": was.rawValue, "policy": policy.label], at: now)
+                events.notify()
+                log("host \(host.id) trusted (was \(was.rawValue))")
+            }
+        } else {
+            t.consecutiveFailures += 1
+            t.lastProblem = codes.first
+            if t.consecutiveFailures >= policy.reattestation.afterFailures {
+                revoked = try fail(&t, policy: policy, codes: codes, now: now, decided: decided)
+            } else if t.state == .unreachable {
+                t.enter(.unknown, at: now)
+            }
+            try store.saveTrust(t)
+            log("host \(host.id) failed re-attestation (\(codes.joined(separator: ","))), \(t.consecutiveFailures) in a row; state \(t.state.rawValue)")
+        }
+        return AttestationVerdict(hostId: host.id, at: now.iso8601, result: trusted ? "trusted" : "rejected", codes: codes, message: message,
+                                  state: t.state.rawValue, revoked: revoked.isEmpty ? nil : revoked)
+    }
+
+    /// Applies the policy's `onFailure` action: the host becomes untrusted and, with `revoke`, every
+    /// unrevoked certificate of its agents is revoked (CRL re-signed in the same transaction; OCSP
+    /// and the event stream read the same rows). Returns the revoked serials.
+    private func fail(_ t: inout HostTrust, policy: Policy, codes: [String], now: Date, decided: DispatchTime = .now()) throws -> [String] {
+        let was = t.state
+        t.enter(.untrusted, at: now)
+        var serials: [String] = []
+        if policy.reattestation.action == .revoke {
+            serials = try store.revoke(.host(t.hostID), at: now, reason: Self.reasonCodes["privilegeWithdrawn"]!, buildCRL: crlBuilder()).serials
+            metrics.revoked(serials.count)
+        }
+        if was != .untrusted || !serials.isEmpty {
+            try store.appendEvent(type: "host.untrusted", data: ["hostId": t.hostID, "codes": codes.joined(separator: ","), "policy": policy.label,
+                                                                 "action": policy.reattestation.action.rawValue, "revoked": "\(serials.count)"], at: now)
+            events.notify()
+            metrics.revocation(seconds: Self.seconds(since: decided))
+            log("host \(t.hostID) untrusted (\(codes.joined(separator: ","))); \(policy.reattestation.action.rawValue): \(serials.count) certificate(s) revoked")
+        }
+        return serials
+    }
+
+    /// Records a fault — no evidence came (unreachable, timeout, TPM busy, missed push report, clock
+    /// not yet safe). The host is `unreachable`, not failed, until the policy's grace has passed
+    /// since the spell began; then the fault counts as a failed verdict and `onFailure` applies.
+    @discardableResult
+    public func fault(hostID: String, code: String, message: String) throws -> TrustState {
+        let now = clock.now()
+        let host = try knownHost(hostID)
+        var t = try store.trust(hostID: host.id) ?? HostTrust(hostID: host.id, since: now, mode: .push)
+        t.consecutiveFaults += 1
+        t.lastProblem = code
+        metrics.attestation(code)
+        let spellStart = t.unreachableSince ?? now
+        t.unreachableSince = spellStart
+        guard t.state != .untrusted else { try store.saveTrust(t); return t.state }
+        let policy = try? applicablePolicy(for: host)
+        let grace = policy?.reattestation.grace ?? 0
+        if now.timeIntervalSince(spellStart) >= grace {
+            let reason = "no evidence for \(Int(now.timeIntervalSince(spellStart)))s (grace \(Int(grace))s): \(message)"
+            try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: "reattestation", trusted: false, codes: [code],
+                                                          message: reason, policyName: policy?.name, policyVersion: policy?.version,
+                                                          policySHA256: policy?.sha256))
+            if let policy {
+                t.consecutiveFailures += 1
+                _ = try fail(&t, policy: policy, codes: [code], now: now)
+            } else {
+                t.enter(.untrusted, at: now)
+            }
+        } else if t.state != .unreachable {
+            let was = t.state
+            t.enter(.unreachable, at: now)
+            try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: "fault", trusted: false, codes: [code],
+                                                          message: "\(message) (unreachable; untrusted if it lasts \(Int(grace))s)",
+                                                          policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256))
+            try store.appendEvent(type: "host.unreachable", data: ["hostId": host.id, "code": code, "previous": was.rawValue], at: now)
+            events.notify()
+            log("host \(host.id) unreachable: \(code) \(message)")
+        }
+        try store.saveTrust(t)
+        return t.state
+    }
+
+    /// A trusted enrollment is fresh verified evidence under the same policy: a good verdict.
+    func noteTrustedEnrollment(hostID: String, policy: String, now: Date) throws {
+        guard var t = try store.trust(hostID: hostID) else { return }
+        let was = t.state
+        t.lastVerdictAt = now
+        t.lastContactAt = now
+        t.consecutiveFailures = 0
+        t.consecutiveFaults = 0
+        t.unreachableSince = nil
+        t.lastProblem = nil
+        t.enter(.trusted, at: now)
+        try store.saveTrust(t)
+        if was != .trusted {
+            try store.appendEvent(type: "host.trusted", data: ["hostId": hostID, "previous": was.rawValue, "policy": policy], at: now)
+        }
+    }
+
+    // MARK: Rounds, for the scheduler
+
+    /// One pull round: a fresh nonce, a quote from the attester over mTLS, a verdict.
+    public func pullRound(hostID: String, source: EvidenceSource) -> RoundOutcome {
+        do {
+            let host = try knownHost(hostID)
+            guard let t = try store.trust(hostID: host.id), let url = t.attesterURL, let pin = t.hostKeyPin else {
+                return .fault("not_pullable")
+            }
+            let challenge = try createChallenge(ChallengeRequest(hostId: host.id, purpose: "attestation"))
+            let body: QuoteBody
+            do {
+                body = try source.quote(attesterURL: url, pin: pin, request: QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection))
+            } catch let e as VouchError {
+                _ = try fault(hostID: host.id, code: e.code.rawValue, message: e.message)
+                return .fault(e.code.rawValue)
+            }
+            let v = try judgeReport(hostID: host.id, AttestationReport(nonce: challenge.nonce, quote: body))
+            return .verdict(trusted: v.result == "trusted")
+        } catch let e as VouchError {
+            if e.code != .clockNotSafe { log("re-attestation of \(hostID) not judged: \(e.code) \(e.message)") }
+            return .fault(e.code.rawValue)
+        } catch {
+            log("re-attestation of \(hostID) failed: \(error)")
+            return .fault(ErrorCode.internalError.rawValue)
+        }
+    }
+
+    /// A push host that has not reported within its interval plus slack is a fault (missed report).
+    public func checkPushReport(hostID: String, interval: TimeInterval) -> RoundOutcome? {
+        do {
+            guard let t = try store.trust(hostID: hostID) else { return nil }
+            let last = t.lastContactAt ?? t.since
+            guard clock.now().timeIntervalSince(last) > interval + Self.pushSlack(interval) else { return nil }
+            _ = try fault(hostID: hostID, code: ErrorCode.reportOverdue.rawValue,
+                          message: "no report since \(last.iso8601) (interval \(Int(interval))s)")
+            return .fault(ErrorCode.reportOverdue.rawValue)
+        } catch {
+            return .fault(ErrorCode.internalError.rawValue)
+        }
+    }
+
+    /// How late a push report may be before it counts as missed.
+    static func pushSlack(_ interval: TimeInterval) -> TimeInterval { max(5, interval / 2) }
+
+    /// What the scheduler needs for every host it should re-attest: active AK, not blocked, a
+    /// policy, a trust record.
+    public func schedulableHosts() throws -> [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)] {
+        let trusts = Dictionary(uniqueKeysWithValues: try store.trusts().map { ($0.hostID, $0) })
+        let set = policies.current
+        return try store.hosts().compactMap { h in
+            guard h.akState == .active, h.blockedReason == nil, let t = trusts[h.id],
+                  let p = set.select(labels: h.labels, ekIssuer: h.ekIssuer) else { return nil }
+            return (h.id, t.mode, p.reattestation.interval, t.state)
+        }
+    }
+
+    /// The host's trust record as the API shows it.
+    func trustStatus(_ t: HostTrust) -> HostTrustStatus {
+        HostTrustStatus(state: t.state.rawValue, since: t.since.iso8601, mode: t.mode.rawValue, simulated: t.simulated ? true : nil,
+                        lastVerdictAt: t.lastVerdictAt?.iso8601, lastContactAt: t.lastContactAt?.iso8601,
+                        consecutiveFailures: t.consecutiveFailures, lastProblem: t.lastProblem, attesterURL: t.attesterURL)
+    }
+}

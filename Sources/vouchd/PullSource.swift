@@ -1,0 +1,31 @@
+import VouchAPI
+import VouchBroker
+import VouchCore
+import VouchHTTPClient
+
+/// Pull-mode evidence over libcurl: mutual TLS (the broker's client certificate; the attester's
+/// host certificate must chain to the broker CA and carry the pinned key).
+struct CurlEvidenceSource: EvidenceSource {
+    let caFile: String
+    let identity: HTTPClient.ClientIdentity
+    let timeoutSeconds: Int
+
+    func quote(attesterURL: String, pin: String, request: QuoteRequest) throws -> QuoteBody {
+        let client = HTTPClient(.pinned(caFile: caFile, publicKeyPin: pin), timeoutSeconds: timeoutSeconds, identity: identity)
+        let response: HTTPResponse
+        do {
+            response = try client.send("POST", attesterURL + "/v1/quote", headers: ["Content-Type": "application/json"], body: JSONCodec.encode(request))
+        } catch let e as VouchError {
+            let code: ErrorCode = e.context["kind"] == "timeout" ? .attesterTimeout : (e.context["kind"] == "refused" ? .attesterUnreachable : .attesterFault)
+            throw VouchError(code, e.message, context: e.context)
+        }
+        guard response.status == 200 else {
+            let err = try? JSONCodec.decode(APIError.self, from: response.body)
+            throw VouchError(.attesterFault, "attester answered \(response.status): \(err?.code ?? "") \(err?.message ?? "")",
+                             context: ["status": "\(response.status)", "got": err?.code ?? ""])
+        }
+        do { return try JSONCodec.decode(QuoteBody.self, from: response.body) } catch {
+            throw VouchError(.attesterFault, "attester's quote response is not a quote", context: ["status": "200"])
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import XCTest
+import VouchAPI
+import VouchAttesterKit
+import VouchCore
+import VouchCrypto
+import VouchHTTPClient
+
+/// Continuous re-attestation with real processes: vouchd pulls quotes from a vouch-attester over
+/// mutual TLS on its own schedule; drift revokes, recovery trusts again, a vanished attester is
+/// unreachable (not failed) until the grace ends.
+final class ReattestationTests: XCTestCase {
+    /// The development policy, re-attesting every 10 s, with 6 s of grace for unreachable hosts.
+    static func policy(in dir: URL, interval: String = "10s", grace: String = "6s", action: String = "revoke") throws -> String {
+        var text = try String(contentsOf: TestEnv.packageRoot.appendingPathComponent("policies/development.yaml"), encoding: .utf8)
+        text = text.replacingOccurrences(of: "  interval: 15m", with: "  interval: \(interval)")
+            .replacingOccurrences(of: "    grace: 0s", with: "    grace: \(grace)")
+            .replacingOccurrences(of: "    action: revoke", with: "    action: \(action)")
+            .replacingOccurrences(of: "  ttl: 15m", with: "  ttl: 5m")
+        let path = dir.appendingPathComponent("reattest.yaml")
+        try text.write(to: path, atomically: true, encoding: .utf8)
+        return path.path
+    }
+
+    func host(_ broker: BrokerHarness, _ id: String) throws -> HostStatus {
+        try broker.admin().call("GET", "/v1/hosts/\(id)", as: HostStatus.self)
+    }
+
+    func waitFor(_ what: String, timeout: TimeInterval, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline { if try condition() { return }; usleep(50_000) }
+        XCTFail("timed out after \(Int(timeout))s waiting for \(what)")
+        throw XCTSkip("cannot continue")
+    }
+
+    func enroll(_ socket: String, _ name: String) throws -> EnrollResponse {
+        try APIClient(transport: HTTPClient(.unix(path: socket))).call("POST", "/v1/enroll", body: AgentEnrollRequest(
+            agentName: name, csr: try CSR.create(key: try PrivateKey.generate(), commonName: name).pem), as: EnrollResponse.self)
+    }
+
+    /// The OCSP status of `certPEM` as `openssl ocsp` reads the broker's signed answer.
+    func ocspStatus(_ broker: BrokerHarness, _ certPEM: String) throws -> String {
+        let d = broker.dir.path, cert = d + "/ocsp-cert.pem"
+        try certPEM.write(toFile: cert, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try TestEnv.run("openssl", ["ocsp", "-issuer", broker.caFile, "-cert", cert, "-reqout", d + "/req.der", "-no_nonce"]).status, 0)
+        let resp = try broker.client().transport.send("POST", "/v1/ocsp", headers: [:], body: [UInt8](try Data(contentsOf: URL(fileURLWithPath: d + "/req.der"))))
+        try Data(resp.body).write(to: URL(fileURLWithPath: d + "/resp.der"))
+        let r = try TestEnv.run("openssl", ["ocsp", "-issuer", broker.caFile, "-cert", cert, "-respin", d + "/resp.der", "-CAfile", broker.caFile, "-no_nonce"])
+        return r.stdout
+    }
+
+    func crlText(_ broker: BrokerHarness) throws -> String {
+        let der = try broker.client().transport.send("GET", "/v1/crl", headers: [:], body: nil).body
+        let path = broker.dir.appendingPathComponent("crl.der")
+        try Data(der).write(to: path)
+        return try TestEnv.run("openssl", ["crl", "-inform", "der", "-in", path.path, "-noout", "-text"]).stdout
+    }
+
+    func testDriftRevokesRecoveryTrustsVanishedAttesterIsUnreachableThenFailed() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm, policy: try Self.policy(in: tpm.dir))
+        let port = TestEnv.freePorts(1)
+        let (attester, socket) = try broker.startAttesterProcess(for: tpm, extraArgs: ["--listen", "127.0.0.1:\(port)"])
+        defer { attester.stop() }
+        let id = try XCTUnwrap(try broker.status().hosts.first?.hostId)
+
+        // The first pull comes at once: trusted, in pull mode, without any enrollment.
+        try waitFor("the first pull", timeout: 10) { try host(broker, id).trust?.state == "trusted" }
+        XCTAssertEqual(try host(broker, id).trust?.mode, "pull")
+        let agent = try enroll(socket, "worker")
+
+        let events = broker.dir.appendingPathComponent("events.txt")
+        let curl = try BackgroundProcess("/usr/bin/curl", ["-sN", "-m", "120", "--cacert", broker.caFile, "-o", events.path, "\(broker.url)/v1/events"],
+                                         log: broker.dir.appendingPathComponent("curl.log"))
+        defer { curl.stop() }
+
+        // Drift: PCR 7 changes (as a Secure Boot policy change would). The next scheduled pull
+        // (within the 10 s interval) fails the policy; the revocation is visible at once.
+        XCTAssertEqual(try tpm.tools("tpm2_pcrextend", ["7:sha256=" + String(repeating: "ab", count: 32)]).status, 0)
+        let drifted = Date()
+        try waitFor("the failed verdict", timeout: 15) { try host(broker, id).trust?.state == "untrusted" }
+        let seen = Date()
+        let serialUpper = agent.serial.uppercased()
+        XCTAssertTrue(try crlText(broker).contains(serialUpper), "CRL does not list \(agent.serial)")
+        XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains("revoked"))
+        let streamed = (try? String(contentsOf: events, encoding: .utf8)) ?? ""
+        XCTAssertTrue(streamed.contains("event: certificate.revoked") && streamed.contains(agent.serial), streamed)
+        XCTAssertTrue(streamed.contains("event: host.untrusted"), streamed)
+        let checked = Date()
+        // Everything above was read within a second of the state change being observed, and the
+        // broker measured verdict -> CRL committed itself.
+        XCTAssertLessThan(checked.timeIntervalSince(seen), 1.0)
+        let metrics = String(decoding: try broker.client().transport.send("GET", "/metrics", headers: [:], body: nil).body, as: UTF8.self)
+        let latency = try XCTUnwrap(metrics.split(separator: "\n").first { $0.hasPrefix("vouch_revocation_seconds_sum") }.flatMap { Double($0.split(separator: " ")[1]) })
+        XCTAssertLessThan(latency, 1.0, metrics)
+        XCTAssertLessThan(seen.timeIntervalSince(drifted), 15)
+        let status = try host(broker, id)
+        XCTAssertEqual(status.lastAttestation?.codes, ["pcr_not_allowed"])
+        // An agent on a failed host is refused a new certificate (its evidence fails the same policy).
+        XCTAssertThrowsError(try enroll(socket, "worker-2"))
+
+        // Recovery: the TPM resets (reboot into the allowed state); the next pull trusts it again.
+        tpm.stop()
+        try tpm.start()
+        try waitFor("recovery", timeout: 15) { try host(broker, id).trust?.state == "trusted" }
+        XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains("revoked"), "a revoked certificate must stay revoked")
+        let fresh = try enroll(socket, "worker")
+        XCTAssertTrue(try ocspStatus(broker, fresh.certificate).contains(": good"))
+        XCTAssertTrue(((try? String(contentsOf: events, encoding: .utf8)) ?? "").contains("event: host.trusted"))
+
+        // The attester vanishes: unreachable (a fault, not a verdict; certificates stand) ...
+        attester.stop()
+        try waitFor("unreachable", timeout: 15) { try host(broker, id).trust?.state == "unreachable" }
+        let unreachable = try host(broker, id)
+        XCTAssertEqual(unreachable.trust?.lastProblem, "attester_unreachable")
+        XCTAssertTrue(try ocspStatus(broker, fresh.certificate).contains(": good"))
+        // ... until the 6 s grace has passed: then failed, and the policy's action applies.
+        try waitFor("grace to end", timeout: 15) { try host(broker, id).trust?.state == "untrusted" }
+        XCTAssertTrue(try ocspStatus(broker, fresh.certificate).contains("revoked"))
+        let since = try XCTUnwrap(unreachable.trust.flatMap { Date.parseISO8601($0.since) })
+        let failedAt = try XCTUnwrap(try host(broker, id).trust.flatMap { Date.parseISO8601($0.since) })
+        XCTAssertGreaterThanOrEqual(failedAt.timeIntervalSince(since), 5)   // whole seconds in the API
+    }
+}
