@@ -55,3 +55,70 @@ public struct HostTrustStatus: Codable, Sendable, Equatable {
         self.attesterURL = attesterURL
     }
 }
+
+/// `POST /v1/tokens` (admin): a named token with a scope.
+public struct TokenCreateRequest: Codable, Sendable {
+    public var name: String
+    /// `read` or `admin`.
+    public var scope: String
+    public init(name: String, scope: String) { self.name = name; self.scope = scope }
+}
+
+public struct TokenInfo: Codable, Sendable {
+    public var id: String
+    public var name: String
+    public var scope: String
+    public var createdAt: String
+    public var revokedAt: String?
+    /// The bearer token itself: only in the response that creates it.
+    public var token: String?
+    public init(id: String, name: String, scope: String, createdAt: String, revokedAt: String? = nil, token: String? = nil) {
+        self.id = id; self.name = name; self.scope = scope; self.createdAt = createdAt; self.revokedAt = revokedAt; self.token = token
+    }
+}
+
+/// One entry of the attestation history (the audit trail).
+public struct AttestationEntry: Codable, Sendable {
+    public var id: Int64
+    public var hostId: String
+    public var at: String
+    /// registration, activation, enrollment, reattestation, fault, deregistration
+    public var kind: String
+    /// trusted, rejected, or info (registration/activation steps)
+    public var result: String
+    public var codes: [String]
+    public var message: String
+    public var agentName: String?
+    public var policy: String?
+    public var policySha256: String?
+    public var pcrDigest: String?
+    public var serial: String?
+    public init(id: Int64, hostId: String, at: String, kind: String, result: String, codes: [String], message: String, agentName: String? = nil,
+                policy: String? = nil, policySha256: String? = nil, pcrDigest: String? = nil, serial: String? = nil) {
+        self.id = id; self.hostId = hostId; self.at = at; self.kind = kind; self.result = result; self.codes = codes; self.message = message
+        self.agentName = agentName; self.policy = policy; self.policySha256 = policySha256; self.pcrDigest = pcrDigest; self.serial = serial
+    }
+}
+
+/// A page of history, newest first; `next` is the cursor (`before=`) for the following page.
+public struct AttestationPage: Codable, Sendable {
+    public var items: [AttestationEntry]
+    public var next: String?
+    public init(items: [AttestationEntry], next: String?) { self.items = items; self.next = next }
+}
+
+/// `GET /v1/summary`: counts for dashboards and health checks.
+public struct StatusSummary: Codable, Sendable {
+    public var trustDomain: String
+    public var hostsByState: [String: Int]
+    public var hostsByAKState: [String: Int]
+    public var certificatesByState: [String: Int]
+    public var crlNumber: UInt64
+    public var policies: Int
+    public var policyReloadError: String?
+    public init(trustDomain: String, hostsByState: [String: Int], hostsByAKState: [String: Int], certificatesByState: [String: Int], crlNumber: UInt64,
+                policies: Int, policyReloadError: String? = nil) {
+        self.trustDomain = trustDomain; self.hostsByState = hostsByState; self.hostsByAKState = hostsByAKState
+        self.certificatesByState = certificatesByState; self.crlNumber = crlNumber; self.policies = policies; self.policyReloadError = policyReloadError
+    }
+}

@@ -86,9 +86,11 @@ public enum BrokerBootstrap {
         return Array(secret.utf8)
     }
 
-    /// The broker's TLS client identity for pulling quotes (SPIFFE ID `spiffeID`), freshly issued at
-    /// each start and written to `dir`/client.pem and client.key (mode 0600) for libcurl.
-    public static func clientTLS(ca: IssuingCA, spiffeID: String, directory dir: String, clock: Clock) throws -> (certificateFile: String, keyFile: String) {
+    /// The broker's own identity (SPIFFE ID `spiffeID`), freshly issued at each start: its TLS
+    /// client certificate for pulling quotes, and the key that signs attestation results. Written to
+    /// `dir`/client.pem and client.key (mode 0600) for libcurl.
+    public static func brokerIdentity(ca: IssuingCA, spiffeID: String, directory dir: String, clock: Clock)
+        throws -> (certificateFile: String, keyFile: String, resultSigner: JWSSigner) {
         try Files.makeDirectory(dir)
         let key = try PrivateKey.generate(.p256)
         let now = clock.now()
@@ -98,7 +100,7 @@ public enum BrokerBootstrap {
         let certFile = dir + "/client.pem", keyFile = dir + "/client.key"
         try Files.writeAtomically(Array((try cert.pem + (try ca.chainPEM)).utf8), to: certFile, mode: 0o644)
         try Files.writeAtomically(Array(try key.pem.utf8), to: keyFile, mode: 0o600)
-        return (certFile, keyFile)
+        return (certFile, keyFile, try JWSSigner(key: key, chain: [cert, ca.signer.caCertificate] + ca.chain))
     }
 
     /// A fresh TLS server key and certificate from the CA for the broker's own API.

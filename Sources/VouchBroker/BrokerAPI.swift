@@ -13,10 +13,13 @@ public struct BrokerAPI: Sendable {
     let adminTokenDigests: [[UInt8]]
     let throttle = AuthThrottle()
     let log: @Sendable (String) -> Void
+    /// Signs EAR attestation results; without one, `/v1/hosts/{id}/ear` answers 404.
+    let resultSigner: ResultSigner?
 
-    public init(service: BrokerService, adminTokenDigests: [[UInt8]], log: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(service: BrokerService, adminTokenDigests: [[UInt8]], resultSigner: ResultSigner? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.service = service
         self.adminTokenDigests = adminTokenDigests
+        self.resultSigner = resultSigner
         self.log = log
     }
 
@@ -34,6 +37,11 @@ public struct BrokerAPI: Sendable {
     }
 
     private func route(_ req: HTTPRequest) throws -> HTTPResponse {
+        if req.path == "/healthz" || req.path == "/readyz" {
+            guard req.method == "GET" else { throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here") }
+            if req.path == "/healthz" { return json(200, ["status": "ok"]) }
+            return try service.ready() ? json(200, ["status": "ready"]) : errorResponse(VouchError(ErrorCode("not_ready"), "shutting down"))
+        }
         if req.path == "/metrics" {
             guard req.method == "GET" else { throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here") }
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(try service.metricsText().utf8))
@@ -91,41 +99,90 @@ public struct BrokerAPI: Sendable {
             try service.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
             return json(200, try service.judgeReport(hostID: p[1], JSONCodec.decode(AttestationReport.self, from: req.body)))
         case ("GET", ["hosts"]):
-            try requireAdmin(req)
+            try require(.read, req)
             return json(200, try service.status().hosts)
         case ("GET", let p) where p.count == 2 && p[0] == "hosts":
-            try requireAdmin(req)
+            try require(.read, req)
             return json(200, try service.hostStatus(id: p[1]))
         case ("DELETE", let p) where p.count == 2 && p[0] == "hosts":
-            try requireAdmin(req)
+            try require(.admin, req)
             return json(200, try service.deleteHost(id: p[1]))
         case ("POST", ["challenges"]):
             return json(201, try service.createChallenge(JSONCodec.decode(ChallengeRequest.self, from: req.body)))
         case ("POST", ["enroll"]):
             return json(201, try service.enroll(JSONCodec.decode(EnrollRequest.self, from: req.body)))
         case ("POST", ["revoke"]):
-            try requireAdmin(req)
+            try require(.admin, req)
             return json(200, try service.revoke(JSONCodec.decode(RevokeRequest.self, from: req.body)))
         case ("GET", ["status"]):
-            try requireAdmin(req)
+            try require(.read, req)
             return json(200, try service.status())
+        case ("GET", ["summary"]):
+            try require(.read, req)
+            return json(200, try service.summary())
+        case ("GET", ["attestations"]):
+            try require(.read, req)
+            return json(200, try service.history(req.query))
+        case ("GET", ["certificates"]):
+            try require(.read, req)
+            return json(200, try service.certificates(req.query))
+        case ("GET", let p) where p.count == 2 && p[0] == "certificates":
+            try require(.read, req)
+            let c = try service.certificate(serial: p[1])
+            if req.query["format"] == "pem" {
+                return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(c.pem.utf8))
+            }
+            return json(200, c.status)
+        case ("POST", let p) where p.count == 3 && p[0] == "certificates" && p[2] == "revoke":
+            try require(.admin, req)
+            var body = req.body.isEmpty ? RevokeRequest() : try JSONCodec.decode(RevokeRequest.self, from: req.body)
+            guard body.hostId == nil, body.agentName == nil, body.blockHost == nil, body.serial == nil || body.serial == p[1] else {
+                throw VouchError(.badRequest, "this endpoint revokes the serial in its path; give only reason", context: ["field": "serial"])
+            }
+            body.serial = p[1]
+            return json(200, try service.revoke(body))
+        case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "ear":
+            try require(.read, req)
+            guard let resultSigner else { throw VouchError(.notFound, "this broker has no attestation-result signer") }
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/eat+jwt"), ("Cache-Control", "no-store")],
+                                body: Array(try service.ear(hostID: p[1], nonce: req.query["nonce"], signer: resultSigner).utf8))
+        case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "attestations":
+            try require(.read, req)
+            var query = req.query
+            query["hostId"] = p[1]
+            return json(200, try service.history(query))
+        case ("POST", ["tokens"]):
+            try require(.admin, req)
+            return json(201, try service.createToken(JSONCodec.decode(TokenCreateRequest.self, from: req.body)))
+        case ("GET", ["tokens"]):
+            try require(.admin, req)
+            return json(200, try service.listTokens())
+        case ("DELETE", let p) where p.count == 2 && p[0] == "tokens":
+            try require(.admin, req)
+            return json(200, try service.revokeToken(id: p[1]))
+        case ("GET", let p) where p.count == 2 && p[0] == "policies":
+            try require(.read, req)
+            guard let policy = service.policyStatus().policies.first(where: { $0.name == p[1] }) else {
+                throw VouchError(.notFound, "no policy with this name is loaded", context: ["name": String(p[1].prefix(64))])
+            }
+            return json(200, policy)
         case ("POST", ["ca", "rotate"]):
-            try requireAdmin(req)
+            try require(.admin, req)
             return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.rotateCA().utf8))
         case ("GET", ["policies"]):
-            try requireAdmin(req)
+            try require(.read, req)
             return json(200, service.policyStatus())
         case ("POST", ["policies", "reload"]):
-            try requireAdmin(req)
+            try require(.admin, req)
             return json(200, try service.reloadPolicies())
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "unblock":
-            try requireAdmin(req)
+            try require(.admin, req)
             return json(200, try service.unblock(hostID: p[1]))
         case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "evidence":
-            try requireAdmin(req)
+            try require(.read, req)
             return json(200, try service.evidence(hostID: p[1]))
         case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["crl.pem"]), (_, ["ocsp"]), (_, ["bundle"]), (_, ["events"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]),
-             (_, ["policies"]), (_, ["policies", "reload"]):
+             (_, ["policies"]), (_, ["policies", "reload"]), (_, ["summary"]), (_, ["attestations"]), (_, ["certificates"]), (_, ["tokens"]):
             throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here")
         default:
             throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))])
@@ -144,7 +201,9 @@ public struct BrokerAPI: Sendable {
         return f.string(from: d)
     }
 
-    private func requireAdmin(_ req: HTTPRequest) throws {
+    /// Checks the bearer token grants `needed`: the bootstrap admin token (DATA-DIR/admin.token), or
+    /// a token made with `POST /v1/tokens`. Failures count toward the per-address throttle.
+    private func require(_ needed: TokenScope, _ req: HTTPRequest) throws {
         let now = service.clock.now()
         if let wait = throttle.blocked(req.peer, now: now) {
             throw VouchError(ErrorCode("too_many_attempts"), "too many failed authentications from this address; retry later",
@@ -155,10 +214,14 @@ public struct BrokerAPI: Sendable {
             throw VouchError(.unauthorized, "this endpoint needs an admin bearer token")
         }
         let digest = Crypto.sha256(Array(auth.dropFirst(7).utf8))
-        guard adminTokenDigests.contains(where: { constantTimeEqual($0, digest) }) else {
+        let scope: TokenScope? = adminTokenDigests.contains(where: { constantTimeEqual($0, digest) }) ? .admin : try service.scope(ofTokenDigest: digest)
+        guard let scope else {
             throttle.failed(req.peer, now: now)
-            log("failed admin authentication from \(req.peer)")
+            log("failed authentication from \(req.peer)")
             throw VouchError(.unauthorized, "bearer token is not valid")
+        }
+        guard scope.allows(needed) else {
+            throw VouchError(.forbidden, "this endpoint needs a token with \(needed.rawValue) scope", context: ["expected": needed.rawValue, "got": scope.rawValue])
         }
     }
 
@@ -181,6 +244,8 @@ public struct BrokerAPI: Sendable {
     public static func status(for code: ErrorCode) -> Int {
         switch code {
         case .unauthorized, .clientCertificateRequired: 401
+        case .forbidden: 403
+        case ErrorCode("not_ready"): 503
         case .unknownHost, .notFound: 404
         case ErrorCode("method_not_allowed"): 405
         case .nonceReused, .conflict: 409

@@ -8,7 +8,7 @@ import VouchCore
 /// - pull hosts: a fresh nonce, a quote over mTLS from the attester, a verdict — at most
 ///   `concurrency` rounds in flight, each bounded by the evidence source's timeout;
 /// - push hosts: checked every few seconds; a missed report (interval plus slack) is a fault.
-/// Hosts with no verdict yet are attested at once. After a fault the next try backs off
+/// Hosts with no verdict yet are attested within seconds. After a fault the next try backs off
 /// exponentially from 1 s, never later than the interval, so a host that comes back is seen soon
 /// and the grace period is measured by repeated tries.
 public final class Reattestor: Sendable {
@@ -27,6 +27,9 @@ public final class Reattestor: Sendable {
     private let slots: DispatchSemaphore
     private let finished = DispatchGroup()
     private let queue = DispatchQueue(label: "vouch.reattest", attributes: .concurrent)
+
+    /// How long after first seeing a host without a verdict the first round starts.
+    static let firstPullDelay: TimeInterval = 2
 
     public init(service: BrokerService, source: EvidenceSource, concurrency: Int = 32, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.service = service
@@ -68,9 +71,10 @@ public final class Reattestor: Sendable {
                 let take: Bool = plan.withLock { p in
                     guard !p.inFlight.contains(h.id) else { return false }
                     guard let due = p.due[h.id] else {
-                        // First sight: hosts without a verdict at once, others spread over the interval.
-                        p.due[h.id] = h.state == .unknown ? now : now.addingTimeInterval(Double.random(in: 0..<h.interval))
-                        return h.state == .unknown
+                        // First sight: hosts without a verdict soon (a just-activated attester needs a
+                        // moment to start serving), others spread over the interval.
+                        p.due[h.id] = h.state == .unknown ? now.addingTimeInterval(Self.firstPullDelay) : now.addingTimeInterval(Double.random(in: 0..<h.interval))
+                        return false
                     }
                     return due <= now
                 }

@@ -147,6 +147,40 @@ public struct PendingDelivery: Sendable, Equatable {
     public init(event: EventRecord, attempts: Int, nextAttempt: Date?) { self.event = event; self.attempts = attempts; self.nextAttempt = nextAttempt }
 }
 
+/// What a bearer token may do: `read` (status, hosts, history, certificates, EAR) or `admin`
+/// (also revoke, block, delete, reload policies, rotate the CA, manage tokens).
+public enum TokenScope: String, Sendable, Codable, CaseIterable {
+    case read, admin
+    public func allows(_ needed: TokenScope) -> Bool { self == .admin || needed == .read }
+}
+
+/// An API token. Only its SHA-256 is stored; the token itself is shown once, at creation.
+public struct TokenRecord: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var scope: TokenScope
+    public var digest: [UInt8]
+    public var createdAt: Date
+    public var revokedAt: Date?
+    public init(id: String, name: String, scope: TokenScope, digest: [UInt8], createdAt: Date, revokedAt: Date? = nil) {
+        self.id = id; self.name = name; self.scope = scope; self.digest = digest; self.createdAt = createdAt; self.revokedAt = revokedAt
+    }
+}
+
+/// Filters for the attestation history (newest first; `before` is the id to continue below).
+public struct HistoryQuery: Sendable, Equatable {
+    public var hostID: String?
+    public var trusted: Bool?
+    public var kind: String?
+    public var from: Date?
+    public var until: Date?
+    public var before: Int64?
+    public var limit: Int
+    public init(hostID: String? = nil, trusted: Bool? = nil, kind: String? = nil, from: Date? = nil, until: Date? = nil, before: Int64? = nil, limit: Int = 100) {
+        self.hostID = hostID; self.trusted = trusted; self.kind = kind; self.from = from; self.until = until; self.before = before; self.limit = limit
+    }
+}
+
 /// Which certificates a revocation names.
 public enum RevocationTarget: Sendable, Equatable {
     case serial(String)
@@ -179,6 +213,14 @@ public protocol BrokerStore: Sendable {
     @discardableResult
     func recordAttestation(_ record: AttestationRecord) throws -> Int64
     func latestAttestation(hostID: String) throws -> AttestationRecord?
+    /// The attestation history matching `query`, newest first.
+    func attestations(_ query: HistoryQuery) throws -> [AttestationRecord]
+
+    func saveToken(_ token: TokenRecord) throws
+    func token(digest: [UInt8]) throws -> TokenRecord?
+    func tokens() throws -> [TokenRecord]
+    /// Marks the token revoked; false if there is no such unrevoked token.
+    func revokeToken(id: String, at: Date) throws -> Bool
     /// When the most recent decision of all was recorded (to notice the broker's clock going back).
     func latestDecisionTime() throws -> Date?
     /// The host's most recent attestation whose quote verified (it carries PCR values).

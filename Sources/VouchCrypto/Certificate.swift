@@ -70,6 +70,13 @@ public final class Certificate: @unchecked Sendable {
         return Hex.encode(UnsafeBufferPointer(start: p, count: Int(ASN1_STRING_length(ski))))
     }
 
+    /// The authority key identifier's keyIdentifier, lowercase hex (empty if absent): the issuing
+    /// CA's subject key identifier, which names its CRL at `/v1/crl/{keyid}`.
+    public var authorityKeyID: String {
+        guard let akid = X509_get0_authority_key_id(x509), let p = ASN1_STRING_get0_data(akid) else { return "" }
+        return Hex.encode(UnsafeBufferPointer(start: p, count: Int(ASN1_STRING_length(akid))))
+    }
+
     public var isSelfSigned: Bool { subject == issuer }
 
     /// The DER value of the extension with dotted `oid`, if present.

@@ -54,6 +54,12 @@ public final class SQLiteBrokerStore: BrokerStore {
           unreachable_since REAL, last_problem TEXT);
         CREATE INDEX attestations_at ON attestations(at);
         """,
+        // 3: scoped API tokens (only digests are stored)
+        """
+        CREATE TABLE tokens (
+          id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL CHECK (scope IN ('read','admin')),
+          digest BLOB NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL);
+        """,
     ]
     public static var schemaVersion: Int { migrations.count }
 
@@ -232,19 +238,70 @@ public final class SQLiteBrokerStore: BrokerStore {
         try attestation(hostID: hostID, where: "AND pcrs IS NOT NULL")
     }
 
+    private static let attestationColumns = """
+    id, host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version, policy_sha256, pcr_digest, serial, claims, pcrs
+    """
+
+    private static func attestation(_ r: Statement.Row) -> AttestationRecord {
+        AttestationRecord(id: r.int(0), hostID: r.text(1), at: r.date(2), kind: r.text(3), trusted: r.int(4) != 0,
+                          codes: r.text(5).split(separator: ",").map(String.init), message: r.text(6),
+                          agentName: r.optionalText(7), nonce: r.optionalText(8), policyName: r.optionalText(9),
+                          policyVersion: r.optionalInt(10).map(Int.init), policySHA256: r.optionalText(11),
+                          pcrDigest: r.optionalText(12), serial: r.optionalText(13), claims: r.optionalText(14).flatMap(Self.decode),
+                          pcrs: r.optionalText(15).flatMap(Self.unjson))
+    }
+
     private func attestation(hostID: String, where extra: String) throws -> AttestationRecord? {
         try with { db in
-            try db.prepare("""
-            SELECT id, host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version, policy_sha256, pcr_digest, serial, claims, pcrs
-            FROM attestations WHERE host_id = ? \(extra) ORDER BY id DESC LIMIT 1
-            """).query([.text(hostID)]) { r in
-                AttestationRecord(id: r.int(0), hostID: r.text(1), at: r.date(2), kind: r.text(3), trusted: r.int(4) != 0,
-                                  codes: r.text(5).split(separator: ",").map(String.init), message: r.text(6),
-                                  agentName: r.optionalText(7), nonce: r.optionalText(8), policyName: r.optionalText(9),
-                                  policyVersion: r.optionalInt(10).map(Int.init), policySHA256: r.optionalText(11),
-                                  pcrDigest: r.optionalText(12), serial: r.optionalText(13), claims: r.optionalText(14).flatMap(Self.decode),
-                                  pcrs: r.optionalText(15).flatMap(Self.unjson))
-            }.first
+            try db.prepare("SELECT \(Self.attestationColumns) FROM attestations WHERE host_id = ? \(extra) ORDER BY id DESC LIMIT 1")
+                .query([.text(hostID)], Self.attestation).first
+        }
+    }
+
+    public func attestations(_ q: HistoryQuery) throws -> [AttestationRecord] {
+        var clauses: [String] = [], args: [SQLValue] = []
+        if let h = q.hostID { clauses.append("host_id = ?"); args.append(.text(h)) }
+        if let t = q.trusted { clauses.append("trusted = ?"); args.append(.int(t ? 1 : 0)) }
+        if let k = q.kind { clauses.append("kind = ?"); args.append(.text(k)) }
+        if let f = q.from { clauses.append("at >= ?"); args.append(.real(f.timeIntervalSince1970)) }
+        if let u = q.until { clauses.append("at < ?"); args.append(.real(u.timeIntervalSince1970)) }
+        if let b = q.before { clauses.append("id < ?"); args.append(.int(b)) }
+        args.append(.int(Int64(max(1, min(q.limit, 1000)))))
+        let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        return try with { db in
+            try db.prepare("SELECT \(Self.attestationColumns) FROM attestations \(whereSQL) ORDER BY id DESC LIMIT ?").query(args, Self.attestation)
+        }
+    }
+
+    // MARK: tokens
+
+    public func saveToken(_ t: TokenRecord) throws {
+        try with { db in
+            try db.prepare("INSERT INTO tokens (id, name, scope, digest, created_at, revoked_at) VALUES (?,?,?,?,?,?)")
+                .run([.text(t.id), .text(t.name), .text(t.scope.rawValue), .blob(t.digest), .real(t.createdAt.timeIntervalSince1970),
+                      t.revokedAt.map { .real($0.timeIntervalSince1970) } ?? .null])
+        }
+    }
+
+    private static func token(_ r: Statement.Row) -> TokenRecord {
+        TokenRecord(id: r.text(0), name: r.text(1), scope: TokenScope(rawValue: r.text(2)) ?? .read, digest: r.blob(3), createdAt: r.date(4),
+                    revokedAt: r.optionalDate(5))
+    }
+
+    public func token(digest: [UInt8]) throws -> TokenRecord? {
+        try with { db in
+            try db.prepare("SELECT id, name, scope, digest, created_at, revoked_at FROM tokens WHERE digest = ?").query([.blob(digest)], Self.token).first
+        }
+    }
+
+    public func tokens() throws -> [TokenRecord] {
+        try with { db in try db.prepare("SELECT id, name, scope, digest, created_at, revoked_at FROM tokens ORDER BY created_at, id").query([], Self.token) }
+    }
+
+    public func revokeToken(id: String, at: Date) throws -> Bool {
+        try with { db in
+            try db.prepare("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run([.real(at.timeIntervalSince1970), .text(id)])
+            return db.changes > 0
         }
     }
 

@@ -46,6 +46,17 @@ public enum KeyTemplates {
         case rsa2048 = "rsa-2048"
     }
 
+    /// TPMT_PUBLIC of an ECC P-256 AK with its public point: what a TPM returns for the template
+    /// below. Used by simulated hosts, whose AK is a software key.
+    public static func eccP256AttestationKey(x: [UInt8], y: [UInt8]) -> [UInt8] {
+        var w = ByteWriter()
+        let template = attestationKey(.eccP256)
+        w.raw(Array(template.dropLast(4)))   // everything but the two empty unique fields
+        w.sized(x)
+        w.sized(y)
+        return w.bytes
+    }
+
     /// Marshaled TPMT_PUBLIC of an AK template with an empty unique field, so that
     /// TPM2_CreatePrimary under the endorsement hierarchy re-creates the same key every time.
     public static func attestationKey(_ kind: AKKind) -> [UInt8] {

@@ -10,6 +10,7 @@ import VouchTPMWire
 let usage = """
 usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
        vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
+       vouch-attester --simulate N --broker URL --ca FILE --listen ADDR:PORT [--labels K=V,...] [--hostname PREFIX]
   --broker URL      broker base URL, e.g. https://127.0.0.1:8443
   --ca FILE         the broker's CA certificate (PEM): the only CA trusted for the broker's TLS
   --tcti TCTI       TPM access: swtpm:host=127.0.0.1,port=2321 or device:/dev/tpmrm0
@@ -27,6 +28,9 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
   --advertise URL   the URL the broker reaches --listen at (default https://ADDR:PORT)
   --push-interval DUR  push mode (no --listen): report this often (default: 80 % of the policy's
                     re-attestation interval, which the broker sends with each nonce)
+
+--simulate N: N software hosts in this process for scale tests, INSECURE (software AKs, no TPM;
+the broker refuses them unless started with --allow-simulated-hosts). Pull mode on --listen.
 
 measure-model: hash model artefacts (files, or directories walked recursively) with SHA-256,
 reset PCR 23, extend it with one event per artefact in name order, and write the log (TCG
@@ -56,9 +60,41 @@ let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
                          options: ["broker", "ca", "tcti", "socket", "ak", "hostname", "register-timeout", "event-log", "model-log", "labels",
-                                   "state-dir", "listen", "advertise", "push-interval"], flags: ["help"])
+                                   "state-dir", "listen", "advertise", "push-interval", "simulate"], flags: ["help"])
 } catch { fail("\(error)\n\(usage)") }
 if args.has("help") { print(usage); exit(0) }
+
+if let n = args["simulate"] {
+    do {
+        guard let count = Int(n), (1...100_000).contains(count) else { fail("--simulate takes a host count of 1-100000") }
+        let l = try args.required("listen").split(separator: ":").map(String.init)
+        guard l.count == 2, let port = UInt16(l[1]), port > 0 else { fail("--listen takes ADDR:PORT (IPv4)") }
+        var labels: [String: String] = [:]
+        for pair in (args["labels"] ?? "").split(separator: ",") {
+            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2, !kv[0].isEmpty else { fail("--labels takes K=V pairs separated by commas") }
+            labels[kv[0]] = kv[1]
+        }
+        let client = HTTPClient(.https(baseURL: try args.required("broker"), caFile: try args.required("ca")))
+        let fleet = try SimulatedFleet(count: count, broker: client, hostnamePrefix: args["hostname"] ?? "sim", labels: labels)
+        Runtime.log("SIMULATED fleet of \(count) hosts (software AKs, no TPM: for scale tests only)")
+        let started = Date()
+        let baseURL = args["advertise"] ?? "https://\(l[0]):\(port)"
+        // Host 0's certificate is the server's, so it registers first; the server is up before the rest.
+        try fleet.register(0..<1, baseURL: baseURL)
+        let tls = try fleet.serverIdentity()
+        let server = try HTTPServer(listen: .tls(host: l[0], port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
+                                    threads: 4, clientTrustPEM: tls.caPEM, handler: fleet.httpHandler)
+        try fleet.register(1..<count, baseURL: baseURL)
+        Runtime.log("registered \(count) simulated hosts in \(String(format: "%.1f", Date().timeIntervalSince(started)))s; serving quotes on \(baseURL)/sim/INDEX")
+        Runtime.waitForTermination()
+        server.stop()
+        Runtime.log("served \(fleet.quotesServed) quotes")
+        exit(0)
+    } catch {
+        fail("\(error)", code: 1)
+    }
+}
 
 do {
     guard let akKind = KeyTemplates.AKKind(rawValue: args["ak"] ?? "ecc-p256") else { fail("--ak must be ecc-p256 or rsa-2048") }

@@ -19,13 +19,18 @@ enum CLI {
           certifies it with the AK; writes NAME.pem, NAME.tpm.pub and NAME.tpm.priv.
 
     Operators (broker: --broker URL or $VOUCH_BROKER; CA: --ca FILE or $VOUCH_CA;
-               admin token: --token-file FILE or $VOUCH_TOKEN_FILE):
+               token: --token-file FILE or $VOUCH_TOKEN_FILE; read scope for status/history/check):
       status [--json]                     policies, hosts, AK state, last attestation and why; certificates
       status --evidence HOST [--out FILE] export a host's last verified evidence bundle (JSON)
       revoke --serial HEX [--reason R]    revoke one certificate
       revoke --host ID [--agent NAME]     revoke every certificate of an agent, or of a host
       revoke --host ID --block            ...and block the host: no enrollment, renewal or registration
       host unblock ID                     lift that block (the host must still pass attestation)
+      host delete ID                      deregister a host: revoke its certificates; it must register again
+      history [--host ID] [--result trusted|rejected] [--kind K] [--from T] [--until T] [--limit N] [--before CURSOR]
+                                          the attestation history (audit trail), newest first
+      token create --name NAME --scope read|admin [--out FILE]
+                                          a scoped API token (shown once); token list; token revoke ID
       ca rotate                           start issuing with the staged CA-DIR/next CA
 
     CA management (offline):
@@ -49,6 +54,12 @@ enum CLI {
           signature: tpm2_quote -s; pcrs: tpm2_quote -o. Exit 0 valid, 1 invalid, 2 unreadable.
       eventlog replay FILE [--json]       replay a TCG firmware event log: PCR values per bank
       eventlog show FILE [--json]         list its events and the boot claims decoded from them
+
+    Relying parties and workflows (a read token is enough):
+      check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--json]
+          exit 0 only if the certificate chains to the broker CA, is not revoked (CRL), and its host
+          is trusted now (signed EAR with a fresh nonce), appraised recently enough, under that policy,
+          running that model manifest; otherwise exit 1 and print every failed requirement.
 
     Exit status: 0 success, 1 refused or failed (reason on stderr), 2 usage error.
     """
@@ -171,6 +182,10 @@ func statusCommand(_ argv: [String]) throws -> Int32 {
     for h in status.hosts {
         print("  \(h.hostId)  \(h.hostname)  AK \(h.akAlgorithm) \(h.akState)  policy \(h.policy ?? "none matches")  EK issuer: \(h.ekIssuer)")
         if let b = h.blocked { print("    BLOCKED: \(b)") }
+        if let t = h.trust {
+            let problem = t.lastProblem.map { ", last problem \($0)" } ?? ""
+            print("    \(t.state.uppercased()) since \(t.since) (\(t.mode)\(t.simulated == true ? ", SIMULATED" : "")\(problem))")
+        }
         if let labels = h.labels { print("    labels: \(labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))") }
         if let a = h.lastAttestation {
             let codes = a.codes.isEmpty ? "" : " [\(a.codes.joined(separator: ","))]"
@@ -219,9 +234,16 @@ func crlCommand(_ argv: [String]) throws -> Int32 {
 }
 
 func hostCommand(_ argv: [String]) throws -> Int32 {
-    guard argv.first == "unblock", argv.count >= 2 else { throw VouchError(.badRequest, "usage: vouch host unblock HOST_ID") }
+    guard let sub = argv.first, ["unblock", "delete"].contains(sub), argv.count >= 2 else {
+        throw VouchError(.badRequest, "usage: vouch host unblock HOST_ID | vouch host delete HOST_ID")
+    }
     let args = try Arguments(Array(argv.dropFirst(2)), options: CLI.brokerOptions)
     let (client, _) = try CLI.broker(args, admin: true)
+    if sub == "delete" {
+        let r = try client.call("DELETE", "/v1/hosts/\(argv[1])", as: RevokeResponse.self)
+        print("host \(argv[1]) deregistered; \(r.revoked.count) certificate(s) revoked; CRL #\(r.crlNumber)")
+        return 0
+    }
     let host = try client.call("POST", "/v1/hosts/\(argv[1])/unblock", body: nil as String?, as: HostStatus.self)
     print("host \(host.hostId) unblocked")
     return 0

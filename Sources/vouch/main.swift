@@ -14,6 +14,9 @@ let commands: [String: ([String]) throws -> Int32] = [
     "cert": certCommand,
     "host": hostCommand,
     "ca": caCommand,
+    "check": checkCommand,
+    "token": tokenCommand,
+    "history": historyCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())

@@ -95,14 +95,14 @@ do {
     let sighup = policies.reloadOnSIGHUP()
     let watcher = policies.watch(every: 2) { PolicyFiles.fingerprint(policyPaths) }
     _ = try service.currentCRL()
-    let clientTLS = try BrokerBootstrap.clientTLS(ca: ca, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
+    let clientTLS = try BrokerBootstrap.brokerIdentity(ca: ca, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
     let bundleFile = dataDir + "/tls/bundle.pem"
     try Files.writeAtomically(Array(try service.bundlePEM().utf8), to: bundleFile, mode: 0o644)
     let reattestor = Reattestor(service: service, source: CurlEvidenceSource(caFile: bundleFile, identity: .init(certificateFile: clientTLS.certificateFile, keyFile: clientTLS.keyFile),
                                                                              timeoutSeconds: max(1, Int(pullTimeout))),
                                 concurrency: concurrency, log: Runtime.log)
     reattestor.start()
-    let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], log: Runtime.log)
+    let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: clientTLS.resultSigner, log: Runtime.log)
     let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
     let server = try HTTPServer(listen: .tls(host: listen, port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
                                 threading: .perConnection, connectionTimeout: idle, clientTrustPEM: try service.bundlePEM(), handler: api.httpHandler)

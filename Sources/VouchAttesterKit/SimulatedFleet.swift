@@ -1,0 +1,172 @@
+import Foundation
+import Synchronization
+import VouchAPI
+import VouchCore
+import VouchCrypto
+import VouchTPMWire
+
+/// `vouch-attester --simulate N`: N software hosts in one process for scale tests. INSECURE by
+/// design — each AK is a software key, so nothing proves a TPM holds it; the broker refuses these
+/// hosts unless started with --allow-simulated-hosts, and marks them simulated everywhere.
+///
+/// The wire formats are the real ones: a TPM2B_PUBLIC AK of the same template, TPMS_ATTEST quotes
+/// with TPMT_SIGNATURE (ECDSA P-256, SHA-256), registration and activation through the same
+/// endpoints, pull requests over mutual TLS. Every simulated PCR holds its reset value (zeros),
+/// which the development policy accepts.
+public final class SimulatedFleet: Sendable {
+    public struct Host: Sendable {
+        public let index: Int
+        let ak: PrivateKey
+        /// TPM2B_PUBLIC of the AK.
+        public let akPublic: [UInt8]
+        /// The AK's TPM name (nameAlg ‖ SHA-256(TPMT_PUBLIC)).
+        let name: [UInt8]
+    }
+
+    public let hosts: [Host]
+    let broker: APIClient
+    let hostnamePrefix: String
+    let labels: [String: String]
+    /// The fleet's one TLS key: every simulated host's certificate is issued for it, so one server
+    /// (and one pinned key) serves them all.
+    public let tlsKey: PrivateKey
+    private let state = Mutex(State())
+    private struct State {
+        var hostIDs: [Int: String] = [:]
+        var certificates: [Int: String] = [:]
+        var caPEM = ""
+        var brokerSpiffeID = ""
+        var quotes = 0
+    }
+
+    public init(count: Int, broker: HTTPTransport, hostnamePrefix: String = "sim", labels: [String: String] = [:]) throws {
+        self.broker = APIClient(transport: broker)
+        self.hostnamePrefix = hostnamePrefix
+        self.labels = labels
+        self.tlsKey = try PrivateKey.generate(.p256)
+        hosts = try (0..<count).map { i in
+            let ak = try PrivateKey.generate(.p256)
+            guard let point = try ak.publicKey.ecJWKParameters else { throw VouchError(.crypto, "software AK has no EC point") }
+            let tpmt = KeyTemplates.eccP256AttestationKey(x: point.x, y: point.y)
+            var w = ByteWriter()
+            w.sized(tpmt)
+            return Host(index: i, ak: ak, akPublic: w.bytes, name: [0x00, 0x0B] + Crypto.sha256(tpmt))
+        }
+    }
+
+    public var quotesServed: Int { state.withLock { $0.quotes } }
+    public var registeredCount: Int { state.withLock { $0.hostIDs.count } }
+    public func hostID(_ index: Int) -> String? { state.withLock { $0.hostIDs[index] } }
+
+    /// Registers and activates the hosts in `range` (default all; pull mode at `baseURL`/sim/INDEX
+    /// when given, else push), `concurrency` at a time. Returns how many are registered.
+    @discardableResult
+    public func register(_ range: Range<Int>? = nil, baseURL: String?, concurrency: Int = 8) throws -> Int {
+        let range = range ?? hosts.indices
+        let csr = try CSR.create(key: tlsKey, commonName: hostnamePrefix).pem
+        let failures = Mutex<[String]>([])
+        let next = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: max(1, concurrency)) { _ in
+            while true {
+                let i: Int = next.withLock { n in defer { n += 1 }; return range.lowerBound + n }
+                guard i < range.upperBound else { return }
+                do { try register(hosts[i], csr: csr, baseURL: baseURL) } catch {
+                    failures.withLock { $0.append("host \(i): \(error)") }
+                }
+            }
+        }
+        let failed = failures.withLock { $0 }
+        if let first = failed.first { throw VouchError(.http, "\(failed.count) simulated host(s) failed to register; first: \(first)") }
+        return registeredCount
+    }
+
+    private func register(_ h: Host, csr: String, baseURL: String?) throws {
+        let reg = try broker.call("POST", "/v1/hosts", body: RegisterHostRequest(
+            ekCertificate: "", ekPublic: "", akPublic: Base64.encode(h.akPublic), hostname: String(format: "%@-%05d", hostnamePrefix, h.index),
+            labels: labels.isEmpty ? nil : labels, attesterURL: baseURL.map { "\($0)/sim/\(h.index)" }, simulated: true), as: RegisterHostResponse.self)
+        // A simulated registration returns the activation secret in the clear (there is no EK).
+        let activated = try broker.call("POST", "/v1/hosts/\(reg.hostId)/activate",
+                                        body: ActivateHostRequest(secret: reg.credentialBlob, hostCSR: csr), as: ActivateHostResponse.self)
+        state.withLock { s in
+            s.hostIDs[h.index] = reg.hostId
+            s.certificates[h.index] = activated.hostCertificate
+            s.caPEM = activated.caCertificate ?? s.caPEM
+            s.brokerSpiffeID = activated.brokerSpiffeId ?? s.brokerSpiffeID
+        }
+    }
+
+    /// The TLS material the fleet's server presents: host 0's certificate (all share the key).
+    public func serverIdentity() throws -> (certificatePEM: String, keyPEM: String, caPEM: String) {
+        let (cert, ca) = state.withLock { ($0.certificates[0], $0.caPEM) }
+        guard let cert else { throw VouchError(.config, "the fleet has not registered") }
+        return (cert + ca, try tlsKey.pem, ca)
+    }
+
+    /// A quote as a TPM makes it: TPMS_ATTEST (TPM_ST_ATTEST_QUOTE) over the selected PCRs (all at
+    /// their reset value) with `qualifyingData`, signed ECDSA P-256/SHA-256 by the host's AK.
+    public func quote(_ h: Host, qualifyingData: [UInt8], selection: PCRSelection) throws -> QuoteBody {
+        var values: [HashAlg: [Int: [UInt8]]] = [:]
+        for bank in selection.banks {
+            for p in bank.pcrs { values[bank.hash, default: [:]][p] = [UInt8](repeating: 0, count: bank.hash.digestSize) }
+        }
+        let pcrs = PCRValues(values)
+        var w = ByteWriter()
+        w.u32(TPMConstants.generatedValue)
+        w.u16(0x8018)                                   // TPM_ST_ATTEST_QUOTE
+        w.sized(h.name)
+        w.sized(qualifyingData)
+        w.u64(UInt64(Date().timeIntervalSince1970 * 1000))   // clock (ms): never goes back
+        w.u32(0)                                        // resetCount
+        w.u32(0)                                        // restartCount
+        w.u8(1)                                         // safe
+        w.u64(0x2026_1124)                              // firmwareVersion
+        selection.marshal(into: &w)
+        w.sized(Crypto.sha256(try pcrs.concatenated(for: selection)))
+        let attest = w.bytes
+        var der = DER.Reader(try h.ak.sign(attest, hash: .sha256))
+        var seq = try der.sequence("ECDSA-Sig-Value")
+        let r = try seq.read(DER.integerTag, "r"), s = try seq.read(DER.integerTag, "s")
+        var sig = ByteWriter()
+        sig.u16(TPMAlg.ecdsa.rawValue)
+        sig.u16(TPMAlg.sha256.rawValue)
+        sig.sized(Array(r.drop { $0 == 0 }))
+        sig.sized(Array(s.drop { $0 == 0 }))
+        state.withLock { $0.quotes += 1 }
+        return QuoteBody(attest: Base64.encode(attest), signature: Base64.encode(sig.bytes), pcrs: pcrs.hexMap)
+    }
+
+    /// The broker-facing API of the whole fleet: `POST /sim/INDEX/v1/quote`, only for a client
+    /// presenting the broker's certificate.
+    public func handle(_ req: HTTPRequest) -> HTTPResponse {
+        func json(_ status: Int, _ body: [UInt8]) -> HTTPResponse { HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: body) }
+        let broker = state.withLock { $0.brokerSpiffeID }
+        guard let der = req.clientCertificate, let cert = try? Certificate(der: der), cert.uriSANs == [broker] else {
+            return json(401, JSONCodec.encode(APIError(code: "client_certificate_required", message: "only the broker may ask for quotes")))
+        }
+        let parts = req.path.split(separator: "/").map(String.init)
+        guard req.method == "POST", parts.count == 4, parts[0] == "sim", parts[2] == "v1", parts[3] == "quote",
+              let i = Int(parts[1]), hosts.indices.contains(i) else {
+            return json(404, JSONCodec.encode(APIError(code: "not_found", message: "no such endpoint")))
+        }
+        do {
+            let q = try JSONCodec.decode(QuoteRequest.self, from: req.body)
+            guard q.nonce.range(of: "^[0-9a-f]{64}$", options: .regularExpression) != nil else {
+                throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
+            }
+            let selection = PCRSelection(banks: try q.pcrSelection.map { b in
+                guard let bank = HashAlg(rawValue: b.bank), !b.pcrs.isEmpty, b.pcrs.allSatisfy({ (0...23).contains($0) }) else {
+                    throw VouchError(.badRequest, "unknown PCR bank or index", context: ["field": "pcrSelection"])
+                }
+                return PCRBankSelection(hash: bank, pcrs: b.pcrs)
+            })
+            return json(200, JSONCodec.encode(try quote(hosts[i], qualifyingData: EnrollmentBinding.reattestationData(nonce: try Hex.decode(q.nonce)),
+                                                        selection: selection)))
+        } catch let e as VouchError {
+            return json(400, JSONCodec.encode(APIError(code: e.code.rawValue, message: e.message)))
+        } catch {
+            return json(500, JSONCodec.encode(APIError(code: "internal", message: "internal error")))
+        }
+    }
+
+    public var httpHandler: @Sendable (HTTPRequest) -> HTTPResponse { { [self] req in self.handle(req) } }
+}
