@@ -64,7 +64,7 @@ let package = Package(
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog"]),
 
         // Executables
-        .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy"]),
+        .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy", "VouchYAML"]),
         .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles"]),
 
@@ -81,6 +81,6 @@ let package = Package(
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
         .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker"]),
-        .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation"]),
+        .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML"]),
     ]
 )

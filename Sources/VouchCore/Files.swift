@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -65,8 +66,24 @@ public enum Runtime {
         sources.forEach { $0.cancel() }
     }
 
-    /// Writes one line to standard error.
+    public enum LogFormat: Sendable { case text, json }
+    private static let format = Mutex(LogFormat.text)
+
+    /// Chooses how `log` writes (once, at startup).
+    public static func setLogFormat(_ f: LogFormat) { format.withLock { $0 = f } }
+
+    /// Writes one line to standard error: "TIME message", or with the json format one object
+    /// {"ts","level","msg"} per line (level warn for lines starting "WARNING", else info).
     public static func log(_ line: String) {
-        FileHandle.standardError.write(Data((Date().iso8601 + " " + line + "\n").utf8))
+        let now = Date()
+        switch format.withLock({ $0 }) {
+        case .text:
+            FileHandle.standardError.write(Data((now.iso8601 + " " + line + "\n").utf8))
+        case .json:
+            let level = line.hasPrefix("WARNING") ? "warn" : "info"
+            let object: [String: String] = ["ts": String(format: "%.3f", now.timeIntervalSince1970), "time": now.iso8601, "level": level, "msg": line]
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+            FileHandle.standardError.write(data + Data("\n".utf8))
+        }
     }
 }

@@ -11,6 +11,14 @@ import VouchPolicyFiles
 
 let usage = """
 usage: vouchd --data-dir DIR --policy FILE --ek-roots DIR [options]
+       vouchd --config FILE [options]
+Every option can also come from the configuration file (YAML or JSON; keys are the option names
+below, lists for comma-separated values, true/false for switches) or from the environment
+(VOUCHD_ + the name in upper case with '_' for '-', e.g. VOUCHD_DATA_DIR). Command-line options
+win over the environment, which wins over the file. docs/operations.md has an example.
+  --config FILE         the configuration file
+  --check-config        validate the settings (and policy files), print them, and exit
+  --log-format FMT      text (default) or json: one JSON object per line (ts, level, msg)
   --data-dir DIR        state: SQLite store (vouch.db), admin.token, ca/ (created on first start)
   --policy PATH[,PATH]  trust policies: files, or directories of *.yaml/*.yml/*.json (docs/policy.md);
                         reloaded on SIGHUP and when a file changes; a set that fails validation
@@ -38,24 +46,41 @@ func fail(_ message: String, code: Int32 = 2) -> Never {
     exit(code)
 }
 
-let args: Arguments
+let options: Set<String> = ["config", "data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
+                             "crl-validity", "webhook", "webhook-secret-file", "connection-timeout", "reattest-concurrency", "pull-timeout", "log-format"]
+let switches: Set<String> = ["allow-simulated-hosts"]
+let args: Settings
 do {
-    args = try Arguments(Array(CommandLine.arguments.dropFirst()),
-                         options: ["data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl", "crl-validity",
-                                   "webhook", "webhook-secret-file", "connection-timeout", "reattest-concurrency", "pull-timeout"],
-                         flags: ["help", "allow-simulated-hosts"])
-} catch { fail("\(error)\n\(usage)") }
-if args.has("help") { print(usage); exit(0) }
+    let argv = try Arguments(Array(CommandLine.arguments.dropFirst()), options: options, flags: switches.union(["help", "check-config"]))
+    if argv.has("help") { print(usage); exit(0) }
+    args = try Settings(options: options, flags: switches, arguments: argv, environment: ProcessInfo.processInfo.environment)
+    switch args["log-format"] ?? "text" {
+    case "text": break
+    case "json": Runtime.setLogFormat(.json)
+    default: fail("\(args.source("log-format")): log-format must be text or json")
+    }
+    if argv.has("check-config") {
+        _ = try PolicyFiles.loadSet(try args.required("policy").split(separator: ",").map(String.init))
+        for k in args.values.keys.sorted() { print("\(k): \(args.values[k]!)  (\(args.source(k)))") }
+        for f in args.flags.sorted() { print("\(f): true  (\(args.source(f)))") }
+        print("configuration valid")
+        exit(0)
+    }
+} catch let e as VouchError where e.code == .badRequest {
+    fail("\(e.message)\n\(usage)")
+} catch {
+    fail("\(error)")
+}
 
 do {
     let clock = SystemClock()
     let dataDir = try args.required("data-dir")
     try Files.makeDirectory(dataDir)
     let listen = args["listen"] ?? "127.0.0.1"
-    guard let port = UInt16(args["port"] ?? "8443"), port > 0 else { fail("--port must be 1-65535") }
+    guard let port = UInt16(args["port"] ?? "8443"), port > 0 else { fail("\(args.source("port")): port must be 1-65535") }
     let trustDomain = args["trust-domain"] ?? "vouch.local"
     guard trustDomain.range(of: "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", options: .regularExpression) != nil else {
-        fail("--trust-domain must be a lowercase DNS name")
+        fail("\(args.source("trust-domain")): trust-domain must be a lowercase DNS name")
     }
     let publicURL = args["public-url"] ?? "https://\(listen):\(port)"
 
@@ -79,7 +104,9 @@ do {
     if let v = args["crl-validity"] { config.crlValidity = try parseDuration(v, field: "--crl-validity") }
     config.allowSimulatedHosts = args.has("allow-simulated-hosts")
     if config.allowSimulatedHosts { Runtime.log("WARNING: simulated hosts allowed (software AKs, no TPM): for scale tests only") }
-    guard let concurrency = Int(args["reattest-concurrency"] ?? "32"), (1...1024).contains(concurrency) else { fail("--reattest-concurrency must be 1-1024") }
+    guard let concurrency = Int(args["reattest-concurrency"] ?? "32"), (1...1024).contains(concurrency) else {
+        fail("\(args.source("reattest-concurrency")): reattest-concurrency must be 1-1024")
+    }
     let pullTimeout = try parseDuration(args["pull-timeout"] ?? "10s", field: "--pull-timeout")
 
     let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db")
@@ -108,12 +135,16 @@ do {
                                 threading: .perConnection, connectionTimeout: idle, clientTrustPEM: try service.bundlePEM(), handler: api.httpHandler)
     Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policies \(policies.current.policies.map(\.label).joined(separator: ", ")), \(ekTrust.anchors.count) EK root(s))")
     Runtime.waitForTermination()
-    reattestor.stop()
-    dispatcher?.stop()
+    // Graceful shutdown: /readyz answers 503 and event streams end; no new re-attestation rounds
+    // start and those in flight finish; the server stops accepting and drains its requests; then
+    // the webhook outbox stops (undelivered events stay in the store).
+    Runtime.log("shutting down: draining")
     service.shutdown()
     sighup.cancel()
     watcher.cancel()
+    reattestor.stop()
     server.stop()
+    dispatcher?.stop()
     Runtime.log("vouchd stopped")
 } catch {
     fail("\(error)", code: 1)
