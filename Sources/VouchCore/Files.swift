@@ -74,13 +74,16 @@ public enum Runtime {
 
     /// Writes one line to standard error: "TIME message", or with the json format one object
     /// {"ts","level","msg"} per line (level warn for lines starting "WARNING", else info).
-    public static func log(_ line: String) {
+    public static func log(_ line: String) { log(line, level: nil) }
+
+    /// As `log`, with an explicit level for the json format ("debug", "info", "warn", "error").
+    public static func log(_ line: String, level: String?) {
         let now = Date()
         switch format.withLock({ $0 }) {
         case .text:
             FileHandle.standardError.write(Data((now.iso8601 + " " + line + "\n").utf8))
         case .json:
-            let level = line.hasPrefix("WARNING") ? "warn" : "info"
+            let level = level ?? (line.hasPrefix("WARNING") ? "warn" : "info")
             let object: [String: String] = ["ts": String(format: "%.3f", now.timeIntervalSince1970), "time": now.iso8601, "level": level, "msg": line]
             let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
             FileHandle.standardError.write(data + Data("\n".utf8))

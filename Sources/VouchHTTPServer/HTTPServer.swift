@@ -59,6 +59,9 @@ public final class HTTPServer: @unchecked Sendable {
         opt(MHD_OPTION.CONNECTION_TIMEOUT, connectionTimeout)
         opt(MHD_OPTION.CONNECTION_LIMIT, 1024)
         opt(MHD_OPTION.NOTIFY_COMPLETED, unsafeBitCast(requestCompleted as MHD_RequestCompletedCallback, to: Int.self), nil)
+        // libmicrohttpd's own messages (TLS handshake failures, connection limits) go through
+        // Runtime.log, so they follow the process's log format.
+        opt(MHD_OPTION.EXTERNAL_LOGGER, unsafeBitCast(serverLog as MHD_LogCallback, to: Int.self), nil)
 
         switch listen {
         case let .tls(host, port, certPEM, keyPEM):
@@ -301,4 +304,12 @@ private func verifiedClientCertificate(_ connection: OpaquePointer?) -> [UInt8]?
     var count: UInt32 = 0
     guard let list = gnutls_certificate_get_peers(session, &count), count > 0, let data = list[0].data else { return nil }
     return Array(UnsafeBufferPointer(start: data, count: Int(list[0].size)))
+}
+
+private func serverLog(_ cls: UnsafeMutableRawPointer?, _ format: UnsafePointer<CChar>?, _ args: CVaListPointer?) {
+    guard let format, let args else { return }
+    var buffer = [CChar](repeating: 0, count: 512)
+    _ = vsnprintf(&buffer, buffer.count, format, args)
+    let message = String(cString: buffer).trimmingCharacters(in: .whitespacesAndNewlines)
+    if !message.isEmpty { Runtime.log("http: " + message, level: "debug") }
 }

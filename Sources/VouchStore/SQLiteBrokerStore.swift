@@ -11,7 +11,7 @@ public final class SQLiteBrokerStore: BrokerStore {
     private let db: SQLiteDatabase
     /// Migrations in order; `migrations[i]` takes a database from version i to i + 1. A database
     /// newer than this build is refused rather than misread.
-    static let migrations: [String] = [
+    public static let migrations: [String] = [
         // 1: the walking skeleton's schema
         """
         CREATE TABLE IF NOT EXISTS hosts (

@@ -75,7 +75,6 @@ do {
 do {
     let clock = SystemClock()
     let dataDir = try args.required("data-dir")
-    try Files.makeDirectory(dataDir)
     let listen = args["listen"] ?? "127.0.0.1"
     guard let port = UInt16(args["port"] ?? "8443"), port > 0 else { fail("\(args.source("port")): port must be 1-65535") }
     let trustDomain = args["trust-domain"] ?? "vouch.local"
@@ -83,6 +82,7 @@ do {
         fail("\(args.source("trust-domain")): trust-domain must be a lowercase DNS name")
     }
     let publicURL = args["public-url"] ?? "https://\(listen):\(port)"
+    try Files.makeDirectory(dataDir)
 
     let policyPaths = try args.required("policy").split(separator: ",").map(String.init)
     let policies = try PolicyProvider(clock: clock, log: Runtime.log) { try PolicyFiles.loadSet(policyPaths) }

@@ -121,4 +121,34 @@ final class ReattestationTests: XCTestCase {
         let failedAt = try XCTUnwrap(try host(broker, id).trust.flatMap { Date.parseISO8601($0.since) })
         XCTAssertGreaterThanOrEqual(failedAt.timeIntervalSince(since), 5)   // whole seconds in the API
     }
+
+    /// The attester hangs in the middle of pulls (SIGSTOP: connections are accepted by the kernel,
+    /// nothing answers): each pull times out, the host is unreachable with attester_timeout — a
+    /// fault, not a verdict, so its certificate stands within the grace — and when the attester
+    /// resumes the next try (backoff, not the full interval) trusts it again.
+    func testAttesterHangingMidPullIsAFaultNotAVerdict() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm, policy: try Self.policy(in: tpm.dir, grace: "5m"), extraArgs: ["--pull-timeout", "2s"])
+        let port = TestEnv.freePorts(1)
+        let (attester, socket) = try broker.startAttesterProcess(for: tpm, extraArgs: ["--listen", "127.0.0.1:\(port)"])
+        defer { attester.stop() }
+        let id = try XCTUnwrap(try broker.status().hosts.first?.hostId)
+        try waitFor("the first pull", timeout: 10) { try host(broker, id).trust?.state == "trusted" }
+        let agent = try enroll(socket, "steady")
+
+        kill(attester.process.processIdentifier, SIGSTOP)
+        try waitFor("a timed-out pull", timeout: 20) { try host(broker, id).trust?.state == "unreachable" }
+        XCTAssertEqual(try host(broker, id).trust?.lastProblem, "attester_timeout")
+        XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains(": good"), "a fault within the grace revokes nothing")
+        let history = try broker.admin().call("GET", "/v1/hosts/\(id)/attestations?kind=fault", as: AttestationPage.self)
+        XCTAssertEqual(history.items.first?.codes, ["attester_timeout"])
+
+        kill(attester.process.processIdentifier, SIGCONT)
+        let resumed = Date()
+        try waitFor("recovery after resume", timeout: 15) { try host(broker, id).trust?.state == "trusted" }
+        XCTAssertLessThan(Date().timeIntervalSince(resumed), 10, "retries back off from 1 s, they do not wait a whole interval")
+        XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains(": good"))
+        let metrics = String(decoding: try broker.client().transport.send("GET", "/metrics", headers: [:], body: nil).body, as: UTF8.self)
+        XCTAssertTrue(metrics.contains("vouch_attestations_total{result=\"attester_timeout\"}"), metrics)
+    }
 }
