@@ -65,12 +65,12 @@ let package = Package(
 
         // Executables
         .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy", "VouchYAML"]),
-        .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient"]),
+        .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCrypto"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles"]),
 
         .target(name: "VouchBenchKit", dependencies: ["VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog", "VouchPolicy", "VouchTPM", "VouchTPMWire"],
                 path: "Sources/VouchBenchKit"),
-        .executableTarget(name: "vouch-bench", dependencies: ["VouchBenchKit"]),
+        .executableTarget(name: "vouch-bench", dependencies: ["VouchBenchKit", "VouchAttesterKit", "VouchHTTPClient", "VouchAPI", "VouchCrypto", "VouchCore"]),
         .executableTarget(name: "vouch-fuzz", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog",
                                                            "VouchPolicy", "VouchTPMWire", "VouchYAML"]),
 

@@ -32,6 +32,9 @@ public final class SimulatedFleet: Sendable {
     public let tlsKey: PrivateKey
     private let state = Mutex(State())
     private struct State {
+        /// Hosts whose PCR 7 has "drifted" (a changed Secure Boot policy): their quotes fail a
+        /// policy that expects the reset value.
+        var drifted: Set<Int> = []
         var hostIDs: [Int: String] = [:]
         var certificates: [Int: String] = [:]
         var caPEM = ""
@@ -95,6 +98,24 @@ public final class SimulatedFleet: Sendable {
         }
     }
 
+    /// Makes hosts `indices` drift: from now on their PCR 7 is not the reset value.
+    public func drift(_ indices: some Sequence<Int>) { state.withLock { $0.drifted.formUnion(indices) } }
+
+    /// Enrolls an agent on simulated host `index` exactly as the attester does: a nonce, a quote
+    /// binding the nonce and the CSR's key, the enrollment request. Returns the broker's answer.
+    public func enroll(_ index: Int, agentName: String, csrPEM: String) throws -> EnrollResponse {
+        guard let id = hostID(index) else { throw VouchError(.config, "simulated host \(index) is not registered") }
+        let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: id), as: ChallengeResponse.self)
+        let spki = try CSR(pemOrDER: Array(csrPEM.utf8)).publicKey.spkiDER
+        let selection = PCRSelection(banks: try challenge.pcrSelection.map { b in
+            guard let bank = HashAlg(rawValue: b.bank) else { throw VouchError(.unsupported, "unknown PCR bank", context: ["got": b.bank]) }
+            return PCRBankSelection(hash: bank, pcrs: b.pcrs)
+        })
+        let q = try quote(hosts[index], qualifyingData: EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce), agentSPKI: spki), selection: selection)
+        return try broker.call("POST", "/v1/enroll", body: EnrollRequest(hostId: id, nonce: challenge.nonce, agentName: agentName, csr: csrPEM, quote: q),
+                               as: EnrollResponse.self)
+    }
+
     /// The TLS material the fleet's server presents: host 0's certificate (all share the key).
     public func serverIdentity() throws -> (certificatePEM: String, keyPEM: String, caPEM: String) {
         let (cert, ca) = state.withLock { ($0.certificates[0], $0.caPEM) }
@@ -105,9 +126,12 @@ public final class SimulatedFleet: Sendable {
     /// A quote as a TPM makes it: TPMS_ATTEST (TPM_ST_ATTEST_QUOTE) over the selected PCRs (all at
     /// their reset value) with `qualifyingData`, signed ECDSA P-256/SHA-256 by the host's AK.
     public func quote(_ h: Host, qualifyingData: [UInt8], selection: PCRSelection) throws -> QuoteBody {
+        let drifted = state.withLock { $0.drifted.contains(h.index) }
         var values: [HashAlg: [Int: [UInt8]]] = [:]
         for bank in selection.banks {
-            for p in bank.pcrs { values[bank.hash, default: [:]][p] = [UInt8](repeating: 0, count: bank.hash.digestSize) }
+            for p in bank.pcrs {
+                values[bank.hash, default: [:]][p] = [UInt8](repeating: drifted && p == 7 ? 0xab : 0, count: bank.hash.digestSize)
+            }
         }
         let pcrs = PCRValues(values)
         var w = ByteWriter()

@@ -1,8 +1,10 @@
 // vouch-attester: runs on an inference host; keeps the AK in the TPM, registers the host with the
 // broker and serves local agents on a Unix socket.
 import Foundation
+import Synchronization
 import VouchAttesterKit
 import VouchCore
+import VouchCrypto
 import VouchHTTPClient
 import VouchHTTPServer
 import VouchTPMWire
@@ -11,6 +13,7 @@ let usage = """
 usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
        vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
        vouch-attester --simulate N --broker URL --ca FILE --listen ADDR:PORT [--labels K=V,...] [--hostname PREFIX]
+                      [--enroll-agents] [--drift-after DUR]
   --broker URL      broker base URL, e.g. https://127.0.0.1:8443
   --ca FILE         the broker's CA certificate (PEM): the only CA trusted for the broker's TLS
   --tcti TCTI       TPM access: swtpm:host=127.0.0.1,port=2321 or device:/dev/tpmrm0
@@ -31,6 +34,8 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
 
 --simulate N: N software hosts in this process for scale tests, INSECURE (software AKs, no TPM;
 the broker refuses them unless started with --allow-simulated-hosts). Pull mode on --listen.
+--enroll-agents enrolls one agent per host once registered; --drift-after DUR then makes every
+host's PCR 7 drift (benchmarks of revocation at scale).
 
 measure-model: hash model artefacts (files, or directories walked recursively) with SHA-256,
 reset PCR 23, extend it with one event per artefact in name order, and write the log (TCG
@@ -60,7 +65,7 @@ let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
                          options: ["broker", "ca", "tcti", "socket", "ak", "hostname", "register-timeout", "event-log", "model-log", "labels",
-                                   "state-dir", "listen", "advertise", "push-interval", "simulate"], flags: ["help"])
+                                   "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after"], flags: ["help", "enroll-agents"])
 } catch { fail("\(error)\n\(usage)") }
 if args.has("help") { print(usage); exit(0) }
 
@@ -87,6 +92,21 @@ if let n = args["simulate"] {
                                     threads: 4, clientTrustPEM: tls.caPEM, handler: fleet.httpHandler)
         try fleet.register(1..<count, baseURL: baseURL)
         Runtime.log("registered \(count) simulated hosts in \(String(format: "%.1f", Date().timeIntervalSince(started)))s; serving quotes on \(baseURL)/sim/INDEX")
+        if args.has("enroll-agents") {
+            let csr = try CSR.create(key: try PrivateKey.generate(), commonName: "sim-agent").pem
+            let failures = Mutex(0)
+            DispatchQueue.concurrentPerform(iterations: count) { i in
+                do { _ = try fleet.enroll(i, agentName: "agent", csrPEM: csr) } catch { failures.withLock { $0 += 1 } }
+            }
+            Runtime.log("enrolled an agent on each simulated host (\(failures.withLock { $0 }) failures)")
+        }
+        if let d = args["drift-after"] {
+            let delay = try parseDuration(d, field: "--drift-after")
+            DispatchQueue.global().asyncAfter(deadline: .now() + delay) {
+                fleet.drift(0..<count)
+                Runtime.log("every simulated host's PCR 7 drifted")
+            }
+        }
         Runtime.waitForTermination()
         server.stop()
         Runtime.log("served \(fleet.quotesServed) quotes")

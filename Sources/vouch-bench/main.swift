@@ -3,7 +3,8 @@ import Foundation
 import VouchBenchKit
 
 do {
-    exit(try Bench.run(Array(CommandLine.arguments.dropFirst())))
+    let argv = Array(CommandLine.arguments.dropFirst())
+    exit(argv.first == "enroll" ? try EnrollBench.run(Array(argv.dropFirst())) : try Bench.run(argv))
 } catch {
     FileHandle.standardError.write(Data("vouch-bench: \(error)\n".utf8))
     exit(1)

@@ -6,7 +6,7 @@ import VouchCore
 import VouchHTTPClient
 
 /// Scale: a simulated fleet (`vouch-attester --simulate`) re-attested by a real vouchd over mutual
-/// TLS for a bounded time (VOUCH_FLEET_SECONDS, default 90 s; VOUCH_FLEET_HOSTS, default 1,000).
+/// TLS for a bounded time (VOUCH_FLEET_SECONDS, default 180 s; VOUCH_FLEET_HOSTS, default 1,000).
 final class FleetTests: XCTestCase {
     static func metric(_ text: String, _ name: String) -> Double? {
         text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
@@ -15,7 +15,7 @@ final class FleetTests: XCTestCase {
     func testSimulatedFleetIsReattestedWithoutErrors() throws {
         let env = ProcessInfo.processInfo.environment
         let count = Int(env["VOUCH_FLEET_HOSTS"] ?? "") ?? 1000
-        let seconds = Double(env["VOUCH_FLEET_SECONDS"] ?? "") ?? 90
+        let seconds = Double(env["VOUCH_FLEET_SECONDS"] ?? "") ?? 180
         let tpm = try SwTPM()   // only for the harness's EK roots; the fleet has no TPM
         let broker = try BrokerHarness(trusting: tpm, policy: try ReattestationTests.policy(in: tpm.dir, interval: "10s", grace: "30s"),
                                        extraArgs: ["--allow-simulated-hosts", "--reattest-concurrency", "16"])

@@ -77,6 +77,26 @@ final class ServiceAPITests: XCTestCase {
                        "bad_request")
     }
 
+    /// Push mode: a host that stops reporting is unreachable (report_overdue) once its interval
+    /// plus slack has passed — a fault, not a verdict — and its next report trusts it again.
+    func testMissedPushReportsMakeAHostUnreachable() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm, policy: try ReattestationTests.policy(in: tpm.dir, grace: "5m"))
+        var config = AttesterConfig(tcti: tpm.tcti, hostname: "behind-nat")
+        config.stateDirectory = broker.dir.appendingPathComponent("nat-state").path
+        let attester = Attester(config: config, broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+        let id = try attester.register()
+        XCTAssertEqual(try attester.pushReport().verdict.state, "trusted")
+        let reported = Date()
+        func trust() throws -> HostTrustStatus? { try broker.admin().call("GET", "/v1/hosts/\(id)", as: HostStatus.self).trust }
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, try trust()?.state != "unreachable" { usleep(200_000) }
+        XCTAssertEqual(try trust()?.state, "unreachable")
+        XCTAssertEqual(try trust()?.lastProblem, "report_overdue")
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(reported), 15, "interval 10 s + 5 s slack")
+        XCTAssertEqual(try attester.pushReport().verdict.state, "trusted")
+    }
+
     func testPullEndpointAnswersOnlyTheBroker() throws {
         let tpm = try SwTPM()
         let broker = try BrokerHarness(trusting: tpm)
