@@ -7,7 +7,7 @@ shared=${VOUCH_SHARED_TESTDATA:-../shared/testdata}
 seconds=${BENCH_SECONDS:-3}
 out=out/bench
 rm -rf "$out" && mkdir -p "$out"
-swift build -c release --product vouch-bench
+swift build -c release
 bin=$(swift build -c release --show-bin-path)
 
 # A software TPM for quotes (tpm2-tools and vouch-bench take turns on it).
@@ -21,7 +21,7 @@ while True:
 swtpm socket --tpm2 --tpmstate dir="$(realpath "$out/tpm/state")" --flags not-need-init,startup-clear \
   --server type=tcp,port="$port",bindaddr=127.0.0.1 --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 >"$out/swtpm.log" 2>&1 &
 swtpm_pid=$!
-trap 'kill $swtpm_pid 2>/dev/null || true' EXIT
+trap 'kill $swtpm_pid ${broker_pid:-} ${sim_pid:-} 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
 export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
 
@@ -39,11 +39,119 @@ done
 "$bin/vouch-bench" --tcti "$TPM2TOOLS_TCTI" --logs "$shared/tpm-eventlog/eventlogs" --seconds "$seconds" --out "$out/inprocess.json"
 openssl speed -seconds "$seconds" ecdsap256 rsa2048 > "$out/openssl-speed.txt" 2>/dev/null
 
+
+# ---------------------------------------------------------------------------------------------
+# Broker-level benchmarks on a release vouchd with simulated hosts (software AKs, no TPM in the
+# way): end-to-end enrollment, CRL/OCSP serving, fleet re-attestation, revocation latency.
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+mkdir -p "$out/ek-roots" && cp "$out/tpm/ca/swtpm-localca-rootca-cert.pem" "$out/ek-roots/"
+sed -e 's/  interval: 15m/  interval: 10s/' -e 's/    grace: 0s/    grace: 30s/' -e 's/  ttl: 15m/  ttl: 5m/' policies/development.yaml > "$out/sim-policy.yaml"
+broker_pid=""
+start_broker() {  # $1: name
+  broker_port=$(free_port); broker_dir="$out/broker-$1"
+  "$bin/vouchd" --data-dir "$broker_dir" --policy "$out/sim-policy.yaml" --ek-roots "$out/ek-roots" --port "$broker_port" \
+    --allow-simulated-hosts --reattest-concurrency 32 >"$out/vouchd-$1.log" 2>&1 &
+  broker_pid=$!
+  for _ in $(seq 1 200); do [ -f "$broker_dir/ca/ca.pem" ] && curl -sf --cacert "$broker_dir/ca/ca.pem" "https://127.0.0.1:$broker_port/healthz" >/dev/null && return 0; sleep 0.05; done
+  echo "vouchd did not start" >&2; return 1
+}
+stop_broker() { kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; }
+metric() { curl -s --cacert "$broker_dir/ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# 3. End-to-end enrollment over HTTPS, concurrent clients.
+start_broker enroll
+for c in ${BENCH_CLIENTS:-1 8}; do
+  "$bin/vouch-bench" enroll --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/ca/ca.pem" --hosts 50 --clients "$c" \
+    --seconds $((seconds * 3)) --out "$out/enroll-$c.json" >/dev/null || true
+  python3 -c "import json;r=json.load(open('$out/enroll-$c.json'));print(json.dumps({'name':'e2e enrollment over HTTPS, $c client(s)','unit':'enrollments/s','rate':r['rate'],'p50ms':r['p50ms'],'p99ms':r['p99ms'],'detail':'p50 %.1f ms, p99 %.1f ms, %d errors; two HTTPS requests on fresh connections each' % (r['p50ms'], r['p99ms'], r['errors'])}))" >> "$out/broker.jsonl"
+done
+
+# 4. CRL and OCSP serving under wrk (installed if missing; skipped if it cannot be).
+command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || true; }
+if command -v wrk >/dev/null; then
+  openssl ocsp -issuer "$broker_dir/ca/ca.pem" -serial 0x1234 -reqout "$out/ocsp.der" -no_nonce >/dev/null 2>&1
+  ocsp_path="/v1/ocsp/$(base64 -w0 "$out/ocsp.der" | python3 -c 'import sys,urllib.parse;print(urllib.parse.quote(sys.stdin.read().strip(),safe=""))')"
+  for target in "CRL:/v1/crl" "OCSP GET:$ocsp_path"; do
+    label=${target%%:*}; path=${target#*:}
+    wrk -t2 -c32 -d"${seconds}s" --latency "https://127.0.0.1:$broker_port$path" > "$out/wrk-${label// /_}.txt" 2>&1 || true
+    python3 - "$out/wrk-${label// /_}.txt" "$label" >> "$out/broker.jsonl" <<'WRK'
+import json, re, sys
+t = open(sys.argv[1]).read()
+rate = re.search(r"Requests/sec:\s+([\d.]+)", t)
+p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", t)
+unit = {"us": 0.001, "ms": 1, "s": 1000}
+p99ms = float(p99.group(1)) * unit[p99.group(2)] if p99 else None
+print(json.dumps({"name": f"{sys.argv[2]} under wrk (2 threads, 32 connections, TLS)", "unit": "requests/s", "rate": float(rate.group(1)) if rate else 0,
+                  "detail": f"p99 {p99ms:.1f} ms" if p99ms is not None else "wrk output unreadable"}))
+WRK
+  done
+else
+  echo '{"name":"CRL/OCSP under wrk","unit":"requests/s","rate":0,"detail":"skipped: wrk could not be installed"}' >> "$out/broker.jsonl"
+fi
+stop_broker
+
+# 5. Re-attestation at scale: simulated fleets pulled every 10 s; broker CPU and RSS in steady state.
+for n in ${BENCH_FLEET:-1000 2500}; do
+  start_broker "fleet-$n"
+  sim_port=$(free_port)
+  "$bin/vouch-attester" --simulate "$n" --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/ca/ca.pem" --listen "127.0.0.1:$sim_port" >"$out/sim-$n.log" 2>&1 &
+  sim_pid=$!
+  for _ in $(seq 1 600); do [ "$(metric 'vouch_hosts_by_trust{state="trusted"}')" = "$n" ] && break; sleep 0.5; done
+  sleep 12   # one full interval in steady state before measuring
+  window=${BENCH_FLEET_WINDOW:-30}
+  t0=$(cpu_ticks "$broker_pid"); a0=$(metric 'vouch_attestations_total{result="trusted"}'); f0=$(curl -s --cacert "$broker_dir/ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | grep -c '^vouch_attestations_total{' || true)
+  sleep "$window"
+  t1=$(cpu_ticks "$broker_pid"); a1=$(metric 'vouch_attestations_total{result="trusted"}'); rss=$(rss_kb "$broker_pid")
+  outcomes=$(curl -s --cacert "$broker_dir/ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | grep '^vouch_attestations_total{' | tr '\n' ' ')
+  trusted_now=$(metric 'vouch_hosts_by_trust{state="trusted"}')
+  python3 -c "
+import json, os
+n=$n; w=$window; ticks=$t1-$t0; hz=os.sysconf('SC_CLK_TCK'); rounds=${a1:-0}-${a0:-0}
+cpu=100*ticks/hz/w
+print(json.dumps({'name':'fleet of %d simulated hosts, 10 s interval' % n,'unit':'re-attestations/s','rate':rounds/w,'cpu_percent':cpu,'rss_mb':$rss/1024,
+ 'detail':'broker %.0f %% of one core, RSS %.0f MiB; %d/%d hosts trusted; expected %.0f/s; outcomes: %s' % (cpu, $rss/1024, int('${trusted_now:-0}' or 0), n, n/10, '$outcomes'.strip())}))" >> "$out/broker.jsonl"
+  kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true
+  stop_broker
+done
+
+# 6. Revocation latency: 200 simulated hosts with an agent each drift at once; each failed verdict
+# revokes, re-signs the CRL and appends the event. Distribution from vouch_revocation_seconds.
+start_broker revocation
+sim_port=$(free_port)
+"$bin/vouch-attester" --simulate 200 --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/ca/ca.pem" --listen "127.0.0.1:$sim_port" \
+  --enroll-agents --drift-after 15s >"$out/sim-revocation.log" 2>&1 &
+sim_pid=$!
+for _ in $(seq 1 240); do [ "$(metric 'vouch_hosts_by_trust{state="untrusted"}')" = "200" ] && break; sleep 0.5; done
+curl -s --cacert "$broker_dir/ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" > "$out/revocation-metrics.txt"
+kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true
+stop_broker
+python3 - "$out/revocation-metrics.txt" >> "$out/broker.jsonl" <<'REV'
+import json, re, sys
+t = open(sys.argv[1]).read()
+buckets = [(float(m.group(1)) if m.group(1) != "+Inf" else float("inf"), int(m.group(2)))
+           for m in re.finditer(r'vouch_revocation_seconds_bucket\{le="([^"]+)"\} (\d+)', t)]
+count = int(re.search(r"vouch_revocation_seconds_count (\d+)", t).group(1))
+total = float(re.search(r"vouch_revocation_seconds_sum ([\d.e+-]+)", t).group(1))
+revoked = re.search(r"vouch_revocations_total (\d+)", t)
+def q(p):
+    for le, c in buckets:
+        if count and c >= p * count: return le
+    return float("nan")
+print(json.dumps({"name": "revocation latency (failed verdict -> revocations, CRL, event committed)", "unit": "ms (mean)",
+                  "rate": 1000 * total / count if count else 0,
+                  "detail": f"{count} verdicts, {revoked.group(1) if revoked else '?'} certificates revoked; p50 <= {1000*q(0.5):g} ms, p99 <= {1000*q(0.99):g} ms (histogram bucket bounds)"}))
+REV
+
 python3 - "$out" <<'PY'
 import json, os, re, sys, platform, subprocess
 out = sys.argv[1]
 results = json.load(open(os.path.join(out, "inprocess.json")))
 results += [json.loads(l) for l in open(os.path.join(out, "peers.jsonl"))]
+broker_path = os.path.join(out, "broker.jsonl")
+broker = [json.loads(l) for l in open(broker_path)] if os.path.exists(broker_path) else []
+results += broker
 speed = open(os.path.join(out, "openssl-speed.txt")).read()
 rsa = re.search(r"rsa\s+2048 bits\s+\S+\s+\S+\s+(\S+)\s+(\S+)", speed)
 ecd = re.search(r"256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+(\S+)\s+(\S+)", speed)
@@ -58,11 +166,19 @@ for kind in ["ecc-p256", "rsa-2048"]:
     full = find(f"quote verify + event-log replay + policy {kind}")
     peer = find(f"tpm2_checkquote {'ecc' if kind == 'ecc-p256' else 'rsa'} (process per quote)")
     if full and peer: ratios.append(f"verify + event-log replay + policy {kind}: {full/peer:.0f}× tpm2_checkquote's signature-only check")
+sign = re.search(r"256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+(\S+)", speed)
+for r in broker:
+    if r["name"].startswith("e2e enrollment") and sign and limits["ecc-p256"]:
+        # Per enrollment: quote verify + CSR verify + certificate sign (ECDSA P-256), on every core.
+        per_core = 1 / (2 / limits["ecc-p256"] + 1 / float(sign.group(1)))
+        ratios.append(f"{r['name']}: {100 * r['rate'] / (per_core * os.cpu_count()):.1f} % of the crypto limit per enrollment ({per_core * os.cpu_count():,.0f}/s on {os.cpu_count()} cores)")
+    if r["name"].startswith("fleet of") and "cpu_percent" in r:
+        ratios.append(f"{r['name']}: {r['cpu_percent']:.0f} % of one core, so about {int(50 / max(r['cpu_percent'], 0.1) * int(r['name'].split()[2]))} hosts at 50 % of a core")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 machine = f"{os.cpu_count()} vCPU ({cpu}), {platform.system()} {platform.release()}"
 json.dump({"machine": machine, "results": results, "ratios": ratios}, open(os.path.join(out, "results.json"), "w"), indent=2)
 table = ["| measurement | rate | unit | detail |", "|---|---|---|---|"]
-table += [f"| {r['name']} | {r['rate']:,.0f} | {r['unit']} | {r['detail']} |" for r in results]
+table += [f"| {r['name']} | {r['rate']:,.1f} | {r['unit']} | {r['detail']} |" if r['rate'] < 100 else f"| {r['name']} | {r['rate']:,.0f} | {r['unit']} | {r['detail']} |" for r in results]
 section = "\n".join([f"Machine: {machine}. Release build; `BENCH_SECONDS` per measurement.", "", *table, "", *[f"- {r}" for r in ratios]])
 doc = open("docs/performance.md").read()
 start, end = "<!-- bench:start -->", "<!-- bench:end -->"

@@ -117,12 +117,7 @@ public final class Attester: Sendable {
             guard let pem = req.csr else { throw VouchError(.badRequest, "give a CSR, or ask for a TPM-bound key") }
             spki = try CSR(pemOrDER: Array(pem.utf8)).publicKey.spkiDER
         }
-        let selection = PCRSelection(banks: try challenge.pcrSelection.map { b in
-            guard let bank = HashAlg(rawValue: b.bank), b.pcrs.allSatisfy({ (0...23).contains($0) }) else {
-                throw VouchError(.unsupported, "broker asked for an unknown PCR bank or index", context: ["got": b.bank])
-            }
-            return PCRBankSelection(hash: bank, pcrs: b.pcrs)
-        })
+        let selection = try PCRSelectionBody.selection(challenge.pcrSelection)
         let q = try quote(qualifyingData: EnrollmentBinding.qualifyingData(nonce: nonce, agentSPKI: spki), selection: selection)
         var issued = try broker.call("POST", "/v1/enroll", body: EnrollRequest(
             hostId: hostID, nonce: challenge.nonce, agentName: req.agentName, csr: req.csr, tpmKey: tpmKey?.body,

@@ -21,6 +21,31 @@ extension ErrorCode {
     public static let attesterNotRegistered = ErrorCode("attester_not_registered")
 }
 
+extension PCRSelectionBody {
+    /// The wire selection as a TPM selection: 1-8 banks of known hash algorithms, PCRs 0-23.
+    static func selection(_ bodies: [PCRSelectionBody]) throws -> PCRSelection {
+        guard (1...8).contains(bodies.count) else {
+            throw VouchError(.badRequest, "pcrSelection must name 1-8 banks", context: ["field": "pcrSelection"])
+        }
+        return PCRSelection(banks: try bodies.map { b in
+            guard let bank = HashAlg(rawValue: b.bank), !b.pcrs.isEmpty, b.pcrs.allSatisfy({ (0...23).contains($0) }) else {
+                throw VouchError(.badRequest, "unknown PCR bank or index", context: ["field": "pcrSelection", "got": String(b.bank.prefix(16))])
+            }
+            return PCRBankSelection(hash: bank, pcrs: b.pcrs)
+        })
+    }
+}
+
+extension QuoteRequest {
+    /// The broker's quote request checked: the nonce (64 hex digits) and the selection.
+    func validated() throws -> (nonce: [UInt8], selection: PCRSelection) {
+        guard Hex.isLowercase(nonce, length: 64...64) else {
+            throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
+        }
+        return (try Hex.decode(nonce), try PCRSelectionBody.selection(pcrSelection))
+    }
+}
+
 extension Attester {
     public var identity: HostIdentity? { hostIdentity.withLock { $0 } }
 
@@ -43,19 +68,8 @@ extension Attester {
     /// A re-attestation quote for the broker: the PCRs it asks for, over
     /// SHA-256(nonce ‖ SHA-256("vouch re-attestation v1")), with the event and model logs.
     public func reattestationQuote(_ req: QuoteRequest) throws -> QuoteBody {
-        guard req.nonce.range(of: "^[0-9a-f]{64}$", options: .regularExpression) != nil else {
-            throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
-        }
-        guard (1...8).contains(req.pcrSelection.count) else {
-            throw VouchError(.badRequest, "pcrSelection must name 1-8 banks", context: ["field": "pcrSelection"])
-        }
-        let selection = PCRSelection(banks: try req.pcrSelection.map { b in
-            guard let bank = HashAlg(rawValue: b.bank), !b.pcrs.isEmpty, b.pcrs.allSatisfy({ (0...23).contains($0) }) else {
-                throw VouchError(.badRequest, "unknown PCR bank or index", context: ["field": "pcrSelection", "got": String(b.bank.prefix(16))])
-            }
-            return PCRBankSelection(hash: bank, pcrs: b.pcrs)
-        })
-        let q = try quote(qualifyingData: EnrollmentBinding.reattestationData(nonce: try Hex.decode(req.nonce)), selection: selection)
+        let (nonce, selection) = try req.validated()
+        let q = try quote(qualifyingData: EnrollmentBinding.reattestationData(nonce: nonce), selection: selection)
         return try Self.quoteBody(q, eventLogPath: config.eventLogPath, modelLogPath: config.modelLogPath)
     }
 

@@ -107,10 +107,7 @@ public final class SimulatedFleet: Sendable {
         guard let id = hostID(index) else { throw VouchError(.config, "simulated host \(index) is not registered") }
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: id), as: ChallengeResponse.self)
         let spki = try CSR(pemOrDER: Array(csrPEM.utf8)).publicKey.spkiDER
-        let selection = PCRSelection(banks: try challenge.pcrSelection.map { b in
-            guard let bank = HashAlg(rawValue: b.bank) else { throw VouchError(.unsupported, "unknown PCR bank", context: ["got": b.bank]) }
-            return PCRBankSelection(hash: bank, pcrs: b.pcrs)
-        })
+        let selection = try PCRSelectionBody.selection(challenge.pcrSelection)
         let q = try quote(hosts[index], qualifyingData: EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce), agentSPKI: spki), selection: selection)
         return try broker.call("POST", "/v1/enroll", body: EnrollRequest(hostId: id, nonce: challenge.nonce, agentName: agentName, csr: csrPEM, quote: q),
                                as: EnrollResponse.self)
@@ -173,18 +170,8 @@ public final class SimulatedFleet: Sendable {
             return json(404, JSONCodec.encode(APIError(code: "not_found", message: "no such endpoint")))
         }
         do {
-            let q = try JSONCodec.decode(QuoteRequest.self, from: req.body)
-            guard q.nonce.range(of: "^[0-9a-f]{64}$", options: .regularExpression) != nil else {
-                throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
-            }
-            let selection = PCRSelection(banks: try q.pcrSelection.map { b in
-                guard let bank = HashAlg(rawValue: b.bank), !b.pcrs.isEmpty, b.pcrs.allSatisfy({ (0...23).contains($0) }) else {
-                    throw VouchError(.badRequest, "unknown PCR bank or index", context: ["field": "pcrSelection"])
-                }
-                return PCRBankSelection(hash: bank, pcrs: b.pcrs)
-            })
-            return json(200, JSONCodec.encode(try quote(hosts[i], qualifyingData: EnrollmentBinding.reattestationData(nonce: try Hex.decode(q.nonce)),
-                                                        selection: selection)))
+            let (nonce, selection) = try JSONCodec.decode(QuoteRequest.self, from: req.body).validated()
+            return json(200, JSONCodec.encode(try quote(hosts[i], qualifyingData: EnrollmentBinding.reattestationData(nonce: nonce), selection: selection)))
         } catch let e as VouchError {
             return json(400, JSONCodec.encode(APIError(code: e.code.rawValue, message: e.message)))
         } catch {

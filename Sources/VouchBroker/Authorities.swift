@@ -8,13 +8,14 @@ public struct IssuingCA: Sendable {
     public let signer: CertificateSigner
     public let chain: [Certificate]
 
+    /// Subject key identifier (hex): names the CA in CRL URLs and certificate records.
+    public let keyID: String
+
     public init(signer: CertificateSigner, chain: [Certificate] = []) {
         self.signer = signer
         self.chain = chain
+        self.keyID = signer.caCertificate.subjectKeyID
     }
-
-    /// Subject key identifier (hex): names the CA in CRL URLs and certificate records.
-    public var keyID: String { signer.caCertificate.subjectKeyID }
     /// The self-signed certificates relying parties trust for this CA.
     public var roots: [Certificate] { ([signer.caCertificate] + chain).filter(\.isSelfSigned) }
     /// The issuing CA and the certificates above it, as PEM (what clients need to build a path).
@@ -26,28 +27,30 @@ public struct IssuingCA: Sendable {
 /// The CAs a broker uses: `current` issues; `previous` (after a rotation) still signs CRLs and OCSP
 /// answers for what it issued; `next` is published in the trust bundle before it signs anything.
 public final class CASet: Sendable {
-    private let state: Mutex<(current: IssuingCA, previous: IssuingCA?, next: IssuingCA?)>
+    private let state: ReadMostly<(current: IssuingCA, previous: IssuingCA?, next: IssuingCA?)>
     private let persist: (@Sendable () throws -> Void)?
 
     /// `persist` makes a rotation durable (it renames the CA directories); it runs before the
     /// in-memory swap, so a failure leaves the running CAs as they were.
     public init(current: IssuingCA, previous: IssuingCA? = nil, next: IssuingCA? = nil, persist: (@Sendable () throws -> Void)? = nil) {
-        state = Mutex((current, previous, next))
+        state = ReadMostly((current, previous, next))
         self.persist = persist
     }
 
-    public var current: IssuingCA { state.withLock { $0.current } }
-    public var next: IssuingCA? { state.withLock { $0.next } }
-    public var previous: IssuingCA? { state.withLock { $0.previous } }
+    public var current: IssuingCA { state.read { $0.current } }
+    public var next: IssuingCA? { state.read { $0.next } }
+    public var previous: IssuingCA? { state.read { $0.previous } }
 
     /// CAs that may sign revocation information: current and previous.
-    public var signing: [IssuingCA] { state.withLock { [$0.current] + ($0.previous.map { [$0] } ?? []) } }
+    public var signing: [IssuingCA] { state.read { [$0.current] + ($0.previous.map { [$0] } ?? []) } }
 
-    public func byKeyID(_ id: String) -> IssuingCA? { signing.first { $0.keyID == id } }
+    public func byKeyID(_ id: String) -> IssuingCA? {
+        state.read { s in s.current.keyID == id ? s.current : (s.previous?.keyID == id ? s.previous : nil) }
+    }
 
     /// Every root relying parties should trust now: current, previous and next, without duplicates.
     public var bundle: [Certificate] {
-        let all = state.withLock { [$0.current] + ($0.previous.map { [$0] } ?? []) + ($0.next.map { [$0] } ?? []) }
+        let all = state.read { [$0.current] + ($0.previous.map { [$0] } ?? []) + ($0.next.map { [$0] } ?? []) }
         var seen = Set<String>()
         return all.flatMap(\.roots).filter { (try? seen.insert(Hex.encode($0.der)).inserted) ?? false }
     }
@@ -56,7 +59,7 @@ public final class CASet: Sendable {
     public func rotate() throws -> IssuingCA {
         guard next != nil else { throw VouchError(.conflict, "no next CA is staged; put it in CA-DIR/next first") }
         try persist?()
-        return state.withLock { s in
+        return state.write { s in
             s = (s.next!, s.current, nil)
             return s.current
         }

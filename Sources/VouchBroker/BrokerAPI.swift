@@ -193,12 +193,15 @@ public struct BrokerAPI: Sendable {
         HTTPResponse(status: 200, headers: [("Content-Type", "application/ocsp-response"), ("Cache-Control", "no-cache")], body: der)
     }
 
+    /// An IMF-fixdate (RFC 9110), e.g. "Tue, 24 Nov 2026 04:12:00 GMT" (no DateFormatter: this is
+    /// on the CRL's hot path).
     static func httpDate(_ d: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return f.string(from: d)
+        var t = time_t(d.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"], months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
     }
 
     /// Checks the bearer token grants `needed`: the bootstrap admin token (DATA-DIR/admin.token), or

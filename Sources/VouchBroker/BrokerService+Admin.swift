@@ -39,13 +39,13 @@ extension BrokerService {
             host.blockedReason = "\(reasonName) at \(clock.now().iso8601)"
             try store.saveHost(host)
             log("host \(id) blocked (\(reasonName))")
-            let (serials, crls) = try store.revoke(target, at: clock.now(), reason: reason, buildCRL: crlBuilder())
+            let (serials, crls) = try revokeInStore(target, at: clock.now(), reason: reason)
             try store.appendEvent(type: "host.blocked", data: ["hostId": id, "reason": reasonName], at: clock.now())
             events.notify()
             metrics.revoked(serials.count)
             return RevokeResponse(revoked: serials, crlNumber: try crlNumber(crls))
         }
-        let (serials, crls) = try store.revoke(target, at: clock.now(), reason: reason, buildCRL: crlBuilder())
+        let (serials, crls) = try revokeInStore(target, at: clock.now(), reason: reason)
         guard !serials.isEmpty else {
             throw VouchError(.notFound, "no unrevoked certificate matches", context: ["target": "\(target)"])
         }
@@ -62,16 +62,33 @@ extension BrokerService {
         return try changed.first { $0.issuer == id }?.number ?? currentCRL().number
     }
 
+    /// Revokes in the store (revocations, events and each concerned CA's new CRL in one
+    /// transaction), then refreshes the in-memory CRL and OCSP caches from what was committed.
+    func revokeInStore(_ target: RevocationTarget, at: Date, reason: Int) throws -> (serials: [String], crls: [CRLRecord]) {
+        let result = try store.revoke(target, at: at, reason: reason, buildCRL: crlBuilder())
+        if !result.serials.isEmpty {
+            responseCache.write { c in
+                for crl in result.crls { c.crls[crl.issuer] = crl }
+                c.ocsp.removeAll()
+                c.generation += 1
+            }
+        }
+        return result
+    }
+
     /// The CRL of the CA with key id `issuer` (default: the issuing CA), re-signed when half its
-    /// validity has passed. Only current and previous CAs have CRLs.
+    /// validity has passed. Only current and previous CAs have CRLs. Served from memory: the cache
+    /// holds what the store committed and is replaced by every revocation before it is answered.
     public func currentCRL(issuer: String? = nil) throws -> CRLRecord {
         let id = issuer ?? authorities.current.keyID
         guard authorities.byKeyID(id) != nil else { throw VouchError(.notFound, "no CA with this key identifier signs CRLs here", context: ["issuer": id]) }
         let now = clock.now()
-        if let crl = try store.currentCRL(issuer: id), now < crl.thisUpdate.addingTimeInterval(config.crlValidity / 2) {
-            return crl
-        }
-        return try store.refreshCRL(issuer: id, buildCRL: crlBuilder())
+        func fresh(_ crl: CRLRecord) -> Bool { now >= crl.thisUpdate && now < crl.thisUpdate.addingTimeInterval(config.crlValidity / 2) }
+        if let crl = responseCache.read({ $0.crls[id] }), fresh(crl) { return crl }
+        let crl: CRLRecord
+        if let stored = try store.currentCRL(issuer: id), fresh(stored) { crl = stored } else { crl = try store.refreshCRL(issuer: id, buildCRL: crlBuilder()) }
+        responseCache.write { $0.crls[id] = crl }
+        return crl
     }
 
     func crlBuilder() -> CRLBuilder {
@@ -123,6 +140,7 @@ extension BrokerService {
     /// Rotates to the staged next CA (see CASet.rotate); returns the new issuing CA's certificate.
     public func rotateCA() throws -> String {
         let ca = try authorities.rotate()
+        responseCache.write { $0.ocsp.removeAll(); $0.generation += 1 }
         log("CA rotated: now issuing with \(ca.signer.caCertificate.subject) (key id \(ca.keyID))")
         _ = try currentCRL()
         return try ca.chainPEM
@@ -140,7 +158,7 @@ extension BrokerService {
     public func deleteHost(id: String) throws -> RevokeResponse {
         _ = try knownHost(id)
         let now = clock.now()
-        let (serials, crls) = try store.revoke(.host(id), at: now, reason: Self.reasonCodes["cessationOfOperation"]!, buildCRL: crlBuilder())
+        let (serials, crls) = try revokeInStore(.host(id), at: now, reason: Self.reasonCodes["cessationOfOperation"]!)
         try store.deleteHost(id: id)
         try store.recordAttestation(AttestationRecord(hostID: id, at: now, kind: "deregistration", trusted: false, codes: [],
                                                       message: "deregistered by an operator; \(serials.count) certificate(s) revoked"))
@@ -165,14 +183,28 @@ extension BrokerService {
     // MARK: OCSP and trust bundle
 
     /// Answers a DER OCSPRequest from the store's records (RFC 6960).
+    /// Signed responses are cached by request bytes for a quarter of their validity; every
+    /// revocation empties the cache before it is answered, so no cached "good" outlives one.
     public func ocsp(request: [UInt8]) throws -> [UInt8] {
+        let now = clock.now()
+        if let hit = responseCache.read({ $0.ocsp[request] }), now >= hit.at, now < hit.at.addingTimeInterval(config.ocspValidity / 4) {
+            return hit.response
+        }
         // Answered by the CA the request names (current or previous); others get "unknown" from the current CA.
         let ca = authorities.signing.first { OCSPResponder.requestNames(request, issuer: $0.signer.caCertificate) } ?? authorities.current
-        return try ca.signer.ocspResponse(request: request, now: clock.now(), validity: config.ocspValidity) { serial in
+        let generation = responseCache.read { $0.generation }
+        let response = try ca.signer.ocspResponse(request: request, now: now, validity: config.ocspValidity) { serial in
             guard let c = try store.certificate(serial: serial) else { return .unknown }
             if let at = c.revokedAt { return .revoked(at: at, reason: c.revocationReason ?? 0) }
             return .good
         }
+        responseCache.write { c in
+            // Not if a revocation happened meanwhile (the answer may predate it).
+            guard c.generation == generation, request.count <= 4096 else { return }
+            if c.ocsp.count >= 10_000 { c.ocsp.removeAll() }
+            c.ocsp[request] = (now, response)
+        }
+        return response
     }
 
     /// The trust bundle: every root relying parties and attesters should trust now (issuing,

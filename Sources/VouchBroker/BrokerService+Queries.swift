@@ -72,7 +72,7 @@ extension BrokerService {
 
     public func certificate(serial: String) throws -> (status: CertificateStatus, pem: String) {
         let s = serial.lowercased()
-        guard s.range(of: "^[0-9a-f]{1,40}$", options: .regularExpression) != nil else {
+        guard Hex.isLowercase(s, length: 1...40) else {
             throw VouchError(.badRequest, "serial must be hex", context: ["field": "serial"])
         }
         guard let record = try store.certificate(serial: s), let status = try status().certificates.first(where: { $0.serial == s }) else {
@@ -119,7 +119,7 @@ extension BrokerService {
     }
 
     public func revokeToken(id: String) throws -> TokenInfo {
-        guard id.range(of: "^[0-9a-f]{16}$", options: .regularExpression) != nil else {
+        guard Hex.isLowercase(id, length: 16...16) else {
             throw VouchError(.badRequest, "token id must be 16 hex digits", context: ["field": "id"])
         }
         guard try store.revokeToken(id: id, at: clock.now()), let t = try store.tokens().first(where: { $0.id == id }) else {

@@ -89,7 +89,7 @@ extension BrokerService {
             throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
         }
         let policy = try applicablePolicy(for: host)
-        guard report.nonce.range(of: "^[0-9a-f]{64}$", options: .regularExpression) != nil else {
+        guard Hex.isLowercase(report.nonce, length: 64...64) else {
             throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
         }
         let attest = try Base64.decode(report.quote.attest, field: "quote.attest")
@@ -191,7 +191,7 @@ extension BrokerService {
         t.enter(.untrusted, at: now)
         var serials: [String] = []
         if policy.reattestation.action == .revoke {
-            serials = try store.revoke(.host(t.hostID), at: now, reason: Self.reasonCodes["privilegeWithdrawn"]!, buildCRL: crlBuilder()).serials
+            serials = try revokeInStore(.host(t.hostID), at: now, reason: Self.reasonCodes["privilegeWithdrawn"]!).serials
             metrics.revoked(serials.count)
         }
         if was != .untrusted || !serials.isEmpty {
@@ -259,6 +259,7 @@ extension BrokerService {
         try store.saveTrust(t)
         if was != .trusted {
             try store.appendEvent(type: "host.trusted", data: ["hostId": hostID, "previous": was.rawValue, "policy": policy], at: now)
+            events.notify()
         }
     }
 

@@ -94,6 +94,14 @@ public final class BrokerService: Sendable {
     public let events = EventNotifier()
     let openStreams = Mutex(0)
     let closing = Mutex(false)
+    /// What relying parties poll, kept in memory: the committed CRL per issuer, and signed OCSP
+    /// responses by request. `generation` counts revocations.
+    struct ResponseCache {
+        var crls: [String: CRLRecord] = [:]
+        var ocsp: [[UInt8]: (at: Date, response: [UInt8])] = [:]
+        var generation = 0
+    }
+    let responseCache = ReadMostly(ResponseCache())
 
     public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
                 clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -107,7 +115,6 @@ public final class BrokerService: Sendable {
         policies.onReload { [metrics] ok in metrics.policyReload(ok: ok) }
     }
 
-    static let hostIDPattern = "^[0-9a-f]{32}$"
     static let agentNamePattern = "^[a-z0-9][a-z0-9._-]{0,62}$"
 
     // MARK: Registration
@@ -310,7 +317,7 @@ public final class BrokerService: Sendable {
             throw VouchError(.agentNameInvalid, "agent name must be 1-63 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
                              context: ["field": "agentName"])
         }
-        guard req.nonce.range(of: "^[0-9a-f]{64}$", options: .regularExpression) != nil else {
+        guard Hex.isLowercase(req.nonce, length: 64...64) else {
             throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
         }
         let attestBytes = try Base64.decode(req.quote.attest, field: "quote.attest")
@@ -515,7 +522,7 @@ public final class BrokerService: Sendable {
     }
 
     func knownHost(_ id: String) throws -> HostRecord {
-        guard id.range(of: Self.hostIDPattern, options: .regularExpression) != nil else {
+        guard Hex.isLowercase(id, length: 32...32) else {
             throw VouchError(.badRequest, "host id must be 32 lowercase hex digits", context: ["field": "hostId"])
         }
         guard let host = try store.host(id: id) else {

@@ -3,6 +3,13 @@ import Foundation
 public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 
+    /// True if `s` is only lowercase hex digits and its length is in `length` — the check for host
+    /// ids, nonces and serials on hot paths (Foundation's regular expressions compile per call).
+    public static func isLowercase(_ s: String, length: ClosedRange<Int>) -> Bool {
+        let u = s.utf8
+        return length.contains(u.count) && u.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
     public static func encode<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
         var out = [UInt8]()
         for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0xf)]) }

@@ -48,9 +48,7 @@ final class APIContractTests: XCTestCase {
         // A broker with a registered (push-mode) host, an agent certificate, and a read token.
         let tpm = try SwTPM()
         let broker = try BrokerHarness(trusting: tpm, policy: try ReattestationTests.policy(in: tpm.dir))
-        var config = AttesterConfig(tcti: tpm.tcti, hostname: "contract")
-        config.stateDirectory = broker.dir.appendingPathComponent("state").path
-        let attester = Attester(config: config, broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+        let attester = broker.pushAttester(for: tpm, hostname: "contract")
         let id = try attester.register()
         let agent = try attester.enroll(AgentEnrollRequest(agentName: "contract", csr: try CSR.create(key: try PrivateKey.generate(), commonName: "contract").pem))
         let second = try attester.enroll(AgentEnrollRequest(agentName: "second", csr: try CSR.create(key: try PrivateKey.generate(), commonName: "second").pem))

@@ -18,9 +18,7 @@ final class ServiceAPITests: XCTestCase {
     func testPushModeAndMutualTLSRefusals() throws {
         let tpm = try SwTPM()
         let broker = try BrokerHarness(trusting: tpm, policy: try ReattestationTests.policy(in: tpm.dir))
-        var config = AttesterConfig(tcti: tpm.tcti, hostname: "edge-1")
-        config.stateDirectory = broker.dir.appendingPathComponent("edge-state").path
-        let attester = Attester(config: config, broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+        let attester = broker.pushAttester(for: tpm, hostname: "edge-1")
         let id = try attester.register()
         let identity = try XCTUnwrap(attester.identity)
         XCTAssertEqual(try Certificate(pem: identity.certificatePEM).uriSANs, ["spiffe://vouch.test/host/\(id)"])
@@ -82,9 +80,7 @@ final class ServiceAPITests: XCTestCase {
     func testMissedPushReportsMakeAHostUnreachable() throws {
         let tpm = try SwTPM()
         let broker = try BrokerHarness(trusting: tpm, policy: try ReattestationTests.policy(in: tpm.dir, grace: "5m"))
-        var config = AttesterConfig(tcti: tpm.tcti, hostname: "behind-nat")
-        config.stateDirectory = broker.dir.appendingPathComponent("nat-state").path
-        let attester = Attester(config: config, broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+        let attester = broker.pushAttester(for: tpm, hostname: "behind-nat")
         let id = try attester.register()
         XCTAssertEqual(try attester.pushReport().verdict.state, "trusted")
         let reported = Date()

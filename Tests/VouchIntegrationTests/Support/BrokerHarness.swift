@@ -87,6 +87,14 @@ final class BrokerHarness {
                  broker: HTTPClient(.https(baseURL: url, caFile: caFile)))
     }
 
+    /// An in-process attester with a state directory for its host certificate, so it can push
+    /// re-attestation reports over mutual TLS.
+    func pushAttester(for tpm: SwTPM, hostname: String) -> Attester {
+        var config = AttesterConfig(tcti: tpm.tcti, hostname: hostname)
+        config.stateDirectory = dir.appendingPathComponent("state-\(hostname)").path
+        return Attester(config: config, broker: HTTPClient(.https(baseURL: url, caFile: caFile)))
+    }
+
     /// Runs the `vouch` CLI with this broker's settings in the environment.
     func vouch(_ args: [String], socket: String? = nil) throws -> TestEnv.RunResult {
         var env = ["VOUCH_BROKER": url, "VOUCH_CA": caFile, "VOUCH_TOKEN_FILE": tokenFile]
