@@ -1,6 +1,7 @@
 internal import CCurl
 internal import CVouchShims
 import Foundation
+import Synchronization
 import VouchCore
 
 private let curlGlobalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
@@ -30,18 +31,26 @@ public final class HTTPClient: HTTPTransport {
     public let transport: Transport
     public let timeout: Int
     public let identity: ClientIdentity?
+    /// Close the connection after each request (a fresh TCP and TLS handshake every time, as a
+    /// broker pulling from many hosts gets anyway); otherwise idle connections are kept for reuse.
+    public let freshConnections: Bool
 
-    public init(_ transport: Transport, timeoutSeconds: Int = 30, identity: ClientIdentity? = nil) {
+    public init(_ transport: Transport, timeoutSeconds: Int = 30, identity: ClientIdentity? = nil, freshConnections: Bool = false) {
         _ = curlGlobalInit
         self.transport = transport
         self.timeout = timeoutSeconds
         self.identity = identity
+        self.freshConnections = freshConnections
     }
 
     /// Sends a request; transport failures throw `http` errors, HTTP statuses are returned as they are.
+    /// Easy handles come from a process-wide pool and are reset after use, which keeps curl's
+    /// caches (connections, TLS sessions, the parsed CA store) across requests and clients.
     public func send(_ method: String, _ path: String, headers: [String: String] = [:], body: [UInt8]? = nil) throws -> HTTPResponse {
-        guard let h = curl_easy_init() else { throw VouchError(.http, "curl_easy_init failed") }
-        defer { curl_easy_cleanup(h) }
+        let handle = try EasyHandle.checkOut()
+        defer { handle.checkIn() }
+        let h = handle.raw
+        if freshConnections { try curlCheck(vouch_curl_setopt_long(h, CURLOPT_FORBID_REUSE, 1), "FORBID_REUSE") }
         let url: String
         switch transport {
         case let .https(base, caFile):
@@ -121,6 +130,29 @@ public final class HTTPClient: HTTPTransport {
         var status = 0
         _ = vouch_curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
         return HTTPResponse(status: status, headers: sink.headers, body: sink.body)
+    }
+}
+
+/// A libcurl easy handle, owned by the pool while idle and by one request while in use.
+final class EasyHandle: @unchecked Sendable {
+    let raw: UnsafeMutableRawPointer
+    private init(_ raw: UnsafeMutableRawPointer) { self.raw = raw }
+    deinit { curl_easy_cleanup(raw) }
+
+    private static let idle = Mutex<[EasyHandle]>([])
+    /// Idle handles kept; more are cleaned up on check-in.
+    static let poolSize = 64
+
+    static func checkOut() throws -> EasyHandle {
+        if let h = idle.withLock({ $0.popLast() }) { return h }
+        guard let raw = curl_easy_init() else { throw VouchError(.http, "curl_easy_init failed") }
+        return EasyHandle(raw)
+    }
+
+    /// Resets every option (each request sets its own) and returns the handle to the pool.
+    func checkIn() {
+        curl_easy_reset(raw)
+        Self.idle.withLock { pool in if pool.count < Self.poolSize { pool.append(self) } }
     }
 }
 

@@ -11,7 +11,8 @@ struct CurlEvidenceSource: EvidenceSource {
     let timeoutSeconds: Int
 
     func quote(attesterURL: String, pin: String, request: QuoteRequest) throws -> QuoteBody {
-        let client = HTTPClient(.pinned(caFile: caFile, publicKeyPin: pin), timeoutSeconds: timeoutSeconds, identity: identity)
+        // A fresh TLS connection per pull (hosts are many; keeping one open to each is not the point).
+        let client = HTTPClient(.pinned(caFile: caFile, publicKeyPin: pin), timeoutSeconds: timeoutSeconds, identity: identity, freshConnections: true)
         let response: HTTPResponse
         do {
             response = try client.send("POST", attesterURL + "/v1/quote", headers: ["Content-Type": "application/json"], body: JSONCodec.encode(request))
