@@ -113,6 +113,17 @@ public final class SimulatedFleet: Sendable {
                                as: EnrollResponse.self)
     }
 
+    /// Enrolls an agent named "agent" on every registered host (one shared CSR); returns the
+    /// number of failures.
+    public func enrollAgentOnEveryHost() throws -> Int {
+        let csr = try CSR.create(key: try PrivateKey.generate(), commonName: "sim-agent").pem
+        let failures = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: hosts.count) { i in
+            do { _ = try enroll(i, agentName: "agent", csrPEM: csr) } catch { failures.withLock { $0 += 1 } }
+        }
+        return failures.withLock { $0 }
+    }
+
     /// The TLS material the fleet's server presents: host 0's certificate (all share the key).
     public func serverIdentity() throws -> (certificatePEM: String, keyPEM: String, caPEM: String) {
         let (cert, ca) = state.withLock { ($0.certificates[0], $0.caPEM) }

@@ -22,6 +22,7 @@ extension ErrorCode {
     public static let agentNameInvalid = ErrorCode("agent_name_invalid")
     public static let policyRejected = ErrorCode("policy_rejected")
     public static let spiffeIDUnresolved = ErrorCode("spiffe_id_unresolved")
+    public static let spiffeIDReserved = ErrorCode("spiffe_id_reserved")
     public static let labelsInvalid = ErrorCode("labels_invalid")
     public static let hostRevoked = ErrorCode("host_revoked")
     public static let certificateRevoked = ErrorCode("certificate_revoked")
@@ -77,6 +78,11 @@ public struct BrokerConfig: Sendable {
     public var brokerSpiffeID: String { "spiffe://\(trustDomain)/vouchd" }
     /// The SPIFFE ID of a host certificate.
     public func hostSpiffeID(_ hostID: String) -> String { "spiffe://\(trustDomain)/host/\(hostID)" }
+    /// True for the broker's own SPIFFE ID and any host's: never an agent's.
+    public func isReservedSpiffeID(_ id: String) -> Bool {
+        let hostPrefix = "spiffe://\(trustDomain)/host/"
+        return id == brokerSpiffeID || (id.hasPrefix(hostPrefix) && !id.dropFirst(hostPrefix.count).contains("/"))
+    }
 }
 
 /// The broker's decisions: registration, credential activation, challenges, enrollment,
@@ -408,6 +414,11 @@ public final class BrokerService: Sendable {
                                              agentName: req.agentName, labels: host.labels) else {
             try refuse(host, req, policy, VouchError(.spiffeIDUnresolved, "the policy's SPIFFE ID template needs a value this host lacks",
                                                      context: ["template": policy.certificate.spiffeIDTemplate]), now)
+        }
+        // The broker's and hosts' own identities are never issued to an agent (a template such as
+        // spiffe://{trustDomain}/{agentName} with an agent named "vouchd" would otherwise be one).
+        guard !config.isReservedSpiffeID(spiffeID) else {
+            try refuse(host, req, policy, VouchError(.spiffeIDReserved, "this SPIFFE ID is reserved for the broker or a host", context: ["got": spiffeID]), now)
         }
         let issued = try issue(host: host, agentName: req.agentName, spiffeID: spiffeID, nonce: req.nonce, agentKey: agentKey, evidence: evidence,
                                pcrs: pcrRecord, now: now)

@@ -1,10 +1,8 @@
 // vouch-attester: runs on an inference host; keeps the AK in the TPM, registers the host with the
 // broker and serves local agents on a Unix socket.
 import Foundation
-import Synchronization
 import VouchAttesterKit
 import VouchCore
-import VouchCrypto
 import VouchHTTPClient
 import VouchHTTPServer
 import VouchTPMWire
@@ -47,6 +45,17 @@ func fail(_ message: String, code: Int32 = 2) -> Never {
     exit(code)
 }
 
+/// `--labels K=V,...` as a dictionary (a usage error if malformed).
+func parseLabels(_ text: String?) -> [String: String] {
+    var labels: [String: String] = [:]
+    for pair in (text ?? "").split(separator: ",") {
+        let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+        guard kv.count == 2, !kv[0].isEmpty else { fail("--labels takes K=V pairs separated by commas") }
+        labels[kv[0]] = kv[1]
+    }
+    return labels
+}
+
 if CommandLine.arguments.dropFirst().first == "measure-model" {
     do {
         let margs = try Arguments(Array(CommandLine.arguments.dropFirst(2)), options: ["tcti", "model-log"], positional: 10_000)
@@ -74,12 +83,7 @@ if let n = args["simulate"] {
         guard let count = Int(n), (1...100_000).contains(count) else { fail("--simulate takes a host count of 1-100000") }
         let l = try args.required("listen").split(separator: ":").map(String.init)
         guard l.count == 2, let port = UInt16(l[1]), port > 0 else { fail("--listen takes ADDR:PORT (IPv4)") }
-        var labels: [String: String] = [:]
-        for pair in (args["labels"] ?? "").split(separator: ",") {
-            let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            guard kv.count == 2, !kv[0].isEmpty else { fail("--labels takes K=V pairs separated by commas") }
-            labels[kv[0]] = kv[1]
-        }
+        let labels = parseLabels(args["labels"])
         let client = HTTPClient(.https(baseURL: try args.required("broker"), caFile: try args.required("ca")))
         let fleet = try SimulatedFleet(count: count, broker: client, hostnamePrefix: args["hostname"] ?? "sim", labels: labels)
         Runtime.log("SIMULATED fleet of \(count) hosts (software AKs, no TPM: for scale tests only)")
@@ -93,12 +97,7 @@ if let n = args["simulate"] {
         try fleet.register(1..<count, baseURL: baseURL)
         Runtime.log("registered \(count) simulated hosts in \(String(format: "%.1f", Date().timeIntervalSince(started)))s; serving quotes on \(baseURL)/sim/INDEX")
         if args.has("enroll-agents") {
-            let csr = try CSR.create(key: try PrivateKey.generate(), commonName: "sim-agent").pem
-            let failures = Mutex(0)
-            DispatchQueue.concurrentPerform(iterations: count) { i in
-                do { _ = try fleet.enroll(i, agentName: "agent", csrPEM: csr) } catch { failures.withLock { $0 += 1 } }
-            }
-            Runtime.log("enrolled an agent on each simulated host (\(failures.withLock { $0 }) failures)")
+            Runtime.log("enrolled an agent on each simulated host (\(try fleet.enrollAgentOnEveryHost()) failures)")
         }
         if let d = args["drift-after"] {
             let delay = try parseDuration(d, field: "--drift-after")
@@ -122,11 +121,7 @@ do {
     let hostname = args["hostname"] ?? ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
     let eventLog = args["event-log"] ?? (FileManager.default.isReadableFile(atPath: AttesterConfig.systemEventLog) ? AttesterConfig.systemEventLog : nil)
     var config = AttesterConfig(tcti: try args.required("tcti"), akKind: akKind, hostname: hostname, eventLogPath: eventLog, modelLogPath: args["model-log"])
-    for pair in (args["labels"] ?? "").split(separator: ",") {
-        let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
-        guard kv.count == 2, !kv[0].isEmpty else { fail("--labels takes K=V pairs separated by commas") }
-        config.labels[kv[0]] = kv[1]
-    }
+    config.labels = parseLabels(args["labels"])
     config.stateDirectory = args["state-dir"] ?? "/var/lib/vouch-attester"
     var listen: (host: String, port: UInt16)?
     if let l = args["listen"] {

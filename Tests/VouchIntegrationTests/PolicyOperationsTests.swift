@@ -44,6 +44,20 @@ final class PolicyOperationsTests: XCTestCase {
         XCTFail("timed out waiting for \(what)")
     }
 
+    /// A template that could name an agent like the broker or a host is refused at issuance.
+    func testReservedSpiffeIDsAreNeverIssuedToAgents() throws {
+        let tpm = try SwTPM()
+        let dir = tpm.dir.appendingPathComponent("policies")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try policyText(name: "flat", extra: "certificate:\n  spiffeIDTemplate: \"spiffe://{trustDomain}/{agentName}\"\n")
+            .write(to: dir.appendingPathComponent("flat.yaml"), atomically: true, encoding: .utf8)
+        let broker = try BrokerHarness(trusting: tpm, policy: dir.path)
+        let a = attester(broker, tpm)
+        try a.register()
+        XCTAssertEqual(refusal { _ = try enroll(a, "vouchd") }?.code, "spiffe_id_reserved")
+        XCTAssertEqual(try enroll(a, "payments").spiffeId, "spiffe://vouch.test/payments")
+    }
+
     func testPrecedenceAndTemplatesThroughTheBroker() throws {
         let tpm = try SwTPM()
         let dir = tpm.dir.appendingPathComponent("policies")
