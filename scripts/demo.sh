@@ -79,8 +79,9 @@ cp "$out/agent/demo-agent.pem" "$out/agent.pem"
 openssl x509 -in "$out/agent.pem" -noout -subject -ext subjectAltName -dates
 openssl verify -CAfile "$out/ca.pem" "$out/agent.pem"
 
-step "5. vouch status"
+step "5. vouch status (trust state; vouchd re-attests the host over mTLS at the policy's interval) and the audit trail"
 "$bin/vouch" status
+"$bin/vouch" history --limit 5
 
 step "6. Revoke the agent's certificate"
 serial=$(openssl x509 -in "$out/agent.pem" -noout -serial | cut -d= -f2)
