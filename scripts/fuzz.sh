@@ -7,13 +7,16 @@ cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-30}
 shared=${VOUCH_SHARED_TESTDATA:-../shared/testdata}
 out=out/fuzz
+# Seeds are made afresh each run (a stale directory must not name a target that no longer exists).
+rm -rf "$out/seeds"
 mkdir -p "$out/crashes" "$out/seeds"
+targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws"
 
 swift build --product vouch-fuzz --scratch-path .build/fuzz --sanitize fuzzer --sanitize address -Xswiftc -DVOUCH_FUZZ
 bin=.build/fuzz/debug/vouch-fuzz
 
 seed() { mkdir -p "$out/seeds/$1"; }
-for t in tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies; do seed "$t"; done
+for t in $targets; do seed "$t"; done
 
 # TPM structures from the real GCE and Azure quotes.
 python3 - "$shared" "$out/seeds" <<'PY'
@@ -53,12 +56,20 @@ for pem in "$shared"/tpm-eventlog/gce-ek-ak-certs/*.pem "$shared"/sev-snp/*/vcek
 done
 openssl req -x509 -key "$out/seeds/key.pem" -subj /CN=seed -days 1 -out "$out/seeds/issuer.pem" 2>/dev/null
 openssl ocsp -issuer "$out/seeds/issuer.pem" -serial 0x1234 -reqout "$out/seeds/ocsp-request/one" >/dev/null
+# A compact JWS shaped like an EAR, with an x5c certificate (its signature does not verify).
+python3 - "$out/seeds/jws/ear" "$(openssl x509 -in "$out/seeds/issuer.pem" -outform der | base64 -w0)" <<'PY'
+import base64, json, sys
+b64u = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+header = json.dumps({"alg": "ES256", "typ": "JWT", "x5c": [sys.argv[2]]}).encode()
+payload = json.dumps({"eat_profile": "tag:github.com,2023:veraison/ear", "iat": 1, "submods": {"tpm": {"ear.status": "affirming"}}}).encode()
+open(sys.argv[1], "w").write(b64u(header) + "." + b64u(payload) + "." + b64u(bytes(64)))
+PY
 rm -f "$out/seeds/key.pem" "$out/seeds/issuer.pem"
 
 report="$out/report.md"
 printf '| target | seconds | executions | corpus | crashes |\n|---|---|---|---|---|\n' > "$report"
 failed=0
-for target in $(ls "$out/seeds"); do
+for target in $targets; do
   corpus="$out/corpus/$target"
   mkdir -p "$corpus"
   log="$out/$target.log"

@@ -53,6 +53,14 @@ enum FuzzTargets {
             _ = try? JSONCodec.decode(RevokeRequest.self, from: bytes)
             _ = try? JSONCodec.decode(AgentEnrollRequest.self, from: bytes)
             _ = try? JSONCodec.decode(EvidenceBundle.self, from: bytes)
+            // Re-attestation: what an attester decodes from the broker, and the broker from a host.
+            if let q = try? JSONCodec.decode(QuoteRequest.self, from: bytes) { _ = try? Hex.decode(q.nonce) }
+            _ = try? JSONCodec.decode(AttestationReport.self, from: bytes)
+            _ = try? JSONCodec.decode(TokenCreateRequest.self, from: bytes)
+        },
+        "jws": { bytes in
+            // An EAR token as `vouch check` receives it (compact JWS, ES256, x5c).
+            _ = try? JWSSigner.verify(String(decoding: bytes, as: UTF8.self), anchors: [fuzzCA.certificate], at: Date())
         },
     ]
 
