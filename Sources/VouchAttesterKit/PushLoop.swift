@@ -18,7 +18,7 @@ public enum PushLoop {
                     if verdict.result != "trusted" { log("broker verdict: \(verdict.result) \(verdict.codes.joined(separator: ",")) (state \(verdict.state))") }
                 } catch {
                     failures += 1
-                    wait = min(interval, pow(2, Double(min(failures, 10) - 1)))
+                    wait = backoffDelay(failures: failures, cap: interval)
                     log("push report failed (\(failures) in a row): \(error)")
                 }
                 let until = Date().addingTimeInterval(wait)

@@ -113,28 +113,44 @@ extension BrokerService {
         let now = clock.now()
         let set = policies.current
         let trusts = Dictionary(uniqueKeysWithValues: try store.trusts().map { ($0.hostID, $0) })
-        let hosts = try store.hosts().map { h -> HostStatus in
-            let last = try store.latestAttestation(hostID: h.id).map { a in
-                AttestationSummary(at: a.at.iso8601, result: a.trusted ? "trusted" : (a.codes.isEmpty ? "info" : "rejected"),
-                                   codes: a.codes, message: a.message, policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" },
-                                   claims: a.claims)
-            }
-            var status = HostStatus(hostId: h.id, hostname: h.hostname, labels: h.labels.isEmpty ? nil : h.labels,
-                                    policy: set.select(labels: h.labels, ekIssuer: h.ekIssuer)?.label, akState: h.akState.rawValue, akAlgorithm: h.akAlgorithm,
-                                    blocked: h.blockedReason,
-                                    ekIssuer: h.ekIssuer, registeredAt: h.registeredAt.iso8601, lastAttestation: last)
-            status.trust = trusts[h.id].map(trustStatus)
-            return status
-        }
-        let reasons = Dictionary(uniqueKeysWithValues: Self.reasonCodes.map { ($1, $0) })
-        let certs = try store.certificates().map { c in
-            CertificateStatus(serial: c.serial, hostId: c.hostID, agentName: c.agentName, spiffeId: c.spiffeID,
-                              notBefore: c.notBefore.iso8601, notAfter: c.notAfter.iso8601,
-                              state: c.revokedAt != nil ? "revoked" : (c.notAfter <= now ? "expired" : "valid"),
-                              revokedAt: c.revokedAt?.iso8601, revocationReason: c.revocationReason.map { reasons[$0] ?? "\($0)" })
-        }
+        let hosts = try store.hosts().map { try hostStatus($0, trust: trusts[$0.id], policies: set) }
+        let certs = try store.certificates().map { certificateStatus($0, now: now) }
         return StatusResponse(trustDomain: config.trustDomain, policies: policyStatus(), crlNumber: try store.currentCRL(issuer: authorities.current.keyID)?.number ?? 0,
                               hosts: hosts, certificates: certs)
+    }
+
+    /// A host as status, `GET /v1/hosts` and `GET /v1/hosts/{id}` show it.
+    func hostStatus(_ h: HostRecord, trust: HostTrust?, policies set: PolicySet) throws -> HostStatus {
+        let last = try store.latestAttestation(hostID: h.id).map { a in
+            AttestationSummary(at: a.at.iso8601, result: a.trusted ? "trusted" : (a.codes.isEmpty ? "info" : "rejected"),
+                               codes: a.codes, message: a.message, policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" },
+                               claims: a.claims)
+        }
+        var status = HostStatus(hostId: h.id, hostname: h.hostname, labels: h.labels.isEmpty ? nil : h.labels,
+                                policy: set.select(labels: h.labels, ekIssuer: h.ekIssuer)?.label, akState: h.akState.rawValue, akAlgorithm: h.akAlgorithm,
+                                blocked: h.blockedReason,
+                                ekIssuer: h.ekIssuer, registeredAt: h.registeredAt.iso8601, lastAttestation: last)
+        status.trust = trust.map(trustStatus)
+        return status
+    }
+
+    /// A certificate as status and `GET /v1/certificates` show it.
+    func certificateStatus(_ c: CertificateRecord, now: Date) -> CertificateStatus {
+        let reasons = Dictionary(uniqueKeysWithValues: Self.reasonCodes.map { ($1, $0) })
+        return CertificateStatus(serial: c.serial, hostId: c.hostID, agentName: c.agentName, spiffeId: c.spiffeID,
+                                 notBefore: c.notBefore.iso8601, notAfter: c.notAfter.iso8601, state: c.state(at: now),
+                                 revokedAt: c.revokedAt?.iso8601, revocationReason: c.revocationReason.map { reasons[$0] ?? "\($0)" })
+    }
+
+    /// Hosts by AK state and by trust state, certificates by state: for /metrics and the summary.
+    func stateCounts(now: Date) throws -> (hostsByAK: [String: Int], hostsByTrust: [String: Int], certificates: [String: Int]) {
+        var ak = ["pending": 0, "active": 0]
+        for h in try store.hosts() { ak[h.akState.rawValue, default: 0] += 1 }
+        var trust = Dictionary(uniqueKeysWithValues: TrustState.allCases.map { ($0.rawValue, 0) })
+        for t in try store.trusts() { trust[t.state.rawValue, default: 0] += 1 }
+        var certs = ["valid": 0, "expired": 0, "revoked": 0]
+        for c in try store.certificates() { certs[c.state(at: now), default: 0] += 1 }
+        return (ak, trust, certs)
     }
 
     /// Rotates to the staged next CA (see CASet.rotate); returns the new issuing CA's certificate.
@@ -149,8 +165,7 @@ extension BrokerService {
     /// One host's status.
     public func hostStatus(id: String) throws -> HostStatus {
         let host = try knownHost(id)
-        guard let s = try status().hosts.first(where: { $0.hostId == host.id }) else { throw VouchError(.unknownHost, "no host is registered with this id", context: ["hostId": id]) }
-        return s
+        return try hostStatus(host, trust: try store.trust(hostID: host.id), policies: policies.current)
     }
 
     /// Deregisters a host: revokes its agents' certificates (cessationOfOperation) and forgets its
@@ -177,7 +192,7 @@ extension BrokerService {
         try store.appendEvent(type: "host.unblocked", data: ["hostId": hostID], at: clock.now())
         events.notify()
         log("host \(hostID) unblocked")
-        return try status().hosts.first { $0.hostId == hostID }!
+        return try hostStatus(id: hostID)
     }
 
     // MARK: OCSP and trust bundle
@@ -248,12 +263,7 @@ extension BrokerService {
     /// Prometheus text exposition of the broker's counters and gauges.
     public func metricsText() throws -> String {
         let now = clock.now()
-        var hosts = ["pending": 0, "active": 0]
-        for h in try store.hosts() { hosts[h.akState.rawValue, default: 0] += 1 }
-        var trust = Dictionary(uniqueKeysWithValues: TrustState.allCases.map { ($0.rawValue, 0) })
-        for t in try store.trusts() { trust[t.state.rawValue, default: 0] += 1 }
-        var certs = ["valid": 0, "expired": 0, "revoked": 0]
-        for c in try store.certificates() { certs[c.revokedAt != nil ? "revoked" : (c.notAfter <= now ? "expired" : "valid"), default: 0] += 1 }
+        let (hosts, trust, certs) = try stateCounts(now: now)
         let crl = try store.currentCRL(issuer: authorities.current.keyID)
         var depth: [String: Int] = [:]
         for url in config.webhookURLs { depth[url] = try store.undeliveredCount(subscriber: url) }

@@ -64,7 +64,8 @@ extension BrokerService {
         if let s = params["state"], !["valid", "expired", "revoked"].contains(s) {
             throw VouchError(.badRequest, "state must be valid, expired or revoked", context: ["field": "state"])
         }
-        return try status().certificates.filter { c in
+        let now = clock.now()
+        return try store.certificates().map { certificateStatus($0, now: now) }.filter { c in
             (params["hostId"].map { $0 == c.hostId } ?? true) && (params["agentName"].map { $0 == c.agentName } ?? true)
                 && (params["spiffeId"].map { $0 == c.spiffeId } ?? true) && (params["state"].map { $0 == c.state } ?? true)
         }
@@ -75,22 +76,16 @@ extension BrokerService {
         guard Hex.isLowercase(s, length: 1...40) else {
             throw VouchError(.badRequest, "serial must be hex", context: ["field": "serial"])
         }
-        guard let record = try store.certificate(serial: s), let status = try status().certificates.first(where: { $0.serial == s }) else {
+        guard let record = try store.certificate(serial: s) else {
             throw VouchError(.notFound, "no certificate with this serial", context: ["serial": s])
         }
-        return (status, record.pem)
+        return (certificateStatus(record, now: clock.now()), record.pem)
     }
 
     // MARK: Summary
 
     public func summary() throws -> StatusSummary {
-        let now = clock.now()
-        var trust = Dictionary(uniqueKeysWithValues: TrustState.allCases.map { ($0.rawValue, 0) })
-        for t in try store.trusts() { trust[t.state.rawValue, default: 0] += 1 }
-        var ak = ["pending": 0, "active": 0]
-        for h in try store.hosts() { ak[h.akState.rawValue, default: 0] += 1 }
-        var certs = ["valid": 0, "expired": 0, "revoked": 0]
-        for c in try store.certificates() { certs[c.revokedAt != nil ? "revoked" : (c.notAfter <= now ? "expired" : "valid"), default: 0] += 1 }
+        let (ak, trust, certs) = try stateCounts(now: clock.now())
         return StatusSummary(trustDomain: config.trustDomain, hostsByState: trust, hostsByAKState: ak, certificatesByState: certs,
                              crlNumber: try store.currentCRL(issuer: authorities.current.keyID)?.number ?? 0,
                              policies: policies.current.policies.count, policyReloadError: policies.lastError?.error.message)

@@ -109,7 +109,7 @@ public final class WebhookDispatcher: Sendable {
             }
             let attempts = d.attempts + 1
             let now = clock.now()
-            let next = failure == nil ? nil : now.addingTimeInterval(min(300, pow(2, Double(attempts - 1))))
+            let next = failure == nil ? nil : now.addingTimeInterval(backoffDelay(failures: attempts, cap: 300))
             try? store.recordDelivery(subscriber: s.url, eventID: d.event.id, delivered: failure == nil, attempts: attempts, nextAttempt: next, error: failure, at: now)
             if let failure {
                 log("webhook \(s.url) event \(d.event.id) attempt \(attempts) failed: \(failure); retrying at \(next!.iso8601)")

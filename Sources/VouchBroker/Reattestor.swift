@@ -14,7 +14,6 @@ import VouchCore
 public final class Reattestor: Sendable {
     let service: BrokerService
     let source: EvidenceSource
-    let concurrency: Int
     let log: @Sendable (String) -> Void
 
     private struct Plan {
@@ -34,7 +33,6 @@ public final class Reattestor: Sendable {
     public init(service: BrokerService, source: EvidenceSource, concurrency: Int = 32, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.service = service
         self.source = source
-        self.concurrency = max(1, concurrency)
         self.slots = DispatchSemaphore(value: max(1, concurrency))
         self.log = log
     }
@@ -108,7 +106,7 @@ public final class Reattestor: Sendable {
             case .fault?:
                 let n = (p.faults[id] ?? 0) + 1
                 p.faults[id] = n
-                p.due[id] = now.addingTimeInterval(min(interval, pow(2, Double(min(n, 10) - 1))))
+                p.due[id] = now.addingTimeInterval(backoffDelay(failures: n, cap: interval))
             case .verdict?, nil:
                 p.faults[id] = nil
                 p.due[id] = now.addingTimeInterval(interval * Double.random(in: 0.9...1.0))

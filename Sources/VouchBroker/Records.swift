@@ -254,6 +254,11 @@ public protocol BrokerStore: Sendable {
     func currentCRL(issuer: String) throws -> CRLRecord?
 }
 
+extension CertificateRecord {
+    /// "revoked", "expired" or "valid" at `now`.
+    public func state(at now: Date) -> String { revokedAt != nil ? "revoked" : (notAfter <= now ? "expired" : "valid") }
+}
+
 extension HostRecord {
     public func withBlock(_ reason: String?) -> HostRecord {
         var h = self

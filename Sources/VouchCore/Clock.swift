@@ -44,3 +44,8 @@ public func parseDuration(_ text: String, field: String) throws -> TimeInterval 
     }
     return n * mult
 }
+
+/// Retry delay after `failures` consecutive failures: 1 s, doubling up to 512 s, never more than `cap`.
+public func backoffDelay(failures: Int, cap: TimeInterval) -> TimeInterval {
+    min(cap, pow(2, Double(min(max(failures, 1), 10) - 1)))
+}
