@@ -25,14 +25,27 @@ trap 'kill $swtpm_pid ${broker_pid:-} ${sim_pid:-} 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
 export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
 
-# tpm2_checkquote, one process per quote, as operators and Keylime's measured-boot path run it.
+# In process first: vouch-bench extends PCRs 0-9 and 14 with the rhel8-uefi log, so the peers'
+# quotes below cover the same measured boot.
+"$bin/vouch-bench" --tcti "$TPM2TOOLS_TCTI" --logs "$shared/tpm-eventlog/eventlogs" --seconds "$seconds" --out "$out/inprocess.json"
+openssl speed -seconds "$seconds" ecdsap256 rsa2048 > "$out/openssl-speed.txt" 2>/dev/null
+
+# The peers' quotes: PCR 16 carries Keylime's data binding (reset, then extended with SHA-256 of
+# the agent's transport key PEM, as the Keylime agent does before every quote), and the nonce is
+# 20 ASCII characters, as Keylime's verifier sends them.
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null | openssl pkey -pubout -out "$out/transport.pem"
+tpm2_pcrreset 16 && tpm2_pcrextend 16:sha256="$(sha256sum "$out/transport.pem" | cut -d' ' -f1)"
 for alg in ecc rsa; do
-  tpm2_createak -C 0x81010001 -c "$out/ak-$alg.ctx" -G $alg -g sha256 -s $([ $alg = ecc ] && echo ecdsa || echo rsassa) -u "$out/ak-$alg.pem" -f pem >/dev/null
+  tpm2_createak -C 0x81010001 -c "$out/ak-$alg.ctx" -G $alg -g sha256 -s $([ $alg = ecc ] && echo ecdsa || echo rsassa) -u "$out/ak-$alg.pub" >/dev/null
+  tpm2_readpublic -c "$out/ak-$alg.ctx" -f pem -o "$out/ak-$alg.pem" >/dev/null
   tpm2_quote -c "$out/ak-$alg.ctx" -l sha256:0,1,2,3,4,5,6,7,8,9,14,23 -q 0a0b0c0d -m "$out/q-$alg.msg" -s "$out/q-$alg.sig" -o "$out/q-$alg.pcrs" -g sha256 >/dev/null
-  # The same quote over a 20-character ASCII nonce, as Keylime's verifier sends them.
-  tpm2_quote -c "$out/ak-$alg.ctx" -l sha256:0,1,2,3,4,5,6,7,8,9,14,23 -q "$(python3 -c 'print(b"vouchbench0123456789".hex())')" \
+  tpm2_quote -c "$out/ak-$alg.ctx" -l sha256:0,1,2,3,4,5,6,7,8,9,14,16,23 -q "$(printf vouchbench0123456789 | od -An -tx1 | tr -d ' \n')" \
     -m "$out/kq-$alg.msg" -s "$out/kq-$alg.sig" -o "$out/kq-$alg.pcrs" -g sha256 >/dev/null
   tpm2_flushcontext -t
+done
+
+# tpm2_checkquote, one process per quote, as operators and Keylime's measured-boot path run it.
+for alg in ecc rsa; do
   n=100; start=$(date +%s.%N)
   for _ in $(seq 1 $n); do tpm2_checkquote -u "$out/ak-$alg.pem" -m "$out/q-$alg.msg" -s "$out/q-$alg.sig" -f "$out/q-$alg.pcrs" -g sha256 -q 0a0b0c0d >/dev/null; done
   end=$(date +%s.%N)
@@ -40,7 +53,8 @@ for alg in ecc rsa; do
 done
 
 # Keylime (PyPI) in a throwaway virtualenv on Debian's Python (it needs Debian's python3-gpg):
-# tpm_util.checkquote, its signature-only check (signature, nonce, PCR digest), on the same quotes.
+# checkquote, the verifier's process_quote_response, and the same with the event log and a
+# measured-boot policy, on the same quotes (bench/peer_keylime.py).
 kl="$out/keylime-venv"
 dpkg -s python3-gpg libefivar1 >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-gpg libefivar1 >/dev/null 2>&1 || true
 if /usr/bin/python3 -m venv --system-site-packages "$kl" >/dev/null 2>&1 \
@@ -48,28 +62,12 @@ if /usr/bin/python3 -m venv --system-site-packages "$kl" >/dev/null 2>&1 \
         jsonschema typing-extensions >"$out/keylime-pip.log" 2>&1 \
    && "$kl/bin/python" -c "import keylime.tpm.tpm_util" >/dev/null 2>&1; then
   for alg in ecc rsa; do
-    "$kl/bin/python" - "$out" "$alg" "$seconds" >> "$out/peers.jsonl" 2>/dev/null <<'KL' || echo "{\"name\":\"Keylime checkquote $alg\",\"unit\":\"quotes/s\",\"rate\":0,\"detail\":\"failed to run\"}" >> "$out/peers.jsonl"
-import json, logging, sys, time
-logging.disable(logging.CRITICAL)
-from importlib.metadata import version
-from keylime.tpm import tpm_util
-out, alg, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-read = lambda n: open(f"{out}/{n}", "rb").read()
-ak, msg, sig, pcrs = read(f"ak-{alg}.pem"), read(f"kq-{alg}.msg"), read(f"kq-{alg}.sig"), read(f"kq-{alg}.pcrs")
-tpm_util.checkquote(ak, "vouchbench0123456789", sig, msg, pcrs, "sha256")   # raises if it does not verify
-n, start = 0, time.perf_counter()
-while time.perf_counter() - start < seconds:
-    tpm_util.checkquote(ak, "vouchbench0123456789", sig, msg, pcrs, "sha256"); n += 1
-print(json.dumps({"name": f"Keylime checkquote {alg} (in process)", "unit": "quotes/s", "rate": n / (time.perf_counter() - start),
-                  "detail": f"keylime {version('keylime')} tpm_util.checkquote: signature, nonce, PCR digest"}))
-KL
+    "$kl/bin/python" bench/peer_keylime.py "$out" "$alg" "$seconds" "$shared/tpm-eventlog/eventlogs/rhel8-uefi.bin" >> "$out/peers.jsonl" 2>>"$out/keylime.log" \
+      || echo "{\"name\":\"Keylime $alg\",\"unit\":\"quotes/s\",\"rate\":0,\"detail\":\"failed to run (see out/bench/keylime.log)\"}" >> "$out/peers.jsonl"
   done
 else
-  echo '{"name":"Keylime checkquote","unit":"quotes/s","rate":0,"detail":"skipped: keylime could not be installed from PyPI (see out/bench/keylime-pip.log)"}' >> "$out/peers.jsonl"
+  echo '{"name":"Keylime","unit":"quotes/s","rate":0,"detail":"skipped: keylime could not be installed from PyPI (see out/bench/keylime-pip.log)"}' >> "$out/peers.jsonl"
 fi
-
-"$bin/vouch-bench" --tcti "$TPM2TOOLS_TCTI" --logs "$shared/tpm-eventlog/eventlogs" --seconds "$seconds" --out "$out/inprocess.json"
-openssl speed -seconds "$seconds" ecdsap256 rsa2048 > "$out/openssl-speed.txt" 2>/dev/null
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,8 +196,13 @@ for kind in ["ecc-p256", "rsa-2048"]:
     full = find(f"quote verify + event-log replay + policy {kind}")
     peer = find(f"tpm2_checkquote {'ecc' if kind == 'ecc-p256' else 'rsa'} (process per quote)")
     if full and peer: ratios.append(f"verify + event-log replay + policy {kind}: {full/peer:.0f}× tpm2_checkquote's signature-only check")
-    keylime = find(f"Keylime checkquote {'ecc' if kind == 'ecc-p256' else 'rsa'} (in process)")
+    short = 'ecc' if kind == 'ecc-p256' else 'rsa'
+    keylime = find(f"Keylime checkquote {short} (in process)")
     if v and keylime: ratios.append(f"quote verification {kind}: {v/keylime:.1f}× Keylime's tpm_util.checkquote on the same quote (signature-only paths)")
+    static = find(f"Keylime process_quote_response {short}, static PCR allowlist")
+    if v and static: ratios.append(f"quote verification {kind}: {v/static:.1f}× Keylime's process_quote_response with a static PCR allowlist")
+    mb = find(f"Keylime process_quote_response {short} + event log + measured-boot policy")
+    if full and mb: ratios.append(f"verify + event-log replay + policy {kind}: {full/mb:.0f}× Keylime's process_quote_response with the same event log and a measured-boot policy (target ≥ 50×)")
 sign = re.search(r"256 bits ecdsa \(nistp256\)\s+\S+\s+\S+\s+(\S+)", speed)
 for r in broker:
     if r["name"].startswith("e2e enrollment") and sign and limits["ecc-p256"]:

@@ -1,8 +1,6 @@
 import Foundation
 
 public enum Hex {
-    private static let digits = Array("0123456789abcdef".utf8)
-
     /// True if `s` is only lowercase hex digits and its length is in `length` — the check for host
     /// ids, nonces and serials on hot paths (Foundation's regular expressions compile per call).
     public static func isLowercase(_ s: String, length: ClosedRange<Int>) -> Bool {
@@ -10,10 +8,24 @@ public enum Hex {
         return length.contains(u.count) && u.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
+    /// Lowercase hex. Writes straight into the string's storage: digests and dbx entries are
+    /// encoded on the appraisal hot path (hundreds per event log).
     public static func encode<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-        var out = [UInt8]()
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0xf)]) }
-        return String(decoding: out, as: UTF8.self)
+        if let s = bytes.withContiguousStorageIfAvailable({ encode(buffer: $0) }) { return s }
+        return Array(bytes).withUnsafeBufferPointer { encode(buffer: $0) }
+    }
+
+    private static func encode(buffer: UnsafeBufferPointer<UInt8>) -> String {
+        @inline(__always) func digit(_ n: UInt8) -> UInt8 { n < 10 ? 0x30 + n : 0x57 + n }
+        return String(unsafeUninitializedCapacity: buffer.count * 2) { out in
+            var i = 0
+            for b in buffer {
+                out[i] = digit(b >> 4)
+                out[i + 1] = digit(b & 0xf)
+                i += 2
+            }
+            return i
+        }
     }
 
     /// Decodes hex (either case); throws `invalid_value` naming the field on odd length or a bad digit.

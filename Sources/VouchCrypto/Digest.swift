@@ -7,12 +7,24 @@ import VouchTPMWire
 /// Message digests, HMAC and randomness.
 public enum Crypto {
     public static func digest(_ alg: HashAlg, _ data: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var len: UInt32 = 0
-        let ok = data.withUnsafeBytes { EVP_Digest($0.baseAddress, $0.count, &out, &len, evpMD(alg), nil) }
-        // EVP_Digest only fails on allocation failure; a wrong digest must never be returned.
-        precondition(ok == 1, "EVP_Digest failed")
-        return Array(out.prefix(Int(len)))
+        data.withUnsafeBytes { digest(alg, $0) }
+    }
+
+    /// The digest of raw bytes, written straight into the result (no intermediate buffer), on
+    /// this thread's reusable digest context (see `threadDigestContext`).
+    public static func digest(_ alg: HashAlg, _ data: UnsafeRawBufferPointer) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: Int(EVP_MAX_MD_SIZE)) { out, count in
+            var len: UInt32 = 0
+            var ok: Int32 = 0
+            if let ctx = threadDigestContext() {
+                ok = EVP_DigestInit_ex2(ctx, evpMD(alg), nil) == 1 && EVP_DigestUpdate(ctx, data.baseAddress, data.count) == 1
+                    ? EVP_DigestFinal_ex(ctx, out.baseAddress, &len) : 0
+            }
+            if ok != 1 { ok = EVP_Digest(data.baseAddress, data.count, out.baseAddress, &len, evpMD(alg), nil) }
+            // Digests only fail on allocation failure; a wrong digest must never be returned.
+            precondition(ok == 1 && Int(len) == alg.digestSize, "EVP_Digest failed")
+            count = Int(len)
+        }
     }
 
     public static func sha256(_ data: [UInt8]) -> [UInt8] { digest(.sha256, data) }
@@ -147,4 +159,23 @@ extension Crypto {
         }
         return (try stream.finish(), total)
     }
+}
+
+/// One EVP_MD_CTX per thread, re-initialised for every digest: EVP_Digest allocates and frees a
+/// context per call, which on event-log replay (two banks × every event) cost as much as the
+/// hashing. Freed when its thread exits.
+private let digestContextKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { EVP_MD_CTX_free(OpaquePointer($0)) }
+    return key
+}()
+
+private func threadDigestContext() -> OpaquePointer? {
+    if let p = pthread_getspecific(digestContextKey) { return OpaquePointer(p) }
+    guard let ctx = EVP_MD_CTX_new() else { return nil }
+    guard pthread_setspecific(digestContextKey, UnsafeRawPointer(ctx)) == 0 else {
+        EVP_MD_CTX_free(ctx)
+        return nil
+    }
+    return ctx
 }

@@ -11,8 +11,16 @@ public enum SignatureScheme: String, Sendable, Codable {
 /// A public key (EVP_PKEY). Immutable after creation; OpenSSL allows concurrent verify on one key.
 public final class PublicKey: @unchecked Sendable {
     let pkey: OpaquePointer
+    private let verifyContexts = VerifyContextPool()
+    /// The key type, looked up once (EVP_PKEY_is_a is a name lookup; verification asks per call).
+    public let isRSA: Bool
+    public let isEC: Bool
 
-    init(owning pkey: OpaquePointer) { self.pkey = pkey }
+    init(owning pkey: OpaquePointer) {
+        self.pkey = pkey
+        isRSA = EVP_PKEY_is_a(pkey, "RSA") == 1
+        isEC = EVP_PKEY_is_a(pkey, "EC") == 1
+    }
     deinit { EVP_PKEY_free(pkey) }
 
     /// Builds the key a TPM public area describes (RSA modulus/exponent or ECC point).
@@ -103,8 +111,6 @@ public final class PublicKey: @unchecked Sendable {
         }
     }
 
-    public var isRSA: Bool { EVP_PKEY_is_a(pkey, "RSA") == 1 }
-    public var isEC: Bool { EVP_PKEY_is_a(pkey, "EC") == 1 }
     public var bits: Int { Int(EVP_PKEY_get_bits(pkey)) }
 
     public func isEqual(to other: PublicKey) -> Bool { EVP_PKEY_eq(pkey, other.pkey) == 1 }
@@ -129,20 +135,12 @@ public final class PublicKey: @unchecked Sendable {
         case .rsassa, .rsapss: guard isRSA else { return false }
         case .ecdsa: guard isEC else { return false }
         }
-        guard let md = EVP_MD_CTX_new() else { return false }
-        defer { EVP_MD_CTX_free(md) }
-        var pctx: OpaquePointer? = nil
-        guard EVP_DigestVerifyInit(md, &pctx, evpMD(hash), nil, pkey) == 1 else { ERR_clear_error(); return false }
-        switch scheme {
-        case .rsassa:
-            guard EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1 else { return false }
-        case .rsapss:
-            guard EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1,
-                  EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_AUTO) == 1 else { return false }
-        case .ecdsa:
-            break
+        // Hash, then verify the digest on a pooled, initialised context (see VerifyContextPool):
+        // the same checks as EVP_DigestVerify with `hash`, without the per-call provider fetches.
+        let digest = Crypto.digest(hash, message)
+        let rc = verifyContexts.with(pkey: pkey, scheme: scheme, hash: hash) { ctx in
+            EVP_PKEY_verify(ctx, signature, signature.count, digest, digest.count)
         }
-        let rc = EVP_DigestVerify(md, signature, signature.count, message, message.count)
         ERR_clear_error()
         return rc == 1
     }

@@ -72,11 +72,27 @@ func derEncode(_ operation: String, _ encode: (UnsafeMutablePointer<UnsafeMutabl
     return Array(UnsafeBufferPointer(start: out, count: Int(n)))
 }
 
+/// The digest implementations, fetched from the default provider once. OpenSSL 3 turns the
+/// legacy `EVP_sha256()` handles into a provider fetch (a locked name lookup) on every
+/// initialisation; explicitly fetched ones skip that. A fetched EVP_MD is immutable and safe to
+/// share between threads; these live for the whole process. Falls back to the legacy handle if
+/// the fetch fails (it only can if the default provider is missing, and then both fail alike).
+private struct FetchedDigests: @unchecked Sendable {
+    let sha1, sha256, sha384, sha512: OpaquePointer?
+    init() {
+        sha1 = EVP_MD_fetch(nil, "SHA1", nil) ?? EVP_sha1()
+        sha256 = EVP_MD_fetch(nil, "SHA256", nil) ?? EVP_sha256()
+        sha384 = EVP_MD_fetch(nil, "SHA384", nil) ?? EVP_sha384()
+        sha512 = EVP_MD_fetch(nil, "SHA512", nil) ?? EVP_sha512()
+    }
+}
+private let fetchedDigests = FetchedDigests()
+
 func evpMD(_ h: HashAlg) -> OpaquePointer? {
     switch h {
-    case .sha1: EVP_sha1()
-    case .sha256: EVP_sha256()
-    case .sha384: EVP_sha384()
-    case .sha512: EVP_sha512()
+    case .sha1: fetchedDigests.sha1
+    case .sha256: fetchedDigests.sha256
+    case .sha384: fetchedDigests.sha384
+    case .sha512: fetchedDigests.sha512
     }
 }

@@ -152,15 +152,19 @@ public struct TCGEventLog: Sendable {
     /// digest makes that bank unreplayable (it is then left out) rather than silently wrong.
     public func replay(using digester: Digester) -> [HashAlg: [Int: [UInt8]]] {
         var out: [HashAlg: [Int: [UInt8]]] = [:]
+        let locality = startupLocality
         bankLoop: for bank in banks {
-            var pcrs: [Int: [UInt8]] = [:]
+            var pcrs = [[UInt8]?](repeating: nil, count: 24)   // pcrIndex is checked <= 23 when parsed
             for e in events where e.type != EventType.noAction {
                 guard let d = e.digests[bank] else { continue bankLoop }
-                var current = pcrs[e.pcr] ?? [UInt8](repeating: 0, count: bank.digestSize)
-                if pcrs[e.pcr] == nil, e.pcr == 0, let locality = startupLocality { current[current.count - 1] = locality }
-                pcrs[e.pcr] = digester.digest(bank, current + d)
+                var input = pcrs[e.pcr] ?? [UInt8](repeating: 0, count: bank.digestSize)
+                if pcrs[e.pcr] == nil, e.pcr == 0, let locality { input[input.count - 1] = locality }
+                input.append(contentsOf: d)
+                pcrs[e.pcr] = digester.digest(bank, input)
             }
-            out[bank] = pcrs
+            var values: [Int: [UInt8]] = [:]
+            for (i, v) in pcrs.enumerated() { if let v { values[i] = v } }
+            out[bank] = values
         }
         return out
     }

@@ -46,6 +46,10 @@ public enum HashAlg: String, Sendable, Codable, CaseIterable {
         switch self { case .sha1: 20; case .sha256: 32; case .sha384: 48; case .sha512: 64 }
     }
 
+    /// Hashes the TPM algorithm id. Without this, the String raw value's default would be hashed
+    /// on every `[HashAlg: …]` lookup (event-log replay does several per event).
+    public func hash(into hasher: inout Hasher) { hasher.combine(tpmAlg.rawValue) }
+
     public init?(tpmAlg: TPMAlg) {
         switch tpmAlg {
         case .sha1: self = .sha1

@@ -79,9 +79,11 @@ public struct PCRValues: Sendable, Equatable, Codable {
     /// the input whose hash must equal a quote's pcrDigest.
     public func concatenated(for selection: PCRSelection) throws -> [UInt8] {
         var out: [UInt8] = []
+        out.reserveCapacity(selection.banks.reduce(0) { $0 + $1.pcrs.count * $1.hash.digestSize })
         for bank in selection.banks {
+            let values = values[bank.hash]
             for pcr in bank.pcrs {
-                guard let v = values[bank.hash]?[pcr] else {
+                guard let v = values?[pcr] else {
                     throw VouchError(.invalidValue, "PCR value missing for the quoted selection",
                                      context: ["field": "pcrs.\(bank.hash.rawValue).\(pcr)"])
                 }

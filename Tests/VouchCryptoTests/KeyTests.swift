@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 import VouchCore
 import VouchCrypto
@@ -20,6 +21,38 @@ final class KeyTests: XCTestCase {
             var reader = ByteReader(w.bytes)
             let tpmPublic = try TPMTPublic(from: &reader)
             XCTAssertTrue(try PublicKey(tpmPublic: tpmPublic).isEqual(to: priv.publicKey))
+        }
+    }
+
+    /// Verification reuses initialised contexts per key: a rejected signature must not leave
+    /// one in a state that changes the next answer, on one thread or many, for RSA and EC.
+    func testPooledVerificationAnswersStayExactAcrossThreads() throws {
+        let rsa = try PrivateKey(pem: try run("/usr/bin/openssl", ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]))
+        for (key, scheme) in [(rsa, SignatureScheme.rsassa), (try PrivateKey.generate(.p256), .ecdsa)] {
+            let message = Array("quote body".utf8)
+            let good = try key.sign(message)
+            var flipped = good
+            flipped[flipped.count / 2] ^= 0x01
+            let bad = flipped
+            let pub = try key.publicKey
+            for hash in [HashAlg.sha256, .sha384] {   // a second (scheme, hash) slot on the same key
+                XCTAssertEqual(pub.verify(message: message, signature: good, scheme: scheme, hash: hash), hash == .sha256)
+            }
+            let wrongScheme: SignatureScheme = scheme == .ecdsa ? .rsassa : .ecdsa
+            XCTAssertFalse(pub.verify(message: message, signature: good, scheme: wrongScheme, hash: .sha256))
+            let mismatches = Mutex(0)
+            DispatchQueue.concurrentPerform(iterations: 8) { i in
+                for j in 0..<50 {
+                    let useGood = (i + j) % 3 != 0
+                    let msg = j % 7 == 0 ? Array("another body".utf8) : message
+                    let expected = useGood && msg == message
+                    if pub.verify(message: msg, signature: useGood ? good : bad, scheme: scheme, hash: .sha256) != expected {
+                        mismatches.withLock { $0 += 1 }
+                    }
+                }
+            }
+            XCTAssertEqual(mismatches.withLock { $0 }, 0, "\(scheme)")
+            XCTAssertTrue(pub.verify(message: message, signature: good, scheme: scheme, hash: .sha256))
         }
     }
 
