@@ -12,3 +12,4 @@
 #include <openssl/ec.h>
 #include <openssl/rsa.h>
 #include <openssl/ocsp.h>
+#include <openssl/ssl.h>

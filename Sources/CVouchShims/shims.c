@@ -34,3 +34,7 @@ void *vouch_mhd_tls_session(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     return i ? i->tls_session : NULL;
 }
+CURLcode vouch_curl_setopt_ssl_ctx(CURL *h, CURLcode (*cb)(CURL *, void *, void *), void *ctx) {
+    CURLcode rc = curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, cb);
+    return rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, ctx);
+}

@@ -124,11 +124,12 @@ public final class SimulatedFleet: Sendable {
         return failures.withLock { $0 }
     }
 
-    /// The TLS material the fleet's server presents: host 0's certificate (all share the key).
+    /// The TLS material the fleet's server presents: host 0's certificate (all share the key),
+    /// without the CA, as a real attester serves it.
     public func serverIdentity() throws -> (certificatePEM: String, keyPEM: String, caPEM: String) {
         let (cert, ca) = state.withLock { ($0.certificates[0], $0.caPEM) }
         guard let cert else { throw VouchError(.config, "the fleet has not registered") }
-        return (cert + ca, try tlsKey.pem, ca)
+        return (cert, try tlsKey.pem, ca)
     }
 
     /// A quote as a TPM makes it: TPMS_ATTEST (TPM_ST_ATTEST_QUOTE) over the selected PCRs (all at

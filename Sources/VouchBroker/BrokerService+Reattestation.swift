@@ -72,7 +72,7 @@ extension BrokerService {
     /// order, refusing at the first failure:
     /// 1. the host is registered, not blocked, its AK activated, and a policy applies;
     /// 2. the nonce was issued to this host, is unused and unexpired (consumed now) — else a 4xx
-    ///    and no verdict;
+    ///    and no verdict (pull rounds check the nonce they hold in memory instead of the store);
     /// 3. the quote verifies (QuoteVerifier) with qualifying data SHA-256(nonce ‖ SHA-256("vouch
     ///    re-attestation v1"));
     /// 4. the appraisal (Appraiser): logs replay to the quoted PCRs, the TPM clock did not go back,
@@ -80,10 +80,23 @@ extension BrokerService {
     /// A failed 3 or 4 is a failed verdict (the policy's `onFailure` acts after `afterFailures`);
     /// `clock_not_safe` alone is a fault (the TPM clock may become safe; retried, not judged).
     public func judgeReport(hostID: String, _ report: AttestationReport) throws -> AttestationVerdict {
+        try judge(host: try knownHost(hostID), report) { nonce, host, now in
+            switch try store.consumeChallenge(nonce: nonce, hostID: host.id, now: now) {
+            case let .consumed(at): return at
+            case .unknown: throw VouchError(.nonceUnknown, "nonce was not issued to this host", context: ["field": "nonce"])
+            case .alreadyUsed: throw VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"])
+            case .expired: throw VouchError(.nonceExpired, "nonce has expired; request a new challenge", context: ["field": "nonce"])
+            }
+        }
+    }
+
+    /// `judgeReport` for a registered host, with step 2 given: `consumeNonce` accepts the report's
+    /// nonce exactly once and returns when it was issued, or throws.
+    private func judge(host: HostRecord, _ report: AttestationReport,
+                       consumeNonce: (_ nonce: String, _ host: HostRecord, _ now: Date) throws -> Date) throws -> AttestationVerdict {
         let started = DispatchTime.now()
         let now = clock.now()
         // 1
-        let host = try knownHost(hostID)
         try requireNotBlocked(host)
         guard host.akState == .active else {
             throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
@@ -98,18 +111,11 @@ extension BrokerService {
         let modelLog = try report.quote.modelLog.map { try Base64.decode($0, field: "quote.modelLog") }
         let pcrs = try PCRValues(hexMap: report.quote.pcrs, field: "quote.pcrs")
         // 2
-        let issuedAt: Date
-        switch try store.consumeChallenge(nonce: report.nonce, hostID: host.id, now: now) {
-        case let .consumed(at): issuedAt = at
-        case .unknown: throw VouchError(.nonceUnknown, "nonce was not issued to this host", context: ["field": "nonce"])
-        case .alreadyUsed: throw VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"])
-        case .expired: throw VouchError(.nonceExpired, "nonce has expired; request a new challenge", context: ["field": "nonce"])
-        }
+        let issuedAt = try consumeNonce(report.nonce, host, now)
         // 3
         let expected = EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce))
         let quote: VerifiedQuote
-        switch QuoteVerifier.verify(attest: attest, signature: signature, akPublic: try TPMTPublic(tpm2bPublic: host.akPublic),
-                                    expectedQualifyingData: expected, pcrs: pcrs) {
+        switch attestationKeys.verify(attest: attest, signature: signature, akPublic: host.akPublic, expectedQualifyingData: expected, pcrs: pcrs) {
         case let .verified(q): quote = q
         case let .rejected(errors):
             metrics.verification(seconds: Self.seconds(since: started))
@@ -147,10 +153,9 @@ extension BrokerService {
     private func verdict(host: HostRecord, policy: Policy, trusted: Bool, codes: [String], message: String, nonce: String, now: Date,
                          quote: VerifiedQuote? = nil, claims: EvidenceClaims? = nil, pcrs: [String: [String: String]]? = nil) throws -> AttestationVerdict {
         let decided = DispatchTime.now()
-        try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: "reattestation", trusted: trusted, codes: codes, message: message,
-                                                      nonce: nonce, policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
-                                                      pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs))
-        metrics.attestation(trusted ? "trusted" : codes.first ?? "rejected")
+        let record = AttestationRecord(hostID: host.id, at: now, kind: "reattestation", trusted: trusted, codes: codes, message: message,
+                                       nonce: nonce, policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
+                                       pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs)
         var t = try store.trust(hostID: host.id) ?? HostTrust(hostID: host.id, since: now, mode: .push)
         t.lastVerdictAt = now
         t.lastContactAt = now
@@ -162,13 +167,16 @@ extension BrokerService {
             t.lastProblem = nil
             let was = t.state
             t.enter(.trusted, at: now)
-            try store.saveTrust(t)
+            try store.recordVerdict(record, trust: t)   // the steady state of every round: one transaction
+            metrics.attestation("trusted")
             if was != .trusted {
                 try store.appendEvent(type: "host.trusted", data: ["hostId": host.id, "previous": was.rawValue, "policy": policy.label], at: now)
                 events.notify()
                 log("host \(host.id) trusted (was \(was.rawValue))")
             }
         } else {
+            try store.recordAttestation(record)
+            metrics.attestation(codes.first ?? "rejected")
             t.consecutiveFailures += 1
             t.lastProblem = codes.first
             if t.consecutiveFailures >= policy.reattestation.afterFailures {
@@ -265,22 +273,36 @@ extension BrokerService {
 
     // MARK: Rounds, for the scheduler
 
-    /// One pull round: a fresh nonce, a quote from the attester over mTLS, a verdict.
+    /// One pull round: a fresh nonce, a quote from the attester over mTLS, a verdict. The nonce
+    /// lives only in this call (the broker asks and checks the answer itself), so it is never
+    /// stored: it is accepted for this one report, within the challenge TTL, and nowhere else.
     public func pullRound(hostID: String, source: EvidenceSource) -> RoundOutcome {
         do {
             let host = try knownHost(hostID)
+            try requireNotBlocked(host)
+            guard host.akState == .active else {
+                throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
+            }
             guard let t = try store.trust(hostID: host.id), let url = t.attesterURL, let pin = t.hostKeyPin else {
                 return .fault("not_pullable")
             }
-            let challenge = try createChallenge(ChallengeRequest(hostId: host.id, purpose: "attestation"))
+            let policy = try applicablePolicy(for: host)
+            let nonce = Hex.encode(try Crypto.randomBytes(32))
+            let issuedAt = clock.now()
             let body: QuoteBody
             do {
-                body = try source.quote(attesterURL: url, pin: pin, request: QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection))
+                body = try source.quote(attesterURL: url, pin: pin, request: QuoteRequest(nonce: nonce, pcrSelection: Self.challengeSelection(policy)))
             } catch let e as VouchError {
                 _ = try fault(hostID: host.id, code: e.code.rawValue, message: e.message)
                 return .fault(e.code.rawValue)
             }
-            let v = try judgeReport(hostID: host.id, AttestationReport(nonce: challenge.nonce, quote: body))
+            let v = try judge(host: host, AttestationReport(nonce: nonce, quote: body)) { got, _, now in
+                guard got == nonce else { throw VouchError(.nonceUnknown, "the attester answered another nonce", context: ["field": "nonce"]) }
+                guard now < issuedAt.addingTimeInterval(config.challengeTTL) else {
+                    throw VouchError(.nonceExpired, "the attester answered after the challenge expired", context: ["field": "nonce"])
+                }
+                return issuedAt
+            }
             return .verdict(trusted: v.result == "trusted")
         } catch let e as VouchError {
             if e.code != .clockNotSafe { log("re-attestation of \(hostID) not judged: \(e.code) \(e.message)") }
@@ -311,12 +333,15 @@ extension BrokerService {
     /// What the scheduler needs for every host it should re-attest: active AK, not blocked, a
     /// policy, a trust record.
     public func schedulableHosts() throws -> [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)] {
-        let trusts = Dictionary(uniqueKeysWithValues: try store.trusts().map { ($0.hostID, $0) })
         let set = policies.current
-        return try store.hosts().compactMap { h in
-            guard h.akState == .active, h.blockedReason == nil, let t = trusts[h.id],
-                  let p = set.select(labels: h.labels, ekIssuer: h.ekIssuer) else { return nil }
-            return (h.id, t.mode, p.reattestation.interval, t.state)
+        struct Match: Hashable { let labels: [String: String]; let ekIssuer: String }
+        var intervals: [Match: TimeInterval?] = [:]   // policy selection once per distinct (labels, issuer)
+        return try store.attestableHosts().compactMap { h in
+            let match = Match(labels: h.labels, ekIssuer: h.ekIssuer)
+            let interval = intervals[match] ?? set.select(labels: h.labels, ekIssuer: h.ekIssuer)?.reattestation.interval
+            intervals[match] = interval
+            guard let interval else { return nil }
+            return (h.id, h.mode, interval, h.state)
         }
     }
 

@@ -108,6 +108,7 @@ public final class BrokerService: Sendable {
         var generation = 0
     }
     let responseCache = ReadMostly(ResponseCache())
+    let attestationKeys = AttestationKeyCache()
 
     public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
                 clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -282,9 +283,13 @@ public final class BrokerService: Sendable {
         let nonce = Hex.encode(try Crypto.randomBytes(32))
         let expires = now.addingTimeInterval(config.challengeTTL)
         try store.insertChallenge(ChallengeRecord(nonce: nonce, hostID: host.id, createdAt: now, expiresAt: expires))
-        return ChallengeResponse(nonce: nonce, expiresAt: expires.iso8601,
-                                 pcrSelection: Self.quoteSelection(policy).banks.map { PCRSelectionBody(bank: $0.hash.rawValue, pcrs: $0.pcrs) },
+        return ChallengeResponse(nonce: nonce, expiresAt: expires.iso8601, pcrSelection: Self.challengeSelection(policy),
                                  reattestationInterval: Int(policy.reattestation.interval))
+    }
+
+    /// `quoteSelection` as a challenge names it.
+    static func challengeSelection(_ policy: Policy) -> [PCRSelectionBody] {
+        quoteSelection(policy).banks.map { PCRSelectionBody(bank: $0.hash.rawValue, pcrs: $0.pcrs) }
     }
 
     /// The policy that applies to a registered host now.
@@ -391,10 +396,9 @@ public final class BrokerService: Sendable {
                                                      context: ["got": keyType]), now)
         }
         // 5
-        let akPublic = try TPMTPublic(tpm2bPublic: host.akPublic)
         let qualifyingData = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(req.nonce), agentSPKI: try agentKey.spkiDER)
         let quote: VerifiedQuote
-        switch QuoteVerifier.verify(attest: attestBytes, signature: sigBytes, akPublic: akPublic, expectedQualifyingData: qualifyingData, pcrs: pcrs) {
+        switch attestationKeys.verify(attest: attestBytes, signature: sigBytes, akPublic: host.akPublic, expectedQualifyingData: qualifyingData, pcrs: pcrs) {
         case let .verified(q): quote = q
         case let .rejected(errors): try refuse(host, req, policy, errors[0], now)
         }

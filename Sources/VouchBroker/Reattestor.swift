@@ -64,9 +64,10 @@ public final class Reattestor: Sendable {
                 let ids = Set(hosts.map(\.id))
                 plan.withLock { p in p.due = p.due.filter { ids.contains($0.key) } }
             }
-            for h in hosts {
-                guard isRunning else { break }
-                let take: Bool = plan.withLock { p in
+            // One pass over the plan under one lock: which hosts are due now (pull hosts are marked
+            // in flight here). Host ids first seen get their first due time.
+            let due: [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)] = plan.withLock { p in
+                hosts.filter { h in
                     guard !p.inFlight.contains(h.id) else { return false }
                     guard let due = p.due[h.id] else {
                         // First sight: hosts without a verdict soon (a just-activated attester needs a
@@ -74,16 +75,22 @@ public final class Reattestor: Sendable {
                         p.due[h.id] = h.state == .unknown ? now.addingTimeInterval(Self.firstPullDelay) : now.addingTimeInterval(Double.random(in: 0..<h.interval))
                         return false
                     }
-                    return due <= now
+                    guard due <= now else { return false }
+                    if h.mode == .pull { p.inFlight.insert(h.id) }
+                    return true
                 }
-                guard take else { continue }
+            }
+            for h in due {
+                guard isRunning else {
+                    plan.withLock { p in for h in due where h.mode == .pull { p.inFlight.remove(h.id) } }
+                    break
+                }
                 switch h.mode {
                 case .push:
                     // Cheap (one read): checked often, so a missed report is noticed within seconds.
                     _ = service.checkPushReport(hostID: h.id, interval: h.interval)
                     plan.withLock { $0.due[h.id] = now.addingTimeInterval(min(h.interval / 4, 5)) }
                 case .pull:
-                    plan.withLock { _ = $0.inFlight.insert(h.id) }
                     slots.wait()
                     finished.enter()
                     queue.async { [self] in

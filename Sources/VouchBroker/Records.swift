@@ -193,6 +193,18 @@ public enum RevocationTarget: Sendable, Equatable {
 /// commit together).
 public typealias CRLBuilder = (_ issuer: String, _ revoked: [CertificateRecord], _ number: UInt64) throws -> CRLRecord
 
+/// A host as the re-attestation scheduler sees it.
+public struct AttestableHost: Sendable, Equatable {
+    public var id: String
+    public var labels: [String: String]
+    public var ekIssuer: String
+    public var mode: AttestationMode
+    public var state: TrustState
+    public init(id: String, labels: [String: String], ekIssuer: String, mode: AttestationMode, state: TrustState) {
+        self.id = id; self.labels = labels; self.ekIssuer = ekIssuer; self.mode = mode; self.state = state
+    }
+}
+
 /// Durable broker state. Every method is atomic; implementations serialize access.
 public protocol BrokerStore: Sendable {
     func saveHost(_ host: HostRecord) throws
@@ -202,6 +214,11 @@ public protocol BrokerStore: Sendable {
     func deleteHost(id: String) throws
 
     func saveTrust(_ trust: HostTrust) throws
+    /// Hosts the scheduler may re-attest — AK activated, not blocked, not deleted, with a trust
+    /// record — with only what scheduling needs (no key material; read every second).
+    func attestableHosts() throws -> [AttestableHost]
+    /// Records a verdict and the trust record it leads to, in one transaction.
+    func recordVerdict(_ record: AttestationRecord, trust: HostTrust) throws
     func trust(hostID: String) throws -> HostTrust?
     func trusts() throws -> [HostTrust]
 

@@ -19,6 +19,16 @@ public final class HTTPClient: HTTPTransport {
         /// chaining to `caFile` with the public key `publicKeyPin` ("sha256//BASE64" of its
         /// SubjectPublicKeyInfo). The key pin stands in for the host name check.
         case pinned(caFile: String, publicKeyPin: String)
+        /// As `pinned`, with the trust anchors and the client identity installed by `tls` into the
+        /// connection's TLS context instead of read from files for every connection.
+        case pinnedPreloaded(tls: PreloadedTLS, publicKeyPin: String)
+    }
+
+    /// Installs trust anchors and a client identity into a connection's SSL_CTX (OpenSSL; given
+    /// as a raw pointer) before the handshake. Returning false fails the request.
+    public struct PreloadedTLS: Sendable {
+        let hook: SSLContextHook
+        public init(_ install: @escaping @Sendable (UnsafeMutableRawPointer) -> Bool) { hook = SSLContextHook(install) }
     }
 
     /// A TLS client certificate and its key (PEM files) presented for mutual TLS.
@@ -80,6 +90,17 @@ public final class HTTPClient: HTTPTransport {
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PINNEDPUBLICKEY, pin), "PINNEDPUBLICKEY")
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, "https"), "PROTOCOLS_STR")
+        case let .pinnedPreloaded(tls, pin):
+            url = path
+            // No CA file or directory for curl to load: the hook replaces the whole trust store.
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAINFO, nil), "CAINFO")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAPATH, nil), "CAPATH")
+            try curlCheck(vouch_curl_setopt_ssl_ctx(h, installPreloadedTLS, Unmanaged.passUnretained(tls.hook).toOpaque()), "SSL_CTX_FUNCTION")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1), "SSL_VERIFYPEER")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0), "SSL_VERIFYHOST")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PINNEDPUBLICKEY, pin), "PINNEDPUBLICKEY")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, "https"), "PROTOCOLS_STR")
         }
         if let identity {
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_SSLCERT, identity.certificateFile), "SSLCERT")
@@ -120,7 +141,7 @@ public final class HTTPClient: HTTPTransport {
         try curlCheck(vouch_curl_setopt_write(h, writeBody, unmanaged.toOpaque()), "WRITEFUNCTION")
         try curlCheck(vouch_curl_setopt_write_header(h, writeHeader, unmanaged.toOpaque()), "HEADERFUNCTION")
 
-        let rc = curl_easy_perform(h)
+        let rc = withExtendedLifetime(transport) { curl_easy_perform(h) }   // the TLS hook lives as long as the transport
         guard rc == CURLE_OK else {
             let detail = String(cString: errorBuffer)
             let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
@@ -154,6 +175,19 @@ final class EasyHandle: @unchecked Sendable {
         curl_easy_reset(raw)
         Self.idle.withLock { pool in if pool.count < Self.poolSize { pool.append(self) } }
     }
+}
+
+/// The closure of a `PreloadedTLS`, boxed for curl's callback data pointer.
+final class SSLContextHook: Sendable {
+    let install: @Sendable (UnsafeMutableRawPointer) -> Bool
+    init(_ install: @escaping @Sendable (UnsafeMutableRawPointer) -> Bool) { self.install = install }
+}
+
+/// CURLOPT_SSL_CTX_FUNCTION: runs once per new connection, after curl set up its SSL_CTX and
+/// before the handshake. An error here makes curl fail the transfer.
+private func installPreloadedTLS(_ curl: UnsafeMutableRawPointer?, _ sslContext: UnsafeMutableRawPointer?, _ data: UnsafeMutableRawPointer?) -> CURLcode {
+    guard let sslContext, let data else { return CURLE_SSL_CERTPROBLEM }
+    return Unmanaged<SSLContextHook>.fromOpaque(data).takeUnretainedValue().install(sslContext) ? CURLE_OK : CURLE_SSL_CERTPROBLEM
 }
 
 private func curlCheck(_ rc: CURLcode, _ option: String) throws {

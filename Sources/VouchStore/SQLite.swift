@@ -15,6 +15,10 @@ func sqliteCheck(_ rc: Int32, _ db: OpaquePointer?, _ operation: String) throws 
 /// its owner serializes every use behind a lock, hence `@unchecked Sendable`.
 final class SQLiteDatabase: @unchecked Sendable {
     private(set) var db: OpaquePointer?
+    /// Prepared statements by SQL text, reused (each run or query resets its statement when done):
+    /// compiling the SQL was a tenth of the broker's time on re-attestation rounds.
+    private var statements: [String: Statement] = [:]
+    private static let maxCachedStatements = 256
 
     init(path: String) throws {
         var handle: OpaquePointer?
@@ -31,7 +35,10 @@ final class SQLiteDatabase: @unchecked Sendable {
         try exec("PRAGMA foreign_keys=ON")
     }
 
-    deinit { sqlite3_close_v2(db) }
+    deinit {
+        statements.removeAll()   // finalized before the connection closes
+        sqlite3_close_v2(db)
+    }
 
     func exec(_ sql: String) throws {
         var err: UnsafeMutablePointer<CChar>?
@@ -40,10 +47,15 @@ final class SQLiteDatabase: @unchecked Sendable {
         try sqliteCheck(rc, db, sql.prefix(60).description)
     }
 
+    /// The prepared statement for `sql`, from the cache when it was prepared before. Callers run
+    /// it at once (`run`/`query` bind afresh and reset it when done), never hold it.
     func prepare(_ sql: String) throws -> Statement {
+        if let cached = statements[sql] { return cached }
         var stmt: OpaquePointer?
         try sqliteCheck(sqlite3_prepare_v2(db, sql, -1, &stmt, nil), db, "prepare")
-        return Statement(stmt!, db: db)
+        let statement = Statement(stmt!, db: db)
+        if statements.count < Self.maxCachedStatements { statements[sql] = statement }
+        return statement
     }
 
     /// Runs `body` in a transaction (BEGIN IMMEDIATE), committing on success and rolling back on error.

@@ -147,17 +147,28 @@ public final class SQLiteBrokerStore: BrokerStore {
     // MARK: trust
 
     public func saveTrust(_ t: HostTrust) throws {
+        try with { db in try writeTrust(db, t) }
+    }
+
+    public func recordVerdict(_ record: AttestationRecord, trust: HostTrust) throws {
         try with { db in
-            try db.prepare("""
-            INSERT OR REPLACE INTO host_trust (host_id, state, since, mode, attester_url, host_cert_serial, host_key_pin, simulated,
-              last_verdict_at, last_contact_at, failures, faults, unreachable_since, last_problem) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-            """).run([.text(t.hostID), .text(t.state.rawValue), .real(t.since.timeIntervalSince1970), .text(t.mode.rawValue),
-                      t.attesterURL.map { .text($0) } ?? .null, t.hostCertificateSerial.map { .text($0) } ?? .null,
-                      t.hostKeyPin.map { .text($0) } ?? .null, .int(t.simulated ? 1 : 0),
-                      t.lastVerdictAt.map { .real($0.timeIntervalSince1970) } ?? .null, t.lastContactAt.map { .real($0.timeIntervalSince1970) } ?? .null,
-                      .int(Int64(t.consecutiveFailures)), .int(Int64(t.consecutiveFaults)),
-                      t.unreachableSince.map { .real($0.timeIntervalSince1970) } ?? .null, t.lastProblem.map { .text($0) } ?? .null])
+            try db.transaction {
+                _ = try insertAttestation(db, record)
+                try writeTrust(db, trust)
+            }
         }
+    }
+
+    private func writeTrust(_ db: SQLiteDatabase, _ t: HostTrust) throws {
+        try db.prepare("""
+        INSERT OR REPLACE INTO host_trust (host_id, state, since, mode, attester_url, host_cert_serial, host_key_pin, simulated,
+          last_verdict_at, last_contact_at, failures, faults, unreachable_since, last_problem) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+        """).run([.text(t.hostID), .text(t.state.rawValue), .real(t.since.timeIntervalSince1970), .text(t.mode.rawValue),
+                  t.attesterURL.map { .text($0) } ?? .null, t.hostCertificateSerial.map { .text($0) } ?? .null,
+                  t.hostKeyPin.map { .text($0) } ?? .null, .int(t.simulated ? 1 : 0),
+                  t.lastVerdictAt.map { .real($0.timeIntervalSince1970) } ?? .null, t.lastContactAt.map { .real($0.timeIntervalSince1970) } ?? .null,
+                  .int(Int64(t.consecutiveFailures)), .int(Int64(t.consecutiveFaults)),
+                  t.unreachableSince.map { .real($0.timeIntervalSince1970) } ?? .null, t.lastProblem.map { .text($0) } ?? .null])
     }
 
     private static let trustColumns = """
@@ -174,6 +185,22 @@ public final class SQLiteBrokerStore: BrokerStore {
 
     public func trust(hostID: String) throws -> HostTrust? {
         try with { db in try db.prepare("SELECT \(Self.trustColumns) FROM host_trust WHERE host_id = ?").query([.text(hostID)], Self.trust).first }
+    }
+
+    public func attestableHosts() throws -> [AttestableHost] {
+        try with { db in
+            var labels: [String: [String: String]] = [:]   // most hosts share a few label sets: decode each once
+            return try db.prepare("""
+            SELECT h.id, h.labels, h.ek_issuer, t.mode, t.state FROM hosts h JOIN host_trust t ON t.host_id = h.id
+            WHERE h.deleted_at IS NULL AND h.ak_state = 'active' AND h.blocked_reason IS NULL ORDER BY h.id
+            """).query([]) { r in
+                let text = r.text(1)
+                let decoded = labels[text] ?? (Self.unjson(text) ?? [:])
+                labels[text] = decoded
+                return AttestableHost(id: r.text(0), labels: decoded, ekIssuer: r.text(2),
+                                      mode: AttestationMode(rawValue: r.text(3)) ?? .push, state: TrustState(rawValue: r.text(4)) ?? .unknown)
+            }
+        }
     }
 
     public func trusts() throws -> [HostTrust] {
@@ -307,8 +334,12 @@ public final class SQLiteBrokerStore: BrokerStore {
 
     public func lastTrustedClock(hostID: String) throws -> ClockState? {
         try with { db in
-            try db.prepare("SELECT claims FROM attestations WHERE host_id = ? AND trusted = 1 AND claims IS NOT NULL ORDER BY id DESC LIMIT 1")
-                .query([.text(hostID)]) { $0.text(0) }.first.flatMap(Self.decode)?.clock
+            // Only the clock object is read out of the stored claims (SQLite's JSON1): decoding the
+            // whole claims document per re-attestation round cost more than the query.
+            try db.prepare("""
+            SELECT json_extract(claims, '$.clock') FROM attestations WHERE host_id = ? AND trusted = 1 AND claims IS NOT NULL
+            ORDER BY id DESC LIMIT 1
+            """).query([.text(hostID)]) { $0.optionalText(0) }.first.flatMap { $0 }.flatMap(Self.unjson)
         }
     }
 

@@ -155,7 +155,9 @@ do {
     var brokerServer: HTTPServer?
     var pusher: Thread?
     if let listen, let identity = attester.identity {
-        brokerServer = try HTTPServer(listen: .tls(host: listen.host, port: listen.port, certificatePEM: identity.certificatePEM + identity.caPEM, keyPEM: identity.keyPEM),
+        // Only the host certificate: the broker holds its own CA, and every certificate sent is
+        // one more for the broker to parse on each pull.
+        brokerServer = try HTTPServer(listen: .tls(host: listen.host, port: listen.port, certificatePEM: identity.certificatePEM, keyPEM: identity.keyPEM),
                                       threads: 2, clientTrustPEM: identity.caPEM, handler: attester.brokerHandler)
         Runtime.log("pull mode: serving quotes to \(identity.brokerSpiffeID) at \(config.attesterURL ?? "")")
     } else {

@@ -1,18 +1,25 @@
 import VouchAPI
 import VouchBroker
 import VouchCore
+import VouchCrypto
 import VouchHTTPClient
 
 /// Pull-mode evidence over libcurl: mutual TLS (the broker's client certificate; the attester's
 /// host certificate must chain to the broker CA and carry the pinned key).
+/// The CA bundle and the broker's certificate and key are parsed once, at start, and installed
+/// into each connection (libcurl would read and decode the three files per connection).
 struct CurlEvidenceSource: EvidenceSource {
-    let caFile: String
-    let identity: HTTPClient.ClientIdentity
+    let tls: HTTPClient.PreloadedTLS
     let timeoutSeconds: Int
+
+    init(material: TLSClientMaterial, timeoutSeconds: Int) {
+        tls = HTTPClient.PreloadedTLS { material.install(into: $0) }
+        self.timeoutSeconds = timeoutSeconds
+    }
 
     func quote(attesterURL: String, pin: String, request: QuoteRequest) throws -> QuoteBody {
         // A fresh TLS connection per pull (hosts are many; keeping one open to each is not the point).
-        let client = HTTPClient(.pinned(caFile: caFile, publicKeyPin: pin), timeoutSeconds: timeoutSeconds, identity: identity, freshConnections: true)
+        let client = HTTPClient(.pinnedPreloaded(tls: tls, publicKeyPin: pin), timeoutSeconds: timeoutSeconds, freshConnections: true)
         let response: HTTPResponse
         do {
             response = try client.send("POST", attesterURL + "/v1/quote", headers: ["Content-Type": "application/json"], body: JSONCodec.encode(request))

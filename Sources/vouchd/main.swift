@@ -125,7 +125,8 @@ do {
     let clientTLS = try BrokerBootstrap.brokerIdentity(ca: ca, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
     let bundleFile = dataDir + "/tls/bundle.pem"
     try Files.writeAtomically(Array(try service.bundlePEM().utf8), to: bundleFile, mode: 0o644)
-    let reattestor = Reattestor(service: service, source: CurlEvidenceSource(caFile: bundleFile, identity: .init(certificateFile: clientTLS.certificateFile, keyFile: clientTLS.keyFile),
+    let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: try TLSClientMaterial(trustFile: bundleFile, certificateChainFile: clientTLS.certificateFile,
+                                                                                                                 keyFile: clientTLS.keyFile),
                                                                              timeoutSeconds: max(1, Int(pullTimeout))),
                                 concurrency: concurrency, log: Runtime.log)
     reattestor.start()

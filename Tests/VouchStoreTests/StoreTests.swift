@@ -50,6 +50,32 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try s.consumeChallenge(nonce: "nx", hostID: host().id, now: t0), .unknown)
     }
 
+    /// The scheduler's list: active, unblocked, undeleted hosts with a trust record, labels decoded.
+    func testAttestableHostsAndVerdictsWithTheirTrustRecord() throws {
+        let s = try open()
+        let ids = (0..<5).map { String(repeating: "\($0)", count: 32) }
+        for (i, id) in ids.enumerated() {
+            var h = host(id).withLabels(["team": i % 2 == 0 ? "a" : "b"])
+            if i == 1 { h.akState = .pending }
+            if i == 2 { h = h.withBlock("compromised") }
+            try s.saveHost(h)
+            if i != 3 { try s.saveTrust(HostTrust(hostID: id, since: t0, mode: i == 4 ? .push : .pull)) }
+        }
+        try s.saveHost(host(String(repeating: "9", count: 32)))
+        try s.saveTrust(HostTrust(hostID: String(repeating: "9", count: 32), since: t0, mode: .pull))
+        try s.deleteHost(id: String(repeating: "9", count: 32))
+        XCTAssertEqual(try s.attestableHosts(), [
+            AttestableHost(id: ids[0], labels: ["team": "a"], ekIssuer: "CN=x", mode: .pull, state: .unknown),
+            AttestableHost(id: ids[4], labels: ["team": "a"], ekIssuer: "CN=x", mode: .push, state: .unknown),
+        ])
+        var t = try XCTUnwrap(try s.trust(hostID: ids[0]))
+        t.state = .trusted
+        try s.recordVerdict(AttestationRecord(hostID: ids[0], at: t0, kind: "reattestation", trusted: true, codes: [], message: "ok"), trust: t)
+        XCTAssertEqual(try s.trust(hostID: ids[0])?.state, .trusted)
+        XCTAssertEqual(try s.latestAttestation(hostID: ids[0])?.message, "ok")
+        XCTAssertEqual(try s.attestableHosts().count, 2, "a cached statement runs again with fresh results")
+    }
+
     func testSerialsAreUniqueAndIssuanceIsAtomic() throws {
         let s = try open()
         try s.saveHost(host())

@@ -43,6 +43,8 @@ void *vouch_openssl_malloc(size_t n);
 #include <openssl/x509.h>
 static const unsigned long vouch_XN_FLAG_RFC2253 = XN_FLAG_RFC2253;
 CURLcode vouch_curl_setopt_write_header(CURL *h, size_t (*cb)(char *, size_t, size_t, void *), void *ctx);
+// CURLOPT_SSL_CTX_FUNCTION + CURLOPT_SSL_CTX_DATA: cb gets the connection's SSL_CTX before the handshake.
+CURLcode vouch_curl_setopt_ssl_ctx(CURL *h, CURLcode (*cb)(CURL *, void *, void *), void *ctx);
 /// The client's socket address of a libmicrohttpd connection (MHD_get_connection_info is variadic).
 const struct sockaddr *vouch_mhd_client_addr(struct MHD_Connection *c);
 /// The GnuTLS session of a libmicrohttpd TLS connection (NULL for plain connections).
