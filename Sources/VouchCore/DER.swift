@@ -33,12 +33,18 @@ public enum DER {
         return tlv(integerTag, bytes)
     }
 
+    /// A non-negative INTEGER from its big-endian magnitude (leading zeros dropped, one added
+    /// back when the high bit is set).
+    public static func unsignedInteger(_ magnitude: [UInt8]) -> [UInt8] {
+        var bytes = Array(magnitude.drop { $0 == 0 })
+        if bytes.isEmpty || bytes[0] & 0x80 != 0 { bytes.insert(0, at: 0) }
+        return tlv(integerTag, bytes)
+    }
+
+    /// YYYYMMDDHHMMSSZ, from `Date.iso8601` (gmtime_r; a DateFormatter per call was 6 % of an
+    /// enrollment's CPU).
     public static func generalizedTime(_ d: Date) -> [UInt8] {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMddHHmmss'Z'"
-        return tlv(generalizedTimeTag, Array(f.string(from: d).utf8))
+        tlv(generalizedTimeTag, Array(d.iso8601.utf8.filter { $0 != UInt8(ascii: "-") && $0 != UInt8(ascii: ":") && $0 != UInt8(ascii: "T") }))
     }
 
     /// Reads DER values in order from one constructed value's content.

@@ -94,7 +94,8 @@ public final class CertificateAuthority: @unchecked Sendable {
     /// callers check it is unused in their store before publishing.
     public func issue(publicKey: PublicKey, profile: LeafProfile, serial: [UInt8]? = nil) throws -> Certificate {
         let (x, cert) = try Self.newCertificate(commonName: profile.subjectCommonName, issuer: certificate.x509, publicKey: publicKey.pkey,
-                                                serial: try serial ?? randomSerial(), notBefore: profile.notBefore, notAfter: profile.notAfter)
+                                                serial: try serial ?? randomSerial(), notBefore: profile.notBefore, notAfter: profile.notAfter,
+                                                fieldsOnlyKey: true)
 
         var sans: [String] = []
         for u in profile.uriSANs { try requireSafe(u, "uriSAN"); sans.append("URI:\(u)") }
@@ -236,8 +237,11 @@ public final class CRL: @unchecked Sendable {
 extension CertificateAuthority {
     /// A v3 certificate body: serial, subject O=Vouch/CN=`commonName`, issuer (`nil`: self-issued),
     /// validity and public key. The caller adds extensions and signs.
+    /// `fieldsOnlyKey`: set the SubjectPublicKeyInfo from the key's parameters (leaf certificates;
+    /// see `setSubjectPublicKey`) rather than through X509_set_pubkey (CA certificates, whose
+    /// in-memory object must hold a decoded key for verifying what they sign).
     static func newCertificate(commonName: String, issuer: OpaquePointer?, publicKey: OpaquePointer, serial: [UInt8],
-                               notBefore: Date, notAfter: Date) throws -> (OpaquePointer, Certificate) {
+                               notBefore: Date, notAfter: Date, fieldsOnlyKey: Bool = false) throws -> (OpaquePointer, Certificate) {
         let x = try notNil(X509_new(), "X509_new")
         let cert = Certificate(owning: x)
         try check(X509_set_version(x, 2), "X509_set_version")
@@ -249,9 +253,63 @@ extension CertificateAuthority {
         try check(X509_set_subject_name(x, name), "X509_set_subject_name")
         try check(X509_set_issuer_name(x, issuer.map { X509_get_subject_name($0) } ?? name), "X509_set_issuer_name")
         try setValidity(x, notBefore, notAfter)
-        try check(X509_set_pubkey(x, publicKey), "X509_set_pubkey")
+        if fieldsOnlyKey { try setSubjectPublicKey(x, publicKey) } else { try check(X509_set_pubkey(x, publicKey), "X509_set_pubkey") }
         return (x, cert)
     }
+}
+
+/// Sets the certificate's SubjectPublicKeyInfo. OpenSSL 3's X509_set_pubkey encodes the key to
+/// DER and decodes it again through the provider encoder and decoder machinery (13 % of an
+/// enrollment's CPU); for EC and RSA keys the two SPKI fields are set straight from the key's
+/// parameters instead — id-ecPublicKey with the named curve and the encoded point, or
+/// rsaEncryption (NULL parameters) with RSAPublicKey { n, e }. Any other key, or any failure to
+/// read a parameter, takes X509_set_pubkey. The in-memory certificate then has no decoded key
+/// (X509_get0_pubkey is NULL); `Certificate.publicKey` decodes it from the encoded fields.
+private func setSubjectPublicKey(_ x: OpaquePointer, _ pkey: OpaquePointer) throws {
+    if let spki = X509_get_X509_PUBKEY(x), let (algorithm, parameterType, parameter, key) = spkiFields(pkey) {
+        let owned = try notNil(vouch_openssl_malloc(max(key.count, 1)), "OPENSSL_malloc").assumingMemoryBound(to: UInt8.self)
+        owned.initialize(from: key, count: key.count)
+        if X509_PUBKEY_set0_param(spki, algorithm, parameterType, parameter, owned, Int32(key.count)) == 1 { return }
+        vouch_openssl_free(owned)
+        ERR_clear_error()
+    }
+    try check(X509_set_pubkey(x, pkey), "X509_set_pubkey")
+}
+
+private func spkiFields(_ pkey: OpaquePointer) -> (OpaquePointer, Int32, UnsafeMutableRawPointer?, [UInt8])? {
+    if EVP_PKEY_is_a(pkey, "EC") == 1 {
+        var name = [CChar](repeating: 0, count: 80)
+        var nameLength = 0
+        var pointLength = 0
+        guard EVP_PKEY_get_utf8_string_param(pkey, "group", &name, name.count, &nameLength) == 1,
+              case let curve = OBJ_txt2nid(name), curve != NID_undef, let curveOID = OBJ_nid2obj(curve),
+              EVP_PKEY_get_octet_string_param(pkey, "encoded-pub-key", nil, 0, &pointLength) == 1, pointLength > 0 else {
+            ERR_clear_error()
+            return nil
+        }
+        var point = [UInt8](repeating: 0, count: pointLength)
+        guard EVP_PKEY_get_octet_string_param(pkey, "encoded-pub-key", &point, point.count, &pointLength) == 1,
+              let algorithm = OBJ_nid2obj(NID_X9_62_id_ecPublicKey) else {
+            ERR_clear_error()
+            return nil
+        }
+        return (algorithm, V_ASN1_OBJECT, UnsafeMutableRawPointer(curveOID), Array(point.prefix(pointLength)))
+    }
+    if EVP_PKEY_is_a(pkey, "RSA") == 1 {
+        func magnitude(_ name: String) -> [UInt8]? {
+            var bn: OpaquePointer? = nil
+            guard EVP_PKEY_get_bn_param(pkey, name, &bn) == 1, let bn else { return nil }
+            defer { BN_free(bn) }
+            var out = [UInt8](repeating: 0, count: Int((BN_num_bits(bn) + 7) / 8))
+            return BN_bn2bin(bn, &out) == Int32(out.count) ? out : nil
+        }
+        guard let n = magnitude("n"), let e = magnitude("e"), let algorithm = OBJ_nid2obj(NID_rsaEncryption) else {
+            ERR_clear_error()
+            return nil
+        }
+        return (algorithm, V_ASN1_NULL, nil, DER.sequence([DER.unsignedInteger(n), DER.unsignedInteger(e)]))
+    }
+    return nil
 }
 
 func randomSerial() throws -> [UInt8] {

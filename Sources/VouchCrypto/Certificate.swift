@@ -61,7 +61,12 @@ public final class Certificate: @unchecked Sendable {
     public var issuer: String { nameString(X509_get_issuer_name(x509)) }
 
     public var publicKey: PublicKey {
-        get throws { PublicKey(owning: try notNil(X509_get_pubkey(x509), "X509_get_pubkey")) }
+        get throws {
+            if let key = X509_get_pubkey(x509) { return PublicKey(owning: key) }
+            // A leaf issued here holds its SPKI as encoded fields only (see setSubjectPublicKey).
+            ERR_clear_error()
+            return try PublicKey(spkiDER: try derEncode("i2d_X509_PUBKEY") { i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x509), $0) })
+        }
     }
 
     /// The subject key identifier, lowercase hex (empty if the certificate has none).

@@ -58,19 +58,35 @@ final class SQLiteDatabase: @unchecked Sendable {
         return statement
     }
 
-    /// Runs `body` in a transaction (BEGIN IMMEDIATE), committing on success and rolling back on error.
+    /// Transactions open on this connection; inner ones are savepoints.
+    private var depth = 0
+
+    /// Runs `body` in a transaction (BEGIN IMMEDIATE), committing on success and rolling back on
+    /// error. Inside another transaction it is a savepoint: released on success, rolled back to
+    /// on error (leaving the outer transaction's other work intact).
     func transaction<T>(_ body: () throws -> T) throws -> T {
-        try exec("BEGIN IMMEDIATE")
+        // Prepared (and cached) like any statement: sqlite3_exec compiles them on every call.
+        let savepoint = depth == 0 ? nil : "s\(depth)"
+        try prepare(savepoint.map { "SAVEPOINT \($0)" } ?? "BEGIN IMMEDIATE").run()
+        depth += 1
+        defer { depth -= 1 }
         do {
             let v = try body()
-            try exec("COMMIT")
+            try prepare(savepoint.map { "RELEASE \($0)" } ?? "COMMIT").run()
             return v
         } catch {
-            try? exec("ROLLBACK")
+            if let savepoint {
+                try? prepare("ROLLBACK TO \(savepoint)").run()
+                try? prepare("RELEASE \(savepoint)").run()
+            } else {
+                try? prepare("ROLLBACK").run()
+            }
             throw error
         }
     }
 
+    /// False when the connection is in autocommit mode (no transaction open).
+    var inTransaction: Bool { sqlite3_get_autocommit(db) == 0 }
     var changes: Int { Int(sqlite3_changes(db)) }
     var lastInsertID: Int64 { sqlite3_last_insert_rowid(db) }
 }

@@ -56,6 +56,27 @@ final class KeyTests: XCTestCase {
         }
     }
 
+    /// Certificates carry the subject key exactly as OpenSSL encodes it (the SPKI fields are set
+    /// from the key's parameters, not through X509_set_pubkey), for every agent key type.
+    func testIssuedCertificateCarriesTheKeysExactSubjectPublicKeyInfo() throws {
+        let now = Date()
+        let ca = try CertificateAuthority.create(commonName: "test CA", key: try PrivateKey.generate(), notBefore: now, notAfter: now.addingTimeInterval(3600))
+        var keys = [try PrivateKey.generate(.p256), try PrivateKey.generate(.p384)]
+        for bits in [2048, 3072] {
+            keys.append(try PrivateKey(pem: try run("/usr/bin/openssl", ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:\(bits)"])))
+        }
+        for key in keys {
+            let spki = try key.publicKey.spkiDER
+            let cert = try ca.issue(publicKey: try key.publicKey, profile: LeafProfile(subjectCommonName: "agent", uriSANs: ["spiffe://t/a"],
+                                                                                      notBefore: now, notAfter: now.addingTimeInterval(600), usage: .agent))
+            XCTAssertEqual(try cert.publicKey.spkiDER, spki)
+            let der = try cert.der
+            XCTAssertTrue(der.indices.contains { i in der[i...].starts(with: spki) }, "the SPKI bytes appear as they are in the DER")
+            let text = try run("/usr/bin/openssl", ["x509", "-noout", "-pubkey"], stdin: try cert.pem)
+            XCTAssertEqual(text, try key.publicKey.pem)
+        }
+    }
+
     private func run(_ exe: String, _ args: [String], stdin: String? = nil) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)

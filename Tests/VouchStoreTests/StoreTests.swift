@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 import VouchBroker
 import VouchCore
@@ -88,6 +89,31 @@ final class StoreTests: XCTestCase {
         }
         XCTAssertEqual(try s.certificates().count, 1)
         XCTAssertEqual(try s.latestAttestation(hostID: host().id)?.message, "ok", "the failed issuance left no attestation record")
+    }
+
+    /// Concurrent writers share transactions (group commit), yet each stays atomic on its own:
+    /// a writer that fails inside a group is rolled back alone, and every acknowledged write is
+    /// there after reopening.
+    func testGroupCommitKeepsEachWriterAtomic() throws {
+        do {
+            let s = try open()
+            try s.saveHost(host())
+            let outcomes = Mutex<[String: Bool]>([:])
+            let hostID = host().id, t0 = t0
+            let certs = (0..<64).map { cert($0 % 4 == 0 ? "00" : String(format: "%02x", $0)) }   // every fourth reuses serial 00
+            DispatchQueue.concurrentPerform(iterations: 64) { i in
+                let a = AttestationRecord(hostID: hostID, at: t0, kind: "enrollment", trusted: true, codes: [], message: "w\(i)")
+                let ok = (try? s.recordIssuance(attestation: a, certificate: certs[i])) != nil
+                outcomes.withLock { $0["w\(i)"] = ok }
+            }
+            let o = outcomes.withLock { $0 }
+            XCTAssertEqual(o.values.filter { !$0 }.count, 15, "15 of the 16 writers of serial 00 fail with a conflict")
+            XCTAssertEqual(try s.certificates().count, 49)
+        }
+        let reopened = try open()
+        let messages = Set(try reopened.attestations(HistoryQuery(hostID: host().id, limit: 1000)).map(\.message))
+        XCTAssertEqual(messages.count, 49, "one attestation per acknowledged issuance, none from the failed ones")
+        XCTAssertEqual(try reopened.certificates().count, 49)
     }
 
     func testRevocationBumpsCRLNumberAndSurvivesReopen() throws {
