@@ -96,6 +96,13 @@ public final class HTTPClient: HTTPTransport {
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAINFO, nil), "CAINFO")
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAPATH, nil), "CAPATH")
             try curlCheck(vouch_curl_setopt_ssl_ctx(h, installPreloadedTLS, Unmanaged.passUnretained(tls.hook).toOpaque()), "SSL_CTX_FUNCTION")
+            // curl keys its caches by its own options, which cannot see what the hook installs, and
+            // easy handles are pooled across clients. Its CA-store cache (7.87+) would put a store
+            // an earlier connection used back in place of this one (measured: a connection trusting
+            // only another CA then verified), and a resumed TLS session would skip verification.
+            // So: no CA cache, no session cache; every connection is fully verified against `tls`.
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_CA_CACHE_TIMEOUT, 0), "CA_CACHE_TIMEOUT")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_SESSIONID_CACHE, 0), "SSL_SESSIONID_CACHE")
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1), "SSL_VERIFYPEER")
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0), "SSL_VERIFYHOST")
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PINNEDPUBLICKEY, pin), "PINNEDPUBLICKEY")
