@@ -36,7 +36,9 @@ openssl speed -seconds "$seconds" ecdsap256 rsa2048 > "$out/openssl-speed.txt" 2
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null | openssl pkey -pubout -out "$out/transport.pem"
 tpm2_pcrreset 16 && tpm2_pcrextend 16:sha256="$(sha256sum "$out/transport.pem" | cut -d' ' -f1)"
 for alg in ecc rsa; do
+  tpm2_flushcontext -t   # no resource manager: free the transient slots (vouch-bench's, the last AK's)
   tpm2_createak -C 0x81010001 -c "$out/ak-$alg.ctx" -G $alg -g sha256 -s $([ $alg = ecc ] && echo ecdsa || echo rsassa) -u "$out/ak-$alg.pub" >/dev/null
+  tpm2_flushcontext -t
   tpm2_readpublic -c "$out/ak-$alg.ctx" -f pem -o "$out/ak-$alg.pem" >/dev/null
   tpm2_quote -c "$out/ak-$alg.ctx" -l sha256:0,1,2,3,4,5,6,7,8,9,14,23 -q 0a0b0c0d -m "$out/q-$alg.msg" -s "$out/q-$alg.sig" -o "$out/q-$alg.pcrs" -g sha256 >/dev/null
   tpm2_quote -c "$out/ak-$alg.ctx" -l sha256:0,1,2,3,4,5,6,7,8,9,14,16,23 -q "$(printf vouchbench0123456789 | od -An -tx1 | tr -d ' \n')" \
@@ -95,7 +97,7 @@ start_broker enroll
 for c in ${BENCH_CLIENTS:-1 8}; do
   "$bin/vouch-bench" enroll --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/ca/ca.pem" --hosts 50 --clients "$c" \
     --seconds $((seconds * 3)) --out "$out/enroll-$c.json" >/dev/null || true
-  python3 -c "import json;r=json.load(open('$out/enroll-$c.json'));print(json.dumps({'name':'e2e enrollment over HTTPS, $c client(s)','unit':'enrollments/s','rate':r['rate'],'p50ms':r['p50ms'],'p99ms':r['p99ms'],'detail':'p50 %.1f ms, p99 %.1f ms, %d errors; two HTTPS requests on fresh connections each' % (r['p50ms'], r['p99ms'], r['errors'])}))" >> "$out/broker.jsonl"
+  python3 -c "import json;r=json.load(open('$out/enroll-$c.json'));print(json.dumps({'name':'e2e enrollment over HTTPS, $c client(s)','unit':'enrollments/s','rate':r['rate'],'p50ms':r['p50ms'],'p99ms':r['p99ms'],'detail':'p50 %.1f ms, p99 %.1f ms, %d errors; two HTTPS requests each (challenge, enroll), connections kept alive as the attester keeps them' % (r['p50ms'], r['p99ms'], r['errors'])}))" >> "$out/broker.jsonl"
 done
 
 # 4. CRL and OCSP serving under wrk (installed if missing; skipped if it cannot be).
@@ -123,7 +125,7 @@ fi
 stop_broker
 
 # 5. Re-attestation at scale: simulated fleets pulled every 10 s; broker CPU and RSS in steady state.
-for n in ${BENCH_FLEET:-1000 2500}; do
+for n in ${BENCH_FLEET:-1000 2500 5000}; do
   start_broker "fleet-$n"
   sim_port=$(free_port)
   "$bin/vouch-attester" --simulate "$n" --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/ca/ca.pem" --listen "127.0.0.1:$sim_port" >"$out/sim-$n.log" 2>&1 &
@@ -210,7 +212,11 @@ for r in broker:
         per_core = 1 / (2 / limits["ecc-p256"] + 1 / float(sign.group(1)))
         ratios.append(f"{r['name']}: {100 * r['rate'] / (per_core * os.cpu_count()):.1f} % of the crypto limit per enrollment ({per_core * os.cpu_count():,.0f}/s on {os.cpu_count()} cores)")
     if r["name"].startswith("fleet of") and "cpu_percent" in r:
-        ratios.append(f"{r['name']}: {r['cpu_percent']:.0f} % of one core, so about {int(50 / max(r['cpu_percent'], 0.1) * int(r['name'].split()[2]))} hosts at 50 % of a core")
+        hosts = int(r['name'].split()[2])
+        if r["rate"] < 0.95 * hosts / 10:
+            ratios.append(f"{r['name']}: not sustained — {r['rate']:.0f} of {hosts / 10:.0f} re-attestations/s with the broker at {r['cpu_percent']:.0f} % of a core (the two cores are shared with the simulated fleet)")
+        else:
+            ratios.append(f"{r['name']}: {r['cpu_percent']:.0f} % of one core, so about {int(50 / max(r['cpu_percent'], 0.1) * hosts)} hosts at 50 % of a core")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 machine = f"{os.cpu_count()} vCPU ({cpu}), {platform.system()} {platform.release()}"
 json.dump({"machine": machine, "results": results, "ratios": ratios}, open(os.path.join(out, "results.json"), "w"), indent=2)

@@ -8,7 +8,8 @@ import VouchHTTPClient
 
 /// `vouch-bench enroll`: end-to-end enrollment against a running vouchd (nonce → quote → verify →
 /// policy → certificate → durable store) from simulated hosts, so no TPM emulator is in the way.
-/// Each enrollment is two HTTPS requests on fresh connections, as an attester makes them.
+/// Each enrollment is two HTTPS requests (challenge, enroll) through the same pooled HTTP
+/// client an attester uses, which keeps connections alive between requests.
 enum EnrollBench {
     static func run(_ argv: [String]) throws -> Int32 {
         let args = try Arguments(argv, options: ["broker", "ca", "hosts", "clients", "seconds", "out"])
