@@ -80,9 +80,9 @@ public final class Reattestor: Sendable {
                     return true
                 }
             }
-            for h in due {
-                guard isRunning else {
-                    plan.withLock { p in for h in due where h.mode == .pull { p.inFlight.remove(h.id) } }
+            for (i, h) in due.enumerated() {
+                guard isRunning else {   // stopping: release the hosts this pass did not start
+                    plan.withLock { p in for h in due[i...] where h.mode == .pull { p.inFlight.remove(h.id) } }
                     break
                 }
                 switch h.mode {
