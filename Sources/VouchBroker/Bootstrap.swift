@@ -87,20 +87,21 @@ public enum BrokerBootstrap {
     }
 
     /// The broker's own identity (SPIFFE ID `spiffeID`), freshly issued at each start: its TLS
-    /// client certificate for pulling quotes, and the key that signs attestation results. Written to
-    /// `dir`/client.pem and client.key (mode 0600) for libcurl.
+    /// client certificate for pulling quotes, and the key that signs attestation results. Also
+    /// written to `dir`/client.pem and client.key (mode 0600), for operators who call attesters
+    /// or the API as the broker.
     public static func brokerIdentity(ca: IssuingCA, spiffeID: String, directory dir: String, clock: Clock)
-        throws -> (certificateFile: String, keyFile: String, resultSigner: JWSSigner) {
+        throws -> (certificatePEM: String, keyPEM: String, resultSigner: JWSSigner) {
         try Files.makeDirectory(dir)
         let key = try PrivateKey.generate(.p256)
         let now = clock.now()
         let cert = try ca.signer.issue(publicKey: try key.publicKey, profile: LeafProfile(
             subjectCommonName: "vouchd", uriSANs: [spiffeID], notBefore: now.addingTimeInterval(-60),
             notAfter: now.addingTimeInterval(30 * 86400), usage: .agent), serial: nil)
-        let certFile = dir + "/client.pem", keyFile = dir + "/client.key"
-        try Files.writeAtomically(Array((try cert.pem + (try ca.chainPEM)).utf8), to: certFile, mode: 0o644)
-        try Files.writeAtomically(Array(try key.pem.utf8), to: keyFile, mode: 0o600)
-        return (certFile, keyFile, try JWSSigner(key: key, chain: [cert, ca.signer.caCertificate] + ca.chain))
+        let certificatePEM = try cert.pem + (try ca.chainPEM), keyPEM = try key.pem
+        try Files.writeAtomically(Array(certificatePEM.utf8), to: dir + "/client.pem", mode: 0o644)
+        try Files.writeAtomically(Array(keyPEM.utf8), to: dir + "/client.key", mode: 0o600)
+        return (certificatePEM, keyPEM, try JWSSigner(key: key, chain: [cert, ca.signer.caCertificate] + ca.chain))
     }
 
     /// A fresh TLS server key and certificate from the CA for the broker's own API.

@@ -1,5 +1,4 @@
 internal import COpenSSL
-import Foundation
 import VouchCore
 
 /// Trust anchors and a client identity for outgoing mutual TLS, parsed once and installed into
@@ -39,17 +38,6 @@ public final class TLSClientMaterial: @unchecked Sendable {
         self.store = store
         self.chain = chain
         self.key = key
-    }
-
-    /// Reads the three PEM files (as the daemon writes them at start).
-    public convenience init(trustFile: String, certificateChainFile: String, keyFile: String) throws {
-        func read(_ path: String) throws -> String {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw VouchError(.io, "cannot read \(path)", context: ["path": path])
-            }
-            return String(decoding: data, as: UTF8.self)
-        }
-        try self.init(trustPEM: try read(trustFile), certificateChainPEM: try read(certificateChainFile), keyPEM: try read(keyFile))
     }
 
     deinit { X509_STORE_free(store) }

@@ -6,8 +6,9 @@ import VouchCore
 
 private let curlGlobalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
-/// An HTTP client on libcurl: HTTPS that trusts only a pinned CA file (TLS 1.2 minimum), or plain
-/// HTTP over a Unix-domain socket. One easy handle per request, so a client may be shared across threads.
+/// An HTTP client on libcurl: HTTPS that trusts only a given CA (TLS 1.2 minimum), or plain HTTP
+/// over a Unix-domain socket. Each request takes its own easy handle (from a pool), so a client
+/// may be shared across threads.
 public final class HTTPClient: HTTPTransport {
     public enum Transport: Sendable {
         case https(baseURL: String, caFile: String)
@@ -16,12 +17,10 @@ public final class HTTPClient: HTTPTransport {
         /// `caFile`, or the system's trust store when nil.
         case anyURL(caFile: String?)
         /// An https URL given whole as the request path, whose server must present a certificate
-        /// chaining to `caFile` with the public key `publicKeyPin` ("sha256//BASE64" of its
-        /// SubjectPublicKeyInfo). The key pin stands in for the host name check.
-        case pinned(caFile: String, publicKeyPin: String)
-        /// As `pinned`, with the trust anchors and the client identity installed by `tls` into the
-        /// connection's TLS context instead of read from files for every connection.
-        case pinnedPreloaded(tls: PreloadedTLS, publicKeyPin: String)
+        /// chaining to the trust anchors `tls` installs, with the public key `publicKeyPin`
+        /// ("sha256//BASE64" of its SubjectPublicKeyInfo); `tls` also installs the client identity.
+        /// The key pin stands in for the host name check.
+        case pinned(tls: PreloadedTLS, publicKeyPin: String)
     }
 
     /// Installs trust anchors and a client identity into a connection's SSL_CTX (OpenSSL; given
@@ -81,16 +80,7 @@ public final class HTTPClient: HTTPTransport {
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 2), "SSL_VERIFYHOST")
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, "http,https"), "PROTOCOLS_STR")
-        case let .pinned(caFile, pin):
-            url = path
-            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAINFO, caFile), "CAINFO")
-            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAPATH, nil), "CAPATH")
-            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1), "SSL_VERIFYPEER")
-            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0), "SSL_VERIFYHOST")
-            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PINNEDPUBLICKEY, pin), "PINNEDPUBLICKEY")
-            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
-            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, "https"), "PROTOCOLS_STR")
-        case let .pinnedPreloaded(tls, pin):
+        case let .pinned(tls, pin):
             url = path
             // No CA file or directory for curl to load: the hook replaces the whole trust store.
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAINFO, nil), "CAINFO")

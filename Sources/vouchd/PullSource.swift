@@ -19,7 +19,7 @@ struct CurlEvidenceSource: EvidenceSource {
 
     func quote(attesterURL: String, pin: String, request: QuoteRequest) throws -> QuoteBody {
         // A fresh TLS connection per pull (hosts are many; keeping one open to each is not the point).
-        let client = HTTPClient(.pinnedPreloaded(tls: tls, publicKeyPin: pin), timeoutSeconds: timeoutSeconds, freshConnections: true)
+        let client = HTTPClient(.pinned(tls: tls, publicKeyPin: pin), timeoutSeconds: timeoutSeconds, freshConnections: true)
         let response: HTTPResponse
         do {
             response = try client.send("POST", attesterURL + "/v1/quote", headers: ["Content-Type": "application/json"], body: JSONCodec.encode(request))

@@ -123,17 +123,15 @@ do {
     let watcher = policies.watch(every: 2) { PolicyFiles.fingerprint(policyPaths) }
     _ = try service.currentCRL()
     let clientTLS = try BrokerBootstrap.brokerIdentity(ca: ca, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
-    let bundleFile = dataDir + "/tls/bundle.pem"
-    try Files.writeAtomically(Array(try service.bundlePEM().utf8), to: bundleFile, mode: 0o644)
-    let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: try TLSClientMaterial(trustFile: bundleFile, certificateChainFile: clientTLS.certificateFile,
-                                                                                                                 keyFile: clientTLS.keyFile),
-                                                                             timeoutSeconds: max(1, Int(pullTimeout))),
+    let bundle = try service.bundlePEM()
+    let pullTLS = try TLSClientMaterial(trustPEM: bundle, certificateChainPEM: clientTLS.certificatePEM, keyPEM: clientTLS.keyPEM)
+    let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: max(1, Int(pullTimeout))),
                                 concurrency: concurrency, log: Runtime.log)
     reattestor.start()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: clientTLS.resultSigner, log: Runtime.log)
     let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
     let server = try HTTPServer(listen: .tls(host: listen, port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
-                                threading: .perConnection, connectionTimeout: idle, clientTrustPEM: try service.bundlePEM(), handler: api.httpHandler)
+                                threading: .perConnection, connectionTimeout: idle, clientTrustPEM: bundle, handler: api.httpHandler)
     Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policies \(policies.current.policies.map(\.label).joined(separator: ", ")), \(ekTrust.anchors.count) EK root(s))")
     Runtime.waitForTermination()
     // Graceful shutdown: /readyz answers 503 and event streams end; no new re-attestation rounds

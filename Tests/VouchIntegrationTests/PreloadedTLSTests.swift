@@ -42,7 +42,7 @@ final class PreloadedTLSTests: XCTestCase {
         func get(trust: CertificateAuthority, identity: (cert: Certificate, key: PrivateKey), pin: String) throws -> HTTPResponse {
             let material = try TLSClientMaterial(trustPEM: try trust.certificate.pem, certificateChainPEM: try identity.cert.pem, keyPEM: try identity.key.pem)
             let tls = HTTPClient.PreloadedTLS { material.install(into: $0) }
-            return try HTTPClient(.pinnedPreloaded(tls: tls, publicKeyPin: pin), timeoutSeconds: 5, freshConnections: true)
+            return try HTTPClient(.pinned(tls: tls, publicKeyPin: pin), timeoutSeconds: 5, freshConnections: true)
                 .send("GET", "https://127.0.0.1:\(port)/")
         }
 
