@@ -196,12 +196,10 @@ public struct BrokerAPI: Sendable {
     /// An IMF-fixdate (RFC 9110), e.g. "Tue, 24 Nov 2026 04:12:00 GMT" (no DateFormatter: this is
     /// on the CRL's hot path).
     static func httpDate(_ d: Date) -> String {
-        var t = time_t(d.timeIntervalSince1970.rounded(.down))
-        var parts = tm()
-        gmtime_r(&t, &parts)
+        let u = d.utc
         let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"], months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+        func two(_ v: Int) -> String { UTCFields.pad(v, 2) }
+        return "\(days[u.weekday]), \(two(u.day)) \(months[u.month - 1]) \(u.year) \(two(u.hour)):\(two(u.minute)):\(two(u.second)) GMT"
     }
 
     /// Checks the bearer token grants `needed`: the bootstrap admin token (DATA-DIR/admin.token), or

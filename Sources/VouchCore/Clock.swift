@@ -18,16 +18,33 @@ extension Date {
     /// status output. Formatted with gmtime_r: an ISO8601DateFormatter per call cost 7 % of the
     /// broker's CPU under a re-attesting fleet.
     public var iso8601: String {
+        let u = utc
+        func p(_ v: Int, _ width: Int = 2) -> String { UTCFields.pad(v, width) }
+        return "\(p(u.year, 4))-\(p(u.month))-\(p(u.day))T\(p(u.hour)):\(p(u.minute)):\(p(u.second))Z"
+    }
+
+    /// The UTC calendar fields (gmtime_r), for the fixed formats Vouch writes.
+    public var utc: UTCFields {
         var t = time_t(timeIntervalSince1970.rounded(.down))
         var parts = tm()
         gmtime_r(&t, &parts)
-        func pad(_ v: Int32, _ width: Int) -> String {
-            let s = String(v)
-            return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
-        }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))Z"
+        return UTCFields(year: Int(parts.tm_year) + 1900, month: Int(parts.tm_mon) + 1, day: Int(parts.tm_mday), hour: Int(parts.tm_hour),
+                         minute: Int(parts.tm_min), second: Int(parts.tm_sec), weekday: Int(parts.tm_wday))
     }
+}
 
+/// A date's calendar fields in UTC: month 1-12, weekday 0 (Sunday) to 6.
+public struct UTCFields: Sendable {
+    public let year, month, day, hour, minute, second, weekday: Int
+
+    /// `v` in decimal, zero-padded to `width` digits.
+    public static func pad(_ v: Int, _ width: Int) -> String {
+        let s = String(v)
+        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+    }
+}
+
+extension Date {
     public static func parseISO8601(_ s: String) -> Date? {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]

@@ -5,15 +5,21 @@ import VouchTPMWire
 import VouchTestSupport
 
 final class TPMStructureTests: XCTestCase {
-    /// Date.iso8601 (gmtime_r, on hot paths) writes exactly what ISO8601DateFormatter writes.
+    /// Date.iso8601 and DER.generalizedTime (gmtime_r, on hot paths) write exactly what
+    /// Foundation's formatters write.
     func testISO8601MatchesFoundation() {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime]
+        let g = DateFormatter()
+        g.locale = Locale(identifier: "en_US_POSIX")
+        g.timeZone = TimeZone(identifier: "UTC")
+        g.dateFormat = "yyyyMMddHHmmss'Z'"
         var generator = SystemRandomNumberGenerator()
         let samples = [0, 951_782_400, 1_700_000_000.9, 4_102_444_799] + (0..<500).map { _ in Double(UInt32.random(in: 0...UInt32.max, using: &generator)) }
         for t in samples {
             let d = Date(timeIntervalSince1970: t)
             XCTAssertEqual(d.iso8601, f.string(from: d), "\(t)")
+            XCTAssertEqual(DER.generalizedTime(d), DER.tlv(DER.generalizedTimeTag, Array(g.string(from: d).utf8)), "\(t)")
             XCTAssertEqual(Date.parseISO8601(d.iso8601)?.timeIntervalSince1970, t.rounded(.down))
         }
         XCTAssertTrue(Hex.isLowercase("0123456789abcdef", length: 16...16))
