@@ -11,6 +11,8 @@ extension BrokerService {
         "unspecified": 0, "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
         "cessationOfOperation": 5, "privilegeWithdrawn": 9,
     ]
+    /// `reasonCodes` the other way round, for status output.
+    static let reasonNames = Dictionary(uniqueKeysWithValues: reasonCodes.map { ($1, $0) })
 
     public func revoke(_ req: RevokeRequest) throws -> RevokeResponse {
         let target: RevocationTarget
@@ -136,10 +138,9 @@ extension BrokerService {
 
     /// A certificate as status and `GET /v1/certificates` show it.
     func certificateStatus(_ c: CertificateRecord, now: Date) -> CertificateStatus {
-        let reasons = Dictionary(uniqueKeysWithValues: Self.reasonCodes.map { ($1, $0) })
-        return CertificateStatus(serial: c.serial, hostId: c.hostID, agentName: c.agentName, spiffeId: c.spiffeID,
-                                 notBefore: c.notBefore.iso8601, notAfter: c.notAfter.iso8601, state: c.state(at: now),
-                                 revokedAt: c.revokedAt?.iso8601, revocationReason: c.revocationReason.map { reasons[$0] ?? "\($0)" })
+        CertificateStatus(serial: c.serial, hostId: c.hostID, agentName: c.agentName, spiffeId: c.spiffeID,
+                          notBefore: c.notBefore.iso8601, notAfter: c.notAfter.iso8601, state: c.state(at: now),
+                          revokedAt: c.revokedAt?.iso8601, revocationReason: c.revocationReason.map { Self.reasonNames[$0] ?? "\($0)" })
     }
 
     /// Hosts by AK state and by trust state, certificates by state: for /metrics and the summary.

@@ -97,11 +97,7 @@ extension BrokerService {
         let started = DispatchTime.now()
         let now = clock.now()
         // 1
-        try requireNotBlocked(host)
-        guard host.akState == .active else {
-            throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
-        }
-        let policy = try applicablePolicy(for: host)
+        let policy = try attestablePolicy(for: host)
         guard Hex.isLowercase(report.nonce, length: 64...64) else {
             throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
         }
@@ -279,14 +275,10 @@ extension BrokerService {
     public func pullRound(hostID: String, source: EvidenceSource) -> RoundOutcome {
         do {
             let host = try knownHost(hostID)
-            try requireNotBlocked(host)
-            guard host.akState == .active else {
-                throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
-            }
+            let policy = try attestablePolicy(for: host)
             guard let t = try store.trust(hostID: host.id), let url = t.attesterURL, let pin = t.hostKeyPin else {
                 return .fault("not_pullable")
             }
-            let policy = try applicablePolicy(for: host)
             let nonce = Hex.encode(try Crypto.randomBytes(32))
             let issuedAt = clock.now()
             let body: QuoteBody

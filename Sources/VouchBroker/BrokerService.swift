@@ -274,12 +274,8 @@ public final class BrokerService: Sendable {
             throw VouchError(.badRequest, "purpose must be enrollment or attestation", context: ["field": "purpose", "got": String((req.purpose ?? "").prefix(32))])
         }
         let host = try knownHost(req.hostId)
-        try requireNotBlocked(host)
-        guard host.akState == .active else {
-            throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
-        }
+        let policy = try attestablePolicy(for: host)
         let now = clock.now()
-        let policy = try applicablePolicy(for: host)
         let nonce = Hex.encode(try Crypto.randomBytes(32))
         let expires = now.addingTimeInterval(config.challengeTTL)
         try store.insertChallenge(ChallengeRecord(nonce: nonce, hostID: host.id, createdAt: now, expiresAt: expires))
@@ -290,6 +286,15 @@ public final class BrokerService: Sendable {
     /// `quoteSelection` as a challenge names it.
     static func challengeSelection(_ policy: Policy) -> [PCRSelectionBody] {
         quoteSelection(policy).banks.map { PCRSelectionBody(bank: $0.hash.rawValue, pcrs: $0.pcrs) }
+    }
+
+    /// For a host that may be attested now — not blocked, AK activated — the policy that applies.
+    func attestablePolicy(for host: HostRecord) throws -> Policy {
+        try requireNotBlocked(host)
+        guard host.akState == .active else {
+            throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
+        }
+        return try applicablePolicy(for: host)
     }
 
     /// The policy that applies to a registered host now.
