@@ -1,7 +1,7 @@
 """Keylime on the same quotes as Vouch, for `make bench` (run inside a throwaway virtualenv).
 
 Usage: python peer_keylime.py OUT_DIR ALG SECONDS EVENT_LOG
-OUT_DIR holds, from bench/run.sh: ak-ALG.pub (TPM2B_PUBLIC), ak-ALG.pem, kq-ALG.{msg,sig,pcrs} (a
+OUT_DIR holds, from bench/run.sh: ak-ALG.pub (TPM2B_PUBLIC), ak-ALG.pem, q-ALG.{msg,sig,pcrs} (a
 quote over sha256:0-9,14,16,23 with the 20-character nonce "vouchbench0123456789", PCRs 0-9 and 14
 replaying EVENT_LOG, PCR 16 = the Keylime data binding of transport.pem), and transport.pem.
 
@@ -33,7 +33,7 @@ for name in ("keylime",) + tuple(n for n in logging.root.manager.loggerDict if n
 read = lambda n: open(f"{out}/{n}", "rb").read()
 b64 = lambda b: base64.b64encode(b).decode()
 nonce = "vouchbench0123456789"
-ak_pem, msg, sig, pcrs = read(f"ak-{alg}.pem"), read(f"kq-{alg}.msg"), read(f"kq-{alg}.sig"), read(f"kq-{alg}.pcrs")
+ak_pem, msg, sig, pcrs = read(f"ak-{alg}.pem"), read(f"q-{alg}.msg"), read(f"q-{alg}.sig"), read(f"q-{alg}.pcrs")
 transport = read("transport.pem").decode()
 keylime_version = version("keylime")
 

@@ -30,9 +30,10 @@ export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
 "$bin/vouch-bench" --tcti "$TPM2TOOLS_TCTI" --logs "$shared/tpm-eventlog/eventlogs" --seconds "$seconds" --out "$out/inprocess.json"
 openssl speed -seconds "$seconds" ecdsap256 rsa2048 > "$out/openssl-speed.txt" 2>/dev/null
 
-# The peers' quotes: PCR 16 carries Keylime's data binding (reset, then extended with SHA-256 of
-# the agent's transport key PEM, as the Keylime agent does before every quote), and the nonce is
-# 20 ASCII characters, as Keylime's verifier sends them.
+# The peers' quotes, one per AK type for both peers: PCR 16 carries Keylime's data binding
+# (reset, then extended with SHA-256 of the agent's transport key PEM, as the Keylime agent does
+# before every quote), and the nonce is 20 ASCII characters, as Keylime's verifier sends them.
+nonce_hex=$(printf vouchbench0123456789 | od -An -tx1 | tr -d ' \n')
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null | openssl pkey -pubout -out "$out/transport.pem"
 tpm2_pcrreset 16 && tpm2_pcrextend 16:sha256="$(sha256sum "$out/transport.pem" | cut -d' ' -f1)"
 for alg in ecc rsa; do
@@ -40,16 +41,15 @@ for alg in ecc rsa; do
   tpm2_createak -C 0x81010001 -c "$out/ak-$alg.ctx" -G $alg -g sha256 -s $([ $alg = ecc ] && echo ecdsa || echo rsassa) -u "$out/ak-$alg.pub" >/dev/null
   tpm2_flushcontext -t
   tpm2_readpublic -c "$out/ak-$alg.ctx" -f pem -o "$out/ak-$alg.pem" >/dev/null
-  tpm2_quote -c "$out/ak-$alg.ctx" -l sha256:0,1,2,3,4,5,6,7,8,9,14,23 -q 0a0b0c0d -m "$out/q-$alg.msg" -s "$out/q-$alg.sig" -o "$out/q-$alg.pcrs" -g sha256 >/dev/null
-  tpm2_quote -c "$out/ak-$alg.ctx" -l sha256:0,1,2,3,4,5,6,7,8,9,14,16,23 -q "$(printf vouchbench0123456789 | od -An -tx1 | tr -d ' \n')" \
-    -m "$out/kq-$alg.msg" -s "$out/kq-$alg.sig" -o "$out/kq-$alg.pcrs" -g sha256 >/dev/null
+  tpm2_quote -c "$out/ak-$alg.ctx" -l sha256:0,1,2,3,4,5,6,7,8,9,14,16,23 -q "$nonce_hex" \
+    -m "$out/q-$alg.msg" -s "$out/q-$alg.sig" -o "$out/q-$alg.pcrs" -g sha256 >/dev/null
   tpm2_flushcontext -t
 done
 
 # tpm2_checkquote, one process per quote, as operators and Keylime's measured-boot path run it.
 for alg in ecc rsa; do
   n=100; start=$(date +%s.%N)
-  for _ in $(seq 1 $n); do tpm2_checkquote -u "$out/ak-$alg.pem" -m "$out/q-$alg.msg" -s "$out/q-$alg.sig" -f "$out/q-$alg.pcrs" -g sha256 -q 0a0b0c0d >/dev/null; done
+  for _ in $(seq 1 $n); do tpm2_checkquote -u "$out/ak-$alg.pem" -m "$out/q-$alg.msg" -s "$out/q-$alg.sig" -f "$out/q-$alg.pcrs" -g sha256 -q "$nonce_hex" >/dev/null; done
   end=$(date +%s.%N)
   python3 -c "import json;print(json.dumps({'name':'tpm2_checkquote $alg (process per quote)','unit':'quotes/s','rate':$n/($end-$start),'detail':'tpm2-tools $(tpm2_checkquote -v | grep -o "version=\"[^\"]*\"" | head -1 | tr -d \\\")'}))" >> "$out/peers.jsonl"
 done
@@ -196,9 +196,9 @@ for kind in ["ecc-p256", "rsa-2048"]:
     v, lim = find(f"quote verify {kind}"), limits[kind]
     if v and lim: ratios.append(f"quote verification {kind}: {100*v/lim:.0f} % of OpenSSL's raw verify rate")
     full = find(f"quote verify + event-log replay + policy {kind}")
-    peer = find(f"tpm2_checkquote {'ecc' if kind == 'ecc-p256' else 'rsa'} (process per quote)")
-    if full and peer: ratios.append(f"verify + event-log replay + policy {kind}: {full/peer:.0f}× tpm2_checkquote's signature-only check")
     short = 'ecc' if kind == 'ecc-p256' else 'rsa'
+    peer = find(f"tpm2_checkquote {short} (process per quote)")
+    if full and peer: ratios.append(f"verify + event-log replay + policy {kind}: {full/peer:.0f}× tpm2_checkquote's signature-only check")
     keylime = find(f"Keylime checkquote {short} (in process)")
     if v and keylime: ratios.append(f"quote verification {kind}: {v/keylime:.1f}× Keylime's tpm_util.checkquote on the same quote (signature-only paths)")
     static = find(f"Keylime process_quote_response {short}, static PCR allowlist")
