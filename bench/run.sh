@@ -84,18 +84,18 @@ start_broker() {  # $1: name
   "$bin/vouchd" --data-dir "$broker_dir" --policy "$out/sim-policy.yaml" --ek-roots "$out/ek-roots" --port "$broker_port" \
     --allow-simulated-hosts --reattest-concurrency 32 >"$out/vouchd-$1.log" 2>&1 &
   broker_pid=$!
-  for _ in $(seq 1 200); do [ -f "$broker_dir/ca/ca.pem" ] && curl -sf --cacert "$broker_dir/ca/ca.pem" "https://127.0.0.1:$broker_port/healthz" >/dev/null && return 0; sleep 0.05; done
+  for _ in $(seq 1 200); do [ -f "$broker_dir/broker-ca/ca.pem" ] && curl -sf --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/healthz" >/dev/null && return 0; sleep 0.05; done
   echo "vouchd did not start" >&2; return 1
 }
 stop_broker() { kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; }
-metric() { curl -s --cacert "$broker_dir/ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+metric() { curl -s --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # 3. End-to-end enrollment over HTTPS, concurrent clients.
 start_broker enroll
 for c in ${BENCH_CLIENTS:-1 8}; do
-  "$bin/vouch-bench" enroll --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/ca/ca.pem" --hosts 50 --clients "$c" \
+  "$bin/vouch-bench" enroll --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/broker-ca/ca.pem" --hosts 50 --clients "$c" \
     --seconds $((seconds * 3)) --out "$out/enroll-$c.json" >/dev/null || true
   python3 -c "import json;r=json.load(open('$out/enroll-$c.json'));print(json.dumps({'name':'e2e enrollment over HTTPS, $c client(s)','unit':'enrollments/s','rate':r['rate'],'p50ms':r['p50ms'],'p99ms':r['p99ms'],'detail':'p50 %.1f ms, p99 %.1f ms, %d errors; two HTTPS requests each (challenge, enroll), connections kept alive as the attester keeps them' % (r['p50ms'], r['p99ms'], r['errors'])}))" >> "$out/broker.jsonl"
 done
@@ -128,15 +128,15 @@ stop_broker
 for n in ${BENCH_FLEET:-1000 2500 5000}; do
   start_broker "fleet-$n"
   sim_port=$(free_port)
-  "$bin/vouch-attester" --simulate "$n" --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/ca/ca.pem" --listen "127.0.0.1:$sim_port" >"$out/sim-$n.log" 2>&1 &
+  "$bin/vouch-attester" --simulate "$n" --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/broker-ca/ca.pem" --listen "127.0.0.1:$sim_port" >"$out/sim-$n.log" 2>&1 &
   sim_pid=$!
   for _ in $(seq 1 600); do [ "$(metric 'vouch_hosts_by_trust{state="trusted"}')" = "$n" ] && break; sleep 0.5; done
   sleep 12   # one full interval in steady state before measuring
   window=${BENCH_FLEET_WINDOW:-30}
-  t0=$(cpu_ticks "$broker_pid"); a0=$(metric 'vouch_attestations_total{result="trusted"}'); f0=$(curl -s --cacert "$broker_dir/ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | grep -c '^vouch_attestations_total{' || true)
+  t0=$(cpu_ticks "$broker_pid"); a0=$(metric 'vouch_attestations_total{result="trusted"}'); f0=$(curl -s --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | grep -c '^vouch_attestations_total{' || true)
   sleep "$window"
   t1=$(cpu_ticks "$broker_pid"); a1=$(metric 'vouch_attestations_total{result="trusted"}'); rss=$(rss_kb "$broker_pid")
-  outcomes=$(curl -s --cacert "$broker_dir/ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | grep '^vouch_attestations_total{' | tr '\n' ' ')
+  outcomes=$(curl -s --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | grep '^vouch_attestations_total{' | tr '\n' ' ')
   trusted_now=$(metric 'vouch_hosts_by_trust{state="trusted"}')
   python3 -c "
 import json, os
@@ -152,11 +152,11 @@ done
 # revokes, re-signs the CRL and appends the event. Distribution from vouch_revocation_seconds.
 start_broker revocation
 sim_port=$(free_port)
-"$bin/vouch-attester" --simulate 200 --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/ca/ca.pem" --listen "127.0.0.1:$sim_port" \
+"$bin/vouch-attester" --simulate 200 --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/broker-ca/ca.pem" --listen "127.0.0.1:$sim_port" \
   --enroll-agents --drift-after 15s >"$out/sim-revocation.log" 2>&1 &
 sim_pid=$!
 for _ in $(seq 1 240); do [ "$(metric 'vouch_hosts_by_trust{state="untrusted"}')" = "200" ] && break; sleep 0.5; done
-curl -s --cacert "$broker_dir/ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" > "$out/revocation-metrics.txt"
+curl -s --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" > "$out/revocation-metrics.txt"
 kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true
 stop_broker
 python3 - "$out/revocation-metrics.txt" >> "$out/broker.jsonl" <<'REV'

@@ -57,9 +57,12 @@ broker_port=$(free_port)
 "$bin/vouchd" --data-dir "$out/broker" --policy policies/development.yaml --ek-roots "$out/ek-roots" \
   --port "$broker_port" --trust-domain demo.vouch.local >"$out/vouchd.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 200); do [ -f "$out/broker/ca/ca.pem" ] && curl -sf --cacert "$out/broker/ca/ca.pem" "https://127.0.0.1:$broker_port/v1/health" >/dev/null && break; sleep 0.05; done
+for _ in $(seq 1 200); do [ -f "$out/broker/broker-ca/ca.pem" ] && curl -sf --cacert "$out/broker/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/v1/health" >/dev/null && break; sleep 0.05; done
+# Two trust anchors: broker-ca.pem certifies only the broker (clients trust it to reach vouchd and
+# to check its signed results); ca.pem is the issuing CA relying parties trust for agents.
+cp "$out/broker/broker-ca/ca.pem" "$out/broker-ca.pem"
 cp "$out/broker/ca/ca.pem" "$out/ca.pem"
-export VOUCH_BROKER="https://127.0.0.1:$broker_port" VOUCH_CA="$out/ca.pem" VOUCH_TOKEN_FILE="$out/broker/admin.token"
+export VOUCH_BROKER="https://127.0.0.1:$broker_port" VOUCH_CA="$out/broker-ca.pem" VOUCH_TOKEN_FILE="$out/broker/admin.token"
 cat "$out/vouchd.log"
 
 step "3. Start vouch-attester: EK certificate -> credential activation -> AK trusted; vouchd re-attests it over mTLS (pull)"

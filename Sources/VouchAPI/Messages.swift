@@ -54,8 +54,12 @@ public struct RegisterHostResponse: Codable, Sendable {
     public var credentialBlob: String   // base64 TPM2B_ID_OBJECT
     public var encryptedSecret: String  // base64 TPM2B_ENCRYPTED_SECRET
     public var activationExpiresAt: String
-    public init(hostId: String, credentialBlob: String, encryptedSecret: String, activationExpiresAt: String) {
+    /// The registration, sealed by the broker: sent back unchanged with the activation answer.
+    /// Nothing about the host changes until then.
+    public var registration: String
+    public init(hostId: String, credentialBlob: String, encryptedSecret: String, activationExpiresAt: String, registration: String) {
         self.hostId = hostId; self.credentialBlob = credentialBlob; self.encryptedSecret = encryptedSecret; self.activationExpiresAt = activationExpiresAt
+        self.registration = registration
     }
 }
 
@@ -63,7 +67,11 @@ public struct ActivateHostRequest: Codable, Sendable {
     public var secret: String           // base64 of the credential ActivateCredential returned
     /// PEM CSR for the host's TLS certificate (mTLS in both directions of re-attestation).
     public var hostCSR: String?
-    public init(secret: String, hostCSR: String? = nil) { self.secret = secret; self.hostCSR = hostCSR }
+    /// `RegisterHostResponse.registration`, unchanged.
+    public var registration: String?
+    public init(secret: String, hostCSR: String? = nil, registration: String?) {
+        self.secret = secret; self.hostCSR = hostCSR; self.registration = registration
+    }
 }
 
 public struct ActivateHostResponse: Codable, Sendable {
@@ -71,7 +79,8 @@ public struct ActivateHostResponse: Codable, Sendable {
     public var akState: String
     /// The host certificate (PEM) issued for `hostCSR`: SPIFFE ID spiffe://TD/host/ID.
     public var hostCertificate: String?
-    /// The broker CA chain (PEM) that host certificates, and the broker's own client certificate, chain to.
+    /// The issuing CA chain (PEM) that host certificates chain to (the broker's own client
+    /// certificate chains to the broker CA instead, which the attester already trusts).
     public var caCertificate: String?
     /// The SPIFFE ID the broker presents as a TLS client when it pulls quotes.
     public var brokerSpiffeId: String?

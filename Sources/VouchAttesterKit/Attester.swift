@@ -78,7 +78,8 @@ public final class Attester: Sendable {
         }
         let hostKey = try PrivateKey.generate(.p256)
         let activated = try broker.call("POST", "/v1/hosts/\(registration.hostId)/activate",
-                                        body: ActivateHostRequest(secret: Base64.encode(secret), hostCSR: try CSR.create(key: hostKey, commonName: config.hostname).pem),
+                                        body: ActivateHostRequest(secret: Base64.encode(secret), hostCSR: try CSR.create(key: hostKey, commonName: config.hostname).pem,
+                                                                  registration: registration.registration),
                                         as: ActivateHostResponse.self)
         try keepHostIdentity(activated, key: hostKey)
         registeredHost.withLock { $0 = registration.hostId }

@@ -86,31 +86,40 @@ public enum BrokerBootstrap {
         return Array(secret.utf8)
     }
 
-    /// The broker's own identity (SPIFFE ID `spiffeID`), freshly issued at each start: its TLS
-    /// client certificate for pulling quotes, and the key that signs attestation results. Also
+    /// The broker CA (`dir`/ca.pem + ca.key, created on first start): a self-signed CA, separate
+    /// from the issuing CAs, that certifies only the broker itself — its TLS server certificate and
+    /// its client/result-signing identity. Clients (`vouch`, `vouch-attester`, curl) trust this
+    /// file alone for the broker, so no certificate issued to an agent or host, whatever its name,
+    /// can stand in for the broker, and EAR results verify against it only.
+    public static func loadOrCreateBrokerCA(directory dir: String, trustDomain: String, clock: Clock) throws -> (CertificateAuthority, created: Bool) {
+        try loadOrCreateCA(directory: dir, commonName: "Vouch broker CA \(trustDomain)", clock: clock)
+    }
+
+    /// The broker's own identity (SPIFFE ID `spiffeID`), issued by the broker CA at each start: its
+    /// TLS client certificate for pulling quotes, and the key that signs attestation results. Also
     /// written to `dir`/client.pem and client.key (mode 0600), for operators who call attesters
     /// or the API as the broker.
-    public static func brokerIdentity(ca: IssuingCA, spiffeID: String, directory dir: String, clock: Clock)
+    public static func brokerIdentity(brokerCA: CertificateAuthority, spiffeID: String, directory dir: String, clock: Clock)
         throws -> (certificatePEM: String, keyPEM: String, resultSigner: JWSSigner) {
         try Files.makeDirectory(dir)
         let key = try PrivateKey.generate(.p256)
         let now = clock.now()
-        let cert = try ca.signer.issue(publicKey: try key.publicKey, profile: LeafProfile(
+        let cert = try brokerCA.issue(publicKey: try key.publicKey, profile: LeafProfile(
             subjectCommonName: "vouchd", uriSANs: [spiffeID], notBefore: now.addingTimeInterval(-60),
-            notAfter: now.addingTimeInterval(30 * 86400), usage: .agent), serial: nil)
-        let certificatePEM = try cert.pem + (try ca.chainPEM), keyPEM = try key.pem
+            notAfter: now.addingTimeInterval(30 * 86400), usage: .brokerClient), serial: nil)
+        let certificatePEM = try cert.pem + (try brokerCA.certificate.pem), keyPEM = try key.pem
         try Files.writeAtomically(Array(certificatePEM.utf8), to: dir + "/client.pem", mode: 0o644)
         try Files.writeAtomically(Array(keyPEM.utf8), to: dir + "/client.key", mode: 0o600)
-        return (certificatePEM, keyPEM, try JWSSigner(key: key, chain: [cert, ca.signer.caCertificate] + ca.chain))
+        return (certificatePEM, keyPEM, try JWSSigner(key: key, chain: [cert, brokerCA.certificate]))
     }
 
-    /// A fresh TLS server key and certificate from the CA for the broker's own API.
-    public static func serverTLS(ca: IssuingCA, dnsNames: [String], ipAddresses: [String], clock: Clock) throws -> (certificatePEM: String, keyPEM: String) {
+    /// A fresh TLS server key and certificate from the broker CA for the broker's own API.
+    public static func serverTLS(brokerCA: CertificateAuthority, dnsNames: [String], ipAddresses: [String], clock: Clock) throws -> (certificatePEM: String, keyPEM: String) {
         let key = try PrivateKey.generate(.p256)
         let now = clock.now()
-        let cert = try ca.signer.issue(publicKey: try key.publicKey, profile: LeafProfile(
+        let cert = try brokerCA.issue(publicKey: try key.publicKey, profile: LeafProfile(
             subjectCommonName: "vouchd", dnsSANs: dnsNames, ipSANs: ipAddresses, notBefore: now.addingTimeInterval(-60),
             notAfter: now.addingTimeInterval(30 * 86400), usage: .tlsServer), serial: nil)
-        return (try cert.pem + (try ca.chainPEM), try key.pem)
+        return (try cert.pem + (try brokerCA.certificate.pem), try key.pem)
     }
 }

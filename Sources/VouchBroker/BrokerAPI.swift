@@ -249,13 +249,13 @@ public struct BrokerAPI: Sendable {
         case ErrorCode("not_ready"): 503
         case .unknownHost, .notFound: 404
         case ErrorCode("method_not_allowed"): 405
-        case .nonceReused, .conflict: 409
+        case .nonceReused, .conflict, .labelsImmutable: 409
         case .policyInvalid: 422
         case .internalError, .database, .crypto, .io, .tpm, .http, .config: 500
         case ErrorCode("too_many_streams"): 503
         case ErrorCode("too_many_attempts"): 429
         case .clockUnreliable: 503
-        case .akNotActivated, .activationFailed, .activationExpired, .ekUntrusted, .ekMismatch, .ekCertificateInvalid, .akRejected,
+        case .akNotActivated, .activationFailed, .activationExpired, .registrationInvalid, .ekUntrusted, .ekMismatch, .ekCertificateInvalid, .akRejected,
              .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,
              .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected,
              .eventLogMismatch, .modelLogMismatch, .clockRegressed, .clockNotSafe, .noPolicy, .spiffeIDUnresolved, .spiffeIDReserved,

@@ -37,9 +37,8 @@ extension BrokerService {
         }
         if req.blockHost == true {
             guard case let .host(id) = target else { throw VouchError(.badRequest, "blockHost goes with hostId alone", context: ["field": "blockHost"]) }
-            var host = try knownHost(id)
-            host.blockedReason = "\(reasonName) at \(clock.now().iso8601)"
-            try store.saveHost(host)
+            _ = try knownHost(id)
+            try store.setBlock(hostID: id, reason: "\(reasonName) at \(clock.now().iso8601)")
             log("host \(id) blocked (\(reasonName))")
             let (serials, crls) = try revokeInStore(target, at: clock.now(), reason: reason)
             try store.appendEvent(type: "host.blocked", data: ["hostId": id, "reason": reasonName], at: clock.now())
@@ -187,9 +186,8 @@ extension BrokerService {
 
     /// Lifts an operator's block on a host (it must still pass attestation to get certificates).
     public func unblock(hostID: String) throws -> HostStatus {
-        var host = try knownHost(hostID)
-        host.blockedReason = nil
-        try store.saveHost(host)
+        _ = try knownHost(hostID)
+        try store.setBlock(hostID: hostID, reason: nil)
         try store.appendEvent(type: "host.unblocked", data: ["hostId": hostID], at: clock.now())
         events.notify()
         log("host \(hostID) unblocked")

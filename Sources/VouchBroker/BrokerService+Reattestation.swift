@@ -39,7 +39,7 @@ extension BrokerService {
     /// Issues the host's TLS certificate (SPIFFE ID spiffe://TD/host/ID, client and server auth)
     /// for a CSR whose self-signature verifies. It secures transport between broker and attester;
     /// it is not an attestation result and is never listed with agent certificates.
-    func issueHostCertificate(host: HostRecord, csrPEM: String, now: Date) throws -> Certificate {
+    func issueHostCertificate(hostID: String, csrPEM: String, now: Date) throws -> Certificate {
         let csr: CSR
         do { csr = try CSR(pemOrDER: Array(csrPEM.utf8)) } catch let e as VouchError {
             throw VouchError(.csrMalformed, e.message, context: ["field": "hostCSR"])
@@ -48,8 +48,8 @@ extension BrokerService {
             throw VouchError(.csrSignatureInvalid, "host CSR signature does not verify with its own key", context: ["field": "hostCSR"])
         }
         let ca = authorities.current
-        let profile = LeafProfile(subjectCommonName: host.hostname.isEmpty ? host.id : host.hostname, uriSANs: [config.hostSpiffeID(host.id)],
-                                  notBefore: now.addingTimeInterval(-60), notAfter: now.addingTimeInterval(config.hostCertificateTTL), usage: .agent)
+        let profile = LeafProfile(uriSANs: [config.hostSpiffeID(hostID)],
+                                  notBefore: now.addingTimeInterval(-60), notAfter: now.addingTimeInterval(config.hostCertificateTTL), usage: .host)
         return try ca.signer.issue(publicKey: try csr.publicKey, profile: profile, serial: nil)
     }
 
@@ -71,8 +71,9 @@ extension BrokerService {
     /// Judges a re-attestation report (pushed by the host, or pulled by the scheduler). Checks, in
     /// order, refusing at the first failure:
     /// 1. the host is registered, not blocked, its AK activated, and a policy applies;
-    /// 2. the nonce was issued to this host, is unused and unexpired (consumed now) — else a 4xx
-    ///    and no verdict (pull rounds check the nonce they hold in memory instead of the store);
+    /// 2. the nonce was issued to this host for attestation, is unexpired and unused — else a 4xx
+    ///    and no verdict (pull rounds check the nonce they hold in memory instead); a push
+    ///    report's nonce is recorded as used with the verdict, in its transaction;
     /// 3. the quote verifies (QuoteVerifier) with qualifying data SHA-256(nonce ‖ SHA-256("vouch
     ///    re-attestation v1"));
     /// 4. the appraisal (Appraiser): logs replay to the quoted PCRs, the TPM clock did not go back,
@@ -80,20 +81,18 @@ extension BrokerService {
     /// A failed 3 or 4 is a failed verdict (the policy's `onFailure` acts after `afterFailures`);
     /// `clock_not_safe` alone is a fault (the TPM clock may become safe; retried, not judged).
     public func judgeReport(hostID: String, _ report: AttestationReport) throws -> AttestationVerdict {
-        try judge(host: try knownHost(hostID), report) { nonce, host, now in
-            switch try store.consumeChallenge(nonce: nonce, hostID: host.id, now: now) {
-            case let .consumed(at): return at
-            case .unknown: throw VouchError(.nonceUnknown, "nonce was not issued to this host", context: ["field": "nonce"])
-            case .alreadyUsed: throw VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"])
-            case .expired: throw VouchError(.nonceExpired, "nonce has expired; request a new challenge", context: ["field": "nonce"])
-            }
+        try judge(host: try knownHost(hostID), report) { [self] nonce, host, now in
+            let issuedAt = try nonces.open(nonce, hostID: host.id, purpose: .attestation, now: now, ttl: config.challengeTTL)
+            guard try !store.nonceUsed(nonce) else { throw VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"]) }
+            return (issuedAt, issuedAt.addingTimeInterval(config.challengeTTL))
         }
     }
 
     /// `judgeReport` for a registered host, with step 2 given: `consumeNonce` accepts the report's
-    /// nonce exactly once and returns when it was issued, or throws.
+    /// nonce and returns when it was issued and, when the store must record it as used with the
+    /// verdict (push reports), until when; or throws.
     private func judge(host: HostRecord, _ report: AttestationReport,
-                       consumeNonce: (_ nonce: String, _ host: HostRecord, _ now: Date) throws -> Date) throws -> AttestationVerdict {
+                       consumeNonce: (_ nonce: String, _ host: HostRecord, _ now: Date) throws -> (issuedAt: Date, storeUntil: Date?)) throws -> AttestationVerdict {
         let started = DispatchTime.now()
         let now = clock.now()
         // 1
@@ -107,7 +106,7 @@ extension BrokerService {
         let modelLog = try report.quote.modelLog.map { try Base64.decode($0, field: "quote.modelLog") }
         let pcrs = try PCRValues(hexMap: report.quote.pcrs, field: "quote.pcrs")
         // 2
-        let issuedAt = try consumeNonce(report.nonce, host, now)
+        let (issuedAt, nonceExpiresAt) = try consumeNonce(report.nonce, host, now)
         // 3
         let expected = EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce))
         let quote: VerifiedQuote
@@ -116,17 +115,17 @@ extension BrokerService {
         case let .rejected(errors):
             metrics.verification(seconds: Self.seconds(since: started))
             return try verdict(host: host, policy: policy, trusted: false, codes: errors.map(\.code.rawValue),
-                               message: errors.map(\.message).joined(separator: "; "), nonce: report.nonce, now: now)
+                               message: errors.map(\.message).joined(separator: "; "), nonce: report.nonce, nonceExpiresAt: nonceExpiresAt, now: now)
         }
         // 4
         let appraisal = Appraiser.appraise(hostID: host.id, quote: quote, eventLog: eventLog, modelLog: modelLog,
-                                           previousClock: try store.lastTrustedClock(hostID: host.id), policy: policy,
+                                           previousClock: try store.lastTrustedClock(hostID: host.id, before: issuedAt), policy: policy,
                                            evidenceAge: now.timeIntervalSince(issuedAt), digester: OpenSSLDigester())
         metrics.verification(seconds: Self.seconds(since: started))
         switch appraisal {
         case let .trusted(evidence):
             return try verdict(host: host, policy: policy, trusted: true, codes: [],
-                               message: "quote verified; policy \(policy.label) satisfied", nonce: report.nonce, now: now,
+                               message: "quote verified; policy \(policy.label) satisfied", nonce: report.nonce, nonceExpiresAt: nonceExpiresAt, now: now,
                                quote: quote, claims: evidence.claims, pcrs: quote.pcrs.hexMap)
         case let .rejected(violations, claims):
             if violations.allSatisfy({ $0.code == .clockNotSafe }) {
@@ -135,7 +134,7 @@ extension BrokerService {
             }
             return try verdict(host: host, policy: policy, trusted: false, codes: violations.map(\.code.rawValue),
                                message: "evidence does not satisfy policy \(policy.label): " + violations.map(\.message).joined(separator: "; "),
-                               nonce: report.nonce, now: now, quote: quote, claims: claims, pcrs: quote.pcrs.hexMap)
+                               nonce: report.nonce, nonceExpiresAt: nonceExpiresAt, now: now, quote: quote, claims: claims, pcrs: quote.pcrs.hexMap)
         }
     }
 
@@ -146,12 +145,12 @@ extension BrokerService {
     /// Records a verdict and moves the host's trust state: a good verdict makes it trusted (its
     /// revoked certificates stay revoked); a failed one counts toward `afterFailures`, then applies
     /// `onFailure`.
-    private func verdict(host: HostRecord, policy: Policy, trusted: Bool, codes: [String], message: String, nonce: String, now: Date,
+    private func verdict(host: HostRecord, policy: Policy, trusted: Bool, codes: [String], message: String, nonce: String, nonceExpiresAt: Date?, now: Date,
                          quote: VerifiedQuote? = nil, claims: EvidenceClaims? = nil, pcrs: [String: [String: String]]? = nil) throws -> AttestationVerdict {
         let decided = DispatchTime.now()
         let record = AttestationRecord(hostID: host.id, at: now, kind: "reattestation", trusted: trusted, codes: codes, message: message,
                                        nonce: nonce, policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
-                                       pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs)
+                                       pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs, nonceExpiresAt: nonceExpiresAt)
         var t = try store.trust(hostID: host.id) ?? HostTrust(hostID: host.id, since: now, mode: .push)
         t.lastVerdictAt = now
         t.lastContactAt = now
@@ -187,6 +186,14 @@ extension BrokerService {
                                   state: t.state.rawValue, revoked: revoked.isEmpty ? nil : revoked)
     }
 
+    /// Codes as the public event stream shows them: how a pull failed (refused, timed out, broken
+    /// TLS) would tell anyone reading events what answers at a host-chosen address, so every
+    /// pull fault reads `no_evidence` there; the audit trail (read token) keeps the exact code.
+    static func publicCodes(_ codes: [String]) -> [String] {
+        let pullFaults: Set<String> = [ErrorCode.attesterUnreachable.rawValue, ErrorCode.attesterTimeout.rawValue, ErrorCode.attesterFault.rawValue]
+        return codes.map { pullFaults.contains($0) ? "no_evidence" : $0 }
+    }
+
     /// Applies the policy's `onFailure` action: the host becomes untrusted and, with `revoke`, every
     /// unrevoked certificate of its agents is revoked (CRL re-signed in the same transaction; OCSP
     /// and the event stream read the same rows). Returns the revoked serials.
@@ -199,7 +206,7 @@ extension BrokerService {
             metrics.revoked(serials.count)
         }
         if was != .untrusted || !serials.isEmpty {
-            try store.appendEvent(type: "host.untrusted", data: ["hostId": t.hostID, "codes": codes.joined(separator: ","), "policy": policy.label,
+            try store.appendEvent(type: "host.untrusted", data: ["hostId": t.hostID, "codes": Self.publicCodes(codes).joined(separator: ","), "policy": policy.label,
                                                                  "action": policy.reattestation.action.rawValue, "revoked": "\(serials.count)"], at: now)
             events.notify()
             metrics.revocation(seconds: Self.seconds(since: decided))
@@ -241,7 +248,7 @@ extension BrokerService {
             try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: "fault", trusted: false, codes: [code],
                                                           message: "\(message) (unreachable; untrusted if it lasts \(Int(grace))s)",
                                                           policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256))
-            try store.appendEvent(type: "host.unreachable", data: ["hostId": host.id, "code": code, "previous": was.rawValue], at: now)
+            try store.appendEvent(type: "host.unreachable", data: ["hostId": host.id, "code": Self.publicCodes([code])[0], "previous": was.rawValue], at: now)
             events.notify()
             log("host \(host.id) unreachable: \(code) \(message)")
         }
@@ -293,7 +300,7 @@ extension BrokerService {
                 guard now < issuedAt.addingTimeInterval(config.challengeTTL) else {
                     throw VouchError(.nonceExpired, "the attester answered after the challenge expired", context: ["field": "nonce"])
                 }
-                return issuedAt
+                return (issuedAt, nil)   // held in memory for this one pull: nothing to store
             }
             return .verdict(trusted: v.result == "trusted")
         } catch let e as VouchError {

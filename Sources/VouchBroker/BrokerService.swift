@@ -55,8 +55,6 @@ public struct BrokerConfig: Sendable {
     public var challengeTTL: TimeInterval = 60
     /// How long a registered host has to prove credential activation.
     public var activationTTL: TimeInterval = 300
-    /// Wrong activation answers allowed before the host must register again.
-    public var maxActivationFailures = 3
     /// CRL validity (nextUpdate - thisUpdate); a CRL is re-signed after half of it.
     public var crlValidity: TimeInterval = 300
     /// Public URL of the CRLs: certificates point at `<crlURL>/<issuing CA key id>`.
@@ -109,6 +107,10 @@ public final class BrokerService: Sendable {
     }
     let responseCache = ReadMostly(ResponseCache())
     let attestationKeys = AttestationKeyCache()
+    /// MACs registration tickets (`RegistrationTicket`); never leaves memory, new at each start.
+    let ticketKey: [UInt8]
+    /// Mints and checks challenge nonces (`NonceMinter`), with its own in-memory key.
+    let nonces: NonceMinter
 
     public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
                 clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -119,166 +121,27 @@ public final class BrokerService: Sendable {
         self.ekTrust = ekTrust
         self.clock = clock
         self.log = log
+        self.ticketKey = (try? Crypto.randomBytes(32)) ?? []
+        self.nonces = NonceMinter(key: (try? Crypto.randomBytes(32)) ?? [])
+        precondition(ticketKey.count == 32 && nonces.key.count == 32, "no randomness for the broker's MAC keys")
         policies.onReload { [metrics] ok in metrics.policyReload(ok: ok) }
     }
 
     static let agentNamePattern = "^[a-z0-9][a-z0-9._-]{0,62}$"
 
-    // MARK: Registration
-
-    /// Registers (or re-registers) a host. Checks, in order: the EK certificate chains to a trusted
-    /// TPM manufacturer and certifies the EK; the AK is a restricted signing key of an allowed type.
-    /// Then it makes a credential only that TPM can activate, for that AK's name.
-    public func registerHost(_ req: RegisterHostRequest) throws -> RegisterHostResponse {
-        let ekCert = try Base64.decode(req.ekCertificate, field: "ekCertificate")
-        let ekPublic = try Base64.decode(req.ekPublic, field: "ekPublic")
-        let akPublic = try Base64.decode(req.akPublic, field: "akPublic")
-        let hostname = req.hostname ?? ""
-        guard hostname.count <= 253, hostname.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") }) else {
-            throw VouchError(.badRequest, "hostname must be a DNS name", context: ["field": "hostname"])
-        }
-        let labels = req.labels ?? [:]
-        guard labels.count <= 64 else { throw VouchError(.labelsInvalid, "at most 64 labels", context: ["field": "labels"]) }
-        for (k, v) in labels {
-            guard k.range(of: Policy.labelPattern, options: .regularExpression) != nil, v.count <= 253,
-                  v.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "\u{0}" }) else {
-                throw VouchError(.labelsInvalid, "label names are 1-63 of a-z, 0-9, '.', '_', '-', '/'; values up to 253 printable characters",
-                                 context: ["field": "labels.\(k.prefix(64))"])
-            }
-        }
-        let now = clock.now()
-        let mode: AttestationMode = req.attesterURL == nil ? .push : .pull
-        if let url = req.attesterURL {
-            guard url.count <= 2048, url.hasPrefix("https://"), URL(string: url)?.host != nil, !url.contains(where: { $0.isWhitespace }) else {
-                throw VouchError(.badRequest, "attesterURL must be an https URL", context: ["field": "attesterURL"])
-            }
-        }
-        if req.simulated == true {
-            return try registerSimulatedHost(req, hostname: hostname, labels: labels, mode: mode, now: now)
-        }
-        let endorsement = try EndorsementVerifier.verify(ekCertificateDER: ekCert, ekPublic: ekPublic, trust: ekTrust, now: now).get()
-        guard let policy = policies.current.select(labels: labels, ekIssuer: endorsement.ekCertificateIssuer) else {
-            throw VouchError(.noPolicy, "no policy applies to this host (its labels and EK issuer match none)", context: ["ekIssuer": endorsement.ekCertificateIssuer])
-        }
-        let (ak, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
-        let akName = CredentialProtection.name(of: ak)
-        let secret = try Crypto.randomBytes(32)
-        let made = try CredentialProtection.makeCredential(ek: endorsement.ekPublic, objectName: akName, credential: secret)
-
-        let existing = try store.host(id: endorsement.hostID)
-        if let reason = existing?.blockedReason {
-            throw VouchError(.hostRevoked, "this host was revoked by an operator and cannot register until unblocked", context: ["hostId": endorsement.hostID, "reason": reason])
-        }
-        let expires = now.addingTimeInterval(config.activationTTL)
-        try store.saveHost(HostRecord(id: endorsement.hostID, hostname: hostname, ekPublic: ekPublic, ekCertificate: ekCert,
-                                      ekIssuer: endorsement.ekCertificateIssuer, labels: labels, akPublic: akPublic, akName: akName, akAlgorithm: kind.rawValue,
-                                      akState: .pending, activationDigest: Crypto.sha256(secret), activationExpiresAt: expires,
-                                      activationFailures: 0, registeredAt: existing?.registeredAt ?? now, updatedAt: now))
-        try store.saveTrust(HostTrust(hostID: endorsement.hostID, since: now, mode: mode, attesterURL: req.attesterURL))
-        try store.recordAttestation(AttestationRecord(hostID: endorsement.hostID, at: now, kind: "registration", trusted: false,
-                                                      codes: [], message: "EK verified (\(endorsement.ekCertificateIssuer)); AK \(kind.rawValue) awaiting credential activation",
-                                                      policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256))
-        metrics.registration("registered")
-        log("host \(endorsement.hostID) registered (\(hostname)); AK \(kind.rawValue) pending activation; \(mode.rawValue) mode")
-        return RegisterHostResponse(hostId: endorsement.hostID, credentialBlob: Base64.encode(made.credentialBlob),
-                                    encryptedSecret: Base64.encode(made.encryptedSecret), activationExpiresAt: expires.iso8601)
-    }
-
-    /// The EK issuer recorded for simulated hosts; policies can match it (`match.ekIssuer`).
-    public static let simulatedEKIssuer = "simulated (insecure, no TPM)"
-
-    /// Registers a host of a simulated fleet: a software AK and no TPM, so nothing proves where
-    /// the AK lives. Refused unless the broker allows simulated hosts; marked simulated everywhere.
-    /// The activation secret is returned in the clear (`credentialBlob`, empty `encryptedSecret`), so
-    /// activation runs the same path as for real hosts.
-    private func registerSimulatedHost(_ req: RegisterHostRequest, hostname: String, labels: [String: String], mode: AttestationMode, now: Date) throws -> RegisterHostResponse {
-        guard config.allowSimulatedHosts else {
-            metrics.registration("simulated_hosts_refused")
-            throw VouchError(.simulatedHostsRefused, "this broker does not accept simulated hosts (software AKs prove nothing)", context: ["field": "simulated"])
-        }
-        let akPublic = try Base64.decode(req.akPublic, field: "akPublic")
-        guard let policy = policies.current.select(labels: labels, ekIssuer: Self.simulatedEKIssuer) else {
-            throw VouchError(.noPolicy, "no policy applies to this simulated host", context: ["ekIssuer": Self.simulatedEKIssuer])
-        }
-        let (ak, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
-        let id = Hex.encode(Crypto.sha256(Array("simulated".utf8) + akPublic).prefix(16))
-        let existing = try store.host(id: id)
-        if let reason = existing?.blockedReason {
-            throw VouchError(.hostRevoked, "this host was revoked by an operator and cannot register until unblocked", context: ["hostId": id, "reason": reason])
-        }
-        let secret = try Crypto.randomBytes(32)
-        let expires = now.addingTimeInterval(config.activationTTL)
-        try store.saveHost(HostRecord(id: id, hostname: hostname, ekPublic: [], ekCertificate: [], ekIssuer: Self.simulatedEKIssuer, labels: labels,
-                                      akPublic: akPublic, akName: CredentialProtection.name(of: ak), akAlgorithm: kind.rawValue, akState: .pending,
-                                      activationDigest: Crypto.sha256(secret), activationExpiresAt: expires, activationFailures: 0,
-                                      registeredAt: existing?.registeredAt ?? now, updatedAt: now))
-        try store.saveTrust(HostTrust(hostID: id, since: now, mode: mode, attesterURL: req.attesterURL, simulated: true))
-        try store.recordAttestation(AttestationRecord(hostID: id, at: now, kind: "registration", trusted: false, codes: [],
-                                                      message: "SIMULATED host (software AK \(kind.rawValue), no TPM)",
-                                                      policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256))
-        metrics.registration("registered_simulated")
-        return RegisterHostResponse(hostId: id, credentialBlob: Base64.encode(secret), encryptedSecret: "", activationExpiresAt: expires.iso8601)
-    }
-
-    /// Completes credential activation: the host proves its TPM holds both the certified EK and the AK.
-    public func activateHost(id: String, _ req: ActivateHostRequest) throws -> ActivateHostResponse {
-        var host = try knownHost(id)
-        let now = clock.now()
-        guard host.akState == .pending, let digest = host.activationDigest, let expires = host.activationExpiresAt else {
-            throw VouchError(.conflict, "host has no pending credential activation; register again to rotate the AK", context: ["hostId": id])
-        }
-        guard now < expires else {
-            throw VouchError(.activationExpired, "credential activation window has passed; register again", context: ["hostId": id, "expiredAt": expires.iso8601])
-        }
-        guard host.activationFailures < config.maxActivationFailures else {
-            throw VouchError(.activationFailed, "too many wrong activation answers; register again", context: ["hostId": id])
-        }
-        let secret = try Base64.decode(req.secret, field: "secret")
-        guard constantTimeEqual(Crypto.sha256(secret), digest) else {
-            host.activationFailures += 1
-            host.updatedAt = now
-            try store.saveHost(host)
-            try store.recordAttestation(AttestationRecord(hostID: id, at: now, kind: "activation", trusted: false,
-                                                          codes: [ErrorCode.activationFailed.rawValue], message: "wrong credential activation answer"))
-            throw VouchError(.activationFailed, "credential activation answer is wrong: the AK is not in the TPM that holds the certified EK", context: ["hostId": id])
-        }
-        var trust = try store.trust(hostID: id) ?? HostTrust(hostID: id, since: now, mode: .push)
-        var hostCertificate: Certificate?
-        if let pem = req.hostCSR {
-            hostCertificate = try issueHostCertificate(host: host, csrPEM: pem, now: now)
-        } else if trust.mode == .pull {
-            throw VouchError(.badRequest, "pull mode needs a host certificate: send hostCSR", context: ["field": "hostCSR"])
-        }
-        host.akState = .active
-        host.activationDigest = nil
-        host.activationExpiresAt = nil
-        host.activationFailures = 0
-        host.updatedAt = now
-        try store.saveHost(host)
-        trust.hostCertificateSerial = hostCertificate?.serialHex
-        trust.hostKeyPin = try hostCertificate.map { try Self.keyPin($0.publicKey) }
-        try store.saveTrust(trust)
-        try store.recordAttestation(AttestationRecord(hostID: id, at: now, kind: "activation", trusted: false, codes: [],
-                                                      message: "AK activated" + (hostCertificate.map { "; host certificate \($0.serialHex)" } ?? "")))
-        log("host \(id) AK activated")
-        return ActivateHostResponse(hostId: id, akState: AKState.active.rawValue, hostCertificate: try hostCertificate?.pem,
-                                    caCertificate: hostCertificate == nil ? nil : try authorities.current.chainPEM,
-                                    brokerSpiffeId: config.brokerSpiffeID)
-    }
-
     // MARK: Challenges and enrollment
 
     /// Issues a single-use nonce for a host whose AK is active, with the PCRs its quote must cover.
+    /// Writes nothing (see `NonceMinter`): the request is unauthenticated.
     public func createChallenge(_ req: ChallengeRequest) throws -> ChallengeResponse {
-        guard [nil, "enrollment", "attestation"].contains(req.purpose) else {
+        guard let purpose = NonceMinter.Purpose(rawValue: req.purpose ?? "enrollment") else {
             throw VouchError(.badRequest, "purpose must be enrollment or attestation", context: ["field": "purpose", "got": String((req.purpose ?? "").prefix(32))])
         }
         let host = try knownHost(req.hostId)
         let policy = try attestablePolicy(for: host)
         let now = clock.now()
-        let nonce = Hex.encode(try Crypto.randomBytes(32))
+        let nonce = try nonces.mint(hostID: host.id, purpose: purpose, at: now)
         let expires = now.addingTimeInterval(config.challengeTTL)
-        try store.insertChallenge(ChallengeRecord(nonce: nonce, hostID: host.id, createdAt: now, expiresAt: expires))
         return ChallengeResponse(nonce: nonce, expiresAt: expires.iso8601, pcrSelection: Self.challengeSelection(policy),
                                  reattestationInterval: Int(policy.reattestation.interval))
     }
@@ -318,14 +181,22 @@ public final class BrokerService: Sendable {
 
     /// Issues an agent certificate. Checks, in order, refusing at the first failure:
     /// 1. the request is well formed (agent name, nonce, base64 and hex fields);
-    /// 2. the host is registered and its AK has completed credential activation;
-    /// 3. the nonce was issued to this host, is unused and unexpired (it is consumed now, pass or fail);
-    /// 4. the CSR parses, its self-signature verifies, and its key type is allowed;
+    /// 2. the host is registered, not blocked, and its AK has completed credential activation;
+    /// 3. the nonce was issued to this host for enrollment and has not expired (`NonceMinter`),
+    ///    and was not used before;
+    /// 4. the agent key: a CSR that parses and whose self-signature verifies, or a TPM-bound key
+    ///    certified by the host's AK over the same binding as the quote;
     /// 5. the quote verifies (QuoteVerifier: AK signature, TPM origin, type, qualifying data =
-    ///    SHA-256(nonce ‖ SHA-256(CSR SubjectPublicKeyInfo)), PCR digest);
-    /// 6. the appraisal (Appraiser): event log and model log replay to the quoted PCRs, the TPM
-    ///    clock did not go backwards, and the quoted PCRs satisfy the policy.
-    /// Every decision, trusted or not, is recorded with the policy's name, version and digest.
+    ///    SHA-256(nonce ‖ SHA-256(agent SubjectPublicKeyInfo)), PCR digest);
+    /// 6. the agent key type is one the broker and the policy allow;
+    /// 7. the appraisal (Appraiser): event log and model log replay to the quoted PCRs, the TPM
+    ///    clock did not go backwards from evidence recorded before this nonce was issued, and
+    ///    the quoted PCRs satisfy the policy;
+    /// 8. the SPIFFE ID resolves and is not reserved.
+    /// Steps 1-5 refuse requests nobody has authenticated yet (anyone can send a host id and a
+    /// nonce): they write nothing durable and publish nothing (a log line and a metric). From 6 on,
+    /// the request provably comes from the host's TPM: every decision is recorded with the policy's
+    /// name, version and digest, and consumes the nonce in the same transaction.
     public func enroll(_ req: EnrollRequest) throws -> EnrollResponse {
         let now = clock.now()
         // 1
@@ -344,45 +215,45 @@ public final class BrokerService: Sendable {
         // 2
         let host = try knownHost(req.hostId)
         if host.blockedReason != nil {
-            try refuse(host, req, nil, VouchError(.hostRevoked, "this host was revoked by an operator", context: ["hostId": host.id]), now)
+            try refuseUnauthenticated(host, req, VouchError(.hostRevoked, "this host was revoked by an operator", context: ["hostId": host.id]))
         }
         guard host.akState == .active else {
-            try refuse(host, req, nil, VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id]), now)
+            try refuseUnauthenticated(host, req, VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id]))
         }
         let policy = try applicablePolicy(for: host)
         // 3
         let issuedAt: Date
-        switch try store.consumeChallenge(nonce: req.nonce, hostID: host.id, now: now) {
-        case let .consumed(at): issuedAt = at
-        case .unknown: try refuse(host, req, policy, VouchError(.nonceUnknown, "nonce was not issued to this host", context: ["field": "nonce"]), now)
-        case .alreadyUsed: try refuse(host, req, policy, VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"]), now)
-        case .expired: try refuse(host, req, policy, VouchError(.nonceExpired, "nonce has expired; request a new challenge", context: ["field": "nonce"]), now)
+        do {
+            issuedAt = try nonces.open(req.nonce, hostID: host.id, purpose: .enrollment, now: now, ttl: config.challengeTTL)
+        } catch let e as VouchError {
+            try refuseUnauthenticated(host, req, e)
         }
+        if try store.nonceUsed(req.nonce) {
+            try refuseUnauthenticated(host, req, VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"]))
+        }
+        let nonceExpiresAt = issuedAt.addingTimeInterval(config.challengeTTL)
         // 4: the agent key — a CSR (proof of possession by its self-signature), or a TPM-bound key
         // certified by the host's AK over the same nonce binding as the quote.
         let agentKey: PublicKey
+        var renewal: (RenewalBody, CSR)?
         switch (req.csr, req.tpmKey) {
         case let (pem?, nil):
             let csr: CSR
             do { csr = try CSR(pemOrDER: Array(pem.utf8)) } catch let e as VouchError {
-                try refuse(host, req, policy, VouchError(.csrMalformed, e.message, context: e.context), now)
+                try refuseUnauthenticated(host, req, VouchError(.csrMalformed, e.message, context: e.context))
             }
             guard csr.signatureIsValid else {
-                try refuse(host, req, policy, VouchError(.csrSignatureInvalid, "CSR signature does not verify with its own key (no proof of possession)"), now)
+                try refuseUnauthenticated(host, req, VouchError(.csrSignatureInvalid, "CSR signature does not verify with its own key (no proof of possession)"))
             }
             agentKey = try csr.publicKey
-            if let renewal = req.renewal {
-                do { try checkRenewal(renewal, host: host, agentName: req.agentName, csr: csr, now: now) } catch let e as VouchError {
-                    try refuse(host, req, policy, e, now)
-                }
-            }
+            renewal = req.renewal.map { ($0, csr) }
         case let (nil, tpmKey?):
             guard req.renewal == nil else {
-                try refuse(host, req, policy, VouchError(.badRequest, "a TPM-bound key is renewed by enrolling a new one", context: ["field": "renewal"]), now)
+                throw VouchError(.badRequest, "a TPM-bound key is renewed by enrolling a new one", context: ["field": "renewal"])
             }
             let keyPublic = try Base64.decode(tpmKey.publicArea, field: "tpmKey.publicArea")
             guard let pub = try? TPMTPublic(tpm2bPublic: keyPublic), let candidate = try? PublicKey(tpmPublic: pub), let spki = try? candidate.spkiDER else {
-                try refuse(host, req, policy, VouchError(.keyCertificationInvalid, "tpmKey.publicArea is not a usable key"), now)
+                try refuseUnauthenticated(host, req, VouchError(.keyCertificationInvalid, "tpmKey.publicArea is not a usable key"))
             }
             let expected = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(req.nonce), agentSPKI: spki)
             let ak = try PublicKey(tpmPublic: try TPMTPublic(tpm2bPublic: host.akPublic))
@@ -390,47 +261,59 @@ public final class BrokerService: Sendable {
                                           signature: try Base64.decode(tpmKey.signature, field: "tpmKey.signature"),
                                           ak: ak, keyPublic: keyPublic, expectedQualifyingData: expected) {
             case let .success(certified): agentKey = certified.publicKey
-            case let .failure(e): try refuse(host, req, policy, e, now)
+            case let .failure(e): try refuseUnauthenticated(host, req, e)
             }
         default:
             throw VouchError(.badRequest, "give exactly one of csr and tpmKey", context: ["field": "csr"])
-        }
-        let keyType = agentKey.isEC ? "ec-p\(agentKey.bits)" : agentKey.isRSA ? "rsa-\(agentKey.bits)" : "other"
-        guard Policy.allAgentKeyTypes.contains(keyType) else {
-            try refuse(host, req, policy, VouchError(.csrKeyNotAllowed, "agent key must be ECDSA P-256/P-384 or RSA of 2048-4096 bits",
-                                                     context: ["got": keyType]), now)
         }
         // 5
         let qualifyingData = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(req.nonce), agentSPKI: try agentKey.spkiDER)
         let quote: VerifiedQuote
         switch attestationKeys.verify(attest: attestBytes, signature: sigBytes, akPublic: host.akPublic, expectedQualifyingData: qualifyingData, pcrs: pcrs) {
         case let .verified(q): quote = q
-        case let .rejected(errors): try refuse(host, req, policy, errors[0], now)
+        case let .rejected(errors): try refuseUnauthenticated(host, req, errors[0])
+        }
+        // From here on the request is the host's own: refusals are recorded and consume the nonce.
+        func refuse(_ error: VouchError, violations: [PolicyViolation] = [], claims: EvidenceClaims? = nil) throws -> Never {
+            try self.refuse(host, req, policy, error, now, nonceExpiresAt: nonceExpiresAt, violations: violations, quote: quote, claims: claims,
+                            pcrs: quote.pcrs.hexMap)
+        }
+        if let (body, csr) = renewal {
+            do { try checkRenewal(body, host: host, agentName: req.agentName, csr: csr, now: now) } catch let e as VouchError { try refuse(e) }
+        }
+        // 6
+        let keyType = agentKey.isEC ? "ec-p\(agentKey.bits)" : agentKey.isRSA ? "rsa-\(agentKey.bits)" : "other"
+        guard Policy.allAgentKeyTypes.contains(keyType) else {
+            try refuse(VouchError(.csrKeyNotAllowed, "agent key must be ECDSA P-256/P-384 or RSA of 2048-4096 bits", context: ["got": keyType]))
         }
         let pcrRecord = quote.pcrs.hexMap
-        // 6
+        // 7: the TPM clock is compared with evidence recorded before this nonce was issued — quotes
+        // the TPM made in clock order may reach the broker out of order, and only evidence older
+        // than the nonce is certainly older than this quote. A rolled-back TPM asks for a fresh
+        // nonce and is compared with everything before it.
         let evidence: TrustedEvidence
-        let previousClock = try store.lastTrustedClock(hostID: host.id)
+        let previousClock = try store.lastTrustedClock(hostID: host.id, before: issuedAt)
         switch Appraiser.appraise(hostID: host.id, quote: quote, eventLog: eventLog, modelLog: modelLog, previousClock: previousClock,
                                   policy: policy, evidenceAge: now.timeIntervalSince(issuedAt), agentKeyType: keyType, digester: OpenSSLDigester()) {
         case let .trusted(e): evidence = e
         case let .rejected(violations, claims):
             let err = VouchError(violations[0].code, "evidence does not satisfy policy \(policy.label): " +
                                  violations.map(\.message).joined(separator: "; "), context: ["policy": policy.name])
-            try refuse(host, req, policy, err, now, violations: violations, quote: quote, claims: claims, pcrs: pcrRecord)
+            try refuse(err, violations: violations, claims: claims)
         }
+        // 8
         guard let spiffeID = policy.spiffeID(trustDomain: config.trustDomain, hostID: host.id, hostname: host.hostname,
                                              agentName: req.agentName, labels: host.labels) else {
-            try refuse(host, req, policy, VouchError(.spiffeIDUnresolved, "the policy's SPIFFE ID template needs a value this host lacks",
-                                                     context: ["template": policy.certificate.spiffeIDTemplate]), now)
+            try refuse(VouchError(.spiffeIDUnresolved, "the policy's SPIFFE ID template needs a value this host lacks (or makes no valid SPIFFE ID)",
+                                  context: ["template": policy.certificate.spiffeIDTemplate]), claims: evidence.claims)
         }
         // The broker's and hosts' own identities are never issued to an agent (a template such as
         // spiffe://{trustDomain}/{agentName} with an agent named "vouchd" would otherwise be one).
         guard !config.isReservedSpiffeID(spiffeID) else {
-            try refuse(host, req, policy, VouchError(.spiffeIDReserved, "this SPIFFE ID is reserved for the broker or a host", context: ["got": spiffeID]), now)
+            try refuse(VouchError(.spiffeIDReserved, "this SPIFFE ID is reserved for the broker or a host", context: ["got": spiffeID]), claims: evidence.claims)
         }
-        let issued = try issue(host: host, agentName: req.agentName, spiffeID: spiffeID, nonce: req.nonce, agentKey: agentKey, evidence: evidence,
-                               pcrs: pcrRecord, now: now)
+        let issued = try issue(host: host, agentName: req.agentName, spiffeID: spiffeID, nonce: req.nonce, nonceExpiresAt: nonceExpiresAt,
+                               agentKey: agentKey, evidence: evidence, pcrs: pcrRecord, now: now)
         try noteTrustedEnrollment(hostID: host.id, policy: policy.label, now: now)
         return issued
     }
@@ -440,7 +323,7 @@ public final class BrokerService: Sendable {
     static let maxClockRegression: TimeInterval = 300
 
     /// Issuance accepts only `TrustedEvidence`, which only the verifiers can produce.
-    private func issue(host: HostRecord, agentName: String, spiffeID: String, nonce: String, agentKey: PublicKey, evidence: TrustedEvidence,
+    private func issue(host: HostRecord, agentName: String, spiffeID: String, nonce: String, nonceExpiresAt: Date, agentKey: PublicKey, evidence: TrustedEvidence,
                        pcrs: [String: [String: String]], now: Date) throws -> EnrollResponse {
         let notBefore = now.addingTimeInterval(-30)   // tolerate small clock skew at relying parties
         if let last = try store.latestDecisionTime(), now < last.addingTimeInterval(-Self.maxClockRegression) {
@@ -456,14 +339,15 @@ public final class BrokerService: Sendable {
             policyDigest: (try? Hex.decode(evidence.policySHA256)) ?? [], modelManifests: evidence.claims.model.map { [(try? Hex.decode($0.manifestDigest)) ?? []] } ?? [],
             secureBoot: evidence.claims.boot?.secureBoot)
         let ca = authorities.current
-        let profile = LeafProfile(subjectCommonName: agentName, uriSANs: [spiffeID], notBefore: notBefore, notAfter: notAfter,
+        let profile = LeafProfile(uriSANs: [spiffeID], notBefore: notBefore, notAfter: notAfter,
                                   usage: .agent, crlDistributionPoint: config.crlURL.map { "\($0)/\(ca.keyID)" }, ocspURL: config.ocspURL,
                                   extensions: [(AttestationExtension.oid, claimsExtension.der)])
         let attestation = AttestationRecord(hostID: host.id, at: now, kind: "enrollment", trusted: true, codes: [],
                                             message: "quote verified; policy \(evidence.policyName) v\(evidence.policyVersion) satisfied",
                                             agentName: agentName, nonce: nonce, policyName: evidence.policyName,
                                             policyVersion: evidence.policyVersion, policySHA256: evidence.policySHA256,
-                                            pcrDigest: Hex.encode(evidence.quote.pcrDigest), claims: evidence.claims, pcrs: pcrs)
+                                            pcrDigest: Hex.encode(evidence.quote.pcrDigest), claims: evidence.claims, pcrs: pcrs,
+                                            nonceExpiresAt: nonceExpiresAt)
         // A serial collision (2^-127 per pair) is refused by the store; retry with a fresh one.
         for _ in 0..<3 {
             let cert = try ca.signer.issue(publicKey: agentKey, profile: profile, serial: nil)
@@ -486,14 +370,24 @@ public final class BrokerService: Sendable {
     }
 
     /// Records a refused enrollment for the audit trail, then throws the refusal.
-    private func refuse(_ host: HostRecord, _ req: EnrollRequest, _ policy: Policy?, _ error: VouchError, _ now: Date,
-                        violations: [PolicyViolation] = [], quote: VerifiedQuote? = nil, claims: EvidenceClaims? = nil,
+    /// Refuses a request nobody has authenticated yet (no verified quote): a log line and a
+    /// metric, nothing durable, nothing published.
+    private func refuseUnauthenticated(_ host: HostRecord, _ req: EnrollRequest, _ error: VouchError) throws -> Never {
+        metrics.enrollment(error.code.rawValue)
+        log("refused enrollment of \(req.agentName) on \(host.id) before its quote verified: \(error.code) \(error.message)")
+        throw error
+    }
+
+    /// Records a refused enrollment whose quote verified (the audit trail; the nonce is consumed
+    /// in the same transaction), publishes it, then throws the refusal.
+    private func refuse(_ host: HostRecord, _ req: EnrollRequest, _ policy: Policy?, _ error: VouchError, _ now: Date, nonceExpiresAt: Date,
+                        violations: [PolicyViolation] = [], quote: VerifiedQuote, claims: EvidenceClaims? = nil,
                         pcrs: [String: [String: String]]? = nil) throws -> Never {
         try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: "enrollment", trusted: false,
                                                       codes: violations.isEmpty ? [error.code.rawValue] : violations.map(\.code.rawValue),
                                                       message: error.message, agentName: req.agentName, nonce: req.nonce,
                                                       policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256,
-                                                      pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs))
+                                                      pcrDigest: Hex.encode(quote.pcrDigest), claims: claims, pcrs: pcrs, nonceExpiresAt: nonceExpiresAt))
         metrics.enrollment(error.code.rawValue)
         try store.appendEvent(type: "attestation.rejected", data: ["hostId": host.id, "agentName": req.agentName, "code": error.code.rawValue,
                                                                    "codes": (violations.isEmpty ? [error.code.rawValue] : violations.map(\.code.rawValue)).joined(separator: ",")], at: now)

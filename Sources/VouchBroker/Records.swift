@@ -29,6 +29,9 @@ public struct HostRecord: Sendable, Equatable {
     public var blockedReason: String? = nil
     public var registeredAt: Date
     public var updatedAt: Date
+    /// Optimistic concurrency: the stored row's version when read (0: not stored). A write of a
+    /// record whose version is no longer the stored one fails with `conflict`.
+    public var version: Int64 = 0
 
     public init(id: String, hostname: String, ekPublic: [UInt8], ekCertificate: [UInt8], ekIssuer: String, labels: [String: String] = [:], akPublic: [UInt8],
                 akName: [UInt8], akAlgorithm: String, akState: AKState, activationDigest: [UInt8]?, activationExpiresAt: Date?,
@@ -39,24 +42,6 @@ public struct HostRecord: Sendable, Equatable {
         self.activationDigest = activationDigest; self.activationExpiresAt = activationExpiresAt; self.activationFailures = activationFailures
         self.registeredAt = registeredAt; self.updatedAt = updatedAt
     }
-}
-
-public struct ChallengeRecord: Sendable, Equatable {
-    public var nonce: String      // hex
-    public var hostID: String
-    public var createdAt: Date
-    public var expiresAt: Date
-    public init(nonce: String, hostID: String, createdAt: Date, expiresAt: Date) {
-        self.nonce = nonce; self.hostID = hostID; self.createdAt = createdAt; self.expiresAt = expiresAt
-    }
-}
-
-public enum ChallengeUse: Sendable, Equatable {
-    /// Accepted and now used; carries when the nonce was issued (the evidence's age starts there).
-    case consumed(issuedAt: Date)
-    case unknown
-    case alreadyUsed
-    case expired
 }
 
 /// One attestation decision, kept as the audit trail ("what was this host's state at that time?").
@@ -80,16 +65,20 @@ public struct AttestationRecord: Sendable, Equatable {
     public var claims: EvidenceClaims?
     /// The PCR values of a verified quote (bank -> index -> hex), kept for `vouch policy test`.
     public var pcrs: [String: [String: String]]?
+    /// Set when this decision uses up a challenge nonce (`nonce`): the store records the nonce as
+    /// used, until this time, in the same transaction, and fails with `nonce_reused` if it was.
+    public var nonceExpiresAt: Date?
 
     public init(id: Int64 = 0, hostID: String, at: Date, kind: String, trusted: Bool, codes: [String], message: String,
                 agentName: String? = nil, nonce: String? = nil, policyName: String? = nil, policyVersion: Int? = nil,
                 policySHA256: String? = nil, pcrDigest: String? = nil, serial: String? = nil, claims: EvidenceClaims? = nil,
-                pcrs: [String: [String: String]]? = nil) {
+                pcrs: [String: [String: String]]? = nil, nonceExpiresAt: Date? = nil) {
         self.id = id; self.hostID = hostID; self.at = at; self.kind = kind; self.trusted = trusted; self.codes = codes
         self.message = message; self.agentName = agentName; self.nonce = nonce; self.policyName = policyName
         self.policyVersion = policyVersion; self.policySHA256 = policySHA256; self.pcrDigest = pcrDigest; self.serial = serial
         self.claims = claims
         self.pcrs = pcrs
+        self.nonceExpiresAt = nonceExpiresAt
     }
 }
 
@@ -207,7 +196,15 @@ public struct AttestableHost: Sendable, Equatable {
 
 /// Durable broker state. Every method is atomic; implementations serialize access.
 public protocol BrokerStore: Sendable {
+    /// Inserts (version 0) or updates the host if its stored version is still `host.version`;
+    /// otherwise fails with `conflict`. Bumps the version.
     func saveHost(_ host: HostRecord) throws
+    /// A completed credential activation, in one transaction: the host (as `saveHost`; a deleted
+    /// host counts as absent and is revived) with its trust record written whole, and the
+    /// decision. Fails with `host_revoked` if the host is blocked, `conflict` if it changed.
+    func activateHost(_ host: HostRecord, trust: HostTrust, record: AttestationRecord) throws
+    /// Sets or clears an operator's block on the host (only that column; bumps the version).
+    func setBlock(hostID: String, reason: String?) throws
     func host(id: String) throws -> HostRecord?
     func hosts() throws -> [HostRecord]
     /// Deletes a host and its trust record (its certificates, attestations and events stay for audit).
@@ -222,9 +219,8 @@ public protocol BrokerStore: Sendable {
     func trust(hostID: String) throws -> HostTrust?
     func trusts() throws -> [HostTrust]
 
-    func insertChallenge(_ challenge: ChallengeRecord) throws
-    /// Marks the nonce used if it was issued to `hostID`, unused and unexpired at `now`.
-    func consumeChallenge(nonce: String, hostID: String, now: Date) throws -> ChallengeUse
+    /// True if a decision already used this challenge nonce (see `AttestationRecord.nonceExpiresAt`).
+    func nonceUsed(_ nonce: String) throws -> Bool
 
     /// Records a decision; returns its id.
     @discardableResult
@@ -242,8 +238,8 @@ public protocol BrokerStore: Sendable {
     func latestDecisionTime() throws -> Date?
     /// The host's most recent attestation whose quote verified (it carries PCR values).
     func latestEvidence(hostID: String) throws -> AttestationRecord?
-    /// The TPM clock of the host's most recent trusted attestation.
-    func lastTrustedClock(hostID: String) throws -> ClockState?
+    /// The TPM clock of the host's most recent trusted attestation recorded before `before`.
+    func lastTrustedClock(hostID: String, before: Date) throws -> ClockState?
 
     /// Records a trusted enrollment and the certificate issued for it, atomically. Fails with
     /// `conflict` if the serial was ever used.
@@ -280,6 +276,12 @@ extension HostRecord {
     public func withBlock(_ reason: String?) -> HostRecord {
         var h = self
         h.blockedReason = reason
+        return h
+    }
+
+    public func withVersion(_ version: Int64) -> HostRecord {
+        var h = self
+        h.version = version
         return h
     }
 

@@ -44,6 +44,7 @@ extension ErrorCode {
     // Library failures (one code per C library)
     public static let crypto = ErrorCode("crypto")
     public static let signatureInvalid = ErrorCode("signature_invalid")
+    public static let signerMismatch = ErrorCode("signer_mismatch")
     public static let tpm = ErrorCode("tpm")
     public static let database = ErrorCode("database")
     public static let http = ErrorCode("http")

@@ -4,9 +4,27 @@ import Foundation
 import VouchCore
 
 /// What a leaf certificate says. The authority adds issuer, AKI/SKI and signs.
+///
+/// Identities never stand for one another: agent and host certificates (X509-SVIDs) carry their
+/// SPIFFE ID as the only name — subject `O=Vouch, OU=agent|host`, no common name, no DNS or IP
+/// SAN — so no caller-chosen name can ever match a host name; only `tlsServer` certificates name
+/// hosts, and the broker's own certificates come from its separate broker CA.
 public struct LeafProfile: Sendable {
-    public enum Usage: Sendable { case agent, tlsServer }
-    public var subjectCommonName: String
+    public enum Usage: Sendable {
+        /// An agent's X509-SVID: serverAuth + clientAuth (agents serve mTLS to each other).
+        case agent
+        /// A host's X509-SVID (attester ⇄ broker mTLS): serverAuth + clientAuth.
+        case host
+        /// The broker's client identity (pulls, signed results): clientAuth only.
+        case brokerClient
+        /// A TLS server certificate that names host names (DNS/IP SANs): serverAuth only.
+        case tlsServer
+
+        /// True for SPIFFE workload identities, which may carry no CN and no DNS/IP SAN.
+        var isWorkload: Bool { self == .agent || self == .host }
+    }
+    /// The subject's CN; nil (and required nil) for agent and host certificates.
+    public var subjectCommonName: String?
     public var uriSANs: [String] = []
     public var dnsSANs: [String] = []
     public var ipSANs: [String] = []
@@ -19,7 +37,7 @@ public struct LeafProfile: Sendable {
     /// Further non-critical extensions: dotted OID and DER value.
     public var extensions: [(oid: String, der: [UInt8])] = []
 
-    public init(subjectCommonName: String, uriSANs: [String] = [], dnsSANs: [String] = [], ipSANs: [String] = [],
+    public init(subjectCommonName: String? = nil, uriSANs: [String] = [], dnsSANs: [String] = [], ipSANs: [String] = [],
                 notBefore: Date, notAfter: Date, usage: Usage, crlDistributionPoint: String? = nil, ocspURL: String? = nil,
                 extensions: [(oid: String, der: [UInt8])] = []) {
         self.subjectCommonName = subjectCommonName
@@ -64,7 +82,7 @@ public final class CertificateAuthority: @unchecked Sendable {
     /// Creates a self-signed CA (basicConstraints CA:TRUE with `pathLength`; keyCertSign, cRLSign):
     /// pathlen 0 for a CA that issues agent certificates itself, 1 for an offline root above intermediates.
     public static func create(commonName: String, key: PrivateKey, notBefore: Date, notAfter: Date, pathLength: Int = 0) throws -> CertificateAuthority {
-        let (x, cert) = try newCertificate(commonName: commonName, issuer: nil, publicKey: key.pkey, serial: try randomSerial(),
+        let (x, cert) = try newCertificate(subject: [("O", "Vouch"), ("CN", commonName)], issuer: nil, publicKey: key.pkey, serial: try randomSerial(),
                                            notBefore: notBefore, notAfter: notAfter)
         try addExtensions(x, issuer: x, [
             (NID_basic_constraints, "critical,CA:TRUE,pathlen:\(pathLength)"),
@@ -78,7 +96,7 @@ public final class CertificateAuthority: @unchecked Sendable {
 
     /// Issues an intermediate CA certificate for `key` (CA:TRUE, pathlen 0; keyCertSign, cRLSign).
     public func issueIntermediate(commonName: String, key: PrivateKey, notBefore: Date, notAfter: Date) throws -> CertificateAuthority {
-        let (x, cert) = try Self.newCertificate(commonName: commonName, issuer: certificate.x509, publicKey: key.pkey, serial: try randomSerial(),
+        let (x, cert) = try Self.newCertificate(subject: [("O", "Vouch"), ("CN", commonName)], issuer: certificate.x509, publicKey: key.pkey, serial: try randomSerial(),
                                                 notBefore: notBefore, notAfter: notAfter)
         try addExtensions(x, issuer: certificate.x509, [
             (NID_basic_constraints, "critical,CA:TRUE,pathlen:0"),
@@ -93,7 +111,22 @@ public final class CertificateAuthority: @unchecked Sendable {
     /// Issues a certificate for `publicKey`. The serial is 127 random bits (RFC 5280 allows 20 octets);
     /// callers check it is unused in their store before publishing.
     public func issue(publicKey: PublicKey, profile: LeafProfile, serial: [UInt8]? = nil) throws -> Certificate {
-        let (x, cert) = try Self.newCertificate(commonName: profile.subjectCommonName, issuer: certificate.x509, publicKey: publicKey.pkey,
+        var subject: [(String, String)] = [("O", "Vouch")]
+        switch profile.usage {
+        case .agent, .host:
+            guard profile.subjectCommonName == nil, profile.dnsSANs.isEmpty, profile.ipSANs.isEmpty, profile.uriSANs.count == 1,
+                  profile.uriSANs[0].hasPrefix("spiffe://") else {
+                throw VouchError(.invalidValue, "an agent or host certificate names exactly one SPIFFE ID and no CN, DNS or IP name",
+                                 context: ["field": "profile"])
+            }
+            subject.append(("OU", profile.usage == .agent ? "agent" : "host"))
+        case .brokerClient, .tlsServer:
+            guard let cn = profile.subjectCommonName else {
+                throw VouchError(.invalidValue, "a broker or server certificate needs a common name", context: ["field": "profile"])
+            }
+            subject.append(("CN", cn))
+        }
+        let (x, cert) = try Self.newCertificate(subject: subject, issuer: certificate.x509, publicKey: publicKey.pkey,
                                                 serial: try serial ?? randomSerial(), notBefore: profile.notBefore, notAfter: profile.notAfter,
                                                 fieldsOnlyKey: true)
 
@@ -107,9 +140,12 @@ public final class CertificateAuthority: @unchecked Sendable {
             (NID_authority_key_identifier, "keyid:always"),
         ]
         switch profile.usage {
-        case .agent:
+        case .agent, .host:
             exts.append((NID_key_usage, "critical,digitalSignature"))
             exts.append((NID_ext_key_usage, "serverAuth,clientAuth"))
+        case .brokerClient:
+            exts.append((NID_key_usage, "critical,digitalSignature"))
+            exts.append((NID_ext_key_usage, "clientAuth"))
         case .tlsServer:
             exts.append((NID_key_usage, "critical,digitalSignature,keyEncipherment"))
             exts.append((NID_ext_key_usage, "serverAuth"))
@@ -235,12 +271,12 @@ public final class CRL: @unchecked Sendable {
 // MARK: - helpers
 
 extension CertificateAuthority {
-    /// A v3 certificate body: serial, subject O=Vouch/CN=`commonName`, issuer (`nil`: self-issued),
+    /// A v3 certificate body: serial, `subject` (attribute short name, UTF-8 value, in order), issuer (`nil`: self-issued),
     /// validity and public key. The caller adds extensions and signs.
     /// `fieldsOnlyKey`: set the SubjectPublicKeyInfo from the key's parameters (leaf certificates;
     /// see `setSubjectPublicKey`) rather than through X509_set_pubkey (CA certificates, whose
     /// in-memory object must hold a decoded key for verifying what they sign).
-    static func newCertificate(commonName: String, issuer: OpaquePointer?, publicKey: OpaquePointer, serial: [UInt8],
+    static func newCertificate(subject: [(String, String)], issuer: OpaquePointer?, publicKey: OpaquePointer, serial: [UInt8],
                                notBefore: Date, notAfter: Date, fieldsOnlyKey: Bool = false) throws -> (OpaquePointer, Certificate) {
         let x = try notNil(X509_new(), "X509_new")
         let cert = Certificate(owning: x)
@@ -248,8 +284,9 @@ extension CertificateAuthority {
         try setSerial(x, serial)
         let name = try notNil(X509_NAME_new(), "X509_NAME_new")
         defer { X509_NAME_free(name) }
-        try check(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, "Vouch", -1, -1, 0), "X509_NAME_add_entry_by_txt")
-        try check(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, commonName, -1, -1, 0), "X509_NAME_add_entry_by_txt")
+        for (attribute, value) in subject {
+            try check(X509_NAME_add_entry_by_txt(name, attribute, MBSTRING_UTF8, value, -1, -1, 0), "X509_NAME_add_entry_by_txt")
+        }
         try check(X509_set_subject_name(x, name), "X509_set_subject_name")
         try check(X509_set_issuer_name(x, issuer.map { X509_get_subject_name($0) } ?? name), "X509_set_issuer_name")
         try setValidity(x, notBefore, notAfter)

@@ -3,8 +3,8 @@ import VouchCore
 import VouchTPMWire
 
 /// Compact JWS with ES256 (RFC 7515/7518): signed JSON tokens such as EAR attestation results.
-/// The header carries the signer's certificate chain (`x5c`), so a relying party verifies a token
-/// with the broker's CA bundle alone.
+/// The header carries the signer's certificate chain (`x5c`); a relying party verifies a token
+/// against the broker CA (never the agents' issuing CA) and the broker's SPIFFE ID.
 public struct JWSSigner: Sendable {
     let key: PrivateKey
     let x5c: [String]
@@ -41,10 +41,13 @@ public struct JWSSigner: Sendable {
         return input + "." + Self.base64URL(r + s)
     }
 
-    /// Verifies a compact ES256 JWS whose `x5c` chain leads to one of `anchors` at `now`; returns
-    /// the payload bytes. Checks, in order: three parts; header alg ES256 with an x5c chain; the
-    /// chain verifies; the signature (64 bytes r‖s) verifies with the leaf key.
-    public static func verify(_ token: String, anchors: [Certificate], at now: Date) throws -> [UInt8] {
+    /// Verifies a compact ES256 JWS whose `x5c` chain leads to one of `anchors` at `now` and whose
+    /// signer is exactly `signer` (its only URI SAN); returns the payload bytes. Checks, in order:
+    /// three parts; header alg ES256 with an x5c chain; the chain verifies; the leaf names
+    /// `signer` and may sign (digitalSignature); the signature (64 bytes r‖s) verifies with the
+    /// leaf key. `anchors` must be the broker CA alone: a CA that also certifies agents would let
+    /// an agent's key sign results.
+    public static func verify(_ token: String, anchors: [Certificate], signer: String, at now: Date) throws -> [UInt8] {
         guard token.count <= 64 * 1024 else { throw VouchError(.invalidValue, "token is too long", context: ["field": "token"]) }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 3 else { throw VouchError(.invalidValue, "a compact JWS has three parts", context: ["got": "\(parts.count)"]) }
@@ -56,6 +59,10 @@ public struct JWSSigner: Sendable {
         let chain = try x5c.map { try Certificate(der: try Base64.decode($0, field: "x5c")) }
         if let e = chain[0].verify(anchors: anchors, intermediates: Array(chain.dropFirst()), at: now) {
             throw VouchError(.signatureInvalid, "the token's signer does not chain to a trusted CA: \(e.message)", context: ["field": "x5c"])
+        }
+        guard chain[0].uriSANs == [signer] else {
+            throw VouchError(.signerMismatch, "the token is not signed by \(signer)",
+                             context: ["field": "x5c", "expected": signer, "got": chain[0].uriSANs.joined(separator: ",")])
         }
         let sig = try base64URLDecode(parts[2], field: "signature")
         guard sig.count == 64 else { throw VouchError(.signatureInvalid, "ES256 signatures are 64 bytes", context: ["got": "\(sig.count)"]) }

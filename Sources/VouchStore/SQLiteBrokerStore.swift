@@ -60,6 +60,14 @@ public final class SQLiteBrokerStore: BrokerStore {
           id TEXT PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL CHECK (scope IN ('read','admin')),
           digest BLOB NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL);
         """,
+        // 4: optimistic concurrency on hosts (a block is never lost to a concurrent activation);
+        // challenge nonces are stateless until used (only used ones are stored, with the decision)
+        """
+        ALTER TABLE hosts ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+        DROP TABLE challenges;
+        CREATE TABLE used_nonces (nonce TEXT PRIMARY KEY, host_id TEXT NOT NULL, expires_at REAL NOT NULL);
+        CREATE INDEX used_nonces_expiry ON used_nonces(expires_at);
+        """,
     ]
     public static var schemaVersion: Int { migrations.count }
 
@@ -96,26 +104,57 @@ public final class SQLiteBrokerStore: BrokerStore {
     // MARK: hosts
 
     public func saveHost(_ h: HostRecord) throws {
-        try write { db in
-            try db.prepare("""
-            INSERT INTO hosts (id, hostname, ek_public, ek_certificate, ek_issuer, labels, ak_public, ak_name, ak_algorithm, ak_state,
-              activation_digest, activation_expires_at, activation_failures, registered_at, updated_at, blocked_reason)
-            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-            ON CONFLICT(id) DO UPDATE SET hostname=excluded.hostname, ek_public=excluded.ek_public, ek_certificate=excluded.ek_certificate,
-              ek_issuer=excluded.ek_issuer, labels=excluded.labels, ak_public=excluded.ak_public, ak_name=excluded.ak_name, ak_algorithm=excluded.ak_algorithm,
-              ak_state=excluded.ak_state, activation_digest=excluded.activation_digest, activation_expires_at=excluded.activation_expires_at,
-              activation_failures=excluded.activation_failures, updated_at=excluded.updated_at, blocked_reason=excluded.blocked_reason,
-              deleted_at=NULL
-            """).run([.text(h.id), .text(h.hostname), .blob(h.ekPublic), .blob(h.ekCertificate), .text(h.ekIssuer), .text(Self.json(h.labels)), .blob(h.akPublic),
-                      .blob(h.akName), .text(h.akAlgorithm), .text(h.akState.rawValue), h.activationDigest.map { .blob($0) } ?? .null,
-                      h.activationExpiresAt.map { .real($0.timeIntervalSince1970) } ?? .null, .int(Int64(h.activationFailures)),
-                      .real(h.registeredAt.timeIntervalSince1970), .real(h.updatedAt.timeIntervalSince1970), h.blockedReason.map { .text($0) } ?? .null])
+        try write { db in try db.transaction { try Self.writeHost(db, h) } }
+    }
+
+    public func activateHost(_ host: HostRecord, trust: HostTrust, record: AttestationRecord) throws {
+        try write { [self] db in
+            try db.transaction {
+                try Self.writeHost(db, host)
+                try writeTrust(db, trust, whole: true)
+                _ = try insertAttestation(db, record)
+            }
         }
+    }
+
+    public func setBlock(hostID: String, reason: String?) throws {
+        try write { db in
+            try db.prepare("UPDATE hosts SET blocked_reason = ?, version = version + 1 WHERE id = ?")
+                .run([reason.map { .text($0) } ?? .null, .text(hostID)])
+            guard db.changes == 1 else { throw VouchError(.notFound, "no such host", context: ["hostId": hostID]) }
+        }
+    }
+
+    /// The version-checked write (inside a transaction): the row's current version must be the
+    /// record's (a deleted row counts as absent, version 0); a blocked row is never overwritten.
+    private static func writeHost(_ db: SQLiteDatabase, _ h: HostRecord) throws {
+        let current = try db.prepare("SELECT version, deleted_at IS NOT NULL, blocked_reason FROM hosts WHERE id = ?")
+            .query([.text(h.id)]) { r in (version: r.int(0), deleted: r.int(1) != 0, blocked: r.optionalText(2)) }.first
+        if let current, let reason = current.blocked, h.blockedReason == nil {
+            throw VouchError(.hostRevoked, "this host was revoked by an operator", context: ["hostId": h.id, "reason": reason])
+        }
+        let stored = current.map { $0.deleted ? 0 : $0.version } ?? 0
+        guard stored == h.version else {
+            throw VouchError(.conflict, "the host changed since it was read", context: ["hostId": h.id, "expected": "\(h.version)", "got": "\(stored)"])
+        }
+        try db.prepare("""
+        INSERT INTO hosts (id, hostname, ek_public, ek_certificate, ek_issuer, labels, ak_public, ak_name, ak_algorithm, ak_state,
+          activation_digest, activation_expires_at, activation_failures, registered_at, updated_at, blocked_reason, version)
+        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)
+        ON CONFLICT(id) DO UPDATE SET hostname=excluded.hostname, ek_public=excluded.ek_public, ek_certificate=excluded.ek_certificate,
+          ek_issuer=excluded.ek_issuer, labels=excluded.labels, ak_public=excluded.ak_public, ak_name=excluded.ak_name, ak_algorithm=excluded.ak_algorithm,
+          ak_state=excluded.ak_state, activation_digest=excluded.activation_digest, activation_expires_at=excluded.activation_expires_at,
+          activation_failures=excluded.activation_failures, registered_at=excluded.registered_at, updated_at=excluded.updated_at,
+          blocked_reason=excluded.blocked_reason, deleted_at=NULL, version=hosts.version + 1
+        """).run([.text(h.id), .text(h.hostname), .blob(h.ekPublic), .blob(h.ekCertificate), .text(h.ekIssuer), .text(Self.json(h.labels)), .blob(h.akPublic),
+                  .blob(h.akName), .text(h.akAlgorithm), .text(h.akState.rawValue), h.activationDigest.map { .blob($0) } ?? .null,
+                  h.activationExpiresAt.map { .real($0.timeIntervalSince1970) } ?? .null, .int(Int64(h.activationFailures)),
+                  .real(h.registeredAt.timeIntervalSince1970), .real(h.updatedAt.timeIntervalSince1970), h.blockedReason.map { .text($0) } ?? .null])
     }
 
     private static let hostColumns = """
     id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state, activation_digest,
-    activation_expires_at, activation_failures, registered_at, updated_at, labels, blocked_reason
+    activation_expires_at, activation_failures, registered_at, updated_at, labels, blocked_reason, version
     """
 
     private static func host(_ r: Statement.Row) -> HostRecord {
@@ -123,7 +162,7 @@ public final class SQLiteBrokerStore: BrokerStore {
                    akPublic: r.blob(5), akName: r.blob(6), akAlgorithm: r.text(7), akState: AKState(rawValue: r.text(8)) ?? .pending,
                    activationDigest: r.isNull(9) ? nil : r.blob(9), activationExpiresAt: r.optionalDate(10),
                    activationFailures: Int(r.int(11)), registeredAt: r.date(12), updatedAt: r.date(13))
-            .withLabels(Self.labels(r.text(14))).withBlock(r.optionalText(15))
+            .withLabels(Self.labels(r.text(14))).withBlock(r.optionalText(15)).withVersion(r.int(16))
     }
 
     /// Decoded label sets by their stored JSON: hosts share a few, and a host record is read on
@@ -181,10 +220,19 @@ public final class SQLiteBrokerStore: BrokerStore {
         }
     }
 
-    private func writeTrust(_ db: SQLiteDatabase, _ t: HostTrust) throws {
-        try db.prepare("""
+    /// Writes a trust record. `whole` (activation) replaces every column; otherwise (verdicts,
+    /// faults) only the state columns change, so a verdict decided before a concurrent activation
+    /// can never put back the old attester URL, mode or key pin.
+    private func writeTrust(_ db: SQLiteDatabase, _ t: HostTrust, whole: Bool = false) throws {
+        try db.prepare(whole ? """
         INSERT OR REPLACE INTO host_trust (host_id, state, since, mode, attester_url, host_cert_serial, host_key_pin, simulated,
           last_verdict_at, last_contact_at, failures, faults, unreachable_since, last_problem) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+        """ : """
+        INSERT INTO host_trust (host_id, state, since, mode, attester_url, host_cert_serial, host_key_pin, simulated,
+          last_verdict_at, last_contact_at, failures, faults, unreachable_since, last_problem) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+        ON CONFLICT(host_id) DO UPDATE SET state=excluded.state, since=excluded.since, last_verdict_at=excluded.last_verdict_at,
+          last_contact_at=excluded.last_contact_at, failures=excluded.failures, faults=excluded.faults,
+          unreachable_since=excluded.unreachable_since, last_problem=excluded.last_problem
         """).run([.text(t.hostID), .text(t.state.rawValue), .real(t.since.timeIntervalSince1970), .text(t.mode.rawValue),
                   t.attesterURL.map { .text($0) } ?? .null, t.hostCertificateSerial.map { .text($0) } ?? .null,
                   t.hostKeyPin.map { .text($0) } ?? .null, .int(t.simulated ? 1 : 0),
@@ -225,35 +273,25 @@ public final class SQLiteBrokerStore: BrokerStore {
         try with { db in try db.prepare("SELECT \(Self.trustColumns) FROM host_trust ORDER BY host_id").query([], Self.trust) }
     }
 
-    // MARK: challenges
+    // MARK: nonces
 
-    public func insertChallenge(_ c: ChallengeRecord) throws {
-        try write { db in
-            try db.transaction {
-                // Expired challenges are kept for a day (replay diagnostics), then dropped.
-                try db.prepare("DELETE FROM challenges WHERE expires_at < ?").run([.real(c.createdAt.timeIntervalSince1970 - 86400)])
-                try db.prepare("INSERT INTO challenges (nonce, host_id, created_at, expires_at) VALUES (?,?,?,?)")
-                    .run([.text(c.nonce), .text(c.hostID), .real(c.createdAt.timeIntervalSince1970), .real(c.expiresAt.timeIntervalSince1970)])
-            }
-        }
+    public func nonceUsed(_ nonce: String) throws -> Bool {
+        try with { db in !(try db.prepare("SELECT 1 FROM used_nonces WHERE nonce = ?").query([.text(nonce)]) { _ in true }).isEmpty }
     }
 
-    public func consumeChallenge(nonce: String, hostID: String, now: Date) throws -> ChallengeUse {
-        try write { db in
-            try db.transaction {
-                let rows = try db.prepare("SELECT created_at, expires_at, used_at FROM challenges WHERE nonce = ? AND host_id = ?")
-                    .query([.text(nonce), .text(hostID)]) { ($0.date(0), $0.date(1), $0.optionalDate(2)) }
-                guard let (created, expires, used) = rows.first else { return .unknown }
-                if used != nil { return .alreadyUsed }
-                try db.prepare("UPDATE challenges SET used_at = ? WHERE nonce = ?").run([.real(now.timeIntervalSince1970), .text(nonce)])
-                return now >= expires ? .expired : .consumed(issuedAt: created)
-            }
-        }
+    /// Records a challenge nonce as used (inside the decision's transaction); used nonces are kept
+    /// until they would have expired anyway, then dropped.
+    private static func useNonce(_ db: SQLiteDatabase, _ nonce: String, hostID: String, expiresAt: Date) throws {
+        try db.prepare("DELETE FROM used_nonces WHERE expires_at < ?").run([.real(expiresAt.timeIntervalSince1970 - 3600)])
+        try db.prepare("INSERT INTO used_nonces (nonce, host_id, expires_at) VALUES (?,?,?) ON CONFLICT(nonce) DO NOTHING")
+            .run([.text(nonce), .text(hostID), .real(expiresAt.timeIntervalSince1970)])
+        guard db.changes == 1 else { throw VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"]) }
     }
 
     // MARK: attestations and certificates
 
     private func insertAttestation(_ db: SQLiteDatabase, _ a: AttestationRecord) throws -> Int64 {
+        if let nonce = a.nonce, let expires = a.nonceExpiresAt { try Self.useNonce(db, nonce, hostID: a.hostID, expiresAt: expires) }
         try db.prepare("""
         INSERT INTO attestations (host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version,
           policy_sha256, pcr_digest, serial, claims, pcrs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
@@ -268,7 +306,7 @@ public final class SQLiteBrokerStore: BrokerStore {
 
     @discardableResult
     public func recordAttestation(_ record: AttestationRecord) throws -> Int64 {
-        try write { [self] db in try insertAttestation(db, record) }
+        try write { [self] db in try db.transaction { try insertAttestation(db, record) } }
     }
 
     public func latestAttestation(hostID: String) throws -> AttestationRecord? {
@@ -350,14 +388,14 @@ public final class SQLiteBrokerStore: BrokerStore {
         }
     }
 
-    public func lastTrustedClock(hostID: String) throws -> ClockState? {
+    public func lastTrustedClock(hostID: String, before: Date) throws -> ClockState? {
         try with { db in
             // Only the clock object is read out of the stored claims (SQLite's JSON1): decoding the
             // whole claims document per re-attestation round cost more than the query.
             try db.prepare("""
-            SELECT json_extract(claims, '$.clock') FROM attestations WHERE host_id = ? AND trusted = 1 AND claims IS NOT NULL
+            SELECT json_extract(claims, '$.clock') FROM attestations WHERE host_id = ? AND trusted = 1 AND claims IS NOT NULL AND at < ?
             ORDER BY id DESC LIMIT 1
-            """).query([.text(hostID)]) { $0.optionalText(0) }.first.flatMap { $0 }.flatMap(Self.unjson)
+            """).query([.text(hostID), .real(before.timeIntervalSince1970)]) { $0.optionalText(0) }.first.flatMap { $0 }.flatMap(Self.unjson)
         }
     }
 

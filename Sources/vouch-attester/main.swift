@@ -93,7 +93,7 @@ if let n = args["simulate"] {
         try fleet.register(0..<1, baseURL: baseURL)
         let tls = try fleet.serverIdentity()
         let server = try HTTPServer(listen: .tls(host: l[0], port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
-                                    threads: 4, clientTrustPEM: tls.caPEM, handler: fleet.httpHandler)
+                                    threads: 4, clientTrustPEM: try Files.readString(try args.required("ca")), handler: fleet.httpHandler)
         try fleet.register(1..<count, baseURL: baseURL)
         Runtime.log("registered \(count) simulated hosts in \(String(format: "%.1f", Date().timeIntervalSince(started)))s; serving quotes on \(baseURL)/sim/INDEX")
         if args.has("enroll-agents") {
@@ -156,9 +156,11 @@ do {
     var pusher: Thread?
     if let listen, let identity = attester.identity {
         // Only the host certificate: the broker holds its own CA, and every certificate sent is
-        // one more for the broker to parse on each pull.
+        // one more for the broker to parse on each pull. Client certificates must chain to the
+        // broker CA (--ca), which certifies nothing but the broker: no agent or host certificate
+        // can ask for quotes, whatever it names.
         brokerServer = try HTTPServer(listen: .tls(host: listen.host, port: listen.port, certificatePEM: identity.certificatePEM, keyPEM: identity.keyPEM),
-                                      threads: 2, clientTrustPEM: identity.caPEM, handler: attester.brokerHandler)
+                                      threads: 2, clientTrustPEM: try Files.readString(try args.required("ca")), handler: attester.brokerHandler)
         Runtime.log("pull mode: serving quotes to \(identity.brokerSpiffeID) at \(config.attesterURL ?? "")")
     } else {
         pusher = PushLoop.start(attester, interval: pushInterval)

@@ -60,7 +60,7 @@ enum FuzzTargets {
         },
         "jws": { bytes in
             // An EAR token as `vouch check` receives it (compact JWS, ES256, x5c).
-            _ = try? JWSSigner.verify(String(decoding: bytes, as: UTF8.self), anchors: [fuzzCA.certificate], at: Date())
+            _ = try? JWSSigner.verify(String(decoding: bytes, as: UTF8.self), anchors: [fuzzCA.certificate], signer: "spiffe://fuzz/vouchd", at: Date())
         },
     ]
 

@@ -18,7 +18,8 @@ enum CLI {
           --tpm-key: the attester creates the key inside the TPM (under the SRK, 0x81000001) and
           certifies it with the AK; writes NAME.pem, NAME.tpm.pub and NAME.tpm.priv.
 
-    Operators (broker: --broker URL or $VOUCH_BROKER; CA: --ca FILE or $VOUCH_CA;
+    Operators (broker: --broker URL or $VOUCH_BROKER; broker CA: --ca FILE or $VOUCH_CA, the broker's
+               DATA-DIR/broker-ca/ca.pem, which certifies only the broker;
                token: --token-file FILE or $VOUCH_TOKEN_FILE; read scope for status/history/check):
       status [--json]                     policies, hosts, AK state, last attestation and why; certificates
       status --evidence HOST [--out FILE] export a host's last verified evidence bundle (JSON)
@@ -56,13 +57,17 @@ enum CLI {
       eventlog show FILE [--json]         list its events and the boot claims decoded from them
 
     Relying parties and workflows (a read token is enough):
-      check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--json]
-          exit 0 only if the certificate chains to the broker CA, is not revoked (CRL), and its host
-          is trusted now (signed EAR with a fresh nonce), appraised recently enough, under that policy,
-          running that model manifest; otherwise exit 1 and print every failed requirement.
+      check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--json]
+          exit 0 only if the certificate chains to the issuing CA, is not revoked (a current CRL signed
+          by its issuer: the broker's, or --crl FILE), and its host is trusted now (an EAR signed by
+          the broker itself, under the broker CA, with a fresh nonce), appraised recently enough, under
+          that policy, running that model manifest; otherwise exit 1 and print every failed requirement.
 
     Exit status: 0 success, 1 refused or failed (reason on stderr), 2 usage error.
     """
+
+    /// Clock difference tolerated between this machine and the broker for "not yet valid" checks.
+    static let clockSkew: TimeInterval = 60
 
     static func error(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
@@ -215,11 +220,12 @@ func revokeCommand(_ argv: [String]) throws -> Int32 {
 
 func crlCommand(_ argv: [String]) throws -> Int32 {
     let args = try Arguments(argv, options: CLI.brokerOptions.union(["out"]), flags: ["json"])
-    let (client, caFile) = try CLI.broker(args, admin: false)
+    let (client, _) = try CLI.broker(args, admin: false)
     let response = try client.raw("GET", "/v1/crl")
     let crl = try CRL(der: response.body)
-    let ca = try Certificate(pem: Files.readString(caFile))
-    guard crl.isSigned(by: ca) else { throw VouchError(.crypto, "CRL signature does not verify with \(caFile)") }
+    // The issuing CA comes from the broker, over TLS verified with the broker CA (--ca).
+    let issuing = try Certificate.chain(pem: String(decoding: try client.raw("GET", "/v1/ca").body, as: UTF8.self))
+    guard let ca = issuing.first, crl.isSigned(by: ca) else { throw VouchError(.crypto, "CRL signature does not verify with the broker's issuing CA") }
     if let out = args["out"] { try Files.writeAtomically(response.body, to: out) }
     if args.has("json") {
         print(JSONCodec.pretty(["number": "\(crl.number ?? 0)", "thisUpdate": crl.thisUpdate.iso8601, "nextUpdate": crl.nextUpdate.iso8601,

@@ -19,7 +19,9 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --config FILE         the configuration file
   --check-config        validate the settings (and policy files), print them, and exit
   --log-format FMT      text (default) or json: one JSON object per line (ts, level, msg)
-  --data-dir DIR        state: SQLite store (vouch.db), admin.token, ca/ (created on first start)
+  --data-dir DIR        state: SQLite store (vouch.db), admin.token, ca/ (the agents' issuing CA) and
+                        broker-ca/ (the broker's own CA: clients trust broker-ca/ca.pem for the
+                        broker and its signed results), created on first start
   --policy PATH[,PATH]  trust policies: files, or directories of *.yaml/*.yml/*.json (docs/policy.md);
                         reloaded on SIGHUP and when a file changes; a set that fails validation
                         never replaces the running one
@@ -94,7 +96,9 @@ do {
     if let next = authorities.next { Runtime.log("next CA staged (published in the bundle, not issuing): \(next.signer.caCertificate.subject)") }
     let token = try BrokerBootstrap.loadOrCreateAdminToken(path: dataDir + "/admin.token")
     if token.created { Runtime.log("created admin token in \(dataDir)/admin.token (mode 0600)") }
-    let tls = try BrokerBootstrap.serverTLS(ca: ca, dnsNames: ["localhost"], ipAddresses: Array(Set(["127.0.0.1", listen])).sorted(), clock: clock)
+    let (brokerCA, brokerCACreated) = try BrokerBootstrap.loadOrCreateBrokerCA(directory: dataDir + "/broker-ca", trustDomain: trustDomain, clock: clock)
+    if brokerCACreated { Runtime.log("created broker CA \(brokerCA.certificate.subject) in \(dataDir)/broker-ca: clients trust broker-ca/ca.pem for this broker") }
+    let tls = try BrokerBootstrap.serverTLS(brokerCA: brokerCA, dnsNames: ["localhost"], ipAddresses: Array(Set(["127.0.0.1", listen])).sorted(), clock: clock)
 
     var config = BrokerConfig(trustDomain: trustDomain)
     config.crlURL = publicURL + "/v1/crl"
@@ -122,7 +126,7 @@ do {
     let sighup = policies.reloadOnSIGHUP()
     let watcher = policies.watch(every: 2) { PolicyFiles.fingerprint(policyPaths) }
     _ = try service.currentCRL()
-    let clientTLS = try BrokerBootstrap.brokerIdentity(ca: ca, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
+    let clientTLS = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
     let bundle = try service.bundlePEM()
     let pullTLS = try TLSClientMaterial(trustPEM: bundle, certificateChainPEM: clientTLS.certificatePEM, keyPEM: clientTLS.keyPEM)
     let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: max(1, Int(pullTimeout))),

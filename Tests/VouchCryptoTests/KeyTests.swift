@@ -67,7 +67,7 @@ final class KeyTests: XCTestCase {
         }
         for key in keys {
             let spki = try key.publicKey.spkiDER
-            let cert = try ca.issue(publicKey: try key.publicKey, profile: LeafProfile(subjectCommonName: "agent", uriSANs: ["spiffe://t/a"],
+            let cert = try ca.issue(publicKey: try key.publicKey, profile: LeafProfile(uriSANs: ["spiffe://t/a"],
                                                                                       notBefore: now, notAfter: now.addingTimeInterval(600), usage: .agent))
             XCTAssertEqual(try cert.publicKey.spkiDER, spki)
             let der = try cert.der

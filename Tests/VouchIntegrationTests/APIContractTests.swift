@@ -56,14 +56,14 @@ final class APIContractTests: XCTestCase {
         let adminToken = try String(contentsOfFile: broker.tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let open = broker.client().transport
         let identity = try XCTUnwrap(attester.identity)
-        let mtls = HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile), identity: .init(certificateFile: identity.certificateFile!, keyFile: identity.keyFile!))
+        let mtls = HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile), identity: .init(certificateFile: identity.certificateFile!, keyFile: identity.keyFile!))
         func json<T: Encodable>(_ v: T) -> [UInt8] { JSONCodec.encode(v) }
         let jsonHeaders = ["Content-Type": "application/json"], auth = ["Authorization": "Bearer \(adminToken)"]
-        let ca = try Certificate(pem: String(contentsOfFile: broker.caFile, encoding: .utf8))
+        let ca = try Certificate(pem: String(contentsOfFile: broker.agentCAFile, encoding: .utf8))
         let ocspRequest: [UInt8] = try {
             let certFile = broker.dir.appendingPathComponent("contract.pem").path, req = broker.dir.appendingPathComponent("ocsp.der").path
             try agent.certificate.write(toFile: certFile, atomically: true, encoding: .utf8)
-            _ = try TestEnv.run("openssl", ["ocsp", "-issuer", broker.caFile, "-cert", certFile, "-reqout", req, "-no_nonce"])
+            _ = try TestEnv.run("openssl", ["ocsp", "-issuer", broker.agentCAFile, "-cert", certFile, "-reqout", req, "-no_nonce"])
             return [UInt8](try Data(contentsOf: URL(fileURLWithPath: req)))
         }()
         var tokenID = ""
@@ -84,9 +84,9 @@ final class APIContractTests: XCTestCase {
             (.init(method: "GET", path: "/v1/ocsp/{request}"), {
                 try open.send("GET", "/v1/ocsp/" + (Base64.encode(ocspRequest).addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""), headers: [:], body: nil)
             }),
-            (.init(method: "GET", path: "/v1/events"), { try HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile), timeoutSeconds: 1).send("GET", "/v1/events?after=-1", headers: [:], body: nil) }),
+            (.init(method: "GET", path: "/v1/events"), { try HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile), timeoutSeconds: 1).send("GET", "/v1/events?after=-1", headers: [:], body: nil) }),
             (.init(method: "POST", path: "/v1/hosts"), { try open.send("POST", "/v1/hosts", headers: jsonHeaders, body: Array(#"{"ekCertificate":"","ekPublic":"","akPublic":""}"#.utf8)) }),
-            (.init(method: "POST", path: "/v1/hosts/{hostId}/activate"), { try open.send("POST", "/v1/hosts/\(id)/activate", headers: jsonHeaders, body: json(ActivateHostRequest(secret: "AAAA"))) }),
+            (.init(method: "POST", path: "/v1/hosts/{hostId}/activate"), { try open.send("POST", "/v1/hosts/\(id)/activate", headers: jsonHeaders, body: json(ActivateHostRequest(secret: "AAAA", registration: nil))) }),
             (.init(method: "POST", path: "/v1/challenges"), { try open.send("POST", "/v1/challenges", headers: jsonHeaders, body: json(ChallengeRequest(hostId: id))) }),
             (.init(method: "POST", path: "/v1/enroll"), {
                 let c = try APIClient(transport: open).call("POST", "/v1/challenges", body: ChallengeRequest(hostId: id), as: ChallengeResponse.self)

@@ -25,7 +25,7 @@ final class CATests: XCTestCase {
         let trust = d + "/trust.pem"
         try (try String(contentsOfFile: d + "/root1/ca.pem", encoding: .utf8) + String(contentsOfFile: d + "/root2/ca.pem", encoding: .utf8))
             .write(toFile: trust, atomically: true, encoding: .utf8)
-        let broker = try BrokerHarness(trusting: tpm, extraArgs: ["--ca-dir", d + "/ca"], caFile: trust)
+        let broker = try BrokerHarness(trusting: tpm, extraArgs: ["--ca-dir", d + "/ca"], agentCAFile: trust)
         let attester = broker.attester(for: tpm)
         try attester.register()
         func enroll(_ name: String) throws -> (EnrollResponse, String) {

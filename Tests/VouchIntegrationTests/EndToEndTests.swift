@@ -30,7 +30,7 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(caKeyMode, 0o600)
 
         // A relying party with OpenSSL accepts it, checking the whole certificate profile.
-        let verify = try TestEnv.run("openssl", ["verify", "-purpose", "sslclient", "-CAfile", broker.caFile, certPath])
+        let verify = try TestEnv.run("openssl", ["verify", "-purpose", "sslclient", "-CAfile", broker.agentCAFile, certPath])
         XCTAssertEqual(verify.status, 0, verify.stderr)
         let text = try TestEnv.run("openssl", ["x509", "-in", certPath, "-noout", "-text"]).stdout
         for expected in ["Digital Signature", "TLS Web Server Authentication, TLS Web Client Authentication", "CA:FALSE",
@@ -55,7 +55,7 @@ final class EndToEndTests: XCTestCase {
         let crlText = try TestEnv.run("openssl", ["crl", "-in", pem, "-noout", "-text"]).stdout
         XCTAssertTrue(crlText.contains("Key Compromise"))
         XCTAssertTrue(crlText.contains("X509v3 CRL Number"))
-        let revokedCheck = try TestEnv.run("openssl", ["verify", "-crl_check", "-CAfile", broker.caFile, "-CRLfile", pem, certPath])
+        let revokedCheck = try TestEnv.run("openssl", ["verify", "-crl_check", "-CAfile", broker.agentCAFile, "-CRLfile", pem, certPath])
         XCTAssertNotEqual(revokedCheck.status, 0)
         XCTAssertTrue((revokedCheck.stdout + revokedCheck.stderr).contains("certificate revoked"))
 
@@ -88,17 +88,17 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(try broker.vouch(["enroll"]).status, 2, "missing --name")
         XCTAssertEqual(try broker.vouch(["frobnicate"]).status, 2)
         XCTAssertEqual(try broker.vouch(["status", "--bogus", "1"]).status, 2)
-        let noToken = try TestEnv.run(TestEnv.bin("vouch"), ["status", "--broker", broker.url, "--ca", broker.caFile],
+        let noToken = try TestEnv.run(TestEnv.bin("vouch"), ["status", "--broker", broker.url, "--ca", broker.brokerCAFile],
                                       env: ["VOUCH_TOKEN_FILE": ""])
         XCTAssertEqual(noToken.status, 2)
         let badToken = broker.dir.appendingPathComponent("bad.token").path
         try "vouch_not_the_token_at_all_0000000000000000".write(toFile: badToken, atomically: true, encoding: .utf8)
-        let wrong = try TestEnv.run(TestEnv.bin("vouch"), ["status", "--broker", broker.url, "--ca", broker.caFile, "--token-file", badToken])
+        let wrong = try TestEnv.run(TestEnv.bin("vouch"), ["status", "--broker", broker.url, "--ca", broker.brokerCAFile, "--token-file", badToken])
         XCTAssertEqual(wrong.status, 1)
         XCTAssertTrue(wrong.stderr.contains("unauthorized"), wrong.stderr)
         // TLS below 1.2 is refused; 1.2 and 1.3 are accepted.
         func handshake(_ version: String) throws -> Int32 {
-            try TestEnv.run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(broker.port) \(version) -CAfile \(broker.caFile) </dev/null >/dev/null 2>&1"]).status
+            try TestEnv.run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(broker.port) \(version) -CAfile \(broker.brokerCAFile) </dev/null >/dev/null 2>&1"]).status
         }
         XCTAssertNotEqual(try handshake("-tls1_1"), 0, "TLS 1.1 must be refused")
         XCTAssertNotEqual(try handshake("-tls1"), 0, "TLS 1.0 must be refused")
@@ -106,7 +106,7 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(try handshake("-tls1_3"), 0)
 
         // An oversized header gets an error answer, and the daemon keeps serving.
-        let huge = try TestEnv.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", broker.caFile,
+        let huge = try TestEnv.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", broker.brokerCAFile,
                                             "-H", "X-Big: " + String(repeating: "a", count: 100_000), "\(broker.url)/v1/health"])
         XCTAssertTrue(["400", "413", "431", "000"].contains(huge.stdout), "got \(huge.stdout)")
         XCTAssertEqual(try broker.client().raw("GET", "/v1/health").status, 200)

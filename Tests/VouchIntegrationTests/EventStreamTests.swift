@@ -15,7 +15,7 @@ final class EventStreamTests: XCTestCase {
         let issued = try attester.enroll(AgentEnrollRequest(agentName: "streamed", csr: try CSR.create(key: try PrivateKey.generate(), commonName: "streamed").pem))
 
         let out = broker.dir.appendingPathComponent("events.txt")
-        let curl = try BackgroundProcess("/usr/bin/curl", ["-sN", "-m", "20", "--cacert", broker.caFile, "-o", out.path, "\(broker.url)/v1/events"],
+        let curl = try BackgroundProcess("/usr/bin/curl", ["-sN", "-m", "20", "--cacert", broker.brokerCAFile, "-o", out.path, "\(broker.url)/v1/events"],
                                          log: broker.dir.appendingPathComponent("curl.log"))
         defer { curl.stop() }
         func streamed() -> String { (try? String(contentsOf: out, encoding: .utf8)) ?? "" }
@@ -31,7 +31,7 @@ final class EventStreamTests: XCTestCase {
         let revokedID = try XCTUnwrap(streamed().components(separatedBy: "id: ").last?.split(separator: "\n").first.flatMap { Int($0) })
 
         // Resuming after the issued event yields the revocation only.
-        let resumed = try TestEnv.run("/usr/bin/curl", ["-sN", "-m", "2", "--cacert", broker.caFile, "-H", "Last-Event-ID: \(revokedID - 1)", "\(broker.url)/v1/events"])
+        let resumed = try TestEnv.run("/usr/bin/curl", ["-sN", "-m", "2", "--cacert", broker.brokerCAFile, "-H", "Last-Event-ID: \(revokedID - 1)", "\(broker.url)/v1/events"])
         XCTAssertTrue(resumed.stdout.contains("id: \(revokedID)\nevent: certificate.revoked"), resumed.stdout)
         XCTAssertFalse(resumed.stdout.contains("certificate.issued"))
         // The broker keeps answering other requests while streams are open.

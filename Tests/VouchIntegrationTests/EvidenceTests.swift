@@ -48,7 +48,7 @@ final class EvidenceTests: XCTestCase {
         let broker = try BrokerHarness(trusting: tpm, policy: policy)
 
         let good = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "rhel8", eventLogPath: logURL.path),
-                            broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+                            broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile)))
         try good.register()
         _ = try enroll(good)
         let boot = try XCTUnwrap(try status(broker).lastAttestation?.claims?.boot)
@@ -57,13 +57,13 @@ final class EvidenceTests: XCTestCase {
 
         let otherLog = logURL.deletingLastPathComponent().appendingPathComponent("ubuntu-2104-no-dbx.bin").path
         let liar = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "rhel8", eventLogPath: otherLog),
-                            broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+                            broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile)))
         try liar.register()
         assertRefused("event_log_mismatch") { _ = try enroll(liar) }
         let junk = tpm.dir.appendingPathComponent("junk.log").path
         try Data([1, 2, 3, 4]).write(to: URL(fileURLWithPath: junk))
         let broken = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "rhel8", eventLogPath: junk),
-                              broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+                              broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile)))
         try broken.register()
         assertRefused("event_log_malformed") { _ = try enroll(broken) }
         XCTAssertEqual(try broker.status().certificates.count, 1)
@@ -89,7 +89,7 @@ final class EvidenceTests: XCTestCase {
         XCTAssertTrue(measure.stdout.contains("manifest \(expected)"), measure.stdout + " vs " + expected)
 
         let attester = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "gpu", modelLogPath: logPath),
-                                broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+                                broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile)))
         try attester.register()
         _ = try enroll(attester)
         let claims = try XCTUnwrap(try status(broker).lastAttestation?.claims?.model)
@@ -126,7 +126,7 @@ final class EvidenceTests: XCTestCase {
         for (rules, refusal) in cases {
             let broker = try BrokerHarness(trusting: tpm, policy: try writePolicy(pcrs, in: tpm.dir, extra: rules))
             let attester = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "gpu", modelLogPath: logPath),
-                                    broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+                                    broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile)))
             try attester.register()
             if let refusal { assertRefused(refusal) { _ = try enroll(attester) } } else { XCTAssertNoThrow(try enroll(attester)) }
         }

@@ -21,7 +21,7 @@ final class FleetTests: XCTestCase {
                                        extraArgs: ["--allow-simulated-hosts", "--reattest-concurrency", "16"])
         let port = TestEnv.freePorts(1)
         let fleet = try BackgroundProcess(TestEnv.bin("vouch-attester"), [
-            "--simulate", "\(count)", "--broker", broker.url, "--ca", broker.caFile, "--listen", "127.0.0.1:\(port)", "--labels", "fleet=sim",
+            "--simulate", "\(count)", "--broker", broker.url, "--ca", broker.brokerCAFile, "--listen", "127.0.0.1:\(port)", "--labels", "fleet=sim",
         ], log: broker.dir.appendingPathComponent("fleet.log"))
         defer { fleet.stop() }
         func metrics() throws -> String {
@@ -59,7 +59,7 @@ final class FleetTests: XCTestCase {
     func testSimulatedHostsAreRefusedUnlessAllowed() throws {
         let tpm = try SwTPM()
         let broker = try BrokerHarness(trusting: tpm)
-        let fleet = try SimulatedFleet(count: 1, broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+        let fleet = try SimulatedFleet(count: 1, broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile)))
         XCTAssertThrowsError(try fleet.register(baseURL: nil)) { error in
             XCTAssertTrue("\(error)".contains("simulated_hosts_refused"), "\(error)")
         }

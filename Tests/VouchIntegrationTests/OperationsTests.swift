@@ -49,7 +49,7 @@ final class OperationsTests: XCTestCase {
         let log = dir.appendingPathComponent("vouchd.log")
         let process = try BackgroundProcess(vouchd, ["--config", config.path, "--port", "\(port)"], log: log)
         XCTAssertTrue(TestEnv.waitForPort(port))
-        let ca = dir.appendingPathComponent("data/ca/ca.pem").path
+        let ca = dir.appendingPathComponent("data/broker-ca/ca.pem").path
         let client = HTTPClient(.https(baseURL: "https://127.0.0.1:\(port)", caFile: ca))
         XCTAssertEqual(try client.send("GET", "/readyz", headers: [:], body: nil).status, 200)
         XCTAssertEqual(try client.send("GET", "/healthz", headers: [:], body: nil).status, 200)
@@ -109,7 +109,7 @@ final class OperationsTests: XCTestCase {
         XCTAssertEqual(status.hosts.map(\.hostname), ["old-host"])
         XCTAssertNil(status.hosts.first?.trust)
         let version = try TestEnv.run("/usr/bin/sqlite3", [db, "SELECT value FROM meta WHERE key='schema_version'"])
-        XCTAssertEqual(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "3")
+        XCTAssertEqual(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "4")
         // A database from a newer vouchd is refused, not misread.
         broker.stop()
         XCTAssertEqual(try TestEnv.run("/usr/bin/sqlite3", [db, "UPDATE meta SET value='99' WHERE key='schema_version'"]).status, 0)

@@ -29,7 +29,7 @@ final class PolicyOperationsTests: XCTestCase {
     func attester(_ broker: BrokerHarness, _ tpm: SwTPM, labels: [String: String] = [:], modelLog: String? = nil) -> Attester {
         var config = AttesterConfig(tcti: tpm.tcti, hostname: "gpu-1", modelLogPath: modelLog)
         config.labels = labels
-        return Attester(config: config, broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+        return Attester(config: config, broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile)))
     }
 
     func refusal(_ body: () throws -> Void) -> APIError? {
@@ -75,6 +75,12 @@ final class PolicyOperationsTests: XCTestCase {
         XCTAssertEqual(try enroll(plain).spiffeId, "spiffe://vouch.test/host/\(plain.hostID!)/agent/agent", "default template")
         XCTAssertEqual(try broker.status().hosts.first?.policy, "default v1")
 
+        // A registered host keeps its labels: moving under another policy takes an operator, who
+        // deletes the host so it registers afresh.
+        let relabelled = attester(broker, tpm, labels: ["env": "prod"])
+        XCTAssertThrowsError(try relabelled.register()) { XCTAssertEqual(($0 as? APIFailure)?.error.code, "labels_immutable") }
+        XCTAssertEqual(try broker.status().hosts.first?.policy, "default v1", "the refused registration changed nothing")
+        XCTAssertEqual(try broker.vouch(["host", "delete", plain.hostID!]).status, 0)
         let prod = attester(broker, tpm, labels: ["env": "prod"])
         try prod.register()
         let issued = try enroll(prod, "payments")
@@ -84,12 +90,13 @@ final class PolicyOperationsTests: XCTestCase {
         XCTAssertEqual(cert.notAfter.timeIntervalSince(cert.notBefore), 5 * 60 + 30, accuracy: 2,
                        "ttl 15m capped by the default re-attestation interval (5m) + grace (0s), plus 30s back-dating")
 
+        XCTAssertEqual(try broker.vouch(["host", "delete", prod.hostID!]).status, 0)
         let strict = attester(broker, tpm, labels: ["env": "prod", "tier": "strict"])
         try strict.register()
         let refused = refusal { _ = try enroll(strict) }
         XCTAssertEqual(refused?.code, "pcr_not_allowed")
         XCTAssertEqual(refused?.violations?.map(\.path), ["pcrs.values.7"])
-        XCTAssertEqual(try broker.status().hosts.first?.policy, "strict v1", "one TPM, one host: its latest labels select the policy")
+        XCTAssertEqual(try broker.status().hosts.first?.policy, "strict v1", "one TPM, one host: the labels it registered with select the policy")
         XCTAssertEqual(try broker.status().policies.policies.map(\.name), ["strict", "prod", "default"])
     }
 

@@ -18,7 +18,7 @@ final class PreloadedTLSTests: XCTestCase {
         }
         func leaf(_ ca: CertificateAuthority, _ name: String) throws -> (cert: Certificate, key: PrivateKey) {
             let key = try PrivateKey.generate()
-            let cert = try ca.issue(publicKey: try key.publicKey, profile: LeafProfile(subjectCommonName: name, uriSANs: ["spiffe://test/\(name)"],
+            let cert = try ca.issue(publicKey: try key.publicKey, profile: LeafProfile(uriSANs: ["spiffe://test/\(name)"],
                                                                                       notBefore: now.addingTimeInterval(-60), notAfter: now.addingTimeInterval(600), usage: .agent))
             return (cert, key)
         }

@@ -42,10 +42,10 @@ final class ReattestationTests: XCTestCase {
     func ocspStatus(_ broker: BrokerHarness, _ certPEM: String) throws -> String {
         let d = broker.dir.path, cert = d + "/ocsp-cert.pem"
         try certPEM.write(toFile: cert, atomically: true, encoding: .utf8)
-        XCTAssertEqual(try TestEnv.run("openssl", ["ocsp", "-issuer", broker.caFile, "-cert", cert, "-reqout", d + "/req.der", "-no_nonce"]).status, 0)
+        XCTAssertEqual(try TestEnv.run("openssl", ["ocsp", "-issuer", broker.agentCAFile, "-cert", cert, "-reqout", d + "/req.der", "-no_nonce"]).status, 0)
         let resp = try broker.client().transport.send("POST", "/v1/ocsp", headers: [:], body: [UInt8](try Data(contentsOf: URL(fileURLWithPath: d + "/req.der"))))
         try Data(resp.body).write(to: URL(fileURLWithPath: d + "/resp.der"))
-        let r = try TestEnv.run("openssl", ["ocsp", "-issuer", broker.caFile, "-cert", cert, "-respin", d + "/resp.der", "-CAfile", broker.caFile, "-no_nonce"])
+        let r = try TestEnv.run("openssl", ["ocsp", "-issuer", broker.agentCAFile, "-cert", cert, "-respin", d + "/resp.der", "-CAfile", broker.agentCAFile, "-no_nonce"])
         return r.stdout
     }
 
@@ -70,7 +70,7 @@ final class ReattestationTests: XCTestCase {
         let agent = try enroll(socket, "worker")
 
         let events = broker.dir.appendingPathComponent("events.txt")
-        let curl = try BackgroundProcess("/usr/bin/curl", ["-sN", "-m", "120", "--cacert", broker.caFile, "-o", events.path, "\(broker.url)/v1/events"],
+        let curl = try BackgroundProcess("/usr/bin/curl", ["-sN", "-m", "120", "--cacert", broker.brokerCAFile, "-o", events.path, "\(broker.url)/v1/events"],
                                          log: broker.dir.appendingPathComponent("curl.log"))
         defer { curl.stop() }
 

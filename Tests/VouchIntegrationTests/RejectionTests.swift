@@ -192,34 +192,49 @@ final class RejectionTests: XCTestCase {
         let stranger = try SwTPM()
         try assertRefused(403, "ek_untrusted", audited: false) { try broker.attester(for: stranger).register() }
 
-        // A trusted TPM that registers but never completes credential activation.
+        // The same TPM registers again (anyone holding its public EK certificate could): nothing
+        // about the active host changes until activation proves the new AK.
         let device = try TPMDevice(tcti: tpm.tcti)
         let (_, ekPublic) = try device.endorsementKey()
         let ekCert = try device.readEKCertificate()
         let (_, akPublic) = try device.createAttestationKey(.rsa2048)
         device.close()
+        let before = JSONCodec.encode(try broker.status().hosts.first { $0.hostId == hostID })
+        let historyBefore = try broker.admin().call("GET", "/v1/attestations?hostId=\(hostID!)", as: AttestationPage.self).items.count
         let reg = try broker.client().call("POST", "/v1/hosts", body: RegisterHostRequest(
-            ekCertificate: Base64.encode(ekCert), ekPublic: Base64.encode(ekPublic), akPublic: Base64.encode(akPublic), hostname: "h"),
-            as: RegisterHostResponse.self)
+            ekCertificate: Base64.encode(ekCert), ekPublic: Base64.encode(ekPublic), akPublic: Base64.encode(akPublic), hostname: "h",
+            attesterURL: "https://attacker.example:1"), as: RegisterHostResponse.self)
         XCTAssertEqual(reg.hostId, hostID, "host identity follows the EK")
-        try assertRefused(403, "ak_not_activated", audited: false) {
-            _ = try broker.client().call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID), as: ChallengeResponse.self)
-        }
-        // Wrong answers are refused, and after three the right one is refused too.
-        for _ in 0..<3 {
-            try assertRefused(403, "activation_failed") {
-                _ = try broker.client().call("POST", "/v1/hosts/\(hostID!)/activate", body: ActivateHostRequest(secret: Base64.encode([UInt8](repeating: 1, count: 32))), as: ActivateHostResponse.self)
+        XCTAssertNoThrow(try broker.client().call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID), as: ChallengeResponse.self),
+                         "the active AK still serves")
+        // Wrong answers are refused, write nothing, and do not spoil the registration.
+        for _ in 0..<5 {
+            try assertRefused(403, "activation_failed", audited: false) {
+                _ = try broker.client().call("POST", "/v1/hosts/\(hostID!)/activate", body: ActivateHostRequest(
+                    secret: Base64.encode([UInt8](repeating: 1, count: 32)), registration: reg.registration), as: ActivateHostResponse.self)
             }
         }
+        // A ticket this broker did not seal, or for another host, is refused.
+        var forged = reg.registration
+        forged.replaceSubrange(forged.startIndex..<forged.index(forged.startIndex, offsetBy: 4), with: "eyJh")
+        try assertRefused(403, "registration_invalid", audited: false) {
+            _ = try broker.client().call("POST", "/v1/hosts/\(hostID!)/activate", body: ActivateHostRequest(
+                secret: Base64.encode([UInt8](repeating: 1, count: 32)), registration: forged + "x"), as: ActivateHostResponse.self)
+        }
+        XCTAssertEqual(JSONCodec.encode(try broker.status().hosts.first { $0.hostId == hostID }), before, "registration and wrong answers changed the host")
+        XCTAssertEqual(try broker.admin().call("GET", "/v1/attestations?hostId=\(hostID!)", as: AttestationPage.self).items.count, historyBefore,
+                       "unauthenticated requests wrote to the audit trail")
+        // The right answer activates the new AK (and only now takes the new attester URL).
         let real = try TPMDevice(tcti: tpm.tcti)
         let (ek, _) = try real.endorsementKey()
         let (ak, _) = try real.createAttestationKey(.rsa2048)
         let secret = try real.activateCredential(ak: ak, ek: ek, credentialBlob: Base64.decode(reg.credentialBlob, field: ""),
                                                  encryptedSecret: Base64.decode(reg.encryptedSecret, field: ""))
         real.close()
-        try assertRefused(403, "activation_failed", audited: false) {
-            _ = try broker.client().call("POST", "/v1/hosts/\(hostID!)/activate", body: ActivateHostRequest(secret: Base64.encode(secret)), as: ActivateHostResponse.self)
-        }
+        let activated = try broker.client().call("POST", "/v1/hosts/\(hostID!)/activate", body: ActivateHostRequest(
+            secret: Base64.encode(secret), hostCSR: try CSR.create(key: try PrivateKey.generate(), commonName: "h").pem, registration: reg.registration),
+            as: ActivateHostResponse.self)
+        XCTAssertEqual(activated.akState, "active")
         // The EK public of another TPM under this TPM's EK certificate.
         let otherDevice = try TPMDevice(tcti: stranger.tcti)
         let (_, strangerEK) = try otherDevice.endorsementKey()

@@ -17,7 +17,7 @@ final class RelyingPartyTests: XCTestCase {
         let log = tpm.dir.appendingPathComponent("model.json").path
         let model = try ModelMeasurement.measure(paths: [weights.path], tcti: tpm.tcti, logPath: log)
         let attester = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "gpu", modelLogPath: log),
-                                broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.caFile)))
+                                broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile)))
         try attester.register()
         let key = try PrivateKey.generate()
         let issued = try attester.enroll(AgentEnrollRequest(agentName: "rp-agent", csr: try CSR.create(key: key, commonName: "rp-agent").pem))
@@ -47,7 +47,7 @@ final class RelyingPartyTests: XCTestCase {
         // OCSP, as openssl ocsp builds and verifies it (nonce included), POST then GET.
         let req = d.appendingPathComponent("req.der").path, resp = d.appendingPathComponent("resp.der").path
         func ocsp(cert: String, get: Bool = false) throws -> String {
-            XCTAssertEqual(try TestEnv.run("openssl", ["ocsp", "-issuer", broker.caFile, "-cert", cert, "-reqout", req]).status, 0)
+            XCTAssertEqual(try TestEnv.run("openssl", ["ocsp", "-issuer", broker.agentCAFile, "-cert", cert, "-reqout", req]).status, 0)
             let reqBytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: req)))
             let answer = get
                 ? try broker.client().transport.send("GET", "/v1/ocsp/" + (Base64.encode(reqBytes).addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""), headers: [:], body: nil)
@@ -57,9 +57,9 @@ final class RelyingPartyTests: XCTestCase {
             try Data(answer.body).write(to: URL(fileURLWithPath: resp))
             // With -reqin alone, openssl checks the signature and that our nonce echoes the request's;
             // (given -cert too it would build a fresh request with a new nonce). Then read the status.
-            let verified = try TestEnv.run("openssl", ["ocsp", "-reqin", req, "-respin", resp, "-CAfile", broker.caFile])
+            let verified = try TestEnv.run("openssl", ["ocsp", "-reqin", req, "-respin", resp, "-CAfile", broker.agentCAFile])
             XCTAssertTrue((verified.stdout + verified.stderr).contains("Response verify OK"), verified.stdout + verified.stderr)
-            let r = try TestEnv.run("openssl", ["ocsp", "-issuer", broker.caFile, "-cert", cert, "-respin", resp, "-CAfile", broker.caFile, "-no_nonce"])
+            let r = try TestEnv.run("openssl", ["ocsp", "-issuer", broker.agentCAFile, "-cert", cert, "-respin", resp, "-CAfile", broker.agentCAFile, "-no_nonce"])
             return verified.stdout + verified.stderr + r.stdout + r.stderr
         }
         var out = try ocsp(cert: certPath)
@@ -95,11 +95,11 @@ final class RelyingPartyTests: XCTestCase {
 
         // The trust bundle: PEM, and a SPIFFE bundle whose x5c is the CA.
         let bundle = try broker.client().raw("GET", "/v1/bundle")
-        XCTAssertEqual(String(decoding: bundle.body, as: UTF8.self), try String(contentsOfFile: broker.caFile, encoding: .utf8))
+        XCTAssertEqual(String(decoding: bundle.body, as: UTF8.self), try String(contentsOfFile: broker.agentCAFile, encoding: .utf8))
         let spiffe = try JSONSerialization.jsonObject(with: Data(try broker.client().raw("GET", "/v1/bundle?format=spiffe").body)) as! [String: Any]
         let jwk = try XCTUnwrap((spiffe["keys"] as? [[String: Any]])?.first)
         XCTAssertEqual(jwk["use"] as? String, "x509-svid")
         XCTAssertEqual(jwk["crv"] as? String, "P-256")
-        XCTAssertEqual((jwk["x5c"] as? [String])?.first, Base64.encode(try Certificate(pem: String(contentsOfFile: broker.caFile, encoding: .utf8)).der))
+        XCTAssertEqual((jwk["x5c"] as? [String])?.first, Base64.encode(try Certificate(pem: String(contentsOfFile: broker.agentCAFile, encoding: .utf8)).der))
     }
 }

@@ -31,7 +31,7 @@ final class TPMKeyTests: XCTestCase {
         try cert.publicKey.pem.write(toFile: d + "/pub.pem", atomically: true, encoding: .utf8)
         let verify = try TestEnv.run("openssl", ["dgst", "-sha256", "-verify", d + "/pub.pem", "-signature", d + "/sig.der", d + "/msg"])
         XCTAssertTrue(verify.stdout.contains("Verified OK"), verify.stdout + verify.stderr)
-        XCTAssertEqual(try TestEnv.run("openssl", ["verify", "-CAfile", broker.caFile, out + "/tpm-agent.pem"]).status, 0)
+        XCTAssertEqual(try TestEnv.run("openssl", ["verify", "-CAfile", broker.agentCAFile, out + "/tpm-agent.pem"]).status, 0)
     }
 
     func testForgedCertificationsAreRefused() throws {

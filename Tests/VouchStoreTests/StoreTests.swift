@@ -38,17 +38,39 @@ final class StoreTests: XCTestCase {
         }
     }
 
-    func testChallengesAreSingleUseAndExpire() throws {
+    /// A nonce is stored only with the decision that uses it, and only once: a second decision
+    /// using it fails as a whole (nothing of it is written).
+    func testNoncesAreUsedOnceWithTheirDecision() throws {
         let s = try open()
         try s.saveHost(host())
-        try s.insertChallenge(ChallengeRecord(nonce: "n1", hostID: host().id, createdAt: t0, expiresAt: t0.addingTimeInterval(60)))
-        try s.insertChallenge(ChallengeRecord(nonce: "n2", hostID: host().id, createdAt: t0, expiresAt: t0.addingTimeInterval(60)))
-        XCTAssertEqual(try s.consumeChallenge(nonce: "n1", hostID: "other", now: t0), .unknown, "bound to its host")
-        XCTAssertEqual(try s.consumeChallenge(nonce: "n1", hostID: host().id, now: t0), .consumed(issuedAt: t0))
-        XCTAssertEqual(try s.consumeChallenge(nonce: "n1", hostID: host().id, now: t0), .alreadyUsed)
-        XCTAssertEqual(try s.consumeChallenge(nonce: "n2", hostID: host().id, now: t0.addingTimeInterval(60)), .expired)
-        XCTAssertEqual(try s.consumeChallenge(nonce: "n2", hostID: host().id, now: t0), .alreadyUsed, "an expired attempt burns the nonce")
-        XCTAssertEqual(try s.consumeChallenge(nonce: "nx", hostID: host().id, now: t0), .unknown)
+        XCTAssertFalse(try s.nonceUsed("n1"))
+        let first = AttestationRecord(hostID: host().id, at: t0, kind: "enrollment", trusted: false, codes: ["x"], message: "m",
+                                      nonce: "n1", nonceExpiresAt: t0.addingTimeInterval(60))
+        try s.recordAttestation(first)
+        XCTAssertTrue(try s.nonceUsed("n1"))
+        let count = try s.attestations(HistoryQuery(hostID: host().id)).count
+        XCTAssertThrowsError(try s.recordAttestation(first)) { XCTAssertEqual(($0 as? VouchError)?.code, .nonceReused) }
+        XCTAssertEqual(try s.attestations(HistoryQuery(hostID: host().id)).count, count, "the refused decision left nothing")
+        // Records that use no nonce (pull rounds hold theirs in memory) store none.
+        try s.recordAttestation(AttestationRecord(hostID: host().id, at: t0, kind: "reattestation", trusted: true, codes: [], message: "m", nonce: "n2"))
+        XCTAssertFalse(try s.nonceUsed("n2"))
+    }
+
+    /// A host write whose version is stale fails; a block is never overwritten by an activation.
+    func testHostWritesAreVersionChecked() throws {
+        let s = try open()
+        try s.saveHost(host())
+        var read = try XCTUnwrap(try s.host(id: host().id))
+        XCTAssertEqual(read.version, 1)
+        try s.setBlock(hostID: read.id, reason: "keyCompromise")
+        read.hostname = "renamed"
+        XCTAssertThrowsError(try s.saveHost(read)) { XCTAssertEqual(($0 as? VouchError)?.code, .hostRevoked) }
+        try s.setBlock(hostID: read.id, reason: nil)
+        XCTAssertThrowsError(try s.saveHost(read)) { XCTAssertEqual(($0 as? VouchError)?.code, .conflict, "read before the unblock") }
+        var fresh = try XCTUnwrap(try s.host(id: host().id))
+        fresh.hostname = "renamed"
+        try s.saveHost(fresh)
+        XCTAssertEqual(try s.host(id: host().id)?.hostname, "renamed")
     }
 
     /// The scheduler's list: active, unblocked, undeleted hosts with a trust record, labels decoded.

@@ -18,15 +18,19 @@ final class BrokerHarness {
     private var process: BackgroundProcess?
 
     var url: String { "https://127.0.0.1:\(port)" }
-    /// The CA file clients trust: the broker's own self-signed CA, or a bundle the test provides.
-    var caFile: String { caFileOverride ?? dataDir.appendingPathComponent("ca/ca.pem").path }
-    let caFileOverride: String?
+    /// The file clients trust for the broker itself (its TLS certificate and signed results): the
+    /// broker CA, which certifies nothing else.
+    var brokerCAFile: String { dataDir.appendingPathComponent("broker-ca/ca.pem").path }
+    /// The trust anchors for agent and host certificates, CRLs and OCSP answers: the issuing CA
+    /// (self-signed), or a bundle the test provides (an issuing CA under an offline root).
+    var agentCAFile: String { agentCAFileOverride ?? dataDir.appendingPathComponent("ca/ca.pem").path }
+    let agentCAFileOverride: String?
     let dataDir: URL
     var tokenFile: String { dataDir.appendingPathComponent("admin.token").path }
     var log: String { process?.log ?? "" }
 
-    init(trusting tpm: SwTPM, policy: String? = nil, extraArgs: [String] = [], caFile: String? = nil, dataDir: URL? = nil) throws {
-        caFileOverride = caFile
+    init(trusting tpm: SwTPM, policy: String? = nil, extraArgs: [String] = [], agentCAFile: String? = nil, dataDir: URL? = nil) throws {
+        agentCAFileOverride = agentCAFile
         dir = try TestEnv.tempDir("vouch-broker")
         self.dataDir = dataDir ?? dir.appendingPathComponent("data")
         ekRoots = dir.appendingPathComponent("ek-roots")
@@ -47,7 +51,7 @@ final class BrokerHarness {
         ] + extraArgs, log: dir.appendingPathComponent("vouchd-\(UUID().uuidString.prefix(4)).log"))
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
-            if FileManager.default.fileExists(atPath: caFile), (try? client().raw("GET", "/v1/health")) != nil { return }
+            if FileManager.default.fileExists(atPath: brokerCAFile), (try? client().raw("GET", "/v1/health")) != nil { return }
             if process?.process.isRunning == false { break }
             usleep(50_000)
         }
@@ -72,10 +76,10 @@ final class BrokerHarness {
         try start()
     }
 
-    func client() -> APIClient { APIClient(transport: HTTPClient(.https(baseURL: url, caFile: caFile))) }
+    func client() -> APIClient { APIClient(transport: HTTPClient(.https(baseURL: url, caFile: brokerCAFile))) }
 
     func admin() throws -> APIClient {
-        APIClient(transport: HTTPClient(.https(baseURL: url, caFile: caFile)),
+        APIClient(transport: HTTPClient(.https(baseURL: url, caFile: brokerCAFile)),
                   bearerToken: try String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
@@ -84,7 +88,7 @@ final class BrokerHarness {
     /// An in-process attester (the same code as vouch-attester) for `tpm`, talking to this broker.
     func attester(for tpm: SwTPM, ak: String = "ecc-p256") -> Attester {
         Attester(config: AttesterConfig(tcti: tpm.tcti, akKind: .init(rawValue: ak)!, hostname: "test-host"),
-                 broker: HTTPClient(.https(baseURL: url, caFile: caFile)))
+                 broker: HTTPClient(.https(baseURL: url, caFile: brokerCAFile)))
     }
 
     /// An in-process attester with a state directory for its host certificate, so it can push
@@ -92,12 +96,12 @@ final class BrokerHarness {
     func pushAttester(for tpm: SwTPM, hostname: String) -> Attester {
         var config = AttesterConfig(tcti: tpm.tcti, hostname: hostname)
         config.stateDirectory = dir.appendingPathComponent("state-\(hostname)").path
-        return Attester(config: config, broker: HTTPClient(.https(baseURL: url, caFile: caFile)))
+        return Attester(config: config, broker: HTTPClient(.https(baseURL: url, caFile: brokerCAFile)))
     }
 
     /// Runs the `vouch` CLI with this broker's settings in the environment.
     func vouch(_ args: [String], socket: String? = nil) throws -> TestEnv.RunResult {
-        var env = ["VOUCH_BROKER": url, "VOUCH_CA": caFile, "VOUCH_TOKEN_FILE": tokenFile]
+        var env = ["VOUCH_BROKER": url, "VOUCH_CA": brokerCAFile, "VOUCH_TOKEN_FILE": tokenFile]
         if let socket { env["VOUCH_ATTESTER_SOCKET"] = socket }
         return try TestEnv.run(TestEnv.bin("vouch"), args, env: env)
     }
@@ -108,7 +112,7 @@ final class BrokerHarness {
         let tag = UUID().uuidString.prefix(4)
         let socket = dir.appendingPathComponent("attester-\(tag).sock").path
         let p = try BackgroundProcess(TestEnv.bin("vouch-attester"), [
-            "--broker", url, "--ca", caFile, "--tcti", tpm.tcti, "--socket", socket, "--hostname", "test-host",
+            "--broker", url, "--ca", brokerCAFile, "--tcti", tpm.tcti, "--socket", socket, "--hostname", "test-host",
             "--state-dir", dir.appendingPathComponent("attester-\(tag)-state").path,
         ] + extraArgs, log: dir.appendingPathComponent("attester-\(tag).log"))
         let deadline = Date().addingTimeInterval(20)

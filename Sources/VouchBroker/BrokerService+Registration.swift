@@ -1,0 +1,249 @@
+import Foundation
+import VouchAPI
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchPolicy
+import VouchTPMWire
+
+/// Registration and credential activation. Registration is unauthenticated — an EK certificate
+/// is public — so it only answers a challenge: it writes nothing and changes nothing about an
+/// existing host. Everything about a host (its AK, host name, mode, attester URL, key pin, host
+/// certificate) changes only at activation, which proves the AK lives in the TPM holding the
+/// certified EK, in one version-checked transaction.
+extension BrokerService {
+    /// Registers (or re-registers) a host. Checks, in order: the request is well formed (host
+    /// name a DNS name, labels, attester URL an https URL to a host name or public address);
+    /// the EK certificate chains to a trusted TPM manufacturer and certifies the EK; a policy
+    /// applies; the AK is a restricted signing key of an allowed type; the host is not blocked;
+    /// the labels equal the registered host's (a host cannot pick another policy). Then it makes
+    /// a credential only that TPM can activate, for that AK's name, and returns it with a sealed
+    /// ticket the host sends back with the answer.
+    public func registerHost(_ req: RegisterHostRequest) throws -> RegisterHostResponse {
+        let hostname = try Self.checkedHostname(req.hostname)
+        let labels = try Self.checkedLabels(req.labels)
+        let mode: AttestationMode = req.attesterURL == nil ? .push : .pull
+        if let url = req.attesterURL { try Self.checkAttesterURL(url) }
+        let now = clock.now()
+        if req.simulated == true {
+            return try registerSimulatedHost(req, hostname: hostname, labels: labels, mode: mode, now: now)
+        }
+        let ekCert = try Base64.decode(req.ekCertificate, field: "ekCertificate")
+        let ekPublic = try Base64.decode(req.ekPublic, field: "ekPublic")
+        let akPublic = try Base64.decode(req.akPublic, field: "akPublic")
+        let endorsement = try EndorsementVerifier.verify(ekCertificateDER: ekCert, ekPublic: ekPublic, trust: ekTrust, now: now).get()
+        guard let policy = policies.current.select(labels: labels, ekIssuer: endorsement.ekCertificateIssuer) else {
+            metrics.registration(ErrorCode.noPolicy.rawValue)
+            throw VouchError(.noPolicy, "no policy applies to this host (its labels and EK issuer match none)", context: ["ekIssuer": endorsement.ekCertificateIssuer])
+        }
+        let (ak, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
+        try checkMayRegister(hostID: endorsement.hostID, labels: labels)
+        let secret = try Crypto.randomBytes(32)
+        let made = try CredentialProtection.makeCredential(ek: endorsement.ekPublic, objectName: CredentialProtection.name(of: ak), credential: secret)
+        let expires = now.addingTimeInterval(config.activationTTL)
+        let ticket = RegistrationTicket(hostId: endorsement.hostID, hostname: hostname, ekPublic: req.ekPublic, ekCertificate: req.ekCertificate,
+                                        ekIssuer: endorsement.ekCertificateIssuer, labels: labels, akPublic: req.akPublic, akAlgorithm: kind.rawValue,
+                                        activationDigest: Hex.encode(Crypto.sha256(secret)), expiresAt: expires.timeIntervalSince1970,
+                                        mode: mode.rawValue, attesterURL: req.attesterURL, simulated: false)
+        metrics.registration("registered")
+        log("host \(endorsement.hostID) registration challenged (\(hostname)); AK \(kind.rawValue) awaits credential activation; \(mode.rawValue) mode")
+        return RegisterHostResponse(hostId: endorsement.hostID, credentialBlob: Base64.encode(made.credentialBlob),
+                                    encryptedSecret: Base64.encode(made.encryptedSecret), activationExpiresAt: expires.iso8601,
+                                    registration: ticket.seal(key: ticketKey))
+    }
+
+    /// The EK issuer recorded for simulated hosts; policies can match it (`match.ekIssuer`).
+    public static let simulatedEKIssuer = "simulated (insecure, no TPM)"
+
+    /// Registers a host of a simulated fleet: a software AK and no TPM, so nothing proves where
+    /// the AK lives. Refused unless the broker allows simulated hosts; marked simulated everywhere.
+    /// The activation secret is returned in the clear (`credentialBlob`, empty `encryptedSecret`), so
+    /// activation runs the same path as for real hosts.
+    private func registerSimulatedHost(_ req: RegisterHostRequest, hostname: String, labels: [String: String], mode: AttestationMode, now: Date) throws -> RegisterHostResponse {
+        guard config.allowSimulatedHosts else {
+            metrics.registration("simulated_hosts_refused")
+            throw VouchError(.simulatedHostsRefused, "this broker does not accept simulated hosts (software AKs prove nothing)", context: ["field": "simulated"])
+        }
+        let akPublic = try Base64.decode(req.akPublic, field: "akPublic")
+        guard let policy = policies.current.select(labels: labels, ekIssuer: Self.simulatedEKIssuer) else {
+            throw VouchError(.noPolicy, "no policy applies to this simulated host", context: ["ekIssuer": Self.simulatedEKIssuer])
+        }
+        let (_, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
+        let id = Hex.encode(Crypto.sha256(Array("simulated".utf8) + akPublic).prefix(16))
+        try checkMayRegister(hostID: id, labels: labels)
+        let secret = try Crypto.randomBytes(32)
+        let expires = now.addingTimeInterval(config.activationTTL)
+        let ticket = RegistrationTicket(hostId: id, hostname: hostname, ekPublic: "", ekCertificate: "", ekIssuer: Self.simulatedEKIssuer, labels: labels,
+                                        akPublic: req.akPublic, akAlgorithm: kind.rawValue, activationDigest: Hex.encode(Crypto.sha256(secret)),
+                                        expiresAt: expires.timeIntervalSince1970, mode: mode.rawValue, attesterURL: req.attesterURL, simulated: true)
+        metrics.registration("registered_simulated")
+        return RegisterHostResponse(hostId: id, credentialBlob: Base64.encode(secret), encryptedSecret: "", activationExpiresAt: expires.iso8601,
+                                    registration: ticket.seal(key: ticketKey))
+    }
+
+    /// A blocked host cannot register; a registered host keeps the labels it registered with (an
+    /// operator deletes it to change them), so it cannot move itself under a laxer policy. (A
+    /// deleted host is not found here; the store still refuses to revive a blocked one.)
+    private func checkMayRegister(hostID: String, labels: [String: String]) throws {
+        guard let existing = try store.host(id: hostID) else { return }
+        if let reason = existing.blockedReason {
+            metrics.registration(ErrorCode.hostRevoked.rawValue)
+            throw VouchError(.hostRevoked, "this host was revoked by an operator and cannot register until unblocked", context: ["hostId": hostID, "reason": reason])
+        }
+        if existing.labels != labels {
+            metrics.registration(ErrorCode.labelsImmutable.rawValue)
+            throw VouchError(.labelsImmutable, "a registered host keeps its labels; an operator deletes the host (vouch host delete) to change them",
+                             context: ["hostId": hostID, "field": "labels"])
+        }
+    }
+
+    /// Completes credential activation: the host proves its TPM holds both the certified EK and
+    /// the AK. Checks, in order: the ticket is this broker's (MAC) and names this host; it has not
+    /// expired; the answer hashes to the ticket's activation digest (a wrong answer writes
+    /// nothing and does not spoil the registration); a host certificate CSR is well formed (pull
+    /// mode needs one). Then, in one transaction that fails if the host changed since it was read
+    /// (retried): the host is not blocked and keeps its labels; its AK, host name, mode, URL,
+    /// host certificate serial and key pin are replaced; its trust state and history stay.
+    public func activateHost(id: String, _ req: ActivateHostRequest) throws -> ActivateHostResponse {
+        guard Hex.isLowercase(id, length: 32...32) else {
+            throw VouchError(.badRequest, "host id must be 32 lowercase hex digits", context: ["field": "hostId"])
+        }
+        guard let sealed = req.registration else {
+            throw VouchError(.badRequest, "send the registration ticket the registration answered with", context: ["field": "registration"])
+        }
+        let ticket = try RegistrationTicket.open(sealed, key: ticketKey)
+        guard ticket.hostId == id else {
+            throw VouchError(.registrationInvalid, "the registration ticket is for another host", context: ["field": "registration", "hostId": id])
+        }
+        let now = clock.now()
+        let expires = Date(timeIntervalSince1970: ticket.expiresAt)
+        guard now < expires else {
+            throw VouchError(.activationExpired, "credential activation window has passed; register again", context: ["hostId": id, "expiredAt": expires.iso8601])
+        }
+        let secret = try Base64.decode(req.secret, field: "secret")
+        guard constantTimeEqual(Hex.encode(Crypto.sha256(secret)).utf8.map { $0 }, Array(ticket.activationDigest.utf8)) else {
+            metrics.registration(ErrorCode.activationFailed.rawValue)
+            log("host \(id): wrong credential activation answer (nothing changed)")
+            throw VouchError(.activationFailed, "credential activation answer is wrong: the AK is not in the TPM that holds the certified EK", context: ["hostId": id])
+        }
+        let mode = AttestationMode(rawValue: ticket.mode) ?? .push
+        guard req.hostCSR != nil || mode == .push else {
+            throw VouchError(.badRequest, "pull mode needs a host certificate: send hostCSR", context: ["field": "hostCSR"])
+        }
+        let akPublic = try Base64.decode(ticket.akPublic, field: "registration.akPublic")
+        let ak = try TPMTPublic(tpm2bPublic: akPublic)
+        for attempt in 1...3 {
+            let existing = try store.host(id: id)
+            try requireMayActivate(existing, ticket: ticket)
+            let hostCertificate = try req.hostCSR.map { try issueHostCertificate(hostID: id, csrPEM: $0, now: now) }
+            var host = HostRecord(id: id, hostname: ticket.hostname, ekPublic: try Base64.decode(ticket.ekPublic, field: "registration.ekPublic"),
+                                  ekCertificate: try Base64.decode(ticket.ekCertificate, field: "registration.ekCertificate"), ekIssuer: ticket.ekIssuer,
+                                  labels: ticket.labels, akPublic: akPublic, akName: CredentialProtection.name(of: ak), akAlgorithm: ticket.akAlgorithm,
+                                  akState: .active, activationDigest: nil, activationExpiresAt: nil, activationFailures: 0,
+                                  registeredAt: existing?.registeredAt ?? now, updatedAt: now)
+            host.version = existing?.version ?? 0
+            var trust = (existing == nil ? nil : try store.trust(hostID: id)) ?? HostTrust(hostID: id, since: now, mode: mode, simulated: ticket.simulated)
+            trust.mode = mode
+            trust.attesterURL = ticket.attesterURL
+            trust.hostCertificateSerial = hostCertificate?.serialHex
+            trust.hostKeyPin = try hostCertificate.map { try Self.keyPin($0.publicKey) }
+            let record = AttestationRecord(hostID: id, at: now, kind: "activation", trusted: false, codes: [],
+                                           message: (ticket.simulated ? "SIMULATED host (software AK, no TPM); " : "EK verified (\(ticket.ekIssuer)); ") +
+                                                    "AK \(ticket.akAlgorithm) activated; \(mode.rawValue) mode" + (hostCertificate.map { "; host certificate \($0.serialHex)" } ?? ""))
+            do {
+                try store.activateHost(host, trust: trust, record: record)
+            } catch let e as VouchError where e.code == .conflict && attempt < 3 {
+                continue   // the host changed (a block, another activation) since we read it: decide again
+            }
+            log("host \(id) AK activated (\(ticket.hostname); \(mode.rawValue) mode)")
+            return ActivateHostResponse(hostId: id, akState: AKState.active.rawValue, hostCertificate: try hostCertificate?.pem,
+                                        caCertificate: hostCertificate == nil ? nil : try authorities.current.chainPEM,
+                                        brokerSpiffeId: config.brokerSpiffeID)
+        }
+        throw VouchError(.conflict, "the host kept changing during activation; try again", context: ["hostId": id])
+    }
+
+    private func requireMayActivate(_ existing: HostRecord?, ticket: RegistrationTicket) throws {
+        guard let existing else { return }
+        if let reason = existing.blockedReason {
+            throw VouchError(.hostRevoked, "this host was revoked by an operator and cannot register until unblocked", context: ["hostId": existing.id, "reason": reason])
+        }
+        if existing.labels != ticket.labels {
+            throw VouchError(.labelsImmutable, "a registered host keeps its labels", context: ["hostId": existing.id, "field": "labels"])
+        }
+    }
+
+    // MARK: Request checks
+
+    /// A host name as DNS allows it: 1-253 characters, dot-separated labels of 1-63 letters, digits
+    /// and hyphens, no label starting or ending with a hyphen (so never "." or ".."); lowercased.
+    static func checkedHostname(_ name: String?) throws -> String {
+        let hostname = (name ?? "").lowercased()
+        guard hostname.isEmpty || DNSName.isValid(hostname) else {
+            throw VouchError(.badRequest, "hostname must be a DNS name", context: ["field": "hostname"])
+        }
+        return hostname
+    }
+
+    static func checkedLabels(_ given: [String: String]?) throws -> [String: String] {
+        let labels = given ?? [:]
+        guard labels.count <= 64 else { throw VouchError(.labelsInvalid, "at most 64 labels", context: ["field": "labels"]) }
+        for (k, v) in labels {
+            guard k.range(of: Policy.labelPattern, options: .regularExpression) != nil, v.count <= 253,
+                  v.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "\u{0}" }) else {
+                throw VouchError(.labelsInvalid, "label names are 1-63 of a-z, 0-9, '.', '_', '-', '/'; values up to 253 printable characters",
+                                 context: ["field": "labels.\(k.prefix(64))"])
+            }
+        }
+        return labels
+    }
+
+    /// The attester URL the broker will connect to: `https://` with a DNS host name or an IP
+    /// address, an optional port, and a path; no user info, query or fragment. Addresses the
+    /// broker must never be pointed at (unspecified, multicast, broadcast) are refused; whether
+    /// the attester answers is learnt only at activation-proven pulls, and pull faults are never
+    /// published to unauthenticated readers.
+    static func checkAttesterURL(_ url: String) throws {
+        let invalid = VouchError(.badRequest, "attesterURL must be an https URL naming a host (no user info, query or fragment)", context: ["field": "attesterURL"])
+        guard url.count <= 2048, url.hasPrefix("https://"), !url.contains(where: { $0.isWhitespace || !$0.isASCII }),
+              let parts = URLComponents(string: url), parts.scheme == "https", let host = parts.host, !host.isEmpty,
+              parts.user == nil, parts.password == nil, parts.query == nil, parts.fragment == nil else { throw invalid }
+        let bare = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+        if let v4 = IPv4(bare) {
+            guard !v4.isUnspecified, !v4.isMulticastOrBroadcast else { throw invalid }
+        } else if bare.contains(":") {
+            guard bare != "::", !bare.lowercased().hasPrefix("ff") else { throw invalid }
+        } else {
+            guard DNSName.isValid(bare.lowercased()) else { throw invalid }
+        }
+        if let port = parts.port, !(1...65535).contains(port) { throw invalid }
+    }
+}
+
+/// DNS host names (RFC 1123 labels).
+enum DNSName {
+    static func isValid(_ name: String) -> Bool {
+        guard !name.isEmpty, name.count <= 253 else { return false }
+        return name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-" &&
+                label.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }
+        }
+    }
+}
+
+/// A dotted-quad IPv4 address.
+struct IPv4 {
+    let octets: [UInt8]
+    init?(_ s: String) {
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var o: [UInt8] = []
+        for p in parts {
+            guard !p.isEmpty, p.count <= 3, p.allSatisfy(\.isNumber), let v = UInt8(p) else { return nil }
+            o.append(v)
+        }
+        octets = o
+    }
+    var isUnspecified: Bool { octets[0] == 0 }
+    var isMulticastOrBroadcast: Bool { octets[0] >= 224 }
+}
