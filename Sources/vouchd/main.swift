@@ -32,7 +32,7 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --public-url URL      URL relying parties reach this broker at (default https://ADDR:PORT)
   --challenge-ttl DUR   lifetime of an enrollment nonce (default 60s)
   --crl-validity DUR    CRL nextUpdate - thisUpdate (default 5m)
-  --connection-timeout DUR  close connections idle this long, including slow or stalled clients (default 30s)
+  --connection-timeout DUR  close connections that send nothing for this long (default 30s)
   --request-deadline DUR    close connections that have not sent a whole request (TLS handshake,
                         headers, body) this long after connecting or after their previous response,
                         however slowly the bytes trickle; never cuts a response (default 10s)
