@@ -68,7 +68,7 @@ final class FaultTests: XCTestCase {
     /// share, so the honest client (127.0.0.1) can still fetch the CRL and revoke meanwhile.
     func testTricklingClientsCannotShutOutOtherAddresses() throws {
         let tpm = try SwTPM()
-        let broker = try BrokerHarness(trusting: tpm, extraArgs: ["--max-connections-per-address", "8", "--request-deadline", "5s",
+        let broker = try BrokerHarness(trusting: tpm, extraArgs: ["--max-connections-per-address", "8", "--request-deadline", "8s",
                                                                   "--connection-timeout", "60s"])
         let attester = broker.attester(for: tpm)
         try attester.register()
