@@ -34,6 +34,11 @@ void *vouch_mhd_tls_session(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     return i ? i->tls_session : NULL;
 }
+
+int vouch_mhd_connection_fd(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return i ? i->connect_fd : -1;
+}
 CURLcode vouch_curl_setopt_ssl_ctx(CURL *h, CURLcode (*cb)(CURL *, void *, void *), void *ctx) {
     CURLcode rc = curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, cb);
     return rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, ctx);

@@ -83,7 +83,7 @@ public struct BrokerAPI: Sendable {
             let after = Int64(req.headers["last-event-id"] ?? req.query["after"] ?? "") ?? 0
             guard after >= 0 else { throw VouchError(.badRequest, "after must be an event id", context: ["field": "after"]) }
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")],
-                                stream: try service.eventStream(after: after))
+                                stream: try service.eventStream(after: after, peer: req.peer))
         case ("POST", ["ocsp"]):
             return ocspResponse(try service.ocsp(request: req.body))
         case ("GET", ["bundle"]):
@@ -252,8 +252,7 @@ public struct BrokerAPI: Sendable {
         case .nonceReused, .conflict, .labelsImmutable: 409
         case .policyInvalid: 422
         case .internalError, .database, .crypto, .io, .tpm, .http, .config: 500
-        case ErrorCode("too_many_streams"): 503
-        case ErrorCode("too_many_attempts"): 429
+        case ErrorCode("too_many_streams"), ErrorCode("too_many_attempts"): 429
         case .clockUnreliable: 503
         case .akNotActivated, .activationFailed, .activationExpired, .registrationInvalid, .ekUntrusted, .ekMismatch, .ekCertificateInvalid, .akRejected,
              .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,

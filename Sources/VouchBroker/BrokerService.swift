@@ -69,6 +69,9 @@ public struct BrokerConfig: Sendable {
     public var allowSimulatedHosts = false
     /// Lifetime of host certificates (mTLS between broker and attester); hosts re-register to renew.
     public var hostCertificateTTL: TimeInterval = 30 * 86400
+    /// Event streams (`GET /v1/events`) open at once from one client address, and in all.
+    public var maxEventStreamsPerAddress = 4
+    public var maxEventStreams = 256
 
     public init(trustDomain: String) { self.trustDomain = trustDomain }
 
@@ -96,7 +99,7 @@ public final class BrokerService: Sendable {
     let log: @Sendable (String) -> Void
     public let metrics = BrokerMetrics()
     public let events = EventNotifier()
-    let openStreams = Mutex(0)
+    let openStreams = Mutex(StreamCounts())
     let closing = Mutex(false)
     /// What relying parties poll, kept in memory: the committed CRL per issuer, and signed OCSP
     /// responses by request. `generation` counts revocations.

@@ -119,8 +119,15 @@ public final class WebhookDispatcher: Sendable {
     }
 }
 
+/// Open event streams, in all and per client address.
+struct StreamCounts {
+    var total = 0
+    var byAddress: [String: Int] = [:]
+}
+
 extension BrokerService {
-    public static let maxEventStreams = 64
+    /// Seconds a client refused a stream is told to wait (`Retry-After`).
+    static let streamRetryAfter = 5
 
     /// Ends open event streams (graceful shutdown): they return at once instead of after their wait.
     public func shutdown() {
@@ -129,15 +136,19 @@ extension BrokerService {
     }
 
     /// A Server-Sent Events stream of the outbox from event `after` on: one `id:`/`event:`/`data:`
-    /// frame per event, a `: keepalive` comment after 15 quiet seconds. Refused beyond
-    /// `maxEventStreams` concurrent streams.
-    public func eventStream(after: Int64) throws -> HTTPStream {
-        let admitted = openStreams.withLock { n -> Bool in
-            guard n < Self.maxEventStreams else { return false }
-            n += 1
-            return true
+    /// frame per event, a `: keepalive` comment after 15 quiet seconds. Refused (`too_many_streams`,
+    /// with a retry delay) beyond `config.maxEventStreamsPerAddress` streams open from `peer`, or
+    /// `config.maxEventStreams` in all, so one client cannot shut out the others.
+    public func eventStream(after: Int64, peer: String) throws -> HTTPStream {
+        let (perAddress, total) = (config.maxEventStreamsPerAddress, config.maxEventStreams)
+        let refusal = openStreams.withLock { c -> String? in
+            if c.byAddress[peer, default: 0] >= perAddress { return "too many open event streams from this address (at most \(perAddress)); retry later" }
+            if c.total >= total { return "too many open event streams; retry later" }
+            c.total += 1
+            c.byAddress[peer, default: 0] += 1
+            return nil
         }
-        guard admitted else { throw VouchError(ErrorCode("too_many_streams"), "too many open event streams; retry later") }
+        if let refusal { throw VouchError(ErrorCode("too_many_streams"), refusal, context: ["retryAfter": "\(Self.streamRetryAfter)"]) }
         let cursor = Mutex(after)
         let store = self.store, notifier = self.events
         return HTTPStream(next: { [self] in
@@ -151,6 +162,12 @@ extension BrokerService {
                 if attempt == 0 { notifier.wait(timeout: 15) }
             }
             return Array(": keepalive\n\n".utf8)
-        }, onClose: { [self] in self.openStreams.withLock { $0 -= 1 } })
+        }, onClose: { [self] in
+            self.openStreams.withLock { c in
+                c.total -= 1
+                c.byAddress[peer, default: 1] -= 1
+                if c.byAddress[peer] == 0 { c.byAddress[peer] = nil }
+            }
+        })
     }
 }

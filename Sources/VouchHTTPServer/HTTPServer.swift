@@ -23,6 +23,8 @@ public final class HTTPServer: @unchecked Sendable {
     let maxBodyBytes: Int
     /// Set when TLS clients are asked for a certificate chaining to `clientTrustPEM`.
     let verifiesClients: Bool
+    /// The absolute deadline for receiving each request, when one is set.
+    let requestDeadline: RequestDeadline?
     private var daemon: OpaquePointer?
     private var owned: [UnsafeMutablePointer<CChar>] = []
     private var sockaddrBuffer: UnsafeMutablePointer<sockaddr_in>?
@@ -36,14 +38,40 @@ public final class HTTPServer: @unchecked Sendable {
         case perConnection
     }
 
+    /// Connection limits. `idleTimeout` (seconds) closes connections that send nothing for that
+    /// long; `requestDeadline` (seconds) closes connections that have not delivered a whole
+    /// request (TLS handshake, headers, body) that long after being accepted or after their
+    /// previous response, however slowly the bytes trickle (responses in progress, event streams
+    /// included, are never cut); `perAddress` caps the connections open from one client address
+    /// (0: no cap), `total` those open at all.
+    public struct Limits: Sendable {
+        public var idleTimeout: Int = 30
+        public var requestDeadline: Int? = nil
+        public var perAddress: Int = 0
+        public var total: Int = 1024
+        public init(idleTimeout: Int = 30, requestDeadline: Int? = nil, perAddress: Int = 0, total: Int = 1024) {
+            self.idleTimeout = idleTimeout
+            self.requestDeadline = requestDeadline
+            self.perAddress = perAddress
+            self.total = total
+        }
+    }
+
     /// `clientTrustPEM` (TLS only): CA certificates a client certificate may chain to. Clients are
     /// asked for one but not required to send it; a request carries the certificate only if it
     /// verified (`HTTPRequest.clientCertificate`), and the handler decides what needs one.
-    public init(listen: Listen, threads: Int = 4, threading: Threading? = nil, maxBodyBytes: Int = 1 << 20, connectionTimeout: Int = 30,
+    public convenience init(listen: Listen, threads: Int = 4, threading: Threading? = nil, maxBodyBytes: Int = 1 << 20, connectionTimeout: Int = 30,
+                            clientTrustPEM: String? = nil, handler: @escaping Handler) throws {
+        try self.init(listen: listen, threads: threads, threading: threading, maxBodyBytes: maxBodyBytes,
+                      limits: Limits(idleTimeout: connectionTimeout), clientTrustPEM: clientTrustPEM, handler: handler)
+    }
+
+    public init(listen: Listen, threads: Int = 4, threading: Threading? = nil, maxBodyBytes: Int = 1 << 20, limits: Limits,
                 clientTrustPEM: String? = nil, handler: @escaping Handler) throws {
         self.handler = handler
         self.maxBodyBytes = maxBodyBytes
         self.verifiesClients = clientTrustPEM != nil
+        self.requestDeadline = limits.requestDeadline.map { RequestDeadline(limit: .seconds($0)) }
         var options: [MHD_OptionItem] = []
         var flags = UInt32(MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_ERROR_LOG.rawValue)
         func opt(_ o: MHD_OPTION, _ value: Int = 0, _ ptr: UnsafeMutableRawPointer? = nil) {
@@ -56,9 +84,15 @@ public final class HTTPServer: @unchecked Sendable {
         case .perConnection:
             flags |= UInt32(MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_POLL.rawValue)
         }
-        opt(MHD_OPTION.CONNECTION_TIMEOUT, connectionTimeout)
-        opt(MHD_OPTION.CONNECTION_LIMIT, 1024)
-        opt(MHD_OPTION.NOTIFY_COMPLETED, unsafeBitCast(requestCompleted as MHD_RequestCompletedCallback, to: Int.self), nil)
+        opt(MHD_OPTION.CONNECTION_TIMEOUT, limits.idleTimeout)
+        opt(MHD_OPTION.CONNECTION_LIMIT, limits.total)
+        if limits.perAddress > 0 { opt(MHD_OPTION.PER_IP_CONNECTION_LIMIT, limits.perAddress) }
+        opt(MHD_OPTION.NOTIFY_COMPLETED, unsafeBitCast(requestCompleted as MHD_RequestCompletedCallback, to: Int.self),
+            requestDeadline.map { Unmanaged.passUnretained($0).toOpaque() })
+        if let requestDeadline {
+            opt(MHD_OPTION.NOTIFY_CONNECTION, unsafeBitCast(connectionNotified as MHD_NotifyConnectionCallback, to: Int.self),
+                Unmanaged.passUnretained(requestDeadline).toOpaque())
+        }
         // libmicrohttpd's own messages (TLS handshake failures, connection limits) go through
         // Runtime.log, so they follow the process's log format.
         opt(MHD_OPTION.EXTERNAL_LOGGER, unsafeBitCast(serverLog as MHD_LogCallback, to: Int.self), nil)
@@ -103,12 +137,14 @@ public final class HTTPServer: @unchecked Sendable {
             cleanup()
             throw VouchError(.http, "the HTTP server could not start (address in use, or bad TLS certificate/key)", context: ["listen": "\(listen.description)"])
         }
+        requestDeadline?.start()
     }
 
     deinit { stop() }
 
     public func stop() {
         if let d = daemon { MHD_stop_daemon(d); daemon = nil }
+        requestDeadline?.stop()
         cleanup()
     }
 
@@ -212,6 +248,7 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
         uploadSize.pointee = 0
         return .YES
     }
+    if let connection { server.requestDeadline?.requestReceived(connection) }
     let response: HTTPResponse
     if state.tooLarge {
         response = HTTPResponse(status: 413, headers: [("Content-Type", "application/json")],
@@ -241,6 +278,7 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
 
 private func requestCompleted(_ cls: UnsafeMutableRawPointer?, _ connection: OpaquePointer?,
                               _ reqCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ toe: MHD_RequestTerminationCode) {
+    if let cls, let connection { Unmanaged<RequestDeadline>.fromOpaque(cls).takeUnretainedValue().responseSent(connection) }
     guard let reqCls, let raw = reqCls.pointee else { return }
     Unmanaged<RequestState>.fromOpaque(raw).release()
     reqCls.pointee = nil

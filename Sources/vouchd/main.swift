@@ -34,7 +34,14 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --public-url URL      URL relying parties reach this broker at (default https://ADDR:PORT)
   --challenge-ttl DUR   lifetime of an enrollment nonce (default 60s)
   --crl-validity DUR    CRL nextUpdate - thisUpdate (default 5m)
-  --connection-timeout DUR  close connections idle this long, including slow or stalled clients (default 30s)
+  --connection-timeout DUR  close connections that send nothing for this long (default 30s)
+  --request-deadline DUR    close connections that have not sent a whole request (TLS handshake,
+                        headers, body) this long after connecting or after their previous response,
+                        however slowly the bytes trickle; never cuts a response (default 10s)
+  --max-connections-per-address N  connections open at once from one client IP address (default 64;
+                        of 1024 in all); more from that address are refused at accept
+  --event-streams-per-address N    event streams (/v1/events) open at once from one client IP
+                        address (default 4; 256 in all); more get 429 too_many_streams
   --webhook URL[,URL]   push events (revocations, issuance, refusals, host blocks) to these URLs,
                         signed with HMAC-SHA256, retried with backoff from a durable outbox
   --webhook-secret-file FILE  the HMAC key (default DATA-DIR/webhook.secret, created mode 0600)
@@ -49,7 +56,8 @@ func fail(_ message: String, code: Int32 = 2) -> Never {
 }
 
 let options: Set<String> = ["config", "data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
-                             "crl-validity", "webhook", "webhook-secret-file", "connection-timeout", "reattest-concurrency", "pull-timeout", "log-format"]
+                             "crl-validity", "webhook", "webhook-secret-file", "connection-timeout", "request-deadline",
+                             "max-connections-per-address", "event-streams-per-address", "reattest-concurrency", "pull-timeout", "log-format"]
 let switches: Set<String> = ["allow-simulated-hosts"]
 let args: Settings
 do {
@@ -112,6 +120,16 @@ do {
         fail("\(args.source("reattest-concurrency")): reattest-concurrency must be 1-1024")
     }
     let pullTimeout = try parseDuration(args["pull-timeout"] ?? "10s", field: "--pull-timeout")
+    guard let perAddress = Int(args["max-connections-per-address"] ?? "64"), (1...1024).contains(perAddress) else {
+        fail("\(args.source("max-connections-per-address")): max-connections-per-address must be 1-1024")
+    }
+    guard let streamsPerAddress = Int(args["event-streams-per-address"] ?? "4"), (1...config.maxEventStreams).contains(streamsPerAddress) else {
+        fail("\(args.source("event-streams-per-address")): event-streams-per-address must be 1-\(config.maxEventStreams)")
+    }
+    config.maxEventStreamsPerAddress = streamsPerAddress
+    let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
+    let requestDeadline = Int(try parseDuration(args["request-deadline"] ?? "10s", field: "--request-deadline"))
+    guard idle >= 1, requestDeadline >= 1 else { fail("connection-timeout and request-deadline must be at least 1s") }
 
     let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db")
     let service = BrokerService(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust, clock: clock, log: Runtime.log)
@@ -133,9 +151,10 @@ do {
                                 concurrency: concurrency, log: Runtime.log)
     reattestor.start()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: clientTLS.resultSigner, log: Runtime.log)
-    let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
     let server = try HTTPServer(listen: .tls(host: listen, port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
-                                threading: .perConnection, connectionTimeout: idle, clientTrustPEM: bundle, handler: api.httpHandler)
+                                threading: .perConnection,
+                                limits: .init(idleTimeout: idle, requestDeadline: requestDeadline, perAddress: perAddress, total: 1024),
+                                clientTrustPEM: bundle, handler: api.httpHandler)
     Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policies \(policies.current.policies.map(\.label).joined(separator: ", ")), \(ekTrust.anchors.count) EK root(s))")
     Runtime.waitForTermination()
     // Graceful shutdown: /readyz answers 503 and event streams end; no new re-attestation rounds

@@ -62,6 +62,63 @@ final class FaultTests: XCTestCase {
         XCTAssertEqual(try broker.client().raw("GET", "/v1/health").status, 200)
     }
 
+    /// Slowloris from one address (127.0.0.2; loopback answers all of 127/8): connections that
+    /// trickle one header byte a second defeat the idle timeout, so the absolute request deadline
+    /// must close them, and the per-address limit keeps the attacker from holding more than its
+    /// share, so the honest client (127.0.0.1) can still fetch the CRL and revoke meanwhile.
+    func testTricklingClientsCannotShutOutOtherAddresses() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm, extraArgs: ["--max-connections-per-address", "8", "--request-deadline", "8s",
+                                                                  "--connection-timeout", "60s"])
+        let attester = broker.attester(for: tpm)
+        try attester.register()
+        let issued = try enroll(attester, "to-revoke")
+        // Ten connections from 127.0.0.2, TLS completed, half a request line each, then one more
+        // header byte per second for at most 30 s; reports which were refused and when each closed.
+        let attacker = try BackgroundProcess("/usr/bin/python3", ["-c", """
+        import select, socket, ssl, time
+        ctx = ssl.create_default_context(cafile="\(broker.caFile)")
+        held, refused = {}, 0
+        for i in range(10):
+            try:
+                raw = socket.create_connection(("127.0.0.1", \(broker.port)), timeout=5, source_address=("127.0.0.2", 0))
+                s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+                s.sendall(b"GET /v1/crl HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nX-Slow: ")
+                held[i] = (s, time.monotonic())
+            except (OSError, ssl.SSLError):
+                refused += 1
+        print("ready held=%d refused=%d" % (len(held), refused), flush=True)
+        end = time.monotonic() + 30
+        while held and time.monotonic() < end:
+            time.sleep(1)
+            for i, (s, t0) in list(held.items()):
+                try:
+                    s.sendall(b"x")
+                    if select.select([s], [], [], 0)[0] and not s.recv(64): raise EOFError()
+                except (OSError, ssl.SSLError, EOFError):
+                    print("closed %d after %.0fs" % (i, time.monotonic() - t0), flush=True)
+                    del held[i]
+        print("done open=%d" % len(held), flush=True)
+        """], log: broker.dir.appendingPathComponent("attacker.log"))
+        defer { attacker.stop() }
+        XCTAssertTrue(attacker.waitForLog("ready", timeout: 30), attacker.log)
+        XCTAssertTrue(attacker.log.contains("ready held=8 refused=2"), "the per-address limit admits 8: \(attacker.log)")
+
+        // While the attacker holds every connection it may, 127.0.0.1 is served.
+        XCTAssertEqual(try broker.client().raw("GET", "/v1/crl").status, 200)
+        let revoked = try broker.admin().call("POST", "/v1/revoke", body: RevokeRequest(serial: issued.serial), as: RevokeResponse.self)
+        XCTAssertEqual(revoked.revoked, [issued.serial])
+
+        // Trickling does not keep a connection: each is closed (well before the 60 s idle timeout).
+        XCTAssertTrue(attacker.waitForLog("done", timeout: 40), attacker.log)
+        XCTAssertTrue(attacker.log.contains("done open=0"), "trickling connections outlived the request deadline: \(attacker.log)")
+        let lifetimes = attacker.log.split(separator: "\n").filter { $0.hasPrefix("closed ") }
+            .compactMap { $0.split(separator: " ").last.flatMap { Int($0.dropLast()) } }
+        XCTAssertEqual(lifetimes.count, 8, attacker.log)
+        XCTAssertTrue(lifetimes.allSatisfy { $0 < 25 }, "closed by the request deadline, not the idle timeout: \(attacker.log)")
+        XCTAssertEqual(try broker.client().raw("GET", "/v1/health").status, 200)
+    }
+
     func testKilledTPMRefusesCleanlyAndRecovers() throws {
         let tpm = try SwTPM()
         let broker = try BrokerHarness(trusting: tpm)

@@ -49,3 +49,5 @@ CURLcode vouch_curl_setopt_ssl_ctx(CURL *h, CURLcode (*cb)(CURL *, void *, void 
 const struct sockaddr *vouch_mhd_client_addr(struct MHD_Connection *c);
 /// The GnuTLS session of a libmicrohttpd TLS connection (NULL for plain connections).
 void *vouch_mhd_tls_session(struct MHD_Connection *c);
+/// The socket of a libmicrohttpd connection, or -1.
+int vouch_mhd_connection_fd(struct MHD_Connection *c);

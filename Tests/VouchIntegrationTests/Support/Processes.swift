@@ -127,6 +127,18 @@ final class BackgroundProcess {
 
     var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
+    /// Waits (at most `timeout` seconds) until the log contains `text`; returns whether it did.
+    @discardableResult
+    func waitForLog(_ text: String, timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if log.contains(text) { return true }
+            if !process.isRunning { return log.contains(text) }
+            usleep(50_000)
+        }
+        return false
+    }
+
     func stop() {
         guard process.isRunning else { return }
         process.terminate()
