@@ -305,15 +305,10 @@ public final class BrokerService: Sendable {
         return p
     }
 
-    /// What enrollment quotes cover: the policy's PCRs, plus SHA-256 PCR 23 for model measurements.
+    /// What enrollment quotes cover: `Policy.quoteSelection` (the policy's PCRs, those its
+    /// event-log rules read, and SHA-256 PCR 23 for model measurements).
     static func quoteSelection(_ policy: Policy) -> PCRSelection {
-        var banks = policy.pcrSelection.banks
-        if let i = banks.firstIndex(where: { $0.hash == .sha256 }) {
-            banks[i] = PCRBankSelection(hash: .sha256, pcrs: banks[i].pcrs + [ModelLog.pcr])
-        } else {
-            banks.append(PCRBankSelection(hash: .sha256, pcrs: [ModelLog.pcr]))
-        }
-        return PCRSelection(banks: banks)
+        policy.quoteSelection
     }
 
     /// Issues an agent certificate. Checks, in order, refusing at the first failure:
