@@ -27,6 +27,8 @@ public enum EventLogVerdict: Sendable {
 public struct VerifiedEvent: Sendable {
     public enum Content: Sendable, Equatable {
         /// UEFI_VARIABLE_DATA whose bytes hash to the event digest (or a documented firmware variant).
+        /// Under the VariableData-only variant of boot variables the name is not covered: claims
+        /// read only EV_EFI_VARIABLE_DRIVER_CONFIG variables, whose whole data is.
         case variable(name: String, data: [UInt8])
         /// EV_SEPARATOR data (00000000, or FFFFFFFF for a firmware error).
         case separator([UInt8])
