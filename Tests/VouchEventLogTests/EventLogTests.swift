@@ -4,6 +4,7 @@ import VouchAttestation
 import VouchCore
 import VouchCrypto
 import VouchEventLog
+import VouchPolicy
 import VouchTPMWire
 import VouchTestSupport
 
@@ -61,6 +62,29 @@ final class EventLogTests: XCTestCase {
         for pcr in [0, 4, 5, 7, 11, 12, 13, 14] {
             XCTAssertEqual(replayed[.sha1]?[pcr], quoted[pcr], "PCR\(pcr)")
         }
+    }
+
+    /// Through the appraiser, with the GCE Shielded VM's genuine quote (all 24 SHA-1 PCRs): the log's
+    /// claims come from the PCRs it extends, and a variable's data altered under its digest is refused.
+    func testAppraiserRefusesEventDataThatDoesNotMatchItsDigest() throws {
+        let f = try GCPQuoteFixture()
+        guard case let .verified(q) = QuoteVerifier.verify(attest: f.attest, signature: f.signature, akPublic: try f.akTPMPublic(),
+                                                           expectedQualifyingData: [], pcrs: f.pcrs) else { return XCTFail("quote rejected") }
+        let policy = Policy(name: "t", version: 1, pcrBank: .sha1, pcrValues: [:])
+        func appraise(_ log: [UInt8]) -> Appraisal {
+            Appraiser.appraise(hostID: "h", quote: q, eventLog: log, modelLog: nil, previousClock: nil, policy: policy, digester: digester)
+        }
+        guard case let .trusted(evidence) = appraise(f.eventLog) else { return XCTFail("genuine log refused") }
+        XCTAssertEqual(evidence.claims.boot?.pcrs, [0, 4, 5, 7, 11, 12, 13, 14])
+
+        let log = try TCGEventLog(bytes: f.eventLog)
+        let e = try XCTUnwrap(log.events.first { $0.type == EventType.efiVariableDriverConfig && $0.pcr == 7 })
+        var tampered = f.eventLog
+        tampered[log.events[e.sequence + 1].offset - 1] ^= 0x01   // the variable's last data byte
+        guard case let .rejected(violations, claims) = appraise(tampered) else { return XCTFail("tampered log trusted") }
+        XCTAssertEqual(violations.map(\.code), [.eventDataMismatch])
+        XCTAssertEqual(violations.map(\.path), ["eventLog.events[\(e.sequence)].EV_EFI_VARIABLE_DRIVER_CONFIG"])
+        XCTAssertNil(claims)
     }
 
     func testTruncatedAndCorruptLogsFailCleanly() throws {
