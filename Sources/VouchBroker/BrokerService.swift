@@ -318,8 +318,9 @@ public final class BrokerService: Sendable {
     /// 4. the CSR parses, its self-signature verifies, and its key type is allowed;
     /// 5. the quote verifies (QuoteVerifier: AK signature, TPM origin, type, qualifying data =
     ///    SHA-256(nonce ‖ SHA-256(CSR SubjectPublicKeyInfo)), PCR digest);
-    /// 6. the appraisal (Appraiser): event log and model log replay to the quoted PCRs, the TPM
-    ///    clock did not go backwards, and the quoted PCRs satisfy the policy.
+    /// 6. the appraisal (Appraiser): event log and model log replay to the quoted PCRs (the event
+    ///    data claims are read from hashing to its digests), the TPM clock did not go backwards,
+    ///    and the quoted PCRs and claims satisfy the policy.
     /// Every decision, trusted or not, is recorded with the policy's name, version and digest.
     public func enroll(_ req: EnrollRequest) throws -> EnrollResponse {
         let now = clock.now()
