@@ -78,7 +78,7 @@ let package = Package(
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire"], path: "Tests/VouchTestSupport"),
         .testTarget(name: "VouchTPMWireTests", dependencies: ["VouchTPMWire", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
-        .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchTestSupport"]),
+        .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
         .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore"]),

@@ -6,7 +6,6 @@ import VouchTPMWire
 
 extension ErrorCode {
     public static let eventLogMalformed = ErrorCode("event_log_malformed")
-    public static let eventLogMismatch = ErrorCode("event_log_mismatch")
     public static let modelLogMalformed = ErrorCode("model_log_malformed")
     public static let modelLogMismatch = ErrorCode("model_log_mismatch")
     public static let clockRegressed = ErrorCode("clock_regressed")
@@ -37,8 +36,11 @@ public enum Appraisal: Sendable {
 public enum Appraiser {
     /// Appraises a verified quote with the logs that came with it. Checks, in order, refusing at
     /// the first stage that fails (a stage reports every violation it finds):
-    /// 1. the firmware event log, if sent, parses and replays — in every quoted bank it covers —
-    ///    to the quoted value of every PCR it extends (`event_log_malformed`, `event_log_mismatch`);
+    /// 1. the firmware event log, if sent, parses (`event_log_malformed`); replays — in every
+    ///    quoted bank it covers — to the quoted value of every quoted PCR it extends, and covers at
+    ///    least one (`event_log_mismatch`); then only the events of those PCRs are kept, and each
+    ///    whose digest is defined over its data must carry data hashing to it (`event_data_mismatch`,
+    ///    `TCGEventLog.verify`). Boot claims are read from the kept events only;
     /// 2. the model log, if sent, parses and replays to the quoted SHA-256 PCR 23
     ///    (`model_log_malformed`, `model_log_mismatch`; PCR 23 must then be quoted);
     /// 3. the TPM clock: resetCount and restartCount never go backwards from the host's last
@@ -56,27 +58,12 @@ public enum Appraiser {
             do { log = try TCGEventLog(bytes: eventLog) } catch let e as VouchError {
                 return .rejected([PolicyViolation(code: .eventLogMalformed, path: "eventLog", expected: "a TCG PC Client event log", actual: e.message)], nil)
             } catch { return .rejected([PolicyViolation(code: .eventLogMalformed, path: "eventLog", expected: "a TCG PC Client event log", actual: "unparseable")], nil) }
-            let replayed = log.replay(using: digester)
-            var mismatches: [PolicyViolation] = []
-            var covered = 0
-            for bank in quote.selection.banks {
-                guard let pcrs = replayed[bank.hash] else { continue }
-                for pcr in bank.pcrs where pcr != ModelLog.pcr {
-                    guard let value = pcrs[pcr] else { continue }
-                    covered += 1
-                    let quoted = quote.pcrs.values[bank.hash]?[pcr] ?? []
-                    if value != quoted {
-                        mismatches.append(PolicyViolation(code: .eventLogMismatch, path: "eventLog.\(bank.hash.rawValue).\(pcr)",
-                                                          expected: Hex.encode(quoted), actual: Hex.encode(value)))
-                    }
-                }
+            switch log.verify(quotedPCRs: quote.pcrs.values, excluding: [ModelLog.pcr], using: digester) {
+            case let .verified(verified):
+                boot = verified.claims
+            case let .rejected(violations):
+                return .rejected(violations.map { PolicyViolation(code: $0.code, path: $0.path, expected: $0.expected, actual: $0.actual) }, nil)
             }
-            if covered == 0 {
-                mismatches.append(PolicyViolation(code: .eventLogMismatch, path: "eventLog", expected: "events for quoted PCRs in a quoted bank",
-                                                  actual: "banks \(log.banks.map(\.rawValue)), no quoted PCR covered"))
-            }
-            guard mismatches.isEmpty else { return .rejected(mismatches, nil) }
-            boot = log.claims
         }
         // 2
         var model: ModelClaims?

@@ -76,8 +76,8 @@ extension BrokerService {
     ///    report's nonce is recorded as used with the verdict, in its transaction;
     /// 3. the quote verifies (QuoteVerifier) with qualifying data SHA-256(nonce ‖ SHA-256("vouch
     ///    re-attestation v1"));
-    /// 4. the appraisal (Appraiser): logs replay to the quoted PCRs, the TPM clock did not go back,
-    ///    the policy is satisfied.
+    /// 4. the appraisal (Appraiser): logs replay to the quoted PCRs and the event data read hashes
+    ///    to its digests, the TPM clock did not go back, the policy is satisfied.
     /// A failed 3 or 4 is a failed verdict (the policy's `onFailure` acts after `afterFailures`);
     /// `clock_not_safe` alone is a fault (the TPM clock may become safe; retried, not judged).
     public func judgeReport(hostID: String, _ report: AttestationReport) throws -> AttestationVerdict {

@@ -171,15 +171,10 @@ public final class BrokerService: Sendable {
         return p
     }
 
-    /// What enrollment quotes cover: the policy's PCRs, plus SHA-256 PCR 23 for model measurements.
+    /// What enrollment quotes cover: `Policy.quoteSelection` (the policy's PCRs, those its
+    /// event-log rules read, and SHA-256 PCR 23 for model measurements).
     static func quoteSelection(_ policy: Policy) -> PCRSelection {
-        var banks = policy.pcrSelection.banks
-        if let i = banks.firstIndex(where: { $0.hash == .sha256 }) {
-            banks[i] = PCRBankSelection(hash: .sha256, pcrs: banks[i].pcrs + [ModelLog.pcr])
-        } else {
-            banks.append(PCRBankSelection(hash: .sha256, pcrs: [ModelLog.pcr]))
-        }
-        return PCRSelection(banks: banks)
+        policy.quoteSelection
     }
 
     /// Issues an agent certificate. Checks, in order, refusing at the first failure:
@@ -192,9 +187,10 @@ public final class BrokerService: Sendable {
     /// 5. the quote verifies (QuoteVerifier: AK signature, TPM origin, type, qualifying data =
     ///    SHA-256(nonce ‖ SHA-256(agent SubjectPublicKeyInfo)), PCR digest);
     /// 6. the agent key type is one the broker and the policy allow;
-    /// 7. the appraisal (Appraiser): event log and model log replay to the quoted PCRs, the TPM
-    ///    clock did not go backwards from evidence recorded before this nonce was issued, and
-    ///    the quoted PCRs satisfy the policy;
+    /// 7. the appraisal (Appraiser): event log and model log replay to the quoted PCRs (claims are
+    ///    read only from events of quoted PCRs whose data hashes to their digests), the TPM clock
+    ///    did not go backwards from evidence recorded before this nonce was issued, and the quoted
+    ///    PCRs and claims satisfy the policy;
     /// 8. the SPIFFE ID resolves and is not reserved.
     /// Steps 1-5 refuse requests nobody has authenticated yet (anyone can send a host id and a
     /// nonce): they write nothing durable and publish nothing (a log line and a metric). From 6 on,

@@ -1,14 +1,17 @@
 import VouchCore
 import VouchTPMWire
 
-/// What a firmware event log says about the boot, for policy and for people.
+/// What a verified firmware event log says about the boot, for policy and for people. Only
+/// `VerifiedEventLog.claims` makes one, so every claim comes from an event of a quoted PCR that
+/// replayed to the quote, read only after its data was checked against its digest.
 public struct BootClaims: Sendable, Codable, Equatable {
     public struct BootApplication: Sendable, Codable, Equatable {
         public init(pcr: Int, digest: String, path: String?) { self.pcr = pcr; self.digest = digest; self.path = path }
         public var pcr: Int
         /// Authenticode digest of the image: SHA-256 when the log has that bank, else its strongest (hex).
         public var digest: String
-        /// File path from the image's device path, when it has one.
+        /// File path from the image's device path, when it has one. Informational and UNVERIFIED:
+        /// the digest covers the image, not this path; policies match digests only.
         public var path: String?
     }
 
@@ -27,44 +30,55 @@ public struct BootClaims: Sendable, Codable, Equatable {
     public var separatedPCRs: [Int] = []
     /// SHA-256 hashes revoked by the measured dbx (EFI_CERT_SHA256 entries), lowercase hex.
     public var dbxEntries: [String] = []
+    /// The PCRs these claims were read from (quoted, and replayed to the quote); nil in records
+    /// written before Vouch kept it.
+    public var pcrs: [Int]?
+    /// Sequence numbers of events in PCR 8 that are not GRUB strings checked against their digest
+    /// (e.g. systemd-boot's UTF-16 options, or any other type: types are not covered by digests),
+    /// so a kernel command line may hide there.
+    public var uncheckedCommandEvents: [Int]?
 
     public init() {}
 }
 
-extension TCGEventLog {
+extension VerifiedEventLog {
     public var claims: BootClaims {
         var c = BootClaims()
+        c.pcrs = pcrs
         // Digests are reported in SHA-256 when the log has it (what policies list), else the strongest bank.
         let bank = banks.contains(.sha256) ? .sha256 : banks.last
-        func digest(_ e: Event) -> String { bank.flatMap { e.digests[$0] }.map { Hex.encode($0) } ?? "" }
+        func digest(_ e: VerifiedEvent) -> String { bank.flatMap { e.digests[$0] }.map { Hex.encode($0) } ?? "" }
         var separated = Set<Int>()
+        var unchecked: [Int] = []
         for e in events {
-            switch e.type {
-            case EventType.efiVariableDriverConfig, EventType.efiVariableAuthority, EventType.efiVariableBoot:
-                guard let v = UEFIVariable(e.data) else { continue }
-                if e.type == EventType.efiVariableDriverConfig && e.pcr == 7 {
-                    if v.name == "SecureBoot" { c.secureBoot = v.data.isEmpty ? nil : v.data.first == 1 }
-                    if ["PK", "KEK", "db", "dbx", "dbt", "dbr"].contains(v.name) { c.variables[v.name] = digest(e) }
-                    if v.name == "dbx" { c.dbxEntries = sha256SignatureEntries(v.data) }
-                }
-            case EventType.efiBootServicesApplication:
-                c.bootApplications.append(.init(pcr: e.pcr, digest: digest(e), path: imagePath(e.data)))
-            case EventType.ipl where e.pcr == 8:
-                // Upstream GRUB writes "grub_cmd: …" and "kernel_cmdline: …"; RHEL's build writes
-                // "grub_cmd …" and "grub_kernel_cmdline …".
-                let text = asciiText(e.data)
-                if let rest = dropPrefix(text, "kernel_cmdline") ?? dropPrefix(text, "grub_kernel_cmdline") { c.kernelCommandLines.append(rest) }
-                else if let rest = dropPrefix(text, "grub_cmd") { c.grubCommands.append(rest) }
-            case EventType.efiAction, EventType.action:
-                c.efiActions.append(asciiText(e.data))
-            case EventType.separator:
+            switch e.content {
+            case let .variable(name, data):
+                guard e.type == EventType.efiVariableDriverConfig && e.pcr == 7 else { continue }
+                if name == "SecureBoot" { c.secureBoot = data.isEmpty ? nil : data.first == 1 }
+                if ["PK", "KEK", "db", "dbx", "dbt", "dbr"].contains(name) { c.variables[name] = digest(e) }
+                if name == "dbx" { c.dbxEntries = sha256SignatureEntries(data) }
+            case let .image(path):
+                c.bootApplications.append(.init(pcr: e.pcr, digest: digest(e), path: path))
+            case .digestOnly where e.pcr == 4:
+                // No digest covers an event's type: an image load relabelled as another type must
+                // still be judged, so every unchecked event in PCR 4 counts as a boot application.
+                c.bootApplications.append(.init(pcr: e.pcr, digest: digest(e), path: nil))
+            case let .kernelCommandLine(text):
+                c.kernelCommandLines.append(text)
+            case let .grubCommand(text):
+                c.grubCommands.append(text)
+            case let .action(text):
+                c.efiActions.append(text)
+            case let .separator(data):
                 if e.pcr <= 7 { separated.insert(e.pcr) }
-                if e.data != [0, 0, 0, 0] { c.separatorErrors.append(e.pcr) }
-            default:
-                break
+                if data != [0, 0, 0, 0] { c.separatorErrors.append(e.pcr) }
+            case .digestOnly:
+                // Whatever type it claims, an unchecked event in PCR 8 may be a command line.
+                if e.pcr == 8 { unchecked.append(e.sequence) }
             }
         }
         c.separatedPCRs = separated.sorted()
+        if !unchecked.isEmpty { c.uncheckedCommandEvents = unchecked }
         return c
     }
 }
@@ -120,11 +134,6 @@ func utf16le(_ b: [UInt8]) -> String {
     return String(decoding: units, as: UTF16.self)
 }
 
-func dropPrefix(_ text: String, _ prefix: String) -> String? {
-    for p in [prefix + ": ", prefix + " "] where text.hasPrefix(p) { return String(text.dropFirst(p.count)) }
-    return nil
-}
-
 func asciiText(_ b: [UInt8]) -> String {
     var bytes = b
     while bytes.last == 0 { bytes.removeLast() }
@@ -149,10 +158,10 @@ func imagePath(_ data: [UInt8]) -> String? {
 }
 
 extension TCGEventLog.Event {
-    /// A one-line reading of the event's data.
+    /// A one-line reading of the event's data, for display: unverified, never a claim.
     public var summary: String {
         switch type {
-        case EventType.efiVariableDriverConfig, EventType.efiVariableBoot, EventType.efiVariableAuthority, 0x8000_000C:
+        case EventType.efiVariableDriverConfig, EventType.efiVariableBoot, EventType.efiVariableAuthority, EventType.efiVariableBoot2:
             guard let v = UEFIVariable(data) else { return "(malformed UEFI variable, \(data.count) bytes)" }
             return v.data.count <= 8 ? "\(v.name) = \(Hex.encode(v.data))" : "\(v.name) (\(v.data.count) bytes)"
         case EventType.efiBootServicesApplication, 0x8000_0004, 0x8000_0005:

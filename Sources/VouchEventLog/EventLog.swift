@@ -2,7 +2,10 @@ import VouchCore
 import VouchTPMWire
 
 /// A TCG PC Client firmware event log (TCG PC Client Platform Firmware Profile, section 10), as
-/// Linux exports it in `/sys/kernel/security/tpm0/binary_bios_measurements`. Both formats:
+/// Linux exports it in `/sys/kernel/security/tpm0/binary_bios_measurements`, parsed and
+/// UNVERIFIED: anyone can write these bytes. Nothing here may be believed until `verify` has
+/// checked it against a verified quote (`VerifiedEventLog`); claims exist only on that type.
+/// Both formats:
 /// - legacy: every event a TCG_PCClientPCREvent (little-endian; SHA-1 digest);
 /// - crypto agile: a first legacy-format EV_NO_ACTION event carrying TCG_EfiSpecIDEvent
 ///   ("Spec ID Event03") that lists the digest algorithms and sizes, then TCG_PCR_EVENT2 events.
@@ -175,11 +178,14 @@ public enum EventType {
     public static let noAction: UInt32 = 0x3
     public static let separator: UInt32 = 0x4
     public static let action: UInt32 = 0x5
+    public static let sCRTMVersion: UInt32 = 0x8
     public static let ipl: UInt32 = 0xD
     public static let efiVariableDriverConfig: UInt32 = 0x8000_0001
     public static let efiVariableBoot: UInt32 = 0x8000_0002
     public static let efiBootServicesApplication: UInt32 = 0x8000_0003
+    public static let efiGPTEvent: UInt32 = 0x8000_0006
     public static let efiAction: UInt32 = 0x8000_0007
+    public static let efiVariableBoot2: UInt32 = 0x8000_000C
     public static let efiVariableAuthority: UInt32 = 0x8000_00E0
 
     static let names: [UInt32: String] = [

@@ -51,6 +51,21 @@ public struct Policy: Sendable {
             secureBoot || !bootApplicationsAllowed.isEmpty || !bootApplicationsDenied.isEmpty || !kernelCmdlineRequired.isEmpty
                 || !kernelCmdlineForbidden.isEmpty || !dbxMustContain.isEmpty
         }
+
+        /// The PCRs each rule reads its claims from (claims come only from quoted PCRs), keyed by
+        /// the rule's path: Secure Boot and dbx are EFI variables measured into PCR 7; boot
+        /// applications are EV_EFI_BOOT_SERVICES_APPLICATION events, in PCR 4 (boot manager and
+        /// OS loaders; every real log in the test corpus) or PCR 2 (applications from option ROMs),
+        /// so both are needed for an allow list to see every image; GRUB measures the kernel
+        /// command line into PCR 8.
+        public var requiredPCRs: [(rule: String, pcrs: [Int])] {
+            var out: [(String, [Int])] = []
+            if secureBoot { out.append(("eventLog.secureBoot", [7])) }
+            if !bootApplicationsAllowed.isEmpty || !bootApplicationsDenied.isEmpty { out.append(("eventLog.bootApplications", [2, 4])) }
+            if !kernelCmdlineRequired.isEmpty || !kernelCmdlineForbidden.isEmpty { out.append(("eventLog.kernelCommandLine", [8])) }
+            if !dbxMustContain.isEmpty { out.append(("eventLog.dbxContains", [7])) }
+            return out
+        }
     }
 
     public struct ModelRules: Sendable, Equatable {
@@ -94,9 +109,23 @@ public struct Policy: Sendable {
 
     public var certificateTTL: TimeInterval { certificate.ttl }
 
-    /// The PCRs a quote must cover: every PCR the policy constrains.
+    /// The PCRs a quote must cover: every PCR the policy constrains, and every PCR its event-log
+    /// rules read claims from (`EventLogRules.requiredPCRs`), all in `pcrs.bank`.
     public var pcrSelection: PCRSelection {
-        PCRSelection(banks: [PCRBankSelection(hash: pcrBank, pcrs: pcrValues.keys.sorted())])
+        let pcrs = Set(pcrValues.keys).union(eventLog.requiredPCRs.flatMap(\.pcrs))
+        return PCRSelection(banks: [PCRBankSelection(hash: pcrBank, pcrs: pcrs.sorted())])
+    }
+
+    /// What the broker asks every quote for this policy to cover: `pcrSelection`, plus SHA-256
+    /// PCR 23 for model measurements.
+    public var quoteSelection: PCRSelection {
+        var banks = pcrSelection.banks
+        if let i = banks.firstIndex(where: { $0.hash == .sha256 }) {
+            banks[i] = PCRBankSelection(hash: .sha256, pcrs: banks[i].pcrs + [ModelLog.pcr])
+        } else {
+            banks.append(PCRBankSelection(hash: .sha256, pcrs: [ModelLog.pcr]))
+        }
+        return PCRSelection(banks: banks)
     }
 
     public func matches(labels: [String: String], ekIssuer: String) -> Bool {
@@ -139,6 +168,7 @@ extension ErrorCode {
     public static let bootApplicationDenied = ErrorCode("boot_application_denied")
     public static let kernelCmdlineMissing = ErrorCode("kernel_cmdline_missing")
     public static let kernelCmdlineForbidden = ErrorCode("kernel_cmdline_forbidden")
+    public static let kernelCmdlineUnverified = ErrorCode("kernel_cmdline_unverified")
     public static let dbxEntryMissing = ErrorCode("dbx_entry_missing")
     public static let modelMissing = ErrorCode("model_missing")
     public static let modelNotAllowed = ErrorCode("model_not_allowed")
@@ -192,6 +222,17 @@ extension Policy {
             }
         }
         if let boot = input.claims?.boot {
+            // A rule can only be judged on claims from its PCRs: quoted, and extended by the log to
+            // the quoted value. Otherwise a log that leaves a PCR's events out would hide them.
+            let covered = Set(boot.pcrs ?? [])
+            for (rule, pcrs) in eventLog.requiredPCRs {
+                // Every firmware extends PCRs 0-7 at least with a separator, so a log always covers them.
+                let missing = pcrs.filter { !covered.contains($0) }
+                if !missing.isEmpty {
+                    fail(.pcrMissing, rule, "PCRs \(pcrs) quoted in bank \(pcrBank.rawValue) and replayed from the event log",
+                         "claims from PCRs \(covered.sorted())")
+                }
+            }
             if eventLog.secureBoot && boot.secureBoot != true {
                 fail(.secureBootDisabled, "eventLog.secureBoot", "Secure Boot enabled", boot.secureBoot == false ? "disabled" : "not measured")
             }
@@ -208,6 +249,10 @@ extension Policy {
             }
             for forbidden in eventLog.kernelCmdlineForbidden where tokens.contains(forbidden) {
                 fail(.kernelCmdlineForbidden, "eventLog.kernelCommandLine.forbidden", "no \(forbidden)", "present")
+            }
+            if !(eventLog.kernelCmdlineRequired.isEmpty && eventLog.kernelCmdlineForbidden.isEmpty), let unchecked = boot.uncheckedCommandEvents {
+                fail(.kernelCmdlineUnverified, "eventLog.kernelCommandLine", "only GRUB strings in PCR 8, each checked against its digest",
+                     "EV_IPL events \(unchecked) in PCR 8 whose data cannot be checked")
             }
             let dbx = Set(boot.dbxEntries)
             for entry in eventLog.dbxMustContain where !dbx.contains(entry) {

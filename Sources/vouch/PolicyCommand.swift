@@ -28,7 +28,10 @@ private func policyLint(_ argv: [String]) throws -> Int32 {
     var ok = !results.isEmpty
     for (file, result) in results {
         switch result {
-        case let .success(p): print("\(file): ok (\(p.label), priority \(p.priority))")
+        case let .success(p):
+            // The effective quote: pinned PCRs, the PCRs event-log rules read, and the model's PCR 23.
+            let quoted = p.quoteSelection.banks.map { "\($0.hash.rawValue) \($0.pcrs.map(String.init).joined(separator: ","))" }.joined(separator: "; ")
+            print("\(file): ok (\(p.label), priority \(p.priority)); quotes PCRs \(quoted)")
         case let .failure(e):
             ok = false
             CLI.error(e.message)

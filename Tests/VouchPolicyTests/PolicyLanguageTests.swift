@@ -139,8 +139,11 @@ final class PolicyLanguageTests: XCTestCase {
         }
     }
 
-    func claims(secureBoot: Bool? = true, apps: [String] = [a], cmdline: String = "ro quiet", dbx: [String] = [c], model: String? = a) -> EvidenceClaims {
+    func claims(secureBoot: Bool? = true, apps: [String] = [a], cmdline: String = "ro quiet", dbx: [String] = [c], model: String? = a,
+                pcrs: [Int]? = Array(0...9), unchecked: [Int]? = nil) -> EvidenceClaims {
         var boot = BootClaims()
+        boot.pcrs = pcrs
+        boot.uncheckedCommandEvents = unchecked
         boot.secureBoot = secureBoot
         boot.bootApplications = apps.map { .init(pcr: 4, digest: $0, path: "/EFI/x.efi") }
         boot.kernelCommandLines = [cmdline]
@@ -177,6 +180,30 @@ final class PolicyLanguageTests: XCTestCase {
         XCTAssertEqual(codes(p, claims(secureBoot: false, apps: [Self.b], cmdline: "rd.break", dbx: [], model: nil), age: 99, key: "rsa-2048"),
                        [.evidenceTooOld, .agentKeyNotAllowed, .secureBootDisabled, .bootApplicationDenied, .kernelCmdlineMissing,
                         .kernelCmdlineForbidden, .dbxEntryMissing, .modelMissing])
+    }
+
+    /// Event-log rules read claims from fixed PCRs: the broker quotes them, and a rule whose PCRs
+    /// the log did not replay to the quote is refused rather than judged on missing events.
+    func testEventLogRulesNeedTheirPCRs() throws {
+        let p = try decode(Self.full)
+        XCTAssertEqual(p.pcrSelection.banks.map(\.hash), [.sha256])
+        XCTAssertEqual(p.pcrSelection.banks.first?.pcrs, [2, 4, 7, 8])
+        XCTAssertEqual(p.quoteSelection.banks.first?.pcrs, [2, 4, 7, 8, 23])
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: p.eventLog.requiredPCRs.map { ($0.rule, $0.pcrs) }),
+                       ["eventLog.secureBoot": [7], "eventLog.bootApplications": [2, 4], "eventLog.kernelCommandLine": [8], "eventLog.dbxContains": [7]])
+        // Without event-log rules, only the pinned PCRs (and the model's) are quoted.
+        var plain = p
+        plain.eventLog = Policy.EventLogRules()
+        XCTAssertEqual(plain.quoteSelection.banks.first?.pcrs, [7, 23])
+
+        XCTAssertEqual(codes(p, claims(pcrs: [0, 2, 4, 7])), [.pcrMissing])           // PCR 8 not replayed: the command line is unknown
+        XCTAssertEqual(codes(p, claims(pcrs: [0])), [.pcrMissing, .pcrMissing, .pcrMissing, .pcrMissing])
+        XCTAssertEqual(codes(p, claims(pcrs: nil)), [.pcrMissing, .pcrMissing, .pcrMissing, .pcrMissing], "claims that do not say their PCRs prove nothing")
+        XCTAssertEqual(codes(p, claims(unchecked: [40])), [.kernelCmdlineUnverified])
+        var noCmdline = p
+        noCmdline.eventLog.kernelCmdlineRequired = []
+        noCmdline.eventLog.kernelCmdlineForbidden = []
+        XCTAssertEqual(codes(noCmdline, claims(pcrs: [2, 4, 7], unchecked: [40])), [], "no command-line rule, so PCR 8 is neither needed nor read")
     }
 
     func testPrecedence() throws {
