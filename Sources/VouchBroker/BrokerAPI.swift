@@ -255,7 +255,7 @@ public struct BrokerAPI: Sendable {
         case ErrorCode("too_many_streams"): 503
         case ErrorCode("too_many_attempts"): 429
         case .clockUnreliable: 503
-        case .akNotActivated, .activationFailed, .activationExpired, .ekUntrusted, .ekMismatch, .ekCertificateInvalid, .akRejected,
+        case .akNotActivated, .activationFailed, .activationExpired, .ekUntrusted, .ekMismatch, .ekTemplateMismatch, .ekCertificateProfile, .ekCertificateInvalid, .akRejected,
              .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,
              .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected,
              .eventLogMismatch, .modelLogMismatch, .clockRegressed, .clockNotSafe, .noPolicy, .spiffeIDUnresolved, .spiffeIDReserved,
