@@ -181,6 +181,28 @@ final class EndorsementTests: XCTestCase {
         XCTAssertEqual(cert.uriSANs, ["spiffe://vouch.test/host/\(host.hostId)/agent/agent-1"])
     }
 
+    /// Through the broker's API: a re-encoded EK public area is a 403 with its own code, and
+    /// the same EK registered from both encodings would have been one host.
+    func testBrokerRefusesAReencodedEK() throws {
+        let tpm = try SwTPM()
+        let broker = try BrokerHarness(trusting: tpm)
+        let device = try TPMDevice(tcti: tpm.tcti)
+        let e = try device.endorsement(.rsa)
+        let (_, akPublic) = try device.createAttestationKey(.eccP256)
+        device.close()
+        let forged = reencode(try TPMTPublic(tpm2bPublic: e.ekPublic), exponent: 65537)
+        XCTAssertThrowsError(try broker.client().call("POST", "/v1/hosts", body: RegisterHostRequest(
+            ekCertificate: Base64.encode(e.certificate), ekPublic: Base64.encode(forged), akPublic: Base64.encode(akPublic), hostname: "h"),
+            as: RegisterHostResponse.self)) { error in
+            XCTAssertEqual((error as? APIFailure)?.status, 403)
+            XCTAssertEqual((error as? APIFailure)?.error.code, "ek_template_mismatch", "\(error)")
+        }
+        let registered = try broker.client().call("POST", "/v1/hosts", body: RegisterHostRequest(
+            ekCertificate: Base64.encode(e.certificate), ekPublic: Base64.encode(e.ekPublic), akPublic: Base64.encode(akPublic), hostname: "h"),
+            as: RegisterHostResponse.self)
+        XCTAssertEqual(registered.hostId, try EKIdentity.hostID(ekCertificateDER: e.certificate))
+    }
+
     // MARK: Helpers
 
     /// Marshals `pub` again as TPM2B_PUBLIC, with the given fields replaced.
