@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Manufactures a software TPM 2.0 in DIR (PCR banks: $SWTPM_PCR_BANKS, default sha256) with a local CA of its own (DIR/ca), so that nothing
 # depends on the machine-wide /var/lib/swtpm-localca. Leaves:
-#   DIR/state                     swtpm state: RSA EK persisted at 0x81010001, EK cert in NV 0x01c00002
+#   DIR/state                     swtpm state: RSA 2048 EK (TCG template L-1) persisted at 0x81010001, its cert in NV 0x01c00002;
+#                                 ECC P-384 EK (template H-3) persisted at 0x81010016, its cert in NV 0x01c00016
 #   DIR/ca/swtpm-localca-rootca-cert.pem, DIR/ca/issuercert.pem   the EK certificate chain
 set -euo pipefail
 dir=$(realpath -m "${1:?usage: swtpm-manufacture.sh DIR}")

@@ -9,7 +9,12 @@ public struct VerifiedEndorsement: Sendable {
     public let ekPublic: TPMTPublic
     public let ekCertificateSubject: String
     public let ekCertificateIssuer: String
-    /// Stable host identity: the first 16 bytes of SHA-256 over the EK public area, in hex.
+    /// The TCG EK template the public area matches.
+    public let ekTemplate: EKTemplate
+    /// The TPM manufacturer, model and version the certificate names.
+    public let tpm: EKCertificateProfile.TPMAttributes
+    /// Stable host identity, from the certified key: `EKIdentity.hostID(ekKey:)` (the first 16
+    /// bytes of SHA-256 over the canonical DER SubjectPublicKeyInfo, 32 lowercase hex digits).
     public let hostID: String
 }
 
@@ -44,18 +49,33 @@ public struct EKTrustStore: Sendable {
     }
 }
 
+extension TPMTPublic {
+    var eccCurve: ECCCurve? {
+        if case let .ecc(curve, _, _) = key { return curve }
+        return nil
+    }
+}
+
 public enum EndorsementVerifier {
     /// Checks, in order:
     /// 1. the EK certificate parses as DER X.509;
     /// 2. it chains to an anchor of `trust` at `now` (through the store's intermediates);
-    /// 3. the EK public area parses and is a restricted decryption key fixed to its TPM;
-    /// 4. the certificate's public key is exactly the EK public key.
+    /// 3. it follows the TCG EK certificate profile (`EKCertificateProfile`);
+    /// 4. the EK public area parses and is a restricted decryption key fixed to its TPM;
+    /// 5. every field but the key matches a TCG EK template (`EKTemplate`);
+    /// 6. the certificate's public key is exactly the EK public key.
+    /// The host id derives from the certified key, never from the public area's encoding.
     public static func verify(ekCertificateDER: [UInt8], ekPublic ekPublicBytes: [UInt8], trust: EKTrustStore, now: Date) -> Result<VerifiedEndorsement, VouchError> {
         guard let cert = try? Certificate(der: ekCertificateDER) else {
             return .failure(VouchError(.ekCertificateInvalid, "EK certificate is not DER X.509"))
         }
         if let err = cert.verify(anchors: trust.anchors, intermediates: trust.intermediates, at: now) {
             return .failure(VouchError(.ekUntrusted, "EK certificate does not chain to a trusted TPM manufacturer: \(err.message)", context: err.context))
+        }
+        let tpm: EKCertificateProfile.TPMAttributes
+        switch EKCertificateProfile.check(cert) {
+        case let .success(attrs): tpm = attrs
+        case let .failure(error): return .failure(error)
         }
         let ek: TPMTPublic
         do { ek = try TPMTPublic(tpm2bPublic: ekPublicBytes) } catch let e as VouchError {
@@ -68,11 +88,24 @@ public enum EndorsementVerifier {
             return .failure(VouchError(.ekMismatch, "EK public area lacks endorsement-key attributes",
                                        context: ["expected": "fixedTPM|fixedParent|restricted|decrypt, not sign", "got": String(ek.attributes.rawValue, radix: 16)]))
         }
+        guard let template = EKTemplate.matching(ek) else {
+            // Report the difference from the template of the same key type and range closest to it.
+            let candidates = EKTemplate.allCases.filter { ($0.kind == .rsa) == (ek.type == .rsa) && $0.curve == ek.eccCurve }
+            let closest = candidates.first { $0.isHighRange == ek.attributes.contains(.userWithAuth) } ?? candidates.first
+            var context = ["field": "ekPublic"]
+            if let closest, let diff = closest.mismatch(ek) {
+                context = ["field": "ekPublic.\(diff.field)", "expected": diff.expected, "got": diff.got, "template": closest.rawValue]
+            }
+            return .failure(VouchError(.ekTemplateMismatch, "EK public area does not match a TCG EK Credential Profile template", context: context))
+        }
         guard let certKey = try? cert.publicKey, let ekKey = try? PublicKey(tpmPublic: ek), certKey.isEqual(to: ekKey) else {
             return .failure(VouchError(.ekMismatch, "EK certificate certifies a different key than the TPM's EK"))
         }
-        let hostID = Hex.encode(Crypto.sha256(ek.raw).prefix(16))
-        return .success(VerifiedEndorsement(ekPublic: ek, ekCertificateSubject: cert.subject, ekCertificateIssuer: cert.issuer, hostID: hostID))
+        guard let hostID = try? EKIdentity.hostID(ekKey: certKey) else {
+            return .failure(VouchError(.ekCertificateInvalid, "EK certificate's key cannot be encoded"))
+        }
+        return .success(VerifiedEndorsement(ekPublic: ek, ekCertificateSubject: cert.subject, ekCertificateIssuer: cert.issuer,
+                                            ekTemplate: template, tpm: tpm, hostID: hostID))
     }
 
     /// Checks that an AK public area is a restricted signing key that cannot leave its TPM,

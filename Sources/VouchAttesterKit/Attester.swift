@@ -10,6 +10,9 @@ import VouchTPMWire
 public struct AttesterConfig: Sendable {
     public var tcti: String
     public var akKind: KeyTemplates.AKKind
+    /// Which endorsement key registers the host: RSA (certificate in NV 0x01c00002, or the
+    /// high-range 0x01c00012) or ECC (P-256 at 0x01c0000a or 0x01c00014, then P-384 at 0x01c00016).
+    public var ekKind: EKTemplate.Kind = .rsa
     public var hostname: String
     /// The firmware event log sent with each quote (nil: none).
     public var eventLogPath: String?
@@ -63,17 +66,17 @@ public final class Attester: Sendable {
     @discardableResult
     public func register() throws -> String {
         let (ekCert, ekPublic, akPublic) = try withTPM { tpm in
-            let (_, ekPublic) = try tpm.endorsementKey()
+            let endorsement = try tpm.endorsement(config.ekKind)
             let (_, akPublic) = try tpm.createAttestationKey(config.akKind)
-            return (try tpm.readEKCertificate(), ekPublic, akPublic)
+            return (endorsement.certificate, endorsement.ekPublic, akPublic)
         }
         let registration = try broker.call("POST", "/v1/hosts", body: RegisterHostRequest(
             ekCertificate: Base64.encode(ekCert), ekPublic: Base64.encode(ekPublic), akPublic: Base64.encode(akPublic),
             hostname: config.hostname, labels: config.labels.isEmpty ? nil : config.labels, attesterURL: config.attesterURL), as: RegisterHostResponse.self)
         let secret = try withTPM { tpm in
-            let (ek, _) = try tpm.endorsementKey()
+            let endorsement = try tpm.endorsement(config.ekKind)
             let (ak, _) = try tpm.createAttestationKey(config.akKind)
-            return try tpm.activateCredential(ak: ak, ek: ek, credentialBlob: try Base64.decode(registration.credentialBlob, field: "credentialBlob"),
+            return try tpm.activateCredential(ak: ak, ek: endorsement.ek, ekTemplate: endorsement.template, credentialBlob: try Base64.decode(registration.credentialBlob, field: "credentialBlob"),
                                               encryptedSecret: try Base64.decode(registration.encryptedSecret, field: "encryptedSecret"))
         }
         let hostKey = try PrivateKey.generate(.p256)

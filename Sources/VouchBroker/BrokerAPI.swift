@@ -254,7 +254,7 @@ public struct BrokerAPI: Sendable {
         case .internalError, .database, .crypto, .io, .tpm, .http, .config: 500
         case ErrorCode("too_many_streams"), ErrorCode("too_many_attempts"): 429
         case .clockUnreliable: 503
-        case .akNotActivated, .activationFailed, .activationExpired, .registrationInvalid, .ekUntrusted, .ekMismatch, .ekCertificateInvalid, .akRejected,
+        case .akNotActivated, .activationFailed, .activationExpired, .registrationInvalid, .ekUntrusted, .ekMismatch, .ekTemplateMismatch, .ekCertificateProfile, .ekCertificateInvalid, .akRejected,
              .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,
              .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected,
              .eventLogMismatch, .modelLogMismatch, .clockRegressed, .clockNotSafe, .noPolicy, .spiffeIDUnresolved, .spiffeIDReserved,

@@ -54,6 +54,8 @@ public enum DER {
         var r: ByteReader
         public init(_ bytes: [UInt8]) { r = ByteReader(bytes) }
         public var isAtEnd: Bool { r.isAtEnd }
+        /// The tag of the next element, without consuming it (nil at the end).
+        public var peekTag: UInt8? { r.isAtEnd ? nil : r.bytes[r.offset] }
 
         public mutating func read(_ tag: UInt8, _ field: String) throws -> [UInt8] {
             let at = r.offset

@@ -7,17 +7,17 @@ import VouchTPMWire
 public struct MadeCredential: Sendable {
     /// TPM2B_ID_OBJECT: integrityHMAC (TPM2B) followed by the encrypted TPM2B_DIGEST credential.
     public let credentialBlob: [UInt8]
-    /// TPM2B_ENCRYPTED_SECRET: the seed, RSA-OAEP encrypted to the EK with label "IDENTITY".
+    /// TPM2B_ENCRYPTED_SECRET: for an RSA EK the seed, RSA-OAEP encrypted to the EK with label
+    /// "IDENTITY"; for an ECC EK the ephemeral public point (TPMS_ECC_POINT) the seed derives from.
     public let encryptedSecret: [UInt8]
 }
 
 public enum CredentialProtection {
     /// Wraps `credential` (at most the EK name algorithm's digest size) for `objectName` under `ek`.
-    /// Supported EK: RSA with an AES symmetric definition (TCG EK template L-1 and the high-range RSA templates).
+    /// Supported EKs: RSA (the seed is RSA-OAEP encrypted with label "IDENTITY") and ECC on the NIST
+    /// curves (the seed is shared by ECDH with an ephemeral key: Part 1, 11.4.10.3 KDFe and Annex
+    /// C.6.1), each with an AES symmetric definition, as every TCG EK template has.
     public static func makeCredential(ek: TPMTPublic, objectName: [UInt8], credential: [UInt8]) throws -> MadeCredential {
-        guard case .rsa = ek.key else {
-            throw VouchError(.unsupported, "credential activation currently needs an RSA endorsement key", context: ["field": "ek.type", "got": "\(ek.type)"])
-        }
         guard ek.symmetric == .aes, [128, 192, 256].contains(Int(ek.symmetricKeyBits)) else {
             throw VouchError(.unsupported, "EK symmetric algorithm must be AES", context: ["field": "ek.symmetric", "got": "\(ek.symmetric)"])
         }
@@ -25,9 +25,7 @@ public enum CredentialProtection {
         guard credential.count <= nameAlg.digestSize else {
             throw VouchError(.invalidValue, "credential longer than the EK name digest", context: ["field": "credential"])
         }
-        let seed = try Crypto.randomBytes(nameAlg.digestSize)
-        let ekKey = try PublicKey(tpmPublic: ek)
-        let encSeed = try ekKey.rsaOAEPEncrypt(seed, hash: nameAlg, label: Array("IDENTITY".utf8) + [0])
+        let (seed, encryptedSecret) = try shareSeed(ek: ek)
 
         let symKey = Crypto.kdfa(nameAlg, key: seed, label: "STORAGE", contextU: objectName, contextV: [], bits: Int(ek.symmetricKeyBits))
         var plain = ByteWriter()
@@ -42,8 +40,37 @@ public enum CredentialProtection {
         var blob = ByteWriter()
         blob.sized(idObject.bytes)
         var secret = ByteWriter()
-        secret.sized(encSeed)
+        secret.sized(encryptedSecret)
         return MadeCredential(credentialBlob: blob.bytes, encryptedSecret: secret.bytes)
+    }
+
+    /// A fresh seed of the EK name algorithm's digest size, and what lets only the EK's TPM
+    /// recover it (the contents of the TPM2B_ENCRYPTED_SECRET).
+    static func shareSeed(ek: TPMTPublic) throws -> (seed: [UInt8], encrypted: [UInt8]) {
+        let nameAlg = ek.nameAlg
+        switch ek.key {
+        case .rsa:
+            let seed = try Crypto.randomBytes(nameAlg.digestSize)
+            let encSeed = try PublicKey(tpmPublic: ek).rsaOAEPEncrypt(seed, hash: nameAlg, label: Array("IDENTITY".utf8) + [0])
+            return (seed, encSeed)
+        case let .ecc(curve, ekX, _):
+            let keyType: PrivateKey.KeyType
+            switch curve {
+            case .nistP256: keyType = .p256
+            case .nistP384: keyType = .p384
+            case .nistP521: keyType = .p521
+            }
+            let ephemeral = try PrivateKey.generate(keyType)
+            let z = try ephemeral.ecdhSharedX(with: PublicKey(tpmPublic: ek))
+            guard let point = try ephemeral.publicKey.ecJWKParameters, point.x.count == curve.coordinateSize else {
+                throw VouchError(.crypto, "ephemeral ECC key has no uncompressed point")
+            }
+            let seed = Crypto.kdfe(nameAlg, z: z, label: "IDENTITY", partyUInfo: point.x, partyVInfo: ekX, bits: nameAlg.digestSize * 8)
+            var w = ByteWriter()            // TPMS_ECC_POINT
+            w.sized(point.x)
+            w.sized(point.y)
+            return (seed, w.bytes)
+        }
     }
 
     /// The TPM name of an object: nameAlg (2 bytes) followed by H_nameAlg(TPMT_PUBLIC).

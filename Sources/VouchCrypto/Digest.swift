@@ -102,6 +102,29 @@ public enum Crypto {
     }
 }
 
+extension Crypto {
+    /// KDFe (TPM 2.0 Part 1, 11.4.10.3): the SP 800-56A concatenation KDF with the hash `alg`:
+    /// H(counter ‖ Z ‖ label ‖ 0 ‖ partyUInfo ‖ partyVInfo) for counter = 1, 2, …, truncated to
+    /// `bits` (a multiple of 8). `label` is given without its terminating zero.
+    public static func kdfe(_ alg: HashAlg, z: [UInt8], label: String, partyUInfo: [UInt8], partyVInfo: [UInt8], bits: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var counter: UInt32 = 1
+        let bytesNeeded = (bits + 7) / 8
+        while out.count < bytesNeeded {
+            var w = ByteWriter()
+            w.u32(counter)
+            w.raw(z)
+            w.raw(Array(label.utf8))
+            w.u8(0)
+            w.raw(partyUInfo)
+            w.raw(partyVInfo)
+            out += digest(alg, w.bytes)
+            counter += 1
+        }
+        return Array(out.prefix(bytesNeeded))
+    }
+}
+
 /// The OpenSSL implementation of `Digester`.
 public struct OpenSSLDigester: Digester {
     public init() {}

@@ -35,6 +35,15 @@ public final class PublicKey: @unchecked Sendable {
                 try check(OSSL_PARAM_BLD_push_BN(bld, ParamName.e, e), "OSSL_PARAM_BLD_push_BN")
                 return { BN_free(n); BN_free(e) }
             })
+        case .ecc:
+            try self.init(ecPoint: tpmPublic.key)
+        }
+    }
+
+    /// An EC public key from a TPM point (named curve, uncompressed).
+    convenience init(ecPoint key: TPMTPublic.Key) throws {
+        switch key {
+        case .rsa: throw VouchError(.invalidValue, "not an EC point")
         case let .ecc(curve, x, y):
             let group: String
             switch curve {
@@ -112,6 +121,37 @@ public final class PublicKey: @unchecked Sendable {
     }
 
     public var bits: Int { Int(EVP_PKEY_get_bits(pkey)) }
+
+    /// The DER SubjectPublicKeyInfo in one canonical form, whatever encoding the key came in: RSA
+    /// as DER (minimal INTEGERs, NULL parameters); EC as a named curve with the uncompressed point.
+    /// Two encodings of the same key give the same bytes.
+    public var canonicalSPKIDER: [UInt8] {
+        get throws {
+            guard isEC else { return try spkiDER }
+            var nameBuf = [CChar](repeating: 0, count: 64)
+            var nameLen = 0
+            guard EVP_PKEY_get_utf8_string_param(pkey, "group", &nameBuf, nameBuf.count, &nameLen) == 1 else { throw opensslError("EVP_PKEY_get_utf8_string_param(group)") }
+            let group = String(decoding: nameBuf.prefix(nameLen).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let curve: ECCCurve
+            switch group {
+            case "prime256v1", "P-256", "secp256r1": curve = .nistP256
+            case "secp384r1", "P-384": curve = .nistP384
+            case "secp521r1", "P-521": curve = .nistP521
+            default: throw VouchError(.unsupported, "EC curve is not supported", context: ["got": group])
+            }
+            func coordinate(_ name: String) throws -> [UInt8] {
+                var bn: OpaquePointer? = nil
+                guard EVP_PKEY_get_bn_param(pkey, name, &bn) == 1, let bn else { throw opensslError("EVP_PKEY_get_bn_param(\(name))") }
+                defer { BN_free(bn) }
+                var out = [UInt8](repeating: 0, count: curve.coordinateSize)
+                guard BN_bn2binpad(bn, &out, Int32(out.count)) == Int32(out.count) else { throw opensslError("BN_bn2binpad") }
+                return out
+            }
+            // Uncompressed point on the named curve, as a TPM public area would give it.
+            let point = TPMTPublic.Key.ecc(curve: curve, x: try coordinate("qx"), y: try coordinate("qy"))
+            return try PublicKey(ecPoint: point).spkiDER
+        }
+    }
 
     public func isEqual(to other: PublicKey) -> Bool { EVP_PKEY_eq(pkey, other.pkey) == 1 }
 
@@ -195,7 +235,7 @@ public final class PrivateKey: @unchecked Sendable {
     init(owning pkey: OpaquePointer) { self.pkey = pkey }
     deinit { EVP_PKEY_free(pkey) }
 
-    public enum KeyType: String, Sendable { case p256 = "P-256", p384 = "P-384" }
+    public enum KeyType: String, Sendable { case p256 = "P-256", p384 = "P-384", p521 = "P-521" }
 
     /// Generates a fresh EC key on `type`'s curve.
     public static func generate(_ type: KeyType = .p256) throws -> PrivateKey {
@@ -224,6 +264,21 @@ public final class PrivateKey: @unchecked Sendable {
 
     public var publicKey: PublicKey {
         get throws { try PublicKey(spkiDER: try derEncode("i2d_PUBKEY") { i2d_PUBKEY(pkey, $0) }) }
+    }
+
+    /// ECDH (SP 800-56A, cofactor 1 on the NIST curves) with `peer`: the x-coordinate of the shared
+    /// point, left-padded to the curve's field size.
+    public func ecdhSharedX(with peer: PublicKey) throws -> [UInt8] {
+        guard peer.isEC, EVP_PKEY_is_a(pkey, "EC") == 1 else { throw VouchError(.invalidValue, "ECDH needs two EC keys") }
+        let ctx = try notNil(EVP_PKEY_CTX_new_from_pkey(nil, pkey, nil), "EVP_PKEY_CTX_new_from_pkey")
+        defer { EVP_PKEY_CTX_free(ctx) }
+        try check(EVP_PKEY_derive_init(ctx), "EVP_PKEY_derive_init")
+        try check(EVP_PKEY_derive_set_peer(ctx, peer.pkey), "EVP_PKEY_derive_set_peer")
+        var len = 0
+        try check(EVP_PKEY_derive(ctx, nil, &len), "EVP_PKEY_derive")
+        var out = [UInt8](repeating: 0, count: len)
+        try check(EVP_PKEY_derive(ctx, &out, &len), "EVP_PKEY_derive")
+        return Array(out.prefix(len))
     }
 
     /// Signs `message` (hashed with `hash`); ECDSA output is DER.

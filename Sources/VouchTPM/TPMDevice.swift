@@ -78,7 +78,7 @@ public final class TPMDevice {
 
     // MARK: Endorsement key
 
-    /// Reads the RSA EK certificate (DER) from its NV index.
+    /// Reads the EK certificate (DER) from its NV index (default: the RSA 2048 certificate's).
     public func readEKCertificate(nvIndex: UInt32 = TPMConstants.rsaEKCertNVIndex) throws -> [UInt8] {
         var nv: ESYS_TR = ESYS_TR_NONE
         try tss(Esys_TR_FromTPMPublic(ctx, nvIndex, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv), "Esys_TR_FromTPMPublic(EK cert index)")
@@ -119,6 +119,31 @@ public final class TPMDevice {
             throw VouchError(.tpm, "no endorsement key is persisted at 0x\(String(handle, radix: 16)); provision one (tpm2_createek -c 0x\(String(handle, radix: 16)))", context: e.context)
         }
         return (TPMObject(handle: tr), try readPublic(TPMObject(handle: tr)))
+    }
+
+    /// The EK of `template`: the one persisted at the template's handle if that is made from the
+    /// template, otherwise created as a primary key from it (the same key every time).
+    public func endorsementKey(_ template: EKTemplate) throws -> (TPMObject, [UInt8]) {
+        var tr: ESYS_TR = ESYS_TR_NONE
+        if Esys_TR_FromTPMPublic(ctx, template.persistentHandle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr) == 0 {
+            let object = TPMObject(handle: tr)
+            let pub = try readPublic(object)
+            if let parsed = try? TPMTPublic(tpm2bPublic: pub), template.mismatch(parsed) == nil { return (object, pub) }
+            _ = Esys_TR_Close(ctx, &tr)
+        }
+        return try createPrimary(hierarchy: ESYS_TR_RH_ENDORSEMENT, template: template.template, what: "EK \(template.rawValue)")
+    }
+
+    /// The first template of `kind` whose EK certificate is in NV: the template, the certificate
+    /// (DER) and the EK with its public area.
+    public func endorsement(_ kind: EKTemplate.Kind) throws -> (template: EKTemplate, certificate: [UInt8], ek: TPMObject, ekPublic: [UInt8]) {
+        for template in kind.templates {
+            guard let cert = try? readEKCertificate(nvIndex: template.certificateNVIndex) else { continue }
+            let (ek, pub) = try endorsementKey(template)
+            return (template, cert, ek, pub)
+        }
+        throw VouchError(.tpm, "no \(kind.rawValue.uppercased()) EK certificate in NV",
+                         context: ["expected": kind.templates.map { "0x" + String($0.certificateNVIndex, radix: 16) }.joined(separator: ",")])
     }
 
     public func readPublic(_ object: TPMObject) throws -> [UInt8] {
@@ -164,9 +189,11 @@ public final class TPMDevice {
         _ = Esys_FlushContext(ctx, object.handle)
     }
 
-    /// TPM2_ActivateCredential: unwraps a credential made for `ak` under `ek`. The EK's policy
-    /// (PolicySecret over the endorsement hierarchy) is satisfied with a policy session.
-    public func activateCredential(ak: TPMObject, ek: TPMObject, credentialBlob: [UInt8], encryptedSecret: [UInt8]) throws -> [UInt8] {
+    /// TPM2_ActivateCredential: unwraps a credential made for `ak` under `ek`. The EK's policy is
+    /// satisfied with a policy session in the EK's name algorithm: PolicySecret over the
+    /// endorsement hierarchy (PolicyA), then for a high-range template PolicyOR(PolicyA, PolicyC).
+    public func activateCredential(ak: TPMObject, ek: TPMObject, ekTemplate: EKTemplate = .rsa2048,
+                                   credentialBlob: [UInt8], encryptedSecret: [UInt8]) throws -> [UInt8] {
         var blob = TPM2B_ID_OBJECT()
         try unmarshal(credentialBlob, &blob) { Tss2_MU_TPM2B_ID_OBJECT_Unmarshal($0, $1, $2, $3) }
         var secret = TPM2B_ENCRYPTED_SECRET()
@@ -175,14 +202,24 @@ public final class TPMDevice {
         var session: ESYS_TR = ESYS_TR_NONE
         var sym = TPMT_SYM_DEF()
         sym.algorithm = TPM2_ALG_NULL
+        let sessionHash = TPMI_ALG_HASH(ekTemplate.nameAlg.tpmAlg.rawValue)
         try tss(Esys_StartAuthSession(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                      nil, TPM2_SE(TPM2_SE_POLICY), &sym, TPM2_ALG_SHA256, &session), "Esys_StartAuthSession")
+                                      nil, TPM2_SE(TPM2_SE_POLICY), &sym, sessionHash, &session), "Esys_StartAuthSession")
         defer { _ = Esys_FlushContext(ctx, session) }
         var timeout: UnsafeMutablePointer<TPM2B_TIMEOUT>? = nil
         var policyTicket: UnsafeMutablePointer<TPMT_TK_AUTH>? = nil
         try tss(Esys_PolicySecret(ctx, ESYS_TR_RH_ENDORSEMENT, session, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                                   nil, nil, nil, 0, &timeout, &policyTicket), "Esys_PolicySecret")
         Esys_Free(timeout); Esys_Free(policyTicket)
+        let branches = ekTemplate.policyORBranches
+        if !branches.isEmpty {
+            var list = ByteWriter()                 // TPML_DIGEST
+            list.u32(UInt32(branches.count))
+            for b in branches { list.sized(b) }
+            var digests = TPML_DIGEST()
+            try unmarshal(list.bytes, &digests) { Tss2_MU_TPML_DIGEST_Unmarshal($0, $1, $2, $3) }
+            try tss(Esys_PolicyOR(ctx, session, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &digests), "Esys_PolicyOR")
+        }
         var certInfo: UnsafeMutablePointer<TPM2B_DIGEST>? = nil
         try tss(Esys_ActivateCredential(ctx, ak.handle, ek.handle, ESYS_TR_PASSWORD, session, ESYS_TR_NONE, &blob, &secret, &certInfo),
                 "Esys_ActivateCredential")

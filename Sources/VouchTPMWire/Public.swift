@@ -16,6 +16,13 @@ public struct TPMTPublic: Sendable, Equatable {
     public let symmetric: TPMAlg
     /// Key size in bits of `symmetric` (0 when `.null`).
     public let symmetricKeyBits: UInt16
+    /// Block cipher mode of `symmetric` as marshaled (0 when `.null`; CFB for storage keys).
+    public let symmetricMode: UInt16
+    /// ECC keys: the KDF scheme as marshaled (TPM_ALG_NULL for EKs); 0 for RSA keys.
+    public let kdfScheme: UInt16
+    /// RSA keys: the exponent field as marshaled (0 stands for 65537); 0 for ECC keys.
+    /// `key` holds the exponent's value; this keeps the encoding the public area used.
+    public let rsaExponentField: UInt32
     /// Signing scheme and its hash (.null when the key allows any scheme).
     public let scheme: TPMAlg
     public let schemeHash: HashAlg?
@@ -37,9 +44,10 @@ public struct TPMTPublic: Sendable, Equatable {
         symmetric = try TPMAlg(wire: try reader.u16("parameters.symmetric.algorithm"), field: "parameters.symmetric.algorithm", offset: symOffset)
         if symmetric != .null {
             symmetricKeyBits = try reader.u16("parameters.symmetric.keyBits")
-            _ = try reader.u16("parameters.symmetric.mode")
+            symmetricMode = try reader.u16("parameters.symmetric.mode")
         } else {
             symmetricKeyBits = 0
+            symmetricMode = 0
         }
         // TPMT_RSA_SCHEME / TPMT_ECC_SCHEME
         let schemeOffset = reader.offset
@@ -62,6 +70,8 @@ public struct TPMTPublic: Sendable, Equatable {
                                  context: ["field": "unique.rsa", "expected": "\(keyBits / 8)", "got": "\(modulus.count)"])
             }
             key = .rsa(modulus: modulus, exponent: exp == 0 ? 65537 : exp, keyBits: keyBits)
+            rsaExponentField = exp
+            kdfScheme = 0
         case .ecc:
             let curveOffset = reader.offset
             let curveRaw = try reader.u16("parameters.curveID")
@@ -71,6 +81,8 @@ public struct TPMTPublic: Sendable, Equatable {
             }
             let kdf = try reader.u16("parameters.kdf.scheme")
             if kdf != TPMAlg.null.rawValue { _ = try reader.u16("parameters.kdf.hashAlg") }
+            kdfScheme = kdf
+            rsaExponentField = 0
             let x = try reader.sized("unique.ecc.x", max: 66)
             let y = try reader.sized("unique.ecc.y", max: 66)
             guard x.count == curve.coordinateSize, y.count == curve.coordinateSize else {

@@ -17,6 +17,10 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
   --tcti TCTI       TPM access: swtpm:host=127.0.0.1,port=2321 or device:/dev/tpmrm0
   --socket PATH     Unix socket for local agents (created mode 0660)
   --ak TYPE         attestation key type: ecc-p256 (default) or rsa-2048
+  --ek TYPE         endorsement key that registers the host: rsa (default; EK certificate in NV
+                    0x01c00002 or 0x01c00012) or ecc (P-256 in 0x01c0000a or 0x01c00014, else
+                    P-384 in 0x01c00016, as swtpm makes). The host id follows the EK: switching
+                    registers a new host
   --hostname NAME   name reported to the broker (default: this machine's host name)
   --register-timeout DUR  keep retrying registration this long (default 60s)
   --event-log FILE  firmware event log sent with quotes
@@ -73,7 +77,7 @@ if CommandLine.arguments.dropFirst().first == "measure-model" {
 let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
-                         options: ["broker", "ca", "tcti", "socket", "ak", "hostname", "register-timeout", "event-log", "model-log", "labels",
+                         options: ["broker", "ca", "tcti", "socket", "ak", "ek", "hostname", "register-timeout", "event-log", "model-log", "labels",
                                    "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after"], flags: ["help", "enroll-agents"])
 } catch { fail("\(error)\n\(usage)") }
 if args.has("help") { print(usage); exit(0) }
@@ -121,6 +125,8 @@ do {
     let hostname = args["hostname"] ?? ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
     let eventLog = args["event-log"] ?? (FileManager.default.isReadableFile(atPath: AttesterConfig.systemEventLog) ? AttesterConfig.systemEventLog : nil)
     var config = AttesterConfig(tcti: try args.required("tcti"), akKind: akKind, hostname: hostname, eventLogPath: eventLog, modelLogPath: args["model-log"])
+    guard let ekKind = EKTemplate.Kind(rawValue: args["ek"] ?? "rsa") else { fail("--ek must be rsa or ecc") }
+    config.ekKind = ekKind
     config.labels = parseLabels(args["labels"])
     config.stateDirectory = args["state-dir"] ?? "/var/lib/vouch-attester"
     var listen: (host: String, port: UInt16)?

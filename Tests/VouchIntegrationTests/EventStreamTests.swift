@@ -46,7 +46,7 @@ final class EventStreamTests: XCTestCase {
         let broker = try BrokerHarness(trusting: tpm)
         let hog = try BackgroundProcess("/usr/bin/python3", ["-c", """
         import http.client, json, ssl, time
-        ctx = ssl.create_default_context(cafile="\(broker.caFile)")
+        ctx = ssl.create_default_context(cafile="\(broker.brokerCAFile)")
         streams, refused = [], []
         for i in range(70):
             c = http.client.HTTPSConnection("127.0.0.1", \(broker.port), context=ctx, timeout=10, source_address=("127.0.0.2", 0))
@@ -75,7 +75,7 @@ final class EventStreamTests: XCTestCase {
             XCTAssertNotNil(r.last ?? nil, "Retry-After is set")
         }
         // The relying party's stream opens (curl ends it after 3 s: exit 28, status 200).
-        let rp = try TestEnv.run("/usr/bin/curl", ["-sN", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", broker.caFile, "\(broker.url)/v1/events"])
+        let rp = try TestEnv.run("/usr/bin/curl", ["-sN", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", broker.brokerCAFile, "\(broker.url)/v1/events"])
         XCTAssertEqual(rp.stdout, "200", rp.stderr)
     }
 }

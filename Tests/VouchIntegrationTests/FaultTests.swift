@@ -77,7 +77,7 @@ final class FaultTests: XCTestCase {
         // header byte per second for at most 30 s; reports which were refused and when each closed.
         let attacker = try BackgroundProcess("/usr/bin/python3", ["-c", """
         import select, socket, ssl, time
-        ctx = ssl.create_default_context(cafile="\(broker.caFile)")
+        ctx = ssl.create_default_context(cafile="\(broker.brokerCAFile)")
         held, refused = {}, 0
         for i in range(10):
             try:

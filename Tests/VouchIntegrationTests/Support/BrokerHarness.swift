@@ -3,6 +3,7 @@ import VouchAPI
 import VouchAttesterKit
 import VouchCore
 import VouchHTTPClient
+import VouchTPMWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -86,9 +87,11 @@ final class BrokerHarness {
     func status() throws -> StatusResponse { try admin().call("GET", "/v1/status", as: StatusResponse.self) }
 
     /// An in-process attester (the same code as vouch-attester) for `tpm`, talking to this broker.
-    func attester(for tpm: SwTPM, ak: String = "ecc-p256") -> Attester {
-        Attester(config: AttesterConfig(tcti: tpm.tcti, akKind: .init(rawValue: ak)!, hostname: "test-host"),
-                 broker: HTTPClient(.https(baseURL: url, caFile: brokerCAFile)))
+    /// An in-process attester; `ek` picks the endorsement key that registers it (rsa or ecc).
+    func attester(for tpm: SwTPM, ak: String = "ecc-p256", ek: String = "rsa") -> Attester {
+        var config = AttesterConfig(tcti: tpm.tcti, akKind: .init(rawValue: ak)!, hostname: "test-host")
+        config.ekKind = .init(rawValue: ek)!
+        return Attester(config: config, broker: HTTPClient(.https(baseURL: url, caFile: brokerCAFile)))
     }
 
     /// An in-process attester with a state directory for its host certificate, so it can push

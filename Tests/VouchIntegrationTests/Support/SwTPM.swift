@@ -1,7 +1,8 @@
 import Foundation
 
 /// A software TPM 2.0 (swtpm) manufactured for the test with its own local CA: an RSA EK at
-/// 0x81010001 with an EK certificate in NV, signed by a CA that exists only in `dir/ca`.
+/// 0x81010001 and an ECC P-384 EK at 0x81010016, each with an EK certificate in NV (0x01c00002,
+/// 0x01c00016), signed by a CA that exists only in `dir/ca`.
 final class SwTPM {
     let dir: URL
     let port: UInt16
