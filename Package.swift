@@ -10,7 +10,7 @@
 //   VouchAPI           pure: JSON wire types shared by broker, attester and CLI
 //   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection
 //   VouchTPM           tpm2-tss ESYS: the TPM device
-//   VouchStore         SQLite: the embedded store
+//   VouchStore         SQLite: the embedded store (VouchAttestation only for migration 4's host re-keying)
 //   VouchHTTPServer    libmicrohttpd (+ GnuTLS, its TLS library, for client certificates): HTTPS and Unix-socket server
 //   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client
 //   VouchYAML          libyaml: YAML to the config-node tree
@@ -51,7 +51,7 @@ let package = Package(
         // Thin wrappers, one C library each
         .target(name: "VouchCrypto", dependencies: ["VouchCore", "VouchTPMWire", "COpenSSL", "CVouchShims"]),
         .target(name: "VouchTPM", dependencies: ["VouchCore", "VouchTPMWire", "CTSS2", "CVouchShims"]),
-        .target(name: "VouchStore", dependencies: ["VouchCore", "VouchBroker", "VouchEventLog", "CSQLite", "CVouchShims"]),
+        .target(name: "VouchStore", dependencies: ["VouchCore", "VouchBroker", "VouchAttestation", "VouchEventLog", "CSQLite", "CVouchShims"]),
         .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "CMicroHTTPD", "CGnuTLS", "CVouchShims"]),
         .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
         .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),
@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
-        .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker"]),
+        .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker", "VouchAttestation", "VouchCrypto", "VouchCore"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore"]),
     ]
 )

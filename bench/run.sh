@@ -88,7 +88,7 @@ start_broker() {  # $1: name
   echo "vouchd did not start" >&2; return 1
 }
 stop_broker() { kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; }
-metric() { curl -s --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+metric() { curl -s --cacert "$broker_dir/broker-ca/ca.pem" -H "Authorization: Bearer $(cat "$broker_dir/admin.token")" "https://127.0.0.1:$broker_port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
@@ -133,10 +133,10 @@ for n in ${BENCH_FLEET:-1000 2500 5000}; do
   for _ in $(seq 1 600); do [ "$(metric 'vouch_hosts_by_trust{state="trusted"}')" = "$n" ] && break; sleep 0.5; done
   sleep 12   # one full interval in steady state before measuring
   window=${BENCH_FLEET_WINDOW:-30}
-  t0=$(cpu_ticks "$broker_pid"); a0=$(metric 'vouch_attestations_total{result="trusted"}'); f0=$(curl -s --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | grep -c '^vouch_attestations_total{' || true)
+  t0=$(cpu_ticks "$broker_pid"); a0=$(metric 'vouch_attestations_total{result="trusted"}'); f0=$(curl -s --cacert "$broker_dir/broker-ca/ca.pem" -H "Authorization: Bearer $(cat "$broker_dir/admin.token")" "https://127.0.0.1:$broker_port/metrics" | grep -c '^vouch_attestations_total{' || true)
   sleep "$window"
   t1=$(cpu_ticks "$broker_pid"); a1=$(metric 'vouch_attestations_total{result="trusted"}'); rss=$(rss_kb "$broker_pid")
-  outcomes=$(curl -s --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" | grep '^vouch_attestations_total{' | tr '\n' ' ')
+  outcomes=$(curl -s --cacert "$broker_dir/broker-ca/ca.pem" -H "Authorization: Bearer $(cat "$broker_dir/admin.token")" "https://127.0.0.1:$broker_port/metrics" | grep '^vouch_attestations_total{' | tr '\n' ' ')
   trusted_now=$(metric 'vouch_hosts_by_trust{state="trusted"}')
   python3 -c "
 import json, os
@@ -156,7 +156,7 @@ sim_port=$(free_port)
   --enroll-agents --drift-after 15s >"$out/sim-revocation.log" 2>&1 &
 sim_pid=$!
 for _ in $(seq 1 240); do [ "$(metric 'vouch_hosts_by_trust{state="untrusted"}')" = "200" ] && break; sleep 0.5; done
-curl -s --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/metrics" > "$out/revocation-metrics.txt"
+curl -s --cacert "$broker_dir/broker-ca/ca.pem" -H "Authorization: Bearer $(cat "$broker_dir/admin.token")" "https://127.0.0.1:$broker_port/metrics" > "$out/revocation-metrics.txt"
 kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true
 stop_broker
 python3 - "$out/revocation-metrics.txt" >> "$out/broker.jsonl" <<'REV'

@@ -2,9 +2,10 @@ import Foundation
 import Synchronization
 import VouchCore
 
-/// Limits bearer-token guessing: a client (by address) with `maxFailures` failed admin
-/// authentications within `window` is refused (429) for the rest of that window, even with a
-/// valid token, so guessing cannot go faster than `maxFailures` per window per address.
+/// Limits bearer-token guessing: a client (by address) with `maxFailures` failed authentications
+/// within `window` has its further failed attempts answered 429 for the rest of that window. A
+/// valid token is never refused by it (BrokerAPI checks the token first), so bogus tokens from an
+/// address an operator shares cannot lock the operator out.
 public final class AuthThrottle: Sendable {
     public let maxFailures: Int
     public let window: TimeInterval

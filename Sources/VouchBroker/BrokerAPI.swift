@@ -44,6 +44,7 @@ public struct BrokerAPI: Sendable {
         }
         if req.path == "/metrics" {
             guard req.method == "GET" else { throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here") }
+            try require(.read, req)   // fleet state and refusal causes are not for anonymous readers
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(try service.metricsText().utf8))
         }
         // OCSP GET: the request is the rest of the path, URL-encoded base64 (RFC 6960 A.1), which may contain '/'.
@@ -203,23 +204,25 @@ public struct BrokerAPI: Sendable {
     }
 
     /// Checks the bearer token grants `needed`: the bootstrap admin token (DATA-DIR/admin.token), or
-    /// a token made with `POST /v1/tokens`. Failures count toward the per-address throttle.
+    /// a token made with `POST /v1/tokens`. A valid token is always honoured; failures count
+    /// toward the per-address throttle, which answers 429 to further *failed* attempts only — so
+    /// bogus tokens from a shared address never lock out an operator. (Tokens are 256-bit random
+    /// values: the throttle keeps guessing noise down, it is not what makes guessing futile.)
     private func require(_ needed: TokenScope, _ req: HTTPRequest) throws {
         let now = service.clock.now()
-        if let wait = throttle.blocked(req.peer, now: now) {
-            throw VouchError(ErrorCode("too_many_attempts"), "too many failed authentications from this address; retry later",
-                             context: ["retryAfter": "\(wait)"])
+        var scope: TokenScope?
+        if let auth = req.headers["authorization"], auth.hasPrefix("Bearer ") {
+            let digest = Crypto.sha256(Array(auth.dropFirst(7).utf8))
+            scope = adminTokenDigests.contains(where: { constantTimeEqual($0, digest) }) ? .admin : try service.scope(ofTokenDigest: digest)
         }
-        guard let auth = req.headers["authorization"], auth.hasPrefix("Bearer ") else {
-            throttle.failed(req.peer, now: now)
-            throw VouchError(.unauthorized, "this endpoint needs an admin bearer token")
-        }
-        let digest = Crypto.sha256(Array(auth.dropFirst(7).utf8))
-        let scope: TokenScope? = adminTokenDigests.contains(where: { constantTimeEqual($0, digest) }) ? .admin : try service.scope(ofTokenDigest: digest)
         guard let scope else {
+            if let wait = throttle.blocked(req.peer, now: now) {
+                throw VouchError(ErrorCode("too_many_attempts"), "too many failed authentications from this address; retry later",
+                                 context: ["retryAfter": "\(wait)"])
+            }
             throttle.failed(req.peer, now: now)
             log("failed authentication from \(req.peer)")
-            throw VouchError(.unauthorized, "bearer token is not valid")
+            throw VouchError(.unauthorized, req.headers["authorization"] == nil ? "this endpoint needs a bearer token" : "bearer token is not valid")
         }
         guard scope.allows(needed) else {
             throw VouchError(.forbidden, "this endpoint needs a token with \(needed.rawValue) scope", context: ["expected": needed.rawValue, "got": scope.rawValue])

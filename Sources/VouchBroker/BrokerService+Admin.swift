@@ -265,7 +265,8 @@ extension BrokerService {
         let (hosts, trust, certs) = try stateCounts(now: now)
         let crl = try store.currentCRL(issuer: authorities.current.keyID)
         var depth: [String: Int] = [:]
-        for url in config.webhookURLs { depth[url] = try store.undeliveredCount(subscriber: url) }
+        // Subscribers are named by their position in --webhook: URLs may carry credentials.
+        for (i, url) in config.webhookURLs.enumerated() { depth["\(i)"] = try store.undeliveredCount(subscriber: url) }
         return metrics.render(.init(webhookOutboxDepth: depth, hostsByState: hosts, policiesLoaded: policies.current.policies.count, policyReloadFailing: policies.lastError != nil,
                                     crlNumber: crl?.number ?? 0, crlAgeSeconds: crl.map { now.timeIntervalSince($0.thisUpdate) } ?? 0,
                                     certificatesByState: certs, hostsByTrust: trust))

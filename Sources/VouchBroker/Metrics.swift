@@ -83,7 +83,7 @@ public final class BrokerMetrics: Sendable {
         family("vouch_hosts", "gauge", "Registered hosts by AK state.", labelled("ak_state", g.hostsByState))
         family("vouch_certificates", "gauge", "Issued certificates by state.", labelled("state", g.certificatesByState))
         family("vouch_crl_number", "gauge", "Number of the current CRL.", [("", Double(g.crlNumber))])
-        family("vouch_webhook_outbox_depth", "gauge", "Events not yet delivered, per webhook subscriber.", labelled("subscriber", g.webhookOutboxDepth))
+        family("vouch_webhook_outbox_depth", "gauge", "Events not yet delivered, per webhook subscriber (its position in --webhook, from 0).", labelled("subscriber", g.webhookOutboxDepth))
         family("vouch_crl_age_seconds", "gauge", "Seconds since the current CRL's thisUpdate.", [("", g.crlAgeSeconds.rounded())])
         return out
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import VouchAttestation
 import VouchBroker
 import VouchCore
 import VouchEventLog
@@ -82,11 +83,48 @@ public final class SQLiteBrokerStore: BrokerStore {
             guard version <= Self.schemaVersion else {
                 throw VouchError(.database, "database schema is newer than this vouchd supports", context: ["expected": "\(Self.schemaVersion)", "got": "\(version)"])
             }
-            for step in Self.migrations.dropFirst(version) { try db.exec(step) }
+            for (i, step) in Self.migrations.enumerated().dropFirst(version) {
+                try db.exec(step)
+                if i + 1 == 4 { try Self.rekeyHosts(db) }
+            }
             try db.prepare("INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
                 .run([.text("\(Self.schemaVersion)")])
         }
         self.db = db
+    }
+
+    /// Migration 4's data step: host ids become the hash of the EK key as certified (see
+    /// `EKIdentity.hostID`) instead of the EK public area as sent. Every host row with an EK
+    /// certificate gets its new id, and its trust record, attestations, certificates and used
+    /// nonces follow. Rows that were one TPM under several encodings become one host: their
+    /// history merges, and a block on any of them blocks the merged host.
+    static func rekeyHosts(_ db: SQLiteDatabase) throws {
+        try db.exec("PRAGMA defer_foreign_keys = ON")
+        let rows = try db.prepare("SELECT id, ek_certificate, blocked_reason FROM hosts WHERE length(ek_certificate) > 0 ORDER BY updated_at DESC")
+            .query([]) { (id: $0.text(0), cert: $0.blob(1), blocked: $0.optionalText(2)) }
+        for row in rows {
+            guard let newID = try? EKIdentity.hostID(ekCertificateDER: row.cert), newID != row.id else { continue }
+            let taken = try db.prepare("SELECT blocked_reason FROM hosts WHERE id = ?").query([.text(newID)]) { [$0.optionalText(0)] }.first
+            if let taken {
+                // Another encoding of the same TPM already holds the id: merge into it.
+                if taken[0] == nil, let reason = row.blocked {
+                    try db.prepare("UPDATE hosts SET blocked_reason = ?, version = version + 1 WHERE id = ?").run([.text(reason), .text(newID)])
+                }
+                let trusted = try db.prepare("SELECT 1 FROM host_trust WHERE host_id = ?").query([.text(newID)]) { _ in true }
+                if trusted.isEmpty {
+                    try db.prepare("UPDATE host_trust SET host_id = ? WHERE host_id = ?").run([.text(newID), .text(row.id)])
+                } else {
+                    try db.prepare("DELETE FROM host_trust WHERE host_id = ?").run([.text(row.id)])
+                }
+            } else {
+                try db.prepare("UPDATE hosts SET id = ? WHERE id = ?").run([.text(newID), .text(row.id)])
+                try db.prepare("UPDATE host_trust SET host_id = ? WHERE host_id = ?").run([.text(newID), .text(row.id)])
+            }
+            for table in ["attestations", "certificates", "used_nonces"] {
+                try db.prepare("UPDATE \(table) SET host_id = ? WHERE host_id = ?").run([.text(newID), .text(row.id)])
+            }
+            if taken != nil { try db.prepare("DELETE FROM hosts WHERE id = ?").run([.text(row.id)]) }
+        }
     }
 
     /// Reads: the connection, under its lock.

@@ -73,7 +73,7 @@ final class APIContractTests: XCTestCase {
         let calls: [(Operation, () throws -> HTTPResponse)] = [
             (.init(method: "GET", path: "/healthz"), { try open.send("GET", "/healthz", headers: [:], body: nil) }),
             (.init(method: "GET", path: "/readyz"), { try open.send("GET", "/readyz", headers: [:], body: nil) }),
-            (.init(method: "GET", path: "/metrics"), { try open.send("GET", "/metrics", headers: [:], body: nil) }),
+            (.init(method: "GET", path: "/metrics"), { try open.send("GET", "/metrics", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/health"), { try open.send("GET", "/v1/health", headers: [:], body: nil) }),
             (.init(method: "GET", path: "/v1/ca"), { try open.send("GET", "/v1/ca", headers: [:], body: nil) }),
             (.init(method: "GET", path: "/v1/bundle"), { try open.send("GET", "/v1/bundle?format=spiffe", headers: [:], body: nil) }),

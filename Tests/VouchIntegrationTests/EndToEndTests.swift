@@ -59,7 +59,7 @@ final class EndToEndTests: XCTestCase {
         XCTAssertNotEqual(revokedCheck.status, 0)
         XCTAssertTrue((revokedCheck.stdout + revokedCheck.stderr).contains("certificate revoked"))
 
-        let metrics = String(decoding: try broker.client().raw("GET", "/metrics").body, as: UTF8.self)
+        let metrics = try broker.metrics()
         for line in ["vouch_enrollments_total{result=\"issued\"} 1", "vouch_revocations_total 1", "vouch_hosts{ak_state=\"active\"} 1",
                      "vouch_certificates{state=\"revoked\"} 1", "vouch_crl_number 2"] {
             XCTAssertTrue(metrics.contains(line + "\n"), "metrics lack \(line):\n\(metrics)")

@@ -15,7 +15,8 @@ final class FaultTests: XCTestCase {
         try attester.enroll(AgentEnrollRequest(agentName: name, csr: try CSR.create(key: try PrivateKey.generate(), commonName: name).pem))
     }
 
-    func testTokenGuessingIsRateLimited() throws {
+    /// Finding: ten bogus tokens from a shared address used to make the valid admin token get 429.
+    func testTokenGuessingIsRateLimitedWithoutLockingOutOperators() throws {
         let tpm = try SwTPM()
         let broker = try BrokerHarness(trusting: tpm)
         var guesser = try broker.admin()
@@ -27,10 +28,12 @@ final class FaultTests: XCTestCase {
             XCTAssertEqual(($0 as? APIFailure)?.status, 429)
             XCTAssertEqual(($0 as? APIFailure)?.error.code, "too_many_attempts")
         }
-        XCTAssertThrowsError(try broker.admin().raw("GET", "/v1/status"), "even the right token waits out the window from this address") {
-            XCTAssertEqual(($0 as? APIFailure)?.status, 429)
+        // The operator behind the same address is not locked out: a valid token is always honoured.
+        XCTAssertEqual(try broker.admin().raw("GET", "/v1/status").status, 200)
+        XCTAssertEqual(try broker.vouch(["status"]).status, 0)
+        XCTAssertThrowsError(try guesser.raw("GET", "/v1/status"), "the guesser still waits") {
+            XCTAssertEqual(($0 as? APIFailure)?.error.code, "too_many_attempts")
         }
-        XCTAssertTrue(broker.log.contains("failed authentication from 127.0.0.1"))
         XCTAssertEqual(try broker.client().raw("GET", "/v1/crl").status, 200, "public endpoints are not affected")
     }
 

@@ -25,7 +25,7 @@ final class FleetTests: XCTestCase {
         ], log: broker.dir.appendingPathComponent("fleet.log"))
         defer { fleet.stop() }
         func metrics() throws -> String {
-            String(decoding: try broker.client().transport.send("GET", "/metrics", headers: [:], body: nil).body, as: UTF8.self)
+            try broker.metrics()
         }
 
         // Every host registered, activated and trusted by its first pull.

@@ -126,7 +126,7 @@ final class PolicyOperationsTests: XCTestCase {
         XCTAssertEqual(viaAPI?.code, "policy_invalid")
         let cli = try broker.vouch(["status"])
         XCTAssertTrue(cli.stdout.contains("last reload refused"), cli.stdout)
-        let metrics = String(decoding: try broker.client().raw("GET", "/metrics").body, as: UTF8.self)
+        let metrics = try broker.metrics()
         XCTAssertTrue(metrics.contains("\nvouch_policy_reload_failing 1\n"), metrics)
         XCTAssertTrue(metrics.contains("vouch_policy_reloads_total{result=\"refused\"}"), metrics)
         XCTAssertTrue(metrics.contains("\nvouch_policies_loaded 1\n"), metrics)
@@ -135,7 +135,7 @@ final class PolicyOperationsTests: XCTestCase {
         try policyText(name: "fleet", version: 2, pcr7: String(repeating: "7", count: 64)).write(to: file, atomically: true, encoding: .utf8)
         try waitFor("version 2 in force") { try broker.status().policies.policies.first?.version == 2 }
         XCTAssertNil(try broker.status().policies.reloadError)
-        XCTAssertTrue(String(decoding: try broker.client().raw("GET", "/metrics").body, as: UTF8.self).contains("\nvouch_policy_reload_failing 0\n"))
+        XCTAssertTrue(try broker.metrics().contains("\nvouch_policy_reload_failing 0\n"))
         XCTAssertEqual(refusal { _ = try enroll(host, "under-v2") }?.code, "pcr_not_allowed")
     }
 

@@ -90,7 +90,7 @@ final class ReattestationTests: XCTestCase {
         XCTAssertTrue(streamed.contains("event: certificate.revoked") && streamed.contains(agent.serial), streamed)
         XCTAssertTrue(streamed.contains("event: host.untrusted"), streamed)
         // The broker measures failed verdict -> revocations, CRL and event committed itself.
-        let metrics = String(decoding: try broker.client().transport.send("GET", "/metrics", headers: [:], body: nil).body, as: UTF8.self)
+        let metrics = try broker.metrics()
         let latency = try XCTUnwrap(metrics.split(separator: "\n").first { $0.hasPrefix("vouch_revocation_seconds_sum") }.flatMap { Double($0.split(separator: " ")[1]) })
         XCTAssertLessThan(latency, 1.0, metrics)
         XCTAssertLessThan(seen.timeIntervalSince(drifted), 15)
@@ -148,7 +148,7 @@ final class ReattestationTests: XCTestCase {
         try waitFor("recovery after resume", timeout: 15) { try host(broker, id).trust?.state == "trusted" }
         XCTAssertLessThan(Date().timeIntervalSince(resumed), 10, "retries back off from 1 s, they do not wait a whole interval")
         XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains(": good"))
-        let metrics = String(decoding: try broker.client().transport.send("GET", "/metrics", headers: [:], body: nil).body, as: UTF8.self)
+        let metrics = try broker.metrics()
         XCTAssertTrue(metrics.contains("vouch_attestations_total{result=\"attester_timeout\"}"), metrics)
     }
 }

@@ -47,11 +47,14 @@ final class RejectionTests: XCTestCase {
         try broker.client().call("POST", "/v1/enroll", body: req, as: EnrollResponse.self)
     }
 
-    /// Asserts a refusal with `code` and `status`, that nothing was issued, and (with `audited`) that
-    /// the host's latest attestation record carries the code.
+    /// Asserts a refusal with `code` and `status`, that nothing was issued, and either (`audited`)
+    /// that the host's latest attestation record carries the code — a refusal of a request the
+    /// host's TPM provably made — or that nothing durable was written at all: a refusal of a
+    /// request nobody authenticated (no verified quote) adds no attestation record and no event.
     func assertRefused(_ status: Int, _ code: String, audited: Bool = true, file: StaticString = #filePath, line: UInt = #line,
                        _ body: () throws -> Void) throws {
         let issuedBefore = try broker.status().certificates.count
+        let historyBefore = try history()
         XCTAssertThrowsError(try body(), file: file, line: line) { error in
             guard let f = error as? APIFailure else { return XCTFail("expected an API refusal, got \(error)", file: file, line: line) }
             XCTAssertEqual(f.error.code, code, f.description, file: file, line: line)
@@ -64,7 +67,17 @@ final class RejectionTests: XCTestCase {
             let last = after.hosts.first { $0.hostId == hostID }?.lastAttestation
             XCTAssertEqual(last?.result, "rejected", file: file, line: line)
             XCTAssertEqual(last?.codes.first, code, file: file, line: line)
+        } else {
+            let now = try history()
+            XCTAssertEqual(now.attestations, historyBefore.attestations, "an unauthenticated refusal wrote to the audit trail", file: file, line: line)
+            XCTAssertEqual(now.lastEvent, historyBefore.lastEvent, "an unauthenticated refusal published an event", file: file, line: line)
         }
+    }
+
+    /// How many attestation records the broker holds, and the id of the newest event.
+    func history() throws -> (attestations: Int, lastEvent: Int64) {
+        let page = try broker.admin().call("GET", "/v1/attestations?limit=1000", as: AttestationPage.self)
+        return (page.items.count, try broker.lastEventID())
     }
 
     func testGenuineRequestIsIssuedAndItsNonceCannotBeReplayed() throws {
@@ -73,7 +86,55 @@ final class RejectionTests: XCTestCase {
         let cert = try Certificate(pem: issued.certificate)
         XCTAssertTrue(try cert.publicKey.isEqual(to: key.publicKey))
         XCTAssertEqual(issued.spiffeId, "spiffe://vouch.test/host/\(hostID!)/agent/agent")
-        try assertRefused(409, "nonce_reused") { try enroll(req) }
+        try assertRefused(409, "nonce_reused", audited: false) { try enroll(req) }
+    }
+
+    /// Finding: concurrent enrollments were refused `clock_regressed` when quotes the TPM made in
+    /// clock order reached the broker out of order. A quote is compared only with evidence recorded
+    /// before its nonce was issued. (A real rollback: EvidenceTests.testTPMStateRollbackIsRefused.)
+    func testOutOfOrderQuotesAreNotARollback() throws {
+        let (first, _) = try request(name: "first")
+        usleep(50_000)   // the TPM clock moves on
+        let (second, _) = try request(name: "second")
+        XCTAssertNoThrow(try enroll(second))
+        XCTAssertNoThrow(try enroll(first), "an earlier quote arriving later is no rollback")
+    }
+
+    /// Finding: an enrollment naming a public host id with a bogus nonce became an audit record,
+    /// the host's "last attestation" and a public event. Nothing unauthenticated is written; and
+    /// challenges, which anyone may ask for, store nothing either.
+    func testUnauthenticatedRequestsWriteNothing() throws {
+        let before = try history(), lastBefore = try broker.status().hosts.first?.lastAttestation?.at
+        for _ in 0..<50 {
+            _ = try broker.client().call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID), as: ChallengeResponse.self)
+        }
+        XCTAssertEqual(try broker.rowCount("used_nonces"), 0)
+        var (bogus, _) = try request()
+        bogus.nonce = Hex.encode(try Crypto.randomBytes(32))
+        try assertRefused(403, "nonce_unknown", audited: false) { try enroll(bogus) }
+        XCTAssertEqual(try history().attestations, before.attestations)
+        XCTAssertEqual(try broker.status().hosts.first?.lastAttestation?.at, lastBefore)
+    }
+
+    /// Host-chosen names never reach a SPIFFE ID or the broker's outbound connections unchecked.
+    func testRegistrationInputsAreChecked() throws {
+        let device = try TPMDevice(tcti: tpm.tcti)
+        let (_, ekPublic) = try device.endorsementKey()
+        let ekCert = try device.readEKCertificate()
+        let (_, akPublic) = try device.createAttestationKey(.eccP256)
+        device.close()
+        func register(hostname: String, url: String? = nil) throws {
+            _ = try broker.client().call("POST", "/v1/hosts", body: RegisterHostRequest(
+                ekCertificate: Base64.encode(ekCert), ekPublic: Base64.encode(ekPublic), akPublic: Base64.encode(akPublic),
+                hostname: hostname, attesterURL: url), as: RegisterHostResponse.self)
+        }
+        for name in ["..", ".", "a..b", "-a", "a/b", "a b", String(repeating: "a", count: 64)] {
+            try assertRefused(400, "bad_request", audited: false) { try register(hostname: name) }
+        }
+        for url in ["http://h:1", "https://user:pw@h:1", "https://h:1/?q=1", "https://0.0.0.0:1", "https://224.0.0.1:1", "https://h_/x", "https://h:0"] {
+            try assertRefused(400, "bad_request", audited: false) { try register(hostname: "ok", url: url) }
+        }
+        XCTAssertNoThrow(try register(hostname: "Gpu-7.Example", url: "https://gpu-7.example:9443/attester"))
     }
 
     func testUnknownHost() throws {
@@ -92,23 +153,23 @@ final class RejectionTests: XCTestCase {
         var sig = try Base64.decode(req.quote.signature, field: "")
         sig[sig.count - 3] ^= 0x01
         req.quote.signature = Base64.encode(sig)
-        try assertRefused(403, "quote_signature_invalid") { try enroll(req) }
+        try assertRefused(403, "quote_signature_invalid", audited: false) { try enroll(req) }
 
         var (req2, _) = try request()
         var attest = try Base64.decode(req2.quote.attest, field: "")
         attest[attest.count - 1] ^= 0x01
         req2.quote.attest = Base64.encode(attest)
-        try assertRefused(403, "quote_signature_invalid") { try enroll(req2) }
+        try assertRefused(403, "quote_signature_invalid", audited: false) { try enroll(req2) }
 
         var (req3, _) = try request()
         req3.quote.signature = Base64.encode([0x00, 0x18, 0x00])
-        try assertRefused(400, "quote_malformed") { try enroll(req3) }
+        try assertRefused(400, "quote_malformed", audited: false) { try enroll(req3) }
     }
 
     func testWrongReusedAndForeignNonces() throws {
         var (req, _) = try request()
         req.nonce = Hex.encode(try Crypto.randomBytes(32))
-        try assertRefused(403, "nonce_unknown") { try enroll(req) }
+        try assertRefused(403, "nonce_unknown", audited: false) { try enroll(req) }
         var (bad, _) = try request()
         bad.nonce = "not-hex"
         try assertRefused(400, "bad_request", audited: false) { try enroll(bad) }
@@ -121,16 +182,16 @@ final class RejectionTests: XCTestCase {
         hostID = try attester.register()
         let (req, _) = try request()
         Thread.sleep(forTimeInterval: 1.2)
-        try assertRefused(403, "nonce_expired") { try enroll(req) }
+        try assertRefused(403, "nonce_expired", audited: false) { try enroll(req) }
     }
 
     func testForgedPCRValue() throws {
         var (req, _) = try request()
         req.quote.pcrs["sha256"]!["3"] = String(repeating: "11", count: 32)
-        try assertRefused(403, "pcr_digest_mismatch") { try enroll(req) }
+        try assertRefused(403, "pcr_digest_mismatch", audited: false) { try enroll(req) }
         var (missing, _) = try request()
         missing.quote.pcrs["sha256"]!["3"] = nil
-        try assertRefused(403, "pcr_digest_mismatch") { try enroll(missing) }
+        try assertRefused(403, "pcr_digest_mismatch", audited: false) { try enroll(missing) }
     }
 
     func testPCRValueNotAllowedByPolicy() throws {
@@ -159,19 +220,19 @@ final class RejectionTests: XCTestCase {
     func testMalformedCSRAndBrokenProofOfPossession() throws {
         var (req, _) = try request()
         req.csr = "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
-        try assertRefused(400, "csr_malformed") { try enroll(req) }
+        try assertRefused(400, "csr_malformed", audited: false) { try enroll(req) }
 
         var (req2, _) = try request()
         let lines = try XCTUnwrap(req2.csr).split(separator: "\n").map(String.init)
         var der = try Base64.decode(lines.dropFirst().dropLast().joined(), field: "csr")
         der[der.count - 2] ^= 0x01   // inside the signature
         req2.csr = "-----BEGIN CERTIFICATE REQUEST-----\n\(Base64.encode(der))\n-----END CERTIFICATE REQUEST-----\n"
-        try assertRefused(400, "csr_signature_invalid") { try enroll(req2) }
+        try assertRefused(400, "csr_signature_invalid", audited: false) { try enroll(req2) }
     }
 
     func testCSRKeyNotTheOneBoundIntoTheQuote() throws {
         let (req, _) = try request(bindKey: try PrivateKey.generate())
-        try assertRefused(403, "qualifying_data_mismatch") { try enroll(req) }
+        try assertRefused(403, "qualifying_data_mismatch", audited: false) { try enroll(req) }
     }
 
     func testQuoteFromAnotherHostsAK() throws {
@@ -179,7 +240,7 @@ final class RejectionTests: XCTestCase {
         let other = try SwTPM()
         let foreign = broker.attester(for: other)
         let (req, _) = try request(using: foreign)
-        try assertRefused(403, "quote_signature_invalid") { try enroll(req) }
+        try assertRefused(403, "quote_signature_invalid", audited: false) { try enroll(req) }
     }
 
     func testInvalidAgentName() throws {

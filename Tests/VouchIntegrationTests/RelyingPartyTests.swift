@@ -70,11 +70,12 @@ final class RelyingPartyTests: XCTestCase {
         out = try ocsp(cert: certPath)
         XCTAssertTrue(out.contains("Response verify OK") && out.contains(": revoked") && out.contains("Reason: keyCompromise"), out)
 
-        // A certificate this CA signed but never issued to an agent (the broker's TLS certificate): unknown.
-        let server = try TestEnv.run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(broker.port) </dev/null 2>/dev/null | openssl x509"])
-        let serverPath = d.appendingPathComponent("server.pem").path
-        try server.stdout.write(toFile: serverPath, atomically: true, encoding: .utf8)
-        XCTAssertTrue(try ocsp(cert: serverPath).contains(": unknown"))
+        // A certificate signed with this CA's key but never issued by the broker: unknown.
+        let strayPath = d.appendingPathComponent("stray.pem").path, strayKey = d.appendingPathComponent("stray.key").path
+        XCTAssertEqual(try TestEnv.run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", strayKey,
+                                                   "-subj", "/CN=stray", "-days", "1", "-CA", broker.agentCAFile,
+                                                   "-CAkey", broker.dataDir.appendingPathComponent("ca/ca.key").path, "-out", strayPath]).status, 0)
+        XCTAssertTrue(try ocsp(cert: strayPath).contains(": unknown"))
 
         // Garbage gets an OCSP malformedRequest answer, not an HTTP error or a crash.
         let bad = try broker.client().transport.send("POST", "/v1/ocsp", headers: [:], body: Array("not der".utf8))

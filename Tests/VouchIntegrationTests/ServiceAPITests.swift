@@ -60,8 +60,13 @@ final class ServiceAPITests: XCTestCase {
         XCTAssertEqual(try mtls.call("POST", "/v1/hosts/\(id)/attestations", body: report, as: AttestationVerdict.self).result, "trusted")
         // Replaying it is refused (nonce used), with no verdict.
         XCTAssertEqual(refusal { _ = try mtls.call("POST", "/v1/hosts/\(id)/attestations", body: report, as: AttestationVerdict.self) }?.code, "nonce_reused")
-        // An enrollment quote cannot stand in for a re-attestation report (different binding).
-        let c2 = try broker.client().call("POST", "/v1/challenges", body: ChallengeRequest(hostId: id), as: ChallengeResponse.self)
+        // An enrollment nonce is not a re-attestation nonce (the nonce's MAC binds its purpose)...
+        let enrollment = try broker.client().call("POST", "/v1/challenges", body: ChallengeRequest(hostId: id), as: ChallengeResponse.self)
+        let wrongPurpose = try attester.reattestationQuote(QuoteRequest(nonce: enrollment.nonce, pcrSelection: enrollment.pcrSelection))
+        XCTAssertEqual(refusal { _ = try mtls.call("POST", "/v1/hosts/\(id)/attestations", body: AttestationReport(nonce: enrollment.nonce, quote: wrongPurpose),
+                                                   as: AttestationVerdict.self) }?.code, "nonce_unknown")
+        // ...and an enrollment quote cannot stand in for a re-attestation report (different binding).
+        let c2 = try broker.client().call("POST", "/v1/challenges", body: ChallengeRequest(hostId: id, purpose: "attestation"), as: ChallengeResponse.self)
         let enrollQuote = try attester.quote(qualifyingData: EnrollmentBinding.qualifyingData(nonce: try Hex.decode(c2.nonce), agentSPKI: try agentKey.publicKey.spkiDER),
                                              selection: .init(banks: [.init(hash: .sha256, pcrs: Array(0...7) + [23])]))
         let crossed = try mtls.call("POST", "/v1/hosts/\(id)/attestations",

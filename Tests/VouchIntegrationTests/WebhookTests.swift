@@ -87,7 +87,7 @@ final class WebhookTests: XCTestCase {
         XCTAssertEqual(try broker.vouch(["revoke", "--serial", second.serial]).status, 0)
         Thread.sleep(forTimeInterval: 0.5)
         try broker.restart()
-        let metrics = String(decoding: try broker.client().raw("GET", "/metrics").body, as: UTF8.self)
+        let metrics = try broker.metrics()
         XCTAssertTrue(metrics.contains("vouch_webhook_outbox_depth{subscriber=\"http://127.0.0.1:\(port)/hook\"} 2"), metrics)
         receiver = try BackgroundProcess("/usr/bin/python3", [script, "\(port)", log, "0"], log: dir.appendingPathComponent("receiver2.log"))
         XCTAssertTrue(TestEnv.waitForPort(port))

@@ -103,6 +103,21 @@ final class BrokerHarness {
     }
 
     /// Runs the `vouch` CLI with this broker's settings in the environment.
+    /// The id of the newest event in the outbox (0 if none), read from the database.
+    func lastEventID() throws -> Int64 {
+        let r = try TestEnv.run("/usr/bin/sqlite3", [dataDir.appendingPathComponent("vouch.db").path, "SELECT COALESCE(MAX(id), 0) FROM events"])
+        return Int64(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    /// Rows in a table of the broker's database (read while it runs: WAL readers do not block it).
+    func rowCount(_ table: String) throws -> Int {
+        let r = try TestEnv.run("/usr/bin/sqlite3", [dataDir.appendingPathComponent("vouch.db").path, "SELECT COUNT(*) FROM \(table)"])
+        return Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    /// The Prometheus text of /metrics (it needs a read token; the admin token will do).
+    func metrics() throws -> String { String(decoding: try admin().raw("GET", "/metrics").body, as: UTF8.self) }
+
     func vouch(_ args: [String], socket: String? = nil) throws -> TestEnv.RunResult {
         var env = ["VOUCH_BROKER": url, "VOUCH_CA": brokerCAFile, "VOUCH_TOKEN_FILE": tokenFile]
         if let socket { env["VOUCH_ATTESTER_SOCKET"] = socket }

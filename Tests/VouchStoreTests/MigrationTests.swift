@@ -1,0 +1,54 @@
+import Foundation
+import XCTest
+import VouchAttestation
+import VouchBroker
+import VouchCore
+import VouchCrypto
+@testable import VouchStore
+
+/// Migration 4 re-keys hosts: the id becomes the hash of the EK key as certified, and hosts that
+/// were one TPM under several encodings of its EK public area become one.
+final class MigrationTests: XCTestCase {
+    func testHostsAreRekeyedAndReencodingsMergeKeepingTheirBlock() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-migration-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("vouch.db").path
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let ca = try CertificateAuthority.create(commonName: "EK CA", key: try PrivateKey.generate(), notBefore: now, notAfter: now.addingTimeInterval(86400))
+        let ekKey = try PrivateKey.generate()
+        let ekCert = try ca.issue(publicKey: try ekKey.publicKey, profile: LeafProfile(subjectCommonName: "ek", notBefore: now,
+                                                                                        notAfter: now.addingTimeInterval(3600), usage: .tlsServer)).der
+        let newID = try EKIdentity.hostID(ekCertificateDER: ekCert)
+
+        // Two rows for one TPM (ids from two encodings of its EK public area, the old derivation);
+        // the older one was blocked by an operator. Each has history and a certificate.
+        _ = try SQLiteBrokerStore(path: path)
+        let db = try SQLiteDatabase(path: path)
+        let oldIDs = [String(repeating: "1", count: 32), String(repeating: "2", count: 32)]
+        for (i, id) in oldIDs.enumerated() {
+            try db.prepare("""
+            INSERT INTO hosts (id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state,
+              activation_failures, registered_at, updated_at, blocked_reason) VALUES (?,?,?,?,?,?,?,?,'active',0,?,?,?)
+            """).run([.text(id), .text("h\(i)"), .blob([UInt8(i)]), .blob(ekCert), .text("CN=EK CA"), .blob([1]), .blob([2]), .text("ecc-p256"),
+                      .real(now.timeIntervalSince1970), .real(now.timeIntervalSince1970 + Double(i)), i == 0 ? .text("keyCompromise") : .null])
+            try db.prepare("INSERT INTO host_trust (host_id, state, since, mode) VALUES (?, 'trusted', ?, 'push')").run([.text(id), .real(now.timeIntervalSince1970)])
+            try db.prepare("INSERT INTO attestations (host_id, at, kind, trusted, codes, message) VALUES (?, ?, 'enrollment', 1, '', 'm')")
+                .run([.text(id), .real(now.timeIntervalSince1970)])
+            try db.prepare("""
+            INSERT INTO certificates (serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id)
+            VALUES (?, ?, 'a', 's', 0, 1, 'PEM', ?)
+            """).run([.text("serial\(i)"), .text(id), .int(db.lastInsertID)])
+        }
+        try db.transaction { try SQLiteBrokerStore.rekeyHosts(db) }
+
+        let store = try SQLiteBrokerStore(path: path)
+        let hosts = try store.hosts()
+        XCTAssertEqual(hosts.map(\.id), [newID], "one TPM, one host")
+        XCTAssertNotNil(hosts.first?.blockedReason, "a block on any encoding blocks the merged host")
+        XCTAssertEqual(Set(try store.certificates().map(\.hostID)), [newID])
+        XCTAssertEqual(try store.attestations(HistoryQuery(hostID: newID)).count, 2)
+        XCTAssertEqual(try store.trusts().map(\.hostID), [newID])
+        XCTAssertEqual(try db.prepare("PRAGMA foreign_key_check").query([]) { $0.text(0) }, [])
+    }
+}
