@@ -10,7 +10,7 @@ import VouchTestSupport
 /// the HCL report's runtime claims carry, and those claims are the ones the SNP report binds.
 final class AzureVTPMTests: XCTestCase {
     func testQuoteVerifiesWithTheAKFromRuntimeClaims() throws {
-        let url = try sharedTestdata("tpm-eventlog/quote-azure-snp-vtpm/evidence-genoa.json")
+        let url = try fixture("tpm-eventlog/quote-azure-snp-vtpm/evidence-genoa.json")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
         let quote = json["quote"] as! [String: Any]
         let report = (json["report"] as! [Int]).map(UInt8.init)

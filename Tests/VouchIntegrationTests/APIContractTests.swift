@@ -6,6 +6,7 @@ import VouchCore
 import VouchCrypto
 import VouchHTTPClient
 import VouchYAML
+import VouchTestSupport
 
 /// docs/openapi.yaml against the real daemon: the document validates (openapi-spec-validator from
 /// PyPI in a throwaway virtualenv), every documented operation is called here, each answer's
@@ -26,9 +27,9 @@ final class APIContractTests: XCTestCase {
         let venv = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-openapi-venv").path
         if !FileManager.default.fileExists(atPath: venv + "/bin/openapi-spec-validator") {
             let made = try TestEnv.run("/usr/bin/python3", ["-m", "venv", venv])
-            guard made.status == 0 else { throw XCTSkip("python3 -m venv unavailable: \(made.stderr)") }
+            guard made.status == 0 else { throw TestFailure("python3 -m venv failed (make deps installs python3-venv): \(made.stderr)") }
             let pip = try TestEnv.run(venv + "/bin/pip", ["install", "-q", "openapi-spec-validator"])
-            guard pip.status == 0 else { throw XCTSkip("openapi-spec-validator could not be installed from PyPI: \(pip.stderr.suffix(300))") }
+            guard pip.status == 0 else { throw TestFailure("openapi-spec-validator could not be installed from PyPI: \(pip.stderr.suffix(300))") }
         }
         let r = try TestEnv.run(venv + "/bin/openapi-spec-validator", [Self.specPath])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)

@@ -1,12 +1,12 @@
 import Foundation
 import XCTest
+import VouchTestSupport
 
-/// `vouch eventlog replay --json` prints exactly the shape and values of the shared expected_pcrs.json.
+/// `vouch eventlog replay --json` prints exactly the shape and values of the fixture expected_pcrs.json.
 final class EventLogCLITests: XCTestCase {
     func testReplayJSONMatchesExpectedPCRsForEveryLog() throws {
-        let base = TestEnv.packageRoot.deletingLastPathComponent().appendingPathComponent("shared/testdata/tpm-eventlog/eventlogs")
-        let expectedURL = base.appendingPathComponent("expected_pcrs.json")
-        guard FileManager.default.fileExists(atPath: expectedURL.path) else { throw XCTSkip("shared test data not present") }
+        let expectedURL = try fixture("tpm-eventlog/eventlogs/expected_pcrs.json")
+        let base = expectedURL.deletingLastPathComponent()
         let logs = (try JSONSerialization.jsonObject(with: Data(contentsOf: expectedURL)) as! [String: Any])["logs"] as! [String: [String: Any]]
         for (file, entry) in logs {
             let r = try TestEnv.run(TestEnv.bin("vouch"), ["eventlog", "replay", base.appendingPathComponent(file).path, "--json"])

