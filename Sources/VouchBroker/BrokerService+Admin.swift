@@ -171,7 +171,12 @@ extension BrokerService {
     /// Deregisters a host: revokes its agents' certificates (cessationOfOperation) and forgets its
     /// AK and trust state; it must register again. Its audit trail and certificates stay.
     public func deleteHost(id: String) throws -> RevokeResponse {
-        _ = try knownHost(id)
+        // A blocked host stays registered, so its block keeps applying to its TPM; deleting it
+        // would leave a block no operator could reach (`unblock` finds registered hosts only).
+        if let reason = try knownHost(id).blockedReason {
+            throw VouchError(.conflict, "this host is blocked; unblock it first (a blocked host stays registered so the block keeps applying)",
+                             context: ["hostId": id, "reason": reason])
+        }
         let now = clock.now()
         let (serials, crls) = try revokeInStore(.host(id), at: now, reason: Self.reasonCodes["cessationOfOperation"]!)
         try store.deleteHost(id: id)

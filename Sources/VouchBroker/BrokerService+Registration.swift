@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import VouchAPI
 import VouchAttestation
 import VouchCore
@@ -37,14 +40,14 @@ extension BrokerService {
             throw VouchError(.noPolicy, "no policy applies to this host (its labels and EK issuer match none)", context: ["ekIssuer": endorsement.ekCertificateIssuer])
         }
         let (ak, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
-        try checkMayRegister(hostID: endorsement.hostID, labels: labels)
+        let version = try checkMayRegister(hostID: endorsement.hostID, labels: labels)
         let secret = try Crypto.randomBytes(32)
         let made = try CredentialProtection.makeCredential(ek: endorsement.ekPublic, objectName: CredentialProtection.name(of: ak), credential: secret)
         let expires = now.addingTimeInterval(config.activationTTL)
         let ticket = RegistrationTicket(hostId: endorsement.hostID, hostname: hostname, ekPublic: req.ekPublic, ekCertificate: req.ekCertificate,
                                         ekIssuer: endorsement.ekCertificateIssuer, labels: labels, akPublic: req.akPublic, akAlgorithm: kind.rawValue,
                                         activationDigest: Hex.encode(Crypto.sha256(secret)), expiresAt: expires.timeIntervalSince1970,
-                                        mode: mode.rawValue, attesterURL: req.attesterURL, simulated: false)
+                                        mode: mode.rawValue, attesterURL: req.attesterURL, simulated: false, hostVersion: version)
         metrics.registration("registered")
         log("host \(endorsement.hostID) registration challenged (\(hostname)); AK \(kind.rawValue) awaits credential activation; \(mode.rawValue) mode")
         return RegisterHostResponse(hostId: endorsement.hostID, credentialBlob: Base64.encode(made.credentialBlob),
@@ -70,12 +73,13 @@ extension BrokerService {
         }
         let (_, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
         let id = Hex.encode(Crypto.sha256(Array("simulated".utf8) + akPublic).prefix(16))
-        try checkMayRegister(hostID: id, labels: labels)
+        let version = try checkMayRegister(hostID: id, labels: labels)
         let secret = try Crypto.randomBytes(32)
         let expires = now.addingTimeInterval(config.activationTTL)
         let ticket = RegistrationTicket(hostId: id, hostname: hostname, ekPublic: "", ekCertificate: "", ekIssuer: Self.simulatedEKIssuer, labels: labels,
                                         akPublic: req.akPublic, akAlgorithm: kind.rawValue, activationDigest: Hex.encode(Crypto.sha256(secret)),
-                                        expiresAt: expires.timeIntervalSince1970, mode: mode.rawValue, attesterURL: req.attesterURL, simulated: true)
+                                        expiresAt: expires.timeIntervalSince1970, mode: mode.rawValue, attesterURL: req.attesterURL, simulated: true,
+                                        hostVersion: version)
         metrics.registration("registered_simulated")
         return RegisterHostResponse(hostId: id, credentialBlob: Base64.encode(secret), encryptedSecret: "", activationExpiresAt: expires.iso8601,
                                     registration: ticket.seal(key: ticketKey))
@@ -84,8 +88,9 @@ extension BrokerService {
     /// A blocked host cannot register; a registered host keeps the labels it registered with (an
     /// operator deletes it to change them), so it cannot move itself under a laxer policy. (A
     /// deleted host is not found here; the store still refuses to revive a blocked one.)
-    private func checkMayRegister(hostID: String, labels: [String: String]) throws {
-        guard let existing = try store.host(id: hostID) else { return }
+    /// Returns the host record's version (0: none), which the ticket carries.
+    private func checkMayRegister(hostID: String, labels: [String: String]) throws -> Int64 {
+        guard let existing = try store.host(id: hostID) else { return 0 }
         if let reason = existing.blockedReason {
             metrics.registration(ErrorCode.hostRevoked.rawValue)
             throw VouchError(.hostRevoked, "this host was revoked by an operator and cannot register until unblocked", context: ["hostId": hostID, "reason": reason])
@@ -95,15 +100,18 @@ extension BrokerService {
             throw VouchError(.labelsImmutable, "a registered host keeps its labels; an operator deletes the host (vouch host delete) to change them",
                              context: ["hostId": hostID, "field": "labels"])
         }
+        return existing.version
     }
 
     /// Completes credential activation: the host proves its TPM holds both the certified EK and
     /// the AK. Checks, in order: the ticket is this broker's (MAC) and names this host; it has not
     /// expired; the answer hashes to the ticket's activation digest (a wrong answer writes
-    /// nothing and does not spoil the registration); a host certificate CSR is well formed (pull
-    /// mode needs one). Then, in one transaction that fails if the host changed since it was read
-    /// (retried): the host is not blocked and keeps its labels; its AK, host name, mode, URL,
-    /// host certificate serial and key pin are replaced; its trust state and history stay.
+    /// nothing and does not spoil the registration); a policy still applies and allows the AK; a
+    /// host certificate CSR is well formed (pull mode needs one); the host record is the version
+    /// the ticket was issued against (so a ticket activates once, and never after a block, a
+    /// deletion or another activation). Then, in one transaction that fails if the host changed
+    /// since it was read: the host is not blocked and keeps its labels; its AK, host name, mode,
+    /// URL, host certificate serial and key pin are replaced; its trust state and history stay.
     public func activateHost(id: String, _ req: ActivateHostRequest) throws -> ActivateHostResponse {
         guard Hex.isLowercase(id, length: 32...32) else {
             throw VouchError(.badRequest, "host id must be 32 lowercase hex digits", context: ["field": "hostId"])
@@ -131,36 +139,43 @@ extension BrokerService {
             throw VouchError(.badRequest, "pull mode needs a host certificate: send hostCSR", context: ["field": "hostCSR"])
         }
         let akPublic = try Base64.decode(ticket.akPublic, field: "registration.akPublic")
-        let ak = try TPMTPublic(tpm2bPublic: akPublic)
-        for attempt in 1...3 {
-            let existing = try store.host(id: id)
-            try requireMayActivate(existing, ticket: ticket)
-            let hostCertificate = try req.hostCSR.map { try issueHostCertificate(hostID: id, csrPEM: $0, now: now) }
-            var host = HostRecord(id: id, hostname: ticket.hostname, ekPublic: try Base64.decode(ticket.ekPublic, field: "registration.ekPublic"),
-                                  ekCertificate: try Base64.decode(ticket.ekCertificate, field: "registration.ekCertificate"), ekIssuer: ticket.ekIssuer,
-                                  labels: ticket.labels, akPublic: akPublic, akName: CredentialProtection.name(of: ak), akAlgorithm: ticket.akAlgorithm,
-                                  akState: .active, activationDigest: nil, activationExpiresAt: nil, activationFailures: 0,
-                                  registeredAt: existing?.registeredAt ?? now, updatedAt: now)
-            host.version = existing?.version ?? 0
-            var trust = (existing == nil ? nil : try store.trust(hostID: id)) ?? HostTrust(hostID: id, since: now, mode: mode, simulated: ticket.simulated)
-            trust.mode = mode
-            trust.attesterURL = ticket.attesterURL
-            trust.hostCertificateSerial = hostCertificate?.serialHex
-            trust.hostKeyPin = try hostCertificate.map { try Self.keyPin($0.publicKey) }
-            let record = AttestationRecord(hostID: id, at: now, kind: "activation", trusted: false, codes: [],
-                                           message: (ticket.simulated ? "SIMULATED host (software AK, no TPM); " : "EK verified (\(ticket.ekIssuer)); ") +
-                                                    "AK \(ticket.akAlgorithm) activated; \(mode.rawValue) mode" + (hostCertificate.map { "; host certificate \($0.serialHex)" } ?? ""))
-            do {
-                try store.activateHost(host, trust: trust, record: record)
-            } catch let e as VouchError where e.code == .conflict && attempt < 3 {
-                continue   // the host changed (a block, another activation) since we read it: decide again
-            }
-            log("host \(id) AK activated (\(ticket.hostname); \(mode.rawValue) mode)")
-            return ActivateHostResponse(hostId: id, akState: AKState.active.rawValue, hostCertificate: try hostCertificate?.pem,
-                                        caCertificate: hostCertificate == nil ? nil : try authorities.current.chainPEM,
-                                        brokerSpiffeId: config.brokerSpiffeID)
+        guard let policy = policies.current.select(labels: ticket.labels, ekIssuer: ticket.ekIssuer) else {
+            throw VouchError(.noPolicy, "no policy applies to this host any more", context: ["hostId": id])
         }
-        throw VouchError(.conflict, "the host kept changing during activation; try again", context: ["hostId": id])
+        let (_, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
+        let ak = try TPMTPublic(tpm2bPublic: akPublic)
+        let existing = try store.host(id: id)
+        try requireMayActivate(existing, ticket: ticket)
+        guard (existing?.version ?? 0) == ticket.hostVersion else {
+            throw VouchError(.registrationInvalid, "the host changed since this registration (activated, blocked or deleted); register again",
+                             context: ["field": "registration", "hostId": id])
+        }
+        let hostCertificate = try req.hostCSR.map { try issueHostCertificate(hostID: id, csrPEM: $0, now: now) }
+        var host = HostRecord(id: id, hostname: ticket.hostname, ekPublic: try Base64.decode(ticket.ekPublic, field: "registration.ekPublic"),
+                              ekCertificate: try Base64.decode(ticket.ekCertificate, field: "registration.ekCertificate"), ekIssuer: ticket.ekIssuer,
+                              labels: ticket.labels, akPublic: akPublic, akName: CredentialProtection.name(of: ak), akAlgorithm: kind.rawValue,
+                              akState: .active, activationDigest: nil, activationExpiresAt: nil, activationFailures: 0,
+                              registeredAt: existing?.registeredAt ?? now, updatedAt: now)
+        host.version = existing?.version ?? 0
+        var trust = (existing == nil ? nil : try store.trust(hostID: id)) ?? HostTrust(hostID: id, since: now, mode: mode, simulated: ticket.simulated)
+        trust.mode = mode
+        trust.attesterURL = ticket.attesterURL
+        trust.hostCertificateSerial = hostCertificate?.serialHex
+        trust.hostKeyPin = try hostCertificate.map { try Self.keyPin($0.publicKey) }
+        let record = AttestationRecord(hostID: id, at: now, kind: "activation", trusted: false, codes: [],
+                                       message: (ticket.simulated ? "SIMULATED host (software AK, no TPM); " : "EK verified (\(ticket.ekIssuer)); ") +
+                                                "AK \(ticket.akAlgorithm) activated; \(mode.rawValue) mode" + (hostCertificate.map { "; host certificate \($0.serialHex)" } ?? ""))
+        do {
+            try store.activateHost(host, trust: trust, record: record)
+        } catch let e as VouchError where e.code == .conflict {
+            // The host changed (a block, a deletion, another activation) since it was read.
+            throw VouchError(.registrationInvalid, "the host changed during this activation; register again",
+                             context: ["field": "registration", "hostId": id])
+        }
+        log("host \(id) AK activated (\(ticket.hostname); \(mode.rawValue) mode)")
+        return ActivateHostResponse(hostId: id, akState: AKState.active.rawValue, hostCertificate: try hostCertificate?.pem,
+                                    caCertificate: hostCertificate == nil ? nil : try authorities.current.chainPEM,
+                                    brokerSpiffeId: config.brokerSpiffeID)
     }
 
     private func requireMayActivate(_ existing: HostRecord?, ticket: RegistrationTicket) throws {
@@ -198,25 +213,46 @@ extension BrokerService {
         return labels
     }
 
-    /// The attester URL the broker will connect to: `https://` with a DNS host name or an IP
-    /// address, an optional port, and a path; no user info, query or fragment. Addresses the
-    /// broker must never be pointed at (unspecified, multicast, broadcast) are refused; whether
-    /// the attester answers is learnt only at activation-proven pulls, and pull faults are never
-    /// published to unauthenticated readers.
+    /// The attester URL the broker will connect to: `https://`, a host, an optional port 1-65535
+    /// and path; no user info, query or fragment. The host is an IP literal as `inet_pton` reads it
+    /// (IPv4 dotted decimal without leading zeros, IPv6 in brackets) or a DNS name whose last label
+    /// is not numeric (so `2130706433`, `0x7f.1` or `0177.0.0.1` are never read as an address one
+    /// way here and another by the resolver). Refused: unspecified, multicast, broadcast and
+    /// link-local addresses (169.254.0.0/16 holds cloud metadata services; fe80::/10), also as
+    /// IPv4-mapped IPv6. Loopback and private addresses are allowed — attesters live on internal
+    /// networks, and single-machine deployments use loopback. The URL takes effect only after the
+    /// host proved its TPM (activation), and how a pull fails is never published to
+    /// unauthenticated readers (`publicCodes`).
     static func checkAttesterURL(_ url: String) throws {
-        let invalid = VouchError(.badRequest, "attesterURL must be an https URL naming a host (no user info, query or fragment)", context: ["field": "attesterURL"])
+        let invalid = VouchError(.badRequest, "attesterURL must be an https URL naming a usable host (no user info, query or fragment)", context: ["field": "attesterURL"])
         guard url.count <= 2048, url.hasPrefix("https://"), !url.contains(where: { $0.isWhitespace || !$0.isASCII }),
               let parts = URLComponents(string: url), parts.scheme == "https", let host = parts.host, !host.isEmpty,
               parts.user == nil, parts.password == nil, parts.query == nil, parts.fragment == nil else { throw invalid }
-        let bare = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
-        if let v4 = IPv4(bare) {
-            guard !v4.isUnspecified, !v4.isMulticastOrBroadcast else { throw invalid }
-        } else if bare.contains(":") {
-            guard bare != "::", !bare.lowercased().hasPrefix("ff") else { throw invalid }
-        } else {
-            guard DNSName.isValid(bare.lowercased()) else { throw invalid }
-        }
         if let port = parts.port, !(1...65535).contains(port) { throw invalid }
+        if host.hasPrefix("[") || host.contains(":") {
+            var a = in6_addr()
+            let literal = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+            guard inet_pton(AF_INET6, literal, &a) == 1 else { throw invalid }
+            let b = withUnsafeBytes(of: a) { Array($0) }
+            let mapped = b[0..<10].allSatisfy { $0 == 0 } && b[10] == 0xff && b[11] == 0xff
+            guard !b.allSatisfy({ $0 == 0 }), b[0] != 0xff, !(b[0] == 0xfe && b[1] & 0xc0 == 0x80),
+                  !mapped || Self.usableIPv4(Array(b[12..<16])) else { throw invalid }
+            return
+        }
+        let labels = host.lowercased().split(separator: ".", omittingEmptySubsequences: false)
+        if labels.count == 4, labels.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) {
+            var a = in_addr()
+            guard !labels.contains(where: { $0.count > 1 && $0.first == "0" }), inet_pton(AF_INET, host, &a) == 1,
+                  Self.usableIPv4(withUnsafeBytes(of: a) { Array($0) }) else { throw invalid }
+            return
+        }
+        guard DNSName.isValid(host.lowercased()), let last = labels.last,
+              !last.allSatisfy(\.isNumber), !last.hasPrefix("0x") else { throw invalid }
+    }
+
+    /// Not 0.0.0.0/8, link-local 169.254.0.0/16, multicast, reserved or broadcast (224.0.0.0 and up).
+    static func usableIPv4(_ o: [UInt8]) -> Bool {
+        o.count == 4 && o[0] != 0 && !(o[0] == 169 && o[1] == 254) && o[0] < 224
     }
 }
 
@@ -229,21 +265,4 @@ enum DNSName {
                 label.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }
         }
     }
-}
-
-/// A dotted-quad IPv4 address.
-struct IPv4 {
-    let octets: [UInt8]
-    init?(_ s: String) {
-        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
-        var o: [UInt8] = []
-        for p in parts {
-            guard !p.isEmpty, p.count <= 3, p.allSatisfy(\.isNumber), let v = UInt8(p) else { return nil }
-            o.append(v)
-        }
-        octets = o
-    }
-    var isUnspecified: Bool { octets[0] == 0 }
-    var isMulticastOrBroadcast: Bool { octets[0] >= 224 }
 }

@@ -16,6 +16,8 @@ struct NonceMinter: Sendable {
     enum Purpose: String, Sendable { case enrollment, attestation }
 
     let key: [UInt8]
+    /// How far in the future an issue time may lie (the clock stepping back a little).
+    static let futureSlack: TimeInterval = 5
 
     func mint(hostID: String, purpose: Purpose, at now: Date) throws -> String {
         let ms = UInt64(max(0, now.timeIntervalSince1970 * 1000))
@@ -26,7 +28,7 @@ struct NonceMinter: Sendable {
 
     /// Checks a nonce for `hostID` and `purpose` and returns when it was issued. Checks, in order:
     /// 64 lowercase hex digits (`bad_request`); the MAC (`nonce_unknown`: not issued by this
-    /// broker process, or to another host or purpose); issued less than `ttl` before `now`
+    /// broker process, or to another host or purpose; or issued in the future); issued less than `ttl` before `now`
     /// (`nonce_expired`). Whether it was already used is the store's to say.
     func open(_ nonce: String, hostID: String, purpose: Purpose, now: Date, ttl: TimeInterval) throws -> Date {
         guard Hex.isLowercase(nonce, length: 64...64), let bytes = try? Hex.decode(nonce) else {
@@ -38,6 +40,9 @@ struct NonceMinter: Sendable {
         }
         let ms = head[0..<6].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         let issuedAt = Date(timeIntervalSince1970: Double(ms) / 1000)
+        guard issuedAt <= now.addingTimeInterval(Self.futureSlack) else {
+            throw VouchError(.nonceUnknown, "nonce claims to be issued in the future (the broker's clock went back)", context: ["field": "nonce"])
+        }
         guard now < issuedAt.addingTimeInterval(ttl) else {
             throw VouchError(.nonceExpired, "nonce has expired; request a new challenge", context: ["field": "nonce", "expiredAt": issuedAt.addingTimeInterval(ttl).iso8601])
         }

@@ -210,11 +210,14 @@ public protocol BrokerStore: Sendable {
     /// Deletes a host and its trust record (its certificates, attestations and events stay for audit).
     func deleteHost(id: String) throws
 
+    /// Writes the state of the host's existing trust record (state, since, verdict and contact
+    /// times, failures, faults, the unreachable spell, the last problem); a record is created, and
+    /// how the host is reached (mode, URL, pin) changed, only by `activateHost`. No record: no-op.
     func saveTrust(_ trust: HostTrust) throws
     /// Hosts the scheduler may re-attest — AK activated, not blocked, not deleted, with a trust
     /// record — with only what scheduling needs (no key material; read every second).
     func attestableHosts() throws -> [AttestableHost]
-    /// Records a verdict and the trust record it leads to, in one transaction.
+    /// Records a verdict and the trust state it leads to (as `saveTrust`), in one transaction.
     func recordVerdict(_ record: AttestationRecord, trust: HostTrust) throws
     func trust(hostID: String) throws -> HostTrust?
     func trusts() throws -> [HostTrust]

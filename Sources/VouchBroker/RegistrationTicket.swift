@@ -29,6 +29,10 @@ struct RegistrationTicket: Codable, Sendable, Equatable {
     var mode: String
     var attesterURL: String?
     var simulated: Bool
+    /// The host record's version when the registration was answered (0: no record). Activation
+    /// requires it unchanged, so a ticket is good for one activation, and never after the host was
+    /// blocked, deleted or activated with another AK since.
+    var hostVersion: Int64
 
     static let maxEncodedLength = 32 * 1024
 

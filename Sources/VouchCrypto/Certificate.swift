@@ -84,6 +84,15 @@ public final class Certificate: @unchecked Sendable {
 
     public var isSelfSigned: Bool { subject == issuer }
 
+    /// True if basicConstraints says CA:TRUE.
+    public var isCA: Bool { X509_get_extension_flags(x509) & UInt32(EXFLAG_CA) != 0 }
+
+    /// True if the certificate may make digital signatures: no keyUsage extension, or one with
+    /// digitalSignature.
+    public var mayDigitallySign: Bool {
+        X509_get_extension_flags(x509) & UInt32(EXFLAG_KUSAGE) == 0 || X509_get_key_usage(x509) & UInt32(KU_DIGITAL_SIGNATURE) != 0
+    }
+
     /// The DER value of the extension with dotted `oid`, if present.
     public func extensionValue(oid: String) -> [UInt8]? {
         guard let obj = OBJ_txt2obj(oid, 1) else { ERR_clear_error(); return nil }

@@ -43,8 +43,8 @@ public struct JWSSigner: Sendable {
 
     /// Verifies a compact ES256 JWS whose `x5c` chain leads to one of `anchors` at `now` and whose
     /// signer is exactly `signer` (its only URI SAN); returns the payload bytes. Checks, in order:
-    /// three parts; header alg ES256 with an x5c chain; the chain verifies; the leaf names
-    /// `signer` and may sign (digitalSignature); the signature (64 bytes r‖s) verifies with the
+    /// three parts; header alg ES256 with an x5c chain; the chain verifies; the leaf is no CA, may
+    /// sign (keyUsage digitalSignature) and names `signer` as its only URI SAN; the signature (64 bytes r‖s) verifies with the
     /// leaf key. `anchors` must be the broker CA alone: a CA that also certifies agents would let
     /// an agent's key sign results.
     public static func verify(_ token: String, anchors: [Certificate], signer: String, at now: Date) throws -> [UInt8] {
@@ -59,6 +59,9 @@ public struct JWSSigner: Sendable {
         let chain = try x5c.map { try Certificate(der: try Base64.decode($0, field: "x5c")) }
         if let e = chain[0].verify(anchors: anchors, intermediates: Array(chain.dropFirst()), at: now) {
             throw VouchError(.signatureInvalid, "the token's signer does not chain to a trusted CA: \(e.message)", context: ["field": "x5c"])
+        }
+        guard !chain[0].isCA, chain[0].mayDigitallySign else {
+            throw VouchError(.signerMismatch, "the token's signing certificate is a CA or may not make digital signatures", context: ["field": "x5c"])
         }
         guard chain[0].uriSANs == [signer] else {
             throw VouchError(.signerMismatch, "the token is not signed by \(signer)",

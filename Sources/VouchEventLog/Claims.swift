@@ -45,9 +45,12 @@ extension VerifiedEventLog {
     public var claims: BootClaims {
         var c = BootClaims()
         c.pcrs = pcrs
-        // Digests are reported in SHA-256 when the log has it (what policies list), else the strongest bank.
-        let bank = banks.contains(.sha256) ? .sha256 : banks.last
-        func digest(_ e: VerifiedEvent) -> String { bank.flatMap { e.digests[$0] }.map { Hex.encode($0) } ?? "" }
+        // Digests are reported in SHA-256 when the quote vouched for it in the event's PCR (what
+        // policies list), else the strongest vouched bank; a verified event carries digests only
+        // of banks whose replay matched the quote.
+        func digest(_ e: VerifiedEvent) -> String {
+            (e.digests[.sha256] ?? e.digests.max(by: { $0.key.digestSize < $1.key.digestSize })?.value).map { Hex.encode($0) } ?? ""
+        }
         var separated = Set<Int>()
         var unchecked: [Int] = []
         for e in events {
@@ -59,9 +62,10 @@ extension VerifiedEventLog {
                 if name == "dbx" { c.dbxEntries = sha256SignatureEntries(data) }
             case let .image(path):
                 c.bootApplications.append(.init(pcr: e.pcr, digest: digest(e), path: path))
-            case .digestOnly where e.pcr == 4:
+            case .digestOnly where e.pcr == 4 || e.pcr == 2:
                 // No digest covers an event's type: an image load relabelled as another type must
-                // still be judged, so every unchecked event in PCR 4 counts as a boot application.
+                // still be judged, so every unchecked event in PCRs 2 and 4 (including option-ROM
+                // drivers) counts as a boot application.
                 c.bootApplications.append(.init(pcr: e.pcr, digest: digest(e), path: nil))
             case let .kernelCommandLine(text):
                 c.kernelCommandLines.append(text)

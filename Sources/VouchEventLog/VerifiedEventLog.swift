@@ -72,7 +72,8 @@ extension TCGEventLog {
     ///    log extends must equal its quoted value (`event_log_mismatch`, path `eventLog.BANK.PCR`);
     ///    PCRs in `excluding` (the model log's PCR 23) are neither compared nor kept; when no
     ///    quoted PCR is covered at all, the log says nothing about this quote (`event_log_mismatch`);
-    /// 2. events outside those PCRs are dropped, unread;
+    /// 2. events outside those PCRs are dropped, unread; kept events keep only their digests in the
+    ///    banks where their PCR replayed to the quote (claims never read a bank the quote did not cover);
     /// 3. every kept event whose digest is defined over its data must hash to it in every bank it
     ///    carries (`event_data_mismatch`, path `eventLog.events[SEQ].TYPE`): see `checkedContent`.
     /// Every violation of the failing stage is reported.
@@ -80,11 +81,15 @@ extension TCGEventLog {
         let replayed = replay(using: digester)
         var mismatches: [EventLogViolation] = []
         var kept = Set<Int>()
+        // The banks in which each kept PCR replayed to a quoted value: only their digests may be
+        // read (a bank the quote does not cover for that PCR could say anything).
+        var vouched: [Int: Set<HashAlg>] = [:]
         for bank in quoted.keys.sorted(by: { $0.digestSize < $1.digestSize }) {
             guard let values = replayed[bank], let quotedValues = quoted[bank] else { continue }
             for pcr in quotedValues.keys.sorted() where !excluding.contains(pcr) {
                 guard let value = values[pcr] else { continue }
                 kept.insert(pcr)
+                vouched[pcr, default: []].insert(bank)
                 if value != quotedValues[pcr] {
                     mismatches.append(EventLogViolation(code: .eventLogMismatch, path: "eventLog.\(bank.rawValue).\(pcr)",
                                                         expected: Hex.encode(quotedValues[pcr] ?? []), actual: Hex.encode(value)))
@@ -102,7 +107,8 @@ extension TCGEventLog {
         for e in events where e.type != EventType.noAction && kept.contains(e.pcr) {
             switch Self.checkedContent(e, digester) {
             case let .success(content):
-                out.append(VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests, content: content))
+                let banks = vouched[e.pcr] ?? []
+                out.append(VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests.filter { banks.contains($0.key) }, content: content))
             case let .failure(v):
                 bad.append(v)
             }

@@ -96,12 +96,17 @@ public final class SQLiteBrokerStore: BrokerStore {
     /// Migration 4's data step: host ids become the hash of the EK key as certified (see
     /// `EKIdentity.hostID`) instead of the EK public area as sent. Every host row with an EK
     /// certificate gets its new id, and its trust record, attestations, certificates and used
-    /// nonces follow. Rows that were one TPM under several encodings become one host: their
-    /// history merges, and a block on any of them blocks the merged host.
+    /// nonces follow. Rows that were one TPM under several encodings become one host: the row that
+    /// survives is the live one (not deleted), with an activated AK, most recently updated — never
+    /// a deleted row nor one left pending by someone who re-registered the EK; the others' history
+    /// merges into it, and a block on any of them blocks the merged host. A row whose stored EK
+    /// certificate no longer parses keeps its id (no registration can reach it again).
     static func rekeyHosts(_ db: SQLiteDatabase) throws {
         try db.exec("PRAGMA defer_foreign_keys = ON")
-        let rows = try db.prepare("SELECT id, ek_certificate, blocked_reason FROM hosts WHERE length(ek_certificate) > 0 ORDER BY updated_at DESC")
-            .query([]) { (id: $0.text(0), cert: $0.blob(1), blocked: $0.optionalText(2)) }
+        let rows = try db.prepare("""
+        SELECT id, ek_certificate, blocked_reason FROM hosts WHERE length(ek_certificate) > 0
+        ORDER BY deleted_at IS NOT NULL, ak_state != 'active', updated_at DESC, id
+        """).query([]) { (id: $0.text(0), cert: $0.blob(1), blocked: $0.optionalText(2)) }
         for row in rows {
             guard let newID = try? EKIdentity.hostID(ekCertificateDER: row.cert), newID != row.id else { continue }
             let taken = try db.prepare("SELECT blocked_reason FROM hosts WHERE id = ?").query([.text(newID)]) { [$0.optionalText(0)] }.first
@@ -149,7 +154,7 @@ public final class SQLiteBrokerStore: BrokerStore {
         try write { [self] db in
             try db.transaction {
                 try Self.writeHost(db, host)
-                try writeTrust(db, trust, whole: true)
+                try writeTrust(db, trust, identity: true)
                 _ = try insertAttestation(db, record)
             }
         }
@@ -258,25 +263,32 @@ public final class SQLiteBrokerStore: BrokerStore {
         }
     }
 
-    /// Writes a trust record. `whole` (activation) replaces every column; otherwise (verdicts,
-    /// faults) only the state columns change, so a verdict decided before a concurrent activation
-    /// can never put back the old attester URL, mode or key pin.
-    private func writeTrust(_ db: SQLiteDatabase, _ t: HostTrust, whole: Bool = false) throws {
-        try db.prepare(whole ? """
-        INSERT OR REPLACE INTO host_trust (host_id, state, since, mode, attester_url, host_cert_serial, host_key_pin, simulated,
+    /// Writes a trust record, one half of it. Activation (`identity`) writes how the host is reached
+    /// and known — mode, attester URL, host certificate serial, key pin, simulated — and creates the
+    /// record if there is none; it never writes the state, so no activation (however often a ticket
+    /// is replayed) can put back a state a verdict replaced. Verdicts and faults write only the state
+    /// columns, and only of an existing record, so a verdict decided before a concurrent activation
+    /// never puts back an old URL or pin, nor recreates the record of a deleted host.
+    private func writeTrust(_ db: SQLiteDatabase, _ t: HostTrust, identity: Bool = false) throws {
+        let state: [SQLValue] = [.text(t.state.rawValue), .real(t.since.timeIntervalSince1970),
+                                    t.lastVerdictAt.map { .real($0.timeIntervalSince1970) } ?? .null, t.lastContactAt.map { .real($0.timeIntervalSince1970) } ?? .null,
+                                    .int(Int64(t.consecutiveFailures)), .int(Int64(t.consecutiveFaults)),
+                                    t.unreachableSince.map { .real($0.timeIntervalSince1970) } ?? .null, t.lastProblem.map { .text($0) } ?? .null]
+        guard identity else {
+            try db.prepare("""
+            UPDATE host_trust SET state = ?, since = ?, last_verdict_at = ?, last_contact_at = ?, failures = ?, faults = ?,
+              unreachable_since = ?, last_problem = ? WHERE host_id = ?
+            """).run(state + [.text(t.hostID)])
+            return
+        }
+        let known: [SQLValue] = [.text(t.mode.rawValue), t.attesterURL.map { .text($0) } ?? .null, t.hostCertificateSerial.map { .text($0) } ?? .null,
+                                    t.hostKeyPin.map { .text($0) } ?? .null, .int(t.simulated ? 1 : 0)]
+        try db.prepare("""
+        INSERT INTO host_trust (host_id, mode, attester_url, host_cert_serial, host_key_pin, simulated, state, since,
           last_verdict_at, last_contact_at, failures, faults, unreachable_since, last_problem) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-        """ : """
-        INSERT INTO host_trust (host_id, state, since, mode, attester_url, host_cert_serial, host_key_pin, simulated,
-          last_verdict_at, last_contact_at, failures, faults, unreachable_since, last_problem) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-        ON CONFLICT(host_id) DO UPDATE SET state=excluded.state, since=excluded.since, last_verdict_at=excluded.last_verdict_at,
-          last_contact_at=excluded.last_contact_at, failures=excluded.failures, faults=excluded.faults,
-          unreachable_since=excluded.unreachable_since, last_problem=excluded.last_problem
-        """).run([.text(t.hostID), .text(t.state.rawValue), .real(t.since.timeIntervalSince1970), .text(t.mode.rawValue),
-                  t.attesterURL.map { .text($0) } ?? .null, t.hostCertificateSerial.map { .text($0) } ?? .null,
-                  t.hostKeyPin.map { .text($0) } ?? .null, .int(t.simulated ? 1 : 0),
-                  t.lastVerdictAt.map { .real($0.timeIntervalSince1970) } ?? .null, t.lastContactAt.map { .real($0.timeIntervalSince1970) } ?? .null,
-                  .int(Int64(t.consecutiveFailures)), .int(Int64(t.consecutiveFaults)),
-                  t.unreachableSince.map { .real($0.timeIntervalSince1970) } ?? .null, t.lastProblem.map { .text($0) } ?? .null])
+        ON CONFLICT(host_id) DO UPDATE SET mode = excluded.mode, attester_url = excluded.attester_url,
+          host_cert_serial = excluded.host_cert_serial, host_key_pin = excluded.host_key_pin, simulated = excluded.simulated
+        """).run([.text(t.hostID)] + known + state)
     }
 
     private static let trustColumns = """

@@ -21,17 +21,20 @@ final class MigrationTests: XCTestCase {
                                                                                         notAfter: now.addingTimeInterval(3600), usage: .tlsServer)).der
         let newID = try EKIdentity.hostID(ekCertificateDER: ekCert)
 
-        // Two rows for one TPM (ids from two encodings of its EK public area, the old derivation);
-        // the older one was blocked by an operator. Each has history and a certificate.
+        // Four rows for one TPM (ids from encodings of its EK public area, the old derivation): an
+        // older one blocked by an operator, the live active one, a newer one left pending by an
+        // attacker who re-registered the EK (the old flow allowed it), and the newest, deleted.
+        // Each has history and a certificate.
         _ = try SQLiteBrokerStore(path: path)
         let db = try SQLiteDatabase(path: path)
-        let oldIDs = [String(repeating: "1", count: 32), String(repeating: "2", count: 32)]
+        let oldIDs = ["1", "2", "3", "4"].map { String(repeating: $0, count: 32) }
         for (i, id) in oldIDs.enumerated() {
             try db.prepare("""
             INSERT INTO hosts (id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state,
-              activation_failures, registered_at, updated_at, blocked_reason) VALUES (?,?,?,?,?,?,?,?,'active',0,?,?,?)
+              activation_failures, registered_at, updated_at, blocked_reason, deleted_at) VALUES (?,?,?,?,?,?,?,?,?,0,?,?,?,?)
             """).run([.text(id), .text("h\(i)"), .blob([UInt8(i)]), .blob(ekCert), .text("CN=EK CA"), .blob([1]), .blob([2]), .text("ecc-p256"),
-                      .real(now.timeIntervalSince1970), .real(now.timeIntervalSince1970 + Double(i)), i == 0 ? .text("keyCompromise") : .null])
+                      .text(i == 2 ? "pending" : "active"), .real(now.timeIntervalSince1970), .real(now.timeIntervalSince1970 + Double(i)),
+                      i == 0 ? .text("keyCompromise") : .null, i == 3 ? .real(now.timeIntervalSince1970) : .null])
             try db.prepare("INSERT INTO host_trust (host_id, state, since, mode) VALUES (?, 'trusted', ?, 'push')").run([.text(id), .real(now.timeIntervalSince1970)])
             try db.prepare("INSERT INTO attestations (host_id, at, kind, trusted, codes, message) VALUES (?, ?, 'enrollment', 1, '', 'm')")
                 .run([.text(id), .real(now.timeIntervalSince1970)])
@@ -44,10 +47,12 @@ final class MigrationTests: XCTestCase {
 
         let store = try SQLiteBrokerStore(path: path)
         let hosts = try store.hosts()
-        XCTAssertEqual(hosts.map(\.id), [newID], "one TPM, one host")
+        XCTAssertEqual(hosts.map(\.id), [newID], "one TPM, one live host")
+        XCTAssertEqual(hosts.first?.hostname, "h1", "the live, activated row survives, not the pending or the deleted one")
         XCTAssertNotNil(hosts.first?.blockedReason, "a block on any encoding blocks the merged host")
         XCTAssertEqual(Set(try store.certificates().map(\.hostID)), [newID])
-        XCTAssertEqual(try store.attestations(HistoryQuery(hostID: newID)).count, 2)
+        XCTAssertEqual(try store.certificates().count, 4)
+        XCTAssertEqual(try store.attestations(HistoryQuery(hostID: newID)).count, 4)
         XCTAssertEqual(try store.trusts().map(\.hostID), [newID])
         XCTAssertEqual(try db.prepare("PRAGMA foreign_key_check").query([]) { $0.text(0) }, [])
     }

@@ -25,6 +25,10 @@ final class StoreTests: XCTestCase {
                    activationFailures: 0, registeredAt: t0, updatedAt: t0)
     }
 
+    func activation(_ id: String) -> AttestationRecord {
+        AttestationRecord(hostID: id, at: t0, kind: "activation", trusted: false, codes: [], message: "AK activated")
+    }
+
     func cert(_ serial: String, agent: String = "a", issuer: String = "ca1") -> CertificateRecord {
         CertificateRecord(serial: serial, hostID: host().id, agentName: agent, spiffeID: "spiffe://t/host/x/agent/\(agent)",
                           notBefore: t0, notAfter: t0.addingTimeInterval(900), pem: "PEM", attestationID: 0, issuer: issuer)
@@ -81,11 +85,11 @@ final class StoreTests: XCTestCase {
             var h = host(id).withLabels(["team": i % 2 == 0 ? "a" : "b"])
             if i == 1 { h.akState = .pending }
             if i == 2 { h = h.withBlock("compromised") }
-            try s.saveHost(h)
-            if i != 3 { try s.saveTrust(HostTrust(hostID: id, since: t0, mode: i == 4 ? .push : .pull)) }
+            if i == 3 { try s.saveHost(h); continue }   // no trust record
+            try s.activateHost(h, trust: HostTrust(hostID: id, since: t0, mode: i == 4 ? .push : .pull), record: activation(id))
         }
-        try s.saveHost(host(String(repeating: "9", count: 32)))
-        try s.saveTrust(HostTrust(hostID: String(repeating: "9", count: 32), since: t0, mode: .pull))
+        try s.activateHost(host(String(repeating: "9", count: 32)), trust: HostTrust(hostID: String(repeating: "9", count: 32), since: t0, mode: .pull),
+                           record: activation(String(repeating: "9", count: 32)))
         try s.deleteHost(id: String(repeating: "9", count: 32))
         XCTAssertEqual(try s.attestableHosts(), [
             AttestableHost(id: ids[0], labels: ["team": "a"], ekIssuer: "CN=x", mode: .pull, state: .unknown),
