@@ -10,6 +10,10 @@ extension ErrorCode {
     public static let modelLogMismatch = ErrorCode("model_log_mismatch")
     public static let clockRegressed = ErrorCode("clock_regressed")
     public static let clockNotSafe = ErrorCode("clock_not_safe")
+    /// The TPM's firmwareVersion is below the host's last accepted one.
+    public static let firmwareDowngraded = ErrorCode("firmware_downgraded")
+    /// The TPM's firmwareVersion is below the policy's `tpm.minimumFirmwareVersion`.
+    public static let firmwareTooOld = ErrorCode("firmware_too_old")
 }
 
 /// Evidence that passed quote verification, log replay, clock checks and policy: the only input
@@ -45,6 +49,9 @@ public enum Appraiser {
     ///    (`model_log_malformed`, `model_log_mismatch`; PCR 23 must then be quoted);
     /// 3. the TPM clock: resetCount and restartCount never go backwards from the host's last
     ///    accepted quote, nor, within one boot with `safe` set, the clock (`clock_regressed`);
+    ///    the TPM's firmwareVersion is not below the policy's `tpm.minimumFirmwareVersion`
+    ///    (`firmware_too_old`) nor, unless `tpm.allowFirmwareDowngrade`, below the host's last
+    ///    accepted one (`firmware_downgraded`);
     ///    a policy with `clock.requireSafe` refuses `safe = 0` (`clock_not_safe`, worth retrying);
     /// 4. the policy (`Policy.evaluate`): freshness, agent key type, PCRs, event-log claims and
     ///    model rules, every violation reported.
@@ -82,7 +89,7 @@ public enum Appraiser {
             model = log.claims(using: digester)
         }
         // 3
-        let clock = ClockState(quote.clockInfo)
+        let clock = ClockState(quote.clockInfo, firmwareVersion: quote.attest.firmwareVersion)
         var rebooted = false
         if let prev = previousClock {
             let now = (clock.resetCount, clock.restartCount), before = (prev.resetCount, prev.restartCount)
@@ -94,6 +101,15 @@ public enum Appraiser {
             if !rebooted && clock.safe && clock.clock < prev.clock {
                 return .rejected([PolicyViolation(code: .clockRegressed, path: "clock.clock", expected: ">= \(prev.clock)", actual: "\(clock.clock)")], nil)
             }
+        }
+        let firmware = quote.attest.firmwareVersion
+        if let minimum = policy.minimumFirmwareVersion, firmware < minimum {
+            return .rejected([PolicyViolation(code: .firmwareTooOld, path: "tpm.minimumFirmwareVersion",
+                                              expected: ">= \(String(minimum, radix: 16))", actual: String(firmware, radix: 16))], nil)
+        }
+        if let before = previousClock?.firmwareVersion, firmware < before, !policy.allowFirmwareDowngrade {
+            return .rejected([PolicyViolation(code: .firmwareDowngraded, path: "tpm.firmwareVersion",
+                                              expected: ">= \(String(before, radix: 16)) (the last accepted)", actual: String(firmware, radix: 16))], nil)
         }
         let claims = EvidenceClaims(boot: boot, model: model, clock: clock, rebootedSinceLastAttestation: rebooted)
         if policy.requireSafeClock && !clock.safe {

@@ -16,15 +16,16 @@ public struct CertifiedKey: Sendable {
 
 public enum CertifyVerifier {
     /// Verifies a TPM2_Certify of an agent key. Checks, in order, stopping at the first failure:
-    /// 1. the signature parses, fits the AK and verifies over the raw TPMS_ATTEST (as for quotes);
+    /// 1. SHA-1 only if allowed; the signature parses, names the AK's own scheme and hash, and
+    ///    verifies with them over the raw TPMS_ATTEST (as for quotes);
     /// 2. TPMS_ATTEST parses; magic is TPM_GENERATED_VALUE; type is TPM_ST_ATTEST_CERTIFY;
     /// 3. extraData equals `expectedQualifyingData` (the enrollment nonce and this key);
     /// 4. the key's TPM2B_PUBLIC parses and its name (nameAlg ‖ H(TPMT_PUBLIC)) is the certified name;
     /// 5. the key is fixedTPM, fixedParent, sensitiveDataOrigin and a signing key, not a decryption
     ///    key: created inside this TPM and unable to leave it.
-    public static func verify(attest attestBytes: [UInt8], signature: [UInt8], ak: PublicKey, keyPublic: [UInt8],
-                              expectedQualifyingData: [UInt8]) -> Result<CertifiedKey, VouchError> {
-        if case let .failure(e) = QuoteVerifier.verifySignature(attest: attestBytes, signature: signature, key: ak) { return .failure(e) }
+    public static func verify(attest attestBytes: [UInt8], signature: [UInt8], ak: AttestationKey, keyPublic: [UInt8],
+                              expectedQualifyingData: [UInt8], allowSHA1: Bool = false) -> Result<CertifiedKey, VouchError> {
+        if case let .failure(e) = QuoteVerifier.verifySignature(attest: attestBytes, signature: signature, key: ak, allowSHA1: allowSHA1) { return .failure(e) }
         guard let attest = try? TPMSAttest(bytes: attestBytes) else {
             return .failure(VouchError(.keyCertificationInvalid, "signed TPMS_ATTEST is malformed"))
         }

@@ -110,7 +110,8 @@ public enum EndorsementVerifier {
 
     /// Checks that an AK public area is a restricted signing key that cannot leave its TPM,
     /// with a key type in `allowed`. Returns the AK's TPM name.
-    public static func checkAttestationKey(_ akPublicBytes: [UInt8], allowed: [KeyTemplates.AKKind]) -> Result<(TPMTPublic, KeyTemplates.AKKind), VouchError> {
+    public static func checkAttestationKey(_ akPublicBytes: [UInt8], allowed: [KeyTemplates.AKKind],
+                                           allowSHA1: Bool = false) -> Result<(TPMTPublic, KeyTemplates.AKKind), VouchError> {
         let ak: TPMTPublic
         do { ak = try TPMTPublic(tpm2bPublic: akPublicBytes) } catch let e as VouchError {
             return .failure(VouchError(.akRejected, "AK public area is malformed: \(e.message)", context: e.context))
@@ -132,6 +133,13 @@ public enum EndorsementVerifier {
         guard allowed.contains(kind) else {
             return .failure(VouchError(.akRejected, "AK algorithm is not allowed by policy", context: ["got": kind.rawValue, "expected": allowed.map(\.rawValue).joined(separator: ",")]))
         }
+        // The AK's scheme and hash decide how its quotes are verified: it must name one, and SHA-1
+        // only where the policy allows it.
+        do {
+            if let refusal = try AttestationKey(tpmPublic: ak).refusal(allowSHA1: allowSHA1) { throw refusal }
+        } catch let e as VouchError {
+            return .failure(VouchError(.akRejected, e.message, context: e.context))
+        } catch { return .failure(VouchError(.akRejected, "AK cannot be used for verification")) }
         return .success((ak, kind))
     }
 }

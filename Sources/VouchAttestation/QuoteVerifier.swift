@@ -24,34 +24,36 @@ public enum QuoteVerdict: Sendable {
 
 public enum QuoteVerifier {
     /// Verifies a TPM2_Quote. Checks, in order, stopping at the first failure:
-    /// 1. TPMT_SIGNATURE parses and its scheme fits the AK's key type (RSASSA/RSAPSS for RSA, ECDSA for ECC);
-    /// 2. the signature over the raw TPMS_ATTEST bytes verifies with the AK (before any field is trusted);
+    /// 0. the AK's scheme hash is not SHA-1 unless `allowSHA1` (`ak_scheme_not_allowed`);
+    /// 1. TPMT_SIGNATURE parses, and names exactly the scheme and hash the AK's public area fixes
+    ///    (`quote_signature_scheme_mismatch`), before any verification;
+    /// 2. the signature over the raw TPMS_ATTEST bytes verifies with the AK, the AK's scheme and
+    ///    hash (before any field is trusted);
     /// 3. TPMS_ATTEST parses completely;
     /// 4. magic is TPM_GENERATED_VALUE (the TPM made it, not a caller-supplied blob);
     /// 5. type is TPM_ST_ATTEST_QUOTE;
     /// 6. extraData equals `expectedQualifyingData` (binds the nonce and the agent key);
     /// 7. the supplied PCR values cover the quoted selection with correctly sized digests;
-    /// 8. the hash (with the signature's hash algorithm) of those values equals the signed pcrDigest.
+    /// 8. the hash (with the AK's hash algorithm) of those values equals the signed pcrDigest.
     public static func verify(attest attestBytes: [UInt8], signature signatureBytes: [UInt8], akPublic: TPMTPublic,
-                              expectedQualifyingData: [UInt8], pcrs: PCRValues) -> QuoteVerdict {
-        guard let key = try? PublicKey(tpmPublic: akPublic) else {
+                              expectedQualifyingData: [UInt8], pcrs: PCRValues, allowSHA1: Bool = false) -> QuoteVerdict {
+        let key: AttestationKey
+        do { key = try AttestationKey(tpmPublic: akPublic) } catch let e as VouchError { return .rejected([e]) } catch {
             return .rejected([VouchError(.quoteSignatureInvalid, "attestation key cannot be used for verification")])
         }
-        return verify(attest: attestBytes, signature: signatureBytes, ak: key, expectedQualifyingData: expectedQualifyingData, pcrs: pcrs)
+        return verify(attest: attestBytes, signature: signatureBytes, ak: key, expectedQualifyingData: expectedQualifyingData, pcrs: pcrs, allowSHA1: allowSHA1)
     }
 
-    /// The same checks with the AK given as a public key (PEM or SPKI). With `pcrs` nil, checks 7
+    /// The same checks with the AK and its scheme already resolved. With `pcrs` nil, checks 7
     /// and 8 are skipped, as `tpm2_checkquote` does without `-f`.
-    public static func verify(attest attestBytes: [UInt8], signature signatureBytes: [UInt8], ak key: PublicKey,
-                              expectedQualifyingData: [UInt8], pcrs: PCRValues?) -> QuoteVerdict {
+    public static func verify(attest attestBytes: [UInt8], signature signatureBytes: [UInt8], ak key: AttestationKey,
+                              expectedQualifyingData: [UInt8], pcrs: PCRValues?, allowSHA1: Bool = false) -> QuoteVerdict {
         func reject(_ code: ErrorCode, _ message: String, _ context: [String: String] = [:]) -> QuoteVerdict {
             .rejected([VouchError(code, message, context: context)])
         }
-        // 1, 2
-        let signature: TPMTSignature
-        switch verifySignature(attest: attestBytes, signature: signatureBytes, key: key) {
-        case let .success(sig): signature = sig
-        case let .failure(e): return .rejected([e])
+        // 0, 1, 2
+        if case let .failure(e) = verifySignature(attest: attestBytes, signature: signatureBytes, key: key, allowSHA1: allowSHA1) {
+            return .rejected([e])
         }
         // 3
         let attest: TPMSAttest
@@ -73,7 +75,7 @@ public enum QuoteVerifier {
                           ["expected": Hex.encode(expectedQualifyingData), "got": Hex.encode(attest.extraData)])
         }
         guard let pcrs else {
-            return .verified(VerifiedQuote(attest: attest, selection: selection, pcrs: PCRValues(), pcrDigest: pcrDigest, signatureHash: signature.hash))
+            return .verified(VerifiedQuote(attest: attest, selection: selection, pcrs: PCRValues(), pcrDigest: pcrDigest, signatureHash: key.hash))
         }
         // 7
         let concatenated: [UInt8]
@@ -81,7 +83,7 @@ public enum QuoteVerifier {
             return reject(.pcrDigestMismatch, "PCR values do not cover the quoted selection: \(e.message)", e.context)
         } catch { return reject(.pcrDigestMismatch, "PCR values do not cover the quoted selection") }
         // 8
-        let digest = Crypto.digest(signature.hash, concatenated)
+        let digest = Crypto.digest(key.hash, concatenated)
         guard digest == pcrDigest else {
             return reject(.pcrDigestMismatch, "PCR values do not hash to the quoted PCR digest",
                           ["expected": Hex.encode(pcrDigest), "got": Hex.encode(digest)])
@@ -90,31 +92,37 @@ public enum QuoteVerifier {
         for bank in selection.banks {
             for p in bank.pcrs { quoted.values[bank.hash, default: [:]][p] = pcrs.values[bank.hash]?[p] }
         }
-        return .verified(VerifiedQuote(attest: attest, selection: selection, pcrs: quoted, pcrDigest: pcrDigest, signatureHash: signature.hash))
+        return .verified(VerifiedQuote(attest: attest, selection: selection, pcrs: quoted, pcrDigest: pcrDigest, signatureHash: key.hash))
     }
 
-    /// Steps 1 and 2, shared by every verifier of TPM-signed attestations: the TPMT_SIGNATURE
-    /// parses, its scheme fits the key, and it verifies over the raw TPMS_ATTEST bytes.
-    static func verifySignature(attest attestBytes: [UInt8], signature signatureBytes: [UInt8], key: PublicKey) -> Result<TPMTSignature, VouchError> {
+    /// Steps 0 to 2, shared by every verifier of TPM-signed attestations: SHA-1 only where
+    /// allowed, the TPMT_SIGNATURE parses and names the AK's own scheme and hash, and it verifies
+    /// with them over the raw TPMS_ATTEST bytes.
+    static func verifySignature(attest attestBytes: [UInt8], signature signatureBytes: [UInt8], key: AttestationKey,
+                                allowSHA1: Bool) -> Result<TPMTSignature, VouchError> {
+        if let refusal = key.refusal(allowSHA1: allowSHA1) { return .failure(refusal) }
         let signature: TPMTSignature
         do { signature = try TPMTSignature(bytes: signatureBytes) } catch let e as VouchError {
             return .failure(VouchError(.quoteMalformed, "attestation signature is malformed: \(e.message)", context: e.context))
         } catch { return .failure(VouchError(.quoteMalformed, "attestation signature is malformed")) }
-        let scheme: SignatureScheme
+        let named: SignatureScheme
+        switch signature.value {
+        case let .rsa(alg, _, _): named = alg == .rsapss ? .rsapss : .rsassa
+        case .ecdsa: named = .ecdsa
+        }
+        // The AK's public area decides; a signature naming anything else is refused unverified.
+        guard named == key.scheme, signature.hash == key.hash else {
+            return .failure(VouchError(.quoteSignatureSchemeMismatch, "the signature's scheme or hash is not the one the attestation key fixes",
+                                       context: ["expected": "\(key.scheme.rawValue)/\(key.hash.rawValue)", "got": "\(named.rawValue)/\(signature.hash.rawValue)"]))
+        }
         let sigDER: [UInt8]
         switch signature.value {
-        case let .rsa(alg, _, sig) where key.isRSA:
-            scheme = alg == .rsapss ? .rsapss : .rsassa
-            sigDER = sig
-        case let .ecdsa(_, r, s) where key.isEC:
-            scheme = .ecdsa
+        case let .rsa(_, _, sig): sigDER = sig
+        case let .ecdsa(_, r, s):
             guard let der = try? ecdsaSignatureDER(r: r, s: s) else { return .failure(VouchError(.quoteMalformed, "ECDSA signature values are malformed")) }
             sigDER = der
-        default:
-            return .failure(VouchError(.quoteSignatureInvalid, "signature scheme does not match the attestation key type",
-                                       context: ["expected": key.isRSA ? "RSA" : "EC", "got": "\(signature.value)".prefix(24).description]))
         }
-        guard key.verify(message: attestBytes, signature: sigDER, scheme: scheme, hash: signature.hash) else {
+        guard key.publicKey.verify(message: attestBytes, signature: sigDER, scheme: key.scheme, hash: key.hash) else {
             return .failure(VouchError(.quoteSignatureInvalid, "signature does not verify with the host's attestation key"))
         }
         return .success(signature)

@@ -57,7 +57,7 @@ public enum Bench {
         for kind in KeyTemplates.AKKind.allCases {
             let (ak, akBytes) = try tpm.createAttestationKey(kind)
             let akPublic = try TPMTPublic(tpm2bPublic: akBytes)
-            let key = try PublicKey(tpmPublic: akPublic)
+            let key = try AttestationKey(tpmPublic: akPublic)
             let nonce = try Crypto.randomBytes(32)
             let q = try tpm.quote(ak: ak, qualifyingData: nonce, selection: selection)
             let pcrs = try tpm.readPCRs(selection)

@@ -259,6 +259,7 @@ public struct BrokerAPI: Sendable {
         case .clockUnreliable: 503
         case .akNotActivated, .activationFailed, .activationExpired, .registrationInvalid, .ekUntrusted, .ekMismatch, .ekTemplateMismatch, .ekCertificateProfile, .ekCertificateInvalid, .akRejected,
              .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,
+             .akSchemeNotAllowed, .quoteSignatureSchemeMismatch, .firmwareDowngraded, .firmwareTooOld,
              .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected,
              .eventLogMismatch, .modelLogMismatch, .clockRegressed, .clockNotSafe, .noPolicy, .spiffeIDUnresolved, .spiffeIDReserved,
              .eventLogMissing, .secureBootDisabled, .bootApplicationNotAllowed, .bootApplicationDenied, .kernelCmdlineMissing,

@@ -110,7 +110,8 @@ extension BrokerService {
         // 3
         let expected = EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce))
         let quote: VerifiedQuote
-        switch attestationKeys.verify(attest: attest, signature: signature, akPublic: host.akPublic, expectedQualifyingData: expected, pcrs: pcrs) {
+        switch attestationKeys.verify(attest: attest, signature: signature, akPublic: host.akPublic, expectedQualifyingData: expected, pcrs: pcrs,
+                                      allowSHA1: policy.allowSHA1AK) {
         case let .verified(q): quote = q
         case let .rejected(errors):
             metrics.verification(seconds: Self.seconds(since: started))

@@ -39,7 +39,7 @@ extension BrokerService {
             metrics.registration(ErrorCode.noPolicy.rawValue)
             throw VouchError(.noPolicy, "no policy applies to this host (its labels and EK issuer match none)", context: ["ekIssuer": endorsement.ekCertificateIssuer])
         }
-        let (ak, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
+        let (ak, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms, allowSHA1: policy.allowSHA1AK).get()
         let version = try checkMayRegister(hostID: endorsement.hostID, labels: labels)
         let secret = try Crypto.randomBytes(32)
         let made = try CredentialProtection.makeCredential(ek: endorsement.ekPublic, objectName: CredentialProtection.name(of: ak), credential: secret)
@@ -71,7 +71,7 @@ extension BrokerService {
         guard let policy = policies.current.select(labels: labels, ekIssuer: Self.simulatedEKIssuer) else {
             throw VouchError(.noPolicy, "no policy applies to this simulated host", context: ["ekIssuer": Self.simulatedEKIssuer])
         }
-        let (_, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
+        let (_, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms, allowSHA1: policy.allowSHA1AK).get()
         let id = Hex.encode(Crypto.sha256(Array("simulated".utf8) + akPublic).prefix(16))
         let version = try checkMayRegister(hostID: id, labels: labels)
         let secret = try Crypto.randomBytes(32)
@@ -142,7 +142,7 @@ extension BrokerService {
         guard let policy = policies.current.select(labels: ticket.labels, ekIssuer: ticket.ekIssuer) else {
             throw VouchError(.noPolicy, "no policy applies to this host any more", context: ["hostId": id])
         }
-        let (_, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms).get()
+        let (_, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms, allowSHA1: policy.allowSHA1AK).get()
         let ak = try TPMTPublic(tpm2bPublic: akPublic)
         let existing = try store.host(id: id)
         try requireMayActivate(existing, ticket: ticket)

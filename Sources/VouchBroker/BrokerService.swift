@@ -255,10 +255,14 @@ public final class BrokerService: Sendable {
                 try refuseUnauthenticated(host, req, VouchError(.keyCertificationInvalid, "tpmKey.publicArea is not a usable key"))
             }
             let expected = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(req.nonce), agentSPKI: spki)
-            let ak = try PublicKey(tpmPublic: try TPMTPublic(tpm2bPublic: host.akPublic))
+            let ak: AttestationKey
+            switch attestationKeys.key(host.akPublic) {
+            case let .success(key): ak = key
+            case let .failure(e): try refuseUnauthenticated(host, req, e)
+            }
             switch CertifyVerifier.verify(attest: try Base64.decode(tpmKey.certifyInfo, field: "tpmKey.certifyInfo"),
                                           signature: try Base64.decode(tpmKey.signature, field: "tpmKey.signature"),
-                                          ak: ak, keyPublic: keyPublic, expectedQualifyingData: expected) {
+                                          ak: ak, keyPublic: keyPublic, expectedQualifyingData: expected, allowSHA1: policy.allowSHA1AK) {
             case let .success(certified): agentKey = certified.publicKey
             case let .failure(e): try refuseUnauthenticated(host, req, e)
             }
@@ -268,7 +272,8 @@ public final class BrokerService: Sendable {
         // 5
         let qualifyingData = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(req.nonce), agentSPKI: try agentKey.spkiDER)
         let quote: VerifiedQuote
-        switch attestationKeys.verify(attest: attestBytes, signature: sigBytes, akPublic: host.akPublic, expectedQualifyingData: qualifyingData, pcrs: pcrs) {
+        switch attestationKeys.verify(attest: attestBytes, signature: sigBytes, akPublic: host.akPublic, expectedQualifyingData: qualifyingData, pcrs: pcrs,
+                                      allowSHA1: policy.allowSHA1AK) {
         case let .verified(q): quote = q
         case let .rejected(errors): try refuseUnauthenticated(host, req, errors[0])
         }

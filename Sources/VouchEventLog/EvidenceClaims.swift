@@ -1,18 +1,23 @@
 import VouchTPMWire
 
-/// TPMS_CLOCK_INFO as tracked per host between attestations.
+/// TPMS_CLOCK_INFO, and the TPM's firmwareVersion from the same TPMS_ATTEST, as tracked per host
+/// between attestations.
 public struct ClockState: Sendable, Codable, Equatable {
     public var resetCount: UInt32
     public var restartCount: UInt32
     public var clock: UInt64
     public var safe: Bool
+    /// TPMS_ATTEST.firmwareVersion (vendor-defined, compared as an unsigned integer). Optional:
+    /// records stored before it was kept have none.
+    public var firmwareVersion: UInt64?
 
-    public init(resetCount: UInt32, restartCount: UInt32, clock: UInt64, safe: Bool) {
+    public init(resetCount: UInt32, restartCount: UInt32, clock: UInt64, safe: Bool, firmwareVersion: UInt64? = nil) {
         self.resetCount = resetCount; self.restartCount = restartCount; self.clock = clock; self.safe = safe
+        self.firmwareVersion = firmwareVersion
     }
 
-    public init(_ info: ClockInfo) {
-        self.init(resetCount: info.resetCount, restartCount: info.restartCount, clock: info.clock, safe: info.safe)
+    public init(_ info: ClockInfo, firmwareVersion: UInt64? = nil) {
+        self.init(resetCount: info.resetCount, restartCount: info.restartCount, clock: info.clock, safe: info.safe, firmwareVersion: firmwareVersion)
     }
 }
 

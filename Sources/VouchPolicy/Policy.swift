@@ -18,6 +18,9 @@ public struct Policy: Sendable {
     public var match = Match()
 
     public var akAlgorithms: [KeyTemplates.AKKind] = KeyTemplates.AKKind.allCases
+    /// Accept AKs whose public area fixes SHA-1 as their signing hash (`attestationKey.allowSHA1`).
+    /// Off by default: quotes and certifications are verified with the AK's own hash only.
+    public var allowSHA1AK = false
     public var pcrBank: HashAlg
     public var pcrValues: [Int: [[UInt8]]]
     public var eventLog = EventLogRules()
@@ -26,6 +29,11 @@ public struct Policy: Sendable {
     public var maxEvidenceAge: TimeInterval?
     /// Refuse quotes whose TPM clock is not marked safe (after an unorderly shutdown).
     public var requireSafeClock = false
+    /// Accept a quote whose TPM firmwareVersion is below the host's last accepted one
+    /// (`tpm.allowFirmwareDowngrade`). Off by default: a downgrade is refused (`firmware_downgraded`).
+    public var allowFirmwareDowngrade = false
+    /// Lowest TPM firmwareVersion accepted (`tpm.minimumFirmwareVersion`), if any.
+    public var minimumFirmwareVersion: UInt64?
     public var certificate = CertificateTemplate()
     public var reattestation = Reattestation()
 

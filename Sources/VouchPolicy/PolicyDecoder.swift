@@ -9,7 +9,7 @@ public enum PolicyDecoder {
     public static func decode(_ root: ConfigNode, sha256: String, file: String? = nil) throws -> Policy {
         let top = try Mapping(root, path: "")
         try top.allowOnly(["apiVersion", "name", "version", "description", "priority", "match", "attestationKey", "pcrs",
-                           "eventLog", "model", "freshness", "clock", "certificate", "reattestation"])
+                           "eventLog", "model", "freshness", "clock", "tpm", "certificate", "reattestation"])
         let api = try top.requiredString("apiVersion")
         guard api.value == "vouch/v1" else { throw invalid(api.node, "apiVersion", "must be vouch/v1") }
         let name = try top.requiredString("name")
@@ -60,7 +60,8 @@ public enum PolicyDecoder {
 
         if let node = top.optional("attestationKey") {
             let ak = try Mapping(node, path: "attestationKey")
-            try ak.allowOnly(["algorithms", "trust"])
+            try ak.allowOnly(["algorithms", "trust", "allowSHA1"])
+            if let a = ak.optional("allowSHA1") { p.allowSHA1AK = try bool(a, "attestationKey.allowSHA1") }
             if let algs = ak.optional("algorithms") {
                 p.akAlgorithms = try sequence(algs, path: "attestationKey.algorithms").map { n in
                     guard let s = n.scalar, let k = KeyTemplates.AKKind(rawValue: s) else {
@@ -122,6 +123,20 @@ public enum PolicyDecoder {
             let c = try Mapping(node, path: "clock")
             try c.allowOnly(["requireSafe"])
             if let r = c.optional("requireSafe") { p.requireSafeClock = try bool(r, "clock.requireSafe") }
+        }
+
+        if let node = top.optional("tpm") {
+            let t = try Mapping(node, path: "tpm")
+            try t.allowOnly(["allowFirmwareDowngrade", "minimumFirmwareVersion"])
+            if let a = t.optional("allowFirmwareDowngrade") { p.allowFirmwareDowngrade = try bool(a, "tpm.allowFirmwareDowngrade") }
+            if let m = t.optional("minimumFirmwareVersion") {
+                // 64-bit and vendor-defined: written in hex, as `vouch quote verify` prints it.
+                guard let s = m.scalar, (1...16).contains(s.count), s.allSatisfy(\.isHexDigit), s == s.lowercased(),
+                      let v = UInt64(s, radix: 16) else {
+                    throw invalid(m, "tpm.minimumFirmwareVersion", "must be 1-16 lowercase hex digits (TPMS_ATTEST.firmwareVersion)")
+                }
+                p.minimumFirmwareVersion = v
+            }
         }
 
         if let node = top.optional("certificate") {

@@ -49,10 +49,12 @@ enum CLI {
                                           print a draft policy accepting that host's current evidence
 
     Verifiers (offline, on files tpm2-tools writes):
-      quote verify --ak-public FILE --message FILE --signature FILE [--pcrs FILE]
-                   (--nonce HEX | --nonce-file FILE) [--json]
-          AK public: PEM or the TPM2B_PUBLIC of tpm2_createak -u; message: tpm2_quote -m;
-          signature: tpm2_quote -s; pcrs: tpm2_quote -o. Exit 0 valid, 1 invalid, 2 unreadable.
+      quote verify --ak-public FILE [--scheme S --hash ALG] [--allow-sha1] --message FILE
+                   --signature FILE [--pcrs FILE] (--nonce HEX | --nonce-file FILE) [--json]
+          AK public: the TPM2B_PUBLIC of tpm2_createak -u (its scheme and hash decide), or PEM
+          with --hash and, for RSA, --scheme rsassa|rsapss; an AK signing with SHA-1 needs
+          --allow-sha1; message: tpm2_quote -m; signature: tpm2_quote -s; pcrs: tpm2_quote -o.
+          Exit 0 valid, 1 invalid, 2 unreadable.
       eventlog replay FILE [--json]       replay a TCG firmware event log: PCR values per bank
       eventlog show FILE [--json]         list its events and the boot claims decoded from them
 

@@ -12,11 +12,15 @@ struct UnreadableInput: Error, CustomStringConvertible {
 
 /// `vouch quote verify`: checks files written by tpm2-tools with the same verifier the broker uses.
 func quoteCommand(_ argv: [String]) throws -> Int32 {
-    guard argv.first == "verify" else { throw VouchError(.badRequest, "usage: vouch quote verify --ak-public FILE --message FILE --signature FILE [--pcrs FILE] (--nonce HEX | --nonce-file FILE) [--json]") }
-    let args = try Arguments(Array(argv.dropFirst()), options: ["ak-public", "message", "signature", "pcrs", "nonce", "nonce-file"], flags: ["json"])
+    guard argv.first == "verify" else { throw VouchError(.badRequest, "usage: vouch quote verify --ak-public FILE [--scheme rsassa|rsapss|ecdsa --hash ALG] [--allow-sha1] --message FILE --signature FILE [--pcrs FILE] (--nonce HEX | --nonce-file FILE) [--json]") }
+    let args = try Arguments(Array(argv.dropFirst()), options: ["ak-public", "scheme", "hash", "message", "signature", "pcrs", "nonce", "nonce-file"],
+                             flags: ["json", "allow-sha1"])
     guard (args["nonce"] == nil) != (args["nonce-file"] == nil) else { throw VouchError(.badRequest, "give exactly one of --nonce HEX and --nonce-file FILE") }
     do {
-        let ak = try readAKPublic(try args.required("ak-public"))
+        let ak: AttestationKey
+        do { ak = try readAKPublic(try args.required("ak-public"), scheme: args["scheme"], hash: args["hash"]) } catch let e as VouchError where e.code == .akSchemeNotAllowed {
+            return report(.rejected([e]), json: args.has("json"))   // an AK that fixes no usable scheme: invalid, not unreadable
+        }
         let message = try readInput(try args.required("message"))
         let signature = try readInput(try args.required("signature"))
         let nonce: [UInt8]
@@ -31,7 +35,8 @@ func quoteCommand(_ argv: [String]) throws -> Int32 {
                 throw UnreadableInput(description: "\(path) is not a tpm2-tools PCR file: \(e)")
             }
         }
-        let verdict = QuoteVerifier.verify(attest: message, signature: signature, ak: ak, expectedQualifyingData: nonce, pcrs: pcrs)
+        let verdict = QuoteVerifier.verify(attest: message, signature: signature, ak: ak, expectedQualifyingData: nonce, pcrs: pcrs,
+                                           allowSHA1: args.has("allow-sha1"))
         return report(verdict, json: args.has("json"))
     } catch let u as UnreadableInput {
         if args.has("json") { print(JSONCodec.pretty(APIError(code: "unreadable_input", message: u.description))) }
@@ -46,17 +51,45 @@ private func readInput(_ path: String) throws -> [UInt8] {
     return [UInt8](d)
 }
 
-/// A PEM public key, or the TPM2B_PUBLIC that `tpm2_createak -u` writes (a bare TPMT_PUBLIC is accepted too).
-private func readAKPublic(_ path: String) throws -> PublicKey {
+/// The AK: the TPM2B_PUBLIC that `tpm2_createak -u` writes (a bare TPMT_PUBLIC is accepted too),
+/// whose scheme and hash decide how its signatures verify; or a PEM public key, which names
+/// neither, with `--hash` and `--scheme` (ECDSA for an EC key unless given), as `tpm2_checkquote -g`.
+/// With a public area, `--scheme`/`--hash` may only repeat what it fixes.
+private func readAKPublic(_ path: String, scheme schemeArg: String?, hash hashArg: String?) throws -> AttestationKey {
     let bytes = try readInput(path)
-    if bytes.starts(with: Array("-----BEGIN".utf8)) {
-        do { return try PublicKey(pem: String(decoding: bytes, as: UTF8.self)) } catch {
-            throw UnreadableInput(description: "\(path) is not a PEM public key")
+    let scheme = try schemeArg.map { s in
+        guard let v = SignatureScheme(rawValue: s) else { throw UnreadableInput(description: "--scheme must be rsassa, rsapss or ecdsa") }
+        return v
+    }
+    let hash = try hashArg.map { h in
+        guard let v = HashAlg(rawValue: h) else { throw UnreadableInput(description: "--hash must be sha1, sha256, sha384 or sha512") }
+        return v
+    }
+    func resolved(_ key: AttestationKey) throws -> AttestationKey {
+        if let scheme, scheme != key.scheme { throw UnreadableInput(description: "--scheme \(scheme.rawValue) contradicts the AK's public area (\(key.scheme.rawValue))") }
+        if let hash, hash != key.hash { throw UnreadableInput(description: "--hash \(hash.rawValue) contradicts the AK's public area (\(key.hash.rawValue))") }
+        return key
+    }
+    func fromArea(_ pub: TPMTPublic) throws -> AttestationKey {
+        do { return try resolved(try AttestationKey(tpmPublic: pub)) } catch let e as VouchError where e.code == .akSchemeNotAllowed {
+            throw e
+        } catch let e as VouchError {
+            throw UnreadableInput(description: "\(path): \(e.code): \(e.message)")
         }
     }
-    if let pub = try? TPMTPublic(tpm2bPublic: bytes), let key = try? PublicKey(tpmPublic: pub) { return key }
+    if bytes.starts(with: Array("-----BEGIN".utf8)) {
+        let key: PublicKey
+        do { key = try PublicKey(pem: String(decoding: bytes, as: UTF8.self)) } catch {
+            throw UnreadableInput(description: "\(path) is not a PEM public key")
+        }
+        guard let hash, let scheme = scheme ?? (key.isEC ? .ecdsa : nil) else {
+            throw UnreadableInput(description: "a PEM key names no signing scheme: give --hash (and --scheme for RSA), or the AK's TPM2B_PUBLIC")
+        }
+        return try AttestationKey(publicKey: key, scheme: scheme, hash: hash)   // a scheme that does not fit the key: invalid (exit 1)
+    }
+    if let pub = try? TPMTPublic(tpm2bPublic: bytes) { return try fromArea(pub) }
     var r = ByteReader(bytes)
-    if let pub = try? TPMTPublic(from: &r), r.remaining == 0, let key = try? PublicKey(tpmPublic: pub) { return key }
+    if let pub = try? TPMTPublic(from: &r), r.remaining == 0 { return try fromArea(pub) }
     throw UnreadableInput(description: "\(path) is neither a PEM public key nor a TPM2B_PUBLIC")
 }
 

@@ -35,7 +35,9 @@ final class AzureVTPMTests: XCTestCase {
             while t.count % 4 != 0 { t += "=" }
             return [UInt8](Data(base64Encoded: t)!)
         }
-        let akKey = try PublicKey(rsaModulus: base64url(ak["n"] as! String), exponent: base64url(ak["e"] as! String))
+        // A JWK names no TPM scheme; the HCL AK is an RSASSA SHA-256 key.
+        let akKey = try AttestationKey(publicKey: try PublicKey(rsaModulus: base64url(ak["n"] as! String), exponent: base64url(ak["e"] as! String)),
+                                       scheme: .rsassa, hash: .sha256)
 
         // The sample's signature is the bare RSASSA value: wrap it as TPMT_SIGNATURE (RSASSA, SHA-256).
         var w = ByteWriter()
@@ -52,7 +54,9 @@ final class AzureVTPMTests: XCTestCase {
         var forged = pcrs
         forged.values[.sha256]![23]![0] ^= 1
         guard case .rejected = QuoteVerifier.verify(attest: message, signature: w.bytes, ak: akKey, expectedQualifyingData: nonce, pcrs: forged) else { return XCTFail() }
-        let other = try PrivateKey.generate().publicKey
+        var otherModulus = base64url(ak["n"] as! String)
+        otherModulus[otherModulus.count - 1] ^= 2
+        let other = try AttestationKey(publicKey: try PublicKey(rsaModulus: otherModulus, exponent: base64url(ak["e"] as! String)), scheme: .rsassa, hash: .sha256)
         guard case .rejected = QuoteVerifier.verify(attest: message, signature: w.bytes, ak: other, expectedQualifyingData: nonce, pcrs: pcrs) else { return XCTFail() }
     }
 }

@@ -7,6 +7,7 @@ import VouchTPMWire
 import VouchTestSupport
 
 /// The quote verifier on a real quote from a GCE Shielded VM (RSASSA-PKCS1-v1_5, SHA-1, 24 SHA-1 PCRs).
+/// Its AK's template fixes SHA-1, so every check but the refusal below allows SHA-1 explicitly.
 final class QuoteVerifierTests: XCTestCase {
     struct Fixture {
         let ak: TPMTPublic
@@ -20,9 +21,35 @@ final class QuoteVerifierTests: XCTestCase {
         return Fixture(ak: try f.akTPMPublic(), attest: f.attest, signature: f.signature, pcrs: f.pcrs)
     }
 
-    func verify(_ f: Fixture, attest: [UInt8]? = nil, signature: [UInt8]? = nil, qualifyingData: [UInt8] = [], pcrs: PCRValues? = nil) -> QuoteVerdict {
+    func verify(_ f: Fixture, attest: [UInt8]? = nil, signature: [UInt8]? = nil, qualifyingData: [UInt8] = [], pcrs: PCRValues? = nil,
+                allowSHA1: Bool = true) -> QuoteVerdict {
         QuoteVerifier.verify(attest: attest ?? f.attest, signature: signature ?? f.signature, akPublic: f.ak,
-                             expectedQualifyingData: qualifyingData, pcrs: pcrs ?? f.pcrs)
+                             expectedQualifyingData: qualifyingData, pcrs: pcrs ?? f.pcrs, allowSHA1: allowSHA1)
+    }
+
+    func testSHA1AKIsRefusedWithoutTheAllowance() throws {
+        let f = try fixture()
+        XCTAssertEqual(f.ak.scheme, .rsassa)
+        XCTAssertEqual(f.ak.schemeHash, .sha1)
+        XCTAssertEqual(code(verify(f, allowSHA1: false)), .akSchemeNotAllowed)
+    }
+
+    /// The genuine SHA-1 signature, with the AK's template rewritten to say SHA-256: refused for the
+    /// scheme, before verification; and a signature header naming SHA-256 for the SHA-1 AK likewise.
+    func testSignatureHashOtherThanTheAKsIsRefused() throws {
+        let f = try fixture()
+        var raw = f.ak.raw
+        let hashAt = 2 + 2 + 4 + 2 + f.ak.authPolicy.count + 2 + 2   // type, nameAlg, attributes, authPolicy, symmetric (null), scheme
+        XCTAssertEqual(Array(raw[hashAt..<hashAt + 2]), [0x00, 0x04])
+        raw[hashAt + 1] = 0x0B
+        var r = ByteReader(raw)
+        let sha256AK = try TPMTPublic(from: &r)
+        XCTAssertEqual(sha256AK.schemeHash, .sha256)
+        let v = QuoteVerifier.verify(attest: f.attest, signature: f.signature, akPublic: sha256AK, expectedQualifyingData: [], pcrs: f.pcrs)
+        XCTAssertEqual(code(v), .quoteSignatureSchemeMismatch)
+        var s = f.signature
+        s[3] = 0x0B   // TPMT_SIGNATURE.hash SHA-1 -> SHA-256
+        XCTAssertEqual(code(verify(f, signature: s)), .quoteSignatureSchemeMismatch)
     }
 
     func code(_ v: QuoteVerdict) -> ErrorCode? {
@@ -83,7 +110,7 @@ final class QuoteVerifierTests: XCTestCase {
         var r = ByteReader(raw)
         let other = try TPMTPublic(from: &r)
         XCTAssertNotEqual(modulus.last, { if case let .rsa(m, _, _) = other.key { return m.last } else { return nil } }())
-        let v = QuoteVerifier.verify(attest: f.attest, signature: f.signature, akPublic: other, expectedQualifyingData: [], pcrs: f.pcrs)
+        let v = QuoteVerifier.verify(attest: f.attest, signature: f.signature, akPublic: other, expectedQualifyingData: [], pcrs: f.pcrs, allowSHA1: true)
         XCTAssertEqual(code(v), .quoteSignatureInvalid)
     }
 }

@@ -55,7 +55,7 @@ final class EventLogTests: XCTestCase {
     func testGCPLogReplaysToItsQuotedPCRs() throws {
         let f = try GCPQuoteFixture()
         guard case let .verified(q) = QuoteVerifier.verify(attest: f.attest, signature: f.signature, akPublic: try f.akTPMPublic(),
-                                                           expectedQualifyingData: [], pcrs: f.pcrs) else { return XCTFail("quote rejected") }
+                                                           expectedQualifyingData: [], pcrs: f.pcrs, allowSHA1: true) else { return XCTFail("quote rejected") }
         let replayed = try TCGEventLog(bytes: f.eventLog).replay(using: digester)
         let quoted = q.pcrs.values[.sha1]!
         for pcr in [0, 4, 5, 7, 11, 12, 13, 14] {
@@ -68,7 +68,7 @@ final class EventLogTests: XCTestCase {
     func testAppraiserRefusesEventDataThatDoesNotMatchItsDigest() throws {
         let f = try GCPQuoteFixture()
         guard case let .verified(q) = QuoteVerifier.verify(attest: f.attest, signature: f.signature, akPublic: try f.akTPMPublic(),
-                                                           expectedQualifyingData: [], pcrs: f.pcrs) else { return XCTFail("quote rejected") }
+                                                           expectedQualifyingData: [], pcrs: f.pcrs, allowSHA1: true) else { return XCTFail("quote rejected") }
         let policy = Policy(name: "t", version: 1, pcrBank: .sha1, pcrValues: [:])
         func appraise(_ log: [UInt8]) -> Appraisal {
             Appraiser.appraise(hostID: "h", quote: q, eventLog: log, modelLog: nil, previousClock: nil, policy: policy, digester: digester)

@@ -4,7 +4,9 @@ import VouchCore
 import VouchTestSupport
 
 /// `vouch quote verify` must agree with `tpm2_checkquote` on every genuine and every forged quote,
-/// for every AK type and signature scheme tpm2-tools creates and every PCR bank.
+/// for every AK type and signature scheme tpm2-tools creates and every PCR bank. Vouch verifies with
+/// the AK's own scheme and hash (a PEM key's are given with `--scheme`/`--hash`, as `tpm2_checkquote
+/// -g`), and an AK fixing SHA-1 only with `--allow-sha1`: both refusals are checked on their own.
 ///
 /// Two tpm2-tools 5.4 defects are worked around, not copied:
 /// - `tpm2_checkquote` rejects genuine RSA-PSS quotes (tpm2-software/tpm2-tools#3283, open):
@@ -44,7 +46,7 @@ final class QuoteAgreementTests: XCTestCase {
                 _ = try? tpm.tools("tpm2_flushcontext", ["-s"])
             }
         }
-        var checked = 0
+        var checked = 0, refusedSHA1 = 0
         let seed = TestSeed()   // the nonces
         var rng = seed.generator
         for (i, c) in Self.configs.enumerated() {
@@ -81,15 +83,44 @@ final class QuoteAgreementTests: XCTestCase {
                                                              "-verify", "\(d)/ak\(i)-0.pub", "-signature", "\(q).t.rawsig", "\(q).t.msg"])
                     }
                     let ours = try TestEnv.run(TestEnv.bin("vouch"), ["quote", "verify", "--ak-public", ak, "--message", "\(q).t.msg", "--signature", "\(q).t.sig",
-                                                                      "--pcrs", "\(q).t.pcrs", "--nonce", n])
+                                                                      "--pcrs", "\(q).t.pcrs", "--nonce", n] + schemeArgs(c, ak))
                     let what = "\(c.label) bank \(bank): \(label), \(seed)"
                     XCTAssertEqual(theirs.status == 0, valid, "oracle on \(what): \(theirs.stderr)")
                     XCTAssertEqual(ours.status, valid ? 0 : 1, "vouch on \(what): \(ours.stderr)")
                     checked += 1
                 }
+                // Vouch only (tpm2_checkquote has neither rule): the AK decides the hash, and SHA-1
+                // needs --allow-sha1.
+                func ours(_ ak: String, _ sig: [UInt8], _ extra: [String]) throws -> (Int32, String?) {
+                    try Data(sig).write(to: URL(fileURLWithPath: "\(q).t.sig"))
+                    let r = try TestEnv.run(TestEnv.bin("vouch"), ["quote", "verify", "--ak-public", ak, "--message", "\(q).msg", "--signature", "\(q).t.sig",
+                                                                   "--pcrs", "\(q).pcrs", "--nonce", nonce, "--json"] + extra)
+                    let json = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+                    return (r.status, json?["code"] as? String)
+                }
+                var otherHash = files[1]
+                otherHash[3] = c.hash == "sha256" ? 0x0C : 0x0B   // TPMT_SIGNATURE.hash: SHA-384 or SHA-256
+                for ak in ["\(d)/ak\(i)-0.tpm2b", "\(d)/ak\(i)-0.pub"] {
+                    let (status, code) = try ours(ak, otherHash, schemeArgs(c, ak))
+                    XCTAssertEqual(status, 1, "\(c.label) bank \(bank) \(ak): signature naming another hash")
+                    XCTAssertEqual(code, "quote_signature_scheme_mismatch", "\(c.label) bank \(bank) \(ak)")
+                    if c.hash == "sha1" {
+                        let (status, code) = try ours(ak, files[1], schemeArgs(c, ak).filter { $0 != "--allow-sha1" })
+                        XCTAssertEqual(status, 1, "\(c.label) bank \(bank) \(ak): SHA-1 AK without --allow-sha1")
+                        XCTAssertEqual(code, "ak_scheme_not_allowed", "\(c.label) bank \(bank) \(ak)")
+                        refusedSHA1 += 1
+                    }
+                }
             }
         }
         XCTAssertEqual(checked, (Self.configs.count + 6) * 8)
+        XCTAssertEqual(refusedSHA1, 2)
+    }
+
+    /// A PEM key names no scheme: it is given as tpm2_checkquote's `-g` is. A TPM2B_PUBLIC fixes its
+    /// own. SHA-1 AKs need the explicit allowance.
+    private func schemeArgs(_ c: AKConfig, _ ak: String) -> [String] {
+        (ak.hasSuffix(".pub") ? ["--scheme", c.scheme, "--hash", c.hash] : []) + (c.hash == "sha1" ? ["--allow-sha1"] : [])
     }
 
     func testUsageAndUnreadableInputExitTwo() throws {

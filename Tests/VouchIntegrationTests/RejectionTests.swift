@@ -166,6 +166,18 @@ final class RejectionTests: XCTestCase {
         try assertRefused(400, "quote_malformed", audited: false) { try enroll(req3) }
     }
 
+    /// The AK's template decides the hash: a signature naming another one is refused before it is
+    /// verified, with its own code. Like every refusal before the AK's signature verifies, it is
+    /// unauthenticated and writes nothing.
+    func testSignatureNamingAnotherHashThanTheAKs() throws {
+        var (req, _) = try request()
+        var sig = try Base64.decode(req.quote.signature, field: "")
+        XCTAssertEqual(Array(sig[2..<4]), [0x00, 0x0B], "the attester's AK signs with SHA-256")
+        sig[3] = 0x04   // TPMT_SIGNATURE.hash: SHA-1
+        req.quote.signature = Base64.encode(sig)
+        try assertRefused(403, "quote_signature_scheme_mismatch", audited: false) { try enroll(req) }
+    }
+
     func testWrongReusedAndForeignNonces() throws {
         var (req, _) = try request()
         req.nonce = Hex.encode(try Crypto.randomBytes(32))

@@ -24,6 +24,7 @@ final class PolicyLanguageTests: XCTestCase {
     attestationKey:
       algorithms: [rsa-2048]
       trust: activation
+      allowSHA1: true
     pcrs:
       bank: sha256
       values:
@@ -47,6 +48,9 @@ final class PolicyLanguageTests: XCTestCase {
       maxEvidenceAge: 30s
     clock:
       requireSafe: true
+    tpm:
+      allowFirmwareDowngrade: true
+      minimumFirmwareVersion: "20191023"
     certificate:
       ttl: 10m
       maxTTL: 1h
@@ -86,6 +90,13 @@ final class PolicyLanguageTests: XCTestCase {
         XCTAssertEqual(p.model.denied, [Self.b])
         XCTAssertEqual(p.maxEvidenceAge, 30)
         XCTAssertTrue(p.requireSafeClock)
+        XCTAssertTrue(p.allowSHA1AK)
+        XCTAssertTrue(p.allowFirmwareDowngrade)
+        XCTAssertEqual(p.minimumFirmwareVersion, 0x2019_1023)
+        let minimal = try decode("apiVersion: vouch/v1\nname: m\nversion: 1\npcrs:\n  bank: sha256\n  values:\n    7: [\"\(Self.z)\"]\n")
+        XCTAssertFalse(minimal.allowSHA1AK, "SHA-1 AKs only where allowed")
+        XCTAssertFalse(minimal.allowFirmwareDowngrade)
+        XCTAssertNil(minimal.minimumFirmwareVersion)
         XCTAssertEqual(p.certificate.ttl, 600)
         XCTAssertEqual(p.certificate.maxTTL, 3600)
         XCTAssertEqual(p.certificate.agentKeyTypes, ["ec-p384"])
@@ -121,6 +132,11 @@ final class PolicyLanguageTests: XCTestCase {
             ("  maxEvidenceAge: 30s", "  maxEvidenceAge: 2d", "freshness.maxEvidenceAge"),
             ("  maxEvidenceAge: 30s", "  maxAge: 30s", "freshness.maxAge"),
             ("  requireSafe: true", "  requireSafe: 1", "clock.requireSafe"),
+            ("  allowSHA1: true", "  allowSHA1: yes", "attestationKey.allowSHA1"),
+            ("  allowFirmwareDowngrade: true", "  allowFirmwareDowngrade: 1", "tpm.allowFirmwareDowngrade"),
+            ("  minimumFirmwareVersion: \"20191023\"", "  minimumFirmwareVersion: \"0x20191023\"", "tpm.minimumFirmwareVersion"),
+            ("  minimumFirmwareVersion: \"20191023\"", "  minimumFirmwareVersion: \"10000000000000000\"", "tpm.minimumFirmwareVersion"),
+            ("  minimumFirmwareVersion: \"20191023\"", "  minimumFirmware: \"1\"", "tpm.minimumFirmware"),
             ("  ttl: 10m\n  maxTTL: 1h", "  ttl: 2h\n  maxTTL: 1h", "certificate.ttl"),
             ("  maxTTL: 1h", "  maxTTL: 30d", "certificate.maxTTL"),
             ("{trustDomain}/{label:env}/{hostname}/{agentName}", "{trustDomain}/{hostname}", "certificate.spiffeIDTemplate"),

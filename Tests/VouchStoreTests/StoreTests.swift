@@ -3,6 +3,7 @@ import Synchronization
 import XCTest
 import VouchBroker
 import VouchCore
+import VouchEventLog
 import VouchStore
 
 final class StoreTests: XCTestCase {
@@ -101,6 +102,27 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try s.trust(hostID: ids[0])?.state, .trusted)
         XCTAssertEqual(try s.latestAttestation(hostID: ids[0])?.message, "ok")
         XCTAssertEqual(try s.attestableHosts().count, 2, "a cached statement runs again with fresh results")
+    }
+
+    /// The previous TPM clock comes with its firmwareVersion (all 64 bits of it); records stored
+    /// before firmware versions were kept give none.
+    func testLastTrustedClockCarriesTheFirmwareVersion() throws {
+        let s = try open()
+        let id = host().id
+        try s.saveHost(host())
+        try s.saveTrust(HostTrust(hostID: id, since: t0, mode: .pull))
+        func record(_ at: Date, firmware: UInt64?) throws {
+            let clock = ClockState(resetCount: 2, restartCount: 1, clock: 77, safe: true, firmwareVersion: firmware)
+            var t = try XCTUnwrap(try s.trust(hostID: id))
+            t.state = .trusted
+            try s.recordVerdict(AttestationRecord(hostID: id, at: at, kind: "reattestation", trusted: true, codes: [], message: "ok",
+                                                  claims: EvidenceClaims(boot: nil, model: nil, clock: clock, rebootedSinceLastAttestation: false)), trust: t)
+        }
+        try record(t0, firmware: nil)
+        XCTAssertEqual(try s.lastTrustedClock(hostID: id, before: t0.addingTimeInterval(1))?.firmwareVersion, nil)
+        XCTAssertEqual(try s.lastTrustedClock(hostID: id, before: t0.addingTimeInterval(1))?.resetCount, 2)
+        try record(t0.addingTimeInterval(10), firmware: 0xFFFF_0000_0000_0001)
+        XCTAssertEqual(try s.lastTrustedClock(hostID: id, before: t0.addingTimeInterval(11))?.firmwareVersion, 0xFFFF_0000_0000_0001)
     }
 
     func testSerialsAreUniqueAndIssuanceIsAtomic() throws {
