@@ -48,7 +48,10 @@ public enum Appraiser {
     /// 2. the model log, if sent, parses and replays to the quoted SHA-256 PCR 23
     ///    (`model_log_malformed`, `model_log_mismatch`; PCR 23 must then be quoted);
     /// 3. the TPM clock: resetCount and restartCount never go backwards from the host's last
-    ///    accepted quote, nor, within one boot with `safe` set, the clock (`clock_regressed`);
+    ///    accepted quote, nor, within one boot with `safe` set, the clock by more than
+    ///    `clockTolerance` milliseconds (`clock_regressed`) — the caller allows the time between
+    ///    this quote's nonce and a later-recorded previous quote, since quotes made in clock order
+    ///    may reach the broker out of order;
     ///    the TPM's firmwareVersion is not below the policy's `tpm.minimumFirmwareVersion`
     ///    (`firmware_too_old`) nor, unless `tpm.allowFirmwareDowngrade`, below the host's last
     ///    accepted one (`firmware_downgraded`);
@@ -56,7 +59,7 @@ public enum Appraiser {
     /// 4. the policy (`Policy.evaluate`): freshness, agent key type, PCRs, event-log claims and
     ///    model rules, every violation reported.
     public static func appraise(hostID: String, quote: VerifiedQuote, eventLog: [UInt8]?, modelLog: [UInt8]?,
-                                previousClock: ClockState?, policy: Policy, evidenceAge: TimeInterval? = nil,
+                                previousClock: ClockState?, clockTolerance: UInt64 = 0, policy: Policy, evidenceAge: TimeInterval? = nil,
                                 agentKeyType: String? = nil, digester: Digester) -> Appraisal {
         // 1
         var boot: BootClaims?
@@ -98,8 +101,9 @@ public enum Appraiser {
                                                   expected: ">= \(before.0)/\(before.1)", actual: "\(now.0)/\(now.1)")], nil)
             }
             rebooted = now > before
-            if !rebooted && clock.safe && clock.clock < prev.clock {
-                return .rejected([PolicyViolation(code: .clockRegressed, path: "clock.clock", expected: ">= \(prev.clock)", actual: "\(clock.clock)")], nil)
+            if !rebooted && clock.safe && clock.clock.addingReportingOverflow(clockTolerance).partialValue < prev.clock {
+                return .rejected([PolicyViolation(code: .clockRegressed, path: "clock.clock",
+                                                  expected: ">= \(prev.clock)" + (clockTolerance > 0 ? " - \(clockTolerance)" : ""), actual: "\(clock.clock)")], nil)
             }
         }
         let firmware = quote.attest.firmwareVersion

@@ -119,8 +119,10 @@ extension BrokerService {
                                message: errors.map(\.message).joined(separator: "; "), nonce: report.nonce, nonceExpiresAt: nonceExpiresAt, now: now)
         }
         // 4
+        let previous = try store.lastTrustedClock(hostID: host.id)
         let appraisal = Appraiser.appraise(hostID: host.id, quote: quote, eventLog: eventLog, modelLog: modelLog,
-                                           previousClock: try store.lastTrustedClock(hostID: host.id, before: issuedAt), policy: policy,
+                                           previousClock: previous?.clock,
+                                           clockTolerance: Self.clockTolerance(previousAt: previous?.at, nonceIssuedAt: issuedAt), policy: policy,
                                            evidenceAge: now.timeIntervalSince(issuedAt), digester: OpenSSLDigester())
         metrics.verification(seconds: Self.seconds(since: started))
         switch appraisal {

@@ -291,13 +291,11 @@ public final class BrokerService: Sendable {
             try refuse(VouchError(.csrKeyNotAllowed, "agent key must be ECDSA P-256/P-384 or RSA of 2048-4096 bits", context: ["got": keyType]))
         }
         let pcrRecord = quote.pcrs.hexMap
-        // 7: the TPM clock is compared with evidence recorded before this nonce was issued — quotes
-        // the TPM made in clock order may reach the broker out of order, and only evidence older
-        // than the nonce is certainly older than this quote. A rolled-back TPM asks for a fresh
-        // nonce and is compared with everything before it.
+        // 7
         let evidence: TrustedEvidence
-        let previousClock = try store.lastTrustedClock(hostID: host.id, before: issuedAt)
-        switch Appraiser.appraise(hostID: host.id, quote: quote, eventLog: eventLog, modelLog: modelLog, previousClock: previousClock,
+        let previous = try store.lastTrustedClock(hostID: host.id)
+        switch Appraiser.appraise(hostID: host.id, quote: quote, eventLog: eventLog, modelLog: modelLog, previousClock: previous?.clock,
+                                  clockTolerance: Self.clockTolerance(previousAt: previous?.at, nonceIssuedAt: issuedAt),
                                   policy: policy, evidenceAge: now.timeIntervalSince(issuedAt), agentKeyType: keyType, digester: OpenSSLDigester()) {
         case let .trusted(e): evidence = e
         case let .rejected(violations, claims):
@@ -320,6 +318,19 @@ public final class BrokerService: Sendable {
                                agentKey: agentKey, evidence: evidence, pcrs: pcrRecord, now: now)
         try noteTrustedEnrollment(hostID: host.id, policy: policy.label, now: now)
         return issued
+    }
+
+    /// How far (ms) a quote's TPM clock may lag the host's latest accepted quote within one boot.
+    /// Quotes the TPM made in clock order may reach the broker out of order (concurrent
+    /// enrollments, a queued request): this quote was made after its nonce was issued, and the
+    /// previous one before it was recorded, so it can lag by at most the time between the two,
+    /// plus a second for clock granularity and rate. Previous evidence recorded before the nonce
+    /// allows no lag at all; reset and restart counts are never allowed to go back. A TPM rolled
+    /// back to an earlier state therefore passes only if that state is within this window —
+    /// at most the nonce lifetime — of its latest accepted one.
+    static func clockTolerance(previousAt: Date?, nonceIssuedAt: Date) -> UInt64 {
+        guard let previousAt, previousAt > nonceIssuedAt else { return 0 }
+        return UInt64((previousAt.timeIntervalSince(nonceIssuedAt) * 1000).rounded(.up)) + 1000
     }
 
     /// How far the broker's clock may fall behind its own latest recorded decision before it

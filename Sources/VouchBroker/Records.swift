@@ -241,8 +241,8 @@ public protocol BrokerStore: Sendable {
     func latestDecisionTime() throws -> Date?
     /// The host's most recent attestation whose quote verified (it carries PCR values).
     func latestEvidence(hostID: String) throws -> AttestationRecord?
-    /// The TPM clock of the host's most recent trusted attestation recorded before `before`.
-    func lastTrustedClock(hostID: String, before: Date) throws -> ClockState?
+    /// The TPM clock of the host's most recent trusted attestation, and when it was recorded.
+    func lastTrustedClock(hostID: String) throws -> (clock: ClockState, at: Date)?
 
     /// Records a trusted enrollment and the certificate issued for it, atomically. Fails with
     /// `conflict` if the serial was ever used.

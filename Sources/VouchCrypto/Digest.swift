@@ -84,10 +84,7 @@ public enum Crypto {
     /// KDFa (TPM 2.0 Part 1, 11.4.10.2): SP 800-108 counter-mode KDF with HMAC.
     /// `label` is given without its terminating zero; the zero octet is added here.
     public static func kdfa(_ alg: HashAlg, key: [UInt8], label: String, contextU: [UInt8], contextV: [UInt8], bits: Int) -> [UInt8] {
-        var out: [UInt8] = []
-        var counter: UInt32 = 1
-        let bytesNeeded = (bits + 7) / 8
-        while out.count < bytesNeeded {
+        counterMode(bits: bits) { counter in
             var w = ByteWriter()
             w.u32(counter)
             w.raw(Array(label.utf8))
@@ -95,22 +92,15 @@ public enum Crypto {
             w.raw(contextU)
             w.raw(contextV)
             w.u32(UInt32(bits))
-            out += hmac(alg, key: key, w.bytes)
-            counter += 1
+            return hmac(alg, key: key, w.bytes)
         }
-        return Array(out.prefix(bytesNeeded))
     }
-}
 
-extension Crypto {
     /// KDFe (TPM 2.0 Part 1, 11.4.10.3): the SP 800-56A concatenation KDF with the hash `alg`:
     /// H(counter ‖ Z ‖ label ‖ 0 ‖ partyUInfo ‖ partyVInfo) for counter = 1, 2, …, truncated to
     /// `bits` (a multiple of 8). `label` is given without its terminating zero.
     public static func kdfe(_ alg: HashAlg, z: [UInt8], label: String, partyUInfo: [UInt8], partyVInfo: [UInt8], bits: Int) -> [UInt8] {
-        var out: [UInt8] = []
-        var counter: UInt32 = 1
-        let bytesNeeded = (bits + 7) / 8
-        while out.count < bytesNeeded {
+        counterMode(bits: bits) { counter in
             var w = ByteWriter()
             w.u32(counter)
             w.raw(z)
@@ -118,7 +108,17 @@ extension Crypto {
             w.u8(0)
             w.raw(partyUInfo)
             w.raw(partyVInfo)
-            out += digest(alg, w.bytes)
+            return digest(alg, w.bytes)
+        }
+    }
+
+    /// Concatenates `block(1)`, `block(2)`, … until `bits` are there, and truncates to them.
+    private static func counterMode(bits: Int, _ block: (UInt32) -> [UInt8]) -> [UInt8] {
+        let bytesNeeded = (bits + 7) / 8
+        var out: [UInt8] = []
+        var counter: UInt32 = 1
+        while out.count < bytesNeeded {
+            out += block(counter)
             counter += 1
         }
         return Array(out.prefix(bytesNeeded))

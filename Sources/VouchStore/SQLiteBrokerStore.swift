@@ -438,14 +438,17 @@ public final class SQLiteBrokerStore: BrokerStore {
         }
     }
 
-    public func lastTrustedClock(hostID: String, before: Date) throws -> ClockState? {
+    public func lastTrustedClock(hostID: String) throws -> (clock: ClockState, at: Date)? {
         try with { db in
             // Only the clock object is read out of the stored claims (SQLite's JSON1): decoding the
             // whole claims document per re-attestation round cost more than the query.
             try db.prepare("""
-            SELECT json_extract(claims, '$.clock') FROM attestations WHERE host_id = ? AND trusted = 1 AND claims IS NOT NULL AND at < ?
+            SELECT json_extract(claims, '$.clock'), at FROM attestations WHERE host_id = ? AND trusted = 1 AND claims IS NOT NULL
             ORDER BY id DESC LIMIT 1
-            """).query([.text(hostID), .real(before.timeIntervalSince1970)]) { $0.optionalText(0) }.first.flatMap { $0 }.flatMap(Self.unjson)
+            """).query([.text(hostID)]) { r -> (ClockState, Date)? in
+                guard let text = r.optionalText(0), let clock: ClockState = Self.unjson(text) else { return nil }
+                return (clock, r.date(1))
+            }.first.flatMap { $0 }
         }
     }
 

@@ -109,8 +109,7 @@ final class StoreTests: XCTestCase {
     func testLastTrustedClockCarriesTheFirmwareVersion() throws {
         let s = try open()
         let id = host().id
-        try s.saveHost(host())
-        try s.saveTrust(HostTrust(hostID: id, since: t0, mode: .pull))
+        try s.activateHost(host(), trust: HostTrust(hostID: id, since: t0, mode: .pull), record: activation(id))
         func record(_ at: Date, firmware: UInt64?) throws {
             let clock = ClockState(resetCount: 2, restartCount: 1, clock: 77, safe: true, firmwareVersion: firmware)
             var t = try XCTUnwrap(try s.trust(hostID: id))
@@ -119,10 +118,11 @@ final class StoreTests: XCTestCase {
                                                   claims: EvidenceClaims(boot: nil, model: nil, clock: clock, rebootedSinceLastAttestation: false)), trust: t)
         }
         try record(t0, firmware: nil)
-        XCTAssertEqual(try s.lastTrustedClock(hostID: id, before: t0.addingTimeInterval(1))?.firmwareVersion, nil)
-        XCTAssertEqual(try s.lastTrustedClock(hostID: id, before: t0.addingTimeInterval(1))?.resetCount, 2)
+        XCTAssertEqual(try s.lastTrustedClock(hostID: id)?.clock.firmwareVersion, nil)
+        XCTAssertEqual(try s.lastTrustedClock(hostID: id)?.clock.resetCount, 2)
+        XCTAssertEqual(try s.lastTrustedClock(hostID: id)?.at, t0)
         try record(t0.addingTimeInterval(10), firmware: 0xFFFF_0000_0000_0001)
-        XCTAssertEqual(try s.lastTrustedClock(hostID: id, before: t0.addingTimeInterval(11))?.firmwareVersion, 0xFFFF_0000_0000_0001)
+        XCTAssertEqual(try s.lastTrustedClock(hostID: id)?.clock.firmwareVersion, 0xFFFF_0000_0000_0001)
     }
 
     func testSerialsAreUniqueAndIssuanceIsAtomic() throws {
