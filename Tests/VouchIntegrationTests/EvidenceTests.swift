@@ -70,6 +70,51 @@ final class EvidenceTests: XCTestCase {
         XCTAssertEqual(try broker.status().certificates.count, 1)
     }
 
+    /// Findings 3 and 4 through the daemon. The swtpm boots rhel8's firmware (Secure Boot on).
+    /// (a) A policy that quotes only PCR 0 gets no claims from other PCRs: no Secure Boot, no
+    /// kernel command line, whatever the log says about them. (b) The SecureBoot variable's data
+    /// byte flipped with its digest unchanged is refused (`event_data_mismatch`) and issues nothing;
+    /// the refusal is recorded (the quote verified: the host's TPM made the request).
+    func testClaimsOnlyFromQuotedPCRsAndEventDataMatchingItsDigest() throws {
+        let logURL = try fixture("tpm-eventlog/eventlogs/rhel8-uefi.bin")
+        var bytes = [UInt8](try Data(contentsOf: logURL))
+        let log = try TCGEventLog(bytes: bytes)
+        let tpm = try SwTPM()
+        let device = try TPMDevice(tcti: tpm.tcti)
+        for e in log.events where e.type != EventType.noAction { try device.pcrExtend(e.pcr, digests: [.sha256: e.digests[.sha256]!]) }
+        device.close()
+        let replayed = log.replay(using: OpenSSLDigester())[.sha256]!
+
+        let onlyPCR0 = try BrokerHarness(trusting: tpm, policy: try writePolicy(replayed.filter { $0.key == 0 }, in: tpm.dir))
+        let host = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "rhel8", eventLogPath: logURL.path),
+                            broker: HTTPClient(.https(baseURL: onlyPCR0.url, caFile: onlyPCR0.brokerCAFile)))
+        try host.register()
+        _ = try enroll(host)
+        let boot = try XCTUnwrap(try status(onlyPCR0).lastAttestation?.claims?.boot)
+        XCTAssertEqual(boot.pcrs, [0])
+        XCTAssertNil(boot.secureBoot)
+        XCTAssertTrue(boot.kernelCommandLines.isEmpty && boot.bootApplications.isEmpty && boot.dbxEntries.isEmpty)
+
+        // The SecureBoot variable (PCR 7): flip its one data byte, keep the digest.
+        let utf16Name = Array("SecureBoot".utf16.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] })
+        // UEFI_VARIABLE_DATA: VariableName GUID (16), name length (8), data length (8), name, data.
+        let event = try XCTUnwrap(log.events.first { e in
+            e.pcr == 7 && e.type == EventType.efiVariableDriverConfig && e.data.count > 32 + utf16Name.count &&
+                Array(e.data[32..<(32 + utf16Name.count)]) == utf16Name
+        })
+        let at = try XCTUnwrap(bytes.indices.first { bytes[$0...].starts(with: event.data) })
+        bytes[at + event.data.count - 1] ^= 0x01
+        let forgedLog = tpm.dir.appendingPathComponent("forged.bin")
+        try Data(bytes).write(to: forgedLog)
+        let broker = try BrokerHarness(trusting: tpm, policy: try writePolicy(replayed.filter { $0.key <= 8 }, in: tpm.dir))
+        let liar = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "rhel8", eventLogPath: forgedLog.path),
+                            broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile)))
+        try liar.register()
+        assertRefused("event_data_mismatch") { _ = try enroll(liar) }
+        XCTAssertEqual(try broker.status().certificates.count, 0)
+        XCTAssertEqual(try status(broker).lastAttestation?.codes.first, "event_data_mismatch")
+    }
+
     /// measure-model through the real attester executable; the broker's manifest digest equals the one
     /// `sha256sum | sort | sha256sum` gives; an edited log is refused.
     func testModelMeasurementReachesTheBroker() throws {
