@@ -99,5 +99,5 @@ fi
 echo "openssl verify -crl_check rejects the revoked certificate, as it should"
 
 step "Done"
-echo "Left for inspection: out/demo/ca.pem, out/demo/agent.pem, out/demo/crl.der"
+echo "Left for inspection: out/demo/ca.pem (issuing CA), out/demo/broker-ca.pem (the broker's own CA), out/demo/agent.pem, out/demo/crl.der"
 echo "  openssl verify -crl_check -CAfile out/demo/ca.pem -CRLfile <(openssl crl -inform der -in out/demo/crl.der) out/demo/agent.pem"
