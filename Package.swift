@@ -3,7 +3,10 @@
 //
 // Layers (a target may import only what is listed under it):
 //   C*                 system libraries, one per Debian C library, plus CVouchShims (macros, variadics)
-//   VouchCore          pure: errors, byte reader/writer, hex, clock, config-node tree
+//   VouchCore          pure: errors, byte reader/writer, hex/base64, DER, clock protocol (+ SystemClock, which
+//                      only reads Date()), config-node tree, HTTP values, argument parser; no file, signal or log
+//   VouchRuntime       the process: files (atomic writes, reads, directories), termination signals, the
+//                      process-wide log and its format; VouchCore only
 //   VouchTPMWire       pure: TPM 2.0 wire structures (TPMT_PUBLIC, TPMS_ATTEST, TPMT_SIGNATURE, ...)
 //   VouchEventLog      pure: TCG PC Client event logs (parse, replay, claims)
 //   VouchPolicy        pure: policy model and evaluation
@@ -12,13 +15,17 @@
 //   VouchTPM           tpm2-tss ESYS: the TPM device
 //   VouchStore         SQLite: the embedded store (VouchAttestation only for migration 4's host re-keying)
 //   VouchHTTPServer    libmicrohttpd (+ GnuTLS, its TLS library, for client certificates): HTTPS and Unix-socket server
+//                      (VouchRuntime for its log: libmicrohttpd's C callbacks carry no closure)
 //   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client
 //   VouchYAML          libyaml: YAML to the config-node tree
-//   VouchPolicyFiles   loads policy files and directories into a validated PolicySet
+//   VouchPolicyFiles   loads policy files and directories into a validated PolicySet (VouchRuntime: reads files)
 //   VouchAttestation   verifiers: EK chain, credential activation, quotes (returns verified values)
-//   VouchBroker        the broker service: orchestration over protocols, and its HTTP API
-//   VouchAttesterKit   the host side: AK, registration, quotes for agents
-//   vouchd, vouch-attester, vouch: executables that only wire pieces together
+//   VouchBroker        the broker service: orchestration over protocols, and its HTTP API (logs through an
+//                      injected closure; VouchRuntime only for Bootstrap's CA, token and identity files)
+//   VouchAttesterKit   the host side: AK, registration, quotes for agents (VouchRuntime: host certificate
+//                      and model log files; logs through an injected closure)
+//   vouchd, vouch-attester, vouch, vouch-bench, vouch-fuzz: executables that only wire pieces together
+// Every target declares exactly the package targets it imports: scripts/check-imports.sh (run by make test).
 import PackageDescription
 
 let package = Package(
@@ -48,29 +55,34 @@ let package = Package(
         .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog"]),
         .target(name: "VouchAPI", dependencies: ["VouchCore", "VouchEventLog"]),
 
+        // The process: files, signals, the process-wide log
+        .target(name: "VouchRuntime", dependencies: ["VouchCore"]),
+
         // Thin wrappers, one C library each
         .target(name: "VouchCrypto", dependencies: ["VouchCore", "VouchTPMWire", "COpenSSL", "CVouchShims"]),
         .target(name: "VouchTPM", dependencies: ["VouchCore", "VouchTPMWire", "CTSS2", "CVouchShims"]),
         .target(name: "VouchStore", dependencies: ["VouchCore", "VouchBroker", "VouchAttestation", "VouchEventLog", "CSQLite", "CVouchShims"]),
-        .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "CMicroHTTPD", "CGnuTLS", "CVouchShims"]),
+        .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "VouchRuntime", "CMicroHTTPD", "CGnuTLS", "CVouchShims"]),
         .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
         .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),
 
-        .target(name: "VouchPolicyFiles", dependencies: ["VouchCore", "VouchPolicy", "VouchYAML", "VouchCrypto"]),
+        .target(name: "VouchPolicyFiles", dependencies: ["VouchCore", "VouchRuntime", "VouchPolicy", "VouchYAML", "VouchCrypto"]),
 
         // Verification, service and host logic
         .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto", "VouchPolicy", "VouchEventLog"]),
-        .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
-        .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog"]),
+        .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
+        .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog"]),
 
         // Executables
-        .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy", "VouchYAML"]),
-        .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient"]),
-        .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles"]),
+        .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy",
+                                                     "VouchYAML", "VouchAPI", "VouchAttestation", "VouchCore", "VouchRuntime"]),
+        .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchTPMWire", "VouchRuntime"]),
+        .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles",
+                                                    "VouchCore", "VouchRuntime"]),
 
         .target(name: "VouchBenchKit", dependencies: ["VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog", "VouchPolicy", "VouchTPM", "VouchTPMWire"],
                 path: "Sources/VouchBenchKit"),
-        .executableTarget(name: "vouch-bench", dependencies: ["VouchBenchKit", "VouchAttesterKit", "VouchHTTPClient", "VouchAPI", "VouchCrypto", "VouchCore"]),
+        .executableTarget(name: "vouch-bench", dependencies: ["VouchBenchKit", "VouchAttesterKit", "VouchHTTPClient", "VouchAPI", "VouchCrypto", "VouchCore", "VouchRuntime"]),
         .executableTarget(name: "vouch-fuzz", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog",
                                                            "VouchPolicy", "VouchTPMWire", "VouchYAML"]),
 
@@ -80,7 +92,8 @@ let package = Package(
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
-        .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker", "VouchAttestation", "VouchCrypto", "VouchCore"]),
-        .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport"]),
+        .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker", "VouchAttestation", "VouchCrypto", "VouchCore", "VouchEventLog"]),
+        .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
+                                                                  "VouchEventLog", "VouchRuntime"]),
     ]
 )

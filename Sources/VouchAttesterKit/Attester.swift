@@ -4,6 +4,7 @@ import VouchAPI
 import VouchCore
 import VouchCrypto
 import VouchEventLog
+import VouchRuntime
 import VouchTPM
 import VouchTPMWire
 

@@ -3,6 +3,7 @@ import VouchAPI
 import VouchCore
 import VouchCrypto
 import VouchHTTPClient
+import VouchRuntime
 import VouchTPMWire
 
 /// The host's TLS identity from activation: its certificate (SPIFFE ID spiffe://TD/host/ID) and

@@ -2,6 +2,7 @@ import Foundation
 import VouchCore
 import VouchCrypto
 import VouchEventLog
+import VouchRuntime
 import VouchTPM
 import VouchTPMWire
 

@@ -4,7 +4,7 @@ import VouchCore
 /// Push mode: report on our own schedule. A failed push is retried with backoff (1 s doubling,
 /// capped at the interval); the broker counts a missed report as a fault, not a verdict.
 public enum PushLoop {
-    public static func start(_ attester: Attester, interval fixed: TimeInterval?, log: @escaping @Sendable (String) -> Void = Runtime.log) -> Thread {
+    public static func start(_ attester: Attester, interval fixed: TimeInterval?, log: @escaping @Sendable (String) -> Void) -> Thread {
         let thread = Thread {
             var failures = 0
             var interval: TimeInterval = fixed ?? 60

@@ -1,6 +1,7 @@
 import Foundation
 import VouchCore
 import VouchCrypto
+import VouchRuntime
 
 /// First-start setup of a broker's on-disk material.
 public enum BrokerBootstrap {

@@ -3,6 +3,7 @@ internal import CGnuTLS
 internal import CVouchShims
 import Foundation
 import VouchCore
+import VouchRuntime
 #if canImport(Glibc)
 import Glibc
 #endif

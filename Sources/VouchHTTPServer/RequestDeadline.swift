@@ -3,6 +3,7 @@ internal import CVouchShims
 import Foundation
 import Synchronization
 import VouchCore
+import VouchRuntime
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -2,6 +2,7 @@ import Foundation
 import VouchCore
 import VouchCrypto
 import VouchPolicy
+import VouchRuntime
 import VouchYAML
 
 /// Reads policy files: each path a file, or a directory whose `*.yaml`, `*.yml` and `*.json`

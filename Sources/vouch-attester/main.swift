@@ -5,6 +5,7 @@ import VouchAttesterKit
 import VouchCore
 import VouchHTTPClient
 import VouchHTTPServer
+import VouchRuntime
 import VouchTPMWire
 
 let usage = """
@@ -169,7 +170,7 @@ do {
                                       threads: 2, clientTrustPEM: try Files.readString(try args.required("ca")), handler: attester.brokerHandler)
         Runtime.log("pull mode: serving quotes to \(identity.brokerSpiffeID) at \(config.attesterURL ?? "")")
     } else {
-        pusher = PushLoop.start(attester, interval: pushInterval)
+        pusher = PushLoop.start(attester, interval: pushInterval, log: Runtime.log)
         Runtime.log("push mode: reporting to the broker" + (pushInterval.map { " every \(Int($0))s" } ?? " at 80 % of the policy's interval"))
     }
     Runtime.waitForTermination()

@@ -5,6 +5,7 @@ import VouchAttesterKit
 import VouchCore
 import VouchCrypto
 import VouchHTTPClient
+import VouchRuntime
 
 /// `vouch-bench enroll`: end-to-end enrollment against a running vouchd (nonce → quote → verify →
 /// policy → certificate → durable store) from simulated hosts, so no TPM emulator is in the way.

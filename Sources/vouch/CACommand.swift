@@ -2,6 +2,7 @@ import Foundation
 import VouchAPI
 import VouchCore
 import VouchCrypto
+import VouchRuntime
 
 /// `vouch ca create-root|create-intermediate|rotate`: an offline root, online intermediates, rotation.
 func caCommand(_ argv: [String]) throws -> Int32 {

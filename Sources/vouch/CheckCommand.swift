@@ -3,6 +3,7 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchRuntime
 
 /// `vouch check`: the gate for automated workflows. Exit 0 only if every requirement holds.
 /// Checks, in order (all are run; every failure is reported):

@@ -3,6 +3,7 @@ import VouchAPI
 import VouchCore
 import VouchCrypto
 import VouchHTTPClient
+import VouchRuntime
 import VouchTPMWire
 
 enum CLI {

@@ -1,6 +1,7 @@
 import Foundation
 import VouchAPI
 import VouchCore
+import VouchRuntime
 
 /// `vouch token create|list|revoke`: scoped API tokens (admin token needed).
 func tokenCommand(_ argv: [String]) throws -> Int32 {

@@ -1,5 +1,6 @@
 import Foundation
 import VouchCore
+import VouchRuntime
 import VouchYAML
 
 /// vouchd's settings from three layers, later ones winning: the configuration file (`--config`,

@@ -6,6 +6,7 @@ import VouchCore
 import VouchCrypto
 import VouchHTTPServer
 import VouchPolicy
+import VouchRuntime
 import VouchStore
 import VouchPolicyFiles
 

@@ -5,6 +5,7 @@ import VouchAttesterKit
 import VouchCore
 import VouchCrypto
 import VouchHTTPClient
+import VouchRuntime
 import VouchYAML
 import VouchTestSupport
 
