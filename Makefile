@@ -1,6 +1,6 @@
 # Vouch: two commands on a fresh Debian 12 machine with Swift 6.
 #   make demo   install what is missing, build, run the end-to-end story (scripts/demo.sh)
-#   make test   install what is missing, build, run every test
+#   make test   install what is missing, check imports against Package.swift, build, run every test
 SHELL := /bin/bash
 SWIFT ?= swift
 APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 libssl-dev openssl \
@@ -8,7 +8,7 @@ APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 lib
                 nginx-light time sqlite3 python3-venv systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build demo test test-unit fuzz bench clean
+.PHONY: all deps build demo test test-unit check-imports fuzz bench clean
 
 all: build
 
@@ -26,9 +26,13 @@ build: deps
 demo: build
 	scripts/demo.sh
 
-test: deps
+test: deps check-imports
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# Each target declares in Package.swift exactly the package targets it imports (seconds, no build).
+check-imports: deps
+	SWIFT=$(SWIFT) scripts/check-imports.sh
 
 # Only the tests that start no process (parsers, crypto, policy, store).
 test-unit: deps
