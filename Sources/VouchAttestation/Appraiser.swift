@@ -5,15 +5,15 @@ import VouchPolicy
 import VouchTPMWire
 
 extension ErrorCode {
-    public static let eventLogMalformed = ErrorCode("event_log_malformed")
-    public static let modelLogMalformed = ErrorCode("model_log_malformed")
-    public static let modelLogMismatch = ErrorCode("model_log_mismatch")
-    public static let clockRegressed = ErrorCode("clock_regressed")
-    public static let clockNotSafe = ErrorCode("clock_not_safe")
+    public static let eventLogMalformed = ErrorCode("event_log_malformed", status: 400)
+    public static let modelLogMalformed = ErrorCode("model_log_malformed", status: 400)
+    public static let modelLogMismatch = ErrorCode("model_log_mismatch", status: 403)
+    public static let clockRegressed = ErrorCode("clock_regressed", status: 403)
+    public static let clockNotSafe = ErrorCode("clock_not_safe", status: 403)
     /// The TPM's firmwareVersion is below the host's last accepted one.
-    public static let firmwareDowngraded = ErrorCode("firmware_downgraded")
+    public static let firmwareDowngraded = ErrorCode("firmware_downgraded", status: 403)
     /// The TPM's firmwareVersion is below the policy's `tpm.minimumFirmwareVersion`.
-    public static let firmwareTooOld = ErrorCode("firmware_too_old")
+    public static let firmwareTooOld = ErrorCode("firmware_too_old", status: 403)
 }
 
 /// Evidence that passed quote verification, log replay, clock checks and policy: the only input

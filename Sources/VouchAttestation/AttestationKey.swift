@@ -5,9 +5,9 @@ import VouchTPMWire
 extension ErrorCode {
     /// The AK's public area fixes no signing scheme Vouch verifies with (TPM_ALG_NULL, or a scheme
     /// that does not fit its key type), or fixes SHA-1 where SHA-1 is not explicitly allowed.
-    public static let akSchemeNotAllowed = ErrorCode("ak_scheme_not_allowed")
+    public static let akSchemeNotAllowed = ErrorCode("ak_scheme_not_allowed", status: 403)
     /// A TPMT_SIGNATURE names another scheme or hash than the one the AK's public area fixes.
-    public static let quoteSignatureSchemeMismatch = ErrorCode("quote_signature_scheme_mismatch")
+    public static let quoteSignatureSchemeMismatch = ErrorCode("quote_signature_scheme_mismatch", status: 403)
 }
 
 /// An attestation key with the one signing scheme and hash its TPMT_PUBLIC fixes. A restricted

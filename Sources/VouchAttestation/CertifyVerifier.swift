@@ -3,8 +3,8 @@ import VouchCrypto
 import VouchTPMWire
 
 extension ErrorCode {
-    public static let keyCertificationInvalid = ErrorCode("key_certification_invalid")
-    public static let keyNotTPMBound = ErrorCode("key_not_tpm_bound")
+    public static let keyCertificationInvalid = ErrorCode("key_certification_invalid", status: 403)
+    public static let keyNotTPMBound = ErrorCode("key_not_tpm_bound", status: 403)
 }
 
 /// A key the host's AK certified as living in its TPM, with attributes that keep it there.

@@ -108,7 +108,7 @@ public final class Attester: Sendable {
     /// Enrolls an agent: fetches a challenge, quotes with the agent key bound into the qualifying
     /// data, and asks the broker for a certificate.
     public func enroll(_ req: AgentEnrollRequest) throws -> EnrollResponse {
-        guard let hostID else { throw VouchError(ErrorCode("attester_not_registered"), "this host has not completed registration with the broker") }
+        guard let hostID else { throw VouchError(.attesterNotRegistered, "this host has not completed registration with the broker") }
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID), as: ChallengeResponse.self)
         let nonce = try Hex.decode(challenge.nonce, field: "nonce")
         var tpmKey: (body: TPMKeyBody, priv: [UInt8], pub: [UInt8])?

@@ -19,7 +19,7 @@ public struct HostIdentity: Sendable {
 }
 
 extension ErrorCode {
-    public static let attesterNotRegistered = ErrorCode("attester_not_registered")
+    public static let attesterNotRegistered = ErrorCode("attester_not_registered", status: 400)
 }
 
 extension PCRSelectionBody {

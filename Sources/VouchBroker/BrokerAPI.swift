@@ -3,6 +3,13 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+
+extension ErrorCode {
+    public static let methodNotAllowed = ErrorCode("method_not_allowed", status: 405)
+    public static let notReady = ErrorCode("not_ready", status: 503)
+    public static let tooManyAttempts = ErrorCode("too_many_attempts", status: 429)
+    public static let tooManyStreams = ErrorCode("too_many_streams", status: 429)
+}
 import VouchPolicy
 
 /// Maps HTTP requests to the broker service (docs/api.md). Errors become JSON `{code, message}`
@@ -38,18 +45,18 @@ public struct BrokerAPI: Sendable {
 
     private func route(_ req: HTTPRequest) throws -> HTTPResponse {
         if req.path == "/healthz" || req.path == "/readyz" {
-            guard req.method == "GET" else { throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here") }
+            guard req.method == "GET" else { throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here") }
             if req.path == "/healthz" { return json(200, ["status": "ok"]) }
-            return try service.ready() ? json(200, ["status": "ready"]) : errorResponse(VouchError(ErrorCode("not_ready"), "shutting down"))
+            return try service.ready() ? json(200, ["status": "ready"]) : errorResponse(VouchError(.notReady, "shutting down"))
         }
         if req.path == "/metrics" {
-            guard req.method == "GET" else { throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here") }
+            guard req.method == "GET" else { throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here") }
             try require(.read, req)   // fleet state and refusal causes are not for anonymous readers
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(try service.metricsText().utf8))
         }
         // OCSP GET: the request is the rest of the path, URL-encoded base64 (RFC 6960 A.1), which may contain '/'.
         if req.path.hasPrefix("/v1/ocsp/") {
-            guard req.method == "GET" else { throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here") }
+            guard req.method == "GET" else { throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here") }
             let encoded = String(req.path.dropFirst("/v1/ocsp/".count))
             let der = (encoded.removingPercentEncoding ?? encoded).data(usingBase64: ())
             return ocspResponse(try der.map { try service.ocsp(request: $0) } ?? OCSPResponder.errorResponse(1))
@@ -184,7 +191,7 @@ public struct BrokerAPI: Sendable {
             return json(200, try service.evidence(hostID: p[1]))
         case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["crl.pem"]), (_, ["ocsp"]), (_, ["bundle"]), (_, ["events"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]),
              (_, ["policies"]), (_, ["policies", "reload"]), (_, ["summary"]), (_, ["attestations"]), (_, ["certificates"]), (_, ["tokens"]):
-            throw VouchError(ErrorCode("method_not_allowed"), "method \(req.method) is not allowed here")
+            throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here")
         default:
             throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))])
         }
@@ -217,7 +224,7 @@ public struct BrokerAPI: Sendable {
         }
         guard let scope else {
             if let wait = throttle.blocked(req.peer, now: now) {
-                throw VouchError(ErrorCode("too_many_attempts"), "too many failed authentications from this address; retry later",
+                throw VouchError(.tooManyAttempts, "too many failed authentications from this address; retry later",
                                  context: ["retryAfter": "\(wait)"])
             }
             throttle.failed(req.peer, now: now)
@@ -244,31 +251,9 @@ public struct BrokerAPI: Sendable {
         return HTTPResponse(status: Self.status(for: e.code), headers: headers, body: JSONCodec.encode(body))
     }
 
-    /// HTTP status for each error code (documented in docs/api.md).
-    public static func status(for code: ErrorCode) -> Int {
-        switch code {
-        case .unauthorized, .clientCertificateRequired: 401
-        case .forbidden: 403
-        case ErrorCode("not_ready"): 503
-        case .unknownHost, .notFound: 404
-        case ErrorCode("method_not_allowed"): 405
-        case .nonceReused, .conflict, .labelsImmutable: 409
-        case .policyInvalid: 422
-        case .internalError, .database, .crypto, .io, .tpm, .http, .config: 500
-        case ErrorCode("too_many_streams"), ErrorCode("too_many_attempts"): 429
-        case .clockUnreliable: 503
-        case .akNotActivated, .activationFailed, .activationExpired, .registrationInvalid, .ekUntrusted, .ekMismatch, .ekTemplateMismatch, .ekCertificateProfile, .ekCertificateInvalid, .akRejected,
-             .quoteSignatureInvalid, .quoteNotTPMGenerated, .quoteWrongType, .qualifyingDataMismatch, .pcrDigestMismatch,
-             .akSchemeNotAllowed, .quoteSignatureSchemeMismatch, .firmwareDowngraded, .firmwareTooOld,
-             .pcrBankMismatch, .pcrNotAllowed, .pcrMissing, .nonceUnknown, .nonceExpired, .policyRejected,
-             .eventLogMismatch, .modelLogMismatch, .clockRegressed, .clockNotSafe, .noPolicy, .spiffeIDUnresolved, .spiffeIDReserved,
-             .eventLogMissing, .secureBootDisabled, .bootApplicationNotAllowed, .bootApplicationDenied, .kernelCmdlineMissing,
-             .kernelCmdlineForbidden, .dbxEntryMissing, .modelMissing, .modelNotAllowed, .modelDenied, .evidenceTooOld, .agentKeyNotAllowed,
-             .hostRevoked, .simulatedHostsRefused, .clientCertificateMismatch, .keyNotTPMBound, .keyCertificationInvalid, .certificateRevoked, .certificateExpired, .renewalIdentityMismatch, .renewalProofInvalid:
-            403
-        default: 400
-        }
-    }
+    /// HTTP status for each error code (documented in docs/api.md): the code's own, from the
+    /// catalogue; a code without one (never raised by the broker) is a fault.
+    public static func status(for code: ErrorCode) -> Int { code.status == 0 ? 500 : code.status }
 }
 
 extension BrokerAPI {

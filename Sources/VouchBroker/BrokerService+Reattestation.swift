@@ -8,14 +8,14 @@ import VouchPolicy
 import VouchTPMWire
 
 extension ErrorCode {
-    public static let simulatedHostsRefused = ErrorCode("simulated_hosts_refused")
-    public static let clientCertificateRequired = ErrorCode("client_certificate_required")
-    public static let clientCertificateMismatch = ErrorCode("client_certificate_mismatch")
+    public static let simulatedHostsRefused = ErrorCode("simulated_hosts_refused", status: 403)
+    public static let clientCertificateRequired = ErrorCode("client_certificate_required", status: 401)
+    public static let clientCertificateMismatch = ErrorCode("client_certificate_mismatch", status: 403)
     /// Faults: no verdict, the host is unreachable until the policy's grace ends.
-    public static let attesterUnreachable = ErrorCode("attester_unreachable")
-    public static let attesterTimeout = ErrorCode("attester_timeout")
-    public static let attesterFault = ErrorCode("attester_fault")
-    public static let reportOverdue = ErrorCode("report_overdue")
+    public static let attesterUnreachable = ErrorCode("attester_unreachable", status: 502)
+    public static let attesterTimeout = ErrorCode("attester_timeout", status: 502)
+    public static let attesterFault = ErrorCode("attester_fault", status: 502)
+    public static let reportOverdue = ErrorCode("report_overdue", status: 400)
 }
 
 /// Where pull-mode evidence comes from: the attester's HTTPS endpoint, reached with mutual TLS.

@@ -148,7 +148,7 @@ extension BrokerService {
             c.byAddress[peer, default: 0] += 1
             return nil
         }
-        if let refusal { throw VouchError(ErrorCode("too_many_streams"), refusal, context: ["retryAfter": "\(Self.streamRetryAfter)"]) }
+        if let refusal { throw VouchError(.tooManyStreams, refusal, context: ["retryAfter": "\(Self.streamRetryAfter)"]) }
         let cursor = Mutex(after)
         let store = self.store, notifier = self.events
         return HTTPStream(next: { [self] in

@@ -4,8 +4,8 @@ import VouchCore
 import VouchCrypto
 
 extension ErrorCode {
-    public static let registrationInvalid = ErrorCode("registration_invalid")
-    public static let labelsImmutable = ErrorCode("labels_immutable")
+    public static let registrationInvalid = ErrorCode("registration_invalid", status: 403)
+    public static let labelsImmutable = ErrorCode("labels_immutable", status: 409)
 }
 
 /// A registration waiting for credential activation, held by the registrant rather than the

@@ -1,9 +1,22 @@
 /// A stable, machine-readable error code. Tests and clients match codes, never message prose.
+///
+/// The catalogue: every code is declared once, as a static constant of this type in the module
+/// that raises it, together with the HTTP status the broker's API answers it with — there is no
+/// fallback mapping. Codes are equal by their raw value; a code decoded from elsewhere (a client
+/// reading an API answer) carries status 0.
 public struct ErrorCode: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
     public let rawValue: String
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public init(_ rawValue: String) { self.rawValue = rawValue }
+    /// The HTTP status an API answer with this code has (4xx refusals, 5xx faults).
+    public let status: Int
+    public init(rawValue: String) { self.rawValue = rawValue; self.status = 0 }
+    public init(_ rawValue: String, status: Int) {
+        precondition((400...599).contains(status), "an error code's HTTP status is 4xx or 5xx")
+        self.rawValue = rawValue
+        self.status = status
+    }
     public var description: String { rawValue }
+    public static func == (a: ErrorCode, b: ErrorCode) -> Bool { a.rawValue == b.rawValue }
+    public func hash(into h: inout Hasher) { h.combine(rawValue) }
 }
 
 /// Every failure in Vouch: a code, a sentence for humans, and structured context
@@ -28,25 +41,25 @@ public struct VouchError: Error, Sendable, CustomStringConvertible, Equatable {
 
 extension ErrorCode {
     // Parsing of outside bytes
-    public static let truncated = ErrorCode("truncated")
-    public static let trailingBytes = ErrorCode("trailing_bytes")
-    public static let invalidValue = ErrorCode("invalid_value")
-    public static let unsupported = ErrorCode("unsupported")
+    public static let truncated = ErrorCode("truncated", status: 400)
+    public static let trailingBytes = ErrorCode("trailing_bytes", status: 400)
+    public static let invalidValue = ErrorCode("invalid_value", status: 400)
+    public static let unsupported = ErrorCode("unsupported", status: 400)
     // Generic
-    public static let badRequest = ErrorCode("bad_request")
-    public static let notFound = ErrorCode("not_found")
-    public static let unauthorized = ErrorCode("unauthorized")
-    public static let forbidden = ErrorCode("forbidden")
-    public static let conflict = ErrorCode("conflict")
-    public static let internalError = ErrorCode("internal")
-    public static let io = ErrorCode("io")
-    public static let config = ErrorCode("config")
+    public static let badRequest = ErrorCode("bad_request", status: 400)
+    public static let notFound = ErrorCode("not_found", status: 404)
+    public static let unauthorized = ErrorCode("unauthorized", status: 401)
+    public static let forbidden = ErrorCode("forbidden", status: 403)
+    public static let conflict = ErrorCode("conflict", status: 409)
+    public static let internalError = ErrorCode("internal", status: 500)
+    public static let io = ErrorCode("io", status: 500)
+    public static let config = ErrorCode("config", status: 500)
     // Library failures (one code per C library)
-    public static let crypto = ErrorCode("crypto")
-    public static let signatureInvalid = ErrorCode("signature_invalid")
-    public static let signerMismatch = ErrorCode("signer_mismatch")
-    public static let tpm = ErrorCode("tpm")
-    public static let database = ErrorCode("database")
-    public static let http = ErrorCode("http")
-    public static let yaml = ErrorCode("yaml")
+    public static let crypto = ErrorCode("crypto", status: 500)
+    public static let signatureInvalid = ErrorCode("signature_invalid", status: 400)
+    public static let signerMismatch = ErrorCode("signer_mismatch", status: 400)
+    public static let tpm = ErrorCode("tpm", status: 500)
+    public static let database = ErrorCode("database", status: 500)
+    public static let http = ErrorCode("http", status: 500)
+    public static let yaml = ErrorCode("yaml", status: 400)
 }

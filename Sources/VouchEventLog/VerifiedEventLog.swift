@@ -3,9 +3,9 @@ import VouchTPMWire
 
 extension ErrorCode {
     /// A quoted PCR the log extends replays to another value than the quote signed.
-    public static let eventLogMismatch = ErrorCode("event_log_mismatch")
+    public static let eventLogMismatch = ErrorCode("event_log_mismatch", status: 403)
     /// An event whose digest is defined over its data carries data that does not hash to it.
-    public static let eventDataMismatch = ErrorCode("event_data_mismatch")
+    public static let eventDataMismatch = ErrorCode("event_data_mismatch", status: 403)
 }
 
 /// One reason a log was refused, in the shape policy violations take (the appraiser turns it
