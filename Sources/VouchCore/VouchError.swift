@@ -25,11 +25,21 @@ public struct VouchError: Error, Sendable, CustomStringConvertible, Equatable {
     public let code: ErrorCode
     public let message: String
     public let context: [String: String]
+    /// The closed, typed reason a module gives for this failure (for example an
+    /// `HTTPClientError`), for callers that act on the reason: they match its type, never the
+    /// message or a context string. Not part of equality, the description or any wire form.
+    public let cause: (any Error & Sendable)?
 
-    public init(_ code: ErrorCode, _ message: String, context: [String: String] = [:]) {
+    public init(_ code: ErrorCode, _ message: String, context: [String: String] = [:], cause: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message
         self.context = context
+        self.cause = cause
+    }
+
+    /// Code, message and context; the cause is a typed view of the same failure.
+    public static func == (a: VouchError, b: VouchError) -> Bool {
+        a.code == b.code && a.message == b.message && a.context == b.context
     }
 
     public var description: String {

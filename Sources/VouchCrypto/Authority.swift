@@ -84,12 +84,8 @@ public final class CertificateAuthority: @unchecked Sendable {
     public static func create(commonName: String, key: PrivateKey, notBefore: Date, notAfter: Date, pathLength: Int = 0) throws -> CertificateAuthority {
         let (x, cert) = try newCertificate(subject: [("O", "Vouch"), ("CN", commonName)], issuer: nil, publicKey: key.pkey, serial: try randomSerial(),
                                            notBefore: notBefore, notAfter: notAfter)
-        try addExtensions(x, issuer: x, [
-            (NID_basic_constraints, "critical,CA:TRUE,pathlen:\(pathLength)"),
-            (NID_key_usage, "critical,keyCertSign,cRLSign"),
-            (NID_subject_key_identifier, "hash"),
-            (NID_authority_key_identifier, "keyid:always"),
-        ])
+        let keyID = try keyIdentifier(ofCertificate: x)
+        try addExtensions(x, caExtensions(pathLength: pathLength, keyID: keyID, issuerKeyID: keyID))
         guard X509_sign(x, key.pkey, EVP_sha256()) > 0 else { throw opensslError("X509_sign") }
         return try CertificateAuthority(key: key, certificate: cert)
     }
@@ -98,12 +94,8 @@ public final class CertificateAuthority: @unchecked Sendable {
     public func issueIntermediate(commonName: String, key: PrivateKey, notBefore: Date, notAfter: Date) throws -> CertificateAuthority {
         let (x, cert) = try Self.newCertificate(subject: [("O", "Vouch"), ("CN", commonName)], issuer: certificate.x509, publicKey: key.pkey, serial: try randomSerial(),
                                                 notBefore: notBefore, notAfter: notAfter)
-        try addExtensions(x, issuer: certificate.x509, [
-            (NID_basic_constraints, "critical,CA:TRUE,pathlen:0"),
-            (NID_key_usage, "critical,keyCertSign,cRLSign"),
-            (NID_subject_key_identifier, "hash"),
-            (NID_authority_key_identifier, "keyid:always"),
-        ])
+        try addExtensions(x, Self.caExtensions(pathLength: 0, keyID: try keyIdentifier(ofCertificate: x),
+                                               issuerKeyID: try authorityKeyIdentifier(ofIssuer: certificate.x509)))
         guard X509_sign(x, self.key.pkey, EVP_sha256()) > 0 else { throw opensslError("X509_sign") }
         return try CertificateAuthority(key: key, certificate: cert)
     }
@@ -130,46 +122,8 @@ public final class CertificateAuthority: @unchecked Sendable {
                                                 serial: try serial ?? randomSerial(), notBefore: profile.notBefore, notAfter: profile.notAfter,
                                                 fieldsOnlyKey: true)
 
-        var sans: [String] = []
-        for u in profile.uriSANs { try requireSafe(u, "uriSAN"); sans.append("URI:\(u)") }
-        for d in profile.dnsSANs { try requireSafe(d, "dnsSAN"); sans.append("DNS:\(d)") }
-        for i in profile.ipSANs { try requireSafe(i, "ipSAN"); sans.append("IP:\(i)") }
-        var exts: [(Int32, String)] = [
-            (NID_basic_constraints, "critical,CA:FALSE"),
-            (NID_subject_key_identifier, "hash"),
-            (NID_authority_key_identifier, "keyid:always"),
-        ]
-        switch profile.usage {
-        case .agent, .host:
-            exts.append((NID_key_usage, "critical,digitalSignature"))
-            exts.append((NID_ext_key_usage, "serverAuth,clientAuth"))
-        case .brokerClient:
-            exts.append((NID_key_usage, "critical,digitalSignature"))
-            exts.append((NID_ext_key_usage, "clientAuth"))
-        case .tlsServer:
-            exts.append((NID_key_usage, "critical,digitalSignature,keyEncipherment"))
-            exts.append((NID_ext_key_usage, "serverAuth"))
-        }
-        if !sans.isEmpty { exts.append((NID_subject_alt_name, sans.joined(separator: ","))) }
-        if let crl = profile.crlDistributionPoint {
-            try requireSafe(crl, "crlDistributionPoint")
-            exts.append((NID_crl_distribution_points, "URI:\(crl)"))
-        }
-        if let ocsp = profile.ocspURL {
-            try requireSafe(ocsp, "ocspURL")
-            exts.append((NID_info_access, "OCSP;URI:\(ocsp)"))
-        }
-        try addExtensions(x, issuer: certificate.x509, exts)
-        for (oid, der) in profile.extensions {
-            let obj = try notNil(OBJ_txt2obj(oid, 1), "OBJ_txt2obj(\(oid))")
-            defer { ASN1_OBJECT_free(obj) }
-            let value = try notNil(ASN1_OCTET_STRING_new(), "ASN1_OCTET_STRING_new")
-            defer { ASN1_OCTET_STRING_free(value) }
-            try check(ASN1_OCTET_STRING_set(value, der, Int32(der.count)), "ASN1_OCTET_STRING_set")
-            let ext = try notNil(X509_EXTENSION_create_by_OBJ(nil, obj, 0, value), "X509_EXTENSION_create_by_OBJ")
-            defer { X509_EXTENSION_free(ext) }
-            try check(X509_add_ext(x, ext, -1), "X509_add_ext")
-        }
+        try addExtensions(x, try Self.leafExtensions(profile, keyID: try keyIdentifier(ofCertificate: x),
+                                                     issuerKeyID: try authorityKeyIdentifier(ofIssuer: certificate.x509)))
         guard X509_sign(x, key.pkey, EVP_sha256()) > 0 else { throw opensslError("X509_sign") }
         return cert
     }
@@ -205,9 +159,7 @@ public final class CertificateAuthority: @unchecked Sendable {
         let crlNumber = try asn1Integer(nbytes)
         defer { ASN1_INTEGER_free(crlNumber) }
         try check(X509_CRL_add1_ext_i2d(crl, NID_crl_number, UnsafeMutableRawPointer(crlNumber), 0, 0), "X509_CRL_add1_ext_i2d")
-        var ctx = X509V3_CTX()
-        X509V3_set_ctx(&ctx, certificate.x509, nil, nil, crl, 0)
-        let aki = try notNil(X509V3_EXT_conf_nid(nil, &ctx, NID_authority_key_identifier, "keyid:always"), "X509V3_EXT_conf_nid")
+        let aki = try CertificateExtension.authorityKeyIdentifier(keyID: authorityKeyIdentifier(ofIssuer: certificate.x509)).openSSLExtension()
         defer { X509_EXTENSION_free(aki) }
         try check(X509_CRL_add_ext(crl, aki, -1), "X509_CRL_add_ext")
         try check(X509_CRL_sort(crl), "X509_CRL_sort")
@@ -271,6 +223,50 @@ public final class CRL: @unchecked Sendable {
 // MARK: - helpers
 
 extension CertificateAuthority {
+    /// A CA certificate's extensions: basicConstraints (critical, CA, `pathLength`), keyUsage
+    /// (critical: keyCertSign, cRLSign), SKI, AKI.
+    static func caExtensions(pathLength: Int, keyID: [UInt8], issuerKeyID: [UInt8]) -> [CertificateExtension] {
+        [.basicConstraints(isCA: true, pathLength: pathLength, critical: true),
+         .keyUsage([.keyCertSign, .cRLSign], critical: true),
+         .subjectKeyIdentifier(keyID),
+         .authorityKeyIdentifier(keyID: issuerKeyID)]
+    }
+
+    /// A leaf's extensions, in this order: basicConstraints (critical, not a CA), SKI, AKI,
+    /// keyUsage (critical) and extendedKeyUsage by usage, subjectAltName (URIs, DNS names, IP
+    /// addresses) when it names any, cRLDistributionPoints, authorityInfoAccess (OCSP), then the
+    /// profile's own extensions (non-critical). Names are checked here: URIs and DNS names are
+    /// printable ASCII without spaces, IP addresses parse.
+    static func leafExtensions(_ profile: LeafProfile, keyID: [UInt8], issuerKeyID: [UInt8]) throws -> [CertificateExtension] {
+        var names: [GeneralName] = []
+        for u in profile.uriSANs { names.append(.uniformResourceIdentifier(try IA5Name(u, field: "uriSAN"))) }
+        for d in profile.dnsSANs { names.append(.dnsName(try IA5Name(d, field: "dnsSAN"))) }
+        for i in profile.ipSANs { names.append(.ipAddress(try IPAddressName(i, field: "ipSAN"))) }
+        let usage: KeyUsage, purposes: [OID]
+        switch profile.usage {
+        case .agent, .host: (usage, purposes) = (.digitalSignature, [.serverAuth, .clientAuth])
+        case .brokerClient: (usage, purposes) = (.digitalSignature, [.clientAuth])
+        case .tlsServer: (usage, purposes) = ([.digitalSignature, .keyEncipherment], [.serverAuth])
+        }
+        var exts: [CertificateExtension] = [
+            .basicConstraints(isCA: false, critical: true),
+            .subjectKeyIdentifier(keyID),
+            .authorityKeyIdentifier(keyID: issuerKeyID),
+            .keyUsage(usage, critical: true),
+            .extendedKeyUsage(purposes),
+        ]
+        if !names.isEmpty { exts.append(.subjectAltName(names)) }
+        if let crl = profile.crlDistributionPoint { exts.append(.crlDistributionPoints([try IA5Name(crl, field: "crlDistributionPoint")])) }
+        if let ocsp = profile.ocspURL { exts.append(.authorityInfoAccess(ocsp: [try IA5Name(ocsp, field: "ocspURL")])) }
+        for (dotted, der) in profile.extensions {
+            guard let oid = OID(dotted: dotted) else {
+                throw VouchError(.invalidValue, "an extension's OID is not in dotted decimal form", context: ["field": "extensions", "got": dotted])
+            }
+            exts.append(CertificateExtension(oid: oid, critical: false, value: der))
+        }
+        return exts
+    }
+
     /// A v3 certificate body: serial, `subject` (attribute short name, UTF-8 value, in order), issuer (`nil`: self-issued),
     /// validity and public key. The caller adds extensions and signs.
     /// `fieldsOnlyKey`: set the SubjectPublicKeyInfo from the key's parameters (leaf certificates;
@@ -379,22 +375,5 @@ private func setValidity(_ x: OpaquePointer, _ notBefore: Date, _ notAfter: Date
     guard ASN1_TIME_set(X509_getm_notBefore(x), time_t(notBefore.timeIntervalSince1970)) != nil,
           ASN1_TIME_set(X509_getm_notAfter(x), time_t(notAfter.timeIntervalSince1970)) != nil else {
         throw opensslError("ASN1_TIME_set")
-    }
-}
-
-private func addExtensions(_ x: OpaquePointer, issuer: OpaquePointer, _ exts: [(Int32, String)]) throws {
-    var ctx = X509V3_CTX()
-    X509V3_set_ctx(&ctx, issuer, x, nil, nil, 0)
-    for (nid, value) in exts {
-        let ext = try notNil(X509V3_EXT_conf_nid(nil, &ctx, nid, value), "X509V3_EXT_conf_nid(\(nid))")
-        defer { X509_EXTENSION_free(ext) }
-        try check(X509_add_ext(x, ext, -1), "X509_add_ext")
-    }
-}
-
-/// Values placed in OpenSSL's extension config syntax must not carry its separators.
-private func requireSafe(_ v: String, _ field: String) throws {
-    guard !v.isEmpty, v.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "," && $0 != "\\" && $0 != "\"" }) else {
-        throw VouchError(.invalidValue, "\(field) contains characters not allowed in a certificate name", context: ["field": field, "got": v])
     }
 }

@@ -52,7 +52,8 @@ public final class HTTPClient: HTTPTransport {
         self.freshConnections = freshConnections
     }
 
-    /// Sends a request; transport failures throw `http` errors, HTTP statuses are returned as they are.
+    /// Sends a request; transport failures throw `http` errors whose `cause` is an
+    /// `HTTPClientError`, HTTP statuses are returned as they are.
     /// Easy handles come from a process-wide pool and are reset after use, which keeps curl's
     /// caches (connections, TLS sessions, the parsed CA store) across requests and clients.
     public func send(_ method: String, _ path: String, headers: [String: String] = [:], body: [UInt8]? = nil) throws -> HTTPResponse {
@@ -142,8 +143,8 @@ public final class HTTPClient: HTTPTransport {
         guard rc == CURLE_OK else {
             let detail = String(cString: errorBuffer)
             let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
-            let kind = rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : (rc == CURLE_COULDNT_CONNECT ? "refused" : "transport")
-            throw VouchError(.http, "\(method) \(url) failed: \(text)", context: ["curl": "\(rc.rawValue)", "kind": kind])
+            let failure = HTTPClientError(curlCode: rc)
+            throw VouchError(.http, "\(method) \(url) failed: \(text)", context: ["curl": "\(rc.rawValue)", "kind": failure.kind], cause: failure)
         }
         var status = 0
         _ = vouch_curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)

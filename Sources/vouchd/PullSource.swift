@@ -24,8 +24,13 @@ struct CurlEvidenceSource: EvidenceSource {
         do {
             response = try client.send("POST", attesterURL + "/v1/quote", headers: ["Content-Type": "application/json"], body: JSONCodec.encode(request))
         } catch let e as VouchError {
-            let code: ErrorCode = e.context["kind"] == "timeout" ? .attesterTimeout : (e.context["kind"] == "refused" ? .attesterUnreachable : .attesterFault)
-            throw VouchError(code, e.message, context: e.context)
+            let code: ErrorCode
+            switch e.cause as? HTTPClientError {
+            case .timedOut?: code = .attesterTimeout
+            case .connectionRefused?: code = .attesterUnreachable
+            default: code = .attesterFault
+            }
+            throw VouchError(code, e.message, context: e.context, cause: e.cause)
         }
         guard response.status == 200 else {
             let err = try? JSONCodec.decode(APIError.self, from: response.body)

@@ -53,10 +53,16 @@ final class PreloadedTLSTests: XCTestCase {
         // Another CA in the installed store: the server certificate does not verify — also right
         // after a connection that trusted the right CA on the same pooled handle (libcurl's CA
         // and session caches must not carry that trust over).
-        XCTAssertThrowsError(try get(trust: stranger, identity: client, pin: pin)) { XCTAssertEqual(($0 as? VouchError)?.code, .http) }
+        XCTAssertThrowsError(try get(trust: stranger, identity: client, pin: pin)) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .http)
+            XCTAssertEqual(($0 as? VouchError)?.cause as? HTTPClientError, .tls)
+        }
         // Right CA, another key pinned.
         let otherPin = "sha256//" + Base64.encode(Crypto.sha256(try client.cert.publicKey.spkiDER))
-        XCTAssertThrowsError(try get(trust: ca, identity: client, pin: otherPin)) { XCTAssertEqual(($0 as? VouchError)?.code, .http) }
+        XCTAssertThrowsError(try get(trust: ca, identity: client, pin: otherPin)) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .http)
+            XCTAssertEqual(($0 as? VouchError)?.cause as? HTTPClientError, .tls)
+        }
         // A client certificate from another CA: the server refuses the handshake.
         XCTAssertThrowsError(try get(trust: ca, identity: outsider, pin: pin)) { XCTAssertEqual(($0 as? VouchError)?.code, .http) }
         // A key that is not the certificate's is refused when the material is made.
@@ -64,5 +70,44 @@ final class PreloadedTLSTests: XCTestCase {
             XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue)
         }
         XCTAssertEqual(try get(trust: ca, identity: client, pin: pin).status, 200, "failures left nothing behind in pooled handles")
+    }
+
+    /// Transport failures carry a typed `HTTPClientError` as their cause (what the broker's pull
+    /// turns into attester_unreachable / attester_timeout), with the code and message as before.
+    func testTransportFailuresAreTyped() throws {
+        let client = HTTPClient(.anyURL(caFile: nil), timeoutSeconds: 1)
+        // Nothing listens: refused.
+        let closed = TestEnv.freePorts()
+        XCTAssertThrowsError(try client.send("GET", "http://127.0.0.1:\(closed)/")) {
+            let e = $0 as? VouchError
+            XCTAssertEqual(e?.code, .http)
+            XCTAssertEqual(e?.cause as? HTTPClientError, .connectionRefused)
+            XCTAssertEqual(e?.context["kind"], "refused")
+            XCTAssertTrue(e?.message.hasPrefix("GET http://127.0.0.1:\(closed)/ failed: ") ?? false, "\(String(describing: e))")
+        }
+        // A listener that accepts (in the kernel's backlog) and never answers: timed out.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 4) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        XCTAssertTrue(bound)
+        let port = UInt16(bigEndian: addr.sin_port)
+        XCTAssertThrowsError(try client.send("GET", "http://127.0.0.1:\(port)/")) {
+            let e = $0 as? VouchError
+            XCTAssertEqual(e?.code, .http)
+            XCTAssertEqual(e?.cause as? HTTPClientError, .timedOut)
+            XCTAssertEqual(e?.context["kind"], "timeout")
+            switch e?.cause as? HTTPClientError {
+            case .timedOut?: break
+            default: XCTFail("a closed set matched by its members")
+            }
+        }
     }
 }
