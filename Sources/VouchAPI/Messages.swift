@@ -252,11 +252,11 @@ public struct CertificateStatus: Codable, Sendable {
     public var spiffeId: String
     public var notBefore: String
     public var notAfter: String
-    public var state: String            // "valid" | "expired" | "revoked"
+    public var state: CertificateState
     public var revokedAt: String?
     public var revocationReason: String?
     public init(serial: String, hostId: String, agentName: String, spiffeId: String, notBefore: String, notAfter: String,
-                state: String, revokedAt: String?, revocationReason: String?) {
+                state: CertificateState, revokedAt: String?, revocationReason: String?) {
         self.serial = serial; self.hostId = hostId; self.agentName = agentName; self.spiffeId = spiffeId
         self.notBefore = notBefore; self.notAfter = notAfter; self.state = state; self.revokedAt = revokedAt; self.revocationReason = revocationReason
     }

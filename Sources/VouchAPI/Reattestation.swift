@@ -21,13 +21,13 @@ public struct AttestationVerdict: Codable, Sendable {
     public var hostId: String
     public var at: String
     /// `trusted` or `rejected` (a verdict on evidence; faults are not verdicts).
-    public var result: String
+    public var result: VerdictResult
     public var codes: [String]
     public var message: String
     public var state: String
     /// Certificates revoked because of this verdict.
     public var revoked: [String]?
-    public init(hostId: String, at: String, result: String, codes: [String], message: String, state: String, revoked: [String]? = nil) {
+    public init(hostId: String, at: String, result: VerdictResult, codes: [String], message: String, state: String, revoked: [String]? = nil) {
         self.hostId = hostId; self.at = at; self.result = result; self.codes = codes; self.message = message; self.state = state
         self.revoked = revoked
     }

@@ -15,7 +15,7 @@ public enum PushLoop {
                     interval = fixed ?? max(1, Double(policyInterval) * 0.8)
                     failures = 0
                     wait = interval
-                    if verdict.result != "trusted" { log("broker verdict: \(verdict.result) \(verdict.codes.joined(separator: ",")) (state \(verdict.state))") }
+                    if verdict.result != .trusted { log("broker verdict: \(verdict.result.rawValue) \(verdict.codes.joined(separator: ",")) (state \(verdict.state))") }
                 } catch {
                     failures += 1
                     wait = backoffDelay(failures: failures, cap: interval)

@@ -7,13 +7,6 @@ import VouchPolicy
 extension BrokerService {
     // MARK: Revocation and CRL
 
-    public static let reasonCodes: [String: Int] = [
-        "unspecified": 0, "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
-        "cessationOfOperation": 5, "privilegeWithdrawn": 9,
-    ]
-    /// `reasonCodes` the other way round, for status output.
-    static let reasonNames = Dictionary(uniqueKeysWithValues: reasonCodes.map { ($1, $0) })
-
     public func revoke(_ req: RevokeRequest) throws -> RevokeResponse {
         let target: RevocationTarget
         switch (req.serial, req.hostId, req.agentName) {
@@ -31,9 +24,10 @@ extension BrokerService {
         default:
             throw VouchError(.badRequest, "name exactly one of: serial; hostId and agentName; hostId")
         }
-        let reasonName = req.reason ?? "unspecified"
-        guard let reason = Self.reasonCodes[reasonName] else {
-            throw VouchError(.badRequest, "unknown revocation reason", context: ["field": "reason", "expected": Self.reasonCodes.keys.sorted().joined(separator: ","), "got": reasonName])
+        let reasonName = req.reason ?? RevocationReason.unspecified.name
+        guard let reason = RevocationReason(name: reasonName), reason.isRequestable else {
+            let expected = RevocationReason.allCases.filter(\.isRequestable).map(\.name).sorted()
+            throw VouchError(.badRequest, "unknown revocation reason", context: ["field": "reason", "expected": expected.joined(separator: ","), "got": reasonName])
         }
         if req.blockHost == true {
             guard case let .host(id) = target else { throw VouchError(.badRequest, "blockHost goes with hostId alone", context: ["field": "blockHost"]) }
@@ -41,7 +35,7 @@ extension BrokerService {
             try store.setBlock(hostID: id, reason: "\(reasonName) at \(clock.now().iso8601)")
             log("host \(id) blocked (\(reasonName))")
             let (serials, crls) = try revokeInStore(target, at: clock.now(), reason: reason)
-            try store.appendEvent(type: "host.blocked", data: ["hostId": id, "reason": reasonName], at: clock.now())
+            try store.appendEvent(type: .hostBlocked, data: ["hostId": id, "reason": reasonName], at: clock.now())
             events.notify()
             metrics.revoked(serials.count)
             return RevokeResponse(revoked: serials, crlNumber: try crlNumber(crls))
@@ -65,7 +59,7 @@ extension BrokerService {
 
     /// Revokes in the store (revocations, events and each concerned CA's new CRL in one
     /// transaction), then refreshes the in-memory CRL and OCSP caches from what was committed.
-    func revokeInStore(_ target: RevocationTarget, at: Date, reason: Int) throws -> (serials: [String], crls: [CRLRecord]) {
+    func revokeInStore(_ target: RevocationTarget, at: Date, reason: RevocationReason) throws -> (serials: [String], crls: [CRLRecord]) {
         let result = try store.revoke(target, at: at, reason: reason, buildCRL: crlBuilder())
         if !result.serials.isEmpty {
             responseCache.write { c in
@@ -100,7 +94,7 @@ extension BrokerService {
             }
             let now = clock.now()
             let entries = revoked.filter { $0.notAfter > now }.compactMap { r in
-                r.revokedAt.map { RevokedEntry(serialHex: r.serial, revokedAt: $0, reason: r.revocationReason ?? 0) }
+                r.revokedAt.map { RevokedEntry(serialHex: r.serial, revokedAt: $0, reason: (r.revocationReason ?? .unspecified).rawValue) }
             }
             let next = now.addingTimeInterval(validity)
             return CRLRecord(number: number, der: try signer.makeCRL(entries: entries, number: number, thisUpdate: now, nextUpdate: next),
@@ -139,7 +133,7 @@ extension BrokerService {
     func certificateStatus(_ c: CertificateRecord, now: Date) -> CertificateStatus {
         CertificateStatus(serial: c.serial, hostId: c.hostID, agentName: c.agentName, spiffeId: c.spiffeID,
                           notBefore: c.notBefore.iso8601, notAfter: c.notAfter.iso8601, state: c.state(at: now),
-                          revokedAt: c.revokedAt?.iso8601, revocationReason: c.revocationReason.map { Self.reasonNames[$0] ?? "\($0)" })
+                          revokedAt: c.revokedAt?.iso8601, revocationReason: c.revocationReason.map(\.name))
     }
 
     /// Hosts by AK state and by trust state, certificates by state: for /metrics and the summary.
@@ -148,8 +142,8 @@ extension BrokerService {
         for h in try store.hosts() { ak[h.akState.rawValue, default: 0] += 1 }
         var trust = Dictionary(uniqueKeysWithValues: TrustState.allCases.map { ($0.rawValue, 0) })
         for t in try store.trusts() { trust[t.state.rawValue, default: 0] += 1 }
-        var certs = ["valid": 0, "expired": 0, "revoked": 0]
-        for c in try store.certificates() { certs[c.state(at: now), default: 0] += 1 }
+        var certs = Dictionary(uniqueKeysWithValues: CertificateState.allCases.map { ($0.rawValue, 0) })
+        for c in try store.certificates() { certs[c.state(at: now).rawValue, default: 0] += 1 }
         return (ak, trust, certs)
     }
 
@@ -178,11 +172,11 @@ extension BrokerService {
                              context: ["hostId": id, "reason": reason])
         }
         let now = clock.now()
-        let (serials, crls) = try revokeInStore(.host(id), at: now, reason: Self.reasonCodes["cessationOfOperation"]!)
+        let (serials, crls) = try revokeInStore(.host(id), at: now, reason: .cessationOfOperation)
         try store.deleteHost(id: id)
-        try store.recordAttestation(AttestationRecord(hostID: id, at: now, kind: "deregistration", trusted: false, codes: [],
+        try store.recordAttestation(AttestationRecord(hostID: id, at: now, kind: .deregistration, trusted: false, codes: [],
                                                       message: "deregistered by an operator; \(serials.count) certificate(s) revoked"))
-        try store.appendEvent(type: "host.deleted", data: ["hostId": id, "revoked": "\(serials.count)"], at: now)
+        try store.appendEvent(type: .hostDeleted, data: ["hostId": id, "revoked": "\(serials.count)"], at: now)
         metrics.revoked(serials.count)
         events.notify()
         log("host \(id) deregistered; \(serials.count) certificate(s) revoked")
@@ -193,7 +187,7 @@ extension BrokerService {
     public func unblock(hostID: String) throws -> HostStatus {
         _ = try knownHost(hostID)
         try store.setBlock(hostID: hostID, reason: nil)
-        try store.appendEvent(type: "host.unblocked", data: ["hostId": hostID], at: clock.now())
+        try store.appendEvent(type: .hostUnblocked, data: ["hostId": hostID], at: clock.now())
         events.notify()
         log("host \(hostID) unblocked")
         return try hostStatus(id: hostID)
@@ -214,7 +208,7 @@ extension BrokerService {
         let generation = responseCache.read { $0.generation }
         let response = try ca.signer.ocspResponse(request: request, now: now, validity: config.ocspValidity) { serial in
             guard let c = try store.certificate(serial: serial) else { return .unknown }
-            if let at = c.revokedAt { return .revoked(at: at, reason: c.revocationReason ?? 0) }
+            if let at = c.revokedAt { return .revoked(at: at, reason: (c.revocationReason ?? .unspecified).rawValue) }
             return .good
         }
         responseCache.write { c in

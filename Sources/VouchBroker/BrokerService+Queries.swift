@@ -24,10 +24,10 @@ extension BrokerService {
         case let other?: throw VouchError(.badRequest, "result must be trusted or rejected", context: ["field": "result", "got": String(other.prefix(32))])
         }
         if let k = params["kind"] {
-            guard ["registration", "activation", "enrollment", "reattestation", "fault", "deregistration"].contains(k) else {
+            guard let kind = AttestationKind(rawValue: k), kind.isFilterable else {
                 throw VouchError(.badRequest, "unknown kind", context: ["field": "kind", "got": String(k.prefix(32))])
             }
-            q.kind = k
+            q.kind = kind
         }
         for (key, path) in [("from", \HistoryQuery.from), ("until", \HistoryQuery.until)] {
             if let v = params[key] {
@@ -45,7 +45,7 @@ extension BrokerService {
         }
         let rows = try store.attestations(q)
         let items = rows.map { a in
-            AttestationEntry(id: a.id, hostId: a.hostID, at: a.at.iso8601, kind: a.kind,
+            AttestationEntry(id: a.id, hostId: a.hostID, at: a.at.iso8601, kind: a.kind.rawValue,
                              result: a.trusted ? "trusted" : (a.codes.isEmpty ? "info" : "rejected"), codes: a.codes, message: a.message,
                              agentName: a.agentName, policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" }, policySha256: a.policySHA256,
                              pcrDigest: a.pcrDigest, serial: a.serial)
@@ -61,13 +61,17 @@ extension BrokerService {
         if let unknown = params.keys.first(where: { !known.contains($0) }) {
             throw VouchError(.badRequest, "unknown query parameter", context: ["field": String(unknown.prefix(64))])
         }
-        if let s = params["state"], !["valid", "expired", "revoked"].contains(s) {
-            throw VouchError(.badRequest, "state must be valid, expired or revoked", context: ["field": "state"])
+        var state: CertificateState?
+        if let s = params["state"] {
+            guard let parsed = CertificateState(rawValue: s) else {
+                throw VouchError(.badRequest, "state must be valid, expired or revoked", context: ["field": "state"])
+            }
+            state = parsed
         }
         let now = clock.now()
         return try store.certificates().map { certificateStatus($0, now: now) }.filter { c in
             (params["hostId"].map { $0 == c.hostId } ?? true) && (params["agentName"].map { $0 == c.agentName } ?? true)
-                && (params["spiffeId"].map { $0 == c.spiffeId } ?? true) && (params["state"].map { $0 == c.state } ?? true)
+                && (params["spiffeId"].map { $0 == c.spiffeId } ?? true) && (state.map { $0 == c.state } ?? true)
         }
     }
 

@@ -151,7 +151,7 @@ extension BrokerService {
     private func verdict(host: HostRecord, policy: Policy, trusted: Bool, codes: [String], message: String, nonce: String, nonceExpiresAt: Date?, now: Date,
                          quote: VerifiedQuote? = nil, claims: EvidenceClaims? = nil, pcrs: [String: [String: String]]? = nil) throws -> AttestationVerdict {
         let decided = DispatchTime.now()
-        let record = AttestationRecord(hostID: host.id, at: now, kind: "reattestation", trusted: trusted, codes: codes, message: message,
+        let record = AttestationRecord(hostID: host.id, at: now, kind: .reattestation, trusted: trusted, codes: codes, message: message,
                                        nonce: nonce, policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
                                        pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs, nonceExpiresAt: nonceExpiresAt)
         var t = try store.trust(hostID: host.id) ?? HostTrust(hostID: host.id, since: now, mode: .push)
@@ -168,7 +168,7 @@ extension BrokerService {
             try store.recordVerdict(record, trust: t)   // the steady state of every round: one transaction
             metrics.attestation("trusted")
             if was != .trusted {
-                try store.appendEvent(type: "host.trusted", data: ["hostId": host.id, "previous": was.rawValue, "policy": policy.label], at: now)
+                try store.appendEvent(type: .hostTrusted, data: ["hostId": host.id, "previous": was.rawValue, "policy": policy.label], at: now)
                 events.notify()
                 log("host \(host.id) trusted (was \(was.rawValue))")
             }
@@ -185,7 +185,7 @@ extension BrokerService {
             try store.saveTrust(t)
             log("host \(host.id) failed re-attestation (\(codes.joined(separator: ","))), \(t.consecutiveFailures) in a row; state \(t.state.rawValue)")
         }
-        return AttestationVerdict(hostId: host.id, at: now.iso8601, result: trusted ? "trusted" : "rejected", codes: codes, message: message,
+        return AttestationVerdict(hostId: host.id, at: now.iso8601, result: VerdictResult(trusted: trusted), codes: codes, message: message,
                                   state: t.state.rawValue, revoked: revoked.isEmpty ? nil : revoked)
     }
 
@@ -205,11 +205,11 @@ extension BrokerService {
         t.enter(.untrusted, at: now)
         var serials: [String] = []
         if policy.reattestation.action == .revoke {
-            serials = try revokeInStore(.host(t.hostID), at: now, reason: Self.reasonCodes["privilegeWithdrawn"]!).serials
+            serials = try revokeInStore(.host(t.hostID), at: now, reason: .privilegeWithdrawn).serials
             metrics.revoked(serials.count)
         }
         if was != .untrusted || !serials.isEmpty {
-            try store.appendEvent(type: "host.untrusted", data: ["hostId": t.hostID, "codes": Self.publicCodes(codes).joined(separator: ","), "policy": policy.label,
+            try store.appendEvent(type: .hostUntrusted, data: ["hostId": t.hostID, "codes": Self.publicCodes(codes).joined(separator: ","), "policy": policy.label,
                                                                  "action": policy.reattestation.action.rawValue, "revoked": "\(serials.count)"], at: now)
             events.notify()
             metrics.revocation(seconds: Self.seconds(since: decided))
@@ -236,7 +236,7 @@ extension BrokerService {
         let grace = policy?.reattestation.grace ?? 0
         if now.timeIntervalSince(spellStart) >= grace {
             let reason = "no evidence for \(Int(now.timeIntervalSince(spellStart)))s (grace \(Int(grace))s): \(message)"
-            try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: "reattestation", trusted: false, codes: [code],
+            try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: .reattestation, trusted: false, codes: [code],
                                                           message: reason, policyName: policy?.name, policyVersion: policy?.version,
                                                           policySHA256: policy?.sha256))
             if let policy {
@@ -248,10 +248,10 @@ extension BrokerService {
         } else if t.state != .unreachable {
             let was = t.state
             t.enter(.unreachable, at: now)
-            try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: "fault", trusted: false, codes: [code],
+            try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: .fault, trusted: false, codes: [code],
                                                           message: "\(message) (unreachable; untrusted if it lasts \(Int(grace))s)",
                                                           policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256))
-            try store.appendEvent(type: "host.unreachable", data: ["hostId": host.id, "code": Self.publicCodes([code])[0], "previous": was.rawValue], at: now)
+            try store.appendEvent(type: .hostUnreachable, data: ["hostId": host.id, "code": Self.publicCodes([code])[0], "previous": was.rawValue], at: now)
             events.notify()
             log("host \(host.id) unreachable: \(code) \(message)")
         }
@@ -272,7 +272,7 @@ extension BrokerService {
         t.enter(.trusted, at: now)
         try store.saveTrust(t)
         if was != .trusted {
-            try store.appendEvent(type: "host.trusted", data: ["hostId": hostID, "previous": was.rawValue, "policy": policy], at: now)
+            try store.appendEvent(type: .hostTrusted, data: ["hostId": hostID, "previous": was.rawValue, "policy": policy], at: now)
             events.notify()
         }
     }
@@ -305,7 +305,7 @@ extension BrokerService {
                 }
                 return (issuedAt, nil)   // held in memory for this one pull: nothing to store
             }
-            return .verdict(trusted: v.result == "trusted")
+            return .verdict(trusted: v.result.isTrusted)
         } catch let e as VouchError {
             if e.code != .clockNotSafe { log("re-attestation of \(hostID) not judged: \(e.code) \(e.message)") }
             return .fault(e.code.rawValue)

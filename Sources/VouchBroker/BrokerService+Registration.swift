@@ -162,7 +162,7 @@ extension BrokerService {
         trust.attesterURL = ticket.attesterURL
         trust.hostCertificateSerial = hostCertificate?.serialHex
         trust.hostKeyPin = try hostCertificate.map { try Self.keyPin($0.publicKey) }
-        let record = AttestationRecord(hostID: id, at: now, kind: "activation", trusted: false, codes: [],
+        let record = AttestationRecord(hostID: id, at: now, kind: .activation, trusted: false, codes: [],
                                        message: (ticket.simulated ? "SIMULATED host (software AK, no TPM); " : "EK verified (\(ticket.ekIssuer)); ") +
                                                 "AK \(ticket.akAlgorithm) activated; \(mode.rawValue) mode" + (hostCertificate.map { "; host certificate \($0.serialHex)" } ?? ""))
         do {

@@ -357,7 +357,7 @@ public final class BrokerService: Sendable {
         let profile = LeafProfile(uriSANs: [spiffeID], notBefore: notBefore, notAfter: notAfter,
                                   usage: .agent, crlDistributionPoint: config.crlURL.map { "\($0)/\(ca.keyID)" }, ocspURL: config.ocspURL,
                                   extensions: [(AttestationExtension.oid, claimsExtension.der)])
-        let attestation = AttestationRecord(hostID: host.id, at: now, kind: "enrollment", trusted: true, codes: [],
+        let attestation = AttestationRecord(hostID: host.id, at: now, kind: .enrollment, trusted: true, codes: [],
                                             message: "quote verified; policy \(evidence.policyName) v\(evidence.policyVersion) satisfied",
                                             agentName: agentName, nonce: nonce, policyName: evidence.policyName,
                                             policyVersion: evidence.policyVersion, policySHA256: evidence.policySHA256,
@@ -398,13 +398,13 @@ public final class BrokerService: Sendable {
     private func refuse(_ host: HostRecord, _ req: EnrollRequest, _ policy: Policy?, _ error: VouchError, _ now: Date, nonceExpiresAt: Date,
                         violations: [PolicyViolation] = [], quote: VerifiedQuote, claims: EvidenceClaims? = nil,
                         pcrs: [String: [String: String]]? = nil) throws -> Never {
-        try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: "enrollment", trusted: false,
+        try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: .enrollment, trusted: false,
                                                       codes: violations.isEmpty ? [error.code.rawValue] : violations.map(\.code.rawValue),
                                                       message: error.message, agentName: req.agentName, nonce: req.nonce,
                                                       policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256,
                                                       pcrDigest: Hex.encode(quote.pcrDigest), claims: claims, pcrs: pcrs, nonceExpiresAt: nonceExpiresAt))
         metrics.enrollment(error.code.rawValue)
-        try store.appendEvent(type: "attestation.rejected", data: ["hostId": host.id, "agentName": req.agentName, "code": error.code.rawValue,
+        try store.appendEvent(type: .attestationRejected, data: ["hostId": host.id, "agentName": req.agentName, "code": error.code.rawValue,
                                                                    "codes": (violations.isEmpty ? [error.code.rawValue] : violations.map(\.code.rawValue)).joined(separator: ",")], at: now)
         events.notify()
         log("refused enrollment of \(req.agentName) on \(host.id): \(error.code) \(error.message)")

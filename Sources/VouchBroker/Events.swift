@@ -30,7 +30,7 @@ public final class EventNotifier: @unchecked Sendable {
 extension EventRecord {
     /// The event as pushed: `{"at", "data", "id", "type"}`.
     public var json: String {
-        "{\"at\":\"\(at.iso8601)\",\"data\":\(data),\"id\":\(id),\"type\":\"\(type)\"}"
+        "{\"at\":\"\(at.iso8601)\",\"data\":\(data),\"id\":\(id),\"type\":\"\(type.rawValue)\"}"
     }
 }
 
@@ -98,7 +98,7 @@ public final class WebhookDispatcher: Sendable {
             if let next = d.nextAttempt, next > clock.now() { return }
             let body = Array(d.event.json.utf8)
             let timestamp = "\(Int(clock.now().timeIntervalSince1970))"
-            let headers = ["Content-Type": "application/json", "X-Vouch-Event": d.event.type, "X-Vouch-Event-Id": "\(d.event.id)",
+            let headers = ["Content-Type": "application/json", "X-Vouch-Event": d.event.type.rawValue, "X-Vouch-Event-Id": "\(d.event.id)",
                            "X-Vouch-Timestamp": timestamp, "X-Vouch-Signature": Self.signature(secret: s.secret, timestamp: timestamp, body: body)]
             var failure: String?
             do {
@@ -157,7 +157,7 @@ extension BrokerService {
                 let from = cursor.withLock { $0 }
                 if let batch = try? store.events(after: from, limit: 100), let last = batch.last {
                     cursor.withLock { $0 = last.id }
-                    return Array(batch.map { "id: \($0.id)\nevent: \($0.type)\ndata: \($0.json)\n\n" }.joined().utf8)
+                    return Array(batch.map { "id: \($0.id)\nevent: \($0.type.rawValue)\ndata: \($0.json)\n\n" }.joined().utf8)
                 }
                 if attempt == 0 { notifier.wait(timeout: 15) }
             }

@@ -1,4 +1,5 @@
 import Foundation
+import VouchAPI
 import VouchCore
 import VouchEventLog
 
@@ -49,7 +50,7 @@ public struct AttestationRecord: Sendable, Equatable {
     public var id: Int64
     public var hostID: String
     public var at: Date
-    public var kind: String        // "registration" | "activation" | "enrollment"
+    public var kind: AttestationKind
     public var trusted: Bool
     public var codes: [String]
     public var message: String
@@ -69,7 +70,7 @@ public struct AttestationRecord: Sendable, Equatable {
     /// used, until this time, in the same transaction, and fails with `nonce_reused` if it was.
     public var nonceExpiresAt: Date?
 
-    public init(id: Int64 = 0, hostID: String, at: Date, kind: String, trusted: Bool, codes: [String], message: String,
+    public init(id: Int64 = 0, hostID: String, at: Date, kind: AttestationKind, trusted: Bool, codes: [String], message: String,
                 agentName: String? = nil, nonce: String? = nil, policyName: String? = nil, policyVersion: Int? = nil,
                 policySHA256: String? = nil, pcrDigest: String? = nil, serial: String? = nil, claims: EvidenceClaims? = nil,
                 pcrs: [String: [String: String]]? = nil, nonceExpiresAt: Date? = nil) {
@@ -92,12 +93,12 @@ public struct CertificateRecord: Sendable, Equatable {
     public var pem: String
     public var attestationID: Int64
     public var revokedAt: Date?
-    public var revocationReason: Int?
+    public var revocationReason: RevocationReason?
     /// Subject key identifier (hex) of the CA that issued it.
     public var issuer: String = ""
 
     public init(serial: String, hostID: String, agentName: String, spiffeID: String, notBefore: Date, notAfter: Date, pem: String,
-                attestationID: Int64, revokedAt: Date? = nil, revocationReason: Int? = nil, issuer: String = "") {
+                attestationID: Int64, revokedAt: Date? = nil, revocationReason: RevocationReason? = nil, issuer: String = "") {
         self.serial = serial; self.hostID = hostID; self.agentName = agentName; self.spiffeID = spiffeID
         self.notBefore = notBefore; self.notAfter = notAfter; self.pem = pem; self.attestationID = attestationID
         self.revokedAt = revokedAt; self.revocationReason = revocationReason; self.issuer = issuer
@@ -120,11 +121,10 @@ public struct CRLRecord: Sendable, Equatable {
 public struct EventRecord: Sendable, Equatable {
     public var id: Int64
     public var at: Date
-    /// `certificate.issued`, `certificate.revoked`, `attestation.rejected`, `host.blocked`, `host.unblocked`
-    public var type: String
+    public var type: OutboxEventType
     /// The event's data as a JSON object.
     public var data: String
-    public init(id: Int64, at: Date, type: String, data: String) { self.id = id; self.at = at; self.type = type; self.data = data }
+    public init(id: Int64, at: Date, type: OutboxEventType, data: String) { self.id = id; self.at = at; self.type = type; self.data = data }
 }
 
 /// A webhook delivery that is due: the event, and how many attempts came before.
@@ -160,12 +160,12 @@ public struct TokenRecord: Sendable, Equatable {
 public struct HistoryQuery: Sendable, Equatable {
     public var hostID: String?
     public var trusted: Bool?
-    public var kind: String?
+    public var kind: AttestationKind?
     public var from: Date?
     public var until: Date?
     public var before: Int64?
     public var limit: Int
-    public init(hostID: String? = nil, trusted: Bool? = nil, kind: String? = nil, from: Date? = nil, until: Date? = nil, before: Int64? = nil, limit: Int = 100) {
+    public init(hostID: String? = nil, trusted: Bool? = nil, kind: AttestationKind? = nil, from: Date? = nil, until: Date? = nil, before: Int64? = nil, limit: Int = 100) {
         self.hostID = hostID; self.trusted = trusted; self.kind = kind; self.from = from; self.until = until; self.before = before; self.limit = limit
     }
 }
@@ -252,11 +252,11 @@ public protocol BrokerStore: Sendable {
 
     /// Revokes every unrevoked certificate `target` names and, for each issuer concerned, stores the
     /// CRL `buildCRL` makes with that issuer's next CRL number, in one transaction.
-    func revoke(_ target: RevocationTarget, at: Date, reason: Int, buildCRL: CRLBuilder) throws -> (serials: [String], crls: [CRLRecord])
+    func revoke(_ target: RevocationTarget, at: Date, reason: RevocationReason, buildCRL: CRLBuilder) throws -> (serials: [String], crls: [CRLRecord])
     // Event outbox. Revocation and issuance events are written by `revoke` and `recordIssuance`
     // in their own transactions; others through `appendEvent`.
     @discardableResult
-    func appendEvent(type: String, data: [String: String], at: Date) throws -> Int64
+    func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64
     func events(after id: Int64, limit: Int) throws -> [EventRecord]
     /// The first event a webhook subscriber gets: where the outbox stood when it was first seen.
     func registerSubscriber(_ url: String) throws -> Int64
@@ -271,8 +271,8 @@ public protocol BrokerStore: Sendable {
 }
 
 extension CertificateRecord {
-    /// "revoked", "expired" or "valid" at `now`.
-    public func state(at now: Date) -> String { revokedAt != nil ? "revoked" : (notAfter <= now ? "expired" : "valid") }
+    /// Revoked, expired or valid at `now`.
+    public func state(at now: Date) -> CertificateState { revokedAt != nil ? .revoked : (notAfter <= now ? .expired : .valid) }
 }
 
 extension HostRecord {

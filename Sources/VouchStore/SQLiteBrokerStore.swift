@@ -345,7 +345,7 @@ public final class SQLiteBrokerStore: BrokerStore {
         try db.prepare("""
         INSERT INTO attestations (host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version,
           policy_sha256, pcr_digest, serial, claims, pcrs) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-        """).run([.text(a.hostID), .real(a.at.timeIntervalSince1970), .text(a.kind), .int(a.trusted ? 1 : 0),
+        """).run([.text(a.hostID), .real(a.at.timeIntervalSince1970), .text(a.kind.rawValue), .int(a.trusted ? 1 : 0),
                   .text(a.codes.joined(separator: ",")), .text(a.message), a.agentName.map { .text($0) } ?? .null,
                   a.nonce.map { .text($0) } ?? .null, a.policyName.map { .text($0) } ?? .null,
                   a.policyVersion.map { .int(Int64($0)) } ?? .null, a.policySHA256.map { .text($0) } ?? .null,
@@ -376,7 +376,7 @@ public final class SQLiteBrokerStore: BrokerStore {
     """
 
     private static func attestation(_ r: Statement.Row) -> AttestationRecord {
-        AttestationRecord(id: r.int(0), hostID: r.text(1), at: r.date(2), kind: r.text(3), trusted: r.int(4) != 0,
+        AttestationRecord(id: r.int(0), hostID: r.text(1), at: r.date(2), kind: AttestationKind(stored: r.text(3)), trusted: r.int(4) != 0,
                           codes: r.text(5).split(separator: ",").map(String.init), message: r.text(6),
                           agentName: r.optionalText(7), nonce: r.optionalText(8), policyName: r.optionalText(9),
                           policyVersion: r.optionalInt(10).map(Int.init), policySHA256: r.optionalText(11),
@@ -395,7 +395,7 @@ public final class SQLiteBrokerStore: BrokerStore {
         var clauses: [String] = [], args: [SQLValue] = []
         if let h = q.hostID { clauses.append("host_id = ?"); args.append(.text(h)) }
         if let t = q.trusted { clauses.append("trusted = ?"); args.append(.int(t ? 1 : 0)) }
-        if let k = q.kind { clauses.append("kind = ?"); args.append(.text(k)) }
+        if let k = q.kind { clauses.append("kind = ?"); args.append(.text(k.rawValue)) }
         if let f = q.from { clauses.append("at >= ?"); args.append(.real(f.timeIntervalSince1970)) }
         if let u = q.until { clauses.append("at < ?"); args.append(.real(u.timeIntervalSince1970)) }
         if let b = q.before { clauses.append("id < ?"); args.append(.int(b)) }
@@ -473,7 +473,7 @@ public final class SQLiteBrokerStore: BrokerStore {
                 VALUES (?,?,?,?,?,?,?,?,?)
                 """).run([.text(c.serial), .text(c.hostID), .text(c.agentName), .text(c.spiffeID), .real(c.notBefore.timeIntervalSince1970),
                           .real(c.notAfter.timeIntervalSince1970), .text(c.pem), .int(id), .text(c.issuer)])
-                try insertEvent(db, "certificate.issued", ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName,
+                try insertEvent(db, .certificateIssued, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName,
                                                            "spiffeId": c.spiffeID, "notAfter": c.notAfter.iso8601], at: attestation.at)
                 return id
             }
@@ -485,7 +485,7 @@ public final class SQLiteBrokerStore: BrokerStore {
     private static func certificate(_ r: Statement.Row) -> CertificateRecord {
         CertificateRecord(serial: r.text(0), hostID: r.text(1), agentName: r.text(2), spiffeID: r.text(3), notBefore: r.date(4),
                           notAfter: r.date(5), pem: r.text(6), attestationID: r.int(7), revokedAt: r.optionalDate(8),
-                          revocationReason: r.optionalInt(9).map(Int.init), issuer: r.text(10))
+                          revocationReason: r.optionalInt(9).map(RevocationReason.init(stored:)), issuer: r.text(10))
     }
 
     public func certificate(serial: String) throws -> CertificateRecord? {
@@ -498,7 +498,7 @@ public final class SQLiteBrokerStore: BrokerStore {
 
     // MARK: revocation and CRL
 
-    public func revoke(_ target: RevocationTarget, at: Date, reason: Int, buildCRL: CRLBuilder) throws -> (serials: [String], crls: [CRLRecord]) {
+    public func revoke(_ target: RevocationTarget, at: Date, reason: RevocationReason, buildCRL: CRLBuilder) throws -> (serials: [String], crls: [CRLRecord]) {
         try with { db in
             try db.transaction {
                 let (clause, args): (String, [SQLValue])
@@ -511,9 +511,9 @@ public final class SQLiteBrokerStore: BrokerStore {
                     .query(args, Self.certificate)
                 let update = try db.prepare("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?")
                 for c in targets {
-                    try update.run([.real(at.timeIntervalSince1970), .int(Int64(reason)), .text(c.serial)])
-                    try insertEvent(db, "certificate.revoked", ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName, "spiffeId": c.spiffeID,
-                                                                "reason": "\(reason)", "revokedAt": at.iso8601], at: at)
+                    try update.run([.real(at.timeIntervalSince1970), .int(Int64(reason.rawValue)), .text(c.serial)])
+                    try insertEvent(db, .certificateRevoked, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName, "spiffeId": c.spiffeID,
+                                                                "reason": "\(reason.rawValue)", "revokedAt": at.iso8601], at: at)
                 }
                 let crls = try Set(targets.map(\.issuer)).sorted().map { try storeNextCRL(db, issuer: $0, buildCRL) }
                 return (targets.map(\.serial), crls)
@@ -551,12 +551,12 @@ public final class SQLiteBrokerStore: BrokerStore {
 
     // MARK: events and webhook deliveries
 
-    private func insertEvent(_ db: SQLiteDatabase, _ type: String, _ data: [String: String], at: Date) throws {
-        try db.prepare("INSERT INTO events (at, type, data) VALUES (?,?,?)").run([.real(at.timeIntervalSince1970), .text(type), .text(Self.json(data))])
+    private func insertEvent(_ db: SQLiteDatabase, _ type: OutboxEventType, _ data: [String: String], at: Date) throws {
+        try db.prepare("INSERT INTO events (at, type, data) VALUES (?,?,?)").run([.real(at.timeIntervalSince1970), .text(type.rawValue), .text(Self.json(data))])
     }
 
     @discardableResult
-    public func appendEvent(type: String, data: [String: String], at: Date) throws -> Int64 {
+    public func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64 {
         try write { [self] db in
             try insertEvent(db, type, data, at: at)
             return db.lastInsertID
@@ -564,7 +564,7 @@ public final class SQLiteBrokerStore: BrokerStore {
     }
 
     private static func event(_ r: Statement.Row) -> EventRecord {
-        EventRecord(id: r.int(0), at: r.date(1), type: r.text(2), data: r.text(3))
+        EventRecord(id: r.int(0), at: r.date(1), type: OutboxEventType(stored: r.text(2)), data: r.text(3))
     }
 
     public func events(after id: Int64, limit: Int) throws -> [EventRecord] {

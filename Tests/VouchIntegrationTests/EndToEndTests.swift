@@ -75,7 +75,7 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(after.hosts.map(\.hostId), before.hosts.map(\.hostId))
         XCTAssertEqual(after.hosts.first?.akState, "active")
         XCTAssertEqual(after.certificates.map(\.serial), [cert.serialHex])
-        XCTAssertEqual(after.certificates.first?.state, "revoked")
+        XCTAssertEqual(after.certificates.first?.state, .revoked)
         XCTAssertEqual(after.crlNumber, before.crlNumber)
         let crlAgain = try broker.client().raw("GET", "/v1/crl")
         XCTAssertEqual(crlAgain.header("Content-Type"), "application/pkix-crl")

@@ -210,7 +210,7 @@ final class FaultTests: XCTestCase {
         try FileManager.default.removeItem(atPath: mnt.path + "/filler")
         let status = try admin.call("GET", "/v1/status", as: StatusResponse.self)
         XCTAssertEqual(status.certificates.map(\.serial), [first.serial])
-        XCTAssertEqual(status.certificates.first?.state, "valid", "the failed revocation left no trace")
+        XCTAssertEqual(status.certificates.first?.state, .valid, "the failed revocation left no trace")
         XCTAssertEqual(try admin.call("POST", "/v1/revoke", body: RevokeRequest(serial: first.serial), as: RevokeResponse.self).revoked, [first.serial])
         XCTAssertNoThrow(try enroll(attester, "after-full"))
         XCTAssertEqual(try TestEnv.run("sqlite3", [mnt.appendingPathComponent("data/vouch.db").path, "PRAGMA integrity_check"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "ok")

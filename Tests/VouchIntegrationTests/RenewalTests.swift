@@ -55,7 +55,7 @@ final class RenewalTests: XCTestCase {
         XCTAssertEqual(try broker.vouch(["enroll", "--name", "other", "--out", out], socket: socket).status, 0)
         let block = try broker.vouch(["revoke", "--host", hostID, "--block", "--reason", "keyCompromise"])
         XCTAssertEqual(block.status, 0, block.stderr)
-        XCTAssertTrue(try broker.status().certificates.allSatisfy { $0.state == "revoked" })
+        XCTAssertTrue(try broker.status().certificates.allSatisfy { $0.state == .revoked })
         let blocked = try broker.vouch(["enroll", "--name", "fresh", "--out", out], socket: socket)
         XCTAssertEqual(blocked.status, 1)
         XCTAssertTrue(blocked.stderr.contains("host_revoked"), blocked.stderr)

@@ -26,7 +26,7 @@ final class ServiceAPITests: XCTestCase {
 
         // A pushed report over mTLS gets a verdict; the host is trusted, in push mode.
         let (verdict, interval) = try attester.pushReport()
-        XCTAssertEqual(verdict.result, "trusted")
+        XCTAssertEqual(verdict.result, .trusted)
         XCTAssertEqual(verdict.state, "trusted")
         XCTAssertEqual(interval, 10)
         let status = try broker.admin().call("GET", "/v1/hosts/\(id)", as: HostStatus.self)
@@ -57,7 +57,7 @@ final class ServiceAPITests: XCTestCase {
         // The genuine report with that same nonce still goes through: the refusals consumed nothing.
         let mtls = APIClient(transport: HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile),
                                                    identity: .init(certificateFile: identity.certificateFile!, keyFile: identity.keyFile!)))
-        XCTAssertEqual(try mtls.call("POST", "/v1/hosts/\(id)/attestations", body: report, as: AttestationVerdict.self).result, "trusted")
+        XCTAssertEqual(try mtls.call("POST", "/v1/hosts/\(id)/attestations", body: report, as: AttestationVerdict.self).result, .trusted)
         // Replaying it is refused (nonce used), with no verdict.
         XCTAssertEqual(refusal { _ = try mtls.call("POST", "/v1/hosts/\(id)/attestations", body: report, as: AttestationVerdict.self) }?.code, "nonce_reused")
         // An enrollment nonce is not a re-attestation nonce (the nonce's MAC binds its purpose)...
@@ -72,7 +72,7 @@ final class ServiceAPITests: XCTestCase {
         let crossed = try mtls.call("POST", "/v1/hosts/\(id)/attestations",
                                     body: AttestationReport(nonce: c2.nonce, quote: try Attester.quoteBody(enrollQuote, eventLogPath: nil, modelLogPath: nil)),
                                     as: AttestationVerdict.self)
-        XCTAssertEqual(crossed.result, "rejected")
+        XCTAssertEqual(crossed.result, .rejected)
         XCTAssertEqual(crossed.codes, ["qualifying_data_mismatch"])
         XCTAssertEqual(crossed.state, "untrusted")
         XCTAssertEqual(crossed.revoked?.sorted(), [agent.serial, reissued.serial].sorted())

@@ -27,7 +27,7 @@ final class StoreTests: XCTestCase {
     }
 
     func activation(_ id: String) -> AttestationRecord {
-        AttestationRecord(hostID: id, at: t0, kind: "activation", trusted: false, codes: [], message: "AK activated")
+        AttestationRecord(hostID: id, at: t0, kind: .activation, trusted: false, codes: [], message: "AK activated")
     }
 
     func cert(_ serial: String, agent: String = "a", issuer: String = "ca1") -> CertificateRecord {
@@ -49,7 +49,7 @@ final class StoreTests: XCTestCase {
         let s = try open()
         try s.saveHost(host())
         XCTAssertFalse(try s.nonceUsed("n1"))
-        let first = AttestationRecord(hostID: host().id, at: t0, kind: "enrollment", trusted: false, codes: ["x"], message: "m",
+        let first = AttestationRecord(hostID: host().id, at: t0, kind: .enrollment, trusted: false, codes: ["x"], message: "m",
                                       nonce: "n1", nonceExpiresAt: t0.addingTimeInterval(60))
         try s.recordAttestation(first)
         XCTAssertTrue(try s.nonceUsed("n1"))
@@ -57,7 +57,7 @@ final class StoreTests: XCTestCase {
         XCTAssertThrowsError(try s.recordAttestation(first)) { XCTAssertEqual(($0 as? VouchError)?.code, .nonceReused) }
         XCTAssertEqual(try s.attestations(HistoryQuery(hostID: host().id)).count, count, "the refused decision left nothing")
         // Records that use no nonce (pull rounds hold theirs in memory) store none.
-        try s.recordAttestation(AttestationRecord(hostID: host().id, at: t0, kind: "reattestation", trusted: true, codes: [], message: "m", nonce: "n2"))
+        try s.recordAttestation(AttestationRecord(hostID: host().id, at: t0, kind: .reattestation, trusted: true, codes: [], message: "m", nonce: "n2"))
         XCTAssertFalse(try s.nonceUsed("n2"))
     }
 
@@ -98,7 +98,7 @@ final class StoreTests: XCTestCase {
         ])
         var t = try XCTUnwrap(try s.trust(hostID: ids[0]))
         t.state = .trusted
-        try s.recordVerdict(AttestationRecord(hostID: ids[0], at: t0, kind: "reattestation", trusted: true, codes: [], message: "ok"), trust: t)
+        try s.recordVerdict(AttestationRecord(hostID: ids[0], at: t0, kind: .reattestation, trusted: true, codes: [], message: "ok"), trust: t)
         XCTAssertEqual(try s.trust(hostID: ids[0])?.state, .trusted)
         XCTAssertEqual(try s.latestAttestation(hostID: ids[0])?.message, "ok")
         XCTAssertEqual(try s.attestableHosts().count, 2, "a cached statement runs again with fresh results")
@@ -114,7 +114,7 @@ final class StoreTests: XCTestCase {
             let clock = ClockState(resetCount: 2, restartCount: 1, clock: 77, safe: true, firmwareVersion: firmware)
             var t = try XCTUnwrap(try s.trust(hostID: id))
             t.state = .trusted
-            try s.recordVerdict(AttestationRecord(hostID: id, at: at, kind: "reattestation", trusted: true, codes: [], message: "ok",
+            try s.recordVerdict(AttestationRecord(hostID: id, at: at, kind: .reattestation, trusted: true, codes: [], message: "ok",
                                                   claims: EvidenceClaims(boot: nil, model: nil, clock: clock, rebootedSinceLastAttestation: false)), trust: t)
         }
         try record(t0, firmware: nil)
@@ -128,7 +128,7 @@ final class StoreTests: XCTestCase {
     func testSerialsAreUniqueAndIssuanceIsAtomic() throws {
         let s = try open()
         try s.saveHost(host())
-        let a = AttestationRecord(hostID: host().id, at: t0, kind: "enrollment", trusted: true, codes: [], message: "ok")
+        let a = AttestationRecord(hostID: host().id, at: t0, kind: .enrollment, trusted: true, codes: [], message: "ok")
         _ = try s.recordIssuance(attestation: a, certificate: cert("01"))
         var second = a
         second.message = "duplicate"
@@ -150,7 +150,7 @@ final class StoreTests: XCTestCase {
             let hostID = host().id, t0 = t0
             let certs = (0..<64).map { cert($0 % 4 == 0 ? "00" : String(format: "%02x", $0)) }   // every fourth reuses serial 00
             DispatchQueue.concurrentPerform(iterations: 64) { i in
-                let a = AttestationRecord(hostID: hostID, at: t0, kind: "enrollment", trusted: true, codes: [], message: "w\(i)")
+                let a = AttestationRecord(hostID: hostID, at: t0, kind: .enrollment, trusted: true, codes: [], message: "w\(i)")
                 let ok = (try? s.recordIssuance(attestation: a, certificate: certs[i])) != nil
                 outcomes.withLock { $0["w\(i)"] = ok }
             }
@@ -169,25 +169,25 @@ final class StoreTests: XCTestCase {
         do {
             let s = try open()
             try s.saveHost(host())
-            let a = AttestationRecord(hostID: host().id, at: t0, kind: "enrollment", trusted: true, codes: [], message: "ok")
+            let a = AttestationRecord(hostID: host().id, at: t0, kind: .enrollment, trusted: true, codes: [], message: "ok")
             for (serial, agent) in [("01", "a"), ("02", "a"), ("03", "b")] {
                 _ = try s.recordIssuance(attestation: a, certificate: cert(serial, agent: agent))
             }
             _ = try s.recordIssuance(attestation: a, certificate: cert("04", agent: "b", issuer: "ca2"))
             XCTAssertEqual(try s.refreshCRL(issuer: "ca1", buildCRL: builder()).number, 1)
-            let r1 = try withUnsafeMutablePointer(to: &seen) { try s.revoke(.agent(hostID: host().id, agentName: "a"), at: t0, reason: 1, buildCRL: builder($0)) }
+            let r1 = try withUnsafeMutablePointer(to: &seen) { try s.revoke(.agent(hostID: host().id, agentName: "a"), at: t0, reason: .keyCompromise, buildCRL: builder($0)) }
             XCTAssertEqual(r1.serials, ["01", "02"])
             XCTAssertEqual(r1.crls.map(\.number), [2])
             XCTAssertEqual(seen, ["01", "02"])
-            let r2 = try s.revoke(.serial("01"), at: t0, reason: 1, buildCRL: builder())
+            let r2 = try s.revoke(.serial("01"), at: t0, reason: .keyCompromise, buildCRL: builder())
             XCTAssertEqual(r2.serials, [], "already revoked")
             XCTAssertEqual(r2.crls, [], "nothing changed, no new CRL")
         }
         let reopened = try open()
         XCTAssertEqual(try reopened.currentCRL(issuer: "ca1")?.number, 2)
         XCTAssertEqual(try reopened.certificates().filter { $0.revokedAt != nil }.map(\.serial), ["01", "02"])
-        XCTAssertEqual(try reopened.certificates().first { $0.serial == "01" }?.revocationReason, 1)
-        let r3 = try reopened.revoke(.host(host().id), at: t0, reason: 5, buildCRL: builder())
+        XCTAssertEqual(try reopened.certificates().first { $0.serial == "01" }?.revocationReason, .keyCompromise)
+        let r3 = try reopened.revoke(.host(host().id), at: t0, reason: .cessationOfOperation, buildCRL: builder())
         XCTAssertEqual(r3.serials, ["03", "04"])
         XCTAssertEqual(r3.crls.map(\.issuer), ["ca1", "ca2"], "each issuer's CRL is re-signed")
         XCTAssertEqual(r3.crls.map(\.number), [3, 1], "CRL numbers are per issuer")
