@@ -92,7 +92,11 @@ let package = Package(
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
-        .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker", "VouchAttestation", "VouchCrypto", "VouchCore", "VouchEventLog"]),
+        .target(name: "VouchBrokerTestSupport", dependencies: ["VouchBroker", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),
+        .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker", "VouchAttestation", "VouchCrypto", "VouchCore", "VouchEventLog",
+                                                            "VouchBrokerTestSupport"]),
+        .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
+                                                             "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
                                                                   "VouchEventLog", "VouchRuntime"]),
     ]

@@ -11,12 +11,27 @@ import VouchCore
 /// Hosts with no verdict yet are attested within seconds. After a fault the next try backs off
 /// exponentially from 1 s, never later than the interval, so a host that comes back is seen soon
 /// and the grace period is measured by repeated tries.
+///
+/// Every decision is made by `tick(now:)`, which takes the time as an argument and reads no other
+/// clock; the thread `start` runs only calls it every 50 ms and hands the pull rounds it returns
+/// to a bounded queue. Tests call `tick` and `run` themselves with a manual clock, so grace,
+/// backoff and overdue reports are checked in milliseconds, in order, the same on every run.
 public final class Reattestor: Sendable {
     let service: BrokerService
     let source: EvidenceSource
     let log: @Sendable (String) -> Void
+    /// A number in [0, 1) for spreading rounds over the interval (injected so tests are exact).
+    let spread: @Sendable () -> Double
+
+    /// A pull round `tick` found due (its host is marked in flight until `run` finishes it).
+    public struct PullRound: Sendable, Equatable {
+        public let hostID: String
+        public let interval: TimeInterval
+    }
 
     private struct Plan {
+        var hosts: [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)] = []
+        var refreshed = Date.distantPast
         var due: [String: Date] = [:]
         var inFlight: Set<String> = []
         var faults: [String: Int] = [:]
@@ -28,12 +43,16 @@ public final class Reattestor: Sendable {
     private let queue = DispatchQueue(label: "vouch.reattest", attributes: .concurrent)
 
     /// How long after first seeing a host without a verdict the first round starts.
-    static let firstPullDelay: TimeInterval = 2
+    public static let firstPullDelay: TimeInterval = 2
+    /// How often the host list is re-read (new registrations, policy reloads, blocks).
+    public static let refreshInterval: TimeInterval = 1
 
-    public init(service: BrokerService, source: EvidenceSource, concurrency: Int = 32, log: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(service: BrokerService, source: EvidenceSource, concurrency: Int = 32, spread: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.service = service
         self.source = source
         self.slots = DispatchSemaphore(value: max(1, concurrency))
+        self.spread = spread
         self.log = log
     }
 
@@ -52,71 +71,102 @@ public final class Reattestor: Sendable {
 
     private var isRunning: Bool { running.withLock { $0 } }
 
+    /// The thread: tick, hand the due pull rounds to the queue (at most `concurrency` at once), sleep.
     private func loop() {
-        var hosts: [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)] = []
-        var refreshed = Date.distantPast
         while isRunning {
-            let now = service.clock.now()
-            // The host list is re-read once a second (new registrations, policy reloads, blocks).
-            if now.timeIntervalSince(refreshed) >= 1 || now < refreshed {
-                do { hosts = try service.schedulableHosts() } catch { log("re-attestation: cannot list hosts: \(error)") }
-                refreshed = now
-                let ids = Set(hosts.map(\.id))
-                plan.withLock { p in p.due = p.due.filter { ids.contains($0.key) } }
-            }
-            // One pass over the plan under one lock: which hosts are due now (pull hosts are marked
-            // in flight here). Host ids first seen get their first due time.
-            let due: [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)] = plan.withLock { p in
-                hosts.filter { h in
-                    guard !p.inFlight.contains(h.id) else { return false }
-                    guard let due = p.due[h.id] else {
-                        // First sight: hosts without a verdict soon (a just-activated attester needs a
-                        // moment to start serving), others spread over the interval.
-                        p.due[h.id] = h.state == .unknown ? now.addingTimeInterval(Self.firstPullDelay) : now.addingTimeInterval(Double.random(in: 0..<h.interval))
-                        return false
-                    }
-                    guard due <= now else { return false }
-                    if h.mode == .pull { p.inFlight.insert(h.id) }
-                    return true
-                }
-            }
-            for (i, h) in due.enumerated() {
+            let due = tick(now: service.clock.now())
+            for (i, round) in due.enumerated() {
                 guard isRunning else {   // stopping: release the hosts this pass did not start
-                    plan.withLock { p in for h in due[i...] where h.mode == .pull { p.inFlight.remove(h.id) } }
+                    plan.withLock { p in for r in due[i...] { p.inFlight.remove(r.hostID) } }
                     break
                 }
-                switch h.mode {
-                case .push:
-                    // Cheap (one read): checked often, so a missed report is noticed within seconds.
-                    _ = service.checkPushReport(hostID: h.id, interval: h.interval)
-                    plan.withLock { $0.due[h.id] = now.addingTimeInterval(min(h.interval / 4, 5)) }
-                case .pull:
-                    slots.wait()
-                    finished.enter()
-                    queue.async { [self] in
-                        let outcome = service.pullRound(hostID: h.id, source: source)
-                        schedule(h.id, outcome: outcome, interval: h.interval)
-                        plan.withLock { _ = $0.inFlight.remove(h.id) }
-                        slots.signal()
-                        finished.leave()
-                    }
+                slots.wait()
+                finished.enter()
+                queue.async { [self] in
+                    _ = run(round)
+                    slots.signal()
+                    finished.leave()
                 }
             }
             usleep(50_000)
         }
     }
 
-    private func schedule(_ id: String, outcome: RoundOutcome?, interval: TimeInterval) {
-        let now = service.clock.now()
+    /// One scheduling pass at `now`: re-reads the host list when it is `refreshInterval` old (or the
+    /// clock went back), gives hosts seen for the first time their first due time (hosts without a
+    /// verdict after `firstPullDelay`, others at a random point of their interval), checks the push
+    /// hosts that are due for a missed report (a `report_overdue` fault; checked every quarter
+    /// interval, at most every 5 s), and returns the pull rounds that are due, marked in flight.
+    /// Pull hosts already in flight are skipped.
+    public func tick(now: Date) -> [PullRound] {
+        let stale = plan.withLock { now.timeIntervalSince($0.refreshed) >= Self.refreshInterval || now < $0.refreshed }
+        if stale {
+            var listed: [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)]?
+            do { listed = try service.schedulableHosts() } catch { log("re-attestation: cannot list hosts: \(error)") }
+            plan.withLock { p in
+                if let listed {
+                    p.hosts = listed
+                    let ids = Set(listed.map(\.id))
+                    p.due = p.due.filter { ids.contains($0.key) }
+                    p.faults = p.faults.filter { ids.contains($0.key) }
+                }
+                p.refreshed = now
+            }
+        }
+        // One pass over the plan under one lock: which hosts are due now.
+        let due = plan.withLock { p in
+            p.hosts.filter { h in
+                guard !p.inFlight.contains(h.id) else { return false }
+                guard let due = p.due[h.id] else {
+                    // First sight: hosts without a verdict soon (a just-activated attester needs a
+                    // moment to start serving), others spread over the interval.
+                    p.due[h.id] = now.addingTimeInterval(h.state == .unknown ? Self.firstPullDelay : spread() * h.interval)
+                    return false
+                }
+                guard due <= now else { return false }
+                if h.mode == .pull { p.inFlight.insert(h.id) }
+                return true
+            }
+        }
+        var pulls: [PullRound] = []
+        for h in due {
+            switch h.mode {
+            case .push:
+                // Cheap (one read): checked often, so a missed report is noticed within seconds.
+                _ = service.checkPushReport(hostID: h.id, interval: h.interval)
+                plan.withLock { $0.due[h.id] = now.addingTimeInterval(min(h.interval / 4, 5)) }
+            case .pull:
+                pulls.append(PullRound(hostID: h.id, interval: h.interval))
+            }
+        }
+        return pulls
+    }
+
+    /// Runs one pull round `tick` returned (through the evidence source), schedules the host's
+    /// next round from the outcome at the service clock's time — after a fault, backoff from 1 s
+    /// doubling up to the interval; after a verdict, in the last 10 % of the interval — and
+    /// releases the host.
+    @discardableResult
+    public func run(_ round: PullRound) -> RoundOutcome {
+        let outcome = service.pullRound(hostID: round.hostID, source: source)
+        schedule(round.hostID, outcome: outcome, interval: round.interval, now: service.clock.now())
+        plan.withLock { _ = $0.inFlight.remove(round.hostID) }
+        return outcome
+    }
+
+    /// When the host's next round (pull) or overdue check (push) is due; nil before `tick` saw it.
+    public func nextDue(hostID: String) -> Date? { plan.withLock { $0.due[hostID] } }
+
+    private func schedule(_ id: String, outcome: RoundOutcome, interval: TimeInterval, now: Date) {
         plan.withLock { p in
             switch outcome {
-            case .fault?:
+            case .fault:
                 let n = (p.faults[id] ?? 0) + 1
                 p.faults[id] = n
                 p.due[id] = now.addingTimeInterval(backoffDelay(failures: n, cap: interval))
-            case .verdict?, nil:
+            case .verdict:
                 p.faults[id] = nil
-                p.due[id] = now.addingTimeInterval(interval * Double.random(in: 0.9...1.0))
+                p.due[id] = now.addingTimeInterval(interval * (0.9 + 0.1 * spread()))
             }
         }
     }

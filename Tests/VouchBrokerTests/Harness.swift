@@ -1,0 +1,175 @@
+import Foundation
+import Synchronization
+import VouchAPI
+import VouchAttestation
+import VouchBroker
+import VouchBrokerTestSupport
+import VouchCore
+import VouchCrypto
+import VouchPolicy
+import VouchTestSupport
+import VouchTPMWire
+
+/// A host's TPM in software, for in-process tests: an ECC P-256 AK of the real template and quotes
+/// in the real wire format (TPMS_ATTEST, TPMT_SIGNATURE), as `SimulatedFleet` makes them. Every
+/// PCR holds its reset value (zeros) unless `drifted`; the TPM clock follows the test's clock.
+struct SoftwareTPM: Sendable {
+    let ak: PrivateKey
+    let akPublic: [UInt8]   // TPM2B_PUBLIC
+    let akName: [UInt8]
+
+    init() throws {
+        ak = try PrivateKey.generate(.p256)
+        guard let point = try ak.publicKey.ecJWKParameters else { throw VouchError(.crypto, "software AK has no EC point") }
+        let tpmt = KeyTemplates.eccP256AttestationKey(x: point.x, y: point.y)
+        var w = ByteWriter()
+        w.sized(tpmt)
+        akPublic = w.bytes
+        akName = [0x00, 0x0B] + Crypto.sha256(tpmt)
+    }
+
+    func quote(_ request: QuoteRequest, at now: Date, drifted: Bool) throws -> QuoteBody {
+        let selection = PCRSelection(banks: request.pcrSelection.map { PCRBankSelection(hash: HashAlg(rawValue: $0.bank)!, pcrs: $0.pcrs) })
+        var values: [HashAlg: [Int: [UInt8]]] = [:]
+        for bank in selection.banks {
+            for p in bank.pcrs { values[bank.hash, default: [:]][p] = [UInt8](repeating: drifted && p == 0 ? 0xab : 0, count: bank.hash.digestSize) }
+        }
+        let pcrs = PCRValues(values)
+        var w = ByteWriter()
+        w.u32(TPMConstants.generatedValue)
+        w.u16(0x8018)                                   // TPM_ST_ATTEST_QUOTE
+        w.sized(akName)
+        w.sized(EnrollmentBinding.reattestationData(nonce: try Hex.decode(request.nonce)))
+        w.u64(UInt64(now.timeIntervalSince1970 * 1000))  // TPM clock (ms): the test's clock
+        w.u32(0)                                        // resetCount
+        w.u32(0)                                        // restartCount
+        w.u8(1)                                         // safe
+        w.u64(0x2026_1124)                              // firmwareVersion
+        selection.marshal(into: &w)
+        w.sized(Crypto.sha256(try pcrs.concatenated(for: selection)))
+        let attest = w.bytes
+        var der = DER.Reader(try ak.sign(attest, hash: .sha256))
+        var seq = try der.sequence("ECDSA-Sig-Value")
+        let r = try seq.read(DER.integerTag, "r"), s = try seq.read(DER.integerTag, "s")
+        var sig = ByteWriter()
+        sig.u16(TPMAlg.ecdsa.rawValue)
+        sig.u16(TPMAlg.sha256.rawValue)
+        sig.sized(Array(r.drop { $0 == 0 }))
+        sig.sized(Array(s.drop { $0 == 0 }))
+        return QuoteBody(attest: Base64.encode(attest), signature: Base64.encode(sig.bytes), pcrs: pcrs.hexMap)
+    }
+}
+
+/// An `EvidenceSource` that answers as the test scripts it, per attester URL: a good quote, a
+/// drifted quote (fails the policy), or a fault. Unscripted pulls are refused connections.
+final class ScriptedSource: EvidenceSource {
+    enum Answer: Sendable { case quote, drifted, fault(ErrorCode) }
+    private let state = Mutex<(tpms: [String: SoftwareTPM], answers: [String: [Answer]], asked: Int)>(([:], [:], 0))
+    let clock: ManualClock
+    init(clock: ManualClock) { self.clock = clock }
+
+    func attach(_ tpm: SoftwareTPM, url: String) { state.withLock { $0.tpms[url] = tpm } }
+    func script(_ url: String, _ answers: Answer...) { state.withLock { $0.answers[url, default: []] += answers } }
+    var asked: Int { state.withLock { $0.asked } }
+
+    func quote(attesterURL: String, pin: String, request: QuoteRequest) throws -> QuoteBody {
+        let (tpm, answer) = state.withLock { s -> (SoftwareTPM?, Answer) in
+            s.asked += 1
+            let next = s.answers[attesterURL]?.isEmpty == false ? s.answers[attesterURL]!.removeFirst() : .fault(.attesterUnreachable)
+            return (s.tpms[attesterURL], next)
+        }
+        switch answer {
+        case let .fault(code): throw VouchError(code, "scripted fault")
+        case .quote, .drifted:
+            guard let tpm else { throw VouchError(.attesterFault, "no TPM attached at \(attesterURL)") }
+            if case .drifted = answer { return try tpm.quote(request, at: clock.now(), drifted: true) }
+            return try tpm.quote(request, at: clock.now(), drifted: false)
+        }
+    }
+}
+
+/// A broker in this process: `BrokerService` wired as vouchd wires it (see Sources/vouchd/main.swift),
+/// over an `InMemoryBrokerStore`, a `ManualClock`, a fixed policy set, a CA made here, and a
+/// `Reattestor` over a `ScriptedSource`. Hosts are seeded as activated (registration and credential
+/// activation need a TPM and are covered by the integration tests).
+final class Broker {
+    let clock = ManualClock()
+    let store = InMemoryBrokerStore()
+    let service: BrokerService
+    let source: ScriptedSource
+    let reattestor: Reattestor
+    let policy: Policy
+
+    /// A policy over PCR 0 (zeros) with the given re-attestation settings.
+    static func policy(interval: TimeInterval = 60, grace: TimeInterval = 0, afterFailures: Int = 1,
+                       action: Policy.Reattestation.Action = .revoke) -> Policy {
+        var p = Policy(name: "test", version: 1, pcrBank: .sha256, pcrValues: [0: [[UInt8](repeating: 0, count: 32)]])
+        p.sha256 = String(repeating: "a", count: 64)
+        p.reattestation.interval = interval
+        p.reattestation.grace = grace
+        p.reattestation.afterFailures = afterFailures
+        p.reattestation.action = action
+        return p
+    }
+
+    init(policy: Policy = Broker.policy()) throws {
+        self.policy = policy
+        let now = clock.now()
+        let ca = try CertificateAuthority.create(commonName: "Vouch CA test.local", key: try PrivateKey.generate(.p256),
+                                                 notBefore: now.addingTimeInterval(-3600), notAfter: now.addingTimeInterval(10 * 365 * 86400))
+        service = BrokerService(config: BrokerConfig(trustDomain: "test.local"), policies: PolicyProvider(fixed: try PolicySet([policy]), clock: clock),
+                                store: store, authorities: CASet(current: IssuingCA(signer: ca)), ekTrust: EKTrustStore(anchors: [], intermediates: []),
+                                clock: clock)
+        source = ScriptedSource(clock: clock)
+        reattestor = Reattestor(service: service, source: source, spread: { 0.5 })
+    }
+
+    /// Seeds an activated host (as `activateHost` leaves it): pull mode with a software TPM behind
+    /// `https://ID.test:8444`, or push mode. Returns its id.
+    @discardableResult
+    func addHost(_ id: String, mode: AttestationMode = .pull) throws -> String {
+        let tpm = try SoftwareTPM()
+        let now = clock.now()
+        let host = HostRecord(id: id, hostname: id, ekPublic: [1], ekCertificate: [2], ekIssuer: "test EK CA", akPublic: tpm.akPublic, akName: tpm.akName,
+                              akAlgorithm: "ecc-p256", akState: .active, activationDigest: nil, activationExpiresAt: nil, activationFailures: 0,
+                              registeredAt: now, updatedAt: now)
+        let url = "https://\(id).test:8444"
+        let trust = HostTrust(hostID: id, since: now, mode: mode, attesterURL: mode == .pull ? url : nil, hostCertificateSerial: "01",
+                              hostKeyPin: mode == .pull ? "sha256//pin" : nil)
+        try store.activateHost(host, trust: trust, record: AttestationRecord(hostID: id, at: now, kind: "activation", trusted: true, codes: [],
+                                                                              message: "activated"))
+        source.attach(tpm, url: url)
+        return id
+    }
+
+    func url(_ id: String) -> String { "https://\(id).test:8444" }
+
+    /// Records an agent certificate for the host, issued by the broker's CA (for revocation).
+    func addCertificate(host: String, serial: String) throws {
+        let now = clock.now()
+        _ = try store.recordIssuance(attestation: AttestationRecord(hostID: host, at: now, kind: "enrollment", trusted: true, codes: [], message: "ok",
+                                                                     agentName: "agent"),
+                                     certificate: CertificateRecord(serial: serial, hostID: host, agentName: "agent", spiffeID: "spiffe://test.local/agent",
+                                                                    notBefore: now, notAfter: now.addingTimeInterval(3600), pem: "", attestationID: 0,
+                                                                    issuer: service.authorities.current.keyID))
+    }
+
+    func state(_ id: String) throws -> TrustState? { try store.trust(hostID: id)?.state }
+
+    /// Moves the clock by `seconds`, then ticks and runs every pull round that is due (like
+    /// `EmbeddedEventLoop.advanceTime(by:)`). Returns the outcomes by host.
+    @discardableResult
+    func advance(by seconds: TimeInterval) -> [String: RoundOutcome] {
+        clock.advance(by: seconds)
+        var outcomes: [String: RoundOutcome] = [:]
+        for round in reattestor.tick(now: clock.now()) { outcomes[round.hostID] = reattestor.run(round) }
+        return outcomes
+    }
+
+    /// Advances to the host's next due time and runs what is due then.
+    @discardableResult
+    func advanceToNextRound(_ id: String) -> [String: RoundOutcome] {
+        guard let due = reattestor.nextDue(hostID: id) else { return advance(by: 0) }
+        return advance(by: max(0, due.timeIntervalSince(clock.now())))
+    }
+}

@@ -1,0 +1,179 @@
+import Foundation
+import XCTest
+import VouchBroker
+import VouchBrokerTestSupport
+import VouchCore
+import VouchEventLog
+import VouchStore
+
+/// The same assertions against `SQLiteBrokerStore` and `InMemoryBrokerStore`, so the in-memory
+/// store the in-process service tests use keeps the semantics of the real one: version-checked
+/// host writes, blocks, deletion, the two halves of a trust record, used nonces, revocation with
+/// per-issuer CRL numbers, history filters and the outbox.
+final class StoreConformanceTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-conformance-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    /// Runs `body` once per store, naming the store in failures.
+    func forEachStore(_ body: (BrokerStore, String) throws -> Void) throws {
+        try body(try SQLiteBrokerStore(path: dir.appendingPathComponent("vouch.db").path), "sqlite")
+        try body(InMemoryBrokerStore(), "memory")
+    }
+
+    let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+    let id = String(repeating: "a", count: 32)
+
+    func host() -> HostRecord {
+        HostRecord(id: id, hostname: "h", ekPublic: [1], ekCertificate: [2], ekIssuer: "CN=x", akPublic: [3], akName: [4], akAlgorithm: "ecc-p256",
+                   akState: .active, activationDigest: nil, activationExpiresAt: nil, activationFailures: 0, registeredAt: t0, updatedAt: t0)
+    }
+
+    func record(_ kind: String = "activation", trusted: Bool = true, at: Date? = nil, nonce: String? = nil, expires: Date? = nil) -> AttestationRecord {
+        AttestationRecord(hostID: id, at: at ?? t0, kind: kind, trusted: trusted, codes: trusted ? [] : ["pcr_mismatch"], message: "m",
+                          nonce: nonce, nonceExpiresAt: expires)
+    }
+
+    func assertCode(_ code: ErrorCode, _ store: String, _ body: () throws -> Void, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), store, line: line) { XCTAssertEqual(($0 as? VouchError)?.code, code, "\(store): \($0)", line: line) }
+    }
+
+    func testHostVersionsBlocksAndDeletion() throws {
+        try forEachStore { s, name in
+            try s.saveHost(host())
+            var h = try XCTUnwrap(s.host(id: id))
+            XCTAssertEqual(h.version, 1, name)
+            assertCode(.conflict, name) { try s.saveHost(self.host()) }   // stale version 0
+            h.hostname = "renamed"
+            try s.saveHost(h)
+            XCTAssertEqual(try s.host(id: id)?.version, 2, name)
+            assertCode(.conflict, name) { try s.saveHost(h) }             // still version 1
+            try s.setBlock(hostID: id, reason: "stolen")
+            let blocked = try XCTUnwrap(s.host(id: id))
+            XCTAssertEqual(blocked.version, 3, name)
+            var unblocked = blocked
+            unblocked.blockedReason = nil
+            assertCode(.hostRevoked, name) { try s.saveHost(unblocked) } // a block is never overwritten
+            assertCode(.notFound, name) { try s.setBlock(hostID: "none", reason: nil) }
+            try s.setBlock(hostID: id, reason: nil)
+            try s.deleteHost(id: id)
+            XCTAssertNil(try s.host(id: id), name)
+            XCTAssertEqual(try s.hosts().count, 0, name)
+            try s.saveHost(host())                                          // deleted counts as absent
+            XCTAssertEqual(try s.host(id: id)?.version, 5, name)
+        }
+    }
+
+    func testTrustHalvesAndAttestableHosts() throws {
+        try forEachStore { s, name in
+            var t = HostTrust(hostID: id, since: t0, mode: .pull, attesterURL: "https://a", hostCertificateSerial: "01", hostKeyPin: "pin1")
+            try s.saveTrust(t)
+            XCTAssertNil(try s.trust(hostID: id), "\(name): saveTrust creates no record")
+            try s.activateHost(host(), trust: t, record: record())
+            XCTAssertEqual(try s.attestableHosts().map(\.id), [id], name)
+            t.state = .trusted
+            t.attesterURL = "https://changed"
+            t.consecutiveFaults = 3
+            try s.saveTrust(t)
+            let saved = try XCTUnwrap(s.trust(hostID: id))
+            XCTAssertEqual(saved.state, .trusted, name)
+            XCTAssertEqual(saved.consecutiveFaults, 3, name)
+            XCTAssertEqual(saved.attesterURL, "https://a", "\(name): verdicts never write how the host is reached")
+            var again = HostTrust(hostID: id, state: .unknown, since: t0, mode: .push, hostCertificateSerial: "02")
+            again.consecutiveFaults = 0
+            var h = try XCTUnwrap(s.host(id: id))
+            h.updatedAt = t0.addingTimeInterval(1)
+            try s.activateHost(h, trust: again, record: record())
+            let reactivated = try XCTUnwrap(s.trust(hostID: id))
+            XCTAssertEqual(reactivated.state, .trusted, "\(name): activation never writes the state")
+            XCTAssertEqual(reactivated.mode, .push, name)
+            XCTAssertEqual(reactivated.hostCertificateSerial, "02", name)
+            XCTAssertNil(reactivated.attesterURL, name)
+            try s.setBlock(hostID: id, reason: "x")
+            XCTAssertEqual(try s.attestableHosts().count, 0, name)
+            assertCode(.hostRevoked, name) { try s.activateHost(h.withBlock(nil).withVersion(h.version + 1), trust: again, record: self.record()) }
+        }
+    }
+
+    func testNoncesHistoryAndTrustedClock() throws {
+        try forEachStore { s, name in
+            try s.activateHost(host(), trust: HostTrust(hostID: id, since: t0, mode: .push), record: record())
+            let nonce = String(repeating: "1", count: 64)
+            XCTAssertFalse(try s.nonceUsed(nonce), name)
+            try s.recordVerdict(record("reattestation", at: t0.addingTimeInterval(1), nonce: nonce, expires: t0.addingTimeInterval(60)),
+                                trust: HostTrust(hostID: id, state: .trusted, since: t0, mode: .push))
+            XCTAssertTrue(try s.nonceUsed(nonce), name)
+            assertCode(.nonceReused, name) {
+                try s.recordAttestation(self.record("reattestation", trusted: false, at: self.t0.addingTimeInterval(2), nonce: nonce, expires: self.t0.addingTimeInterval(60)))
+            }
+            XCTAssertEqual(try s.attestations(HistoryQuery(hostID: id)).count, 2, "\(name): the refused decision was rolled back")
+            XCTAssertEqual(try s.trust(hostID: id)?.state, .trusted, name)
+            var claimed = record("reattestation", at: t0.addingTimeInterval(3))
+            claimed.claims = EvidenceClaims(boot: nil, model: nil, clock: ClockState(resetCount: 1, restartCount: 0, clock: 42, safe: true),
+                                            rebootedSinceLastAttestation: false)
+            claimed.pcrs = ["sha256": ["0": "00"]]
+            let claimedID = try s.recordAttestation(claimed)
+            try s.recordAttestation(record("fault", trusted: false, at: t0.addingTimeInterval(4)))
+            XCTAssertEqual(try s.lastTrustedClock(hostID: id)?.clock.clock, 42, name)
+            XCTAssertEqual(try s.lastTrustedClock(hostID: id)?.at, t0.addingTimeInterval(3), name)
+            XCTAssertEqual(try s.latestEvidence(hostID: id)?.id, claimedID, name)
+            XCTAssertEqual(try s.latestAttestation(hostID: id)?.kind, "fault", name)
+            XCTAssertEqual(try s.latestDecisionTime(), t0.addingTimeInterval(4), name)
+            XCTAssertNil(try s.latestAttestation(hostID: id)?.nonceExpiresAt, name)
+            let all = try s.attestations(HistoryQuery(hostID: id))
+            XCTAssertEqual(all.map(\.kind), ["fault", "reattestation", "reattestation", "activation"], name)
+            XCTAssertEqual(try s.attestations(HistoryQuery(trusted: false)).map(\.kind), ["fault"], name)
+            XCTAssertEqual(try s.attestations(HistoryQuery(kind: "reattestation", before: claimedID)).count, 1, name)
+            XCTAssertEqual(try s.attestations(HistoryQuery(from: t0.addingTimeInterval(1), until: t0.addingTimeInterval(4))).count, 2, name)
+            XCTAssertEqual(try s.attestations(HistoryQuery(limit: 1)).map(\.kind), ["fault"], name)
+        }
+    }
+
+    func testRevocationCRLNumbersPerIssuerAndOutbox() throws {
+        try forEachStore { s, name in
+            try s.activateHost(host(), trust: HostTrust(hostID: id, since: t0, mode: .push), record: record())
+            for (serial, issuer) in [("01", "ca1"), ("02", "ca1"), ("03", "ca2")] {
+                let c = CertificateRecord(serial: serial, hostID: id, agentName: "a\(serial)", spiffeID: "spiffe://t/a", notBefore: t0,
+                                          notAfter: t0.addingTimeInterval(900), pem: "PEM", attestationID: 0, issuer: issuer)
+                let aid = try s.recordIssuance(attestation: record("enrollment"), certificate: c)
+                XCTAssertEqual(try s.certificate(serial: serial)?.attestationID, aid, name)
+            }
+            assertCode(.conflict, name) {
+                _ = try s.recordIssuance(attestation: self.record("enrollment"), certificate: try XCTUnwrap(s.certificate(serial: "01")))
+            }
+            let build: CRLBuilder = { issuer, revoked, number in
+                CRLRecord(number: number, der: revoked.map { UInt8($0.serial)! }, thisUpdate: self.t0, nextUpdate: self.t0.addingTimeInterval(300))
+            }
+            let first = try s.revoke(.serial("01"), at: t0, reason: 1, buildCRL: build)
+            XCTAssertEqual(first.serials, ["01"], name)
+            XCTAssertEqual(first.crls.map(\.issuer), ["ca1"], name)
+            XCTAssertEqual(first.crls.map(\.number), [1], name)
+            let second = try s.revoke(.host(id), at: t0, reason: 9, buildCRL: build)
+            XCTAssertEqual(second.serials, ["02", "03"], name)
+            XCTAssertEqual(second.crls.map(\.issuer), ["ca1", "ca2"], name)
+            XCTAssertEqual(second.crls.map(\.number), [2, 1], name)
+            XCTAssertEqual(try s.currentCRL(issuer: "ca1")?.der, [1, 2], name)
+            XCTAssertEqual(try s.revoke(.host(id), at: t0, reason: 9, buildCRL: build).serials, [], name)
+            XCTAssertEqual(try s.refreshCRL(issuer: "ca2", buildCRL: build).number, 2, name)
+            let events = try s.events(after: 0, limit: 100)
+            XCTAssertEqual(events.map(\.type), Array(repeating: "certificate.issued", count: 3) + Array(repeating: "certificate.revoked", count: 3), name)
+            XCTAssertEqual(events[3].data, #"{"agentName":"a01","hostId":"\#(id)","reason":"1","revokedAt":"\#(t0.iso8601)","serial":"01","spiffeId":"spiffe:\/\/t\/a"}"#, name)
+            let since = try s.registerSubscriber("https://hook")
+            XCTAssertEqual(since, 6, name)
+            try s.appendEvent(type: "host.blocked", data: ["hostId": id], at: t0)
+            try s.appendEvent(type: "host.unblocked", data: ["hostId": id], at: t0)
+            XCTAssertEqual(try s.undelivered(subscriber: "https://hook", limit: 10).map(\.event.type), ["host.blocked", "host.unblocked"], name)
+            try s.recordDelivery(subscriber: "https://hook", eventID: 7, delivered: true, attempts: 1, nextAttempt: nil, error: nil, at: t0)
+            try s.recordDelivery(subscriber: "https://hook", eventID: 8, delivered: false, attempts: 2, nextAttempt: t0, error: "503", at: t0)
+            let pending = try s.undelivered(subscriber: "https://hook", limit: 10)
+            XCTAssertEqual(pending.map(\.attempts), [2], name)
+            XCTAssertEqual(try s.undeliveredCount(subscriber: "https://hook"), 1, name)
+            XCTAssertEqual(try s.registerSubscriber("https://hook"), 6, name)
+        }
+    }
+}
