@@ -240,7 +240,7 @@ public final class InMemoryBrokerStore: BrokerStore {
             c.revokedAt = nil
             c.revocationReason = nil
             s.certificates[c.serial] = c
-            Self.insertEvent(&s, "certificate.issued", ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName,
+            Self.insertEvent(&s, .certificateIssued, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName,
                                                         "spiffeId": c.spiffeID, "notAfter": c.notAfter.iso8601], at: attestation.at)
             return id
         }
@@ -252,7 +252,7 @@ public final class InMemoryBrokerStore: BrokerStore {
 
     public func certificate(serial: String) throws -> CertificateRecord? { read { $0.certificates[serial] } }
 
-    public func revoke(_ target: RevocationTarget, at: Date, reason: Int, buildCRL: CRLBuilder) throws -> (serials: [String], crls: [CRLRecord]) {
+    public func revoke(_ target: RevocationTarget, at: Date, reason: RevocationReason, buildCRL: CRLBuilder) throws -> (serials: [String], crls: [CRLRecord]) {
         try write { s in
             let targets = s.certificates.values.filter { c in
                 guard c.revokedAt == nil else { return false }
@@ -265,8 +265,8 @@ public final class InMemoryBrokerStore: BrokerStore {
             for c in targets {
                 s.certificates[c.serial]?.revokedAt = at
                 s.certificates[c.serial]?.revocationReason = reason
-                Self.insertEvent(&s, "certificate.revoked", ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName, "spiffeId": c.spiffeID,
-                                                             "reason": "\(reason)", "revokedAt": at.iso8601], at: at)
+                Self.insertEvent(&s, .certificateRevoked, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName, "spiffeId": c.spiffeID,
+                                                             "reason": "\(reason.rawValue)", "revokedAt": at.iso8601], at: at)
             }
             let crls = try Set(targets.map(\.issuer)).sorted().map { try Self.storeNextCRL(&s, issuer: $0, buildCRL) }
             return (targets.map(\.serial), crls)
@@ -292,7 +292,7 @@ public final class InMemoryBrokerStore: BrokerStore {
     // MARK: events and webhook deliveries
 
     @discardableResult
-    private static func insertEvent(_ s: inout State, _ type: String, _ data: [String: String], at: Date) -> Int64 {
+    private static func insertEvent(_ s: inout State, _ type: OutboxEventType, _ data: [String: String], at: Date) -> Int64 {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json = (try? String(decoding: encoder.encode(data), as: UTF8.self)) ?? "null"
@@ -303,7 +303,7 @@ public final class InMemoryBrokerStore: BrokerStore {
     }
 
     @discardableResult
-    public func appendEvent(type: String, data: [String: String], at: Date) throws -> Int64 {
+    public func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64 {
         try write { Self.insertEvent(&$0, type, data, at: at) }
     }
 

@@ -136,7 +136,7 @@ final class Broker {
         let url = "https://\(id).test:8444"
         let trust = HostTrust(hostID: id, since: now, mode: mode, attesterURL: mode == .pull ? url : nil, hostCertificateSerial: "01",
                               hostKeyPin: mode == .pull ? "sha256//pin" : nil)
-        try store.activateHost(host, trust: trust, record: AttestationRecord(hostID: id, at: now, kind: "activation", trusted: true, codes: [],
+        try store.activateHost(host, trust: trust, record: AttestationRecord(hostID: id, at: now, kind: .activation, trusted: true, codes: [],
                                                                               message: "activated"))
         source.attach(tpm, url: url)
         return id
@@ -147,7 +147,7 @@ final class Broker {
     /// Records an agent certificate for the host, issued by the broker's CA (for revocation).
     func addCertificate(host: String, serial: String) throws {
         let now = clock.now()
-        _ = try store.recordIssuance(attestation: AttestationRecord(hostID: host, at: now, kind: "enrollment", trusted: true, codes: [], message: "ok",
+        _ = try store.recordIssuance(attestation: AttestationRecord(hostID: host, at: now, kind: .enrollment, trusted: true, codes: [], message: "ok",
                                                                      agentName: "agent"),
                                      certificate: CertificateRecord(serial: serial, hostID: host, agentName: "agent", spiffeID: "spiffe://test.local/agent",
                                                                     notBefore: now, notAfter: now.addingTimeInterval(3600), pem: "", attestationID: 0,

@@ -23,8 +23,8 @@ final class ReattestationStateTests: XCTestCase {
         XCTAssertEqual(try b.store.trust(hostID: h1)?.lastVerdictAt, b.clock.now())
         // The next round lands in the last 10 % of the interval (spread 0.5: at 95 %).
         XCTAssertEqual(b.reattestor.nextDue(hostID: h1), b.clock.now().addingTimeInterval(60 * 0.95))
-        XCTAssertEqual(try b.store.events(after: 0, limit: 10).map(\.type), ["host.trusted"])
-        XCTAssertEqual(try b.store.attestations(HistoryQuery(hostID: h1, kind: "reattestation")).map(\.trusted), [true])
+        XCTAssertEqual(try b.store.events(after: 0, limit: 10).map(\.type), [.hostTrusted])
+        XCTAssertEqual(try b.store.attestations(HistoryQuery(hostID: h1, kind: .reattestation)).map(\.trusted), [true])
     }
 
     func testHostsWithAVerdictAreSpreadOverTheInterval() throws {
@@ -65,8 +65,8 @@ final class ReattestationStateTests: XCTestCase {
         XCTAssertEqual(try b.store.certificate(serial: "0a")?.revokedAt, b.clock.now())
         XCTAssertEqual(try b.store.currentCRL(issuer: b.service.authorities.current.keyID)?.number, 1)
         let types = try b.store.events(after: 0, limit: 20).map(\.type)
-        XCTAssertEqual(types, ["certificate.issued", "host.trusted", "host.unreachable", "certificate.revoked", "host.untrusted"])
-        let failed = try XCTUnwrap(b.store.attestations(HistoryQuery(hostID: h1, trusted: false, kind: "reattestation")).first)
+        XCTAssertEqual(types, [.certificateIssued, .hostTrusted, .hostUnreachable, .certificateRevoked, .hostUntrusted])
+        let failed = try XCTUnwrap(b.store.attestations(HistoryQuery(hostID: h1, trusted: false, kind: .reattestation)).first)
         XCTAssertEqual(failed.codes, ["attester_unreachable"])
         XCTAssertEqual(b.source.asked, 7)
     }
@@ -121,7 +121,7 @@ final class ReattestationStateTests: XCTestCase {
         XCTAssertEqual(b.clock.now().timeIntervalSince(activated), 92)
         XCTAssertEqual(try b.state(p1), .unreachable)
         XCTAssertEqual(try b.store.trust(hostID: p1)?.lastProblem, "report_overdue")
-        XCTAssertEqual(try b.store.latestAttestation(hostID: p1)?.kind, "fault")
+        XCTAssertEqual(try b.store.latestAttestation(hostID: p1)?.kind, .fault)
         XCTAssertEqual(b.source.asked, 0)
     }
 

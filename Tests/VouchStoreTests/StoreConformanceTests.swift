@@ -34,7 +34,7 @@ final class StoreConformanceTests: XCTestCase {
                    akState: .active, activationDigest: nil, activationExpiresAt: nil, activationFailures: 0, registeredAt: t0, updatedAt: t0)
     }
 
-    func record(_ kind: String = "activation", trusted: Bool = true, at: Date? = nil, nonce: String? = nil, expires: Date? = nil) -> AttestationRecord {
+    func record(_ kind: AttestationKind = .activation, trusted: Bool = true, at: Date? = nil, nonce: String? = nil, expires: Date? = nil) -> AttestationRecord {
         AttestationRecord(hostID: id, at: at ?? t0, kind: kind, trusted: trusted, codes: trusted ? [] : ["pcr_mismatch"], message: "m",
                           nonce: nonce, nonceExpiresAt: expires)
     }
@@ -105,32 +105,32 @@ final class StoreConformanceTests: XCTestCase {
             try s.activateHost(host(), trust: HostTrust(hostID: id, since: t0, mode: .push), record: record())
             let nonce = String(repeating: "1", count: 64)
             XCTAssertFalse(try s.nonceUsed(nonce), name)
-            try s.recordVerdict(record("reattestation", at: t0.addingTimeInterval(1), nonce: nonce, expires: t0.addingTimeInterval(60)),
+            try s.recordVerdict(record(.reattestation, at: t0.addingTimeInterval(1), nonce: nonce, expires: t0.addingTimeInterval(60)),
                                 trust: HostTrust(hostID: id, state: .trusted, since: t0, mode: .push))
             XCTAssertTrue(try s.nonceUsed(nonce), name)
             assertCode(.nonceReused, name) {
-                try s.recordAttestation(self.record("reattestation", trusted: false, at: self.t0.addingTimeInterval(2), nonce: nonce, expires: self.t0.addingTimeInterval(60)))
+                try s.recordAttestation(self.record(.reattestation, trusted: false, at: self.t0.addingTimeInterval(2), nonce: nonce, expires: self.t0.addingTimeInterval(60)))
             }
             XCTAssertEqual(try s.attestations(HistoryQuery(hostID: id)).count, 2, "\(name): the refused decision was rolled back")
             XCTAssertEqual(try s.trust(hostID: id)?.state, .trusted, name)
-            var claimed = record("reattestation", at: t0.addingTimeInterval(3))
+            var claimed = record(.reattestation, at: t0.addingTimeInterval(3))
             claimed.claims = EvidenceClaims(boot: nil, model: nil, clock: ClockState(resetCount: 1, restartCount: 0, clock: 42, safe: true),
                                             rebootedSinceLastAttestation: false)
             claimed.pcrs = ["sha256": ["0": "00"]]
             let claimedID = try s.recordAttestation(claimed)
-            try s.recordAttestation(record("fault", trusted: false, at: t0.addingTimeInterval(4)))
+            try s.recordAttestation(record(.fault, trusted: false, at: t0.addingTimeInterval(4)))
             XCTAssertEqual(try s.lastTrustedClock(hostID: id)?.clock.clock, 42, name)
             XCTAssertEqual(try s.lastTrustedClock(hostID: id)?.at, t0.addingTimeInterval(3), name)
             XCTAssertEqual(try s.latestEvidence(hostID: id)?.id, claimedID, name)
-            XCTAssertEqual(try s.latestAttestation(hostID: id)?.kind, "fault", name)
+            XCTAssertEqual(try s.latestAttestation(hostID: id)?.kind, .fault, name)
             XCTAssertEqual(try s.latestDecisionTime(), t0.addingTimeInterval(4), name)
             XCTAssertNil(try s.latestAttestation(hostID: id)?.nonceExpiresAt, name)
             let all = try s.attestations(HistoryQuery(hostID: id))
-            XCTAssertEqual(all.map(\.kind), ["fault", "reattestation", "reattestation", "activation"], name)
-            XCTAssertEqual(try s.attestations(HistoryQuery(trusted: false)).map(\.kind), ["fault"], name)
-            XCTAssertEqual(try s.attestations(HistoryQuery(kind: "reattestation", before: claimedID)).count, 1, name)
+            XCTAssertEqual(all.map(\.kind), [.fault, .reattestation, .reattestation, .activation] as [AttestationKind], name)
+            XCTAssertEqual(try s.attestations(HistoryQuery(trusted: false)).map(\.kind), [.fault] as [AttestationKind], name)
+            XCTAssertEqual(try s.attestations(HistoryQuery(kind: .reattestation, before: claimedID)).count, 1, name)
             XCTAssertEqual(try s.attestations(HistoryQuery(from: t0.addingTimeInterval(1), until: t0.addingTimeInterval(4))).count, 2, name)
-            XCTAssertEqual(try s.attestations(HistoryQuery(limit: 1)).map(\.kind), ["fault"], name)
+            XCTAssertEqual(try s.attestations(HistoryQuery(limit: 1)).map(\.kind), [.fault] as [AttestationKind], name)
         }
     }
 
@@ -140,34 +140,34 @@ final class StoreConformanceTests: XCTestCase {
             for (serial, issuer) in [("01", "ca1"), ("02", "ca1"), ("03", "ca2")] {
                 let c = CertificateRecord(serial: serial, hostID: id, agentName: "a\(serial)", spiffeID: "spiffe://t/a", notBefore: t0,
                                           notAfter: t0.addingTimeInterval(900), pem: "PEM", attestationID: 0, issuer: issuer)
-                let aid = try s.recordIssuance(attestation: record("enrollment"), certificate: c)
+                let aid = try s.recordIssuance(attestation: record(.enrollment), certificate: c)
                 XCTAssertEqual(try s.certificate(serial: serial)?.attestationID, aid, name)
             }
             assertCode(.conflict, name) {
-                _ = try s.recordIssuance(attestation: self.record("enrollment"), certificate: try XCTUnwrap(s.certificate(serial: "01")))
+                _ = try s.recordIssuance(attestation: self.record(.enrollment), certificate: try XCTUnwrap(s.certificate(serial: "01")))
             }
             let build: CRLBuilder = { issuer, revoked, number in
                 CRLRecord(number: number, der: revoked.map { UInt8($0.serial)! }, thisUpdate: self.t0, nextUpdate: self.t0.addingTimeInterval(300))
             }
-            let first = try s.revoke(.serial("01"), at: t0, reason: 1, buildCRL: build)
+            let first = try s.revoke(.serial("01"), at: t0, reason: RevocationReason(rawValue: 1)!, buildCRL: build)
             XCTAssertEqual(first.serials, ["01"], name)
             XCTAssertEqual(first.crls.map(\.issuer), ["ca1"], name)
             XCTAssertEqual(first.crls.map(\.number), [1], name)
-            let second = try s.revoke(.host(id), at: t0, reason: 9, buildCRL: build)
+            let second = try s.revoke(.host(id), at: t0, reason: RevocationReason(rawValue: 9)!, buildCRL: build)
             XCTAssertEqual(second.serials, ["02", "03"], name)
             XCTAssertEqual(second.crls.map(\.issuer), ["ca1", "ca2"], name)
             XCTAssertEqual(second.crls.map(\.number), [2, 1], name)
             XCTAssertEqual(try s.currentCRL(issuer: "ca1")?.der, [1, 2], name)
-            XCTAssertEqual(try s.revoke(.host(id), at: t0, reason: 9, buildCRL: build).serials, [], name)
+            XCTAssertEqual(try s.revoke(.host(id), at: t0, reason: RevocationReason(rawValue: 9)!, buildCRL: build).serials, [], name)
             XCTAssertEqual(try s.refreshCRL(issuer: "ca2", buildCRL: build).number, 2, name)
             let events = try s.events(after: 0, limit: 100)
-            XCTAssertEqual(events.map(\.type), Array(repeating: "certificate.issued", count: 3) + Array(repeating: "certificate.revoked", count: 3), name)
+            XCTAssertEqual(events.map(\.type), Array(repeating: OutboxEventType.certificateIssued, count: 3) + Array(repeating: .certificateRevoked, count: 3), name)
             XCTAssertEqual(events[3].data, #"{"agentName":"a01","hostId":"\#(id)","reason":"1","revokedAt":"\#(t0.iso8601)","serial":"01","spiffeId":"spiffe:\/\/t\/a"}"#, name)
             let since = try s.registerSubscriber("https://hook")
             XCTAssertEqual(since, 6, name)
-            try s.appendEvent(type: "host.blocked", data: ["hostId": id], at: t0)
-            try s.appendEvent(type: "host.unblocked", data: ["hostId": id], at: t0)
-            XCTAssertEqual(try s.undelivered(subscriber: "https://hook", limit: 10).map(\.event.type), ["host.blocked", "host.unblocked"], name)
+            try s.appendEvent(type: .hostBlocked, data: ["hostId": id], at: t0)
+            try s.appendEvent(type: .hostUnblocked, data: ["hostId": id], at: t0)
+            XCTAssertEqual(try s.undelivered(subscriber: "https://hook", limit: 10).map(\.event.type), [.hostBlocked, .hostUnblocked], name)
             try s.recordDelivery(subscriber: "https://hook", eventID: 7, delivered: true, attempts: 1, nextAttempt: nil, error: nil, at: t0)
             try s.recordDelivery(subscriber: "https://hook", eventID: 8, delivered: false, attempts: 2, nextAttempt: t0, error: "503", at: t0)
             let pending = try s.undelivered(subscriber: "https://hook", limit: 10)
