@@ -95,7 +95,7 @@ let package = Package(
         .target(name: "VouchBrokerTestSupport", dependencies: ["VouchBroker", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),
         .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker", "VouchAttestation", "VouchCrypto", "VouchCore", "VouchEventLog",
                                                             "VouchBrokerTestSupport"]),
-        .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
+        .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchAttesterKit", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
                                                              "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
                                                                   "VouchEventLog", "VouchRuntime"]),

@@ -16,11 +16,9 @@ import VouchTPMWire
 public final class SimulatedFleet: Sendable {
     public struct Host: Sendable {
         public let index: Int
-        let ak: PrivateKey
+        let ak: SoftwareAK
         /// TPM2B_PUBLIC of the AK.
-        public let akPublic: [UInt8]
-        /// The AK's TPM name (nameAlg ‖ SHA-256(TPMT_PUBLIC)).
-        let name: [UInt8]
+        public var akPublic: [UInt8] { ak.publicArea }
     }
 
     public let hosts: [Host]
@@ -47,14 +45,7 @@ public final class SimulatedFleet: Sendable {
         self.hostnamePrefix = hostnamePrefix
         self.labels = labels
         self.tlsKey = try PrivateKey.generate(.p256)
-        hosts = try (0..<count).map { i in
-            let ak = try PrivateKey.generate(.p256)
-            guard let point = try ak.publicKey.ecJWKParameters else { throw VouchError(.crypto, "software AK has no EC point") }
-            let tpmt = KeyTemplates.eccP256AttestationKey(x: point.x, y: point.y)
-            var w = ByteWriter()
-            w.sized(tpmt)
-            return Host(index: i, ak: ak, akPublic: w.bytes, name: [0x00, 0x0B] + Crypto.sha256(tpmt))
-        }
+        hosts = try (0..<count).map { i in Host(index: i, ak: try SoftwareAK()) }
     }
 
     public var quotesServed: Int { state.withLock { $0.quotes } }
@@ -142,30 +133,10 @@ public final class SimulatedFleet: Sendable {
                 values[bank.hash, default: [:]][p] = [UInt8](repeating: drifted && p == 7 ? 0xab : 0, count: bank.hash.digestSize)
             }
         }
-        let pcrs = PCRValues(values)
-        var w = ByteWriter()
-        w.u32(TPMConstants.generatedValue)
-        w.u16(0x8018)                                   // TPM_ST_ATTEST_QUOTE
-        w.sized(h.name)
-        w.sized(qualifyingData)
-        w.u64(UInt64(Date().timeIntervalSince1970 * 1000))   // clock (ms): never goes back
-        w.u32(0)                                        // resetCount
-        w.u32(0)                                        // restartCount
-        w.u8(1)                                         // safe
-        w.u64(0x2026_1124)                              // firmwareVersion
-        selection.marshal(into: &w)
-        w.sized(Crypto.sha256(try pcrs.concatenated(for: selection)))
-        let attest = w.bytes
-        var der = DER.Reader(try h.ak.sign(attest, hash: .sha256))
-        var seq = try der.sequence("ECDSA-Sig-Value")
-        let r = try seq.read(DER.integerTag, "r"), s = try seq.read(DER.integerTag, "s")
-        var sig = ByteWriter()
-        sig.u16(TPMAlg.ecdsa.rawValue)
-        sig.u16(TPMAlg.sha256.rawValue)
-        sig.sized(Array(r.drop { $0 == 0 }))
-        sig.sized(Array(s.drop { $0 == 0 }))
+        let quote = try h.ak.quote(qualifyingData: qualifyingData, selection: selection, pcrs: PCRValues(values),
+                                   clockMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000))   // never goes back
         state.withLock { $0.quotes += 1 }
-        return QuoteBody(attest: Base64.encode(attest), signature: Base64.encode(sig.bytes), pcrs: pcrs.hexMap)
+        return quote
     }
 
     /// The broker-facing API of the whole fleet: `POST /sim/INDEX/v1/quote`, only for a client

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import VouchAPI
 import VouchAttestation
+import VouchAttesterKit
 import VouchBroker
 import VouchBrokerTestSupport
 import VouchCore
@@ -14,19 +15,11 @@ import VouchTPMWire
 /// in the real wire format (TPMS_ATTEST, TPMT_SIGNATURE), as `SimulatedFleet` makes them. Every
 /// PCR holds its reset value (zeros) unless `drifted`; the TPM clock follows the test's clock.
 struct SoftwareTPM: Sendable {
-    let ak: PrivateKey
-    let akPublic: [UInt8]   // TPM2B_PUBLIC
-    let akName: [UInt8]
+    let ak: SoftwareAK
+    var akPublic: [UInt8] { ak.publicArea }   // TPM2B_PUBLIC
+    var akName: [UInt8] { ak.name }
 
-    init() throws {
-        ak = try PrivateKey.generate(.p256)
-        guard let point = try ak.publicKey.ecJWKParameters else { throw VouchError(.crypto, "software AK has no EC point") }
-        let tpmt = KeyTemplates.eccP256AttestationKey(x: point.x, y: point.y)
-        var w = ByteWriter()
-        w.sized(tpmt)
-        akPublic = w.bytes
-        akName = [0x00, 0x0B] + Crypto.sha256(tpmt)
-    }
+    init() throws { ak = try SoftwareAK() }
 
     func quote(_ request: QuoteRequest, at now: Date, drifted: Bool) throws -> QuoteBody {
         let selection = PCRSelection(banks: request.pcrSelection.map { PCRBankSelection(hash: HashAlg(rawValue: $0.bank)!, pcrs: $0.pcrs) })
@@ -34,29 +27,8 @@ struct SoftwareTPM: Sendable {
         for bank in selection.banks {
             for p in bank.pcrs { values[bank.hash, default: [:]][p] = [UInt8](repeating: drifted && p == 0 ? 0xab : 0, count: bank.hash.digestSize) }
         }
-        let pcrs = PCRValues(values)
-        var w = ByteWriter()
-        w.u32(TPMConstants.generatedValue)
-        w.u16(0x8018)                                   // TPM_ST_ATTEST_QUOTE
-        w.sized(akName)
-        w.sized(EnrollmentBinding.reattestationData(nonce: try Hex.decode(request.nonce)))
-        w.u64(UInt64(now.timeIntervalSince1970 * 1000))  // TPM clock (ms): the test's clock
-        w.u32(0)                                        // resetCount
-        w.u32(0)                                        // restartCount
-        w.u8(1)                                         // safe
-        w.u64(0x2026_1124)                              // firmwareVersion
-        selection.marshal(into: &w)
-        w.sized(Crypto.sha256(try pcrs.concatenated(for: selection)))
-        let attest = w.bytes
-        var der = DER.Reader(try ak.sign(attest, hash: .sha256))
-        var seq = try der.sequence("ECDSA-Sig-Value")
-        let r = try seq.read(DER.integerTag, "r"), s = try seq.read(DER.integerTag, "s")
-        var sig = ByteWriter()
-        sig.u16(TPMAlg.ecdsa.rawValue)
-        sig.u16(TPMAlg.sha256.rawValue)
-        sig.sized(Array(r.drop { $0 == 0 }))
-        sig.sized(Array(s.drop { $0 == 0 }))
-        return QuoteBody(attest: Base64.encode(attest), signature: Base64.encode(sig.bytes), pcrs: pcrs.hexMap)
+        return try ak.quote(qualifyingData: EnrollmentBinding.reattestationData(nonce: try Hex.decode(request.nonce)), selection: selection,
+                            pcrs: PCRValues(values), clockMilliseconds: UInt64(now.timeIntervalSince1970 * 1000))   // the test's clock
     }
 }
 
