@@ -34,7 +34,10 @@ final class RequestDeadline: @unchecked Sendable {
     }
 
     let limit: Duration
-    private let table = Mutex<[UInt: Entry]>([:])
+    /// Touched twice per request by every connection thread (a thread per connection): a blocking
+    /// pthread mutex, not a spinning one, so a holder preempted on a busy machine does not make
+    /// the other threads burn their time slices.
+    private let table = BlockingLock<[UInt: Entry]>([:])
     private let stopSignal = DispatchSemaphore(value: 0)
     private let stopped = Mutex(false)
 
@@ -108,5 +111,17 @@ func connectionNotified(_ cls: UnsafeMutableRawPointer?, _ connection: OpaquePoi
         if fd >= 0 { deadline.connectionStarted(connection, fd: fd) }
     case .CONNECTION_NOTIFY_CLOSED:
         deadline.connectionClosed(connection)
+    }
+}
+
+/// A value behind a pthread mutex (NSLock): waiters sleep in the kernel instead of spinning.
+final class BlockingLock<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
     }
 }
