@@ -11,9 +11,12 @@
 //   VouchEventLog      pure: TCG PC Client event logs (parse, replay, claims)
 //   VouchPolicy        pure: policy model and evaluation
 //   VouchAPI           pure: JSON wire types shared by broker, attester and CLI
+//   VouchModel         pure: the broker's records, closed state types and store protocols (split by concern,
+//                      with the unit of work); what the broker's services and every store import
 //   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection
 //   VouchTPM           tpm2-tss ESYS: the TPM device
-//   VouchStore         SQLite: the embedded store (VouchAttestation only for migration 4's host re-keying)
+//   VouchStore         SQLite: the embedded store of VouchModel's protocols (VouchAttestation only for
+//                      migration 4's host re-keying)
 //   VouchHTTPServer    libmicrohttpd (+ GnuTLS, its TLS library, for client certificates): HTTPS and Unix-socket server
 //                      (VouchRuntime for its log: libmicrohttpd's C callbacks carry no closure)
 //   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client
@@ -54,6 +57,7 @@ let package = Package(
         .target(name: "VouchEventLog", dependencies: ["VouchCore", "VouchTPMWire"]),
         .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog"]),
         .target(name: "VouchAPI", dependencies: ["VouchCore", "VouchEventLog"]),
+        .target(name: "VouchModel", dependencies: ["VouchCore", "VouchAPI", "VouchEventLog"]),
 
         // The process: files, signals, the process-wide log
         .target(name: "VouchRuntime", dependencies: ["VouchCore"]),
@@ -61,7 +65,7 @@ let package = Package(
         // Thin wrappers, one C library each
         .target(name: "VouchCrypto", dependencies: ["VouchCore", "VouchTPMWire", "COpenSSL", "CVouchShims"]),
         .target(name: "VouchTPM", dependencies: ["VouchCore", "VouchTPMWire", "CTSS2", "CVouchShims"]),
-        .target(name: "VouchStore", dependencies: ["VouchCore", "VouchBroker", "VouchAttestation", "VouchEventLog", "CSQLite", "CVouchShims"]),
+        .target(name: "VouchStore", dependencies: ["VouchCore", "VouchModel", "VouchAttestation", "VouchEventLog", "CSQLite", "CVouchShims"]),
         .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "VouchRuntime", "CMicroHTTPD", "CGnuTLS", "CVouchShims"]),
         .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
         .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),
@@ -70,11 +74,11 @@ let package = Package(
 
         // Verification, service and host logic
         .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto", "VouchPolicy", "VouchEventLog"]),
-        .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
+        .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog"]),
 
         // Executables
-        .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy",
+        .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchModel", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy",
                                                      "VouchYAML", "VouchAPI", "VouchAttestation", "VouchCore", "VouchRuntime"]),
         .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchTPMWire", "VouchRuntime"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles",
@@ -92,12 +96,12 @@ let package = Package(
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
-        .target(name: "VouchBrokerTestSupport", dependencies: ["VouchBroker", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),
-        .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchBroker", "VouchAttestation", "VouchCrypto", "VouchCore", "VouchEventLog",
+        .target(name: "VouchBrokerTestSupport", dependencies: ["VouchModel", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),
+        .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchModel", "VouchAttestation", "VouchCrypto", "VouchCore", "VouchEventLog",
                                                             "VouchBrokerTestSupport"]),
-        .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchAttesterKit", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
+        .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchModel", "VouchAttesterKit", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
                                                              "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire"]),
-        .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
+        .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchModel", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
                                                                   "VouchEventLog", "VouchRuntime"]),
     ]
 )

@@ -2,6 +2,7 @@ import Foundation
 import VouchAPI
 import VouchCore
 import VouchCrypto
+import VouchModel
 
 /// Signs attestation results (EAR, JWT ES256) with a key whose certificate chains to the broker CA.
 public protocol ResultSigner: Sendable {

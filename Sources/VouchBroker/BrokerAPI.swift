@@ -3,6 +3,7 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchModel
 
 extension ErrorCode {
     public static let methodNotAllowed = ErrorCode("method_not_allowed", status: 405)

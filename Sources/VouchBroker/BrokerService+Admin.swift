@@ -2,6 +2,7 @@ import Foundation
 import VouchAPI
 import VouchCore
 import VouchCrypto
+import VouchModel
 import VouchPolicy
 
 extension BrokerService {
@@ -32,15 +33,19 @@ extension BrokerService {
         if req.blockHost == true {
             guard case let .host(id) = target else { throw VouchError(.badRequest, "blockHost goes with hostId alone", context: ["field": "blockHost"]) }
             _ = try knownHost(id)
-            try store.setBlock(hostID: id, reason: "\(reasonName) at \(clock.now().iso8601)")
+            let now = clock.now()
+            // The block, the revocations, their CRLs and the events: one transaction.
+            let done = try revocations.change(at: now, decide: { _ in .init(value: (), revoke: (target, reason)) }) { tx, _, _ in
+                try tx.setBlock(hostID: id, reason: "\(reasonName) at \(now.iso8601)")
+                try tx.appendEvent(type: .hostBlocked, data: ["hostId": id, "reason": reasonName], at: now)
+            }
             log("host \(id) blocked (\(reasonName))")
-            let (serials, crls) = try revokeInStore(target, at: clock.now(), reason: reason)
-            try store.appendEvent(type: .hostBlocked, data: ["hostId": id, "reason": reasonName], at: clock.now())
             events.notify()
+            let serials = done.plan?.serials ?? []
             metrics.revoked(serials.count)
-            return RevokeResponse(revoked: serials, crlNumber: try crlNumber(crls))
+            return RevokeResponse(revoked: serials, crlNumber: try crlNumber(done.crls))
         }
-        let (serials, crls) = try revokeInStore(target, at: clock.now(), reason: reason)
+        let (serials, crls) = try revocations.revoke(target, at: clock.now(), reason: reason)
         guard !serials.isEmpty else {
             throw VouchError(.notFound, "no unrevoked certificate matches", context: ["target": "\(target)"])
         }
@@ -57,49 +62,9 @@ extension BrokerService {
         return try changed.first { $0.issuer == id }?.number ?? currentCRL().number
     }
 
-    /// Revokes in the store (revocations, events and each concerned CA's new CRL in one
-    /// transaction), then refreshes the in-memory CRL and OCSP caches from what was committed.
-    func revokeInStore(_ target: RevocationTarget, at: Date, reason: RevocationReason) throws -> (serials: [String], crls: [CRLRecord]) {
-        let result = try store.revoke(target, at: at, reason: reason, buildCRL: crlBuilder())
-        if !result.serials.isEmpty {
-            responseCache.write { c in
-                for crl in result.crls { c.crls[crl.issuer] = crl }
-                c.ocsp.removeAll()
-                c.generation += 1
-            }
-        }
-        return result
-    }
-
-    /// The CRL of the CA with key id `issuer` (default: the issuing CA), re-signed when half its
-    /// validity has passed. Only current and previous CAs have CRLs. Served from memory: the cache
-    /// holds what the store committed and is replaced by every revocation before it is answered.
+    /// The CRL of the CA with key id `issuer` (default: the issuing CA); see `Revocations.currentCRL`.
     public func currentCRL(issuer: String? = nil) throws -> CRLRecord {
-        let id = issuer ?? authorities.current.keyID
-        guard authorities.byKeyID(id) != nil else { throw VouchError(.notFound, "no CA with this key identifier signs CRLs here", context: ["issuer": id]) }
-        let now = clock.now()
-        func fresh(_ crl: CRLRecord) -> Bool { now >= crl.thisUpdate && now < crl.thisUpdate.addingTimeInterval(config.crlValidity / 2) }
-        if let crl = responseCache.read({ $0.crls[id] }), fresh(crl) { return crl }
-        let crl: CRLRecord
-        if let stored = try store.currentCRL(issuer: id), fresh(stored) { crl = stored } else { crl = try store.refreshCRL(issuer: id, buildCRL: crlBuilder()) }
-        responseCache.write { $0.crls[id] = crl }
-        return crl
-    }
-
-    func crlBuilder() -> CRLBuilder {
-        let authorities = self.authorities, clock = self.clock, validity = config.crlValidity
-        return { issuer, revoked, number in
-            guard let signer = authorities.byKeyID(issuer)?.signer else {
-                throw VouchError(.internalError, "no CA signs CRLs for issuer \(issuer)")
-            }
-            let now = clock.now()
-            let entries = revoked.filter { $0.notAfter > now }.compactMap { r in
-                r.revokedAt.map { RevokedEntry(serialHex: r.serial, revokedAt: $0, reason: (r.revocationReason ?? .unspecified).rawValue) }
-            }
-            let next = now.addingTimeInterval(validity)
-            return CRLRecord(number: number, der: try signer.makeCRL(entries: entries, number: number, thisUpdate: now, nextUpdate: next),
-                             thisUpdate: now, nextUpdate: next)
-        }
+        try revocations.currentCRL(issuer: issuer ?? authorities.current.keyID)
     }
 
     // MARK: Status
@@ -172,22 +137,29 @@ extension BrokerService {
                              context: ["hostId": id, "reason": reason])
         }
         let now = clock.now()
-        let (serials, crls) = try revokeInStore(.host(id), at: now, reason: .cessationOfOperation)
-        try store.deleteHost(id: id)
-        try store.recordAttestation(AttestationRecord(hostID: id, at: now, kind: .deregistration, trusted: false, codes: [],
-                                                      message: "deregistered by an operator; \(serials.count) certificate(s) revoked"))
-        try store.appendEvent(type: .hostDeleted, data: ["hostId": id, "revoked": "\(serials.count)"], at: now)
+        // The revocations, the deletion, its record and event: one transaction.
+        let done = try revocations.change(at: now, decide: { _ in .init(value: (), revoke: (.host(id), .cessationOfOperation)) }) { tx, _, plan in
+            let count = plan?.certificates.count ?? 0
+            try tx.deleteHost(id: id)
+            try tx.recordAttestation(AttestationRecord(hostID: id, at: now, kind: .deregistration, trusted: false, codes: [],
+                                                       message: "deregistered by an operator; \(count) certificate(s) revoked"))
+            try tx.appendEvent(type: .hostDeleted, data: ["hostId": id, "revoked": "\(count)"], at: now)
+        }
+        let serials = done.plan?.serials ?? []
         metrics.revoked(serials.count)
         events.notify()
         log("host \(id) deregistered; \(serials.count) certificate(s) revoked")
-        return RevokeResponse(revoked: serials, crlNumber: try crlNumber(crls))
+        return RevokeResponse(revoked: serials, crlNumber: try crlNumber(done.crls))
     }
 
     /// Lifts an operator's block on a host (it must still pass attestation to get certificates).
     public func unblock(hostID: String) throws -> HostStatus {
         _ = try knownHost(hostID)
-        try store.setBlock(hostID: hostID, reason: nil)
-        try store.appendEvent(type: .hostUnblocked, data: ["hostId": hostID], at: clock.now())
+        let now = clock.now()
+        try store.transaction { tx in
+            try tx.setBlock(hostID: hostID, reason: nil)
+            try tx.appendEvent(type: .hostUnblocked, data: ["hostId": hostID], at: now)
+        }
         events.notify()
         log("host \(hostID) unblocked")
         return try hostStatus(id: hostID)

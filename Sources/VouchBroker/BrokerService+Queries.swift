@@ -2,6 +2,7 @@ import Foundation
 import VouchAPI
 import VouchCore
 import VouchCrypto
+import VouchModel
 
 /// Read-side queries (history, certificates, summary) and API token management.
 extension BrokerService {

@@ -4,6 +4,7 @@ import VouchAttestation
 import VouchCore
 import VouchCrypto
 import VouchEventLog
+import VouchModel
 import VouchPolicy
 import VouchTPMWire
 
@@ -145,48 +146,23 @@ extension BrokerService {
         Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
     }
 
-    /// Records a verdict and moves the host's trust state: a good verdict makes it trusted (its
-    /// revoked certificates stay revoked); a failed one counts toward `afterFailures`, then applies
-    /// `onFailure`.
+    /// Records a verdict and moves the host's trust state (`TrustStateMachine.verdict`), in one
+    /// transaction with the revocation a failure calls for.
     private func verdict(host: HostRecord, policy: Policy, trusted: Bool, codes: [String], message: String, nonce: String, nonceExpiresAt: Date?, now: Date,
                          quote: VerifiedQuote? = nil, claims: EvidenceClaims? = nil, pcrs: [String: [String: String]]? = nil) throws -> AttestationVerdict {
         let decided = DispatchTime.now()
         let record = AttestationRecord(hostID: host.id, at: now, kind: .reattestation, trusted: trusted, codes: codes, message: message,
                                        nonce: nonce, policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
                                        pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs, nonceExpiresAt: nonceExpiresAt)
-        var t = try store.trust(hostID: host.id) ?? HostTrust(hostID: host.id, since: now, mode: .push)
-        t.lastVerdictAt = now
-        t.lastContactAt = now
-        t.consecutiveFaults = 0
-        t.unreachableSince = nil
-        var revoked: [String] = []
-        if trusted {
-            t.consecutiveFailures = 0
-            t.lastProblem = nil
-            let was = t.state
-            t.enter(.trusted, at: now)
-            try store.recordVerdict(record, trust: t)   // the steady state of every round: one transaction
-            metrics.attestation("trusted")
-            if was != .trusted {
-                try store.appendEvent(type: .hostTrusted, data: ["hostId": host.id, "previous": was.rawValue, "policy": policy.label], at: now)
-                events.notify()
-                log("host \(host.id) trusted (was \(was.rawValue))")
-            }
-        } else {
-            try store.recordAttestation(record)
-            metrics.attestation(codes.first ?? "rejected")
-            t.consecutiveFailures += 1
-            t.lastProblem = codes.first
-            if t.consecutiveFailures >= policy.reattestation.afterFailures {
-                revoked = try fail(&t, policy: policy, codes: codes, now: now, decided: decided)
-            } else if t.state == .unreachable {
-                t.enter(.unknown, at: now)
-            }
-            try store.saveTrust(t)
-            log("host \(host.id) failed re-attestation (\(codes.joined(separator: ","))), \(t.consecutiveFailures) in a row; state \(t.state.rawValue)")
+        let (step, revoked) = try applyTrust(hostID: host.id, policy: policy, codes: codes, now: now, decided: decided, record: { _ in record }) {
+            TrustStateMachine.verdict($0, trusted: trusted, problem: codes.first, rule: .init(policy), now: now)
+        }
+        metrics.attestation(trusted ? "trusted" : (codes.first ?? "rejected"))
+        if !trusted {
+            log("host \(host.id) failed re-attestation (\(codes.joined(separator: ","))), \(step.trust.consecutiveFailures) in a row; state \(step.trust.state.rawValue)")
         }
         return AttestationVerdict(hostId: host.id, at: now.iso8601, result: VerdictResult(trusted: trusted), codes: codes, message: message,
-                                  state: t.state.rawValue, revoked: revoked.isEmpty ? nil : revoked)
+                                  state: step.trust.state.rawValue, revoked: revoked.isEmpty ? nil : revoked)
     }
 
     /// Codes as the public event stream shows them: how a pull failed (refused, timed out, broken
@@ -197,84 +173,81 @@ extension BrokerService {
         return codes.map { pullFaults.contains($0) ? "no_evidence" : $0 }
     }
 
-    /// Applies the policy's `onFailure` action: the host becomes untrusted and, with `revoke`, every
-    /// unrevoked certificate of its agents is revoked (CRL re-signed in the same transaction; OCSP
-    /// and the event stream read the same rows). Returns the revoked serials.
-    private func fail(_ t: inout HostTrust, policy: Policy, codes: [String], now: Date, decided: DispatchTime = .now()) throws -> [String] {
-        let was = t.state
-        t.enter(.untrusted, at: now)
-        var serials: [String] = []
-        if policy.reattestation.action == .revoke {
-            serials = try revokeInStore(.host(t.hostID), at: now, reason: .privilegeWithdrawn).serials
-            metrics.revoked(serials.count)
+    /// Takes one step of the trust state machine on the host's stored record and commits, in one
+    /// transaction (read and written under it, so concurrent verdicts and faults on one host never
+    /// lose an update), the new record, the decision `record` makes of the step, the revocation it
+    /// calls for (every unrevoked certificate of the host's agents, `privilegeWithdrawn`, with the
+    /// CRLs signed before the transaction: `Revocations.change`) and its event. A host without a
+    /// trust record gets none (its step is computed, nothing of it is stored but the decision).
+    /// Returns the step and the revoked serials.
+    @discardableResult
+    func applyTrust(hostID: String, policy: Policy?, codes: [String], now: Date, decided: DispatchTime = .now(),
+                    record: (TrustStateMachine.Step) -> AttestationRecord?,
+                    step take: (HostTrust) -> TrustStateMachine.Step) throws -> (step: TrustStateMachine.Step, revoked: [String]) {
+        let done = try revocations.change(at: now, decide: { tx -> Revocations.Decision<(stored: Bool, step: TrustStateMachine.Step)> in
+            let stored = try tx.trust(hostID: hostID)
+            let step = take(stored ?? HostTrust(hostID: hostID, since: now, mode: .push))
+            return .init(value: (stored != nil, step), revoke: step.revoke ? (.host(hostID), .privilegeWithdrawn) : nil)
+        }) { tx, decision, plan in
+            if let r = record(decision.step) { try tx.recordAttestation(r) }
+            if decision.stored { try tx.saveTrust(decision.step.trust) }
+            let step = decision.step, count = plan?.certificates.count ?? 0
+            switch step.event(revokedCount: count) {
+            case .hostTrusted?:
+                try tx.appendEvent(type: .hostTrusted, data: ["hostId": hostID, "previous": step.previous.rawValue, "policy": policy?.label ?? ""], at: now)
+            case .hostUntrusted?:
+                try tx.appendEvent(type: .hostUntrusted, data: ["hostId": hostID, "codes": Self.publicCodes(codes).joined(separator: ","), "policy": policy?.label ?? "",
+                                                               "action": policy?.reattestation.action.rawValue ?? "", "revoked": "\(count)"], at: now)
+            case .hostUnreachable?:
+                try tx.appendEvent(type: .hostUnreachable, data: ["hostId": hostID, "code": Self.publicCodes(codes)[0], "previous": step.previous.rawValue], at: now)
+            case nil, .some:
+                break
+            }
         }
-        if was != .untrusted || !serials.isEmpty {
-            try store.appendEvent(type: .hostUntrusted, data: ["hostId": t.hostID, "codes": Self.publicCodes(codes).joined(separator: ","), "policy": policy.label,
-                                                                 "action": policy.reattestation.action.rawValue, "revoked": "\(serials.count)"], at: now)
-            events.notify()
+        let step = done.value.step, revoked = done.plan?.serials ?? []
+        if step.event(revokedCount: revoked.count) != nil { events.notify() }
+        if step.revoke { metrics.revoked(revoked.count) }
+        if step.failed, step.event(revokedCount: revoked.count) != nil {
             metrics.revocation(seconds: Self.seconds(since: decided))
-            log("host \(t.hostID) untrusted (\(codes.joined(separator: ","))); \(policy.reattestation.action.rawValue): \(serials.count) certificate(s) revoked")
+            log("host \(hostID) untrusted (\(codes.joined(separator: ","))); \(policy?.reattestation.action.rawValue ?? "untrust"): \(revoked.count) certificate(s) revoked")
+        } else if step.trust.state != step.previous, step.trust.state == .trusted {
+            log("host \(hostID) trusted (was \(step.previous.rawValue))")
         }
-        return serials
+        return (step, revoked)
     }
 
     /// Records a fault — no evidence came (unreachable, timeout, TPM busy, missed push report, clock
-    /// not yet safe). The host is `unreachable`, not failed, until the policy's grace has passed
-    /// since the spell began; then the fault counts as a failed verdict and `onFailure` applies.
+    /// not yet safe): `TrustStateMachine.fault`. The host is `unreachable`, not failed, until the
+    /// policy's grace has passed since the spell began; then the fault counts as a failed verdict
+    /// and `onFailure` applies.
     @discardableResult
     public func fault(hostID: String, code: String, message: String) throws -> TrustState {
         let now = clock.now()
         let host = try knownHost(hostID)
-        var t = try store.trust(hostID: host.id) ?? HostTrust(hostID: host.id, since: now, mode: .push)
-        t.consecutiveFaults += 1
-        t.lastProblem = code
-        metrics.attestation(code)
-        let spellStart = t.unreachableSince ?? now
-        t.unreachableSince = spellStart
-        guard t.state != .untrusted else { try store.saveTrust(t); return t.state }
         let policy = try? applicablePolicy(for: host)
-        let grace = policy?.reattestation.grace ?? 0
-        if now.timeIntervalSince(spellStart) >= grace {
-            let reason = "no evidence for \(Int(now.timeIntervalSince(spellStart)))s (grace \(Int(grace))s): \(message)"
-            try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: .reattestation, trusted: false, codes: [code],
-                                                          message: reason, policyName: policy?.name, policyVersion: policy?.version,
-                                                          policySHA256: policy?.sha256))
-            if let policy {
-                t.consecutiveFailures += 1
-                _ = try fail(&t, policy: policy, codes: [code], now: now)
-            } else {
-                t.enter(.untrusted, at: now)
+        metrics.attestation(code)
+        let (step, _) = try applyTrust(hostID: host.id, policy: policy, codes: [code], now: now, record: { step in
+            switch step.faultRecord {
+            case let .failedAfterGrace(seconds)?:
+                return AttestationRecord(hostID: host.id, at: now, kind: .reattestation, trusted: false, codes: [code],
+                                         message: "no evidence for \(seconds)s (grace \(Int(policy?.reattestation.grace ?? 0))s): \(message)",
+                                         policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256)
+            case .unreachable?:
+                return AttestationRecord(hostID: host.id, at: now, kind: .fault, trusted: false, codes: [code],
+                                         message: "\(message) (unreachable; untrusted if it lasts \(Int(policy?.reattestation.grace ?? 0))s)",
+                                         policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256)
+            case nil:
+                return nil
             }
-        } else if t.state != .unreachable {
-            let was = t.state
-            t.enter(.unreachable, at: now)
-            try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: .fault, trusted: false, codes: [code],
-                                                          message: "\(message) (unreachable; untrusted if it lasts \(Int(grace))s)",
-                                                          policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256))
-            try store.appendEvent(type: .hostUnreachable, data: ["hostId": host.id, "code": Self.publicCodes([code])[0], "previous": was.rawValue], at: now)
-            events.notify()
-            log("host \(host.id) unreachable: \(code) \(message)")
-        }
-        try store.saveTrust(t)
-        return t.state
+        }) { TrustStateMachine.fault($0, code: code, rule: policy.map(TrustStateMachine.Rule.init), now: now) }
+        if step.faultRecord == .unreachable { log("host \(host.id) unreachable: \(code) \(message)") }
+        return step.trust.state
     }
 
     /// A trusted enrollment is fresh verified evidence under the same policy: a good verdict.
-    func noteTrustedEnrollment(hostID: String, policy: String, now: Date) throws {
-        guard var t = try store.trust(hostID: hostID) else { return }
-        let was = t.state
-        t.lastVerdictAt = now
-        t.lastContactAt = now
-        t.consecutiveFailures = 0
-        t.consecutiveFaults = 0
-        t.unreachableSince = nil
-        t.lastProblem = nil
-        t.enter(.trusted, at: now)
-        try store.saveTrust(t)
-        if was != .trusted {
-            try store.appendEvent(type: .hostTrusted, data: ["hostId": hostID, "previous": was.rawValue, "policy": policy], at: now)
-            events.notify()
-        }
+    func noteTrustedEnrollment(hostID: String, policy: Policy, now: Date) throws {
+        guard try store.trust(hostID: hostID) != nil else { return }
+        try applyTrust(hostID: hostID, policy: policy, codes: [], now: now, record: { _ in nil }) { TrustStateMachine.trustedEnrollment($0, now: now) }
     }
 
     // MARK: Rounds, for the scheduler

@@ -6,6 +6,7 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchModel
 import VouchPolicy
 import VouchTPMWire
 

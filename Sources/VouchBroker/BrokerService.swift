@@ -5,6 +5,7 @@ import VouchAttestation
 import VouchCore
 import VouchCrypto
 import VouchEventLog
+import VouchModel
 import VouchPolicy
 import VouchTPMWire
 
@@ -15,7 +16,6 @@ extension ErrorCode {
     public static let activationExpired = ErrorCode("activation_expired", status: 403)
     public static let nonceUnknown = ErrorCode("nonce_unknown", status: 403)
     public static let nonceExpired = ErrorCode("nonce_expired", status: 403)
-    public static let nonceReused = ErrorCode("nonce_reused", status: 409)
     public static let csrMalformed = ErrorCode("csr_malformed", status: 400)
     public static let csrSignatureInvalid = ErrorCode("csr_signature_invalid", status: 400)
     public static let csrKeyNotAllowed = ErrorCode("csr_key_not_allowed", status: 400)
@@ -24,7 +24,6 @@ extension ErrorCode {
     public static let spiffeIDUnresolved = ErrorCode("spiffe_id_unresolved", status: 403)
     public static let spiffeIDReserved = ErrorCode("spiffe_id_reserved", status: 403)
     public static let labelsInvalid = ErrorCode("labels_invalid", status: 400)
-    public static let hostRevoked = ErrorCode("host_revoked", status: 403)
     public static let certificateRevoked = ErrorCode("certificate_revoked", status: 403)
     public static let certificateExpired = ErrorCode("certificate_expired", status: 403)
     public static let renewalInvalid = ErrorCode("renewal_invalid", status: 400)
@@ -101,14 +100,10 @@ public final class BrokerService: Sendable {
     public let events = EventNotifier()
     let openStreams = Mutex(StreamCounts())
     let closing = Mutex(false)
-    /// What relying parties poll, kept in memory: the committed CRL per issuer, and signed OCSP
-    /// responses by request. `generation` counts revocations.
-    struct ResponseCache {
-        var crls: [String: CRLRecord] = [:]
-        var ocsp: [[UInt8]: (at: Date, response: [UInt8])] = [:]
-        var generation = 0
-    }
-    let responseCache = ReadMostly(ResponseCache())
+    /// What relying parties poll (CRLs, OCSP answers), kept in memory.
+    let responseCache: ReadMostly<ResponseCache>
+    /// Revocation, CRLs and the unit of work of every change that may revoke.
+    let revocations: Revocations
     let attestationKeys = AttestationKeyCache()
     /// MACs registration tickets (`RegistrationTicket`); never leaves memory, new at each start.
     let ticketKey: [UInt8]
@@ -124,6 +119,9 @@ public final class BrokerService: Sendable {
         self.ekTrust = ekTrust
         self.clock = clock
         self.log = log
+        let cache = ReadMostly(ResponseCache())
+        self.responseCache = cache
+        self.revocations = Revocations(store: store, authorities: authorities, clock: clock, crlValidity: config.crlValidity, cache: cache)
         self.ticketKey = (try? Crypto.randomBytes(32)) ?? []
         self.nonces = NonceMinter(key: (try? Crypto.randomBytes(32)) ?? [])
         precondition(ticketKey.count == 32 && nonces.key.count == 32, "no randomness for the broker's MAC keys")
@@ -316,7 +314,7 @@ public final class BrokerService: Sendable {
         }
         let issued = try issue(host: host, agentName: req.agentName, spiffeID: spiffeID, nonce: req.nonce, nonceExpiresAt: nonceExpiresAt,
                                agentKey: agentKey, evidence: evidence, pcrs: pcrRecord, now: now)
-        try noteTrustedEnrollment(hostID: host.id, policy: policy.label, now: now)
+        try noteTrustedEnrollment(hostID: host.id, policy: policy, now: now)
         return issued
     }
 
@@ -398,14 +396,16 @@ public final class BrokerService: Sendable {
     private func refuse(_ host: HostRecord, _ req: EnrollRequest, _ policy: Policy?, _ error: VouchError, _ now: Date, nonceExpiresAt: Date,
                         violations: [PolicyViolation] = [], quote: VerifiedQuote, claims: EvidenceClaims? = nil,
                         pcrs: [String: [String: String]]? = nil) throws -> Never {
-        try store.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: .enrollment, trusted: false,
-                                                      codes: violations.isEmpty ? [error.code.rawValue] : violations.map(\.code.rawValue),
-                                                      message: error.message, agentName: req.agentName, nonce: req.nonce,
-                                                      policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256,
-                                                      pcrDigest: Hex.encode(quote.pcrDigest), claims: claims, pcrs: pcrs, nonceExpiresAt: nonceExpiresAt))
+        let codes = violations.isEmpty ? [error.code.rawValue] : violations.map(\.code.rawValue)
+        try store.transaction { tx in
+            try tx.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: .enrollment, trusted: false, codes: codes,
+                                                       message: error.message, agentName: req.agentName, nonce: req.nonce,
+                                                       policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256,
+                                                       pcrDigest: Hex.encode(quote.pcrDigest), claims: claims, pcrs: pcrs, nonceExpiresAt: nonceExpiresAt))
+            try tx.appendEvent(type: .attestationRejected, data: ["hostId": host.id, "agentName": req.agentName, "code": error.code.rawValue,
+                                                                  "codes": codes.joined(separator: ",")], at: now)
+        }
         metrics.enrollment(error.code.rawValue)
-        try store.appendEvent(type: .attestationRejected, data: ["hostId": host.id, "agentName": req.agentName, "code": error.code.rawValue,
-                                                                   "codes": (violations.isEmpty ? [error.code.rawValue] : violations.map(\.code.rawValue)).joined(separator: ",")], at: now)
         events.notify()
         log("refused enrollment of \(req.agentName) on \(host.id): \(error.code) \(error.message)")
         if violations.isEmpty { throw error }

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import VouchCore
 import VouchCrypto
+import VouchModel
 
 /// Wakes waiters (webhook dispatcher, event streams) when events are appended.
 public final class EventNotifier: @unchecked Sendable {

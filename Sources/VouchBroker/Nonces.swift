@@ -1,6 +1,7 @@
 import Foundation
 import VouchCore
 import VouchCrypto
+import VouchModel
 
 /// Challenge nonces that cost nothing until they are used. Anyone may ask for a challenge (the
 /// request is unauthenticated), so issuing one writes nothing: the nonce carries its own issue

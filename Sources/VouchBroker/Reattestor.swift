@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import VouchCore
+import VouchModel
 
 /// Continuous re-attestation. Every host with an activated AK is re-attested at its policy's
 /// `reattestation.interval` (each round lands at a random point in the last 10 % of the interval,

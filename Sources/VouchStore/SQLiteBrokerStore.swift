@@ -1,9 +1,9 @@
 import Foundation
 import Synchronization
 import VouchAttestation
-import VouchBroker
 import VouchCore
 import VouchEventLog
+import VouchModel
 
 /// `BrokerStore` on an embedded SQLite database in WAL mode with synchronous=FULL: an
 /// acknowledged write survives a crash or power loss. One connection, serialized by a mutex.
@@ -133,14 +133,14 @@ public final class SQLiteBrokerStore: BrokerStore {
     }
 
     /// Reads: the connection, under its lock.
-    private func with<T>(_ body: (SQLiteDatabase) throws -> T) throws -> T {
+    func with<T>(_ body: (SQLiteDatabase) throws -> T) throws -> T {
         try lock.withLock { _ in try body(db) }
     }
 
     private let group = GroupCommit()
     /// Writes: through group commit, so writers arriving together share one transaction and one
     /// fsync (each still atomic on its own, and acknowledged only once committed).
-    private func write<T>(_ body: @escaping (SQLiteDatabase) throws -> T) throws -> T {
+    func write<T>(_ body: @escaping (SQLiteDatabase) throws -> T) throws -> T {
         try group.write(connection: lock, db: db, body)
     }
 
@@ -161,11 +161,13 @@ public final class SQLiteBrokerStore: BrokerStore {
     }
 
     public func setBlock(hostID: String, reason: String?) throws {
-        try write { db in
-            try db.prepare("UPDATE hosts SET blocked_reason = ?, version = version + 1 WHERE id = ?")
-                .run([reason.map { .text($0) } ?? .null, .text(hostID)])
-            guard db.changes == 1 else { throw VouchError(.notFound, "no such host", context: ["hostId": hostID]) }
-        }
+        try write { db in try Self.setBlock(db, hostID: hostID, reason: reason) }
+    }
+
+    static func setBlock(_ db: SQLiteDatabase, hostID: String, reason: String?) throws {
+        try db.prepare("UPDATE hosts SET blocked_reason = ?, version = version + 1 WHERE id = ?")
+            .run([reason.map { .text($0) } ?? .null, .text(hostID)])
+        guard db.changes == 1 else { throw VouchError(.notFound, "no such host", context: ["hostId": hostID]) }
     }
 
     /// The version-checked write (inside a transaction): the row's current version must be the
@@ -239,29 +241,16 @@ public final class SQLiteBrokerStore: BrokerStore {
     }
 
     public func deleteHost(id: String) throws {
-        try write { db in
-            try db.transaction {
-                try db.prepare("DELETE FROM host_trust WHERE host_id = ?").run([.text(id)])
-                try db.prepare("UPDATE hosts SET deleted_at = ?, ak_state = 'pending', activation_digest = NULL WHERE id = ?")
-                    .run([.real(Date().timeIntervalSince1970), .text(id)])
-            }
-        }
+        try write { db in try db.transaction { try Self.deleteHost(db, id: id) } }
+    }
+
+    static func deleteHost(_ db: SQLiteDatabase, id: String) throws {
+        try db.prepare("DELETE FROM host_trust WHERE host_id = ?").run([.text(id)])
+        try db.prepare("UPDATE hosts SET deleted_at = ?, ak_state = 'pending', activation_digest = NULL WHERE id = ?")
+            .run([.real(Date().timeIntervalSince1970), .text(id)])
     }
 
     // MARK: trust
-
-    public func saveTrust(_ t: HostTrust) throws {
-        try write { [self] db in try writeTrust(db, t) }
-    }
-
-    public func recordVerdict(_ record: AttestationRecord, trust: HostTrust) throws {
-        try write { [self] db in
-            try db.transaction {
-                _ = try insertAttestation(db, record)
-                try writeTrust(db, trust)
-            }
-        }
-    }
 
     /// Writes a trust record, one half of it. Activation (`identity`) writes how the host is reached
     /// and known — mode, attester URL, host certificate serial, key pin, simulated — and creates the
@@ -269,7 +258,7 @@ public final class SQLiteBrokerStore: BrokerStore {
     /// is replayed) can put back a state a verdict replaced. Verdicts and faults write only the state
     /// columns, and only of an existing record, so a verdict decided before a concurrent activation
     /// never puts back an old URL or pin, nor recreates the record of a deleted host.
-    private func writeTrust(_ db: SQLiteDatabase, _ t: HostTrust, identity: Bool = false) throws {
+    func writeTrust(_ db: SQLiteDatabase, _ t: HostTrust, identity: Bool = false) throws {
         let state: [SQLValue] = [.text(t.state.rawValue), .real(t.since.timeIntervalSince1970),
                                     t.lastVerdictAt.map { .real($0.timeIntervalSince1970) } ?? .null, t.lastContactAt.map { .real($0.timeIntervalSince1970) } ?? .null,
                                     .int(Int64(t.consecutiveFailures)), .int(Int64(t.consecutiveFaults)),
@@ -291,12 +280,12 @@ public final class SQLiteBrokerStore: BrokerStore {
         """).run([.text(t.hostID)] + known + state)
     }
 
-    private static let trustColumns = """
+    static let trustColumns = """
     host_id, state, since, mode, attester_url, host_cert_serial, host_key_pin, simulated, last_verdict_at, last_contact_at,
     failures, faults, unreachable_since, last_problem
     """
 
-    private static func trust(_ r: Statement.Row) -> HostTrust {
+    static func trust(_ r: Statement.Row) -> HostTrust {
         HostTrust(hostID: r.text(0), state: TrustState(rawValue: r.text(1)) ?? .unknown, since: r.date(2), mode: AttestationMode(rawValue: r.text(3)) ?? .push,
                   attesterURL: r.optionalText(4), hostCertificateSerial: r.optionalText(5), hostKeyPin: r.optionalText(6), simulated: r.int(7) != 0,
                   lastVerdictAt: r.optionalDate(8), lastContactAt: r.optionalDate(9), consecutiveFailures: Int(r.int(10)),
@@ -340,7 +329,7 @@ public final class SQLiteBrokerStore: BrokerStore {
 
     // MARK: attestations and certificates
 
-    private func insertAttestation(_ db: SQLiteDatabase, _ a: AttestationRecord) throws -> Int64 {
+    func insertAttestation(_ db: SQLiteDatabase, _ a: AttestationRecord) throws -> Int64 {
         if let nonce = a.nonce, let expires = a.nonceExpiresAt { try Self.useNonce(db, nonce, hostID: a.hostID, expiresAt: expires) }
         try db.prepare("""
         INSERT INTO attestations (host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version,
@@ -480,9 +469,9 @@ public final class SQLiteBrokerStore: BrokerStore {
         }
     }
 
-    private static let certColumns = "serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id, revoked_at, revocation_reason, issuer"
+    static let certColumns = "serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id, revoked_at, revocation_reason, issuer"
 
-    private static func certificate(_ r: Statement.Row) -> CertificateRecord {
+    static func certificate(_ r: Statement.Row) -> CertificateRecord {
         CertificateRecord(serial: r.text(0), hostID: r.text(1), agentName: r.text(2), spiffeID: r.text(3), notBefore: r.date(4),
                           notAfter: r.date(5), pem: r.text(6), attestationID: r.int(7), revokedAt: r.optionalDate(8),
                           revocationReason: r.optionalInt(9).map(RevocationReason.init(stored:)), issuer: r.text(10))
@@ -496,62 +485,9 @@ public final class SQLiteBrokerStore: BrokerStore {
         try with { db in try db.prepare("SELECT \(Self.certColumns) FROM certificates ORDER BY not_before, serial").query([], Self.certificate) }
     }
 
-    // MARK: revocation and CRL
-
-    public func revoke(_ target: RevocationTarget, at: Date, reason: RevocationReason, buildCRL: CRLBuilder) throws -> (serials: [String], crls: [CRLRecord]) {
-        try with { db in
-            try db.transaction {
-                let (clause, args): (String, [SQLValue])
-                switch target {
-                case let .serial(s): (clause, args) = ("serial = ?", [.text(s)])
-                case let .agent(h, a): (clause, args) = ("host_id = ? AND agent_name = ?", [.text(h), .text(a)])
-                case let .host(h): (clause, args) = ("host_id = ?", [.text(h)])
-                }
-                let targets = try db.prepare("SELECT \(Self.certColumns) FROM certificates WHERE \(clause) AND revoked_at IS NULL ORDER BY serial")
-                    .query(args, Self.certificate)
-                let update = try db.prepare("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?")
-                for c in targets {
-                    try update.run([.real(at.timeIntervalSince1970), .int(Int64(reason.rawValue)), .text(c.serial)])
-                    try insertEvent(db, .certificateRevoked, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName, "spiffeId": c.spiffeID,
-                                                                "reason": "\(reason.rawValue)", "revokedAt": at.iso8601], at: at)
-                }
-                let crls = try Set(targets.map(\.issuer)).sorted().map { try storeNextCRL(db, issuer: $0, buildCRL) }
-                return (targets.map(\.serial), crls)
-            }
-        }
-    }
-
-    public func refreshCRL(issuer: String, buildCRL: CRLBuilder) throws -> CRLRecord {
-        try with { db in try db.transaction { try storeNextCRL(db, issuer: issuer, buildCRL) } }
-    }
-
-    public func currentCRL(issuer: String) throws -> CRLRecord? {
-        try with { db in try Self.loadCRL(db, issuer: issuer) }
-    }
-
-    private static func loadCRL(_ db: SQLiteDatabase, issuer: String) throws -> CRLRecord? {
-        try db.prepare("SELECT issuer, number, der, this_update, next_update FROM crls WHERE issuer = ?").query([.text(issuer)]) {
-            CRLRecord(issuer: $0.text(0), number: UInt64($0.int(1)), der: $0.blob(2), thisUpdate: $0.date(3), nextUpdate: $0.date(4))
-        }.first
-    }
-
-    /// Builds the issuer's CRL with its next number over all it revoked, and stores it.
-    private func storeNextCRL(_ db: SQLiteDatabase, issuer: String, _ build: CRLBuilder) throws -> CRLRecord {
-        let next = (try Self.loadCRL(db, issuer: issuer)?.number ?? 0) + 1
-        let revoked = try db.prepare("SELECT \(Self.certColumns) FROM certificates WHERE revoked_at IS NOT NULL AND issuer = ? ORDER BY serial")
-            .query([.text(issuer)], Self.certificate)
-        var crl = try build(issuer, revoked, next)
-        crl.issuer = issuer
-        try db.prepare("""
-        INSERT INTO crls (issuer, number, der, this_update, next_update) VALUES (?,?,?,?,?)
-        ON CONFLICT(issuer) DO UPDATE SET number=excluded.number, der=excluded.der, this_update=excluded.this_update, next_update=excluded.next_update
-        """).run([.text(issuer), .int(Int64(crl.number)), .blob(crl.der), .real(crl.thisUpdate.timeIntervalSince1970), .real(crl.nextUpdate.timeIntervalSince1970)])
-        return crl
-    }
-
     // MARK: events and webhook deliveries
 
-    private func insertEvent(_ db: SQLiteDatabase, _ type: OutboxEventType, _ data: [String: String], at: Date) throws {
+    func insertEvent(_ db: SQLiteDatabase, _ type: OutboxEventType, _ data: [String: String], at: Date) throws {
         try db.prepare("INSERT INTO events (at, type, data) VALUES (?,?,?)").run([.real(at.timeIntervalSince1970), .text(type.rawValue), .text(Self.json(data))])
     }
 

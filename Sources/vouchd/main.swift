@@ -5,6 +5,7 @@ import VouchBroker
 import VouchCore
 import VouchCrypto
 import VouchHTTPServer
+import VouchModel
 import VouchPolicy
 import VouchRuntime
 import VouchStore

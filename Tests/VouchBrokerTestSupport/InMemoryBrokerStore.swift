@@ -1,8 +1,8 @@
 import Foundation
 import Synchronization
-import VouchBroker
 import VouchCore
 import VouchEventLog
+import VouchModel
 
 /// `BrokerStore` in memory, with the semantics of `SQLiteBrokerStore` (and checked against it by
 /// `StoreConformanceTests`): version-checked host writes (a blocked row is never overwritten, a
@@ -29,6 +29,9 @@ public final class InMemoryBrokerStore: BrokerStore {
         var nextEventID: Int64 = 1
     }
     private let state = Mutex(State())
+    private let committed = Atomic<Int>(0)
+    /// How many write transactions have committed (tests check that one state change is one).
+    public var commits: Int { committed.load(ordering: .sequentiallyConsistent) }
 
     public init() {}
 
@@ -40,6 +43,7 @@ public final class InMemoryBrokerStore: BrokerStore {
             var copy = s
             let result = try body(&copy)
             s = copy
+            committed.add(1, ordering: .sequentiallyConsistent)
             return result
         }
     }
@@ -56,13 +60,13 @@ public final class InMemoryBrokerStore: BrokerStore {
         }
     }
 
-    public func setBlock(hostID: String, reason: String?) throws {
-        try write { s in
-            guard var row = s.hosts[hostID] else { throw VouchError(.notFound, "no such host", context: ["hostId": hostID]) }
-            row.record.blockedReason = reason
-            row.record.version += 1
-            s.hosts[hostID] = row
-        }
+    public func setBlock(hostID: String, reason: String?) throws { try write { try Self.setBlock(&$0, hostID: hostID, reason: reason) } }
+
+    static func setBlock(_ s: inout State, hostID: String, reason: String?) throws {
+        guard var row = s.hosts[hostID] else { throw VouchError(.notFound, "no such host", context: ["hostId": hostID]) }
+        row.record.blockedReason = reason
+        row.record.version += 1
+        s.hosts[hostID] = row
     }
 
     /// The version-checked write: the row's current version must be the record's (a deleted row
@@ -90,32 +94,23 @@ public final class InMemoryBrokerStore: BrokerStore {
         }
     }
 
-    public func deleteHost(id: String) throws {
-        try write { s in
-            s.trust[id] = nil
-            guard var row = s.hosts[id] else { return }
-            row.deleted = true
-            row.record.akState = .pending
-            row.record.activationDigest = nil
-            s.hosts[id] = row
-        }
+    public func deleteHost(id: String) throws { try write { Self.deleteHost(&$0, id: id) } }
+
+    static func deleteHost(_ s: inout State, id: String) {
+        s.trust[id] = nil
+        guard var row = s.hosts[id] else { return }
+        row.deleted = true
+        row.record.akState = .pending
+        row.record.activationDigest = nil
+        s.hosts[id] = row
     }
 
     // MARK: trust
 
-    public func saveTrust(_ trust: HostTrust) throws { try write { Self.writeTrust(&$0, trust) } }
-
-    public func recordVerdict(_ record: AttestationRecord, trust: HostTrust) throws {
-        try write { s in
-            _ = try Self.insertAttestation(&s, record)
-            Self.writeTrust(&s, trust)
-        }
-    }
-
     /// One half of a trust record: activation (`identity`) writes how the host is reached and
     /// known, creating the record if there is none, never the state of an existing one; verdicts
     /// and faults write only the state, only of an existing record.
-    private static func writeTrust(_ s: inout State, _ t: HostTrust, identity: Bool = false) {
+    static func writeTrust(_ s: inout State, _ t: HostTrust, identity: Bool = false) {
         guard var stored = s.trust[t.hostID] else {
             if identity { s.trust[t.hostID] = t }
             return
@@ -159,7 +154,7 @@ public final class InMemoryBrokerStore: BrokerStore {
 
     /// Inserts a decision; a decision that uses up a nonce records it as used (dropping used nonces
     /// an hour past their expiry), or fails with `nonce_reused`.
-    private static func insertAttestation(_ s: inout State, _ a: AttestationRecord) throws -> Int64 {
+    static func insertAttestation(_ s: inout State, _ a: AttestationRecord) throws -> Int64 {
         if let nonce = a.nonce, let expires = a.nonceExpiresAt {
             s.usedNonces = s.usedNonces.filter { $0.value.expiresAt >= expires.addingTimeInterval(-3600) }
             guard s.usedNonces[nonce] == nil else { throw VouchError(.nonceReused, "nonce has already been used", context: ["field": "nonce"]) }
@@ -252,47 +247,83 @@ public final class InMemoryBrokerStore: BrokerStore {
 
     public func certificate(serial: String) throws -> CertificateRecord? { read { $0.certificates[serial] } }
 
-    public func revoke(_ target: RevocationTarget, at: Date, reason: RevocationReason, buildCRL: CRLBuilder) throws -> (serials: [String], crls: [CRLRecord]) {
-        try write { s in
-            let targets = s.certificates.values.filter { c in
-                guard c.revokedAt == nil else { return false }
-                switch target {
-                case let .serial(serial): return c.serial == serial
-                case let .agent(hostID, agent): return c.hostID == hostID && c.agentName == agent
-                case let .host(hostID): return c.hostID == hostID
-                }
-            }.sorted { $0.serial < $1.serial }
-            for c in targets {
-                s.certificates[c.serial]?.revokedAt = at
-                s.certificates[c.serial]?.revocationReason = reason
-                Self.insertEvent(&s, .certificateRevoked, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName, "spiffeId": c.spiffeID,
-                                                             "reason": "\(reason.rawValue)", "revokedAt": at.iso8601], at: at)
+    private static func named(_ s: State, _ target: RevocationTarget) -> [CertificateRecord] {
+        s.certificates.values.filter { c in
+            guard c.revokedAt == nil else { return false }
+            switch target {
+            case let .serial(serial): return c.serial == serial
+            case let .agent(hostID, agent): return c.hostID == hostID && c.agentName == agent
+            case let .host(hostID): return c.hostID == hostID
             }
-            let crls = try Set(targets.map(\.issuer)).sorted().map { try Self.storeNextCRL(&s, issuer: $0, buildCRL) }
-            return (targets.map(\.serial), crls)
+        }.sorted { $0.serial < $1.serial }
+    }
+
+    private static func revoked(_ s: State, issuer: String) -> [CertificateRecord] {
+        s.certificates.values.filter { $0.revokedAt != nil && $0.issuer == issuer }.sorted { $0.serial < $1.serial }
+    }
+
+    public func revocationPlan(_ target: RevocationTarget, at: Date, reason: RevocationReason) throws -> RevocationPlan {
+        read { s in
+            RevocationPlan.make(target: target, at: at, reason: reason, named: Self.named(s, target)) { (Self.revoked(s, issuer: $0), s.crls[$0]?.number ?? 0) }
         }
     }
 
-    public func refreshCRL(issuer: String, buildCRL: CRLBuilder) throws -> CRLRecord {
-        try write { try Self.storeNextCRL(&$0, issuer: issuer, buildCRL) }
+    public func revocations(issuer: String) throws -> IssuerRevocations {
+        read { s in IssuerRevocations(issuer: issuer, revoked: Self.revoked(s, issuer: issuer), number: (s.crls[issuer]?.number ?? 0) + 1) }
+    }
+
+    public func publishCRL(_ crl: CRLRecord) throws -> CRLRecord {
+        try write { s in
+            if let stored = s.crls[crl.issuer], stored.number + 1 != crl.number { return stored }
+            s.crls[crl.issuer] = crl
+            return crl
+        }
     }
 
     public func currentCRL(issuer: String) throws -> CRLRecord? { read { $0.crls[issuer] } }
 
-    /// Builds the issuer's CRL with its next number over all it revoked, and stores it.
-    private static func storeNextCRL(_ s: inout State, issuer: String, _ build: CRLBuilder) throws -> CRLRecord {
-        let next = (s.crls[issuer]?.number ?? 0) + 1
-        let revoked = s.certificates.values.filter { $0.revokedAt != nil && $0.issuer == issuer }.sorted { $0.serial < $1.serial }
-        var crl = try build(issuer, revoked, next)
-        crl.issuer = issuer
-        s.crls[issuer] = crl
-        return crl
+    // MARK: the unit of work
+
+    public func transaction<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
+        try write { s in
+            let tx = Transaction(s)
+            let result = try body(tx)
+            s = tx.state
+            return result
+        }
+    }
+
+    /// A transaction's view: a copy of the state that replaces the store's only if the body returns.
+    final class Transaction: StoreTransaction {
+        var state: State
+        init(_ state: State) { self.state = state }
+
+        func trust(hostID: String) throws -> HostTrust? { state.trust[hostID] }
+        func saveTrust(_ trust: HostTrust) throws { InMemoryBrokerStore.writeTrust(&state, trust) }
+        func setBlock(hostID: String, reason: String?) throws { try InMemoryBrokerStore.setBlock(&state, hostID: hostID, reason: reason) }
+        func deleteHost(id: String) throws { InMemoryBrokerStore.deleteHost(&state, id: id) }
+        func recordAttestation(_ record: AttestationRecord) throws -> Int64 { try InMemoryBrokerStore.insertAttestation(&state, record) }
+        func revoke(_ plan: RevocationPlan, crls: [CRLRecord]) throws {
+            try plan.checkCurrent(named: InMemoryBrokerStore.named(state, plan.target)) { state.crls[$0]?.number ?? 0 }
+            guard crls.map(\.issuer) == plan.issuers.map(\.issuer), zip(crls, plan.issuers).allSatisfy({ $0.number == $1.number }) else {
+                throw VouchError(.internalError, "the CRLs do not match the revocation plan")
+            }
+            for c in plan.certificates {
+                state.certificates[c.serial]?.revokedAt = plan.at
+                state.certificates[c.serial]?.revocationReason = plan.reason
+            }
+            for (type, data) in plan.events() { InMemoryBrokerStore.insertEvent(&state, type, data, at: plan.at) }
+            for crl in crls { state.crls[crl.issuer] = crl }
+        }
+        func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64 {
+            InMemoryBrokerStore.insertEvent(&state, type, data, at: at)
+        }
     }
 
     // MARK: events and webhook deliveries
 
     @discardableResult
-    private static func insertEvent(_ s: inout State, _ type: OutboxEventType, _ data: [String: String], at: Date) -> Int64 {
+    static func insertEvent(_ s: inout State, _ type: OutboxEventType, _ data: [String: String], at: Date) -> Int64 {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json = (try? String(decoding: encoder.encode(data), as: UTF8.self)) ?? "null"

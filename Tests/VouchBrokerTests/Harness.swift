@@ -7,6 +7,7 @@ import VouchBroker
 import VouchBrokerTestSupport
 import VouchCore
 import VouchCrypto
+import VouchModel
 import VouchPolicy
 import VouchTestSupport
 import VouchTPMWire

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import VouchBroker
 import VouchCore
+import VouchModel
 
 /// The trust state machine and the scheduler, in process: a `ManualClock` moved by the test, an
 /// `InMemoryBrokerStore`, and pull rounds answered by a scripted source with software-TPM quotes.
@@ -152,5 +153,38 @@ final class ReattestationStateTests: XCTestCase {
         XCTAssertTrue(b.advance(by: Reattestor.firstPullDelay).isEmpty)
         XCTAssertNil(b.reattestor.nextDue(hostID: h1))
         XCTAssertEqual(b.source.asked, 0)
+    }
+
+    /// A failed verdict that revokes — its record, the trust record, the revocations with their
+    /// CRL and events, the host.untrusted event — is one transaction.
+    func testAFailedVerdictThatRevokesIsOneTransaction() throws {
+        let b = try Broker(policy: Broker.policy(interval: 60, afterFailures: 1, action: .revoke))
+        try b.addHost(h1)
+        try b.addCertificate(host: h1, serial: "0a")
+        try b.addCertificate(host: h1, serial: "0b")
+        b.source.script(b.url(h1), .quote, .drifted)
+        b.advance(by: 0)
+        XCTAssertEqual(b.advance(by: 2)[h1], .verdict(trusted: true))
+        let before = b.store.commits
+        XCTAssertEqual(b.advanceToNextRound(h1)[h1], .verdict(trusted: false))
+        XCTAssertEqual(b.store.commits, before + 1)
+        XCTAssertEqual(try b.state(h1), .untrusted)
+        XCTAssertNotNil(try b.store.certificate(serial: "0a")?.revokedAt)
+        XCTAssertNotNil(try b.store.certificate(serial: "0b")?.revokedAt)
+        XCTAssertEqual(try b.service.currentCRL().number, 1, "the CRL committed with the revocations lists them")
+    }
+
+    /// Verdicts and faults on one host read and write its trust record in one transaction, so
+    /// concurrent ones never lose an update: every fault is counted.
+    func testConcurrentFaultsOnOneHostAreAllCounted() throws {
+        let b = try Broker(policy: Broker.policy(interval: 60, grace: 3600, afterFailures: 1, action: .revoke))
+        try b.addHost(h1)
+        let service = b.service, host = h1
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            for _ in 0..<25 { _ = try? service.fault(hostID: host, code: "attester_timeout", message: "test") }
+        }
+        XCTAssertEqual(try b.store.trust(hostID: h1)?.consecutiveFaults, 100)
+        XCTAssertEqual(try b.state(h1), .unreachable)
+        XCTAssertEqual(try b.store.events(after: 0, limit: 10).map(\.type), [.hostUnreachable], "entered once")
     }
 }

@@ -3,6 +3,7 @@ import XCTest
 import VouchAPI
 import VouchCore
 import VouchHTTPClient
+import VouchModel
 import VouchStore
 import VouchTestSupport
 

@@ -5,6 +5,7 @@ import VouchAttesterKit
 import VouchCore
 import VouchCrypto
 import VouchHTTPClient
+import VouchModel
 
 /// The always-on service seen from its users: push mode and who may talk to whom (mutual TLS),
 /// scoped tokens, EAR results and `vouch check` as a workflow gate.

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
-import VouchBroker
 import VouchCore
+import VouchModel
 @testable import VouchStore
 
 /// The closed types the store keeps as raw values: each round-trips its raw value (the column's

@@ -1,9 +1,9 @@
 import Foundation
 import XCTest
 import VouchAttestation
-import VouchBroker
 import VouchCore
 import VouchCrypto
+import VouchModel
 @testable import VouchStore
 
 /// Migration 4 re-keys hosts: the id becomes the hash of the EK key as certified, and hosts that

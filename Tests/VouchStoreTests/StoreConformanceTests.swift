@@ -1,9 +1,9 @@
 import Foundation
 import XCTest
-import VouchBroker
 import VouchBrokerTestSupport
 import VouchCore
 import VouchEventLog
+import VouchModel
 import VouchStore
 
 /// The same assertions against `SQLiteBrokerStore` and `InMemoryBrokerStore`, so the in-memory
@@ -174,6 +174,79 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(pending.map(\.attempts), [2], name)
             XCTAssertEqual(try s.undeliveredCount(subscriber: "https://hook"), 1, name)
             XCTAssertEqual(try s.registerSubscriber("https://hook"), 6, name)
+        }
+    }
+
+    /// The unit of work: a transaction's writes commit together, or none does if its body throws.
+    func testTransactionCommitsWholeOrNothing() throws {
+        try forEachStore { s, name in
+            try s.activateHost(host(), trust: HostTrust(hostID: id, since: t0, mode: .push), record: record())
+            struct Abandon: Error {}
+            XCTAssertThrowsError(try s.transaction { tx in
+                try tx.recordAttestation(self.record(.reattestation, trusted: false, nonce: "n1", expires: self.t0.addingTimeInterval(60)))
+                var t = try XCTUnwrap(tx.trust(hostID: self.id))
+                t.consecutiveFailures = 5
+                try tx.saveTrust(t)
+                XCTAssertEqual(try tx.trust(hostID: self.id)?.consecutiveFailures, 5, "\(name): a transaction reads its own writes")
+                try tx.appendEvent(type: .hostUntrusted, data: ["hostId": self.id], at: self.t0)
+                throw Abandon()
+            }, name)
+            XCTAssertEqual(try s.trust(hostID: id)?.consecutiveFailures, 0, name)
+            XCTAssertEqual(try s.attestations(HistoryQuery(hostID: id)).map(\.kind), [.activation], name)
+            XCTAssertEqual(try s.events(after: 0, limit: 10), [], name)
+            XCTAssertFalse(try s.nonceUsed("n1"), "\(name): the nonce of an abandoned decision stays unused")
+            try s.transaction { tx in
+                try tx.recordAttestation(self.record(.reattestation, trusted: false, nonce: "n1", expires: self.t0.addingTimeInterval(60)))
+                try tx.appendEvent(type: .hostUntrusted, data: ["hostId": self.id], at: self.t0)
+            }
+            XCTAssertTrue(try s.nonceUsed("n1"), name)
+            XCTAssertEqual(try s.events(after: 0, limit: 10).map(\.type), [.hostUntrusted], name)
+            // A used nonce fails the whole transaction it is used in.
+            assertCode(.nonceReused, name) {
+                try s.transaction { tx in
+                    try tx.appendEvent(type: .hostTrusted, data: ["hostId": self.id], at: self.t0)
+                    try tx.recordAttestation(self.record(.reattestation, nonce: "n1", expires: self.t0.addingTimeInterval(60)))
+                }
+            }
+            XCTAssertEqual(try s.events(after: 0, limit: 10).map(\.type), [.hostUntrusted], name)
+        }
+    }
+
+    /// A revocation plan is committed only if nothing it was made from changed: another revocation
+    /// or CRL for the issuer, or a new certificate for the target, makes it `conflict`.
+    func testStaleRevocationPlansConflict() throws {
+        try forEachStore { s, name in
+            try s.activateHost(host(), trust: HostTrust(hostID: id, since: t0, mode: .push), record: record())
+            func issue(_ serial: String, agent: String) throws {
+                _ = try s.recordIssuance(attestation: record(.enrollment), certificate: CertificateRecord(
+                    serial: serial, hostID: id, agentName: agent, spiffeID: "spiffe://t/\(agent)", notBefore: t0, notAfter: t0.addingTimeInterval(900),
+                    pem: "PEM", attestationID: 0, issuer: "ca1"))
+            }
+            func crls(_ plan: RevocationPlan) -> [CRLRecord] {
+                plan.issuers.map { CRLRecord(issuer: $0.issuer, number: $0.number, der: $0.revoked.map { UInt8($0.serial)! }, thisUpdate: t0, nextUpdate: t0) }
+            }
+            try issue("01", agent: "a")
+            try issue("02", agent: "b")
+            let planA = try s.revocationPlan(.agent(hostID: id, agentName: "a"), at: t0, reason: .keyCompromise)
+            XCTAssertEqual(planA.serials, ["01"], name)
+            XCTAssertEqual(planA.issuers.map(\.number), [1], name)
+            XCTAssertNil(try s.certificate(serial: "01")?.revokedAt, "\(name): planning writes nothing")
+            let planB = try s.revocationPlan(.agent(hostID: id, agentName: "b"), at: t0, reason: .keyCompromise)
+            try s.transaction { try $0.revoke(planB, crls: crls(planB)) }
+            assertCode(.conflict, name) { try s.transaction { try $0.revoke(planA, crls: crls(planA)) } }
+            XCTAssertNil(try s.certificate(serial: "01")?.revokedAt, name)
+            let again = try s.revocationPlan(.agent(hostID: id, agentName: "a"), at: t0, reason: .keyCompromise)
+            XCTAssertEqual(again.issuers.map(\.revoked).map { $0.map(\.serial) }, [["01", "02"]], "\(name): the new CRL lists both")
+            try issue("03", agent: "a")   // a certificate for the target since the plan
+            assertCode(.conflict, name) { try s.transaction { try $0.revoke(again, crls: crls(again)) } }
+            let fresh = try s.revocationPlan(.agent(hostID: id, agentName: "a"), at: t0, reason: .keyCompromise)
+            try s.transaction { try $0.revoke(fresh, crls: crls(fresh)) }
+            XCTAssertEqual(try s.currentCRL(issuer: "ca1")?.number, 2, name)
+            XCTAssertEqual(try s.currentCRL(issuer: "ca1")?.der, [1, 2, 3], name)
+            // A CRL signed for a number another CRL took first is not stored; the stored one is kept.
+            let late = CRLRecord(issuer: "ca1", number: 2, der: [9], thisUpdate: t0, nextUpdate: t0)
+            XCTAssertEqual(try s.publishCRL(late).der, [1, 2, 3], name)
+            XCTAssertEqual(try s.publishCRL(CRLRecord(issuer: "ca1", number: 3, der: [7], thisUpdate: t0, nextUpdate: t0)).number, 3, name)
         }
     }
 }

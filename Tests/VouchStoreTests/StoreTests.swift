@@ -1,9 +1,10 @@
 import Foundation
 import Synchronization
 import XCTest
-import VouchBroker
+import VouchBrokerTestSupport
 import VouchCore
 import VouchEventLog
+import VouchModel
 import VouchStore
 
 final class StoreTests: XCTestCase {

@@ -57,7 +57,7 @@ public struct HostTrust: Sendable, Equatable {
     }
 
     /// Moves to `state`, restarting `since` only when the state changes.
-    mutating func enter(_ new: TrustState, at now: Date) {
+    public mutating func enter(_ new: TrustState, at now: Date) {
         if state != new { state = new; since = now }
     }
 }

@@ -177,11 +177,6 @@ public enum RevocationTarget: Sendable, Equatable {
     case host(String)
 }
 
-/// Builds the signed CRL of one issuing CA (by key identifier) for its revoked certificates and
-/// CRL number (called inside the store's transaction, so a revocation and the CRL that lists it
-/// commit together).
-public typealias CRLBuilder = (_ issuer: String, _ revoked: [CertificateRecord], _ number: UInt64) throws -> CRLRecord
-
 /// A host as the re-attestation scheduler sees it.
 public struct AttestableHost: Sendable, Equatable {
     public var id: String
@@ -192,82 +187,6 @@ public struct AttestableHost: Sendable, Equatable {
     public init(id: String, labels: [String: String], ekIssuer: String, mode: AttestationMode, state: TrustState) {
         self.id = id; self.labels = labels; self.ekIssuer = ekIssuer; self.mode = mode; self.state = state
     }
-}
-
-/// Durable broker state. Every method is atomic; implementations serialize access.
-public protocol BrokerStore: Sendable {
-    /// Inserts (version 0) or updates the host if its stored version is still `host.version`;
-    /// otherwise fails with `conflict`. Bumps the version.
-    func saveHost(_ host: HostRecord) throws
-    /// A completed credential activation, in one transaction: the host (as `saveHost`; a deleted
-    /// host counts as absent and is revived) with its trust record written whole, and the
-    /// decision. Fails with `host_revoked` if the host is blocked, `conflict` if it changed.
-    func activateHost(_ host: HostRecord, trust: HostTrust, record: AttestationRecord) throws
-    /// Sets or clears an operator's block on the host (only that column; bumps the version).
-    func setBlock(hostID: String, reason: String?) throws
-    func host(id: String) throws -> HostRecord?
-    func hosts() throws -> [HostRecord]
-    /// Deletes a host and its trust record (its certificates, attestations and events stay for audit).
-    func deleteHost(id: String) throws
-
-    /// Writes the state of the host's existing trust record (state, since, verdict and contact
-    /// times, failures, faults, the unreachable spell, the last problem); a record is created, and
-    /// how the host is reached (mode, URL, pin) changed, only by `activateHost`. No record: no-op.
-    func saveTrust(_ trust: HostTrust) throws
-    /// Hosts the scheduler may re-attest — AK activated, not blocked, not deleted, with a trust
-    /// record — with only what scheduling needs (no key material; read every second).
-    func attestableHosts() throws -> [AttestableHost]
-    /// Records a verdict and the trust state it leads to (as `saveTrust`), in one transaction.
-    func recordVerdict(_ record: AttestationRecord, trust: HostTrust) throws
-    func trust(hostID: String) throws -> HostTrust?
-    func trusts() throws -> [HostTrust]
-
-    /// True if a decision already used this challenge nonce (see `AttestationRecord.nonceExpiresAt`).
-    func nonceUsed(_ nonce: String) throws -> Bool
-
-    /// Records a decision; returns its id.
-    @discardableResult
-    func recordAttestation(_ record: AttestationRecord) throws -> Int64
-    func latestAttestation(hostID: String) throws -> AttestationRecord?
-    /// The attestation history matching `query`, newest first.
-    func attestations(_ query: HistoryQuery) throws -> [AttestationRecord]
-
-    func saveToken(_ token: TokenRecord) throws
-    func token(digest: [UInt8]) throws -> TokenRecord?
-    func tokens() throws -> [TokenRecord]
-    /// Marks the token revoked; false if there is no such unrevoked token.
-    func revokeToken(id: String, at: Date) throws -> Bool
-    /// When the most recent decision of all was recorded (to notice the broker's clock going back).
-    func latestDecisionTime() throws -> Date?
-    /// The host's most recent attestation whose quote verified (it carries PCR values).
-    func latestEvidence(hostID: String) throws -> AttestationRecord?
-    /// The TPM clock of the host's most recent trusted attestation, and when it was recorded.
-    func lastTrustedClock(hostID: String) throws -> (clock: ClockState, at: Date)?
-
-    /// Records a trusted enrollment and the certificate issued for it, atomically. Fails with
-    /// `conflict` if the serial was ever used.
-    func recordIssuance(attestation: AttestationRecord, certificate: CertificateRecord) throws -> Int64
-    func certificates() throws -> [CertificateRecord]
-    func certificate(serial: String) throws -> CertificateRecord?
-
-    /// Revokes every unrevoked certificate `target` names and, for each issuer concerned, stores the
-    /// CRL `buildCRL` makes with that issuer's next CRL number, in one transaction.
-    func revoke(_ target: RevocationTarget, at: Date, reason: RevocationReason, buildCRL: CRLBuilder) throws -> (serials: [String], crls: [CRLRecord])
-    // Event outbox. Revocation and issuance events are written by `revoke` and `recordIssuance`
-    // in their own transactions; others through `appendEvent`.
-    @discardableResult
-    func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64
-    func events(after id: Int64, limit: Int) throws -> [EventRecord]
-    /// The first event a webhook subscriber gets: where the outbox stood when it was first seen.
-    func registerSubscriber(_ url: String) throws -> Int64
-    /// The subscriber's undelivered events in order (due or not: delivery must not overtake them).
-    func undelivered(subscriber: String, limit: Int) throws -> [PendingDelivery]
-    func recordDelivery(subscriber: String, eventID: Int64, delivered: Bool, attempts: Int, nextAttempt: Date?, error: String?, at: Date) throws
-    func undeliveredCount(subscriber: String) throws -> Int
-
-    /// Stores a freshly built CRL (with the next number) when none exists or it is due.
-    func refreshCRL(issuer: String, buildCRL: CRLBuilder) throws -> CRLRecord
-    func currentCRL(issuer: String) throws -> CRLRecord?
 }
 
 extension CertificateRecord {

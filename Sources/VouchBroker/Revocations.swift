@@ -1,0 +1,134 @@
+import Foundation
+import VouchCore
+import VouchCrypto
+import VouchModel
+
+/// What relying parties poll, kept in memory: the committed CRL per issuer, and signed OCSP
+/// responses by request. `generation` counts revocations.
+struct ResponseCache {
+    var crls: [String: CRLRecord] = [:]
+    var ocsp: [[UInt8]: (at: Date, response: [UInt8])] = [:]
+    var generation = 0
+}
+
+/// Revocation and CRLs, and the unit of work of every state change that may revoke.
+///
+/// A change (`change`) is decided and written inside one store transaction, so what it reads
+/// cannot change before it writes (no lost update between two verdicts on one host). When the
+/// decision revokes, the revocation is planned and each concerned CA's next CRL signed *before*
+/// the transaction — with no store lock held, so ECDSA signing never stalls other writers — and
+/// committed in it with the decision, the revocations' events and the CRLs: the first time a
+/// decision asks for a revocation without a plan, the transaction is abandoned (it wrote
+/// nothing), the plan is made and signed, and the change runs again. A plan gone stale
+/// meanwhile (another revocation or CRL for the issuer, a new certificate for the target) makes
+/// the store answer `conflict`, and the plan is made again. After a commit the in-memory CRL and
+/// OCSP caches are replaced from what was committed, before anyone is answered.
+final class Revocations: Sendable {
+    let store: BrokerStore
+    let authorities: CASet
+    let clock: Clock
+    let crlValidity: TimeInterval
+    let cache: ReadMostly<ResponseCache>
+    /// How often a revocation is planned again after its plan went stale, before `conflict` is returned.
+    static let attempts = 8
+
+    init(store: BrokerStore, authorities: CASet, clock: Clock, crlValidity: TimeInterval, cache: ReadMostly<ResponseCache>) {
+        self.store = store; self.authorities = authorities; self.clock = clock; self.crlValidity = crlValidity; self.cache = cache
+    }
+
+    /// A decision: its value, and what (if anything) to revoke with it.
+    struct Decision<D> {
+        var value: D
+        var revoke: (target: RevocationTarget, reason: RevocationReason)?
+    }
+
+    /// The transaction was abandoned: the decision revokes, and needs a plan and signed CRLs first.
+    private struct NeedsPlan: Error { let target: RevocationTarget; let reason: RevocationReason }
+
+    /// Decides (`decide`, reading through the transaction) and commits the revocation it names
+    /// and what `write` writes, in one transaction (see the type's comment). Returns the
+    /// decision, the plan (nil: nothing to revoke) and the CRLs stored.
+    func change<D>(at now: Date, decide: (any StoreTransaction) throws -> Decision<D>,
+                   write: (any StoreTransaction, D, RevocationPlan?) throws -> Void) throws -> (value: D, plan: RevocationPlan?, crls: [CRLRecord]) {
+        var plan: RevocationPlan?
+        var crls: [CRLRecord] = []
+        var stale = 0
+        while true {
+            do {
+                let result = try store.transaction { tx -> (D, RevocationPlan?) in
+                    let decision = try decide(tx)
+                    guard let r = decision.revoke else {
+                        try write(tx, decision.value, nil)
+                        return (decision.value, nil)
+                    }
+                    guard let plan, plan.target == r.target, plan.reason == r.reason else { throw NeedsPlan(target: r.target, reason: r.reason) }
+                    // The revocations first, so their events precede the ones the change writes.
+                    if !plan.certificates.isEmpty { try tx.revoke(plan, crls: crls) }
+                    try write(tx, decision.value, plan)
+                    return (decision.value, plan)
+                }
+                let stored = result.1 == nil || result.1!.certificates.isEmpty ? [] : crls
+                if !stored.isEmpty {
+                    cache.write { c in
+                        for crl in stored where (c.crls[crl.issuer]?.number ?? 0) <= crl.number { c.crls[crl.issuer] = crl }
+                        c.ocsp.removeAll()
+                        c.generation += 1
+                    }
+                }
+                return (result.0, result.1, stored)
+            } catch let needed as NeedsPlan {
+                (plan, crls) = try prepare(needed.target, needed.reason, at: now)
+            } catch let e as VouchError where e.code == .conflict && plan != nil && stale + 1 < Self.attempts {
+                stale += 1
+                (plan, crls) = try prepare(plan!.target, plan!.reason, at: now)
+            }
+        }
+    }
+
+    /// Plans a revocation from the store and signs its CRLs (no lock held).
+    private func prepare(_ target: RevocationTarget, _ reason: RevocationReason, at now: Date) throws -> (RevocationPlan, [CRLRecord]) {
+        let plan = try store.revocationPlan(target, at: now, reason: reason)
+        return (plan, plan.certificates.isEmpty ? [] : try plan.issuers.map(sign))
+    }
+
+    /// Revokes what `target` names, with nothing else; returns the serials and the CRLs stored.
+    func revoke(_ target: RevocationTarget, at now: Date, reason: RevocationReason) throws -> (serials: [String], crls: [CRLRecord]) {
+        let done = try change(at: now, decide: { _ in Decision(value: (), revoke: (target, reason)) }, write: { _, _, _ in })
+        return (done.plan?.serials ?? [], done.crls)
+    }
+
+    /// Signs the issuer's next CRL: every certificate it revoked that has not expired, the number
+    /// the plan gives, valid from now for `crlValidity`.
+    func sign(_ r: IssuerRevocations) throws -> CRLRecord {
+        guard let signer = authorities.byKeyID(r.issuer)?.signer else {
+            throw VouchError(.internalError, "no CA signs CRLs for issuer \(r.issuer)")
+        }
+        let now = clock.now()
+        let entries = r.revoked.filter { $0.notAfter > now }.compactMap { c in
+            c.revokedAt.map { RevokedEntry(serialHex: c.serial, revokedAt: $0, reason: (c.revocationReason ?? .unspecified).rawValue) }
+        }
+        let next = now.addingTimeInterval(crlValidity)
+        return CRLRecord(issuer: r.issuer, number: r.number, der: try signer.makeCRL(entries: entries, number: r.number, thisUpdate: now, nextUpdate: next),
+                         thisUpdate: now, nextUpdate: next)
+    }
+
+    /// The CRL of the CA with key id `issuer`, re-signed when half its validity has passed. Only
+    /// current and previous CAs have CRLs. Served from memory: the cache holds what the store
+    /// committed and is replaced by every revocation before it is answered.
+    func currentCRL(issuer id: String) throws -> CRLRecord {
+        guard authorities.byKeyID(id) != nil else { throw VouchError(.notFound, "no CA with this key identifier signs CRLs here", context: ["issuer": id]) }
+        let now = clock.now()
+        func fresh(_ crl: CRLRecord) -> Bool { now >= crl.thisUpdate && now < crl.thisUpdate.addingTimeInterval(crlValidity / 2) }
+        if let crl = cache.read({ $0.crls[id] }), fresh(crl) { return crl }
+        let crl: CRLRecord
+        if let stored = try store.currentCRL(issuer: id), fresh(stored) {
+            crl = stored
+        } else {
+            // Signed outside the store lock; a revocation that committed meanwhile stored a newer
+            // CRL, which `publishCRL` keeps and returns instead.
+            crl = try store.publishCRL(try sign(try store.revocations(issuer: id)))
+        }
+        cache.write { c in if (c.crls[id]?.number ?? 0) <= crl.number { c.crls[id] = crl } }
+        return crl
+    }
+}

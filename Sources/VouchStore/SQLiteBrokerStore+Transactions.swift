@@ -1,0 +1,114 @@
+import Foundation
+import VouchCore
+import VouchModel
+
+// The unit of work, revocation and CRLs of the SQLite store.
+
+extension SQLiteBrokerStore {
+    /// Runs `body` in one transaction through group commit (its own savepoint inside the group's
+    /// transaction: it commits whole or not at all, and is acknowledged only once on disk).
+    public func transaction<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
+        try withoutActuallyEscaping(body) { body in
+            try write { [self] db in try db.transaction { try body(SQLiteTransaction(store: self, db: db)) } }
+        }
+    }
+
+    // MARK: revocation and CRL
+
+    /// The unrevoked certificates `target` names.
+    static func named(_ db: SQLiteDatabase, _ target: RevocationTarget) throws -> [CertificateRecord] {
+        let (clause, args): (String, [SQLValue])
+        switch target {
+        case let .serial(s): (clause, args) = ("serial = ?", [.text(s)])
+        case let .agent(h, a): (clause, args) = ("host_id = ? AND agent_name = ?", [.text(h), .text(a)])
+        case let .host(h): (clause, args) = ("host_id = ?", [.text(h)])
+        }
+        return try db.prepare("SELECT \(certColumns) FROM certificates WHERE \(clause) AND revoked_at IS NULL ORDER BY serial").query(args, certificate)
+    }
+
+    static func revoked(_ db: SQLiteDatabase, issuer: String) throws -> [CertificateRecord] {
+        try db.prepare("SELECT \(certColumns) FROM certificates WHERE revoked_at IS NOT NULL AND issuer = ? ORDER BY serial").query([.text(issuer)], certificate)
+    }
+
+    static func crlNumber(_ db: SQLiteDatabase, issuer: String) throws -> UInt64 {
+        try db.prepare("SELECT number FROM crls WHERE issuer = ?").query([.text(issuer)]) { UInt64($0.int(0)) }.first ?? 0
+    }
+
+    public func revocationPlan(_ target: RevocationTarget, at: Date, reason: RevocationReason) throws -> RevocationPlan {
+        try with { db in
+            try RevocationPlan.make(target: target, at: at, reason: reason, named: try Self.named(db, target)) { issuer in
+                (try Self.revoked(db, issuer: issuer), try Self.crlNumber(db, issuer: issuer))
+            }
+        }
+    }
+
+    public func revocations(issuer: String) throws -> IssuerRevocations {
+        try with { db in
+            IssuerRevocations(issuer: issuer, revoked: try Self.revoked(db, issuer: issuer), number: try Self.crlNumber(db, issuer: issuer) + 1)
+        }
+    }
+
+    public func publishCRL(_ crl: CRLRecord) throws -> CRLRecord {
+        try write { db in
+            try db.transaction {
+                if let stored = try Self.loadCRL(db, issuer: crl.issuer), stored.number + 1 != crl.number { return stored }
+                try Self.storeCRL(db, crl)
+                return crl
+            }
+        }
+    }
+
+    public func currentCRL(issuer: String) throws -> CRLRecord? {
+        try with { db in try Self.loadCRL(db, issuer: issuer) }
+    }
+
+    static func loadCRL(_ db: SQLiteDatabase, issuer: String) throws -> CRLRecord? {
+        try db.prepare("SELECT issuer, number, der, this_update, next_update FROM crls WHERE issuer = ?").query([.text(issuer)]) {
+            CRLRecord(issuer: $0.text(0), number: UInt64($0.int(1)), der: $0.blob(2), thisUpdate: $0.date(3), nextUpdate: $0.date(4))
+        }.first
+    }
+
+    static func storeCRL(_ db: SQLiteDatabase, _ crl: CRLRecord) throws {
+        try db.prepare("""
+        INSERT INTO crls (issuer, number, der, this_update, next_update) VALUES (?,?,?,?,?)
+        ON CONFLICT(issuer) DO UPDATE SET number=excluded.number, der=excluded.der, this_update=excluded.this_update, next_update=excluded.next_update
+        """).run([.text(crl.issuer), .int(Int64(crl.number)), .blob(crl.der), .real(crl.thisUpdate.timeIntervalSince1970), .real(crl.nextUpdate.timeIntervalSince1970)])
+    }
+}
+
+/// One transaction on the store's connection (used only inside `SQLiteBrokerStore.transaction`,
+/// under the connection lock).
+struct SQLiteTransaction: StoreTransaction {
+    let store: SQLiteBrokerStore
+    let db: SQLiteDatabase
+
+    func trust(hostID: String) throws -> HostTrust? {
+        try db.prepare("SELECT \(SQLiteBrokerStore.trustColumns) FROM host_trust WHERE host_id = ?").query([.text(hostID)], SQLiteBrokerStore.trust).first
+    }
+
+    func saveTrust(_ trust: HostTrust) throws { try store.writeTrust(db, trust) }
+
+    func setBlock(hostID: String, reason: String?) throws { try SQLiteBrokerStore.setBlock(db, hostID: hostID, reason: reason) }
+
+    func deleteHost(id: String) throws { try SQLiteBrokerStore.deleteHost(db, id: id) }
+
+    func recordAttestation(_ record: AttestationRecord) throws -> Int64 { try store.insertAttestation(db, record) }
+
+    func revoke(_ plan: RevocationPlan, crls: [CRLRecord]) throws {
+        try plan.checkCurrent(named: try SQLiteBrokerStore.named(db, plan.target)) { try SQLiteBrokerStore.crlNumber(db, issuer: $0) }
+        guard crls.map(\.issuer) == plan.issuers.map(\.issuer), zip(crls, plan.issuers).allSatisfy({ $0.number == $1.number }) else {
+            throw VouchError(.internalError, "the CRLs do not match the revocation plan")
+        }
+        let update = try db.prepare("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?")
+        for c in plan.certificates {
+            try update.run([.real(plan.at.timeIntervalSince1970), .int(Int64(plan.reason.rawValue)), .text(c.serial)])
+        }
+        for (type, data) in plan.events() { try store.insertEvent(db, type, data, at: plan.at) }
+        for crl in crls { try SQLiteBrokerStore.storeCRL(db, crl) }
+    }
+
+    func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64 {
+        try store.insertEvent(db, type, data, at: at)
+        return db.lastInsertID
+    }
+}
