@@ -11,7 +11,7 @@ public protocol ResultSigner: Sendable {
 
 extension JWSSigner: ResultSigner {}
 
-extension BrokerService {
+extension QueryService {
     /// The EAT profile of draft-ietf-rats-ear.
     public static let earProfile = "tag:github.com,2023:veraison/ear"
     /// How long an EAR may be relied on after it is issued (`exp - iat`).

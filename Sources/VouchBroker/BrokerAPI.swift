@@ -48,19 +48,19 @@ public struct BrokerAPI: Sendable {
         if req.path == "/healthz" || req.path == "/readyz" {
             guard req.method == "GET" else { throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here") }
             if req.path == "/healthz" { return json(200, ["status": "ok"]) }
-            return try service.ready() ? json(200, ["status": "ready"]) : errorResponse(VouchError(.notReady, "shutting down"))
+            return try service.queries.ready() ? json(200, ["status": "ready"]) : errorResponse(VouchError(.notReady, "shutting down"))
         }
         if req.path == "/metrics" {
             guard req.method == "GET" else { throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here") }
             try require(.read, req)   // fleet state and refusal causes are not for anonymous readers
-            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(try service.metricsText().utf8))
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(try service.queries.metricsText().utf8))
         }
         // OCSP GET: the request is the rest of the path, URL-encoded base64 (RFC 6960 A.1), which may contain '/'.
         if req.path.hasPrefix("/v1/ocsp/") {
             guard req.method == "GET" else { throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here") }
             let encoded = String(req.path.dropFirst("/v1/ocsp/".count))
             let der = (encoded.removingPercentEncoding ?? encoded).data(usingBase64: ())
-            return ocspResponse(try der.map { try service.ocsp(request: $0) } ?? OCSPResponder.errorResponse(1))
+            return ocspResponse(try der.map { try service.revocation.ocsp(request: $0) } ?? OCSPResponder.errorResponse(1))
         }
         let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         guard parts.first == "v1" else { throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))]) }
@@ -74,7 +74,7 @@ public struct BrokerAPI: Sendable {
             if p.count == 2 { guard p[1].range(of: "^[0-9a-f]{2,128}(\\.pem)?$", options: .regularExpression) != nil else {
                 throw VouchError(.notFound, "no such CRL") } }
             let issuer = p.count == 2 ? String(p[1].replacingOccurrences(of: ".pem", with: "")) : nil
-            let crl = try service.currentCRL(issuer: issuer)
+            let crl = try service.revocation.currentCRL(issuer: issuer)
             let pem = rest == ["crl.pem"] || (rest.last ?? "").hasSuffix(".pem") || req.query["format"] == "pem"
             let etag = "\"crl-\(crl.number)\(pem ? "-pem" : "")\""
             var headers = [("ETag", etag), ("Last-Modified", Self.httpDate(crl.thisUpdate)),
@@ -94,50 +94,50 @@ public struct BrokerAPI: Sendable {
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")],
                                 stream: try service.eventStream(after: after, peer: req.peer))
         case ("POST", ["ocsp"]):
-            return ocspResponse(try service.ocsp(request: req.body))
+            return ocspResponse(try service.revocation.ocsp(request: req.body))
         case ("GET", ["bundle"]):
             if req.query["format"] == "spiffe" {
-                return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: try service.spiffeBundle())
+                return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: try service.revocation.spiffeBundle())
             }
-            return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.bundlePEM().utf8))
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.revocation.bundlePEM().utf8))
         case ("POST", ["hosts"]):
-            return json(201, try service.registerHost(JSONCodec.decode(RegisterHostRequest.self, from: req.body)))
+            return json(201, try service.registration.registerHost(JSONCodec.decode(RegisterHostRequest.self, from: req.body)))
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "activate":
-            return json(200, try service.activateHost(id: p[1], JSONCodec.decode(ActivateHostRequest.self, from: req.body)))
+            return json(200, try service.registration.activateHost(id: p[1], JSONCodec.decode(ActivateHostRequest.self, from: req.body)))
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "attestations":
-            try service.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
+            try service.registration.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
             return json(200, try service.judgeReport(hostID: p[1], JSONCodec.decode(AttestationReport.self, from: req.body)))
         case ("GET", ["hosts"]):
             try require(.read, req)
-            return json(200, try service.status().hosts)
+            return json(200, try service.queries.status().hosts)
         case ("GET", let p) where p.count == 2 && p[0] == "hosts":
             try require(.read, req)
-            return json(200, try service.hostStatus(id: p[1]))
+            return json(200, try service.queries.hostStatus(id: p[1]))
         case ("DELETE", let p) where p.count == 2 && p[0] == "hosts":
             try require(.admin, req)
-            return json(200, try service.deleteHost(id: p[1]))
+            return json(200, try service.revocation.deleteHost(id: p[1]))
         case ("POST", ["challenges"]):
             return json(201, try service.createChallenge(JSONCodec.decode(ChallengeRequest.self, from: req.body)))
         case ("POST", ["enroll"]):
             return json(201, try service.enroll(JSONCodec.decode(EnrollRequest.self, from: req.body)))
         case ("POST", ["revoke"]):
             try require(.admin, req)
-            return json(200, try service.revoke(JSONCodec.decode(RevokeRequest.self, from: req.body)))
+            return json(200, try service.revocation.revoke(JSONCodec.decode(RevokeRequest.self, from: req.body)))
         case ("GET", ["status"]):
             try require(.read, req)
-            return json(200, try service.status())
+            return json(200, try service.queries.status())
         case ("GET", ["summary"]):
             try require(.read, req)
-            return json(200, try service.summary())
+            return json(200, try service.queries.summary())
         case ("GET", ["attestations"]):
             try require(.read, req)
-            return json(200, try service.history(req.query))
+            return json(200, try service.queries.history(req.query))
         case ("GET", ["certificates"]):
             try require(.read, req)
-            return json(200, try service.certificates(req.query))
+            return json(200, try service.queries.certificates(req.query))
         case ("GET", let p) where p.count == 2 && p[0] == "certificates":
             try require(.read, req)
-            let c = try service.certificate(serial: p[1])
+            let c = try service.queries.certificate(serial: p[1])
             if req.query["format"] == "pem" {
                 return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(c.pem.utf8))
             }
@@ -149,47 +149,47 @@ public struct BrokerAPI: Sendable {
                 throw VouchError(.badRequest, "this endpoint revokes the serial in its path; give only reason", context: ["field": "serial"])
             }
             body.serial = p[1]
-            return json(200, try service.revoke(body))
+            return json(200, try service.revocation.revoke(body))
         case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "ear":
             try require(.read, req)
             guard let resultSigner else { throw VouchError(.notFound, "this broker has no attestation-result signer") }
             return HTTPResponse(status: 200, headers: [("Content-Type", "application/eat+jwt"), ("Cache-Control", "no-store")],
-                                body: Array(try service.ear(hostID: p[1], nonce: req.query["nonce"], signer: resultSigner).utf8))
+                                body: Array(try service.queries.ear(hostID: p[1], nonce: req.query["nonce"], signer: resultSigner).utf8))
         case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "attestations":
             try require(.read, req)
             var query = req.query
             query["hostId"] = p[1]
-            return json(200, try service.history(query))
+            return json(200, try service.queries.history(query))
         case ("POST", ["tokens"]):
             try require(.admin, req)
-            return json(201, try service.createToken(JSONCodec.decode(TokenCreateRequest.self, from: req.body)))
+            return json(201, try service.tokens.createToken(JSONCodec.decode(TokenCreateRequest.self, from: req.body)))
         case ("GET", ["tokens"]):
             try require(.admin, req)
-            return json(200, try service.listTokens())
+            return json(200, try service.tokens.listTokens())
         case ("DELETE", let p) where p.count == 2 && p[0] == "tokens":
             try require(.admin, req)
-            return json(200, try service.revokeToken(id: p[1]))
+            return json(200, try service.tokens.revokeToken(id: p[1]))
         case ("GET", let p) where p.count == 2 && p[0] == "policies":
             try require(.read, req)
-            guard let policy = service.policyStatus().policies.first(where: { $0.name == p[1] }) else {
+            guard let policy = service.queries.policyStatus().policies.first(where: { $0.name == p[1] }) else {
                 throw VouchError(.notFound, "no policy with this name is loaded", context: ["name": String(p[1].prefix(64))])
             }
             return json(200, policy)
         case ("POST", ["ca", "rotate"]):
             try require(.admin, req)
-            return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.rotateCA().utf8))
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.revocation.rotateCA().utf8))
         case ("GET", ["policies"]):
             try require(.read, req)
-            return json(200, service.policyStatus())
+            return json(200, service.queries.policyStatus())
         case ("POST", ["policies", "reload"]):
             try require(.admin, req)
-            return json(200, try service.reloadPolicies())
+            return json(200, try service.queries.reloadPolicies())
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "unblock":
             try require(.admin, req)
-            return json(200, try service.unblock(hostID: p[1]))
+            return json(200, try service.revocation.unblock(hostID: p[1]))
         case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "evidence":
             try require(.read, req)
-            return json(200, try service.evidence(hostID: p[1]))
+            return json(200, try service.queries.evidence(hostID: p[1]))
         case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["crl.pem"]), (_, ["ocsp"]), (_, ["bundle"]), (_, ["events"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]),
              (_, ["policies"]), (_, ["policies", "reload"]), (_, ["summary"]), (_, ["attestations"]), (_, ["certificates"]), (_, ["tokens"]):
             throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here")
@@ -221,7 +221,7 @@ public struct BrokerAPI: Sendable {
         var scope: TokenScope?
         if let auth = req.headers["authorization"], auth.hasPrefix("Bearer ") {
             let digest = Crypto.sha256(Array(auth.dropFirst(7).utf8))
-            scope = adminTokenDigests.contains(where: { constantTimeEqual($0, digest) }) ? .admin : try service.scope(ofTokenDigest: digest)
+            scope = adminTokenDigests.contains(where: { constantTimeEqual($0, digest) }) ? .admin : try service.tokens.scope(ofTokenDigest: digest)
         }
         guard let scope else {
             if let wait = throttle.blocked(req.peer, now: now) {

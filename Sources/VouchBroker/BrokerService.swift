@@ -32,100 +32,39 @@ extension ErrorCode {
     public static let clockUnreliable = ErrorCode("clock_unreliable", status: 503)
 }
 
-/// Signs certificates and CRLs: the CA, seen by the service only through this protocol.
-public protocol CertificateSigner: Sendable {
-    var caCertificate: Certificate { get }
-    func issue(publicKey: PublicKey, profile: LeafProfile, serial: [UInt8]?) throws -> Certificate
-    func makeCRL(entries: [RevokedEntry], number: UInt64, thisUpdate: Date, nextUpdate: Date) throws -> [UInt8]
-    func ocspResponse(request: [UInt8], now: Date, validity: TimeInterval, lookup: (String) throws -> CertificateStatusValue) throws -> [UInt8]
-}
+/// The broker: its services over one `BrokerContext`, which `BrokerAPI` routes requests to.
+/// Orchestration only: evidence is judged by VouchAttestation's verifiers, certificates are
+/// made by the signer, state lives in the store.
+///
+/// | service | decides | file |
+/// |---|---|---|
+/// | `registration` | registration tickets, credential activation, host certificates | `RegistrationService.swift` |
+/// | (this type) | challenges, enrollment, renewal, issuance | `BrokerService.swift` |
+/// | (this type) | re-attestation verdicts and faults; the trust state machine is `TrustStateMachine` | `BrokerService+Reattestation.swift` |
+/// | `revocation` | operator revocation, blocks, deletion, CRL, OCSP, trust bundle, CA rotation | `RevocationService.swift` (core: `Revocations.swift`) |
+/// | `queries` | status, hosts, history, certificates, evidence, EAR, metrics, policies | `QueryService.swift`, `AttestationResults.swift` |
+/// | `tokens` | API tokens and their scopes | `TokenService.swift` |
+public final class BrokerService: BrokerPart, Sendable {
+    public let context: BrokerContext
+    public let registration: RegistrationService
+    public let revocation: RevocationService
+    public let queries: QueryService
+    public let tokens: TokenService
 
-extension CertificateAuthority: CertificateSigner {
-    public var caCertificate: Certificate { certificate }
-
-    public func ocspResponse(request: [UInt8], now: Date, validity: TimeInterval, lookup: (String) throws -> CertificateStatusValue) throws -> [UInt8] {
-        try OCSPResponder(ca: self).respond(to: request, now: now, validity: validity, lookup: lookup)
-    }
-}
-
-public struct BrokerConfig: Sendable {
-    public var trustDomain: String
-    /// How long a challenge nonce may be used.
-    public var challengeTTL: TimeInterval = 60
-    /// How long a registered host has to prove credential activation.
-    public var activationTTL: TimeInterval = 300
-    /// CRL validity (nextUpdate - thisUpdate); a CRL is re-signed after half of it.
-    public var crlValidity: TimeInterval = 300
-    /// Public URL of the CRLs: certificates point at `<crlURL>/<issuing CA key id>`.
-    public var crlURL: String?
-    /// Public URL of the OCSP responder, written into certificates (Authority Information Access).
-    public var ocspURL: String?
-    /// How long an OCSP response may be cached (nextUpdate - thisUpdate).
-    public var ocspValidity: TimeInterval = 300
-    /// Webhook subscribers (for the outbox-depth metric; delivery is the dispatcher's).
-    public var webhookURLs: [String] = []
-    /// Accept hosts from `vouch-attester --simulate` (software AKs, no TPM): for scale tests only.
-    public var allowSimulatedHosts = false
-    /// Lifetime of host certificates (mTLS between broker and attester); hosts re-register to renew.
-    public var hostCertificateTTL: TimeInterval = 30 * 86400
-    /// Event streams (`GET /v1/events`) open at once from one client address, and in all.
-    public var maxEventStreamsPerAddress = 4
-    public var maxEventStreams = 256
-
-    public init(trustDomain: String) { self.trustDomain = trustDomain }
-
-    /// The SPIFFE ID the broker presents as a TLS client when it pulls quotes from attesters.
-    public var brokerSpiffeID: String { "spiffe://\(trustDomain)/vouchd" }
-    /// The SPIFFE ID of a host certificate.
-    public func hostSpiffeID(_ hostID: String) -> String { "spiffe://\(trustDomain)/host/\(hostID)" }
-    /// True for the broker's own SPIFFE ID and any host's: never an agent's.
-    public func isReservedSpiffeID(_ id: String) -> Bool {
-        let hostPrefix = "spiffe://\(trustDomain)/host/"
-        return id == brokerSpiffeID || (id.hasPrefix(hostPrefix) && !id.dropFirst(hostPrefix.count).contains("/"))
-    }
-}
-
-/// The broker's decisions: registration, credential activation, challenges, enrollment,
-/// revocation and status. Orchestration only: evidence is judged by VouchAttestation's verifiers,
-/// certificates are made by the signer, state lives in the store.
-public final class BrokerService: Sendable {
-    public let config: BrokerConfig
-    public let policies: PolicyProvider
-    let store: BrokerStore
-    public let authorities: CASet
-    let ekTrust: EKTrustStore
-    let clock: Clock
-    let log: @Sendable (String) -> Void
-    public let metrics = BrokerMetrics()
-    public let events = EventNotifier()
-    let openStreams = Mutex(StreamCounts())
-    let closing = Mutex(false)
-    /// What relying parties poll (CRLs, OCSP answers), kept in memory.
-    let responseCache: ReadMostly<ResponseCache>
-    /// Revocation, CRLs and the unit of work of every change that may revoke.
-    let revocations: Revocations
-    let attestationKeys = AttestationKeyCache()
-    /// MACs registration tickets (`RegistrationTicket`); never leaves memory, new at each start.
-    let ticketKey: [UInt8]
-    /// Mints and checks challenge nonces (`NonceMinter`), with its own in-memory key.
-    let nonces: NonceMinter
+    public var config: BrokerConfig { context.config }
+    public var policies: PolicyProvider { context.policies }
+    public var authorities: CASet { context.authorities }
+    public var metrics: BrokerMetrics { context.metrics }
+    public var events: EventNotifier { context.events }
 
     public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
                 clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {
-        self.config = config
-        self.policies = policies
-        self.store = store
-        self.authorities = authorities
-        self.ekTrust = ekTrust
-        self.clock = clock
-        self.log = log
-        let cache = ReadMostly(ResponseCache())
-        self.responseCache = cache
-        self.revocations = Revocations(store: store, authorities: authorities, clock: clock, crlValidity: config.crlValidity, cache: cache)
-        self.ticketKey = (try? Crypto.randomBytes(32)) ?? []
-        self.nonces = NonceMinter(key: (try? Crypto.randomBytes(32)) ?? [])
-        precondition(ticketKey.count == 32 && nonces.key.count == 32, "no randomness for the broker's MAC keys")
-        policies.onReload { [metrics] ok in metrics.policyReload(ok: ok) }
+        let context = BrokerContext(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust, clock: clock, log: log)
+        self.context = context
+        registration = RegistrationService(context: context)
+        revocation = RevocationService(context: context)
+        queries = QueryService(context: context)
+        tokens = TokenService(context: context)
     }
 
     static let agentNamePattern = "^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -145,34 +84,6 @@ public final class BrokerService: Sendable {
         let expires = now.addingTimeInterval(config.challengeTTL)
         return ChallengeResponse(nonce: nonce, expiresAt: expires.iso8601, pcrSelection: Self.challengeSelection(policy),
                                  reattestationInterval: Int(policy.reattestation.interval))
-    }
-
-    /// `quoteSelection` as a challenge names it.
-    static func challengeSelection(_ policy: Policy) -> [PCRSelectionBody] {
-        quoteSelection(policy).banks.map { PCRSelectionBody(bank: $0.hash.rawValue, pcrs: $0.pcrs) }
-    }
-
-    /// For a host that may be attested now — not blocked, AK activated — the policy that applies.
-    func attestablePolicy(for host: HostRecord) throws -> Policy {
-        try requireNotBlocked(host)
-        guard host.akState == .active else {
-            throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
-        }
-        return try applicablePolicy(for: host)
-    }
-
-    /// The policy that applies to a registered host now.
-    func applicablePolicy(for host: HostRecord) throws -> Policy {
-        guard let p = policies.current.select(labels: host.labels, ekIssuer: host.ekIssuer) else {
-            throw VouchError(.noPolicy, "no policy applies to this host any more", context: ["hostId": host.id])
-        }
-        return p
-    }
-
-    /// What enrollment quotes cover: `Policy.quoteSelection` (the policy's PCRs, those its
-    /// event-log rules read, and SHA-256 PCR 23 for model measurements).
-    static func quoteSelection(_ policy: Policy) -> PCRSelection {
-        policy.quoteSelection
     }
 
     /// Issues an agent certificate. Checks, in order, refusing at the first failure:
@@ -412,12 +323,6 @@ public final class BrokerService: Sendable {
         throw PolicyRefusal(error: error, violations: violations)
     }
 
-    func requireNotBlocked(_ host: HostRecord) throws {
-        if let reason = host.blockedReason {
-            throw VouchError(.hostRevoked, "this host was revoked by an operator", context: ["hostId": host.id, "reason": reason])
-        }
-    }
-
     /// Renewal checks, in order: the current certificate parses and chains to this CA at `now`
     /// (`certificate_expired` if only its validity fails), this broker issued it and it is not
     /// revoked, it names this host and agent, and its key signed the new CSR's DER.
@@ -448,16 +353,6 @@ public final class BrokerService: Sendable {
         guard key.verify(message: try csr.der, signature: proof, scheme: scheme, hash: .sha256) else {
             throw VouchError(.renewalProofInvalid, "the renewal proof is not a signature by the current certificate's key", context: ["field": "renewal.proof"])
         }
-    }
-
-    func knownHost(_ id: String) throws -> HostRecord {
-        guard Hex.isLowercase(id, length: 32...32) else {
-            throw VouchError(.badRequest, "host id must be 32 lowercase hex digits", context: ["field": "hostId"])
-        }
-        guard let host = try store.host(id: id) else {
-            throw VouchError(.unknownHost, "no host is registered with this id", context: ["hostId": id])
-        }
-        return host
     }
 
 }

@@ -132,7 +132,7 @@ extension BrokerService {
 
     /// Ends open event streams (graceful shutdown): they return at once instead of after their wait.
     public func shutdown() {
-        closing.withLock { $0 = true }
+        context.closing.withLock { $0 = true }
         events.notify()
     }
 
@@ -142,7 +142,7 @@ extension BrokerService {
     /// `config.maxEventStreams` in all, so one client cannot shut out the others.
     public func eventStream(after: Int64, peer: String) throws -> HTTPStream {
         let (perAddress, total) = (config.maxEventStreamsPerAddress, config.maxEventStreams)
-        let refusal = openStreams.withLock { c -> String? in
+        let refusal = context.openStreams.withLock { c -> String? in
             if c.byAddress[peer, default: 0] >= perAddress { return "too many open event streams from this address (at most \(perAddress)); retry later" }
             if c.total >= total { return "too many open event streams; retry later" }
             c.total += 1
@@ -154,7 +154,7 @@ extension BrokerService {
         let store = self.store, notifier = self.events
         return HTTPStream(next: { [self] in
             for attempt in 0..<2 {
-                if closing.withLock({ $0 }) { return nil }
+                if context.closing.withLock({ $0 }) { return nil }
                 let from = cursor.withLock { $0 }
                 if let batch = try? store.events(after: from, limit: 100), let last = batch.last {
                     cursor.withLock { $0 = last.id }
@@ -164,7 +164,7 @@ extension BrokerService {
             }
             return Array(": keepalive\n\n".utf8)
         }, onClose: { [self] in
-            self.openStreams.withLock { c in
+            self.context.openStreams.withLock { c in
                 c.total -= 1
                 c.byAddress[peer, default: 1] -= 1
                 if c.byAddress[peer] == 0 { c.byAddress[peer] = nil }

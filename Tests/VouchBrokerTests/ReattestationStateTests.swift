@@ -171,7 +171,7 @@ final class ReattestationStateTests: XCTestCase {
         XCTAssertEqual(try b.state(h1), .untrusted)
         XCTAssertNotNil(try b.store.certificate(serial: "0a")?.revokedAt)
         XCTAssertNotNil(try b.store.certificate(serial: "0b")?.revokedAt)
-        XCTAssertEqual(try b.service.currentCRL().number, 1, "the CRL committed with the revocations lists them")
+        XCTAssertEqual(try b.service.revocation.currentCRL().number, 1, "the CRL committed with the revocations lists them")
     }
 
     /// Verdicts and faults on one host read and write its trust record in one transaction, so

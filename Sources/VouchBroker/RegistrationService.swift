@@ -15,7 +15,43 @@ import VouchTPMWire
 /// existing host. Everything about a host (its AK, host name, mode, attester URL, key pin, host
 /// certificate) changes only at activation, which proves the AK lives in the TPM holding the
 /// certified EK, in one version-checked transaction.
-extension BrokerService {
+/// Host registration and credential activation, and the host certificates issued at activation.
+public struct RegistrationService: BrokerPart, Sendable {
+    let context: BrokerContext
+
+    /// "sha256//BASE64(SHA-256(SubjectPublicKeyInfo))", the pin format libcurl takes.
+    static func keyPin(_ key: PublicKey) throws -> String { "sha256//" + Base64.encode(Crypto.sha256(try key.spkiDER)) }
+
+    /// Issues the host's TLS certificate (SPIFFE ID spiffe://TD/host/ID, client and server auth)
+    /// for a CSR whose self-signature verifies. It secures transport between broker and attester;
+    /// it is not an attestation result and is never listed with agent certificates.
+    func issueHostCertificate(hostID: String, csrPEM: String, now: Date) throws -> Certificate {
+        let csr: CSR
+        do { csr = try CSR(pemOrDER: Array(csrPEM.utf8)) } catch let e as VouchError {
+            throw VouchError(.csrMalformed, e.message, context: ["field": "hostCSR"])
+        }
+        guard csr.signatureIsValid else {
+            throw VouchError(.csrSignatureInvalid, "host CSR signature does not verify with its own key", context: ["field": "hostCSR"])
+        }
+        let ca = authorities.current
+        let profile = LeafProfile(uriSANs: [config.hostSpiffeID(hostID)],
+                                  notBefore: now.addingTimeInterval(-60), notAfter: now.addingTimeInterval(config.hostCertificateTTL), usage: .host)
+        return try ca.signer.issue(publicKey: try csr.publicKey, profile: profile, serial: nil)
+    }
+
+    /// Checks a push request's TLS client certificate: present (verified by the TLS layer against
+    /// the broker's CAs), naming this host, and the one issued at its latest activation.
+    public func authenticateHost(id: String, clientCertificate der: [UInt8]?) throws {
+        guard let der else {
+            throw VouchError(.clientCertificateRequired, "this endpoint needs the host certificate as TLS client certificate", context: ["hostId": id])
+        }
+        let cert = try Certificate(der: der)
+        guard cert.uriSANs == [config.hostSpiffeID(id)], let trust = try store.trust(hostID: id), trust.hostCertificateSerial == cert.serialHex else {
+            throw VouchError(.clientCertificateMismatch, "the client certificate is not this host's current host certificate",
+                             context: ["hostId": id, "got": cert.uriSANs.first ?? cert.subject])
+        }
+    }
+
     /// Registers (or re-registers) a host. Checks, in order: the request is well formed (host
     /// name a DNS name, labels, attester URL an https URL to a host name or public address);
     /// the EK certificate chains to a trusted TPM manufacturer and certifies the EK; a policy

@@ -3,9 +3,14 @@ import VouchAPI
 import VouchCore
 import VouchCrypto
 import VouchModel
-import VouchPolicy
 
-extension BrokerService {
+/// Operator revocation (a certificate, an agent, a host; blocks, unblocks, deletion), the CRL and
+/// OCSP answers relying parties poll, the trust bundle, and CA rotation. The revocations
+/// themselves — planned, CRLs signed outside the store lock, committed in one transaction with
+/// the change — are `Revocations`.
+public struct RevocationService: BrokerPart, Sendable {
+    let context: BrokerContext
+
     // MARK: Revocation and CRL
 
     public func revoke(_ req: RevokeRequest) throws -> RevokeResponse {
@@ -67,66 +72,6 @@ extension BrokerService {
         try revocations.currentCRL(issuer: issuer ?? authorities.current.keyID)
     }
 
-    // MARK: Status
-
-    public func status() throws -> StatusResponse {
-        let now = clock.now()
-        let set = policies.current
-        let trusts = Dictionary(uniqueKeysWithValues: try store.trusts().map { ($0.hostID, $0) })
-        let hosts = try store.hosts().map { try hostStatus($0, trust: trusts[$0.id], policies: set) }
-        let certs = try store.certificates().map { certificateStatus($0, now: now) }
-        return StatusResponse(trustDomain: config.trustDomain, policies: policyStatus(), crlNumber: try store.currentCRL(issuer: authorities.current.keyID)?.number ?? 0,
-                              hosts: hosts, certificates: certs)
-    }
-
-    /// A host as status, `GET /v1/hosts` and `GET /v1/hosts/{id}` show it.
-    func hostStatus(_ h: HostRecord, trust: HostTrust?, policies set: PolicySet) throws -> HostStatus {
-        let last = try store.latestAttestation(hostID: h.id).map { a in
-            AttestationSummary(at: a.at.iso8601, result: a.trusted ? "trusted" : (a.codes.isEmpty ? "info" : "rejected"),
-                               codes: a.codes, message: a.message, policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" },
-                               claims: a.claims)
-        }
-        var status = HostStatus(hostId: h.id, hostname: h.hostname, labels: h.labels.isEmpty ? nil : h.labels,
-                                policy: set.select(labels: h.labels, ekIssuer: h.ekIssuer)?.label, akState: h.akState.rawValue, akAlgorithm: h.akAlgorithm,
-                                blocked: h.blockedReason,
-                                ekIssuer: h.ekIssuer, registeredAt: h.registeredAt.iso8601, lastAttestation: last)
-        status.trust = trust.map(trustStatus)
-        return status
-    }
-
-    /// A certificate as status and `GET /v1/certificates` show it.
-    func certificateStatus(_ c: CertificateRecord, now: Date) -> CertificateStatus {
-        CertificateStatus(serial: c.serial, hostId: c.hostID, agentName: c.agentName, spiffeId: c.spiffeID,
-                          notBefore: c.notBefore.iso8601, notAfter: c.notAfter.iso8601, state: c.state(at: now),
-                          revokedAt: c.revokedAt?.iso8601, revocationReason: c.revocationReason.map(\.name))
-    }
-
-    /// Hosts by AK state and by trust state, certificates by state: for /metrics and the summary.
-    func stateCounts(now: Date) throws -> (hostsByAK: [String: Int], hostsByTrust: [String: Int], certificates: [String: Int]) {
-        var ak = ["pending": 0, "active": 0]
-        for h in try store.hosts() { ak[h.akState.rawValue, default: 0] += 1 }
-        var trust = Dictionary(uniqueKeysWithValues: TrustState.allCases.map { ($0.rawValue, 0) })
-        for t in try store.trusts() { trust[t.state.rawValue, default: 0] += 1 }
-        var certs = Dictionary(uniqueKeysWithValues: CertificateState.allCases.map { ($0.rawValue, 0) })
-        for c in try store.certificates() { certs[c.state(at: now).rawValue, default: 0] += 1 }
-        return (ak, trust, certs)
-    }
-
-    /// Rotates to the staged next CA (see CASet.rotate); returns the new issuing CA's certificate.
-    public func rotateCA() throws -> String {
-        let ca = try authorities.rotate()
-        responseCache.write { $0.ocsp.removeAll(); $0.generation += 1 }
-        log("CA rotated: now issuing with \(ca.signer.caCertificate.subject) (key id \(ca.keyID))")
-        _ = try currentCRL()
-        return try ca.chainPEM
-    }
-
-    /// One host's status.
-    public func hostStatus(id: String) throws -> HostStatus {
-        let host = try knownHost(id)
-        return try hostStatus(host, trust: try store.trust(hostID: host.id), policies: policies.current)
-    }
-
     /// Deregisters a host: revokes its agents' certificates (cessationOfOperation) and forgets its
     /// AK and trust state; it must register again. Its audit trail and certificates stay.
     public func deleteHost(id: String) throws -> RevokeResponse {
@@ -162,7 +107,16 @@ extension BrokerService {
         }
         events.notify()
         log("host \(hostID) unblocked")
-        return try hostStatus(id: hostID)
+        return try QueryService(context: context).hostStatus(id: hostID)
+    }
+
+    /// Rotates to the staged next CA (see CASet.rotate); returns the new issuing CA's certificate.
+    public func rotateCA() throws -> String {
+        let ca = try authorities.rotate()
+        responseCache.write { $0.ocsp.removeAll(); $0.generation += 1 }
+        log("CA rotated: now issuing with \(ca.signer.caCertificate.subject) (key id \(ca.keyID))")
+        _ = try currentCRL()
+        return try ca.chainPEM
     }
 
     // MARK: OCSP and trust bundle
@@ -208,53 +162,4 @@ extension BrokerService {
         let body: [String: Any] = ["keys": keys, "spiffe_refresh_hint": Int(config.crlValidity), "spiffe_sequence": 1]
         return [UInt8](try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes]))
     }
-
-    // MARK: Policies and evidence
-
-    public func policyStatus() -> PolicyStatus {
-        let err = policies.lastError
-        return PolicyStatus(policies: policies.current.policies.map(Self.summary), loadedAt: policies.loadedAt.iso8601,
-                            reloadError: err.map { APIError(code: $0.error.code.rawValue, message: $0.error.message, context: $0.error.context) },
-                            reloadErrorAt: err?.at.iso8601)
-    }
-
-    static func summary(_ p: Policy) -> PolicySummary {
-        var match = p.match.labels.mapKeys { "label:\($0)" }
-        if let issuer = p.match.ekIssuer { match["ekIssuer"] = issuer }
-        return PolicySummary(name: p.name, version: p.version, priority: p.priority, sha256: p.sha256, file: p.file, match: match)
-    }
-
-    /// Re-reads the policy files; the running policies stay if the new ones are invalid.
-    public func reloadPolicies() throws -> PolicyStatus {
-        if case let .failure(e) = policies.reload() { throw e }
-        return policyStatus()
-    }
-
-    /// Prometheus text exposition of the broker's counters and gauges.
-    public func metricsText() throws -> String {
-        let now = clock.now()
-        let (hosts, trust, certs) = try stateCounts(now: now)
-        let crl = try store.currentCRL(issuer: authorities.current.keyID)
-        var depth: [String: Int] = [:]
-        // Subscribers are named by their position in --webhook: URLs may carry credentials.
-        for (i, url) in config.webhookURLs.enumerated() { depth["\(i)"] = try store.undeliveredCount(subscriber: url) }
-        return metrics.render(.init(webhookOutboxDepth: depth, hostsByState: hosts, policiesLoaded: policies.current.policies.count, policyReloadFailing: policies.lastError != nil,
-                                    crlNumber: crl?.number ?? 0, crlAgeSeconds: crl.map { now.timeIntervalSince($0.thisUpdate) } ?? 0,
-                                    certificatesByState: certs, hostsByTrust: trust))
-    }
-
-    /// The host's most recent verified evidence.
-    public func evidence(hostID: String) throws -> EvidenceBundle {
-        let host = try knownHost(hostID)
-        guard let a = try store.latestEvidence(hostID: host.id), let pcrs = a.pcrs else {
-            throw VouchError(.notFound, "this host has no verified evidence yet", context: ["hostId": host.id])
-        }
-        return EvidenceBundle(hostId: host.id, hostname: host.hostname, labels: host.labels, ekIssuer: host.ekIssuer, at: a.at.iso8601,
-                              pcrs: pcrs, claims: a.claims, result: a.trusted ? "trusted" : "rejected", codes: a.codes,
-                              policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" })
-    }
-}
-
-extension Dictionary {
-    func mapKeys<K: Hashable>(_ f: (Key) -> K) -> [K: Value] { Dictionary<K, Value>(uniqueKeysWithValues: map { (f($0.key), $0.value) }) }
 }

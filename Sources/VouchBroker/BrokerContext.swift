@@ -1,0 +1,175 @@
+import Foundation
+import Synchronization
+import VouchAPI
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchModel
+import VouchPolicy
+import VouchTPMWire
+
+/// Signs certificates and CRLs: the CA, seen by the service only through this protocol.
+public protocol CertificateSigner: Sendable {
+    var caCertificate: Certificate { get }
+    func issue(publicKey: PublicKey, profile: LeafProfile, serial: [UInt8]?) throws -> Certificate
+    func makeCRL(entries: [RevokedEntry], number: UInt64, thisUpdate: Date, nextUpdate: Date) throws -> [UInt8]
+    func ocspResponse(request: [UInt8], now: Date, validity: TimeInterval, lookup: (String) throws -> CertificateStatusValue) throws -> [UInt8]
+}
+
+extension CertificateAuthority: CertificateSigner {
+    public var caCertificate: Certificate { certificate }
+
+    public func ocspResponse(request: [UInt8], now: Date, validity: TimeInterval, lookup: (String) throws -> CertificateStatusValue) throws -> [UInt8] {
+        try OCSPResponder(ca: self).respond(to: request, now: now, validity: validity, lookup: lookup)
+    }
+}
+
+public struct BrokerConfig: Sendable {
+    public var trustDomain: String
+    /// How long a challenge nonce may be used.
+    public var challengeTTL: TimeInterval = 60
+    /// How long a registered host has to prove credential activation.
+    public var activationTTL: TimeInterval = 300
+    /// CRL validity (nextUpdate - thisUpdate); a CRL is re-signed after half of it.
+    public var crlValidity: TimeInterval = 300
+    /// Public URL of the CRLs: certificates point at `<crlURL>/<issuing CA key id>`.
+    public var crlURL: String?
+    /// Public URL of the OCSP responder, written into certificates (Authority Information Access).
+    public var ocspURL: String?
+    /// How long an OCSP response may be cached (nextUpdate - thisUpdate).
+    public var ocspValidity: TimeInterval = 300
+    /// Webhook subscribers (for the outbox-depth metric; delivery is the dispatcher's).
+    public var webhookURLs: [String] = []
+    /// Accept hosts from `vouch-attester --simulate` (software AKs, no TPM): for scale tests only.
+    public var allowSimulatedHosts = false
+    /// Lifetime of host certificates (mTLS between broker and attester); hosts re-register to renew.
+    public var hostCertificateTTL: TimeInterval = 30 * 86400
+    /// Event streams (`GET /v1/events`) open at once from one client address, and in all.
+    public var maxEventStreamsPerAddress = 4
+    public var maxEventStreams = 256
+
+    public init(trustDomain: String) { self.trustDomain = trustDomain }
+
+    /// The SPIFFE ID the broker presents as a TLS client when it pulls quotes from attesters.
+    public var brokerSpiffeID: String { "spiffe://\(trustDomain)/vouchd" }
+    /// The SPIFFE ID of a host certificate.
+    public func hostSpiffeID(_ hostID: String) -> String { "spiffe://\(trustDomain)/host/\(hostID)" }
+    /// True for the broker's own SPIFFE ID and any host's: never an agent's.
+    public func isReservedSpiffeID(_ id: String) -> Bool {
+        let hostPrefix = "spiffe://\(trustDomain)/host/"
+        return id == brokerSpiffeID || (id.hasPrefix(hostPrefix) && !id.dropFirst(hostPrefix.count).contains("/"))
+    }
+}
+
+/// What every broker service works with: configuration, policies, the store, the CAs, the EK
+/// roots, the clock, the log, metrics, event notification, and the broker's in-memory keys and
+/// caches. One per broker; the services (`RegistrationService`, `RevocationService`,
+/// `QueryService`, `TokenService`, and `BrokerService` for enrollment and re-attestation) hold it.
+public final class BrokerContext: Sendable {
+    public let config: BrokerConfig
+    public let policies: PolicyProvider
+    let store: BrokerStore
+    public let authorities: CASet
+    let ekTrust: EKTrustStore
+    let clock: Clock
+    let log: @Sendable (String) -> Void
+    public let metrics = BrokerMetrics()
+    public let events = EventNotifier()
+    let openStreams = Mutex(StreamCounts())
+    let closing = Mutex(false)
+    /// What relying parties poll (CRLs, OCSP answers), kept in memory.
+    let responseCache: ReadMostly<ResponseCache>
+    /// Revocation, CRLs and the unit of work of every change that may revoke.
+    let revocations: Revocations
+    let attestationKeys = AttestationKeyCache()
+    /// MACs registration tickets (`RegistrationTicket`); never leaves memory, new at each start.
+    let ticketKey: [UInt8]
+    /// Mints and checks challenge nonces (`NonceMinter`), with its own in-memory key.
+    let nonces: NonceMinter
+
+    init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
+         clock: Clock, log: @escaping @Sendable (String) -> Void) {
+        self.config = config
+        self.policies = policies
+        self.store = store
+        self.authorities = authorities
+        self.ekTrust = ekTrust
+        self.clock = clock
+        self.log = log
+        let cache = ReadMostly(ResponseCache())
+        self.responseCache = cache
+        self.revocations = Revocations(store: store, authorities: authorities, clock: clock, crlValidity: config.crlValidity, cache: cache)
+        self.ticketKey = (try? Crypto.randomBytes(32)) ?? []
+        self.nonces = NonceMinter(key: (try? Crypto.randomBytes(32)) ?? [])
+        precondition(ticketKey.count == 32 && nonces.key.count == 32, "no randomness for the broker's MAC keys")
+        policies.onReload { [metrics] ok in metrics.policyReload(ok: ok) }
+    }
+}
+
+/// A broker service: the context's parts by name, and the checks every service shares.
+protocol BrokerPart {
+    var context: BrokerContext { get }
+}
+
+extension BrokerPart {
+    var config: BrokerConfig { context.config }
+    var policies: PolicyProvider { context.policies }
+    var store: BrokerStore { context.store }
+    var authorities: CASet { context.authorities }
+    var ekTrust: EKTrustStore { context.ekTrust }
+    var clock: Clock { context.clock }
+    var log: @Sendable (String) -> Void { context.log }
+    var metrics: BrokerMetrics { context.metrics }
+    var events: EventNotifier { context.events }
+    var responseCache: ReadMostly<ResponseCache> { context.responseCache }
+    var revocations: Revocations { context.revocations }
+    var attestationKeys: AttestationKeyCache { context.attestationKeys }
+    var ticketKey: [UInt8] { context.ticketKey }
+    var nonces: NonceMinter { context.nonces }
+
+    /// The registered host with this id (`bad_request` for a malformed id, `unknown_host`).
+    func knownHost(_ id: String) throws -> HostRecord {
+        guard Hex.isLowercase(id, length: 32...32) else {
+            throw VouchError(.badRequest, "host id must be 32 lowercase hex digits", context: ["field": "hostId"])
+        }
+        guard let host = try store.host(id: id) else {
+            throw VouchError(.unknownHost, "no host is registered with this id", context: ["hostId": id])
+        }
+        return host
+    }
+
+    func requireNotBlocked(_ host: HostRecord) throws {
+        if let reason = host.blockedReason {
+            throw VouchError(.hostRevoked, "this host was revoked by an operator", context: ["hostId": host.id, "reason": reason])
+        }
+    }
+
+    /// `quoteSelection` as a challenge names it.
+    static func challengeSelection(_ policy: Policy) -> [PCRSelectionBody] {
+        quoteSelection(policy).banks.map { PCRSelectionBody(bank: $0.hash.rawValue, pcrs: $0.pcrs) }
+    }
+
+    /// For a host that may be attested now — not blocked, AK activated — the policy that applies.
+    func attestablePolicy(for host: HostRecord) throws -> Policy {
+        try requireNotBlocked(host)
+        guard host.akState == .active else {
+            throw VouchError(.akNotActivated, "host's attestation key has not completed credential activation", context: ["hostId": host.id])
+        }
+        return try applicablePolicy(for: host)
+    }
+
+    /// The policy that applies to a registered host now.
+    func applicablePolicy(for host: HostRecord) throws -> Policy {
+        guard let p = policies.current.select(labels: host.labels, ekIssuer: host.ekIssuer) else {
+            throw VouchError(.noPolicy, "no policy applies to this host any more", context: ["hostId": host.id])
+        }
+        return p
+    }
+
+    /// What enrollment quotes cover: `Policy.quoteSelection` (the policy's PCRs, those its
+    /// event-log rules read, and SHA-256 PCR 23 for model measurements).
+    static func quoteSelection(_ policy: Policy) -> PCRSelection {
+        policy.quoteSelection
+    }
+
+}
