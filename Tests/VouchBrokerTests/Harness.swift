@@ -11,6 +11,7 @@ import VouchModel
 import VouchPolicy
 import VouchTestSupport
 import VouchTPMWire
+import XCTest
 
 /// A host's TPM in software, for in-process tests: an ECC P-256 AK of the real template and quotes
 /// in the real wire format (TPMS_ATTEST, TPMT_SIGNATURE), as `SimulatedFleet` makes them. Every
@@ -21,6 +22,17 @@ struct SoftwareTPM: Sendable {
     var akName: [UInt8] { ak.name }
 
     init() throws { ak = try SoftwareAK() }
+
+    /// An enrollment quote: qualifying data SHA-256(nonce ‖ SHA-256(agent SPKI)) over the challenge's PCRs.
+    func enrollmentQuote(_ challenge: ChallengeResponse, agentSPKI: [UInt8], at now: Date, drifted: Bool = false) throws -> QuoteBody {
+        let selection = PCRSelection(banks: challenge.pcrSelection.map { PCRBankSelection(hash: HashAlg(rawValue: $0.bank)!, pcrs: $0.pcrs) })
+        var values: [HashAlg: [Int: [UInt8]]] = [:]
+        for bank in selection.banks {
+            for p in bank.pcrs { values[bank.hash, default: [:]][p] = [UInt8](repeating: drifted && p == 0 ? 0xab : 0, count: bank.hash.digestSize) }
+        }
+        return try ak.quote(qualifyingData: EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce), agentSPKI: agentSPKI),
+                            selection: selection, pcrs: PCRValues(values), clockMilliseconds: UInt64(now.timeIntervalSince1970 * 1000))
+    }
 
     func quote(_ request: QuoteRequest, at now: Date, drifted: Bool) throws -> QuoteBody {
         let selection = PCRSelection(banks: request.pcrSelection.map { PCRBankSelection(hash: HashAlg(rawValue: $0.bank)!, pcrs: $0.pcrs) })
@@ -72,6 +84,8 @@ final class Broker {
     let source: ScriptedSource
     let reattestor: Reattestor
     let policy: Policy
+    /// Each seeded host's software TPM.
+    private(set) var tpms: [String: SoftwareTPM] = [:]
 
     /// A policy over PCR 0 (zeros) with the given re-attestation settings.
     static func policy(interval: TimeInterval = 60, grace: TimeInterval = 0, afterFailures: Int = 1,
@@ -112,6 +126,7 @@ final class Broker {
         try store.activateHost(host, trust: trust, record: AttestationRecord(hostID: id, at: now, kind: .activation, trusted: true, codes: [],
                                                                               message: "activated"))
         source.attach(tpm, url: url)
+        tpms[id] = tpm
         return id
     }
 
@@ -125,6 +140,19 @@ final class Broker {
                                      certificate: CertificateRecord(serial: serial, hostID: host, agentName: "agent", spiffeID: "spiffe://test.local/agent",
                                                                     notBefore: now, notAfter: now.addingTimeInterval(3600), pem: "", attestationID: 0,
                                                                     issuer: service.authorities.current.keyID))
+    }
+
+    /// Enrolls an agent on a seeded host the way `vouch enroll` does: a challenge, a fresh P-256 key
+    /// and CSR, a quote binding both. `drifted`: PCR 0 differs from the policy.
+    func enroll(_ host: String, agent: String, drifted: Bool = false, nonce reuse: ChallengeResponse? = nil,
+                after delay: TimeInterval = 0) throws -> (response: EnrollResponse, challenge: ChallengeResponse) {
+        let challenge = try reuse ?? service.createChallenge(ChallengeRequest(hostId: host))
+        clock.advance(by: delay)
+        let key = try PrivateKey.generate(.p256)
+        let csr = try CSR.create(key: key, commonName: agent)
+        let quote = try XCTUnwrap(tpms[host]).enrollmentQuote(challenge, agentSPKI: try key.publicKey.spkiDER, at: clock.now(), drifted: drifted)
+        let response = try service.enroll(EnrollRequest(hostId: host, nonce: challenge.nonce, agentName: agent, csr: csr.pem, quote: quote))
+        return (response, challenge)
     }
 
     func state(_ id: String) throws -> TrustState? { try store.trust(hostID: id)?.state }
