@@ -97,6 +97,7 @@ let package = Package(
                                                             "VouchBrokerTestSupport"]),
         .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchAttesterKit", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
                                                              "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire"]),
+        .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
                                                                   "VouchEventLog", "VouchRuntime"]),
     ]

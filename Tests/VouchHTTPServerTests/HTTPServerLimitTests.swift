@@ -1,0 +1,211 @@
+import Foundation
+import Synchronization
+import XCTest
+import VouchCore
+import VouchHTTPClient
+@testable import VouchHTTPServer
+
+/// The server's connection limits (`HTTPServer.Limits`), each with the smallest setup: connections
+/// per client address and in all (held open by raw sockets), the idle timeout, and the absolute
+/// request deadline (`RequestDeadline`). The deadline's bookkeeping is checked on an explicit
+/// clock; the few tests that need the real one take about a second each.
+final class HTTPServerLimitTests: XCTestCase {
+    var scratch: Scratch!
+    var pki: TestPKI!
+    override func setUpWithError() throws {
+        scratch = try Scratch()
+        pki = try TestPKI(scratch: scratch)
+    }
+    override func tearDown() { scratch.remove() }
+
+    func tlsServer(_ limits: HTTPServer.Limits) throws -> (HTTPServer, UInt16, HTTPClient) {
+        let tls = try pki.server()
+        // One thread per connection, as vouchd runs it (a thread pool splits `total` between its threads).
+        let (server, port) = try startTLSServer(certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM, threading: .perConnection, limits: limits)
+        // A fresh connection per request, so no connection kept by libcurl counts against the limits.
+        let client = HTTPClient(.https(baseURL: "https://127.0.0.1:\(port)", caFile: try pki.caFile()), timeoutSeconds: 10, freshConnections: true)
+        return (server, port, client)
+    }
+
+    func served(_ client: HTTPClient) -> Bool { (try? client.send("GET", "/"))?.status == 200 }
+
+    // MARK: Connections per address and in all
+
+    func testConnectionsPerAddressAreCapped() throws {
+        let (server, port, client) = try tlsServer(.init(perAddress: 1))
+        defer { server.stop() }
+        XCTAssertTrue(served(client))
+
+        // Another address's connection does not count against 127.0.0.1.
+        if let other = try? RawSocket(tcpPort: port, from: "127.0.0.2") {
+            XCTAssertFalse(other.closedByServer(within: 0.3), "the first connection from 127.0.0.2 is kept")
+            XCTAssertTrue(served(client))
+        }
+
+        var holder: RawSocket? = try RawSocket(tcpPort: port)
+        XCTAssertFalse(holder!.closedByServer(within: 0.3), "the first connection from 127.0.0.1 is kept")
+        let second = try RawSocket(tcpPort: port)
+        XCTAssertTrue(second.closedByServer(within: 5), "a second one is closed at once")
+        XCTAssertThrowsError(try client.send("GET", "/")) { error in
+            XCTAssertEqual((error as? VouchError)?.code, .http, "the client's connection is closed before any answer")
+        }
+        holder = nil
+        XCTAssertTrue(eventually { served(client) }, "the slot frees when the held connection closes")
+        _ = holder
+    }
+
+    func testConnectionsInAllAreCapped() throws {
+        let (server, port, client) = try tlsServer(.init(perAddress: 0, total: 2))
+        defer { server.stop() }
+        XCTAssertTrue(served(client))
+        var first: RawSocket? = try RawSocket(tcpPort: port)
+        let second = try RawSocket(tcpPort: port, from: "127.0.0.3")   // from anywhere
+        XCTAssertFalse(first!.closedByServer(within: 0.3))
+        XCTAssertFalse(second.closedByServer(within: 0.1))
+        let third = try RawSocket(tcpPort: port)
+        XCTAssertTrue(third.closedByServer(within: 5), "a third connection is over the total")
+        XCTAssertFalse(served(client))
+        first = nil
+        XCTAssertTrue(eventually { served(client) })
+        _ = first
+    }
+
+    func testNoPerAddressCapByDefault() throws {
+        let (server, port, client) = try tlsServer(.init())
+        defer { server.stop() }
+        let held = try (0..<8).map { _ in try RawSocket(tcpPort: port) }
+        XCTAssertTrue(served(client))
+        XCTAssertFalse(held.contains { $0.closedByServer(within: 0.05) })
+    }
+
+    // MARK: Idle timeout
+
+    func testAnIdleConnectionIsClosedAfterTheIdleTimeout() throws {
+        let path = scratch.file("idle.sock")
+        let server = try HTTPServer(listen: .unix(path: path, mode: 0o600), threading: .perConnection, limits: .init(idleTimeout: 1), handler: echoHandler)
+        defer { server.stop() }
+        let raw = try RawSocket(unixPath: path)
+        let start = ContinuousClock.now
+        XCTAssertTrue(raw.closedByServer(within: 5), "closed after about 1 s of silence")
+        XCTAssertGreaterThan(ContinuousClock.now - start, .milliseconds(500), "not before the timeout")
+    }
+
+    // MARK: Request deadline, through the server
+
+    /// With a 1 s deadline and a 30 s idle timeout: a client that trickles a request a byte at a
+    /// time is cut about a second after its previous response, while a response that takes longer
+    /// than the deadline to produce is not cut. Both run at once, so the test takes ~1.5 s.
+    func testTheRequestDeadlineCutsTricklingClientsButNotSlowResponses() throws {
+        let path = scratch.file("deadline.sock")
+        let server = try HTTPServer(listen: .unix(path: path, mode: 0o600), threading: .perConnection,
+                                    limits: .init(idleTimeout: 30, requestDeadline: 1), handler: { req in
+            if req.path == "/slow" { usleep(1_500_000) }
+            return HTTPResponse(status: 200, body: Array("done \(req.path)".utf8))
+        })
+        defer { server.stop() }
+
+        let slow = Mutex<Result<HTTPResponse, any Error>?>(nil)
+        let slowDone = DispatchSemaphore(value: 0)
+        Thread {
+            let client = HTTPClient(.unix(path: path), timeoutSeconds: 10, freshConnections: true)
+            let r = Result { try client.send("GET", "/slow") }
+            slow.withLock { $0 = r }
+            slowDone.signal()
+        }.start()
+
+        // A whole first request on a kept-alive connection is answered; then the next one trickles.
+        let raw = try RawSocket(unixPath: path)
+        XCTAssertTrue(raw.send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n"))
+        XCTAssertTrue(raw.read(until: "done /first", timeout: 5))
+        let answered = ContinuousClock.now
+        XCTAssertTrue(raw.send("GET /second HTTP/1.1\r\nHost: x\r\n"))
+        var cut = false
+        while ContinuousClock.now - answered < .seconds(6) {
+            if !raw.send("X-Trickle: y\r\n") || raw.closedByServer(within: 0.1) { cut = true; break }
+        }
+        let after = ContinuousClock.now - answered
+        XCTAssertTrue(cut, "the trickling connection is shut down")
+        XCTAssertGreaterThanOrEqual(after, .milliseconds(900), "not before the deadline (counted from the previous response)")
+
+        XCTAssertEqual(slowDone.wait(timeout: .now() + 10), .success)
+        let r = try XCTUnwrap(slow.withLock { $0 }).get()
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(String(decoding: r.body, as: UTF8.self), "done /slow", "a response in progress is never cut")
+    }
+
+    // MARK: Request deadline, its bookkeeping on an explicit clock
+
+    /// A connected socket pair: the deadline shuts `fd` down; `peer` sees end of file.
+    struct SocketPair {
+        let fd: Int32, peer: Int32
+        init() {
+            var fds: [Int32] = [0, 0]
+            precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+            (fd, peer) = (fds[0], fds[1])
+        }
+        /// True once `fd` was shut down (the peer reads end of file).
+        var shutDown: Bool {
+            var byte: UInt8 = 0
+            return recv(peer, &byte, 1, Int32(MSG_DONTWAIT)) == 0
+        }
+        func close() { _ = Glibc.close(fd); _ = Glibc.close(peer) }
+    }
+
+    func connection(_ n: Int) -> OpaquePointer { OpaquePointer(bitPattern: 0x1000 * n)! }
+
+    func testTheDeadlineCountsFromAcceptUntilTheRequestIsWhole() {
+        let d = RequestDeadline(limit: .seconds(2))
+        let t0 = ContinuousClock.now
+        let a = SocketPair(), b = SocketPair()
+        defer { a.close(); b.close() }
+        d.connectionStarted(connection(1), fd: a.fd, now: t0)
+        d.connectionStarted(connection(2), fd: b.fd, now: t0 + .seconds(1))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(2)), 0, "exactly at the limit is not past it")
+        XCTAssertFalse(a.shutDown)
+        XCTAssertEqual(d.sweep(now: t0 + .milliseconds(2001)), 1)
+        XCTAssertTrue(a.shutDown)
+        XCTAssertFalse(b.shutDown)
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(10)), 1, "the other one, later; an expired one is not shut down twice")
+        XCTAssertTrue(b.shutDown)
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(100)), 0)
+    }
+
+    func testTheClockStopsWhileAResponseIsProducedAndRestartsWhenItIsSent() {
+        let d = RequestDeadline(limit: .seconds(2))
+        let t0 = ContinuousClock.now
+        let a = SocketPair()
+        defer { a.close() }
+        d.connectionStarted(connection(1), fd: a.fd, now: t0)
+        d.requestReceived(connection(1))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(60)), 0, "a slow handler or a long event stream is never cut")
+        d.responseSent(connection(1), now: t0 + .seconds(60))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(62)), 0, "the next request has the whole limit again")
+        XCTAssertEqual(d.sweep(now: t0 + .milliseconds(62_001)), 1)
+        XCTAssertTrue(a.shutDown)
+        // Once expired, a late completion does not start the clock again.
+        d.responseSent(connection(1), now: t0 + .seconds(63))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(100)), 0)
+    }
+
+    func testAClosedConnectionIsForgottenAndUnknownOnesAreIgnored() {
+        let d = RequestDeadline(limit: .seconds(1))
+        let t0 = ContinuousClock.now
+        let a = SocketPair()
+        defer { a.close() }
+        d.connectionStarted(connection(1), fd: a.fd, now: t0)
+        d.connectionClosed(connection(1))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(5)), 0, "a closed connection's descriptor is never touched (it may be reused)")
+        XCTAssertFalse(a.shutDown)
+        d.requestReceived(connection(7))
+        d.responseSent(connection(7))
+        d.connectionClosed(connection(7))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(5)), 0)
+    }
+
+    func testTheWatchdogStopsOnce() {
+        let d = RequestDeadline(limit: .seconds(1))
+        d.start()
+        d.stop()
+        d.stop()
+    }
+}
