@@ -193,3 +193,46 @@ final class HTTPServerTests: XCTestCase {
         }
     }
 }
+
+/// libmicrohttpd's own messages go through `Runtime.log` (so they follow the process's log
+/// format, JSON included), from the first one on: none goes to its standard logger.
+final class HTTPServerLogTests: XCTestCase {
+    /// What the process writes to standard error while `body` runs.
+    func standardError(during body: () throws -> Void) rethrows -> String {
+        var fds: [Int32] = [0, 0]
+        precondition(pipe(&fds) == 0)
+        let saved = dup(2)
+        dup2(fds[1], 2)
+        close(fds[1])
+        defer {
+            dup2(saved, 2)
+            close(saved)
+        }
+        try body()
+        dup2(saved, 2)
+        var out: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fds[0], &buffer, buffer.count)
+            if n <= 0 { break }
+            out += buffer[0..<n]
+        }
+        close(fds[0])
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    func testLibmicrohttpdMessagesGoThroughTheProcessLog() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let text = try standardError {
+            // A pool of one thread makes libmicrohttpd warn while it reads the options.
+            let server = try HTTPServer(listen: .unix(path: scratch.file("log.sock"), mode: 0o600), threading: .pool(1), limits: .init(), handler: echoHandler)
+            server.stop()
+        }
+        let lines = text.split(separator: "\n").map(String.init)
+        XCTAssertFalse(lines.isEmpty, "the pool warning is logged")
+        for line in lines {
+            XCTAssertTrue(line.contains(" http: "), "not through Runtime.log: \(line)")
+            XCTAssertFalse(line.contains("not the first option"), line)
+        }
+    }
+}
