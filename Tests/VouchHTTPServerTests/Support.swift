@@ -171,13 +171,13 @@ final class RawSocket {
     func closedByServer(within timeout: TimeInterval) -> Bool {
         let end = Date().addingTimeInterval(timeout)
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while Date() < end {
+        repeat {   // at least once: `within: 0` asks whether it is closed now
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ms = Int32(max(1, min(100, end.timeIntervalSinceNow * 1000)))
+            let ms = Int32(max(0, min(100, end.timeIntervalSinceNow * 1000)))
             guard poll(&p, 1, ms) > 0 else { continue }
             let n = recv(fd, &buffer, buffer.count, 0)
             if n <= 0 { return true }
-        }
+        } while Date() < end
         return false
     }
 
