@@ -158,7 +158,7 @@ final class HTTPServerLimitTests: XCTestCase {
         }
         let after = ContinuousClock.now - answered
         XCTAssertTrue(cut, "the trickling connection is shut down")
-        XCTAssertGreaterThanOrEqual(after, .milliseconds(900), "not before the deadline (counted from the previous response)")
+        XCTAssertGreaterThanOrEqual(after, .milliseconds(500), "not long before the deadline (1 s from the previous response; the margin is for a slow reader on a busy machine)")
 
         XCTAssertEqual(slowDone.wait(timeout: .now() + 10), .success)
         let r = try XCTUnwrap(slow.withLock { $0 }).get()
