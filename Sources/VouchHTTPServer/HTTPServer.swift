@@ -78,6 +78,10 @@ public final class HTTPServer: @unchecked Sendable {
         func opt(_ o: MHD_OPTION, _ value: Int = 0, _ ptr: UnsafeMutableRawPointer? = nil) {
             options.append(MHD_OptionItem(option: o, value: value, ptr_value: ptr))
         }
+        // libmicrohttpd's own messages (TLS handshake failures, connection limits) go through
+        // Runtime.log, so they follow the process's log format. First, or the options read
+        // before it are reported by its standard logger (and it warns that it was not first).
+        opt(MHD_OPTION.EXTERNAL_LOGGER, unsafeBitCast(serverLog as MHD_LogCallback, to: Int.self), nil)
         switch threading ?? .pool(threads) {
         case let .pool(n):
             flags |= UInt32(MHD_USE_EPOLL.rawValue)
@@ -94,9 +98,6 @@ public final class HTTPServer: @unchecked Sendable {
             opt(MHD_OPTION.NOTIFY_CONNECTION, unsafeBitCast(connectionNotified as MHD_NotifyConnectionCallback, to: Int.self),
                 Unmanaged.passUnretained(requestDeadline).toOpaque())
         }
-        // libmicrohttpd's own messages (TLS handshake failures, connection limits) go through
-        // Runtime.log, so they follow the process's log format.
-        opt(MHD_OPTION.EXTERNAL_LOGGER, unsafeBitCast(serverLog as MHD_LogCallback, to: Int.self), nil)
 
         switch listen {
         case let .tls(host, port, certPEM, keyPEM):

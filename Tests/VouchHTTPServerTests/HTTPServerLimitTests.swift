@@ -1,0 +1,244 @@
+import Foundation
+import Synchronization
+import XCTest
+import VouchCore
+import VouchHTTPClient
+@testable import VouchHTTPServer
+
+/// The server's connection limits (`HTTPServer.Limits`), each with the smallest setup: connections
+/// per client address and in all (held open by raw sockets), the idle timeout, and the absolute
+/// request deadline (`RequestDeadline`). The deadline's bookkeeping is checked on an explicit
+/// clock; the few tests that need the real one take about a second each.
+final class HTTPServerLimitTests: XCTestCase {
+    var scratch: Scratch!
+    var pki: TestPKI!
+    override func setUpWithError() throws {
+        scratch = try Scratch()
+        pki = try TestPKI(scratch: scratch)
+    }
+    override func tearDown() { scratch.remove() }
+
+    /// Requests to /hold wait in the handler until released: a connection that is certainly
+    /// accepted and counted (a raw socket could be closed by the server a moment later).
+    final class Gate: @unchecked Sendable {
+        let arrived = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        var held = 0
+
+        var handler: HTTPServer.Handler {
+            { [self] req in
+                if req.path == "/hold" { arrived.signal(); release.wait() }
+                return echoHandler(req)
+            }
+        }
+
+        /// Sends GET /hold from a thread (again while the server refuses it: libcurl's previous
+        /// connection may not be closed on the server's side yet) and waits until it is held.
+        func hold(_ client: HTTPClient) -> Bool {
+            held += 1
+            Thread { [self] in
+                let end = Date().addingTimeInterval(10)
+                while Date() < end, (try? client.send("GET", "/hold"))?.status != 200 { usleep(20_000) }
+                done.signal()
+            }.start()
+            return arrived.wait(timeout: .now() + 10) == .success
+        }
+
+        /// Lets one held request finish.
+        func releaseOne() {
+            guard held > 0 else { return }
+            held -= 1
+            release.signal()
+            _ = done.wait(timeout: .now() + 10)
+        }
+
+        func releaseAll() { while held > 0 { releaseOne() } }
+    }
+
+    func tlsServer(_ limits: HTTPServer.Limits, gate: Gate = Gate()) throws -> (HTTPServer, UInt16, HTTPClient) {
+        let tls = try pki.server()
+        // One thread per connection, as vouchd runs it (a thread pool splits `total` between its threads).
+        let (server, port) = try startTLSServer(certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM, threading: .perConnection, limits: limits,
+                                                handler: gate.handler)
+        // A fresh connection per request, so no connection kept by libcurl counts against the limits.
+        let client = HTTPClient(.https(baseURL: "https://127.0.0.1:\(port)", caFile: try pki.caFile()), timeoutSeconds: 10, freshConnections: true)
+        return (server, port, client)
+    }
+
+    func served(_ client: HTTPClient) -> Bool { (try? client.send("GET", "/"))?.status == 200 }
+
+    // MARK: Connections per address and in all
+
+    func testConnectionsPerAddressAreCapped() throws {
+        let gate = Gate()
+        let (server, port, client) = try tlsServer(.init(perAddress: 1), gate: gate)
+        defer { gate.releaseAll(); server.stop() }
+        XCTAssertTrue(eventually { served(client) })
+
+        // Another address's connection does not count against 127.0.0.1 (nothing else comes from
+        // 127.0.0.2, so nothing may close this one).
+        let other = try RawSocket(tcpPort: port, from: "127.0.0.2")
+        XCTAssertFalse(other.closedByServer(within: 0.2), "the first connection from 127.0.0.2 is kept")
+
+        XCTAssertTrue(gate.hold(client), "one connection from 127.0.0.1 is served")
+        let second = try RawSocket(tcpPort: port)
+        XCTAssertTrue(second.closedByServer(within: 5), "a second one is closed at once")
+        XCTAssertThrowsError(try client.send("GET", "/")) { error in
+            XCTAssertEqual((error as? VouchError)?.code, .http, "the client's connection is closed before any answer")
+        }
+        XCTAssertFalse(other.closedByServer(within: 0), "127.0.0.2's connection is still open")
+        gate.releaseOne()
+        XCTAssertTrue(eventually { served(client) }, "the slot frees when the held connection closes")
+    }
+
+    func testConnectionsInAllAreCapped() throws {
+        let gate = Gate()
+        let (server, port, client) = try tlsServer(.init(perAddress: 0, total: 2), gate: gate)
+        defer { gate.releaseAll(); server.stop() }
+        XCTAssertTrue(gate.hold(client))
+        XCTAssertTrue(gate.hold(client))
+        let third = try RawSocket(tcpPort: port, from: "127.0.0.3")   // from anywhere
+        XCTAssertTrue(third.closedByServer(within: 5), "a third connection is over the total")
+        XCTAssertThrowsError(try client.send("GET", "/"))
+        gate.releaseOne()
+        XCTAssertTrue(eventually { served(client) })
+    }
+
+    func testNoPerAddressCapByDefault() throws {
+        let (server, port, client) = try tlsServer(.init())
+        defer { server.stop() }
+        let held = try (0..<8).map { _ in try RawSocket(tcpPort: port) }
+        XCTAssertTrue(served(client))
+        XCTAssertFalse(held.contains { $0.closedByServer(within: 0) }, "none of them was closed")
+    }
+
+    // MARK: Idle timeout
+
+    func testAnIdleConnectionIsClosedAfterTheIdleTimeout() throws {
+        let path = scratch.file("idle.sock")
+        let server = try HTTPServer(listen: .unix(path: path, mode: 0o600), threading: .perConnection, limits: .init(idleTimeout: 1), handler: echoHandler)
+        defer { server.stop() }
+        let raw = try RawSocket(unixPath: path)
+        let start = ContinuousClock.now
+        XCTAssertTrue(raw.closedByServer(within: 5), "closed after about 1 s of silence")
+        XCTAssertGreaterThan(ContinuousClock.now - start, .milliseconds(500), "not before the timeout")
+    }
+
+    // MARK: Request deadline, through the server
+
+    /// With a 1 s deadline and a 30 s idle timeout: a client that trickles a request a byte at a
+    /// time is cut about a second after its previous response, while a response that takes longer
+    /// than the deadline to produce is not cut. Both run at once, so the test takes ~1.5 s.
+    func testTheRequestDeadlineCutsTricklingClientsButNotSlowResponses() throws {
+        let path = scratch.file("deadline.sock")
+        let server = try HTTPServer(listen: .unix(path: path, mode: 0o600), threading: .perConnection,
+                                    limits: .init(idleTimeout: 30, requestDeadline: 1), handler: { req in
+            if req.path == "/slow" { usleep(1_500_000) }
+            return HTTPResponse(status: 200, body: Array("done \(req.path)".utf8))
+        })
+        defer { server.stop() }
+
+        let slow = Mutex<Result<HTTPResponse, any Error>?>(nil)
+        let slowDone = DispatchSemaphore(value: 0)
+        Thread {
+            let client = HTTPClient(.unix(path: path), timeoutSeconds: 10, freshConnections: true)
+            let r = Result { try client.send("GET", "/slow") }
+            slow.withLock { $0 = r }
+            slowDone.signal()
+        }.start()
+
+        // A whole first request on a kept-alive connection is answered; then the next one trickles.
+        let raw = try RawSocket(unixPath: path)
+        XCTAssertTrue(raw.send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n"))
+        XCTAssertTrue(raw.read(until: "done /first", timeout: 5))
+        let answered = ContinuousClock.now
+        XCTAssertTrue(raw.send("GET /second HTTP/1.1\r\nHost: x\r\n"))
+        var cut = false
+        while ContinuousClock.now - answered < .seconds(6) {
+            if !raw.send("X-Trickle: y\r\n") || raw.closedByServer(within: 0.1) { cut = true; break }
+        }
+        let after = ContinuousClock.now - answered
+        XCTAssertTrue(cut, "the trickling connection is shut down")
+        XCTAssertGreaterThanOrEqual(after, .milliseconds(500), "not long before the deadline (1 s from the previous response; the margin is for a slow reader on a busy machine)")
+
+        XCTAssertEqual(slowDone.wait(timeout: .now() + 10), .success)
+        let r = try XCTUnwrap(slow.withLock { $0 }).get()
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(String(decoding: r.body, as: UTF8.self), "done /slow", "a response in progress is never cut")
+    }
+
+    // MARK: Request deadline, its bookkeeping on an explicit clock
+
+    /// A connected socket pair: the deadline shuts `fd` down; `peer` sees end of file.
+    struct SocketPair {
+        let fd: Int32, peer: Int32
+        init() {
+            var fds: [Int32] = [0, 0]
+            precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+            (fd, peer) = (fds[0], fds[1])
+        }
+        /// True once `fd` was shut down (the peer reads end of file).
+        var shutDown: Bool {
+            var byte: UInt8 = 0
+            return recv(peer, &byte, 1, Int32(MSG_DONTWAIT)) == 0
+        }
+        func close() { _ = Glibc.close(fd); _ = Glibc.close(peer) }
+    }
+
+    func connection(_ n: Int) -> OpaquePointer { OpaquePointer(bitPattern: 0x1000 * n)! }
+
+    func testTheDeadlineCountsFromAcceptUntilTheRequestIsWhole() {
+        let d = RequestDeadline(limit: .seconds(2))
+        let t0 = ContinuousClock.now
+        let a = SocketPair(), b = SocketPair()
+        defer { a.close(); b.close() }
+        d.connectionStarted(connection(1), fd: a.fd, now: t0)
+        d.connectionStarted(connection(2), fd: b.fd, now: t0 + .seconds(1))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(2)), 0, "exactly at the limit is not past it")
+        XCTAssertFalse(a.shutDown)
+        XCTAssertEqual(d.sweep(now: t0 + .milliseconds(2001)), 1)
+        XCTAssertTrue(a.shutDown)
+        XCTAssertFalse(b.shutDown)
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(10)), 1, "the other one, later; an expired one is not shut down twice")
+        XCTAssertTrue(b.shutDown)
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(100)), 0)
+    }
+
+    func testTheClockStopsWhileAResponseIsProducedAndRestartsWhenItIsSent() {
+        let d = RequestDeadline(limit: .seconds(2))
+        let t0 = ContinuousClock.now
+        let a = SocketPair()
+        defer { a.close() }
+        d.connectionStarted(connection(1), fd: a.fd, now: t0)
+        d.requestReceived(connection(1))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(60)), 0, "a slow handler or a long event stream is never cut")
+        d.responseSent(connection(1), now: t0 + .seconds(60))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(62)), 0, "the next request has the whole limit again")
+        XCTAssertEqual(d.sweep(now: t0 + .milliseconds(62_001)), 1)
+        XCTAssertTrue(a.shutDown)
+        // Once expired, a late completion does not start the clock again.
+        d.responseSent(connection(1), now: t0 + .seconds(63))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(100)), 0)
+    }
+
+    func testAClosedConnectionIsForgottenAndUnknownOnesAreIgnored() {
+        let d = RequestDeadline(limit: .seconds(1))
+        let t0 = ContinuousClock.now
+        let a = SocketPair()
+        defer { a.close() }
+        d.connectionStarted(connection(1), fd: a.fd, now: t0)
+        d.connectionClosed(connection(1))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(5)), 0, "a closed connection's descriptor is never touched (it may be reused)")
+        XCTAssertFalse(a.shutDown)
+        d.requestReceived(connection(7))
+        d.responseSent(connection(7))
+        d.connectionClosed(connection(7))
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(5)), 0)
+    }
+
+    func testTheWatchdogStopsOnce() {
+        let d = RequestDeadline(limit: .seconds(1))
+        d.start()
+        d.stop()
+        d.stop()
+    }
+}

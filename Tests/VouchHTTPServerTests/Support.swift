@@ -1,0 +1,230 @@
+import Foundation
+import VouchCore
+import VouchCrypto
+import VouchHTTPClient
+import VouchHTTPServer
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the echo handler saw of a request, sent back as JSON.
+struct Echo: Codable, Equatable {
+    var method: String
+    var path: String
+    var query: [String: String]
+    var headers: [String: String]
+    var body: String
+    var peer: String
+    /// Hex of the verified client certificate (DER), when the server passed one.
+    var clientCertificate: String?
+}
+
+/// Answers every request with what it saw (`Echo`), so a test can check what reached the handler.
+let echoHandler: HTTPServer.Handler = { req in
+    let echo = Echo(method: req.method, path: req.path, query: req.query, headers: req.headers, body: String(decoding: req.body, as: UTF8.self),
+                    peer: req.peer, clientCertificate: req.clientCertificate.map(Hex.encode))
+    return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(try! JSONEncoder().encode(echo)))
+}
+
+/// A scratch directory, removed by `remove()`; Unix socket paths stay short (sun_path is 108 bytes).
+struct Scratch {
+    let path: String
+    init() throws {
+        var template = Array("/tmp/vouch-http-XXXXXX".utf8CString)
+        guard let p = mkdtemp(&template) else { throw POSIXError(.EIO) }
+        path = String(cString: p)
+    }
+    func file(_ name: String) -> String { path + "/" + name }
+    func write(_ name: String, _ text: String) throws -> String {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: file(name)))
+        return file(name)
+    }
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// A CA and TLS material made in memory: a server certificate for 127.0.0.1 and client
+/// certificates, as PEM text and files for libcurl.
+final class TestPKI {
+    let ca: CertificateAuthority
+    let scratch: Scratch
+    let now = Date()
+
+    init(scratch: Scratch, name: String = "Vouch HTTP test CA") throws {
+        self.scratch = scratch
+        ca = try CertificateAuthority.create(commonName: name, key: try PrivateKey.generate(.p256),
+                                             notBefore: now.addingTimeInterval(-3600), notAfter: now.addingTimeInterval(86400))
+    }
+
+    var caPEM: String { get throws { try ca.certificate.pem } }
+
+    func caFile() throws -> String { try scratch.write("ca-\(UUID().uuidString.prefix(8)).pem", try caPEM) }
+
+    /// A server certificate naming 127.0.0.1 (and localhost): chain PEM and key PEM.
+    func server() throws -> (certificatePEM: String, keyPEM: String) {
+        let key = try PrivateKey.generate(.p256)
+        let cert = try ca.issue(publicKey: try key.publicKey, profile: LeafProfile(
+            subjectCommonName: "localhost", dnsSANs: ["localhost"], ipSANs: ["127.0.0.1"], notBefore: now.addingTimeInterval(-60),
+            notAfter: now.addingTimeInterval(3600), usage: .tlsServer))
+        return (try cert.pem + (try ca.certificate.pem), try key.pem)
+    }
+
+    /// A client certificate (clientAuth) written to files, with its DER.
+    func client(notBefore: TimeInterval = -60, notAfter: TimeInterval = 3600) throws -> (identity: HTTPClient.ClientIdentity, der: [UInt8]) {
+        let key = try PrivateKey.generate(.p256)
+        let cert = try ca.issue(publicKey: try key.publicKey, profile: LeafProfile(
+            subjectCommonName: "client", notBefore: now.addingTimeInterval(notBefore), notAfter: now.addingTimeInterval(notAfter), usage: .brokerClient))
+        let tag = UUID().uuidString.prefix(8)
+        let certFile = try scratch.write("client-\(tag).pem", try cert.pem)
+        let keyFile = try scratch.write("client-\(tag).key", try key.pem)
+        return (HTTPClient.ClientIdentity(certificateFile: certFile, keyFile: keyFile), try cert.der)
+    }
+}
+
+/// Starts a TLS server on 127.0.0.1 at a port that was free a moment ago (the server has no
+/// port-0 lookup); retries on another port if one was taken in between.
+func startTLSServer(certificatePEM: String, keyPEM: String, threading: HTTPServer.Threading = .perConnection, maxBodyBytes: Int = 1 << 20,
+                    limits: HTTPServer.Limits = .init(), clientTrustPEM: String? = nil,
+                    handler: @escaping HTTPServer.Handler = echoHandler) throws -> (server: HTTPServer, port: UInt16) {
+    var lastError: Error?
+    for _ in 0..<5 {
+        let port = try freePort()
+        do {
+            let server = try HTTPServer(listen: .tls(host: "127.0.0.1", port: port, certificatePEM: certificatePEM, keyPEM: keyPEM),
+                                        threading: threading, maxBodyBytes: maxBodyBytes, limits: limits, clientTrustPEM: clientTrustPEM, handler: handler)
+            return (server, port)
+        } catch {
+            lastError = error
+        }
+    }
+    throw lastError!
+}
+
+/// A TCP port on 127.0.0.1 nothing listens on right now.
+func freePort() throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = 0
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+    }
+    guard ok else { throw POSIXError(.EADDRINUSE) }
+    return UInt16(bigEndian: addr.sin_port)
+}
+
+/// A raw client socket, for what libcurl will not do: hold a connection open without a request,
+/// or trickle a request byte by byte.
+final class RawSocket {
+    let fd: Int32
+
+    /// Connects to 127.0.0.1:`port`, from `source` (another loopback address) when given.
+    init(tcpPort port: UInt16, from source: String? = nil) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            guard bound else { close(fd); throw POSIXError(.EADDRNOTAVAIL) }
+        }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard fd >= 0, ok else { close(fd); throw POSIXError(.ECONNREFUSED) }
+    }
+
+    /// Connects to the Unix socket at `path`.
+    init(unixPath path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+        }
+        guard fd >= 0, ok else { close(fd); throw POSIXError(.ECONNREFUSED) }
+    }
+
+    deinit { close(fd) }
+
+    /// Sends bytes; false once the server has closed or shut down the connection (no SIGPIPE).
+    @discardableResult
+    func send(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    /// Waits up to `timeout` seconds for the server to close the connection: true when it did
+    /// (end of file or reset), false if it is still open. Bytes the server sends meanwhile are read.
+    func closedByServer(within timeout: TimeInterval) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        repeat {   // at least once: `within: 0` asks whether it is closed now
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ms = Int32(max(0, min(100, end.timeIntervalSinceNow * 1000)))
+            guard poll(&p, 1, ms) > 0 else { continue }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { return true }
+        } while Date() < end
+        return false
+    }
+
+    /// Reads until what arrived contains `marker` (true) or `timeout` passes (false).
+    func read(until marker: String, timeout: TimeInterval) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        var out: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 4096)
+        while Date() < end {
+            if String(decoding: out, as: UTF8.self).contains(marker) { return true }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 100) > 0 else { continue }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            out += buffer[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self).contains(marker)
+    }
+
+    /// Everything the server sends until it closes the connection (or `timeout` passes).
+    func readAll(timeout: TimeInterval) -> String {
+        let end = Date().addingTimeInterval(timeout)
+        var out: [UInt8] = [], buffer = [UInt8](repeating: 0, count: 4096)
+        while Date() < end {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 100) > 0 else { continue }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            out += buffer[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Polls `condition` every 20 ms for up to `timeout` seconds (for the server to notice a closed
+/// connection, which takes it a moment on a busy machine); returns its last answer.
+func eventually(within timeout: TimeInterval = 5, _ condition: () -> Bool) -> Bool {
+    let end = Date().addingTimeInterval(timeout)
+    while Date() < end {
+        if condition() { return true }
+        usleep(20_000)
+    }
+    return condition()
+}
+
+/// Decodes a JSON error body `{code, message, ...}`; nil if it is not one.
+func errorBody(_ r: HTTPResponse) -> (code: String, message: String, keys: Set<String>)? {
+    guard let obj = try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any],
+          let code = obj["code"] as? String, let message = obj["message"] as? String else { return nil }
+    return (code, message, Set(obj.keys))
+}
