@@ -81,8 +81,11 @@ public enum Appraiser {
     /// The devices every host must present evidence for under `policy`, by device name and kind.
     /// Today every policy requires the host's TPM (the platform) and nothing else.
     public static func requiredDevices(_ policy: Policy) -> [(device: String, kind: EvidenceKind)] {
-        [(EvidenceKind.tpm.defaultDevice, .tpm)]
+        platformOnly
     }
+
+    /// Built once: the quote path allocates nothing for it.
+    private static let platformOnly: [(device: String, kind: EvidenceKind)] = [(EvidenceKind.tpm.defaultDevice, .tpm)]
 
     /// Appraises a set of verified evidence (one per device) against the policy. Checks, in order:
     /// 1. the set holds a platform device and every required device (`evidence_missing`; the
