@@ -1,5 +1,6 @@
 import Foundation
 import VouchAPI
+import VouchAttestation
 import VouchCore
 import VouchCrypto
 import VouchModel
@@ -66,11 +67,27 @@ extension QueryService {
             "iat": Int(now.timeIntervalSince1970),
             "exp": Int(now.addingTimeInterval(Self.earValidity).timeIntervalSince1970),
             "ear.verifier-id": ["developer": "Vouch", "build": "vouchd (\(config.trustDomain))"],
-            "submods": ["tpm": appraisal],
+            "submods": Self.submods(devices: Self.devices(of: last), appraisal: appraisal),
             "vouch.host": hostClaims,
         ]
         if let nonce { payload["eat_nonce"] = nonce }
         let json = try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys, .withoutEscapingSlashes])
         return try signer.sign(payload: [UInt8](json), typ: "JWT")
+    }
+
+    /// The devices (EAR submodules) of a host's latest verdict. The attestation record keeps the
+    /// platform device's evidence only — its schema predates several devices per host — and
+    /// every verdict so far has the TPM as its one device, so that is the list; a record with
+    /// per-device results will list its devices here.
+    static func devices(of record: AttestationRecord?) -> [String] {
+        [EvidenceKind.tpm.defaultDevice]
+    }
+
+    /// One submodule per device. The host's trust state is the verdict over all its devices (all
+    /// must affirm), so each device carries that appraisal.
+    static func submods(devices: [String], appraisal: [String: Any]) -> [String: Any] {
+        var submods: [String: Any] = [:]
+        for device in devices { submods[device] = appraisal }
+        return submods
     }
 }

@@ -81,7 +81,9 @@ public final class BrokerContext: Sendable {
     let responseCache: ReadMostly<ResponseCache>
     /// Revocation, CRLs and the unit of work of every change that may revoke.
     let revocations: Revocations
-    let attestationKeys = AttestationKeyCache()
+    let attestationKeys: AttestationKeyCache
+    /// The verifiers evidence is accepted with, one per kind (`EvidenceWiring.swift`).
+    let evidenceVerifiers: EvidenceVerifiers
     /// MACs registration tickets (`RegistrationTicket`); never leaves memory, new at each start.
     let ticketKey: [UInt8]
     /// Mints and checks challenge nonces (`NonceMinter`), with its own in-memory key.
@@ -96,6 +98,9 @@ public final class BrokerContext: Sendable {
         self.ekTrust = ekTrust
         self.clock = clock
         self.log = log
+        let keys = AttestationKeyCache()
+        self.attestationKeys = keys
+        self.evidenceVerifiers = BrokerService.evidenceVerifiers(keys: keys)
         let cache = ReadMostly(ResponseCache())
         self.responseCache = cache
         self.revocations = Revocations(store: store, authorities: authorities, clock: clock, crlValidity: config.crlValidity, cache: cache)
@@ -124,6 +129,7 @@ extension BrokerPart {
     var responseCache: ReadMostly<ResponseCache> { context.responseCache }
     var revocations: Revocations { context.revocations }
     var attestationKeys: AttestationKeyCache { context.attestationKeys }
+    var evidenceVerifiers: EvidenceVerifiers { context.evidenceVerifiers }
     var ticketKey: [UInt8] { context.ticketKey }
     var nonces: NonceMinter { context.nonces }
 

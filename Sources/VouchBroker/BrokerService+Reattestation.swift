@@ -42,10 +42,11 @@ extension BrokerService {
     /// 2. the nonce was issued to this host for attestation, is unexpired and unused — else a 4xx
     ///    and no verdict (pull rounds check the nonce they hold in memory instead); a push
     ///    report's nonce is recorded as used with the verdict, in its transaction;
-    /// 3. the quote verifies (QuoteVerifier) with qualifying data SHA-256(nonce ‖ SHA-256("vouch
-    ///    re-attestation v1"));
-    /// 4. the appraisal (Appraiser): logs replay to the quoted PCRs and the event data read hashes
-    ///    to its digests, the TPM clock did not go back, the policy is satisfied.
+    /// 3. the evidence authenticates (`EvidenceVerifiers.authenticate`; for the TPM, QuoteVerifier)
+    ///    bound to SHA-256(nonce ‖ SHA-256("vouch re-attestation v1"));
+    /// 4. every device's evidence verifies and the set satisfies the policy
+    ///    (`EvidenceVerifiers.appraise`; for the TPM, logs replay to the quoted PCRs and the event
+    ///    data read hashes to its digests, the TPM clock did not go back; then `Appraiser`).
     /// A failed 3 or 4 is a failed verdict (the policy's `onFailure` acts after `afterFailures`);
     /// `clock_not_safe` alone is a fault (the TPM clock may become safe; retried, not judged).
     public func judgeReport(hostID: String, _ report: AttestationReport) throws -> AttestationVerdict {
@@ -68,44 +69,38 @@ extension BrokerService {
         guard Hex.isLowercase(report.nonce, length: 64...64) else {
             throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
         }
-        let attest = try Base64.decode(report.quote.attest, field: "quote.attest")
-        let signature = try Base64.decode(report.quote.signature, field: "quote.signature")
-        let eventLog = try report.quote.eventLog.map { try Base64.decode($0, field: "quote.eventLog") }
-        let modelLog = try report.quote.modelLog.map { try Base64.decode($0, field: "quote.modelLog") }
-        let pcrs = try PCRValues(hexMap: report.quote.pcrs, field: "quote.pcrs")
+        let rawEvidence = try Self.rawEvidence(report)
         // 2
         let (issuedAt, nonceExpiresAt) = try consumeNonce(report.nonce, host, now)
         // 3
-        let expected = EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce))
-        let quote: VerifiedQuote
-        switch attestationKeys.verify(attest: attest, signature: signature, akPublic: host.akPublic, expectedQualifyingData: expected, pcrs: pcrs,
-                                      allowSHA1: policy.allowSHA1AK) {
-        case let .verified(q): quote = q
+        let context = Self.verificationContext(host: host, policy: policy, binding: EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce)))
+        let evidenceSet: AuthenticatedEvidenceSet
+        switch evidenceVerifiers.authenticate(rawEvidence, context: context) {
+        case let .authenticated(set): evidenceSet = set
         case let .rejected(errors):
             metrics.verification(seconds: Self.seconds(since: started))
             return try verdict(host: host, policy: policy, trusted: false, codes: errors.map(\.code.rawValue),
                                message: errors.map(\.message).joined(separator: "; "), nonce: report.nonce, nonceExpiresAt: nonceExpiresAt, now: now)
         }
         // 4
-        let previous = try store.lastTrustedClock(hostID: host.id)
-        let appraisal = Appraiser.appraise(hostID: host.id, quote: quote, eventLog: eventLog, modelLog: modelLog,
-                                           previousClock: previous?.clock,
-                                           clockTolerance: Self.clockTolerance(previousAt: previous?.at, nonceIssuedAt: issuedAt), policy: policy,
-                                           evidenceAge: now.timeIntervalSince(issuedAt), digester: OpenSSLDigester())
+        let appraisal = evidenceVerifiers.appraise(evidenceSet, accepted: try acceptedState(hostID: host.id, nonceIssuedAt: issuedAt), context: context,
+                                                   evidenceAge: now.timeIntervalSince(issuedAt))
         metrics.verification(seconds: Self.seconds(since: started))
         switch appraisal {
         case let .trusted(evidence):
             return try verdict(host: host, policy: policy, trusted: true, codes: [],
                                message: "quote verified; policy \(policy.label) satisfied", nonce: report.nonce, nonceExpiresAt: nonceExpiresAt, now: now,
-                               quote: quote, claims: evidence.claims, pcrs: quote.pcrs.hexMap)
+                               record: evidence.record)
         case let .rejected(violations, claims):
             if violations.allSatisfy({ $0.code == .clockNotSafe }) {
                 _ = try fault(hostID: host.id, code: ErrorCode.clockNotSafe.rawValue, message: "the TPM clock is not yet safe; retrying")
                 throw VouchError(.clockNotSafe, "the TPM clock is not yet safe; not judged, retry later", context: ["hostId": host.id, "transient": "true"])
             }
+            let record = evidenceSet.record
             return try verdict(host: host, policy: policy, trusted: false, codes: violations.map(\.code.rawValue),
                                message: "evidence does not satisfy policy \(policy.label): " + violations.map(\.message).joined(separator: "; "),
-                               nonce: report.nonce, nonceExpiresAt: nonceExpiresAt, now: now, quote: quote, claims: claims, pcrs: quote.pcrs.hexMap)
+                               nonce: report.nonce, nonceExpiresAt: nonceExpiresAt, now: now,
+                               record: EvidenceRecord(measurementDigest: record?.measurementDigest, measurements: record?.measurements, claims: claims))
         }
     }
 
@@ -116,11 +111,11 @@ extension BrokerService {
     /// Records a verdict and moves the host's trust state (`TrustStateMachine.verdict`), in one
     /// transaction with the revocation a failure calls for.
     private func verdict(host: HostRecord, policy: Policy, trusted: Bool, codes: [String], message: String, nonce: String, nonceExpiresAt: Date?, now: Date,
-                         quote: VerifiedQuote? = nil, claims: EvidenceClaims? = nil, pcrs: [String: [String: String]]? = nil) throws -> AttestationVerdict {
+                         record: EvidenceRecord? = nil) throws -> AttestationVerdict {
         let decided = DispatchTime.now()
         let record = AttestationRecord(hostID: host.id, at: now, kind: .reattestation, trusted: trusted, codes: codes, message: message,
                                        nonce: nonce, policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
-                                       pcrDigest: quote.map { Hex.encode($0.pcrDigest) }, claims: claims, pcrs: pcrs, nonceExpiresAt: nonceExpiresAt)
+                                       pcrDigest: record?.measurementDigest, claims: record?.claims, pcrs: record?.measurements, nonceExpiresAt: nonceExpiresAt)
         let (step, revoked) = try applyTrust(hostID: host.id, policy: policy, codes: codes, now: now, decided: decided, record: { _ in record }) {
             TrustStateMachine.verdict($0, trusted: trusted, problem: codes.first, rule: .init(policy), now: now)
         }

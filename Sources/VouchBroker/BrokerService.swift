@@ -93,13 +93,15 @@ public final class BrokerService: BrokerPart, Sendable {
     ///    and was not used before;
     /// 4. the agent key: a CSR that parses and whose self-signature verifies, or a TPM-bound key
     ///    certified by the host's AK over the same binding as the quote;
-    /// 5. the quote verifies (QuoteVerifier: AK signature, TPM origin, type, qualifying data =
-    ///    SHA-256(nonce ‖ SHA-256(agent SubjectPublicKeyInfo)), PCR digest);
+    /// 5. the evidence authenticates (`EvidenceVerifiers.authenticate`; for the TPM, QuoteVerifier:
+    ///    AK signature, TPM origin, type, qualifying data = SHA-256(nonce ‖ SHA-256(agent
+    ///    SubjectPublicKeyInfo)), PCR digest);
     /// 6. the agent key type is one the broker and the policy allow;
-    /// 7. the appraisal (Appraiser): event log and model log replay to the quoted PCRs (claims are
-    ///    read only from events of quoted PCRs whose data hashes to their digests), the TPM clock
-    ///    did not go backwards from evidence recorded before this nonce was issued, and the quoted
-    ///    PCRs and claims satisfy the policy;
+    /// 7. every device's evidence verifies and the set satisfies the policy
+    ///    (`EvidenceVerifiers.appraise`; for the TPM, event log and model log replay to the quoted
+    ///    PCRs — claims are read only from events of quoted PCRs whose data hashes to their
+    ///    digests — and the TPM clock did not go backwards from evidence recorded before this
+    ///    nonce was issued; then `Appraiser`: the quoted PCRs and claims satisfy the policy);
     /// 8. the SPIFFE ID resolves and is not reserved.
     /// Steps 1-5 refuse requests nobody has authenticated yet (anyone can send a host id and a
     /// nonce): they write nothing durable and publish nothing (a log line and a metric). From 6 on,
@@ -115,11 +117,7 @@ public final class BrokerService: BrokerPart, Sendable {
         guard Hex.isLowercase(req.nonce, length: 64...64) else {
             throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
         }
-        let attestBytes = try Base64.decode(req.quote.attest, field: "quote.attest")
-        let sigBytes = try Base64.decode(req.quote.signature, field: "quote.signature")
-        let eventLog = try req.quote.eventLog.map { try Base64.decode($0, field: "quote.eventLog") }
-        let modelLog = try req.quote.modelLog.map { try Base64.decode($0, field: "quote.modelLog") }
-        let pcrs = try PCRValues(hexMap: req.quote.pcrs, field: "quote.pcrs")
+        let rawEvidence = try Self.rawEvidence(req)
         // 2
         let host = try knownHost(req.hostId)
         if host.blockedReason != nil {
@@ -180,16 +178,17 @@ public final class BrokerService: BrokerPart, Sendable {
         }
         // 5
         let qualifyingData = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(req.nonce), agentSPKI: try agentKey.spkiDER)
-        let quote: VerifiedQuote
-        switch attestationKeys.verify(attest: attestBytes, signature: sigBytes, akPublic: host.akPublic, expectedQualifyingData: qualifyingData, pcrs: pcrs,
-                                      allowSHA1: policy.allowSHA1AK) {
-        case let .verified(q): quote = q
+        let context = Self.verificationContext(host: host, policy: policy, binding: qualifyingData)
+        let evidenceSet: AuthenticatedEvidenceSet
+        switch evidenceVerifiers.authenticate(rawEvidence, context: context) {
+        case let .authenticated(set): evidenceSet = set
         case let .rejected(errors): try refuseUnauthenticated(host, req, errors[0])
         }
         // From here on the request is the host's own: refusals are recorded and consume the nonce.
         func refuse(_ error: VouchError, violations: [PolicyViolation] = [], claims: EvidenceClaims? = nil) throws -> Never {
-            try self.refuse(host, req, policy, error, now, nonceExpiresAt: nonceExpiresAt, violations: violations, quote: quote, claims: claims,
-                            pcrs: quote.pcrs.hexMap)
+            let record = evidenceSet.record
+            try self.refuse(host, req, policy, error, now, nonceExpiresAt: nonceExpiresAt, violations: violations, pcrDigest: record?.measurementDigest,
+                            claims: claims, pcrs: record?.measurements)
         }
         if let (body, csr) = renewal {
             do { try checkRenewal(body, host: host, agentName: req.agentName, csr: csr, now: now) } catch let e as VouchError { try refuse(e) }
@@ -199,13 +198,10 @@ public final class BrokerService: BrokerPart, Sendable {
         guard Policy.allAgentKeyTypes.contains(keyType) else {
             try refuse(VouchError(.csrKeyNotAllowed, "agent key must be ECDSA P-256/P-384 or RSA of 2048-4096 bits", context: ["got": keyType]))
         }
-        let pcrRecord = quote.pcrs.hexMap
         // 7
         let evidence: TrustedEvidence
-        let previous = try store.lastTrustedClock(hostID: host.id)
-        switch Appraiser.appraise(hostID: host.id, quote: quote, eventLog: eventLog, modelLog: modelLog, previousClock: previous?.clock,
-                                  clockTolerance: Self.clockTolerance(previousAt: previous?.at, nonceIssuedAt: issuedAt),
-                                  policy: policy, evidenceAge: now.timeIntervalSince(issuedAt), agentKeyType: keyType, digester: OpenSSLDigester()) {
+        switch evidenceVerifiers.appraise(evidenceSet, accepted: try acceptedState(hostID: host.id, nonceIssuedAt: issuedAt), context: context,
+                                          evidenceAge: now.timeIntervalSince(issuedAt), agentKeyType: keyType) {
         case let .trusted(e): evidence = e
         case let .rejected(violations, claims):
             let err = VouchError(violations[0].code, "evidence does not satisfy policy \(policy.label): " +
@@ -224,7 +220,7 @@ public final class BrokerService: BrokerPart, Sendable {
             try refuse(VouchError(.spiffeIDReserved, "this SPIFFE ID is reserved for the broker or a host", context: ["got": spiffeID]), claims: evidence.claims)
         }
         let issued = try issue(host: host, agentName: req.agentName, spiffeID: spiffeID, nonce: req.nonce, nonceExpiresAt: nonceExpiresAt,
-                               agentKey: agentKey, evidence: evidence, pcrs: pcrRecord, now: now)
+                               agentKey: agentKey, evidence: evidence, now: now)
         try noteTrustedEnrollment(hostID: host.id, policy: policy, now: now)
         return issued
     }
@@ -248,7 +244,7 @@ public final class BrokerService: BrokerPart, Sendable {
 
     /// Issuance accepts only `TrustedEvidence`, which only the verifiers can produce.
     private func issue(host: HostRecord, agentName: String, spiffeID: String, nonce: String, nonceExpiresAt: Date, agentKey: PublicKey, evidence: TrustedEvidence,
-                       pcrs: [String: [String: String]], now: Date) throws -> EnrollResponse {
+                       now: Date) throws -> EnrollResponse {
         let notBefore = now.addingTimeInterval(-30)   // tolerate small clock skew at relying parties
         if let last = try store.latestDecisionTime(), now < last.addingTimeInterval(-Self.maxClockRegression) {
             log("refusing to issue: clock \(now.iso8601) is behind the last recorded decision \(last.iso8601)")
@@ -256,12 +252,8 @@ public final class BrokerService: BrokerPart, Sendable {
                              context: ["now": now.iso8601, "lastDecision": last.iso8601])
         }
         let notAfter = now.addingTimeInterval(evidence.certificateTTL)   // already capped at re-attestation + grace
-        let claimsExtension = AttestationExtension(
-            hostId: host.id, attestedAt: now, evidenceType: "tpm2-quote", evidenceDigest: Crypto.sha256(evidence.quote.attest.raw),
-            pcrBank: evidence.pcrBank.rawValue,
-            pcrDigest: evidence.quote.pcrDigest, policyName: evidence.policyName, policyVersion: evidence.policyVersion,
-            policyDigest: (try? Hex.decode(evidence.policySHA256)) ?? [], modelManifests: evidence.claims.model.map { [(try? Hex.decode($0.manifestDigest)) ?? []] } ?? [],
-            secureBoot: evidence.claims.boot?.secureBoot)
+        let claimsExtension = evidence.attestationExtension(attestedAt: now)
+        let record = evidence.record
         let ca = authorities.current
         let profile = LeafProfile(uriSANs: [spiffeID], notBefore: notBefore, notAfter: notAfter,
                                   usage: .agent, crlDistributionPoint: config.crlURL.map { "\($0)/\(ca.keyID)" }, ocspURL: config.ocspURL,
@@ -270,7 +262,7 @@ public final class BrokerService: BrokerPart, Sendable {
                                             message: "quote verified; policy \(evidence.policyName) v\(evidence.policyVersion) satisfied",
                                             agentName: agentName, nonce: nonce, policyName: evidence.policyName,
                                             policyVersion: evidence.policyVersion, policySHA256: evidence.policySHA256,
-                                            pcrDigest: Hex.encode(evidence.quote.pcrDigest), claims: evidence.claims, pcrs: pcrs,
+                                            pcrDigest: record.measurementDigest, claims: record.claims, pcrs: record.measurements,
                                             nonceExpiresAt: nonceExpiresAt)
         // A serial collision (2^-127 per pair) is refused by the store; retry with a fresh one.
         for _ in 0..<3 {
@@ -305,14 +297,14 @@ public final class BrokerService: BrokerPart, Sendable {
     /// Records a refused enrollment whose quote verified (the audit trail; the nonce is consumed
     /// in the same transaction), publishes it, then throws the refusal.
     private func refuse(_ host: HostRecord, _ req: EnrollRequest, _ policy: Policy?, _ error: VouchError, _ now: Date, nonceExpiresAt: Date,
-                        violations: [PolicyViolation] = [], quote: VerifiedQuote, claims: EvidenceClaims? = nil,
+                        violations: [PolicyViolation] = [], pcrDigest: String?, claims: EvidenceClaims? = nil,
                         pcrs: [String: [String: String]]? = nil) throws -> Never {
         let codes = violations.isEmpty ? [error.code.rawValue] : violations.map(\.code.rawValue)
         try store.transaction { tx in
             try tx.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: .enrollment, trusted: false, codes: codes,
                                                        message: error.message, agentName: req.agentName, nonce: req.nonce,
                                                        policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256,
-                                                       pcrDigest: Hex.encode(quote.pcrDigest), claims: claims, pcrs: pcrs, nonceExpiresAt: nonceExpiresAt))
+                                                       pcrDigest: pcrDigest, claims: claims, pcrs: pcrs, nonceExpiresAt: nonceExpiresAt))
             try tx.appendEvent(type: .attestationRejected, data: ["hostId": host.id, "agentName": req.agentName, "code": error.code.rawValue,
                                                                   "codes": codes.joined(separator: ",")], at: now)
         }

@@ -1,0 +1,227 @@
+import Foundation
+import VouchCore
+import VouchEventLog
+import VouchPolicy
+import VouchTPMWire
+
+extension ErrorCode {
+    /// Evidence of a kind this broker has no verifier for: refused, never passed.
+    public static let evidenceKindUnsupported = ErrorCode("evidence_kind_unsupported", status: 400)
+    /// Two pieces of evidence in one request name the same device.
+    public static let evidenceDeviceDuplicate = ErrorCode("evidence_device_duplicate", status: 400)
+    /// A device the policy requires presented no evidence.
+    public static let evidenceMissing = ErrorCode("evidence_missing", status: 403)
+}
+
+/// The kinds of evidence Vouch verifies. Closed: the raw value is the stable name a submodule,
+/// a record and the wire use; every kind has exactly one verifier (`EvidenceVerifier`).
+public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
+    /// A TPM 2.0 quote (TPMS_ATTEST + TPMT_SIGNATURE by the host's activated AK), with the PCR
+    /// values, the firmware event log and the model log it covers.
+    case tpm
+
+    /// The submodule (EAR `submods` key) a host's single device of this kind is named by.
+    public var defaultDevice: String { rawValue }
+
+    /// True for the evidence of the host's platform — the root every other device's evidence is
+    /// presented under (a TPM, later a CPU TEE). Its record is the one the attestation trail and
+    /// the certificate's attestation extension carry.
+    public var isPlatform: Bool {
+        switch self {
+        case .tpm: return true
+        }
+    }
+}
+
+/// Unverified evidence for one device, as the host sent it. Nothing in it is believed until its
+/// kind's verifier has checked it.
+public struct RawEvidence: Sendable {
+    /// The submodule this evidence speaks for (`tpm`; later e.g. `gpu0`); unique within a set.
+    public let device: String
+    public let payload: Payload
+    public var kind: EvidenceKind { payload.kind }
+
+    /// The bytes and fields each kind needs, still unverified.
+    public enum Payload: Sendable {
+        case tpm(TPMQuoteEvidence)
+
+        public var kind: EvidenceKind {
+            switch self {
+            case .tpm: return .tpm
+            }
+        }
+    }
+
+    public init(device: String, payload: Payload) {
+        self.device = device
+        self.payload = payload
+    }
+
+    /// A host's TPM quote, under the TPM's default device name.
+    public static func tpm(_ quote: TPMQuoteEvidence) -> RawEvidence {
+        RawEvidence(device: EvidenceKind.tpm.defaultDevice, payload: .tpm(quote))
+    }
+}
+
+/// What a host sends for a TPM quote, decoded but unverified.
+public struct TPMQuoteEvidence: Sendable {
+    /// TPMS_ATTEST, the signed bytes.
+    public let attest: [UInt8]
+    /// TPMT_SIGNATURE over `attest`.
+    public let signature: [UInt8]
+    /// The PCR values the host claims for the quoted selection.
+    public let pcrs: PCRValues
+    /// The TCG PC Client firmware event log, if sent.
+    public let eventLog: [UInt8]?
+    /// The model log (CEL JSON, PCR 23), if sent.
+    public let modelLog: [UInt8]?
+
+    public init(attest: [UInt8], signature: [UInt8], pcrs: PCRValues, eventLog: [UInt8]?, modelLog: [UInt8]?) {
+        self.attest = attest
+        self.signature = signature
+        self.pcrs = pcrs
+        self.eventLog = eventLog
+        self.modelLog = modelLog
+    }
+}
+
+/// The keys a host enrolled with the broker, by which its evidence is authenticated.
+public struct EnrolledKeys: Sendable {
+    /// The activated AK's TPM2B_PUBLIC, exactly as registered.
+    public var akPublic: [UInt8]?
+
+    public init(akPublic: [UInt8]? = nil) { self.akPublic = akPublic }
+}
+
+/// What the broker expects of a host's evidence this time. Built by the broker before anything
+/// is verified; it holds no state read for the evidence (see `AcceptedState`).
+public struct VerificationContext: Sendable {
+    public var hostID: String
+    /// The 32 bytes every piece of evidence must be bound to: SHA-256(nonce ‖ SHA-256(agent
+    /// SPKI)) at enrollment, SHA-256(nonce ‖ SHA-256("vouch re-attestation v1")) at
+    /// re-attestation (`EnrollmentBinding`). Each kind documents where its evidence carries it
+    /// (TPM: the quote's extraData).
+    public var binding: [UInt8]
+    public var enrolled: EnrolledKeys
+    /// The policy that applies to the host: its knobs for verification (SHA-1 AKs, firmware,
+    /// safe clock) and, in the appraisal, its rules.
+    public var policy: Policy
+    public var digester: Digester
+
+    public init(hostID: String, binding: [UInt8], enrolled: EnrolledKeys, policy: Policy, digester: Digester) {
+        self.hostID = hostID
+        self.binding = binding
+        self.enrolled = enrolled
+        self.policy = policy
+        self.digester = digester
+    }
+}
+
+/// What the broker accepted from the host before, read only once the evidence is authenticated
+/// (a request nobody has authenticated costs no store read).
+public struct AcceptedState: Sendable {
+    /// The TPM clock (and firmware version) of the host's last accepted quote.
+    public var clock: ClockState?
+    /// How far (ms) the TPM clock may lag `clock` within one boot (quotes made in clock order may
+    /// reach the broker out of order).
+    public var clockTolerance: UInt64
+
+    public init(clock: ClockState? = nil, clockTolerance: UInt64 = 0) {
+        self.clock = clock
+        self.clockTolerance = clockTolerance
+    }
+
+    /// Nothing accepted before.
+    public static let none = AcceptedState()
+}
+
+/// What the attestation trail records of a device's evidence (the attestation record's PCR
+/// digest, PCR values and claims), in the stored formats.
+public struct EvidenceRecord: Sendable, Equatable {
+    /// TPM: the signed pcrDigest, hex.
+    public var measurementDigest: String?
+    /// TPM: bank → PCR index → hex value, of the quoted PCRs.
+    public var measurements: [String: [String: String]]?
+    /// The claims established, if the verification got that far.
+    public var claims: EvidenceClaims?
+
+    public init(measurementDigest: String? = nil, measurements: [String: [String: String]]? = nil, claims: EvidenceClaims? = nil) {
+        self.measurementDigest = measurementDigest
+        self.measurements = measurements
+        self.claims = claims
+    }
+}
+
+/// Evidence whose signature and binding have been checked (stage 1 of `EvidenceVerifier`): it
+/// provably comes from the host's device and answers this request, but what it says is not yet
+/// judged. Only verifiers in this module create one.
+public struct AuthenticatedEvidence: Sendable {
+    public let device: String
+    public let kind: EvidenceKind
+    let payload: Payload
+
+    enum Payload: Sendable {
+        case tpm(VerifiedQuote, eventLog: [UInt8]?, modelLog: [UInt8]?)
+    }
+
+    init(device: String, payload: Payload) {
+        self.device = device
+        self.payload = payload
+        switch payload {
+        case .tpm: kind = .tpm
+        }
+    }
+
+    /// What the attestation trail records of it before it is judged further.
+    public var record: EvidenceRecord {
+        switch payload {
+        case let .tpm(quote, _, _): return EvidenceRecord(measurementDigest: Hex.encode(quote.pcrDigest), measurements: quote.pcrs.hexMap)
+        }
+    }
+}
+
+/// Evidence for one device that passed every check of its kind's verifier: a typed value the
+/// appraisal judges against the policy. Only verifiers in this module create one.
+public struct VerifiedEvidence: Sendable {
+    public let device: String
+    public let kind: EvidenceKind
+    public let claims: Claims
+
+    /// What the verifier established, by kind.
+    public enum Claims: Sendable {
+        /// The verified quote, and the claims its logs and clock established.
+        case tpm(VerifiedQuote, EvidenceClaims)
+    }
+
+    init(device: String, claims: Claims) {
+        self.device = device
+        self.claims = claims
+        switch claims {
+        case .tpm: kind = .tpm
+        }
+    }
+
+    /// What the attestation trail records of it.
+    public var record: EvidenceRecord {
+        switch claims {
+        case let .tpm(quote, claims):
+            return EvidenceRecord(measurementDigest: Hex.encode(quote.pcrDigest), measurements: quote.pcrs.hexMap, claims: claims)
+        }
+    }
+}
+
+/// The outcome of stage 1 (`EvidenceVerifier.authenticate`).
+public enum EvidenceAuthentication: Sendable {
+    case authenticated(AuthenticatedEvidence)
+    /// The evidence is not the device's, or not for this request: nothing it says is believed,
+    /// and the request is as unauthenticated as before.
+    case rejected([VouchError])
+}
+
+/// The outcome of stage 2 (`EvidenceVerifier.verify`), or of both stages.
+public enum EvidenceVerification: Sendable {
+    case verified(VerifiedEvidence)
+    /// Every violation the failing check found, and the record established before the refusal
+    /// (for the audit trail).
+    case rejected([PolicyViolation], EvidenceRecord?)
+}
