@@ -106,7 +106,7 @@ public struct BrokerAPI: Sendable {
             return json(200, try service.registration.activateHost(id: p[1], JSONCodec.decode(ActivateHostRequest.self, from: req.body)))
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "attestations":
             try service.registration.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
-            return json(200, try service.judgeReport(hostID: p[1], JSONCodec.decode(AttestationReport.self, from: req.body)))
+            return json(200, try service.reattestation.judgeReport(hostID: p[1], JSONCodec.decode(AttestationReport.self, from: req.body)))
         case ("GET", ["hosts"]):
             try require(.read, req)
             return json(200, try service.queries.status().hosts)
@@ -117,9 +117,9 @@ public struct BrokerAPI: Sendable {
             try require(.admin, req)
             return json(200, try service.revocation.deleteHost(id: p[1]))
         case ("POST", ["challenges"]):
-            return json(201, try service.createChallenge(JSONCodec.decode(ChallengeRequest.self, from: req.body)))
+            return json(201, try service.enrollment.createChallenge(JSONCodec.decode(ChallengeRequest.self, from: req.body)))
         case ("POST", ["enroll"]):
-            return json(201, try service.enroll(JSONCodec.decode(EnrollRequest.self, from: req.body)))
+            return json(201, try service.enrollment.enroll(JSONCodec.decode(EnrollRequest.self, from: req.body)))
         case ("POST", ["revoke"]):
             try require(.admin, req)
             return json(200, try service.revocation.revoke(JSONCodec.decode(RevokeRequest.self, from: req.body)))

@@ -14,7 +14,7 @@ import VouchTPMWire
 
 extension AttestationKeyCache: AttestationKeyResolver {}
 
-extension BrokerService {
+extension BrokerPart {
     /// The broker's verifiers, one per kind: today the TPM quote path, with AKs from the cache.
     static func evidenceVerifiers(keys: AttestationKeyCache) -> EvidenceVerifiers {
         EvidenceVerifiers([TPMEvidenceVerifier(keys: keys)])
@@ -48,5 +48,18 @@ extension BrokerService {
     func acceptedState(hostID: String, nonceIssuedAt: Date) throws -> AcceptedState {
         let previous = try store.lastTrustedClock(hostID: hostID)
         return AcceptedState(clock: previous?.clock, clockTolerance: Self.clockTolerance(previousAt: previous?.at, nonceIssuedAt: nonceIssuedAt))
+    }
+
+    /// How far (ms) a quote's TPM clock may lag the host's latest accepted quote within one boot.
+    /// Quotes the TPM made in clock order may reach the broker out of order (concurrent
+    /// enrollments, a queued request): this quote was made after its nonce was issued, and the
+    /// previous one before it was recorded, so it can lag by at most the time between the two,
+    /// plus a second for clock granularity and rate. Previous evidence recorded before the nonce
+    /// allows no lag at all; reset and restart counts are never allowed to go back. A TPM rolled
+    /// back to an earlier state therefore passes only if that state is within this window —
+    /// at most the nonce lifetime — of its latest accepted one.
+    static func clockTolerance(previousAt: Date?, nonceIssuedAt: Date) -> UInt64 {
+        guard let previousAt, previousAt > nonceIssuedAt else { return 0 }
+        return UInt64((previousAt.timeIntervalSince(nonceIssuedAt) * 1000).rounded(.up)) + 1000
     }
 }

@@ -103,7 +103,7 @@ public final class Reattestor: Sendable {
         let stale = plan.withLock { now.timeIntervalSince($0.refreshed) >= Self.refreshInterval || now < $0.refreshed }
         if stale {
             var listed: [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)]?
-            do { listed = try service.schedulableHosts() } catch { log("re-attestation: cannot list hosts: \(error)") }
+            do { listed = try service.reattestation.schedulableHosts() } catch { log("re-attestation: cannot list hosts: \(error)") }
             plan.withLock { p in
                 if let listed {
                     p.hosts = listed
@@ -134,7 +134,7 @@ public final class Reattestor: Sendable {
             switch h.mode {
             case .push:
                 // Cheap (one read): checked often, so a missed report is noticed within seconds.
-                _ = service.checkPushReport(hostID: h.id, interval: h.interval)
+                _ = service.reattestation.checkPushReport(hostID: h.id, interval: h.interval)
                 plan.withLock { $0.due[h.id] = now.addingTimeInterval(min(h.interval / 4, 5)) }
             case .pull:
                 pulls.append(PullRound(hostID: h.id, interval: h.interval))
@@ -149,7 +149,7 @@ public final class Reattestor: Sendable {
     /// releases the host.
     @discardableResult
     public func run(_ round: PullRound) -> RoundOutcome {
-        let outcome = service.pullRound(hostID: round.hostID, source: source)
+        let outcome = service.reattestation.pullRound(hostID: round.hostID, source: source)
         schedule(round.hostID, outcome: outcome, interval: round.interval, now: service.clock.now())
         plan.withLock { _ = $0.inFlight.remove(round.hostID) }
         return outcome

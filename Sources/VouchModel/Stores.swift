@@ -118,6 +118,9 @@ public protocol StoreTransaction {
     /// Records a decision (and, with `nonceExpiresAt`, its nonce as used: `nonce_reused` if it was).
     @discardableResult
     func recordAttestation(_ record: AttestationRecord) throws -> Int64
+    /// As `CertificateStore.recordIssuance`.
+    @discardableResult
+    func recordIssuance(attestation: AttestationRecord, certificate: CertificateRecord) throws -> Int64
     /// Revokes the certificates `plan` names, writes a `certificate.revoked` event for each and
     /// stores `crls` (one per issuer of the plan, built from it). Fails with `conflict` if the plan
     /// is stale: the target names other unrevoked certificates now, or an issuer's CRL number moved.

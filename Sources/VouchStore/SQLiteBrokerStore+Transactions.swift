@@ -94,6 +94,10 @@ struct SQLiteTransaction: StoreTransaction {
 
     func recordAttestation(_ record: AttestationRecord) throws -> Int64 { try store.insertAttestation(db, record) }
 
+    func recordIssuance(attestation: AttestationRecord, certificate: CertificateRecord) throws -> Int64 {
+        try store.recordIssuance(db, attestation: attestation, certificate: certificate)
+    }
+
     func revoke(_ plan: RevocationPlan, crls: [CRLRecord]) throws {
         try plan.checkCurrent(named: try SQLiteBrokerStore.named(db, plan.target)) { try SQLiteBrokerStore.crlNumber(db, issuer: $0) }
         guard crls.map(\.issuer) == plan.issuers.map(\.issuer), zip(crls, plan.issuers).allSatisfy({ $0.number == $1.number }) else {

@@ -452,21 +452,21 @@ public final class SQLiteBrokerStore: BrokerStore {
     }
 
     public func recordIssuance(attestation: AttestationRecord, certificate c: CertificateRecord) throws -> Int64 {
-        try write { [self] db in
-            try db.transaction {
-                let exists = try db.prepare("SELECT 1 FROM certificates WHERE serial = ?").query([.text(c.serial)]) { _ in true }
-                guard exists.isEmpty else { throw VouchError(.conflict, "certificate serial already used", context: ["serial": c.serial]) }
-                let id = try insertAttestation(db, attestation)
-                try db.prepare("""
-                INSERT INTO certificates (serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id, issuer)
-                VALUES (?,?,?,?,?,?,?,?,?)
-                """).run([.text(c.serial), .text(c.hostID), .text(c.agentName), .text(c.spiffeID), .real(c.notBefore.timeIntervalSince1970),
-                          .real(c.notAfter.timeIntervalSince1970), .text(c.pem), .int(id), .text(c.issuer)])
-                try insertEvent(db, .certificateIssued, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName,
-                                                           "spiffeId": c.spiffeID, "notAfter": c.notAfter.iso8601], at: attestation.at)
-                return id
-            }
-        }
+        try write { [self] db in try db.transaction { try recordIssuance(db, attestation: attestation, certificate: c) } }
+    }
+
+    func recordIssuance(_ db: SQLiteDatabase, attestation: AttestationRecord, certificate c: CertificateRecord) throws -> Int64 {
+        let exists = try db.prepare("SELECT 1 FROM certificates WHERE serial = ?").query([.text(c.serial)]) { _ in true }
+        guard exists.isEmpty else { throw VouchError(.conflict, "certificate serial already used", context: ["serial": c.serial]) }
+        let id = try insertAttestation(db, attestation)
+        try db.prepare("""
+        INSERT INTO certificates (serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id, issuer)
+        VALUES (?,?,?,?,?,?,?,?,?)
+        """).run([.text(c.serial), .text(c.hostID), .text(c.agentName), .text(c.spiffeID), .real(c.notBefore.timeIntervalSince1970),
+                  .real(c.notAfter.timeIntervalSince1970), .text(c.pem), .int(id), .text(c.issuer)])
+        try insertEvent(db, .certificateIssued, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName,
+                                                   "spiffeId": c.spiffeID, "notAfter": c.notAfter.iso8601], at: attestation.at)
+        return id
     }
 
     static let certColumns = "serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id, revoked_at, revocation_reason, issuer"

@@ -225,20 +225,22 @@ public final class InMemoryBrokerStore: BrokerStore {
     // MARK: certificates, revocation, CRLs
 
     public func recordIssuance(attestation: AttestationRecord, certificate: CertificateRecord) throws -> Int64 {
-        try write { s in
-            guard s.certificates[certificate.serial] == nil else {
-                throw VouchError(.conflict, "certificate serial already used", context: ["serial": certificate.serial])
-            }
-            let id = try Self.insertAttestation(&s, attestation)
-            var c = certificate
-            c.attestationID = id
-            c.revokedAt = nil
-            c.revocationReason = nil
-            s.certificates[c.serial] = c
-            Self.insertEvent(&s, .certificateIssued, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName,
-                                                        "spiffeId": c.spiffeID, "notAfter": c.notAfter.iso8601], at: attestation.at)
-            return id
+        try write { try Self.recordIssuance(&$0, attestation: attestation, certificate: certificate) }
+    }
+
+    static func recordIssuance(_ s: inout State, attestation: AttestationRecord, certificate: CertificateRecord) throws -> Int64 {
+        guard s.certificates[certificate.serial] == nil else {
+            throw VouchError(.conflict, "certificate serial already used", context: ["serial": certificate.serial])
         }
+        let id = try Self.insertAttestation(&s, attestation)
+        var c = certificate
+        c.attestationID = id
+        c.revokedAt = nil
+        c.revocationReason = nil
+        s.certificates[c.serial] = c
+        Self.insertEvent(&s, .certificateIssued, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName,
+                                                    "spiffeId": c.spiffeID, "notAfter": c.notAfter.iso8601], at: attestation.at)
+        return id
     }
 
     public func certificates() throws -> [CertificateRecord] {
@@ -303,6 +305,9 @@ public final class InMemoryBrokerStore: BrokerStore {
         func setBlock(hostID: String, reason: String?) throws { try InMemoryBrokerStore.setBlock(&state, hostID: hostID, reason: reason) }
         func deleteHost(id: String) throws { InMemoryBrokerStore.deleteHost(&state, id: id) }
         func recordAttestation(_ record: AttestationRecord) throws -> Int64 { try InMemoryBrokerStore.insertAttestation(&state, record) }
+        func recordIssuance(attestation: AttestationRecord, certificate: CertificateRecord) throws -> Int64 {
+            try InMemoryBrokerStore.recordIssuance(&state, attestation: attestation, certificate: certificate)
+        }
         func revoke(_ plan: RevocationPlan, crls: [CRLRecord]) throws {
             try plan.checkCurrent(named: InMemoryBrokerStore.named(state, plan.target)) { state.crls[$0]?.number ?? 0 }
             guard crls.map(\.issuer) == plan.issuers.map(\.issuer), zip(crls, plan.issuers).allSatisfy({ $0.number == $1.number }) else {

@@ -40,13 +40,13 @@ final class BrokerServicesTests: XCTestCase {
         XCTAssertTrue(try b.store.nonceUsed(challenge.nonce))
         XCTAssertEqual(try b.store.events(after: 0, limit: 10).map(\.type), [.certificateIssued, .hostTrusted])
         XCTAssertEqual(try b.state(h1), .trusted, "a trusted enrollment is a good verdict")
-        XCTAssertEqual(b.store.commits, commits + 2, "the issuance, then the trust step")
+        XCTAssertEqual(b.store.commits, commits + 1, "the issuance and the trust step: one transaction")
     }
 
     func testEnrollmentRefusedByPolicyIsRecordedAndUsesTheNonce() throws {
         let b = try Broker()
         try b.addHost(h1)
-        let challenge = try b.service.createChallenge(ChallengeRequest(hostId: h1))
+        let challenge = try b.service.enrollment.createChallenge(ChallengeRequest(hostId: h1))
         assertCode(.pcrNotAllowed) { _ = try b.enroll(self.h1, agent: "a", drifted: true, nonce: challenge) }
         let decision = try XCTUnwrap(b.store.latestAttestation(hostID: h1))
         XCTAssertFalse(decision.trusted)
@@ -62,13 +62,13 @@ final class BrokerServicesTests: XCTestCase {
         try b.addHost(h1)
         try b.addHost(h2)
         let commits = b.store.commits
-        let expired = try b.service.createChallenge(ChallengeRequest(hostId: h1))
+        let expired = try b.service.enrollment.createChallenge(ChallengeRequest(hostId: h1))
         assertCode(.nonceExpired) { _ = try b.enroll(self.h1, agent: "a", nonce: expired, after: 61) }
-        let other = try b.service.createChallenge(ChallengeRequest(hostId: h2))
+        let other = try b.service.enrollment.createChallenge(ChallengeRequest(hostId: h2))
         assertCode(.nonceUnknown) { _ = try b.enroll(self.h1, agent: "a", nonce: other) }
         assertCode(.agentNameInvalid) { _ = try b.enroll(self.h1, agent: "Not Valid") }
-        assertCode(.unknownHost) { _ = try b.service.createChallenge(ChallengeRequest(hostId: String(repeating: "9", count: 32))) }
-        assertCode(.badRequest) { _ = try b.service.createChallenge(ChallengeRequest(hostId: "../etc")) }
+        assertCode(.unknownHost) { _ = try b.service.enrollment.createChallenge(ChallengeRequest(hostId: String(repeating: "9", count: 32))) }
+        assertCode(.badRequest) { _ = try b.service.enrollment.createChallenge(ChallengeRequest(hostId: "../etc")) }
         XCTAssertEqual(b.store.commits, commits)
         XCTAssertEqual(try b.store.events(after: 0, limit: 10), [])
     }
@@ -96,7 +96,7 @@ final class BrokerServicesTests: XCTestCase {
         XCTAssertEqual(b.store.commits, commits + 1, "block, revocations, CRL and events in one transaction")
         XCTAssertNotNil(try b.store.host(id: h1)?.blockedReason)
         XCTAssertEqual(try b.store.events(after: 0, limit: 20).map(\.type).suffix(3), [.certificateRevoked, .certificateRevoked, .hostBlocked])
-        assertCode(.hostRevoked) { _ = try b.service.createChallenge(ChallengeRequest(hostId: self.h1)) }
+        assertCode(.hostRevoked) { _ = try b.service.enrollment.createChallenge(ChallengeRequest(hostId: self.h1)) }
         assertCode(.conflict) { _ = try b.service.revocation.deleteHost(id: self.h1) }
 
         _ = try b.service.revocation.unblock(hostID: h1)

@@ -146,12 +146,12 @@ final class Broker {
     /// and CSR, a quote binding both. `drifted`: PCR 0 differs from the policy.
     func enroll(_ host: String, agent: String, drifted: Bool = false, nonce reuse: ChallengeResponse? = nil,
                 after delay: TimeInterval = 0) throws -> (response: EnrollResponse, challenge: ChallengeResponse) {
-        let challenge = try reuse ?? service.createChallenge(ChallengeRequest(hostId: host))
+        let challenge = try reuse ?? service.enrollment.createChallenge(ChallengeRequest(hostId: host))
         clock.advance(by: delay)
         let key = try PrivateKey.generate(.p256)
         let csr = try CSR.create(key: key, commonName: agent)
         let quote = try XCTUnwrap(tpms[host]).enrollmentQuote(challenge, agentSPKI: try key.publicKey.spkiDER, at: clock.now(), drifted: drifted)
-        let response = try service.enroll(EnrollRequest(hostId: host, nonce: challenge.nonce, agentName: agent, csr: csr.pem, quote: quote))
+        let response = try service.enrollment.enroll(EnrollRequest(hostId: host, nonce: challenge.nonce, agentName: agent, csr: csr.pem, quote: quote))
         return (response, challenge)
     }
 

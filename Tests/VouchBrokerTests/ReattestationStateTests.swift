@@ -181,7 +181,7 @@ final class ReattestationStateTests: XCTestCase {
         try b.addHost(h1)
         let service = b.service, host = h1
         DispatchQueue.concurrentPerform(iterations: 4) { _ in
-            for _ in 0..<25 { _ = try? service.fault(hostID: host, code: "attester_timeout", message: "test") }
+            for _ in 0..<25 { _ = try? service.reattestation.fault(hostID: host, code: "attester_timeout", message: "test") }
         }
         XCTAssertEqual(try b.store.trust(hostID: h1)?.consecutiveFaults, 100)
         XCTAssertEqual(try b.state(h1), .unreachable)

@@ -33,7 +33,12 @@ public enum RoundOutcome: Sendable, Equatable {
     case fault(String)
 }
 
-extension BrokerService {
+/// Continuous re-attestation: judging reports (pushed or pulled), faults, the trust state
+/// machine applied in one transaction (`applyTrust`), pull rounds and overdue pushes for the
+/// scheduler.
+public struct ReattestationService: BrokerPart, Sendable {
+    let context: BrokerContext
+
     // MARK: Verdicts
 
     /// Judges a re-attestation report (pushed by the host, or pulled by the scheduler). Checks, in
@@ -73,9 +78,9 @@ extension BrokerService {
         // 2
         let (issuedAt, nonceExpiresAt) = try consumeNonce(report.nonce, host, now)
         // 3
-        let context = Self.verificationContext(host: host, policy: policy, binding: EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce)))
+        let verification = Self.verificationContext(host: host, policy: policy, binding: EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce)))
         let evidenceSet: AuthenticatedEvidenceSet
-        switch evidenceVerifiers.authenticate(rawEvidence, context: context) {
+        switch evidenceVerifiers.authenticate(rawEvidence, context: verification) {
         case let .authenticated(set): evidenceSet = set
         case let .rejected(errors):
             metrics.verification(seconds: Self.seconds(since: started))
@@ -83,7 +88,7 @@ extension BrokerService {
                                message: errors.map(\.message).joined(separator: "; "), nonce: report.nonce, nonceExpiresAt: nonceExpiresAt, now: now)
         }
         // 4
-        let appraisal = evidenceVerifiers.appraise(evidenceSet, accepted: try acceptedState(hostID: host.id, nonceIssuedAt: issuedAt), context: context,
+        let appraisal = evidenceVerifiers.appraise(evidenceSet, accepted: try acceptedState(hostID: host.id, nonceIssuedAt: issuedAt), context: verification,
                                                    evidenceAge: now.timeIntervalSince(issuedAt))
         metrics.verification(seconds: Self.seconds(since: started))
         switch appraisal {
@@ -143,14 +148,18 @@ extension BrokerService {
     /// trust record gets none (its step is computed, nothing of it is stored but the decision).
     /// Returns the step and the revoked serials.
     @discardableResult
-    func applyTrust(hostID: String, policy: Policy?, codes: [String], now: Date, decided: DispatchTime = .now(),
+    func applyTrust(hostID: String, policy: Policy?, codes: [String], now: Date, decided: DispatchTime = .now(), onlyWithRecord: Bool = false,
+                    alongside: (any StoreTransaction) throws -> Void = { _ in },
                     record: (TrustStateMachine.Step) -> AttestationRecord?,
                     step take: (HostTrust) -> TrustStateMachine.Step) throws -> (step: TrustStateMachine.Step, revoked: [String]) {
         let done = try revocations.change(at: now, decide: { tx -> Revocations.Decision<(stored: Bool, step: TrustStateMachine.Step)> in
             let stored = try tx.trust(hostID: hostID)
-            let step = take(stored ?? HostTrust(hostID: hostID, since: now, mode: .push))
+            let unchanged = TrustStateMachine.Step(trust: stored ?? HostTrust(hostID: hostID, since: now, mode: .push), previous: stored?.state ?? .unknown)
+            let step = stored == nil && onlyWithRecord ? unchanged : take(unchanged.trust)
             return .init(value: (stored != nil, step), revoke: step.revoke ? (.host(hostID), .privilegeWithdrawn) : nil)
         }) { tx, decision, plan in
+            try alongside(tx)
+            guard decision.stored || !onlyWithRecord else { return }
             if let r = record(decision.step) { try tx.recordAttestation(r) }
             if decision.stored { try tx.saveTrust(decision.step.trust) }
             let step = decision.step, count = plan?.certificates.count ?? 0
@@ -206,10 +215,13 @@ extension BrokerService {
         return step.trust.state
     }
 
-    /// A trusted enrollment is fresh verified evidence under the same policy: a good verdict.
-    func noteTrustedEnrollment(hostID: String, policy: Policy, now: Date) throws {
-        guard try store.trust(hostID: hostID) != nil else { return }
-        try applyTrust(hostID: hostID, policy: policy, codes: [], now: now, record: { _ in nil }) { TrustStateMachine.trustedEnrollment($0, now: now) }
+    /// A trusted enrollment is fresh verified evidence under the same policy: a good verdict for
+    /// a host with a trust record (`TrustStateMachine.trustedEnrollment`), committed with what
+    /// `issuance` writes (the certificate, its decision and event) in one transaction.
+    func trustedEnrollment(hostID: String, policy: Policy, now: Date, issuance: (any StoreTransaction) throws -> Void) throws {
+        try applyTrust(hostID: hostID, policy: policy, codes: [], now: now, onlyWithRecord: true, alongside: issuance, record: { _ in nil }) {
+            TrustStateMachine.trustedEnrollment($0, now: now)
+        }
     }
 
     // MARK: Rounds, for the scheduler
