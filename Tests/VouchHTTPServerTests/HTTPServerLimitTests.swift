@@ -9,14 +9,7 @@ import VouchHTTPClient
 /// per client address and in all (held open by raw sockets), the idle timeout, and the absolute
 /// request deadline (`RequestDeadline`). The deadline's bookkeeping is checked on an explicit
 /// clock; the few tests that need the real one take about a second each.
-final class HTTPServerLimitTests: XCTestCase {
-    var scratch: Scratch!
-    var pki: TestPKI!
-    override func setUpWithError() throws {
-        scratch = try Scratch()
-        pki = try TestPKI(scratch: scratch)
-    }
-    override func tearDown() { scratch.remove() }
+final class HTTPServerLimitTests: PKITestCase {
 
     /// Requests to /hold wait in the handler until released: a connection that is certainly
     /// accepted and counted (a raw socket could be closed by the server a moment later).

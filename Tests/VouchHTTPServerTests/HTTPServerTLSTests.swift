@@ -8,14 +8,7 @@ import VouchHTTPServer
 /// The server over TLS on 127.0.0.1 with a certificate from a CA made here: the handshake against
 /// the client's pinned CA, and client certificates (asked for, never required; passed to the
 /// handler only when they verify against the configured trust).
-final class HTTPServerTLSTests: XCTestCase {
-    var scratch: Scratch!
-    var pki: TestPKI!
-    override func setUpWithError() throws {
-        scratch = try Scratch()
-        pki = try TestPKI(scratch: scratch)
-    }
-    override func tearDown() { scratch.remove() }
+final class HTTPServerTLSTests: PKITestCase {
 
     func client(_ port: UInt16, caFile: String, identity: HTTPClient.ClientIdentity? = nil) -> HTTPClient {
         HTTPClient(.https(baseURL: "https://127.0.0.1:\(port)", caFile: caFile), timeoutSeconds: 10, identity: identity, freshConnections: true)

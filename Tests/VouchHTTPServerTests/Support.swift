@@ -3,6 +3,7 @@ import VouchCore
 import VouchCrypto
 import VouchHTTPClient
 import VouchHTTPServer
+import XCTest
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -227,4 +228,15 @@ func errorBody(_ r: HTTPResponse) -> (code: String, message: String, keys: Set<S
     guard let obj = try? JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any],
           let code = obj["code"] as? String, let message = obj["message"] as? String else { return nil }
     return (code, message, Set(obj.keys))
+}
+
+/// A test case with a scratch directory and a CA made for it, removed after each test.
+class PKITestCase: XCTestCase {
+    var scratch: Scratch!
+    var pki: TestPKI!
+    override func setUpWithError() throws {
+        scratch = try Scratch()
+        pki = try TestPKI(scratch: scratch)
+    }
+    override func tearDown() { scratch.remove() }
 }
