@@ -77,6 +77,8 @@ final class Revocations: Sendable {
                 }
                 return (result.0, result.1, stored)
             } catch let needed as NeedsPlan {
+                stale += 1
+                guard stale < 2 * Self.attempts else { throw VouchError(.conflict, "the change kept naming other revocations; not committed") }
                 (plan, crls) = try prepare(needed.target, needed.reason, at: now)
             } catch let e as VouchError where e.code == .conflict && plan != nil && stale + 1 < Self.attempts {
                 stale += 1

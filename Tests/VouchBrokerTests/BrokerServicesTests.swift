@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 import VouchAPI
 import VouchBroker
@@ -122,6 +123,34 @@ final class BrokerServicesTests: XCTestCase {
         XCTAssertEqual(second.number, 2)
         XCTAssertEqual(second.thisUpdate, b.clock.now())
         XCTAssertEqual(try b.store.currentCRL(issuer: b.service.authorities.current.keyID)?.number, 2)
+    }
+
+    /// Revocations signed concurrently under one CA: each plan is signed outside the store lock,
+    /// so all but one find it stale at commit and plan again; none is lost, and the last CRL lists
+    /// every revoked certificate. (Each of the three can be overtaken at most twice.)
+    func testConcurrentRevocationsUnderOneCAAreAllInTheCRL() throws {
+        let b = try Broker()
+        let hosts = ["4", "5", "6"].map { String(repeating: $0, count: 32) }
+        var serials: [String] = []
+        for (i, h) in hosts.enumerated() {
+            try b.addHost(h)
+            for j in 0..<4 {
+                let serial = "4\(i)\(j)a"
+                try b.addCertificate(host: h, serial: serial)
+                serials.append(serial)
+            }
+        }
+        let revocation = b.service.revocation
+        let results = Mutex<[RevokeResponse]>([])
+        DispatchQueue.concurrentPerform(iterations: hosts.count) { i in
+            if let r = try? revocation.revoke(RevokeRequest(hostId: hosts[i], reason: "keyCompromise")) { results.withLock { $0.append(r) } }
+        }
+        XCTAssertEqual(results.withLock { $0.count }, 3)
+        XCTAssertEqual(results.withLock { $0.map(\.crlNumber).sorted() }, [1, 2, 3])
+        let crl = try b.service.revocation.currentCRL()
+        XCTAssertEqual(crl.number, 3)
+        XCTAssertEqual(try CRL(der: crl.der).revokedSerials.map { $0.lowercased() }.sorted(), serials.sorted())
+        XCTAssertEqual(try b.store.events(after: 0, limit: 100).filter { $0.type == .certificateRevoked }.count, serials.count)
     }
 
     // MARK: Tokens and queries
