@@ -195,7 +195,9 @@ public struct ReattestationService: BrokerPart, Sendable {
     public func fault(hostID: String, code: String, message: String) throws -> TrustState {
         let now = clock.now()
         let host = try knownHost(hostID)
-        let policy = try? applicablePolicy(for: host)
+        // A host no policy applies to any more has no grace: `TrustStateMachine.fault` with no rule.
+        let policy: Policy?
+        do { policy = try applicablePolicy(for: host) } catch let e as VouchError where e.code == .noPolicy { policy = nil }
         metrics.attestation(code)
         let (step, _) = try applyTrust(hostID: host.id, policy: policy, codes: [code], now: now, record: { step in
             switch step.faultRecord {

@@ -14,8 +14,8 @@ import VouchTPMWire
 /// is public — so it only answers a challenge: it writes nothing and changes nothing about an
 /// existing host. Everything about a host (its AK, host name, mode, attester URL, key pin, host
 /// certificate) changes only at activation, which proves the AK lives in the TPM holding the
-/// certified EK, in one version-checked transaction.
-/// Host registration and credential activation, and the host certificates issued at activation.
+/// certified EK, in one version-checked transaction. The host certificates issued at
+/// activation are made here too.
 public struct RegistrationService: BrokerPart, Sendable {
     let context: BrokerContext
 
