@@ -97,7 +97,10 @@ public enum Appraiser {
     public static func appraise(hostID: String, _ evidence: [VerifiedEvidence], policy: Policy, evidenceAge: TimeInterval? = nil,
                                 agentKeyType: String? = nil) -> Appraisal {
         // 1
-        guard let platform = evidence.first(where: { $0.kind.isPlatform }) else {
+        // The platform is the device the policy requires of a platform kind (today `tpm`), never
+        // merely the first platform-kind piece in the request.
+        let required = requiredDevices(policy).filter { $0.kind.isPlatform }
+        guard let platform = evidence.first(where: { e in required.contains { $0.device == e.device && $0.kind == e.kind } }) else {
             return .rejected([PolicyViolation(code: .evidenceMissing, path: "evidence", expected: "the platform's evidence", actual: "none")], nil)
         }
         let platformClaims: EvidenceClaims

@@ -7,8 +7,10 @@ import VouchPolicy
 /// Two stages, because the broker treats their refusals differently:
 /// 1. `authenticate`: is the evidence the host's device's, and bound to this request
 ///    (`VerificationContext.binding`)? Signatures, key and certificate checks, binding. A
-///    refusal here is a `VouchError`: nothing the evidence says is believed and the request is
-///    still unauthenticated, so the broker records nothing durable.
+///    refusal here is a `VouchError`: nothing the evidence says is believed. At enrollment the
+///    request is then still unauthenticated, so the broker records nothing durable; a
+///    re-attestation report arrives over the host's own mTLS (push) or the broker's pull, so
+///    there a stage-1 refusal is a failed verdict like any other.
 /// 2. `verify`: what does the authenticated evidence establish? Logs replayed against signed
 ///    measurements, rollback against the host's `AcceptedState`, the policy's knobs for this
 ///    kind. A refusal here is a list of `PolicyViolation`s with the record established so far;
@@ -16,7 +18,7 @@ import VouchPolicy
 /// Neither stage evaluates the policy's rules: `Appraiser` does that over the whole set.
 /// A conformer documents its own checks in order in the doc comments of its two methods, and
 /// returns only `AuthenticatedEvidence` and `VerifiedEvidence` of its own `kind` for the
-/// device it was given.
+/// device it was given (`EvidenceVerifiers` refuses an answer for another device or kind).
 public protocol EvidenceVerifier: Sendable {
     var kind: EvidenceKind { get }
     func authenticate(_ raw: RawEvidence, context: VerificationContext) -> EvidenceAuthentication
@@ -101,7 +103,13 @@ public struct EvidenceVerifiers: Sendable {
         devices.reserveCapacity(raw.count)
         for piece in raw {
             switch byKind[piece.kind]!.authenticate(piece, context: context) {
-            case let .authenticated(evidence): devices.append(evidence)
+            case let .authenticated(evidence):
+                // A verifier answers for the piece it was given, never for another device or kind.
+                guard evidence.device == piece.device, evidence.kind == piece.kind else {
+                    return .rejected([VouchError(.internalError, "the \(piece.kind.rawValue) verifier answered for another device",
+                                                 context: ["device": piece.device, "got": evidence.device])])
+                }
+                devices.append(evidence)
             case let .rejected(errors): return .rejected(errors)
             }
         }
@@ -121,7 +129,12 @@ public struct EvidenceVerifiers: Sendable {
                                              context: ["got": evidence.kind.rawValue]).violation(device: evidence.device)], nil)
             }
             switch verifier.verify(evidence, accepted: accepted, context: context) {
-            case let .verified(v): verified.append(v)
+            case let .verified(v):
+                guard v.device == evidence.device, v.kind == evidence.kind else {
+                    return .rejected([VouchError(.internalError, "the \(evidence.kind.rawValue) verifier answered for another device",
+                                                 context: ["device": evidence.device, "got": v.device]).violation(device: evidence.device)], nil)
+                }
+                verified.append(v)
             case let .rejected(violations, record):
                 return .rejected(violations, evidence.kind.isPlatform ? record?.claims : nil)
             }

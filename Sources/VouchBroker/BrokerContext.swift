@@ -64,7 +64,7 @@ public struct BrokerConfig: Sendable {
 /// What every broker service works with: configuration, policies, the store, the CAs, the EK
 /// roots, the clock, the log, metrics, event notification, and the broker's in-memory keys and
 /// caches. One per broker; the services (`RegistrationService`, `RevocationService`,
-/// `QueryService`, `TokenService`, and `BrokerService` for enrollment and re-attestation) hold it.
+/// `QueryService`, `TokenService`, `EnrollmentService`, `ReattestationService`) hold it.
 public final class BrokerContext: Sendable {
     public let config: BrokerConfig
     public let policies: PolicyProvider

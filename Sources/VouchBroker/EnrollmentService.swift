@@ -229,6 +229,12 @@ public struct EnrollmentService: BrokerPart, Sendable {
             do {
                 // The certificate, its decision and event, and the host's trust step: one transaction.
                 try ReattestationService(context: context).trustedEnrollment(hostID: host.id, policy: policy, now: now) { tx in
+                    // Checked again in the transaction: a block or deletion committed since the
+                    // checks of `enroll` wins, and no certificate is issued.
+                    guard let current = try tx.host(id: host.id) else {
+                        throw VouchError(.unknownHost, "the host was deleted while its agent enrolled", context: ["hostId": host.id])
+                    }
+                    try requireNotBlocked(current)
                     _ = try tx.recordIssuance(attestation: record, certificate: certificate)
                 }
             } catch let e as VouchError where e.code == .conflict {

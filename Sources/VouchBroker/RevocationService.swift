@@ -40,7 +40,7 @@ public struct RevocationService: BrokerPart, Sendable {
             _ = try knownHost(id)
             let now = clock.now()
             // The block, the revocations, their CRLs and the events: one transaction.
-            let done = try revocations.change(at: now, decide: { _ in .init(value: (), revoke: (target, reason)) }) { tx, _, _ in
+            let done = try revocations.change(at: now, expecting: (target, reason), decide: { _ in .init(value: (), revoke: (target, reason)) }) { tx, _, _ in
                 try tx.setBlock(hostID: id, reason: "\(reasonName) at \(now.iso8601)")
                 try tx.appendEvent(type: .hostBlocked, data: ["hostId": id, "reason": reasonName], at: now)
             }
@@ -83,8 +83,13 @@ public struct RevocationService: BrokerPart, Sendable {
         }
         let now = clock.now()
         // The revocations, the deletion, its record and event: one transaction.
-        let done = try revocations.change(at: now, decide: { _ in .init(value: (), revoke: (.host(id), .cessationOfOperation)) }) { tx, _, plan in
+        let done = try revocations.change(at: now, expecting: (.host(id), .cessationOfOperation), decide: { _ in .init(value: (), revoke: (.host(id), .cessationOfOperation)) }) { tx, _, plan in
             let count = plan?.certificates.count ?? 0
+            // Checked again in the transaction: a block committed since the check above wins.
+            if let reason = try tx.host(id: id)?.blockedReason {
+                throw VouchError(.conflict, "this host is blocked; unblock it first (a blocked host stays registered so the block keeps applying)",
+                                 context: ["hostId": id, "reason": reason])
+            }
             try tx.deleteHost(id: id)
             try tx.recordAttestation(AttestationRecord(hostID: id, at: now, kind: .deregistration, trusted: false, codes: [],
                                                        message: "deregistered by an operator; \(count) certificate(s) revoked"))

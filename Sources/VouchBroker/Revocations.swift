@@ -19,16 +19,22 @@ struct ResponseCache {
 /// the transaction — with no store lock held, so ECDSA signing never stalls other writers — and
 /// committed in it with the decision, the revocations' events and the CRLs: the first time a
 /// decision asks for a revocation without a plan, the transaction is abandoned (it wrote
-/// nothing), the plan is made and signed, and the change runs again. A plan gone stale
-/// meanwhile (another revocation or CRL for the issuer, a new certificate for the target) makes
-/// the store answer `conflict`, and the plan is made again. After a commit the in-memory CRL and
-/// OCSP caches are replaced from what was committed, before anyone is answered.
+/// nothing), the plan is made and signed, and the change runs again. Planning, signing and
+/// committing a revocation hold `planning`, so this broker's revocations and CRL refreshes
+/// never make each other's plans stale; a plan that still went stale by the commit (a
+/// certificate issued for the target meanwhile, another broker on the same database) makes the
+/// store answer `revocation_plan_stale`, and the plan is made again — up to `attempts` times,
+/// then the change fails with `conflict`. Every plan is checked at commit, one that names
+/// nothing too. After a commit the in-memory CRL and OCSP caches are replaced from what was
+/// committed, before anyone is answered.
 final class Revocations: Sendable {
     let store: BrokerStore
     let authorities: CASet
     let clock: Clock
     let crlValidity: TimeInterval
     let cache: ReadMostly<ResponseCache>
+    /// Held while a revocation is planned, signed and committed, and while a CRL is refreshed.
+    private let planning = NSLock()
     /// How often a revocation is planned again after its plan went stale, before `conflict` is returned.
     static let attempts = 8
 
@@ -46,13 +52,25 @@ final class Revocations: Sendable {
     private struct NeedsPlan: Error { let target: RevocationTarget; let reason: RevocationReason }
 
     /// Decides (`decide`, reading through the transaction) and commits the revocation it names
-    /// and what `write` writes, in one transaction (see the type's comment). Returns the
-    /// decision, the plan (nil: nothing to revoke) and the CRLs stored.
-    func change<D>(at now: Date, decide: (any StoreTransaction) throws -> Decision<D>,
+    /// and what `write` writes, in one transaction (see the type's comment). `expecting`: the
+    /// revocation the decision will name, planned before the first transaction (operator
+    /// revocations always revoke). Returns the decision, the plan (nil: nothing to revoke) and
+    /// the CRLs stored.
+    func change<D>(at now: Date, expecting: (target: RevocationTarget, reason: RevocationReason)? = nil,
+                   decide: (any StoreTransaction) throws -> Decision<D>,
                    write: (any StoreTransaction, D, RevocationPlan?) throws -> Void) throws -> (value: D, plan: RevocationPlan?, crls: [CRLRecord]) {
         var plan: RevocationPlan?
         var crls: [CRLRecord] = []
-        var stale = 0
+        var locked = false
+        defer { if locked { planning.unlock() } }
+        func prepare(_ target: RevocationTarget, _ reason: RevocationReason) throws {
+            if !locked { planning.lock(); locked = true }
+            let made = try store.revocationPlan(target, at: now, reason: reason)
+            crls = made.certificates.isEmpty ? [] : try made.issuers.map(sign)
+            plan = made
+        }
+        if let expecting { try prepare(expecting.target, expecting.reason) }
+        var replans = 0
         while true {
             do {
                 let result = try store.transaction { tx -> (D, RevocationPlan?) in
@@ -63,11 +81,11 @@ final class Revocations: Sendable {
                     }
                     guard let plan, plan.target == r.target, plan.reason == r.reason else { throw NeedsPlan(target: r.target, reason: r.reason) }
                     // The revocations first, so their events precede the ones the change writes.
-                    if !plan.certificates.isEmpty { try tx.revoke(plan, crls: crls) }
+                    try tx.revoke(plan, crls: crls)
                     try write(tx, decision.value, plan)
                     return (decision.value, plan)
                 }
-                let stored = result.1 == nil || result.1!.certificates.isEmpty ? [] : crls
+                let stored = result.1 == nil ? [] : crls
                 if !stored.isEmpty {
                     cache.write { c in
                         for crl in stored where (c.crls[crl.issuer]?.number ?? 0) <= crl.number { c.crls[crl.issuer] = crl }
@@ -77,25 +95,22 @@ final class Revocations: Sendable {
                 }
                 return (result.0, result.1, stored)
             } catch let needed as NeedsPlan {
-                stale += 1
-                guard stale < 2 * Self.attempts else { throw VouchError(.conflict, "the change kept naming other revocations; not committed") }
-                (plan, crls) = try prepare(needed.target, needed.reason, at: now)
-            } catch let e as VouchError where e.code == .conflict && plan != nil && stale + 1 < Self.attempts {
-                stale += 1
-                (plan, crls) = try prepare(plan!.target, plan!.reason, at: now)
+                replans += 1
+                guard replans <= 2 * Self.attempts else { throw VouchError(.conflict, "the change kept naming other revocations; not committed") }
+                try prepare(needed.target, needed.reason)
+            } catch let e as VouchError where e.code == .revocationPlanStale {
+                replans += 1
+                guard replans <= Self.attempts, let stale = plan else {
+                    throw VouchError(.conflict, "the certificates or CRLs kept changing while this revocation was planned; not committed")
+                }
+                try prepare(stale.target, stale.reason)
             }
         }
     }
 
-    /// Plans a revocation from the store and signs its CRLs (no lock held).
-    private func prepare(_ target: RevocationTarget, _ reason: RevocationReason, at now: Date) throws -> (RevocationPlan, [CRLRecord]) {
-        let plan = try store.revocationPlan(target, at: now, reason: reason)
-        return (plan, plan.certificates.isEmpty ? [] : try plan.issuers.map(sign))
-    }
-
     /// Revokes what `target` names, with nothing else; returns the serials and the CRLs stored.
     func revoke(_ target: RevocationTarget, at now: Date, reason: RevocationReason) throws -> (serials: [String], crls: [CRLRecord]) {
-        let done = try change(at: now, decide: { _ in Decision(value: (), revoke: (target, reason)) }, write: { _, _, _ in })
+        let done = try change(at: now, expecting: (target, reason), decide: { _ in Decision(value: (), revoke: (target, reason)) }, write: { _, _, _ in })
         return (done.plan?.serials ?? [], done.crls)
     }
 
@@ -126,8 +141,11 @@ final class Revocations: Sendable {
         if let stored = try store.currentCRL(issuer: id), fresh(stored) {
             crl = stored
         } else {
-            // Signed outside the store lock; a revocation that committed meanwhile stored a newer
-            // CRL, which `publishCRL` keeps and returns instead.
+            // Signed outside the store lock, under `planning` (so no revocation of this broker is
+            // planned against the number it takes); a CRL another broker stored meanwhile is
+            // newer, and `publishCRL` keeps and returns it instead.
+            planning.lock()
+            defer { planning.unlock() }
             crl = try store.publishCRL(try sign(try store.revocations(issuer: id)))
         }
         cache.write { c in if (c.crls[id]?.number ?? 0) <= crl.number { c.crls[id] = crl } }

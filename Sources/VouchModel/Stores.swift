@@ -62,7 +62,7 @@ public protocol NonceStore: Sendable {
 /// Revocation is planned, signed, then committed: `revocationPlan` reads what a revocation
 /// names and what each issuer's next CRL must list; the caller signs those CRLs with no store
 /// lock held; `StoreTransaction.revoke` commits the revocation with them, and fails with
-/// `conflict` if the plan went stale in between (another revocation or CRL, a new certificate
+/// `revocation_plan_stale` if the plan went stale in between (another revocation or CRL, a new certificate
 /// for the target), in which case the caller plans again.
 public protocol CertificateStore: Sendable {
     /// Records a trusted enrollment, the certificate issued for it and its `certificate.issued`
@@ -106,6 +106,8 @@ public protocol TokenStore: Sendable {
 /// The writes of one state change, made inside `BrokerStore.transaction`: they commit together
 /// or not at all. Reads see the transaction's own writes.
 public protocol StoreTransaction {
+    /// The host as `HostStore.host(id:)` reads it (nil if unknown or deleted).
+    func host(id: String) throws -> HostRecord?
     func trust(hostID: String) throws -> HostTrust?
     /// Writes the state of the host's existing trust record (state, since, verdict and contact
     /// times, failures, faults, the unreachable spell, the last problem); a record is created, and
@@ -122,8 +124,10 @@ public protocol StoreTransaction {
     @discardableResult
     func recordIssuance(attestation: AttestationRecord, certificate: CertificateRecord) throws -> Int64
     /// Revokes the certificates `plan` names, writes a `certificate.revoked` event for each and
-    /// stores `crls` (one per issuer of the plan, built from it). Fails with `conflict` if the plan
-    /// is stale: the target names other unrevoked certificates now, or an issuer's CRL number moved.
+    /// stores `crls` (one per issuer of the plan, built from it). Fails with
+    /// `revocation_plan_stale` if the plan is stale: the target names other unrevoked
+    /// certificates now, or an issuer's CRL number moved. A plan that names nothing is checked
+    /// too (a certificate issued since must not escape a revocation meant for its host).
     func revoke(_ plan: RevocationPlan, crls: [CRLRecord]) throws
     @discardableResult
     func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64
@@ -198,13 +202,13 @@ extension RevocationPlan {
     /// stored CRL number now) are what the plan was made from; `conflict` otherwise.
     public func checkCurrent(named: [CertificateRecord], crlNumber: (String) throws -> UInt64) throws {
         guard named.filter({ $0.revokedAt == nil }).map(\.serial).sorted() == serials else {
-            throw VouchError(.conflict, "the certificates to revoke changed; plan again")
+            throw VouchError(.revocationPlanStale, "the certificates to revoke changed; plan again")
         }
         for i in issuers where try crlNumber(i.issuer) + 1 != i.number {
-            throw VouchError(.conflict, "the CRL of \(i.issuer) changed; plan again")
+            throw VouchError(.revocationPlanStale, "the CRL of \(i.issuer) changed; plan again")
         }
         for c in crlsRequired where !issuers.contains(where: { $0.issuer == c }) {
-            throw VouchError(.conflict, "no CRL planned for \(c)")
+            throw VouchError(.revocationPlanStale, "no CRL planned for \(c)")
         }
     }
 
@@ -220,6 +224,10 @@ extension RevocationPlan {
 }
 
 extension ErrorCode {
+    /// A revocation plan no longer matches the store (another revocation or CRL of its issuer, a
+    /// new certificate for its target): the broker plans again; a client sees `conflict` only if
+    /// that keeps happening.
+    public static let revocationPlanStale = ErrorCode("revocation_plan_stale", status: 409)
     /// A decision used a challenge nonce another decision already used (thrown by the stores).
     public static let nonceReused = ErrorCode("nonce_reused", status: 409)
     /// The host is blocked by an operator (thrown by the stores on a write that would unblock it).

@@ -82,6 +82,10 @@ struct SQLiteTransaction: StoreTransaction {
     let store: SQLiteBrokerStore
     let db: SQLiteDatabase
 
+    func host(id: String) throws -> HostRecord? {
+        try db.prepare("SELECT \(SQLiteBrokerStore.hostColumns) FROM hosts WHERE id = ? AND deleted_at IS NULL").query([.text(id)], SQLiteBrokerStore.host).first
+    }
+
     func trust(hostID: String) throws -> HostTrust? {
         try db.prepare("SELECT \(SQLiteBrokerStore.trustColumns) FROM host_trust WHERE host_id = ?").query([.text(hostID)], SQLiteBrokerStore.trust).first
     }

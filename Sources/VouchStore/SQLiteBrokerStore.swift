@@ -197,12 +197,12 @@ public final class SQLiteBrokerStore: BrokerStore {
                   .real(h.registeredAt.timeIntervalSince1970), .real(h.updatedAt.timeIntervalSince1970), h.blockedReason.map { .text($0) } ?? .null])
     }
 
-    private static let hostColumns = """
+    static let hostColumns = """
     id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state, activation_digest,
     activation_expires_at, activation_failures, registered_at, updated_at, labels, blocked_reason, version
     """
 
-    private static func host(_ r: Statement.Row) -> HostRecord {
+    static func host(_ r: Statement.Row) -> HostRecord {
         HostRecord(id: r.text(0), hostname: r.text(1), ekPublic: r.blob(2), ekCertificate: r.blob(3), ekIssuer: r.text(4),
                    akPublic: r.blob(5), akName: r.blob(6), akAlgorithm: r.text(7), akState: AKState(rawValue: r.text(8)) ?? .pending,
                    activationDigest: r.isNull(9) ? nil : r.blob(9), activationExpiresAt: r.optionalDate(10),

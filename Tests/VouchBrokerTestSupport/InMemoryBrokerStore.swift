@@ -300,6 +300,7 @@ public final class InMemoryBrokerStore: BrokerStore {
         var state: State
         init(_ state: State) { self.state = state }
 
+        func host(id: String) throws -> HostRecord? { state.hosts[id].flatMap { $0.deleted ? nil : $0.record } }
         func trust(hostID: String) throws -> HostTrust? { state.trust[hostID] }
         func saveTrust(_ trust: HostTrust) throws { InMemoryBrokerStore.writeTrust(&state, trust) }
         func setBlock(hostID: String, reason: String?) throws { try InMemoryBrokerStore.setBlock(&state, hostID: hostID, reason: reason) }

@@ -213,7 +213,7 @@ final class StoreConformanceTests: XCTestCase {
     }
 
     /// A revocation plan is committed only if nothing it was made from changed: another revocation
-    /// or CRL for the issuer, or a new certificate for the target, makes it `conflict`.
+    /// or CRL for the issuer, or a new certificate for the target, makes it `revocation_plan_stale`.
     func testStaleRevocationPlansConflict() throws {
         try forEachStore { s, name in
             try s.activateHost(host(), trust: HostTrust(hostID: id, since: t0, mode: .push), record: record())
@@ -233,12 +233,17 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertNil(try s.certificate(serial: "01")?.revokedAt, "\(name): planning writes nothing")
             let planB = try s.revocationPlan(.agent(hostID: id, agentName: "b"), at: t0, reason: .keyCompromise)
             try s.transaction { try $0.revoke(planB, crls: crls(planB)) }
-            assertCode(.conflict, name) { try s.transaction { try $0.revoke(planA, crls: crls(planA)) } }
+            assertCode(.revocationPlanStale, name) { try s.transaction { try $0.revoke(planA, crls: crls(planA)) } }
             XCTAssertNil(try s.certificate(serial: "01")?.revokedAt, name)
             let again = try s.revocationPlan(.agent(hostID: id, agentName: "a"), at: t0, reason: .keyCompromise)
             XCTAssertEqual(again.issuers.map(\.revoked).map { $0.map(\.serial) }, [["01", "02"]], "\(name): the new CRL lists both")
             try issue("03", agent: "a")   // a certificate for the target since the plan
-            assertCode(.conflict, name) { try s.transaction { try $0.revoke(again, crls: crls(again)) } }
+            assertCode(.revocationPlanStale, name) { try s.transaction { try $0.revoke(again, crls: crls(again)) } }
+            // A plan that names nothing is checked too: a certificate issued since must not escape.
+            let empty = try s.revocationPlan(.agent(hostID: id, agentName: "c"), at: t0, reason: .keyCompromise)
+            XCTAssertEqual(empty.serials, [], name)
+            try issue("05", agent: "c")
+            assertCode(.revocationPlanStale, name) { try s.transaction { try $0.revoke(empty, crls: []) } }
             let fresh = try s.revocationPlan(.agent(hostID: id, agentName: "a"), at: t0, reason: .keyCompromise)
             try s.transaction { try $0.revoke(fresh, crls: crls(fresh)) }
             XCTAssertEqual(try s.currentCRL(issuer: "ca1")?.number, 2, name)
