@@ -17,7 +17,7 @@
 //   VouchTPM           tpm2-tss ESYS: the TPM device
 //   VouchStore         SQLite: the embedded store of VouchModel's protocols (VouchAttestation only for
 //                      migration 4's host re-keying)
-//   VouchHTTPServer    libmicrohttpd (+ GnuTLS, its TLS library, for client certificates): HTTPS and Unix-socket server
+//   VouchHTTPServer    libmicrohttpd (+ GnuTLS, its TLS library, for client certificates): HTTPS, plain-HTTP and Unix-socket server
 //                      (VouchRuntime for its log: libmicrohttpd's C callbacks carry no closure)
 //   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client
 //   VouchYAML          libyaml: YAML to the config-node tree

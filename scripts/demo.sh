@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Vouch quick start: a real software TPM, the broker and the attester on free loopback ports;
-# enroll an agent, show status, revoke its certificate, show the CRL listing it; stop everything.
+# enroll an agent, show status, revoke its certificate, show OCSP and the CRL (fetched over http
+# from the URLs in the certificate) saying so; stop everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -52,10 +53,10 @@ pids+=($!)
 wait_port "$tpm_port"
 echo "swtpm on 127.0.0.1:$tpm_port; EK trust anchors in out/demo/ek-roots/"
 
-step "2. Start vouchd (HTTPS, SQLite in WAL mode, policy policies/development.yaml)"
+step "2. Start vouchd (HTTPS; CRLs and OCSP also over plain HTTP; SQLite in WAL mode, policy policies/development.yaml)"
 broker_port=$(free_port)
 "$bin/vouchd" --data-dir "$out/broker" --policy policies/development.yaml --ek-roots "$out/ek-roots" \
-  --port "$broker_port" --trust-domain demo.vouch.local >"$out/vouchd.log" 2>&1 &
+  --port "$broker_port" --publish-listen "127.0.0.1:$((broker_port + 1))" --trust-domain demo.vouch.local >"$out/vouchd.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 200); do [ -f "$out/broker/broker-ca/ca.pem" ] && curl -sf --cacert "$out/broker/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/v1/health" >/dev/null && break; sleep 0.05; done
 # Two trust anchors: broker-ca.pem certifies only the broker (clients trust it to reach vouchd and
@@ -79,7 +80,7 @@ cat "$out/attester.log"
 step "4. Enroll an agent: key + CSR, TPM quote bound to nonce and key, policy check, certificate"
 "$bin/vouch" enroll --name demo-agent --out "$out/agent"
 cp "$out/agent/demo-agent.pem" "$out/agent.pem"
-openssl x509 -in "$out/agent.pem" -noout -subject -ext subjectAltName -dates
+openssl x509 -in "$out/agent.pem" -noout -subject -ext subjectAltName,crlDistributionPoints,authorityInfoAccess -dates
 openssl verify -CAfile "$out/ca.pem" "$out/agent.pem"
 
 step "5. vouch status (trust state; vouchd re-attests the host over mTLS at the policy's interval) and the audit trail"
@@ -90,7 +91,14 @@ step "6. Revoke the agent's certificate"
 serial=$(openssl x509 -in "$out/agent.pem" -noout -serial | cut -d= -f2)
 "$bin/vouch" revoke --serial "$serial" --reason keyCompromise
 
-step "7. The CRL now lists the serial"
+step "7. The CRL and OCSP, fetched over http from the URLs in the certificate, now say revoked"
+ocsp_url=$(openssl x509 -in "$out/agent.pem" -noout -ocsp_uri)
+openssl ocsp -issuer "$out/ca.pem" -cert "$out/agent.pem" -url "$ocsp_url" -CAfile "$out/ca.pem" 2>&1 | grep -F "$out/agent.pem: revoked"
+verdict=$(openssl verify -crl_check -crl_download -CAfile "$out/ca.pem" "$out/agent.pem" 2>&1 || true)
+echo "$verdict"
+grep -q "error 23 at 0 depth lookup" <<<"$verdict" || { echo "expected the CRL downloaded from the certificate to revoke it" >&2; exit 1; }
+echo "openssl verify -crl_download fetched the CRL from the distribution point: certificate revoked (error 23)"
+echo "The CRL, as vouch crl fetches it:"
 "$bin/vouch" crl --out "$out/crl.der"
 openssl crl -inform der -in "$out/crl.der" -out "$out/crl.pem"
 if openssl verify -crl_check -CAfile "$out/ca.pem" -CRLfile "$out/crl.pem" "$out/agent.pem" 2>&1; then

@@ -31,6 +31,9 @@ public struct BrokerAPI: Sendable {
         self.log = log
     }
 
+    /// The CRL and OCSP routes, which the plain-HTTP publication listener serves alone.
+    var publication: PublicationAPI { PublicationAPI(service: service, log: log) }
+
     public func handle(_ req: HTTPRequest) -> HTTPResponse {
         do {
             return try route(req)
@@ -58,9 +61,7 @@ public struct BrokerAPI: Sendable {
         // OCSP GET: the request is the rest of the path, URL-encoded base64 (RFC 6960 A.1), which may contain '/'.
         if req.path.hasPrefix("/v1/ocsp/") {
             guard req.method == "GET" else { throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here") }
-            let encoded = String(req.path.dropFirst("/v1/ocsp/".count))
-            let der = (encoded.removingPercentEncoding ?? encoded).data(usingBase64: ())
-            return ocspResponse(try der.map { try service.revocation.ocsp(request: $0) } ?? OCSPResponder.errorResponse(1))
+            return try publication.ocsp(encoded: String(req.path.dropFirst("/v1/ocsp/".count)))
         }
         let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         guard parts.first == "v1" else { throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))]) }
@@ -70,31 +71,15 @@ public struct BrokerAPI: Sendable {
             return json(200, ["status": "ok"])
         case ("GET", ["ca"]):
             return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.authorities.current.chainPEM.utf8))
-        case ("GET", let p) where (p.first == "crl" || p.first == "crl.pem") && p.count <= 2:
-            if p.count == 2 { guard p[1].range(of: "^[0-9a-f]{2,128}(\\.pem)?$", options: .regularExpression) != nil else {
-                throw VouchError(.notFound, "no such CRL") } }
-            let issuer = p.count == 2 ? String(p[1].replacingOccurrences(of: ".pem", with: "")) : nil
-            let crl = try service.revocation.currentCRL(issuer: issuer)
-            let pem = rest == ["crl.pem"] || (rest.last ?? "").hasSuffix(".pem") || req.query["format"] == "pem"
-            let etag = "\"crl-\(crl.number)\(pem ? "-pem" : "")\""
-            var headers = [("ETag", etag), ("Last-Modified", Self.httpDate(crl.thisUpdate)),
-                           ("Cache-Control", "max-age=\(max(0, Int(crl.nextUpdate.timeIntervalSince(crl.thisUpdate) / 2)))")]
-            if req.headers["if-none-match"] == etag { return HTTPResponse(status: 304, headers: headers) }
-            if pem {
-                headers.append(("Content-Type", "application/x-pem-file"))
-                let b64 = Base64.encode(crl.der)
-                let lines = stride(from: 0, to: b64.count, by: 64).map { String(Array(b64)[$0..<min($0 + 64, b64.count)]) }
-                return HTTPResponse(status: 200, headers: headers, body: Array(("-----BEGIN X509 CRL-----\n" + lines.joined(separator: "\n") + "\n-----END X509 CRL-----\n").utf8))
-            }
-            headers.append(("Content-Type", "application/pkix-crl"))
-            return HTTPResponse(status: 200, headers: headers, body: crl.der)
+        case ("GET", let p) where PublicationAPI.isCRLRoute(p):
+            return try publication.crl(p, req)
         case ("GET", ["events"]):
             let after = Int64(req.headers["last-event-id"] ?? req.query["after"] ?? "") ?? 0
             guard after >= 0 else { throw VouchError(.badRequest, "after must be an event id", context: ["field": "after"]) }
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")],
                                 stream: try service.eventStream(after: after, peer: req.peer))
         case ("POST", ["ocsp"]):
-            return ocspResponse(try service.revocation.ocsp(request: req.body))
+            return try publication.ocsp(request: req.body)
         case ("GET", ["bundle"]):
             if req.query["format"] == "spiffe" {
                 return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: try service.revocation.spiffeBundle())
@@ -196,19 +181,6 @@ public struct BrokerAPI: Sendable {
         default:
             throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))])
         }
-    }
-
-    private func ocspResponse(_ der: [UInt8]) -> HTTPResponse {
-        HTTPResponse(status: 200, headers: [("Content-Type", "application/ocsp-response"), ("Cache-Control", "no-cache")], body: der)
-    }
-
-    /// An IMF-fixdate (RFC 9110), e.g. "Tue, 24 Nov 2026 04:12:00 GMT" (no DateFormatter: this is
-    /// on the CRL's hot path).
-    static func httpDate(_ d: Date) -> String {
-        let u = d.utc
-        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"], months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func two(_ v: Int) -> String { UTCFields.pad(v, 2) }
-        return "\(days[u.weekday]), \(two(u.day)) \(months[u.month - 1]) \(u.year) \(two(u.hour)):\(two(u.minute)):\(two(u.second)) GMT"
     }
 
     /// Checks the bearer token grants `needed`: the bootstrap admin token (DATA-DIR/admin.token), or

@@ -9,11 +9,15 @@ import Glibc
 #endif
 
 /// An HTTP(S) server on libmicrohttpd. Requests are handed whole (body buffered up to a limit)
-/// to a synchronous handler on one of the server's threads.
+/// to a synchronous handler on one of the server's threads. Every listen mode has the same
+/// threading, connection limits and request deadline.
 public final class HTTPServer: @unchecked Sendable {
     public enum Listen: Sendable {
         /// TCP on `host` (an IPv4 literal, loopback by default) with TLS from PEM cert and key.
         case tls(host: String, port: UInt16, certificatePEM: String, keyPEM: String)
+        /// TCP on `host` (an IPv4 literal) without TLS: for what needs neither confidentiality nor
+        /// a client's identity, such as signed CRLs and OCSP answers (no client certificates).
+        case http(host: String, port: UInt16)
         /// A Unix-domain socket at `path`, created with `mode` (plain HTTP: access is the file mode).
         case unix(path: String, mode: UInt32)
     }
@@ -71,7 +75,7 @@ public final class HTTPServer: @unchecked Sendable {
                 clientTrustPEM: String? = nil, handler: @escaping Handler) throws {
         self.handler = handler
         self.maxBodyBytes = maxBodyBytes
-        self.verifiesClients = clientTrustPEM != nil
+        if case .tls = listen { self.verifiesClients = clientTrustPEM != nil } else { self.verifiesClients = false }
         self.requestDeadline = limits.requestDeadline.map { RequestDeadline(limit: .seconds($0)) }
         var options: [MHD_OptionItem] = []
         var flags = UInt32(MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_ERROR_LOG.rawValue)
@@ -113,16 +117,10 @@ public final class HTTPServer: @unchecked Sendable {
                 owned.append(trust)
                 opt(MHD_OPTION.HTTPS_MEM_TRUST, 0, UnsafeMutableRawPointer(trust))
             }
-            let addr = UnsafeMutablePointer<sockaddr_in>.allocate(capacity: 1)
-            addr.initialize(to: sockaddr_in())
-            addr.pointee.sin_family = sa_family_t(AF_INET)
-            addr.pointee.sin_port = port.bigEndian
-            guard inet_pton(AF_INET, host, &addr.pointee.sin_addr) == 1 else {
-                addr.deallocate()
-                throw VouchError(.config, "listen address must be an IPv4 address", context: ["got": host])
-            }
-            sockaddrBuffer = addr
-            opt(MHD_OPTION.SOCK_ADDR, 0, UnsafeMutableRawPointer(addr))
+            opt(MHD_OPTION.SOCK_ADDR, 0, UnsafeMutableRawPointer(try bindAddress(host: host, port: port)))
+        case let .http(host, port):
+            guard clientTrustPEM == nil else { throw VouchError(.config, "client certificates need a TLS listener", context: ["listen": listen.description]) }
+            opt(MHD_OPTION.SOCK_ADDR, 0, UnsafeMutableRawPointer(try bindAddress(host: host, port: port)))
         case let .unix(path, mode):
             listenFD = try HTTPServer.bindUnix(path: path, mode: mode)
             unixPath = path
@@ -131,7 +129,10 @@ public final class HTTPServer: @unchecked Sendable {
         opt(MHD_OPTION.END)
 
         let port: UInt16
-        if case let .tls(_, p, _, _) = listen { port = p } else { port = 0 }
+        switch listen {
+        case let .tls(_, p, _, _), let .http(_, p): port = p
+        case .unix: port = 0
+        }
         daemon = options.withUnsafeBufferPointer { opts in
             vouch_mhd_start(flags, port, accessHandler, Unmanaged.passUnretained(self).toOpaque(), opts.baseAddress)
         }
@@ -157,6 +158,20 @@ public final class HTTPServer: @unchecked Sendable {
         sockaddrBuffer = nil
         if listenFD >= 0 { close(listenFD); listenFD = -1 }
         if let p = unixPath { unlink(p); unixPath = nil }
+    }
+
+    /// The IPv4 address to listen on, kept until `cleanup` (libmicrohttpd reads it at start).
+    private func bindAddress(host: String, port: UInt16) throws -> UnsafeMutablePointer<sockaddr_in> {
+        let addr = UnsafeMutablePointer<sockaddr_in>.allocate(capacity: 1)
+        addr.initialize(to: sockaddr_in())
+        addr.pointee.sin_family = sa_family_t(AF_INET)
+        addr.pointee.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, host, &addr.pointee.sin_addr) == 1 else {
+            addr.deallocate()
+            throw VouchError(.config, "listen address must be an IPv4 address", context: ["got": host])
+        }
+        sockaddrBuffer = addr
+        return addr
     }
 
     private static func bindUnix(path: String, mode: UInt32) throws -> Int32 {
@@ -191,6 +206,7 @@ extension HTTPServer.Listen: CustomStringConvertible {
     public var description: String {
         switch self {
         case let .tls(host, port, _, _): "https://\(host):\(port)"
+        case let .http(host, port): "http://\(host):\(port)"
         case let .unix(path, _): "unix:\(path)"
         }
     }

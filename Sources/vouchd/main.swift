@@ -34,6 +34,13 @@ win over the environment, which wins over the file. docs/operations.md has an ex
                         root); DIR/next is published before it issues; default DATA-DIR/ca
   --trust-domain NAME   SPIFFE trust domain (default vouch.local)
   --public-url URL      URL relying parties reach this broker at (default https://ADDR:PORT)
+  --publish-listen ADDR:PORT  also serve CRLs and OCSP, and nothing else, over plain HTTP here (they
+                        are signed; RFC 5280 fetchers such as NSS speak only http); issued
+                        certificates then name it in their CRL and OCSP URLs
+  --publish-url URL     URL relying parties reach the publication listener at (default http://ADDR:PORT)
+  --crl-url URL         base of the CRL distribution point in certificates (URL/<CA key id>; default
+                        PUBLISH-URL/v1/crl, or PUBLIC-URL/v1/crl without a publication listener)
+  --ocsp-url URL        the OCSP responder in certificates (default PUBLISH-URL/v1/ocsp, or PUBLIC-URL/v1/ocsp)
   --challenge-ttl DUR   lifetime of an enrollment nonce (default 60s)
   --crl-validity DUR    CRL nextUpdate - thisUpdate (default 5m)
   --connection-timeout DUR  close connections that send nothing for this long (default 30s)
@@ -58,6 +65,7 @@ func fail(_ message: String, code: Int32 = 2) -> Never {
 }
 
 let options: Set<String> = ["config", "data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
+                             "publish-listen", "publish-url", "crl-url", "ocsp-url",
                              "crl-validity", "webhook", "webhook-secret-file", "connection-timeout", "request-deadline",
                              "max-connections-per-address", "event-streams-per-address", "reattest-concurrency", "pull-timeout", "log-format"]
 let switches: Set<String> = ["allow-simulated-hosts"]
@@ -94,6 +102,7 @@ do {
         fail("\(args.source("trust-domain")): trust-domain must be a lowercase DNS name")
     }
     let publicURL = args["public-url"] ?? "https://\(listen):\(port)"
+    let publication = Publication(args, publicURL: publicURL, httpsListen: listen, httpsPort: port)
     try Files.makeDirectory(dataDir)
 
     let policyPaths = try args.required("policy").split(separator: ",").map(String.init)
@@ -111,8 +120,8 @@ do {
     let tls = try BrokerBootstrap.serverTLS(brokerCA: brokerCA, dnsNames: ["localhost"], ipAddresses: Array(Set(["127.0.0.1", listen])).sorted(), clock: clock)
 
     var config = BrokerConfig(trustDomain: trustDomain)
-    config.crlURL = publicURL + "/v1/crl"
-    config.ocspURL = publicURL + "/v1/ocsp"
+    config.crlURL = publication.crlURL
+    config.ocspURL = publication.ocspURL
     config.webhookURLs = (args["webhook"] ?? "").split(separator: ",").map(String.init)
     if let t = args["challenge-ttl"] { config.challengeTTL = try parseDuration(t, field: "--challenge-ttl") }
     if let v = args["crl-validity"] { config.crlValidity = try parseDuration(v, field: "--crl-validity") }
@@ -153,10 +162,19 @@ do {
                                 concurrency: concurrency, log: Runtime.log)
     reattestor.start()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: clientTLS.resultSigner, log: Runtime.log)
+    let limits = HTTPServer.Limits(idleTimeout: idle, requestDeadline: requestDeadline, perAddress: perAddress, total: 1024)
+    // The publication listener: CRLs and OCSP alone, over plain HTTP, on a thread pool (their
+    // handlers never block long). Up before the HTTPS listener: a broker answering there publishes.
+    let publisher = try publication.listen.map { l in
+        try HTTPServer(listen: .http(host: l.host, port: l.port), threading: .pool(4), maxBodyBytes: 64 << 10, limits: limits,
+                       handler: PublicationAPI(service: service, log: Runtime.log).httpHandler)
+    }
     let server = try HTTPServer(listen: .tls(host: listen, port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
                                 threading: .perConnection,
-                                limits: .init(idleTimeout: idle, requestDeadline: requestDeadline, perAddress: perAddress, total: 1024),
+                                limits: limits,
                                 clientTrustPEM: bundle, handler: api.httpHandler)
+    if let l = publication.listen { Runtime.log("publishing CRLs and OCSP on http://\(l.host):\(l.port)") }
+    Runtime.log("certificates name CRLs at \(publication.crlURL)/<CA key id> and OCSP at \(publication.ocspURL)")
     Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policies \(policies.current.policies.map(\.label).joined(separator: ", ")), \(ekTrust.anchors.count) EK root(s))")
     Runtime.waitForTermination()
     // Graceful shutdown: /readyz answers 503 and event streams end; no new re-attestation rounds
@@ -168,6 +186,7 @@ do {
     watcher.cancel()
     reattestor.stop()
     server.stop()
+    publisher?.stop()
     dispatcher?.stop()
     Runtime.log("vouchd stopped")
 } catch {

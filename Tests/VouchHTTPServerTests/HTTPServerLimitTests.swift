@@ -159,6 +159,28 @@ final class HTTPServerLimitTests: PKITestCase {
         XCTAssertEqual(String(decoding: r.body, as: UTF8.self), "done /slow", "a response in progress is never cut")
     }
 
+    /// The plain-HTTP listener as vouchd runs its publication listener (a thread pool) has the
+    /// same per-address cap and request deadline.
+    func testThePlainHTTPListenerHasTheSameLimits() throws {
+        let port = try freePort()
+        let server = try HTTPServer(listen: .http(host: "127.0.0.1", port: port), threading: .pool(4),
+                                    limits: .init(idleTimeout: 30, requestDeadline: 1, perAddress: 1), handler: echoHandler)
+        defer { server.stop() }
+        let first = try RawSocket(tcpPort: port)
+        XCTAssertTrue(first.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"))
+        XCTAssertTrue(first.read(until: "200 OK", timeout: 5))
+        let second = try RawSocket(tcpPort: port)
+        XCTAssertTrue(second.closedByServer(within: 5), "a second connection from the address is closed at once")
+        // The kept-alive first connection trickles its next request: cut by the deadline.
+        let answered = ContinuousClock.now
+        XCTAssertTrue(first.send("GET /b HTTP/1.1\r\nHost: x\r\n"))
+        var cut = false
+        while ContinuousClock.now - answered < .seconds(6) {
+            if !first.send("X-Trickle: y\r\n") || first.closedByServer(within: 0.1) { cut = true; break }
+        }
+        XCTAssertTrue(cut, "the trickling connection is shut down")
+    }
+
     // MARK: Request deadline, its bookkeeping on an explicit clock
 
     /// A connected socket pair: the deadline shuts `fd` down; `peer` sees end of file.

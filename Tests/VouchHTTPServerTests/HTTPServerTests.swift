@@ -5,7 +5,7 @@ import VouchCore
 import VouchHTTPClient
 import VouchHTTPServer
 
-/// The HTTP server in this process, over a Unix socket (plain HTTP) and TLS on 127.0.0.1, with
+/// The HTTP server in this process, over a Unix socket, plain HTTP and TLS on 127.0.0.1, with
 /// small handlers, hit by the package's own libcurl client: what reaches the handler, what the
 /// server answers by itself (body, URL and header limits), and streamed bodies.
 /// Limits that need time and raw connections are in `HTTPServerLimitTests`, TLS in `HTTPServerTLSTests`.
@@ -174,6 +174,32 @@ final class HTTPServerTests: XCTestCase {
         defer { server.stop() }
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         XCTAssertEqual((attributes[.posixPermissions] as? NSNumber)?.intValue, 0o660)
+    }
+
+    func testPlainTCPServesHTTPWithoutTLSOrClientCertificates() throws {
+        let port = try freePort()
+        let server = try HTTPServer(listen: .http(host: "127.0.0.1", port: port), threading: .pool(2),
+                                    limits: .init(requestDeadline: 5, perAddress: 4), handler: echoHandler)
+        defer { server.stop() }
+        let client = HTTPClient(.anyURL(caFile: nil), timeoutSeconds: 10)
+        let e = try echo(client.send("POST", "http://127.0.0.1:\(port)/v1/ocsp?x=1", headers: ["Content-Type": "application/ocsp-request"], body: [0x30, 0x00]))
+        XCTAssertEqual(e.method, "POST")
+        XCTAssertEqual(e.path, "/v1/ocsp")
+        XCTAssertEqual(e.query, ["x": "1"])
+        XCTAssertEqual(e.peer, "127.0.0.1")
+        XCTAssertNil(e.clientCertificate)
+        XCTAssertEqual("\(HTTPServer.Listen.http(host: "127.0.0.1", port: port))", "http://127.0.0.1:\(port)")
+        // A TLS client finds no TLS there.
+        XCTAssertThrowsError(try client.send("GET", "https://127.0.0.1:\(port)/"))
+        // Client certificates need TLS: asking for them on plain TCP is a configuration error.
+        let pki = try TestPKI(scratch: scratch)
+        XCTAssertThrowsError(try HTTPServer(listen: .http(host: "127.0.0.1", port: try freePort()), limits: .init(), clientTrustPEM: try pki.caPEM,
+                                            handler: echoHandler)) { error in
+            XCTAssertEqual((error as? VouchError)?.code, .config)
+        }
+        XCTAssertThrowsError(try HTTPServer(listen: .http(host: "::1", port: 1), limits: .init(), handler: echoHandler)) { error in
+            XCTAssertEqual((error as? VouchError)?.code, .config, "the host must be an IPv4 literal")
+        }
     }
 
     func testBadListenAddressesAreConfigErrors() throws {
