@@ -1,26 +1,33 @@
 import Foundation
 import VouchCore
+import VouchCrypto
 
-/// The non-critical X.509 extension that tells a relying party what Vouch verified before issuing
-/// a certificate. OID 2.25.60286659441808924600910299526305292412 (from UUID
-/// 2d5ac9cb-d71b-4696-96de-99b70c82207c, per ITU-T X.667). DER:
+/// What Vouch verified before issuing an agent certificate, as the certificate carries it: the
+/// broker's attestation result for that decision — an EAR (draft-ietf-rats-ear) in a JWT signed
+/// ES256 by the broker's result signer (`x5c` up to the broker CA) — wrapped in a JSON CMW record
+/// (RFC 9999) in the non-critical CMW extension `id-pe-cmw` (1.3.6.1.5.5.7.1.35):
 ///
-///     VouchAttestation ::= SEQUENCE {
-///       version          INTEGER (1),
-///       hostId           UTF8String,      -- 32 hex digits: SHA-256(EK public area)[0..16]
-///       attestedAt       GeneralizedTime, -- when the broker decided
-///       evidenceType     UTF8String,      -- "tpm2-quote"
-///       evidenceDigest   OCTET STRING,    -- SHA-256 of the signed TPMS_ATTEST
-///       pcrBank          UTF8String,      -- "sha256", ...
-///       pcrDigest        OCTET STRING,    -- the quote's signed PCR digest
-///       policyName       UTF8String,
-///       policyVersion    INTEGER,
-///       policyDigest     OCTET STRING,    -- SHA-256 of the policy file
-///       modelManifests   SEQUENCE OF OCTET STRING,  -- SHA-256 manifest digests (empty: no model measured)
-///       secureBoot       BOOLEAN OPTIONAL -- from the firmware event log, when one was verified
-///     }
+///     ["application/eat+jwt; eat_profile=\"tag:github.com,2023:veraison/ear\"", base64url(JWT), 8]
+///
+/// The EAR's claims (besides `eat_profile`, `iat`, `exp`, `ear.verifier-id` and one submodule per
+/// device with `ear.status`, `ear.trustworthiness-vector` and `ear.appraisal-policy-id`):
+///
+///     "vouch.host":     { "hostId": 32 hex digits: SHA-256(EK public area)[0..16] }
+///     "vouch.evidence": { "device": "tpm", "type": "tpm2-quote",
+///                         "sha256": SHA-256 of the signed TPMS_ATTEST (hex),
+///                         "pcrBank": "sha256", ..., "pcrDigest": the quote's signed PCR digest (hex),
+///                         "modelManifests": [SHA-256 manifest digests (hex)] (empty: no model measured),
+///                         "secureBoot": from the firmware event log, when one was verified }
+///     "vouch.policy":   { "name", "version", "sha256": SHA-256 of the policy file (hex) }
+///
+/// `iat` is when the broker decided (`attestedAt`).
 public struct AttestationExtension: Sendable, Equatable, Codable {
-    public static let oid = "2.25.60286659441808924600910299526305292412"
+    /// id-pe-cmw (RFC 9999 section 6).
+    public static let oid = CMWRecord.extensionOID
+    /// The EAT profile of draft-ietf-rats-ear.
+    public static let earProfile = "tag:github.com,2023:veraison/ear"
+    /// The record's type: the EAT media type (RFC 9782) of a JWT EAR.
+    public static let earMediaType = "application/eat+jwt; eat_profile=\"\(earProfile)\""
 
     public var hostId: String
     public var attestedAt: Date
@@ -41,36 +48,115 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         self.policyDigest = policyDigest; self.modelManifests = modelManifests; self.secureBoot = secureBoot
     }
 
-    public var der: [UInt8] {
-        var items = [DER.integer(1), DER.utf8(hostId), DER.generalizedTime(attestedAt), DER.utf8(evidenceType), DER.octetString(evidenceDigest),
-                     DER.utf8(pcrBank), DER.octetString(pcrDigest), DER.utf8(policyName), DER.integer(policyVersion),
-                     DER.octetString(policyDigest), DER.sequence(modelManifests.map(DER.octetString))]
-        if let secureBoot { items.append(DER.boolean(secureBoot)) }
-        return DER.sequence(items)
+    /// The policy as EAR names it (`ear.appraisal-policy-id`), as the host's EAR does.
+    public var appraisalPolicyID: String { "vouch:policy:\(policyName):v\(policyVersion):sha256:\(Hex.encode(policyDigest))" }
+
+    /// The EAR claims set (JSON) to sign. `devices`: one submodule each (the platform device,
+    /// whose evidence this describes, first); `simulated`: a host without a TPM (warning, no
+    /// hardware claim), as the host's EAR reports it.
+    public func earPayload(device: String, devices: [String], verifierBuild: String, expiresAt: Date, simulated: Bool) throws -> [UInt8] {
+        let appraisal: [String: Any] = [
+            "ear.status": simulated ? "warning" : "affirming",
+            "ear.trustworthiness-vector": ["instance-identity": 2, "hardware": simulated ? 0 : 2, "executables": 2, "configuration": 2],
+            "ear.appraisal-policy-id": appraisalPolicyID,
+        ]
+        var evidence: [String: Any] = ["device": device, "type": evidenceType, "sha256": Hex.encode(evidenceDigest), "pcrBank": pcrBank,
+                                       "pcrDigest": Hex.encode(pcrDigest), "modelManifests": modelManifests.map { Hex.encode($0) }]
+        if let secureBoot { evidence["secureBoot"] = secureBoot }
+        let payload: [String: Any] = [
+            "eat_profile": Self.earProfile,
+            "iat": Int(attestedAt.timeIntervalSince1970),
+            "exp": Int(expiresAt.timeIntervalSince1970),
+            "ear.verifier-id": ["developer": "Vouch", "build": verifierBuild],
+            "submods": Dictionary(uniqueKeysWithValues: devices.map { ($0, appraisal) }),
+            "vouch.host": ["hostId": hostId],
+            "vouch.evidence": evidence,
+            "vouch.policy": ["name": policyName, "version": policyVersion, "sha256": Hex.encode(policyDigest)],
+        ]
+        return [UInt8](try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys, .withoutEscapingSlashes]))
     }
 
-    /// Decodes the extension value; any deviation from the structure above is an `invalid_value` error.
-    public init(der: [UInt8]) throws {
-        guard der.count <= 64 * 1024 else { throw VouchError(.invalidValue, "attestation extension is too large") }
-        var outer = DER.Reader(der)
-        var r = try outer.sequence("VouchAttestation")
-        guard outer.isAtEnd else { throw VouchError(.trailingBytes, "bytes follow the attestation extension") }
-        let version = try r.integer("version")
-        guard version == 1 else { throw VouchError(.unsupported, "attestation extension version \(version) is not supported") }
-        hostId = try r.utf8("hostId")
-        attestedAt = try r.generalizedTime("attestedAt")
-        evidenceType = try r.utf8("evidenceType")
-        evidenceDigest = try r.octetString("evidenceDigest")
-        pcrBank = try r.utf8("pcrBank")
-        pcrDigest = try r.octetString("pcrDigest")
-        policyName = try r.utf8("policyName")
-        policyVersion = try r.integer("policyVersion")
-        policyDigest = try r.octetString("policyDigest")
-        var models = try r.sequence("modelManifests")
-        var list: [[UInt8]] = []
-        while !models.isAtEnd { list.append(try models.octetString("modelManifests[\(list.count)]")) }
-        modelManifests = list
-        secureBoot = r.isAtEnd ? nil : try r.boolean("secureBoot")
-        guard r.isAtEnd else { throw VouchError(.trailingBytes, "unknown fields in the attestation extension") }
+    /// The claims of an EAR claims set that this type reads (others are ignored).
+    private struct Claims: Decodable {
+        struct Host: Decodable { let hostId: String }
+        struct Evidence: Decodable {
+            let type, sha256, pcrBank, pcrDigest: String
+            let modelManifests: [String]
+            let secureBoot: Bool?
+        }
+        struct Policy: Decodable { let name: String; let version: Int; let sha256: String }
+        let profile: String
+        let iat: Int64
+        let host: Host
+        let evidence: Evidence
+        let policy: Policy
+        enum CodingKeys: String, CodingKey {
+            case profile = "eat_profile", iat, host = "vouch.host", evidence = "vouch.evidence", policy = "vouch.policy"
+        }
+    }
+
+    /// Reads the claims back from an EAR claims set; a missing or mistyped claim is `invalid_value`
+    /// naming it (`field`: its dotted path).
+    public init(earPayload: [UInt8]) throws {
+        let c: Claims
+        do {
+            c = try JSONDecoder().decode(Claims.self, from: Data(earPayload))
+        } catch let e as DecodingError {
+            let path: [CodingKey]
+            switch e {
+            case let .keyNotFound(key, context): path = context.codingPath + [key]
+            case let .typeMismatch(_, context), let .valueNotFound(_, context), let .dataCorrupted(context): path = context.codingPath
+            @unknown default: path = []
+            }
+            let field = path.isEmpty ? "ear" : path.map(\.stringValue).joined(separator: ".")
+            throw VouchError(.invalidValue, "the EAR claim \(field) is missing or mistyped", context: ["field": field])
+        }
+        guard c.profile == Self.earProfile else {
+            throw VouchError(.unsupported, "the EAR does not name the EAR profile \(Self.earProfile)", context: ["field": "eat_profile", "got": c.profile])
+        }
+        hostId = c.host.hostId
+        attestedAt = Date(timeIntervalSince1970: TimeInterval(c.iat))
+        evidenceType = c.evidence.type
+        evidenceDigest = try Hex.decode(c.evidence.sha256, field: "vouch.evidence.sha256")
+        pcrBank = c.evidence.pcrBank
+        pcrDigest = try Hex.decode(c.evidence.pcrDigest, field: "vouch.evidence.pcrDigest")
+        modelManifests = try c.evidence.modelManifests.map { try Hex.decode($0, field: "vouch.evidence.modelManifests") }
+        secureBoot = c.evidence.secureBoot
+        policyName = c.policy.name
+        policyVersion = c.policy.version
+        policyDigest = try Hex.decode(c.policy.sha256, field: "vouch.policy.sha256")
+    }
+
+    /// The extension value for a signed EAR (`token`, a compact JWS).
+    public static func extensionValue(ear token: String) -> [UInt8] {
+        CMWRecord(type: earMediaType, value: Array(token.utf8), indicator: CMWRecord.attestationResults).extensionValue
+    }
+
+    /// The signed EAR (compact JWS) in an extension value: a JSON CMW record of the EAR media type.
+    public static func ear(extensionValue der: [UInt8]) throws -> String {
+        let record = try CMWRecord(extensionValue: der)
+        guard record.type == earMediaType else {
+            throw VouchError(.unsupported, "the CMW holds \(record.type), not an EAR (\(earMediaType))", context: ["field": "cmw.type"])
+        }
+        if let ind = record.indicator, ind & CMWRecord.attestationResults == 0 {
+            throw VouchError(.invalidValue, "the CMW indicator does not mark an attestation result", context: ["field": "cmw.ind"])
+        }
+        guard let token = String(bytes: record.value, encoding: .utf8), token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
+            throw VouchError(.invalidValue, "the CMW value is not a compact JWS", context: ["field": "cmw.value"])
+        }
+        return token
+    }
+
+    /// The claims of the EAR in an extension value, without checking its signature (the issuing
+    /// CA's signature over the certificate covers them; `verified` also checks the broker's).
+    public init(extensionValue der: [UInt8]) throws {
+        let parts = try Self.ear(extensionValue: der).split(separator: ".", omittingEmptySubsequences: false)
+        try self.init(earPayload: try JWSSigner.base64URLDecode(String(parts[1]), field: "ear.payload"))
+    }
+
+    /// The claims of the EAR in an extension value whose signature verifies: signed by `signer`
+    /// (its only URI SAN) with a certificate chaining to `anchors` (the broker CA) at `now`.
+    public static func verified(extensionValue der: [UInt8], anchors: [Certificate], signer: String, at now: Date) throws -> AttestationExtension {
+        try AttestationExtension(earPayload: try JWSSigner.verify(try ear(extensionValue: der), anchors: anchors, signer: signer, at: now))
     }
 }

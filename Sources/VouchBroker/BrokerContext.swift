@@ -71,6 +71,8 @@ public final class BrokerContext: Sendable {
     let store: BrokerStore
     public let authorities: CASet
     let ekTrust: EKTrustStore
+    /// Signs attestation results, among them the EAR in each agent certificate.
+    let resultSigner: ResultSigner
     let clock: Clock
     let log: @Sendable (String) -> Void
     public let metrics = BrokerMetrics()
@@ -90,12 +92,13 @@ public final class BrokerContext: Sendable {
     let nonces: NonceMinter
 
     init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
-         clock: Clock, log: @escaping @Sendable (String) -> Void) {
+         resultSigner: ResultSigner, clock: Clock, log: @escaping @Sendable (String) -> Void) {
         self.config = config
         self.policies = policies
         self.store = store
         self.authorities = authorities
         self.ekTrust = ekTrust
+        self.resultSigner = resultSigner
         self.clock = clock
         self.log = log
         let keys = AttestationKeyCache()

@@ -36,9 +36,12 @@ public final class BrokerService: BrokerPart, Sendable {
     public var metrics: BrokerMetrics { context.metrics }
     public var events: EventNotifier { context.events }
 
+    /// `resultSigner`: the broker's attestation-result signer, which signs the EAR each agent
+    /// certificate carries.
     public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
-                clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {
-        let context = BrokerContext(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust, clock: clock, log: log)
+                resultSigner: ResultSigner, clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        let context = BrokerContext(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust,
+                                    resultSigner: resultSigner, clock: clock, log: log)
         self.context = context
         registration = RegistrationService(context: context)
         enrollment = EnrollmentService(context: context)

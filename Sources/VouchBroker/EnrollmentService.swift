@@ -207,12 +207,12 @@ public struct EnrollmentService: BrokerPart, Sendable {
                              context: ["now": now.iso8601, "lastDecision": last.iso8601])
         }
         let notAfter = now.addingTimeInterval(evidence.certificateTTL)   // already capped at re-attestation + grace
-        let claimsExtension = evidence.attestationExtension(attestedAt: now)
+        let ear = try certificateEAR(evidence, simulated: try store.trust(hostID: host.id)?.simulated ?? false, at: now, expiresAt: notAfter)
         let record = evidence.record
         let ca = authorities.current
         let profile = LeafProfile(uriSANs: [spiffeID], notBefore: notBefore, notAfter: notAfter,
                                   usage: .agent, crlDistributionPoint: config.crlURL.map { "\($0)/\(ca.keyID)" }, ocspURL: config.ocspURL,
-                                  extensions: [(AttestationExtension.oid, claimsExtension.der)])
+                                  extensions: [(AttestationExtension.oid, AttestationExtension.extensionValue(ear: ear))])
         let attestation = AttestationRecord(hostID: host.id, at: now, kind: .enrollment, trusted: true, codes: [],
                                             message: "quote verified; policy \(evidence.policyName) v\(evidence.policyVersion) satisfied",
                                             agentName: agentName, nonce: nonce, policyName: evidence.policyName,
@@ -247,6 +247,16 @@ public struct EnrollmentService: BrokerPart, Sendable {
                                   notBefore: cert.notBefore.iso8601, notAfter: cert.notAfter.iso8601, policy: "\(evidence.policyName) v\(evidence.policyVersion)")
         }
         throw VouchError(.internalError, "could not allocate a unique certificate serial")
+    }
+
+    /// The attestation result of this decision, for the certificate it issues: an EAR built from
+    /// the evidence just verified (one submodule per device), valid as long as the certificate,
+    /// signed by the broker's result signer.
+    func certificateEAR(_ evidence: TrustedEvidence, simulated: Bool, at now: Date, expiresAt: Date) throws -> String {
+        let payload = try evidence.attestationExtension(attestedAt: now).earPayload(
+            device: evidence.platform.device, devices: evidence.results.map(\.device), verifierBuild: "vouchd (\(config.trustDomain))",
+            expiresAt: expiresAt, simulated: simulated)
+        return try context.resultSigner.sign(payload: payload, typ: "JWT")
     }
 
     /// Records a refused enrollment for the audit trail, then throws the refusal.

@@ -37,9 +37,9 @@ enum FuzzTargets {
             guard let cert = try? Certificate(der: bytes) else { return }
             _ = cert.uriSANs
             _ = cert.subject
-            _ = cert.extensionValue(oid: AttestationExtension.oid).map { try? AttestationExtension(der: $0) }
+            _ = cert.extensionValue(oid: AttestationExtension.oid).map { try? AttestationExtension(extensionValue: $0) }
         },
-        "attestation-extension": { _ = try? AttestationExtension(der: $0) },
+        "attestation-extension": { _ = try? AttestationExtension(extensionValue: $0) },
         "crl": { bytes in _ = (try? CRL(der: bytes)).map { ($0.revokedSerials, $0.number) } },
         "ocsp-request": { bytes in _ = try? OCSPResponder(ca: fuzzCA).respond(to: bytes, now: Date(), validity: 60) { _ in .good } },
         "api-bodies": { bytes in

@@ -4,10 +4,13 @@ import VouchAttestation
 import VouchCore
 import VouchCrypto
 
-/// `vouch cert inspect FILE [--json]`: the certificate's identity and the attestation it carries.
+/// `vouch cert inspect FILE [--ca FILE] [--json]`: the certificate's identity and the attestation
+/// it carries (the EAR in its CMW extension). With `--ca` (the broker CA), the EAR's signature must
+/// verify: signed by `spiffe://TRUST-DOMAIN/vouchd` of the certificate's trust domain, chaining to
+/// that CA now; otherwise the claims are shown as the issuing CA's signature vouches for them.
 func certCommand(_ argv: [String]) throws -> Int32 {
-    guard argv.first == "inspect" else { throw VouchError(.badRequest, "usage: vouch cert inspect FILE [--json]") }
-    let args = try Arguments(Array(argv.dropFirst()), options: [], flags: ["json"], positional: 1)
+    guard argv.first == "inspect" else { throw VouchError(.badRequest, "usage: vouch cert inspect FILE [--ca FILE] [--json]") }
+    let args = try Arguments(Array(argv.dropFirst()), options: ["ca"], flags: ["json"], positional: 1)
     guard let path = args.positional.first else { throw VouchError(.badRequest, "vouch cert inspect needs a FILE") }
     guard let data = FileManager.default.contents(atPath: path) else {
         CLI.error("cert inspect: cannot read \(path)")
@@ -19,17 +22,39 @@ func certCommand(_ argv: [String]) throws -> Int32 {
         CLI.error("cert inspect: \(path) is not a PEM or DER certificate")
         return 2
     }
+    var anchors: [Certificate]?
+    if let caFile = args["ca"] {
+        guard let pem = FileManager.default.contents(atPath: caFile), let chain = try? Certificate.chain(pem: String(decoding: pem, as: UTF8.self)),
+              !chain.filter(\.isSelfSigned).isEmpty else {
+            CLI.error("cert inspect: \(caFile) holds no self-signed CA certificate (--ca is the broker CA, broker-ca/ca.pem)")
+            return 2
+        }
+        anchors = chain.filter(\.isSelfSigned)
+    }
     var claims: AttestationExtension?
-    var problem: String?
+    var problem: String?, problemCode: String?
     if let der = cert.extensionValue(oid: AttestationExtension.oid) {
-        do { claims = try AttestationExtension(der: der) } catch { problem = "\(error)" }
+        do {
+            if let anchors {
+                let trustDomain = cert.uriSANs.first { $0.hasPrefix("spiffe://") }.map { $0.dropFirst("spiffe://".count).prefix { $0 != "/" } } ?? ""
+                claims = try AttestationExtension.verified(extensionValue: der, anchors: anchors, signer: "spiffe://\(trustDomain)/vouchd", at: Date())
+            } else {
+                claims = try AttestationExtension(extensionValue: der)
+            }
+        } catch let e as VouchError {
+            (problem, problemCode) = (e.message, e.code.rawValue)
+        }
+    } else if anchors != nil {
+        (problem, problemCode) = ("the certificate carries no attestation to verify", "no_attestation")
     }
     if args.has("json") {
         struct Report: Encodable {
             let serial, subject, issuer, notBefore, notAfter: String
             let uriSANs: [String]
             let attestation: AttestationReport?
+            let attestationVerified: Bool
             let attestationError: String?
+            let attestationErrorCode: String?
         }
         struct AttestationReport: Encodable {
             let hostId, attestedAt, evidenceType, evidenceDigest, pcrBank, pcrDigest, policyName, policyDigest: String
@@ -42,20 +67,21 @@ func certCommand(_ argv: [String]) throws -> Int32 {
             AttestationReport(hostId: $0.hostId, attestedAt: $0.attestedAt.iso8601, evidenceType: $0.evidenceType, evidenceDigest: Hex.encode($0.evidenceDigest),
                               pcrBank: $0.pcrBank, pcrDigest: Hex.encode($0.pcrDigest), policyName: $0.policyName, policyDigest: Hex.encode($0.policyDigest),
                               policyVersion: $0.policyVersion, modelManifests: $0.modelManifests.map { Hex.encode($0) }, secureBoot: $0.secureBoot)
-        }, attestationError: problem)))
+        }, attestationVerified: anchors != nil && claims != nil, attestationError: problem,
+                                      attestationErrorCode: problemCode)))
     } else {
         print("serial     \(cert.serialHex)\nsubject    \(cert.subject)\nissuer     \(cert.issuer)")
         print("validity   \(cert.notBefore.iso8601) → \(cert.notAfter.iso8601)")
         for u in cert.uriSANs { print("SAN        \(u)") }
         if let c = claims {
-            print("attestation (\(AttestationExtension.oid))")
+            print("attestation (EAR in CMW extension \(AttestationExtension.oid)\(anchors != nil ? ", signature verified" : ", signature not checked: --ca"))")
             print("  host           \(c.hostId)\n  attested at    \(c.attestedAt.iso8601)\n  evidence       \(c.evidenceType) sha256:\(Hex.encode(c.evidenceDigest))")
             print("  PCRs           \(c.pcrBank) digest \(Hex.encode(c.pcrDigest))")
             print("  policy         \(c.policyName) v\(c.policyVersion) sha256:\(Hex.encode(c.policyDigest))")
             print("  model          \(c.modelManifests.isEmpty ? "none measured" : c.modelManifests.map { Hex.encode($0) }.joined(separator: ", "))")
             print("  Secure Boot    \(c.secureBoot.map { $0 ? "enabled" : "disabled" } ?? "no firmware log")")
         } else {
-            print("attestation    \(problem.map { "malformed: \($0)" } ?? "none (not a Vouch attested certificate)")")
+            print("attestation    \(problem.map { "rejected: \($0)" } ?? "none (not a Vouch attested certificate)")")
         }
     }
     return problem == nil ? 0 : 1

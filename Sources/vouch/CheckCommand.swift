@@ -77,8 +77,8 @@ func checkCommand(_ argv: [String]) throws -> Int32 {
         }
     }
     // 3-6
-    guard let ext = cert.extensionValue(oid: AttestationExtension.oid).flatMap({ try? AttestationExtension(der: $0) }), let spiffeID else {
-        failures.append(.init("not_agent_certificate", "certificate carries no Vouch attestation extension (not an agent certificate)"))
+    guard let ext = cert.extensionValue(oid: AttestationExtension.oid).flatMap({ try? AttestationExtension(extensionValue: $0) }), let spiffeID else {
+        failures.append(.init("not_agent_certificate", "certificate carries no Vouch attestation (CMW extension with an EAR; not an agent certificate)"))
         return report(failures, facts, json: args.has("json"))
     }
     facts["hostId"] = ext.hostId

@@ -39,7 +39,9 @@ enum CLI {
       ca create-root --out DIR [--name CN] [--years N]
       ca create-intermediate --root DIR --out DIR [--name CN] [--days N]
       crl [--out FILE] [--json]           fetch the CRL, check its signature, list revoked serials
-      cert inspect FILE [--json]          a certificate's identity and the attestation extension it carries
+      cert inspect FILE [--ca FILE] [--json]
+                                          a certificate's identity and the attestation (EAR) it carries;
+                                          --ca: verify the EAR's signature against the broker CA
 
     Policies (offline, except capture --host):
       policy lint FILE|DIR...             validate files and the set; exit 0 valid, 1 invalid

@@ -143,7 +143,9 @@ do {
     guard idle >= 1, requestDeadline >= 1 else { fail("connection-timeout and request-deadline must be at least 1s") }
 
     let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db")
-    let service = BrokerService(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust, clock: clock, log: Runtime.log)
+    let clientTLS = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
+    let service = BrokerService(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust,
+                                resultSigner: clientTLS.resultSigner, clock: clock, log: Runtime.log)
     var dispatcher: WebhookDispatcher?
     if !config.webhookURLs.isEmpty {
         let secret = try BrokerBootstrap.loadOrCreateSecret(path: args["webhook-secret-file"] ?? dataDir + "/webhook.secret")
@@ -155,7 +157,6 @@ do {
     let sighup = policies.reloadOnSIGHUP()
     let watcher = policies.watch(every: 2) { PolicyFiles.fingerprint(policyPaths) }
     _ = try service.revocation.currentCRL()
-    let clientTLS = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
     let bundle = try service.revocation.bundlePEM()
     let pullTLS = try TLSClientMaterial(trustPEM: bundle, certificateChainPEM: clientTLS.certificatePEM, keyPEM: clientTLS.keyPEM)
     let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: max(1, Int(pullTimeout))),

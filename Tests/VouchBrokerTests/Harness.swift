@@ -106,7 +106,7 @@ final class Broker {
                                                  notBefore: now.addingTimeInterval(-3600), notAfter: now.addingTimeInterval(10 * 365 * 86400))
         service = BrokerService(config: BrokerConfig(trustDomain: "test.local"), policies: PolicyProvider(fixed: try PolicySet([policy]), clock: clock),
                                 store: store, authorities: CASet(current: IssuingCA(signer: ca)), ekTrust: EKTrustStore(anchors: [], intermediates: []),
-                                clock: clock)
+                                resultSigner: try JWSSigner(key: try PrivateKey.generate(.p256), chain: [ca.certificate]), clock: clock)
         source = ScriptedSource(clock: clock)
         reattestor = Reattestor(service: service, source: source, spread: { 0.5 })
     }

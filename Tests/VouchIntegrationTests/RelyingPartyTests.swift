@@ -28,11 +28,11 @@ final class RelyingPartyTests: XCTestCase {
         // The profile as OpenSSL sees it.
         let text = try TestEnv.run("openssl", ["x509", "-in", certPath, "-noout", "-text"]).stdout
         XCTAssertTrue(text.contains("OCSP - URI:\(broker.url)/v1/ocsp"), text)
-        XCTAssertTrue(text.contains("2.25.60286659441808924600910299526305292412"), text)
+        XCTAssertTrue(text.contains("1.3.6.1.5.5.7.1.35"), text)   // id-pe-cmw (RFC 9999), holding the EAR
 
         // The attestation it carries, decoded by vouch cert inspect.
         let inspect = try broker.vouch(["cert", "inspect", certPath, "--json"])
-        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        XCTAssertEqual(inspect.status, 0, inspect.stdout + inspect.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as! [String: Any]
         let a = try XCTUnwrap(json["attestation"] as? [String: Any])
         XCTAssertEqual(a["hostId"] as? String, attester.hostID)
@@ -43,6 +43,19 @@ final class RelyingPartyTests: XCTestCase {
         XCTAssertEqual((a["pcrDigest"] as? String)?.count, 64)
         let policySHA = try broker.status().policies.policies.first?.sha256
         XCTAssertEqual(a["policyDigest"] as? String, policySHA)
+        XCTAssertEqual(json["attestationVerified"] as? Bool, false)
+
+        // With --ca, the EAR's signature must verify against the broker CA (not the issuing CA).
+        let verified = try broker.vouch(["cert", "inspect", certPath, "--ca", broker.brokerCAFile, "--json"])
+        XCTAssertEqual(verified.status, 0, verified.stdout + verified.stderr)
+        let vj = try JSONSerialization.jsonObject(with: Data(verified.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(vj["attestationVerified"] as? Bool, true)
+        XCTAssertEqual((vj["attestation"] as? [String: Any])?["hostId"] as? String, attester.hostID)
+        let wrongCA = try broker.vouch(["cert", "inspect", certPath, "--ca", broker.agentCAFile, "--json"])
+        XCTAssertEqual(wrongCA.status, 1, wrongCA.stdout + wrongCA.stderr)
+        let wj = try JSONSerialization.jsonObject(with: Data(wrongCA.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(wj["attestationErrorCode"] as? String, "signature_invalid")
+        XCTAssertEqual(wj["attestationVerified"] as? Bool, false)
 
         // OCSP, as openssl ocsp builds and verifies it (nonce included), POST then GET.
         let req = d.appendingPathComponent("req.der").path, resp = d.appendingPathComponent("resp.der").path
