@@ -13,6 +13,7 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
        vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
        vouch-attester --simulate N --broker URL --ca FILE --listen ADDR:PORT [--labels K=V,...] [--hostname PREFIX]
                       [--enroll-agents] [--drift-after DUR]
+       vouch-attester -h | --help | --version
   --broker URL      broker base URL, e.g. https://127.0.0.1:8443
   --ca FILE         the broker's CA certificate (PEM): the only CA trusted for the broker's TLS
   --tcti TCTI       TPM access: swtpm:host=127.0.0.1,port=2321 or device:/dev/tpmrm0
@@ -45,10 +46,22 @@ reset PCR 23, extend it with one event per artefact in name order, and write the
 Canonical Event Log JSON) to --model-log. Prints the manifest digest.
 """
 
+/// One line on stderr, then exit: 2 for a usage error (pointing at --help), 1 for a failure.
 func fail(_ message: String, code: Int32 = 2) -> Never {
-    FileHandle.standardError.write(Data("vouch-attester: \(message)\n".utf8))
+    let line = message.split(whereSeparator: \.isNewline).joined(separator: "; ")
+    FileHandle.standardError.write(Data("vouch-attester: \(line)\(code == 2 ? " (vouch-attester --help)" : "")\n".utf8))
     exit(code)
 }
+
+/// Exits 2 for a usage error, 1 for anything else; one line, without the code of a usage error.
+func fail(_ error: Error, prefix: String = "") -> Never {
+    if let e = error as? VouchError, e.code == .usage { fail(prefix + e.message) }
+    fail(prefix + ((error as? VouchError)?.message ?? "\(error)"), code: 1)
+}
+
+let words = Array(CommandLine.arguments.dropFirst())
+if Arguments.asksForHelp(words) { print(usage); exit(0) }
+if Arguments.asksForVersion(words) { print("vouch-attester \(VouchVersion.current)"); exit(0) }
 
 /// `--labels K=V,...` as a dictionary (a usage error if malformed).
 func parseLabels(_ text: String?) -> [String: String] {
@@ -68,10 +81,8 @@ if CommandLine.arguments.dropFirst().first == "measure-model" {
         for f in claims.files { print("\(f.sha256)  \(f.name)  (\(f.size) bytes)") }
         print("manifest \(claims.manifestDigest)  (\(claims.files.count) artefacts, extended into PCR 23)")
         exit(0)
-    } catch let e as VouchError where e.code == .badRequest {
-        fail("\(e.message)\n\(usage)")
     } catch {
-        fail("measure-model: \(error)", code: 1)
+        fail(error, prefix: "measure-model: ")
     }
 }
 
@@ -79,9 +90,8 @@ let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
                          options: ["broker", "ca", "tcti", "socket", "ak", "ek", "hostname", "register-timeout", "event-log", "model-log", "labels",
-                                   "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after"], flags: ["help", "enroll-agents"])
-} catch { fail("\(error)\n\(usage)") }
-if args.has("help") { print(usage); exit(0) }
+                                   "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after"], flags: ["enroll-agents"])
+} catch { fail(error) }
 
 if let n = args["simulate"] {
     do {
@@ -116,7 +126,7 @@ if let n = args["simulate"] {
         Runtime.log("served \(fleet.quotesServed) quotes")
         exit(0)
     } catch {
-        fail("\(error)", code: 1)
+        fail(error)
     }
 }
 
@@ -178,5 +188,5 @@ do {
     brokerServer?.stop()
     server.stop()
 } catch {
-    fail("\(error)", code: 1)
+    fail(error)
 }

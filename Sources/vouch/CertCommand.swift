@@ -6,9 +6,9 @@ import VouchCrypto
 
 /// `vouch cert inspect FILE [--json]`: the certificate's identity and the attestation it carries.
 func certCommand(_ argv: [String]) throws -> Int32 {
-    guard argv.first == "inspect" else { throw VouchError(.badRequest, "usage: vouch cert inspect FILE [--json]") }
+    guard argv.first == "inspect" else { throw VouchError(.usage, "give a subcommand: inspect FILE") }
     let args = try Arguments(Array(argv.dropFirst()), options: [], flags: ["json"], positional: 1)
-    guard let path = args.positional.first else { throw VouchError(.badRequest, "vouch cert inspect needs a FILE") }
+    guard let path = args.positional.first else { throw VouchError(.usage, "cert inspect needs a FILE") }
     guard let data = FileManager.default.contents(atPath: path) else {
         CLI.error("cert inspect: cannot read \(path)")
         return 2
