@@ -59,6 +59,11 @@ func fail(_ error: Error, prefix: String = "") -> Never {
     fail(prefix + ((error as? VouchError)?.message ?? "\(error)"), code: 1)
 }
 
+/// A duration option; a malformed one is a usage error.
+func duration(_ text: String, _ option: String) throws -> TimeInterval {
+    do { return try parseDuration(text, field: option) } catch let e as VouchError { throw VouchError(.usage, e.message, context: e.context) }
+}
+
 let words = Array(CommandLine.arguments.dropFirst())
 if Arguments.asksForHelp(words) { print(usage); exit(0) }
 if Arguments.asksForVersion(words) { print("vouch-attester \(VouchVersion.current)"); exit(0) }
@@ -115,7 +120,7 @@ if let n = args["simulate"] {
             Runtime.log("enrolled an agent on each simulated host (\(try fleet.enrollAgentOnEveryHost()) failures)")
         }
         if let d = args["drift-after"] {
-            let delay = try parseDuration(d, field: "--drift-after")
+            let delay = try duration(d, "--drift-after")
             DispatchQueue.global().asyncAfter(deadline: .now() + delay) {
                 fleet.drift(0..<count)
                 Runtime.log("every simulated host's PCR 7 drifted")
@@ -149,9 +154,9 @@ do {
     } else if args["advertise"] != nil {
         fail("--advertise goes with --listen")
     }
-    let pushInterval = try args["push-interval"].map { try parseDuration($0, field: "--push-interval") }
+    let pushInterval = try args["push-interval"].map { try duration($0, "--push-interval") }
     let attester = Attester(config: config, broker: brokerClient)
-    let timeout = try parseDuration(args["register-timeout"] ?? "60s", field: "--register-timeout")
+    let timeout = try duration(args["register-timeout"] ?? "60s", "--register-timeout")
     let deadline = Date().addingTimeInterval(timeout)
     while true {
         do {

@@ -66,6 +66,8 @@ final class CLITests: XCTestCase {
         assertUsageError(try run("vouch-attester", []), "vouch-attester")
         assertUsageError(try run("vouch-attester", ["--bogus"]), "vouch-attester --bogus")
         assertUsageError(try run("vouch-attester", ["measure-model"]), "vouch-attester measure-model")
+        assertUsageError(try run("vouch-attester", ["--broker", "https://127.0.0.1:1", "--ca", "ca.pem", "--tcti", "swtpm:port=1", "--socket", "s",
+                                                    "--register-timeout", "soon"]), "vouch-attester --register-timeout soon")
         assertUsageError(try run("vouchd", []), "vouchd")
         assertUsageError(try run("vouchd", ["--bogus"]), "vouchd --bogus")
     }
