@@ -6,8 +6,10 @@ import VouchCrypto
 import VouchModel
 
 /// Signs attestation results (EAR, JWT ES256) with a key whose certificate chains to the broker CA.
+/// Its tokens name the key by `kid`; `jwk` is that key as published in `GET /v1/ear/jwks`.
 public protocol ResultSigner: Sendable {
     func sign(payload: [UInt8], typ: String) throws -> String
+    var jwk: JWK { get }
 }
 
 extension JWSSigner: ResultSigner {}

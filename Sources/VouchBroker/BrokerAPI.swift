@@ -140,6 +140,11 @@ public struct BrokerAPI: Sendable {
             guard let resultSigner else { throw VouchError(.notFound, "this broker has no attestation-result signer") }
             return HTTPResponse(status: 200, headers: [("Content-Type", "application/eat+jwt"), ("Cache-Control", "no-store")],
                                 body: Array(try service.queries.ear(hostID: p[1], nonce: req.query["nonce"], signer: resultSigner).utf8))
+        case ("GET", ["ear", "jwks"]):
+            // Public, like the CA bundle: the key that signs EARs, named by the kid in their header.
+            guard let resultSigner else { throw VouchError(.notFound, "this broker has no attestation-result signer") }
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/jwk-set+json"), ("Cache-Control", "no-cache")],
+                                body: JSONCodec.encode(JWKSet(keys: [resultSigner.jwk])))
         case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "attestations":
             try require(.read, req)
             var query = req.query
@@ -176,7 +181,7 @@ public struct BrokerAPI: Sendable {
             try require(.read, req)
             return json(200, try service.queries.evidence(hostID: p[1]))
         case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["crl.pem"]), (_, ["ocsp"]), (_, ["bundle"]), (_, ["events"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]),
-             (_, ["policies"]), (_, ["policies", "reload"]), (_, ["summary"]), (_, ["attestations"]), (_, ["certificates"]), (_, ["tokens"]):
+             (_, ["policies"]), (_, ["policies", "reload"]), (_, ["summary"]), (_, ["attestations"]), (_, ["certificates"]), (_, ["tokens"]), (_, ["ear", "jwks"]):
             throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here")
         default:
             throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))])

@@ -3,16 +3,24 @@ import VouchCore
 import VouchTPMWire
 
 /// Compact JWS with ES256 (RFC 7515/7518): signed JSON tokens such as EAR attestation results.
-/// The header carries the signer's certificate chain (`x5c`); a relying party verifies a token
-/// against the broker CA (never the agents' issuing CA) and the broker's SPIFFE ID.
+/// The header carries the signer's certificate chain (`x5c`) and a key id (`kid`, the RFC 7638
+/// thumbprint of the signing key). A relying party verifies a token either against the broker CA
+/// (never the agents' issuing CA) and the broker's SPIFFE ID, or by its `kid` in the key set the
+/// broker publishes (`jwk`, served at `GET /v1/ear/jwks`).
 public struct JWSSigner: Sendable {
     let key: PrivateKey
     let x5c: [String]
+    /// The signing key's RFC 7638 thumbprint, sent as the header's `kid`.
+    public let kid: String
+    /// The public signing key as a JWK (`kid`, `use: sig`, `alg: ES256`, and the `x5c` chain).
+    public let jwk: JWK
 
     /// `chain`: the signer's certificate first, then the CA certificates above it.
     public init(key: PrivateKey, chain: [Certificate]) throws {
         self.key = key
         self.x5c = try chain.map { Base64.encode(try $0.der) }
+        self.jwk = try JWK(publicKey: try key.publicKey, use: "sig", alg: "ES256", x5c: x5c)
+        self.kid = jwk.thumbprint
     }
 
     public static func base64URL(_ b: [UInt8]) -> String {
@@ -28,7 +36,7 @@ public struct JWSSigner: Sendable {
 
     /// Signs the JSON `payload` (typ `typ`): header.payload.signature, each base64url.
     public func sign(payload: [UInt8], typ: String = "JWT") throws -> String {
-        let header: [String: Any] = ["alg": "ES256", "typ": typ, "x5c": x5c]
+        let header: [String: Any] = ["alg": "ES256", "kid": kid, "typ": typ, "x5c": x5c]
         let h = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys, .withoutEscapingSlashes])
         let input = Self.base64URL([UInt8](h)) + "." + Self.base64URL(payload)
         var der = DER.Reader(try key.sign(Array(input.utf8), hash: .sha256))
@@ -48,12 +56,8 @@ public struct JWSSigner: Sendable {
     /// leaf key. `anchors` must be the broker CA alone: a CA that also certifies agents would let
     /// an agent's key sign results.
     public static func verify(_ token: String, anchors: [Certificate], signer: String, at now: Date) throws -> [UInt8] {
-        guard token.count <= 64 * 1024 else { throw VouchError(.invalidValue, "token is too long", context: ["field": "token"]) }
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 3 else { throw VouchError(.invalidValue, "a compact JWS has three parts", context: ["got": "\(parts.count)"]) }
-        let headerBytes = try base64URLDecode(parts[0], field: "header")
-        guard let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any],
-              header["alg"] as? String == "ES256", let x5c = header["x5c"] as? [String], !x5c.isEmpty, x5c.count <= 8 else {
+        let (parts, header) = try split(token)
+        guard header["alg"] as? String == "ES256", let x5c = header["x5c"] as? [String], !x5c.isEmpty, x5c.count <= 8 else {
             throw VouchError(.invalidValue, "header must name alg ES256 and carry an x5c chain", context: ["field": "header"])
         }
         let chain = try x5c.map { try Certificate(der: try Base64.decode($0, field: "x5c")) }
@@ -67,10 +71,45 @@ public struct JWSSigner: Sendable {
             throw VouchError(.signerMismatch, "the token is not signed by \(signer)",
                              context: ["field": "x5c", "expected": signer, "got": chain[0].uriSANs.joined(separator: ",")])
         }
+        return try checkSignature(parts, key: try chain[0].publicKey)
+    }
+
+    /// Verifies a compact ES256 JWS with the key its header's `kid` names in `keySet` (a set the
+    /// caller obtained from a source it trusts: the broker's `GET /v1/ear/jwks` over TLS verified
+    /// with the broker CA, or a copy of it); returns the payload bytes. The `x5c` header, if any,
+    /// is not used. The key must be a P-256 EC key whose `alg`, if given, is ES256.
+    public static func verify(_ token: String, keySet: JWKSet) throws -> [UInt8] {
+        let (parts, header) = try split(token)
+        guard header["alg"] as? String == "ES256", let kid = header["kid"] as? String, !kid.isEmpty else {
+            throw VouchError(.invalidValue, "header must name alg ES256 and a kid", context: ["field": "header"])
+        }
+        guard let jwk = keySet.key(kid: kid) else {
+            throw VouchError(.signerMismatch, "no key in the key set has the token's kid", context: ["field": "kid", "got": String(kid.prefix(64))])
+        }
+        guard jwk.crv == "P-256", jwk.alg == nil || jwk.alg == "ES256", jwk.use == nil || jwk.use == "sig" else {
+            throw VouchError(.signerMismatch, "the key named by the token's kid is not an ES256 signing key", context: ["field": "kid"])
+        }
+        return try checkSignature(parts, key: try jwk.publicKey())
+    }
+
+    /// The three parts of a compact JWS and its decoded header.
+    private static func split(_ token: String) throws -> ([String], [String: Any]) {
+        guard token.count <= 64 * 1024 else { throw VouchError(.invalidValue, "token is too long", context: ["field": "token"]) }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3 else { throw VouchError(.invalidValue, "a compact JWS has three parts", context: ["got": "\(parts.count)"]) }
+        let headerBytes = try base64URLDecode(parts[0], field: "header")
+        guard let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any] else {
+            throw VouchError(.invalidValue, "the header is not a JSON object", context: ["field": "header"])
+        }
+        return (parts, header)
+    }
+
+    /// Checks the 64-byte r‖s signature over header.payload with `key`; returns the payload.
+    private static func checkSignature(_ parts: [String], key: PublicKey) throws -> [UInt8] {
         let sig = try base64URLDecode(parts[2], field: "signature")
         guard sig.count == 64 else { throw VouchError(.signatureInvalid, "ES256 signatures are 64 bytes", context: ["got": "\(sig.count)"]) }
         let der = try ecdsaSignatureDER(r: Array(sig[0..<32]), s: Array(sig[32..<64]))
-        guard try chain[0].publicKey.verify(message: Array((parts[0] + "." + parts[1]).utf8), signature: der, scheme: .ecdsa, hash: .sha256) else {
+        guard key.verify(message: Array((parts[0] + "." + parts[1]).utf8), signature: der, scheme: .ecdsa, hash: .sha256) else {
             throw VouchError(.signatureInvalid, "the token's signature does not verify", context: ["field": "signature"])
         }
         return try base64URLDecode(parts[1], field: "payload")

@@ -13,6 +13,7 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
        vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
        vouch-attester --simulate N --broker URL --ca FILE --listen ADDR:PORT [--labels K=V,...] [--hostname PREFIX]
                       [--enroll-agents] [--drift-after DUR]
+       vouch-attester -h | --help | --version
   --broker URL      broker base URL, e.g. https://127.0.0.1:8443
   --ca FILE         the broker's CA certificate (PEM): the only CA trusted for the broker's TLS
   --tcti TCTI       TPM access: swtpm:host=127.0.0.1,port=2321 or device:/dev/tpmrm0
@@ -45,10 +46,27 @@ reset PCR 23, extend it with one event per artefact in name order, and write the
 Canonical Event Log JSON) to --model-log. Prints the manifest digest.
 """
 
+/// One line on stderr, then exit: 2 for a usage error (pointing at --help), 1 for a failure.
 func fail(_ message: String, code: Int32 = 2) -> Never {
-    FileHandle.standardError.write(Data("vouch-attester: \(message)\n".utf8))
+    let line = message.split(whereSeparator: \.isNewline).joined(separator: "; ")
+    FileHandle.standardError.write(Data("vouch-attester: \(line)\(code == 2 ? " (vouch-attester --help)" : "")\n".utf8))
     exit(code)
 }
+
+/// Exits 2 for a usage error, 1 for anything else; one line, without the code of a usage error.
+func fail(_ error: Error, prefix: String = "") -> Never {
+    if let e = error as? VouchError, e.code == .usage { fail(prefix + e.message) }
+    fail(prefix + ((error as? VouchError)?.message ?? "\(error)"), code: 1)
+}
+
+/// A duration option; a malformed one is a usage error.
+func duration(_ text: String, _ option: String) throws -> TimeInterval {
+    do { return try parseDuration(text, field: option) } catch let e as VouchError { throw VouchError(.usage, e.message, context: e.context) }
+}
+
+let words = Array(CommandLine.arguments.dropFirst())
+if Arguments.asksForHelp(words) { print(usage); exit(0) }
+if Arguments.asksForVersion(words) { print("vouch-attester \(VouchVersion.current)"); exit(0) }
 
 /// `--labels K=V,...` as a dictionary (a usage error if malformed).
 func parseLabels(_ text: String?) -> [String: String] {
@@ -68,10 +86,8 @@ if CommandLine.arguments.dropFirst().first == "measure-model" {
         for f in claims.files { print("\(f.sha256)  \(f.name)  (\(f.size) bytes)") }
         print("manifest \(claims.manifestDigest)  (\(claims.files.count) artefacts, extended into PCR 23)")
         exit(0)
-    } catch let e as VouchError where e.code == .badRequest {
-        fail("\(e.message)\n\(usage)")
     } catch {
-        fail("measure-model: \(error)", code: 1)
+        fail(error, prefix: "measure-model: ")
     }
 }
 
@@ -79,9 +95,8 @@ let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
                          options: ["broker", "ca", "tcti", "socket", "ak", "ek", "hostname", "register-timeout", "event-log", "model-log", "labels",
-                                   "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after"], flags: ["help", "enroll-agents"])
-} catch { fail("\(error)\n\(usage)") }
-if args.has("help") { print(usage); exit(0) }
+                                   "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after"], flags: ["enroll-agents"])
+} catch { fail(error) }
 
 if let n = args["simulate"] {
     do {
@@ -105,7 +120,7 @@ if let n = args["simulate"] {
             Runtime.log("enrolled an agent on each simulated host (\(try fleet.enrollAgentOnEveryHost()) failures)")
         }
         if let d = args["drift-after"] {
-            let delay = try parseDuration(d, field: "--drift-after")
+            let delay = try duration(d, "--drift-after")
             DispatchQueue.global().asyncAfter(deadline: .now() + delay) {
                 fleet.drift(0..<count)
                 Runtime.log("every simulated host's PCR 7 drifted")
@@ -116,7 +131,7 @@ if let n = args["simulate"] {
         Runtime.log("served \(fleet.quotesServed) quotes")
         exit(0)
     } catch {
-        fail("\(error)", code: 1)
+        fail(error)
     }
 }
 
@@ -139,9 +154,9 @@ do {
     } else if args["advertise"] != nil {
         fail("--advertise goes with --listen")
     }
-    let pushInterval = try args["push-interval"].map { try parseDuration($0, field: "--push-interval") }
+    let pushInterval = try args["push-interval"].map { try duration($0, "--push-interval") }
     let attester = Attester(config: config, broker: brokerClient)
-    let timeout = try parseDuration(args["register-timeout"] ?? "60s", field: "--register-timeout")
+    let timeout = try duration(args["register-timeout"] ?? "60s", "--register-timeout")
     let deadline = Date().addingTimeInterval(timeout)
     while true {
         do {
@@ -178,5 +193,5 @@ do {
     brokerServer?.stop()
     server.stop()
 } catch {
-    fail("\(error)", code: 1)
+    fail(error)
 }

@@ -44,6 +44,6 @@ func caCommand(_ argv: [String]) throws -> Int32 {
         print("now issuing with \(chain[0].subject); the previous CA keeps signing CRLs and OCSP answers for what it issued")
         return 0
     default:
-        throw VouchError(.badRequest, "usage: vouch ca (create-root --out DIR | create-intermediate --root DIR --out DIR | rotate)")
+        throw VouchError(.usage, "give a subcommand: create-root, create-intermediate or rotate")
     }
 }

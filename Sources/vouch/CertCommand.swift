@@ -9,9 +9,9 @@ import VouchCrypto
 /// verify: signed by `spiffe://TRUST-DOMAIN/vouchd` of the certificate's trust domain, chaining to
 /// that CA now; otherwise the claims are shown as the issuing CA's signature vouches for them.
 func certCommand(_ argv: [String]) throws -> Int32 {
-    guard argv.first == "inspect" else { throw VouchError(.badRequest, "usage: vouch cert inspect FILE [--ca FILE] [--json]") }
+    guard argv.first == "inspect" else { throw VouchError(.usage, "give a subcommand: inspect FILE [--ca FILE] [--json]") }
     let args = try Arguments(Array(argv.dropFirst()), options: ["ca"], flags: ["json"], positional: 1)
-    guard let path = args.positional.first else { throw VouchError(.badRequest, "vouch cert inspect needs a FILE") }
+    guard let path = args.positional.first else { throw VouchError(.usage, "cert inspect needs a FILE") }
     guard let data = FileManager.default.contents(atPath: path) else {
         CLI.error("cert inspect: cannot read \(path)")
         return 2

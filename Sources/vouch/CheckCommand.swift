@@ -8,25 +8,28 @@ import VouchRuntime
 /// `vouch check`: the gate for automated workflows. Exit 0 only if every requirement holds.
 /// Checks, in order (all are run; every failure is reported):
 /// 1. the agent certificate (from --cert, or the newest valid one for --spiffe-id) chains to the
-///    broker's CA bundle and is within its validity period, and names a SPIFFE ID;
+///    broker's CA bundle, is within its validity period (expired and not-yet-valid are their own
+///    failures, not a chain failure), and names a SPIFFE ID;
 /// 2. it is not revoked: the CRL of its issuing CA (fetched from the broker, or --crl FILE) is
 ///    signed by that CA, current (thisUpdate ≤ now < nextUpdate, so an old CRL cannot be
-///    replayed) and does not list it;
+///    replayed) and does not list it, nor does the broker's record of the serial say revoked (a
+///    CRL drops certificates once they expire: a revoked and expired one is reported as both);
 /// 3. its host is trusted now: the host's EAR (fresh nonce) is an ES256 token signed by the
 ///    broker itself — chaining to the broker CA (--ca), never to the CA that certifies agents, and
-///    naming `spiffe://TRUST-DOMAIN/vouchd` — that echoes the nonce, with ear.status affirming and
-///    state trusted;
+///    naming `spiffe://TRUST-DOMAIN/vouchd`; or, with --jwks, signed by the key its `kid` names in
+///    the broker's key set (GET /v1/ear/jwks, over TLS verified with --ca) — that echoes the
+///    nonce, with ear.status affirming and state trusted;
 /// 4. the host's last verdict is no older than --max-age (default 15m);
 /// 5. --policy NAME: the EAR's appraisal policy is NAME;
 /// 6. --model SHA256: the host's latest verified evidence names this model manifest.
 /// Checks 3-6 read the EAR, so when it does not verify they are reported as unverifiable.
 func checkCommand(_ argv: [String]) throws -> Int32 {
-    let args = try Arguments(argv, options: CLI.brokerOptions.union(["cert", "spiffe-id", "model", "policy", "max-age", "crl"]), flags: ["json"])
-    guard (args["cert"] == nil) != (args["spiffe-id"] == nil) else { throw VouchError(.badRequest, "give exactly one of --cert FILE and --spiffe-id ID") }
+    let args = try Arguments(argv, options: CLI.brokerOptions.union(["cert", "spiffe-id", "model", "policy", "max-age", "crl"]), flags: ["json", "jwks"])
+    guard (args["cert"] == nil) != (args["spiffe-id"] == nil) else { throw VouchError(.usage, "give exactly one of --cert FILE and --spiffe-id ID") }
     if let m = args["model"], m.range(of: "^[0-9a-f]{64}$", options: .regularExpression) == nil {
-        throw VouchError(.badRequest, "--model takes a SHA-256 manifest digest (64 lowercase hex digits)")
+        throw VouchError(.usage, "--model takes a SHA-256 manifest digest (64 lowercase hex digits)")
     }
-    let maxAge = try parseDuration(args["max-age"] ?? "15m", field: "--max-age")
+    let maxAge = try CLI.duration(args, "max-age", default: "15m")
     let (client, brokerCAFile) = try CLI.broker(args, admin: true)
     let brokerAnchors = try Certificate.chain(pem: Files.readString(brokerCAFile)).filter(\.isSelfSigned)
     let givenCRL = try args["crl"].map { try Files.read($0) }
@@ -54,8 +57,15 @@ func checkCommand(_ argv: [String]) throws -> Int32 {
     let bundle = try Certificate.chain(pem: String(decoding: try client.raw("GET", "/v1/bundle").body, as: UTF8.self))
     let issuing = try Certificate.chain(pem: String(decoding: try client.raw("GET", "/v1/ca").body, as: UTF8.self))
     let anchors = bundle.filter(\.isSelfSigned)
-    if let e = cert.verify(anchors: anchors, intermediates: issuing.filter { !$0.isSelfSigned } + bundle.filter { !$0.isSelfSigned }, at: now) {
+    // The chain is checked at a moment the certificate is valid (OpenSSL counts notAfter itself
+    // as expired); its validity period separately.
+    let within = min(max(now, cert.notBefore.addingTimeInterval(1)), cert.notAfter.addingTimeInterval(-1))
+    if let e = cert.verify(anchors: anchors, intermediates: issuing.filter { !$0.isSelfSigned } + bundle.filter { !$0.isSelfSigned }, at: within) {
         failures.append(.init("certificate_invalid", "certificate does not verify against the broker's CA bundle: \(e.message)"))
+    }
+    if now >= cert.notAfter { failures.append(.init("certificate_expired", "certificate expired at \(cert.notAfter.iso8601)")) }
+    if cert.notBefore > now.addingTimeInterval(CLI.clockSkew) {
+        failures.append(.init("certificate_not_yet_valid", "certificate is not valid until \(cert.notBefore.iso8601)"))
     }
     if spiffeID == nil { failures.append(.init("not_agent_certificate", "certificate names no single SPIFFE ID (not an agent certificate)")) }
     // 2
@@ -76,6 +86,10 @@ func checkCommand(_ argv: [String]) throws -> Int32 {
             failures.append(.init("crl_invalid", "the CRL is not a CRL signed by the certificate's issuer"))
         }
     }
+    if !failures.contains(where: { $0.code == "certificate_revoked" }), let record = try? client.call("GET", "/v1/certificates/\(cert.serialHex)", as: CertificateStatus.self),
+       record.state == .revoked {
+        failures.append(.init("certificate_revoked", "certificate \(cert.serialHex) is revoked (the broker's record\(record.revokedAt.map { ", since \($0)" } ?? ""))"))
+    }
     // 3-6
     guard let ext = cert.extensionValue(oid: AttestationExtension.oid).flatMap({ try? AttestationExtension(extensionValue: $0) }), let spiffeID else {
         failures.append(.init("not_agent_certificate", "certificate carries no Vouch attestation (CMW extension with an EAR; not an agent certificate)"))
@@ -88,7 +102,9 @@ func checkCommand(_ argv: [String]) throws -> Int32 {
     let token = String(decoding: try client.raw("GET", "/v1/hosts/\(ext.hostId)/ear?nonce=\(nonce)").body, as: UTF8.self)
     let payload: [String: Any]
     do {
-        let bytes = try JWSSigner.verify(token, anchors: brokerAnchors, signer: brokerID, at: now)
+        let bytes = args.has("jwks")
+            ? try JWSSigner.verify(token, keySet: try client.call("GET", "/v1/ear/jwks", as: JWKSet.self))
+            : try JWSSigner.verify(token, anchors: brokerAnchors, signer: brokerID, at: now)
         payload = (try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]) ?? [:]
     } catch let e as VouchError {
         failures.append(.init("ear_invalid", "the host's attestation result (EAR) is not signed by the broker \(brokerID): \(e.code.rawValue): \(e.message)"))

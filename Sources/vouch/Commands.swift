@@ -8,7 +8,7 @@ import VouchTPMWire
 
 enum CLI {
     static let usage = """
-    usage: vouch COMMAND [options]
+    usage: vouch COMMAND [options]      vouch COMMAND --help: one command, with examples; vouch --version
 
     Agents:
       enroll --name NAME [--socket PATH] [--out DIR] [--key-type p256|p384] [--renew | --tpm-key]
@@ -62,13 +62,15 @@ enum CLI {
       eventlog show FILE [--json]         list its events and the boot claims decoded from them
 
     Relying parties and workflows (a read token is enough):
-      check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--json]
-          exit 0 only if the certificate chains to the issuing CA, is not revoked (a current CRL signed
-          by its issuer: the broker's, or --crl FILE), and its host is trusted now (an EAR signed by
-          the broker itself, under the broker CA, with a fresh nonce), appraised recently enough, under
-          that policy, running that model manifest; otherwise exit 1 and print every failed requirement.
+      check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--jwks] [--json]
+          exit 0 only if the certificate chains to the issuing CA, is within its validity period, is
+          not revoked (a current CRL signed by its issuer: the broker's, or --crl FILE; and the
+          broker's record), and its host is trusted now (an EAR signed by the broker itself, under the
+          broker CA, or with --jwks by the key its kid names in the broker's key set, with a fresh
+          nonce), appraised recently enough, under that policy, running that model manifest;
+          otherwise exit 1 and print every failed requirement.
 
-    Exit status: 0 success, 1 refused or failed (reason on stderr), 2 usage error.
+    Exit status: 0 success, 1 refused or failed (one line on stderr), 2 usage error (one line).
     """
 
     /// Clock difference tolerated between this machine and the broker for "not yet valid" checks.
@@ -76,17 +78,29 @@ enum CLI {
 
     static func error(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
+    /// A message on one line: its lines joined with "; ".
+    static func oneLine(_ s: String) -> String {
+        s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: "; ")
+    }
+
+    /// A duration option (90s, 15m, 2h, 1d); a malformed one is a usage error.
+    static func duration(_ args: Arguments, _ name: String, default value: String) throws -> TimeInterval {
+        do { return try parseDuration(args[name] ?? value, field: "--\(name)") } catch let e as VouchError {
+            throw VouchError(.usage, e.message, context: e.context)
+        }
+    }
+
     static func env(_ key: String) -> String? { ProcessInfo.processInfo.environment[key].flatMap { $0.isEmpty ? nil : $0 } }
 
     static let brokerOptions: Set<String> = ["broker", "ca", "token-file"]
 
     static func broker(_ args: Arguments, admin: Bool) throws -> (APIClient, caFile: String) {
-        guard let url = args["broker"] ?? env("VOUCH_BROKER") else { throw VouchError(.badRequest, "no broker: give --broker URL or set VOUCH_BROKER") }
-        guard let ca = args["ca"] ?? env("VOUCH_CA") else { throw VouchError(.badRequest, "no CA: give --ca FILE or set VOUCH_CA") }
+        guard let url = args["broker"] ?? env("VOUCH_BROKER") else { throw VouchError(.usage, "no broker: give --broker URL or set VOUCH_BROKER") }
+        guard let ca = args["ca"] ?? env("VOUCH_CA") else { throw VouchError(.usage, "no CA: give --ca FILE or set VOUCH_CA") }
         var token: String?
         if admin {
             guard let file = args["token-file"] ?? env("VOUCH_TOKEN_FILE") else {
-                throw VouchError(.badRequest, "no admin token: give --token-file FILE or set VOUCH_TOKEN_FILE")
+                throw VouchError(.usage, "no admin token: give --token-file FILE or set VOUCH_TOKEN_FILE")
             }
             token = try Files.readString(file).trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -98,15 +112,15 @@ func enrollCommand(_ argv: [String]) throws -> Int32 {
     let args = try Arguments(argv, options: ["name", "socket", "out", "key-type"], flags: ["renew", "tpm-key"])
     let name = try args.required("name")
     guard let socket = args["socket"] ?? CLI.env("VOUCH_ATTESTER_SOCKET") else {
-        throw VouchError(.badRequest, "no attester socket: give --socket PATH or set VOUCH_ATTESTER_SOCKET")
+        throw VouchError(.usage, "no attester socket: give --socket PATH or set VOUCH_ATTESTER_SOCKET")
     }
     let out = args["out"] ?? "."
     guard let keyType = PrivateKey.KeyType(rawValue: (args["key-type"] ?? "p256").uppercased().replacingOccurrences(of: "P", with: "P-")) else {
-        throw VouchError(.badRequest, "--key-type must be p256 or p384")
+        throw VouchError(.usage, "--key-type must be p256 or p384")
     }
     let client = APIClient(transport: HTTPClient(.unix(path: socket), timeoutSeconds: 60))
     if args.has("tpm-key") {
-        guard !args.has("renew") else { throw VouchError(.badRequest, "a TPM-bound key is renewed by enrolling a new one: drop --renew") }
+        guard !args.has("renew") else { throw VouchError(.usage, "a TPM-bound key is renewed by enrolling a new one: drop --renew") }
         return try enrollTPMKey(name: name, out: out, client: client)
     }
     let key = try PrivateKey.generate(keyType)
@@ -114,7 +128,7 @@ func enrollCommand(_ argv: [String]) throws -> Int32 {
     var renewal: RenewalBody?
     if args.has("renew") {
         guard let current = try? Files.readString("\(out)/\(name).pem"), let currentKey = try? PrivateKey(pem: Files.readString("\(out)/\(name).key")) else {
-            throw VouchError(.badRequest, "--renew needs the current \(out)/\(name).pem and \(out)/\(name).key")
+            throw VouchError(.usage, "--renew needs the current \(out)/\(name).pem and \(out)/\(name).key")
         }
         renewal = RenewalBody(certificate: current, proof: Base64.encode(try currentKey.sign(try csr.der)))
     }
@@ -212,7 +226,7 @@ func statusCommand(_ argv: [String]) throws -> Int32 {
 
 func revokeCommand(_ argv: [String]) throws -> Int32 {
     let args = try Arguments(argv, options: CLI.brokerOptions.union(["serial", "host", "agent", "reason"]), flags: ["block"])
-    guard args["serial"] != nil || args["host"] != nil else { throw VouchError(.badRequest, "give --serial HEX, or --host ID [--agent NAME]") }
+    guard args["serial"] != nil || args["host"] != nil else { throw VouchError(.usage, "give --serial HEX, or --host ID [--agent NAME]") }
     let (client, _) = try CLI.broker(args, admin: true)
     let r = try client.call("POST", "/v1/revoke", body: RevokeRequest(serial: args["serial"], hostId: args["host"], agentName: args["agent"], reason: args["reason"],
                                                                            blockHost: args.has("block") ? true : nil),
@@ -246,7 +260,7 @@ func crlCommand(_ argv: [String]) throws -> Int32 {
 
 func hostCommand(_ argv: [String]) throws -> Int32 {
     guard let sub = argv.first, ["unblock", "delete"].contains(sub), argv.count >= 2 else {
-        throw VouchError(.badRequest, "usage: vouch host unblock HOST_ID | vouch host delete HOST_ID")
+        throw VouchError(.usage, "give a subcommand and a host ID: unblock ID or delete ID")
     }
     let args = try Arguments(Array(argv.dropFirst(2)), options: CLI.brokerOptions)
     let (client, _) = try CLI.broker(args, admin: true)

@@ -8,10 +8,10 @@ import VouchTPMWire
 /// `vouch eventlog replay FILE [--json]` and `vouch eventlog show FILE [--json]`.
 func eventlogCommand(_ argv: [String]) throws -> Int32 {
     guard let sub = argv.first, ["replay", "show"].contains(sub) else {
-        throw VouchError(.badRequest, "usage: vouch eventlog (replay|show) FILE [--json]")
+        throw VouchError(.usage, "give a subcommand: replay FILE or show FILE")
     }
     let args = try Arguments(Array(argv.dropFirst()), options: [], flags: ["json"], positional: 1)
-    guard let path = args.positional.first else { throw VouchError(.badRequest, "vouch eventlog \(sub) needs a FILE") }
+    guard let path = args.positional.first else { throw VouchError(.usage, "eventlog \(sub) needs a FILE") }
     guard let data = FileManager.default.contents(atPath: path) else {
         CLI.error("eventlog: cannot read \(path)")
         return 2

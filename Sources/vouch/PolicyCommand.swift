@@ -12,14 +12,14 @@ func policyCommand(_ argv: [String]) throws -> Int32 {
     case "lint": return try policyLint(Array(argv.dropFirst()))
     case "test": return try policyTest(Array(argv.dropFirst()))
     case "capture": return try policyCapture(Array(argv.dropFirst()))
-    default: throw VouchError(.badRequest, "usage: vouch policy (lint FILE... | test FILE --evidence FILE | capture (--evidence FILE | --host ID))")
+    default: throw VouchError(.usage, "give a subcommand: lint, test or capture")
     }
 }
 
 /// Validates each file, then the set (unique names and priorities). Exit 0 all valid, 1 otherwise.
 private func policyLint(_ argv: [String]) throws -> Int32 {
     let args = try Arguments(argv, options: [], positional: 10_000)
-    guard !args.positional.isEmpty else { throw VouchError(.badRequest, "vouch policy lint needs at least one FILE or directory") }
+    guard !args.positional.isEmpty else { throw VouchError(.usage, "policy lint needs at least one FILE or directory") }
     let results: [(file: String, result: Result<Policy, VouchError>)]
     do { results = try PolicyFiles.loadEach(args.positional) } catch let e as VouchError {
         CLI.error(e.message)
@@ -63,7 +63,7 @@ private func pcrValues(_ bundle: EvidenceBundle) throws -> PCRValues {
 /// Evaluates a policy against a saved evidence bundle. Exit 0 satisfied, 1 violated, 2 bad input.
 private func policyTest(_ argv: [String]) throws -> Int32 {
     let args = try Arguments(argv, options: ["evidence"], flags: ["json"], positional: 1)
-    guard let file = args.positional.first else { throw VouchError(.badRequest, "vouch policy test needs a policy FILE") }
+    guard let file = args.positional.first else { throw VouchError(.usage, "policy test needs a policy FILE") }
     do {
         let policy: Policy
         do { policy = try PolicyFiles.load(file: file) } catch let e as VouchError { throw UnreadableInput(description: e.message) }
@@ -99,7 +99,7 @@ private func policyCapture(_ argv: [String]) throws -> Int32 {
             let (client, _) = try CLI.broker(args, admin: true)
             bundle = try client.call("GET", "/v1/hosts/\(host)/evidence", as: EvidenceBundle.self)
         } else {
-            throw VouchError(.badRequest, "give --evidence FILE or --host ID")
+            throw VouchError(.usage, "give --evidence FILE or --host ID")
         }
     } catch let u as UnreadableInput {
         CLI.error("policy capture: \(u)")

@@ -12,10 +12,10 @@ struct UnreadableInput: Error, CustomStringConvertible {
 
 /// `vouch quote verify`: checks files written by tpm2-tools with the same verifier the broker uses.
 func quoteCommand(_ argv: [String]) throws -> Int32 {
-    guard argv.first == "verify" else { throw VouchError(.badRequest, "usage: vouch quote verify --ak-public FILE [--scheme rsassa|rsapss|ecdsa --hash ALG] [--allow-sha1] --message FILE --signature FILE [--pcrs FILE] (--nonce HEX | --nonce-file FILE) [--json]") }
+    guard argv.first == "verify" else { throw VouchError(.usage, "give a subcommand: verify") }
     let args = try Arguments(Array(argv.dropFirst()), options: ["ak-public", "scheme", "hash", "message", "signature", "pcrs", "nonce", "nonce-file"],
                              flags: ["json", "allow-sha1"])
-    guard (args["nonce"] == nil) != (args["nonce-file"] == nil) else { throw VouchError(.badRequest, "give exactly one of --nonce HEX and --nonce-file FILE") }
+    guard (args["nonce"] == nil) != (args["nonce-file"] == nil) else { throw VouchError(.usage, "give exactly one of --nonce HEX and --nonce-file FILE") }
     do {
         let ak: AttestationKey
         do { ak = try readAKPublic(try args.required("ak-public"), scheme: args["scheme"], hash: args["hash"]) } catch let e as VouchError where e.code == .akSchemeNotAllowed {

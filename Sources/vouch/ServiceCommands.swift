@@ -6,7 +6,7 @@ import VouchRuntime
 /// `vouch token create|list|revoke`: scoped API tokens (admin token needed).
 func tokenCommand(_ argv: [String]) throws -> Int32 {
     guard let sub = argv.first, ["create", "list", "revoke"].contains(sub) else {
-        throw VouchError(.badRequest, "usage: vouch token create --name NAME --scope read|admin [--out FILE] | token list | token revoke ID")
+        throw VouchError(.usage, "give a subcommand: create, list or revoke ID")
     }
     switch sub {
     case "create":
@@ -27,7 +27,7 @@ func tokenCommand(_ argv: [String]) throws -> Int32 {
         if args.has("json") { print(JSONCodec.pretty(tokens)); return 0 }
         for t in tokens { print("\(t.id)  \(t.scope)  \(t.name)  created \(t.createdAt)" + (t.revokedAt.map { "  REVOKED \($0)" } ?? "")) }
     default:
-        guard argv.count >= 2 else { throw VouchError(.badRequest, "usage: vouch token revoke ID") }
+        guard argv.count >= 2 else { throw VouchError(.usage, "token revoke needs a token ID") }
         let args = try Arguments(Array(argv.dropFirst(2)), options: CLI.brokerOptions)
         let (client, _) = try CLI.broker(args, admin: true)
         let t = try client.call("DELETE", "/v1/tokens/\(argv[1])", as: TokenInfo.self)

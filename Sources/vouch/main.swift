@@ -20,22 +20,45 @@ let commands: [String: ([String]) throws -> Int32] = [
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())
-guard let name = argv.first, name != "help", name != "--help", let command = commands[name] else {
-    print(CLI.usage)
-    exit(argv.isEmpty || argv.first == "help" || argv.first == "--help" ? 0 : 2)
+guard let name = argv.first else {
+    CLI.error(CLI.shortUsage)
+    exit(2)
 }
+switch name {
+case "help", "-h", "--help":
+    // `vouch help COMMAND` is `vouch COMMAND --help`.
+    if argv.count > 1, let text = CLI.commandHelp[argv[1]] { print(text) } else { print(CLI.usage) }
+    exit(0)
+case "--version", "version":
+    print("vouch \(VouchVersion.current)")
+    exit(0)
+default:
+    break
+}
+guard let command = commands[name] else {
+    CLI.error("vouch: unknown command \(name) (vouch --help lists the commands)")
+    exit(2)
+}
+let rest = Array(argv.dropFirst())
+if Arguments.asksForHelp(rest) {
+    print(CLI.commandHelp[name] ?? CLI.usage)
+    exit(0)
+}
+// Errors are one line on stderr: usage errors exit 2 and point at the command's help; refusals
+// and failures exit 1 and name the broker's error code when the broker refused.
 do {
-    exit(try command(Array(argv.dropFirst())))
+    exit(try command(rest))
 } catch let f as APIFailure {
-    CLI.error("\(name): refused (HTTP \(f.status)) \(f)")
+    let details = (f.error.violations ?? []).map { "\($0.path): expected \($0.expected), got \($0.actual)" }
+    CLI.error("vouch \(name): refused by the broker (HTTP \(f.status), \(f.error.code)): \(([f.error.message] + details).joined(separator: "; "))")
     exit(1)
-} catch let e as VouchError where e.code == .badRequest {
-    CLI.error("\(name): \(e.message)\n\n\(CLI.usage)")
+} catch let e as VouchError where e.code == .usage {
+    CLI.error("vouch \(name): \(e.message) (see vouch \(name) --help)")
     exit(2)
 } catch let e as VouchError {
-    CLI.error("\(name): \(e)")
+    CLI.error("vouch \(name): \(CLI.oneLine(e.message))")
     exit(1)
 } catch {
-    CLI.error("\(name): \(error)")
+    CLI.error("vouch \(name): \(CLI.oneLine("\(error)"))")
     exit(1)
 }

@@ -87,7 +87,7 @@ struct Settings {
     func has(_ flag: String) -> Bool { flags.contains(flag) }
     func required(_ name: String) throws -> String {
         guard let v = values[name], !v.isEmpty else {
-            throw VouchError(.badRequest, "\(name) is required (--\(name), VOUCHD_\(name.uppercased().replacingOccurrences(of: "-", with: "_")), or the config file)")
+            throw VouchError(.usage, "\(name) is required (--\(name), VOUCHD_\(name.uppercased().replacingOccurrences(of: "-", with: "_")), or the config file)")
         }
         return v
     }

@@ -14,6 +14,7 @@ import VouchPolicyFiles
 let usage = """
 usage: vouchd --data-dir DIR --policy FILE --ek-roots DIR [options]
        vouchd --config FILE [options]
+       vouchd -h | --help | --version
 Every option can also come from the configuration file (YAML or JSON; keys are the option names
 below, lists for comma-separated values, true/false for switches) or from the environment
 (VOUCHD_ + the name in upper case with '_' for '-', e.g. VOUCHD_DATA_DIR). Command-line options
@@ -59,10 +60,20 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --allow-simulated-hosts     accept hosts from vouch-attester --simulate (software AKs: scale tests only)
 """
 
+/// One line on stderr, then exit: 2 for a refused configuration (nothing was created), 1 for a
+/// failure once the broker started creating its state.
 func fail(_ message: String, code: Int32 = 2) -> Never {
-    FileHandle.standardError.write(Data("vouchd: \(message)\n".utf8))
+    let line = message.split(whereSeparator: \.isNewline).joined(separator: "; ")
+    FileHandle.standardError.write(Data("vouchd: \(line)\(code == 2 ? " (vouchd --help)" : "")\n".utf8))
     exit(code)
 }
+
+/// An error's sentence, without the code (those are for the API and the logs).
+func describe(_ error: Error) -> String { (error as? VouchError)?.message ?? "\(error)" }
+
+let words = Array(CommandLine.arguments.dropFirst())
+if Arguments.asksForHelp(words) { print(usage); exit(0) }
+if Arguments.asksForVersion(words) { print("vouchd \(VouchVersion.current)"); exit(0) }
 
 let options: Set<String> = ["config", "data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
                              "publish-listen", "publish-url", "crl-url", "ocsp-url",
@@ -71,8 +82,7 @@ let options: Set<String> = ["config", "data-dir", "policy", "ek-roots", "listen"
 let switches: Set<String> = ["allow-simulated-hosts"]
 let args: Settings
 do {
-    let argv = try Arguments(Array(CommandLine.arguments.dropFirst()), options: options, flags: switches.union(["help", "check-config"]))
-    if argv.has("help") { print(usage); exit(0) }
+    let argv = try Arguments(words, options: options, flags: switches.union(["check-config"]))
     args = try Settings(options: options, flags: switches, arguments: argv, environment: ProcessInfo.processInfo.environment)
     switch args["log-format"] ?? "text" {
     case "text": break
@@ -86,12 +96,11 @@ do {
         print("configuration valid")
         exit(0)
     }
-} catch let e as VouchError where e.code == .badRequest {
-    fail("\(e.message)\n\(usage)")
 } catch {
-    fail("\(error)")
+    fail(describe(error))
 }
 
+var creating = false
 do {
     let clock = SystemClock()
     let dataDir = try args.required("data-dir")
@@ -103,22 +112,8 @@ do {
     }
     let publicURL = args["public-url"] ?? "https://\(listen):\(port)"
     let publication = Publication(args, publicURL: publicURL, httpsListen: listen, httpsPort: port)
-    try Files.makeDirectory(dataDir)
-
     let policyPaths = try args.required("policy").split(separator: ",").map(String.init)
-    let policies = try PolicyProvider(clock: clock, log: Runtime.log) { try PolicyFiles.loadSet(policyPaths) }
-    let ekTrust = try EKTrustStore(directory: URL(fileURLWithPath: try args.required("ek-roots")))
-
-    let (authorities, created) = try BrokerBootstrap.loadCASet(directory: args["ca-dir"] ?? dataDir + "/ca", commonName: "Vouch CA \(trustDomain)", clock: clock)
-    let ca = authorities.current
-    if created { Runtime.log("created issuing CA \(ca.signer.caCertificate.subject)") }
-    if let next = authorities.next { Runtime.log("next CA staged (published in the bundle, not issuing): \(next.signer.caCertificate.subject)") }
-    let token = try BrokerBootstrap.loadOrCreateAdminToken(path: dataDir + "/admin.token")
-    if token.created { Runtime.log("created admin token in \(dataDir)/admin.token (mode 0600)") }
-    let (brokerCA, brokerCACreated) = try BrokerBootstrap.loadOrCreateBrokerCA(directory: dataDir + "/broker-ca", trustDomain: trustDomain, clock: clock)
-    if brokerCACreated { Runtime.log("created broker CA \(brokerCA.certificate.subject) in \(dataDir)/broker-ca: clients trust broker-ca/ca.pem for this broker") }
-    let tls = try BrokerBootstrap.serverTLS(brokerCA: brokerCA, dnsNames: ["localhost"], ipAddresses: Array(Set(["127.0.0.1", listen])).sorted(), clock: clock)
-
+    let ekRoots = try args.required("ek-roots")
     var config = BrokerConfig(trustDomain: trustDomain)
     config.crlURL = publication.crlURL
     config.ocspURL = publication.ocspURL
@@ -141,6 +136,22 @@ do {
     let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
     let requestDeadline = Int(try parseDuration(args["request-deadline"] ?? "10s", field: "--request-deadline"))
     guard idle >= 1, requestDeadline >= 1 else { fail("connection-timeout and request-deadline must be at least 1s") }
+
+    // Everything above only reads: a refused configuration creates nothing (exit 2).
+    let policies = try PolicyProvider(clock: clock, log: Runtime.log) { try PolicyFiles.loadSet(policyPaths) }
+    let ekTrust = try EKTrustStore(directory: URL(fileURLWithPath: ekRoots))
+    creating = true
+    try Files.makeDirectory(dataDir)
+
+    let (authorities, created) = try BrokerBootstrap.loadCASet(directory: args["ca-dir"] ?? dataDir + "/ca", commonName: "Vouch CA \(trustDomain)", clock: clock)
+    let ca = authorities.current
+    if created { Runtime.log("created issuing CA \(ca.signer.caCertificate.subject)") }
+    if let next = authorities.next { Runtime.log("next CA staged (published in the bundle, not issuing): \(next.signer.caCertificate.subject)") }
+    let token = try BrokerBootstrap.loadOrCreateAdminToken(path: dataDir + "/admin.token")
+    if token.created { Runtime.log("created admin token in \(dataDir)/admin.token (mode 0600)") }
+    let (brokerCA, brokerCACreated) = try BrokerBootstrap.loadOrCreateBrokerCA(directory: dataDir + "/broker-ca", trustDomain: trustDomain, clock: clock)
+    if brokerCACreated { Runtime.log("created broker CA \(brokerCA.certificate.subject) in \(dataDir)/broker-ca: clients trust broker-ca/ca.pem for this broker") }
+    let tls = try BrokerBootstrap.serverTLS(brokerCA: brokerCA, dnsNames: ["localhost"], ipAddresses: Array(Set(["127.0.0.1", listen])).sorted(), clock: clock)
 
     let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db")
     let clientTLS = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
@@ -191,5 +202,5 @@ do {
     dispatcher?.stop()
     Runtime.log("vouchd stopped")
 } catch {
-    fail("\(error)", code: 1)
+    fail(describe(error), code: creating ? 1 : 2)
 }

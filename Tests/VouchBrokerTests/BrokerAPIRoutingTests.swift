@@ -18,6 +18,8 @@ final class BrokerAPIRoutingTests: XCTestCase {
     /// Signs EARs with a fixed string: the routing, not the JWT, is under test here.
     struct StubSigner: ResultSigner {
         func sign(payload: [UInt8], typ: String) throws -> String { "header.payload.signature" }
+        static let key = try! JWK(publicKey: PrivateKey.generate().publicKey, use: "sig", alg: "ES256")
+        var jwk: JWK { Self.key }
     }
 
     /// A broker with two activated hosts (h1 with certificate 4a (serials are byte-aligned hex with a first byte 0x40-0x7f)), a read token, the admin token
@@ -281,6 +283,18 @@ final class BrokerAPIRoutingTests: XCTestCase {
         let f = try fixture(signer: false)
         assertError(f.call("GET", "/v1/hosts/\(h1)/ear", token: f.readToken), .notFound)
         assertError(f.call("GET", "/v1/hosts/\(h1)/ear"), .unauthorized, "still a protected route")
+        assertError(f.call("GET", "/v1/ear/jwks"), .notFound, "no signer, no key set")
+    }
+
+    func testTheEARKeySetIsPublicAndNamesTheSignersKey() throws {
+        let f = try fixture()
+        let r = f.call("GET", "/v1/ear/jwks")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.headers.first { $0.0 == "Content-Type" }?.1, "application/jwk-set+json")
+        let set = try JSONCodec.decode(JWKSet.self, from: r.body)
+        XCTAssertEqual(set, JWKSet(keys: [StubSigner.key]))
+        XCTAssertEqual(set.keys.first?.kid, StubSigner.key.thumbprint)
+        assertError(f.call("POST", "/v1/ear/jwks"), .methodNotAllowed)
     }
 
     func testBadRequestBodiesAre400() throws {

@@ -15,6 +15,8 @@ final class EvidenceResultTests: XCTestCase {
     /// Returns the payload unsigned, for reading.
     struct PayloadSigner: ResultSigner {
         func sign(payload: [UInt8], typ: String) throws -> String { String(decoding: payload, as: UTF8.self) }
+        static let key = try! JWK(publicKey: PrivateKey.generate().publicKey)
+        var jwk: JWK { Self.key }
     }
 
     func ear(_ b: Broker) throws -> [String: Any] {

@@ -110,6 +110,7 @@ final class APIContractTests: XCTestCase {
             (.init(method: "GET", path: "/v1/hosts/{hostId}"), { try admin.send("GET", "/v1/hosts/\(id)", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/hosts/{hostId}/evidence"), { try admin.send("GET", "/v1/hosts/\(id)/evidence", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/hosts/{hostId}/ear"), { try admin.send("GET", "/v1/hosts/\(id)/ear?nonce=contract-nonce", headers: auth, body: nil) }),
+            (.init(method: "GET", path: "/v1/ear/jwks"), { try open.send("GET", "/v1/ear/jwks", headers: [:], body: nil) }),
             (.init(method: "GET", path: "/v1/hosts/{hostId}/attestations"), { try admin.send("GET", "/v1/hosts/\(id)/attestations?limit=2", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/attestations"), { try admin.send("GET", "/v1/attestations?result=trusted&kind=enrollment", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/certificates"), { try admin.send("GET", "/v1/certificates?hostId=\(id)&state=valid", headers: auth, body: nil) }),

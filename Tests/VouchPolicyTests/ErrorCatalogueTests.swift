@@ -8,7 +8,7 @@ final class ErrorCatalogueTests: XCTestCase {
     /// Codes the broker's API never answers with (re-attestation faults, the attester's and the
     /// CLI's own); docs/api.md names them in prose below the table.
     static let neverAnswered: Set = ["attester_unreachable", "attester_timeout", "attester_fault", "report_overdue",
-                                     "attester_not_registered", "signature_invalid", "signer_mismatch", "yaml"]
+                                     "attester_not_registered", "signature_invalid", "signer_mismatch", "yaml", "usage"]
 
     func testEveryCodeIsDeclaredOnceAndDocumentedWithItsStatus() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -1,0 +1,139 @@
+// What `vouch`, `vouch --help` and `vouch COMMAND --help` print.
+
+extension CLI {
+    /// Printed (on stderr, exit 2) when `vouch` is run without a command.
+    static let shortUsage = """
+    usage: vouch COMMAND [options]
+    commands: enroll status revoke host history token ca crl cert check policy quote eventlog
+    vouch --help lists them all; vouch COMMAND --help explains one; vouch --version.
+    """
+
+    static let brokerOptionsHelp = """
+    broker: --broker URL or $VOUCH_BROKER; its CA: --ca FILE or $VOUCH_CA (DATA-DIR/broker-ca/ca.pem);
+    token: --token-file FILE or $VOUCH_TOKEN_FILE
+    """
+
+    /// One short text per command: what it does, its options, and examples.
+    static let commandHelp: [String: String] = [
+        "enroll": """
+        usage: vouch enroll --name NAME [--socket PATH] [--out DIR] [--key-type p256|p384] [--renew | --tpm-key]
+        Have the local attester prove this host's state and get an agent certificate: writes
+        DIR/NAME.key (0600), DIR/NAME.pem and DIR/ca.pem. Socket: --socket or $VOUCH_ATTESTER_SOCKET.
+          --renew    replace DIR/NAME.pem with a new key, signed over by the current one
+          --tpm-key  create the key inside the TPM (writes NAME.tpm.pub and NAME.tpm.priv)
+        examples:
+          vouch enroll --name payments --socket /run/vouch/attester.sock --out /run/agent
+          vouch enroll --name payments --out /run/agent --renew
+        """,
+        "status": """
+        usage: vouch status [--json]
+               vouch status --evidence HOST_ID [--out FILE]
+        Policies, hosts (trust state, AK, last attestation and why) and certificates; or one host's
+        last verified evidence bundle (JSON). Needs a read token.
+        \(brokerOptionsHelp)
+        examples:
+          vouch status
+          vouch status --evidence 3f9c… --out evidence.json
+        """,
+        "revoke": """
+        usage: vouch revoke --serial HEX [--reason R]
+               vouch revoke --host ID [--agent NAME] [--block] [--reason R]
+        Revoke one certificate, every certificate of an agent or of a host; --block also refuses the
+        host's enrollment, renewal and registration until `vouch host unblock`. Needs an admin token.
+        \(brokerOptionsHelp)
+        examples:
+          vouch revoke --serial 4a1f… --reason keyCompromise
+          vouch revoke --host 3f9c… --block
+        """,
+        "host": """
+        usage: vouch host unblock HOST_ID
+               vouch host delete HOST_ID
+        unblock: lift a block (the host must still pass attestation); delete: deregister the host and
+        revoke its certificates (it must register again). Needs an admin token.
+        \(brokerOptionsHelp)
+        example:
+          vouch host unblock 3f9c…
+        """,
+        "history": """
+        usage: vouch history [--host ID] [--result trusted|rejected] [--kind K] [--from T] [--until T] [--limit N] [--before CURSOR] [--json]
+        The attestation history (audit trail), newest first. Times are RFC 3339. Needs a read token.
+        \(brokerOptionsHelp)
+        examples:
+          vouch history --host 3f9c… --limit 20
+          vouch history --result rejected --from 2026-01-01T00:00:00Z
+        """,
+        "token": """
+        usage: vouch token create --name NAME --scope read|admin [--out FILE]
+               vouch token list [--json]
+               vouch token revoke ID
+        Scoped API tokens; the new token is shown once (or written to FILE, mode 0600). Needs an admin token.
+        \(brokerOptionsHelp)
+        example:
+          vouch token create --name ci-gate --scope read --out gate.token
+        """,
+        "ca": """
+        usage: vouch ca create-root --out DIR [--name CN] [--years N]
+               vouch ca create-intermediate --root DIR --out DIR [--name CN] [--days N]
+               vouch ca rotate
+        Offline: make a root CA and issuing intermediates under it. rotate (needs an admin token):
+        start issuing with the staged CA-DIR/next CA.
+        examples:
+          vouch ca create-root --out /secure/root
+          vouch ca create-intermediate --root /secure/root --out /var/lib/vouchd/ca/next && vouch ca rotate
+        """,
+        "crl": """
+        usage: vouch crl [--out FILE] [--json]
+        Fetch the broker's CRL, check its signature with the issuing CA, list the revoked serials.
+        broker: --broker URL or $VOUCH_BROKER; its CA: --ca FILE or $VOUCH_CA; no token needed
+        example:
+          vouch crl --out vouch.crl
+        """,
+        "cert": """
+        usage: vouch cert inspect FILE [--ca FILE] [--json]
+        A certificate's (PEM or DER) identity and the attestation it carries (the broker's EAR in its
+        CMW extension). With --ca (the broker CA) the EAR's signature must verify. Offline.
+        example:
+          vouch cert inspect /run/agent/payments.pem --ca broker-ca.pem
+        """,
+        "check": """
+        usage: vouch check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--jwks] [--json]
+        Exit 0 only if every requirement holds: the certificate chains to the issuing CA and is within
+        its validity period, is not revoked, and its host is trusted now (a fresh EAR signed by the
+        broker), appraised within --max-age (default 15m), under --policy, running --model. Otherwise
+        exit 1 and list every failed requirement (--json: {"ok", "failures": [{"code", "message"}]}).
+          --jwks  verify the EAR with the key its kid names in the broker's key set (GET /v1/ear/jwks)
+                  instead of its x5c chain
+        \(brokerOptionsHelp)
+        examples:
+          vouch check --cert agent.pem --policy production --max-age 10m
+          vouch check --spiffe-id spiffe://vouch.local/host/3f9c…/agent/payments --json
+        """,
+        "policy": """
+        usage: vouch policy lint FILE|DIR...
+               vouch policy test FILE --evidence FILE [--json]
+               vouch policy capture (--evidence FILE | --host ID) [--name NAME]
+        lint: validate files and the set (exit 0 valid, 1 invalid). test: evaluate a policy on a saved
+        evidence bundle (exit 0 satisfied, 1 violated, 2 unreadable). capture: print a draft policy
+        accepting that evidence (--host asks the broker, with a read token).
+        examples:
+          vouch policy lint policies/
+          vouch policy test policies/production.yaml --evidence evidence.json
+        """,
+        "quote": """
+        usage: vouch quote verify --ak-public FILE [--scheme S --hash ALG] [--allow-sha1] --message FILE
+                                  --signature FILE [--pcrs FILE] (--nonce HEX | --nonce-file FILE) [--json]
+        Verify a TPM quote written by tpm2-tools (tpm2_quote -m/-s/-o) with the broker's verifier.
+        Exit 0 valid, 1 invalid, 2 unreadable. Offline.
+        example:
+          vouch quote verify --ak-public ak.pub --message q.msg --signature q.sig --pcrs q.pcrs --nonce 0badc0de
+        """,
+        "eventlog": """
+        usage: vouch eventlog replay FILE [--json]
+               vouch eventlog show FILE [--json]
+        replay: the PCR values per bank a TCG firmware event log yields; show: its events and the boot
+        claims decoded from them. Offline.
+        example:
+          vouch eventlog show /sys/kernel/security/tpm0/binary_bios_measurements
+        """,
+    ]
+}
