@@ -131,7 +131,7 @@ public struct RevocationService: BrokerPart, Sendable {
     /// revocation empties the cache before it is answered, so no cached "good" outlives one.
     public func ocsp(request: [UInt8]) throws -> [UInt8] {
         let now = clock.now()
-        if let hit = responseCache.read({ $0.ocsp[request] }), now >= hit.at, now < hit.at.addingTimeInterval(config.ocspValidity / 4) {
+        if let hit = responseCache.read({ $0.usable ? $0.ocsp[request] : nil }), now >= hit.at, now < hit.at.addingTimeInterval(config.ocspValidity / 4) {
             return hit.response
         }
         // Answered by the CA the request names (current or previous); others get "unknown" from the current CA.
@@ -144,7 +144,7 @@ public struct RevocationService: BrokerPart, Sendable {
         }
         responseCache.write { c in
             // Not if a revocation happened meanwhile (the answer may predate it).
-            guard c.generation == generation, request.count <= 4096 else { return }
+            guard c.usable, c.generation == generation, request.count <= 4096 else { return }
             if c.ocsp.count >= 10_000 { c.ocsp.removeAll() }
             c.ocsp[request] = (now, response)
         }

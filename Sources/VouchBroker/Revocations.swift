@@ -9,6 +9,13 @@ struct ResponseCache {
     var crls: [String: CRLRecord] = [:]
     var ocsp: [[UInt8]: (at: Date, response: [UInt8])] = [:]
     var generation = 0
+    /// Revocations between the start of their transaction and the cache update after its commit.
+    /// While any is in flight the caches are neither read nor filled: the store's commit makes the
+    /// revocation and the state change that caused it visible at once, so an observer that sees
+    /// the host untrusted must not then get a cached CRL or OCSP "good" from before it.
+    var revoking = 0
+    /// Whether the caches may answer now.
+    var usable: Bool { revoking == 0 }
 }
 
 /// Revocation and CRLs, and the unit of work of every state change that may revoke.
@@ -25,8 +32,10 @@ struct ResponseCache {
 /// certificate issued for the target meanwhile, another broker on the same database) makes the
 /// store answer `revocation_plan_stale`, and the plan is made again — up to `attempts` times,
 /// then the change fails with `conflict`. Every plan is checked at commit, one that names
-/// nothing too. After a commit the in-memory CRL and OCSP caches are replaced from what was
-/// committed, before anyone is answered.
+/// nothing too. From just before such a transaction until the in-memory CRL and OCSP caches are
+/// replaced from what it committed, the caches are bypassed (`ResponseCache.revoking`): relying
+/// parties read the store, which shows the revocation exactly when it shows the state change
+/// that caused it.
 final class Revocations: Sendable {
     let store: BrokerStore
     let authorities: CASet
@@ -72,6 +81,22 @@ final class Revocations: Sendable {
         if let expecting { try prepare(expecting.target, expecting.reason) }
         var replans = 0
         while true {
+            // A plan that revokes something: readers go to the store until the caches are updated.
+            let bracketed = plan.map { !$0.certificates.isEmpty } ?? false
+            if bracketed { cache.write { $0.revoking += 1; $0.generation += 1 } }
+            var committed: [CRLRecord]?
+            defer {
+                if bracketed {
+                    cache.write { c in
+                        if let committed, !committed.isEmpty {
+                            for crl in committed where (c.crls[crl.issuer]?.number ?? 0) <= crl.number { c.crls[crl.issuer] = crl }
+                            c.ocsp.removeAll()
+                        }
+                        c.generation += 1
+                        c.revoking -= 1
+                    }
+                }
+            }
             do {
                 let result = try store.transaction { tx -> (D, RevocationPlan?) in
                     let decision = try decide(tx)
@@ -86,13 +111,7 @@ final class Revocations: Sendable {
                     return (decision.value, plan)
                 }
                 let stored = result.1 == nil ? [] : crls
-                if !stored.isEmpty {
-                    cache.write { c in
-                        for crl in stored where (c.crls[crl.issuer]?.number ?? 0) <= crl.number { c.crls[crl.issuer] = crl }
-                        c.ocsp.removeAll()
-                        c.generation += 1
-                    }
-                }
+                committed = stored
                 return (result.0, result.1, stored)
             } catch let needed as NeedsPlan {
                 replans += 1
@@ -136,7 +155,7 @@ final class Revocations: Sendable {
         guard authorities.byKeyID(id) != nil else { throw VouchError(.notFound, "no CA with this key identifier signs CRLs here", context: ["issuer": id]) }
         let now = clock.now()
         func fresh(_ crl: CRLRecord) -> Bool { now >= crl.thisUpdate && now < crl.thisUpdate.addingTimeInterval(crlValidity / 2) }
-        if let crl = cache.read({ $0.crls[id] }), fresh(crl) { return crl }
+        if let crl = cache.read({ $0.usable ? $0.crls[id] : nil }), fresh(crl) { return crl }
         let crl: CRLRecord
         if let stored = try store.currentCRL(issuer: id), fresh(stored) {
             crl = stored
@@ -148,7 +167,7 @@ final class Revocations: Sendable {
             defer { planning.unlock() }
             crl = try store.publishCRL(try sign(try store.revocations(issuer: id)))
         }
-        cache.write { c in if (c.crls[id]?.number ?? 0) <= crl.number { c.crls[id] = crl } }
+        cache.write { c in if c.usable, (c.crls[id]?.number ?? 0) <= crl.number { c.crls[id] = crl } }
         return crl
     }
 }

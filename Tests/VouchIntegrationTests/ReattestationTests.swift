@@ -79,8 +79,9 @@ final class ReattestationTests: XCTestCase {
         XCTAssertEqual(try tpm.tools("tpm2_pcrextend", ["7:sha256=" + String(repeating: "ab", count: 32)]).status, 0)
         try waitFor("the failed verdict", timeout: 30) { try host(broker, id).trust?.state == "untrusted" }
         let serialUpper = agent.serial.uppercased()
-        // The revocation commits before the state changes, so the moment the state reads
-        // untrusted the CRL already lists the certificate (an ordering, not a speed, check).
+        // The revocation commits with the state change, in one transaction, and the CRL cache is
+        // bypassed until it holds that commit, so the moment the state reads untrusted the CRL
+        // already lists the certificate (an ordering, not a speed, check).
         XCTAssertTrue(try crlText(broker).contains(serialUpper), "CRL does not list \(agent.serial)")
         XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains("revoked"))
         let streamed = (try? String(contentsOf: events, encoding: .utf8)) ?? ""
