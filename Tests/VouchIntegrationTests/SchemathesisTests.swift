@@ -66,10 +66,13 @@ final class SchemathesisTests: XCTestCase {
                         "--tls-verify", broker.brokerCAFile, "-H", "Authorization: Bearer \(token)", "--checks", "all",
                         "--max-examples", "20", "--seed", "\(seed.value % 1_000_000_007)", "--exclude-path", "/v1/events",
                         "--request-timeout", "10", "--no-color"]
-            if let config { args = ["--config-file", config, "run"] + args } else { args = ["run"] + args }
+            // With the real host's id, deleting it would leave the operations after it nothing
+            // but 404s: that one is fuzzed with generated ids only (and deleted for real in
+            // APIContractTests).
+            if let config { args = ["--config-file", config, "run"] + args + ["--exclude-operation-id", "delete_v1_hosts_hostId"] } else { args = ["run"] + args }
             let r = try TestEnv.run(venv + "/bin/schemathesis", args,
                                     env: ["PYTHONPATH": work.path, "SCHEMATHESIS_HOOKS": "vouch_schemathesis_hooks", "NO_COLOR": "1"])
-            if let summary = r.stdout.range(of: "SUMMARY") { print("schemathesis, \(run):\n" + r.stdout[summary.lowerBound...]) }
+            if let summary = r.stdout.range(of: "WARNINGS") ?? r.stdout.range(of: "SUMMARY") { print("schemathesis, \(run):\n" + r.stdout[summary.lowerBound...]) }
             XCTAssertEqual(r.status, 0, "schemathesis (\(run), \(seed)) found failures:\n\(r.stdout.suffix(20_000))\n\(r.stderr.suffix(2_000))")
             XCTAssertTrue(r.stdout.contains("Tested:"), "schemathesis ran no operations (\(run)):\n\(r.stdout.suffix(3_000))")
         }
