@@ -312,6 +312,25 @@ final class BrokerAPIRoutingTests: XCTestCase {
         assertError(f.call("GET", "/v1/events?after=-1"), .badRequest, "after must be an event id")
     }
 
+    /// Bodies are held to what docs/openapi.yaml's schemas say before anything is looked up:
+    /// base64 in its one canonical spelling, PCR indices in plain decimal, label values printable.
+    func testBodiesAreCheckedAsTheSchemasSay() throws {
+        let f = try fixture()
+        for (b64, field) in [("AB==", "ekCertificate"), ("AAAA====", "ekCertificate"), ("AA", "ekCertificate")] {
+            let r = f.call("POST", "/v1/hosts", body: #"{"ekCertificate":"\#(b64)","ekPublic":"","akPublic":""}"#)
+            assertError(r, .invalidValue, b64)
+            XCTAssertEqual((try? JSONCodec.decode(APIError.self, from: r.body))?.context?["field"], field, b64)
+        }
+        assertError(f.call("POST", "/v1/hosts", body: #"{"ekCertificate":"","ekPublic":"","akPublic":"","labels":{"env":"a\u0001b"}}"#), .labelsInvalid, "a control character")
+        assertError(f.call("POST", "/v1/hosts", body: #"{"ekCertificate":"","ekPublic":"","akPublic":"","labels":{"env":"a b"}}"#), .labelsInvalid, "a space")
+        let nonce = String(repeating: "ab", count: 32)
+        for index in ["07", "+7", "24"] {
+            let r = f.call("POST", "/v1/enroll", body: #"{"hostId":"\#(h1)","nonce":"\#(nonce)","agentName":"a","csr":"x","quote":{"attest":"","signature":"","pcrs":{"sha256":{"\#(index)":"00"}}}}"#)
+            assertError(r, .badRequest, "PCR \(index)")
+            XCTAssertEqual((try? JSONCodec.decode(APIError.self, from: r.body))?.context?["field"], "quote.pcrs.sha256.\(index)")
+        }
+    }
+
     /// Query parameters with a closed set of values refuse any other value (400, the parameter
     /// named in `field`) instead of ignoring it; numeric cursors must be numbers.
     func testUnknownQueryValuesAre400() throws {
