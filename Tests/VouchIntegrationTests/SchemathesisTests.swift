@@ -70,7 +70,8 @@ final class SchemathesisTests: XCTestCase {
             // but 404s: that one is fuzzed with generated ids only (and deleted for real in
             // APIContractTests).
             if let config { args = ["--config-file", config, "run"] + args + ["--exclude-operation-id", "delete_v1_hosts_hostId"] } else { args = ["run"] + args }
-            let r = try TestEnv.run(venv + "/bin/schemathesis", args,
+            // Run inside the scratch directory: Schemathesis keeps a cache in ./.schemathesis.
+            let r = try TestEnv.run("/usr/bin/env", ["-C", work.path, venv + "/bin/schemathesis"] + args,
                                     env: ["PYTHONPATH": work.path, "SCHEMATHESIS_HOOKS": "vouch_schemathesis_hooks", "NO_COLOR": "1"])
             if let summary = r.stdout.range(of: "WARNINGS") ?? r.stdout.range(of: "SUMMARY") { print("schemathesis, \(run):\n" + r.stdout[summary.lowerBound...]) }
             XCTAssertEqual(r.status, 0, "schemathesis (\(run), \(seed)) found failures:\n\(r.stdout.suffix(20_000))\n\(r.stderr.suffix(2_000))")
