@@ -19,13 +19,15 @@ public struct BrokerAPI: Sendable {
     let service: BrokerService
     /// SHA-256 digests of the admin bearer tokens.
     let adminTokenDigests: [[UInt8]]
-    let throttle = AuthThrottle()
+    let throttle: AuthThrottle
     let log: @Sendable (String) -> Void
     /// Signs EAR attestation results; without one, `/v1/hosts/{id}/ear` answers 404.
     let resultSigner: ResultSigner?
 
-    public init(service: BrokerService, adminTokenDigests: [[UInt8]], resultSigner: ResultSigner? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(service: BrokerService, adminTokenDigests: [[UInt8]], resultSigner: ResultSigner? = nil, throttle: AuthThrottle = AuthThrottle(),
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.service = service
+        self.throttle = throttle
         self.adminTokenDigests = adminTokenDigests
         self.resultSigner = resultSigner
         self.log = log
@@ -49,18 +51,18 @@ public struct BrokerAPI: Sendable {
 
     private func route(_ req: HTTPRequest) throws -> HTTPResponse {
         if req.path == "/healthz" || req.path == "/readyz" {
-            guard req.method == "GET" else { throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here") }
+            guard req.method == "GET" else { throw Self.methodNotAllowed(req.method, allow: ["GET"]) }
             if req.path == "/healthz" { return json(200, ["status": "ok"]) }
             return try service.queries.ready() ? json(200, ["status": "ready"]) : errorResponse(VouchError(.notReady, "shutting down"))
         }
         if req.path == "/metrics" {
-            guard req.method == "GET" else { throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here") }
+            guard req.method == "GET" else { throw Self.methodNotAllowed(req.method, allow: ["GET"]) }
             try require(.read, req)   // fleet state and refusal causes are not for anonymous readers
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(try service.queries.metricsText().utf8))
         }
         // OCSP GET: the request is the rest of the path, URL-encoded base64 (RFC 6960 A.1), which may contain '/'.
         if req.path.hasPrefix("/v1/ocsp/") {
-            guard req.method == "GET" else { throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here") }
+            guard req.method == "GET" else { throw Self.methodNotAllowed(req.method, allow: ["GET"]) }
             return try publication.ocsp(encoded: String(req.path.dropFirst("/v1/ocsp/".count)))
         }
         let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
@@ -74,14 +76,19 @@ public struct BrokerAPI: Sendable {
         case ("GET", let p) where PublicationAPI.isCRLRoute(p):
             return try publication.crl(p, req)
         case ("GET", ["events"]):
-            let after = Int64(req.headers["last-event-id"] ?? req.query["after"] ?? "") ?? 0
-            guard after >= 0 else { throw VouchError(.badRequest, "after must be an event id", context: ["field": "after"]) }
+            var after: Int64 = 0
+            if case let (name, v)? = req.headers["last-event-id"].map({ ("Last-Event-ID", $0) }) ?? req.query["after"].map({ ("after", $0) }) {
+                guard v.count <= 18, v.allSatisfy({ $0 >= "0" && $0 <= "9" }), let n = Int64(v) else {
+                    throw VouchError(.badRequest, "\(name) must be an event id", context: ["field": name])
+                }
+                after = n
+            }
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")],
                                 stream: try service.eventStream(after: after, peer: req.peer))
         case ("POST", ["ocsp"]):
             return try publication.ocsp(request: req.body)
         case ("GET", ["bundle"]):
-            if req.query["format"] == "spiffe" {
+            if try Self.option(req, "format", ["spiffe"]) == "spiffe" {
                 return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: try service.revocation.spiffeBundle())
             }
             return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.revocation.bundlePEM().utf8))
@@ -122,8 +129,9 @@ public struct BrokerAPI: Sendable {
             return json(200, try service.queries.certificates(req.query))
         case ("GET", let p) where p.count == 2 && p[0] == "certificates":
             try require(.read, req)
+            let format = try Self.option(req, "format", ["pem"])
             let c = try service.queries.certificate(serial: p[1])
-            if req.query["format"] == "pem" {
+            if format == "pem" {
                 return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(c.pem.utf8))
             }
             return json(200, c.status)
@@ -159,7 +167,7 @@ public struct BrokerAPI: Sendable {
         case ("DELETE", let p) where p.count == 2 && p[0] == "tokens":
             try require(.admin, req)
             return json(200, try service.tokens.revokeToken(id: p[1]))
-        case ("GET", let p) where p.count == 2 && p[0] == "policies":
+        case ("GET", let p) where p.count == 2 && p[0] == "policies" && p[1] != "reload":   // the concrete path wins (OpenAPI)
             try require(.read, req)
             guard let policy = service.queries.policyStatus().policies.first(where: { $0.name == p[1] }) else {
                 throw VouchError(.notFound, "no policy with this name is loaded", context: ["name": String(p[1].prefix(64))])
@@ -180,12 +188,44 @@ public struct BrokerAPI: Sendable {
         case ("GET", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "evidence":
             try require(.read, req)
             return json(200, try service.queries.evidence(hostID: p[1]))
-        case (_, ["health"]), (_, ["ca"]), (_, ["crl"]), (_, ["crl.pem"]), (_, ["ocsp"]), (_, ["bundle"]), (_, ["events"]), (_, ["hosts"]), (_, ["challenges"]), (_, ["enroll"]), (_, ["revoke"]), (_, ["status"]),
-             (_, ["policies"]), (_, ["policies", "reload"]), (_, ["summary"]), (_, ["attestations"]), (_, ["certificates"]), (_, ["tokens"]), (_, ["ear", "jwks"]):
-            throw VouchError(.methodNotAllowed, "method \(req.method) is not allowed here")
         default:
+            if let allow = Self.methods(of: rest) { throw Self.methodNotAllowed(req.method, allow: allow) }
             throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))])
         }
+    }
+
+    /// The methods of each path under /v1 (`*`: any one segment; the first match counts, so
+    /// concrete paths come before templated ones), for 405 answers and their `Allow` header. A
+    /// path that matches none is 404. (/healthz, /readyz, /metrics and /v1/ocsp/… answer GET only.)
+    public static let pathMethods: [(path: [String], methods: [String])] = [
+        (["health"], ["GET"]), (["ca"], ["GET"]), (["bundle"], ["GET"]), (["crl"], ["GET"]), (["crl.pem"], ["GET"]), (["crl", "*"], ["GET"]),
+        (["ocsp"], ["POST"]), (["events"], ["GET"]), (["hosts"], ["GET", "POST"]), (["hosts", "*"], ["GET", "DELETE"]),
+        (["hosts", "*", "activate"], ["POST"]), (["hosts", "*", "attestations"], ["GET", "POST"]), (["hosts", "*", "ear"], ["GET"]),
+        (["hosts", "*", "evidence"], ["GET"]), (["hosts", "*", "unblock"], ["POST"]), (["challenges"], ["POST"]), (["enroll"], ["POST"]),
+        (["revoke"], ["POST"]), (["status"], ["GET"]), (["summary"], ["GET"]), (["attestations"], ["GET"]), (["certificates"], ["GET"]),
+        (["certificates", "*"], ["GET"]), (["certificates", "*", "revoke"], ["POST"]), (["tokens"], ["GET", "POST"]), (["tokens", "*"], ["DELETE"]),
+        (["policies"], ["GET"]), (["policies", "reload"], ["POST"]), (["policies", "*"], ["GET"]), (["ca", "rotate"], ["POST"]),
+        (["ear", "jwks"], ["GET"]),
+    ]
+
+    public static func methods(of path: [String]) -> [String]? {
+        pathMethods.first { entry in entry.path.count == path.count && zip(entry.path, path).allSatisfy { $0 == "*" || $0 == $1 } }?.methods
+    }
+
+    /// 405, with the path's methods in `Allow` (RFC 9110 15.5.6; also in the body's context).
+    static func methodNotAllowed(_ method: String, allow: [String]) -> VouchError {
+        VouchError(.methodNotAllowed, "method \(method.prefix(16)) is not allowed here", context: ["allow": allow.joined(separator: ", ")])
+    }
+
+    /// A query parameter with a closed set of values: absent (nil) or one of `values`; anything
+    /// else is refused rather than ignored.
+    @discardableResult
+    static func option(_ req: HTTPRequest, _ name: String, _ values: [String]) throws -> String? {
+        guard let v = req.query[name] else { return nil }
+        guard values.contains(v) else {
+            throw VouchError(.badRequest, "\(name) must be \(values.joined(separator: " or "))", context: ["field": name, "got": String(v.prefix(32))])
+        }
+        return v
     }
 
     /// Checks the bearer token grants `needed`: the bootstrap admin token (DATA-DIR/admin.token), or
@@ -226,6 +266,7 @@ public struct BrokerAPI: Sendable {
         var headers = [("Content-Type", "application/json")]
         if e.code == .unauthorized { headers.append(("WWW-Authenticate", "Bearer")) }
         if let wait = e.context["retryAfter"] { headers.append(("Retry-After", wait)) }
+        if e.code == .methodNotAllowed, let allow = e.context["allow"] { headers.append(("Allow", allow)) }
         return HTTPResponse(status: Self.status(for: e.code), headers: headers, body: JSONCodec.encode(body))
     }
 

@@ -62,12 +62,13 @@ public struct PublicationAPI: Sendable {
 
     /// `rest` (the path after `/v1`) names a CRL: `crl`, `crl.pem`, or `crl/{caKeyId}[.pem]`.
     static func isCRLRoute(_ rest: [String]) -> Bool {
-        (rest.first == "crl" || rest.first == "crl.pem") && rest.count <= 2
+        rest == ["crl"] || rest == ["crl.pem"] || (rest.count == 2 && rest[0] == "crl")
     }
 
-    /// The CRL `rest` names (see `isCRLRoute`): DER, or PEM for `.pem` or `?format=pem`; 304 when
-    /// `If-None-Match` has its ETag.
+    /// The CRL `rest` names (see `isCRLRoute`): DER, or PEM for `.pem` or `?format=pem` (any other
+    /// `format` is 400); 304 when `If-None-Match` has its ETag.
     func crl(_ rest: [String], _ req: HTTPRequest) throws -> HTTPResponse {
+        try BrokerAPI.option(req, "format", ["pem"])
         if rest.count == 2 { guard rest[1].range(of: "^[0-9a-f]{2,128}(\\.pem)?$", options: .regularExpression) != nil else {
             throw VouchError(.notFound, "no such CRL") } }
         let issuer = rest.count == 2 ? String(rest[1].replacingOccurrences(of: ".pem", with: "")) : nil

@@ -88,7 +88,7 @@ public struct QueryService: BrokerPart, Sendable {
         }
         for (key, path) in [("from", \HistoryQuery.from), ("until", \HistoryQuery.until)] {
             if let v = params[key] {
-                guard let d = Date.parseISO8601(v) else { throw VouchError(.badRequest, "\(key) must be an RFC 3339 time", context: ["field": key]) }
+                guard let d = Date.parseRFC3339(v) else { throw VouchError(.badRequest, "\(key) must be an RFC 3339 time", context: ["field": key]) }
                 q[keyPath: path] = d
             }
         }

@@ -242,7 +242,7 @@ public struct RegistrationService: BrokerPart, Sendable {
         guard labels.count <= 64 else { throw VouchError(.labelsInvalid, "at most 64 labels", context: ["field": "labels"]) }
         for (k, v) in labels {
             guard k.range(of: Policy.labelPattern, options: .regularExpression) != nil, v.count <= 253,
-                  v.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "\u{0}" }) else {
+                  v.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) }) else {   // printable ASCII, as documented
                 throw VouchError(.labelsInvalid, "label names are 1-63 of a-z, 0-9, '.', '_', '-', '/'; values up to 253 printable characters",
                                  context: ["field": "labels.\(k.prefix(64))"])
             }

@@ -45,10 +45,51 @@ public struct UTCFields: Sendable {
 }
 
 extension Date {
-    public static func parseISO8601(_ s: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s)
+    /// An RFC 3339 date-time (section 5.6, as JSON Schema's `date-time` format reads it):
+    /// `YYYY-MM-DDTHH:MM:SS`, optional fractional seconds of any length, then `Z` or `±HH:MM`;
+    /// `T` and `Z` in either case; a leap second (`:60`) counts as the next second. Nil for
+    /// anything else, including dates no calendar has (February 30).
+    public static func parseRFC3339(_ text: String) -> Date? {
+        let c = Array(text.utf8)
+        func num(_ at: Int, _ n: Int) -> Int? {
+            guard at + n <= c.count else { return nil }
+            var v = 0
+            for b in c[at..<at + n] { guard b >= 48 && b <= 57 else { return nil }; v = v * 10 + Int(b - 48) }
+            return v
+        }
+        func isByte(_ at: Int, _ b: Character) -> Bool { at < c.count && c[at] == b.asciiValue! }
+        guard c.count >= 20, let year = num(0, 4), isByte(4, "-"), let month = num(5, 2), isByte(7, "-"), let day = num(8, 2),
+              isByte(10, "T") || isByte(10, "t"), let hour = num(11, 2), isByte(13, ":"), let minute = num(14, 2), isByte(16, ":"),
+              let second = num(17, 2) else { return nil }
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let monthDays = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        guard (1...12).contains(month), (1...monthDays[month - 1]).contains(day), hour < 24, minute < 60, second <= 60 else { return nil }
+        var i = 19
+        var fraction = 0.0
+        if isByte(i, ".") {
+            i += 1
+            var scale = 0.1, digits = 0
+            while i < c.count, c[i] >= 48 && c[i] <= 57 { fraction += Double(c[i] - 48) * scale; scale /= 10; i += 1; digits += 1 }
+            guard digits > 0 else { return nil }
+        }
+        var offset = 0
+        if isByte(i, "Z") || isByte(i, "z") {
+            i += 1
+        } else if isByte(i, "+") || isByte(i, "-"), let oh = num(i + 1, 2), isByte(i + 3, ":"), let om = num(i + 4, 2), oh < 24, om < 60 {
+            offset = (oh * 60 + om) * 60 * (isByte(i, "-") ? -1 : 1)
+            i += 6
+        } else {
+            return nil
+        }
+        guard i == c.count else { return nil }
+        // Days since 1970-01-01 of the proleptic Gregorian date (H. Hinnant's days_from_civil).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468
+        let seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
+        return Date(timeIntervalSince1970: Double(seconds) + fraction)
     }
 }
 

@@ -59,8 +59,11 @@ public enum Hex {
 
 public enum Base64 {
     public static func encode(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
+    /// Standard base64 with padding, in its one canonical spelling (RFC 4648 section 3.5: zero
+    /// pad bits, no extra `=`), as docs/openapi.yaml's `Base64` pattern says; Foundation alone
+    /// would also take `AB==` or `AAAA====`.
     public static func decode(_ s: String, field: String) throws -> [UInt8] {
-        guard let d = Data(base64Encoded: s) else {
+        guard let d = Data(base64Encoded: s), d.base64EncodedString() == s else {
             throw VouchError(.invalidValue, "\(field) is not valid base64", context: ["field": field])
         }
         return [UInt8](d)

@@ -218,7 +218,7 @@ extension RevocationPlan {
     public func events() -> [(OutboxEventType, [String: String])] {
         certificates.map { c in
             (.certificateRevoked, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName, "spiffeId": c.spiffeID,
-                                   "reason": "\(reason.rawValue)", "revokedAt": at.iso8601])
+                                   "reason": reason.name, "revokedAt": at.iso8601])
         }
     }
 }

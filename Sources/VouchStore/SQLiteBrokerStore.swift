@@ -230,6 +230,13 @@ public final class SQLiteBrokerStore: BrokerStore {
         return (try? String(decoding: e.encode(v), as: UTF8.self)) ?? "null"
     }
 
+    /// Event data: sorted keys, slashes as they are (`spiffe://…`, as the API writes them).
+    static func eventJSON(_ data: [String: String]) -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? String(decoding: e.encode(data), as: UTF8.self)) ?? "null"
+    }
+
     static func unjson<T: Decodable>(_ s: String) -> T? { try? JSONDecoder().decode(T.self, from: Data(s.utf8)) }
 
     public func host(id: String) throws -> HostRecord? {
@@ -487,8 +494,9 @@ public final class SQLiteBrokerStore: BrokerStore {
 
     // MARK: events and webhook deliveries
 
+    /// Events stored before event data was written by `eventJSON` keep their old form.
     func insertEvent(_ db: SQLiteDatabase, _ type: OutboxEventType, _ data: [String: String], at: Date) throws {
-        try db.prepare("INSERT INTO events (at, type, data) VALUES (?,?,?)").run([.real(at.timeIntervalSince1970), .text(type.rawValue), .text(Self.json(data))])
+        try db.prepare("INSERT INTO events (at, type, data) VALUES (?,?,?)").run([.real(at.timeIntervalSince1970), .text(type.rawValue), .text(Self.eventJSON(data))])
     }
 
     @discardableResult

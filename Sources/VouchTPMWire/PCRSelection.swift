@@ -115,7 +115,7 @@ extension PCRValues {
                 throw VouchError(.badRequest, "\(field) banks must be sha1, sha256, sha384 or sha512", context: ["field": "\(field).\(bankName)"])
             }
             for (k, v) in pcrs {
-                guard let i = Int(k), (0...PCRSelection.maxPCR).contains(i) else {
+                guard let i = Int(k), (0...PCRSelection.maxPCR).contains(i), String(i) == k else {   // "7", never "07" or "+7"
                     throw VouchError(.badRequest, "\(field) keys must be PCR indices 0-23", context: ["field": "\(field).\(bankName).\(k)"])
                 }
                 out.values[bank, default: [:]][i] = try Hex.decode(v, field: "\(field).\(bankName).\(k)")

@@ -52,6 +52,8 @@ win over the environment, which wins over the file. docs/operations.md has an ex
                         of 1024 in all); more from that address are refused at accept
   --event-streams-per-address N    event streams (/v1/events) open at once from one client IP
                         address (default 4; 256 in all); more get 429 too_many_streams
+  --auth-failures-per-address N    failed bearer-token attempts from one client IP address per
+                        minute before its further failures get 429 too_many_attempts (default 10)
   --webhook URL[,URL]   push events (revocations, issuance, refusals, host blocks) to these URLs,
                         signed with HMAC-SHA256, retried with backoff from a durable outbox
   --webhook-secret-file FILE  the HMAC key (default DATA-DIR/webhook.secret, created mode 0600)
@@ -78,7 +80,7 @@ if Arguments.asksForVersion(words) { print("vouchd \(VouchVersion.current)"); ex
 let options: Set<String> = ["config", "data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
                              "publish-listen", "publish-url", "crl-url", "ocsp-url",
                              "crl-validity", "webhook", "webhook-secret-file", "connection-timeout", "request-deadline",
-                             "max-connections-per-address", "event-streams-per-address", "reattest-concurrency", "pull-timeout", "log-format"]
+                             "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "log-format"]
 let switches: Set<String> = ["allow-simulated-hosts"]
 let args: Settings
 do {
@@ -133,6 +135,9 @@ do {
         fail("\(args.source("event-streams-per-address")): event-streams-per-address must be 1-\(config.maxEventStreams)")
     }
     config.maxEventStreamsPerAddress = streamsPerAddress
+    guard let authFailures = Int(args["auth-failures-per-address"] ?? "10"), (1...1_000_000).contains(authFailures) else {
+        fail("\(args.source("auth-failures-per-address")): auth-failures-per-address must be 1-1000000")
+    }
     let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
     let requestDeadline = Int(try parseDuration(args["request-deadline"] ?? "10s", field: "--request-deadline"))
     guard idle >= 1, requestDeadline >= 1 else { fail("connection-timeout and request-deadline must be at least 1s") }
@@ -173,7 +178,8 @@ do {
     let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: max(1, Int(pullTimeout))),
                                 concurrency: concurrency, log: Runtime.log)
     reattestor.start()
-    let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: clientTLS.resultSigner, log: Runtime.log)
+    let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: clientTLS.resultSigner,
+                        throttle: AuthThrottle(maxFailures: authFailures), log: Runtime.log)
     let limits = HTTPServer.Limits(idleTimeout: idle, requestDeadline: requestDeadline, perAddress: perAddress, total: 1024)
     // The publication listener: CRLs and OCSP alone, over plain HTTP, on a thread pool (their
     // handlers never block long). Up before the HTTPS listener: a broker answering there publishes.

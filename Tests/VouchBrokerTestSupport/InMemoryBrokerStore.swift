@@ -331,7 +331,7 @@ public final class InMemoryBrokerStore: BrokerStore {
     @discardableResult
     static func insertEvent(_ s: inout State, _ type: OutboxEventType, _ data: [String: String], at: Date) -> Int64 {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let json = (try? String(decoding: encoder.encode(data), as: UTF8.self)) ?? "null"
         let id = s.nextEventID
         s.nextEventID += 1

@@ -216,45 +216,63 @@ final class BrokerAPIRoutingTests: XCTestCase {
         assertError(f.call("GET", "/v1/certificates/xyz", token: f.readToken), .badRequest, "a serial that is not hex")
     }
 
-    func testWrongMethodsOnFixedPathsAre405() throws {
+    /// Every path answers a method it does not serve with 405 and `Allow` listing the methods it
+    /// does (RFC 9110), before any token is looked at — paths with ids in them too.
+    func testWrongMethodsAre405WithAllow() throws {
         let f = try fixture()
-        let cases: [(String, [String])] = [
-            ("/healthz", ["POST", "PUT", "DELETE"]), ("/readyz", ["POST"]), ("/metrics", ["POST", "DELETE"]),
-            ("/v1/health", ["POST"]), ("/v1/ca", ["POST", "DELETE"]), ("/v1/crl", ["POST", "PUT"]), ("/v1/crl.pem", ["DELETE"]),
-            ("/v1/ocsp", ["GET", "PUT"]), ("/v1/ocsp/MAA=", ["POST"]), ("/v1/bundle", ["POST"]), ("/v1/events", ["POST"]),
-            ("/v1/hosts", ["PUT", "DELETE", "PATCH"]), ("/v1/challenges", ["GET"]), ("/v1/enroll", ["GET", "PUT"]),
-            ("/v1/revoke", ["GET"]), ("/v1/status", ["POST"]), ("/v1/summary", ["DELETE"]), ("/v1/attestations", ["POST"]),
-            ("/v1/certificates", ["POST"]), ("/v1/tokens", ["PUT", "DELETE"]), ("/v1/policies", ["POST"]), ("/v1/policies/reload", ["PUT", "DELETE"]),
+        let cases: [(String, String, [String])] = [
+            ("/healthz", "GET", ["POST", "PUT", "DELETE"]), ("/readyz", "GET", ["POST"]), ("/metrics", "GET", ["POST", "DELETE"]),
+            ("/v1/health", "GET", ["POST"]), ("/v1/ca", "GET", ["POST", "DELETE"]), ("/v1/crl", "GET", ["POST", "PUT"]), ("/v1/crl.pem", "GET", ["DELETE"]),
+            ("/v1/crl/ab", "GET", ["DELETE", "POST"]), ("/v1/ocsp", "POST", ["GET", "PUT"]), ("/v1/ocsp/MAA=", "GET", ["POST"]),
+            ("/v1/bundle", "GET", ["POST"]), ("/v1/events", "GET", ["POST"]),
+            ("/v1/hosts", "GET, POST", ["PUT", "DELETE", "PATCH"]), ("/v1/hosts/\(h1)", "GET, DELETE", ["PUT", "POST", "PATCH"]),
+            ("/v1/hosts/\(h1)/activate", "POST", ["GET"]), ("/v1/hosts/\(h1)/attestations", "GET, POST", ["DELETE"]),
+            ("/v1/hosts/\(h1)/ear", "GET", ["POST"]), ("/v1/hosts/\(h1)/evidence", "GET", ["DELETE"]), ("/v1/hosts/\(h1)/unblock", "POST", ["GET"]),
+            ("/v1/challenges", "POST", ["GET"]), ("/v1/enroll", "POST", ["GET", "PUT"]), ("/v1/revoke", "POST", ["GET"]),
+            ("/v1/status", "GET", ["POST"]), ("/v1/summary", "GET", ["DELETE"]), ("/v1/attestations", "GET", ["POST"]),
+            ("/v1/certificates", "GET", ["POST"]), ("/v1/certificates/4a", "GET", ["DELETE", "PUT"]), ("/v1/certificates/4a/revoke", "POST", ["GET"]),
+            ("/v1/tokens", "GET, POST", ["PUT", "DELETE"]), ("/v1/tokens/0123456789abcdef", "DELETE", ["GET"]),
+            ("/v1/policies", "GET", ["POST"]), ("/v1/policies/test", "GET", ["DELETE"]),
+            // The concrete path wins over /v1/policies/{name}, as OpenAPI matches paths.
+            ("/v1/policies/reload", "POST", ["GET", "PUT", "DELETE"]),
+            ("/v1/ca/rotate", "POST", ["GET", "TRACE", "DELETE"]),
         ]
-        for (path, methods) in cases {
+        for (path, allow, methods) in cases {
             for method in methods {
-                // Checked before any token: a wrong method is 405 for everyone.
-                assertError(f.call(method, path), .methodNotAllowed, "\(method) \(path)")
-                assertError(f.call(method, path, token: adminToken), .methodNotAllowed, "\(method) \(path) as admin")
+                for token in [nil, adminToken] {
+                    let r = f.call(method, path, token: token)
+                    assertError(r, .methodNotAllowed, "\(method) \(path)")
+                    XCTAssertEqual(r.header("Allow"), allow, "\(method) \(path)")
+                }
             }
-        }
-        // GET /v1/policies/reload is the read route for a policy named "reload", not a wrong method.
-        assertError(f.call("GET", "/v1/policies/reload"), .unauthorized)
-        assertError(f.call("GET", "/v1/policies/reload", token: f.readToken), .notFound)
-    }
-
-    /// Paths with an id in them have no 405 branch: a wrong method there is answered 404 today
-    /// (reported, not changed here). Either way the answer is a clean JSON refusal, and never
-    /// reaches a route of another method.
-    func testWrongMethodsOnPathsWithAnIdAreRefused() throws {
-        let f = try fixture()
-        let cases: [(String, String)] = [
-            ("PUT", "/v1/hosts/\(h1)"), ("POST", "/v1/hosts/\(h1)"), ("GET", "/v1/hosts/\(h1)/unblock"), ("GET", "/v1/hosts/\(h1)/activate"),
-            ("DELETE", "/v1/hosts/\(h1)/evidence"), ("POST", "/v1/hosts/\(h1)/ear"), ("DELETE", "/v1/certificates/4a"), ("GET", "/v1/certificates/4a/revoke"),
-            ("GET", "/v1/tokens/0123456789abcdef"), ("DELETE", "/v1/policies/test"), ("GET", "/v1/ca/rotate"), ("DELETE", "/v1/crl/ab"),
-        ]
-        for (method, path) in cases {
-            let r = f.call(method, path, token: adminToken)
-            XCTAssertTrue(r.status == 404 || r.status == 405, "\(method) \(path): \(r.status)")
-            assertError(r, r.status == 405 ? .methodNotAllowed : .notFound, "\(method) \(path)")
         }
         XCTAssertNotNil(try f.broker.store.host(id: h1), "nothing was deleted")
         XCTAssertNil(try f.broker.store.certificate(serial: "4a")?.revokedAt, "nothing was revoked")
+    }
+
+    /// The table behind `Allow` agrees with the routes: each method it lists for a path is served
+    /// there (never 405), and each route's method is listed.
+    func testAllowTableMatchesTheRoutes() throws {
+        for route in routes {
+            let f = try fixture()
+            let path = route.path.split(separator: "?")[0]
+            let r = f.call(route.method, route.path, token: adminToken, body: route.body)
+            r.stream?.onClose()
+            XCTAssertNotEqual(r.status, 405, "\(route)")
+            let parts = path.split(separator: "/").map(String.init)
+            if parts.first == "v1", parts.count > 1, parts[1] != "ocsp" || parts.count == 2 {
+                XCTAssertEqual(BrokerAPI.methods(of: Array(parts.dropFirst()))?.contains(route.method), true, "\(route) is in the table")
+            }
+        }
+        let f = try fixture()
+        for (template, methods) in BrokerAPI.pathMethods {
+            let path = "/v1/" + template.map { $0 == "*" ? (template[0] == "hosts" ? h1 : template[0] == "crl" ? "ab" : "4a") : $0 }.joined(separator: "/")
+            for method in methods {
+                let r = f.call(method, path, token: adminToken, body: "{}")
+                r.stream?.onClose()
+                XCTAssertNotEqual(r.status, 405, "\(method) \(path)")
+            }
+        }
     }
 
     func testMalformedHostIdsAre400AndUnknownOnes404() throws {
@@ -306,6 +324,47 @@ final class BrokerAPIRoutingTests: XCTestCase {
         assertError(f.call("GET", "/v1/attestations?bogus=1", token: f.readToken), .badRequest, "unknown query parameter")
         assertError(f.call("GET", "/v1/hosts/\(h1)/ear?nonce=short", token: f.readToken), .badRequest, "nonce too short")
         assertError(f.call("GET", "/v1/events?after=-1"), .badRequest, "after must be an event id")
+    }
+
+    /// Bodies are held to what docs/openapi.yaml's schemas say before anything is looked up:
+    /// base64 in its one canonical spelling, PCR indices in plain decimal, label values printable.
+    func testBodiesAreCheckedAsTheSchemasSay() throws {
+        let f = try fixture()
+        for (b64, field) in [("AB==", "ekCertificate"), ("AAAA====", "ekCertificate"), ("AA", "ekCertificate")] {
+            let r = f.call("POST", "/v1/hosts", body: #"{"ekCertificate":"\#(b64)","ekPublic":"","akPublic":""}"#)
+            assertError(r, .invalidValue, b64)
+            XCTAssertEqual((try? JSONCodec.decode(APIError.self, from: r.body))?.context?["field"], field, b64)
+        }
+        assertError(f.call("POST", "/v1/hosts", body: #"{"ekCertificate":"","ekPublic":"","akPublic":"","labels":{"env":"a\u0001b"}}"#), .labelsInvalid, "a control character")
+        assertError(f.call("POST", "/v1/hosts", body: #"{"ekCertificate":"","ekPublic":"","akPublic":"","labels":{"env":"a b"}}"#), .labelsInvalid, "a space")
+        let nonce = String(repeating: "ab", count: 32)
+        for index in ["07", "+7", "24"] {
+            let r = f.call("POST", "/v1/enroll", body: #"{"hostId":"\#(h1)","nonce":"\#(nonce)","agentName":"a","csr":"x","quote":{"attest":"","signature":"","pcrs":{"sha256":{"\#(index)":"00"}}}}"#)
+            assertError(r, .badRequest, "PCR \(index)")
+            XCTAssertEqual((try? JSONCodec.decode(APIError.self, from: r.body))?.context?["field"], "quote.pcrs.sha256.\(index)")
+        }
+    }
+
+    /// Query parameters with a closed set of values refuse any other value (400, the parameter
+    /// named in `field`) instead of ignoring it; numeric cursors must be numbers.
+    func testUnknownQueryValuesAre400() throws {
+        let f = try fixture()
+        for (path, token, field) in [("/v1/crl?format=xyz", nil, "format"), ("/v1/crl.pem?format=der", nil, "format"), ("/v1/bundle?format=pem", nil, "format"),
+                                     ("/v1/certificates/4a?format=der", f.readToken, "format"), ("/v1/events?after=abc", nil, "after"),
+                                     ("/v1/events?after=%2B1", nil, "after"), ("/v1/events?after=", nil, "after"),
+                                     ("/v1/attestations?result=maybe", f.readToken, "result"), ("/v1/certificates?state=lost", f.readToken, "state")] as [(String, String?, String)] {
+            let r = f.call("GET", path, token: token)
+            assertError(r, .badRequest, path)
+            XCTAssertEqual((try? JSONCodec.decode(APIError.self, from: r.body))?.context?["field"], field, path)
+        }
+        let header = f.call("GET", "/v1/events", headers: ["last-event-id": "x"])
+        assertError(header, .badRequest, "Last-Event-ID")
+        XCTAssertEqual((try? JSONCodec.decode(APIError.self, from: header.body))?.context?["field"], "Last-Event-ID")
+        for path in ["/v1/crl?format=pem", "/v1/bundle?format=spiffe", "/v1/events?after=0", "/v1/events?after=12"] {
+            let r = f.call("GET", path)
+            r.stream?.onClose()
+            XCTAssertEqual(r.status, 200, path)
+        }
     }
 
     // MARK: Throttle, streams, readiness

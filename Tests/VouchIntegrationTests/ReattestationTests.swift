@@ -119,8 +119,8 @@ final class ReattestationTests: XCTestCase {
         // ... until the 6 s grace has passed: then failed, and the policy's action applies.
         try waitFor("grace to end", timeout: 15) { try host(broker, id).trust?.state == "untrusted" }
         XCTAssertTrue(try ocspStatus(broker, fresh.certificate).contains("revoked"))
-        let since = try XCTUnwrap(unreachable.trust.flatMap { Date.parseISO8601($0.since) })
-        let failedAt = try XCTUnwrap(try host(broker, id).trust.flatMap { Date.parseISO8601($0.since) })
+        let since = try XCTUnwrap(unreachable.trust.flatMap { Date.parseRFC3339($0.since) })
+        let failedAt = try XCTUnwrap(try host(broker, id).trust.flatMap { Date.parseRFC3339($0.since) })
         XCTAssertGreaterThanOrEqual(failedAt.timeIntervalSince(since), 5)   // whole seconds in the API
     }
 

@@ -162,7 +162,7 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(try s.refreshCRL(issuer: "ca2", buildCRL: build).number, 2, name)
             let events = try s.events(after: 0, limit: 100)
             XCTAssertEqual(events.map(\.type), Array(repeating: OutboxEventType.certificateIssued, count: 3) + Array(repeating: .certificateRevoked, count: 3), name)
-            XCTAssertEqual(events[3].data, #"{"agentName":"a01","hostId":"\#(id)","reason":"1","revokedAt":"\#(t0.iso8601)","serial":"01","spiffeId":"spiffe:\/\/t\/a"}"#, name)
+            XCTAssertEqual(events[3].data, #"{"agentName":"a01","hostId":"\#(id)","reason":"keyCompromise","revokedAt":"\#(t0.iso8601)","serial":"01","spiffeId":"spiffe://t/a"}"#, name)
             let since = try s.registerSubscriber("https://hook")
             XCTAssertEqual(since, 6, name)
             try s.appendEvent(type: .hostBlocked, data: ["hostId": id], at: t0)

@@ -21,7 +21,16 @@ final class TPMStructureTests: XCTestCase {
             let d = Date(timeIntervalSince1970: t)
             XCTAssertEqual(d.iso8601, f.string(from: d), "\(t), \(seed)")
             XCTAssertEqual(DER.generalizedTime(d), DER.tlv(DER.generalizedTimeTag, Array(g.string(from: d).utf8)), "\(t), \(seed)")
-            XCTAssertEqual(Date.parseISO8601(d.iso8601)?.timeIntervalSince1970, t.rounded(.down), "\(t), \(seed)")
+            XCTAssertEqual(Date.parseRFC3339(d.iso8601)?.timeIntervalSince1970, t.rounded(.down), "\(t), \(seed)")
+        }
+        // RFC 3339 as JSON Schema's date-time reads it: any fraction, offsets, lowercase t/z, leap seconds.
+        for (text, t) in [("2026-11-30T10:00:00.96288Z", 1_796_032_800.96288), ("2026-11-30t11:30:00+01:30", 1_796_032_800),
+                          ("2026-11-30T09:59:60z", 1_796_032_800), ("0730-11-23T05:52:24Z", -39_102_458_856), ("2024-02-29T00:00:00-00:00", 1_709_164_800)] {
+            XCTAssertEqual(try XCTUnwrap(Date.parseRFC3339(text), text).timeIntervalSince1970, t, accuracy: 0.0001, text)
+        }
+        for bad in ["", "2026-11-30", "2026-11-30T10:00:00", "2026-11-30 10:00:00Z", "2026-02-30T00:00:00Z", "2025-02-29T00:00:00Z",
+                    "2026-11-30T24:00:00Z", "2026-11-30T10:00:00.Z", "2026-11-30T10:00:00+0100", "2026-11-30T10:00:00Zx", "+2026-11-30T10:00:00Z"] {
+            XCTAssertNil(Date.parseRFC3339(bad), bad)
         }
         XCTAssertTrue(Hex.isLowercase("0123456789abcdef", length: 16...16))
         XCTAssertFalse(Hex.isLowercase("0123456789ABCDEF", length: 16...16))
