@@ -82,7 +82,7 @@ broker_pid=""
 start_broker() {  # $1: name
   broker_port=$(free_port); broker_dir="$out/broker-$1"
   "$bin/vouchd" --data-dir "$broker_dir" --policy "$out/sim-policy.yaml" --ek-roots "$out/ek-roots" --port "$broker_port" \
-    --allow-simulated-hosts --reattest-concurrency 32 >"$out/vouchd-$1.log" 2>&1 &
+    --allow-simulated-hosts --reattest-concurrency 32 --publish-listen off >"$out/vouchd-$1.log" 2>&1 &
   broker_pid=$!
   for _ in $(seq 1 200); do [ -f "$broker_dir/broker-ca/ca.pem" ] && curl -sf --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/healthz" >/dev/null && return 0; sleep 0.05; done
   echo "vouchd did not start" >&2; return 1

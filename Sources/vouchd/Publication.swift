@@ -7,9 +7,11 @@ import Glibc
 /// (`--publish-listen`, CRLs and OCSP only) and the URLs issued certificates carry — the CRL
 /// distribution point (`<crlURL>/<issuing CA key id>`) and OCSP in Authority Information Access.
 ///
-/// With a publication listener the URLs are http:// by default (RFC 5280 fetchers such as NSS
-/// speak http, and CRLs and OCSP answers are signed); without one they are the HTTPS public
-/// URL's. `--crl-url` and `--ocsp-url` override either (https allowed).
+/// The listener is on by default, on the HTTPS listener's address and port + 1, and the URLs are
+/// then http:// (RFC 5280 fetchers such as NSS speak http, and CRLs and OCSP answers are signed),
+/// on the public URL's host: `https://broker.example:8443` publishes at
+/// `http://broker.example:8444`. `--publish-listen off` turns it off, and the URLs are then the
+/// HTTPS public URL's. `--crl-url` and `--ocsp-url` override either (https allowed).
 struct Publication {
     var listen: (host: String, port: UInt16)?
     /// Base of the CRL URLs: certificates point at `<crlURL>/<issuing CA key id>`.
@@ -19,7 +21,20 @@ struct Publication {
     /// Reads publish-listen, publish-url, crl-url and ocsp-url; a bad value ends the process with
     /// a usage error naming where it came from.
     init(_ args: Settings, publicURL: String, httpsListen: String, httpsPort: UInt16) {
-        if let value = args["publish-listen"] {
+        var defaultURL: String?
+        if args["publish-listen"] == nil {
+            guard httpsPort < UInt16.max else {
+                fail("\(args.source("port")): with port 65535 give publish-listen (ADDR:PORT, or off)")
+            }
+            listen = (httpsListen, httpsPort + 1)
+            // The public URL's host (what relying parties already reach), on the publication port.
+            if var c = URLComponents(string: publicURL), c.host != nil {
+                c.scheme = "http"; c.port = Int(httpsPort) + 1; c.path = ""
+                defaultURL = c.string
+            }
+        } else if args["publish-listen"] == "off" {
+            listen = nil
+        } else if let value = args["publish-listen"] {
             let field = args.source("publish-listen")
             guard let colon = value.lastIndex(of: ":"), let port = UInt16(value[value.index(after: colon)...]), port > 0 else {
                 fail("\(field): publish-listen must be ADDR:PORT (an IPv4 address and a port 1-65535)")
@@ -36,7 +51,7 @@ struct Publication {
         if args["publish-url"] != nil, listen == nil {
             fail("\(args.source("publish-url")): publish-url needs publish-listen (the listener it names)")
         }
-        let base = Self.url(args, "publish-url") ?? listen.map { "http://\($0.host):\($0.port)" } ?? publicURL
+        let base = Self.url(args, "publish-url") ?? defaultURL ?? listen.map { "http://\($0.host):\($0.port)" } ?? publicURL
         crlURL = Self.url(args, "crl-url") ?? base + "/v1/crl"
         ocspURL = Self.url(args, "ocsp-url") ?? base + "/v1/ocsp"
     }

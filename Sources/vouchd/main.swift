@@ -35,10 +35,11 @@ win over the environment, which wins over the file. docs/operations.md has an ex
                         root); DIR/next is published before it issues; default DATA-DIR/ca
   --trust-domain NAME   SPIFFE trust domain (default vouch.local)
   --public-url URL      URL relying parties reach this broker at (default https://ADDR:PORT)
-  --publish-listen ADDR:PORT  also serve CRLs and OCSP, and nothing else, over plain HTTP here (they
-                        are signed; RFC 5280 fetchers such as NSS speak only http); issued
-                        certificates then name it in their CRL and OCSP URLs
-  --publish-url URL     URL relying parties reach the publication listener at (default http://ADDR:PORT)
+  --publish-listen ADDR:PORT|off  also serve CRLs and OCSP, and nothing else, over plain HTTP here
+                        (they are signed; RFC 5280 fetchers such as NSS speak only http); issued
+                        certificates name it in their CRL and OCSP URLs (default LISTEN:PORT+1)
+  --publish-url URL     URL relying parties reach the publication listener at (default
+                        http://PUBLIC-URL-HOST:PORT+1, or http://ADDR:PORT when publish-listen is given)
   --crl-url URL         base of the CRL distribution point in certificates (URL/<CA key id>; default
                         PUBLISH-URL/v1/crl, or PUBLIC-URL/v1/crl without a publication listener)
   --ocsp-url URL        the OCSP responder in certificates (default PUBLISH-URL/v1/ocsp, or PUBLIC-URL/v1/ocsp)

@@ -82,7 +82,7 @@ final class CLITests: XCTestCase {
         let ekRoots = dir.appendingPathComponent("ek-roots")
         try FileManager.default.createDirectory(at: ekRoots, withIntermediateDirectories: true)
         let base = ["--data-dir", data, "--policy", policy, "--ek-roots", ekRoots.path]
-        let valid = base + ["--port", "\(TestEnv.freePorts(1))"]
+        let valid = base + ["--port", "\(TestEnv.freePorts(2))"]
         let refused: [(String, [String])] = [
             ("no policy", ["--data-dir", data, "--ek-roots", ekRoots.path]),
             ("no EK roots", ["--data-dir", data, "--policy", policy]),

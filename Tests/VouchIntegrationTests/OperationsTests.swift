@@ -18,7 +18,7 @@ final class OperationsTests: XCTestCase {
         let ek = dir.appendingPathComponent("ek")
         try FileManager.default.createDirectory(at: ek, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: tpm.rootCA, to: ek.appendingPathComponent("root.pem"))
-        let port = TestEnv.freePorts(1)
+        let port = TestEnv.freePorts(2)
         let config = dir.appendingPathComponent("vouchd.yaml")
         try """
         data-dir: \(dir.path)/data

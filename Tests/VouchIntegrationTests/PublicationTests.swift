@@ -159,7 +159,7 @@ final class PublicationTests: XCTestCase {
             (["--publish-listen", "127.0.0.1:8443"], [:], "--publish-listen"),
             (["--publish-listen", "0.0.0.0:8443"], [:], "--publish-listen"),
             ([], ["VOUCHD_PUBLISH_LISTEN": "::1:8080"], "VOUCHD_PUBLISH_LISTEN"),
-            (["--publish-url", "http://vouch.example:8080"], [:], "--publish-url"),
+            (["--publish-listen", "off", "--publish-url", "http://vouch.example:8080"], [:], "--publish-url"),
             (["--publish-listen", "127.0.0.1:8080", "--publish-url", "ftp://vouch.example"], [:], "--publish-url"),
             (["--crl-url", "crl.example/v1/crl"], [:], "--crl-url"),
             (["--crl-url", "http://crl.example/v1/crl?x=1"], [:], "--crl-url"),

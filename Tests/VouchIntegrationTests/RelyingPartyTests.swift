@@ -27,7 +27,8 @@ final class RelyingPartyTests: XCTestCase {
 
         // The profile as OpenSSL sees it.
         let text = try TestEnv.run("openssl", ["x509", "-in", certPath, "-noout", "-text"]).stdout
-        XCTAssertTrue(text.contains("OCSP - URI:\(broker.url)/v1/ocsp"), text)
+        // By default certificates name the plain-HTTP publication listener (HTTPS port + 1).
+        XCTAssertTrue(text.contains("OCSP - URI:http://127.0.0.1:\(broker.port + 1)/v1/ocsp"), text)
         XCTAssertTrue(text.contains("1.3.6.1.5.5.7.1.35"), text)   // id-pe-cmw (RFC 9999), holding the EAR
 
         // The attestation it carries, decoded by vouch cert inspect.

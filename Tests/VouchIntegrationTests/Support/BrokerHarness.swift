@@ -41,7 +41,7 @@ final class BrokerHarness {
         }
         self.policy = policy ?? TestEnv.packageRoot.appendingPathComponent("policies/development.yaml").path
         self.extraArgs = extraArgs
-        port = TestEnv.freePorts(1)
+        port = TestEnv.freePorts(2)   // and port + 1: the publication listener (default)
         try start()
     }
 
