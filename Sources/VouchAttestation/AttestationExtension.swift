@@ -114,6 +114,11 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         guard c.profile == Self.earProfile else {
             throw VouchError(.unsupported, "the EAR does not name the EAR profile \(Self.earProfile)", context: ["field": "eat_profile", "got": c.profile])
         }
+        // A host id is 32 lowercase hex digits (`EKIdentity.hostID`): nothing else is printed or
+        // put into a URL by the readers of this claim.
+        guard Hex.isLowercase(c.host.hostId, length: 32...32) else {
+            throw VouchError(.invalidValue, "the EAR claim vouch.host.hostId is not a host id", context: ["field": "vouch.host.hostId"])
+        }
         hostId = c.host.hostId
         attestedAt = Date(timeIntervalSince1970: TimeInterval(c.iat))
         evidenceType = c.evidence.type

@@ -165,7 +165,13 @@ final class Revocations: Sendable {
             // newer, and `publishCRL` keeps and returns it instead.
             planning.lock()
             defer { planning.unlock() }
-            crl = try store.publishCRL(try sign(try store.revocations(issuer: id)))
+            // Read again under the lock: a concurrent request may have re-signed it meanwhile, and
+            // unauthenticated requests must not each sign a CRL.
+            if let again = try store.currentCRL(issuer: id), fresh(again) {
+                crl = again
+            } else {
+                crl = try store.publishCRL(try sign(try store.revocations(issuer: id)))
+            }
         }
         cache.write { c in if c.usable, (c.crls[id]?.number ?? 0) <= crl.number { c.crls[id] = crl } }
         return crl

@@ -51,6 +51,12 @@ struct Publication {
         if args["publish-url"] != nil, listen == nil {
             fail("\(args.source("publish-url")): publish-url needs publish-listen (the listener it names)")
         }
+        // A wildcard listen address names no host relying parties can reach: certificates then
+        // carry the public URL's host on the publication port.
+        if defaultURL == nil, let l = listen, l.host == "0.0.0.0", var c = URLComponents(string: publicURL), c.host != nil {
+            c.scheme = "http"; c.port = Int(l.port); c.path = ""
+            defaultURL = c.string
+        }
         let base = Self.url(args, "publish-url") ?? defaultURL ?? listen.map { "http://\($0.host):\($0.port)" } ?? publicURL
         crlURL = Self.url(args, "crl-url") ?? base + "/v1/crl"
         ocspURL = Self.url(args, "ocsp-url") ?? base + "/v1/ocsp"
