@@ -68,7 +68,7 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             "iat": Int(attestedAt.timeIntervalSince1970),
             "exp": Int(expiresAt.timeIntervalSince1970),
             "ear.verifier-id": ["developer": "Vouch", "build": verifierBuild],
-            "submods": Dictionary(uniqueKeysWithValues: devices.map { ($0, appraisal) }),
+            "submods": Dictionary(devices.map { ($0, appraisal) }, uniquingKeysWith: { first, _ in first }),
             "vouch.host": ["hostId": hostId],
             "vouch.evidence": evidence,
             "vouch.policy": ["name": policyName, "version": policyVersion, "sha256": Hex.encode(policyDigest)],

@@ -55,7 +55,7 @@ public struct CMWRecord: Sendable, Equatable {
     /// Parses a `json-record`. Refuses a collection, a CoAP content-format number as the type,
     /// a padded or non-base64url value, and an indicator of 0 or above 2^32-1.
     public init(json text: String) throws {
-        guard text.first == "[" else {
+        guard text.first(where: { !$0.isWhitespace }) == "[" else {
             throw VouchError(.unsupported, "only a CMW record is supported here, not a collection", context: ["field": "cmw"])
         }
         struct Wire: Decodable {

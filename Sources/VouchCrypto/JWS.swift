@@ -101,6 +101,10 @@ public struct JWSSigner: Sendable {
         guard let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any] else {
             throw VouchError(.invalidValue, "the header is not a JSON object", context: ["field": "header"])
         }
+        // RFC 7515 4.1.11: a verifier that understands no critical extension must refuse any.
+        guard header["crit"] == nil else {
+            throw VouchError(.unsupported, "the header names critical extensions this verifier does not understand", context: ["field": "crit"])
+        }
         return (parts, header)
     }
 

@@ -60,4 +60,21 @@ final class JWSKeySetTests: XCTestCase {
         let noKid = JWSSigner.base64URL(Array(#"{"alg":"ES256"}"#.utf8)) + "." + parts[1] + "." + parts[2]
         XCTAssertEqual(code(JWKSet(keys: [s.jwk]), noKid), .invalidValue)
     }
+
+    /// RFC 7515 4.1.11: a header with `crit` names extensions this verifier does not understand,
+    /// so the token is refused on both paths, before anything else about it is believed.
+    func testCriticalHeaderExtensionsAreRefused() throws {
+        let s = try signer()
+        let now = Date()
+        let token = try s.sign(payload: Array(#"{"a":1}"#.utf8))
+        var h = try header(token)
+        h["crit"] = ["exp"]
+        let headerB64 = JWSSigner.base64URL([UInt8](try JSONSerialization.data(withJSONObject: h, options: [.sortedKeys])))
+        let parts = token.split(separator: ".").map(String.init)
+        let forged = headerB64 + "." + parts[1] + "." + parts[2]
+        XCTAssertThrowsError(try JWSSigner.verify(forged, keySet: JWKSet(keys: [s.jwk]))) { XCTAssertEqual(($0 as? VouchError)?.code, .unsupported) }
+        XCTAssertThrowsError(try JWSSigner.verify(forged, anchors: [], signer: "spiffe://t/vouchd", at: now)) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .unsupported)
+        }
+    }
 }
