@@ -40,12 +40,12 @@ public struct BrokerAPI: Sendable {
         do {
             return try route(req)
         } catch let refusal as PolicyRefusal {
-            return errorResponse(refusal.error, violations: refusal.violations)
+            return Self.errorResponse(refusal.error, violations: refusal.violations)
         } catch let e as VouchError {
-            return errorResponse(e)
+            return Self.errorResponse(e)
         } catch {
             log("internal error on \(req.method) \(req.path): \(error)")
-            return errorResponse(VouchError(.internalError, "internal error"))
+            return Self.errorResponse(VouchError(.internalError, "internal error"))
         }
     }
 
@@ -53,7 +53,7 @@ public struct BrokerAPI: Sendable {
         if req.path == "/healthz" || req.path == "/readyz" {
             guard req.method == "GET" else { throw Self.methodNotAllowed(req.method, allow: ["GET"]) }
             if req.path == "/healthz" { return json(200, ["status": "ok"]) }
-            return try service.queries.ready() ? json(200, ["status": "ready"]) : errorResponse(VouchError(.notReady, "shutting down"))
+            return try service.queries.ready() ? json(200, ["status": "ready"]) : Self.errorResponse(VouchError(.notReady, "shutting down"))
         }
         if req.path == "/metrics" {
             guard req.method == "GET" else { throw Self.methodNotAllowed(req.method, allow: ["GET"]) }
@@ -258,7 +258,7 @@ public struct BrokerAPI: Sendable {
         HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: JSONCodec.encode(value))
     }
 
-    private func errorResponse(_ e: VouchError, violations: [PolicyViolation] = []) -> HTTPResponse {
+    static func errorResponse(_ e: VouchError, violations: [PolicyViolation] = []) -> HTTPResponse {
         let body = APIError(code: e.code.rawValue, message: e.message, context: e.context.isEmpty ? nil : e.context,
                             violations: violations.isEmpty ? nil : violations.map {
                                 APIError.Violation(code: $0.code.rawValue, path: $0.path, expected: $0.expected, actual: $0.actual)

@@ -42,16 +42,16 @@ public struct PublicationAPI: Sendable {
         // HEAD is GET without the body, which libmicrohttpd leaves out by itself.
         let reads = req.method == "GET" || req.method == "HEAD"
         if req.path.hasPrefix("/v1/ocsp/") {
-            guard reads else { throw Self.notAllowed(req, allow: "GET, HEAD") }
+            guard reads else { throw BrokerAPI.methodNotAllowed(req.method, allow: ["GET", "HEAD"]) }
             return try ocsp(encoded: String(req.path.dropFirst("/v1/ocsp/".count)))
         }
         if req.path == "/v1/ocsp" {
-            guard req.method == "POST" else { throw Self.notAllowed(req, allow: "POST") }
+            guard req.method == "POST" else { throw BrokerAPI.methodNotAllowed(req.method, allow: ["POST"]) }
             return try ocsp(request: req.body)
         }
         let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         if parts.first == "v1", Self.isCRLRoute(Array(parts.dropFirst())) {
-            guard reads else { throw Self.notAllowed(req, allow: "GET, HEAD") }
+            guard reads else { throw BrokerAPI.methodNotAllowed(req.method, allow: ["GET", "HEAD"]) }
             return try crl(Array(parts.dropFirst()), req)
         }
         throw VouchError(.notFound, "this listener publishes only CRLs (/v1/crl/{caKeyId}) and OCSP (/v1/ocsp)",
@@ -115,15 +115,6 @@ public struct PublicationAPI: Sendable {
 
     // MARK: Errors
 
-    private static func notAllowed(_ req: HTTPRequest, allow: String) -> VouchError {
-        VouchError(.methodNotAllowed, "method \(String(req.method.prefix(16))) is not allowed here", context: ["allow": allow])
-    }
-
-    /// `{code, message}` with the code's status, and `Allow` for 405.
-    static func errorResponse(_ e: VouchError) -> HTTPResponse {
-        let body = APIError(code: e.code.rawValue, message: e.message, context: e.context.isEmpty ? nil : e.context)
-        var headers = [("Content-Type", "application/json")]
-        if let allow = e.context["allow"] { headers.append(("Allow", allow)) }
-        return HTTPResponse(status: BrokerAPI.status(for: e.code), headers: headers, body: JSONCodec.encode(body))
-    }
+    /// `{code, message}` with the code's status, and `Allow` for 405 (`BrokerAPI`'s error body).
+    static func errorResponse(_ e: VouchError) -> HTTPResponse { BrokerAPI.errorResponse(e) }
 }

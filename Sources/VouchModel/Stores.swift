@@ -200,7 +200,9 @@ extension RevocationPlan {
 
     /// Whether `named` (the target's unrevoked certificates now) and `crlNumber` (each issuer's
     /// stored CRL number now) are what the plan was made from; `conflict` otherwise.
-    public func checkCurrent(named: [CertificateRecord], crlNumber: (String) throws -> UInt64) throws {
+    /// Then that `crls` are the ones signed for this plan (one per issuer, in order, with its
+    /// number): a mismatch is the caller's bug (`internal_error`), not a stale plan.
+    public func checkCurrent(named: [CertificateRecord], crls: [CRLRecord], crlNumber: (String) throws -> UInt64) throws {
         guard named.filter({ $0.revokedAt == nil }).map(\.serial).sorted() == serials else {
             throw VouchError(.revocationPlanStale, "the certificates to revoke changed; plan again")
         }
@@ -209,6 +211,9 @@ extension RevocationPlan {
         }
         for c in crlsRequired where !issuers.contains(where: { $0.issuer == c }) {
             throw VouchError(.revocationPlanStale, "no CRL planned for \(c)")
+        }
+        guard crls.map(\.issuer) == issuers.map(\.issuer), zip(crls, issuers).allSatisfy({ $0.number == $1.number }) else {
+            throw VouchError(.internalError, "the CRLs do not match the revocation plan")
         }
     }
 

@@ -103,10 +103,7 @@ struct SQLiteTransaction: StoreTransaction {
     }
 
     func revoke(_ plan: RevocationPlan, crls: [CRLRecord]) throws {
-        try plan.checkCurrent(named: try SQLiteBrokerStore.named(db, plan.target)) { try SQLiteBrokerStore.crlNumber(db, issuer: $0) }
-        guard crls.map(\.issuer) == plan.issuers.map(\.issuer), zip(crls, plan.issuers).allSatisfy({ $0.number == $1.number }) else {
-            throw VouchError(.internalError, "the CRLs do not match the revocation plan")
-        }
+        try plan.checkCurrent(named: try SQLiteBrokerStore.named(db, plan.target), crls: crls) { try SQLiteBrokerStore.crlNumber(db, issuer: $0) }
         let update = try db.prepare("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?")
         for c in plan.certificates {
             try update.run([.real(plan.at.timeIntervalSince1970), .int(Int64(plan.reason.rawValue)), .text(c.serial)])
