@@ -11,6 +11,7 @@
 //   VouchEventLog      pure: TCG PC Client event logs (parse, replay, claims)
 //   VouchPolicy        pure: policy model and evaluation
 //   VouchAPI           pure: JSON wire types shared by broker, attester and CLI
+//   VouchTEEWire       pure: CPU TEE wire formats (SEV-SNP reports, TDX DCAP quotes and their collateral)
 //   VouchModel         pure: the broker's records, closed state types and store protocols (split by concern,
 //                      with the unit of work); what the broker's services and every store import
 //   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection
@@ -22,7 +23,8 @@
 //   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client
 //   VouchYAML          libyaml: YAML to the config-node tree
 //   VouchPolicyFiles   loads policy files and directories into a validated PolicySet (VouchRuntime: reads files)
-//   VouchAttestation   verifiers: EK chain, credential activation, quotes (returns verified values)
+//   VouchAttestation   verifiers: EK chain, credential activation, quotes, SEV-SNP and TDX evidence (returns
+//                      verified values)
 //   VouchBroker        the broker service: orchestration over protocols, and its HTTP API (logs through an
 //                      injected closure; VouchRuntime only for Bootstrap's CA, token and identity files)
 //   VouchAttesterKit   the host side: AK, registration, quotes for agents (VouchRuntime: host certificate
@@ -58,6 +60,7 @@ let package = Package(
         .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog"]),
         .target(name: "VouchAPI", dependencies: ["VouchCore", "VouchEventLog"]),
         .target(name: "VouchModel", dependencies: ["VouchCore", "VouchAPI", "VouchEventLog"]),
+        .target(name: "VouchTEEWire", dependencies: ["VouchCore"]),
 
         // The process: files, signals, the process-wide log
         .target(name: "VouchRuntime", dependencies: ["VouchCore"]),
@@ -73,7 +76,7 @@ let package = Package(
         .target(name: "VouchPolicyFiles", dependencies: ["VouchCore", "VouchRuntime", "VouchPolicy", "VouchYAML", "VouchCrypto"]),
 
         // Verification, service and host logic
-        .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto", "VouchPolicy", "VouchEventLog"]),
+        .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchTEEWire", "VouchCrypto", "VouchPolicy", "VouchEventLog"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog"]),
 
@@ -101,6 +104,7 @@ let package = Package(
                                                             "VouchBrokerTestSupport"]),
         .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchModel", "VouchAttesterKit", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
                                                              "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire"]),
+        .testTarget(name: "VouchTEETests", dependencies: ["VouchCrypto", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchModel", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
                                                                   "VouchEventLog", "VouchRuntime"]),
