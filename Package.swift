@@ -25,6 +25,8 @@
 //   VouchPolicyFiles   loads policy files and directories into a validated PolicySet (VouchRuntime: reads files)
 //   VouchAttestation   verifiers: EK chain, credential activation, quotes, SEV-SNP and TDX evidence (returns
 //                      verified values)
+//   VouchTEESim        the software TEE: SEV-SNP reports and TDX quotes in the real formats, signed by test chains
+//                      (tests, demo and simulated fleet only)
 //   VouchBroker        the broker service: orchestration over protocols, and its HTTP API (logs through an
 //                      injected closure; VouchRuntime only for Bootstrap's CA, token and identity files)
 //   VouchAttesterKit   the host side: AK, registration, quotes for agents (VouchRuntime: host certificate
@@ -77,6 +79,7 @@ let package = Package(
 
         // Verification, service and host logic
         .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchTEEWire", "VouchCrypto", "VouchPolicy", "VouchEventLog"]),
+        .target(name: "VouchTEESim", dependencies: ["VouchCore", "VouchTEEWire", "VouchCrypto"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog"]),
 
