@@ -19,8 +19,16 @@ import VouchCrypto
 ///                         "modelManifests": [SHA-256 manifest digests (hex)] (empty: no model measured),
 ///                         "secureBoot": from the firmware event log, when one was verified }
 ///     "vouch.policy":   { "name", "version", "sha256": SHA-256 of the policy file (hex) }
+///     "vouch.subject":  { "spiffeId": the certificate's SPIFFE ID,
+///                         "spkiSha256": SHA-256 of its SubjectPublicKeyInfo, DER, EC keys
+///                                       with the named curve and the uncompressed point (hex) }
+///     "vouch.kind":     "certificate-issuance"
 ///
-/// `iat` is when the broker decided (`attestedAt`).
+/// `iat` is when the broker decided (`attestedAt`). `vouch.subject` binds the EAR to the
+/// certificate it was issued in (a copy in another certificate does not verify with
+/// `verified(certificate:...)`), and `vouch.kind` tells it apart from a host's current EAR
+/// (`GET /v1/hosts/{id}/ear`, kind `host-status`, with the relying party's `eat_nonce`): an EAR
+/// lifted out of a certificate says what was true at issuance, never what is true now.
 public struct AttestationExtension: Sendable, Equatable, Codable {
     /// id-pe-cmw (RFC 9999 section 6).
     public static let oid = CMWRecord.extensionOID
@@ -40,12 +48,36 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
     public var policyDigest: [UInt8]
     public var modelManifests: [[UInt8]]
     public var secureBoot: Bool?
+    /// The certificate the decision issued; nil only before the certificate is made (the EAR
+    /// reader requires it).
+    public var subject: Subject?
+
+    /// What a certificate's EAR is bound to.
+    public struct Subject: Sendable, Equatable, Codable {
+        public var spiffeId: String
+        public var spkiSHA256: [UInt8]
+        public init(spiffeId: String, spkiSHA256: [UInt8]) {
+            self.spiffeId = spiffeId
+            self.spkiSHA256 = spkiSHA256
+        }
+        /// The subject of a certificate for `publicKey` naming `spiffeId`.
+        public init(spiffeId: String, publicKey: PublicKey) throws {
+            self.init(spiffeId: spiffeId, spkiSHA256: Crypto.sha256(try publicKey.canonicalSPKIDER))
+        }
+    }
+
+    /// `vouch.kind` of a certificate's EAR.
+    public static let certificateKind = "certificate-issuance"
+    /// `vouch.kind` of a host's current EAR (`GET /v1/hosts/{id}/ear`).
+    public static let hostStatusKind = "host-status"
 
     public init(hostId: String, attestedAt: Date, evidenceType: String, evidenceDigest: [UInt8], pcrBank: String, pcrDigest: [UInt8],
-                policyName: String, policyVersion: Int, policyDigest: [UInt8], modelManifests: [[UInt8]], secureBoot: Bool?) {
+                policyName: String, policyVersion: Int, policyDigest: [UInt8], modelManifests: [[UInt8]], secureBoot: Bool?,
+                subject: Subject? = nil) {
         self.hostId = hostId; self.attestedAt = attestedAt; self.evidenceType = evidenceType; self.evidenceDigest = evidenceDigest
         self.pcrBank = pcrBank; self.pcrDigest = pcrDigest; self.policyName = policyName; self.policyVersion = policyVersion
         self.policyDigest = policyDigest; self.modelManifests = modelManifests; self.secureBoot = secureBoot
+        self.subject = subject
     }
 
     /// The policy as EAR names it (`ear.appraisal-policy-id`), as the host's EAR does.
@@ -53,8 +85,10 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
 
     /// The EAR claims set (JSON) to sign. `devices`: one submodule each (the platform device,
     /// whose evidence this describes, first); `simulated`: a host without a TPM (warning, no
-    /// hardware claim), as the host's EAR reports it.
+    /// hardware claim), as the host's EAR reports it. `subject` must be set: the certificate the
+    /// EAR goes into.
     public func earPayload(device: String, devices: [String], verifierBuild: String, expiresAt: Date, simulated: Bool) throws -> [UInt8] {
+        guard let subject else { throw VouchError(.internalError, "a certificate's EAR needs the certificate's subject") }
         let appraisal: [String: Any] = [
             "ear.status": simulated ? "warning" : "affirming",
             "ear.trustworthiness-vector": ["instance-identity": 2, "hardware": simulated ? 0 : 2, "executables": 2, "configuration": 2],
@@ -72,6 +106,8 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             "vouch.host": ["hostId": hostId],
             "vouch.evidence": evidence,
             "vouch.policy": ["name": policyName, "version": policyVersion, "sha256": Hex.encode(policyDigest)],
+            "vouch.subject": ["spiffeId": subject.spiffeId, "spkiSha256": Hex.encode(subject.spkiSHA256)],
+            "vouch.kind": Self.certificateKind,
         ]
         return [UInt8](try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys, .withoutEscapingSlashes]))
     }
@@ -85,13 +121,17 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             let secureBoot: Bool?
         }
         struct Policy: Decodable { let name: String; let version: Int; let sha256: String }
+        struct Subject: Decodable { let spiffeId: String; let spkiSha256: String }
         let profile: String
+        let kind: String
+        let subject: Subject
         let iat: Int64
         let host: Host
         let evidence: Evidence
         let policy: Policy
         enum CodingKeys: String, CodingKey {
             case profile = "eat_profile", iat, host = "vouch.host", evidence = "vouch.evidence", policy = "vouch.policy"
+            case kind = "vouch.kind", subject = "vouch.subject"
         }
     }
 
@@ -114,6 +154,10 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         guard c.profile == Self.earProfile else {
             throw VouchError(.unsupported, "the EAR does not name the EAR profile \(Self.earProfile)", context: ["field": "eat_profile", "got": c.profile])
         }
+        guard c.kind == Self.certificateKind else {
+            throw VouchError(.unsupported, "the EAR is not a certificate's (vouch.kind \(Self.certificateKind))",
+                             context: ["field": "vouch.kind", "got": String(c.kind.prefix(32))])
+        }
         // A host id is 32 lowercase hex digits (`EKIdentity.hostID`): nothing else is printed or
         // put into a URL by the readers of this claim.
         guard Hex.isLowercase(c.host.hostId, length: 32...32) else {
@@ -130,6 +174,11 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         policyName = c.policy.name
         policyVersion = c.policy.version
         policyDigest = try Hex.decode(c.policy.sha256, field: "vouch.policy.sha256")
+        let spki = try Hex.decode(c.subject.spkiSha256, field: "vouch.subject.spkiSha256")
+        guard spki.count == 32, c.subject.spiffeId.hasPrefix("spiffe://"), c.subject.spiffeId.utf8.count <= 2048 else {
+            throw VouchError(.invalidValue, "the EAR claim vouch.subject is not a SPIFFE ID and a SHA-256 digest", context: ["field": "vouch.subject"])
+        }
+        subject = Subject(spiffeId: c.subject.spiffeId, spkiSHA256: spki)
     }
 
     /// The extension value for a signed EAR (`token`, a compact JWS).
@@ -164,4 +213,30 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
     public static func verified(extensionValue der: [UInt8], anchors: [Certificate], signer: String, at now: Date) throws -> AttestationExtension {
         try AttestationExtension(earPayload: try JWSSigner.verify(try ear(extensionValue: der), anchors: anchors, signer: signer, at: now))
     }
+
+    /// The claims of the EAR `certificate` carries, verified as `verified(extensionValue:...)`
+    /// does and bound to that certificate: `vouch.subject` names its public key (SHA-256 of its
+    /// SubjectPublicKeyInfo) and one of its URI SANs. A copy of the extension in another
+    /// certificate is refused (`attestation_subject_mismatch`). This does not check who issued
+    /// the certificate: verify its chain to the issuing CA as well (TLS does; `vouch cert inspect
+    /// --issuer`).
+    public static func verified(certificate: Certificate, anchors: [Certificate], signer: String, at now: Date) throws -> AttestationExtension {
+        guard let der = certificate.extensionValue(oid: oid) else {
+            throw VouchError(.attestationMissing, "the certificate carries no attestation extension", context: ["field": "extensions"])
+        }
+        let claims = try verified(extensionValue: der, anchors: anchors, signer: signer, at: now)
+        guard let subject = claims.subject, subject.spkiSHA256 == Crypto.sha256(try certificate.publicKey.canonicalSPKIDER),
+              certificate.uriSANs.contains(subject.spiffeId) else {
+            throw VouchError(.attestationSubjectMismatch, "the attestation was issued for another certificate (its key or SPIFFE ID differs)",
+                             context: ["field": "vouch.subject"])
+        }
+        return claims
+    }
+}
+
+extension ErrorCode {
+    /// A certificate's attestation names another certificate's key or SPIFFE ID (copied).
+    public static let attestationSubjectMismatch = ErrorCode("attestation_subject_mismatch", status: 400)
+    /// A certificate without the attestation extension where one is required.
+    public static let attestationMissing = ErrorCode("attestation_missing", status: 400)
 }

@@ -71,6 +71,7 @@ extension QueryService {
             "ear.verifier-id": ["developer": "Vouch", "build": "vouchd (\(config.trustDomain))"],
             "submods": Self.submods(devices: Self.devices(of: last), appraisal: appraisal),
             "vouch.host": hostClaims,
+            "vouch.kind": AttestationExtension.hostStatusKind,
         ]
         if let nonce { payload["eat_nonce"] = nonce }
         let json = try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys, .withoutEscapingSlashes])

@@ -96,21 +96,37 @@ public enum BrokerBootstrap {
         try loadOrCreateCA(directory: dir, commonName: "Vouch broker CA \(trustDomain)", clock: clock)
     }
 
-    /// The broker's own identity (SPIFFE ID `spiffeID`), issued by the broker CA at each start: its
-    /// TLS client certificate for pulling quotes, and the key that signs attestation results. Also
-    /// written to `dir`/client.pem and client.key (mode 0600), for operators who call attesters
-    /// or the API as the broker.
+    /// The broker's own identity (SPIFFE ID `spiffeID`): its TLS client certificate for pulling
+    /// quotes, and the key that signs attestation results. The key is made once and kept in
+    /// `dir`/client.key (mode 0600), so the EARs inside certificates issued before a restart still
+    /// verify by the `kid` of the published key set (`/v1/ear/jwks`); the certificate is issued
+    /// afresh by the broker CA at each start and written to `dir`/client.pem, for operators who
+    /// call attesters or the API as the broker. Rotating the key is deleting client.key before a
+    /// start (docs/operations.md).
     public static func brokerIdentity(brokerCA: CertificateAuthority, spiffeID: String, directory dir: String, clock: Clock)
         throws -> (certificatePEM: String, keyPEM: String, resultSigner: JWSSigner) {
         try Files.makeDirectory(dir)
-        let key = try PrivateKey.generate(.p256)
+        let keyPath = dir + "/client.key"
+        let key: PrivateKey
+        if Files.exists(keyPath) {
+            do {
+                key = try PrivateKey(pem: try Files.readString(keyPath))
+            } catch {
+                throw VouchError(.config, "the broker's result-signing key cannot be read (delete it to make a new one)", context: ["path": keyPath])
+            }
+            guard (try? key.publicKey)?.ecJWKParameters?.crv == "P-256" else {
+                throw VouchError(.config, "the broker's result-signing key must be P-256 (ES256)", context: ["path": keyPath])
+            }
+        } else {
+            key = try PrivateKey.generate(.p256)
+        }
         let now = clock.now()
         let cert = try brokerCA.issue(publicKey: try key.publicKey, profile: LeafProfile(
             subjectCommonName: "vouchd", uriSANs: [spiffeID], notBefore: now.addingTimeInterval(-60),
             notAfter: now.addingTimeInterval(30 * 86400), usage: .brokerClient), serial: nil)
         let certificatePEM = try cert.pem + (try brokerCA.certificate.pem), keyPEM = try key.pem
         try Files.writeAtomically(Array(certificatePEM.utf8), to: dir + "/client.pem", mode: 0o644)
-        try Files.writeAtomically(Array(keyPEM.utf8), to: dir + "/client.key", mode: 0o600)
+        try Files.writeAtomically(Array(keyPEM.utf8), to: keyPath, mode: 0o600)
         return (certificatePEM, keyPEM, try JWSSigner(key: key, chain: [cert, brokerCA.certificate]))
     }
 

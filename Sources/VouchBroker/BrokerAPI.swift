@@ -61,8 +61,9 @@ public struct BrokerAPI: Sendable {
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(try service.queries.metricsText().utf8))
         }
         // OCSP GET: the request is the rest of the path, URL-encoded base64 (RFC 6960 A.1), which may contain '/'.
+        // HEAD is GET without the body (libmicrohttpd leaves it out), for CRL and OCSP fetchers.
         if req.path.hasPrefix("/v1/ocsp/") {
-            guard req.method == "GET" else { throw Self.methodNotAllowed(req.method, allow: ["GET"]) }
+            guard req.method == "GET" || req.method == "HEAD" else { throw Self.methodNotAllowed(req.method, allow: ["GET", "HEAD"]) }
             return try publication.ocsp(encoded: String(req.path.dropFirst("/v1/ocsp/".count)))
         }
         let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
@@ -73,7 +74,7 @@ public struct BrokerAPI: Sendable {
             return json(200, ["status": "ok"])
         case ("GET", ["ca"]):
             return HTTPResponse(status: 200, headers: [("Content-Type", "application/x-pem-file")], body: Array(try service.authorities.current.chainPEM.utf8))
-        case ("GET", let p) where PublicationAPI.isCRLRoute(p):
+        case ("GET", let p) where PublicationAPI.isCRLRoute(p), ("HEAD", let p) where PublicationAPI.isCRLRoute(p):
             return try publication.crl(p, req)
         case ("GET", ["events"]):
             var after: Int64 = 0
@@ -196,9 +197,10 @@ public struct BrokerAPI: Sendable {
 
     /// The methods of each path under /v1 (`*`: any one segment; the first match counts, so
     /// concrete paths come before templated ones), for 405 answers and their `Allow` header. A
-    /// path that matches none is 404. (/healthz, /readyz, /metrics and /v1/ocsp/… answer GET only.)
+    /// path that matches none is 404. (/healthz, /readyz and /metrics answer GET only; /v1/ocsp/… GET
+    /// and HEAD.)
     public static let pathMethods: [(path: [String], methods: [String])] = [
-        (["health"], ["GET"]), (["ca"], ["GET"]), (["bundle"], ["GET"]), (["crl"], ["GET"]), (["crl.pem"], ["GET"]), (["crl", "*"], ["GET"]),
+        (["health"], ["GET"]), (["ca"], ["GET"]), (["bundle"], ["GET"]), (["crl"], ["GET", "HEAD"]), (["crl.pem"], ["GET", "HEAD"]), (["crl", "*"], ["GET", "HEAD"]),
         (["ocsp"], ["POST"]), (["events"], ["GET"]), (["hosts"], ["GET", "POST"]), (["hosts", "*"], ["GET", "DELETE"]),
         (["hosts", "*", "activate"], ["POST"]), (["hosts", "*", "attestations"], ["GET", "POST"]), (["hosts", "*", "ear"], ["GET"]),
         (["hosts", "*", "evidence"], ["GET"]), (["hosts", "*", "unblock"], ["POST"]), (["challenges"], ["POST"]), (["enroll"], ["POST"]),

@@ -207,7 +207,8 @@ public struct EnrollmentService: BrokerPart, Sendable {
                              context: ["now": now.iso8601, "lastDecision": last.iso8601])
         }
         let notAfter = now.addingTimeInterval(evidence.certificateTTL)   // already capped at re-attestation + grace
-        let ear = try certificateEAR(evidence, simulated: try store.trust(hostID: host.id)?.simulated ?? false, at: now, expiresAt: notAfter)
+        let ear = try certificateEAR(evidence, subject: try AttestationExtension.Subject(spiffeId: spiffeID, publicKey: agentKey),
+                                     simulated: try store.trust(hostID: host.id)?.simulated ?? false, at: now, expiresAt: notAfter)
         let record = evidence.record
         let ca = authorities.current
         let profile = LeafProfile(uriSANs: [spiffeID], notBefore: notBefore, notAfter: notAfter,
@@ -252,8 +253,10 @@ public struct EnrollmentService: BrokerPart, Sendable {
     /// The attestation result of this decision, for the certificate it issues: an EAR built from
     /// the evidence just verified (one submodule per device), valid as long as the certificate,
     /// signed by the broker's result signer.
-    func certificateEAR(_ evidence: TrustedEvidence, simulated: Bool, at now: Date, expiresAt: Date) throws -> String {
-        let payload = try evidence.attestationExtension(attestedAt: now).earPayload(
+    func certificateEAR(_ evidence: TrustedEvidence, subject: AttestationExtension.Subject, simulated: Bool, at now: Date, expiresAt: Date) throws -> String {
+        var claims = evidence.attestationExtension(attestedAt: now)
+        claims.subject = subject
+        let payload = try claims.earPayload(
             device: evidence.platform.device, devices: evidence.results.map(\.device), verifierBuild: "vouchd (\(config.trustDomain))",
             expiresAt: expiresAt, simulated: simulated)
         return try context.resultSigner.sign(payload: payload, typ: "JWT")

@@ -54,10 +54,26 @@ public struct JWK: Codable, Sendable, Equatable {
     }
 }
 
-/// A JWK set (RFC 7517 §5): `{"keys": [...]}`.
+/// A JWK set (RFC 7517 §5): `{"keys": [...]}`. Reading one keeps the EC keys this type holds and
+/// skips members it cannot use (another `kty`, such as RSA or OKP, or a malformed member), as
+/// RFC 7517 §5 asks of implementations: one key a verifier does not understand never hides the
+/// others. A set without a `keys` array is still an error.
 public struct JWKSet: Codable, Sendable, Equatable {
     public var keys: [JWK]
     public init(keys: [JWK]) { self.keys = keys }
+
+    private enum CodingKeys: String, CodingKey { case keys }
+
+    /// One member of `keys`, nil when it is not an EC JWK this type holds.
+    private struct Member: Decodable {
+        let key: JWK?
+        init(from decoder: Decoder) throws { key = try? JWK(from: decoder) }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        keys = try container.decode([Member].self, forKey: .keys).compactMap(\.key)
+    }
 
     /// The key named `kid`; nil if the set has none (or more than one) by that name.
     public func key(kid: String) -> JWK? {

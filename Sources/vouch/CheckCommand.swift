@@ -116,6 +116,9 @@ func checkCommand(_ argv: [String]) throws -> Int32 {
     let status = tpm["ear.status"] as? String ?? "none"
     facts["earStatus"] = status
     facts["hostState"] = host["state"] as? String ?? "unknown"
+    if payload["vouch.kind"] as? String != AttestationExtension.hostStatusKind {
+        failures.append(.init("ear_kind_mismatch", "the EAR is not a host's current status (vouch.kind \(AttestationExtension.hostStatusKind))"))
+    }
     if payload["eat_nonce"] as? String != nonce { failures.append(.init("ear_nonce_mismatch", "the EAR does not echo our nonce (replayed or stale)")) }
     if status != "affirming" || host["state"] as? String != "trusted" {
         failures.append(.init("host_not_trusted", "host \(ext.hostId) is not trusted now: ear.status \(status), state \(host["state"] as? String ?? "unknown")"))

@@ -39,9 +39,10 @@ enum CLI {
       ca create-root --out DIR [--name CN] [--years N]
       ca create-intermediate --root DIR --out DIR [--name CN] [--days N]
       crl [--out FILE] [--json]           fetch the CRL, check its signature, list revoked serials
-      cert inspect FILE [--ca FILE] [--json]
+      cert inspect FILE [--ca FILE] [--issuer FILE] [--json]
                                           a certificate's identity and the attestation (EAR) it carries;
-                                          --ca: verify the EAR's signature against the broker CA
+                                          --ca: verify the EAR (broker CA) and its binding to the certificate;
+                                          --issuer: verify the certificate chain
 
     Policies (offline, except capture --host):
       policy lint FILE|DIR...             validate files and the set; exit 0 valid, 1 invalid

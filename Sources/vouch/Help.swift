@@ -89,11 +89,13 @@ extension CLI {
           vouch crl --out vouch.crl
         """,
         "cert": """
-        usage: vouch cert inspect FILE [--ca FILE] [--json]
+        usage: vouch cert inspect FILE [--ca FILE] [--issuer FILE] [--json]
         A certificate's (PEM or DER) identity and the attestation it carries (the broker's EAR in its
-        CMW extension). With --ca (the broker CA) the EAR's signature must verify. Offline.
+        CMW extension). With --ca (the broker CA) the EAR's signature must verify and the EAR must
+        name this certificate's key and SPIFFE ID; with --issuer (the issuing CA bundle, vouch ca)
+        the certificate must chain to it. Exit 1 if a check asked for fails. Offline.
         example:
-          vouch cert inspect /run/agent/payments.pem --ca broker-ca.pem
+          vouch cert inspect /run/agent/payments.pem --ca broker-ca.pem --issuer ca.pem
         """,
         "check": """
         usage: vouch check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--jwks] [--json]

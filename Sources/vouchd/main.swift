@@ -84,6 +84,7 @@ let options: Set<String> = ["config", "data-dir", "policy", "ek-roots", "listen"
                              "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "log-format"]
 let switches: Set<String> = ["allow-simulated-hosts"]
 let args: Settings
+let brokerOptions: BrokerOptions
 do {
     let argv = try Arguments(words, options: options, flags: switches.union(["check-config"]))
     args = try Settings(options: options, flags: switches, arguments: argv, environment: ProcessInfo.processInfo.environment)
@@ -92,8 +93,11 @@ do {
     case "json": Runtime.setLogFormat(.json)
     default: fail("\(args.source("log-format")): log-format must be text or json")
     }
+    brokerOptions = try BrokerOptions(args)
     if argv.has("check-config") {
-        _ = try PolicyFiles.loadSet(try args.required("policy").split(separator: ",").map(String.init))
+        // Every check a start makes before it creates anything: options, policy files, EK roots.
+        _ = try PolicyFiles.loadSet(brokerOptions.policyPaths)
+        _ = try EKTrustStore(directory: URL(fileURLWithPath: brokerOptions.ekRoots))
         for k in args.values.keys.sorted() { print("\(k): \(args.values[k]!)  (\(args.source(k)))") }
         for f in args.flags.sorted() { print("\(f): true  (\(args.source(f)))") }
         print("configuration valid")
@@ -106,42 +110,9 @@ do {
 var creating = false
 do {
     let clock = SystemClock()
-    let dataDir = try args.required("data-dir")
-    let listen = args["listen"] ?? "127.0.0.1"
-    guard let port = UInt16(args["port"] ?? "8443"), port > 0 else { fail("\(args.source("port")): port must be 1-65535") }
-    let trustDomain = args["trust-domain"] ?? "vouch.local"
-    guard trustDomain.range(of: "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", options: .regularExpression) != nil else {
-        fail("\(args.source("trust-domain")): trust-domain must be a lowercase DNS name")
-    }
-    let publicURL = args["public-url"] ?? "https://\(listen):\(port)"
-    let publication = Publication(args, publicURL: publicURL, httpsListen: listen, httpsPort: port)
-    let policyPaths = try args.required("policy").split(separator: ",").map(String.init)
-    let ekRoots = try args.required("ek-roots")
-    var config = BrokerConfig(trustDomain: trustDomain)
-    config.crlURL = publication.crlURL
-    config.ocspURL = publication.ocspURL
-    config.webhookURLs = (args["webhook"] ?? "").split(separator: ",").map(String.init)
-    if let t = args["challenge-ttl"] { config.challengeTTL = try parseDuration(t, field: "--challenge-ttl") }
-    if let v = args["crl-validity"] { config.crlValidity = try parseDuration(v, field: "--crl-validity") }
-    config.allowSimulatedHosts = args.has("allow-simulated-hosts")
+    let (dataDir, listen, port, trustDomain) = (brokerOptions.dataDir, brokerOptions.listen, brokerOptions.port, brokerOptions.trustDomain)
+    let (publication, policyPaths, ekRoots, config) = (brokerOptions.publication, brokerOptions.policyPaths, brokerOptions.ekRoots, brokerOptions.config)
     if config.allowSimulatedHosts { Runtime.log("WARNING: simulated hosts allowed (software AKs, no TPM): for scale tests only") }
-    guard let concurrency = Int(args["reattest-concurrency"] ?? "32"), (1...1024).contains(concurrency) else {
-        fail("\(args.source("reattest-concurrency")): reattest-concurrency must be 1-1024")
-    }
-    let pullTimeout = try parseDuration(args["pull-timeout"] ?? "10s", field: "--pull-timeout")
-    guard let perAddress = Int(args["max-connections-per-address"] ?? "64"), (1...1024).contains(perAddress) else {
-        fail("\(args.source("max-connections-per-address")): max-connections-per-address must be 1-1024")
-    }
-    guard let streamsPerAddress = Int(args["event-streams-per-address"] ?? "4"), (1...config.maxEventStreams).contains(streamsPerAddress) else {
-        fail("\(args.source("event-streams-per-address")): event-streams-per-address must be 1-\(config.maxEventStreams)")
-    }
-    config.maxEventStreamsPerAddress = streamsPerAddress
-    guard let authFailures = Int(args["auth-failures-per-address"] ?? "10"), (1...1_000_000).contains(authFailures) else {
-        fail("\(args.source("auth-failures-per-address")): auth-failures-per-address must be 1-1000000")
-    }
-    let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
-    let requestDeadline = Int(try parseDuration(args["request-deadline"] ?? "10s", field: "--request-deadline"))
-    guard idle >= 1, requestDeadline >= 1 else { fail("connection-timeout and request-deadline must be at least 1s") }
 
     // Everything above only reads: a refused configuration creates nothing (exit 2).
     let policies = try PolicyProvider(clock: clock, log: Runtime.log) { try PolicyFiles.loadSet(policyPaths) }
@@ -176,12 +147,12 @@ do {
     _ = try service.revocation.currentCRL()
     let bundle = try service.revocation.bundlePEM()
     let pullTLS = try TLSClientMaterial(trustPEM: bundle, certificateChainPEM: clientTLS.certificatePEM, keyPEM: clientTLS.keyPEM)
-    let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: max(1, Int(pullTimeout))),
-                                concurrency: concurrency, log: Runtime.log)
+    let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: max(1, Int(brokerOptions.pullTimeout))),
+                                concurrency: brokerOptions.concurrency, log: Runtime.log)
     reattestor.start()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: clientTLS.resultSigner,
-                        throttle: AuthThrottle(maxFailures: authFailures), log: Runtime.log)
-    let limits = HTTPServer.Limits(idleTimeout: idle, requestDeadline: requestDeadline, perAddress: perAddress, total: 1024)
+                        throttle: AuthThrottle(maxFailures: brokerOptions.authFailures), log: Runtime.log)
+    let limits = HTTPServer.Limits(idleTimeout: brokerOptions.idle, requestDeadline: brokerOptions.requestDeadline, perAddress: brokerOptions.perAddress, total: 1024)
     // The publication listener: CRLs and OCSP alone, over plain HTTP, on a thread pool (their
     // handlers never block long). Up before the HTTPS listener: a broker answering there publishes.
     let publisher = try publication.listen.map { l in

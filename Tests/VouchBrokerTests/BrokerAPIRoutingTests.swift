@@ -222,8 +222,8 @@ final class BrokerAPIRoutingTests: XCTestCase {
         let f = try fixture()
         let cases: [(String, String, [String])] = [
             ("/healthz", "GET", ["POST", "PUT", "DELETE"]), ("/readyz", "GET", ["POST"]), ("/metrics", "GET", ["POST", "DELETE"]),
-            ("/v1/health", "GET", ["POST"]), ("/v1/ca", "GET", ["POST", "DELETE"]), ("/v1/crl", "GET", ["POST", "PUT"]), ("/v1/crl.pem", "GET", ["DELETE"]),
-            ("/v1/crl/ab", "GET", ["DELETE", "POST"]), ("/v1/ocsp", "POST", ["GET", "PUT"]), ("/v1/ocsp/MAA=", "GET", ["POST"]),
+            ("/v1/health", "GET", ["POST"]), ("/v1/ca", "GET", ["POST", "DELETE"]), ("/v1/crl", "GET, HEAD", ["POST", "PUT"]), ("/v1/crl.pem", "GET, HEAD", ["DELETE"]),
+            ("/v1/crl/ab", "GET, HEAD", ["DELETE", "POST"]), ("/v1/ocsp", "POST", ["GET", "PUT"]), ("/v1/ocsp/MAA=", "GET, HEAD", ["POST"]),
             ("/v1/bundle", "GET", ["POST"]), ("/v1/events", "GET", ["POST"]),
             ("/v1/hosts", "GET, POST", ["PUT", "DELETE", "PATCH"]), ("/v1/hosts/\(h1)", "GET, DELETE", ["PUT", "POST", "PATCH"]),
             ("/v1/hosts/\(h1)/activate", "POST", ["GET"]), ("/v1/hosts/\(h1)/attestations", "GET, POST", ["DELETE"]),

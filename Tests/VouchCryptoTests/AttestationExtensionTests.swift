@@ -10,7 +10,8 @@ final class AttestationExtensionTests: XCTestCase {
     let sample = AttestationExtension(hostId: String(repeating: "ab", count: 16), attestedAt: Date(timeIntervalSince1970: 1_800_000_000),
                                       evidenceType: "tpm2-quote", evidenceDigest: [UInt8](repeating: 1, count: 32), pcrBank: "sha256",
                                       pcrDigest: [UInt8](repeating: 2, count: 32), policyName: "fleet", policyVersion: 300,
-                                      policyDigest: [UInt8](repeating: 3, count: 32), modelManifests: [[UInt8](repeating: 4, count: 32)], secureBoot: true)
+                                      policyDigest: [UInt8](repeating: 3, count: 32), modelManifests: [[UInt8](repeating: 4, count: 32)], secureBoot: true,
+                                      subject: .init(spiffeId: "spiffe://test.local/agent/h/payments", spkiSHA256: [UInt8](repeating: 5, count: 32)))
 
     func payload(_ claims: AttestationExtension, simulated: Bool = false) throws -> [UInt8] {
         try claims.earPayload(device: "tpm", devices: ["tpm"], verifierBuild: "vouchd (test.local)",
@@ -101,6 +102,56 @@ final class AttestationExtensionTests: XCTestCase {
                                                                signer: "spiffe://test.local/vouchd", at: now)) {
             XCTAssertEqual(($0 as? VouchError)?.code, .signatureInvalid)
         }
+    }
+
+    func testTheEARIsBoundToItsCertificateAndMarkedAsAnIssuanceResult() throws {
+        let now = Date()
+        let brokerCA = try CertificateAuthority.create(commonName: "broker CA", key: try PrivateKey.generate(.p256), notBefore: now.addingTimeInterval(-60),
+                                                       notAfter: now.addingTimeInterval(86400))
+        let signerKey = try PrivateKey.generate(.p256)
+        let signerCert = try brokerCA.issue(publicKey: try signerKey.publicKey, profile: LeafProfile(
+            subjectCommonName: "vouchd", uriSANs: ["spiffe://test.local/vouchd"], notBefore: now.addingTimeInterval(-60),
+            notAfter: now.addingTimeInterval(3600), usage: .brokerClient), serial: nil)
+        let signer = try JWSSigner(key: signerKey, chain: [signerCert, brokerCA.certificate])
+        let agentCA = try CertificateAuthority.create(commonName: "agent CA", key: try PrivateKey.generate(.p256), notBefore: now.addingTimeInterval(-60),
+                                                      notAfter: now.addingTimeInterval(86400))
+        let agentKey = try PrivateKey.generate(.p256)
+        let spiffeID = "spiffe://test.local/agent/h/payments"
+        var claims = sample
+        claims.subject = try .init(spiffeId: spiffeID, publicKey: try agentKey.publicKey)
+        let value = AttestationExtension.extensionValue(ear: try signer.sign(payload: try payload(claims), typ: "JWT"))
+        func certificate(key: PrivateKey, spiffeID: String) throws -> Certificate {
+            try agentCA.issue(publicKey: try key.publicKey, profile: LeafProfile(uriSANs: [spiffeID], notBefore: now.addingTimeInterval(-60),
+                                                                                 notAfter: now.addingTimeInterval(3600), usage: .agent,
+                                                                                 extensions: [(AttestationExtension.oid, value)]), serial: nil)
+        }
+        func code(_ cert: Certificate) -> ErrorCode? {
+            do {
+                _ = try AttestationExtension.verified(certificate: cert, anchors: [brokerCA.certificate], signer: "spiffe://test.local/vouchd", at: now)
+                return nil
+            } catch { return (error as? VouchError)?.code }
+        }
+        XCTAssertEqual(try AttestationExtension.verified(certificate: try certificate(key: agentKey, spiffeID: spiffeID), anchors: [brokerCA.certificate],
+                                                         signer: "spiffe://test.local/vouchd", at: now), claims)
+        XCTAssertEqual(code(try certificate(key: try PrivateKey.generate(.p256), spiffeID: spiffeID)), .attestationSubjectMismatch, "another key")
+        XCTAssertEqual(code(try certificate(key: agentKey, spiffeID: "spiffe://test.local/agent/h/other")), .attestationSubjectMismatch, "another SPIFFE ID")
+        XCTAssertEqual(code(try agentCA.issue(publicKey: try agentKey.publicKey, profile: LeafProfile(uriSANs: [spiffeID], notBefore: now.addingTimeInterval(-60),
+                                                                                                      notAfter: now.addingTimeInterval(3600), usage: .agent),
+                                              serial: nil)), .attestationMissing)
+
+        // The claims say what kind of result this is: another kind is not a certificate's EAR.
+        var json = try JSONSerialization.jsonObject(with: Data(try payload(claims))) as! [String: Any]
+        XCTAssertEqual(json["vouch.kind"] as? String, "certificate-issuance")
+        XCTAssertEqual((json["vouch.subject"] as? [String: Any])?["spiffeId"] as? String, spiffeID)
+        json["vouch.kind"] = "host-status"
+        XCTAssertThrowsError(try AttestationExtension(earPayload: [UInt8](try JSONSerialization.data(withJSONObject: json)))) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .unsupported)
+            XCTAssertEqual(($0 as? VouchError)?.context["field"], "vouch.kind")
+        }
+        // Without a subject nothing is signed.
+        var bare = claims
+        bare.subject = nil
+        XCTAssertThrowsError(try payload(bare))
     }
 
     func testEARWithoutVouchClaimsIsRefusedNamingTheClaim() throws {

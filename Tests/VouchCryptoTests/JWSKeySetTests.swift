@@ -35,6 +35,20 @@ final class JWSKeySetTests: XCTestCase {
         XCTAssertEqual(try JWSSigner.verify(token, keySet: set), Array(#"{"a":1}"#.utf8))
     }
 
+    func testASetWithKeysOfOtherTypesStillYieldsItsECKeys() throws {
+        let s = try signer()
+        let token = try s.sign(payload: Array(#"{"a":1}"#.utf8))
+        let ec = String(decoding: try JSONEncoder().encode(s.jwk), as: UTF8.self)
+        // An RSA key, an OKP key and a member that is not an object, around ours.
+        let json = #"{"keys":[{"kty":"RSA","n":"sXch","e":"AQAB","kid":"rsa-1"},{"kty":"OKP","crv":"Ed25519","x":"11qY"},"# + ec + #",42]}"#
+        let set = try JSONDecoder().decode(JWKSet.self, from: Data(json.utf8))
+        XCTAssertEqual(set.keys, [s.jwk])
+        XCTAssertEqual(try JWSSigner.verify(token, keySet: set), Array(#"{"a":1}"#.utf8))
+        // Without a keys array it is not a set.
+        XCTAssertThrowsError(try JSONDecoder().decode(JWKSet.self, from: Data(#"{"kty":"EC"}"#.utf8)))
+        XCTAssertThrowsError(try JSONDecoder().decode(JWKSet.self, from: Data(#"{"keys":{}}"#.utf8)))
+    }
+
     func testOtherKeysTamperingAndBadKeysAreRefused() throws {
         let s = try signer(), other = try signer()
         let token = try s.sign(payload: Array(#"{"a":1}"#.utf8))

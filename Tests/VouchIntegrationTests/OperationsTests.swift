@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import VouchAPI
 import VouchCore
+import VouchCrypto
 import VouchHTTPClient
 import VouchModel
 import VouchStore
@@ -35,6 +36,13 @@ final class OperationsTests: XCTestCase {
         XCTAssertEqual(checked.status, 0, checked.stderr)
         XCTAssertTrue(checked.stdout.contains("port: \(port)  (VOUCHD_PORT)"), checked.stdout)
         XCTAssertTrue(checked.stdout.contains("trust-domain: ops.test  (\(config.path):5:15)"), checked.stdout)
+        // --check-config runs every check a start runs before creating anything.
+        for (name, value) in [("VOUCHD_PULL_TIMEOUT", "soon"), ("VOUCHD_PUBLISH_LISTEN", "nowhere"), ("VOUCHD_REATTEST_CONCURRENCY", "0"),
+                              ("VOUCHD_PORT", "65535"), ("VOUCHD_EK_ROOTS", dir.appendingPathComponent("missing").path)] {
+            let refused = try TestEnv.run(vouchd, ["--config", config.path, "--check-config"], env: [name: value])
+            XCTAssertEqual(refused.status, 2, "\(name)=\(value): \(refused.stdout)")
+            XCTAssertFalse(refused.stdout.contains("configuration valid"), name)
+        }
         // Clear errors, exit 2, naming the place.
         let badPort = try TestEnv.run(vouchd, ["--config", config.path], env: ["VOUCHD_PORT": "99999"])
         XCTAssertEqual(badPort.status, 2)
@@ -83,8 +91,14 @@ final class OperationsTests: XCTestCase {
         // The example is valid once its paths exist (they are overridden here to point at the repo).
         let dir = try TestEnv.tempDir("vouch-example")
         defer { try? FileManager.default.removeItem(at: dir) }
+        // Any self-signed root stands in for the TPM vendors' roots the example names.
+        let ekRoots = dir.appendingPathComponent("ek-roots")
+        try FileManager.default.createDirectory(at: ekRoots, withIntermediateDirectories: true)
+        let root = try CertificateAuthority.create(commonName: "EK root", key: try PrivateKey.generate(.p256), notBefore: Date(), notAfter: Date().addingTimeInterval(3600))
+        try root.certificate.pem.write(to: ekRoots.appendingPathComponent("root.pem"), atomically: true, encoding: .utf8)
         let r = try TestEnv.run(TestEnv.bin("vouchd"), ["--config", example, "--check-config"],
-                                env: ["VOUCHD_POLICY": TestEnv.packageRoot.appendingPathComponent("policies").path, "VOUCHD_DATA_DIR": dir.path])
+                                env: ["VOUCHD_POLICY": TestEnv.packageRoot.appendingPathComponent("policies").path, "VOUCHD_DATA_DIR": dir.path,
+                                      "VOUCHD_EK_ROOTS": ekRoots.path])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("reattest-concurrency: 64"), r.stdout)
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") else { throw TestFailure("/usr/bin/systemd-analyze is missing: run make deps (it installs systemd)") }

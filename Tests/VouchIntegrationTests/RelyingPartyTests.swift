@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import VouchAPI
+import VouchAttestation
 import VouchAttesterKit
 import VouchCore
 import VouchCrypto
@@ -57,6 +58,32 @@ final class RelyingPartyTests: XCTestCase {
         let wj = try JSONSerialization.jsonObject(with: Data(wrongCA.stdout.utf8)) as! [String: Any]
         XCTAssertEqual(wj["attestationErrorCode"] as? String, "signature_invalid")
         XCTAssertEqual(wj["attestationVerified"] as? Bool, false)
+        XCTAssertEqual((vj["attestation"] as? [String: Any])?["subjectSpiffeId"] as? String, issued.spiffeId)
+        // With --issuer too, the certificate's own chain to the issuing CA.
+        let both = try broker.vouch(["cert", "inspect", certPath, "--ca", broker.brokerCAFile, "--issuer", broker.agentCAFile, "--json"])
+        XCTAssertEqual(both.status, 0, both.stdout + both.stderr)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(both.stdout.utf8)) as! [String: Any])["chainVerified"] as? Bool, true)
+
+        // The extension copied into certificates someone else made: with another key it is refused
+        // (the EAR names the agent's key); with the agent's public key it passes the EAR checks but
+        // not the chain (only the issuing CA's signature says the certificate is the agent's).
+        let issuedCert = try Certificate(pem: issued.certificate)
+        let copied = try XCTUnwrap(issuedCert.extensionValue(oid: AttestationExtension.oid))
+        let forger = try CertificateAuthority.create(commonName: "forger", key: try PrivateKey.generate(.p256), notBefore: Date().addingTimeInterval(-60),
+                                                     notAfter: Date().addingTimeInterval(3600))
+        for (name, publicKey, code, chain) in [("other-key", try PrivateKey.generate().publicKey, "attestation_subject_mismatch", false),
+                                               ("same-key", try key.publicKey, nil, false)] as [(String, PublicKey, String?, Bool)] {
+            let forged = try forger.issue(publicKey: publicKey, profile: LeafProfile(uriSANs: [issued.spiffeId], notBefore: Date().addingTimeInterval(-60),
+                                                                                      notAfter: Date().addingTimeInterval(3600), usage: .agent,
+                                                                                      extensions: [(AttestationExtension.oid, copied)]), serial: nil)
+            let path = d.appendingPathComponent("\(name).pem").path
+            try forged.pem.write(toFile: path, atomically: true, encoding: .utf8)
+            let r = try broker.vouch(["cert", "inspect", path, "--ca", broker.brokerCAFile, "--issuer", broker.agentCAFile, "--json"])
+            XCTAssertEqual(r.status, 1, name)
+            let j = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+            XCTAssertEqual(j["attestationErrorCode"] as? String, code, name)
+            XCTAssertEqual(j["chainVerified"] as? Bool, chain, name)
+        }
 
         // OCSP, as openssl ocsp builds and verifies it (nonce included), POST then GET.
         let req = d.appendingPathComponent("req.der").path, resp = d.appendingPathComponent("resp.der").path

@@ -1,0 +1,65 @@
+import Foundation
+import VouchBroker
+import VouchCore
+
+/// vouchd's options, each checked: what a start and `--check-config` both run before anything is
+/// created. A bad value ends the process with a usage error (exit 2) naming where it came from.
+struct BrokerOptions {
+    let dataDir: String
+    let listen: String
+    let port: UInt16
+    let trustDomain: String
+    let publicURL: String
+    let publication: Publication
+    let policyPaths: [String]
+    let ekRoots: String
+    let config: BrokerConfig
+    let concurrency: Int
+    let pullTimeout: TimeInterval
+    let perAddress: Int
+    let authFailures: Int
+    let idle: Int
+    let requestDeadline: Int
+
+    init(_ args: Settings) throws {
+        let dataDir = try args.required("data-dir")
+        let listen = args["listen"] ?? "127.0.0.1"
+        guard let port = UInt16(args["port"] ?? "8443"), port > 0 else { fail("\(args.source("port")): port must be 1-65535") }
+        let trustDomain = args["trust-domain"] ?? "vouch.local"
+        guard trustDomain.range(of: "^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", options: .regularExpression) != nil else {
+            fail("\(args.source("trust-domain")): trust-domain must be a lowercase DNS name")
+        }
+        let publicURL = args["public-url"] ?? "https://\(listen):\(port)"
+        let publication = Publication(args, publicURL: publicURL, httpsListen: listen, httpsPort: port)
+        let policyPaths = try args.required("policy").split(separator: ",").map(String.init)
+        let ekRoots = try args.required("ek-roots")
+        var config = BrokerConfig(trustDomain: trustDomain)
+        config.crlURL = publication.crlURL
+        config.ocspURL = publication.ocspURL
+        config.webhookURLs = (args["webhook"] ?? "").split(separator: ",").map(String.init)
+        if let t = args["challenge-ttl"] { config.challengeTTL = try parseDuration(t, field: "--challenge-ttl") }
+        if let v = args["crl-validity"] { config.crlValidity = try parseDuration(v, field: "--crl-validity") }
+        config.allowSimulatedHosts = args.has("allow-simulated-hosts")
+        guard let concurrency = Int(args["reattest-concurrency"] ?? "32"), (1...1024).contains(concurrency) else {
+            fail("\(args.source("reattest-concurrency")): reattest-concurrency must be 1-1024")
+        }
+        let pullTimeout = try parseDuration(args["pull-timeout"] ?? "10s", field: "--pull-timeout")
+        guard let perAddress = Int(args["max-connections-per-address"] ?? "64"), (1...1024).contains(perAddress) else {
+            fail("\(args.source("max-connections-per-address")): max-connections-per-address must be 1-1024")
+        }
+        guard let streamsPerAddress = Int(args["event-streams-per-address"] ?? "4"), (1...config.maxEventStreams).contains(streamsPerAddress) else {
+            fail("\(args.source("event-streams-per-address")): event-streams-per-address must be 1-\(config.maxEventStreams)")
+        }
+        config.maxEventStreamsPerAddress = streamsPerAddress
+        guard let authFailures = Int(args["auth-failures-per-address"] ?? "10"), (1...1_000_000).contains(authFailures) else {
+            fail("\(args.source("auth-failures-per-address")): auth-failures-per-address must be 1-1000000")
+        }
+        let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
+        let requestDeadline = Int(try parseDuration(args["request-deadline"] ?? "10s", field: "--request-deadline"))
+        guard idle >= 1, requestDeadline >= 1 else { fail("connection-timeout and request-deadline must be at least 1s") }
+        self.dataDir = dataDir; self.listen = listen; self.port = port; self.trustDomain = trustDomain; self.publicURL = publicURL
+        self.publication = publication; self.policyPaths = policyPaths; self.ekRoots = ekRoots; self.config = config
+        self.concurrency = concurrency; self.pullTimeout = pullTimeout; self.perAddress = perAddress; self.authFailures = authFailures
+        self.idle = idle; self.requestDeadline = requestDeadline
+    }
+}
