@@ -97,4 +97,16 @@ public enum EnrollmentBinding {
     public static func reattestationData(nonce: [UInt8]) -> [UInt8] {
         Crypto.sha256(nonce + Crypto.sha256(reattestationLabel))
     }
+
+    /// The domain tag of a CPU TEE report's REPORT_DATA (`teeReportData`).
+    public static let teeReportDataTag = Array("vouch tee report-data v1\u{0}".utf8)
+
+    /// The 64 bytes a CPU TEE report (SEV-SNP REPORT_DATA, TDX REPORTDATA) carries for the same
+    /// binding a TPM quote carries as qualifying data: SHA-512(tag ‖ binding), `binding` being
+    /// `qualifyingData(nonce:agentSPKI:)` at enrollment or `reattestationData(nonce:)` at
+    /// re-attestation. The tag keeps a TEE report's data from ever equalling a TPM quote's or any
+    /// other protocol's use of the same nonce.
+    public static func teeReportData(binding: [UInt8]) -> [UInt8] {
+        Crypto.digest(.sha512, teeReportDataTag + binding)
+    }
 }

@@ -35,4 +35,16 @@ final class CredentialTests: XCTestCase {
             XCTAssertNotEqual(a.encryptedSecret, b.encryptedSecret, "a new ephemeral key every time")
         }
     }
+
+    /// A TEE report's data is SHA-512 over the domain tag and the binding: 64 bytes, one value per
+    /// binding, never the binding itself or a TPM quote's qualifying data.
+    func testTEEReportDataBindsTheBindingUnderItsTag() {
+        let enrollment = EnrollmentBinding.qualifyingData(nonce: [1, 2, 3], agentSPKI: [4, 5, 6])
+        let reattestation = EnrollmentBinding.reattestationData(nonce: [1, 2, 3])
+        let a = EnrollmentBinding.teeReportData(binding: enrollment), b = EnrollmentBinding.teeReportData(binding: reattestation)
+        XCTAssertEqual(a.count, 64)
+        XCTAssertNotEqual(a, b)
+        XCTAssertEqual(a, Crypto.digest(.sha512, Array("vouch tee report-data v1".utf8) + [0] + enrollment))
+        XCTAssertNotEqual(Array(a.prefix(32)), enrollment)
+    }
 }
