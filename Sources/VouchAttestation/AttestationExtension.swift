@@ -123,8 +123,8 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         struct Policy: Decodable { let name: String; let version: Int; let sha256: String }
         struct Subject: Decodable { let spiffeId: String; let spkiSha256: String }
         let profile: String
-        let kind: String
-        let subject: Subject
+        let kind: String?
+        let subject: Subject?
         let iat: Int64
         let host: Host
         let evidence: Evidence
@@ -154,9 +154,11 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         guard c.profile == Self.earProfile else {
             throw VouchError(.unsupported, "the EAR does not name the EAR profile \(Self.earProfile)", context: ["field": "eat_profile", "got": c.profile])
         }
-        guard c.kind == Self.certificateKind else {
+        // Certificates issued before 0.9.1 carry neither vouch.kind nor vouch.subject: their
+        // claims still read, but `verified(certificate:)` refuses them (nothing binds them).
+        if let kind = c.kind, kind != Self.certificateKind {
             throw VouchError(.unsupported, "the EAR is not a certificate's (vouch.kind \(Self.certificateKind))",
-                             context: ["field": "vouch.kind", "got": String(c.kind.prefix(32))])
+                             context: ["field": "vouch.kind", "got": String(kind.prefix(32))])
         }
         // A host id is 32 lowercase hex digits (`EKIdentity.hostID`): nothing else is printed or
         // put into a URL by the readers of this claim.
@@ -174,11 +176,15 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         policyName = c.policy.name
         policyVersion = c.policy.version
         policyDigest = try Hex.decode(c.policy.sha256, field: "vouch.policy.sha256")
-        let spki = try Hex.decode(c.subject.spkiSha256, field: "vouch.subject.spkiSha256")
-        guard spki.count == 32, c.subject.spiffeId.hasPrefix("spiffe://"), c.subject.spiffeId.utf8.count <= 2048 else {
-            throw VouchError(.invalidValue, "the EAR claim vouch.subject is not a SPIFFE ID and a SHA-256 digest", context: ["field": "vouch.subject"])
+        if let s = c.subject {
+            let spki = try Hex.decode(s.spkiSha256, field: "vouch.subject.spkiSha256")
+            guard spki.count == 32, s.spiffeId.hasPrefix("spiffe://"), s.spiffeId.utf8.count <= 2048 else {
+                throw VouchError(.invalidValue, "the EAR claim vouch.subject is not a SPIFFE ID and a SHA-256 digest", context: ["field": "vouch.subject"])
+            }
+            subject = Subject(spiffeId: s.spiffeId, spkiSHA256: spki)
+        } else {
+            subject = nil
         }
-        subject = Subject(spiffeId: c.subject.spiffeId, spkiSHA256: spki)
     }
 
     /// The extension value for a signed EAR (`token`, a compact JWS).
@@ -216,8 +222,9 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
 
     /// The claims of the EAR `certificate` carries, verified as `verified(extensionValue:...)`
     /// does and bound to that certificate: `vouch.subject` names its public key (SHA-256 of its
-    /// SubjectPublicKeyInfo) and one of its URI SANs. A copy of the extension in another
-    /// certificate is refused (`attestation_subject_mismatch`). This does not check who issued
+    /// SubjectPublicKeyInfo, canonical form) and its only URI SAN, byte for byte. A copy of the
+    /// extension in another certificate, or an EAR that names no certificate (issued before
+    /// 0.9.1), is refused (`attestation_subject_mismatch`). This does not check who issued
     /// the certificate: verify its chain to the issuing CA as well (TLS does; `vouch cert inspect
     /// --issuer`).
     public static func verified(certificate: Certificate, anchors: [Certificate], signer: String, at now: Date) throws -> AttestationExtension {
@@ -225,8 +232,9 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             throw VouchError(.attestationMissing, "the certificate carries no attestation extension", context: ["field": "extensions"])
         }
         let claims = try verified(extensionValue: der, anchors: anchors, signer: signer, at: now)
+        let sans = certificate.uriSANs
         guard let subject = claims.subject, subject.spkiSHA256 == Crypto.sha256(try certificate.publicKey.canonicalSPKIDER),
-              certificate.uriSANs.contains(subject.spiffeId) else {
+              sans.count == 1, Array(sans[0].utf8) == Array(subject.spiffeId.utf8) else {
             throw VouchError(.attestationSubjectMismatch, "the attestation was issued for another certificate (its key or SPIFFE ID differs)",
                              context: ["field": "vouch.subject"])
         }

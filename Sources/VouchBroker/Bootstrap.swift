@@ -96,38 +96,59 @@ public enum BrokerBootstrap {
         try loadOrCreateCA(directory: dir, commonName: "Vouch broker CA \(trustDomain)", clock: clock)
     }
 
-    /// The broker's own identity (SPIFFE ID `spiffeID`): its TLS client certificate for pulling
-    /// quotes, and the key that signs attestation results. The key is made once and kept in
-    /// `dir`/client.key (mode 0600), so the EARs inside certificates issued before a restart still
-    /// verify by the `kid` of the published key set (`/v1/ear/jwks`); the certificate is issued
-    /// afresh by the broker CA at each start and written to `dir`/client.pem, for operators who
-    /// call attesters or the API as the broker. Rotating the key is deleting client.key before a
-    /// start (docs/operations.md).
+    /// The broker's TLS client identity (SPIFFE ID `spiffeID`) for pulling quotes, made afresh
+    /// by the broker CA at each start and written to `dir`/client.pem and client.key (mode 0600),
+    /// for operators who call attesters or the API as the broker. It signs nothing the broker
+    /// publishes (`resultSigner` does).
     public static func brokerIdentity(brokerCA: CertificateAuthority, spiffeID: String, directory dir: String, clock: Clock)
-        throws -> (certificatePEM: String, keyPEM: String, resultSigner: JWSSigner) {
+        throws -> (certificatePEM: String, keyPEM: String) {
         try Files.makeDirectory(dir)
-        let keyPath = dir + "/client.key"
-        let key: PrivateKey
-        if Files.exists(keyPath) {
-            do {
-                key = try PrivateKey(pem: try Files.readString(keyPath))
-            } catch {
-                throw VouchError(.config, "the broker's result-signing key cannot be read (delete it to make a new one)", context: ["path": keyPath])
-            }
-            guard (try? key.publicKey)?.ecJWKParameters?.crv == "P-256" else {
-                throw VouchError(.config, "the broker's result-signing key must be P-256 (ES256)", context: ["path": keyPath])
-            }
-        } else {
-            key = try PrivateKey.generate(.p256)
-        }
+        let key = try PrivateKey.generate(.p256)
         let now = clock.now()
         let cert = try brokerCA.issue(publicKey: try key.publicKey, profile: LeafProfile(
             subjectCommonName: "vouchd", uriSANs: [spiffeID], notBefore: now.addingTimeInterval(-60),
             notAfter: now.addingTimeInterval(30 * 86400), usage: .brokerClient), serial: nil)
         let certificatePEM = try cert.pem + (try brokerCA.certificate.pem), keyPEM = try key.pem
         try Files.writeAtomically(Array(certificatePEM.utf8), to: dir + "/client.pem", mode: 0o644)
-        try Files.writeAtomically(Array(keyPEM.utf8), to: keyPath, mode: 0o600)
-        return (certificatePEM, keyPEM, try JWSSigner(key: key, chain: [cert, brokerCA.certificate]))
+        try Files.writeAtomically(Array(keyPEM.utf8), to: dir + "/client.key", mode: 0o600)
+        return (certificatePEM, keyPEM)
+    }
+
+    /// How long the result signer's certificate (the `x5c` of every EAR) is valid from a start:
+    /// longer than any EAR or agent certificate signed under it, so an EAR never outlives its chain.
+    public static let resultSignerValidity: TimeInterval = 400 * 86400
+
+    /// The key that signs attestation results (EARs in certificates and host EARs), and its
+    /// certificate from the broker CA (SPIFFE ID `spiffeID`). The key is made once, in
+    /// `dir`/signing.key (mode 0600, created exclusively: of two first starts, one key wins), and
+    /// kept: EARs inside certificates issued before a restart verify by the same `kid` in
+    /// `/v1/ear/jwks`. It is never the TLS client key operators are given. A key file that is a
+    /// symbolic link, belongs to another user, is readable by others, is encrypted, is not P-256,
+    /// or whose parts do not match is refused (`config`). Rotating is deleting the file before a
+    /// start (docs/operations.md). The certificate is issued afresh at each start.
+    public static func resultSigner(brokerCA: CertificateAuthority, spiffeID: String, directory dir: String, clock: Clock) throws -> JWSSigner {
+        try Files.makeDirectory(dir)
+        let keyPath = dir + "/signing.key"
+        if !Files.exists(keyPath) {
+            _ = try Files.createOnce(Array(try PrivateKey.generate(.p256).pem.utf8), at: keyPath, mode: 0o600)
+        }
+        let key: PrivateKey
+        do {
+            key = try PrivateKey(pem: String(decoding: try Files.readSecret(keyPath, maxBytes: 64 << 10), as: UTF8.self))
+        } catch let e as VouchError where e.code == .config {
+            throw e
+        } catch {
+            throw VouchError(.config, "the broker's result-signing key cannot be read (an unencrypted PEM key; delete it to make a new one)",
+                             context: ["path": keyPath])
+        }
+        guard let publicKey = try? key.publicKey, publicKey.ecJWKParameters?.crv == "P-256", key.isPair(of: publicKey) else {
+            throw VouchError(.config, "the broker's result-signing key must be a P-256 (ES256) key pair", context: ["path": keyPath])
+        }
+        let now = clock.now()
+        let cert = try brokerCA.issue(publicKey: publicKey, profile: LeafProfile(
+            subjectCommonName: "vouchd results", uriSANs: [spiffeID], notBefore: now.addingTimeInterval(-60),
+            notAfter: now.addingTimeInterval(resultSignerValidity), usage: .brokerClient), serial: nil)
+        return try JWSSigner(key: key, chain: [cert, brokerCA.certificate])
     }
 
     /// A fresh TLS server key and certificate from the broker CA for the broker's own API.

@@ -207,6 +207,10 @@ public struct EnrollmentService: BrokerPart, Sendable {
                              context: ["now": now.iso8601, "lastDecision": last.iso8601])
         }
         let notAfter = now.addingTimeInterval(evidence.certificateTTL)   // already capped at re-attestation + grace
+        // The certificate carries the key in its canonical form (EC: named curve, uncompressed
+        // point), the form the EAR's vouch.subject digest is over: a relying party hashing the
+        // certificate's SubjectPublicKeyInfo gets the same bytes whatever form the CSR used.
+        let issuedKey = try PublicKey(spkiDER: try agentKey.canonicalSPKIDER)
         let ear = try certificateEAR(evidence, subject: try AttestationExtension.Subject(spiffeId: spiffeID, publicKey: agentKey),
                                      simulated: try store.trust(hostID: host.id)?.simulated ?? false, at: now, expiresAt: notAfter)
         let record = evidence.record
@@ -222,7 +226,7 @@ public struct EnrollmentService: BrokerPart, Sendable {
                                             nonceExpiresAt: nonceExpiresAt)
         // A serial collision (2^-127 per pair) is refused by the store; retry with a fresh one.
         for _ in 0..<3 {
-            let cert = try ca.signer.issue(publicKey: agentKey, profile: profile, serial: nil)
+            let cert = try ca.signer.issue(publicKey: issuedKey, profile: profile, serial: nil)
             var record = attestation
             record.serial = cert.serialHex
             let certificate = CertificateRecord(serial: cert.serialHex, hostID: host.id, agentName: agentName, spiffeID: spiffeID,

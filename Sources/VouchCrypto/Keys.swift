@@ -250,7 +250,16 @@ public final class PrivateKey: @unchecked Sendable {
 
     public convenience init(pem: String) throws {
         let bio = try MemoryBIO(Array(pem.utf8))
-        self.init(owning: try notNil(PEM_read_bio_PrivateKey(bio.bio, nil, nil, nil), "PEM_read_bio_PrivateKey"))
+        // No password callback that could prompt on a terminal: an encrypted key is refused.
+        self.init(owning: try notNil(PEM_read_bio_PrivateKey(bio.bio, nil, { _, _, _, _ in 0 }, nil), "PEM_read_bio_PrivateKey"))
+    }
+
+    /// True when this private key and `publicKey` are one key pair: a signature made with it
+    /// verifies with that key (catches a key file whose parts do not belong together).
+    public func isPair(of publicKey: PublicKey) -> Bool {
+        let probe = Array("vouch key pair check".utf8)
+        guard let signature = try? sign(probe) else { return false }
+        return publicKey.verify(message: probe, signature: signature, scheme: .ecdsa, hash: .sha256)
     }
 
     /// PKCS#8 PEM. Callers write it with mode 0600.

@@ -8,7 +8,7 @@ import VouchCrypto
 /// the attestation it carries (the EAR in its CMW extension). With `--ca` (the broker CA), the EAR
 /// must verify: signed by `spiffe://TRUST-DOMAIN/vouchd` of the certificate's trust domain,
 /// chaining to that CA now, and bound to this certificate (its key and SPIFFE ID). With
-/// `--issuer` (the issuing CA bundle, `GET /v1/ca`), the certificate itself must chain to it now.
+/// `--issuer` (the issuing CA bundle, `GET /v1/bundle`), the certificate itself must chain to it now.
 /// Without them the claims are shown unchecked. Exit 1 when a check that was asked for fails.
 func certCommand(_ argv: [String]) throws -> Int32 {
     guard argv.first == "inspect" else { throw VouchError(.usage, "give a subcommand: inspect FILE [--ca FILE] [--issuer FILE] [--json]") }
@@ -37,7 +37,7 @@ func certCommand(_ argv: [String]) throws -> Int32 {
     if let issuerFile = args["issuer"] {
         guard let pem = FileManager.default.contents(atPath: issuerFile), let chain = try? Certificate.chain(pem: String(decoding: pem, as: UTF8.self)),
               !chain.filter(\.isSelfSigned).isEmpty else {
-            CLI.error("cert inspect: \(issuerFile) holds no self-signed CA certificate (--issuer is the issuing CA bundle, GET /v1/ca)")
+            CLI.error("cert inspect: \(issuerFile) holds no self-signed CA certificate (--issuer is the issuing CA bundle, GET /v1/bundle)")
             return 2
         }
         let error = cert.verify(anchors: chain.filter(\.isSelfSigned), intermediates: chain.filter { !$0.isSelfSigned }, at: Date())
@@ -93,6 +93,9 @@ func certCommand(_ argv: [String]) throws -> Int32 {
         print("chain      \(chainVerified.map { $0 ? "verified to the issuing CA" : "rejected: \(chainError ?? "")" } ?? "not checked: --issuer")")
         if let c = claims {
             print("attestation (EAR in CMW extension \(AttestationExtension.oid)\(anchors != nil ? ", signature verified, bound to this certificate" : ", signature not checked: --ca"))")
+            if anchors != nil && chainVerified == nil {
+                print("  WARNING: the certificate's own chain was not checked (--issuer): anyone can put this EAR and the agent's public key in a certificate")
+            }
             print("  host           \(c.hostId)\n  attested at    \(c.attestedAt.iso8601)\n  evidence       \(c.evidenceType) sha256:\(Hex.encode(c.evidenceDigest))")
             print("  PCRs           \(c.pcrBank) digest \(Hex.encode(c.pcrDigest))")
             print("  policy         \(c.policyName) v\(c.policyVersion) sha256:\(Hex.encode(c.policyDigest))")

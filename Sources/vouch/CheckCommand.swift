@@ -116,6 +116,9 @@ func checkCommand(_ argv: [String]) throws -> Int32 {
     let status = tpm["ear.status"] as? String ?? "none"
     facts["earStatus"] = status
     facts["hostState"] = host["state"] as? String ?? "unknown"
+    if host["hostId"] as? String != ext.hostId {
+        failures.append(.init("ear_host_mismatch", "the EAR is about another host than the certificate's (\(ext.hostId))"))
+    }
     if payload["vouch.kind"] as? String != AttestationExtension.hostStatusKind {
         failures.append(.init("ear_kind_mismatch", "the EAR is not a host's current status (vouch.kind \(AttestationExtension.hostStatusKind))"))
     }

@@ -92,7 +92,7 @@ extension CLI {
         usage: vouch cert inspect FILE [--ca FILE] [--issuer FILE] [--json]
         A certificate's (PEM or DER) identity and the attestation it carries (the broker's EAR in its
         CMW extension). With --ca (the broker CA) the EAR's signature must verify and the EAR must
-        name this certificate's key and SPIFFE ID; with --issuer (the issuing CA bundle, vouch ca)
+        name this certificate's key and SPIFFE ID; with --issuer (the issuing CA bundle, GET /v1/bundle)
         the certificate must chain to it. Exit 1 if a check asked for fails. Offline.
         example:
           vouch cert inspect /run/agent/payments.pem --ca broker-ca.pem --issuer ca.pem

@@ -132,8 +132,9 @@ do {
 
     let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db")
     let clientTLS = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
+    let resultSigner = try BrokerBootstrap.resultSigner(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/results", clock: clock)
     let service = BrokerService(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust,
-                                resultSigner: clientTLS.resultSigner, clock: clock, log: Runtime.log)
+                                resultSigner: resultSigner, clock: clock, log: Runtime.log)
     var dispatcher: WebhookDispatcher?
     if !config.webhookURLs.isEmpty {
         let secret = try BrokerBootstrap.loadOrCreateSecret(path: args["webhook-secret-file"] ?? dataDir + "/webhook.secret")
@@ -150,7 +151,7 @@ do {
     let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: max(1, Int(brokerOptions.pullTimeout))),
                                 concurrency: brokerOptions.concurrency, log: Runtime.log)
     reattestor.start()
-    let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: clientTLS.resultSigner,
+    let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: resultSigner,
                         throttle: AuthThrottle(maxFailures: brokerOptions.authFailures), log: Runtime.log)
     let limits = HTTPServer.Limits(idleTimeout: brokerOptions.idle, requestDeadline: brokerOptions.requestDeadline, perAddress: brokerOptions.perAddress, total: 1024)
     // The publication listener: CRLs and OCSP alone, over plain HTTP, on a thread pool (their

@@ -6,32 +6,97 @@ import VouchCrypto
 
 /// What the broker keeps on disk between starts.
 final class BootstrapTests: XCTestCase {
-    struct FixedClock: Clock { func now() -> Date { Date() } }
+    struct WallClock: Clock { func now() -> Date { Date() } }
 
-    func testTheResultSigningKeySurvivesARestartAndABadKeyIsRefused() throws {
+    func temporaryDirectory() -> String {
         let dir = NSTemporaryDirectory() + "vouch-bootstrap-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let (brokerCA, _) = try BrokerBootstrap.loadOrCreateBrokerCA(directory: dir + "/broker-ca", trustDomain: "boot.test", clock: FixedClock())
-        let first = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: "spiffe://boot.test/vouchd", directory: dir + "/tls", clock: FixedClock())
-        let second = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: "spiffe://boot.test/vouchd", directory: dir + "/tls", clock: FixedClock())
-        // Same key (so the same kid in /v1/ear/jwks), a certificate issued afresh.
-        XCTAssertEqual(first.resultSigner.kid, second.resultSigner.kid)
-        XCTAssertEqual(first.keyPEM, second.keyPEM)
-        XCTAssertNotEqual(first.certificatePEM, second.certificatePEM)
-        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: dir + "/tls/client.key")[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        return dir
+    }
+
+    func testTheResultSigningKeySurvivesARestartAndIsNotTheTLSClientKey() throws {
+        let dir = temporaryDirectory()
+        let (brokerCA, _) = try BrokerBootstrap.loadOrCreateBrokerCA(directory: dir + "/broker-ca", trustDomain: "boot.test", clock: WallClock())
+        func signer() throws -> JWSSigner {
+            try BrokerBootstrap.resultSigner(brokerCA: brokerCA, spiffeID: "spiffe://boot.test/vouchd", directory: dir + "/results", clock: WallClock())
+        }
+        let first = try signer(), second = try signer()
+        XCTAssertEqual(first.kid, second.kid, "the same key, so the same kid in /v1/ear/jwks")
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: dir + "/results/signing.key")[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+        // The TLS client identity operators are handed is another key, new at each start.
+        let tls1 = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: "spiffe://boot.test/vouchd", directory: dir + "/tls", clock: WallClock())
+        let tls2 = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: "spiffe://boot.test/vouchd", directory: dir + "/tls", clock: WallClock())
+        XCTAssertNotEqual(tls1.keyPEM, tls2.keyPEM)
+        let tlsKey = try PrivateKey(pem: tls1.keyPEM)
+        XCTAssertNotEqual(try JWK(publicKey: try tlsKey.publicKey).thumbprint, first.kid)
 
         // Rotation: without the key file, a new key.
-        try FileManager.default.removeItem(atPath: dir + "/tls/client.key")
-        let rotated = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: "spiffe://boot.test/vouchd", directory: dir + "/tls", clock: FixedClock())
-        XCTAssertNotEqual(rotated.resultSigner.kid, first.resultSigner.kid)
+        try FileManager.default.removeItem(atPath: dir + "/results/signing.key")
+        XCTAssertNotEqual(try signer().kid, first.kid)
+    }
 
-        // A key that is not a P-256 key, or not a key: refused with a configuration error, not replaced.
-        for bad in [try PrivateKey.generate(.p384).pem, "not a key"] {
-            try bad.write(toFile: dir + "/tls/client.key", atomically: true, encoding: .utf8)
-            XCTAssertThrowsError(try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: "spiffe://boot.test/vouchd", directory: dir + "/tls", clock: FixedClock())) {
-                XCTAssertEqual(($0 as? VouchError)?.code, .config)
+    func testTwoFirstStartsAgreeOnOneKey() throws {
+        let dir = temporaryDirectory()
+        let (brokerCA, _) = try BrokerBootstrap.loadOrCreateBrokerCA(directory: dir + "/broker-ca", trustDomain: "boot.test", clock: WallClock())
+        let kids = LockedKids()
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            if let s = try? BrokerBootstrap.resultSigner(brokerCA: brokerCA, spiffeID: "spiffe://boot.test/vouchd", directory: dir + "/results", clock: WallClock()) {
+                kids.add(s.kid)
             }
-            XCTAssertEqual(try String(contentsOfFile: dir + "/tls/client.key", encoding: .utf8), bad)
         }
+        XCTAssertEqual(kids.values.count, 8)
+        XCTAssertEqual(Set(kids.values).count, 1, "every start signs with the key on disk")
+    }
+
+    func testUntrustworthyKeyFilesAreRefusedAndLeftAlone() throws {
+        let dir = temporaryDirectory()
+        let (brokerCA, _) = try BrokerBootstrap.loadOrCreateBrokerCA(directory: dir + "/broker-ca", trustDomain: "boot.test", clock: WallClock())
+        let path = dir + "/results/signing.key"
+        func code() -> ErrorCode? {
+            do {
+                _ = try BrokerBootstrap.resultSigner(brokerCA: brokerCA, spiffeID: "spiffe://boot.test/vouchd", directory: dir + "/results", clock: WallClock())
+                return nil
+            } catch { return (error as? VouchError)?.code }
+        }
+        try FileManager.default.createDirectory(atPath: dir + "/results", withIntermediateDirectories: true)
+        let good = try PrivateKey.generate(.p256).pem
+        let encrypted = try XCTUnwrap(try? runOpenSSL(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:secret"], input: good))
+        for (name, content, mode) in [("P-384", try PrivateKey.generate(.p384).pem, 0o600), ("not a key", "garbage", 0o600),
+                                      ("encrypted", encrypted, 0o600), ("readable by others", good, 0o644)] as [(String, String, Int)] {
+            try? FileManager.default.removeItem(atPath: path)
+            try content.write(toFile: path, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
+            XCTAssertEqual(code(), .config, name)
+            XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), content, "\(name): left as it was")
+        }
+        // A symbolic link to a good key: refused too (someone else chose what it points at).
+        try? FileManager.default.removeItem(atPath: path)
+        try good.write(toFile: dir + "/elsewhere.key", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir + "/elsewhere.key")
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: dir + "/elsewhere.key")
+        XCTAssertEqual(code(), .config, "symbolic link")
+    }
+
+    final class LockedKids: @unchecked Sendable {
+        private let lock = NSLock()
+        private var kids: [String] = []
+        func add(_ kid: String) { lock.lock(); kids.append(kid); lock.unlock() }
+        var values: [String] { lock.lock(); defer { lock.unlock() }; return kids }
+    }
+
+    func runOpenSSL(_ args: [String], input: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        p.arguments = args
+        let stdin = Pipe(), stdout = Pipe()
+        p.standardInput = stdin
+        p.standardOutput = stdout
+        try p.run()
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw VouchError(.io, "openssl failed") }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -148,6 +148,17 @@ final class AttestationExtensionTests: XCTestCase {
             XCTAssertEqual(($0 as? VouchError)?.code, .unsupported)
             XCTAssertEqual(($0 as? VouchError)?.context["field"], "vouch.kind")
         }
+        // An EAR from before 0.9.1 (no kind, no subject): its claims still read, but it binds to
+        // no certificate.
+        json.removeValue(forKey: "vouch.kind")
+        json.removeValue(forKey: "vouch.subject")
+        let legacyPayload = [UInt8](try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .withoutEscapingSlashes]))
+        XCTAssertNil(try AttestationExtension(earPayload: legacyPayload).subject)
+        let legacy = AttestationExtension.extensionValue(ear: try signer.sign(payload: legacyPayload, typ: "JWT"))
+        let legacyCert = try agentCA.issue(publicKey: try agentKey.publicKey, profile: LeafProfile(uriSANs: [spiffeID], notBefore: now.addingTimeInterval(-60),
+                                                                                                   notAfter: now.addingTimeInterval(3600), usage: .agent,
+                                                                                                   extensions: [(AttestationExtension.oid, legacy)]), serial: nil)
+        XCTAssertEqual(code(legacyCert), .attestationSubjectMismatch, "an EAR naming no certificate")
         // Without a subject nothing is signed.
         var bare = claims
         bare.subject = nil

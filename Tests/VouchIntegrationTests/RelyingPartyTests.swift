@@ -85,6 +85,26 @@ final class RelyingPartyTests: XCTestCase {
             XCTAssertEqual(j["chainVerified"] as? Bool, chain, name)
         }
 
+        // A CSR whose key is a compressed EC point: the certificate carries the uncompressed form,
+        // the form the EAR's vouch.subject digest is over, so hashing the certificate's
+        // SubjectPublicKeyInfo matches it.
+        let compressedKey = d.appendingPathComponent("compressed.key").path, compressedCSR = d.appendingPathComponent("compressed.csr").path
+        XCTAssertEqual(try TestEnv.run("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", compressedKey + ".plain"]).status, 0)
+        XCTAssertEqual(try TestEnv.run("openssl", ["ec", "-in", compressedKey + ".plain", "-conv_form", "compressed", "-out", compressedKey]).status, 0)
+        XCTAssertEqual(try TestEnv.run("openssl", ["req", "-new", "-key", compressedKey, "-subj", "/CN=rp-compressed", "-out", compressedCSR]).status, 0)
+        let csrText = try TestEnv.run("openssl", ["req", "-in", compressedCSR, "-noout", "-text"]).stdout
+        XCTAssertTrue(csrText.contains("pub:\n                    02") || csrText.contains("pub:\n                    03"), "the CSR holds a compressed point: \(csrText)")
+        let compressed = try attester.enroll(AgentEnrollRequest(agentName: "rp-compressed", csr: try String(contentsOfFile: compressedCSR, encoding: .utf8)))
+        let compressedPath = d.appendingPathComponent("compressed.pem").path
+        try compressed.certificate.write(toFile: compressedPath, atomically: true, encoding: .utf8)
+        let certText = try TestEnv.run("openssl", ["x509", "-in", compressedPath, "-noout", "-text"]).stdout
+        XCTAssertTrue(certText.contains("pub:\n                    04"), "the certificate holds the uncompressed point: \(certText)")
+        let spki = try TestEnv.run("sh", ["-c", "openssl x509 -in \(compressedPath) -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum"]).stdout.prefix(64)
+        let ci = try broker.vouch(["cert", "inspect", compressedPath, "--ca", broker.brokerCAFile, "--issuer", broker.agentCAFile, "--json"])
+        XCTAssertEqual(ci.status, 0, ci.stdout + ci.stderr)
+        let cj = try JSONSerialization.jsonObject(with: Data(ci.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual((cj["attestation"] as? [String: Any])?["subjectSpkiSha256"] as? String, String(spki))
+
         // OCSP, as openssl ocsp builds and verifies it (nonce included), POST then GET.
         let req = d.appendingPathComponent("req.der").path, resp = d.appendingPathComponent("resp.der").path
         func ocsp(cert: String, get: Bool = false) throws -> String {
