@@ -71,6 +71,12 @@ enum FuzzTargets {
             if let cert = try? Certificate(der: bytes) { _ = try? SNPEndorsementExtensions(extensionValue: cert.extensionValue(oid:)) }
             _ = try? SNPEndorsementExtensions(extensionValue: { _ in bytes })
         },
+        "azure-hcl-report": { bytes in
+            // An Azure CVM's HCL report and its runtime claims.
+            guard let hcl = try? AzureHCLReport(bytes: bytes) else { _ = try? AzureRuntimeClaims(json: bytes); return }
+            _ = try? SNPReport(bytes: hcl.hardwareReport)
+            _ = try? AzureRuntimeClaims(json: hcl.runtimeClaims)
+        },
         "jws": { bytes in
             // An EAR token as `vouch check` receives it (compact JWS, ES256, x5c).
             _ = try? JWSSigner.verify(String(decoding: bytes, as: UTF8.self), anchors: [fuzzCA.certificate], signer: "spiffe://fuzz/vouchd", at: Date())
