@@ -65,8 +65,9 @@ public struct SNPClaims: Sendable, Equatable, Codable {
     public struct Endorsement: Sendable, Equatable, Codable {
         public var subject: String
         public var issuer: String
-        public var notBefore: Date
-        public var notAfter: Date
+        /// RFC 3339, UTC.
+        public var notBefore: String
+        public var notAfter: String
         /// productName extension ("Milan-B0", …).
         public var productName: String?
         /// cspID extension (VLEK: the cloud provider).
@@ -141,8 +142,8 @@ public struct SNPClaims: Sendable, Equatable, Codable {
         committedFirmware = r.committedVersion
         launchMitigationVector = r.launchMitigationVector.map(snpHex16)
         currentMitigationVector = r.currentMitigationVector.map(snpHex16)
-        endorsement = Endorsement(subject: v.endorsement.subject, issuer: v.endorsement.issuer, notBefore: v.endorsement.notBefore,
-                                  notAfter: v.endorsement.notAfter, productName: v.extensions.productName, cspID: v.extensions.cspID)
+        endorsement = Endorsement(subject: v.endorsement.subject, issuer: v.endorsement.issuer, notBefore: snpRFC3339(v.endorsement.notBefore),
+                                  notAfter: snpRFC3339(v.endorsement.notAfter), productName: v.extensions.productName, cspID: v.extensions.cspID)
     }
 }
 

@@ -318,8 +318,4 @@ public final class SNPVerifier: Sendable {
     }
 }
 
-fileprivate func snpRFC3339(_ d: Date) -> String {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime]
-    return f.string(from: d)
-}
+func snpRFC3339(_ d: Date) -> String { d.formatted(.iso8601) }

@@ -72,6 +72,9 @@ final class SNPVerifierTests: XCTestCase {
         XCTAssertEqual(Set(tcb.keys), ["current", "reported", "committed", "launch"])
         XCTAssertEqual(tcb["reported"]?["microcode"] as? Int, 84)
         XCTAssertEqual((json["measurement"] as? String)?.count, 96)
+        let endorsement = json["endorsement"] as! [String: Any]
+        XCTAssertEqual(endorsement["notBefore"] as? String, "2025-01-24T02:21:48Z")
+        XCTAssertEqual(endorsement["notAfter"] as? String, "2032-01-24T02:21:48Z")
     }
 
     func testTurinChainAndTheEditedVCEKs() throws {
