@@ -217,7 +217,7 @@ public final class SNPVerifier: Sendable {
         }
 
         // 5. Revocation of the ASK/ASVK.
-        if let crl, let v = Self.checkCRL(crl, ark: roots.ark, intermediate: intermediate, now: now) { return .refused(v) }
+        if let crl, let v = Self.checkCRL(crl, ark: roots.ark, intermediate: intermediate, name: intermediateName.lowercased(), now: now) { return .refused(v) }
 
         // 6 (parse). The AMD extensions.
         let extensions: SNPEndorsementExtensions
@@ -278,7 +278,7 @@ public final class SNPVerifier: Sendable {
     }
 
     /// Check 5.
-    static func checkCRL(_ bytes: [UInt8], ark: Certificate, intermediate: Certificate, now: Date) -> PolicyViolation? {
+    static func checkCRL(_ bytes: [UInt8], ark: Certificate, intermediate: Certificate, name: String, now: Date) -> PolicyViolation? {
         func invalid(_ expected: String, _ actual: String) -> PolicyViolation {
             PolicyViolation(code: .snpCRLInvalid, path: "snp.crl", expected: expected, actual: actual)
         }
@@ -289,7 +289,7 @@ public final class SNPVerifier: Sendable {
         guard now < crl.nextUpdate else { return invalid("nextUpdate > \(snpRFC3339(now))", snpRFC3339(crl.nextUpdate)) }
         let serial = Hex.encode(intermediate.serialBytes)
         if crl.revokedSerials.contains(serial) {
-            return PolicyViolation(code: .snpCertificateRevoked, path: "snp.chain.\(intermediate.subject.contains("VLEK") ? "asvk" : "ask")",
+            return PolicyViolation(code: .snpCertificateRevoked, path: "snp.chain.\(name)",
                                    expected: "not revoked", actual: "serial \(serial) listed in the CRL")
         }
         return nil

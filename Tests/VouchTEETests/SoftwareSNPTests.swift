@@ -80,8 +80,10 @@ final class SoftwareSNPTests: XCTestCase {
         XCTAssertTrue(verify(try sim.crl(revoking: [sim.asvk], thisUpdate: SNPFixtures.now - day, nextUpdate: SNPFixtures.now + day)).isVerified)
         let vlekReport = try sim.sign(sim.report(signer: .vlek))
         let asvkRevoked = try sim.crl(revoking: [sim.asvk], thisUpdate: SNPFixtures.now - day, nextUpdate: SNPFixtures.now + day)
-        XCTAssertEqual(verifier.verify(SNPEvidence(report: vlekReport, endorsementKey: try sim.vlek.der, crl: asvkRevoked), at: SNPFixtures.now).codes,
-                       ["snp_certificate_revoked"])
+        let revoked = verifier.verify(SNPEvidence(report: vlekReport, endorsementKey: try sim.vlek.der, crl: asvkRevoked), at: SNPFixtures.now)
+        XCTAssertEqual(revoked.codes, ["snp_certificate_revoked"])
+        XCTAssertEqual(revoked.violations.first?.path, "snp.chain.asvk")
+        XCTAssertNil(revoked.claims)
         // Stale, not yet valid, another ARK's, garbage.
         XCTAssertEqual(verify(try sim.crl(revoking: [], thisUpdate: SNPFixtures.now - 2 * day, nextUpdate: SNPFixtures.now)).codes, ["snp_crl_invalid"])
         XCTAssertEqual(verify(try sim.crl(revoking: [], thisUpdate: SNPFixtures.now + 1, nextUpdate: SNPFixtures.now + day)).codes, ["snp_crl_invalid"])
