@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "VouchCore"),
         .target(name: "VouchTPMWire", dependencies: ["VouchCore"]),
         .target(name: "VouchEventLog", dependencies: ["VouchCore", "VouchTPMWire"]),
-        .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog"]),
+        .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog", "VouchTEEWire"]),
         .target(name: "VouchAPI", dependencies: ["VouchCore", "VouchEventLog"]),
         .target(name: "VouchModel", dependencies: ["VouchCore", "VouchAPI", "VouchEventLog"]),
         .target(name: "VouchTEEWire", dependencies: ["VouchCore"]),
@@ -94,7 +94,7 @@ let package = Package(
                 path: "Sources/VouchBenchKit"),
         .executableTarget(name: "vouch-bench", dependencies: ["VouchBenchKit", "VouchAttesterKit", "VouchHTTPClient", "VouchAPI", "VouchCrypto", "VouchCore", "VouchRuntime"]),
         .executableTarget(name: "vouch-fuzz", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog",
-                                                           "VouchPolicy", "VouchTPMWire", "VouchYAML"]),
+                                                           "VouchPolicy", "VouchTEEWire", "VouchTPMWire", "VouchYAML"]),
 
         // Tests
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire"], path: "Tests/VouchTestSupport"),
@@ -107,7 +107,8 @@ let package = Package(
                                                             "VouchBrokerTestSupport"]),
         .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchModel", "VouchAttesterKit", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
                                                              "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire"]),
-        .testTarget(name: "VouchTEETests", dependencies: ["VouchTEEWire", "VouchAttesterKit", "VouchCrypto", "VouchCore", "VouchTestSupport"]),
+        .testTarget(name: "VouchTEETests", dependencies: ["VouchCrypto", "VouchCore", "VouchTestSupport", "VouchTEEWire", "VouchAttestation", "VouchTEESim", "VouchPolicy",
+                                                          "VouchYAML", "VouchTPMWire", "VouchAttesterKit"]),
         .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchModel", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
                                                                   "VouchEventLog", "VouchRuntime"]),

@@ -10,7 +10,7 @@ out=out/fuzz
 # Seeds are made afresh each run (a stale directory must not name a target that no longer exists).
 rm -rf "$out/seeds"
 mkdir -p "$out/crashes" "$out/seeds"
-targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws"
+targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report"
 
 swift build --product vouch-fuzz --scratch-path .build/fuzz --sanitize fuzzer --sanitize address -Xswiftc -DVOUCH_FUZZ
 bin=.build/fuzz/debug/vouch-fuzz
@@ -65,6 +65,10 @@ payload = json.dumps({"eat_profile": "tag:github.com,2023:veraison/ear", "iat": 
 open(sys.argv[1], "w").write(b64u(header) + "." + b64u(payload) + "." + b64u(bytes(64)))
 PY
 rm -f "$out/seeds/key.pem" "$out/seeds/issuer.pem"
+# SEV-SNP: the fixtures' reports and VCEK/VLEK certificates (DER).
+for f in Tests/Fixtures/sev-snp/*/report.bin; do cp "$f" "$out/seeds/snp-report/$(basename "$(dirname "$f")")"; done
+for f in Tests/Fixtures/sev-snp/*/*.der Tests/Fixtures/sev-snp/negative/*.der; do cp "$f" "$out/seeds/snp-vcek-extensions/$(basename "$(dirname "$f")")-$(basename "$f")"; done
+cp Tests/Fixtures/sev-snp/genoa-azure-cvm/hcl_report.bin "$out/seeds/azure-hcl-report/genoa"
 
 report="$out/report.md"
 printf '| target | seconds | executions | corpus | crashes |\n|---|---|---|---|---|\n' > "$report"

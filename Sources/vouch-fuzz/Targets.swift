@@ -5,6 +5,7 @@ import VouchCore
 import VouchCrypto
 import VouchEventLog
 import VouchPolicy
+import VouchTEEWire
 import VouchTPMWire
 import VouchYAML
 
@@ -58,6 +59,23 @@ enum FuzzTargets {
             if let q = try? JSONCodec.decode(QuoteRequest.self, from: bytes) { _ = try? Hex.decode(q.nonce) }
             _ = try? JSONCodec.decode(AttestationReport.self, from: bytes)
             _ = try? JSONCodec.decode(TokenCreateRequest.self, from: bytes)
+        },
+        "snp-report": { bytes in
+            // An SEV-SNP ATTESTATION_REPORT: whatever parses must write back to the same bytes.
+            guard let report = try? SNPReport(bytes: bytes) else { return }
+            precondition((try? report.serialized()) == bytes, "SNP report does not round-trip")
+            for product in SNPProduct.allCases { _ = report.reportedTCB.components(for: product) }
+        },
+        "snp-vcek-extensions": { bytes in
+            // A VCEK/VLEK certificate's AMD extensions, and the input as the value of every one of them.
+            if let cert = try? Certificate(der: bytes) { _ = try? SNPEndorsementExtensions(extensionValue: cert.extensionValue(oid:)) }
+            _ = try? SNPEndorsementExtensions(extensionValue: { _ in bytes })
+        },
+        "azure-hcl-report": { bytes in
+            // An Azure CVM's HCL report and its runtime claims.
+            guard let hcl = try? AzureHCLReport(bytes: bytes) else { _ = try? AzureRuntimeClaims(json: bytes); return }
+            _ = try? SNPReport(bytes: hcl.hardwareReport)
+            _ = try? AzureRuntimeClaims(json: hcl.runtimeClaims)
         },
         "jws": { bytes in
             // An EAR token as `vouch check` receives it (compact JWS, ES256, x5c).

@@ -1,0 +1,118 @@
+import Foundation
+import VouchCore
+import VouchCrypto
+import VouchPolicy
+import VouchTEEWire
+
+extension ErrorCode {
+    /// The HCL report's SNP report was not made at VMPL 0, where the paravisor runs: its
+    /// REPORT_DATA does not vouch for the runtime claims.
+    public static let azureVMPLNotZero = ErrorCode("azure_vmpl_not_zero", status: 403)
+    /// REPORT_DATA does not hold the hash of the HCL report's runtime claims.
+    public static let azureRuntimeClaimsMismatch = ErrorCode("azure_runtime_claims_mismatch", status: 403)
+}
+
+/// What an Azure SEV-SNP confidential VM's HCL report establishes: the SNP claims, and the
+/// runtime claims the report binds — the vTPM's attestation key (to verify the VM's TPM quotes
+/// with), the VM configuration and the user data.
+public struct AzureSNPClaims: Sendable, Equatable, Codable {
+    public var snp: SNPClaims
+    /// sha256, sha384 or sha512: how REPORT_DATA binds the runtime claims.
+    public var runtimeClaimsHash: String
+    /// The runtime claims' digest (hex), equal to REPORT_DATA's first bytes.
+    public var runtimeClaimsDigest: String
+    /// The vTPM attestation key (HCLAkPub) as a PEM SubjectPublicKeyInfo.
+    public var attestationKey: String
+    /// SHA-256 of the attestation key's DER SubjectPublicKeyInfo (hex).
+    public var attestationKeySHA256: String
+    public var vmConfiguration: [String: String]
+    public var userData: String?
+}
+
+/// An HCL report whose SNP report is authentic and binds its runtime claims. Only
+/// `AzureSNPVerifier.authenticate` makes one.
+public struct VerifiedAzureSNPReport: Sendable {
+    public let snp: VerifiedSNPReport
+    public let runtimeClaims: AzureRuntimeClaims
+    /// The vTPM's attestation key: an RSA key whose quotes are RSASSA with SHA-256.
+    public let attestationKey: PublicKey
+    let hashType: AzureHCLReport.HashType
+    let digest: [UInt8]
+}
+
+public enum AzureSNPAuthentication: Sendable {
+    case authenticated(VerifiedAzureSNPReport)
+    case refused(PolicyViolation)
+}
+
+/// Verifies the HCL report of an Azure SEV-SNP confidential VM. Checks, in order; an
+/// authenticity failure refuses with no claims:
+/// 1. the HCL report parses (`AzureHCLReport`, `tee_evidence_malformed`);
+/// 2. its SNP report passes `SNPVerifier`'s checks 1–9 (with the VCEK and optional CRL given);
+/// 3. the SNP report was made at VMPL 0 (`azure_vmpl_not_zero`): the paravisor's, not the guest's;
+/// 4. REPORT_DATA begins with the runtime claims' digest in the header's hash (SHA-256: bytes
+///    0–31) (`azure_runtime_claims_mismatch`);
+/// 5. the runtime claims parse and hold an RSA `HCLAkPub` key (`tee_evidence_malformed`);
+/// 6. `SNPPolicy` (`SNPVerifier.appraise`; its `reportData` is normally left unset here: the
+///    verifier's nonce goes into the vTPM quote, which the returned attestation key verifies).
+public struct AzureSNPVerifier: Sendable {
+    public let snp: SNPVerifier
+
+    public init(snp: SNPVerifier) {
+        self.snp = snp
+    }
+
+    public func verify(hclReport: [UInt8], endorsementKey: [UInt8], crl: [UInt8]? = nil, at now: Date,
+                       policy: SNPPolicy = SNPPolicy()) -> TEEVerification<AzureSNPClaims> {
+        switch authenticate(hclReport: hclReport, endorsementKey: endorsementKey, crl: crl, at: now) {
+        case let .refused(v):
+            return .rejected([v], claims: nil)
+        case let .authenticated(verified):
+            let (snpClaims, violations) = SNPVerifier.appraise(verified.snp, policy: policy)
+            let claims = AzureSNPClaims(snp: snpClaims, runtimeClaimsHash: "\(verified.hashType)", runtimeClaimsDigest: Hex.encode(verified.digest),
+                                        attestationKey: (try? verified.attestationKey.pem) ?? "",
+                                        attestationKeySHA256: (try? Hex.encode(Crypto.sha256(verified.attestationKey.spkiDER))) ?? "",
+                                        vmConfiguration: verified.runtimeClaims.vmConfiguration, userData: verified.runtimeClaims.userData)
+            guard violations.isEmpty else { return .rejected(violations, claims: claims) }
+            let warnings = verified.snp.revocationChecked ? [] :
+                [TEEWarning(code: "snp_revocation_not_checked", message: "no CRL was given: the ASK/ASVK's revocation was not checked")]
+            return .verified(claims, warnings: warnings)
+        }
+    }
+
+    /// Checks 1–5.
+    public func authenticate(hclReport: [UInt8], endorsementKey: [UInt8], crl: [UInt8]? = nil, at now: Date) -> AzureSNPAuthentication {
+        let hcl: AzureHCLReport
+        do { hcl = try AzureHCLReport(bytes: hclReport) } catch {
+            return .refused(SNPVerifier.malformed(error, path: "azure.hclReport"))
+        }
+        let verified: VerifiedSNPReport
+        switch snp.authenticate(SNPEvidence(report: hcl.hardwareReport, endorsementKey: endorsementKey, crl: crl), at: now) {
+        case let .refused(v): return .refused(v)
+        case let .authenticated(v): verified = v
+        }
+        guard verified.report.vmpl == 0 else {
+            return .refused(PolicyViolation(code: .azureVMPLNotZero, path: "azure.snp.vmpl", expected: "0 (the paravisor's report)", actual: "\(verified.report.vmpl)"))
+        }
+        let digest: [UInt8]
+        switch hcl.hashType {
+        case .sha256: digest = Crypto.digest(.sha256, hcl.runtimeClaims)
+        case .sha384: digest = Crypto.digest(.sha384, hcl.runtimeClaims)
+        case .sha512: digest = Crypto.digest(.sha512, hcl.runtimeClaims)
+        }
+        let bound = Array(verified.report.reportData.prefix(digest.count))
+        guard constantTimeEqual(bound, digest) else {
+            return .refused(PolicyViolation(code: .azureRuntimeClaimsMismatch, path: "azure.snp.reportData",
+                                            expected: "\(hcl.hashType) of the runtime claims: \(Hex.encode(digest))", actual: Hex.encode(bound)))
+        }
+        let claims: AzureRuntimeClaims
+        do { claims = try AzureRuntimeClaims(json: hcl.runtimeClaims) } catch {
+            return .refused(SNPVerifier.malformed(error, path: "azure"))
+        }
+        guard let ak = claims.attestationKey, let key = try? PublicKey(rsaModulus: ak.modulus, exponent: ak.exponent) else {
+            return .refused(PolicyViolation(code: .teeEvidenceMalformed, path: "azure.runtimeClaims.keys", expected: "an RSA HCLAkPub key",
+                                            actual: claims.attestationKey == nil ? "none" : "an unusable key"))
+        }
+        return .authenticated(VerifiedAzureSNPReport(snp: verified, runtimeClaims: claims, attestationKey: key, hashType: hcl.hashType, digest: digest))
+    }
+}
