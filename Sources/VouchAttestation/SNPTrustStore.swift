@@ -69,6 +69,16 @@ public struct SNPTrustStore: Sendable {
         guard let names = try? fm.contentsOfDirectory(atPath: directory.path) else {
             throw VouchError(.config, "SEV-SNP roots directory cannot be read", context: ["path": directory.path])
         }
+        var files: [(name: String, pem: String)] = []
+        for name in names.sorted() where name.hasSuffix(".pem") {
+            files.append((name, try String(contentsOf: directory.appendingPathComponent(name), encoding: .utf8)))
+        }
+        try self.init(pemFiles: files, source: directory.path, pinning: pinning)
+    }
+
+    /// The same from PEM texts (`name`: for messages only; `source`: where they came from).
+    public init(pemFiles: [(name: String, pem: String)], source: String, pinning: Pinning = .amd) throws {
+        let directory = URL(fileURLWithPath: source)
         var arks: [SNPProduct: Certificate] = [:], asks: [SNPProduct: Certificate] = [:], asvks: [SNPProduct: Certificate] = [:]
         func put(_ cert: Certificate, _ product: SNPProduct, into table: inout [SNPProduct: Certificate], file: String) throws {
             if let existing = table[product] {
@@ -80,9 +90,8 @@ public struct SNPTrustStore: Sendable {
             }
             table[product] = cert
         }
-        for name in names.sorted() where name.hasSuffix(".pem") {
+        for (name, text) in pemFiles {
             let path = directory.appendingPathComponent(name)
-            let text = try String(contentsOf: path, encoding: .utf8)
             for cert in try Certificate.chain(pem: text) {
                 guard let (role, product) = Self.role(of: cert) else {
                     throw VouchError(.config, "SEV-SNP roots directory holds a certificate that is not an AMD ARK, ASK or ASVK",

@@ -36,6 +36,9 @@ public struct Policy: Sendable {
     public var minimumFirmwareVersion: UInt64?
     public var certificate = CertificateTemplate()
     public var reattestation = Reattestation()
+    /// The `snp:` section: what a host's SEV-SNP report must show; nil when the policy has none
+    /// (the verifier's defaults then apply: no debug, no migration agent).
+    public var snp: SNPPolicy?
 
     public struct Match: Sendable, Equatable {
         /// Every label must be present on the host with this value.
