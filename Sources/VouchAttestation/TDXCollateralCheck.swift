@@ -191,9 +191,52 @@ extension TDXVerifier {
         }
     }
 
+    /// Every certificate of a PEM chain (at most 8), read strictly, or nil: the text must be
+    /// only CERTIFICATE blocks (base64 lines between BEGIN and END) and blank lines, each block
+    /// exactly one DER certificate, in path order (each issued by the next by name, the last a
+    /// pinned root or issued by one); a self-signed certificate must be byte for byte a pinned
+    /// root (the chain's copy of the root is never what is trusted, and is not skipped either).
+    func strictChain(_ pem: String) -> [Certificate]? {
+        var ders: [[UInt8]] = []
+        var block: String?
+        for raw in pem.split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
+            if var b = block {
+                if line == "-----END CERTIFICATE-----" {
+                    guard let der = Data(base64Encoded: b) else { return nil }
+                    ders.append([UInt8](der))
+                    block = nil
+                } else {
+                    guard line.utf8.allSatisfy({ Self.base64Bytes.contains($0) }) else { return nil }
+                    b += line
+                    block = b
+                }
+            } else if line == "-----BEGIN CERTIFICATE-----" {
+                block = ""
+            } else {
+                guard line.allSatisfy({ $0 == " " || $0 == "\t" }) else { return nil }
+            }
+            guard ders.count <= 8 else { return nil }
+        }
+        guard block == nil, !ders.isEmpty else { return nil }
+        var certs: [Certificate] = []
+        for der in ders {
+            guard let cert = try? Certificate(der: der), (try? cert.der) == der else { return nil }
+            if cert.isSelfSigned, !rootDERs.contains(der) { return nil }
+            certs.append(cert)
+        }
+        // One path, in order: each certificate issued by the next, the last a pinned root or
+        // issued by one. No certificate is carried along unused.
+        for i in certs.indices.dropLast() where certs[i].issuer != certs[i + 1].subject { return nil }
+        guard let last = certs.last, let lastDER = ders.last, rootDERs.contains(lastDER) || roots.contains(where: { $0.subject == last.issuer }) else { return nil }
+        return certs
+    }
+
+    private static let base64Bytes = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=".utf8)
+
     /// The TCB signing key, after its chain verified.
     private func tcbSigner(_ pem: String, path: String, rootCRL: CRL, at now: Date, window: inout TDXWindow) -> Result<PublicKey, TDXRefusal> {
-        guard pem.utf8.count <= TDXCollateral.maxFieldBytes, let certs = try? Certificate.chain(pem: pem), certs.count <= 8 else {
+        guard pem.utf8.count <= TDXCollateral.maxFieldBytes, let certs = strictChain(pem) else {
             return .failure(TDXRefusal(.tdxCollateralChainInvalid, path, expected: "a PEM certificate chain", actual: "no certificates"))
         }
         let leaf = certs[0]
@@ -241,7 +284,7 @@ extension TDXVerifier {
         if let hit = cache.chain(key, at: now) { return .success(hit) }
         let path = "quote.certificationData.pckCertChain"
         let text = String(decoding: chainBytes.prefix { $0 != 0 }, as: UTF8.self)
-        guard let certs = try? Certificate.chain(pem: text), certs.count <= 8 else {
+        guard let certs = strictChain(text) else {
             return .failure(TDXRefusal(.tdxPCKChainInvalid, path, expected: "a PEM certificate chain", actual: "no certificates"))
         }
         let leaf = certs[0]

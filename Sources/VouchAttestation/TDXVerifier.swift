@@ -73,11 +73,13 @@ public struct TDXExpectations: Sendable {
 /// parsed attestation keys: repeated quotes from one platform cost the two signatures of 5 and 8.
 public final class TDXVerifier: Sendable {
     public let roots: [Certificate]
+    let rootDERs: Set<[UInt8]>
     let cache = TDXVerificationCache()
 
     /// Trusts exactly `roots` (for instance the certificates of a `--roots` directory).
     public init(roots: [Certificate]) {
         self.roots = roots
+        rootDERs = Set(roots.compactMap { try? $0.der })
     }
 
     /// Trusts the pinned Intel SGX Root CA only.
