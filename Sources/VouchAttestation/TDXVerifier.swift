@@ -29,8 +29,9 @@ public struct TDXExpectations: Sendable {
 /// 3. with collateral: the root CA CRL is signed by a pinned root, and it and the PCK CRL are
 ///    current, thisUpdate ≤ now < nextUpdate (`tdx_crl_invalid`; `tee_evidence_malformed` if one
 ///    does not parse);
-/// 4. the PCK certificate chain from the quote's certification data verifies to a pinned root at
-///    `now` (`tdx_pck_chain_invalid`); with collateral the PCK CRL must be issued and signed by
+/// 4. the PCK certificate chain from the quote's certification data (PEM read strictly: only
+///    certificate blocks, in path order, the chain's copy of the root byte for byte a pinned root)
+///    verifies to a pinned root at `now` (`tdx_pck_chain_invalid`); with collateral the PCK CRL must be issued and signed by
 ///    the PCK certificate's CA (`tdx_crl_invalid`) and neither the PCK certificate nor its CA may
 ///    be revoked (PCK CRL, root CA CRL: `tdx_pck_revoked`); the PCK certificate carries a
 ///    P-256 key and a readable SGX extension 1.2.840.113741.1.13.1 (`tdx_pck_extension_invalid`);

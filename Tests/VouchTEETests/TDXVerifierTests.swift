@@ -102,4 +102,39 @@ final class TDXVerifierTests: XCTestCase {
         XCTAssertEqual(replayed[3], [UInt8](repeating: 0, count: 48))
         XCTAssertEqual(quote.body.rtmrs[3], [UInt8](repeating: 0, count: 48))
     }
+
+    /// The claims' JSON names are stable: `vouch evidence verify --json` prints them.
+    func testClaimsJSONNames() throws {
+        let r = TDXSamples.verifier.verify(quote: try TDXSamples.quote(TDXSamples.v4UpToDate), collateral: try TDXSamples.dcapCollateral(TDXSamples.v4UpToDate),
+                                           at: TDXSamples.v4Now)
+        guard let (claims, _) = verifiedClaims(r) else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let object = try JSONSerialization.jsonObject(with: encoder.encode(claims)) as! [String: Any]
+        XCTAssertEqual(Set(object.keys), ["quoteVersion", "tdxVersion", "teeTcbSvn", "mrSeam", "mrSignerSeam", "seamAttributes", "tdAttributes", "xfam", "mrtd",
+                                          "mrConfigId", "mrOwner", "mrOwnerConfig", "rtmrs", "rtmrsFromEventLog", "reportData", "fmspc", "pceId", "pceSvn",
+                                          "cpuSvn", "tcbStatus", "platformTcbStatus", "tcbDate", "advisories", "moduleId", "moduleTcbStatus", "qeTcbStatus",
+                                          "qeIsvSvn", "tcbEvaluationDataNumber", "collateralNextUpdate"])
+        XCTAssertEqual(Set((object["tdAttributes"] as! [String: Any]).keys), ["raw", "debug", "septVeDisable", "pks", "keyLocker", "perfmon"])
+        XCTAssertEqual(try JSONDecoder().decode(TDXClaims.self, from: encoder.encode(claims)), claims)
+    }
+
+    /// Repeated quotes from one platform hit the caches: measured here (debug build) as the time
+    /// per verification with a fresh verifier against one that has verified the collateral and
+    /// chain before. Printed, and the cached path must be the cheaper one.
+    func testCachedVerificationIsCheaper() throws {
+        let quote = try TDXSamples.quote(TDXSamples.v4UpToDate)
+        let collateral = try TDXSamples.dcapCollateral(TDXSamples.v4UpToDate)
+        let roots = TDXSamples.verifier.roots
+        let n = 50
+        var start = Date()
+        for _ in 0..<n { XCTAssertTrue(TDXVerifier(roots: roots).verify(quote: quote, collateral: collateral, at: TDXSamples.v4Now).isVerified) }
+        let cold = Date().timeIntervalSince(start) / Double(n)
+        let warm = TDXVerifier(roots: roots)
+        start = Date()
+        for _ in 0..<n { XCTAssertTrue(warm.verify(quote: quote, collateral: collateral, at: TDXSamples.v4Now).isVerified) }
+        let hot = Date().timeIntervalSince(start) / Double(n)
+        print("TDX verification: \(Int(cold * 1e6)) µs uncached, \(Int(hot * 1e6)) µs cached")
+        XCTAssertLessThan(hot, cold)
+    }
 }
