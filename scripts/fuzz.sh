@@ -10,7 +10,7 @@ out=out/fuzz
 # Seeds are made afresh each run (a stale directory must not name a target that no longer exists).
 rm -rf "$out/seeds"
 mkdir -p "$out/crashes" "$out/seeds"
-targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report"
+targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log"
 
 swift build --product vouch-fuzz --scratch-path .build/fuzz --sanitize fuzzer --sanitize address -Xswiftc -DVOUCH_FUZZ
 bin=.build/fuzz/debug/vouch-fuzz
@@ -69,6 +69,21 @@ rm -f "$out/seeds/key.pem" "$out/seeds/issuer.pem"
 for f in Tests/Fixtures/sev-snp/*/report.bin; do cp "$f" "$out/seeds/snp-report/$(basename "$(dirname "$f")")"; done
 for f in Tests/Fixtures/sev-snp/*/*.der Tests/Fixtures/sev-snp/negative/*.der; do cp "$f" "$out/seeds/snp-vcek-extensions/$(basename "$(dirname "$f")")-$(basename "$f")"; done
 cp Tests/Fixtures/sev-snp/genoa-azure-cvm/hcl_report.bin "$out/seeds/azure-hcl-report/genoa"
+# TDX: the corpus's quotes, collateral (dcap-qvl JSON and PCS bodies), CCEL log, PCK SGX extensions.
+for d in Tests/Fixtures/tdx/*/; do
+  n=$(basename "$d")
+  [ -f "$d/quote.bin" ] && cp "$d/quote.bin" "$out/seeds/tdx-quote/$n"
+  [ -f "$d/collateral.json" ] && cp "$d/collateral.json" "$out/seeds/tdx-collateral/$n"
+  for b in "$d"/*_response.json; do [ -f "$b" ] && cp "$b" "$out/seeds/tdx-collateral/$n-$(basename "$b")"; done
+  if [ -f "$d/quote.bin" ]; then
+    # The PCK certificate is the first PEM block of the quote's certification data.
+    python3 -c 'import re,sys; m=re.search(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", open(sys.argv[1],"rb").read(), re.S); sys.stdout.buffer.write(m.group(0)+b"\n")' "$d/quote.bin" > "$out/seeds/pck.pem"
+    at=$(openssl asn1parse -in "$out/seeds/pck.pem" | awk '/:1.2.840.113741.1.13.1$/ { getline; split($1, a, ":"); print a[1]; exit }')
+    [ -n "$at" ] && openssl asn1parse -in "$out/seeds/pck.pem" -strparse "$at" -noout -out "$out/seeds/sgx-pck-extension/$n" >/dev/null 2>&1 || true
+    rm -f "$out/seeds/pck.pem"
+  fi
+done
+python3 -c 'import sys; sys.stdout.buffer.write(open(sys.argv[1],"rb").read().rstrip(b"\xff"))' Tests/Fixtures/tdx/ccel-cos113/ccel_data.bin > "$out/seeds/tdx-event-log/ccel-cos113"
 
 report="$out/report.md"
 printf '| target | seconds | executions | corpus | crashes |\n|---|---|---|---|---|\n' > "$report"

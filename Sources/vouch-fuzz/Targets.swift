@@ -77,6 +77,28 @@ enum FuzzTargets {
             _ = try? SNPReport(bytes: hcl.hardwareReport)
             _ = try? AzureRuntimeClaims(json: hcl.runtimeClaims)
         },
+        "tdx-quote": { bytes in
+            // A DCAP quote v4/v5, its QE report fields and the writer's round trip.
+            guard let q = try? TDXQuote(bytes: bytes) else { return }
+            _ = (q.body.attributes, q.signatureData.certification.qeReport.isvSvn, q.signatureData.certification.qeReport.miscSelect)
+            _ = try? TDXQuote(bytes: q.encoded)
+        },
+        "tdx-collateral": { bytes in
+            // A dcap-qvl collateral document, or a PCS body, and the signed objects it carries.
+            if let c = try? TDXCollateral(dcapQVLJSON: bytes) {
+                _ = try? TDXTCBInfo(json: c.tcbInfo.bytes)
+                _ = try? TDXQEIdentity(json: c.qeIdentity.bytes)
+            }
+            if let s = try? TDXSignedJSON(pcsBody: bytes, key: "tcbInfo") { _ = try? TDXTCBInfo(json: s.bytes) }
+            if let s = try? TDXSignedJSON(pcsBody: bytes, key: "enclaveIdentity") { _ = try? TDXQEIdentity(json: s.bytes) }
+            _ = try? TDXTCBInfo(json: bytes)
+            _ = try? TDXQEIdentity(json: bytes)
+        },
+        "sgx-pck-extension": { bytes in
+            guard let e = try? SGXPCKExtension(der: bytes) else { return }
+            _ = try? SGXPCKExtension(der: e.encoded)
+        },
+        "tdx-event-log": { _ = try? TDXEventLog.replay($0) },
         "jws": { bytes in
             // An EAR token as `vouch check` receives it (compact JWS, ES256, x5c).
             _ = try? JWSSigner.verify(String(decoding: bytes, as: UTF8.self), anchors: [fuzzCA.certificate], signer: "spiffe://fuzz/vouchd", at: Date())
