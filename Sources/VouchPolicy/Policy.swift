@@ -39,6 +39,9 @@ public struct Policy: Sendable {
     /// The `snp:` section: what a host's SEV-SNP report must show; nil when the policy has none
     /// (the verifier's defaults then apply: no debug, no migration agent).
     public var snp: SNPPolicy?
+    /// The `tdx:` section: what a host's TDX quote must show; nil when the policy has none (the
+    /// verifier's defaults then apply: no debug TD, UpToDate or warned TCB statuses only).
+    public var tdx: TDXPolicy?
 
     public struct Match: Sendable, Equatable {
         /// Every label must be present on the host with this value.

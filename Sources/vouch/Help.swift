@@ -88,6 +88,25 @@ extension CLI {
         example:
           vouch crl --out vouch.crl
         """,
+        "evidence": """
+        usage: vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm --at RFC3339 [--nonce HEX]
+                                     [--policy FILE] [--roots DIR] [--json] FILE...
+        Verify a confidential VM's evidence offline, at the given instant. FILEs are told apart by
+        their content: an SEV-SNP report (binary or hex) and its VCEK or VLEK (DER or PEM), AMD's
+        CRL; an Azure HCL report and its VCEK; a TDX quote, its collateral (dcap-qvl JSON, or the
+        Intel PCS files by their names: tcbinfo_response.json, qeidentity_response.json,
+        *_issuer_chain.pem, pck_crl*.der, root_ca_crl.der) and the CCEL event log.
+        Without --policy: signatures, chains, CRLs, collateral windows and a TCB level, with the
+        verifier's defaults (no debug guest). --policy FILE: a Vouch policy (its snp: or tdx:
+        section) or a file of just those sections. --nonce HEX: the report data must be these bytes
+        (zero-padded to 64; on Azure, the runtime claims' user-data). --roots DIR: other roots
+        (*.pem) than AMD's and Intel's pinned ones, e.g. a software TEE's.
+        Exit 0 verified (and the policy holds), 1 refused (--json: verified, claims, warnings,
+        violations[{code, path, expected, actual}]), 2 unreadable input or usage.
+        example:
+          vouch evidence verify --kind sev-snp --at 2025-06-01T00:00:00Z report.bin vcek.der
+          vouch evidence verify --kind tdx --at 2025-07-01T00:00:00Z --json quote.bin collateral.json
+        """,
         "cert": """
         usage: vouch cert inspect FILE [--ca FILE] [--issuer FILE] [--json]
         A certificate's (PEM or DER) identity and the attestation it carries (the broker's EAR in its

@@ -10,6 +10,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "crl": crlCommand,
     "quote": quoteCommand,
     "eventlog": eventlogCommand,
+    "evidence": evidenceCommand,
     "policy": policyCommand,
     "cert": certCommand,
     "host": hostCommand,

@@ -1,0 +1,239 @@
+import Foundation
+import VouchAPI
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchPolicy
+import VouchPolicyFiles
+import VouchTEEWire
+import VouchYAML
+
+/// `vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm --at RFC3339 [--nonce HEX]
+/// [--policy FILE] [--roots DIR] [--json] FILE...`: verifies a CPU TEE's evidence offline, as a
+/// relying party or an auditor would, from the files a sample is made of (their kinds are told
+/// by their content, not their names; see `EvidenceFiles`). Without `--policy`, authenticity and
+/// freshness (signatures, chains, CRLs, collateral windows, a TCB level found) and the
+/// verifier's defaults; with it, the policy's `snp:` or `tdx:` section too. `--nonce`: REPORT_DATA
+/// must be these bytes (zero-padded to 64). Exit 0 verified, 1 refused, 2 unreadable or usage.
+func evidenceCommand(_ argv: [String]) throws -> Int32 {
+    guard argv.first == "verify" else { throw VouchError(.usage, "give a subcommand: verify --kind KIND --at TIME FILE...") }
+    let args = try Arguments(Array(argv.dropFirst()), options: ["kind", "at", "nonce", "policy", "roots"], flags: ["json"], positional: 16)
+    guard let kindName = args["kind"], let kind = EvidenceCLIKind(rawValue: kindName) else {
+        throw VouchError(.usage, "--kind must be sev-snp, tdx or azure-snp-vtpm")
+    }
+    guard let atText = args["at"], let at = Date.parseRFC3339(atText) else {
+        throw VouchError(.usage, "--at must be an RFC 3339 time (the instant to verify at, e.g. 2025-06-01T00:00:00Z)")
+    }
+    guard !args.positional.isEmpty else { throw VouchError(.usage, "give the evidence FILEs") }
+    var nonce: [UInt8]?
+    if let hex = args["nonce"] {
+        guard let bytes = try? Hex.decode(hex, field: "nonce"), (1...64).contains(bytes.count) else {
+            throw VouchError(.usage, "--nonce must be 1-64 bytes of hex")
+        }
+        nonce = bytes
+    }
+    let files: EvidenceFiles
+    let sections: TEESections
+    do {
+        files = try EvidenceFiles(paths: args.positional)
+        sections = try args["policy"].map { try TEESections(file: $0) } ?? TEESections()
+    } catch let e as VouchError {
+        CLI.error("vouch evidence: \(CLI.oneLine(e.message))")
+        return 2
+    }
+    let report: EvidenceReport
+    do {
+        switch kind {
+        case .sevSNP: report = try verifySNP(files, at: at, nonce: nonce, policy: sections.snp, roots: args["roots"])
+        case .azureSNPVTPM: report = try verifyAzure(files, at: at, nonce: nonce, policy: sections.snp, roots: args["roots"])
+        case .tdx: report = try verifyTDX(files, at: at, nonce: nonce, policy: sections.tdx, roots: args["roots"])
+        }
+    } catch let e as VouchError where e.code == .usage || e.code == .config || e.code == .io {
+        CLI.error("vouch evidence: \(CLI.oneLine(e.message))")
+        return 2
+    }
+    if args.has("json") {
+        print(report.json)
+    } else {
+        print("\(kind.rawValue): \(report.verified ? "verified" : "refused") at \(atText)")
+        for w in report.warnings { print("warning    \(w.code): \(w.message)\(w.advisories.isEmpty ? "" : " (\(w.advisories.joined(separator: ", ")))")") }
+        for v in report.violations { print("violation  \(v.code): \(v.path): expected \(v.expected), got \(v.actual)") }
+        for line in report.summary { print(line) }
+    }
+    return report.verified ? 0 : 1
+}
+
+enum EvidenceCLIKind: String {
+    case sevSNP = "sev-snp", tdx, azureSNPVTPM = "azure-snp-vtpm"
+}
+
+/// What `evidence verify` prints: `verified`, the kind, `claims` (the verifier's, absent when
+/// authenticity failed), `warnings` and `violations` ({code, path, expected, actual}).
+struct EvidenceReport {
+    var verified: Bool
+    var kind: String
+    var claimsJSON: String?
+    var warnings: [TEEWarning]
+    var violations: [PolicyViolation]
+    var summary: [String]
+
+    init<C: Codable & Sendable>(kind: String, result: TEEVerification<C>, summary: (C) -> [String]) {
+        self.kind = kind
+        switch result {
+        case let .verified(claims, warnings):
+            (verified, self.warnings, violations) = (true, warnings, [])
+            claimsJSON = JSONCodec.pretty(claims)
+            self.summary = summary(claims)
+        case let .rejected(v, claims):
+            (verified, warnings, violations) = (false, [], v)
+            claimsJSON = claims.map { JSONCodec.pretty($0) }
+            self.summary = claims.map(summary) ?? []
+        }
+    }
+
+    var json: String {
+        struct Out: Encodable {
+            let verified: Bool
+            let kind: String
+            let warnings: [TEEWarning]
+            let violations: [V]
+        }
+        struct V: Encodable { let code, path, expected, actual: String }
+        var text = JSONCodec.pretty(Out(verified: verified, kind: kind, warnings: warnings,
+                                        violations: violations.map { V(code: $0.code.rawValue, path: $0.path, expected: $0.expected, actual: $0.actual) }))
+        // The claims are the verifier's own JSON, spliced in as the `claims` member.
+        let claims = claimsJSON ?? "null"
+        guard let close = text.lastIndex(of: "}") else { return text }
+        text = String(text[..<close]).trimmingCharacters(in: .whitespacesAndNewlines) + ",\n  \"claims\" : " + claims.replacingOccurrences(of: "\n", with: "\n  ") + "\n}"
+        return text
+    }
+}
+
+/// A policy's TEE sections for `--policy FILE`: a Vouch policy file (its `snp:` and `tdx:`), or a
+/// YAML/JSON mapping holding only `snp:` and/or `tdx:`.
+struct TEESections {
+    var snp: SNPPolicy?
+    var tdx: TDXPolicy?
+
+    init() {}
+
+    init(file: String) throws {
+        let bytes = try readEvidenceFile(file)
+        let root = try YAMLParser.parse(bytes, file: file)
+        guard case let .mapping(entries) = root.value, !entries.isEmpty else {
+            throw VouchError(.config, "\(file): not a Vouch policy file, nor a mapping of snp: and tdx: sections")
+        }
+        if entries.contains(where: { $0.key.scalar == "apiVersion" }) {
+            let policy = try PolicyFiles.load(file: file)
+            (snp, tdx) = (policy.snp, policy.tdx)
+            return
+        }
+        for (key, node) in entries {
+            switch key.scalar {
+            case "snp": snp = try SNPPolicy.decode(node)
+            case "tdx": tdx = try TDXPolicy.decode(node)
+            default: throw VouchError(.config, "\(key.mark): \(key.scalar ?? "a key") is neither snp nor tdx (a file of TEE sections holds only those)")
+            }
+        }
+    }
+}
+
+/// Reads an input file (at most 16 MiB); an unreadable one is exit 2.
+func readEvidenceFile(_ path: String) throws -> [UInt8] {
+    guard let attributes = try? FileManager.default.attributesOfItem(atPath: path), let size = attributes[.size] as? NSNumber,
+          size.intValue <= 16 << 20, let data = FileManager.default.contents(atPath: path) else {
+        throw VouchError(.io, "cannot read \(path) (a readable file of at most 16 MiB)")
+    }
+    return [UInt8](data)
+}
+
+// MARK: SEV-SNP and Azure
+
+private func snpStore(_ roots: String?) throws -> SNPTrustStore {
+    guard let roots else { return try AMDRoots.trustStore() }
+    // Given roots are taken as they are: the operator chose them (e.g. a software TEE's).
+    return try SNPTrustStore(directory: URL(fileURLWithPath: roots), pinning: .asLoaded)
+}
+
+private func snpPolicy(_ policy: SNPPolicy?, nonce: [UInt8]?) -> SNPPolicy {
+    var p = policy ?? SNPPolicy()
+    if let nonce { p.reportData = SNPPolicy.reportData(nonce: nonce) }
+    return p
+}
+
+private func snpSummary(_ c: SNPClaims) -> [String] {
+    ["product    \(c.product) (signer \(c.signer), report v\(c.version))",
+     "measurement \(c.measurement)",
+     "debug      \(c.debug)  vmpl \(c.vmpl)",
+     "reportData \(c.reportData)"]
+}
+
+func verifySNP(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPPolicy?, roots: String?) throws -> EvidenceReport {
+    let report = try files.one(.snpReport, "an SEV-SNP report (1184 bytes, or its hex)")
+    let endorsement = try files.one(.certificate, "the VCEK or VLEK certificate (DER or PEM)")
+    let verifier = SNPVerifier(trust: try snpStore(roots))
+    let result = verifier.verify(SNPEvidence(report: report, endorsementKey: endorsement, crl: files.optional(.crl)), at: at,
+                                 policy: snpPolicy(policy, nonce: nonce))
+    return EvidenceReport(kind: "sev-snp", result: result, summary: snpSummary)
+}
+
+func verifyAzure(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPPolicy?, roots: String?) throws -> EvidenceReport {
+    let hcl = try files.one(.azureHCLReport, "an Azure HCL report (HCLA header)")
+    let endorsement = try files.one(.certificate, "the VCEK certificate (DER or PEM)")
+    let verifier = AzureSNPVerifier(snp: SNPVerifier(trust: try snpStore(roots)))
+    var p = policy ?? SNPPolicy()
+    // On Azure REPORT_DATA carries the runtime claims' hash; a relying party's nonce goes into the
+    // runtime claims (user-data), which the claims report.
+    if nonce != nil { p.reportData = nil }
+    let result = verifier.verify(hclReport: hcl, endorsementKey: endorsement, crl: files.optional(.crl), at: at, policy: p)
+    var out = EvidenceReport(kind: "azure-snp-vtpm", result: result) { c in
+        snpSummary(c.snp) + ["vTPM AK    sha256:\(c.attestationKeySHA256)", "userData   \(c.userData ?? "none")"]
+    }
+    if let nonce, case let .verified(claims, _) = result, claims.userData?.lowercased().hasPrefix(Hex.encode(nonce)) != true {
+        out.verified = false
+        out.violations.append(PolicyViolation(code: .snpReportDataMismatch, path: "azure.runtimeClaims.user-data",
+                                              expected: Hex.encode(nonce), actual: claims.userData ?? "none"))
+    }
+    return out
+}
+
+// MARK: TDX
+
+private func tdxRoots(_ roots: String?) throws -> [Certificate] {
+    guard let roots else { return [try IntelSGXRoot.certificate()] }
+    let dir = URL(fileURLWithPath: roots)
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else {
+        throw VouchError(.config, "cannot read the roots directory \(roots)")
+    }
+    var out: [Certificate] = []
+    for name in names.sorted() where name.hasSuffix(".pem") {
+        out += try Certificate.chain(pem: String(decoding: try readEvidenceFile(dir.appendingPathComponent(name).path), as: UTF8.self)).filter(\.isSelfSigned)
+    }
+    guard !out.isEmpty else { throw VouchError(.config, "\(roots) holds no self-signed root certificate (*.pem)") }
+    return out
+}
+
+func verifyTDX(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: TDXPolicy?, roots: String?) throws -> EvidenceReport {
+    let quote = try files.one(.tdxQuote, "a TDX quote")
+    var collateral: TDXCollateral?
+    do {
+        if let json = files.optional(.tdxCollateralJSON) {
+            collateral = try TDXCollateral(dcapQVLJSON: json)
+        } else if !files.all(.pcsFile).isEmpty {
+            let byName = Dictionary(files.all(.pcsFile).map { (URL(fileURLWithPath: $0.path).lastPathComponent, $0.bytes) }, uniquingKeysWith: { a, _ in a })
+            collateral = try TDXCollateral.pcsFiles { byName[$0] }
+        }
+    } catch let e as VouchError {
+        // Collateral that does not parse is unreadable input, not a refusal of the quote.
+        throw VouchError(.io, "the collateral does not parse: \(e.message)")
+    }
+    let verifier = TDXVerifier(roots: try tdxRoots(roots))
+    let expectations = TDXExpectations(reportData: nonce.map { $0 + [UInt8](repeating: 0, count: 64 - $0.count) }, eventLog: files.optional(.eventLog))
+    let result = verifier.verify(quote: quote, collateral: collateral, at: at, policy: policy ?? TDXPolicy(), expectations: expectations)
+    return EvidenceReport(kind: "tdx", result: result) { c in
+        ["TCB        \(c.tcbStatus) (FMSPC \(c.fmspc))",
+         "MRTD       \(c.mrtd)\(c.mrtdName.map { " (\($0))" } ?? "")",
+         "debug      \(c.tdAttributes.debug)  RTMRs \(c.rtmrsFromEventLog ? "replayed from the event log" : "as quoted")",
+         "reportData \(c.reportData)"]
+    }
+}
