@@ -77,7 +77,7 @@ public final class TDXVerifier: Sendable {
     let rootDERs: Set<[UInt8]>
     let cache = TDXVerificationCache()
 
-    /// Trusts exactly `roots` (for instance the certificates of a `--roots` directory).
+    /// Trusts exactly `roots` (for instance the certificates of a directory of PEM roots).
     public init(roots: [Certificate]) {
         self.roots = roots
         rootDERs = Set(roots.compactMap { try? $0.der })
