@@ -124,22 +124,24 @@ final class TDXVerifierTests: XCTestCase {
         XCTAssertEqual(try JSONDecoder().decode(TDXClaims.self, from: encoder.encode(claims)), claims)
     }
 
-    /// Repeated quotes from one platform hit the caches: measured here (debug build) as the time
-    /// per verification with a fresh verifier against one that has verified the collateral and
-    /// chain before. Printed, and the cached path must be the cheaper one.
-    func testCachedVerificationIsCheaper() throws {
+    /// Repeated quotes from one platform may reuse verified collateral and chains, but a cached
+    /// answer is never a different answer: a verifier that has seen the collateral gives the same
+    /// claims as a fresh one, and still refuses once the collateral's window has passed. (What the
+    /// caches save is measured by `make bench`, not here.)
+    func testCachedVerificationGivesTheSameAnswers() throws {
         let quote = try TDXSamples.quote(TDXSamples.v4UpToDate)
         let collateral = try TDXSamples.dcapCollateral(TDXSamples.v4UpToDate)
         let roots = TDXSamples.verifier.roots
-        let n = 50
-        var start = Date()
-        for _ in 0..<n { XCTAssertTrue(TDXVerifier(roots: roots).verify(quote: quote, collateral: collateral, at: TDXSamples.v4Now).isVerified) }
-        let cold = Date().timeIntervalSince(start) / Double(n)
         let warm = TDXVerifier(roots: roots)
-        start = Date()
-        for _ in 0..<n { XCTAssertTrue(warm.verify(quote: quote, collateral: collateral, at: TDXSamples.v4Now).isVerified) }
-        let hot = Date().timeIntervalSince(start) / Double(n)
-        print("TDX verification: \(Int(cold * 1e6)) µs uncached, \(Int(hot * 1e6)) µs cached")
-        XCTAssertLessThan(hot, cold)
+        guard case let .verified(first, _) = warm.verify(quote: quote, collateral: collateral, at: TDXSamples.v4Now) else { return XCTFail("fresh") }
+        for _ in 0..<3 {
+            guard case let .verified(again, _) = warm.verify(quote: quote, collateral: collateral, at: TDXSamples.v4Now) else { return XCTFail("cached") }
+            XCTAssertEqual(again, first)
+        }
+        let later = TDXSamples.v4Now.addingTimeInterval(60 * 86400)
+        let fresh = TDXVerifier(roots: roots).verify(quote: quote, collateral: collateral, at: later)
+        let cached = warm.verify(quote: quote, collateral: collateral, at: later)
+        XCTAssertFalse(cached.isVerified)
+        XCTAssertEqual(cached.violations.map(\.code), fresh.violations.map(\.code))
     }
 }
