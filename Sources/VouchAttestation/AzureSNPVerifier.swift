@@ -62,13 +62,21 @@ public struct AzureSNPVerifier: Sendable {
         self.snp = snp
     }
 
+    /// `userData`: the 64 bytes the guest put into the runtime claims' `user-data` (a relying
+    /// party's nonce, zero-padded): compared exactly, case-insensitively as hex
+    /// (`snp_report_data_mismatch`). On Azure REPORT_DATA holds the runtime claims' hash, so
+    /// `policy.reportData` must be nil.
     public func verify(hclReport: [UInt8], endorsementKey: [UInt8], crl: [UInt8]? = nil, at now: Date,
-                       policy: SNPPolicy = SNPPolicy()) -> TEEVerification<AzureSNPClaims> {
+                       policy: SNPPolicy = SNPPolicy(), userData: [UInt8]? = nil) -> TEEVerification<AzureSNPClaims> {
         switch authenticate(hclReport: hclReport, endorsementKey: endorsementKey, crl: crl, at: now) {
         case let .refused(v):
             return .rejected([v], claims: nil)
         case let .authenticated(verified):
-            let (snpClaims, violations) = SNPVerifier.appraise(verified.snp, policy: policy)
+            var (snpClaims, violations) = SNPVerifier.appraise(verified.snp, policy: policy)
+            if let userData, verified.runtimeClaims.userData?.lowercased() != Hex.encode(userData) {
+                violations.append(PolicyViolation(code: .snpReportDataMismatch, path: "azure.runtimeClaims.user-data", expected: Hex.encode(userData),
+                                                  actual: verified.runtimeClaims.userData ?? "none"))
+            }
             let claims = AzureSNPClaims(snp: snpClaims, runtimeClaimsHash: "\(verified.hashType)", runtimeClaimsDigest: Hex.encode(verified.digest),
                                         attestationKey: (try? verified.attestationKey.pem) ?? "",
                                         attestationKeySHA256: (try? Hex.encode(Crypto.sha256(verified.attestationKey.spkiDER))) ?? "",
@@ -101,9 +109,10 @@ public struct AzureSNPVerifier: Sendable {
         case .sha512: digest = Crypto.digest(.sha512, hcl.runtimeClaims)
         }
         let bound = Array(verified.report.reportData.prefix(digest.count))
-        guard constantTimeEqual(bound, digest) else {
+        guard constantTimeEqual(bound, digest), verified.report.reportData.dropFirst(digest.count).allSatisfy({ $0 == 0 }) else {
             return .refused(PolicyViolation(code: .azureRuntimeClaimsMismatch, path: "azure.snp.reportData",
-                                            expected: "\(hcl.hashType) of the runtime claims: \(Hex.encode(digest))", actual: Hex.encode(bound)))
+                                            expected: "\(hcl.hashType) of the runtime claims: \(Hex.encode(digest)), then zeros",
+                                            actual: Hex.encode(verified.report.reportData)))
         }
         let claims: AzureRuntimeClaims
         do { claims = try AzureRuntimeClaims(json: hcl.runtimeClaims) } catch {

@@ -282,9 +282,14 @@ public final class SNPVerifier: Sendable {
         func invalid(_ expected: String, _ actual: String) -> PolicyViolation {
             PolicyViolation(code: .snpCRLInvalid, path: "snp.crl", expected: expected, actual: actual)
         }
-        guard let crl = try? CRL(der: pemBody(bytes, label: "X509 CRL") ?? bytes) else { return invalid("a DER or PEM CRL", "\(bytes.count) bytes that do not parse") }
+        let der = pemBody(bytes, label: "X509 CRL") ?? bytes
+        guard let crl = try? CRL(der: der), let parts = try? crlSignedParts(der: der) else { return invalid("a DER or PEM CRL", "\(bytes.count) bytes that do not parse") }
         guard crl.issuer == ark.subject else { return invalid("issued by \(ark.subject)", crl.issuer) }
-        guard crl.isSigned(by: ark) else { return invalid("signed by the ARK", "a signature that does not verify") }
+        // AMD's PSS parameters exactly, as for the certificates (not whatever the CRL names).
+        guard parts.signatureAlgorithm == parts.innerSignatureAlgorithm, RSAPSSParameters(algorithmIdentifier: parts.signatureAlgorithm) == amdPSS,
+              let arkKey = try? ark.publicKey, arkKey.verifyRSAPSS(message: parts.tbs, signature: parts.signature, hash: .sha384, saltLength: 48) else {
+            return invalid("signed by the ARK with RSASSA-PSS SHA-384, MGF1-SHA-384, salt 48", "another algorithm or a signature that does not verify")
+        }
         guard crl.thisUpdate <= now else { return invalid("thisUpdate <= \(snpRFC3339(now))", snpRFC3339(crl.thisUpdate)) }
         guard now < crl.nextUpdate else { return invalid("nextUpdate > \(snpRFC3339(now))", snpRFC3339(crl.nextUpdate)) }
         let serial = Hex.encode(intermediate.serialBytes)

@@ -246,6 +246,13 @@ extension TDXVerifier {
         guard !leaf.isCA, let key = try? leaf.publicKey, key.isEC else {
             return .failure(TDXRefusal(.tdxCollateralChainInvalid, path, expected: "an EC signing certificate that is not a CA", actual: leaf.subject))
         }
+        // Intel's TCB signing certificate is issued by the root itself and is no PCK certificate:
+        // a PCK leaf (issued by a Platform or Processor CA, carrying the SGX extension) never signs
+        // collateral, whatever else its chain allows.
+        guard roots.contains(where: { $0.subject == leaf.issuer }), leaf.extensionValue(oid: SGXPCKExtension.oid) == nil else {
+            return .failure(TDXRefusal(.tdxCollateralChainInvalid, path, expected: "a TCB signing certificate issued by the pinned root, without the SGX extension",
+                                       actual: leaf.subject))
+        }
         for cert in certs { window.narrow(by: cert) }
         return .success(key)
     }

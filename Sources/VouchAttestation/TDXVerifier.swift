@@ -39,18 +39,23 @@ public struct TDXExpectations: Sendable {
 /// 6. the QE report's REPORTDATA is SHA-256(attestation key ‖ QE auth data) followed by 32 zero
 ///    bytes, all 64 compared (`tdx_qe_report_data_mismatch`);
 /// 7. with collateral, the QE identity: its issuer chain verifies to a pinned root (against the
-///    root CA CRL) (`tdx_collateral_chain_invalid`), its signature verifies over its exact bytes
+///    root CA CRL), its leaf issued by the root itself and without the SGX extension (a PCK
+///    certificate never signs collateral) (`tdx_collateral_chain_invalid`), its signature verifies over its exact bytes
 ///    (`tdx_collateral_signature_invalid`), it is TD_QE version 2 (`tdx_qe_identity_mismatch`),
 ///    issueDate ≤ now < nextUpdate (`tdx_collateral_expired`); the QE report's MRSIGNER and
 ///    ISVPRODID equal it and its MISCSELECT and ATTRIBUTES equal it under the masks
 ///    (`tdx_qe_identity_mismatch`); the QE's TCB level is the first at or below its ISVSVN
-///    (`tdx_qe_tcb_level_not_found`);
+///    (`tdx_qe_tcb_level_not_found`). Without collateral, the QE report must be Intel's TD QE as
+///    pinned here (MRSIGNER, ISVPRODID 2, MISCSELECT 0, no DEBUG: `tdx_qe_identity_mismatch`) and
+///    the TDX module Intel-signed (MRSIGNERSEAM zero: `tdx_module_mismatch`) — otherwise any
+///    enclave the platform's PCE certifies could sign for any TD;
 /// 8. the quote signature (ECDSA P-256/SHA-256) verifies with the attestation key over header ‖
 ///    body (v5: header ‖ body descriptor ‖ body) (`tdx_quote_signature_invalid`). From here on
 ///    the quote is authentic and a refusal carries its claims;
 /// 9. with collateral, the TCB info: chain, exact-bytes signature and window as in 7; TDX version 3,
-///    tcbType 0, and FMSPC and PCE-ID equal to the PCK certificate's SGX extension
-///    (`tdx_tcb_info_mismatch`);
+///    tcbType 0, its tcbEvaluationDataNumber equal to the QE identity's, and FMSPC and PCE-ID
+///    equal to the PCK certificate's SGX extension (`tdx_tcb_info_mismatch`); a number below the
+///    policy's `tcb.minimumEvaluationDataNumber` is refused (`tdx_tcb_out_of_date`);
 /// 10. the platform's TCB level by the DCAP algorithm (`TDXTCBEvaluation.platformLevel`: levels
 ///    sorted by the algorithm, 16 SGX components and PCESVN ≤ the PCK certificate's, TDX
 ///    components ≤ TEE_TCB_SVN from index 2 when TEE_TCB_SVN[1] > 0, first match)
@@ -143,13 +148,17 @@ public final class TDXVerifier: Sendable {
                                      actual: Hex.encode(certification.qeReport.reportData)))
         }
 
-        // 7. QE identity.
+        // 7. QE identity: from the signed collateral, or — without collateral — Intel's TD QE
+        //    as pinned here (any enclave the PCE certifies could otherwise vouch for any TD), and
+        //    a TDX module signed by Intel (MRSIGNERSEAM zero).
         var qeLevel: TDXQEIdentity.Level?
         if let outcome {
             switch outcome.qeIdentity.flatMap({ TDXTCBEvaluation.qe($0, report: certification.qeReport) }) {
             case let .failure(r): return refuse(r)
             case let .success(l): qeLevel = l
             }
+        } else if let r = Self.checkPinnedQE(certification.qeReport, body: quote.body) {
+            return refuse(r)
         }
 
         // 8. Quote signature.
@@ -171,6 +180,17 @@ public final class TDXVerifier: Sendable {
             }
             claims.tcbEvaluationDataNumber = info.tcbEvaluationDataNumber
             claims.collateralNextUpdate = info.nextUpdate.iso8601
+            // One evaluation of Intel's: the QE identity and the TCB info carry the same number, at
+            // least the policy's floor (an older, still unexpired TCB info after a TCB recovery
+            // would judge an out-of-date platform up to date).
+            if case let .success(qe) = outcome.qeIdentity, qe.tcbEvaluationDataNumber != info.tcbEvaluationDataNumber {
+                return refuse(TDXRefusal(.tdxTCBInfoMismatch, "collateral.tcbEvaluationDataNumber", expected: "the QE identity's \(qe.tcbEvaluationDataNumber)",
+                                         actual: "\(info.tcbEvaluationDataNumber)"), claims)
+            }
+            if let floor = policy.minimumEvaluationDataNumber, info.tcbEvaluationDataNumber < floor {
+                violations.append(PolicyViolation(code: .tdxTCBOutOfDate, path: "collateral.tcbEvaluationDataNumber", expected: ">= \(floor)",
+                                                  actual: "\(info.tcbEvaluationDataNumber)"))
+            }
             guard info.fmspc == pck.sgx.fmspc, info.pceID == pck.sgx.pceID else {
                 return refuse(TDXRefusal(.tdxTCBInfoMismatch, "collateral.tcbInfo.fmspc", expected: "fmspc \(Hex.encode(pck.sgx.fmspc)), pceId \(Hex.encode(pck.sgx.pceID))",
                                          actual: "fmspc \(Hex.encode(info.fmspc)), pceId \(Hex.encode(info.pceID))"), claims)
@@ -215,6 +235,28 @@ public final class TDXVerifier: Sendable {
         }
         violations += Self.checkTD(quote.body, policy: policy, expectations: expectations, claims: &claims)
         return violations.isEmpty ? .verified(claims, warnings: warnings) : .rejected(violations, claims: claims)
+    }
+
+    /// Intel's TD Quoting Enclave as Intel PCS's QE identity (`TD_QE`) names it: MRSIGNER,
+    /// ISVPRODID 2, MISCSELECT 0 (mask all), ATTRIBUTES 0x11 under mask FBFFFFFFFFFFFFFF (no
+    /// DEBUG). Used when a quote comes without collateral.
+    static let intelTDQEMRSigner: [UInt8] = try! Hex.decode("dc9e2a7c6f948f17474e34a7fc43ed030f7c1563f1babddf6340c82e0e54a8c5")
+    static let intelTDQEAttributes: [UInt8] = [0x11] + [UInt8](repeating: 0, count: 15)
+    static let intelTDQEAttributesMask: [UInt8] = [0xfb] + [UInt8](repeating: 0xff, count: 7) + [UInt8](repeating: 0, count: 8)
+
+    static func checkPinnedQE(_ qe: SGXReportBody, body: TDXQuoteBody) -> TDXRefusal? {
+        let masked = zip(qe.attributes, intelTDQEAttributesMask).map { $0 & $1 }
+        let expected = zip(intelTDQEAttributes, intelTDQEAttributesMask).map { $0 & $1 }
+        guard qe.mrSigner == intelTDQEMRSigner, qe.isvProdID == 2, qe.miscSelect == 0, masked == expected else {
+            return TDXRefusal(.tdxQEIdentityMismatch, "quote.certificationData.qeReport",
+                              expected: "Intel's TD QE (MRSIGNER \(Hex.encode(intelTDQEMRSigner)), ISVPRODID 2, no debug)",
+                              actual: "MRSIGNER \(Hex.encode(qe.mrSigner)), ISVPRODID \(qe.isvProdID), ATTRIBUTES \(Hex.encode(qe.attributes))")
+        }
+        guard body.mrSignerSeam.allSatisfy({ $0 == 0 }) else {
+            return TDXRefusal(.tdxModuleMismatch, "quote.body.mrSignerSeam", expected: "an Intel-signed TDX module (MRSIGNERSEAM zero)",
+                              actual: Hex.encode(body.mrSignerSeam))
+        }
+        return nil
     }
 
     /// Step 12's checks of the TD itself: attributes, XFAM, measurement allowlists, the event

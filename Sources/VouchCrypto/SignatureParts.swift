@@ -119,6 +119,26 @@ extension Certificate {
     }
 }
 
+/// The signed parts of a DER CRL (RFC 5280 5.1: CertificateList { tbsCertList, signatureAlgorithm,
+/// signatureValue }, the tbsCertList's own `signature` algorithm inside), so that a verifier can
+/// require one exact signature algorithm instead of whatever the CRL names. Throws
+/// `invalid_value`/`trailing_bytes` when the DER is not shaped so.
+public func crlSignedParts(der: [UInt8]) throws -> CertificateSignedParts {
+    var outer = DER.Reader(der)
+    var list = try outer.sequence("certificateList")
+    let tbs = try list.element("tbsCertList")
+    let algorithm = try list.element("signatureAlgorithm")
+    let signature = try list.wholeByteBitString("signatureValue")
+    guard list.isAtEnd, outer.isAtEnd else {
+        throw VouchError(.trailingBytes, "CRL has bytes after its signature", context: ["field": "crl"])
+    }
+    var tbsOuter = DER.Reader(tbs)
+    var body = try tbsOuter.sequence("tbsCertList")
+    if body.peekTag == 0x02 { _ = try body.element("tbsCertList.version") }
+    let inner = try body.element("tbsCertList.signature")
+    return CertificateSignedParts(tbs: tbs, signatureAlgorithm: algorithm, innerSignatureAlgorithm: inner, signature: signature)
+}
+
 /// r and s (big-endian magnitudes) of a DER ECDSA-Sig-Value; the inverse of `ecdsaSignatureDER`.
 public func ecdsaSignatureComponents(der: [UInt8]) throws -> (r: [UInt8], s: [UInt8]) {
     let sig: OpaquePointer? = der.withUnsafeBufferPointer { buf in

@@ -46,6 +46,9 @@ public struct TDXPolicy: Sendable, Equatable {
     public var reportData: [UInt8]?
     /// Accept a quote whose TCB cannot be judged (no collateral), with a warning.
     public var allowUnknownTCB = false
+    /// The lowest tcbEvaluationDataNumber of collateral accepted (Intel raises it at each TCB
+    /// recovery); older collateral still within its window is refused (`tdx_tcb_out_of_date`).
+    public var minimumEvaluationDataNumber: Int?
 
     public init() {}
 
@@ -67,6 +70,7 @@ public struct TDXPolicy: Sendable, Equatable {
     ///         dateBaseline: 2024-03-13T00:00:00Z
     ///         deniedAdvisories: [INTEL-SA-00837]
     ///         allowUnknown: false
+    ///         minimumEvaluationDataNumber: 17
     public static func decode(_ node: ConfigNode, path: String = "tdx") throws -> TDXPolicy {
         let m = try PolicyDecoder.Mapping(node, path: path)
         try m.allowOnly(["allowDebug", "requireSeptVeDisable", "xfam", "mrtd", "mrConfigId", "mrOwner", "mrOwnerConfig", "rtmrs", "reportData", "tcb"])
@@ -98,7 +102,10 @@ public struct TDXPolicy: Sendable, Equatable {
         if let n = m.optional("reportData") { p.reportData = try hex(n, m.child("reportData"), bytes: 64) }
         if let n = m.optional("tcb") {
             let t = try PolicyDecoder.Mapping(n, path: m.child("tcb"))
-            try t.allowOnly(["acceptedStatuses", "dateBaseline", "deniedAdvisories", "allowUnknown"])
+            try t.allowOnly(["acceptedStatuses", "dateBaseline", "deniedAdvisories", "allowUnknown", "minimumEvaluationDataNumber"])
+            if let n = t.optional("minimumEvaluationDataNumber") {
+                p.minimumEvaluationDataNumber = try PolicyDecoder.integer(n, t.child("minimumEvaluationDataNumber"), 1...1_000_000)
+            }
             if let s = t.optional("acceptedStatuses") {
                 let list = try PolicyDecoder.sequence(s, path: t.child("acceptedStatuses"))
                 var set = Set<String>()

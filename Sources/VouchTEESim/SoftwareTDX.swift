@@ -21,7 +21,9 @@ public final class SoftwareTDX: Sendable {
 
     /// The quoting enclave's identity as its report states it.
     public struct QE: Sendable {
-        public var mrSigner: [UInt8] = [UInt8](repeating: 0xdc, count: 32)
+        /// Intel's TD QE MRSIGNER (public; a simulated QE claims to be Intel's, signed by the test PCK).
+        public var mrSigner: [UInt8] = [0xdc, 0x9e, 0x2a, 0x7c, 0x6f, 0x94, 0x8f, 0x17, 0x47, 0x4e, 0x34, 0xa7, 0xfc, 0x43, 0xed, 0x03,
+                                        0x0f, 0x7c, 0x15, 0x63, 0xf1, 0xba, 0xbd, 0xdf, 0x63, 0x40, 0xc8, 0x2e, 0x0e, 0x54, 0xa8, 0xc5]
         public var isvProdID: UInt16 = 2
         public var isvSvn: UInt16 = 6
         public var miscSelect: UInt32 = 0
@@ -29,7 +31,8 @@ public final class SoftwareTDX: Sendable {
         public init() {}
     }
 
-    public static let moduleMRSigner = [UInt8](repeating: 0x4d, count: 48)
+    /// An Intel-signed TDX module's MRSIGNERSEAM (zero).
+    public static let moduleMRSigner = [UInt8](repeating: 0, count: 48)
 
     public let platform: Platform
     public let qe: QE

@@ -17,7 +17,7 @@ import VouchYAML
 /// must be these bytes (zero-padded to 64). Exit 0 verified, 1 refused, 2 unreadable or usage.
 func evidenceCommand(_ argv: [String]) throws -> Int32 {
     guard argv.first == "verify" else { throw VouchError(.usage, "give a subcommand: verify --kind KIND --at TIME FILE...") }
-    let args = try Arguments(Array(argv.dropFirst()), options: ["kind", "at", "nonce", "policy", "roots"], flags: ["json"], positional: 16)
+    let args = try Arguments(Array(argv.dropFirst()), options: ["kind", "at", "nonce", "policy", "roots"], flags: ["json", "test-roots"], positional: 16)
     guard let kindName = args["kind"], let kind = EvidenceCLIKind(rawValue: kindName) else {
         throw VouchError(.usage, "--kind must be sev-snp, tdx or azure-snp-vtpm")
     }
@@ -30,6 +30,8 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
         guard let bytes = try? Hex.decode(hex, field: "nonce"), (1...64).contains(bytes.count) else {
             throw VouchError(.usage, "--nonce must be 1-64 bytes of hex")
         }
+        // Zeros bind nothing: report data of zeros is what a guest sends when it was given none.
+        guard bytes.contains(where: { $0 != 0 }) else { throw VouchError(.usage, "--nonce of only zero bytes binds nothing") }
         nonce = bytes
     }
     let files: EvidenceFiles
@@ -43,10 +45,12 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
     }
     let report: EvidenceReport
     do {
+        let roots = try args["roots"].map { RootsOption(directory: $0, pinned: !args.has("test-roots")) }
+        guard roots != nil || !args.has("test-roots") else { throw VouchError(.usage, "--test-roots needs --roots DIR") }
         switch kind {
-        case .sevSNP: report = try verifySNP(files, at: at, nonce: nonce, policy: sections.snp, roots: args["roots"])
-        case .azureSNPVTPM: report = try verifyAzure(files, at: at, nonce: nonce, policy: sections.snp, roots: args["roots"])
-        case .tdx: report = try verifyTDX(files, at: at, nonce: nonce, policy: sections.tdx, roots: args["roots"])
+        case .sevSNP: report = try verifySNP(files, at: at, nonce: nonce, policy: sections.snp, roots: roots)
+        case .azureSNPVTPM: report = try verifyAzure(files, at: at, nonce: nonce, policy: sections.snp, roots: roots)
+        case .tdx: report = try verifyTDX(files, at: at, nonce: nonce, policy: sections.tdx, roots: roots)
         }
     } catch let e as VouchError where e.code == .usage || e.code == .config || e.code == .io {
         CLI.error("vouch evidence: \(CLI.oneLine(e.message))")
@@ -149,17 +153,28 @@ func readEvidenceFile(_ path: String) throws -> [UInt8] {
 
 // MARK: SEV-SNP and Azure
 
-private func snpStore(_ roots: String?) throws -> SNPTrustStore {
+/// `--roots DIR` and `--test-roots`: roots other than the compiled-in ones. Pinned (the default):
+/// they must be AMD's ARKs / Intel's root by fingerprint (e.g. fresher copies of AMD's chains);
+/// with `--test-roots`, whatever DIR holds is trusted (a software TEE's chain — never for real
+/// evidence: a sample folder's own roots would vouch for themselves).
+struct RootsOption {
+    var directory: String
+    var pinned: Bool
+}
+
+private func snpStore(_ roots: RootsOption?) throws -> SNPTrustStore {
     guard let roots else { return try AMDRoots.trustStore() }
-    // Given roots are taken as they are: the operator chose them (e.g. a software TEE's).
-    return try SNPTrustStore(directory: URL(fileURLWithPath: roots), pinning: .asLoaded)
+    return try SNPTrustStore(directory: URL(fileURLWithPath: roots.directory), pinning: roots.pinned ? .amd : .asLoaded)
 }
 
 private func snpPolicy(_ policy: SNPPolicy?, nonce: [UInt8]?) -> SNPPolicy {
     var p = policy ?? SNPPolicy()
-    if let nonce { p.reportData = SNPPolicy.reportData(nonce: nonce) }
+    if let nonce { p.reportData = padded(nonce) }
     return p
 }
+
+/// A nonce of 1-64 bytes as the 64 bytes of report data it stands for (zero-padded).
+func padded(_ nonce: [UInt8]) -> [UInt8] { nonce + [UInt8](repeating: 0, count: max(0, 64 - nonce.count)) }
 
 private func snpSummary(_ c: SNPClaims) -> [String] {
     ["product    \(c.product) (signer \(c.signer), report v\(c.version))",
@@ -168,39 +183,35 @@ private func snpSummary(_ c: SNPClaims) -> [String] {
      "reportData \(c.reportData)"]
 }
 
-func verifySNP(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPPolicy?, roots: String?) throws -> EvidenceReport {
+func verifySNP(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPPolicy?, roots: RootsOption?) throws -> EvidenceReport {
     let report = try files.one(.snpReport, "an SEV-SNP report (1184 bytes, or its hex)")
     let endorsement = try files.one(.certificate, "the VCEK or VLEK certificate (DER or PEM)")
     let verifier = SNPVerifier(trust: try snpStore(roots))
-    let result = verifier.verify(SNPEvidence(report: report, endorsementKey: endorsement, crl: files.optional(.crl)), at: at,
+    let result = verifier.verify(SNPEvidence(report: report, endorsementKey: endorsement, crl: try files.atMostOne(.crl, "CRL")), at: at,
                                  policy: snpPolicy(policy, nonce: nonce))
     return EvidenceReport(kind: "sev-snp", result: result, summary: snpSummary)
 }
 
-func verifyAzure(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPPolicy?, roots: String?) throws -> EvidenceReport {
+func verifyAzure(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPPolicy?, roots: RootsOption?) throws -> EvidenceReport {
     let hcl = try files.one(.azureHCLReport, "an Azure HCL report (HCLA header)")
     let endorsement = try files.one(.certificate, "the VCEK certificate (DER or PEM)")
     let verifier = AzureSNPVerifier(snp: SNPVerifier(trust: try snpStore(roots)))
     var p = policy ?? SNPPolicy()
     // On Azure REPORT_DATA carries the runtime claims' hash; a relying party's nonce goes into the
-    // runtime claims (user-data), which the claims report.
-    if nonce != nil { p.reportData = nil }
-    let result = verifier.verify(hclReport: hcl, endorsementKey: endorsement, crl: files.optional(.crl), at: at, policy: p)
-    var out = EvidenceReport(kind: "azure-snp-vtpm", result: result) { c in
+    // runtime claims (user-data), compared exactly (zero-padded to 64 bytes).
+    p.reportData = nil
+    let result = verifier.verify(hclReport: hcl, endorsementKey: endorsement, crl: try files.atMostOne(.crl, "CRL"), at: at, policy: p,
+                                 userData: nonce.map(padded))
+    return EvidenceReport(kind: "azure-snp-vtpm", result: result) { c in
         snpSummary(c.snp) + ["vTPM AK    sha256:\(c.attestationKeySHA256)", "userData   \(c.userData ?? "none")"]
     }
-    if let nonce, case let .verified(claims, _) = result, claims.userData?.lowercased().hasPrefix(Hex.encode(nonce)) != true {
-        out.verified = false
-        out.violations.append(PolicyViolation(code: .snpReportDataMismatch, path: "azure.runtimeClaims.user-data",
-                                              expected: Hex.encode(nonce), actual: claims.userData ?? "none"))
-    }
-    return out
 }
 
 // MARK: TDX
 
-private func tdxRoots(_ roots: String?) throws -> [Certificate] {
-    guard let roots else { return [try IntelSGXRoot.certificate()] }
+private func tdxRoots(_ option: RootsOption?) throws -> [Certificate] {
+    guard let option else { return [try IntelSGXRoot.certificate()] }
+    let roots = option.directory
     let dir = URL(fileURLWithPath: roots)
     guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else {
         throw VouchError(.config, "cannot read the roots directory \(roots)")
@@ -210,14 +221,19 @@ private func tdxRoots(_ roots: String?) throws -> [Certificate] {
         out += try Certificate.chain(pem: String(decoding: try readEvidenceFile(dir.appendingPathComponent(name).path), as: UTF8.self)).filter(\.isSelfSigned)
     }
     guard !out.isEmpty else { throw VouchError(.config, "\(roots) holds no self-signed root certificate (*.pem)") }
+    if option.pinned {
+        for root in out where Hex.encode(Crypto.sha256(try root.der)) != IntelSGXRoot.sha256Fingerprint {
+            throw VouchError(.config, "\(roots) holds a root that is not the Intel SGX Root CA (\(root.subject)); --test-roots trusts other roots")
+        }
+    }
     return out
 }
 
-func verifyTDX(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: TDXPolicy?, roots: String?) throws -> EvidenceReport {
+func verifyTDX(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: TDXPolicy?, roots: RootsOption?) throws -> EvidenceReport {
     let quote = try files.one(.tdxQuote, "a TDX quote")
     var collateral: TDXCollateral?
     do {
-        if let json = files.optional(.tdxCollateralJSON) {
+        if let json = try files.atMostOne(.tdxCollateralJSON, "collateral JSON") {
             collateral = try TDXCollateral(dcapQVLJSON: json)
         } else if !files.all(.pcsFile).isEmpty {
             let byName = Dictionary(files.all(.pcsFile).map { (URL(fileURLWithPath: $0.path).lastPathComponent, $0.bytes) }, uniquingKeysWith: { a, _ in a })
@@ -228,7 +244,7 @@ func verifyTDX(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: TDXPol
         throw VouchError(.io, "the collateral does not parse: \(e.message)")
     }
     let verifier = TDXVerifier(roots: try tdxRoots(roots))
-    let expectations = TDXExpectations(reportData: nonce.map { $0 + [UInt8](repeating: 0, count: 64 - $0.count) }, eventLog: files.optional(.eventLog))
+    let expectations = TDXExpectations(reportData: nonce.map(padded), eventLog: try files.atMostOne(.eventLog, "CCEL event log"))
     let result = verifier.verify(quote: quote, collateral: collateral, at: at, policy: policy ?? TDXPolicy(), expectations: expectations)
     return EvidenceReport(kind: "tdx", result: result) { c in
         ["TCB        \(c.tcbStatus) (FMSPC \(c.fmspc))",

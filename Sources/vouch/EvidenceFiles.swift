@@ -71,7 +71,14 @@ struct EvidenceFiles {
         return found[0].bytes
     }
 
-    /// At most one file of `kind`.
+    /// At most one file of `kind`; several is a usage error (which one was meant?).
+    func atMostOne(_ kind: Kind, _ what: String) throws -> [UInt8]? {
+        let found = all(kind)
+        guard found.count <= 1 else { throw VouchError(.usage, "give at most one \(what), not \(found.count) (\(found.map(\.path).joined(separator: ", ")))") }
+        return found.first?.bytes
+    }
+
+    /// The first file of `kind`, if any.
     func optional(_ kind: Kind) -> [UInt8]? { all(kind).first?.bytes }
 }
 

@@ -90,7 +90,7 @@ extension CLI {
         """,
         "evidence": """
         usage: vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm --at RFC3339 [--nonce HEX]
-                                     [--policy FILE] [--roots DIR] [--json] FILE...
+                                     [--policy FILE] [--roots DIR [--test-roots]] [--json] FILE...
         Verify a confidential VM's evidence offline, at the given instant. FILEs are told apart by
         their content: an SEV-SNP report (binary or hex) and its VCEK or VLEK (DER or PEM), AMD's
         CRL; an Azure HCL report and its VCEK; a TDX quote, its collateral (dcap-qvl JSON, or the
@@ -99,8 +99,9 @@ extension CLI {
         Without --policy: signatures, chains, CRLs, collateral windows and a TCB level, with the
         verifier's defaults (no debug guest). --policy FILE: a Vouch policy (its snp: or tdx:
         section) or a file of just those sections. --nonce HEX: the report data must be these bytes
-        (zero-padded to 64; on Azure, the runtime claims' user-data). --roots DIR: other roots
-        (*.pem) than AMD's and Intel's pinned ones, e.g. a software TEE's.
+        (zero-padded to 64; on Azure, the runtime claims' user-data). --roots DIR: other copies of
+        AMD's or Intel's roots (*.pem; still pinned by fingerprint); with --test-roots whatever DIR
+        holds is trusted (a software TEE's chain; never for real evidence).
         Exit 0 verified (and the policy holds), 1 refused (--json: verified, claims, warnings,
         violations[{code, path, expected, actual}]), 2 unreadable input or usage.
         example:

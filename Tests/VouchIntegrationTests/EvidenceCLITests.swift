@@ -96,6 +96,15 @@ final class EvidenceCLITests: XCTestCase {
         let badPolicy = dir.appendingPathComponent("bad.yaml")
         try "snp:\n  allowDebugg: true\n".write(to: badPolicy, atomically: true, encoding: .utf8)
         let report: String = debugGuest[0].path, vcek: String = debugGuest[1].path
+        // Other copies of AMD's roots are still pinned; a directory of other roots needs --test-roots.
+        let roots = base.appendingPathComponent("roots")
+        XCTAssertEqual(try verify("sev-snp", at: at, debugGuest, extra: ["--policy", allowDebug.path, "--roots", roots.path]).status, 0)
+        let foreign = dir.appendingPathComponent("foreign-roots")
+        try FileManager.default.createDirectory(at: foreign, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: try fixture("tdx/roots/intel_sgx_root_ca.pem"), to: foreign.appendingPathComponent("intel.pem"))
+        XCTAssertEqual(try verify("sev-snp", at: at, debugGuest, extra: ["--roots", foreign.path]).status, 2, "not AMD's roots")
+        XCTAssertEqual(try verify("tdx", at: "2025-07-01T00:00:00Z", try ["dcapqvl-v4-uptodate/quote.bin", "dcapqvl-v4-uptodate/collateral.json"].map { try fixture("tdx/\($0)") },
+                                  extra: ["--roots", foreign.path]).status, 0, "a copy of Intel's root is pinned and accepted")
         let cases: [[String]] = [
             ["--kind", "sev-snp", "--at", at, report, "/nonexistent"],
             ["--kind", "sev-snp", "--at", at, report, junk.path],
@@ -105,6 +114,8 @@ final class EvidenceCLITests: XCTestCase {
             ["--kind", "sev-snp", "--at", "yesterday", report, vcek],
             ["--kind", "sev-snp", "--at", at, "--nonce", "zz", report, vcek],
             ["--kind", "sev-snp", "--at", at],
+            ["--kind", "sev-snp", "--at", at, "--test-roots", report, vcek],
+            ["--kind", "sev-snp", "--at", at, "--nonce", "0000", report, vcek],
         ]
         for args in cases {
             let r = try TestEnv.run(TestEnv.bin("vouch"), ["evidence", "verify"] + args)
@@ -136,11 +147,14 @@ final class EvidenceCLITests: XCTestCase {
         XCTAssertEqual(stale.status, 1)
         // No collateral: authentic, the CCEL log replays to the RTMRs, REPORTDATA is the nonce —
         // and the TCB cannot be judged, which is refused.
+        // (The sample's nonce is 64 zero bytes, which --nonce refuses as binding nothing; the
+        // claims show REPORTDATA instead.)
         let nonce = try Data(contentsOf: base.appendingPathComponent("ccel-cos113/nonce.bin")).map { String(format: "%02x", $0) }.joined()
-        let ccel = try verify("tdx", at: "2025-01-01T00:00:00Z", f("ccel-cos113/quote.bin", "ccel-cos113/ccel_data.bin", "ccel-cos113/ccel_acpi_table.bin"),
-                              extra: ["--nonce", nonce])
+        let ccel = try verify("tdx", at: "2025-01-01T00:00:00Z", f("ccel-cos113/quote.bin", "ccel-cos113/ccel_data.bin", "ccel-cos113/ccel_acpi_table.bin"))
         XCTAssertEqual(ccel.status, 1)
         XCTAssertEqual(codes(ccel), ["tdx_tcb_unknown"])
         XCTAssertEqual((ccel.json["claims"] as? [String: Any])?["rtmrsFromEventLog"] as? Bool, true)
+        XCTAssertEqual((ccel.json["claims"] as? [String: Any])?["reportData"] as? String, nonce)
+        XCTAssertEqual(try verify("tdx", at: "2025-01-01T00:00:00Z", f("ccel-cos113/quote.bin"), extra: ["--nonce", nonce]).status, 2, "a nonce of zeros")
     }
 }

@@ -62,6 +62,40 @@ final class TDXSoftwareTests: XCTestCase {
         assertRefused(r, .tdxPCKChainInvalid)
     }
 
+    /// Without collateral nothing signed names the QE: it must be Intel's TD QE as pinned (else
+    /// any enclave the PCE certifies could sign for any TD), with an Intel-signed module.
+    func testWithoutCollateralOnlyIntelsTDQEAndModuleAreAccepted() throws {
+        var policy = TDXPolicy()
+        policy.allowUnknownTCB = true
+        let unknown = verifier.verify(quote: try tdx.quote(SoftwareTDX.body()), collateral: nil, at: Self.now, policy: policy)
+        XCTAssertTrue(unknown.isVerified, "\(unknown.violations)")
+        var rogue = SoftwareTDX.QE()
+        rogue.mrSigner = [UInt8](repeating: 0x42, count: 32)
+        let other = try SoftwareTDX(qe: rogue, notBefore: Self.start, notAfter: Date.parseRFC3339("2030-01-01T00:00:00Z")!)
+        assertRefused(TDXVerifier(roots: other.roots).verify(quote: try other.quote(SoftwareTDX.body()), collateral: nil, at: Self.now, policy: policy),
+                      .tdxQEIdentityMismatch)
+        var debugQE = SoftwareTDX.QE()
+        debugQE.attributes = [0x13] + [UInt8](repeating: 0, count: 15)
+        let debugging = try SoftwareTDX(qe: debugQE, notBefore: Self.start, notAfter: Date.parseRFC3339("2030-01-01T00:00:00Z")!)
+        assertRefused(TDXVerifier(roots: debugging.roots).verify(quote: try debugging.quote(SoftwareTDX.body()), collateral: nil, at: Self.now, policy: policy),
+                      .tdxQEIdentityMismatch)
+        var body = SoftwareTDX.body()
+        body.mrSignerSeam = [UInt8](repeating: 0x4d, count: 48)
+        assertRefused(verifier.verify(quote: try tdx.quote(body), collateral: nil, at: Self.now, policy: policy), .tdxModuleMismatch)
+    }
+
+    /// The TCB info and the QE identity must be one evaluation of Intel's, and a policy can refuse
+    /// collateral older than a given evaluation (rollback after a TCB recovery).
+    func testEvaluationNumbersMatchAndHaveAFloor() throws {
+        assertRefused(try verify(collateral: try collateral({ $0.tcbEvaluationDataNumber += 1 })), .tdxTCBInfoMismatch)
+        let number = try XCTUnwrap(verifiedClaims(try verify())?.0.tcbEvaluationDataNumber)
+        var policy = TDXPolicy()
+        policy.minimumEvaluationDataNumber = number + 1
+        assertRefused(try verify(policy: policy), .tdxTCBOutOfDate)
+        policy.minimumEvaluationDataNumber = number
+        XCTAssertTrue(try verify(policy: policy).isVerified)
+    }
+
     // MARK: TD attributes and measurements
 
     func testDebugTDIsRefusedUnlessAllowed() throws {
