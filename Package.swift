@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchModel", "VouchAttestation", "VouchCrypto", "VouchCore", "VouchEventLog",
                                                             "VouchBrokerTestSupport"]),
         .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchModel", "VouchAttesterKit", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
-                                                             "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire"]),
+                                                             "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire", "VouchTEESim", "VouchTEEWire", "VouchEventLog"]),
         .testTarget(name: "VouchTEETests", dependencies: ["VouchCrypto", "VouchCore", "VouchTestSupport", "VouchTEEWire", "VouchAttestation", "VouchTEESim", "VouchPolicy",
                                                           "VouchYAML", "VouchTPMWire", "VouchAttesterKit", "VouchEventLog"]),
         .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore"]),
