@@ -30,10 +30,14 @@ public struct APIError: Codable, Sendable, Equatable {
     }
 }
 
+/// A TPM host's registration (`ekCertificate`, `ekPublic`, `akPublic`), or a CPU TEE host's
+/// (`tee`): exactly one of the two shapes.
 public struct RegisterHostRequest: Codable, Sendable {
-    public var ekCertificate: String   // base64 DER
-    public var ekPublic: String        // base64 TPM2B_PUBLIC
-    public var akPublic: String        // base64 TPM2B_PUBLIC
+    public var ekCertificate: String?  // base64 DER
+    public var ekPublic: String?       // base64 TPM2B_PUBLIC
+    public var akPublic: String?       // base64 TPM2B_PUBLIC
+    /// A CPU TEE host (SEV-SNP, TDX): registered in one step, no credential activation.
+    public var tee: TEERegistrationBody?
     public var hostname: String?
     /// Labels policies match on (`match.labels`), e.g. {"env": "prod", "gpu": "h100"}.
     public var labels: [String: String]?
@@ -47,19 +51,43 @@ public struct RegisterHostRequest: Codable, Sendable {
         self.ekCertificate = ekCertificate; self.ekPublic = ekPublic; self.akPublic = akPublic; self.hostname = hostname; self.labels = labels
         self.attesterURL = attesterURL; self.simulated = simulated
     }
+
+    /// A CPU TEE host's registration.
+    public init(tee: TEERegistrationBody, hostname: String?, labels: [String: String]? = nil) {
+        self.tee = tee; self.hostname = hostname; self.labels = labels
+    }
 }
 
+/// A TPM host's registration challenge (`credentialBlob`, `encryptedSecret`,
+/// `activationExpiresAt`, `registration`), or a CPU TEE host's completed registration (`platform`,
+/// `akState`, `hostCertificate`, `caCertificate`, `brokerSpiffeId`).
 public struct RegisterHostResponse: Codable, Sendable {
     public var hostId: String
-    public var credentialBlob: String   // base64 TPM2B_ID_OBJECT
-    public var encryptedSecret: String  // base64 TPM2B_ENCRYPTED_SECRET
-    public var activationExpiresAt: String
+    public var credentialBlob: String?   // base64 TPM2B_ID_OBJECT
+    public var encryptedSecret: String?  // base64 TPM2B_ENCRYPTED_SECRET
+    public var activationExpiresAt: String?
     /// The registration, sealed by the broker: sent back unchanged with the activation answer.
     /// Nothing about the host changes until then.
-    public var registration: String
+    public var registration: String?
+    /// CPU TEE hosts: `sev-snp` or `tdx`.
+    public var platform: String?
+    /// CPU TEE hosts: `active` (registered and attestable).
+    public var akState: String?
+    /// CPU TEE hosts: the host certificate (PEM) for the host key, SPIFFE ID spiffe://TD/host/ID.
+    public var hostCertificate: String?
+    /// CPU TEE hosts: the CA chain (PEM) host certificates chain to.
+    public var caCertificate: String?
+    /// CPU TEE hosts: the SPIFFE ID the broker presents as a TLS client.
+    public var brokerSpiffeId: String?
     public init(hostId: String, credentialBlob: String, encryptedSecret: String, activationExpiresAt: String, registration: String) {
         self.hostId = hostId; self.credentialBlob = credentialBlob; self.encryptedSecret = encryptedSecret; self.activationExpiresAt = activationExpiresAt
         self.registration = registration
+    }
+
+    /// A CPU TEE host's completed registration.
+    public init(hostId: String, platform: String, hostCertificate: String, caCertificate: String, brokerSpiffeId: String) {
+        self.hostId = hostId; self.platform = platform; self.akState = "active"; self.hostCertificate = hostCertificate
+        self.caCertificate = caCertificate; self.brokerSpiffeId = brokerSpiffeId
     }
 }
 
@@ -98,8 +126,9 @@ public struct PCRSelectionBody: Codable, Sendable, Equatable {
 
 public struct ChallengeRequest: Codable, Sendable {
     public var hostId: String
-    /// `enrollment` (default: the quote binds an agent key) or `attestation` (a re-attestation
-    /// report the host pushes; the quote binds nothing else).
+    /// `enrollment` (default: the quote binds an agent key), `attestation` (a re-attestation
+    /// report the host pushes; the quote binds nothing else) or `registration` (a CPU TEE host's
+    /// registration report, for the host id it will have: the host need not be registered yet).
     public var purpose: String?
     public init(hostId: String, purpose: String? = nil) { self.hostId = hostId; self.purpose = purpose }
 }
@@ -152,10 +181,17 @@ public struct EnrollRequest: Codable, Sendable {
     /// The agent's key: a CSR (PEM) for a software key, or `tpmKey` for a TPM-bound one; exactly one.
     public var csr: String?
     public var tpmKey: TPMKeyBody?
-    public var quote: QuoteBody
+    /// The evidence: a TPM quote, or a CPU TEE's (`tee`); exactly one.
+    public var quote: QuoteBody?
+    public var tee: TEEEvidenceBody?
     public var renewal: RenewalBody?
-    public init(hostId: String, nonce: String, agentName: String, csr: String?, tpmKey: TPMKeyBody? = nil, quote: QuoteBody, renewal: RenewalBody? = nil) {
+    public init(hostId: String, nonce: String, agentName: String, csr: String?, tpmKey: TPMKeyBody? = nil, quote: QuoteBody?, renewal: RenewalBody? = nil) {
         self.hostId = hostId; self.nonce = nonce; self.agentName = agentName; self.csr = csr; self.tpmKey = tpmKey; self.quote = quote; self.renewal = renewal
+    }
+
+    /// An enrollment with a CPU TEE's evidence.
+    public init(hostId: String, nonce: String, agentName: String, csr: String, tee: TEEEvidenceBody, renewal: RenewalBody? = nil) {
+        self.hostId = hostId; self.nonce = nonce; self.agentName = agentName; self.csr = csr; self.tee = tee; self.renewal = renewal
     }
 }
 
@@ -231,6 +267,8 @@ public struct HostStatus: Codable, Sendable {
     public var akState: String
     public var akAlgorithm: String
     public var ekIssuer: String
+    /// What the host attests with: `tpm`, `sev-snp` or `tdx`.
+    public var platform: String?
     /// Why the host is blocked (revoked as a whole), if it is.
     public var blocked: String?
     public var registeredAt: String

@@ -10,10 +10,13 @@ public struct QuoteRequest: Codable, Sendable {
 
 /// Attester → broker (push mode, `POST /v1/hosts/{id}/attestations`, host certificate as TLS
 /// client certificate): a quote over a nonce from `POST /v1/challenges` with purpose `attestation`.
+/// A CPU TEE host reports its evidence in `tee` instead (exactly one of `quote` and `tee`).
 public struct AttestationReport: Codable, Sendable {
     public var nonce: String
-    public var quote: QuoteBody
+    public var quote: QuoteBody?
+    public var tee: TEEEvidenceBody?
     public init(nonce: String, quote: QuoteBody) { self.nonce = nonce; self.quote = quote }
+    public init(nonce: String, tee: TEEEvidenceBody) { self.nonce = nonce; self.tee = tee }
 }
 
 /// A re-attestation verdict and the host's trust state after it.

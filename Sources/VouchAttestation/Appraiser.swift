@@ -36,11 +36,7 @@ public struct TrustedEvidence: Sendable {
     public let certificateTTL: Double
 
     /// The platform device's claims, as the attestation record stores them.
-    public var claims: EvidenceClaims {
-        switch platform.claims {
-        case let .tpm(_, claims): return claims
-        }
-    }
+    public var claims: EvidenceClaims { platform.evidenceClaims }
 
     /// What the attestation trail records of the platform device's evidence.
     public var record: EvidenceRecord { platform.record }
@@ -54,6 +50,12 @@ public struct TrustedEvidence: Sendable {
                 pcrBank: pcrBank.rawValue, pcrDigest: quote.pcrDigest, policyName: policyName, policyVersion: policyVersion,
                 policyDigest: (try? Hex.decode(policySHA256)) ?? [], modelManifests: claims.model.map { [(try? Hex.decode($0.manifestDigest)) ?? []] } ?? [],
                 secureBoot: claims.boot?.secureBoot)
+        case let .sevSNP(_, _, summary), let .tdx(_, _, summary):
+            // A CPU TEE has no PCR bank or digest: the EAR carries its summary (`tee`) instead.
+            return AttestationExtension(
+                hostId: hostID, attestedAt: attestedAt, evidenceType: platform.kind == .tdx ? "tdx-quote" : "sev-snp-report",
+                evidenceDigest: summary.evidenceDigest, pcrBank: "", pcrDigest: [], policyName: policyName, policyVersion: policyVersion,
+                policyDigest: (try? Hex.decode(policySHA256)) ?? [], modelManifests: [], secureBoot: nil, tee: summary.claims)
         }
     }
 }
@@ -79,35 +81,36 @@ public enum Appraisal: Sendable {
 
 public enum Appraiser {
     /// The devices every host must present evidence for under `policy`, by device name and kind.
-    /// Today every policy requires the host's TPM (the platform) and nothing else.
-    public static func requiredDevices(_ policy: Policy) -> [(device: String, kind: EvidenceKind)] {
-        platformOnly
+    /// Today every policy requires the host's platform device and nothing else: its TPM, or the
+    /// CPU TEE it registered with (`platform`).
+    public static func requiredDevices(_ policy: Policy, platform: EvidenceKind = .tpm) -> [(device: String, kind: EvidenceKind)] {
+        platformOnly[platform] ?? [(platform.defaultDevice, platform)]
     }
 
     /// Built once: the quote path allocates nothing for it.
-    private static let platformOnly: [(device: String, kind: EvidenceKind)] = [(EvidenceKind.tpm.defaultDevice, .tpm)]
+    private static let platformOnly: [EvidenceKind: [(device: String, kind: EvidenceKind)]] =
+        Dictionary(uniqueKeysWithValues: EvidenceKind.allCases.filter(\.isPlatform).map { ($0, [($0.defaultDevice, $0)]) })
 
     /// Appraises a set of verified evidence (one per device) against the policy. Checks, in order:
     /// 1. the set holds a platform device and every required device (`evidence_missing`; the
     ///    broker's `EvidenceVerifiers.authenticate` refuses such a set before this);
     /// 2. each device's evidence against the policy (`Policy.evaluate`), every violation of every
     ///    device reported: for a TPM, freshness, agent key type, PCRs, event-log claims and model
-    ///    rules; freshness and the agent key type are judged once, with the platform device.
+    ///    rules; for a CPU TEE (whose own rules, the `snp:`/`tdx:` sections, its verifier applied),
+    ///    freshness and agent key type only; freshness and the agent key type are judged once, with
+    ///    the platform device.
     /// Trusted only when every device affirms.
     public static func appraise(hostID: String, _ evidence: [VerifiedEvidence], policy: Policy, evidenceAge: TimeInterval? = nil,
-                                agentKeyType: String? = nil) -> Appraisal {
+                                agentKeyType: String? = nil, platform platformKind: EvidenceKind = .tpm) -> Appraisal {
         // 1
-        // The platform is the device the policy requires of a platform kind (today `tpm`), never
-        // merely the first platform-kind piece in the request.
-        let required = requiredDevices(policy).filter { $0.kind.isPlatform }
+        // The platform is the device the policy requires of a platform kind (the host's TPM or
+        // CPU TEE), never merely the first platform-kind piece in the request.
+        let required = requiredDevices(policy, platform: platformKind).filter { $0.kind.isPlatform }
         guard let platform = evidence.first(where: { e in required.contains { $0.device == e.device && $0.kind == e.kind } }) else {
             return .rejected([PolicyViolation(code: .evidenceMissing, path: "evidence", expected: "the platform's evidence", actual: "none")], nil)
         }
-        let platformClaims: EvidenceClaims
-        switch platform.claims {
-        case let .tpm(_, claims): platformClaims = claims
-        }
-        for (device, kind) in requiredDevices(policy) where !evidence.contains(where: { $0.device == device && $0.kind == kind }) {
+        let platformClaims = platform.evidenceClaims
+        for (device, kind) in requiredDevices(policy, platform: platformKind) where !evidence.contains(where: { $0.device == device && $0.kind == kind }) {
             return .rejected([PolicyViolation(code: .evidenceMissing, path: "evidence.\(device)", expected: "evidence of kind \(kind.rawValue)", actual: "none")],
                              platformClaims)
         }
@@ -122,6 +125,9 @@ public enum Appraiser {
             case let .tpm(quote, claims):
                 decision = policy.evaluate(PolicyInput(pcrs: quote.pcrs, claims: claims, evidenceAge: isPlatform ? evidenceAge : nil,
                                                        agentKeyType: isPlatform ? agentKeyType : nil))
+            case .sevSNP, .tdx:
+                decision = teeRules(policy).evaluate(PolicyInput(pcrs: PCRValues(), evidenceAge: isPlatform ? evidenceAge : nil,
+                                                                 agentKeyType: isPlatform ? agentKeyType : nil))
             }
             switch decision {
             case .satisfied:
@@ -136,6 +142,17 @@ public enum Appraiser {
                                         policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
                                         pcrBank: policy.pcrBank,
                                         certificateTTL: min(policy.certificateTTL, policy.reattestation.interval + policy.reattestation.grace)))
+    }
+
+    /// The rules of `policy` that apply to a CPU TEE's evidence in the appraisal: freshness and
+    /// agent key type (the PCR, event-log and model rules are a TPM's; the TEE's own rules were
+    /// its verifier's).
+    static func teeRules(_ policy: Policy) -> Policy {
+        var p = policy
+        p.pcrValues = [:]
+        p.eventLog = Policy.EventLogRules()
+        p.model = Policy.ModelRules()
+        return p
     }
 
     /// The TPM path for a quote already verified (`QuoteVerifier`): `TPMEvidenceVerifier`'s

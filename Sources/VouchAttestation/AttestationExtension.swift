@@ -1,6 +1,7 @@
 import Foundation
 import VouchCore
 import VouchCrypto
+import VouchEventLog
 
 /// What Vouch verified before issuing an agent certificate, as the certificate carries it: the
 /// broker's attestation result for that decision — an EAR (draft-ietf-rats-ear) in a JWT signed
@@ -18,6 +19,10 @@ import VouchCrypto
 ///                         "pcrBank": "sha256", ..., "pcrDigest": the quote's signed PCR digest (hex),
 ///                         "modelManifests": [SHA-256 manifest digests (hex)] (empty: no model measured),
 ///                         "secureBoot": from the firmware event log, when one was verified }
+///                       a CPU TEE's: { "device": "sev-snp" or "tdx", "type": "sev-snp-report" or
+///                         "tdx-quote", "sha256": SHA-256 of the report or quote (hex),
+///                         "modelManifests": [], "tee": its summary (`TEEClaims`: kind,
+///                         measurement, tcb, tcbStatus, debug, signer, platform, …) } — no PCRs
 ///     "vouch.policy":   { "name", "version", "sha256": SHA-256 of the policy file (hex) }
 ///     "vouch.subject":  { "spiffeId": the certificate's SPIFFE ID,
 ///                         "spkiSha256": SHA-256 of its SubjectPublicKeyInfo, DER, EC keys
@@ -48,6 +53,8 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
     public var policyDigest: [UInt8]
     public var modelManifests: [[UInt8]]
     public var secureBoot: Bool?
+    /// A CPU TEE's summary (no `pcrBank`/`pcrDigest` then: both empty).
+    public var tee: TEEClaims?
     /// The certificate the decision issued; nil only before the certificate is made (the EAR
     /// reader requires it).
     public var subject: Subject?
@@ -73,10 +80,11 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
 
     public init(hostId: String, attestedAt: Date, evidenceType: String, evidenceDigest: [UInt8], pcrBank: String, pcrDigest: [UInt8],
                 policyName: String, policyVersion: Int, policyDigest: [UInt8], modelManifests: [[UInt8]], secureBoot: Bool?,
-                subject: Subject? = nil) {
+                tee: TEEClaims? = nil, subject: Subject? = nil) {
         self.hostId = hostId; self.attestedAt = attestedAt; self.evidenceType = evidenceType; self.evidenceDigest = evidenceDigest
         self.pcrBank = pcrBank; self.pcrDigest = pcrDigest; self.policyName = policyName; self.policyVersion = policyVersion
         self.policyDigest = policyDigest; self.modelManifests = modelManifests; self.secureBoot = secureBoot
+        self.tee = tee
         self.subject = subject
     }
 
@@ -94,9 +102,16 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             "ear.trustworthiness-vector": ["instance-identity": 2, "hardware": simulated ? 0 : 2, "executables": 2, "configuration": 2],
             "ear.appraisal-policy-id": appraisalPolicyID,
         ]
-        var evidence: [String: Any] = ["device": device, "type": evidenceType, "sha256": Hex.encode(evidenceDigest), "pcrBank": pcrBank,
-                                       "pcrDigest": Hex.encode(pcrDigest), "modelManifests": modelManifests.map { Hex.encode($0) }]
+        var evidence: [String: Any] = ["device": device, "type": evidenceType, "sha256": Hex.encode(evidenceDigest),
+                                       "modelManifests": modelManifests.map { Hex.encode($0) }]
+        if !pcrBank.isEmpty {
+            evidence["pcrBank"] = pcrBank
+            evidence["pcrDigest"] = Hex.encode(pcrDigest)
+        }
         if let secureBoot { evidence["secureBoot"] = secureBoot }
+        if let tee, let data = try? JSONEncoder().encode(tee), let object = try? JSONSerialization.jsonObject(with: data) {
+            evidence["tee"] = object
+        }
         let payload: [String: Any] = [
             "eat_profile": Self.earProfile,
             "iat": Int(attestedAt.timeIntervalSince1970),
@@ -116,9 +131,12 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
     private struct Claims: Decodable {
         struct Host: Decodable { let hostId: String }
         struct Evidence: Decodable {
-            let type, sha256, pcrBank, pcrDigest: String
+            let type, sha256: String
+            /// Absent for a CPU TEE's evidence.
+            let pcrBank, pcrDigest: String?
             let modelManifests: [String]
             let secureBoot: Bool?
+            let tee: TEEClaims?
         }
         struct Policy: Decodable { let name: String; let version: Int; let sha256: String }
         struct Subject: Decodable { let spiffeId: String; let spkiSha256: String }
@@ -169,8 +187,9 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         attestedAt = Date(timeIntervalSince1970: TimeInterval(c.iat))
         evidenceType = c.evidence.type
         evidenceDigest = try Hex.decode(c.evidence.sha256, field: "vouch.evidence.sha256")
-        pcrBank = c.evidence.pcrBank
-        pcrDigest = try Hex.decode(c.evidence.pcrDigest, field: "vouch.evidence.pcrDigest")
+        pcrBank = c.evidence.pcrBank ?? ""
+        pcrDigest = try Hex.decode(c.evidence.pcrDigest ?? "", field: "vouch.evidence.pcrDigest")
+        tee = c.evidence.tee
         modelManifests = try c.evidence.modelManifests.map { try Hex.decode($0, field: "vouch.evidence.modelManifests") }
         secureBoot = c.evidence.secureBoot
         policyName = c.policy.name

@@ -19,16 +19,29 @@ public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
     /// A TPM 2.0 quote (TPMS_ATTEST + TPMT_SIGNATURE by the host's activated AK), with the PCR
     /// values, the firmware event log and the model log it covers.
     case tpm
+    /// An AMD SEV-SNP attestation report with the VCEK or VLEK that signed it (`SNPEvidenceVerifier`).
+    case sevSNP = "sev-snp"
+    /// An Intel TDX DCAP quote, verified with the collateral for its platform (`TDXEvidenceVerifier`).
+    case tdx
 
     /// The submodule (EAR `submods` key) a host's single device of this kind is named by.
     public var defaultDevice: String { rawValue }
 
     /// True for the evidence of the host's platform — the root every other device's evidence is
-    /// presented under (a TPM, later a CPU TEE). Its record is the one the attestation trail and
+    /// presented under (a TPM or a CPU TEE). Its record is the one the attestation trail and
     /// the certificate's attestation extension carry.
     public var isPlatform: Bool {
         switch self {
-        case .tpm: return true
+        case .tpm, .sevSNP, .tdx: return true
+        }
+    }
+
+    /// What the evidence is called in records and messages.
+    public var evidenceName: String {
+        switch self {
+        case .tpm: return "quote"
+        case .sevSNP: return "SEV-SNP report"
+        case .tdx: return "TDX quote"
         }
     }
 }
@@ -44,10 +57,14 @@ public struct RawEvidence: Sendable {
     /// The bytes and fields each kind needs, still unverified.
     public enum Payload: Sendable {
         case tpm(TPMQuoteEvidence)
+        case sevSNP(SNPRawEvidence)
+        case tdx(TDXRawEvidence)
 
         public var kind: EvidenceKind {
             switch self {
             case .tpm: return .tpm
+            case .sevSNP: return .sevSNP
+            case .tdx: return .tdx
             }
         }
     }
@@ -89,8 +106,13 @@ public struct TPMQuoteEvidence: Sendable {
 public struct EnrolledKeys: Sendable {
     /// The activated AK's TPM2B_PUBLIC, exactly as registered.
     public var akPublic: [UInt8]?
+    /// A CPU TEE host's registered identity (its chip, or its host key).
+    public var tee: TEEHostIdentity?
 
-    public init(akPublic: [UInt8]? = nil) { self.akPublic = akPublic }
+    public init(akPublic: [UInt8]? = nil, tee: TEEHostIdentity? = nil) {
+        self.akPublic = akPublic
+        self.tee = tee
+    }
 }
 
 /// What the broker expects of a host's evidence this time. Built by the broker before anything
@@ -107,13 +129,21 @@ public struct VerificationContext: Sendable {
     /// safe clock) and, in the appraisal, its rules.
     public var policy: Policy
     public var digester: Digester
+    /// The kind of the host's platform device, which the policy requires evidence of
+    /// (`Appraiser.requiredDevices`): `tpm`, or the CPU TEE the host registered with.
+    public var platform: EvidenceKind
+    /// The time certificates, CRLs and collateral are checked at (CPU TEE evidence).
+    public var now: Date
 
-    public init(hostID: String, binding: [UInt8], enrolled: EnrolledKeys, policy: Policy, digester: Digester) {
+    public init(hostID: String, binding: [UInt8], enrolled: EnrolledKeys, policy: Policy, digester: Digester, platform: EvidenceKind = .tpm,
+                now: Date = Date()) {
         self.hostID = hostID
         self.binding = binding
         self.enrolled = enrolled
         self.policy = policy
         self.digester = digester
+        self.platform = platform
+        self.now = now
     }
 }
 
@@ -138,7 +168,7 @@ public struct AcceptedState: Sendable {
 /// What the attestation trail records of a device's evidence (the attestation record's PCR
 /// digest, PCR values and claims), in the stored formats.
 public struct EvidenceRecord: Sendable, Equatable {
-    /// TPM: the signed pcrDigest, hex.
+    /// TPM: the signed pcrDigest, hex. CPU TEE: SHA-256 of the report or quote, hex.
     public var measurementDigest: String?
     /// TPM: bank → PCR index → hex value, of the quoted PCRs.
     public var measurements: [String: [String: String]]?
@@ -162,6 +192,11 @@ public struct AuthenticatedEvidence: Sendable {
 
     enum Payload: Sendable {
         case tpm(VerifiedQuote, eventLog: [UInt8]?, modelLog: [UInt8]?)
+        /// An authenticated SEV-SNP report, bound and from the registered host (stage 2 applies the policy).
+        case sevSNP(AuthenticatedSNP)
+        /// An authentic TDX quote, bound and from the registered host, with the verifier's verdict
+        /// under the policy already reached (stage 2 reveals it).
+        case tdx(AuthenticatedTDX)
     }
 
     init(device: String, payload: Payload) {
@@ -169,6 +204,8 @@ public struct AuthenticatedEvidence: Sendable {
         self.payload = payload
         switch payload {
         case .tpm: kind = .tpm
+        case .sevSNP: kind = .sevSNP
+        case .tdx: kind = .tdx
         }
     }
 
@@ -176,6 +213,8 @@ public struct AuthenticatedEvidence: Sendable {
     public var record: EvidenceRecord {
         switch payload {
         case let .tpm(quote, _, _): return EvidenceRecord(measurementDigest: Hex.encode(quote.pcrDigest), measurements: quote.pcrs.hexMap)
+        case let .sevSNP(snp): return snp.record
+        case let .tdx(tdx): return tdx.record
         }
     }
 }
@@ -191,6 +230,10 @@ public struct VerifiedEvidence: Sendable {
     public enum Claims: Sendable {
         /// The verified quote, and the claims its logs and clock established.
         case tpm(VerifiedQuote, EvidenceClaims)
+        /// A verified SEV-SNP report: the verifier's claims, its warnings, and the summary recorded.
+        case sevSNP(SNPClaims, warnings: [TEEWarning], summary: VerifiedTEE)
+        /// A verified TDX quote: the verifier's claims, its warnings, and the summary recorded.
+        case tdx(TDXClaims, warnings: [TEEWarning], summary: VerifiedTEE)
     }
 
     init(device: String, claims: Claims) {
@@ -198,6 +241,16 @@ public struct VerifiedEvidence: Sendable {
         self.claims = claims
         switch claims {
         case .tpm: kind = .tpm
+        case .sevSNP: kind = .sevSNP
+        case .tdx: kind = .tdx
+        }
+    }
+
+    /// The claims the attestation trail stores (`EvidenceClaims`; for a CPU TEE, its `tee` summary).
+    public var evidenceClaims: EvidenceClaims {
+        switch claims {
+        case let .tpm(_, claims): return claims
+        case let .sevSNP(_, _, summary), let .tdx(_, _, summary): return EvidenceClaims(tee: summary.claims)
         }
     }
 
@@ -206,6 +259,8 @@ public struct VerifiedEvidence: Sendable {
         switch claims {
         case let .tpm(quote, claims):
             return EvidenceRecord(measurementDigest: Hex.encode(quote.pcrDigest), measurements: quote.pcrs.hexMap, claims: claims)
+        case let .sevSNP(_, _, summary), let .tdx(_, _, summary):
+            return EvidenceRecord(measurementDigest: Hex.encode(summary.evidenceDigest), claims: EvidenceClaims(tee: summary.claims))
         }
     }
 }

@@ -76,7 +76,8 @@ public struct EvidenceVerifiers: Sendable {
     /// Stage 1 for a request's evidence. Checks, in order, refusing at the first failure:
     /// 1. every piece's kind has a verifier here (`evidence_kind_unsupported`);
     /// 2. no two pieces name the same device (`evidence_device_duplicate`);
-    /// 3. every device the policy requires (`Appraiser.requiredDevices`) is present
+    /// 3. every device the policy requires (`Appraiser.requiredDevices`, for the host's platform
+    ///    kind `VerificationContext.platform`) is present
     ///    (`evidence_missing`);
     /// 4. each piece, in the order sent, passes its verifier's `authenticate`.
     public func authenticate(_ raw: [RawEvidence], context: VerificationContext) -> SetAuthentication {
@@ -94,7 +95,7 @@ public struct EvidenceVerifiers: Sendable {
             }
         }
         // 3
-        for (device, kind) in Appraiser.requiredDevices(context.policy) where !raw.contains(where: { $0.device == device && $0.kind == kind }) {
+        for (device, kind) in Appraiser.requiredDevices(context.policy, platform: context.platform) where !raw.contains(where: { $0.device == device && $0.kind == kind }) {
             return .rejected([VouchError(.evidenceMissing, "the policy requires evidence of kind \(kind.rawValue) for device \(device)",
                                          context: ["device": device, "expected": kind.rawValue, "got": raw.map(\.device).joined(separator: ", ")])])
         }
@@ -139,6 +140,7 @@ public struct EvidenceVerifiers: Sendable {
                 return .rejected(violations, evidence.kind.isPlatform ? record?.claims : nil)
             }
         }
-        return Appraiser.appraise(hostID: context.hostID, verified, policy: context.policy, evidenceAge: evidenceAge, agentKeyType: agentKeyType)
+        return Appraiser.appraise(hostID: context.hostID, verified, policy: context.policy, evidenceAge: evidenceAge, agentKeyType: agentKeyType,
+                                  platform: context.platform)
     }
 }

@@ -77,8 +77,8 @@ public final class Attester: Sendable {
         let secret = try withTPM { tpm in
             let endorsement = try tpm.endorsement(config.ekKind)
             let (ak, _) = try tpm.createAttestationKey(config.akKind)
-            return try tpm.activateCredential(ak: ak, ek: endorsement.ek, ekTemplate: endorsement.template, credentialBlob: try Base64.decode(registration.credentialBlob, field: "credentialBlob"),
-                                              encryptedSecret: try Base64.decode(registration.encryptedSecret, field: "encryptedSecret"))
+            return try tpm.activateCredential(ak: ak, ek: endorsement.ek, ekTemplate: endorsement.template, credentialBlob: try Base64.decode(registration.credentialBlob ?? "", field: "credentialBlob"),
+                                              encryptedSecret: try Base64.decode(registration.encryptedSecret ?? "", field: "encryptedSecret"))
         }
         let hostKey = try PrivateKey.generate(.p256)
         let activated = try broker.call("POST", "/v1/hosts/\(registration.hostId)/activate",

@@ -80,7 +80,7 @@ public final class SimulatedFleet: Sendable {
             labels: labels.isEmpty ? nil : labels, attesterURL: baseURL.map { "\($0)/sim/\(h.index)" }, simulated: true), as: RegisterHostResponse.self)
         // A simulated registration returns the activation secret in the clear (there is no EK).
         let activated = try broker.call("POST", "/v1/hosts/\(reg.hostId)/activate",
-                                        body: ActivateHostRequest(secret: reg.credentialBlob, hostCSR: csr, registration: reg.registration), as: ActivateHostResponse.self)
+                                        body: ActivateHostRequest(secret: reg.credentialBlob ?? "", hostCSR: csr, registration: reg.registration), as: ActivateHostResponse.self)
         state.withLock { s in
             s.hostIDs[h.index] = reg.hostId
             s.certificates[h.index] = activated.hostCertificate

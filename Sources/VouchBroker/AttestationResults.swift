@@ -69,7 +69,7 @@ extension QueryService {
             "iat": Int(now.timeIntervalSince1970),
             "exp": Int(now.addingTimeInterval(Self.earValidity).timeIntervalSince1970),
             "ear.verifier-id": ["developer": "Vouch", "build": "vouchd (\(config.trustDomain))"],
-            "submods": Self.submods(devices: Self.devices(of: last), appraisal: appraisal),
+            "submods": Self.submods(devices: Self.devices(of: host), appraisal: appraisal),
             "vouch.host": hostClaims,
             "vouch.kind": AttestationExtension.hostStatusKind,
         ]
@@ -78,12 +78,12 @@ extension QueryService {
         return try signer.sign(payload: [UInt8](json), typ: "JWT")
     }
 
-    /// The devices (EAR submodules) of a host's latest verdict. The attestation record keeps the
+    /// The devices (EAR submodules) of a host's verdicts. The attestation record keeps the
     /// platform device's evidence only — its schema predates several devices per host — and
-    /// every verdict so far has the TPM as its one device, so that is the list; a record with
-    /// per-device results will list its devices here.
-    static func devices(of record: AttestationRecord?) -> [String] {
-        [EvidenceKind.tpm.defaultDevice]
+    /// every verdict so far has the host's platform (its TPM or CPU TEE) as its one device, so
+    /// that is the list; a record with per-device results will list its devices here.
+    static func devices(of host: HostRecord) -> [String] {
+        [(EvidenceKind(rawValue: host.platform.rawValue) ?? .tpm).defaultDevice]
     }
 
     /// One submodule per device. The host's trust state is the verdict over all its devices (all

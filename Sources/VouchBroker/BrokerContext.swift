@@ -40,7 +40,10 @@ public struct BrokerConfig: Sendable {
     public var ocspValidity: TimeInterval = 300
     /// Webhook subscribers (for the outbox-depth metric; delivery is the dispatcher's).
     public var webhookURLs: [String] = []
-    /// Accept hosts from `vouch-attester --simulate` (software AKs, no TPM): for scale tests only.
+    /// Accept hosts from `vouch-attester --simulate` (software AKs, no TPM), and CPU TEE evidence
+    /// under the software TEE's test roots (`TEETrust.trustingSimulation`): for tests only. Off,
+    /// the broker drops any test roots it was given and refuses such evidence
+    /// (`tee_simulation_refused`).
     public var allowSimulatedHosts = false
     /// Lifetime of host certificates (mTLS between broker and attester); hosts re-register to renew.
     public var hostCertificateTTL: TimeInterval = 30 * 86400
@@ -92,7 +95,7 @@ public final class BrokerContext: Sendable {
     let nonces: NonceMinter
 
     init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
-         resultSigner: ResultSigner, clock: Clock, log: @escaping @Sendable (String) -> Void) {
+         resultSigner: ResultSigner, clock: Clock, tee: TEETrust, log: @escaping @Sendable (String) -> Void) {
         self.config = config
         self.policies = policies
         self.store = store
@@ -103,7 +106,10 @@ public final class BrokerContext: Sendable {
         self.log = log
         let keys = AttestationKeyCache()
         self.attestationKeys = keys
-        self.evidenceVerifiers = BrokerService.evidenceVerifiers(keys: keys)
+        if tee.trustsSimulation && !config.allowSimulatedHosts {
+            log("the software TEE's test roots are ignored: this broker does not allow simulated hosts")
+        }
+        self.evidenceVerifiers = BrokerService.evidenceVerifiers(keys: keys, tee: config.allowSimulatedHosts ? tee : tee.pinnedOnly)
         let cache = ReadMostly(ResponseCache())
         self.responseCache = cache
         self.revocations = Revocations(store: store, authorities: authorities, clock: clock, crlValidity: config.crlValidity, cache: cache)

@@ -37,11 +37,12 @@ public final class BrokerService: BrokerPart, Sendable {
     public var events: EventNotifier { context.events }
 
     /// `resultSigner`: the broker's attestation-result signer, which signs the EAR each agent
-    /// certificate carries.
+    /// certificate carries. `tee`: the roots and TDX collateral CPU TEE evidence is verified with
+    /// (default: AMD's and Intel's pinned roots, no collateral).
     public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
-                resultSigner: ResultSigner, clock: Clock, log: @escaping @Sendable (String) -> Void = { _ in }) {
+                resultSigner: ResultSigner, clock: Clock, tee: TEETrust = TEETrust(), log: @escaping @Sendable (String) -> Void = { _ in }) {
         let context = BrokerContext(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust,
-                                    resultSigner: resultSigner, clock: clock, log: log)
+                                    resultSigner: resultSigner, clock: clock, tee: tee, log: log)
         self.context = context
         registration = RegistrationService(context: context)
         enrollment = EnrollmentService(context: context)

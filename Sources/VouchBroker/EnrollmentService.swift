@@ -42,10 +42,21 @@ public struct EnrollmentService: BrokerPart, Sendable {
     // MARK: Challenges and enrollment
 
     /// Issues a single-use nonce for a host whose AK is active, with the PCRs its quote must cover.
-    /// Writes nothing (see `NonceMinter`): the request is unauthenticated.
+    /// Writes nothing (see `NonceMinter`): the request is unauthenticated. Purpose `registration`
+    /// (a CPU TEE host's registration report) is for the host id the host will register as,
+    /// registered or not: no PCRs, no interval.
     public func createChallenge(_ req: ChallengeRequest) throws -> ChallengeResponse {
         guard let purpose = NonceMinter.Purpose(rawValue: req.purpose ?? "enrollment") else {
-            throw VouchError(.badRequest, "purpose must be enrollment or attestation", context: ["field": "purpose", "got": String((req.purpose ?? "").prefix(32))])
+            throw VouchError(.badRequest, "purpose must be enrollment, attestation or registration",
+                             context: ["field": "purpose", "got": String((req.purpose ?? "").prefix(32))])
+        }
+        if purpose == .registration {
+            guard Hex.isLowercase(req.hostId, length: 32...32) else {
+                throw VouchError(.badRequest, "host id must be 32 lowercase hex digits", context: ["field": "hostId"])
+            }
+            let now = clock.now()
+            return ChallengeResponse(nonce: try nonces.mint(hostID: req.hostId, purpose: .registration, at: now),
+                                     expiresAt: now.addingTimeInterval(config.challengeTTL).iso8601, pcrSelection: [])
         }
         let host = try knownHost(req.hostId)
         let policy = try attestablePolicy(for: host)
@@ -65,7 +76,9 @@ public struct EnrollmentService: BrokerPart, Sendable {
     ///    certified by the host's AK over the same binding as the quote;
     /// 5. the evidence authenticates (`EvidenceVerifiers.authenticate`; for the TPM, QuoteVerifier:
     ///    AK signature, TPM origin, type, qualifying data = SHA-256(nonce ‖ SHA-256(agent
-    ///    SubjectPublicKeyInfo)), PCR digest);
+    ///    SubjectPublicKeyInfo)), PCR digest; for a CPU TEE, its verifier's authenticity checks,
+    ///    REPORT_DATA = `EnrollmentBinding.teeReportData` of that binding, and the registered
+    ///    host's chip or host key);
     /// 6. the agent key type is one the broker and the policy allow;
     /// 7. every device's evidence verifies and the set satisfies the policy
     ///    (`EvidenceVerifiers.appraise`; for the TPM, event log and model log replay to the quoted
@@ -148,7 +161,7 @@ public struct EnrollmentService: BrokerPart, Sendable {
         }
         // 5
         let qualifyingData = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(req.nonce), agentSPKI: try agentKey.spkiDER)
-        let verification = Self.verificationContext(host: host, policy: policy, binding: qualifyingData)
+        let verification = Self.verificationContext(host: host, policy: policy, binding: qualifyingData, now: now)
         let evidenceSet: AuthenticatedEvidenceSet
         switch evidenceVerifiers.authenticate(rawEvidence, context: verification) {
         case let .authenticated(set): evidenceSet = set
@@ -219,7 +232,7 @@ public struct EnrollmentService: BrokerPart, Sendable {
                                   usage: .agent, crlDistributionPoint: config.crlURL.map { "\($0)/\(ca.keyID)" }, ocspURL: config.ocspURL,
                                   extensions: [(AttestationExtension.oid, AttestationExtension.extensionValue(ear: ear))])
         let attestation = AttestationRecord(hostID: host.id, at: now, kind: .enrollment, trusted: true, codes: [],
-                                            message: "quote verified; policy \(evidence.policyName) v\(evidence.policyVersion) satisfied",
+                                            message: "\(evidence.platform.kind.evidenceName) verified; policy \(evidence.policyName) v\(evidence.policyVersion) satisfied",
                                             agentName: agentName, nonce: nonce, policyName: evidence.policyName,
                                             policyVersion: evidence.policyVersion, policySHA256: evidence.policySHA256,
                                             pcrDigest: record.measurementDigest, claims: record.claims, pcrs: record.measurements,

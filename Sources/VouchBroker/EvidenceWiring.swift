@@ -15,16 +15,64 @@ import VouchTPMWire
 extension AttestationKeyCache: AttestationKeyResolver {}
 
 extension BrokerPart {
-    /// The broker's verifiers, one per kind: today the TPM quote path, with AKs from the cache.
-    static func evidenceVerifiers(keys: AttestationKeyCache) -> EvidenceVerifiers {
-        EvidenceVerifiers([TPMEvidenceVerifier(keys: keys)])
+    /// The broker's verifiers, one per kind: the TPM quote path, with AKs from the cache, and the
+    /// CPU TEE paths (SEV-SNP, TDX) under `tee`'s roots and collateral.
+    static func evidenceVerifiers(keys: AttestationKeyCache, tee: TEETrust) -> EvidenceVerifiers {
+        EvidenceVerifiers([TPMEvidenceVerifier(keys: keys), SNPEvidenceVerifier(trust: tee), TDXEvidenceVerifier(trust: tee)])
     }
 
     /// An enrollment's evidence, decoded (`bad_request` naming the field) but unverified.
-    static func rawEvidence(_ req: EnrollRequest) throws -> [RawEvidence] { [try rawEvidence(quote: req.quote)] }
+    static func rawEvidence(_ req: EnrollRequest) throws -> [RawEvidence] { try rawEvidence(quote: req.quote, tee: req.tee) }
 
     /// A re-attestation report's evidence, decoded (`bad_request` naming the field) but unverified.
-    static func rawEvidence(_ report: AttestationReport) throws -> [RawEvidence] { [try rawEvidence(quote: report.quote)] }
+    static func rawEvidence(_ report: AttestationReport) throws -> [RawEvidence] { try rawEvidence(quote: report.quote, tee: report.tee) }
+
+    /// A request's one piece of evidence: a TPM quote or a CPU TEE's, exactly one.
+    static func rawEvidence(quote: QuoteBody?, tee: TEEEvidenceBody?) throws -> [RawEvidence] {
+        switch (quote, tee) {
+        case let (quote?, nil): return [try rawEvidence(quote: quote)]
+        case let (nil, tee?): return [try rawEvidence(tee: tee.kind, tee.evidence, hostKeySignature: tee.hostKeySignature, field: "tee")]
+        default: throw VouchError(.badRequest, "give exactly one of quote and tee", context: ["field": "quote"])
+        }
+    }
+
+    /// A CPU TEE's evidence fields as its kind's `RawEvidence`: the fields the kind needs are
+    /// present and base64, the other kind's are absent (`bad_request` naming the field); an
+    /// unknown kind is `evidence_kind_unsupported`.
+    static func rawEvidence(tee kind: String, _ f: TEEEvidenceFields, hostKeySignature: String?, field: String) throws -> RawEvidence {
+        func decode(_ value: String?, _ name: String) throws -> [UInt8]? { try value.map { try Base64.decode($0, field: "\(field).evidence.\(name)") } }
+        func absent(_ values: [(String?, String)]) throws {
+            if let (_, name) = values.first(where: { $0.0 != nil }) {
+                throw VouchError(.badRequest, "\(name) is not \(kind) evidence", context: ["field": "\(field).evidence.\(name)"])
+            }
+        }
+        let signature = try hostKeySignature.map { try Base64.decode($0, field: "\(field).hostKeySignature") }
+        switch EvidenceKind(rawValue: kind) {
+        case .sevSNP?:
+            try absent([(f.quote, "quote"), (f.eventLog, "eventLog")])
+            guard let report = try decode(f.report, "report") else {
+                throw VouchError(.badRequest, "SEV-SNP evidence needs report", context: ["field": "\(field).evidence.report"])
+            }
+            let endorsement: SNPRawEvidence.Endorsement
+            switch (try decode(f.endorsement, "endorsement"), try decode(f.certificateTable, "certificateTable")) {
+            case let (cert?, nil): endorsement = .certificate(cert)
+            case let (nil, table?): endorsement = .certificateTable(table)
+            default: throw VouchError(.badRequest, "SEV-SNP evidence needs exactly one of endorsement and certificateTable",
+                                      context: ["field": "\(field).evidence.endorsement"])
+            }
+            return RawEvidence(device: EvidenceKind.sevSNP.defaultDevice,
+                               payload: .sevSNP(SNPRawEvidence(report: report, endorsement: endorsement, crl: try decode(f.crl, "crl"), hostKeySignature: signature)))
+        case .tdx?:
+            try absent([(f.report, "report"), (f.endorsement, "endorsement"), (f.certificateTable, "certificateTable"), (f.crl, "crl")])
+            guard let quote = try decode(f.quote, "quote") else {
+                throw VouchError(.badRequest, "TDX evidence needs quote", context: ["field": "\(field).evidence.quote"])
+            }
+            return RawEvidence(device: EvidenceKind.tdx.defaultDevice,
+                               payload: .tdx(TDXRawEvidence(quote: quote, eventLog: try decode(f.eventLog, "eventLog"), hostKeySignature: signature)))
+        case .tpm?, nil:
+            throw VouchError(.evidenceKindUnsupported, "tee.kind must be sev-snp or tdx", context: ["field": "\(field).kind", "got": String(kind.prefix(32))])
+        }
+    }
 
     /// The TPM quote of a request, its fields decoded in the order they always were.
     static func rawEvidence(quote: QuoteBody) throws -> RawEvidence {
@@ -36,10 +84,20 @@ extension BrokerPart {
         return .tpm(TPMQuoteEvidence(attest: attest, signature: signature, pcrs: pcrs, eventLog: eventLog, modelLog: modelLog))
     }
 
-    /// What the broker expects of the host's evidence: bound to `binding`, signed by the keys the
-    /// host enrolled, judged under `policy`.
-    static func verificationContext(host: HostRecord, policy: Policy, binding: [UInt8]) -> VerificationContext {
-        VerificationContext(hostID: host.id, binding: binding, enrolled: EnrolledKeys(akPublic: host.akPublic), policy: policy, digester: OpenSSLDigester())
+    /// What the broker expects of the host's evidence: bound to `binding`, from the keys or
+    /// identity the host enrolled, of its platform's kind, judged under `policy` at `now`.
+    static func verificationContext(host: HostRecord, policy: Policy, binding: [UInt8], now: Date) -> VerificationContext {
+        VerificationContext(hostID: host.id, binding: binding, enrolled: enrolledKeys(host), policy: policy, digester: OpenSSLDigester(),
+                            platform: EvidenceKind(rawValue: host.platform.rawValue) ?? .tpm, now: now)
+    }
+
+    /// The keys and identity a host registered: a TPM host's AK; a CPU TEE host's chip
+    /// (`ekPublic`, SEV-SNP VCEK) or host key (`akPublic`), as `HostRecord` documents.
+    static func enrolledKeys(_ host: HostRecord) -> EnrolledKeys {
+        switch host.platform {
+        case .tpm: return EnrolledKeys(akPublic: host.akPublic)
+        case .sevSNP, .tdx: return EnrolledKeys(tee: host.ekPublic.isEmpty ? .hostKey(host.akPublic) : .chip(host.ekPublic))
+        }
     }
 
     /// What the host had accepted before, read once its evidence is authenticated: the TPM clock

@@ -14,7 +14,7 @@ import VouchModel
 /// purpose ‖ 0 ‖ host id ‖ 0 ‖ the first 16 bytes). The key never leaves the broker's memory and
 /// is new at each start, so a restart expires outstanding challenges.
 struct NonceMinter: Sendable {
-    enum Purpose: String, Sendable { case enrollment, attestation }
+    enum Purpose: String, Sendable { case enrollment, attestation, registration }
 
     let key: [UInt8]
     /// How far in the future an issue time may lie (the clock stepping back a little).

@@ -35,6 +35,7 @@ public struct QueryService: BrokerPart, Sendable {
                                 blocked: h.blockedReason,
                                 ekIssuer: h.ekIssuer, registeredAt: h.registeredAt.iso8601, lastAttestation: last)
         status.trust = trust.map(trustStatus)
+        status.platform = h.platform.rawValue
         return status
     }
 

@@ -47,8 +47,10 @@ public struct ReattestationService: BrokerPart, Sendable {
     /// 2. the nonce was issued to this host for attestation, is unexpired and unused — else a 4xx
     ///    and no verdict (pull rounds check the nonce they hold in memory instead); a push
     ///    report's nonce is recorded as used with the verdict, in its transaction;
-    /// 3. the evidence authenticates (`EvidenceVerifiers.authenticate`; for the TPM, QuoteVerifier)
-    ///    bound to SHA-256(nonce ‖ SHA-256("vouch re-attestation v1"));
+    /// 3. the evidence authenticates (`EvidenceVerifiers.authenticate`; for the TPM, QuoteVerifier;
+    ///    for a CPU TEE, its verifier, REPORT_DATA = `EnrollmentBinding.teeReportData` of the
+    ///    binding, and the registered chip or host key) bound to SHA-256(nonce ‖ SHA-256("vouch
+    ///    re-attestation v1"));
     /// 4. every device's evidence verifies and the set satisfies the policy
     ///    (`EvidenceVerifiers.appraise`; for the TPM, logs replay to the quoted PCRs and the event
     ///    data read hashes to its digests, the TPM clock did not go back; then `Appraiser`).
@@ -78,7 +80,8 @@ public struct ReattestationService: BrokerPart, Sendable {
         // 2
         let (issuedAt, nonceExpiresAt) = try consumeNonce(report.nonce, host, now)
         // 3
-        let verification = Self.verificationContext(host: host, policy: policy, binding: EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce)))
+        let verification = Self.verificationContext(host: host, policy: policy, binding: EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce)),
+                                                    now: now)
         let evidenceSet: AuthenticatedEvidenceSet
         switch evidenceVerifiers.authenticate(rawEvidence, context: verification) {
         case let .authenticated(set): evidenceSet = set
@@ -94,7 +97,8 @@ public struct ReattestationService: BrokerPart, Sendable {
         switch appraisal {
         case let .trusted(evidence):
             return try verdict(host: host, policy: policy, trusted: true, codes: [],
-                               message: "quote verified; policy \(policy.label) satisfied", nonce: report.nonce, nonceExpiresAt: nonceExpiresAt, now: now,
+                               message: "\(evidence.platform.kind.evidenceName) verified; policy \(policy.label) satisfied", nonce: report.nonce,
+                               nonceExpiresAt: nonceExpiresAt, now: now,
                                record: evidence.record)
         case let .rejected(violations, claims):
             if violations.allSatisfy({ $0.code == .clockNotSafe }) {

@@ -53,24 +53,35 @@ public struct RegistrationService: BrokerPart, Sendable {
     }
 
     /// Registers (or re-registers) a host. Checks, in order: the request is well formed (host
-    /// name a DNS name, labels, attester URL an https URL to a host name or public address);
+    /// name a DNS name, labels, attester URL an https URL to a host name or public address;
+    /// exactly one of the TPM fields and `tee`);
     /// the EK certificate chains to a trusted TPM manufacturer and certifies the EK; a policy
     /// applies; the AK is a restricted signing key of an allowed type; the host is not blocked;
     /// the labels equal the registered host's (a host cannot pick another policy). Then it makes
     /// a credential only that TPM can activate, for that AK's name, and returns it with a sealed
-    /// ticket the host sends back with the answer.
+    /// ticket the host sends back with the answer. A CPU TEE host (`tee`) is registered in one
+    /// step instead (`registerTEEHost`).
     public func registerHost(_ req: RegisterHostRequest) throws -> RegisterHostResponse {
         let hostname = try Self.checkedHostname(req.hostname)
         let labels = try Self.checkedLabels(req.labels)
         let mode: AttestationMode = req.attesterURL == nil ? .push : .pull
         if let url = req.attesterURL { try Self.checkAttesterURL(url) }
         let now = clock.now()
+        if let tee = req.tee {
+            guard req.ekCertificate == nil, req.ekPublic == nil, req.akPublic == nil, req.simulated == nil else {
+                throw VouchError(.badRequest, "a CPU TEE host registers with tee alone: no ekCertificate, ekPublic, akPublic or simulated",
+                                 context: ["field": "tee"])
+            }
+            return try registerTEEHost(tee, hostname: hostname, labels: labels, attesterURL: req.attesterURL, now: now)
+        }
         if req.simulated == true {
             return try registerSimulatedHost(req, hostname: hostname, labels: labels, mode: mode, now: now)
         }
-        let ekCert = try Base64.decode(req.ekCertificate, field: "ekCertificate")
-        let ekPublic = try Base64.decode(req.ekPublic, field: "ekPublic")
-        let akPublic = try Base64.decode(req.akPublic, field: "akPublic")
+        let (ekCertificateB64, ekPublicB64, akPublicB64) = (try Self.required(req.ekCertificate, "ekCertificate"), try Self.required(req.ekPublic, "ekPublic"),
+                                                            try Self.required(req.akPublic, "akPublic"))
+        let ekCert = try Base64.decode(ekCertificateB64, field: "ekCertificate")
+        let ekPublic = try Base64.decode(ekPublicB64, field: "ekPublic")
+        let akPublic = try Base64.decode(akPublicB64, field: "akPublic")
         let endorsement = try EndorsementVerifier.verify(ekCertificateDER: ekCert, ekPublic: ekPublic, trust: ekTrust, now: now).get()
         guard let policy = policies.current.select(labels: labels, ekIssuer: endorsement.ekCertificateIssuer) else {
             metrics.registration(ErrorCode.noPolicy.rawValue)
@@ -81,8 +92,8 @@ public struct RegistrationService: BrokerPart, Sendable {
         let secret = try Crypto.randomBytes(32)
         let made = try CredentialProtection.makeCredential(ek: endorsement.ekPublic, objectName: CredentialProtection.name(of: ak), credential: secret)
         let expires = now.addingTimeInterval(config.activationTTL)
-        let ticket = RegistrationTicket(hostId: endorsement.hostID, hostname: hostname, ekPublic: req.ekPublic, ekCertificate: req.ekCertificate,
-                                        ekIssuer: endorsement.ekCertificateIssuer, labels: labels, akPublic: req.akPublic, akAlgorithm: kind.rawValue,
+        let ticket = RegistrationTicket(hostId: endorsement.hostID, hostname: hostname, ekPublic: ekPublicB64, ekCertificate: ekCertificateB64,
+                                        ekIssuer: endorsement.ekCertificateIssuer, labels: labels, akPublic: akPublicB64, akAlgorithm: kind.rawValue,
                                         activationDigest: Hex.encode(Crypto.sha256(secret)), expiresAt: expires.timeIntervalSince1970,
                                         mode: mode.rawValue, attesterURL: req.attesterURL, simulated: false, hostVersion: version)
         metrics.registration("registered")
@@ -104,7 +115,8 @@ public struct RegistrationService: BrokerPart, Sendable {
             metrics.registration("simulated_hosts_refused")
             throw VouchError(.simulatedHostsRefused, "this broker does not accept simulated hosts (software AKs prove nothing)", context: ["field": "simulated"])
         }
-        let akPublic = try Base64.decode(req.akPublic, field: "akPublic")
+        let akPublicB64 = try Self.required(req.akPublic, "akPublic")
+        let akPublic = try Base64.decode(akPublicB64, field: "akPublic")
         guard let policy = policies.current.select(labels: labels, ekIssuer: Self.simulatedEKIssuer) else {
             throw VouchError(.noPolicy, "no policy applies to this simulated host", context: ["ekIssuer": Self.simulatedEKIssuer])
         }
@@ -114,7 +126,7 @@ public struct RegistrationService: BrokerPart, Sendable {
         let secret = try Crypto.randomBytes(32)
         let expires = now.addingTimeInterval(config.activationTTL)
         let ticket = RegistrationTicket(hostId: id, hostname: hostname, ekPublic: "", ekCertificate: "", ekIssuer: Self.simulatedEKIssuer, labels: labels,
-                                        akPublic: req.akPublic, akAlgorithm: kind.rawValue, activationDigest: Hex.encode(Crypto.sha256(secret)),
+                                        akPublic: akPublicB64, akAlgorithm: kind.rawValue, activationDigest: Hex.encode(Crypto.sha256(secret)),
                                         expiresAt: expires.timeIntervalSince1970, mode: mode.rawValue, attesterURL: req.attesterURL, simulated: true,
                                         hostVersion: version)
         metrics.registration("registered_simulated")
@@ -226,6 +238,14 @@ public struct RegistrationService: BrokerPart, Sendable {
     }
 
     // MARK: Request checks
+
+    /// A field a TPM registration needs (`bad_request` naming it when absent).
+    static func required(_ value: String?, _ field: String) throws -> String {
+        guard let value else {
+            throw VouchError(.badRequest, "a TPM host registers with ekCertificate, ekPublic and akPublic (a CPU TEE host with tee)", context: ["field": field])
+        }
+        return value
+    }
 
     /// A host name as DNS allows it: 1-253 characters, dot-separated labels of 1-63 letters, digits
     /// and hyphens, no label starting or ending with a hyphen (so never "." or ".."); lowercased.

@@ -13,7 +13,7 @@ import Foundation
 public enum AttestationKind: String, Sendable, CaseIterable {
     /// Written by brokers before registration became stateless; read from old databases only.
     case registration
-    /// A completed credential activation.
+    /// A completed credential activation, or a CPU TEE host's registration (its report is the proof).
     case activation
     /// An agent enrollment: trusted (a certificate was issued) or refused.
     case enrollment

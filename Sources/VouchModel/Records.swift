@@ -10,6 +10,24 @@ public enum AKState: String, Sendable, Codable {
     case active
 }
 
+/// What a host attests with (`hosts.platform`): its TPM, or the CPU TEE it registered with. The
+/// raw values are the evidence kinds' (`EvidenceKind`).
+public enum HostPlatform: String, Sendable, CaseIterable {
+    case tpm
+    case sevSNP = "sev-snp"
+    case tdx
+
+    /// The platform a stored column holds; `.tpm` for an unknown value (a TEE host read as a TPM
+    /// one has no AK its evidence could verify with: refused, never passed).
+    public init(stored: String) { self = HostPlatform(rawValue: stored) ?? .tpm }
+}
+
+/// A registered host. For a CPU TEE host (`platform` not `.tpm`) the TPM fields hold what plays
+/// their part: `ekPublic` the identity the evidence is checked against (SEV-SNP VCEK: CHIP_ID;
+/// empty for a host-key identity), `ekCertificate` nothing, `ekIssuer` the issuer of the
+/// certificate that endorsed its registration report (what `match.ekIssuer` matches), `akPublic`
+/// the host key (canonical DER SubjectPublicKeyInfo, the key of its host certificate), `akName`
+/// its SHA-256, `akAlgorithm` its type (`ec-p256`, `ec-p384`), `akState` active.
 public struct HostRecord: Sendable, Equatable {
     public var id: String
     public var hostname: String
@@ -33,6 +51,8 @@ public struct HostRecord: Sendable, Equatable {
     /// Optimistic concurrency: the stored row's version when read (0: not stored). A write of a
     /// record whose version is no longer the stored one fails with `conflict`.
     public var version: Int64 = 0
+    /// What the host attests with.
+    public var platform: HostPlatform = .tpm
 
     public init(id: String, hostname: String, ekPublic: [UInt8], ekCertificate: [UInt8], ekIssuer: String, labels: [String: String] = [:], akPublic: [UInt8],
                 akName: [UInt8], akAlgorithm: String, akState: AKState, activationDigest: [UInt8]?, activationExpiresAt: Date?,
@@ -210,6 +230,12 @@ extension HostRecord {
     public func withLabels(_ labels: [String: String]?) -> HostRecord {
         var h = self
         h.labels = labels ?? [:]
+        return h
+    }
+
+    public func withPlatform(_ platform: HostPlatform) -> HostRecord {
+        var h = self
+        h.platform = platform
         return h
     }
 }

@@ -69,6 +69,10 @@ public final class SQLiteBrokerStore: BrokerStore {
         CREATE TABLE used_nonces (nonce TEXT PRIMARY KEY, host_id TEXT NOT NULL, expires_at REAL NOT NULL);
         CREATE INDEX used_nonces_expiry ON used_nonces(expires_at);
         """,
+        // 5: CPU TEE hosts (SEV-SNP, TDX): what each host attests with; every host before is a TPM's
+        """
+        ALTER TABLE hosts ADD COLUMN platform TEXT NOT NULL DEFAULT 'tpm';
+        """,
     ]
     public static var schemaVersion: Int { migrations.count }
 
@@ -184,22 +188,23 @@ public final class SQLiteBrokerStore: BrokerStore {
         }
         try db.prepare("""
         INSERT INTO hosts (id, hostname, ek_public, ek_certificate, ek_issuer, labels, ak_public, ak_name, ak_algorithm, ak_state,
-          activation_digest, activation_expires_at, activation_failures, registered_at, updated_at, blocked_reason, version)
-        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)
+          activation_digest, activation_expires_at, activation_failures, registered_at, updated_at, blocked_reason, platform, version)
+        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)
         ON CONFLICT(id) DO UPDATE SET hostname=excluded.hostname, ek_public=excluded.ek_public, ek_certificate=excluded.ek_certificate,
           ek_issuer=excluded.ek_issuer, labels=excluded.labels, ak_public=excluded.ak_public, ak_name=excluded.ak_name, ak_algorithm=excluded.ak_algorithm,
           ak_state=excluded.ak_state, activation_digest=excluded.activation_digest, activation_expires_at=excluded.activation_expires_at,
           activation_failures=excluded.activation_failures, registered_at=excluded.registered_at, updated_at=excluded.updated_at,
-          blocked_reason=excluded.blocked_reason, deleted_at=NULL, version=hosts.version + 1
+          blocked_reason=excluded.blocked_reason, platform=excluded.platform, deleted_at=NULL, version=hosts.version + 1
         """).run([.text(h.id), .text(h.hostname), .blob(h.ekPublic), .blob(h.ekCertificate), .text(h.ekIssuer), .text(Self.json(h.labels)), .blob(h.akPublic),
                   .blob(h.akName), .text(h.akAlgorithm), .text(h.akState.rawValue), h.activationDigest.map { .blob($0) } ?? .null,
                   h.activationExpiresAt.map { .real($0.timeIntervalSince1970) } ?? .null, .int(Int64(h.activationFailures)),
-                  .real(h.registeredAt.timeIntervalSince1970), .real(h.updatedAt.timeIntervalSince1970), h.blockedReason.map { .text($0) } ?? .null])
+                  .real(h.registeredAt.timeIntervalSince1970), .real(h.updatedAt.timeIntervalSince1970), h.blockedReason.map { .text($0) } ?? .null,
+                  .text(h.platform.rawValue)])
     }
 
     static let hostColumns = """
     id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state, activation_digest,
-    activation_expires_at, activation_failures, registered_at, updated_at, labels, blocked_reason, version
+    activation_expires_at, activation_failures, registered_at, updated_at, labels, blocked_reason, version, platform
     """
 
     static func host(_ r: Statement.Row) -> HostRecord {
@@ -207,7 +212,7 @@ public final class SQLiteBrokerStore: BrokerStore {
                    akPublic: r.blob(5), akName: r.blob(6), akAlgorithm: r.text(7), akState: AKState(rawValue: r.text(8)) ?? .pending,
                    activationDigest: r.isNull(9) ? nil : r.blob(9), activationExpiresAt: r.optionalDate(10),
                    activationFailures: Int(r.int(11)), registeredAt: r.date(12), updatedAt: r.date(13))
-            .withLabels(Self.labels(r.text(14))).withBlock(r.optionalText(15)).withVersion(r.int(16))
+            .withLabels(Self.labels(r.text(14))).withBlock(r.optionalText(15)).withVersion(r.int(16)).withPlatform(HostPlatform(stored: r.text(17)))
     }
 
     /// Decoded label sets by their stored JSON: hosts share a few, and a host record is read on

@@ -193,7 +193,7 @@ public final class InMemoryBrokerStore: BrokerStore {
 
     public func lastTrustedClock(hostID: String) throws -> (clock: ClockState, at: Date)? {
         read { s in
-            s.attestations.last { $0.hostID == hostID && $0.trusted && $0.claims != nil }.map { ($0.claims!.clock, $0.at) }
+            s.attestations.last { $0.hostID == hostID && $0.trusted && $0.claims != nil }.flatMap { a in a.claims?.clock.map { ($0, a.at) } }
         }
     }
 

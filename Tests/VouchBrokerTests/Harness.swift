@@ -99,14 +99,17 @@ final class Broker {
         return p
     }
 
-    init(policy: Policy = Broker.policy()) throws {
+    /// `tee`: the roots CPU TEE evidence is verified under; `allowSimulatedHosts` as vouchd's flag.
+    init(policy: Policy = Broker.policy(), tee: TEETrust = TEETrust(), allowSimulatedHosts: Bool = false) throws {
         self.policy = policy
         let now = clock.now()
         let ca = try CertificateAuthority.create(commonName: "Vouch CA test.local", key: try PrivateKey.generate(.p256),
                                                  notBefore: now.addingTimeInterval(-3600), notAfter: now.addingTimeInterval(10 * 365 * 86400))
-        service = BrokerService(config: BrokerConfig(trustDomain: "test.local"), policies: PolicyProvider(fixed: try PolicySet([policy]), clock: clock),
+        var config = BrokerConfig(trustDomain: "test.local")
+        config.allowSimulatedHosts = allowSimulatedHosts
+        service = BrokerService(config: config, policies: PolicyProvider(fixed: try PolicySet([policy]), clock: clock),
                                 store: store, authorities: CASet(current: IssuingCA(signer: ca)), ekTrust: EKTrustStore(anchors: [], intermediates: []),
-                                resultSigner: try JWSSigner(key: try PrivateKey.generate(.p256), chain: [ca.certificate]), clock: clock)
+                                resultSigner: try JWSSigner(key: try PrivateKey.generate(.p256), chain: [ca.certificate]), clock: clock, tee: tee)
         source = ScriptedSource(clock: clock)
         reattestor = Reattestor(service: service, source: source, spread: { 0.5 })
     }

@@ -164,19 +164,19 @@ final class RejectionTests: XCTestCase {
 
     func testBadSignatureAndTamperedQuote() throws {
         var (req, _) = try request()
-        var sig = try Base64.decode(req.quote.signature, field: "")
+        var sig = try Base64.decode(req.quote!.signature, field: "")
         sig[sig.count - 3] ^= 0x01
-        req.quote.signature = Base64.encode(sig)
+        req.quote!.signature = Base64.encode(sig)
         try assertRefused(403, "quote_signature_invalid", audited: false) { try enroll(req) }
 
         var (req2, _) = try request()
-        var attest = try Base64.decode(req2.quote.attest, field: "")
+        var attest = try Base64.decode(req2.quote!.attest, field: "")
         attest[attest.count - 1] ^= 0x01
-        req2.quote.attest = Base64.encode(attest)
+        req2.quote!.attest = Base64.encode(attest)
         try assertRefused(403, "quote_signature_invalid", audited: false) { try enroll(req2) }
 
         var (req3, _) = try request()
-        req3.quote.signature = Base64.encode([0x00, 0x18, 0x00])
+        req3.quote!.signature = Base64.encode([0x00, 0x18, 0x00])
         try assertRefused(400, "quote_malformed", audited: false) { try enroll(req3) }
     }
 
@@ -185,10 +185,10 @@ final class RejectionTests: XCTestCase {
     /// unauthenticated and writes nothing.
     func testSignatureNamingAnotherHashThanTheAKs() throws {
         var (req, _) = try request()
-        var sig = try Base64.decode(req.quote.signature, field: "")
+        var sig = try Base64.decode(req.quote!.signature, field: "")
         XCTAssertEqual(Array(sig[2..<4]), [0x00, 0x0B], "the attester's AK signs with SHA-256")
         sig[3] = 0x04   // TPMT_SIGNATURE.hash: SHA-1
-        req.quote.signature = Base64.encode(sig)
+        req.quote!.signature = Base64.encode(sig)
         try assertRefused(403, "quote_signature_scheme_mismatch", audited: false) { try enroll(req) }
     }
 
@@ -213,10 +213,10 @@ final class RejectionTests: XCTestCase {
 
     func testForgedPCRValue() throws {
         var (req, _) = try request()
-        req.quote.pcrs["sha256"]!["3"] = String(repeating: "11", count: 32)
+        req.quote!.pcrs["sha256"]!["3"] = String(repeating: "11", count: 32)
         try assertRefused(403, "pcr_digest_mismatch", audited: false) { try enroll(req) }
         var (missing, _) = try request()
-        missing.quote.pcrs["sha256"]!["3"] = nil
+        missing.quote!.pcrs["sha256"]!["3"] = nil
         try assertRefused(403, "pcr_digest_mismatch", audited: false) { try enroll(missing) }
     }
 
@@ -302,7 +302,7 @@ final class RejectionTests: XCTestCase {
             }
         }
         // A ticket this broker did not seal, or for another host, is refused.
-        var forged = reg.registration
+        var forged = try XCTUnwrap(reg.registration)
         forged.replaceSubrange(forged.startIndex..<forged.index(forged.startIndex, offsetBy: 4), with: "eyJh")
         try assertRefused(403, "registration_invalid", audited: false) {
             _ = try broker.client().call("POST", "/v1/hosts/\(hostID!)/activate", body: ActivateHostRequest(
@@ -315,8 +315,8 @@ final class RejectionTests: XCTestCase {
         let real = try TPMDevice(tcti: tpm.tcti)
         let (ek, _) = try real.endorsementKey()
         let (ak, _) = try real.createAttestationKey(.rsa2048)
-        let secret = try real.activateCredential(ak: ak, ek: ek, credentialBlob: Base64.decode(reg.credentialBlob, field: ""),
-                                                 encryptedSecret: Base64.decode(reg.encryptedSecret, field: ""))
+        let secret = try real.activateCredential(ak: ak, ek: ek, credentialBlob: Base64.decode(reg.credentialBlob ?? "", field: ""),
+                                                 encryptedSecret: Base64.decode(reg.encryptedSecret ?? "", field: ""))
         real.close()
         let activated = try broker.client().call("POST", "/v1/hosts/\(hostID!)/activate", body: ActivateHostRequest(
             secret: Base64.encode(secret), hostCSR: try CSR.create(key: try PrivateKey.generate(), commonName: "h").pem, registration: reg.registration),

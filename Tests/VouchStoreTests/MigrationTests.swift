@@ -57,3 +57,37 @@ final class MigrationTests: XCTestCase {
         XCTAssertEqual(try db.prepare("PRAGMA foreign_key_check").query([]) { $0.text(0) }, [])
     }
 }
+
+/// Migration 5 adds what each host attests with: every host before is a TPM's, and a CPU TEE
+/// host's platform round-trips.
+final class PlatformMigrationTests: XCTestCase {
+    func testHostsBeforeAreTPMsAndATEEHostKeepsItsPlatform() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-migration5-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("vouch.db").path
+        // A database at schema 4 with one host.
+        let db = try SQLiteDatabase(path: path)
+        try db.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for step in SQLiteBrokerStore.migrations.prefix(4) { try db.exec(step) }
+        try db.exec("INSERT INTO meta VALUES ('schema_version', '4')")
+        let tpmID = String(repeating: "1", count: 32), teeID = String(repeating: "2", count: 32)
+        try db.prepare("""
+        INSERT INTO hosts (id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state,
+          activation_failures, registered_at, updated_at) VALUES (?, 'old', x'01', x'02', 'CN=EK CA', x'03', x'04', 'ecc-p256', 'active', 0, 0, 0)
+        """).run([.text(tpmID)])
+
+        let store = try SQLiteBrokerStore(path: path)
+        XCTAssertEqual(try store.host(id: tpmID)?.platform, .tpm)
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        var tee = HostRecord(id: teeID, hostname: "cvm", ekPublic: [UInt8](repeating: 7, count: 64), ekCertificate: [], ekIssuer: "CN=SEV-Milan",
+                             akPublic: [0x30], akName: [1], akAlgorithm: "ec-p256", akState: .active, activationDigest: nil, activationExpiresAt: nil,
+                             activationFailures: 0, registeredAt: now, updatedAt: now)
+        tee.platform = .sevSNP
+        try store.saveHost(tee)
+        XCTAssertEqual(try store.host(id: teeID)?.platform, .sevSNP)
+        XCTAssertEqual(try store.host(id: teeID)?.ekPublic, tee.ekPublic)
+        XCTAssertEqual(try db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").query([]) { $0.text(0) }, ["\(SQLiteBrokerStore.schemaVersion)"])
+        XCTAssertEqual(HostPlatform(stored: "nitro"), .tpm, "an unknown stored platform reads as a TPM host (its evidence cannot verify)")
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+
+// The JSON bodies of CPU TEE hosts (SEV-SNP, TDX): the evidence they send in place of a TPM
+// quote, and their one-step registration. Binary values are base64; which fields a kind needs
+// is the broker's to check (docs/api.md, docs/evidence.md "CPU TEE hosts").
+
+/// A CPU TEE's evidence, base64. SEV-SNP: `report` and either `endorsement` (the VCEK or VLEK
+/// certificate, DER or PEM) or `certificateTable` (the extended guest request's table, configfs-tsm
+/// `auxblob`), optionally `crl` (AMD's CRL for the product line). TDX: `quote`, optionally
+/// `eventLog` (the CC event log, CCEL). Fields of the other kind must be absent.
+public struct TEEEvidenceFields: Codable, Sendable, Equatable {
+    public var report: String?
+    public var endorsement: String?
+    public var certificateTable: String?
+    public var crl: String?
+    public var quote: String?
+    public var eventLog: String?
+    public init(report: String? = nil, endorsement: String? = nil, certificateTable: String? = nil, crl: String? = nil,
+                quote: String? = nil, eventLog: String? = nil) {
+        self.report = report; self.endorsement = endorsement; self.certificateTable = certificateTable; self.crl = crl
+        self.quote = quote; self.eventLog = eventLog
+    }
+}
+
+/// A CPU TEE host's evidence at enrollment and re-attestation, in place of `quote`: REPORT_DATA
+/// (SEV-SNP) or REPORTDATA (TDX) is SHA-512("vouch tee report-data v1" ‖ 0 ‖ binding), the
+/// binding being the one a quote's qualifying data would be.
+public struct TEEEvidenceBody: Codable, Sendable, Equatable {
+    /// `sev-snp` or `tdx`.
+    public var kind: String
+    public var evidence: TEEEvidenceFields
+    /// Base64 DER ECDSA signature by the host key over "vouch tee host-key signature v1" ‖ 0 ‖
+    /// binding (SHA-256 for a P-256 key, SHA-384 for P-384): required of hosts identified by their
+    /// host key (SEV-SNP VLEK, TDX), ignored for a host identified by its chip.
+    public var hostKeySignature: String?
+    public init(kind: String, evidence: TEEEvidenceFields, hostKeySignature: String? = nil) {
+        self.kind = kind; self.evidence = evidence; self.hostKeySignature = hostKeySignature
+    }
+}
+
+/// A CPU TEE host's registration, in place of the EK and AK fields of `RegisterHostRequest`: one
+/// step, no credential activation — the report, bound to a registration challenge and the host
+/// key, is the proof.
+public struct TEERegistrationBody: Codable, Sendable, Equatable {
+    /// `sev-snp` or `tdx`.
+    public var kind: String
+    /// Base64 DER SubjectPublicKeyInfo of the host key (ECDSA P-256 or P-384), generated in the
+    /// guest: the key of its host certificate and, for VLEK and TDX hosts, its identity.
+    public var hostKey: String
+    /// A challenge nonce issued with purpose `registration` to the host id the host will have
+    /// (`POST /v1/challenges`).
+    public var nonce: String
+    /// REPORT_DATA / REPORTDATA = SHA-512("vouch tee report-data v1" ‖ 0 ‖ SHA-256(nonce ‖
+    /// SHA-256(hostKey))).
+    public var evidence: TEEEvidenceFields
+    public init(kind: String, hostKey: String, nonce: String, evidence: TEEEvidenceFields) {
+        self.kind = kind; self.hostKey = hostKey; self.nonce = nonce; self.evidence = evidence
+    }
+}

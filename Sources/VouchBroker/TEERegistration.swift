@@ -1,0 +1,140 @@
+import Foundation
+import VouchAPI
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchModel
+import VouchPolicy
+
+extension RegistrationService {
+    /// Registers (or re-registers) a CPU TEE host (SEV-SNP, TDX) in one step: no credential
+    /// activation, the report is the proof. Checks, in order, refusing at the first failure:
+    /// 1. the request is well formed (by `registerHost`: `tee` alone, no EK, AK or `simulated`);
+    ///    push mode only — no `attesterURL` (`bad_request`); the evidence fields fit the kind
+    ///    (`bad_request`, `evidence_kind_unsupported`); the nonce is 64 lowercase hex digits
+    ///    (`bad_request`);
+    /// 2. before anything is verified, the nonce: issued with purpose `registration`, less than
+    ///    the challenge TTL ago, to a host id the request can stand for — its host key's, or (SEV-SNP)
+    ///    the chip's its report names, read unverified (`TEEHostIdentity.candidateHostIDs`)
+    ///    (`nonce_unknown`, `nonce_expired`): an unsolicited registration costs no verification;
+    /// 3. the host key is the DER SubjectPublicKeyInfo of an ECDSA P-256 or P-384 key
+    ///    (`tee_host_key_invalid`);
+    /// 4. the evidence is authentic and its REPORT_DATA is exactly
+    ///    `EnrollmentBinding.teeReportData(binding: SHA-256(nonce ‖ SHA-256(hostKey)))`, hostKey
+    ///    the SPKI as sent (the kind's verifier, `TEEEvidenceVerifier.identify`: its stage-1
+    ///    checks and codes, `tee_simulation_refused` among them); this gives the host's identity
+    ///    (`TEEHostIdentity`: a VCEK-signed report its chip, else the host key), whose host id
+    ///    must be the one the nonce was issued to (`nonce_unknown`);
+    /// 5. the nonce was not used (`nonce_reused`);
+    /// 6. a policy applies to the labels and the endorsement's issuer (`no_policy`);
+    /// 7. the host is not blocked and keeps its labels (`host_revoked`, `labels_immutable`).
+    /// Then, in one transaction that fails if the host changed since it was read
+    /// (`registration_invalid`): the host record (its platform, identity and host key), its trust
+    /// record (push mode; simulated when the evidence is the software TEE's; state and history
+    /// kept on re-registration), the decision (kind `activation`), which consumes the nonce.
+    /// The host certificate (SPIFFE ID spiffe://TD/host/ID) is issued for the host key.
+    func registerTEEHost(_ tee: TEERegistrationBody, hostname: String, labels: [String: String], attesterURL: String?, now: Date) throws -> RegisterHostResponse {
+        // 1
+        guard attesterURL == nil else {
+            throw VouchError(.badRequest, "a CPU TEE host reports in push mode: pull (attesterURL) is not supported for it yet", context: ["field": "attesterURL"])
+        }
+        let raw = try Self.rawEvidence(tee: tee.kind, tee.evidence, hostKeySignature: nil, field: "tee")
+        guard Hex.isLowercase(tee.nonce, length: 64...64) else {
+            throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "tee.nonce"])
+        }
+        let sentKey = try Base64.decode(tee.hostKey, field: "tee.hostKey")
+        // 2
+        var opened: (hostID: String, issuedAt: Date)?
+        for candidate in TEEHostIdentity.candidateHostIDs(raw, hostKey: sentKey) {
+            do {
+                opened = (candidate, try nonces.open(tee.nonce, hostID: candidate, purpose: .registration, now: now, ttl: config.challengeTTL))
+                break
+            } catch let e as VouchError where e.code == .nonceUnknown { continue }
+        }
+        guard let opened else {
+            metrics.registration(ErrorCode.nonceUnknown.rawValue)
+            throw VouchError(.nonceUnknown, "nonce was not issued for the registration of the host this request stands for", context: ["field": "tee.nonce"])
+        }
+        // 3
+        let hostKey = try TEEHostIdentity.checkedHostKey(sentKey)
+        guard let verifier = evidenceVerifiers.verifier(for: raw.kind) as? any TEEEvidenceVerifier else {
+            throw VouchError(.evidenceKindUnsupported, "this broker verifies no evidence of kind \(raw.kind.rawValue)", context: ["got": raw.kind.rawValue])
+        }
+        // 4
+        let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(tee.nonce), agentSPKI: sentKey)
+        let identified: TEEIdentification
+        switch verifier.identify(raw, binding: binding, hostKey: hostKey.spki, at: now) {
+        case let .success(i): identified = i
+        case let .failure(e):
+            metrics.registration(e.code.rawValue)
+            log("refused \(raw.kind.rawValue) registration: \(e.code) \(e.message)")
+            throw e
+        }
+        let id = identified.hostID
+        guard id == opened.hostID else {
+            metrics.registration(ErrorCode.nonceUnknown.rawValue)
+            throw VouchError(.nonceUnknown, "nonce was issued to another host id than the evidence establishes", context: ["field": "tee.nonce", "hostId": id])
+        }
+        let issuedAt = opened.issuedAt
+        // 5
+        if try store.nonceUsed(tee.nonce) {
+            throw VouchError(.nonceReused, "nonce has already been used", context: ["field": "tee.nonce"])
+        }
+        // 6
+        guard let policy = policies.current.select(labels: labels, ekIssuer: identified.endorsementIssuer) else {
+            metrics.registration(ErrorCode.noPolicy.rawValue)
+            throw VouchError(.noPolicy, "no policy applies to this host (its labels and endorsement issuer match none)",
+                             context: ["ekIssuer": identified.endorsementIssuer])
+        }
+        // 7
+        let existing = try store.host(id: id)
+        if let existing {
+            if let reason = existing.blockedReason {
+                metrics.registration(ErrorCode.hostRevoked.rawValue)
+                throw VouchError(.hostRevoked, "this host was revoked by an operator and cannot register until unblocked", context: ["hostId": id, "reason": reason])
+            }
+            guard existing.labels == labels else {
+                metrics.registration(ErrorCode.labelsImmutable.rawValue)
+                throw VouchError(.labelsImmutable, "a registered host keeps its labels; an operator deletes the host (vouch host delete) to change them",
+                                 context: ["hostId": id, "field": "labels"])
+            }
+        }
+        let certificate = try issueHostCertificate(hostID: id, publicKey: hostKey.key, now: now)
+        let chip: [UInt8]
+        if case let .chip(chipID) = identified.identity { chip = chipID } else { chip = [] }
+        var host = HostRecord(id: id, hostname: hostname, ekPublic: chip, ekCertificate: [], ekIssuer: identified.endorsementIssuer, labels: labels,
+                              akPublic: hostKey.spki, akName: Crypto.sha256(hostKey.spki), akAlgorithm: hostKey.type, akState: .active,
+                              activationDigest: nil, activationExpiresAt: nil, activationFailures: 0, registeredAt: existing?.registeredAt ?? now, updatedAt: now)
+        host.version = existing?.version ?? 0
+        host.platform = HostPlatform(rawValue: identified.kind.rawValue) ?? .tpm
+        var trust = (existing == nil ? nil : try store.trust(hostID: id)) ?? HostTrust(hostID: id, since: now, mode: .push, simulated: identified.simulated)
+        trust.mode = .push
+        trust.attesterURL = nil
+        trust.simulated = identified.simulated
+        trust.hostCertificateSerial = certificate.serialHex
+        trust.hostKeyPin = try Self.keyPin(hostKey.key)
+        let identity = chip.isEmpty ? "host key \(hostKey.type)" : "chip"
+        let record = AttestationRecord(hostID: id, at: now, kind: .activation, trusted: false, codes: [],
+                                       message: (identified.simulated ? "SIMULATED host (software TEE); " : "") +
+                                                "\(identified.kind.evidenceName) verified (\(identified.endorsementIssuer)); identity: \(identity); " +
+                                                "policy \(policy.label); push mode; host certificate \(certificate.serialHex)",
+                                       nonce: tee.nonce, nonceExpiresAt: issuedAt.addingTimeInterval(config.challengeTTL))
+        do {
+            try store.activateHost(host, trust: trust, record: record)
+        } catch let e as VouchError where e.code == .conflict {
+            throw VouchError(.registrationInvalid, "the host changed during this registration; register again", context: ["field": "tee", "hostId": id])
+        }
+        metrics.registration("registered_\(identified.kind.rawValue)")
+        log("host \(id) registered with \(identified.kind.evidenceName) (\(hostname)); identity \(identity); push mode")
+        return RegisterHostResponse(hostId: id, platform: identified.kind.rawValue, hostCertificate: try certificate.pem,
+                                    caCertificate: try authorities.current.chainPEM, brokerSpiffeId: config.brokerSpiffeID)
+    }
+
+    /// The host's TLS certificate for a key the host's TEE evidence bound (no CSR: the report
+    /// binds the key), as `issueHostCertificate(hostID:csrPEM:now:)` issues it for a TPM host.
+    func issueHostCertificate(hostID: String, publicKey: PublicKey, now: Date) throws -> Certificate {
+        let profile = LeafProfile(uriSANs: [config.hostSpiffeID(hostID)],
+                                  notBefore: now.addingTimeInterval(-60), notAfter: now.addingTimeInterval(config.hostCertificateTTL), usage: .host)
+        return try authorities.current.signer.issue(publicKey: publicKey, profile: profile, serial: nil)
+    }
+}

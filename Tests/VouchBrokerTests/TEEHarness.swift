@@ -1,0 +1,129 @@
+import Foundation
+import VouchAPI
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchPolicy
+import VouchTEESim
+import VouchTEEWire
+import XCTest
+
+/// The software TEE platforms the broker tests share (making one costs RSA key generation), the
+/// collateral of the TDX one around the test clock's start (2026-01-01), and the roots a broker
+/// that allows simulated hosts is given.
+enum SoftwareTEEs {
+    static let snp = try! SoftwareSNP()
+    static let tdx = try! SoftwareTDX(notBefore: Date.parseRFC3339("2025-01-01T00:00:00Z")!, notAfter: Date.parseRFC3339("2030-01-01T00:00:00Z")!)
+    static let collateral: TDXCollateral = {
+        let issue = Date.parseRFC3339("2025-12-20T00:00:00Z")!, next = Date.parseRFC3339("2026-02-20T00:00:00Z")!
+        let tcbDate = Date.parseRFC3339("2025-11-12T00:00:00Z")!
+        return try! tdx.collateral(tcbInfo: SoftwareTDX.json(tdx.defaultTCBInfo(issueDate: issue, nextUpdate: next, tcbDate: tcbDate)),
+                                   qeIdentity: tdx.json(tdx.defaultQEIdentity(issueDate: issue, nextUpdate: next, tcbDate: tcbDate)),
+                                   crlThisUpdate: issue, crlNextUpdate: next)
+    }()
+
+    /// AMD's and Intel's pinned roots, the software TEE's test roots, and its TDX collateral.
+    static var trust: TEETrust {
+        TEETrust(tdxCollateral: TDXCollateralSet([Hex.encode(tdx.platform.fmspc): collateral]))
+            .trustingSimulation(snp: try! SNPTrustStore(pemFiles: [("sim.pem", try! snp.rootsPEM)], source: "software TEE", pinning: .asLoaded),
+                                tdxRoots: tdx.roots)
+    }
+
+    /// The measurement the test policy allows (SEV-SNP MEASUREMENT, TDX MRTD).
+    static let good = [UInt8](repeating: 0x6a, count: 48)
+
+    /// `Broker.policy()` with `snp:` and `tdx:` sections allowing `good` only.
+    static func policy() -> Policy {
+        var p = Broker.policy()
+        var snp = SNPPolicy()
+        snp.measurements = [SNPPolicy.Measurement(name: "guest-v1", value: good)]
+        p.snp = snp
+        var tdx = TDXPolicy()
+        tdx.mrtd = [TDXPolicy.NamedValue(name: "td-v1", value: good)]
+        p.tdx = tdx
+        return p
+    }
+}
+
+/// A confidential VM on the software TEE, as an attester would run it: a host key made in the
+/// guest, reports and quotes whose REPORT_DATA binds what the broker asks, and the host key's
+/// signature over the binding.
+struct SoftwareTEEGuest {
+    enum Kind { case snpVCEK, snpVLEK, tdx }
+    let kind: Kind
+    let hostKey: PrivateKey
+    var measurement = SoftwareTEEs.good
+    var debug = false
+
+    init(_ kind: Kind) throws {
+        self.kind = kind
+        hostKey = try PrivateKey.generate(.p256)
+    }
+
+    var evidenceKind: String { kind == .tdx ? "tdx" : "sev-snp" }
+    var hostKeySPKI: [UInt8] { get throws { try hostKey.publicKey.canonicalSPKIDER } }
+
+    /// The host id the guest will have: its chip's for a VCEK, its host key's otherwise.
+    var hostID: String {
+        get throws { kind == .snpVCEK ? TEEHostIdentity.hostID(chipID: SoftwareTEEs.snp.chipID) : TEEHostIdentity.hostID(hostKeySPKI: try hostKeySPKI) }
+    }
+
+    /// A report (SEV-SNP) or quote (TDX) whose REPORT_DATA is `teeReportData(binding:)`.
+    func fields(binding: [UInt8]) throws -> TEEEvidenceFields {
+        let data = EnrollmentBinding.teeReportData(binding: binding)
+        switch kind {
+        case .snpVCEK, .snpVLEK:
+            let snp = SoftwareTEEs.snp
+            var report = snp.report(signer: kind == .snpVLEK ? .vlek : .vcek, reportData: data)
+            report.measurement = measurement
+            if debug { report.policy = SNPGuestPolicy.with([SNPGuestPolicy.smtBit, SNPGuestPolicy.debugBit]) }
+            return TEEEvidenceFields(report: Base64.encode(try snp.sign(report)), endorsement: Base64.encode(try (kind == .snpVLEK ? snp.vlek : snp.vcek).der))
+        case .tdx:
+            let body = SoftwareTDX.body(tdAttributes: debug ? [1, 0, 0, 0x10, 0, 0, 0, 0] : [0, 0, 0, 0x10, 0, 0, 0, 0], mrTD: measurement, reportData: data)
+            return TEEEvidenceFields(quote: Base64.encode(try SoftwareTEEs.tdx.quote(body)))
+        }
+    }
+
+    /// Evidence for enrollment or re-attestation, signed by the host key over the binding.
+    func evidence(binding: [UInt8], signed: Bool = true) throws -> TEEEvidenceBody {
+        TEEEvidenceBody(kind: evidenceKind, evidence: try fields(binding: binding),
+                        hostKeySignature: signed ? Base64.encode(try hostKey.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256)) : nil)
+    }
+
+    /// The registration body for a registration challenge's nonce.
+    func registration(nonce: String) throws -> TEERegistrationBody {
+        let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(nonce), agentSPKI: try hostKeySPKI)
+        return TEERegistrationBody(kind: evidenceKind, hostKey: Base64.encode(try hostKeySPKI), nonce: nonce, evidence: try fields(binding: binding))
+    }
+}
+
+extension Broker {
+    /// Registers a software TEE guest the way its attester would: a registration challenge for
+    /// the host id it will have, then its report.
+    @discardableResult
+    func register(_ guest: SoftwareTEEGuest) throws -> RegisterHostResponse {
+        let challenge = try service.enrollment.createChallenge(ChallengeRequest(hostId: try guest.hostID, purpose: "registration"))
+        return try service.registration.registerHost(RegisterHostRequest(tee: try guest.registration(nonce: challenge.nonce), hostname: "cvm-1"))
+    }
+
+    /// Enrolls an agent on a TEE host: an enrollment challenge, a fresh P-256 key and CSR, evidence
+    /// binding both (`bindingKey`: the key the evidence binds, if not the CSR's).
+    func enroll(_ guest: SoftwareTEEGuest, agent: String, bindingKey: PrivateKey? = nil, signed: Bool = true,
+                nonce reuse: ChallengeResponse? = nil) throws -> EnrollResponse {
+        let host = try guest.hostID
+        let challenge = try reuse ?? service.enrollment.createChallenge(ChallengeRequest(hostId: host))
+        let key = try PrivateKey.generate(.p256)
+        let csr = try CSR.create(key: key, commonName: agent)
+        let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce), agentSPKI: try (bindingKey ?? key).publicKey.spkiDER)
+        return try service.enrollment.enroll(EnrollRequest(hostId: host, nonce: challenge.nonce, agentName: agent, csr: csr.pem,
+                                                           tee: try guest.evidence(binding: binding, signed: signed)))
+    }
+
+    /// A push re-attestation report from a TEE host.
+    func report(_ guest: SoftwareTEEGuest) throws -> AttestationVerdict {
+        let host = try guest.hostID
+        let challenge = try service.enrollment.createChallenge(ChallengeRequest(hostId: host, purpose: "attestation"))
+        let binding = EnrollmentBinding.reattestationData(nonce: try Hex.decode(challenge.nonce))
+        return try service.reattestation.judgeReport(hostID: host, AttestationReport(nonce: challenge.nonce, tee: try guest.evidence(binding: binding)))
+    }
+}
