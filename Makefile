@@ -9,7 +9,7 @@ APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 lib
                 golang-go gnutls-bin openjdk-17-jdk-headless python3-cryptography python3-jwt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build demo test test-unit check-imports fuzz bench clean
+.PHONY: all deps build demo test test-unit check-imports fuzz bench bench-tee clean
 
 all: build
 
@@ -47,6 +47,10 @@ fuzz: deps
 # Benchmarks side by side with openssl speed and tpm2_checkquote; updates docs/performance.md.
 bench: deps
 	bench/run.sh
+
+# Only the confidential-VM rows (SEV-SNP, TDX beside openssl speed and dcap-qvl); updates their section.
+bench-tee: deps
+	bench/tee.sh
 
 clean:
 	rm -rf .build out

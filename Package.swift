@@ -91,7 +91,7 @@ let package = Package(
                                                     "VouchTEEWire", "VouchYAML",
                                                     "VouchCore", "VouchRuntime"]),
 
-        .target(name: "VouchBenchKit", dependencies: ["VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog", "VouchPolicy", "VouchTPM", "VouchTPMWire"],
+        .target(name: "VouchBenchKit", dependencies: ["VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog", "VouchPolicy", "VouchTPM", "VouchTPMWire", "VouchTEEWire"],
                 path: "Sources/VouchBenchKit"),
         .executableTarget(name: "vouch-bench", dependencies: ["VouchBenchKit", "VouchAttesterKit", "VouchHTTPClient", "VouchAPI", "VouchCrypto", "VouchCore", "VouchRuntime"]),
         .executableTarget(name: "vouch-fuzz", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog",

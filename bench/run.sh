@@ -30,6 +30,10 @@ export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
 "$bin/vouch-bench" --tcti "$TPM2TOOLS_TCTI" --logs "$shared/tpm-eventlog/eventlogs" --seconds "$seconds" --out "$out/inprocess.json"
 openssl speed -seconds "$seconds" ecdsap256 rsa2048 > "$out/openssl-speed.txt" 2>/dev/null
 
+# Confidential-VM evidence (SEV-SNP, TDX) beside openssl speed and dcap-qvl: bench/tee.sh, which
+# writes its own table (out/bench/tee/results.json, the TEE section of docs/performance.md).
+bench/tee.sh "$out/tee"
+
 # The peers' quotes, one per AK type for both peers: PCR 16 carries Keylime's data binding
 # (reset, then extended with SHA-256 of the agent's transport key PEM, as the Keylime agent does
 # before every quote), and the nonce is 20 ASCII characters, as Keylime's verifier sends them.
@@ -219,7 +223,9 @@ for r in broker:
             ratios.append(f"{r['name']}: {r['cpu_percent']:.0f} % of one core, so about {int(50 / max(r['cpu_percent'], 0.1) * hosts)} hosts at 50 % of a core")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 machine = f"{os.cpu_count()} vCPU ({cpu}), {platform.system()} {platform.release()}"
-json.dump({"machine": machine, "results": results, "ratios": ratios}, open(os.path.join(out, "results.json"), "w"), indent=2)
+tee_path = os.path.join(out, "tee", "results.json")
+tee = json.load(open(tee_path)) if os.path.exists(tee_path) else None
+json.dump({"machine": machine, "results": results, "ratios": ratios, "tee": tee}, open(os.path.join(out, "results.json"), "w"), indent=2)
 table = ["| measurement | rate | unit | detail |", "|---|---|---|---|"]
 table += [f"| {r['name']} | {r['rate']:,.1f} | {r['unit']} | {r['detail']} |" if r['rate'] < 100 else f"| {r['name']} | {r['rate']:,.0f} | {r['unit']} | {r['detail']} |" for r in results]
 section = "\n".join([f"Machine: {machine}. Release build; `BENCH_SECONDS` per measurement.", "", *table, "", *[f"- {r}" for r in ratios]])

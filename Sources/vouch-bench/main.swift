@@ -4,7 +4,11 @@ import VouchBenchKit
 
 do {
     let argv = Array(CommandLine.arguments.dropFirst())
-    exit(argv.first == "enroll" ? try EnrollBench.run(Array(argv.dropFirst())) : try Bench.run(argv))
+    switch argv.first {
+    case "enroll": exit(try EnrollBench.run(Array(argv.dropFirst())))
+    case "tee": exit(try TEEBench.run(Array(argv.dropFirst())))
+    default: exit(try Bench.run(argv))
+    }
 } catch {
     FileHandle.standardError.write(Data("vouch-bench: \(error)\n".utf8))
     exit(1)
