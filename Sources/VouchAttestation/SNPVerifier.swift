@@ -44,6 +44,10 @@ public struct VerifiedSNPEndorsement: Sendable {
     public let signer: SNPSigningKey
     public let extensions: SNPEndorsementExtensions
     public let revocationChecked: Bool
+    /// The latest notBefore and the earliest notAfter of the ARK, the ASK/ASVK and this
+    /// certificate: when check 4 holds.
+    public let validFrom: Date
+    public let validUntil: Date
 }
 
 /// The outcome of `SNPVerifier.authenticateEndorsement`.
@@ -117,12 +121,21 @@ extension ErrorCode {
 ///  9. the report signature (R and S little-endian, over bytes [0, 0x2A0)) verifies with the
 ///     VCEK/VLEK key (`snp_report_signature_invalid`);
 /// 10. the expectations of `SNPPolicy` (`appraise`), all reported together, with the claims.
+///
+/// Check 2 is cached per product line and key kind. Checks 3–6 (parse) are cached per exact
+/// endorsement bytes, key kind and exact CRL bytes, and used only inside the window in which
+/// they hold (every certificate's validity and the CRL's thisUpdate..nextUpdate): repeated
+/// reports from one platform cost the report's parse, binding and signature.
 public final class SNPVerifier: Sendable {
     public let trust: SNPTrustStore
 
     private struct ChainKey: Hashable { let product: SNPProduct; let signer: SNPSigningKey }
     private enum ChainOutcome { case trusted(intermediateKey: PublicKey), refused(PolicyViolation) }
     private let chains = Mutex<[ChainKey: ChainOutcome]>([:])
+    private struct EndorsementKey: Hashable { let endorsement: [UInt8]; let signer: SNPSigningKey; let crl: [UInt8]? }
+    private struct CachedEndorsement { let verified: VerifiedSNPEndorsement; let from: Date; let until: Date; let untilInclusive: Bool }
+    private let endorsements = Mutex<[EndorsementKey: CachedEndorsement]>([:])
+    static let maxCachedEndorsements = 4096
 
     public init(trust: SNPTrustStore) {
         self.trust = trust
@@ -179,6 +192,33 @@ public final class SNPVerifier: Sendable {
     /// Checks 1 (the certificate part) to 5, and the parse of check 6, for a VCEK or VLEK on its
     /// own (`signer` says which): the chain from the pinned ARK, validity at `now`, and the CRL.
     public func authenticateEndorsement(_ bytes: [UInt8], signer: SNPSigningKey, crl: [UInt8]? = nil, at now: Date) -> SNPEndorsementAuthentication {
+        let cacheKey = EndorsementKey(endorsement: Crypto.sha256(bytes), signer: signer, crl: crl.map { Crypto.sha256($0) })
+        if let hit = endorsements.withLock({ $0[cacheKey] }), hit.from <= now, hit.untilInclusive ? now <= hit.until : now < hit.until {
+            return .authenticated(hit.verified)
+        }
+        let result = authenticateEndorsementUncached(bytes, signer: signer, crl: crl, at: now)
+        if case let .authenticated(verified) = result, let window = Self.window(verified, crl: crl) {
+            endorsements.withLock { cache in
+                if cache.count >= Self.maxCachedEndorsements { cache.removeAll() }
+                cache[cacheKey] = CachedEndorsement(verified: verified, from: window.from, until: window.until, untilInclusive: window.inclusive)
+            }
+        }
+        return result
+    }
+
+    /// When a verified endorsement's checks 3–5 hold: every certificate's validity (inclusive
+    /// bounds) and, with a CRL, thisUpdate <= now < nextUpdate.
+    private static func window(_ verified: VerifiedSNPEndorsement, crl: [UInt8]?) -> (from: Date, until: Date, inclusive: Bool)? {
+        var from = verified.validFrom, until = verified.validUntil, inclusive = true
+        if let crl {
+            guard let parsed = try? CRL(der: pemBody(crl, label: "X509 CRL") ?? crl) else { return nil }
+            from = max(from, parsed.thisUpdate)
+            if parsed.nextUpdate <= until { (until, inclusive) = (parsed.nextUpdate, false) }
+        }
+        return (from, until, inclusive)
+    }
+
+    private func authenticateEndorsementUncached(_ bytes: [UInt8], signer: SNPSigningKey, crl: [UInt8]?, at now: Date) -> SNPEndorsementAuthentication {
         let kind = signer == .vlek ? "VLEK" : "VCEK"
         let endorsement: Certificate
         do { endorsement = try Self.certificate(bytes) } catch {
@@ -224,8 +264,10 @@ public final class SNPVerifier: Sendable {
         do { extensions = try SNPEndorsementExtensions(extensionValue: endorsement.extensionValue(oid:)) } catch {
             return .refused(Self.malformed(error, path: "snp.endorsement.extensions"))
         }
+        let chain = [roots.ark, intermediate, endorsement]
         return .authenticated(VerifiedSNPEndorsement(certificate: endorsement, publicKey: endorsementKey, product: product, signer: signer,
-                                                     extensions: extensions, revocationChecked: crl != nil))
+                                                     extensions: extensions, revocationChecked: crl != nil,
+                                                     validFrom: chain.map(\.notBefore).max()!, validUntil: chain.map(\.notAfter).min()!))
     }
 
     /// Check 2, cached per product line and key kind (the outcome does not depend on time).

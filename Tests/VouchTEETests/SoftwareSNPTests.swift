@@ -60,6 +60,28 @@ final class SoftwareSNPTests: XCTestCase {
         }
     }
 
+    /// A verifier reuses a verified endorsement (chain, validity, CRL) for the same bytes, but
+    /// only inside the window it holds in: past the VLEK's notAfter, or past the CRL's nextUpdate,
+    /// the same verifier refuses exactly as a fresh one does.
+    func testCachedEndorsementsHoldOnlyInTheirWindow() throws {
+        let vlek = try SNPFixtures.sample("milan-vlek-trustee")
+        let verifier = SNPVerifier(trust: try SNPFixtures.amdStore())
+        let evidence = SNPEvidence(report: vlek.report, endorsementKey: vlek.signer)
+        XCTAssertTrue(verifier.verify(evidence, at: SNPFixtures.now).isVerified)
+        XCTAssertTrue(verifier.verify(evidence, at: SNPFixtures.now).isVerified)
+        XCTAssertEqual(verifier.verify(evidence, at: Date(timeIntervalSince1970: 1_767_225_600)).codes, ["snp_certificate_expired"])
+
+        let sim = SNPSim.genoa
+        let simVerifier = try SNPSim.verifier([sim])
+        let report = try sim.sign(sim.report())
+        let day: TimeInterval = 86400
+        let crl = try sim.crl(revoking: [], thisUpdate: SNPFixtures.now - day, nextUpdate: SNPFixtures.now + day)
+        let withCRL = SNPEvidence(report: report, endorsementKey: try sim.vcek.der, crl: crl)
+        XCTAssertTrue(simVerifier.verify(withCRL, at: SNPFixtures.now).isVerified)
+        XCTAssertEqual(simVerifier.verify(withCRL, at: SNPFixtures.now + day).codes, ["snp_crl_invalid"], "at nextUpdate the CRL is stale")
+        XCTAssertEqual(simVerifier.verify(withCRL, at: SNPFixtures.now - 2 * day).codes, ["snp_crl_invalid"], "before thisUpdate")
+    }
+
     func testRevocationListsOfTheARK() throws {
         let sim = SNPSim.genoa
         let verifier = try SNPSim.verifier([sim])
