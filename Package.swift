@@ -30,7 +30,8 @@
 //   VouchBroker        the broker service: orchestration over protocols, and its HTTP API (logs through an
 //                      injected closure; VouchRuntime only for Bootstrap's CA, token and identity files)
 //   VouchAttesterKit   the host side: AK, registration, quotes for agents (VouchRuntime: host certificate
-//                      and model log files; logs through an injected closure)
+//                      and model log files; logs through an injected closure); a confidential VM's reports
+//                      (configfs-tsm, or the software TEE's persisted platform for tests and demos)
 //   vouchd, vouch-attester, vouch, vouch-bench, vouch-fuzz: executables that only wire pieces together
 // Every target declares exactly the package targets it imports: scripts/check-imports.sh (run by make test).
 import PackageDescription
@@ -81,7 +82,8 @@ let package = Package(
         .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchTEEWire", "VouchCrypto", "VouchPolicy", "VouchEventLog"]),
         .target(name: "VouchTEESim", dependencies: ["VouchCore", "VouchTEEWire", "VouchCrypto"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
-        .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog"]),
+        .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog",
+                                                   "VouchAttestation", "VouchTEESim", "VouchTEEWire"]),
 
         // Executables
         .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchModel", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Vouch quick start: a real software TPM, the broker and the attester on free loopback ports;
 # enroll an agent, show status, revoke its certificate, show OCSP and the CRL (fetched over http
-# from the URLs in the certificate) saying so; stop everything.
+# from the URLs in the certificate) saying so; then a simulated confidential VM (the software TEE)
+# on a second broker: enroll, check, drift, revoked; stop everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -106,6 +107,50 @@ if openssl verify -crl_check -CAfile "$out/ca.pem" -CRLfile "$out/crl.pem" "$out
 fi
 echo "openssl verify -crl_check rejects the revoked certificate, as it should"
 
+step "8. A confidential VM (SIMULATED: the software TEE, INSECURE, demos only) on a second broker that allows it"
+# One simulated machine (test AMD and Intel chains, keys in files); its roots and TDX collateral
+# are handed to a broker started with --allow-simulated-hosts. The policy allows one launch
+# measurement: the one a simulated guest starts with.
+"$bin/vouch-attester" simulated-tee-platform "$out/cvm-platform" | tee "$out/cvm-platform.txt"
+measurement=$(awk '$1 == "measurement" { print $2 }' "$out/cvm-platform.txt")
+cat >"$out/cvm-policy.yaml" <<EOF
+apiVersion: vouch/v1
+name: confidential-vm
+version: 1
+description: simulated SEV-SNP and TDX guests launched with the software TEE's default measurement
+attestationKey: {algorithms: [ecc-p256]}
+pcrs: {bank: sha256, values: {7: ["$(printf '0%.0s' $(seq 64))"]}}
+certificate: {ttl: 15m}
+reattestation: {interval: 15m, onFailure: {action: revoke, afterFailures: 1, grace: 0s}}
+snp: {measurements: [{name: guest-v1, value: "$measurement"}]}
+tdx: {mrtd: [{name: td-v1, value: "$measurement"}]}
+EOF
+cvm_port=$(free_port)
+"$bin/vouchd" --data-dir "$out/cvm-broker" --policy "$out/cvm-policy.yaml" --ek-roots "$out/ek-roots" --port "$cvm_port" \
+  --trust-domain cvm.demo.vouch.local --allow-simulated-hosts --simulated-tee-roots "$out/cvm-platform/roots" \
+  --tdx-collateral "$out/cvm-platform/tdx-collateral" >"$out/cvm-vouchd.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 200); do [ -f "$out/cvm-broker/broker-ca/ca.pem" ] && curl -sf --cacert "$out/cvm-broker/broker-ca/ca.pem" "https://127.0.0.1:$cvm_port/v1/health" >/dev/null && break; sleep 0.05; done
+cvm() { VOUCH_BROKER="https://127.0.0.1:$cvm_port" VOUCH_CA="$out/cvm-broker/broker-ca/ca.pem" VOUCH_TOKEN_FILE="$out/cvm-broker/admin.token" "$bin/vouch" "$@"; }
+"$bin/vouch-attester" --broker "https://127.0.0.1:$cvm_port" --ca "$out/cvm-broker/broker-ca/ca.pem" --simulate-tee sev-snp \
+  --simulate-tee-platform "$out/cvm-platform" --simulate-tee-options "$out/cvm.options" --socket "$out/cvm.sock" \
+  --hostname demo-cvm --state-dir "$out/cvm-state" --push-interval 1s >"$out/cvm-attester.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 200); do [ -S "$out/cvm.sock" ] && break; sleep 0.05; done
+[ -S "$out/cvm.sock" ] || { echo "the simulated confidential VM's attester did not start" >&2; exit 1; }
+cat "$out/cvm-attester.log"
+cvm enroll --name cvm-agent --out "$out/cvm-agent" --socket "$out/cvm.sock"
+cvm cert inspect "$out/cvm-agent/cvm-agent.pem" --ca "$out/cvm-broker/broker-ca/ca.pem" --issuer "$out/cvm-broker/ca/ca.pem"
+cvm check --cert "$out/cvm-agent/cvm-agent.pem" --allow-simulated
+echo "The guest's measurement drifts; its next push report is refused and the agent's certificate revoked:"
+echo "measurement=$(printf '22%.0s' $(seq 48))" >"$out/cvm.options"
+for _ in $(seq 1 100); do cvm check --cert "$out/cvm-agent/cvm-agent.pem" --allow-simulated >/dev/null 2>&1 || break; sleep 0.1; done
+if cvm check --cert "$out/cvm-agent/cvm-agent.pem" --allow-simulated; then
+  echo "expected the drifted guest's certificate to be revoked" >&2; exit 1
+fi
+grep "snp_measurement_not_allowed" "$out/cvm-vouchd.log" | head -2
+
 step "Done"
 echo "Left for inspection: out/demo/ca.pem (issuing CA), out/demo/broker-ca.pem (the broker's own CA), out/demo/agent.pem, out/demo/crl.der"
 echo "  openssl verify -crl_check -CAfile out/demo/ca.pem -CRLfile <(openssl crl -inform der -in out/demo/crl.der) out/demo/agent.pem"
+echo "The simulated confidential VM's: out/demo/cvm-agent/cvm-agent.pem, out/demo/cvm-vouchd.log, out/demo/cvm-platform/"

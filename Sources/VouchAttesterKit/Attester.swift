@@ -25,6 +25,9 @@ public struct AttesterConfig: Sendable {
     public var attesterURL: String?
     /// Where the host certificate, its key (mode 0600) and the broker CA are written.
     public var stateDirectory: String?
+    /// A confidential VM (SEV-SNP, TDX): its reports come from here and take the place of TPM
+    /// quotes (`tcti`, the AK and EK settings and the logs are then unused). Push mode only.
+    public var tee: (any TEEEvidenceSource)?
 
     /// Where Linux exports the firmware event log.
     public static let systemEventLog = "/sys/kernel/security/tpm0/binary_bios_measurements"
@@ -47,6 +50,8 @@ public final class Attester: Sendable {
     private let tpmLock = Mutex(())
     private let registeredHost = Mutex<String?>(nil)
     let hostIdentity = Mutex<HostIdentity?>(nil)
+    /// A confidential VM's host key, once loaded (`loadOrCreateTEEHostKey`).
+    let teeHostKey = Mutex<PrivateKey?>(nil)
 
     public init(config: AttesterConfig, broker: HTTPTransport) {
         self.config = config
@@ -66,6 +71,11 @@ public final class Attester: Sendable {
     /// Registers this host with the broker and completes credential activation. Returns the host id.
     @discardableResult
     public func register() throws -> String {
+        if let tee = config.tee {
+            let id = try registerTEE(tee)
+            registeredHost.withLock { $0 = id }
+            return id
+        }
         let (ekCert, ekPublic, akPublic) = try withTPM { tpm in
             let endorsement = try tpm.endorsement(config.ekKind)
             let (_, akPublic) = try tpm.createAttestationKey(config.akKind)
@@ -109,6 +119,7 @@ public final class Attester: Sendable {
     /// data, and asks the broker for a certificate.
     public func enroll(_ req: AgentEnrollRequest) throws -> EnrollResponse {
         guard let hostID else { throw VouchError(.attesterNotRegistered, "this host has not completed registration with the broker") }
+        if let tee = config.tee { return try enrollTEE(req, hostID: hostID, source: tee) }
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID), as: ChallengeResponse.self)
         let nonce = try Hex.decode(challenge.nonce, field: "nonce")
         var tpmKey: (body: TPMKeyBody, priv: [UInt8], pub: [UInt8])?
@@ -175,7 +186,7 @@ public final class Attester: Sendable {
         } catch let f as APIFailure {
             return json(f.status, JSONCodec.encode(f.error))
         } catch let e as VouchError {
-            let status = e.code == .tpm || e.code == .http ? 503 : (e.code.rawValue == "attester_not_registered" ? 503 : 400)
+            let status = e.code == .tpm || e.code == .http || e.code == .tsmUnavailable ? 503 : (e.code.rawValue == "attester_not_registered" ? 503 : 400)
             return json(status, JSONCodec.encode(APIError(code: e.code.rawValue, message: e.message, context: e.context.isEmpty ? nil : e.context)))
         } catch {
             return json(500, JSONCodec.encode(APIError(code: "internal", message: "internal error")))

@@ -74,19 +74,26 @@ extension Attester {
         return try Self.quoteBody(q, eventLogPath: config.eventLogPath, modelLogPath: config.modelLogPath)
     }
 
-    /// Push mode, one report: a nonce from the broker, a quote, the report over mTLS with the host
+    /// Push mode, one report: a nonce from the broker, a quote (or a confidential VM's report), the report over mTLS with the host
     /// certificate. Returns the broker's verdict and the policy's interval (seconds).
     public func pushReport() throws -> (verdict: AttestationVerdict, interval: Int) {
         guard let hostID, let identity, let certFile = identity.certificateFile, let keyFile = identity.keyFile else {
             throw VouchError(.attesterNotRegistered, "this host has not completed registration (or has no state directory for its host certificate)")
         }
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID, purpose: "attestation"), as: ChallengeResponse.self)
-        let body = try reattestationQuote(QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection))
+        let report: AttestationReport
+        if let tee = config.tee {
+            // A confidential VM's report, bound as a quote's qualifying data would be.
+            let binding = EnrollmentBinding.reattestationData(nonce: try Hex.decode(challenge.nonce, field: "nonce"))
+            report = AttestationReport(nonce: challenge.nonce, tee: try teeEvidence(binding: binding, source: tee))
+        } else {
+            report = AttestationReport(nonce: challenge.nonce, quote: try reattestationQuote(QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection)))
+        }
         guard case let .https(base, caFile) = (broker.transport as? HTTPClient)?.transport else {
             throw VouchError(.config, "push mode needs an HTTPS broker transport")
         }
         let mtls = APIClient(transport: HTTPClient(.https(baseURL: base, caFile: caFile), identity: .init(certificateFile: certFile, keyFile: keyFile)))
-        let verdict = try mtls.call("POST", "/v1/hosts/\(hostID)/attestations", body: AttestationReport(nonce: challenge.nonce, quote: body), as: AttestationVerdict.self)
+        let verdict = try mtls.call("POST", "/v1/hosts/\(hostID)/attestations", body: report, as: AttestationVerdict.self)
         return (verdict, challenge.reattestationInterval ?? 300)
     }
 

@@ -369,7 +369,7 @@ public final class SQLiteBrokerStore: BrokerStore {
     }
 
     public func latestEvidence(hostID: String) throws -> AttestationRecord? {
-        try attestation(hostID: hostID, where: "AND pcrs IS NOT NULL")
+        try attestation(hostID: hostID, where: "AND (pcrs IS NOT NULL OR json_extract(claims, '$.tee') IS NOT NULL)")
     }
 
     private static let attestationColumns = """

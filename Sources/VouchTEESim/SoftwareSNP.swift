@@ -64,6 +64,23 @@ public struct SoftwareSNP: Sendable {
         vlek = issuedVLEK
     }
 
+    /// A platform made before, from its keys and certificates as they were (a simulated platform
+    /// kept across restarts). Nothing is checked: the verifier judges what it signs.
+    public init(product: SNPProduct, tcb: SNPTCBComponents, chipID: [UInt8], ark: (Certificate, PrivateKey), ask: (Certificate, PrivateKey),
+                asvk: (Certificate, PrivateKey), vcek: (Certificate, PrivateKey), vlek: (Certificate, PrivateKey)) throws {
+        guard chipID.count == 64 else {
+            throw VouchError(.teeSimulationUnsupported, "a chip id is 64 bytes", context: ["field": "chipID", "got": "\(chipID.count)"])
+        }
+        self.product = product
+        self.tcb = tcb
+        self.chipID = chipID
+        (self.ark, arkKey) = ark
+        (self.ask, askKey) = ask
+        (self.asvk, asvkKey) = asvk
+        (self.vcek, vcekKey) = vcek
+        (self.vlek, vlekKey) = vlek
+    }
+
     /// The ASK, the ASVK and the ARK as PEM (the shape of AMD's `cert_chain`), for a roots
     /// directory.
     public var rootsPEM: String {

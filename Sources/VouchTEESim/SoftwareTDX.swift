@@ -40,9 +40,10 @@ public final class SoftwareTDX: Sendable {
     public let pckCA: CertificateAuthority
     public let pckCertificate: Certificate
     public let tcbSigningCertificate: Certificate
-    private let pckKey: PrivateKey
-    private let tcbSigningKey: PrivateKey
-    private let attestationKey: PrivateKey
+    /// The simulation's signing keys (a simulated platform kept across restarts saves them).
+    public let pckKey: PrivateKey
+    public let tcbSigningKey: PrivateKey
+    public let attestationKey: PrivateKey
 
     /// The roots a verifier must be given to trust this platform.
     public var roots: [Certificate] { [root.certificate] }
@@ -64,6 +65,19 @@ public final class SoftwareTDX: Sendable {
         tcbSigningCertificate = try root.tdxSimulationLeaf(subject: [("CN", "Simulated SGX TCB Signing"), org], publicKey: try tcbSigningKey.publicKey,
                                                            notBefore: notBefore, notAfter: notAfter)
         attestationKey = try PrivateKey.generate()
+    }
+
+    /// A platform made before, from its keys and certificates as they were (a simulated platform
+    /// kept across restarts). Nothing is checked: the verifier judges what it signs.
+    public init(platform: Platform, qe: QE = QE(), root: CertificateAuthority, pckCA: CertificateAuthority, pck: (Certificate, PrivateKey),
+                tcbSigning: (Certificate, PrivateKey), attestationKey: PrivateKey) {
+        self.platform = platform
+        self.qe = qe
+        self.root = root
+        self.pckCA = pckCA
+        (pckCertificate, pckKey) = pck
+        (tcbSigningCertificate, tcbSigningKey) = tcbSigning
+        self.attestationKey = attestationKey
     }
 
     /// The PCK chain as a quote carries it: PCK certificate, PCK CA, root (PEM).

@@ -1,5 +1,5 @@
-// vouch-attester: runs on an inference host; keeps the AK in the TPM, registers the host with the
-// broker and serves local agents on a Unix socket.
+// vouch-attester: runs on an inference host; keeps the AK in the TPM (or, in a confidential VM, takes
+// the CPU TEE's reports), registers the host with the broker and serves local agents on a Unix socket.
 import Foundation
 import VouchAttesterKit
 import VouchCore
@@ -10,6 +10,10 @@ import VouchTPMWire
 
 let usage = """
 usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
+       vouch-attester --broker URL --ca FILE --tee sev-snp|tdx --socket PATH [--vcek FILE] [options]
+       vouch-attester --broker URL --ca FILE --simulate-tee sev-snp|tdx --socket PATH
+                      [--simulate-tee-options FILE] [--simulate-tee-platform DIR] [options]
+       vouch-attester simulated-tee-platform DIR
        vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
        vouch-attester --simulate N --broker URL --ca FILE --listen ADDR:PORT [--labels K=V,...] [--hostname PREFIX]
                       [--enroll-agents] [--drift-after DUR]
@@ -36,10 +40,33 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
   --push-interval DUR  push mode (no --listen): report this often (default: 80 % of the policy's
                     re-attestation interval, which the broker sends with each nonce)
 
+--tee sev-snp|tdx: this host is a confidential VM. Reports come from the kernel's configfs-tsm
+interface (/sys/kernel/config/tsm/report) in place of TPM quotes: no --tcti, --ak, --ek,
+--model-log; push mode only (no --listen). The host key (ECDSA P-256, STATE-DIR/tee-host.key,
+mode 0600) is made once: it is the host certificate's key and, for a VLEK-signed SEV-SNP guest
+or a TDX guest, the host's identity (a VCEK-signed guest is its chip). Agents enroll with
+software keys (no --tpm-key).
+  --vcek FILE       SEV-SNP: the VCEK (or VLEK) certificate, DER or PEM, when the host hands out
+                    no certificate table with the report
+  --event-log FILE  TDX: the CC event log (CCEL) sent with each quote (default: none)
+
+--simulate-tee sev-snp|tdx: the same, on the software TEE, INSECURE (keys in files: tests and
+demos only; a broker accepts it only with --allow-simulated-hosts and the platform's roots).
+  --simulate-tee-platform DIR  the simulated machine: its keys and certificates, made once and
+                    kept (default STATE-DIR/simulated-tee); publishes DIR/roots (for vouchd
+                    --simulated-tee-roots) and DIR/tdx-collateral (for vouchd --tdx-collateral).
+                    Guests sharing DIR share the machine (VCEK-signed guests share its chip)
+  --simulate-tee-options FILE  key=value lines read at every report: measurement=HEX (48 bytes),
+                    debug=true|false, signer=vcek|vlek (SEV-SNP); no file: the defaults (the
+                    measurement `simulated-tee-platform` prints, no debug, vcek)
+
 --simulate N: N software hosts in this process for scale tests, INSECURE (software AKs, no TPM;
 the broker refuses them unless started with --allow-simulated-hosts). Pull mode on --listen.
 --enroll-agents enrolls one agent per host once registered; --drift-after DUR then makes every
 host's PCR 7 drift (benchmarks of revocation at scale).
+
+simulated-tee-platform DIR: make (or load) a simulated TEE machine in DIR and publish its roots
+and TDX collateral, before a broker that must trust them starts; prints where they are.
 
 measure-model: hash model artefacts (files, or directories walked recursively) with SHA-256,
 reset PCR 23, extend it with one event per artefact in name order, and write the log (TCG
@@ -91,12 +118,52 @@ if CommandLine.arguments.dropFirst().first == "measure-model" {
     }
 }
 
+if CommandLine.arguments.dropFirst().first == "simulated-tee-platform" {
+    do {
+        let pargs = try Arguments(Array(CommandLine.arguments.dropFirst(2)), options: [], positional: 1)
+        guard let dir = pargs.positional.first else { fail("simulated-tee-platform takes the platform's directory") }
+        let platform = try SimulatedTEEPlatform.loadOrCreate(directory: dir)
+        print("SIMULATED TEE platform in \(platform.directory) (keys in files: tests and demos only)")
+        print("roots           \(platform.rootsDirectory)  (vouchd --allow-simulated-hosts --simulated-tee-roots)")
+        print("tdx collateral  \(platform.collateralDirectory)  (vouchd --tdx-collateral)")
+        print("measurement     \(Hex.encode(SimulatedTEEOptions.defaultMeasurement))  (a simulated guest's default launch measurement)")
+        exit(0)
+    } catch {
+        fail(error, prefix: "simulated-tee-platform: ")
+    }
+}
+
 let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
                          options: ["broker", "ca", "tcti", "socket", "ak", "ek", "hostname", "register-timeout", "event-log", "model-log", "labels",
-                                   "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after"], flags: ["enroll-agents"])
+                                   "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after",
+                                   "tee", "vcek", "simulate-tee", "simulate-tee-options", "simulate-tee-platform"], flags: ["enroll-agents"])
 } catch { fail(error) }
+
+/// `--tee` or `--simulate-tee`: where a confidential VM's reports come from (nil: a TPM host).
+func teeSource(_ args: Arguments, stateDirectory: String) throws -> (any TEEEvidenceSource)? {
+    let simulated = args["simulate-tee"] != nil
+    for o in ["simulate-tee-options", "simulate-tee-platform"] where args[o] != nil && !simulated { fail("--\(o) goes with --simulate-tee") }
+    guard let name = args["tee"] ?? args["simulate-tee"] else {
+        if args["vcek"] != nil { fail("--vcek goes with --tee sev-snp") }
+        return nil
+    }
+    guard args["tee"] == nil || !simulated else { fail("give one of --tee and --simulate-tee") }
+    guard let kind = TEEKind(rawValue: name) else { fail("--\(simulated ? "simulate-tee" : "tee") takes sev-snp or tdx") }
+    for o in ["tcti", "ak", "ek", "model-log", "listen", "advertise"] where args[o] != nil {
+        fail("--\(o) is for TPM hosts: a confidential VM has no TPM and reports in push mode")
+    }
+    if args["vcek"] != nil && (simulated || kind != .sevSNP) { fail("--vcek goes with --tee sev-snp") }
+    if args["event-log"] != nil && (simulated || kind != .tdx) { fail("--event-log with a confidential VM is the CC event log of --tee tdx") }
+    if simulated {
+        let platform = try SimulatedTEEPlatform.loadOrCreate(directory: args["simulate-tee-platform"] ?? stateDirectory + "/simulated-tee")
+        Runtime.log("SIMULATED \(kind.rawValue) guest on the software TEE (keys in \(platform.directory): tests and demos only; "
+                    + "a broker accepts it only with --allow-simulated-hosts and --simulated-tee-roots \(platform.rootsDirectory))")
+        return SimulatedTEE(kind: kind, platform: platform, optionsPath: args["simulate-tee-options"])
+    }
+    return TSMEvidenceSource(kind: kind, endorsement: try args["vcek"].map { try Files.read($0) }, eventLogPath: args["event-log"])
+}
 
 if let n = args["simulate"] {
     do {
@@ -139,12 +206,20 @@ do {
     guard let akKind = KeyTemplates.AKKind(rawValue: args["ak"] ?? "ecc-p256") else { fail("--ak must be ecc-p256 or rsa-2048") }
     let brokerClient = HTTPClient(.https(baseURL: try args.required("broker"), caFile: try args.required("ca")))
     let hostname = args["hostname"] ?? ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
-    let eventLog = args["event-log"] ?? (FileManager.default.isReadableFile(atPath: AttesterConfig.systemEventLog) ? AttesterConfig.systemEventLog : nil)
-    var config = AttesterConfig(tcti: try args.required("tcti"), akKind: akKind, hostname: hostname, eventLogPath: eventLog, modelLogPath: args["model-log"])
+    let stateDirectory = args["state-dir"] ?? "/var/lib/vouch-attester"
+    let tee = try teeSource(args, stateDirectory: stateDirectory)
+    var config: AttesterConfig
+    if let tee {
+        config = AttesterConfig(tcti: "", hostname: hostname)
+        config.tee = tee
+    } else {
+        let eventLog = args["event-log"] ?? (FileManager.default.isReadableFile(atPath: AttesterConfig.systemEventLog) ? AttesterConfig.systemEventLog : nil)
+        config = AttesterConfig(tcti: try args.required("tcti"), akKind: akKind, hostname: hostname, eventLogPath: eventLog, modelLogPath: args["model-log"])
+    }
     guard let ekKind = EKTemplate.Kind(rawValue: args["ek"] ?? "rsa") else { fail("--ek must be rsa or ecc") }
     config.ekKind = ekKind
     config.labels = parseLabels(args["labels"])
-    config.stateDirectory = args["state-dir"] ?? "/var/lib/vouch-attester"
+    config.stateDirectory = stateDirectory
     var listen: (host: String, port: UInt16)?
     if let l = args["listen"] {
         let parts = l.split(separator: ":").map(String.init)
@@ -161,7 +236,11 @@ do {
     while true {
         do {
             let id = try attester.register()
-            Runtime.log("registered as host \(id); AK (\(akKind.rawValue)) activated")
+            if let tee {
+                Runtime.log("registered as host \(id): a \(tee.kind.rawValue) confidential VM, host key in \(stateDirectory)/tee-host.key")
+            } else {
+                Runtime.log("registered as host \(id); AK (\(akKind.rawValue)) activated")
+            }
             break
         } catch {
             // Only transport faults are retried; a refusal from the broker is final.

@@ -3,6 +3,7 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchEventLog
 
 /// `vouch cert inspect FILE [--ca FILE] [--issuer FILE] [--json]`: the certificate's identity and
 /// the attestation it carries (the EAR in its CMW extension). With `--ca` (the broker CA), the EAR
@@ -77,13 +78,15 @@ func certCommand(_ argv: [String]) throws -> Int32 {
             let secureBoot: Bool?
             let subjectSpiffeId: String?
             let subjectSpkiSha256: String?
+            /// A CPU TEE host's claims (SEV-SNP, TDX).
+            let tee: TEEClaims?
         }
         print(JSONCodec.pretty(Report(serial: cert.serialHex, subject: cert.subject, issuer: cert.issuer, notBefore: cert.notBefore.iso8601,
                                       notAfter: cert.notAfter.iso8601, uriSANs: cert.uriSANs, attestation: claims.map {
             AttestationReport(hostId: $0.hostId, attestedAt: $0.attestedAt.iso8601, evidenceType: $0.evidenceType, evidenceDigest: Hex.encode($0.evidenceDigest),
                               pcrBank: $0.pcrBank, pcrDigest: Hex.encode($0.pcrDigest), policyName: $0.policyName, policyDigest: Hex.encode($0.policyDigest),
                               policyVersion: $0.policyVersion, modelManifests: $0.modelManifests.map { Hex.encode($0) }, secureBoot: $0.secureBoot,
-                              subjectSpiffeId: $0.subject?.spiffeId, subjectSpkiSha256: $0.subject.map { Hex.encode($0.spkiSHA256) })
+                              subjectSpiffeId: $0.subject?.spiffeId, subjectSpkiSha256: $0.subject.map { Hex.encode($0.spkiSHA256) }, tee: $0.tee)
         }, attestationVerified: anchors != nil && claims != nil, attestationError: problem,
                                       attestationErrorCode: problemCode, chainVerified: chainVerified, chainError: chainError)))
     } else {
@@ -97,7 +100,14 @@ func certCommand(_ argv: [String]) throws -> Int32 {
                 print("  WARNING: the certificate's own chain was not checked (--issuer): anyone can put this EAR and the agent's public key in a certificate")
             }
             print("  host           \(c.hostId)\n  attested at    \(c.attestedAt.iso8601)\n  evidence       \(c.evidenceType) sha256:\(Hex.encode(c.evidenceDigest))")
-            print("  PCRs           \(c.pcrBank) digest \(Hex.encode(c.pcrDigest))")
+            if let tee = c.tee {
+                print("  TEE            \(tee.kind) \(tee.platform), signer \(tee.signer)\(tee.simulated ? " (SIMULATED: the software TEE)" : "")")
+                print("  measurement    \(tee.measurement)\(tee.measurementName.map { " (\($0))" } ?? "")")
+                print("  TCB            \(tee.tcb)\(tee.tcbStatus.map { " \($0)" } ?? ""), debug \(tee.debug ? "ENABLED" : "disabled")")
+                if !tee.warnings.isEmpty { print("  warnings       \(tee.warnings.joined(separator: ", "))") }
+            } else {
+                print("  PCRs           \(c.pcrBank) digest \(Hex.encode(c.pcrDigest))")
+            }
             print("  policy         \(c.policyName) v\(c.policyVersion) sha256:\(Hex.encode(c.policyDigest))")
             print("  model          \(c.modelManifests.isEmpty ? "none measured" : c.modelManifests.map { Hex.encode($0) }.joined(separator: ", "))")
             print("  Secure Boot    \(c.secureBoot.map { $0 ? "enabled" : "disabled" } ?? "no firmware log")")

@@ -18,13 +18,17 @@ import VouchRuntime
 ///    broker itself — chaining to the broker CA (--ca), never to the CA that certifies agents, and
 ///    naming `spiffe://TRUST-DOMAIN/vouchd`; or, with --jwks, signed by the key its `kid` names in
 ///    the broker's key set (GET /v1/ear/jwks, over TLS verified with --ca) — that echoes the
-///    nonce, with ear.status affirming and state trusted;
+///    nonce, with ear.status affirming in every submodule (the host's TPM, or its CPU TEE:
+///    `sev-snp`, `tdx`) and state trusted — a simulated host (software AK or software TEE) is
+///    trusted with ear.status warning, which passes only with --allow-simulated;
 /// 4. the host's last verdict is no older than --max-age (default 15m);
 /// 5. --policy NAME: the EAR's appraisal policy is NAME;
 /// 6. --model SHA256: the host's latest verified evidence names this model manifest.
-/// Checks 3-6 read the EAR, so when it does not verify they are reported as unverifiable.
+/// Checks 3-6 read the EAR, so when it does not verify they are reported as unverifiable. The facts
+/// reported include a CPU TEE host's claims (`tee`: kind, measurement and its policy name, TCB,
+/// signer, debug) from the EAR.
 func checkCommand(_ argv: [String]) throws -> Int32 {
-    let args = try Arguments(argv, options: CLI.brokerOptions.union(["cert", "spiffe-id", "model", "policy", "max-age", "crl"]), flags: ["json", "jwks"])
+    let args = try Arguments(argv, options: CLI.brokerOptions.union(["cert", "spiffe-id", "model", "policy", "max-age", "crl"]), flags: ["json", "jwks", "allow-simulated"])
     guard (args["cert"] == nil) != (args["spiffe-id"] == nil) else { throw VouchError(.usage, "give exactly one of --cert FILE and --spiffe-id ID") }
     if let m = args["model"], m.range(of: "^[0-9a-f]{64}$", options: .regularExpression) == nil {
         throw VouchError(.usage, "--model takes a SHA-256 manifest digest (64 lowercase hex digits)")
@@ -111,11 +115,19 @@ func checkCommand(_ argv: [String]) throws -> Int32 {
         failures.append(.init("host_unverified", "host trust, verdict age, policy and model cannot be checked without a verified EAR"))
         return report(failures, facts, json: args.has("json"))
     }
-    let tpm = ((payload["submods"] as? [String: Any])?["tpm"] as? [String: Any]) ?? [:]
+    // One submodule per device (the TPM, or the CPU TEE); each must affirm.
+    let submods = ((payload["submods"] as? [String: Any]) ?? [:]).compactMapValues { $0 as? [String: Any] }
+    let statuses = submods.keys.sorted().map { submods[$0]?["ear.status"] as? String ?? "none" }
+    let status = statuses.isEmpty ? "none" : statuses.allSatisfy({ $0 == statuses[0] }) ? statuses[0] : statuses.first { $0 != "affirming" }!
     let host = (payload["vouch.host"] as? [String: Any]) ?? [:]
-    let status = tpm["ear.status"] as? String ?? "none"
     facts["earStatus"] = status
+    facts["devices"] = submods.keys.sorted().joined(separator: ",")
     facts["hostState"] = host["state"] as? String ?? "unknown"
+    let simulated = host["simulated"] as? Bool == true
+    if simulated { facts["simulated"] = "true" }
+    if let tee = (host["evidence"] as? [String: Any])?["tee"] as? [String: Any] {
+        facts["tee"] = teeSummary(tee)
+    }
     if host["hostId"] as? String != ext.hostId {
         failures.append(.init("ear_host_mismatch", "the EAR is about another host than the certificate's (\(ext.hostId))"))
     }
@@ -123,7 +135,11 @@ func checkCommand(_ argv: [String]) throws -> Int32 {
         failures.append(.init("ear_kind_mismatch", "the EAR is not a host's current status (vouch.kind \(AttestationExtension.hostStatusKind))"))
     }
     if payload["eat_nonce"] as? String != nonce { failures.append(.init("ear_nonce_mismatch", "the EAR does not echo our nonce (replayed or stale)")) }
-    if status != "affirming" || host["state"] as? String != "trusted" {
+    if host["state"] as? String == "trusted" && simulated && status == "warning" {
+        if !args.has("allow-simulated") {
+            failures.append(.init("host_simulated", "host \(ext.hostId) is trusted but simulated (software AK or software TEE: no hardware behind it); --allow-simulated accepts it"))
+        }
+    } else if status != "affirming" || host["state"] as? String != "trusted" {
         failures.append(.init("host_not_trusted", "host \(ext.hostId) is not trusted now: ear.status \(status), state \(host["state"] as? String ?? "unknown")"))
     }
     if let verdict = host["lastVerdictAt"] as? Int {
@@ -133,7 +149,7 @@ func checkCommand(_ argv: [String]) throws -> Int32 {
     } else {
         failures.append(.init("no_verdict", "the host has no verdict yet"))
     }
-    let policyID = tpm["ear.appraisal-policy-id"] as? String ?? ""
+    let policyID = submods.keys.sorted().compactMap { submods[$0]?["ear.appraisal-policy-id"] as? String }.first ?? ""
     facts["policy"] = policyID
     if let p = args["policy"], !policyID.hasPrefix("vouch:policy:\(p):") { failures.append(.init("policy_mismatch", "appraised under \(policyID.isEmpty ? "no policy" : policyID), not policy \(p)")) }
     if let m = args["model"] {
@@ -142,6 +158,18 @@ func checkCommand(_ argv: [String]) throws -> Int32 {
         if model != m { failures.append(.init("model_mismatch", "the host's attested model is \(model ?? "not measured"), not \(m)")) }
     }
     return report(failures, facts, json: args.has("json"))
+}
+
+/// A CPU TEE host's claims in one line: `sev-snp measurement HEX (NAME) tcb HEX signer vcek debug
+/// false` (TDX adds its TCB status).
+func teeSummary(_ tee: [String: Any]) -> String {
+    var parts = [tee["kind"] as? String ?? "tee", "measurement", tee["measurement"] as? String ?? "?"]
+    if let name = tee["measurementName"] as? String { parts.append("(\(name))") }
+    parts += ["tcb", tee["tcb"] as? String ?? "?"]
+    if let status = tee["tcbStatus"] as? String { parts.append(status) }
+    parts += ["signer", tee["signer"] as? String ?? "?", "debug", "\(tee["debug"] as? Bool ?? false)"]
+    if tee["simulated"] as? Bool == true { parts.append("SIMULATED") }
+    return parts.joined(separator: " ")
 }
 
 /// One failed requirement: a stable code (for scripts and tests) and a sentence (for people).
@@ -159,7 +187,8 @@ private func report(_ failures: [CheckFailure], _ facts: [String: String], json:
             print(String(decoding: data, as: UTF8.self))
         }
     } else if failures.isEmpty {
-        print("ok: \(facts["spiffeId"] ?? "") (serial \(facts["serial"] ?? "")) on host \(facts["hostId"] ?? "") — trusted, \(facts["policy"] ?? "")")
+        print("ok: \(facts["spiffeId"] ?? "") (serial \(facts["serial"] ?? "")) on host \(facts["hostId"] ?? "") — trusted\(facts["simulated"] != nil ? " (SIMULATED)" : ""), \(facts["policy"] ?? "")")
+        if let tee = facts["tee"] { print("  \(tee)") }
     } else {
         for f in failures { CLI.error("check failed: \(f.code): \(f.message)") }
     }

@@ -118,13 +118,17 @@ extension CLI {
           vouch cert inspect /run/agent/payments.pem --ca broker-ca.pem --issuer ca.pem
         """,
         "check": """
-        usage: vouch check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--jwks] [--json]
+        usage: vouch check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--jwks]
+                           [--allow-simulated] [--json]
         Exit 0 only if every requirement holds: the certificate chains to the issuing CA and is within
         its validity period, is not revoked, and its host is trusted now (a fresh EAR signed by the
-        broker), appraised within --max-age (default 15m), under --policy, running --model. Otherwise
-        exit 1 and list every failed requirement (--json: {"ok", "failures": [{"code", "message"}]}).
+        broker, affirming for its TPM or CPU TEE), appraised within --max-age (default 15m), under
+        --policy, running --model. Otherwise exit 1 and list every failed requirement (--json: {"ok",
+        "failures": [{"code", "message"}]}, and the facts read: a CPU TEE host's claims in "tee").
           --jwks  verify the EAR with the key its kid names in the broker's key set (GET /v1/ear/jwks)
                   instead of its x5c chain
+          --allow-simulated  accept a trusted simulated host (software AK or software TEE; its EAR
+                  says warning): tests and demos only
         \(brokerOptionsHelp)
         examples:
           vouch check --cert agent.pem --policy production --max-age 10m

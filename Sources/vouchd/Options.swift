@@ -1,4 +1,5 @@
 import Foundation
+import VouchAttestation
 import VouchBroker
 import VouchCore
 
@@ -20,6 +21,11 @@ struct BrokerOptions {
     let authFailures: Int
     let idle: Int
     let requestDeadline: Int
+    /// The roots and TDX collateral CPU TEE evidence is verified with: AMD's and Intel's pinned
+    /// roots; the software TEE's besides only with `simulated-tee-roots` (which needs
+    /// `allow-simulated-hosts`); collateral from `tdx-collateral` (none without it: a TDX quote's
+    /// TCB is then Unknown, which the default policy refuses).
+    let tee: TEETrust
 
     init(_ args: Settings) throws {
         let dataDir = try args.required("data-dir")
@@ -57,9 +63,23 @@ struct BrokerOptions {
         let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
         let requestDeadline = Int(try parseDuration(args["request-deadline"] ?? "10s", field: "--request-deadline"))
         guard idle >= 1, requestDeadline >= 1 else { fail("connection-timeout and request-deadline must be at least 1s") }
+        var tee = TEETrust()
+        if let dir = args["tdx-collateral"] {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+                fail("\(args.source("tdx-collateral")): tdx-collateral must be a directory (of <fmspc>.json files or <fmspc>/ directories)")
+            }
+            tee.tdxCollateral = TDXCollateralDirectory(directory: URL(fileURLWithPath: dir))
+        }
+        if let dir = args["simulated-tee-roots"] {
+            guard config.allowSimulatedHosts else {
+                fail("\(args.source("simulated-tee-roots")): simulated-tee-roots needs allow-simulated-hosts (the software TEE is for tests and demos only)")
+            }
+            tee = try tee.trustingSimulation(directory: URL(fileURLWithPath: dir))
+        }
         self.dataDir = dataDir; self.listen = listen; self.port = port; self.trustDomain = trustDomain; self.publicURL = publicURL
         self.publication = publication; self.policyPaths = policyPaths; self.ekRoots = ekRoots; self.config = config
         self.concurrency = concurrency; self.pullTimeout = pullTimeout; self.perAddress = perAddress; self.authFailures = authFailures
-        self.idle = idle; self.requestDeadline = requestDeadline
+        self.idle = idle; self.requestDeadline = requestDeadline; self.tee = tee
     }
 }

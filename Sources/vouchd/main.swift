@@ -60,7 +60,14 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --webhook-secret-file FILE  the HMAC key (default DATA-DIR/webhook.secret, created mode 0600)
   --reattest-concurrency N    pull rounds in flight at once (default 32)
   --pull-timeout DUR    limit on one pull (connect, quote, answer) before it counts as a fault (default 10s)
+  --tdx-collateral DIR  TDX collateral (TCB info, QE identity, CRLs) by FMSPC: <fmspc>.json (dcap-qvl
+                        QuoteCollateralV3) or <fmspc>/ (the files a PCS client saves); re-read when a
+                        file changes. Without it a TDX quote's TCB is Unknown (refused by default)
   --allow-simulated-hosts     accept hosts from vouch-attester --simulate (software AKs: scale tests only)
+  --simulated-tee-roots DIR   with --allow-simulated-hosts only: also trust the software TEE's roots in
+                        DIR (sev-snp.pem, tdx.pem, as vouch-attester simulated-tee-platform writes
+                        them) for vouch-attester --simulate-tee guests; AMD's and Intel's pinned roots
+                        are always the only ones for real hardware
 """
 
 /// One line on stderr, then exit: 2 for a refused configuration (nothing was created), 1 for a
@@ -81,7 +88,8 @@ if Arguments.asksForVersion(words) { print("vouchd \(VouchVersion.current)"); ex
 let options: Set<String> = ["config", "data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
                              "publish-listen", "publish-url", "crl-url", "ocsp-url",
                              "crl-validity", "webhook", "webhook-secret-file", "connection-timeout", "request-deadline",
-                             "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "log-format"]
+                             "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "log-format",
+                             "tdx-collateral", "simulated-tee-roots"]
 let switches: Set<String> = ["allow-simulated-hosts"]
 let args: Settings
 let brokerOptions: BrokerOptions
@@ -113,6 +121,10 @@ do {
     let (dataDir, listen, port, trustDomain) = (brokerOptions.dataDir, brokerOptions.listen, brokerOptions.port, brokerOptions.trustDomain)
     let (publication, policyPaths, ekRoots, config) = (brokerOptions.publication, brokerOptions.policyPaths, brokerOptions.ekRoots, brokerOptions.config)
     if config.allowSimulatedHosts { Runtime.log("WARNING: simulated hosts allowed (software AKs, no TPM): for scale tests only") }
+    if let dir = args["simulated-tee-roots"] {
+        Runtime.log("WARNING: the software TEE's roots in \(dir) are trusted: simulated confidential VMs are accepted (tests and demos only)")
+    }
+    if let dir = args["tdx-collateral"] { Runtime.log("TDX collateral from \(dir)") }
 
     // Everything above only reads: a refused configuration creates nothing (exit 2).
     let policies = try PolicyProvider(clock: clock, log: Runtime.log) { try PolicyFiles.loadSet(policyPaths) }
@@ -134,7 +146,7 @@ do {
     let clientTLS = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
     let resultSigner = try BrokerBootstrap.resultSigner(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/results", clock: clock)
     let service = BrokerService(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust,
-                                resultSigner: resultSigner, clock: clock, log: Runtime.log)
+                                resultSigner: resultSigner, clock: clock, tee: brokerOptions.tee, log: Runtime.log)
     var dispatcher: WebhookDispatcher?
     if !config.webhookURLs.isEmpty {
         let secret = try BrokerBootstrap.loadOrCreateSecret(path: args["webhook-secret-file"] ?? dataDir + "/webhook.secret")

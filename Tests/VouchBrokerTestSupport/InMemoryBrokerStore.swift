@@ -188,7 +188,7 @@ public final class InMemoryBrokerStore: BrokerStore {
     public func latestDecisionTime() throws -> Date? { read { $0.attestations.last?.at } }
 
     public func latestEvidence(hostID: String) throws -> AttestationRecord? {
-        read { s in s.attestations.last { $0.hostID == hostID && $0.pcrs != nil } }
+        read { s in s.attestations.last { $0.hostID == hostID && ($0.pcrs != nil || $0.claims?.tee != nil) } }
     }
 
     public func lastTrustedClock(hostID: String) throws -> (clock: ClockState, at: Date)? {

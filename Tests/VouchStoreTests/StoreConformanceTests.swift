@@ -131,6 +131,14 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(try s.attestations(HistoryQuery(kind: .reattestation, before: claimedID)).count, 1, name)
             XCTAssertEqual(try s.attestations(HistoryQuery(from: t0.addingTimeInterval(1), until: t0.addingTimeInterval(4))).count, 2, name)
             XCTAssertEqual(try s.attestations(HistoryQuery(limit: 1)).map(\.kind), [.fault] as [AttestationKind], name)
+            // A CPU TEE's verified report has no PCRs: its claims' `tee` makes it evidence.
+            var tee = record(.reattestation, trusted: false, at: t0.addingTimeInterval(5))
+            tee.claims = EvidenceClaims(tee: TEEClaims(kind: "sev-snp", measurement: "6a", measurementName: nil, tcb: "00", tcbStatus: nil, debug: true,
+                                                       signer: "vcek", platform: "Milan", rtmrs: nil, configId: nil, reportData: "00", warnings: [], simulated: true))
+            let teeID = try s.recordAttestation(tee)
+            try s.recordAttestation(record(.fault, trusted: false, at: t0.addingTimeInterval(6)))
+            XCTAssertEqual(try s.latestEvidence(hostID: id)?.id, teeID, name)
+            XCTAssertEqual(try s.latestEvidence(hostID: id)?.claims?.tee?.debug, true, name)
         }
     }
 

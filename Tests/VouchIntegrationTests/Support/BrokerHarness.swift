@@ -30,13 +30,18 @@ final class BrokerHarness {
     var tokenFile: String { dataDir.appendingPathComponent("admin.token").path }
     var log: String { process?.log ?? "" }
 
-    init(trusting tpm: SwTPM, policy: String? = nil, extraArgs: [String] = [], agentCAFile: String? = nil, dataDir: URL? = nil) throws {
+    convenience init(trusting tpm: SwTPM, policy: String? = nil, extraArgs: [String] = [], agentCAFile: String? = nil, dataDir: URL? = nil) throws {
+        try self.init(ekRootFiles: [tpm.rootCA, tpm.issuerCA], policy: policy, extraArgs: extraArgs, agentCAFile: agentCAFile, dataDir: dataDir)
+    }
+
+    /// A vouchd whose EK roots are `ekRootFiles` (PEM; at least one self-signed root).
+    init(ekRootFiles: [URL], policy: String? = nil, extraArgs: [String] = [], agentCAFile: String? = nil, dataDir: URL? = nil) throws {
         agentCAFileOverride = agentCAFile
         dir = try TestEnv.tempDir("vouch-broker")
         self.dataDir = dataDir ?? dir.appendingPathComponent("data")
         ekRoots = dir.appendingPathComponent("ek-roots")
         try FileManager.default.createDirectory(at: ekRoots, withIntermediateDirectories: true)
-        for f in [tpm.rootCA, tpm.issuerCA] {
+        for f in ekRootFiles {
             try FileManager.default.copyItem(at: f, to: ekRoots.appendingPathComponent(f.lastPathComponent))
         }
         self.policy = policy ?? TestEnv.packageRoot.appendingPathComponent("policies/development.yaml").path

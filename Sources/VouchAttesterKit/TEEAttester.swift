@@ -1,0 +1,80 @@
+import Foundation
+import VouchAPI
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchRuntime
+
+// A confidential VM as a host (`vouch-attester --tee` or `--simulate-tee`): the same agent API
+// and push loop as a TPM host, with the CPU TEE's report in place of TPM quotes. The host key (an
+// ECDSA P-256 key made once, kept in the state directory with mode 0600) is the host
+// certificate's key and, for a VLEK-signed SEV-SNP guest or a TDX guest, the host's identity:
+// it signs every piece of evidence after registration (docs/evidence.md, "CPU TEE hosts").
+
+extension Attester {
+    /// Where the host key is kept.
+    static let teeHostKeyFile = "tee-host.key"
+
+    /// The host key: loaded from the state directory, or made there once.
+    func loadOrCreateTEEHostKey() throws -> PrivateKey {
+        if let key = teeHostKey.withLock({ $0 }) { return key }
+        guard let dir = config.stateDirectory else {
+            throw VouchError(.config, "a confidential VM host keeps its host key in a state directory: give --state-dir")
+        }
+        try Files.makeDirectory(dir)
+        let path = dir + "/" + Self.teeHostKeyFile
+        if !Files.exists(path) { _ = try Files.createOnce(Array(try PrivateKey.generate(.p256).pem.utf8), at: path, mode: 0o600) }
+        let key = try PrivateKey(pem: String(decoding: try Files.readSecret(path, maxBytes: 16 << 10), as: UTF8.self))
+        teeHostKey.withLock { $0 = key }
+        return key
+    }
+
+    /// Registers the confidential VM in one step:
+    /// 1. the host id it will have: its chip's when a first report is VCEK-signed (SEV-SNP), else
+    ///    its host key's (`TEEHostIdentity`);
+    /// 2. a registration challenge for that id;
+    /// 3. a report whose REPORT_DATA binds the nonce and the host key, sent with the key;
+    /// 4. the host certificate the broker issues for the host key, kept as a TPM host's is.
+    func registerTEE(_ source: any TEEEvidenceSource) throws -> String {
+        let key = try loadOrCreateTEEHostKey()
+        let spki = try key.publicKey.canonicalSPKIDER
+        let probe = try source.evidence(reportData: [UInt8](repeating: 0, count: 64))
+        let expected = probe.chipID.map { TEEHostIdentity.hostID(chipID: $0) } ?? TEEHostIdentity.hostID(hostKeySPKI: spki)
+        let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: expected, purpose: "registration"), as: ChallengeResponse.self)
+        let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce, field: "nonce"), agentSPKI: spki)
+        let evidence = try source.evidence(reportData: EnrollmentBinding.teeReportData(binding: binding))
+        let registered = try broker.call("POST", "/v1/hosts", body: RegisterHostRequest(
+            tee: TEERegistrationBody(kind: source.kind.rawValue, hostKey: Base64.encode(spki), nonce: challenge.nonce, evidence: evidence.fields),
+            hostname: config.hostname, labels: config.labels.isEmpty ? nil : config.labels), as: RegisterHostResponse.self)
+        guard registered.hostId == expected else {
+            throw VouchError(.http, "the broker registered this guest as another host than its evidence names", context: ["expected": expected, "got": registered.hostId])
+        }
+        try keepHostIdentity(ActivateHostResponse(hostId: registered.hostId, akState: registered.akState ?? "active", hostCertificate: registered.hostCertificate,
+                                                  caCertificate: registered.caCertificate, brokerSpiffeId: registered.brokerSpiffeId), key: key)
+        return registered.hostId
+    }
+
+    /// The evidence for one request's binding: a report bound to it, and the host key's signature
+    /// over it (which a chip host's broker ignores).
+    func teeEvidence(binding: [UInt8], source: any TEEEvidenceSource) throws -> TEEEvidenceBody {
+        let key = try loadOrCreateTEEHostKey()
+        let evidence = try source.evidence(reportData: EnrollmentBinding.teeReportData(binding: binding))
+        return TEEEvidenceBody(kind: source.kind.rawValue, evidence: evidence.fields,
+                               hostKeySignature: Base64.encode(try key.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256)))
+    }
+
+    /// Enrolls an agent on a confidential VM: a challenge, a report binding the nonce and the
+    /// CSR's key. A confidential VM has no TPM, so no TPM-bound agent key.
+    func enrollTEE(_ req: AgentEnrollRequest, hostID: String, source: any TEEEvidenceSource) throws -> EnrollResponse {
+        guard req.tpmKey != true else {
+            throw VouchError(.badRequest, "this host is a confidential VM (\(source.kind.rawValue)) without a TPM: send a CSR", context: ["field": "tpmKey"])
+        }
+        guard let pem = req.csr else { throw VouchError(.badRequest, "give a CSR", context: ["field": "csr"]) }
+        let spki = try CSR(pemOrDER: Array(pem.utf8)).publicKey.spkiDER
+        let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID), as: ChallengeResponse.self)
+        let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce, field: "nonce"), agentSPKI: spki)
+        return try broker.call("POST", "/v1/enroll", body: EnrollRequest(hostId: hostID, nonce: challenge.nonce, agentName: req.agentName, csr: pem,
+                                                                         tee: try teeEvidence(binding: binding, source: source), renewal: req.renewal),
+                               as: EnrollResponse.self)
+    }
+}

@@ -1,0 +1,215 @@
+import Foundation
+import XCTest
+import VouchAPI
+import VouchAttesterKit
+import VouchCore
+import VouchCrypto
+
+/// Confidential VMs end to end through the real executables, on the software TEE: one simulated
+/// machine (`vouch-attester simulated-tee-platform`), vouchd trusting its roots and TDX
+/// collateral (`--allow-simulated-hosts --simulated-tee-roots --tdx-collateral`), and
+/// `vouch-attester --simulate-tee` guests in push mode. An agent enrolls on an SEV-SNP guest
+/// (VCEK: the host is the chip) and on a TDX guest (the host is its host key); the certificates'
+/// EARs and `vouch check` name the TEE claims; a debug guest and a wrong measurement are refused
+/// under a policy with a measurement allowlist; a guest whose measurement drifts is refused at
+/// its next push and its agent's certificate revoked.
+final class TEEEndToEndTests: XCTestCase {
+    func testConfidentialVMsEnrollAreRefusedAndRevokedOnDrift() throws {
+        let dir = try TestEnv.tempDir("vouch-tee")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let platform = dir.appendingPathComponent("platform").path
+        let made = try TestEnv.run(TestEnv.bin("vouch-attester"), ["simulated-tee-platform", platform])
+        XCTAssertEqual(made.status, 0, made.stderr)
+
+        // The policy: the simulated guests' launch measurement is the only one allowed.
+        let good = Hex.encode(SimulatedTEEOptions.defaultMeasurement)
+        let policy = dir.appendingPathComponent("cvm.yaml")
+        try Data("""
+        apiVersion: vouch/v1
+        name: cvm
+        version: 1
+        attestationKey:
+          algorithms: [ecc-p256]
+        pcrs:
+          bank: sha256
+          values:
+            7: ["\(String(repeating: "0", count: 64))"]
+        certificate:
+          ttl: 15m
+        reattestation:
+          interval: 15m
+          onFailure: {action: revoke, afterFailures: 1, grace: 0s}
+        snp:
+          measurements: [{name: guest-v1, value: "\(good)"}]
+        tdx:
+          mrtd: [{name: td-v1, value: "\(good)"}]
+
+        """.utf8).write(to: policy)
+        // vouchd needs EK roots, though no TPM host comes here.
+        let ekRoot = dir.appendingPathComponent("ek-root.pem")
+        let ca = try CertificateAuthority.create(commonName: "unused EK root", key: try PrivateKey.generate(), notBefore: Date(),
+                                                 notAfter: Date().addingTimeInterval(3600))
+        try Data(try ca.certificate.pem.utf8).write(to: ekRoot)
+        let broker = try BrokerHarness(ekRootFiles: [ekRoot], policy: policy.path, extraArgs: [
+            "--allow-simulated-hosts", "--simulated-tee-roots", platform + "/roots", "--tdx-collateral", platform + "/tdx-collateral",
+        ])
+
+        // Three guests on the machine: SEV-SNP (VCEK), TDX, and an SEV-SNP guest under the VLEK
+        // (its own host, by its host key) that starts as a debug guest.
+        let snpOptions = dir.appendingPathComponent("snp.options").path
+        let badOptions = dir.appendingPathComponent("bad.options").path
+        try Data("debug=true\nsigner=vlek\n".utf8).write(to: URL(fileURLWithPath: badOptions))
+        let snp = try broker.startTEEAttester("sev-snp", platform: platform, options: snpOptions, hostname: "cvm-snp")
+        let tdx = try broker.startTEEAttester("tdx", platform: platform, options: nil, hostname: "cvm-tdx")
+        let bad = try broker.startTEEAttester("sev-snp", platform: platform, options: badOptions, hostname: "cvm-debug", pushInterval: "1h")
+        defer { snp.process.stop(); tdx.process.stop(); bad.process.stop() }
+        let hosts = try broker.status().hosts
+        XCTAssertEqual(Set(hosts.map { $0.platform ?? "" }), ["sev-snp", "tdx"])
+        XCTAssertEqual(hosts.count, 3)
+
+        // Enrollment on each TEE host, through the attester's socket as on a TPM host.
+        let agents = dir.appendingPathComponent("agents").path
+        for (name, guest) in [("payments", snp), ("inference", tdx)] {
+            let r = try broker.vouch(["enroll", "--name", name, "--out", agents], socket: guest.socket)
+            XCTAssertEqual(r.status, 0, r.stderr + guest.process.log + broker.log)
+        }
+        // The certificates' EARs name the TEE: evidence type, kind, measurement and its name.
+        for (name, type, kind, measurementName) in [("payments", "sev-snp-report", "sev-snp", "guest-v1"), ("inference", "tdx-quote", "tdx", "td-v1")] {
+            let inspect = try broker.vouch(["cert", "inspect", "\(agents)/\(name).pem", "--ca", broker.brokerCAFile, "--issuer", broker.agentCAFile, "--json"])
+            XCTAssertEqual(inspect.status, 0, inspect.stdout + inspect.stderr)
+            let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any])
+            XCTAssertEqual(report["attestationVerified"] as? Bool, true)
+            XCTAssertEqual(report["chainVerified"] as? Bool, true)
+            let attestation = try XCTUnwrap(report["attestation"] as? [String: Any])
+            XCTAssertEqual(attestation["evidenceType"] as? String, type)
+            let tee = try XCTUnwrap(attestation["tee"] as? [String: Any])
+            XCTAssertEqual(tee["kind"] as? String, kind)
+            XCTAssertEqual(tee["measurement"] as? String, good)
+            XCTAssertEqual(tee["measurementName"] as? String, measurementName)
+            XCTAssertEqual(tee["debug"] as? Bool, false)
+            XCTAssertEqual(tee["simulated"] as? Bool, true)
+
+            // vouch check: the host's current EAR (its TEE submodule) with the claims; a simulated
+            // host passes only when the caller says simulated hosts will do.
+            let strict = try broker.vouch(["check", "--cert", "\(agents)/\(name).pem", "--json"])
+            XCTAssertEqual(strict.status, 1)
+            XCTAssertEqual(try checkFailureCodes(strict), ["host_simulated"])
+            let check = try broker.vouch(["check", "--cert", "\(agents)/\(name).pem", "--allow-simulated", "--json"])
+            XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
+            let facts = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any])
+            XCTAssertEqual(facts["devices"] as? String, kind)
+            XCTAssertEqual(facts["hostState"] as? String, "trusted")
+            XCTAssertTrue((facts["tee"] as? String)?.hasPrefix("\(kind) measurement \(good) (\(measurementName))") == true, "\(facts)")
+            XCTAssertTrue((facts["policy"] as? String)?.hasPrefix("vouch:policy:cvm:v1") == true, "\(facts)")
+        }
+
+        // Refusals: a debug guest, then (the same guest, no longer debug) a measurement the
+        // policy does not list. The CLI exits 1 naming the broker's code.
+        let debug = try broker.vouch(["enroll", "--name", "x", "--out", agents], socket: bad.socket)
+        XCTAssertEqual(debug.status, 1)
+        XCTAssertEqual(brokerCode(debug.stderr), "snp_debug_enabled", debug.stderr)
+        try Data("signer=vlek\nmeasurement=\(String(repeating: "11", count: 48))\n".utf8).write(to: URL(fileURLWithPath: badOptions))
+        let wrong = try broker.vouch(["enroll", "--name", "x", "--out", agents], socket: bad.socket)
+        XCTAssertEqual(wrong.status, 1)
+        XCTAssertEqual(brokerCode(wrong.stderr), "snp_measurement_not_allowed", wrong.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(agents)/x.pem"))
+
+        // A restarted guest keeps its host key: the same host, registered again.
+        tdx.process.stop()
+        let tdxAgain = try broker.startTEEAttester("tdx", platform: platform, options: nil, hostname: "cvm-tdx", stateDirectory: tdx.stateDirectory)
+        defer { tdxAgain.process.stop() }
+        XCTAssertEqual(try broker.status().hosts.count, 3)
+
+        // Drift: the SEV-SNP guest's measurement changes; its next push is refused, the host
+        // untrusted and its agent's certificate revoked (the policy's onFailure).
+        try Data("measurement=\(String(repeating: "22", count: 48))\n".utf8).write(to: URL(fileURLWithPath: snpOptions))
+        let serial = try Certificate(pem: String(contentsOfFile: "\(agents)/payments.pem", encoding: .utf8)).serialHex
+        let deadline = Date().addingTimeInterval(30)
+        var state = CertificateState.valid
+        while Date() < deadline {
+            state = try broker.admin().call("GET", "/v1/certificates/\(serial)", as: CertificateStatus.self).state
+            if state == .revoked { break }
+            usleep(100_000)
+        }
+        XCTAssertEqual(state, .revoked, snp.process.log + broker.log)
+        let revoked = try broker.vouch(["check", "--cert", "\(agents)/payments.pem", "--allow-simulated", "--json"])
+        XCTAssertEqual(revoked.status, 1)
+        XCTAssertEqual(try checkFailureCodes(revoked), ["certificate_revoked", "host_not_trusted"])
+        let crl = try broker.vouch(["crl", "--out", dir.appendingPathComponent("crl.der").path])
+        XCTAssertEqual(crl.status, 0, crl.stderr)
+        XCTAssertTrue(crl.stdout.contains(serial), crl.stdout)
+        // The TDX guest's agent is untouched.
+        let still = try broker.vouch(["check", "--cert", "\(agents)/inference.pem", "--allow-simulated", "--json"])
+        XCTAssertEqual(still.status, 0, still.stdout)
+    }
+
+    /// `--simulated-tee-roots` only with `--allow-simulated-hosts`, and only the software TEE's
+    /// roots; `--tdx-collateral` a directory: refused before anything is created (exit 2), as
+    /// `--check-config` shows.
+    func testTheSoftwareTEEsRootsNeedSimulatedHostsAndNothingElse() throws {
+        let dir = try TestEnv.tempDir("vouch-tee-options")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let platform = dir.appendingPathComponent("platform").path
+        XCTAssertEqual(try TestEnv.run(TestEnv.bin("vouch-attester"), ["simulated-tee-platform", platform]).status, 0)
+        let ek = dir.appendingPathComponent("ek")
+        try FileManager.default.createDirectory(at: ek, withIntermediateDirectories: true)
+        let ca = try CertificateAuthority.create(commonName: "unused EK root", key: try PrivateKey.generate(), notBefore: Date(),
+                                                 notAfter: Date().addingTimeInterval(3600))
+        try Data(try ca.certificate.pem.utf8).write(to: ek.appendingPathComponent("root.pem"))
+        // A "simulated" roots directory holding a CA that is not the software TEE's.
+        let foreign = dir.appendingPathComponent("foreign")
+        try FileManager.default.createDirectory(at: foreign, withIntermediateDirectories: true)
+        try Data(try ca.certificate.pem.utf8).write(to: foreign.appendingPathComponent("tdx.pem"))
+        let base = ["--data-dir", dir.appendingPathComponent("data").path, "--policy", TestEnv.packageRoot.appendingPathComponent("policies/development.yaml").path,
+                    "--ek-roots", ek.path, "--check-config"]
+        let roots = ["--simulated-tee-roots", platform + "/roots"], collateral = ["--tdx-collateral", platform + "/tdx-collateral"]
+        let valid = try TestEnv.run(TestEnv.bin("vouchd"), base + ["--allow-simulated-hosts"] + roots + collateral)
+        XCTAssertEqual(valid.status, 0, valid.stderr)
+        XCTAssertTrue(valid.stdout.contains("simulated-tee-roots: \(platform)/roots  (--simulated-tee-roots)"), valid.stdout)
+        for refused in [base + roots, base + ["--allow-simulated-hosts", "--simulated-tee-roots", foreign.path],
+                        base + ["--allow-simulated-hosts", "--simulated-tee-roots", ek.path],
+                        base + ["--tdx-collateral", dir.appendingPathComponent("missing").path],
+                        base + ["--tdx-collateral", platform + "/roots/tdx.pem"]] {
+            let r = try TestEnv.run(TestEnv.bin("vouchd"), refused)
+            XCTAssertEqual(r.status, 2, "\(refused): \(r.stdout)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("data").path), "a refused configuration changes nothing")
+    }
+
+    /// The broker's error code in `vouch`'s one-line refusal: "(HTTP 403, CODE)".
+    func brokerCode(_ stderr: String) -> String? {
+        guard let r = stderr.range(of: #"\(HTTP \d{3}, [a-z0-9_]+\)"#, options: .regularExpression) else { return nil }
+        return stderr[r].dropLast().split(separator: " ").last.map(String.init)
+    }
+}
+
+/// A running `vouch-attester --simulate-tee` guest.
+struct TEEGuestProcess {
+    let process: BackgroundProcess
+    let socket: String
+    let stateDirectory: String
+}
+
+extension BrokerHarness {
+    /// Starts `vouch-attester --simulate-tee KIND` in push mode on the simulated machine in
+    /// `platform`, with `options` (read at every report), and waits for its socket.
+    func startTEEAttester(_ kind: String, platform: String, options: String?, hostname: String, pushInterval: String = "1s",
+                          stateDirectory: String? = nil) throws -> TEEGuestProcess {
+        let tag = UUID().uuidString.prefix(4)
+        let socket = dir.appendingPathComponent("tee-\(tag).sock").path
+        let state = stateDirectory ?? dir.appendingPathComponent("tee-\(tag)-state").path
+        let p = try BackgroundProcess(TestEnv.bin("vouch-attester"), [
+            "--broker", url, "--ca", brokerCAFile, "--simulate-tee", kind, "--simulate-tee-platform", platform, "--socket", socket,
+            "--hostname", hostname, "--state-dir", state, "--push-interval", pushInterval,
+        ] + (options.map { ["--simulate-tee-options", $0] } ?? []), log: dir.appendingPathComponent("tee-\(tag).log"))
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline && !FileManager.default.fileExists(atPath: socket) {
+            guard p.process.isRunning else { break }
+            usleep(50_000)
+        }
+        guard FileManager.default.fileExists(atPath: socket) else {
+            throw NSError(domain: "vouch-attester", code: 1, userInfo: [NSLocalizedDescriptionKey: "TEE attester did not start:\n\(p.log)"])
+        }
+        return TEEGuestProcess(process: p, socket: socket, stateDirectory: state)
+    }
+}
