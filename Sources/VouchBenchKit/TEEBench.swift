@@ -36,7 +36,7 @@ public enum TEEBench {
         try checkSNP(snp)
         let snpWhat = "\(snpSample) report (\(evidence.report.count) bytes) + VCEK at \(snpNow.formatted(.iso8601)), AMD's compiled-in roots, default policy, no CRL"
         results.append(try row("SEV-SNP report verify, warm verifier", "reports",
-                               "\(snpWhat); ARK→ASK cached: per call the report and VCEK parse, ASK→VCEK RSA-PSS, binding, P-384 report signature, claims",
+                               "\(snpWhat); ARK→ASK and the verified VCEK cached (by its exact bytes, in its window): per call the report parse, binding, P-384 report signature, claims",
                                seconds: seconds) { try checkSNP(snp) })
         results.append(try row("SEV-SNP report verify, cold verifier", "reports",
                                "\(snpWhat); a fresh SNPVerifier per call: also the ARK pin, self-signature and ARK→ASK",
