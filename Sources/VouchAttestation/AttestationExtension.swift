@@ -88,18 +88,28 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         self.subject = subject
     }
 
+    /// The trustworthiness vector's `executables` for affirmed evidence: 2 unless it is a CPU
+    /// TEE's whose measurement no allowlist matched (0, no claim).
+    public static func executablesClaim(tee: TEEClaims?) -> Int {
+        guard let tee else { return 2 }
+        return tee.measurementName == nil ? 0 : 2
+    }
+
     /// The policy as EAR names it (`ear.appraisal-policy-id`), as the host's EAR does.
     public var appraisalPolicyID: String { "vouch:policy:\(policyName):v\(policyVersion):sha256:\(Hex.encode(policyDigest))" }
 
     /// The EAR claims set (JSON) to sign. `devices`: one submodule each (the platform device,
     /// whose evidence this describes, first); `simulated`: a host without a TPM (warning, no
     /// hardware claim), as the host's EAR reports it. `subject` must be set: the certificate the
-    /// EAR goes into.
+    /// EAR goes into. The trustworthiness vector's `executables` is 2 (affirming) for a TPM quote
+    /// and for a CPU TEE whose measurement matched an allowlist of the policy (`tee.measurementName`
+    /// set); a CPU TEE admitted under `allowAnyMeasurement` gets 0 (no claim).
     public func earPayload(device: String, devices: [String], verifierBuild: String, expiresAt: Date, simulated: Bool) throws -> [UInt8] {
         guard let subject else { throw VouchError(.internalError, "a certificate's EAR needs the certificate's subject") }
         let appraisal: [String: Any] = [
             "ear.status": simulated ? "warning" : "affirming",
-            "ear.trustworthiness-vector": ["instance-identity": 2, "hardware": simulated ? 0 : 2, "executables": 2, "configuration": 2],
+            "ear.trustworthiness-vector": ["instance-identity": 2, "hardware": simulated ? 0 : 2,
+                                           "executables": Self.executablesClaim(tee: tee), "configuration": 2],
             "ear.appraisal-policy-id": appraisalPolicyID,
         ]
         var evidence: [String: Any] = ["device": device, "type": evidenceType, "sha256": Hex.encode(evidenceDigest),

@@ -36,6 +36,15 @@ public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
         }
     }
 
+    /// The platform a policy is selected for (`PolicySet.select`).
+    public var policyPlatform: PolicyPlatform {
+        switch self {
+        case .tpm: return .tpm
+        case .sevSNP: return .sevSNP
+        case .tdx: return .tdx
+        }
+    }
+
     /// What the evidence is called in records and messages.
     public var evidenceName: String {
         switch self {

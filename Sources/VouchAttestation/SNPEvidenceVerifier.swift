@@ -73,17 +73,25 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     }
 
     /// Stage 2: check 10 of `SNPVerifier` (`SNPVerifier.appraise`) under the policy's `snp:`
-    /// section, or `SNPPolicy()`'s defaults (no debug, no migration agent) when it has none; every
-    /// violation is reported (`snp_debug_enabled`, `snp_measurement_not_allowed`, `snp_tcb_too_old`,
-    /// …). REPORT_DATA was checked in stage 1 against the request's binding, so a `reportData` in
-    /// the section is not applied. Without a CRL the result carries `snp_revocation_not_checked`.
+    /// section (a policy without one never applies to an SEV-SNP host, `Policy.covers`; were it
+    /// missing, `SNPPolicy()` would apply and refuse as below); every violation is reported
+    /// (`snp_debug_enabled`, `snp_measurement_not_allowed`, `snp_tcb_too_old`, …). REPORT_DATA was
+    /// checked in stage 1 against the request's binding, so a `reportData` in the section is not
+    /// applied. A section without a measurement allowlist (`measurements`) refuses the report
+    /// (`snp_measurement_not_allowed`, expected "an allowlist in the policy") unless it says
+    /// `allowAnyMeasurement: true`. Without a CRL the result carries `snp_revocation_not_checked`.
     public func verify(_ evidence: AuthenticatedEvidence, accepted: AcceptedState, context: VerificationContext) -> EvidenceVerification {
         guard case let .sevSNP(snp) = evidence.payload else {
             return .rejected([Self.wrongKind.violation(device: evidence.device)], nil)
         }
         var policy = context.policy.snp ?? SNPPolicy()
         policy.reportData = nil
-        let (claims, violations) = SNPVerifier.appraise(snp.verified, policy: policy)
+        let (claims, appraised) = SNPVerifier.appraise(snp.verified, policy: policy)
+        var violations = appraised
+        if policy.measurements.isEmpty && !policy.allowAnyMeasurement {
+            violations.append(PolicyViolation(code: .snpMeasurementNotAllowed, path: "snp.measurements", expected: "an allowlist in the policy",
+                                              actual: claims.measurement))
+        }
         let warnings = snp.verified.revocationChecked ? [] :
             [TEEWarning(code: "snp_revocation_not_checked", message: "no CRL was given: the ASK/ASVK's revocation was not checked")]
         let summary = VerifiedTEE(claims: Self.summary(claims, warnings: warnings, simulated: snp.simulated), evidenceDigest: snp.evidenceDigest)

@@ -84,18 +84,27 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     /// the converged TCB status and advisories, TDATTRIBUTES (`tdx_debug_refused`,
     /// `tdx_sept_ve_disable_required`), XFAM, MRTD, MRCONFIGID, MROWNER, MROWNERCONFIG and RTMR
     /// allowlists, the event log's replay; every violation of step 12 is reported. Warnings the
-    /// policy lets through (SWHardeningNeeded, …) go into the claims.
+    /// policy lets through (SWHardeningNeeded, …) go into the claims. A section without an MRTD
+    /// allowlist (`mrtd`) refuses the quote (`tdx_mrtd_not_allowed`, expected "an allowlist in the
+    /// policy") unless it says `allowAnyMeasurement: true`; a policy without a `tdx:` section never
+    /// applies to a TDX host (`Policy.covers`; were it missing, `TDXPolicy()` would refuse so).
     public func verify(_ evidence: AuthenticatedEvidence, accepted: AcceptedState, context: VerificationContext) -> EvidenceVerification {
         guard case let .tdx(tdx) = evidence.payload else {
             return .rejected([Self.wrongKind.violation(device: evidence.device)], nil)
         }
+        let policy = context.policy.tdx ?? TDXPolicy()
+        let unlisted = policy.mrtd.isEmpty && !policy.allowAnyMeasurement
+            ? [PolicyViolation(code: .tdxMRTDNotAllowed, path: "tdx.mrtd", expected: "an allowlist in the policy", actual: tdx.claims.mrtd)] : []
         switch tdx.outcome {
-        case let .verified(claims, warnings):
+        case let .verified(claims, warnings) where unlisted.isEmpty:
             let summary = VerifiedTEE(claims: Self.summary(claims, warnings: warnings, simulated: tdx.simulated), evidenceDigest: tdx.evidenceDigest)
             return .verified(VerifiedEvidence(device: evidence.device, claims: .tdx(claims, warnings: warnings, summary: summary)))
+        case let .verified(claims, warnings):
+            return .rejected(unlisted, EvidenceRecord(measurementDigest: Hex.encode(tdx.evidenceDigest),
+                                                      claims: EvidenceClaims(tee: Self.summary(claims, warnings: warnings, simulated: tdx.simulated))))
         case let .rejected(violations, claims):
-            return .rejected(violations, EvidenceRecord(measurementDigest: Hex.encode(tdx.evidenceDigest),
-                                                        claims: EvidenceClaims(tee: Self.summary(claims ?? tdx.claims, warnings: [], simulated: tdx.simulated))))
+            return .rejected(violations + unlisted, EvidenceRecord(measurementDigest: Hex.encode(tdx.evidenceDigest),
+                                                                   claims: EvidenceClaims(tee: Self.summary(claims ?? tdx.claims, warnings: [], simulated: tdx.simulated))))
         }
     }
 

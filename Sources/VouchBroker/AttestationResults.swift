@@ -38,7 +38,8 @@ extension QueryService {
         switch state {
         case .trusted:
             status = simulated ? "warning" : "affirming"
-            vector = ["instance-identity": 2, "hardware": simulated ? 0 : 2, "executables": 2, "configuration": 2]
+            vector = ["instance-identity": 2, "hardware": simulated ? 0 : 2,
+                      "executables": AttestationExtension.executablesClaim(tee: last?.claims?.tee), "configuration": 2]
         case .untrusted:
             status = "contraindicated"
             vector = ["instance-identity": 2, "configuration": 96]

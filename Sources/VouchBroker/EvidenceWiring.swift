@@ -121,3 +121,15 @@ extension BrokerPart {
         return UInt64((previousAt.timeIntervalSince(nonceIssuedAt) * 1000).rounded(.up)) + 1000
     }
 }
+
+extension HostPlatform {
+    /// The platform a policy is selected for (`PolicySet.select`): a CPU TEE host only under a
+    /// policy with its kind's section.
+    var policyPlatform: PolicyPlatform {
+        switch self {
+        case .tpm: return .tpm
+        case .sevSNP: return .sevSNP
+        case .tdx: return .tdx
+        }
+    }
+}

@@ -26,7 +26,8 @@ extension RegistrationService {
     ///    (`TEEHostIdentity`: a VCEK-signed report its chip, else the host key), whose host id
     ///    must be the one the nonce was issued to (`nonce_unknown`);
     /// 5. the nonce was not used (`nonce_reused`);
-    /// 6. a policy applies to the labels and the endorsement's issuer (`no_policy`);
+    /// 6. a policy with the kind's section (`snp:`, `tdx:`) applies to the labels and the endorsement's
+    ///    issuer (`PolicySet.select`, `no_policy`);
     /// 7. the host is not blocked and keeps its labels (`host_revoked`, `labels_immutable`).
     /// Then, in one transaction that fails if the host changed since it was read
     /// (`registration_invalid`): the host record (its platform, identity and host key), its trust
@@ -81,9 +82,10 @@ extension RegistrationService {
             throw VouchError(.nonceReused, "nonce has already been used", context: ["field": "tee.nonce"])
         }
         // 6
-        guard let policy = policies.current.select(labels: labels, ekIssuer: identified.endorsementIssuer) else {
+        guard let policy = policies.current.select(labels: labels, ekIssuer: identified.endorsementIssuer,
+                                                            platform: identified.kind.policyPlatform) else {
             metrics.registration(ErrorCode.noPolicy.rawValue)
-            throw VouchError(.noPolicy, "no policy applies to this host (its labels and endorsement issuer match none)",
+            throw VouchError(.noPolicy, "no policy with an \(identified.kind == .tdx ? "tdx" : "snp") section applies to this host (its labels and endorsement issuer match none)",
                              context: ["ekIssuer": identified.endorsementIssuer])
         }
         // 7

@@ -204,8 +204,10 @@ public struct AttestableHost: Sendable, Equatable {
     public var ekIssuer: String
     public var mode: AttestationMode
     public var state: TrustState
-    public init(id: String, labels: [String: String], ekIssuer: String, mode: AttestationMode, state: TrustState) {
-        self.id = id; self.labels = labels; self.ekIssuer = ekIssuer; self.mode = mode; self.state = state
+    /// What the host attests with: the policy that applies depends on it.
+    public var platform: HostPlatform
+    public init(id: String, labels: [String: String], ekIssuer: String, mode: AttestationMode, state: TrustState, platform: HostPlatform = .tpm) {
+        self.id = id; self.labels = labels; self.ekIssuer = ekIssuer; self.mode = mode; self.state = state; self.platform = platform
     }
 }
 

@@ -45,7 +45,8 @@ public protocol AttestationStore: Sendable {
     func attestations(_ query: HistoryQuery) throws -> [AttestationRecord]
     /// When the most recent decision of all was recorded (to notice the broker's clock going back).
     func latestDecisionTime() throws -> Date?
-    /// The host's most recent attestation whose quote verified (it carries PCR values).
+    /// The host's most recent attestation whose evidence was authenticated: it carries a TPM
+    /// quote's PCR values, or a CPU TEE's report or quote digest (`pcrDigest`).
     func latestEvidence(hostID: String) throws -> AttestationRecord?
     /// The TPM clock of the host's most recent trusted attestation, and when it was recorded.
     func lastTrustedClock(hostID: String) throws -> (clock: ClockState, at: Date)?

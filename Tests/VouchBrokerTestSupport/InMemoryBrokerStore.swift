@@ -139,7 +139,7 @@ public final class InMemoryBrokerStore: BrokerStore {
             s.hosts.values.compactMap { row -> AttestableHost? in
                 let h = row.record
                 guard !row.deleted, h.akState == .active, h.blockedReason == nil, let t = s.trust[h.id] else { return nil }
-                return AttestableHost(id: h.id, labels: h.labels, ekIssuer: h.ekIssuer, mode: t.mode, state: t.state)
+                return AttestableHost(id: h.id, labels: h.labels, ekIssuer: h.ekIssuer, mode: t.mode, state: t.state, platform: h.platform)
             }.sorted { $0.id < $1.id }
         }
     }
@@ -188,7 +188,7 @@ public final class InMemoryBrokerStore: BrokerStore {
     public func latestDecisionTime() throws -> Date? { read { $0.attestations.last?.at } }
 
     public func latestEvidence(hostID: String) throws -> AttestationRecord? {
-        read { s in s.attestations.last { $0.hostID == hostID && $0.pcrs != nil } }
+        read { s in s.attestations.last { $0.hostID == hostID && ($0.pcrs != nil || $0.pcrDigest != nil) } }
     }
 
     public func lastTrustedClock(hostID: String) throws -> (clock: ClockState, at: Date)? {

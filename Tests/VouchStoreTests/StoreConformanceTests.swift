@@ -131,6 +131,14 @@ final class StoreConformanceTests: XCTestCase {
             XCTAssertEqual(try s.attestations(HistoryQuery(kind: .reattestation, before: claimedID)).count, 1, name)
             XCTAssertEqual(try s.attestations(HistoryQuery(from: t0.addingTimeInterval(1), until: t0.addingTimeInterval(4))).count, 2, name)
             XCTAssertEqual(try s.attestations(HistoryQuery(limit: 1)).map(\.kind), [.fault] as [AttestationKind], name)
+            // A CPU TEE's evidence has no PCRs: its report's digest marks it as evidence.
+            var tee = record(.reattestation, at: t0.addingTimeInterval(5))
+            tee.pcrDigest = String(repeating: "ab", count: 32)
+            tee.claims = EvidenceClaims(tee: TEEClaims(kind: "tdx", measurement: "00", measurementName: nil, tcb: "00", tcbStatus: "UpToDate", debug: false,
+                                                       signer: "pck", platform: "00", rtmrs: nil, configId: nil, reportData: "00", warnings: [], simulated: false))
+            let teeID = try s.recordAttestation(tee)
+            XCTAssertEqual(try s.latestEvidence(hostID: id)?.id, teeID, name)
+            XCTAssertEqual(try s.latestEvidence(hostID: id)?.claims?.tee?.kind, "tdx", name)
         }
     }
 

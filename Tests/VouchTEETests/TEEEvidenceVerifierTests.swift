@@ -32,8 +32,14 @@ final class TEEEvidenceVerifierTests: XCTestCase {
             .trustingSimulation(snp: try SNPSim.store([SNPSim.milan]), tdxRoots: Self.tdx.roots)
     }
 
+    /// The policy has both sections at their defaults, except that they admit any measurement
+    /// (`edit` changes that).
     func context(_ identity: TEEHostIdentity?, platform: EvidenceKind, binding: [UInt8]? = nil, policy edit: (inout Policy) -> Void = { _ in }) -> VerificationContext {
         var policy = Policy(name: "tee", version: 1, pcrBank: .sha256, pcrValues: [:])
+        policy.snp = SNPPolicy()
+        policy.snp?.allowAnyMeasurement = true
+        policy.tdx = TDXPolicy()
+        policy.tdx?.allowAnyMeasurement = true
         edit(&policy)
         return VerificationContext(hostID: identity?.hostID ?? "", binding: binding ?? self.binding, enrolled: EnrolledKeys(tee: identity), policy: policy,
                                    digester: OpenSSLDigester(), platform: platform, now: Self.now)
@@ -106,7 +112,7 @@ final class TEEEvidenceVerifierTests: XCTestCase {
         let verifier = SNPEvidenceVerifier(trust: try trust())
         let chip = TEEHostIdentity.chip(SNPSim.milan.chipID)
         let (code, record) = refusal(verifier.verify(try snpEvidence(debug: true), accepted: .none, context: context(chip, platform: .sevSNP)))
-        XCTAssertEqual(code, .snpDebugEnabled, "no snp: section: the defaults refuse a debuggable guest")
+        XCTAssertEqual(code, .snpDebugEnabled, "the section's defaults refuse a debuggable guest")
         XCTAssertEqual(record?.claims?.tee?.debug, true)
         let measurement = try XCTUnwrap(SNPReport(bytes: SNPSim.milan.sign(SNPSim.milan.report())).measurement)
         let allowOther = context(chip, platform: .sevSNP) { p in
@@ -123,6 +129,14 @@ final class TEEEvidenceVerifierTests: XCTestCase {
             p.snp = snp
         }
         XCTAssertEqual(verified(verifier.verify(try snpEvidence(), accepted: .none, context: allowIt))?.record.claims?.tee?.measurementName, "zeros")
+        // The broker requires an allowlist: a section without one (or no section) admits nothing.
+        for edit in [{ (p: inout Policy) in p.snp = SNPPolicy() }, { (p: inout Policy) in p.snp = nil }] {
+            guard case let .rejected(violations, _) = verifier.verify(try snpEvidence(), accepted: .none, context: context(chip, platform: .sevSNP, policy: edit)) else {
+                return XCTFail("admitted without an allowlist")
+            }
+            XCTAssertEqual(violations.map(\.code), [.snpMeasurementNotAllowed])
+            XCTAssertEqual(violations.first?.expected, "an allowlist in the policy")
+        }
     }
 
     func testSoftwareTEEEvidenceIsRefusedUnderThePinnedRootsAlone() throws {
@@ -153,6 +167,14 @@ final class TEEEvidenceVerifierTests: XCTestCase {
         // Stage 2: the policy's defaults.
         XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(debug: true), accepted: .none, context: context(.hostKey(spki), platform: .tdx))).code,
                        .tdxDebugRefused)
+        // The broker requires an MRTD allowlist: a section without one (or no section) admits nothing.
+        for edit in [{ (p: inout Policy) in p.tdx = TDXPolicy() }, { (p: inout Policy) in p.tdx = nil }] {
+            guard case let .rejected(violations, _) = verifier.verify(try tdxEvidence(), accepted: .none, context: context(.hostKey(spki), platform: .tdx, policy: edit)) else {
+                return XCTFail("admitted without an allowlist")
+            }
+            XCTAssertEqual(violations.map(\.code), [.tdxMRTDNotAllowed])
+            XCTAssertEqual(violations.first?.expected, "an allowlist in the policy")
+        }
     }
 
     func testTDXWithoutCollateralIsAnUnknownTCBTheDefaultsRefuse() throws {
@@ -161,9 +183,7 @@ final class TEEEvidenceVerifierTests: XCTestCase {
         XCTAssertEqual(code, .tdxTCBUnknown)
         XCTAssertEqual(record?.claims?.tee?.tcbStatus, "Unknown", "authentic: the refusal carries the claims")
         let allowing = context(.hostKey(spki), platform: .tdx) { p in
-            var tdx = TDXPolicy()
-            tdx.allowUnknownTCB = true
-            p.tdx = tdx
+            p.tdx?.allowUnknownTCB = true
         }
         XCTAssertEqual(verified(verifier.verify(try tdxEvidence(), accepted: .none, context: allowing))?.record.claims?.tee?.warnings, ["tdx_tcb_unknown"])
     }
