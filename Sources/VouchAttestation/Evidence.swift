@@ -115,7 +115,7 @@ public struct TPMQuoteEvidence: Sendable {
 public struct EnrolledKeys: Sendable {
     /// The activated AK's TPM2B_PUBLIC, exactly as registered.
     public var akPublic: [UInt8]?
-    /// A CPU TEE host's registered identity (its chip, or its host key).
+    /// A CPU TEE host's registered identity (its host key, and its chip pin for SEV-SNP with a VCEK).
     public var tee: TEEHostIdentity?
 
     public init(akPublic: [UInt8]? = nil, tee: TEEHostIdentity? = nil) {

@@ -45,10 +45,10 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     ///    `tee_evidence_malformed`, `snp_*`);
     /// 4. REPORT_DATA is exactly `EnrollmentBinding.teeReportData(binding: context.binding)`
     ///    (`snp_report_data_mismatch`);
-    /// 5. the host is the registered one (`tee_host_mismatch`): for a chip identity, the report
-    ///    is VCEK-signed and its CHIP_ID is the registered one; for a host-key identity,
+    /// 5. the host is the registered one (`tee_host_mismatch`, `TEEHostIdentity.check`):
     ///    `hostKeySignature` verifies with the registered host key over
-    ///    `TEEHostIdentity.signedMessage(binding:)`.
+    ///    `TEEHostIdentity.signedMessage(binding:)`; and for a host registered with a VCEK-signed
+    ///    report, the report is VCEK-signed and its CHIP_ID is the registered one.
     public func authenticate(_ raw: RawEvidence, context: VerificationContext) -> EvidenceAuthentication {
         let snp: AuthenticatedSNP
         switch authenticated(raw, binding: context.binding, at: context.now) {
@@ -57,17 +57,9 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         }
         // 5
         guard case let .sevSNP(evidence) = raw.payload else { return .rejected([Self.wrongKind]) }
-        let report = snp.verified.report
-        let matches: Bool
-        switch context.enrolled.tee {
-        case let .chip(chipID)?: matches = snp.verified.signer == .vcek && constantTimeEqual(report.chipID, chipID)
-        case let .hostKey(spki)?: matches = TEEHostIdentity.verify(signature: evidence.hostKeySignature, binding: context.binding, spki: spki)
-        case nil: matches = false
-        }
-        guard matches else {
-            return .rejected([VouchError(.teeHostMismatch, "the SEV-SNP report is not from the host registered as \(context.hostID)",
-                                         context: ["hostId": context.hostID, "expected": Self.describe(context.enrolled.tee),
-                                                   "got": snp.verified.signer == .vcek ? "chip \(TEEHostIdentity.hostID(chipID: report.chipID))" : "a VLEK-signed report"])])
+        let chip = snp.verified.signer == .vcek ? snp.verified.report.chipID : nil
+        if let e = TEEHostIdentity.check(context.enrolled.tee, kind: .sevSNP, signature: evidence.hostKeySignature, chipID: chip, context: context) {
+            return .rejected([e])
         }
         return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .sevSNP(snp)))
     }
@@ -101,12 +93,12 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         return .verified(VerifiedEvidence(device: evidence.device, claims: .sevSNP(claims, warnings: warnings, summary: summary)))
     }
 
-    /// Registration: stage 1's checks 1–4, then the identity: a VCEK-signed report identifies
-    /// its chip (CHIP_ID), a VLEK-signed one the host key its REPORT_DATA binds.
+    /// Registration: stage 1's checks 1–4, then the identity: the host key its REPORT_DATA binds,
+    /// and for a VCEK-signed report the chip (CHIP_ID) as an extra pin.
     public func identify(_ raw: RawEvidence, binding: [UInt8], hostKey: [UInt8], at now: Date) -> Result<TEEIdentification, VouchError> {
         authenticated(raw, binding: binding, at: now).map { snp in
             let v = snp.verified
-            return TEEIdentification(kind: .sevSNP, identity: v.signer == .vcek ? .chip(v.report.chipID) : .hostKey(hostKey),
+            return TEEIdentification(kind: .sevSNP, identity: TEEHostIdentity(kind: .sevSNP, hostKey: hostKey, chipID: v.signer == .vcek ? v.report.chipID : nil),
                                      endorsementIssuer: v.endorsement.issuer, simulated: snp.simulated,
                                      summary: VerifiedTEE(claims: Self.summary(SNPClaims(v), warnings: [], simulated: snp.simulated),
                                                           evidenceDigest: snp.evidenceDigest))
@@ -165,12 +157,4 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     }
 
     static let wrongKind = VouchError(.internalError, "the SEV-SNP verifier was given evidence of another kind")
-
-    static func describe(_ identity: TEEHostIdentity?) -> String {
-        switch identity {
-        case let .chip(id)?: return "chip \(TEEHostIdentity.hostID(chipID: id))"
-        case .hostKey?: return "a signature by the registered host key"
-        case nil: return "a host registered with TEE evidence"
-        }
-    }
 }

@@ -56,7 +56,8 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     /// 5. REPORTDATA is exactly `EnrollmentBinding.teeReportData(binding: context.binding)`
     ///    (`tdx_report_data_mismatch`);
     /// 6. the host is the registered one: `hostKeySignature` verifies with the registered host
-    ///    key over `TEEHostIdentity.signedMessage(binding:)` (`tee_host_mismatch`).
+    ///    key over `TEEHostIdentity.signedMessage(binding:)` (`tee_host_mismatch`,
+    ///    `TEEHostIdentity.check`).
     public func authenticate(_ raw: RawEvidence, context: VerificationContext) -> EvidenceAuthentication {
         let tdx: AuthenticatedTDX
         switch authenticated(raw, binding: context.binding, policy: context.policy.tdx ?? TDXPolicy(), at: context.now) {
@@ -65,16 +66,8 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
         }
         // 6
         guard case let .tdx(evidence) = raw.payload else { return .rejected([Self.wrongKind]) }
-        let matches: Bool
-        if case let .hostKey(spki)? = context.enrolled.tee {
-            matches = TEEHostIdentity.verify(signature: evidence.hostKeySignature, binding: context.binding, spki: spki)
-        } else {
-            matches = false
-        }
-        guard matches else {
-            return .rejected([VouchError(.teeHostMismatch, "the TDX quote is not from the host registered as \(context.hostID)",
-                                         context: ["hostId": context.hostID, "expected": SNPEvidenceVerifier.describe(context.enrolled.tee),
-                                                   "got": evidence.hostKeySignature == nil ? "no host key signature" : "a signature that does not verify"])])
+        if let e = TEEHostIdentity.check(context.enrolled.tee, kind: .tdx, signature: evidence.hostKeySignature, chipID: nil, context: context) {
+            return .rejected([e])
         }
         return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .tdx(tdx)))
     }
@@ -113,7 +106,7 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     /// by the host key its REPORTDATA binds.
     public func identify(_ raw: RawEvidence, binding: [UInt8], hostKey: [UInt8], at now: Date) -> Result<TEEIdentification, VouchError> {
         authenticated(raw, binding: binding, policy: TDXPolicy(), at: now).map { tdx in
-            TEEIdentification(kind: .tdx, identity: .hostKey(hostKey), endorsementIssuer: tdx.issuer, simulated: tdx.simulated,
+            TEEIdentification(kind: .tdx, identity: TEEHostIdentity(kind: .tdx, hostKey: hostKey), endorsementIssuer: tdx.issuer, simulated: tdx.simulated,
                               summary: VerifiedTEE(claims: Self.summary(tdx.claims, warnings: [], simulated: tdx.simulated), evidenceDigest: tdx.evidenceDigest))
         }
     }

@@ -91,12 +91,14 @@ extension BrokerPart {
                             platform: EvidenceKind(rawValue: host.platform.rawValue) ?? .tpm, now: now)
     }
 
-    /// The keys and identity a host registered: a TPM host's AK; a CPU TEE host's chip
-    /// (`ekPublic`, SEV-SNP VCEK) or host key (`akPublic`), as `HostRecord` documents.
+    /// The keys and identity a host registered: a TPM host's AK; a CPU TEE host's host key
+    /// (`akPublic`) and, for SEV-SNP registered with a VCEK, its chip pin (`ekPublic`), as
+    /// `HostRecord` documents.
     static func enrolledKeys(_ host: HostRecord) -> EnrolledKeys {
         switch host.platform {
         case .tpm: return EnrolledKeys(akPublic: host.akPublic)
-        case .sevSNP, .tdx: return EnrolledKeys(tee: host.ekPublic.isEmpty ? .hostKey(host.akPublic) : .chip(host.ekPublic))
+        case .sevSNP: return EnrolledKeys(tee: TEEHostIdentity(kind: .sevSNP, hostKey: host.akPublic, chipID: host.ekPublic.isEmpty ? nil : host.ekPublic))
+        case .tdx: return EnrolledKeys(tee: TEEHostIdentity(kind: .tdx, hostKey: host.akPublic))
         }
     }
 

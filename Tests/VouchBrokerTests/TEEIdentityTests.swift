@@ -1,0 +1,80 @@
+import Foundation
+import VouchAPI
+import VouchAttestation
+import VouchBroker
+import VouchCore
+import VouchCrypto
+import XCTest
+
+/// Who a confidential VM is, for the broker: every TEE host is its host key (its id from it, its
+/// signature on every piece of evidence); an SEV-SNP host registered with a VCEK also has its chip
+/// pinned. Guests on one chip are different hosts and cannot speak for each other.
+final class TEEIdentityTests: XCTestCase {
+    func assertCode(_ code: ErrorCode, _ body: () throws -> Void, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), line: line) { e in
+            XCTAssertEqual((e as? VouchError)?.code ?? (e as? PolicyRefusal)?.error.code, code, "\(e)", line: line)
+        }
+    }
+
+    func broker() throws -> Broker {
+        try Broker(policy: SoftwareTEEs.policy(), tee: SoftwareTEEs.trust, allowSimulatedHosts: true)
+    }
+
+    /// Enrollment evidence for `host` made by `guest` (another guest's, in the attacks).
+    func enroll(_ b: Broker, host: String, as guest: SoftwareTEEGuest) throws -> EnrollResponse {
+        let challenge = try b.service.enrollment.createChallenge(ChallengeRequest(hostId: host))
+        let key = try PrivateKey.generate(.p256)
+        let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce), agentSPKI: try key.publicKey.spkiDER)
+        return try b.service.enrollment.enroll(EnrollRequest(hostId: host, nonce: challenge.nonce, agentName: "a",
+                                                             csr: try CSR.create(key: key, commonName: "a").pem, tee: try guest.evidence(binding: binding)))
+    }
+
+    func testGuestsOnOneChipAreDifferentHostsAndCannotSpeakForEachOther() throws {
+        let b = try broker()
+        let a = try SoftwareTEEGuest(.snpVCEK), other = try SoftwareTEEGuest(.snpVCEK)
+        let hostA = try b.register(a)
+        let before = try XCTUnwrap(b.store.host(id: hostA.hostId))
+        let trustBefore = try b.store.trust(hostID: hostA.hostId)
+        let hostB = try b.register(other)
+        XCTAssertNotEqual(hostA.hostId, hostB.hostId, "same chip, another guest: another host")
+        XCTAssertEqual(try b.store.host(id: hostA.hostId), before, "B's registration left A alone")
+        XCTAssertEqual(try b.store.trust(hostID: hostA.hostId), trustBefore)
+        // B's report, from the same chip, for A's host id: B's host key did not sign it for A.
+        let commits = b.store.commits
+        assertCode(.teeHostMismatch) { _ = try self.enroll(b, host: hostA.hostId, as: other) }
+        XCTAssertEqual(b.store.commits, commits, "refused before authentication: nothing written")
+        XCTAssertNoThrow(try enroll(b, host: hostA.hostId, as: a))
+        XCTAssertNoThrow(try enroll(b, host: hostB.hostId, as: other))
+    }
+
+    func testEveryTEEHostSignsItsEvidenceAChipHostToo() throws {
+        let b = try broker()
+        for kind in [SoftwareTEEGuest.Kind.snpVCEK, .snpVLEK, .tdx] {
+            let guest = try SoftwareTEEGuest(kind)
+            try b.register(guest)
+            assertCode(.teeHostMismatch) { _ = try b.enroll(guest, agent: "a", signed: false) }
+            XCTAssertNoThrow(try b.enroll(guest, agent: "a"))
+        }
+    }
+
+    func testAChipPinnedHostReportsAndReRegistersOnlyFromItsChip() throws {
+        let b = try broker()
+        var guest = try SoftwareTEEGuest(.snpVCEK)
+        let registered = try b.register(guest)
+        XCTAssertEqual(try b.report(guest).result, .trusted)
+        guest.onOtherChip = true   // the same guest key, another chip
+        assertCode(.teeHostMismatch) { _ = try b.enroll(guest, agent: "a") }
+        let verdict = try b.report(guest)
+        XCTAssertEqual(verdict.result, .rejected)
+        XCTAssertEqual(verdict.codes, ["tee_host_mismatch"])
+        let host = try b.store.host(id: registered.hostId)
+        let trust = try b.store.trust(hostID: registered.hostId)
+        assertCode(.teeHostMismatch) { try b.register(guest) }
+        XCTAssertEqual(try b.store.host(id: registered.hostId), host, "a refused re-registration changes nothing")
+        XCTAssertEqual(try b.store.trust(hostID: registered.hostId), trust)
+        // A VLEK-signed report does not carry the pinned chip either.
+        var vlek = try SoftwareTEEGuest(.snpVLEK)
+        vlek.hostKey = guest.hostKey
+        assertCode(.teeHostMismatch) { _ = try b.enroll(vlek, agent: "a") }
+    }
+}
