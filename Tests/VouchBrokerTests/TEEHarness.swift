@@ -103,10 +103,13 @@ struct SoftwareTEEGuest {
                         hostKeySignature: signed ? Base64.encode(try hostKey.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256)) : nil)
     }
 
-    /// The registration body for a registration challenge's nonce.
-    func registration(nonce: String) throws -> TEERegistrationBody {
+    /// The registration body for a registration challenge's nonce, signed by the host key over
+    /// its binding (`signer`: another key's signature, in the attacks; `signed: false`: none).
+    func registration(nonce: String, signed: Bool = true, signer: PrivateKey? = nil) throws -> TEERegistrationBody {
         let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(nonce), agentSPKI: try hostKeySPKI)
-        return TEERegistrationBody(kind: evidenceKind, hostKey: Base64.encode(try hostKeySPKI), nonce: nonce, evidence: try fields(binding: binding))
+        let signature = signed ? Base64.encode(try (signer ?? hostKey).sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256)) : nil
+        return TEERegistrationBody(kind: evidenceKind, hostKey: Base64.encode(try hostKeySPKI), nonce: nonce, evidence: try fields(binding: binding),
+                                   hostKeySignature: signature)
     }
 }
 

@@ -4,6 +4,7 @@ import VouchAttestation
 import VouchBroker
 import VouchCore
 import VouchCrypto
+import VouchModel
 import XCTest
 
 /// Who a confidential VM is, for the broker: every TEE host is its host key (its id from it, its
@@ -76,5 +77,80 @@ final class TEEIdentityTests: XCTestCase {
         var vlek = try SoftwareTEEGuest(.snpVLEK)
         vlek.hostKey = guest.hostKey
         assertCode(.teeHostMismatch) { _ = try b.enroll(vlek, agent: "a") }
+    }
+
+    // MARK: registration proves the host key is held
+
+    func register(_ b: Broker, _ guest: SoftwareTEEGuest, signed: Bool = true, signer: PrivateKey? = nil) throws -> RegisterHostResponse {
+        let challenge = try b.service.enrollment.createChallenge(ChallengeRequest(hostId: try guest.hostID, purpose: "registration"))
+        return try b.service.registration.registerHost(RegisterHostRequest(tee: try guest.registration(nonce: challenge.nonce, signed: signed, signer: signer),
+                                                                           hostname: "cvm-1"))
+    }
+
+    func testRegistrationNeedsTheHostKeysSignature() throws {
+        let b = try broker()
+        for kind in [SoftwareTEEGuest.Kind.snpVCEK, .snpVLEK, .tdx] {
+            let guest = try SoftwareTEEGuest(kind)
+            assertCode(.badRequest) { _ = try self.register(b, guest, signed: false) }
+            assertCode(.teeHostMismatch) { _ = try self.register(b, guest, signer: try PrivateKey.generate(.p256)) }
+        }
+        XCTAssertEqual(try b.store.hosts(), [], "nothing registered")
+    }
+
+    /// A genuine guest binding a victim's public host key into its report cannot take over the
+    /// victim's host id: it cannot sign with the victim's key.
+    func testAGuestBindingAnotherGuestsPublicKeyCannotReRegisterIt() throws {
+        let b = try broker()
+        for kind in [SoftwareTEEGuest.Kind.snpVCEK, .snpVLEK, .tdx] {
+            let victim = try SoftwareTEEGuest(kind)
+            let registered = try b.register(victim)
+            let host = try b.store.host(id: registered.hostId), trust = try b.store.trust(hostID: registered.hostId)
+            let attacker = try PrivateKey.generate(.p256)
+            assertCode(.teeHostMismatch) { _ = try self.register(b, victim, signer: attacker) }
+            XCTAssertEqual(try b.store.host(id: registered.hostId), host, "nothing changed")
+            XCTAssertEqual(try b.store.trust(hostID: registered.hostId), trust, "the victim keeps its host certificate")
+        }
+    }
+
+    func testAReRegistrationKeepsThePlatformIssuerAndSimulatedFlag() throws {
+        let b = try broker()
+        // A VLEK host re-registering with a VCEK-signed report: another endorsement issuer (ASK, not ASVK).
+        let vlek = try SoftwareTEEGuest(.snpVLEK)
+        let registered = try b.register(vlek)
+        let host = try XCTUnwrap(b.store.host(id: registered.hostId)), trust = try XCTUnwrap(b.store.trust(hostID: registered.hostId))
+        var vcek = try SoftwareTEEGuest(.snpVCEK)
+        vcek.hostKey = vlek.hostKey
+        XCTAssertEqual(try vcek.hostID, registered.hostId)
+        XCTAssertThrowsError(try b.register(vcek)) { e in
+            XCTAssertEqual((e as? VouchError)?.code, .teeHostMismatch)
+            XCTAssertEqual((e as? VouchError)?.context["field"], "ekIssuer")
+        }
+        XCTAssertEqual(try b.store.host(id: registered.hostId), host, "nothing changed")
+        XCTAssertEqual(try b.store.trust(hostID: registered.hostId), trust)
+        // The same evidence again re-registers (a new host certificate).
+        XCTAssertNoThrow(try b.register(vlek))
+        // A host recorded as not simulated does not come back as a simulated one, nor under
+        // another platform (the records are edited here: the software TEE cannot make real evidence).
+        for edit in [{ (h: inout HostRecord, t: inout HostTrust) in t.simulated = false }, { (h: inout HostRecord, t: inout HostTrust) in h.platform = .tdx }] {
+            var h = try XCTUnwrap(b.store.host(id: registered.hostId)), t = try XCTUnwrap(b.store.trust(hostID: registered.hostId))
+            edit(&h, &t)
+            try b.store.activateHost(h, trust: t, record: AttestationRecord(hostID: h.id, at: b.clock.now(), kind: .activation, trusted: false, codes: [], message: "edited"))
+            let before = try b.store.host(id: registered.hostId)
+            assertCode(.teeHostMismatch) { try b.register(vlek) }
+            XCTAssertEqual(try b.store.host(id: registered.hostId), before)
+            var back = try XCTUnwrap(b.store.host(id: registered.hostId))
+            back.platform = .sevSNP
+            try b.store.activateHost(back, trust: try XCTUnwrap(b.store.trust(hostID: back.id)).withSimulated(true),
+                                     record: AttestationRecord(hostID: h.id, at: b.clock.now(), kind: .activation, trusted: false, codes: [], message: "restored"))
+        }
+        XCTAssertNoThrow(try b.register(vlek))
+    }
+}
+
+private extension HostTrust {
+    func withSimulated(_ simulated: Bool) -> HostTrust {
+        var t = self
+        t.simulated = simulated
+        return t
     }
 }
