@@ -100,12 +100,14 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
 
     /// The EAR claims set (JSON) to sign. `devices`: one submodule each (the platform device,
     /// whose evidence this describes, first); `simulated`: a host without a TPM (warning, no
-    /// hardware claim), as the host's EAR reports it. `subject` must be set: the certificate the
+    /// hardware claim), as the host's EAR reports it — and, whatever the caller says, a CPU TEE
+    /// whose verified evidence is the software TEE's (`tee.simulated`). `subject` must be set: the certificate the
     /// EAR goes into. The trustworthiness vector's `executables` is 2 (affirming) for a TPM quote
     /// and for a CPU TEE whose measurement matched an allowlist of the policy (`tee.measurementName`
     /// set); a CPU TEE admitted under `allowAnyMeasurement` gets 0 (no claim).
     public func earPayload(device: String, devices: [String], verifierBuild: String, expiresAt: Date, simulated: Bool) throws -> [UInt8] {
         guard let subject else { throw VouchError(.internalError, "a certificate's EAR needs the certificate's subject") }
+        let simulated = simulated || tee?.simulated == true
         let appraisal: [String: Any] = [
             "ear.status": simulated ? "warning" : "affirming",
             "ear.trustworthiness-vector": ["instance-identity": 2, "hardware": simulated ? 0 : 2,

@@ -47,8 +47,10 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     ///    (`snp_report_data_mismatch`);
     /// 5. the host is the registered one (`tee_host_mismatch`, `TEEHostIdentity.check`):
     ///    `hostKeySignature` verifies with the registered host key over
-    ///    `TEEHostIdentity.signedMessage(binding:)`; and for a host registered with a VCEK-signed
-    ///    report, the report is VCEK-signed and its CHIP_ID is the registered one.
+    ///    `TEEHostIdentity.signedMessage(binding:)`; for a host registered with a VCEK-signed
+    ///    report, the report is VCEK-signed and its CHIP_ID is the registered one; the verified
+    ///    VCEK/VLEK's issuer is the registered endorsement issuer; the report is the software TEE's
+    ///    exactly when the host registered as simulated.
     public func authenticate(_ raw: RawEvidence, context: VerificationContext) -> EvidenceAuthentication {
         let snp: AuthenticatedSNP
         switch authenticated(raw, binding: context.binding, at: context.now) {
@@ -58,7 +60,8 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         // 5
         guard case let .sevSNP(evidence) = raw.payload else { return .rejected([Self.wrongKind]) }
         let chip = snp.verified.signer == .vcek ? snp.verified.report.chipID : nil
-        if let e = TEEHostIdentity.check(context.enrolled.tee, kind: .sevSNP, signature: evidence.hostKeySignature, chipID: chip, context: context) {
+        if let e = TEEHostIdentity.check(context.enrolled.tee, kind: .sevSNP, signature: evidence.hostKeySignature, chipID: chip,
+                                         endorsementIssuer: snp.verified.endorsement.issuer, simulated: snp.simulated, context: context) {
             return .rejected([e])
         }
         return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .sevSNP(snp)))
@@ -98,7 +101,8 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     public func identify(_ raw: RawEvidence, binding: [UInt8], hostKey: [UInt8], at now: Date) -> Result<TEEIdentification, VouchError> {
         authenticated(raw, binding: binding, at: now).map { snp in
             let v = snp.verified
-            return TEEIdentification(kind: .sevSNP, identity: TEEHostIdentity(kind: .sevSNP, hostKey: hostKey, chipID: v.signer == .vcek ? v.report.chipID : nil),
+            return TEEIdentification(kind: .sevSNP, identity: TEEHostIdentity(kind: .sevSNP, hostKey: hostKey, chipID: v.signer == .vcek ? v.report.chipID : nil,
+                                                                              endorsementIssuer: v.endorsement.issuer, simulated: snp.simulated),
                                      endorsementIssuer: v.endorsement.issuer, simulated: snp.simulated,
                                      summary: VerifiedTEE(claims: Self.summary(SNPClaims(v), warnings: [], simulated: snp.simulated),
                                                           evidenceDigest: snp.evidenceDigest))

@@ -14,7 +14,7 @@ struct AuthenticatedTDX: Sendable {
     let simulated: Bool
     /// SHA-256 of the quote as sent.
     let evidenceDigest: [UInt8]
-    /// The PCK certificate's issuer.
+    /// The PCK certificate's issuer, from the chain `TDXVerifier` verified.
     let issuer: String
 
     var record: EvidenceRecord {
@@ -55,9 +55,11 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     ///    here — the quote is not authentic; its verdict on steps 9–12 is kept for stage 2;
     /// 5. REPORTDATA is exactly `EnrollmentBinding.teeReportData(binding: context.binding)`
     ///    (`tdx_report_data_mismatch`);
-    /// 6. the host is the registered one: `hostKeySignature` verifies with the registered host
-    ///    key over `TEEHostIdentity.signedMessage(binding:)` (`tee_host_mismatch`,
-    ///    `TEEHostIdentity.check`).
+    /// 6. the host is the registered one (`tee_host_mismatch`, `TEEHostIdentity.check`):
+    ///    `hostKeySignature` verifies with the registered host key over
+    ///    `TEEHostIdentity.signedMessage(binding:)`; the PCK certificate's issuer, from the chain
+    ///    step 4 verified, is the registered endorsement issuer; the quote is the software TEE's
+    ///    exactly when the host registered as simulated.
     public func authenticate(_ raw: RawEvidence, context: VerificationContext) -> EvidenceAuthentication {
         let tdx: AuthenticatedTDX
         switch authenticated(raw, binding: context.binding, policy: context.policy.tdx ?? TDXPolicy(), at: context.now) {
@@ -66,7 +68,8 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
         }
         // 6
         guard case let .tdx(evidence) = raw.payload else { return .rejected([Self.wrongKind]) }
-        if let e = TEEHostIdentity.check(context.enrolled.tee, kind: .tdx, signature: evidence.hostKeySignature, chipID: nil, context: context) {
+        if let e = TEEHostIdentity.check(context.enrolled.tee, kind: .tdx, signature: evidence.hostKeySignature, chipID: nil,
+                                         endorsementIssuer: tdx.issuer, simulated: tdx.simulated, context: context) {
             return .rejected([e])
         }
         return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .tdx(tdx)))
@@ -106,7 +109,7 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     /// by the host key its REPORTDATA binds.
     public func identify(_ raw: RawEvidence, binding: [UInt8], hostKey: [UInt8], at now: Date) -> Result<TEEIdentification, VouchError> {
         authenticated(raw, binding: binding, policy: TDXPolicy(), at: now).map { tdx in
-            TEEIdentification(kind: .tdx, identity: TEEHostIdentity(kind: .tdx, hostKey: hostKey), endorsementIssuer: tdx.issuer, simulated: tdx.simulated,
+            TEEIdentification(kind: .tdx, identity: TEEHostIdentity(kind: .tdx, hostKey: hostKey, endorsementIssuer: tdx.issuer, simulated: tdx.simulated), endorsementIssuer: tdx.issuer, simulated: tdx.simulated,
                               summary: VerifiedTEE(claims: Self.summary(tdx.claims, warnings: [], simulated: tdx.simulated), evidenceDigest: tdx.evidenceDigest))
         }
     }
@@ -142,8 +145,9 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
         }
         // 4
         let expected = EnrollmentBinding.teeReportData(binding: binding)
+        var pckIssuer: String?
         let outcome = verifier.verify(quote: quote, collateral: collateral, at: now, policy: policy,
-                                      expectations: TDXExpectations(reportData: expected, eventLog: evidence.eventLog))
+                                      expectations: TDXExpectations(reportData: expected, eventLog: evidence.eventLog), pckIssuer: &pckIssuer)
         let claims: TDXClaims
         switch outcome {
         case let .verified(c, _): claims = c
@@ -151,13 +155,14 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
         case let .rejected(violations, nil):
             return .failure(violations.first?.stageOneError ?? VouchError(.tdxQuoteSignatureInvalid, "the TDX quote is not authentic"))
         }
+        guard let pckIssuer else { return .failure(VouchError(.internalError, "the TDX verifier found a quote authentic without a verified PCK chain")) }
         // 5
         guard claims.reportData == Hex.encode(expected) else {
             return .failure(VouchError(.tdxReportDataMismatch, "the quote's REPORTDATA does not bind this request",
                                        context: ["path": "td.reportData", "expected": Hex.encode(expected), "got": claims.reportData]))
         }
         return .success(AuthenticatedTDX(outcome: outcome, claims: claims, simulated: simulation, evidenceDigest: Crypto.sha256(evidence.quote),
-                                         issuer: leaf?.issuer ?? ""))
+                                         issuer: pckIssuer))
     }
 
     /// The summary the attestation trail and the EAR carry.

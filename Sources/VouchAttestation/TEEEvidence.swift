@@ -74,18 +74,26 @@ public struct TDXRawEvidence: Sendable {
 /// SHA-256("vouch tee host-key v1" ‖ 0 ‖ kind ‖ 0 ‖ SPKI), kind `sev-snp` or `tdx` (ASCII), SPKI
 /// the canonical DER SubjectPublicKeyInfo (`checkedHostKey`): 32 lowercase hex digits, like TPM
 /// host ids. CHIP_ID, when registered, is an extra pin: every later report must be VCEK-signed
-/// with it.
+/// with it. The endorsement's issuer and whether the evidence was the software TEE's are fixed
+/// at registration too: later evidence must match both.
 public struct TEEHostIdentity: Sendable, Equatable {
     public var kind: EvidenceKind
     /// The host key, canonical DER SubjectPublicKeyInfo.
     public var hostKey: [UInt8]
     /// SEV-SNP with a VCEK: the CHIP_ID (64 bytes) of the registration report; nil otherwise.
     public var chipID: [UInt8]?
+    /// The issuer (RFC 2253) of the certificate that endorsed the registration evidence, from its
+    /// verified chain: the VCEK's or VLEK's (the ASK or ASVK), the PCK certificate's.
+    public var endorsementIssuer: String
+    /// The registration evidence chained to the software TEE's roots.
+    public var simulated: Bool
 
-    public init(kind: EvidenceKind, hostKey: [UInt8], chipID: [UInt8]? = nil) {
+    public init(kind: EvidenceKind, hostKey: [UInt8], chipID: [UInt8]? = nil, endorsementIssuer: String, simulated: Bool) {
         self.kind = kind
         self.hostKey = hostKey
         self.chipID = chipID
+        self.endorsementIssuer = endorsementIssuer
+        self.simulated = simulated
     }
 
     public static let hostKeyTag = Array("vouch tee host-key v1\u{0}".utf8)
@@ -125,10 +133,11 @@ public struct TEEHostIdentity: Sendable, Equatable {
     /// The host check of a TEE verifier's stage 1, in order: the host registered a TEE identity
     /// of this kind; `signature` (the evidence's `hostKeySignature`) verifies with its host key over
     /// `signedMessage(binding: context.binding)`; a registered CHIP_ID equals `chipID`, the
-    /// CHIP_ID of the verified report when VCEK-signed (nil otherwise). Nil when all hold, else
-    /// `tee_host_mismatch` naming what differs.
+    /// CHIP_ID of the verified report when VCEK-signed (nil otherwise); `endorsementIssuer`, from
+    /// the verified chain, is the registered one; `simulated` (the evidence chained to the software
+    /// TEE's roots) is as registered. Nil when all hold, else `tee_host_mismatch` naming what differs.
     static func check(_ registered: TEEHostIdentity?, kind: EvidenceKind, signature: [UInt8]?, chipID: [UInt8]?,
-                      context: VerificationContext) -> VouchError? {
+                      endorsementIssuer: String, simulated: Bool, context: VerificationContext) -> VouchError? {
         func mismatch(_ expected: String, _ got: String) -> VouchError {
             VouchError(.teeHostMismatch, "the \(kind.evidenceName) is not from the host registered as \(context.hostID)",
                        context: ["hostId": context.hostID, "expected": expected, "got": got])
@@ -143,6 +152,13 @@ public struct TEEHostIdentity: Sendable, Equatable {
             guard let chipID, constantTimeEqual(chipID, pinned) else {
                 return mismatch("a VCEK-signed report from the registered chip", chipID == nil ? "a report not signed by a VCEK" : "a report from another chip")
             }
+        }
+        guard endorsementIssuer == registered.endorsementIssuer else {
+            return mismatch("an endorsement issued by \(registered.endorsementIssuer)", "one issued by \(endorsementIssuer)")
+        }
+        guard simulated == registered.simulated else {
+            return mismatch(registered.simulated ? "the software TEE's evidence" : "evidence under AMD's or Intel's roots",
+                            simulated ? "the software TEE's evidence" : "evidence under AMD's or Intel's roots")
         }
         return nil
     }

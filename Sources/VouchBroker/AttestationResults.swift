@@ -32,7 +32,8 @@ extension QueryService {
         let trust = try store.trust(hostID: host.id)
         let last = try store.latestEvidence(hostID: host.id)
         let state = host.blockedReason != nil ? TrustState.untrusted : (trust?.state ?? .unknown)
-        let simulated = trust?.simulated ?? false
+        // A simulated host: registered as one, or its last evidence was the software TEE's.
+        let simulated = (trust?.simulated ?? false) || last?.claims?.tee?.simulated == true
         let status: String
         var vector: [String: Int] = [:]
         switch state {

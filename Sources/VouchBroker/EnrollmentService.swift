@@ -161,7 +161,7 @@ public struct EnrollmentService: BrokerPart, Sendable {
         }
         // 5
         let qualifyingData = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(req.nonce), agentSPKI: try agentKey.spkiDER)
-        let verification = Self.verificationContext(host: host, policy: policy, binding: qualifyingData, now: now)
+        let verification = try verificationContext(host: host, policy: policy, binding: qualifyingData, now: now)
         let evidenceSet: AuthenticatedEvidenceSet
         switch evidenceVerifiers.authenticate(rawEvidence, context: verification) {
         case let .authenticated(set): evidenceSet = set

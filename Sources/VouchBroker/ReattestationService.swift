@@ -80,8 +80,8 @@ public struct ReattestationService: BrokerPart, Sendable {
         // 2
         let (issuedAt, nonceExpiresAt) = try consumeNonce(report.nonce, host, now)
         // 3
-        let verification = Self.verificationContext(host: host, policy: policy, binding: EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce)),
-                                                    now: now)
+        let verification = try verificationContext(host: host, policy: policy, binding: EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce)),
+                                                   now: now)
         let evidenceSet: AuthenticatedEvidenceSet
         switch evidenceVerifiers.authenticate(rawEvidence, context: verification) {
         case let .authenticated(set): evidenceSet = set

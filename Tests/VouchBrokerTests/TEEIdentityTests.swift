@@ -79,6 +79,48 @@ final class TEEIdentityTests: XCTestCase {
         assertCode(.teeHostMismatch) { _ = try b.enroll(vlek, agent: "a") }
     }
 
+    // MARK: later evidence is the registered host's
+
+    func testLaterEvidenceKeepsTheRegisteredEndorsementIssuer() throws {
+        let b = try broker()
+        // Registered with a VLEK (no chip pin): a VCEK-signed report, even signed by its host key,
+        // comes under another issuer (the ASK, not the ASVK).
+        let vlek = try SoftwareTEEGuest(.snpVLEK)
+        let registered = try b.register(vlek)
+        var vcek = try SoftwareTEEGuest(.snpVCEK)
+        vcek.hostKey = vlek.hostKey
+        assertCode(.teeHostMismatch) { _ = try b.enroll(vcek, agent: "a") }
+        XCTAssertEqual(try b.report(vcek).codes, ["tee_host_mismatch"])
+        XCTAssertNoThrow(try b.enroll(vlek, agent: "a"))
+        XCTAssertEqual(try b.store.host(id: registered.hostId)?.ekIssuer, SoftwareTEEs.snp.asvk.subject)
+        // A TDX host whose PCK issuer is not the registered one (the record is edited here: the
+        // software TEE has one PCK CA).
+        let td = try SoftwareTEEGuest(.tdx)
+        let tdHost = try b.register(td)
+        XCTAssertEqual(try b.store.host(id: tdHost.hostId)?.ekIssuer, SoftwareTEEs.tdx.pckCA.certificate.subject, "the issuer of the verified PCK chain")
+        try edit(b, tdHost.hostId) { h, _ in h.ekIssuer = "CN=Another PCK CA" }
+        assertCode(.teeHostMismatch) { _ = try b.enroll(td, agent: "a") }
+    }
+
+    func testLaterEvidenceIsSimulatedExactlyWhenTheHostRegisteredAsSimulated() throws {
+        let b = try broker()
+        for kind in [SoftwareTEEGuest.Kind.snpVCEK, .snpVLEK, .tdx] {
+            let guest = try SoftwareTEEGuest(kind)
+            let registered = try b.register(guest)
+            XCTAssertEqual(try b.store.trust(hostID: registered.hostId)?.simulated, true)
+            try edit(b, registered.hostId) { _, t in t.simulated = false }
+            assertCode(.teeHostMismatch) { _ = try b.enroll(guest, agent: "a") }
+            XCTAssertEqual(try b.report(guest).codes, ["tee_host_mismatch"])
+        }
+    }
+
+    /// Edits a host's records in the store (what the software TEE cannot produce itself).
+    func edit(_ b: Broker, _ id: String, _ change: (inout HostRecord, inout HostTrust) -> Void) throws {
+        var h = try XCTUnwrap(b.store.host(id: id)), t = try XCTUnwrap(b.store.trust(hostID: id))
+        change(&h, &t)
+        try b.store.activateHost(h, trust: t, record: AttestationRecord(hostID: id, at: b.clock.now(), kind: .activation, trusted: false, codes: [], message: "edited"))
+    }
+
     // MARK: registration proves the host key is held
 
     func register(_ b: Broker, _ guest: SoftwareTEEGuest, signed: Bool = true, signer: PrivateKey? = nil) throws -> RegisterHostResponse {

@@ -27,9 +27,13 @@ final class TEEEvidenceVerifierTests: XCTestCase {
     let hostKey = try! PrivateKey.generate(.p256)
     var spki: [UInt8] { try! hostKey.publicKey.canonicalSPKIDER }
     /// This host key registered as an SEV-SNP host with a VCEK (its chip pinned), with a VLEK, as a TDX host.
-    var vcekHost: TEEHostIdentity { TEEHostIdentity(kind: .sevSNP, hostKey: spki, chipID: SNPSim.milan.chipID) }
-    var vlekHost: TEEHostIdentity { TEEHostIdentity(kind: .sevSNP, hostKey: spki) }
-    var tdxHost: TEEHostIdentity { TEEHostIdentity(kind: .tdx, hostKey: spki) }
+    var vcekHost: TEEHostIdentity { snpHost(spki, chip: SNPSim.milan.chipID) }
+    var vlekHost: TEEHostIdentity { TEEHostIdentity(kind: .sevSNP, hostKey: spki, endorsementIssuer: SNPSim.milan.asvk.subject, simulated: true) }
+    var tdxHost: TEEHostIdentity { TEEHostIdentity(kind: .tdx, hostKey: spki, endorsementIssuer: Self.tdx.pckCA.certificate.subject, simulated: true) }
+    /// An SEV-SNP host registered with a VCEK-signed report of the software Milan.
+    func snpHost(_ key: [UInt8], chip: [UInt8]) -> TEEHostIdentity {
+        TEEHostIdentity(kind: .sevSNP, hostKey: key, chipID: chip, endorsementIssuer: SNPSim.milan.ask.subject, simulated: true)
+    }
 
     func trust(collateral: Bool = true) throws -> TEETrust {
         TEETrust(tdxCollateral: TDXCollateralSet(collateral ? [Hex.encode(Self.tdx.platform.fmspc): Self.collateral] : [:]))
@@ -108,19 +112,25 @@ final class TEEEvidenceVerifierTests: XCTestCase {
                        .teeHostMismatch)
         let other = try PrivateKey.generate(.p256).publicKey.canonicalSPKIDER
         XCTAssertEqual(refusal(verifier.verify(try snpEvidence(), accepted: .none,
-                                               context: context(TEEHostIdentity(kind: .sevSNP, hostKey: other, chipID: SNPSim.milan.chipID), platform: .sevSNP))).code,
+                                               context: context(snpHost(other, chip: SNPSim.milan.chipID), platform: .sevSNP))).code,
                        .teeHostMismatch, "another guest on the registered chip")
         // The chip pinned at registration: another chip, or a VLEK-signed report, is refused.
         XCTAssertEqual(refusal(verifier.verify(try snpEvidence(), accepted: .none,
-                                               context: context(TEEHostIdentity(kind: .sevSNP, hostKey: spki, chipID: [UInt8](repeating: 7, count: 64)), platform: .sevSNP))).code,
+                                               context: context(snpHost(spki, chip: [UInt8](repeating: 7, count: 64)), platform: .sevSNP))).code,
                        .teeHostMismatch)
         XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(chip, platform: .sevSNP))).code, .teeHostMismatch)
         // A host registered without a chip (VLEK): its host key's signature.
         XCTAssertNotNil(verified(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(vlekHost, platform: .sevSNP))))
-        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(TEEHostIdentity(kind: .sevSNP, hostKey: other), platform: .sevSNP))).code,
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(TEEHostIdentity(kind: .sevSNP, hostKey: other, endorsementIssuer: SNPSim.milan.asvk.subject, simulated: true), platform: .sevSNP))).code,
                        .teeHostMismatch)
         XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek, signed: false), accepted: .none, context: context(vlekHost, platform: .sevSNP))).code,
                        .teeHostMismatch)
+        // The registered endorsement issuer and simulated flag.
+        var otherIssuer = vcekHost, notSimulated = vcekHost
+        otherIssuer.endorsementIssuer = SNPSim.milan.asvk.subject
+        notSimulated.simulated = false
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(), accepted: .none, context: context(otherIssuer, platform: .sevSNP))).code, .teeHostMismatch)
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(), accepted: .none, context: context(notSimulated, platform: .sevSNP))).code, .teeHostMismatch)
         // Not an SEV-SNP host.
         XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(tdxHost, platform: .sevSNP))).code, .teeHostMismatch)
         XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(nil, platform: .sevSNP))).code, .teeHostMismatch)
@@ -182,6 +192,11 @@ final class TEEEvidenceVerifierTests: XCTestCase {
                        .teeHostMismatch)
         XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(), accepted: .none, context: context(vlekHost, platform: .tdx))).code,
                        .teeHostMismatch, "an SEV-SNP host's key does not make a TDX host")
+        var otherIssuer = tdxHost, notSimulated = tdxHost
+        otherIssuer.endorsementIssuer = "CN=Another PCK CA"
+        notSimulated.simulated = false
+        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(), accepted: .none, context: context(otherIssuer, platform: .tdx))).code, .teeHostMismatch)
+        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(), accepted: .none, context: context(notSimulated, platform: .tdx))).code, .teeHostMismatch)
         // Stage 2: the policy's defaults.
         XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(debug: true), accepted: .none, context: context(tdxHost, platform: .tdx))).code,
                        .tdxDebugRefused)
