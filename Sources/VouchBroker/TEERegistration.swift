@@ -16,7 +16,11 @@ extension RegistrationService {
     /// 2. the host key is the DER SubjectPublicKeyInfo of an ECDSA P-256 or P-384 key
     ///    (`tee_host_key_invalid`); it gives the host id, `TEEHostIdentity.hostID(kind:hostKeySPKI:)`;
     /// 3. before any evidence is verified, the nonce: issued with purpose `registration` to that
-    ///    host id less than the challenge TTL ago (`nonce_unknown`, `nonce_expired`);
+    ///    host id less than the challenge TTL ago (`nonce_unknown`, `nonce_expired`). This bounds
+    ///    replay, not work: registration challenges are free (unauthenticated, for any host id), so
+    ///    anyone with a key of their own costs the broker one signature check and one verification
+    ///    of the evidence per registration, as a TPM registration costs an EK chain verification;
+    ///    the auth throttle does not apply (it counts failed bearer tokens);
     /// 3a. `hostKeySignature` verifies with the host key over
     ///    `TEEHostIdentity.signedMessage(binding: SHA-256(nonce ‖ SHA-256(hostKey)))`: the guest
     ///    holds the key its report will bind (`tee_host_mismatch`);

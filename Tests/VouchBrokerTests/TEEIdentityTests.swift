@@ -121,6 +121,23 @@ final class TEEIdentityTests: XCTestCase {
         try b.store.activateHost(h, trust: t, record: AttestationRecord(hostID: id, at: b.clock.now(), kind: .activation, trusted: false, codes: [], message: "edited"))
     }
 
+    func testATEEHostsAgentKeyIsACSRNotATPMBoundKey() throws {
+        let b = try broker()
+        let guest = try SoftwareTEEGuest(.tdx)
+        let registered = try b.register(guest)
+        let challenge = try b.service.enrollment.createChallenge(ChallengeRequest(hostId: registered.hostId))
+        let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce), agentSPKI: try PrivateKey.generate(.p256).publicKey.spkiDER)
+        var req = EnrollRequest(hostId: registered.hostId, nonce: challenge.nonce, agentName: "a", csr: nil,
+                                tpmKey: TPMKeyBody(publicArea: "AA==", certifyInfo: "AA==", signature: "AA=="), quote: nil)
+        req.tee = try guest.evidence(binding: binding)
+        let commits = b.store.commits
+        XCTAssertThrowsError(try b.service.enrollment.enroll(req)) { e in
+            XCTAssertEqual((e as? VouchError)?.code, .badRequest)
+            XCTAssertEqual((e as? VouchError)?.context["field"], "tpmKey")
+        }
+        XCTAssertEqual(b.store.commits, commits)
+    }
+
     // MARK: registration proves the host key is held
 
     func register(_ b: Broker, _ guest: SoftwareTEEGuest, signed: Bool = true, signer: PrivateKey? = nil) throws -> RegisterHostResponse {
