@@ -30,8 +30,8 @@ public struct TEEEvidenceBody: Codable, Sendable, Equatable {
     public var kind: String
     public var evidence: TEEEvidenceFields
     /// Base64 DER ECDSA signature by the host key over "vouch tee host-key signature v1" ‖ 0 ‖
-    /// binding (SHA-256 for a P-256 key, SHA-384 for P-384): required of hosts identified by their
-    /// host key (SEV-SNP VLEK, TDX), ignored for a host identified by its chip.
+    /// binding (SHA-256 for a P-256 key, SHA-384 for P-384): required of every TEE host (SEV-SNP
+    /// with a VCEK or a VLEK, TDX); without it the evidence is refused (`tee_host_mismatch`).
     public var hostKeySignature: String?
     public init(kind: String, evidence: TEEEvidenceFields, hostKeySignature: String? = nil) {
         self.kind = kind; self.evidence = evidence; self.hostKeySignature = hostKeySignature
@@ -53,7 +53,12 @@ public struct TEERegistrationBody: Codable, Sendable, Equatable {
     /// REPORT_DATA / REPORTDATA = SHA-512("vouch tee report-data v1" ‖ 0 ‖ SHA-256(nonce ‖
     /// SHA-256(hostKey))).
     public var evidence: TEEEvidenceFields
-    public init(kind: String, hostKey: String, nonce: String, evidence: TEEEvidenceFields) {
-        self.kind = kind; self.hostKey = hostKey; self.nonce = nonce; self.evidence = evidence
+    /// Required: base64 DER ECDSA signature by the host key over "vouch tee host-key signature
+    /// v1" ‖ 0 ‖ SHA-256(nonce ‖ SHA-256(hostKey)) (the registration's binding; SHA-256 for a
+    /// P-256 key, SHA-384 for P-384): proof that the registering guest holds the key its report
+    /// binds. Missing: `bad_request`; not verifying: `tee_host_mismatch`.
+    public var hostKeySignature: String?
+    public init(kind: String, hostKey: String, nonce: String, evidence: TEEEvidenceFields, hostKeySignature: String? = nil) {
+        self.kind = kind; self.hostKey = hostKey; self.nonce = nonce; self.evidence = evidence; self.hostKeySignature = hostKeySignature
     }
 }

@@ -97,8 +97,10 @@ public enum Appraiser {
     /// 2. each device's evidence against the policy (`Policy.evaluate`), every violation of every
     ///    device reported: for a TPM, freshness, agent key type, PCRs, event-log claims and model
     ///    rules; for a CPU TEE (whose own rules, the `snp:`/`tdx:` sections, its verifier applied),
-    ///    freshness and agent key type only; freshness and the agent key type are judged once, with
-    ///    the platform device.
+    ///    the same rules without `pcrs.values` (`teeRules`): a CPU TEE's evidence carries no
+    ///    firmware event log and no model log, so a policy that requires either refuses it
+    ///    (`event_log_missing`, `model_missing`) rather than dropping the rule; freshness and the
+    ///    agent key type are judged once, with the platform device.
     /// Trusted only when every device affirms.
     public static func appraise(hostID: String, _ evidence: [VerifiedEvidence], policy: Policy, evidenceAge: TimeInterval? = nil,
                                 agentKeyType: String? = nil, platform platformKind: EvidenceKind = .tpm) -> Appraisal {
@@ -144,14 +146,13 @@ public enum Appraiser {
                                         certificateTTL: min(policy.certificateTTL, policy.reattestation.interval + policy.reattestation.grace)))
     }
 
-    /// The rules of `policy` that apply to a CPU TEE's evidence in the appraisal: freshness and
-    /// agent key type (the PCR, event-log and model rules are a TPM's; the TEE's own rules were
-    /// its verifier's).
+    /// The rules of `policy` that apply to a CPU TEE's evidence in the appraisal: all but
+    /// `pcrs.values` (required of every policy, a TPM host's: the TEE's own measurements are its
+    /// section's, which its verifier applied). Event-log and model rules stay: evaluated without
+    /// claims, a required log or model is missing, so such a policy refuses the host.
     static func teeRules(_ policy: Policy) -> Policy {
         var p = policy
         p.pcrValues = [:]
-        p.eventLog = Policy.EventLogRules()
-        p.model = Policy.ModelRules()
         return p
     }
 

@@ -88,18 +88,30 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         self.subject = subject
     }
 
+    /// The trustworthiness vector's `executables` for affirmed evidence: 2 unless it is a CPU
+    /// TEE's whose measurement no allowlist matched (0, no claim).
+    public static func executablesClaim(tee: TEEClaims?) -> Int {
+        guard let tee else { return 2 }
+        return tee.measurementName == nil ? 0 : 2
+    }
+
     /// The policy as EAR names it (`ear.appraisal-policy-id`), as the host's EAR does.
     public var appraisalPolicyID: String { "vouch:policy:\(policyName):v\(policyVersion):sha256:\(Hex.encode(policyDigest))" }
 
     /// The EAR claims set (JSON) to sign. `devices`: one submodule each (the platform device,
     /// whose evidence this describes, first); `simulated`: a host without a TPM (warning, no
-    /// hardware claim), as the host's EAR reports it. `subject` must be set: the certificate the
-    /// EAR goes into.
+    /// hardware claim), as the host's EAR reports it — and, whatever the caller says, a CPU TEE
+    /// whose verified evidence is the software TEE's (`tee.simulated`). `subject` must be set: the
+    /// certificate the EAR goes into. The trustworthiness vector's `executables` is 2 (affirming) for a TPM quote
+    /// and for a CPU TEE whose measurement matched an allowlist of the policy (`tee.measurementName`
+    /// set); a CPU TEE admitted under `allowAnyMeasurement` gets 0 (no claim).
     public func earPayload(device: String, devices: [String], verifierBuild: String, expiresAt: Date, simulated: Bool) throws -> [UInt8] {
         guard let subject else { throw VouchError(.internalError, "a certificate's EAR needs the certificate's subject") }
+        let simulated = simulated || tee?.simulated == true
         let appraisal: [String: Any] = [
             "ear.status": simulated ? "warning" : "affirming",
-            "ear.trustworthiness-vector": ["instance-identity": 2, "hardware": simulated ? 0 : 2, "executables": 2, "configuration": 2],
+            "ear.trustworthiness-vector": ["instance-identity": 2, "hardware": simulated ? 0 : 2,
+                                           "executables": Self.executablesClaim(tee: tee), "configuration": 2],
             "ear.appraisal-policy-id": appraisalPolicyID,
         ]
         var evidence: [String: Any] = ["device": device, "type": evidenceType, "sha256": Hex.encode(evidenceDigest),
@@ -154,7 +166,9 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
     }
 
     /// Reads the claims back from an EAR claims set; a missing or mistyped claim is `invalid_value`
-    /// naming it (`field`: its dotted path).
+    /// naming it (`field`: its dotted path). `vouch.evidence.type` decides which evidence claims
+    /// are required: `tpm2-quote` needs `pcrBank` and `pcrDigest` (and no `tee`), `sev-snp-report`
+    /// and `tdx-quote` need `tee` of their kind (and no PCRs); another type is `unsupported`.
     public init(earPayload: [UInt8]) throws {
         let c: Claims
         do {
@@ -182,6 +196,30 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         // put into a URL by the readers of this claim.
         guard Hex.isLowercase(c.host.hostId, length: 32...32) else {
             throw VouchError(.invalidValue, "the EAR claim vouch.host.hostId is not a host id", context: ["field": "vouch.host.hostId"])
+        }
+        // The evidence fields its type needs, and none of the other's: a TPM quote's PCR bank and
+        // digest, a CPU TEE's summary of its own kind.
+        switch c.evidence.type {
+        case "tpm2-quote":
+            guard c.evidence.pcrBank != nil, c.evidence.pcrDigest != nil else {
+                let field = c.evidence.pcrBank == nil ? "vouch.evidence.pcrBank" : "vouch.evidence.pcrDigest"
+                throw VouchError(.invalidValue, "the EAR claim \(field) is missing or mistyped", context: ["field": field])
+            }
+            guard c.evidence.tee == nil else {
+                throw VouchError(.invalidValue, "a TPM quote's EAR carries no CPU TEE summary", context: ["field": "vouch.evidence.tee"])
+            }
+        case "sev-snp-report", "tdx-quote":
+            guard let tee = c.evidence.tee else {
+                throw VouchError(.invalidValue, "the EAR claim vouch.evidence.tee is missing or mistyped", context: ["field": "vouch.evidence.tee"])
+            }
+            guard tee.kind == (c.evidence.type == "tdx-quote" ? "tdx" : "sev-snp") else {
+                throw VouchError(.invalidValue, "the EAR's CPU TEE summary is of another kind than its evidence", context: ["field": "vouch.evidence.tee.kind"])
+            }
+            guard c.evidence.pcrBank == nil, c.evidence.pcrDigest == nil else {
+                throw VouchError(.invalidValue, "a CPU TEE's EAR carries no PCRs", context: ["field": "vouch.evidence.pcrBank"])
+            }
+        default:
+            throw VouchError(.unsupported, "the EAR describes evidence of an unknown type", context: ["field": "vouch.evidence.type", "got": String(c.evidence.type.prefix(32))])
         }
         hostId = c.host.hostId
         attestedAt = Date(timeIntervalSince1970: TimeInterval(c.iat))

@@ -36,6 +36,15 @@ public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
         }
     }
 
+    /// The platform a policy is selected for (`PolicySet.select`).
+    public var policyPlatform: PolicyPlatform {
+        switch self {
+        case .tpm: return .tpm
+        case .sevSNP: return .sevSNP
+        case .tdx: return .tdx
+        }
+    }
+
     /// What the evidence is called in records and messages.
     public var evidenceName: String {
         switch self {
@@ -106,7 +115,7 @@ public struct TPMQuoteEvidence: Sendable {
 public struct EnrolledKeys: Sendable {
     /// The activated AK's TPM2B_PUBLIC, exactly as registered.
     public var akPublic: [UInt8]?
-    /// A CPU TEE host's registered identity (its chip, or its host key).
+    /// A CPU TEE host's registered identity (its host key, and its chip pin for SEV-SNP with a VCEK).
     public var tee: TEEHostIdentity?
 
     public init(akPublic: [UInt8]? = nil, tee: TEEHostIdentity? = nil) {

@@ -45,10 +45,12 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     ///    `tee_evidence_malformed`, `snp_*`);
     /// 4. REPORT_DATA is exactly `EnrollmentBinding.teeReportData(binding: context.binding)`
     ///    (`snp_report_data_mismatch`);
-    /// 5. the host is the registered one (`tee_host_mismatch`): for a chip identity, the report
-    ///    is VCEK-signed and its CHIP_ID is the registered one; for a host-key identity,
+    /// 5. the host is the registered one (`tee_host_mismatch`, `TEEHostIdentity.check`):
     ///    `hostKeySignature` verifies with the registered host key over
-    ///    `TEEHostIdentity.signedMessage(binding:)`.
+    ///    `TEEHostIdentity.signedMessage(binding:)`; for a host registered with a VCEK-signed
+    ///    report, the report is VCEK-signed and its CHIP_ID is the registered one; the verified
+    ///    VCEK/VLEK's issuer is the registered endorsement issuer; the report is the software TEE's
+    ///    exactly when the host registered as simulated.
     public func authenticate(_ raw: RawEvidence, context: VerificationContext) -> EvidenceAuthentication {
         let snp: AuthenticatedSNP
         switch authenticated(raw, binding: context.binding, at: context.now) {
@@ -57,33 +59,34 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         }
         // 5
         guard case let .sevSNP(evidence) = raw.payload else { return .rejected([Self.wrongKind]) }
-        let report = snp.verified.report
-        let matches: Bool
-        switch context.enrolled.tee {
-        case let .chip(chipID)?: matches = snp.verified.signer == .vcek && constantTimeEqual(report.chipID, chipID)
-        case let .hostKey(spki)?: matches = TEEHostIdentity.verify(signature: evidence.hostKeySignature, binding: context.binding, spki: spki)
-        case nil: matches = false
-        }
-        guard matches else {
-            return .rejected([VouchError(.teeHostMismatch, "the SEV-SNP report is not from the host registered as \(context.hostID)",
-                                         context: ["hostId": context.hostID, "expected": Self.describe(context.enrolled.tee),
-                                                   "got": snp.verified.signer == .vcek ? "chip \(TEEHostIdentity.hostID(chipID: report.chipID))" : "a VLEK-signed report"])])
+        let chip = snp.verified.signer == .vcek ? snp.verified.report.chipID : nil
+        if let e = TEEHostIdentity.check(context.enrolled.tee, kind: .sevSNP, signature: evidence.hostKeySignature, chipID: chip,
+                                         endorsementIssuer: snp.verified.endorsement.issuer, simulated: snp.simulated, context: context) {
+            return .rejected([e])
         }
         return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .sevSNP(snp)))
     }
 
     /// Stage 2: check 10 of `SNPVerifier` (`SNPVerifier.appraise`) under the policy's `snp:`
-    /// section, or `SNPPolicy()`'s defaults (no debug, no migration agent) when it has none; every
-    /// violation is reported (`snp_debug_enabled`, `snp_measurement_not_allowed`, `snp_tcb_too_old`,
-    /// …). REPORT_DATA was checked in stage 1 against the request's binding, so a `reportData` in
-    /// the section is not applied. Without a CRL the result carries `snp_revocation_not_checked`.
+    /// section (a policy without one never applies to an SEV-SNP host, `Policy.covers`; were it
+    /// missing, `SNPPolicy()` would apply and refuse as below); every violation is reported
+    /// (`snp_debug_enabled`, `snp_measurement_not_allowed`, `snp_tcb_too_old`, …). REPORT_DATA was
+    /// checked in stage 1 against the request's binding, so a `reportData` in the section is not
+    /// applied. A section without a measurement allowlist (`measurements`) refuses the report
+    /// (`snp_measurement_not_allowed`, expected "an allowlist in the policy") unless it says
+    /// `allowAnyMeasurement: true`. Without a CRL the result carries `snp_revocation_not_checked`.
     public func verify(_ evidence: AuthenticatedEvidence, accepted: AcceptedState, context: VerificationContext) -> EvidenceVerification {
         guard case let .sevSNP(snp) = evidence.payload else {
             return .rejected([Self.wrongKind.violation(device: evidence.device)], nil)
         }
         var policy = context.policy.snp ?? SNPPolicy()
         policy.reportData = nil
-        let (claims, violations) = SNPVerifier.appraise(snp.verified, policy: policy)
+        let (claims, appraised) = SNPVerifier.appraise(snp.verified, policy: policy)
+        var violations = appraised
+        if policy.measurements.isEmpty && !policy.allowAnyMeasurement {
+            violations.append(PolicyViolation(code: .snpMeasurementNotAllowed, path: "snp.measurements", expected: "an allowlist in the policy",
+                                              actual: claims.measurement))
+        }
         let warnings = snp.verified.revocationChecked ? [] :
             [TEEWarning(code: "snp_revocation_not_checked", message: "no CRL was given: the ASK/ASVK's revocation was not checked")]
         let summary = VerifiedTEE(claims: Self.summary(claims, warnings: warnings, simulated: snp.simulated), evidenceDigest: snp.evidenceDigest)
@@ -93,12 +96,13 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         return .verified(VerifiedEvidence(device: evidence.device, claims: .sevSNP(claims, warnings: warnings, summary: summary)))
     }
 
-    /// Registration: stage 1's checks 1–4, then the identity: a VCEK-signed report identifies
-    /// its chip (CHIP_ID), a VLEK-signed one the host key its REPORT_DATA binds.
+    /// Registration: stage 1's checks 1–4, then the identity: the host key its REPORT_DATA binds,
+    /// and for a VCEK-signed report the chip (CHIP_ID) as an extra pin.
     public func identify(_ raw: RawEvidence, binding: [UInt8], hostKey: [UInt8], at now: Date) -> Result<TEEIdentification, VouchError> {
         authenticated(raw, binding: binding, at: now).map { snp in
             let v = snp.verified
-            return TEEIdentification(kind: .sevSNP, identity: v.signer == .vcek ? .chip(v.report.chipID) : .hostKey(hostKey),
+            return TEEIdentification(kind: .sevSNP, identity: TEEHostIdentity(kind: .sevSNP, hostKey: hostKey, chipID: v.signer == .vcek ? v.report.chipID : nil,
+                                                                              endorsementIssuer: v.endorsement.issuer, simulated: snp.simulated),
                                      endorsementIssuer: v.endorsement.issuer, simulated: snp.simulated,
                                      summary: VerifiedTEE(claims: Self.summary(SNPClaims(v), warnings: [], simulated: snp.simulated),
                                                           evidenceDigest: snp.evidenceDigest))
@@ -157,12 +161,4 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     }
 
     static let wrongKind = VouchError(.internalError, "the SEV-SNP verifier was given evidence of another kind")
-
-    static func describe(_ identity: TEEHostIdentity?) -> String {
-        switch identity {
-        case let .chip(id)?: return "chip \(TEEHostIdentity.hostID(chipID: id))"
-        case .hostKey?: return "a signature by the registered host key"
-        case nil: return "a host registered with TEE evidence"
-        }
-    }
 }

@@ -47,6 +47,8 @@ struct TDXVerifiedPCK: Sendable {
     let key: PublicKey
     let sgx: SGXPCKExtension
     let window: TDXWindow
+    /// The PCK certificate's issuer (RFC 2253), from the chain as verified.
+    let issuer: String
 }
 
 /// Verified collateral and PCK chains, by digest of their exact bytes and only within the window
@@ -321,7 +323,7 @@ extension TDXVerifier {
             return .failure(TDXRefusal(.tdxPCKExtensionInvalid, path, expected: "a well-formed SGX extension", actual: (error as? VouchError)?.message ?? "\(error)"))
         }
         for cert in certs { window.narrow(by: cert) }
-        let verified = TDXVerifiedPCK(key: pub, sgx: sgx, window: window)
+        let verified = TDXVerifiedPCK(key: pub, sgx: sgx, window: window, issuer: leaf.issuer)
         cache.store(chain: verified, key: key)
         return .success(verified)
     }

@@ -14,7 +14,7 @@ struct AuthenticatedTDX: Sendable {
     let simulated: Bool
     /// SHA-256 of the quote as sent.
     let evidenceDigest: [UInt8]
-    /// The PCK certificate's issuer.
+    /// The PCK certificate's issuer, from the chain `TDXVerifier` verified.
     let issuer: String
 
     var record: EvidenceRecord {
@@ -55,8 +55,11 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     ///    here — the quote is not authentic; its verdict on steps 9–12 is kept for stage 2;
     /// 5. REPORTDATA is exactly `EnrollmentBinding.teeReportData(binding: context.binding)`
     ///    (`tdx_report_data_mismatch`);
-    /// 6. the host is the registered one: `hostKeySignature` verifies with the registered host
-    ///    key over `TEEHostIdentity.signedMessage(binding:)` (`tee_host_mismatch`).
+    /// 6. the host is the registered one (`tee_host_mismatch`, `TEEHostIdentity.check`):
+    ///    `hostKeySignature` verifies with the registered host key over
+    ///    `TEEHostIdentity.signedMessage(binding:)`; the PCK certificate's issuer, from the chain
+    ///    step 4 verified, is the registered endorsement issuer; the quote is the software TEE's
+    ///    exactly when the host registered as simulated.
     public func authenticate(_ raw: RawEvidence, context: VerificationContext) -> EvidenceAuthentication {
         let tdx: AuthenticatedTDX
         switch authenticated(raw, binding: context.binding, policy: context.policy.tdx ?? TDXPolicy(), at: context.now) {
@@ -65,16 +68,9 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
         }
         // 6
         guard case let .tdx(evidence) = raw.payload else { return .rejected([Self.wrongKind]) }
-        let matches: Bool
-        if case let .hostKey(spki)? = context.enrolled.tee {
-            matches = TEEHostIdentity.verify(signature: evidence.hostKeySignature, binding: context.binding, spki: spki)
-        } else {
-            matches = false
-        }
-        guard matches else {
-            return .rejected([VouchError(.teeHostMismatch, "the TDX quote is not from the host registered as \(context.hostID)",
-                                         context: ["hostId": context.hostID, "expected": SNPEvidenceVerifier.describe(context.enrolled.tee),
-                                                   "got": evidence.hostKeySignature == nil ? "no host key signature" : "a signature that does not verify"])])
+        if let e = TEEHostIdentity.check(context.enrolled.tee, kind: .tdx, signature: evidence.hostKeySignature, chipID: nil,
+                                         endorsementIssuer: tdx.issuer, simulated: tdx.simulated, context: context) {
+            return .rejected([e])
         }
         return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .tdx(tdx)))
     }
@@ -84,18 +80,27 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     /// the converged TCB status and advisories, TDATTRIBUTES (`tdx_debug_refused`,
     /// `tdx_sept_ve_disable_required`), XFAM, MRTD, MRCONFIGID, MROWNER, MROWNERCONFIG and RTMR
     /// allowlists, the event log's replay; every violation of step 12 is reported. Warnings the
-    /// policy lets through (SWHardeningNeeded, …) go into the claims.
+    /// policy lets through (SWHardeningNeeded, …) go into the claims. A section without an MRTD
+    /// allowlist (`mrtd`) refuses the quote (`tdx_mrtd_not_allowed`, expected "an allowlist in the
+    /// policy") unless it says `allowAnyMeasurement: true`; a policy without a `tdx:` section never
+    /// applies to a TDX host (`Policy.covers`; were it missing, `TDXPolicy()` would refuse so).
     public func verify(_ evidence: AuthenticatedEvidence, accepted: AcceptedState, context: VerificationContext) -> EvidenceVerification {
         guard case let .tdx(tdx) = evidence.payload else {
             return .rejected([Self.wrongKind.violation(device: evidence.device)], nil)
         }
+        let policy = context.policy.tdx ?? TDXPolicy()
+        let unlisted = policy.mrtd.isEmpty && !policy.allowAnyMeasurement
+            ? [PolicyViolation(code: .tdxMRTDNotAllowed, path: "tdx.mrtd", expected: "an allowlist in the policy", actual: tdx.claims.mrtd)] : []
         switch tdx.outcome {
-        case let .verified(claims, warnings):
+        case let .verified(claims, warnings) where unlisted.isEmpty:
             let summary = VerifiedTEE(claims: Self.summary(claims, warnings: warnings, simulated: tdx.simulated), evidenceDigest: tdx.evidenceDigest)
             return .verified(VerifiedEvidence(device: evidence.device, claims: .tdx(claims, warnings: warnings, summary: summary)))
+        case let .verified(claims, warnings):
+            return .rejected(unlisted, EvidenceRecord(measurementDigest: Hex.encode(tdx.evidenceDigest),
+                                                      claims: EvidenceClaims(tee: Self.summary(claims, warnings: warnings, simulated: tdx.simulated))))
         case let .rejected(violations, claims):
-            return .rejected(violations, EvidenceRecord(measurementDigest: Hex.encode(tdx.evidenceDigest),
-                                                        claims: EvidenceClaims(tee: Self.summary(claims ?? tdx.claims, warnings: [], simulated: tdx.simulated))))
+            return .rejected(violations + unlisted, EvidenceRecord(measurementDigest: Hex.encode(tdx.evidenceDigest),
+                                                                   claims: EvidenceClaims(tee: Self.summary(claims ?? tdx.claims, warnings: [], simulated: tdx.simulated))))
         }
     }
 
@@ -104,7 +109,7 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     /// by the host key its REPORTDATA binds.
     public func identify(_ raw: RawEvidence, binding: [UInt8], hostKey: [UInt8], at now: Date) -> Result<TEEIdentification, VouchError> {
         authenticated(raw, binding: binding, policy: TDXPolicy(), at: now).map { tdx in
-            TEEIdentification(kind: .tdx, identity: .hostKey(hostKey), endorsementIssuer: tdx.issuer, simulated: tdx.simulated,
+            TEEIdentification(kind: .tdx, identity: TEEHostIdentity(kind: .tdx, hostKey: hostKey, endorsementIssuer: tdx.issuer, simulated: tdx.simulated), endorsementIssuer: tdx.issuer, simulated: tdx.simulated,
                               summary: VerifiedTEE(claims: Self.summary(tdx.claims, warnings: [], simulated: tdx.simulated), evidenceDigest: tdx.evidenceDigest))
         }
     }
@@ -140,8 +145,9 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
         }
         // 4
         let expected = EnrollmentBinding.teeReportData(binding: binding)
+        var pckIssuer: String?
         let outcome = verifier.verify(quote: quote, collateral: collateral, at: now, policy: policy,
-                                      expectations: TDXExpectations(reportData: expected, eventLog: evidence.eventLog))
+                                      expectations: TDXExpectations(reportData: expected, eventLog: evidence.eventLog), pckIssuer: &pckIssuer)
         let claims: TDXClaims
         switch outcome {
         case let .verified(c, _): claims = c
@@ -149,13 +155,14 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
         case let .rejected(violations, nil):
             return .failure(violations.first?.stageOneError ?? VouchError(.tdxQuoteSignatureInvalid, "the TDX quote is not authentic"))
         }
+        guard let pckIssuer else { return .failure(VouchError(.internalError, "the TDX verifier found a quote authentic without a verified PCK chain")) }
         // 5
         guard claims.reportData == Hex.encode(expected) else {
             return .failure(VouchError(.tdxReportDataMismatch, "the quote's REPORTDATA does not bind this request",
                                        context: ["path": "td.reportData", "expected": Hex.encode(expected), "got": claims.reportData]))
         }
         return .success(AuthenticatedTDX(outcome: outcome, claims: claims, simulated: simulation, evidenceDigest: Crypto.sha256(evidence.quote),
-                                         issuer: leaf?.issuer ?? ""))
+                                         issuer: pckIssuer))
     }
 
     /// The summary the attestation trail and the EAR carry.

@@ -108,6 +108,14 @@ public final class TDXVerifier: Sendable {
 
     public func verify(quote: TDXQuote, collateral: TDXCollateral?, at now: Date, policy: TDXPolicy = TDXPolicy(),
                        expectations: TDXExpectations = TDXExpectations()) -> TEEVerification<TDXClaims> {
+        var issuer: String?
+        return verify(quote: quote, collateral: collateral, at: now, policy: policy, expectations: expectations, pckIssuer: &issuer)
+    }
+
+    /// `verify(quote:…)`, also giving the PCK certificate's issuer from the chain step 4 verified
+    /// (set once step 4 passes; meaningful only for a quote found authentic, one with claims).
+    func verify(quote: TDXQuote, collateral: TDXCollateral?, at now: Date, policy: TDXPolicy, expectations: TDXExpectations,
+                pckIssuer: inout String?) -> TEEVerification<TDXClaims> {
         func refuse(_ r: TDXRefusal, _ claims: TDXClaims? = nil) -> TEEVerification<TDXClaims> { .rejected([r.violation], claims: claims) }
         let certification = quote.signatureData.certification
 
@@ -134,6 +142,7 @@ public final class TDXVerifier: Sendable {
         case let .failure(r): return refuse(r)
         case let .success(p): pck = p
         }
+        pckIssuer = pck.issuer
 
         // 5. QE report signature.
         guard verifyRS(certification.qeReportSignature, certification.qeReport.raw, key: pck.key) else {

@@ -14,8 +14,9 @@ extension ErrorCode {
     /// The evidence is the software TEE's (its chain names the simulation's organisation) and this
     /// broker does not allow simulated hosts.
     public static let teeSimulationRefused = ErrorCode("tee_simulation_refused", status: 403)
-    /// The evidence does not come from the host registered under this id: another chip (SEV-SNP
-    /// VCEK), or no valid signature by the registered host key (VLEK, TDX).
+    /// The evidence does not come from the host registered under this id: no valid signature by
+    /// the registered host key, or (SEV-SNP registered with a VCEK) another chip than the one
+    /// pinned at registration.
     public static let teeHostMismatch = ErrorCode("tee_host_mismatch", status: 403)
     /// A TEE host key is not a DER SubjectPublicKeyInfo of an ECDSA P-256 or P-384 key.
     public static let teeHostKeyInvalid = ErrorCode("tee_host_key_invalid", status: 400)
@@ -36,7 +37,8 @@ public struct SNPRawEvidence: Sendable {
     public var endorsement: Endorsement
     /// AMD's CRL for the product line, if sent.
     public var crl: [UInt8]?
-    /// A host-key host's signature over its binding (`TEEHostIdentity.signedMessage`).
+    /// The host key's signature over the request's binding (`TEEHostIdentity.signedMessage`):
+    /// required of every TEE host after registration.
     public var hostKeySignature: [UInt8]?
 
     public init(report: [UInt8], endorsement: Endorsement, crl: [UInt8]? = nil, hostKeySignature: [UInt8]? = nil) {
@@ -63,41 +65,52 @@ public struct TDXRawEvidence: Sendable {
     }
 }
 
-/// How a CPU TEE host is identified, fixed when it registers:
-/// - SEV-SNP with a VCEK: its chip. The host id is the first 16 bytes of SHA-256("vouch tee
-///   chip-id v1" ‖ 0 ‖ CHIP_ID), and every later report must carry that CHIP_ID. (A host is then a
-///   chip: guests on one chip share its id.)
-/// - SEV-SNP with a VLEK (CHIP_ID masked) and TDX (no per-guest identity): a host key the
-///   attester generates, bound into the registration report. The host id is the first 16 bytes of
-///   SHA-256("vouch tee host-key v1" ‖ 0 ‖ SPKI), SPKI the canonical DER SubjectPublicKeyInfo;
-///   every later piece of evidence carries the host key's signature over its binding.
-/// Both ids are 32 lowercase hex digits, like TPM host ids.
-public enum TEEHostIdentity: Sendable, Equatable {
-    /// SEV-SNP VCEK: CHIP_ID (64 bytes).
-    case chip([UInt8])
-    /// VLEK or TDX: the host key, canonical DER SubjectPublicKeyInfo.
-    case hostKey([UInt8])
+/// A CPU TEE host as registered: its kind, the host key the attester generated in the guest
+/// and bound into the registration report, and — for SEV-SNP registered with a VCEK-signed report
+/// — the chip it ran on. Every TEE host is identified by its host key: a report or quote alone
+/// cannot say which guest made it (every guest on one chip shares CHIP_ID; a TDX quote has no
+/// per-guest identity), so the host key's signature over each request's binding is what ties
+/// evidence to the registered host. The host id is the first 16 bytes of
+/// SHA-256("vouch tee host-key v1" ‖ 0 ‖ kind ‖ 0 ‖ SPKI), kind `sev-snp` or `tdx` (ASCII), SPKI
+/// the canonical DER SubjectPublicKeyInfo (`checkedHostKey`): 32 lowercase hex digits, like TPM
+/// host ids. CHIP_ID, when registered, is an extra pin: every later report must be VCEK-signed
+/// with it. The endorsement's issuer and whether the evidence was the software TEE's are fixed
+/// at registration too: later evidence must match both.
+public struct TEEHostIdentity: Sendable, Equatable {
+    public var kind: EvidenceKind
+    /// The host key, canonical DER SubjectPublicKeyInfo.
+    public var hostKey: [UInt8]
+    /// SEV-SNP with a VCEK: the CHIP_ID (64 bytes) of the registration report; nil otherwise.
+    public var chipID: [UInt8]?
+    /// The issuer (RFC 2253) of the certificate that endorsed the registration evidence, from its
+    /// verified chain: the VCEK's or VLEK's (the ASK or ASVK), the PCK certificate's.
+    public var endorsementIssuer: String
+    /// The registration evidence chained to the software TEE's roots.
+    public var simulated: Bool
 
-    public static let chipTag = Array("vouch tee chip-id v1\u{0}".utf8)
+    public init(kind: EvidenceKind, hostKey: [UInt8], chipID: [UInt8]? = nil, endorsementIssuer: String, simulated: Bool) {
+        self.kind = kind
+        self.hostKey = hostKey
+        self.chipID = chipID
+        self.endorsementIssuer = endorsementIssuer
+        self.simulated = simulated
+    }
+
     public static let hostKeyTag = Array("vouch tee host-key v1\u{0}".utf8)
     /// The domain tag of a host-key signature (`signedMessage`).
     public static let signatureTag = Array("vouch tee host-key signature v1\u{0}".utf8)
 
-    public var hostID: String {
-        switch self {
-        case let .chip(id): return Self.hostID(chipID: id)
-        case let .hostKey(spki): return Self.hostID(hostKeySPKI: spki)
-        }
+    public var hostID: String { Self.hostID(kind: kind, hostKeySPKI: hostKey) }
+
+    /// For the canonical SPKI (`checkedHostKey`) of a host of `kind`.
+    public static func hostID(kind: EvidenceKind, hostKeySPKI: [UInt8]) -> String {
+        Hex.encode(Crypto.sha256(hostKeyTag + Array(kind.rawValue.utf8) + [0] + hostKeySPKI).prefix(16))
     }
 
-    public static func hostID(chipID: [UInt8]) -> String { Hex.encode(Crypto.sha256(chipTag + chipID).prefix(16)) }
-
-    /// For the canonical SPKI (`checkedHostKey`).
-    public static func hostID(hostKeySPKI: [UInt8]) -> String { Hex.encode(Crypto.sha256(hostKeyTag + hostKeySPKI).prefix(16)) }
-
-    /// What a host-key host signs with each piece of evidence after registration: the tag and the
-    /// request's binding (`VerificationContext.binding`), signed ECDSA with SHA-256 (P-256 key) or
-    /// SHA-384 (P-384 key), DER signature.
+    /// What a TEE host signs with its host key, at registration and with each piece of evidence
+    /// after it: the tag and the request's binding (`VerificationContext.binding`; at registration
+    /// SHA-256(nonce ‖ SHA-256(host key SPKI))), signed ECDSA with SHA-256 (P-256 key) or SHA-384
+    /// (P-384 key), DER signature.
     public static func signedMessage(binding: [UInt8]) -> [UInt8] { signatureTag + binding }
 
     /// A host key as sent (DER SubjectPublicKeyInfo): an ECDSA P-256 or P-384 key, returned in
@@ -111,23 +124,43 @@ public enum TEEHostIdentity: Sendable, Equatable {
         return (canonical, key, "ec-p\(key.bits)")
     }
 
-    /// The host ids a registration may stand for, read from the unverified request only to check
-    /// its nonce before anything is verified: the host key's (when it is a usable key) and, for
-    /// SEV-SNP, the chip's its report names (when the report parses). Verification then decides
-    /// which identity the evidence establishes; its id must be the nonce's.
-    public static func candidateHostIDs(_ raw: RawEvidence, hostKey: [UInt8]) -> [String] {
-        var ids: [String] = []
-        if let key = try? checkedHostKey(hostKey) { ids.append(hostID(hostKeySPKI: key.spki)) }
-        if case let .sevSNP(e) = raw.payload, let report = try? SNPReport(bytes: e.report), report.signingKey == .vcek {
-            ids.append(hostID(chipID: report.chipID))
-        }
-        return ids
-    }
-
     /// Verifies a host-key signature over `binding` (`signedMessage`) with `spki`.
-    static func verify(signature: [UInt8]?, binding: [UInt8], spki: [UInt8]) -> Bool {
+    public static func verify(signature: [UInt8]?, binding: [UInt8], spki: [UInt8]) -> Bool {
         guard let signature, let key = try? PublicKey(spkiDER: spki), key.isEC else { return false }
         return key.verify(message: signedMessage(binding: binding), signature: signature, scheme: .ecdsa, hash: key.bits > 256 ? .sha384 : .sha256)
+    }
+
+    /// The host check of a TEE verifier's stage 1, in order: the host registered a TEE identity
+    /// of this kind; `signature` (the evidence's `hostKeySignature`) verifies with its host key over
+    /// `signedMessage(binding: context.binding)`; a registered CHIP_ID equals `chipID`, the
+    /// CHIP_ID of the verified report when VCEK-signed (nil otherwise); `endorsementIssuer`, from
+    /// the verified chain, is the registered one; `simulated` (the evidence chained to the software
+    /// TEE's roots) is as registered. Nil when all hold, else `tee_host_mismatch` naming what differs.
+    static func check(_ registered: TEEHostIdentity?, kind: EvidenceKind, signature: [UInt8]?, chipID: [UInt8]?,
+                      endorsementIssuer: String, simulated: Bool, context: VerificationContext) -> VouchError? {
+        func mismatch(_ expected: String, _ got: String) -> VouchError {
+            VouchError(.teeHostMismatch, "the \(kind.evidenceName) is not from the host registered as \(context.hostID)",
+                       context: ["hostId": context.hostID, "expected": expected, "got": got])
+        }
+        guard let registered, registered.kind == kind else {
+            return mismatch("a host registered with \(kind.rawValue) evidence", registered.map { "a \($0.kind.rawValue) host" } ?? "a host without TEE identity")
+        }
+        guard verify(signature: signature, binding: context.binding, spki: registered.hostKey) else {
+            return mismatch("hostKeySignature by the registered host key", signature == nil ? "no hostKeySignature" : "a signature that does not verify")
+        }
+        if let pinned = registered.chipID {
+            guard let chipID, constantTimeEqual(chipID, pinned) else {
+                return mismatch("a VCEK-signed report from the registered chip", chipID == nil ? "a report not signed by a VCEK" : "a report from another chip")
+            }
+        }
+        guard endorsementIssuer == registered.endorsementIssuer else {
+            return mismatch("an endorsement issued by \(registered.endorsementIssuer)", "one issued by \(endorsementIssuer)")
+        }
+        guard simulated == registered.simulated else {
+            return mismatch(registered.simulated ? "the software TEE's evidence" : "evidence under AMD's or Intel's roots",
+                            simulated ? "the software TEE's evidence" : "evidence under AMD's or Intel's roots")
+        }
+        return nil
     }
 }
 

@@ -30,21 +30,24 @@ extension Attester {
     }
 
     /// Registers the confidential VM in one step:
-    /// 1. the host id it will have: its chip's when a first report is VCEK-signed (SEV-SNP), else
-    ///    its host key's (`TEEHostIdentity`);
+    /// 1. the host id it will have: its host key's, for its kind (`TEEHostIdentity`);
     /// 2. a registration challenge for that id;
-    /// 3. a report whose REPORT_DATA binds the nonce and the host key, sent with the key;
+    /// 3. a report whose REPORT_DATA binds the nonce and the host key, sent with the key and the
+    ///    key's signature over the same binding (proof the guest holds it);
     /// 4. the host certificate the broker issues for the host key, kept as a TPM host's is.
     func registerTEE(_ source: any TEEEvidenceSource) throws -> String {
         let key = try loadOrCreateTEEHostKey()
         let spki = try key.publicKey.canonicalSPKIDER
-        let probe = try source.evidence(reportData: [UInt8](repeating: 0, count: 64))
-        let expected = probe.chipID.map { TEEHostIdentity.hostID(chipID: $0) } ?? TEEHostIdentity.hostID(hostKeySPKI: spki)
+        guard let kind = EvidenceKind(rawValue: source.kind.rawValue) else {
+            throw VouchError(.unsupported, "no evidence kind \(source.kind.rawValue)")
+        }
+        let expected = TEEHostIdentity.hostID(kind: kind, hostKeySPKI: spki)
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: expected, purpose: "registration"), as: ChallengeResponse.self)
         let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce, field: "nonce"), agentSPKI: spki)
         let evidence = try source.evidence(reportData: EnrollmentBinding.teeReportData(binding: binding))
         let registered = try broker.call("POST", "/v1/hosts", body: RegisterHostRequest(
-            tee: TEERegistrationBody(kind: source.kind.rawValue, hostKey: Base64.encode(spki), nonce: challenge.nonce, evidence: evidence.fields),
+            tee: TEERegistrationBody(kind: source.kind.rawValue, hostKey: Base64.encode(spki), nonce: challenge.nonce, evidence: evidence.fields,
+                                     hostKeySignature: Base64.encode(try key.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256))),
             hostname: config.hostname, labels: config.labels.isEmpty ? nil : config.labels), as: RegisterHostResponse.self)
         guard registered.hostId == expected else {
             throw VouchError(.http, "the broker registered this guest as another host than its evidence names", context: ["expected": expected, "got": registered.hostId])
@@ -55,7 +58,7 @@ extension Attester {
     }
 
     /// The evidence for one request's binding: a report bound to it, and the host key's signature
-    /// over it (which a chip host's broker ignores).
+    /// over it.
     func teeEvidence(binding: [UInt8], source: any TEEEvidenceSource) throws -> TEEEvidenceBody {
         let key = try loadOrCreateTEEHostKey()
         let evidence = try source.evidence(reportData: EnrollmentBinding.teeReportData(binding: binding))

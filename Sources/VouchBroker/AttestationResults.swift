@@ -32,13 +32,15 @@ extension QueryService {
         let trust = try store.trust(hostID: host.id)
         let last = try store.latestEvidence(hostID: host.id)
         let state = host.blockedReason != nil ? TrustState.untrusted : (trust?.state ?? .unknown)
-        let simulated = trust?.simulated ?? false
+        // A simulated host: registered as one, or its last evidence was the software TEE's.
+        let simulated = (trust?.simulated ?? false) || last?.claims?.tee?.simulated == true
         let status: String
         var vector: [String: Int] = [:]
         switch state {
         case .trusted:
             status = simulated ? "warning" : "affirming"
-            vector = ["instance-identity": 2, "hardware": simulated ? 0 : 2, "executables": 2, "configuration": 2]
+            vector = ["instance-identity": 2, "hardware": simulated ? 0 : 2,
+                      "executables": AttestationExtension.executablesClaim(tee: last?.claims?.tee), "configuration": 2]
         case .untrusted:
             status = "contraindicated"
             vector = ["instance-identity": 2, "configuration": 96]

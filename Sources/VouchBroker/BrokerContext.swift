@@ -175,7 +175,7 @@ extension BrokerPart {
 
     /// The policy that applies to a registered host now.
     func applicablePolicy(for host: HostRecord) throws -> Policy {
-        guard let p = policies.current.select(labels: host.labels, ekIssuer: host.ekIssuer) else {
+        guard let p = policies.current.select(labels: host.labels, ekIssuer: host.ekIssuer, platform: host.platform.policyPlatform) else {
             throw VouchError(.noPolicy, "no policy applies to this host any more", context: ["hostId": host.id])
         }
         return p

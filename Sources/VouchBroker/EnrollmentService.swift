@@ -72,8 +72,9 @@ public struct EnrollmentService: BrokerPart, Sendable {
     /// 2. the host is registered, not blocked, and its AK has completed credential activation;
     /// 3. the nonce was issued to this host for enrollment and has not expired (`NonceMinter`),
     ///    and was not used before;
-    /// 4. the agent key: a CSR that parses and whose self-signature verifies, or a TPM-bound key
-    ///    certified by the host's AK over the same binding as the quote;
+    /// 4. the agent key: a CSR that parses and whose self-signature verifies, or (a TPM host only:
+    ///    `bad_request` for a CPU TEE host) a TPM-bound key certified by the host's AK over the same
+    ///    binding as the quote;
     /// 5. the evidence authenticates (`EvidenceVerifiers.authenticate`; for the TPM, QuoteVerifier:
     ///    AK signature, TPM origin, type, qualifying data = SHA-256(nonce ‖ SHA-256(agent
     ///    SubjectPublicKeyInfo)), PCR digest; for a CPU TEE, its verifier's authenticity checks,
@@ -137,6 +138,10 @@ public struct EnrollmentService: BrokerPart, Sendable {
             agentKey = try csr.publicKey
             renewal = req.renewal.map { ($0, csr) }
         case let (nil, tpmKey?):
+            guard host.platform == .tpm else {
+                try refuseUnauthenticated(host, req, VouchError(.badRequest, "a TPM-bound key (tpmKey) is a TPM host's: a CPU TEE host enrolls with a CSR",
+                                                                context: ["field": "tpmKey", "hostId": host.id]))
+            }
             guard req.renewal == nil else {
                 throw VouchError(.badRequest, "a TPM-bound key is renewed by enrolling a new one", context: ["field": "renewal"])
             }
@@ -161,7 +166,7 @@ public struct EnrollmentService: BrokerPart, Sendable {
         }
         // 5
         let qualifyingData = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(req.nonce), agentSPKI: try agentKey.spkiDER)
-        let verification = Self.verificationContext(host: host, policy: policy, binding: qualifyingData, now: now)
+        let verification = try verificationContext(host: host, policy: policy, binding: qualifyingData, now: now)
         let evidenceSet: AuthenticatedEvidenceSet
         switch evidenceVerifiers.authenticate(rawEvidence, context: verification) {
         case let .authenticated(set): evidenceSet = set

@@ -85,18 +85,25 @@ extension BrokerPart {
     }
 
     /// What the broker expects of the host's evidence: bound to `binding`, from the keys or
-    /// identity the host enrolled, of its platform's kind, judged under `policy` at `now`.
-    static func verificationContext(host: HostRecord, policy: Policy, binding: [UInt8], now: Date) -> VerificationContext {
-        VerificationContext(hostID: host.id, binding: binding, enrolled: enrolledKeys(host), policy: policy, digester: OpenSSLDigester(),
-                            platform: EvidenceKind(rawValue: host.platform.rawValue) ?? .tpm, now: now)
+    /// identity the host enrolled, of its platform's kind, judged under `policy` at `now`. For a
+    /// CPU TEE host this reads its trust record (whether it registered as simulated).
+    func verificationContext(host: HostRecord, policy: Policy, binding: [UInt8], now: Date) throws -> VerificationContext {
+        let simulated = host.platform == .tpm ? false : (try store.trust(hostID: host.id)?.simulated ?? false)
+        return VerificationContext(hostID: host.id, binding: binding, enrolled: Self.enrolledKeys(host, simulated: simulated), policy: policy,
+                                   digester: OpenSSLDigester(), platform: EvidenceKind(rawValue: host.platform.rawValue) ?? .tpm, now: now)
     }
 
-    /// The keys and identity a host registered: a TPM host's AK; a CPU TEE host's chip
-    /// (`ekPublic`, SEV-SNP VCEK) or host key (`akPublic`), as `HostRecord` documents.
-    static func enrolledKeys(_ host: HostRecord) -> EnrolledKeys {
+    /// The keys and identity a host registered: a TPM host's AK; a CPU TEE host's host key
+    /// (`akPublic`), for SEV-SNP registered with a VCEK its chip pin (`ekPublic`), its endorsement
+    /// issuer (`ekIssuer`) and whether it registered as simulated (its trust record), as
+    /// `HostRecord` documents.
+    static func enrolledKeys(_ host: HostRecord, simulated: Bool) -> EnrolledKeys {
         switch host.platform {
         case .tpm: return EnrolledKeys(akPublic: host.akPublic)
-        case .sevSNP, .tdx: return EnrolledKeys(tee: host.ekPublic.isEmpty ? .hostKey(host.akPublic) : .chip(host.ekPublic))
+        case .sevSNP:
+            return EnrolledKeys(tee: TEEHostIdentity(kind: .sevSNP, hostKey: host.akPublic, chipID: host.ekPublic.isEmpty ? nil : host.ekPublic,
+                                                     endorsementIssuer: host.ekIssuer, simulated: simulated))
+        case .tdx: return EnrolledKeys(tee: TEEHostIdentity(kind: .tdx, hostKey: host.akPublic, endorsementIssuer: host.ekIssuer, simulated: simulated))
         }
     }
 
@@ -119,5 +126,17 @@ extension BrokerPart {
     static func clockTolerance(previousAt: Date?, nonceIssuedAt: Date) -> UInt64 {
         guard let previousAt, previousAt > nonceIssuedAt else { return 0 }
         return UInt64((previousAt.timeIntervalSince(nonceIssuedAt) * 1000).rounded(.up)) + 1000
+    }
+}
+
+extension HostPlatform {
+    /// The platform a policy is selected for (`PolicySet.select`): a CPU TEE host only under a
+    /// policy with its kind's section.
+    var policyPlatform: PolicyPlatform {
+        switch self {
+        case .tpm: return .tpm
+        case .sevSNP: return .sevSNP
+        case .tdx: return .tdx
+        }
     }
 }

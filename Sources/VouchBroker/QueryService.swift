@@ -31,7 +31,7 @@ public struct QueryService: BrokerPart, Sendable {
                                claims: a.claims)
         }
         var status = HostStatus(hostId: h.id, hostname: h.hostname, labels: h.labels.isEmpty ? nil : h.labels,
-                                policy: set.select(labels: h.labels, ekIssuer: h.ekIssuer)?.label, akState: h.akState.rawValue, akAlgorithm: h.akAlgorithm,
+                                policy: set.select(labels: h.labels, ekIssuer: h.ekIssuer, platform: h.platform.policyPlatform)?.label, akState: h.akState.rawValue, akAlgorithm: h.akAlgorithm,
                                 blocked: h.blockedReason,
                                 ekIssuer: h.ekIssuer, registeredAt: h.registeredAt.iso8601, lastAttestation: last)
         status.trust = trust.map(trustStatus)

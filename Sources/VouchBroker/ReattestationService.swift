@@ -80,8 +80,8 @@ public struct ReattestationService: BrokerPart, Sendable {
         // 2
         let (issuedAt, nonceExpiresAt) = try consumeNonce(report.nonce, host, now)
         // 3
-        let verification = Self.verificationContext(host: host, policy: policy, binding: EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce)),
-                                                    now: now)
+        let verification = try verificationContext(host: host, policy: policy, binding: EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce)),
+                                                   now: now)
         let evidenceSet: AuthenticatedEvidenceSet
         switch evidenceVerifiers.authenticate(rawEvidence, context: verification) {
         case let .authenticated(set): evidenceSet = set
@@ -289,11 +289,11 @@ public struct ReattestationService: BrokerPart, Sendable {
     /// policy, a trust record.
     public func schedulableHosts() throws -> [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)] {
         let set = policies.current
-        struct Match: Hashable { let labels: [String: String]; let ekIssuer: String }
-        var intervals: [Match: TimeInterval?] = [:]   // policy selection once per distinct (labels, issuer)
+        struct Match: Hashable { let labels: [String: String]; let ekIssuer: String; let platform: HostPlatform }
+        var intervals: [Match: TimeInterval?] = [:]   // policy selection once per distinct (labels, issuer, platform)
         return try store.attestableHosts().compactMap { h in
-            let match = Match(labels: h.labels, ekIssuer: h.ekIssuer)
-            let interval = intervals[match] ?? set.select(labels: h.labels, ekIssuer: h.ekIssuer)?.reattestation.interval
+            let match = Match(labels: h.labels, ekIssuer: h.ekIssuer, platform: h.platform)
+            let interval = intervals[match] ?? set.select(labels: h.labels, ekIssuer: h.ekIssuer, platform: h.platform.policyPlatform)?.reattestation.interval
             intervals[match] = interval
             guard let interval else { return nil }
             return (h.id, h.mode, interval, h.state)

@@ -83,7 +83,7 @@ public struct RegistrationService: BrokerPart, Sendable {
         let ekPublic = try Base64.decode(ekPublicB64, field: "ekPublic")
         let akPublic = try Base64.decode(akPublicB64, field: "akPublic")
         let endorsement = try EndorsementVerifier.verify(ekCertificateDER: ekCert, ekPublic: ekPublic, trust: ekTrust, now: now).get()
-        guard let policy = policies.current.select(labels: labels, ekIssuer: endorsement.ekCertificateIssuer) else {
+        guard let policy = policies.current.select(labels: labels, ekIssuer: endorsement.ekCertificateIssuer, platform: .tpm) else {
             metrics.registration(ErrorCode.noPolicy.rawValue)
             throw VouchError(.noPolicy, "no policy applies to this host (its labels and EK issuer match none)", context: ["ekIssuer": endorsement.ekCertificateIssuer])
         }
@@ -117,7 +117,7 @@ public struct RegistrationService: BrokerPart, Sendable {
         }
         let akPublicB64 = try Self.required(req.akPublic, "akPublic")
         let akPublic = try Base64.decode(akPublicB64, field: "akPublic")
-        guard let policy = policies.current.select(labels: labels, ekIssuer: Self.simulatedEKIssuer) else {
+        guard let policy = policies.current.select(labels: labels, ekIssuer: Self.simulatedEKIssuer, platform: .tpm) else {
             throw VouchError(.noPolicy, "no policy applies to this simulated host", context: ["ekIssuer": Self.simulatedEKIssuer])
         }
         let (_, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms, allowSHA1: policy.allowSHA1AK).get()
@@ -188,7 +188,7 @@ public struct RegistrationService: BrokerPart, Sendable {
             throw VouchError(.badRequest, "pull mode needs a host certificate: send hostCSR", context: ["field": "hostCSR"])
         }
         let akPublic = try Base64.decode(ticket.akPublic, field: "registration.akPublic")
-        guard let policy = policies.current.select(labels: ticket.labels, ekIssuer: ticket.ekIssuer) else {
+        guard let policy = policies.current.select(labels: ticket.labels, ekIssuer: ticket.ekIssuer, platform: .tpm) else {
             throw VouchError(.noPolicy, "no policy applies to this host any more", context: ["hostId": id])
         }
         let (_, kind) = try EndorsementVerifier.checkAttestationKey(akPublic, allowed: policy.akAlgorithms, allowSHA1: policy.allowSHA1AK).get()

@@ -23,10 +23,11 @@ public enum HostPlatform: String, Sendable, CaseIterable {
 }
 
 /// A registered host. For a CPU TEE host (`platform` not `.tpm`) the TPM fields hold what plays
-/// their part: `ekPublic` the identity the evidence is checked against (SEV-SNP VCEK: CHIP_ID;
-/// empty for a host-key identity), `ekCertificate` nothing, `ekIssuer` the issuer of the
+/// their part: `ekPublic` the chip pin every later report is checked against (SEV-SNP registered
+/// with a VCEK: CHIP_ID; empty otherwise), `ekCertificate` nothing, `ekIssuer` the issuer of the
 /// certificate that endorsed its registration report (what `match.ekIssuer` matches), `akPublic`
-/// the host key (canonical DER SubjectPublicKeyInfo, the key of its host certificate), `akName`
+/// the host key (canonical DER SubjectPublicKeyInfo, the key of its host certificate and the
+/// host's identity: every later piece of evidence carries its signature), `akName`
 /// its SHA-256, `akAlgorithm` its type (`ec-p256`, `ec-p384`), `akState` active.
 public struct HostRecord: Sendable, Equatable {
     public var id: String
@@ -204,8 +205,10 @@ public struct AttestableHost: Sendable, Equatable {
     public var ekIssuer: String
     public var mode: AttestationMode
     public var state: TrustState
-    public init(id: String, labels: [String: String], ekIssuer: String, mode: AttestationMode, state: TrustState) {
-        self.id = id; self.labels = labels; self.ekIssuer = ekIssuer; self.mode = mode; self.state = state
+    /// What the host attests with: the policy that applies depends on it.
+    public var platform: HostPlatform
+    public init(id: String, labels: [String: String], ekIssuer: String, mode: AttestationMode, state: TrustState, platform: HostPlatform = .tpm) {
+        self.id = id; self.labels = labels; self.ekIssuer = ekIssuer; self.mode = mode; self.state = state; self.platform = platform
     }
 }
 

@@ -36,11 +36,11 @@ public struct Policy: Sendable {
     public var minimumFirmwareVersion: UInt64?
     public var certificate = CertificateTemplate()
     public var reattestation = Reattestation()
-    /// The `snp:` section: what a host's SEV-SNP report must show; nil when the policy has none
-    /// (the verifier's defaults then apply: no debug, no migration agent).
+    /// The `snp:` section: what a host's SEV-SNP report must show; nil when the policy has none,
+    /// and then the policy admits no SEV-SNP host (`covers`).
     public var snp: SNPPolicy?
-    /// The `tdx:` section: what a host's TDX quote must show; nil when the policy has none (the
-    /// verifier's defaults then apply: no debug TD, UpToDate or warned TCB statuses only).
+    /// The `tdx:` section: what a host's TDX quote must show; nil when the policy has none, and
+    /// then the policy admits no TDX host (`covers`).
     public var tdx: TDXPolicy?
 
     public struct Match: Sendable, Equatable {
@@ -310,8 +310,30 @@ public struct PolicySet: Sendable {
         self.policies = policies.sorted { $0.priority > $1.priority }
     }
 
-    /// The policy for a host, or nil when none matches.
-    public func select(labels: [String: String], ekIssuer: String) -> Policy? {
-        policies.first { $0.matches(labels: labels, ekIssuer: ekIssuer) }
+    /// The policy for a host of `platform`, or nil when none matches: the highest-priority policy
+    /// that covers the platform (`Policy.covers`) and whose `match` fits the labels and issuer.
+    public func select(labels: [String: String], ekIssuer: String, platform: PolicyPlatform) -> Policy? {
+        policies.first { $0.covers(platform) && $0.matches(labels: labels, ekIssuer: ekIssuer) }
+    }
+}
+
+/// What a host attests with, as policy selection sees it; the raw values are the evidence kinds'.
+public enum PolicyPlatform: String, Sendable, CaseIterable {
+    case tpm
+    case sevSNP = "sev-snp"
+    case tdx
+}
+
+extension Policy {
+    /// True when the policy can judge a host of `platform`. Every policy covers TPM hosts (its
+    /// `pcrs` are required); a CPU TEE host only under a policy with its kind's section (`snp:`,
+    /// `tdx:`): a policy written for TPM hosts says nothing about which guest may run, so it never
+    /// admits one.
+    public func covers(_ platform: PolicyPlatform) -> Bool {
+        switch platform {
+        case .tpm: return true
+        case .sevSNP: return snp != nil
+        case .tdx: return tdx != nil
+        }
     }
 }

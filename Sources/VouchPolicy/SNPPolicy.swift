@@ -24,6 +24,7 @@ import VouchTEEWire
 ///       reported: {fmc: 0, bootloader: 0, tee: 0, snp: 0, microcode: 9}
 ///   measurements:                # allowed MEASUREMENTs (48-byte hex), each with a name
 ///     - {name: ovmf-2025.02, value: 6a06…}
+///   allowAnyMeasurement: false   # the broker admits hosts without `measurements` (default false)
 ///   hostData: [<32-byte hex>]    # allowed HOST_DATA values
 ///   idKeyDigests: [<48-byte hex>]
 ///   authorKeyDigests: [<48-byte hex>]
@@ -83,8 +84,14 @@ public struct SNPPolicy: Sendable, Equatable {
     public var products: Set<SNPProduct>?
     /// Empty: no TCB minimum. Otherwise a report of a product line without an entry is refused.
     public var minimumTCB: [SNPProduct: MinimumTCB] = [:]
-    /// Empty: any measurement.
+    /// Empty: any measurement (offline); the broker then refuses every host unless
+    /// `allowAnyMeasurement`.
     public var measurements: [Measurement] = []
+    /// The broker admits hosts under this section without a measurement allowlist
+    /// (`allowAnyMeasurement: true`). Off by default: a section that lists no `measurements` admits
+    /// no host through the broker (`snp_measurement_not_allowed`). The offline verifier
+    /// (`vouch evidence verify`) does not read it.
+    public var allowAnyMeasurement = false
     /// Empty: any HOST_DATA.
     public var hostData: [[UInt8]] = []
     /// Empty: any ID_KEY_DIGEST.
@@ -107,7 +114,7 @@ public struct SNPPolicy: Sendable, Equatable {
     public static func decode(_ node: ConfigNode, path: String = "snp") throws -> SNPPolicy {
         let m = try PolicyDecoder.Mapping(node, path: path)
         try m.allowOnly(["allowDebug", "allowMigrationAgent", "allowSMT", "vmpl", "maxVMPL", "signers", "products", "minimumTCB",
-                         "measurements", "hostData", "idKeyDigests", "authorKeyDigests", "reportData"])
+                         "measurements", "allowAnyMeasurement", "hostData", "idKeyDigests", "authorKeyDigests", "reportData"])
         var p = SNPPolicy()
         if let n = m.optional("allowDebug") { p.allowDebug = try PolicyDecoder.bool(n, m.child("allowDebug")) }
         if let n = m.optional("allowMigrationAgent") { p.allowMigrationAgent = try PolicyDecoder.bool(n, m.child("allowMigrationAgent")) }
@@ -153,6 +160,7 @@ public struct SNPPolicy: Sendable, Equatable {
                 return Measurement(name: name, value: try Hex.decode(PolicyDecoder.digest(try e.required("value"), e.child("value"), bytes: 48, alg: "MEASUREMENT")))
             }
         }
+        if let n = m.optional("allowAnyMeasurement") { p.allowAnyMeasurement = try PolicyDecoder.bool(n, m.child("allowAnyMeasurement")) }
         if let n = m.optional("hostData") { p.hostData = try hexList(n, m.child("hostData"), bytes: 32, what: "HOST_DATA") }
         if let n = m.optional("idKeyDigests") { p.idKeyDigests = try hexList(n, m.child("idKeyDigests"), bytes: 48, what: "SHA-384") }
         if let n = m.optional("authorKeyDigests") { p.authorKeyDigests = try hexList(n, m.child("authorKeyDigests"), bytes: 48, what: "SHA-384") }

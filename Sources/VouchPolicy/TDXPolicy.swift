@@ -27,8 +27,14 @@ public struct TDXPolicy: Sendable, Equatable {
     public var requireSeptVEDisable = true
     /// Allowed XFAM values (8 bytes each, as quoted).
     public var xfam: [[UInt8]] = []
-    /// Allowed MRTD values (48 bytes), by name.
+    /// Allowed MRTD values (48 bytes), by name. Empty: any MRTD (offline); the broker then
+    /// refuses every host unless `allowAnyMeasurement`.
     public var mrtd: [NamedValue] = []
+    /// The broker admits hosts under this section without an MRTD allowlist
+    /// (`allowAnyMeasurement: true`). Off by default: a section that lists no `mrtd` admits no
+    /// host through the broker (`tdx_mrtd_not_allowed`). The offline verifier
+    /// (`vouch evidence verify`) does not read it.
+    public var allowAnyMeasurement = false
     public var mrConfigID: [[UInt8]] = []
     public var mrOwner: [[UInt8]] = []
     public var mrOwnerConfig: [[UInt8]] = []
@@ -60,6 +66,7 @@ public struct TDXPolicy: Sendable, Equatable {
     ///       requireSeptVeDisable: true
     ///       xfam: [e702060000000000]
     ///       mrtd: [{name: ovmf-2024.02, value: <96 hex>}]
+    ///       allowAnyMeasurement: false
     ///       mrConfigId: [<96 hex>]
     ///       mrOwner: [<96 hex>]
     ///       mrOwnerConfig: [<96 hex>]
@@ -73,7 +80,7 @@ public struct TDXPolicy: Sendable, Equatable {
     ///         minimumEvaluationDataNumber: 17
     public static func decode(_ node: ConfigNode, path: String = "tdx") throws -> TDXPolicy {
         let m = try PolicyDecoder.Mapping(node, path: path)
-        try m.allowOnly(["allowDebug", "requireSeptVeDisable", "xfam", "mrtd", "mrConfigId", "mrOwner", "mrOwnerConfig", "rtmrs", "reportData", "tcb"])
+        try m.allowOnly(["allowDebug", "requireSeptVeDisable", "xfam", "mrtd", "allowAnyMeasurement", "mrConfigId", "mrOwner", "mrOwnerConfig", "rtmrs", "reportData", "tcb"])
         var p = TDXPolicy()
         if let n = m.optional("allowDebug") { p.allowDebug = try PolicyDecoder.bool(n, m.child("allowDebug")) }
         if let n = m.optional("requireSeptVeDisable") { p.requireSeptVEDisable = try PolicyDecoder.bool(n, m.child("requireSeptVeDisable")) }
@@ -87,6 +94,7 @@ public struct TDXPolicy: Sendable, Equatable {
                 return NamedValue(name: name.value, value: try hex(try e.required("value"), e.child("value"), bytes: 48))
             }
         }
+        if let n = m.optional("allowAnyMeasurement") { p.allowAnyMeasurement = try PolicyDecoder.bool(n, m.child("allowAnyMeasurement")) }
         if let n = m.optional("mrConfigId") { p.mrConfigID = try hexList(n, m.child("mrConfigId"), bytes: 48) }
         if let n = m.optional("mrOwner") { p.mrOwner = try hexList(n, m.child("mrOwner"), bytes: 48) }
         if let n = m.optional("mrOwnerConfig") { p.mrOwnerConfig = try hexList(n, m.child("mrOwnerConfig"), bytes: 48) }

@@ -311,11 +311,12 @@ public final class SQLiteBrokerStore: BrokerStore {
     public func attestableHosts() throws -> [AttestableHost] {
         try with { db in
             try db.prepare("""
-            SELECT h.id, h.labels, h.ek_issuer, t.mode, t.state FROM hosts h JOIN host_trust t ON t.host_id = h.id
+            SELECT h.id, h.labels, h.ek_issuer, t.mode, t.state, h.platform FROM hosts h JOIN host_trust t ON t.host_id = h.id
             WHERE h.deleted_at IS NULL AND h.ak_state = 'active' AND h.blocked_reason IS NULL ORDER BY h.id
             """).query([]) { r in
                 AttestableHost(id: r.text(0), labels: Self.labels(r.text(1)) ?? [:], ekIssuer: r.text(2),
-                               mode: AttestationMode(rawValue: r.text(3)) ?? .push, state: TrustState(rawValue: r.text(4)) ?? .unknown)
+                               mode: AttestationMode(rawValue: r.text(3)) ?? .push, state: TrustState(rawValue: r.text(4)) ?? .unknown,
+                               platform: HostPlatform(stored: r.text(5)))
             }
         }
     }

@@ -139,7 +139,7 @@ public final class InMemoryBrokerStore: BrokerStore {
             s.hosts.values.compactMap { row -> AttestableHost? in
                 let h = row.record
                 guard !row.deleted, h.akState == .active, h.blockedReason == nil, let t = s.trust[h.id] else { return nil }
-                return AttestableHost(id: h.id, labels: h.labels, ekIssuer: h.ekIssuer, mode: t.mode, state: t.state)
+                return AttestableHost(id: h.id, labels: h.labels, ekIssuer: h.ekIssuer, mode: t.mode, state: t.state, platform: h.platform)
             }.sorted { $0.id < $1.id }
         }
     }

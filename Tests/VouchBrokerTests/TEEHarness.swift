@@ -29,6 +29,12 @@ enum SoftwareTEEs {
                                 tdxRoots: tdx.roots)
     }
 
+    /// A second chip of the software SEV-SNP platform: its CHIP_ID and a VCEK for it under the same ASK.
+    static let otherChip: (id: [UInt8], key: PrivateKey, vcek: Certificate) = {
+        let id = [UInt8](repeating: 0x5a, count: 64), key = try! PrivateKey.generate(.p384)
+        return (id, key, try! snp.issueEndorsement(.vcek, key: key, extensions: SoftwareSNP.extensions(product: snp.product, tcb: snp.tcb, hwID: id)))
+    }()
+
     /// The measurement the test policy allows (SEV-SNP MEASUREMENT, TDX MRTD).
     static let good = [UInt8](repeating: 0x6a, count: 48)
 
@@ -51,9 +57,11 @@ enum SoftwareTEEs {
 struct SoftwareTEEGuest {
     enum Kind { case snpVCEK, snpVLEK, tdx }
     let kind: Kind
-    let hostKey: PrivateKey
+    var hostKey: PrivateKey
     var measurement = SoftwareTEEs.good
     var debug = false
+    /// SEV-SNP with a VCEK: run on `SoftwareTEEs.otherChip` instead of the platform's chip.
+    var onOtherChip = false
 
     init(_ kind: Kind) throws {
         self.kind = kind
@@ -63,9 +71,9 @@ struct SoftwareTEEGuest {
     var evidenceKind: String { kind == .tdx ? "tdx" : "sev-snp" }
     var hostKeySPKI: [UInt8] { get throws { try hostKey.publicKey.canonicalSPKIDER } }
 
-    /// The host id the guest will have: its chip's for a VCEK, its host key's otherwise.
+    /// The host id the guest will have: its host key's.
     var hostID: String {
-        get throws { kind == .snpVCEK ? TEEHostIdentity.hostID(chipID: SoftwareTEEs.snp.chipID) : TEEHostIdentity.hostID(hostKeySPKI: try hostKeySPKI) }
+        get throws { TEEHostIdentity.hostID(kind: kind == .tdx ? .tdx : .sevSNP, hostKeySPKI: try hostKeySPKI) }
     }
 
     /// A report (SEV-SNP) or quote (TDX) whose REPORT_DATA is `teeReportData(binding:)`.
@@ -77,6 +85,11 @@ struct SoftwareTEEGuest {
             var report = snp.report(signer: kind == .snpVLEK ? .vlek : .vcek, reportData: data)
             report.measurement = measurement
             if debug { report.policy = SNPGuestPolicy.with([SNPGuestPolicy.smtBit, SNPGuestPolicy.debugBit]) }
+            if onOtherChip, kind == .snpVCEK {
+                let other = SoftwareTEEs.otherChip
+                report.chipID = other.id
+                return TEEEvidenceFields(report: Base64.encode(try SoftwareSNP.sign(report, key: other.key)), endorsement: Base64.encode(try other.vcek.der))
+            }
             return TEEEvidenceFields(report: Base64.encode(try snp.sign(report)), endorsement: Base64.encode(try (kind == .snpVLEK ? snp.vlek : snp.vcek).der))
         case .tdx:
             let body = SoftwareTDX.body(tdAttributes: debug ? [1, 0, 0, 0x10, 0, 0, 0, 0] : [0, 0, 0, 0x10, 0, 0, 0, 0], mrTD: measurement, reportData: data)
@@ -90,10 +103,13 @@ struct SoftwareTEEGuest {
                         hostKeySignature: signed ? Base64.encode(try hostKey.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256)) : nil)
     }
 
-    /// The registration body for a registration challenge's nonce.
-    func registration(nonce: String) throws -> TEERegistrationBody {
+    /// The registration body for a registration challenge's nonce, signed by the host key over
+    /// its binding (`signer`: another key's signature, in the attacks; `signed: false`: none).
+    func registration(nonce: String, signed: Bool = true, signer: PrivateKey? = nil) throws -> TEERegistrationBody {
         let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(nonce), agentSPKI: try hostKeySPKI)
-        return TEERegistrationBody(kind: evidenceKind, hostKey: Base64.encode(try hostKeySPKI), nonce: nonce, evidence: try fields(binding: binding))
+        let signature = signed ? Base64.encode(try (signer ?? hostKey).sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256)) : nil
+        return TEERegistrationBody(kind: evidenceKind, hostKey: Base64.encode(try hostKeySPKI), nonce: nonce, evidence: try fields(binding: binding),
+                                   hostKeySignature: signature)
     }
 }
 

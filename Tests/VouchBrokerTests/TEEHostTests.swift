@@ -33,7 +33,7 @@ final class TEEHostTests: XCTestCase {
 
     // MARK: registration and enrollment
 
-    func testAnSNPHostRegistersByItsChipAndEnrollsWithAnEARNamingTheTEE() throws {
+    func testAnSNPHostRegistersByItsHostKeyWithItsChipPinnedAndEnrollsWithAnEARNamingTheTEE() throws {
         let b = try broker()
         let guest = try SoftwareTEEGuest(.snpVCEK)
         let registered = try b.register(guest)
@@ -45,7 +45,8 @@ final class TEEHostTests: XCTestCase {
         XCTAssertEqual(try hostCert.publicKey.canonicalSPKIDER, try guest.hostKeySPKI)
         let host = try XCTUnwrap(b.store.host(id: registered.hostId))
         XCTAssertEqual(host.platform, .sevSNP)
-        XCTAssertEqual(host.ekPublic, SoftwareTEEs.snp.chipID, "a VCEK host is its chip")
+        XCTAssertEqual(host.akPublic, try guest.hostKeySPKI, "every TEE host is its host key")
+        XCTAssertEqual(host.ekPublic, SoftwareTEEs.snp.chipID, "a VCEK host's chip is pinned")
         XCTAssertEqual(host.akState, .active)
         let trust = try XCTUnwrap(b.store.trust(hostID: host.id))
         XCTAssertEqual(trust.hostCertificateSerial, hostCert.serialHex)
@@ -79,7 +80,7 @@ final class TEEHostTests: XCTestCase {
         let b = try broker()
         let guest = try SoftwareTEEGuest(.snpVLEK)
         let registered = try b.register(guest)
-        XCTAssertEqual(registered.hostId, TEEHostIdentity.hostID(hostKeySPKI: try guest.hostKeySPKI))
+        XCTAssertEqual(registered.hostId, TEEHostIdentity.hostID(kind: .sevSNP, hostKeySPKI: try guest.hostKeySPKI))
         XCTAssertEqual(try b.store.host(id: registered.hostId)?.ekPublic, [], "no chip identity behind a VLEK")
         let commits = b.store.commits
         assertCode(.teeHostMismatch) { _ = try b.enroll(guest, agent: "a", signed: false) }
@@ -182,11 +183,11 @@ final class TEEHostTests: XCTestCase {
         assertCode(.nonceUnknown) {
             _ = try b.service.registration.registerHost(RegisterHostRequest(tee: try guest.registration(nonce: other.nonce), hostname: "cvm"))
         }
-        // A VCEK-signed report makes the host its chip: a nonce for its host key's id does not do.
-        let forKey = try b.service.enrollment.createChallenge(ChallengeRequest(hostId: TEEHostIdentity.hostID(hostKeySPKI: try guest.hostKeySPKI),
+        // The host id names the kind: a nonce for the same host key as a TDX host does not do.
+        let forTDX = try b.service.enrollment.createChallenge(ChallengeRequest(hostId: TEEHostIdentity.hostID(kind: .tdx, hostKeySPKI: try guest.hostKeySPKI),
                                                                                 purpose: "registration"))
         assertCode(.nonceUnknown) {
-            _ = try b.service.registration.registerHost(RegisterHostRequest(tee: try guest.registration(nonce: forKey.nonce), hostname: "cvm"))
+            _ = try b.service.registration.registerHost(RegisterHostRequest(tee: try guest.registration(nonce: forTDX.nonce), hostname: "cvm"))
         }
         XCTAssertEqual(try b.store.hosts(), [], "nothing registered")
         // An enrollment nonce is not a registration nonce.

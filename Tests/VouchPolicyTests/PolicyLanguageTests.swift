@@ -233,12 +233,12 @@ final class PolicyLanguageTests: XCTestCase {
         }
         let set = try PolicySet([try policy("default", 0, [:]), try policy("prod", 10, ["env": "prod"]),
                                  try policy("prod-gpu", 20, ["env": "prod", "gpu": "h100"]), try policy("vendor", 5, [:], issuer: "CN=Acme EK CA")])
-        XCTAssertEqual(set.select(labels: [:], ekIssuer: "CN=x")?.name, "default")
-        XCTAssertEqual(set.select(labels: ["env": "prod"], ekIssuer: "CN=x")?.name, "prod")
-        XCTAssertEqual(set.select(labels: ["env": "prod", "gpu": "h100"], ekIssuer: "CN=x")?.name, "prod-gpu")
-        XCTAssertEqual(set.select(labels: ["gpu": "h100"], ekIssuer: "CN=Acme EK CA")?.name, "vendor")
-        XCTAssertEqual(set.select(labels: ["env": "prod"], ekIssuer: "CN=Acme EK CA")?.name, "prod", "higher priority wins")
-        XCTAssertNil(try PolicySet([try policy("only-prod", 1, ["env": "prod"])]).select(labels: [:], ekIssuer: "CN=x"))
+        XCTAssertEqual(set.select(labels: [:], ekIssuer: "CN=x", platform: .tpm)?.name, "default")
+        XCTAssertEqual(set.select(labels: ["env": "prod"], ekIssuer: "CN=x", platform: .tpm)?.name, "prod")
+        XCTAssertEqual(set.select(labels: ["env": "prod", "gpu": "h100"], ekIssuer: "CN=x", platform: .tpm)?.name, "prod-gpu")
+        XCTAssertEqual(set.select(labels: ["gpu": "h100"], ekIssuer: "CN=Acme EK CA", platform: .tpm)?.name, "vendor")
+        XCTAssertEqual(set.select(labels: ["env": "prod"], ekIssuer: "CN=Acme EK CA", platform: .tpm)?.name, "prod", "higher priority wins")
+        XCTAssertNil(try PolicySet([try policy("only-prod", 1, ["env": "prod"])]).select(labels: [:], ekIssuer: "CN=x", platform: .tpm))
         XCTAssertThrowsError(try PolicySet([try policy("a", 1, [:]), try policy("b", 1, ["x": "y"])])) {
             XCTAssertEqual(($0 as? VouchError)?.context["path"], "priority")
         }
@@ -246,6 +246,28 @@ final class PolicyLanguageTests: XCTestCase {
             XCTAssertEqual(($0 as? VouchError)?.context["path"], "name")
         }
         XCTAssertThrowsError(try PolicySet([])) { XCTAssertEqual(($0 as? VouchError)?.code, .policyInvalid) }
+    }
+
+    /// A CPU TEE host is matched only by a policy with its kind's section: a TPM policy that fits
+    /// its labels says nothing about which guest may run, so it never admits one.
+    func testTEEHostsMatchOnlyPoliciesWithTheirSection() throws {
+        func policy(_ name: String, _ priority: Int, snp: Bool = false, tdx: Bool = false) throws -> Policy {
+            var p = try decode(PolicyTests.valid.replacingOccurrences(of: "name: test", with: "name: \(name)"))
+            p.priority = priority
+            p.match.labels = ["env": "prod"]
+            p.snp = snp ? SNPPolicy() : nil
+            p.tdx = tdx ? TDXPolicy() : nil
+            return p
+        }
+        let tpmOnly = try PolicySet([try policy("prod", 10)])
+        XCTAssertEqual(tpmOnly.select(labels: ["env": "prod"], ekIssuer: "CN=x", platform: .tpm)?.name, "prod")
+        XCTAssertNil(tpmOnly.select(labels: ["env": "prod"], ekIssuer: "CN=x", platform: .sevSNP))
+        XCTAssertNil(tpmOnly.select(labels: ["env": "prod"], ekIssuer: "CN=x", platform: .tdx))
+        let set = try PolicySet([try policy("prod", 10), try policy("prod-snp", 5, snp: true), try policy("prod-tdx", 1, tdx: true)])
+        XCTAssertEqual(set.select(labels: ["env": "prod"], ekIssuer: "CN=x", platform: .tpm)?.name, "prod")
+        XCTAssertEqual(set.select(labels: ["env": "prod"], ekIssuer: "CN=x", platform: .sevSNP)?.name, "prod-snp")
+        XCTAssertEqual(set.select(labels: ["env": "prod"], ekIssuer: "CN=x", platform: .tdx)?.name, "prod-tdx")
+        XCTAssertNil(set.select(labels: [:], ekIssuer: "CN=x", platform: .sevSNP), "the section does not widen the labels matched")
     }
 
     func testLoadingFilesAndDirectories() throws {

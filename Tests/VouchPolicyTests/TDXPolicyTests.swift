@@ -19,6 +19,9 @@ final class TDXPolicyTests: XCTestCase {
         XCTAssertFalse(p.allowDebug)
         XCTAssertTrue(p.requireSeptVEDisable)
         XCTAssertFalse(p.allowUnknownTCB)
+        XCTAssertFalse(p.allowAnyMeasurement, "the broker requires an MRTD allowlist unless told otherwise")
+        XCTAssertTrue(try decode("tdx: {allowAnyMeasurement: true}\n").allowAnyMeasurement)
+        XCTAssertThrowsError(try decode("tdx: {allowAnyMeasurement: 1}\n")) { XCTAssertEqual(($0 as? VouchError)?.code, .policyInvalid) }
         XCTAssertEqual(p.acceptedTCBStatuses, ["UpToDate", "SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded"])
     }
 

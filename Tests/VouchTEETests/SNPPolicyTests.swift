@@ -23,6 +23,9 @@ final class SNPPolicyTests: XCTestCase {
         XCTAssertTrue(p.allowSMT)
         XCTAssertEqual(p.signers, [.vcek, .vlek])
         XCTAssertNil(p.products)
+        XCTAssertFalse(p.allowAnyMeasurement, "the broker requires a measurement allowlist unless told otherwise")
+        XCTAssertTrue(try decode("snp: {allowAnyMeasurement: true}\n").allowAnyMeasurement)
+        XCTAssertThrowsError(try decode("snp: {allowAnyMeasurement: yes please}\n")) { XCTAssertEqual(($0 as? VouchError)?.code, .policyInvalid) }
     }
 
     func testEveryKey() throws {

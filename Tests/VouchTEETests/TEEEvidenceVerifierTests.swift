@@ -26,20 +26,34 @@ final class TEEEvidenceVerifierTests: XCTestCase {
     let binding = Crypto.sha256(Array("a request's binding".utf8))
     let hostKey = try! PrivateKey.generate(.p256)
     var spki: [UInt8] { try! hostKey.publicKey.canonicalSPKIDER }
+    /// This host key registered as an SEV-SNP host with a VCEK (its chip pinned), with a VLEK, as a TDX host.
+    var vcekHost: TEEHostIdentity { snpHost(spki, chip: SNPSim.milan.chipID) }
+    var vlekHost: TEEHostIdentity { TEEHostIdentity(kind: .sevSNP, hostKey: spki, endorsementIssuer: SNPSim.milan.asvk.subject, simulated: true) }
+    var tdxHost: TEEHostIdentity { TEEHostIdentity(kind: .tdx, hostKey: spki, endorsementIssuer: Self.tdx.pckCA.certificate.subject, simulated: true) }
+    /// An SEV-SNP host registered with a VCEK-signed report of the software Milan.
+    func snpHost(_ key: [UInt8], chip: [UInt8]) -> TEEHostIdentity {
+        TEEHostIdentity(kind: .sevSNP, hostKey: key, chipID: chip, endorsementIssuer: SNPSim.milan.ask.subject, simulated: true)
+    }
 
     func trust(collateral: Bool = true) throws -> TEETrust {
         TEETrust(tdxCollateral: TDXCollateralSet(collateral ? [Hex.encode(Self.tdx.platform.fmspc): Self.collateral] : [:]))
             .trustingSimulation(snp: try SNPSim.store([SNPSim.milan]), tdxRoots: Self.tdx.roots)
     }
 
+    /// The policy has both sections at their defaults, except that they admit any measurement
+    /// (`edit` changes that).
     func context(_ identity: TEEHostIdentity?, platform: EvidenceKind, binding: [UInt8]? = nil, policy edit: (inout Policy) -> Void = { _ in }) -> VerificationContext {
         var policy = Policy(name: "tee", version: 1, pcrBank: .sha256, pcrValues: [:])
+        policy.snp = SNPPolicy()
+        policy.snp?.allowAnyMeasurement = true
+        policy.tdx = TDXPolicy()
+        policy.tdx?.allowAnyMeasurement = true
         edit(&policy)
         return VerificationContext(hostID: identity?.hostID ?? "", binding: binding ?? self.binding, enrolled: EnrolledKeys(tee: identity), policy: policy,
                                    digester: OpenSSLDigester(), platform: platform, now: Self.now)
     }
 
-    func snpEvidence(signer: SNPSigningKey = .vcek, binding: [UInt8]? = nil, table: Bool = false, debug: Bool = false) throws -> RawEvidence {
+    func snpEvidence(signer: SNPSigningKey = .vcek, binding: [UInt8]? = nil, table: Bool = false, debug: Bool = false, signed: Bool = true) throws -> RawEvidence {
         let snp = SNPSim.milan
         var report = snp.report(signer: signer, reportData: EnrollmentBinding.teeReportData(binding: binding ?? self.binding))
         if debug { report.policy = SNPGuestPolicy.with([SNPGuestPolicy.smtBit, SNPGuestPolicy.debugBit]) }
@@ -48,7 +62,7 @@ final class TEEEvidenceVerifierTests: XCTestCase {
             ? .certificateTable(SNPCertificateTable(entries: [.init(guid: (signer == .vlek ? SNPCertificateTable.Kind.vlek : .vcek).rawValue, der: cert),
                                                               .init(guid: SNPCertificateTable.Kind.ask.rawValue, der: try snp.ask.der)]).bytes)
             : .certificate(cert)
-        let signature = try hostKey.sign(TEEHostIdentity.signedMessage(binding: self.binding), hash: .sha256)
+        let signature = signed ? try hostKey.sign(TEEHostIdentity.signedMessage(binding: self.binding), hash: .sha256) : nil
         return RawEvidence(device: "sev-snp", payload: .sevSNP(SNPRawEvidence(report: try snp.sign(report), endorsement: endorsement, hostKeySignature: signature)))
     }
 
@@ -73,9 +87,9 @@ final class TEEEvidenceVerifierTests: XCTestCase {
 
     // MARK: SEV-SNP
 
-    func testSNPEvidenceVerifiesForItsChipWithTheCertificateOrTheTable() throws {
+    func testSNPEvidenceVerifiesForItsHostKeyAndChipWithTheCertificateOrTheTable() throws {
         let verifier = SNPEvidenceVerifier(trust: try trust())
-        let chip = TEEHostIdentity.chip(SNPSim.milan.chipID)
+        let chip = vcekHost
         for table in [false, true] {
             let e = try XCTUnwrap(verified(verifier.verify(try snpEvidence(table: table), accepted: .none, context: context(chip, platform: .sevSNP))))
             XCTAssertEqual(e.kind, .sevSNP)
@@ -89,24 +103,44 @@ final class TEEEvidenceVerifierTests: XCTestCase {
 
     func testSNPStageOneRefusesAnotherBindingChipOrUnsignedHostKey() throws {
         let verifier = SNPEvidenceVerifier(trust: try trust())
-        let chip = TEEHostIdentity.chip(SNPSim.milan.chipID)
+        let chip = vcekHost
         XCTAssertEqual(refusal(verifier.verify(try snpEvidence(binding: Crypto.sha256([1])), accepted: .none, context: context(chip, platform: .sevSNP))).code,
                        .snpReportDataMismatch)
-        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(), accepted: .none, context: context(.chip([UInt8](repeating: 7, count: 64)), platform: .sevSNP))).code,
+        // Every SEV-SNP host signs with its host key, a VCEK host too: its chip is no proof of
+        // which guest on it made the report.
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signed: false), accepted: .none, context: context(chip, platform: .sevSNP))).code,
                        .teeHostMismatch)
-        // A VLEK-signed report does not speak for a chip identity, and needs the host key's signature.
-        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(chip, platform: .sevSNP))).code, .teeHostMismatch)
-        XCTAssertNotNil(verified(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(.hostKey(spki), platform: .sevSNP))))
         let other = try PrivateKey.generate(.p256).publicKey.canonicalSPKIDER
-        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(.hostKey(other), platform: .sevSNP))).code,
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(), accepted: .none,
+                                               context: context(snpHost(other, chip: SNPSim.milan.chipID), platform: .sevSNP))).code,
+                       .teeHostMismatch, "another guest on the registered chip")
+        // The chip pinned at registration: another chip, or a VLEK-signed report, is refused.
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(), accepted: .none,
+                                               context: context(snpHost(spki, chip: [UInt8](repeating: 7, count: 64)), platform: .sevSNP))).code,
                        .teeHostMismatch)
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(chip, platform: .sevSNP))).code, .teeHostMismatch)
+        // A host registered without a chip (VLEK): its host key's signature.
+        XCTAssertNotNil(verified(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(vlekHost, platform: .sevSNP))))
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(TEEHostIdentity(kind: .sevSNP, hostKey: other, endorsementIssuer: SNPSim.milan.asvk.subject, simulated: true), platform: .sevSNP))).code,
+                       .teeHostMismatch)
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek, signed: false), accepted: .none, context: context(vlekHost, platform: .sevSNP))).code,
+                       .teeHostMismatch)
+        // The registered endorsement issuer and simulated flag.
+        var otherIssuer = vcekHost, notSimulated = vcekHost
+        otherIssuer.endorsementIssuer = SNPSim.milan.asvk.subject
+        notSimulated.simulated = false
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(), accepted: .none, context: context(otherIssuer, platform: .sevSNP))).code, .teeHostMismatch)
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(), accepted: .none, context: context(notSimulated, platform: .sevSNP))).code, .teeHostMismatch)
+        // Not an SEV-SNP host.
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(tdxHost, platform: .sevSNP))).code, .teeHostMismatch)
+        XCTAssertEqual(refusal(verifier.verify(try snpEvidence(signer: .vlek), accepted: .none, context: context(nil, platform: .sevSNP))).code, .teeHostMismatch)
     }
 
     func testSNPStageTwoAppliesThePolicySectionOrItsDefaults() throws {
         let verifier = SNPEvidenceVerifier(trust: try trust())
-        let chip = TEEHostIdentity.chip(SNPSim.milan.chipID)
+        let chip = vcekHost
         let (code, record) = refusal(verifier.verify(try snpEvidence(debug: true), accepted: .none, context: context(chip, platform: .sevSNP)))
-        XCTAssertEqual(code, .snpDebugEnabled, "no snp: section: the defaults refuse a debuggable guest")
+        XCTAssertEqual(code, .snpDebugEnabled, "the section's defaults refuse a debuggable guest")
         XCTAssertEqual(record?.claims?.tee?.debug, true)
         let measurement = try XCTUnwrap(SNPReport(bytes: SNPSim.milan.sign(SNPSim.milan.report())).measurement)
         let allowOther = context(chip, platform: .sevSNP) { p in
@@ -123,13 +157,21 @@ final class TEEEvidenceVerifierTests: XCTestCase {
             p.snp = snp
         }
         XCTAssertEqual(verified(verifier.verify(try snpEvidence(), accepted: .none, context: allowIt))?.record.claims?.tee?.measurementName, "zeros")
+        // The broker requires an allowlist: a section without one (or no section) admits nothing.
+        for edit in [{ (p: inout Policy) in p.snp = SNPPolicy() }, { (p: inout Policy) in p.snp = nil }] {
+            guard case let .rejected(violations, _) = verifier.verify(try snpEvidence(), accepted: .none, context: context(chip, platform: .sevSNP, policy: edit)) else {
+                return XCTFail("admitted without an allowlist")
+            }
+            XCTAssertEqual(violations.map(\.code), [.snpMeasurementNotAllowed])
+            XCTAssertEqual(violations.first?.expected, "an allowlist in the policy")
+        }
     }
 
     func testSoftwareTEEEvidenceIsRefusedUnderThePinnedRootsAlone() throws {
         let snp = SNPEvidenceVerifier(trust: TEETrust()), tdx = TDXEvidenceVerifier(trust: TEETrust())
-        XCTAssertEqual(refusal(snp.verify(try snpEvidence(), accepted: .none, context: context(.chip(SNPSim.milan.chipID), platform: .sevSNP))).code,
+        XCTAssertEqual(refusal(snp.verify(try snpEvidence(), accepted: .none, context: context(vcekHost, platform: .sevSNP))).code,
                        .teeSimulationRefused)
-        XCTAssertEqual(refusal(tdx.verify(try tdxEvidence(), accepted: .none, context: context(.hostKey(spki), platform: .tdx))).code, .teeSimulationRefused)
+        XCTAssertEqual(refusal(tdx.verify(try tdxEvidence(), accepted: .none, context: context(tdxHost, platform: .tdx))).code, .teeSimulationRefused)
         XCTAssertEqual(TEETrust.simulationOrganization, TEESimulation.organization)
         XCTAssertFalse(TEETrust().trustsSimulation)
         XCTAssertFalse(try trust().pinnedOnly.trustsSimulation)
@@ -139,46 +181,57 @@ final class TEEEvidenceVerifierTests: XCTestCase {
 
     func testTDXEvidenceVerifiesWithCollateralForItsHostKey() throws {
         let verifier = TDXEvidenceVerifier(trust: try trust())
-        let e = try XCTUnwrap(verified(verifier.verify(try tdxEvidence(), accepted: .none, context: context(.hostKey(spki), platform: .tdx))))
+        let e = try XCTUnwrap(verified(verifier.verify(try tdxEvidence(), accepted: .none, context: context(tdxHost, platform: .tdx))))
         let tee = try XCTUnwrap(e.record.claims?.tee)
         XCTAssertEqual([tee.kind, tee.tcbStatus, tee.signer], ["tdx", "UpToDate", "pck"])
         XCTAssertEqual(tee.platform, Hex.encode(Self.tdx.platform.fmspc))
         // Stage 1: binding, host key, identity kind.
-        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(binding: Crypto.sha256([2])), accepted: .none, context: context(.hostKey(spki), platform: .tdx))).code,
+        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(binding: Crypto.sha256([2])), accepted: .none, context: context(tdxHost, platform: .tdx))).code,
                        .tdxReportDataMismatch)
-        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(signed: false), accepted: .none, context: context(.hostKey(spki), platform: .tdx))).code,
+        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(signed: false), accepted: .none, context: context(tdxHost, platform: .tdx))).code,
                        .teeHostMismatch)
-        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(), accepted: .none, context: context(.chip([UInt8](repeating: 1, count: 64)), platform: .tdx))).code,
-                       .teeHostMismatch)
+        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(), accepted: .none, context: context(vlekHost, platform: .tdx))).code,
+                       .teeHostMismatch, "an SEV-SNP host's key does not make a TDX host")
+        var otherIssuer = tdxHost, notSimulated = tdxHost
+        otherIssuer.endorsementIssuer = "CN=Another PCK CA"
+        notSimulated.simulated = false
+        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(), accepted: .none, context: context(otherIssuer, platform: .tdx))).code, .teeHostMismatch)
+        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(), accepted: .none, context: context(notSimulated, platform: .tdx))).code, .teeHostMismatch)
         // Stage 2: the policy's defaults.
-        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(debug: true), accepted: .none, context: context(.hostKey(spki), platform: .tdx))).code,
+        XCTAssertEqual(refusal(verifier.verify(try tdxEvidence(debug: true), accepted: .none, context: context(tdxHost, platform: .tdx))).code,
                        .tdxDebugRefused)
+        // The broker requires an MRTD allowlist: a section without one (or no section) admits nothing.
+        for edit in [{ (p: inout Policy) in p.tdx = TDXPolicy() }, { (p: inout Policy) in p.tdx = nil }] {
+            guard case let .rejected(violations, _) = verifier.verify(try tdxEvidence(), accepted: .none, context: context(tdxHost, platform: .tdx, policy: edit)) else {
+                return XCTFail("admitted without an allowlist")
+            }
+            XCTAssertEqual(violations.map(\.code), [.tdxMRTDNotAllowed])
+            XCTAssertEqual(violations.first?.expected, "an allowlist in the policy")
+        }
     }
 
     func testTDXWithoutCollateralIsAnUnknownTCBTheDefaultsRefuse() throws {
         let verifier = TDXEvidenceVerifier(trust: try trust(collateral: false))
-        let (code, record) = refusal(verifier.verify(try tdxEvidence(), accepted: .none, context: context(.hostKey(spki), platform: .tdx)))
+        let (code, record) = refusal(verifier.verify(try tdxEvidence(), accepted: .none, context: context(tdxHost, platform: .tdx)))
         XCTAssertEqual(code, .tdxTCBUnknown)
         XCTAssertEqual(record?.claims?.tee?.tcbStatus, "Unknown", "authentic: the refusal carries the claims")
-        let allowing = context(.hostKey(spki), platform: .tdx) { p in
-            var tdx = TDXPolicy()
-            tdx.allowUnknownTCB = true
-            p.tdx = tdx
+        let allowing = context(tdxHost, platform: .tdx) { p in
+            p.tdx?.allowUnknownTCB = true
         }
         XCTAssertEqual(verified(verifier.verify(try tdxEvidence(), accepted: .none, context: allowing))?.record.claims?.tee?.warnings, ["tdx_tcb_unknown"])
     }
 
-    func testIdentifyGivesTheChipForAVCEKAndTheHostKeyOtherwise() throws {
+    func testIdentifyGivesTheHostKeyAndForAVCEKTheChip() throws {
         let t = try trust()
         let snp = SNPEvidenceVerifier(trust: t), tdx = TDXEvidenceVerifier(trust: t)
         let vcek = try snp.identify(try snpEvidence(), binding: binding, hostKey: spki, at: Self.now).get()
-        XCTAssertEqual(vcek.identity, .chip(SNPSim.milan.chipID))
-        XCTAssertEqual(vcek.hostID, TEEHostIdentity.hostID(chipID: SNPSim.milan.chipID))
+        XCTAssertEqual(vcek.identity, vcekHost)
+        XCTAssertEqual(vcek.hostID, TEEHostIdentity.hostID(kind: .sevSNP, hostKeySPKI: spki))
         XCTAssertTrue(vcek.simulated)
         XCTAssertEqual(vcek.endorsementIssuer, SNPSim.milan.ask.subject)
-        XCTAssertEqual(try snp.identify(try snpEvidence(signer: .vlek), binding: binding, hostKey: spki, at: Self.now).get().identity, .hostKey(spki))
+        XCTAssertEqual(try snp.identify(try snpEvidence(signer: .vlek), binding: binding, hostKey: spki, at: Self.now).get().identity, vlekHost)
         let td = try tdx.identify(try tdxEvidence(), binding: binding, hostKey: spki, at: Self.now).get()
-        XCTAssertEqual(td.identity, .hostKey(spki))
+        XCTAssertEqual(td.identity, tdxHost)
         XCTAssertEqual(td.hostID.count, 32)
         XCTAssertEqual(td.endorsementIssuer, Self.tdx.pckCA.certificate.subject)
         XCTAssertThrowsError(try tdx.identify(try tdxEvidence(), binding: Crypto.sha256([3]), hostKey: spki, at: Self.now).get()) { e in
@@ -193,8 +246,11 @@ final class TEEEvidenceVerifierTests: XCTestCase {
             XCTAssertEqual((e as? VouchError)?.code, .teeHostKeyInvalid)
         }
         XCTAssertThrowsError(try TEEHostIdentity.checkedHostKey([0x30, 0x00]))
-        XCTAssertNotEqual(TEEHostIdentity.hostID(chipID: SNPSim.milan.chipID), TEEHostIdentity.hostID(hostKeySPKI: SNPSim.milan.chipID),
-                          "the two identities are told apart by their tags")
+        XCTAssertNotEqual(TEEHostIdentity.hostID(kind: .sevSNP, hostKeySPKI: spki), TEEHostIdentity.hostID(kind: .tdx, hostKeySPKI: spki),
+                          "the host id names the kind")
+        // The documented derivation: SHA-256("vouch tee host-key v1" ‖ 0 ‖ kind ‖ 0 ‖ SPKI), first 16 bytes.
+        XCTAssertEqual(TEEHostIdentity.hostID(kind: .tdx, hostKeySPKI: spki),
+                       Hex.encode(Crypto.sha256(Array("vouch tee host-key v1\u{0}tdx\u{0}".utf8) + spki).prefix(16)))
     }
 
     // MARK: collateral directory
