@@ -19,7 +19,9 @@ extension ErrorCode {
     /// pinned at registration.
     public static let teeHostMismatch = ErrorCode("tee_host_mismatch", status: 403)
     /// A TEE host key is not a DER SubjectPublicKeyInfo of an ECDSA P-256 or P-384 key.
-    public static let teeHostKeyInvalid = ErrorCode("tee_host_key_invalid", status: 400)
+    /// 403 like `ek_certificate_invalid`: the body is well formed; the key in it is not one a host
+    /// may hold (a schema cannot say which DER is an EC key).
+    public static let teeHostKeyInvalid = ErrorCode("tee_host_key_invalid", status: 403)
 }
 
 /// SEV-SNP evidence as a host sends it, unverified.
