@@ -156,17 +156,9 @@ public struct TDXTCBInfo: Sendable {
         let mrsigner: String
         let attributes: String
         let attributesMask: String
-        let tcbLevels: [RawModuleLevel]
+        let tcbLevels: [RawISVSVNLevel]
     }
 
-    private struct RawISVSVN: Decodable { let isvsvn: Int }
-
-    private struct RawModuleLevel: Decodable {
-        let tcb: RawISVSVN
-        let tcbDate: String
-        let tcbStatus: String
-        let advisoryIDs: [String]?
-    }
 
     private struct RawComponent: Decodable { let svn: Int }
 
@@ -254,17 +246,18 @@ public struct TDXQEIdentity: Sendable {
         let attributesMask: String
         let mrsigner: String
         let isvprodid: Int
-        let tcbLevels: [RawLevel]
+        let tcbLevels: [RawISVSVNLevel]
     }
+}
 
-    private struct RawISVSVN: Decodable { let isvsvn: Int }
-
-    private struct RawLevel: Decodable {
-        let tcb: RawISVSVN
-        let tcbDate: String
-        let tcbStatus: String
-        let advisoryIDs: [String]?
-    }
+/// A TCB level judged by one ISVSVN, as both a TDX module identity's and the QE identity's
+/// `tcbLevels` carry it, before its fields are checked.
+private struct RawISVSVNLevel: Decodable {
+    struct TCB: Decodable { let isvsvn: Int }
+    let tcb: TCB
+    let tcbDate: String
+    let tcbStatus: String
+    let advisoryIDs: [String]?
 }
 
 private extension Int {
