@@ -175,12 +175,6 @@ final class TEEEndToEndTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("data").path), "a refused configuration changes nothing")
     }
-
-    /// The broker's error code in `vouch`'s one-line refusal: "(HTTP 403, CODE)".
-    func brokerCode(_ stderr: String) -> String? {
-        guard let r = stderr.range(of: #"\(HTTP \d{3}, [a-z0-9_]+\)"#, options: .regularExpression) else { return nil }
-        return stderr[r].dropLast().split(separator: " ").last.map(String.init)
-    }
 }
 
 /// A running `vouch-attester --simulate-tee` guest.
