@@ -62,13 +62,11 @@ struct AuthenticatedAzure: Sendable {
 /// vTPM quote by the AK its runtime claims name.
 public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
     public var kind: EvidenceKind { .azureSNPVTPM }
-    let pinned: SNPVerifier
-    let simulated: SNPVerifier?
+    let verifiers: SNPVerifiers
 
     /// Keep one per broker: `SNPVerifier` caches its chain checks.
     public init(trust: TEETrust) {
-        pinned = SNPVerifier(trust: trust.snp)
-        simulated = trust.simulatedSNP.map { SNPVerifier(trust: $0) }
+        verifiers = SNPVerifiers(trust: trust)
     }
 
     /// Stage 1. Checks, in order, refusing at the first failure:
@@ -160,7 +158,7 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
         guard case let .azureSNPVTPM(evidence) = raw.payload else { return .failure(Self.wrongKind) }
         // 1
         let snp: SNPVerifier, simulation: Bool
-        switch SNPEvidenceVerifier.verifier(for: evidence.endorsement, pinned: pinned, simulated: simulated) {
+        switch verifiers.verifier(for: evidence.endorsement) {
         case let .failure(e): return .failure(e)
         case let .success(chosen): (snp, simulation) = chosen
         }

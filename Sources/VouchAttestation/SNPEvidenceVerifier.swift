@@ -25,13 +25,11 @@ struct AuthenticatedSNP: Sendable {
 /// software TEE, under its test roots when the broker allows simulated hosts.
 public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     public var kind: EvidenceKind { .sevSNP }
-    let pinned: SNPVerifier
-    let simulated: SNPVerifier?
+    let verifiers: SNPVerifiers
 
     /// Keep one per broker: `SNPVerifier` caches its chain checks.
     public init(trust: TEETrust) {
-        pinned = SNPVerifier(trust: trust.snp)
-        simulated = trust.simulatedSNP.map { SNPVerifier(trust: $0) }
+        verifiers = SNPVerifiers(trust: trust)
     }
 
     /// Stage 1. Checks, in order, refusing at the first failure:
@@ -121,7 +119,7 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         }
         // 2
         let verifier: SNPVerifier, simulation: Bool
-        switch Self.verifier(for: endorsement, pinned: pinned, simulated: simulated) {
+        switch verifiers.verifier(for: endorsement) {
         case let .failure(e): return .failure(e)
         case let .success(chosen): (verifier, simulation) = chosen
         }
@@ -138,19 +136,6 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
                                        context: ["path": "snp.reportData", "expected": Hex.encode(expected), "got": Hex.encode(verified.report.reportData)]))
         }
         return .success(AuthenticatedSNP(verified: verified, simulated: simulation, evidenceDigest: Crypto.sha256(evidence.report)))
-    }
-
-    /// Step 2 of stage 1: the verifier for an endorsement (VCEK/VLEK, DER or PEM) — the software
-    /// TEE's for one whose issuer names the simulation's organisation (`tee_simulation_refused`
-    /// when the broker allows no simulated hosts), AMD's pinned roots' for anything else — and
-    /// whether it is the simulation's.
-    static func verifier(for endorsement: [UInt8], pinned: SNPVerifier, simulated: SNPVerifier?) -> Result<(SNPVerifier, simulated: Bool), VouchError> {
-        guard let cert = try? SNPVerifier.certificate(endorsement), TEETrust.isSimulation(issuer: cert.issuer) else { return .success((pinned, false)) }
-        guard let simulated else {
-            return .failure(VouchError(.teeSimulationRefused, "the SEV-SNP evidence is the software TEE's and this broker does not allow simulated hosts",
-                                       context: ["got": cert.issuer]))
-        }
-        return .success((simulated, true))
     }
 
     /// Stage 2's SEV-SNP checks under `policy`'s `snp:` section (`SNPPolicy()` without one):
@@ -177,4 +162,29 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     }
 
     static let wrongKind = VouchError(.internalError, "the SEV-SNP verifier was given evidence of another kind")
+}
+
+/// A broker's SEV-SNP verifiers (the SEV-SNP and Azure CVM paths'): under AMD's pinned roots and,
+/// where the broker allows simulated hosts, under the software TEE's.
+struct SNPVerifiers: Sendable {
+    let pinned: SNPVerifier
+    let simulated: SNPVerifier?
+
+    init(trust: TEETrust) {
+        pinned = SNPVerifier(trust: trust.snp)
+        simulated = trust.simulatedSNP.map { SNPVerifier(trust: $0) }
+    }
+
+    /// The verifier for an endorsement (VCEK/VLEK, DER or PEM) — the software TEE's for one whose
+    /// issuer names the simulation's organisation (`tee_simulation_refused` when the broker allows
+    /// no simulated hosts), AMD's pinned roots' for anything else — and whether it is the
+    /// simulation's.
+    func verifier(for endorsement: [UInt8]) -> Result<(SNPVerifier, simulated: Bool), VouchError> {
+        guard let cert = try? SNPVerifier.certificate(endorsement), TEETrust.isSimulation(issuer: cert.issuer) else { return .success((pinned, false)) }
+        guard let simulated else {
+            return .failure(VouchError(.teeSimulationRefused, "the SEV-SNP evidence is the software TEE's and this broker does not allow simulated hosts",
+                                       context: ["got": cert.issuer]))
+        }
+        return .success((simulated, true))
+    }
 }

@@ -24,14 +24,6 @@ final class AzureHostTests: XCTestCase {
         try Broker(policy: policy, tee: SoftwareTEEs.trust, allowSimulatedHosts: true)
     }
 
-    /// The EAR claims set a certificate carries (read unverified: the broker signed it).
-    func earPayload(_ pem: String) throws -> [String: Any] {
-        let cert = try Certificate(pem: pem)
-        let token = try AttestationExtension.ear(extensionValue: try XCTUnwrap(cert.extensionValue(oid: AttestationExtension.oid)))
-        let payload = try JWSSigner.base64URLDecode(String(token.split(separator: ".")[1]), field: "payload")
-        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any])
-    }
-
     func testAnAzureCVMRegistersWithItsVTPMPinnedAndEnrollsWithBothClaimsInItsEAR() throws {
         let b = try broker()
         let guest = try SoftwareTEEGuest(.azure)

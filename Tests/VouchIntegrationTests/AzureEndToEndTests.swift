@@ -19,32 +19,11 @@ final class AzureEndToEndTests: XCTestCase {
         let made = try TestEnv.run(TestEnv.bin("vouch-attester"), ["simulated-tee-platform", platform])
         XCTAssertEqual(made.status, 0, made.stderr)
 
-        let good = Hex.encode(SimulatedTEEOptions.defaultMeasurement), zero = String(repeating: "0", count: 64)
-        let policy = dir.appendingPathComponent("azure.yaml")
-        try Data("""
-        apiVersion: vouch/v1
-        name: azure
-        version: 1
-        pcrs:
-          bank: sha256
-          values:
-            7: ["\(zero)"]
-        certificate:
-          ttl: 15m
-        reattestation:
-          interval: 15m
-          onFailure: {action: revoke, afterFailures: 1, grace: 0s}
+        let good = Hex.encode(SimulatedTEEOptions.defaultMeasurement)
+        let broker = try BrokerHarness.simulatedTEE(dir: dir, platform: platform, policy: "azure", sections: """
         snp:
           measurements: [{name: guest-v1, value: "\(good)"}]
-
-        """.utf8).write(to: policy)
-        let ekRoot = dir.appendingPathComponent("ek-root.pem")
-        let ca = try CertificateAuthority.create(commonName: "unused EK root", key: try PrivateKey.generate(), notBefore: Date(),
-                                                 notAfter: Date().addingTimeInterval(3600))
-        try Data(try ca.certificate.pem.utf8).write(to: ekRoot)
-        let broker = try BrokerHarness(ekRootFiles: [ekRoot], policy: policy.path, extraArgs: [
-            "--allow-simulated-hosts", "--simulated-tee-roots", platform + "/roots",
-        ])
+        """)
 
         let options = dir.appendingPathComponent("cvm.options").path
         let guest = try broker.startTEEAttester("azure-snp-vtpm", platform: platform, options: options, hostname: "cvm-azure")
