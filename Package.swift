@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchModel", "VouchAttesterKit", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
                                                              "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire", "VouchTEESim", "VouchTEEWire", "VouchEventLog"]),
         .testTarget(name: "VouchTEETests", dependencies: ["VouchCrypto", "VouchCore", "VouchTestSupport", "VouchTEEWire", "VouchAttestation", "VouchTEESim", "VouchPolicy",
-                                                          "VouchYAML", "VouchTPMWire", "VouchAttesterKit", "VouchEventLog"]),
+                                                          "VouchYAML", "VouchTPMWire", "VouchAttesterKit", "VouchEventLog", "VouchAPI"]),
         .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchModel", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
                                                                   "VouchEventLog", "VouchRuntime"]),

@@ -145,7 +145,7 @@ public struct ChallengeResponse: Codable, Sendable {
     }
 }
 
-public struct QuoteBody: Codable, Sendable {
+public struct QuoteBody: Codable, Sendable, Equatable {
     public var attest: String           // base64 TPMS_ATTEST
     public var signature: String        // base64 TPMT_SIGNATURE
     public var pcrs: [String: [String: String]]   // bank -> PCR index -> hex digest

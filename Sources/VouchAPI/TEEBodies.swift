@@ -7,7 +7,10 @@ import Foundation
 /// A CPU TEE's evidence, base64. SEV-SNP: `report` and either `endorsement` (the VCEK or VLEK
 /// certificate, DER or PEM) or `certificateTable` (the extended guest request's table, configfs-tsm
 /// `auxblob`), optionally `crl` (AMD's CRL for the product line). TDX: `quote`, optionally
-/// `eventLog` (the CC event log, CCEL). Fields of the other kind must be absent.
+/// `eventLog` (the CC event log, CCEL). Azure confidential VM (`azure-snp-vtpm`): `report` (the
+/// HCL report from the vTPM's NV index 0x01400001), `endorsement` (the VCEK), optionally `crl`, and
+/// `vtpmQuote` (the vTPM's quote by the AK the HCL report names, with its PCR values and logs).
+/// Fields of another kind must be absent.
 public struct TEEEvidenceFields: Codable, Sendable, Equatable {
     public var report: String?
     public var endorsement: String?
@@ -15,10 +18,11 @@ public struct TEEEvidenceFields: Codable, Sendable, Equatable {
     public var crl: String?
     public var quote: String?
     public var eventLog: String?
+    public var vtpmQuote: QuoteBody?
     public init(report: String? = nil, endorsement: String? = nil, certificateTable: String? = nil, crl: String? = nil,
-                quote: String? = nil, eventLog: String? = nil) {
+                quote: String? = nil, eventLog: String? = nil, vtpmQuote: QuoteBody? = nil) {
         self.report = report; self.endorsement = endorsement; self.certificateTable = certificateTable; self.crl = crl
-        self.quote = quote; self.eventLog = eventLog
+        self.quote = quote; self.eventLog = eventLog; self.vtpmQuote = vtpmQuote
     }
 }
 
@@ -26,7 +30,7 @@ public struct TEEEvidenceFields: Codable, Sendable, Equatable {
 /// (SEV-SNP) or REPORTDATA (TDX) is SHA-512("vouch tee report-data v1" ‖ 0 ‖ binding), the
 /// binding being the one a quote's qualifying data would be.
 public struct TEEEvidenceBody: Codable, Sendable, Equatable {
-    /// `sev-snp` or `tdx`.
+    /// `sev-snp`, `tdx` or `azure-snp-vtpm`.
     public var kind: String
     public var evidence: TEEEvidenceFields
     /// Base64 DER ECDSA signature by the host key over "vouch tee host-key signature v1" ‖ 0 ‖
@@ -42,7 +46,7 @@ public struct TEEEvidenceBody: Codable, Sendable, Equatable {
 /// step, no credential activation — the report, bound to a registration challenge and the host
 /// key, is the proof.
 public struct TEERegistrationBody: Codable, Sendable, Equatable {
-    /// `sev-snp` or `tdx`.
+    /// `sev-snp`, `tdx` or `azure-snp-vtpm`.
     public var kind: String
     /// Base64 DER SubjectPublicKeyInfo of the host key (ECDSA P-256 or P-384), generated in the
     /// guest: the key of its host certificate and, for VLEK and TDX hosts, its identity.

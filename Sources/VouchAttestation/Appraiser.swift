@@ -50,6 +50,13 @@ public struct TrustedEvidence: Sendable {
                 pcrBank: pcrBank.rawValue, pcrDigest: quote.pcrDigest, policyName: policyName, policyVersion: policyVersion,
                 policyDigest: (try? Hex.decode(policySHA256)) ?? [], modelManifests: claims.model.map { [(try? Hex.decode($0.manifestDigest)) ?? []] } ?? [],
                 secureBoot: claims.boot?.secureBoot)
+        case let .azureSNPVTPM(quote, claims, _, _, summary):
+            // The vTPM quote's PCRs and the SEV-SNP report's summary, side by side.
+            return AttestationExtension(
+                hostId: hostID, attestedAt: attestedAt, evidenceType: EvidenceKind.azureSNPVTPM.rawValue, evidenceDigest: summary.evidenceDigest,
+                pcrBank: pcrBank.rawValue, pcrDigest: quote.pcrDigest, policyName: policyName, policyVersion: policyVersion,
+                policyDigest: (try? Hex.decode(policySHA256)) ?? [], modelManifests: claims.model.map { [(try? Hex.decode($0.manifestDigest)) ?? []] } ?? [],
+                secureBoot: claims.boot?.secureBoot, tee: summary.claims)
         case let .sevSNP(_, _, summary), let .tdx(_, _, summary):
             // A CPU TEE has no PCR bank or digest: the EAR carries its summary (`tee`) instead.
             return AttestationExtension(
@@ -100,7 +107,8 @@ public enum Appraiser {
     ///    the same rules without `pcrs.values` (`teeRules`): a CPU TEE's evidence carries no
     ///    firmware event log and no model log, so a policy that requires either refuses it
     ///    (`event_log_missing`, `model_missing`) rather than dropping the rule; freshness and the
-    ///    agent key type are judged once, with the platform device.
+    ///    agent key type are judged once, with the platform device; for an Azure CVM (whose
+    ///    `snp:` section its verifier applied), every rule a TPM quote meets, on its vTPM quote.
     /// Trusted only when every device affirms.
     public static func appraise(hostID: String, _ evidence: [VerifiedEvidence], policy: Policy, evidenceAge: TimeInterval? = nil,
                                 agentKeyType: String? = nil, platform platformKind: EvidenceKind = .tpm) -> Appraisal {
@@ -124,7 +132,7 @@ public enum Appraiser {
             let isPlatform = device.device == platform.device
             let decision: PolicyDecision
             switch device.claims {
-            case let .tpm(quote, claims):
+            case let .tpm(quote, claims), let .azureSNPVTPM(quote, claims, _, _, _):
                 decision = policy.evaluate(PolicyInput(pcrs: quote.pcrs, claims: claims, evidenceAge: isPlatform ? evidenceAge : nil,
                                                        agentKeyType: isPlatform ? agentKeyType : nil))
             case .sevSNP, .tdx:

@@ -23,6 +23,10 @@ import VouchEventLog
 ///                         "tdx-quote", "sha256": SHA-256 of the report or quote (hex),
 ///                         "modelManifests": [], "tee": its summary (`TEEClaims`: kind,
 ///                         measurement, tcb, tcbStatus, debug, signer, platform, …) } — no PCRs
+///                       an Azure CVM's: { "device": "azure-snp-vtpm", "type": "azure-snp-vtpm",
+///                         "sha256": SHA-256 of the HCL report, the vTPM quote's "pcrBank" and
+///                         "pcrDigest", "modelManifests", "secureBoot", and "tee" (kind
+///                         "azure-snp-vtpm": the SEV-SNP report's summary) }
 ///     "vouch.policy":   { "name", "version", "sha256": SHA-256 of the policy file (hex) }
 ///     "vouch.subject":  { "spiffeId": the certificate's SPIFFE ID,
 ///                         "spkiSha256": SHA-256 of its SubjectPublicKeyInfo, DER, EC keys
@@ -168,7 +172,8 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
     /// Reads the claims back from an EAR claims set; a missing or mistyped claim is `invalid_value`
     /// naming it (`field`: its dotted path). `vouch.evidence.type` decides which evidence claims
     /// are required: `tpm2-quote` needs `pcrBank` and `pcrDigest` (and no `tee`), `sev-snp-report`
-    /// and `tdx-quote` need `tee` of their kind (and no PCRs); another type is `unsupported`.
+    /// and `tdx-quote` need `tee` of their kind (and no PCRs), `azure-snp-vtpm` needs both the PCRs
+    /// and a `tee` of its kind; another type is `unsupported`.
     public init(earPayload: [UInt8]) throws {
         let c: Claims
         do {
@@ -217,6 +222,15 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             }
             guard c.evidence.pcrBank == nil, c.evidence.pcrDigest == nil else {
                 throw VouchError(.invalidValue, "a CPU TEE's EAR carries no PCRs", context: ["field": "vouch.evidence.pcrBank"])
+            }
+        case "azure-snp-vtpm":
+            // An Azure CVM: its vTPM quote's PCRs and its SEV-SNP report's summary.
+            guard c.evidence.pcrBank != nil, c.evidence.pcrDigest != nil else {
+                let field = c.evidence.pcrBank == nil ? "vouch.evidence.pcrBank" : "vouch.evidence.pcrDigest"
+                throw VouchError(.invalidValue, "the EAR claim \(field) is missing or mistyped", context: ["field": field])
+            }
+            guard c.evidence.tee?.kind == "azure-snp-vtpm" else {
+                throw VouchError(.invalidValue, "the EAR claim vouch.evidence.tee is missing or of another kind", context: ["field": "vouch.evidence.tee"])
             }
         default:
             throw VouchError(.unsupported, "the EAR describes evidence of an unknown type", context: ["field": "vouch.evidence.type", "got": String(c.evidence.type.prefix(32))])

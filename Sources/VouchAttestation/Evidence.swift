@@ -23,6 +23,9 @@ public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
     case sevSNP = "sev-snp"
     /// An Intel TDX DCAP quote, verified with the collateral for its platform (`TDXEvidenceVerifier`).
     case tdx
+    /// An Azure confidential VM: the paravisor's HCL report (an SEV-SNP report binding the vTPM's
+    /// keys) and a quote by that vTPM's AK (`AzureEvidenceVerifier`).
+    case azureSNPVTPM = "azure-snp-vtpm"
 
     /// The submodule (EAR `submods` key) a host's single device of this kind is named by.
     public var defaultDevice: String { rawValue }
@@ -32,7 +35,7 @@ public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
     /// the certificate's attestation extension carry.
     public var isPlatform: Bool {
         switch self {
-        case .tpm, .sevSNP, .tdx: return true
+        case .tpm, .sevSNP, .tdx, .azureSNPVTPM: return true
         }
     }
 
@@ -42,6 +45,7 @@ public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
         case .tpm: return .tpm
         case .sevSNP: return .sevSNP
         case .tdx: return .tdx
+        case .azureSNPVTPM: return .azureSNPVTPM
         }
     }
 
@@ -51,6 +55,7 @@ public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
         case .tpm: return "quote"
         case .sevSNP: return "SEV-SNP report"
         case .tdx: return "TDX quote"
+        case .azureSNPVTPM: return "Azure CVM HCL report and vTPM quote"
         }
     }
 }
@@ -68,12 +73,14 @@ public struct RawEvidence: Sendable {
         case tpm(TPMQuoteEvidence)
         case sevSNP(SNPRawEvidence)
         case tdx(TDXRawEvidence)
+        case azureSNPVTPM(AzureRawEvidence)
 
         public var kind: EvidenceKind {
             switch self {
             case .tpm: return .tpm
             case .sevSNP: return .sevSNP
             case .tdx: return .tdx
+            case .azureSNPVTPM: return .azureSNPVTPM
             }
         }
     }
@@ -206,6 +213,9 @@ public struct AuthenticatedEvidence: Sendable {
         /// An authentic TDX quote, bound and from the registered host, with the verifier's verdict
         /// under the policy already reached (stage 2 reveals it).
         case tdx(AuthenticatedTDX)
+        /// An Azure CVM's HCL report and vTPM quote, authenticated together (stage 2 replays the
+        /// quote's logs and applies the `snp:` section).
+        case azureSNPVTPM(AuthenticatedAzure)
     }
 
     init(device: String, payload: Payload) {
@@ -215,6 +225,7 @@ public struct AuthenticatedEvidence: Sendable {
         case .tpm: kind = .tpm
         case .sevSNP: kind = .sevSNP
         case .tdx: kind = .tdx
+        case .azureSNPVTPM: kind = .azureSNPVTPM
         }
     }
 
@@ -224,6 +235,7 @@ public struct AuthenticatedEvidence: Sendable {
         case let .tpm(quote, _, _): return EvidenceRecord(measurementDigest: Hex.encode(quote.pcrDigest), measurements: quote.pcrs.hexMap)
         case let .sevSNP(snp): return snp.record
         case let .tdx(tdx): return tdx.record
+        case let .azureSNPVTPM(azure): return azure.record
         }
     }
 }
@@ -243,6 +255,9 @@ public struct VerifiedEvidence: Sendable {
         case sevSNP(SNPClaims, warnings: [TEEWarning], summary: VerifiedTEE)
         /// A verified TDX quote: the verifier's claims, its warnings, and the summary recorded.
         case tdx(TDXClaims, warnings: [TEEWarning], summary: VerifiedTEE)
+        /// A verified Azure CVM: the vTPM quote and what its logs and clock established (with the
+        /// SEV-SNP summary as their `tee`), and the SEV-SNP report's claims.
+        case azureSNPVTPM(VerifiedQuote, EvidenceClaims, snp: SNPClaims, warnings: [TEEWarning], summary: VerifiedTEE)
     }
 
     init(device: String, claims: Claims) {
@@ -252,13 +267,15 @@ public struct VerifiedEvidence: Sendable {
         case .tpm: kind = .tpm
         case .sevSNP: kind = .sevSNP
         case .tdx: kind = .tdx
+        case .azureSNPVTPM: kind = .azureSNPVTPM
         }
     }
 
-    /// The claims the attestation trail stores (`EvidenceClaims`; for a CPU TEE, its `tee` summary).
+    /// The claims the attestation trail stores (`EvidenceClaims`; for a CPU TEE, its `tee` summary;
+    /// for an Azure CVM both the vTPM's and the `tee` summary).
     public var evidenceClaims: EvidenceClaims {
         switch claims {
-        case let .tpm(_, claims): return claims
+        case let .tpm(_, claims), let .azureSNPVTPM(_, claims, _, _, _): return claims
         case let .sevSNP(_, _, summary), let .tdx(_, _, summary): return EvidenceClaims(tee: summary.claims)
         }
     }
@@ -266,7 +283,7 @@ public struct VerifiedEvidence: Sendable {
     /// What the attestation trail records of it.
     public var record: EvidenceRecord {
         switch claims {
-        case let .tpm(quote, claims):
+        case let .tpm(quote, claims), let .azureSNPVTPM(quote, claims, _, _, _):
             return EvidenceRecord(measurementDigest: Hex.encode(quote.pcrDigest), measurements: quote.pcrs.hexMap, claims: claims)
         case let .sevSNP(_, _, summary), let .tdx(_, _, summary):
             return EvidenceRecord(measurementDigest: Hex.encode(summary.evidenceDigest), claims: EvidenceClaims(tee: summary.claims))

@@ -25,13 +25,11 @@ struct AuthenticatedSNP: Sendable {
 /// software TEE, under its test roots when the broker allows simulated hosts.
 public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     public var kind: EvidenceKind { .sevSNP }
-    let pinned: SNPVerifier
-    let simulated: SNPVerifier?
+    let verifiers: SNPVerifiers
 
     /// Keep one per broker: `SNPVerifier` caches its chain checks.
     public init(trust: TEETrust) {
-        pinned = SNPVerifier(trust: trust.snp)
-        simulated = trust.simulatedSNP.map { SNPVerifier(trust: $0) }
+        verifiers = SNPVerifiers(trust: trust)
     }
 
     /// Stage 1. Checks, in order, refusing at the first failure:
@@ -79,16 +77,7 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         guard case let .sevSNP(snp) = evidence.payload else {
             return .rejected([Self.wrongKind.violation(device: evidence.device)], nil)
         }
-        var policy = context.policy.snp ?? SNPPolicy()
-        policy.reportData = nil
-        let (claims, appraised) = SNPVerifier.appraise(snp.verified, policy: policy)
-        var violations = appraised
-        if policy.measurements.isEmpty && !policy.allowAnyMeasurement {
-            violations.append(PolicyViolation(code: .snpMeasurementNotAllowed, path: "snp.measurements", expected: "an allowlist in the policy",
-                                              actual: claims.measurement))
-        }
-        let warnings = snp.verified.revocationChecked ? [] :
-            [TEEWarning(code: "snp_revocation_not_checked", message: "no CRL was given: the ASK/ASVK's revocation was not checked")]
+        let (claims, violations, warnings) = Self.appraise(snp.verified, policy: context.policy)
         let summary = VerifiedTEE(claims: Self.summary(claims, warnings: warnings, simulated: snp.simulated), evidenceDigest: snp.evidenceDigest)
         guard violations.isEmpty else {
             return .rejected(violations, EvidenceRecord(measurementDigest: Hex.encode(snp.evidenceDigest), claims: EvidenceClaims(tee: summary.claims)))
@@ -129,14 +118,10 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
             endorsement = der
         }
         // 2
-        var verifier = pinned, simulation = false
-        if let cert = try? SNPVerifier.certificate(endorsement), TEETrust.isSimulation(issuer: cert.issuer) {
-            guard let simulated else {
-                return .failure(VouchError(.teeSimulationRefused, "the SEV-SNP evidence is the software TEE's and this broker does not allow simulated hosts",
-                                           context: ["got": cert.issuer]))
-            }
-            verifier = simulated
-            simulation = true
+        let verifier: SNPVerifier, simulation: Bool
+        switch verifiers.verifier(for: endorsement) {
+        case let .failure(e): return .failure(e)
+        case let .success(chosen): (verifier, simulation) = chosen
         }
         // 3
         let verified: VerifiedSNPReport
@@ -153,12 +138,53 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         return .success(AuthenticatedSNP(verified: verified, simulated: simulation, evidenceDigest: Crypto.sha256(evidence.report)))
     }
 
+    /// Stage 2's SEV-SNP checks under `policy`'s `snp:` section (`SNPPolicy()` without one):
+    /// `SNPVerifier.appraise` with the section's `reportData` not applied (the binding was checked
+    /// in stage 1), then the measurement allowlist requirement; the warning when no CRL was given.
+    static func appraise(_ verified: VerifiedSNPReport, policy: Policy) -> (SNPClaims, [PolicyViolation], [TEEWarning]) {
+        var section = policy.snp ?? SNPPolicy()
+        section.reportData = nil
+        var (claims, violations) = SNPVerifier.appraise(verified, policy: section)
+        if section.measurements.isEmpty && !section.allowAnyMeasurement {
+            violations.append(PolicyViolation(code: .snpMeasurementNotAllowed, path: "snp.measurements", expected: "an allowlist in the policy",
+                                              actual: claims.measurement))
+        }
+        let warnings = verified.revocationChecked ? [] :
+            [TEEWarning(code: "snp_revocation_not_checked", message: "no CRL was given: the ASK/ASVK's revocation was not checked")]
+        return (claims, violations, warnings)
+    }
+
     /// The summary the attestation trail and the EAR carry.
-    static func summary(_ c: SNPClaims, warnings: [TEEWarning], simulated: Bool) -> TEEClaims {
-        TEEClaims(kind: EvidenceKind.sevSNP.rawValue, measurement: c.measurement, measurementName: c.measurementName, tcb: c.tcb.reported.raw,
+    static func summary(_ c: SNPClaims, warnings: [TEEWarning], simulated: Bool, kind: EvidenceKind = .sevSNP) -> TEEClaims {
+        TEEClaims(kind: kind.rawValue, measurement: c.measurement, measurementName: c.measurementName, tcb: c.tcb.reported.raw,
                   tcbStatus: nil, debug: c.debug, signer: c.signer, platform: c.product.rawValue, rtmrs: nil, configId: c.hostData,
                   reportData: c.reportData, warnings: warnings.map(\.code), simulated: simulated)
     }
 
     static let wrongKind = VouchError(.internalError, "the SEV-SNP verifier was given evidence of another kind")
+}
+
+/// A broker's SEV-SNP verifiers (the SEV-SNP and Azure CVM paths'): under AMD's pinned roots and,
+/// where the broker allows simulated hosts, under the software TEE's.
+struct SNPVerifiers: Sendable {
+    let pinned: SNPVerifier
+    let simulated: SNPVerifier?
+
+    init(trust: TEETrust) {
+        pinned = SNPVerifier(trust: trust.snp)
+        simulated = trust.simulatedSNP.map { SNPVerifier(trust: $0) }
+    }
+
+    /// The verifier for an endorsement (VCEK/VLEK, DER or PEM) — the software TEE's for one whose
+    /// issuer names the simulation's organisation (`tee_simulation_refused` when the broker allows
+    /// no simulated hosts), AMD's pinned roots' for anything else — and whether it is the
+    /// simulation's.
+    func verifier(for endorsement: [UInt8]) -> Result<(SNPVerifier, simulated: Bool), VouchError> {
+        guard let cert = try? SNPVerifier.certificate(endorsement), TEETrust.isSimulation(issuer: cert.issuer) else { return .success((pinned, false)) }
+        guard let simulated else {
+            return .failure(VouchError(.teeSimulationRefused, "the SEV-SNP evidence is the software TEE's and this broker does not allow simulated hosts",
+                                       context: ["got": cert.issuer]))
+        }
+        return .success((simulated, true))
+    }
 }

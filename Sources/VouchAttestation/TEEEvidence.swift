@@ -76,24 +76,30 @@ public struct TDXRawEvidence: Sendable {
 /// SHA-256("vouch tee host-key v1" ‖ 0 ‖ kind ‖ 0 ‖ SPKI), kind `sev-snp` or `tdx` (ASCII), SPKI
 /// the canonical DER SubjectPublicKeyInfo (`checkedHostKey`): 32 lowercase hex digits, like TPM
 /// host ids. CHIP_ID, when registered, is an extra pin: every later report must be VCEK-signed
-/// with it. The endorsement's issuer and whether the evidence was the software TEE's are fixed
-/// at registration too: later evidence must match both.
+/// with it. An Azure confidential VM (kind `azure-snp-vtpm`) is identified the same way, by its
+/// host key; its vTPM's endorsement key (the HCL report's `HCLEkPub`, which lives in the VM's
+/// persisted guest state and so survives a move to another chip, unlike CHIP_ID) is its pin:
+/// every later HCL report must name it. The endorsement's issuer and whether the evidence was the
+/// software TEE's are fixed at registration too: later evidence must match both.
 public struct TEEHostIdentity: Sendable, Equatable {
     public var kind: EvidenceKind
     /// The host key, canonical DER SubjectPublicKeyInfo.
     public var hostKey: [UInt8]
     /// SEV-SNP with a VCEK: the CHIP_ID (64 bytes) of the registration report; nil otherwise.
     public var chipID: [UInt8]?
+    /// An Azure CVM: its vTPM's endorsement key (DER SubjectPublicKeyInfo of `HCLEkPub`); nil otherwise.
+    public var vtpmEndorsementKey: [UInt8]?
     /// The issuer (RFC 2253) of the certificate that endorsed the registration evidence, from its
     /// verified chain: the VCEK's or VLEK's (the ASK or ASVK), the PCK certificate's.
     public var endorsementIssuer: String
     /// The registration evidence chained to the software TEE's roots.
     public var simulated: Bool
 
-    public init(kind: EvidenceKind, hostKey: [UInt8], chipID: [UInt8]? = nil, endorsementIssuer: String, simulated: Bool) {
+    public init(kind: EvidenceKind, hostKey: [UInt8], chipID: [UInt8]? = nil, vtpmEndorsementKey: [UInt8]? = nil, endorsementIssuer: String, simulated: Bool) {
         self.kind = kind
         self.hostKey = hostKey
         self.chipID = chipID
+        self.vtpmEndorsementKey = vtpmEndorsementKey
         self.endorsementIssuer = endorsementIssuer
         self.simulated = simulated
     }
@@ -103,6 +109,10 @@ public struct TEEHostIdentity: Sendable, Equatable {
     public static let signatureTag = Array("vouch tee host-key signature v1\u{0}".utf8)
 
     public var hostID: String { Self.hostID(kind: kind, hostKeySPKI: hostKey) }
+
+    /// What the host record keeps as the host's pin (`HostRecord.ekPublic`): the CHIP_ID or the
+    /// vTPM's endorsement key; empty for none.
+    public var pin: [UInt8] { chipID ?? vtpmEndorsementKey ?? [] }
 
     /// For the canonical SPKI (`checkedHostKey`) of a host of `kind`.
     public static func hostID(kind: EvidenceKind, hostKeySPKI: [UInt8]) -> String {
@@ -137,8 +147,10 @@ public struct TEEHostIdentity: Sendable, Equatable {
     /// `signedMessage(binding: context.binding)`; a registered CHIP_ID equals `chipID`, the
     /// CHIP_ID of the verified report when VCEK-signed (nil otherwise); `endorsementIssuer`, from
     /// the verified chain, is the registered one; `simulated` (the evidence chained to the software
-    /// TEE's roots) is as registered. Nil when all hold, else `tee_host_mismatch` naming what differs.
-    static func check(_ registered: TEEHostIdentity?, kind: EvidenceKind, signature: [UInt8]?, chipID: [UInt8]?,
+    /// TEE's roots) is as registered; a registered vTPM endorsement key (Azure) equals
+    /// `vtpmEndorsementKey`, the verified HCL report's. Nil when all hold, else `tee_host_mismatch`
+    /// naming what differs.
+    static func check(_ registered: TEEHostIdentity?, kind: EvidenceKind, signature: [UInt8]?, chipID: [UInt8]?, vtpmEndorsementKey: [UInt8]? = nil,
                       endorsementIssuer: String, simulated: Bool, context: VerificationContext) -> VouchError? {
         func mismatch(_ expected: String, _ got: String) -> VouchError {
             VouchError(.teeHostMismatch, "the \(kind.evidenceName) is not from the host registered as \(context.hostID)",
@@ -153,6 +165,11 @@ public struct TEEHostIdentity: Sendable, Equatable {
         if let pinned = registered.chipID {
             guard let chipID, constantTimeEqual(chipID, pinned) else {
                 return mismatch("a VCEK-signed report from the registered chip", chipID == nil ? "a report not signed by a VCEK" : "a report from another chip")
+            }
+        }
+        if let pinned = registered.vtpmEndorsementKey {
+            guard let vtpmEndorsementKey, constantTimeEqual(vtpmEndorsementKey, pinned) else {
+                return mismatch("an HCL report naming the registered vTPM endorsement key", "one naming another")
             }
         }
         guard endorsementIssuer == registered.endorsementIssuer else {

@@ -104,15 +104,19 @@ public final class Attester: Sendable {
     /// before and after the quote; if they moved in between, the quote is taken again.
     public func quote(qualifyingData: [UInt8], selection: PCRSelection) throws -> (attest: [UInt8], signature: [UInt8], pcrs: PCRValues) {
         try withTPM { tpm in
-            let (ak, _) = try tpm.createAttestationKey(config.akKind)
-            for _ in 0..<3 {
-                let before = try tpm.readPCRs(selection)
-                let q = try tpm.quote(ak: ak, qualifyingData: qualifyingData, selection: selection)
-                let after = try tpm.readPCRs(selection)
-                if before == after { return (q.attest, q.signature, after) }
-            }
-            throw VouchError(.tpm, "PCR values kept changing while quoting", context: ["transient": "true"])
+            try Self.quote(tpm: tpm, ak: try tpm.createAttestationKey(config.akKind).0, qualifyingData: qualifyingData, selection: selection)
         }
+    }
+
+    /// A quote by `ak` and the PCR values it covers, read before and after (up to three tries).
+    static func quote(tpm: TPMDevice, ak: TPMObject, qualifyingData: [UInt8], selection: PCRSelection) throws -> (attest: [UInt8], signature: [UInt8], pcrs: PCRValues) {
+        for _ in 0..<3 {
+            let before = try tpm.readPCRs(selection)
+            let q = try tpm.quote(ak: ak, qualifyingData: qualifyingData, selection: selection)
+            let after = try tpm.readPCRs(selection)
+            if before == after { return (q.attest, q.signature, after) }
+        }
+        throw VouchError(.tpm, "PCR values kept changing while quoting", context: ["transient": "true"])
     }
 
     /// Enrolls an agent: fetches a challenge, quotes with the agent key bound into the qualifying

@@ -85,7 +85,8 @@ extension Attester {
         if let tee = config.tee {
             // A confidential VM's report, bound as a quote's qualifying data would be.
             let binding = EnrollmentBinding.reattestationData(nonce: try Hex.decode(challenge.nonce, field: "nonce"))
-            report = AttestationReport(nonce: challenge.nonce, tee: try teeEvidence(binding: binding, source: tee))
+            report = AttestationReport(nonce: challenge.nonce, tee: try teeEvidence(binding: binding, pcrSelection: try PCRSelectionBody.teeSelection(challenge.pcrSelection),
+                                                                                     source: tee))
         } else {
             report = AttestationReport(nonce: challenge.nonce, quote: try reattestationQuote(QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection)))
         }

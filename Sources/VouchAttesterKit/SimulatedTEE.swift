@@ -14,7 +14,8 @@ import VouchTPMWire
 /// - `debug=true|false`: a debuggable guest (SEV-SNP POLICY.DEBUG, TDX TDATTRIBUTES.DEBUG;
 ///   default false);
 /// - `signer=vcek|vlek`: SEV-SNP only, which key signs (default vcek: the host is then the
-///   platform's chip; vlek: the host is its host key).
+///   platform's chip; vlek: the host is its host key);
+/// - `pcrN=HEX` (N 0–23): an Azure CVM's vTPM only, the SHA-256 PCR's value (default all zeros).
 /// Anything else is refused (`config`), so a typo is never silently the default.
 public struct SimulatedTEEOptions: Sendable, Equatable {
     /// SHA-384("vouch simulated guest v1"): the measurement a simulated guest launches with.
@@ -25,6 +26,8 @@ public struct SimulatedTEEOptions: Sendable, Equatable {
     public var measurement = SimulatedTEEOptions.defaultMeasurement
     public var debug = false
     public var signer: SNPSigningKey = .vcek
+    /// A simulated vTPM's SHA-256 PCR values, by index (absent: zeros).
+    public var pcrs: [Int: [UInt8]] = [:]
 
     public init() {}
 
@@ -52,8 +55,13 @@ public struct SimulatedTEEOptions: Sendable, Equatable {
                 case "vlek": signer = .vlek
                 default: throw bad("signer must be vcek or vlek")
                 }
+            case let key where key.hasPrefix("pcr"):
+                guard let index = Int(key.dropFirst(3)), (0...23).contains(index), kv[1].count == 64, let value = try? Hex.decode(kv[1].lowercased()) else {
+                    throw bad("pcrN takes N 0-23 and 64 hex digits (a SHA-256 PCR value)")
+                }
+                pcrs[index] = value
             default:
-                throw bad("unknown key \(kv[0]) (known: measurement, debug, signer)")
+                throw bad("unknown key \(kv[0]) (known: measurement, debug, signer, pcrN)")
             }
         }
     }
@@ -102,6 +110,8 @@ public struct SimulatedTEE: TEEEvidenceSource {
                 + [.init(guid: SNPCertificateTable.Kind.ark.rawValue, der: try snp.ark.der)])
             return TEEEvidence(fields: TEEEvidenceFields(report: Base64.encode(try snp.sign(report)), certificateTable: Base64.encode(table.bytes)),
                                chipID: options.signer == .vcek ? snp.chipID : nil)
+        case .azureSNPVTPM:
+            throw VouchError(.unsupported, "a simulated Azure CVM is a SimulatedAzureCVM, with its own vTPM")
         case .tdx:
             let body = SoftwareTDX.body(tdAttributes: [options.debug ? 1 : 0, 0, 0, 0x10, 0, 0, 0, 0], mrTD: options.measurement, reportData: reportData)
             return TEEEvidence(fields: TEEEvidenceFields(quote: Base64.encode(try platform.tdx.quote(body))), chipID: nil)

@@ -4,6 +4,7 @@ import VouchAttestation
 import VouchCore
 import VouchCrypto
 import VouchRuntime
+import VouchTPMWire
 
 // A confidential VM as a host (`vouch-attester --tee` or `--simulate-tee`): the same agent API
 // and push loop as a TPM host, with the CPU TEE's report in place of TPM quotes. The host key (an
@@ -44,7 +45,7 @@ extension Attester {
         let expected = TEEHostIdentity.hostID(kind: kind, hostKeySPKI: spki)
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: expected, purpose: "registration"), as: ChallengeResponse.self)
         let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce, field: "nonce"), agentSPKI: spki)
-        let evidence = try source.evidence(reportData: EnrollmentBinding.teeReportData(binding: binding))
+        let evidence = try source.evidence(binding: binding, pcrSelection: nil)
         let registered = try broker.call("POST", "/v1/hosts", body: RegisterHostRequest(
             tee: TEERegistrationBody(kind: source.kind.rawValue, hostKey: Base64.encode(spki), nonce: challenge.nonce, evidence: evidence.fields,
                                      hostKeySignature: Base64.encode(try key.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256))),
@@ -57,11 +58,11 @@ extension Attester {
         return registered.hostId
     }
 
-    /// The evidence for one request's binding: a report bound to it, and the host key's signature
-    /// over it.
-    func teeEvidence(binding: [UInt8], source: any TEEEvidenceSource) throws -> TEEEvidenceBody {
+    /// The evidence for one request's binding: a report bound to it (an Azure CVM's with a vTPM
+    /// quote over `pcrSelection`), and the host key's signature over it.
+    func teeEvidence(binding: [UInt8], pcrSelection: PCRSelection?, source: any TEEEvidenceSource) throws -> TEEEvidenceBody {
         let key = try loadOrCreateTEEHostKey()
-        let evidence = try source.evidence(reportData: EnrollmentBinding.teeReportData(binding: binding))
+        let evidence = try source.evidence(binding: binding, pcrSelection: pcrSelection)
         return TEEEvidenceBody(kind: source.kind.rawValue, evidence: evidence.fields,
                                hostKeySignature: Base64.encode(try key.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256)))
     }
@@ -77,7 +78,16 @@ extension Attester {
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID), as: ChallengeResponse.self)
         let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce, field: "nonce"), agentSPKI: spki)
         return try broker.call("POST", "/v1/enroll", body: EnrollRequest(hostId: hostID, nonce: challenge.nonce, agentName: req.agentName, csr: pem,
-                                                                         tee: try teeEvidence(binding: binding, source: source), renewal: req.renewal),
+                                                                         tee: try teeEvidence(binding: binding, pcrSelection: try PCRSelectionBody.teeSelection(challenge.pcrSelection),
+                                                                                              source: source), renewal: req.renewal),
                                as: EnrollResponse.self)
+    }
+}
+
+extension PCRSelectionBody {
+    /// The PCRs a challenge names for a confidential VM's evidence (only an Azure CVM's vTPM
+    /// quotes them): nil when it names none.
+    static func teeSelection(_ bodies: [PCRSelectionBody]) throws -> PCRSelection? {
+        bodies.isEmpty ? nil : try selection(bodies)
     }
 }

@@ -1,13 +1,17 @@
 import Foundation
 import VouchAPI
 import VouchCore
+import VouchCrypto
 import VouchRuntime
 import VouchTEEWire
+import VouchTPMWire
 
 /// The CPU TEE a confidential VM runs on, named as the broker names the evidence kind.
 public enum TEEKind: String, Sendable, CaseIterable {
     case sevSNP = "sev-snp"
     case tdx
+    /// An Azure confidential VM: the paravisor's HCL report and the vTPM's quotes.
+    case azureSNPVTPM = "azure-snp-vtpm"
 }
 
 /// A CPU TEE's evidence for one REPORT_DATA, in the broker's wire form, and what the attester
@@ -24,13 +28,29 @@ public struct TEEEvidence: Sendable {
     }
 }
 
-/// Where a confidential VM's reports come from: the kernel (`TSMEvidenceSource`) or, for tests
-/// and demos only, the software TEE (`SimulatedTEE`).
+/// Where a confidential VM's reports come from: the kernel (`TSMEvidenceSource`), an Azure CVM's
+/// vTPM (`AzureVTPMEvidenceSource`) or, for tests and demos only, the software TEE
+/// (`SimulatedTEE`, `SimulatedAzureCVM`).
 public protocol TEEEvidenceSource: Sendable {
     var kind: TEEKind { get }
     /// A report (SEV-SNP, with its endorsement) or quote (TDX) whose REPORT_DATA is `reportData`
     /// (64 bytes).
     func evidence(reportData: [UInt8]) throws -> TEEEvidence
+    /// The evidence for one request's binding: by default a report whose REPORT_DATA is
+    /// `EnrollmentBinding.teeReportData(binding:)`. An Azure CVM's also carries a vTPM quote
+    /// with qualifying data `binding` over `pcrSelection` (nil, at registration: SHA-256 PCRs 0–7).
+    func evidence(binding: [UInt8], pcrSelection: PCRSelection?) throws -> TEEEvidence
+}
+
+extension TEEEvidenceSource {
+    public func evidence(binding: [UInt8], pcrSelection: PCRSelection?) throws -> TEEEvidence {
+        try evidence(reportData: EnrollmentBinding.teeReportData(binding: binding))
+    }
+}
+
+extension PCRSelection {
+    /// What an Azure CVM's vTPM quotes at registration, when the broker names no PCRs.
+    public static let azureRegistration = PCRSelection(banks: [PCRBankSelection(hash: .sha256, pcrs: Array(0...7))])
 }
 
 /// A confidential VM's reports from configfs-tsm (`TSMReportSource`):
@@ -55,6 +75,9 @@ public struct TSMEvidenceSource: TEEEvidenceSource {
     }
 
     public func evidence(reportData: [UInt8]) throws -> TEEEvidence {
+        guard kind != .azureSNPVTPM else {
+            throw VouchError(.tsmUnavailable, "an Azure CVM's reports come from its vTPM, not configfs-tsm")
+        }
         let report = try tsm.report(reportData: reportData)
         let provider = kind == .sevSNP ? "sev_guest" : "tdx_guest"
         guard report.provider == provider else {
@@ -77,7 +100,7 @@ public struct TSMEvidenceSource: TEEEvidenceSource {
                                  context: ["expected": wanted == .vlek ? "vlek" : "vcek"])
             }
             return TEEEvidence(fields: TEEEvidenceFields(report: Base64.encode(report.outblob), certificateTable: Base64.encode(table)), chipID: chipID)
-        case .tdx:
+        case .tdx, .azureSNPVTPM:
             let log = try eventLogPath.map { try Files.read($0) }
             return TEEEvidence(fields: TEEEvidenceFields(quote: Base64.encode(report.outblob), eventLog: log.map(Base64.encode)), chipID: nil)
         }

@@ -16,9 +16,10 @@ extension AttestationKeyCache: AttestationKeyResolver {}
 
 extension BrokerPart {
     /// The broker's verifiers, one per kind: the TPM quote path, with AKs from the cache, and the
-    /// CPU TEE paths (SEV-SNP, TDX) under `tee`'s roots and collateral.
+    /// CPU TEE paths (SEV-SNP, TDX, Azure CVM) under `tee`'s roots and collateral.
     static func evidenceVerifiers(keys: AttestationKeyCache, tee: TEETrust) -> EvidenceVerifiers {
-        EvidenceVerifiers([TPMEvidenceVerifier(keys: keys), SNPEvidenceVerifier(trust: tee), TDXEvidenceVerifier(trust: tee)])
+        EvidenceVerifiers([TPMEvidenceVerifier(keys: keys), SNPEvidenceVerifier(trust: tee), TDXEvidenceVerifier(trust: tee),
+                           AzureEvidenceVerifier(trust: tee)])
     }
 
     /// An enrollment's evidence, decoded (`bad_request` naming the field) but unverified.
@@ -49,7 +50,7 @@ extension BrokerPart {
         let signature = try hostKeySignature.map { try Base64.decode($0, field: "\(field).hostKeySignature") }
         switch EvidenceKind(rawValue: kind) {
         case .sevSNP?:
-            try absent([(f.quote, "quote"), (f.eventLog, "eventLog")])
+            try absent([(f.quote, "quote"), (f.eventLog, "eventLog"), (f.vtpmQuote.map { _ in "" }, "vtpmQuote")])
             guard let report = try decode(f.report, "report") else {
                 throw VouchError(.badRequest, "SEV-SNP evidence needs report", context: ["field": "\(field).evidence.report"])
             }
@@ -63,24 +64,38 @@ extension BrokerPart {
             return RawEvidence(device: EvidenceKind.sevSNP.defaultDevice,
                                payload: .sevSNP(SNPRawEvidence(report: report, endorsement: endorsement, crl: try decode(f.crl, "crl"), hostKeySignature: signature)))
         case .tdx?:
-            try absent([(f.report, "report"), (f.endorsement, "endorsement"), (f.certificateTable, "certificateTable"), (f.crl, "crl")])
+            try absent([(f.report, "report"), (f.endorsement, "endorsement"), (f.certificateTable, "certificateTable"), (f.crl, "crl"),
+                        (f.vtpmQuote.map { _ in "" }, "vtpmQuote")])
             guard let quote = try decode(f.quote, "quote") else {
                 throw VouchError(.badRequest, "TDX evidence needs quote", context: ["field": "\(field).evidence.quote"])
             }
             return RawEvidence(device: EvidenceKind.tdx.defaultDevice,
                                payload: .tdx(TDXRawEvidence(quote: quote, eventLog: try decode(f.eventLog, "eventLog"), hostKeySignature: signature)))
+        case .azureSNPVTPM?:
+            try absent([(f.certificateTable, "certificateTable"), (f.quote, "quote"), (f.eventLog, "eventLog")])
+            guard let report = try decode(f.report, "report"), let endorsement = try decode(f.endorsement, "endorsement"), let quote = f.vtpmQuote else {
+                throw VouchError(.badRequest, "Azure CVM evidence needs report (the HCL report), endorsement (the VCEK) and vtpmQuote",
+                                 context: ["field": "\(field).evidence.\(f.report == nil ? "report" : f.endorsement == nil ? "endorsement" : "vtpmQuote")"])
+            }
+            guard case let .tpm(tpmQuote) = try rawEvidence(quote: quote, field: "\(field).evidence.vtpmQuote").payload else {
+                throw VouchError(.internalError, "a quote body decoded as another kind of evidence")
+            }
+            return RawEvidence(device: EvidenceKind.azureSNPVTPM.defaultDevice,
+                               payload: .azureSNPVTPM(AzureRawEvidence(hclReport: report, endorsement: endorsement, crl: try decode(f.crl, "crl"),
+                                                                       quote: tpmQuote, hostKeySignature: signature)))
         case .tpm?, nil:
-            throw VouchError(.evidenceKindUnsupported, "tee.kind must be sev-snp or tdx", context: ["field": "\(field).kind", "got": String(kind.prefix(32))])
+            throw VouchError(.evidenceKindUnsupported, "tee.kind must be sev-snp, tdx or azure-snp-vtpm", context: ["field": "\(field).kind", "got": String(kind.prefix(32))])
         }
     }
 
-    /// The TPM quote of a request, its fields decoded in the order they always were.
-    static func rawEvidence(quote: QuoteBody) throws -> RawEvidence {
-        let attest = try Base64.decode(quote.attest, field: "quote.attest")
-        let signature = try Base64.decode(quote.signature, field: "quote.signature")
-        let eventLog = try quote.eventLog.map { try Base64.decode($0, field: "quote.eventLog") }
-        let modelLog = try quote.modelLog.map { try Base64.decode($0, field: "quote.modelLog") }
-        let pcrs = try PCRValues(hexMap: quote.pcrs, field: "quote.pcrs")
+    /// The TPM quote of a request (`field`: where it is in the body), its fields decoded in the
+    /// order they always were.
+    static func rawEvidence(quote: QuoteBody, field: String = "quote") throws -> RawEvidence {
+        let attest = try Base64.decode(quote.attest, field: "\(field).attest")
+        let signature = try Base64.decode(quote.signature, field: "\(field).signature")
+        let eventLog = try quote.eventLog.map { try Base64.decode($0, field: "\(field).eventLog") }
+        let modelLog = try quote.modelLog.map { try Base64.decode($0, field: "\(field).modelLog") }
+        let pcrs = try PCRValues(hexMap: quote.pcrs, field: "\(field).pcrs")
         return .tpm(TPMQuoteEvidence(attest: attest, signature: signature, pcrs: pcrs, eventLog: eventLog, modelLog: modelLog))
     }
 
@@ -94,7 +109,8 @@ extension BrokerPart {
     }
 
     /// The keys and identity a host registered: a TPM host's AK; a CPU TEE host's host key
-    /// (`akPublic`), for SEV-SNP registered with a VCEK its chip pin (`ekPublic`), its endorsement
+    /// (`akPublic`), for SEV-SNP registered with a VCEK its chip pin (`ekPublic`; an Azure CVM: its
+    /// vTPM's endorsement key there), its endorsement
     /// issuer (`ekIssuer`) and whether it registered as simulated (its trust record), as
     /// `HostRecord` documents.
     static func enrolledKeys(_ host: HostRecord, simulated: Bool) -> EnrolledKeys {
@@ -104,6 +120,9 @@ extension BrokerPart {
             return EnrolledKeys(tee: TEEHostIdentity(kind: .sevSNP, hostKey: host.akPublic, chipID: host.ekPublic.isEmpty ? nil : host.ekPublic,
                                                      endorsementIssuer: host.ekIssuer, simulated: simulated))
         case .tdx: return EnrolledKeys(tee: TEEHostIdentity(kind: .tdx, hostKey: host.akPublic, endorsementIssuer: host.ekIssuer, simulated: simulated))
+        case .azureSNPVTPM:
+            return EnrolledKeys(tee: TEEHostIdentity(kind: .azureSNPVTPM, hostKey: host.akPublic, vtpmEndorsementKey: host.ekPublic,
+                                                     endorsementIssuer: host.ekIssuer, simulated: simulated))
         }
     }
 
@@ -137,6 +156,7 @@ extension HostPlatform {
         case .tpm: return .tpm
         case .sevSNP: return .sevSNP
         case .tdx: return .tdx
+        case .azureSNPVTPM: return .azureSNPVTPM
         }
     }
 }

@@ -7,7 +7,7 @@ import VouchModel
 import VouchPolicy
 
 extension RegistrationService {
-    /// Registers (or re-registers) a CPU TEE host (SEV-SNP, TDX) in one step: no credential
+    /// Registers (or re-registers) a CPU TEE host (SEV-SNP, TDX, Azure CVM) in one step: no credential
     /// activation, the report is the proof. Checks, in order, refusing at the first failure:
     /// 1. the request is well formed (by `registerHost`: `tee` alone, no EK, AK or `simulated`);
     ///    push mode only — no `attesterURL` (`bad_request`); the evidence fields fit the kind
@@ -28,14 +28,18 @@ extension RegistrationService {
     ///    `EnrollmentBinding.teeReportData(binding: SHA-256(nonce ‖ SHA-256(hostKey)))`, hostKey
     ///    the SPKI as sent (the kind's verifier, `TEEEvidenceVerifier.identify`: its stage-1
     ///    checks and codes, `tee_simulation_refused` among them); this gives the host's identity
-    ///    (`TEEHostIdentity`: the host key, and for a VCEK-signed report the chip);
+    ///    (`TEEHostIdentity`: the host key, and for a VCEK-signed report the chip, for an Azure CVM
+    ///    its vTPM's endorsement key); an Azure CVM's vTPM quote verifies with the AK its HCL report
+    ///    names (`AzureEvidenceVerifier`);
     /// 5. the nonce was not used (`nonce_reused`);
-    /// 6. a policy with the kind's section (`snp:`, `tdx:`) applies to the labels and the endorsement's
+    /// 6. a policy with the kind's section (`snp:`, `tdx:`; an Azure CVM: `snp:`, besides the `pcrs`
+    ///    every policy has) applies to the labels and the endorsement's
     ///    issuer (`PolicySet.select`, `no_policy`);
     /// 7. the host is not blocked and keeps its labels (`host_revoked`, `labels_immutable`); a
     ///    registered host re-registers as what it registered as (`tee_host_mismatch`, 403): the
     ///    same platform, the same endorsement issuer (`ekIssuer`), the same `simulated` flag, and,
-    ///    with a chip pin, a VCEK-signed report from that chip.
+    ///    with a chip pin, a VCEK-signed report from that chip; with a vTPM endorsement key pin (Azure),
+    ///    an HCL report naming that key.
     /// A refused request changes nothing.
     /// Then, in one transaction that fails if the host changed since it was read
     /// (`registration_invalid`): the host record (its platform, identity and host key), its trust
@@ -125,15 +129,19 @@ extension RegistrationService {
                                  context: ["hostId": id, "field": what, "expected": expected, "got": got])
             }
             // The chip pinned at registration holds for every later report, a re-registration's too.
-            if !existing.ekPublic.isEmpty, !constantTimeEqual(existing.ekPublic, identified.identity.chipID ?? []) {
+            if !existing.ekPublic.isEmpty, !constantTimeEqual(existing.ekPublic, identified.identity.pin) {
                 metrics.registration(ErrorCode.teeHostMismatch.rawValue)
+                if identified.kind == .azureSNPVTPM {
+                    throw VouchError(.teeHostMismatch, "this host registered with another vTPM; an operator deletes the host (vouch host delete) to change it",
+                                     context: ["hostId": id, "expected": "an HCL report naming the registered vTPM endorsement key", "got": "one naming another"])
+                }
                 throw VouchError(.teeHostMismatch, "this host registered from another chip; an operator deletes the host (vouch host delete) to move it",
                                  context: ["hostId": id, "expected": "a VCEK-signed report from the registered chip",
                                            "got": identified.identity.chipID == nil ? "a report not signed by a VCEK" : "a report from another chip"])
             }
         }
         let certificate = try issueHostCertificate(hostID: id, publicKey: hostKey.key, now: now)
-        let chip = identified.identity.chipID ?? []
+        let chip = identified.identity.pin
         var host = HostRecord(id: id, hostname: hostname, ekPublic: chip, ekCertificate: [], ekIssuer: identified.endorsementIssuer, labels: labels,
                               akPublic: hostKey.spki, akName: Crypto.sha256(hostKey.spki), akAlgorithm: hostKey.type, akState: .active,
                               activationDigest: nil, activationExpiresAt: nil, activationFailures: 0, registeredAt: existing?.registeredAt ?? now, updatedAt: now)
@@ -145,7 +153,7 @@ extension RegistrationService {
         trust.simulated = identified.simulated
         trust.hostCertificateSerial = certificate.serialHex
         trust.hostKeyPin = try Self.keyPin(hostKey.key)
-        let identity = "host key \(hostKey.type)" + (chip.isEmpty ? "" : ", chip pinned")
+        let identity = "host key \(hostKey.type)" + (chip.isEmpty ? "" : identified.kind == .azureSNPVTPM ? ", vTPM endorsement key pinned" : ", chip pinned")
         let record = AttestationRecord(hostID: id, at: now, kind: .activation, trusted: false, codes: [],
                                        message: (identified.simulated ? "SIMULATED host (software TEE); " : "") +
                                                 "\(identified.kind.evidenceName) verified (\(identified.endorsementIssuer)); identity: \(identity); " +

@@ -16,6 +16,8 @@ public enum HostPlatform: String, Sendable, CaseIterable {
     case tpm
     case sevSNP = "sev-snp"
     case tdx
+    /// An Azure confidential VM: SEV-SNP with the paravisor's vTPM (its HCL report and TPM quotes).
+    case azureSNPVTPM = "azure-snp-vtpm"
 
     /// The platform a stored column holds; `.tpm` for an unknown value (a TEE host read as a TPM
     /// one has no AK its evidence could verify with: refused, never passed).
@@ -24,7 +26,8 @@ public enum HostPlatform: String, Sendable, CaseIterable {
 
 /// A registered host. For a CPU TEE host (`platform` not `.tpm`) the TPM fields hold what plays
 /// their part: `ekPublic` the chip pin every later report is checked against (SEV-SNP registered
-/// with a VCEK: CHIP_ID; empty otherwise), `ekCertificate` nothing, `ekIssuer` the issuer of the
+/// with a VCEK: CHIP_ID; an Azure confidential VM: its vTPM's endorsement key, the DER
+/// SubjectPublicKeyInfo of the runtime claims' `HCLEkPub`; empty otherwise), `ekCertificate` nothing, `ekIssuer` the issuer of the
 /// certificate that endorsed its registration report (what `match.ekIssuer` matches), `akPublic`
 /// the host key (canonical DER SubjectPublicKeyInfo, the key of its host certificate and the
 /// host's identity: every later piece of evidence carries its signature), `akName`

@@ -322,17 +322,21 @@ public enum PolicyPlatform: String, Sendable, CaseIterable {
     case tpm
     case sevSNP = "sev-snp"
     case tdx
+    /// An Azure confidential VM (SEV-SNP with the paravisor's vTPM): judged by the policy's `pcrs`
+    /// (and event-log and model rules) for its vTPM quote and by its `snp:` section for the report.
+    case azureSNPVTPM = "azure-snp-vtpm"
 }
 
 extension Policy {
     /// True when the policy can judge a host of `platform`. Every policy covers TPM hosts (its
     /// `pcrs` are required); a CPU TEE host only under a policy with its kind's section (`snp:`,
     /// `tdx:`): a policy written for TPM hosts says nothing about which guest may run, so it never
-    /// admits one.
+    /// admits one. An Azure confidential VM needs both: `pcrs` (every policy has them) for its
+    /// vTPM quote and `snp:` for the SEV-SNP report under it.
     public func covers(_ platform: PolicyPlatform) -> Bool {
         switch platform {
         case .tpm: return true
-        case .sevSNP: return snp != nil
+        case .sevSNP, .azureSNPVTPM: return snp != nil
         case .tdx: return tdx != nil
         }
     }

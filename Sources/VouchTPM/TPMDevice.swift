@@ -80,23 +80,72 @@ public final class TPMDevice {
 
     /// Reads the EK certificate (DER) from its NV index (default: the RSA 2048 certificate's).
     public func readEKCertificate(nvIndex: UInt32 = TPMConstants.rsaEKCertNVIndex) throws -> [UInt8] {
+        trimDER(try readNV(nvIndex, ownerAuthorized: false, what: "EK cert index"))
+    }
+
+    // MARK: NV indices
+
+    /// Reads the whole of NV index `index` (its size from TPM2_NV_ReadPublic), 512 bytes at a
+    /// time, authorized by the owner hierarchy (`ownerAuthorized`, empty owner password) or by the
+    /// index itself (empty index password).
+    public func readNV(_ index: UInt32, ownerAuthorized: Bool = true, what: String? = nil) throws -> [UInt8] {
         var nv: ESYS_TR = ESYS_TR_NONE
-        try tss(Esys_TR_FromTPMPublic(ctx, nvIndex, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv), "Esys_TR_FromTPMPublic(EK cert index)")
+        try tss(Esys_TR_FromTPMPublic(ctx, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv),
+                "Esys_TR_FromTPMPublic(\(what ?? "NV 0x" + String(index, radix: 16)))")
         defer { _ = Esys_TR_Close(ctx, &nv) }
         var pub: UnsafeMutablePointer<TPM2B_NV_PUBLIC>? = nil
         var name: UnsafeMutablePointer<TPM2B_NAME>? = nil
         try tss(Esys_NV_ReadPublic(ctx, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, &name), "Esys_NV_ReadPublic")
         let size = Int(pub!.pointee.nvPublic.dataSize)
         Esys_Free(pub); Esys_Free(name)
+        let auth = ownerAuthorized ? ESYS_TR_RH_OWNER : nv
         var out: [UInt8] = []
         while out.count < size {
             let chunk = UInt16(min(512, size - out.count))
             var data: UnsafeMutablePointer<TPM2B_MAX_NV_BUFFER>? = nil
-            try tss(Esys_NV_Read(ctx, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, chunk, UInt16(out.count), &data), "Esys_NV_Read")
+            try tss(Esys_NV_Read(ctx, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, chunk, UInt16(out.count), &data), "Esys_NV_Read")
             out += withUnsafeBytes(of: data!.pointee.buffer) { Array($0.prefix(Int(data!.pointee.size))) }
             Esys_Free(data)
         }
-        return trimDER(out)
+        return out
+    }
+
+    /// TPMA_NV_OWNERWRITE | TPMA_NV_AUTHWRITE | TPMA_NV_OWNERREAD | TPMA_NV_AUTHREAD (TPM 2.0
+    /// Part 2, TPMA_NV bits 1, 2, 17, 18) of an ordinary index.
+    static let ownerAndAuthReadWrite: UInt32 = 0x0000_0002 | 0x0000_0004 | 0x0002_0000 | 0x0004_0000
+
+    /// Writes `data` (at most 1024 bytes) into NV index `index` at offset 0 under the owner
+    /// hierarchy (empty owner password), first (re)defining the index as an ordinary one of exactly
+    /// `data.count` bytes, SHA-256 name, owner and index read/write, empty auth: what Azure's
+    /// paravisor reads its user data from (index 0x01400002).
+    public func defineAndWriteNV(_ index: UInt32, _ data: [UInt8]) throws {
+        guard !data.isEmpty, data.count <= 1024 else { throw VouchError(.invalidValue, "NV data must be 1-1024 bytes", context: ["got": "\(data.count)"]) }
+        var existing: ESYS_TR = ESYS_TR_NONE
+        if Esys_TR_FromTPMPublic(ctx, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &existing) == 0 {
+            try tss(Esys_NV_UndefineSpace(ctx, ESYS_TR_RH_OWNER, existing, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE), "Esys_NV_UndefineSpace")
+        }
+        var auth = TPM2B_AUTH()
+        var info = TPM2B_NV_PUBLIC()
+        info.nvPublic.nvIndex = index
+        info.nvPublic.nameAlg = TPM2_ALG_ID(TPMAlg.sha256.rawValue)
+        info.nvPublic.attributes = Self.ownerAndAuthReadWrite
+        info.nvPublic.dataSize = UInt16(data.count)
+        var nv: ESYS_TR = ESYS_TR_NONE
+        try tss(Esys_NV_DefineSpace(ctx, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &auth, &info, &nv), "Esys_NV_DefineSpace")
+        defer { _ = Esys_TR_Close(ctx, &nv) }
+        var buffer = TPM2B_MAX_NV_BUFFER()
+        var w = ByteWriter()
+        w.sized(data)
+        try unmarshal(w.bytes, &buffer) { Tss2_MU_TPM2B_MAX_NV_BUFFER_Unmarshal($0, $1, $2, $3) }
+        try tss(Esys_NV_Write(ctx, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &buffer, 0), "Esys_NV_Write")
+    }
+
+    /// The key persisted at `handle` (e.g. an Azure vTPM's AK at 0x81000003) and its public area
+    /// (TPM2B_PUBLIC bytes).
+    public func persistentKey(handle: UInt32) throws -> (TPMObject, [UInt8]) {
+        var tr: ESYS_TR = ESYS_TR_NONE
+        try tss(Esys_TR_FromTPMPublic(ctx, handle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr), "Esys_TR_FromTPMPublic(0x\(String(handle, radix: 16)))")
+        return (TPMObject(handle: tr), try readPublic(TPMObject(handle: tr)))
     }
 
     /// NV indices are often larger than the certificate: keep exactly the outer DER SEQUENCE.

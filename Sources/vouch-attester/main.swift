@@ -11,7 +11,8 @@ import VouchTPMWire
 let usage = """
 usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
        vouch-attester --broker URL --ca FILE --tee sev-snp|tdx --socket PATH [--vcek FILE] [options]
-       vouch-attester --broker URL --ca FILE --simulate-tee sev-snp|tdx --socket PATH
+       vouch-attester --broker URL --ca FILE --tee azure-snp-vtpm --tcti TCTI --vcek FILE --socket PATH [options]
+       vouch-attester --broker URL --ca FILE --simulate-tee sev-snp|tdx|azure-snp-vtpm --socket PATH
                       [--simulate-tee-options FILE] [--simulate-tee-platform DIR] [options]
        vouch-attester simulated-tee-platform DIR
        vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
@@ -50,15 +51,27 @@ software keys (no --tpm-key).
                     no certificate table with the report
   --event-log FILE  TDX: the CC event log (CCEL) sent with each quote (default: none)
 
---simulate-tee sev-snp|tdx: the same, on the software TEE, INSECURE (keys in files: tests and
+--tee azure-snp-vtpm: an Azure confidential VM (SEV-SNP under Azure's paravisor). Each piece of
+evidence is the HCL report read from the vTPM's NV index 0x01400001 after writing the request's
+64-byte binding into NV index 0x01400002 (its user data), with the VCEK, and a quote by the vTPM's
+AK (persistent handle 0x81000003) over the PCRs the broker names, with --event-log and
+--model-log as on a TPM host. Push mode only; no --ak, --ek, --listen. The host key is kept as
+for --tee above; the broker pins the vTPM's endorsement key from the HCL report.
+  --tcti TCTI       the vTPM (device:/dev/tpmrm0)
+  --vcek FILE       the VCEK certificate, DER or PEM (Azure's IMDS serves it:
+                    http://169.254.169.254/metadata/THIM/amd/certification, field vcekCert)
+
+--simulate-tee sev-snp|tdx|azure-snp-vtpm: the same, on the software TEE, INSECURE (keys in files: tests and
 demos only; a broker accepts it only with --allow-simulated-hosts and the platform's roots).
   --simulate-tee-platform DIR  the simulated machine: its keys and certificates, made once and
                     kept (default STATE-DIR/simulated-tee); publishes DIR/roots (for vouchd
                     --simulated-tee-roots) and DIR/tdx-collateral (for vouchd --tdx-collateral).
                     Guests sharing DIR share the machine (VCEK-signed guests share its chip)
   --simulate-tee-options FILE  key=value lines read at every report: measurement=HEX (48 bytes),
-                    debug=true|false, signer=vcek|vlek (SEV-SNP); no file: the defaults (the
-                    measurement `simulated-tee-platform` prints, no debug, vcek)
+                    debug=true|false, signer=vcek|vlek (SEV-SNP), pcrN=HEX (azure-snp-vtpm: a
+                    SHA-256 PCR of the simulated vTPM, default zeros); no file: the defaults (the
+                    measurement `simulated-tee-platform` prints, no debug, vcek). A simulated
+                    Azure CVM keeps its vTPM (RSA AK and EK) in STATE-DIR/simulated-vtpm.json
 
 --simulate N: N software hosts in this process for scale tests, INSECURE (software AKs, no TPM;
 the broker refuses them unless started with --allow-simulated-hosts). Pull mode on --listen.
@@ -150,17 +163,28 @@ func teeSource(_ args: Arguments, stateDirectory: String) throws -> (any TEEEvid
         return nil
     }
     guard args["tee"] == nil || !simulated else { fail("give one of --tee and --simulate-tee") }
-    guard let kind = TEEKind(rawValue: name) else { fail("--\(simulated ? "simulate-tee" : "tee") takes sev-snp or tdx") }
-    for o in ["tcti", "ak", "ek", "model-log", "listen", "advertise"] where args[o] != nil {
-        fail("--\(o) is for TPM hosts: a confidential VM has no TPM and reports in push mode")
+    guard let kind = TEEKind(rawValue: name) else { fail("--\(simulated ? "simulate-tee" : "tee") takes sev-snp, tdx or azure-snp-vtpm") }
+    let azure = kind == .azureSNPVTPM
+    for o in ["ak", "ek", "listen", "advertise"] + (azure && !simulated ? [] : ["tcti", "model-log"]) where args[o] != nil {
+        fail("--\(o) is for TPM hosts: a confidential VM \(azure ? "reports through its vTPM's AK" : "has no TPM") and reports in push mode")
     }
-    if args["vcek"] != nil && (simulated || kind != .sevSNP) { fail("--vcek goes with --tee sev-snp") }
-    if args["event-log"] != nil && (simulated || kind != .tdx) { fail("--event-log with a confidential VM is the CC event log of --tee tdx") }
+    if args["vcek"] != nil && (simulated || kind == .tdx) { fail("--vcek goes with --tee sev-snp or azure-snp-vtpm") }
+    if args["event-log"] != nil && (simulated || kind == .sevSNP) {
+        fail("--event-log with a confidential VM is the CC event log of --tee tdx or the firmware event log of --tee azure-snp-vtpm")
+    }
     if simulated {
         let platform = try SimulatedTEEPlatform.loadOrCreate(directory: args["simulate-tee-platform"] ?? stateDirectory + "/simulated-tee")
         Runtime.log("SIMULATED \(kind.rawValue) guest on the software TEE (keys in \(platform.directory): tests and demos only; "
                     + "a broker accepts it only with --allow-simulated-hosts and --simulated-tee-roots \(platform.rootsDirectory))")
+        if azure {
+            return try SimulatedAzureCVM.loadOrCreate(platform: platform, stateDirectory: stateDirectory, optionsPath: args["simulate-tee-options"])
+        }
         return SimulatedTEE(kind: kind, platform: platform, optionsPath: args["simulate-tee-options"])
+    }
+    if azure {
+        return AzureVTPMEvidenceSource(tcti: try args.required("tcti"), endorsement: try Files.read(try args.required("vcek")),
+                                       eventLogPath: args["event-log"] ?? (FileManager.default.isReadableFile(atPath: AttesterConfig.systemEventLog) ? AttesterConfig.systemEventLog : nil),
+                                       modelLogPath: args["model-log"])
     }
     return TSMEvidenceSource(kind: kind, endorsement: try args["vcek"].map { try Files.read($0) }, eventLogPath: args["event-log"])
 }

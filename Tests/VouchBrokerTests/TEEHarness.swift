@@ -1,11 +1,13 @@
 import Foundation
 import VouchAPI
 import VouchAttestation
+import VouchAttesterKit
 import VouchCore
 import VouchCrypto
 import VouchPolicy
 import VouchTEESim
 import VouchTEEWire
+import VouchTPMWire
 import XCTest
 
 /// The software TEE platforms the broker tests share (making one costs RSA key generation), the
@@ -35,6 +37,9 @@ enum SoftwareTEEs {
         return (id, key, try! snp.issueEndorsement(.vcek, key: key, extensions: SoftwareSNP.extensions(product: snp.product, tcb: snp.tcb, hwID: id)))
     }()
 
+    /// An RSA key that is no Azure guest's vTPM AK.
+    static let otherAK = try! PrivateKey.generateRSA(bits: 2048)
+
     /// The measurement the test policy allows (SEV-SNP MEASUREMENT, TDX MRTD).
     static let good = [UInt8](repeating: 0x6a, count: 48)
 
@@ -53,27 +58,48 @@ enum SoftwareTEEs {
 
 /// A confidential VM on the software TEE, as an attester would run it: a host key made in the
 /// guest, reports and quotes whose REPORT_DATA binds what the broker asks, and the host key's
-/// signature over the binding.
+/// signature over the binding. An Azure CVM (`.azure`) runs the software paravisor and its own
+/// software vTPM (`SimulatedAzureCVM`, RSA AK and EK made per guest).
 struct SoftwareTEEGuest {
-    enum Kind { case snpVCEK, snpVLEK, tdx }
+    enum Kind { case snpVCEK, snpVLEK, tdx, azure }
     let kind: Kind
     var hostKey: PrivateKey
     var measurement = SoftwareTEEs.good
     var debug = false
     /// SEV-SNP with a VCEK: run on `SoftwareTEEs.otherChip` instead of the platform's chip.
     var onOtherChip = false
+    /// An Azure CVM's paravisor and vTPM.
+    var azure: SimulatedAzureCVM?
+    /// An Azure CVM's vTPM SHA-256 PCR values (absent: zeros).
+    var pcrs: [Int: [UInt8]] = [:]
+    /// An Azure CVM: its quotes signed by another AK than its HCL report names.
+    var quoteByAnotherAK = false
 
     init(_ kind: Kind) throws {
         self.kind = kind
         hostKey = try PrivateKey.generate(.p256)
+        if kind == .azure { try replaceVTPM() }
     }
 
-    var evidenceKind: String { kind == .tdx ? "tdx" : "sev-snp" }
+    /// An Azure CVM: a new vTPM (AK and EK) under the same host key.
+    mutating func replaceVTPM() throws {
+        azure = try SimulatedAzureCVM(snp: SoftwareTEEs.snp, attestationKey: try PrivateKey.generateRSA(bits: 2048),
+                                      endorsementKey: try PrivateKey.generateRSA(bits: 2048).publicKey, optionsPath: nil, madeAt: Date(timeIntervalSince1970: 0))
+    }
+
+    var evidenceKind: String { kindOfEvidence.rawValue }
+    var kindOfEvidence: EvidenceKind {
+        switch kind {
+        case .snpVCEK, .snpVLEK: return .sevSNP
+        case .tdx: return .tdx
+        case .azure: return .azureSNPVTPM
+        }
+    }
     var hostKeySPKI: [UInt8] { get throws { try hostKey.publicKey.canonicalSPKIDER } }
 
     /// The host id the guest will have: its host key's.
     var hostID: String {
-        get throws { TEEHostIdentity.hostID(kind: kind == .tdx ? .tdx : .sevSNP, hostKeySPKI: try hostKeySPKI) }
+        get throws { TEEHostIdentity.hostID(kind: kindOfEvidence, hostKeySPKI: try hostKeySPKI) }
     }
 
     /// A report (SEV-SNP) or quote (TDX) whose REPORT_DATA is `teeReportData(binding:)`.
@@ -94,6 +120,19 @@ struct SoftwareTEEGuest {
         case .tdx:
             let body = SoftwareTDX.body(tdAttributes: debug ? [1, 0, 0, 0x10, 0, 0, 0, 0] : [0, 0, 0, 0x10, 0, 0, 0, 0], mrTD: measurement, reportData: data)
             return TEEEvidenceFields(quote: Base64.encode(try SoftwareTEEs.tdx.quote(body)))
+        case .azure:
+            var options = SimulatedTEEOptions()
+            options.measurement = measurement
+            options.debug = debug
+            options.pcrs = pcrs
+            let cvm = try XCTUnwrap(azure)
+            var fields = try cvm.evidence(binding: binding, pcrSelection: nil, options: options).fields
+            if quoteByAnotherAK {
+                let other = try SimulatedAzureCVM(snp: SoftwareTEEs.snp, attestationKey: SoftwareTEEs.otherAK, endorsementKey: cvm.endorsementKey,
+                                                  optionsPath: nil, madeAt: Date(timeIntervalSince1970: 0))
+                fields.vtpmQuote = try other.evidence(binding: binding, pcrSelection: nil, options: options).fields.vtpmQuote
+            }
+            return fields
         }
     }
 
@@ -142,4 +181,12 @@ extension Broker {
         let binding = EnrollmentBinding.reattestationData(nonce: try Hex.decode(challenge.nonce))
         return try service.reattestation.judgeReport(hostID: host, AttestationReport(nonce: challenge.nonce, tee: try guest.evidence(binding: binding)))
     }
+}
+
+/// The EAR claims set a certificate carries (its signature is the broker's; read unverified).
+func earPayload(_ pem: String) throws -> [String: Any] {
+    let cert = try Certificate(pem: pem)
+    let token = try AttestationExtension.ear(extensionValue: try XCTUnwrap(cert.extensionValue(oid: AttestationExtension.oid)))
+    let payload = try JWSSigner.base64URLDecode(String(token.split(separator: ".")[1]), field: "payload")
+    return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any])
 }

@@ -23,14 +23,6 @@ final class TEEHostTests: XCTestCase {
         try Broker(policy: SoftwareTEEs.policy(), tee: SoftwareTEEs.trust, allowSimulatedHosts: allowSimulated)
     }
 
-    /// The EAR claims set a certificate carries (its signature is the broker's; read unverified).
-    func earPayload(_ pem: String) throws -> [String: Any] {
-        let cert = try Certificate(pem: pem)
-        let token = try AttestationExtension.ear(extensionValue: try XCTUnwrap(cert.extensionValue(oid: AttestationExtension.oid)))
-        let payload = try JWSSigner.base64URLDecode(String(token.split(separator: ".")[1]), field: "payload")
-        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any])
-    }
-
     // MARK: registration and enrollment
 
     func testAnSNPHostRegistersByItsHostKeyWithItsChipPinnedAndEnrollsWithAnEARNamingTheTEE() throws {

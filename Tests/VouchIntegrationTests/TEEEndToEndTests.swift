@@ -23,36 +23,12 @@ final class TEEEndToEndTests: XCTestCase {
 
         // The policy: the simulated guests' launch measurement is the only one allowed.
         let good = Hex.encode(SimulatedTEEOptions.defaultMeasurement)
-        let policy = dir.appendingPathComponent("cvm.yaml")
-        try Data("""
-        apiVersion: vouch/v1
-        name: cvm
-        version: 1
-        attestationKey:
-          algorithms: [ecc-p256]
-        pcrs:
-          bank: sha256
-          values:
-            7: ["\(String(repeating: "0", count: 64))"]
-        certificate:
-          ttl: 15m
-        reattestation:
-          interval: 15m
-          onFailure: {action: revoke, afterFailures: 1, grace: 0s}
+        let broker = try BrokerHarness.simulatedTEE(dir: dir, platform: platform, policy: "cvm", sections: """
         snp:
           measurements: [{name: guest-v1, value: "\(good)"}]
         tdx:
           mrtd: [{name: td-v1, value: "\(good)"}]
-
-        """.utf8).write(to: policy)
-        // vouchd needs EK roots, though no TPM host comes here.
-        let ekRoot = dir.appendingPathComponent("ek-root.pem")
-        let ca = try CertificateAuthority.create(commonName: "unused EK root", key: try PrivateKey.generate(), notBefore: Date(),
-                                                 notAfter: Date().addingTimeInterval(3600))
-        try Data(try ca.certificate.pem.utf8).write(to: ekRoot)
-        let broker = try BrokerHarness(ekRootFiles: [ekRoot], policy: policy.path, extraArgs: [
-            "--allow-simulated-hosts", "--simulated-tee-roots", platform + "/roots", "--tdx-collateral", platform + "/tdx-collateral",
-        ])
+        """, extraArgs: ["--tdx-collateral", platform + "/tdx-collateral"])
 
         // Three guests on the machine: SEV-SNP (VCEK), TDX, and an SEV-SNP guest under the VLEK
         // (its own host, by its host key) that starts as a debug guest.
@@ -175,12 +151,6 @@ final class TEEEndToEndTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("data").path), "a refused configuration changes nothing")
     }
-
-    /// The broker's error code in `vouch`'s one-line refusal: "(HTTP 403, CODE)".
-    func brokerCode(_ stderr: String) -> String? {
-        guard let r = stderr.range(of: #"\(HTTP \d{3}, [a-z0-9_]+\)"#, options: .regularExpression) else { return nil }
-        return stderr[r].dropLast().split(separator: " ").last.map(String.init)
-    }
 }
 
 /// A running `vouch-attester --simulate-tee` guest.
@@ -191,6 +161,39 @@ struct TEEGuestProcess {
 }
 
 extension BrokerHarness {
+    /// vouchd for confidential VMs on the simulated machine in `platform`, trusting its roots
+    /// (`--allow-simulated-hosts --simulated-tee-roots`, then `extraArgs`), under one policy
+    /// `policy` v1 — SHA-256 PCR 7 zero, 15-minute certificates, re-attestation every 15 minutes
+    /// revoking at the first failure — with `sections` (YAML) added, and an EK root no TPM host
+    /// uses (vouchd needs one).
+    static func simulatedTEE(dir: URL, platform: String, policy name: String, sections: String, extraArgs: [String] = []) throws -> BrokerHarness {
+        let policy = dir.appendingPathComponent("\(name).yaml")
+        try Data("""
+        apiVersion: vouch/v1
+        name: \(name)
+        version: 1
+        attestationKey:
+          algorithms: [ecc-p256]
+        pcrs:
+          bank: sha256
+          values:
+            7: ["\(String(repeating: "0", count: 64))"]
+        certificate:
+          ttl: 15m
+        reattestation:
+          interval: 15m
+          onFailure: {action: revoke, afterFailures: 1, grace: 0s}
+        \(sections)
+
+        """.utf8).write(to: policy)
+        let ekRoot = dir.appendingPathComponent("ek-root.pem")
+        let ca = try CertificateAuthority.create(commonName: "unused EK root", key: try PrivateKey.generate(), notBefore: Date(),
+                                                 notAfter: Date().addingTimeInterval(3600))
+        try Data(try ca.certificate.pem.utf8).write(to: ekRoot)
+        return try BrokerHarness(ekRootFiles: [ekRoot], policy: policy.path,
+                                 extraArgs: ["--allow-simulated-hosts", "--simulated-tee-roots", platform + "/roots"] + extraArgs)
+    }
+
     /// Starts `vouch-attester --simulate-tee KIND` in push mode on the simulated machine in
     /// `platform`, with `options` (read at every report), and waits for its socket.
     func startTEEAttester(_ kind: String, platform: String, options: String?, hostname: String, pushInterval: String = "1s",

@@ -1,0 +1,184 @@
+import Foundation
+import XCTest
+import VouchAPI
+import VouchAttestation
+import VouchAttesterKit
+import VouchCore
+import VouchCrypto
+import VouchEventLog
+import VouchPolicy
+import VouchTEESim
+import VouchTEEWire
+import VouchTestSupport
+import VouchTPMWire
+
+/// The Azure CVM path: the software paravisor's HCL reports (encoded as `AzureHCLReport` parses
+/// them, accepted by the offline verifier under the test roots) and the broker's verifier for an
+/// HCL report with a vTPM quote — its binding checks (user data, VMPL, the AK that signed the
+/// quote, the vTPM EK pin), each refused with its code.
+final class AzureCVMTests: XCTestCase {
+    static let now = Date.parseRFC3339("2026-01-15T00:00:00Z")!
+    static let ak = try! PrivateKey.generateRSA(bits: 2048)
+    static let ek = try! PrivateKey.generateRSA(bits: 2048)
+    static let otherAK = try! PrivateKey.generateRSA(bits: 2048)
+    let binding = Crypto.sha256(Array("a request's binding".utf8))
+    let hostKey = try! PrivateKey.generate(.p256)
+    var spki: [UInt8] { try! hostKey.publicKey.canonicalSPKIDER }
+    var ekSPKI: [UInt8] { try! Self.ek.publicKey.canonicalSPKIDER }
+
+    func cvm(ak: PrivateKey = AzureCVMTests.ak, options: String? = nil) throws -> SimulatedAzureCVM {
+        try SimulatedAzureCVM(snp: SNPSim.milan, attestationKey: ak, endorsementKey: try Self.ek.publicKey, optionsPath: options,
+                              madeAt: Self.now.addingTimeInterval(-60), clock: ManualClock(Self.now))
+    }
+
+    /// The host as registered: its host key, the vTPM EK pinned, the software Milan's ASK.
+    var host: TEEHostIdentity {
+        TEEHostIdentity(kind: .azureSNPVTPM, hostKey: spki, vtpmEndorsementKey: ekSPKI, endorsementIssuer: SNPSim.milan.ask.subject, simulated: true)
+    }
+
+    func trust(simulated: Bool = true) throws -> TEETrust {
+        simulated ? TEETrust().trustingSimulation(snp: try SNPSim.store([SNPSim.milan]), tdxRoots: nil) : TEETrust()
+    }
+
+    /// A policy constraining SHA-256 PCR 0 to zeros, with an `snp:` section admitting `measurements`
+    /// (any when nil).
+    func context(_ identity: TEEHostIdentity?, measurements: [[UInt8]]? = nil) -> VerificationContext {
+        var policy = Policy(name: "azure", version: 1, pcrBank: .sha256, pcrValues: [0: [[UInt8](repeating: 0, count: 32)]])
+        var snp = SNPPolicy()
+        if let measurements {
+            snp.measurements = measurements.enumerated().map { SNPPolicy.Measurement(name: "guest-\($0.offset)", value: $0.element) }
+        } else {
+            snp.allowAnyMeasurement = true
+        }
+        policy.snp = snp
+        return VerificationContext(hostID: identity?.hostID ?? "", binding: binding, enrolled: EnrolledKeys(tee: identity), policy: policy,
+                                   digester: OpenSSLDigester(), platform: .azureSNPVTPM, now: Self.now)
+    }
+
+    /// The broker's raw evidence from a guest's fields (`hcl`: another HCL report in their place).
+    func raw(_ fields: TEEEvidenceFields, hcl: [UInt8]? = nil, signed: Bool = true) throws -> RawEvidence {
+        let q = try XCTUnwrap(fields.vtpmQuote)
+        let quote = TPMQuoteEvidence(attest: try Base64.decode(q.attest, field: "attest"), signature: try Base64.decode(q.signature, field: "signature"),
+                                     pcrs: try PCRValues(hexMap: q.pcrs, field: "pcrs"), eventLog: nil, modelLog: nil)
+        return RawEvidence(device: "azure-snp-vtpm", payload: .azureSNPVTPM(AzureRawEvidence(
+            hclReport: try hcl ?? Base64.decode(XCTUnwrap(fields.report), field: "report"), endorsement: try Base64.decode(XCTUnwrap(fields.endorsement), field: "vcek"),
+            quote: quote, hostKeySignature: signed ? try hostKey.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256) : nil)))
+    }
+
+    func code(_ v: EvidenceVerification) -> ErrorCode? {
+        if case let .rejected(violations, _) = v { return violations.first?.code }
+        return nil
+    }
+
+    // MARK: the software paravisor
+
+    func testEncodedHCLReportsParseBackAndTheOfflineVerifierAcceptsThem() throws {
+        let paravisor = SoftwareAzureParavisor(snp: SNPSim.milan)
+        let userData = [UInt8](repeating: 0xab, count: 64)
+        let claims = try SoftwareAzureParavisor.runtimeClaims(attestationKey: try Self.ak.publicKey, endorsementKey: try Self.ek.publicKey, userData: userData)
+        for hash in [AzureHCLReport.HashType.sha256, .sha384, .sha512] {
+            let bytes = try paravisor.hclReport(runtimeClaims: claims, hashType: hash)
+            XCTAssertEqual(bytes.count, SoftwareAzureParavisor.nvIndexSize, "zero-padded as the NV index is")
+            let parsed = try AzureHCLReport(bytes: bytes)
+            XCTAssertEqual(parsed.hashType, hash)
+            XCTAssertEqual(parsed.runtimeClaims, claims)
+            XCTAssertEqual(parsed.reportType, AzureHCLReport.snpReportType)
+            let report = try SNPReport(bytes: parsed.hardwareReport)
+            XCTAssertEqual(report.vmpl, 0)
+            XCTAssertEqual(Array(report.reportData.prefix(hash.digestSize)),
+                           hash == .sha256 ? Crypto.sha256(claims) : Crypto.digest(hash == .sha384 ? .sha384 : .sha512, claims))
+            // The offline verifier (`vouch evidence verify --kind azure-snp-vtpm`) under the test roots.
+            let verifier = AzureSNPVerifier(snp: try SNPSim.verifier([SNPSim.milan]))
+            guard case let .verified(verified, _) = verifier.verify(hclReport: bytes, endorsementKey: try SNPSim.milan.vcek.der, at: Self.now, userData: userData) else {
+                return XCTFail("\(verifier.verify(hclReport: bytes, endorsementKey: try SNPSim.milan.vcek.der, at: Self.now).codes)")
+            }
+            XCTAssertEqual(verified.attestationKeySHA256, Hex.encode(Crypto.sha256(try Self.ak.publicKey.spkiDER)))
+            XCTAssertEqual(verified.vmConfiguration["secure-boot"], "true")
+        }
+        // Request-data version 2 (a capability bitmap) and header version 1 read back too.
+        let report = try SNPSim.milan.sign(SNPSim.milan.report(reportData: Crypto.sha256(claims) + [UInt8](repeating: 0, count: 32)))
+        let v2 = try AzureHCLReport(bytes: SoftwareAzureParavisor.encode(hardwareReport: report, runtimeClaims: claims, version: 1, requestDataVersion: 2))
+        XCTAssertEqual([v2.version, v2.runtimeClaims.count == claims.count ? 1 : 0], [1, 1])
+        let parsed = try AzureRuntimeClaims(json: claims)
+        XCTAssertEqual(parsed.attestationKey?.modulus, try SoftwareAzureParavisor.rsaComponents(Self.ak.publicKey).modulus)
+        XCTAssertEqual(parsed.endorsementKey?.exponent, [1, 0, 1])
+        XCTAssertEqual(parsed.userData, Hex.encode(userData).uppercased())
+    }
+
+    // MARK: the broker's verifier
+
+    func testAnAzureCVMVerifiesWithBothItsSNPAndTPMClaims() throws {
+        let verifier = AzureEvidenceVerifier(trust: try trust())
+        let fields = try cvm().evidence(binding: binding, pcrSelection: nil).fields
+        guard case let .verified(e) = verifier.verify(try raw(fields), accepted: .none, context: context(host)) else {
+            return XCTFail("\(verifier.verify(try raw(fields), accepted: .none, context: context(host)))")
+        }
+        XCTAssertEqual(e.kind, .azureSNPVTPM)
+        let claims = e.evidenceClaims
+        XCTAssertEqual(claims.tee?.kind, "azure-snp-vtpm")
+        XCTAssertEqual(claims.tee?.measurement, Hex.encode(SimulatedTEEOptions.defaultMeasurement))
+        XCTAssertEqual(claims.tee?.warnings, ["snp_revocation_not_checked"])
+        XCTAssertEqual(claims.clock?.clock, 60_000, "the vTPM's clock: a minute since it was made")
+        XCTAssertEqual(e.record.measurements?["sha256"]?.count, 8, "the vTPM quote's PCRs 0-7")
+        // Registration identifies the host by its host key, the vTPM EK pinned.
+        let identified = try verifier.identify(try raw(fields), binding: binding, hostKey: spki, at: Self.now).get()
+        XCTAssertEqual(identified.identity, host)
+        XCTAssertNotEqual(identified.hostID, TEEHostIdentity.hostID(kind: .sevSNP, hostKeySPKI: spki), "never an SEV-SNP host's id")
+    }
+
+    func testTheBindingChecksRefuseWithTheirCodes() throws {
+        let verifier = AzureEvidenceVerifier(trust: try trust())
+        let good = try cvm().evidence(binding: binding, pcrSelection: nil).fields
+        func refused(_ evidence: RawEvidence, _ identity: TEEHostIdentity? = nil) -> ErrorCode? {
+            code(verifier.verify(evidence, accepted: .none, context: context(identity ?? host)))
+        }
+        // User data of another request (the quote's qualifying data is this one's).
+        let other = try cvm().evidence(binding: Crypto.sha256([1]), pcrSelection: nil).fields
+        XCTAssertEqual(refused(try raw(good, hcl: try Base64.decode(XCTUnwrap(other.report), field: "report"))), .snpReportDataMismatch)
+        // A report not made at VMPL 0: the paravisor's claims are not vouched for.
+        let paravisor = SoftwareAzureParavisor(snp: SNPSim.milan)
+        let claims = try SoftwareAzureParavisor.runtimeClaims(attestationKey: try Self.ak.publicKey, endorsementKey: try Self.ek.publicKey,
+                                                              userData: EnrollmentBinding.teeReportData(binding: binding))
+        XCTAssertNotNil(verified(verifier, try raw(good, hcl: try paravisor.hclReport(runtimeClaims: claims))), "the same claims at VMPL 0 pass")
+        XCTAssertEqual(refused(try raw(good, hcl: try paravisor.hclReport(runtimeClaims: claims) { $0.vmpl = 1 })), .azureVMPLNotZero)
+        // The quote signed by another AK than the HCL report names.
+        let otherAK = try cvm(ak: Self.otherAK).evidence(binding: binding, pcrSelection: nil).fields
+        XCTAssertEqual(refused(try raw(otherAK, hcl: try Base64.decode(XCTUnwrap(good.report), field: "report"))), .quoteSignatureInvalid)
+        // Claims that REPORT_DATA does not bind; claims without the vTPM EK.
+        var changed = try Base64.decode(XCTUnwrap(good.report), field: "report")
+        changed[0x4D4 + 40] ^= 0x01
+        XCTAssertEqual(refused(try raw(good, hcl: changed)), .azureRuntimeClaimsMismatch)
+        let (n, e) = try SoftwareAzureParavisor.rsaComponents(Self.ak.publicKey)
+        let noEK = Array(#"{"keys":[{"kid":"HCLAkPub","kty":"RSA","n":"\#(JWSSigner.base64URL(n))","e":"\#(JWSSigner.base64URL(e))"}],"user-data":"\#(Hex.encode(EnrollmentBinding.teeReportData(binding: binding)))"}"#.utf8)
+        XCTAssertEqual(refused(try raw(good, hcl: try paravisor.hclReport(runtimeClaims: noEK))), .teeEvidenceMalformed)
+        // The host: another vTPM than registered, no host-key signature, simulated hosts not allowed.
+        var otherVTPM = host
+        otherVTPM.vtpmEndorsementKey = try Self.otherAK.publicKey.canonicalSPKIDER
+        XCTAssertEqual(refused(try raw(good), otherVTPM), .teeHostMismatch)
+        XCTAssertEqual(refused(try raw(good, signed: false)), .teeHostMismatch)
+        var snpHost = host
+        snpHost.kind = .sevSNP
+        XCTAssertEqual(refused(try raw(good), snpHost), .teeHostMismatch, "an SEV-SNP host's registration never admits an Azure CVM's evidence")
+        XCTAssertEqual(code(AzureEvidenceVerifier(trust: try trust(simulated: false)).verify(try raw(good), accepted: .none, context: context(host))),
+                       .teeSimulationRefused)
+    }
+
+    func testStageTwoAppliesTheSNPSectionThenTheQuotesLogs() throws {
+        let verifier = AzureEvidenceVerifier(trust: try trust())
+        let fields = try cvm().evidence(binding: binding, pcrSelection: nil).fields
+        let v = verifier.verify(try raw(fields), accepted: .none, context: context(host, measurements: [[UInt8](repeating: 0x11, count: 48)]))
+        XCTAssertEqual(code(v), .snpMeasurementNotAllowed)
+        if case let .rejected(_, record) = v {
+            XCTAssertEqual(record?.claims?.tee?.kind, "azure-snp-vtpm", "the refusal is recorded with the SNP summary")
+            XCTAssertNotNil(record?.measurements, "and the quote's PCRs")
+        }
+        // A vTPM clock behind the last accepted one.
+        let behind = AcceptedState(clock: ClockState(resetCount: 0, restartCount: 0, clock: 120_000, safe: true))
+        XCTAssertEqual(code(verifier.verify(try raw(fields), accepted: behind, context: context(host))), .clockRegressed)
+    }
+
+    func verified(_ verifier: AzureEvidenceVerifier, _ evidence: RawEvidence) -> VerifiedEvidence? {
+        if case let .verified(e) = verifier.verify(evidence, accepted: .none, context: context(host)) { return e }
+        return nil
+    }
+}
