@@ -63,7 +63,7 @@ public final class AMDKDSFetcher: SNPEndorsementSource {
     }
 
     /// Fetches the VCEK now (no gate), caches it and returns its DER. Throws
-    /// `collateral_fetch_failed`, `collateral_response_invalid` (nothing cached), or `io`.
+    /// `collateral_fetch_failed`, `collateral_response_invalid` (nothing cached).
     @discardableResult
     public func fetchVCEK(product: SNPProduct, chipID: [UInt8], reportedTCB: SNPTCBVersion, at now: Date) throws -> [UInt8] {
         let path = Self.vcekPath(product: product, chipID: chipID, tcb: reportedTCB)
@@ -79,7 +79,7 @@ public final class AMDKDSFetcher: SNPEndorsementSource {
         guard now < certificate.notAfter else {
             throw VouchError(.collateralResponseInvalid, "AMD KDS served a VCEK that has expired", context: ["path": path, "got": certificate.notAfter.iso8601])
         }
-        try store(Self.vcekFile(product: product, chipID: chipID, tcb: reportedTCB),
+        store(Self.vcekFile(product: product, chipID: chipID, tcb: reportedTCB),
                   Cached(der: der, validUntil: certificate.notAfter, validFrom: .distantPast, fetchedAt: now))
         return der
     }
@@ -100,7 +100,7 @@ public final class AMDKDSFetcher: SNPEndorsementSource {
         guard crl.thisUpdate <= now, now < crl.nextUpdate else {
             throw VouchError(.collateralResponseInvalid, "AMD KDS served a CRL that is not current", context: ["path": path, "got": "\(crl.thisUpdate.iso8601)..\(crl.nextUpdate.iso8601)"])
         }
-        try store("\(product.rawValue)/crl.der", Cached(der: der, validUntil: crl.nextUpdate, validFrom: crl.thisUpdate, fetchedAt: now))
+        store("\(product.rawValue)/crl.der", Cached(der: der, validUntil: crl.nextUpdate, validFrom: crl.thisUpdate, fetchedAt: now))
         return der
     }
 
@@ -122,12 +122,15 @@ public final class AMDKDSFetcher: SNPEndorsementSource {
         }
     }
 
-    private func store(_ file: String, _ entry: Cached) throws {
+    /// Keeps `entry` in memory and on disk (a file that cannot be written is logged).
+    private func store(_ file: String, _ entry: Cached) {
         cached.withLock { c in
             if c.count >= 4096 { c.removeAll() }
             c[file] = entry
         }
-        try CacheFiles.write(entry.der, to: directory.appendingPathComponent(file))
+        do { try CacheFiles.write(entry.der, to: directory.appendingPathComponent(file)) } catch {
+            log("AMD KDS: \(file) fetched but not cached: \(error)")
+        }
     }
 
     /// A cached file as it was written (a VCEK or a CRL, by its name), with its window.

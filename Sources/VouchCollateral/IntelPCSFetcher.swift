@@ -26,7 +26,8 @@ import VouchTEEWire
 /// broker's clock) and it is younger than `refreshAfter`; otherwise it fetches — only for a quote
 /// whose PCK chain verifies to the verifier's roots, and only as the fetch gate allows — and on
 /// a failed fetch serves the cached set if it is still current, else nil (the TCB is unknown;
-/// the policy decides). It never serves a set a part of which has expired.
+/// the policy decides). It never serves a set a part of which has expired. A PCK certificate
+/// issued by neither of Intel's PCK CAs gets nothing (which PCK CRL would be unknown).
 public final class IntelPCSFetcher: TDXCollateralSource {
     /// The cache: `<fmspc>` generations (`CacheFiles`).
     public let directory: URL
@@ -56,11 +57,9 @@ public final class IntelPCSFetcher: TDXCollateralSource {
         self.log = log
     }
 
-    /// The cached collateral for `fmspc`, whatever its age (no clock here): as
-    /// `TDXCollateralDirectory` reads the cache.
-    public func collateral(fmspc: [UInt8]) throws -> TDXCollateral? {
-        try TDXCollateralDirectory(directory: directory).collateral(fmspc: fmspc)
-    }
+    /// Nil: without the broker's time the fetcher cannot tell what is current, and it never
+    /// serves what may have expired (`collateral(for:at:)` is what the broker asks).
+    public func collateral(fmspc: [UInt8]) throws -> TDXCollateral? { nil }
 
     public func collateral(for request: TDXCollateralRequest, at now: Date) -> TDXCollateral? {
         guard request.fmspc.count == 6, let ca = request.pckCA else { return nil }
@@ -69,7 +68,7 @@ public final class IntelPCSFetcher: TDXCollateralSource {
             let cached = entries.withLock { $0[key] } ?? loadCached(request.fmspc, ca: ca)
             let usable = cached.flatMap { now < $0.validUntil ? $0 : nil }
             if let usable, let at = usable.fetchedAt, now.timeIntervalSince(at) < gate.limits.refreshAfter, at <= now { return usable.collateral }
-            guard gate.mayFetch(key, at: now), request.pckChainVerifies() else { return usable?.collateral }
+            guard request.pckChainVerifies(), gate.mayFetch(key, at: now) else { return usable?.collateral }
             do {
                 return try fetch(fmspc: request.fmspc, ca: ca, at: now)
             } catch {
@@ -82,8 +81,8 @@ public final class IntelPCSFetcher: TDXCollateralSource {
 
     /// Fetches the collateral for `fmspc` and `ca` now (no gate, no PCK check), writes it to the
     /// cache and returns it. Throws `collateral_fetch_failed`, `collateral_response_invalid`
-    /// (nothing cached), or `io` when the cache cannot be written (the fetched set is then kept
-    /// in memory only).
+    /// (nothing cached). A cache that cannot be written is logged; the fetched set is then kept
+    /// in memory only.
     @discardableResult
     public func fetch(fmspc: [UInt8], ca: TDXPCKCA, at now: Date) throws -> TDXCollateral {
         let limit = min(gate.limits.maxResponseBytes, TDXCollateral.maxFieldBytes)
@@ -126,7 +125,9 @@ public final class IntelPCSFetcher: TDXCollateralSource {
             if e.count >= 1024 { e.removeAll() }
             e[key] = Entry(collateral: collateral, validUntil: validUntil, fetchedAt: now)
         }
-        try CacheFiles.publish(written, as: fmspcHex, in: directory, fetchedAt: now)
+        do { try CacheFiles.publish(written, as: fmspcHex, in: directory, fetchedAt: now) } catch {
+            log("TDX collateral for FMSPC \(fmspcHex) fetched but not cached: \(error)")
+        }
         return collateral
     }
 
