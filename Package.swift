@@ -25,6 +25,8 @@
 //   VouchPolicyFiles   loads policy files and directories into a validated PolicySet (VouchRuntime: reads files)
 //   VouchAttestation   verifiers: EK chain, credential activation, quotes, SEV-SNP and TDX evidence (returns
 //                      verified values)
+//   VouchCollateral    the optional collateral fetchers (Intel PCS: TDX TCB info, QE identity, CRLs; AMD KDS:
+//                      VCEKs, CRLs) over an injected HTTPTransport, with their on-disk cache (VouchRuntime: files)
 //   VouchTEESim        the software TEE: SEV-SNP reports and TDX quotes in the real formats, signed by test chains
 //                      (tests, demo and simulated fleet only)
 //   VouchBroker        the broker service: orchestration over protocols, and its HTTP API (logs through an
@@ -81,13 +83,14 @@ let package = Package(
         // Verification, service and host logic
         .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchTEEWire", "VouchCrypto", "VouchPolicy", "VouchEventLog"]),
         .target(name: "VouchTEESim", dependencies: ["VouchCore", "VouchTEEWire", "VouchCrypto"]),
+        .target(name: "VouchCollateral", dependencies: ["VouchCore", "VouchRuntime", "VouchCrypto", "VouchTEEWire", "VouchAttestation"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog",
                                                    "VouchAttestation", "VouchTEESim", "VouchTEEWire"]),
 
         // Executables
         .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchModel", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy",
-                                                     "VouchYAML", "VouchAPI", "VouchAttestation", "VouchCore", "VouchRuntime"]),
+                                                     "VouchYAML", "VouchAPI", "VouchAttestation", "VouchCollateral", "VouchCore", "VouchRuntime"]),
         .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchTPMWire", "VouchRuntime"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles",
                                                     "VouchTEEWire", "VouchYAML",
@@ -111,9 +114,10 @@ let package = Package(
         .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchModel", "VouchAttesterKit", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
                                                              "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire", "VouchTEESim", "VouchTEEWire", "VouchEventLog"]),
         .testTarget(name: "VouchTEETests", dependencies: ["VouchCrypto", "VouchCore", "VouchTestSupport", "VouchTEEWire", "VouchAttestation", "VouchTEESim", "VouchPolicy",
-                                                          "VouchYAML", "VouchTPMWire", "VouchAttesterKit", "VouchEventLog", "VouchAPI"]),
-        .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore"]),
+                                                          "VouchYAML", "VouchTPMWire", "VouchAttesterKit", "VouchEventLog", "VouchCollateral", "VouchHTTPServer",
+                                                          "VouchHTTPClient", "VouchAPI"]),
+        .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchModel", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
-                                                                  "VouchEventLog", "VouchRuntime"]),
+                                                                  "VouchEventLog", "VouchRuntime", "VouchHTTPServer"]),
     ]
 )

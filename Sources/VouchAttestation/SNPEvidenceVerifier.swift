@@ -26,18 +26,25 @@ struct AuthenticatedSNP: Sendable {
 public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     public var kind: EvidenceKind { .sevSNP }
     let verifiers: SNPVerifiers
+    let endorsements: (any SNPEndorsementSource)?
 
     /// Keep one per broker: `SNPVerifier` caches its chain checks.
     public init(trust: TEETrust) {
         verifiers = SNPVerifiers(trust: trust)
+        endorsements = trust.snpEndorsements
     }
 
     /// Stage 1. Checks, in order, refusing at the first failure:
     /// 1. a certificate table parses and holds the VCEK or VLEK the report's SIGNING_KEY names
-    ///    (`tee_evidence_malformed`; the report is read here only to pick the certificate);
+    ///    (`tee_evidence_malformed`; the report is read here only to pick the certificate); a
+    ///    VCEK-signed report sent without its VCEK (no endorsement, or a table without one) gets
+    ///    it from the broker's `SNPEndorsementSource` (`SNPVCEKRequest`: CHIP_ID, REPORTED_TCB and
+    ///    product line as the unverified report says), or is refused (`snp_vcek_unavailable`:
+    ///    no source, a VLEK-signed or chip-masked report, nothing got);
     /// 2. an endorsement issued under the software TEE's roots (its issuer names the simulation's
     ///    organisation) is refused unless the broker allows simulated hosts (`tee_simulation_refused`);
-    ///    it is then verified under those roots only, and anything else under AMD's;
+    ///    it is then verified under those roots only, and anything else under AMD's — with the
+    ///    product line's CRL from the `SNPEndorsementSource` when the evidence sent none;
     /// 3. `SNPVerifier.authenticate`: checks 1–9 (report parse and signature algorithm, the
     ///    VCEK/VLEK chain to the pinned ARK, validity, CRL, product line, CHIP_ID, TCB, signature;
     ///    `tee_evidence_malformed`, `snp_*`);
@@ -111,11 +118,22 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
                 return .failure(VouchError(.teeEvidenceMalformed, "the SNP certificate table does not parse", context: ["field": "certificateTable"]))
             }
             let vlek = (try? SNPReport(bytes: evidence.report))?.signingKey == .vlek
-            guard let der = table.certificate(vlek ? .vlek : .vcek) else {
+            if let der = table.certificate(vlek ? .vlek : .vcek) {
+                endorsement = der
+            } else if !vlek, endorsements != nil {
+                switch fetchedVCEK(evidence.report, at: now) {
+                case let .failure(e): return .failure(e)
+                case let .success(der): endorsement = der
+                }
+            } else {
                 return .failure(VouchError(.teeEvidenceMalformed, "the SNP certificate table holds no \(vlek ? "VLEK" : "VCEK")",
                                            context: ["field": "certificateTable", "expected": vlek ? "a VLEK entry" : "a VCEK entry"]))
             }
-            endorsement = der
+        case .absent:
+            switch fetchedVCEK(evidence.report, at: now) {
+            case let .failure(e): return .failure(e)
+            case let .success(der): endorsement = der
+            }
         }
         // 2
         let verifier: SNPVerifier, simulation: Bool
@@ -123,9 +141,14 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         case let .failure(e): return .failure(e)
         case let .success(chosen): (verifier, simulation) = chosen
         }
+        let cert = try? SNPVerifier.certificate(endorsement)
+        var crl = evidence.crl
+        if crl == nil, !simulation, let endorsements, let issuer = cert?.issuer, let product = Self.product(issuer: issuer) {
+            crl = endorsements.crl(product: product, at: now)
+        }
         // 3
         let verified: VerifiedSNPReport
-        switch verifier.authenticate(SNPEvidence(report: evidence.report, endorsementKey: endorsement, crl: evidence.crl), at: now) {
+        switch verifier.authenticate(SNPEvidence(report: evidence.report, endorsementKey: endorsement, crl: crl), at: now) {
         case let .refused(v): return .failure(v.stageOneError)
         case let .authenticated(v): verified = v
         }
@@ -152,6 +175,33 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         let warnings = verified.revocationChecked ? [] :
             [TEEWarning(code: "snp_revocation_not_checked", message: "no CRL was given: the ASK/ASVK's revocation was not checked")]
         return (claims, violations, warnings)
+    }
+
+    /// The VCEK for a report sent without one, from the broker's `SNPEndorsementSource`.
+    func fetchedVCEK(_ bytes: [UInt8], at now: Date) -> Result<[UInt8], VouchError> {
+        let report: SNPReport
+        do { report = try SNPReport(bytes: bytes) } catch {
+            return .failure(error as? VouchError ?? VouchError(.teeEvidenceMalformed, "the SNP report does not parse", context: ["field": "report"]))
+        }
+        func unavailable(_ why: String, _ context: [String: String] = [:]) -> Result<[UInt8], VouchError> {
+            .failure(VouchError(.snpVCEKUnavailable, "the report came without its VCEK and \(why)", context: context.merging(["path": "snp.endorsement"]) { a, _ in a }))
+        }
+        guard report.signingKey == .vcek else { return unavailable("it is not VCEK-signed: a VLEK must come with the report (VLEKs are not fetchable)") }
+        guard let endorsements else { return unavailable("this broker fetches none (vouchd --fetch-collateral amd)") }
+        guard let request = SNPVCEKRequest(report: report) else {
+            return unavailable("it names no chip or product line to ask AMD's KDS for (CHIP_ID masked, or an unknown CPUID)")
+        }
+        guard let der = endorsements.vcek(request, at: now) else {
+            return unavailable("none was to be had for this chip and TCB (AMD's KDS not reachable, refused, or over the broker's fetch rate)",
+                               ["products": request.products.map(\.rawValue).joined(separator: ","), "reportedTcb": String(request.reportedTCB.raw, radix: 16)])
+        }
+        return .success(der)
+    }
+
+    /// The product line an ASK or ASVK subject names (the issuer of a VCEK or VLEK).
+    static func product(issuer: String) -> SNPProduct? {
+        guard let cn = SNPTrustStore.commonName(issuer) else { return nil }
+        return SNPProduct.allCases.first { cn == "SEV-\($0.rawValue)" || cn == "SEV-VLEK-\($0.rawValue)" }
     }
 
     /// The summary the attestation trail and the EAR carry.

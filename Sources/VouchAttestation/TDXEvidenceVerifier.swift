@@ -47,7 +47,8 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     ///    (`tee_simulation_refused`); it is then verified under those roots only, anything else
     ///    under Intel's;
     /// 3. the collateral for the FMSPC the (still unverified) PCK certificate names, from the
-    ///    broker's `TDXCollateralSource` (none: the TCB is unknown; unreadable:
+    ///    broker's `TDXCollateralSource` (`TDXCollateralRequest`: a source that fetches first checks
+    ///    the PCK chain against these roots; none: the TCB is unknown; unreadable:
     ///    `tee_evidence_malformed`);
     /// 4. `TDXVerifier.verify` under the policy's `tdx:` section (or `TDXPolicy()`'s defaults),
     ///    with the CCEL event log when sent: a refusal at its steps 1–8 (QE vendor, CRLs, PCK
@@ -126,7 +127,8 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
         }
         // 2 (the PCK certificate is read here only to choose the roots and the collateral)
         let chain = quote.signatureData.certification.pckCertChain
-        let leaf = (try? Certificate.chain(pem: String(decoding: chain.prefix { $0 != 0 }, as: UTF8.self)))?.first
+        let pckChain = (try? Certificate.chain(pem: String(decoding: chain.prefix { $0 != 0 }, as: UTF8.self))) ?? []
+        let leaf = pckChain.first
         var verifier = pinned, simulation = false
         if let leaf, TEETrust.isSimulation(issuer: leaf.issuer) {
             guard let simulated else {
@@ -138,9 +140,9 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
         }
         // 3
         var collateral: TDXCollateral?
-        if let der = leaf?.extensionValue(oid: SGXPCKExtension.oid), let sgx = try? SGXPCKExtension(der: der) {
-            do { collateral = try self.collateral.collateral(fmspc: sgx.fmspc) } catch let e as VouchError { return .failure(e) } catch {
-                return .failure(VouchError(.teeEvidenceMalformed, "the TDX collateral for this platform cannot be read", context: ["fmspc": Hex.encode(sgx.fmspc)]))
+        if let request = TDXCollateralRequest(pckChain: pckChain, roots: verifier.roots, at: now) {
+            do { collateral = try self.collateral.collateral(for: request, at: now) } catch let e as VouchError { return .failure(e) } catch {
+                return .failure(VouchError(.teeEvidenceMalformed, "the TDX collateral for this platform cannot be read", context: ["fmspc": Hex.encode(request.fmspc)]))
             }
         }
         // 4

@@ -32,6 +32,8 @@ public struct SNPRawEvidence: Sendable {
         case certificate([UInt8])
         /// The certificate table of the extended guest request (configfs-tsm `auxblob`), holding it.
         case certificateTable([UInt8])
+        /// Neither: the broker gets the VCEK from its `SNPEndorsementSource`, when it has one.
+        case absent
     }
 
     /// The 1184-byte ATTESTATION_REPORT.
@@ -211,7 +213,8 @@ public protocol TEEEvidenceVerifier: EvidenceVerifier {
     func identify(_ raw: RawEvidence, binding: [UInt8], hostKey: [UInt8], at now: Date) -> Result<TEEIdentification, VouchError>
 }
 
-/// The roots CPU TEE evidence is verified under, and where TDX collateral comes from. By default
+/// The roots CPU TEE evidence is verified under, and where TDX collateral and missing SEV-SNP
+/// endorsements come from. By default
 /// AMD's and Intel's compiled-in pinned roots only (`AMDRoots`, `IntelSGXRoot`). The software
 /// TEE's test roots are kept apart (`simulatedSNP`, `simulatedTDXRoots`): evidence whose chain
 /// names the simulation's organisation is verified under them only, and refused
@@ -226,6 +229,9 @@ public struct TEETrust: Sendable {
     public var simulatedSNP: SNPTrustStore?
     public var simulatedTDXRoots: [Certificate]?
     public var tdxCollateral: any TDXCollateralSource
+    /// Where VCEKs for reports sent without one, and AMD's CRLs for evidence sent without one,
+    /// come from (AMD's KDS through `AMDKDSFetcher`); nil: nowhere (the default).
+    public var snpEndorsements: (any SNPEndorsementSource)?
 
     /// AMD's and Intel's pinned roots (a root that fails to load leaves that kind trusting
     /// nothing: every piece of its evidence is refused).

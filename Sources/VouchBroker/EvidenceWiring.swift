@@ -58,7 +58,8 @@ extension BrokerPart {
             switch (try decode(f.endorsement, "endorsement"), try decode(f.certificateTable, "certificateTable")) {
             case let (cert?, nil): endorsement = .certificate(cert)
             case let (nil, table?): endorsement = .certificateTable(table)
-            default: throw VouchError(.badRequest, "SEV-SNP evidence needs exactly one of endorsement and certificateTable",
+            case (nil, nil): endorsement = .absent   // the broker fetches the VCEK when it may (else snp_vcek_unavailable)
+            default: throw VouchError(.badRequest, "SEV-SNP evidence takes at most one of endorsement and certificateTable",
                                       context: ["field": "\(field).evidence.endorsement"])
             }
             return RawEvidence(device: EvidenceKind.sevSNP.defaultDevice,

@@ -6,8 +6,8 @@ import VouchCore
 
 private let curlGlobalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
-/// An HTTP client on libcurl: HTTPS that trusts only a given CA (TLS 1.2 minimum), or plain HTTP
-/// over a Unix-domain socket. Each request takes its own easy handle (from a pool), so a client
+/// An HTTP client on libcurl: HTTPS that trusts only a given CA (TLS 1.2 minimum), plain HTTP
+/// over a Unix-domain socket, or a public service's HTTPS under the system's trust store. Each request takes its own easy handle (from a pool), so a client
 /// may be shared across threads.
 public final class HTTPClient: HTTPTransport {
     public enum Transport: Sendable {
@@ -21,6 +21,11 @@ public final class HTTPClient: HTTPTransport {
         /// ("sha256//BASE64" of its SubjectPublicKeyInfo); `tls` also installs the client identity.
         /// The key pin stands in for the host name check.
         case pinned(tls: PreloadedTLS, publicKeyPin: String)
+        /// A public service (Intel PCS, AMD KDS) at `baseURL`, the request path appended: https
+        /// verified against the system's trust store, or plain http only when the base URL's host
+        /// is a loopback address (tests). `HTTPClient.serviceBaseURLProblem` says what is accepted;
+        /// anything else fails every request.
+        case service(baseURL: String)
     }
 
     /// Installs trust anchors and a client identity into a connection's SSL_CTX (OpenSSL; given
@@ -43,13 +48,34 @@ public final class HTTPClient: HTTPTransport {
     /// Close the connection after each request (a fresh TCP and TLS handshake every time, as a
     /// broker pulling from many hosts gets anyway); otherwise idle connections are kept for reuse.
     public let freshConnections: Bool
+    /// A response body larger than this fails the transfer (an `http` error, kind transport).
+    public let maxResponseBytes: Int
 
-    public init(_ transport: Transport, timeoutSeconds: Int = 30, identity: ClientIdentity? = nil, freshConnections: Bool = false) {
+    public init(_ transport: Transport, timeoutSeconds: Int = 30, identity: ClientIdentity? = nil, freshConnections: Bool = false,
+                maxResponseBytes: Int = 16 << 20) {
         _ = curlGlobalInit
         self.transport = transport
         self.timeout = timeoutSeconds
         self.identity = identity
         self.freshConnections = freshConnections
+        self.maxResponseBytes = maxResponseBytes
+    }
+
+    /// Why `url` cannot be a `.service` base URL, or nil when it can: `https://` or — for a host
+    /// that is a loopback address (127.0.0.0/8, `[::1]`, `localhost`) only — `http://`, then a
+    /// host, an optional port and path; no user info, query or fragment, no trailing slash.
+    public static func serviceBaseURLProblem(_ url: String) -> String? {
+        guard let c = URLComponents(string: url), let scheme = c.scheme, let host = c.host, !host.isEmpty else { return "not an absolute URL" }
+        guard c.user == nil, c.password == nil, c.query == nil, c.fragment == nil else { return "no user info, query or fragment" }
+        guard !url.hasSuffix("/") else { return "no trailing slash" }
+        switch scheme {
+        case "https": return nil
+        case "http":
+            let loopback = host == "localhost" || host == "::1" || host == "[::1]" || (host.hasPrefix("127.") && host.split(separator: ".").count == 4
+                && host.split(separator: ".").allSatisfy { UInt8($0) != nil })
+            return loopback ? nil : "plain http only to a loopback address"
+        default: return "https:// (or http:// to a loopback address)"
+        }
     }
 
     /// Sends a request; transport failures throw `http` errors whose `cause` is an
@@ -81,6 +107,15 @@ public final class HTTPClient: HTTPTransport {
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 2), "SSL_VERIFYHOST")
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, "http,https"), "PROTOCOLS_STR")
+        case let .service(base):
+            if let problem = Self.serviceBaseURLProblem(base) {
+                throw VouchError(.http, "service base URL refused: \(problem)", context: ["url": base])
+            }
+            url = base + path
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1), "SSL_VERIFYPEER")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 2), "SSL_VERIFYHOST")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, base.hasPrefix("https://") ? "https" : "http"), "PROTOCOLS_STR")
         case let .pinned(tls, pin):
             url = path
             // No CA file or directory for curl to load: the hook replaces the whole trust store.
@@ -133,7 +168,7 @@ public final class HTTPClient: HTTPTransport {
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_POSTFIELDS, bodyCopy.baseAddress), "POSTFIELDS")
         }
 
-        let sink = ResponseSink()
+        let sink = ResponseSink(limit: maxResponseBytes)
         let unmanaged = Unmanaged.passRetained(sink)
         defer { unmanaged.release() }
         try curlCheck(vouch_curl_setopt_write(h, writeBody, unmanaged.toOpaque()), "WRITEFUNCTION")
@@ -197,8 +232,9 @@ private func curlCheck(_ rc: CURLcode, _ option: String) throws {
 final class ResponseSink {
     var body: [UInt8] = []
     var headers: [(String, String)] = []
-    /// Responses larger than this are cut off (the transfer fails): a broker never sends more.
-    let limit = 16 << 20
+    /// Responses larger than this are cut off (the transfer fails).
+    let limit: Int
+    init(limit: Int) { self.limit = limit }
 }
 
 private func writeBody(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ ctx: UnsafeMutableRawPointer?) -> Int {

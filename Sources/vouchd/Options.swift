@@ -2,6 +2,7 @@ import Foundation
 import VouchAttestation
 import VouchBroker
 import VouchCore
+import VouchRuntime
 
 /// vouchd's options, each checked: what a start and `--check-config` both run before anything is
 /// created. A bad value ends the process with a usage error (exit 2) naming where it came from.
@@ -26,6 +27,8 @@ struct BrokerOptions {
     /// `allow-simulated-hosts`); collateral from `tdx-collateral` (none without it: a TDX quote's
     /// TCB is then Unknown, which the default policy refuses).
     let tee: TEETrust
+    /// `fetch-collateral` and its companions (`CollateralFetching`); nil: nothing is fetched.
+    let collateral: CollateralFetching?
 
     init(_ args: Settings) throws {
         let dataDir = try args.required("data-dir")
@@ -71,6 +74,8 @@ struct BrokerOptions {
             }
             tee.tdxCollateral = TDXCollateralDirectory(directory: URL(fileURLWithPath: dir))
         }
+        let collateral = CollateralFetching(args, dataDir: dataDir)
+        collateral?.install(into: &tee, log: { Runtime.log($0) })
         if let dir = args["simulated-tee-roots"] {
             guard config.allowSimulatedHosts else {
                 fail("\(args.source("simulated-tee-roots")): simulated-tee-roots needs allow-simulated-hosts (the software TEE is for tests and demos only)")
@@ -80,6 +85,6 @@ struct BrokerOptions {
         self.dataDir = dataDir; self.listen = listen; self.port = port; self.trustDomain = trustDomain; self.publicURL = publicURL
         self.publication = publication; self.policyPaths = policyPaths; self.ekRoots = ekRoots; self.config = config
         self.concurrency = concurrency; self.pullTimeout = pullTimeout; self.perAddress = perAddress; self.authFailures = authFailures
-        self.idle = idle; self.requestDeadline = requestDeadline; self.tee = tee
+        self.idle = idle; self.requestDeadline = requestDeadline; self.tee = tee; self.collateral = collateral
     }
 }

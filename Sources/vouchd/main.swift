@@ -63,6 +63,14 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --tdx-collateral DIR  TDX collateral (TCB info, QE identity, CRLs) by FMSPC: <fmspc>.json (dcap-qvl
                         QuoteCollateralV3) or <fmspc>/ (the files a PCS client saves); re-read when a
                         file changes. Without it a TDX quote's TCB is Unknown (refused by default)
+  --fetch-collateral intel,amd  fetch what evidence did not bring, on demand, from Intel PCS (TDX TCB
+                        info, QE identity, PCK and root CA CRLs) and/or AMD KDS (VCEKs for reports sent
+                        without one, CRLs); rate-limited, cached; off by default. Not with --tdx-collateral
+  --collateral-cache DIR      the fetchers' cache (default DATA-DIR/collateral; DIR/tdx is a
+                        --tdx-collateral directory another vouchd may read)
+  --intel-pcs-url URL   default https://api.trustedservices.intel.com
+  --intel-root-ca-crl-url URL default https://certificates.trustedservices.intel.com/IntelSGXRootCA.der
+  --amd-kds-url URL     default https://kdsintf.amd.com (https; plain http only to a loopback address)
   --allow-simulated-hosts     accept hosts from vouch-attester --simulate (software AKs: scale tests only)
   --simulated-tee-roots DIR   with --allow-simulated-hosts only: also trust the software TEE's roots in
                         DIR (sev-snp.pem, tdx.pem, as vouch-attester simulated-tee-platform writes
@@ -85,11 +93,11 @@ let words = Array(CommandLine.arguments.dropFirst())
 if Arguments.asksForHelp(words) { print(usage); exit(0) }
 if Arguments.asksForVersion(words) { print("vouchd \(VouchVersion.current)"); exit(0) }
 
-let options: Set<String> = ["config", "data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
+let options: Set<String> = Set(["config", "data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
                              "publish-listen", "publish-url", "crl-url", "ocsp-url",
                              "crl-validity", "webhook", "webhook-secret-file", "connection-timeout", "request-deadline",
                              "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "log-format",
-                             "tdx-collateral", "simulated-tee-roots"]
+                             "tdx-collateral", "simulated-tee-roots"]).union(CollateralFetching.options)
 let switches: Set<String> = ["allow-simulated-hosts"]
 let args: Settings
 let brokerOptions: BrokerOptions
@@ -125,6 +133,7 @@ do {
         Runtime.log("WARNING: the software TEE's roots in \(dir) are trusted: simulated confidential VMs are accepted (tests and demos only)")
     }
     if let dir = args["tdx-collateral"] { Runtime.log("TDX collateral from \(dir)") }
+    if let fetching = brokerOptions.collateral { Runtime.log(fetching.summary) }
 
     // Everything above only reads: a refused configuration creates nothing (exit 2).
     let policies = try PolicyProvider(clock: clock, log: Runtime.log) { try PolicyFiles.loadSet(policyPaths) }

@@ -3,6 +3,7 @@ import Synchronization
 import XCTest
 import VouchCore
 import VouchHTTPClient
+import VouchTestSupport
 @testable import VouchHTTPServer
 
 /// The server's connection limits (`HTTPServer.Limits`), each with the smallest setup: connections

@@ -4,6 +4,7 @@ import XCTest
 import VouchCore
 import VouchHTTPClient
 import VouchHTTPServer
+import VouchTestSupport
 
 /// The HTTP server in this process, over a Unix socket, plain HTTP and TLS on 127.0.0.1, with
 /// small handlers, hit by the package's own libcurl client: what reaches the handler, what the
