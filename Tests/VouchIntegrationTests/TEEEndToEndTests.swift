@@ -103,6 +103,26 @@ final class TEEEndToEndTests: XCTestCase {
             XCTAssertTrue((facts["policy"] as? String)?.hasPrefix("vouch:policy:cvm:v1") == true, "\(facts)")
         }
 
+        // `vouch policy capture --host`: the broker's latest report or quote of each guest, verified
+        // again here under the software TEE's roots (a simulated host's evidence needs them), drafts
+        // the section that admits exactly that guest; the draft lints.
+        // (The CLI's --roots is one kind's roots: the platform's sev-snp.pem and tdx.pem apart.)
+        var simulatedRoots: [String: String] = [:]
+        for (section, file) in [("snp", "sev-snp.pem"), ("tdx", "tdx.pem")] {
+            let roots = dir.appendingPathComponent("\(section)-roots")
+            try FileManager.default.createDirectory(at: roots, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: "\(platform)/roots/\(file)", toPath: roots.appendingPathComponent(file).path)
+            simulatedRoots[section] = roots.path
+        }
+        for (hostname, section) in [("cvm-snp", "snp"), ("cvm-tdx", "tdx")] {
+            let id = try XCTUnwrap(hosts.first { $0.hostname == hostname }?.hostId)
+            let pinned = try broker.vouch(["policy", "capture", "--host", id])
+            XCTAssertEqual(pinned.status, 2, pinned.stdout + pinned.stderr)
+            let draft = try capture(broker, host: id, roots: simulatedRoots[section]!, into: dir.appendingPathComponent("\(section).yaml"))
+            XCTAssertTrue(draft.contains("\n\(section):\n") && draft.contains("value: \"\(good)\""), draft)
+            XCTAssertFalse(draft.contains("\npcrs:"), draft)
+        }
+
         // Refusals: a debug guest, then (the same guest, no longer debug) a measurement the
         // policy does not list. The CLI exits 1 naming the broker's code.
         let debug = try broker.vouch(["enroll", "--name", "x", "--out", agents], socket: bad.socket)
@@ -138,6 +158,10 @@ final class TEEEndToEndTests: XCTestCase {
         let crl = try broker.vouch(["crl", "--out", dir.appendingPathComponent("crl.der").path])
         XCTAssertEqual(crl.status, 0, crl.stderr)
         XCTAssertTrue(crl.stdout.contains(serial), crl.stdout)
+        // The refused report is the host's latest evidence: a capture now drafts the new measurement.
+        let snpID = try XCTUnwrap(hosts.first { $0.hostname == "cvm-snp" }?.hostId)
+        let drifted = try capture(broker, host: snpID, roots: simulatedRoots["snp"]!, into: dir.appendingPathComponent("drifted.yaml"))
+        XCTAssertTrue(drifted.contains("value: \"\(String(repeating: "22", count: 48))\""), drifted)
         // The TDX guest's agent is untouched.
         let still = try broker.vouch(["check", "--cert", "\(agents)/inference.pem", "--allow-simulated", "--json"])
         XCTAssertEqual(still.status, 0, still.stdout)
@@ -174,6 +198,16 @@ final class TEEEndToEndTests: XCTestCase {
             XCTAssertEqual(r.status, 2, "\(refused): \(r.stdout)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("data").path), "a refused configuration changes nothing")
+    }
+
+    /// `vouch policy capture --host ID` of a simulated guest, written to `file` and linted; the draft.
+    func capture(_ broker: BrokerHarness, host: String, roots: String, into file: URL, line: UInt = #line) throws -> String {
+        let r = try broker.vouch(["policy", "capture", "--host", host, "--roots", roots, "--test-roots"])
+        XCTAssertEqual(r.status, 0, r.stderr, line: line)
+        try r.stdout.write(to: file, atomically: true, encoding: .utf8)
+        let lint = try broker.vouch(["policy", "lint", file.path])
+        XCTAssertEqual(lint.status, 0, lint.stdout + lint.stderr + r.stdout, line: line)
+        return r.stdout
     }
 
     /// The broker's error code in `vouch`'s one-line refusal: "(HTTP 403, CODE)".
