@@ -21,19 +21,14 @@ final class TEEEndToEndTests: XCTestCase {
         let made = try TestEnv.run(TestEnv.bin("vouch-attester"), ["simulated-tee-platform", platform])
         XCTAssertEqual(made.status, 0, made.stderr)
 
-        // The policy: the simulated guests' launch measurement is the only one allowed.
+        // The policy, for confidential VMs only (no pcrs): the simulated guests' launch measurement
+        // is the only one allowed.
         let good = Hex.encode(SimulatedTEEOptions.defaultMeasurement)
         let policy = dir.appendingPathComponent("cvm.yaml")
         try Data("""
         apiVersion: vouch/v1
         name: cvm
         version: 1
-        attestationKey:
-          algorithms: [ecc-p256]
-        pcrs:
-          bank: sha256
-          values:
-            7: ["\(String(repeating: "0", count: 64))"]
         certificate:
           ttl: 15m
         reattestation:
