@@ -140,8 +140,9 @@ extension CLI {
                vouch policy capture (--evidence FILE | --host ID) [--name NAME] [--at RFC3339] [--roots DIR [--test-roots]]
                vouch policy capture --kind sev-snp|tdx|azure-snp-vtpm --at RFC3339 [--roots DIR [--test-roots]]
                                     [--name NAME] FILE...
-        lint: validate files and the set (exit 0 valid, 1 invalid). test: evaluate a policy on a saved
-        evidence bundle (exit 0 satisfied, 1 violated, 2 unreadable). capture: print a draft policy
+        lint: validate files and the set (exit 0 valid, 1 invalid). test: evaluate a policy on a TPM
+        host's saved evidence bundle (exit 0 satisfied, 1 violated, 2 unreadable or a confidential VM's
+        bundle: verify its report with vouch evidence verify --policy). capture: print a draft policy
         accepting that evidence (--host asks the broker, with a read token).
         A confidential VM's draft (snp: or tdx:, no pcrs) is made only from evidence that verifies
         here first: --kind FILE... are vouch evidence verify's files, verified at --at (signatures,

@@ -70,6 +70,12 @@ private func policyTest(_ argv: [String]) throws -> Int32 {
         let policy: Policy
         do { policy = try PolicyFiles.load(file: file) } catch let e as VouchError { throw UnreadableInput(description: e.message) }
         let bundle = try readBundle(try args.required("evidence"))
+        if let tee = bundle.tee {
+            // PCR and log rules say nothing about a confidential VM: its section is applied by
+            // verifying the report or quote again.
+            throw UnreadableInput(description: "\(bundle.hostId)'s evidence is a \(tee.kind.prefix(16)) \(tee.kind == "tdx" ? "quote" : "report"): "
+                                  + "test a policy on it with vouch evidence verify --policy FILE (vouch policy capture --evidence drafts one)")
+        }
         let applies = policy.covers(.tpm) && policy.matches(labels: bundle.labels, ekIssuer: bundle.ekIssuer)
         let decision = policy.evaluate(PolicyInput(pcrs: try pcrValues(bundle), claims: bundle.claims))
         let violations: [PolicyViolation]

@@ -116,6 +116,13 @@ final class TEEEndToEndTests: XCTestCase {
             let draft = try capture(broker, host: id, roots: simulatedRoots[section]!, into: dir.appendingPathComponent("\(section).yaml"))
             XCTAssertTrue(draft.contains("\n\(section):\n") && draft.contains("value: \"\(good)\""), draft)
             XCTAssertFalse(draft.contains("\npcrs:"), draft)
+            // The same from a saved bundle; `policy test` judges PCRs and logs, not a TEE's report.
+            let saved = dir.appendingPathComponent("\(section)-evidence.json").path
+            XCTAssertEqual(try broker.vouch(["status", "--evidence", id, "--out", saved]).status, 0)
+            let fromFile = try broker.vouch(["policy", "capture", "--evidence", saved, "--roots", simulatedRoots[section]!, "--test-roots"])
+            XCTAssertEqual(fromFile.status, 0, fromFile.stderr)
+            XCTAssertTrue(fromFile.stdout.contains("value: \"\(good)\""), fromFile.stdout)
+            XCTAssertEqual(try broker.vouch(["policy", "test", dir.appendingPathComponent("\(section).yaml").path, "--evidence", saved]).status, 2)
         }
 
         // Refusals: a debug guest, then (the same guest, no longer debug) a measurement the
