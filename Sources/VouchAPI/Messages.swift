@@ -334,7 +334,8 @@ public struct StatusResponse: Codable, Sendable {
     }
 }
 
-/// A host's last verified evidence, for `vouch policy test` and `vouch policy capture`.
+/// A host's last verified evidence, for `vouch policy test` and `vouch policy capture`: a TPM
+/// host's quoted PCR values, or a CPU TEE host's report or quote (`tee`).
 public struct EvidenceBundle: Codable, Sendable {
     public var hostId: String
     public var hostname: String
@@ -348,10 +349,13 @@ public struct EvidenceBundle: Codable, Sendable {
     public var result: String
     public var codes: [String]
     public var policy: String?
+    /// A CPU TEE host: the report or quote the claims came from, with what verifies it again
+    /// offline (`pcrs` is then empty).
+    public var tee: TEEEvidenceCopy?
     public init(hostId: String, hostname: String, labels: [String: String], ekIssuer: String, at: String, pcrs: [String: [String: String]],
-                claims: EvidenceClaims?, result: String, codes: [String], policy: String?) {
+                claims: EvidenceClaims?, result: String, codes: [String], policy: String?, tee: TEEEvidenceCopy? = nil) {
         self.hostId = hostId; self.hostname = hostname; self.labels = labels; self.ekIssuer = ekIssuer; self.at = at; self.pcrs = pcrs
-        self.claims = claims; self.result = result; self.codes = codes; self.policy = policy
+        self.claims = claims; self.result = result; self.codes = codes; self.policy = policy; self.tee = tee
     }
 }
 

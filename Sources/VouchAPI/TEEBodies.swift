@@ -66,3 +66,20 @@ public struct TEERegistrationBody: Codable, Sendable, Equatable {
         self.kind = kind; self.hostKey = hostKey; self.nonce = nonce; self.evidence = evidence; self.hostKeySignature = hostKeySignature
     }
 }
+
+/// A CPU TEE host's latest authenticated evidence as the broker keeps and serves it (`tee` of
+/// `GET /v1/hosts/{id}/evidence`), enough to verify it again offline: `evidence` holds SEV-SNP's
+/// `report`, `endorsement` (the VCEK or VLEK that verified it, DER) and `crl` when the host sent
+/// one, or TDX's `quote` and `eventLog` when sent; `collateral` (TDX) is the collateral the broker
+/// judged the quote with, base64 of dcap-qvl `QuoteCollateralV3` JSON.
+public struct TEEEvidenceCopy: Codable, Sendable, Equatable {
+    /// `sev-snp` or `tdx`.
+    public var kind: String
+    public var evidence: TEEEvidenceFields
+    public var collateral: String?
+    /// The evidence chains to the software TEE's test roots.
+    public var simulated: Bool
+    public init(kind: String, evidence: TEEEvidenceFields, collateral: String? = nil, simulated: Bool) {
+        self.kind = kind; self.evidence = evidence; self.collateral = collateral; self.simulated = simulated
+    }
+}

@@ -155,8 +155,8 @@ public enum Appraiser {
     }
 
     /// The rules of `policy` that apply to a CPU TEE's evidence in the appraisal: all but
-    /// `pcrs.values` (required of every policy, a TPM host's: the TEE's own measurements are its
-    /// section's, which its verifier applied). Event-log and model rules stay: evaluated without
+    /// `pcrs.values` (a TPM host's, left out of policies for confidential VMs only: the TEE's own
+    /// measurements are its section's, which its verifier applied). Event-log and model rules stay: evaluated without
     /// claims, a required log or model is missing, so such a policy refuses the host.
     static func teeRules(_ policy: Policy) -> Policy {
         var p = policy

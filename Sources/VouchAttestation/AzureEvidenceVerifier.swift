@@ -45,6 +45,9 @@ struct AuthenticatedAzure: Sendable {
     let simulated: Bool
     /// SHA-256 of the HCL report as sent.
     let evidenceDigest: [UInt8]
+    /// The HCL report, the VCEK that verified it and AMD's CRL when sent, kept as the host's
+    /// latest evidence (the vTPM quote's PCRs are kept as a TPM host's are).
+    let bytes: TEEEvidenceBytes
 
     var summary: TEEClaims {
         SNPEvidenceVerifier.summary(SNPClaims(report.snp), warnings: [], simulated: simulated, kind: .azureSNPVTPM)
@@ -53,7 +56,7 @@ struct AuthenticatedAzure: Sendable {
     var record: EvidenceRecord {
         var claims = EvidenceClaims(tee: summary)
         claims.clock = ClockState(quote.clockInfo, firmwareVersion: quote.attest.firmwareVersion)
-        return EvidenceRecord(measurementDigest: Hex.encode(quote.pcrDigest), measurements: quote.pcrs.hexMap, claims: claims)
+        return EvidenceRecord(measurementDigest: Hex.encode(quote.pcrDigest), measurements: quote.pcrs.hexMap, claims: claims, tee: bytes)
     }
 }
 
@@ -118,7 +121,7 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
         // 1
         let (snp, violations, warnings) = SNPEvidenceVerifier.appraise(azure.report.snp, policy: context.policy)
         let summary = VerifiedTEE(claims: SNPEvidenceVerifier.summary(snp, warnings: warnings, simulated: azure.simulated, kind: .azureSNPVTPM),
-                                  evidenceDigest: azure.evidenceDigest)
+                                  evidenceDigest: azure.evidenceDigest, evidence: azure.bytes)
         guard violations.isEmpty else {
             var record = azure.record
             record.claims?.tee = summary.claims
@@ -149,7 +152,7 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
                                      identity: TEEHostIdentity(kind: .azureSNPVTPM, hostKey: hostKey, vtpmEndorsementKey: azure.vtpmEndorsementKey,
                                                                endorsementIssuer: issuer, simulated: azure.simulated),
                                      endorsementIssuer: issuer, simulated: azure.simulated,
-                                     summary: VerifiedTEE(claims: azure.summary, evidenceDigest: azure.evidenceDigest))
+                                     summary: VerifiedTEE(claims: azure.summary, evidenceDigest: azure.evidenceDigest, evidence: azure.bytes))
         }
     }
 
@@ -194,7 +197,10 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
         case let .verified(q): quote = q
         }
         return .success(AuthenticatedAzure(report: report, quote: quote, eventLog: evidence.quote.eventLog, modelLog: evidence.quote.modelLog,
-                                           vtpmEndorsementKey: ekSPKI, simulated: simulation, evidenceDigest: Crypto.sha256(evidence.hclReport)))
+                                           vtpmEndorsementKey: ekSPKI, simulated: simulation, evidenceDigest: Crypto.sha256(evidence.hclReport),
+                                           bytes: TEEEvidenceBytes(kind: .azureSNPVTPM, report: evidence.hclReport,
+                                                                   endorsement: (try? report.snp.endorsement.der) ?? evidence.endorsement, crl: evidence.crl,
+                                                                   eventLog: nil, collateral: nil, simulated: simulation)))
     }
 
     static let wrongKind = VouchError(.internalError, "the Azure CVM verifier was given evidence of another kind")

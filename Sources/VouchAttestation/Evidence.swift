@@ -190,11 +190,15 @@ public struct EvidenceRecord: Sendable, Equatable {
     public var measurements: [String: [String: String]]?
     /// The claims established, if the verification got that far.
     public var claims: EvidenceClaims?
+    /// CPU TEE: the bytes the evidence was authenticated from (`TEEEvidenceBytes`).
+    public var tee: TEEEvidenceBytes?
 
-    public init(measurementDigest: String? = nil, measurements: [String: [String: String]]? = nil, claims: EvidenceClaims? = nil) {
+    public init(measurementDigest: String? = nil, measurements: [String: [String: String]]? = nil, claims: EvidenceClaims? = nil,
+                tee: TEEEvidenceBytes? = nil) {
         self.measurementDigest = measurementDigest
         self.measurements = measurements
         self.claims = claims
+        self.tee = tee
     }
 }
 
@@ -283,10 +287,12 @@ public struct VerifiedEvidence: Sendable {
     /// What the attestation trail records of it.
     public var record: EvidenceRecord {
         switch claims {
-        case let .tpm(quote, claims), let .azureSNPVTPM(quote, claims, _, _, _):
+        case let .tpm(quote, claims):
             return EvidenceRecord(measurementDigest: Hex.encode(quote.pcrDigest), measurements: quote.pcrs.hexMap, claims: claims)
+        case let .azureSNPVTPM(quote, claims, _, _, summary):
+            return EvidenceRecord(measurementDigest: Hex.encode(quote.pcrDigest), measurements: quote.pcrs.hexMap, claims: claims, tee: summary.evidence)
         case let .sevSNP(_, _, summary), let .tdx(_, _, summary):
-            return EvidenceRecord(measurementDigest: Hex.encode(summary.evidenceDigest), claims: EvidenceClaims(tee: summary.claims))
+            return EvidenceRecord(measurementDigest: Hex.encode(summary.evidenceDigest), claims: EvidenceClaims(tee: summary.claims), tee: summary.evidence)
         }
     }
 }

@@ -12,10 +12,18 @@ struct AuthenticatedSNP: Sendable {
     let simulated: Bool
     /// SHA-256 of the report as sent.
     let evidenceDigest: [UInt8]
+    /// The report, the endorsement that verified it and the CRL, for the record.
+    let bytes: TEEEvidenceBytes
 
-    var record: EvidenceRecord {
+    var record: EvidenceRecord { record(SNPClaims(verified), warnings: []) }
+
+    func record(_ claims: SNPClaims, warnings: [TEEWarning]) -> EvidenceRecord {
         EvidenceRecord(measurementDigest: Hex.encode(evidenceDigest),
-                       claims: EvidenceClaims(tee: SNPEvidenceVerifier.summary(SNPClaims(verified), warnings: [], simulated: simulated)))
+                       claims: EvidenceClaims(tee: SNPEvidenceVerifier.summary(claims, warnings: warnings, simulated: simulated)), tee: bytes)
+    }
+
+    func summary(_ claims: SNPClaims, warnings: [TEEWarning]) -> VerifiedTEE {
+        VerifiedTEE(claims: SNPEvidenceVerifier.summary(claims, warnings: warnings, simulated: simulated), evidenceDigest: evidenceDigest, evidence: bytes)
     }
 }
 
@@ -85,11 +93,8 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
             return .rejected([Self.wrongKind.violation(device: evidence.device)], nil)
         }
         let (claims, violations, warnings) = Self.appraise(snp.verified, policy: context.policy)
-        let summary = VerifiedTEE(claims: Self.summary(claims, warnings: warnings, simulated: snp.simulated), evidenceDigest: snp.evidenceDigest)
-        guard violations.isEmpty else {
-            return .rejected(violations, EvidenceRecord(measurementDigest: Hex.encode(snp.evidenceDigest), claims: EvidenceClaims(tee: summary.claims)))
-        }
-        return .verified(VerifiedEvidence(device: evidence.device, claims: .sevSNP(claims, warnings: warnings, summary: summary)))
+        guard violations.isEmpty else { return .rejected(violations, snp.record(claims, warnings: warnings)) }
+        return .verified(VerifiedEvidence(device: evidence.device, claims: .sevSNP(claims, warnings: warnings, summary: snp.summary(claims, warnings: warnings))))
     }
 
     /// Registration: stage 1's checks 1–4, then the identity: the host key its REPORT_DATA binds,
@@ -100,8 +105,7 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
             return TEEIdentification(kind: .sevSNP, identity: TEEHostIdentity(kind: .sevSNP, hostKey: hostKey, chipID: v.signer == .vcek ? v.report.chipID : nil,
                                                                               endorsementIssuer: v.endorsement.issuer, simulated: snp.simulated),
                                      endorsementIssuer: v.endorsement.issuer, simulated: snp.simulated,
-                                     summary: VerifiedTEE(claims: Self.summary(SNPClaims(v), warnings: [], simulated: snp.simulated),
-                                                          evidenceDigest: snp.evidenceDigest))
+                                     summary: snp.summary(SNPClaims(v), warnings: []))
         }
     }
 
@@ -158,7 +162,9 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
             return .failure(VouchError(.snpReportDataMismatch, "the report's REPORT_DATA does not bind this request",
                                        context: ["path": "snp.reportData", "expected": Hex.encode(expected), "got": Hex.encode(verified.report.reportData)]))
         }
-        return .success(AuthenticatedSNP(verified: verified, simulated: simulation, evidenceDigest: Crypto.sha256(evidence.report)))
+        let bytes = TEEEvidenceBytes(kind: .sevSNP, report: evidence.report, endorsement: (try? verified.endorsement.der) ?? endorsement, crl: evidence.crl,
+                                     eventLog: nil, collateral: nil, simulated: simulation)
+        return .success(AuthenticatedSNP(verified: verified, simulated: simulation, evidenceDigest: Crypto.sha256(evidence.report), bytes: bytes))
     }
 
     /// Stage 2's SEV-SNP checks under `policy`'s `snp:` section (`SNPPolicy()` without one):

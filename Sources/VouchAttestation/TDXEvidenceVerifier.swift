@@ -16,10 +16,18 @@ struct AuthenticatedTDX: Sendable {
     let evidenceDigest: [UInt8]
     /// The PCK certificate's issuer, from the chain `TDXVerifier` verified.
     let issuer: String
+    /// The quote, the event log and the collateral it was judged with, for the record.
+    let bytes: TEEEvidenceBytes
 
-    var record: EvidenceRecord {
+    var record: EvidenceRecord { record(claims, warnings: []) }
+
+    func record(_ claims: TDXClaims, warnings: [TEEWarning]) -> EvidenceRecord {
         EvidenceRecord(measurementDigest: Hex.encode(evidenceDigest),
-                       claims: EvidenceClaims(tee: TDXEvidenceVerifier.summary(claims, warnings: [], simulated: simulated)))
+                       claims: EvidenceClaims(tee: TDXEvidenceVerifier.summary(claims, warnings: warnings, simulated: simulated)), tee: bytes)
+    }
+
+    func summary(_ claims: TDXClaims, warnings: [TEEWarning]) -> VerifiedTEE {
+        VerifiedTEE(claims: TDXEvidenceVerifier.summary(claims, warnings: warnings, simulated: simulated), evidenceDigest: evidenceDigest, evidence: bytes)
     }
 }
 
@@ -94,14 +102,11 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
             ? [PolicyViolation(code: .tdxMRTDNotAllowed, path: "tdx.mrtd", expected: "an allowlist in the policy", actual: tdx.claims.mrtd)] : []
         switch tdx.outcome {
         case let .verified(claims, warnings) where unlisted.isEmpty:
-            let summary = VerifiedTEE(claims: Self.summary(claims, warnings: warnings, simulated: tdx.simulated), evidenceDigest: tdx.evidenceDigest)
-            return .verified(VerifiedEvidence(device: evidence.device, claims: .tdx(claims, warnings: warnings, summary: summary)))
+            return .verified(VerifiedEvidence(device: evidence.device, claims: .tdx(claims, warnings: warnings, summary: tdx.summary(claims, warnings: warnings))))
         case let .verified(claims, warnings):
-            return .rejected(unlisted, EvidenceRecord(measurementDigest: Hex.encode(tdx.evidenceDigest),
-                                                      claims: EvidenceClaims(tee: Self.summary(claims, warnings: warnings, simulated: tdx.simulated))))
+            return .rejected(unlisted, tdx.record(claims, warnings: warnings))
         case let .rejected(violations, claims):
-            return .rejected(violations + unlisted, EvidenceRecord(measurementDigest: Hex.encode(tdx.evidenceDigest),
-                                                                   claims: EvidenceClaims(tee: Self.summary(claims ?? tdx.claims, warnings: [], simulated: tdx.simulated))))
+            return .rejected(violations + unlisted, tdx.record(claims ?? tdx.claims, warnings: []))
         }
     }
 
@@ -111,7 +116,7 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     public func identify(_ raw: RawEvidence, binding: [UInt8], hostKey: [UInt8], at now: Date) -> Result<TEEIdentification, VouchError> {
         authenticated(raw, binding: binding, policy: TDXPolicy(), at: now).map { tdx in
             TEEIdentification(kind: .tdx, identity: TEEHostIdentity(kind: .tdx, hostKey: hostKey, endorsementIssuer: tdx.issuer, simulated: tdx.simulated), endorsementIssuer: tdx.issuer, simulated: tdx.simulated,
-                              summary: VerifiedTEE(claims: Self.summary(tdx.claims, warnings: [], simulated: tdx.simulated), evidenceDigest: tdx.evidenceDigest))
+                              summary: tdx.summary(tdx.claims, warnings: []))
         }
     }
 
@@ -163,8 +168,10 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
             return .failure(VouchError(.tdxReportDataMismatch, "the quote's REPORTDATA does not bind this request",
                                        context: ["path": "td.reportData", "expected": Hex.encode(expected), "got": claims.reportData]))
         }
+        let bytes = TEEEvidenceBytes(kind: .tdx, report: evidence.quote, endorsement: nil, crl: nil, eventLog: evidence.eventLog,
+                                     collateral: collateral?.dcapQVLJSON, simulated: simulation)
         return .success(AuthenticatedTDX(outcome: outcome, claims: claims, simulated: simulation, evidenceDigest: Crypto.sha256(evidence.quote),
-                                         issuer: pckIssuer))
+                                         issuer: pckIssuer, bytes: bytes))
     }
 
     /// The summary the attestation trail and the EAR carry.

@@ -186,10 +186,33 @@ public struct TEEHostIdentity: Sendable, Equatable {
 }
 
 /// The summary of verified (or authenticated) CPU TEE evidence that the attestation trail and the
-/// EAR carry, and the SHA-256 of the report or quote it came from.
+/// EAR carry, the SHA-256 of the report or quote it came from, and the bytes it was verified from.
 public struct VerifiedTEE: Sendable, Equatable {
     public let claims: TEEClaims
     public let evidenceDigest: [UInt8]
+    public let evidence: TEEEvidenceBytes
+}
+
+/// The bytes a CPU TEE's evidence was authenticated from, kept (the latest per host) so that it
+/// can be verified again offline (`GET /v1/hosts/{id}/evidence`, `vouch policy capture --host`):
+/// SEV-SNP, the report, the VCEK or VLEK that verified it (DER; taken out of the certificate table
+/// when the host sent one) and AMD's CRL when sent; TDX, the quote, the CCEL log when sent, and the
+/// collateral the broker judged it with (dcap-qvl `QuoteCollateralV3` JSON). Only the TEE
+/// verifiers make one, from evidence they authenticated.
+public struct TEEEvidenceBytes: Sendable, Equatable {
+    public let kind: EvidenceKind
+    /// The 1184-byte ATTESTATION_REPORT or the DCAP quote, as sent.
+    public let report: [UInt8]
+    /// SEV-SNP: the VCEK or VLEK, DER.
+    public let endorsement: [UInt8]?
+    /// SEV-SNP: AMD's CRL, as sent.
+    public let crl: [UInt8]?
+    /// TDX: the CCEL event log, as sent.
+    public let eventLog: [UInt8]?
+    /// TDX: the collateral the quote was judged with.
+    public let collateral: [UInt8]?
+    /// The evidence chains to the software TEE's roots.
+    public let simulated: Bool
 }
 
 /// What registration learns from a CPU TEE's evidence (`TEEEvidenceVerifier.identify`).

@@ -176,7 +176,7 @@ public struct EnrollmentService: BrokerPart, Sendable {
         func refuse(_ error: VouchError, violations: [PolicyViolation] = [], claims: EvidenceClaims? = nil) throws -> Never {
             let record = evidenceSet.record
             try self.refuse(host, req, policy, error, now, nonceExpiresAt: nonceExpiresAt, violations: violations, pcrDigest: record?.measurementDigest,
-                            claims: claims, pcrs: record?.measurements)
+                            claims: claims, pcrs: record?.measurements, tee: record?.tee)
         }
         if let (body, csr) = renewal {
             do { try checkRenewal(body, host: host, agentName: req.agentName, csr: csr, now: now) } catch let e as VouchError { try refuse(e) }
@@ -241,7 +241,7 @@ public struct EnrollmentService: BrokerPart, Sendable {
                                             agentName: agentName, nonce: nonce, policyName: evidence.policyName,
                                             policyVersion: evidence.policyVersion, policySHA256: evidence.policySHA256,
                                             pcrDigest: record.measurementDigest, claims: record.claims, pcrs: record.measurements,
-                                            nonceExpiresAt: nonceExpiresAt)
+                                            teeEvidence: record.tee.map(TEEEvidenceCopy.init), nonceExpiresAt: nonceExpiresAt)
         // A serial collision (2^-127 per pair) is refused by the store; retry with a fresh one.
         for _ in 0..<3 {
             let cert = try ca.signer.issue(publicKey: issuedKey, profile: profile, serial: nil)
@@ -297,13 +297,14 @@ public struct EnrollmentService: BrokerPart, Sendable {
     /// in the same transaction), publishes it, then throws the refusal.
     private func refuse(_ host: HostRecord, _ req: EnrollRequest, _ policy: Policy?, _ error: VouchError, _ now: Date, nonceExpiresAt: Date,
                         violations: [PolicyViolation] = [], pcrDigest: String?, claims: EvidenceClaims? = nil,
-                        pcrs: [String: [String: String]]? = nil) throws -> Never {
+                        pcrs: [String: [String: String]]? = nil, tee: TEEEvidenceBytes? = nil) throws -> Never {
         let codes = violations.isEmpty ? [error.code.rawValue] : violations.map(\.code.rawValue)
         try store.transaction { tx in
             try tx.recordAttestation(AttestationRecord(hostID: host.id, at: now, kind: .enrollment, trusted: false, codes: codes,
                                                        message: error.message, agentName: req.agentName, nonce: req.nonce,
                                                        policyName: policy?.name, policyVersion: policy?.version, policySHA256: policy?.sha256,
-                                                       pcrDigest: pcrDigest, claims: claims, pcrs: pcrs, nonceExpiresAt: nonceExpiresAt))
+                                                       pcrDigest: pcrDigest, claims: claims, pcrs: pcrs, teeEvidence: tee.map(TEEEvidenceCopy.init),
+                                                       nonceExpiresAt: nonceExpiresAt))
             try tx.appendEvent(type: .attestationRejected, data: ["hostId": host.id, "agentName": req.agentName, "code": error.code.rawValue,
                                                                   "codes": codes.joined(separator: ",")], at: now)
         }

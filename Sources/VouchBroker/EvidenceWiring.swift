@@ -149,6 +149,16 @@ extension BrokerPart {
     }
 }
 
+extension TEEEvidenceCopy {
+    /// The bytes a TEE verifier authenticated, as the store keeps them and the API serves them.
+    init(_ b: TEEEvidenceBytes) {
+        let e = b.kind == .tdx
+            ? TEEEvidenceFields(quote: Base64.encode(b.report), eventLog: b.eventLog.map(Base64.encode))
+            : TEEEvidenceFields(report: Base64.encode(b.report), endorsement: b.endorsement.map(Base64.encode), crl: b.crl.map(Base64.encode))
+        self.init(kind: b.kind.rawValue, evidence: e, collateral: b.collateral.map(Base64.encode), simulated: b.simulated)
+    }
+}
+
 extension HostPlatform {
     /// The platform a policy is selected for (`PolicySet.select`): a CPU TEE host only under a
     /// policy with its kind's section.

@@ -187,15 +187,18 @@ public struct QueryService: BrokerPart, Sendable {
                                     certificatesByState: certs, hostsByTrust: trust))
     }
 
-    /// The host's most recent verified evidence.
+    /// The host's most recent verified evidence: a TPM host's quoted PCR values; a CPU TEE host's
+    /// report or quote as authenticated then, with the endorsement, CRL, event log and collateral
+    /// that verify it again (`tee`; `pcrs` empty). A TEE decision recorded before its bytes were
+    /// kept has none to give: 404 until the host's next report.
     public func evidence(hostID: String) throws -> EvidenceBundle {
         let host = try knownHost(hostID)
-        guard let a = try store.latestEvidence(hostID: host.id), let pcrs = a.pcrs else {
+        guard let a = try store.latestEvidence(hostID: host.id), a.pcrs != nil || a.teeEvidence != nil else {
             throw VouchError(.notFound, "this host has no verified evidence yet", context: ["hostId": host.id])
         }
         return EvidenceBundle(hostId: host.id, hostname: host.hostname, labels: host.labels, ekIssuer: host.ekIssuer, at: a.at.iso8601,
-                              pcrs: pcrs, claims: a.claims, result: a.trusted ? "trusted" : "rejected", codes: a.codes,
-                              policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" })
+                              pcrs: a.pcrs ?? [:], claims: a.claims, result: a.trusted ? "trusted" : "rejected", codes: a.codes,
+                              policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" }, tee: a.teeEvidence)
     }
     /// Ready to serve: not shutting down, and the store answers.
     public func ready() throws -> Bool {

@@ -109,7 +109,8 @@ public struct ReattestationService: BrokerPart, Sendable {
             return try verdict(host: host, policy: policy, trusted: false, codes: violations.map(\.code.rawValue),
                                message: "evidence does not satisfy policy \(policy.label): " + violations.map(\.message).joined(separator: "; "),
                                nonce: report.nonce, nonceExpiresAt: nonceExpiresAt, now: now,
-                               record: EvidenceRecord(measurementDigest: record?.measurementDigest, measurements: record?.measurements, claims: claims))
+                               record: EvidenceRecord(measurementDigest: record?.measurementDigest, measurements: record?.measurements, claims: claims,
+                                                      tee: record?.tee))
         }
     }
 
@@ -124,7 +125,8 @@ public struct ReattestationService: BrokerPart, Sendable {
         let decided = DispatchTime.now()
         let record = AttestationRecord(hostID: host.id, at: now, kind: .reattestation, trusted: trusted, codes: codes, message: message,
                                        nonce: nonce, policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
-                                       pcrDigest: record?.measurementDigest, claims: record?.claims, pcrs: record?.measurements, nonceExpiresAt: nonceExpiresAt)
+                                       pcrDigest: record?.measurementDigest, claims: record?.claims, pcrs: record?.measurements,
+                                       teeEvidence: record?.tee.map(TEEEvidenceCopy.init), nonceExpiresAt: nonceExpiresAt)
         let (step, revoked) = try applyTrust(hostID: host.id, policy: policy, codes: codes, now: now, decided: decided, record: { _ in record }) {
             TrustStateMachine.verdict($0, trusted: trusted, problem: codes.first, rule: .init(policy), now: now)
         }

@@ -90,6 +90,10 @@ public struct AttestationRecord: Sendable, Equatable {
     public var claims: EvidenceClaims?
     /// The PCR values of a verified quote (bank -> index -> hex), kept for `vouch policy test`.
     public var pcrs: [String: [String: String]]?
+    /// A CPU TEE's evidence bytes, as authenticated for this decision. The store keeps only the
+    /// host's latest (written with the record, in its transaction) and returns it only from
+    /// `latestEvidence`, when that record is the one it came with.
+    public var teeEvidence: TEEEvidenceCopy?
     /// Set when this decision uses up a challenge nonce (`nonce`): the store records the nonce as
     /// used, until this time, in the same transaction, and fails with `nonce_reused` if it was.
     public var nonceExpiresAt: Date?
@@ -97,12 +101,13 @@ public struct AttestationRecord: Sendable, Equatable {
     public init(id: Int64 = 0, hostID: String, at: Date, kind: AttestationKind, trusted: Bool, codes: [String], message: String,
                 agentName: String? = nil, nonce: String? = nil, policyName: String? = nil, policyVersion: Int? = nil,
                 policySHA256: String? = nil, pcrDigest: String? = nil, serial: String? = nil, claims: EvidenceClaims? = nil,
-                pcrs: [String: [String: String]]? = nil, nonceExpiresAt: Date? = nil) {
+                pcrs: [String: [String: String]]? = nil, teeEvidence: TEEEvidenceCopy? = nil, nonceExpiresAt: Date? = nil) {
         self.id = id; self.hostID = hostID; self.at = at; self.kind = kind; self.trusted = trusted; self.codes = codes
         self.message = message; self.agentName = agentName; self.nonce = nonce; self.policyName = policyName
         self.policyVersion = policyVersion; self.policySHA256 = policySHA256; self.pcrDigest = pcrDigest; self.serial = serial
         self.claims = claims
         self.pcrs = pcrs
+        self.teeEvidence = teeEvidence
         self.nonceExpiresAt = nonceExpiresAt
     }
 }

@@ -46,7 +46,8 @@ public protocol AttestationStore: Sendable {
     /// When the most recent decision of all was recorded (to notice the broker's clock going back).
     func latestDecisionTime() throws -> Date?
     /// The host's most recent attestation whose evidence verified: a TPM quote (it carries PCR
-    /// values) or a CPU TEE's report or quote (its claims carry `tee`).
+    /// values) or a CPU TEE's report or quote (its claims carry `tee`; its `teeEvidence` is the
+    /// bytes kept with it, nil when none were: recorded before they were kept).
     func latestEvidence(hostID: String) throws -> AttestationRecord?
     /// The TPM clock of the host's most recent trusted attestation, and when it was recorded.
     func lastTrustedClock(hostID: String) throws -> (clock: ClockState, at: Date)?

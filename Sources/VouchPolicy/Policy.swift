@@ -286,6 +286,11 @@ extension Policy {
         }
         return v.isEmpty ? .satisfied : .violated(v)
     }
+
+    /// A policy for confidential VMs only: it has an `snp:` or `tdx:` section and no `pcrs`
+    /// (the file left them out). It covers no TPM host: with no PCR pinned it would judge a TPM's
+    /// quote on nothing.
+    public var isTEEOnly: Bool { pcrValues.isEmpty && (snp != nil || tdx != nil) }
 }
 
 /// The policies a broker serves, with deterministic precedence: among the policies whose `match`
@@ -328,15 +333,16 @@ public enum PolicyPlatform: String, Sendable, CaseIterable {
 }
 
 extension Policy {
-    /// True when the policy can judge a host of `platform`. Every policy covers TPM hosts (its
-    /// `pcrs` are required); a CPU TEE host only under a policy with its kind's section (`snp:`,
-    /// `tdx:`): a policy written for TPM hosts says nothing about which guest may run, so it never
-    /// admits one. An Azure confidential VM needs both: `pcrs` (every policy has them) for its
-    /// vTPM quote and `snp:` for the SEV-SNP report under it.
+    /// True when the policy can judge a host of `platform`: a TPM host under every policy that
+    /// pins PCRs (all but `isTEEOnly` ones); a CPU TEE host only under a policy with its kind's
+    /// section (`snp:`, `tdx:`): a policy written for TPM hosts says nothing about which guest may
+    /// run, so it never admits one. An Azure confidential VM needs both: `pcrs` for its vTPM quote
+    /// and `snp:` for the SEV-SNP report under it.
     public func covers(_ platform: PolicyPlatform) -> Bool {
         switch platform {
-        case .tpm: return true
-        case .sevSNP, .azureSNPVTPM: return snp != nil
+        case .tpm: return !isTEEOnly
+        case .sevSNP: return snp != nil
+        case .azureSNPVTPM: return snp != nil && !isTEEOnly
         case .tdx: return tdx != nil
         }
     }

@@ -18,23 +18,31 @@ public enum PolicyDecoder {
         }
         let version = try integer(try top.required("version"), "version", 1...Int(Int32.max))
 
-        let pcrs = try Mapping(try top.required("pcrs"), path: "pcrs")
-        try pcrs.allowOnly(["bank", "values"])
-        let bankNode = try pcrs.required("bank")
-        guard let bankName = bankNode.scalar, let bank = HashAlg(rawValue: bankName) else {
-            throw invalid(bankNode, "pcrs.bank", "must be one of sha1, sha256, sha384, sha512")
-        }
-        let valuesNode = try pcrs.required("values")
+        // `pcrs` is a TPM host's; a policy with an `snp:` or `tdx:` section may leave it out, and
+        // then covers no TPM host (`Policy.isTEEOnly`).
+        var bank = HashAlg.sha256
         var pcrValues: [Int: [[UInt8]]] = [:]
-        for (k, v) in try Mapping(valuesNode, path: "pcrs.values").entries {
-            guard let s = k.scalar, let index = Int(s), (0...PCRSelection.maxPCR).contains(index) else {
-                throw invalid(k, "pcrs.values", "keys must be PCR indices 0-23")
+        if let pcrsNode = top.optional("pcrs") {
+            let pcrs = try Mapping(pcrsNode, path: "pcrs")
+            try pcrs.allowOnly(["bank", "values"])
+            let bankNode = try pcrs.required("bank")
+            guard let bankName = bankNode.scalar, let b = HashAlg(rawValue: bankName) else {
+                throw invalid(bankNode, "pcrs.bank", "must be one of sha1, sha256, sha384, sha512")
             }
-            let list = try sequence(v, path: "pcrs.values.\(index)")
-            guard !list.isEmpty else { throw invalid(v, "pcrs.values.\(index)", "must list at least one digest") }
-            pcrValues[index] = try list.map { try Hex.decode(digest($0, "pcrs.values.\(index)", bytes: bank.digestSize, alg: bank.rawValue)) }
+            bank = b
+            let valuesNode = try pcrs.required("values")
+            for (k, v) in try Mapping(valuesNode, path: "pcrs.values").entries {
+                guard let s = k.scalar, let index = Int(s), (0...PCRSelection.maxPCR).contains(index) else {
+                    throw invalid(k, "pcrs.values", "keys must be PCR indices 0-23")
+                }
+                let list = try sequence(v, path: "pcrs.values.\(index)")
+                guard !list.isEmpty else { throw invalid(v, "pcrs.values.\(index)", "must list at least one digest") }
+                pcrValues[index] = try list.map { try Hex.decode(digest($0, "pcrs.values.\(index)", bytes: bank.digestSize, alg: bank.rawValue)) }
+            }
+            guard !pcrValues.isEmpty else { throw invalid(valuesNode, "pcrs.values", "must constrain at least one PCR") }
+        } else if top.optional("snp") == nil && top.optional("tdx") == nil {
+            throw invalid(root, "pcrs", "is required (a policy for confidential VMs only leaves it out and has an snp: or tdx: section)")
         }
-        guard !pcrValues.isEmpty else { throw invalid(valuesNode, "pcrs.values", "must constrain at least one PCR") }
 
         var p = Policy(name: name.value, version: version, pcrBank: bank, pcrValues: pcrValues)
         p.sha256 = sha256

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchEventLog
@@ -72,6 +73,12 @@ public final class SQLiteBrokerStore: BrokerStore {
         // 5: CPU TEE hosts (SEV-SNP, TDX): what each host attests with; every host before is a TPM's
         """
         ALTER TABLE hosts ADD COLUMN platform TEXT NOT NULL DEFAULT 'tpm';
+        """,
+        // 6: each CPU TEE host's latest authenticated report or quote (JSON `TEEEvidenceCopy`), with
+        // the decision it came with, so that it can be verified again offline
+        """
+        CREATE TABLE tee_evidence (
+          host_id TEXT PRIMARY KEY REFERENCES hosts(id), attestation_id INTEGER NOT NULL REFERENCES attestations(id), evidence TEXT NOT NULL);
         """,
     ]
     public static var schemaVersion: Int { migrations.count }
@@ -258,6 +265,7 @@ public final class SQLiteBrokerStore: BrokerStore {
 
     static func deleteHost(_ db: SQLiteDatabase, id: String) throws {
         try db.prepare("DELETE FROM host_trust WHERE host_id = ?").run([.text(id)])
+        try db.prepare("DELETE FROM tee_evidence WHERE host_id = ?").run([.text(id)])
         try db.prepare("UPDATE hosts SET deleted_at = ?, ak_state = 'pending', activation_digest = NULL WHERE id = ?")
             .run([.real(Date().timeIntervalSince1970), .text(id)])
     }
@@ -353,7 +361,14 @@ public final class SQLiteBrokerStore: BrokerStore {
                   a.policyVersion.map { .int(Int64($0)) } ?? .null, a.policySHA256.map { .text($0) } ?? .null,
                   a.pcrDigest.map { .text($0) } ?? .null, a.serial.map { .text($0) } ?? .null,
                   a.claims.map { .text(Self.encode($0)) } ?? .null, a.pcrs.map { .text(Self.json($0)) } ?? .null])
-        return db.lastInsertID
+        let id = db.lastInsertID
+        if let tee = a.teeEvidence {
+            try db.prepare("""
+            INSERT INTO tee_evidence (host_id, attestation_id, evidence) VALUES (?,?,?)
+            ON CONFLICT(host_id) DO UPDATE SET attestation_id = excluded.attestation_id, evidence = excluded.evidence
+            """).run([.text(a.hostID), .int(id), .text(Self.json(tee))])
+        }
+        return id
     }
 
     @discardableResult
@@ -370,7 +385,17 @@ public final class SQLiteBrokerStore: BrokerStore {
     }
 
     public func latestEvidence(hostID: String) throws -> AttestationRecord? {
-        try attestation(hostID: hostID, where: "AND (pcrs IS NOT NULL OR json_extract(claims, '$.tee') IS NOT NULL)")
+        try with { db in
+            try db.prepare("""
+            SELECT \(Self.attestationColumns),
+              (SELECT evidence FROM tee_evidence t WHERE t.host_id = attestations.host_id AND t.attestation_id = attestations.id)
+            FROM attestations WHERE host_id = ? AND (pcrs IS NOT NULL OR json_extract(claims, '$.tee') IS NOT NULL) ORDER BY id DESC LIMIT 1
+            """).query([.text(hostID)]) { r in
+                var a = Self.attestation(r)
+                a.teeEvidence = r.optionalText(16).flatMap(Self.unjson)
+                return a
+            }.first
+        }
     }
 
     private static let attestationColumns = """

@@ -51,6 +51,9 @@ enum CLI {
                                           1 violated (every violation listed), 2 unreadable input
       policy capture (--evidence FILE | --host ID) [--name NAME]
                                           print a draft policy accepting that host's current evidence
+      policy capture --kind sev-snp|tdx|azure-snp-vtpm --at RFC3339 [--roots DIR [--test-roots]] FILE...
+                                          a confidential VM's draft (snp:/tdx:), only from evidence that
+                                          verifies; exit 1 if it does not
 
     Verifiers (offline, on files tpm2-tools writes):
       quote verify --ak-public FILE [--scheme S --hash ALG] [--allow-sha1] --message FILE

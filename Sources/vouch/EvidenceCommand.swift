@@ -18,12 +18,8 @@ import VouchYAML
 func evidenceCommand(_ argv: [String]) throws -> Int32 {
     guard argv.first == "verify" else { throw VouchError(.usage, "give a subcommand: verify --kind KIND --at TIME FILE...") }
     let args = try Arguments(Array(argv.dropFirst()), options: ["kind", "at", "nonce", "policy", "roots"], flags: ["json", "test-roots"], positional: 16)
-    guard let kindName = args["kind"], let kind = EvidenceCLIKind(rawValue: kindName) else {
-        throw VouchError(.usage, "--kind must be sev-snp, tdx or azure-snp-vtpm")
-    }
-    guard let atText = args["at"], let at = Date.parseRFC3339(atText) else {
-        throw VouchError(.usage, "--at must be an RFC 3339 time (the instant to verify at, e.g. 2025-06-01T00:00:00Z)")
-    }
+    let kind = try EvidenceCLIKind(args)
+    let (atText, at) = try EvidenceCLIKind.at(args)
     guard !args.positional.isEmpty else { throw VouchError(.usage, "give the evidence FILEs") }
     var nonce: [UInt8]?
     if let hex = args["nonce"] {
@@ -45,8 +41,7 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
     }
     let report: EvidenceReport
     do {
-        let roots = try args["roots"].map { RootsOption(directory: $0, pinned: !args.has("test-roots")) }
-        guard roots != nil || !args.has("test-roots") else { throw VouchError(.usage, "--test-roots needs --roots DIR") }
+        let roots = try RootsOption(args)
         switch kind {
         case .sevSNP: report = try verifySNP(files, at: at, nonce: nonce, policy: sections.snp, roots: roots)
         case .azureSNPVTPM: report = try verifyAzure(files, at: at, nonce: nonce, policy: sections.snp, roots: roots)
@@ -69,6 +64,22 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
 
 enum EvidenceCLIKind: String {
     case sevSNP = "sev-snp", tdx, azureSNPVTPM = "azure-snp-vtpm"
+
+    /// `--kind`, required.
+    init(_ args: Arguments) throws {
+        guard let name = args["kind"], let kind = EvidenceCLIKind(rawValue: name) else {
+            throw VouchError(.usage, "--kind must be sev-snp, tdx or azure-snp-vtpm")
+        }
+        self = kind
+    }
+
+    /// `--at`, required: its text and the instant.
+    static func at(_ args: Arguments) throws -> (String, Date) {
+        guard let text = args["at"], let at = Date.parseRFC3339(text) else {
+            throw VouchError(.usage, "--at must be an RFC 3339 time (the instant to verify at, e.g. 2025-06-01T00:00:00Z)")
+        }
+        return (text, at)
+    }
 }
 
 /// What `evidence verify` prints: `verified`, the kind, `claims` (the verifier's, absent when
@@ -160,6 +171,16 @@ func readEvidenceFile(_ path: String) throws -> [UInt8] {
 struct RootsOption {
     var directory: String
     var pinned: Bool
+
+    /// `--roots DIR [--test-roots]`; nil without `--roots` (the compiled-in roots).
+    init?(_ args: Arguments) throws {
+        guard let directory = args["roots"] else {
+            guard !args.has("test-roots") else { throw VouchError(.usage, "--test-roots needs --roots DIR") }
+            return nil
+        }
+        self.directory = directory
+        pinned = !args.has("test-roots")
+    }
 }
 
 private func snpStore(_ roots: RootsOption?) throws -> SNPTrustStore {
@@ -184,15 +205,20 @@ private func snpSummary(_ c: SNPClaims) -> [String] {
 }
 
 func verifySNP(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPPolicy?, roots: RootsOption?) throws -> EvidenceReport {
+    EvidenceReport(kind: "sev-snp", result: try snpVerification(files, at: at, nonce: nonce, policy: policy, roots: roots), summary: snpSummary)
+}
+
+/// The SEV-SNP report among `files` verified with the VCEK or VLEK and CRL among them.
+func snpVerification(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPPolicy?, roots: RootsOption?) throws -> TEEVerification<SNPClaims> {
     let report = try files.one(.snpReport, "an SEV-SNP report (1184 bytes, or its hex)")
     let endorsement = try files.one(.certificate, "the VCEK or VLEK certificate (DER or PEM)")
     let verifier = SNPVerifier(trust: try snpStore(roots))
-    let result = verifier.verify(SNPEvidence(report: report, endorsementKey: endorsement, crl: try files.atMostOne(.crl, "CRL")), at: at,
-                                 policy: snpPolicy(policy, nonce: nonce))
-    return EvidenceReport(kind: "sev-snp", result: result, summary: snpSummary)
+    return verifier.verify(SNPEvidence(report: report, endorsementKey: endorsement, crl: try files.atMostOne(.crl, "CRL")), at: at,
+                           policy: snpPolicy(policy, nonce: nonce))
 }
 
-func verifyAzure(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPPolicy?, roots: RootsOption?) throws -> EvidenceReport {
+/// The Azure HCL report among `files` verified with the VCEK and CRL among them.
+func azureVerification(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPPolicy?, roots: RootsOption?) throws -> TEEVerification<AzureSNPClaims> {
     let hcl = try files.one(.azureHCLReport, "an Azure HCL report (HCLA header)")
     let endorsement = try files.one(.certificate, "the VCEK certificate (DER or PEM)")
     let verifier = AzureSNPVerifier(snp: SNPVerifier(trust: try snpStore(roots)))
@@ -200,8 +226,12 @@ func verifyAzure(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPP
     // On Azure REPORT_DATA carries the runtime claims' hash; a relying party's nonce goes into the
     // runtime claims (user-data), compared exactly (zero-padded to 64 bytes).
     p.reportData = nil
-    let result = verifier.verify(hclReport: hcl, endorsementKey: endorsement, crl: try files.atMostOne(.crl, "CRL"), at: at, policy: p,
-                                 userData: nonce.map(padded))
+    return verifier.verify(hclReport: hcl, endorsementKey: endorsement, crl: try files.atMostOne(.crl, "CRL"), at: at, policy: p,
+                           userData: nonce.map(padded))
+}
+
+func verifyAzure(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPPolicy?, roots: RootsOption?) throws -> EvidenceReport {
+    let result = try azureVerification(files, at: at, nonce: nonce, policy: policy, roots: roots)
     return EvidenceReport(kind: "azure-snp-vtpm", result: result) { c in
         snpSummary(c.snp) + ["vTPM AK    sha256:\(c.attestationKeySHA256)", "userData   \(c.userData ?? "none")"]
     }
@@ -230,6 +260,17 @@ private func tdxRoots(_ option: RootsOption?) throws -> [Certificate] {
 }
 
 func verifyTDX(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: TDXPolicy?, roots: RootsOption?) throws -> EvidenceReport {
+    EvidenceReport(kind: "tdx", result: try tdxVerification(files, at: at, nonce: nonce, policy: policy, roots: roots)) { c in
+        ["TCB        \(c.tcbStatus) (FMSPC \(c.fmspc))",
+         "MRTD       \(c.mrtd)\(c.mrtdName.map { " (\($0))" } ?? "")",
+         "debug      \(c.tdAttributes.debug)  RTMRs \(c.rtmrsFromEventLog ? "replayed from the event log" : "as quoted")",
+         "reportData \(c.reportData)"]
+    }
+}
+
+/// The TDX quote among `files` verified with the collateral (dcap-qvl JSON or PCS files) and
+/// CCEL log among them.
+func tdxVerification(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: TDXPolicy?, roots: RootsOption?) throws -> TEEVerification<TDXClaims> {
     let quote = try files.one(.tdxQuote, "a TDX quote")
     var collateral: TDXCollateral?
     do {
@@ -245,11 +286,5 @@ func verifyTDX(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: TDXPol
     }
     let verifier = TDXVerifier(roots: try tdxRoots(roots))
     let expectations = TDXExpectations(reportData: nonce.map(padded), eventLog: try files.atMostOne(.eventLog, "CCEL event log"))
-    let result = verifier.verify(quote: quote, collateral: collateral, at: at, policy: policy ?? TDXPolicy(), expectations: expectations)
-    return EvidenceReport(kind: "tdx", result: result) { c in
-        ["TCB        \(c.tcbStatus) (FMSPC \(c.fmspc))",
-         "MRTD       \(c.mrtd)\(c.mrtdName.map { " (\($0))" } ?? "")",
-         "debug      \(c.tdAttributes.debug)  RTMRs \(c.rtmrsFromEventLog ? "replayed from the event log" : "as quoted")",
-         "reportData \(c.reportData)"]
-    }
+    return verifier.verify(quote: quote, collateral: collateral, at: at, policy: policy ?? TDXPolicy(), expectations: expectations)
 }

@@ -30,6 +30,10 @@ struct EvidenceFiles {
         }
     }
 
+    /// Evidence whose parts are already told apart (the broker's `tee` fields), each named for
+    /// messages.
+    init(known: [(kind: Kind, path: String, bytes: [UInt8])]) { items = known }
+
     static func kind(of b: [UInt8], name: String) -> Kind? {
         if pcsNames.contains(name) { return .pcsFile }
         if b.starts(with: Array("HCLA".utf8)) { return .azureHCLReport }

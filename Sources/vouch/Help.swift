@@ -137,13 +137,23 @@ extension CLI {
         "policy": """
         usage: vouch policy lint FILE|DIR...
                vouch policy test FILE --evidence FILE [--json]
-               vouch policy capture (--evidence FILE | --host ID) [--name NAME]
-        lint: validate files and the set (exit 0 valid, 1 invalid). test: evaluate a policy on a saved
-        evidence bundle (exit 0 satisfied, 1 violated, 2 unreadable). capture: print a draft policy
+               vouch policy capture (--evidence FILE | --host ID) [--name NAME] [--at RFC3339] [--roots DIR [--test-roots]]
+               vouch policy capture --kind sev-snp|tdx|azure-snp-vtpm --at RFC3339 [--roots DIR [--test-roots]]
+                                    [--name NAME] FILE...
+        lint: validate files and the set (exit 0 valid, 1 invalid). test: evaluate a policy on a TPM
+        host's saved evidence bundle (exit 0 satisfied, 1 violated, 2 unreadable or a confidential VM's
+        bundle: verify its report with vouch evidence verify --policy). capture: print a draft policy
         accepting that evidence (--host asks the broker, with a read token).
+        A confidential VM's draft (snp: or tdx:, no pcrs) is made only from evidence that verifies
+        here first: --kind FILE... are vouch evidence verify's files, verified at --at (signatures,
+        chain to the pinned roots or --roots, CRL, collateral); a host's or bundle's report or quote
+        (the broker's latest) is verified again with the endorsement, CRL and collateral the broker
+        used, at the time it recorded it (or --at) — trusting the broker only that it is that host's.
+        Exit 0 drafted, 1 the evidence does not verify (no draft), 2 unreadable or usage.
         examples:
           vouch policy lint policies/
           vouch policy test policies/production.yaml --evidence evidence.json
+          vouch policy capture --kind sev-snp --at 2025-06-01T00:00:00Z report.bin vcek.der > cvm.yaml
         """,
         "quote": """
         usage: vouch quote verify --ak-public FILE [--scheme S --hash ALG] [--allow-sha1] --message FILE

@@ -31,7 +31,9 @@ private func policyLint(_ argv: [String]) throws -> Int32 {
         case let .success(p):
             // The effective quote: pinned PCRs, the PCRs event-log rules read, and the model's PCR 23.
             let quoted = p.quoteSelection.banks.map { "\($0.hash.rawValue) \($0.pcrs.map(String.init).joined(separator: ","))" }.joined(separator: "; ")
-            print("\(file): ok (\(p.label), priority \(p.priority)); quotes PCRs \(quoted)")
+            let tee = [p.snp.map { _ in "sev-snp" }, p.tdx.map { _ in "tdx" }].compactMap { $0 }.joined(separator: ", ")
+            let covers = p.isTEEOnly ? "confidential VMs only (\(tee))" : "quotes PCRs \(quoted)" + (tee.isEmpty ? "" : "; confidential VMs (\(tee))")
+            print("\(file): ok (\(p.label), priority \(p.priority)); \(covers)")
         case let .failure(e):
             ok = false
             CLI.error(e.message)
@@ -68,7 +70,13 @@ private func policyTest(_ argv: [String]) throws -> Int32 {
         let policy: Policy
         do { policy = try PolicyFiles.load(file: file) } catch let e as VouchError { throw UnreadableInput(description: e.message) }
         let bundle = try readBundle(try args.required("evidence"))
-        let applies = policy.matches(labels: bundle.labels, ekIssuer: bundle.ekIssuer)
+        if let tee = bundle.tee {
+            // PCR and log rules say nothing about a confidential VM: its section is applied by
+            // verifying the report or quote again.
+            throw UnreadableInput(description: "\(bundle.hostId)'s evidence is a \(tee.kind.prefix(16)) \(tee.kind == "tdx" ? "quote" : "report"): "
+                                  + "test a policy on it with vouch evidence verify --policy FILE (vouch policy capture --evidence drafts one)")
+        }
+        let applies = policy.covers(.tpm) && policy.matches(labels: bundle.labels, ekIssuer: bundle.ekIssuer)
         let decision = policy.evaluate(PolicyInput(pcrs: try pcrValues(bundle), claims: bundle.claims))
         let violations: [PolicyViolation]
         if case let .violated(v) = decision { violations = v } else { violations = [] }
@@ -88,9 +96,13 @@ private func policyTest(_ argv: [String]) throws -> Int32 {
     }
 }
 
-/// Prints a draft policy (YAML) that accepts exactly the given host's current evidence, for review.
+/// Prints a draft policy (YAML) that accepts exactly the given host's current evidence, for review:
+/// a TPM host's from its evidence bundle; a confidential VM's from its report or quote, verified
+/// here first (`TEECapture.swift`), given as files (`--kind`) or in the bundle.
 private func policyCapture(_ argv: [String]) throws -> Int32 {
-    let args = try Arguments(argv, options: CLI.brokerOptions.union(["evidence", "host", "name"]))
+    let args = try Arguments(argv, options: CLI.brokerOptions.union(["evidence", "host", "name", "kind", "at", "roots"]), flags: ["test-roots"],
+                             positional: 16)
+    if args["kind"] != nil || !args.positional.isEmpty { return try captureTEEFiles(args) }
     let bundle: EvidenceBundle
     do {
         if let file = args["evidence"] {
@@ -105,25 +117,41 @@ private func policyCapture(_ argv: [String]) throws -> Int32 {
         CLI.error("policy capture: \(u)")
         return 2
     }
+    if let tee = bundle.tee { return try captureTEEBundle(bundle, tee, args) }
+    guard args["at"] == nil, args["roots"] == nil, !args.has("test-roots") else {
+        throw VouchError(.usage, "--at, --roots and --test-roots are for a confidential VM's evidence; this is a TPM host's")
+    }
     print(draftPolicy(bundle, name: args["name"] ?? "captured-\(bundle.hostname.isEmpty ? String(bundle.hostId.prefix(8)) : bundle.hostname)"))
     return 0
 }
 
-func draftPolicy(_ b: EvidenceBundle, name: String) -> String {
-    let safeName = String(name.map { $0.isLetter || $0.isNumber || "._-".contains($0) ? $0 : "-" }.prefix(63))
-    var y = """
-    # Draft captured by `vouch policy capture` from host \(b.hostId) (\(b.hostname)), evidence of \(b.at).
-    # It accepts exactly this host's current state. Review every value, then lint and test it:
-    #   vouch policy lint FILE && vouch policy test FILE --evidence EVIDENCE.json
+/// A policy name made of the characters a name may hold (others become '-'), at most 63.
+func draftName(_ name: String) -> String {
+    String(name.map { $0.isLetter || $0.isNumber || "._-".contains($0) ? $0 : "-" }.prefix(63))
+}
+
+/// A draft's comment lines, its identity and its `match.labels`.
+func draftHeader(comments: [String], name: String, description: String, labels: [String: String]) -> String {
+    var y = comments.map { "# \($0)\n" }.joined() + """
     apiVersion: vouch/v1
-    name: \(safeName)
+    name: \(name)
     version: 1
-    description: captured from \(b.hostname.isEmpty ? b.hostId : b.hostname) on \(b.at)
+    description: \(description)
 
     """
-    if !b.labels.isEmpty {
-        y += "match:\n  labels:\n" + b.labels.sorted { $0.key < $1.key }.map { "    \($0.key): \"\($0.value)\"\n" }.joined()
+    if !labels.isEmpty {
+        y += "match:\n  labels:\n" + labels.sorted { $0.key < $1.key }.map { "    \($0.key): \"\($0.value)\"\n" }.joined()
     }
+    return y
+}
+
+func draftPolicy(_ b: EvidenceBundle, name: String) -> String {
+    let safeName = draftName(name)
+    var y = draftHeader(comments: [
+        "Draft captured by `vouch policy capture` from host \(b.hostId) (\(b.hostname)), evidence of \(b.at).",
+        "It accepts exactly this host's current state. Review every value, then lint and test it:",
+        "  vouch policy lint FILE && vouch policy test FILE --evidence EVIDENCE.json",
+    ], name: safeName, description: "captured from \(b.hostname.isEmpty ? b.hostId : b.hostname) on \(b.at)", labels: b.labels)
     let bank = ["sha256", "sha384", "sha512", "sha1"].first { b.pcrs[$0] != nil } ?? "sha256"
     y += "pcrs:\n  bank: \(bank)\n  values:\n"
     for (k, v) in (b.pcrs[bank] ?? [:]).sorted(by: { Int($0.key)! < Int($1.key)! }) where k != "23" {

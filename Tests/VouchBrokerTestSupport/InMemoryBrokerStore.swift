@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import VouchAPI
 import VouchCore
 import VouchEventLog
 import VouchModel
@@ -18,6 +19,8 @@ public final class InMemoryBrokerStore: BrokerStore {
         var hosts: [String: (record: HostRecord, deleted: Bool)] = [:]
         var trust: [String: HostTrust] = [:]
         var attestations: [AttestationRecord] = []
+        /// Each host's latest CPU TEE evidence bytes, with the id of the decision they came with.
+        var teeEvidence: [String: (attestationID: Int64, evidence: TEEEvidenceCopy)] = [:]
         var usedNonces: [String: (hostID: String, expiresAt: Date)] = [:]
         var certificates: [String: CertificateRecord] = [:]
         var crls: [String: CRLRecord] = [:]
@@ -98,6 +101,7 @@ public final class InMemoryBrokerStore: BrokerStore {
 
     static func deleteHost(_ s: inout State, id: String) {
         s.trust[id] = nil
+        s.teeEvidence[id] = nil
         guard var row = s.hosts[id] else { return }
         row.deleted = true
         row.record.akState = .pending
@@ -164,6 +168,8 @@ public final class InMemoryBrokerStore: BrokerStore {
         stored.id = s.nextAttestationID
         stored.nonceExpiresAt = nil
         stored.codes = a.codes.filter { !$0.isEmpty }
+        stored.teeEvidence = nil
+        if let tee = a.teeEvidence { s.teeEvidence[a.hostID] = (stored.id, tee) }
         s.nextAttestationID += 1
         s.attestations.append(stored)
         return stored.id
@@ -188,7 +194,11 @@ public final class InMemoryBrokerStore: BrokerStore {
     public func latestDecisionTime() throws -> Date? { read { $0.attestations.last?.at } }
 
     public func latestEvidence(hostID: String) throws -> AttestationRecord? {
-        read { s in s.attestations.last { $0.hostID == hostID && ($0.pcrs != nil || $0.claims?.tee != nil) } }
+        read { s in
+            guard var a = s.attestations.last(where: { $0.hostID == hostID && ($0.pcrs != nil || $0.claims?.tee != nil) }) else { return nil }
+            if let kept = s.teeEvidence[hostID], kept.attestationID == a.id { a.teeEvidence = kept.evidence }
+            return a
+        }
     }
 
     public func lastTrustedClock(hostID: String) throws -> (clock: ClockState, at: Date)? {

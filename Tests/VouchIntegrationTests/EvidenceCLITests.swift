@@ -16,14 +16,23 @@ final class EvidenceCLITests: XCTestCase {
 
     func codes(_ o: Outcome) -> [String] { ((o.json["violations"] as? [[String: Any]]) ?? []).compactMap { $0["code"] as? String } }
 
-    func testEverySEVSNPSampleGivesTheManifestResult() throws {
+    /// The SEV-SNP manifest's samples that have a report, with their report and VCEK/VLEK files,
+    /// and the manifest's pinned time.
+    static func snpReportSamples() throws -> (at: String, samples: [(dir: String, files: [URL], sample: [String: Any])]) {
         let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: try fixture("sev-snp/manifest.json"))) as! [String: Any]
-        let at = manifest["verify_now"] as! String
+        let base = try fixture("sev-snp")
+        let samples = (manifest["samples"] as! [[String: Any]]).compactMap { sample -> (String, [URL], [String: Any])? in
+            guard let report = sample["report"] as? String, let signer = sample["signer"] as? String, let dir = sample["dir"] as? String else { return nil }
+            return (dir, [base.appendingPathComponent("\(dir)/\(report)"), base.appendingPathComponent("\(dir)/\(signer)")], sample)
+        }
+        return (manifest["verify_now"] as! String, samples)
+    }
+
+    func testEverySEVSNPSampleGivesTheManifestResult() throws {
+        let (at, samples) = try Self.snpReportSamples()
         let base = try fixture("sev-snp")
         var seen = 0
-        for sample in manifest["samples"] as! [[String: Any]] {
-            guard let report = sample["report"] as? String, let signer = sample["signer"] as? String, let dir = sample["dir"] as? String else { continue }
-            let files = [base.appendingPathComponent("\(dir)/\(report)"), base.appendingPathComponent("\(dir)/\(signer)")]
+        for (dir, files, sample) in samples {
             let o = try verify("sev-snp", at: at, files)
             let claims = try XCTUnwrap(o.json["claims"] as? [String: Any], dir)
             XCTAssertEqual(claims["signer"] as? String, (sample["signer_type"] as? String)?.lowercased(), dir)

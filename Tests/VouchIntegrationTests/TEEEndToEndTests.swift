@@ -21,9 +21,10 @@ final class TEEEndToEndTests: XCTestCase {
         let made = try TestEnv.run(TestEnv.bin("vouch-attester"), ["simulated-tee-platform", platform])
         XCTAssertEqual(made.status, 0, made.stderr)
 
-        // The policy: the simulated guests' launch measurement is the only one allowed.
+        // The policy, for confidential VMs only (no pcrs): the simulated guests' launch measurement
+        // is the only one allowed.
         let good = Hex.encode(SimulatedTEEOptions.defaultMeasurement)
-        let broker = try BrokerHarness.simulatedTEE(dir: dir, platform: platform, policy: "cvm", sections: """
+        let broker = try BrokerHarness.simulatedTEE(dir: dir, platform: platform, policy: "cvm", pcrs: false, sections: """
         snp:
           measurements: [{name: guest-v1, value: "\(good)"}]
         tdx:
@@ -79,6 +80,33 @@ final class TEEEndToEndTests: XCTestCase {
             XCTAssertTrue((facts["policy"] as? String)?.hasPrefix("vouch:policy:cvm:v1") == true, "\(facts)")
         }
 
+        // `vouch policy capture --host`: the broker's latest report or quote of each guest, verified
+        // again here under the software TEE's roots (a simulated host's evidence needs them), drafts
+        // the section that admits exactly that guest; the draft lints.
+        // (The CLI's --roots is one kind's roots: the platform's sev-snp.pem and tdx.pem apart.)
+        var simulatedRoots: [String: String] = [:]
+        for (section, file) in [("snp", "sev-snp.pem"), ("tdx", "tdx.pem")] {
+            let roots = dir.appendingPathComponent("\(section)-roots")
+            try FileManager.default.createDirectory(at: roots, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: "\(platform)/roots/\(file)", toPath: roots.appendingPathComponent(file).path)
+            simulatedRoots[section] = roots.path
+        }
+        for (hostname, section) in [("cvm-snp", "snp"), ("cvm-tdx", "tdx")] {
+            let id = try XCTUnwrap(hosts.first { $0.hostname == hostname }?.hostId)
+            let pinned = try broker.vouch(["policy", "capture", "--host", id])
+            XCTAssertEqual(pinned.status, 2, pinned.stdout + pinned.stderr)
+            let draft = try capture(broker, host: id, roots: simulatedRoots[section]!, into: dir.appendingPathComponent("\(section).yaml"))
+            XCTAssertTrue(draft.contains("\n\(section):\n") && draft.contains("value: \"\(good)\""), draft)
+            XCTAssertFalse(draft.contains("\npcrs:"), draft)
+            // The same from a saved bundle; `policy test` judges PCRs and logs, not a TEE's report.
+            let saved = dir.appendingPathComponent("\(section)-evidence.json").path
+            XCTAssertEqual(try broker.vouch(["status", "--evidence", id, "--out", saved]).status, 0)
+            let fromFile = try broker.vouch(["policy", "capture", "--evidence", saved, "--roots", simulatedRoots[section]!, "--test-roots"])
+            XCTAssertEqual(fromFile.status, 0, fromFile.stderr)
+            XCTAssertTrue(fromFile.stdout.contains("value: \"\(good)\""), fromFile.stdout)
+            XCTAssertEqual(try broker.vouch(["policy", "test", dir.appendingPathComponent("\(section).yaml").path, "--evidence", saved]).status, 2)
+        }
+
         // Refusals: a debug guest, then (the same guest, no longer debug) a measurement the
         // policy does not list. The CLI exits 1 naming the broker's code.
         let debug = try broker.vouch(["enroll", "--name", "x", "--out", agents], socket: bad.socket)
@@ -114,6 +142,10 @@ final class TEEEndToEndTests: XCTestCase {
         let crl = try broker.vouch(["crl", "--out", dir.appendingPathComponent("crl.der").path])
         XCTAssertEqual(crl.status, 0, crl.stderr)
         XCTAssertTrue(crl.stdout.contains(serial), crl.stdout)
+        // The refused report is the host's latest evidence: a capture now drafts the new measurement.
+        let snpID = try XCTUnwrap(hosts.first { $0.hostname == "cvm-snp" }?.hostId)
+        let drifted = try capture(broker, host: snpID, roots: simulatedRoots["snp"]!, into: dir.appendingPathComponent("drifted.yaml"))
+        XCTAssertTrue(drifted.contains("value: \"\(String(repeating: "22", count: 48))\""), drifted)
         // The TDX guest's agent is untouched.
         let still = try broker.vouch(["check", "--cert", "\(agents)/inference.pem", "--allow-simulated", "--json"])
         XCTAssertEqual(still.status, 0, still.stdout)
@@ -151,6 +183,22 @@ final class TEEEndToEndTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("data").path), "a refused configuration changes nothing")
     }
+
+    /// `vouch policy capture --host ID` of a simulated guest, written to `file` and linted; the draft.
+    func capture(_ broker: BrokerHarness, host: String, roots: String, into file: URL, line: UInt = #line) throws -> String {
+        let r = try broker.vouch(["policy", "capture", "--host", host, "--roots", roots, "--test-roots"])
+        XCTAssertEqual(r.status, 0, r.stderr, line: line)
+        try r.stdout.write(to: file, atomically: true, encoding: .utf8)
+        let lint = try broker.vouch(["policy", "lint", file.path])
+        XCTAssertEqual(lint.status, 0, lint.stdout + lint.stderr + r.stdout, line: line)
+        return r.stdout
+    }
+
+    /// The broker's error code in `vouch`'s one-line refusal: "(HTTP 403, CODE)".
+    func brokerCode(_ stderr: String) -> String? {
+        guard let r = stderr.range(of: #"\(HTTP \d{3}, [a-z0-9_]+\)"#, options: .regularExpression) else { return nil }
+        return stderr[r].dropLast().split(separator: " ").last.map(String.init)
+    }
 }
 
 /// A running `vouch-attester --simulate-tee` guest.
@@ -163,22 +211,25 @@ struct TEEGuestProcess {
 extension BrokerHarness {
     /// vouchd for confidential VMs on the simulated machine in `platform`, trusting its roots
     /// (`--allow-simulated-hosts --simulated-tee-roots`, then `extraArgs`), under one policy
-    /// `policy` v1 — SHA-256 PCR 7 zero, 15-minute certificates, re-attestation every 15 minutes
-    /// revoking at the first failure — with `sections` (YAML) added, and an EK root no TPM host
-    /// uses (vouchd needs one).
-    static func simulatedTEE(dir: URL, platform: String, policy name: String, sections: String, extraArgs: [String] = []) throws -> BrokerHarness {
+    /// `policy` v1 — SHA-256 PCR 7 zero (unless `pcrs` is false: a policy for confidential VMs
+    /// only), 15-minute certificates, re-attestation every 15 minutes revoking at the first
+    /// failure — with `sections` (YAML) added, and an EK root no TPM host uses (vouchd needs one).
+    static func simulatedTEE(dir: URL, platform: String, policy name: String, pcrs: Bool = true, sections: String, extraArgs: [String] = []) throws -> BrokerHarness {
         let policy = dir.appendingPathComponent("\(name).yaml")
-        try Data("""
-        apiVersion: vouch/v1
-        name: \(name)
-        version: 1
+        let pcrSection = !pcrs ? "" : """
         attestationKey:
           algorithms: [ecc-p256]
         pcrs:
           bank: sha256
           values:
             7: ["\(String(repeating: "0", count: 64))"]
-        certificate:
+
+        """
+        try Data("""
+        apiVersion: vouch/v1
+        name: \(name)
+        version: 1
+        \(pcrSection)certificate:
           ttl: 15m
         reattestation:
           interval: 15m

@@ -270,6 +270,41 @@ final class PolicyLanguageTests: XCTestCase {
         XCTAssertNil(set.select(labels: [:], ekIssuer: "CN=x", platform: .sevSNP), "the section does not widen the labels matched")
     }
 
+    /// A policy for confidential VMs only leaves `pcrs` out: it covers no TPM host (nothing of a
+    /// quote would be judged). Without an `snp:` or `tdx:` section `pcrs` stays required.
+    func testAPolicyWithATEESectionMayLeavePCRsOutAndThenCoversNoTPMHost() throws {
+        let m = String(repeating: "6a", count: 48)
+        let teeOnly = try decode("""
+        apiVersion: vouch/v1
+        name: cvm
+        version: 1
+        snp:
+          measurements: [{name: guest, value: "\(m)"}]
+        tdx:
+          mrtd: [{name: td, value: "\(m)"}]
+        """)
+        XCTAssertTrue(teeOnly.isTEEOnly)
+        XCTAssertEqual(teeOnly.pcrValues, [:])
+        XCTAssertEqual(PolicyPlatform.allCases.filter(teeOnly.covers), [.sevSNP, .tdx])
+        let set = try PolicySet([teeOnly])
+        XCTAssertNil(set.select(labels: [:], ekIssuer: "CN=x", platform: .tpm), "a TPM host finds no policy: no_policy")
+        XCTAssertEqual(set.select(labels: [:], ekIssuer: "CN=x", platform: .tdx)?.name, "cvm")
+        // With pcrs as well, it covers TPM hosts too.
+        var both = try decode(PolicyTests.valid)
+        both.snp = SNPPolicy()
+        XCTAssertFalse(both.isTEEOnly)
+        XCTAssertTrue(both.covers(.tpm))
+        for text in ["apiVersion: vouch/v1\nname: x\nversion: 1\n", "apiVersion: vouch/v1\nname: x\nversion: 1\nmodel: {required: true}\n"] {
+            XCTAssertThrowsError(try decode(text), text) { e in
+                XCTAssertEqual((e as? VouchError)?.code, .policyInvalid)
+                XCTAssertEqual((e as? VouchError)?.context["path"], "pcrs", "without a TEE section pcrs is required")
+            }
+        }
+        XCTAssertThrowsError(try decode("apiVersion: vouch/v1\nname: x\nversion: 1\npcrs: {bank: sha256}\nsnp: {}\n")) { e in
+            XCTAssertEqual((e as? VouchError)?.context["path"], "pcrs.values", "pcrs given is pcrs checked")
+        }
+    }
+
     func testLoadingFilesAndDirectories() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-policies-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

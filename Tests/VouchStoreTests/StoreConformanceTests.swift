@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import VouchAPI
 import VouchBrokerTestSupport
 import VouchCore
 import VouchEventLog
@@ -139,6 +140,46 @@ final class StoreConformanceTests: XCTestCase {
             try s.recordAttestation(record(.fault, trusted: false, at: t0.addingTimeInterval(6)))
             XCTAssertEqual(try s.latestEvidence(hostID: id)?.id, teeID, name)
             XCTAssertEqual(try s.latestEvidence(hostID: id)?.claims?.tee?.debug, true, name)
+        }
+    }
+
+    /// A CPU TEE's evidence bytes: kept the latest per host, in the decision's transaction, given
+    /// back only with that decision by `latestEvidence`, dropped with the host.
+    func testTEEEvidenceBytesAreTheLatestPerHostAndGoWithTheirDecision() throws {
+        let claims = EvidenceClaims(tee: TEEClaims(kind: "tdx", measurement: "6a", measurementName: nil, tcb: "00", tcbStatus: "UpToDate", debug: false,
+                                                   signer: "pck", platform: "00806f050000", rtmrs: nil, configId: nil, reportData: "00", warnings: [], simulated: true))
+        func decision(_ quote: String, at seconds: Double, kept: Bool = true) -> AttestationRecord {
+            var r = record(.reattestation, trusted: true, at: t0.addingTimeInterval(seconds))
+            r.claims = claims
+            if kept { r.teeEvidence = TEEEvidenceCopy(kind: "tdx", evidence: TEEEvidenceFields(quote: quote), collateral: "e30=", simulated: true) }
+            return r
+        }
+        try forEachStore { s, name in
+            try s.activateHost(host(), trust: HostTrust(hostID: id, since: t0, mode: .push), record: record())
+            XCTAssertNil(try s.latestEvidence(hostID: id), name)
+            let first = try s.recordAttestation(decision("AQ==", at: 1))
+            XCTAssertEqual(try s.latestEvidence(hostID: id)?.id, first, name)
+            XCTAssertEqual(try s.latestEvidence(hostID: id)?.teeEvidence?.evidence.quote, "AQ==", name)
+            XCTAssertEqual(try s.latestEvidence(hostID: id)?.teeEvidence?.collateral, "e30=", name)
+            XCTAssertNil(try s.latestAttestation(hostID: id)?.teeEvidence, "\(name): only latestEvidence gives the bytes back")
+            XCTAssertNil(try s.attestations(HistoryQuery(hostID: id)).first?.teeEvidence, name)
+            try s.recordAttestation(decision("Ag==", at: 2))
+            try s.recordAttestation(record(.fault, trusted: false, at: t0.addingTimeInterval(3)))
+            XCTAssertEqual(try s.latestEvidence(hostID: id)?.teeEvidence?.evidence.quote, "Ag==", "\(name): the latest replaces the one before")
+            // An abandoned decision leaves the kept bytes as they were.
+            struct Abandon: Error {}
+            XCTAssertThrowsError(try s.transaction { tx in
+                try tx.recordAttestation(decision("Aw==", at: 4))
+                throw Abandon()
+            }, name)
+            XCTAssertEqual(try s.latestEvidence(hostID: id)?.teeEvidence?.evidence.quote, "Ag==", name)
+            // A later decision without bytes (made before they were kept): no bytes of another decision.
+            let bare = try s.recordAttestation(decision("", at: 5, kept: false))
+            XCTAssertEqual(try s.latestEvidence(hostID: id)?.id, bare, name)
+            XCTAssertNil(try s.latestEvidence(hostID: id)?.teeEvidence, name)
+            try s.recordAttestation(decision("BA==", at: 6))
+            try s.deleteHost(id: id)
+            XCTAssertNil(try s.latestEvidence(hostID: id)?.teeEvidence, "\(name): deleting the host drops its bytes")
         }
     }
 
