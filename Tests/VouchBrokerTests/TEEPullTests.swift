@@ -144,6 +144,24 @@ final class TEEPullTests: XCTestCase {
         }
     }
 
+    /// The same holds for a TPM host's `/v1/quote` answer (the same `judge`): a quote whose fields
+    /// do not decode is the recorded fault `attester_fault`, not a round dropped unrecorded.
+    func testATPMHostsUndecodableQuoteIsARecordedFault() throws {
+        struct Garbled: EvidenceSource {
+            func quote(attesterURL: String, pin: String, request: QuoteRequest) throws -> QuoteBody {
+                QuoteBody(attest: "not base64!", signature: "AA==", pcrs: [:])
+            }
+            func evidence(attesterURL: String, pin: String, request: QuoteRequest) throws -> AttestationReport {
+                throw VouchError(.attesterFault, "a TPM host is asked for a quote")
+            }
+        }
+        let b = try broker(grace: 3600)
+        let id = try b.addHost(String(repeating: "7", count: 32))
+        XCTAssertEqual(b.service.reattestation.pullRound(hostID: id, source: Garbled()), .fault("attester_fault"))
+        XCTAssertEqual(try b.state(id), .unreachable)
+        XCTAssertEqual(try b.store.latestAttestation(hostID: id)?.codes, ["attester_fault"])
+    }
+
     /// Drift (the launch measurement changes): each pull is a failed verdict; at the policy's
     /// afterFailures the host is untrusted and its agents' certificates revoked, in the order the
     /// TPM's pull rounds do it.
