@@ -17,42 +17,9 @@ final class TEEEndToEndTests: XCTestCase {
     func testConfidentialVMsEnrollAreRefusedAndRevokedOnDrift() throws {
         let dir = try TestEnv.tempDir("vouch-tee")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let platform = dir.appendingPathComponent("platform").path
-        let made = try TestEnv.run(TestEnv.bin("vouch-attester"), ["simulated-tee-platform", platform])
-        XCTAssertEqual(made.status, 0, made.stderr)
-
         // The policy: the simulated guests' launch measurement is the only one allowed.
+        let (broker, platform) = try BrokerHarness.simulatedTEE(in: dir, interval: "15m")
         let good = Hex.encode(SimulatedTEEOptions.defaultMeasurement)
-        let policy = dir.appendingPathComponent("cvm.yaml")
-        try Data("""
-        apiVersion: vouch/v1
-        name: cvm
-        version: 1
-        attestationKey:
-          algorithms: [ecc-p256]
-        pcrs:
-          bank: sha256
-          values:
-            7: ["\(String(repeating: "0", count: 64))"]
-        certificate:
-          ttl: 15m
-        reattestation:
-          interval: 15m
-          onFailure: {action: revoke, afterFailures: 1, grace: 0s}
-        snp:
-          measurements: [{name: guest-v1, value: "\(good)"}]
-        tdx:
-          mrtd: [{name: td-v1, value: "\(good)"}]
-
-        """.utf8).write(to: policy)
-        // vouchd needs EK roots, though no TPM host comes here.
-        let ekRoot = dir.appendingPathComponent("ek-root.pem")
-        let ca = try CertificateAuthority.create(commonName: "unused EK root", key: try PrivateKey.generate(), notBefore: Date(),
-                                                 notAfter: Date().addingTimeInterval(3600))
-        try Data(try ca.certificate.pem.utf8).write(to: ekRoot)
-        let broker = try BrokerHarness(ekRootFiles: [ekRoot], policy: policy.path, extraArgs: [
-            "--allow-simulated-hosts", "--simulated-tee-roots", platform + "/roots", "--tdx-collateral", platform + "/tdx-collateral",
-        ])
 
         // Three guests on the machine: SEV-SNP (VCEK), TDX, and an SEV-SNP guest under the VLEK
         // (its own host, by its host key) that starts as a debug guest.

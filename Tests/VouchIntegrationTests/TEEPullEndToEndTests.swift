@@ -1,10 +1,7 @@
 import Foundation
 import XCTest
 import VouchAPI
-import VouchAttesterKit
-import VouchCore
 import VouchCrypto
-import VouchTestSupport
 
 /// Confidential VMs in pull mode through the real executables, on the software TEE: vouchd
 /// trusting the simulated machine's roots and collateral, `vouch-attester --simulate-tee KIND
@@ -16,41 +13,8 @@ final class TEEPullEndToEndTests: XCTestCase {
     func testVouchdPullsConfidentialVMsAndRevokesOnDrift() throws {
         let dir = try TestEnv.tempDir("vouch-tee-pull")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let platform = dir.appendingPathComponent("platform").path
-        let made = try TestEnv.run(TestEnv.bin("vouch-attester"), ["simulated-tee-platform", platform])
-        XCTAssertEqual(made.status, 0, made.stderr)
-
         // Re-attestation every 10 s (the shortest interval a policy takes); one failure revokes.
-        let good = Hex.encode(SimulatedTEEOptions.defaultMeasurement)
-        let policy = dir.appendingPathComponent("cvm.yaml")
-        try Data("""
-        apiVersion: vouch/v1
-        name: cvm
-        version: 1
-        attestationKey:
-          algorithms: [ecc-p256]
-        pcrs:
-          bank: sha256
-          values:
-            7: ["\(String(repeating: "0", count: 64))"]
-        certificate:
-          ttl: 15m
-        reattestation:
-          interval: 10s
-          onFailure: {action: revoke, afterFailures: 1, grace: 0s}
-        snp:
-          measurements: [{name: guest-v1, value: "\(good)"}]
-        tdx:
-          mrtd: [{name: td-v1, value: "\(good)"}]
-
-        """.utf8).write(to: policy)
-        let ekRoot = dir.appendingPathComponent("ek-root.pem")
-        let ca = try CertificateAuthority.create(commonName: "unused EK root", key: try PrivateKey.generate(), notBefore: Date(),
-                                                 notAfter: Date().addingTimeInterval(3600))
-        try Data(try ca.certificate.pem.utf8).write(to: ekRoot)
-        let broker = try BrokerHarness(ekRootFiles: [ekRoot], policy: policy.path, extraArgs: [
-            "--allow-simulated-hosts", "--simulated-tee-roots", platform + "/roots", "--tdx-collateral", platform + "/tdx-collateral",
-        ])
+        let (broker, platform) = try BrokerHarness.simulatedTEE(in: dir, interval: "10s")
 
         let port = TestEnv.freePorts(2)
         let snpOptions = dir.appendingPathComponent("snp.options").path
@@ -62,16 +26,16 @@ final class TEEPullEndToEndTests: XCTestCase {
         let snpID = try XCTUnwrap(hosts.first { $0.platform == "sev-snp" }?.hostId)
         let tdxID = try XCTUnwrap(hosts.first { $0.platform == "tdx" }?.hostId)
         for (id, p) in [(snpID, port), (tdxID, port + 1)] {
-            let trust = try host(broker, id).trust
+            let trust = try broker.hostStatus(id).trust
             XCTAssertEqual(trust?.mode, "pull")
             XCTAssertEqual(trust?.attesterURL, "https://127.0.0.1:\(p)")
         }
 
         // The first pulls come 2 s after registration: trusted without any enrollment.
-        try waitFor("the first pulls", timeout: 20) {
-            try host(broker, snpID).trust?.state == "trusted" && host(broker, tdxID).trust?.state == "trusted"
+        try TestEnv.waitFor("the first pulls", timeout: 20) {
+            try broker.hostStatus(snpID).trust?.state == "trusted" && broker.hostStatus(tdxID).trust?.state == "trusted"
         }
-        let pulled = try host(broker, snpID)
+        let pulled = try broker.hostStatus(snpID)
         XCTAssertNotNil(pulled.trust?.lastVerdictAt)
         XCTAssertEqual(pulled.lastAttestation?.result, "trusted")
         XCTAssertTrue(pulled.lastAttestation?.message.hasPrefix("SEV-SNP report verified") == true, pulled.lastAttestation?.message ?? "")
@@ -93,20 +57,10 @@ final class TEEPullEndToEndTests: XCTestCase {
         // the policy: untrusted, the agent's certificate revoked.
         let serial = try Certificate(pem: String(contentsOfFile: "\(agents)/payments.pem", encoding: .utf8)).serialHex
         try Data("measurement=\(String(repeating: "22", count: 48))\n".utf8).write(to: URL(fileURLWithPath: snpOptions))
-        try waitFor("the failed pull", timeout: 30) { try host(broker, snpID).trust?.state == "untrusted" }
-        XCTAssertEqual(try host(broker, snpID).lastAttestation?.codes, ["snp_measurement_not_allowed"])
+        try TestEnv.waitFor("the failed pull", timeout: 30) { try broker.hostStatus(snpID).trust?.state == "untrusted" }
+        XCTAssertEqual(try broker.hostStatus(snpID).lastAttestation?.codes, ["snp_measurement_not_allowed"])
         XCTAssertEqual(try broker.admin().call("GET", "/v1/certificates/\(serial)", as: CertificateStatus.self).state, .revoked)
-        XCTAssertEqual(try host(broker, tdxID).trust?.state, "trusted")
+        XCTAssertEqual(try broker.hostStatus(tdxID).trust?.state, "trusted")
         XCTAssertTrue(snp.process.log.contains("pull mode: serving sev-snp reports"), snp.process.log)
-    }
-
-    func host(_ broker: BrokerHarness, _ id: String) throws -> HostStatus {
-        try broker.admin().call("GET", "/v1/hosts/\(id)", as: HostStatus.self)
-    }
-
-    func waitFor(_ what: String, timeout: TimeInterval, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline { if try condition() { return }; usleep(50_000) }
-        throw TestFailure("timed out after \(Int(timeout))s waiting for \(what)")
     }
 }
