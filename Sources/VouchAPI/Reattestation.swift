@@ -1,7 +1,9 @@
 import Foundation
 
-/// Broker → attester (pull mode, `POST /v1/quote` on the attester, mTLS both ways): quote these
-/// PCRs over SHA-256(nonce ‖ SHA-256("vouch re-attestation v1")).
+/// Broker → attester (pull mode, mTLS both ways): `POST /v1/quote` on a TPM host's attester —
+/// quote these PCRs over SHA-256(nonce ‖ SHA-256("vouch re-attestation v1")), answered with a
+/// `QuoteBody` — or `POST /v1/evidence` on a CPU TEE host's, answered with an `AttestationReport`
+/// for this nonce (its evidence bound as a push report's; `pcrSelection` is a TPM's).
 public struct QuoteRequest: Codable, Sendable {
     public var nonce: String            // hex, 32 bytes
     public var pcrSelection: [PCRSelectionBody]
@@ -11,6 +13,8 @@ public struct QuoteRequest: Codable, Sendable {
 /// Attester → broker (push mode, `POST /v1/hosts/{id}/attestations`, host certificate as TLS
 /// client certificate): a quote over a nonce from `POST /v1/challenges` with purpose `attestation`.
 /// A CPU TEE host reports its evidence in `tee` instead (exactly one of `quote` and `tee`).
+/// The same body answers the broker's pull (`POST /v1/evidence` on the attester, `nonce` the
+/// request's).
 public struct AttestationReport: Codable, Sendable {
     public var nonce: String
     public var quote: QuoteBody?

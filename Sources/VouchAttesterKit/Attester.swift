@@ -26,7 +26,8 @@ public struct AttesterConfig: Sendable {
     /// Where the host certificate, its key (mode 0600) and the broker CA are written.
     public var stateDirectory: String?
     /// A confidential VM (SEV-SNP, TDX): its reports come from here and take the place of TPM
-    /// quotes (`tcti`, the AK and EK settings and the logs are then unused). Push mode only.
+    /// quotes (`tcti`, the AK and EK settings and the logs are then unused). Push mode, or pull
+    /// mode (`attesterURL`), where the broker asks `POST /v1/evidence`.
     public var tee: (any TEEEvidenceSource)?
 
     /// Where Linux exports the firmware event log.

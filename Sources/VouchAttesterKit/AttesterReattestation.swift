@@ -38,12 +38,17 @@ extension PCRSelectionBody {
 }
 
 extension QuoteRequest {
-    /// The broker's quote request checked: the nonce (64 hex digits) and the selection.
-    func validated() throws -> (nonce: [UInt8], selection: PCRSelection) {
+    /// The broker's nonce, checked: 64 lowercase hex digits.
+    func validatedNonce() throws -> [UInt8] {
         guard Hex.isLowercase(nonce, length: 64...64) else {
             throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
         }
-        return (try Hex.decode(nonce), try PCRSelectionBody.selection(pcrSelection))
+        return try Hex.decode(nonce)
+    }
+
+    /// The broker's quote request checked: the nonce and the selection.
+    func validated() throws -> (nonce: [UInt8], selection: PCRSelection) {
+        (try validatedNonce(), try PCRSelectionBody.selection(pcrSelection))
     }
 }
 
@@ -74,6 +79,18 @@ extension Attester {
         return try Self.quoteBody(q, eventLogPath: config.eventLogPath, modelLogPath: config.modelLogPath)
     }
 
+    /// The re-attestation evidence for the broker's request, as a push report and a pull's
+    /// `/v1/evidence` answer carry it: a confidential VM's report bound to
+    /// SHA-256(nonce ‖ SHA-256("vouch re-attestation v1")) with the host key's signature over that
+    /// binding (the request's `pcrSelection` is a TPM's, unused), or a TPM quote
+    /// (`reattestationQuote`).
+    public func reattestationReport(_ req: QuoteRequest) throws -> AttestationReport {
+        guard let tee = config.tee else { return AttestationReport(nonce: req.nonce, quote: try reattestationQuote(req)) }
+        let binding = EnrollmentBinding.reattestationData(nonce: try req.validatedNonce())
+        return AttestationReport(nonce: req.nonce, tee: try teeEvidence(binding: binding, pcrSelection: try PCRSelectionBody.teeSelection(req.pcrSelection),
+                                                                         source: tee))
+    }
+
     /// Push mode, one report: a nonce from the broker, a quote (or a confidential VM's report), the report over mTLS with the host
     /// certificate. Returns the broker's verdict and the policy's interval (seconds).
     public func pushReport() throws -> (verdict: AttestationVerdict, interval: Int) {
@@ -81,15 +98,7 @@ extension Attester {
             throw VouchError(.attesterNotRegistered, "this host has not completed registration (or has no state directory for its host certificate)")
         }
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID, purpose: "attestation"), as: ChallengeResponse.self)
-        let report: AttestationReport
-        if let tee = config.tee {
-            // A confidential VM's report, bound as a quote's qualifying data would be.
-            let binding = EnrollmentBinding.reattestationData(nonce: try Hex.decode(challenge.nonce, field: "nonce"))
-            report = AttestationReport(nonce: challenge.nonce, tee: try teeEvidence(binding: binding, pcrSelection: try PCRSelectionBody.teeSelection(challenge.pcrSelection),
-                                                                                     source: tee))
-        } else {
-            report = AttestationReport(nonce: challenge.nonce, quote: try reattestationQuote(QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection)))
-        }
+        let report = try reattestationReport(QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection))
         guard case let .https(base, caFile) = (broker.transport as? HTTPClient)?.transport else {
             throw VouchError(.config, "push mode needs an HTTPS broker transport")
         }
@@ -98,8 +107,10 @@ extension Attester {
         return (verdict, challenge.reattestationInterval ?? 300)
     }
 
-    /// The broker-facing API (pull mode, served over TLS with the host certificate):
-    /// `POST /v1/quote`, only for a client presenting the broker's certificate.
+    /// The broker-facing API (pull mode, served over TLS with the host certificate), only for a
+    /// client presenting the broker's certificate: `POST /v1/quote` (a TPM host: a `QuoteBody`)
+    /// and `POST /v1/evidence` (an `AttestationReport`: what the host would push; the only
+    /// endpoint of a confidential VM, which has no TPM quote to give).
     public func handleBroker(_ req: HTTPRequest) -> HTTPResponse {
         func json(_ status: Int, _ body: [UInt8]) -> HTTPResponse {
             HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: body)
@@ -111,12 +122,15 @@ extension Attester {
         guard let der = req.clientCertificate, let cert = try? Certificate(der: der), cert.uriSANs == [identity.brokerSpiffeID] else {
             return failure(401, "client_certificate_required", "only the broker (\(identity.brokerSpiffeID)) may ask for quotes")
         }
-        guard req.method == "POST", req.path == "/v1/quote" else { return failure(404, "not_found", "no such endpoint") }
+        guard req.method == "POST", req.path == "/v1/evidence" || (req.path == "/v1/quote" && config.tee == nil) else {
+            return failure(404, "not_found", "no such endpoint" + (config.tee == nil ? "" : " (a confidential VM answers POST /v1/evidence)"))
+        }
         do {
-            return json(200, JSONCodec.encode(try reattestationQuote(JSONCodec.decode(QuoteRequest.self, from: req.body))))
+            let request = try JSONCodec.decode(QuoteRequest.self, from: req.body)
+            return json(200, req.path == "/v1/quote" ? JSONCodec.encode(try reattestationQuote(request)) : JSONCodec.encode(try reattestationReport(request)))
         } catch let e as VouchError {
-            // TPM trouble is a fault the broker retries; anything else is the request's fault.
-            return json(e.code == .tpm ? 503 : 400, JSONCodec.encode(APIError(code: e.code.rawValue, message: e.message, context: e.context.isEmpty ? nil : e.context)))
+            // TPM or TSM trouble is a fault the broker retries; anything else is the request's fault.
+            return json(e.code == .tpm || e.code == .tsmUnavailable ? 503 : 400, JSONCodec.encode(APIError(code: e.code.rawValue, message: e.message, context: e.context.isEmpty ? nil : e.context)))
         } catch {
             return failure(500, "internal", "internal error")
         }

@@ -34,8 +34,10 @@ extension Attester {
     /// 1. the host id it will have: its host key's, for its kind (`TEEHostIdentity`);
     /// 2. a registration challenge for that id;
     /// 3. a report whose REPORT_DATA binds the nonce and the host key, sent with the key and the
-    ///    key's signature over the same binding (proof the guest holds it);
-    /// 4. the host certificate the broker issues for the host key, kept as a TPM host's is.
+    ///    key's signature over the same binding (proof the guest holds it), and the attester URL
+    ///    in pull mode;
+    /// 4. the host certificate the broker issues for the host key, kept as a TPM host's is (in
+    ///    pull mode, the TLS server certificate the broker pins the host key in).
     func registerTEE(_ source: any TEEEvidenceSource) throws -> String {
         let key = try loadOrCreateTEEHostKey()
         let spki = try key.publicKey.canonicalSPKIDER
@@ -46,10 +48,12 @@ extension Attester {
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: expected, purpose: "registration"), as: ChallengeResponse.self)
         let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce, field: "nonce"), agentSPKI: spki)
         let evidence = try source.evidence(binding: binding, pcrSelection: nil)
-        let registered = try broker.call("POST", "/v1/hosts", body: RegisterHostRequest(
+        var request = RegisterHostRequest(
             tee: TEERegistrationBody(kind: source.kind.rawValue, hostKey: Base64.encode(spki), nonce: challenge.nonce, evidence: evidence.fields,
                                      hostKeySignature: Base64.encode(try key.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256))),
-            hostname: config.hostname, labels: config.labels.isEmpty ? nil : config.labels), as: RegisterHostResponse.self)
+            hostname: config.hostname, labels: config.labels.isEmpty ? nil : config.labels)
+        request.attesterURL = config.attesterURL   // pull mode: the broker asks POST /v1/evidence there
+        let registered = try broker.call("POST", "/v1/hosts", body: request, as: RegisterHostResponse.self)
         guard registered.hostId == expected else {
             throw VouchError(.http, "the broker registered this guest as another host than its evidence names", context: ["expected": expected, "got": registered.hostId])
         }

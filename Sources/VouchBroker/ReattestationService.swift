@@ -20,11 +20,15 @@ extension ErrorCode {
 }
 
 /// Where pull-mode evidence comes from: the attester's HTTPS endpoint, reached with mutual TLS.
+/// Both calls throw a fault — `attester_unreachable`, `attester_timeout` or `attester_fault` —
+/// when no answer of the endpoint's shape comes back, and never judge the evidence.
 public protocol EvidenceSource: Sendable {
-    /// Asks the attester at `attesterURL` (whose TLS key must match `pin`) for a quote. Throws a
-    /// fault — `attester_unreachable`, `attester_timeout` or `attester_fault` — when no evidence
-    /// comes back; never judges the evidence.
+    /// A TPM host: asks the attester at `attesterURL` (whose TLS key must match `pin`) for a
+    /// quote (`POST /v1/quote`, answered with a `QuoteBody`).
     func quote(attesterURL: String, pin: String, request: QuoteRequest) throws -> QuoteBody
+    /// A CPU TEE host: asks the attester for its evidence (`POST /v1/evidence`, answered with an
+    /// `AttestationReport`, the body a push report is).
+    func evidence(attesterURL: String, pin: String, request: QuoteRequest) throws -> AttestationReport
 }
 
 /// The outcome of one re-attestation round for the scheduler: a verdict, or a fault.
@@ -66,8 +70,9 @@ public struct ReattestationService: BrokerPart, Sendable {
 
     /// `judgeReport` for a registered host, with step 2 given: `consumeNonce` accepts the report's
     /// nonce and returns when it was issued and, when the store must record it as used with the
-    /// verdict (push reports), until when; or throws.
-    private func judge(host: HostRecord, _ report: AttestationReport,
+    /// verdict (push reports), until when; or throws. A `pulled` report whose evidence does not
+    /// decode is the attester's fault (`attester_fault`), not a request's (`bad_request`, …).
+    private func judge(host: HostRecord, _ report: AttestationReport, pulled: Bool = false,
                        consumeNonce: (_ nonce: String, _ host: HostRecord, _ now: Date) throws -> (issuedAt: Date, storeUntil: Date?)) throws -> AttestationVerdict {
         let started = DispatchTime.now()
         let now = clock.now()
@@ -76,7 +81,10 @@ public struct ReattestationService: BrokerPart, Sendable {
         guard Hex.isLowercase(report.nonce, length: 64...64) else {
             throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "nonce"])
         }
-        let rawEvidence = try Self.rawEvidence(report)
+        let rawEvidence: [RawEvidence]
+        do { rawEvidence = try Self.rawEvidence(report) } catch let e as VouchError where pulled {
+            throw VouchError(.attesterFault, "the attester's answer is not evidence: \(e.message)", context: e.context)
+        }
         // 2
         let (issuedAt, nonceExpiresAt) = try consumeNonce(report.nonce, host, now)
         // 3
@@ -234,9 +242,15 @@ public struct ReattestationService: BrokerPart, Sendable {
 
     // MARK: Rounds, for the scheduler
 
-    /// One pull round: a fresh nonce, a quote from the attester over mTLS, a verdict. The nonce
-    /// lives only in this call (the broker asks and checks the answer itself), so it is never
+    /// One pull round: a fresh nonce, the evidence from the attester over mTLS, a verdict. The
+    /// nonce lives only in this call (the broker asks and checks the answer itself), so it is never
     /// stored: it is accepted for this one report, within the challenge TTL, and nowhere else.
+    /// A TPM host is asked for a quote (`POST /v1/quote`, as attesters always answered), any other
+    /// platform for its evidence (`POST /v1/evidence`, an `AttestationReport`). Either answer is
+    /// judged as a push report is (`judge`): evidence of another kind than the host's platform is
+    /// a failed verdict (`evidence_missing`); evidence bound to another nonce fails its binding
+    /// check. No evidence is a fault: the source's, or `attester_fault` for an answer that names
+    /// another nonce or does not decode as evidence (`rawEvidence` refuses it).
     public func pullRound(hostID: String, source: EvidenceSource) -> RoundOutcome {
         do {
             let host = try knownHost(hostID)
@@ -246,19 +260,35 @@ public struct ReattestationService: BrokerPart, Sendable {
             }
             let nonce = Hex.encode(try Crypto.randomBytes(32))
             let issuedAt = clock.now()
-            let body: QuoteBody
+            let request = QuoteRequest(nonce: nonce, pcrSelection: Self.challengeSelection(policy))
+            let report: AttestationReport
             do {
-                body = try source.quote(attesterURL: url, pin: pin, request: QuoteRequest(nonce: nonce, pcrSelection: Self.challengeSelection(policy)))
+                if host.platform == .tpm {
+                    report = AttestationReport(nonce: nonce, quote: try source.quote(attesterURL: url, pin: pin, request: request))
+                } else {
+                    report = try source.evidence(attesterURL: url, pin: pin, request: request)
+                    guard report.nonce == nonce else {
+                        throw VouchError(.attesterFault, "the attester answered another nonce", context: ["field": "nonce"])
+                    }
+                }
             } catch let e as VouchError {
                 _ = try fault(hostID: host.id, code: e.code.rawValue, message: e.message)
                 return .fault(e.code.rawValue)
             }
-            let v = try judge(host: host, AttestationReport(nonce: nonce, quote: body)) { got, _, now in
-                guard got == nonce else { throw VouchError(.nonceUnknown, "the attester answered another nonce", context: ["field": "nonce"]) }
-                guard now < issuedAt.addingTimeInterval(config.challengeTTL) else {
-                    throw VouchError(.nonceExpired, "the attester answered after the challenge expired", context: ["field": "nonce"])
+            let v: AttestationVerdict
+            do {
+                v = try judge(host: host, report, pulled: true) { got, _, now in
+                    guard got == nonce else { throw VouchError(.nonceUnknown, "the attester answered another nonce", context: ["field": "nonce"]) }
+                    guard now < issuedAt.addingTimeInterval(config.challengeTTL) else {
+                        throw VouchError(.nonceExpired, "the attester answered after the challenge expired", context: ["field": "nonce"])
+                    }
+                    return (issuedAt, nil)   // held in memory for this one pull: nothing to store
                 }
-                return (issuedAt, nil)   // held in memory for this one pull: nothing to store
+            } catch let e as VouchError where e.code == .attesterFault {
+                // The answer does not decode as evidence: nothing to judge, as a push report that
+                // does not decode is a 400 and no verdict.
+                _ = try fault(hostID: host.id, code: e.code.rawValue, message: e.message)
+                return .fault(e.code.rawValue)
             }
             return .verdict(trusted: v.result.isTrusted)
         } catch let e as VouchError {

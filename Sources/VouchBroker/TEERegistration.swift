@@ -9,8 +9,8 @@ import VouchPolicy
 extension RegistrationService {
     /// Registers (or re-registers) a CPU TEE host (SEV-SNP, TDX, Azure CVM) in one step: no credential
     /// activation, the report is the proof. Checks, in order, refusing at the first failure:
-    /// 1. the request is well formed (by `registerHost`: `tee` alone, no EK, AK or `simulated`);
-    ///    push mode only — no `attesterURL` (`bad_request`); the evidence fields fit the kind
+    /// 1. the request is well formed (by `registerHost`: `tee` alone, no EK, AK or `simulated`;
+    ///    `attesterURL`, if given, as for a TPM host: pull mode); the evidence fields fit the kind
     ///    (`bad_request`, `evidence_kind_unsupported`); the nonce is 64 lowercase hex digits and
     ///    `hostKeySignature` is present, base64 (`bad_request`);
     /// 2. the host key is the DER SubjectPublicKeyInfo of an ECDSA P-256 or P-384 key
@@ -43,14 +43,14 @@ extension RegistrationService {
     /// A refused request changes nothing.
     /// Then, in one transaction that fails if the host changed since it was read
     /// (`registration_invalid`): the host record (its platform, identity and host key), its trust
-    /// record (push mode; simulated when the evidence is the software TEE's; state and history
-    /// kept on re-registration), the decision (kind `activation`), which consumes the nonce.
-    /// The host certificate (SPIFFE ID spiffe://TD/host/ID) is issued for the host key.
+    /// record (pull mode at `attesterURL`, else push; the host key's pin, which a pull requires of
+    /// the attester's TLS key; simulated when the evidence is the software TEE's; state and
+    /// history kept on re-registration), the decision (kind `activation`), which consumes the
+    /// nonce. The host certificate (SPIFFE ID spiffe://TD/host/ID) is issued for the host key: the
+    /// attester's TLS server certificate in pull mode, its client certificate when it pushes.
     func registerTEEHost(_ tee: TEERegistrationBody, hostname: String, labels: [String: String], attesterURL: String?, now: Date) throws -> RegisterHostResponse {
-        // 1
-        guard attesterURL == nil else {
-            throw VouchError(.badRequest, "a CPU TEE host reports in push mode: pull (attesterURL) is not supported for it yet", context: ["field": "attesterURL"])
-        }
+        // 1 (`registerHost` checked attesterURL)
+        let mode: AttestationMode = attesterURL == nil ? .push : .pull
         let raw = try Self.rawEvidence(tee: tee.kind, tee.evidence, hostKeySignature: nil, field: "tee")
         guard Hex.isLowercase(tee.nonce, length: 64...64) else {
             throw VouchError(.badRequest, "nonce must be 64 lowercase hex digits", context: ["field": "tee.nonce"])
@@ -147,9 +147,9 @@ extension RegistrationService {
                               activationDigest: nil, activationExpiresAt: nil, activationFailures: 0, registeredAt: existing?.registeredAt ?? now, updatedAt: now)
         host.version = existing?.version ?? 0
         host.platform = HostPlatform(rawValue: identified.kind.rawValue) ?? .tpm
-        var trust = existingTrust ?? HostTrust(hostID: id, since: now, mode: .push, simulated: identified.simulated)
-        trust.mode = .push
-        trust.attesterURL = nil
+        var trust = existingTrust ?? HostTrust(hostID: id, since: now, mode: mode, simulated: identified.simulated)
+        trust.mode = mode
+        trust.attesterURL = attesterURL
         trust.simulated = identified.simulated
         trust.hostCertificateSerial = certificate.serialHex
         trust.hostKeyPin = try Self.keyPin(hostKey.key)
@@ -157,7 +157,7 @@ extension RegistrationService {
         let record = AttestationRecord(hostID: id, at: now, kind: .activation, trusted: false, codes: [],
                                        message: (identified.simulated ? "SIMULATED host (software TEE); " : "") +
                                                 "\(identified.kind.evidenceName) verified (\(identified.endorsementIssuer)); identity: \(identity); " +
-                                                "policy \(policy.label); push mode; host certificate \(certificate.serialHex)",
+                                                "policy \(policy.label); \(mode.rawValue) mode; host certificate \(certificate.serialHex)",
                                        nonce: tee.nonce, nonceExpiresAt: issuedAt.addingTimeInterval(config.challengeTTL))
         do {
             try store.activateHost(host, trust: trust, record: record)
@@ -165,7 +165,7 @@ extension RegistrationService {
             throw VouchError(.registrationInvalid, "the host changed during this registration; register again", context: ["field": "tee", "hostId": id])
         }
         metrics.registration("registered_\(identified.kind.rawValue)")
-        log("host \(id) registered with \(identified.kind.evidenceName) (\(hostname)); identity \(identity); push mode")
+        log("host \(id) registered with \(identified.kind.evidenceName) (\(hostname)); identity \(identity); \(mode.rawValue) mode")
         return RegisterHostResponse(hostId: id, platform: identified.kind.rawValue, hostCertificate: try certificate.pem,
                                     caCertificate: try authorities.current.chainPEM, brokerSpiffeId: config.brokerSpiffeID)
     }

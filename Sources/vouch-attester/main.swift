@@ -35,18 +35,19 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
   --model-log FILE  model measurement log sent with quotes (written by measure-model)
   --labels K=V,...  labels sent at registration; policies select hosts by them
   --state-dir DIR   host certificate and key (mode 0600) from activation (default /var/lib/vouch-attester)
-  --listen ADDR:PORT  pull mode: serve the broker's quote requests here over mutual TLS (host
-                    certificate; only the broker's client certificate is answered)
+  --listen ADDR:PORT  pull mode: serve the broker's quote (with --tee, evidence) requests here over
+                    mutual TLS (host certificate; only the broker's client certificate is answered)
   --advertise URL   the URL the broker reaches --listen at (default https://ADDR:PORT)
   --push-interval DUR  push mode (no --listen): report this often (default: 80 % of the policy's
                     re-attestation interval, which the broker sends with each nonce)
 
 --tee sev-snp|tdx: this host is a confidential VM. Reports come from the kernel's configfs-tsm
 interface (/sys/kernel/config/tsm/report) in place of TPM quotes: no --tcti, --ak, --ek,
---model-log; push mode only (no --listen). The host key (ECDSA P-256, STATE-DIR/tee-host.key,
-mode 0600) is made once: it is the host certificate's key and, for a VLEK-signed SEV-SNP guest
-or a TDX guest, the host's identity (a VCEK-signed guest is its chip). Agents enroll with
-software keys (no --tpm-key).
+--model-log. The host key (ECDSA P-256, STATE-DIR/tee-host.key, mode 0600) is made once: it is
+the host certificate's key and, for a VLEK-signed SEV-SNP guest or a TDX guest, the host's
+identity (a VCEK-signed guest is its chip). Push mode, or pull mode with --listen: the broker
+asks POST /v1/evidence over mutual TLS, the host certificate (the host key) on this side. Agents
+enroll with software keys (no --tpm-key).
   --vcek FILE       SEV-SNP: the VCEK (or VLEK) certificate, DER or PEM, when the host hands out
                     no certificate table with the report
   --event-log FILE  TDX: the CC event log (CCEL) sent with each quote (default: none)
@@ -55,7 +56,7 @@ software keys (no --tpm-key).
 evidence is the HCL report read from the vTPM's NV index 0x01400001 after writing the request's
 64-byte binding into NV index 0x01400002 (its user data), with the VCEK, and a quote by the vTPM's
 AK (persistent handle 0x81000003) over the PCRs the broker names, with --event-log and
---model-log as on a TPM host. Push mode only; no --ak, --ek, --listen. The host key is kept as
+--model-log as on a TPM host. Push or pull mode as above; no --ak, --ek. The host key is kept as
 for --tee above; the broker pins the vTPM's endorsement key from the HCL report.
   --tcti TCTI       the vTPM (device:/dev/tpmrm0)
   --vcek FILE       the VCEK certificate, DER or PEM (Azure's IMDS serves it:
@@ -165,8 +166,8 @@ func teeSource(_ args: Arguments, stateDirectory: String) throws -> (any TEEEvid
     guard args["tee"] == nil || !simulated else { fail("give one of --tee and --simulate-tee") }
     guard let kind = TEEKind(rawValue: name) else { fail("--\(simulated ? "simulate-tee" : "tee") takes sev-snp, tdx or azure-snp-vtpm") }
     let azure = kind == .azureSNPVTPM
-    for o in ["ak", "ek", "listen", "advertise"] + (azure && !simulated ? [] : ["tcti", "model-log"]) where args[o] != nil {
-        fail("--\(o) is for TPM hosts: a confidential VM \(azure ? "reports through its vTPM's AK" : "has no TPM") and reports in push mode")
+    for o in ["ak", "ek"] + (azure && !simulated ? [] : ["tcti", "model-log"]) where args[o] != nil {
+        fail("--\(o) is for TPM hosts: a confidential VM \(azure ? "reports through its vTPM's AK" : "has no TPM")")
     }
     if args["vcek"] != nil && (simulated || kind == .tdx) { fail("--vcek goes with --tee sev-snp or azure-snp-vtpm") }
     if args["event-log"] != nil && (simulated || kind == .sevSNP) {
@@ -286,7 +287,7 @@ do {
         // can ask for quotes, whatever it names.
         brokerServer = try HTTPServer(listen: .tls(host: listen.host, port: listen.port, certificatePEM: identity.certificatePEM, keyPEM: identity.keyPEM),
                                       threads: 2, clientTrustPEM: try Files.readString(try args.required("ca")), handler: attester.brokerHandler)
-        Runtime.log("pull mode: serving quotes to \(identity.brokerSpiffeID) at \(config.attesterURL ?? "")")
+        Runtime.log("pull mode: serving \(tee.map { "\($0.kind.rawValue) reports" } ?? "quotes") to \(identity.brokerSpiffeID) at \(config.attesterURL ?? "")")
     } else {
         pusher = PushLoop.start(attester, interval: pushInterval, log: Runtime.log)
         Runtime.log("push mode: reporting to the broker" + (pushInterval.map { " every \(Int($0))s" } ?? " at 80 % of the policy's interval"))

@@ -71,6 +71,19 @@ final class ScriptedSource: EvidenceSource {
             return try tpm.quote(request, at: clock.now(), drifted: false)
         }
     }
+
+    /// A CPU TEE host's answers (`POST /v1/evidence`), scripted per attester URL as functions of
+    /// the request, taken in order; unscripted pulls are refused connections.
+    typealias EvidenceAnswer = @Sendable (QuoteRequest) throws -> AttestationReport
+    private let reports = Mutex<[String: [EvidenceAnswer]]>([:])
+    func scriptEvidence(_ url: String, _ answers: EvidenceAnswer...) { reports.withLock { $0[url, default: []] += answers } }
+
+    func evidence(attesterURL: String, pin: String, request: QuoteRequest) throws -> AttestationReport {
+        state.withLock { $0.asked += 1 }
+        let next = reports.withLock { r in r[attesterURL]?.isEmpty == false ? r[attesterURL]!.removeFirst() : nil }
+        guard let next else { throw VouchError(.attesterUnreachable, "scripted fault") }
+        return try next(request)
+    }
 }
 
 /// A broker in this process: `BrokerService` wired as vouchd wires it (see Sources/vouchd/main.swift),

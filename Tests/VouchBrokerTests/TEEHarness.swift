@@ -154,11 +154,13 @@ struct SoftwareTEEGuest {
 
 extension Broker {
     /// Registers a software TEE guest the way its attester would: a registration challenge for
-    /// the host id it will have, then its report.
+    /// the host id it will have, then its report (with `attesterURL`: in pull mode).
     @discardableResult
-    func register(_ guest: SoftwareTEEGuest) throws -> RegisterHostResponse {
+    func register(_ guest: SoftwareTEEGuest, attesterURL: String? = nil) throws -> RegisterHostResponse {
         let challenge = try service.enrollment.createChallenge(ChallengeRequest(hostId: try guest.hostID, purpose: "registration"))
-        return try service.registration.registerHost(RegisterHostRequest(tee: try guest.registration(nonce: challenge.nonce), hostname: "cvm-1"))
+        var request = RegisterHostRequest(tee: try guest.registration(nonce: challenge.nonce), hostname: "cvm-1")
+        request.attesterURL = attesterURL
+        return try service.registration.registerHost(request)
     }
 
     /// Enrolls an agent on a TEE host: an enrollment challenge, a fresh P-256 key and CSR, evidence

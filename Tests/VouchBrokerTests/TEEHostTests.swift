@@ -193,12 +193,12 @@ final class TEEHostTests: XCTestCase {
         let body = try guest.registration(nonce: once.nonce)
         _ = try b.service.registration.registerHost(RegisterHostRequest(tee: body, hostname: "cvm-1"))
         assertCode(.nonceReused) { _ = try b.service.registration.registerHost(RegisterHostRequest(tee: body, hostname: "cvm-1")) }
-        // Exactly one shape; push mode only; a usable host key.
+        // Exactly one shape; a usable attester URL (pull mode: TEEPullTests); a usable host key.
         var both = RegisterHostRequest(tee: body, hostname: "cvm-1")
         both.ekCertificate = "AA=="
         assertCode(.badRequest) { _ = try b.service.registration.registerHost(both) }
         var pull = RegisterHostRequest(tee: body, hostname: "cvm-1")
-        pull.attesterURL = "https://cvm.test:8444"
+        pull.attesterURL = "https://169.254.169.254/"
         assertCode(.badRequest) { _ = try b.service.registration.registerHost(pull) }
         var rsa = body
         rsa.hostKey = Base64.encode(try PrivateKey.generateRSA(bits: 2048).publicKey.spkiDER)

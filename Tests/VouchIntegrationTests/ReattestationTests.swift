@@ -23,14 +23,10 @@ final class ReattestationTests: XCTestCase {
         return path.path
     }
 
-    func host(_ broker: BrokerHarness, _ id: String) throws -> HostStatus {
-        try broker.admin().call("GET", "/v1/hosts/\(id)", as: HostStatus.self)
-    }
+    func host(_ broker: BrokerHarness, _ id: String) throws -> HostStatus { try broker.hostStatus(id) }
 
     func waitFor(_ what: String, timeout: TimeInterval, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline { if try condition() { return }; usleep(50_000) }
-        throw TestFailure("timed out after \(Int(timeout))s waiting for \(what)")
+        try TestEnv.waitFor(what, timeout: timeout, condition)
     }
 
     func enroll(_ socket: String, _ name: String) throws -> EnrollResponse {

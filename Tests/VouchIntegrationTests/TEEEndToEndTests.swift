@@ -17,19 +17,10 @@ final class TEEEndToEndTests: XCTestCase {
     func testConfidentialVMsEnrollAreRefusedAndRevokedOnDrift() throws {
         let dir = try TestEnv.tempDir("vouch-tee")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let platform = dir.appendingPathComponent("platform").path
-        let made = try TestEnv.run(TestEnv.bin("vouch-attester"), ["simulated-tee-platform", platform])
-        XCTAssertEqual(made.status, 0, made.stderr)
-
         // The policy, for confidential VMs only (no pcrs): the simulated guests' launch measurement
         // is the only one allowed.
+        let (broker, platform) = try BrokerHarness.simulatedTEE(in: dir, interval: "15m")
         let good = Hex.encode(SimulatedTEEOptions.defaultMeasurement)
-        let broker = try BrokerHarness.simulatedTEE(dir: dir, platform: platform, policy: "cvm", pcrs: false, sections: """
-        snp:
-          measurements: [{name: guest-v1, value: "\(good)"}]
-        tdx:
-          mrtd: [{name: td-v1, value: "\(good)"}]
-        """, extraArgs: ["--tdx-collateral", platform + "/tdx-collateral"])
 
         // Three guests on the machine: SEV-SNP (VCEK), TDX, and an SEV-SNP guest under the VLEK
         // (its own host, by its host key) that starts as a debug guest.
@@ -209,53 +200,18 @@ struct TEEGuestProcess {
 }
 
 extension BrokerHarness {
-    /// vouchd for confidential VMs on the simulated machine in `platform`, trusting its roots
-    /// (`--allow-simulated-hosts --simulated-tee-roots`, then `extraArgs`), under one policy
-    /// `policy` v1 — SHA-256 PCR 7 zero (unless `pcrs` is false: a policy for confidential VMs
-    /// only), 15-minute certificates, re-attestation every 15 minutes revoking at the first
-    /// failure — with `sections` (YAML) added, and an EK root no TPM host uses (vouchd needs one).
-    static func simulatedTEE(dir: URL, platform: String, policy name: String, pcrs: Bool = true, sections: String, extraArgs: [String] = []) throws -> BrokerHarness {
-        let policy = dir.appendingPathComponent("\(name).yaml")
-        let pcrSection = !pcrs ? "" : """
-        attestationKey:
-          algorithms: [ecc-p256]
-        pcrs:
-          bank: sha256
-          values:
-            7: ["\(String(repeating: "0", count: 64))"]
-
-        """
-        try Data("""
-        apiVersion: vouch/v1
-        name: \(name)
-        version: 1
-        \(pcrSection)certificate:
-          ttl: 15m
-        reattestation:
-          interval: 15m
-          onFailure: {action: revoke, afterFailures: 1, grace: 0s}
-        \(sections)
-
-        """.utf8).write(to: policy)
-        let ekRoot = dir.appendingPathComponent("ek-root.pem")
-        let ca = try CertificateAuthority.create(commonName: "unused EK root", key: try PrivateKey.generate(), notBefore: Date(),
-                                                 notAfter: Date().addingTimeInterval(3600))
-        try Data(try ca.certificate.pem.utf8).write(to: ekRoot)
-        return try BrokerHarness(ekRootFiles: [ekRoot], policy: policy.path,
-                                 extraArgs: ["--allow-simulated-hosts", "--simulated-tee-roots", platform + "/roots"] + extraArgs)
-    }
-
-    /// Starts `vouch-attester --simulate-tee KIND` in push mode on the simulated machine in
-    /// `platform`, with `options` (read at every report), and waits for its socket.
+    /// Starts `vouch-attester --simulate-tee KIND` in push mode (with `listen` ADDR:PORT, pull
+    /// mode) on the simulated machine in `platform`, with `options` (read at every report), and
+    /// waits for its socket.
     func startTEEAttester(_ kind: String, platform: String, options: String?, hostname: String, pushInterval: String = "1s",
-                          stateDirectory: String? = nil) throws -> TEEGuestProcess {
+                          stateDirectory: String? = nil, listen: String? = nil) throws -> TEEGuestProcess {
         let tag = UUID().uuidString.prefix(4)
         let socket = dir.appendingPathComponent("tee-\(tag).sock").path
         let state = stateDirectory ?? dir.appendingPathComponent("tee-\(tag)-state").path
         let p = try BackgroundProcess(TestEnv.bin("vouch-attester"), [
             "--broker", url, "--ca", brokerCAFile, "--simulate-tee", kind, "--simulate-tee-platform", platform, "--socket", socket,
-            "--hostname", hostname, "--state-dir", state, "--push-interval", pushInterval,
-        ] + (options.map { ["--simulate-tee-options", $0] } ?? []), log: dir.appendingPathComponent("tee-\(tag).log"))
+            "--hostname", hostname, "--state-dir", state,
+        ] + (listen.map { ["--listen", $0] } ?? ["--push-interval", pushInterval]) + (options.map { ["--simulate-tee-options", $0] } ?? []), log: dir.appendingPathComponent("tee-\(tag).log"))
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline && !FileManager.default.fileExists(atPath: socket) {
             guard p.process.isRunning else { break }
