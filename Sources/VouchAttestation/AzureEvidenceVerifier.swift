@@ -43,7 +43,8 @@ struct AuthenticatedAzure: Sendable {
     /// The DER SubjectPublicKeyInfo of the runtime claims' `HCLEkPub`.
     let vtpmEndorsementKey: [UInt8]
     let simulated: Bool
-    /// SHA-256 of the HCL report as sent.
+    /// `VerifiedAzureSNPReport.evidenceDigest`: SHA-256 of the HCL report's signed and bound
+    /// parts (its SEV-SNP report, then its runtime claims).
     let evidenceDigest: [UInt8]
     /// The HCL report, the VCEK that verified it and AMD's CRL when sent, kept as the host's
     /// latest evidence (the vTPM quote's PCRs are kept as a TPM host's are).
@@ -79,11 +80,13 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
     /// 2. `AzureSNPVerifier.authenticate`: the HCL report parses, its SEV-SNP report passes
     ///    `SNPVerifier`'s checks 1–9 with the VCEK (`tee_evidence_malformed`, `snp_*`), was made at
     ///    VMPL 0 (`azure_vmpl_not_zero`), its REPORT_DATA holds the runtime claims' digest
-    ///    (`azure_runtime_claims_mismatch`), and the claims hold an RSA `HCLAkPub`;
+    ///    (`azure_runtime_claims_mismatch`), and the claims hold an acceptable RSA `HCLAkPub`
+    ///    (`azure_runtime_claims_invalid`);
     /// 3. the runtime claims' `user-data` is the hex of
     ///    `EnrollmentBinding.teeReportData(binding: context.binding)` (any case;
     ///    `snp_report_data_mismatch`): the report was made for this request;
-    /// 4. the runtime claims hold an RSA `HCLEkPub`, the vTPM's endorsement key (`tee_evidence_malformed`);
+    /// 4. the runtime claims hold an acceptable RSA `HCLEkPub`, the vTPM's endorsement key
+    ///    (`azure_runtime_claims_invalid`, as for `HCLAkPub`);
     /// 5. the vTPM quote verifies with `HCLAkPub` as an RSASSA SHA-256 key: `QuoteVerifier`'s
     ///    checks 0–8 with qualifying data = `context.binding` (`quote_signature_invalid` for a quote
     ///    another key signed, `quote_*`, `pcr_*` as for a TPM host);
@@ -108,7 +111,9 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
 
     /// Stage 2, refusing at the first step that fails (each reports every violation it finds):
     /// 1. the SEV-SNP report under the policy's `snp:` section, as for an SEV-SNP host
-    ///    (`SNPEvidenceVerifier`'s stage 2: debug, VMPL, TCB, measurement allowlist, …);
+    ///    (`SNPEvidenceVerifier`'s stage 2: debug, VMPL, TCB, …) except that its MEASUREMENT, the
+    ///    paravisor's, is judged by `paravisorMeasurements`, which must not be empty
+    ///    (`snp_measurement_not_allowed`; `allowAnyMeasurement` does not apply);
     /// 2. the vTPM quote's logs and clock as for a TPM host (`TPMEvidenceVerifier.verifyQuoted`:
     ///    event log, model log, TPM clock and firmware).
     /// The appraisal then judges the quote's PCRs and the logs' claims by the policy's `pcrs`,
@@ -119,7 +124,7 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
             return .rejected([Self.wrongKind.violation(device: evidence.device)], nil)
         }
         // 1
-        let (snp, violations, warnings) = SNPEvidenceVerifier.appraise(azure.report.snp, policy: context.policy)
+        let (snp, violations, warnings) = SNPEvidenceVerifier.appraise(azure.report.snp, policy: context.policy, launch: .paravisor)
         let summary = VerifiedTEE(claims: SNPEvidenceVerifier.summary(snp, warnings: warnings, simulated: azure.simulated, kind: .azureSNPVTPM),
                                   evidenceDigest: azure.evidenceDigest, evidence: azure.bytes)
         guard violations.isEmpty else {
@@ -179,11 +184,15 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
                                                  "got": String((report.runtimeClaims.userData ?? "none").prefix(160))]))
         }
         // 4
-        guard let ek = report.runtimeClaims.endorsementKey, let ekKey = try? PublicKey(rsaModulus: ek.modulus, exponent: ek.exponent),
-              let ekSPKI = try? ekKey.canonicalSPKIDER else {
-            return .failure(VouchError(.teeEvidenceMalformed, "the HCL report's runtime claims hold no usable vTPM endorsement key",
-                                       context: ["path": "azure.runtimeClaims.keys", "expected": "an RSA HCLEkPub key",
-                                                 "got": report.runtimeClaims.endorsementKey == nil ? "none" : "an unusable key"]))
+        let ekSPKI: [UInt8]
+        switch AzureSNPVerifier.vTPMKey(report.runtimeClaims.endorsementKey, kid: "HCLEkPub") {
+        case let .refused(v): return .failure(v.stageOneError)
+        case let .accepted(key):
+            guard let spki = try? key.canonicalSPKIDER else {
+                return .failure(PolicyViolation(code: .azureRuntimeClaimsInvalid, path: "azure.runtimeClaims.keys.HCLEkPub", expected: "an RSA key",
+                                                actual: "an unusable key").stageOneError)
+            }
+            ekSPKI = spki
         }
         // 5
         let ak: AttestationKey
@@ -197,7 +206,7 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
         case let .verified(q): quote = q
         }
         return .success(AuthenticatedAzure(report: report, quote: quote, eventLog: evidence.quote.eventLog, modelLog: evidence.quote.modelLog,
-                                           vtpmEndorsementKey: ekSPKI, simulated: simulation, evidenceDigest: Crypto.sha256(evidence.hclReport),
+                                           vtpmEndorsementKey: ekSPKI, simulated: simulation, evidenceDigest: report.evidenceDigest,
                                            bytes: TEEEvidenceBytes(kind: .azureSNPVTPM, report: evidence.hclReport,
                                                                    endorsement: (try? report.snp.endorsement.der) ?? evidence.endorsement, crl: evidence.crl,
                                                                    eventLog: nil, collateral: nil, simulated: simulation)))

@@ -10,6 +10,10 @@ extension ErrorCode {
     public static let azureVMPLNotZero = ErrorCode("azure_vmpl_not_zero", status: 403)
     /// REPORT_DATA does not hold the hash of the HCL report's runtime claims.
     public static let azureRuntimeClaimsMismatch = ErrorCode("azure_runtime_claims_mismatch", status: 403)
+    /// The runtime claims REPORT_DATA binds are not usable: not the JSON of Azure's runtime
+    /// claims, or without an acceptable RSA `HCLAkPub` (or, through the broker, `HCLEkPub`). The
+    /// report is authentic and binds them, so this is a refusal of signed evidence, not a bad request.
+    public static let azureRuntimeClaimsInvalid = ErrorCode("azure_runtime_claims_invalid", status: 403)
 }
 
 /// What an Azure SEV-SNP confidential VM's HCL report establishes: the SNP claims, and the
@@ -38,6 +42,11 @@ public struct VerifiedAzureSNPReport: Sendable {
     public let attestationKey: PublicKey
     let hashType: AzureHCLReport.HashType
     let digest: [UInt8]
+    /// SHA-256 of the SEV-SNP report followed by the runtime claims: the parts of the HCL report
+    /// that its signature and REPORT_DATA cover. The header, the request-data header and the NV
+    /// index's padding after `report_size` are left out, so a host cannot vary the digest of one
+    /// verified report.
+    public let evidenceDigest: [UInt8]
 }
 
 public enum AzureSNPAuthentication: Sendable {
@@ -50,11 +59,13 @@ public enum AzureSNPAuthentication: Sendable {
 /// 1. the HCL report parses (`AzureHCLReport`, `tee_evidence_malformed`);
 /// 2. its SNP report passes `SNPVerifier`'s checks 1–9 (with the VCEK and optional CRL given);
 /// 3. the SNP report was made at VMPL 0 (`azure_vmpl_not_zero`): the paravisor's, not the guest's;
-/// 4. REPORT_DATA begins with the runtime claims' digest in the header's hash (SHA-256: bytes
-///    0–31) (`azure_runtime_claims_mismatch`);
-/// 5. the runtime claims parse and hold an RSA `HCLAkPub` key (`tee_evidence_malformed`);
-/// 6. `SNPPolicy` (`SNPVerifier.appraise`; its `reportData` is normally left unset here: the
-///    verifier's nonce goes into the vTPM quote, which the returned attestation key verifies).
+/// 4. REPORT_DATA is the runtime claims' digest in the header's hash, then zeros to its 64 bytes
+///    (SHA-256: bytes 0–31 the digest, 32–63 zero) (`azure_runtime_claims_mismatch`);
+/// 5. the runtime claims are Azure's JSON and hold an acceptable RSA `HCLAkPub` key (a modulus
+///    of at least 2048 bits, an odd exponent of at least 3) (`azure_runtime_claims_invalid`);
+/// 6. `SNPPolicy` (`SNPVerifier.appraise` with the paravisor's allowlist,
+///    `paravisorMeasurements`; its `reportData` is normally left unset here: the verifier's nonce
+///    goes into the vTPM quote, which the returned attestation key verifies).
 public struct AzureSNPVerifier: Sendable {
     public let snp: SNPVerifier
 
@@ -72,7 +83,7 @@ public struct AzureSNPVerifier: Sendable {
         case let .refused(v):
             return .rejected([v], claims: nil)
         case let .authenticated(verified):
-            var (snpClaims, violations) = SNPVerifier.appraise(verified.snp, policy: policy)
+            var (snpClaims, violations) = SNPVerifier.appraise(verified.snp, policy: policy, launch: .paravisor)
             if let userData, verified.runtimeClaims.userData?.lowercased() != Hex.encode(userData) {
                 violations.append(PolicyViolation(code: .snpReportDataMismatch, path: "azure.runtimeClaims.user-data", expected: Hex.encode(userData),
                                                   actual: verified.runtimeClaims.userData ?? "none"))
@@ -116,12 +127,42 @@ public struct AzureSNPVerifier: Sendable {
         }
         let claims: AzureRuntimeClaims
         do { claims = try AzureRuntimeClaims(json: hcl.runtimeClaims) } catch {
-            return .refused(SNPVerifier.malformed(error, path: "azure"))
+            let e = error as? VouchError
+            return .refused(PolicyViolation(code: .azureRuntimeClaimsInvalid, path: "azure.\(e?.context["field"] ?? "runtimeClaims")",
+                                            expected: "Azure HCL runtime claims", actual: e?.message ?? "not parsed"))
         }
-        guard let ak = claims.attestationKey, let key = try? PublicKey(rsaModulus: ak.modulus, exponent: ak.exponent) else {
-            return .refused(PolicyViolation(code: .teeEvidenceMalformed, path: "azure.runtimeClaims.keys", expected: "an RSA HCLAkPub key",
-                                            actual: claims.attestationKey == nil ? "none" : "an unusable key"))
+        let key: PublicKey
+        switch Self.vTPMKey(claims.attestationKey, kid: "HCLAkPub") {
+        case let .refused(v): return .refused(v)
+        case let .accepted(k): key = k
         }
-        return .authenticated(VerifiedAzureSNPReport(snp: verified, runtimeClaims: claims, attestationKey: key, hashType: hcl.hashType, digest: digest))
+        return .authenticated(VerifiedAzureSNPReport(snp: verified, runtimeClaims: claims, attestationKey: key, hashType: hcl.hashType, digest: digest,
+                                                     evidenceDigest: Crypto.sha256(hcl.hardwareReport + hcl.runtimeClaims)))
+    }
+
+    /// The smallest RSA modulus accepted for a vTPM key, in bits.
+    public static let minimumRSABits = 2048
+
+    /// One of the runtime claims' vTPM keys (`HCLAkPub`, `HCLEkPub`) as an RSA public key: present,
+    /// a modulus of at least `minimumRSABits` bits and an odd public exponent of at least 3
+    /// (`azure_runtime_claims_invalid`): a paravisor's keys are RSA 2048 with exponent 65537.
+    static func vTPMKey(_ jwk: AzureRuntimeClaims.RSAKey?, kid: String) -> VTPMKeyCheck {
+        func invalid(_ actual: String) -> VTPMKeyCheck {
+            .refused(PolicyViolation(code: .azureRuntimeClaimsInvalid, path: "azure.runtimeClaims.keys.\(kid)",
+                                     expected: "an RSA key of at least \(minimumRSABits) bits with an odd exponent >= 3", actual: actual))
+        }
+        guard let jwk else { return invalid("none") }
+        let modulus = jwk.modulus.drop { $0 == 0 }, exponent = jwk.exponent.drop { $0 == 0 }
+        let bits = modulus.first.map { (modulus.count - 1) * 8 + (8 - $0.leadingZeroBitCount) } ?? 0
+        guard bits >= minimumRSABits else { return invalid("a \(bits)-bit modulus") }
+        guard let last = exponent.last, last & 1 == 1, exponent.count > 1 || last >= 3 else { return invalid("exponent \(Hex.encode(Array(exponent)))") }
+        guard let key = try? PublicKey(rsaModulus: jwk.modulus, exponent: jwk.exponent) else { return invalid("an unusable key") }
+        return .accepted(key)
+    }
+
+    /// A vTPM key of the runtime claims, or why it is refused.
+    enum VTPMKeyCheck {
+        case accepted(PublicKey)
+        case refused(PolicyViolation)
     }
 }

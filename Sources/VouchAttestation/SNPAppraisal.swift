@@ -11,8 +11,11 @@ extension SNPVerifier {
     /// product line (`snp_tcb_too_old`), MEASUREMENT (`snp_measurement_not_allowed`), HOST_DATA
     /// (`snp_host_data_mismatch`), ID_KEY_DIGEST (`snp_id_key_not_allowed`), AUTHOR_KEY_DIGEST
     /// (`snp_author_key_not_allowed`), REPORT_DATA (`snp_report_data_mismatch`). A listed
-    /// measurement's name goes into the claims.
-    public static func appraise(_ verified: VerifiedSNPReport, policy: SNPPolicy) -> (claims: SNPClaims, violations: [PolicyViolation])  {
+    /// measurement's name goes into the claims. MEASUREMENT is judged by `launch`'s allowlist
+    /// only: `measurements` for a plain guest, `paravisorMeasurements` for an Azure CVM's
+    /// paravisor.
+    public static func appraise(_ verified: VerifiedSNPReport, policy: SNPPolicy, launch: SNPPolicy.Launch = .guest)
+        -> (claims: SNPClaims, violations: [PolicyViolation]) {
         let r = verified.report
         var claims = SNPClaims(verified)
         var out: [PolicyViolation] = []
@@ -61,11 +64,13 @@ extension SNPVerifier {
                        "none (the policy lists \(policy.minimumTCB.keys.map(\.rawValue).sorted().joined(separator: ", ")))")
             }
         }
-        if !policy.measurements.isEmpty {
-            if let match = policy.measurements.first(where: { $0.value == r.measurement }) {
+        let allowed = policy.allowlist(launch)
+        if !allowed.values.isEmpty {
+            if let match = allowed.values.first(where: { $0.value == r.measurement }) {
                 claims.measurementName = match.name
             } else {
-                refuse(.snpMeasurementNotAllowed, "snp.measurement", "one of \(policy.measurements.map(\.name).joined(separator: ", "))", Hex.encode(r.measurement))
+                refuse(.snpMeasurementNotAllowed, launch == .guest ? "snp.measurement" : "snp.\(allowed.key)",
+                       "one of \(allowed.values.map(\.name).joined(separator: ", "))", Hex.encode(r.measurement))
             }
         }
         if !policy.hostData.isEmpty && !policy.hostData.contains(r.hostData) {

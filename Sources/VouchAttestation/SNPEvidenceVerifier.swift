@@ -169,14 +169,21 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
 
     /// Stage 2's SEV-SNP checks under `policy`'s `snp:` section (`SNPPolicy()` without one):
     /// `SNPVerifier.appraise` with the section's `reportData` not applied (the binding was checked
-    /// in stage 1), then the measurement allowlist requirement; the warning when no CRL was given.
-    static func appraise(_ verified: VerifiedSNPReport, policy: Policy) -> (SNPClaims, [PolicyViolation], [TEEWarning]) {
+    /// in stage 1) and `launch`'s measurement allowlist, then the allowlist requirement — for a
+    /// plain guest `measurements` unless `allowAnyMeasurement`; for an Azure CVM's paravisor
+    /// `paravisorMeasurements` always; the warning when no CRL was given.
+    static func appraise(_ verified: VerifiedSNPReport, policy: Policy, launch: SNPPolicy.Launch = .guest) -> (SNPClaims, [PolicyViolation], [TEEWarning]) {
         var section = policy.snp ?? SNPPolicy()
         section.reportData = nil
-        var (claims, violations) = SNPVerifier.appraise(verified, policy: section)
-        if section.measurements.isEmpty && !section.allowAnyMeasurement {
+        var (claims, violations) = SNPVerifier.appraise(verified, policy: section, launch: launch)
+        switch launch {
+        case .guest where section.measurements.isEmpty && !section.allowAnyMeasurement:
             violations.append(PolicyViolation(code: .snpMeasurementNotAllowed, path: "snp.measurements", expected: "an allowlist in the policy",
                                               actual: claims.measurement))
+        case .paravisor where section.paravisorMeasurements.isEmpty:
+            violations.append(PolicyViolation(code: .snpMeasurementNotAllowed, path: "snp.paravisorMeasurements",
+                                              expected: "an Azure CVM needs the paravisor's launch measurement pinned", actual: claims.measurement))
+        default: break
         }
         let warnings = verified.revocationChecked ? [] :
             [TEEWarning(code: "snp_revocation_not_checked", message: "no CRL was given: the ASK/ASVK's revocation was not checked")]

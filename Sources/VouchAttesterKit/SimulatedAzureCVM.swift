@@ -13,8 +13,8 @@ import VouchTPMWire
 /// state directory (`simulated-vtpm.json`, mode 0600: one vTPM per guest, as on Azure) — quotes
 /// its PCRs. The HCL report's runtime claims name that AK and EK, and carry as user data
 /// `EnrollmentBinding.teeReportData(binding:)`, as the real attester writes it into NV index
-/// 0x01400002. The options file (`SimulatedTEEOptions`) is read at every report: the launch
-/// measurement, debug, and the vTPM's SHA-256 PCR values (`pcrN=HEX`; default zeros). The TPM
+/// 0x01400002. The options file (`SimulatedTEEOptions`) is read at every report: the paravisor's
+/// launch measurement (default `SimulatedTEEOptions.defaultParavisorMeasurement`), debug, and the vTPM's SHA-256 PCR values (`pcrN=HEX`; default zeros). The TPM
 /// clock counts milliseconds since the vTPM was made, so it never goes back across restarts.
 public struct SimulatedAzureCVM: TEEEvidenceSource {
     public var kind: TEEKind { .azureSNPVTPM }
@@ -84,7 +84,7 @@ public struct SimulatedAzureCVM: TEEEvidenceSource {
         let claims = try SoftwareAzureParavisor.runtimeClaims(attestationKey: try ak.key.publicKey, endorsementKey: endorsementKey,
                                                               userData: EnrollmentBinding.teeReportData(binding: binding))
         let report = try paravisor.hclReport(runtimeClaims: claims) { r in
-            r.measurement = options.measurement
+            r.measurement = options.measurement ?? SimulatedTEEOptions.defaultParavisorMeasurement
             r.policy = SNPGuestPolicy.with([SNPGuestPolicy.smtBit] + (options.debug ? [SNPGuestPolicy.debugBit] : []))
         }
         return TEEEvidence(fields: TEEEvidenceFields(report: Base64.encode(report), endorsement: Base64.encode(try paravisor.snp.vcek.der), vtpmQuote: quote),

@@ -9,8 +9,9 @@ import VouchTPMWire
 /// How a simulated guest presents itself, read from a small file at every report so that a test
 /// or a demo can change it while the attester runs (a measurement that drifts, a debug guest).
 /// One `key=value` per line; `#` starts a comment; an absent file means the defaults:
-/// - `measurement=HEX`: the launch measurement (SEV-SNP MEASUREMENT, TDX MRTD), 48 bytes
-///   (default `SimulatedTEEOptions.defaultMeasurement`);
+/// - `measurement=HEX`: the launch measurement (SEV-SNP MEASUREMENT, TDX MRTD; an Azure CVM's is
+///   its paravisor's), 48 bytes (default `SimulatedTEEOptions.defaultMeasurement`, for an Azure
+///   CVM `defaultParavisorMeasurement`);
 /// - `debug=true|false`: a debuggable guest (SEV-SNP POLICY.DEBUG, TDX TDATTRIBUTES.DEBUG;
 ///   default false);
 /// - `signer=vcek|vlek`: SEV-SNP only, which key signs (default vcek: the host is then the
@@ -20,10 +21,14 @@ import VouchTPMWire
 public struct SimulatedTEEOptions: Sendable, Equatable {
     /// SHA-384("vouch simulated guest v1"): the measurement a simulated guest launches with.
     public static let defaultMeasurement = Crypto.digest(.sha384, Array("vouch simulated guest v1".utf8))
+    /// SHA-384("vouch simulated paravisor v1"): the launch measurement of a simulated Azure CVM's
+    /// paravisor, never a plain guest's (a policy admits the two by different allowlists).
+    public static let defaultParavisorMeasurement = Crypto.digest(.sha384, Array("vouch simulated paravisor v1".utf8))
     /// A file larger than this is refused unread.
     public static let maxFileBytes = 4096
 
-    public var measurement = SimulatedTEEOptions.defaultMeasurement
+    /// Nil: the default of the guest's kind.
+    public var measurement: [UInt8]?
     public var debug = false
     public var signer: SNPSigningKey = .vcek
     /// A simulated vTPM's SHA-256 PCR values, by index (absent: zeros).
@@ -100,7 +105,7 @@ public struct SimulatedTEE: TEEEvidenceSource {
         case .sevSNP:
             let snp = platform.snp
             var report = snp.report(signer: options.signer, reportData: reportData)
-            report.measurement = options.measurement
+            report.measurement = options.measurement ?? SimulatedTEEOptions.defaultMeasurement
             report.policy = SNPGuestPolicy.with([SNPGuestPolicy.smtBit] + (options.debug ? [SNPGuestPolicy.debugBit] : []))
             let endorsement = options.signer == .vlek ? snp.vlek : snp.vcek
             // The endorsement, then (for a VCEK) the ASK, then the ARK: the GHCB specification's
@@ -113,7 +118,7 @@ public struct SimulatedTEE: TEEEvidenceSource {
         case .azureSNPVTPM:
             throw VouchError(.unsupported, "a simulated Azure CVM is a SimulatedAzureCVM, with its own vTPM")
         case .tdx:
-            let body = SoftwareTDX.body(tdAttributes: [options.debug ? 1 : 0, 0, 0, 0x10, 0, 0, 0, 0], mrTD: options.measurement, reportData: reportData)
+            let body = SoftwareTDX.body(tdAttributes: [options.debug ? 1 : 0, 0, 0, 0x10, 0, 0, 0, 0], mrTD: options.measurement ?? SimulatedTEEOptions.defaultMeasurement, reportData: reportData)
             return TEEEvidence(fields: TEEEvidenceFields(quote: Base64.encode(try platform.tdx.quote(body))), chipID: nil)
         }
     }

@@ -337,12 +337,13 @@ extension Policy {
     /// pins PCRs (all but `isTEEOnly` ones); a CPU TEE host only under a policy with its kind's
     /// section (`snp:`, `tdx:`): a policy written for TPM hosts says nothing about which guest may
     /// run, so it never admits one. An Azure confidential VM needs both: `pcrs` for its vTPM quote
-    /// and `snp:` for the SEV-SNP report under it.
+    /// and an `snp:` section pinning its paravisor's launch (`snp.paravisorMeasurements`) for the
+    /// SEV-SNP report under it — any other guest at VMPL 0 could write an HCL report of its own.
     public func covers(_ platform: PolicyPlatform) -> Bool {
         switch platform {
         case .tpm: return !isTEEOnly
         case .sevSNP: return snp != nil
-        case .azureSNPVTPM: return snp != nil && !isTEEOnly
+        case .azureSNPVTPM: return snp?.paravisorMeasurements.isEmpty == false && !isTEEOnly
         case .tdx: return tdx != nil
         }
     }

@@ -25,6 +25,8 @@ import VouchTEEWire
 ///   measurements:                # allowed MEASUREMENTs (48-byte hex), each with a name
 ///     - {name: ovmf-2025.02, value: 6a06…}
 ///   allowAnyMeasurement: false   # the broker admits hosts without `measurements` (default false)
+///   paravisorMeasurements:       # Azure CVMs only: the paravisor's launch MEASUREMENTs, each named
+///     - {name: azure-hcl-2025.03, value: 9d2e…}
 ///   hostData: [<32-byte hex>]    # allowed HOST_DATA values
 ///   idKeyDigests: [<48-byte hex>]
 ///   authorKeyDigests: [<48-byte hex>]
@@ -84,14 +86,22 @@ public struct SNPPolicy: Sendable, Equatable {
     public var products: Set<SNPProduct>?
     /// Empty: no TCB minimum. Otherwise a report of a product line without an entry is refused.
     public var minimumTCB: [SNPProduct: MinimumTCB] = [:]
-    /// Empty: any measurement (offline); the broker then refuses every host unless
-    /// `allowAnyMeasurement`.
+    /// A plain SEV-SNP guest's allowed launch measurements (never an Azure CVM's: see
+    /// `paravisorMeasurements`). Empty: any measurement (offline); the broker then refuses every
+    /// host unless `allowAnyMeasurement`.
     public var measurements: [Measurement] = []
-    /// The broker admits hosts under this section without a measurement allowlist
+    /// The broker admits plain SEV-SNP hosts under this section without a measurement allowlist
     /// (`allowAnyMeasurement: true`). Off by default: a section that lists no `measurements` admits
-    /// no host through the broker (`snp_measurement_not_allowed`). The offline verifier
-    /// (`vouch evidence verify`) does not read it.
+    /// no host through the broker (`snp_measurement_not_allowed`). Never for an Azure CVM. The
+    /// offline verifier (`vouch evidence verify`) does not read it.
     public var allowAnyMeasurement = false
+    /// An Azure CVM's allowed launch measurements: its paravisor's (the HCL firmware at VMPL 0),
+    /// used for `azure-snp-vtpm` evidence only, as `measurements` is for plain SEV-SNP guests
+    /// only. The HCL report's REPORT_DATA is only as good as the code that wrote it: any other
+    /// guest at VMPL 0 could write an HCL report of its own, so the broker admits an Azure CVM
+    /// only under a section that pins these (`Policy.covers`), whatever `allowAnyMeasurement` says.
+    /// Empty: any (offline).
+    public var paravisorMeasurements: [Measurement] = []
     /// Empty: any HOST_DATA.
     public var hostData: [[UInt8]] = []
     /// Empty: any ID_KEY_DIGEST.
@@ -102,6 +112,20 @@ public struct SNPPolicy: Sendable, Equatable {
     public var reportData: [UInt8]?
 
     public init() {}
+
+    /// Whose launch a report's MEASUREMENT is: a plain SEV-SNP guest's, or an Azure CVM's
+    /// paravisor's (the SEV-SNP report inside an HCL report).
+    public enum Launch: Sendable {
+        case guest, paravisor
+    }
+
+    /// The allowlist for `launch`'s measurements and its key in the section.
+    public func allowlist(_ launch: Launch) -> (key: String, values: [Measurement]) {
+        switch launch {
+        case .guest: return ("measurements", measurements)
+        case .paravisor: return ("paravisorMeasurements", paravisorMeasurements)
+        }
+    }
 
     /// REPORT_DATA for a nonce shorter than 64 bytes: the nonce, then zeros (how guests put a
     /// verifier's nonce into the report). Nil for a nonce longer than 64 bytes.
@@ -114,7 +138,7 @@ public struct SNPPolicy: Sendable, Equatable {
     public static func decode(_ node: ConfigNode, path: String = "snp") throws -> SNPPolicy {
         let m = try PolicyDecoder.Mapping(node, path: path)
         try m.allowOnly(["allowDebug", "allowMigrationAgent", "allowSMT", "vmpl", "maxVMPL", "signers", "products", "minimumTCB",
-                         "measurements", "allowAnyMeasurement", "hostData", "idKeyDigests", "authorKeyDigests", "reportData"])
+                         "measurements", "allowAnyMeasurement", "paravisorMeasurements", "hostData", "idKeyDigests", "authorKeyDigests", "reportData"])
         var p = SNPPolicy()
         if let n = m.optional("allowDebug") { p.allowDebug = try PolicyDecoder.bool(n, m.child("allowDebug")) }
         if let n = m.optional("allowMigrationAgent") { p.allowMigrationAgent = try PolicyDecoder.bool(n, m.child("allowMigrationAgent")) }
@@ -152,15 +176,14 @@ public struct SNPPolicy: Sendable, Equatable {
                 p.minimumTCB[prod] = minimum
             }
         }
-        if let n = m.optional("measurements") {
-            p.measurements = try PolicyDecoder.sequence(n, path: m.child("measurements")).enumerated().map { i, entry in
-                let e = try PolicyDecoder.Mapping(entry, path: "\(m.child("measurements"))[\(i)]")
-                try e.allowOnly(["name", "value"])
-                let name = try e.requiredString("name").value
-                return Measurement(name: name, value: try Hex.decode(PolicyDecoder.digest(try e.required("value"), e.child("value"), bytes: 48, alg: "MEASUREMENT")))
+        if let n = m.optional("measurements") { p.measurements = try measurementList(n, m.child("measurements")) }
+        if let n = m.optional("allowAnyMeasurement") { p.allowAnyMeasurement = try PolicyDecoder.bool(n, m.child("allowAnyMeasurement")) }
+        if let n = m.optional("paravisorMeasurements") {
+            p.paravisorMeasurements = try measurementList(n, m.child("paravisorMeasurements"))
+            guard !p.paravisorMeasurements.isEmpty else {
+                throw PolicyDecoder.invalid(n, m.child("paravisorMeasurements"), "must list at least one measurement (leave the key out for no Azure CVMs)")
             }
         }
-        if let n = m.optional("allowAnyMeasurement") { p.allowAnyMeasurement = try PolicyDecoder.bool(n, m.child("allowAnyMeasurement")) }
         if let n = m.optional("hostData") { p.hostData = try hexList(n, m.child("hostData"), bytes: 32, what: "HOST_DATA") }
         if let n = m.optional("idKeyDigests") { p.idKeyDigests = try hexList(n, m.child("idKeyDigests"), bytes: 48, what: "SHA-384") }
         if let n = m.optional("authorKeyDigests") { p.authorKeyDigests = try hexList(n, m.child("authorKeyDigests"), bytes: 48, what: "SHA-384") }
@@ -168,6 +191,16 @@ public struct SNPPolicy: Sendable, Equatable {
             p.reportData = try Hex.decode(PolicyDecoder.digest(n, m.child("reportData"), bytes: 64, alg: "REPORT_DATA"))
         }
         return p
+    }
+
+    /// A list of `{name, value}` with 48-byte MEASUREMENTs.
+    private static func measurementList(_ node: ConfigNode, _ path: String) throws -> [Measurement] {
+        try PolicyDecoder.sequence(node, path: path).enumerated().map { i, entry in
+            let e = try PolicyDecoder.Mapping(entry, path: "\(path)[\(i)]")
+            try e.allowOnly(["name", "value"])
+            let name = try e.requiredString("name").value
+            return Measurement(name: name, value: try Hex.decode(PolicyDecoder.digest(try e.required("value"), e.child("value"), bytes: 48, alg: "MEASUREMENT")))
+        }
     }
 
     private static func product(_ node: ConfigNode, _ path: String) throws -> SNPProduct {

@@ -99,13 +99,27 @@ public final class TPMDevice {
         let size = Int(pub!.pointee.nvPublic.dataSize)
         Esys_Free(pub); Esys_Free(name)
         let auth = ownerAuthorized ? ESYS_TR_RH_OWNER : nv
+        return try Self.readInChunks(size: size, chunk: 512) { offset, count in
+            var data: UnsafeMutablePointer<TPM2B_MAX_NV_BUFFER>? = nil
+            try tss(Esys_NV_Read(ctx, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, UInt16(count), UInt16(offset), &data), "Esys_NV_Read")
+            defer { Esys_Free(data) }
+            return withUnsafeBytes(of: data!.pointee.buffer) { Array($0.prefix(Int(data!.pointee.size))) }
+        }
+    }
+
+    /// `size` bytes read `chunk` at a time by `read(offset, count)`. A read that returns nothing,
+    /// or more than was asked for, is refused (`tpm`): a TPM that answered so would otherwise make
+    /// the loop spin forever or overrun the index.
+    static func readInChunks(size: Int, chunk: Int, _ read: (_ offset: Int, _ count: Int) throws -> [UInt8]) throws -> [UInt8] {
         var out: [UInt8] = []
         while out.count < size {
-            let chunk = UInt16(min(512, size - out.count))
-            var data: UnsafeMutablePointer<TPM2B_MAX_NV_BUFFER>? = nil
-            try tss(Esys_NV_Read(ctx, auth, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, chunk, UInt16(out.count), &data), "Esys_NV_Read")
-            out += withUnsafeBytes(of: data!.pointee.buffer) { Array($0.prefix(Int(data!.pointee.size))) }
-            Esys_Free(data)
+            let count = min(chunk, size - out.count)
+            let got = try read(out.count, count)
+            guard !got.isEmpty, got.count <= count else {
+                throw VouchError(.tpm, "TPM2_NV_Read returned \(got.count) bytes for \(count) asked at offset \(out.count)",
+                                 context: ["offset": "\(out.count)", "expected": "1-\(count) bytes", "got": "\(got.count)"])
+            }
+            out += got
         }
         return out
     }

@@ -141,6 +141,7 @@ if CommandLine.arguments.dropFirst().first == "simulated-tee-platform" {
         print("roots           \(platform.rootsDirectory)  (vouchd --allow-simulated-hosts --simulated-tee-roots)")
         print("tdx collateral  \(platform.collateralDirectory)  (vouchd --tdx-collateral)")
         print("measurement     \(Hex.encode(SimulatedTEEOptions.defaultMeasurement))  (a simulated guest's default launch measurement)")
+        print("paravisor       \(Hex.encode(SimulatedTEEOptions.defaultParavisorMeasurement))  (a simulated Azure CVM's: snp.paravisorMeasurements)")
         exit(0)
     } catch {
         fail(error, prefix: "simulated-tee-platform: ")

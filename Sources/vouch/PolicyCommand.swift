@@ -31,7 +31,7 @@ private func policyLint(_ argv: [String]) throws -> Int32 {
         case let .success(p):
             // The effective quote: pinned PCRs, the PCRs event-log rules read, and the model's PCR 23.
             let quoted = p.quoteSelection.banks.map { "\($0.hash.rawValue) \($0.pcrs.map(String.init).joined(separator: ","))" }.joined(separator: "; ")
-            let tee = [p.snp.map { _ in "sev-snp" }, p.tdx.map { _ in "tdx" }].compactMap { $0 }.joined(separator: ", ")
+            let tee = [PolicyPlatform.sevSNP, .azureSNPVTPM, .tdx].filter(p.covers).map(\.rawValue).joined(separator: ", ")
             let covers = p.isTEEOnly ? "confidential VMs only (\(tee))" : "quotes PCRs \(quoted)" + (tee.isEmpty ? "" : "; confidential VMs (\(tee))")
             print("\(file): ok (\(p.label), priority \(p.priority)); \(covers)")
         case let .failure(e):

@@ -233,8 +233,14 @@ private func snpSection(_ c: SNPClaims, name: String, azure: AzureSNPClaims?) ->
           reported: {bootloader: \(t.bootloader), tee: \(t.tee), snp: \(t.snp), microcode: \(t.microcode)\(fmc)}
 
     """)
-    y.named("measurements", "MEASUREMENT: the launch digest of the guest's initial memory (firmware, and kernel, initrd and command line\n"
-            + "  # when measured). Name the image: the name goes into claims and EARs.", name: name, value: c.measurement)
+    if azure != nil {
+        y.named("paravisorMeasurements", "MEASUREMENT: the launch digest of the paravisor (Azure's HCL firmware at VMPL 0), which wrote the HCL\n"
+                + "  # report. Pin only paravisors: any other guest admitted here could write an HCL report of its own. Name the\n"
+                + "  # paravisor release: the name goes into claims and EARs.", name: name, value: c.measurement)
+    } else {
+        y.named("measurements", "MEASUREMENT: the launch digest of the guest's initial memory (firmware, and kernel, initrd and command line\n"
+                + "  # when measured). Name the image: the name goes into claims and EARs.", name: name, value: c.measurement)
+    }
     y.unlessZero("hostData", c.hostData, "HOST_DATA the host supplied at launch.")
     y.unlessZero("idKeyDigests", c.idKeyDigest, "ID_KEY_DIGEST: the key that signed the guest's ID block.")
     y.unlessZero("authorKeyDigests", c.authorKeyDigest, "AUTHOR_KEY_DIGEST: the key that signed the ID key.")

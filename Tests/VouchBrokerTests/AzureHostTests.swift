@@ -46,8 +46,8 @@ final class AzureHostTests: XCTestCase {
         XCTAssertEqual((evidence["pcrDigest"] as? String)?.count, 64)
         let tee = try XCTUnwrap(evidence["tee"] as? [String: Any], "the SEV-SNP claims")
         XCTAssertEqual(tee["kind"] as? String, "azure-snp-vtpm")
-        XCTAssertEqual(tee["measurement"] as? String, Hex.encode(SoftwareTEEs.good))
-        XCTAssertEqual(tee["measurementName"] as? String, "guest-v1")
+        XCTAssertEqual(tee["measurement"] as? String, Hex.encode(SoftwareTEEs.paravisor))
+        XCTAssertEqual(tee["measurementName"] as? String, "paravisor-v1")
         XCTAssertEqual(tee["simulated"] as? Bool, true)
         // The certificate's extension reads back (the EAR reader knows the kind).
         let read = try AttestationExtension(extensionValue: try XCTUnwrap(try Certificate(pem: issued.certificate).extensionValue(oid: AttestationExtension.oid)))
@@ -65,7 +65,10 @@ final class AzureHostTests: XCTestCase {
         try b.register(guest)
         guest.measurement = [UInt8](repeating: 0x11, count: 48)
         assertCode(.snpMeasurementNotAllowed) { _ = try b.enroll(guest, agent: "a") }
+        // A launch the policy admits for plain SEV-SNP guests: such a guest could write its own HCL report.
         guest.measurement = SoftwareTEEs.good
+        assertCode(.snpMeasurementNotAllowed) { _ = try b.enroll(guest, agent: "a") }
+        guest.measurement = SoftwareTEEs.paravisor
         guest.pcrs = [0: [UInt8](repeating: 0x77, count: 32)]
         assertCode(.pcrNotAllowed) { _ = try b.enroll(guest, agent: "a") }
         guest.pcrs = [:]
@@ -79,6 +82,19 @@ final class AzureHostTests: XCTestCase {
         var tpmOnly = Broker.policy()
         tpmOnly.snp = nil
         assertCode(.noPolicy) { _ = try self.broker(policy: tpmOnly).register(try SoftwareTEEGuest(.azure)) }
+        // An snp: section without the paravisor's launch pinned covers no Azure CVM, even with
+        // allowAnyMeasurement or with the paravisor's launch listed for plain guests.
+        var unpinned = SoftwareTEEs.policy()
+        unpinned.snp?.paravisorMeasurements = []
+        unpinned.snp?.measurements = [SNPPolicy.Measurement(name: "not-a-paravisor", value: SoftwareTEEs.paravisor)]
+        unpinned.snp?.allowAnyMeasurement = true
+        assertCode(.noPolicy) { _ = try self.broker(policy: unpinned).register(try SoftwareTEEGuest(.azure)) }
+        // A plain SEV-SNP guest launched as the paravisor is judged by `measurements` only.
+        var plain = try SoftwareTEEGuest(.snpVCEK)
+        plain.measurement = SoftwareTEEs.paravisor
+        let snpBroker = try broker()
+        try snpBroker.register(plain)
+        assertCode(.snpMeasurementNotAllowed) { _ = try snpBroker.enroll(plain, agent: "a") }
         // Re-registration: the same host key with another vTPM is refused.
         let b = try broker()
         var guest = try SoftwareTEEGuest(.azure)

@@ -42,12 +42,16 @@ enum SoftwareTEEs {
 
     /// The measurement the test policy allows (SEV-SNP MEASUREMENT, TDX MRTD).
     static let good = [UInt8](repeating: 0x6a, count: 48)
+    /// The Azure CVMs' paravisor launch the test policy allows.
+    static let paravisor = [UInt8](repeating: 0x9d, count: 48)
 
-    /// `Broker.policy()` with `snp:` and `tdx:` sections allowing `good` only.
+    /// `Broker.policy()` with `snp:` and `tdx:` sections allowing `good` only, and `paravisor`
+    /// for Azure CVMs only.
     static func policy() -> Policy {
         var p = Broker.policy()
         var snp = SNPPolicy()
         snp.measurements = [SNPPolicy.Measurement(name: "guest-v1", value: good)]
+        snp.paravisorMeasurements = [SNPPolicy.Measurement(name: "paravisor-v1", value: paravisor)]
         p.snp = snp
         var tdx = TDXPolicy()
         tdx.mrtd = [TDXPolicy.NamedValue(name: "td-v1", value: good)]
@@ -64,7 +68,8 @@ struct SoftwareTEEGuest {
     enum Kind { case snpVCEK, snpVLEK, tdx, azure }
     let kind: Kind
     var hostKey: PrivateKey
-    var measurement = SoftwareTEEs.good
+    /// The launch measurement (an Azure CVM's: its paravisor's).
+    var measurement: [UInt8]
     var debug = false
     /// SEV-SNP with a VCEK: run on `SoftwareTEEs.otherChip` instead of the platform's chip.
     var onOtherChip = false
@@ -78,6 +83,7 @@ struct SoftwareTEEGuest {
     init(_ kind: Kind) throws {
         self.kind = kind
         hostKey = try PrivateKey.generate(.p256)
+        measurement = kind == .azure ? SoftwareTEEs.paravisor : SoftwareTEEs.good
         if kind == .azure { try replaceVTPM() }
     }
 

@@ -9,8 +9,9 @@ import VouchCrypto
 /// simulated machine's roots, and `vouch-attester --simulate-tee azure-snp-vtpm` (the software
 /// paravisor's HCL reports and its own software vTPM) in push mode. An agent enrolls; its
 /// certificate's EAR names both the SEV-SNP report's claims and the vTPM quote's PCRs; a wrong
-/// measurement (`snp:`) and a PCR the policy does not allow (`pcrs:`) are refused; a PCR that
-/// drifts is refused at the next push and the agent's certificate revoked.
+/// paravisor measurement (`snp.paravisorMeasurements`) — the plain guests' launch in
+/// `snp.measurements` included — and a PCR the policy does not allow (`pcrs:`) are refused; a PCR
+/// that drifts is refused at the next push and the agent's certificate revoked.
 final class AzureEndToEndTests: XCTestCase {
     func testAnAzureCVMEnrollsIsRefusedAndRevokedOnDrift() throws {
         let dir = try TestEnv.tempDir("vouch-azure")
@@ -19,10 +20,11 @@ final class AzureEndToEndTests: XCTestCase {
         let made = try TestEnv.run(TestEnv.bin("vouch-attester"), ["simulated-tee-platform", platform])
         XCTAssertEqual(made.status, 0, made.stderr)
 
-        let good = Hex.encode(SimulatedTEEOptions.defaultMeasurement)
+        let good = Hex.encode(SimulatedTEEOptions.defaultParavisorMeasurement), plainGuest = Hex.encode(SimulatedTEEOptions.defaultMeasurement)
         let broker = try BrokerHarness.simulatedTEE(dir: dir, platform: platform, policy: "azure", sections: """
         snp:
-          measurements: [{name: guest-v1, value: "\(good)"}]
+          paravisorMeasurements: [{name: paravisor-v1, value: "\(good)"}]
+          measurements: [{name: guest-v1, value: "\(plainGuest)"}]
         """)
 
         let options = dir.appendingPathComponent("cvm.options").path
@@ -45,19 +47,21 @@ final class AzureEndToEndTests: XCTestCase {
         let tee = try XCTUnwrap(attestation["tee"] as? [String: Any], "the SEV-SNP report's claims")
         XCTAssertEqual(tee["kind"] as? String, "azure-snp-vtpm")
         XCTAssertEqual(tee["measurement"] as? String, good)
-        XCTAssertEqual(tee["measurementName"] as? String, "guest-v1")
+        XCTAssertEqual(tee["measurementName"] as? String, "paravisor-v1")
         let check = try broker.vouch(["check", "--cert", "\(agents)/payments.pem", "--allow-simulated", "--json"])
         XCTAssertEqual(check.status, 0, check.stdout + check.stderr)
         let facts = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(facts["devices"] as? String, "azure-snp-vtpm")
-        XCTAssertTrue((facts["tee"] as? String)?.hasPrefix("azure-snp-vtpm measurement \(good) (guest-v1)") == true, "\(facts)")
+        XCTAssertTrue((facts["tee"] as? String)?.hasPrefix("azure-snp-vtpm measurement \(good) (paravisor-v1)") == true, "\(facts)")
 
-        // Refusals through the attester's socket: a measurement the snp: section does not list,
-        // then a PCR the pcrs: section does not allow.
-        try Data("measurement=\(String(repeating: "11", count: 48))\n".utf8).write(to: URL(fileURLWithPath: options))
-        let wrong = try broker.vouch(["enroll", "--name", "x", "--out", agents], socket: guest.socket)
-        XCTAssertEqual(wrong.status, 1)
-        XCTAssertEqual(brokerCode(wrong.stderr), "snp_measurement_not_allowed", wrong.stderr)
+        // Refusals through the attester's socket: measurements paravisorMeasurements does not list
+        // (the plain guests' launch too), then a PCR the pcrs: section does not allow.
+        for measurement in [String(repeating: "11", count: 48), plainGuest] {
+            try Data("measurement=\(measurement)\n".utf8).write(to: URL(fileURLWithPath: options))
+            let wrong = try broker.vouch(["enroll", "--name", "x", "--out", agents], socket: guest.socket)
+            XCTAssertEqual(wrong.status, 1)
+            XCTAssertEqual(brokerCode(wrong.stderr), "snp_measurement_not_allowed", wrong.stderr)
+        }
         try Data("pcr7=\(String(repeating: "ab", count: 32))\n".utf8).write(to: URL(fileURLWithPath: options))
         let pcr = try broker.vouch(["enroll", "--name", "x", "--out", agents], socket: guest.socket)
         XCTAssertEqual(pcr.status, 1)

@@ -66,6 +66,8 @@ final class PolicyCaptureTEETests: XCTestCase {
         let measurement = try XCTUnwrap(((try claims("azure-snp-vtpm", at: at, azure))["snp"] as? [String: Any])?["measurement"] as? String)
         let draft = try assertRoundTrip("azure-snp-vtpm", at: at, azure, measurement: measurement, refusedWith: "snp_measurement_not_allowed")
         XCTAssertTrue(draft.contains("vTPM attestation key"), draft)
+        XCTAssertTrue(draft.contains("\n  paravisorMeasurements:\n"), "the paravisor's launch, in its own allowlist: \(draft)")
+        XCTAssertFalse(draft.contains("\n  measurements:"), "never admitted for plain SEV-SNP guests: \(draft)")
     }
 
     func testEveryTDXSampleThatVerifiesRoundTripsAndTheOthersAreRefused() throws {

@@ -40,16 +40,16 @@ final class AzureCVMTests: XCTestCase {
         simulated ? TEETrust().trustingSimulation(snp: try SNPSim.store([SNPSim.milan]), tdxRoots: nil) : TEETrust()
     }
 
-    /// A policy constraining SHA-256 PCR 0 to zeros, with an `snp:` section admitting `measurements`
-    /// (any when nil).
-    func context(_ identity: TEEHostIdentity?, measurements: [[UInt8]]? = nil) -> VerificationContext {
+    /// A policy constraining SHA-256 PCR 0 to zeros, with an `snp:` section admitting the
+    /// paravisor launches `paravisor` (default: the simulated paravisor's) and plain SEV-SNP
+    /// guests `guests` (default: the simulated guest's).
+    func context(_ identity: TEEHostIdentity?, paravisor: [[UInt8]] = [SimulatedTEEOptions.defaultParavisorMeasurement],
+                 guests: [[UInt8]] = [SimulatedTEEOptions.defaultMeasurement], allowAny: Bool = false) -> VerificationContext {
         var policy = Policy(name: "azure", version: 1, pcrBank: .sha256, pcrValues: [0: [[UInt8](repeating: 0, count: 32)]])
         var snp = SNPPolicy()
-        if let measurements {
-            snp.measurements = measurements.enumerated().map { SNPPolicy.Measurement(name: "guest-\($0.offset)", value: $0.element) }
-        } else {
-            snp.allowAnyMeasurement = true
-        }
+        snp.paravisorMeasurements = paravisor.enumerated().map { SNPPolicy.Measurement(name: "paravisor-\($0.offset)", value: $0.element) }
+        snp.measurements = guests.enumerated().map { SNPPolicy.Measurement(name: "guest-\($0.offset)", value: $0.element) }
+        snp.allowAnyMeasurement = allowAny
         policy.snp = snp
         return VerificationContext(hostID: identity?.hostID ?? "", binding: binding, enrolled: EnrolledKeys(tee: identity), policy: policy,
                                    digester: OpenSSLDigester(), platform: .azureSNPVTPM, now: Self.now)
@@ -63,6 +63,11 @@ final class AzureCVMTests: XCTestCase {
         return RawEvidence(device: "azure-snp-vtpm", payload: .azureSNPVTPM(AzureRawEvidence(
             hclReport: try hcl ?? Base64.decode(XCTUnwrap(fields.report), field: "report"), endorsement: try Base64.decode(XCTUnwrap(fields.endorsement), field: "vcek"),
             quote: quote, hostKeySignature: signed ? try hostKey.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256) : nil)))
+    }
+
+    /// The software paravisor's HCL report of `runtimeClaims`, launched as the simulated paravisor.
+    func paravisorReport(_ runtimeClaims: [UInt8]) throws -> [UInt8] {
+        try SoftwareAzureParavisor(snp: SNPSim.milan).hclReport(runtimeClaims: runtimeClaims) { $0.measurement = SimulatedTEEOptions.defaultParavisorMeasurement }
     }
 
     func code(_ v: EvidenceVerification) -> ErrorCode? {
@@ -116,7 +121,8 @@ final class AzureCVMTests: XCTestCase {
         XCTAssertEqual(e.kind, .azureSNPVTPM)
         let claims = e.evidenceClaims
         XCTAssertEqual(claims.tee?.kind, "azure-snp-vtpm")
-        XCTAssertEqual(claims.tee?.measurement, Hex.encode(SimulatedTEEOptions.defaultMeasurement))
+        XCTAssertEqual(claims.tee?.measurement, Hex.encode(SimulatedTEEOptions.defaultParavisorMeasurement))
+        XCTAssertEqual(claims.tee?.measurementName, "paravisor-0", "named from paravisorMeasurements")
         XCTAssertEqual(claims.tee?.warnings, ["snp_revocation_not_checked"])
         XCTAssertEqual(claims.clock?.clock, 60_000, "the vTPM's clock: a minute since it was made")
         XCTAssertEqual(e.record.measurements?["sha256"]?.count, 8, "the vTPM quote's PCRs 0-7")
@@ -139,7 +145,7 @@ final class AzureCVMTests: XCTestCase {
         let paravisor = SoftwareAzureParavisor(snp: SNPSim.milan)
         let claims = try SoftwareAzureParavisor.runtimeClaims(attestationKey: try Self.ak.publicKey, endorsementKey: try Self.ek.publicKey,
                                                               userData: EnrollmentBinding.teeReportData(binding: binding))
-        XCTAssertNotNil(verified(verifier, try raw(good, hcl: try paravisor.hclReport(runtimeClaims: claims))), "the same claims at VMPL 0 pass")
+        XCTAssertNotNil(verified(verifier, try raw(good, hcl: try paravisorReport(claims))), "the same claims at VMPL 0 pass")
         XCTAssertEqual(refused(try raw(good, hcl: try paravisor.hclReport(runtimeClaims: claims) { $0.vmpl = 1 })), .azureVMPLNotZero)
         // The quote signed by another AK than the HCL report names.
         let otherAK = try cvm(ak: Self.otherAK).evidence(binding: binding, pcrSelection: nil).fields
@@ -150,7 +156,7 @@ final class AzureCVMTests: XCTestCase {
         XCTAssertEqual(refused(try raw(good, hcl: changed)), .azureRuntimeClaimsMismatch)
         let (n, e) = try SoftwareAzureParavisor.rsaComponents(Self.ak.publicKey)
         let noEK = Array(#"{"keys":[{"kid":"HCLAkPub","kty":"RSA","n":"\#(JWSSigner.base64URL(n))","e":"\#(JWSSigner.base64URL(e))"}],"user-data":"\#(Hex.encode(EnrollmentBinding.teeReportData(binding: binding)))"}"#.utf8)
-        XCTAssertEqual(refused(try raw(good, hcl: try paravisor.hclReport(runtimeClaims: noEK))), .teeEvidenceMalformed)
+        XCTAssertEqual(refused(try raw(good, hcl: try paravisor.hclReport(runtimeClaims: noEK))), .azureRuntimeClaimsInvalid)
         // The host: another vTPM than registered, no host-key signature, simulated hosts not allowed.
         var otherVTPM = host
         otherVTPM.vtpmEndorsementKey = try Self.otherAK.publicKey.canonicalSPKIDER
@@ -166,7 +172,7 @@ final class AzureCVMTests: XCTestCase {
     func testStageTwoAppliesTheSNPSectionThenTheQuotesLogs() throws {
         let verifier = AzureEvidenceVerifier(trust: try trust())
         let fields = try cvm().evidence(binding: binding, pcrSelection: nil).fields
-        let v = verifier.verify(try raw(fields), accepted: .none, context: context(host, measurements: [[UInt8](repeating: 0x11, count: 48)]))
+        let v = verifier.verify(try raw(fields), accepted: .none, context: context(host, paravisor: [[UInt8](repeating: 0x11, count: 48)]))
         XCTAssertEqual(code(v), .snpMeasurementNotAllowed)
         if case let .rejected(_, record) = v {
             XCTAssertEqual(record?.claims?.tee?.kind, "azure-snp-vtpm", "the refusal is recorded with the SNP summary")
@@ -175,6 +181,126 @@ final class AzureCVMTests: XCTestCase {
         // A vTPM clock behind the last accepted one.
         let behind = AcceptedState(clock: ClockState(resetCount: 0, restartCount: 0, clock: 120_000, safe: true))
         XCTAssertEqual(code(verifier.verify(try raw(fields), accepted: behind, context: context(host))), .clockRegressed)
+    }
+
+    // MARK: the paravisor's launch
+
+    /// An ordinary SEV-SNP guest at VMPL 0 can request reports with any REPORT_DATA, so it can
+    /// write an HCL report of its own (runtime claims naming its own software AK and EK) and quote
+    /// with that AK: only the paravisor's pinned launch measurement tells the two apart. A launch
+    /// admitted for plain SEV-SNP guests (`measurements`) never admits an Azure CVM, nor does
+    /// `allowAnyMeasurement`; a paravisor's launch (`paravisorMeasurements`) never admits a plain
+    /// SEV-SNP guest.
+    func testOnlyAPinnedParavisorLaunchAdmitsAnAzureCVM() throws {
+        let verifier = AzureEvidenceVerifier(trust: try trust())
+        var asGuest = SimulatedTEEOptions()
+        asGuest.measurement = SimulatedTEEOptions.defaultMeasurement
+        let forged = try cvm().evidence(binding: binding, pcrSelection: nil, options: asGuest).fields
+        func violation(_ fields: TEEEvidenceFields, _ c: VerificationContext) throws -> PolicyViolation? {
+            if case let .rejected(v, _) = verifier.verify(try raw(fields), accepted: .none, context: c) { return v.first }
+            return nil
+        }
+        let listedForGuests = try violation(forged, context(host))
+        XCTAssertEqual(listedForGuests?.code, .snpMeasurementNotAllowed, "the plain guests' launch")
+        XCTAssertEqual(listedForGuests?.path, "snp.paravisorMeasurements")
+        let anyMeasurement = try violation(forged, context(host, paravisor: [], guests: [], allowAny: true))
+        XCTAssertEqual(anyMeasurement?.code, .snpMeasurementNotAllowed)
+        XCTAssertEqual(anyMeasurement?.path, "snp.paravisorMeasurements")
+        XCTAssertEqual(anyMeasurement?.expected, "an Azure CVM needs the paravisor's launch measurement pinned")
+        let real = try cvm().evidence(binding: binding, pcrSelection: nil).fields
+        XCTAssertEqual(try violation(real, context(host, paravisor: [], allowAny: true))?.code, .snpMeasurementNotAllowed,
+                       "allowAnyMeasurement never stands in for the paravisor's pin")
+        XCTAssertNil(try violation(real, context(host)))
+
+        // Which policies cover which hosts: an Azure CVM needs `paravisorMeasurements` (and `pcrs`).
+        var policy = context(host, paravisor: [], guests: [], allowAny: true).policy
+        XCTAssertTrue(policy.covers(.sevSNP))
+        XCTAssertFalse(policy.covers(.azureSNPVTPM))
+        policy.snp?.paravisorMeasurements = [SNPPolicy.Measurement(name: "hcl", value: SimulatedTEEOptions.defaultParavisorMeasurement)]
+        XCTAssertTrue(policy.covers(.azureSNPVTPM))
+        policy.pcrValues = [:]
+        XCTAssertFalse(policy.covers(.azureSNPVTPM), "no pcrs: confidential VMs only, no vTPM quote judged")
+
+        // A plain SEV-SNP report with the paravisor's launch: judged by `measurements` alone.
+        var report = SNPSim.milan.report(reportData: [UInt8](repeating: 0, count: 64))
+        report.measurement = SimulatedTEEOptions.defaultParavisorMeasurement
+        guard case let .authenticated(plain) = try SNPSim.verifier([SNPSim.milan]).authenticate(
+            SNPEvidence(report: try SNPSim.milan.sign(report), endorsementKey: try SNPSim.milan.vcek.der, crl: nil), at: Self.now) else {
+            return XCTFail("the plain report does not authenticate")
+        }
+        let section = try XCTUnwrap(context(host).policy.snp)
+        XCTAssertEqual(SNPVerifier.appraise(plain, policy: section).violations.map(\.code), [.snpMeasurementNotAllowed])
+        XCTAssertEqual(SNPVerifier.appraise(plain, policy: section, launch: .paravisor).violations.map(\.code), [])
+    }
+
+    // MARK: the runtime claims
+
+    /// Runtime claims that REPORT_DATA binds but that are unusable — not JSON, vTPM keys under
+    /// 2048 bits, an even exponent or exponent 1 — are refused as signed evidence (403), at A2
+    /// (`HCLAkPub`) and A4 (`HCLEkPub`); never a bad request.
+    func testUnusableRuntimeClaimsAreRefusedAsSignedEvidence() throws {
+        let verifier = AzureEvidenceVerifier(trust: try trust())
+        let good = try cvm().evidence(binding: binding, pcrSelection: nil).fields
+        let userData = Hex.encode(EnrollmentBinding.teeReportData(binding: binding))
+        let ak = try SoftwareAzureParavisor.rsaComponents(Self.ak.publicKey), ek = try SoftwareAzureParavisor.rsaComponents(Self.ek.publicKey)
+        let short = try SoftwareAzureParavisor.rsaComponents(PrivateKey.generateRSA(bits: 1024).publicKey)
+        typealias Key = (modulus: [UInt8], exponent: [UInt8])
+        func claims(ak: Key, ek: Key) -> [UInt8] {
+            func jwk(_ kid: String, _ k: Key) -> String {
+                #"{"kid":"\#(kid)","kty":"RSA","n":"\#(JWSSigner.base64URL(k.modulus))","e":"\#(JWSSigner.base64URL(k.exponent))"}"#
+            }
+            return Array(#"{"keys":[\#(jwk("HCLAkPub", ak)),\#(jwk("HCLEkPub", ek))],"user-data":"\#(userData)"}"#.utf8)
+        }
+        func refusal(_ runtimeClaims: [UInt8]) throws -> PolicyViolation? {
+            let evidence = try raw(good, hcl: try paravisorReport(runtimeClaims))
+            if case let .rejected(v, _) = verifier.verify(evidence, accepted: .none, context: context(host)) { return v.first }
+            return nil
+        }
+        XCTAssertNil(try refusal(claims(ak: ak, ek: ek)), "the guest's own keys, written by hand")
+        XCTAssertNil(try refusal(claims(ak: ([0, 0] + ak.modulus, [0] + ak.exponent), ek: ek)), "leading zero bytes count for nothing")
+        let cases: [(String, [UInt8])] = [
+            ("not JSON", Array("HCLAkPub".utf8)),
+            ("a 1024-bit AK", claims(ak: short, ek: ek)),
+            ("AK exponent 1", claims(ak: (ak.modulus, [1]), ek: ek)),
+            ("an even AK exponent", claims(ak: (ak.modulus, [1, 0, 0]), ek: ek)),
+            ("a 1024-bit EK", claims(ak: ak, ek: short)),
+            ("EK exponent 1", claims(ak: ak, ek: (ek.modulus, [0, 1]))),
+        ]
+        for (what, runtimeClaims) in cases {
+            let v = try refusal(runtimeClaims)
+            XCTAssertEqual(v?.code, .azureRuntimeClaimsInvalid, what)
+            XCTAssertEqual(v?.code.status, 403, what)
+        }
+        // Bytes that do not parse as an HCL report, before any signature check, stay a bad request.
+        XCTAssertEqual(code(verifier.verify(try raw(good, hcl: Array("HCLA".utf8)), accepted: .none, context: context(host))), .teeEvidenceMalformed)
+    }
+
+    // MARK: the evidence digest
+
+    /// The EAR's evidence digest covers what the HCL report's signature and REPORT_DATA cover (its
+    /// SEV-SNP report, then its runtime claims): a host that changes the unsigned header or the
+    /// NV index's padding after report_size gets the same digest. The stored bytes stay as sent.
+    func testTheEvidenceDigestCoversOnlyTheSignedAndBoundParts() throws {
+        let verifier = AzureEvidenceVerifier(trust: try trust())
+        let fields = try cvm().evidence(binding: binding, pcrSelection: nil).fields
+        let hcl = try Base64.decode(XCTUnwrap(fields.report), field: "report")
+        let parsed = try AzureHCLReport(bytes: hcl)
+        var varied = hcl
+        varied[0x10] ^= 0xff
+        varied[varied.count - 1] ^= 0xff
+        func summary(_ bytes: [UInt8]) throws -> VerifiedTEE {
+            try verifier.identify(try raw(fields, hcl: bytes), binding: binding, hostKey: spki, at: Self.now).get().summary
+        }
+        let expected = Crypto.sha256(parsed.hardwareReport + parsed.runtimeClaims)
+        XCTAssertEqual(try summary(hcl).evidenceDigest, expected)
+        XCTAssertEqual(try summary(varied).evidenceDigest, expected, "the status field and the padding are signed by nothing")
+        XCTAssertNotEqual(Crypto.sha256(varied), expected)
+        XCTAssertEqual(try summary(varied).evidence.report, varied)
+        guard case let .verified(e) = verifier.verify(try raw(fields, hcl: varied), accepted: .none, context: context(host)),
+              case let .azureSNPVTPM(_, _, _, _, verifiedSummary) = e.claims else {
+            return XCTFail("the varied report does not verify")
+        }
+        XCTAssertEqual(verifiedSummary.evidenceDigest, expected)
     }
 
     func verified(_ verifier: AzureEvidenceVerifier, _ evidence: RawEvidence) -> VerifiedEvidence? {

@@ -114,9 +114,11 @@ final class AzureSNPTests: XCTestCase {
         }
         XCTAssertEqual(verifier.verify(hclReport: try hclReport(vmpl: 1), endorsementKey: vcek, at: SNPFixtures.now).codes, ["azure_vmpl_not_zero"])
         let noAK = Array(#"{"keys":[{"kid":"HCLEkPub","kty":"RSA","e":"AQAB","n":"AQAB"}]}"#.utf8)
-        XCTAssertEqual(verifier.verify(hclReport: try hclReport(claims: noAK), endorsementKey: vcek, at: SNPFixtures.now).codes, ["tee_evidence_malformed"])
+        // Claims REPORT_DATA binds but that are unusable: signed evidence refused (403), not a bad request.
+        XCTAssertEqual(verifier.verify(hclReport: try hclReport(claims: noAK), endorsementKey: vcek, at: SNPFixtures.now).codes, ["azure_runtime_claims_invalid"])
         let notJSON = Array("keys".utf8)
-        XCTAssertEqual(verifier.verify(hclReport: try hclReport(claims: notJSON), endorsementKey: vcek, at: SNPFixtures.now).codes, ["tee_evidence_malformed"])
+        XCTAssertEqual(verifier.verify(hclReport: try hclReport(claims: notJSON), endorsementKey: vcek, at: SNPFixtures.now).codes, ["azure_runtime_claims_invalid"])
+        XCTAssertEqual(ErrorCode.azureRuntimeClaimsInvalid.status, 403)
         // Policy still applies, with the claims.
         var policy = SNPPolicy()
         policy.products = [.milan]

@@ -47,6 +47,8 @@ final class SNPPolicyTests: XCTestCase {
               launch: {fmc: 1, microcode: 9}
           measurements:
             - {name: ovmf, value: \(m)}
+          paravisorMeasurements:
+            - {name: hcl, value: \(k)}
           hostData: [\(h)]
           idKeyDigests: [\(k)]
           authorKeyDigests: [\(k)]
@@ -62,6 +64,9 @@ final class SNPPolicyTests: XCTestCase {
         XCTAssertEqual(p.minimumTCB[.milan]?.committed, .init(snp: 8))
         XCTAssertEqual(p.minimumTCB[.turin]?.launch, .init(microcode: 9, fmc: 1))
         XCTAssertEqual(p.measurements, [.init(name: "ovmf", value: [UInt8](repeating: 0xab, count: 48))])
+        XCTAssertEqual(p.paravisorMeasurements, [.init(name: "hcl", value: [UInt8](repeating: 0x01, count: 48))])
+        XCTAssertEqual(p.allowlist(.guest).values, p.measurements, "each launch its own list")
+        XCTAssertEqual(p.allowlist(.paravisor).values, p.paravisorMeasurements)
         XCTAssertEqual(p.hostData, [[UInt8](repeating: 0xcd, count: 32)])
         XCTAssertEqual(p.idKeyDigests.count, 1)
         XCTAssertEqual(p.reportData, [UInt8](repeating: 0, count: 64))
@@ -81,6 +86,9 @@ final class SNPPolicyTests: XCTestCase {
             ("snp: {measurements: [{name: a, value: abcd}]}", "snp.measurements[0].value"),
             ("snp: {measurements: [{value: \(String(repeating: "ab", count: 48))}]}", "snp.measurements[0].name"),
             ("snp: {hostData: [\(String(repeating: "AB", count: 32))]}", "snp.hostData"),
+            ("snp: {paravisorMeasurements: []}", "snp.paravisorMeasurements"),
+            ("snp: {paravisorMeasurements: [{name: a, value: abcd}]}", "snp.paravisorMeasurements[0].value"),
+            ("snp: {paravisorMeasurements: [{name: a, value: \(String(repeating: "ab", count: 48)), extra: 1}]}", "snp.paravisorMeasurements[0].extra"),
             ("snp: {reportData: 00}", "snp.reportData"),
         ]
         for (yaml, path) in cases {
