@@ -8,6 +8,11 @@ extension ErrorCode {
     /// cloud providers only) or hides its chip (MASK_CHIP_ID), or AMD's KDS gave none (not
     /// reachable, refused, over the broker's fetch rate, nothing cached).
     public static let snpVCEKUnavailable = ErrorCode("snp_vcek_unavailable", status: 403)
+    /// The broker fetches AMD's endorsements and had no current CRL for the evidence's product
+    /// line and signer (AMD's KDS not reachable or refusing, nothing cached is current): the
+    /// ASK's/ASVK's revocation cannot be checked, and a broker that fetches never passes evidence
+    /// unchecked.
+    public static let snpCRLUnavailable = ErrorCode("snp_crl_unavailable", status: 403)
 }
 
 /// What the broker asks an `SNPEndorsementSource` for when a report comes without its VCEK: the
@@ -45,13 +50,16 @@ public struct SNPVCEKRequest: Sendable, Hashable {
 }
 
 /// Where the broker gets AMD's endorsements that evidence did not bring: a VCEK for a report sent
-/// without one, and the product line's CRL when none was sent. What a source returns is
-/// unverified: `SNPVerifier` checks the VCEK's chain, hwID and TCB, and the CRL's signature and
-/// window. `AMDKDSFetcher` (VouchCollateral) fetches from AMD's Key Distribution Service.
+/// without one, and the product line's CRL. What a source returns is unverified: `SNPVerifier`
+/// checks the VCEK's chain, hwID and TCB, and the CRL's signature and window.
+/// `AMDKDSFetcher` (VouchCollateral) fetches from AMD's Key Distribution Service. A broker with a
+/// source requires its CRL of every report verified under AMD's roots (`snp_crl_unavailable`).
 public protocol SNPEndorsementSource: Sendable {
     /// The VCEK (DER) for `request` at `now` (the broker's clock), or nil when none is to be had.
     func vcek(_ request: SNPVCEKRequest, at now: Date) -> [UInt8]?
-    /// AMD's CRL for `product` (DER) that is current at `now`, or nil (revocation is then not
-    /// checked, as for evidence without a CRL).
-    func crl(product: SNPProduct, at now: Date) -> [UInt8]?
+    /// AMD's CRL (DER) for `product` and the key kind that signed the report — for `.vcek` the
+    /// ARK's list of revoked ASKs, for `.vlek` its list of revoked ASVKs (AMD publishes them
+    /// apart; both are the ARK's, and nothing in them tells one from the other) — current at
+    /// `now`, or nil when none is to be had.
+    func crl(product: SNPProduct, signer: SNPSigningKey, at now: Date) -> [UInt8]?
 }

@@ -51,11 +51,17 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     ///    no source, a VLEK-signed or chip-masked report, nothing got);
     /// 2. an endorsement issued under the software TEE's roots (its issuer names the simulation's
     ///    organisation) is refused unless the broker allows simulated hosts (`tee_simulation_refused`);
-    ///    it is then verified under those roots only, and anything else under AMD's — with the
-    ///    product line's CRL from the `SNPEndorsementSource` when the evidence sent none;
+    ///    it is then verified under those roots only (with the CRL it sent, if any), and anything
+    ///    else under AMD's — where the broker has an `SNPEndorsementSource`, with the source's
+    ///    current CRL for the product line and key kind the endorsement's issuer names (the ASK
+    ///    list for a VCEK, the ASVK list for a VLEK) in place of any the evidence sent;
     /// 3. `SNPVerifier.authenticate`: checks 1–9 (report parse and signature algorithm, the
     ///    VCEK/VLEK chain to the pinned ARK, validity, CRL, product line, CHIP_ID, TCB, signature;
     ///    `tee_evidence_malformed`, `snp_*`);
+    /// 3a. where the broker fetches (AMD's roots only): `checkFetchedCRL` — the source's CRL for
+    ///    the verified chain's product line and key kind was there (else `snp_crl_unavailable`:
+    ///    never passed unchecked); a VLEK-signed report sent no CRL, and one a VCEK-signed report
+    ///    sent passes step 5 as well (`snp_crl_invalid`, `snp_certificate_revoked`);
     /// 4. REPORT_DATA is exactly `EnrollmentBinding.teeReportData(binding: context.binding)`
     ///    (`snp_report_data_mismatch`);
     /// 5. the host is the registered one (`tee_host_mismatch`, `TEEHostIdentity.check`):
@@ -87,7 +93,8 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
     /// checked in stage 1 against the request's binding, so a `reportData` in the section is not
     /// applied. A section without a measurement allowlist (`measurements`) refuses the report
     /// (`snp_measurement_not_allowed`, expected "an allowlist in the policy") unless it says
-    /// `allowAnyMeasurement: true`. Without a CRL the result carries `snp_revocation_not_checked`.
+    /// `allowAnyMeasurement: true`. Without a CRL (the broker fetches none and the evidence sent
+    /// none; or the software TEE's evidence sent none) the result carries `snp_revocation_not_checked`.
     public func verify(_ evidence: AuthenticatedEvidence, accepted: AcceptedState, context: VerificationContext) -> EvidenceVerification {
         guard case let .sevSNP(snp) = evidence.payload else {
             return .rejected([Self.wrongKind.violation(device: evidence.device)], nil)
@@ -97,7 +104,7 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         return .verified(VerifiedEvidence(device: evidence.device, claims: .sevSNP(claims, warnings: warnings, summary: snp.summary(claims, warnings: warnings))))
     }
 
-    /// Registration: stage 1's checks 1–4, then the identity: the host key its REPORT_DATA binds,
+    /// Registration: stage 1's checks 1–4 (with 3a), then the identity: the host key its REPORT_DATA binds,
     /// and for a VCEK-signed report the chip (CHIP_ID) as an extra pin.
     public func identify(_ raw: RawEvidence, binding: [UInt8], hostKey: [UInt8], at now: Date) -> Result<TEEIdentification, VouchError> {
         authenticated(raw, binding: binding, at: now).map { snp in
@@ -109,7 +116,7 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         }
     }
 
-    /// Stage 1's checks 1–4.
+    /// Stage 1's checks 1–4 (with 3a).
     func authenticated(_ raw: RawEvidence, binding: [UInt8], at now: Date) -> Result<AuthenticatedSNP, VouchError> {
         guard case let .sevSNP(evidence) = raw.payload else { return .failure(Self.wrongKind) }
         // 1
@@ -145,16 +152,21 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         case let .failure(e): return .failure(e)
         case let .success(chosen): (verifier, simulation) = chosen
         }
-        let cert = try? SNPVerifier.certificate(endorsement)
-        var crl = evidence.crl
-        if crl == nil, !simulation, let endorsements, let issuer = cert?.issuer, let product = Self.product(issuer: issuer) {
-            crl = endorsements.crl(product: product, at: now)
-        }
+        // The broker's own CRL, when it fetches (never for the software TEE's evidence), for the
+        // list the endorsement's issuer names.
+        let fetching = !simulation && endorsements != nil
+        let list = fetching ? (try? SNPVerifier.certificate(endorsement)).flatMap { Self.intermediate(issuer: $0.issuer) } : nil
+        let fetched = list.flatMap { endorsements?.crl(product: $0.0, signer: $0.1, at: now) }
         // 3
         let verified: VerifiedSNPReport
-        switch verifier.authenticate(SNPEvidence(report: evidence.report, endorsementKey: endorsement, crl: crl), at: now) {
+        switch verifier.authenticate(SNPEvidence(report: evidence.report, endorsementKey: endorsement, crl: fetched ?? evidence.crl), at: now) {
         case let .refused(v): return .failure(v.stageOneError)
         case let .authenticated(v): verified = v
+        }
+        // 3a (a list for another product line or key kind than the verified chain's is none)
+        if fetching, let e = Self.checkFetchedCRL(list.map { $0 == (verified.product, verified.signer) } == true ? fetched : nil, sent: evidence.crl,
+                                                 signer: verified.signer, endorsement: endorsement, verifier: verifier, at: now) {
+            return .failure(e)
         }
         // 4
         let expected = EnrollmentBinding.teeReportData(binding: binding)
@@ -211,10 +223,35 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         return .success(der)
     }
 
-    /// The product line an ASK or ASVK subject names (the issuer of a VCEK or VLEK).
-    static func product(issuer: String) -> SNPProduct? {
+    /// The product line and key kind an ASK (`SEV-<Product>`: VCEKs) or ASVK
+    /// (`SEV-VLEK-<Product>`: VLEKs) subject names (the issuer of a VCEK or VLEK).
+    static func intermediate(issuer: String) -> (SNPProduct, SNPSigningKey)? {
         guard let cn = SNPTrustStore.commonName(issuer) else { return nil }
-        return SNPProduct.allCases.first { cn == "SEV-\($0.rawValue)" || cn == "SEV-VLEK-\($0.rawValue)" }
+        for product in SNPProduct.allCases {
+            if cn == "SEV-\(product.rawValue)" { return (product, .vcek) }
+            if cn == "SEV-VLEK-\(product.rawValue)" { return (product, .vlek) }
+        }
+        return nil
+    }
+
+    /// Check 3a, for a broker that fetches: its CRL (`fetched`, already checked in check 3) must
+    /// be there (`snp_crl_unavailable`); a CRL the evidence sent is then checked as well — either
+    /// listing the ASK refuses (`snp_certificate_revoked`), so an old list from before a
+    /// revocation cannot stand in for the broker's — except with a VLEK-signed report, which may
+    /// send none (`snp_crl_invalid`): the ASVK list and the ASK list are both the ARK's and
+    /// nothing in a CRL tells them apart, so a sent one cannot be shown to be the right list.
+    static func checkFetchedCRL(_ fetched: [UInt8]?, sent: [UInt8]?, signer: SNPSigningKey, endorsement: [UInt8], verifier: SNPVerifier,
+                                at now: Date) -> VouchError? {
+        if signer == .vlek, sent != nil {
+            return VouchError(.snpCRLInvalid, "a VLEK-signed report came with a CRL, which cannot be told to be AMD's ASVK list; this broker fetches that list itself",
+                              context: ["path": "snp.crl", "expected": "no CRL with a VLEK-signed report", "got": "a CRL"])
+        }
+        guard fetched != nil else {
+            return VouchError(.snpCRLUnavailable, "this broker fetches AMD's CRLs and has no current one for the report's product line (AMD's KDS not reachable or refusing)",
+                              context: ["path": "snp.crl", "expected": "a current CRL of the \(signer == .vlek ? "ASVK" : "ASK") list", "got": "none"])
+        }
+        if let sent, case let .refused(v) = verifier.authenticateEndorsement(endorsement, signer: signer, crl: sent, at: now) { return v.stageOneError }
+        return nil
     }
 
     /// The summary the attestation trail and the EAR carry.

@@ -81,10 +81,13 @@ public struct TDXCollateralSet: TDXCollateralSource {
 /// Collateral read from a directory an operator (or a fetcher) fills, one entry per FMSPC
 /// (lowercase hex, 12 digits): `<fmspc>.json`, dcap-qvl's `QuoteCollateralV3` JSON
 /// (`TDXCollateral(dcapQVLJSON:)`), or a directory `<fmspc>/` (or a symbolic link to one, as
-/// `IntelPCSFetcher` keeps them) holding the files a PCS client saves (`TDXCollateral.pcsFiles`;
+/// `IntelPCSFetcher` keeps them) holding the files a PCS client saves (`pcsFiles(names:ca:read:)`:
 /// with both `pck_crl_platform.der` and `pck_crl_processor.der` there, the one of the CA that
-/// issued the quote's PCK certificate). Read-only: nothing here writes or fetches. A file is
-/// re-read when its size or modification time changes; parsed collateral is kept in memory otherwise.
+/// issued the quote's PCK certificate). A link is followed once per read, and every file is read
+/// from the directory it named then: a fetcher swapping in a new generation meanwhile is not
+/// seen until the next read, never half. Read-only: nothing here writes or fetches. A file is
+/// re-read when its size or modification time changes (or the link names another directory);
+/// parsed collateral is kept in memory otherwise.
 public final class TDXCollateralDirectory: TDXCollateralSource {
     public let directory: URL
     private struct Entry { let stamp: [String]; let collateral: TDXCollateral }
@@ -101,29 +104,49 @@ public final class TDXCollateralDirectory: TDXCollateralSource {
     private func load(fmspc: [UInt8], ca: TDXPCKCA?) throws -> TDXCollateral? {
         guard fmspc.count == 6 else { return nil }
         let name = Hex.encode(fmspc)
-        let fm = FileManager.default
         let file = directory.appendingPathComponent(name + ".json")
-        let folder = directory.appendingPathComponent(name, isDirectory: true)
-        var isDirectory: ObjCBool = false
-        if fm.fileExists(atPath: file.path) {
+        if FileManager.default.fileExists(atPath: file.path) {
             return try cached(name, stamp: [Self.stamp(file)]) {
                 try TDXCollateral(dcapQVLJSON: try Self.read(file, limit: TDXCollateral.maxDocumentBytes))
             }
         }
-        guard fm.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else { return nil }
-        let names = ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? []).sorted()
-        // The other CA's CRL is hidden when this CA's is there (pcsFiles takes the platform's first).
-        var hidden: String?
-        if let ca, names.contains("pck_crl_\(ca.rawValue).der"), let other = TDXPCKCA.allCases.first(where: { $0 != ca }) {
-            hidden = "pck_crl_\(other.rawValue).der"
+        guard let folder = Self.resolved(directory.appendingPathComponent(name, isDirectory: true)) else { return nil }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted()
+        let stamp = [folder.path] + names.map { Self.stamp(folder.appendingPathComponent($0)) }
+        return try cached("\(name)/\(ca?.rawValue ?? "")", stamp: stamp) {
+            try Self.pcsFiles(names: Set(names), ca: ca) { try Self.read(folder.appendingPathComponent($0), limit: TDXCollateral.maxFieldBytes) }
         }
-        let stamp = [hidden ?? ""] + names.map { Self.stamp(folder.appendingPathComponent($0)) }
-        return try cached(name, stamp: stamp) {
-            try TDXCollateral.pcsFiles { file in
-                let url = folder.appendingPathComponent(file)
-                guard file != hidden, fm.fileExists(atPath: url.path) else { return nil }
-                return try Self.read(url, limit: TDXCollateral.maxFieldBytes)
+    }
+
+    /// The directory `folder` is, or names when it is a symbolic link (read once: a relative
+    /// target is taken in `folder`'s parent); nil when that is not a directory.
+    public static func resolved(_ folder: URL) -> URL? {
+        var target = folder
+        if let destination = try? FileManager.default.destinationOfSymbolicLink(atPath: folder.path) {
+            target = destination.hasPrefix("/") ? URL(fileURLWithPath: destination, isDirectory: true)
+                : folder.deletingLastPathComponent().appendingPathComponent(destination, isDirectory: true)
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory), isDirectory.boolValue else { return nil }
+        return target
+    }
+
+    /// PCS files (`names`: those there; `read` gives one's bytes) as the collateral for a PCK
+    /// certificate issued by `ca` (`TDXCollateral.pcsFiles`). With `ca`'s PCK CRL there, the other
+    /// CA's is hidden; without it (or with no `ca`), the first there of the platform CA's and the
+    /// processor CA's is taken. The PCK CRL's issuer chain is `pck_crl_issuer_chain_<ca>.pem` of the
+    /// CA whose CRL is taken when there (a fetcher keeps one per CA), else `pck_crl_issuer_chain.pem`.
+    public static func pcsFiles(names: Set<String>, ca: TDXPCKCA?, read: (String) throws -> [UInt8]?) throws -> TDXCollateral {
+        func crl(_ ca: TDXPCKCA) -> String { "pck_crl_\(ca.rawValue).der" }
+        let taken = ca.flatMap { names.contains(crl($0)) ? $0 : nil } ?? TDXPCKCA.allCases.first { names.contains(crl($0)) }
+        let hidden = Set(TDXPCKCA.allCases.filter { $0 != taken }.map(crl))
+        return try TDXCollateral.pcsFiles { file in
+            var file = file
+            if file == "pck_crl_issuer_chain.pem", let taken, names.contains("pck_crl_issuer_chain_\(taken.rawValue).pem") {
+                file = "pck_crl_issuer_chain_\(taken.rawValue).pem"
             }
+            guard names.contains(file), !hidden.contains(file) else { return nil }
+            return try read(file)
         }
     }
 

@@ -9,8 +9,9 @@ import Glibc
 /// name, fsynced and renamed into place (`Files.writeAtomically`). A set of files that must change
 /// together (a TDX platform's collateral: TCB info and QE identity name the same TCB evaluation
 /// data number) is a generation: a new hidden directory `.<name>.<seconds>.<random>` written whole,
-/// then `<name>` — a symbolic link to it — replaced by a rename, so a reader (this broker, or
-/// another `vouchd --tdx-collateral` on the same directory) sees the old set or the new one,
+/// then `<name>` — a symbolic link to it — replaced by a rename, so a reader that follows the link
+/// once and reads every file from the directory it named (`TDXCollateralDirectory`: this broker,
+/// or another `vouchd --tdx-collateral` on the same directory) sees the old set or the new one,
 /// never a mix. The seconds are the broker's clock when it fetched (what `refreshAfter` counts
 /// from); the previous generation is kept for a reader still inside it, older ones are removed.
 enum CacheFiles {
@@ -47,11 +48,9 @@ enum CacheFiles {
         for old in older { try? FileManager.default.removeItem(at: directory.appendingPathComponent(old.name)) }
     }
 
-    /// When the generation `name` points to was fetched; nil when `name` is not one.
-    static func fetchedAt(_ name: String, in directory: URL) -> Date? {
-        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: directory.appendingPathComponent(name).path) else { return nil }
-        return parse(target, of: name)
-    }
+    /// When a generation directory (its name, as the link `name` named it) was fetched; nil when
+    /// it is not one of `name`'s.
+    static func fetchedAt(generation: String, of name: String) -> Date? { parse(generation, of: name) }
 
     /// The generation directories of `name`, newest first.
     private static func generations(of name: String, in directory: URL) -> [(name: String, at: Date)] {

@@ -18,25 +18,36 @@ extension ErrorCode {
     public static let collateralResponseInvalid = ErrorCode("collateral_response_invalid", status: 502)
 }
 
-/// How often and how much the fetchers may ask a vendor. At most one fetch per key (an FMSPC and
-/// PCK CA; a product, chip and TCB; a product's CRL) per `minInterval`, however many requests
-/// name it; at most `maxFetchesPerWindow` fetches per `window` in all (each fetch is one to four
-/// HTTP requests); at most one fetch of a key at a time (others wait for it and then use what it
-/// got). A cached entry is refreshed after `refreshAfter`, and must be once a part of it expires.
+/// How often and how much the fetchers may ask a vendor. At most one fetch per key (an FMSPC; a
+/// product, chip and TCB; a product line's CRL for VCEKs or VLEKs) per `minInterval`, however many
+/// requests name it, and at most one fetch of a key at a time (others wait for it and then use
+/// what it got). Beyond that, fetches draw on budgets per `window` (`FetchGate.Budget`):
+/// `maxFetchesPerWindow` in all for TDX platforms and for the VCEKs of chips the cache already
+/// knows; `maxNewChipFetchesPerWindow`, apart, for the VCEKs of chips it has never held — a
+/// report's CHIP_ID and TCB are the host's to choose, so a host making up chips can spend only
+/// that budget; AMD's CRLs (a handful of keys: product line × VCEK/VLEK) draw on none, their key's
+/// interval bounds them. A VCEK that KDS answers 404 for is not asked again for
+/// `notFoundInterval`. A cached entry is refreshed after `refreshAfter`, and must be once a part
+/// of it expires.
 public struct CollateralFetchLimits: Sendable {
     public var minInterval: TimeInterval
     public var maxFetchesPerWindow: Int
+    public var maxNewChipFetchesPerWindow: Int
     public var window: TimeInterval
     public var refreshAfter: TimeInterval
-    /// Any one response body larger than this is refused (`collateral_response_invalid`).
+    public var notFoundInterval: TimeInterval
+    /// Any one response body larger than this is refused (`collateral_response_invalid`); a
+    /// client built for a fetcher should cut a transfer off there (vouchd's do).
     public var maxResponseBytes: Int
 
-    public init(minInterval: TimeInterval = 300, maxFetchesPerWindow: Int = 30, window: TimeInterval = 60, refreshAfter: TimeInterval = 86_400,
-                maxResponseBytes: Int = 1 << 20) {
+    public init(minInterval: TimeInterval = 300, maxFetchesPerWindow: Int = 30, maxNewChipFetchesPerWindow: Int = 10, window: TimeInterval = 60,
+                refreshAfter: TimeInterval = 86_400, notFoundInterval: TimeInterval = 3600, maxResponseBytes: Int = 1 << 20) {
         self.minInterval = minInterval
         self.maxFetchesPerWindow = maxFetchesPerWindow
+        self.maxNewChipFetchesPerWindow = maxNewChipFetchesPerWindow
         self.window = window
         self.refreshAfter = refreshAfter
+        self.notFoundInterval = notFoundInterval
         self.maxResponseBytes = maxResponseBytes
     }
 }
@@ -45,10 +56,21 @@ public struct CollateralFetchLimits: Sendable {
 /// and then see what it stored), and the record of attempts by the broker's clock that decides
 /// whether a fetch may start (`CollateralFetchLimits`).
 final class FetchGate: Sendable {
+    /// What a fetch counts against besides its key's interval.
+    enum Budget: Hashable {
+        /// `maxFetchesPerWindow`: TDX platforms, VCEKs of chips the cache knows.
+        case shared
+        /// `maxNewChipFetchesPerWindow`: VCEKs of chips the cache has never held.
+        case newChips
+        /// Nothing: keys few and fixed (AMD's CRLs), bounded by their interval alone.
+        case keyOnly
+    }
+
     let limits: CollateralFetchLimits
     private struct State {
-        var lastAttempt: [String: Date] = [:]
-        var recent: [Date] = []
+        /// Per key: no fetch before this time.
+        var notBefore: [String: Date] = [:]
+        var recent: [Budget: [Date]] = [:]
         var locks: [String: NSLock] = [:]
     }
     private let state = Mutex(State())
@@ -71,16 +93,34 @@ final class FetchGate: Sendable {
         return try body()
     }
 
-    /// Whether a fetch of `key` may start at `now`; if so it is recorded as an attempt.
-    func mayFetch(_ key: String, at now: Date) -> Bool {
+    /// Whether a fetch of `key` may start at `now`; if so it is recorded as an attempt, against
+    /// `budget` (a clock that goes back keeps the key blocked).
+    func mayFetch(_ key: String, budget: Budget = .shared, at now: Date) -> Bool {
         state.withLock { s in
-            if let last = s.lastAttempt[key], now.timeIntervalSince(last) < limits.minInterval { return false }
-            s.recent.removeAll { now.timeIntervalSince($0) >= limits.window || $0 > now }
-            guard s.recent.count < limits.maxFetchesPerWindow else { return false }
-            s.recent.append(now)
-            if s.lastAttempt.count >= 65_536 { s.lastAttempt = s.lastAttempt.filter { now.timeIntervalSince($0.value) < limits.minInterval } }
-            s.lastAttempt[key] = now
+            if let next = s.notBefore[key], now < next { return false }
+            if let cap = cap(budget) {
+                var recent = s.recent[budget] ?? []
+                recent.removeAll { now.timeIntervalSince($0) >= limits.window || $0 > now }
+                guard recent.count < cap else { s.recent[budget] = recent; return false }
+                recent.append(now)
+                s.recent[budget] = recent
+            }
+            if s.notBefore.count >= 65_536 { s.notBefore = s.notBefore.filter { now < $0.value } }
+            s.notBefore[key] = now.addingTimeInterval(limits.minInterval)
             return true
+        }
+    }
+
+    /// No fetch of `key` before `until` (a vendor said it has no such thing).
+    func holdOff(_ key: String, until: Date) {
+        state.withLock { $0.notBefore[key] = until }
+    }
+
+    private func cap(_ budget: Budget) -> Int? {
+        switch budget {
+        case .shared: limits.maxFetchesPerWindow
+        case .newChips: limits.maxNewChipFetchesPerWindow
+        case .keyOnly: nil
         }
     }
 }

@@ -68,13 +68,15 @@ struct CollateralFetching {
     /// The fetchers, into `tee` (nothing is created or asked here: the cache directories appear
     /// with the first fetch).
     func install(into tee: inout TEETrust, log: @escaping @Sendable (String) -> Void) {
-        func client(_ base: String) -> HTTPClient { HTTPClient(.service(baseURL: base), timeoutSeconds: 10, maxResponseBytes: 8 << 20) }
+        // A transfer larger than the fetchers take is cut off, not downloaded and then refused.
+        let limits = CollateralFetchLimits()
+        func client(_ base: String) -> HTTPClient { HTTPClient(.service(baseURL: base), timeoutSeconds: 10, maxResponseBytes: limits.maxResponseBytes) }
         if let intel {
             tee.tdxCollateral = IntelPCSFetcher(directory: cache.appendingPathComponent("tdx"), pcs: client(intel.pcs), rootCACRL: client(intel.rootBase),
-                                                rootCACRLPath: intel.rootPath, log: log)
+                                                rootCACRLPath: intel.rootPath, limits: limits, log: log)
         }
         if let amd {
-            tee.snpEndorsements = AMDKDSFetcher(directory: cache.appendingPathComponent("sev-snp"), kds: client(amd), log: log)
+            tee.snpEndorsements = AMDKDSFetcher(directory: cache.appendingPathComponent("sev-snp"), kds: client(amd), limits: limits, log: log)
         }
     }
 

@@ -65,7 +65,9 @@ win over the environment, which wins over the file. docs/operations.md has an ex
                         file changes. Without it a TDX quote's TCB is Unknown (refused by default)
   --fetch-collateral intel,amd  fetch what evidence did not bring, on demand, from Intel PCS (TDX TCB
                         info, QE identity, PCK and root CA CRLs) and/or AMD KDS (VCEKs for reports sent
-                        without one, CRLs); rate-limited, cached; off by default. Not with --tdx-collateral
+                        without one; the CRL each SEV-SNP report, not an Azure CVM's, is then checked
+                        against: none current, refused); rate-limited, cached; off by default. Not
+                        with --tdx-collateral
   --collateral-cache DIR      the fetchers' cache (default DATA-DIR/collateral; DIR/tdx is a
                         --tdx-collateral directory another vouchd may read)
   --intel-pcs-url URL   default https://api.trustedservices.intel.com

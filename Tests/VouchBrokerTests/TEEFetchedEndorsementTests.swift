@@ -18,7 +18,7 @@ final class TEEFetchedEndorsementTests: XCTestCase {
             asked.withLock { $0.append(request) }
             return request.chipID == SoftwareTEEs.snp.chipID ? try? SoftwareTEEs.snp.vcek.der : nil
         }
-        func crl(product: SNPProduct, at now: Date) -> [UInt8]? { nil }
+        func crl(product: SNPProduct, signer: SNPSigningKey, at now: Date) -> [UInt8]? { nil }
     }
 
     /// A guest whose registration and enrollment evidence is its report alone.

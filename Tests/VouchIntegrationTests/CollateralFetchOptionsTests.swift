@@ -34,6 +34,9 @@ final class CollateralFetchOptionsTests: XCTestCase {
                         ["--fetch-collateral", "amd", "--amd-kds-url", "https://kdsintf.amd.com/?x=1"],
                         ["--fetch-collateral", "amd", "--amd-kds-url", "ftp://127.0.0.1"],
                         ["--fetch-collateral", "intel", "--intel-root-ca-crl-url", "https://certificates.trustedservices.intel.com"],
+                        // a query or fragment would not be sent: refused, not dropped
+                        ["--fetch-collateral", "intel", "--intel-root-ca-crl-url", "https://pccs.example.net/sgx/certification/v4/rootcacrl?encoding=der"],
+                        ["--fetch-collateral", "intel", "--intel-root-ca-crl-url", "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der#x"],
                         ["--fetch-collateral", "intel", "--collateral-cache", file.path],
                         ["--fetch-collateral", "intel", "--tdx-collateral", dir.path]] {
             let r = try TestEnv.run(TestEnv.bin("vouchd"), base + refused)

@@ -94,19 +94,19 @@ final class AMDKDSFetcherTests: XCTestCase {
         let (thisUpdate, nextUpdate) = (Self.now.addingTimeInterval(-86_400), Self.now.addingTimeInterval(7 * 86_400))
         server.serve("/vcek/v1/Milan/crl", VendorServer.ok(try milan.crl(revoking: [], thisUpdate: thisUpdate, nextUpdate: nextUpdate)))
         let fetcher = fetcher()
-        let crl = try XCTUnwrap(fetcher.crl(product: .milan, at: Self.now))
+        let crl = try XCTUnwrap(fetcher.crl(product: .milan, signer: .vcek, at: Self.now))
         let evidence = SNPEvidence(report: try milan.sign(milan.report()), endorsementKey: try milan.vcek.der, crl: crl)
         guard case let .authenticated(v) = try SNPSim.verifier().authenticate(evidence, at: Self.now) else { return XCTFail("the fetched CRL is refused") }
         XCTAssertTrue(v.revocationChecked)
         XCTAssertEqual(server.requests.count, 1)
         // Within a day: the cache; two days on: asked again, and with KDS down the cached CRL
         // (current until nextUpdate) is served; at nextUpdate, nothing is.
-        XCTAssertEqual(fetcher.crl(product: .milan, at: Self.now.addingTimeInterval(3600)), crl)
+        XCTAssertEqual(fetcher.crl(product: .milan, signer: .vcek, at: Self.now.addingTimeInterval(3600)), crl)
         XCTAssertEqual(server.requests.count, 1)
         server.stop()
-        XCTAssertEqual(fetcher.crl(product: .milan, at: Self.now.addingTimeInterval(2 * 86_400)), crl)
-        XCTAssertNil(fetcher.crl(product: .milan, at: nextUpdate))
-        XCTAssertNil(self.fetcher().crl(product: .milan, at: nextUpdate), "nor after a restart")
+        XCTAssertEqual(fetcher.crl(product: .milan, signer: .vcek, at: Self.now.addingTimeInterval(2 * 86_400)), crl)
+        XCTAssertNil(fetcher.crl(product: .milan, signer: .vcek, at: nextUpdate))
+        XCTAssertNil(self.fetcher().crl(product: .milan, signer: .vcek, at: nextUpdate), "nor after a restart")
     }
 
     func testOversizedMalformedAndRefusedAnswersAreTypedErrorsAndWriteNothing() throws {
@@ -127,17 +127,18 @@ final class AMDKDSFetcherTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.path), "nothing written for \(code)")
         }
         server.serve("/vcek/v1/Milan/crl", VendorServer.ok(Array("not a CRL".utf8)))
-        XCTAssertThrowsCode(try fetcher().fetchCRL(product: .milan, at: Self.now), .collateralResponseInvalid)
+        XCTAssertThrowsCode(try fetcher().fetchCRL(product: .milan, signer: .vcek, at: Self.now), .collateralResponseInvalid)
         server.serve("/vcek/v1/Milan/crl", VendorServer.ok(try milan.crl(revoking: [], thisUpdate: Self.now.addingTimeInterval(-2 * 86_400),
                                                                          nextUpdate: Self.now.addingTimeInterval(-86_400))))
-        XCTAssertThrowsCode(try fetcher().fetchCRL(product: .milan, at: Self.now), .collateralResponseInvalid)
+        XCTAssertThrowsCode(try fetcher().fetchCRL(product: .milan, signer: .vcek, at: Self.now), .collateralResponseInvalid)
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.path))
     }
 
-    /// One fetch per chip and TCB per interval, and a bounded number in all: a host sending
-    /// reports for chips KDS does not know cannot make the broker hammer it.
+    /// One fetch per chip and TCB per interval (none for an hour after KDS said 404), and a
+    /// bounded number for chips never cached: a host sending reports for chips KDS does not know
+    /// cannot make the broker hammer it.
     func testTheFetchGateBoundsWhatAHostCanMakeTheBrokerAsk() throws {
-        let fetcher = fetcher(limits: CollateralFetchLimits(minInterval: 300, maxFetchesPerWindow: 3, window: 60))
+        let fetcher = fetcher(limits: CollateralFetchLimits(minInterval: 300, maxFetchesPerWindow: 30, maxNewChipFetchesPerWindow: 3, window: 60))
         let tcb = SNPTCBVersion(SNPSim.milan.tcb, product: .milan)
         func ask(_ chip: UInt8, at seconds: TimeInterval) -> [UInt8]? {
             fetcher.vcek(SNPVCEKRequest(products: [.milan], chipID: [UInt8](repeating: chip, count: 64), reportedTCB: tcb), at: Self.now.addingTimeInterval(seconds))
@@ -145,9 +146,66 @@ final class AMDKDSFetcherTests: XCTestCase {
         for second in 0..<5 { XCTAssertNil(ask(1, at: TimeInterval(second))) }
         XCTAssertEqual(server.requests.count, 1, "the same chip and TCB: once per interval")
         for chip in 2...9 { XCTAssertNil(ask(UInt8(chip), at: 10)) }
-        XCTAssertEqual(server.requests.count, 3, "three fetches per minute in all")
+        XCTAssertEqual(server.requests.count, 3, "three fetches per minute for chips never cached, whatever the shared budget")
         XCTAssertNil(ask(1, at: 301))
-        XCTAssertEqual(server.requests.count, 4, "after the interval, the chip is asked again")
+        XCTAssertEqual(server.requests.count, 3, "KDS said 404: not asked again within the hour")
+        XCTAssertNil(ask(1, at: 3601))
+        XCTAssertEqual(server.requests.count, 4, "after it, the chip is asked again")
+    }
+
+    /// Made-up chips spend the new-chip budget only: the CRLs (the revocation check) and the
+    /// chips the cache knows are still fetched.
+    func testMadeUpChipsStarveNeitherTheCRLsNorKnownChips() throws {
+        let milan = SNPSim.milan
+        let fetcher = fetcher(limits: CollateralFetchLimits(maxFetchesPerWindow: 2, maxNewChipFetchesPerWindow: 2))
+        let tcb = SNPTCBVersion(milan.tcb, product: .milan)
+        let known = Self.kdsPath("Milan", chipID: milan.chipID, bl: Int(milan.tcb.bootloader), tee: Int(milan.tcb.tee), snp: Int(milan.tcb.snp),
+                                 ucode: Int(milan.tcb.microcode))
+        server.serve(known, VendorServer.ok(try milan.vcek.der))
+        XCTAssertNotNil(fetcher.vcek(SNPVCEKRequest(products: [.milan], chipID: milan.chipID, reportedTCB: tcb), at: Self.now))
+        // A flood of version 2 reports naming made-up chips (Milan, then Genoa: two fetches each).
+        for chip in 1...20 {
+            let request = SNPVCEKRequest(products: [.milan, .genoa], chipID: [UInt8](repeating: UInt8(chip), count: 64), reportedTCB: tcb)
+            XCTAssertNil(fetcher.vcek(request, at: Self.now.addingTimeInterval(1)))
+        }
+        XCTAssertEqual(server.requests.count, 2, "the known chip's first fetch and one made-up chip: the new-chip budget is two")
+        let (thisUpdate, nextUpdate) = (Self.now.addingTimeInterval(-86_400), Self.now.addingTimeInterval(7 * 86_400))
+        server.serve("/vcek/v1/Milan/crl", VendorServer.ok(try milan.crl(revoking: [], thisUpdate: thisUpdate, nextUpdate: nextUpdate)))
+        server.serve("/vlek/v1/Milan/crl", VendorServer.ok(try milan.crl(revoking: [], thisUpdate: thisUpdate, nextUpdate: nextUpdate)))
+        XCTAssertNotNil(fetcher.crl(product: .milan, signer: .vcek, at: Self.now.addingTimeInterval(2)))
+        XCTAssertNotNil(fetcher.crl(product: .milan, signer: .vlek, at: Self.now.addingTimeInterval(2)))
+        // The known chip at a new TCB (after a firmware update) is asked for, from the shared budget.
+        var newer = milan.tcb
+        newer.snp += 1
+        XCTAssertNil(fetcher.vcek(SNPVCEKRequest(products: [.milan], chipID: milan.chipID, reportedTCB: SNPTCBVersion(newer, product: .milan)),
+                                  at: Self.now.addingTimeInterval(3)))
+        XCTAssertEqual(Array(server.requests.dropFirst(2)), ["/vcek/v1/Milan/crl", "/vlek/v1/Milan/crl",
+                                                            VendorServer.canonical(Self.kdsPath("Milan", chipID: milan.chipID, bl: Int(newer.bootloader),
+                                                                                                tee: Int(newer.tee), snp: Int(newer.snp), ucode: Int(newer.microcode)))])
+        // A restarted broker knows the chip from its cache directory.
+        let restarted = self.fetcher(limits: CollateralFetchLimits(maxNewChipFetchesPerWindow: 0))
+        newer.snp += 1
+        XCTAssertNil(restarted.vcek(SNPVCEKRequest(products: [.milan], chipID: milan.chipID, reportedTCB: SNPTCBVersion(newer, product: .milan)), at: Self.now))
+        XCTAssertEqual(server.requests.count, 6, "a known chip: asked with no new-chip budget at all")
+    }
+
+    /// VLEK-signed reports are checked against the ASVK list, which AMD publishes at its own path;
+    /// each list has its own cache file.
+    func testTheASVKListIsFetchedFromTheVLEKPathAndCachedApart() throws {
+        let milan = SNPSim.milan
+        let (thisUpdate, nextUpdate) = (Self.now.addingTimeInterval(-86_400), Self.now.addingTimeInterval(7 * 86_400))
+        let askList = try milan.crl(revoking: [], thisUpdate: thisUpdate, nextUpdate: nextUpdate)
+        let asvkList = try milan.crl(revoking: [milan.asvk], thisUpdate: thisUpdate, nextUpdate: nextUpdate)
+        server.serve("/vcek/v1/Milan/crl", VendorServer.ok(askList))
+        server.serve("/vlek/v1/Milan/crl", VendorServer.ok(asvkList))
+        XCTAssertEqual(fetcher().crl(product: .milan, signer: .vlek, at: Self.now), asvkList)
+        XCTAssertEqual(fetcher().crl(product: .milan, signer: .vcek, at: Self.now), askList)
+        XCTAssertEqual(server.requests, ["/vlek/v1/Milan/crl", "/vcek/v1/Milan/crl"])
+        XCTAssertEqual(try Data(contentsOf: scratch.appendingPathComponent("Milan/vlek-crl.der")), Data(asvkList))
+        XCTAssertEqual(try Data(contentsOf: scratch.appendingPathComponent("Milan/crl.der")), Data(askList))
+        server.stop()
+        XCTAssertEqual(fetcher().crl(product: .milan, signer: .vlek, at: Self.now), asvkList, "a restart reads each list from its own file")
+        XCTAssertNil(fetcher().crl(product: .milan, signer: .none, at: Self.now))
     }
 
     // MARK: The broker's fallback (SNPEvidenceVerifier)

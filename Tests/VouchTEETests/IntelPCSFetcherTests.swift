@@ -17,8 +17,11 @@ final class IntelPCSFetcherTests: XCTestCase {
     static let fmspc = "50806f000000"
     /// The QE identity's nextUpdate: the first part of the sample's collateral to expire.
     static let firstExpiry = TDXSamples.date("2023-07-08T07:24:59Z")
+    /// What a fetch asks, in order: both PCK CAs' CRLs (the sample's platform has no processor CA
+    /// CRL; the stand-in serves the platform CA's there).
     static let paths = ["/tdx/certification/v4/tcb?fmspc=50806f000000", "/tdx/certification/v4/qe/identity",
-                        "/sgx/certification/v4/pckcrl?ca=platform&encoding=der", "/IntelSGXRootCA.der"]
+                        "/sgx/certification/v4/pckcrl?ca=platform&encoding=der", "/sgx/certification/v4/pckcrl?ca=processor&encoding=der",
+                        "/IntelSGXRootCA.der"]
 
     var scratch: URL!
     var server: VendorServer!
@@ -43,7 +46,8 @@ final class IntelPCSFetcherTests: XCTestCase {
             paths[1]: VendorServer.ok(try file("qeidentity_response.json"),
                                       [("SGX-Enclave-Identity-Issuer-Chain", VendorServer.urlEncoded(try text("qe_identity_issuer_chain.pem")))]),
             paths[2]: VendorServer.ok(try file("pck_crl_platform.der"), [("SGX-PCK-CRL-Issuer-Chain", VendorServer.urlEncoded(try text("pck_crl_issuer_chain.pem")))]),
-            paths[3]: VendorServer.ok(try file("root_ca_crl.der")),
+            paths[3]: VendorServer.ok(try file("pck_crl_platform.der"), [("SGX-PCK-CRL-Issuer-Chain", VendorServer.urlEncoded(try text("pck_crl_issuer_chain.pem")))]),
+            paths[4]: VendorServer.ok(try file("root_ca_crl.der")),
         ]
     }
 
@@ -64,17 +68,18 @@ final class IntelPCSFetcherTests: XCTestCase {
         XCTAssertEqual(Hex.encode(request.fmspc), Self.fmspc)
         XCTAssertEqual(request.pckCA, .platform)
         let collateral = try XCTUnwrap(fetcher().collateral(for: request, at: TDXSamples.sprNow))
-        XCTAssertEqual(server.requests, Self.paths.map(VendorServer.canonical), "the four PCS v4 requests, nothing else")
+        XCTAssertEqual(server.requests, Self.paths.map(VendorServer.canonical), "the five requests (four PCS v4, the root CA CRL), nothing else")
         XCTAssertEqual(collateral, try TDXSamples.sprCollateral(), "byte for byte what PCS served")
         // The manifest: signatures, PCK chain, CRLs and collateral signatures pass; no TCB level matches.
         assertRefused(TDXSamples.verifier.verify(quote: try quote, collateral: collateral, at: TDXSamples.sprNow), .tdxTCBLevelNotFound)
 
-        // The cache: <fmspc> (a link to its generation) with the PCS files, 0700 and 0600, read
-        // as it is by a read-only TDXCollateralDirectory.
+        // The cache: <fmspc> (a link to its generation) with the PCS files — both CAs' PCK CRLs
+        // and issuer chains — 0700 and 0600, read as it is by a read-only TDXCollateralDirectory.
         let folder = scratch.appendingPathComponent(Self.fmspc)
         let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
-        XCTAssertEqual(names, ["pck_crl_issuer_chain.pem", "pck_crl_platform.der", "qe_identity_issuer_chain.pem", "qeidentity_response.json",
-                               "root_ca_crl.der", "tcb_info_issuer_chain.pem", "tcbinfo_response.json"])
+        XCTAssertEqual(names, ["pck_crl_issuer_chain_platform.pem", "pck_crl_issuer_chain_processor.pem", "pck_crl_platform.der", "pck_crl_processor.der",
+                               "qe_identity_issuer_chain.pem", "qeidentity_response.json", "root_ca_crl.der", "tcb_info_issuer_chain.pem",
+                               "tcbinfo_response.json"])
         XCTAssertEqual(try Data(contentsOf: folder.appendingPathComponent("tcbinfo_response.json")), Data(try Self.file("tcbinfo_response.json")))
         let target = scratch.appendingPathComponent(try FileManager.default.destinationOfSymbolicLink(atPath: folder.path))
         XCTAssertEqual(try mode(target), 0o700)
@@ -155,7 +160,7 @@ final class IntelPCSFetcherTests: XCTestCase {
         }
         // A malformed CRL is refused the same way.
         server.serve(Self.paths[0], try Self.pcsRoutes()[Self.paths[0]]!)
-        server.serve(Self.paths[3], VendorServer.ok(Array("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n".utf8)))
+        server.serve(Self.paths[4], VendorServer.ok(Array("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n".utf8)))
         XCTAssertThrowsCode(try fetcher().fetch(fmspc: fmspc, ca: .platform, at: TDXSamples.sprNow), .collateralResponseInvalid)
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.path))
     }
@@ -220,14 +225,16 @@ final class IntelPCSFetcherTests: XCTestCase {
     static let simTDX = try! SoftwareTDX(notBefore: TDXSamples.date("2025-01-01T00:00:00Z"), notAfter: TDXSamples.date("2030-01-01T00:00:00Z"))
     static let (simIssue, simNext, simNow) = (TDXSamples.date("2026-01-10T00:00:00Z"), TDXSamples.date("2026-02-09T00:00:00Z"), TDXSamples.date("2026-01-15T00:00:00Z"))
 
-    /// Serves `c` as PCS would for `fmspc`.
-    func serve(_ c: TDXCollateral, fmspc: String) {
+    /// Serves `c` as PCS would for `fmspc` (the processor CA's CRL and issuer chain: `c`'s, unless given).
+    func serve(_ c: TDXCollateral, fmspc: String, processorCRL: (crl: [UInt8], chain: String)? = nil) {
         server.serve("/tdx/certification/v4/tcb?fmspc=\(fmspc)", VendorServer.ok(c.tcbInfo.pcsBody(key: "tcbInfo"),
                                                                                  [("TCB-Info-Issuer-Chain", VendorServer.urlEncoded(c.tcbInfoIssuerChain))]))
         server.serve(Self.paths[1], VendorServer.ok(c.qeIdentity.pcsBody(key: "enclaveIdentity"),
                                                     [("SGX-Enclave-Identity-Issuer-Chain", VendorServer.urlEncoded(c.qeIdentityIssuerChain))]))
         server.serve(Self.paths[2], VendorServer.ok(c.pckCRL, [("SGX-PCK-CRL-Issuer-Chain", VendorServer.urlEncoded(c.pckCRLIssuerChain))]))
-        server.serve(Self.paths[3], VendorServer.ok(c.rootCACRL))
+        server.serve(Self.paths[3], VendorServer.ok(processorCRL?.crl ?? c.pckCRL,
+                                                    [("SGX-PCK-CRL-Issuer-Chain", VendorServer.urlEncoded(processorCRL?.chain ?? c.pckCRLIssuerChain))]))
+        server.serve(Self.paths[4], VendorServer.ok(c.rootCACRL))
     }
 
     func mode(_ url: URL) throws -> Int {
