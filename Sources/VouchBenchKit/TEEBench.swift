@@ -57,7 +57,7 @@ public enum TEEBench {
         try checkTDX(tdx)
         let tdxWhat = "\(tdxSample) quote v4 (\(quote.count) bytes) + its dcap-qvl collateral (parsed once) at \(tdxNow.formatted(.iso8601)), pinned Intel SGX Root CA, default policy, UpToDate"
         results.append(try row("TDX quote verify, warm verifier", "quotes",
-                               "\(tdxWhat); collateral and PCK chain cached by digest: per call the quote parse, QE report and quote P-256 signatures, QE identity and TCB levels, claims",
+                               "\(tdxWhat); collateral and PCK chain cached (by their exact bytes, in their window): per call the quote parse, QE report and quote P-256 signatures, QE identity and TCB levels, claims",
                                seconds: seconds) { try checkTDX(tdx) })
         results.append(try row("TDX quote verify, cold verifier", "quotes",
                                "\(tdxWhat); a fresh TDXVerifier per call: also both CRLs, the PCK chain, the TCB info and QE identity chains and signatures",
