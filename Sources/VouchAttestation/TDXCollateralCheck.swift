@@ -52,6 +52,8 @@ struct TDXVerifiedPCK: Sendable {
     let window: TDXWindow
     /// The PCK certificate's issuer (RFC 2253), from the chain as verified.
     let issuer: String
+    /// Where the chain is cached; nil when it is not (checked against collateral that is not).
+    let cacheKey: TDXChainKey?
 }
 
 extension TDXVerifier {
@@ -283,7 +285,7 @@ extension TDXVerifier {
             return .failure(TDXRefusal(.tdxPCKExtensionInvalid, path, expected: "a well-formed SGX extension", actual: (error as? VouchError)?.message ?? "\(error)"))
         }
         for cert in certs { window.narrow(by: cert) }
-        let verified = TDXVerifiedPCK(key: pub, sgx: sgx, window: window, issuer: leaf.issuer)
+        let verified = TDXVerifiedPCK(key: pub, sgx: sgx, window: window, issuer: leaf.issuer, cacheKey: key)
         if let key { cache.store(chain: verified, key: key) }
         return .success(verified)
     }

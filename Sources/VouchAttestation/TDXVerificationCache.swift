@@ -35,21 +35,36 @@ struct TDXChainKey: Hashable, Sendable {
     let collateral: UInt64?
 }
 
+/// A QE report and its signature, verified with the key of one verified PCK chain: the QE's
+/// endorsement of the attestation key its REPORTDATA binds (the last link from the PCK key to the
+/// key that signs quotes, as a VCEK is for SEV-SNP). Equal only when all three are; hashed by the
+/// collateral's serial and the signature.
+struct TDXEndorsementKey: Hashable, Sendable {
+    let chain: TDXChainKey
+    let report: ExactBytes
+    let signature: ExactBytes
+
+    func hash(into h: inout Hasher) {
+        h.combine(chain.collateral)
+        h.combine(signature)
+    }
+}
+
 /// What a `TDXVerifier` has verified, kept only within the window its verdict holds (CRLs',
 /// collateral's and certificates' validity, by the caller's clock), so repeated quotes from one
-/// platform cost the QE report's and the quote's signatures rather than every chain, CRL and
-/// collateral signature:
+/// platform cost the quote's own signature rather than every chain, CRL and collateral signature:
 /// - collateral, by its exact bytes: an entry keeps the collateral it checked and a lookup
 ///   compares the whole of it (`==`, constant time when the caller passes the same storage, as
 ///   the broker's collateral source does; a full comparison otherwise), so no digest of 15 KB is
 ///   taken per call and no other bytes can match; each entry has a serial, never reused;
 /// - PCK chains, by their exact bytes and the serial of the collateral (CRLs) they were checked
 ///   against;
+/// - QE report signatures, by the verified chain and the exact report and signature bytes;
 /// - parsed attestation keys, by their exact bytes (parsing only: the quote signature is
 ///   verified on every call).
 /// Each table is bounded and emptied when full.
 final class TDXVerificationCache: Sendable {
-    static let maxCollateral = 64, maxChains = 4096, maxKeys = 4096
+    static let maxCollateral = 64, maxChains = 4096, maxEndorsements = 4096, maxKeys = 4096
     private struct CollateralEntry: Sendable {
         let collateral: TDXCollateral
         let outcome: TDXCollateralOutcome
@@ -57,6 +72,7 @@ final class TDXVerificationCache: Sendable {
     private let collateral = ReadMostly<[CollateralEntry]>([])
     private let serials = Atomic<UInt64>(0)
     private let chains = ReadMostly<[TDXChainKey: TDXVerifiedPCK]>([:])
+    private let endorsements = ReadMostly<[TDXEndorsementKey: TDXWindow]>([:])
     private let attestationKeys = ReadMostly<[ExactBytes: PublicKey]>([:])
 
     /// A serial for a collateral check, unique for this cache's lifetime.
@@ -86,6 +102,19 @@ final class TDXVerificationCache: Sendable {
         chains.write { c in
             if c.count >= Self.maxChains { c.removeAll() }
             c[key] = chain
+        }
+    }
+
+    /// True when exactly this QE report and signature verified with this chain's key and the
+    /// chain's window holds at `now`.
+    func endorsed(_ key: TDXEndorsementKey, at now: Date) -> Bool {
+        endorsements.read { $0[key] }?.contains(now) == true
+    }
+
+    func store(endorsement key: TDXEndorsementKey, window: TDXWindow) {
+        endorsements.write { c in
+            if c.count >= Self.maxEndorsements { c.removeAll() }
+            c[key] = window
         }
     }
 

@@ -4,13 +4,14 @@ import XCTest
 import VouchCore
 import VouchCrypto
 import VouchPolicy
+import VouchTEESim
 import VouchTEEWire
 import VouchTestSupport
 
 /// `TDXVerificationCache`: what a warm verifier serves from its caches is only ever what it
 /// verified, byte for byte, and only within the window the verdict holds by the caller's clock.
 /// Each test first makes a verifier warm on dcap-qvl's v4 sample (and checks that its caches then
-/// hold the collateral and the chain), then changes one byte and expects exactly
+/// hold the collateral, the chain and the QE report), then changes one byte and expects exactly
 /// the refusal a fresh verifier gives.
 final class TDXVerificationCacheTests: XCTestCase {
     let now = TDXSamples.v4Now
@@ -22,6 +23,8 @@ final class TDXVerificationCacheTests: XCTestCase {
         let outcome = try XCTUnwrap(v.cache.collateral(collateral, at: now), "collateral cached")
         let chain = TDXChainKey(chain: ExactBytes(parsed.signatureData.certification.pckCertChain), collateral: outcome.serial)
         XCTAssertNotNil(v.cache.chain(chain, at: now), "chain cached")
+        XCTAssertTrue(v.cache.endorsed(TDXEndorsementKey(chain: chain, report: ExactBytes(parsed.signatureData.certification.qeReport.raw),
+                                                         signature: ExactBytes(parsed.signatureData.certification.qeReportSignature)), at: now), "QE report cached")
         return v
     }
 
@@ -130,7 +133,8 @@ final class TDXVerificationCacheTests: XCTestCase {
     /// Verified at one time, the verdict is served only inside its window (here the manifest's
     /// `now_window`: the intersection of the CRLs', collateral's and certificates' validity); at or
     /// past its end, or before its start, the warm verifier answers as a fresh one; inside it again,
-    /// it verifies. Without collateral the chain's verdict is kept by its own window the same way.
+    /// it verifies. Without collateral the chain and QE report verdicts are kept by the PCK chain's
+    /// own window the same way.
     func testCachedVerdictsExpireWithTheirWindowByTheInjectedClock() throws {
         let quote = try TDXSamples.quote(TDXSamples.v4UpToDate)
         let c = try TDXSamples.dcapCollateral(TDXSamples.v4UpToDate)
@@ -158,6 +162,40 @@ final class TDXVerificationCacheTests: XCTestCase {
         XCTAssertEqual(cached.violations.first?.code, .tdxPCKChainInvalid)
     }
 
+    /// A QE report's verdict is kept for the chain whose key verified it: the same report and
+    /// signature carried with another platform's (valid) PCK chain are checked again, with that
+    /// chain's key, and refused. Two software platforms under one PCK CA.
+    func testAQEReportVerdictHoldsOnlyForTheChainThatVerifiedIt() throws {
+        let start = Date.parseRFC3339("2026-01-01T00:00:00Z")!, end = Date.parseRFC3339("2030-01-01T00:00:00Z")!
+        let t = Date.parseRFC3339("2026-01-15T00:00:00Z")!
+        let a = try SoftwareTDX(notBefore: start, notAfter: end)
+        let otherKey = try PrivateKey.generate()
+        var otherPlatform = a.platform
+        otherPlatform.ppid = [UInt8](repeating: 0x6b, count: 16)
+        let sgx = SGXPCKExtension(ppid: otherPlatform.ppid, tcbComponents: otherPlatform.sgxComponents, pceSvn: otherPlatform.pceSvn,
+                                  cpuSvn: otherPlatform.sgxComponents, pceID: otherPlatform.pceID, fmspc: otherPlatform.fmspc)
+        let otherPCK = try a.pckCA.tdxSimulationLeaf(subject: [("CN", "Simulated SGX PCK Certificate"), ("O", TEESimulation.organization)], publicKey: try otherKey.publicKey,
+                                                     notBefore: start, notAfter: end, extensions: [(SGXPCKExtension.oid, sgx.encoded)])
+        let b = SoftwareTDX(platform: otherPlatform, root: a.root, pckCA: a.pckCA, pck: (otherPCK, otherKey),
+                            tcbSigning: (a.tcbSigningCertificate, a.tcbSigningKey), attestationKey: a.attestationKey)
+        var unknownTCB = TDXPolicy()
+        unknownTCB.allowUnknownTCB = true
+        let v = TDXVerifier(roots: a.roots)
+        let quoteA = try a.quote(SoftwareTDX.body()), quoteB = try b.quote(SoftwareTDX.body())
+        XCTAssertTrue(v.verify(quote: quoteA, collateral: nil, at: t, policy: unknownTCB).isVerified)
+        XCTAssertTrue(v.verify(quote: quoteB, collateral: nil, at: t, policy: unknownTCB).isVerified)
+        // A's QE report and signature (now cached for A's chain) with B's chain.
+        let pa = try TDXQuote(bytes: quoteA), pb = try TDXQuote(bytes: quoteB)
+        let certification = TDXQECertificationData(qeReport: pa.signatureData.certification.qeReport, qeReportSignature: pa.signatureData.certification.qeReportSignature,
+                                                   qeAuthData: pa.signatureData.certification.qeAuthData, pckCertChain: pb.signatureData.certification.pckCertChain)
+        let spliced = TDXQuote.encode(header: pa.header, body: pa.body,
+                                      signatureData: TDXQuoteSignatureData(signature: pa.signatureData.signature, attestationKey: pa.signatureData.attestationKey,
+                                                                           certification: certification))
+        let r = v.verify(quote: spliced, collateral: nil, at: t, policy: unknownTCB)
+        assertRefused(r, .tdxQEReportSignatureInvalid)
+        assertRefused(TDXVerifier(roots: a.roots).verify(quote: spliced, collateral: nil, at: t, policy: unknownTCB), .tdxQEReportSignatureInvalid)
+    }
+
     /// Keys are equal only when every byte is, also past the part that is hashed.
     func testExactBytesKeysCompareEveryByte() {
         let long = [UInt8](repeating: 7, count: 4096)
@@ -175,7 +213,7 @@ final class TDXVerificationCacheTests: XCTestCase {
     }
 
     /// Equal bytes in other storage (collateral read again) are the same collateral: served from
-    /// the cache entry, whose serial the chain entries are keyed by.
+    /// the cache entry, whose serial the chain and QE report entries are keyed by.
     func testEqualCollateralInOtherStorageHitsTheCache() throws {
         let quote = try TDXSamples.quote(TDXSamples.v4UpToDate)
         let c = try TDXSamples.dcapCollateral(TDXSamples.v4UpToDate)
