@@ -26,18 +26,28 @@ struct TDXWindow: Sendable {
 }
 
 /// The outcome of checking one collateral set at one time, part by part, so that each part's
-/// refusal is reported at its own step of the verifier's order.
-struct TDXCollateralOutcome: Sendable {
-    var crls: Result<TDXCRLs, TDXRefusal>
-    var qeIdentity: Result<TDXQEIdentity, TDXRefusal>
-    var tcbInfo: Result<TDXTCBInfo, TDXRefusal>
+/// refusal is reported at its own step of the verifier's order. A class: a warm call takes it
+/// from the cache with one retain rather than copying the parsed TCB info and QE identity.
+final class TDXCollateralOutcome: Sendable {
+    let crls: Result<TDXCRLs, TDXRefusal>
+    let qeIdentity: Result<TDXQEIdentity, TDXRefusal>
+    let tcbInfo: Result<TDXTCBInfo, TDXRefusal>
     /// Where every part succeeded: the window in which all of it holds.
-    var window: TDXWindow?
+    let window: TDXWindow?
     /// This check's serial (`TDXVerificationCache.nextSerial`): what checks against this
     /// collateral's CRLs are cached under, when the outcome itself is cached.
-    var serial: UInt64
+    let serial: UInt64
     /// Whether the outcome is cached (every part verified), and so may key other entries.
     var isCached: Bool { window != nil }
+
+    init(crls: Result<TDXCRLs, TDXRefusal>, qeIdentity: Result<TDXQEIdentity, TDXRefusal>, tcbInfo: Result<TDXTCBInfo, TDXRefusal>,
+         window: TDXWindow?, serial: UInt64) {
+        self.crls = crls
+        self.qeIdentity = qeIdentity
+        self.tcbInfo = tcbInfo
+        self.window = window
+        self.serial = serial
+    }
 }
 
 struct TDXCRLs: Sendable {
@@ -71,7 +81,7 @@ extension TDXVerifier {
         let serial = cache.nextSerial()
         var window = TDXWindow()
         let crls = checkCRLs(c, at: now, window: &window)
-        var outcome: TDXCollateralOutcome
+        let outcome: TDXCollateralOutcome
         switch crls {
         case let .failure(r):
             outcome = TDXCollateralOutcome(crls: .failure(r), qeIdentity: .failure(r), tcbInfo: .failure(r), window: nil, serial: serial)
