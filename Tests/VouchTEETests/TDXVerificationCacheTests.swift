@@ -28,6 +28,13 @@ final class TDXVerificationCacheTests: XCTestCase {
         return v
     }
 
+    /// dcap-qvl's v4 sample and its collateral, and a verifier made warm on them.
+    func warmSample() throws -> (quote: [UInt8], collateral: TDXCollateral, warm: TDXVerifier) {
+        let quote = try TDXSamples.quote(TDXSamples.v4UpToDate)
+        let collateral = try TDXSamples.dcapCollateral(TDXSamples.v4UpToDate)
+        return (quote, collateral, try warmVerifier(quote, collateral))
+    }
+
     /// The warm verifier's answer is the fresh verifier's, and it is a refusal.
     func assertRefusedAsFresh(_ warm: TDXVerifier, _ quote: [UInt8], _ collateral: TDXCollateral, at t: Date, _ what: String, code: ErrorCode? = nil,
                               file: StaticString = #filePath, line: UInt = #line) {
@@ -57,9 +64,7 @@ final class TDXVerificationCacheTests: XCTestCase {
     }
 
     func testOneChangedByteOfCollateralIsRefusedAfterAWarmCall() throws {
-        let quote = try TDXSamples.quote(TDXSamples.v4UpToDate)
-        let c = try TDXSamples.dcapCollateral(TDXSamples.v4UpToDate)
-        let warm = try warmVerifier(quote, c)
+        let (quote, c, warm) = try warmSample()
         var mutants: [(String, TDXCollateral, ErrorCode?)] = []
         var m = c
         m.tcbInfo = try TDXSignedJSON(bytes: Self.flip(c.tcbInfo.bytes), signature: c.tcbInfo.signature)
@@ -97,9 +102,7 @@ final class TDXVerificationCacheTests: XCTestCase {
     }
 
     func testOneChangedByteOfTheQuoteIsRefusedAfterAWarmCall() throws {
-        let quote = try TDXSamples.quote(TDXSamples.v4UpToDate)
-        let c = try TDXSamples.dcapCollateral(TDXSamples.v4UpToDate)
-        let warm = try warmVerifier(quote, c)
+        let (quote, c, warm) = try warmSample()
         let parsed = try TDXQuote(bytes: quote)
         let certification = parsed.signatureData.certification
         // Offsets in the v4 quote: header ‖ body (the signed bytes), signature data length,
@@ -136,9 +139,7 @@ final class TDXVerificationCacheTests: XCTestCase {
     /// it verifies. Without collateral the chain and QE report verdicts are kept by the PCK chain's
     /// own window the same way.
     func testCachedVerdictsExpireWithTheirWindowByTheInjectedClock() throws {
-        let quote = try TDXSamples.quote(TDXSamples.v4UpToDate)
-        let c = try TDXSamples.dcapCollateral(TDXSamples.v4UpToDate)
-        let warm = try warmVerifier(quote, c)
+        let (quote, c, warm) = try warmSample()
         let start = TDXSamples.date("2025-06-19T10:32:27Z"), end = TDXSamples.date("2025-07-19T10:00:35Z")
         XCTAssertTrue(warm.verify(quote: quote, collateral: c, at: end.addingTimeInterval(-1)).isVerified)
         XCTAssertTrue(warm.verify(quote: quote, collateral: c, at: start).isVerified)
@@ -215,9 +216,7 @@ final class TDXVerificationCacheTests: XCTestCase {
     /// Equal bytes in other storage (collateral read again) are the same collateral: served from
     /// the cache entry, whose serial the chain and QE report entries are keyed by.
     func testEqualCollateralInOtherStorageHitsTheCache() throws {
-        let quote = try TDXSamples.quote(TDXSamples.v4UpToDate)
-        let c = try TDXSamples.dcapCollateral(TDXSamples.v4UpToDate)
-        let warm = try warmVerifier(quote, c)
+        let (quote, c, warm) = try warmSample()
         let again = try TDXSamples.dcapCollateral(TDXSamples.v4UpToDate)
         let serial = try XCTUnwrap(warm.cache.collateral(c, at: now)).serial
         XCTAssertEqual(warm.cache.collateral(again, at: now)?.serial, serial)
