@@ -177,7 +177,9 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
 
 /// What a quote's still unverified PCK certificate names, to choose the roots and the collateral
 /// by (`TDXVerifier` then verifies the chain): its issuer and its SGX extension's FMSPC, read from
-/// the chain's first certificate and kept by the chain's exact bytes — parsing a
+/// the chain's first certificate and kept by the SHA-256 of the chain's exact bytes (a digest, not
+/// `ExactBytes`: these are unverified, and chains made to share a hashed prefix must not pile up
+/// in one bucket) — parsing a
 /// certificate costs OpenSSL 3.0 about as much as a warm verification of the whole quote.
 final class PCKHints: Sendable {
     struct Hint: Sendable {
@@ -185,10 +187,10 @@ final class PCKHints: Sendable {
         let fmspc: [UInt8]?
     }
     static let maxEntries = 4096
-    private let entries = ReadMostly<[ExactBytes: Hint]>([:])
+    private let entries = ReadMostly<[[UInt8]: Hint]>([:])
 
     func hint(_ chain: [UInt8]) -> Hint {
-        let key = ExactBytes(chain)
+        let key = Crypto.sha256(chain)
         if let hit = entries.read({ $0[key] }) { return hit }
         let leaf = try? Certificate(pem: String(decoding: chain.prefix { $0 != 0 }, as: UTF8.self))
         let sgx = leaf?.extensionValue(oid: SGXPCKExtension.oid).flatMap { try? SGXPCKExtension(der: $0) }

@@ -8,7 +8,8 @@ import VouchTPMWire
 /// Bytes as a dictionary key: equal only when every byte is equal (memcmp); hashed in bulk over
 /// the count and at most the first 512 bytes (`Hasher` is seeded per process; `[UInt8]`'s own
 /// hashing feeds it one byte at a time), so a lookup costs a short hash and one comparison rather
-/// than a digest of the whole.
+/// than a digest of the whole. For tables of what verified (or of keys no longer than the prefix):
+/// unverified bytes made to share a prefix would all land in one bucket.
 struct ExactBytes: Hashable, Sendable {
     static let hashedPrefix = 512
     let bytes: [UInt8]
