@@ -21,7 +21,8 @@ bin=$(swift build -c release --show-bin-path)
 "$bin/vouch-bench" tee --fixtures Tests/Fixtures --seconds "$seconds" --out "$out/inprocess.json"
 
 # 2. The raw limits, same run: one SNP verification is one P-384 verify (the report) plus small
-#    work; one warm TDX verification is two P-256 verifies (QE report, quote).
+#    work; a TDX quote carries two P-256 signatures (QE report, quote), of which a warm verifier
+#    checks the quote's per call (the QE report's verdict is kept by its exact bytes).
 openssl speed -seconds "$seconds" ecdsap384 ecdsap256 > "$out/openssl-speed.txt" 2>/dev/null
 
 # 3. dcap-qvl (PyPI, Rust with Python bindings) in a throwaway virtualenv, on the same quote and
@@ -58,10 +59,13 @@ if snp_warm and limits["p384"]:
                   "(one report signature per call; target ≥ 90 %)")
 if tdx_warm and limits["p256"]:
     ratios.append(f"TDX quote verify, warm ÷ (openssl speed P-256 verify/s ÷ 2): {100 * tdx_warm / (limits['p256'] / 2):.0f} % "
-                  "(QE report and quote signatures per call; target ≥ 90 %)")
+                  "(the limit for a quote's two signatures, QE report and quote; target ≥ 90 %; a warm verifier checks the quote's "
+                  "per call and keeps the QE report's verdict by its exact bytes, so this may pass 100 %)")
+    ratios.append(f"TDX quote verify, warm ÷ openssl speed P-256 verify/s: {100 * tdx_warm / limits['p256']:.0f} % "
+                  "(against the one signature a warm call checks, the quote's: what the rest of a warm call costs)")
 if dcap:
     if tdx_warm:
-        ratios.append(f"TDX quote verify, warm ÷ dcap-qvl verify: {tdx_warm / dcap:.1f}× (Vouch's cached collateral and PCK chain "
+        ratios.append(f"TDX quote verify, warm ÷ dcap-qvl verify: {tdx_warm / dcap:.1f}× (Vouch's cached collateral, PCK chain and QE report signature "
                       "against dcap-qvl, which keeps nothing between calls)")
     if tdx_cold:
         ratios.append(f"TDX quote verify, cold ÷ dcap-qvl verify: {tdx_cold / dcap:.2f}× (like for like: both check every chain, CRL and "

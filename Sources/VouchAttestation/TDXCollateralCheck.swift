@@ -26,15 +26,28 @@ struct TDXWindow: Sendable {
 }
 
 /// The outcome of checking one collateral set at one time, part by part, so that each part's
-/// refusal is reported at its own step of the verifier's order.
-struct TDXCollateralOutcome: Sendable {
-    var crls: Result<TDXCRLs, TDXRefusal>
-    var qeIdentity: Result<TDXQEIdentity, TDXRefusal>
-    var tcbInfo: Result<TDXTCBInfo, TDXRefusal>
+/// refusal is reported at its own step of the verifier's order. A class: a warm call takes it
+/// from the cache with one retain rather than copying the parsed TCB info and QE identity.
+final class TDXCollateralOutcome: Sendable {
+    let crls: Result<TDXCRLs, TDXRefusal>
+    let qeIdentity: Result<TDXQEIdentity, TDXRefusal>
+    let tcbInfo: Result<TDXTCBInfo, TDXRefusal>
     /// Where every part succeeded: the window in which all of it holds.
-    var window: TDXWindow?
-    /// The collateral's digest (cache key).
-    var key: [UInt8]
+    let window: TDXWindow?
+    /// This check's serial (`TDXVerificationCache.nextSerial`): what checks against this
+    /// collateral's CRLs are cached under, when the outcome itself is cached.
+    let serial: UInt64
+    /// Whether the outcome is cached (every part verified), and so may key other entries.
+    var isCached: Bool { window != nil }
+
+    init(crls: Result<TDXCRLs, TDXRefusal>, qeIdentity: Result<TDXQEIdentity, TDXRefusal>, tcbInfo: Result<TDXTCBInfo, TDXRefusal>,
+         window: TDXWindow?, serial: UInt64) {
+        self.crls = crls
+        self.qeIdentity = qeIdentity
+        self.tcbInfo = tcbInfo
+        self.window = window
+        self.serial = serial
+    }
 }
 
 struct TDXCRLs: Sendable {
@@ -49,70 +62,11 @@ struct TDXVerifiedPCK: Sendable {
     let window: TDXWindow
     /// The PCK certificate's issuer (RFC 2253), from the chain as verified.
     let issuer: String
-}
-
-/// Verified collateral and PCK chains, by digest of their exact bytes and only within the window
-/// their verdict holds, so repeated quotes from one platform cost the quote and QE report
-/// signatures (and a digest of the chain) rather than every chain, CRL and collateral signature.
-final class TDXVerificationCache: Sendable {
-    static let maxCollateral = 64, maxChains = 4096, maxKeys = 4096
-    private let collateral = ReadMostly<[[UInt8]: TDXCollateralOutcome]>([:])
-    private let chains = ReadMostly<[[UInt8]: TDXVerifiedPCK]>([:])
-    private let attestationKeys = ReadMostly<[[UInt8]: PublicKey]>([:])
-
-    func collateral(_ key: [UInt8], at now: Date) -> TDXCollateralOutcome? {
-        collateral.read { $0[key] }.flatMap { $0.window?.contains(now) == true ? $0 : nil }
-    }
-
-    func store(_ outcome: TDXCollateralOutcome) {
-        guard outcome.window != nil else { return }
-        collateral.write { c in
-            if c.count >= Self.maxCollateral { c.removeAll() }
-            c[outcome.key] = outcome
-        }
-    }
-
-    func chain(_ key: [UInt8], at now: Date) -> TDXVerifiedPCK? {
-        chains.read { $0[key] }.flatMap { $0.window.contains(now) ? $0 : nil }
-    }
-
-    func store(chain: TDXVerifiedPCK, key: [UInt8]) {
-        chains.write { c in
-            if c.count >= Self.maxChains { c.removeAll() }
-            c[key] = chain
-        }
-    }
-
-    /// The attestation key (x‖y on P-256) as a public key, parsed once.
-    func attestationKey(_ xy: [UInt8]) -> PublicKey? {
-        if let k = attestationKeys.read({ $0[xy] }) { return k }
-        guard xy.count == 64, let k = try? PublicKey(spkiDER: TDXVerifier.p256SPKIPrefix + [0x04] + xy) else { return nil }
-        attestationKeys.write { c in
-            if c.count >= Self.maxKeys { c.removeAll() }
-            c[xy] = k
-        }
-        return k
-    }
+    /// Where the chain is cached; nil when it is not (checked against collateral that is not).
+    let cacheKey: TDXChainKey?
 }
 
 extension TDXVerifier {
-    /// DER SubjectPublicKeyInfo up to the point: SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 },
-    /// BIT STRING (0 unused bits) — the uncompressed point follows.
-    static let p256SPKIPrefix: [UInt8] = [0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
-                                          0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00]
-
-    /// The collateral's cache key: SHA-256 over its fields, each length-prefixed.
-    static func collateralKey(_ c: TDXCollateral) -> [UInt8] {
-        var w: [UInt8] = []
-        for field in [c.tcbInfo.bytes, c.tcbInfo.signature, Array(c.tcbInfoIssuerChain.utf8), c.qeIdentity.bytes, c.qeIdentity.signature,
-                      Array(c.qeIdentityIssuerChain.utf8), c.pckCRL, c.rootCACRL] {
-            let n = UInt64(field.count)
-            for s in stride(from: 56, through: 0, by: -8) { w.append(UInt8((n >> UInt64(s)) & 0xff)) }
-            w += field
-        }
-        return Crypto.sha256(w)
-    }
-
     /// Checks the collateral at `now`, part by part (see `verify` steps 3, 7 and 9):
     /// - CRLs: the root CA CRL parses, is signed by a pinned root and is current
     ///   (thisUpdate ≤ now < nextUpdate); the PCK CRL parses and is current (its signature is
@@ -123,14 +77,14 @@ extension TDXVerifier {
     ///   identity is TD_QE version 2, the TCB info TDX version 3 with tcbType 0; and
     ///   issueDate ≤ now < nextUpdate.
     func checkCollateral(_ c: TDXCollateral, at now: Date) -> TDXCollateralOutcome {
-        let key = Self.collateralKey(c)
-        if let cached = cache.collateral(key, at: now) { return cached }
+        if let cached = cache.collateral(c, at: now) { return cached }
+        let serial = cache.nextSerial()
         var window = TDXWindow()
         let crls = checkCRLs(c, at: now, window: &window)
-        var outcome: TDXCollateralOutcome
+        let outcome: TDXCollateralOutcome
         switch crls {
         case let .failure(r):
-            outcome = TDXCollateralOutcome(crls: .failure(r), qeIdentity: .failure(r), tcbInfo: .failure(r), window: nil, key: key)
+            outcome = TDXCollateralOutcome(crls: .failure(r), qeIdentity: .failure(r), tcbInfo: .failure(r), window: nil, serial: serial)
         case let .success(pair):
             var signers: [String: Result<PublicKey, TDXRefusal>] = [:]   // one chain verification per distinct PEM
             func signer(_ pem: String, _ path: String) -> Result<PublicKey, TDXRefusal> {
@@ -160,9 +114,9 @@ extension TDXVerifier {
             }
             let allGood: Bool
             if case .success = qe, case .success = tcb { allGood = true } else { allGood = false }
-            outcome = TDXCollateralOutcome(crls: .success(pair), qeIdentity: qe, tcbInfo: tcb, window: allGood ? window : nil, key: key)
+            outcome = TDXCollateralOutcome(crls: .success(pair), qeIdentity: qe, tcbInfo: tcb, window: allGood ? window : nil, serial: serial)
         }
-        cache.store(outcome)
+        cache.store(outcome, for: c)
         return outcome
     }
 
@@ -200,41 +154,54 @@ extension TDXVerifier {
     /// root (the chain's copy of the root is never what is trusted, and is not skipped either).
     func strictChain(_ pem: String) -> [Certificate]? {
         var ders: [[UInt8]] = []
-        var block: String?
-        for raw in pem.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
-            if var b = block {
-                if line == "-----END CERTIFICATE-----" {
-                    guard let der = Data(base64Encoded: b) else { return nil }
+        var block: [UInt8]?
+        let text = Array(pem.utf8)
+        var start = 0
+        while start <= text.count {   // every line, the last one too (a text ending in a newline ends in an empty line)
+            let end = text[start...].firstIndex(of: 0x0a) ?? text.count
+            var line = text[start..<end]
+            start = end + 1
+            if line.last == 0x0d { line = line.dropLast() }   // CRLF line ends read as LF
+            if block != nil {
+                if line.elementsEqual(Self.pemEnd) {
+                    guard let der = Data(base64Encoded: Data(block!)) else { return nil }
                     ders.append([UInt8](der))
                     block = nil
                 } else {
-                    guard line.utf8.allSatisfy({ Self.base64Bytes.contains($0) }) else { return nil }
-                    b += line
-                    block = b
+                    guard line.allSatisfy(Self.isBase64) else { return nil }
+                    block?.append(contentsOf: line)
                 }
-            } else if line == "-----BEGIN CERTIFICATE-----" {
-                block = ""
+            } else if line.elementsEqual(Self.pemBegin) {
+                block = []
             } else {
-                guard line.allSatisfy({ $0 == " " || $0 == "\t" }) else { return nil }
+                guard line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) else { return nil }
             }
             guard ders.count <= 8 else { return nil }
         }
         guard block == nil, !ders.isEmpty else { return nil }
         var certs: [Certificate] = []
         for der in ders {
-            guard let cert = try? Certificate(der: der), (try? cert.der) == der else { return nil }
-            if cert.isSelfSigned, !rootDERs.contains(der) { return nil }
+            // A pinned root's exact bytes are that root (already parsed: parsing a certificate
+            // costs OpenSSL 3.0 a decoder context for its key).
+            if let root = rootsByDER[der] {
+                certs.append(root)
+                continue
+            }
+            guard let cert = try? Certificate(der: der), (try? cert.der) == der, !cert.isSelfSigned else { return nil }
             certs.append(cert)
         }
         // One path, in order: each certificate issued by the next, the last a pinned root or
         // issued by one. No certificate is carried along unused.
         for i in certs.indices.dropLast() where certs[i].issuer != certs[i + 1].subject { return nil }
-        guard let last = certs.last, let lastDER = ders.last, rootDERs.contains(lastDER) || roots.contains(where: { $0.subject == last.issuer }) else { return nil }
+        guard let last = certs.last, let lastDER = ders.last, rootsByDER[lastDER] != nil || roots.contains(where: { $0.subject == last.issuer }) else { return nil }
         return certs
     }
 
-    private static let base64Bytes = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=".utf8)
+    private static let pemBegin = Array("-----BEGIN CERTIFICATE-----".utf8), pemEnd = Array("-----END CERTIFICATE-----".utf8)
+
+    private static func isBase64(_ c: UInt8) -> Bool {
+        (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c == 0x2b || c == 0x2f || c == 0x3d
+    }
 
     /// The TCB signing key, after its chain verified.
     private func tcbSigner(_ pem: String, path: String, rootCRL: CRL, at now: Date, window: inout TDXWindow) -> Result<PublicKey, TDXRefusal> {
@@ -262,8 +229,7 @@ extension TDXVerifier {
     /// Verifies `signed` with `key` over its exact bytes, then reads it and checks its window.
     private func signedJSON<T>(_ signed: TDXSignedJSON, key: PublicKey, path: String, at now: Date, window: inout TDXWindow,
                                read: ([UInt8]) throws -> (T, Date, Date)) -> Result<T, TDXRefusal> {
-        guard let der = try? ecdsaSignatureDER(r: Array(signed.signature[0..<32]), s: Array(signed.signature[32..<64])),
-              key.verify(message: signed.bytes, signature: der, scheme: .ecdsa, hash: .sha256) else {
+        guard verifyRS(signed.signature, signed.bytes, key: key) else {
             return .failure(TDXRefusal(.tdxCollateralSignatureInvalid, path, expected: "an ECDSA P-256 signature by the TCB signing key over the exact bytes",
                                        actual: "signature does not verify"))
         }
@@ -287,10 +253,16 @@ extension TDXVerifier {
     /// `now`. With collateral, the PCK CRL must be for and signed by the PCK certificate's issuer,
     /// and neither the PCK certificate nor its CA may be listed (PCK CRL, root CA CRL). Then the
     /// leaf (not a CA) must carry a readable SGX extension and a P-256 key. Cached by the
-    /// chain's digest and the collateral it was checked with, within the window it holds.
-    func checkPCKChain(_ chainBytes: [UInt8], crls: TDXCRLs?, collateralKey: [UInt8]?, at now: Date) -> Result<TDXVerifiedPCK, TDXRefusal> {
-        let key = Crypto.sha256(chainBytes) + (collateralKey ?? [])
-        if let hit = cache.chain(key, at: now) { return .success(hit) }
+    /// chain's exact bytes and the collateral it was checked with (`collateral`, whose CRLs are
+    /// `crls`), within the window it holds; not cached against collateral that is not cached.
+    func checkPCKChain(_ chainBytes: [UInt8], collateral: TDXCollateralOutcome?, crls: TDXCRLs?, at now: Date) -> Result<TDXVerifiedPCK, TDXRefusal> {
+        var key: TDXChainKey?
+        if let collateral {
+            if collateral.isCached { key = TDXChainKey(chain: ExactBytes(chainBytes), collateral: collateral.serial) }
+        } else {
+            key = TDXChainKey(chain: ExactBytes(chainBytes), collateral: nil)
+        }
+        if let key, let hit = cache.chain(key, at: now) { return .success(hit) }
         let path = "quote.certificationData.pckCertChain"
         let text = String(decoding: chainBytes.prefix { $0 != 0 }, as: UTF8.self)
         guard let certs = strictChain(text) else {
@@ -323,8 +295,8 @@ extension TDXVerifier {
             return .failure(TDXRefusal(.tdxPCKExtensionInvalid, path, expected: "a well-formed SGX extension", actual: (error as? VouchError)?.message ?? "\(error)"))
         }
         for cert in certs { window.narrow(by: cert) }
-        let verified = TDXVerifiedPCK(key: pub, sgx: sgx, window: window, issuer: leaf.issuer)
-        cache.store(chain: verified, key: key)
+        let verified = TDXVerifiedPCK(key: pub, sgx: sgx, window: window, issuer: leaf.issuer, cacheKey: key)
+        if let key { cache.store(chain: verified, key: key) }
         return .success(verified)
     }
 }

@@ -40,6 +40,7 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     let pinned: TDXVerifier
     let simulated: TDXVerifier?
     let collateral: any TDXCollateralSource
+    let hints = PCKHints()
 
     /// Keep one per broker: `TDXVerifier` caches verified collateral and PCK chains.
     public init(trust: TEETrust) {
@@ -131,23 +132,28 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
                                        context: ["path": "quote." + (e?.context["field"] ?? ""), "expected": e?.context["expected"] ?? "a TDX quote v4 or v5"]))
         }
         // 2 (the PCK certificate is read here only to choose the roots and the collateral)
-        let chain = quote.signatureData.certification.pckCertChain
-        let pckChain = (try? Certificate.chain(pem: String(decoding: chain.prefix { $0 != 0 }, as: UTF8.self))) ?? []
-        let leaf = pckChain.first
+        let hint = hints.hint(quote.signatureData.certification.pckCertChain)
         var verifier = pinned, simulation = false
-        if let leaf, TEETrust.isSimulation(issuer: leaf.issuer) {
+        if let issuer = hint.issuer, TEETrust.isSimulation(issuer: issuer) {
             guard let simulated else {
                 return .failure(VouchError(.teeSimulationRefused, "the TDX quote is the software TEE's and this broker does not allow simulated hosts",
-                                           context: ["got": leaf.issuer]))
+                                           context: ["got": issuer]))
             }
             verifier = simulated
             simulation = true
         }
         // 3
         var collateral: TDXCollateral?
-        if let request = TDXCollateralRequest(pckChain: pckChain, roots: verifier.roots, at: now) {
+        if let fmspc = hint.fmspc {
+            // The chain is parsed and verified only when the source is about to fetch.
+            let chainBytes = quote.signatureData.certification.pckCertChain, roots = verifier.roots
+            let request = TDXCollateralRequest(fmspc: fmspc, pckCA: hint.issuer.flatMap { TDXPCKCA(issuer: $0) }, pckChainVerifies: {
+                let chain = (try? Certificate.chain(pem: String(decoding: chainBytes.prefix { $0 != 0 }, as: UTF8.self))) ?? []
+                guard let leaf = chain.first else { return false }
+                return leaf.verify(anchors: roots, intermediates: Array(chain.dropFirst()), at: now) == nil
+            })
             do { collateral = try self.collateral.collateral(for: request, at: now) } catch let e as VouchError { return .failure(e) } catch {
-                return .failure(VouchError(.teeEvidenceMalformed, "the TDX collateral for this platform cannot be read", context: ["fmspc": Hex.encode(request.fmspc)]))
+                return .failure(VouchError(.teeEvidenceMalformed, "the TDX collateral for this platform cannot be read", context: ["fmspc": Hex.encode(fmspc)]))
             }
         }
         // 4
@@ -182,4 +188,32 @@ public struct TDXEvidenceVerifier: TEEEvidenceVerifier {
     }
 
     static let wrongKind = VouchError(.internalError, "the TDX verifier was given evidence of another kind")
+}
+
+/// What a quote's still unverified PCK certificate names, to choose the roots and the collateral
+/// by (`TDXVerifier` then verifies the chain): its issuer and its SGX extension's FMSPC, read from
+/// the chain's first certificate and kept by the SHA-256 of the chain's exact bytes (a digest, not
+/// `ExactBytes`: these are unverified, and chains made to share a hashed prefix must not pile up
+/// in one bucket) — parsing a
+/// certificate costs OpenSSL 3.0 about as much as a warm verification of the whole quote.
+final class PCKHints: Sendable {
+    struct Hint: Sendable {
+        let issuer: String?
+        let fmspc: [UInt8]?
+    }
+    static let maxEntries = 4096
+    private let entries = ReadMostly<[[UInt8]: Hint]>([:])
+
+    func hint(_ chain: [UInt8]) -> Hint {
+        let key = Crypto.sha256(chain)
+        if let hit = entries.read({ $0[key] }) { return hit }
+        let leaf = try? Certificate(pem: String(decoding: chain.prefix { $0 != 0 }, as: UTF8.self))
+        let sgx = leaf?.extensionValue(oid: SGXPCKExtension.oid).flatMap { try? SGXPCKExtension(der: $0) }
+        let hint = Hint(issuer: leaf?.issuer, fmspc: sgx?.fmspc)
+        entries.write { e in
+            if e.count >= Self.maxEntries { e.removeAll() }
+            e[key] = hint
+        }
+        return hint
+    }
 }

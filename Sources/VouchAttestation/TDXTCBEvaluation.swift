@@ -48,7 +48,8 @@ enum TDXTCBEvaluation {
             }
             module = m
         } else {
-            let id = "TDX_" + String(format: "%02X", version)
+            let hex = String(version, radix: 16, uppercase: true)   // TDX_%02X (String(format:) was 2 % of a warm verification)
+            let id = "TDX_" + (hex.count < 2 ? "0" + hex : hex)
             guard let i = info.tdxModuleIdentities.first(where: { $0.id.uppercased() == id }) else {
                 return .failure(TDXRefusal(.tdxModuleMismatch, "collateral.tcbInfo.tdxModuleIdentities", expected: "an identity \(id) (TEE_TCB_SVN[1] = \(version))",
                                            actual: info.tdxModuleIdentities.map(\.id).joined(separator: ",")))
@@ -126,8 +127,8 @@ enum TDXTCBEvaluation {
     static func judge(_ status: TDXTCBStatus, tcbDate: Date, advisories: [String], policy: TDXPolicy) -> (violations: [PolicyViolation], warnings: [TEEWarning]) {
         var violations: [PolicyViolation] = [], warnings: [TEEWarning] = []
         let path = "tcb.status"
-        let accepted = policy.acceptedTCBStatuses.sorted().joined(separator: ", ")
-        let list = advisories.isEmpty ? "" : " (\(advisories.joined(separator: ", ")))"
+        var accepted: String { policy.acceptedTCBStatuses.sorted().joined(separator: ", ") }
+        var list: String { advisories.isEmpty ? "" : " (\(advisories.joined(separator: ", ")))" }
         switch status {
         case .upToDate:
             break

@@ -74,18 +74,24 @@ public struct TDXExpectations: Sendable {
 ///    exactly (`tdx_event_log_mismatch`); REPORTDATA equals the expected 64 bytes
 ///    (`tdx_report_data_mismatch`).
 ///
-/// Verified collateral (3, 7, 9) and PCK chains (4) are cached by the digest of their exact bytes
-/// for the window in which the verdict holds (CRL, collateral and certificate validity), as are
-/// parsed attestation keys: repeated quotes from one platform cost the two signatures of 5 and 8.
+/// Verified collateral (3, 7, 9; by its exact bytes), PCK chains (4; by their exact bytes and the
+/// collateral they were checked against) and QE report signatures (5; by the exact
+/// report and signature bytes and the verified chain) are kept for the window in which the
+/// verdict holds (CRL, collateral and certificate validity), as are parsed attestation keys
+/// (`TDXVerificationCache`): repeated quotes from one platform cost the quote signature of 8,
+/// the binding of 6 and the TCB evaluation.
 public final class TDXVerifier: Sendable {
     public let roots: [Certificate]
-    let rootDERs: Set<[UInt8]>
+    /// The pinned roots by their DER: a chain's copy of a root, byte for byte, is this object.
+    let rootsByDER: [[UInt8]: Certificate]
     let cache = TDXVerificationCache()
 
     /// Trusts exactly `roots` (for instance the certificates of a directory of PEM roots).
     public init(roots: [Certificate]) {
         self.roots = roots
-        rootDERs = Set(roots.compactMap { try? $0.der })
+        var byDER: [[UInt8]: Certificate] = [:]
+        for root in roots { if let der = try? root.der { byDER[der] = root } }
+        rootsByDER = byDER
     }
 
     /// Trusts the pinned Intel SGX Root CA only.
@@ -138,16 +144,22 @@ public final class TDXVerifier: Sendable {
 
         // 4. PCK chain.
         let pck: TDXVerifiedPCK
-        switch checkPCKChain(certification.pckCertChain, crls: crls, collateralKey: outcome?.key, at: now) {
+        switch checkPCKChain(certification.pckCertChain, collateral: outcome, crls: crls, at: now) {
         case let .failure(r): return refuse(r)
         case let .success(p): pck = p
         }
         pckIssuer = pck.issuer
 
-        // 5. QE report signature.
-        guard verifyRS(certification.qeReportSignature, certification.qeReport.raw, key: pck.key) else {
-            return refuse(TDXRefusal(.tdxQEReportSignatureInvalid, "quote.certificationData.qeReportSignature",
-                                     expected: "an ECDSA P-256 signature by the PCK key over the QE report", actual: "signature does not verify"))
+        // 5. QE report signature (its verdict kept for the exact report and signature bytes and
+        //    the verified chain, within the chain's window).
+        let endorsement = pck.cacheKey.map { TDXEndorsementKey(chain: $0, report: ExactBytes(certification.qeReport.raw),
+                                                                signature: ExactBytes(certification.qeReportSignature)) }
+        if !(endorsement.map { cache.endorsed($0, at: now) } ?? false) {
+            guard verifyRS(certification.qeReportSignature, certification.qeReport.raw, key: pck.key) else {
+                return refuse(TDXRefusal(.tdxQEReportSignatureInvalid, "quote.certificationData.qeReportSignature",
+                                         expected: "an ECDSA P-256 signature by the PCK key over the QE report", actual: "signature does not verify"))
+            }
+            if let endorsement { cache.store(endorsement: endorsement, window: pck.window) }
         }
 
         // 6. QE report data binds the attestation key and QE auth data.

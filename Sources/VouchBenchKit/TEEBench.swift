@@ -9,8 +9,8 @@ import VouchTEEWire
 /// TDX quote with its collateral (dcapqvl-v4-uptodate, the pinned Intel SGX Root CA), each at the
 /// instant its corpus manifest pins. Rates are per CPU-second of the measuring thread (`rates`).
 /// Warm: one verifier kept across calls, as the broker keeps one (SNP: the ARK→ASK chain cached,
-/// so a call checks the VCEK's signature by the ASK and the report's; TDX: collateral and PCK
-/// chain cached, so a call checks the QE report's and the quote's signatures). Cold: a fresh
+/// so a call checks the report's signature; TDX: collateral, PCK chain and the QE report's
+/// signature cached by their exact bytes, so a call checks the quote's signature). Cold: a fresh
 /// verifier per call (the trust anchors are loaded once, outside the loop), so every chain, CRL
 /// and collateral signature is checked each time. Every call must verify; a refusal stops the
 /// bench.
@@ -57,7 +57,7 @@ public enum TEEBench {
         try checkTDX(tdx)
         let tdxWhat = "\(tdxSample) quote v4 (\(quote.count) bytes) + its dcap-qvl collateral (parsed once) at \(tdxNow.formatted(.iso8601)), pinned Intel SGX Root CA, default policy, UpToDate"
         results.append(try row("TDX quote verify, warm verifier", "quotes",
-                               "\(tdxWhat); collateral and PCK chain cached by digest: per call the quote parse, QE report and quote P-256 signatures, QE identity and TCB levels, claims",
+                               "\(tdxWhat); collateral, PCK chain and QE report signature cached (by their exact bytes, in their window): per call the quote parse, the QE report's binding of the attestation key, the quote's P-256 signature, QE identity and TCB levels, claims",
                                seconds: seconds) { try checkTDX(tdx) })
         results.append(try row("TDX quote verify, cold verifier", "quotes",
                                "\(tdxWhat); a fresh TDXVerifier per call: also both CRLs, the PCK chain, the TCB info and QE identity chains and signatures",

@@ -19,8 +19,24 @@ extension Date {
     /// broker's CPU under a re-attesting fleet.
     public var iso8601: String {
         let u = utc
-        func p(_ v: Int, _ width: Int = 2) -> String { UTCFields.pad(v, width) }
-        return "\(p(u.year, 4))-\(p(u.month))-\(p(u.day))T\(p(u.hour)):\(p(u.minute)):\(p(u.second))Z"
+        guard (0...9999).contains(u.year) else {
+            func p(_ v: Int, _ width: Int = 2) -> String { UTCFields.pad(v, width) }
+            return "\(p(u.year, 4))-\(p(u.month))-\(p(u.day))T\(p(u.hour)):\(p(u.minute)):\(p(u.second))Z"
+        }
+        // Digits written into the string's storage (interpolating six padded strings was 1.5 %
+        // of a warm TDX quote verification, whose claims carry two dates).
+        return String(unsafeUninitializedCapacity: 20) { out in
+            var i = 0
+            func put(_ v: Int, _ width: Int) {
+                var d = 1
+                for _ in 1..<width { d *= 10 }
+                while d > 0 { out[i] = UInt8(48 + v / d % 10); i += 1; d /= 10 }
+            }
+            func sep(_ c: UInt8) { out[i] = c; i += 1 }
+            put(u.year, 4); sep(0x2d); put(u.month, 2); sep(0x2d); put(u.day, 2); sep(0x54)
+            put(u.hour, 2); sep(0x3a); put(u.minute, 2); sep(0x3a); put(u.second, 2); sep(0x5a)
+            return i
+        }
     }
 
     /// The UTC calendar fields (gmtime_r), for the fixed formats Vouch writes.

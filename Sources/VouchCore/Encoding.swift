@@ -10,6 +10,12 @@ public enum Hex {
 
     /// Lowercase hex. Writes straight into the string's storage: digests and dbx entries are
     /// encoded on the appraisal hot path (hundreds per event log).
+    public static func encode(_ bytes: [UInt8]) -> String {
+        bytes.withUnsafeBufferPointer { encode(buffer: $0) }
+    }
+
+    /// The same for any byte sequence (a generic call from another module is not specialised:
+    /// arrays take the overload above).
     public static func encode<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
         if let s = bytes.withContiguousStorageIfAvailable({ encode(buffer: $0) }) { return s }
         return Array(bytes).withUnsafeBufferPointer { encode(buffer: $0) }

@@ -262,24 +262,14 @@ public struct TDXQuote: Sendable {
     }
 
     private static func readBody(_ r: inout TDXByteReader, kind: TDXQuoteBody.Kind) throws -> TDXQuoteBody {
-        var b = TDXQuoteBody(kind: kind)
-        b.teeTcbSvn = try r.bytes(16, "body.teeTcbSvn")
-        b.mrSeam = try r.bytes(48, "body.mrSeam")
-        b.mrSignerSeam = try r.bytes(48, "body.mrSignerSeam")
-        b.seamAttributes = try r.bytes(8, "body.seamAttributes")
-        b.tdAttributes = try r.bytes(8, "body.tdAttributes")
-        b.xfam = try r.bytes(8, "body.xfam")
-        b.mrTD = try r.bytes(48, "body.mrTD")
-        b.mrConfigID = try r.bytes(48, "body.mrConfigID")
-        b.mrOwner = try r.bytes(48, "body.mrOwner")
-        b.mrOwnerConfig = try r.bytes(48, "body.mrOwnerConfig")
-        b.rtmrs = try (0..<4).map { try r.bytes(48, "body.rtmr\($0)") }
-        b.reportData = try r.bytes(64, "body.reportData")
-        if kind == .td15 {
-            b.teeTcbSvn2 = try r.bytes(16, "body.teeTcbSvn2")
-            b.mrServiceTD = try r.bytes(48, "body.mrServiceTD")
-        }
-        return b
+        // Read in wire order (arguments are evaluated left to right), straight into the body.
+        try TDXQuoteBody(kind: kind, teeTcbSvn: r.bytes(16, "body.teeTcbSvn"), mrSeam: r.bytes(48, "body.mrSeam"), mrSignerSeam: r.bytes(48, "body.mrSignerSeam"),
+                         seamAttributes: r.bytes(8, "body.seamAttributes"), tdAttributes: r.bytes(8, "body.tdAttributes"), xfam: r.bytes(8, "body.xfam"),
+                         mrTD: r.bytes(48, "body.mrTD"), mrConfigID: r.bytes(48, "body.mrConfigID"), mrOwner: r.bytes(48, "body.mrOwner"),
+                         mrOwnerConfig: r.bytes(48, "body.mrOwnerConfig"),
+                         rtmrs: [r.bytes(48, "body.rtmr0"), r.bytes(48, "body.rtmr1"), r.bytes(48, "body.rtmr2"), r.bytes(48, "body.rtmr3")],
+                         reportData: r.bytes(64, "body.reportData"),
+                         teeTcbSvn2: kind == .td15 ? r.bytes(16, "body.teeTcbSvn2") : nil, mrServiceTD: kind == .td15 ? r.bytes(48, "body.mrServiceTD") : nil)
     }
 
     private static func readSignatureData(_ s: inout TDXByteReader) throws -> TDXQuoteSignatureData {

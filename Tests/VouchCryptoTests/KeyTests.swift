@@ -6,6 +6,29 @@ import VouchCrypto
 import VouchTPMWire
 
 final class KeyTests: XCTestCase {
+    /// ecdsaSignatureDER writes what OpenSSL writes (i2d_ECDSA_SIG): OpenSSL's own signatures,
+    /// taken apart and put together again, come back byte for byte; integers are minimal (leading
+    /// zeros dropped, a zero added before a high bit, zero as one zero byte); long forms past 127.
+    func testECDSASignatureDERIsOpenSSLsEncoding() throws {
+        for type in [PrivateKey.KeyType.p256, .p384, .p521] {
+            let key = try PrivateKey.generate(type)
+            for i in 0..<32 {
+                let der = try key.sign(Array("message \(i)".utf8))
+                let (r, s) = try ecdsaSignatureComponents(der: der)
+                XCTAssertEqual(try ecdsaSignatureDER(r: r, s: s), der, "\(type)")
+                XCTAssertEqual(try ecdsaSignatureDER(r: [0, 0] + r, s: [0] + s), der, "\(type): leading zeros")
+                XCTAssertTrue(try key.publicKey.verify(message: Array("message \(i)".utf8), signature: try ecdsaSignatureDER(r: r, s: s), scheme: .ecdsa, hash: .sha256))
+            }
+        }
+        XCTAssertEqual(try ecdsaSignatureDER(r: [0x00, 0x01], s: [0x80]), [0x30, 0x07, 0x02, 0x01, 0x01, 0x02, 0x02, 0x00, 0x80])
+        XCTAssertEqual(try ecdsaSignatureDER(r: [], s: [0, 0]), [0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00])
+        let big = [UInt8](repeating: 0xff, count: 66)
+        let long = try ecdsaSignatureDER(r: big, s: big)
+        XCTAssertEqual(Array(long.prefix(6)), [0x30, 0x81, 138, 0x02, 67, 0x00])
+        XCTAssertEqual(long.count, 141)
+        XCTAssertTrue(try ecdsaSignatureComponents(der: long) == (big, big))
+    }
+
     /// A TPM public area built from a software key must describe the same key.
     func testPublicKeyFromTPMPublicMatchesSoftwareKey() throws {
         for bits in [2048, 3072] {
