@@ -118,6 +118,6 @@ let package = Package(
                                                           "VouchHTTPClient", "VouchAPI"]),
         .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchModel", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
-                                                                  "VouchEventLog", "VouchRuntime", "VouchHTTPServer"]),
+                                                                  "VouchEventLog", "VouchRuntime", "VouchHTTPServer", "VouchTEESim", "VouchTEEWire"]),
     ]
 )

@@ -249,8 +249,10 @@ public struct ReattestationService: BrokerPart, Sendable {
     /// platform for its evidence (`POST /v1/evidence`, an `AttestationReport`). Either answer is
     /// judged as a push report is (`judge`): evidence of another kind than the host's platform is
     /// a failed verdict (`evidence_missing`); evidence bound to another nonce fails its binding
-    /// check. No evidence is a fault: the source's, or `attester_fault` for an answer that names
-    /// another nonce or does not decode as evidence (`rawEvidence` refuses it).
+    /// check. No evidence is a fault: the source's, `attester_fault` for an answer that names
+    /// another nonce or does not decode as evidence (`rawEvidence` refuses it), or
+    /// `attester_timeout` for one that comes after the challenge TTL (vouchd refuses a
+    /// `--pull-timeout` that allows it, but a clock may jump).
     public func pullRound(hostID: String, source: EvidenceSource) -> RoundOutcome {
         do {
             let host = try knownHost(hostID)
@@ -289,6 +291,11 @@ public struct ReattestationService: BrokerPart, Sendable {
                 // does not decode is a 400 and no verdict.
                 _ = try fault(hostID: host.id, code: e.code.rawValue, message: e.message)
                 return .fault(e.code.rawValue)
+            } catch let e as VouchError where e.code == .nonceExpired {
+                // An answer after the nonce expired is no answer in time: a fault like a timeout,
+                // so that the grace runs and the host does not stay trusted on late answers.
+                _ = try fault(hostID: host.id, code: ErrorCode.attesterTimeout.rawValue, message: e.message)
+                return .fault(ErrorCode.attesterTimeout.rawValue)
             }
             return .verdict(trusted: v.result.isTrusted)
         } catch let e as VouchError {

@@ -247,11 +247,10 @@ public struct RegistrationService: BrokerPart, Sendable {
         return value
     }
 
-    /// A host name as DNS allows it: 1-253 characters, dot-separated labels of 1-63 letters, digits
-    /// and hyphens, no label starting or ending with a hyphen (so never "." or ".."); lowercased.
+    /// A host name as DNS allows it (`HostFields.isHostname`), lowercased; empty for none.
     static func checkedHostname(_ name: String?) throws -> String {
         let hostname = (name ?? "").lowercased()
-        guard hostname.isEmpty || DNSName.isValid(hostname) else {
+        guard hostname.isEmpty || HostFields.isHostname(hostname) else {
             throw VouchError(.badRequest, "hostname must be a DNS name", context: ["field": "hostname"])
         }
         return hostname
@@ -259,10 +258,9 @@ public struct RegistrationService: BrokerPart, Sendable {
 
     static func checkedLabels(_ given: [String: String]?) throws -> [String: String] {
         let labels = given ?? [:]
-        guard labels.count <= 64 else { throw VouchError(.labelsInvalid, "at most 64 labels", context: ["field": "labels"]) }
+        guard labels.count <= HostFields.maxLabels else { throw VouchError(.labelsInvalid, "at most 64 labels", context: ["field": "labels"]) }
         for (k, v) in labels {
-            guard k.range(of: Policy.labelPattern, options: .regularExpression) != nil, v.count <= 253,
-                  v.unicodeScalars.allSatisfy({ (0x21...0x7e).contains($0.value) }) else {   // printable ASCII, as documented
+            guard k.range(of: Policy.labelPattern, options: .regularExpression) != nil, HostFields.isLabelValue(v) else {
                 throw VouchError(.labelsInvalid, "label names are 1-63 of a-z, 0-9, '.', '_', '-', '/'; values up to 253 printable characters",
                                  context: ["field": "labels.\(k.prefix(64))"])
             }
@@ -303,23 +301,12 @@ public struct RegistrationService: BrokerPart, Sendable {
                   Self.usableIPv4(withUnsafeBytes(of: a) { Array($0) }) else { throw invalid }
             return
         }
-        guard DNSName.isValid(host.lowercased()), let last = labels.last,
+        guard HostFields.isHostname(host.lowercased()), let last = labels.last,
               !last.allSatisfy(\.isNumber), !last.hasPrefix("0x") else { throw invalid }
     }
 
     /// Not 0.0.0.0/8, link-local 169.254.0.0/16, multicast, reserved or broadcast (224.0.0.0 and up).
     static func usableIPv4(_ o: [UInt8]) -> Bool {
         o.count == 4 && o[0] != 0 && !(o[0] == 169 && o[1] == 254) && o[0] < 224
-    }
-}
-
-/// DNS host names (RFC 1123 labels).
-enum DNSName {
-    static func isValid(_ name: String) -> Bool {
-        guard !name.isEmpty, name.count <= 253 else { return false }
-        return name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-            !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-" &&
-                label.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }
-        }
     }
 }

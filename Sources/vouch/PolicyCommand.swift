@@ -103,8 +103,9 @@ private func policyCapture(_ argv: [String]) throws -> Int32 {
     let args = try Arguments(argv, options: CLI.brokerOptions.union(["evidence", "host", "name", "kind", "at", "roots"]), flags: ["test-roots"],
                              positional: 16)
     if args["kind"] != nil || !args.positional.isEmpty { return try captureTEEFiles(args) }
-    let bundle: EvidenceBundle
+    let draft: String
     do {
+        let bundle: EvidenceBundle
         if let file = args["evidence"] {
             bundle = try readBundle(file)
         } else if let host = args["host"] {
@@ -113,64 +114,58 @@ private func policyCapture(_ argv: [String]) throws -> Int32 {
         } else {
             throw VouchError(.usage, "give --evidence FILE or --host ID")
         }
+        try checkBundleFields(bundle)
+        if let tee = bundle.tee { return try captureTEEBundle(bundle, tee, args) }
+        guard args["at"] == nil, args["roots"] == nil, !args.has("test-roots") else {
+            throw VouchError(.usage, "--at, --roots and --test-roots are for a confidential VM's evidence; this is a TPM host's")
+        }
+        draft = try draftPolicy(bundle, name: args["name"] ?? "captured-\(bundle.hostname.isEmpty ? String(bundle.hostId.prefix(8)) : bundle.hostname)")
     } catch let u as UnreadableInput {
         CLI.error("policy capture: \(u)")
         return 2
     }
-    if let tee = bundle.tee { return try captureTEEBundle(bundle, tee, args) }
-    guard args["at"] == nil, args["roots"] == nil, !args.has("test-roots") else {
-        throw VouchError(.usage, "--at, --roots and --test-roots are for a confidential VM's evidence; this is a TPM host's")
-    }
-    print(draftPolicy(bundle, name: args["name"] ?? "captured-\(bundle.hostname.isEmpty ? String(bundle.hostId.prefix(8)) : bundle.hostname)"))
+    print(draft)
     return 0
 }
 
-/// A policy name made of the characters a name may hold (others become '-'), at most 63.
-func draftName(_ name: String) -> String {
-    String(name.map { $0.isLetter || $0.isNumber || "._-".contains($0) ? $0 : "-" }.prefix(63))
-}
-
-/// A draft's comment lines, its identity and its `match.labels`.
-func draftHeader(comments: [String], name: String, description: String, labels: [String: String]) -> String {
-    var y = comments.map { "# \($0)\n" }.joined() + """
-    apiVersion: vouch/v1
-    name: \(name)
-    version: 1
-    description: \(description)
-
-    """
-    if !labels.isEmpty {
-        y += "match:\n  labels:\n" + labels.sorted { $0.key < $1.key }.map { "    \($0.key): \"\($0.value)\"\n" }.joined()
-    }
-    return y
-}
-
-func draftPolicy(_ b: EvidenceBundle, name: String) -> String {
+/// A TPM host's draft: its PCR values (one bank, PCR 23 left to the model rules), the boot
+/// applications its event log names, its model manifest. Values that are not what they claim to
+/// be (PCR indices and hex, digests) refuse the bundle; a boot application's path (unverified,
+/// from the log) is a one-line comment.
+func draftPolicy(_ b: EvidenceBundle, name: String) throws -> String {
     let safeName = draftName(name)
+    let pcrs = try pcrValues(b)
+    func digest(_ d: String, _ what: String) throws -> String {
+        guard d.count.isMultiple(of: 2), Hex.isLowercase(d, length: 40...128) else {
+            throw UnreadableInput(description: "the evidence bundle's \(what) is not a lowercase hex digest; not drafting from it")
+        }
+        return d
+    }
     var y = draftHeader(comments: [
         "Draft captured by `vouch policy capture` from host \(b.hostId) (\(b.hostname)), evidence of \(b.at).",
         "It accepts exactly this host's current state. Review every value, then lint and test it:",
         "  vouch policy lint FILE && vouch policy test FILE --evidence EVIDENCE.json",
     ], name: safeName, description: "captured from \(b.hostname.isEmpty ? b.hostId : b.hostname) on \(b.at)", labels: b.labels)
-    let bank = ["sha256", "sha384", "sha512", "sha1"].first { b.pcrs[$0] != nil } ?? "sha256"
-    y += "pcrs:\n  bank: \(bank)\n  values:\n"
-    for (k, v) in (b.pcrs[bank] ?? [:]).sorted(by: { Int($0.key)! < Int($1.key)! }) where k != "23" {
-        y += "    \(k): [\"\(v)\"]\n"
+    let bank = [HashAlg.sha256, .sha384, .sha512, .sha1].first { pcrs.values[$0] != nil } ?? .sha256
+    y += "pcrs:\n  bank: \(bank.rawValue)\n  values:\n"
+    for (k, v) in (pcrs.values[bank] ?? [:]).sorted(by: { $0.key < $1.key }) where k != 23 {
+        y += "    \(k): [\"\(Hex.encode(v))\"]\n"
     }
     if let boot = b.claims?.boot {
         y += "eventLog:\n  required: true\n"
         if boot.secureBoot == true { y += "  secureBoot: true\n" }
-        let apps = Array(Set(boot.bootApplications.map(\.digest))).sorted()
+        let apps = Array(Set(try boot.bootApplications.map { try digest($0.digest, "boot application digest") })).sorted()
         if !apps.isEmpty {
             y += "  bootApplications:\n    allowed:\n"
             for a in apps {
                 let paths = boot.bootApplications.filter { $0.digest == a }.compactMap(\.path)
-                y += "      - \"\(a)\"" + (paths.isEmpty ? "" : "   # \(paths[0])") + "\n"
+                y += "      - \"\(a)\"" + (paths.isEmpty ? "" : "   # \(DraftText.comment(paths[0]))") + "\n"
             }
         }
     }
     if let model = b.claims?.model {
-        y += "model:\n  required: true\n  allowed:\n    - name: \"\(safeName) model (\(model.files.count) files)\"\n      manifest: \(model.manifestDigest)\n"
+        y += "model:\n  required: true\n  allowed:\n    - name: \(DraftText.quoted("\(safeName) model (\(model.files.count) files)"))\n"
+            + "      manifest: \(try digest(model.manifestDigest, "model manifest digest"))\n"
     }
     return y
 }

@@ -190,18 +190,27 @@ func draftTEEPolicy(_ captured: CapturedTEE, warnings: [TEEWarning], source: Cap
 }
 
 /// A section of a draft, written key by key, each after a comment saying where it came from.
+/// A comment's lines are separated by "\n  # "; any other line break in it (from a value it
+/// quotes) becomes a space.
 private struct DraftSection {
     private(set) var text: String
     init(_ key: String) { text = "\(key):\n" }
 
-    mutating func add(_ comment: String, _ body: String) { text += "  # \(comment)\n  \(body)\n" }
-    /// `key: ["hex"]` when `hex` is not all zeros.
-    mutating func unlessZero(_ key: String, _ hex: String, _ comment: String) {
-        if !hex.allSatisfy({ $0 == "0" }) { add(comment, "\(key): [\"\(hex)\"]") }
+    private static func comment(_ c: String) -> String {
+        c.components(separatedBy: "\n  # ").map { "  # \(DraftText.comment($0))\n" }.joined()
+    }
+    mutating func add(_ comment: String, _ body: String) { text += Self.comment(comment) + "  \(body)\n" }
+    /// `key: ["hex"]`: exactly the captured value, all zeros included. Zeros are a value too
+    /// (HOST_DATA, MRCONFIGID, MROWNER and MROWNERCONFIG are the host's or owner's to choose):
+    /// leaving the key out would accept any.
+    mutating func exactly(_ key: String, _ hex: String, _ comment: String) {
+        let zero = hex.allSatisfy { $0 == "0" }
+        add(zero ? comment + " All zeros in this evidence (none given): the draft requires zeros.\n  # Leaving it out would accept any value the host chose." : comment,
+            "\(key): [\"\(hex)\"]")
     }
     /// An allowlist of one named value.
     mutating func named(_ key: String, _ comment: String, name: String, value: String) {
-        text += "  # \(comment)\n  \(key):\n    - name: \"\(name)\"\n      value: \"\(value)\"\n"
+        text += Self.comment(comment) + "  \(key):\n    - name: \(DraftText.quoted(name))\n      value: \"\(value)\"\n"
     }
     mutating func raw(_ lines: String) { text += lines }
 }
@@ -241,9 +250,9 @@ private func snpSection(_ c: SNPClaims, name: String, azure: AzureSNPClaims?) ->
         y.named("measurements", "MEASUREMENT: the launch digest of the guest's initial memory (firmware, and kernel, initrd and command line\n"
                 + "  # when measured). Name the image: the name goes into claims and EARs.", name: name, value: c.measurement)
     }
-    y.unlessZero("hostData", c.hostData, "HOST_DATA the host supplied at launch.")
-    y.unlessZero("idKeyDigests", c.idKeyDigest, "ID_KEY_DIGEST: the key that signed the guest's ID block.")
-    y.unlessZero("authorKeyDigests", c.authorKeyDigest, "AUTHOR_KEY_DIGEST: the key that signed the ID key.")
+    y.exactly("hostData", c.hostData, "HOST_DATA the host supplied at launch.")
+    y.exactly("idKeyDigests", c.idKeyDigest, "ID_KEY_DIGEST: the key that signed the guest's ID block.")
+    y.exactly("authorKeyDigests", c.authorKeyDigest, "AUTHOR_KEY_DIGEST: the key that signed the ID key.")
     return y.text
 }
 
@@ -256,19 +265,17 @@ private func tdxSection(_ c: TDXClaims, name: String) -> String {
           "requireSeptVeDisable: \(a.septVeDisable)")
     y.add("XFAM: the CPU extended features enabled in the TD.", "xfam: [\"\(c.xfam)\"]")
     y.named("mrtd", "MRTD: the TD's build-time measurement (its firmware). Name the image: the name goes into claims and EARs.", name: name, value: c.mrtd)
-    y.unlessZero("mrConfigId", c.mrConfigId, "MRCONFIGID: the host's configuration of this TD.")
-    y.unlessZero("mrOwner", c.mrOwner, "MROWNER: the TD's owner.")
-    y.unlessZero("mrOwnerConfig", c.mrOwnerConfig, "MROWNERCONFIG: the owner's configuration.")
-    let rtmrs = c.rtmrs.enumerated().filter { !$0.element.allSatisfy { $0 == "0" } }
-    if !rtmrs.isEmpty {
-        y.raw("  # RTMRs \(c.rtmrsFromEventLog ? "replayed from the CCEL event log" : "as quoted (no event log among the evidence)") (zero ones left out):\n"
-              + "  # 0 firmware configuration, 1 boot loader and kernel, 2 kernel command line and initrd, 3 extended at run time\n"
-              + "  # (drop an RTMR that changes from boot to boot).\n  rtmrs:\n" + rtmrs.map { "    \($0.offset): [\"\($0.element)\"]\n" }.joined())
-    }
+    y.exactly("mrConfigId", c.mrConfigId, "MRCONFIGID: the host's configuration of this TD.")
+    y.exactly("mrOwner", c.mrOwner, "MROWNER: the TD's owner.")
+    y.exactly("mrOwnerConfig", c.mrOwnerConfig, "MROWNERCONFIG: the owner's configuration.")
+    y.raw("  # RTMRs \(c.rtmrsFromEventLog ? "replayed from the CCEL event log" : "as quoted (no event log among the evidence)"), zero ones too: a guest\n"
+          + "  # that extends one this guest did not is refused. 0 firmware configuration, 1 boot loader and kernel, 2 kernel\n"
+          + "  # command line and initrd, 3 extended at run time (drop an RTMR that changes from boot to boot).\n  rtmrs:\n"
+          + c.rtmrs.enumerated().map { "    \($0.offset): [\"\($0.element)\"]\n" }.joined())
     var statuses = ["UpToDate"]
     if c.tcbStatus != "UpToDate", TDXPolicy.acceptableStatuses.contains(c.tcbStatus) { statuses.append(c.tcbStatus) }
     let advisories = c.advisories.isEmpty ? "" : "; advisories \(c.advisories.joined(separator: ", "))"
-    y.raw("  # This platform's TCB status under the collateral (FMSPC \(c.fmspc)\(c.tcbDate.map { ", tcbDate \($0)" } ?? "")): \(c.tcbStatus)\(advisories).\n"
+    y.raw("  # \(DraftText.comment("This platform's TCB status under the collateral (FMSPC \(c.fmspc)\(c.tcbDate.map { ", tcbDate \($0)" } ?? "")): \(c.tcbStatus)\(advisories)")).\n"
           + "  # Only it (and UpToDate) is accepted; collateral older than this TCB evaluation is refused.\n"
           + "  tcb:\n    acceptedStatuses: [\(statuses.joined(separator: ", "))]\n"
           + (c.tcbEvaluationDataNumber.map { "    minimumEvaluationDataNumber: \($0)\n" } ?? ""))

@@ -53,6 +53,12 @@ struct BrokerOptions {
             fail("\(args.source("reattest-concurrency")): reattest-concurrency must be 1-1024")
         }
         let pullTimeout = try parseDuration(args["pull-timeout"] ?? "10s", field: "--pull-timeout")
+        // A pull's nonce lives for the challenge TTL: an answer the pull may still wait for after
+        // it could never be judged. Compared as the pull waits (whole seconds, at least 1).
+        guard TimeInterval(Self.pullSeconds(pullTimeout)) < config.challengeTTL else {
+            fail("\(args.source("pull-timeout")): pull-timeout (\(Self.pullSeconds(pullTimeout))s) must be shorter than challenge-ttl (\(args["challenge-ttl"] ?? "60s")): "
+                 + "a pulled answer after its nonce expired cannot be judged")
+        }
         guard let perAddress = Int(args["max-connections-per-address"] ?? "64"), (1...1024).contains(perAddress) else {
             fail("\(args.source("max-connections-per-address")): max-connections-per-address must be 1-1024")
         }
@@ -87,4 +93,7 @@ struct BrokerOptions {
         self.concurrency = concurrency; self.pullTimeout = pullTimeout; self.perAddress = perAddress; self.authFailures = authFailures
         self.idle = idle; self.requestDeadline = requestDeadline; self.tee = tee; self.collateral = collateral
     }
+
+    /// How long one pull waits, in the whole seconds the client takes: at least 1.
+    static func pullSeconds(_ timeout: TimeInterval) -> Int { max(1, Int(timeout)) }
 }

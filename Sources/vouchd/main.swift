@@ -59,7 +59,8 @@ win over the environment, which wins over the file. docs/operations.md has an ex
                         signed with HMAC-SHA256, retried with backoff from a durable outbox
   --webhook-secret-file FILE  the HMAC key (default DATA-DIR/webhook.secret, created mode 0600)
   --reattest-concurrency N    pull rounds in flight at once (default 32)
-  --pull-timeout DUR    limit on one pull (connect, quote, answer) before it counts as a fault (default 10s)
+  --pull-timeout DUR    limit on one pull (connect, quote, answer) before it counts as a fault (default 10s;
+                        whole seconds, shorter than --challenge-ttl)
   --tdx-collateral DIR  TDX collateral (TCB info, QE identity, CRLs) by FMSPC: <fmspc>.json (dcap-qvl
                         QuoteCollateralV3) or <fmspc>/ (the files a PCS client saves); re-read when a
                         file changes. Without it a TDX quote's TCB is Unknown (refused by default)
@@ -171,7 +172,7 @@ do {
     _ = try service.revocation.currentCRL()
     let bundle = try service.revocation.bundlePEM()
     let pullTLS = try TLSClientMaterial(trustPEM: bundle, certificateChainPEM: clientTLS.certificatePEM, keyPEM: clientTLS.keyPEM)
-    let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: max(1, Int(brokerOptions.pullTimeout))),
+    let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: BrokerOptions.pullSeconds(brokerOptions.pullTimeout)),
                                 concurrency: brokerOptions.concurrency, log: Runtime.log)
     reattestor.start()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: resultSigner,

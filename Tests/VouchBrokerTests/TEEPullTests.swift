@@ -5,6 +5,7 @@ import VouchBroker
 import VouchCore
 import VouchCrypto
 import VouchModel
+import VouchTestSupport
 import XCTest
 
 /// Confidential VMs in pull mode, through the broker's services with the software TEE: a TEE
@@ -160,6 +161,54 @@ final class TEEPullTests: XCTestCase {
         XCTAssertEqual(b.service.reattestation.pullRound(hostID: id, source: Garbled()), .fault("attester_fault"))
         XCTAssertEqual(try b.state(id), .unreachable)
         XCTAssertEqual(try b.store.latestAttestation(hostID: id)?.codes, ["attester_fault"])
+    }
+
+    /// An answer that comes after the challenge TTL (an attester holding its evidence back) is no
+    /// answer in time: the recorded fault `attester_timeout`, so the host is unreachable within the
+    /// grace and untrusted once it has passed — never kept trusted by late answers. The scripted
+    /// attester moves the broker's clock past the TTL before it answers.
+    func testAnAnswerAfterTheChallengeTTLIsARecordedFault() throws {
+        let ttl = BrokerConfig(trustDomain: "test.local").challengeTTL
+        for kind in [SoftwareTEEGuest.Kind.snpVCEK, .tdx] {
+            let b = try broker(grace: ttl)
+            let guest = try SoftwareTEEGuest(kind)
+            let (id, first) = try pullHost(b, guest) { try guest.answer($0) }
+            XCTAssertEqual(first, .verdict(trusted: true))
+            let clock = b.clock
+            let late: ScriptedSource.EvidenceAnswer = { req in
+                clock.advance(by: ttl + 1)
+                return try guest.answer(req)
+            }
+            b.source.scriptEvidence(Self.url, late, late)
+            XCTAssertEqual(b.advanceToNextRound(id)[id], .fault("attester_timeout"), "\(kind)")
+            XCTAssertEqual(try b.state(id), .unreachable)
+            XCTAssertEqual(try b.store.trust(hostID: id)?.lastProblem, "attester_timeout")
+            XCTAssertEqual(try b.store.latestAttestation(hostID: id)?.codes, ["attester_timeout"])
+            XCTAssertEqual(b.advanceToNextRound(id)[id], .fault("attester_timeout"))
+            XCTAssertEqual(try b.state(id), .untrusted, "late past the grace")
+        }
+    }
+
+    /// The same for a TPM host's late quote (the same `judge`).
+    func testATPMHostsLateQuoteIsARecordedFault() throws {
+        struct Late: EvidenceSource {
+            let clock: ManualClock, tpm: SoftwareTPM, by: TimeInterval
+            func quote(attesterURL: String, pin: String, request: QuoteRequest) throws -> QuoteBody {
+                clock.advance(by: by)
+                return try tpm.quote(request, at: clock.now(), drifted: false)
+            }
+            func evidence(attesterURL: String, pin: String, request: QuoteRequest) throws -> AttestationReport {
+                throw VouchError(.attesterFault, "a TPM host is asked for a quote")
+            }
+        }
+        let ttl = BrokerConfig(trustDomain: "test.local").challengeTTL
+        let b = try broker(grace: 3600)
+        let id = try b.addHost(String(repeating: "7", count: 32))
+        let tpm = try XCTUnwrap(b.tpms[id])
+        XCTAssertEqual(b.service.reattestation.pullRound(hostID: id, source: Late(clock: b.clock, tpm: tpm, by: 0)), .verdict(trusted: true))
+        XCTAssertEqual(b.service.reattestation.pullRound(hostID: id, source: Late(clock: b.clock, tpm: tpm, by: ttl + 1)), .fault("attester_timeout"))
+        XCTAssertEqual(try b.state(id), .unreachable)
+        XCTAssertEqual(try b.store.latestAttestation(hostID: id)?.codes, ["attester_timeout"])
     }
 
     /// Drift (the launch measurement changes): each pull is a failed verdict; at the policy's

@@ -38,7 +38,9 @@ final class OperationsTests: XCTestCase {
         XCTAssertTrue(checked.stdout.contains("trust-domain: ops.test  (\(config.path):5:15)"), checked.stdout)
         // --check-config runs every check a start runs before creating anything.
         for (name, value) in [("VOUCHD_PULL_TIMEOUT", "soon"), ("VOUCHD_PUBLISH_LISTEN", "nowhere"), ("VOUCHD_REATTEST_CONCURRENCY", "0"),
-                              ("VOUCHD_PORT", "65535"), ("VOUCHD_EK_ROOTS", dir.appendingPathComponent("missing").path)] {
+                              ("VOUCHD_PORT", "65535"), ("VOUCHD_EK_ROOTS", dir.appendingPathComponent("missing").path),
+                              // A pull may not outlast its nonce (an answer after the TTL could never be judged).
+                              ("VOUCHD_CHALLENGE_TTL", "10s"), ("VOUCHD_PULL_TIMEOUT", "60s")] {
             let refused = try TestEnv.run(vouchd, ["--config", config.path, "--check-config"], env: [name: value])
             XCTAssertEqual(refused.status, 2, "\(name)=\(value): \(refused.stdout)")
             XCTAssertFalse(refused.stdout.contains("configuration valid"), name)

@@ -1,5 +1,10 @@
 import Foundation
 import XCTest
+import VouchAttesterKit
+import VouchCore
+import VouchCrypto
+import VouchTEESim
+import VouchTEEWire
 import VouchTestSupport
 
 /// `vouch policy capture --kind …` on every sample of the fixtures' manifests: a sample whose
@@ -126,6 +131,60 @@ final class PolicyCaptureTEETests: XCTestCase {
             XCTAssertEqual(r.stdout, "", "\(args)")
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line: \(r.stderr)")
         }
+    }
+
+    /// What the host chooses at launch is pinned even when it chose nothing: a draft captured from
+    /// a software-TEE report with HOST_DATA all zeros (a quote with MRCONFIGID and the RTMRs all
+    /// zeros) states those zeros, and refuses the same guest launched with HOST_DATA (MRCONFIGID,
+    /// RTMR 3) of the host's choosing — init-data a host could otherwise swap in unnoticed.
+    func testADraftFromZeroHostChosenValuesRefusesChosenOnes() throws {
+        let at = "2026-01-01T00:00:00Z"
+        let platform = try SimulatedTEEPlatform.loadOrCreate(directory: dir.appendingPathComponent("platform").path, now: Date.parseRFC3339(at)!)
+        func file(_ name: String, _ bytes: [UInt8]) throws -> String {
+            let url = dir.appendingPathComponent(name)
+            try Data(bytes).write(to: url)
+            return url.path
+        }
+        func roots(_ name: String) throws -> [String] {
+            let d = dir.appendingPathComponent("roots-\(name)")
+            try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: platform.rootsDirectory + "/\(name).pem", toPath: d.appendingPathComponent("\(name).pem").path)
+            return ["--roots", d.path, "--test-roots"]
+        }
+        /// Captures from `evidence`, then verifies `evidence` and `chosen` under the draft.
+        func capture(_ kind: String, _ roots: [String], _ evidence: [String], chosen: [String], line: UInt = #line) throws -> (draft: String, codes: Set<String>) {
+            let captured = try vouch(["policy", "capture", "--kind", kind, "--at", at] + roots + evidence)
+            XCTAssertEqual(captured.status, 0, captured.stderr, line: line)
+            let draft = dir.appendingPathComponent("\(kind).yaml").path
+            try captured.stdout.write(toFile: draft, atomically: true, encoding: .utf8)
+            XCTAssertEqual(try vouch(["policy", "lint", draft]).status, 0, captured.stdout, line: line)
+            let same = try vouch(["evidence", "verify", "--kind", kind, "--at", at, "--json", "--policy", draft] + roots + evidence)
+            XCTAssertEqual(same.status, 0, same.stdout, line: line)
+            let other = try vouch(["evidence", "verify", "--kind", kind, "--at", at, "--json", "--policy", draft] + roots + chosen)
+            XCTAssertEqual(other.status, 1, other.stdout, line: line)
+            return (captured.stdout, Set(codes(other)))
+        }
+
+        let vcek = try file("vcek.der", try platform.snp.vcek.der)
+        var report = platform.snp.report()
+        let zero = try file("zero.bin", try platform.snp.sign(report))
+        report.hostData = [UInt8](repeating: 0x11, count: 32)
+        let chosen = try file("chosen.bin", try platform.snp.sign(report))
+        let snp = try capture("sev-snp", try roots("sev-snp"), [zero, vcek], chosen: [chosen, vcek])
+        XCTAssertTrue(snp.draft.contains("  hostData: [\"\(String(repeating: "0", count: 64))\"]\n"), snp.draft)
+        XCTAssertEqual(snp.codes, ["snp_host_data_mismatch"])
+
+        let collateral = platform.collateralDirectory + "/\(Hex.encode(platform.tdx.platform.fmspc)).json"
+        var body = SoftwareTDX.body()
+        let zeroQuote = try file("zero.quote", try platform.tdx.quote(body))
+        body.mrConfigID = [UInt8](repeating: 0x22, count: 48)
+        body.rtmrs[3] = [UInt8](repeating: 0x33, count: 48)
+        let chosenQuote = try file("chosen.quote", try platform.tdx.quote(body))
+        let tdx = try capture("tdx", try roots("tdx"), [zeroQuote, collateral], chosen: [chosenQuote, collateral])
+        let zeros = "[\"\(String(repeating: "0", count: 96))\"]"
+        for key in ["mrConfigId", "mrOwner", "mrOwnerConfig"] { XCTAssertTrue(tdx.draft.contains("  \(key): \(zeros)\n"), tdx.draft) }
+        XCTAssertTrue(tdx.draft.contains("    3: \(zeros)\n"), tdx.draft)
+        XCTAssertEqual(tdx.codes, ["tdx_mrconfigid_not_allowed", "tdx_rtmr_not_allowed"])
     }
 
     /// The claims `vouch evidence verify --json` prints for the files (exit 0 or 1).

@@ -202,12 +202,13 @@ final class RejectionTests: XCTestCase {
     }
 
     func testExpiredNonce() throws {
-        let shortTTL = try BrokerHarness(trusting: tpm, extraArgs: ["--challenge-ttl", "1s"])
+        // The shortest TTL a broker takes: a pull (1 s at the least) must end before its nonce expires.
+        let shortTTL = try BrokerHarness(trusting: tpm, extraArgs: ["--challenge-ttl", "1.5s", "--pull-timeout", "1s"])
         broker = shortTTL
         attester = shortTTL.attester(for: tpm)
         hostID = try attester.register()
         let (req, _) = try request()
-        Thread.sleep(forTimeInterval: 1.2)
+        Thread.sleep(forTimeInterval: 1.7)
         try assertRefused(403, "nonce_expired", audited: false) { try enroll(req) }
     }
 
