@@ -174,7 +174,8 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
             return .failure(VouchError(.snpReportDataMismatch, "the report's REPORT_DATA does not bind this request",
                                        context: ["path": "snp.reportData", "expected": Hex.encode(expected), "got": Hex.encode(verified.report.reportData)]))
         }
-        let bytes = TEEEvidenceBytes(kind: .sevSNP, report: evidence.report, endorsement: (try? verified.endorsement.der) ?? endorsement, crl: evidence.crl,
+        let bytes = TEEEvidenceBytes(kind: .sevSNP, report: evidence.report, endorsement: (try? verified.endorsement.der) ?? endorsement,
+                                     crl: fetched ?? evidence.crl,   // the broker's own CRL when it fetched one, else the host's
                                      eventLog: nil, collateral: nil, simulated: simulation)
         return .success(AuthenticatedSNP(verified: verified, simulated: simulation, evidenceDigest: Crypto.sha256(evidence.report), bytes: bytes))
     }

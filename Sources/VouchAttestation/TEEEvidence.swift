@@ -196,7 +196,7 @@ public struct VerifiedTEE: Sendable, Equatable {
 /// The bytes a CPU TEE's evidence was authenticated from, kept (the latest per host) so that it
 /// can be verified again offline (`GET /v1/hosts/{id}/evidence`, `vouch policy capture --host`):
 /// SEV-SNP, the report, the VCEK or VLEK that verified it (DER; taken out of the certificate table
-/// when the host sent one) and AMD's CRL when sent; TDX, the quote, the CCEL log when sent, and the
+/// when the host sent one) and the AMD CRL revocation was checked with (the broker's or the host's); TDX, the quote, the CCEL log when sent, and the
 /// collateral the broker judged it with (dcap-qvl `QuoteCollateralV3` JSON). Only the TEE
 /// verifiers make one, from evidence they authenticated.
 public struct TEEEvidenceBytes: Sendable, Equatable {
@@ -205,7 +205,8 @@ public struct TEEEvidenceBytes: Sendable, Equatable {
     public let report: [UInt8]
     /// SEV-SNP: the VCEK or VLEK, DER.
     public let endorsement: [UInt8]?
-    /// SEV-SNP: AMD's CRL, as sent.
+    /// SEV-SNP: AMD's CRL revocation was checked with (the broker's own when it fetched one,
+    /// else the host's, as sent).
     public let crl: [UInt8]?
     /// TDX: the CCEL event log, as sent.
     public let eventLog: [UInt8]?

@@ -60,8 +60,11 @@ final class SNPFetchedCRLTests: XCTestCase {
         XCTAssertEqual(code(try identify(source: Source([:]))), .snpCRLUnavailable)
         XCTAssertEqual(code(try identify(sent: try crl(), source: Source([:]))), .snpCRLUnavailable)
         XCTAssertEqual(ErrorCode.snpCRLUnavailable.status, 403)
-        // With it: registered.
-        XCTAssertNoThrow(try identify(source: Source([.vcek: try crl()])).get())
+        // With it: registered, and the evidence kept for offline re-verification carries the
+        // broker's CRL (the one revocation was checked with), not the host's or none.
+        let brokers = try crl()
+        XCTAssertEqual(try identify(source: Source([.vcek: brokers])).get().summary.evidence.crl, brokers)
+        XCTAssertEqual(try identify(sent: try crl(daysAgo: 20), source: Source([.vcek: brokers])).get().summary.evidence.crl, brokers)
         // A broker that fetches nothing takes the report as before (the operator's choice; the
         // claims then carry snp_revocation_not_checked).
         XCTAssertNoThrow(try identify(source: nil).get())
