@@ -67,10 +67,12 @@ struct AuthenticatedAzure: Sendable {
 public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
     public var kind: EvidenceKind { .azureSNPVTPM }
     let verifiers: SNPVerifiers
+    let endorsements: (any SNPEndorsementSource)?
 
     /// Keep one per broker: `SNPVerifier` caches its chain checks.
     public init(trust: TEETrust) {
         verifiers = SNPVerifiers(trust: trust)
+        endorsements = trust.snpEndorsements
     }
 
     /// Stage 1. Checks, in order, refusing at the first failure:
@@ -81,7 +83,11 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
     ///    `SNPVerifier`'s checks 1–9 with the VCEK (`tee_evidence_malformed`, `snp_*`), was made at
     ///    VMPL 0 (`azure_vmpl_not_zero`), its REPORT_DATA holds the runtime claims' digest
     ///    (`azure_runtime_claims_mismatch`), and the claims hold an acceptable RSA `HCLAkPub`
-    ///    (`azure_runtime_claims_invalid`);
+    ///    (`azure_runtime_claims_invalid`); the chain's revocation checked with the broker's own
+    ///    CRL when it fetches AMD's, else the one sent;
+    /// 2a. a broker that fetches AMD's CRLs had a current one for the VCEK's product line
+    ///    (`snp_crl_unavailable`); a CRL the evidence sent is checked as well
+    ///    (`snp_certificate_revoked`) — SEV-SNP's check 3a;
     /// 3. the runtime claims' `user-data` is the hex of
     ///    `EnrollmentBinding.teeReportData(binding: context.binding)` (any case;
     ///    `snp_report_data_mismatch`): the report was made for this request;
@@ -170,11 +176,22 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
         case let .failure(e): return .failure(e)
         case let .success(chosen): (snp, simulation) = chosen
         }
+        // The broker's own CRL, when it fetches AMD's (never for the software TEE's evidence), as
+        // for an SEV-SNP host.
+        let fetching = !simulation && endorsements != nil
+        let list = fetching ? (try? SNPVerifier.certificate(evidence.endorsement)).flatMap { SNPEvidenceVerifier.intermediate(issuer: $0.issuer) } : nil
+        let fetched = list.flatMap { endorsements?.crl(product: $0.0, signer: $0.1, at: now) }
         // 2
         let report: VerifiedAzureSNPReport
-        switch AzureSNPVerifier(snp: snp).authenticate(hclReport: evidence.hclReport, endorsementKey: evidence.endorsement, crl: evidence.crl, at: now) {
+        switch AzureSNPVerifier(snp: snp).authenticate(hclReport: evidence.hclReport, endorsementKey: evidence.endorsement, crl: fetched ?? evidence.crl, at: now) {
         case let .refused(v): return .failure(v.stageOneError)
         case let .authenticated(r): report = r
+        }
+        // 2a (SEV-SNP's check 3a: a fetching broker's CRL must be there; one sent is checked too)
+        if fetching, let e = SNPEvidenceVerifier.checkFetchedCRL(list.map { $0 == (report.snp.product, report.snp.signer) } == true ? fetched : nil,
+                                                                 sent: evidence.crl, signer: report.snp.signer, endorsement: evidence.endorsement,
+                                                                 verifier: snp, at: now) {
+            return .failure(e)
         }
         // 3
         let expected = Hex.encode(EnrollmentBinding.teeReportData(binding: binding))
@@ -208,7 +225,8 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
         return .success(AuthenticatedAzure(report: report, quote: quote, eventLog: evidence.quote.eventLog, modelLog: evidence.quote.modelLog,
                                            vtpmEndorsementKey: ekSPKI, simulated: simulation, evidenceDigest: report.evidenceDigest,
                                            bytes: TEEEvidenceBytes(kind: .azureSNPVTPM, report: evidence.hclReport,
-                                                                   endorsement: (try? report.snp.endorsement.der) ?? evidence.endorsement, crl: evidence.crl,
+                                                                   endorsement: (try? report.snp.endorsement.der) ?? evidence.endorsement,
+                                                                   crl: fetched ?? evidence.crl,
                                                                    eventLog: nil, collateral: nil, simulated: simulation)))
     }
 

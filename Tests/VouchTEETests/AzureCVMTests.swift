@@ -169,6 +169,42 @@ final class AzureCVMTests: XCTestCase {
                        .teeSimulationRefused)
     }
 
+    /// A broker that fetches AMD's CRLs checks an Azure CVM's VCEK chain with its own, as an
+    /// SEV-SNP host's (check 2a): refused without a current one (`snp_crl_unavailable`), a
+    /// revocation in it refuses, a host-sent CRL is checked besides it, and the evidence kept
+    /// carries the broker's CRL.
+    func testABrokerThatFetchesAMDsCRLsChecksAnAzureCVMsChainWithIt() throws {
+        let p = SNPFetchedCRLTests.platform
+        var trust = TEETrust()
+        trust.snp = SNPTrustStore(products: [.milan: SNPTrustStore.ProductRoots(ark: p.ark, arkPin: Crypto.sha256(try p.ark.der), ask: p.ask, asvk: p.asvk)])
+        let cvm = try SimulatedAzureCVM(snp: p, attestationKey: Self.ak, endorsementKey: try Self.ek.publicKey, optionsPath: nil,
+                                        madeAt: Self.now.addingTimeInterval(-60), clock: ManualClock(Self.now))
+        let fields = try cvm.evidence(binding: binding, pcrSelection: nil).fields
+        func crl(revoking: [Certificate] = [], daysAgo: Double = 1) throws -> [UInt8] {
+            try p.crl(revoking: revoking, thisUpdate: Self.now.addingTimeInterval(-daysAgo * 86_400), nextUpdate: Self.now.addingTimeInterval(30 * 86_400))
+        }
+        func identify(_ source: SNPFetchedCRLTests.Source?, sent: [UInt8]? = nil) throws -> Result<TEEIdentification, VouchError> {
+            var t = trust
+            t.snpEndorsements = source
+            guard case var .azureSNPVTPM(azure) = try raw(fields).payload else { throw TestFailure("not Azure evidence") }
+            azure.crl = sent
+            return AzureEvidenceVerifier(trust: t).identify(RawEvidence(device: "azure-snp-vtpm", payload: .azureSNPVTPM(azure)), binding: binding,
+                                                            hostKey: spki, at: Self.now)
+        }
+        func code(_ r: Result<TEEIdentification, VouchError>) -> ErrorCode? {
+            if case let .failure(e) = r { return e.code }
+            return nil
+        }
+        XCTAssertEqual(code(try identify(SNPFetchedCRLTests.Source([:]))), .snpCRLUnavailable)
+        XCTAssertEqual(code(try identify(SNPFetchedCRLTests.Source([:]), sent: try crl())), .snpCRLUnavailable)
+        XCTAssertEqual(code(try identify(SNPFetchedCRLTests.Source([.vcek: try crl(revoking: [p.ask])]))), .snpCertificateRevoked)
+        let brokers = try crl()
+        XCTAssertEqual(code(try identify(SNPFetchedCRLTests.Source([.vcek: brokers]), sent: try crl(revoking: [p.ask]))), .snpCertificateRevoked)
+        XCTAssertEqual(try identify(SNPFetchedCRLTests.Source([.vcek: brokers]), sent: try crl(daysAgo: 20)).get().summary.evidence.crl, brokers)
+        // A broker that fetches nothing takes the host's CRL, or none (revocation then unchecked).
+        XCTAssertNoThrow(try identify(nil).get())
+    }
+
     func testStageTwoAppliesTheSNPSectionThenTheQuotesLogs() throws {
         let verifier = AzureEvidenceVerifier(trust: try trust())
         let fields = try cvm().evidence(binding: binding, pcrSelection: nil).fields
