@@ -176,11 +176,8 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
         case let .failure(e): return .failure(e)
         case let .success(chosen): (snp, simulation) = chosen
         }
-        // The broker's own CRL, when it fetches AMD's (never for the software TEE's evidence), as
-        // for an SEV-SNP host.
-        let fetching = !simulation && endorsements != nil
-        let list = fetching ? (try? SNPVerifier.certificate(evidence.endorsement)).flatMap { SNPEvidenceVerifier.intermediate(issuer: $0.issuer) } : nil
-        let fetched = list.flatMap { endorsements?.crl(product: $0.0, signer: $0.1, at: now) }
+        // The broker's own CRL, when it fetches AMD's, as for an SEV-SNP host.
+        let (fetching, list, fetched) = SNPEvidenceVerifier.brokerCRL(endorsements, endorsement: evidence.endorsement, simulated: simulation, at: now)
         // 2
         let report: VerifiedAzureSNPReport
         switch AzureSNPVerifier(snp: snp).authenticate(hclReport: evidence.hclReport, endorsementKey: evidence.endorsement, crl: fetched ?? evidence.crl, at: now) {

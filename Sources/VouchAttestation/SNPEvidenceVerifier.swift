@@ -152,11 +152,7 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
         case let .failure(e): return .failure(e)
         case let .success(chosen): (verifier, simulation) = chosen
         }
-        // The broker's own CRL, when it fetches (never for the software TEE's evidence), for the
-        // list the endorsement's issuer names.
-        let fetching = !simulation && endorsements != nil
-        let list = fetching ? (try? SNPVerifier.certificate(endorsement)).flatMap { Self.intermediate(issuer: $0.issuer) } : nil
-        let fetched = list.flatMap { endorsements?.crl(product: $0.0, signer: $0.1, at: now) }
+        let (fetching, list, fetched) = Self.brokerCRL(endorsements, endorsement: endorsement, simulated: simulation, at: now)
         // 3
         let verified: VerifiedSNPReport
         switch verifier.authenticate(SNPEvidence(report: evidence.report, endorsementKey: endorsement, crl: fetched ?? evidence.crl), at: now) {
@@ -226,6 +222,16 @@ public struct SNPEvidenceVerifier: TEEEvidenceVerifier {
 
     /// The product line and key kind an ASK (`SEV-<Product>`: VCEKs) or ASVK
     /// (`SEV-VLEK-<Product>`: VLEKs) subject names (the issuer of a VCEK or VLEK).
+    /// The broker's own CRL for `endorsement`, when it fetches AMD's (`fetching`; never for the
+    /// software TEE's evidence): the list (product line, key kind) the endorsement's issuer names,
+    /// and the source's current CRL of that list, if it has one.
+    static func brokerCRL(_ endorsements: (any SNPEndorsementSource)?, endorsement: [UInt8], simulated: Bool,
+                          at now: Date) -> (fetching: Bool, list: (SNPProduct, SNPSigningKey)?, crl: [UInt8]?) {
+        guard !simulated, let endorsements else { return (false, nil, nil) }
+        let list = (try? SNPVerifier.certificate(endorsement)).flatMap { intermediate(issuer: $0.issuer) }
+        return (true, list, list.flatMap { endorsements.crl(product: $0.0, signer: $0.1, at: now) })
+    }
+
     static func intermediate(issuer: String) -> (SNPProduct, SNPSigningKey)? {
         guard let cn = SNPTrustStore.commonName(issuer) else { return nil }
         for product in SNPProduct.allCases {
