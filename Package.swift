@@ -22,6 +22,7 @@
 //                      (VouchRuntime for its log: libmicrohttpd's C callbacks carry no closure)
 //   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client
 //   VouchYAML          libyaml: YAML to the config-node tree
+//   VouchXMLSig        libxmlsec1 (OpenSSL) + libxml2: enveloped XML-DSig verification, verified documents as values
 //   VouchPolicyFiles   loads policy files and directories into a validated PolicySet (VouchRuntime: reads files)
 //   VouchAttestation   verifiers: EK chain, credential activation, quotes, SEV-SNP and TDX evidence (returns
 //                      verified values)
@@ -55,6 +56,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CXMLSec", pkgConfig: "xmlsec1-openssl", providers: [.apt(["libxmlsec1-dev", "libxml2-dev"])]),
         .systemLibrary(name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
         .target(name: "CVouchShims", dependencies: ["COpenSSL", "CTSS2", "CCurl", "CSQLite", "CMicroHTTPD"]),
 
@@ -77,11 +79,12 @@ let package = Package(
         .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "VouchRuntime", "CMicroHTTPD", "CGnuTLS", "CVouchShims"]),
         .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
         .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),
+        .target(name: "VouchXMLSig", dependencies: ["VouchCore", "CXMLSec"]),
 
         .target(name: "VouchPolicyFiles", dependencies: ["VouchCore", "VouchRuntime", "VouchPolicy", "VouchYAML", "VouchCrypto"]),
 
         // Verification, service and host logic
-        .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchTEEWire", "VouchCrypto", "VouchPolicy", "VouchEventLog"]),
+        .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchTEEWire", "VouchCrypto", "VouchPolicy", "VouchEventLog", "VouchXMLSig"]),
         .target(name: "VouchTEESim", dependencies: ["VouchCore", "VouchTEEWire", "VouchCrypto"]),
         .target(name: "VouchCollateral", dependencies: ["VouchCore", "VouchRuntime", "VouchCrypto", "VouchTEEWire", "VouchAttestation"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
