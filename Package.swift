@@ -103,7 +103,7 @@ let package = Package(
                 path: "Sources/VouchBenchKit"),
         .executableTarget(name: "vouch-bench", dependencies: ["VouchBenchKit", "VouchAttesterKit", "VouchHTTPClient", "VouchAPI", "VouchCrypto", "VouchCore", "VouchRuntime"]),
         .executableTarget(name: "vouch-fuzz", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog",
-                                                           "VouchPolicy", "VouchTEEWire", "VouchTPMWire", "VouchYAML"]),
+                                                           "VouchPolicy", "VouchTEEWire", "VouchTPMWire", "VouchYAML", "VouchXMLSig"]),
 
         // Tests
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire"], path: "Tests/VouchTestSupport"),
@@ -118,7 +118,7 @@ let package = Package(
                                                              "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire", "VouchTEESim", "VouchTEEWire", "VouchEventLog"]),
         .testTarget(name: "VouchTEETests", dependencies: ["VouchCrypto", "VouchCore", "VouchTestSupport", "VouchTEEWire", "VouchAttestation", "VouchTEESim", "VouchPolicy",
                                                           "VouchYAML", "VouchTPMWire", "VouchAttesterKit", "VouchEventLog", "VouchCollateral", "VouchHTTPServer",
-                                                          "VouchHTTPClient", "VouchAPI"]),
+                                                          "VouchHTTPClient", "VouchAPI", "VouchXMLSig"]),
         .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchModel", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
                                                                   "VouchEventLog", "VouchRuntime", "VouchHTTPServer", "VouchTEESim", "VouchTEEWire"]),

@@ -106,12 +106,13 @@ public final class UnverifiedXMLDocument {
         root = try handle.tree()
     }
 
-    /// The DER certificates of `ds:Signature/ds:KeyInfo/ds:X509Data/ds:X509Certificate`, in
-    /// document order (unverified: the caller chains them to its own anchor).
-    public var keyInfoCertificates: [[UInt8]] {
+    /// Check 4 of `XMLSignature` (`xml_signature_shape`), then the DER certificates of the one
+    /// signature's `ds:KeyInfo/ds:X509Data/ds:X509Certificate`, in document order (unverified: the
+    /// caller chains them to its own anchor before verifying with the first).
+    public func keyInfoCertificates() throws -> [[UInt8]] {
         let dsig = XMLSignature.dsig
-        return root.children(named: "Signature", namespace: dsig)
-            .flatMap { $0.children(named: "KeyInfo", namespace: dsig) }
+        return try XMLSignature.checkShape(root)
+            .children(named: "KeyInfo", namespace: dsig)
             .flatMap { $0.children(named: "X509Data", namespace: dsig) }
             .flatMap { $0.children(named: "X509Certificate", namespace: dsig) }
             .compactMap { Data(base64Encoded: $0.text, options: .ignoreUnknownCharacters).map { [UInt8]($0) } }
