@@ -10,6 +10,11 @@ private let libraryReady: Bool = {
     return true
 }()
 
+/// libxml2 writes its errors (the parser's, C14N's) to stderr unless given a handler, and the
+/// handler is per thread: every call that parses or canonicalises sets this silent one first
+/// (failures reach callers as typed errors instead).
+private func silenceLibxml2() { xmlSetStructuredErrorFunc(nil) { _, _ in } }
+
 /// The one place libxml2/libxmlsec1 return values become typed errors.
 func xmlCheck(_ ok: Bool, _ code: ErrorCode, _ operation: String) throws {
     guard ok else { throw VouchError(code, "\(operation) failed") }
@@ -21,6 +26,7 @@ final class XMLDocumentHandle {
 
     init(bytes: [UInt8]) throws {
         try xmlCheck(libraryReady, .crypto, "libxmlsec1 initialisation")
+        silenceLibxml2()
         // No network, no entity substitution (no XML_PARSE_NOENT), no DTD loading
         // (no XML_PARSE_DTDLOAD / DTDATTR), libxml2's default size limits (no XML_PARSE_HUGE).
         let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
@@ -83,6 +89,7 @@ final class XMLDocumentHandle {
         guard let root = xmlDocGetRootElement(doc), let signature = Self.signatureChild(of: root) else {
             throw VouchError(.xmlSignatureShape, "XML signature refused: no ds:Signature child of the root element")
         }
+        silenceLibxml2()
         let context = try DSigContext()
         try context.setKey(certificateDER: signerCertificateDER)
         try context.verify(signature)

@@ -147,6 +147,28 @@ final class NvidiaRIMTests: XCTestCase {
         XCTAssertThrowsCode(try verifier.verify(try Self.bytes(Self.driverRIM), component: .driver, at: try Self.manifest().verify_at), .rimChainInvalid)
     }
 
+    /// Seeded random byte changes: each is refused with a typed error, or (a change the signature
+    /// does not cover, such as base64 line breaks) verifies to exactly the original values.
+    func testRandomByteChangesRefusedOrIdentical() throws {
+        let original = try Self.bytes(Self.driverRIM)
+        let at = try Self.manifest().verify_at
+        let verifier = try NvidiaRIMVerifier()
+        let expected = try verifier.verify(original, component: .driver, at: at)
+        var rng = SplitMix64(seed: 17)
+        var refused = 0
+        for _ in 0..<300 {
+            var bytes = original
+            let i = Int.random(in: 0..<bytes.count, using: &rng)
+            bytes[i] = bytes[i] == 0x41 ? 0x42 : 0x41
+            do {
+                let rim = try verifier.verify(bytes, component: .driver, at: at)
+                XCTAssertEqual(rim.referenceValues, expected.referenceValues, "byte \(i)")
+                XCTAssertEqual(rim.identity, expected.identity, "byte \(i)")
+            } catch is VouchError { refused += 1 }
+        }
+        XCTAssertGreaterThan(refused, 250)
+    }
+
     func testOversizedDocumentRefused() {
         XCTAssertThrowsCode(try UnverifiedXMLDocument(bytes: [UInt8](repeating: 0x20, count: XMLSignature.defaultMaxBytes + 1)), .xmlDocumentMalformed)
     }
