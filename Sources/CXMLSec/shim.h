@@ -1,7 +1,7 @@
 // libxmlsec1 (OpenSSL back end) and libxml2. The macros below are the ones
 // `pkg-config --cflags xmlsec1-openssl` gives: they select the crypto back end and fix the
-// ABI (XMLSEC_NO_SIZE_T makes xmlSecSize an unsigned int), so they are set here as well in
-// case the importer does not see the pkg-config -D flags.
+// ABI (XMLSEC_NO_SIZE_T makes xmlSecSize an unsigned int). SwiftPM drops -D flags from
+// pkg-config (it warns "prohibited flag(s)") and keeps only the -I paths, so they are set here.
 #pragma once
 #ifndef XMLSEC_CRYPTO_OPENSSL
 #define XMLSEC_CRYPTO_OPENSSL 1
