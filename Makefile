@@ -3,7 +3,7 @@
 #   make test   install what is missing, check imports against Package.swift, build, run every test
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 libssl-dev openssl \
+APT_PACKAGES := libxmlsec1-dev libxml2-dev swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 libssl-dev openssl \
                 libcurl4-openssl-dev curl libsqlite3-dev libmicrohttpd-dev libgnutls28-dev libyaml-dev python3 \
                 nginx-light time sqlite3 python3-venv systemd libnss3-tools \
                 golang-go gnutls-bin openjdk-17-jdk-headless python3-cryptography python3-jwt

@@ -7,6 +7,7 @@ import VouchEventLog
 import VouchPolicy
 import VouchTEEWire
 import VouchTPMWire
+import VouchXMLSig
 import VouchYAML
 
 /// One fuzz target per parser of outside bytes. Each must return normally for every input:
@@ -99,6 +100,14 @@ enum FuzzTargets {
             _ = try? SGXPCKExtension(der: e.encoded)
         },
         "tdx-event-log": { _ = try? TDXEventLog.replay($0) },
+        "rim-xml": { bytes in
+            // A NVIDIA RIM: libxml2 parse, signature shape, KeyInfo chain, XML-DSig with a fixed key
+            // (the pinned root's), and the whole RIM verifier at a time its real chains are valid.
+            guard let document = try? UnverifiedXMLDocument(bytes: bytes) else { return }
+            _ = try? document.keyInfoCertificates()
+            _ = try? XMLSignature.verifyEnveloped(document, signerCertificateDER: fuzzRIMRootDER)
+            _ = try? fuzzRIMVerifier.verify(bytes, component: .driver, at: Date(timeIntervalSince1970: 1_735_689_600))
+        },
         "jws": { bytes in
             // An EAR token as `vouch check` receives it (compact JWS, ES256, x5c).
             _ = try? JWSSigner.verify(String(decoding: bytes, as: UTF8.self), anchors: [fuzzCA.certificate], signer: "spiffe://fuzz/vouchd", at: Date())
@@ -107,6 +116,10 @@ enum FuzzTargets {
 
     static var names: [String] { all.keys.sorted() }
 }
+
+/// The RIM target's fixed key and verifier (the compiled-in NVIDIA CoRIM signing root).
+private let fuzzRIMVerifier = try! NvidiaRIMVerifier()
+private let fuzzRIMRootDER = try! fuzzRIMVerifier.roots[0].der
 
 /// A CA for the OCSP target, made once.
 let fuzzCA: CertificateAuthority = {

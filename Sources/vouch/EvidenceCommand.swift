@@ -17,7 +17,9 @@ import VouchYAML
 /// must be these bytes (zero-padded to 64). Exit 0 verified, 1 refused, 2 unreadable or usage.
 func evidenceCommand(_ argv: [String]) throws -> Int32 {
     guard argv.first == "verify" else { throw VouchError(.usage, "give a subcommand: verify --kind KIND --at TIME FILE...") }
-    let args = try Arguments(Array(argv.dropFirst()), options: ["kind", "at", "nonce", "policy", "roots"], flags: ["json", "test-roots"], positional: 16)
+    let args = try Arguments(Array(argv.dropFirst()), options: ["kind", "at", "nonce", "policy", "roots", "component"], flags: ["json", "test-roots"], positional: 16)
+    if args["kind"] == "nvidia-rim" { return try rimCommand(args) }
+    guard args["component"] == nil else { throw VouchError(.usage, "--component is for --kind nvidia-rim") }
     let kind = try EvidenceCLIKind(args)
     let (atText, at) = try EvidenceCLIKind.at(args)
     guard !args.positional.isEmpty else { throw VouchError(.usage, "give the evidence FILEs") }
@@ -68,7 +70,7 @@ enum EvidenceCLIKind: String {
     /// `--kind`, required.
     init(_ args: Arguments) throws {
         guard let name = args["kind"], let kind = EvidenceCLIKind(rawValue: name) else {
-            throw VouchError(.usage, "--kind must be sev-snp, tdx or azure-snp-vtpm")
+            throw VouchError(.usage, "--kind must be sev-snp, tdx, azure-snp-vtpm or nvidia-rim")
         }
         self = kind
     }

@@ -107,6 +107,8 @@ extension CLI {
         example:
           vouch evidence verify --kind sev-snp --at 2025-06-01T00:00:00Z report.bin vcek.der
           vouch evidence verify --kind tdx --at 2025-07-01T00:00:00Z --json quote.bin collateral.json
+        NVIDIA RIM: --kind nvidia-rim --component driver|vbios --at RFC3339 [--json] FILE checks one
+        RIM (chain to NVIDIA's CoRIM signing root, XML-DSig) and prints its reference values.
         """,
         "cert": """
         usage: vouch cert inspect FILE [--ca FILE] [--issuer FILE] [--json]
