@@ -1,0 +1,41 @@
+import Foundation
+import XCTest
+import VouchCore
+import VouchPolicy
+import VouchYAML
+
+/// The `nitro:` policy section's decoder, alone and inside a Vouch policy file.
+final class NitroPolicyTests: XCTestCase {
+    private func decode(_ yaml: String) throws -> NitroPolicy {
+        let root = try YAMLParser.parse(Array(yaml.utf8), file: "nitro.yaml")
+        guard case let .mapping(entries) = root.value, let nitro = entries.first(where: { $0.key.scalar == "nitro" })?.value else {
+            throw VouchError(.invalidValue, "no nitro key")
+        }
+        return try NitroPolicy.decode(nitro)
+    }
+
+    func testDefaultsAndValues() throws {
+        XCTAssertEqual(try decode("nitro: {}\n"), NitroPolicy())
+        let v = String(repeating: "ab", count: 48)
+        let p = try decode("nitro:\n  allowDebug: true\n  maxAge: 60\n  pcrs:\n    0: [{name: app, value: \(v)}]\n    8: [{name: signer, value: \(v)}, {name: old, value: \(v)}]\n")
+        XCTAssertTrue(p.allowDebug)
+        XCTAssertEqual(p.maxAge, 60)
+        XCTAssertEqual(p.pcrs[0]?.map(\.name), ["app"])
+        XCTAssertEqual(p.pcrs[8]?.count, 2)
+    }
+
+    func testBadValuesAreRefused() {
+        let v = String(repeating: "ab", count: 48)
+        for yaml in ["nitro: {extra: 1}\n", "nitro: {allowDebug: maybe}\n", "nitro: {maxAge: 0}\n",
+                     "nitro:\n  pcrs:\n    5: [{name: a, value: \(v)}]\n", "nitro:\n  pcrs:\n    0: []\n",
+                     "nitro:\n  pcrs:\n    0: [{name: a, value: abcd}]\n", "nitro:\n  pcrs:\n    0: [{name: a, value: \(v), extra: 1}]\n"] {
+            XCTAssertThrowsError(try decode(yaml), yaml) { XCTAssertEqual(($0 as? VouchError)?.code, .policyInvalid, yaml) }
+        }
+    }
+
+    func testAPolicyFileCarriesItsNitroSection() throws {
+        let yaml = "apiVersion: vouch/v1\nname: n\nversion: 1\npcrs: {bank: sha256, values: {0: [\(String(repeating: "00", count: 32))]}}\nnitro: {allowDebug: true}\n"
+        let policy = try PolicyDecoder.decode(try YAMLParser.parse(Array(yaml.utf8), file: "p.yaml"), sha256: "x")
+        XCTAssertEqual(policy.nitro?.allowDebug, true)
+    }
+}
