@@ -147,9 +147,18 @@ public struct NitroVerifier: Sendable {
             }
         }
         // 8. PCR allowlists.
+        let pcrs = Self.appraise(pcrs: d.pcrs, policy: policy)
+        violations += pcrs.violations
+        claims.pcrNames = pcrs.names
+        return violations.isEmpty ? .verified(claims, warnings: warnings) : .rejected(violations, claims: claims)
+    }
+
+    /// Step 8: each pinned PCR present and among its allowed values; the matching names by index.
+    static func appraise(pcrs: [Int: [UInt8]], policy: NitroPolicy) -> (violations: [PolicyViolation], names: [String: String]) {
+        var violations: [PolicyViolation] = []
         var names: [String: String] = [:]
         for (index, allowed) in policy.pcrs.sorted(by: { $0.key < $1.key }) {
-            guard let value = d.pcrs[index] else {
+            guard let value = pcrs[index] else {
                 violations.append(PolicyViolation(code: .nitroPCRMissing, path: "document.pcrs.\(index)", expected: "present", actual: "absent"))
                 continue
             }
@@ -160,8 +169,7 @@ public struct NitroVerifier: Sendable {
                                                   expected: allowed.map(\.name).joined(separator: " | "), actual: Hex.encode(value)))
             }
         }
-        claims.pcrNames = names
-        return violations.isEmpty ? .verified(claims, warnings: warnings) : .rejected(violations, claims: claims)
+        return (violations, names)
     }
 
     /// Step 3: the bundle's certificates in order, then the leaf, each signed by the one before;

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import VouchAttestation
 import VouchCore
 import VouchPolicy
 import VouchYAML
@@ -37,5 +38,18 @@ final class NitroPolicyTests: XCTestCase {
         let yaml = "apiVersion: vouch/v1\nname: n\nversion: 1\npcrs: {bank: sha256, values: {0: [\(String(repeating: "00", count: 32))]}}\nnitro: {allowDebug: true}\n"
         let policy = try PolicyDecoder.decode(try YAMLParser.parse(Array(yaml.utf8), file: "p.yaml"), sha256: "x")
         XCTAssertEqual(policy.nitro?.allowDebug, true)
+    }
+
+    /// A pinned PCR the document lacks fails (the samples all carry PCR0-15, so step 8 is run
+    /// on a PCR map directly); another value fails; a match is named.
+    func testPinnedPCRsMustBePresentAndAllowed() {
+        var policy = NitroPolicy()
+        policy.pcrs[0] = [.init(name: "app", value: [UInt8](repeating: 1, count: 48))]
+        policy.pcrs[4] = [.init(name: "instance", value: [UInt8](repeating: 2, count: 48))]
+        policy.pcrs[8] = [.init(name: "signer", value: [UInt8](repeating: 3, count: 48))]
+        let r = NitroVerifier.appraise(pcrs: [0: [UInt8](repeating: 1, count: 48), 8: [UInt8](repeating: 4, count: 48)], policy: policy)
+        XCTAssertEqual(r.violations.map(\.code.rawValue), ["nitro_pcr_missing", "nitro_pcr_not_allowed"])
+        XCTAssertEqual(r.violations.map(\.path), ["document.pcrs.4", "document.pcrs.8"])
+        XCTAssertEqual(r.names, ["0": "app"])
     }
 }
