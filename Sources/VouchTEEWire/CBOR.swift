@@ -23,17 +23,6 @@ public struct CBORPair: Sendable, Hashable {
     public var value: CBOR
 }
 
-extension CBOR {
-    /// This item as an Int if it is an integer within Int's range.
-    public var int: Int? {
-        switch self {
-        case let .unsigned(n): return n <= UInt64(Int.max) ? Int(n) : nil
-        case let .negative(n): return n < UInt64(Int.max) ? -1 - Int(n) : nil
-        default: return nil
-        }
-    }
-}
-
 /// Reads one CBOR data item from hostile bytes: definite lengths only (indefinite-length items,
 /// major type 7 floats and reserved additional information are refused), at most `maxDepth`
 /// nested arrays, maps and tags, a declared count or length never trusted beyond the bytes
@@ -77,7 +66,7 @@ public struct CBORReader {
             case 31: throw fail("an indefinite length", expected: "definite lengths only")
             default: throw fail("reserved additional information \(ai)", expected: "0-27")
             }
-        } catch let e as VouchError where e.code != .teeEvidenceMalformed {
+        } catch where (error as? VouchError)?.code == .truncated {
             throw fail("input ends inside an item's head", expected: "a complete head")
         }
     }
