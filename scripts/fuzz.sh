@@ -10,7 +10,7 @@ out=out/fuzz
 # Seeds are made afresh each run (a stale directory must not name a target that no longer exists).
 rm -rf "$out/seeds"
 mkdir -p "$out/crashes" "$out/seeds"
-targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml"
+targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document"
 
 swift build --product vouch-fuzz --scratch-path .build/fuzz --sanitize fuzzer --sanitize address -Xswiftc -DVOUCH_FUZZ
 bin=.build/fuzz/debug/vouch-fuzz
@@ -86,6 +86,8 @@ done
 python3 -c 'import sys; sys.stdout.buffer.write(open(sys.argv[1],"rb").read().rstrip(b"\xff"))' Tests/Fixtures/tdx/ccel-cos113/ccel_data.bin > "$out/seeds/tdx-event-log/ccel-cos113"
 # NVIDIA RIMs: the fixtures' signed SWID tags.
 for f in Tests/Fixtures/nvidia-rim/rims/*.swidtag; do cp "$f" "$out/seeds/rim-xml/$(basename "$f")"; done
+# Nitro: the corpus's attestation documents (untagged COSE_Sign1).
+for f in Tests/Fixtures/nitro/*/attestation_doc.cbor; do cp "$f" "$out/seeds/nitro-document/$(basename "$(dirname "$f")")"; done
 
 report="$out/report.md"
 printf '| target | seconds | executions | corpus | crashes |\n|---|---|---|---|---|\n' > "$report"

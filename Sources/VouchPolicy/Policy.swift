@@ -42,6 +42,9 @@ public struct Policy: Sendable {
     /// The `tdx:` section: what a host's TDX quote must show; nil when the policy has none, and
     /// then the policy admits no TDX host (`covers`).
     public var tdx: TDXPolicy?
+    /// The `nitro:` section: what an AWS Nitro enclave's attestation document must show (read by
+    /// `vouch evidence verify --kind nitro`; the broker does not admit Nitro hosts yet).
+    public var nitro: NitroPolicy?
 
     public struct Match: Sendable, Equatable {
         /// Every label must be present on the host with this value.

@@ -9,7 +9,7 @@ public enum PolicyDecoder {
     public static func decode(_ root: ConfigNode, sha256: String, file: String? = nil) throws -> Policy {
         let top = try Mapping(root, path: "")
         try top.allowOnly(["apiVersion", "name", "version", "description", "priority", "match", "attestationKey", "pcrs",
-                           "eventLog", "model", "freshness", "clock", "tpm", "certificate", "reattestation", "snp", "tdx"])
+                           "eventLog", "model", "freshness", "clock", "tpm", "certificate", "reattestation", "snp", "tdx", "nitro"])
         let api = try top.requiredString("apiVersion")
         guard api.value == "vouch/v1" else { throw invalid(api.node, "apiVersion", "must be vouch/v1") }
         let name = try top.requiredString("name")
@@ -194,6 +194,7 @@ public enum PolicyDecoder {
         // CPU TEE evidence: what an SEV-SNP report or a TDX quote must show (docs/policy.md).
         if let node = top.optional("snp") { p.snp = try SNPPolicy.decode(node) }
         if let node = top.optional("tdx") { p.tdx = try TDXPolicy.decode(node) }
+        if let node = top.optional("nitro") { p.nitro = try NitroPolicy.decode(node) }
         return p
     }
 

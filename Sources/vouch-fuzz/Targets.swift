@@ -108,6 +108,12 @@ enum FuzzTargets {
             _ = try? XMLSignature.verifyEnveloped(document, signerCertificateDER: fuzzRIMRootDER)
             _ = try? fuzzRIMVerifier.verify(bytes, component: .driver, at: Date(timeIntervalSince1970: 1_735_689_600))
         },
+        "nitro-document": { bytes in
+            // An AWS Nitro attestation document (COSE_Sign1 and its CBOR payload), and the input
+            // as a bare CBOR item.
+            if let d = try? NitroDocument(bytes: bytes) { _ = d.cose.toBeSigned }
+            _ = try? CBORReader.decode(bytes, field: "fuzz")
+        },
         "jws": { bytes in
             // An EAR token as `vouch check` receives it (compact JWS, ES256, x5c).
             _ = try? JWSSigner.verify(String(decoding: bytes, as: UTF8.self), anchors: [fuzzCA.certificate], signer: "spiffe://fuzz/vouchd", at: Date())

@@ -8,13 +8,14 @@ import VouchPolicyFiles
 import VouchTEEWire
 import VouchYAML
 
-/// `vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm --at RFC3339 [--nonce HEX]
+/// `vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm|nitro --at RFC3339 [--nonce HEX]
 /// [--policy FILE] [--roots DIR] [--json] FILE...`: verifies a CPU TEE's evidence offline, as a
 /// relying party or an auditor would, from the files a sample is made of (their kinds are told
 /// by their content, not their names; see `EvidenceFiles`). Without `--policy`, authenticity and
 /// freshness (signatures, chains, CRLs, collateral windows, a TCB level found) and the
-/// verifier's defaults; with it, the policy's `snp:` or `tdx:` section too. `--nonce`: REPORT_DATA
-/// must be these bytes (zero-padded to 64). Exit 0 verified, 1 refused, 2 unreadable or usage.
+/// verifier's defaults; with it, the policy's `snp:`, `tdx:` or `nitro:` section too. `--nonce`:
+/// REPORT_DATA must be these bytes (zero-padded to 64); a Nitro document's `nonce` exactly these
+/// (1-512) bytes. Exit 0 verified, 1 refused, 2 unreadable or usage.
 func evidenceCommand(_ argv: [String]) throws -> Int32 {
     guard argv.first == "verify" else { throw VouchError(.usage, "give a subcommand: verify --kind KIND --at TIME FILE...") }
     let args = try Arguments(Array(argv.dropFirst()), options: ["kind", "at", "nonce", "policy", "roots", "component"], flags: ["json", "test-roots"], positional: 16)
@@ -25,8 +26,9 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
     guard !args.positional.isEmpty else { throw VouchError(.usage, "give the evidence FILEs") }
     var nonce: [UInt8]?
     if let hex = args["nonce"] {
-        guard let bytes = try? Hex.decode(hex, field: "nonce"), (1...64).contains(bytes.count) else {
-            throw VouchError(.usage, "--nonce must be 1-64 bytes of hex")
+        let most = kind == .nitro ? 512 : 64
+        guard let bytes = try? Hex.decode(hex, field: "nonce"), (1...most).contains(bytes.count) else {
+            throw VouchError(.usage, "--nonce must be 1-\(most) bytes of hex")
         }
         // Zeros bind nothing: report data of zeros is what a guest sends when it was given none.
         guard bytes.contains(where: { $0 != 0 }) else { throw VouchError(.usage, "--nonce of only zero bytes binds nothing") }
@@ -48,6 +50,7 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
         case .sevSNP: report = try verifySNP(files, at: at, nonce: nonce, policy: sections.snp, roots: roots)
         case .azureSNPVTPM: report = try verifyAzure(files, at: at, nonce: nonce, policy: sections.snp, roots: roots)
         case .tdx: report = try verifyTDX(files, at: at, nonce: nonce, policy: sections.tdx, roots: roots)
+        case .nitro: report = try verifyNitro(files, at: at, nonce: nonce, policy: sections.nitro, roots: roots)
         }
     } catch let e as VouchError where e.code == .usage || e.code == .config || e.code == .io {
         CLI.error("vouch evidence: \(CLI.oneLine(e.message))")
@@ -65,12 +68,12 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
 }
 
 enum EvidenceCLIKind: String {
-    case sevSNP = "sev-snp", tdx, azureSNPVTPM = "azure-snp-vtpm"
+    case sevSNP = "sev-snp", tdx, azureSNPVTPM = "azure-snp-vtpm", nitro
 
     /// `--kind`, required.
     init(_ args: Arguments) throws {
         guard let name = args["kind"], let kind = EvidenceCLIKind(rawValue: name) else {
-            throw VouchError(.usage, "--kind must be sev-snp, tdx, azure-snp-vtpm or nvidia-rim")
+            throw VouchError(.usage, "--kind must be sev-snp, tdx, azure-snp-vtpm, nitro or nvidia-rim")
         }
         self = kind
     }
@@ -126,11 +129,12 @@ struct EvidenceReport {
     }
 }
 
-/// A policy's TEE sections for `--policy FILE`: a Vouch policy file (its `snp:` and `tdx:`), or a
-/// YAML/JSON mapping holding only `snp:` and/or `tdx:`.
+/// A policy's TEE sections for `--policy FILE`: a Vouch policy file (its `snp:`, `tdx:` and
+/// `nitro:`), or a YAML/JSON mapping holding only those sections.
 struct TEESections {
     var snp: SNPPolicy?
     var tdx: TDXPolicy?
+    var nitro: NitroPolicy?
 
     init() {}
 
@@ -138,18 +142,19 @@ struct TEESections {
         let bytes = try readEvidenceFile(file)
         let root = try YAMLParser.parse(bytes, file: file)
         guard case let .mapping(entries) = root.value, !entries.isEmpty else {
-            throw VouchError(.config, "\(file): not a Vouch policy file, nor a mapping of snp: and tdx: sections")
+            throw VouchError(.config, "\(file): not a Vouch policy file, nor a mapping of snp:, tdx: and nitro: sections")
         }
         if entries.contains(where: { $0.key.scalar == "apiVersion" }) {
             let policy = try PolicyFiles.load(file: file)
-            (snp, tdx) = (policy.snp, policy.tdx)
+            (snp, tdx, nitro) = (policy.snp, policy.tdx, policy.nitro)
             return
         }
         for (key, node) in entries {
             switch key.scalar {
             case "snp": snp = try SNPPolicy.decode(node)
             case "tdx": tdx = try TDXPolicy.decode(node)
-            default: throw VouchError(.config, "\(key.mark): \(key.scalar ?? "a key") is neither snp nor tdx (a file of TEE sections holds only those)")
+            case "nitro": nitro = try NitroPolicy.decode(node)
+            default: throw VouchError(.config, "\(key.mark): \(key.scalar ?? "a key") is not snp, tdx or nitro (a file of TEE sections holds only those)")
             }
         }
     }
@@ -243,6 +248,12 @@ func verifyAzure(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: SNPP
 
 private func tdxRoots(_ option: RootsOption?) throws -> [Certificate] {
     guard let option else { return [try IntelSGXRoot.certificate()] }
+    return try pemRoots(option, fingerprint: IntelSGXRoot.sha256Fingerprint, name: "the Intel SGX Root CA")
+}
+
+/// The self-signed certificates of `*.pem` files in `--roots DIR`; pinned, each must have
+/// `fingerprint` (SHA-256 of its DER).
+func pemRoots(_ option: RootsOption, fingerprint: String, name: String) throws -> [Certificate] {
     let roots = option.directory
     let dir = URL(fileURLWithPath: roots)
     guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else {
@@ -254,8 +265,8 @@ private func tdxRoots(_ option: RootsOption?) throws -> [Certificate] {
     }
     guard !out.isEmpty else { throw VouchError(.config, "\(roots) holds no self-signed root certificate (*.pem)") }
     if option.pinned {
-        for root in out where Hex.encode(Crypto.sha256(try root.der)) != IntelSGXRoot.sha256Fingerprint {
-            throw VouchError(.config, "\(roots) holds a root that is not the Intel SGX Root CA (\(root.subject)); --test-roots trusts other roots")
+        for root in out where Hex.encode(Crypto.sha256(try root.der)) != fingerprint {
+            throw VouchError(.config, "\(roots) holds a root that is not \(name) (\(root.subject)); --test-roots trusts other roots")
         }
     }
     return out
@@ -289,4 +300,29 @@ func tdxVerification(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: 
     let verifier = TDXVerifier(roots: try tdxRoots(roots))
     let expectations = TDXExpectations(reportData: nonce.map(padded), eventLog: try files.atMostOne(.eventLog, "CCEL event log"))
     return verifier.verify(quote: quote, collateral: collateral, at: at, policy: policy ?? TDXPolicy(), expectations: expectations)
+}
+
+// MARK: AWS Nitro Enclaves
+
+func verifyNitro(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: NitroPolicy?, roots: RootsOption?) throws -> EvidenceReport {
+    EvidenceReport(kind: "nitro", result: try nitroVerification(files, at: at, nonce: nonce, policy: policy, roots: roots)) { c in
+        ["module     \(c.moduleId) at \(c.timestamp)",
+         "PCR0       \(c.pcrs["0"] ?? "absent")\(c.pcrNames["0"].map { " (\($0))" } ?? "")",
+         "debug      \(c.debug)",
+         "nonce      \(c.nonce ?? "none")"]
+    }
+}
+
+/// The Nitro attestation document among `files` verified against the AWS root (or `--roots`).
+func nitroVerification(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, policy: NitroPolicy?, roots: RootsOption?) throws -> TEEVerification<NitroClaims> {
+    let document = try files.one(.nitroDocument, "an AWS Nitro attestation document (CBOR COSE_Sign1 or its base64)")
+    let verifier: NitroVerifier
+    if let roots {
+        let found = try pemRoots(roots, fingerprint: NitroRoot.sha256Fingerprint, name: "the AWS Nitro Enclaves root")
+        guard found.count == 1 else { throw VouchError(.config, "\(roots.directory) must hold one root for --kind nitro, not \(found.count)") }
+        verifier = try NitroVerifier(root: found[0])
+    } else {
+        verifier = try NitroVerifier()
+    }
+    return verifier.verify(document: document, at: at, policy: policy ?? NitroPolicy(), expectations: NitroExpectations(nonce: nonce))
 }

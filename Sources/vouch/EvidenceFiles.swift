@@ -8,11 +8,12 @@ import VouchCrypto
 /// VLEK), a CRL (DER or PEM), a TDX quote (version 4/5, TEE type 0x81), dcap-qvl collateral JSON
 /// (`tcb_info`), the Intel PCS collateral files by their names (tcbinfo_response.json,
 /// qeidentity_response.json, *_issuer_chain.pem, pck_crl*.der, root_ca_crl.der), a CCEL event log
-/// (a TCG crypto-agile log), and the CCEL ACPI table (read for nothing). Anything else is a usage
+/// (a TCG crypto-agile log), the CCEL ACPI table (read for nothing), and an AWS Nitro attestation
+/// document (a CBOR COSE_Sign1, tagged or not, or its base64 text). Anything else is a usage
 /// error naming the file.
 struct EvidenceFiles {
     enum Kind: String {
-        case snpReport, azureHCLReport, certificate, crl, tdxQuote, tdxCollateralJSON, pcsFile, eventLog, acpiTable
+        case snpReport, azureHCLReport, certificate, crl, tdxQuote, tdxCollateralJSON, pcsFile, eventLog, acpiTable, nitroDocument
     }
 
     private(set) var items: [(kind: Kind, path: String, bytes: [UInt8])] = []
@@ -24,9 +25,9 @@ struct EvidenceFiles {
         for path in paths {
             let bytes = try readEvidenceFile(path)
             guard let kind = Self.kind(of: bytes, name: URL(fileURLWithPath: path).lastPathComponent) else {
-                throw VouchError(.usage, "cannot tell what \(path) is (an SEV-SNP or HCL report, a certificate, a CRL, a TDX quote, collateral, a CCEL log)")
+                throw VouchError(.usage, "cannot tell what \(path) is (an SEV-SNP or HCL report, a certificate, a CRL, a TDX quote, collateral, a CCEL log, a Nitro document)")
             }
-            items.append((kind, path, kind == .snpReport ? Self.snpReportBytes(bytes) : bytes))
+            items.append((kind, path, kind == .snpReport ? Self.snpReportBytes(bytes) : kind == .nitroDocument ? Self.nitroBytes(bytes) ?? bytes : bytes))
         }
     }
 
@@ -36,6 +37,7 @@ struct EvidenceFiles {
 
     static func kind(of b: [UInt8], name: String) -> Kind? {
         if pcsNames.contains(name) { return .pcsFile }
+        if nitroBytes(b) != nil { return .nitroDocument }
         if b.starts(with: Array("HCLA".utf8)) { return .azureHCLReport }
         if b.starts(with: Array("CCEL".utf8)) { return .acpiTable }
         if b.count == 1184, let v = b.first, (2...5).contains(v), b[1] == 0, b[2] == 0, b[3] == 0 { return .snpReport }
@@ -62,6 +64,18 @@ struct EvidenceFiles {
         let text = String(decoding: b, as: UTF8.self).filter { !$0.isWhitespace }
         guard let bytes = try? Hex.decode(text.lowercased(), field: "report"), bytes.count == 1184 else { return b }
         return bytes
+    }
+
+    /// A COSE_Sign1 array head (0x84, after tag 18's 0xd2 when tagged) as the bytes are, or
+    /// after decoding them as base64 text; nil otherwise.
+    static func nitroBytes(_ b: [UInt8]) -> [UInt8]? {
+        func cose(_ b: [UInt8]) -> Bool { b.first == 0x84 || b.starts(with: [0xd2, 0x84]) }
+        if cose(b) { return b }
+        guard b.count >= 8, b.count <= 96 << 10, b.allSatisfy({ $0 < 0x80 }) else { return nil }
+        let text = String(decoding: b, as: UTF8.self).filter { !$0.isWhitespace }
+        guard let data = Data(base64Encoded: text) else { return nil }
+        let decoded = [UInt8](data)
+        return cose(decoded) ? decoded : nil
     }
 
     func all(_ kind: Kind) -> [(path: String, bytes: [UInt8])] { items.filter { $0.kind == kind }.map { ($0.path, $0.bytes) } }

@@ -145,6 +145,8 @@ func verifiedForCapture(_ kind: EvidenceCLIKind, _ files: EvidenceFiles, at: Dat
         case let .verified(c, warnings): return .verified(.tdx(c), warnings: warnings)
         case let .rejected(v, _): return .rejected(v, claims: nil)
         }
+     case .nitro:
+        throw VouchError(.usage, "policy capture drafts snp: and tdx: sections; write a nitro: section by hand (docs/policy.md)")
     }
 }
 
