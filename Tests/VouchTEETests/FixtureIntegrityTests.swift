@@ -9,7 +9,7 @@ import VouchTestSupport
 /// misreads it).
 final class FixtureIntegrityTests: XCTestCase {
     func testSHA256SUMSMatch() throws {
-        for folder in ["sev-snp", "tdx"] {
+        for folder in ["sev-snp", "tdx", "nvidia-gpu"] {
             let sums = try String(decoding: Data(contentsOf: fixture("\(folder)/SHA256SUMS")), as: UTF8.self)
             var count = 0
             for line in sums.split(separator: "\n") {
