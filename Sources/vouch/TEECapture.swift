@@ -145,6 +145,8 @@ func verifiedForCapture(_ kind: EvidenceCLIKind, _ files: EvidenceFiles, at: Dat
         case let .verified(c, warnings): return .verified(.tdx(c), warnings: warnings)
         case let .rejected(v, _): return .rejected(v, claims: nil)
         }
+    case .nvidiaGPU:
+        throw VouchError(.usage, "policy capture takes a CPU TEE's evidence (sev-snp, tdx, azure-snp-vtpm), not nvidia-gpu")
     }
 }
 
