@@ -10,7 +10,7 @@ out=out/fuzz
 # Seeds are made afresh each run (a stale directory must not name a target that no longer exists).
 rm -rf "$out/seeds"
 mkdir -p "$out/crashes" "$out/seeds"
-targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log"
+targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log spdm-measurements"
 
 swift build --product vouch-fuzz --scratch-path .build/fuzz --sanitize fuzzer --sanitize address -Xswiftc -DVOUCH_FUZZ
 bin=.build/fuzz/debug/vouch-fuzz
@@ -84,6 +84,10 @@ for d in Tests/Fixtures/tdx/*/; do
   fi
 done
 python3 -c 'import sys; sys.stdout.buffer.write(open(sys.argv[1],"rb").read().rstrip(b"\xff"))' Tests/Fixtures/tdx/ccel-cos113/ccel_data.bin > "$out/seeds/tdx-event-log/ccel-cos113"
+# NVIDIA GPUs: the corpus's SPDM transcripts (hex decoded to binary).
+for d in Tests/Fixtures/nvidia-gpu/*/; do
+  [ -f "$d/attestation_report.hex" ] && xxd -r -p "$d/attestation_report.hex" > "$out/seeds/spdm-measurements/$(basename "$d")"
+done
 
 report="$out/report.md"
 printf '| target | seconds | executions | corpus | crashes |\n|---|---|---|---|---|\n' > "$report"
