@@ -88,6 +88,8 @@ python3 -c 'import sys; sys.stdout.buffer.write(open(sys.argv[1],"rb").read().rs
 for d in Tests/Fixtures/nvidia-gpu/*/; do
   [ -f "$d/attestation_report.hex" ] && xxd -r -p "$d/attestation_report.hex" > "$out/seeds/spdm-measurements/$(basename "$d")"
 done
+python3 -c 'import base64,json,sys; [open("%s/ppcie-%d" % (sys.argv[2], i), "wb").write(base64.b64decode(g["evidence"])) for i, g in enumerate(json.load(open(sys.argv[1])))]' \
+  Tests/Fixtures/nvidia-gpu/h100-ppcie-8gpu-nvtrust/gpu_evidence.json "$out/seeds/spdm-measurements"
 
 report="$out/report.md"
 printf '| target | seconds | executions | corpus | crashes |\n|---|---|---|---|---|\n' > "$report"

@@ -32,7 +32,8 @@ public struct NvidiaGPUEvidence: Sendable, Equatable {
 }
 
 /// Reference values for one GPU's measurements, as the driver and VBIOS RIMs give them: for each
-/// active index (SPDM measurement block index) the digests it may have.
+/// active index (SPDM measurement block index) the digests it may have. A RIM's Resource `index`
+/// i (0-based) is SPDM block i + 1; whoever fills this from verified RIMs converts.
 public struct NvidiaGPUReferenceValues: Sendable, Equatable {
     /// Measurement block index → allowed digests (any one matches).
     public var alternatives: [Int: [[UInt8]]]

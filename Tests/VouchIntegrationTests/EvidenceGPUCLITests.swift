@@ -76,6 +76,14 @@ final class EvidenceGPUCLITests: XCTestCase {
         let untrusted = try verify(sample, extra: ["--roots", other.path, "--test-roots"])
         XCTAssertEqual(untrusted.status, 1)
         XCTAssertEqual(codes(untrusted), ["nvidia_gpu_chain_invalid"])
+        // The transcript as binary reads the same as its hex.
+        let binary = tmp.appendingPathComponent("report.bin")
+        let hex = try String(decoding: Data(contentsOf: sample[0]), as: UTF8.self).filter { !$0.isWhitespace }
+        try Data(stride(from: 0, to: hex.count, by: 2).map { i -> UInt8 in
+            let start = hex.index(hex.startIndex, offsetBy: i)
+            return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)!
+        }).write(to: binary)
+        XCTAssertEqual(try verify([binary, sample[1]]).status, 0)
         // Usage: a short nonce, a policy, no chain, unreadable and unknown files.
         let junk = tmp.appendingPathComponent("junk.bin")
         try Data([1, 2, 3]).write(to: junk)

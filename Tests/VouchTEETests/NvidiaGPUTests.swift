@@ -51,6 +51,24 @@ final class NvidiaGPUTests: XCTestCase {
         XCTAssertEqual(checked, 2)
     }
 
+    /// trustee's claims for the nvtrust sample (another implementation): the same 64 digests, the
+    /// same versions, project, SKUs and FWID.
+    func testAgreesWithTrusteeClaims() throws {
+        struct Trustee: Decodable {
+            struct Config: Decodable { var chip_sku, driver_version, fwid, project, project_sku, vbios_version: String }
+            var config: Config
+            var measurements: [String: String]
+        }
+        let trustee = try JSONDecoder().decode(Trustee.self, from: Data(GPUSamples.bytes("h100-nvtrust-sample/trustee_expected_claims.json")))
+        guard case let .verified(claims, _) = verifier.verify(try GPUSamples.evidence("h100-nvtrust-sample"), at: GPUSamples.now) else { return XCTFail() }
+        XCTAssertEqual(trustee.measurements.count, 64)
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: claims.measurements.map { ("\($0.index)", $0.digest ?? "") }), trustee.measurements)
+        XCTAssertEqual(claims.driverVersion, trustee.config.driver_version)
+        XCTAssertEqual(claims.vbiosVersion.lowercased(), trustee.config.vbios_version)
+        XCTAssertEqual(claims.fwid, trustee.config.fwid)
+        XCTAssertEqual([claims.project, claims.projectSKU, claims.chipSKU], [trustee.config.project, trustee.config.project_sku, trustee.config.chip_sku])
+    }
+
     func testCoCoSampleHasOneTrailingZeroOutsideTheSignature() throws {
         let t = try SPDMMeasurementTranscript(GPUSamples.transcript("h100-coco-ci-trustee"))
         XCTAssertEqual(t.trailingZeros, 1)
