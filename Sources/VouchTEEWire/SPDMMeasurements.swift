@@ -8,10 +8,10 @@ import VouchCore
 /// Layout (multi-byte integers little-endian):
 /// - request (37 bytes): SPDMVersion 0x11, code 0xE0, Param1 (bit 0: signature requested), Param2
 ///   (measurement operation; 0xFF = all), Nonce (32), SlotIDParam;
-/// - response: SPDMVersion, code 0x60, Param1, Param2 (slot id in bits 0–3), NumberOfBlocks (u8),
-///   MeasurementRecordLength (u24), the record (NumberOfBlocks blocks filling exactly that length),
-///   Nonce (32), OpaqueDataLength (u16, at most 1024), OpaqueData, Signature (96 bytes for
-///   ECDSA P-384: r ‖ s big-endian).
+/// - response: SPDMVersion, code 0x60, Param1, Param2 (slot id in bits 0–3, the request's),
+///   NumberOfBlocks (u8), MeasurementRecordLength (u24), the record (NumberOfBlocks blocks filling
+///   exactly that length), Nonce (32), OpaqueDataLength (u16, at most 1024), OpaqueData,
+///   Signature (96 bytes for ECDSA P-384: r ‖ s big-endian).
 /// - a measurement block: Index (u8), MeasurementSpecification (u8; bit 0 = DMTF, the only one
 ///   accepted), MeasurementSize (u16), then DMTFSpecMeasurementValueType (u8; bit 7 = raw bit
 ///   stream), DMTFSpecMeasurementValueSize (u16) and the value, filling MeasurementSize exactly.
@@ -97,6 +97,7 @@ public struct SPDMMeasurementTranscript: Sendable, Equatable {
         guard try r.u8("response.code") == 0x60 else { throw Self.malformed("the response is not MEASUREMENTS", "response.code") }
         responseParam1 = try r.u8("response.param1")
         responseParam2 = try r.u8("response.param2")
+        guard responseParam2 & 0x0F == requestSlot & 0x0F else { throw Self.malformed("the response names another certificate slot than the request", "response.param2") }
         let count = Int(try r.u8("response.numberOfBlocks"))
         let lo = Int(try r.u16le("response.recordLength"))
         let recordLength = lo | Int(try r.u8("response.recordLength")) << 16
