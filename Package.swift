@@ -11,7 +11,7 @@
 //   VouchEventLog      pure: TCG PC Client event logs (parse, replay, claims)
 //   VouchPolicy        pure: policy model and evaluation
 //   VouchAPI           pure: JSON wire types shared by broker, attester and CLI
-//   VouchTEEWire       pure: CPU TEE wire formats (SEV-SNP reports, TDX DCAP quotes and their collateral)
+//   VouchTEEWire       pure: TEE wire formats (SEV-SNP reports, TDX DCAP quotes and their collateral, NVIDIA GPUs' SPDM measurements)
 //   VouchModel         pure: the broker's records, closed state types and store protocols (split by concern,
 //                      with the unit of work); what the broker's services and every store import
 //   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection

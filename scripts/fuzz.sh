@@ -10,7 +10,7 @@ out=out/fuzz
 # Seeds are made afresh each run (a stale directory must not name a target that no longer exists).
 rm -rf "$out/seeds"
 mkdir -p "$out/crashes" "$out/seeds"
-targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document"
+targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document spdm-measurements"
 
 swift build --product vouch-fuzz --scratch-path .build/fuzz --sanitize fuzzer --sanitize address -Xswiftc -DVOUCH_FUZZ
 bin=.build/fuzz/debug/vouch-fuzz
@@ -88,6 +88,12 @@ python3 -c 'import sys; sys.stdout.buffer.write(open(sys.argv[1],"rb").read().rs
 for f in Tests/Fixtures/nvidia-rim/rims/*.swidtag; do cp "$f" "$out/seeds/rim-xml/$(basename "$f")"; done
 # Nitro: the corpus's attestation documents (untagged COSE_Sign1).
 for f in Tests/Fixtures/nitro/*/attestation_doc.cbor; do cp "$f" "$out/seeds/nitro-document/$(basename "$(dirname "$f")")"; done
+# NVIDIA GPUs: the corpus's SPDM transcripts (hex decoded to binary).
+for d in Tests/Fixtures/nvidia-gpu/*/; do
+  [ -f "$d/attestation_report.hex" ] && xxd -r -p "$d/attestation_report.hex" > "$out/seeds/spdm-measurements/$(basename "$d")"
+done
+python3 -c 'import base64,json,sys; [open("%s/ppcie-%d" % (sys.argv[2], i), "wb").write(base64.b64decode(g["evidence"])) for i, g in enumerate(json.load(open(sys.argv[1])))]' \
+  Tests/Fixtures/nvidia-gpu/h100-ppcie-8gpu-nvtrust/gpu_evidence.json "$out/seeds/spdm-measurements"
 
 report="$out/report.md"
 printf '| target | seconds | executions | corpus | crashes |\n|---|---|---|---|---|\n' > "$report"

@@ -45,8 +45,8 @@ public struct VerifiedNvidiaRIM: Sendable {
 /// NVIDIA's RIM signing root, compiled in (the same bytes as
 /// Tests/Fixtures/nvidia-rim/roots/nvidia_corim_signing_root_ca.pem, a test checks; from NVIDIA
 /// nvtrust's local GPU verifier, verifier_RIM_root.pem): CN=NVIDIA CoRIM signing Root CA, P-384,
-/// valid 2023-03-16 to 2053-03-08.
-public enum NvidiaRoots {
+/// valid 2023-03-16 to 2053-03-08. (The GPU device identity root is in NvidiaRoots.swift.)
+extension NvidiaRoots {
     public static let coRIMSigningRootPEM = """
 -----BEGIN CERTIFICATE-----
 MIICKTCCAbCgAwIBAgIQRdrjoA5QN73fh1N17LXicDAKBggqhkjOPQQDAzBFMQsw

@@ -95,6 +95,11 @@ enum FuzzTargets {
             _ = try? TDXTCBInfo(json: bytes)
             _ = try? TDXQEIdentity(json: bytes)
         },
+        "spdm-measurements": { bytes in
+            // An NVIDIA GPU's SPDM GET_MEASUREMENTS transcript, its opaque fields and versions.
+            guard let t = try? SPDMMeasurementTranscript(bytes) else { return }
+            _ = (t.driverVersion, t.vbiosVersion, t.fwid, t.opaqueString(.project), t.blocks.map(\.isDigest), t.signedBytes.count)
+        },
         "sgx-pck-extension": { bytes in
             guard let e = try? SGXPCKExtension(der: bytes) else { return }
             _ = try? SGXPCKExtension(der: e.encoded)

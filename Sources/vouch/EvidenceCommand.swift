@@ -8,7 +8,7 @@ import VouchPolicyFiles
 import VouchTEEWire
 import VouchYAML
 
-/// `vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm|nitro --at RFC3339 [--nonce HEX]
+/// `vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm|nitro|nvidia-gpu --at RFC3339 [--nonce HEX]
 /// [--policy FILE] [--roots DIR] [--json] FILE...`: verifies a CPU TEE's evidence offline, as a
 /// relying party or an auditor would, from the files a sample is made of (their kinds are told
 /// by their content, not their names; see `EvidenceFiles`). Without `--policy`, authenticity and
@@ -51,6 +51,9 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
         case .azureSNPVTPM: report = try verifyAzure(files, at: at, nonce: nonce, policy: sections.snp, roots: roots)
         case .tdx: report = try verifyTDX(files, at: at, nonce: nonce, policy: sections.tdx, roots: roots)
         case .nitro: report = try verifyNitro(files, at: at, nonce: nonce, policy: sections.nitro, roots: roots)
+        case .nvidiaGPU:
+            guard args["policy"] == nil else { throw VouchError(.usage, "--policy is not supported for nvidia-gpu yet (authenticity and freshness only)") }
+            report = try verifyNvidiaGPU(files, at: at, nonce: nonce, roots: roots)
         }
     } catch let e as VouchError where e.code == .usage || e.code == .config || e.code == .io {
         CLI.error("vouch evidence: \(CLI.oneLine(e.message))")
@@ -68,12 +71,12 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
 }
 
 enum EvidenceCLIKind: String {
-    case sevSNP = "sev-snp", tdx, azureSNPVTPM = "azure-snp-vtpm", nitro
+    case sevSNP = "sev-snp", tdx, azureSNPVTPM = "azure-snp-vtpm", nitro, nvidiaGPU = "nvidia-gpu"
 
     /// `--kind`, required.
     init(_ args: Arguments) throws {
         guard let name = args["kind"], let kind = EvidenceCLIKind(rawValue: name) else {
-            throw VouchError(.usage, "--kind must be sev-snp, tdx, azure-snp-vtpm, nitro or nvidia-rim")
+            throw VouchError(.usage, "--kind must be sev-snp, tdx, azure-snp-vtpm, nitro, nvidia-gpu or nvidia-rim")
         }
         self = kind
     }
@@ -254,7 +257,17 @@ private func tdxRoots(_ option: RootsOption?) throws -> [Certificate] {
 /// The self-signed certificates of `*.pem` files in `--roots DIR`; pinned, each must have
 /// `fingerprint` (SHA-256 of its DER).
 func pemRoots(_ option: RootsOption, fingerprint: String, name: String) throws -> [Certificate] {
-    let roots = option.directory
+    let out = try selfSignedRoots(in: option.directory)
+    if option.pinned {
+        for root in out where Hex.encode(Crypto.sha256(try root.der)) != fingerprint {
+            throw VouchError(.config, "\(option.directory) holds a root that is not \(name) (\(root.subject)); --test-roots trusts other roots")
+        }
+    }
+    return out
+}
+
+/// The self-signed certificates in the *.pem files of `--roots DIR`; none is a config error.
+func selfSignedRoots(in roots: String) throws -> [Certificate] {
     let dir = URL(fileURLWithPath: roots)
     guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else {
         throw VouchError(.config, "cannot read the roots directory \(roots)")
@@ -264,11 +277,6 @@ func pemRoots(_ option: RootsOption, fingerprint: String, name: String) throws -
         out += try Certificate.chain(pem: String(decoding: try readEvidenceFile(dir.appendingPathComponent(name).path), as: UTF8.self)).filter(\.isSelfSigned)
     }
     guard !out.isEmpty else { throw VouchError(.config, "\(roots) holds no self-signed root certificate (*.pem)") }
-    if option.pinned {
-        for root in out where Hex.encode(Crypto.sha256(try root.der)) != fingerprint {
-            throw VouchError(.config, "\(roots) holds a root that is not \(name) (\(root.subject)); --test-roots trusts other roots")
-        }
-    }
     return out
 }
 

@@ -8,12 +8,14 @@ import VouchCrypto
 /// VLEK), a CRL (DER or PEM), a TDX quote (version 4/5, TEE type 0x81), dcap-qvl collateral JSON
 /// (`tcb_info`), the Intel PCS collateral files by their names (tcbinfo_response.json,
 /// qeidentity_response.json, *_issuer_chain.pem, pck_crl*.der, root_ca_crl.der), a CCEL event log
-/// (a TCG crypto-agile log), the CCEL ACPI table (read for nothing), and an AWS Nitro attestation
-/// document (a CBOR COSE_Sign1, tagged or not, or its base64 text). Anything else is a usage
-/// error naming the file.
+/// (a TCG crypto-agile log), the CCEL ACPI table (read for nothing), an AWS Nitro attestation
+/// document (a CBOR COSE_Sign1, tagged or not, or its base64 text), an NVIDIA GPU's SPDM
+/// transcript (hex or binary, opening 0x11 0xE0) and a GPU evidence bundle (a JSON array).
+/// Anything else is a usage error naming the file.
 struct EvidenceFiles {
     enum Kind: String {
         case snpReport, azureHCLReport, certificate, crl, tdxQuote, tdxCollateralJSON, pcsFile, eventLog, acpiTable, nitroDocument
+        case spdmTranscript, gpuEvidenceBundle
     }
 
     private(set) var items: [(kind: Kind, path: String, bytes: [UInt8])] = []
@@ -25,9 +27,11 @@ struct EvidenceFiles {
         for path in paths {
             let bytes = try readEvidenceFile(path)
             guard let kind = Self.kind(of: bytes, name: URL(fileURLWithPath: path).lastPathComponent) else {
-                throw VouchError(.usage, "cannot tell what \(path) is (an SEV-SNP or HCL report, a certificate, a CRL, a TDX quote, collateral, a CCEL log, a Nitro document)")
+                throw VouchError(.usage, "cannot tell what \(path) is (an SEV-SNP or HCL report, a certificate, a CRL, a TDX quote, collateral, a CCEL log, a Nitro document, a GPU's SPDM transcript or evidence bundle)")
             }
-            items.append((kind, path, kind == .snpReport ? Self.snpReportBytes(bytes) : kind == .nitroDocument ? Self.nitroBytes(bytes) ?? bytes : bytes))
+            let content = kind == .snpReport ? Self.snpReportBytes(bytes) : kind == .nitroDocument ? Self.nitroBytes(bytes) ?? bytes
+                : kind == .spdmTranscript ? Self.spdmTranscriptBytes(bytes) ?? bytes : bytes
+            items.append((kind, path, content))
         }
     }
 
@@ -38,6 +42,8 @@ struct EvidenceFiles {
     static func kind(of b: [UInt8], name: String) -> Kind? {
         if pcsNames.contains(name) { return .pcsFile }
         if nitroBytes(b) != nil { return .nitroDocument }
+        if spdmTranscriptBytes(b) != nil { return .spdmTranscript }
+        if b.first == UInt8(ascii: "["), (try? JSONSerialization.jsonObject(with: Data(b))) is [Any] { return .gpuEvidenceBundle }
         if b.starts(with: Array("HCLA".utf8)) { return .azureHCLReport }
         if b.starts(with: Array("CCEL".utf8)) { return .acpiTable }
         if b.count == 1184, let v = b.first, (2...5).contains(v), b[1] == 0, b[2] == 0, b[3] == 0 { return .snpReport }

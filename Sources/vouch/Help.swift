@@ -89,7 +89,7 @@ extension CLI {
           vouch crl --out vouch.crl
         """,
         "evidence": """
-        usage: vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm|nitro --at RFC3339 [--nonce HEX]
+        usage: vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm|nitro|nvidia-gpu --at RFC3339 [--nonce HEX]
                                      [--policy FILE] [--roots DIR [--test-roots]] [--json] FILE...
         Verify a confidential VM's evidence offline, at the given instant. FILEs are told apart by
         their content: an SEV-SNP report (binary or hex) and its VCEK or VLEK (DER or PEM), AMD's
@@ -97,7 +97,11 @@ extension CLI {
         Intel PCS files by their names: tcbinfo_response.json, qeidentity_response.json,
         *_issuer_chain.pem, pck_crl*.der, root_ca_crl.der) and the CCEL event log; an AWS Nitro
         Enclaves attestation document (CBOR or base64; --nonce is its nonce, 1-512 bytes exactly,
-        --policy its nitro: section).
+        --policy its nitro: section); an NVIDIA GPU's
+        SPDM transcript (hex or binary) and its certificate chain (PEM, leaf first), or a bundle of
+        several GPUs' evidence (JSON array). nvidia-gpu: every device must verify (chain, signature,
+        FWID, versions); --nonce is the 32-byte SPDM request nonce; measurements are reported with
+        their reference comparison (matched, mismatched or missing); no --policy yet.
         Without --policy: signatures, chains, CRLs, collateral windows and a TCB level, with the
         verifier's defaults (no debug guest). --policy FILE: a Vouch policy (its snp: or tdx:
         section) or a file of just those sections. --nonce HEX: the report data must be these bytes
@@ -110,6 +114,7 @@ extension CLI {
           vouch evidence verify --kind sev-snp --at 2025-06-01T00:00:00Z report.bin vcek.der
           vouch evidence verify --kind tdx --at 2025-07-01T00:00:00Z --json quote.bin collateral.json
           vouch evidence verify --kind nitro --at 2022-10-13T08:58:02Z attestation_doc.cbor
+          vouch evidence verify --kind nvidia-gpu --at 2025-01-01T00:00:00Z attestation_report.hex device_cert_chain.pem
         NVIDIA RIM: --kind nvidia-rim --component driver|vbios --at RFC3339 [--json] FILE checks one
         RIM (chain to NVIDIA's CoRIM signing root, XML-DSig) and prints its reference values.
         """,

@@ -1,0 +1,97 @@
+import Foundation
+import XCTest
+import VouchTestSupport
+
+/// `vouch evidence verify --kind nvidia-gpu`: every sample of the NVIDIA manifest gives its
+/// expected result at the pinned time (the incomplete chains refused, the PPCIe bundle as eight
+/// devices); nonces, roots and bad input behave as for the CPU TEE kinds.
+final class EvidenceGPUCLITests: XCTestCase {
+    struct Outcome { let status: Int32; let json: [String: Any]; let stderr: String }
+    let at = "2025-01-01T00:00:00Z"
+
+    func verify(_ files: [URL], extra: [String] = []) throws -> Outcome {
+        let r = try TestEnv.run(TestEnv.bin("vouch"), ["evidence", "verify", "--kind", "nvidia-gpu", "--at", at, "--json"] + extra + files.map(\.path))
+        let json = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
+        return Outcome(status: r.status, json: json, stderr: r.stderr)
+    }
+
+    func codes(_ o: Outcome) -> [String] { ((o.json["violations"] as? [[String: Any]]) ?? []).compactMap { $0["code"] as? String } }
+    func devices(_ o: Outcome) -> [[String: Any]] { ((o.json["claims"] as? [String: Any])?["devices"] as? [[String: Any]]) ?? [] }
+    func file(_ path: String) throws -> URL { try fixture("nvidia-gpu/\(path)") }
+
+    func testEveryManifestSampleGivesItsResult() throws {
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: file("manifest.json"))) as! [String: Any]
+        XCTAssertEqual(manifest["verify_now"] as? String, at)
+        var seen = 0
+        for sample in manifest["samples"] as! [[String: Any]] {
+            let dir = sample["dir"] as! String
+            let files: [URL]
+            if let report = sample["report"] as? String {
+                files = [try file("\(dir)/\(report)"), try file("\(dir)/device_cert_chain.pem")]
+            } else if let evidence = (sample["evidence"] as? String)?.split(separator: " ").first {
+                files = [try file("\(dir)/\(evidence)")]
+            } else { continue }
+            let o = try verify(files, extra: ["--nonce", sample["nonce"] as! String])
+            XCTAssertEqual(o.status, 0, "\(dir): \(o.json) \(o.stderr)")
+            let got = devices(o)
+            XCTAssertEqual(got.count, dir.contains("8gpu") ? 8 : 1, dir)
+            for d in got {
+                XCTAssertEqual(d["driverVersion"] as? String, sample["driver"] as? String, dir)
+                XCTAssertEqual(d["vbiosVersion"] as? String, sample["vbios"] as? String, dir)
+                XCTAssertEqual(d["nonce"] as? String, sample["nonce"] as? String, dir)
+                let refs = (d["measurements"] as? [[String: Any]] ?? []).compactMap { $0["reference"] as? String }
+                XCTAssertEqual(Set(refs), ["missing"], "no reference values given: every measurement missing, never matched")
+            }
+            seen += 1
+        }
+        XCTAssertEqual(seen, 3)
+    }
+
+    func testIncompleteChainsAreRefused() throws {
+        let report = try file("h100-nvtrust-sample/attestation_report.hex")
+        for (name, code) in [("case2", "nvidia_gpu_chain_invalid"), ("case3", "nvidia_gpu_chain_invalid"), ("case4", "nvidia_gpu_signature_invalid")] {
+            let o = try verify([report, try file("negative/hopper_cert_chain_\(name).pem")])
+            XCTAssertEqual(o.status, 1, name)
+            XCTAssertEqual(codes(o), [code], name)
+            XCTAssertTrue(devices(o).isEmpty, "no claims from evidence that is not authentic")
+        }
+    }
+
+    func testNonceRootsAndBadInput() throws {
+        let sample = [try file("h100-nvtrust-sample/attestation_report.hex"), try file("h100-nvtrust-sample/device_cert_chain.pem")]
+        let wrong = try verify(sample, extra: ["--nonce", String(repeating: "ab", count: 32)])
+        XCTAssertEqual(wrong.status, 1)
+        XCTAssertEqual(codes(wrong), ["nvidia_gpu_nonce_mismatch"])
+        // The fixtures' roots folder holds the pinned root (and the RIM root, also self-signed: refused as not the pin).
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("gpu-roots-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        try FileManager.default.copyItem(at: try file("roots/nvidia_device_identity_ca.pem"), to: tmp.appendingPathComponent("root.pem"))
+        XCTAssertEqual(try verify(sample, extra: ["--roots", tmp.path]).status, 0)
+        XCTAssertEqual(try verify(sample, extra: ["--roots", try file("roots").path]).status, 2)
+        let other = FileManager.default.temporaryDirectory.appendingPathComponent("gpu-other-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: other, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: other) }
+        try FileManager.default.copyItem(at: try file("roots/nvidia_corim_signing_root_ca.pem"), to: other.appendingPathComponent("root.pem"))
+        let untrusted = try verify(sample, extra: ["--roots", other.path, "--test-roots"])
+        XCTAssertEqual(untrusted.status, 1)
+        XCTAssertEqual(codes(untrusted), ["nvidia_gpu_chain_invalid"])
+        // The transcript as binary reads the same as its hex.
+        let binary = tmp.appendingPathComponent("report.bin")
+        let hex = try String(decoding: Data(contentsOf: sample[0]), as: UTF8.self).filter { !$0.isWhitespace }
+        try Data(stride(from: 0, to: hex.count, by: 2).map { i -> UInt8 in
+            let start = hex.index(hex.startIndex, offsetBy: i)
+            return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)!
+        }).write(to: binary)
+        XCTAssertEqual(try verify([binary, sample[1]]).status, 0)
+        // Usage: a short nonce, a policy, no chain, unreadable and unknown files.
+        let junk = tmp.appendingPathComponent("junk.bin")
+        try Data([1, 2, 3]).write(to: junk)
+        for (files, extra) in [(sample, ["--nonce", "abcd"]), (sample, ["--policy", sample[1].path]), ([sample[0]], []),
+                               (sample + [URL(fileURLWithPath: "/nonexistent")], []), (sample + [junk], [])] {
+            let o = try verify(files, extra: extra)
+            XCTAssertEqual(o.status, 2, "\(extra) \(files.map(\.lastPathComponent))")
+            XCTAssertEqual(o.stderr.split(separator: "\n").count, 1, o.stderr)
+        }
+    }
+}
