@@ -16,7 +16,7 @@ extension ErrorCode {
     public static let nitroNonceMismatch = ErrorCode("nitro_nonce_mismatch", status: 403)
     public static let nitroPublicKeyMismatch = ErrorCode("nitro_public_key_mismatch", status: 403)
     public static let nitroUserDataMismatch = ErrorCode("nitro_user_data_mismatch", status: 403)
-    /// PCR0, 1, 2 and 8 are all zero (an enclave launched in debug mode) and the policy does not
+    /// any of PCR0, 1 and 2 is zero or absent (an enclave launched in debug mode) and the policy does not
     /// allow debug enclaves.
     public static let nitroDebugRefused = ErrorCode("nitro_debug_refused", status: 403)
     /// A PCR the policy pins is absent from the document.
@@ -64,7 +64,7 @@ public struct NitroExpectations: Sendable {
 /// 6. `nonce`, `public_key` and `user_data` equal the expected bytes when given
 ///    (`nitro_nonce_mismatch`, `nitro_public_key_mismatch`, `nitro_user_data_mismatch`; absent
 ///    counts as unequal);
-/// 7. PCR0, 1, 2 and 8 all zero (or absent) mark a debug enclave: refused unless the policy allows
+/// 7. any of PCR0, 1 and 2 zero (or absent) marks a debug enclave: refused unless the policy allows
 ///    debug (`nitro_debug_refused`), else a warning;
 /// 8. every PCR the policy pins is present (`nitro_pcr_missing`) and equal to one of its allowed
 ///    values (`nitro_pcr_not_allowed`); the matching names are reported in the claims.
@@ -140,10 +140,10 @@ public struct NitroVerifier: Sendable {
         // 7. Debug enclave.
         if claims.debug {
             if policy.allowDebug {
-                warnings.append(TEEWarning(code: "nitro_debug_enclave", message: "PCR0, 1, 2 and 8 are zero: a debug-mode enclave, whose memory the parent instance can read"))
+                warnings.append(TEEWarning(code: "nitro_debug_enclave", message: "PCR0, 1 or 2 is zero: a debug-mode enclave, whose memory the parent instance can read"))
             } else {
-                violations.append(PolicyViolation(code: .nitroDebugRefused, path: "document.pcrs", expected: "a production enclave (PCR0/1/2/8 not all zero)",
-                                                  actual: "all zero (debug mode)"))
+                violations.append(PolicyViolation(code: .nitroDebugRefused, path: "document.pcrs", expected: "a production enclave (PCR0, 1 and 2 set)",
+                                                  actual: "zero (debug mode)"))
             }
         }
         // 8. PCR allowlists.
@@ -212,7 +212,7 @@ public struct NitroClaims: Codable, Sendable, Equatable {
     public var pcrs: [String: String]
     /// Names the policy gives the matching PCR values, by index.
     public var pcrNames: [String: String]
-    /// PCR0, 1, 2 and 8 all zero: launched in debug mode.
+    /// Any of PCR0, 1 and 2 zero or absent: launched in debug mode.
     public var debug: Bool
     public var publicKey: String?
     public var userData: String?
@@ -231,7 +231,7 @@ public struct NitroClaims: Codable, Sendable, Equatable {
         digest = d.digest
         pcrs = Dictionary(uniqueKeysWithValues: d.pcrs.map { (String($0.key), Hex.encode($0.value)) })
         pcrNames = [:]
-        debug = NitroPolicy.debugPCRs.allSatisfy { d.pcrs[$0]?.allSatisfy { $0 == 0 } ?? true }
+        debug = NitroPolicy.isDebug(pcrs: d.pcrs)
         publicKey = d.publicKey.map(Hex.encode)
         userData = d.userData.map(Hex.encode)
         nonce = d.nonce.map(Hex.encode)

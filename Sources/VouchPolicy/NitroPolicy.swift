@@ -12,8 +12,15 @@ import VouchCore
 ///         0: [{name: app-v1.2, value: <96 hex>}]
 ///         8: [{name: signing-cert, value: <96 hex>}]
 public struct NitroPolicy: Sendable, Equatable {
-    /// PCR indices whose all-zero value marks a debug enclave.
-    public static let debugPCRs = [0, 1, 2, 8]
+    /// PCR indices any of whose all-zero (or absent) value marks a debug enclave: the image,
+    /// kernel and application hashes, never zero in production (PCR8 is zero for unsigned images).
+    public static let debugPCRs = [0, 1, 2]
+
+    /// True when `pcrs` (index → value) mark a debug enclave: any of `debugPCRs` all zero or
+    /// absent (fail closed).
+    public static func isDebug(pcrs: [Int: [UInt8]]) -> Bool {
+        debugPCRs.contains { pcrs[$0]?.allSatisfy { $0 == 0 } ?? true }
+    }
     /// The indices a policy may pin (image, kernel, application, IAM role, instance, signing
     /// certificate).
     public static let pinnablePCRs: Set<Int> = [0, 1, 2, 3, 4, 8]

@@ -47,18 +47,34 @@ final class XMLDocumentHandle {
     /// The document as Swift values (check 3: no entity references, bounded depth and count).
     func tree() throws -> XMLElementNode {
         guard let root = xmlDocGetRootElement(doc) else { throw VouchError(.xmlDocumentMalformed, "XML document has no root element") }
-        var budget = XMLSignature.maxElements
-        return try element(root, depth: 1, budget: &budget)
+        var budget = XMLSignature.maxElements, namespaces = XMLSignature.maxNamespaceDeclarations
+        return try element(root, depth: 1, budget: &budget, namespaces: &namespaces)
     }
 
-    private func element(_ node: xmlNodePtr, depth: Int, budget: inout Int) throws -> XMLElementNode {
+    /// One element, within the document's budgets: elements, depth, namespace declarations (all
+    /// of them together: inclusive canonicalisation copies every namespace in scope onto each
+    /// element, so many declarations over many elements cost libxml2 time far beyond the
+    /// document's size) and attributes per element.
+    private func element(_ node: xmlNodePtr, depth: Int, budget: inout Int, namespaces: inout Int) throws -> XMLElementNode {
         budget -= 1
         guard depth <= XMLSignature.maxDepth, budget >= 0 else {
             throw VouchError(.xmlDocumentMalformed, "XML document is deeper or larger than allowed")
         }
+        var ns = node.pointee.nsDef
+        while let n = ns {
+            namespaces -= 1
+            guard namespaces >= 0 else {
+                throw VouchError(.xmlDocumentMalformed, "XML document declares more namespaces than allowed",
+                                 context: ["expected": "<= \(XMLSignature.maxNamespaceDeclarations)"])
+            }
+            ns = n.pointee.next
+        }
         var attributes: [XMLAttributeNode] = []
         var attr = node.pointee.properties
         while let a = attr {
+            guard attributes.count < XMLSignature.maxAttributes else {
+                throw VouchError(.xmlDocumentMalformed, "an XML element carries more attributes than allowed", context: ["expected": "<= \(XMLSignature.maxAttributes)"])
+            }
             var value = ""
             if let raw = xmlNodeListGetString(doc, a.pointee.children, 1) {
                 value = String(cString: raw)
@@ -72,7 +88,7 @@ final class XMLDocumentHandle {
         var child = node.pointee.children
         while let c = child {
             switch c.pointee.type {
-            case XML_ELEMENT_NODE: children.append(try element(c, depth: depth + 1, budget: &budget))
+            case XML_ELEMENT_NODE: children.append(try element(c, depth: depth + 1, budget: &budget, namespaces: &namespaces))
             case XML_TEXT_NODE, XML_CDATA_SECTION_NODE: if let content = c.pointee.content { text += String(cString: content) }
             case XML_ENTITY_REF_NODE, XML_ENTITY_NODE, XML_DTD_NODE:
                 throw VouchError(.xmlDocumentRefused, "XML document carries an entity reference")

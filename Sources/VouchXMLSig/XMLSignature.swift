@@ -24,6 +24,10 @@ public enum XMLSignature {
     public static let defaultMaxBytes = 1 << 20
     static let maxDepth = 64
     static let maxElements = 20_000
+    /// Namespace declarations in the whole document (NVIDIA's RIMs declare six).
+    static let maxNamespaceDeclarations = 32
+    /// Attributes on one element.
+    static let maxAttributes = 64
 
     static let dsig = "http://www.w3.org/2000/09/xmldsig#"
     static let enveloped = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"

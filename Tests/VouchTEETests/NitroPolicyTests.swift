@@ -42,6 +42,17 @@ final class NitroPolicyTests: XCTestCase {
 
     /// A pinned PCR the document lacks fails (the samples all carry PCR0-15, so step 8 is run
     /// on a PCR map directly); another value fails; a match is named.
+    /// Debug mode shows as zero image, kernel or application hashes; any one of them zero (or
+    /// absent) is debug, whatever PCR8 says (zero for an unsigned image).
+    func testAnyOfPCR0To2ZeroOrAbsentIsADebugEnclave() {
+        let set = [UInt8](repeating: 7, count: 48), zero = [UInt8](repeating: 0, count: 48)
+        XCTAssertFalse(NitroPolicy.isDebug(pcrs: [0: set, 1: set, 2: set, 8: zero]))
+        XCTAssertTrue(NitroPolicy.isDebug(pcrs: [0: zero, 1: zero, 2: zero, 8: zero]))
+        XCTAssertTrue(NitroPolicy.isDebug(pcrs: [0: set, 1: zero, 2: set, 8: set]), "a zero PCR1 beside a signed image")
+        XCTAssertTrue(NitroPolicy.isDebug(pcrs: [0: zero, 1: set, 2: set, 8: set]))
+        XCTAssertTrue(NitroPolicy.isDebug(pcrs: [1: set, 2: set]), "PCR0 absent")
+    }
+
     func testPinnedPCRsMustBePresentAndAllowed() {
         var policy = NitroPolicy()
         policy.pcrs[0] = [.init(name: "app", value: [UInt8](repeating: 1, count: 48))]

@@ -169,6 +169,17 @@ final class NvidiaRIMTests: XCTestCase {
         XCTAssertGreaterThan(refused, 250)
     }
 
+    /// Many namespace declarations over many elements make inclusive canonicalisation cost
+    /// libxml2 minutes for a small document: refused while the tree is read, before libxmlsec1
+    /// canonicalises anything; so are elements with too many attributes.
+    func testNamespaceAndAttributeFloodsRefusedBeforeCanonicalisation() {
+        let declarations = (0..<1000).map { " xmlns:p\($0)=\"urn:\($0)\"" }.joined()
+        let flood = "<r\(declarations)>" + String(repeating: "<e/>", count: 1000) + "</r>"
+        XCTAssertThrowsCode(try UnverifiedXMLDocument(bytes: Array(flood.utf8)), .xmlDocumentMalformed)
+        let attributes = (0..<100).map { " a\($0)=\"v\"" }.joined()
+        XCTAssertThrowsCode(try UnverifiedXMLDocument(bytes: Array("<r\(attributes)/>".utf8)), .xmlDocumentMalformed)
+    }
+
     func testOversizedDocumentRefused() {
         XCTAssertThrowsCode(try UnverifiedXMLDocument(bytes: [UInt8](repeating: 0x20, count: XMLSignature.defaultMaxBytes + 1)), .xmlDocumentMalformed)
     }
