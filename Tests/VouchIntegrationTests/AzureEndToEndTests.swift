@@ -69,14 +69,7 @@ final class AzureEndToEndTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(agents)/x.pem"))
 
         // The PCR stays drifted: the next push is refused and the agent's certificate revoked.
-        let serial = try Certificate(pem: String(contentsOfFile: "\(agents)/payments.pem", encoding: .utf8)).serialHex
-        let deadline = Date().addingTimeInterval(30)
-        var state = CertificateState.valid
-        while Date() < deadline {
-            state = try broker.admin().call("GET", "/v1/certificates/\(serial)", as: CertificateStatus.self).state
-            if state == .revoked { break }
-            usleep(100_000)
-        }
+        let state = try broker.certificateState(of: "\(agents)/payments.pem", awaiting: .revoked)
         XCTAssertEqual(state, .revoked, guest.process.log + broker.log)
     }
 }

@@ -119,13 +119,7 @@ final class TEEEndToEndTests: XCTestCase {
         // untrusted and its agent's certificate revoked (the policy's onFailure).
         try Data("measurement=\(String(repeating: "22", count: 48))\n".utf8).write(to: URL(fileURLWithPath: snpOptions))
         let serial = try Certificate(pem: String(contentsOfFile: "\(agents)/payments.pem", encoding: .utf8)).serialHex
-        let deadline = Date().addingTimeInterval(30)
-        var state = CertificateState.valid
-        while Date() < deadline {
-            state = try broker.admin().call("GET", "/v1/certificates/\(serial)", as: CertificateStatus.self).state
-            if state == .revoked { break }
-            usleep(100_000)
-        }
+        let state = try broker.certificateState(of: "\(agents)/payments.pem", awaiting: .revoked)
         XCTAssertEqual(state, .revoked, snp.process.log + broker.log)
         let revoked = try broker.vouch(["check", "--cert", "\(agents)/payments.pem", "--allow-simulated", "--json"])
         XCTAssertEqual(revoked.status, 1)
@@ -183,12 +177,6 @@ final class TEEEndToEndTests: XCTestCase {
         let lint = try broker.vouch(["policy", "lint", file.path])
         XCTAssertEqual(lint.status, 0, lint.stdout + lint.stderr + r.stdout, line: line)
         return r.stdout
-    }
-
-    /// The broker's error code in `vouch`'s one-line refusal: "(HTTP 403, CODE)".
-    func brokerCode(_ stderr: String) -> String? {
-        guard let r = stderr.range(of: #"\(HTTP \d{3}, [a-z0-9_]+\)"#, options: .regularExpression) else { return nil }
-        return stderr[r].dropLast().split(separator: " ").last.map(String.init)
     }
 }
 

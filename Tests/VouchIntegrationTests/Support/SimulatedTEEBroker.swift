@@ -62,6 +62,20 @@ extension BrokerHarness {
         return (broker, platform)
     }
 
+    /// The state of the certificate in the PEM file `path` (`GET /v1/certificates/{serial}`),
+    /// polled every 100 ms until it is `awaited` or `timeout` has passed; the last state seen.
+    func certificateState(of path: String, awaiting awaited: CertificateState, timeout: TimeInterval = 30) throws -> CertificateState {
+        let serial = try Certificate(pem: String(contentsOfFile: path, encoding: .utf8)).serialHex
+        let deadline = Date().addingTimeInterval(timeout)
+        var state = CertificateState.valid
+        while Date() < deadline {
+            state = try admin().call("GET", "/v1/certificates/\(serial)", as: CertificateStatus.self).state
+            if state == awaited { break }
+            usleep(100_000)
+        }
+        return state
+    }
+
     /// `GET /v1/hosts/{id}` with the admin token.
     func hostStatus(_ id: String) throws -> HostStatus {
         try admin().call("GET", "/v1/hosts/\(id)", as: HostStatus.self)
