@@ -184,6 +184,9 @@ public struct EnrollRequest: Codable, Sendable {
     /// The evidence: a TPM quote, or a CPU TEE's (`tee`); exactly one.
     public var quote: QuoteBody?
     public var tee: TEEEvidenceBody?
+    /// Other devices' evidence (GPUs), bound through the platform's evidence
+    /// (`DeviceEvidenceBody`); absent or empty for a platform-only request.
+    public var devices: [DeviceEvidenceBody]?
     public var renewal: RenewalBody?
     public init(hostId: String, nonce: String, agentName: String, csr: String?, tpmKey: TPMKeyBody? = nil, quote: QuoteBody?, renewal: RenewalBody? = nil) {
         self.hostId = hostId; self.nonce = nonce; self.agentName = agentName; self.csr = csr; self.tpmKey = tpmKey; self.quote = quote; self.renewal = renewal

@@ -19,6 +19,8 @@ public struct AttestationReport: Codable, Sendable {
     public var nonce: String
     public var quote: QuoteBody?
     public var tee: TEEEvidenceBody?
+    /// Other devices' evidence (GPUs), as at enrollment.
+    public var devices: [DeviceEvidenceBody]?
     public init(nonce: String, quote: QuoteBody) { self.nonce = nonce; self.quote = quote }
     public init(nonce: String, tee: TEEEvidenceBody) { self.nonce = nonce; self.tee = tee }
 }

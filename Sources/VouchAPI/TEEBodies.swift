@@ -83,3 +83,21 @@ public struct TEEEvidenceCopy: Codable, Sendable, Equatable {
         self.kind = kind; self.evidence = evidence; self.collateral = collateral; self.simulated = simulated
     }
 }
+
+/// A device's evidence beside the platform's (an NVIDIA GPU's). The platform's evidence binds
+/// it: its binding is `EnrollmentBinding.composite` of the request's binding and every device's
+/// digest, in the order sent (docs/evidence.md, "Composite evidence").
+public struct DeviceEvidenceBody: Codable, Sendable, Equatable {
+    /// The device's name: `gpu0` … `gpu15`, unique in the request; its EAR submodule.
+    public var device: String
+    /// `nvidia-gpu`.
+    public var kind: String
+    /// Base64 of the SPDM GET_MEASUREMENTS request ‖ MEASUREMENTS response, whose request nonce
+    /// is the challenge nonce.
+    public var evidence: String
+    /// The device certificate chain, PEM, leaf first (as NVML returns it).
+    public var certificateChain: String
+    public init(device: String, kind: String, evidence: String, certificateChain: String) {
+        self.device = device; self.kind = kind; self.evidence = evidence; self.certificateChain = certificateChain
+    }
+}

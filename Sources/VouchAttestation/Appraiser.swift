@@ -35,14 +35,30 @@ public struct TrustedEvidence: Sendable {
     /// The policy's TTL, capped at its re-attestation interval plus grace.
     public let certificateTTL: Double
 
-    /// The platform device's claims, as the attestation record stores them.
-    public var claims: EvidenceClaims { platform.evidenceClaims }
+    /// The platform device's claims, with every other device's summary (`devices`), as the
+    /// attestation record stores them.
+    public var claims: EvidenceClaims { Appraiser.withDevices(platform.evidenceClaims, devices) }
 
-    /// What the attestation trail records of the platform device's evidence.
-    public var record: EvidenceRecord { platform.record }
+    /// What the attestation trail records of the platform device's evidence (its claims listing
+    /// the other devices).
+    public var record: EvidenceRecord {
+        var r = platform.record
+        r.claims = r.claims.map { Appraiser.withDevices($0, devices) }
+        return r
+    }
+
+    /// The summaries of the devices besides the platform, in the order presented.
+    public var deviceClaims: [DeviceClaims] { devices.compactMap(\.deviceClaims) }
 
     /// The certificate extension telling relying parties what was verified before issuance.
     public func attestationExtension(attestedAt: Date) -> AttestationExtension {
+        var ext = platformExtension(attestedAt: attestedAt)
+        let devices = deviceClaims
+        ext.devices = devices.isEmpty ? nil : devices
+        return ext
+    }
+
+    private func platformExtension(attestedAt: Date) -> AttestationExtension {
         switch platform.claims {
         case let .tpm(quote, claims):
             return AttestationExtension(
@@ -63,6 +79,11 @@ public struct TrustedEvidence: Sendable {
                 hostId: hostID, attestedAt: attestedAt, evidenceType: platform.kind == .tdx ? "tdx-quote" : "sev-snp-report",
                 evidenceDigest: summary.evidenceDigest, pcrBank: "", pcrDigest: [], policyName: policyName, policyVersion: policyVersion,
                 policyDigest: (try? Hex.decode(policySHA256)) ?? [], modelManifests: [], secureBoot: nil, tee: summary.claims)
+        case .nvidiaGPU:
+            // Never: the platform is a platform kind (`Appraiser.appraise` picks it so).
+            return AttestationExtension(hostId: hostID, attestedAt: attestedAt, evidenceType: platform.kind.rawValue, evidenceDigest: [], pcrBank: "",
+                                        pcrDigest: [], policyName: policyName, policyVersion: policyVersion,
+                                        policyDigest: (try? Hex.decode(policySHA256)) ?? [], modelManifests: [], secureBoot: nil)
         }
     }
 }
@@ -138,6 +159,9 @@ public enum Appraiser {
             case .sevSNP, .tdx:
                 decision = teeRules(policy).evaluate(PolicyInput(pcrs: PCRValues(), evidenceAge: isPlatform ? evidenceAge : nil,
                                                                  agentKeyType: isPlatform ? agentKeyType : nil))
+            case .nvidiaGPU:
+                // Judged as a set below (`devices.gpus`): counts and models are the set's.
+                decision = .satisfied
             }
             switch decision {
             case .satisfied:
@@ -147,11 +171,20 @@ public enum Appraiser {
                 violations += v
             }
         }
-        guard violations.isEmpty else { return .rejected(violations, platformClaims) }
+        guard violations.isEmpty else { return .rejected(violations, withDevices(platformClaims, evidence)) }
         return .trusted(TrustedEvidence(hostID: hostID, devices: evidence, results: results, platform: platform,
                                         policyName: policy.name, policyVersion: policy.version, policySHA256: policy.sha256,
                                         pcrBank: policy.pcrBank,
                                         certificateTTL: min(policy.certificateTTL, policy.reattestation.interval + policy.reattestation.grace)))
+    }
+
+    /// `claims` (the platform's) with the summaries of the other devices in `evidence`, when any.
+    static func withDevices(_ claims: EvidenceClaims, _ evidence: [VerifiedEvidence]) -> EvidenceClaims {
+        let devices = evidence.compactMap(\.deviceClaims)
+        guard !devices.isEmpty else { return claims }
+        var c = claims
+        c.devices = devices
+        return c
     }
 
     /// The rules of `policy` that apply to a CPU TEE's evidence in the appraisal: all but

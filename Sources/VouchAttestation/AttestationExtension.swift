@@ -27,6 +27,12 @@ import VouchEventLog
 ///                         "sha256": SHA-256 of the HCL report, the vTPM quote's "pcrBank" and
 ///                         "pcrDigest", "modelManifests", "secureBoot", and "tee" (kind
 ///                         "azure-snp-vtpm": the SEV-SNP report's summary) }
+///     "vouch.devices":  (only when devices besides the platform were verified) one object per
+///                       device in the order presented (`DeviceClaims`): { "device": "gpu0", "kind":
+///                       "nvidia-gpu", "sha256": the digest the platform's evidence bound,
+///                       "driverVersion", "vbiosVersion", "project", "projectSKU", "chipSKU",
+///                       "fwid", "referenceValues": matched | mismatched | missing, "rims":
+///                       [RIM tagIds], "simulated" }; each is also an EAR submodule
 ///     "vouch.policy":   { "name", "version", "sha256": SHA-256 of the policy file (hex) }
 ///     "vouch.subject":  { "spiffeId": the certificate's SPIFFE ID,
 ///                         "spkiSha256": SHA-256 of its SubjectPublicKeyInfo, DER, EC keys
@@ -59,6 +65,8 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
     public var secureBoot: Bool?
     /// A CPU TEE's summary (no `pcrBank`/`pcrDigest` then: both empty).
     public var tee: TEEClaims?
+    /// The devices verified beside the platform (GPUs), in the order presented; nil for none.
+    public var devices: [DeviceClaims]?
     /// The certificate the decision issued; nil only before the certificate is made (the EAR
     /// reader requires it).
     public var subject: Subject?
@@ -128,7 +136,7 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         if let tee, let data = try? JSONEncoder().encode(tee), let object = try? JSONSerialization.jsonObject(with: data) {
             evidence["tee"] = object
         }
-        let payload: [String: Any] = [
+        var payload: [String: Any] = [
             "eat_profile": Self.earProfile,
             "iat": Int(attestedAt.timeIntervalSince1970),
             "exp": Int(expiresAt.timeIntervalSince1970),
@@ -140,6 +148,9 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             "vouch.subject": ["spiffeId": subject.spiffeId, "spkiSha256": Hex.encode(subject.spkiSHA256)],
             "vouch.kind": Self.certificateKind,
         ]
+        if let verified = self.devices, !verified.isEmpty, let data = try? JSONEncoder().encode(verified), let object = try? JSONSerialization.jsonObject(with: data) {
+            payload["vouch.devices"] = object
+        }
         return [UInt8](try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys, .withoutEscapingSlashes]))
     }
 
@@ -163,9 +174,10 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         let host: Host
         let evidence: Evidence
         let policy: Policy
+        let devices: [DeviceClaims]?
         enum CodingKeys: String, CodingKey {
             case profile = "eat_profile", iat, host = "vouch.host", evidence = "vouch.evidence", policy = "vouch.policy"
-            case kind = "vouch.kind", subject = "vouch.subject"
+            case kind = "vouch.kind", subject = "vouch.subject", devices = "vouch.devices"
         }
     }
 
@@ -242,6 +254,7 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         pcrBank = c.evidence.pcrBank ?? ""
         pcrDigest = try Hex.decode(c.evidence.pcrDigest ?? "", field: "vouch.evidence.pcrDigest")
         tee = c.evidence.tee
+        devices = c.devices
         modelManifests = try c.evidence.modelManifests.map { try Hex.decode($0, field: "vouch.evidence.modelManifests") }
         secureBoot = c.evidence.secureBoot
         policyName = c.policy.name

@@ -26,6 +26,9 @@ public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
     /// An Azure confidential VM: the paravisor's HCL report (an SEV-SNP report binding the vTPM's
     /// keys) and a quote by that vTPM's AK (`AzureEvidenceVerifier`).
     case azureSNPVTPM = "azure-snp-vtpm"
+    /// An NVIDIA Hopper GPU's SPDM GET_MEASUREMENTS transcript with its device certificate chain
+    /// (`NvidiaGPUEvidenceVerifier`): a device presented beside the platform, bound through it.
+    case nvidiaGPU = "nvidia-gpu"
 
     /// The submodule (EAR `submods` key) a host's single device of this kind is named by.
     public var defaultDevice: String { rawValue }
@@ -36,16 +39,19 @@ public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
     public var isPlatform: Bool {
         switch self {
         case .tpm, .sevSNP, .tdx, .azureSNPVTPM: return true
+        case .nvidiaGPU: return false
         }
     }
 
-    /// The platform a policy is selected for (`PolicySet.select`).
-    public var policyPlatform: PolicyPlatform {
+    /// The platform a policy is selected for (`PolicySet.select`); nil for a device that is no
+    /// platform (a GPU is judged under its host's policy).
+    public var policyPlatform: PolicyPlatform? {
         switch self {
         case .tpm: return .tpm
         case .sevSNP: return .sevSNP
         case .tdx: return .tdx
         case .azureSNPVTPM: return .azureSNPVTPM
+        case .nvidiaGPU: return nil
         }
     }
 
@@ -56,6 +62,7 @@ public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
         case .sevSNP: return "SEV-SNP report"
         case .tdx: return "TDX quote"
         case .azureSNPVTPM: return "Azure CVM HCL report and vTPM quote"
+        case .nvidiaGPU: return "NVIDIA GPU evidence"
         }
     }
 }
@@ -63,7 +70,7 @@ public enum EvidenceKind: String, Sendable, CaseIterable, Codable {
 /// Unverified evidence for one device, as the host sent it. Nothing in it is believed until its
 /// kind's verifier has checked it.
 public struct RawEvidence: Sendable {
-    /// The submodule this evidence speaks for (`tpm`; later e.g. `gpu0`); unique within a set.
+    /// The submodule this evidence speaks for (`tpm`, `sev-snp`, …; a GPU `gpu0` … `gpu15`); unique within a set.
     public let device: String
     public let payload: Payload
     public var kind: EvidenceKind { payload.kind }
@@ -74,6 +81,7 @@ public struct RawEvidence: Sendable {
         case sevSNP(SNPRawEvidence)
         case tdx(TDXRawEvidence)
         case azureSNPVTPM(AzureRawEvidence)
+        case nvidiaGPU(NvidiaGPUEvidence)
 
         public var kind: EvidenceKind {
             switch self {
@@ -81,6 +89,16 @@ public struct RawEvidence: Sendable {
             case .sevSNP: return .sevSNP
             case .tdx: return .tdx
             case .azureSNPVTPM: return .azureSNPVTPM
+            case .nvidiaGPU: return .nvidiaGPU
+            }
+        }
+
+        /// The digest this piece is bound by when it is not the platform's
+        /// (`EnrollmentBinding.deviceDigest`); nil for platform evidence, which carries the binding.
+        public var deviceDigest: [UInt8]? {
+            switch self {
+            case let .nvidiaGPU(gpu): return gpu.bindingDigest
+            case .tpm, .sevSNP, .tdx, .azureSNPVTPM: return nil
             }
         }
     }
@@ -140,6 +158,9 @@ public struct VerificationContext: Sendable {
     /// re-attestation (`EnrollmentBinding`). Each kind documents where its evidence carries it
     /// (TPM: the quote's extraData).
     public var binding: [UInt8]
+    /// The request's challenge nonce (32 bytes), which a device's own evidence carries (an
+    /// NVIDIA GPU's SPDM request nonce); nil where the caller has none (a device then fails).
+    public var nonce: [UInt8]?
     public var enrolled: EnrolledKeys
     /// The policy that applies to the host: its knobs for verification (SHA-1 AKs, firmware,
     /// safe clock) and, in the appraisal, its rules.
@@ -151,10 +172,11 @@ public struct VerificationContext: Sendable {
     /// The time certificates, CRLs and collateral are checked at (CPU TEE evidence).
     public var now: Date
 
-    public init(hostID: String, binding: [UInt8], enrolled: EnrolledKeys, policy: Policy, digester: Digester, platform: EvidenceKind = .tpm,
-                now: Date = Date()) {
+    public init(hostID: String, binding: [UInt8], nonce: [UInt8]? = nil, enrolled: EnrolledKeys, policy: Policy, digester: Digester,
+                platform: EvidenceKind = .tpm, now: Date = Date()) {
         self.hostID = hostID
         self.binding = binding
+        self.nonce = nonce
         self.enrolled = enrolled
         self.policy = policy
         self.digester = digester
@@ -220,6 +242,9 @@ public struct AuthenticatedEvidence: Sendable {
         /// An Azure CVM's HCL report and vTPM quote, authenticated together (stage 2 replays the
         /// quote's logs and applies the `snp:` section).
         case azureSNPVTPM(AuthenticatedAzure)
+        /// An NVIDIA GPU's evidence: chain, signature, FWID, nonce and versions checked (stage 2
+        /// compares its measurements with the reference values).
+        case nvidiaGPU(AuthenticatedGPU)
     }
 
     init(device: String, payload: Payload) {
@@ -230,6 +255,7 @@ public struct AuthenticatedEvidence: Sendable {
         case .sevSNP: kind = .sevSNP
         case .tdx: kind = .tdx
         case .azureSNPVTPM: kind = .azureSNPVTPM
+        case .nvidiaGPU: kind = .nvidiaGPU
         }
     }
 
@@ -240,6 +266,7 @@ public struct AuthenticatedEvidence: Sendable {
         case let .sevSNP(snp): return snp.record
         case let .tdx(tdx): return tdx.record
         case let .azureSNPVTPM(azure): return azure.record
+        case let .nvidiaGPU(gpu): return EvidenceRecord(measurementDigest: Hex.encode(gpu.digest))
         }
     }
 }
@@ -262,6 +289,9 @@ public struct VerifiedEvidence: Sendable {
         /// A verified Azure CVM: the vTPM quote and what its logs and clock established (with the
         /// SEV-SNP summary as their `tee`), and the SEV-SNP report's claims.
         case azureSNPVTPM(VerifiedQuote, EvidenceClaims, snp: SNPClaims, warnings: [TEEWarning], summary: VerifiedTEE)
+        /// A verified NVIDIA GPU: the verifier's claims, with each measurement compared to the
+        /// reference values, and the summary recorded.
+        case nvidiaGPU(NvidiaGPUClaims, summary: DeviceClaims)
     }
 
     init(device: String, claims: Claims) {
@@ -272,7 +302,14 @@ public struct VerifiedEvidence: Sendable {
         case .sevSNP: kind = .sevSNP
         case .tdx: kind = .tdx
         case .azureSNPVTPM: kind = .azureSNPVTPM
+        case .nvidiaGPU: kind = .nvidiaGPU
         }
+    }
+
+    /// A device's summary (`DeviceClaims`), for evidence that is not the platform's.
+    public var deviceClaims: DeviceClaims? {
+        if case let .nvidiaGPU(_, summary) = claims { return summary }
+        return nil
     }
 
     /// The claims the attestation trail stores (`EvidenceClaims`; for a CPU TEE, its `tee` summary;
@@ -281,6 +318,8 @@ public struct VerifiedEvidence: Sendable {
         switch claims {
         case let .tpm(_, claims), let .azureSNPVTPM(_, claims, _, _, _): return claims
         case let .sevSNP(_, _, summary), let .tdx(_, _, summary): return EvidenceClaims(tee: summary.claims)
+        case let .nvidiaGPU(_, summary):
+            return EvidenceClaims(devices: [summary])
         }
     }
 
@@ -293,6 +332,8 @@ public struct VerifiedEvidence: Sendable {
             return EvidenceRecord(measurementDigest: Hex.encode(quote.pcrDigest), measurements: quote.pcrs.hexMap, claims: claims, tee: summary.evidence)
         case let .sevSNP(_, _, summary), let .tdx(_, _, summary):
             return EvidenceRecord(measurementDigest: Hex.encode(summary.evidenceDigest), claims: EvidenceClaims(tee: summary.claims), tee: summary.evidence)
+        case .nvidiaGPU(_, let summary):
+            return EvidenceRecord(measurementDigest: summary.sha256, claims: evidenceClaims)
         }
     }
 }

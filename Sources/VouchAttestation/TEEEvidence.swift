@@ -256,6 +256,9 @@ public struct TEETrust: Sendable {
     /// Where VCEKs for reports sent without one, and AMD's CRLs for evidence sent without one,
     /// come from (AMD's KDS through `AMDKDSFetcher`); nil: nowhere (the default).
     public var snpEndorsements: (any SNPEndorsementSource)?
+    /// GPU evidence presented beside the platform: NVIDIA's pinned Device Identity CA and the
+    /// broker's RIMs (and the software GPU's, kept apart, when simulated hosts are allowed).
+    public var gpu = GPUTrust()
 
     /// AMD's and Intel's pinned roots (a root that fails to load leaves that kind trusting
     /// nothing: every piece of its evidence is refused).
@@ -276,10 +279,15 @@ public struct TEETrust: Sendable {
         return t
     }
 
-    public var trustsSimulation: Bool { simulatedSNP != nil || simulatedTDXRoots != nil }
+    public var trustsSimulation: Bool { simulatedSNP != nil || simulatedTDXRoots != nil || gpu.simulatedDeviceRoots != nil }
 
-    /// Without the software TEE's roots.
-    public var pinnedOnly: TEETrust { trustingSimulation(snp: nil, tdxRoots: nil) }
+    /// Without the software TEE's (and software GPU's) roots.
+    public var pinnedOnly: TEETrust {
+        var t = trustingSimulation(snp: nil, tdxRoots: nil)
+        t.gpu.simulatedDeviceRoots = nil
+        t.gpu.simulatedReferences = nil
+        return t
+    }
 
     /// True when an issuer name (RFC 2253) is the software TEE's.
     static func isSimulation(issuer: String) -> Bool {

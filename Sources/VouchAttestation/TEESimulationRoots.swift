@@ -8,8 +8,10 @@ extension TEETrust {
     /// `--allow-simulated-hosts`). `vouch-attester simulated-tee-platform` writes such a directory:
     /// - `sev-snp.pem`: a simulated SEV-SNP chain (ASK, ASVK, ARK, named as AMD names them), each
     ///   ARK trusted as it is;
-    /// - `tdx.pem`: simulated TDX root certificates.
-    /// At least one of the two must be there, and every certificate in them must name the software
+    /// - `tdx.pem`: simulated TDX root certificates;
+    /// - `nvidia-gpu.pem` (optional): the software GPU's Device Identity root certificates
+    ///   (`GPUTrust.simulatedDeviceRoots`), for GPUs presented by a simulated host.
+    /// At least one of the first two must be there, and every certificate in them must name the software
     /// TEE's organisation (`simulationOrganization`): a directory holding anything else — an AMD or
     /// Intel root, a CA of one's own — is refused (`config`), so this option can never widen the
     /// trust in real platforms' evidence.
@@ -32,14 +34,19 @@ extension TEETrust {
             }
             return (text, certificates)
         }
-        let snp = try load(snpFile), tdx = try load(tdxFile)
+        let gpuFile = directory.appendingPathComponent("nvidia-gpu.pem")
+        let snp = try load(snpFile), tdx = try load(tdxFile), gpu = try load(gpuFile)
         guard snp != nil || tdx != nil else {
             throw VouchError(.config, "simulated TEE roots directory holds neither sev-snp.pem nor tdx.pem", context: ["path": directory.path])
         }
-        let store = try snp.map { try SNPTrustStore(pemFiles: [("sev-snp.pem", $0.text)], source: directory.path, pinning: .asLoaded) }
-        if let tdx, let notRoot = tdx.certificates.first(where: { !$0.isSelfSigned }) {
-            throw VouchError(.config, "tdx.pem must hold root certificates only", context: ["path": tdxFile.path, "subject": notRoot.subject])
+        for (file, loaded) in [(tdxFile, tdx), (gpuFile, gpu)] {
+            if let notRoot = loaded?.certificates.first(where: { !$0.isSelfSigned }) {
+                throw VouchError(.config, "\(file.lastPathComponent) must hold root certificates only", context: ["path": file.path, "subject": notRoot.subject])
+            }
         }
-        return trustingSimulation(snp: store, tdxRoots: tdx?.certificates)
+        let store = try snp.map { try SNPTrustStore(pemFiles: [("sev-snp.pem", $0.text)], source: directory.path, pinning: .asLoaded) }
+        var trust = trustingSimulation(snp: store, tdxRoots: tdx?.certificates)
+        trust.gpu.simulatedDeviceRoots = gpu?.certificates
+        return trust
     }
 }

@@ -57,7 +57,7 @@ public struct TPMEvidenceVerifier: EvidenceVerifier {
                 return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .tpm(quote, eventLog: evidence.eventLog, modelLog: evidence.modelLog)))
             case let .rejected(errors): return .rejected(errors)
             }
-        case .sevSNP, .tdx, .azureSNPVTPM:
+        case .sevSNP, .tdx, .azureSNPVTPM, .nvidiaGPU:
             return .rejected([VouchError(.internalError, "the TPM verifier was given evidence of another kind")])
         }
     }
@@ -68,7 +68,7 @@ public struct TPMEvidenceVerifier: EvidenceVerifier {
         case let .tpm(quote, eventLog, modelLog):
             return Self.verifyQuoted(device: evidence.device, quote: quote, eventLog: eventLog, modelLog: modelLog, accepted: accepted,
                                      policy: context.policy, digester: context.digester)
-        case .sevSNP, .tdx, .azureSNPVTPM:
+        case .sevSNP, .tdx, .azureSNPVTPM, .nvidiaGPU:
             return .rejected([VouchError(.internalError, "the TPM verifier was given evidence of another kind").violation(device: evidence.device)], nil)
         }
     }

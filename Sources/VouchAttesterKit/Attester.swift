@@ -29,6 +29,9 @@ public struct AttesterConfig: Sendable {
     /// quotes (`tcti`, the AK and EK settings and the logs are then unused). Push mode, or pull
     /// mode (`attesterURL`), where the broker asks `POST /v1/evidence`.
     public var tee: (any TEEEvidenceSource)?
+    /// The host's GPUs: their evidence goes with every piece of the platform's, which binds it
+    /// (`Attester.deviceEvidence`); nil: the host presents no GPUs.
+    public var gpus: (any GPUEvidenceSource)?
 
     /// Where Linux exports the firmware event log.
     public static let systemEventLog = "/sys/kernel/security/tpm0/binary_bios_measurements"

@@ -82,13 +82,17 @@ extension Attester {
     /// The re-attestation evidence for the broker's request, as a push report and a pull's
     /// `/v1/evidence` answer carry it: a confidential VM's report bound to
     /// SHA-256(nonce ‖ SHA-256("vouch re-attestation v1")) with the host key's signature over that
-    /// binding (the request's `pcrSelection` is a TPM's, unused), or a TPM quote
-    /// (`reattestationQuote`).
+    /// binding (the request's `pcrSelection` is a TPM's, unused) — with GPUs, their evidence for the
+    /// nonce and the report bound to `EnrollmentBinding.composite` of that binding and their
+    /// digests —, or a TPM quote (`reattestationQuote`).
     public func reattestationReport(_ req: QuoteRequest) throws -> AttestationReport {
         guard let tee = config.tee else { return AttestationReport(nonce: req.nonce, quote: try reattestationQuote(req)) }
-        let binding = EnrollmentBinding.reattestationData(nonce: try req.validatedNonce())
-        return AttestationReport(nonce: req.nonce, tee: try teeEvidence(binding: binding, pcrSelection: try PCRSelectionBody.teeSelection(req.pcrSelection),
-                                                                         source: tee))
+        let nonce = try req.validatedNonce()
+        let (devices, binding) = try deviceEvidence(nonce: nonce, binding: EnrollmentBinding.reattestationData(nonce: nonce))
+        var report = AttestationReport(nonce: req.nonce, tee: try teeEvidence(binding: binding, pcrSelection: try PCRSelectionBody.teeSelection(req.pcrSelection),
+                                                                              source: tee))
+        report.devices = devices
+        return report
     }
 
     /// Push mode, one report: a nonce from the broker, a quote (or a confidential VM's report), the report over mTLS with the host

@@ -71,8 +71,9 @@ extension Attester {
                                hostKeySignature: Base64.encode(try key.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256)))
     }
 
-    /// Enrolls an agent on a confidential VM: a challenge, a report binding the nonce and the
-    /// CSR's key. A confidential VM has no TPM, so no TPM-bound agent key.
+    /// Enrolls an agent on a confidential VM: a challenge, the GPUs' evidence for its nonce (when
+    /// the host has GPUs), a report binding the nonce, the CSR's key and the GPUs' evidence. A
+    /// confidential VM has no TPM, so no TPM-bound agent key.
     func enrollTEE(_ req: AgentEnrollRequest, hostID: String, source: any TEEEvidenceSource) throws -> EnrollResponse {
         guard req.tpmKey != true else {
             throw VouchError(.badRequest, "this host is a confidential VM (\(source.kind.rawValue)) without a TPM: send a CSR", context: ["field": "tpmKey"])
@@ -80,11 +81,13 @@ extension Attester {
         guard let pem = req.csr else { throw VouchError(.badRequest, "give a CSR", context: ["field": "csr"]) }
         let spki = try CSR(pemOrDER: Array(pem.utf8)).publicKey.spkiDER
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID), as: ChallengeResponse.self)
-        let binding = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(challenge.nonce, field: "nonce"), agentSPKI: spki)
-        return try broker.call("POST", "/v1/enroll", body: EnrollRequest(hostId: hostID, nonce: challenge.nonce, agentName: req.agentName, csr: pem,
-                                                                         tee: try teeEvidence(binding: binding, pcrSelection: try PCRSelectionBody.teeSelection(challenge.pcrSelection),
-                                                                                              source: source), renewal: req.renewal),
-                               as: EnrollResponse.self)
+        let nonce = try Hex.decode(challenge.nonce, field: "nonce")
+        let (devices, binding) = try deviceEvidence(nonce: nonce, binding: EnrollmentBinding.qualifyingData(nonce: nonce, agentSPKI: spki))
+        var request = EnrollRequest(hostId: hostID, nonce: challenge.nonce, agentName: req.agentName, csr: pem,
+                                    tee: try teeEvidence(binding: binding, pcrSelection: try PCRSelectionBody.teeSelection(challenge.pcrSelection), source: source),
+                                    renewal: req.renewal)
+        request.devices = devices
+        return try broker.call("POST", "/v1/enroll", body: request, as: EnrollResponse.self)
     }
 }
 

@@ -3,6 +3,7 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchEventLog
 import VouchModel
 
 /// Signs attestation results (EAR, JWT ES256) with a key whose certificate chains to the broker CA.
@@ -71,7 +72,7 @@ extension QueryService {
             "iat": Int(now.timeIntervalSince1970),
             "exp": Int(now.addingTimeInterval(Self.earValidity).timeIntervalSince1970),
             "ear.verifier-id": ["developer": "Vouch", "build": "vouchd (\(config.trustDomain))"],
-            "submods": Self.submods(devices: Self.devices(of: host), appraisal: appraisal),
+            "submods": Self.submods(devices: Self.devices(of: host, claims: last?.claims), appraisal: appraisal),
             "vouch.host": hostClaims,
             "vouch.kind": AttestationExtension.hostStatusKind,
         ]
@@ -80,12 +81,11 @@ extension QueryService {
         return try signer.sign(payload: [UInt8](json), typ: "JWT")
     }
 
-    /// The devices (EAR submodules) of a host's verdicts. The attestation record keeps the
-    /// platform device's evidence only — its schema predates several devices per host — and
-    /// every verdict so far has the host's platform (its TPM or CPU TEE) as its one device, so
-    /// that is the list; a record with per-device results will list its devices here.
-    static func devices(of host: HostRecord) -> [String] {
-        [(EvidenceKind(rawValue: host.platform.rawValue) ?? .tpm).defaultDevice]
+    /// The devices (EAR submodules) of a host's latest verdict: its platform (its TPM or CPU
+    /// TEE) and the devices verified beside it (`EvidenceClaims.devices`, e.g. `gpu0` … `gpu7`),
+    /// which the attestation record keeps in the platform's claims.
+    static func devices(of host: HostRecord, claims: EvidenceClaims?) -> [String] {
+        [(EvidenceKind(rawValue: host.platform.rawValue) ?? .tpm).defaultDevice] + (claims?.devices ?? []).map(\.device)
     }
 
     /// One submodule per device. The host's trust state is the verdict over all its devices (all

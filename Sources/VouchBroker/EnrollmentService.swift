@@ -79,7 +79,9 @@ public struct EnrollmentService: BrokerPart, Sendable {
     ///    AK signature, TPM origin, type, qualifying data = SHA-256(nonce ‖ SHA-256(agent
     ///    SubjectPublicKeyInfo)), PCR digest; for a CPU TEE, its verifier's authenticity checks,
     ///    REPORT_DATA = `EnrollmentBinding.teeReportData` of that binding, and the registered
-    ///    host's chip or host key);
+    ///    host's chip or host key); with other devices (GPUs) in the request, the binding is
+    ///    `EnrollmentBinding.composite` of that one and every device's digest, and each device's
+    ///    own evidence carries the nonce (`NvidiaGPUEvidenceVerifier`);
     /// 6. the agent key type is one the broker and the policy allow;
     /// 7. every device's evidence verifies and the set satisfies the policy
     ///    (`EvidenceVerifiers.appraise`; for the TPM, event log and model log replay to the quoted
@@ -165,8 +167,10 @@ public struct EnrollmentService: BrokerPart, Sendable {
             throw VouchError(.badRequest, "give exactly one of csr and tpmKey", context: ["field": "csr"])
         }
         // 5
-        let qualifyingData = EnrollmentBinding.qualifyingData(nonce: try Hex.decode(req.nonce), agentSPKI: try agentKey.spkiDER)
-        let verification = try verificationContext(host: host, policy: policy, binding: qualifyingData, now: now)
+        let nonce = try Hex.decode(req.nonce)
+        let qualifyingData = EnrollmentBinding.qualifyingData(nonce: nonce, agentSPKI: try agentKey.spkiDER)
+        let verification = try verificationContext(host: host, policy: policy, binding: Self.platformBinding(qualifyingData, rawEvidence),
+                                                   nonce: nonce, now: now)
         let evidenceSet: AuthenticatedEvidenceSet
         switch evidenceVerifiers.authenticate(rawEvidence, context: verification) {
         case let .authenticated(set): evidenceSet = set

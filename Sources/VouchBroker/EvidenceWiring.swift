@@ -15,18 +15,60 @@ import VouchTPMWire
 extension AttestationKeyCache: AttestationKeyResolver {}
 
 extension BrokerPart {
-    /// The broker's verifiers, one per kind: the TPM quote path, with AKs from the cache, and the
-    /// CPU TEE paths (SEV-SNP, TDX, Azure CVM) under `tee`'s roots and collateral.
+    /// The broker's verifiers, one per kind: the TPM quote path, with AKs from the cache, the
+    /// CPU TEE paths (SEV-SNP, TDX, Azure CVM) under `tee`'s roots and collateral, and NVIDIA GPUs
+    /// presented beside them under `tee.gpu`.
     static func evidenceVerifiers(keys: AttestationKeyCache, tee: TEETrust) -> EvidenceVerifiers {
         EvidenceVerifiers([TPMEvidenceVerifier(keys: keys), SNPEvidenceVerifier(trust: tee), TDXEvidenceVerifier(trust: tee),
-                           AzureEvidenceVerifier(trust: tee)])
+                           AzureEvidenceVerifier(trust: tee), NvidiaGPUEvidenceVerifier(trust: tee.gpu)])
     }
 
     /// An enrollment's evidence, decoded (`bad_request` naming the field) but unverified.
-    static func rawEvidence(_ req: EnrollRequest) throws -> [RawEvidence] { try rawEvidence(quote: req.quote, tee: req.tee) }
+    static func rawEvidence(_ req: EnrollRequest) throws -> [RawEvidence] {
+        try rawEvidence(quote: req.quote, tee: req.tee) + rawDevices(req.devices)
+    }
 
     /// A re-attestation report's evidence, decoded (`bad_request` naming the field) but unverified.
-    static func rawEvidence(_ report: AttestationReport) throws -> [RawEvidence] { try rawEvidence(quote: report.quote, tee: report.tee) }
+    static func rawEvidence(_ report: AttestationReport) throws -> [RawEvidence] {
+        try rawEvidence(quote: report.quote, tee: report.tee) + rawDevices(report.devices)
+    }
+
+    /// At most this many devices beside the platform (an HGX board has eight GPUs).
+    static var maxDevices: Int { 16 }
+    /// The largest SPDM transcript and PEM chain a GPU may send (a real H100's are about 4 KiB and 5 KiB).
+    static var maxDeviceEvidenceBytes: Int { 64 * 1024 }
+
+    /// A request's devices beside the platform (`devices`), decoded but unverified: at most
+    /// `maxDevices`, each named `gpu0` … `gpu15`, of kind `nvidia-gpu` (else
+    /// `evidence_kind_unsupported`), its evidence base64 and both parts at most
+    /// `maxDeviceEvidenceBytes` (`bad_request` naming the field).
+    static func rawDevices(_ bodies: [DeviceEvidenceBody]?) throws -> [RawEvidence] {
+        guard let bodies, !bodies.isEmpty else { return [] }
+        guard bodies.count <= maxDevices else {
+            throw VouchError(.badRequest, "at most \(maxDevices) devices", context: ["field": "devices"])
+        }
+        return try bodies.enumerated().map { i, body in
+            let field = "devices[\(i)]"
+            guard body.device.range(of: "^gpu([0-9]|1[0-5])$", options: .regularExpression) != nil else {
+                throw VouchError(.badRequest, "a device is named gpu0 to gpu15", context: ["field": "\(field).device"])
+            }
+            guard EvidenceKind(rawValue: body.kind) == .nvidiaGPU else {
+                throw VouchError(.evidenceKindUnsupported, "devices[].kind must be nvidia-gpu", context: ["field": "\(field).kind", "got": String(body.kind.prefix(32))])
+            }
+            guard body.evidence.utf8.count <= maxDeviceEvidenceBytes * 4 / 3 + 4, body.certificateChain.utf8.count <= maxDeviceEvidenceBytes else {
+                throw VouchError(.badRequest, "a device's evidence or chain is larger than \(maxDeviceEvidenceBytes) bytes", context: ["field": field])
+            }
+            let transcript = try Base64.decode(body.evidence, field: "\(field).evidence")
+            return RawEvidence(device: body.device, payload: .nvidiaGPU(NvidiaGPUEvidence(transcript: transcript, certificateChainPEM: body.certificateChain)))
+        }
+    }
+
+    /// The binding the platform's evidence must carry for a request holding `raw`: `binding`
+    /// itself when the platform comes alone, else `EnrollmentBinding.composite` of it and every
+    /// other device's digest, in the order sent.
+    static func platformBinding(_ binding: [UInt8], _ raw: [RawEvidence]) -> [UInt8] {
+        EnrollmentBinding.composite(binding: binding, devices: raw.compactMap { r in r.payload.deviceDigest.map { (r.device, r.kind.rawValue, $0) } })
+    }
 
     /// A request's one piece of evidence: a TPM quote or a CPU TEE's, exactly one.
     static func rawEvidence(quote: QuoteBody?, tee: TEEEvidenceBody?) throws -> [RawEvidence] {
@@ -84,7 +126,7 @@ extension BrokerPart {
             return RawEvidence(device: EvidenceKind.azureSNPVTPM.defaultDevice,
                                payload: .azureSNPVTPM(AzureRawEvidence(hclReport: report, endorsement: endorsement, crl: try decode(f.crl, "crl"),
                                                                        quote: tpmQuote, hostKeySignature: signature)))
-        case .tpm?, nil:
+        case .tpm?, .nvidiaGPU?, nil:
             throw VouchError(.evidenceKindUnsupported, "tee.kind must be sev-snp, tdx or azure-snp-vtpm", context: ["field": "\(field).kind", "got": String(kind.prefix(32))])
         }
     }
@@ -100,12 +142,13 @@ extension BrokerPart {
         return .tpm(TPMQuoteEvidence(attest: attest, signature: signature, pcrs: pcrs, eventLog: eventLog, modelLog: modelLog))
     }
 
-    /// What the broker expects of the host's evidence: bound to `binding`, from the keys or
+    /// What the broker expects of the host's evidence: bound to `binding` (its devices' to
+    /// `nonce`, the challenge), from the keys or
     /// identity the host enrolled, of its platform's kind, judged under `policy` at `now`. For a
     /// CPU TEE host this reads its trust record (whether it registered as simulated).
-    func verificationContext(host: HostRecord, policy: Policy, binding: [UInt8], now: Date) throws -> VerificationContext {
+    func verificationContext(host: HostRecord, policy: Policy, binding: [UInt8], nonce: [UInt8]? = nil, now: Date) throws -> VerificationContext {
         let simulated = host.platform == .tpm ? false : (try store.trust(hostID: host.id)?.simulated ?? false)
-        return VerificationContext(hostID: host.id, binding: binding, enrolled: Self.enrolledKeys(host, simulated: simulated), policy: policy,
+        return VerificationContext(hostID: host.id, binding: binding, nonce: nonce, enrolled: Self.enrolledKeys(host, simulated: simulated), policy: policy,
                                    digester: OpenSSLDigester(), platform: EvidenceKind(rawValue: host.platform.rawValue) ?? .tpm, now: now)
     }
 

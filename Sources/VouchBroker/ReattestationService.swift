@@ -54,7 +54,8 @@ public struct ReattestationService: BrokerPart, Sendable {
     /// 3. the evidence authenticates (`EvidenceVerifiers.authenticate`; for the TPM, QuoteVerifier;
     ///    for a CPU TEE, its verifier, REPORT_DATA = `EnrollmentBinding.teeReportData` of the
     ///    binding, and the registered chip or host key) bound to SHA-256(nonce ‖ SHA-256("vouch
-    ///    re-attestation v1"));
+    ///    re-attestation v1")) — with other devices (GPUs), to `EnrollmentBinding.composite` of it
+    ///    and their digests, each device's own evidence carrying the nonce;
     /// 4. every device's evidence verifies and the set satisfies the policy
     ///    (`EvidenceVerifiers.appraise`; for the TPM, logs replay to the quoted PCRs and the event
     ///    data read hashes to its digests, the TPM clock did not go back; then `Appraiser`).
@@ -88,8 +89,10 @@ public struct ReattestationService: BrokerPart, Sendable {
         // 2
         let (issuedAt, nonceExpiresAt) = try consumeNonce(report.nonce, host, now)
         // 3
-        let verification = try verificationContext(host: host, policy: policy, binding: EnrollmentBinding.reattestationData(nonce: try Hex.decode(report.nonce)),
-                                                   now: now)
+        let nonce = try Hex.decode(report.nonce)
+        let verification = try verificationContext(host: host, policy: policy,
+                                                   binding: Self.platformBinding(EnrollmentBinding.reattestationData(nonce: nonce), rawEvidence),
+                                                   nonce: nonce, now: now)
         let evidenceSet: AuthenticatedEvidenceSet
         switch evidenceVerifiers.authenticate(rawEvidence, context: verification) {
         case let .authenticated(set): evidenceSet = set

@@ -100,7 +100,7 @@ extension RegistrationService {
         }
         // 6
         guard let policy = policies.current.select(labels: labels, ekIssuer: identified.endorsementIssuer,
-                                                            platform: identified.kind.policyPlatform) else {
+                                                            platform: identified.kind.policyPlatform ?? .tpm) else {
             metrics.registration(ErrorCode.noPolicy.rawValue)
             throw VouchError(.noPolicy, "no policy with an \(identified.kind == .tdx ? "tdx" : "snp") section applies to this host (its labels and endorsement issuer match none)",
                              context: ["ekIssuer": identified.endorsementIssuer])

@@ -109,4 +109,41 @@ public enum EnrollmentBinding {
     public static func teeReportData(binding: [UInt8]) -> [UInt8] {
         Crypto.digest(.sha512, teeReportDataTag + binding)
     }
+
+    /// The domain tag of a composite binding (`composite`).
+    public static let compositeTag = Array("vouch composite evidence v1\u{0}".utf8)
+    /// The domain tag of a device evidence digest (`deviceDigest`).
+    public static let deviceDigestTag = Array("vouch device evidence v1\u{0}".utf8)
+
+    /// The digest a device's evidence is bound by: SHA-256(tag ‖ kind ‖ 0 ‖ for each part, its
+    /// length as 4 bytes big-endian ‖ the part). An NVIDIA GPU's parts are the SPDM transcript
+    /// (request ‖ response) and its PEM certificate chain, as sent.
+    public static func deviceDigest(kind: String, parts: [[UInt8]]) -> [UInt8] {
+        var bytes = deviceDigestTag + Array(kind.utf8) + [0]
+        for part in parts {
+            let n = UInt32(clamping: part.count)
+            bytes += [UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)] + part
+        }
+        return Crypto.sha256(bytes)
+    }
+
+    /// The binding a host's platform evidence (TPM qualifying data, SEV-SNP/TDX REPORT_DATA via
+    /// `teeReportData`) carries when the request holds other devices' evidence too:
+    /// SHA-256(tag ‖ binding ‖ count (1 byte) ‖ for each device in the order sent: length of its
+    /// name (1 byte) ‖ name ‖ length of its kind (1 byte) ‖ kind ‖ its 32-byte `deviceDigest`).
+    /// `binding` is `qualifyingData` (the nonce and the agent key) or `reattestationData` (the
+    /// nonce), so the platform's signature covers the nonce, the agent key and every device's
+    /// evidence: no device can be dropped, added, swapped, renamed or replayed from another
+    /// request. Without devices the binding is `binding` itself (a platform-only request is
+    /// unchanged). At most 255 devices; names and kinds at most 255 bytes (callers bound them
+    /// far lower).
+    public static func composite(binding: [UInt8], devices: [(name: String, kind: String, digest: [UInt8])]) -> [UInt8] {
+        guard !devices.isEmpty else { return binding }
+        var bytes = compositeTag + binding + [UInt8(clamping: devices.count)]
+        for d in devices {
+            let name = Array(d.name.utf8.prefix(255)), kind = Array(d.kind.utf8.prefix(255))
+            bytes += [UInt8(name.count)] + name + [UInt8(kind.count)] + kind + d.digest
+        }
+        return Crypto.sha256(bytes)
+    }
 }

@@ -33,6 +33,9 @@ public struct EvidenceClaims: Sendable, Codable, Equatable {
     public var rebootedSinceLastAttestation: Bool
     /// What a CPU TEE's report or quote established; nil for a TPM quote.
     public var tee: TEEClaims?
+    /// The host's other devices (GPUs) whose evidence was verified with the platform's, under the
+    /// same binding, in the order sent; nil when the host presented none.
+    public var devices: [DeviceClaims]?
 
     public init(boot: BootClaims?, model: ModelClaims?, clock: ClockState, rebootedSinceLastAttestation: Bool) {
         self.boot = boot; self.model = model; self.clock = clock; self.rebootedSinceLastAttestation = rebootedSinceLastAttestation
@@ -41,6 +44,12 @@ public struct EvidenceClaims: Sendable, Codable, Equatable {
     /// The claims of a CPU TEE's evidence.
     public init(tee: TEEClaims) {
         self.tee = tee
+        rebootedSinceLastAttestation = false
+    }
+
+    /// The claims of devices presented beside a platform, alone (a device's own record).
+    public init(devices: [DeviceClaims]) {
+        self.devices = devices
         rebootedSinceLastAttestation = false
     }
 }
@@ -83,5 +92,40 @@ public struct TEEClaims: Sendable, Codable, Equatable {
         self.kind = kind; self.measurement = measurement; self.measurementName = measurementName; self.tcb = tcb; self.tcbStatus = tcbStatus
         self.debug = debug; self.signer = signer; self.platform = platform; self.rtmrs = rtmrs; self.configId = configId
         self.reportData = reportData; self.warnings = warnings; self.simulated = simulated
+    }
+}
+
+/// What a device's evidence established besides the platform's (an NVIDIA GPU's SPDM
+/// measurements), as the attestation trail, the EAR and the certificate carry it. Byte strings
+/// are lowercase hex.
+public struct DeviceClaims: Sendable, Codable, Equatable {
+    /// The device's name in the request (`gpu0` … `gpu15`): its EAR submodule.
+    public var device: String
+    /// The evidence kind: `nvidia-gpu`.
+    public var kind: String
+    /// SHA-256 of the device's evidence as bound into the platform's (`EnrollmentBinding.deviceDigest`).
+    public var sha256: String
+    public var driverVersion: String
+    public var vbiosVersion: String
+    /// The signed opaque data's project, project SKU and chip SKU, when present.
+    public var project: String?
+    public var projectSKU: String?
+    public var chipSKU: String?
+    /// The FWID the device certificate names.
+    public var fwid: String
+    /// The reference-value comparison of the device's measurements: `matched` (every measurement
+    /// equals one of its RIM's alternatives), `mismatched` (at least one differs or an active
+    /// reference index is absent) or `missing` (no RIM for a measurement, none mismatched).
+    public var referenceValues: String
+    /// The driver and VBIOS RIMs the measurements were compared with (`tagId`s); empty when none.
+    public var rims: [String]
+    /// The device chains to the software GPU's test root (a simulated device).
+    public var simulated: Bool
+
+    public init(device: String, kind: String, sha256: String, driverVersion: String, vbiosVersion: String, project: String?, projectSKU: String?,
+                chipSKU: String?, fwid: String, referenceValues: String, rims: [String], simulated: Bool) {
+        self.device = device; self.kind = kind; self.sha256 = sha256; self.driverVersion = driverVersion; self.vbiosVersion = vbiosVersion
+        self.project = project; self.projectSKU = projectSKU; self.chipSKU = chipSKU; self.fwid = fwid; self.referenceValues = referenceValues
+        self.rims = rims; self.simulated = simulated
     }
 }

@@ -1,0 +1,178 @@
+import Foundation
+import VouchCore
+import VouchCrypto
+import VouchEventLog
+import VouchPolicy
+
+// NVIDIA GPUs in the broker: a GPU's evidence is a device presented beside the host's platform
+// (its TPM or CPU TEE) in the same request. The GPU's SPDM request carries the challenge nonce;
+// the platform's evidence binds the digest of every GPU's evidence (`EnrollmentBinding.composite`),
+// so the platform's signature covers the set. docs/evidence.md, "NVIDIA GPUs through the broker",
+// lists the checks in order.
+
+extension NvidiaGPUEvidence {
+    /// The digest the platform's evidence binds this GPU's evidence by
+    /// (`EnrollmentBinding.deviceDigest` of kind `nvidia-gpu` over the transcript and the PEM chain, as sent).
+    public var bindingDigest: [UInt8] {
+        EnrollmentBinding.deviceDigest(kind: EvidenceKind.nvidiaGPU.rawValue, parts: [transcript, Array(certificateChainPEM.utf8)])
+    }
+}
+
+/// Where a GPU's reference values come from: verified driver and VBIOS RIMs for the versions its
+/// signed opaque data reports (`NvidiaRIMStore`).
+public protocol GPUReferenceSource: Sendable {
+    /// The reference values for a GPU reporting these versions, checked at `now`: nil values when
+    /// neither RIM is known (every measurement is then "missing", never a pass), the tagIds of
+    /// the RIMs used, and a violation when the RIMs cannot be combined (an index active in both).
+    func references(driverVersion: String, vbiosVersion: String, at now: Date) -> GPUReferenceLookup
+}
+
+/// What a `GPUReferenceSource` found for one GPU.
+public struct GPUReferenceLookup: Sendable {
+    public var values: NvidiaGPUReferenceValues?
+    /// The RIMs the values came from (`tagId`s), driver first.
+    public var rims: [String]
+    /// Why the RIMs found cannot serve as references (nil when they can).
+    public var refusal: PolicyViolation?
+    public init(values: NvidiaGPUReferenceValues?, rims: [String], refusal: PolicyViolation? = nil) {
+        self.values = values; self.rims = rims; self.refusal = refusal
+    }
+    public static let none = GPUReferenceLookup(values: nil, rims: [])
+}
+
+/// The roots and reference values GPU evidence is verified under: NVIDIA's pinned Device
+/// Identity CA (`NvidiaRoots`) and the RIMs the broker holds; the software GPU's test roots and
+/// RIMs kept apart, used only for evidence whose chain names the simulation's organisation.
+public struct GPUTrust: Sendable {
+    public var deviceRoots: [Certificate]
+    public var references: (any GPUReferenceSource)?
+    public var simulatedDeviceRoots: [Certificate]?
+    public var simulatedReferences: (any GPUReferenceSource)?
+
+    public init(deviceRoots: [Certificate] = [NvidiaRoots.deviceIdentityCA], references: (any GPUReferenceSource)? = nil) {
+        self.deviceRoots = deviceRoots
+        self.references = references
+    }
+}
+
+/// A GPU's evidence authenticated for one request (stage 1 passed).
+struct AuthenticatedGPU: Sendable {
+    /// The verifier's claims, every measurement not yet compared ("missing").
+    let claims: NvidiaGPUClaims
+    /// `NvidiaGPUEvidence.bindingDigest`.
+    let digest: [UInt8]
+    let simulated: Bool
+}
+
+/// The NVIDIA GPU path through the broker.
+public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
+    public var kind: EvidenceKind { .nvidiaGPU }
+    let trust: GPUTrust
+
+    public init(trust: GPUTrust) { self.trust = trust }
+
+    /// Stage 1. Checks, in order, refusing at the first failure:
+    /// 1. the request has a challenge nonce (`nvidia_gpu_nonce_mismatch` otherwise);
+    /// 2. a chain that names the software GPU's organisation (`TEETrust.simulationOrganization`)
+    ///    is refused unless the broker trusts the software GPU's roots and the host registered as
+    ///    simulated (`tee_simulation_refused`); it is verified under those roots only, anything
+    ///    else under NVIDIA's pinned Device Identity CA;
+    /// 3. `NvidiaGPUVerifier` checks 1–6: the SPDM transcript parses, the chain verifies at the
+    ///    check time, the P-384 signature over request ‖ response, the FWID is the leaf's, the
+    ///    request nonce is the challenge nonce, driver and VBIOS versions present
+    ///    (`tee_evidence_malformed`, `nvidia_gpu_*`).
+    /// That the evidence belongs to this host and this request is the platform's proof: its
+    /// signed binding covers this evidence's digest (`EnrollmentBinding.composite`).
+    public func authenticate(_ raw: RawEvidence, context: VerificationContext) -> EvidenceAuthentication {
+        guard case let .nvidiaGPU(evidence) = raw.payload else {
+            return .rejected([VouchError(.internalError, "the NVIDIA GPU verifier was given \(raw.kind.rawValue) evidence")])
+        }
+        // 1
+        guard let nonce = context.nonce else {
+            return .rejected([VouchError(.nvidiaGPUNonceMismatch, "GPU evidence is accepted only for a challenge nonce",
+                                         context: ["device": raw.device, "expected": "a challenge nonce", "got": "none"])])
+        }
+        // 2
+        let simulated = Self.namesSimulation(evidence.certificateChainPEM)
+        let roots: [Certificate]
+        if simulated {
+            guard let simRoots = trust.simulatedDeviceRoots, context.enrolled.tee?.simulated == true else {
+                return .rejected([VouchError(.teeSimulationRefused, "the GPU evidence is the software GPU's and this broker or host does not allow it",
+                                             context: ["device": raw.device])])
+            }
+            roots = simRoots
+        } else {
+            roots = trust.deviceRoots
+        }
+        // 3
+        switch NvidiaGPUVerifier(roots: roots).verify(evidence, at: context.now, expectedNonce: nonce) {
+        case let .verified(claims, _):
+            return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .nvidiaGPU(
+                AuthenticatedGPU(claims: claims, digest: evidence.bindingDigest, simulated: simulated))))
+        case let .rejected(violations, _):
+            let v = violations[0]
+            return .rejected([VouchError(v.code, "\(raw.device): \(v.path): expected \(v.expected), got \(v.actual)",
+                                         context: ["device": raw.device, "path": v.path, "expected": v.expected, "got": v.actual])])
+        }
+    }
+
+    /// Stage 2. Checks, in order:
+    /// 1. the reference values for the GPU's driver and VBIOS versions (the software GPU's from
+    ///    its own RIMs only) combine (`GPUReferenceLookup.refusal`, e.g. an index active in both
+    ///    RIMs, refuses);
+    /// 2. each measurement is compared with them: matched, mismatched or missing (no reference);
+    ///    an active reference index the GPU did not report is mismatched.
+    /// Nothing here refuses a mismatch: the policy's `devices.gpus` rules do (`Appraiser`).
+    public func verify(_ evidence: AuthenticatedEvidence, accepted: AcceptedState, context: VerificationContext) -> EvidenceVerification {
+        guard case let .nvidiaGPU(gpu) = evidence.payload else {
+            return .rejected([VouchError(.internalError, "the NVIDIA GPU verifier was given \(evidence.kind.rawValue) evidence").violation(device: evidence.device)], nil)
+        }
+        // 1
+        let source = gpu.simulated ? trust.simulatedReferences : trust.references
+        let lookup = source?.references(driverVersion: gpu.claims.driverVersion, vbiosVersion: gpu.claims.vbiosVersion, at: context.now) ?? .none
+        var claims = gpu.claims
+        // 2
+        claims.measurements = Self.compare(gpu.claims.measurements, lookup.values)
+        let summary = Self.summary(device: evidence.device, claims, digest: gpu.digest, rims: lookup.rims, simulated: gpu.simulated)
+        if var refusal = lookup.refusal {
+            refusal.path = "evidence.\(evidence.device).\(refusal.path)"
+            return .rejected([refusal], EvidenceRecord(measurementDigest: summary.sha256, claims: EvidenceClaims(devices: [summary])))
+        }
+        return .verified(VerifiedEvidence(device: evidence.device, claims: .nvidiaGPU(claims, summary: summary)))
+    }
+
+    /// Step 2 of stage 2, on the authenticated claims' measurements.
+    static func compare(_ measured: [NvidiaGPUClaims.Measurement], _ references: NvidiaGPUReferenceValues?) -> [NvidiaGPUClaims.Measurement] {
+        var out = measured.map { m -> NvidiaGPUClaims.Measurement in
+            var m = m
+            guard let references, references.active.contains(m.index), let digest = m.digest, let bytes = try? Hex.decode(digest) else {
+                m.reference = .missing
+                return m
+            }
+            m.reference = (references.alternatives[m.index] ?? []).contains(bytes) ? .matched : .mismatched
+            return m
+        }
+        if let references {
+            let present = Set(measured.map(\.index))
+            for index in references.active.sorted() where !present.contains(index) {
+                out.append(NvidiaGPUClaims.Measurement(index: index, digest: nil, reference: .mismatched))
+            }
+        }
+        return out
+    }
+
+    /// What the trail, the EAR and the certificate carry of a verified GPU.
+    static func summary(device: String, _ c: NvidiaGPUClaims, digest: [UInt8], rims: [String], simulated: Bool) -> DeviceClaims {
+        let results = Set(c.measurements.map(\.reference))
+        let overall = results.contains(.mismatched) ? "mismatched" : results.contains(.missing) || results.isEmpty ? "missing" : "matched"
+        return DeviceClaims(device: device, kind: EvidenceKind.nvidiaGPU.rawValue, sha256: Hex.encode(digest), driverVersion: c.driverVersion,
+                            vbiosVersion: c.vbiosVersion, project: c.project, projectSKU: c.projectSKU, chipSKU: c.chipSKU, fwid: c.fwid,
+                            referenceValues: overall, rims: rims, simulated: simulated)
+    }
+
+    /// True when a certificate of the PEM chain is issued by or names the software GPU's organisation.
+    static func namesSimulation(_ pem: String) -> Bool {
+        guard let chain = try? Certificate.chain(pem: pem) else { return false }
+        return chain.contains { TEETrust.isSimulation(issuer: $0.issuer) || TEETrust.isSimulation(issuer: $0.subject) }
+    }
+}

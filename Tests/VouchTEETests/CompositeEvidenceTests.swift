@@ -1,0 +1,168 @@
+import Foundation
+import XCTest
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchEventLog
+import VouchPolicy
+import VouchTEESim
+import VouchTEEWire
+import VouchTestSupport
+
+/// Composite evidence through the broker's verifiers (`EvidenceVerifiers`): a software SEV-SNP
+/// guest's report binding the corpus's eight real H100s (the PPCIe sample, whose SPDM nonce stands
+/// for the challenge nonce) by `EnrollmentBinding.composite`; any GPU dropped, added, reordered,
+/// renamed or changed breaks the report's binding, and a GPU whose nonce is not the challenge's is
+/// refused on its own.
+final class CompositeEvidenceTests: XCTestCase {
+    let hostKey = try! PrivateKey.generate(.p256)
+    var spki: [UInt8] { try! hostKey.publicKey.canonicalSPKIDER }
+    let agentSPKI = try! PrivateKey.generate(.p256).publicKey.canonicalSPKIDER
+    var host: TEEHostIdentity {
+        TEEHostIdentity(kind: .sevSNP, hostKey: spki, chipID: SNPSim.milan.chipID, endorsementIssuer: SNPSim.milan.ask.subject, simulated: true)
+    }
+
+    func verifiers(references: (any GPUReferenceSource)? = nil) throws -> EvidenceVerifiers {
+        var trust = TEETrust().trustingSimulation(snp: try SNPSim.store([SNPSim.milan]), tdxRoots: nil)
+        trust.gpu.references = references
+        return EvidenceVerifiers([SNPEvidenceVerifier(trust: trust), NvidiaGPUEvidenceVerifier(trust: trust.gpu)])
+    }
+
+    func nonce() throws -> [UInt8] { try Hex.decode(XCTUnwrap(GPUSamples.manifest().samples.first { $0.dir == "h100-ppcie-8gpu-nvtrust" }?.nonce)) }
+
+    func gpus() throws -> [RawEvidence] {
+        try NvidiaGPUEvidence.bundle(json: GPUSamples.bytes(GPUSamples.ppcie)).enumerated().map {
+            RawEvidence(device: "gpu\($0.offset)", payload: .nvidiaGPU($0.element))
+        }
+    }
+
+    /// The guest's report bound to `binding`, signed by the host key over it.
+    func snp(binding: [UInt8]) throws -> RawEvidence {
+        let sim = SNPSim.milan
+        let report = sim.report(signer: .vcek, reportData: EnrollmentBinding.teeReportData(binding: binding))
+        return RawEvidence(device: "sev-snp", payload: .sevSNP(SNPRawEvidence(report: try sim.sign(report), endorsement: .certificate(try sim.vcek.der),
+                                                                              hostKeySignature: try hostKey.sign(TEEHostIdentity.signedMessage(binding: binding), hash: .sha256))))
+    }
+
+    /// The verification context of an enrollment for `nonce`, the platform bound to the composite of `devices`.
+    func context(_ nonce: [UInt8], devices: [RawEvidence], policy edit: (inout Policy) -> Void = { _ in }) -> (VerificationContext, [UInt8]) {
+        var policy = Policy(name: "gpu", version: 1, pcrBank: .sha256, pcrValues: [:])
+        policy.snp = SNPPolicy()
+        policy.snp?.allowAnyMeasurement = true
+        edit(&policy)
+        let base = EnrollmentBinding.qualifyingData(nonce: nonce, agentSPKI: agentSPKI)
+        let composite = EnrollmentBinding.composite(binding: base, devices: devices.compactMap { d in d.payload.deviceDigest.map { (d.device, d.kind.rawValue, $0) } })
+        return (VerificationContext(hostID: host.hostID, binding: composite, nonce: nonce, enrolled: EnrolledKeys(tee: host), policy: policy,
+                                    digester: OpenSSLDigester(), platform: .sevSNP, now: GPUSamples.now), composite)
+    }
+
+    func authenticate(_ verifiers: EvidenceVerifiers, platform: RawEvidence, devices: [RawEvidence], context: VerificationContext) -> SetAuthentication {
+        verifiers.authenticate([platform] + devices, context: context)
+    }
+
+    func testEightGPUsBoundThroughTheReportVerifyAsNineDevices() throws {
+        let n = try nonce(), devices = try gpus()
+        let (ctx, composite) = context(n, devices: devices)
+        let verifiers = try verifiers()
+        guard case let .authenticated(set) = authenticate(verifiers, platform: try snp(binding: composite), devices: devices, context: ctx) else {
+            return XCTFail("the composite did not authenticate")
+        }
+        XCTAssertEqual(set.devices.map(\.device), ["sev-snp"] + (0..<8).map { "gpu\($0)" })
+        guard case let .trusted(trusted) = verifiers.appraise(set, accepted: .none, context: ctx) else { return XCTFail("not trusted") }
+        XCTAssertEqual(trusted.results.map(\.device), ["sev-snp"] + (0..<8).map { "gpu\($0)" })
+        let claims = try XCTUnwrap(trusted.claims.devices)
+        XCTAssertEqual(claims.map(\.device), (0..<8).map { "gpu\($0)" })
+        XCTAssertTrue(claims.allSatisfy { $0.kind == "nvidia-gpu" && $0.driverVersion == "590.12" && $0.referenceValues == "missing" && !$0.simulated })
+        XCTAssertEqual(claims.map(\.sha256), devices.map { Hex.encode($0.payload.deviceDigest!) })
+        XCTAssertEqual(Set(claims.map(\.sha256)).count, 8, "eight distinct pieces of evidence")
+        XCTAssertEqual(Set(claims.map(\.fwid)).count, 1, "one firmware: the FWID names the firmware, not the GPU")
+        XCTAssertNotNil(trusted.claims.tee, "the platform's claims stay the record's")
+        XCTAssertEqual(trusted.attestationExtension(attestedAt: GPUSamples.now).devices, claims)
+    }
+
+    func testDroppingAddingReorderingRenamingOrChangingAGPUBreaksTheBinding() throws {
+        let n = try nonce(), devices = try gpus()
+        let (ctx, composite) = context(n, devices: devices)
+        let verifiers = try verifiers()
+        let report = try snp(binding: composite)
+        var variants: [(String, [RawEvidence])] = [
+            ("dropped", Array(devices.dropLast())),
+            ("reordered", [devices[1], devices[0]] + devices.dropFirst(2)),
+            ("added", devices + [RawEvidence(device: "gpu8", payload: devices[0].payload)]),
+        ]
+        variants.append(("renamed", devices.enumerated().map { RawEvidence(device: $0.offset == 0 ? "gpu9" : $0.element.device, payload: $0.element.payload) }))
+        if case let .nvidiaGPU(e) = devices[3].payload {
+            let chain = e.certificateChainPEM + "\n"   // the same chain, one byte more: another digest
+            variants.append(("changed", devices.enumerated().map {
+                $0.offset == 3 ? RawEvidence(device: "gpu3", payload: .nvidiaGPU(NvidiaGPUEvidence(transcript: e.transcript, certificateChainPEM: chain))) : $0.element
+            }))
+        }
+        for (what, set) in variants {
+            // The broker recomputes the composite from what arrived; the report bound what was sent.
+            let (arrived, _) = context(n, devices: set)
+            guard case let .rejected(errors) = authenticate(verifiers, platform: report, devices: set, context: arrived) else {
+                XCTFail("\(what): authenticated"); continue
+            }
+            XCTAssertEqual(errors.first?.code, .snpReportDataMismatch, what)
+        }
+        _ = ctx
+    }
+
+    func testAGPUForAnotherNonceOrWithoutOneIsRefused() throws {
+        let devices = try gpus()
+        let other = Crypto.sha256(Array("another challenge".utf8))
+        let verifiers = try verifiers()
+        let (ctx, composite) = context(other, devices: devices)
+        guard case let .rejected(errors) = authenticate(verifiers, platform: try snp(binding: composite), devices: devices, context: ctx) else {
+            return XCTFail("authenticated")
+        }
+        XCTAssertEqual(errors.first?.code, .nvidiaGPUNonceMismatch)
+        XCTAssertEqual(errors.first?.context["device"], "gpu0")
+        var noNonce = ctx
+        noNonce.nonce = nil
+        guard case let .rejected(e2) = authenticate(verifiers, platform: try snp(binding: composite), devices: devices, context: noNonce) else {
+            return XCTFail("authenticated")
+        }
+        XCTAssertEqual(e2.first?.code, .nvidiaGPUNonceMismatch)
+    }
+
+    func testReferenceValuesAreComparedInStageTwo() throws {
+        let n = try nonce(), devices = try gpus()
+        guard case let .nvidiaGPU(first) = devices[0].payload, case let .verified(claims, _) = NvidiaGPUVerifier().verify(first, at: GPUSamples.now, expectedNonce: n) else {
+            return XCTFail("gpu0 did not verify")
+        }
+        // gpu0's own digests as the references of its versions: every GPU of the same firmware matches them.
+        var alternatives: [Int: [[UInt8]]] = [:]
+        for m in claims.measurements { alternatives[m.index] = [try Hex.decode(XCTUnwrap(m.digest))] }
+        struct Fixed: GPUReferenceSource {
+            let values: NvidiaGPUReferenceValues
+            func references(driverVersion: String, vbiosVersion: String, at now: Date) -> GPUReferenceLookup {
+                GPUReferenceLookup(values: values, rims: ["driver-\(driverVersion)", "vbios-\(vbiosVersion)"])
+            }
+        }
+        let verifiers = try verifiers(references: Fixed(values: NvidiaGPUReferenceValues(alternatives: alternatives)))
+        let (ctx, composite) = context(n, devices: devices)
+        guard case let .authenticated(set) = authenticate(verifiers, platform: try snp(binding: composite), devices: devices, context: ctx),
+              case let .trusted(trusted) = verifiers.appraise(set, accepted: .none, context: ctx) else { return XCTFail("refused") }
+        let results = try XCTUnwrap(trusted.claims.devices).map(\.referenceValues)
+        XCTAssertEqual(results[0], "matched")
+        XCTAssertEqual(try XCTUnwrap(trusted.claims.devices)[0].rims, ["driver-590.12", "vbios-96.00.A5.00.01"])
+        XCTAssertEqual(results.count, 8)
+        XCTAssertTrue(results.allSatisfy { $0 == "matched" || $0 == "mismatched" })
+    }
+
+    func testCompositeBindingIsTheBindingAloneWithoutDevicesAndCoversEveryField() {
+        let b = Crypto.sha256([1]), d = Crypto.sha256([2])
+        XCTAssertEqual(EnrollmentBinding.composite(binding: b, devices: []), b)
+        let base = EnrollmentBinding.composite(binding: b, devices: [("gpu0", "nvidia-gpu", d)])
+        XCTAssertEqual(base.count, 32)
+        XCTAssertNotEqual(base, EnrollmentBinding.composite(binding: Crypto.sha256([3]), devices: [("gpu0", "nvidia-gpu", d)]))
+        XCTAssertNotEqual(base, EnrollmentBinding.composite(binding: b, devices: [("gpu1", "nvidia-gpu", d)]))
+        XCTAssertNotEqual(base, EnrollmentBinding.composite(binding: b, devices: [("gpu0", "nvidia-gpx", d)]))
+        XCTAssertNotEqual(base, EnrollmentBinding.composite(binding: b, devices: [("gpu0", "nvidia-gpu", Crypto.sha256([4]))]))
+        XCTAssertNotEqual(base, EnrollmentBinding.composite(binding: b, devices: [("gpu0", "nvidia-gpu", d), ("gpu0", "nvidia-gpu", d)]))
+        // Lengths are framed: moving a byte between the name and the kind changes the digest.
+        XCTAssertNotEqual(EnrollmentBinding.composite(binding: b, devices: [("gpu0n", "vidia-gpu", d)]), base)
+        XCTAssertNotEqual(EnrollmentBinding.deviceDigest(kind: "k", parts: [[1, 2], [3]]), EnrollmentBinding.deviceDigest(kind: "k", parts: [[1], [2, 3]]))
+    }
+}
