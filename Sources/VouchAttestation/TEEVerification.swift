@@ -15,6 +15,12 @@ public enum TEEVerification<Claims: Sendable>: Sendable {
         return false
     }
 
+    /// The warnings of a verified result (none for a refusal).
+    public var warnings: [TEEWarning] {
+        if case let .verified(_, warnings) = self { return warnings }
+        return []
+    }
+
     public var violations: [PolicyViolation] {
         if case let .rejected(violations, _) = self { return violations }
         return []

@@ -18,7 +18,7 @@ import VouchYAML
 /// (1-512) bytes. Exit 0 verified, 1 refused, 2 unreadable or usage.
 func evidenceCommand(_ argv: [String]) throws -> Int32 {
     guard argv.first == "verify" else { throw VouchError(.usage, "give a subcommand: verify --kind KIND --at TIME FILE...") }
-    let args = try Arguments(Array(argv.dropFirst()), options: ["kind", "at", "nonce", "policy", "roots", "component"], flags: ["json", "test-roots"], positional: 16)
+    let args = try Arguments(Array(argv.dropFirst()), options: ["kind", "at", "nonce", "policy", "roots", "component", "gpu-roots"], flags: ["json", "test-roots"], positional: 16)
     if args["kind"] == "nvidia-rim" { return try rimCommand(args) }
     guard args["component"] == nil else { throw VouchError(.usage, "--component is for --kind nvidia-rim") }
     let kind = try EvidenceCLIKind(args)
@@ -37,7 +37,8 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
     let files: EvidenceFiles
     let sections: TEESections
     do {
-        files = try EvidenceFiles(paths: args.positional)
+        // A composite's first FILE is a request body (JSON), read by `verifyComposite`.
+        files = kind == .composite ? EvidenceFiles(known: []) : try EvidenceFiles(paths: args.positional)
         sections = try args["policy"].map { try TEESections(file: $0) } ?? TEESections()
     } catch let e as VouchError {
         CLI.error("vouch evidence: \(CLI.oneLine(e.message))")
@@ -51,6 +52,10 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
         case .azureSNPVTPM: report = try verifyAzure(files, at: at, nonce: nonce, policy: sections.snp, roots: roots)
         case .tdx: report = try verifyTDX(files, at: at, nonce: nonce, policy: sections.tdx, roots: roots)
         case .nitro: report = try verifyNitro(files, at: at, nonce: nonce, policy: sections.nitro, roots: roots)
+        case .composite:
+            guard nonce == nil || nonce?.count == 32 else { throw VouchError(.usage, "--nonce for composite is the challenge nonce: 32 bytes of hex") }
+            report = try verifyComposite(args.positional, at: at, nonce: nonce, sections: sections, roots: roots,
+                                         gpuRoots: try args["gpu-roots"].map { try selfSignedRoots(in: $0) } ?? [NvidiaRoots.deviceIdentityCA])
         case .nvidiaGPU:
             guard args["policy"] == nil else { throw VouchError(.usage, "--policy is not supported for nvidia-gpu yet (authenticity and freshness only)") }
             report = try verifyNvidiaGPU(files, at: at, nonce: nonce, roots: roots)
@@ -71,12 +76,12 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
 }
 
 enum EvidenceCLIKind: String {
-    case sevSNP = "sev-snp", tdx, azureSNPVTPM = "azure-snp-vtpm", nitro, nvidiaGPU = "nvidia-gpu"
+    case sevSNP = "sev-snp", tdx, azureSNPVTPM = "azure-snp-vtpm", nitro, nvidiaGPU = "nvidia-gpu", composite
 
     /// `--kind`, required.
     init(_ args: Arguments) throws {
         guard let name = args["kind"], let kind = EvidenceCLIKind(rawValue: name) else {
-            throw VouchError(.usage, "--kind must be sev-snp, tdx, azure-snp-vtpm, nitro, nvidia-gpu or nvidia-rim")
+            throw VouchError(.usage, "--kind must be sev-snp, tdx, azure-snp-vtpm, nitro, nvidia-gpu, composite or nvidia-rim")
         }
         self = kind
     }

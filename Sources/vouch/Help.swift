@@ -89,7 +89,7 @@ extension CLI {
           vouch crl --out vouch.crl
         """,
         "evidence": """
-        usage: vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm|nitro|nvidia-gpu --at RFC3339 [--nonce HEX]
+        usage: vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm|nitro|nvidia-gpu|composite --at RFC3339 [--nonce HEX]
                                      [--policy FILE] [--roots DIR [--test-roots]] [--json] FILE...
         Verify a confidential VM's evidence offline, at the given instant. FILEs are told apart by
         their content: an SEV-SNP report (binary or hex) and its VCEK or VLEK (DER or PEM), AMD's
@@ -115,6 +115,10 @@ extension CLI {
           vouch evidence verify --kind tdx --at 2025-07-01T00:00:00Z --json quote.bin collateral.json
           vouch evidence verify --kind nitro --at 2022-10-13T08:58:02Z attestation_doc.cbor
           vouch evidence verify --kind nvidia-gpu --at 2025-01-01T00:00:00Z attestation_report.hex device_cert_chain.pem
+        Composite: --kind composite [--nonce HEX] [--gpu-roots DIR] BODY.json [CRL or collateral FILE...]
+        checks an enrollment or re-attestation body holding a CPU TEE's evidence (tee) and GPUs'
+        (devices) under one nonce: every GPU's nonce, and the report bound to the composite of the
+        binding and every GPU's digest (docs/evidence.md, Composite evidence).
         NVIDIA RIM: --kind nvidia-rim --component driver|vbios --at RFC3339 [--json] FILE checks one
         RIM (chain to NVIDIA's CoRIM signing root, XML-DSig) and prints its reference values.
         """,

@@ -147,8 +147,8 @@ func verifiedForCapture(_ kind: EvidenceCLIKind, _ files: EvidenceFiles, at: Dat
         }
      case .nitro:
         throw VouchError(.usage, "policy capture drafts snp: and tdx: sections; write a nitro: section by hand (docs/policy.md)")
-    case .nvidiaGPU:
-        throw VouchError(.usage, "policy capture takes a CPU TEE's evidence (sev-snp, tdx, azure-snp-vtpm), not nvidia-gpu")
+    case .nvidiaGPU, .composite:
+        throw VouchError(.usage, "policy capture takes a CPU TEE's evidence (sev-snp, tdx, azure-snp-vtpm), not \(kind.rawValue)")
     }
 }
 
