@@ -42,6 +42,18 @@ final class XMLSignerTests: XCTestCase {
         XCTAssertThrowsCode(try NvidiaRIMVerifier().verify(signed, component: .vbios, at: Date()), .rimChainInvalid)
     }
 
+    func testRSASignatureVerifiesWithTheSignersKeyOnly() throws {
+        let (root, _, _) = try signingChain()
+        let (from, to) = SoftwareSNP.rootValidity
+        let key = try PrivateKey.generateRSA(bits: 2048)
+        let leaf = try root.tdxSimulationLeaf(subject: [("CN", "rsa signer")], publicKey: try key.publicKey, notBefore: from, notAfter: to)
+        let signed = try XMLSigner.signEnveloped(Array("<doc xmlns=\"urn:x\"><v>1</v></doc>".utf8), privateKeyPEM: try key.pem, certificatesDER: [try leaf.der], rsa: true)
+        let verified = try XMLSignature.verifyEnveloped(try UnverifiedXMLDocument(bytes: signed), signerCertificateDER: try leaf.der)
+        XCTAssertEqual(verified.root.children.map(\.name), ["v"])
+        let other = try root.tdxSimulationLeaf(subject: [("CN", "other")], publicKey: try PrivateKey.generateRSA(bits: 2048).publicKey, notBefore: from, notAfter: to)
+        XCTAssertThrowsCode(try XMLSignature.verifyEnveloped(try UnverifiedXMLDocument(bytes: signed), signerCertificateDER: try other.der), .xmlSignatureInvalid)
+    }
+
     func testUnsignableInputIsRefused() throws {
         let (_, leaf, key) = try signingChain()
         XCTAssertThrowsCode(try XMLSigner.signEnveloped(Array("<a>".utf8), privateKeyPEM: try key.pem, certificatesDER: [try leaf.der]), .xmlDocumentMalformed)
