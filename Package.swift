@@ -28,8 +28,9 @@
 //                      verified values)
 //   VouchCollateral    the optional collateral fetchers (Intel PCS: TDX TCB info, QE identity, CRLs; AMD KDS:
 //                      VCEKs, CRLs) over an injected HTTPTransport, with their on-disk cache (VouchRuntime: files)
-//   VouchTEESim        the software TEE: SEV-SNP reports and TDX quotes in the real formats, signed by test chains
-//                      (tests, demo and simulated fleet only)
+//   VouchTEESim        the software TEE: SEV-SNP reports and TDX quotes in the real formats, signed by test chains;
+//                      a simulated NVIDIA Hopper board (SPDM evidence, XML-DSig-signed RIMs) kept in a directory
+//                      (VouchRuntime: its files) (tests, demo and simulated fleet only)
 //   VouchBroker        the broker service: orchestration over protocols, and its HTTP API (logs through an
 //                      injected closure; VouchRuntime only for Bootstrap's CA, token and identity files)
 //   VouchAttesterKit   the host side: AK, registration, quotes for agents (VouchRuntime: host certificate
@@ -85,7 +86,7 @@ let package = Package(
 
         // Verification, service and host logic
         .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchTEEWire", "VouchCrypto", "VouchPolicy", "VouchEventLog", "VouchXMLSig"]),
-        .target(name: "VouchTEESim", dependencies: ["VouchCore", "VouchTEEWire", "VouchCrypto"]),
+        .target(name: "VouchTEESim", dependencies: ["VouchCore", "VouchTEEWire", "VouchCrypto", "VouchRuntime", "VouchXMLSig"]),
         .target(name: "VouchCollateral", dependencies: ["VouchCore", "VouchRuntime", "VouchCrypto", "VouchTEEWire", "VouchAttestation"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog",

@@ -33,6 +33,7 @@
 #include <xmlsec/xmlsec.h>
 #include <xmlsec/xmltree.h>
 #include <xmlsec/xmldsig.h>
+#include <xmlsec/templates.h>
 #include <xmlsec/errors.h>
 #include <xmlsec/openssl/app.h>
 #include <xmlsec/openssl/crypto.h>

@@ -9,13 +9,6 @@ import VouchCrypto
 // device's (`EnrollmentBinding.composite`), so the broker can tell that no device was dropped,
 // added, swapped or replayed (docs/evidence.md, "Composite evidence").
 
-/// Where a host's GPU evidence comes from: NVML (`NVMLGPUEvidenceSource`) or, for tests and
-/// demos only, the software GPU (`SimulatedGPUEvidenceSource`).
-public protocol GPUEvidenceSource: Sendable {
-    /// Every GPU's SPDM evidence with `nonce` (32 bytes) as its request nonce, in device order.
-    func gpuEvidence(nonce: [UInt8]) throws -> [NvidiaGPUEvidence]
-}
-
 extension Attester {
     /// The devices' evidence for one request, named `gpu0` … in the order the source gives
     /// them, and the binding the platform's evidence must then carry: `binding` itself when the

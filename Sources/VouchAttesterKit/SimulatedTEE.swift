@@ -16,7 +16,9 @@ import VouchTPMWire
 ///   default false);
 /// - `signer=vcek|vlek`: SEV-SNP only, which key signs (default vcek: the host is then the
 ///   platform's chip; vlek: the host is its host key);
-/// - `pcrN=HEX` (N 0–23): an Azure CVM's vTPM only, the SHA-256 PCR's value (default all zeros).
+/// - `pcrN=HEX` (N 0–23): an Azure CVM's vTPM only, the SHA-256 PCR's value (default all zeros);
+/// - `gpu…=…`: the simulated GPUs' keys (`SoftwareGPUOptions`: `gpuK.blockB=HEX`), kept in `gpu`
+///   and checked by the GPU evidence source.
 /// Anything else is refused (`config`), so a typo is never silently the default.
 public struct SimulatedTEEOptions: Sendable, Equatable {
     /// SHA-384("vouch simulated guest v1"): the measurement a simulated guest launches with.
@@ -33,6 +35,8 @@ public struct SimulatedTEEOptions: Sendable, Equatable {
     public var signer: SNPSigningKey = .vcek
     /// A simulated vTPM's SHA-256 PCR values, by index (absent: zeros).
     public var pcrs: [Int: [UInt8]] = [:]
+    /// The `gpu…` keys and their values, unchecked here (`SimulatedGPUEvidenceSource` checks them).
+    public var gpu: [String: String] = [:]
 
     public init() {}
 
@@ -65,8 +69,10 @@ public struct SimulatedTEEOptions: Sendable, Equatable {
                     throw bad("pcrN takes N 0-23 and 64 hex digits (a SHA-256 PCR value)")
                 }
                 pcrs[index] = value
+            case let key where key.hasPrefix("gpu"):
+                gpu[key] = kv[1]
             default:
-                throw bad("unknown key \(kv[0]) (known: measurement, debug, signer, pcrN)")
+                throw bad("unknown key \(kv[0]) (known: measurement, debug, signer, pcrN, gpuK.blockB)")
             }
         }
     }

@@ -69,17 +69,7 @@ public final class SimulatedTEEPlatform: Sendable {
 
     // MARK: the file
 
-    struct KeyPair: Codable {
-        var certificate: String
-        var key: String
-        init(_ certificate: Certificate, _ key: PrivateKey) throws {
-            self.certificate = try certificate.pem
-            self.key = try key.pem
-        }
-        var loaded: (Certificate, PrivateKey) {
-            get throws { (try Certificate(pem: certificate), try PrivateKey(pem: key)) }
-        }
-    }
+    typealias KeyPair = StoredKeyPair
 
     struct StoredSNP: Codable {
         var product: SNPProduct

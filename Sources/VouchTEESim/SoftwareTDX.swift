@@ -203,14 +203,7 @@ public final class SoftwareTDX: Sendable {
 
     /// An ECDSA P-256/SHA-256 signature as raw r‖s (32 bytes each), as DCAP structures carry it.
     public static func rawSignature(_ key: PrivateKey, _ message: [UInt8]) throws -> [UInt8] {
-        var outer = DER.Reader(try key.sign(message, hash: .sha256))
-        var seq = try outer.sequence("ecdsaSignature")
-        func scalar(_ field: String) throws -> [UInt8] {
-            let v = Array(try seq.read(DER.integerTag, field).drop { $0 == 0 })
-            guard v.count <= 32 else { throw VouchError(.teeSimulationUnsupported, "not a P-256 signature", context: ["field": field]) }
-            return [UInt8](repeating: 0, count: 32 - v.count) + v
-        }
-        return try scalar("r") + scalar("s")
+        try TEESimulation.rawSignature(der: try key.sign(message, hash: .sha256), scalarBytes: 32)
     }
 
     /// A P-256 public key as x‖y.

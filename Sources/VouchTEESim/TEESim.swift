@@ -20,4 +20,30 @@ public enum TEESimulation {
     public static let organization = "Vouch software TEE (simulation only)"
     static let wireCode = ErrorCode.teeEvidenceMalformed
     static func digest(_ bytes: [UInt8]) -> [UInt8] { Crypto.sha256(bytes) }
+
+    /// A DER ECDSA signature as raw r ‖ s, each left-padded to `scalarBytes` (32 for P-256, as
+    /// DCAP structures carry it; 48 for P-384, as SPDM does).
+    static func rawSignature(der: [UInt8], scalarBytes: Int) throws -> [UInt8] {
+        var outer = DER.Reader(der)
+        var seq = try outer.sequence("ecdsaSignature")
+        func scalar(_ field: String) throws -> [UInt8] {
+            let v = Array(try seq.read(DER.integerTag, field).drop { $0 == 0 })
+            guard v.count <= scalarBytes else { throw VouchError(.teeSimulationUnsupported, "not a \(scalarBytes * 8)-bit ECDSA signature", context: ["field": field]) }
+            return [UInt8](repeating: 0, count: scalarBytes - v.count) + v
+        }
+        return try scalar("r") + scalar("s")
+    }
+}
+
+/// A certificate and its private key as a simulated platform's file keeps them (PEM).
+public struct StoredKeyPair: Codable, Sendable {
+    public var certificate: String
+    public var key: String
+    public init(_ certificate: Certificate, _ key: PrivateKey) throws {
+        self.certificate = try certificate.pem
+        self.key = try key.pem
+    }
+    public var loaded: (Certificate, PrivateKey) {
+        get throws { (try Certificate(pem: certificate), try PrivateKey(pem: key)) }
+    }
 }

@@ -2,7 +2,7 @@ internal import CXMLSec
 import VouchCore
 
 /// libxml2 and libxmlsec1 are initialised once per process (libxmlsec1 with its OpenSSL back end).
-private let libraryReady: Bool = {
+let libraryReady: Bool = {
     xmlInitParser()
     guard xmlSecInit() == 0, vouch_xmlsec_check_version() == 1,
           xmlSecOpenSSLAppInit(nil) == 0, xmlSecOpenSSLInit() == 0 else { return false }
@@ -13,7 +13,7 @@ private let libraryReady: Bool = {
 /// libxml2 writes its errors (the parser's, C14N's) to stderr unless given a handler, and the
 /// handler is per thread: every call that parses or canonicalises sets this silent one first
 /// (failures reach callers as typed errors instead).
-private func silenceLibxml2() { xmlSetStructuredErrorFunc(nil) { _, _ in } }
+func silenceLibxml2() { xmlSetStructuredErrorFunc(nil) { _, _ in } }
 
 /// The one place libxml2/libxmlsec1 return values become typed errors.
 func xmlCheck(_ ok: Bool, _ code: ErrorCode, _ operation: String) throws {

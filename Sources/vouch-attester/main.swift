@@ -14,7 +14,9 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
        vouch-attester --broker URL --ca FILE --tee azure-snp-vtpm --tcti TCTI --vcek FILE --socket PATH [options]
        vouch-attester --broker URL --ca FILE --simulate-tee sev-snp|tdx|azure-snp-vtpm --socket PATH
                       [--simulate-tee-options FILE] [--simulate-tee-platform DIR] [options]
-       vouch-attester simulated-tee-platform DIR
+       vouch-attester simulated-tee-platform DIR [--gpus N]
+       vouch-attester gpu-evidence --nonce HEX [--out FILE]
+                      [--simulate-gpus N [--simulate-tee-platform DIR] [--simulate-tee-options FILE]]
        vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
        vouch-attester --simulate N --broker URL --ca FILE --listen ADDR:PORT [--labels K=V,...] [--hostname PREFIX]
                       [--enroll-agents] [--drift-after DUR]
@@ -80,7 +82,17 @@ the broker refuses them unless started with --allow-simulated-hosts). Pull mode 
 host's PCR 7 drift (benchmarks of revocation at scale).
 
 simulated-tee-platform DIR: make (or load) a simulated TEE machine in DIR and publish its roots
-and TDX collateral, before a broker that must trust them starts; prints where they are.
+and TDX collateral, before a broker that must trust them starts; prints where they are. --gpus N
+also makes (or loads) its simulated NVIDIA GPU board and publishes DIR/roots/nvidia-gpu.pem,
+DIR/roots/nvidia-rim.pem and the driver and VBIOS RIMs in DIR/rims.
+
+gpu-evidence: every GPU's SPDM evidence for --nonce (64 hex digits: the verifier's 32-byte
+nonce) as NVIDIA's PPCIe JSON bundle ([{"evidence": base64 transcript, "certificate": base64 PEM
+chain}], what `vouch evidence verify --kind nvidia-gpu` reads), on stdout or to --out FILE. From
+the driver through NVML (libnvidia-ml.so.1, confidential computing on), or with --simulate-gpus N
+(1-16) from the software GPU board in --simulate-tee-platform DIR (default
+STATE-DIR/simulated-tee), INSECURE; --simulate-tee-options FILE lines gpuK.blockB=HEX (GPU K,
+0-based, reports 48 bytes HEX as SPDM block B, 1-10) are read at every collection.
 
 measure-model: hash model artefacts (files, or directories walked recursively) with SHA-256,
 reset PCR 23, extend it with one event per artefact in name order, and write the log (TCG
@@ -132,9 +144,11 @@ if CommandLine.arguments.dropFirst().first == "measure-model" {
     }
 }
 
+if CommandLine.arguments.dropFirst().first == "gpu-evidence" { gpuEvidenceCommand(Array(CommandLine.arguments.dropFirst(2))) }
+
 if CommandLine.arguments.dropFirst().first == "simulated-tee-platform" {
     do {
-        let pargs = try Arguments(Array(CommandLine.arguments.dropFirst(2)), options: [], positional: 1)
+        let pargs = try Arguments(Array(CommandLine.arguments.dropFirst(2)), options: ["gpus"], positional: 1)
         guard let dir = pargs.positional.first else { fail("simulated-tee-platform takes the platform's directory") }
         let platform = try SimulatedTEEPlatform.loadOrCreate(directory: dir)
         print("SIMULATED TEE platform in \(platform.directory) (keys in files: tests and demos only)")
@@ -142,6 +156,12 @@ if CommandLine.arguments.dropFirst().first == "simulated-tee-platform" {
         print("tdx collateral  \(platform.collateralDirectory)  (vouchd --tdx-collateral)")
         print("measurement     \(Hex.encode(SimulatedTEEOptions.defaultMeasurement))  (a simulated guest's default launch measurement)")
         print("paravisor       \(Hex.encode(SimulatedTEEOptions.defaultParavisorMeasurement))  (a simulated Azure CVM's: snp.paravisorMeasurements)")
+        if let gpus = pargs["gpus"] {
+            guard let count = Int(gpus), (1...16).contains(count) else { fail("simulated-tee-platform: --gpus takes 1-16") }
+            let board = try SimulatedGPUEvidenceSource(platformDirectory: dir, count: count, optionsFile: nil).platform
+            print("gpu roots       \(board.deviceRootPath), \(board.rimRootPath)  (\(count) simulated GPUs)")
+            print("gpu rims        \(board.rimPath(.driver)), \(board.rimPath(.vbios))")
+        }
         exit(0)
     } catch {
         fail(error, prefix: "simulated-tee-platform: ")
