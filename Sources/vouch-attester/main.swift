@@ -81,6 +81,14 @@ the broker refuses them unless started with --allow-simulated-hosts). Pull mode 
 --enroll-agents enrolls one agent per host once registered; --drift-after DUR then makes every
 host's PCR 7 drift (benchmarks of revocation at scale).
 
+GPUs beside a confidential VM (composite evidence, docs/evidence.md): with every report the GPUs'
+SPDM evidence for the broker's nonce goes too, and the report binds their digests.
+  --gpus nvml       with --tee: the GPUs through NVML (libnvidia-ml.so.1, confidential computing on)
+  --simulate-gpus N  with --simulate-tee: N (1-16) GPUs of the software GPU board in
+                    --simulate-tee-platform DIR, INSECURE (tests and demos only; a broker accepts
+                    them only from a simulated host and with DIR/roots/nvidia-gpu.pem trusted);
+                    --simulate-tee-options lines gpuK.blockB=HEX change what GPU K reports
+
 simulated-tee-platform DIR: make (or load) a simulated TEE machine in DIR and publish its roots
 and TDX collateral, before a broker that must trust them starts; prints where they are. --gpus N
 also makes (or loads) its simulated NVIDIA GPU board and publishes DIR/roots/nvidia-gpu.pem,
@@ -173,7 +181,8 @@ do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
                          options: ["broker", "ca", "tcti", "socket", "ak", "ek", "hostname", "register-timeout", "event-log", "model-log", "labels",
                                    "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after",
-                                   "tee", "vcek", "simulate-tee", "simulate-tee-options", "simulate-tee-platform"], flags: ["enroll-agents"])
+                                   "tee", "vcek", "simulate-tee", "simulate-tee-options", "simulate-tee-platform", "gpus", "simulate-gpus"],
+                         flags: ["enroll-agents"])
 } catch { fail(error) }
 
 /// `--tee` or `--simulate-tee`: where a confidential VM's reports come from (nil: a TPM host).
@@ -209,6 +218,26 @@ func teeSource(_ args: Arguments, stateDirectory: String) throws -> (any TEEEvid
                                        modelLogPath: args["model-log"])
     }
     return TSMEvidenceSource(kind: kind, endorsement: try args["vcek"].map { try Files.read($0) }, eventLogPath: args["event-log"])
+}
+
+/// `--gpus nvml` (with --tee) or `--simulate-gpus N` (with --simulate-tee): the host's GPUs,
+/// whose evidence goes with every report (nil: none).
+func gpuSource(_ args: Arguments, stateDirectory: String) throws -> (any GPUEvidenceSource)? {
+    switch (args["gpus"], args["simulate-gpus"]) {
+    case (nil, nil): return nil
+    case let ("nvml"?, nil):
+        guard args["tee"] != nil else { fail("--gpus nvml goes with --tee (GPUs are presented beside a confidential VM's report)") }
+        return NVMLGPUEvidenceSource()
+    case (_?, nil): fail("--gpus takes nvml")
+    case let (nil, n?):
+        guard args["simulate-tee"] != nil else { fail("--simulate-gpus goes with --simulate-tee") }
+        guard let count = Int(n), (1...16).contains(count) else { fail("--simulate-gpus takes 1-16") }
+        let source = try SimulatedGPUEvidenceSource(platformDirectory: args["simulate-tee-platform"] ?? stateDirectory + "/simulated-tee", count: count,
+                                                    optionsFile: args["simulate-tee-options"])
+        Runtime.log("SIMULATED \(count) GPUs on the software GPU board (keys in \(source.platform.directory): tests and demos only)")
+        return source
+    default: fail("give one of --gpus and --simulate-gpus")
+    }
 }
 
 if let n = args["simulate"] {
@@ -258,7 +287,9 @@ do {
     if let tee {
         config = AttesterConfig(tcti: "", hostname: hostname)
         config.tee = tee
+        config.gpus = try gpuSource(args, stateDirectory: stateDirectory)
     } else {
+        if args["gpus"] != nil || args["simulate-gpus"] != nil { fail("--gpus and --simulate-gpus go with --tee or --simulate-tee") }
         let eventLog = args["event-log"] ?? (FileManager.default.isReadableFile(atPath: AttesterConfig.systemEventLog) ? AttesterConfig.systemEventLog : nil)
         config = AttesterConfig(tcti: try args.required("tcti"), akKind: akKind, hostname: hostname, eventLogPath: eventLog, modelLogPath: args["model-log"])
     }

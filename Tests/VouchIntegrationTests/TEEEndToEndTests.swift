@@ -192,14 +192,14 @@ extension BrokerHarness {
     /// mode) on the simulated machine in `platform`, with `options` (read at every report), and
     /// waits for its socket.
     func startTEEAttester(_ kind: String, platform: String, options: String?, hostname: String, pushInterval: String = "1s",
-                          stateDirectory: String? = nil, listen: String? = nil) throws -> TEEGuestProcess {
+                          stateDirectory: String? = nil, listen: String? = nil, extraArgs: [String] = []) throws -> TEEGuestProcess {
         let tag = UUID().uuidString.prefix(4)
         let socket = dir.appendingPathComponent("tee-\(tag).sock").path
         let state = stateDirectory ?? dir.appendingPathComponent("tee-\(tag)-state").path
         let p = try BackgroundProcess(TestEnv.bin("vouch-attester"), [
             "--broker", url, "--ca", brokerCAFile, "--simulate-tee", kind, "--simulate-tee-platform", platform, "--socket", socket,
             "--hostname", hostname, "--state-dir", state,
-        ] + (listen.map { ["--listen", $0] } ?? ["--push-interval", pushInterval]) + (options.map { ["--simulate-tee-options", $0] } ?? []), log: dir.appendingPathComponent("tee-\(tag).log"))
+        ] + (listen.map { ["--listen", $0] } ?? ["--push-interval", pushInterval]) + (options.map { ["--simulate-tee-options", $0] } ?? []) + extraArgs, log: dir.appendingPathComponent("tee-\(tag).log"))
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline && !FileManager.default.fileExists(atPath: socket) {
             guard p.process.isRunning else { break }
