@@ -11,8 +11,8 @@ func rimCommand(_ args: Arguments) throws -> Int32 {
     guard let name = args["component"], let component = NvidiaRIMComponent(rawValue: name) else {
         throw VouchError(.usage, "--kind nvidia-rim needs --component driver or vbios (the RIM does not say which it is)")
     }
-    guard args["nonce"] == nil, args["policy"] == nil, args["roots"] == nil, !args.has("test-roots") else {
-        throw VouchError(.usage, "--kind nvidia-rim takes no --nonce, --policy or --roots")
+    guard args["nonce"] == nil, args["policy"] == nil, args["roots"] == nil, !args.has("test-roots"), args["rims"] == nil, args["rim-roots"] == nil else {
+        throw VouchError(.usage, "--kind nvidia-rim takes no --nonce, --policy, --roots, --rims or --rim-roots")
     }
     let (atText, at) = try EvidenceCLIKind.at(args)
     guard args.positional.count == 1 else { throw VouchError(.usage, "give exactly one RIM FILE") }
