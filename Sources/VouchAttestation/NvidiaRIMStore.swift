@@ -64,6 +64,7 @@ public struct NvidiaRIMStore: Sendable {
     }
 
     /// The same from (name, bytes) pairs; nil bytes: the file could not be read or is too large.
+    /// Files after the first `maxFiles` are reported, not verified.
     public init(files: [(name: String, bytes: [UInt8]?)], verifier: NvidiaRIMVerifier, at: Date) {
         var entries: [Key: [Entry]] = [:]
         var failures: [LoadFailure] = []
@@ -79,6 +80,9 @@ public struct NvidiaRIMStore: Sendable {
                 let e = error as? VouchError
                 failures.append(LoadFailure(file: name, code: e?.code ?? .rimMalformed, message: e?.message ?? "\(error)"))
             }
+        }
+        failures += files.dropFirst(Self.maxFiles).map {
+            LoadFailure(file: $0.name, code: .xmlDocumentMalformed, message: "more than \(Self.maxFiles) RIM files")
         }
         self.entries = entries
         self.failures = failures

@@ -74,7 +74,8 @@ public struct NvidiaRIMVerifier: Sendable {
         let issuers = Set(certificates.map(\.issuer))
         let chain = certificates + roots.filter { issuers.contains($0.subject) }
         let from = chain.map(\.notBefore).max() ?? now, until = chain.map(\.notAfter).min() ?? now
-        return (leaf, from <= until ? from...until : now...now)
+        // Windows that do not overlap: a window no lookup time falls in (fail closed).
+        return (leaf, from <= until ? from...until : Date.distantPast...Date.distantPast)
     }
 
     /// Check 5.

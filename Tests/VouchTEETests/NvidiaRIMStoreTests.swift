@@ -121,6 +121,17 @@ final class NvidiaRIMStoreTests: XCTestCase {
         XCTAssertThrowsError(try NvidiaRIMStore(directory: dir.appendingPathComponent("absent"), verifier: try NvidiaRIMVerifier(), at: Self.at)) {
             XCTAssertEqual(($0 as? VouchError)?.code, .config)
         }
+        // Bounded: past maxFiles a directory is refused, and given files are reported, not verified.
+        let many = (0...NvidiaRIMStore.maxFiles).map { (name: "f\($0)", bytes: [UInt8]?.none) }
+        let bounded = NvidiaRIMStore(files: many, verifier: try NvidiaRIMVerifier(), at: Self.at)
+        XCTAssertEqual(bounded.failures.count, NvidiaRIMStore.maxFiles + 1)
+        XCTAssertEqual(bounded.failures.last?.message.contains("more than"), true)
+        let crowded = dir.appendingPathComponent("crowded")
+        try FileManager.default.createDirectory(at: crowded, withIntermediateDirectories: true)
+        for i in 0...NvidiaRIMStore.maxFiles { try Data().write(to: crowded.appendingPathComponent("f\(i)")) }
+        XCTAssertThrowsError(try NvidiaRIMStore(directory: crowded, verifier: try NvidiaRIMVerifier(), at: Self.at)) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .config)
+        }
     }
 
     func testAnIndexActiveInBothRIMsIsRefused() throws {
