@@ -89,7 +89,8 @@ public struct NvidiaGPUClaims: Sendable, Equatable, Codable {
 /// 6. the driver and VBIOS versions are present in the opaque data (`nvidia_gpu_version_missing`);
 /// 7. each measurement is compared with the reference values, when given: matched, mismatched,
 ///    missing or (references complete, index checked by no RIM) inactive; with
-///    `requireReferences`, a mismatched or missing one is refused (`nvidia_gpu_measurement_mismatch`). Without reference values every measurement is
+///    `requireReferences`, a mismatched one is refused (`nvidia_gpu_measurement_mismatch`), else a
+///    missing one (`gpu_reference_missing`). Without reference values every measurement is
 ///    "missing", which is reported, never a pass of a reference check.
 public struct NvidiaGPUVerifier: Sendable {
     public static let tcbInfoOID = "2.23.133.5.4.1"
@@ -155,9 +156,9 @@ public struct NvidiaGPUVerifier: Sendable {
                                      chipSKU: t.opaqueString(.chipSKU), fwid: Hex.encode(fwid), deviceSubject: leaf.subject,
                                      measurements: measurements)
         if let lookupViolation { return .rejected([lookupViolation], claims: claims) }
-        if requireReferences, let bad = measurements.first(where: { $0.reference == .mismatched || $0.reference == .missing }) {
-            return .rejected([PolicyViolation(code: .nvidiaGPUMeasurementMismatch, path: "spdm.measurements[\(bad.index)]",
-                                              expected: "matched", actual: bad.reference.rawValue)], claims: claims)
+        if requireReferences, let bad = measurements.first(where: { $0.reference == .mismatched }) ?? measurements.first(where: { $0.reference == .missing }) {
+            return .rejected([PolicyViolation(code: bad.reference == .mismatched ? .nvidiaGPUMeasurementMismatch : .gpuReferenceMissing,
+                                              path: "spdm.measurements[\(bad.index)]", expected: "matched", actual: bad.reference.rawValue)], claims: claims)
         }
         return .verified(claims, warnings: [])
     }

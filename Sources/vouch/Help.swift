@@ -118,7 +118,7 @@ extension CLI {
           vouch evidence verify --kind tdx --at 2025-07-01T00:00:00Z --json quote.bin collateral.json
           vouch evidence verify --kind nitro --at 2022-10-13T08:58:02Z attestation_doc.cbor
           vouch evidence verify --kind nvidia-gpu --at 2025-01-01T00:00:00Z --rims rims/ attestation_report.hex device_cert_chain.pem
-        NVIDIA RIM: --kind nvidia-rim --component driver|vbios --at RFC3339 [--json] FILE checks one
+        NVIDIA RIM: --kind nvidia-rim [--component driver|vbios] --at RFC3339 [--json] FILE checks one
         RIM (chain to NVIDIA's CoRIM signing root, XML-DSig) and prints its reference values.
         """,
         "cert": """
