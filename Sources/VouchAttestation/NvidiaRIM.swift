@@ -16,9 +16,9 @@ public enum NvidiaRIMComponent: String, Sendable, Codable, CaseIterable {
     }
 }
 
-/// Who a verified RIM is: the component asked for, its `Meta/@colloquialVersion` (the driver or
-/// VBIOS version, e.g. `545.00`, `96.00.74.00.1A`), `Meta/@product`, the SWID `tagId` and the
-/// subject of the certificate that signed it.
+/// Who a verified RIM is: its component (told by the kind of its version), its
+/// `Meta/@colloquialVersion` (the driver or VBIOS version, e.g. `545.00`, `96.00.74.00.1A`),
+/// `Meta/@product`, the SWID `tagId` and the subject of the certificate that signed it.
 public struct NvidiaRIMIdentity: Sendable, Equatable {
     public let component: NvidiaRIMComponent
     public let version: String

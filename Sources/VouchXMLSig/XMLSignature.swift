@@ -15,9 +15,9 @@ import VouchCore
 ///    all without comments), one allowed `SignatureMethod` (ECDSA or RSA with SHA-256/384/512)
 ///    and exactly one `Reference` with `URI=""` whose `Transforms` are exactly the
 ///    enveloped-signature transform then one allowed canonicalisation, and an allowed
-///    `DigestMethod` (SHA-256/384/512); no attribute inside `SignedInfo` is in a namespace
-///    (`xml:` or any other: they change what is canonicalised) (`xml_signature_shape`) — so the signature covers the
-///    whole document and a wrapped or duplicated element cannot be signed separately;
+///    `DigestMethod` (SHA-256/384/512); no attribute inside `SignedInfo` is in a namespace (`xml:`
+///    or any other: they change what is canonicalised) (`xml_signature_shape`) — so the signature
+///    covers the whole document and a wrapped or duplicated element cannot be signed separately;
 /// 5. libxmlsec1 verifies the reference digest and the signature value with the public key of the
 ///    given certificate only (KeyInfo is never used to find a key; only same-document empty URIs
 ///    are enabled) (`xml_signature_invalid`).
