@@ -16,8 +16,8 @@ extension ErrorCode {
     public static let nvidiaGPUNonceMismatch = ErrorCode("nvidia_gpu_nonce_mismatch", status: 403)
     /// The signed opaque data lacks the driver or VBIOS version.
     public static let nvidiaGPUVersionMissing = ErrorCode("nvidia_gpu_version_missing", status: 403)
-    /// Reference values were required and a measurement is missing from them or differs.
-    public static let nvidiaGPUMeasurementMismatch = ErrorCode("nvidia_gpu_measurement_mismatch", status: 403)
+    // `nvidia_gpu_measurement_mismatch` is declared in VouchPolicy (DevicesPolicy.swift): the
+    // `devices.gpus` rules refuse with it too.
 }
 
 /// NVIDIA GPU evidence as a host sends it, unverified: the SPDM GET_MEASUREMENTS request ‖
@@ -39,15 +39,22 @@ public struct NvidiaGPUReferenceValues: Sendable, Equatable {
     public var alternatives: [Int: [[UInt8]]]
     /// The indices that must be compared; an index not here has no reference.
     public var active: Set<Int>
-    public init(alternatives: [Int: [[UInt8]]], active: Set<Int>? = nil) {
+    /// True when every RIM that covers this GPU was found: an index outside `active` is then
+    /// "inactive" (no RIM checks it). False (the default): such an index is "missing", since an
+    /// absent RIM might have covered it.
+    public var complete: Bool
+    public init(alternatives: [Int: [[UInt8]]], active: Set<Int>? = nil, complete: Bool = false) {
         self.alternatives = alternatives
         self.active = active ?? Set(alternatives.keys)
+        self.complete = complete
     }
 }
 
 /// What a verified NVIDIA GPU report says. JSON names are the property names.
 public struct NvidiaGPUClaims: Sendable, Equatable, Codable {
-    public enum ReferenceResult: String, Sendable, Codable { case matched, mismatched, missing }
+    /// `matched` / `mismatched` against the RIM alternatives; `missing`: no reference (a RIM that
+    /// would cover the index was not found); `inactive`: both RIMs were found and neither checks it.
+    public enum ReferenceResult: String, Sendable, Codable { case matched, mismatched, missing, inactive }
     public struct Measurement: Sendable, Equatable, Codable {
         public var index: Int
         /// Lowercase hex; nil for an active reference index the evidence lacks.
@@ -80,9 +87,10 @@ public struct NvidiaGPUClaims: Sendable, Equatable, Codable {
 ///    extension, 2.23.133.5.4.1 (`nvidia_gpu_fwid_mismatch`);
 /// 5. the request nonce equals the expected nonce, when one is given (`nvidia_gpu_nonce_mismatch`);
 /// 6. the driver and VBIOS versions are present in the opaque data (`nvidia_gpu_version_missing`);
-/// 7. each measurement is compared with the reference values, when given: matched, mismatched or
-///    missing; with `requireReferences`, anything but all matched is refused
-///    (`nvidia_gpu_measurement_mismatch`). Without reference values every measurement is
+/// 7. each measurement is compared with the reference values, when given: matched, mismatched,
+///    missing or (references complete, index checked by no RIM) inactive; with
+///    `requireReferences`, a mismatched one is refused (`nvidia_gpu_measurement_mismatch`), else a
+///    missing one (`gpu_reference_missing`). Without reference values every measurement is
 ///    "missing", which is reported, never a pass of a reference check.
 public struct NvidiaGPUVerifier: Sendable {
     public static let tcbInfoOID = "2.23.133.5.4.1"
@@ -93,6 +101,13 @@ public struct NvidiaGPUVerifier: Sendable {
 
     public func verify(_ evidence: NvidiaGPUEvidence, at now: Date, expectedNonce: [UInt8]? = nil,
                        references: NvidiaGPUReferenceValues? = nil, requireReferences: Bool = false) -> TEEVerification<NvidiaGPUClaims> {
+        verify(evidence, at: now, expectedNonce: expectedNonce, requireReferences: requireReferences) { _, _ in .success(references) }
+    }
+
+    /// The same, with the reference values chosen by the verified driver and VBIOS versions
+    /// (`lookup` runs after check 6; a violation it returns refuses the evidence, with its claims).
+    func verify(_ evidence: NvidiaGPUEvidence, at now: Date, expectedNonce: [UInt8]?, requireReferences: Bool,
+                lookup: (_ driver: String, _ vbios: String) -> Result<NvidiaGPUReferenceValues?, LookupFailure>) -> TEEVerification<NvidiaGPUClaims> {
         func refuse(_ code: ErrorCode, _ path: String, _ expected: String, _ actual: String) -> TEEVerification<NvidiaGPUClaims> {
             .rejected([PolicyViolation(code: code, path: path, expected: expected, actual: actual)], claims: nil)
         }
@@ -129,14 +144,21 @@ public struct NvidiaGPUVerifier: Sendable {
             return refuse(.nvidiaGPUVersionMissing, "spdm.opaque", "driver and VBIOS versions", "absent")
         }
         // 7. References.
+        let references: NvidiaGPUReferenceValues?
+        var lookupViolation: PolicyViolation?
+        switch lookup(driver, vbios) {
+        case let .success(r): references = r
+        case let .failure(f): (references, lookupViolation) = (nil, f.violation)
+        }
         let measurements = Self.compare(t.blocks, references)
         let claims = NvidiaGPUClaims(nonce: Hex.encode(t.requestNonce), driverVersion: driver, vbiosVersion: vbios,
                                      project: t.opaqueString(.project), projectSKU: t.opaqueString(.projectSKU),
                                      chipSKU: t.opaqueString(.chipSKU), fwid: Hex.encode(fwid), deviceSubject: leaf.subject,
                                      measurements: measurements)
-        if requireReferences, let bad = measurements.first(where: { $0.reference != .matched }) {
-            return .rejected([PolicyViolation(code: .nvidiaGPUMeasurementMismatch, path: "spdm.measurements[\(bad.index)]",
-                                              expected: "matched", actual: bad.reference.rawValue)], claims: claims)
+        if let lookupViolation { return .rejected([lookupViolation], claims: claims) }
+        if requireReferences, let bad = measurements.first(where: { $0.reference == .mismatched }) ?? measurements.first(where: { $0.reference == .missing }) {
+            return .rejected([PolicyViolation(code: bad.reference == .mismatched ? .nvidiaGPUMeasurementMismatch : .gpuReferenceMissing,
+                                              path: "spdm.measurements[\(bad.index)]", expected: "matched", actual: bad.reference.rawValue)], claims: claims)
         }
         return .verified(claims, warnings: [])
     }
@@ -156,6 +178,9 @@ public struct NvidiaGPUVerifier: Sendable {
         }
         return .success(chain[0])
     }
+
+    /// Why reference values could not be chosen (e.g. `rim_index_conflict`).
+    struct LookupFailure: Error { var violation: PolicyViolation }
 
     struct ChainFailure: Error, CustomStringConvertible {
         var description: String
@@ -196,7 +221,8 @@ public struct NvidiaGPUVerifier: Sendable {
         var out = blocks.map { b -> NvidiaGPUClaims.Measurement in
             let index = Int(b.index)
             guard let references, references.active.contains(index) else {
-                return .init(index: index, digest: Hex.encode(b.value), reference: .missing)
+                let complete = references?.complete ?? false
+                return .init(index: index, digest: Hex.encode(b.value), reference: complete ? .inactive : .missing)
             }
             let allowed = references.alternatives[index] ?? []
             return .init(index: index, digest: Hex.encode(b.value), reference: allowed.contains(b.value) ? .matched : .mismatched)
@@ -237,5 +263,23 @@ extension NvidiaGPUEvidence {
             }
             return NvidiaGPUEvidence(transcript: [UInt8](transcript), certificateChainPEM: String(decoding: chain, as: UTF8.self))
         }
+    }
+}
+
+extension NvidiaGPUClaims {
+    /// What the `devices.gpus` policy rules read of these (verified) claims; `device` names the
+    /// GPU in violations, e.g. `gpu[3]`.
+    public func facts(device: String) -> GPUFacts {
+        GPUFacts(device: device, driverVersion: driverVersion, vbiosVersion: vbiosVersion, project: project, projectSKU: projectSKU,
+                 chipSKU: chipSKU, measurements: measurements.map { m in
+                     let result: GPUFacts.Reference
+                     switch m.reference {
+                     case .matched: result = .matched
+                     case .mismatched: result = .mismatched
+                     case .missing: result = .missing
+                     case .inactive: result = .inactive
+                     }
+                     return GPUFacts.Measurement(index: m.index, result: result)
+                 })
     }
 }

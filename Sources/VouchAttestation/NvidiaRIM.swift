@@ -1,14 +1,24 @@
+import Foundation
 import VouchCore
+import VouchPolicy
 
-/// Which firmware a NVIDIA RIM describes. The SWID tag does not say (both carry
-/// `name="GH100"`, `edition="GPU"`): the caller asks for the driver or the VBIOS RIM it fetched.
+/// Which firmware a NVIDIA RIM describes. The SWID tag has no field that says (NVIDIA's driver
+/// and VBIOS RIMs carry the same `name="GH100"`, `edition="GPU"`, product and TCG Meta; their
+/// tagIds are opaque digests): what tells them apart is the signed `colloquialVersion`, a driver
+/// version (`545.00`: 2-4 decimal numbers) or a VBIOS version (`96.00.74.00.1A`: five pairs of
+/// hex digits), two syntaxes that never overlap (`NvidiaVersion`).
 public enum NvidiaRIMComponent: String, Sendable, Codable, CaseIterable {
     case driver, vbios
+
+    /// The component whose version syntax `version` has; nil for neither.
+    public init?(version: String) {
+        if NvidiaVersion(driver: version) != nil { self = .driver } else if NvidiaVersion(vbios: version) != nil { self = .vbios } else { return nil }
+    }
 }
 
-/// Who a verified RIM is: the component asked for, its `Meta/@colloquialVersion` (the driver or
-/// VBIOS version, e.g. `545.00`, `96.00.74.00.1A`), `Meta/@product`, the SWID `tagId` and the
-/// subject of the certificate that signed it.
+/// Who a verified RIM is: its component (told by the kind of its version), its
+/// `Meta/@colloquialVersion` (the driver or VBIOS version, e.g. `545.00`, `96.00.74.00.1A`),
+/// `Meta/@product`, the SWID `tagId` and the subject of the certificate that signed it.
 public struct NvidiaRIMIdentity: Sendable, Equatable {
     public let component: NvidiaRIMComponent
     public let version: String
@@ -40,6 +50,9 @@ public struct ReferenceValues: Sendable, Equatable {
 public struct VerifiedNvidiaRIM: Sendable {
     public let identity: NvidiaRIMIdentity
     public let referenceValues: ReferenceValues
+    /// When every certificate of its chain (the KeyInfo certificates and the root they chain to)
+    /// is valid: a store that verified the RIM once re-checks a later time against this.
+    public let validity: ClosedRange<Date>
 }
 
 /// NVIDIA's RIM signing root, compiled in (the same bytes as
@@ -72,4 +85,7 @@ extension ErrorCode {
     public static let rimMalformed = ErrorCode("rim_malformed", status: 422)
     /// The RIM's colloquialVersion is not the version the caller expected.
     public static let rimVersionMismatch = ErrorCode("rim_version_mismatch", status: 403)
+    /// The RIM's colloquialVersion is the other component's kind of version (a VBIOS RIM offered
+    /// as the driver RIM, or the reverse).
+    public static let rimComponentMismatch = ErrorCode("rim_component_mismatch", status: 403)
 }

@@ -14,12 +14,16 @@ import VouchXMLSig
 ///    algorithms only, no `ds:Object` (`xml_signature_shape`);
 /// 3. its `ds:KeyInfo/ds:X509Data` carries certificates, leaf first, that parse, and the leaf
 ///    chains through the others to the pinned NVIDIA CoRIM signing Root CA, every certificate
-///    valid at the check time, the leaf allowed to sign (`rim_chain_invalid`);
+///    valid at the check time, the leaf not a CA (basicConstraints cA TRUE) and allowed to sign
+///    (`rim_chain_invalid`);
 /// 4. libxmlsec1 verifies the signature with the leaf's key only (`xml_signature_invalid`);
 ///    everything below reads only the verified document;
 /// 5. the root is `SoftwareIdentity` (SWID 2015 namespace) with a `tagId`, one `Meta` with
 ///    `colloquialVersion` and `product`, one `Payload` (`rim_malformed`);
-/// 6. when the caller names a version, `colloquialVersion` equals it (`rim_version_mismatch`);
+/// 6. `colloquialVersion` is a driver version (2-4 decimal numbers) or a VBIOS version (five hex
+///    pairs) (`rim_malformed`), the kind of the component the caller names, when it names one
+///    (`rim_component_mismatch`: a VBIOS RIM is never accepted as the driver RIM); when the caller
+///    names a version, `colloquialVersion` equals it (`rim_version_mismatch`);
 /// 7. every `Payload/Resource` is `type="Measurement"` with a unique `index` in 0...255,
 ///    `active` `True` or `False`, `alternatives` n in 1...16 and exactly the attributes
 ///    `Hash0`…`Hash(n-1)` in the SHA-384 namespace, each 48 bytes of hex, `size` 48
@@ -37,21 +41,23 @@ public struct NvidiaRIMVerifier: Sendable {
         self.roots = try roots ?? [Certificate(pem: NvidiaRoots.coRIMSigningRootPEM)]
     }
 
-    public func verify(_ bytes: [UInt8], component: NvidiaRIMComponent, expectedVersion: String? = nil, at now: Date) throws -> VerifiedNvidiaRIM {
+    /// Verifies `bytes` as the RIM of `component` (nil: whichever its signed version says).
+    public func verify(_ bytes: [UInt8], component: NvidiaRIMComponent? = nil, expectedVersion: String? = nil, at now: Date) throws -> VerifiedNvidiaRIM {
         let document = try UnverifiedXMLDocument(bytes: bytes)
-        let leaf = try verifyChain(document.keyInfoCertificates(), at: now)
+        let (leaf, validity) = try verifyChain(document.keyInfoCertificates(), at: now)
         let verified = try XMLSignature.verifyEnveloped(document, signerCertificateDER: leaf.der)
         let identity = try Self.identity(verified.root, component: component, signer: leaf.subject)
         if let expectedVersion, identity.version != expectedVersion {
-            throw VouchError(.rimVersionMismatch, "the \(component.rawValue) RIM is for version \(identity.version), not \(expectedVersion)",
+            throw VouchError(.rimVersionMismatch, "the \(identity.component.rawValue) RIM is for version \(identity.version), not \(expectedVersion)",
                              context: ["rim_version": identity.version, "expected": expectedVersion])
         }
         let payload = verified.root.children(named: "Payload", namespace: Self.swid)[0]
-        return VerifiedNvidiaRIM(identity: identity, referenceValues: try Self.referenceValues(payload))
+        return VerifiedNvidiaRIM(identity: identity, referenceValues: try Self.referenceValues(payload), validity: validity)
     }
 
-    /// Check 3.
-    func verifyChain(_ ders: [[UInt8]], at now: Date) throws -> Certificate {
+    /// Check 3: the leaf, and when the whole chain is valid (the KeyInfo certificates and the
+    /// roots that issued any of them).
+    func verifyChain(_ ders: [[UInt8]], at now: Date) throws -> (Certificate, ClosedRange<Date>) {
         let certificates: [Certificate]
         do { certificates = try ders.map { try Certificate(der: $0) } } catch {
             throw VouchError(.rimChainInvalid, "a RIM KeyInfo certificate does not parse")
@@ -61,12 +67,19 @@ public struct NvidiaRIMVerifier: Sendable {
             throw VouchError(.rimChainInvalid, "the RIM signing certificate does not chain to the NVIDIA RIM root at the check time",
                              context: failure.context)
         }
+        guard !leaf.isCA else {
+            throw VouchError(.rimChainInvalid, "the RIM signing certificate is a CA (basicConstraints cA TRUE), not a signing leaf", context: ["check": "leaf_is_ca"])
+        }
         guard leaf.mayDigitallySign else { throw VouchError(.rimChainInvalid, "the RIM signing certificate may not sign") }
-        return leaf
+        let issuers = Set(certificates.map(\.issuer))
+        let chain = certificates + roots.filter { issuers.contains($0.subject) }
+        let from = chain.map(\.notBefore).max() ?? now, until = chain.map(\.notAfter).min() ?? now
+        // Windows that do not overlap: a window no lookup time falls in (fail closed).
+        return (leaf, from <= until ? from...until : Date.distantPast...Date.distantPast)
     }
 
     /// Check 5.
-    static func identity(_ root: XMLElementNode, component: NvidiaRIMComponent, signer: String) throws -> NvidiaRIMIdentity {
+    static func identity(_ root: XMLElementNode, component: NvidiaRIMComponent?, signer: String) throws -> NvidiaRIMIdentity {
         guard root.name == "SoftwareIdentity", root.namespace == swid, let tagId = root.attribute("tagId") else {
             throw VouchError(.rimMalformed, "the RIM is not a SWID SoftwareIdentity with a tagId")
         }
@@ -75,7 +88,14 @@ public struct NvidiaRIMVerifier: Sendable {
               let product = metas[0].attribute("product"), root.children(named: "Payload", namespace: swid).count == 1 else {
             throw VouchError(.rimMalformed, "the RIM lacks one Meta with colloquialVersion and product, or one Payload")
         }
-        return NvidiaRIMIdentity(component: component, version: version, product: product, tagId: tagId, signer: signer)
+        guard let kind = NvidiaRIMComponent(version: version) else {
+            throw VouchError(.rimMalformed, "the RIM's colloquialVersion is neither a driver nor a VBIOS version", context: ["rim_version": version])
+        }
+        if let component, component != kind {
+            throw VouchError(.rimComponentMismatch, "the RIM's version \(version) is a \(kind.rawValue) version, not a \(component.rawValue) version",
+                             context: ["rim_version": version, "expected": component.rawValue])
+        }
+        return NvidiaRIMIdentity(component: kind, version: version, product: product, tagId: tagId, signer: signer)
     }
 
     /// Check 7.

@@ -45,6 +45,9 @@ public struct Policy: Sendable {
     /// The `nitro:` section: what an AWS Nitro enclave's attestation document must show (read by
     /// `vouch evidence verify --kind nitro`; the broker does not admit Nitro hosts yet).
     public var nitro: NitroPolicy?
+    /// The `devices:` section: the GPUs a host must present beside its CPU evidence (how many, which
+    /// models, driver/VBIOS minimums, RIM-verified measurements); nil when the policy has none.
+    public var devices: DevicesPolicy?
 
     public struct Match: Sendable, Equatable {
         /// Every label must be present on the host with this value.

@@ -9,7 +9,8 @@ public enum PolicyDecoder {
     public static func decode(_ root: ConfigNode, sha256: String, file: String? = nil) throws -> Policy {
         let top = try Mapping(root, path: "")
         try top.allowOnly(["apiVersion", "name", "version", "description", "priority", "match", "attestationKey", "pcrs",
-                           "eventLog", "model", "freshness", "clock", "tpm", "certificate", "reattestation", "snp", "tdx", "nitro"])
+                           "eventLog", "model", "freshness", "clock", "tpm", "certificate", "reattestation", "snp", "tdx", "nitro",
+                           "devices"])
         let api = try top.requiredString("apiVersion")
         guard api.value == "vouch/v1" else { throw invalid(api.node, "apiVersion", "must be vouch/v1") }
         let name = try top.requiredString("name")
@@ -195,6 +196,7 @@ public enum PolicyDecoder {
         if let node = top.optional("snp") { p.snp = try SNPPolicy.decode(node) }
         if let node = top.optional("tdx") { p.tdx = try TDXPolicy.decode(node) }
         if let node = top.optional("nitro") { p.nitro = try NitroPolicy.decode(node) }
+        if let node = top.optional("devices") { p.devices = try DevicesPolicy.decode(node) }
         return p
     }
 

@@ -15,8 +15,9 @@ import VouchCore
 ///    all without comments), one allowed `SignatureMethod` (ECDSA or RSA with SHA-256/384/512)
 ///    and exactly one `Reference` with `URI=""` whose `Transforms` are exactly the
 ///    enveloped-signature transform then one allowed canonicalisation, and an allowed
-///    `DigestMethod` (SHA-256/384/512) (`xml_signature_shape`) — so the signature covers the
-///    whole document and a wrapped or duplicated element cannot be signed separately;
+///    `DigestMethod` (SHA-256/384/512); no attribute inside `SignedInfo` is in a namespace (`xml:`
+///    or any other: they change what is canonicalised) (`xml_signature_shape`) — so the signature
+///    covers the whole document and a wrapped or duplicated element cannot be signed separately;
 /// 5. libxmlsec1 verifies the reference digest and the signature value with the public key of the
 ///    given certificate only (KeyInfo is never used to find a key; only same-document empty URIs
 ///    are enabled) (`xml_signature_invalid`).
@@ -77,6 +78,9 @@ public enum XMLSignature {
               let c14n = info.children[0].attribute("Algorithm"), canonicalisations.contains(c14n),
               let method = info.children[1].attribute("Algorithm"), signatureMethods.contains(method) else {
             throw refuse("SignedInfo is not one allowed canonicalisation, signature method and exactly one Reference")
+        }
+        guard info.descendants(named: nil).allSatisfy({ $0.attributes.allSatisfy { $0.namespace == nil } }) else {
+            throw refuse("an attribute inside SignedInfo is in a namespace")
         }
         let reference = info.children[2]
         guard reference.attribute("URI") == "" else { throw refuse("the Reference is not the whole document (URI=\"\")") }

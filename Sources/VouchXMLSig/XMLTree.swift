@@ -19,12 +19,13 @@ public struct XMLElementNode: Sendable, Equatable {
         children.filter { $0.name == name && $0.namespace == namespace }
     }
 
-    /// Every element of this subtree (this one included) called `name` in `namespace`.
-    func descendants(named name: String, namespace: String?) -> [XMLElementNode] {
+    /// Every element of this subtree (this one included) called `name` in `namespace`; every
+    /// element when `name` is nil.
+    func descendants(named name: String?, namespace: String? = nil) -> [XMLElementNode] {
         var found: [XMLElementNode] = []
         var stack = [self]
         while let node = stack.popLast() {
-            if node.name == name && node.namespace == namespace { found.append(node) }
+            if name == nil || (node.name == name && node.namespace == namespace) { found.append(node) }
             stack.append(contentsOf: node.children)
         }
         return found

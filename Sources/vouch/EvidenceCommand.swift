@@ -15,13 +15,15 @@ import VouchYAML
 /// freshness (signatures, chains, CRLs, collateral windows, a TCB level found) and the
 /// verifier's defaults; with it, the policy's `snp:`, `tdx:` or `nitro:` section too. `--nonce`:
 /// REPORT_DATA must be these bytes (zero-padded to 64); a Nitro document's `nonce` exactly these
-/// (1-512) bytes. Exit 0 verified, 1 refused, 2 unreadable or usage.
+/// (1-512) bytes; for nvidia-gpu, `--rims DIR` compares with the RIMs of DIR and the policy's
+/// `devices:` section applies (EvidenceGPU.swift). Exit 0 verified, 1 refused, 2 unreadable or usage.
 func evidenceCommand(_ argv: [String]) throws -> Int32 {
     guard argv.first == "verify" else { throw VouchError(.usage, "give a subcommand: verify --kind KIND --at TIME FILE...") }
-    let args = try Arguments(Array(argv.dropFirst()), options: ["kind", "at", "nonce", "policy", "roots", "component", "gpu-roots"], flags: ["json", "test-roots"], positional: 16)
+    let args = try Arguments(Array(argv.dropFirst()), options: ["kind", "at", "nonce", "policy", "roots", "component", "rims", "rim-roots", "gpu-roots"], flags: ["json", "test-roots"], positional: 16)
     if args["kind"] == "nvidia-rim" { return try rimCommand(args) }
     guard args["component"] == nil else { throw VouchError(.usage, "--component is for --kind nvidia-rim") }
     let kind = try EvidenceCLIKind(args)
+    guard kind == .nvidiaGPU || (args["rims"] == nil && args["rim-roots"] == nil) else { throw VouchError(.usage, "--rims and --rim-roots are for --kind nvidia-gpu") }
     let (atText, at) = try EvidenceCLIKind.at(args)
     guard !args.positional.isEmpty else { throw VouchError(.usage, "give the evidence FILEs") }
     var nonce: [UInt8]?
@@ -57,8 +59,8 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
             report = try verifyComposite(args.positional, at: at, nonce: nonce, sections: sections, roots: roots,
                                          gpuRoots: try args["gpu-roots"].map { try selfSignedRoots(in: $0) } ?? [NvidiaRoots.deviceIdentityCA])
         case .nvidiaGPU:
-            guard args["policy"] == nil else { throw VouchError(.usage, "--policy is not supported for nvidia-gpu yet (authenticity and freshness only)") }
-            report = try verifyNvidiaGPU(files, at: at, nonce: nonce, roots: roots)
+            let options = GPUOptions(rims: args["rims"], rimRoots: args["rim-roots"], testRoots: args.has("test-roots"), gpus: sections.devices?.gpus)
+            report = try verifyNvidiaGPU(files, at: at, nonce: nonce, roots: roots, options: options)
         }
     } catch let e as VouchError where e.code == .usage || e.code == .config || e.code == .io {
         CLI.error("vouch evidence: \(CLI.oneLine(e.message))")
@@ -137,12 +139,13 @@ struct EvidenceReport {
     }
 }
 
-/// A policy's TEE sections for `--policy FILE`: a Vouch policy file (its `snp:`, `tdx:` and
-/// `nitro:`), or a YAML/JSON mapping holding only those sections.
+/// A policy's TEE sections for `--policy FILE`: a Vouch policy file (its `snp:`, `tdx:`, `nitro:`
+/// and `devices:`), or a YAML/JSON mapping holding only those sections.
 struct TEESections {
     var snp: SNPPolicy?
     var tdx: TDXPolicy?
     var nitro: NitroPolicy?
+    var devices: DevicesPolicy?
 
     init() {}
 
@@ -154,7 +157,7 @@ struct TEESections {
         }
         if entries.contains(where: { $0.key.scalar == "apiVersion" }) {
             let policy = try PolicyFiles.load(file: file)
-            (snp, tdx, nitro) = (policy.snp, policy.tdx, policy.nitro)
+            (snp, tdx, nitro, devices) = (policy.snp, policy.tdx, policy.nitro, policy.devices)
             return
         }
         for (key, node) in entries {
@@ -162,7 +165,8 @@ struct TEESections {
             case "snp": snp = try SNPPolicy.decode(node)
             case "tdx": tdx = try TDXPolicy.decode(node)
             case "nitro": nitro = try NitroPolicy.decode(node)
-            default: throw VouchError(.config, "\(key.mark): \(key.scalar ?? "a key") is not snp, tdx or nitro (a file of TEE sections holds only those)")
+            case "devices": devices = try DevicesPolicy.decode(node)
+            default: throw VouchError(.config, "\(key.mark): \(key.scalar ?? "a key") is not snp, tdx, nitro or devices (a file of TEE sections holds only those)")
             }
         }
     }
@@ -190,7 +194,7 @@ struct RootsOption {
     /// `--roots DIR [--test-roots]`; nil without `--roots` (the compiled-in roots).
     init?(_ args: Arguments) throws {
         guard let directory = args["roots"] else {
-            guard !args.has("test-roots") else { throw VouchError(.usage, "--test-roots needs --roots DIR") }
+            guard !args.has("test-roots") || args["rim-roots"] != nil else { throw VouchError(.usage, "--test-roots needs --roots DIR or --rim-roots PEM") }
             return nil
         }
         self.directory = directory

@@ -90,7 +90,7 @@ extension CLI {
         """,
         "evidence": """
         usage: vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm|nitro|nvidia-gpu|composite --at RFC3339 [--nonce HEX]
-                                     [--policy FILE] [--roots DIR [--test-roots]] [--json] FILE...
+                                     [--policy FILE] [--roots DIR [--test-roots]] [--rims DIR [--rim-roots PEM]] [--json] FILE...
         Verify a confidential VM's evidence offline, at the given instant. FILEs are told apart by
         their content: an SEV-SNP report (binary or hex) and its VCEK or VLEK (DER or PEM), AMD's
         CRL; an Azure HCL report and its VCEK; a TDX quote, its collateral (dcap-qvl JSON, or the
@@ -100,8 +100,11 @@ extension CLI {
         --policy its nitro: section); an NVIDIA GPU's
         SPDM transcript (hex or binary) and its certificate chain (PEM, leaf first), or a bundle of
         several GPUs' evidence (JSON array). nvidia-gpu: every device must verify (chain, signature,
-        FWID, versions); --nonce is the 32-byte SPDM request nonce; measurements are reported with
-        their reference comparison (matched, mismatched or missing); no --policy yet.
+        FWID, versions); --nonce is the 32-byte SPDM request nonce (without it a warning: freshness
+        unproven); --rims DIR: the driver and VBIOS RIMs (verified at --at to NVIDIA's CoRIM root, or
+        --rim-roots PEM) each device's versions select; measurements are reported as matched,
+        mismatched, missing (no RIM) or inactive; --policy applies its devices: section (GPU count,
+        models, driver/VBIOS minimums, referenceValues: required refuses missing or mismatched).
         Without --policy: signatures, chains, CRLs, collateral windows and a TCB level, with the
         verifier's defaults (no debug guest). --policy FILE: a Vouch policy (its snp: or tdx:
         section) or a file of just those sections. --nonce HEX: the report data must be these bytes
@@ -114,12 +117,12 @@ extension CLI {
           vouch evidence verify --kind sev-snp --at 2025-06-01T00:00:00Z report.bin vcek.der
           vouch evidence verify --kind tdx --at 2025-07-01T00:00:00Z --json quote.bin collateral.json
           vouch evidence verify --kind nitro --at 2022-10-13T08:58:02Z attestation_doc.cbor
-          vouch evidence verify --kind nvidia-gpu --at 2025-01-01T00:00:00Z attestation_report.hex device_cert_chain.pem
+          vouch evidence verify --kind nvidia-gpu --at 2025-01-01T00:00:00Z --rims rims/ attestation_report.hex device_cert_chain.pem
         Composite: --kind composite [--nonce HEX] [--gpu-roots DIR] BODY.json [CRL or collateral FILE...]
         checks an enrollment or re-attestation body holding a CPU TEE's evidence (tee) and GPUs'
         (devices) under one nonce: every GPU's nonce, and the report bound to the composite of the
         binding and every GPU's digest (docs/evidence.md, Composite evidence).
-        NVIDIA RIM: --kind nvidia-rim --component driver|vbios --at RFC3339 [--json] FILE checks one
+        NVIDIA RIM: --kind nvidia-rim [--component driver|vbios] --at RFC3339 [--json] FILE checks one
         RIM (chain to NVIDIA's CoRIM signing root, XML-DSig) and prints its reference values.
         """,
         "cert": """

@@ -3,16 +3,17 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 
-/// `vouch evidence verify --kind nvidia-rim --component driver|vbios --at RFC3339 [--json] FILE`:
-/// verifies one NVIDIA RIM offline with `NvidiaRIMVerifier` (chain to the compiled-in CoRIM
+/// `vouch evidence verify --kind nvidia-rim [--component driver|vbios] --at RFC3339 [--json] FILE`:
+/// verifies one NVIDIA RIM offline (with `--component`, it must be that component's RIM) with `NvidiaRIMVerifier` (chain to the compiled-in CoRIM
 /// signing root at `--at`, then XML-DSig, then the SWID payload) and prints its identity and
 /// reference values. Exit 0 verified, 1 refused (its code), 2 unreadable input or usage.
 func rimCommand(_ args: Arguments) throws -> Int32 {
-    guard let name = args["component"], let component = NvidiaRIMComponent(rawValue: name) else {
-        throw VouchError(.usage, "--kind nvidia-rim needs --component driver or vbios (the RIM does not say which it is)")
+    let component = try args["component"].map { name in
+        guard let c = NvidiaRIMComponent(rawValue: name) else { throw VouchError(.usage, "--component must be driver or vbios") }
+        return c
     }
-    guard args["nonce"] == nil, args["policy"] == nil, args["roots"] == nil, !args.has("test-roots") else {
-        throw VouchError(.usage, "--kind nvidia-rim takes no --nonce, --policy or --roots")
+    guard args["nonce"] == nil, args["policy"] == nil, args["roots"] == nil, !args.has("test-roots"), args["rims"] == nil, args["rim-roots"] == nil else {
+        throw VouchError(.usage, "--kind nvidia-rim takes no --nonce, --policy, --roots, --rims or --rim-roots")
     }
     let (atText, at) = try EvidenceCLIKind.at(args)
     guard args.positional.count == 1 else { throw VouchError(.usage, "give exactly one RIM FILE") }

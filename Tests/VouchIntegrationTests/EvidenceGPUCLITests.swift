@@ -94,4 +94,78 @@ final class EvidenceGPUCLITests: XCTestCase {
             XCTAssertEqual(o.stderr.split(separator: "\n").count, 1, o.stderr)
         }
     }
+
+    func warnings(_ o: Outcome) -> [String] { ((o.json["warnings"] as? [[String: Any]]) ?? []).compactMap { $0["code"] as? String } }
+
+    func policyFile(_ gpus: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("gpu-policy-\(UUID().uuidString).yaml")
+        try Data("devices:\n  gpus:\n\(gpus)".utf8).write(to: url)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    /// `--rims`: the CoCo sample's VBIOS RIM is used and its driver RIM reported missing; without
+    /// `--policy` that is reported, not refused; a policy requiring reference values refuses it.
+    func testRIMsAndTheDevicesPolicy() throws {
+        let coco = [try file("h100-coco-ci-trustee/attestation_report.hex"), try file("h100-coco-ci-trustee/device_cert_chain.pem")]
+        let nonce = ["--nonce", "87d8e24ab336adafe228d49e83d745f6dba4ae505372b6a5704820856b343fec"]
+        let rims = ["--rims", try file("rims").path]
+        let reported = try verify(coco, extra: nonce + rims)
+        XCTAssertEqual(reported.status, 0, "\(reported.json) \(reported.stderr)")
+        XCTAssertEqual(warnings(reported), [])
+        let measurements = (devices(reported).first?["measurements"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(measurements.filter { $0["reference"] as? String == "matched" }.count, 11)
+        XCTAssertEqual(measurements.filter { $0["reference"] as? String == "mismatched" }.compactMap { $0["index"] as? Int }, [10])
+        let refs = ((reported.json["claims"] as? [String: Any])?["references"] as? [[String: Any]])?.first
+        XCTAssertEqual((refs?["used"] as? [[String: Any]])?.compactMap { $0["file"] as? String }, ["1010_0200_882_960074001A_PROD.swidtag"])
+        XCTAssertEqual((refs?["missing"] as? [[String: Any]])?.compactMap { $0["component"] as? String }, ["driver"])
+
+        let required = try verify(coco, extra: nonce + rims + ["--policy", try policyFile("    referenceValues: required\n").path])
+        XCTAssertEqual(required.status, 1)
+        XCTAssertEqual(Set(codes(required)), ["gpu_reference_missing", "nvidia_gpu_measurement_mismatch"])
+        XCTAssertTrue(((required.json["violations"] as? [[String: Any]]) ?? []).contains { $0["path"] as? String == "gpu[0].measurements[10]" })
+        let relaxed = try policyFile("    count: 1\n    models: [{project: \"1010\", chipSKU: \"882\"}]\n    minDriverVersion: \"580.95.05\"\n    minVBIOSVersion: \"96.00.74.00.1A\"\n    referenceValues: reported\n")
+        XCTAssertEqual(try verify(coco, extra: nonce + rims + ["--policy", relaxed.path]).status, 0)
+        let strict = try policyFile("    count: 2\n    models: [{project: G520}]\n    minDriverVersion: \"590.0\"\n    referenceValues: reported\n")
+        let refused = try verify(coco, extra: nonce + ["--policy", strict.path])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertEqual(codes(refused), ["gpu_count_mismatch", "gpu_model_not_allowed", "gpu_version_too_old"])
+        // A policy file with a bad devices section is unreadable input.
+        XCTAssertEqual(try verify(coco, extra: nonce + ["--policy", try policyFile("    count: many\n").path]).status, 2)
+    }
+
+    /// The PPCIe bundle under a policy for eight GPUs; without --nonce a warning says freshness is unproven.
+    func testEightGPUsUnderAPolicyAndTheNonceWarning() throws {
+        let bundle = [try file("h100-ppcie-8gpu-nvtrust/gpu_evidence.json")]
+        let policy = try policyFile("    count: 8\n    models: [{project: G520, chipSKU: \"885\"}]\n    minVBIOSVersion: \"96.00.A5.00.01\"\n    referenceValues: reported\n")
+        let o = try verify(bundle, extra: ["--policy", policy.path])
+        XCTAssertEqual(o.status, 0, "\(o.json)")
+        XCTAssertEqual(devices(o).count, 8)
+        XCTAssertEqual(warnings(o), ["nonce_not_checked"])
+        XCTAssertTrue(o.stderr.contains("nonce_not_checked"), o.stderr)
+        let seven = try policyFile("    count: 7\n    referenceValues: reported\n")
+        let refused = try verify(bundle, extra: ["--policy", seven.path])
+        XCTAssertEqual(codes(refused), ["gpu_count_mismatch"])
+        XCTAssertEqual(warnings(refused), ["nonce_not_checked"], "the warning stands on a refusal too")
+        // Without RIMs a policy that requires reference values refuses every device, naming it.
+        let required = try verify(bundle, extra: ["--policy", try policyFile("    count: 8\n").path])
+        XCTAssertEqual(required.status, 1)
+        let paths = ((required.json["violations"] as? [[String: Any]]) ?? []).compactMap { $0["path"] as? String }
+        XCTAssertEqual(Set(paths.compactMap { $0.split(separator: ".").first.map(String.init) }), Set((0..<8).map { "gpu[\($0)]" }))
+    }
+
+    func testRIMOptionsUsage() throws {
+        let coco = [try file("h100-coco-ci-trustee/attestation_report.hex"), try file("h100-coco-ci-trustee/device_cert_chain.pem")]
+        // The pinned CoRIM root is accepted as --rim-roots; another root only with --test-roots, and then nothing verifies.
+        XCTAssertEqual(try verify(coco, extra: ["--rims", try file("rims").path, "--rim-roots", try file("roots/nvidia_corim_signing_root_ca.pem").path]).status, 0)
+        let device = try file("roots/nvidia_device_identity_ca.pem").path
+        XCTAssertEqual(try verify(coco, extra: ["--rims", try file("rims").path, "--rim-roots", device]).status, 2)
+        let other = try verify(coco, extra: ["--rims", try file("rims").path, "--rim-roots", device, "--test-roots"])
+        XCTAssertEqual(other.status, 0)
+        XCTAssertEqual(Set(warnings(other)), ["nonce_not_checked", "rim_chain_invalid"])
+        for extra in [["--rim-roots", device], ["--rims", "/nonexistent"]] {
+            let o = try verify(coco, extra: extra)
+            XCTAssertEqual(o.status, 2, "\(extra)")
+        }
+    }
 }

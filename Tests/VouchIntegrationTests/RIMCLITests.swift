@@ -36,7 +36,13 @@ final class RIMCLITests: XCTestCase {
 
     func testUsageAndUnreadableExitTwo() throws {
         let file = try fixture("nvidia-rim/rims/Driver_RIM_test_no_gpu.swidtag").path
-        XCTAssertEqual(try run(["--at", "2025-01-01T00:00:00Z", file]).status, 2, "no --component")
+        // Without --component the signed version tells it; the wrong one is refused.
+        let told = try run(["--at", "2025-01-01T00:00:00Z", "--json", file])
+        XCTAssertEqual(told.status, 0)
+        XCTAssertEqual((told.json["claims"] as? [String: Any])?["component"] as? String, "driver")
+        let wrong = try run(["--component", "vbios", "--at", "2025-01-01T00:00:00Z", "--json", file])
+        XCTAssertEqual(wrong.status, 1)
+        XCTAssertEqual((wrong.json["violations"] as? [[String: Any]])?.first?["code"] as? String, "rim_component_mismatch")
         XCTAssertEqual(try run(["--component", "gpu", "--at", "2025-01-01T00:00:00Z", file]).status, 2)
         XCTAssertEqual(try run(["--component", "driver", "--at", "2025-01-01T00:00:00Z", "/nonexistent/rim.xml"]).status, 2)
         let plain = try TestEnv.run(TestEnv.bin("vouch"), ["evidence", "verify", "--kind", "nvidia-rim", "--component", "driver", "--at", "2025-01-01T00:00:00Z", file])

@@ -3,6 +3,7 @@ import XCTest
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchPolicy
 import VouchTEEWire
 import VouchTestSupport
 
@@ -129,7 +130,7 @@ final class NvidiaGPUTests: XCTestCase {
         let refused = verifier.verify(e, at: GPUSamples.now, references: refs, requireReferences: true)
         XCTAssertEqual(refused.violations.map(\.code), [.nvidiaGPUMeasurementMismatch])
         // Without reference values a required comparison is refused, never a pass.
-        XCTAssertEqual(verifier.verify(e, at: GPUSamples.now, requireReferences: true).violations.map(\.code), [.nvidiaGPUMeasurementMismatch])
+        XCTAssertEqual(verifier.verify(e, at: GPUSamples.now, requireReferences: true).violations.map(\.code), [.gpuReferenceMissing])
     }
 
     func testClaimsJSONNames() throws {
