@@ -109,10 +109,13 @@ public enum Appraisal: Sendable {
 
 public enum Appraiser {
     /// The devices every host must present evidence for under `policy`, by device name and kind.
-    /// Today every policy requires the host's platform device and nothing else: its TPM, or the
-    /// CPU TEE it registered with (`platform`).
+    /// Every policy requires the host's platform device: its TPM, or the CPU TEE it registered
+    /// with (`platform`); a policy with a `devices.gpus` section also `gpu0` … `gpuN-1` (N its
+    /// `count`, else 1) of kind `nvidia-gpu`.
     public static func requiredDevices(_ policy: Policy, platform: EvidenceKind = .tpm) -> [(device: String, kind: EvidenceKind)] {
-        platformOnly[platform] ?? [(platform.defaultDevice, platform)]
+        let base = platformOnly[platform] ?? [(platform.defaultDevice, platform)]
+        guard let gpus = policy.devices?.gpus else { return base }
+        return base + (0..<max(1, gpus.count ?? 1)).map { ("gpu\($0)", EvidenceKind.nvidiaGPU) }
     }
 
     /// Built once: the quote path allocates nothing for it.
@@ -121,7 +124,8 @@ public enum Appraiser {
 
     /// Appraises a set of verified evidence (one per device) against the policy. Checks, in order:
     /// 1. the set holds a platform device and every required device (`evidence_missing`; the
-    ///    broker's `EvidenceVerifiers.authenticate` refuses such a set before this);
+    ///    broker's `EvidenceVerifiers.authenticate` refuses such a set before this) — with a
+    ///    `devices.gpus` section, `gpu0` … up to its count (at least `gpu0`);
     /// 2. each device's evidence against the policy (`Policy.evaluate`), every violation of every
     ///    device reported: for a TPM, freshness, agent key type, PCRs, event-log claims and model
     ///    rules; for a CPU TEE (whose own rules, the `snp:`/`tdx:` sections, its verifier applied),
@@ -129,7 +133,9 @@ public enum Appraiser {
     ///    firmware event log and no model log, so a policy that requires either refuses it
     ///    (`event_log_missing`, `model_missing`) rather than dropping the rule; freshness and the
     ///    agent key type are judged once, with the platform device; for an Azure CVM (whose
-    ///    `snp:` section its verifier applied), every rule a TPM quote meets, on its vTPM quote.
+    ///    `snp:` section its verifier applied), every rule a TPM quote meets, on its vTPM quote;
+    /// 3. the GPUs as a set against `devices.gpus` (`GPUPolicy.evaluate`: count, models, driver
+    ///    and VBIOS minimums, reference values), each violation also contraindicating its device.
     /// Trusted only when every device affirms.
     public static func appraise(hostID: String, _ evidence: [VerifiedEvidence], policy: Policy, evidenceAge: TimeInterval? = nil,
                                 agentKeyType: String? = nil, platform platformKind: EvidenceKind = .tpm) -> Appraisal {
@@ -170,6 +176,19 @@ public enum Appraiser {
                 results.append(DeviceAppraisal(device: device.device, kind: device.kind, status: .contraindicated, violations: v))
                 violations += v
             }
+        }
+        // The devices as a set: the policy's `devices.gpus` rules over every verified GPU.
+        if let rules = policy.devices?.gpus {
+            let gpus = evidence.compactMap { e -> GPUFacts? in
+                if case let .nvidiaGPU(claims, _) = e.claims { return claims.facts(device: e.device) }
+                return nil
+            }
+            let found = rules.evaluate(gpus)
+            for (i, r) in results.enumerated() where r.kind == .nvidiaGPU {
+                let own = found.filter { $0.path.hasPrefix(r.device + ".") }
+                if !own.isEmpty { results[i] = DeviceAppraisal(device: r.device, kind: r.kind, status: .contraindicated, violations: own) }
+            }
+            violations += found
         }
         guard violations.isEmpty else { return .rejected(violations, withDevices(platformClaims, evidence)) }
         return .trusted(TrustedEvidence(hostID: hostID, devices: evidence, results: results, platform: platform,

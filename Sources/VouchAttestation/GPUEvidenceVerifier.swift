@@ -3,6 +3,7 @@ import VouchCore
 import VouchCrypto
 import VouchEventLog
 import VouchPolicy
+import VouchTEEWire
 
 // NVIDIA GPUs in the broker: a GPU's evidence is a device presented beside the host's platform
 // (its TPM or CPU TEE) in the same request. The GPU's SPDM request carries the challenge nonce;
@@ -18,38 +19,21 @@ extension NvidiaGPUEvidence {
     }
 }
 
-/// Where a GPU's reference values come from: verified driver and VBIOS RIMs for the versions its
-/// signed opaque data reports (`NvidiaRIMStore`).
-public protocol GPUReferenceSource: Sendable {
-    /// The reference values for a GPU reporting these versions, checked at `now`: nil values when
-    /// neither RIM is known (every measurement is then "missing", never a pass), the tagIds of
-    /// the RIMs used, and a violation when the RIMs cannot be combined (an index active in both).
-    func references(driverVersion: String, vbiosVersion: String, at now: Date) -> GPUReferenceLookup
-}
-
-/// What a `GPUReferenceSource` found for one GPU.
-public struct GPUReferenceLookup: Sendable {
-    public var values: NvidiaGPUReferenceValues?
-    /// The RIMs the values came from (`tagId`s), driver first.
-    public var rims: [String]
-    /// Why the RIMs found cannot serve as references (nil when they can).
-    public var refusal: PolicyViolation?
-    public init(values: NvidiaGPUReferenceValues?, rims: [String], refusal: PolicyViolation? = nil) {
-        self.values = values; self.rims = rims; self.refusal = refusal
-    }
-    public static let none = GPUReferenceLookup(values: nil, rims: [])
-}
-
 /// The roots and reference values GPU evidence is verified under: NVIDIA's pinned Device
 /// Identity CA (`NvidiaRoots`) and the RIMs the broker holds; the software GPU's test roots and
 /// RIMs kept apart, used only for evidence whose chain names the simulation's organisation.
 public struct GPUTrust: Sendable {
     public var deviceRoots: [Certificate]
-    public var references: (any GPUReferenceSource)?
+    /// The RIMs verified under NVIDIA's CoRIM root (`vouchd --nvidia-rims DIR`); nil: none, every
+    /// measurement "missing".
+    public var references: NvidiaRIMStore?
     public var simulatedDeviceRoots: [Certificate]?
-    public var simulatedReferences: (any GPUReferenceSource)?
+    /// The software GPU's RIM signing roots (`nvidia-rim.pem` of `--simulated-tee-roots`).
+    public var simulatedRIMRoots: [Certificate]?
+    /// The RIMs verified under `simulatedRIMRoots`: the only references a software GPU is compared with.
+    public var simulatedReferences: NvidiaRIMStore?
 
-    public init(deviceRoots: [Certificate] = [NvidiaRoots.deviceIdentityCA], references: (any GPUReferenceSource)? = nil) {
+    public init(deviceRoots: [Certificate] = [NvidiaRoots.deviceIdentityCA], references: NvidiaRIMStore? = nil) {
         self.deviceRoots = deviceRoots
         self.references = references
     }
@@ -59,6 +43,8 @@ public struct GPUTrust: Sendable {
 struct AuthenticatedGPU: Sendable {
     /// The verifier's claims, every measurement not yet compared ("missing").
     let claims: NvidiaGPUClaims
+    /// The authenticated evidence (stage 2 reads its measurement blocks).
+    let evidence: NvidiaGPUEvidence
     /// `NvidiaGPUEvidence.bindingDigest`.
     let digest: [UInt8]
     let simulated: Bool
@@ -108,7 +94,7 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         switch NvidiaGPUVerifier(roots: roots).verify(evidence, at: context.now, expectedNonce: nonce) {
         case let .verified(claims, _):
             return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .nvidiaGPU(
-                AuthenticatedGPU(claims: claims, digest: evidence.bindingDigest, simulated: simulated))))
+                AuthenticatedGPU(claims: claims, evidence: evidence, digest: evidence.bindingDigest, simulated: simulated))))
         case let .rejected(violations, _):
             let v = violations[0]
             return .rejected([VouchError(v.code, "\(raw.device): \(v.path): expected \(v.expected), got \(v.actual)",
@@ -117,54 +103,43 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
     }
 
     /// Stage 2. Checks, in order:
-    /// 1. the reference values for the GPU's driver and VBIOS versions (the software GPU's from
-    ///    its own RIMs only) combine (`GPUReferenceLookup.refusal`, e.g. an index active in both
-    ///    RIMs, refuses);
-    /// 2. each measurement is compared with them: matched, mismatched or missing (no reference);
-    ///    an active reference index the GPU did not report is mismatched.
+    /// 1. the reference values for the GPU's driver and VBIOS versions (`NvidiaRIMStore`: the RIM
+    ///    for exactly each version, valid at the check time; the software GPU's only from RIMs
+    ///    signed under its own RIM root) combine: an index active in both RIMs refuses
+    ///    (`rim_index_conflict`);
+    /// 2. each measurement is compared with them (`NvidiaGPUVerifier` check 7): matched,
+    ///    mismatched, inactive (both RIMs found, neither checks the index) or missing (no RIM for
+    ///    it); an active reference index the GPU did not report is mismatched.
     /// Nothing here refuses a mismatch: the policy's `devices.gpus` rules do (`Appraiser`).
     public func verify(_ evidence: AuthenticatedEvidence, accepted: AcceptedState, context: VerificationContext) -> EvidenceVerification {
         guard case let .nvidiaGPU(gpu) = evidence.payload else {
             return .rejected([VouchError(.internalError, "the NVIDIA GPU verifier was given \(evidence.kind.rawValue) evidence").violation(device: evidence.device)], nil)
         }
+        let unjudged = Self.summary(device: evidence.device, gpu.claims, digest: gpu.digest, rims: [], simulated: gpu.simulated)
         // 1
-        let source = gpu.simulated ? trust.simulatedReferences : trust.references
-        let lookup = source?.references(driverVersion: gpu.claims.driverVersion, vbiosVersion: gpu.claims.vbiosVersion, at: context.now) ?? .none
+        var lookup: NvidiaRIMStore.Lookup?
+        if let store = gpu.simulated ? trust.simulatedReferences : trust.references {
+            do { lookup = try store.references(driverVersion: gpu.claims.driverVersion, vbiosVersion: gpu.claims.vbiosVersion, at: context.now) } catch {
+                let e = error as? VouchError
+                return .rejected([PolicyViolation(code: e?.code ?? .rimIndexConflict, path: "evidence.\(evidence.device).rims",
+                                                  expected: "driver and VBIOS RIMs with disjoint active indices", actual: e?.message ?? "\(error)")],
+                                 EvidenceRecord(measurementDigest: unjudged.sha256, claims: EvidenceClaims(devices: [unjudged])))
+            }
+        }
+        // 2 (the transcript authenticated in stage 1; it parses)
+        guard let transcript = try? SPDMMeasurementTranscript(gpu.evidence.transcript) else {
+            return .rejected([VouchError(.internalError, "authenticated GPU evidence no longer parses").violation(device: evidence.device)], nil)
+        }
         var claims = gpu.claims
-        // 2
-        claims.measurements = Self.compare(gpu.claims.measurements, lookup.values)
-        let summary = Self.summary(device: evidence.device, claims, digest: gpu.digest, rims: lookup.rims, simulated: gpu.simulated)
-        if var refusal = lookup.refusal {
-            refusal.path = "evidence.\(evidence.device).\(refusal.path)"
-            return .rejected([refusal], EvidenceRecord(measurementDigest: summary.sha256, claims: EvidenceClaims(devices: [summary])))
-        }
+        claims.measurements = NvidiaGPUVerifier.compare(transcript.blocks, lookup?.references)
+        let summary = Self.summary(device: evidence.device, claims, digest: gpu.digest, rims: lookup?.used.map(\.rim.identity.tagId) ?? [], simulated: gpu.simulated)
         return .verified(VerifiedEvidence(device: evidence.device, claims: .nvidiaGPU(claims, summary: summary)))
-    }
-
-    /// Step 2 of stage 2, on the authenticated claims' measurements.
-    static func compare(_ measured: [NvidiaGPUClaims.Measurement], _ references: NvidiaGPUReferenceValues?) -> [NvidiaGPUClaims.Measurement] {
-        var out = measured.map { m -> NvidiaGPUClaims.Measurement in
-            var m = m
-            guard let references, references.active.contains(m.index), let digest = m.digest, let bytes = try? Hex.decode(digest) else {
-                m.reference = .missing
-                return m
-            }
-            m.reference = (references.alternatives[m.index] ?? []).contains(bytes) ? .matched : .mismatched
-            return m
-        }
-        if let references {
-            let present = Set(measured.map(\.index))
-            for index in references.active.sorted() where !present.contains(index) {
-                out.append(NvidiaGPUClaims.Measurement(index: index, digest: nil, reference: .mismatched))
-            }
-        }
-        return out
     }
 
     /// What the trail, the EAR and the certificate carry of a verified GPU.
     static func summary(device: String, _ c: NvidiaGPUClaims, digest: [UInt8], rims: [String], simulated: Bool) -> DeviceClaims {
         let results = Set(c.measurements.map(\.reference))
-        let overall = results.contains(.mismatched) ? "mismatched" : results.contains(.missing) || results.isEmpty ? "missing" : "matched"
+        let overall = results.contains(.mismatched) ? "mismatched" : results.contains(.missing) || !results.contains(.matched) ? "missing" : "matched"
         return DeviceClaims(device: device, kind: EvidenceKind.nvidiaGPU.rawValue, sha256: Hex.encode(digest), driverVersion: c.driverVersion,
                             vbiosVersion: c.vbiosVersion, project: c.project, projectSKU: c.projectSKU, chipSKU: c.chipSKU, fwid: c.fwid,
                             referenceValues: overall, rims: rims, simulated: simulated)

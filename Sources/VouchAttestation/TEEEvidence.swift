@@ -285,6 +285,7 @@ public struct TEETrust: Sendable {
     public var pinnedOnly: TEETrust {
         var t = trustingSimulation(snp: nil, tdxRoots: nil)
         t.gpu.simulatedDeviceRoots = nil
+        t.gpu.simulatedRIMRoots = nil
         t.gpu.simulatedReferences = nil
         return t
     }

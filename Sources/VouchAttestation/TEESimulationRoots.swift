@@ -10,7 +10,9 @@ extension TEETrust {
     ///   ARK trusted as it is;
     /// - `tdx.pem`: simulated TDX root certificates;
     /// - `nvidia-gpu.pem` (optional): the software GPU's Device Identity root certificates
-    ///   (`GPUTrust.simulatedDeviceRoots`), for GPUs presented by a simulated host.
+    ///   (`GPUTrust.simulatedDeviceRoots`), for GPUs presented by a simulated host;
+    /// - `nvidia-rim.pem` (optional): the software GPU board's RIM signing roots
+    ///   (`GPUTrust.simulatedRIMRoots`), the only roots its RIMs verify under.
     /// At least one of the first two must be there, and every certificate in them must name the software
     /// TEE's organisation (`simulationOrganization`): a directory holding anything else — an AMD or
     /// Intel root, a CA of one's own — is refused (`config`), so this option can never widen the
@@ -34,12 +36,12 @@ extension TEETrust {
             }
             return (text, certificates)
         }
-        let gpuFile = directory.appendingPathComponent("nvidia-gpu.pem")
-        let snp = try load(snpFile), tdx = try load(tdxFile), gpu = try load(gpuFile)
+        let gpuFile = directory.appendingPathComponent("nvidia-gpu.pem"), rimFile = directory.appendingPathComponent("nvidia-rim.pem")
+        let snp = try load(snpFile), tdx = try load(tdxFile), gpu = try load(gpuFile), rim = try load(rimFile)
         guard snp != nil || tdx != nil else {
             throw VouchError(.config, "simulated TEE roots directory holds neither sev-snp.pem nor tdx.pem", context: ["path": directory.path])
         }
-        for (file, loaded) in [(tdxFile, tdx), (gpuFile, gpu)] {
+        for (file, loaded) in [(tdxFile, tdx), (gpuFile, gpu), (rimFile, rim)] {
             if let notRoot = loaded?.certificates.first(where: { !$0.isSelfSigned }) {
                 throw VouchError(.config, "\(file.lastPathComponent) must hold root certificates only", context: ["path": file.path, "subject": notRoot.subject])
             }
@@ -47,6 +49,7 @@ extension TEETrust {
         let store = try snp.map { try SNPTrustStore(pemFiles: [("sev-snp.pem", $0.text)], source: directory.path, pinning: .asLoaded) }
         var trust = trustingSimulation(snp: store, tdxRoots: tdx?.certificates)
         trust.gpu.simulatedDeviceRoots = gpu?.certificates
+        trust.gpu.simulatedRIMRoots = rim?.certificates
         return trust
     }
 }

@@ -80,13 +80,16 @@ func certCommand(_ argv: [String]) throws -> Int32 {
             let subjectSpkiSha256: String?
             /// A CPU TEE host's claims (SEV-SNP, TDX).
             let tee: TEEClaims?
+            /// The devices verified beside the platform (GPUs).
+            let devices: [DeviceClaims]?
         }
         print(JSONCodec.pretty(Report(serial: cert.serialHex, subject: cert.subject, issuer: cert.issuer, notBefore: cert.notBefore.iso8601,
                                       notAfter: cert.notAfter.iso8601, uriSANs: cert.uriSANs, attestation: claims.map {
             AttestationReport(hostId: $0.hostId, attestedAt: $0.attestedAt.iso8601, evidenceType: $0.evidenceType, evidenceDigest: Hex.encode($0.evidenceDigest),
                               pcrBank: $0.pcrBank, pcrDigest: Hex.encode($0.pcrDigest), policyName: $0.policyName, policyDigest: Hex.encode($0.policyDigest),
                               policyVersion: $0.policyVersion, modelManifests: $0.modelManifests.map { Hex.encode($0) }, secureBoot: $0.secureBoot,
-                              subjectSpiffeId: $0.subject?.spiffeId, subjectSpkiSha256: $0.subject.map { Hex.encode($0.spkiSHA256) }, tee: $0.tee)
+                              subjectSpiffeId: $0.subject?.spiffeId, subjectSpkiSha256: $0.subject.map { Hex.encode($0.spkiSHA256) }, tee: $0.tee,
+                              devices: $0.devices)
         }, attestationVerified: anchors != nil && claims != nil, attestationError: problem,
                                       attestationErrorCode: problemCode, chainVerified: chainVerified, chainError: chainError)))
     } else {
@@ -107,6 +110,10 @@ func certCommand(_ argv: [String]) throws -> Int32 {
                 if !tee.warnings.isEmpty { print("  warnings       \(tee.warnings.joined(separator: ", "))") }
             } else {
                 print("  PCRs           \(c.pcrBank) digest \(Hex.encode(c.pcrDigest))")
+            }
+            for d in c.devices ?? [] {
+                print("  \(d.device.padding(toLength: 14, withPad: " ", startingAt: 0)) \(d.kind) driver \(d.driverVersion) VBIOS \(d.vbiosVersion), references \(d.referenceValues)"
+                      + (d.simulated ? " (SIMULATED: the software GPU)" : ""))
             }
             print("  policy         \(c.policyName) v\(c.policyVersion) sha256:\(Hex.encode(c.policyDigest))")
             print("  model          \(c.modelManifests.isEmpty ? "none measured" : c.modelManifests.map { Hex.encode($0) }.joined(separator: ", "))")

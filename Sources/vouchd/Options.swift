@@ -88,10 +88,38 @@ struct BrokerOptions {
             }
             tee = try tee.trustingSimulation(directory: URL(fileURLWithPath: dir))
         }
+        if let dir = args["nvidia-rims"] {
+            try Self.loadRIMs(directory: dir, into: &tee.gpu)
+        }
         self.dataDir = dataDir; self.listen = listen; self.port = port; self.trustDomain = trustDomain; self.publicURL = publicURL
         self.publication = publication; self.policyPaths = policyPaths; self.ekRoots = ekRoots; self.config = config
         self.concurrency = concurrency; self.pullTimeout = pullTimeout; self.perAddress = perAddress; self.authFailures = authFailures
         self.idle = idle; self.requestDeadline = requestDeadline; self.tee = tee; self.collateral = collateral
+    }
+
+    /// `--nvidia-rims DIR`: the driver and VBIOS RIMs GPU measurements are compared with, each
+    /// verified once now under NVIDIA's pinned CoRIM root (`NvidiaRIMStore`; every lookup
+    /// re-checks the signers' validity) — and, when the software GPU's RIM root is trusted
+    /// (`--simulated-tee-roots` with `nvidia-rim.pem`), separately under that root, for simulated
+    /// GPUs only. A RIM that verifies under neither is logged and never used.
+    static func loadRIMs(directory dir: String, into gpu: inout GPUTrust) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+            fail("nvidia-rims must be a directory of NVIDIA RIM files (SWID tags)")
+        }
+        let url = URL(fileURLWithPath: dir), now = Date()
+        let pinned = try NvidiaRIMStore(directory: url, verifier: try NvidiaRIMVerifier(), at: now)
+        gpu.references = pinned
+        var simulated: NvidiaRIMStore?
+        if let roots = gpu.simulatedRIMRoots {
+            simulated = try NvidiaRIMStore(directory: url, verifier: try NvidiaRIMVerifier(roots: roots), at: now)
+            gpu.simulatedReferences = simulated
+        }
+        let used = Set(pinned.verified.map(\.file) + (simulated?.verified.map(\.file) ?? []))
+        Runtime.log("nvidia-rims \(dir): \(pinned.verified.count) RIM(s) under NVIDIA's root" + (simulated.map { ", \($0.verified.count) under the software GPU's root (simulated GPUs only)" } ?? ""))
+        for failure in pinned.failures where !used.contains(failure.file) {
+            Runtime.log("WARNING: nvidia-rims: \(failure.file) is not used: \(failure.code.rawValue): \(failure.message)")
+        }
     }
 
     /// How long one pull waits, in the whole seconds the client takes: at least 1.

@@ -74,11 +74,16 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --intel-pcs-url URL   default https://api.trustedservices.intel.com
   --intel-root-ca-crl-url URL default https://certificates.trustedservices.intel.com/IntelSGXRootCA.der
   --amd-kds-url URL     default https://kdsintf.amd.com (https; plain http only to a loopback address)
+  --nvidia-rims DIR     NVIDIA driver and VBIOS RIMs (SWID tag files) that GPUs' measurements are
+                        compared with, verified once at start under NVIDIA's pinned CoRIM root (and
+                        the software GPU's RIM root for simulated GPUs); without it every GPU
+                        measurement is "missing" (a policy requiring reference values refuses)
   --allow-simulated-hosts     accept hosts from vouch-attester --simulate (software AKs: scale tests only)
   --simulated-tee-roots DIR   with --allow-simulated-hosts only: also trust the software TEE's roots in
-                        DIR (sev-snp.pem, tdx.pem, as vouch-attester simulated-tee-platform writes
-                        them) for vouch-attester --simulate-tee guests; AMD's and Intel's pinned roots
-                        are always the only ones for real hardware
+                        DIR (sev-snp.pem, tdx.pem, and the software GPU board's nvidia-gpu.pem and
+                        nvidia-rim.pem, as vouch-attester simulated-tee-platform writes them) for
+                        vouch-attester --simulate-tee guests and their --simulate-gpus; AMD's, Intel's
+                        and NVIDIA's pinned roots are always the only ones for real hardware
 """
 
 /// One line on stderr, then exit: 2 for a refused configuration (nothing was created), 1 for a
@@ -100,7 +105,7 @@ let options: Set<String> = Set(["config", "data-dir", "policy", "ek-roots", "lis
                              "publish-listen", "publish-url", "crl-url", "ocsp-url",
                              "crl-validity", "webhook", "webhook-secret-file", "connection-timeout", "request-deadline",
                              "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "log-format",
-                             "tdx-collateral", "simulated-tee-roots"]).union(CollateralFetching.options)
+                             "tdx-collateral", "simulated-tee-roots", "nvidia-rims"]).union(CollateralFetching.options)
 let switches: Set<String> = ["allow-simulated-hosts"]
 let args: Settings
 let brokerOptions: BrokerOptions

@@ -22,9 +22,8 @@ final class CompositeEvidenceTests: XCTestCase {
         TEEHostIdentity(kind: .sevSNP, hostKey: spki, chipID: SNPSim.milan.chipID, endorsementIssuer: SNPSim.milan.ask.subject, simulated: true)
     }
 
-    func verifiers(references: (any GPUReferenceSource)? = nil) throws -> EvidenceVerifiers {
-        var trust = TEETrust().trustingSimulation(snp: try SNPSim.store([SNPSim.milan]), tdxRoots: nil)
-        trust.gpu.references = references
+    func verifiers() throws -> EvidenceVerifiers {
+        let trust = TEETrust().trustingSimulation(snp: try SNPSim.store([SNPSim.milan]), tdxRoots: nil)
         return EvidenceVerifiers([SNPEvidenceVerifier(trust: trust), NvidiaGPUEvidenceVerifier(trust: trust.gpu)])
     }
 
@@ -126,29 +125,54 @@ final class CompositeEvidenceTests: XCTestCase {
         XCTAssertEqual(e2.first?.code, .nvidiaGPUNonceMismatch)
     }
 
-    func testReferenceValuesAreComparedInStageTwo() throws {
-        let n = try nonce(), devices = try gpus()
-        guard case let .nvidiaGPU(first) = devices[0].payload, case let .verified(claims, _) = NvidiaGPUVerifier().verify(first, at: GPUSamples.now, expectedNonce: n) else {
-            return XCTFail("gpu0 did not verify")
-        }
-        // gpu0's own digests as the references of its versions: every GPU of the same firmware matches them.
-        var alternatives: [Int: [[UInt8]]] = [:]
-        for m in claims.measurements { alternatives[m.index] = [try Hex.decode(XCTUnwrap(m.digest))] }
-        struct Fixed: GPUReferenceSource {
-            let values: NvidiaGPUReferenceValues
-            func references(driverVersion: String, vbiosVersion: String, at now: Date) -> GPUReferenceLookup {
-                GPUReferenceLookup(values: values, rims: ["driver-\(driverVersion)", "vbios-\(vbiosVersion)"])
+    /// The software GPU board's eight GPUs beside the software SEV-SNP guest, compared with the
+    /// board's own RIMs (verified under its RIM root into an `NvidiaRIMStore`), judged by a
+    /// `devices.gpus` policy: all matched; GPU 3 reporting a wrong VBIOS block is refused
+    /// (`nvidia_gpu_measurement_mismatch`) with only its submodule contraindicated; seven GPUs
+    /// where eight are required are missing one.
+    func testSoftwareGPUsAreComparedWithTheirRIMsAndJudgedByTheDevicesRules() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("composite-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let board = try SimulatedGPUPlatform(directory: dir.path, count: 8)
+        let now = Date()
+        var trust = TEETrust().trustingSimulation(snp: try SNPSim.store([SNPSim.milan]), tdxRoots: nil)
+        trust.gpu.simulatedDeviceRoots = [board.deviceCA.certificate]
+        trust.gpu.simulatedReferences = try NvidiaRIMStore(directory: URL(fileURLWithPath: board.rimsDirectory),
+                                                            verifier: try NvidiaRIMVerifier(roots: [board.rimRoot.certificate]), at: now)
+        XCTAssertEqual(trust.gpu.simulatedReferences?.verified.count, 2)
+        let verifiers = EvidenceVerifiers([SNPEvidenceVerifier(trust: trust), NvidiaGPUEvidenceVerifier(trust: trust.gpu)])
+        let nonce = try Crypto.randomBytes(32)
+        func gpus(_ options: [String: String] = [:]) throws -> [RawEvidence] {
+            try board.evidence(nonce: nonce, options: options).enumerated().map {
+                RawEvidence(device: "gpu\($0.offset)", payload: .nvidiaGPU(NvidiaGPUEvidence(transcript: $0.element.transcript, certificateChainPEM: $0.element.certificateChainPEM)))
             }
         }
-        let verifiers = try verifiers(references: Fixed(values: NvidiaGPUReferenceValues(alternatives: alternatives)))
-        let (ctx, composite) = context(n, devices: devices)
-        guard case let .authenticated(set) = authenticate(verifiers, platform: try snp(binding: composite), devices: devices, context: ctx),
-              case let .trusted(trusted) = verifiers.appraise(set, accepted: .none, context: ctx) else { return XCTFail("refused") }
-        let results = try XCTUnwrap(trusted.claims.devices).map(\.referenceValues)
-        XCTAssertEqual(results[0], "matched")
-        XCTAssertEqual(try XCTUnwrap(trusted.claims.devices)[0].rims, ["driver-590.12", "vbios-96.00.A5.00.01"])
-        XCTAssertEqual(results.count, 8)
-        XCTAssertTrue(results.allSatisfy { $0 == "matched" || $0 == "mismatched" })
+        func appraise(_ devices: [RawEvidence]) throws -> Appraisal? {
+            var (ctx, composite) = context(nonce, devices: devices) { p in
+                var rules = GPUPolicy()
+                rules.count = 8
+                p.devices = DevicesPolicy(gpus: rules)
+            }
+            ctx.now = now
+            switch authenticate(verifiers, platform: try snp(binding: composite), devices: devices, context: ctx) {
+            case let .authenticated(set): return verifiers.appraise(set, accepted: .none, context: ctx)
+            case let .rejected(errors): XCTAssertEqual(errors.first?.code, .evidenceMissing); return nil
+            }
+        }
+        guard case let .trusted(trusted)? = try appraise(try gpus()) else { return XCTFail("eight good GPUs refused") }
+        let claims = try XCTUnwrap(trusted.claims.devices)
+        XCTAssertEqual(claims.map(\.referenceValues), Array(repeating: "matched", count: 8))
+        XCTAssertTrue(claims.allSatisfy { $0.simulated && $0.rims.count == 2 })
+
+        guard case let .rejected(violations, refusedClaims)? = try appraise(try gpus(["gpu3.block2": String(repeating: "33", count: 48)])) else {
+            return XCTFail("a wrong VBIOS measurement was trusted")
+        }
+        XCTAssertEqual(violations.map(\.code), [.nvidiaGPUMeasurementMismatch])
+        XCTAssertEqual(violations.first?.path, "gpu3.measurements[2]")
+        XCTAssertEqual(refusedClaims?.devices?.map(\.referenceValues), Array(repeating: "matched", count: 3) + ["mismatched"] + Array(repeating: "matched", count: 4))
+
+        let seven = try appraise(Array(try gpus().prefix(7)))
+        XCTAssertNil(seven, "seven GPUs: gpu7 is missing")
     }
 
     func testCompositeBindingIsTheBindingAloneWithoutDevicesAndCoversEveryField() {
