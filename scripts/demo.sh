@@ -2,7 +2,8 @@
 # The Vouch quick start: a real software TPM, the broker and the attester on free loopback ports;
 # enroll an agent, show status, revoke its certificate, show OCSP and the CRL (fetched over http
 # from the URLs in the certificate) saying so; then a simulated confidential VM (the software TEE)
-# on a second broker: enroll, check, drift, revoked; stop everything.
+# on a second broker: enroll, check, drift, revoked; a simulated confidential VM with eight
+# software GPUs under one nonce: enroll, a GPU drifts, revoked; stop everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -111,7 +112,7 @@ step "8. A confidential VM (SIMULATED: the software TEE, INSECURE, demos only) o
 # One simulated machine (test AMD and Intel chains, keys in files); its roots and TDX collateral
 # are handed to a broker started with --allow-simulated-hosts. The policy allows one launch
 # measurement: the one a simulated guest starts with.
-"$bin/vouch-attester" simulated-tee-platform "$out/cvm-platform" | tee "$out/cvm-platform.txt"
+"$bin/vouch-attester" simulated-tee-platform "$out/cvm-platform" --gpus 8 | tee "$out/cvm-platform.txt"
 measurement=$(awk '$1 == "measurement" { print $2 }' "$out/cvm-platform.txt")
 cat >"$out/cvm-policy.yaml" <<EOF
 apiVersion: vouch/v1
@@ -125,9 +126,18 @@ reattestation: {interval: 15m, onFailure: {action: revoke, afterFailures: 1, gra
 snp: {measurements: [{name: guest-v1, value: "$measurement"}]}
 tdx: {mrtd: [{name: td-v1, value: "$measurement"}]}
 EOF
+# Guests labelled gpus=8 also present eight GPUs (the software GPU board), each of whose
+# measurements must equal the board's signed driver and VBIOS RIMs.
+sed -e 's/^name: confidential-vm/name: confidential-gpu-host/' -e 's/^description: .*/description: simulated SEV-SNP guests with eight RIM-verified GPUs/' \
+  "$out/cvm-policy.yaml" >"$out/gpu-policy.yaml"
+cat >>"$out/gpu-policy.yaml" <<EOF
+priority: 10
+match: {labels: {gpus: "8"}}
+devices: {gpus: {count: 8, referenceValues: required}}
+EOF
 cvm_port=$(free_port)
-"$bin/vouchd" --data-dir "$out/cvm-broker" --policy "$out/cvm-policy.yaml" --ek-roots "$out/ek-roots" --port "$cvm_port" \
-  --trust-domain cvm.demo.vouch.local --allow-simulated-hosts --simulated-tee-roots "$out/cvm-platform/roots" \
+"$bin/vouchd" --data-dir "$out/cvm-broker" --policy "$out/cvm-policy.yaml,$out/gpu-policy.yaml" --ek-roots "$out/ek-roots" --port "$cvm_port" \
+  --trust-domain cvm.demo.vouch.local --allow-simulated-hosts --simulated-tee-roots "$out/cvm-platform/roots" --nvidia-rims "$out/cvm-platform/rims" \
   --tdx-collateral "$out/cvm-platform/tdx-collateral" >"$out/cvm-vouchd.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 200); do [ -f "$out/cvm-broker/broker-ca/ca.pem" ] && curl -sf --cacert "$out/cvm-broker/broker-ca/ca.pem" "https://127.0.0.1:$cvm_port/v1/health" >/dev/null && break; sleep 0.05; done
@@ -150,7 +160,26 @@ if cvm check --cert "$out/cvm-agent/cvm-agent.pem" --allow-simulated; then
 fi
 grep "snp_measurement_not_allowed" "$out/cvm-vouchd.log" | head -2
 
+step "9. A confidential VM with eight GPUs (SIMULATED: the software GPU board): one nonce binds the report and every GPU"
+: >"$out/gpu.options"
+"$bin/vouch-attester" --broker "https://127.0.0.1:$cvm_port" --ca "$out/cvm-broker/broker-ca/ca.pem" --simulate-tee sev-snp \
+  --simulate-tee-platform "$out/cvm-platform" --simulate-tee-options "$out/gpu.options" --simulate-gpus 8 --labels gpus=8 \
+  --socket "$out/gpu.sock" --hostname demo-gpu-host --state-dir "$out/gpu-state" --push-interval 1s >"$out/gpu-attester.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 200); do [ -S "$out/gpu.sock" ] && break; sleep 0.05; done
+[ -S "$out/gpu.sock" ] || { echo "the simulated GPU host's attester did not start" >&2; exit 1; }
+cvm enroll --name gpu-agent --out "$out/gpu-agent" --socket "$out/gpu.sock"
+cvm cert inspect "$out/gpu-agent/gpu-agent.pem" --ca "$out/cvm-broker/broker-ca/ca.pem" --issuer "$out/cvm-broker/ca/ca.pem"
+echo "GPU 3 now reports a wrong VBIOS measurement (SPDM block 2); the next re-attestation is refused and the certificate revoked:"
+echo "gpu3.block2=$(printf '33%.0s' $(seq 48))" >"$out/gpu.options"
+for _ in $(seq 1 100); do cvm check --cert "$out/gpu-agent/gpu-agent.pem" --allow-simulated >/dev/null 2>&1 || break; sleep 0.1; done
+if cvm check --cert "$out/gpu-agent/gpu-agent.pem" --allow-simulated; then
+  echo "expected the drifted GPU host's certificate to be revoked" >&2; exit 1
+fi
+grep "nvidia_gpu_measurement_mismatch" "$out/cvm-vouchd.log" | head -2
+
 step "Done"
 echo "Left for inspection: out/demo/ca.pem (issuing CA), out/demo/broker-ca.pem (the broker's own CA), out/demo/agent.pem, out/demo/crl.der"
 echo "  openssl verify -crl_check -CAfile out/demo/ca.pem -CRLfile <(openssl crl -inform der -in out/demo/crl.der) out/demo/agent.pem"
 echo "The simulated confidential VM's: out/demo/cvm-agent/cvm-agent.pem, out/demo/cvm-vouchd.log, out/demo/cvm-platform/"
+echo "The simulated GPU host's: out/demo/gpu-agent/gpu-agent.pem (its EAR lists gpu0-gpu7), out/demo/gpu-policy.yaml"
