@@ -12,13 +12,14 @@ extension ErrorCode {
 
 /// What the store knows about one (certificate, issuer) pair at a time T.
 public enum RevocationOutcome: Sendable, Equatable {
-    case good(thisUpdate: Date, nextUpdate: Date)
-    case revoked(at: Date, reason: Int?)
-    /// A verified answer from the responder: it does not know the certificate.
-    case unknown
+    /// A verified, current answer: good, revoked, or unknown to the responder.
+    case answered(OCSPCertificateStatus)
     /// No verified answer for the pair. `refused`: the codes of stored responses that name the
     /// pair but were refused (bad signature, expired, not yet valid), in file-name order.
     case missing(refused: [ErrorCode])
+
+    var isGood: Bool { if case .answered(.good) = self { true } else { false } }
+    var isRevoked: Bool { if case .answered(.revoked) = self { true } else { false } }
 }
 
 /// A local store of DER OCSPResponses: every regular file of one directory (at most `maxFiles`,
@@ -101,7 +102,7 @@ public struct OCSPStore: Sendable {
         for (_, der) in responses {
             do {
                 switch try OCSPClient.verify(response: der, certificate: certificate, issuer: issuer, at: at) {
-                case let .revoked(when, reason): return .revoked(at: when, reason: reason)
+                case let .revoked(when, reason): return .answered(.revoked(at: when, reason: reason))
                 case let .good(thisUpdate, nextUpdate): goods.append((thisUpdate, nextUpdate))
                 case .unknown: sawUnknown = true
                 }
@@ -113,8 +114,8 @@ public struct OCSPStore: Sendable {
                 refused.append(.ocspResponseMalformed)
             }
         }
-        if let latest = goods.max(by: { $0.0 < $1.0 }) { return .good(thisUpdate: latest.0, nextUpdate: latest.1) }
-        return sawUnknown ? .unknown : .missing(refused: refused)
+        if let latest = goods.max(by: { $0.0 < $1.0 }) { return .answered(.good(thisUpdate: latest.0, nextUpdate: latest.1)) }
+        return sawUnknown ? .answered(.unknown) : .missing(refused: refused)
     }
 }
 
@@ -141,8 +142,8 @@ public enum ChainRevocation {
         public let entries: [Entry]
 
         public var summary: Summary {
-            if entries.contains(where: { if case .revoked = $0.outcome { true } else { false } }) { return .someRevoked }
-            if entries.allSatisfy({ if case .good = $0.outcome { true } else { false } }) { return .allGood }
+            if entries.contains(where: { $0.outcome.isRevoked }) { return .someRevoked }
+            if entries.allSatisfy({ $0.outcome.isGood }) { return .allGood }
             return .someMissing
         }
 
@@ -153,14 +154,14 @@ public enum ChainRevocation {
             case .allGood:
                 return
             case .someRevoked:
-                let e = entries.first { if case .revoked = $0.outcome { true } else { false } }!
+                let e = entries.first { $0.outcome.isRevoked }!
                 throw VouchError(.certificateRevokedOCSP, "an OCSP answer says a certificate of the \(chain) chain is revoked",
                                  context: ["chain": chain, "subject": e.subject, "serial": e.serialHex, "index": "\(e.index)"])
             case .someMissing:
-                let e = entries.first { if case .good = $0.outcome { false } else { true } }!
+                let e = entries.first { !$0.outcome.isGood }!
                 var context = ["chain": chain, "subject": e.subject, "serial": e.serialHex, "index": "\(e.index)"]
                 if case let .missing(refused) = e.outcome, !refused.isEmpty { context["refused"] = refused.map(\.rawValue).joined(separator: ",") }
-                if case .unknown = e.outcome { context["responder"] = "unknown" }
+                if case .answered(.unknown) = e.outcome { context["responder"] = "unknown" }
                 throw VouchError(.revocationStatusUnknown, "no current, verified OCSP answer says a certificate of the \(chain) chain is good",
                                  context: context)
             }

@@ -43,9 +43,9 @@ final class OCSPStoreTests: XCTestCase {
         XCTAssertEqual(store.problems.map(\.file), ["error-status.der", "garbage.der"])
         XCTAssertEqual(store.problems.map(\.code), [.ocspResponseUnsuccessful, .ocspResponseMalformed])
 
-        guard case .good = store.status(of: pki.leaf, issuer: pki.intermediate.certificate, at: pki.now) else { return XCTFail("leaf good") }
-        guard case .good = store.status(of: pki.intermediate.certificate, issuer: pki.root.certificate, at: pki.now) else { return XCTFail("intermediate good") }
-        guard case .revoked = store.status(of: pki.sibling, issuer: pki.intermediate.certificate, at: pki.now) else { return XCTFail("sibling revoked") }
+        guard case .answered(.good) = store.status(of: pki.leaf, issuer: pki.intermediate.certificate, at: pki.now) else { return XCTFail("leaf good") }
+        guard case .answered(.good) = store.status(of: pki.intermediate.certificate, issuer: pki.root.certificate, at: pki.now) else { return XCTFail("intermediate good") }
+        guard case .answered(.revoked) = store.status(of: pki.sibling, issuer: pki.intermediate.certificate, at: pki.now) else { return XCTFail("sibling revoked") }
         // A pair no stored response names.
         XCTAssertEqual(store.status(of: pki.responder.certificate, issuer: pki.intermediate.certificate, at: pki.now), .missing(refused: []))
         // The leaf's answer has expired two days on: refused, so missing with the reason.
@@ -60,9 +60,9 @@ final class OCSPStoreTests: XCTestCase {
                        .missing(refused: [.ocspResponseSignatureInvalid, .ocspResponseSignatureInvalid]))
         // A verified revoked answer wins over a verified good one, whatever the file order.
         let both = OCSPStore(responses: [("a.der", try leafAnswer(.good)), ("b.der", try leafAnswer(.revoked(at: pki.now, reason: "superseded"), signer: .delegated))])
-        guard case .revoked(_, 4) = both.status(of: pki.leaf, issuer: pki.intermediate.certificate, at: pki.now) else { return XCTFail("revoked wins") }
+        guard case .answered(.revoked(_, 4)) = both.status(of: pki.leaf, issuer: pki.intermediate.certificate, at: pki.now) else { return XCTFail("revoked wins") }
         let unknown = OCSPStore(responses: [("u.der", try pki.response(for: pki.leaf, issuer: pki.intermediate, index: []))])
-        XCTAssertEqual(unknown.status(of: pki.leaf, issuer: pki.intermediate.certificate, at: pki.now), .unknown)
+        XCTAssertEqual(unknown.status(of: pki.leaf, issuer: pki.intermediate.certificate, at: pki.now), .answered(.unknown))
     }
 
     func testChainSummary() throws {
