@@ -172,10 +172,16 @@ public enum ChainRevocation {
     /// except a self-signed last certificate (the pinned root, which no OCSP answer covers). A last
     /// certificate that is not self-signed has no issuer here: it is reported `missing`. The chain
     /// itself must already be verified (signatures, validity, pinned root) by the caller.
-    public static func check(chain: [Certificate], store: OCSPStore, at: Date) throws -> Result {
-        guard !chain.isEmpty else { throw VouchError(.invalidValue, "an empty certificate chain has nothing to check", context: ["field": "chain"]) }
+    /// `skipLeaf`: leave the first certificate out — for an NVIDIA GPU's device chain, whose leaf
+    /// is the attestation certificate the GPU issues itself, which NVIDIA's responder does not
+    /// answer for (NVIDIA's own verifier starts at the second certificate there; RIM chains are
+    /// checked from the leaf).
+    public static func check(chain: [Certificate], store: OCSPStore, at: Date, skipLeaf: Bool = false) throws -> Result {
+        guard chain.count > (skipLeaf ? 1 : 0) else {
+            throw VouchError(.invalidValue, "the certificate chain has nothing to check", context: ["field": "chain"])
+        }
         var entries: [Entry] = []
-        for (i, cert) in chain.enumerated() {
+        for (i, cert) in chain.enumerated() where i > 0 || !skipLeaf {
             let outcome: RevocationOutcome
             if i + 1 < chain.count {
                 outcome = store.status(of: cert, issuer: chain[i + 1], at: at)

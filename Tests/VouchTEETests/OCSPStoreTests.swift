@@ -90,6 +90,12 @@ final class OCSPStoreTests: XCTestCase {
         let short = try ChainRevocation.check(chain: [pki.leaf, pki.intermediate.certificate], at: pki.now, responses: [("l", leafGood), ("i", interGood)])
         XCTAssertEqual(short.summary, .someMissing)
         XCTAssertThrowsCode(try ChainRevocation.check(chain: [], store: OCSPStore(responses: []), at: pki.now), .invalidValue)
+
+        // A GPU device chain leaves out its leaf (the GPU's own attestation certificate).
+        let skipped = try ChainRevocation.check(chain: chain, store: OCSPStore(responses: [("i", interGood)]), at: pki.now, skipLeaf: true)
+        XCTAssertEqual(skipped.entries.map(\.index), [1])
+        XCTAssertEqual(skipped.summary, .allGood)
+        XCTAssertThrowsCode(try ChainRevocation.check(chain: [pki.leaf], store: OCSPStore(responses: []), at: pki.now, skipLeaf: true), .invalidValue)
     }
 
     func testDirectoryLimits() throws {
