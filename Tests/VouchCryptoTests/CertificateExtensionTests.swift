@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import VouchCore
 @testable import VouchCrypto
+import VouchTestSupport
 
 /// Extensions are DER values built in Swift. Each issued certificate is checked three ways:
 /// against an explicit list of what `openssl x509 -text` must print (name, criticality, value);
@@ -296,16 +297,5 @@ final class CertificateExtensionTests: XCTestCase {
         return url.path
     }
 
-    func openssl(_ args: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func openssl(_ args: [String]) throws -> (status: Int32, output: String) { try runOpenSSL(args) }
 }
