@@ -28,6 +28,9 @@ public struct GPUTrust: Sendable {
     /// measurement "missing".
     public var references: NvidiaRIMStore?
     public var simulatedDeviceRoots: [Certificate]?
+    /// The OCSP answers for device chains (`vouchd --nvidia-ocsp DIR`); nil: none, every chain's
+    /// status missing (a policy with `revocation: required` refuses).
+    public var ocsp: OCSPStore?
     /// The software GPU's RIM signing roots (`nvidia-rim.pem` of `--simulated-tee-roots`).
     public var simulatedRIMRoots: [Certificate]?
     /// The RIMs verified under `simulatedRIMRoots`: the only references a software GPU is compared with.
@@ -48,6 +51,8 @@ struct AuthenticatedGPU: Sendable {
     /// `NvidiaGPUEvidence.bindingDigest`.
     let digest: [UInt8]
     let simulated: Bool
+    /// `good` or `missing` (`DeviceClaims.revocation`).
+    let revocation: String
 }
 
 /// The NVIDIA GPU path through the broker.
@@ -66,7 +71,11 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
     /// 3. `NvidiaGPUVerifier` checks 1–6: the SPDM transcript parses, the chain verifies at the
     ///    check time, the P-384 signature over request ‖ response, the FWID is the leaf's, the
     ///    request nonce is the challenge nonce, driver and VBIOS versions present
-    ///    (`tee_evidence_malformed`, `nvidia_gpu_*`).
+    ///    (`tee_evidence_malformed`, `nvidia_gpu_*`);
+    /// 4. revocation (`ChainRevocation` over the broker's `OCSPStore`, every certificate below the
+    ///    root but the leaf, as NVIDIA's verifier does): a verified `revoked` answer refuses
+    ///    (`certificate_revoked_ocsp`); a missing or `unknown` one refuses only under
+    ///    `devices.gpus.revocation: required` (`revocation_status_unknown`), else it is reported.
     /// That the evidence belongs to this host and this request is the platform's proof: its
     /// signed binding covers this evidence's digest (`EnrollmentBinding.composite`).
     public func authenticate(_ raw: RawEvidence, context: VerificationContext) -> EvidenceAuthentication {
@@ -93,12 +102,45 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         // 3
         switch NvidiaGPUVerifier(roots: roots).verify(evidence, at: context.now, expectedNonce: nonce) {
         case let .verified(claims, _):
+            // 4
+            let revocation: String
+            switch revocationStatus(evidence, device: raw.device, context: context) {
+            case let .success(status): revocation = status
+            case let .failure(error): return .rejected([error])
+            }
             return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .nvidiaGPU(
-                AuthenticatedGPU(claims: claims, evidence: evidence, digest: evidence.bindingDigest, simulated: simulated))))
+                AuthenticatedGPU(claims: claims, evidence: evidence, digest: evidence.bindingDigest, simulated: simulated, revocation: revocation))))
         case let .rejected(violations, _):
             let v = violations[0]
             return .rejected([VouchError(v.code, "\(raw.device): \(v.path): expected \(v.expected), got \(v.actual)",
                                          context: ["device": raw.device, "path": v.path, "expected": v.expected, "got": v.actual])])
+        }
+    }
+
+    /// Check 4 of stage 1, on a chain that verified: `good`, `missing`, or the refusal.
+    func revocationStatus(_ evidence: NvidiaGPUEvidence, device: String, context: VerificationContext) -> Result<String, VouchError> {
+        let required = context.policy.devices?.gpus?.revocation == .required
+        guard let chain = try? Certificate.chain(pem: evidence.certificateChainPEM) else {
+            return .failure(VouchError(.internalError, "a verified GPU chain no longer parses", context: ["device": device]))
+        }
+        let result: ChainRevocation.Result
+        do { result = try ChainRevocation.check(chain: chain, store: trust.ocsp ?? OCSPStore(responses: []), at: context.now, skipLeaf: true) } catch {
+            return .failure(VouchError(.revocationStatusUnknown, "\(device): the GPU chain's revocation cannot be checked: \(error)", context: ["device": device]))
+        }
+        switch result.summary {
+        case .allGood: return .success("good")
+        case .someRevoked:
+            do { try result.requireAllGood(chain: "nvidia-gpu") } catch var e as VouchError {
+                e = VouchError(e.code, "\(device): \(e.message)", context: e.context.merging(["device": device]) { a, _ in a })
+                return .failure(e)
+            } catch {}
+            return .failure(VouchError(.certificateRevokedOCSP, "\(device): a certificate of the GPU chain is revoked", context: ["device": device]))
+        case .someMissing:
+            guard required else { return .success("missing") }
+            do { try result.requireAllGood(chain: "nvidia-gpu") } catch let e as VouchError {
+                return .failure(VouchError(e.code, "\(device): \(e.message)", context: e.context.merging(["device": device]) { a, _ in a }))
+            } catch {}
+            return .failure(VouchError(.revocationStatusUnknown, "\(device): the GPU chain's revocation status is unknown", context: ["device": device]))
         }
     }
 
@@ -115,7 +157,8 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         guard case let .nvidiaGPU(gpu) = evidence.payload else {
             return .rejected([VouchError(.internalError, "the NVIDIA GPU verifier was given \(evidence.kind.rawValue) evidence").violation(device: evidence.device)], nil)
         }
-        let unjudged = Self.summary(device: evidence.device, gpu.claims, digest: gpu.digest, rims: [], simulated: gpu.simulated)
+        var unjudged = Self.summary(device: evidence.device, gpu.claims, digest: gpu.digest, rims: [], simulated: gpu.simulated)
+        unjudged.revocation = gpu.revocation
         // 1
         var lookup: NvidiaRIMStore.Lookup?
         if let store = gpu.simulated ? trust.simulatedReferences : trust.references {
@@ -132,7 +175,8 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         }
         var claims = gpu.claims
         claims.measurements = NvidiaGPUVerifier.compare(transcript.blocks, lookup?.references)
-        let summary = Self.summary(device: evidence.device, claims, digest: gpu.digest, rims: lookup?.used.map(\.rim.identity.tagId) ?? [], simulated: gpu.simulated)
+        var summary = Self.summary(device: evidence.device, claims, digest: gpu.digest, rims: lookup?.used.map(\.rim.identity.tagId) ?? [], simulated: gpu.simulated)
+        summary.revocation = gpu.revocation
         return .verified(VerifiedEvidence(device: evidence.device, claims: .nvidiaGPU(claims, summary: summary)))
     }
 

@@ -51,6 +51,17 @@ public struct GPUPolicy: Sendable, Equatable {
         case reported
     }
 
+    /// Whether each GPU's device chain must have been shown unrevoked by OCSP.
+    public enum Revocation: String, Sendable, Equatable {
+        /// Every certificate of the chain below the root (the leaf, the GPU's own attestation key,
+        /// aside) must have a verified, current `good` OCSP answer in the broker's store; a
+        /// missing or `unknown` one is refused (`revocation_status_unknown`).
+        case required
+        /// A verified `revoked` answer refuses (`certificate_revoked_ocsp`); a missing one is
+        /// reported in the claims (`revocation: missing`).
+        case ifAvailable
+    }
+
     /// One allowed model: the signed opaque data's project, project SKU and chip SKU (each
     /// compared exactly; nil matches any). NVIDIA's evidence names no marketing model, so these
     /// identifiers are what a policy can honestly pin.
@@ -74,6 +85,7 @@ public struct GPUPolicy: Sendable, Equatable {
     public var minDriverVersion: NvidiaVersion?
     public var minVBIOSVersion: NvidiaVersion?
     public var referenceValues: ReferenceValues = .required
+    public var revocation: Revocation = .ifAvailable
 
     public init() {}
 
@@ -82,7 +94,7 @@ public struct GPUPolicy: Sendable, Equatable {
 
     static func decode(_ node: ConfigNode, path: String) throws -> GPUPolicy {
         let m = try PolicyDecoder.Mapping(node, path: path)
-        try m.allowOnly(["count", "models", "minDriverVersion", "minVBIOSVersion", "referenceValues"])
+        try m.allowOnly(["count", "models", "minDriverVersion", "minVBIOSVersion", "referenceValues", "revocation"])
         var p = GPUPolicy()
         if let n = m.optional("count") { p.count = try PolicyDecoder.integer(n, m.child("count"), 1...maxGPUs) }
         if let n = m.optional("models") {
@@ -119,6 +131,12 @@ public struct GPUPolicy: Sendable, Equatable {
                 throw PolicyDecoder.invalid(n, m.child("referenceValues"), "must be required or reported")
             }
             p.referenceValues = r
+        }
+        if let n = m.optional("revocation") {
+            guard let s = n.scalar, let r = Revocation(rawValue: s) else {
+                throw PolicyDecoder.invalid(n, m.child("revocation"), "must be required or ifAvailable")
+            }
+            p.revocation = r
         }
         return p
     }

@@ -91,6 +91,12 @@ struct BrokerOptions {
         if let dir = args["nvidia-rims"] {
             try Self.loadRIMs(directory: dir, into: &tee.gpu)
         }
+        if let dir = args["nvidia-ocsp"] {
+            let store = try OCSPStore(directory: URL(fileURLWithPath: dir))
+            Runtime.log("nvidia-ocsp \(dir): \(store.count) OCSP answer(s)")
+            for p in store.problems { Runtime.log("WARNING: nvidia-ocsp: \(p.file) is not used: \(p.code.rawValue): \(p.message)") }
+            tee.gpu.ocsp = store
+        }
         self.dataDir = dataDir; self.listen = listen; self.port = port; self.trustDomain = trustDomain; self.publicURL = publicURL
         self.publication = publication; self.policyPaths = policyPaths; self.ekRoots = ekRoots; self.config = config
         self.concurrency = concurrency; self.pullTimeout = pullTimeout; self.perAddress = perAddress; self.authFailures = authFailures

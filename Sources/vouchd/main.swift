@@ -78,6 +78,9 @@ win over the environment, which wins over the file. docs/operations.md has an ex
                         compared with, verified once at start under NVIDIA's pinned CoRIM root (and
                         the software GPU's RIM root for simulated GPUs); without it every GPU
                         measurement is "missing" (a policy requiring reference values refuses)
+  --nvidia-ocsp DIR     OCSP answers (DER files) for GPU device chains, read once at start; each answer
+                        verified against its issuer when used. A revoked certificate always refuses; a
+                        missing answer refuses only under a policy's devices.gpus.revocation: required
   --allow-simulated-hosts     accept hosts from vouch-attester --simulate (software AKs: scale tests only)
   --simulated-tee-roots DIR   with --allow-simulated-hosts only: also trust the software TEE's roots in
                         DIR (sev-snp.pem, tdx.pem, and the software GPU board's nvidia-gpu.pem and
@@ -105,7 +108,7 @@ let options: Set<String> = Set(["config", "data-dir", "policy", "ek-roots", "lis
                              "publish-listen", "publish-url", "crl-url", "ocsp-url",
                              "crl-validity", "webhook", "webhook-secret-file", "connection-timeout", "request-deadline",
                              "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "log-format",
-                             "tdx-collateral", "simulated-tee-roots", "nvidia-rims"]).union(CollateralFetching.options)
+                             "tdx-collateral", "simulated-tee-roots", "nvidia-rims", "nvidia-ocsp"]).union(CollateralFetching.options)
 let switches: Set<String> = ["allow-simulated-hosts"]
 let args: Settings
 let brokerOptions: BrokerOptions
