@@ -104,7 +104,7 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         case let .verified(claims, _):
             // 4
             let revocation: String
-            switch revocationStatus(evidence, device: raw.device, context: context) {
+            switch revocationStatus(evidence, roots: roots, device: raw.device, context: context) {
             case let .success(status): revocation = status
             case let .failure(error): return .rejected([error])
             }
@@ -117,16 +117,21 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         }
     }
 
-    /// Check 4 of stage 1, on a chain that verified: `good`, `missing`, or the refusal.
-    func revocationStatus(_ evidence: NvidiaGPUEvidence, device: String, context: VerificationContext) -> Result<String, VouchError> {
+    /// Check 4 of stage 1, on a chain that verified: `good`, `missing`, `none` (nothing below the
+    /// root but the leaf to ask about), or the refusal. The certificates asked about are those of
+    /// the path OpenSSL verified (leaf to pinned root), never the order the host sent them in: a
+    /// reordered or root-less PEM must not hide a revoked intermediate.
+    func revocationStatus(_ evidence: NvidiaGPUEvidence, roots: [Certificate], device: String, context: VerificationContext) -> Result<String, VouchError> {
         let required = context.policy.devices?.gpus?.revocation == .required
-        guard let chain = try? Certificate.chain(pem: evidence.certificateChainPEM) else {
-            return .failure(VouchError(.internalError, "a verified GPU chain no longer parses", context: ["device": device]))
+        guard let sent = try? Certificate.chain(pem: evidence.certificateChainPEM), let leaf = sent.first,
+              case let .success(path) = leaf.verifiedPath(anchors: roots, intermediates: Array(sent.dropFirst()), at: context.now) else {
+            return .failure(VouchError(.internalError, "a verified GPU chain no longer verifies", context: ["device": device]))
         }
         let result: ChainRevocation.Result
-        do { result = try ChainRevocation.check(chain: chain, store: trust.ocsp ?? OCSPStore(responses: []), at: context.now, skipLeaf: true) } catch {
+        do { result = try ChainRevocation.check(chain: path, store: trust.ocsp ?? OCSPStore(responses: []), at: context.now, skipLeaf: true) } catch {
             return .failure(VouchError(.revocationStatusUnknown, "\(device): the GPU chain's revocation cannot be checked: \(error)", context: ["device": device]))
         }
+        if result.entries.isEmpty { return .success("none") }
         switch result.summary {
         case .allGood: return .success("good")
         case .someRevoked:

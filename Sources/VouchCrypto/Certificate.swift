@@ -124,6 +124,19 @@ public final class Certificate: @unchecked Sendable {
     /// With `crls`, also checks revocation of every certificate in the chain (CRLs must cover it).
     /// Returns nil when valid, otherwise the verification error.
     public func verify(anchors: [Certificate], intermediates: [Certificate] = [], crls: [CRL] = [], at: Date) -> VouchError? {
+        verifyPath(anchors: anchors, intermediates: intermediates, crls: crls, at: at, path: nil)
+    }
+
+    /// The path OpenSSL verified from this certificate to one of `anchors` through
+    /// `intermediates` at `at`, this certificate first and the anchor last — whatever order the
+    /// intermediates came in, and without any that were not used — or why it does not verify.
+    public func verifiedPath(anchors: [Certificate], intermediates: [Certificate] = [], at: Date) -> Result<[Certificate], VouchError> {
+        var path: [Certificate] = []
+        if let error = verifyPath(anchors: anchors, intermediates: intermediates, crls: [], at: at, path: &path) { return .failure(error) }
+        return .success(path)
+    }
+
+    private func verifyPath(anchors: [Certificate], intermediates: [Certificate], crls: [CRL], at: Date, path: UnsafeMutablePointer<[Certificate]>?) -> VouchError? {
         guard let store = X509_STORE_new() else { return opensslError("X509_STORE_new") }
         defer { X509_STORE_free(store) }
         for a in anchors where X509_STORE_add_cert(store, a.x509) != 1 { return opensslError("X509_STORE_add_cert") }
@@ -139,7 +152,17 @@ public final class Certificate: @unchecked Sendable {
             X509_STORE_CTX_set_flags(ctx, UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL))
         }
         let rc = X509_verify_cert(ctx)
-        if rc == 1 { return nil }
+        if rc == 1 {
+            if let path, let chain = X509_STORE_CTX_get0_chain(ctx) {
+                for i in 0..<OPENSSL_sk_num(chain) {
+                    guard let x = OPENSSL_sk_value(chain, i).map({ OpaquePointer($0) }), X509_up_ref(x) == 1 else {
+                        return opensslError("X509_STORE_CTX_get0_chain")
+                    }
+                    path.pointee.append(Certificate(owning: x))
+                }
+            }
+            return nil
+        }
         let err = X509_STORE_CTX_get_error(ctx)
         let reason = String(cString: X509_verify_cert_error_string(Int(err)))
         ERR_clear_error()

@@ -103,7 +103,9 @@ public enum OCSPClient {
             throw VouchError(.ocspResponseNotYetValid, "the OCSP answer's thisUpdate is after the check time",
                              context: ["thisUpdate": timestamp(thisUpdate), "at": timestamp(at)])
         }
-        guard at <= nextUpdate else {
+        // A verified revocation stays true after the answer's nextUpdate (a certificate is not
+        // unrevoked by time): only good and unknown answers expire.
+        guard at <= nextUpdate || code == V_OCSP_CERTSTATUS_REVOKED else {
             throw VouchError(.ocspResponseExpired, nextUpd == nil ? "the OCSP answer has no nextUpdate and is older than the max age"
                                                                   : "the check time is past the OCSP answer's nextUpdate",
                              context: ["nextUpdate": timestamp(nextUpdate), "at": timestamp(at)])

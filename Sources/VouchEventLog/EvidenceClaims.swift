@@ -122,8 +122,9 @@ public struct DeviceClaims: Sendable, Codable, Equatable {
     /// The device chains to the software GPU's test root (a simulated device).
     public var simulated: Bool
     /// The OCSP status of the device chain below its root, from the broker's store: `good` (every
-    /// certificate checked answered good) or `missing` (some had no verified, current answer);
-    /// nil where it was not looked at (no store, offline tools).
+    /// certificate checked answered good), `missing` (some had no verified, current answer) or
+    /// `none` (the chain has nothing between the GPU's own leaf and the root to ask about); nil
+    /// where it was not looked at (offline tools).
     public var revocation: String?
 
     public init(device: String, kind: String, sha256: String, driverVersion: String, vbiosVersion: String, project: String?, projectSKU: String?,

@@ -104,6 +104,8 @@ final class OCSPClientTests: XCTestCase {
         let revokedAt = pki.now.addingTimeInterval(-600)
         let revoked = try responder.respond(to: request, now: pki.now, validity: 3600) { _ in .revoked(at: revokedAt, reason: 4) }
         guard case .revoked(_, 4) = try verify(revoked) else { return XCTFail("expected revoked, superseded") }
+        // Past its nextUpdate a revoked answer still says revoked (time does not unrevoke).
+        guard case .revoked(_, 4) = try verify(revoked, at: pki.now.addingTimeInterval(30 * 86400)) else { return XCTFail("an old revoked answer expired") }
         XCTAssertEqual(code { try self.verify(good, at: self.pki.now.addingTimeInterval(7200)) }, .ocspResponseExpired)
         // The request OCSPClient builds is one `openssl ocsp` answers too.
         let requestFile = try pki.write("vouch-req.der", "")

@@ -69,6 +69,23 @@ final class GPURevocationTests: XCTestCase {
         }
     }
 
+    /// The intermediate is looked up on the path OpenSSL verified: a PEM sent in another order,
+    /// or without its root, still finds the revoked intermediate.
+    func testAReorderedOrRootlessChainDoesNotHideARevokedIntermediate() throws {
+        var trust = GPUTrust(deviceRoots: [root.certificate])
+        trust.ocsp = OCSPStore(responses: [("revoked.der", try answer(.revoked(at: now - 120, reason: 1)))])
+        let nonce = try Crypto.randomBytes(32)
+        let context = VerificationContext(hostID: "h", binding: [], nonce: nonce, enrolled: EnrolledKeys(),
+                                          policy: Policy(name: "gpu", version: 1, pcrBank: .sha256, pcrValues: [:]), digester: OpenSSLDigester(),
+                                          platform: .sevSNP, now: now)
+        let blocks = (1...SoftwareGPUFirmware.blockCount).map { (index: UInt8($0), digest: SoftwareGPUFirmware.measurement(block: $0)) }
+        let transcript = try gpu.transcript(nonce: nonce, blocks: blocks)
+        for pem in [try gpu.certificate.pem + root.certificate.pem + intermediate.certificate.pem, try gpu.certificate.pem + intermediate.certificate.pem] {
+            let raw = RawEvidence(device: "gpu0", payload: .nvidiaGPU(NvidiaGPUEvidence(transcript: transcript, certificateChainPEM: pem)))
+            XCTAssertEqual(code(NvidiaGPUEvidenceVerifier(trust: trust).authenticate(raw, context: context)), .certificateRevokedOCSP)
+        }
+    }
+
     func testTheRevocationStatusIsInTheDeviceClaims() throws {
         for (answers, expected) in [(nil, "missing"), ([try answer(.good)], "good")] as [([[UInt8]]?, String)] {
             var trust = GPUTrust(deviceRoots: [root.certificate])
