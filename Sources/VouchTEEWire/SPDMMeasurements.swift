@@ -91,6 +91,9 @@ public struct SPDMMeasurementTranscript: Sendable, Equatable {
         requestAttributes = try r.u8("request.param1")
         guard requestAttributes & 1 == 1 else { throw Self.malformed("the request asks for no signature", "request.param1") }
         requestOperation = try r.u8("request.param2")
+        // All measurements (0xFF): a request for one block, or for the count only, would let a
+        // host leave out the blocks a reference comparison needs.
+        guard requestOperation == 0xFF else { throw Self.malformed("the request does not ask for all measurements (param2 0xFF)", "request.param2") }
         requestNonce = try r.bytes(Self.nonceLength, "request.nonce")
         requestSlot = try r.u8("request.slot")
         guard try r.u8("response.version") == spdmVersion else { throw Self.malformed("the response's SPDM version differs from the request's", "response.version") }
@@ -99,6 +102,7 @@ public struct SPDMMeasurementTranscript: Sendable, Equatable {
         responseParam2 = try r.u8("response.param2")
         guard responseParam2 & 0x0F == requestSlot & 0x0F else { throw Self.malformed("the response names another certificate slot than the request", "response.param2") }
         let count = Int(try r.u8("response.numberOfBlocks"))
+        guard count >= 1 else { throw Self.malformed("the response holds no measurement block", "response.numberOfBlocks") }
         let lo = Int(try r.u16le("response.recordLength"))
         let recordLength = lo | Int(try r.u8("response.recordLength")) << 16
         blocks = try Self.parseRecord(try r.bytes(recordLength, "response.record"), count: count)

@@ -147,4 +147,16 @@ final class SoftwareGPUTests: XCTestCase {
         XCTAssertThrowsCode(try NVMLGPUEvidenceSource(libraryPath: "libc.so.6").gpuEvidence(nonce: nonce), .gpuUnavailable)
         XCTAssertThrowsCode(try NVMLGPUEvidenceSource(libraryPath: "/nonexistent").gpuEvidence(nonce: [1, 2]), .invalidValue)
     }
+
+    /// A transcript that asks for fewer than all measurements, or answers with none, is malformed:
+    /// a host could otherwise leave out the blocks a required reference comparison needs.
+    func testATranscriptWithoutAllMeasurementsIsMalformed() throws {
+        var one = try GPUSamples.transcript("h100-nvtrust-sample")
+        one[3] = 0x01
+        XCTAssertThrowsError(try SPDMMeasurementTranscript(one)) { XCTAssertEqual(($0 as? VouchError)?.code, .teeEvidenceMalformed) }
+        let key = try PrivateKey.generate(.p384)
+        let none = try SoftwareGPU(key: key, certificate: try Certificate(pem: GPUSamples.text("h100-nvtrust-sample/device_cert_chain.pem")),
+                                   fwid: [UInt8](repeating: 1, count: 48)).transcript(nonce: [UInt8](repeating: 2, count: 32), blocks: [])
+        XCTAssertThrowsError(try SPDMMeasurementTranscript(none)) { XCTAssertEqual(($0 as? VouchError)?.context["field"], "response.numberOfBlocks") }
+    }
 }
