@@ -141,7 +141,7 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             "iat": Int(attestedAt.timeIntervalSince1970),
             "exp": Int(expiresAt.timeIntervalSince1970),
             "ear.verifier-id": ["developer": "Vouch", "build": verifierBuild],
-            "submods": Dictionary(devices.map { ($0, appraisal) }, uniquingKeysWith: { first, _ in first }),
+            "submods": Self.submods(devices: devices, appraisal: appraisal, verified: self.devices ?? []),
             "vouch.host": ["hostId": hostId],
             "vouch.evidence": evidence,
             "vouch.policy": ["name": policyName, "version": policyVersion, "sha256": Hex.encode(policyDigest)],
@@ -152,6 +152,33 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             payload["vouch.devices"] = object
         }
         return [UInt8](try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys, .withoutEscapingSlashes]))
+    }
+
+    /// One EAR submodule per device name, each with the host's `appraisal`, except that a device
+    /// verified beside the platform (`verified`, a GPU) gets its own judgement of what it showed:
+    /// `executables` 2 only when every measurement matched its RIM (else 0, no claim),
+    /// `hardware` 0 for the software GPU, and `ear.status` `warning` (not `affirming`) when it is
+    /// simulated, its measurements did not all match, or its chain's revocation was not shown
+    /// (`revocation: missing`) — what a policy let through is not presented as more than it is.
+    /// (Under a refusal there is no EAR: every device affirmed as far as the policy asked.)
+    public static func submods(devices: [String], appraisal: [String: Any], verified: [DeviceClaims]) -> [String: Any] {
+        var submods: [String: Any] = [:]
+        for device in devices where submods[device] == nil {
+            guard appraisal["ear.status"] as? String != "contraindicated", appraisal["ear.status"] as? String != "none",
+                  let d = verified.first(where: { $0.device == device }) else {
+                submods[device] = appraisal
+                continue
+            }
+            var own = appraisal
+            let matched = d.referenceValues == "matched"
+            var vector = (appraisal["ear.trustworthiness-vector"] as? [String: Int]) ?? [:]
+            vector["executables"] = matched ? 2 : 0
+            if d.simulated { vector["hardware"] = 0 }
+            own["ear.trustworthiness-vector"] = vector
+            if d.simulated || !matched || d.revocation == "missing" { own["ear.status"] = "warning" }
+            submods[device] = own
+        }
+        return submods
     }
 
     /// The claims of an EAR claims set that this type reads (others are ignored).

@@ -72,7 +72,8 @@ extension QueryService {
             "iat": Int(now.timeIntervalSince1970),
             "exp": Int(now.addingTimeInterval(Self.earValidity).timeIntervalSince1970),
             "ear.verifier-id": ["developer": "Vouch", "build": "vouchd (\(config.trustDomain))"],
-            "submods": Self.submods(devices: Self.devices(of: host, claims: last?.claims), appraisal: appraisal),
+            "submods": AttestationExtension.submods(devices: Self.devices(of: host, claims: last?.claims), appraisal: appraisal,
+                                                    verified: last?.claims?.devices ?? []),
             "vouch.host": hostClaims,
             "vouch.kind": AttestationExtension.hostStatusKind,
         ]
@@ -86,13 +87,5 @@ extension QueryService {
     /// which the attestation record keeps in the platform's claims.
     static func devices(of host: HostRecord, claims: EvidenceClaims?) -> [String] {
         [(EvidenceKind(rawValue: host.platform.rawValue) ?? .tpm).defaultDevice] + (claims?.devices ?? []).map(\.device)
-    }
-
-    /// One submodule per device. The host's trust state is the verdict over all its devices (all
-    /// must affirm), so each device carries that appraisal.
-    static func submods(devices: [String], appraisal: [String: Any]) -> [String: Any] {
-        var submods: [String: Any] = [:]
-        for device in devices { submods[device] = appraisal }
-        return submods
     }
 }

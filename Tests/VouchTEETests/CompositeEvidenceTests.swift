@@ -77,6 +77,19 @@ final class CompositeEvidenceTests: XCTestCase {
         XCTAssertEqual(Set(claims.map(\.fwid)).count, 1, "one firmware: the FWID names the firmware, not the GPU")
         XCTAssertNotNil(trusted.claims.tee, "the platform's claims stay the record's")
         XCTAssertEqual(trusted.attestationExtension(attestedAt: GPUSamples.now).devices, claims)
+        // The EAR: one submodule per GPU, judged by what it showed — no RIM compared, so no
+        // executables claim and a warning, whatever the host's status.
+        var ext = trusted.attestationExtension(attestedAt: GPUSamples.now)
+        ext.subject = AttestationExtension.Subject(spiffeId: "spiffe://t/agent", spkiSHA256: Crypto.sha256(agentSPKI))
+        let payload = try JSONSerialization.jsonObject(with: Data(try ext.earPayload(device: "sev-snp", devices: trusted.results.map(\.device),
+                                                                                      verifierBuild: "test", expiresAt: GPUSamples.now + 60, simulated: false))) as? [String: Any]
+        let submods = try XCTUnwrap(payload?["submods"] as? [String: [String: Any]])
+        XCTAssertEqual(submods.keys.sorted(), (0..<8).map { "gpu\($0)" } + ["sev-snp"])
+        XCTAssertEqual(submods["gpu5"]?["ear.status"] as? String, "warning")
+        XCTAssertEqual((submods["gpu5"]?["ear.trustworthiness-vector"] as? [String: Int])?["executables"], 0)
+        XCTAssertEqual((payload?["vouch.devices"] as? [[String: Any]])?.count, 8)
+        XCTAssertEqual(try AttestationExtension(earPayload: try ext.earPayload(device: "sev-snp", devices: ["sev-snp"], verifierBuild: "t",
+                                                                             expiresAt: GPUSamples.now + 60, simulated: false)).devices, claims)
     }
 
     func testDroppingAddingReorderingRenamingOrChangingAGPUBreaksTheBinding() throws {
