@@ -56,8 +56,9 @@ func evidenceCommand(_ argv: [String]) throws -> Int32 {
         case .nitro: report = try verifyNitro(files, at: at, nonce: nonce, policy: sections.nitro, roots: roots)
         case .composite:
             guard nonce == nil || nonce?.count == 32 else { throw VouchError(.usage, "--nonce for composite is the challenge nonce: 32 bytes of hex") }
-            report = try verifyComposite(args.positional, at: at, nonce: nonce, sections: sections, roots: roots,
-                                         gpuRoots: try args["gpu-roots"].map { try selfSignedRoots(in: $0) } ?? [NvidiaRoots.deviceIdentityCA])
+            let options = GPUOptions(rims: args["rims"], rimRoots: args["rim-roots"], testRoots: args.has("test-roots"), gpus: sections.devices?.gpus)
+            report = try verifyComposite(args.positional, at: at, nonce: nonce, sections: sections, roots: roots, options: options,
+                                         gpuRoots: try nvidiaRoots(args["gpu-roots"].map { RootsOption(directory: $0, pinned: !args.has("test-roots")) }))
         case .nvidiaGPU:
             let options = GPUOptions(rims: args["rims"], rimRoots: args["rim-roots"], testRoots: args.has("test-roots"), gpus: sections.devices?.gpus)
             report = try verifyNvidiaGPU(files, at: at, nonce: nonce, roots: roots, options: options)
@@ -190,6 +191,11 @@ func readEvidenceFile(_ path: String) throws -> [UInt8] {
 struct RootsOption {
     var directory: String
     var pinned: Bool
+
+    init(directory: String, pinned: Bool) {
+        self.directory = directory
+        self.pinned = pinned
+    }
 
     /// `--roots DIR [--test-roots]`; nil without `--roots` (the compiled-in roots).
     init?(_ args: Arguments) throws {

@@ -15,9 +15,11 @@ import VouchPolicy
 // 2. the binding: an enrollment's CSR parses and its self-signature verifies, the binding then
 //    SHA-256(nonce ‖ SHA-256(CSR SPKI)); a report's SHA-256(nonce ‖ SHA-256("vouch
 //    re-attestation v1")); the composite of it and every device's digest, in the order sent;
-// 3. every GPU verifies (`NvidiaGPUVerifier`, its request nonce the body's nonce);
+// 3. every GPU verifies (`NvidiaGPUVerifier`, its request nonce the body's nonce), compared with
+//    the RIMs of --rims when given, and the GPUs as a set satisfy --policy's `devices:` section;
 // 4. the CPU evidence verifies as `--kind sev-snp|tdx` would, its REPORT_DATA exactly
 //    SHA-512("vouch tee report-data v1" ‖ 0 ‖ composite), under the policy's section with --policy.
+// Not checked offline: the GPU chains' revocation (OCSP) — the broker's `--nvidia-ocsp` is.
 // The host key's signature over the binding is not checked: it needs the key the broker
 // registered (a relying party trusts the broker's record of it, or the certificate's EAR).
 
@@ -50,7 +52,7 @@ struct CompositeClaims: Codable, Sendable {
 }
 
 func verifyComposite(_ paths: [String], at: Date, nonce expectedNonce: [UInt8]?, sections: TEESections, roots: RootsOption?,
-                     gpuRoots: [Certificate]) throws -> EvidenceReport {
+                     options: GPUOptions, gpuRoots: [Certificate]) throws -> EvidenceReport {
     // 1
     let bytes = try readEvidenceFile(paths[0])
     let body: CompositeBody
@@ -93,16 +95,25 @@ func verifyComposite(_ paths: [String], at: Date, nonce expectedNonce: [UInt8]?,
     let composite = EnrollmentBinding.composite(binding: binding, devices: gpus.map { ($0.name, EvidenceKind.nvidiaGPU.rawValue, $0.evidence.bindingDigest) })
     // 3
     let verifier = NvidiaGPUVerifier(roots: gpuRoots)
+    let store = try rimStore(options, at: at)
+    for failure in store?.failures ?? [] {
+        warnings.append(TEEWarning(code: failure.code.rawValue, message: "RIM \(failure.file) not used: \(CLI.oneLine(failure.message))"))
+    }
     var deviceClaims: [CompositeClaims.Device] = []
+    var facts: [GPUFacts] = []
     for gpu in gpus {
-        switch verifier.verify(gpu.evidence, at: at, expectedNonce: nonce) {
+        let result = store.map { verifier.verify(gpu.evidence, at: at, expectedNonce: nonce, rims: $0).result }
+            ?? verifier.verify(gpu.evidence, at: at, expectedNonce: nonce)
+        switch result {
         case let .verified(claims, _):
+            facts.append(claims.facts(device: gpu.name))
             deviceClaims.append(.init(device: gpu.name, sha256: Hex.encode(gpu.evidence.bindingDigest), verified: true, claims: claims))
         case let .rejected(v, claims):
             deviceClaims.append(.init(device: gpu.name, sha256: Hex.encode(gpu.evidence.bindingDigest), verified: false, claims: claims))
             violations += v.map { PolicyViolation(code: $0.code, path: "\(gpu.name).\($0.path)", expected: $0.expected, actual: $0.actual) }
         }
     }
+    if let rules = options.gpus, violations.isEmpty { violations += rules.evaluate(facts) }
     // 4
     func decode(_ value: String?, _ name: String) throws -> [UInt8]? {
         guard let value else { return nil }

@@ -102,7 +102,7 @@ private func gpuReferences(_ device: String, _ lookup: NvidiaRIMStore.Lookup) ->
 
 /// `--rims DIR` loaded at `at` with the compiled-in CoRIM signing root, or `--rim-roots PEM`'s
 /// self-signed certificates (each the pinned root unless `--test-roots`).
-private func rimStore(_ options: GPUOptions, at: Date) throws -> NvidiaRIMStore? {
+func rimStore(_ options: GPUOptions, at: Date) throws -> NvidiaRIMStore? {
     guard let directory = options.rims else {
         guard options.rimRoots == nil else { throw VouchError(.usage, "--rim-roots needs --rims DIR") }
         return nil
@@ -141,7 +141,7 @@ private func gpuDevices(_ files: EvidenceFiles) throws -> [NvidiaGPUEvidence] {
 
 /// `--roots DIR`: its self-signed certificates, each the pinned NVIDIA Device Identity CA unless
 /// `--test-roots`; the compiled-in root without `--roots`.
-private func nvidiaRoots(_ option: RootsOption?) throws -> [Certificate] {
+func nvidiaRoots(_ option: RootsOption?) throws -> [Certificate] {
     guard let option else { return [NvidiaRoots.deviceIdentityCA] }
     let out = try selfSignedRoots(in: option.directory)
     if option.pinned {

@@ -68,6 +68,20 @@ final class EvidenceCompositeCLITests: XCTestCase {
         XCTAssertEqual(unchecked.status, 0)
         XCTAssertTrue(((unchecked.json["warnings"] as? [[String: Any]]) ?? []).contains { $0["code"] as? String == "nonce_not_checked" })
 
+        // --policy's devices: section judges the GPUs as a set; no RIMs given, so only `reported` can pass.
+        let goodBody = try body(bound: gpus, sent: gpus, name: "policy.json")
+        for (rules, expected) in [("{count: 8, referenceValues: reported}", [String]()), ("{count: 7, referenceValues: reported}", ["gpu_count_mismatch"])] {
+            let policy = dir.appendingPathComponent("devices.yaml")
+            try Data("devices:\n  gpus: \(rules)\n".utf8).write(to: policy)
+            let r = try TestEnv.run(TestEnv.bin("vouch"), ["evidence", "verify", "--kind", "composite", "--at", at, "--json", "--roots", roots.path, "--test-roots",
+                                                           "--nonce", nonceHex, "--policy", policy.path, goodBody.path])
+            let j = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
+            XCTAssertEqual(codes(j), expected, rules + r.stdout + r.stderr)
+        }
+        // Other GPU roots are pinned to NVIDIA's unless --test-roots.
+        let pinned = try TestEnv.run(TestEnv.bin("vouch"), ["evidence", "verify", "--kind", "composite", "--at", at, "--gpu-roots", roots.path, goodBody.path])
+        XCTAssertEqual(pinned.status, 2, pinned.stdout + pinned.stderr)
+
         let junk = dir.appendingPathComponent("junk.json")
         try Data("{\"nonce\": \"x\"}".utf8).write(to: junk)
         XCTAssertEqual(try verify(junk).status, 2)
