@@ -122,8 +122,11 @@ public final class Certificate: @unchecked Sendable {
 
     /// Verifies this certificate up to one of `anchors`, through `intermediates`, at time `at`.
     /// With `crls`, also checks revocation of every certificate in the chain (CRLs must cover it).
+    /// With `partialChain`, an anchor need not be self-signed: a verified intermediate may stand as
+    /// the anchor (every certificate up to it is still checked: signature, validity, CA constraints).
     /// Returns nil when valid, otherwise the verification error.
-    public func verify(anchors: [Certificate], intermediates: [Certificate] = [], crls: [CRL] = [], at: Date) -> VouchError? {
+    public func verify(anchors: [Certificate], intermediates: [Certificate] = [], crls: [CRL] = [], at: Date,
+                       partialChain: Bool = false) -> VouchError? {
         guard let store = X509_STORE_new() else { return opensslError("X509_STORE_new") }
         defer { X509_STORE_free(store) }
         for a in anchors where X509_STORE_add_cert(store, a.x509) != 1 { return opensslError("X509_STORE_add_cert") }
@@ -138,6 +141,7 @@ public final class Certificate: @unchecked Sendable {
         if !crls.isEmpty {
             X509_STORE_CTX_set_flags(ctx, UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL))
         }
+        if partialChain { X509_STORE_CTX_set_flags(ctx, UInt(X509_V_FLAG_PARTIAL_CHAIN)) }
         let rc = X509_verify_cert(ctx)
         if rc == 1 { return nil }
         let err = X509_STORE_CTX_get_error(ctx)
