@@ -15,6 +15,8 @@ public enum Bench {
         var unit: String
         var rate: Double
         var detail: String
+        /// How many signatures one unit verifies, where a ratio against `openssl speed` needs it.
+        var signatures: Int? = nil
     }
 
     /// Runs `body` repeatedly for about `seconds` and returns calls per second.
