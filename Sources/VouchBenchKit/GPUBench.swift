@@ -25,9 +25,7 @@ public enum GPUBench {
     static let nitroSample = "beta-2022-production"
 
     public static func run(_ argv: [String]) throws -> Int32 {
-        let args = try Arguments(argv, options: ["fixtures", "out", "seconds"])
-        let seconds = Double(args["seconds"] ?? "3") ?? 3
-        let fixtures = URL(fileURLWithPath: try args.required("fixtures"))
+        let (fixtures, seconds, out) = try Bench.fixtureOptions(argv)
         var results: [Bench.Result] = []
 
         // NVIDIA GPU evidence, per GPU.
@@ -100,11 +98,7 @@ public enum GPUBench {
         nitroRow.signatures = 2 * bundle + 1
         results.append(nitroRow)
 
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let json = try e.encode(results)
-        if let out = args["out"] { try json.write(to: URL(fileURLWithPath: out)) } else { print(String(decoding: json, as: UTF8.self)) }
-        for r in results { FileHandle.standardError.write(Data("\(r.name): \(Int(r.rate)) \(r.unit)\n".utf8)) }
+        try Bench.emit(results, to: out)
         return 0
     }
 
