@@ -9,7 +9,7 @@ APT_PACKAGES := libxmlsec1-dev libxml2-dev swtpm swtpm-tools tpm2-tools libtss2-
                 golang-go gnutls-bin openjdk-17-jdk-headless python3-cryptography python3-jwt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build demo test test-unit check-imports fuzz bench bench-tee clean
+.PHONY: all deps build demo test test-unit check-imports fuzz bench bench-tee bench-gpu clean
 
 all: build
 
@@ -51,6 +51,10 @@ bench: deps
 # Only the confidential-VM rows (SEV-SNP, TDX beside openssl speed and dcap-qvl); updates their section.
 bench-tee: deps
 	bench/tee.sh
+
+# Only the GPU and enclave rows (NVIDIA GPU evidence, RIMs, Nitro beside openssl speed and NVIDIA's verifier).
+bench-gpu: deps
+	bench/gpu.sh
 
 clean:
 	rm -rf .build out

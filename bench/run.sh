@@ -33,6 +33,9 @@ openssl speed -seconds "$seconds" ecdsap256 rsa2048 > "$out/openssl-speed.txt" 2
 # Confidential-VM evidence (SEV-SNP, TDX) beside openssl speed and dcap-qvl: bench/tee.sh, which
 # writes its own table (out/bench/tee/results.json, the TEE section of docs/performance.md).
 bench/tee.sh "$out/tee"
+# NVIDIA GPU evidence, RIMs and Nitro beside the same openssl speed run and NVIDIA's own verifier:
+# bench/gpu.sh (out/bench/gpu/results.json, the GPU section of docs/performance.md).
+bench/gpu.sh "$out/gpu" "$out/tee/openssl-speed.txt"
 
 # The peers' quotes, one per AK type for both peers: PCR 16 carries Keylime's data binding
 # (reset, then extended with SHA-256 of the agent's transport key PEM, as the Keylime agent does
@@ -225,7 +228,9 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 machine = f"{os.cpu_count()} vCPU ({cpu}), {platform.system()} {platform.release()}"
 tee_path = os.path.join(out, "tee", "results.json")
 tee = json.load(open(tee_path)) if os.path.exists(tee_path) else None
-json.dump({"machine": machine, "results": results, "ratios": ratios, "tee": tee}, open(os.path.join(out, "results.json"), "w"), indent=2)
+gpu_path = os.path.join(out, "gpu", "results.json")
+gpu = json.load(open(gpu_path)) if os.path.exists(gpu_path) else None
+json.dump({"machine": machine, "results": results, "ratios": ratios, "tee": tee, "gpu": gpu}, open(os.path.join(out, "results.json"), "w"), indent=2)
 table = ["| measurement | rate | unit | detail |", "|---|---|---|---|"]
 table += [f"| {r['name']} | {r['rate']:,.1f} | {r['unit']} | {r['detail']} |" if r['rate'] < 100 else f"| {r['name']} | {r['rate']:,.0f} | {r['unit']} | {r['detail']} |" for r in results]
 section = "\n".join([f"Machine: {machine}. Release build; `BENCH_SECONDS` per measurement.", "", *table, "", *[f"- {r}" for r in ratios]])

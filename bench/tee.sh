@@ -38,7 +38,7 @@ else
 fi
 
 python3 - "$out" <<'PY'
-import datetime, json, os, platform, re, sys
+import json, os, re, sys
 out = sys.argv[1]
 results = json.load(open(os.path.join(out, "inprocess.json")))
 results += [json.loads(l) for l in open(os.path.join(out, "peers.jsonl"))]
@@ -72,21 +72,7 @@ if dcap:
                       "collateral signature on every call)")
 else:
     ratios.append("TDX against dcap-qvl: no ratio, dcap-qvl gave no figure (see its row)")
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
-machine = f"{os.cpu_count()} vCPU ({cpu}), {platform.system()} {platform.release()}"
-day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-json.dump({"machine": machine, "date": day, "results": results, "ratios": ratios}, open(os.path.join(out, "results.json"), "w"), indent=2)
-def rate(r):
-    if r["rate"] is None: return "—"
-    return f"{r['rate']:,.1f}" if r["rate"] < 100 else f"{r['rate']:,.0f}"
-table = ["| measurement | rate | unit | detail |", "|---|---|---|---|"]
-table += [f"| {r['name']} | {rate(r)} | {r['unit']} | {r['detail']} |" for r in results]
-section = "\n".join([f"Machine: {machine}; run {day}. Release build, one thread; `BENCH_SECONDS` per measurement; "
-                     "rates per CPU-second of the measuring thread or process.", "",
-                     *table, "", *[f"- {r}" for r in ratios]])
-doc = open("docs/performance.md").read()
-start, end = "<!-- bench-tee:start -->", "<!-- bench-tee:end -->"
-doc = doc[:doc.index(start) + len(start)] + "\n" + section + "\n" + doc[doc.index(end):]
-open("docs/performance.md", "w").write(doc)
-print(section)
+sys.path.insert(0, "bench")
+import section
+section.write(out, results, ratios, "bench-tee")
 PY

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every parser that sees outside bytes with libFuzzer + AddressSanitizer, each for
-# FUZZ_SECONDS (default 30), from seed corpora built from ../shared/testdata and fixtures made here.
+# FUZZ_SECONDS (default 30), from seed corpora built from ../shared/testdata and fixtures made here;
+# FUZZ_TARGETS="a b" runs only those targets (each must be one of the list below).
 # Writes out/fuzz/report.md; crashes go to out/fuzz/crashes/ and make this script fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,13 +11,22 @@ out=out/fuzz
 # Seeds are made afresh each run (a stale directory must not name a target that no longer exists).
 rm -rf "$out/seeds"
 mkdir -p "$out/crashes" "$out/seeds"
-targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document spdm-measurements"
+all_targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document spdm-measurements"
+targets=${FUZZ_TARGETS:-$all_targets}
+for t in $targets; do
+  case " $all_targets " in *" $t "*) ;; *) echo "fuzz.sh: unknown target $t (targets: $all_targets)" >&2; exit 2 ;; esac
+done
 
-swift build --product vouch-fuzz --scratch-path .build/fuzz --sanitize fuzzer --sanitize address -Xswiftc -DVOUCH_FUZZ
+# swiftc keeps only the last -sanitize= flag it is given, and SwiftPM writes `--sanitize fuzzer
+# --sanitize address` as two flags in an order that changes from build to build: one order built
+# Swift code with coverage but no AddressSanitizer, the other with AddressSanitizer but no
+# coverage (libFuzzer then saw 27 counters, all its own, and fuzzed blind). The combined flag,
+# after SwiftPM's own, gives both; the --sanitize options still link the runtimes and build C.
+swift build --product vouch-fuzz --scratch-path .build/fuzz --sanitize fuzzer --sanitize address -Xswiftc -sanitize=fuzzer,address -Xswiftc -DVOUCH_FUZZ
 bin=.build/fuzz/debug/vouch-fuzz
 
 seed() { mkdir -p "$out/seeds/$1"; }
-for t in $targets; do seed "$t"; done
+for t in $all_targets; do seed "$t"; done
 
 # TPM structures from the real GCE and Azure quotes.
 python3 - "$shared" "$out/seeds" <<'PY'
@@ -96,7 +106,7 @@ python3 -c 'import base64,json,sys; [open("%s/ppcie-%d" % (sys.argv[2], i), "wb"
   Tests/Fixtures/nvidia-gpu/h100-ppcie-8gpu-nvtrust/gpu_evidence.json "$out/seeds/spdm-measurements"
 
 report="$out/report.md"
-printf '| target | seconds | executions | corpus | crashes |\n|---|---|---|---|---|\n' > "$report"
+printf '| target | seconds | executions | coverage counters | corpus | crashes |\n|---|---|---|---|---|---|\n' > "$report"
 failed=0
 for target in $targets; do
   corpus="$out/corpus/$target"
@@ -108,8 +118,14 @@ for target in $targets; do
   rc=$?
   set -e
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  # An uninstrumented build still runs, blind: libFuzzer's own few counters are all it sees.
+  counters=$(grep -o 'Loaded 1 modules *([0-9]* inline 8-bit counters' "$log" | grep -o '([0-9]*' | tr -d '(' | head -1)
+  if [ "${counters:-0}" -lt 1000 ]; then
+    echo "$target: libFuzzer saw ${counters:-0} coverage counters: vouch-fuzz was built without coverage instrumentation" >&2
+    rc=1
+  fi
   crashes=$(ls "$out/crashes" | grep -c "^$target-" || true)
-  printf '| %s | %s | %s | %s | %s |\n' "$target" "$seconds" "$execs" "$(ls "$corpus" | wc -l)" "$crashes" >> "$report"
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$target" "$seconds" "$execs" "${counters:-0}" "$(ls "$corpus" | wc -l)" "$crashes" >> "$report"
   echo "$target: $execs executions, $crashes crashes (exit $rc)"
   [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ] && failed=1
 done

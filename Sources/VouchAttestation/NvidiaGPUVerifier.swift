@@ -78,9 +78,13 @@ public struct NvidiaGPUClaims: Sendable, Equatable, Codable {
 /// Verifies one NVIDIA Hopper GPU's SPDM evidence, offline. Checks, in order (docs/evidence.md,
 /// "NVIDIA GPU evidence"):
 /// 1. the transcript parses (`SPDMMeasurementTranscript`: SPDM 1.1, every length bounded);
-/// 2. the chain is 2–8 PEM certificates, leaf first; a self-signed last certificate is the pinned
-///    root itself; the leaf verifies through the others to a pinned NVIDIA Device Identity CA,
-///    every certificate valid at the check time (`nvidia_gpu_chain_invalid`);
+/// 2. the chain is 2–8 PEM certificates, leaf first; the leaf is an end entity that may sign (not
+///    basicConstraints cA TRUE; keyUsage present with digitalSignature); a self-signed last
+///    certificate is the pinned root itself; the leaf verifies through the others to a pinned
+///    NVIDIA Device Identity CA, every certificate valid at the check time, and was issued by the
+///    next certificate directly (`nvidia_gpu_chain_invalid`). The certificates above the leaf are
+///    verified once per verifier and validity window (`NvidiaGPUChainCache`); the leaf's own
+///    checks run on every call;
 /// 3. the leaf key is ECDSA P-384 and the signature (r ‖ s) verifies over request ‖ response
 ///    without the signature, SHA-384 (`nvidia_gpu_signature_invalid`);
 /// 4. the FWID in the signed opaque data is one of the FWIDs in the leaf's TCG DICE TcbInfo
@@ -95,19 +99,35 @@ public struct NvidiaGPUClaims: Sendable, Equatable, Codable {
 public struct NvidiaGPUVerifier: Sendable {
     public static let tcbInfoOID = "2.23.133.5.4.1"
     public static let maxChainLength = 8
-    public var roots: [Certificate]
+    static let keyUsageOID = "2.5.29.15"
+    public let roots: [Certificate]
+    /// Chains verified by this verifier (and its copies).
+    let cache = NvidiaGPUChainCache()
 
     public init(roots: [Certificate] = [NvidiaRoots.deviceIdentityCA]) { self.roots = roots }
 
     public func verify(_ evidence: NvidiaGPUEvidence, at now: Date, expectedNonce: [UInt8]? = nil,
                        references: NvidiaGPUReferenceValues? = nil, requireReferences: Bool = false) -> TEEVerification<NvidiaGPUClaims> {
-        verify(evidence, at: now, expectedNonce: expectedNonce, requireReferences: requireReferences) { _, _ in .success(references) }
+        verifyDevice(evidence, at: now, expectedNonce: expectedNonce, references: references, requireReferences: requireReferences).result
     }
 
     /// The same, with the reference values chosen by the verified driver and VBIOS versions
     /// (`lookup` runs after check 6; a violation it returns refuses the evidence, with its claims).
     func verify(_ evidence: NvidiaGPUEvidence, at now: Date, expectedNonce: [UInt8]?, requireReferences: Bool,
                 lookup: (_ driver: String, _ vbios: String) -> Result<NvidiaGPUReferenceValues?, LookupFailure>) -> TEEVerification<NvidiaGPUClaims> {
+        verifyDevice(evidence, at: now, expectedNonce: expectedNonce, requireReferences: requireReferences, lookup: lookup).result
+    }
+
+    /// `verify` with fixed references, and the leaf that signed the evidence once the chain verified.
+    func verifyDevice(_ evidence: NvidiaGPUEvidence, at now: Date, expectedNonce: [UInt8]?, references: NvidiaGPUReferenceValues?,
+                      requireReferences: Bool) -> (result: TEEVerification<NvidiaGPUClaims>, leaf: Certificate?) {
+        verifyDevice(evidence, at: now, expectedNonce: expectedNonce, requireReferences: requireReferences) { _, _ in .success(references) }
+    }
+
+    /// Checks 1–7, with the leaf that signed the evidence once the chain verified.
+    func verifyDevice(_ evidence: NvidiaGPUEvidence, at now: Date, expectedNonce: [UInt8]?, requireReferences: Bool,
+                      lookup: (_ driver: String, _ vbios: String) -> Result<NvidiaGPUReferenceValues?, LookupFailure>)
+        -> (result: TEEVerification<NvidiaGPUClaims>, leaf: Certificate?) {
         func refuse(_ code: ErrorCode, _ path: String, _ expected: String, _ actual: String) -> TEEVerification<NvidiaGPUClaims> {
             .rejected([PolicyViolation(code: code, path: path, expected: expected, actual: actual)], claims: nil)
         }
@@ -115,33 +135,33 @@ public struct NvidiaGPUVerifier: Sendable {
         let t: SPDMMeasurementTranscript
         do { t = try SPDMMeasurementTranscript(evidence.transcript) } catch {
             let e = error as? VouchError
-            return refuse(.teeEvidenceMalformed, "spdm." + (e?.context["field"] ?? ""), "a well-formed SPDM 1.1 transcript", e?.message ?? "\(error)")
+            return (refuse(.teeEvidenceMalformed, "spdm." + (e?.context["field"] ?? ""), "a well-formed SPDM 1.1 transcript", e?.message ?? "\(error)"), nil)
         }
         // 2. Chain.
         let leaf: Certificate
         switch checkChain(evidence.certificateChainPEM, at: now) {
-        case let .failure(reason): return refuse(.nvidiaGPUChainInvalid, "certificates", "a chain to the NVIDIA Device Identity CA", reason.description)
+        case let .failure(reason): return (refuse(.nvidiaGPUChainInvalid, "certificates", "a chain to the NVIDIA Device Identity CA", reason.description), nil)
         case let .success(l): leaf = l
         }
         // 3. Signature.
         guard let key = try? leaf.publicKey, key.isEC, key.bits == 384, t.signature.count == 96,
               let der = try? ecdsaSignatureDER(r: Array(t.signature[0..<48]), s: Array(t.signature[48..<96])),
               key.verify(message: t.signedBytes, signature: der, scheme: .ecdsa, hash: .sha384) else {
-            return refuse(.nvidiaGPUSignatureInvalid, "spdm.signature", "ECDSA P-384/SHA-384 by the leaf", "does not verify")
+            return (refuse(.nvidiaGPUSignatureInvalid, "spdm.signature", "ECDSA P-384/SHA-384 by the leaf", "does not verify"), leaf)
         }
         // 4. FWID.
         let certFWIDs = (leaf.extensionValue(oid: Self.tcbInfoOID)).map(Self.fwids) ?? []
         guard let fwid = t.fwid, certFWIDs.contains(fwid) else {
-            return refuse(.nvidiaGPUFWIDMismatch, "spdm.opaque.fwid", certFWIDs.isEmpty ? "a leaf with a DICE TcbInfo FWID" : Hex.encode(certFWIDs[0]),
-                          t.fwid.map(Hex.encode) ?? "absent")
+            return (refuse(.nvidiaGPUFWIDMismatch, "spdm.opaque.fwid", certFWIDs.isEmpty ? "a leaf with a DICE TcbInfo FWID" : Hex.encode(certFWIDs[0]),
+                          t.fwid.map(Hex.encode) ?? "absent"), leaf)
         }
         // 5. Nonce.
         if let expectedNonce, !constantTimeEqual(expectedNonce, t.requestNonce) {
-            return refuse(.nvidiaGPUNonceMismatch, "spdm.request.nonce", Hex.encode(expectedNonce), Hex.encode(t.requestNonce))
+            return (refuse(.nvidiaGPUNonceMismatch, "spdm.request.nonce", Hex.encode(expectedNonce), Hex.encode(t.requestNonce)), leaf)
         }
         // 6. Versions.
         guard let driver = t.driverVersion, let vbios = t.vbiosVersion else {
-            return refuse(.nvidiaGPUVersionMissing, "spdm.opaque", "driver and VBIOS versions", "absent")
+            return (refuse(.nvidiaGPUVersionMissing, "spdm.opaque", "driver and VBIOS versions", "absent"), leaf)
         }
         // 7. References.
         let references: NvidiaGPUReferenceValues?
@@ -155,12 +175,12 @@ public struct NvidiaGPUVerifier: Sendable {
                                      project: t.opaqueString(.project), projectSKU: t.opaqueString(.projectSKU),
                                      chipSKU: t.opaqueString(.chipSKU), fwid: Hex.encode(fwid), deviceSubject: leaf.subject,
                                      measurements: measurements)
-        if let lookupViolation { return .rejected([lookupViolation], claims: claims) }
+        if let lookupViolation { return (.rejected([lookupViolation], claims: claims), leaf) }
         if requireReferences, let bad = measurements.first(where: { $0.reference == .mismatched }) ?? measurements.first(where: { $0.reference == .missing }) {
-            return .rejected([PolicyViolation(code: bad.reference == .mismatched ? .nvidiaGPUMeasurementMismatch : .gpuReferenceMissing,
-                                              path: "spdm.measurements[\(bad.index)]", expected: "matched", actual: bad.reference.rawValue)], claims: claims)
+            return (.rejected([PolicyViolation(code: bad.reference == .mismatched ? .nvidiaGPUMeasurementMismatch : .gpuReferenceMissing,
+                                               path: "spdm.measurements[\(bad.index)]", expected: "matched", actual: bad.reference.rawValue)], claims: claims), leaf)
         }
-        return .verified(claims, warnings: [])
+        return (.verified(claims, warnings: []), leaf)
     }
 
     /// Step 2: the leaf, or why the chain fails.
@@ -169,14 +189,32 @@ public struct NvidiaGPUVerifier: Sendable {
         guard chain.count >= 2, chain.count <= Self.maxChainLength else {
             return .failure(ChainFailure("\(chain.count) certificates (2–\(Self.maxChainLength) expected: the leaf and its issuers)"))
         }
-        let last = chain[chain.count - 1]
-        if last.isSelfSigned, !roots.contains(where: { root in (try? root.der).map { $0 == (try? last.der) } ?? false }) {
-            return .failure(ChainFailure("the chain ends at another root (\(last.subject))"))
+        let leaf = chain[0], intermediates = Array(chain.dropFirst())
+        // The GPU leaf signs SPDM responses: an end entity allowed to sign, never a CA.
+        guard !leaf.isCA else { return .failure(ChainFailure("the first certificate is a CA (basicConstraints cA TRUE), not the GPU's signing leaf")) }
+        guard leaf.extensionValue(oid: Self.keyUsageOID) != nil, leaf.mayDigitallySign else {
+            return .failure(ChainFailure("the leaf's keyUsage lacks digitalSignature"))
         }
-        if let error = chain[0].verify(anchors: roots, intermediates: Array(chain.dropFirst()), at: now) {
-            return .failure(ChainFailure(error.message))
+        let key = NvidiaGPUChainCache.key(intermediates)
+        if key.map({ cache.verified($0, at: now) }) != true {
+            let last = chain[chain.count - 1]
+            if last.isSelfSigned, !roots.contains(where: { root in (try? root.der).map { $0 == (try? last.der) } ?? false }) {
+                return .failure(ChainFailure("the chain ends at another root (\(last.subject))"))
+            }
+            if let error = leaf.verify(anchors: roots, intermediates: intermediates, at: now) {
+                return .failure(ChainFailure(error.message))
+            }
         }
-        return .success(chain[0])
+        // On every call, cached or not: the leaf's signature by the next certificate, and both valid now.
+        if let error = leaf.verify(anchors: [intermediates[0]], at: now, partialChain: true) {
+            return .failure(ChainFailure("the leaf is not issued by the next certificate: \(error.message)"))
+        }
+        if let key, !cache.verified(key, at: now) {
+            var window = TDXWindow()
+            for c in intermediates + roots { window.narrow(by: c) }
+            cache.store(key, window: window)
+        }
+        return .success(leaf)
     }
 
     /// Why reference values could not be chosen (e.g. `rim_index_conflict`).

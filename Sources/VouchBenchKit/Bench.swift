@@ -15,6 +15,24 @@ public enum Bench {
         var unit: String
         var rate: Double
         var detail: String
+        /// How many signatures one unit verifies, where a ratio against `openssl speed` needs it.
+        var signatures: Int? = nil
+    }
+
+    /// Writes `results` as JSON to `out` (stdout without it) and one line per result to stderr.
+    static func emit(_ results: [Result], to out: String?) throws {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let json = try e.encode(results)
+        if let out { try json.write(to: URL(fileURLWithPath: out)) } else { print(String(decoding: json, as: UTF8.self)) }
+        for r in results { FileHandle.standardError.write(Data("\(r.name): \(Int(r.rate)) \(r.unit)\n".utf8)) }
+    }
+
+    /// The options of the fixture benches (`tee`, `gpu`): `--fixtures DIR` (required), `--seconds`
+    /// per measurement (default 3), `--out FILE`.
+    static func fixtureOptions(_ argv: [String]) throws -> (fixtures: URL, seconds: Double, out: String?) {
+        let args = try Arguments(argv, options: ["fixtures", "out", "seconds"])
+        return (URL(fileURLWithPath: try args.required("fixtures")), Double(args["seconds"] ?? "3") ?? 3, args["out"])
     }
 
     /// Runs `body` repeatedly for about `seconds` and returns calls per second.
@@ -78,11 +96,7 @@ public enum Bench {
             results.append(Result(name: "quote verify + event-log replay + policy \(kind.rawValue)", unit: "quotes/s", rate: appraise,
                                   detail: "rhel8-uefi log (\(rhel.events.count) events) replayed against the quote, claims, 10-PCR policy with Secure Boot"))
         }
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let json = try e.encode(results)
-        if let out = args["out"] { try json.write(to: URL(fileURLWithPath: out)) } else { print(String(decoding: json, as: UTF8.self)) }
-        for r in results { FileHandle.standardError.write(Data("\(r.name): \(Int(r.rate)) \(r.unit)\n".utf8)) }
+        try Bench.emit(results, to: args["out"])
         return 0
     }
 }

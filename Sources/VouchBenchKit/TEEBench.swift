@@ -19,9 +19,7 @@ public enum TEEBench {
     static let tdxSample = "dcapqvl-v4-uptodate"
 
     public static func run(_ argv: [String]) throws -> Int32 {
-        let args = try Arguments(argv, options: ["fixtures", "out", "seconds"])
-        let seconds = Double(args["seconds"] ?? "3") ?? 3
-        let fixtures = URL(fileURLWithPath: try args.required("fixtures"))
+        let (fixtures, seconds, out) = try Bench.fixtureOptions(argv)
         var results: [Bench.Result] = []
 
         // SEV-SNP.
@@ -63,11 +61,7 @@ public enum TEEBench {
                                "\(tdxWhat); a fresh TDXVerifier per call: also both CRLs, the PCK chain, the TCB info and QE identity chains and signatures",
                                seconds: seconds) { try checkTDX(TDXVerifier(roots: roots)) })
 
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let json = try e.encode(results)
-        if let out = args["out"] { try json.write(to: URL(fileURLWithPath: out)) } else { print(String(decoding: json, as: UTF8.self)) }
-        for r in results { FileHandle.standardError.write(Data("\(r.name): \(Int(r.rate)) \(r.unit)\n".utf8)) }
+        try Bench.emit(results, to: out)
         return 0
     }
 

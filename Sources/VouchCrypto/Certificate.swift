@@ -122,9 +122,12 @@ public final class Certificate: @unchecked Sendable {
 
     /// Verifies this certificate up to one of `anchors`, through `intermediates`, at time `at`.
     /// With `crls`, also checks revocation of every certificate in the chain (CRLs must cover it).
+    /// With `partialChain`, an anchor need not be self-signed: a verified intermediate may stand as
+    /// the anchor (every certificate up to it is still checked: signature, validity, CA constraints).
     /// Returns nil when valid, otherwise the verification error.
-    public func verify(anchors: [Certificate], intermediates: [Certificate] = [], crls: [CRL] = [], at: Date) -> VouchError? {
-        verifyPath(anchors: anchors, intermediates: intermediates, crls: crls, at: at, path: nil)
+    public func verify(anchors: [Certificate], intermediates: [Certificate] = [], crls: [CRL] = [], at: Date,
+                       partialChain: Bool = false) -> VouchError? {
+        verifyPath(anchors: anchors, intermediates: intermediates, crls: crls, at: at, partialChain: partialChain, path: nil)
     }
 
     /// The path OpenSSL verified from this certificate to one of `anchors` through
@@ -132,11 +135,12 @@ public final class Certificate: @unchecked Sendable {
     /// intermediates came in, and without any that were not used — or why it does not verify.
     public func verifiedPath(anchors: [Certificate], intermediates: [Certificate] = [], at: Date) -> Result<[Certificate], VouchError> {
         var path: [Certificate] = []
-        if let error = verifyPath(anchors: anchors, intermediates: intermediates, crls: [], at: at, path: &path) { return .failure(error) }
+        if let error = verifyPath(anchors: anchors, intermediates: intermediates, crls: [], at: at, partialChain: false, path: &path) { return .failure(error) }
         return .success(path)
     }
 
-    private func verifyPath(anchors: [Certificate], intermediates: [Certificate], crls: [CRL], at: Date, path: UnsafeMutablePointer<[Certificate]>?) -> VouchError? {
+    private func verifyPath(anchors: [Certificate], intermediates: [Certificate], crls: [CRL], at: Date, partialChain: Bool,
+                            path: UnsafeMutablePointer<[Certificate]>?) -> VouchError? {
         guard let store = X509_STORE_new() else { return opensslError("X509_STORE_new") }
         defer { X509_STORE_free(store) }
         for a in anchors where X509_STORE_add_cert(store, a.x509) != 1 { return opensslError("X509_STORE_add_cert") }
@@ -151,6 +155,7 @@ public final class Certificate: @unchecked Sendable {
         if !crls.isEmpty {
             X509_STORE_CTX_set_flags(ctx, UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL))
         }
+        if partialChain { X509_STORE_CTX_set_flags(ctx, UInt(X509_V_FLAG_PARTIAL_CHAIN)) }
         let rc = X509_verify_cert(ctx)
         if rc == 1 {
             if let path, let chain = X509_STORE_CTX_get0_chain(ctx) {

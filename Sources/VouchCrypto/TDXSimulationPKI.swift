@@ -30,15 +30,16 @@ extension CertificateAuthority {
     /// An end-entity certificate with `subject` for `publicKey`: basicConstraints (critical, not a
     /// CA), SKI, AKI, keyUsage digitalSignature and nonRepudiation (critical), then `extensions`
     /// (dotted OID, DER value; non-critical), as Intel's PCK and TCB signing certificates have.
+    /// With `digitalSignature` false the keyUsage is keyAgreement only (a certificate that may not sign, for tests).
     public func tdxSimulationLeaf(subject: [(String, String)], publicKey: PublicKey, notBefore: Date, notAfter: Date,
-                                  extensions: [(oid: String, der: [UInt8])] = []) throws -> Certificate {
+                                  extensions: [(oid: String, der: [UInt8])] = [], digitalSignature: Bool = true) throws -> Certificate {
         let (x, cert) = try Self.newCertificate(subject: subject, issuer: certificate.x509, publicKey: publicKey.pkey, serial: try randomSerial(),
                                                 notBefore: notBefore, notAfter: notAfter)
         var exts: [CertificateExtension] = [
             .basicConstraints(isCA: false, critical: true),
             .subjectKeyIdentifier(try keyIdentifier(ofCertificate: x)),
             .authorityKeyIdentifier(keyID: try authorityKeyIdentifier(ofIssuer: certificate.x509)),
-            .keyUsage([.digitalSignature, .nonRepudiation], critical: true),
+            .keyUsage(digitalSignature ? [.digitalSignature, .nonRepudiation] : [.keyAgreement], critical: true),
         ]
         for (dotted, der) in extensions {
             guard let oid = OID(dotted: dotted) else {

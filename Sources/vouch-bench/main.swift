@@ -7,6 +7,7 @@ do {
     switch argv.first {
     case "enroll": exit(try EnrollBench.run(Array(argv.dropFirst())))
     case "tee": exit(try TEEBench.run(Array(argv.dropFirst())))
+    case "gpu": exit(try GPUBench.run(Array(argv.dropFirst())))
     default: exit(try Bench.run(argv))
     }
 } catch {
