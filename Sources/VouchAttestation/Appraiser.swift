@@ -134,8 +134,9 @@ public enum Appraiser {
     ///    (`event_log_missing`, `model_missing`) rather than dropping the rule; freshness and the
     ///    agent key type are judged once, with the platform device; for an Azure CVM (whose
     ///    `snp:` section its verifier applied), every rule a TPM quote meets, on its vTPM quote;
-    /// 3. the GPUs as a set against `devices.gpus` (`GPUPolicy.evaluate`: count, models, driver
-    ///    and VBIOS minimums, reference values), each violation also contraindicating its device.
+    /// 3. the GPUs as a set: no GPU twice (the same leaf key under two names,
+    ///    `nvidia_gpu_duplicate_device`), then `devices.gpus` (`GPUPolicy.evaluate`: count, models,
+    ///    driver and VBIOS minimums, reference values), each violation also contraindicating its device.
     /// Trusted only when every device affirms.
     public static func appraise(hostID: String, _ evidence: [VerifiedEvidence], policy: Policy, evidenceAge: TimeInterval? = nil,
                                 agentKeyType: String? = nil, platform platformKind: EvidenceKind = .tpm) -> Appraisal {
@@ -177,7 +178,22 @@ public enum Appraiser {
                 violations += v
             }
         }
-        // The devices as a set: the policy's `devices.gpus` rules over every verified GPU.
+        // The devices as a set. One GPU never counts twice: two devices with the same leaf key
+        // are one GPU presented under two names (the FWID names firmware, not a GPU).
+        var firstByKey: [String: String] = [:]
+        for e in evidence {
+            guard let d = e.deviceClaims, let key = d.deviceKey else { continue }
+            if let first = firstByKey[key] {
+                let v = PolicyViolation(code: .nvidiaGPUDuplicateDevice, path: "\(d.device).deviceKey", expected: "a GPU other than \(first)", actual: "the same GPU as \(first)")
+                if let i = results.firstIndex(where: { $0.device == d.device }) {
+                    results[i] = DeviceAppraisal(device: d.device, kind: .nvidiaGPU, status: .contraindicated, violations: results[i].violations + [v])
+                }
+                violations.append(v)
+            } else {
+                firstByKey[key] = d.device
+            }
+        }
+        // The policy's `devices.gpus` rules over every verified GPU.
         if let rules = policy.devices?.gpus {
             let gpus = evidence.compactMap { e -> GPUFacts? in
                 if case let .nvidiaGPU(claims, _) = e.claims { return claims.facts(device: e.device) }

@@ -51,8 +51,10 @@ struct AuthenticatedGPU: Sendable {
     /// `NvidiaGPUEvidence.bindingDigest`.
     let digest: [UInt8]
     let simulated: Bool
-    /// `good` or `missing` (`DeviceClaims.revocation`).
+    /// `good`, `missing` or `none` (`DeviceClaims.revocation`).
     let revocation: String
+    /// SHA-256 of the leaf's SubjectPublicKeyInfo (`DeviceClaims.deviceKey`).
+    let deviceKey: [UInt8]
 }
 
 /// The NVIDIA GPU path through the broker.
@@ -100,8 +102,13 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
             roots = trust.deviceRoots
         }
         // 3
-        switch NvidiaGPUVerifier(roots: roots).verify(evidence, at: context.now, expectedNonce: nonce) {
+        let (result, leaf) = NvidiaGPUVerifier(roots: roots).verifyDevice(evidence, at: context.now, expectedNonce: nonce, references: nil,
+                                                                          requireReferences: false)
+        switch result {
         case let .verified(claims, _):
+            guard let leaf, let spki = try? leaf.publicKey.canonicalSPKIDER else {
+                return .rejected([VouchError(.internalError, "a verified GPU has no leaf key", context: ["device": raw.device])])
+            }
             // 4
             let revocation: String
             switch revocationStatus(evidence, roots: roots, device: raw.device, context: context) {
@@ -109,7 +116,8 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
             case let .failure(error): return .rejected([error])
             }
             return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .nvidiaGPU(
-                AuthenticatedGPU(claims: claims, evidence: evidence, digest: evidence.bindingDigest, simulated: simulated, revocation: revocation))))
+                AuthenticatedGPU(claims: claims, evidence: evidence, digest: evidence.bindingDigest, simulated: simulated, revocation: revocation,
+                                 deviceKey: Crypto.sha256(spki)))))
         case let .rejected(violations, _):
             let v = violations[0]
             return .rejected([VouchError(v.code, "\(raw.device): \(v.path): expected \(v.expected), got \(v.actual)",
@@ -164,6 +172,7 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         }
         var unjudged = Self.summary(device: evidence.device, gpu.claims, digest: gpu.digest, rims: [], simulated: gpu.simulated)
         unjudged.revocation = gpu.revocation
+        unjudged.deviceKey = Hex.encode(gpu.deviceKey)
         // 1
         var lookup: NvidiaRIMStore.Lookup?
         if let store = gpu.simulated ? trust.simulatedReferences : trust.references {
@@ -182,6 +191,7 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         claims.measurements = NvidiaGPUVerifier.compare(transcript.blocks, lookup?.references)
         var summary = Self.summary(device: evidence.device, claims, digest: gpu.digest, rims: lookup?.used.map(\.rim.identity.tagId) ?? [], simulated: gpu.simulated)
         summary.revocation = gpu.revocation
+        summary.deviceKey = Hex.encode(gpu.deviceKey)
         return .verified(VerifiedEvidence(device: evidence.device, claims: .nvidiaGPU(claims, summary: summary)))
     }
 

@@ -113,6 +113,9 @@ public struct DeviceClaims: Sendable, Codable, Equatable {
     public var chipSKU: String?
     /// The FWID the device certificate names.
     public var fwid: String
+    /// SHA-256 of the device's leaf public key (DER SubjectPublicKeyInfo), hex: which GPU this is
+    /// (the FWID names its firmware, shared by a board's GPUs). Nil in claims recorded before it was kept.
+    public var deviceKey: String?
     /// The reference-value comparison of the device's measurements: `matched` (every measurement
     /// equals one of its RIM's alternatives), `mismatched` (at least one differs or an active
     /// reference index is absent) or `missing` (no RIM for a measurement, none mismatched).

@@ -74,6 +74,7 @@ final class CompositeEvidenceTests: XCTestCase {
         XCTAssertTrue(claims.allSatisfy { $0.kind == "nvidia-gpu" && $0.driverVersion == "590.12" && $0.referenceValues == "missing" && !$0.simulated })
         XCTAssertEqual(claims.map(\.sha256), devices.map { Hex.encode($0.payload.deviceDigest!) })
         XCTAssertEqual(Set(claims.map(\.sha256)).count, 8, "eight distinct pieces of evidence")
+        XCTAssertEqual(Set(claims.compactMap(\.deviceKey)).count, 8, "eight GPUs, by their leaf keys")
         XCTAssertEqual(Set(claims.map(\.fwid)).count, 1, "one firmware: the FWID names the firmware, not the GPU")
         XCTAssertNotNil(trusted.claims.tee, "the platform's claims stay the record's")
         XCTAssertEqual(trusted.attestationExtension(attestedAt: GPUSamples.now).devices, claims)
@@ -183,6 +184,13 @@ final class CompositeEvidenceTests: XCTestCase {
         XCTAssertEqual(violations.map(\.code), [.nvidiaGPUMeasurementMismatch])
         XCTAssertEqual(violations.first?.path, "gpu3.measurements[2]")
         XCTAssertEqual(refusedClaims?.devices?.map(\.referenceValues), Array(repeating: "matched", count: 3) + ["mismatched"] + Array(repeating: "matched", count: 4))
+
+        // GPU 0 presented again as gpu1 (so eight names, seven GPUs): one GPU does not count twice.
+        var twice = try gpus()
+        twice[1] = RawEvidence(device: "gpu1", payload: twice[0].payload)
+        guard case let .rejected(duplicate, _)? = try appraise(twice) else { return XCTFail("a GPU counted twice") }
+        XCTAssertEqual(duplicate.map(\.code), [.nvidiaGPUDuplicateDevice])
+        XCTAssertEqual(duplicate.first?.path, "gpu1.deviceKey")
 
         let seven = try appraise(Array(try gpus().prefix(7)))
         XCTAssertNil(seven, "seven GPUs: gpu7 is missing")

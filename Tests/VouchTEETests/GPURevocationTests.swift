@@ -80,10 +80,17 @@ final class GPURevocationTests: XCTestCase {
                                           platform: .sevSNP, now: now)
         let blocks = (1...SoftwareGPUFirmware.blockCount).map { (index: UInt8($0), digest: SoftwareGPUFirmware.measurement(block: $0)) }
         let transcript = try gpu.transcript(nonce: nonce, blocks: blocks)
-        for pem in [try gpu.certificate.pem + root.certificate.pem + intermediate.certificate.pem, try gpu.certificate.pem + intermediate.certificate.pem] {
-            let raw = RawEvidence(device: "gpu0", payload: .nvidiaGPU(NvidiaGPUEvidence(transcript: transcript, certificateChainPEM: pem)))
-            XCTAssertEqual(code(NvidiaGPUEvidenceVerifier(trust: trust).authenticate(raw, context: context)), .certificateRevokedOCSP)
+        func authenticate(_ pem: String) -> ErrorCode? {
+            code(NvidiaGPUEvidenceVerifier(trust: trust).authenticate(RawEvidence(device: "gpu0", payload: .nvidiaGPU(
+                NvidiaGPUEvidence(transcript: transcript, certificateChainPEM: pem))), context: context))
         }
+        // Without its root: the path OpenSSL verified still names the intermediate.
+        XCTAssertEqual(authenticate(try gpu.certificate.pem + intermediate.certificate.pem), .certificateRevokedOCSP)
+        // Intermediates after the root: the path is the same (leaf, intermediate, root).
+        XCTAssertEqual(authenticate(try gpu.certificate.pem + intermediate.certificate.pem + root.certificate.pem + intermediate.certificate.pem),
+                       .certificateRevokedOCSP)
+        // Out of order after the leaf: refused at the chain (the leaf must be issued by the next certificate).
+        XCTAssertEqual(authenticate(try gpu.certificate.pem + root.certificate.pem + intermediate.certificate.pem), .nvidiaGPUChainInvalid)
     }
 
     func testTheRevocationStatusIsInTheDeviceClaims() throws {
