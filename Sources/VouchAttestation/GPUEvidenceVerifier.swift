@@ -19,6 +19,28 @@ extension NvidiaGPUEvidence {
     }
 }
 
+extension NvidiaGPUEvidence {
+    /// SHA-256 of the first certificate's SubjectPublicKeyInfo — the leaf's once the evidence
+    /// verified (`NvidiaGPUVerifier` check 2 takes the first certificate as the leaf); nil when
+    /// the chain does not parse. Which GPU it is, for refusing one GPU given twice.
+    public var leafKeyDigest: [UInt8]? {
+        guard let leaf = try? Certificate.chain(pem: certificateChainPEM).first, let spki = try? leaf.publicKey.canonicalSPKIDER else { return nil }
+        return Crypto.sha256(spki)
+    }
+
+    /// The names (as given) of devices whose verified evidence repeats an earlier device's leaf
+    /// key, with the earlier one's name: one GPU presented twice (`nvidia_gpu_duplicate_device`).
+    public static func duplicates(_ verified: [(name: String, evidence: NvidiaGPUEvidence)]) -> [(name: String, first: String)] {
+        var seen: [[UInt8]: String] = [:]
+        var out: [(String, String)] = []
+        for (name, e) in verified {
+            guard let key = e.leafKeyDigest else { continue }
+            if let first = seen[key] { out.append((name, first)) } else { seen[key] = name }
+        }
+        return out
+    }
+}
+
 /// The roots and reference values GPU evidence is verified under: NVIDIA's pinned Device
 /// Identity CA (`NvidiaRoots`) and the RIMs the broker holds; the software GPU's test roots and
 /// RIMs kept apart, used only for evidence whose chain names the simulation's organisation.

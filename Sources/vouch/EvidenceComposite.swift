@@ -113,6 +113,9 @@ func verifyComposite(_ paths: [String], at: Date, nonce expectedNonce: [UInt8]?,
             violations += v.map { PolicyViolation(code: $0.code, path: "\(gpu.name).\($0.path)", expected: $0.expected, actual: $0.actual) }
         }
     }
+    for (name, first) in NvidiaGPUEvidence.duplicates(gpus.map { ($0.name, $0.evidence) }) {
+        violations.append(PolicyViolation(code: .nvidiaGPUDuplicateDevice, path: "\(name).certificates", expected: "a GPU other than \(first)", actual: "the same GPU"))
+    }
     if let rules = options.gpus, violations.isEmpty { violations += rules.evaluate(facts) }
     // 4
     func decode(_ value: String?, _ name: String) throws -> [UInt8]? {

@@ -70,6 +70,10 @@ func verifyNvidiaGPU(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, roots: R
             violations += v.map { PolicyViolation(code: $0.code, path: devices.count == 1 ? $0.path : "\(name).\($0.path)", expected: $0.expected, actual: $0.actual) }
         }
     }
+    // One GPU given twice is refused (the same leaf key), whatever the policy.
+    for (name, first) in NvidiaGPUEvidence.duplicates(devices.enumerated().map { ("gpu[\($0.offset)]", $0.element) }) {
+        violations.append(PolicyViolation(code: .nvidiaGPUDuplicateDevice, path: "\(name).certificates", expected: "a GPU other than \(first)", actual: "the same GPU"))
+    }
     // The policy's rules read only devices that verified; a device that did not is already refused.
     if let gpus = options.gpus, violations.isEmpty { violations += gpus.evaluate(facts) }
     let claims = NvidiaGPUDevices(devices: verified, references: references)

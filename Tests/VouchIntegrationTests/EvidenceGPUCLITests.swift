@@ -168,4 +168,17 @@ final class EvidenceGPUCLITests: XCTestCase {
             XCTAssertEqual(o.status, 2, "\(extra)")
         }
     }
+
+    /// One GPU given twice in a bundle is refused (the same leaf key), not counted as two.
+    func testAGPUGivenTwiceIsRefused() throws {
+        let bundle = try JSONSerialization.jsonObject(with: Data(contentsOf: file("h100-ppcie-8gpu-nvtrust/gpu_evidence.json"))) as! [[String: Any]]
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("gpu-twice-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        try JSONSerialization.data(withJSONObject: [bundle[0], bundle[1], bundle[0]]).write(to: tmp)
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: file("manifest.json"))) as! [String: Any]
+        let nonce = (manifest["samples"] as! [[String: Any]]).first { $0["dir"] as? String == "h100-ppcie-8gpu-nvtrust" }!["nonce"] as! String
+        let o = try verify([tmp], extra: ["--nonce", nonce])
+        XCTAssertEqual(o.status, 1)
+        XCTAssertEqual(codes(o), ["nvidia_gpu_duplicate_device"])
+    }
 }
