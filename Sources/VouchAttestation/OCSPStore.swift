@@ -38,6 +38,9 @@ public struct OCSPStore: Sendable {
 
     public let problems: [Problem]
     private let responses: [(file: String, der: [UInt8])]
+    /// Certificate serial → the indices of the responses naming it (`OCSPClient.serials`), so a
+    /// lookup verifies only the answers that may be about its certificate.
+    private let bySerial: [String: [Int]]
 
     /// Responses given in memory (name, DER): malformed ones are listed in `problems`.
     public init(responses: [(name: String, der: [UInt8])]) {
@@ -55,6 +58,15 @@ public struct OCSPStore: Sendable {
         }
         self.responses = kept
         self.problems = problems
+        bySerial = Self.index(kept)
+    }
+
+    static func index(_ responses: [(file: String, der: [UInt8])]) -> [String: [Int]] {
+        var index: [String: [Int]] = [:]
+        for (i, r) in responses.enumerated() {
+            for serial in OCSPClient.serials(of: r.der) { index[serial, default: []].append(i) }
+        }
+        return index
     }
 
     /// Reads every regular file of `directory` (hidden files skipped). Throws `config` when the
@@ -87,19 +99,21 @@ public struct OCSPStore: Sendable {
         let store = OCSPStore(responses: loaded)
         self.responses = store.responses
         self.problems = (unreadable + store.problems).sorted { $0.file < $1.file }
+        bySerial = store.bySerial
     }
 
     /// The number of responses the store took.
     public var count: Int { responses.count }
 
-    /// Every stored response is tried for the pair. A verified `revoked` wins over anything else;
+    /// Every stored response naming the certificate's serial is tried for the pair. A verified `revoked` wins over anything else;
     /// then the verified `good` answer with the latest thisUpdate; then `unknown`; else `missing`
     /// with the codes of the responses that named the pair but were refused.
     public func status(of certificate: Certificate, issuer: Certificate, at: Date) -> RevocationOutcome {
         var goods: [(Date, Date)] = []
         var sawUnknown = false
         var refused: [ErrorCode] = []
-        for (_, der) in responses {
+        for i in bySerial[certificate.serialHex] ?? [] {
+            let der = responses[i].der
             do {
                 switch try OCSPClient.verify(response: der, certificate: certificate, issuer: issuer, at: at) {
                 case let .revoked(when, reason): return .answered(.revoked(at: when, reason: reason))

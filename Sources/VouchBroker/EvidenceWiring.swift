@@ -55,7 +55,8 @@ extension BrokerPart {
             guard EvidenceKind(rawValue: body.kind) == .nvidiaGPU else {
                 throw VouchError(.evidenceKindUnsupported, "devices[].kind must be nvidia-gpu", context: ["field": "\(field).kind", "got": String(body.kind.prefix(32))])
             }
-            guard body.evidence.utf8.count <= maxDeviceEvidenceBytes * 4 / 3 + 4, body.certificateChain.utf8.count <= maxDeviceEvidenceBytes else {
+            // Base64 of at most maxDeviceEvidenceBytes bytes: the schema's maxLength (87384).
+            guard body.evidence.utf8.count <= (maxDeviceEvidenceBytes + 2) / 3 * 4, body.certificateChain.utf8.count <= maxDeviceEvidenceBytes else {
                 throw VouchError(.badRequest, "a device's evidence or chain is larger than \(maxDeviceEvidenceBytes) bytes", context: ["field": field])
             }
             let transcript = try Base64.decode(body.evidence, field: "\(field).evidence")

@@ -68,6 +68,25 @@ public enum OCSPClient {
         _ = try ParsedOCSPResponse(response)
     }
 
+    /// The serial numbers (as `Certificate.serialHex` writes them) of every SingleResponse of a
+    /// well-formed response: for indexing stored answers, never for believing them (nothing is
+    /// verified here). Empty for a response that does not parse.
+    public static func serials(of response: [UInt8]) -> Set<String> {
+        guard let parsed = try? ParsedOCSPResponse(response) else { return [] }
+        var out: Set<String> = []
+        for i in 0..<min(OCSP_resp_count(parsed.basic), 4096) {
+            var serial: UnsafeMutablePointer<ASN1_INTEGER>?
+            guard let single = OCSP_resp_get0(parsed.basic, i), let cid = OCSP_SINGLERESP_get0_id(single),
+                  OCSP_id_get0_info(nil, nil, nil, &serial, cid) == 1, let serial, let bn = ASN1_INTEGER_to_BN(serial, nil) else { continue }
+            var bytes = [UInt8](repeating: 0, count: Int((BN_num_bits(bn) + 7) / 8))
+            BN_bn2bin(bn, &bytes)
+            BN_free(bn)
+            out.insert(bytes.isEmpty ? "0" : Hex.encode(bytes))
+        }
+        ERR_clear_error()
+        return out
+    }
+
     /// A DER OCSPRequest for one certificate (CertID with `hash`), without a nonce: what a fetcher
     /// posts to a responder, and what tests hand to a responder.
     public static func request(certificate: Certificate, issuer: Certificate, hash: HashAlg = .sha1) throws -> [UInt8] {
