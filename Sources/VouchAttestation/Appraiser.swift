@@ -202,7 +202,7 @@ public enum Appraiser {
             let found = rules.evaluate(gpus)
             for (i, r) in results.enumerated() where r.kind == .nvidiaGPU {
                 let own = found.filter { $0.path.hasPrefix(r.device + ".") }
-                if !own.isEmpty { results[i] = DeviceAppraisal(device: r.device, kind: r.kind, status: .contraindicated, violations: own) }
+                if !own.isEmpty { results[i] = DeviceAppraisal(device: r.device, kind: r.kind, status: .contraindicated, violations: r.violations + own) }
             }
             violations += found
         }

@@ -158,8 +158,8 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
     /// verified beside the platform (`verified`, a GPU) gets its own judgement of what it showed:
     /// `executables` 2 only when every measurement matched its RIM (else 0, no claim),
     /// `hardware` 0 for the software GPU, and `ear.status` `warning` (not `affirming`) when it is
-    /// simulated, its measurements did not all match, or its chain's revocation was not shown
-    /// (`revocation: missing`) — what a policy let through is not presented as more than it is.
+    /// simulated, its measurements did not all match, or its chain's revocation was not shown good
+    /// (`revocation` other than `good`) — what a policy let through is not presented as more than it is.
     /// (Under a refusal there is no EAR: every device affirmed as far as the policy asked.)
     public static func submods(devices: [String], appraisal: [String: Any], verified: [DeviceClaims]) -> [String: Any] {
         var submods: [String: Any] = [:]
@@ -175,7 +175,7 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             vector["executables"] = matched ? 2 : 0
             if d.simulated { vector["hardware"] = 0 }
             own["ear.trustworthiness-vector"] = vector
-            if d.simulated || !matched || d.revocation == "missing" { own["ear.status"] = "warning" }
+            if d.simulated || !matched || d.revocation != "good" { own["ear.status"] = "warning" }
             submods[device] = own
         }
         return submods

@@ -83,8 +83,17 @@ struct AuthenticatedGPU: Sendable {
 public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
     public var kind: EvidenceKind { .nvidiaGPU }
     let trust: GPUTrust
+    /// One verifier per root set, kept: each keeps the device chains it verified
+    /// (`NvidiaGPUChainCache`), so a GPU's chain above its leaf is verified once per window.
+    let pinned: NvidiaGPUVerifier
+    let simulatedVerifier: NvidiaGPUVerifier?
 
-    public init(trust: GPUTrust) { self.trust = trust }
+    /// Keep one per broker (its verifiers cache the chains they verified).
+    public init(trust: GPUTrust) {
+        self.trust = trust
+        pinned = NvidiaGPUVerifier(roots: trust.deviceRoots)
+        simulatedVerifier = trust.simulatedDeviceRoots.map { NvidiaGPUVerifier(roots: $0) }
+    }
 
     /// Stage 1. Checks, in order, refusing at the first failure:
     /// 1. the request has a challenge nonce (`nvidia_gpu_nonce_mismatch` otherwise);
@@ -113,18 +122,19 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         }
         // 2
         let simulated = Self.namesSimulation(evidence.certificateChainPEM)
-        let roots: [Certificate]
+        let verifier: NvidiaGPUVerifier
         if simulated {
-            guard let simRoots = trust.simulatedDeviceRoots, context.enrolled.tee?.simulated == true else {
+            guard let simulatedVerifier, context.enrolled.tee?.simulated == true else {
                 return .rejected([VouchError(.teeSimulationRefused, "the GPU evidence is the software GPU's and this broker or host does not allow it",
                                              context: ["device": raw.device])])
             }
-            roots = simRoots
+            verifier = simulatedVerifier
         } else {
-            roots = trust.deviceRoots
+            verifier = pinned
         }
+        let roots = verifier.roots
         // 3
-        let (result, leaf) = NvidiaGPUVerifier(roots: roots).verifyDevice(evidence, at: context.now, expectedNonce: nonce, references: nil,
+        let (result, leaf) = verifier.verifyDevice(evidence, at: context.now, expectedNonce: nonce, references: nil,
                                                                           requireReferences: false)
         switch result {
         case let .verified(claims, _):

@@ -57,7 +57,16 @@ public enum OCSPClient {
         let parsed = try ParsedOCSPResponse(response)
         return try withExtendedLifetime(parsed) {     // `single` points into `parsed`
             let single = try parsed.singleResponse(for: certificate, issuer: issuer)
-            try parsed.verifySignature(issuer: issuer, at: at)
+            do { try parsed.verifySignature(issuer: issuer, at: at) } catch let e as VouchError where e.code == .ocspResponseSignatureInvalid {
+                // A revoked answer stays true after its signer's certificate (a short-lived
+                // delegated responder's, or the issuer's) expired: its signature is checked as of
+                // its own thisUpdate, no later than T. Read before the signature only to pick that
+                // instant; a forged "revoked" can only refuse, never admit.
+                var thisUpd: UnsafeMutablePointer<ASN1_GENERALIZEDTIME>?
+                guard OCSP_single_get0_status(single, nil, nil, &thisUpd, nil) == V_OCSP_CERTSTATUS_REVOKED,
+                      let thisUpd, let thisUpdate = date(thisUpd), thisUpdate < at else { throw e }
+                try parsed.verifySignature(issuer: issuer, at: thisUpdate)
+            }
             return try status(of: single, at: at, maxAgeWithoutNextUpdate: maxAgeWithoutNextUpdate)
         }
     }

@@ -57,6 +57,12 @@ final class OCSPClientTests: XCTestCase {
         guard case .good = try verify(delegated) else { return XCTFail("a responder the issuer signed with id-kp-OCSPSigning is accepted") }
         // The responder certificate is checked at T: after it expires the answer is refused.
         XCTAssertEqual(code { try self.verify(delegated, at: self.pki.responder.certificate.notAfter.addingTimeInterval(60)) }, .ocspResponseSignatureInvalid)
+        // A revoked answer by the same responder stays revoked after it expired (checked as of its thisUpdate).
+        let revokedByDelegate = try pki.response(for: pki.leaf, issuer: pki.intermediate, signer: .delegated,
+                                                 index: [(pki.leaf, .revoked(at: pki.now.addingTimeInterval(-3600), reason: nil))])
+        guard case .revoked = try verify(revokedByDelegate, at: pki.responder.certificate.notAfter.addingTimeInterval(60)) else {
+            return XCTFail("a revoked answer was dropped when its responder expired")
+        }
 
         let withoutEKU = try pki.response(for: pki.leaf, issuer: pki.intermediate, signer: .delegatedWithoutEKU, index: [(pki.leaf, .good)])
         XCTAssertEqual(code { try self.verify(withoutEKU) }, .ocspResponseSignatureInvalid)
