@@ -8,8 +8,8 @@ import VouchTEEWire
 // NVIDIA GPUs in the broker: a GPU's evidence is a device presented beside the host's platform
 // (its TPM or CPU TEE) in the same request. The GPU's SPDM request carries the challenge nonce;
 // the platform's evidence binds the digest of every GPU's evidence (`EnrollmentBinding.composite`),
-// so the platform's signature covers the set. docs/evidence.md, "NVIDIA GPUs through the broker",
-// lists the checks in order.
+// so the platform's signature covers the set. docs/evidence.md, "Composite evidence: GPUs beside
+// the platform, under one nonce", lists the checks in order.
 
 extension NvidiaGPUEvidence {
     /// The digest the platform's evidence binds this GPU's evidence by
@@ -134,8 +134,7 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         }
         let roots = verifier.roots
         // 3
-        let (result, leaf) = verifier.verifyDevice(evidence, at: context.now, expectedNonce: nonce, references: nil,
-                                                                          requireReferences: false)
+        let (result, leaf) = verifier.verifyDevice(evidence, at: context.now, expectedNonce: nonce, references: nil, requireReferences: false)
         switch result {
         case let .verified(claims, _):
             guard let leaf, let spki = try? leaf.publicKey.canonicalSPKIDER else {
