@@ -64,13 +64,15 @@ enum CLI {
           Exit 0 valid, 1 invalid, 2 unreadable.
       eventlog replay FILE [--json]       replay a TCG firmware event log: PCR values per bank
       eventlog show FILE [--json]         list its events and the boot claims decoded from them
-      evidence verify --kind sev-snp|tdx|azure-snp-vtpm --at RFC3339 [--nonce HEX] [--policy FILE]
-                      [--roots DIR [--test-roots]] [--json] FILE...
+      evidence verify --kind sev-snp|tdx|azure-snp-vtpm|nitro|nvidia-gpu|composite|nvidia-rim --at RFC3339
+                      [--nonce HEX] [--policy FILE] [--roots DIR [--test-roots]] [--json] FILE...
           verify a confidential VM's evidence: an SEV-SNP report with its VCEK/VLEK (and AMD's CRL),
           an Azure HCL report with its VCEK, or a TDX quote with its collateral (dcap-qvl JSON or
           Intel PCS files) and CCEL log; files are told apart by content. Roots: AMD's and Intel's,
           compiled in and pinned (--roots DIR: other copies, still pinned; --test-roots: trust DIR as
-          it is, for a software TEE). Exit 0 verified, 1 refused, 2 unreadable.
+          it is, for a software TEE). Also an AWS Nitro document, NVIDIA GPU SPDM evidence (--rims,
+          devices: rules), an enrollment body of a CPU TEE with its GPUs (composite), a RIM
+          (vouch help evidence). Exit 0 verified, 1 refused, 2 unreadable.
 
     Relying parties and workflows (a read token is enough):
       check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--jwks] [--json]
