@@ -113,7 +113,7 @@ let package = Package(
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto"], path: "Tests/VouchTestSupport"),
         .testTarget(name: "VouchTPMWireTests", dependencies: ["VouchTPMWire", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
-        .testTarget(name: "VouchTLogTests", dependencies: ["VouchTLog", "VouchCrypto", "VouchTPMWire", "VouchCore"]),
+        .testTarget(name: "VouchTLogTests", dependencies: ["VouchTLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
         .target(name: "VouchBrokerTestSupport", dependencies: ["VouchModel", "VouchAPI", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),

@@ -4,6 +4,7 @@ import VouchCore
 import VouchCrypto
 import VouchTLog
 import VouchTPMWire
+import VouchTestSupport
 
 let sha256Hasher = MerkleHasher(sha256: { Crypto.digest(.sha256, $0) })
 
@@ -211,7 +212,7 @@ final class MerkleTests: XCTestCase {
     /// Seeded random mutations of valid proofs (a hash replaced, two swapped, one dropped or
     /// repeated, the index or size moved) are refused unless they leave the proof unchanged.
     func testSeededMutationsAreRefused() throws {
-        var rng = SplitMix(seed: 0x7106_2026)
+        var rng = SplitMix64(seed: 0x7106_2026)
         let tree = numberedTree(300)
         for _ in 0..<400 {
             let n = UInt64.random(in: 2...300, using: &rng)
@@ -235,18 +236,5 @@ final class MerkleTests: XCTestCase {
                 XCTAssertEqual(e.code, .tlogProofInvalid)
             }
         }
-    }
-}
-
-/// A small seeded generator, so a failing mutation can be replayed.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
