@@ -43,9 +43,10 @@ public struct CheckpointBody: Equatable, Sendable {
         ([origin, String(size), Base64.encode(rootHash)] + extensions).map { $0 + "\n" }.joined()
     }
 
-    /// One line: no newline or other control character (signed-note text allows none but newlines).
+    /// One line: no newline or other ASCII control character (signed-note text allows none but
+    /// newlines).
     static func isLine(_ s: String) -> Bool {
-        s.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value != 0x7f && !(0x80...0x9f).contains($0.value) }
+        s.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value != 0x7f }
     }
 
     static func bad(_ message: String) -> VouchError {
