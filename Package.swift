@@ -12,6 +12,8 @@
 //   VouchPolicy        pure: policy model and evaluation
 //   VouchAPI           pure: JSON wire types shared by broker, attester and CLI
 //   VouchTEEWire       pure: TEE wire formats (SEV-SNP reports, TDX DCAP quotes and their collateral, NVIDIA GPUs' SPDM measurements)
+//   VouchTLog          pure: the transparency log's math and formats (RFC 9162 Merkle trees and proofs, C2SP
+//                      tlog-tiles, tlog-checkpoint bodies, tlog-proof files); SHA-256 injected
 //   VouchModel         pure: the broker's records, closed state types and store protocols (split by concern,
 //                      with the unit of work); what the broker's services and every store import
 //   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection
@@ -67,6 +69,7 @@ let package = Package(
         .target(name: "VouchEventLog", dependencies: ["VouchCore", "VouchTPMWire"]),
         .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog", "VouchTEEWire"]),
         .target(name: "VouchAPI", dependencies: ["VouchCore", "VouchEventLog"]),
+        .target(name: "VouchTLog", dependencies: ["VouchCore"]),
         .target(name: "VouchModel", dependencies: ["VouchCore", "VouchAPI", "VouchEventLog"]),
         .target(name: "VouchTEEWire", dependencies: ["VouchCore"]),
 
@@ -110,6 +113,7 @@ let package = Package(
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto"], path: "Tests/VouchTestSupport"),
         .testTarget(name: "VouchTPMWireTests", dependencies: ["VouchTPMWire", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
+        .testTarget(name: "VouchTLogTests", dependencies: ["VouchTLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
         .target(name: "VouchBrokerTestSupport", dependencies: ["VouchModel", "VouchAPI", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),
