@@ -134,7 +134,8 @@ enum NoteKeyEncoding {
         }
     }
 
-    static func hex(_ id: UInt32) -> String {
-        Hex.encode([UInt8(id >> 24), UInt8(id >> 16 & 0xff), UInt8(id >> 8 & 0xff), UInt8(id & 0xff)])
-    }
+    static func hex(_ id: UInt32) -> String { Hex.encode(bytes(id)) }
+
+    /// A key ID's four bytes, big-endian.
+    static func bytes(_ id: UInt32) -> [UInt8] { [UInt8(id >> 24), UInt8(id >> 16 & 0xff), UInt8(id >> 8 & 0xff), UInt8(id & 0xff)] }
 }

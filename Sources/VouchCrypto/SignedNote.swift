@@ -19,8 +19,7 @@ public struct NoteSignature: Sendable, Equatable {
 
     /// The line, with its newline.
     public var line: String {
-        let id = [UInt8(keyID >> 24), UInt8(keyID >> 16 & 0xff), UInt8(keyID >> 8 & 0xff), UInt8(keyID & 0xff)]
-        return "\u{2014} \(name) \(Base64.encode(id + signature))\n"
+        "\u{2014} \(name) \(Base64.encode(NoteKeyEncoding.bytes(keyID) + signature))\n"
     }
 }
 

@@ -92,6 +92,15 @@ func parseCosignerVKey(vkey string) (*coverifier, error) {
 	return &coverifier{name: parts[0], hash: uint32(hash), pub: ed25519.PublicKey(key[1:])}, nil
 }
 
+// openFile verifies the note in path with v alone.
+func openFile(path string, v note.Verifier) (*note.Note, error) {
+	msg, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return note.Open(msg, note.VerifierList(v))
+}
+
 func run(args []string) error {
 	if len(args) < 2 {
 		return errors.New("usage")
@@ -122,11 +131,7 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		msg, err := os.ReadFile(args[2])
-		if err != nil {
-			return err
-		}
-		n, err := note.Open(msg, note.VerifierList(v))
+		n, err := openFile(args[2], v)
 		if err != nil {
 			return err
 		}
@@ -156,11 +161,7 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		msg, err := os.ReadFile(args[2])
-		if err != nil {
-			return err
-		}
-		n, err := note.Open(msg, note.VerifierList(v))
+		n, err := openFile(args[2], v)
 		if err != nil {
 			return err
 		}
