@@ -111,23 +111,27 @@ public struct VerifiedNote: Sendable {
 
 public enum SignedNote {
     /// `text` signed by `signers`, as note bytes (text, blank line, one line per signer).
-    /// Cosigners put `timestamp` (POSIX seconds) in their signature; plain Ed25519 signers ignore it.
-    public static func sign(_ text: String, with signers: [NoteSigner], timestamp: UInt64 = 0) throws -> String {
+    /// Cosigners put `timestamp` (POSIX seconds, from the caller's clock) in their signature and
+    /// need it; plain Ed25519 signers take none.
+    public static func sign(_ text: String, with signers: [NoteSigner], timestamp: UInt64? = nil) throws -> String {
         guard !signers.isEmpty else { throw VouchError(.invalidValue, "a note needs at least one signer") }
         return encode(text: text, signatures: try signers.map { try signature(of: text, by: $0, timestamp: timestamp) })
     }
 
     /// One signature line's content over `text` by `signer`.
-    public static func signature(of text: String, by signer: NoteSigner, timestamp: UInt64 = 0) throws -> NoteSignature {
+    public static func signature(of text: String, by signer: NoteSigner, timestamp: UInt64? = nil) throws -> NoteSignature {
         let bytes = Array(text.utf8)
         try checkText(bytes, what: "note text")
         guard bytes.last == 0x0a else { throw VouchError(.noteMalformed, "a note text ends in a newline") }
         let key = signer.verifierKey
         switch key.type {
         case .ed25519:
+            guard timestamp == nil else { throw VouchError(.invalidValue, "a plain Ed25519 note signature has no timestamp") }
             return NoteSignature(name: key.name, keyID: key.keyID, signature: try signer.privateKey.signature(for: bytes))
         case .cosignatureV1:
-            guard timestamp <= UInt64(Int64.max) else { throw VouchError(.invalidValue, "a cosignature's timestamp is at most 2^63-1") }
+            guard let timestamp, timestamp <= UInt64(Int64.max) else {
+                throw VouchError(.invalidValue, "a cosignature needs a timestamp of at most 2^63-1")
+            }
             let sig = try signer.privateKey.signature(for: cosignedMessage(bytes, timestamp: timestamp))
             return NoteSignature(name: key.name, keyID: key.keyID, signature: bigEndian(timestamp) + sig)
         }

@@ -71,6 +71,10 @@ final class SignedNoteInteropTests: XCTestCase {
         let both = try UnverifiedNote(cosigned).verify([log.verifierKey, witness.verifierKey])
         XCTAssertEqual(both.verifiedBy, ["vouch.example/log", "witness.example/w1"])
         XCTAssertEqual(both.verifications[1].timestamp, 1_679_315_147)
+        // A cosigner needs a time; a plain signer takes none; a time past 2^63-1 is refused.
+        for (signer, time) in [(witness, nil), (log, UInt64(1)), (witness, UInt64(1) << 63)] {
+            XCTAssertThrowsError(try SignedNote.signature(of: logNote.text, by: signer, timestamp: time)) { XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue) }
+        }
 
         let goCheck = try peerRun(["cosign-verify", witness.verifierKey.vkey, try write("cosigned.note", cosigned)])
         XCTAssertEqual(goCheck.status, 0, goCheck.stderr)

@@ -107,6 +107,29 @@ final class SignedNoteTests: XCTestCase {
         XCTAssertEqual(code { try SignedNote.sign("a\rb\n", with: [signer]) }, .noteMalformed)
     }
 
+    /// A cosignature is an 8-byte timestamp and a 64-byte signature over the cosignature/v1
+    /// message; a timestamp past 2^63-1, another length or another time refuses the note.
+    func testCosignatureShape() throws {
+        let seed = [UInt8](repeating: 9, count: 32)
+        let key = try Ed25519PrivateKey(seed: seed)
+        let witness = try NoteSigner(name: "witness.example/w1", type: .cosignatureV1, privateKey: key)
+        let text = "vouch.example/log\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
+        let good = try SignedNote.signature(of: text, by: witness, timestamp: 42)
+        XCTAssertEqual(good.signature.prefix(8), [0, 0, 0, 0, 0, 0, 0, 42])
+        XCTAssertEqual(Array(good.signature.dropFirst(8)), try key.signature(for: Array("cosignature/v1\ntime 42\n\(text)".utf8)))
+        let keys = [witness.verifierKey]
+        XCTAssertEqual(try UnverifiedNote(SignedNote.encode(text: text, signatures: [good])).verify(keys).verifications[0].timestamp, 42)
+
+        let huge: UInt64 = 1 << 63
+        let hugeSig = (0..<8).reversed().map { UInt8(huge >> (8 * UInt64($0)) & 0xff) } + (try key.signature(for: Array("cosignature/v1\ntime \(huge)\n\(text)".utf8)))
+        var otherTime = good.signature
+        otherTime[7] = 43
+        for bad in [hugeSig, otherTime, Array(good.signature.dropFirst(8)), good.signature + [0]] {
+            let note = SignedNote.encode(text: text, signatures: [NoteSignature(name: good.name, keyID: good.keyID, signature: bad)])
+            XCTAssertEqual(code { try UnverifiedNote(note).verify(keys) }, .noteSignatureInvalid)
+        }
+    }
+
     /// Key encodings: a wrong hash, type, length, name or prefix is refused.
     func testKeyEncodingsAreStrict() throws {
         let bad = [
