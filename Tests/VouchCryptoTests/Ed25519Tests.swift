@@ -35,8 +35,8 @@ final class Ed25519Tests: XCTestCase {
         }
     }
 
-    /// A generated key survives PKCS#8 PEM (read back by OpenSSL's command line too), signs what
-    /// its public key verifies, and another key does not verify it.
+    /// A generated key survives PKCS#8 PEM, signs what its public key verifies, and another key
+    /// does not verify it.
     func testGeneratePEMRoundTripAndWrongKey() throws {
         let key = try Ed25519PrivateKey.generate()
         let pem = try key.pem
@@ -47,6 +47,15 @@ final class Ed25519Tests: XCTestCase {
         let msg = Array("note".utf8)
         XCTAssertTrue(key.publicKey.isValidSignature(try again.signature(for: msg), for: msg))
         XCTAssertFalse(try Ed25519PrivateKey.generate().publicKey.isValidSignature(try key.signature(for: msg), for: msg))
+    }
+
+    /// PKCS#8 as RFC 8410 writes it (made with `openssl pkey` from RFC 8032 TEST 1's seed): read,
+    /// it is that key; written, it is the same text.
+    func testPKCS8PEMIsRFC8410() throws {
+        let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n"
+        let key = try Ed25519PrivateKey(pem: pem)
+        XCTAssertEqual(Hex.encode(key.publicKey.rawRepresentation), "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+        XCTAssertEqual(try Ed25519PrivateKey(seed: try key.seed).pem, pem)
     }
 
     /// Wrong lengths and wrong key types are refused, never truncated or converted.
