@@ -11,7 +11,7 @@ out=out/fuzz
 # Seeds are made afresh each run (a stale directory must not name a target that no longer exists).
 rm -rf "$out/seeds"
 mkdir -p "$out/crashes" "$out/seeds"
-all_targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document spdm-measurements"
+all_targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document spdm-measurements signed-note"
 targets=${FUZZ_TARGETS:-$all_targets}
 for t in $targets; do
   case " $all_targets " in *" $t "*) ;; *) echo "fuzz.sh: unknown target $t (targets: $all_targets)" >&2; exit 2 ;; esac
@@ -98,6 +98,9 @@ python3 -c 'import sys; sys.stdout.buffer.write(open(sys.argv[1],"rb").read().rs
 for f in Tests/Fixtures/nvidia-rim/rims/*.swidtag; do cp "$f" "$out/seeds/rim-xml/$(basename "$f")"; done
 # Nitro: the corpus's attestation documents (untagged COSE_Sign1).
 for f in Tests/Fixtures/nitro/*/attestation_doc.cbor; do cp "$f" "$out/seeds/nitro-document/$(basename "$(dirname "$f")")"; done
+# Signed notes: Go sumdb/note's test vector (a note and its vkey).
+printf 'If you think cryptography is the answer to your problem,\nthen you don'"'"'t know what your problem is.\n\n\xe2\x80\x94 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n' > "$out/seeds/signed-note/peter"
+printf 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW' > "$out/seeds/signed-note/vkey"
 # NVIDIA GPUs: the corpus's SPDM transcripts (hex decoded to binary).
 for d in Tests/Fixtures/nvidia-gpu/*/; do
   [ -f "$d/attestation_report.hex" ] && xxd -r -p "$d/attestation_report.hex" > "$out/seeds/spdm-measurements/$(basename "$d")"

@@ -123,6 +123,14 @@ enum FuzzTargets {
             // An EAR token as `vouch check` receives it (compact JWS, ES256, x5c).
             _ = try? JWSSigner.verify(String(decoding: bytes, as: UTF8.self), anchors: [fuzzCA.certificate], signer: "spiffe://fuzz/vouchd", at: Date())
         },
+        "signed-note": { bytes in
+            // A log checkpoint or cosigned note, checked against a log key and a witness key; the
+            // same bytes as key texts.
+            if let note = try? UnverifiedNote(bytes) { _ = try? note.verify(fuzzNoteKeys) }
+            let text = String(decoding: bytes, as: UTF8.self)
+            _ = try? NoteVerifierKey(vkey: text)
+            _ = try? NoteSigner(skey: text)
+        },
     ]
 
     static var names: [String] { all.keys.sorted() }
@@ -131,6 +139,12 @@ enum FuzzTargets {
 /// The RIM target's fixed key and verifier (the compiled-in NVIDIA CoRIM signing root).
 private let fuzzRIMVerifier = try! NvidiaRIMVerifier()
 private let fuzzRIMRootDER = try! fuzzRIMVerifier.roots[0].der
+
+/// The signed-note target's keys: Go sumdb/note's test key and a fixed witness key.
+private let fuzzNoteKeys: [NoteVerifierKey] = [
+    try! NoteVerifierKey(vkey: "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"),
+    try! NoteVerifierKey(name: "witness.example/w1", type: .cosignatureV1, publicKey: try! Ed25519PrivateKey(seed: [UInt8](repeating: 7, count: 32)).publicKey),
+]
 
 /// A CA for the OCSP target, made once.
 let fuzzCA: CertificateAuthority = {
