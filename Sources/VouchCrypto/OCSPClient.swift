@@ -196,6 +196,17 @@ private final class ParsedOCSPResponse {
             ERR_clear_error()
             throw VouchError(.ocspResponseMalformed, "the OCSP response is not a BasicOCSPResponse")
         }
+        // The BasicOCSPResponse sits in an OCTET STRING, which the whole response's re-encoding
+        // above keeps as raw bytes: it must itself be canonical DER (OpenSSL checks the signature
+        // over a re-encoding of tbsResponseData, so a non-canonical form of a signed response
+        // would verify). It is the response's last element: its bytes end the response, after
+        // the OCTET STRING's tag and length.
+        guard let inner = try? derEncode("i2d_OCSP_BASICRESP", { i2d_OCSP_BASICRESP(basic, $0) }), Self.endsWithOctetString(der, inner) else {
+            OCSP_BASICRESP_free(basic)
+            OCSP_RESPONSE_free(resp)
+            ERR_clear_error()
+            throw VouchError(.ocspResponseMalformed, "the BasicOCSPResponse is not in canonical DER")
+        }
         response = resp
         self.basic = basic
     }
@@ -203,6 +214,15 @@ private final class ParsedOCSPResponse {
     deinit {
         OCSP_BASICRESP_free(basic)
         OCSP_RESPONSE_free(response)
+    }
+
+    /// True when `der` ends with an OCTET STRING (tag, DER length) whose content is `inner`.
+    static func endsWithOctetString(_ der: [UInt8], _ inner: [UInt8]) -> Bool {
+        let n = inner.count
+        let header: [UInt8] = n < 0x80 ? [0x04, UInt8(n)] : n < 0x100 ? [0x04, 0x81, UInt8(n)]
+            : n < 0x10000 ? [0x04, 0x82, UInt8(n >> 8), UInt8(n & 0xff)] : [0x04, 0x83, UInt8(n >> 16), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)]
+        guard der.count >= n + header.count else { return false }
+        return Array(der.suffix(n)) == inner && Array(der[(der.count - n - header.count)..<(der.count - n)]) == header
     }
 
     /// The one SingleResponse whose CertID is the certificate's, compared with the hash the
