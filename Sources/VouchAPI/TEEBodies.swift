@@ -88,8 +88,10 @@ public struct TEEEvidenceCopy: Codable, Sendable, Equatable {
 /// it: its binding is `EnrollmentBinding.composite` of the request's binding and every device's
 /// digest, in the order sent (docs/evidence.md, "Composite evidence").
 public struct DeviceEvidenceBody: Codable, Sendable, Equatable {
-    /// The device's name: `gpu0` … `gpu15`, unique in the request; its EAR submodule.
+    /// The device's name: `gpu0` … `gpu15` (`namePattern`), unique in the request; its EAR submodule.
     public var device: String
+    /// What a device name must match (as docs/openapi.yaml's `DeviceEvidenceBody.device`).
+    public static let namePattern = "^gpu([0-9]|1[0-5])$"
     /// `nvidia-gpu`.
     public var kind: String
     /// Base64 of the SPDM GET_MEASUREMENTS request ‖ MEASUREMENTS response, whose request nonce

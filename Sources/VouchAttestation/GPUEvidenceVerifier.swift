@@ -24,20 +24,33 @@ extension NvidiaGPUEvidence {
     /// verified (`NvidiaGPUVerifier` check 2 takes the first certificate as the leaf); nil when
     /// the chain does not parse. Which GPU it is, for refusing one GPU given twice.
     public var leafKeyDigest: [UInt8]? {
-        guard let leaf = try? Certificate.chain(pem: certificateChainPEM).first, let spki = try? leaf.publicKey.canonicalSPKIDER else { return nil }
-        return Crypto.sha256(spki)
+        guard let leaf = try? Certificate.chain(pem: certificateChainPEM).first else { return nil }
+        return NvidiaGPUVerifier.deviceKey(of: leaf)
     }
 
-    /// The names (as given) of devices whose verified evidence repeats an earlier device's leaf
-    /// key, with the earlier one's name: one GPU presented twice (`nvidia_gpu_duplicate_device`).
-    public static func duplicates(_ verified: [(name: String, evidence: NvidiaGPUEvidence)]) -> [(name: String, first: String)] {
+    /// One refusal (`nvidia_gpu_duplicate_device`, path `NAME.certificates`) for each device,
+    /// named as given, whose evidence repeats an earlier device's leaf key: one GPU presented twice.
+    public static func duplicateViolations(_ devices: [(name: String, evidence: NvidiaGPUEvidence)]) -> [PolicyViolation] {
         var seen: [[UInt8]: String] = [:]
-        var out: [(String, String)] = []
-        for (name, e) in verified {
+        var out: [PolicyViolation] = []
+        for (name, e) in devices {
             guard let key = e.leafKeyDigest else { continue }
-            if let first = seen[key] { out.append((name, first)) } else { seen[key] = name }
+            if let first = seen[key] {
+                out.append(PolicyViolation(code: .nvidiaGPUDuplicateDevice, path: "\(name).certificates", expected: "a GPU other than \(first)", actual: "the same GPU"))
+            } else {
+                seen[key] = name
+            }
         }
         return out
+    }
+}
+
+extension NvidiaGPUVerifier {
+    /// Which GPU a verified leaf is: SHA-256 of its canonical SubjectPublicKeyInfo (the GPU's
+    /// DICE alias key; the FWID names firmware, shared by a board's GPUs). `DeviceClaims.deviceKey`,
+    /// and the key every duplicate check compares.
+    public static func deviceKey(of leaf: Certificate) -> [UInt8]? {
+        (try? leaf.publicKey.canonicalSPKIDER).map(Crypto.sha256)
     }
 }
 
@@ -137,7 +150,7 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         let (result, leaf) = verifier.verifyDevice(evidence, at: context.now, expectedNonce: nonce, references: nil, requireReferences: false)
         switch result {
         case let .verified(claims, _):
-            guard let leaf, let spki = try? leaf.publicKey.canonicalSPKIDER else {
+            guard let leaf, let deviceKey = NvidiaGPUVerifier.deviceKey(of: leaf) else {
                 return .rejected([VouchError(.internalError, "a verified GPU has no leaf key", context: ["device": raw.device])])
             }
             // 4
@@ -148,7 +161,7 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
             }
             return .authenticated(AuthenticatedEvidence(device: raw.device, payload: .nvidiaGPU(
                 AuthenticatedGPU(claims: claims, evidence: evidence, digest: evidence.bindingDigest, simulated: simulated, revocation: revocation,
-                                 deviceKey: Crypto.sha256(spki)))))
+                                 deviceKey: deviceKey))))
         case let .rejected(violations, _):
             let v = violations[0]
             return .rejected([VouchError(v.code, "\(raw.device): \(v.path): expected \(v.expected), got \(v.actual)",
@@ -173,18 +186,14 @@ public struct NvidiaGPUEvidenceVerifier: EvidenceVerifier {
         if result.entries.isEmpty { return .success("none") }
         switch result.summary {
         case .allGood: return .success("good")
-        case .someRevoked:
-            do { try result.requireAllGood(chain: "nvidia-gpu") } catch var e as VouchError {
-                e = VouchError(e.code, "\(device): \(e.message)", context: e.context.merging(["device": device]) { a, _ in a })
-                return .failure(e)
-            } catch {}
-            return .failure(VouchError(.certificateRevokedOCSP, "\(device): a certificate of the GPU chain is revoked", context: ["device": device]))
-        case .someMissing:
-            guard required else { return .success("missing") }
+        case .someMissing where !required: return .success("missing")
+        case .someRevoked, .someMissing:
+            // `requireAllGood` names the first certificate revoked or without an answer.
             do { try result.requireAllGood(chain: "nvidia-gpu") } catch let e as VouchError {
                 return .failure(VouchError(e.code, "\(device): \(e.message)", context: e.context.merging(["device": device]) { a, _ in a }))
             } catch {}
-            return .failure(VouchError(.revocationStatusUnknown, "\(device): the GPU chain's revocation status is unknown", context: ["device": device]))
+            return .failure(VouchError(result.summary == .someRevoked ? .certificateRevokedOCSP : .revocationStatusUnknown,
+                                       "\(device): the GPU chain is not shown unrevoked", context: ["device": device]))
         }
     }
 

@@ -49,14 +49,14 @@ extension NvidiaGPUVerifier {
             case let .verified(c, _): claims = c
             case let .rejected(_, c): claims = c
             }
-            if claims != nil, let leaf, let der = try? leaf.der, let spki = try? leaf.publicKey.spkiDER {
-                let earlier = seenLeaves[der].map { ($0, "the same leaf certificate") } ?? seenKeys[spki].map { ($0, "the same leaf key") }
+            if claims != nil, let leaf, let der = try? leaf.der, let key = Self.deviceKey(of: leaf) {
+                let earlier = seenLeaves[der].map { ($0, "the same leaf certificate") } ?? seenKeys[key].map { ($0, "the same leaf key") }
                 if let (first, what) = earlier {
                     violations.append(PolicyViolation(code: .nvidiaGPUDuplicateDevice, path: "device", expected: "a GPU not already in the set",
                                                       actual: "\(what) as gpu[\(first)]"))
                 } else {
                     seenLeaves[der] = i
-                    seenKeys[spki] = i
+                    seenKeys[key] = i
                 }
             }
             let prefixed = violations.map { PolicyViolation(code: $0.code, path: "gpu[\(i)].\($0.path)", expected: $0.expected, actual: $0.actual) }

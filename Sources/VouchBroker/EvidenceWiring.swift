@@ -49,7 +49,7 @@ extension BrokerPart {
         }
         return try bodies.enumerated().map { i, body in
             let field = "devices[\(i)]"
-            guard body.device.range(of: "^gpu([0-9]|1[0-5])$", options: .regularExpression) != nil else {
+            guard body.device.range(of: DeviceEvidenceBody.namePattern, options: .regularExpression) != nil else {
                 throw VouchError(.badRequest, "a device is named gpu0 to gpu15", context: ["field": "\(field).device"])
             }
             guard EvidenceKind(rawValue: body.kind) == .nvidiaGPU else {

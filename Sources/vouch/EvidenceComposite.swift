@@ -69,7 +69,7 @@ func verifyComposite(_ paths: [String], at: Date, nonce expectedNonce: [UInt8]?,
     guard (1...16).contains(devices.count) else { throw VouchError(.io, "\(paths[0]): give 1-16 devices") }
     var gpus: [(name: String, evidence: NvidiaGPUEvidence)] = []
     for (i, d) in devices.enumerated() {
-        guard d.device.range(of: "^gpu([0-9]|1[0-5])$", options: .regularExpression) != nil, d.kind == EvidenceKind.nvidiaGPU.rawValue,
+        guard d.device.range(of: DeviceEvidenceBody.namePattern, options: .regularExpression) != nil, d.kind == EvidenceKind.nvidiaGPU.rawValue,
               !gpus.contains(where: { $0.name == d.device }), let transcript = try? Base64.decode(d.evidence, field: "devices[\(i)].evidence") else {
             throw VouchError(.io, "\(paths[0]): devices[\(i)] is not a distinct gpu0-gpu15 of kind nvidia-gpu with base64 evidence")
         }
@@ -113,9 +113,7 @@ func verifyComposite(_ paths: [String], at: Date, nonce expectedNonce: [UInt8]?,
             violations += v.map { PolicyViolation(code: $0.code, path: "\(gpu.name).\($0.path)", expected: $0.expected, actual: $0.actual) }
         }
     }
-    for (name, first) in NvidiaGPUEvidence.duplicates(gpus.map { ($0.name, $0.evidence) }) {
-        violations.append(PolicyViolation(code: .nvidiaGPUDuplicateDevice, path: "\(name).certificates", expected: "a GPU other than \(first)", actual: "the same GPU"))
-    }
+    violations += NvidiaGPUEvidence.duplicateViolations(gpus.map { ($0.name, $0.evidence) })
     if let rules = options.gpus, violations.isEmpty { violations += rules.evaluate(facts) }
     // 4
     func decode(_ value: String?, _ name: String) throws -> [UInt8]? {

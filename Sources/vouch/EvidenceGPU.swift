@@ -71,9 +71,7 @@ func verifyNvidiaGPU(_ files: EvidenceFiles, at: Date, nonce: [UInt8]?, roots: R
         }
     }
     // One GPU given twice is refused (the same leaf key), whatever the policy.
-    for (name, first) in NvidiaGPUEvidence.duplicates(devices.enumerated().map { ("gpu[\($0.offset)]", $0.element) }) {
-        violations.append(PolicyViolation(code: .nvidiaGPUDuplicateDevice, path: "\(name).certificates", expected: "a GPU other than \(first)", actual: "the same GPU"))
-    }
+    violations += NvidiaGPUEvidence.duplicateViolations(devices.enumerated().map { ("gpu[\($0.offset)]", $0.element) })
     // The policy's rules read only devices that verified; a device that did not is already refused.
     if let gpus = options.gpus, violations.isEmpty { violations += gpus.evaluate(facts) }
     let claims = NvidiaGPUDevices(devices: verified, references: references)
