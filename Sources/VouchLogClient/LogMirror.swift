@@ -2,10 +2,10 @@ import VouchCore
 import VouchRuntime
 import VouchTLog
 
-/// A verified copy of a log: the checkpoint, every tile and every entry bundle of its tree,
-/// each checked before anything is written (full tiles against their parent tile's hash, the
-/// right edge against the checkpoint's root, bundles against their level-0 tile), so receipts can
-/// later be verified from the copy with no network. The checkpoint is written last, so a copy
+/// A verified copy of a log: the checkpoint, every tile and every entry bundle of its tree (on
+/// later runs, those the copy's tree lacks), each checked before anything is written (full tiles
+/// against their parent tile's hash, the right edge against the checkpoint's root, bundles against
+/// their level-0 tile), so receipts can later be verified from the copy with no network. The checkpoint is written last, so a copy
 /// interrupted half way still serves its previous, complete tree.
 public struct LogMirror: Sendable {
     public let client: LogClient
@@ -21,9 +21,11 @@ public struct LogMirror: Sendable {
     @discardableResult
     public func update() throws -> VerifiedCheckpoint {
         let checkpoint = try client.checkpoint()
-        let local = LogClient(source: DirectoryLogSource(directory: directory), logKey: client.logKey)
+        let localSource = DirectoryLogSource(directory: directory)
+        var heldSize: UInt64 = 0
         if Files.exists(directory + "/checkpoint") {
-            let held = try local.checkpoint()
+            let held = try LogClient(source: localSource, logKey: client.logKey).checkpoint()
+            heldSize = held.size
             guard checkpoint.size >= held.size else {
                 throw VouchError(.witnessRollback, "the log has \(checkpoint.size) entries, fewer than the \(held.size) of the copy")
             }
@@ -31,11 +33,13 @@ public struct LogMirror: Sendable {
                 throw VouchError(.witnessFork, "the log's tree of \(checkpoint.size) entries does not extend the copy's of \(held.size) entries")
             }
         }
-        let tiles = try Tile.newTiles(oldSize: 0, newSize: checkpoint.size)
+        // Only what the held tree lacks is fetched: a new full tile's parent tile is new too, and
+        // the right edge is recomputed over the new tiles and the held ones.
+        let tiles = try Tile.newTiles(oldSize: heldSize, newSize: checkpoint.size)
         let contents = try SourceTileReader(source: client.source).readTiles(tiles)
         var byTile: [Tile: [UInt8]] = [:]
         for (tile, bytes) in zip(tiles, contents) { byTile[tile] = bytes }
-        try verify(byTile, checkpoint: checkpoint)
+        try verify(byTile, held: SourceTileReader(source: localSource), checkpoint: checkpoint)
         var bundles: [(Tile, [UInt8])] = []
         for tile in tiles where tile.level == 0 {
             let bytes = try client.fetchBundle(tile)
@@ -52,7 +56,7 @@ public struct LogMirror: Sendable {
     }
 
     /// Every full tile hashes to its entry in the tile above; the right edge leads to the root.
-    func verify(_ tiles: [Tile: [UInt8]], checkpoint: VerifiedCheckpoint) throws {
+    func verify(_ tiles: [Tile: [UInt8]], held: any TileReader, checkpoint: VerifiedCheckpoint) throws {
         let hasher = client.hasher
         for (tile, bytes) in tiles where !tile.isPartial {
             var row = try TileContent.hashes(of: tile, bytes: bytes)
@@ -66,7 +70,7 @@ public struct LogMirror: Sendable {
                 throw VouchError(.logDataInvalid, "tile \(tile.path) does not hash to its entry in \(parent.path)", context: ["tile": tile.path])
             }
         }
-        let reader = TileHashReader(treeSize: checkpoint.size, tiles: HeldTiles(tiles: tiles), hasher: hasher)
+        let reader = TileHashReader(treeSize: checkpoint.size, tiles: FetchedTiles(tiles: tiles, held: held), hasher: hasher)
         guard try MerkleProver(hasher: hasher, reader: reader).root(size: checkpoint.size) == checkpoint.rootHash else {
             throw VouchError(.logDataInvalid, "the tiles do not lead to the checkpoint's root", context: ["size": "\(checkpoint.size)"])
         }
@@ -79,14 +83,12 @@ public struct LogMirror: Sendable {
     }
 }
 
-/// Tiles already fetched, served from memory.
-struct HeldTiles: TileReader {
+/// Tiles just fetched (and verified), else those of the copy's tree, which the new tree extends.
+struct FetchedTiles: TileReader {
     let tiles: [Tile: [UInt8]]
+    let held: any TileReader
 
     func readTiles(_ wanted: [Tile]) throws -> [[UInt8]] {
-        try wanted.map { tile in
-            guard let bytes = tiles[tile] else { throw VouchError(.notFound, "tile \(tile.path) was not fetched") }
-            return bytes
-        }
+        try wanted.map { tile in try tiles[tile] ?? held.readTiles([tile])[0] }
     }
 }

@@ -81,8 +81,22 @@ final class LogClientTests: XCTestCase {
         assertCode(.logDataInvalid, try client.verify(note: Array(wrong.utf8)))
     }
 
+    /// A source that records the paths it was asked for.
+    final class Recording: LogSource, @unchecked Sendable {
+        let inner: any LogSource
+        private let lock = NSLock()
+        private var seen: [String] = []
+        init(_ inner: any LogSource) { self.inner = inner }
+        var location: String { inner.location }
+        var paths: [String] { lock.withLock { seen } }
+        func fetch(_ path: String, maxBytes: Int) throws -> [UInt8] {
+            lock.withLock { seen.append(path) }
+            return try inner.fetch(path, maxBytes: maxBytes)
+        }
+    }
+
     func testMirrorCopiesAVerifiedLogAndRefusesATamperedOne() throws {
-        log.append(70_000 / 100)
+        log.append(700)
         try log.publish()
         let out = dir.appendingPathComponent("mirror")
         let mirrored = try LogMirror(client: client, directory: out.path).update()
@@ -91,17 +105,26 @@ final class LogClientTests: XCTestCase {
         let checkpoint = try copy.checkpoint()
         XCTAssertEqual(try copy.entry(650, in: checkpoint).entry, log.entries[650])
         XCTAssertNoThrow(try copy.checkTiles(of: checkpoint))
-        // The log grows; a full tile deep in the tree is altered: nothing is copied.
+        // The log grows; a new full tile is altered: nothing is copied.
         log.append(100)
         try log.publish()
-        var tile = try Data(contentsOf: log.directory.appendingPathComponent("tile/0/001"))
-        tile[40] ^= 0x80
-        try tile.write(to: log.directory.appendingPathComponent("tile/0/001"))
+        let good = try Data(contentsOf: log.directory.appendingPathComponent("tile/0/002"))
+        var bad = good
+        bad[40] ^= 0x80
+        try bad.write(to: log.directory.appendingPathComponent("tile/0/002"))
         assertCode(.logDataInvalid, try LogMirror(client: client, directory: out.path).update())
         XCTAssertEqual(try copy.checkpoint().size, 700)
+        // Restored, the copy grows by what it lacks only: the full tiles it holds are not fetched again.
+        try good.write(to: log.directory.appendingPathComponent("tile/0/002"))
+        let recording = Recording(DirectoryLogSource(directory: log.directory.path))
+        XCTAssertEqual(try LogMirror(client: LogClient(source: recording, logKey: log.signer.verifierKey), directory: out.path).update().size, 800)
+        XCTAssertFalse(recording.paths.contains("tile/0/000") || recording.paths.contains("tile/entries/001"), "\(recording.paths)")
+        XCTAssertTrue(recording.paths.contains("tile/0/002") && recording.paths.contains("tile/entries/003.p/32"), "\(recording.paths)")
+        XCTAssertEqual(try copy.entry(799, in: try copy.checkpoint()).entry, log.entries[799])
+        XCTAssertNoThrow(try copy.checkTiles(of: try copy.checkpoint()))
         // A log rewritten under the same key is a fork for the mirror too.
         var other = StaticTileLog(directory: log.directory, signer: log.signer)
-        other.append(800, tag: "rewritten")
+        other.append(900, tag: "rewritten")
         try other.publish()
         assertCode(.witnessFork, try LogMirror(client: client, directory: out.path).update())
     }
