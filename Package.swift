@@ -104,7 +104,7 @@ let package = Package(
                                                      "VouchYAML", "VouchAPI", "VouchAttestation", "VouchCollateral", "VouchCore", "VouchRuntime"]),
         .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchTPMWire", "VouchRuntime"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles",
-                                                    "VouchTEEWire", "VouchYAML", "VouchLogClient", "VouchTLog",
+                                                    "VouchTEEWire", "VouchYAML", "VouchLogClient",
                                                     "VouchCore", "VouchRuntime"]),
 
         .target(name: "VouchBenchKit", dependencies: ["VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog", "VouchPolicy", "VouchTPM", "VouchTPMWire", "VouchTEEWire"],

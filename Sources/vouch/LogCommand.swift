@@ -4,7 +4,6 @@ import VouchCrypto
 import VouchHTTPClient
 import VouchLogClient
 import VouchRuntime
-import VouchTLog
 
 /// `vouch log keygen|checkpoint|witness|mirror`: a client of a C2SP tlog-tiles log (the broker's,
 /// or a mirror's directory): verify its checkpoint, witness it, copy it for offline use.
