@@ -64,8 +64,13 @@ public struct Witness: Sendable {
         return try client.verify(note: Files.read(checkpointPath))
     }
 
-    /// One round: fetch, verify, compare with the stored checkpoint, cosign, save.
+    /// One round: fetch, verify, compare with the stored checkpoint, cosign, save. Holds an
+    /// exclusive lock on the log's state directory throughout, so two processes sharing it cannot
+    /// each cosign one side of a fork from the same stored checkpoint (`conflict` if it is held).
     public func round() throws -> WitnessCosignature {
+        try Files.makeDirectory(logDirectory)
+        let lock = try StateLock(logDirectory + "/lock")
+        defer { lock.release() }
         if Files.exists(forkDirectory) {
             throw VouchError(.witnessFork, "a fork of \(client.logKey.name) was recorded in \(forkDirectory); this witness cosigns nothing more for it",
                              context: ["evidence": forkDirectory])
@@ -90,7 +95,6 @@ public struct Witness: Sendable {
         let mine = signer.verifierKey
         let others = current.verified.signatures.filter { !($0.name == mine.name && $0.keyID == mine.keyID) }
         let note = SignedNote.encode(text: current.body.text, signatures: others + [line])
-        try Files.makeDirectory(logDirectory)
         try Files.writeAtomically(Array(note.utf8), to: checkpointPath)
         return WitnessCosignature(note: note, checkpoint: current, previousSize: stored?.size, timestamp: timestamp)
     }
@@ -101,4 +105,28 @@ public struct Witness: Sendable {
         _ = try Files.createOnce(Array(stored.note.utf8), at: forkDirectory + "/stored.note", mode: 0o644)
         _ = try Files.createOnce(Array(received.note.utf8), at: forkDirectory + "/received.note", mode: 0o644)
     }
+}
+
+/// An exclusive, non-blocking flock(2) on a file, held until `release()` or deinit.
+final class StateLock {
+    private var fd: Int32
+
+    init(_ path: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw VouchError(.io, "cannot open \(path)", context: ["errno": "\(errno)"]) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw VouchError(.conflict, "another witness process holds \(path)", context: ["path": path])
+        }
+        self.fd = fd
+    }
+
+    func release() {
+        guard fd >= 0 else { return }
+        flock(fd, LOCK_UN)
+        close(fd)
+        fd = -1
+    }
+
+    deinit { release() }
 }

@@ -142,4 +142,17 @@ final class WitnessTests: XCTestCase {
         let client = LogClient(source: DirectoryLogSource(directory: logDir.path), logKey: log.signer.verifierKey)
         assertCode(.noteKeyInvalid, try Witness(client: client, signer: log.signer, stateDirectory: stateDir.path, clock: ManualClock()))
     }
+
+    func testASecondProcessOnTheSameStateIsRefused() throws {
+        log.append(3)
+        try log.publish()
+        let w = try witness()
+        _ = try w.round()
+        let fd = open(w.logDirectory + "/lock", O_RDWR)
+        XCTAssertEqual(flock(fd, LOCK_EX | LOCK_NB), 0)
+        assertCode(.conflict, try w.round())
+        flock(fd, LOCK_UN)
+        close(fd)
+        XCTAssertNoThrow(try w.round())
+    }
 }
