@@ -35,6 +35,9 @@
 //                      (VouchRuntime: its files) (tests, demo and simulated fleet only)
 //   VouchBroker        the broker service: orchestration over protocols, and its HTTP API (logs through an
 //                      injected closure; VouchRuntime only for Bootstrap's CA, token and identity files)
+//   VouchLogClient     a client of C2SP tlog-tiles logs (a URL through an injected HTTPTransport, or a
+//                      directory): verified checkpoints, consistency and inclusion from tiles, the witness
+//                      (state files: VouchRuntime) and the verified mirror
 //   VouchAttesterKit   the host side: AK, registration, quotes for agents (VouchRuntime: host certificate
 //                      and model log files; logs through an injected closure); a confidential VM's reports
 //                      (configfs-tsm, or the software TEE's persisted platform for tests and demos)
@@ -92,6 +95,7 @@ let package = Package(
         .target(name: "VouchTEESim", dependencies: ["VouchCore", "VouchTEEWire", "VouchCrypto", "VouchRuntime", "VouchXMLSig"]),
         .target(name: "VouchCollateral", dependencies: ["VouchCore", "VouchRuntime", "VouchCrypto", "VouchTEEWire", "VouchAttestation"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog"]),
+        .target(name: "VouchLogClient", dependencies: ["VouchCore", "VouchTLog", "VouchCrypto", "VouchRuntime"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog",
                                                    "VouchAttestation", "VouchTEESim", "VouchTEEWire"]),
 
@@ -100,7 +104,7 @@ let package = Package(
                                                      "VouchYAML", "VouchAPI", "VouchAttestation", "VouchCollateral", "VouchCore", "VouchRuntime"]),
         .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchTPMWire", "VouchRuntime"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles",
-                                                    "VouchTEEWire", "VouchYAML",
+                                                    "VouchTEEWire", "VouchYAML", "VouchLogClient",
                                                     "VouchCore", "VouchRuntime"]),
 
         .target(name: "VouchBenchKit", dependencies: ["VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog", "VouchPolicy", "VouchTPM", "VouchTPMWire", "VouchTEEWire"],
@@ -110,10 +114,11 @@ let package = Package(
                                                            "VouchPolicy", "VouchTEEWire", "VouchTPMWire", "VouchYAML", "VouchXMLSig"]),
 
         // Tests
-        .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto"], path: "Tests/VouchTestSupport"),
+        .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto", "VouchTLog"], path: "Tests/VouchTestSupport"),
         .testTarget(name: "VouchTPMWireTests", dependencies: ["VouchTPMWire", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchTLogTests", dependencies: ["VouchTLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchTestSupport"]),
+        .testTarget(name: "VouchLogClientTests", dependencies: ["VouchLogClient", "VouchTLog", "VouchCrypto", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
         .target(name: "VouchBrokerTestSupport", dependencies: ["VouchModel", "VouchAPI", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),

@@ -83,6 +83,13 @@ enum CLI {
           nonce), appraised recently enough, under that policy, running that model manifest;
           otherwise exit 1 and print every failed requirement.
 
+    Transparency log (the broker's at https://BROKER, or a mirror's directory; VKEY: its verifier key):
+      log checkpoint --log URL|DIR --log-key VKEY      print the log's checkpoint once it verifies
+      log witness --log URL|DIR --log-key VKEY --key SKEY_FILE --state DIR [--submit] [--interval DUR]
+                                          cosign checkpoints that extend the last one; refuse rollbacks,
+                                          keep fork evidence; log keygen --name NAME --out PREFIX
+      log mirror --log URL --log-key VKEY --out DIR    a verified copy for offline receipt checks
+
     Exit status: 0 success, 1 refused or failed (one line on stderr), 2 usage error (one line).
     """
 

@@ -4,7 +4,7 @@ extension CLI {
     /// Printed (on stderr, exit 2) when `vouch` is run without a command.
     static let shortUsage = """
     usage: vouch COMMAND [options]
-    commands: enroll status revoke host history token ca crl cert check policy quote eventlog
+    commands: enroll status revoke host history token ca crl cert check policy quote eventlog log
     vouch --help lists them all; vouch COMMAND --help explains one; vouch --version.
     """
 
@@ -15,6 +15,26 @@ extension CLI {
 
     /// One short text per command: what it does, its options, and examples.
     static let commandHelp: [String: String] = [
+        "log": """
+        usage: vouch log checkpoint --log URL|DIR --log-key VKEY [--check-tiles]
+               vouch log witness --log URL|DIR --log-key VKEY --key SKEY_FILE --state DIR [--submit] [--interval DUR]
+               vouch log mirror --log URL --log-key VKEY --out DIR
+               vouch log keygen --name NAME --out PREFIX [--type cosignature|ed25519]
+        A client of a C2SP tlog-tiles log: the broker's (https; its certificate checked against --ca
+        FILE or $VOUCH_CA) or a directory (a mirror). VKEY: the log's vkey (/v1/trust), inline or a file.
+          checkpoint  print the log's checkpoint once its signature and origin verify
+          witness     cosign the checkpoint if it extends the one cosigned last (state in DIR); refuse
+                      a smaller one (witness_rollback); on a fork (witness_fork) keep both notes in
+                      DIR/ORIGIN/fork/ and cosign nothing more; --submit: POST it to the log
+          mirror      copy checkpoint, tiles and entry bundles into DIR, each verified first
+          keygen      a witness key pair PREFIX.skey (0600), PREFIX.vkey (for vouchd --log-witness)
+        exit: 0 done, 1 refused (signature, rollback, fork, bad tiles), 2 usage or unreadable key
+        examples:
+          vouch log keygen --name witness.example.net --out /etc/vouch-witness/key
+          vouch log witness --log https://broker:8443 --ca ca.pem --log-key log.vkey \\
+              --key /etc/vouch-witness/key.skey --state /var/lib/vouch-witness --submit --interval 5m
+          vouch log mirror --log https://broker:8443 --ca ca.pem --log-key log.vkey --out /srv/vouch-log
+        """,
         "enroll": """
         usage: vouch enroll --name NAME [--socket PATH] [--out DIR] [--key-type p256|p384] [--renew | --tpm-key]
         Have the local attester prove this host's state and get an agent certificate: writes
