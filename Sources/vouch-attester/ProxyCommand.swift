@@ -59,8 +59,12 @@ func proxyCommand(_ words: [String]) -> Never {
 }
 
 /// The receipt signer over the agent's certificate chain and key (as `vouch enroll` writes
-/// them) and, when given, the issuance record's log proof.
-// MERGE(receipt18): return the receipt signer here (a `ReceiptMaking`: sign(output:request:startedAt:finishedAt:)).
+/// them) and, when given, the issuance log proof (the JSON of `GET /v1/log/proof?certificate=`).
+// MERGE(receipt18): VouchReceiptKit's `ReceiptSigner` goes here, with `extension ReceiptSigner:
+// @retroactive ReceiptMaking {}` (same `sign` signature) and `VouchReceiptKit`, `VouchReceipts` in
+// vouch-attester's dependencies:
+//     let issuance = try issuanceProof.map { try UnverifiedReceiptBundle.LoggedEntry(proofResponse: try Files.read($0)) }
+//     return try ReceiptSigner(chainPEM: try Files.readString(certificate), keyPEM: try Files.readString(key), issuance: issuance)
 func receiptSigner(certificate: String, key: String, issuanceProof: String?) throws -> any ReceiptMaking {
     throw VouchError(.config, "this vouch-attester was built without the receipt signer")
 }

@@ -120,8 +120,8 @@ answer (text/event-stream) is passed on as it arrives, then one last event, vouc
   --listen ADDR     ADDR:PORT (IPv4, plain HTTP) or unix:PATH (created mode 0660)
   --cert FILE       the agent's certificate chain (PEM), as `vouch enroll` writes it
   --key FILE        the agent's private key
-  --issuance-proof FILE  the log's inclusion proof of the certificate's issuance (tlog-proof),
-                    put in every bundle
+  --issuance-proof FILE  the certificate's issuance log proof, put in every bundle: the JSON the
+                    broker answers to GET /v1/log/proof?certificate=<SHA-256 of the certificate>
   --max-body BYTES  largest request body (default 4194304; larger: 413 body_too_large)
   --max-response BYTES  largest answer (default 67108864; larger: 502 upstream_response_too_large)
   --timeout DUR     longest an upstream answer may take, streams included (default 10m)

@@ -295,6 +295,25 @@ final class ReceiptProxyTests: XCTestCase {
         XCTAssertFalse(String(decoding: r.body, as: UTF8.self).contains("secret"))
     }
 
+    func testUnixSocketsOnBothSides() throws {
+        let dir = try TestEnv.tempDir("proxy-unix")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let answer = Array(#"{"ok":true}"#.utf8)
+        let upstream = try HTTPServer(listen: .unix(path: dir.appendingPathComponent("model.sock").path, mode: 0o600), threading: .perConnection) { req in
+            HTTPResponse(status: 200, headers: [("Content-Type", "application/json"), ("X-Target", req.target)], body: answer)
+        }
+        defer { upstream.stop() }
+        let receipts = DigestReceipts()
+        let proxy = ReceiptProxy(upstream: HTTPClient(.unix(path: dir.appendingPathComponent("model.sock").path)), receipts: receipts, clock: clock)
+        let server = try HTTPServer(listen: .unix(path: dir.appendingPathComponent("proxy.sock").path, mode: 0o600), threading: .perConnection, handler: proxy.handle)
+        defer { server.stop() }
+        let r = try HTTPClient(.unix(path: dir.appendingPathComponent("proxy.sock").path)).send("GET", "/v1/models?x=%20")
+        XCTAssertEqual(r.body, answer)
+        XCTAssertEqual(r.header("x-target"), "/v1/models?x=%20")
+        XCTAssertEqual(try DigestReceipts.bundle(Array(try XCTUnwrap(Data(base64Encoded: try XCTUnwrap(r.header("vouch-receipt")))))).output,
+                       Hex.encode(Crypto.sha256(answer)))
+    }
+
     /// scripts/model-server.py (the test and demo model server) behind the proxy: what a client
     /// gets through the proxy is what it gets straight from the server, plus the receipt.
     func testTheLocalModelServerThroughTheProxy() throws {
