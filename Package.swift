@@ -22,7 +22,7 @@
 //                      migration 4's host re-keying)
 //   VouchHTTPServer    libmicrohttpd (+ GnuTLS, its TLS library, for client certificates): HTTPS, plain-HTTP and Unix-socket server
 //                      (VouchRuntime for its log: libmicrohttpd's C callbacks carry no closure)
-//   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client
+//   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client; answers whole or read as they arrive
 //   VouchYAML          libyaml: YAML to the config-node tree
 //   VouchXMLSig        libxmlsec1 (OpenSSL) + libxml2: enveloped XML-DSig verification, verified documents as values
 //   VouchPolicyFiles   loads policy files and directories into a validated PolicySet (VouchRuntime: reads files)
@@ -40,7 +40,8 @@
 //                      (state files: VouchRuntime) and the verified mirror
 //   VouchAttesterKit   the host side: AK, registration, quotes for agents (VouchRuntime: host certificate
 //                      and model log files; logs through an injected closure); a confidential VM's reports
-//                      (configfs-tsm, or the software TEE's persisted platform for tests and demos)
+//                      (configfs-tsm, or the software TEE's persisted platform for tests and demos); the
+//                      receipt proxy in front of an inference server (HTTP handler and upstream client)
 //   vouchd, vouch-attester, vouch, vouch-bench, vouch-fuzz: executables that only wire pieces together
 // Every target declares exactly the package targets it imports: scripts/check-imports.sh (run by make test).
 import PackageDescription

@@ -1,7 +1,11 @@
 /// An HTTP request as the service layer sees it, independent of the server library.
 public struct HTTPRequest: Sendable {
     public var method: String
+    /// The path, percent-decoded.
     public var path: String
+    /// The request target as the client sent it: path and query, not decoded (what a proxy
+    /// forwards). `path` when the request was made some other way.
+    public var target: String
     public var query: [String: String]
     /// Header names are lowercased.
     public var headers: [String: String]
@@ -12,11 +16,12 @@ public struct HTTPRequest: Sendable {
     /// client trust anchors.
     public var clientCertificate: [UInt8]?
 
-    public init(method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: [UInt8] = [], peer: String = "",
-                clientCertificate: [UInt8]? = nil) {
+    public init(method: String, path: String, target: String? = nil, query: [String: String] = [:], headers: [String: String] = [:], body: [UInt8] = [],
+                peer: String = "", clientCertificate: [UInt8]? = nil) {
         self.clientCertificate = clientCertificate
         self.method = method
         self.path = path
+        self.target = target ?? path
         self.query = query
         self.headers = headers
         self.body = body

@@ -86,6 +86,25 @@ public final class HTTPClient: HTTPTransport {
         let handle = try EasyHandle.checkOut()
         defer { handle.checkIn() }
         let h = handle.raw
+        let transfer = try configure(h, method, path, headers: headers, body: body)
+        let sink = ResponseSink(limit: maxResponseBytes)
+        let unmanaged = Unmanaged.passRetained(sink)
+        defer { unmanaged.release() }
+        try curlCheck(vouch_curl_setopt_write(h, writeBody, unmanaged.toOpaque()), "WRITEFUNCTION")
+        try curlCheck(vouch_curl_setopt_write_header(h, writeHeader, unmanaged.toOpaque()), "HEADERFUNCTION")
+
+        // The TLS hook lives as long as the transport; what curl points at, as long as `transfer`.
+        let rc = withExtendedLifetime((transport, transfer)) { curl_easy_perform(h) }
+        guard rc == CURLE_OK else { throw transfer.failure(rc, tooLarge: sink.overLimit) }
+        var status = 0
+        _ = vouch_curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
+        return HTTPResponse(status: status, headers: sink.headers, body: sink.body)
+    }
+
+    /// Sets every option of one request on `h` (transport, identity, URL, method, timeouts,
+    /// headers, body) except where the response goes; what curl keeps pointers to is returned
+    /// and must outlive the transfer.
+    func configure(_ h: UnsafeMutableRawPointer, _ method: String, _ path: String, headers: [String: String], body: [UInt8]?) throws -> TransferResources {
         if freshConnections { try curlCheck(vouch_curl_setopt_long(h, CURLOPT_FORBID_REUSE, 1), "FORBID_REUSE") }
         let url: String
         switch transport {
@@ -141,49 +160,58 @@ public final class HTTPClient: HTTPTransport {
         }
         try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_URL, url), "URL")
         try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CUSTOMREQUEST, method), "CUSTOMREQUEST")
+        // A HEAD answer has no body: without NOBODY curl would wait for the one its headers announce.
+        if method == "HEAD" { try curlCheck(vouch_curl_setopt_long(h, CURLOPT_NOBODY, 1), "NOBODY") }
         try curlCheck(vouch_curl_setopt_long(h, CURLOPT_TIMEOUT, timeout), "TIMEOUT")
         try curlCheck(vouch_curl_setopt_long(h, CURLOPT_CONNECTTIMEOUT, min(timeout, 10)), "CONNECTTIMEOUT")
         try curlCheck(vouch_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1), "NOSIGNAL")
         try curlCheck(vouch_curl_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0), "FOLLOWLOCATION")
 
-        var list: UnsafeMutablePointer<curl_slist>? = nil
-        defer { curl_slist_free_all(list) }
-        for (k, v) in headers { list = curl_slist_append(list, "\(k): \(v)") }
-        list = curl_slist_append(list, "Expect:")
-        try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_HTTPHEADER, list), "HTTPHEADER")
-
-        // Buffers curl keeps pointers to must outlive curl_easy_perform.
-        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
-        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
-        defer { errorBuffer.deallocate() }
-        try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_ERRORBUFFER, errorBuffer), "ERRORBUFFER")
-        let bodyCopy = body.map { b -> UnsafeMutableBufferPointer<UInt8> in
-            let p = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(b.count, 1))
-            _ = p.initialize(from: b)
-            return p
-        }
-        defer { bodyCopy?.deallocate() }
-        if let bodyCopy, let body {
+        let resources = TransferResources(method: method, url: url)
+        for (k, v) in headers { resources.headerList = curl_slist_append(resources.headerList, "\(k): \(v)") }
+        resources.headerList = curl_slist_append(resources.headerList, "Expect:")
+        try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_HTTPHEADER, resources.headerList), "HTTPHEADER")
+        try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_ERRORBUFFER, resources.errorBuffer), "ERRORBUFFER")
+        if let body {
+            let copy = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(body.count, 1))
+            _ = copy.initialize(from: body)
+            resources.body = copy
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_POSTFIELDSIZE, body.count), "POSTFIELDSIZE")
-            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_POSTFIELDS, bodyCopy.baseAddress), "POSTFIELDS")
+            try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_POSTFIELDS, copy.baseAddress), "POSTFIELDS")
         }
+        return resources
+    }
+}
 
-        let sink = ResponseSink(limit: maxResponseBytes)
-        let unmanaged = Unmanaged.passRetained(sink)
-        defer { unmanaged.release() }
-        try curlCheck(vouch_curl_setopt_write(h, writeBody, unmanaged.toOpaque()), "WRITEFUNCTION")
-        try curlCheck(vouch_curl_setopt_write_header(h, writeHeader, unmanaged.toOpaque()), "HEADERFUNCTION")
+/// What curl keeps pointers to during one transfer (the header list, the error buffer, a copy of
+/// the body), freed when the transfer is over.
+final class TransferResources: @unchecked Sendable {
+    let method: String
+    let url: String
+    var headerList: UnsafeMutablePointer<curl_slist>?
+    let errorBuffer: UnsafeMutablePointer<CChar>
+    var body: UnsafeMutableBufferPointer<UInt8>?
 
-        let rc = withExtendedLifetime(transport) { curl_easy_perform(h) }   // the TLS hook lives as long as the transport
-        guard rc == CURLE_OK else {
-            let detail = String(cString: errorBuffer)
-            let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
-            let failure = HTTPClientError(curlCode: rc)
-            throw VouchError(.http, "\(method) \(url) failed: \(text)", context: ["curl": "\(rc.rawValue)", "kind": failure.kind], cause: failure)
-        }
-        var status = 0
-        _ = vouch_curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
-        return HTTPResponse(status: status, headers: sink.headers, body: sink.body)
+    init(method: String, url: String) {
+        self.method = method
+        self.url = url
+        errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+    }
+
+    deinit {
+        curl_slist_free_all(headerList)
+        errorBuffer.deallocate()
+        body?.deallocate()
+    }
+
+    /// The `http` error for a failed transfer; `tooLarge` when it failed because the response
+    /// outgrew the client's limit.
+    func failure(_ rc: CURLcode, tooLarge: Bool) -> VouchError {
+        let detail = String(cString: errorBuffer)
+        let text = tooLarge ? "the response exceeds the client's size limit" : detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
+        let failure = tooLarge ? HTTPClientError.responseTooLarge : HTTPClientError(curlCode: rc)
+        return VouchError(.http, "\(method) \(url) failed: \(text)", context: ["curl": "\(rc.rawValue)", "kind": failure.kind], cause: failure)
     }
 }
 
@@ -223,7 +251,7 @@ private func installPreloadedTLS(_ curl: UnsafeMutableRawPointer?, _ sslContext:
     return Unmanaged<SSLContextHook>.fromOpaque(data).takeUnretainedValue().install(sslContext) ? CURLE_OK : CURLE_SSL_CERTPROBLEM
 }
 
-private func curlCheck(_ rc: CURLcode, _ option: String) throws {
+func curlCheck(_ rc: CURLcode, _ option: String) throws {
     guard rc == CURLE_OK else {
         throw VouchError(.http, "curl option \(option) failed: \(String(cString: curl_easy_strerror(rc)))", context: ["curl": "\(rc.rawValue)"])
     }
@@ -232,6 +260,8 @@ private func curlCheck(_ rc: CURLcode, _ option: String) throws {
 final class ResponseSink {
     var body: [UInt8] = []
     var headers: [(String, String)] = []
+    /// Set when the body outgrew `limit` (the transfer was cut off).
+    var overLimit = false
     /// Responses larger than this are cut off (the transfer fails).
     let limit: Int
     init(limit: Int) { self.limit = limit }
@@ -241,7 +271,7 @@ private func writeBody(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ count
     guard let ptr, let ctx else { return 0 }
     let sink = Unmanaged<ResponseSink>.fromOpaque(ctx).takeUnretainedValue()
     let n = size * count
-    guard sink.body.count + n <= sink.limit else { return 0 }
+    guard sink.body.count + n <= sink.limit else { sink.overLimit = true; return 0 }
     ptr.withMemoryRebound(to: UInt8.self, capacity: n) { sink.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
     return n
 }
@@ -250,12 +280,34 @@ private func writeHeader(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ cou
     guard let ptr, let ctx else { return 0 }
     let sink = Unmanaged<ResponseSink>.fromOpaque(ctx).takeUnretainedValue()
     let n = size * count
-    let line = ptr.withMemoryRebound(to: UInt8.self, capacity: n) { String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self) }
-    if let colon = line.firstIndex(of: ":") {
-        sink.headers.append((String(line[..<colon]).trimmingCharacters(in: .whitespaces),
-                             String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespacesAndNewlines)))
-    } else if line.hasPrefix("HTTP/") {
-        sink.headers.removeAll()   // a new response (after 100-continue or similar)
+    switch HeaderLine(ptr, count: n) {
+    case let .field(name, value): sink.headers.append((name, value))
+    case .status: sink.headers.removeAll()   // a new response (after 100-continue or similar)
+    case .end, .other: break
     }
     return n
+}
+
+/// One line curl hands a header callback: a response's status line, a header field, or the
+/// empty line that ends the header block.
+enum HeaderLine: Equatable {
+    case status(Int)
+    case field(String, String)
+    case end
+    case other
+
+    init(_ ptr: UnsafeMutablePointer<CChar>, count n: Int) {
+        let line = ptr.withMemoryRebound(to: UInt8.self, capacity: n) { String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self) }
+        if let colon = line.firstIndex(of: ":"), !line.hasPrefix("HTTP/") {
+            self = .field(String(line[..<colon]).trimmingCharacters(in: .whitespaces),
+                          String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespacesAndNewlines))
+        } else if line.hasPrefix("HTTP/") {
+            let words = line.split(separator: " ", maxSplits: 2)
+            self = .status(words.count >= 2 ? Int(words[1]) ?? 0 : 0)
+        } else if line.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            self = .end
+        } else {
+            self = .other
+        }
+    }
 }

@@ -9,7 +9,7 @@ import VouchCore
 ///         switch failure { case .timedOut: …; case .connectionRefused: …; default: … }
 ///     }
 public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertible {
-    private enum Reason: Hashable, Sendable { case connectionRefused, timedOut, nameResolution, tls, other }
+    private enum Reason: Hashable, Sendable { case connectionRefused, timedOut, nameResolution, tls, responseTooLarge, other }
     private let reason: Reason
     /// libcurl's CURLcode, for diagnostics.
     public let curlCode: Int
@@ -27,7 +27,9 @@ public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertibl
     public static let nameResolution = HTTPClientError(.nameResolution, curlCode: Int(CURLE_COULDNT_RESOLVE_HOST.rawValue))
     /// The TLS handshake or the peer's certificate, key pin or trust failed.
     public static let tls = HTTPClientError(.tls, curlCode: Int(CURLE_SSL_CONNECT_ERROR.rawValue))
-    /// Any other transfer failure (the connection dropped, a malformed or oversized response, …).
+    /// The response body outgrew the client's `maxResponseBytes` (the transfer was cut off).
+    public static let responseTooLarge = HTTPClientError(.responseTooLarge, curlCode: Int(CURLE_WRITE_ERROR.rawValue))
+    /// Any other transfer failure (the connection dropped, a malformed response, …).
     public static let other = HTTPClientError(.other, curlCode: Int(CURLE_RECV_ERROR.rawValue))
 
     init(curlCode rc: CURLcode) {
@@ -55,7 +57,7 @@ public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertibl
         switch reason {
         case .timedOut: "timeout"
         case .connectionRefused: "refused"
-        case .nameResolution, .tls, .other: "transport"
+        case .nameResolution, .tls, .responseTooLarge, .other: "transport"
         }
     }
 
@@ -65,6 +67,7 @@ public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertibl
         case .timedOut: "timed out"
         case .nameResolution: "host name did not resolve"
         case .tls: "TLS failure"
+        case .responseTooLarge: "response too large"
         case .other: "transfer failed"
         }
     }

@@ -96,6 +96,8 @@ public final class HTTPServer: @unchecked Sendable {
         opt(MHD_OPTION.CONNECTION_TIMEOUT, limits.idleTimeout)
         opt(MHD_OPTION.CONNECTION_LIMIT, limits.total)
         if limits.perAddress > 0 { opt(MHD_OPTION.PER_IP_CONNECTION_LIMIT, limits.perAddress) }
+        // The request target as the client sent it (path and query, undecoded), for proxies.
+        opt(MHD_OPTION.URI_LOG_CALLBACK, unsafeBitCast(uriReceived as URILogCallback, to: Int.self), nil)
         opt(MHD_OPTION.NOTIFY_COMPLETED, unsafeBitCast(requestCompleted as MHD_RequestCompletedCallback, to: Int.self),
             requestDeadline.map { Unmanaged.passUnretained($0).toOpaque() })
         if let requestDeadline {
@@ -212,10 +214,24 @@ extension HTTPServer.Listen: CustomStringConvertible {
     }
 }
 
-/// Per-request state, alive from the first handler call until MHD reports completion.
+/// Per-request state, alive from the request line until MHD reports completion.
 final class RequestState {
+    /// The request target as received (`/path?query`, not decoded).
+    let target: String
+    /// Set at the access handler's first call (which only sets up, so keep-alive stays on).
+    var started = false
     var body: [UInt8] = []
     var tooLarge = false
+    init(target: String) { self.target = target }
+}
+
+/// The C type of `MHD_OPTION_URI_LOG_CALLBACK`'s function (microhttpd.h names none).
+typealias URILogCallback = @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, OpaquePointer?) -> UnsafeMutableRawPointer?
+
+/// `MHD_OPTION_URI_LOG_CALLBACK`: runs once per request, with its raw target, before the
+/// headers; what it returns is the request's state (released at completion).
+private func uriReceived(_ cls: UnsafeMutableRawPointer?, _ uri: UnsafePointer<CChar>?, _ connection: OpaquePointer?) -> UnsafeMutableRawPointer? {
+    Unmanaged.passRetained(RequestState(target: uri.map { String(cString: $0) } ?? "/")).toOpaque()
 }
 
 private func collectValue(_ cls: UnsafeMutableRawPointer?, _ kind: MHD_ValueKind, _ key: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?) -> MHD_Result {
@@ -246,12 +262,18 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
                            _ uploadSize: UnsafeMutablePointer<Int>?, _ reqCls: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> MHD_Result {
     guard let cls, let reqCls, let uploadSize else { return .NO }
     let server = Unmanaged<HTTPServer>.fromOpaque(cls).takeUnretainedValue()
-    // First call for a request: set up state and return (answering now would disable keep-alive).
+    // First call for a request: note it and return (answering now would disable keep-alive).
     guard let stateRaw = reqCls.pointee else {
-        reqCls.pointee = Unmanaged.passRetained(RequestState()).toOpaque()
+        let state = RequestState(target: url.map { String(cString: $0) } ?? "/")
+        state.started = true
+        reqCls.pointee = Unmanaged.passRetained(state).toOpaque()
         return .YES
     }
     let state = Unmanaged<RequestState>.fromOpaque(stateRaw).takeUnretainedValue()
+    guard state.started else {
+        state.started = true
+        return .YES
+    }
     if uploadSize.pointee > 0 {
         if !state.tooLarge, let uploadData {
             if state.body.count + uploadSize.pointee > server.maxBodyBytes {
@@ -273,7 +295,7 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
                                 body: Array(#"{"code":"body_too_large","message":"request body exceeds \#(server.maxBodyBytes) bytes"}"#.utf8))
     } else {
         let request = HTTPRequest(method: method.map { String(cString: $0) } ?? "GET",
-                                  path: url.map { String(cString: $0) } ?? "/",
+                                  path: url.map { String(cString: $0) } ?? "/", target: state.target,
                                   query: values(.GET_ARGUMENT_KIND, connection, lowercase: false),
                                   headers: values(.HEADER_KIND, connection, lowercase: true),
                                   body: state.body, peer: peerAddress(connection),

@@ -18,6 +18,8 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
        vouch-attester gpu-evidence --nonce HEX [--out FILE]
                       [--simulate-gpus N [--simulate-tee-platform DIR] [--simulate-tee-options FILE]]
        vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
+       vouch-attester proxy --upstream URL --listen ADDR --cert FILE --key FILE [--issuance-proof FILE]
+                      [--max-body BYTES] [--max-response BYTES] [--timeout DUR]
        vouch-attester --simulate N --broker URL --ca FILE --listen ADDR:PORT [--labels K=V,...] [--hostname PREFIX]
                       [--enroll-agents] [--drift-after DUR]
        vouch-attester -h | --help | --version
@@ -105,6 +107,24 @@ STATE-DIR/simulated-tee), INSECURE; --simulate-tee-options FILE lines gpuK.block
 measure-model: hash model artefacts (files, or directories walked recursively) with SHA-256,
 reset PCR 23, extend it with one event per artefact in name order, and write the log (TCG
 Canonical Event Log JSON) to --model-log. Prints the manifest digest.
+
+proxy: the receipt proxy, in front of an OpenAI-compatible inference server on this host (vLLM,
+llama.cpp, Ollama). Every request is forwarded unchanged; every 2xx answer comes back unchanged
+with a receipt signed with the agent's key: a JSON answer with the headers Vouch-Receipt (base64
+of the receipt bundle) and Vouch-Receipt-Salt (hex, opens the request commitment); a streamed
+answer (text/event-stream) is passed on as it arrives, then one last event, vouch-receipt, with
+{"bundle", "salt"}. Other statuses pass through without a receipt; an upstream that fails answers
+502 or 504 JSON {code, message} (docs/receipts.md, "The receipt proxy").
+  --upstream URL    the inference server: http://127.0.0.1:PORT (plain http only to a loopback
+                    address), https://HOST[:PORT] (system trust store) or unix:PATH
+  --listen ADDR     ADDR:PORT (IPv4, plain HTTP) or unix:PATH (created mode 0660)
+  --cert FILE       the agent's certificate chain (PEM), as `vouch enroll` writes it
+  --key FILE        the agent's private key
+  --issuance-proof FILE  the certificate's issuance log proof, put in every bundle: the JSON the
+                    broker answers to GET /v1/log/proof?certificate=<SHA-256 of the certificate>
+  --max-body BYTES  largest request body (default 4194304; larger: 413 body_too_large)
+  --max-response BYTES  largest answer (default 67108864; larger: 502 upstream_response_too_large)
+  --timeout DUR     longest an upstream answer may take, streams included (default 10m)
 """
 
 /// One line on stderr, then exit: 2 for a usage error (pointing at --help), 1 for a failure.
@@ -153,6 +173,7 @@ if CommandLine.arguments.dropFirst().first == "measure-model" {
 }
 
 if CommandLine.arguments.dropFirst().first == "gpu-evidence" { gpuEvidenceCommand(Array(CommandLine.arguments.dropFirst(2))) }
+if CommandLine.arguments.dropFirst().first == "proxy" { proxyCommand(Array(CommandLine.arguments.dropFirst(2))) }
 
 if CommandLine.arguments.dropFirst().first == "simulated-tee-platform" {
     do {

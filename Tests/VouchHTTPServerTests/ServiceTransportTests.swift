@@ -45,7 +45,7 @@ final class ServiceTransportTests: PKITestCase {
         defer { server.stop() }
         XCTAssertEqual(try HTTPClient(.service(baseURL: "http://127.0.0.1:\(port)"), maxResponseBytes: 4096).send("GET", "/").body.count, 4096)
         XCTAssertThrowsError(try HTTPClient(.service(baseURL: "http://127.0.0.1:\(port)"), maxResponseBytes: 4095).send("GET", "/")) { e in
-            XCTAssertEqual((e as? VouchError)?.cause as? HTTPClientError, .other, "\(e)")
+            XCTAssertEqual((e as? VouchError)?.cause as? HTTPClientError, .responseTooLarge, "\(e)")
         }
     }
 }

@@ -1,0 +1,110 @@
+import Foundation
+import Synchronization
+import VouchAPI
+import VouchCore
+import VouchHTTPClient
+
+/// A streamed (Server-Sent Events) answer passed through the receipt proxy: each piece the
+/// upstream sends goes to the client as soon as it arrives (nothing is held back to be read
+/// whole); when the upstream's stream ends, one more event carries the receipt over the
+/// concatenation of every byte forwarded:
+///
+///     event: vouch-receipt
+///     data: {"bundle":<the bundle JSON>,"salt":"<hex>"}
+///
+/// Before it, a line end or two when the upstream's last event was not closed by an empty line,
+/// so the receipt is an event of its own (those separator bytes are not part of the output the
+/// receipt covers). If the upstream breaks off, or no receipt can be signed, the stream ends
+/// with `event: vouch-error`, `data: {"code":…,"message":…}` and no receipt.
+final class ReceiptEventStream: Sendable {
+    private enum Phase { case forwarding, finished }
+    private struct State {
+        var phase = Phase.forwarding
+        var forwarded: [UInt8] = []
+    }
+
+    private let upstream: StreamedResponse
+    private let sign: @Sendable ([UInt8]) throws -> (bundle: [UInt8], salt: [UInt8])
+    private let state = Mutex(State())
+
+    init(upstream: StreamedResponse, sign: @escaping @Sendable ([UInt8]) throws -> (bundle: [UInt8], salt: [UInt8])) {
+        self.upstream = upstream
+        self.sign = sign
+    }
+
+    /// The next bytes for the client (blocking until the upstream sends some); nil at the end.
+    @Sendable func next() -> [UInt8]? {
+        guard state.withLock({ $0.phase }) == .forwarding else { return nil }
+        let chunk: [UInt8]?
+        do { chunk = try upstream.next() } catch {
+            return finish(Self.errorEvent(ReceiptProxy.upstreamError(error)))
+        }
+        if let chunk {
+            state.withLock { $0.forwarded += chunk }
+            return chunk
+        }
+        do {
+            let receipt = try sign(state.withLock { $0.forwarded })
+            let data = Array(#"{"bundle":"#.utf8) + receipt.bundle + Array(#","salt":""#.utf8) + Array(Hex.encode(receipt.salt).utf8) + Array(#""}"#.utf8)
+            return finish(ServerSentEvents.event("vouch-receipt", data))
+        } catch {
+            return finish(Self.errorEvent(VouchError(.receiptFailed, "the answer could not be signed: \((error as? VouchError)?.message ?? "\(error)")")))
+        }
+    }
+
+    /// The last bytes of the stream: `event` after what separates it from the output.
+    private func finish(_ event: [UInt8]) -> [UInt8] {
+        let output = state.withLock { s in
+            defer { s = State(phase: .finished, forwarded: []) }
+            return s.forwarded
+        }
+        return ServerSentEvents.separator(after: output) + event
+    }
+
+    static func errorEvent(_ e: VouchError) -> [UInt8] {
+        ServerSentEvents.event("vouch-error", JSONCodec.encode(APIError(code: e.code.rawValue, message: e.message)))
+    }
+}
+
+/// Writing Server-Sent Events (WHATWG HTML, "Server-sent events": lines end in LF, CR or CRLF;
+/// an empty line ends an event; a client joins an event's `data:` lines with LF).
+public enum ServerSentEvents {
+    /// One event: its data as `data:` lines, split where it has line ends (LF, CR or CRLF), so
+    /// a client that joins them with LF gets the data back with LF line ends (in JSON, the
+    /// same value); closed by an empty line.
+    public static func event(_ name: String, _ data: [UInt8]) -> [UInt8] {
+        var out = Array("event: \(name)\n".utf8)
+        var line: [UInt8] = []
+        var i = 0
+        while i < data.count {
+            switch data[i] {
+            case 0x0a, 0x0d:
+                if data[i] == 0x0d && i + 1 < data.count && data[i + 1] == 0x0a { i += 1 }
+                out += Array("data: ".utf8) + line + [0x0a]
+                line = []
+            default:
+                line.append(data[i])
+            }
+            i += 1
+        }
+        return out + Array("data: ".utf8) + line + [0x0a, 0x0a]
+    }
+
+    /// What must come between `output` and a new event so the new one stands alone: nothing
+    /// when the output ends with an empty line (two line ends) or is empty; one line end after
+    /// one (CR after a CR, which a LF would only have completed); two otherwise.
+    public static func separator(after output: [UInt8]) -> [UInt8] {
+        guard let last = output.last else { return [] }
+        var i = output.count, ends = 0
+        while ends < 2 && i > 0 && (output[i - 1] == 0x0a || output[i - 1] == 0x0d) {
+            if output[i - 1] == 0x0a && i > 1 && output[i - 2] == 0x0d { i -= 1 }
+            i -= 1
+            ends += 1
+        }
+        switch ends {
+        case 2: return []
+        case 1: return [last]
+        default: return [0x0a, 0x0a]
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import VouchAPI
+import VouchCore
+import VouchHTTPClient
+
+/// Signs the receipt for one answer: an in-toto statement over the SHA-256 of `output` (the
+/// exact body bytes the client gets), with a salted commitment to `request` (the exact request
+/// body), in a receipt bundle (JSON, docs/receipts.md). Returns the bundle's bytes and the salt
+/// that opens the commitment. Called from several connection threads at once.
+public protocol ReceiptMaking: Sendable {
+    func sign(output: [UInt8], request: [UInt8]?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8])
+}
+
+extension ErrorCode {
+    /// The receipt proxy's upstream inference server could not be reached (refused, no such host, TLS).
+    public static let upstreamUnreachable = ErrorCode("upstream_unreachable", status: 502)
+    /// The upstream took longer than the proxy's timeout.
+    public static let upstreamTimeout = ErrorCode("upstream_timeout", status: 504)
+    /// The upstream's answer outgrew the proxy's response limit.
+    public static let upstreamResponseTooLarge = ErrorCode("upstream_response_too_large", status: 502)
+    /// The upstream's answer broke off or was not HTTP.
+    public static let upstreamFailed = ErrorCode("upstream_failed", status: 502)
+    /// The upstream answered but no receipt could be signed: the answer is withheld.
+    public static let receiptFailed = ErrorCode("receipt_failed", status: 500)
+}
+
+/// The receipt proxy (`vouch-attester proxy`): in front of an OpenAI-compatible inference server
+/// on the attested host, it forwards every request unchanged (method, target, body, end-to-end
+/// headers) and returns the upstream's answer unchanged with a receipt over its exact body bytes:
+///
+/// - a 2xx answer that is not an event stream is read whole, then returned with the headers
+///   `Vouch-Receipt` (base64 of the bundle JSON) and `Vouch-Receipt-Salt` (hex);
+/// - a 2xx `text/event-stream` answer is passed on piece by piece as the upstream sends it; once
+///   it ends, one more event follows: `event: vouch-receipt`, `data: {"bundle":…,"salt":"…"}`,
+///   whose receipt covers every byte forwarded before it (`ReceiptEventStream`);
+/// - any other status passes through as it is, without a receipt (an error is not an output);
+/// - an upstream that cannot be reached, times out, breaks off or answers more than the
+///   client's `maxResponseBytes` gets a JSON `{code, message}` (502, 504) and no receipt; a
+///   stream that breaks off after it started ends with `event: vouch-error` in place of the
+///   receipt.
+///
+/// The request's size limit is the HTTP server's (`HTTPServer`'s `maxBodyBytes`, 413
+/// `body_too_large`); the answer's and the time limit are the upstream client's.
+public final class ReceiptProxy: Sendable {
+    let upstream: HTTPClient
+    let receipts: any ReceiptMaking
+    let clock: any Clock
+    let log: @Sendable (String) -> Void
+
+    public init(upstream: HTTPClient, receipts: any ReceiptMaking, clock: any Clock = SystemClock(), log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.upstream = upstream
+        self.receipts = receipts
+        self.clock = clock
+        self.log = log
+    }
+
+    /// The HTTP handler: one request forwarded, its answer returned with its receipt.
+    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let startedAt = clock.now()
+        let answer: StreamedResponse
+        do {
+            answer = try upstream.open(request.method, request.target, headers: Self.upstreamHeaders(request.headers),
+                                       body: request.body.isEmpty && request.headers["content-length"] == nil ? nil : request.body)
+        } catch {
+            return refusal(Self.upstreamError(error), request)
+        }
+        let headers = Self.clientHeaders(answer.headers)
+        guard (200..<300).contains(answer.status) else {
+            // Passed through whole, without a receipt.
+            do { return HTTPResponse(status: answer.status, headers: headers, body: try Self.readAll(answer)) } catch {
+                return refusal(Self.upstreamError(error), request)
+            }
+        }
+        let requestBody = request.body
+        if Self.isEventStream(answer.header("content-type")) {
+            log("proxy: \(request.method) \(request.path) -> \(answer.status), streaming")
+            let stream = ReceiptEventStream(upstream: answer) { [receipts, clock] output in
+                try receipts.sign(output: output, request: requestBody, startedAt: startedAt, finishedAt: clock.now())
+            }
+            return HTTPResponse(status: answer.status, headers: headers, stream: HTTPStream(next: stream.next, onClose: answer.cancel))
+        }
+        let output: [UInt8]
+        do { output = try Self.readAll(answer) } catch { return refusal(Self.upstreamError(error), request) }
+        let receipt: (bundle: [UInt8], salt: [UInt8])
+        do {
+            receipt = try receipts.sign(output: output, request: requestBody, startedAt: startedAt, finishedAt: clock.now())
+        } catch {
+            return refusal(VouchError(.receiptFailed, "the answer could not be signed: \((error as? VouchError)?.message ?? "\(error)")"), request)
+        }
+        log("proxy: \(request.method) \(request.path) -> \(answer.status), \(output.count) bytes, receipt")
+        return HTTPResponse(status: answer.status,
+                            headers: headers + [("Vouch-Receipt", Data(receipt.bundle).base64EncodedString()), ("Vouch-Receipt-Salt", Hex.encode(receipt.salt))],
+                            body: output)
+    }
+
+    private func refusal(_ e: VouchError, _ request: HTTPRequest) -> HTTPResponse {
+        log("proxy: \(request.method) \(request.path) -> \(e.code.status) \(e.code): \(e.message)")
+        return HTTPResponse(status: e.code.status, headers: [("Content-Type", "application/json")],
+                            body: JSONCodec.encode(APIError(code: e.code.rawValue, message: e.message)))
+    }
+
+    static func readAll(_ answer: StreamedResponse) throws -> [UInt8] {
+        var body: [UInt8] = []
+        while let chunk = try answer.next() { body += chunk }
+        return body
+    }
+
+    static func isEventStream(_ contentType: String?) -> Bool {
+        contentType?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "text/event-stream"
+    }
+
+    /// The proxy's answer for an upstream transfer that failed (`HTTPClient`'s `http` errors).
+    static func upstreamError(_ error: any Error) -> VouchError {
+        let e = error as? VouchError
+        let message = "the upstream inference server: " + (e?.message ?? "\(error)")
+        switch e?.cause as? HTTPClientError {
+        case .connectionRefused?, .nameResolution?, .tls?: return VouchError(.upstreamUnreachable, message)
+        case .timedOut?: return VouchError(.upstreamTimeout, message)
+        case .responseTooLarge?: return VouchError(.upstreamResponseTooLarge, message)
+        default: return VouchError(.upstreamFailed, message)
+        }
+    }
+
+    /// Hop-by-hop headers (RFC 9110 section 7.6.1), which describe one connection and are not
+    /// forwarded, and the framing each side's HTTP library writes for its own connection.
+    static let connectionHeaders: Set = ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                                         "transfer-encoding", "upgrade", "content-length", "host", "expect"]
+
+    /// The end-to-end headers of a request, for the upstream. Headers curl would add of its own
+    /// (`Accept`, a form `Content-Type`) are switched off when the client sent none.
+    static func upstreamHeaders(_ headers: [String: String]) -> [String: String] {
+        let named = Set((headers["connection"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        var out = headers.filter { !connectionHeaders.contains($0.key) && !named.contains($0.key) }
+        for h in ["accept", "content-type"] where out[h] == nil { out[h] = "" }   // "Name:" with no value: curl sends none
+        return out
+    }
+
+    /// The end-to-end headers of an answer, for the client: what the upstream sent, in order,
+    /// less hop-by-hop headers and any `Vouch-Receipt…` header of its own.
+    static func clientHeaders(_ headers: [(String, String)]) -> [(String, String)] {
+        let named = Set(headers.filter { $0.0.lowercased() == "connection" }
+            .flatMap { $0.1.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() } })
+        return headers.filter { h in
+            let name = h.0.lowercased()
+            return !connectionHeaders.contains(name) && !named.contains(name) && !name.hasPrefix("vouch-receipt")
+        }
+    }
+}

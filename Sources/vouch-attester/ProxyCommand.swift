@@ -1,0 +1,70 @@
+import Foundation
+import VouchAttesterKit
+import VouchCore
+import VouchHTTPClient
+import VouchHTTPServer
+import VouchRuntime
+
+/// `vouch-attester proxy --upstream URL --listen ADDR --cert FILE --key FILE [--issuance-proof FILE]
+/// [--max-body BYTES] [--max-response BYTES] [--timeout DUR]`: the receipt proxy in front of an
+/// OpenAI-compatible inference server (`ReceiptProxy`). Usage errors exit 2, a proxy that cannot
+/// start 1; it serves until SIGTERM or SIGINT.
+func proxyCommand(_ words: [String]) -> Never {
+    let pargs: Arguments
+    do {
+        pargs = try Arguments(words, options: ["upstream", "listen", "cert", "key", "issuance-proof", "max-body", "max-response", "timeout"])
+    } catch { fail(error, prefix: "proxy: ") }
+    func required(_ name: String) -> String {
+        guard let v = pargs[name] else { fail("proxy: --\(name) is required") }
+        return v
+    }
+    func byteCount(_ name: String, default value: Int) -> Int {
+        guard let text = pargs[name] else { return value }
+        guard let n = Int(text), n > 0, n <= 1 << 30 else { fail("proxy: --\(name) takes a byte count of 1 to 1073741824") }
+        return n
+    }
+    let upstreamText = required("upstream"), listenText = required("listen")
+    let upstreamTransport: HTTPClient.Transport
+    if upstreamText.hasPrefix("unix:") {
+        upstreamTransport = .unix(path: String(upstreamText.dropFirst(5)))
+    } else if let problem = HTTPClient.serviceBaseURLProblem(upstreamText) {
+        fail("proxy: --upstream takes https://HOST[:PORT][/PATH], http:// to a loopback address, or unix:PATH (\(problem))")
+    } else {
+        upstreamTransport = .service(baseURL: upstreamText)
+    }
+    let listen: HTTPServer.Listen
+    if listenText.hasPrefix("unix:") {
+        listen = .unix(path: String(listenText.dropFirst(5)), mode: 0o660)
+    } else {
+        let parts = listenText.split(separator: ":").map(String.init)
+        guard parts.count == 2, let port = UInt16(parts[1]), port > 0 else { fail("proxy: --listen takes ADDR:PORT (IPv4) or unix:PATH") }
+        listen = .http(host: parts[0], port: port)
+    }
+    let maxBody = byteCount("max-body", default: 4 << 20), maxResponse = byteCount("max-response", default: 64 << 20)
+    let timeout: TimeInterval
+    do { timeout = try duration(pargs["timeout"] ?? "10m", "--timeout") } catch { fail(error, prefix: "proxy: ") }
+    guard timeout >= 1 else { fail("proxy: --timeout is at least 1s") }
+    do {
+        let receipts = try receiptSigner(certificate: required("cert"), key: required("key"), issuanceProof: pargs["issuance-proof"])
+        let upstream = HTTPClient(upstreamTransport, timeoutSeconds: Int(timeout), maxResponseBytes: maxResponse)
+        let proxy = ReceiptProxy(upstream: upstream, receipts: receipts, log: { Runtime.log($0, level: "debug") })
+        // A thread per connection: each waits on the upstream for as long as it answers.
+        let server = try HTTPServer(listen: listen, threading: .perConnection, maxBodyBytes: maxBody,
+                                    limits: .init(idleTimeout: 30, requestDeadline: 30, total: 256), handler: proxy.handle)
+        Runtime.log("receipt proxy on \(listen) for \(upstreamText): answers carry receipts signed with \(required("cert"))'s key")
+        Runtime.waitForTermination()
+        server.stop()
+        exit(0)
+    } catch { fail(error, prefix: "proxy: ") }
+}
+
+/// The receipt signer over the agent's certificate chain and key (as `vouch enroll` writes
+/// them) and, when given, the issuance log proof (the JSON of `GET /v1/log/proof?certificate=`).
+// MERGE(receipt18): VouchReceiptKit's `ReceiptSigner` goes here, with `extension ReceiptSigner:
+// @retroactive ReceiptMaking {}` (same `sign` signature) and `VouchReceiptKit`, `VouchReceipts` in
+// vouch-attester's dependencies:
+//     let issuance = try issuanceProof.map { try UnverifiedReceiptBundle.LoggedEntry(proofResponse: try Files.read($0)) }
+//     return try ReceiptSigner(chainPEM: try Files.readString(certificate), keyPEM: try Files.readString(key), issuance: issuance)
+func receiptSigner(certificate: String, key: String, issuanceProof: String?) throws -> any ReceiptMaking {
+    throw VouchError(.config, "this vouch-attester was built without the receipt signer")
+}
