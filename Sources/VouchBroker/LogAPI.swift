@@ -65,7 +65,7 @@ public struct LogAPI: Sendable {
             let proof = try log.consistency(old: try Self.number(req.query, "old"), new: try Self.number(req.query, "new"))
             return BrokerAPI.jsonResponse(200, LogConsistencyResponse(proof: proof.map { Base64.encode($0) }))
         case ("POST", ["log", "cosignatures"]):
-            guard let note = String(bytes: req.body, encoding: .utf8) else { throw VouchError(.noteMalformed, "the body is not a UTF-8 note") }
+            guard let note = String(bytes: req.body, encoding: .utf8) else { throw VouchError(.noteUnverified, "the body is not a UTF-8 note") }
             let c = try log.addCosignatures(note: note)
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; charset=utf-8")], body: Array(c.servedNote.utf8))
         default:
@@ -94,7 +94,7 @@ public struct LogAPI: Sendable {
             let (index, entry, proof) = try log.inclusion(certificate: hex)
             return LogProofResponse(index: "\(index)", entry: Base64.encode(entry), proof: proof.text)
         default:
-            throw VouchError(.logRangeInvalid, "give exactly one of index and certificate", context: ["field": "index"])
+            throw VouchError(.notFound, "name one entry: give exactly one of index and certificate", context: ["field": "index"])
         }
     }
 
@@ -107,7 +107,7 @@ public struct LogAPI: Sendable {
     /// A required decimal tree size or index.
     static func number(_ query: [String: String], _ name: String) throws -> UInt64 {
         guard let v = query[name] else { throw VouchError(.logRangeInvalid, "\(name) is required", context: ["field": name]) }
-        guard v.utf8.count <= 20, v.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let n = UInt64(v) else {
+        guard v.utf8.count <= 15, v.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let n = UInt64(v) else {
             throw VouchError(.logRangeInvalid, "\(name) must be a decimal number", context: ["field": name])
         }
         return n

@@ -209,7 +209,7 @@ public final class TransparencyLog: Sendable {
     /// RFC 9162 consistency proof between two tree sizes, both at most the served checkpoint's.
     public func consistency(old: UInt64, new: UInt64) throws -> [[UInt8]] {
         let c = try current()
-        guard old <= new else { throw VouchError(.logRangeInvalid, "old must not be larger than new", context: ["field": "old"]) }
+        guard old <= new else { throw VouchError(.notFound, "there is no consistency proof from a larger size to a smaller one", context: ["field": "old"]) }
         guard new <= c.size else { throw VouchError(.notFound, "the log's last checkpoint is smaller than new", context: ["size": "\(c.size)"]) }
         return old == 0 || old == new ? [] : try prover.consistencyProof(old: old, new: new)
     }
@@ -241,14 +241,22 @@ public final class TransparencyLog: Sendable {
     /// own valid signature and a valid cosignature by a configured witness (`note_unverified`
     /// otherwise). Returns the checkpoint as served with its cosignatures.
     public func addCosignatures(note: String) throws -> PublishedCheckpoint {
-        let verified = try UnverifiedNote(note).verify([signer.verifierKey] + witnesses)
+        // Whatever the body is, if it is not a note this log signed it is refused as unverified (403).
+        let verified: VerifiedNote
+        do {
+            verified = try UnverifiedNote(note).verify([signer.verifierKey] + witnesses)
+        } catch let e as VouchError where e.code == .noteSignatureInvalid {
+            throw e
+        } catch {
+            throw VouchError(.noteUnverified, "the body is not a note signed by this log", context: ["cause": (error as? VouchError)?.code.rawValue ?? "unreadable"])
+        }
         guard verified.verifiedBy.contains(origin) else {
             throw VouchError(.noteUnverified, "the checkpoint does not carry the log's signature")
         }
         let byWitness = verified.verifications.filter { $0.key != signer.verifierKey }
         guard !byWitness.isEmpty else { throw VouchError(.noteUnverified, "the note carries no cosignature by a configured witness") }
         guard let body = try? CheckpointBody(text: verified.text) else {
-            throw VouchError(.noteMalformed, "the note's text is not a checkpoint")
+            throw VouchError(.noteUnverified, "the note's text is not a checkpoint")
         }
         guard body.origin == origin, let stored = try store.checkpoint(size: body.size), stored.root == body.rootHash else {
             throw VouchError(.notFound, "this broker published no such checkpoint", context: ["size": "\(body.size)"])
