@@ -61,13 +61,38 @@ public struct BrokerLogEntries: LogEntryMaker {
         LogEntry.digest(Crypto.sha256(attestationDigestInput(AttestationEntry(a))))
     }
 
-    /// The bytes `attestationDigest` hashes.
+    /// The bytes `attestationDigest` hashes (written here, not by JSONEncoder: this runs inside
+    /// every decision's transaction).
     public static func attestationDigestInput(_ e: AttestationEntry) -> [UInt8] {
         let values: [String?] = ["\(e.id)", e.hostId, e.at, e.kind, e.result, e.codes.joined(separator: ","), e.agentName, e.policy,
                                  e.policySha256, e.pcrDigest, e.serial]
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return Array((try? encoder.encode(values)) ?? Data())
+        var out: [UInt8] = [0x5b]
+        for (i, v) in values.enumerated() {
+            if i > 0 { out.append(0x2c) }
+            if let v { jsonString(v, into: &out) } else { out += Array("null".utf8) }
+        }
+        out.append(0x5d)
+        return out
+    }
+
+    /// A JSON string as Python's `json.dumps(ensure_ascii=False)` and JSONEncoder write it:
+    /// `"` and `\` escaped, \b \f \n \r \t, other control characters as \u00XX, the rest as is.
+    static func jsonString(_ s: String, into out: inout [UInt8]) {
+        out.append(0x22)
+        for b in s.utf8 {
+            switch b {
+            case 0x22: out += [0x5c, 0x22]
+            case 0x5c: out += [0x5c, 0x5c]
+            case 0x08: out += [0x5c, 0x62]
+            case 0x0c: out += [0x5c, 0x66]
+            case 0x0a: out += [0x5c, 0x6e]
+            case 0x0d: out += [0x5c, 0x72]
+            case 0x09: out += [0x5c, 0x74]
+            case 0..<0x20: out += Array(String(format: "\\u%04x", b).utf8)
+            default: out.append(b)
+            }
+        }
+        out.append(0x22)
     }
 }
 

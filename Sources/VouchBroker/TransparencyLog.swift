@@ -173,8 +173,15 @@ public final class TransparencyLog: Sendable {
 
     var prover: MerkleProver { MerkleProver(hasher: hasher, reader: StoredHashes(store: store)) }
 
-    /// The checkpoint to serve: the last published, with the cosignatures collected for it.
-    public func served() throws -> PublishedCheckpoint? { try lastPublished() }
+    /// The checkpoint to serve: the last published, with the cosignatures collected for it (the
+    /// file's when the database disagrees with it).
+    public func served() throws -> PublishedCheckpoint? {
+        do {
+            return try lastPublished()
+        } catch let e as VouchError where e.code == .logBehind {
+            return fileCheckpoint.withLock { $0 }
+        }
+    }
 
     /// The served checkpoint, and the guarantee that the database's tree is the one it signs
     /// (proofs and tiles are made from it): `log_behind` otherwise, or `not_found` before any.

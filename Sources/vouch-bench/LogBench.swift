@@ -28,6 +28,22 @@ enum LogBench {
         try log.step()
 
         let hostID = String(repeating: "b", count: 32)
+        @Sendable func record(_ store: SQLiteBrokerStore, _ w: Int, _ n: Int) {
+            _ = try? store.recordAttestation(AttestationRecord(hostID: hostID, at: Date(), kind: .reattestation, trusted: n % 10 != 0,
+                                                               codes: n % 10 == 0 ? ["pcr_not_allowed"] : [], message: "bench \(w)",
+                                                               policyName: "bench", policyVersion: 1, policySHA256: String(repeating: "a", count: 64)))
+        }
+        // The same writers on a store that keeps no log: what the outbox insert costs a decision.
+        let plain = try SQLiteBrokerStore(path: dir.appendingPathComponent("plain.db").path)
+        let recorded = Atomic<Int>(0)
+        let plainStart = Date()
+        DispatchQueue.concurrentPerform(iterations: writers) { w in
+            var n = 0
+            while Date().timeIntervalSince(plainStart) < seconds { n += 1; record(plain, w, n) }
+            recorded.add(n, ordering: .relaxed)
+        }
+        let plainRate = Double(recorded.load(ordering: .relaxed)) / Date().timeIntervalSince(plainStart)
+
         let done = Atomic<Bool>(false)
         let checkpoints = Atomic<Int>(0)
         let sequencer = Thread {
@@ -40,12 +56,7 @@ enum LogBench {
         sequencer.start()
         DispatchQueue.concurrentPerform(iterations: writers) { w in
             var n = 0
-            while Date().timeIntervalSince(started) < seconds {
-                n += 1
-                _ = try? store.recordAttestation(AttestationRecord(hostID: hostID, at: Date(), kind: .reattestation, trusted: n % 10 != 0,
-                                                                   codes: n % 10 == 0 ? ["pcr_not_allowed"] : [], message: "bench \(w)",
-                                                                   policyName: "bench", policyVersion: 1, policySHA256: String(repeating: "a", count: 64)))
-            }
+            while Date().timeIntervalSince(started) < seconds { n += 1; record(store, w, n) }
         }
         done.store(true, ordering: .relaxed)
         while sequencer.isExecuting { Thread.sleep(forTimeInterval: 0.01) }
@@ -53,7 +64,7 @@ enum LogBench {
         let elapsed = Date().timeIntervalSince(started)
         let size = try store.logSize()
         var results = [Result(name: "log appends with checkpoints", unit: "entries/s", rate: Double(size) / elapsed,
-                              detail: "\(writers) writers recording decisions (each its own durable transaction with its verdict entry, group commit), the sequencer every 100 ms: \(size) entries, \(checkpoints.load(ordering: .relaxed)) signed checkpoints in \(String(format: "%.1f", elapsed)) s")]
+                              detail: "\(writers) writers recording decisions (each its own durable transaction with its verdict entry, group commit), the sequencer every 100 ms: \(size) entries, \(checkpoints.load(ordering: .relaxed)) signed checkpoints in \(String(format: "%.1f", elapsed)) s; the same writers without a log: \(Int(plainRate)) decisions/s")]
 
         var n = 0
         var rng = SystemRandomNumberGenerator()

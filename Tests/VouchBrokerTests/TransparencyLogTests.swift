@@ -144,6 +144,12 @@ final class TransparencyLogTests: XCTestCase {
         XCTAssertEqual(try log.served()?.note, published.note, "the last published checkpoint is still served")
         XCTAssertEqual(try store!.latestCheckpoint()?.size, 3, "the database got no checkpoint")
         XCTAssertThrowsError(try log.inclusion(index: 0)) { XCTAssertEqual(($0 as? VouchError)?.code, .logBehind) }
+        let api = BrokerAPI(service: try Broker().service, adminTokenDigests: [],
+                            transparency: LogAPI(log: log, trustDomain: "test.local", brokerCAPEM: "PEM"))
+        let ready = api.handle(HTTPRequest(method: "GET", path: "/readyz"))
+        XCTAssertEqual(ready.status, 503)
+        XCTAssertEqual(try JSONDecoder().decode(APIError.self, from: Data(ready.body)).code, ErrorCode.logBehind.rawValue)
+        XCTAssertEqual(api.handle(HTTPRequest(method: "GET", path: "/checkpoint")).body, Array(published.note.utf8), "the last checkpoint is still served")
     }
 
     /// The log's HTTP surface through BrokerAPI: tiles read back through VouchTLog's TileHashReader
@@ -250,6 +256,22 @@ final class TransparencyLogTests: XCTestCase {
         XCTAssertThrowsError(try BrokerBootstrap.logSigner(path: path, trustDomain: "other.local")) { XCTAssertEqual(($0 as? VouchError)?.code, .config) }
         chmod(path, 0o644)
         XCTAssertThrowsError(try BrokerBootstrap.logSigner(path: path, trustDomain: "test.local")) { XCTAssertEqual(($0 as? VouchError)?.code, .config) }
+    }
+
+    /// The attestation-digest input is the JSON a standard encoder writes (slashes not escaped),
+    /// for any text a field may hold.
+    func testAttestationDigestInputIsStandardJSON() throws {
+        let odd = "a\"b\\c/d\n\t\u{1}é✓"
+        let e = AttestationEntry(id: 7, hostId: odd, at: "2026-01-01T00:00:00Z", kind: "enrollment", result: "rejected", codes: ["x", "y"],
+                                 message: "not covered", agentName: nil, policy: "p v1", policySha256: nil, pcrDigest: odd, serial: nil)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        let values: [String?] = ["7", odd, "2026-01-01T00:00:00Z", "enrollment", "rejected", "x,y", nil, "p v1", nil, odd, nil]
+        let expected = try JSONSerialization.jsonObject(with: try encoder.encode(values)) as? [Any]
+        let got = try JSONSerialization.jsonObject(with: Data(BrokerLogEntries.attestationDigestInput(e))) as? [Any]
+        XCTAssertEqual(got.map { "\($0)" }, expected.map { "\($0)" })
+        XCTAssertEqual(String(decoding: BrokerLogEntries.attestationDigestInput(e), as: UTF8.self),
+                       #"["7","a\"b\\c/d\n\t\u0001é✓","2026-01-01T00:00:00Z","enrollment","rejected","x,y",null,"p v1",null,"a\"b\\c/d\n\t\u0001é✓",null]"#)
     }
 
     /// An issuance entry names the certificate's DER digest and the digest of the EAR inside it,
