@@ -152,6 +152,30 @@ final class TransparencyLogTests: XCTestCase {
         XCTAssertEqual(api.handle(HTTPRequest(method: "GET", path: "/checkpoint")).body, Array(published.note.utf8), "the last checkpoint is still served")
     }
 
+    /// A restored database whose tree does extend the last checkpoint (here: its outbox held the
+    /// same entries, unsequenced) is no fork: the log goes on, and the checkpoint only the file
+    /// held is recorded in the database.
+    func testARestoreThatExtendsTheLastCheckpointContinuesTheLog() throws {
+        var store: SQLiteBrokerStore? = try openStore()
+        _ = try append(store!, 0..<3)
+        let backup = dir.appendingPathComponent("backup.db").path
+        store = nil
+        try FileManager.default.copyItem(atPath: dbPath, toPath: backup)
+        store = try openStore()
+        let published = try XCTUnwrap(try openLog(store!).step())
+        store = nil
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: dbPath + suffix) }
+        try FileManager.default.copyItem(atPath: backup, toPath: dbPath)
+        store = try openStore()
+        let log = try openLog(store!)
+        XCTAssertNil(try store!.latestCheckpoint())
+        XCTAssertNil(try log.step(), "the same tree: nothing new to sign")
+        XCTAssertEqual(try store!.latestCheckpoint()?.note, published.note, "the file's checkpoint is now in the database")
+        _ = try append(store!, 3..<5)
+        XCTAssertEqual(try log.step()?.size, 5)
+        XCTAssertNil(log.currentProblem)
+    }
+
     /// The log's HTTP surface through BrokerAPI: tiles read back through VouchTLog's TileHashReader
     /// reproduce the checkpoint's root, entry bundles hold the entries, proofs verify against the
     /// vkey the trust document publishes, and a witness's cosignature is collected and served.
