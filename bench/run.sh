@@ -99,6 +99,10 @@ metric() { curl -s --cacert "$broker_dir/broker-ca/ca.pem" -H "Authorization: Be
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
+# The transparency log in process (vouch-bench log): appends with signed checkpoints, inclusion proofs.
+"$bin/vouch-bench" log --seconds "$seconds" --out "$out/log.json" >/dev/null
+python3 -c "import json;[print(json.dumps(r)) for r in json.load(open('$out/log.json'))]" >> "$out/broker.jsonl"
+
 # 3. End-to-end enrollment over HTTPS, concurrent clients.
 start_broker enroll
 for c in ${BENCH_CLIENTS:-1 8}; do

@@ -151,6 +151,26 @@ public enum BrokerBootstrap {
         return try JWSSigner(key: key, chain: [cert, brokerCA.certificate])
     }
 
+    /// The transparency log's key: Ed25519, named (and the log's origin) `<trust domain>/vouch-log`,
+    /// made once in `path` (C2SP skey text, mode 0600, created exclusively) and kept — every
+    /// checkpoint is signed by it, and relying parties pin its vkey (`GET /v1/trust`). Separate from
+    /// every CA key. A key file that is a symbolic link, belongs to another user, is readable by
+    /// others, is not an skey, or names another log is refused (`config`).
+    public static func logSigner(path: String, trustDomain: String) throws -> NoteSigner {
+        let name = TransparencyLog.origin(trustDomain: trustDomain)
+        if !Files.exists(path) {
+            _ = try Files.createOnce(Array(try NoteSigner(name: name, privateKey: try Ed25519PrivateKey.generate()).skey.utf8), at: path, mode: 0o600)
+        }
+        let text = String(decoding: try Files.readSecret(path, maxBytes: 4096), as: UTF8.self)
+        guard let signer = try? NoteSigner(skey: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw VouchError(.config, "the log key is not a signed-note signer key (skey)", context: ["path": path])
+        }
+        guard signer.name == name, signer.verifierKey.type == .ed25519 else {
+            throw VouchError(.config, "the log key is not an Ed25519 key named \(name)", context: ["path": path])
+        }
+        return signer
+    }
+
     /// A fresh TLS server key and certificate from the broker CA for the broker's own API.
     public static func serverTLS(brokerCA: CertificateAuthority, dnsNames: [String], ipAddresses: [String], clock: Clock) throws -> (certificatePEM: String, keyPEM: String) {
         let key = try PrivateKey.generate(.p256)

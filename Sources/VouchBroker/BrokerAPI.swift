@@ -23,10 +23,13 @@ public struct BrokerAPI: Sendable {
     let log: @Sendable (String) -> Void
     /// Signs EAR attestation results; without one, `/v1/hosts/{id}/ear` answers 404.
     let resultSigner: ResultSigner?
+    /// The transparency log's routes; without a log they answer 404.
+    let transparency: LogAPI?
 
-    public init(service: BrokerService, adminTokenDigests: [[UInt8]], resultSigner: ResultSigner? = nil, throttle: AuthThrottle = AuthThrottle(),
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(service: BrokerService, adminTokenDigests: [[UInt8]], resultSigner: ResultSigner? = nil, transparency: LogAPI? = nil,
+                throttle: AuthThrottle = AuthThrottle(), log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.service = service
+        self.transparency = transparency
         self.throttle = throttle
         self.adminTokenDigests = adminTokenDigests
         self.resultSigner = resultSigner
@@ -53,6 +56,7 @@ public struct BrokerAPI: Sendable {
         if req.path == "/healthz" || req.path == "/readyz" {
             guard req.method == "GET" else { throw Self.methodNotAllowed(req.method, allow: ["GET"]) }
             if req.path == "/healthz" { return json(200, ["status": "ok"]) }
+            if let problem = transparency?.log.currentProblem { return Self.errorResponse(problem) }
             return try service.queries.ready() ? json(200, ["status": "ready"]) : Self.errorResponse(VouchError(.notReady, "shutting down"))
         }
         if req.path == "/metrics" {
@@ -66,9 +70,14 @@ public struct BrokerAPI: Sendable {
             guard req.method == "GET" || req.method == "HEAD" else { throw Self.methodNotAllowed(req.method, allow: ["GET", "HEAD"]) }
             return try publication.ocsp(encoded: String(req.path.dropFirst("/v1/ocsp/".count)))
         }
+        if let transparency, LogAPI.isStaticPath(req.path) { return try transparency.staticRoute(req) }
         let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         guard parts.first == "v1" else { throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))]) }
         let rest = Array(parts.dropFirst())
+        if let transparency, let answer = try transparency.route(req, rest, agentRoots: { try service.revocation.bundlePEM() }) { return answer }
+        if transparency == nil, rest == ["trust"] || rest.first == "log" {
+            throw VouchError(.notFound, "this broker keeps no transparency log", context: ["path": String(req.path.prefix(128))])
+        }
         switch (req.method, rest) {
         case ("GET", ["health"]):
             return json(200, ["status": "ok"])
@@ -207,7 +216,8 @@ public struct BrokerAPI: Sendable {
         (["revoke"], ["POST"]), (["status"], ["GET"]), (["summary"], ["GET"]), (["attestations"], ["GET"]), (["certificates"], ["GET"]),
         (["certificates", "*"], ["GET"]), (["certificates", "*", "revoke"], ["POST"]), (["tokens"], ["GET", "POST"]), (["tokens", "*"], ["DELETE"]),
         (["policies"], ["GET"]), (["policies", "reload"], ["POST"]), (["policies", "*"], ["GET"]), (["ca", "rotate"], ["POST"]),
-        (["ear", "jwks"], ["GET"]),
+        (["ear", "jwks"], ["GET"]), (["trust"], ["GET"]), (["log", "proof"], ["GET"]), (["log", "consistency"], ["GET"]),
+        (["log", "cosignatures"], ["POST"]),
     ]
 
     public static func methods(of path: [String]) -> [String]? {
@@ -256,7 +266,9 @@ public struct BrokerAPI: Sendable {
         }
     }
 
-    private func json<T: Encodable>(_ status: Int, _ value: T) -> HTTPResponse {
+    private func json<T: Encodable>(_ status: Int, _ value: T) -> HTTPResponse { Self.jsonResponse(status, value) }
+
+    static func jsonResponse<T: Encodable>(_ status: Int, _ value: T) -> HTTPResponse {
         HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: JSONCodec.encode(value))
     }
 

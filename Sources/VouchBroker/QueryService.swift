@@ -102,12 +102,7 @@ public struct QueryService: BrokerPart, Sendable {
             q.before = n
         }
         let rows = try store.attestations(q)
-        let items = rows.map { a in
-            AttestationEntry(id: a.id, hostId: a.hostID, at: a.at.iso8601, kind: a.kind.rawValue,
-                             result: a.trusted ? "trusted" : (a.codes.isEmpty ? "info" : "rejected"), codes: a.codes, message: a.message,
-                             agentName: a.agentName, policy: a.policyName.map { "\($0) v\(a.policyVersion ?? 0)" }, policySha256: a.policySHA256,
-                             pcrDigest: a.pcrDigest, serial: a.serial)
-        }
+        let items = rows.map(AttestationEntry.init)
         return AttestationPage(items: items, next: rows.count == q.limit ? rows.last.map { "\($0.id)" } : nil)
     }
 

@@ -96,7 +96,7 @@ struct SQLiteTransaction: StoreTransaction {
 
     func deleteHost(id: String) throws { try SQLiteBrokerStore.deleteHost(db, id: id) }
 
-    func recordAttestation(_ record: AttestationRecord) throws -> Int64 { try store.insertAttestation(db, record) }
+    func recordAttestation(_ record: AttestationRecord) throws -> Int64 { try store.insertAttestation(db, record, logged: true) }
 
     func recordIssuance(attestation: AttestationRecord, certificate: CertificateRecord) throws -> Int64 {
         try store.recordIssuance(db, attestation: attestation, certificate: certificate)
@@ -109,6 +109,7 @@ struct SQLiteTransaction: StoreTransaction {
             try update.run([.real(plan.at.timeIntervalSince1970), .int(Int64(plan.reason.rawValue)), .text(c.serial)])
         }
         for (type, data) in plan.events() { try store.insertEvent(db, type, data, at: plan.at) }
+        for c in plan.certificates { try store.enqueue(db) { try $0.revocation(c) } }
         for crl in crls { try SQLiteBrokerStore.storeCRL(db, crl) }
     }
 

@@ -8,9 +8,12 @@ import VouchModel
 
 /// `BrokerStore` on an embedded SQLite database in WAL mode with synchronous=FULL: an
 /// acknowledged write survives a crash or power loss. One connection, serialized by a mutex.
-public final class SQLiteBrokerStore: BrokerStore {
+public final class SQLiteBrokerStore: BrokerStore, LogStore {
     private let lock = Mutex(())
     private let db: SQLiteDatabase
+    /// Makes the transparency-log entry of each decision, issuance and revocation, written to the
+    /// log outbox in the transaction that records it; nil: no log is kept.
+    let logEntries: (any LogEntryMaker)?
     /// Migrations in order; `migrations[i]` takes a database from version i to i + 1. A database
     /// newer than this build is refused rather than misread.
     public static let migrations: [String] = [
@@ -80,10 +83,13 @@ public final class SQLiteBrokerStore: BrokerStore {
         CREATE TABLE tee_evidence (
           host_id TEXT PRIMARY KEY REFERENCES hosts(id), attestation_id INTEGER NOT NULL REFERENCES attestations(id), evidence TEXT NOT NULL);
         """,
+        // 7: the transparency log (SQLiteBrokerStore+Log.swift)
+        logMigration,
     ]
     public static var schemaVersion: Int { migrations.count }
 
-    public init(path: String) throws {
+    public init(path: String, logEntries: (any LogEntryMaker)? = nil) throws {
+        self.logEntries = logEntries
         let db = try SQLiteDatabase(path: path)
         try db.transaction {
             try db.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -166,7 +172,7 @@ public final class SQLiteBrokerStore: BrokerStore {
             try db.transaction {
                 try Self.writeHost(db, host)
                 try writeTrust(db, trust, identity: true)
-                _ = try insertAttestation(db, record)
+                _ = try insertAttestation(db, record, logged: true)
             }
         }
     }
@@ -350,7 +356,9 @@ public final class SQLiteBrokerStore: BrokerStore {
 
     // MARK: attestations and certificates
 
-    func insertAttestation(_ db: SQLiteDatabase, _ a: AttestationRecord) throws -> Int64 {
+    /// Inserts a decision; `logged`: with its verdict entry in the log outbox (an issuance's
+    /// decision is logged by its issuance entry instead).
+    func insertAttestation(_ db: SQLiteDatabase, _ a: AttestationRecord, logged: Bool) throws -> Int64 {
         if let nonce = a.nonce, let expires = a.nonceExpiresAt { try Self.useNonce(db, nonce, hostID: a.hostID, expiresAt: expires) }
         try db.prepare("""
         INSERT INTO attestations (host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version,
@@ -368,12 +376,17 @@ public final class SQLiteBrokerStore: BrokerStore {
             ON CONFLICT(host_id) DO UPDATE SET attestation_id = excluded.attestation_id, evidence = excluded.evidence
             """).run([.text(a.hostID), .int(id), .text(Self.json(tee))])
         }
+        if logged {
+            var recorded = a
+            recorded.id = id
+            try enqueue(db) { try $0.verdict(recorded) }
+        }
         return id
     }
 
     @discardableResult
     public func recordAttestation(_ record: AttestationRecord) throws -> Int64 {
-        try write { [self] db in try db.transaction { try insertAttestation(db, record) } }
+        try write { [self] db in try db.transaction { try insertAttestation(db, record, logged: true) } }
     }
 
     public func latestAttestation(hostID: String) throws -> AttestationRecord? {
@@ -433,38 +446,6 @@ public final class SQLiteBrokerStore: BrokerStore {
         }
     }
 
-    // MARK: tokens
-
-    public func saveToken(_ t: TokenRecord) throws {
-        try write { db in
-            try db.prepare("INSERT INTO tokens (id, name, scope, digest, created_at, revoked_at) VALUES (?,?,?,?,?,?)")
-                .run([.text(t.id), .text(t.name), .text(t.scope.rawValue), .blob(t.digest), .real(t.createdAt.timeIntervalSince1970),
-                      t.revokedAt.map { .real($0.timeIntervalSince1970) } ?? .null])
-        }
-    }
-
-    private static func token(_ r: Statement.Row) -> TokenRecord {
-        TokenRecord(id: r.text(0), name: r.text(1), scope: TokenScope(rawValue: r.text(2)) ?? .read, digest: r.blob(3), createdAt: r.date(4),
-                    revokedAt: r.optionalDate(5))
-    }
-
-    public func token(digest: [UInt8]) throws -> TokenRecord? {
-        try with { db in
-            try db.prepare("SELECT id, name, scope, digest, created_at, revoked_at FROM tokens WHERE digest = ?").query([.blob(digest)], Self.token).first
-        }
-    }
-
-    public func tokens() throws -> [TokenRecord] {
-        try with { db in try db.prepare("SELECT id, name, scope, digest, created_at, revoked_at FROM tokens ORDER BY created_at, id").query([], Self.token) }
-    }
-
-    public func revokeToken(id: String, at: Date) throws -> Bool {
-        try write { db in
-            try db.prepare("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run([.real(at.timeIntervalSince1970), .text(id)])
-            return db.changes > 0
-        }
-    }
-
     public func lastTrustedClock(hostID: String) throws -> (clock: ClockState, at: Date)? {
         try with { db in
             // Only the clock object is read out of the stored claims (SQLite's JSON1): decoding the
@@ -496,7 +477,7 @@ public final class SQLiteBrokerStore: BrokerStore {
     func recordIssuance(_ db: SQLiteDatabase, attestation: AttestationRecord, certificate c: CertificateRecord) throws -> Int64 {
         let exists = try db.prepare("SELECT 1 FROM certificates WHERE serial = ?").query([.text(c.serial)]) { _ in true }
         guard exists.isEmpty else { throw VouchError(.conflict, "certificate serial already used", context: ["serial": c.serial]) }
-        let id = try insertAttestation(db, attestation)
+        let id = try insertAttestation(db, attestation, logged: false)
         try db.prepare("""
         INSERT INTO certificates (serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id, issuer)
         VALUES (?,?,?,?,?,?,?,?,?)
@@ -504,6 +485,11 @@ public final class SQLiteBrokerStore: BrokerStore {
                   .real(c.notAfter.timeIntervalSince1970), .text(c.pem), .int(id), .text(c.issuer)])
         try insertEvent(db, .certificateIssued, ["serial": c.serial, "hostId": c.hostID, "agentName": c.agentName,
                                                    "spiffeId": c.spiffeID, "notAfter": c.notAfter.iso8601], at: attestation.at)
+        var recorded = attestation
+        recorded.id = id
+        var issued = c
+        issued.attestationID = id
+        try enqueue(db) { try $0.issuance(recorded, certificate: issued) }
         return id
     }
 

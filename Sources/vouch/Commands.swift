@@ -39,6 +39,7 @@ enum CLI {
       ca create-root --out DIR [--name CN] [--years N]
       ca create-intermediate --root DIR --out DIR [--name CN] [--days N]
       crl [--out FILE] [--json]           fetch the CRL, check its signature, list revoked serials
+      trust get [--output FILE]           the broker's trust document (CA roots, broker CA, log key) for offline checks
       cert inspect FILE [--ca FILE] [--issuer FILE] [--json]
                                           a certificate's identity and the attestation (EAR) it carries;
                                           --ca: verify the EAR (broker CA) and its binding to the certificate;

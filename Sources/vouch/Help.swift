@@ -108,6 +108,16 @@ extension CLI {
         example:
           vouch crl --out vouch.crl
         """,
+        "trust": """
+        usage: vouch trust get [--output FILE]
+        Fetch the broker's trust document (GET /v1/trust): the issuing-CA roots, the broker CA that
+        certifies EAR signers, and the transparency log's origin and verifier key (vkey) — what
+        offline verification of certificates, EARs, log proofs and receipts needs. Checked, then
+        written to FILE (or printed).
+        broker: --broker URL or $VOUCH_BROKER; its CA: --ca FILE or $VOUCH_CA; no token needed
+        example:
+          vouch trust get --output trust.json
+        """,
         "evidence": """
         usage: vouch evidence verify --kind sev-snp|tdx|azure-snp-vtpm|nitro|nvidia-gpu|composite --at RFC3339 [--nonce HEX]
                                      [--policy FILE] [--roots DIR [--test-roots]] [--rims DIR [--rim-roots PEM]] [--json] FILE...

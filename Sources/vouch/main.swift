@@ -19,6 +19,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "token": tokenCommand,
     "history": historyCommand,
     "log": logCommand,
+    "trust": trustCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())

@@ -58,6 +58,8 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --webhook URL[,URL]   push events (revocations, issuance, refusals, host blocks) to these URLs,
                         signed with HMAC-SHA256, retried with backoff from a durable outbox
   --webhook-secret-file FILE  the HMAC key (default DATA-DIR/webhook.secret, created mode 0600)
+  --log-witness VKEY[,VKEY]  witnesses whose cosignatures on the transparency log's checkpoints
+                        POST /v1/log/cosignatures accepts (C2SP cosignature/v1 verifier keys)
   --reattest-concurrency N    pull rounds in flight at once (default 32)
   --pull-timeout DUR    limit on one pull (connect, quote, answer) before it counts as a fault (default 10s;
                         whole seconds, shorter than --challenge-ttl)
@@ -106,7 +108,7 @@ if Arguments.asksForVersion(words) { print("vouchd \(VouchVersion.current)"); ex
 
 let options: Set<String> = Set(["config", "data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
                              "publish-listen", "publish-url", "crl-url", "ocsp-url",
-                             "crl-validity", "webhook", "webhook-secret-file", "connection-timeout", "request-deadline",
+                             "crl-validity", "webhook", "webhook-secret-file", "log-witness", "connection-timeout", "request-deadline",
                              "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "log-format",
                              "tdx-collateral", "simulated-tee-roots", "nvidia-rims", "nvidia-ocsp"]).union(CollateralFetching.options)
 let switches: Set<String> = ["allow-simulated-hosts"]
@@ -162,7 +164,15 @@ do {
     if brokerCACreated { Runtime.log("created broker CA \(brokerCA.certificate.subject) in \(dataDir)/broker-ca: clients trust broker-ca/ca.pem for this broker") }
     let tls = try BrokerBootstrap.serverTLS(brokerCA: brokerCA, dnsNames: ["localhost"], ipAddresses: Array(Set(["127.0.0.1", listen])).sorted(), clock: clock)
 
-    let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db")
+    let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db", logEntries: BrokerLogEntries())
+    // The transparency log: its own key, its last published checkpoint kept in a file beside the
+    // database (a restored old database then cannot fork the log), a sequencer round twice a second.
+    let logSigner = try BrokerBootstrap.logSigner(path: dataDir + "/log.key", trustDomain: trustDomain)
+    let witnesses = try (args["log-witness"] ?? "").split(separator: ",").map { try NoteVerifierKey(vkey: String($0)) }
+    let transparencyLog = try TransparencyLog(signer: logSigner, store: store, clock: clock, checkpointFile: dataDir + "/log-checkpoint",
+                                              witnesses: witnesses)
+    let sequencer = LogSequencerLoop(log: transparencyLog, every: 0.5, report: Runtime.log)
+    sequencer.start()
     let clientTLS = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
     let resultSigner = try BrokerBootstrap.resultSigner(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/results", clock: clock)
     let service = BrokerService(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust,
@@ -184,6 +194,7 @@ do {
                                 concurrency: brokerOptions.concurrency, log: Runtime.log)
     reattestor.start()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: resultSigner,
+                        transparency: LogAPI(log: transparencyLog, trustDomain: trustDomain, brokerCAPEM: try brokerCA.certificate.pem),
                         throttle: AuthThrottle(maxFailures: brokerOptions.authFailures), log: Runtime.log)
     let limits = HTTPServer.Limits(idleTimeout: brokerOptions.idle, requestDeadline: brokerOptions.requestDeadline, perAddress: brokerOptions.perAddress, total: 1024)
     // The publication listener: CRLs and OCSP alone, over plain HTTP, on a thread pool (their
@@ -209,6 +220,7 @@ do {
     watcher.cancel()
     reattestor.stop()
     server.stop()
+    sequencer.stop()
     publisher?.stop()
     dispatcher?.stop()
     Runtime.log("vouchd stopped")

@@ -111,6 +111,16 @@ final class APIContractTests: XCTestCase {
             (.init(method: "GET", path: "/v1/hosts/{hostId}/evidence"), { try admin.send("GET", "/v1/hosts/\(id)/evidence", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/hosts/{hostId}/ear"), { try admin.send("GET", "/v1/hosts/\(id)/ear?nonce=contract-nonce", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/ear/jwks"), { try open.send("GET", "/v1/ear/jwks", headers: [:], body: nil) }),
+            (.init(method: "GET", path: "/v1/trust"), { try open.send("GET", "/v1/trust", headers: [:], body: nil) }),
+            (.init(method: "GET", path: "/checkpoint"), { try open.send("GET", "/checkpoint", headers: [:], body: nil) }),
+            (.init(method: "GET", path: "/tile/{level}/{index}"), { try open.send("GET", "/tile/0/000", headers: [:], body: nil) }),   // 404: not full yet
+            (.init(method: "GET", path: "/tile/entries/{index}"), { try open.send("GET", "/tile/entries/000", headers: [:], body: nil) }),
+            (.init(method: "GET", path: "/v1/log/proof"), { try open.send("GET", "/v1/log/proof?index=0", headers: [:], body: nil) }),
+            (.init(method: "GET", path: "/v1/log/consistency"), { try open.send("GET", "/v1/log/consistency?old=1&new=1", headers: [:], body: nil) }),
+            (.init(method: "POST", path: "/v1/log/cosignatures"), {   // no witness configured: 403 note_unverified
+                let checkpoint = try open.send("GET", "/checkpoint", headers: [:], body: nil).body
+                return try open.send("POST", "/v1/log/cosignatures", headers: ["Content-Type": "text/plain"], body: checkpoint)
+            }),
             (.init(method: "GET", path: "/v1/hosts/{hostId}/attestations"), { try admin.send("GET", "/v1/hosts/\(id)/attestations?limit=2", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/attestations"), { try admin.send("GET", "/v1/attestations?result=trusted&kind=enrollment", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/certificates"), { try admin.send("GET", "/v1/certificates?hostId=\(id)&state=valid", headers: auth, body: nil) }),
