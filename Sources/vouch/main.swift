@@ -18,6 +18,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "check": checkCommand,
     "token": tokenCommand,
     "history": historyCommand,
+    "receipt": receiptCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())
