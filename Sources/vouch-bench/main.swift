@@ -8,6 +8,7 @@ do {
     case "enroll": exit(try EnrollBench.run(Array(argv.dropFirst())))
     case "tee": exit(try TEEBench.run(Array(argv.dropFirst())))
     case "gpu": exit(try GPUBench.run(Array(argv.dropFirst())))
+    case "receipts": exit(try ReceiptBench.run(Array(argv.dropFirst())))
     default: exit(try Bench.run(argv))
     }
 } catch {

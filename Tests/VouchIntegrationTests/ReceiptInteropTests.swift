@@ -64,4 +64,41 @@ final class ReceiptInteropTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "OK")
     }
+
+    /// `vouch receipt sign` then `vouch receipt verify` on files, with the exit codes the CLI promises.
+    func testTheCLISignsAndVerifiesOffline() throws {
+        let world = try ReceiptFixture(now: Date().addingTimeInterval(-60))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-receipt-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+        func write(_ name: String, _ bytes: [UInt8]) throws { try Data(bytes).write(to: dir.appendingPathComponent(name)) }
+        try write("agent.pem", Array(try world.chainPEM.utf8))
+        try write("agent.key", Array(try world.agentKey.pem.utf8))
+        try write("answer.txt", Array("42\n".utf8))
+        try write("prompt.txt", Array("what?\n".utf8))
+        let issuance = world.issuance!
+        try write("issuance.json", Array(#"{"index":"\#(issuance.proof.index)","entry":"\#(Base64.encode(issuance.entry))","proof":"# .utf8)
+                  + Array(try JSONEncoder().encode(issuance.proof.text)) + Array("}".utf8))
+        try write("trust.json", Array(try JSONEncoder().encode(try world.trust)))
+        let vouch = TestEnv.bin("vouch")
+        let signed = try TestEnv.run(vouch, ["receipt", "sign", "--cert", path("agent.pem"), "--key", path("agent.key"), "--output", path("answer.txt"),
+                                             "--request", path("prompt.txt"), "--issuance-proof", path("issuance.json"), "--out", path("r.json")])
+        XCTAssertEqual(signed.status, 0, signed.stdout + signed.stderr)
+        let salt = try XCTUnwrap(signed.stdout.split(separator: "\n").first { $0.hasPrefix("salt ") }).dropFirst(5)
+        let ok = try TestEnv.run(vouch, ["receipt", "verify", path("r.json"), "--trust", path("trust.json"), "--output", path("answer.txt"),
+                                         "--request", path("prompt.txt"), "--salt", String(salt)])
+        XCTAssertEqual(ok.status, 0, ok.stdout + ok.stderr)
+        XCTAssertTrue(ok.stdout.hasSuffix("OK\n"), ok.stdout)
+        XCTAssertTrue(ok.stdout.contains("model        sha256:" + String(repeating: "04", count: 32)), ok.stdout)
+        try write("other.txt", Array("41\n".utf8))
+        let refused = try TestEnv.run(vouch, ["receipt", "verify", path("r.json"), "--trust", path("trust.json"), "--output", path("other.txt")])
+        XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
+        XCTAssertTrue(refused.stdout.contains("FAILED receipt_output_mismatch:"), refused.stdout)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1, refused.stderr)
+        let unreadable = try TestEnv.run(vouch, ["receipt", "verify", path("missing.json"), "--trust", path("trust.json")])
+        XCTAssertEqual(unreadable.status, 2, unreadable.stderr)
+        let usage = try TestEnv.run(vouch, ["receipt", "verify", path("r.json")])
+        XCTAssertEqual(usage.status, 2, usage.stderr)
+    }
 }
