@@ -114,7 +114,7 @@ let package = Package(
         .executableTarget(name: "vouch-bench", dependencies: ["VouchBenchKit", "VouchAttesterKit", "VouchHTTPClient", "VouchAPI", "VouchCrypto", "VouchCore", "VouchRuntime",
                                                           "VouchReceiptKit", "VouchReceiptTestSupport"]),
         .executableTarget(name: "vouch-fuzz", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog",
-                                                           "VouchPolicy", "VouchTEEWire", "VouchTPMWire", "VouchYAML", "VouchXMLSig"]),
+                                                           "VouchPolicy", "VouchTEEWire", "VouchTPMWire", "VouchYAML", "VouchXMLSig", "VouchReceipts", "VouchReceiptKit"]),
 
         // Tests
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto"], path: "Tests/VouchTestSupport"),
