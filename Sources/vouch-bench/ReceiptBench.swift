@@ -1,4 +1,5 @@
 import Foundation
+import VouchBenchKit
 import VouchCore
 import VouchReceiptKit
 import VouchReceiptTestSupport
@@ -18,15 +19,7 @@ enum ReceiptBench {
         let verifier = try world.verifier()
         let output = [UInt8](repeating: 0x61, count: 1024), request = [UInt8](repeating: 0x62, count: 1024)
         let now = Date()
-        func rate(_ body: () throws -> Void) rethrows -> Double {
-            var n = 0
-            let start = Date()
-            while Date().timeIntervalSince(start) < seconds {
-                for _ in 0..<16 { try body() }
-                n += 16
-            }
-            return Double(n) / Date().timeIntervalSince(start)
-        }
+        func rate(_ body: () throws -> Void) rethrows -> Double { try Bench.rate(seconds: seconds, body) }
         let signed = try rate { _ = try signer.sign(output: output, request: request, startedAt: now, finishedAt: now) }
         let bundle = try signer.sign(output: output, request: request, startedAt: now, finishedAt: now)
         guard case .verified = verifier.verify(bundle: bundle.bundle, .init(output: output, request: request, salt: bundle.salt)) else {
