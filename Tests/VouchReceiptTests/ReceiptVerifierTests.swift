@@ -78,6 +78,22 @@ final class ReceiptVerifierTests: XCTestCase {
         XCTAssertNotEqual(try sign().salt, salt)
     }
 
+    func testOneSignerSignsConcurrently() throws {
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var bundles: [Int: [UInt8]] = [:]
+        }
+        let signer = try world.signer(), results = Results(), start = self.start, finish = self.finish
+        DispatchQueue.concurrentPerform(iterations: 32) { i in
+            let bundle = (try? signer.sign(output: [UInt8(i)], request: nil, startedAt: start, finishedAt: finish).bundle) ?? []
+            results.lock.withLock { results.bundles[i] = bundle }
+        }
+        let verifier = try world.verifier()
+        for i in 0..<32 {
+            guard case .verified = verifier.verify(bundle: results.bundles[i] ?? [], .init(output: [UInt8(i)])) else { return XCTFail("receipt \(i)") }
+        }
+    }
+
     func testP384AgentKeysSignToo() throws {
         world = try ReceiptFixture(keyType: .p384)
         XCTAssertEqual(try codes(try sign().bundle), [])
