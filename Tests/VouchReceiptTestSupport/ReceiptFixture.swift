@@ -26,7 +26,8 @@ public final class ReceiptFixture: @unchecked Sendable {
     public let hostID = String(repeating: "ab", count: 16)
     public var origin: String { TrustDocument.logOrigin(trustDomain: trustDomain) }
 
-    public init(now: Date = Date(timeIntervalSince1970: 1_800_000_000), keyType: PrivateKey.KeyType = .p256) throws {
+    /// `agentKey`: the agent's key (default: a new key of `keyType`).
+    public init(now: Date = Date(timeIntervalSince1970: 1_800_000_000), keyType: PrivateKey.KeyType = .p256, agentKey: PrivateKey? = nil) throws {
         self.now = now
         brokerCA = try CertificateAuthority.create(commonName: "broker CA", key: try PrivateKey.generate(.p256), notBefore: now.addingTimeInterval(-3600),
                                                    notAfter: now.addingTimeInterval(86400 * 30))
@@ -38,8 +39,8 @@ public final class ReceiptFixture: @unchecked Sendable {
             notAfter: now.addingTimeInterval(86400 * 30), usage: .brokerClient), serial: nil)
         earSigner = try JWSSigner(key: signerKey, chain: [signerCert, brokerCA.certificate])
         logSigner = try NoteSigner(name: TrustDocument.logOrigin(trustDomain: trustDomain), privateKey: try Ed25519PrivateKey.generate())
-        agentKey = try PrivateKey.generate(keyType)
-        agentCert = try Self.issue(brokerSigner: earSigner, ca: agentCA, key: try agentKey.publicKey, spiffeID: "spiffe://\(trustDomain)/host/\(hostID)/agent/payments",
+        self.agentKey = try agentKey ?? PrivateKey.generate(keyType)
+        agentCert = try Self.issue(brokerSigner: earSigner, ca: agentCA, key: try self.agentKey.publicKey, spiffeID: "spiffe://\(trustDomain)/host/\(hostID)/agent/payments",
                                    hostID: hostID, now: now, usage: .agent)
         // Some other entries first, so the proof is not trivial.
         for i in 0..<5 { tree.append(entry: Array("other entry \(i)\n".utf8)) }

@@ -94,8 +94,10 @@ final class ReceiptVerifierTests: XCTestCase {
         }
     }
 
-    func testP384AgentKeysSignToo() throws {
+    func testP384AndRSAAgentKeysSignToo() throws {
         world = try ReceiptFixture(keyType: .p384)
+        XCTAssertEqual(try codes(try sign().bundle), [])
+        world = try ReceiptFixture(agentKey: try PrivateKey.generateRSA(bits: 2048))
         XCTAssertEqual(try codes(try sign().bundle), [])
     }
 
