@@ -14,6 +14,8 @@
 //   VouchTEEWire       pure: TEE wire formats (SEV-SNP reports, TDX DCAP quotes and their collateral, NVIDIA GPUs' SPDM measurements)
 //   VouchTLog          pure: the transparency log's math and formats (RFC 9162 Merkle trees and proofs, C2SP
 //                      tlog-tiles, tlog-checkpoint bodies, tlog-proof files); SHA-256 injected
+//   VouchReceipts      pure: signed inference receipts' formats (DSSE envelopes, in-toto Statements with the
+//                      receipt predicate, the request commitment, receipt bundles); VouchTLog for log proofs
 //   VouchModel         pure: the broker's records, closed state types and store protocols (split by concern,
 //                      with the unit of work); what the broker's services and every store import
 //   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection
@@ -38,6 +40,8 @@
 //   VouchLogClient     a client of C2SP tlog-tiles logs (a URL through an injected HTTPTransport, or a
 //                      directory): verified checkpoints, consistency and inclusion from tiles, the witness
 //                      (state files: VouchRuntime) and the verified mirror
+//   VouchReceiptKit    receipts: ReceiptSigner (agent key, certificate, EAR, issuance proof) and the offline
+//                      ReceiptVerifier (chain, EAR, log proofs, CRL), over the trust document
 //   VouchAttesterKit   the host side: AK, registration, quotes for agents (VouchRuntime: host certificate
 //                      and model log files; logs through an injected closure); a confidential VM's reports
 //                      (configfs-tsm, or the software TEE's persisted platform for tests and demos); the
@@ -74,6 +78,7 @@ let package = Package(
         .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog", "VouchTEEWire"]),
         .target(name: "VouchAPI", dependencies: ["VouchCore", "VouchEventLog"]),
         .target(name: "VouchTLog", dependencies: ["VouchCore"]),
+        .target(name: "VouchReceipts", dependencies: ["VouchCore", "VouchTLog"]),
         .target(name: "VouchModel", dependencies: ["VouchCore", "VouchAPI", "VouchEventLog"]),
         .target(name: "VouchTEEWire", dependencies: ["VouchCore"]),
 
@@ -97,6 +102,7 @@ let package = Package(
         .target(name: "VouchCollateral", dependencies: ["VouchCore", "VouchRuntime", "VouchCrypto", "VouchTEEWire", "VouchAttestation"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog", "VouchTLog"]),
         .target(name: "VouchLogClient", dependencies: ["VouchCore", "VouchTLog", "VouchCrypto", "VouchRuntime"]),
+        .target(name: "VouchReceiptKit", dependencies: ["VouchCore", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchTLog", "VouchTPMWire", "VouchReceipts"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog",
                                                    "VouchAttestation", "VouchTEESim", "VouchTEEWire"]),
 
@@ -105,15 +111,15 @@ let package = Package(
                                                      "VouchYAML", "VouchAPI", "VouchAttestation", "VouchCollateral", "VouchCore", "VouchRuntime"]),
         .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchTPMWire", "VouchRuntime"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles",
-                                                    "VouchTEEWire", "VouchYAML", "VouchLogClient",
+                                                    "VouchTEEWire", "VouchYAML", "VouchLogClient", "VouchReceipts", "VouchReceiptKit",
                                                     "VouchCore", "VouchRuntime"]),
 
         .target(name: "VouchBenchKit", dependencies: ["VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog", "VouchPolicy", "VouchTPM", "VouchTPMWire", "VouchTEEWire"],
                 path: "Sources/VouchBenchKit"),
         .executableTarget(name: "vouch-bench", dependencies: ["VouchBenchKit", "VouchAttesterKit", "VouchHTTPClient", "VouchAPI", "VouchCrypto", "VouchCore", "VouchRuntime",
-                                                          "VouchBroker", "VouchStore", "VouchModel", "VouchTLog"]),
+                                                          "VouchBroker", "VouchStore", "VouchModel", "VouchTLog", "VouchReceiptKit", "VouchReceiptTestSupport"]),
         .executableTarget(name: "vouch-fuzz", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog",
-                                                           "VouchPolicy", "VouchTEEWire", "VouchTPMWire", "VouchYAML", "VouchXMLSig"]),
+                                                           "VouchPolicy", "VouchTEEWire", "VouchTPMWire", "VouchYAML", "VouchXMLSig", "VouchReceipts", "VouchReceiptKit"]),
 
         // Tests
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto", "VouchTLog"], path: "Tests/VouchTestSupport"),
@@ -121,6 +127,10 @@ let package = Package(
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchTLogTests", dependencies: ["VouchTLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchLogClientTests", dependencies: ["VouchLogClient", "VouchTLog", "VouchCrypto", "VouchCore", "VouchTestSupport"]),
+        .target(name: "VouchReceiptTestSupport", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchReceiptKit", "VouchReceipts", "VouchTLog"],
+                path: "Tests/VouchReceiptTestSupport"),
+        .testTarget(name: "VouchReceiptTests", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchReceiptKit", "VouchReceipts", "VouchTLog",
+                                                              "VouchReceiptTestSupport"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
         .target(name: "VouchBrokerTestSupport", dependencies: ["VouchModel", "VouchAPI", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),
@@ -134,6 +144,7 @@ let package = Package(
                                                           "VouchHTTPClient", "VouchAPI", "VouchXMLSig"]),
         .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchModel", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
-                                                                  "VouchEventLog", "VouchRuntime", "VouchHTTPServer", "VouchTEESim", "VouchTEEWire", "VouchPolicy"]),
+                                                                  "VouchEventLog", "VouchRuntime", "VouchHTTPServer", "VouchTEESim", "VouchTEEWire", "VouchPolicy",
+                                                                  "VouchReceipts", "VouchReceiptTestSupport"]),
     ]
 )

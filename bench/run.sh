@@ -29,6 +29,8 @@ export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
 # quotes below cover the same measured boot.
 "$bin/vouch-bench" --tcti "$TPM2TOOLS_TCTI" --logs "$shared/tpm-eventlog/eventlogs" --seconds "$seconds" --out "$out/inprocess.json"
 openssl speed -seconds "$seconds" ecdsap256 rsa2048 > "$out/openssl-speed.txt" 2>/dev/null
+# Receipts signed and verified per second (in process, the tests' in-memory world).
+"$bin/vouch-bench" receipts --seconds "$seconds" --out "$out/receipts.json"
 
 # Confidential-VM evidence (SEV-SNP, TDX) beside openssl speed and dcap-qvl: bench/tee.sh, which
 # writes its own table (out/bench/tee/results.json, the TEE section of docs/performance.md).
@@ -192,6 +194,7 @@ import json, os, re, sys, platform, subprocess
 out = sys.argv[1]
 results = json.load(open(os.path.join(out, "inprocess.json")))
 results += [json.loads(l) for l in open(os.path.join(out, "peers.jsonl"))]
+results += json.load(open(os.path.join(out, "receipts.json")))
 broker_path = os.path.join(out, "broker.jsonl")
 broker = [json.loads(l) for l in open(broker_path)] if os.path.exists(broker_path) else []
 results += broker

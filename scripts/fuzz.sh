@@ -11,7 +11,7 @@ out=out/fuzz
 # Seeds are made afresh each run (a stale directory must not name a target that no longer exists).
 rm -rf "$out/seeds"
 mkdir -p "$out/crashes" "$out/seeds"
-all_targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document spdm-measurements signed-note"
+all_targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document spdm-measurements signed-note receipt-bundle"
 targets=${FUZZ_TARGETS:-$all_targets}
 for t in $targets; do
   case " $all_targets " in *" $t "*) ;; *) echo "fuzz.sh: unknown target $t (targets: $all_targets)" >&2; exit 2 ;; esac
@@ -101,6 +101,8 @@ for f in Tests/Fixtures/nitro/*/attestation_doc.cbor; do cp "$f" "$out/seeds/nit
 # Signed notes: Go sumdb/note's test vector (a note and its vkey).
 printf 'If you think cryptography is the answer to your problem,\nthen you don'"'"'t know what your problem is.\n\n\xe2\x80\x94 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n' > "$out/seeds/signed-note/peter"
 printf 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW' > "$out/seeds/signed-note/vkey"
+# Receipt bundles: the shape of one (mediaType, envelope, chain, EAR, issuance proof).
+printf '%s' '{"mediaType":"application/vnd.vouch.receipt.v1+json","envelope":{"payload":"e30=","payloadType":"application/vnd.in-toto+json","signatures":[{"keyid":"","sig":"AQ=="}]},"chain":"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n","ear":"a.b.c","issuance":{"entry":"Cg==","proof":"c2sp.org/tlog-proof@v1\nindex 0\n\nfuzz/vouch-log\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u2014 fuzz/vouch-log AAAAAQ==\n"}}' > "$out/seeds/receipt-bundle/shape"
 # NVIDIA GPUs: the corpus's SPDM transcripts (hex decoded to binary).
 for d in Tests/Fixtures/nvidia-gpu/*/; do
   [ -f "$d/attestation_report.hex" ] && xxd -r -p "$d/attestation_report.hex" > "$out/seeds/spdm-measurements/$(basename "$d")"

@@ -22,6 +22,9 @@ public struct TrustDocument: Codable, Sendable, Equatable {
     public init(version: String = TrustDocument.currentVersion, trustDomain: String, agentRoots: String, brokerCA: String, log: Log) {
         self.version = version; self.trustDomain = trustDomain; self.agentRoots = agentRoots; self.brokerCA = brokerCA; self.log = log
     }
+
+    /// The log origin (and log key name) of a trust domain.
+    public static func logOrigin(trustDomain: String) -> String { "\(trustDomain)/vouch-log" }
 }
 
 /// `GET /v1/log/proof` and `POST /v1/receipts`: one log entry and its C2SP tlog-proof.

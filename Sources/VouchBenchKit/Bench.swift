@@ -36,7 +36,7 @@ public enum Bench {
     }
 
     /// Runs `body` repeatedly for about `seconds` and returns calls per second.
-    static func rate(seconds: Double, _ body: () throws -> Void) rethrows -> Double {
+    public static func rate(seconds: Double, _ body: () throws -> Void) rethrows -> Double {
         var n = 0
         let start = Date()
         while Date().timeIntervalSince(start) < seconds {

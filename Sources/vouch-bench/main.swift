@@ -9,6 +9,7 @@ do {
     case "tee": exit(try TEEBench.run(Array(argv.dropFirst())))
     case "gpu": exit(try GPUBench.run(Array(argv.dropFirst())))
     case "log": exit(try LogBench.run(Array(argv.dropFirst())))
+    case "receipts": exit(try ReceiptBench.run(Array(argv.dropFirst())))
     default: exit(try Bench.run(argv))
     }
 } catch {

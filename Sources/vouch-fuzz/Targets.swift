@@ -5,6 +5,8 @@ import VouchCore
 import VouchCrypto
 import VouchEventLog
 import VouchPolicy
+import VouchReceiptKit
+import VouchReceipts
 import VouchTEEWire
 import VouchTPMWire
 import VouchXMLSig
@@ -131,6 +133,13 @@ enum FuzzTargets {
             _ = try? NoteVerifierKey(vkey: text)
             _ = try? NoteSigner(skey: text)
         },
+        "receipt-bundle": { bytes in
+            // A receipt bundle as `vouch receipt verify` reads it, through every check; the same
+            // bytes as an envelope and as a Statement.
+            _ = fuzzReceiptVerifier.verify(bundle: bytes, .init(output: bytes))
+            _ = try? DSSEEnvelope(json: bytes)
+            _ = try? ReceiptStatement(json: bytes)
+        },
     ]
 
     static var names: [String] { all.keys.sorted() }
@@ -145,6 +154,11 @@ private let fuzzNoteKeys: [NoteVerifierKey] = [
     try! NoteVerifierKey(vkey: "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"),
     try! NoteVerifierKey(name: "witness.example/w1", type: .cosignatureV1, publicKey: try! Ed25519PrivateKey(seed: [UInt8](repeating: 7, count: 32)).publicKey),
 ]
+
+/// The receipt target's trust: the fuzz CA as agent roots and broker CA, a fixed log key.
+private let fuzzReceiptVerifier = ReceiptVerifier(trust: try! ReceiptTrust(TrustDocument(
+    trustDomain: "fuzz", agentRoots: try! fuzzCA.certificate.pem, brokerCA: try! fuzzCA.certificate.pem,
+    log: .init(origin: "fuzz/vouch-log", vkey: try! NoteVerifierKey(name: "fuzz/vouch-log", publicKey: try! Ed25519PrivateKey(seed: [UInt8](repeating: 8, count: 32)).publicKey).vkey))))
 
 /// A CA for the OCSP target, made once.
 let fuzzCA: CertificateAuthority = {

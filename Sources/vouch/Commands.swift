@@ -75,6 +75,16 @@ enum CLI {
           devices: rules), an enrollment body of a CPU TEE with its GPUs (composite), a RIM
           (vouch help evidence). Exit 0 verified, 1 refused, 2 unreadable.
 
+    Receipts (offline; docs/receipts.md):
+      receipt sign --cert CHAIN --key KEY --output FILE [--request FILE [--salt-out FILE]] [--issuance-proof FILE]
+                   [--started T --finished T] --out BUNDLE
+                                          an agent's signed receipt for one output (DSSE, in-toto); prints the
+                                          request commitment's salt for the requester
+      receipt verify BUNDLE --trust TRUST [--output FILE] [--request FILE --salt HEX] [--crl FILE]
+                     [--witness VKEY ... [--witnesses K]]
+                                          which model, which environment and who verified it, which output;
+                                          exit 0 verified, 1 refused (each failed check's code), 2 unreadable
+
     Relying parties and workflows (a read token is enough):
       check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--jwks] [--json]
           exit 0 only if the certificate chains to the issuing CA, is within its validity period, is

@@ -155,6 +155,30 @@ extension CLI {
         NVIDIA RIM: --kind nvidia-rim [--component driver|vbios] --at RFC3339 [--json] FILE checks one
         RIM (chain to NVIDIA's CoRIM signing root, XML-DSig) and prints its reference values.
         """,
+        "receipt": """
+        usage: vouch receipt sign --cert CHAIN --key KEY --output FILE [--request FILE [--salt-out FILE]]
+                                  [--issuance-proof FILE] [--started T --finished T] --out BUNDLE
+               vouch receipt verify BUNDLE --trust TRUST [--output FILE] [--request FILE --salt HEX] [--crl FILE]
+                                  [--witness VKEY ... [--witnesses K]]
+        sign: an agent's receipt for one output: a DSSE envelope of an in-toto Statement (subject: the
+        output's SHA-256; predicate https://vouch.dev/receipt/v1: the model, environment and policy as
+        the certificate's EAR attests them, times, and a salted commitment to --request), signed with
+        the agent's key (CHAIN: its certificate, then the issuing chain), in a bundle with the chain, the
+        EAR and the issuance log proof (--issuance-proof: the JSON of GET /v1/log/proof?certificate=).
+        The salt is printed (or written to --salt-out, 0600) for the requester only. Times: RFC 3339
+        (default: now).
+        verify: every check of docs/receipts.md against TRUST (GET /v1/trust, vouch trust get): the
+        chain to the agent roots, an agent signer, the DSSE signature, the EAR (broker CA) and the
+        claims it binds, the issuance entry and the inclusion proofs under the log key, the times, and
+        with --crl (PEM or DER, the issuing CA's) revocation before the receipt; --witness (repeatable,
+        cosignature/v1 vkeys) with --witnesses K (default: all) cosignatures required. Prints which
+        model, which environment and who verified it, which output, then OK. Exit 0 verified, 1 refused
+        (each failed check on stdout as FAILED CODE: why), 2 usage or unreadable input.
+        examples:
+          vouch receipt sign --cert agent.pem --key agent.key --output answer.txt --request prompt.txt \
+            --issuance-proof issuance.json --out answer.receipt.json
+          vouch receipt verify answer.receipt.json --trust trust.json --output answer.txt --crl ca.crl
+        """,
         "cert": """
         usage: vouch cert inspect FILE [--ca FILE] [--issuer FILE] [--json]
         A certificate's (PEM or DER) identity and the attestation it carries (the broker's EAR in its

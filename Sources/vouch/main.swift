@@ -20,6 +20,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "history": historyCommand,
     "log": logCommand,
     "trust": trustCommand,
+    "receipt": receiptCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())

@@ -1,0 +1,296 @@
+import Foundation
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchReceipts
+import VouchTLog
+
+/// Offline verification of a receipt bundle against a trust document. The checks, in order (each
+/// failure is a `ReceiptViolation` with its own code; every check that can run does, so a refusal
+/// lists all it found):
+///
+///  1. `receipt_malformed`: the bundle, its DSSE envelope (payload type in-toto) and the chain parse.
+///  2. `receipt_signature_invalid`: a DSSE signature over PAE(type, payload) verifies with the
+///     leaf certificate's key. Only then is the payload read (verify before you read) —
+///  3. `receipt_malformed`: the in-toto Statement v1 and the receipt predicate parse.
+///  4. `receipt_chain_invalid`: the leaf chains to the trust document's `agentRoots` at the
+///     receipt's finish time (held inside the leaf's validity, which check 12 judges on its own).
+///  5. `receipt_signer_not_agent`: the leaf is an agent identity: not a CA, exactly one URI SAN,
+///     a SPIFFE ID in the trust domain that is neither the broker's nor a host's, and an
+///     attestation extension.
+///  6. `receipt_output_mismatch`: with the output, the subject digest is its SHA-256.
+///     `receipt_request_mismatch`: with the request and salt, the predicate's commitment opens.
+///  7. `receipt_ear_invalid`: the bundle's EAR is the one in the certificate, signed by
+///     `spiffe://<trust domain>/vouchd` chaining to `brokerCA`, and names this certificate's key
+///     and SPIFFE ID.
+///  8. `receipt_claims_mismatch`: the predicate's model, agent, EAR digest, evidence digests,
+///     policy digest and appraisal time are those of the certificate and its verified EAR.
+///  9. `receipt_issuance_mismatch`: the issuance entry is present, of kind issuance, names this
+///     certificate (digest, serial, SPIFFE ID), EAR digest and policy digest, its record is the
+///     predicate's and its log index is the predicate's `issuanceIndex`.
+///     `receipt_entry_mismatch`: a receipt entry, when present, is of kind receipt and names
+///     this certificate, this Statement's digest and this output digest.
+/// 10. `receipt_log_unverified`: each proof's checkpoint is signed by the log key and has the
+///     log's origin; `receipt_inclusion_invalid`: the entry is included in that checkpoint's tree.
+/// 11. `receipt_witnesses_insufficient`: with witness keys, at least `witnessThreshold` of them
+///     cosigned every checkpoint.
+/// 12. `receipt_outside_validity`: start ≤ finish, both inside the leaf's validity (notBefore ≤
+///     start, finish < notAfter, as OpenSSL counts it), start not before the appraisal time.
+/// 13. `receipt_crl_invalid`: a CRL given is the leaf issuer's and signed by it;
+///     `receipt_revoked`: it lists the leaf as revoked at or before the receipt's finish time.
+public struct ReceiptVerifier: Sendable {
+    public let trust: ReceiptTrust
+    let hasher = MerkleHasher(sha256: { Crypto.sha256($0) })
+
+    public init(trust: ReceiptTrust) { self.trust = trust }
+
+    /// What the caller brings besides the bundle.
+    public struct Inputs: Sendable {
+        public var output: [UInt8]?
+        public var request: [UInt8]?
+        public var salt: [UInt8]?
+        public var crl: CRL?
+        public var witnesses: [NoteVerifierKey]
+        public var witnessThreshold: Int
+        public init(output: [UInt8]? = nil, request: [UInt8]? = nil, salt: [UInt8]? = nil, crl: CRL? = nil,
+                    witnesses: [NoteVerifierKey] = [], witnessThreshold: Int = 0) {
+            self.output = output; self.request = request; self.salt = salt; self.crl = crl
+            self.witnesses = witnesses; self.witnessThreshold = witnessThreshold
+        }
+    }
+
+    public func verify(bundle bytes: [UInt8], _ inputs: Inputs = Inputs()) -> ReceiptVerdict {
+        var violations: [ReceiptViolation] = []
+        func fail(_ code: ErrorCode, _ message: String) { violations.append(ReceiptViolation(code: code, message: message)) }
+        let bundle: UnverifiedReceiptBundle, chain: [Certificate], certDigest: String
+        do {
+            bundle = try UnverifiedReceiptBundle(json: bytes)
+            guard bundle.envelope.payloadType == DSSEEnvelope.inTotoPayloadType else {
+                return .rejected([.init(code: .receiptMalformed, message: "the envelope's payload type is not \(DSSEEnvelope.inTotoPayloadType)")])
+            }
+            chain = try Certificate.chain(pem: bundle.chainPEM)
+            guard !chain.isEmpty, chain.count <= 8 else { throw VouchError(.receiptMalformed, "the chain holds 1 to 8 certificates") }
+            certDigest = try AgentReceiptClaims.certificateDigest(chain[0])
+        } catch {
+            return .rejected([.init(code: .receiptMalformed, message: Self.message(error))])
+        }
+        let leaf = chain[0]
+        guard let key = try? leaf.publicKey, bundle.envelope.signatures.contains(where: {
+            key.verify(message: bundle.envelope.pae, signature: $0.sig, scheme: key.isEC ? .ecdsa : .rsassa, hash: AgentReceiptClaims.hash(for: key))
+        }) else {
+            return .rejected([.init(code: .receiptSignatureInvalid, message: "no envelope signature verifies with the certificate's key")])
+        }
+        let statement: ReceiptStatement
+        do { statement = try ReceiptStatement(json: bundle.envelope.payload) } catch {
+            return .rejected([.init(code: .receiptMalformed, message: Self.message(error))])
+        }
+        let predicate = statement.predicate
+        let started = predicate.started!, finished = predicate.finished!, appraised = predicate.appraised!
+        // The chain and the EAR are judged at the receipt's time, kept inside the leaf's validity
+        // (a receipt outside it is check 12's to name).
+        // OpenSSL counts a certificate as expired from its notAfter second on.
+        let at = min(max(finished, leaf.notBefore), leaf.notAfter.addingTimeInterval(-1))
+
+        // 4. Chain.
+        var issuer: Certificate?
+        switch leaf.verifiedPath(anchors: trust.agentAnchors, intermediates: Array(chain.dropFirst()) + trust.agentIntermediates, at: at) {
+        case .success(let path): issuer = path.count > 1 ? path[1] : nil
+        case .failure(let e): fail(.receiptChainInvalid, "the certificate does not chain to the trust document's agent roots: \(e.message)")
+        }
+        // 5. Agent identity.
+        let spiffe = leaf.uriSANs.first ?? ""
+        if let problem = agentProblem(leaf) { fail(.receiptSignerNotAgent, problem) }
+        // 6. Output and request.
+        if let output = inputs.output, Crypto.sha256(output) != statement.outputSHA256 {
+            fail(.receiptOutputMismatch, "the output's SHA-256 is not the receipt's subject digest")
+        }
+        if let request = inputs.request {
+            let opened = inputs.salt.map { ReceiptFormat.digest(Crypto.sha256(RequestCommitment.message(salt: $0, request: request))) }
+            if predicate.request == nil || opened != predicate.request?.commitment {
+                fail(.receiptRequestMismatch, predicate.request == nil ? "the receipt commits to no request" : "the request and salt do not open the receipt's commitment")
+            }
+        }
+        // 7. EAR.
+        var claims: AttestationExtension?
+        let certEAR = leaf.extensionValue(oid: AttestationExtension.oid).flatMap { try? AttestationExtension.ear(extensionValue: $0) }
+        if certEAR != bundle.ear {
+            fail(.receiptEARInvalid, "the bundle's EAR is not the one in the certificate")
+        } else {
+            do {
+                claims = try AttestationExtension.verified(certificate: leaf, anchors: trust.brokerAnchors, signer: "spiffe://\(trust.trustDomain)/vouchd", at: at)
+            } catch {
+                fail(.receiptEARInvalid, "the certificate's EAR does not verify: \(Self.message(error))")
+            }
+        }
+        // 8. Claims.
+        let expected = claims.flatMap { try? AgentReceiptClaims(leaf: leaf, claims: $0, ear: bundle.ear, issuance: nil) }
+        if let expected {
+            var differ: [String] = []
+            if predicate.model != expected.model { differ.append("model") }
+            if predicate.agent != expected.agent { differ.append("agent") }
+            if predicate.attestation.ear != expected.attestation.ear { differ.append("attestation.ear") }
+            if predicate.attestation.evidence != expected.attestation.evidence { differ.append("attestation.evidence") }
+            if predicate.attestation.policy != expected.attestation.policy { differ.append("attestation.policy") }
+            if predicate.attestation.appraisedAt != expected.attestation.appraisedAt { differ.append("attestation.appraisedAt") }
+            if !differ.isEmpty { fail(.receiptClaimsMismatch, "the predicate's \(differ.joined(separator: ", ")) differ from the certificate's attestation") }
+        }
+        // 9. Log entries.
+        var issuanceIndex: UInt64?
+        if let issuance = bundle.issuance {
+            if let problem = issuanceProblem(issuance, leaf: leaf, certDigest: certDigest, expected: expected, predicate: predicate) {
+                fail(.receiptIssuanceMismatch, problem)
+            } else {
+                issuanceIndex = issuance.proof.index
+            }
+        } else {
+            fail(.receiptIssuanceMismatch, "the bundle carries no issuance entry and proof")
+        }
+        if let receipt = bundle.receipt, let problem = receiptEntryProblem(receipt, leaf: leaf, certDigest: certDigest, statement: statement, payload: bundle.envelope.payload) {
+            fail(.receiptEntryMismatch, problem)
+        }
+        // 10–11. Proofs, checkpoints, witnesses.
+        var checkpoints: [CheckpointBody] = []
+        var witnessNames = Set<String>()
+        for (name, logged) in [("issuance", bundle.issuance), ("receipt", bundle.receipt)] {
+            guard let logged else { continue }
+            switch checkInclusion(logged, inputs) {
+            case .success(let (body, witnesses)):
+                checkpoints.append(body)
+                witnessNames.formUnion(witnesses)
+                if witnesses.count < inputs.witnessThreshold {
+                    fail(.receiptWitnessesInsufficient, "the \(name) proof's checkpoint has \(witnesses.count) of the \(inputs.witnessThreshold) witness cosignatures required")
+                }
+            case .failure(let v): violations.append(ReceiptViolation(code: v.code, message: "the \(name) proof: \(v.message)"))
+            }
+        }
+        // 12. Times.
+        if started > finished || started < leaf.notBefore || finished >= leaf.notAfter || started < appraised {
+            fail(.receiptOutsideValidity, "the receipt's times (\(predicate.startedAt) to \(predicate.finishedAt)) are not inside the certificate's validity "
+                 + "(\(leaf.notBefore.iso8601) to \(leaf.notAfter.iso8601)) after the appraisal (\(predicate.attestation.appraisedAt))")
+        }
+        // 13. Revocation.
+        if let crl = inputs.crl {
+            if let issuer, crl.issuer == issuer.subject, crl.isSigned(by: issuer) {
+                if let revoked = crl.revocationDate(serialHex: leaf.serialHex), revoked <= finished {
+                    fail(.receiptRevoked, "the certificate was revoked at \(revoked.iso8601), before the receipt finished (\(predicate.finishedAt))")
+                }
+            } else {
+                fail(.receiptCRLInvalid, "the CRL is not signed by the certificate's issuer")
+            }
+        }
+        guard violations.isEmpty, let claims else { return .rejected(violations) }
+        return .verified(ReceiptFacts(statement: statement, spiffeId: spiffe, serial: leaf.serialHex, claims: claims,
+                                      earSigner: "spiffe://\(trust.trustDomain)/vouchd", issuer: issuer?.subject ?? "",
+                                      issuanceIndex: issuanceIndex ?? 0, checkpoints: checkpoints, witnesses: witnessNames.sorted(),
+                                      outputChecked: inputs.output != nil, requestOpened: inputs.request != nil,
+                                      revocationCheckedAt: inputs.crl?.thisUpdate, logged: bundle.receipt != nil))
+    }
+
+    func agentProblem(_ leaf: Certificate) -> String? {
+        let sans = leaf.uriSANs
+        guard !leaf.isCA, sans.count == 1 else { return "the signer is a CA or does not carry exactly one URI SAN" }
+        let prefix = "spiffe://\(trust.trustDomain)/"
+        guard sans[0].hasPrefix(prefix) else { return "the signer's SPIFFE ID \(sans[0]) is not in the trust domain \(trust.trustDomain)" }
+        let path = sans[0].dropFirst(prefix.count)
+        if path == "vouchd" || (path.hasPrefix("host/") && !path.dropFirst(5).contains("/")) {
+            return "the signer \(sans[0]) is the broker or a host, not an agent"
+        }
+        guard leaf.extensionValue(oid: AttestationExtension.oid) != nil else { return "the signer's certificate carries no attestation: not an agent certificate" }
+        return nil
+    }
+
+    func issuanceProblem(_ logged: UnverifiedReceiptBundle.LoggedEntry, leaf: Certificate, certDigest: String, expected: AgentReceiptClaims?, predicate: ReceiptPredicate) -> String? {
+        guard let entry = try? LogEntry(bytes: logged.entry) else { return "the issuance entry is not a log entry" }
+        guard entry.kind == .issuance else { return "the issuance entry is of kind \(entry.kind.rawValue)" }
+        let fields = expected?.issuanceFields
+            ?? [("certificate", certDigest), ("serial", leaf.serialHex), ("spiffe", leaf.uriSANs.first ?? "")]
+        for (name, value) in fields where entry[name] != value { return "the issuance entry's \(name) is not the certificate's" }
+        guard entry["attestation"] == predicate.attestation.record else { return "the issuance entry's attestation record is not the predicate's" }
+        guard String(logged.proof.index) == predicate.attestation.issuanceIndex else { return "the issuance proof's index is not the predicate's issuanceIndex" }
+        return nil
+    }
+
+    func receiptEntryProblem(_ logged: UnverifiedReceiptBundle.LoggedEntry, leaf: Certificate, certDigest: String, statement: ReceiptStatement, payload: [UInt8]) -> String? {
+        guard let entry = try? LogEntry(bytes: logged.entry), entry.kind == .receipt else { return "the receipt entry is not a log entry of kind receipt" }
+        let fields = [("spiffe", leaf.uriSANs.first ?? ""), ("serial", leaf.serialHex), ("certificate", certDigest),
+                      ("statement", ReceiptFormat.digest(Crypto.sha256(payload))), ("output", ReceiptFormat.digest(statement.outputSHA256))]
+        for (name, value) in fields where entry[name] != value { return "the receipt entry's \(name) is not this receipt's" }
+        return nil
+    }
+
+    /// The entry's inclusion in a checkpoint the log key signed (with the witnesses that cosigned it).
+    func checkInclusion(_ logged: UnverifiedReceiptBundle.LoggedEntry, _ inputs: Inputs) -> Result<(CheckpointBody, [String]), ReceiptViolation> {
+        let note: VerifiedNote, body: CheckpointBody
+        do {
+            note = try UnverifiedNote(logged.proof.signedCheckpoint, maxBytes: TLogProofFile.maxBytes).verify([trust.logKey] + inputs.witnesses)
+            guard note.verifications.contains(where: { $0.key == trust.logKey }) else { throw VouchError(.noteUnverified, "the log key did not sign") }
+            body = try CheckpointBody(text: note.text)
+            guard body.origin == trust.logOrigin else { throw VouchError(.noteUnverified, "the checkpoint's origin is \(body.origin), not \(trust.logOrigin)") }
+        } catch {
+            return .failure(.init(code: .receiptLogUnverified, message: "the checkpoint is not the log's: \(Self.message(error))"))
+        }
+        do {
+            _ = try MerkleVerifier(hasher: hasher).verifyInclusion(leafHash: hasher.leafHash(logged.entry), index: logged.proof.index, size: body.size,
+                                                                  proof: logged.proof.proof, root: body.rootHash)
+        } catch {
+            return .failure(.init(code: .receiptInclusionInvalid, message: "the entry is not in the checkpoint's tree: \(Self.message(error))"))
+        }
+        let witnesses = Set(note.verifications.filter { v in inputs.witnesses.contains(v.key) }.map(\.key.name))
+        return .success((body, witnesses.sorted()))
+    }
+
+    static func message(_ error: any Error) -> String { (error as? VouchError)?.message ?? "\(error)" }
+}
+
+/// One failed check: its code and what was found.
+public struct ReceiptViolation: Sendable, Equatable, Error {
+    public let code: ErrorCode
+    public let message: String
+    public init(code: ErrorCode, message: String) { self.code = code; self.message = message }
+}
+
+public enum ReceiptVerdict: Sendable {
+    case verified(ReceiptFacts)
+    case rejected([ReceiptViolation])
+}
+
+/// What a verified receipt establishes.
+public struct ReceiptFacts: Sendable {
+    public let statement: ReceiptStatement
+    public let spiffeId: String
+    public let serial: String
+    /// The EAR's claims, signature verified and bound to the certificate.
+    public let claims: AttestationExtension
+    /// Who signed the EAR (the broker) and the agent certificate's issuer.
+    public let earSigner: String
+    public let issuer: String
+    public let issuanceIndex: UInt64
+    /// The checkpoints the proofs verified against (issuance first).
+    public let checkpoints: [CheckpointBody]
+    /// Witnesses (of those given) that cosigned.
+    public let witnesses: [String]
+    public let outputChecked: Bool
+    public let requestOpened: Bool
+    /// The CRL's thisUpdate, when one was checked.
+    public let revocationCheckedAt: Date?
+    /// True when the receipt itself is in the log.
+    public let logged: Bool
+}
+
+extension ErrorCode {
+    public static let receiptSignatureInvalid = ErrorCode("receipt_signature_invalid", status: 403)
+    public static let receiptChainInvalid = ErrorCode("receipt_chain_invalid", status: 403)
+    public static let receiptSignerNotAgent = ErrorCode("receipt_signer_not_agent", status: 403)
+    public static let receiptOutputMismatch = ErrorCode("receipt_output_mismatch", status: 403)
+    public static let receiptRequestMismatch = ErrorCode("receipt_request_mismatch", status: 403)
+    public static let receiptEARInvalid = ErrorCode("receipt_ear_invalid", status: 403)
+    public static let receiptClaimsMismatch = ErrorCode("receipt_claims_mismatch", status: 403)
+    public static let receiptIssuanceMismatch = ErrorCode("receipt_issuance_mismatch", status: 403)
+    public static let receiptEntryMismatch = ErrorCode("receipt_entry_mismatch", status: 403)
+    public static let receiptLogUnverified = ErrorCode("receipt_log_unverified", status: 403)
+    public static let receiptInclusionInvalid = ErrorCode("receipt_inclusion_invalid", status: 403)
+    public static let receiptWitnessesInsufficient = ErrorCode("receipt_witnesses_insufficient", status: 403)
+    public static let receiptOutsideValidity = ErrorCode("receipt_outside_validity", status: 403)
+    public static let receiptCRLInvalid = ErrorCode("receipt_crl_invalid", status: 403)
+    public static let receiptRevoked = ErrorCode("receipt_revoked", status: 403)
+}

@@ -1,0 +1,154 @@
+import Foundation
+import VouchAPI
+import VouchCore
+import VouchCrypto
+import VouchReceiptKit
+import VouchReceipts
+import VouchRuntime
+
+/// `vouch receipt sign ...` and `vouch receipt verify BUNDLE --trust TRUST ...` (docs/receipts.md).
+/// Offline. Exit 0 signed / verified, 1 refused (every failed check named with its code), 2 usage
+/// or unreadable input.
+func receiptCommand(_ argv: [String]) throws -> Int32 {
+    switch argv.first {
+    case "sign": return try receiptSign(Array(argv.dropFirst()))
+    case "verify": return try receiptVerify(Array(argv.dropFirst()))
+    default: throw VouchError(.usage, "give a subcommand: sign or verify")
+    }
+}
+
+/// Reads a file named by an option; nil (after a one-line error) when it cannot be read.
+private func readInput(_ path: String, _ what: String) -> [UInt8]? {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        CLI.error("vouch receipt: cannot read \(what) \(path)")
+        return nil
+    }
+    return [UInt8](data)
+}
+
+private func receiptSign(_ argv: [String]) throws -> Int32 {
+    let args = try Arguments(argv, options: ["cert", "key", "output", "request", "issuance-proof", "started", "finished", "out", "salt-out"])
+    let certPath = try args.required("cert"), keyPath = try args.required("key"), outputPath = try args.required("output")
+    let out = try args.required("out")
+    func time(_ name: String) throws -> Date? {
+        guard let s = args[name] else { return nil }
+        guard let d = Date.parseRFC3339(s) else { throw VouchError(.usage, "--\(name) is not an RFC 3339 time") }
+        return d
+    }
+    let now = Date()
+    let started = try time("started") ?? now, finished = try time("finished") ?? now
+    guard args["salt-out"] == nil || args["request"] != nil else { throw VouchError(.usage, "--salt-out needs --request") }
+    guard let chain = readInput(certPath, "--cert"), let key = readInput(keyPath, "--key"), let output = readInput(outputPath, "--output") else { return 2 }
+    var request: [UInt8]?
+    if let path = args["request"] {
+        guard let bytes = readInput(path, "--request") else { return 2 }
+        request = bytes
+    }
+    var issuance: UnverifiedReceiptBundle.LoggedEntry?
+    if let path = args["issuance-proof"] {
+        guard let bytes = readInput(path, "--issuance-proof") else { return 2 }
+        do { issuance = try UnverifiedReceiptBundle.LoggedEntry(proofResponse: bytes) } catch let e as VouchError {
+            CLI.error("vouch receipt sign: \(path) is not a log proof (GET /v1/log/proof?certificate=): \(e.message)")
+            return 2
+        }
+    }
+    let signer = try ReceiptSigner(chainPEM: String(decoding: chain, as: UTF8.self), keyPEM: String(decoding: key, as: UTF8.self), issuance: issuance)
+    let (bundle, salt) = try signer.sign(output: output, request: request, startedAt: started, finishedAt: finished)
+    try Files.writeAtomically(bundle, to: out)
+    if request != nil {
+        if let saltPath = args["salt-out"] {
+            try Files.writeAtomically(Array((Hex.encode(salt) + "\n").utf8), to: saltPath, mode: 0o600)
+            print("salt written to \(saltPath) (give it to the requester: vouch receipt verify --request FILE --salt HEX)")
+        } else {
+            print("salt \(Hex.encode(salt))")
+        }
+    }
+    if issuance == nil { print("warning: no --issuance-proof: verifiers refuse this receipt until its issuance proof is added") }
+    print("receipt written to \(out)")
+    return 0
+}
+
+private func receiptVerify(_ argv: [String]) throws -> Int32 {
+    // --witness is repeatable: taken out before the other options are read.
+    var rest: [String] = [], witnessKeys: [String] = []
+    var i = 0
+    while i < argv.count {
+        if argv[i] == "--witness" {
+            guard i + 1 < argv.count else { throw VouchError(.usage, "option --witness needs a value") }
+            witnessKeys.append(argv[i + 1])
+            i += 2
+        } else {
+            rest.append(argv[i])
+            i += 1
+        }
+    }
+    let args = try Arguments(rest, options: ["trust", "output", "request", "salt", "crl", "witnesses"], positional: 1)
+    guard let bundlePath = args.positional.first else { throw VouchError(.usage, "receipt verify needs a BUNDLE") }
+    let trustPath = try args.required("trust")
+    guard (args["request"] == nil) == (args["salt"] == nil) else { throw VouchError(.usage, "--request and --salt go together") }
+    let threshold = try args["witnesses"].map { s -> Int in
+        guard let k = Int(s), k >= 1, k <= witnessKeys.count else { throw VouchError(.usage, "--witnesses K needs 1 ≤ K ≤ the number of --witness keys") }
+        return k
+    } ?? (witnessKeys.isEmpty ? 0 : witnessKeys.count)
+    let witnesses = try witnessKeys.map { v -> NoteVerifierKey in
+        guard let key = try? NoteVerifierKey(vkey: v), key.type == .cosignatureV1 else { throw VouchError(.usage, "--witness \(v) is not a cosignature/v1 verifier key") }
+        return key
+    }
+    var salt: [UInt8]?
+    if let hex = args["salt"] {
+        guard let s = try? Hex.decode(hex), s.count == RequestCommitment.saltBytes else { throw VouchError(.usage, "--salt is 64 hex digits") }
+        salt = s
+    }
+    guard let bundle = readInput(bundlePath, "the bundle"), let trustBytes = readInput(trustPath, "--trust") else { return 2 }
+    let trust: ReceiptTrust
+    do { trust = try ReceiptTrust(try JSONDecoder().decode(TrustDocument.self, from: Data(trustBytes))) } catch {
+        CLI.error("vouch receipt verify: \(trustPath) is not a trust document (GET /v1/trust): \((error as? VouchError)?.message ?? "not its JSON")")
+        return 2
+    }
+    var inputs = ReceiptVerifier.Inputs(salt: salt, witnesses: witnesses, witnessThreshold: threshold)
+    if let path = args["output"] { guard let b = readInput(path, "--output") else { return 2 }; inputs.output = b }
+    if let path = args["request"] { guard let b = readInput(path, "--request") else { return 2 }; inputs.request = b }
+    if let path = args["crl"] {
+        guard let b = readInput(path, "--crl") else { return 2 }
+        guard let crl = try? CRL(der: PEMFile.der(b, label: "X509 CRL")) else {
+            CLI.error("vouch receipt verify: \(path) is not a PEM or DER CRL")
+            return 2
+        }
+        inputs.crl = crl
+    }
+    switch ReceiptVerifier(trust: trust).verify(bundle: bundle, inputs) {
+    case .rejected(let violations):
+        for v in violations { print("FAILED \(v.code.rawValue): \(CLI.oneLine(v.message))") }
+        CLI.error("vouch receipt verify: refused (\(violations.map(\.code.rawValue).joined(separator: ", ")))")
+        return 1
+    case .verified(let f):
+        let c = f.claims
+        let model = f.statement.predicate.model.manifests
+        print("model        \(model.isEmpty ? "none measured" : model.joined(separator: ", ")) (manifest digests the certificate's EAR attests)")
+        let evidence = f.statement.predicate.attestation.evidence.map { "\($0.device) \($0.type) \($0.digest)" }.joined(separator: "; ")
+        print("environment  \(f.spiffeId) on host \(c.hostId): \(evidence)")
+        print("             policy \(c.policyName) v\(c.policyVersion) sha256:\(Hex.encode(c.policyDigest)), appraised \(c.attestedAt.iso8601)")
+        print("verified by  \(f.earSigner) (EAR under the broker CA); certificate \(f.serial) issued by \(f.issuer)")
+        let checkpoints = f.checkpoints.map { "\($0.origin) size \($0.size)" }.joined(separator: ", ")
+        print("log          issuance at index \(f.issuanceIndex)\(f.logged ? ", receipt logged" : ", receipt not logged") (\(checkpoints))"
+              + (f.witnesses.isEmpty ? "" : "; cosigned by \(f.witnesses.joined(separator: ", "))"))
+        print("output       sha256:\(Hex.encode(f.statement.outputSHA256)) (\(f.outputChecked ? "matches --output" : "not compared: give --output"))")
+        print("time         \(f.statement.predicate.startedAt) to \(f.statement.predicate.finishedAt)"
+              + (f.requestOpened ? "; request commitment opened" : "")
+              + (f.revocationCheckedAt.map { "; not revoked as of the CRL of \($0.iso8601)" } ?? "; revocation not checked: give --crl"))
+        print("OK")
+        return 0
+    }
+}
+
+/// PEM or DER input: the DER inside the first `label` block, or the bytes as they are.
+enum PEMFile {
+    static func der(_ bytes: [UInt8], label: String) -> [UInt8] {
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard let begin = text.range(of: "-----BEGIN \(label)-----"), let end = text.range(of: "-----END \(label)-----", range: begin.upperBound..<text.endIndex) else {
+            return bytes
+        }
+        let body = text[begin.upperBound..<end.lowerBound].filter { !$0.isWhitespace }
+        return Data(base64Encoded: String(body)).map { [UInt8]($0) } ?? []
+    }
+}
