@@ -35,13 +35,14 @@
 //   VouchTEESim        the software TEE: SEV-SNP reports and TDX quotes in the real formats, signed by test chains;
 //                      a simulated NVIDIA Hopper board (SPDM evidence, XML-DSig-signed RIMs) kept in a directory
 //                      (VouchRuntime: its files) (tests, demo and simulated fleet only)
+//   VouchReceiptKit    receipts: ReceiptSigner (agent key, certificate, EAR, issuance proof) and the offline
+//                      ReceiptVerifier (chain, EAR, log proofs, CRL), over the trust document
 //   VouchBroker        the broker service: orchestration over protocols, and its HTTP API (logs through an
-//                      injected closure; VouchRuntime only for Bootstrap's CA, token and identity files)
+//                      injected closure; VouchRuntime only for Bootstrap's CA, token and identity files); the transparency
+//                      log (sequencer, checkpoints, tiles) and receipt intake (VouchReceiptKit verifies them)
 //   VouchLogClient     a client of C2SP tlog-tiles logs (a URL through an injected HTTPTransport, or a
 //                      directory): verified checkpoints, consistency and inclusion from tiles, the witness
 //                      (state files: VouchRuntime) and the verified mirror
-//   VouchReceiptKit    receipts: ReceiptSigner (agent key, certificate, EAR, issuance proof) and the offline
-//                      ReceiptVerifier (chain, EAR, log proofs, CRL), over the trust document
 //   VouchAttesterKit   the host side: AK, registration, quotes for agents (VouchRuntime: host certificate
 //                      and model log files; logs through an injected closure); a confidential VM's reports
 //                      (configfs-tsm, or the software TEE's persisted platform for tests and demos); the
@@ -100,7 +101,7 @@ let package = Package(
         .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchTEEWire", "VouchCrypto", "VouchPolicy", "VouchEventLog", "VouchXMLSig"]),
         .target(name: "VouchTEESim", dependencies: ["VouchCore", "VouchTEEWire", "VouchCrypto", "VouchRuntime", "VouchXMLSig"]),
         .target(name: "VouchCollateral", dependencies: ["VouchCore", "VouchRuntime", "VouchCrypto", "VouchTEEWire", "VouchAttestation"]),
-        .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog", "VouchTLog"]),
+        .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog", "VouchTLog", "VouchReceipts", "VouchReceiptKit"]),
         .target(name: "VouchLogClient", dependencies: ["VouchCore", "VouchTLog", "VouchCrypto", "VouchRuntime"]),
         .target(name: "VouchReceiptKit", dependencies: ["VouchCore", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchTLog", "VouchTPMWire", "VouchReceipts"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog",
@@ -109,7 +110,7 @@ let package = Package(
         // Executables
         .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchModel", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy",
                                                      "VouchYAML", "VouchAPI", "VouchAttestation", "VouchCollateral", "VouchCore", "VouchRuntime"]),
-        .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchTPMWire", "VouchRuntime"]),
+        .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchTPMWire", "VouchRuntime", "VouchReceiptKit", "VouchReceipts"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles",
                                                     "VouchTEEWire", "VouchYAML", "VouchLogClient", "VouchReceipts", "VouchReceiptKit",
                                                     "VouchCore", "VouchRuntime"]),

@@ -75,7 +75,12 @@ public struct BrokerAPI: Sendable {
         guard parts.first == "v1" else { throw VouchError(.notFound, "no such endpoint", context: ["path": String(req.path.prefix(128))]) }
         let rest = Array(parts.dropFirst())
         if let transparency, let answer = try transparency.route(req, rest, agentRoots: { try service.revocation.bundlePEM() }) { return answer }
-        if transparency == nil, rest == ["trust"] || rest.first == "log" {
+        if let transparency, req.method == "POST", rest == ["receipts"] {
+            let intake = ReceiptIntake(log: transparency.log, trust: try transparency.trustDocument(agentRoots: try service.revocation.bundlePEM()),
+                                       certificates: service.context.store, clock: service.context.clock)
+            return BrokerAPI.jsonResponse(200, try intake.submit(req.body))
+        }
+        if transparency == nil, rest == ["trust"] || rest == ["receipts"] || rest.first == "log" {
             throw VouchError(.notFound, "this broker keeps no transparency log", context: ["path": String(req.path.prefix(128))])
         }
         switch (req.method, rest) {
@@ -210,7 +215,7 @@ public struct BrokerAPI: Sendable {
     /// and HEAD.)
     public static let pathMethods: [(path: [String], methods: [String])] = [
         (["health"], ["GET"]), (["ca"], ["GET"]), (["bundle"], ["GET"]), (["crl"], ["GET", "HEAD"]), (["crl.pem"], ["GET", "HEAD"]), (["crl", "*"], ["GET", "HEAD"]),
-        (["ocsp"], ["POST"]), (["events"], ["GET"]), (["hosts"], ["GET", "POST"]), (["hosts", "*"], ["GET", "DELETE"]),
+        (["ocsp"], ["POST"]), (["events"], ["GET"]), (["receipts"], ["POST"]), (["hosts"], ["GET", "POST"]), (["hosts", "*"], ["GET", "DELETE"]),
         (["hosts", "*", "activate"], ["POST"]), (["hosts", "*", "attestations"], ["GET", "POST"]), (["hosts", "*", "ear"], ["GET"]),
         (["hosts", "*", "evidence"], ["GET"]), (["hosts", "*", "unblock"], ["POST"]), (["challenges"], ["POST"]), (["enroll"], ["POST"]),
         (["revoke"], ["POST"]), (["status"], ["GET"]), (["summary"], ["GET"]), (["attestations"], ["GET"]), (["certificates"], ["GET"]),

@@ -3,6 +3,8 @@ import VouchAttesterKit
 import VouchCore
 import VouchHTTPClient
 import VouchHTTPServer
+import VouchReceiptKit
+import VouchReceipts
 import VouchRuntime
 
 /// `vouch-attester proxy --upstream URL --listen ADDR --cert FILE --key FILE [--issuance-proof FILE]
@@ -60,11 +62,17 @@ func proxyCommand(_ words: [String]) -> Never {
 
 /// The receipt signer over the agent's certificate chain and key (as `vouch enroll` writes
 /// them) and, when given, the issuance log proof (the JSON of `GET /v1/log/proof?certificate=`).
-// MERGE(receipt18): VouchReceiptKit's `ReceiptSigner` goes here, with `extension ReceiptSigner:
-// @retroactive ReceiptMaking {}` (same `sign` signature) and `VouchReceiptKit`, `VouchReceipts` in
-// vouch-attester's dependencies:
-//     let issuance = try issuanceProof.map { try UnverifiedReceiptBundle.LoggedEntry(proofResponse: try Files.read($0)) }
-//     return try ReceiptSigner(chainPEM: try Files.readString(certificate), keyPEM: try Files.readString(key), issuance: issuance)
+/// The agent's receipt signer (VouchReceiptKit) from its certificate chain, key and issuance proof
+/// (the JSON of `GET /v1/log/proof?certificate=`).
 func receiptSigner(certificate: String, key: String, issuanceProof: String?) throws -> any ReceiptMaking {
-    throw VouchError(.config, "this vouch-attester was built without the receipt signer")
+    let issuance = try issuanceProof.map { try UnverifiedReceiptBundle.LoggedEntry(proofResponse: try Files.read($0)) }
+    return AgentReceiptSigner(signer: try ReceiptSigner(chainPEM: try Files.readString(certificate), keyPEM: try Files.readString(key), issuance: issuance))
+}
+
+/// `ReceiptSigner` as the proxy's `ReceiptMaking`.
+struct AgentReceiptSigner: ReceiptMaking {
+    let signer: ReceiptSigner
+    func sign(output: [UInt8], request: [UInt8]?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8]) {
+        try signer.sign(output: output, request: request, startedAt: startedAt, finishedAt: finishedAt)
+    }
 }
