@@ -29,10 +29,13 @@ public struct BrokerLogEntries: LogEntryMaker {
         return LogOutboxEntry(entry: entry.bytes, certificate: Hex.encode(der))
     }
 
+    /// A verdict's entry. Its codes are those the public event stream shows (every pull fault reads
+    /// `no_evidence`: the log is public, and how a pull failed would tell anyone what answers at a
+    /// host-chosen address); the `attestation-digest` covers the exact codes of the audit trail.
     public func verdict(_ a: AttestationRecord) throws -> LogOutboxEntry {
         let entry = try LogEntry(kind: .verdict, time: a.at, fields: [
             "host": a.hostID, "attestation": "\(a.id)", "attestation-digest": Self.attestationDigest(a), "trusted": a.trusted ? "true" : "false",
-            "policy": a.policyName ?? "-", "codes": a.codes.isEmpty ? "-" : a.codes.joined(separator: ","),
+            "policy": a.policyName ?? "-", "codes": a.codes.isEmpty ? "-" : ReattestationService.publicCodes(a.codes).joined(separator: ","),
         ])
         return LogOutboxEntry(entry: entry.bytes)
     }

@@ -37,9 +37,13 @@ public final class TransparencyLog: Sendable {
     /// The log origin and key name for a trust domain.
     public static func origin(trustDomain: String) -> String { trustDomain + "/vouch-log" }
 
-    /// Reads the last published checkpoint from `checkpointFile` (absent: none yet); a file that
-    /// is not a checkpoint of this log signed by `signer` is refused (`config`).
-    public init(signer: NoteSigner, store: any LogStore, clock: any Clock, checkpointFile: String, witnesses: [NoteVerifierKey] = []) throws {
+    /// Reads the last published checkpoint from `checkpointFile`; a file that is not a checkpoint
+    /// of this log signed by `signer` is refused (`config`). The file may be absent only on a log
+    /// that never published: when `keyExisted` (the log key was made by an earlier start: that
+    /// start published at least the empty tree) or the database holds a checkpoint, a missing file
+    /// is refused (`config`) — deleting it must not let a restored old database sign a fork.
+    public init(signer: NoteSigner, store: any LogStore, clock: any Clock, checkpointFile: String, witnesses: [NoteVerifierKey] = [],
+                keyExisted: Bool = false) throws {
         self.origin = signer.name
         self.signer = signer
         self.store = store
@@ -54,6 +58,11 @@ public final class TransparencyLog: Sendable {
                 throw VouchError(.config, "the last published checkpoint file is not a checkpoint of this log signed by its key",
                                  context: ["path": checkpointFile])
             }
+        }
+        if saved == nil, try keyExisted || store.latestCheckpoint() != nil {
+            throw VouchError(.config, "the last published checkpoint file is missing while the log key or database show this log published; "
+                             + "restore the file from a backup (or, if it is truly lost, start a new log: move log.key away, then publish the new trust document)",
+                             context: ["path": checkpointFile])
         }
         fileCheckpoint = Mutex(saved)
     }
@@ -270,9 +279,15 @@ public final class TransparencyLog: Sendable {
         guard body.origin == origin, let stored = try store.checkpoint(size: body.size), stored.root == body.rootHash else {
             throw VouchError(.notFound, "this broker published no such checkpoint", context: ["size": "\(body.size)"])
         }
-        for v in byWitness {
-            for sig in verified.signatures where sig.name == v.key.name && sig.keyID == v.key.keyID {
-                guard !stored.cosignatures.contains(where: { $0.hasPrefix("— \(sig.name) ") }) else { continue }
+        // One line per witness key: the first valid one kept (a witness re-cosigning an idle
+        // checkpoint each round, or one POST carrying several of its lines, adds nothing), so a
+        // checkpoint never carries more than the configured witnesses' lines (verifiers refuse
+        // notes of over 100 signatures). Serialized with the sequencer: no two POSTs race.
+        try sequencer.withLock { _ in
+            for v in byWitness {
+                guard let sig = verified.signatures.first(where: { $0.name == v.key.name && $0.keyID == v.key.keyID }) else { continue }
+                let current = try store.checkpoint(size: body.size)?.cosignatures ?? stored.cosignatures
+                guard !current.contains(where: { $0.hasPrefix("— \(sig.name) ") }), current.count < witnesses.count else { continue }
                 try store.addCosignature(size: body.size, line: sig.line)
             }
         }

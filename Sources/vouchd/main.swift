@@ -167,10 +167,14 @@ do {
     let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db", logEntries: BrokerLogEntries())
     // The transparency log: its own key, its last published checkpoint kept in a file beside the
     // database (a restored old database then cannot fork the log), a sequencer round twice a second.
+    let logKeyExisted = Files.exists(dataDir + "/log.key")
     let logSigner = try BrokerBootstrap.logSigner(path: dataDir + "/log.key", trustDomain: trustDomain)
     let witnesses = try (args["log-witness"] ?? "").split(separator: ",").map { try NoteVerifierKey(vkey: String($0)) }
     let transparencyLog = try TransparencyLog(signer: logSigner, store: store, clock: clock, checkpointFile: dataDir + "/log-checkpoint",
-                                              witnesses: witnesses)
+                                              witnesses: witnesses, keyExisted: logKeyExisted)
+    // One round before anything is served: the database is checked against the last checkpoint
+    // (log_behind then answers at once), and a new log publishes its empty tree (the file exists).
+    do { try transparencyLog.step() } catch { Runtime.log("transparency log: \((error as? VouchError)?.message ?? "\(error)")") }
     let sequencer = LogSequencerLoop(log: transparencyLog, every: 0.5, report: Runtime.log)
     sequencer.start()
     let clientTLS = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)

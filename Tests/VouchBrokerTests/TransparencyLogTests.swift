@@ -152,6 +152,41 @@ final class TransparencyLogTests: XCTestCase {
         XCTAssertEqual(api.handle(HTTPRequest(method: "GET", path: "/checkpoint")).body, Array(published.note.utf8), "the last checkpoint is still served")
     }
 
+    /// Deleting the checkpoint file is no way around the restored-database rule: once the log
+    /// published (the key existed at start, or the database holds a checkpoint), a start without
+    /// the file is refused.
+    func testAMissingCheckpointFileIsRefusedOnceTheLogPublished() throws {
+        let store = try openStore()
+        let log = try openLog(store)
+        XCTAssertEqual(try log.step()?.size, 0, "a new log publishes its empty tree at once")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: checkpointPath))
+        try FileManager.default.removeItem(atPath: checkpointPath)
+        XCTAssertThrowsError(try openLog(store)) { XCTAssertEqual(($0 as? VouchError)?.code, .config) }
+        let fresh = dir.appendingPathComponent("fresh.db").path
+        XCTAssertThrowsError(try TransparencyLog(signer: signer, store: try SQLiteBrokerStore(path: fresh, logEntries: BrokerLogEntries()), clock: clock,
+                                                 checkpointFile: checkpointPath, keyExisted: true)) { XCTAssertEqual(($0 as? VouchError)?.code, .config) }
+        XCTAssertNoThrow(try TransparencyLog(signer: signer, store: try SQLiteBrokerStore(path: fresh, logEntries: BrokerLogEntries()), clock: clock,
+                                             checkpointFile: checkpointPath, keyExisted: false), "a first start")
+    }
+
+    /// A witness's lines never pile up: one POST carrying several of its cosignatures, or the
+    /// same witness cosigning again each round, leaves one line per configured witness.
+    func testOneCosignatureLinePerWitness() throws {
+        let store = try openStore()
+        let witnessKey = try NoteSigner(name: "witness.example", type: .cosignatureV1, privateKey: try Ed25519PrivateKey.generate())
+        let log = try openLog(store, witnesses: [witnessKey.verifierKey])
+        _ = try append(store, 0..<2)
+        let c = try XCTUnwrap(try log.step())
+        let verified = try UnverifiedNote(c.note).verify([signer.verifierKey])
+        var note = c.note
+        for t in 0..<5 {
+            let line = try SignedNote.signature(of: verified.text, by: witnessKey, timestamp: 1_800_000_000 + UInt64(t))
+            note = SignedNote.encode(text: verified.text, signatures: (try UnverifiedNote(note).signatures) + [line])
+            _ = try log.addCosignatures(note: note)
+        }
+        XCTAssertEqual(try store.checkpoint(size: 2)?.cosignatures.count, 1)
+    }
+
     /// A restored database whose tree does extend the last checkpoint (here: its outbox held the
     /// same entries, unsequenced) is no fork: the log goes on, and the checkpoint only the file
     /// held is recorded in the database.
