@@ -213,7 +213,8 @@ public struct RegistrationService: BrokerPart, Sendable {
         trust.hostKeyPin = try hostCertificate.map { try Self.keyPin($0.publicKey) }
         let record = AttestationRecord(hostID: id, at: now, kind: .activation, trusted: false, codes: [],
                                        message: (ticket.simulated ? "SIMULATED host (software AK, no TPM); " : "EK verified (\(ticket.ekIssuer)); ") +
-                                                "AK \(ticket.akAlgorithm) activated; \(mode.rawValue) mode" + (hostCertificate.map { "; host certificate \($0.serialHex)" } ?? ""))
+                                                "AK \(ticket.akAlgorithm) activated; \(mode.rawValue) mode" + (hostCertificate.map { "; host certificate \($0.serialHex)" } ?? ""),
+                                       serial: hostCertificate?.serialHex)
         do {
             try store.activateHost(host, trust: trust, record: record)
         } catch let e as VouchError where e.code == .conflict {

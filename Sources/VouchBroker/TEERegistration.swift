@@ -158,7 +158,7 @@ extension RegistrationService {
                                        message: (identified.simulated ? "SIMULATED host (software TEE); " : "") +
                                                 "\(identified.kind.evidenceName) verified (\(identified.endorsementIssuer)); identity: \(identity); " +
                                                 "policy \(policy.label); \(mode.rawValue) mode; host certificate \(certificate.serialHex)",
-                                       nonce: tee.nonce, nonceExpiresAt: issuedAt.addingTimeInterval(config.challengeTTL))
+                                       nonce: tee.nonce, serial: certificate.serialHex, nonceExpiresAt: issuedAt.addingTimeInterval(config.challengeTTL))
         do {
             try store.activateHost(host, trust: trust, record: record)
         } catch let e as VouchError where e.code == .conflict {
