@@ -40,7 +40,11 @@ public struct ReceiptStatement: Sendable, Equatable {
     }
 
     /// Parses a Statement strictly: its type and predicate type, exactly one subject whose digest
-    /// is exactly one `sha256` of 64 lowercase hex digits, and a valid predicate.
+    /// is exactly one `sha256` of 64 lowercase hex digits, a valid predicate — and the bytes must
+    /// be the canonical form `json` writes (keys sorted, no whitespace). JSON parsers disagree on
+    /// duplicate keys (Foundation keeps the first, Python and jq the last) and Codable ignores
+    /// unknown ones, so anything but the canonical form could mean one thing to Vouch and another
+    /// to a relying party's own tools; it is refused.
     public init(json bytes: [UInt8]) throws {
         guard bytes.count <= Self.maxBytes else { throw ReceiptFormat.bad("the statement is over \(Self.maxBytes) bytes", "statement") }
         let wire = try ReceiptFormat.decode(Wire.self, bytes, field: "statement")
@@ -53,6 +57,9 @@ public struct ReceiptStatement: Sendable, Equatable {
         }
         try wire.predicate.validate()
         self.init(subjectName: subject.name, outputSHA256: try Hex.decode(hex), predicate: wire.predicate)
+        guard json == bytes else {
+            throw ReceiptFormat.bad("the statement is not in canonical form (sorted keys, no whitespace, no duplicate or unknown keys)", "statement")
+        }
     }
 
     /// The Statement as JSON (keys sorted, no whitespace): the DSSE payload.

@@ -83,6 +83,19 @@ final class ReceiptFormatTests: XCTestCase {
             ("no model", try pred { $0["model"] = nil }),
         ]
         for (name, bytes) in cases { XCTAssertEqual(code { _ = try ReceiptStatement(json: bytes) }, .receiptMalformed, name) }
+        // Only the canonical bytes: a duplicate key (Foundation keeps the first, Python and jq the
+        // last), an unknown field, whitespace — each read the same by Codable — are refused.
+        let canonical = String(decoding: statement.json, as: UTF8.self)
+        let other = #""subject":[{"digest":{"sha256":"\#(String(repeating: "bb", count: 32))"},"name":"output"}]"#
+        let forms = [
+            ("duplicate subject", canonical.replacingOccurrences(of: "}]}", with: "}]," + other + "}")),
+            ("unknown model field", canonical.replacingOccurrences(of: #""model":{"#, with: #""model":{"name":"gpt-5","#)),
+            ("whitespace", canonical.replacingOccurrences(of: #""predicateType":"#, with: #""predicateType": "#)),
+        ]
+        for (name, text) in forms {
+            XCTAssertNotEqual(text, canonical, name)
+            XCTAssertEqual(code { _ = try ReceiptStatement(json: Array(text.utf8)) }, .receiptMalformed, name)
+        }
         XCTAssertEqual(code { _ = try ReceiptStatement(json: [UInt8](repeating: 0x20, count: ReceiptStatement.maxBytes + 1)) }, .receiptMalformed)
         // Optional parts may be absent.
         var bare = predicate
