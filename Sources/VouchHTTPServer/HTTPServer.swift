@@ -8,6 +8,14 @@ import VouchRuntime
 import Glibc
 #endif
 
+extension ErrorCode {
+    /// An answer whose headers need more than half of the connection's memory pool: sent in its
+    /// place, since libmicrohttpd would close the connection with no answer at all.
+    public static let responseHeadersTooLarge = ErrorCode("response_headers_too_large", status: 500)
+    /// An answer with a header libmicrohttpd refuses (a line end in it): sent in its place.
+    public static let responseHeaderInvalid = ErrorCode("response_header_invalid", status: 500)
+}
+
 /// An HTTP(S) server on libmicrohttpd. Requests are handed whole (body buffered up to a limit)
 /// to a synchronous handler on one of the server's threads. Every listen mode has the same
 /// threading, connection limits and request deadline.
@@ -319,14 +327,14 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
     if headerBytes > server.maxResponseHeaderBytes {
         Runtime.log("http: a \(response.status) answer's headers take \(headerBytes) bytes, over \(server.maxResponseHeaderBytes): answered 500", level: "warning")
         response.stream?.onClose()
-        response = internalError("response_headers_too_large", "the answer's headers exceed \(server.maxResponseHeaderBytes) bytes")
+        response = internalError(.responseHeadersTooLarge, "the answer's headers exceed \(server.maxResponseHeaderBytes) bytes")
     }
     return queue(response, on: connection)
 }
 
 /// A 500 JSON answer made by the server itself, in place of one it cannot send.
-private func internalError(_ code: String, _ message: String) -> HTTPResponse {
-    HTTPResponse(status: 500, headers: [("Content-Type", "application/json")], body: Array(#"{"code":"\#(code)","message":"\#(message)"}"#.utf8))
+private func internalError(_ code: ErrorCode, _ message: String) -> HTTPResponse {
+    HTTPResponse(status: code.status, headers: [("Content-Type", "application/json")], body: Array(#"{"code":"\#(code.rawValue)","message":"\#(message)"}"#.utf8))
 }
 
 /// Hands `response` to libmicrohttpd. A header it refuses (a CR or LF in it, no memory) turns
@@ -349,7 +357,7 @@ private func queue(_ response: HTTPResponse, on connection: OpaquePointer?, fall
         Runtime.log("http: a \(response.status) answer's header \(k.prefix(100)) was refused: answered 500", level: "warning")
         guard !fallback else { return .NO }
         // The stream (if any) is freed with `mhdResponse`, which closes it.
-        return queue(internalError("response_header_invalid", "the answer has a header that cannot be sent"), on: connection, fallback: true)
+        return queue(internalError(.responseHeaderInvalid, "the answer has a header that cannot be sent"), on: connection, fallback: true)
     }
     let queued = MHD_queue_response(connection, UInt32(response.status), mhdResponse)
     if queued != .YES { Runtime.log("http: a \(response.status) answer could not be queued", level: "warning") }
