@@ -34,7 +34,7 @@ public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertibl
     /// header with a control character.
     public static let invalidRequest = HTTPClientError(.invalidRequest, curlCode: Int(CURLE_URL_MALFORMAT.rawValue))
     /// The reader cancelled the transfer (`StreamedResponse.cancel`); the body is not whole.
-    public static let cancelled = HTTPClientError(.cancelled, curlCode: Int(CURLE_ABORTED_BY_CALLBACK.rawValue))
+    public static let cancelled = HTTPClientError(.cancelled, curlCode: 42)   // CURLE_ABORTED_BY_CALLBACK
     /// Any other transfer failure (the connection dropped, a malformed response, …).
     public static let other = HTTPClientError(.other, curlCode: Int(CURLE_RECV_ERROR.rawValue))
 

@@ -4,6 +4,9 @@ import VouchHTTPClient
 import VouchHTTPServer
 import VouchTestSupport
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What the HTTP client refuses to send and the server refuses to answer (the review of #18):
 /// no request path can take a client with a base URL to another host, no header can carry a
@@ -81,5 +84,39 @@ final class RequestTargetTests: XCTestCase {
         XCTAssertEqual(r.status, 500)
         XCTAssertNil(r.header("x-injected"))
         XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])?["code"] as? String, "response_header_invalid")
+    }
+
+    /// A server that sends its head and then nothing: a cancelled transfer must let go of the
+    /// connection while the server stays silent (curl's progress callback), not only at the next
+    /// bytes or the client's 120 s timeout. The server sees the connection close.
+    func testACancelledTransferClosesItsConnectionWhileTheServerIsSilent() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        XCTAssertTrue(withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) == 0 && listen(listener, 1) == 0 && getsockname(listener, $0, &length) == 0 }
+        })
+        let port = UInt16(bigEndian: addr.sin_port)
+        let closed = DispatchSemaphore(value: 0)
+        Thread {
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else { return }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            _ = recv(fd, &buffer, buffer.count, 0)
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n"
+            _ = head.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+            while recv(fd, &buffer, buffer.count, 0) > 0 {}
+            close(fd)
+            closed.signal()
+        }.start()
+        let client = HTTPClient(.service(baseURL: "http://127.0.0.1:\(port)"), timeoutSeconds: 120)
+        let answer = try client.open("GET", "/")
+        XCTAssertEqual(answer.status, 200)
+        XCTAssertEqual(try answer.next(), Array("x".utf8))
+        answer.cancel()
+        XCTAssertEqual(closed.wait(timeout: .now() + 60), .success, "the client let go of the connection before its own timeout")
     }
 }
