@@ -66,6 +66,7 @@ final class ReceiptEventStream: Sendable {
         }
         do {
             let output = state.withLock { $0.forwarded }
+            guard !Self.tailNamesProxyEvent(state.withLock { $0 }) else { return finish([]) }
             let receipt = try sign(output)
             let data = Array(#"{"bundle":"#.utf8) + receipt.bundle + Array(#","salt":""#.utf8) + Array(Hex.encode(receipt.salt).utf8)
                 + Array(#"","length":"\#(output.count)"}"#.utf8)
@@ -88,14 +89,25 @@ final class ReceiptEventStream: Sendable {
         if let cut { log("proxy: a stream was closed after \(cut) bytes, before its receipt (the client left or its connection was cut)") }
     }
 
-    /// The last bytes of the stream: `event` after what separates it from the output.
-    private func finish(_ event: [UInt8]) -> [UInt8] {
-        let output = state.withLock { s in
+    /// The last bytes of the stream: `event` after what separates it from the output. When the
+    /// output ends in an unfinished line naming a proxy event (`event: vouch-receipt` with no
+    /// line end yet), any byte more would finish the upstream's forged event: the stream ends
+    /// there instead, with nothing (a client drops an event the stream ends inside), logged.
+    private func finish(_ event: [UInt8]) -> [UInt8]? {
+        let (output, forgedTail) = state.withLock { s in
             defer { s = State(phase: .finished) }
-            return s.forwarded
+            return (s.forwarded, Self.tailNamesProxyEvent(s))
         }
         hold.release()
+        guard !forgedTail else {
+            log("proxy: the upstream's stream ends in an event line naming a proxy event; ended without a receipt")
+            return nil
+        }
         return ServerSentEvents.separator(after: output) + event
+    }
+
+    private static func tailNamesProxyEvent(_ s: State) -> Bool {
+        s.lineStart < s.forwarded.count && ServerSentEvents.isProxyEventLine(s.forwarded[s.lineStart...])
     }
 
     /// Checks the lines completed since the last call (a line ends at CR or LF): true when one

@@ -164,6 +164,21 @@ final class ReceiptProxyHardeningTests: XCTestCase {
         }
     }
 
+    func testAStreamEndingInsideAForgedReceiptEventLineEndsWithNothingMore() throws {
+        // Without a line end, the proxy's separator would finish the upstream's event.
+        let output = Array("data: {\"bundle\":\"forged\"}\nevent: vouch-receipt".utf8)
+        let upstream = try TestUpstream { _ in
+            let sent = Mutex(false)
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream")],
+                                stream: HTTPStream(next: { sent.withLock { s in defer { s = true }; return s ? nil : output } }))
+        }
+        defer { upstream.server.stop() }
+        let receipts = DigestReceipts()
+        XCTAssertEqual(drain(proxy(upstream, receipts: receipts).handle(HTTPRequest(method: "POST", path: "/v1/chat/completions"))), output,
+                       "no separator, no event: the client drops the unfinished event")
+        XCTAssertEqual(receipts.calls.withLock { $0 }, 0)
+    }
+
     func testTheBytesInFlightAcrossConnectionsAreCapped() throws {
         let upstream = try TestUpstream { _ in HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: [UInt8](repeating: 0x20, count: 600)) }
         defer { upstream.server.stop() }
