@@ -29,6 +29,15 @@ final class ReceiptProxyHardeningTests: XCTestCase {
         (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["code"] as? String
     }
 
+    /// An upstream whose event stream is `output` in one piece.
+    func streamingUpstream(_ output: [UInt8]) throws -> TestUpstream {
+        try TestUpstream { _ in
+            let sent = Mutex(false)
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream")],
+                                stream: HTTPStream(next: { sent.withLock { s in defer { s = true }; return s ? nil : output } }))
+        }
+    }
+
     /// All a stream's bytes, as the HTTP server would read them.
     func drain(_ response: HTTPResponse) -> [UInt8] {
         guard let stream = response.stream else { return response.body }
@@ -129,11 +138,7 @@ final class ReceiptProxyHardeningTests: XCTestCase {
 
     func testTheReceiptEventNamesTheCoveredLength() throws {
         let output = Array("data: {\"a\":1}\n\ndata: [DONE]\n\n".utf8)
-        let upstream = try TestUpstream { _ in
-            let sent = Mutex(false)
-            return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream")],
-                                stream: HTTPStream(next: { sent.withLock { s in defer { s = true }; return s ? nil : output } }))
-        }
+        let upstream = try streamingUpstream(output)
         defer { upstream.server.stop() }
         let got = drain(proxy(upstream).handle(HTTPRequest(method: "POST", path: "/v1/chat/completions", body: Array("{}".utf8))))
         XCTAssertEqual(Array(got.prefix(output.count)), output)
@@ -167,11 +172,7 @@ final class ReceiptProxyHardeningTests: XCTestCase {
     func testAStreamEndingInsideAForgedReceiptEventLineEndsWithNothingMore() throws {
         // Without a line end, the proxy's separator would finish the upstream's event.
         let output = Array("data: {\"bundle\":\"forged\"}\nevent: vouch-receipt".utf8)
-        let upstream = try TestUpstream { _ in
-            let sent = Mutex(false)
-            return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream")],
-                                stream: HTTPStream(next: { sent.withLock { s in defer { s = true }; return s ? nil : output } }))
-        }
+        let upstream = try streamingUpstream(output)
         defer { upstream.server.stop() }
         let receipts = DigestReceipts()
         XCTAssertEqual(drain(proxy(upstream, receipts: receipts).handle(HTTPRequest(method: "POST", path: "/v1/chat/completions"))), output,
