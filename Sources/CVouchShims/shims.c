@@ -43,3 +43,8 @@ CURLcode vouch_curl_setopt_ssl_ctx(CURL *h, CURLcode (*cb)(CURL *, void *, void 
     CURLcode rc = curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, cb);
     return rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, ctx);
 }
+CURLcode vouch_curl_setopt_xferinfo(CURL *h, int (*cb)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t), void *ctx) {
+    CURLcode rc = curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cb);
+    if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_XFERINFODATA, ctx);
+    return rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+}

@@ -28,11 +28,19 @@ extension ErrorCode {
 /// on the attested host, it forwards every request unchanged (method, target, body, end-to-end
 /// headers) and returns the upstream's answer unchanged with a receipt over its exact body bytes:
 ///
+/// - a request whose target is not origin-form (`/path?query`), or with a control character in
+///   a header, is refused (400) before anything reaches the upstream: no target can make the
+///   upstream client reach another host;
+/// - the upstream is asked for `Accept-Encoding: identity`; a 2xx answer with another content
+///   coding is refused (502 `upstream_encoded`): a receipt covers the bytes the client sees;
 /// - a 2xx answer that is not an event stream is read whole, then returned with the headers
-///   `Vouch-Receipt` (base64 of the bundle JSON) and `Vouch-Receipt-Salt` (hex);
+///   `Vouch-Receipt` (base64 of the bundle JSON) and `Vouch-Receipt-Salt` (hex); a bundle
+///   whose base64 is over `maxReceiptHeaderBytes` is kept in memory instead and named by
+///   `Vouch-Receipt-Ref`, to be fetched at `GET /.well-known/vouch/receipts/<ref>`;
 /// - a 2xx `text/event-stream` answer is passed on piece by piece as the upstream sends it; once
-///   it ends, one more event follows: `event: vouch-receipt`, `data: {"bundle":…,"salt":"…"}`,
-///   whose receipt covers every byte forwarded before it (`ReceiptEventStream`);
+///   it ends, one more event follows, the last: `event: vouch-receipt`,
+///   `data: {"bundle":…,"salt":"…","length":"N"}`, whose receipt covers the N bytes forwarded
+///   before it (`ReceiptEventStream`);
 /// - any other status passes through as it is, without a receipt (an error is not an output);
 /// - an upstream that cannot be reached, times out, breaks off or answers more than the
 ///   client's `maxResponseBytes` gets a JSON `{code, message}` (502, 504) and no receipt; a
@@ -40,23 +48,34 @@ extension ErrorCode {
 ///   receipt.
 ///
 /// The request's size limit is the HTTP server's (`HTTPServer`'s `maxBodyBytes`, 413
-/// `body_too_large`); the answer's and the time limit are the upstream client's.
+/// `body_too_large`); the answer's and the time limit are the upstream client's; the bytes held
+/// across connections are capped by `maxInFlightBytes` (503 `proxy_busy`).
 public final class ReceiptProxy: Sendable {
     let upstream: HTTPClient
     let receipts: any ReceiptMaking
     let clock: any Clock
     let log: @Sendable (String) -> Void
+    let budget: InFlightBudget
+    let shelf = ReceiptShelf()
 
-    public init(upstream: HTTPClient, receipts: any ReceiptMaking, clock: any Clock = SystemClock(), log: @escaping @Sendable (String) -> Void = { _ in }) {
+    /// `maxInFlightBytes` caps the bytes held across all connections at once (request bodies,
+    /// answers read whole, streamed output kept for its receipt): past it, 503 `proxy_busy`.
+    public init(upstream: HTTPClient, receipts: any ReceiptMaking, clock: any Clock = SystemClock(), maxInFlightBytes: Int = 512 << 20,
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.upstream = upstream
         self.receipts = receipts
         self.clock = clock
+        self.budget = InFlightBudget(limit: maxInFlightBytes)
         self.log = log
     }
 
     /// The HTTP handler: one request forwarded, its answer returned with its receipt.
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        if let problem = Self.requestProblem(request) { return refusal(problem, request) }
+        if request.target.hasPrefix(ReceiptShelf.pathPrefix) { return shelved(request) }
         let startedAt = clock.now()
+        let hold = budget.hold()
+        do { try hold.add(request.body.count) } catch { return refusal(Self.upstreamError(error), request) }
         let answer: StreamedResponse
         do {
             answer = try upstream.open(request.method, request.target, headers: Self.upstreamHeaders(request.headers),
@@ -67,30 +86,47 @@ public final class ReceiptProxy: Sendable {
         let headers = Self.clientHeaders(answer.headers)
         guard (200..<300).contains(answer.status) else {
             // Passed through whole, without a receipt.
-            do { return HTTPResponse(status: answer.status, headers: headers, body: try Self.readAll(answer)) } catch {
+            do { return HTTPResponse(status: answer.status, headers: headers, body: try Self.readAll(answer, hold)) } catch {
                 return refusal(Self.upstreamError(error), request)
             }
+        }
+        if let coding = answer.header("content-encoding"), !coding.trimmingCharacters(in: .whitespaces).isEmpty,
+           coding.trimmingCharacters(in: .whitespaces).lowercased() != "identity" {
+            answer.cancel()
+            return refusal(VouchError(.upstreamEncoded, "the upstream answered with Content-Encoding \(coding.prefix(40)) although the proxy asked for identity"), request)
         }
         let requestBody = request.body
         if Self.isEventStream(answer.header("content-type")) {
             log("proxy: \(request.method) \(request.path) -> \(answer.status), streaming")
-            let stream = ReceiptEventStream(upstream: answer) { [receipts, clock] output in
+            let stream = ReceiptEventStream(upstream: answer, hold: hold, log: log) { [receipts, clock] output in
                 try receipts.sign(output: output, request: requestBody, startedAt: startedAt, finishedAt: clock.now())
             }
-            return HTTPResponse(status: answer.status, headers: headers, stream: HTTPStream(next: stream.next, onClose: answer.cancel))
+            return HTTPResponse(status: answer.status, headers: headers, stream: HTTPStream(next: stream.next, onClose: stream.close))
         }
+        defer { hold.release() }
         let output: [UInt8]
-        do { output = try Self.readAll(answer) } catch { return refusal(Self.upstreamError(error), request) }
+        do { output = try Self.readAll(answer, hold) } catch { return refusal(Self.upstreamError(error), request) }
         let receipt: (bundle: [UInt8], salt: [UInt8])
+        let receiptHeader: (String, String)
         do {
             receipt = try receipts.sign(output: output, request: requestBody, startedAt: startedAt, finishedAt: clock.now())
+            let encoded = Data(receipt.bundle).base64EncodedString()
+            receiptHeader = encoded.utf8.count <= Self.maxReceiptHeaderBytes ? ("Vouch-Receipt", encoded)
+                : ("Vouch-Receipt-Ref", try shelf.put(receipt.bundle, now: clock.now()))
         } catch {
             return refusal(VouchError(.receiptFailed, "the answer could not be signed: \((error as? VouchError)?.message ?? "\(error)")"), request)
         }
         log("proxy: \(request.method) \(request.path) -> \(answer.status), \(output.count) bytes, receipt")
-        return HTTPResponse(status: answer.status,
-                            headers: headers + [("Vouch-Receipt", Data(receipt.bundle).base64EncodedString()), ("Vouch-Receipt-Salt", Hex.encode(receipt.salt))],
-                            body: output)
+        return HTTPResponse(status: answer.status, headers: headers + [receiptHeader, ("Vouch-Receipt-Salt", Hex.encode(receipt.salt))], body: output)
+    }
+
+    /// `GET /.well-known/vouch/receipts/<ref>`: a receipt too large for its answer's header.
+    private func shelved(_ request: HTTPRequest) -> HTTPResponse {
+        let ref = String(request.target.dropFirst(ReceiptShelf.pathPrefix.count))
+        guard request.method == "GET" || request.method == "HEAD", let bundle = shelf.get(ref, now: clock.now()) else {
+            return refusal(VouchError(.receiptNotFound, "no receipt is kept under this reference (it may have expired)"), request)
+        }
+        return HTTPResponse(status: 200, headers: [("Content-Type", "application/vnd.vouch.receipt.v1+json")], body: bundle)
     }
 
     private func refusal(_ e: VouchError, _ request: HTTPRequest) -> HTTPResponse {
@@ -99,9 +135,13 @@ public final class ReceiptProxy: Sendable {
                             body: JSONCodec.encode(APIError(code: e.code.rawValue, message: e.message)))
     }
 
-    static func readAll(_ answer: StreamedResponse) throws -> [UInt8] {
+    /// The whole body, each piece counted against the proxy's in-flight budget.
+    static func readAll(_ answer: StreamedResponse, _ hold: InFlightBudget.Hold) throws -> [UInt8] {
         var body: [UInt8] = []
-        while let chunk = try answer.next() { body += chunk }
+        while let chunk = try answer.next() {
+            do { try hold.add(chunk.count) } catch { answer.cancel(); throw error }
+            body += chunk
+        }
         return body
     }
 
@@ -112,6 +152,7 @@ public final class ReceiptProxy: Sendable {
     /// The proxy's answer for an upstream transfer that failed (`HTTPClient`'s `http` errors).
     static func upstreamError(_ error: any Error) -> VouchError {
         let e = error as? VouchError
+        if let e, e.code == .proxyBusy { return e }
         let message = "the upstream inference server: " + (e?.message ?? "\(error)")
         switch e?.cause as? HTTPClientError {
         case .connectionRefused?, .nameResolution?, .tls?: return VouchError(.upstreamUnreachable, message)
@@ -132,6 +173,8 @@ public final class ReceiptProxy: Sendable {
         let named = Set((headers["connection"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
         var out = headers.filter { !connectionHeaders.contains($0.key) && !named.contains($0.key) }
         for h in ["accept", "content-type"] where out[h] == nil { out[h] = "" }   // "Name:" with no value: curl sends none
+        // The receipt covers the bytes the client's library shows it: never a compressed body.
+        out["accept-encoding"] = "identity"
         return out
     }
 

@@ -61,11 +61,13 @@ public struct UnverifiedNote: Sendable {
 
     /// Verifies against `known`: lines whose name and key ID match no known key are ignored; a
     /// line that matches one must verify, or the whole note is refused (`note_signature_invalid`);
-    /// at least one known key must have signed (`note_unverified`).
+    /// at least one known key must have signed (`note_unverified`). Names match byte for byte
+    /// (their UTF-8), never by Unicode canonical equivalence as Swift's `String ==` would.
     public func verify(_ known: [NoteVerifierKey]) throws -> VerifiedNote {
-        var byID: [String: NoteVerifierKey] = [:]
+        func id(_ name: String, _ keyID: UInt32) -> [UInt8] { Array(name.utf8) + [0x2b] + withUnsafeBytes(of: keyID.bigEndian, Array.init) }
+        var byID: [[UInt8]: NoteVerifierKey] = [:]
         for key in known {
-            let id = "\(key.name)+\(key.keyID)"
+            let id = id(key.name, key.keyID)
             if let other = byID[id], other != key {
                 throw VouchError(.invalidValue, "two verifier keys share a name and key ID", context: ["name": key.name])
             }
@@ -73,7 +75,7 @@ public struct UnverifiedNote: Sendable {
         }
         var verified: [NoteVerification] = []
         for sig in signatures {
-            guard let key = byID["\(sig.name)+\(sig.keyID)"] else { continue }
+            guard let key = byID[id(sig.name, sig.keyID)] else { continue }
             guard let v = SignedNote.check(sig, text: text, key: key) else {
                 throw VouchError(.noteSignatureInvalid, "a signature by a known key does not verify", context: ["name": sig.name, "keyID": NoteKeyEncoding.hex(sig.keyID)])
             }

@@ -109,7 +109,7 @@ public final class HTTPClient: HTTPTransport {
         let url: String
         switch transport {
         case let .https(base, caFile):
-            url = base + path
+            url = try Self.join(base: base, path: path)
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAINFO, caFile), "CAINFO")
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_CAPATH, nil), "CAPATH")
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1), "SSL_VERIFYPEER")
@@ -117,7 +117,7 @@ public final class HTTPClient: HTTPTransport {
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PROTOCOLS_STR, "https"), "PROTOCOLS_STR")
         case let .unix(socketPath):
-            url = "http://localhost" + path
+            url = try Self.join(base: "http://localhost", path: path)
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_UNIX_SOCKET_PATH, socketPath), "UNIX_SOCKET_PATH")
         case let .anyURL(caFile):
             url = path
@@ -130,7 +130,7 @@ public final class HTTPClient: HTTPTransport {
             if let problem = Self.serviceBaseURLProblem(base) {
                 throw VouchError(.http, "service base URL refused: \(problem)", context: ["url": base])
             }
-            url = base + path
+            url = try Self.join(base: base, path: path)
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1), "SSL_VERIFYPEER")
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 2), "SSL_VERIFYHOST")
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2), "SSLVERSION")
@@ -167,6 +167,14 @@ public final class HTTPClient: HTTPTransport {
         try curlCheck(vouch_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1), "NOSIGNAL")
         try curlCheck(vouch_curl_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0), "FOLLOWLOCATION")
 
+        if Self.headerProblem(method, "") != nil {
+            throw VouchError(.http, "request refused: the method is not a token", cause: HTTPClientError.invalidRequest)
+        }
+        for (k, v) in headers {
+            if let problem = Self.headerProblem(k, v) {
+                throw VouchError(.http, "request refused: \(problem)", context: ["header": String(k.prefix(100))], cause: HTTPClientError.invalidRequest)
+            }
+        }
         let resources = TransferResources(method: method, url: url)
         for (k, v) in headers { resources.headerList = curl_slist_append(resources.headerList, "\(k): \(v)") }
         resources.headerList = curl_slist_append(resources.headerList, "Expect:")

@@ -9,7 +9,7 @@ import VouchCore
 ///         switch failure { case .timedOut: …; case .connectionRefused: …; default: … }
 ///     }
 public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertible {
-    private enum Reason: Hashable, Sendable { case connectionRefused, timedOut, nameResolution, tls, responseTooLarge, other }
+    private enum Reason: Hashable, Sendable { case connectionRefused, timedOut, nameResolution, tls, responseTooLarge, invalidRequest, cancelled, other }
     private let reason: Reason
     /// libcurl's CURLcode, for diagnostics.
     public let curlCode: Int
@@ -29,6 +29,12 @@ public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertibl
     public static let tls = HTTPClientError(.tls, curlCode: Int(CURLE_SSL_CONNECT_ERROR.rawValue))
     /// The response body outgrew the client's `maxResponseBytes` (the transfer was cut off).
     public static let responseTooLarge = HTTPClientError(.responseTooLarge, curlCode: Int(CURLE_WRITE_ERROR.rawValue))
+    /// The request was refused before anything was sent: a path that is not origin-form (`/…`)
+    /// for a client with a base URL, a URL that would reach another host than the base's, or a
+    /// header with a control character.
+    public static let invalidRequest = HTTPClientError(.invalidRequest, curlCode: Int(CURLE_URL_MALFORMAT.rawValue))
+    /// The reader cancelled the transfer (`StreamedResponse.cancel`); the body is not whole.
+    public static let cancelled = HTTPClientError(.cancelled, curlCode: 42)   // CURLE_ABORTED_BY_CALLBACK
     /// Any other transfer failure (the connection dropped, a malformed response, …).
     public static let other = HTTPClientError(.other, curlCode: Int(CURLE_RECV_ERROR.rawValue))
 
@@ -57,7 +63,7 @@ public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertibl
         switch reason {
         case .timedOut: "timeout"
         case .connectionRefused: "refused"
-        case .nameResolution, .tls, .responseTooLarge, .other: "transport"
+        case .nameResolution, .tls, .responseTooLarge, .invalidRequest, .cancelled, .other: "transport"
         }
     }
 
@@ -68,6 +74,8 @@ public struct HTTPClientError: Error, Sendable, Hashable, CustomStringConvertibl
         case .nameResolution: "host name did not resolve"
         case .tls: "TLS failure"
         case .responseTooLarge: "response too large"
+        case .invalidRequest: "request refused before sending"
+        case .cancelled: "transfer cancelled"
         case .other: "transfer failed"
         }
     }

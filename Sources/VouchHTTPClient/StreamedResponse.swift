@@ -20,6 +20,9 @@ extension HTTPClient {
         do {
             try curlCheck(vouch_curl_setopt_write(handle.raw, streamBody, context), "WRITEFUNCTION")
             try curlCheck(vouch_curl_setopt_write_header(handle.raw, streamHeader, context), "HEADERFUNCTION")
+            // Polled about once a second even while the server sends nothing: a cancelled
+            // transfer stops then, not only at its next delivery of bytes.
+            try curlCheck(vouch_curl_setopt_xferinfo(handle.raw, streamProgress, context), "XFERINFOFUNCTION")
         } catch {
             handle.checkIn()
             throw error
@@ -61,10 +64,12 @@ public final class StreamedResponse: Sendable {
     }
 
     /// The next piece of the body, waiting for it if need be; nil once the body is whole. Throws
-    /// the transfer's `http` error (its `cause` an `HTTPClientError`) if it failed part way.
+    /// the transfer's `http` error (its `cause` an `HTTPClientError`) if it failed part way, and
+    /// `cancelled` once `cancel()` was called (a cancelled body is never a whole one).
     public func next() throws -> [UInt8]? { try state.take() }
 
-    /// Stops the transfer: curl gives up at its next delivery of bytes, and `next()` ends.
+    /// Stops the transfer: curl gives up at its next delivery of bytes or progress poll (about a
+    /// second), and `next()` throws `cancelled`.
     public func cancel() { state.cancel() }
 
     /// What the transfer thread and the reader share, under one condition variable.
@@ -144,7 +149,9 @@ public final class StreamedResponse: Sendable {
         func take() throws -> [UInt8]? {
             try locked {
                 while chunks.isEmpty && !finished && !cancelled { condition.wait() }
-                if cancelled { return nil }
+                if cancelled {
+                    throw VouchError(.http, "the transfer was cancelled before its end", cause: HTTPClientError.cancelled)
+                }
                 if !chunks.isEmpty {
                     let chunk = chunks.removeFirst()
                     buffered -= chunk.count
@@ -155,6 +162,8 @@ public final class StreamedResponse: Sendable {
                 return nil
             }
         }
+
+        var isCancelled: Bool { locked { cancelled } }
 
         func cancel() {
             locked {
@@ -178,4 +187,9 @@ private func streamHeader(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ co
     guard let ptr, let ctx else { return 0 }
     Unmanaged<StreamedResponse.State>.fromOpaque(ctx).takeUnretainedValue().header(HeaderLine(ptr, count: size * count))
     return size * count
+}
+
+private func streamProgress(_ ctx: UnsafeMutableRawPointer?, _ dlTotal: curl_off_t, _ dlNow: curl_off_t, _ ulTotal: curl_off_t, _ ulNow: curl_off_t) -> Int32 {
+    guard let ctx else { return 1 }
+    return Unmanaged<StreamedResponse.State>.fromOpaque(ctx).takeUnretainedValue().isCancelled ? 1 : 0
 }

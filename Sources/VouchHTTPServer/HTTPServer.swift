@@ -8,6 +8,14 @@ import VouchRuntime
 import Glibc
 #endif
 
+extension ErrorCode {
+    /// An answer whose headers need more than half of the connection's memory pool: sent in its
+    /// place, since libmicrohttpd would close the connection with no answer at all.
+    public static let responseHeadersTooLarge = ErrorCode("response_headers_too_large", status: 500)
+    /// An answer with a header libmicrohttpd refuses (a line end in it): sent in its place.
+    public static let responseHeaderInvalid = ErrorCode("response_header_invalid", status: 500)
+}
+
 /// An HTTP(S) server on libmicrohttpd. Requests are handed whole (body buffered up to a limit)
 /// to a synchronous handler on one of the server's threads. Every listen mode has the same
 /// threading, connection limits and request deadline.
@@ -26,6 +34,8 @@ public final class HTTPServer: @unchecked Sendable {
 
     let handler: Handler
     let maxBodyBytes: Int
+    /// The most bytes a response's header fields may take (half the connection memory pool).
+    let maxResponseHeaderBytes: Int
     /// Set when TLS clients are asked for a certificate chaining to `clientTrustPEM`.
     let verifiesClients: Bool
     /// The absolute deadline for receiving each request, when one is set.
@@ -48,19 +58,28 @@ public final class HTTPServer: @unchecked Sendable {
     /// request (TLS handshake, headers, body) that long after being accepted or after their
     /// previous response, however slowly the bytes trickle (responses in progress, event streams
     /// included, are never cut); `perAddress` caps the connections open from one client address
-    /// (0: no cap), `total` those open at all.
+    /// (0: no cap), `total` those open at all. `connectionMemory` (bytes; nil: libmicrohttpd's
+    /// 32 KiB) is each connection's memory pool, which holds the request's headers and the
+    /// response's: a response whose headers need more than half of it is replaced by 500
+    /// `response_headers_too_large` (libmicrohttpd would otherwise close the connection with no
+    /// answer at all).
     public struct Limits: Sendable {
         public var idleTimeout: Int = 30
         public var requestDeadline: Int? = nil
         public var perAddress: Int = 0
         public var total: Int = 1024
-        public init(idleTimeout: Int = 30, requestDeadline: Int? = nil, perAddress: Int = 0, total: Int = 1024) {
+        public var connectionMemory: Int? = nil
+        public init(idleTimeout: Int = 30, requestDeadline: Int? = nil, perAddress: Int = 0, total: Int = 1024, connectionMemory: Int? = nil) {
             self.idleTimeout = idleTimeout
             self.requestDeadline = requestDeadline
             self.perAddress = perAddress
             self.total = total
+            self.connectionMemory = connectionMemory
         }
     }
+
+    /// libmicrohttpd's connection memory pool when none is set (MHD_POOL_SIZE_DEFAULT).
+    static let defaultConnectionMemory = 32 << 10
 
     /// `clientTrustPEM` (TLS only): CA certificates a client certificate may chain to. Clients are
     /// asked for one but not required to send it; a request carries the certificate only if it
@@ -75,6 +94,7 @@ public final class HTTPServer: @unchecked Sendable {
                 clientTrustPEM: String? = nil, handler: @escaping Handler) throws {
         self.handler = handler
         self.maxBodyBytes = maxBodyBytes
+        self.maxResponseHeaderBytes = (limits.connectionMemory ?? Self.defaultConnectionMemory) / 2
         if case .tls = listen { self.verifiesClients = clientTrustPEM != nil } else { self.verifiesClients = false }
         self.requestDeadline = limits.requestDeadline.map { RequestDeadline(limit: .seconds($0)) }
         var options: [MHD_OptionItem] = []
@@ -95,6 +115,7 @@ public final class HTTPServer: @unchecked Sendable {
         }
         opt(MHD_OPTION.CONNECTION_TIMEOUT, limits.idleTimeout)
         opt(MHD_OPTION.CONNECTION_LIMIT, limits.total)
+        if let memory = limits.connectionMemory { opt(MHD_OPTION.CONNECTION_MEMORY_LIMIT, memory) }
         if limits.perAddress > 0 { opt(MHD_OPTION.PER_IP_CONNECTION_LIMIT, limits.perAddress) }
         // The request target as the client sent it (path and query, undecoded), for proxies.
         opt(MHD_OPTION.URI_LOG_CALLBACK, unsafeBitCast(uriReceived as URILogCallback, to: Int.self), nil)
@@ -289,7 +310,7 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
         return .YES
     }
     if let connection { server.requestDeadline?.requestReceived(connection) }
-    let response: HTTPResponse
+    var response: HTTPResponse
     if state.tooLarge {
         response = HTTPResponse(status: 413, headers: [("Content-Type", "application/json")],
                                 body: Array(#"{"code":"body_too_large","message":"request body exceeds \#(server.maxBodyBytes) bytes"}"#.utf8))
@@ -302,6 +323,23 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
                                   clientCertificate: server.verifiesClients ? verifiedClientCertificate(connection) : nil)
         response = server.handler(request)
     }
+    let headerBytes = response.headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 }
+    if headerBytes > server.maxResponseHeaderBytes {
+        Runtime.log("http: a \(response.status) answer's headers take \(headerBytes) bytes, over \(server.maxResponseHeaderBytes): answered 500", level: "warning")
+        response.stream?.onClose()
+        response = internalError(.responseHeadersTooLarge, "the answer's headers exceed \(server.maxResponseHeaderBytes) bytes")
+    }
+    return queue(response, on: connection)
+}
+
+/// A 500 JSON answer made by the server itself, in place of one it cannot send.
+private func internalError(_ code: ErrorCode, _ message: String) -> HTTPResponse {
+    HTTPResponse(status: code.status, headers: [("Content-Type", "application/json")], body: Array(#"{"code":"\#(code.rawValue)","message":"\#(message)"}"#.utf8))
+}
+
+/// Hands `response` to libmicrohttpd. A header it refuses (a CR or LF in it, no memory) turns
+/// the answer into 500 `response_header_invalid`, logged; a failure to queue is logged.
+private func queue(_ response: HTTPResponse, on connection: OpaquePointer?, fallback: Bool = false) -> MHD_Result {
     let mhdResponse: OpaquePointer?
     if let stream = response.stream {
         mhdResponse = MHD_create_response_from_callback(UInt64.max, 4096, streamReader, Unmanaged.passRetained(StreamState(stream)).toOpaque(), streamFree)
@@ -310,10 +348,20 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
             MHD_create_response_from_buffer(buf.count, UnsafeMutableRawPointer(mutating: buf.baseAddress), .RESPMEM_MUST_COPY)
         }
     }
-    guard let mhdResponse else { return .NO }
+    guard let mhdResponse else {
+        Runtime.log("http: no response could be made for a \(response.status) answer", level: "warning")
+        return .NO
+    }
     defer { MHD_destroy_response(mhdResponse) }
-    for (k, v) in response.headers { MHD_add_response_header(mhdResponse, k, v) }
-    return MHD_queue_response(connection, UInt32(response.status), mhdResponse)
+    for (k, v) in response.headers where MHD_add_response_header(mhdResponse, k, v) != .YES {
+        Runtime.log("http: a \(response.status) answer's header \(k.prefix(100)) was refused: answered 500", level: "warning")
+        guard !fallback else { return .NO }
+        // The stream (if any) is freed with `mhdResponse`, which closes it.
+        return queue(internalError(.responseHeaderInvalid, "the answer has a header that cannot be sent"), on: connection, fallback: true)
+    }
+    let queued = MHD_queue_response(connection, UInt32(response.status), mhdResponse)
+    if queued != .YES { Runtime.log("http: a \(response.status) answer could not be queued", level: "warning") }
+    return queued
 }
 
 private func requestCompleted(_ cls: UnsafeMutableRawPointer?, _ connection: OpaquePointer?,

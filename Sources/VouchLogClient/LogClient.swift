@@ -51,7 +51,7 @@ public struct LogClient: Sendable {
         }
         let verified = try UnverifiedNote(bytes).verify([logKey])
         let body = try CheckpointBody(text: verified.text)
-        guard body.origin == logKey.name else {
+        guard body.origin.utf8.elementsEqual(logKey.name.utf8) else {   // byte for byte, not canonical equivalence
             throw VouchError(.logDataInvalid, "the checkpoint is for origin \(body.origin), not \(logKey.name)", context: ["origin": body.origin])
         }
         guard body.size > 0 || body.rootHash == hasher.emptyRoot else {

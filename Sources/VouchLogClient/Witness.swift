@@ -46,11 +46,14 @@ public struct Witness: Sendable {
     }
 
     /// The directory this witness keeps for the log: the origin with every byte outside
-    /// `[A-Za-z0-9._-]` percent-encoded (`example.org/vouch-log` -> `example.org%2Fvouch-log`).
+    /// `[A-Za-z0-9._-]` percent-encoded, and a leading `.` too, so no name (`.`, `..`, `.x`) can
+    /// leave the state directory or hide in it (`example.org/vouch-log` ->
+    /// `example.org%2Fvouch-log`, `..` -> `%2E.`).
     public var logDirectory: String {
-        let safe = client.logKey.name.utf8.map { b -> String in
+        let safe = client.logKey.name.utf8.enumerated().map { i, b -> String in
             let c = Character(Unicode.Scalar(b))
-            return (c.isASCII && (c.isLetter || c.isNumber) || "._-".contains(c)) ? String(c) : String(format: "%%%02X", b)
+            let plain = (c.isASCII && (c.isLetter || c.isNumber) || "._-".contains(c)) && !(i == 0 && c == ".")
+            return plain ? String(c) : String(format: "%%%02X", b)
         }.joined()
         return stateDirectory + "/" + safe
     }
@@ -82,28 +85,54 @@ public struct Witness: Sendable {
                 throw VouchError(.witnessRollback, "the log's checkpoint has \(current.size) entries, fewer than the \(stored.size) this witness cosigned",
                                  context: ["stored": "\(stored.size)", "received": "\(current.size)"])
             }
-            if case .forked = try client.consistency(oldSize: stored.size, oldRoot: stored.rootHash, new: current) {
-                try recordFork(stored: stored, received: current)
+            if case let .forked(prefixRoot) = try client.consistency(oldSize: stored.size, oldRoot: stored.rootHash, new: current) {
+                try recordFork(stored: stored, received: current, prefixRoot: prefixRoot)
                 throw VouchError(.witnessFork, "the log forked: its checkpoint of \(current.size) entries does not extend the one of \(stored.size) entries this witness cosigned; both notes are in \(forkDirectory)",
                                  context: ["stored": "\(stored.size)", "received": "\(current.size)", "evidence": forkDirectory])
             }
         } else {
             try client.checkTiles(of: current)
         }
-        let timestamp = UInt64(max(0, clock.now().timeIntervalSince1970.rounded(.down)))
+        // Never earlier than the cosignature this witness last issued for the log: a clock that
+        // went back does not make a later cosignature look older (C2SP tlog-witness).
+        let now = UInt64(max(0, clock.now().timeIntervalSince1970.rounded(.down)))
+        let timestamp = max(now, stored.flatMap(storedTimestamp) ?? 0)
         let line = try SignedNote.signature(of: current.body.text, by: signer, timestamp: timestamp)
         let mine = signer.verifierKey
-        let others = current.verified.signatures.filter { !($0.name == mine.name && $0.keyID == mine.keyID) }
+        let others = current.verified.signatures.filter { !($0.name.utf8.elementsEqual(mine.name.utf8) && $0.keyID == mine.keyID) }
         let note = SignedNote.encode(text: current.body.text, signatures: others + [line])
         try Files.writeAtomically(Array(note.utf8), to: checkpointPath)
         return WitnessCosignature(note: note, checkpoint: current, previousSize: stored?.size, timestamp: timestamp)
     }
 
-    /// Keeps both signed notes; existing evidence is never overwritten.
-    func recordFork(stored: VerifiedCheckpoint, received: VerifiedCheckpoint) throws {
+    /// The time of this witness's own cosignature on the stored checkpoint, if it carries one.
+    func storedTimestamp(_ stored: VerifiedCheckpoint) -> UInt64? {
+        (try? UnverifiedNote(stored.note).verify([signer.verifierKey]))?.verifications.first?.timestamp
+    }
+
+    /// Keeps both signed notes and, when the received tree is larger, `proof.txt`: the root of
+    /// its first `stored.size` entries read from its tiles and the consistency proof from that
+    /// prefix to its root, so anyone can check offline that the log signed a tree extending
+    /// another prefix than the stored one. Existing evidence is never overwritten.
+    func recordFork(stored: VerifiedCheckpoint, received: VerifiedCheckpoint, prefixRoot: [UInt8]) throws {
         try Files.makeDirectory(forkDirectory)
         _ = try Files.createOnce(Array(stored.note.utf8), at: forkDirectory + "/stored.note", mode: 0o644)
         _ = try Files.createOnce(Array(received.note.utf8), at: forkDirectory + "/received.note", mode: 0o644)
+        guard received.size > stored.size else { return }
+        let proof = try client.prover(for: received).consistencyProof(old: stored.size, new: received.size)
+        _ = try Files.createOnce(Array(Self.forkProof(stored: stored, received: received, prefixRoot: prefixRoot, proof: proof).utf8),
+                                 at: forkDirectory + "/proof.txt", mode: 0o644)
+    }
+
+    /// The text of `fork/proof.txt` (docs/receipts.md, "Witnesses and mirrors"): one line each,
+    /// hashes in standard base64.
+    static func forkProof(stored: VerifiedCheckpoint, received: VerifiedCheckpoint, prefixRoot: [UInt8], proof: [[UInt8]]) -> String {
+        ["vouch.dev/fork-evidence/v1",
+         "stored \(stored.size) \(Base64.encode(stored.rootHash))",
+         "received \(received.size) \(Base64.encode(received.rootHash))",
+         "prefix \(stored.size) \(Base64.encode(prefixRoot))",
+         "consistency \(stored.size) \(received.size)"].joined(separator: "\n") + "\n"
+            + proof.map { Base64.encode($0) + "\n" }.joined()
     }
 }
 
@@ -116,7 +145,7 @@ final class StateLock {
         guard fd >= 0 else { throw VouchError(.io, "cannot open \(path)", context: ["errno": "\(errno)"]) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
-            throw VouchError(.conflict, "another witness process holds \(path)", context: ["path": path])
+            throw VouchError(.conflict, "another witness or mirror process holds \(path)", context: ["path": path])
         }
         self.fd = fd
     }

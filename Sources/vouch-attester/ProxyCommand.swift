@@ -49,10 +49,16 @@ func proxyCommand(_ words: [String]) -> Never {
     do {
         let receipts = try receiptSigner(certificate: required("cert"), key: required("key"), issuanceProof: pargs["issuance-proof"])
         let upstream = HTTPClient(upstreamTransport, timeoutSeconds: Int(timeout), maxResponseBytes: maxResponse)
-        let proxy = ReceiptProxy(upstream: upstream, receipts: receipts, log: { Runtime.log($0, level: "debug") })
-        // A thread per connection: each waits on the upstream for as long as it answers.
+        // Room for every connection's request and answer is not promised; past this, 503 proxy_busy.
+        let proxy = ReceiptProxy(upstream: upstream, receipts: receipts, maxInFlightBytes: max(512 << 20, 2 * (maxBody + maxResponse)),
+                                 log: { Runtime.log($0, level: "debug") })
+        // A thread per connection: each waits on the upstream for as long as it answers. Idle
+        // connections wait as long as the upstream may pause inside a stream (slow senders are
+        // bounded by the request deadline); the pool holds a receipt header of up to 48 KiB.
         let server = try HTTPServer(listen: listen, threading: .perConnection, maxBodyBytes: maxBody,
-                                    limits: .init(idleTimeout: 30, requestDeadline: 30, total: 256), handler: proxy.handle)
+                                    limits: .init(idleTimeout: ReceiptProxy.connectionIdleTimeout(upstreamTimeout: Int(timeout)), requestDeadline: 30,
+                                                  total: 256, connectionMemory: ReceiptProxy.connectionMemoryLimit),
+                                    handler: proxy.handle)
         Runtime.log("receipt proxy on \(listen) for \(upstreamText): answers carry receipts signed with \(required("cert"))'s key")
         Runtime.waitForTermination()
         server.stop()

@@ -33,6 +33,8 @@ enum LogCLI {
         } catch {
             throw VouchError(.usage, "--log-key is neither a log vkey (NAME+HASH+KEY) nor a file holding one")
         }
+        // A log signs its checkpoints with a plain Ed25519 note key; a cosignature key is a witness's.
+        guard key.type == .ed25519 else { throw VouchError(.usage, "--log-key must be the log's Ed25519 note key (type 0x01), not a witness cosignature key") }
         return LogClient(source: try source(log, args), logKey: key)
     }
 
@@ -91,7 +93,8 @@ func logWitness(_ argv: [String]) throws -> Int32 {
     do {
         signer = try NoteSigner(skey: String(decoding: try Files.readSecret(keyFile, maxBytes: 4096), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     } catch let e as VouchError where e.code == .config {
-        throw e
+        // Unsafe mode, a symbolic link, not a regular file: unreadable as a key (exit 2), said why.
+        throw VouchError(.usage, "--key: \(e.message)")
     } catch {
         throw VouchError(.usage, "--key \(keyFile) is not a readable witness signer key (PRIVATE+KEY+NAME+HASH+KEY; vouch log keygen writes one)")
     }

@@ -83,4 +83,22 @@ final class LogCLITests: XCTestCase {
         XCTAssertEqual(try String(contentsOf: dir.appendingPathComponent("state/example.org%2Fvouch-log/fork/received.note"), encoding: .utf8), forked)
         XCTAssertEqual(try witness().status, 1)
     }
+
+    /// A witness key file refused for its mode is an unreadable key (exit 2), like any other.
+    func testAKeyFileWithAnUnsafeModeExits2() throws {
+        let key = try keygen()
+        chmod(key, 0o644)
+        let r = try witness()
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+    }
+
+    /// `--log-key` is the log's Ed25519 note key, never a cosignature key under the log's name.
+    func testACosignatureKeyIsNotALogKey() throws {
+        let witnessKey = try NoteSigner(name: log.signer.name, type: .cosignatureV1, privateKey: Ed25519PrivateKey.generate()).verifierKey.vkey
+        let r = try vouch(["checkpoint", "--log", log.directory.path, "--log-key", witnessKey])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertEqual(try vouch(["checkpoint", "--log", log.directory.path, "--log-key", vkey]).status, 0)
+    }
 }

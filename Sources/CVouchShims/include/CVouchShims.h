@@ -45,6 +45,9 @@ static const unsigned long vouch_XN_FLAG_RFC2253 = XN_FLAG_RFC2253;
 CURLcode vouch_curl_setopt_write_header(CURL *h, size_t (*cb)(char *, size_t, size_t, void *), void *ctx);
 // CURLOPT_SSL_CTX_FUNCTION + CURLOPT_SSL_CTX_DATA: cb gets the connection's SSL_CTX before the handshake.
 CURLcode vouch_curl_setopt_ssl_ctx(CURL *h, CURLcode (*cb)(CURL *, void *, void *), void *ctx);
+// CURLOPT_XFERINFOFUNCTION + CURLOPT_XFERINFODATA + CURLOPT_NOPROGRESS=0: cb runs about once a
+// second (and on every transfer of bytes); a non-zero return aborts the transfer.
+CURLcode vouch_curl_setopt_xferinfo(CURL *h, int (*cb)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t), void *ctx);
 /// The client's socket address of a libmicrohttpd connection (MHD_get_connection_info is variadic).
 const struct sockaddr *vouch_mhd_client_addr(struct MHD_Connection *c);
 /// The GnuTLS session of a libmicrohttpd TLS connection (NULL for plain connections).
