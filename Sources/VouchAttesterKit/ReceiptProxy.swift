@@ -8,7 +8,9 @@ import VouchHTTPClient
 /// body), in a receipt bundle (JSON, docs/receipts.md). Returns the bundle's bytes and the salt
 /// that opens the commitment. Called from several connection threads at once.
 public protocol ReceiptMaking: Sendable {
-    func sign(output: [UInt8], request: [UInt8]?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8])
+    /// `route`: "METHOD /path" of the request answered (the path without its query), named in
+    /// the receipt so a verifier knows which endpoint produced the output.
+    func sign(output: [UInt8], request: [UInt8]?, route: String?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8])
 }
 
 extension ErrorCode {
@@ -60,13 +62,29 @@ public final class ReceiptProxy: Sendable {
 
     /// `maxInFlightBytes` caps the bytes held across all connections at once (request bodies,
     /// answers read whole, streamed output kept for its receipt): past it, 503 `proxy_busy`.
+    /// The inference endpoints whose answers are signed, as "METHOD /path": the OpenAI-compatible
+    /// ones vLLM, llama.cpp and Ollama serve, and Ollama's own. Every other route (models lists,
+    /// health, tokenize/detokenize, which echo their input) passes through without a receipt, so
+    /// the proxy signs only what an inference endpoint answered, and never for a HEAD or GET.
+    public static let defaultSignedRoutes: Set<String> = [
+        "POST /v1/chat/completions", "POST /v1/completions", "POST /v1/embeddings", "POST /v1/responses",
+        "POST /api/chat", "POST /api/generate", "POST /api/embed",
+    ]
+    let signedRoutes: Set<String>
+
     public init(upstream: HTTPClient, receipts: any ReceiptMaking, clock: any Clock = SystemClock(), maxInFlightBytes: Int = 512 << 20,
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
+                signedRoutes: Set<String> = ReceiptProxy.defaultSignedRoutes, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.signedRoutes = signedRoutes
         self.upstream = upstream
         self.receipts = receipts
         self.clock = clock
         self.budget = InFlightBudget(limit: maxInFlightBytes)
         self.log = log
+    }
+
+    /// "METHOD /path" of a request: its method and its target up to the query.
+    static func route(_ request: HTTPRequest) -> String {
+        request.method + " " + String(request.target.prefix { $0 != "?" })
     }
 
     /// The HTTP handler: one request forwarded, its answer returned with its receipt.
@@ -84,7 +102,16 @@ public final class ReceiptProxy: Sendable {
             return refusal(Self.upstreamError(error), request)
         }
         let headers = Self.clientHeaders(answer.headers)
-        guard (200..<300).contains(answer.status) else {
+        let route = Self.route(request)
+        guard (200..<300).contains(answer.status), signedRoutes.contains(route) else {
+            if Self.isEventStream(answer.header("content-type")) {
+                // Passed through as it arrives, without a receipt (a route that is not signed).
+                return HTTPResponse(status: answer.status, headers: headers, stream: HTTPStream(next: { try? answer.next() }, onClose: {
+                    answer.cancel()
+                    hold.release()
+                }))
+            }
+            defer { hold.release() }
             // Passed through whole, without a receipt.
             do { return HTTPResponse(status: answer.status, headers: headers, body: try Self.readAll(answer, hold)) } catch {
                 return refusal(Self.upstreamError(error), request)
@@ -99,7 +126,7 @@ public final class ReceiptProxy: Sendable {
         if Self.isEventStream(answer.header("content-type")) {
             log("proxy: \(request.method) \(request.path) -> \(answer.status), streaming")
             let stream = ReceiptEventStream(upstream: answer, hold: hold, log: log) { [receipts, clock] output in
-                try receipts.sign(output: output, request: requestBody, startedAt: startedAt, finishedAt: clock.now())
+                try receipts.sign(output: output, request: requestBody, route: route, startedAt: startedAt, finishedAt: clock.now())
             }
             return HTTPResponse(status: answer.status, headers: headers, stream: HTTPStream(next: stream.next, onClose: stream.close))
         }
@@ -109,7 +136,7 @@ public final class ReceiptProxy: Sendable {
         let receipt: (bundle: [UInt8], salt: [UInt8])
         let receiptHeader: (String, String)
         do {
-            receipt = try receipts.sign(output: output, request: requestBody, startedAt: startedAt, finishedAt: clock.now())
+            receipt = try receipts.sign(output: output, request: requestBody, route: route, startedAt: startedAt, finishedAt: clock.now())
             let encoded = Data(receipt.bundle).base64EncodedString()
             receiptHeader = encoded.utf8.count <= Self.maxReceiptHeaderBytes ? ("Vouch-Receipt", encoded)
                 : ("Vouch-Receipt-Ref", try shelf.put(receipt.bundle, now: clock.now()))

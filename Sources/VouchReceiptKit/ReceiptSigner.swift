@@ -60,13 +60,22 @@ public final class ReceiptSigner: Sendable {
     /// (32 bytes for the requester, who opens the commitment with it; empty without `request`).
     /// Times are kept to the second.
     public func sign(output: [UInt8], request: [UInt8]?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8]) {
+        try sign(output: output, request: request, route: nil, startedAt: startedAt, finishedAt: finishedAt)
+    }
+
+    /// As `sign(output:request:startedAt:finishedAt:)`, naming the endpoint answered (`route`,
+    /// "METHOD /path", with the request; `ReceiptPredicate.Request.isRoute`).
+    public func sign(output: [UInt8], request: [UInt8]?, route: String?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8]) {
+        guard route.map(ReceiptPredicate.Request.isRoute) ?? true, route == nil || request != nil else {
+            throw VouchError(.invalidValue, "the route is not \"METHOD /path\", or it comes without the request", context: ["field": "route"])
+        }
         guard startedAt <= finishedAt else { throw VouchError(.invalidValue, "the receipt finishes before it starts", context: ["field": "finishedAt"]) }
         var salt: [UInt8] = []
         var commitment: ReceiptPredicate.Request?
         if let request {
             salt = try random(RequestCommitment.saltBytes)
             guard salt.count == RequestCommitment.saltBytes else { throw VouchError(.internalError, "the random source gave a short salt") }
-            commitment = .init(commitment: ReceiptFormat.digest(Crypto.sha256(RequestCommitment.message(salt: salt, request: request))))
+            commitment = .init(commitment: ReceiptFormat.digest(Crypto.sha256(RequestCommitment.message(salt: salt, request: request))), route: route)
         }
         let predicate = ReceiptPredicate(model: claims.model, agent: claims.agent, attestation: claims.attestation, request: commitment,
                                          startedAt: startedAt, finishedAt: finishedAt)

@@ -117,7 +117,20 @@ public struct ReceiptPredicate: Codable, Sendable, Equatable {
     public struct Request: Codable, Sendable, Equatable {
         /// `RequestCommitment.digest`: SHA-256 over the domain, a 32-byte salt and the request.
         public var commitment: String
-        public init(commitment: String) { self.commitment = commitment }
+        /// The endpoint answered, "METHOD /path" (no query), when the signer knows it (the
+        /// receipt proxy always does): a verifier can tell a chat completion from any other route.
+        public var route: String?
+        public init(commitment: String, route: String? = nil) { self.commitment = commitment; self.route = route }
+
+        /// An upper-case method token (at most 16 letters), one space, and a path of printable
+        /// ASCII starting with "/", without "?" or "#", at most 1,024 bytes.
+        public static func isRoute(_ s: String) -> Bool {
+            guard let space = s.firstIndex(of: " ") else { return false }
+            let method = s[..<space].utf8, path = s[s.index(after: space)...].utf8
+            return (1...16).contains(method.count) && method.allSatisfy { (0x41...0x5a).contains($0) }
+                && (1...1024).contains(path.count) && path.first == 0x2f
+                && path.allSatisfy { (0x21...0x7e).contains($0) && $0 != 0x3f && $0 != 0x23 }
+        }
     }
 
     public var model: Model
@@ -159,6 +172,7 @@ public struct ReceiptPredicate: Codable, Sendable, Equatable {
         }, "attestation.evidence", "lists 1 to 16 devices with sha256 digests")
         try need(appraised != nil, "attestation.appraisedAt", "is RFC 3339 UTC with seconds")
         try need(request.map { ReceiptFormat.isDigest($0.commitment) } ?? true, "request.commitment", "is a sha256 digest")
+        try need(request?.route.map(Request.isRoute) ?? true, "request.route", "is \"METHOD /path\"")
         try need(started != nil, "startedAt", "is RFC 3339 UTC with seconds")
         try need(finished != nil, "finishedAt", "is RFC 3339 UTC with seconds")
     }

@@ -14,7 +14,8 @@ import VouchRuntime
 func proxyCommand(_ words: [String]) -> Never {
     let pargs: Arguments
     do {
-        pargs = try Arguments(words, options: ["upstream", "listen", "cert", "key", "issuance-proof", "max-body", "max-response", "timeout"])
+        pargs = try Arguments(words, options: ["upstream", "listen", "cert", "key", "issuance-proof", "max-body", "max-response", "timeout",
+                                                "sign-routes"])
     } catch { fail(error, prefix: "proxy: ") }
     func required(_ name: String) -> String {
         guard let v = pargs[name] else { fail("proxy: --\(name) is required") }
@@ -46,12 +47,19 @@ func proxyCommand(_ words: [String]) -> Never {
     let timeout: TimeInterval
     do { timeout = try duration(pargs["timeout"] ?? "10m", "--timeout") } catch { fail(error, prefix: "proxy: ") }
     guard timeout >= 1 else { fail("proxy: --timeout is at least 1s") }
+    var signedRoutes = ReceiptProxy.defaultSignedRoutes
+    if let list = pargs["sign-routes"] {
+        signedRoutes = Set(list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        guard !signedRoutes.isEmpty, signedRoutes.allSatisfy(ReceiptPredicate.Request.isRoute) else {
+            fail("proxy: --sign-routes takes \"METHOD /path\" items separated by commas (e.g. \"POST /v1/chat/completions,POST /v1/completions\")")
+        }
+    }
     do {
         let receipts = try receiptSigner(certificate: required("cert"), key: required("key"), issuanceProof: pargs["issuance-proof"])
         let upstream = HTTPClient(upstreamTransport, timeoutSeconds: Int(timeout), maxResponseBytes: maxResponse)
         // Room for every connection's request and answer is not promised; past this, 503 proxy_busy.
         let proxy = ReceiptProxy(upstream: upstream, receipts: receipts, maxInFlightBytes: max(512 << 20, 2 * (maxBody + maxResponse)),
-                                 log: { Runtime.log($0, level: "debug") })
+                                 signedRoutes: signedRoutes, log: { Runtime.log($0, level: "debug") })
         // A thread per connection: each waits on the upstream for as long as it answers. Idle
         // connections wait as long as the upstream may pause inside a stream (slow senders are
         // bounded by the request deadline); the pool holds a receipt header of up to 48 KiB.
@@ -78,7 +86,7 @@ func receiptSigner(certificate: String, key: String, issuanceProof: String?) thr
 /// `ReceiptSigner` as the proxy's `ReceiptMaking`.
 struct AgentReceiptSigner: ReceiptMaking {
     let signer: ReceiptSigner
-    func sign(output: [UInt8], request: [UInt8]?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8]) {
-        try signer.sign(output: output, request: request, startedAt: startedAt, finishedAt: finishedAt)
+    func sign(output: [UInt8], request: [UInt8]?, route: String?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8]) {
+        try signer.sign(output: output, request: request, route: route, startedAt: startedAt, finishedAt: finishedAt)
     }
 }

@@ -19,7 +19,7 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
                       [--simulate-gpus N [--simulate-tee-platform DIR] [--simulate-tee-options FILE]]
        vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
        vouch-attester proxy --upstream URL --listen ADDR --cert FILE --key FILE [--issuance-proof FILE]
-                      [--max-body BYTES] [--max-response BYTES] [--timeout DUR]
+                      [--max-body BYTES] [--max-response BYTES] [--timeout DUR] [--sign-routes LIST]
        vouch-attester --simulate N --broker URL --ca FILE --listen ADDR:PORT [--labels K=V,...] [--hostname PREFIX]
                       [--enroll-agents] [--drift-after DUR]
        vouch-attester -h | --help | --version
@@ -109,11 +109,11 @@ reset PCR 23, extend it with one event per artefact in name order, and write the
 Canonical Event Log JSON) to --model-log. Prints the manifest digest.
 
 proxy: the receipt proxy, in front of an OpenAI-compatible inference server on this host (vLLM,
-llama.cpp, Ollama). Every request is forwarded unchanged; every 2xx answer comes back unchanged
-with a receipt signed with the agent's key: a JSON answer with the headers Vouch-Receipt (base64
+llama.cpp, Ollama). Every request is forwarded unchanged; every 2xx answer of an inference
+endpoint (--sign-routes) comes back unchanged with a receipt signed with the agent's key: a JSON answer with the headers Vouch-Receipt (base64
 of the receipt bundle) and Vouch-Receipt-Salt (hex, opens the request commitment); a streamed
 answer (text/event-stream) is passed on as it arrives, then one last event, vouch-receipt, with
-{"bundle", "salt"}. Other statuses pass through without a receipt; an upstream that fails answers
+{"bundle", "salt", "length"}. Other statuses and routes pass through without a receipt; an upstream that fails answers
 502 or 504 JSON {code, message} (docs/receipts.md, "The receipt proxy").
   --upstream URL    the inference server: http://127.0.0.1:PORT (plain http only to a loopback
                     address), https://HOST[:PORT] (system trust store) or unix:PATH
@@ -125,6 +125,9 @@ answer (text/event-stream) is passed on as it arrives, then one last event, vouc
   --max-body BYTES  largest request body (default 4194304; larger: 413 body_too_large)
   --max-response BYTES  largest answer (default 67108864; larger: 502 upstream_response_too_large)
   --timeout DUR     longest an upstream answer may take, streams included (default 10m)
+  --sign-routes LIST  the endpoints whose answers are signed, "METHOD /path" separated by commas
+                    (default: POST /v1/chat/completions, /v1/completions, /v1/embeddings,
+                    /v1/responses, /api/chat, /api/generate, /api/embed); others pass unsigned
 """
 
 /// One line on stderr, then exit: 2 for a usage error (pointing at --help), 1 for a failure.

@@ -12,7 +12,7 @@ import XCTest
 final class LargeReceipts: ReceiptMaking {
     let size: Int
     init(size: Int) { self.size = size }
-    func sign(output: [UInt8], request: [UInt8]?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8]) {
+    func sign(output: [UInt8], request: [UInt8]?, route: String?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8]) {
         (Array(#"{"pad":""#.utf8) + [UInt8](repeating: 0x61, count: size) + Array(#""}"#.utf8), [1, 2])
     }
 }
@@ -21,8 +21,10 @@ final class LargeReceipts: ReceiptMaking {
 final class ReceiptProxyHardeningTests: XCTestCase {
     let clock = ManualClock()
 
-    func proxy(_ upstream: TestUpstream, receipts: any ReceiptMaking = DigestReceipts(), maxInFlightBytes: Int = 1 << 20) -> ReceiptProxy {
-        ReceiptProxy(upstream: HTTPClient(.service(baseURL: upstream.url), timeoutSeconds: 60), receipts: receipts, clock: clock, maxInFlightBytes: maxInFlightBytes)
+    func proxy(_ upstream: TestUpstream, receipts: any ReceiptMaking = DigestReceipts(), maxInFlightBytes: Int = 1 << 20,
+               signedRoutes: Set<String> = ReceiptProxy.defaultSignedRoutes) -> ReceiptProxy {
+        ReceiptProxy(upstream: HTTPClient(.service(baseURL: upstream.url), timeoutSeconds: 60), receipts: receipts, clock: clock, maxInFlightBytes: maxInFlightBytes,
+                     signedRoutes: signedRoutes)
     }
 
     func code(_ response: HTTPResponse) -> String? {
@@ -87,7 +89,7 @@ final class ReceiptProxyHardeningTests: XCTestCase {
         }
         defer { upstream.server.stop() }
         let receipts = DigestReceipts()
-        let p = proxy(upstream, receipts: receipts)
+        let p = proxy(upstream, receipts: receipts, signedRoutes: ["GET /plain", "GET /gzip"])
         let plain = p.handle(HTTPRequest(method: "GET", path: "/plain", headers: ["accept-encoding": "gzip, br"]))
         XCTAssertEqual(plain.status, 200)
         XCTAssertNotNil(plain.header("vouch-receipt"))

@@ -16,6 +16,7 @@ final class DigestReceipts: ReceiptMaking {
         var output: String
         var outputLength: Int
         var requestCommitment: String
+        var route: String?
         var startedAt: Date
         var finishedAt: Date
     }
@@ -24,11 +25,12 @@ final class DigestReceipts: ReceiptMaking {
     let refuses: Bool
     init(refuses: Bool = false) { self.refuses = refuses }
 
-    func sign(output: [UInt8], request: [UInt8]?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8]) {
+    func sign(output: [UInt8], request: [UInt8]?, route: String?, startedAt: Date, finishedAt: Date) throws -> (bundle: [UInt8], salt: [UInt8]) {
         calls.withLock { $0 += 1 }
         if refuses { throw VouchError(.crypto, "the test signer refuses") }
         let bundle = Bundle(output: Hex.encode(Crypto.sha256(output)), outputLength: output.count,
-                            requestCommitment: Hex.encode(Crypto.sha256(Self.salt + (request ?? []))), startedAt: startedAt, finishedAt: finishedAt)
+                            requestCommitment: Hex.encode(Crypto.sha256(Self.salt + (request ?? []))), route: route,
+                            startedAt: startedAt, finishedAt: finishedAt)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return (Array(try encoder.encode(bundle)), Self.salt)
@@ -106,6 +108,7 @@ final class ReceiptProxyTests: XCTestCase {
         let bundle = try DigestReceipts.bundle(Array(try XCTUnwrap(Data(base64Encoded: try XCTUnwrap(r.header("vouch-receipt"))))))
         XCTAssertEqual(bundle.output, Hex.encode(Crypto.sha256(answer)), "the receipt covers exactly the body")
         XCTAssertEqual(bundle.outputLength, answer.count)
+        XCTAssertEqual(bundle.route, "POST /v1/chat/completions", "the receipt names the endpoint (path without the query)")
         XCTAssertEqual(r.header("vouch-receipt-salt"), Hex.encode(DigestReceipts.salt))
         XCTAssertEqual(bundle.requestCommitment, DigestReceipts.commitment(request, salt: try Hex.decode(try XCTUnwrap(r.header("vouch-receipt-salt")))),
                        "the salt opens the commitment to the exact request body")
@@ -125,7 +128,9 @@ final class ReceiptProxyTests: XCTestCase {
         XCTAssertEqual(receipts.calls.withLock { $0 }, 1)
     }
 
-    func testAGetWithoutABodyGoesWithoutOneAndGetsAReceipt() throws {
+    /// A route that is not an inference endpoint (here the models list) passes through unchanged
+    /// and unsigned: the proxy signs only what `signedRoutes` names.
+    func testAGetWithoutABodyGoesWithoutOneAndGetsNoReceipt() throws {
         let models = Array(#"{"object":"list","data":[]}"#.utf8)
         let upstream = try TestUpstream { _ in HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: models) }
         let receipts = DigestReceipts()
@@ -133,7 +138,8 @@ final class ReceiptProxyTests: XCTestCase {
         defer { server.stop(); upstream.server.stop() }
         let r = try client.send("GET", "/v1/models")
         XCTAssertEqual(r.body, models)
-        XCTAssertNotNil(r.header("vouch-receipt"))
+        XCTAssertNil(r.header("vouch-receipt"))
+        XCTAssertEqual(receipts.calls.withLock { $0 }, 0)
         let seen = try XCTUnwrap(upstream.received.first)
         XCTAssertEqual(seen.method, "GET")
         XCTAssertEqual(seen.body, [])
@@ -289,7 +295,7 @@ final class ReceiptProxyTests: XCTestCase {
         let upstream = try TestUpstream { _ in HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array("{\"secret\":1}".utf8)) }
         let (server, client) = try proxy(upstream.url, receipts: DigestReceipts(refuses: true))
         defer { server.stop(); upstream.server.stop() }
-        let r = try client.send("GET", "/v1/models")
+        let r = try client.send("POST", "/v1/chat/completions", headers: ["Content-Type": "application/json"], body: Array("{}".utf8))
         XCTAssertEqual(r.status, 500)
         XCTAssertEqual(code(r), "receipt_failed")
         XCTAssertFalse(String(decoding: r.body, as: UTF8.self).contains("secret"))
@@ -307,9 +313,9 @@ final class ReceiptProxyTests: XCTestCase {
         let proxy = ReceiptProxy(upstream: HTTPClient(.unix(path: dir.appendingPathComponent("model.sock").path)), receipts: receipts, clock: clock)
         let server = try HTTPServer(listen: .unix(path: dir.appendingPathComponent("proxy.sock").path, mode: 0o600), threading: .perConnection, handler: proxy.handle)
         defer { server.stop() }
-        let r = try HTTPClient(.unix(path: dir.appendingPathComponent("proxy.sock").path)).send("GET", "/v1/models?x=%20")
+        let r = try HTTPClient(.unix(path: dir.appendingPathComponent("proxy.sock").path)).send("POST", "/v1/completions?x=%20", body: Array("{}".utf8))
         XCTAssertEqual(r.body, answer)
-        XCTAssertEqual(r.header("x-target"), "/v1/models?x=%20")
+        XCTAssertEqual(r.header("x-target"), "/v1/completions?x=%20")
         XCTAssertEqual(try DigestReceipts.bundle(Array(try XCTUnwrap(Data(base64Encoded: try XCTUnwrap(r.header("vouch-receipt")))))).output,
                        Hex.encode(Crypto.sha256(answer)))
     }
@@ -349,8 +355,8 @@ final class ReceiptProxyTests: XCTestCase {
 
         let models = try client.send("GET", "/v1/models")
         XCTAssertEqual(models.body, try direct.send("GET", "/v1/models").body)
-        XCTAssertNotNil(models.header("vouch-receipt"))
-        XCTAssertEqual(receipts.calls.withLock { $0 }, 3)
+        XCTAssertNil(models.header("vouch-receipt"), "the models list is not an inference endpoint: no receipt")
+        XCTAssertEqual(receipts.calls.withLock { $0 }, 2)
     }
 
     /// `vouch-attester proxy` refuses what it cannot run with one line and exit 2.
