@@ -206,6 +206,19 @@ final class ReceiptsEndToEndTests: XCTestCase {
         XCTAssertEqual(try submit(try read("tampered.json")).1, "receipt_signature_invalid")
         XCTAssertEqual(try submit(try read(URL(fileURLWithPath: payloadFlipped).lastPathComponent)).0, 403)
         XCTAssertEqual(try submit(Array("{}".utf8)).1, "receipt_malformed")
+        // ...and `vouch receipt log` says so: exit 1, the broker's code on its one line.
+        let refused = try broker.vouch(["receipt", "log", file("tampered.json"), "--output", file("never.json")])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("receipt_signature_invalid"), refused.stderr)
+        XCTAssertEqual(refused.stderr.split(separator: "\n").count, 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: file("never.json")))
+        // Usage and unreadable input: exit 2.
+        for args in [["receipt", "log", file("answer.receipt.json")], ["receipt", "log", file("missing.json"), "--output", file("x.json")],
+                     ["receipt", "log", file("answer.json"), "--output", file("x.json")], ["log", "proof", "--output", file("x.json")],
+                     ["log", "proof", "--certificate", file("answer.json"), "--output", file("x.json")],
+                     ["log", "proof", "--certificate", file("answerer.pem"), "--output", file("x.json"), "--wait", "soon"]] {
+            XCTAssertEqual(try broker.vouch(args).status, 2, args.joined(separator: " "))
+        }
         // Schema-valid (docs/openapi.yaml) but nothing in it parses: a refusal, never a 4xx of form.
         let shaped = #"{"mediaType":"application/vnd.vouch.receipt.v1+json","envelope":{"payloadType":"","payload":"","signatures":[{"sig":""}]},"chain":"","ear":"","issuance":{"entry":"","proof":""}}"#
         XCTAssertEqual(try submit(Array(shaped.utf8)).0, 403)
