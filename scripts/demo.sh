@@ -3,7 +3,8 @@
 # enroll an agent, show status, revoke its certificate, show OCSP and the CRL (fetched over http
 # from the URLs in the certificate) saying so; then a simulated confidential VM (the software TEE)
 # on a second broker: enroll, check, drift, revoked; a simulated confidential VM with eight
-# software GPUs under one nonce: enroll, a GPU drifts, revoked; stop everything.
+# software GPUs under one nonce: enroll, a GPU drifts, revoked; a model server behind the receipt
+# proxy: one answer, its receipt verified offline, a changed byte refused; stop everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -178,8 +179,47 @@ if cvm check --cert "$out/gpu-agent/gpu-agent.pem" --allow-simulated; then
 fi
 grep "nvidia_gpu_measurement_mismatch" "$out/cvm-vouchd.log" | head -2
 
+step "10. Signed inference receipts: a model server behind vouch-attester proxy; the receipt verified offline"
+# A fresh agent on the TPM host (demo-agent was revoked in step 6), its issuance proof from the
+# broker's transparency log, and the trust document a verifier needs (no broker afterwards).
+"$bin/vouch" enroll --name receipt-agent --out "$out/receipt-agent"
+cat "$out/receipt-agent/receipt-agent.pem" "$out/receipt-agent/ca.pem" >"$out/receipt-agent/chain.pem"
+"$bin/vouch" log proof --certificate "$out/receipt-agent/chain.pem" --output "$out/receipt-agent/issuance.json" --wait 30s
+"$bin/vouch" trust get --output "$out/trust.json"
+model_port=$(free_port)
+python3 scripts/model-server.py --listen "127.0.0.1:$model_port" >"$out/model-server.log" 2>&1 &
+pids+=($!)
+wait_port "$model_port"
+proxy_port=$(free_port)
+"$bin/vouch-attester" proxy --upstream "http://127.0.0.1:$model_port" --listen "127.0.0.1:$proxy_port" \
+  --cert "$out/receipt-agent/chain.pem" --key "$out/receipt-agent/receipt-agent.key" \
+  --issuance-proof "$out/receipt-agent/issuance.json" >"$out/proxy.log" 2>&1 &
+pids+=($!)
+wait_port "$proxy_port"
+echo "One chat completion through the proxy (the answer is the model server's, byte for byte):"
+printf '%s' '{"model":"vouch-echo","messages":[{"role":"user","content":"which model answered me"}]}' >"$out/request.json"
+curl -sf -D "$out/answer.headers" -o "$out/answer.json" -H 'Content-Type: application/json' \
+  --data-binary @"$out/request.json" "http://127.0.0.1:$proxy_port/v1/chat/completions"
+cat "$out/answer.json"; echo
+header() { grep -i "^$1:" "$out/answer.headers" | head -1 | cut -d' ' -f2- | tr -d '\r\n'; }
+header vouch-receipt | base64 -d >"$out/answer.receipt.json"
+salt=$(header vouch-receipt-salt)
+echo "Verified offline with the trust document only: which model, which environment and who verified it, which output:"
+"$bin/vouch" receipt verify "$out/answer.receipt.json" --trust "$out/trust.json" --output "$out/answer.json" \
+  --request "$out/request.json" --salt "$salt"
+echo "One byte of the answer changed: the receipt refuses it"
+python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[len(b) // 2] ^= 1; open(sys.argv[2], "wb").write(b)' \
+  "$out/answer.json" "$out/answer.tampered.json"
+if "$bin/vouch" receipt verify "$out/answer.receipt.json" --trust "$out/trust.json" --output "$out/answer.tampered.json" >"$out/tampered.out" 2>&1; then
+  cat "$out/tampered.out"; echo "expected the tampered answer to be refused" >&2; exit 1
+fi
+cat "$out/tampered.out"
+grep -q "^FAILED receipt_output_mismatch" "$out/tampered.out" || { echo "expected receipt_output_mismatch" >&2; exit 1; }
+
 step "Done"
 echo "Left for inspection: out/demo/ca.pem (issuing CA), out/demo/broker-ca.pem (the broker's own CA), out/demo/agent.pem, out/demo/crl.der"
 echo "  openssl verify -crl_check -CAfile out/demo/ca.pem -CRLfile <(openssl crl -inform der -in out/demo/crl.der) out/demo/agent.pem"
 echo "The simulated confidential VM's: out/demo/cvm-agent/cvm-agent.pem, out/demo/cvm-vouchd.log, out/demo/cvm-platform/"
 echo "The simulated GPU host's: out/demo/gpu-agent/gpu-agent.pem (its EAR lists gpu0-gpu7), out/demo/gpu-policy.yaml"
+echo "The receipt: out/demo/answer.json, out/demo/answer.receipt.json, out/demo/trust.json"
+echo "  vouch receipt verify out/demo/answer.receipt.json --trust out/demo/trust.json --output out/demo/answer.json"

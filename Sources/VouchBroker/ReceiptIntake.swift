@@ -12,12 +12,18 @@ extension ErrorCode {
     /// revoked now (the broker logs receipts of live agents only; an auditor judges older ones
     /// from the log's revocation entries).
     public static let receiptNotAccepted = ErrorCode("receipt_not_accepted", status: 403)
+    /// `POST /v1/receipts`: the body has the receipt bundle's JSON shape (docs/openapi.yaml), but
+    /// what it carries does not parse as a receipt (PEM, JWS, base64, DSSE, the Statement, log
+    /// entries, tlog-proofs): bad material in a well-formed request is a refusal, not a 422.
+    public static let receiptContentInvalid = ErrorCode("receipt_content_invalid", status: 403)
 }
 
 /// `POST /v1/receipts`: an agent logs one of its receipts. The body is a receipt bundle
 /// (docs/receipts.md); the broker logs only what verifies, in this order:
 ///
-///  1. the bundle parses (`receipt_malformed`); a `receipt` part already in it is ignored;
+///  1. the bundle parses: `receipt_malformed` (422) for a body that is not a bundle's JSON,
+///     `receipt_content_invalid` (403) for one of that shape whose contents do not parse (so a
+///     schema-valid request is never a 422); a `receipt` part already in it is ignored;
 ///  2. every check of `ReceiptVerifier` holds against the broker's own trust document (the
 ///     issuing-CA roots, the broker CA, this log's key): signature, chain, agent identity, EAR,
 ///     claims, the issuance entry and its inclusion in this log (the verifier's codes, 403);
@@ -37,10 +43,40 @@ struct ReceiptIntake {
     let certificates: any CertificateStore
     let clock: any Clock
 
+    /// The JSON shape of a receipt bundle, as docs/openapi.yaml's `ReceiptBundle` has it: a body
+    /// of this shape is schema-valid, so its contents failing to parse is a refusal (403).
+    struct Shape: Decodable {
+        struct Envelope: Decodable {
+            struct Signature: Decodable { var keyid: String?; var sig: String }
+            var payloadType: String
+            var payload: String
+            var signatures: [Signature]
+        }
+        struct Entry: Decodable { var entry: String; var proof: String }
+        var mediaType: String
+        var envelope: Envelope
+        var chain: String
+        var ear: String
+        var issuance: Entry?
+        var receipt: Entry?
+
+        static func matches(_ body: [UInt8]) -> Bool {
+            guard body.count <= UnverifiedReceiptBundle.maxBytes, let shape = try? JSONDecoder().decode(Shape.self, from: Data(body)) else { return false }
+            return shape.mediaType == UnverifiedReceiptBundle.mediaType && (1...8).contains(shape.envelope.signatures.count)
+        }
+    }
+
+    /// `receipt_malformed` (422) for a body that is not a bundle's JSON; `receipt_content_invalid`
+    /// (403) for one of that shape whose contents do not parse.
+    func malformed(_ body: [UInt8], _ message: String) -> VouchError {
+        Shape.matches(body) ? VouchError(.receiptContentInvalid, "the receipt's contents do not parse: \(message)")
+                            : VouchError(.receiptMalformed, "the body is not a receipt bundle: \(message)")
+    }
+
     func submit(_ body: [UInt8]) throws -> LogProofResponse {
         let parsed: UnverifiedReceiptBundle
         do { parsed = try UnverifiedReceiptBundle(json: body) } catch {
-            throw VouchError(.receiptMalformed, "the body is not a receipt bundle: \((error as? VouchError)?.message ?? "\(error)")")
+            throw malformed(body, (error as? VouchError)?.message ?? "\(error)")
         }
         let bundle = UnverifiedReceiptBundle(envelope: parsed.envelope, chainPEM: parsed.chainPEM, ear: parsed.ear,
                                              issuance: parsed.issuance, receipt: nil)
@@ -49,8 +85,9 @@ struct ReceiptIntake {
         case .verified(let f): facts = f
         case .rejected(let violations):
             let first = violations.first ?? ReceiptViolation(code: .receiptMalformed, message: "the receipt does not verify")
-            throw VouchError(first.code, violations.map { "\($0.code.rawValue): \($0.message)" }.joined(separator: "; "),
-                             context: ["codes": violations.map(\.code.rawValue).joined(separator: ",")])
+            let message = violations.map { "\($0.code.rawValue): \($0.message)" }.joined(separator: "; ")
+            if first.code == .receiptMalformed { throw malformed(body, message) }
+            throw VouchError(first.code, message, context: ["codes": violations.map(\.code.rawValue).joined(separator: ",")])
         }
         let leaf = try Certificate.chain(pem: bundle.chainPEM)[0]
         let certificateDigest = LogEntry.digest(Crypto.sha256(try leaf.der))

@@ -75,7 +75,7 @@ enum CLI {
           devices: rules), an enrollment body of a CPU TEE with its GPUs (composite), a RIM
           (vouch help evidence). Exit 0 verified, 1 refused, 2 unreadable.
 
-    Receipts (offline; docs/receipts.md):
+    Receipts (docs/receipts.md; sign and verify offline):
       receipt sign --cert CHAIN --key KEY --output FILE [--request FILE [--salt-out FILE]] [--issuance-proof FILE]
                    [--started T --finished T] --out BUNDLE
                                           an agent's signed receipt for one output (DSSE, in-toto); prints the
@@ -84,6 +84,7 @@ enum CLI {
                      [--witness VKEY ... [--witnesses K]]
                                           which model, which environment and who verified it, which output;
                                           exit 0 verified, 1 refused (each failed check's code), 2 unreadable
+      receipt log BUNDLE --output BUNDLE2 have the broker log the receipt; BUNDLE2 carries its log proof
 
     Relying parties and workflows (a read token is enough):
       check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--jwks] [--json]
@@ -100,6 +101,7 @@ enum CLI {
                                           cosign checkpoints that extend the last one; refuse rollbacks,
                                           keep fork evidence; log keygen --name NAME --out PREFIX
       log mirror --log URL --log-key VKEY --out DIR    a verified copy for offline receipt checks
+      log proof --certificate CERT --output FILE [--wait DUR]   an agent's issuance proof (broker options)
 
     Exit status: 0 success, 1 refused or failed (one line on stderr), 2 usage error (one line).
     """

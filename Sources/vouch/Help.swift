@@ -20,6 +20,7 @@ extension CLI {
                vouch log witness --log URL|DIR --log-key VKEY --key SKEY_FILE --state DIR [--submit] [--interval DUR]
                vouch log mirror --log URL --log-key VKEY --out DIR
                vouch log keygen --name NAME --out PREFIX [--type cosignature|ed25519]
+               vouch log proof --certificate CERT --output FILE [--wait DUR] [--broker URL --ca FILE]
         A client of a C2SP tlog-tiles log: the broker's (https; its certificate checked against --ca
         FILE or $VOUCH_CA) or a directory (a mirror). VKEY: the log's vkey (/v1/trust), inline or a file.
           checkpoint  print the log's checkpoint once its signature and origin verify
@@ -28,9 +29,10 @@ extension CLI {
                       DIR/ORIGIN/fork/ and cosign nothing more; --submit: POST it to the log
           mirror      copy checkpoint, tiles and entry bundles into DIR, each verified first
           keygen      a witness key pair PREFIX.skey (0600), PREFIX.vkey (for vouchd --log-witness)
+          proof       an agent certificate's issuance entry and proof, for --issuance-proof (--wait: until logged)
         exit: 0 done, 1 refused (signature, rollback, fork, bad tiles), 2 usage or unreadable key
         examples:
-          vouch log keygen --name witness.example.net --out /etc/vouch-witness/key
+          vouch log proof --certificate agent.pem --output issuance.json --wait 30s
           vouch log witness --log https://broker:8443 --ca ca.pem --log-key log.vkey \\
               --key /etc/vouch-witness/key.skey --state /var/lib/vouch-witness --submit --interval 5m
           vouch log mirror --log https://broker:8443 --ca ca.pem --log-key log.vkey --out /srv/vouch-log
@@ -160,20 +162,18 @@ extension CLI {
                                   [--issuance-proof FILE] [--started T --finished T] --out BUNDLE
                vouch receipt verify BUNDLE --trust TRUST [--output FILE] [--request FILE --salt HEX] [--crl FILE]
                                   [--witness VKEY ... [--witnesses K]]
+               vouch receipt log BUNDLE --output BUNDLE2 [--broker URL --ca FILE]
         sign: an agent's receipt for one output: a DSSE envelope of an in-toto Statement (subject: the
-        output's SHA-256; predicate https://vouch.dev/receipt/v1: the model, environment and policy as
-        the certificate's EAR attests them, times, and a salted commitment to --request), signed with
-        the agent's key (CHAIN: its certificate, then the issuing chain), in a bundle with the chain, the
-        EAR and the issuance log proof (--issuance-proof: the JSON of GET /v1/log/proof?certificate=).
-        The salt is printed (or written to --salt-out, 0600) for the requester only. Times: RFC 3339
-        (default: now).
-        verify: every check of docs/receipts.md against TRUST (GET /v1/trust, vouch trust get): the
-        chain to the agent roots, an agent signer, the DSSE signature, the EAR (broker CA) and the
-        claims it binds, the issuance entry and the inclusion proofs under the log key, the times, and
-        with --crl (PEM or DER, the issuing CA's) revocation before the receipt; --witness (repeatable,
-        cosignature/v1 vkeys) with --witnesses K (default: all) cosignatures required. Prints which
-        model, which environment and who verified it, which output, then OK. Exit 0 verified, 1 refused
-        (each failed check on stdout as FAILED CODE: why), 2 usage or unreadable input.
+        output's SHA-256; predicate: the model, environment and policy as the certificate's EAR attests
+        them, times, a salted commitment to --request), signed with the agent's key (CHAIN: its cert,
+        then the issuing chain), bundled with the chain, the EAR and the issuance proof (vouch log proof).
+        The salt is printed (or written to --salt-out, 0600) for the requester only; times RFC 3339.
+        verify: every check of docs/receipts.md against TRUST (vouch trust get): chain, agent signer, DSSE
+        signature, the EAR and the claims it binds, log entries and proofs under the log key, times; --crl
+        (the issuing CA's): revocation; --witness VKEY (repeatable), --witnesses K (default all): cosignatures.
+        Prints which model, which environment and who verified it, which output, then OK. Exit 0 verified,
+        1 refused (FAILED CODE: why, per failed check), 2 usage or unreadable input.
+        log: POST /v1/receipts (no token); BUNDLE2 is BUNDLE with the receipt's own entry and proof.
         examples:
           vouch receipt sign --cert agent.pem --key agent.key --output answer.txt --request prompt.txt \
             --issuance-proof issuance.json --out answer.receipt.json

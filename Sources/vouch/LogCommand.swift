@@ -14,7 +14,8 @@ func logCommand(_ argv: [String]) throws -> Int32 {
     case "checkpoint": return try logCheckpoint(rest)
     case "witness": return try logWitness(rest)
     case "mirror": return try logMirror(rest)
-    default: throw VouchError(.usage, "give a subcommand: checkpoint, witness, mirror or keygen")
+    case "proof": return try logProof(rest)
+    default: throw VouchError(.usage, "give a subcommand: checkpoint, witness, mirror, proof or keygen")
     }
 }
 
@@ -120,6 +121,10 @@ func logWitness(_ argv: [String]) throws -> Int32 {
             if interval == nil { print(r.note, terminator: "") }
         } catch let e as VouchError where interval != nil && (e.code == .logFetchFailed || e.code == .http) {
             CLI.error("vouch log witness: \(CLI.oneLine(e.message)) (retrying)")
+        } catch let e as VouchError where e.code == .witnessFork || e.code == .witnessRollback {
+            // The code on the one line, so that scripts and tests tell a fork from a rollback.
+            CLI.error("vouch log witness: refused (\(e.code.rawValue)): \(CLI.oneLine(e.message))")
+            return 1
         }
         guard let interval else { return 0 }
         Thread.sleep(forTimeInterval: interval)

@@ -13,7 +13,8 @@ func receiptCommand(_ argv: [String]) throws -> Int32 {
     switch argv.first {
     case "sign": return try receiptSign(Array(argv.dropFirst()))
     case "verify": return try receiptVerify(Array(argv.dropFirst()))
-    default: throw VouchError(.usage, "give a subcommand: sign or verify")
+    case "log": return try receiptLog(Array(argv.dropFirst()))
+    default: throw VouchError(.usage, "give a subcommand: sign, verify or log")
     }
 }
 

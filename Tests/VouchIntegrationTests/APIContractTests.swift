@@ -121,6 +121,9 @@ final class APIContractTests: XCTestCase {
                 let checkpoint = try open.send("GET", "/checkpoint", headers: [:], body: nil).body
                 return try open.send("POST", "/v1/log/cosignatures", headers: ["Content-Type": "text/plain"], body: checkpoint)
             }),
+            (.init(method: "POST", path: "/v1/receipts"), {   // not a bundle: 422 receipt_malformed
+                try open.send("POST", "/v1/receipts", headers: jsonHeaders, body: Array(#"{"mediaType":"application/vnd.vouch.receipt.v1+json"}"#.utf8))
+            }),
             (.init(method: "GET", path: "/v1/hosts/{hostId}/attestations"), { try admin.send("GET", "/v1/hosts/\(id)/attestations?limit=2", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/attestations"), { try admin.send("GET", "/v1/attestations?result=trusted&kind=enrollment", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/certificates"), { try admin.send("GET", "/v1/certificates?hostId=\(id)&state=valid", headers: auth, body: nil) }),
