@@ -24,19 +24,25 @@ extension ErrorCode {
 ///  1. the bundle parses: `receipt_malformed` (422) for a body that is not a bundle's JSON,
 ///     `receipt_content_invalid` (403) for one of that shape whose contents do not parse (so a
 ///     schema-valid request is never a 422); a `receipt` part already in it is ignored;
-///  2. every check of `ReceiptVerifier` holds against the broker's own trust document (the
+///  2. the leaf certificate is one this broker issued — same serial, same DER —, not revoked and
+///     valid now (`receipt_not_accepted`): checked before anything costly, since the route takes
+///     no token;
+///  3. every check of `ReceiptVerifier` holds against the broker's own trust document (the
 ///     issuing-CA roots, the broker CA, this log's key): signature, chain, agent identity, EAR,
 ///     claims, the issuance entry and its inclusion in this log (the verifier's codes, 403);
-///  3. the certificate is one this broker issued — same serial, same DER — and is not revoked
-///     now (`receipt_not_accepted`);
-///  4. the receipt finished no later than `maxClockSkew` after the broker's clock
-///     (`receipt_outside_validity`).
+///  4. the receipt finished no later than `maxClockSkew` after the broker's clock and no more
+///     than `maxAge` before it (`receipt_outside_validity`).
 ///
 /// Then the receipt entry (SPIFFE ID, serial, certificate digest, SHA-256 of the DSSE payload,
-/// output digest; the time is the broker's) is appended, and the answer is its proof once a
-/// checkpoint covers it. No token: the agent's signature authenticates the submission.
+/// output digest; the time is the broker's) is appended once — a receipt already logged (the
+/// same Statement) answers its existing entry, so replaying a public receipt adds nothing — and
+/// the answer is its proof once the background sequencer's checkpoint covers it. No token: the
+/// agent's signature authenticates the receipt, and only live agents' receipts are logged.
 struct ReceiptIntake {
     static let maxClockSkew: TimeInterval = 300
+    /// How long after it finished a receipt may still be logged (the broker's entry time is the
+    /// receipt's trusted upper bound: a receipt logged much later proves little about when it was made).
+    static let maxAge: TimeInterval = 86400
 
     let log: TransparencyLog
     let trust: TrustDocument
@@ -80,6 +86,23 @@ struct ReceiptIntake {
         }
         let bundle = UnverifiedReceiptBundle(envelope: parsed.envelope, chainPEM: parsed.chainPEM, ear: parsed.ear,
                                              issuance: parsed.issuance, receipt: nil)
+        // The cheap checks first: only a certificate this broker issued, unrevoked and valid now,
+        // is worth a full verification (which costs an unauthenticated caller nothing).
+        guard let leaf = try? Certificate.chain(pem: bundle.chainPEM).first else {
+            throw malformed(body, "the chain holds no certificate")
+        }
+        let now = clock.now()
+        let serial = leaf.serialHex
+        guard let record = try certificates.certificate(serial: serial),
+              let issued = try? Certificate.chain(pem: record.pem).first, try issued.der == leaf.der else {
+            throw VouchError(.receiptNotAccepted, "this broker did not issue the receipt's certificate", context: ["serial": String(serial.prefix(64))])
+        }
+        if let revokedAt = record.revokedAt {
+            throw VouchError(.receiptNotAccepted, "the receipt's certificate was revoked at \(revokedAt.iso8601)", context: ["serial": serial])
+        }
+        guard record.notBefore <= now, now < record.notAfter else {
+            throw VouchError(.receiptNotAccepted, "the receipt's certificate is not valid now (the broker logs receipts of live agents)", context: ["serial": serial])
+        }
         let facts: ReceiptFacts
         switch ReceiptVerifier(trust: try ReceiptTrust(trust)).verify(bundle: bundle.json) {
         case .verified(let f): facts = f
@@ -89,21 +112,14 @@ struct ReceiptIntake {
             if first.code == .receiptMalformed { throw malformed(body, message) }
             throw VouchError(first.code, message, context: ["codes": violations.map(\.code.rawValue).joined(separator: ",")])
         }
-        let leaf = try Certificate.chain(pem: bundle.chainPEM)[0]
-        let certificateDigest = LogEntry.digest(Crypto.sha256(try leaf.der))
-        guard let record = try certificates.certificate(serial: facts.serial),
-              let issued = try? Certificate.chain(pem: record.pem).first, try issued.der == leaf.der else {
-            throw VouchError(.receiptNotAccepted, "this broker did not issue the receipt's certificate", context: ["serial": facts.serial])
-        }
-        if let revokedAt = record.revokedAt {
-            throw VouchError(.receiptNotAccepted, "the receipt's certificate was revoked at \(revokedAt.iso8601)", context: ["serial": facts.serial])
-        }
-        let now = clock.now()
-        guard let finished = Date.parseRFC3339(facts.statement.predicate.finishedAt), finished <= now.addingTimeInterval(Self.maxClockSkew) else {
-            throw VouchError(.receiptOutsideValidity, "the receipt finishes after the broker's clock", context: ["finishedAt": facts.statement.predicate.finishedAt])
+        guard facts.serial == serial else { throw VouchError(.internalError, "the verified receipt names another certificate") }
+        guard let finished = Date.parseRFC3339(facts.statement.predicate.finishedAt),
+              finished <= now.addingTimeInterval(Self.maxClockSkew), finished >= now.addingTimeInterval(-Self.maxAge) else {
+            throw VouchError(.receiptOutsideValidity, "the receipt finishes after the broker's clock, or more than a day before it",
+                             context: ["finishedAt": facts.statement.predicate.finishedAt])
         }
         let entry = try LogEntry(kind: .receipt, time: now, fields: [
-            "spiffe": facts.spiffeId, "serial": facts.serial, "certificate": certificateDigest,
+            "spiffe": facts.spiffeId, "serial": facts.serial, "certificate": LogEntry.digest(Crypto.sha256(try leaf.der)),
             "statement": LogEntry.digest(Crypto.sha256(bundle.envelope.payload)),
             "output": LogEntry.digest(facts.statement.outputSHA256),
         ])

@@ -33,6 +33,8 @@ public final class TransparencyLog: Sendable {
     private let problem = Mutex<VouchError?>(nil)
     /// One sequencer: rounds never overlap.
     private let sequencer = Mutex(())
+    /// Receipt submissions: the "already logged?" check and the enqueue happen together.
+    private let receipts = Mutex(())
 
     /// The log origin and key name for a trust domain.
     public static func origin(trustDomain: String) -> String { trustDomain + "/vouch-log" }
@@ -296,18 +298,30 @@ public final class TransparencyLog: Sendable {
 
     // MARK: receipts
 
-    /// Logs a receipt entry: appends it to the outbox, runs sequencing rounds until a checkpoint
-    /// covers it (at most `rounds`), and returns its index and proof. The entry point of
-    /// `POST /v1/receipts`, once the receipt is verified.
-    public func appendReceipt(_ entry: LogEntry, rounds: Int = 8) throws -> (index: UInt64, entry: [UInt8], proof: TLogProofFile) {
-        guard entry.kind == .receipt else { throw VouchError(.invalidValue, "only receipt entries are submitted") }
-        let id = try store.enqueueLogEntry(LogOutboxEntry(entry: entry.bytes))
-        for _ in 0..<max(1, rounds) {
-            try step()
-            if let index = try store.logIndex(outboxID: id), let c = try served(), index < c.size {
+    /// Logs a receipt entry once: a receipt (keyed by its Statement's SHA-256) already logged or
+    /// waiting is not appended again — its index and proof are returned — so replaying a public
+    /// receipt adds nothing. The entry goes to the outbox; the background sequencer (never this
+    /// call: a request must not drive checkpoint signing) sequences it and signs the checkpoint,
+    /// which this waits for, polling, at most `wait` (`not_ready` then: retry, nothing is
+    /// logged twice). The entry point of `POST /v1/receipts`, once the receipt is verified.
+    public func appendReceipt(_ entry: LogEntry, wait: TimeInterval = 5) throws -> (index: UInt64, entry: [UInt8], proof: TLogProofFile) {
+        guard entry.kind == .receipt, let statement = entry["statement"] else { throw VouchError(.invalidValue, "only receipt entries are submitted") }
+        let key = "receipt:" + statement.dropFirst("sha256:".count)
+        let outboxID: Int64? = try receipts.withLock { _ in
+            if try store.logIndex(certificate: key) != nil { return nil }
+            if let pending = try store.pendingLogEntry(key: key) { return pending }
+            return try store.enqueueLogEntry(LogOutboxEntry(entry: entry.bytes, certificate: key))
+        }
+        let deadline = Date().addingTimeInterval(wait)
+        while true {
+            let index = try outboxID.map { try store.logIndex(outboxID: $0) } ?? store.logIndex(certificate: key)
+            if let index, let c = try served(), index < c.size {
                 let (bytes, proof) = try inclusion(index: index)
                 return (index, bytes, proof)
             }
+            if let problem = currentProblem { throw problem }
+            guard Date() < deadline else { break }
+            Thread.sleep(forTimeInterval: 0.05)
         }
         throw VouchError(.notReady, "the receipt was logged but no checkpoint covers it yet; retry")
     }

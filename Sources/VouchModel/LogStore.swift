@@ -10,6 +10,8 @@ import VouchCore
 /// text) and, for an issuance, the issued certificate's DER SHA-256 (lowercase hex) for lookups.
 public struct LogOutboxEntry: Sendable, Equatable {
     public var entry: [UInt8]
+    /// The entry's lookup key: an issuance's certificate DER SHA-256 (lowercase hex), or
+    /// `receipt:` and a receipt's Statement SHA-256 (one entry per receipt); nil for others.
     public var certificate: String?
     public init(entry: [UInt8], certificate: String? = nil) { self.entry = entry; self.certificate = certificate }
 }
@@ -79,6 +81,8 @@ public protocol LogStore: Sendable {
     func logIndex(certificate: String) throws -> UInt64?
     /// The index an outbox row was given, once sequenced.
     func logIndex(outboxID: Int64) throws -> UInt64?
+    /// The outbox row still waiting with this key (`LogOutboxEntry.certificate`), if any.
+    func pendingLogEntry(key: String) throws -> Int64?
     /// The checkpoint published last (largest size, latest).
     func latestCheckpoint() throws -> PublishedCheckpoint?
     /// The published checkpoint of this size, if any.

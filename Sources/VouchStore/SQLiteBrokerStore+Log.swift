@@ -96,6 +96,10 @@ extension SQLiteBrokerStore {
         }
     }
 
+    public func pendingLogEntry(key: String) throws -> Int64? {
+        try with { db in try db.prepare("SELECT id FROM log_outbox WHERE certificate = ? ORDER BY id LIMIT 1").query([.text(key)]) { $0.int(0) }.first }
+    }
+
     public func logIndex(outboxID: Int64) throws -> UInt64? {
         try with { db in try db.prepare("SELECT idx FROM log_entries WHERE outbox_id = ?").query([.int(outboxID)]) { UInt64($0.int(0)) }.first }
     }

@@ -299,8 +299,15 @@ final class TransparencyLogTests: XCTestCase {
         let log = try openLog(store)
         _ = try append(store, 0..<5)
         let receipt = try LogEntry(bytes: try entry(99).entry)
+        // The background sequencer signs; the submission only waits for it.
+        let loop = LogSequencerLoop(log: log, every: 0.05, report: { _ in })
+        loop.start()
+        defer { loop.stop() }
         let (index, bytes, proof) = try log.appendReceipt(receipt)
         XCTAssertEqual(index, 5)
+        let again = try log.appendReceipt(receipt)
+        XCTAssertEqual(again.index, 5, "a receipt submitted again is not logged again")
+        XCTAssertEqual(try store.logSize(), 6)
         XCTAssertEqual(bytes, receipt.bytes)
         let checkpoint = try CheckpointBody(text: try UnverifiedNote(proof.signedCheckpoint).verify([signer.verifierKey]).text)
         _ = try MerkleVerifier(hasher: hasher).verifyInclusion(leafHash: hasher.leafHash(bytes), index: index, size: checkpoint.size,
