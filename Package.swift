@@ -103,7 +103,7 @@ let package = Package(
         .target(name: "VouchCollateral", dependencies: ["VouchCore", "VouchRuntime", "VouchCrypto", "VouchTEEWire", "VouchAttestation"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog", "VouchTLog", "VouchReceipts", "VouchReceiptKit"]),
         .target(name: "VouchLogClient", dependencies: ["VouchCore", "VouchTLog", "VouchCrypto", "VouchRuntime"]),
-        .target(name: "VouchReceiptKit", dependencies: ["VouchCore", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchTLog", "VouchTPMWire", "VouchReceipts"]),
+        .target(name: "VouchReceiptKit", dependencies: ["VouchCore", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchTLog", "VouchTPMWire", "VouchReceipts", "VouchLogClient"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog",
                                                    "VouchAttestation", "VouchTEESim", "VouchTEEWire"]),
 
@@ -131,7 +131,7 @@ let package = Package(
         .target(name: "VouchReceiptTestSupport", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchReceiptKit", "VouchReceipts", "VouchTLog"],
                 path: "Tests/VouchReceiptTestSupport"),
         .testTarget(name: "VouchReceiptTests", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchReceiptKit", "VouchReceipts", "VouchTLog",
-                                                              "VouchReceiptTestSupport"]),
+                                                              "VouchReceiptTestSupport", "VouchLogClient", "VouchTestSupport"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
         .target(name: "VouchBrokerTestSupport", dependencies: ["VouchModel", "VouchAPI", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),

@@ -159,7 +159,7 @@ extension CLI {
         usage: vouch receipt sign --cert CHAIN --key KEY --output FILE [--request FILE [--salt-out FILE]]
                                   [--issuance-proof FILE] [--started T --finished T] --out BUNDLE
                vouch receipt verify BUNDLE --trust TRUST [--output FILE] [--request FILE --salt HEX] [--crl FILE]
-                                  [--witness VKEY ... [--witnesses K]]
+                                  [--witness VKEY ... [--witnesses K]] [--log DIR|URL [--ca FILE]]
         sign: an agent's receipt for one output: a DSSE envelope of an in-toto Statement (subject: the
         output's SHA-256; predicate https://vouch.dev/receipt/v1: the model, environment and policy as
         the certificate's EAR attests them, times, and a salted commitment to --request), signed with
@@ -171,13 +171,19 @@ extension CLI {
         chain to the agent roots, an agent signer, the DSSE signature, the EAR (broker CA) and the
         claims it binds, the issuance entry and the inclusion proofs under the log key, the times, and
         with --crl (PEM or DER, the issuing CA's) revocation before the receipt; --witness (repeatable,
-        cosignature/v1 vkeys) with --witnesses K (default: all) cosignatures required. Prints which
+        cosignature/v1 vkeys) with --witnesses K (default: all) cosignatures required; --log (a
+        directory of vouch log mirror, or the broker's https URL with --ca) read whole: it must extend
+        the receipt's checkpoints and hold no revocation of the certificate at or before the receipt's
+        time (the answer covers that log size only). A logged receipt's entry time (the broker's clock)
+        bounds the receipt's time. Prints which
         model, which environment and who verified it, which output, then OK. Exit 0 verified, 1 refused
         (each failed check on stdout as FAILED CODE: why), 2 usage or unreadable input.
         examples:
           vouch receipt sign --cert agent.pem --key agent.key --output answer.txt --request prompt.txt \
             --issuance-proof issuance.json --out answer.receipt.json
           vouch receipt verify answer.receipt.json --trust trust.json --output answer.txt --crl ca.crl
+          vouch log mirror --log https://broker:8443 --ca ca.pem --log-key log.vkey --out log/
+          vouch receipt verify answer.receipt.json --trust trust.json --output answer.txt --log log/
         """,
         "cert": """
         usage: vouch cert inspect FILE [--ca FILE] [--issuer FILE] [--json]
