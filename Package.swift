@@ -36,7 +36,8 @@
 //                      a simulated NVIDIA Hopper board (SPDM evidence, XML-DSig-signed RIMs) kept in a directory
 //                      (VouchRuntime: its files) (tests, demo and simulated fleet only)
 //   VouchReceiptKit    receipts: ReceiptSigner (agent key, certificate, EAR, issuance proof) and the offline
-//                      ReceiptVerifier (chain, EAR, log proofs, CRL), over the trust document
+//                      ReceiptVerifier (chain, EAR, log proofs, CRL, revocation read from a log through
+//                      VouchLogClient), over the trust document
 //   VouchBroker        the broker service: orchestration over protocols, and its HTTP API (logs through an
 //                      injected closure; VouchRuntime only for Bootstrap's CA, token and identity files); the transparency
 //                      log (sequencer, checkpoints, tiles) and receipt intake (VouchReceiptKit verifies them)

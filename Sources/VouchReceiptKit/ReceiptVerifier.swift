@@ -131,14 +131,16 @@ public struct ReceiptVerifier: Sendable {
         // 7. EAR.
         var claims: AttestationExtension?
         let certEAR = leaf.extensionValue(oid: AttestationExtension.oid).flatMap { try? AttestationExtension.ear(extensionValue: $0) }
-        if certEAR != bundle.ear {
-            fail(.receiptEARInvalid, "the bundle's EAR is not the one in the certificate")
-        } else {
+        if let certEAR, certEAR == bundle.ear {
             do {
-                claims = try AttestationExtension.verified(certificate: leaf, anchors: trust.brokerAnchors, signer: "spiffe://\(trust.trustDomain)/vouchd", at: at)
+                // The EAR read once, from the certificate (equal to the bundle's).
+                claims = try AttestationExtension.verified(certificate: leaf, ear: certEAR, anchors: trust.brokerAnchors,
+                                                           signer: "spiffe://\(trust.trustDomain)/vouchd", at: at)
             } catch {
                 fail(.receiptEARInvalid, "the certificate's EAR does not verify: \(Self.message(error))")
             }
+        } else {
+            fail(.receiptEARInvalid, "the bundle's EAR is not the one in the certificate")
         }
         // 8. Claims.
         let expected = claims.flatMap { try? AgentReceiptClaims(leaf: leaf, claims: $0, ear: bundle.ear, issuance: nil) }
