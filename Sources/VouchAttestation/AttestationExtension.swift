@@ -312,7 +312,7 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         if let ind = record.indicator, ind & CMWRecord.attestationResults == 0 {
             throw VouchError(.invalidValue, "the CMW indicator does not mark an attestation result", context: ["field": "cmw.ind"])
         }
-        guard let token = String(bytes: record.value, encoding: .utf8), token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
+        guard let token = String(bytes: record.value, encoding: .utf8), token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).count == 3 else {
             throw VouchError(.invalidValue, "the CMW value is not a compact JWS", context: ["field": "cmw.value"])
         }
         return token

@@ -122,8 +122,8 @@ public struct JWSSigner: Sendable {
 
     /// The three parts of a compact JWS and its decoded header.
     private static func split(_ token: String) throws -> ([String], [String: Any]) {
-        guard token.count <= 64 * 1024 else { throw VouchError(.invalidValue, "token is too long", context: ["field": "token"]) }
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard token.utf8.count <= 64 * 1024 else { throw VouchError(.invalidValue, "token is too long", context: ["field": "token"]) }
+        let parts = token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         guard parts.count == 3 else { throw VouchError(.invalidValue, "a compact JWS has three parts", context: ["got": "\(parts.count)"]) }
         let headerBytes = try base64URLDecode(parts[0], field: "header")
         guard let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any] else {

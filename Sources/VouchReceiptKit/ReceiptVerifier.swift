@@ -86,7 +86,7 @@ public struct ReceiptVerifier: Sendable {
             guard bundle.envelope.payloadType == DSSEEnvelope.inTotoPayloadType else {
                 return .rejected([.init(code: .receiptMalformed, message: "the envelope's payload type is not \(DSSEEnvelope.inTotoPayloadType)")])
             }
-            chain = try Certificate.chain(pem: bundle.chainPEM)
+            chain = try trust.chain(pem: bundle.chainPEM)
             guard !chain.isEmpty, chain.count <= 8 else { throw VouchError(.receiptMalformed, "the chain holds 1 to 8 certificates") }
             certDigest = try AgentReceiptClaims.certificateDigest(chain[0])
         } catch {
