@@ -36,7 +36,8 @@
 //                      a simulated NVIDIA Hopper board (SPDM evidence, XML-DSig-signed RIMs) kept in a directory
 //                      (VouchRuntime: its files) (tests, demo and simulated fleet only)
 //   VouchReceiptKit    receipts: ReceiptSigner (agent key, certificate, EAR, issuance proof) and the offline
-//                      ReceiptVerifier (chain, EAR, log proofs, CRL), over the trust document
+//                      ReceiptVerifier (chain, EAR, log proofs, CRL, revocation read from a log through
+//                      VouchLogClient), over the trust document
 //   VouchBroker        the broker service: orchestration over protocols, and its HTTP API (logs through an
 //                      injected closure; VouchRuntime only for Bootstrap's CA, token and identity files); the transparency
 //                      log (sequencer, checkpoints, tiles) and receipt intake (VouchReceiptKit verifies them)
@@ -103,7 +104,7 @@ let package = Package(
         .target(name: "VouchCollateral", dependencies: ["VouchCore", "VouchRuntime", "VouchCrypto", "VouchTEEWire", "VouchAttestation"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog", "VouchTLog", "VouchReceipts", "VouchReceiptKit"]),
         .target(name: "VouchLogClient", dependencies: ["VouchCore", "VouchTLog", "VouchCrypto", "VouchRuntime"]),
-        .target(name: "VouchReceiptKit", dependencies: ["VouchCore", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchTLog", "VouchTPMWire", "VouchReceipts"]),
+        .target(name: "VouchReceiptKit", dependencies: ["VouchCore", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchTLog", "VouchTPMWire", "VouchReceipts", "VouchLogClient"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog",
                                                    "VouchAttestation", "VouchTEESim", "VouchTEEWire"]),
 
@@ -131,7 +132,7 @@ let package = Package(
         .target(name: "VouchReceiptTestSupport", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchReceiptKit", "VouchReceipts", "VouchTLog"],
                 path: "Tests/VouchReceiptTestSupport"),
         .testTarget(name: "VouchReceiptTests", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchReceiptKit", "VouchReceipts", "VouchTLog",
-                                                              "VouchReceiptTestSupport"]),
+                                                              "VouchReceiptTestSupport", "VouchLogClient", "VouchTestSupport"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
         .target(name: "VouchBrokerTestSupport", dependencies: ["VouchModel", "VouchAPI", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),

@@ -312,7 +312,7 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         if let ind = record.indicator, ind & CMWRecord.attestationResults == 0 {
             throw VouchError(.invalidValue, "the CMW indicator does not mark an attestation result", context: ["field": "cmw.ind"])
         }
-        guard let token = String(bytes: record.value, encoding: .utf8), token.split(separator: ".", omittingEmptySubsequences: false).count == 3 else {
+        guard let token = String(bytes: record.value, encoding: .utf8), token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).count == 3 else {
             throw VouchError(.invalidValue, "the CMW value is not a compact JWS", context: ["field": "cmw.value"])
         }
         return token
@@ -342,7 +342,14 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         guard let der = certificate.extensionValue(oid: oid) else {
             throw VouchError(.attestationMissing, "the certificate carries no attestation extension", context: ["field": "extensions"])
         }
-        let claims = try verified(extensionValue: der, anchors: anchors, signer: signer, at: now)
+        return try verified(certificate: certificate, ear: try ear(extensionValue: der), anchors: anchors, signer: signer, at: now)
+    }
+
+    /// As `verified(certificate:anchors:signer:at:)`, for a caller that has already read the EAR
+    /// out of `certificate`'s extension with `ear(extensionValue:)` (it must be that EAR: the
+    /// binding below only proves the EAR names this certificate, not that it came from it).
+    public static func verified(certificate: Certificate, ear token: String, anchors: [Certificate], signer: String, at now: Date) throws -> AttestationExtension {
+        let claims = try AttestationExtension(earPayload: try JWSSigner.verify(token, anchors: anchors, signer: signer, at: now))
         let sans = certificate.uriSANs
         guard let subject = claims.subject, subject.spkiSHA256 == Crypto.sha256(try certificate.publicKey.canonicalSPKIDER),
               sans.count == 1, Array(sans[0].utf8) == Array(subject.spiffeId.utf8) else {

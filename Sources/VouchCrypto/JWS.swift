@@ -23,15 +23,37 @@ public struct JWSSigner: Sendable {
         self.kid = jwk.thumbprint
     }
 
+    /// Base64url without padding (RFC 4648 section 5). Byte by byte: Foundation's string
+    /// replacement was most of the cost of reading an EAR (a few KiB of base64url with its x5c).
     public static func base64URL(_ b: [UInt8]) -> String {
-        Base64.encode(b).replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        var out: [UInt8] = []
+        out.reserveCapacity((b.count + 2) / 3 * 4)
+        for c in Base64.encode(b).utf8 {
+            switch c {
+            case UInt8(ascii: "+"): out.append(UInt8(ascii: "-"))
+            case UInt8(ascii: "/"): out.append(UInt8(ascii: "_"))
+            case UInt8(ascii: "="): break
+            default: out.append(c)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
+    /// Reads unpadded base64url: `-` and `_` become `+` and `/`, padding is refused, and the
+    /// result must be canonical standard base64 once padded (`Base64.decode`).
     public static func base64URLDecode(_ s: String, field: String) throws -> [UInt8] {
-        var t = s.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        guard !t.contains("=") else { throw VouchError(.invalidValue, "base64url must not be padded", context: ["field": field]) }
-        while t.count % 4 != 0 { t += "=" }
-        return try Base64.decode(t, field: field)
+        var t: [UInt8] = []
+        t.reserveCapacity(s.utf8.count + 3)
+        for c in s.utf8 {
+            switch c {
+            case UInt8(ascii: "-"): t.append(UInt8(ascii: "+"))
+            case UInt8(ascii: "_"): t.append(UInt8(ascii: "/"))
+            case UInt8(ascii: "="): throw VouchError(.invalidValue, "base64url must not be padded", context: ["field": field])
+            default: t.append(c)
+            }
+        }
+        while t.count % 4 != 0 { t.append(UInt8(ascii: "=")) }
+        return try Base64.decode(String(decoding: t, as: UTF8.self), field: field)
     }
 
     /// Signs the JSON `payload` (typ `typ`): header.payload.signature, each base64url.
@@ -60,7 +82,13 @@ public struct JWSSigner: Sendable {
         guard header["alg"] as? String == "ES256", let x5c = header["x5c"] as? [String], !x5c.isEmpty, x5c.count <= 8 else {
             throw VouchError(.invalidValue, "header must name alg ES256 and carry an x5c chain", context: ["field": "header"])
         }
-        let chain = try x5c.map { try Certificate(der: try Base64.decode($0, field: "x5c")) }
+        let chain = try x5c.enumerated().map { i, b64 -> Certificate in
+            let der = try Base64.decode(b64, field: "x5c")
+            // A copy of an anchor (the broker CA rides along in x5c) is that anchor, byte for
+            // byte: reuse it rather than decode it again (OpenSSL 3's key decoding dominates).
+            if i > 0, let anchor = anchors.first(where: { (try? $0.der) == der }) { return anchor }
+            return try Certificate(der: der)
+        }
         if let e = chain[0].verify(anchors: anchors, intermediates: Array(chain.dropFirst()), at: now) {
             throw VouchError(.signatureInvalid, "the token's signer does not chain to a trusted CA: \(e.message)", context: ["field": "x5c"])
         }
@@ -94,8 +122,8 @@ public struct JWSSigner: Sendable {
 
     /// The three parts of a compact JWS and its decoded header.
     private static func split(_ token: String) throws -> ([String], [String: Any]) {
-        guard token.count <= 64 * 1024 else { throw VouchError(.invalidValue, "token is too long", context: ["field": "token"]) }
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard token.utf8.count <= 64 * 1024 else { throw VouchError(.invalidValue, "token is too long", context: ["field": "token"]) }
+        let parts = token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         guard parts.count == 3 else { throw VouchError(.invalidValue, "a compact JWS has three parts", context: ["got": "\(parts.count)"]) }
         let headerBytes = try base64URLDecode(parts[0], field: "header")
         guard let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any] else {

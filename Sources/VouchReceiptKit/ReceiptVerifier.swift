@@ -2,6 +2,7 @@ import Foundation
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchLogClient
 import VouchReceipts
 import VouchTLog
 
@@ -35,14 +36,28 @@ import VouchTLog
 /// 11. `receipt_witnesses_insufficient`: with witness keys, at least `witnessThreshold` of them
 ///     cosigned every checkpoint.
 /// 12. `receipt_outside_validity`: start ≤ finish, both inside the leaf's validity (notBefore ≤
-///     start, finish < notAfter, as OpenSSL counts it), start not before the appraisal time.
+///     start, finish < notAfter, as OpenSSL counts it), start not before the appraisal time; and
+///     when the bundle carries the receipt's own log entry (check 9 passed), finish no later than
+///     that entry's time (the broker's clock when it logged the receipt) plus `loggedTimeSkew`.
+///     The receipt's time for revocation is then finish, or the logged time when earlier: the
+///     log proves the receipt existed by then.
 /// 13. `receipt_crl_invalid`: a CRL given is the leaf issuer's and signed by it;
-///     `receipt_revoked`: it lists the leaf as revoked at or before the receipt's finish time.
+///     `receipt_revoked`: it lists the leaf as revoked at or before the receipt's time.
+/// 14. With a log (`Inputs.log`: a mirror's directory or the broker's URL), read whole:
+///     `receipt_log_unverified`: its checkpoint is signed by the log key with the log's origin,
+///     and its entry bundles make that checkpoint's root; `receipt_log_inconsistent`: it extends
+///     every checkpoint verified in check 10 (at least as large, the same root at that size);
+///     `receipt_revoked`: no revocation entry names the leaf (digest or serial) at or before the
+///     receipt's time. A later one is reported (`LogRevocationAnswer.revokedLater`).
 public struct ReceiptVerifier: Sendable {
     public let trust: ReceiptTrust
     let hasher = MerkleHasher(sha256: { Crypto.sha256($0) })
 
     public init(trust: ReceiptTrust) { self.trust = trust }
+
+    /// How far an agent's finish time may run ahead of the broker's clock when the broker logged
+    /// the receipt (the broker's intake allows the same).
+    public static let loggedTimeSkew: TimeInterval = 300
 
     /// What the caller brings besides the bundle.
     public struct Inputs: Sendable {
@@ -52,10 +67,13 @@ public struct ReceiptVerifier: Sendable {
         public var crl: CRL?
         public var witnesses: [NoteVerifierKey]
         public var witnessThreshold: Int
+        /// A copy of the log (`DirectoryLogSource`) or the log itself (`HTTPLogSource`) to read
+        /// revocations from (check 14); read whole, every entry.
+        public var log: (any LogSource)?
         public init(output: [UInt8]? = nil, request: [UInt8]? = nil, salt: [UInt8]? = nil, crl: CRL? = nil,
-                    witnesses: [NoteVerifierKey] = [], witnessThreshold: Int = 0) {
+                    witnesses: [NoteVerifierKey] = [], witnessThreshold: Int = 0, log: (any LogSource)? = nil) {
             self.output = output; self.request = request; self.salt = salt; self.crl = crl
-            self.witnesses = witnesses; self.witnessThreshold = witnessThreshold
+            self.witnesses = witnesses; self.witnessThreshold = witnessThreshold; self.log = log
         }
     }
 
@@ -68,7 +86,7 @@ public struct ReceiptVerifier: Sendable {
             guard bundle.envelope.payloadType == DSSEEnvelope.inTotoPayloadType else {
                 return .rejected([.init(code: .receiptMalformed, message: "the envelope's payload type is not \(DSSEEnvelope.inTotoPayloadType)")])
             }
-            chain = try Certificate.chain(pem: bundle.chainPEM)
+            chain = try trust.chain(pem: bundle.chainPEM)
             guard !chain.isEmpty, chain.count <= 8 else { throw VouchError(.receiptMalformed, "the chain holds 1 to 8 certificates") }
             certDigest = try AgentReceiptClaims.certificateDigest(chain[0])
         } catch {
@@ -113,14 +131,16 @@ public struct ReceiptVerifier: Sendable {
         // 7. EAR.
         var claims: AttestationExtension?
         let certEAR = leaf.extensionValue(oid: AttestationExtension.oid).flatMap { try? AttestationExtension.ear(extensionValue: $0) }
-        if certEAR != bundle.ear {
-            fail(.receiptEARInvalid, "the bundle's EAR is not the one in the certificate")
-        } else {
+        if let certEAR, certEAR == bundle.ear {
             do {
-                claims = try AttestationExtension.verified(certificate: leaf, anchors: trust.brokerAnchors, signer: "spiffe://\(trust.trustDomain)/vouchd", at: at)
+                // The EAR read once, from the certificate (equal to the bundle's).
+                claims = try AttestationExtension.verified(certificate: leaf, ear: certEAR, anchors: trust.brokerAnchors,
+                                                           signer: "spiffe://\(trust.trustDomain)/vouchd", at: at)
             } catch {
                 fail(.receiptEARInvalid, "the certificate's EAR does not verify: \(Self.message(error))")
             }
+        } else {
+            fail(.receiptEARInvalid, "the bundle's EAR is not the one in the certificate")
         }
         // 8. Claims.
         let expected = claims.flatMap { try? AgentReceiptClaims(leaf: leaf, claims: $0, ear: bundle.ear, issuance: nil) }
@@ -145,8 +165,13 @@ public struct ReceiptVerifier: Sendable {
         } else {
             fail(.receiptIssuanceMismatch, "the bundle carries no issuance entry and proof")
         }
-        if let receipt = bundle.receipt, let problem = receiptEntryProblem(receipt, leaf: leaf, certDigest: certDigest, statement: statement, payload: bundle.envelope.payload) {
-            fail(.receiptEntryMismatch, problem)
+        var loggedAt: Date?
+        if let receipt = bundle.receipt {
+            if let problem = receiptEntryProblem(receipt, leaf: leaf, certDigest: certDigest, statement: statement, payload: bundle.envelope.payload) {
+                fail(.receiptEntryMismatch, problem)
+            } else {
+                loggedAt = (try? LogEntry(bytes: receipt.entry)).flatMap { Date.parseRFC3339($0.time) }
+            }
         }
         // 10–11. Proofs, checkpoints, witnesses.
         var checkpoints: [CheckpointBody] = []
@@ -168,22 +193,36 @@ public struct ReceiptVerifier: Sendable {
             fail(.receiptOutsideValidity, "the receipt's times (\(predicate.startedAt) to \(predicate.finishedAt)) are not inside the certificate's validity "
                  + "(\(leaf.notBefore.iso8601) to \(leaf.notAfter.iso8601)) after the appraisal (\(predicate.attestation.appraisedAt))")
         }
+        if let loggedAt, finished > loggedAt.addingTimeInterval(Self.loggedTimeSkew) {
+            fail(.receiptOutsideValidity, "the receipt finished (\(predicate.finishedAt)) after the broker logged it (\(loggedAt.iso8601)), "
+                 + "more than \(Int(Self.loggedTimeSkew)) s later")
+        }
+        let receiptTime = min(finished, loggedAt ?? finished)
         // 13. Revocation.
         if let crl = inputs.crl {
             if let issuer, crl.issuer == issuer.subject, crl.isSigned(by: issuer) {
-                if let revoked = crl.revocationDate(serialHex: leaf.serialHex), revoked <= finished {
-                    fail(.receiptRevoked, "the certificate was revoked at \(revoked.iso8601), before the receipt finished (\(predicate.finishedAt))")
+                if let revoked = crl.revocationDate(serialHex: leaf.serialHex), revoked <= receiptTime {
+                    fail(.receiptRevoked, "the CRL lists the certificate as revoked at \(revoked.iso8601), at or before the receipt's time (\(receiptTime.iso8601))")
                 }
             } else {
                 fail(.receiptCRLInvalid, "the CRL is not signed by the certificate's issuer")
             }
+        }
+        // 14. Revocation from the log.
+        var logAnswer: LogRevocationAnswer?
+        if let source = inputs.log {
+            let (answer, found) = checkLog(source, certDigest: certDigest, serial: leaf.serialHex, receiptTime: receiptTime,
+                                           bundleCheckpoints: checkpoints, witnesses: inputs.witnesses)
+            logAnswer = answer
+            violations += found
         }
         guard violations.isEmpty, let claims else { return .rejected(violations) }
         return .verified(ReceiptFacts(statement: statement, spiffeId: spiffe, serial: leaf.serialHex, claims: claims,
                                       earSigner: "spiffe://\(trust.trustDomain)/vouchd", issuer: issuer?.subject ?? "",
                                       issuanceIndex: issuanceIndex ?? 0, checkpoints: checkpoints, witnesses: witnessNames.sorted(),
                                       outputChecked: inputs.output != nil, requestOpened: inputs.request != nil,
-                                      revocationCheckedAt: inputs.crl?.thisUpdate, logged: bundle.receipt != nil))
+                                      revocationCheckedAt: inputs.crl?.thisUpdate, logged: bundle.receipt != nil, loggedAt: loggedAt,
+                                      receiptTime: receiptTime, logRevocation: logAnswer))
     }
 
     func agentProblem(_ leaf: Certificate) -> String? {
@@ -275,6 +314,12 @@ public struct ReceiptFacts: Sendable {
     public let revocationCheckedAt: Date?
     /// True when the receipt itself is in the log.
     public let logged: Bool
+    /// The receipt entry's time (the broker's clock when it logged the receipt), when logged.
+    public let loggedAt: Date?
+    /// The time revocation is judged at: the Statement's finishedAt, or `loggedAt` when earlier.
+    public let receiptTime: Date
+    /// What reading the whole log established (check 14), when a log was given.
+    public let logRevocation: LogRevocationAnswer?
 }
 
 extension ErrorCode {

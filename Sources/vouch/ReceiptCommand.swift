@@ -83,10 +83,11 @@ private func receiptVerify(_ argv: [String]) throws -> Int32 {
             i += 1
         }
     }
-    let args = try Arguments(rest, options: ["trust", "output", "request", "salt", "crl", "witnesses"], positional: 1)
+    let args = try Arguments(rest, options: ["trust", "output", "request", "salt", "crl", "witnesses", "log", "ca"], positional: 1)
     guard let bundlePath = args.positional.first else { throw VouchError(.usage, "receipt verify needs a BUNDLE") }
     let trustPath = try args.required("trust")
     guard (args["request"] == nil) == (args["salt"] == nil) else { throw VouchError(.usage, "--request and --salt go together") }
+    guard args["ca"] == nil || args["log"] != nil else { throw VouchError(.usage, "--ca goes with an https:// --log") }
     let threshold = try args["witnesses"].map { s -> Int in
         guard let k = Int(s), k >= 1, k <= witnessKeys.count else { throw VouchError(.usage, "--witnesses K needs 1 ≤ K ≤ the number of --witness keys") }
         return k
@@ -117,6 +118,8 @@ private func receiptVerify(_ argv: [String]) throws -> Int32 {
         }
         inputs.crl = crl
     }
+    // --log DIR|URL: a directory written by `vouch log mirror`, or the broker (https, --ca).
+    if let log = args["log"] { inputs.log = try LogCLI.source(log, args) }
     switch ReceiptVerifier(trust: trust).verify(bundle: bundle, inputs) {
     case .rejected(let violations):
         for v in violations { print("FAILED \(v.code.rawValue): \(CLI.oneLine(v.message))") }
@@ -135,11 +138,28 @@ private func receiptVerify(_ argv: [String]) throws -> Int32 {
               + (f.witnesses.isEmpty ? "" : "; cosigned by \(f.witnesses.joined(separator: ", "))"))
         print("output       sha256:\(Hex.encode(f.statement.outputSHA256)) (\(f.outputChecked ? "matches --output" : "not compared: give --output"))")
         print("time         \(f.statement.predicate.startedAt) to \(f.statement.predicate.finishedAt)"
-              + (f.requestOpened ? "; request commitment opened" : "")
-              + (f.revocationCheckedAt.map { "; not revoked as of the CRL of \($0.iso8601)" } ?? "; revocation not checked: give --crl"))
+              + (f.loggedAt.map { "; logged by the broker at \($0.iso8601), which bounds the receipt's time (revocation judged at \(f.receiptTime.iso8601))" } ?? "")
+              + (f.requestOpened ? "; request commitment opened" : ""))
+        for line in revocationLines(f) { print(line) }
         print("OK")
         return 0
     }
+}
+
+/// What the revocation checks covered: the CRL's date, the log's size and times, a later revocation.
+private func revocationLines(_ f: ReceiptFacts) -> [String] {
+    var lines: [String] = []
+    if let at = f.revocationCheckedAt { lines.append("revocation   not revoked by the receipt's time as of the CRL of \(at.iso8601)") }
+    if let a = f.logRevocation {
+        var covers = ["last entry \(a.lastEntryTime?.iso8601 ?? "none")"]
+        covers += a.cosignatures.map { "cosigned by \($0.witness) at \($0.time.iso8601)" }
+        lines.append("revocation   not revoked by the receipt's time as of log size \(a.size) (\(covers.joined(separator: "; "))); later entries not seen")
+        if let r = a.revokedLater {
+            lines.append("             note: revoked later, at \(r.time.iso8601) (log entry \(r.index), \(r.reason)), after the receipt's time")
+        }
+    }
+    if lines.isEmpty { lines.append("revocation   not checked: give --crl or --log") }
+    return lines
 }
 
 /// PEM or DER input: the DER inside the first `label` block, or the bytes as they are.

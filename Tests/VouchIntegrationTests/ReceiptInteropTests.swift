@@ -100,5 +100,22 @@ final class ReceiptInteropTests: XCTestCase {
         XCTAssertEqual(unreadable.status, 2, unreadable.stderr)
         let usage = try TestEnv.run(vouch, ["receipt", "verify", path("r.json")])
         XCTAssertEqual(usage.status, 2, usage.stderr)
+
+        // --log: the world's log as a mirror directory; then the same entries under another key.
+        func publish(_ signer: NoteSigner) throws {
+            var log = StaticTileLog(directory: dir.appendingPathComponent("log"), signer: signer)
+            for e in world.entries { log.append(entry: e) }
+            try log.publish()
+        }
+        try publish(world.logSigner)
+        let logged = try TestEnv.run(vouch, ["receipt", "verify", path("r.json"), "--trust", path("trust.json"), "--log", path("log")])
+        XCTAssertEqual(logged.status, 0, logged.stdout + logged.stderr)
+        XCTAssertTrue(logged.stdout.contains("not revoked by the receipt's time as of log size \(world.tree.size)"), logged.stdout)
+        try publish(try StaticTileLog.logSigner(world.origin))
+        let foreign = try TestEnv.run(vouch, ["receipt", "verify", path("r.json"), "--trust", path("trust.json"), "--log", path("log")])
+        XCTAssertEqual(foreign.status, 1, foreign.stdout + foreign.stderr)
+        XCTAssertTrue(foreign.stdout.contains("FAILED receipt_log_unverified:"), foreign.stdout)
+        let noLog = try TestEnv.run(vouch, ["receipt", "verify", path("r.json"), "--trust", path("trust.json"), "--log", path("nothing")])
+        XCTAssertEqual(noLog.status, 2, noLog.stderr)
     }
 }

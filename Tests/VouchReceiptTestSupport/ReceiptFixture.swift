@@ -18,6 +18,8 @@ public final class ReceiptFixture: @unchecked Sendable {
     public let earSigner: JWSSigner
     public let logSigner: NoteSigner
     public var tree = MemoryMerkleTree(hasher: MerkleHasher(sha256: { Crypto.sha256($0) }))
+    /// The log's entries, in order (what `tree` hashes), to write the log out as tiles.
+    public private(set) var entries: [[UInt8]] = []
     public let agentKey: PrivateKey
     public let agentCert: Certificate
     /// The agent certificate's issuance entry and its proof.
@@ -43,7 +45,7 @@ public final class ReceiptFixture: @unchecked Sendable {
         agentCert = try Self.issue(brokerSigner: earSigner, ca: agentCA, key: try self.agentKey.publicKey, spiffeID: "spiffe://\(trustDomain)/host/\(hostID)/agent/payments",
                                    hostID: hostID, now: now, usage: .agent)
         // Some other entries first, so the proof is not trivial.
-        for i in 0..<5 { tree.append(entry: Array("other entry \(i)\n".utf8)) }
+        for i in 0..<5 { append(Array("other entry \(i)\n".utf8)) }
         issuance = try log(try issuanceEntry(for: agentCert))
     }
 
@@ -82,9 +84,14 @@ public final class ReceiptFixture: @unchecked Sendable {
     /// Appends `entry` to the log and returns it with its proof against a checkpoint of the new
     /// size signed by `signers` (default: the log key).
     public func log(_ entry: LogEntry, signers: [NoteSigner]? = nil) throws -> UnverifiedReceiptBundle.LoggedEntry {
-        tree.append(entry: entry.bytes)
+        append(entry.bytes)
         let index = tree.size - 1
         return UnverifiedReceiptBundle.LoggedEntry(entry: entry.bytes, proof: try proof(index: index, signers: signers ?? [logSigner]))
+    }
+
+    func append(_ entry: [UInt8]) {
+        entries.append(entry)
+        tree.append(entry: entry)
     }
 
     /// An inclusion proof of the entry at `index` against a freshly signed checkpoint of the whole tree.

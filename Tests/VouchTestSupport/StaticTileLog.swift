@@ -24,11 +24,13 @@ public struct StaticTileLog {
 
     /// Appends `count` entries whose bytes start with `tag`.
     public mutating func append(_ count: Int, tag: String = "entry") {
-        for _ in 0..<count {
-            let e = Array("\(tag) \(entries.count)\n".utf8)
-            entries.append(e)
-            tree.append(entry: e)
-        }
+        for _ in 0..<count { append(entry: Array("\(tag) \(entries.count)\n".utf8)) }
+    }
+
+    /// Appends one entry, byte for byte.
+    public mutating func append(entry: [UInt8]) {
+        entries.append(entry)
+        tree.append(entry: entry)
     }
 
     /// The signed checkpoint of the current tree.
