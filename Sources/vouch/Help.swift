@@ -178,8 +178,7 @@ extension CLI {
           vouch receipt sign --cert agent.pem --key agent.key --output answer.txt --request prompt.txt \
             --issuance-proof issuance.json --out answer.receipt.json
           vouch receipt verify answer.receipt.json --trust trust.json --output answer.txt --crl ca.crl
-          vouch log mirror --log https://broker:8443 --ca ca.pem --log-key log.vkey --out log/
-          vouch receipt verify answer.receipt.json --trust trust.json --output answer.txt --log log/
+          vouch receipt verify answer.receipt.json --trust trust.json --output answer.txt --log log/   # vouch log mirror
         """,
         "cert": """
         usage: vouch cert inspect FILE [--ca FILE] [--issuer FILE] [--json]
