@@ -45,7 +45,7 @@ extension ReceiptVerifier {
     /// (`receipt_log_inconsistent`), its entries make its root (`receipt_log_unverified`), and none
     /// of them revokes the certificate (by its digest or its serial: the broker writes both, and
     /// either names it) at or before `receiptTime` (`receipt_revoked`).
-    func checkLog(_ source: any LogSource, certDigest: String, serial: String, receiptTime: Date, bundleCheckpoints: [CheckpointBody],
+    func checkLog(_ source: any LogSource, certDigest: String, serial: String, receiptTime: Date, loggedAt: Date?, bundleCheckpoints: [CheckpointBody],
                   witnesses: [NoteVerifierKey]) -> (LogRevocationAnswer?, [ReceiptViolation]) {
         func violation(_ code: ErrorCode, _ message: String) -> ReceiptViolation { ReceiptViolation(code: code, message: message) }
         let client = LogClient(source: source, logKey: trust.logKey)
@@ -80,6 +80,9 @@ extension ReceiptVerifier {
             if time <= receiptTime {
                 violations.append(violation(.receiptRevoked, "the log records the certificate's revocation at \(entry.time) (entry \(index), "
                                             + "\(entry["reason"] ?? "")), at or before the receipt's time (\(receiptTime.iso8601))"))
+            } else if entry["reason"] == "keyCompromise", !(loggedAt.map { $0 < time } ?? false) {
+                violations.append(violation(.receiptRevoked, "the log records the certificate's key as compromised at \(entry.time) (entry \(index)): "
+                                            + "whoever held it could date a receipt before that, and the log holds none of this receipt from before"))
             } else if revokedLater == nil {
                 revokedLater = .init(index: index, time: time, reason: entry["reason"] ?? "")
             }

@@ -199,16 +199,20 @@ final class ReceiptVerifierTests: XCTestCase {
 
     func testRevocationBeforeTheReceiptByCRL() throws {
         let (bytes, _) = try sign()
-        func crl(revokedAt: Date, by ca: CertificateAuthority? = nil) throws -> CRL {
-            try CRL(der: try (ca ?? world.agentCA).makeCRL(entries: [RevokedEntry(serialHex: world.agentCert.serialHex, revokedAt: revokedAt, reason: 1)],
+        func crl(revokedAt: Date, by ca: CertificateAuthority? = nil, reason: Int = 9) throws -> CRL {
+            try CRL(der: try (ca ?? world.agentCA).makeCRL(entries: [RevokedEntry(serialHex: world.agentCert.serialHex, revokedAt: revokedAt, reason: reason)],
                                                            number: 1, thisUpdate: world.now.addingTimeInterval(60), nextUpdate: world.now.addingTimeInterval(3600)))
         }
         XCTAssertEqual(try codes(bytes, .init(crl: try crl(revokedAt: world.now.addingTimeInterval(-1)))), [.receiptRevoked])
         XCTAssertEqual(try codes(bytes, .init(crl: try crl(revokedAt: finish))), [.receiptRevoked], "revoked the second it finished")
         XCTAssertEqual(try codes(bytes, .init(crl: try crl(revokedAt: finish.addingTimeInterval(1)))), [], "revoked after the receipt")
-        let empty = try CRL(der: try world.agentCA.makeCRL(entries: [], number: 1, thisUpdate: world.now, nextUpdate: world.now.addingTimeInterval(3600)))
+        XCTAssertEqual(try codes(bytes, .init(crl: try crl(revokedAt: finish.addingTimeInterval(1), reason: 1))), [.receiptRevoked],
+                       "a compromised key: its thief could date a receipt before the revocation")
+        let stale = try CRL(der: try world.agentCA.makeCRL(entries: [], number: 1, thisUpdate: finish.addingTimeInterval(-1), nextUpdate: world.now.addingTimeInterval(3600)))
+        XCTAssertEqual(try codes(bytes, .init(crl: stale)), [.receiptCRLInvalid], "a CRL older than the receipt cannot clear it")
+        let empty = try CRL(der: try world.agentCA.makeCRL(entries: [], number: 1, thisUpdate: finish, nextUpdate: world.now.addingTimeInterval(3600)))
         guard case .verified(let facts) = try world.verifier().verify(bundle: bytes, .init(crl: empty)) else { return XCTFail() }
-        XCTAssertEqual(facts.revocationCheckedAt, world.now)
+        XCTAssertEqual(facts.revocationCheckedAt, finish)
         let otherCA = try CertificateAuthority.create(commonName: "agent CA", key: try PrivateKey.generate(.p256), notBefore: world.now.addingTimeInterval(-60),
                                                       notAfter: world.now.addingTimeInterval(3600))
         XCTAssertEqual(try codes(bytes, .init(crl: try crl(revokedAt: world.now, by: otherCA))), [.receiptCRLInvalid])
