@@ -70,6 +70,10 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
     /// The certificate the decision issued; nil only before the certificate is made (the EAR
     /// reader requires it).
     public var subject: Subject?
+    /// Each EAR submodule's `ear.status` (device name → `affirming`, `warning`, ...), as read
+    /// from an EAR; empty for claims not read from one. `warning` marks a simulated host or device,
+    /// a GPU whose measurements did not all match, or one whose revocation was not shown good.
+    public var statuses: [String: String] = [:]
 
     /// What a certificate's EAR is bound to.
     public struct Subject: Sendable, Equatable, Codable {
@@ -202,9 +206,14 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         let evidence: Evidence
         let policy: Policy
         let devices: [DeviceClaims]?
+        struct Submodule: Decodable {
+            let status: String?
+            enum CodingKeys: String, CodingKey { case status = "ear.status" }
+        }
+        let submods: [String: Submodule]?
         enum CodingKeys: String, CodingKey {
             case profile = "eat_profile", iat, host = "vouch.host", evidence = "vouch.evidence", policy = "vouch.policy"
-            case kind = "vouch.kind", subject = "vouch.subject", devices = "vouch.devices"
+            case kind = "vouch.kind", subject = "vouch.subject", devices = "vouch.devices", submods
         }
     }
 
@@ -282,6 +291,7 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         pcrDigest = try Hex.decode(c.evidence.pcrDigest ?? "", field: "vouch.evidence.pcrDigest")
         tee = c.evidence.tee
         devices = c.devices
+        statuses = (c.submods ?? [:]).reduce(into: [:]) { $0[$1.key] = $1.value.status ?? "none" }
         modelManifests = try c.evidence.modelManifests.map { try Hex.decode($0, field: "vouch.evidence.modelManifests") }
         secureBoot = c.evidence.secureBoot
         policyName = c.policy.name

@@ -24,6 +24,9 @@ import VouchTLog
 ///  7. `receipt_ear_invalid`: the bundle's EAR is the one in the certificate, signed by
 ///     `spiffe://<trust domain>/vouchd` chaining to `brokerCA`, and names this certificate's key
 ///     and SPIFFE ID.
+///     `receipt_not_affirming`: every submodule of the EAR says `affirming` (a simulated host or
+///     device, or a GPU not fully matched or not shown unrevoked, says `warning`), unless
+///     `Inputs.allowWarning`.
 ///  8. `receipt_claims_mismatch`: the predicate's model, agent, EAR digest, evidence digests,
 ///     policy digest and appraisal time are those of the certificate and its verified EAR.
 ///  9. `receipt_issuance_mismatch`: the issuance entry is present, of kind issuance, names this
@@ -76,6 +79,8 @@ public struct ReceiptVerifier: Sendable {
         /// A copy of the log (`DirectoryLogSource`) or the log itself (`HTTPLogSource`) to read
         /// revocations from (check 14); read whole, every entry.
         public var log: (any LogSource)?
+        /// Accept an EAR whose appraisal is `warning` somewhere (check 7).
+        public var allowWarning = false
         public init(output: [UInt8]? = nil, request: [UInt8]? = nil, salt: [UInt8]? = nil, crl: CRL? = nil,
                     witnesses: [NoteVerifierKey] = [], witnessThreshold: Int = 0, log: (any LogSource)? = nil) {
             self.output = output; self.request = request; self.salt = salt; self.crl = crl
@@ -129,7 +134,10 @@ public struct ReceiptVerifier: Sendable {
             fail(.receiptOutputMismatch, "the output's SHA-256 is not the receipt's subject digest")
         }
         if let request = inputs.request {
-            let opened = inputs.salt.map { ReceiptFormat.digest(Crypto.sha256(RequestCommitment.message(salt: $0, request: request))) }
+            // Only a salt of exactly the signer's length opens it (a longer one could carry a
+            // prefix of another request: salt' = salt ‖ prefix).
+            let opened = inputs.salt.flatMap { $0.count == RequestCommitment.saltBytes ? $0 : nil }
+                .map { ReceiptFormat.digest(Crypto.sha256(RequestCommitment.message(salt: $0, request: request))) }
             if predicate.request == nil || opened != predicate.request?.commitment {
                 fail(.receiptRequestMismatch, predicate.request == nil ? "the receipt commits to no request" : "the request and salt do not open the receipt's commitment")
             }
@@ -147,6 +155,14 @@ public struct ReceiptVerifier: Sendable {
             }
         } else {
             fail(.receiptEARInvalid, "the bundle's EAR is not the one in the certificate")
+        }
+        if let claims, !inputs.allowWarning {
+            let notAffirming = claims.statuses.filter { $0.value != "affirming" }.sorted { $0.key < $1.key }
+            if claims.statuses.isEmpty || !notAffirming.isEmpty {
+                fail(.receiptNotAffirming, claims.statuses.isEmpty ? "the EAR carries no appraisal status"
+                     : "the EAR's appraisal is not affirming for " + notAffirming.map { "\($0.key) (\($0.value))" }.joined(separator: ", ")
+                       + " (a simulated host or device, or a GPU not fully matched or not shown unrevoked); --allow-warning accepts it")
+            }
         }
         // 8. Claims.
         let expected = claims.flatMap { try? AgentReceiptClaims(leaf: leaf, claims: $0, ear: bundle.ear, issuance: nil) }
@@ -343,6 +359,9 @@ extension ErrorCode {
     public static let receiptOutputMismatch = ErrorCode("receipt_output_mismatch", status: 403)
     public static let receiptRequestMismatch = ErrorCode("receipt_request_mismatch", status: 403)
     public static let receiptEARInvalid = ErrorCode("receipt_ear_invalid", status: 403)
+    /// The EAR's appraisal is not `affirming` for the platform or a device (`warning`: simulated,
+    /// not fully matched, or revocation not shown); `vouch receipt verify --allow-warning` accepts it.
+    public static let receiptNotAffirming = ErrorCode("receipt_not_affirming", status: 403)
     public static let receiptClaimsMismatch = ErrorCode("receipt_claims_mismatch", status: 403)
     public static let receiptIssuanceMismatch = ErrorCode("receipt_issuance_mismatch", status: 403)
     public static let receiptEntryMismatch = ErrorCode("receipt_entry_mismatch", status: 403)

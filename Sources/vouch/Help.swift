@@ -161,18 +161,18 @@ extension CLI {
         usage: vouch receipt sign --cert CHAIN --key KEY --output FILE [--request FILE [--salt-out FILE]]
                                   [--issuance-proof FILE] [--started T --finished T] --out BUNDLE
                vouch receipt verify BUNDLE --trust TRUST [--output FILE] [--request FILE --salt HEX] [--crl FILE]
-                                  [--witness VKEY ... [--witnesses K]] [--log DIR|URL [--ca FILE]]
+                                  [--witness VKEY ... [--witnesses K]] [--log DIR|URL [--ca FILE]] [--allow-warning]
                vouch receipt log BUNDLE --output BUNDLE2 [--broker URL --ca FILE]
         sign: an agent's receipt for one output: a DSSE envelope of an in-toto Statement (subject: the
-        output's SHA-256; predicate: the model, environment and policy as the certificate's EAR attests
-        them, times, a salted commitment to --request), signed with the agent's key (CHAIN: its cert,
-        then the issuing chain), bundled with the chain, the EAR and the issuance proof (vouch log proof).
-        The salt is printed (or written to --salt-out, 0600) for the requester only; times RFC 3339.
-        verify: every check of docs/receipts.md against TRUST (vouch trust get): chain, agent signer, DSSE
-        signature, the EAR and the claims it binds, log entries and proofs under the log key, times; --crl
-        (the issuing CA's) or --log (a vouch log mirror directory, or the broker URL, read whole): revocation
-        before the receipt; --witness VKEY (repeatable), --witnesses K (default all): cosignatures. Prints
-        which model, which environment, which output, then OK. Exit 0 verified, 1 refused, 2 usage.
+        output's SHA-256; predicate: model, environment and policy as the certificate's EAR attests them,
+        times, a salted commitment to --request), signed with the agent's key (CHAIN: its cert, then the
+        issuing chain), with the chain, the EAR and the issuance proof (vouch log proof). The salt is
+        printed (or --salt-out, 0600) for the requester only. verify: every check of docs/receipts.md
+        against TRUST (vouch trust get): chain, agent signer, DSSE signature, the EAR and its claims, log
+        entries and proofs under the log key, times; --crl (the issuing CA's) or --log (a mirror dir or
+        the broker URL, read whole): revocation before the receipt; --witness VKEY (repeatable),
+        --witnesses K (default all): cosignatures; an EAR not affirming (simulated, GPU unmatched) only
+        with --allow-warning. Prints which model, environment, output, then OK. Exit 0/1 refused/2 usage.
         log: POST /v1/receipts (no token); BUNDLE2 is BUNDLE with the receipt's own entry and proof.
         examples:
           vouch receipt sign --cert agent.pem --key agent.key --output answer.txt --request prompt.txt \

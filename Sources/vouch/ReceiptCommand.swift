@@ -83,7 +83,7 @@ private func receiptVerify(_ argv: [String]) throws -> Int32 {
             i += 1
         }
     }
-    let args = try Arguments(rest, options: ["trust", "output", "request", "salt", "crl", "witnesses", "log", "ca"], positional: 1)
+    let args = try Arguments(rest, options: ["trust", "output", "request", "salt", "crl", "witnesses", "log", "ca"], flags: ["allow-warning"], positional: 1)
     guard let bundlePath = args.positional.first else { throw VouchError(.usage, "receipt verify needs a BUNDLE") }
     let trustPath = try args.required("trust")
     guard (args["request"] == nil) == (args["salt"] == nil) else { throw VouchError(.usage, "--request and --salt go together") }
@@ -108,6 +108,7 @@ private func receiptVerify(_ argv: [String]) throws -> Int32 {
         return 2
     }
     var inputs = ReceiptVerifier.Inputs(salt: salt, witnesses: witnesses, witnessThreshold: threshold)
+    inputs.allowWarning = args.has("allow-warning")
     if let path = args["output"] { guard let b = readInput(path, "--output") else { return 2 }; inputs.output = b }
     if let path = args["request"] { guard let b = readInput(path, "--request") else { return 2 }; inputs.request = b }
     if let path = args["crl"] {
@@ -133,10 +134,12 @@ private func receiptVerify(_ argv: [String]) throws -> Int32 {
         print("environment  \(f.spiffeId) on host \(c.hostId): \(evidence)")
         print("             policy \(c.policyName) v\(c.policyVersion) sha256:\(Hex.encode(c.policyDigest)), appraised \(c.attestedAt.iso8601)")
         print("verified by  \(f.earSigner) (EAR under the broker CA); certificate \(f.serial) issued by \(f.issuer)")
+        print("appraisal    " + c.statuses.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         let checkpoints = f.checkpoints.map { "\($0.origin) size \($0.size)" }.joined(separator: ", ")
         print("log          issuance at index \(f.issuanceIndex)\(f.logged ? ", receipt logged" : ", receipt not logged") (\(checkpoints))"
               + (f.witnesses.isEmpty ? "" : "; cosigned by \(f.witnesses.joined(separator: ", "))"))
-        print("output       sha256:\(Hex.encode(f.statement.outputSHA256)) (\(f.outputChecked ? "matches --output" : "not compared: give --output"))")
+        print("output       sha256:\(Hex.encode(f.statement.outputSHA256)) (\(f.outputChecked ? "matches --output" : "not compared: give --output"))"
+              + (f.statement.predicate.request?.route.map { ", the answer of \($0)" } ?? ""))
         print("time         \(f.statement.predicate.startedAt) to \(f.statement.predicate.finishedAt)"
               + (f.loggedAt.map { "; logged by the broker at \($0.iso8601), which bounds the receipt's time (revocation judged at \(f.receiptTime.iso8601))" } ?? "")
               + (f.requestOpened ? "; request commitment opened" : ""))

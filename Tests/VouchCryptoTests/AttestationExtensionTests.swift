@@ -18,17 +18,24 @@ final class AttestationExtensionTests: XCTestCase {
                               expiresAt: claims.attestedAt.addingTimeInterval(900), simulated: simulated)
     }
 
+    /// Claims as read back from an EAR: with the appraisal status of its one submodule.
+    func affirmed(_ claims: AttestationExtension) -> AttestationExtension {
+        var c = claims
+        c.statuses = ["tpm": "affirming"]
+        return c
+    }
+
     func testOIDHasShortArcs() {
         XCTAssertEqual(AttestationExtension.oid, "1.3.6.1.5.5.7.1.35")
         XCTAssertTrue(AttestationExtension.oid.split(separator: ".").allSatisfy { UInt64($0)! < 1 << 31 })
     }
 
     func testEARClaimsRoundTripAndOptionalFields() throws {
-        XCTAssertEqual(try AttestationExtension(earPayload: try payload(sample)), sample)
+        XCTAssertEqual(try AttestationExtension(earPayload: try payload(sample)), affirmed(sample))
         var bare = sample
         bare.modelManifests = []
         bare.secureBoot = nil
-        XCTAssertEqual(try AttestationExtension(earPayload: try payload(bare)), bare)
+        XCTAssertEqual(try AttestationExtension(earPayload: try payload(bare)), affirmed(bare))
 
         let json = try JSONSerialization.jsonObject(with: Data(try payload(sample, simulated: true))) as! [String: Any]
         XCTAssertEqual(json["eat_profile"] as? String, "tag:github.com,2023:veraison/ear")
@@ -85,8 +92,8 @@ final class AttestationExtensionTests: XCTestCase {
             notAfter: now.addingTimeInterval(3600), usage: .brokerClient), serial: nil)
         let token = try JWSSigner(key: key, chain: [leaf, brokerCA.certificate]).sign(payload: try payload(sample))
         let value = AttestationExtension.extensionValue(ear: token)
-        XCTAssertEqual(try AttestationExtension.verified(extensionValue: value, anchors: [brokerCA.certificate], signer: "spiffe://test.local/vouchd", at: now), sample)
-        XCTAssertEqual(try AttestationExtension(extensionValue: value), sample)
+        XCTAssertEqual(try AttestationExtension.verified(extensionValue: value, anchors: [brokerCA.certificate], signer: "spiffe://test.local/vouchd", at: now), affirmed(sample))
+        XCTAssertEqual(try AttestationExtension(extensionValue: value), affirmed(sample))
         XCTAssertThrowsError(try AttestationExtension.verified(extensionValue: value, anchors: [otherCA.certificate], signer: "spiffe://test.local/vouchd", at: now)) {
             XCTAssertEqual(($0 as? VouchError)?.code, .signatureInvalid)
         }
@@ -132,7 +139,7 @@ final class AttestationExtensionTests: XCTestCase {
             } catch { return (error as? VouchError)?.code }
         }
         XCTAssertEqual(try AttestationExtension.verified(certificate: try certificate(key: agentKey, spiffeID: spiffeID), anchors: [brokerCA.certificate],
-                                                         signer: "spiffe://test.local/vouchd", at: now), claims)
+                                                         signer: "spiffe://test.local/vouchd", at: now), affirmed(claims))
         XCTAssertEqual(code(try certificate(key: try PrivateKey.generate(.p256), spiffeID: spiffeID)), .attestationSubjectMismatch, "another key")
         XCTAssertEqual(code(try certificate(key: agentKey, spiffeID: "spiffe://test.local/agent/h/other")), .attestationSubjectMismatch, "another SPIFFE ID")
         XCTAssertEqual(code(try agentCA.issue(publicKey: try agentKey.publicKey, profile: LeafProfile(uriSANs: [spiffeID], notBefore: now.addingTimeInterval(-60),

@@ -59,11 +59,11 @@ public final class ReceiptFixture: @unchecked Sendable {
 
     /// A certificate from `ca` for `key` naming `spiffeID`, with an EAR the broker signed for it.
     public static func issue(brokerSigner: JWSSigner, ca: CertificateAuthority, key: PublicKey, spiffeID: String, hostID: String, now: Date,
-                             usage: LeafProfile.Usage, notBefore: Date? = nil, notAfter: Date? = nil) throws -> Certificate {
+                             usage: LeafProfile.Usage, notBefore: Date? = nil, notAfter: Date? = nil, simulated: Bool = false) throws -> Certificate {
         var claims = claims(hostID: hostID, now: now)
         claims.subject = try .init(spiffeId: spiffeID, publicKey: key)
         let ear = try brokerSigner.sign(payload: try claims.earPayload(device: "tpm", devices: ["tpm"], verifierBuild: "test",
-                                                                       expiresAt: now.addingTimeInterval(3600), simulated: false))
+                                                                       expiresAt: now.addingTimeInterval(3600), simulated: simulated))
         return try ca.issue(publicKey: key, profile: LeafProfile(uriSANs: [spiffeID], notBefore: notBefore ?? now.addingTimeInterval(-600),
                                                                  notAfter: notAfter ?? now.addingTimeInterval(86400), usage: usage,
                                                                  extensions: [(AttestationExtension.oid, AttestationExtension.extensionValue(ear: ear))]), serial: nil)

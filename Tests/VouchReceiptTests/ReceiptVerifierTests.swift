@@ -137,6 +137,18 @@ final class ReceiptVerifierTests: XCTestCase {
         let rogueSigner = try ReceiptSigner(chainPEM: try rogue.pem + rogueCA.certificate.pem, keyPEM: world.agentKey.pem,
                                             issuance: try world.log(try world.issuanceEntry(for: rogue)))
         add("chain to another CA", try sign(rogueSigner).bundle, .init(), .receiptChainInvalid)
+        // A simulated host's certificate: its EAR says warning, refused unless allowed.
+        let simulated = try ReceiptFixture.issue(brokerSigner: world.earSigner, ca: world.agentCA, key: try world.agentKey.publicKey, spiffeID: world.spiffeID,
+                                                 hostID: world.hostID, now: world.now, usage: .agent, simulated: true)
+        let simulatedSigner = try ReceiptSigner(chainPEM: try simulated.pem + world.agentCA.certificate.pem, keyPEM: world.agentKey.pem,
+                                                issuance: try world.log(try world.issuanceEntry(for: simulated)))
+        let simulatedBundle = try sign(simulatedSigner).bundle
+        add("simulated host", simulatedBundle, .init(), .receiptNotAffirming)
+        var allowWarning = ReceiptVerifier.Inputs()
+        allowWarning.allowWarning = true
+        if case .rejected(let v) = try world.verifier().verify(bundle: simulatedBundle, allowWarning) {
+            XCTFail("--allow-warning accepts a simulated host's receipt: \(v.map(\.code))")
+        }
         // Another agent's EAR in the bundle.
         add("other agent's EAR", try replaced(good, ear: try AttestationExtension.ear(extensionValue: other.agentCert.extensionValue(oid: AttestationExtension.oid)!)),
             .init(), .receiptEARInvalid)
