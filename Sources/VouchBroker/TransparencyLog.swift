@@ -308,8 +308,10 @@ public final class TransparencyLog: Sendable {
         guard entry.kind == .receipt, let statement = entry["statement"] else { throw VouchError(.invalidValue, "only receipt entries are submitted") }
         let key = "receipt:" + statement.dropFirst("sha256:".count)
         let outboxID: Int64? = try receipts.withLock { _ in
-            if try store.logIndex(certificate: key) != nil { return nil }
+            // The outbox first: entries only move from it into the log, so a row the sequencer
+            // moves between these two reads is still found by the second.
             if let pending = try store.pendingLogEntry(key: key) { return pending }
+            if try store.logIndex(certificate: key) != nil { return nil }
             return try store.enqueueLogEntry(LogOutboxEntry(entry: entry.bytes, certificate: key))
         }
         let deadline = Date().addingTimeInterval(wait)

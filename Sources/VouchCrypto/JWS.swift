@@ -39,8 +39,9 @@ public struct JWSSigner: Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Reads unpadded base64url: `-` and `_` become `+` and `/`, padding is refused, and the
-    /// result must be canonical standard base64 once padded (`Base64.decode`).
+    /// Reads unpadded base64url: `-` and `_` become `+` and `/`; padding, and the standard
+    /// alphabet's `+` and `/` (which would make one token spell the same bytes two ways), are
+    /// refused; the result must be canonical standard base64 once padded (`Base64.decode`).
     public static func base64URLDecode(_ s: String, field: String) throws -> [UInt8] {
         var t: [UInt8] = []
         t.reserveCapacity(s.utf8.count + 3)
@@ -49,6 +50,7 @@ public struct JWSSigner: Sendable {
             case UInt8(ascii: "-"): t.append(UInt8(ascii: "+"))
             case UInt8(ascii: "_"): t.append(UInt8(ascii: "/"))
             case UInt8(ascii: "="): throw VouchError(.invalidValue, "base64url must not be padded", context: ["field": field])
+            case UInt8(ascii: "+"), UInt8(ascii: "/"): throw VouchError(.invalidValue, "not base64url (+ or /)", context: ["field": field])
             default: t.append(c)
             }
         }

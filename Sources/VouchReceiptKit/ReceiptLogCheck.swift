@@ -46,7 +46,7 @@ extension ReceiptVerifier {
     /// of them revokes the certificate (by its digest or its serial: the broker writes both, and
     /// either names it) at or before `receiptTime` (`receipt_revoked`).
     func checkLog(_ source: any LogSource, certDigest: String, serial: String, receiptTime: Date, loggedAt: Date?, bundleCheckpoints: [CheckpointBody],
-                  witnesses: [NoteVerifierKey]) -> (LogRevocationAnswer?, [ReceiptViolation]) {
+                  witnesses: [NoteVerifierKey], witnessThreshold: Int = 0) -> (LogRevocationAnswer?, [ReceiptViolation]) {
         func violation(_ code: ErrorCode, _ message: String) -> ReceiptViolation { ReceiptViolation(code: code, message: message) }
         let client = LogClient(source: source, logKey: trust.logKey)
         let checkpoint: VerifiedCheckpoint
@@ -76,13 +76,17 @@ extension ReceiptVerifier {
         var revokedLater: LogRevocationAnswer.Revocation?
         for (index, bytes) in scan.selected {
             // Verified bytes, parsed by `select` already.
-            guard let entry = try? LogEntry(bytes: bytes), let time = Date.parseRFC3339(entry.time) else { continue }
+            guard let entry = try? LogEntry(bytes: bytes), let time = Date.parseRFC3339(entry.time) else {
+                violations.append(violation(.receiptLogUnverified, "the log's revocation entry \(index) for this certificate has no readable time"))
+                continue
+            }
             if time <= receiptTime {
                 violations.append(violation(.receiptRevoked, "the log records the certificate's revocation at \(entry.time) (entry \(index), "
                                             + "\(entry["reason"] ?? "")), at or before the receipt's time (\(receiptTime.iso8601))"))
-            } else if entry["reason"] == "keyCompromise", !(loggedAt.map { $0 < time } ?? false) {
-                violations.append(violation(.receiptRevoked, "the log records the certificate's key as compromised at \(entry.time) (entry \(index)): "
-                                            + "whoever held it could date a receipt before that, and the log holds none of this receipt from before"))
+            } else if let reason = entry["reason"], Self.compromiseReasonNames.contains(reason), !(loggedAt.map { $0 < time } ?? false) {
+                violations.append(violation(.receiptRevoked, "the log records the certificate's revocation at \(entry.time) (entry \(index), \(reason): "
+                                            + "a compromised key or a failed attestation): whoever held the key could date a receipt before that, "
+                                            + "and the log holds none of this receipt from before"))
             } else if revokedLater == nil {
                 revokedLater = .init(index: index, time: time, reason: entry["reason"] ?? "")
             }
@@ -98,6 +102,12 @@ extension ReceiptVerifier {
             } catch {
                 violations.append(violation(.receiptLogUnverified, "a witness cosignature on the log's checkpoint does not verify: \(Self.message(error))"))
             }
+        }
+        // The witnesses a receipt requires vouch for this checkpoint too: else whoever holds the
+        // log key could show a copy that extends the receipt's checkpoints but omits a revocation.
+        if witnessThreshold > 0, Set(cosignatures.map(\.witness)).count < witnessThreshold {
+            violations.append(violation(.receiptWitnessesInsufficient, "the log's checkpoint (size \(checkpoint.size)) carries "
+                                        + "\(Set(cosignatures.map(\.witness)).count) of the \(witnessThreshold) witness cosignatures required"))
         }
         let lastTime = scan.lastEntry.flatMap { try? LogEntry(bytes: $0) }.flatMap { Date.parseRFC3339($0.time) }
         return (LogRevocationAnswer(origin: checkpoint.body.origin, size: checkpoint.size, lastEntryTime: lastTime,

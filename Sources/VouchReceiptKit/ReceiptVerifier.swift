@@ -47,15 +47,16 @@ import VouchTLog
 /// 13. `receipt_crl_invalid`: a CRL given is the leaf issuer's and signed by it, and, when it
 ///     does not list the leaf, is not older than the receipt's time (an older CRL cannot say the
 ///     leaf was not revoked by then); `receipt_revoked`: it lists the leaf as revoked at or before
-///     the receipt's time — or as `keyCompromise` at any time, unless the receipt's own log entry
-///     predates that revocation (a key's thief could date a receipt before it).
+///     the receipt's time — or for `keyCompromise` or `privilegeWithdrawn` (the broker's reason
+///     after a failed re-attestation) at any time, unless the receipt's own log entry predates
+///     that revocation (a key's thief could date a receipt before it).
 /// 14. With a log (`Inputs.log`: a mirror's directory or the broker's URL), read whole:
 ///     `receipt_log_unverified`: its checkpoint is signed by the log key with the log's origin,
 ///     and its entry bundles make that checkpoint's root; `receipt_log_inconsistent`: it extends
 ///     every checkpoint verified in check 10 (at least as large, the same root at that size);
 ///     `receipt_revoked`: no revocation entry names the leaf (digest or serial) at or before the
-///     receipt's time, nor one for `keyCompromise` at any time unless the receipt's log entry
-///     predates it. A later one is reported (`LogRevocationAnswer.revokedLater`).
+///     receipt's time, nor one for `keyCompromise` or `privilegeWithdrawn` at any time unless the
+///     receipt's log entry predates it. A later one is reported (`LogRevocationAnswer.revokedLater`).
 public struct ReceiptVerifier: Sendable {
     public let trust: ReceiptTrust
     let hasher = MerkleHasher(sha256: { Crypto.sha256($0) })
@@ -65,8 +66,12 @@ public struct ReceiptVerifier: Sendable {
     /// How far an agent's finish time may run ahead of the broker's clock when the broker logged
     /// the receipt (the broker's intake allows the same).
     public static let loggedTimeSkew: TimeInterval = 300
-    /// RFC 5280's reasonCode for a compromised key.
-    static let keyCompromise = 1
+    /// Revocation reasons after which the signer's own times are not believed (RFC 5280
+    /// reasonCodes): keyCompromise (1), and privilegeWithdrawn (9), which the broker writes when a
+    /// host fails re-attestation — its key may be in other hands since. A receipt of a
+    /// certificate revoked for one of them stands only if the log holds it from before the revocation.
+    static let compromiseReasons: Set<Int> = [1, 9]
+    static let compromiseReasonNames: Set<String> = ["keyCompromise", "privilegeWithdrawn"]
 
     /// What the caller brings besides the bundle.
     public struct Inputs: Sendable {
@@ -226,9 +231,9 @@ public struct ReceiptVerifier: Sendable {
                 if let revoked = crl.revocation(serialHex: leaf.serialHex) {
                     if revoked.date <= receiptTime {
                         fail(.receiptRevoked, "the CRL lists the certificate as revoked at \(revoked.date.iso8601), at or before the receipt's time (\(receiptTime.iso8601))")
-                    } else if revoked.reason == Self.keyCompromise, !(loggedAt.map { $0 < revoked.date } ?? false) {
-                        fail(.receiptRevoked, "the CRL lists the certificate's key as compromised (\(revoked.date.iso8601)): whoever held it could date a receipt "
-                             + "before that; only a receipt the log holds from before the revocation stands")
+                    } else if let reason = revoked.reason, Self.compromiseReasons.contains(reason), !(loggedAt.map { $0 < revoked.date } ?? false) {
+                        fail(.receiptRevoked, "the CRL lists the certificate as revoked at \(revoked.date.iso8601) for a compromised key or a failed "
+                             + "attestation (reasonCode \(reason)): whoever held the key could date a receipt before that; only a receipt the log holds from before the revocation stands")
                     }
                 } else if crl.thisUpdate < receiptTime {
                     fail(.receiptCRLInvalid, "the CRL (thisUpdate \(crl.thisUpdate.iso8601)) is older than the receipt (\(receiptTime.iso8601)): "
@@ -242,7 +247,7 @@ public struct ReceiptVerifier: Sendable {
         var logAnswer: LogRevocationAnswer?
         if let source = inputs.log {
             let (answer, found) = checkLog(source, certDigest: certDigest, serial: leaf.serialHex, receiptTime: receiptTime, loggedAt: loggedAt,
-                                           bundleCheckpoints: checkpoints, witnesses: inputs.witnesses)
+                                           bundleCheckpoints: checkpoints, witnesses: inputs.witnesses, witnessThreshold: inputs.witnessThreshold)
             logAnswer = answer
             violations += found
         }

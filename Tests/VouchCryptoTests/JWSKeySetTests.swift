@@ -20,6 +20,15 @@ final class JWSKeySetTests: XCTestCase {
         return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
     }
 
+    /// base64url only: the standard alphabet's + and / (the same bytes spelt another way) and
+    /// padding are refused.
+    func testBase64URLIsReadInOneSpellingOnly() throws {
+        XCTAssertEqual(try JWSSigner.base64URLDecode("-_8", field: "t"), [0xfb, 0xff])
+        for s in ["+_8", "-/8", "-_8="] {
+            XCTAssertThrowsError(try JWSSigner.base64URLDecode(s, field: "t"), s) { XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue) }
+        }
+    }
+
     func testTheKidIsTheThumbprintAndTheSetVerifies() throws {
         let s = try signer()
         let token = try s.sign(payload: Array(#"{"a":1}"#.utf8))

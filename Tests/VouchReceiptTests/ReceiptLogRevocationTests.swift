@@ -39,7 +39,7 @@ final class ReceiptLogRevocationTests: XCTestCase {
         return log
     }
 
-    func revocation(at time: Date, serial: String? = nil, certificate: String? = nil, reason: String = "privilegeWithdrawn") throws -> LogEntry {
+    func revocation(at time: Date, serial: String? = nil, certificate: String? = nil, reason: String = "superseded") throws -> LogEntry {
         try LogEntry(kind: .revocation, time: time, fields: [
             "host": world.hostID, "serial": serial ?? world.agentCert.serialHex,
             "certificate": certificate ?? LogEntry.digest(Crypto.sha256(try world.agentCert.der)), "reason": reason])
@@ -92,7 +92,7 @@ final class ReceiptLogRevocationTests: XCTestCase {
         let later = try XCTUnwrap(facts.logRevocation?.revokedLater)
         XCTAssertEqual([later.index], [world.tree.size - 1])
         XCTAssertEqual(later.time, finish.addingTimeInterval(1))
-        XCTAssertEqual(later.reason, "privilegeWithdrawn")
+        XCTAssertEqual(later.reason, "superseded")
     }
 
     func testALogThatDoesNotExtendTheReceiptsCheckpointIsRefused() throws {
@@ -139,6 +139,11 @@ final class ReceiptLogRevocationTests: XCTestCase {
         let withWitness = UnverifiedReceiptBundle(envelope: b.envelope, chainPEM: b.chainPEM, ear: b.ear,
                                                   issuance: .init(entry: b.issuance!.entry, proof: cosigned), receipt: nil).json
         let log = try publish()
+        // Required witnesses vouch for the log's checkpoint too: a copy signed by the log key
+        // alone (which could omit a revocation past the receipt's checkpoint) is not enough.
+        let required = ReceiptVerifier.Inputs(output: output, witnesses: [witness.verifierKey], witnessThreshold: 1,
+                                              log: DirectoryLogSource(directory: directory.path))
+        XCTAssertEqual(try world.verifier().verify(bundle: withWitness, required).codes, [.receiptWitnessesInsufficient])
         let body = try CheckpointBody(origin: world.origin, size: log.tree.size, rootHash: try log.tree.prover.root(size: log.tree.size))
         try log.writeCheckpoint(SignedNote.encode(text: body.text, signatures: [
             try SignedNote.signature(of: body.text, by: world.logSigner),
@@ -146,6 +151,7 @@ final class ReceiptLogRevocationTests: XCTestCase {
         guard case .verified(let facts) = try verify(withWitness, witnesses: [witness.verifierKey]) else { return XCTFail() }
         XCTAssertEqual(facts.logRevocation?.cosignatures.map(\.witness), ["witness.example"])
         XCTAssertEqual(facts.logRevocation?.cosignatures.map(\.time), [world.now.addingTimeInterval(5)])
+        XCTAssertEqual(try world.verifier().verify(bundle: withWitness, required).codes, [])
     }
 
     /// A logged receipt: its entry's time (the broker's clock) bounds the receipt's time.

@@ -211,7 +211,7 @@ final class ReceiptVerifierTests: XCTestCase {
 
     func testRevocationBeforeTheReceiptByCRL() throws {
         let (bytes, _) = try sign()
-        func crl(revokedAt: Date, by ca: CertificateAuthority? = nil, reason: Int = 9) throws -> CRL {
+        func crl(revokedAt: Date, by ca: CertificateAuthority? = nil, reason: Int = 4) throws -> CRL {
             try CRL(der: try (ca ?? world.agentCA).makeCRL(entries: [RevokedEntry(serialHex: world.agentCert.serialHex, revokedAt: revokedAt, reason: reason)],
                                                            number: 1, thisUpdate: world.now.addingTimeInterval(60), nextUpdate: world.now.addingTimeInterval(3600)))
         }
@@ -220,6 +220,8 @@ final class ReceiptVerifierTests: XCTestCase {
         XCTAssertEqual(try codes(bytes, .init(crl: try crl(revokedAt: finish.addingTimeInterval(1)))), [], "revoked after the receipt")
         XCTAssertEqual(try codes(bytes, .init(crl: try crl(revokedAt: finish.addingTimeInterval(1), reason: 1))), [.receiptRevoked],
                        "a compromised key: its thief could date a receipt before the revocation")
+        XCTAssertEqual(try codes(bytes, .init(crl: try crl(revokedAt: finish.addingTimeInterval(1), reason: 9))), [.receiptRevoked],
+                       "a failed re-attestation (privilegeWithdrawn): the key may be in other hands since")
         let stale = try CRL(der: try world.agentCA.makeCRL(entries: [], number: 1, thisUpdate: finish.addingTimeInterval(-1), nextUpdate: world.now.addingTimeInterval(3600)))
         XCTAssertEqual(try codes(bytes, .init(crl: stale)), [.receiptCRLInvalid], "a CRL older than the receipt cannot clear it")
         let empty = try CRL(der: try world.agentCA.makeCRL(entries: [], number: 1, thisUpdate: finish, nextUpdate: world.now.addingTimeInterval(3600)))
