@@ -1,4 +1,5 @@
 import Foundation
+import VouchAPI
 import VouchCore
 import VouchCrypto
 import VouchRuntime
@@ -157,7 +158,7 @@ public enum BrokerBootstrap {
     /// every CA key. A key file that is a symbolic link, belongs to another user, is readable by
     /// others, is not an skey, or names another log is refused (`config`).
     public static func logSigner(path: String, trustDomain: String) throws -> NoteSigner {
-        let name = TransparencyLog.origin(trustDomain: trustDomain)
+        let name = TrustDocument.logOrigin(trustDomain: trustDomain)
         if !Files.exists(path) {
             _ = try Files.createOnce(Array(try NoteSigner(name: name, privateKey: try Ed25519PrivateKey.generate()).skey.utf8), at: path, mode: 0o600)
         }

@@ -39,7 +39,9 @@ extension ErrorCode {
 /// the answer is its proof once the background sequencer's checkpoint covers it. No token: the
 /// agent's signature authenticates the receipt, and only live agents' receipts are logged.
 struct ReceiptIntake {
-    static let maxClockSkew: TimeInterval = 300
+    /// How far a receipt's finish may run ahead of the broker's clock: the verifier's bound on a
+    /// logged receipt's finish past its entry time, the same number.
+    static let maxClockSkew = ReceiptVerifier.loggedTimeSkew
     /// How long after it finished a receipt may still be logged (the broker's entry time is the
     /// receipt's trusted upper bound: a receipt logged much later proves little about when it was made).
     static let maxAge: TimeInterval = 86400

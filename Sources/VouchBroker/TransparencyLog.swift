@@ -36,8 +36,6 @@ public final class TransparencyLog: Sendable {
     /// Receipt submissions: the "already logged?" check and the enqueue happen together.
     private let receipts = Mutex(())
 
-    /// The log origin and key name for a trust domain.
-    public static func origin(trustDomain: String) -> String { trustDomain + "/vouch-log" }
 
     /// Reads the last published checkpoint from `checkpointFile`; a file that is not a checkpoint
     /// of this log signed by `signer` is refused (`config`). The file may be absent only on a log
