@@ -35,8 +35,8 @@
 //   VouchTEESim        the software TEE: SEV-SNP reports and TDX quotes in the real formats, signed by test chains;
 //                      a simulated NVIDIA Hopper board (SPDM evidence, XML-DSig-signed RIMs) kept in a directory
 //                      (VouchRuntime: its files) (tests, demo and simulated fleet only)
-//   VouchReceiptKit    receipts: ReceiptSigner (agent key, certificate, EAR, issuance proof) and the offline
-//                      ReceiptVerifier (chain, EAR, log proofs, CRL, revocation read from a log through
+//   VouchReceiptKit    receipts: ReceiptSigner (agent key — software, or TPM-bound through the attester socket —, certificate, EAR,
+//                      issuance proof) and the offline ReceiptVerifier (chain, EAR, log proofs, CRL, revocation read from a log through
 //                      VouchLogClient), over the trust document
 //   VouchBroker        the broker service: orchestration over protocols, and its HTTP API (logs through an
 //                      injected closure; VouchRuntime only for Bootstrap's CA, token and identity files); the transparency
@@ -111,7 +111,7 @@ let package = Package(
         // Executables
         .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchModel", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy",
                                                      "VouchYAML", "VouchAPI", "VouchAttestation", "VouchCollateral", "VouchCore", "VouchRuntime"]),
-        .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchTPMWire", "VouchRuntime", "VouchReceiptKit", "VouchReceipts"]),
+        .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchAPI", "VouchCrypto", "VouchTPMWire", "VouchRuntime", "VouchReceiptKit", "VouchReceipts"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles",
                                                     "VouchTEEWire", "VouchYAML", "VouchLogClient", "VouchReceipts", "VouchReceiptKit",
                                                     "VouchCore", "VouchRuntime"]),

@@ -229,6 +229,24 @@ public struct AgentEnrollRequest: Codable, Sendable {
     }
 }
 
+/// `POST /v1/sign` on the attester's socket: the TPM-bound agent key in these blobs (what
+/// `vouch enroll --tpm-key` wrote, base64) signs one SHA-256 digest (hex). Nothing else is
+/// accepted: the key must have the agent-key template the attester creates.
+public struct AgentSignRequest: Codable, Sendable {
+    public var tpmKeyPublic: String
+    public var tpmKeyPrivate: String
+    public var digest: String
+    public init(tpmKeyPublic: String, tpmKeyPrivate: String, digest: String) {
+        self.tpmKeyPublic = tpmKeyPublic; self.tpmKeyPrivate = tpmKeyPrivate; self.digest = digest
+    }
+}
+
+/// The attester's answer to `AgentSignRequest`: an ECDSA signature, DER, base64.
+public struct AgentSignResponse: Codable, Sendable {
+    public var signature: String
+    public init(signature: String) { self.signature = signature }
+}
+
 public struct RevokeRequest: Codable, Sendable {
     public var serial: String?
     public var hostId: String?

@@ -64,7 +64,7 @@ public final class Attester: Sendable {
 
     public var hostID: String? { registeredHost.withLock { $0 } }
 
-    private func withTPM<T>(_ body: (TPMDevice) throws -> T) throws -> T {
+    func withTPM<T>(_ body: (TPMDevice) throws -> T) throws -> T {
         try tpmLock.withLock { _ in
             let device = try TPMDevice(tcti: config.tcti)
             defer { device.close() }
@@ -176,7 +176,8 @@ public final class Attester: Sendable {
                          eventLog: eventLog.map(Base64.encode), modelLog: modelLog.map(Base64.encode))
     }
 
-    /// The local agent API (over the attester's Unix socket): `POST /v1/enroll` and `GET /v1/health`.
+    /// The local agent API (over the attester's Unix socket): `POST /v1/enroll`, `POST /v1/sign`
+    /// (a TPM-bound agent key signs a digest) and `GET /v1/health`.
     /// Broker refusals pass through with their status and body.
     public func handle(_ req: HTTPRequest) -> HTTPResponse {
         func json(_ status: Int, _ body: [UInt8]) -> HTTPResponse {
@@ -188,6 +189,8 @@ public final class Attester: Sendable {
                 return json(200, JSONCodec.encode(["status": hostID == nil ? "unregistered" : "ok", "hostId": hostID ?? ""]))
             case ("POST", "/v1/enroll"):
                 return json(201, JSONCodec.encode(try enroll(JSONCodec.decode(AgentEnrollRequest.self, from: req.body))))
+            case ("POST", "/v1/sign"):
+                return json(200, JSONCodec.encode(try signWithAgentKey(JSONCodec.decode(AgentSignRequest.self, from: req.body))))
             default:
                 return json(404, JSONCodec.encode(APIError(code: "not_found", message: "no such endpoint")))
             }

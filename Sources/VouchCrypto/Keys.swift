@@ -302,4 +302,21 @@ public final class PrivateKey: @unchecked Sendable {
         try check(EVP_DigestSign(md, &out, &len, message, message.count), "EVP_DigestSign")
         return Array(out.prefix(len))
     }
+
+    /// Signs a digest already made with `hash` (what a TPM's TPM2_Sign takes); ECDSA output is
+    /// DER, RSA is PKCS #1 v1.5. The same signature `sign` makes over the message.
+    public func signDigest(_ digest: [UInt8], hash: HashAlg = .sha256) throws -> [UInt8] {
+        guard digest.count == Crypto.digest(hash, []).count else {
+            throw VouchError(.invalidValue, "the digest's length is not \(hash.rawValue)'s", context: ["got": "\(digest.count)"])
+        }
+        let ctx = try notNil(EVP_PKEY_CTX_new_from_pkey(nil, pkey, nil), "EVP_PKEY_CTX_new_from_pkey")
+        defer { EVP_PKEY_CTX_free(ctx) }
+        try check(EVP_PKEY_sign_init(ctx), "EVP_PKEY_sign_init")
+        try check(EVP_PKEY_CTX_set_signature_md(ctx, evpMD(hash)), "EVP_PKEY_CTX_set_signature_md")
+        var len = 0
+        try check(EVP_PKEY_sign(ctx, nil, &len, digest, digest.count), "EVP_PKEY_sign")
+        var out = [UInt8](repeating: 0, count: len)
+        try check(EVP_PKEY_sign(ctx, &out, &len, digest, digest.count), "EVP_PKEY_sign")
+        return Array(out.prefix(len))
+    }
 }

@@ -12,7 +12,8 @@ import VouchTPMWire
 /// predicate names the model, agent and attestation as the certificate's EAR attests them —
 /// nothing the caller says but the output, request and times.
 public final class ReceiptSigner: Sendable {
-    let key: PrivateKey
+    let key: ReceiptSigningKey
+    let leafKey: PublicKey
     let hash: HashAlg
     let keyID: String
     let chainPEM: String
@@ -25,11 +26,17 @@ public final class ReceiptSigner: Sendable {
     /// (PEM; P-256, P-384 or RSA, as Vouch issues agent certificates for); `issuance`: the
     /// certificate's issuance entry and proof (`GET /v1/log/proof?certificate=`), which must be
     /// that certificate's (nil: receipts without it, which verifiers refuse until it is added).
-    public init(chainPEM: String, keyPEM: String, issuance: UnverifiedReceiptBundle.LoggedEntry?,
+    public convenience init(chainPEM: String, keyPEM: String, issuance: UnverifiedReceiptBundle.LoggedEntry?,
+                            random: @escaping @Sendable (Int) throws -> [UInt8] = { try Crypto.randomBytes($0) }) throws {
+        try self.init(chainPEM: chainPEM, key: .software(try PrivateKey(pem: keyPEM)), issuance: issuance, random: random)
+    }
+
+    /// As `init(chainPEM:keyPEM:issuance:)` with the key given as a `ReceiptSigningKey` (a
+    /// TPM-bound key through the attester's socket: `ReceiptSigningKey.attesterSocket`).
+    public init(chainPEM: String, key: ReceiptSigningKey, issuance: UnverifiedReceiptBundle.LoggedEntry?,
                 random: @escaping @Sendable (Int) throws -> [UInt8] = { try Crypto.randomBytes($0) }) throws {
         let chain = try Certificate.chain(pem: chainPEM)
         guard let leaf = chain.first else { throw VouchError(.invalidValue, "the chain holds no certificate", context: ["field": "chain"]) }
-        let key = try PrivateKey(pem: keyPEM)
         guard try key.publicKey.isEqual(to: leaf.publicKey) else {
             throw VouchError(.invalidValue, "the key is not the agent certificate's", context: ["field": "key"])
         }
@@ -47,8 +54,9 @@ public final class ReceiptSigner: Sendable {
             logged = (entry, issuance.proof.index)
         }
         self.key = key
-        self.hash = AgentReceiptClaims.hash(for: try key.publicKey)
-        self.keyID = try AgentReceiptClaims.keyID(try key.publicKey)
+        self.leafKey = try leaf.publicKey
+        self.hash = AgentReceiptClaims.hash(for: key.publicKey)
+        self.keyID = try AgentReceiptClaims.keyID(key.publicKey)
         self.chainPEM = try chain.map { try $0.pem }.joined()
         self.ear = ear
         self.claims = try AgentReceiptClaims(leaf: leaf, claims: claims, ear: ear, issuance: logged)
@@ -80,7 +88,13 @@ public final class ReceiptSigner: Sendable {
         let predicate = ReceiptPredicate(model: claims.model, agent: claims.agent, attestation: claims.attestation, request: commitment,
                                          startedAt: startedAt, finishedAt: finishedAt)
         let payload = ReceiptStatement(outputSHA256: Crypto.sha256(output), predicate: predicate).json
-        let signature = try key.sign(DSSEEnvelope.pae(type: DSSEEnvelope.inTotoPayloadType, payload: payload), hash: hash)
+        let pae = DSSEEnvelope.pae(type: DSSEEnvelope.inTotoPayloadType, payload: payload)
+        let signature = try key.signMessage(pae, hash)
+        // A key held elsewhere (the TPM, through the attester) answers bytes this process did not
+        // make: they must verify under the certificate's key before a receipt carries them.
+        if key.heldElsewhere, !leafKey.verify(message: pae, signature: signature, scheme: leafKey.isEC ? .ecdsa : .rsassa, hash: hash) {
+            throw VouchError(.signatureInvalid, "the signature the key's holder answered does not verify under the agent certificate's key", context: ["field": "signature"])
+        }
         let envelope = DSSEEnvelope(payloadType: DSSEEnvelope.inTotoPayloadType, payload: payload, signatures: [.init(keyid: keyID, sig: signature)])
         let bundle = UnverifiedReceiptBundle(envelope: envelope, chainPEM: chainPEM, ear: ear, issuance: issuance, receipt: nil)
         return (bundle.json, salt)

@@ -339,6 +339,26 @@ public final class TPMDevice {
         return TPMObject(handle: handle)
     }
 
+    /// TPM2_Sign of one digest by a loaded unrestricted signing key with its own scheme (an agent
+    /// key: ECDSA with SHA-256). Returns the marshaled TPMT_SIGNATURE. The null validation ticket
+    /// is what the TPM asks of an unrestricted key; a restricted key (an AK) refuses it, so this
+    /// cannot sign anything that would pass for a quote or a certification.
+    public func sign(key: TPMObject, digest: [UInt8]) throws -> [UInt8] {
+        var d = TPM2B_DIGEST()
+        var w = ByteWriter()
+        w.sized(digest)
+        try unmarshal(w.bytes, &d) { Tss2_MU_TPM2B_DIGEST_Unmarshal($0, $1, $2, $3) }
+        var scheme = TPMT_SIG_SCHEME()
+        scheme.scheme = TPM2_ALG_NULL
+        var ticket = TPMT_TK_HASHCHECK()
+        ticket.tag = vouch_TPM2_ST_HASHCHECK
+        ticket.hierarchy = vouch_TPM2_RH_NULL
+        var sig: UnsafeMutablePointer<TPMT_SIGNATURE>? = nil
+        try tss(Esys_Sign(ctx, key.handle, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &d, &scheme, &ticket, &sig), "Esys_Sign")
+        defer { Esys_Free(sig) }
+        return try marshal(sig!) { Tss2_MU_TPMT_SIGNATURE_Marshal($0, $1, $2, $3) }
+    }
+
     /// TPM2_Certify: the AK attests that `object` (by name) is loaded in this TPM.
     public func certify(object: TPMObject, ak: TPMObject, qualifyingData: [UInt8]) throws -> (attest: [UInt8], signature: [UInt8]) {
         var qd = TPM2B_DATA()

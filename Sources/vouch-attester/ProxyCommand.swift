@@ -1,20 +1,22 @@
 import Foundation
+import VouchAPI
 import VouchAttesterKit
 import VouchCore
+import VouchCrypto
 import VouchHTTPClient
 import VouchHTTPServer
 import VouchReceiptKit
 import VouchReceipts
 import VouchRuntime
 
-/// `vouch-attester proxy --upstream URL --listen ADDR --cert FILE --key FILE [--issuance-proof FILE]
+/// `vouch-attester proxy --upstream URL --listen ADDR --cert FILE --key FILE|--tpm-key DIR/NAME --socket PATH [--issuance-proof FILE]
 /// [--max-body BYTES] [--max-response BYTES] [--timeout DUR]`: the receipt proxy in front of an
 /// OpenAI-compatible inference server (`ReceiptProxy`). Usage errors exit 2, a proxy that cannot
 /// start 1; it serves until SIGTERM or SIGINT.
 func proxyCommand(_ words: [String]) -> Never {
     let pargs: Arguments
     do {
-        pargs = try Arguments(words, options: ["upstream", "listen", "cert", "key", "issuance-proof", "max-body", "max-response", "timeout",
+        pargs = try Arguments(words, options: ["upstream", "listen", "cert", "key", "tpm-key", "socket", "issuance-proof", "max-body", "max-response", "timeout",
                                                 "sign-routes"])
     } catch { fail(error, prefix: "proxy: ") }
     func required(_ name: String) -> String {
@@ -55,7 +57,17 @@ func proxyCommand(_ words: [String]) -> Never {
         }
     }
     do {
-        let receipts = try receiptSigner(certificate: required("cert"), key: required("key"), issuanceProof: pargs["issuance-proof"])
+        guard (pargs["key"] == nil) != (pargs["tpm-key"] == nil), (pargs["tpm-key"] == nil) == (pargs["socket"] == nil) else {
+            fail("proxy: give --key FILE, or --tpm-key DIR/NAME (vouch enroll --tpm-key) with --socket PATH (the attester's)")
+        }
+        let key: ReceiptSigningKey
+        if let prefix = pargs["tpm-key"], let socket = pargs["socket"] {
+            let client = APIClient(transport: HTTPClient(.unix(path: socket), timeoutSeconds: 30))
+            key = try .attesterSocket(client, tpmPublic: try Files.read(prefix + ".tpm.pub"), tpmPrivate: try Files.read(prefix + ".tpm.priv"))
+        } else {
+            key = try .software(try PrivateKey(pem: try Files.readString(required("key"))))
+        }
+        let receipts = try receiptSigner(certificate: required("cert"), key: key, issuanceProof: pargs["issuance-proof"])
         let upstream = HTTPClient(upstreamTransport, timeoutSeconds: Int(timeout), maxResponseBytes: maxResponse)
         // Room for every connection's request and answer is not promised; past this, 503 proxy_busy.
         let proxy = ReceiptProxy(upstream: upstream, receipts: receipts, maxInFlightBytes: max(512 << 20, 2 * (maxBody + maxResponse)),
@@ -74,13 +86,11 @@ func proxyCommand(_ words: [String]) -> Never {
     } catch { fail(error, prefix: "proxy: ") }
 }
 
-/// The receipt signer over the agent's certificate chain and key (as `vouch enroll` writes
-/// them) and, when given, the issuance log proof (the JSON of `GET /v1/log/proof?certificate=`).
-/// The agent's receipt signer (VouchReceiptKit) from its certificate chain, key and issuance proof
-/// (the JSON of `GET /v1/log/proof?certificate=`).
-func receiptSigner(certificate: String, key: String, issuanceProof: String?) throws -> any ReceiptMaking {
+/// The agent's receipt signer (VouchReceiptKit) from its certificate chain (as `vouch enroll`
+/// writes it), its key and the issuance proof (the JSON of `GET /v1/log/proof?certificate=`).
+func receiptSigner(certificate: String, key: ReceiptSigningKey, issuanceProof: String?) throws -> any ReceiptMaking {
     let issuance = try issuanceProof.map { try UnverifiedReceiptBundle.LoggedEntry(proofResponse: try Files.read($0)) }
-    return AgentReceiptSigner(signer: try ReceiptSigner(chainPEM: try Files.readString(certificate), keyPEM: try Files.readString(key), issuance: issuance))
+    return AgentReceiptSigner(signer: try ReceiptSigner(chainPEM: try Files.readString(certificate), key: key, issuance: issuance))
 }
 
 /// `ReceiptSigner` as the proxy's `ReceiptMaking`.

@@ -18,7 +18,8 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
        vouch-attester gpu-evidence --nonce HEX [--out FILE]
                       [--simulate-gpus N [--simulate-tee-platform DIR] [--simulate-tee-options FILE]]
        vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
-       vouch-attester proxy --upstream URL --listen ADDR --cert FILE --key FILE [--issuance-proof FILE]
+       vouch-attester proxy --upstream URL --listen ADDR --cert FILE --key FILE|--tpm-key DIR/NAME --socket PATH
+                      [--issuance-proof FILE]
                       [--max-body BYTES] [--max-response BYTES] [--timeout DUR] [--sign-routes LIST]
        vouch-attester --simulate N --broker URL --ca FILE --listen ADDR:PORT [--labels K=V,...] [--hostname PREFIX]
                       [--enroll-agents] [--drift-after DUR]
@@ -120,6 +121,8 @@ answer (text/event-stream) is passed on as it arrives, then one last event, vouc
   --listen ADDR     ADDR:PORT (IPv4, plain HTTP) or unix:PATH (created mode 0660)
   --cert FILE       the agent's certificate chain (PEM), as `vouch enroll` writes it
   --key FILE        the agent's private key
+  --tpm-key DIR/NAME  instead of --key: the TPM-bound agent key `vouch enroll --tpm-key` wrote
+                    (NAME.tpm.pub, NAME.tpm.priv), signing through the attester at --socket PATH
   --issuance-proof FILE  the certificate's issuance log proof, put in every bundle: the JSON the
                     broker answers to GET /v1/log/proof?certificate=<SHA-256 of the certificate>
   --max-body BYTES  largest request body (default 4194304; larger: 413 body_too_large)

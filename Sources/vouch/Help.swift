@@ -158,21 +158,21 @@ extension CLI {
         RIM (chain to NVIDIA's CoRIM signing root, XML-DSig) and prints its reference values.
         """,
         "receipt": """
-        usage: vouch receipt sign --cert CHAIN --key KEY --output FILE [--request FILE [--salt-out FILE]]
-                                  [--issuance-proof FILE] [--started T --finished T] --out BUNDLE
+        usage: vouch receipt sign --cert CHAIN --key KEY|--tpm-key DIR/NAME --socket S --output FILE [--request FILE
+                                  [--salt-out FILE]] [--issuance-proof FILE] [--started T --finished T] --out BUNDLE
                vouch receipt verify BUNDLE --trust TRUST [--output FILE] [--request FILE --salt HEX] [--crl FILE]
                                   [--witness VKEY ... [--witnesses K]] [--log DIR|URL [--ca FILE]] [--allow-warning]
                vouch receipt log BUNDLE --output BUNDLE2 [--broker URL --ca FILE]
-        sign: an agent's receipt for one output: a DSSE envelope of an in-toto Statement (subject: the
-        output's SHA-256; predicate: model, environment and policy as the certificate's EAR attests them,
-        times, a salted commitment to --request), signed with the agent's key (CHAIN: its cert, then the
-        issuing chain), with the chain, the EAR and the issuance proof (vouch log proof). The salt is
-        printed (or --salt-out, 0600) for the requester only. verify: every check of docs/receipts.md
-        against TRUST (vouch trust get): chain, agent signer, DSSE signature, the EAR and its claims, log
-        entries and proofs under the log key, times; --crl (the issuing CA's) or --log (a mirror dir or
-        the broker URL, read whole): revocation before the receipt; --witness VKEY (repeatable),
-        --witnesses K (default all): cosignatures; an EAR not affirming (simulated, GPU unmatched) only
-        with --allow-warning. Prints which model, environment, output, then OK. Exit 0/1 refused/2 usage.
+        sign: an agent's receipt for one output: a DSSE envelope of an in-toto Statement (subject: the output's
+        SHA-256; predicate: model, environment and policy as the certificate's EAR attests them, times, a salted
+        commitment to --request), signed with the agent's key (CHAIN: its cert, then the issuing chain; a TPM key
+        from vouch enroll --tpm-key signs through the attester's socket S), with the chain, the EAR and the issuance
+        proof (vouch log proof). The salt is printed (or --salt-out, 0600) for the requester only. verify: every
+        check of docs/receipts.md against TRUST (vouch trust get): chain, agent signer, DSSE signature, the EAR and
+        its claims, log entries and proofs under the log key, times; --crl (the issuing CA's) or --log (a mirror dir
+        or the broker URL, read whole): revocation before the receipt; --witness VKEY (repeatable), --witnesses K
+        (default all): cosignatures; an EAR not affirming (simulated, GPU unmatched) only with --allow-warning.
+        Prints which model, environment, output, then OK. Exit 0/1 refused/2 usage.
         log: POST /v1/receipts (no token); BUNDLE2 is BUNDLE with the receipt's own entry and proof.
         examples:
           vouch receipt sign --cert agent.pem --key agent.key --output answer.txt --request prompt.txt \

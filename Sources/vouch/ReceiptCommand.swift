@@ -2,6 +2,7 @@ import Foundation
 import VouchAPI
 import VouchCore
 import VouchCrypto
+import VouchHTTPClient
 import VouchReceiptKit
 import VouchReceipts
 import VouchRuntime
@@ -28,8 +29,14 @@ private func readInput(_ path: String, _ what: String) -> [UInt8]? {
 }
 
 private func receiptSign(_ argv: [String]) throws -> Int32 {
-    let args = try Arguments(argv, options: ["cert", "key", "output", "request", "issuance-proof", "started", "finished", "out", "salt-out"])
-    let certPath = try args.required("cert"), keyPath = try args.required("key"), outputPath = try args.required("output")
+    let args = try Arguments(argv, options: ["cert", "key", "socket", "tpm-key", "output", "request", "issuance-proof", "started", "finished", "out", "salt-out"])
+    let certPath = try args.required("cert"), outputPath = try args.required("output")
+    // The key: a software key (--key), or a TPM-bound one signing through the attester's socket
+    // (--tpm-key DIR/NAME, the prefix of what `vouch enroll --tpm-key` wrote, and --socket).
+    guard (args["key"] == nil) != (args["tpm-key"] == nil) else { throw VouchError(.usage, "give --key KEY, or --tpm-key DIR/NAME with --socket PATH") }
+    guard args["socket"] == nil || args["tpm-key"] != nil else { throw VouchError(.usage, "--socket signs with a TPM-bound key: give --tpm-key DIR/NAME") }
+    let socket = args["socket"] ?? CLI.env("VOUCH_ATTESTER_SOCKET")
+    guard args["tpm-key"] == nil || socket != nil else { throw VouchError(.usage, "--tpm-key signs through the attester: give --socket PATH or set VOUCH_ATTESTER_SOCKET") }
     let out = try args.required("out")
     func time(_ name: String) throws -> Date? {
         guard let s = args[name] else { return nil }
@@ -39,7 +46,19 @@ private func receiptSign(_ argv: [String]) throws -> Int32 {
     let now = Date()
     let started = try time("started") ?? now, finished = try time("finished") ?? now
     guard args["salt-out"] == nil || args["request"] != nil else { throw VouchError(.usage, "--salt-out needs --request") }
-    guard let chain = readInput(certPath, "--cert"), let key = readInput(keyPath, "--key"), let output = readInput(outputPath, "--output") else { return 2 }
+    guard let chain = readInput(certPath, "--cert"), let output = readInput(outputPath, "--output") else { return 2 }
+    let key: ReceiptSigningKey
+    if let prefix = args["tpm-key"], let socket {
+        guard let pub = readInput(prefix + ".tpm.pub", "--tpm-key's public blob"), let priv = readInput(prefix + ".tpm.priv", "--tpm-key's private blob") else { return 2 }
+        let client = APIClient(transport: HTTPClient(.unix(path: socket), timeoutSeconds: 60))
+        do { key = try .attesterSocket(client, tpmPublic: pub, tpmPrivate: priv) } catch let e as VouchError {
+            CLI.error("vouch receipt sign: \(prefix).tpm.pub is not a TPM key's public area: \(e.message)")
+            return 2
+        }
+    } else {
+        guard let pem = readInput(try args.required("key"), "--key") else { return 2 }
+        key = try .software(try PrivateKey(pem: String(decoding: pem, as: UTF8.self)))
+    }
     var request: [UInt8]?
     if let path = args["request"] {
         guard let bytes = readInput(path, "--request") else { return 2 }
@@ -53,7 +72,7 @@ private func receiptSign(_ argv: [String]) throws -> Int32 {
             return 2
         }
     }
-    let signer = try ReceiptSigner(chainPEM: String(decoding: chain, as: UTF8.self), keyPEM: String(decoding: key, as: UTF8.self), issuance: issuance)
+    let signer = try ReceiptSigner(chainPEM: String(decoding: chain, as: UTF8.self), key: key, issuance: issuance)
     let (bundle, salt) = try signer.sign(output: output, request: request, startedAt: started, finishedAt: finished)
     try Files.writeAtomically(bundle, to: out)
     if request != nil {

@@ -257,4 +257,27 @@ final class ReceiptVerifierTests: XCTestCase {
         XCTAssertThrowsError(try ReceiptSigner(chainPEM: try world.chainPEM, keyPEM: world.agentKey.pem, issuance: other.issuance))
         XCTAssertThrowsError(try ReceiptSigner(chainPEM: try world.chainPEM, keyPEM: other.agentKey.pem, issuance: world.issuance))
     }
+
+    /// A key held elsewhere (a TPM through the attester) signs digests; its answers are checked
+    /// under the certificate's key before a receipt carries them.
+    func testAKeyHeldElsewhereIsCheckedOnEverySignature() throws {
+        let agentKey = world.agentKey, otherKey = try PrivateKey.generate()
+        // A holder that signs the digest it is sent (as TPM2_Sign does): its receipts verify.
+        let honest = ReceiptSigningKey(publicKey: try agentKey.publicKey) { digest, hash in
+            XCTAssertEqual(hash, .sha256)
+            return try agentKey.signDigest(digest, hash: hash)
+        }
+        let signer = try ReceiptSigner(chainPEM: try world.chainPEM, key: honest, issuance: world.issuance)
+        let bundle = try signer.sign(output: output, request: nil, startedAt: start, finishedAt: finish).bundle
+        XCTAssertEqual(try codes(bundle, .init(output: output)), [])
+        // A holder that answers with another key's signature: refused before any receipt exists.
+        let liar = ReceiptSigningKey(publicKey: try agentKey.publicKey) { digest, hash in try otherKey.signDigest(digest, hash: hash) }
+        let lying = try ReceiptSigner(chainPEM: try world.chainPEM, key: liar, issuance: world.issuance)
+        XCTAssertThrowsError(try lying.sign(output: output, request: nil, startedAt: start, finishedAt: finish)) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .signatureInvalid)
+        }
+        // A holder whose public key is not the certificate's is refused at once.
+        XCTAssertThrowsError(try ReceiptSigner(chainPEM: try world.chainPEM, key: ReceiptSigningKey(publicKey: try otherKey.publicKey) { _, _ in [] },
+                                               issuance: world.issuance))
+    }
 }

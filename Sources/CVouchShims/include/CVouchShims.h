@@ -35,6 +35,9 @@ static const enum MHD_OPTION vouch_MHD_OPTION_ARRAY = MHD_OPTION_ARRAY;
 static const TPM2_RC vouch_TPM2_RC_RETRY = TPM2_RC_RETRY;
 static const TPM2_RC vouch_TPM2_RC_YIELDED = TPM2_RC_YIELDED;
 static const TPM2_RC vouch_TPM2_RC_TESTING = TPM2_RC_TESTING;
+// tss2 constants written as casts (a TPM2_Sign validation ticket for an unrestricted key)
+static const TPM2_ST vouch_TPM2_ST_HASHCHECK = TPM2_ST_HASHCHECK;
+static const TPMI_RH_HIERARCHY vouch_TPM2_RH_NULL = TPM2_RH_NULL;
 
 // OpenSSL constants written as macro expressions
 #include <openssl/evp.h>
