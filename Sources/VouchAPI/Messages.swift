@@ -247,6 +247,23 @@ public struct AgentSignResponse: Codable, Sendable {
     public init(signature: String) { self.signature = signature }
 }
 
+/// `POST /v1/hosts/{hostId}/jwt-svids` (mutual TLS with the host certificate): a JWT-SVID for the
+/// agent certificate `serial` this broker issued on that host, for `audience` (1-8 values).
+public struct JWTSVIDIssueRequest: Codable, Sendable {
+    public var serial: String
+    public var audience: [String]
+    public init(serial: String, audience: [String]) { self.serial = serial; self.audience = audience }
+}
+
+/// The JWT-SVID (compact JWS, ES256, `kid` in `GET /v1/jwt-svid/jwks`), its subject and when it
+/// expires (RFC 3339).
+public struct JWTSVIDIssueResponse: Codable, Sendable {
+    public var token: String
+    public var spiffeId: String
+    public var expiresAt: String
+    public init(token: String, spiffeId: String, expiresAt: String) { self.token = token; self.spiffeId = spiffeId; self.expiresAt = expiresAt }
+}
+
 public struct RevokeRequest: Codable, Sendable {
     public var serial: String?
     public var hostId: String?

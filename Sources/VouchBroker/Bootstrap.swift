@@ -128,28 +128,55 @@ public enum BrokerBootstrap {
     /// or whose parts do not match is refused (`config`). Rotating is deleting the file before a
     /// start (docs/operations.md). The certificate is issued afresh at each start.
     public static func resultSigner(brokerCA: CertificateAuthority, spiffeID: String, directory dir: String, clock: Clock) throws -> JWSSigner {
-        try Files.makeDirectory(dir)
-        let keyPath = dir + "/signing.key"
-        if !Files.exists(keyPath) {
-            _ = try Files.createOnce(Array(try PrivateKey.generate(.p256).pem.utf8), at: keyPath, mode: 0o600)
-        }
-        let key: PrivateKey
-        do {
-            key = try PrivateKey(pem: String(decoding: try Files.readSecret(keyPath, maxBytes: 64 << 10), as: UTF8.self))
-        } catch let e as VouchError where e.code == .config {
-            throw e
-        } catch {
-            throw VouchError(.config, "the broker's result-signing key cannot be read (an unencrypted PEM key; delete it to make a new one)",
-                             context: ["path": keyPath])
-        }
-        guard let publicKey = try? key.publicKey, publicKey.ecJWKParameters?.crv == "P-256", key.isPair(of: publicKey) else {
-            throw VouchError(.config, "the broker's result-signing key must be a P-256 (ES256) key pair", context: ["path": keyPath])
-        }
+        let key = try persistentP256Key(directory: dir, file: "signing.key", what: "result-signing key")
         let now = clock.now()
-        let cert = try brokerCA.issue(publicKey: publicKey, profile: LeafProfile(
+        let cert = try brokerCA.issue(publicKey: try key.publicKey, profile: LeafProfile(
             subjectCommonName: "vouchd results", uriSANs: [spiffeID], notBefore: now.addingTimeInterval(-60),
             notAfter: now.addingTimeInterval(resultSignerValidity), usage: .brokerClient), serial: nil)
         return try JWSSigner(key: key, chain: [cert, brokerCA.certificate])
+    }
+
+    /// The key that signs JWT-SVIDs (`POST /v1/hosts/{id}/jwt-svids`), published by `kid` in
+    /// `GET /v1/jwt-svid/jwks` and the SPIFFE bundle (`use: jwt-svid`). Made once, in
+    /// `dir`/jwt-svid.key, and kept as the result-signing key is (same file checks, `config`
+    /// on refusal): a token issued before a restart verifies after it. It has no certificate
+    /// (its tokens carry no `x5c`). It must be none of `others` — the CA, TLS and result-signing
+    /// keys — so that no token or certificate of one kind can pass for another (a key file
+    /// copied over from one of them is refused, `config`).
+    public static func jwtSVIDSigner(directory dir: String, distinctFrom others: [PublicKey]) throws -> JWSSigner {
+        let path = dir + "/jwt-svid.key"
+        let key = try persistentP256Key(directory: dir, file: "jwt-svid.key", what: "JWT-SVID signing key")
+        let spki = try key.publicKey.spkiDER
+        guard !others.contains(where: { (try? $0.spkiDER) == spki }) else {
+            throw VouchError(.config, "the broker's JWT-SVID signing key is also one of its CA, TLS or result-signing keys; delete it to make a new one",
+                             context: ["path": path])
+        }
+        return try JWSSigner(key: key, use: "jwt-svid")
+    }
+
+    /// A P-256 key kept in `dir`/`file`: created on first use (mode 0600, exclusively: of two first
+    /// starts, one key wins), then read. A file that is a symbolic link, belongs to another user,
+    /// is readable by others, is encrypted, is not P-256, or whose parts do not match is refused
+    /// (`config`).
+    static func persistentP256Key(directory dir: String, file: String, what: String) throws -> PrivateKey {
+        try Files.makeDirectory(dir)
+        let path = dir + "/" + file
+        if !Files.exists(path) {
+            _ = try Files.createOnce(Array(try PrivateKey.generate(.p256).pem.utf8), at: path, mode: 0o600)
+        }
+        let key: PrivateKey
+        do {
+            key = try PrivateKey(pem: String(decoding: try Files.readSecret(path, maxBytes: 64 << 10), as: UTF8.self))
+        } catch let e as VouchError where e.code == .config {
+            throw e
+        } catch {
+            throw VouchError(.config, "the broker's \(what) cannot be read (an unencrypted PEM key; delete it to make a new one)",
+                             context: ["path": path])
+        }
+        guard let publicKey = try? key.publicKey, publicKey.ecJWKParameters?.crv == "P-256", key.isPair(of: publicKey) else {
+            throw VouchError(.config, "the broker's \(what) must be a P-256 (ES256) key pair", context: ["path": path])
+        }
+        return key
     }
 
     /// The transparency log's key: Ed25519, named (and the log's origin) `<trust domain>/vouch-log`,

@@ -114,6 +114,15 @@ public struct BrokerAPI: Sendable {
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "attestations":
             try service.registration.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
             return json(200, try service.reattestation.judgeReport(hostID: p[1], JSONCodec.decode(AttestationReport.self, from: req.body)))
+        case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "jwt-svids":
+            // A JWT-SVID for one of the host's agents: the host certificate first, as for pushes.
+            try service.registration.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+                                body: JSONCodec.encode(try service.jwtSVIDs.issue(hostID: p[1], JSONCodec.decode(JWTSVIDIssueRequest.self, from: req.body))))
+        case ("GET", ["jwt-svid", "jwks"]):
+            // Public, like the CA bundle: the key that signs JWT-SVIDs, named by the kid in their header.
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/jwk-set+json"), ("Cache-Control", "no-cache")],
+                                body: JSONCodec.encode(service.jwtSVIDs.keySet))
         case ("GET", ["hosts"]):
             try require(.read, req)
             return json(200, try service.queries.status().hosts)
@@ -217,11 +226,11 @@ public struct BrokerAPI: Sendable {
         (["health"], ["GET"]), (["ca"], ["GET"]), (["bundle"], ["GET"]), (["crl"], ["GET", "HEAD"]), (["crl.pem"], ["GET", "HEAD"]), (["crl", "*"], ["GET", "HEAD"]),
         (["ocsp"], ["POST"]), (["events"], ["GET"]), (["receipts"], ["POST"]), (["hosts"], ["GET", "POST"]), (["hosts", "*"], ["GET", "DELETE"]),
         (["hosts", "*", "activate"], ["POST"]), (["hosts", "*", "attestations"], ["GET", "POST"]), (["hosts", "*", "ear"], ["GET"]),
-        (["hosts", "*", "evidence"], ["GET"]), (["hosts", "*", "unblock"], ["POST"]), (["challenges"], ["POST"]), (["enroll"], ["POST"]),
+        (["hosts", "*", "evidence"], ["GET"]), (["hosts", "*", "unblock"], ["POST"]), (["hosts", "*", "jwt-svids"], ["POST"]), (["challenges"], ["POST"]), (["enroll"], ["POST"]),
         (["revoke"], ["POST"]), (["status"], ["GET"]), (["summary"], ["GET"]), (["attestations"], ["GET"]), (["certificates"], ["GET"]),
         (["certificates", "*"], ["GET"]), (["certificates", "*", "revoke"], ["POST"]), (["tokens"], ["GET", "POST"]), (["tokens", "*"], ["DELETE"]),
         (["policies"], ["GET"]), (["policies", "reload"], ["POST"]), (["policies", "*"], ["GET"]), (["ca", "rotate"], ["POST"]),
-        (["ear", "jwks"], ["GET"]), (["trust"], ["GET"]), (["log", "proof"], ["GET"]), (["log", "consistency"], ["GET"]),
+        (["ear", "jwks"], ["GET"]), (["jwt-svid", "jwks"], ["GET"]), (["trust"], ["GET"]), (["log", "proof"], ["GET"]), (["log", "consistency"], ["GET"]),
         (["log", "cosignatures"], ["POST"]),
     ]
 

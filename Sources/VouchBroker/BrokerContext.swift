@@ -76,6 +76,8 @@ public final class BrokerContext: Sendable {
     let ekTrust: EKTrustStore
     /// Signs attestation results, among them the EAR in each agent certificate.
     let resultSigner: ResultSigner
+    /// Signs JWT-SVIDs (`JWTSVIDService`); a key of its own, no CA, TLS or result-signing key.
+    let jwtSVIDSigner: JWSSigner
     let clock: Clock
     let log: @Sendable (String) -> Void
     public let metrics = BrokerMetrics()
@@ -95,13 +97,14 @@ public final class BrokerContext: Sendable {
     let nonces: NonceMinter
 
     init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
-         resultSigner: ResultSigner, clock: Clock, tee: TEETrust, log: @escaping @Sendable (String) -> Void) {
+         resultSigner: ResultSigner, jwtSVIDSigner: JWSSigner, clock: Clock, tee: TEETrust, log: @escaping @Sendable (String) -> Void) {
         self.config = config
         self.policies = policies
         self.store = store
         self.authorities = authorities
         self.ekTrust = ekTrust
         self.resultSigner = resultSigner
+        self.jwtSVIDSigner = jwtSVIDSigner
         self.clock = clock
         self.log = log
         let keys = AttestationKeyCache()

@@ -21,6 +21,7 @@ import VouchTPMWire
 /// | `revocation` | operator revocation, blocks, deletion, CRL, OCSP, trust bundle, CA rotation | `RevocationService.swift` (core: `Revocations.swift`) |
 /// | `queries` | status, hosts, history, certificates, evidence, EAR, metrics, policies | `QueryService.swift`, `AttestationResults.swift` |
 /// | `tokens` | API tokens and their scopes | `TokenService.swift` |
+/// | `jwtSVIDs` | JWT-SVIDs for agents of trusted hosts, and their key set | `JWTSVIDService.swift` |
 public final class BrokerService: BrokerPart, Sendable {
     public let context: BrokerContext
     public let registration: RegistrationService
@@ -29,6 +30,7 @@ public final class BrokerService: BrokerPart, Sendable {
     public let revocation: RevocationService
     public let queries: QueryService
     public let tokens: TokenService
+    public let jwtSVIDs: JWTSVIDService
 
     public var config: BrokerConfig { context.config }
     public var policies: PolicyProvider { context.policies }
@@ -37,12 +39,14 @@ public final class BrokerService: BrokerPart, Sendable {
     public var events: EventNotifier { context.events }
 
     /// `resultSigner`: the broker's attestation-result signer, which signs the EAR each agent
-    /// certificate carries. `tee`: the roots and TDX collateral CPU TEE evidence is verified with
+    /// certificate carries. `jwtSVIDSigner`: the key that signs JWT-SVIDs (`BrokerBootstrap.jwtSVIDSigner`),
+    /// never one of the CA, TLS or result-signing keys. `tee`: the roots and TDX collateral CPU TEE evidence is verified with
     /// (default: AMD's and Intel's pinned roots, no collateral).
     public init(config: BrokerConfig, policies: PolicyProvider, store: BrokerStore, authorities: CASet, ekTrust: EKTrustStore,
-                resultSigner: ResultSigner, clock: Clock, tee: TEETrust = TEETrust(), log: @escaping @Sendable (String) -> Void = { _ in }) {
+                resultSigner: ResultSigner, jwtSVIDSigner: JWSSigner, clock: Clock, tee: TEETrust = TEETrust(),
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
         let context = BrokerContext(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust,
-                                    resultSigner: resultSigner, clock: clock, tee: tee, log: log)
+                                    resultSigner: resultSigner, jwtSVIDSigner: jwtSVIDSigner, clock: clock, tee: tee, log: log)
         self.context = context
         registration = RegistrationService(context: context)
         enrollment = EnrollmentService(context: context)
@@ -50,5 +54,6 @@ public final class BrokerService: BrokerPart, Sendable {
         revocation = RevocationService(context: context)
         queries = QueryService(context: context)
         tokens = TokenService(context: context)
+        jwtSVIDs = JWTSVIDService(context: context)
     }
 }

@@ -155,15 +155,19 @@ public struct RevocationService: BrokerPart, Sendable {
     /// previous and staged next CAs).
     public func bundlePEM() throws -> String { try authorities.bundle.map { try $0.pem }.joined() }
 
-    /// The same bundle as a SPIFFE bundle (JWKS with x509-svid keys).
+    /// The same bundle as a SPIFFE bundle (the SPIFFE Trust Domain and Bundle specification): a
+    /// JWKS with the roots as `x509-svid` keys (each with its certificate in `x5c`) and the
+    /// JWT-SVID signing key as a `jwt-svid` key (with its `kid`).
     public func spiffeBundle() throws -> [UInt8] {
         func b64url(_ b: [UInt8]) -> String {
             Base64.encode(b).replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
         }
-        let keys: [[String: Any]] = try authorities.bundle.map { root in
+        var keys: [[String: Any]] = try authorities.bundle.map { root in
             guard let jwk = try root.publicKey.ecJWKParameters else { throw VouchError(.internalError, "CA key is not an EC key") }
             return ["kty": "EC", "crv": jwk.crv, "x": b64url(jwk.x), "y": b64url(jwk.y), "use": "x509-svid", "x5c": [Base64.encode(try root.der)]]
         }
+        let jwt = context.jwtSVIDSigner.jwk
+        keys.append(["kty": jwt.kty, "crv": jwt.crv, "x": jwt.x, "y": jwt.y, "kid": jwt.thumbprint, "use": "jwt-svid", "alg": "ES256"])
         let body: [String: Any] = ["keys": keys, "spiffe_refresh_hint": Int(config.crlValidity), "spiffe_sequence": 1]
         return [UInt8](try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes]))
     }

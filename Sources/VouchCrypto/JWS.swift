@@ -2,24 +2,36 @@ import Foundation
 import VouchCore
 import VouchTPMWire
 
-/// Compact JWS with ES256 (RFC 7515/7518): signed JSON tokens such as EAR attestation results.
-/// The header carries the signer's certificate chain (`x5c`) and a key id (`kid`, the RFC 7638
-/// thumbprint of the signing key). A relying party verifies a token either against the broker CA
-/// (never the agents' issuing CA) and the broker's SPIFFE ID, or by its `kid` in the key set the
-/// broker publishes (`jwk`, served at `GET /v1/ear/jwks`).
+/// Compact JWS with ES256 (RFC 7515/7518): signed JSON tokens such as EAR attestation results
+/// and JWT-SVIDs. The header carries a key id (`kid`, the RFC 7638 thumbprint of the signing key)
+/// and, for a signer made with a certificate chain, that chain (`x5c`). A relying party verifies
+/// an EAR either against the broker CA (never the agents' issuing CA) and the broker's SPIFFE ID,
+/// or by its `kid` in the key set the broker publishes (`jwk`, served at `GET /v1/ear/jwks`); a
+/// JWT-SVID (no `x5c`) by its `kid` alone (`JWTSVIDVerifier`, `GET /v1/jwt-svid/jwks`).
 public struct JWSSigner: Sendable {
     let key: PrivateKey
-    let x5c: [String]
+    let x5c: [String]?
     /// The signing key's RFC 7638 thumbprint, sent as the header's `kid`.
     public let kid: String
-    /// The public signing key as a JWK (`kid`, `use: sig`, `alg: ES256`, and the `x5c` chain).
+    /// The public signing key as a JWK (`kid`, `use`, `alg: ES256`, and the `x5c` chain if any).
     public let jwk: JWK
 
-    /// `chain`: the signer's certificate first, then the CA certificates above it.
+    /// `chain`: the signer's certificate first, then the CA certificates above it (`use: sig`).
     public init(key: PrivateKey, chain: [Certificate]) throws {
+        let x5c = try chain.map { Base64.encode(try $0.der) }
+        try self.init(key: key, use: "sig", x5c: x5c)
+    }
+
+    /// A signer known by its key alone: its tokens' headers carry no `x5c`, and its JWK says
+    /// `use` (e.g. `jwt-svid`, the SPIFFE bundle's use for JWT-SVID keys).
+    public init(key: PrivateKey, use: String) throws {
+        try self.init(key: key, use: use, x5c: nil)
+    }
+
+    private init(key: PrivateKey, use: String, x5c: [String]?) throws {
         self.key = key
-        self.x5c = try chain.map { Base64.encode(try $0.der) }
-        self.jwk = try JWK(publicKey: try key.publicKey, use: "sig", alg: "ES256", x5c: x5c)
+        self.x5c = x5c
+        self.jwk = try JWK(publicKey: try key.publicKey, use: use, alg: "ES256", x5c: x5c)
         self.kid = jwk.thumbprint
     }
 
@@ -60,7 +72,8 @@ public struct JWSSigner: Sendable {
 
     /// Signs the JSON `payload` (typ `typ`): header.payload.signature, each base64url.
     public func sign(payload: [UInt8], typ: String = "JWT") throws -> String {
-        let header: [String: Any] = ["alg": "ES256", "kid": kid, "typ": typ, "x5c": x5c]
+        var header: [String: Any] = ["alg": "ES256", "kid": kid, "typ": typ]
+        if let x5c { header["x5c"] = x5c }
         let h = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys, .withoutEscapingSlashes])
         let input = Self.base64URL([UInt8](h)) + "." + Self.base64URL(payload)
         var der = DER.Reader(try key.sign(Array(input.utf8), hash: .sha256))
@@ -142,10 +155,17 @@ public struct JWSSigner: Sendable {
     private static func checkSignature(_ parts: [String], key: PublicKey) throws -> [UInt8] {
         let sig = try base64URLDecode(parts[2], field: "signature")
         guard sig.count == 64 else { throw VouchError(.signatureInvalid, "ES256 signatures are 64 bytes", context: ["got": "\(sig.count)"]) }
-        let der = try ecdsaSignatureDER(r: Array(sig[0..<32]), s: Array(sig[32..<64]))
-        guard key.verify(message: Array((parts[0] + "." + parts[1]).utf8), signature: der, scheme: .ecdsa, hash: .sha256) else {
+        guard try es256Verifies(parts, signature: sig, key: key) else {
             throw VouchError(.signatureInvalid, "the token's signature does not verify", context: ["field": "signature"])
         }
         return try base64URLDecode(parts[1], field: "payload")
+    }
+
+    /// Whether `signature` (64 bytes, r‖s) is `key`'s ES256 signature over the compact JWS
+    /// `parts`' signing input (header.payload, as sent).
+    static func es256Verifies(_ parts: [String], signature: [UInt8], key: PublicKey) throws -> Bool {
+        guard signature.count == 64 else { return false }
+        let der = try ecdsaSignatureDER(r: Array(signature[0..<32]), s: Array(signature[32..<64]))
+        return key.verify(message: Array((parts[0] + "." + parts[1]).utf8), signature: der, scheme: .ecdsa, hash: .sha256)
     }
 }

@@ -179,8 +179,12 @@ do {
     sequencer.start()
     let clientTLS = try BrokerBootstrap.brokerIdentity(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/tls", clock: clock)
     let resultSigner = try BrokerBootstrap.resultSigner(brokerCA: brokerCA, spiffeID: config.brokerSpiffeID, directory: dataDir + "/results", clock: clock)
+    // A key of its own: none of the CA or result-signing keys (checked; the TLS keys are new at each start).
+    let otherKeys = try [brokerCA.certificate.publicKey, try resultSigner.jwk.publicKey()]
+        + (authorities.bundle + authorities.signing.map(\.signer.caCertificate)).map { try $0.publicKey }
+    let jwtSVIDSigner = try BrokerBootstrap.jwtSVIDSigner(directory: dataDir + "/results", distinctFrom: otherKeys)
     let service = BrokerService(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust,
-                                resultSigner: resultSigner, clock: clock, tee: brokerOptions.tee, log: Runtime.log)
+                                resultSigner: resultSigner, jwtSVIDSigner: jwtSVIDSigner, clock: clock, tee: brokerOptions.tee, log: Runtime.log)
     var dispatcher: WebhookDispatcher?
     if !config.webhookURLs.isEmpty {
         let secret = try BrokerBootstrap.loadOrCreateSecret(path: args["webhook-secret-file"] ?? dataDir + "/webhook.secret")

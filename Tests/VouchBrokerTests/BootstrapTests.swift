@@ -35,6 +35,30 @@ final class BootstrapTests: XCTestCase {
         XCTAssertNotEqual(try signer().kid, first.kid)
     }
 
+    func testTheJWTSVIDKeyIsItsOwnAndSurvivesARestart() throws {
+        let dir = temporaryDirectory()
+        let (brokerCA, _) = try BrokerBootstrap.loadOrCreateBrokerCA(directory: dir + "/broker-ca", trustDomain: "boot.test", clock: WallClock())
+        let results = try BrokerBootstrap.resultSigner(brokerCA: brokerCA, spiffeID: "spiffe://boot.test/vouchd", directory: dir + "/results", clock: WallClock())
+        let others = [try brokerCA.certificate.publicKey, try results.jwk.publicKey()]
+        let first = try BrokerBootstrap.jwtSVIDSigner(directory: dir + "/results", distinctFrom: others)
+        XCTAssertEqual(try BrokerBootstrap.jwtSVIDSigner(directory: dir + "/results", distinctFrom: others).kid, first.kid, "kept across starts")
+        XCTAssertNotEqual(first.kid, results.kid)
+        XCTAssertEqual(first.jwk.use, "jwt-svid")
+        XCTAssertNil(first.jwk.x5c)
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: dir + "/results/jwt-svid.key")[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+
+        // The result-signing key copied over it: refused, and left as it is.
+        let copied = try Data(contentsOf: URL(fileURLWithPath: dir + "/results/signing.key"))
+        try copied.write(to: URL(fileURLWithPath: dir + "/results/jwt-svid.key"))
+        XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: dir + "/results/jwt-svid.key")[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+        XCTAssertThrowsError(try BrokerBootstrap.jwtSVIDSigner(directory: dir + "/results", distinctFrom: others)) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .config)
+            XCTAssertEqual(($0 as? VouchError)?.context["path"], dir + "/results/jwt-svid.key")
+        }
+        XCTAssertNoThrow(try BrokerBootstrap.jwtSVIDSigner(directory: dir + "/results", distinctFrom: []), "a good key file in itself")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/results/jwt-svid.key")), copied)
+    }
+
     func testTwoFirstStartsAgreeOnOneKey() throws {
         let dir = temporaryDirectory()
         let (brokerCA, _) = try BrokerBootstrap.loadOrCreateBrokerCA(directory: dir + "/broker-ca", trustDomain: "boot.test", clock: WallClock())

@@ -108,6 +108,8 @@ final class BrokerAPIRoutingTests: XCTestCase {
             Route(method: "POST", path: "/v1/hosts", access: .open, body: "{}", status: 400, code: .badRequest),
             Route(method: "POST", path: "/v1/hosts/\(h1)/activate", access: .open, body: "{}", status: 400, code: .badRequest),
             Route(method: "POST", path: "/v1/hosts/\(h1)/attestations", access: .open, body: "{}", status: 401, code: .clientCertificateRequired),
+            Route(method: "POST", path: "/v1/hosts/\(h1)/jwt-svids", access: .open, body: "{}", status: 401, code: .clientCertificateRequired),
+            Route(method: "GET", path: "/v1/jwt-svid/jwks", access: .open, status: 200),
             Route(method: "POST", path: "/v1/challenges", access: .open, body: "{}", status: 400, code: .badRequest),
             Route(method: "POST", path: "/v1/enroll", access: .open, body: "{}", status: 400, code: .badRequest),
 
@@ -442,7 +444,7 @@ final class BrokerAPIRoutingTests: XCTestCase {
             } else {
                 r.stream?.onClose()
                 XCTAssertTrue(["application/x-pem-file", "application/pkix-crl", "application/eat+jwt", "text/plain; version=0.0.4",
-                               "application/ocsp-response", "text/event-stream"].contains(type),
+                               "application/ocsp-response", "text/event-stream", "application/jwk-set+json"].contains(type),
                               "\(route): \(type)")
             }
         }

@@ -122,7 +122,8 @@ final class Broker {
         config.allowSimulatedHosts = allowSimulatedHosts
         service = BrokerService(config: config, policies: PolicyProvider(fixed: try PolicySet([policy]), clock: clock),
                                 store: store, authorities: CASet(current: IssuingCA(signer: ca)), ekTrust: EKTrustStore(anchors: [], intermediates: []),
-                                resultSigner: try JWSSigner(key: try PrivateKey.generate(.p256), chain: [ca.certificate]), clock: clock, tee: tee)
+                                resultSigner: try JWSSigner(key: try PrivateKey.generate(.p256), chain: [ca.certificate]),
+                                jwtSVIDSigner: try JWSSigner(key: try PrivateKey.generate(.p256), use: "jwt-svid"), clock: clock, tee: tee)
         source = ScriptedSource(clock: clock)
         reattestor = Reattestor(service: service, source: source, spread: { 0.5 })
     }

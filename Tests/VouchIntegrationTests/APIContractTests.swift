@@ -104,6 +104,13 @@ final class APIContractTests: XCTestCase {
                 let body = try attester.reattestationQuote(QuoteRequest(nonce: c.nonce, pcrSelection: c.pcrSelection))
                 return try mtls.send("POST", "/v1/hosts/\(id)/attestations", headers: jsonHeaders, body: json(AttestationReport(nonce: c.nonce, quote: body)))
             }),
+            (.init(method: "POST", path: "/v1/hosts/{hostId}/jwt-svids"), {
+                let r = try mtls.send("POST", "/v1/hosts/\(id)/jwt-svids", headers: jsonHeaders,
+                                      body: json(JWTSVIDIssueRequest(serial: agent.serial, audience: ["spiffe://contract/rp"])))
+                XCTAssertEqual(r.status, 200, "a trusted host's agent gets a JWT-SVID: \(String(decoding: r.body.prefix(300), as: UTF8.self))")
+                return r
+            }),
+            (.init(method: "GET", path: "/v1/jwt-svid/jwks"), { try open.send("GET", "/v1/jwt-svid/jwks", headers: [:], body: nil) }),
             (.init(method: "GET", path: "/v1/status"), { try admin.send("GET", "/v1/status", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/summary"), { try admin.send("GET", "/v1/summary", headers: auth, body: nil) }),
             (.init(method: "GET", path: "/v1/hosts"), { try admin.send("GET", "/v1/hosts", headers: auth, body: nil) }),

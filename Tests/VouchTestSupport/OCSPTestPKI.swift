@@ -119,8 +119,13 @@ public final class OCSPTestPKI {
 
 /// Runs /usr/bin/openssl with `args`: its exit status and its stdout and stderr together.
 public func runOpenSSL(_ args: [String]) throws -> (status: Int32, output: String) {
+    try runProgram("/usr/bin/openssl", args)
+}
+
+/// Runs `executable` with `args`: its exit status and its stdout and stderr together.
+public func runProgram(_ executable: String, _ args: [String]) throws -> (status: Int32, output: String) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     let out = Pipe()
     p.standardOutput = out
