@@ -1,5 +1,6 @@
 import Foundation
 import VouchCore
+import VouchSPIFFE
 import VouchTPMWire
 
 /// Decodes a policy from a parsed YAML/JSON document. Unknown keys, wrong types, bad values and
@@ -318,25 +319,10 @@ extension Policy {
         c.isASCII && (c.isLetter || c.isNumber || "._-/".contains(c))
     }
 
-    /// A SPIFFE ID as the SPIFFE ID specification allows it: `spiffe://`, a trust domain of
-    /// lowercase letters, digits, '.', '-' and '_', and a path of non-empty segments of letters,
-    /// digits, '.', '-' and '_' where no segment is "." or ".." (so a value such as a host name
+    /// Expands the SPIFFE ID template. Returns nil when a referenced label is missing, a value
+    /// would put characters outside a SPIFFE path segment into the ID, or the result is not a
+    /// SPIFFE ID (`SPIFFEID.parse`: no empty, "." or ".." segment, so a value such as a host name
     /// of ".." can never move an ID up a level or name another identity).
-    public static func isValidSpiffeID(_ id: String) -> Bool {
-        guard id.hasPrefix("spiffe://"), id.count <= 2048 else { return false }
-        let rest = id.dropFirst("spiffe://".count)
-        let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
-        guard let domain = parts.first, !domain.isEmpty,
-              domain.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || ".-_".contains($0)) }) else { return false }
-        for segment in parts.dropFirst() {
-            guard !segment.isEmpty, segment != ".", segment != "..",
-                  segment.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".-_".contains($0)) }) else { return false }
-        }
-        return true
-    }
-
-    /// Expands the SPIFFE ID template. Returns nil when a referenced label is missing or a value
-    /// would put characters outside a SPIFFE path segment into the ID.
     public func spiffeID(trustDomain: String, hostID: String, hostname: String, agentName: String, labels: [String: String]) -> String? {
         var out = certificate.spiffeIDTemplate
         for (k, v) in [("{trustDomain}", trustDomain), ("{hostId}", hostID), ("{hostname}", hostname), ("{agentName}", agentName)] {
@@ -349,6 +335,6 @@ extension Policy {
             guard let value = labels[key], !value.isEmpty, value.allSatisfy(Policy.isSpiffeChar), !value.contains("/") else { return nil }
             out.replaceSubrange(r.lowerBound...end, with: value)
         }
-        return Policy.isValidSpiffeID(out) ? out : nil
+        return SPIFFEID.isValid(out) ? out : nil
     }
 }
