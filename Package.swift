@@ -16,6 +16,8 @@
 //                      tlog-tiles, tlog-checkpoint bodies, tlog-proof files); SHA-256 injected
 //   VouchReceipts      pure: signed inference receipts' formats (DSSE envelopes, in-toto Statements with the
 //                      receipt predicate, the request commitment, receipt bundles); VouchTLog for log proofs
+//   VouchSPIFFE        pure: a bounded protobuf wire-format reader/writer, the SPIFFE Workload API's
+//                      messages (workload.proto) and JSON values as google.protobuf.Struct
 //   VouchModel         pure: the broker's records, closed state types and store protocols (split by concern,
 //                      with the unit of work); what the broker's services and every store import
 //   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection
@@ -83,6 +85,7 @@ let package = Package(
         .target(name: "VouchReceipts", dependencies: ["VouchCore", "VouchTLog"]),
         .target(name: "VouchModel", dependencies: ["VouchCore", "VouchAPI", "VouchEventLog"]),
         .target(name: "VouchTEEWire", dependencies: ["VouchCore"]),
+        .target(name: "VouchSPIFFE", dependencies: ["VouchCore"]),
 
         // The process: files, signals, the process-wide log
         .target(name: "VouchRuntime", dependencies: ["VouchCore"]),
@@ -121,13 +124,15 @@ let package = Package(
         .executableTarget(name: "vouch-bench", dependencies: ["VouchBenchKit", "VouchAttesterKit", "VouchHTTPClient", "VouchAPI", "VouchCrypto", "VouchCore", "VouchRuntime",
                                                           "VouchBroker", "VouchStore", "VouchModel", "VouchTLog", "VouchReceiptKit", "VouchReceiptTestSupport"]),
         .executableTarget(name: "vouch-fuzz", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog",
-                                                           "VouchPolicy", "VouchTEEWire", "VouchTPMWire", "VouchYAML", "VouchXMLSig", "VouchReceipts", "VouchReceiptKit"]),
+                                                           "VouchPolicy", "VouchTEEWire", "VouchTPMWire", "VouchYAML", "VouchXMLSig", "VouchReceipts", "VouchReceiptKit",
+                                                           "VouchSPIFFE"]),
 
         // Tests
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto", "VouchTLog"], path: "Tests/VouchTestSupport"),
         .testTarget(name: "VouchTPMWireTests", dependencies: ["VouchTPMWire", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchCryptoTests", dependencies: ["VouchCrypto", "VouchTPMWire", "VouchAttestation", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchTLogTests", dependencies: ["VouchTLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchTestSupport"]),
+        .testTarget(name: "VouchSPIFFETests", dependencies: ["VouchSPIFFE", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchLogClientTests", dependencies: ["VouchLogClient", "VouchTLog", "VouchCrypto", "VouchCore", "VouchTestSupport"]),
         .target(name: "VouchReceiptTestSupport", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchReceiptKit", "VouchReceipts", "VouchTLog"],
                 path: "Tests/VouchReceiptTestSupport"),
@@ -147,6 +152,6 @@ let package = Package(
         .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchModel", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
                                                                   "VouchEventLog", "VouchRuntime", "VouchHTTPServer", "VouchTEESim", "VouchTEEWire", "VouchPolicy",
-                                                                  "VouchReceipts", "VouchReceiptTestSupport"]),
+                                                                  "VouchReceipts", "VouchReceiptTestSupport", "VouchSPIFFE"]),
     ]
 )

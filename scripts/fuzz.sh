@@ -11,7 +11,7 @@ out=out/fuzz
 # Seeds are made afresh each run (a stale directory must not name a target that no longer exists).
 rm -rf "$out/seeds"
 mkdir -p "$out/crashes" "$out/seeds"
-all_targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document spdm-measurements signed-note receipt-bundle"
+all_targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document spdm-measurements signed-note receipt-bundle workload-api"
 targets=${FUZZ_TARGETS:-$all_targets}
 for t in $targets; do
   case " $all_targets " in *" $t "*) ;; *) echo "fuzz.sh: unknown target $t (targets: $all_targets)" >&2; exit 2 ;; esac
@@ -103,6 +103,11 @@ printf 'If you think cryptography is the answer to your problem,\nthen you don'"
 printf 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW' > "$out/seeds/signed-note/vkey"
 # Receipt bundles: the shape of one (mediaType, envelope, chain, EAR, issuance proof).
 printf '%s' '{"mediaType":"application/vnd.vouch.receipt.v1+json","envelope":{"payload":"e30=","payloadType":"application/vnd.in-toto+json","signatures":[{"keyid":"","sig":"AQ=="}]},"chain":"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n","ear":"a.b.c","issuance":{"entry":"Cg==","proof":"c2sp.org/tlog-proof@v1\nindex 0\n\nfuzz/vouch-log\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u2014 fuzz/vouch-log AAAAAQ==\n"}}' > "$out/seeds/receipt-bundle/shape"
+# SPIFFE Workload API: an X509SVIDResponse (one SVID, a CRL, a federated bundle), a
+# ValidateJWTSVIDResponse with claims of every JSON kind (py-spiffe's protobuf wrote these), JSON claims.
+printf '0a320a1d7370696666653a2f2f6578616d706c652e6f72672f776f726b6c6f6164120530030201011a02300022033001002a0168120230001a180a127370696666653a2f2f6f746865722e6f726712023000' | xxd -r -p > "$out/seeds/workload-api/x509-svid-response"
+printf '123d0a070a016112021a000a070a0166120220000a070a016c120232000a070a016e120208000a070a016f12022a000a0e0a017a1209110000000000000000' | xxd -r -p > "$out/seeds/workload-api/claims"
+printf '%s' '{"aud":["a"],"exp":1700000000,"nested":{"ok":true,"n":null,"x":[1.5,"s"]},"sub":"spiffe://example.org/w"}' > "$out/seeds/workload-api/json"
 # NVIDIA GPUs: the corpus's SPDM transcripts (hex decoded to binary).
 for d in Tests/Fixtures/nvidia-gpu/*/; do
   [ -f "$d/attestation_report.hex" ] && xxd -r -p "$d/attestation_report.hex" > "$out/seeds/spdm-measurements/$(basename "$d")"

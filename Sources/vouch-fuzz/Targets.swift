@@ -7,6 +7,7 @@ import VouchEventLog
 import VouchPolicy
 import VouchReceiptKit
 import VouchReceipts
+import VouchSPIFFE
 import VouchTEEWire
 import VouchTPMWire
 import VouchXMLSig
@@ -139,6 +140,19 @@ enum FuzzTargets {
             _ = fuzzReceiptVerifier.verify(bundle: bytes, .init(output: bytes))
             _ = try? DSSEEnvelope(json: bytes)
             _ = try? ReceiptStatement(json: bytes)
+        },
+        "workload-api": { bytes in
+            // Every SPIFFE Workload API message, google.protobuf.Struct and Value, JSON claims and
+            // SPIFFE IDs: whatever parses must write back to bytes that parse to the same value.
+            func roundTrip<M: ProtobufMessage>(_: M.Type) {
+                guard let m = try? M(protobuf: bytes) else { return }
+                precondition((try? M(protobuf: m.protobuf)) == m, "\(M.self) does not round-trip")
+            }
+            for type in WorkloadAPI.messageTypes { roundTrip(type) }
+            if let v = try? JSONValue(protobufStruct: bytes) { precondition((try? JSONValue(protobufStruct: v.protobufStruct)) == v, "Struct does not round-trip") }
+            if let v = try? JSONValue(protobufValue: bytes) { precondition((try? JSONValue(protobufValue: v.protobufValue)) == v, "Value does not round-trip") }
+            if let v = try? JSONValue(json: bytes) { precondition((try? JSONValue(json: v.json)) == v, "JSON does not round-trip") }
+            if let id = try? SPIFFEID.parse(String(decoding: bytes, as: UTF8.self)) { precondition(SPIFFEID.isValid("spiffe://\(id.trustDomain)\(id.path)")) }
         },
     ]
 
