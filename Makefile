@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 APT_PACKAGES := libxmlsec1-dev libxml2-dev swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 libssl-dev openssl \
-                libcurl4-openssl-dev curl libsqlite3-dev libmicrohttpd-dev libgnutls28-dev libyaml-dev python3 \
+                libcurl4-openssl-dev curl libsqlite3-dev libmicrohttpd-dev libgnutls28-dev libyaml-dev libnghttp2-dev python3 \
                 nginx-light time sqlite3 python3-venv systemd libnss3-tools \
                 golang-go golang-golang-x-mod-dev gnutls-bin openjdk-17-jdk-headless python3-cryptography python3-jwt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

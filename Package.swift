@@ -26,6 +26,8 @@
 //                      migration 4's host re-keying)
 //   VouchHTTPServer    libmicrohttpd (+ GnuTLS, its TLS library, for client certificates): HTTPS, plain-HTTP and Unix-socket server
 //                      (VouchRuntime for its log: libmicrohttpd's C callbacks carry no closure)
+//   VouchGRPC          libnghttp2: a gRPC server (unary and server-streaming calls) on a Unix socket, h2c with prior
+//                      knowledge, the peer's SO_PEERCRED with each call; one poll() thread, a thread per handler
 //   VouchHTTPClient    libcurl: HTTPS (pinned CA) and Unix-socket client; answers whole or read as they arrive
 //   VouchYAML          libyaml: YAML to the config-node tree
 //   VouchXMLSig        libxmlsec1 (OpenSSL) + libxml2: enveloped XML-DSig verification, verified documents as values
@@ -73,6 +75,7 @@ let package = Package(
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CXMLSec", pkgConfig: "xmlsec1-openssl", providers: [.apt(["libxmlsec1-dev", "libxml2-dev"])]),
         .systemLibrary(name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
+        .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         .target(name: "CVouchShims", dependencies: ["COpenSSL", "CTSS2", "CCurl", "CSQLite", "CMicroHTTPD"]),
 
         // Pure targets
@@ -96,6 +99,7 @@ let package = Package(
         .target(name: "VouchStore", dependencies: ["VouchCore", "VouchAPI", "VouchModel", "VouchAttestation", "VouchEventLog", "CSQLite", "CVouchShims"]),
         .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "VouchRuntime", "CMicroHTTPD", "CGnuTLS", "CVouchShims"]),
         .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
+        .target(name: "VouchGRPC", dependencies: ["VouchCore", "CNGHTTP2"]),
         .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),
         .target(name: "VouchXMLSig", dependencies: ["VouchCore", "CXMLSec"]),
 
@@ -149,6 +153,7 @@ let package = Package(
         .testTarget(name: "VouchTEETests", dependencies: ["VouchCrypto", "VouchCore", "VouchTestSupport", "VouchTEEWire", "VouchAttestation", "VouchTEESim", "VouchPolicy",
                                                           "VouchYAML", "VouchTPMWire", "VouchAttesterKit", "VouchEventLog", "VouchCollateral", "VouchHTTPServer",
                                                           "VouchHTTPClient", "VouchAPI", "VouchXMLSig"]),
+        .testTarget(name: "VouchGRPCTests", dependencies: ["VouchGRPC", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchHTTPServerTests", dependencies: ["VouchHTTPServer", "VouchHTTPClient", "VouchCrypto", "VouchCore", "VouchTestSupport"]),
         .testTarget(name: "VouchIntegrationTests", dependencies: ["VouchTPM", "VouchModel", "VouchTPMWire", "VouchCrypto", "VouchHTTPClient", "VouchAPI", "VouchCore", "VouchAttesterKit", "VouchAttestation", "VouchYAML", "VouchStore", "VouchTestSupport",
                                                                   "VouchEventLog", "VouchRuntime", "VouchHTTPServer", "VouchTEESim", "VouchTEEWire", "VouchPolicy",

@@ -4,6 +4,7 @@ import VouchCore
 import VouchCrypto
 import VouchHTTPClient
 import VouchHTTPServer
+import VouchTestSupport
 
 /// The server over TLS on 127.0.0.1 with a certificate from a CA made here: the handshake against
 /// the client's pinned CA, and client certificates (asked for, never required; passed to the
