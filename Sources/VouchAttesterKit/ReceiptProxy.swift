@@ -141,7 +141,9 @@ public final class ReceiptProxy: Sendable {
             receiptHeader = encoded.utf8.count <= Self.maxReceiptHeaderBytes ? ("Vouch-Receipt", encoded)
                 : ("Vouch-Receipt-Ref", try shelf.put(receipt.bundle, now: clock.now()))
         } catch {
-            return refusal(VouchError(.receiptFailed, "the answer could not be signed: \((error as? VouchError)?.message ?? "\(error)")"), request)
+            // The signer's detail (a TPM or attester error) goes to the log, not to the remote client.
+            log("proxy: \(request.method) \(request.path): no receipt: \(error)")
+            return refusal(VouchError(.receiptFailed, "the answer could not be signed"), request)
         }
         log("proxy: \(request.method) \(request.path) -> \(answer.status), \(output.count) bytes, receipt")
         return HTTPResponse(status: answer.status, headers: headers + [receiptHeader, ("Vouch-Receipt-Salt", Hex.encode(receipt.salt))], body: output)

@@ -35,7 +35,11 @@ public struct ReceiptSigningKey: Sendable {
     /// NAME.tpm.priv) that signs through `POST /v1/sign` on the host's attester socket, reached by
     /// `client`. The key never leaves the TPM; the attester loads the blobs per signature.
     public static func attesterSocket(_ client: APIClient, tpmPublic: [UInt8], tpmPrivate: [UInt8]) throws -> ReceiptSigningKey {
-        let publicKey = try PublicKey(tpmPublic: TPMTPublic(tpm2bPublic: tpmPublic))
+        let area = try TPMTPublic(tpm2bPublic: tpmPublic)
+        guard KeyTemplates.isAgentKey(area) else {
+            throw VouchError(.invalidValue, "not a TPM-bound agent key (vouch enroll --tpm-key makes ECC P-256 ECDSA-SHA256 keys)", context: ["field": "tpmKeyPublic"])
+        }
+        let publicKey = try PublicKey(tpmPublic: area)
         let pub = Base64.encode(tpmPublic), priv = Base64.encode(tpmPrivate)
         return ReceiptSigningKey(publicKey: publicKey) { digest, hash in
             guard hash == .sha256 else { throw VouchError(.unsupported, "a TPM-bound agent key signs SHA-256 digests only", context: ["got": hash.rawValue]) }

@@ -26,6 +26,15 @@ public enum KeyTemplates {
         return w.bytes
     }
 
+    /// Whether `area` has the agent-key template's shape: ECC P-256, name algorithm SHA-256, the
+    /// agent-key attributes (an unrestricted signing key that never leaves its TPM), ECDSA with
+    /// SHA-256, no auth policy. (The unique field — the public point — is the key's own.)
+    public static func isAgentKey(_ area: TPMTPublic) -> Bool {
+        guard area.type == .ecc, area.nameAlg == .sha256, area.attributes == agentKeyAttributes, area.authPolicy.isEmpty,
+              area.scheme == .ecdsa, area.schemeHash == .sha256, case .ecc(.nistP256, _, _) = area.key else { return false }
+        return true
+    }
+
     /// A TPM-bound agent key: ECC P-256, ECDSA with SHA-256.
     public static var agentKey: [UInt8] {
         var w = ByteWriter()

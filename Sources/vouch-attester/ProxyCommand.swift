@@ -68,6 +68,11 @@ func proxyCommand(_ words: [String]) -> Never {
             key = try .software(try PrivateKey(pem: try Files.readString(required("key"))))
         }
         let receipts = try receiptSigner(certificate: required("cert"), key: key, issuanceProof: pargs["issuance-proof"])
+        // One receipt before serving: a key that cannot sign (an attester socket that refuses, a
+        // key another TPM holds) stops the proxy here rather than failing every answer.
+        do { _ = try receipts.sign(output: [], request: nil, route: nil, startedAt: Date(), finishedAt: Date()) } catch {
+            fail("proxy: the agent key does not sign: \(error)", code: 1)
+        }
         let upstream = HTTPClient(upstreamTransport, timeoutSeconds: Int(timeout), maxResponseBytes: maxResponse)
         // Room for every connection's request and answer is not promised; past this, 503 proxy_busy.
         let proxy = ReceiptProxy(upstream: upstream, receipts: receipts, maxInFlightBytes: max(512 << 20, 2 * (maxBody + maxResponse)),

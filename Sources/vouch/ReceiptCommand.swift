@@ -7,9 +7,10 @@ import VouchReceiptKit
 import VouchReceipts
 import VouchRuntime
 
-/// `vouch receipt sign ...` and `vouch receipt verify BUNDLE --trust TRUST ...` (docs/receipts.md).
-/// Offline. Exit 0 signed / verified, 1 refused (every failed check named with its code), 2 usage
-/// or unreadable input.
+/// `vouch receipt sign ...`, `vouch receipt verify BUNDLE --trust TRUST ...` and `vouch receipt
+/// log` (docs/receipts.md). Signing and verifying are offline, except a TPM-bound key signing
+/// through the host's attester socket and `verify --log URL`. Exit 0 signed / verified, 1 refused
+/// (every failed check named with its code), 2 usage or unreadable input.
 func receiptCommand(_ argv: [String]) throws -> Int32 {
     switch argv.first {
     case "sign": return try receiptSign(Array(argv.dropFirst()))
@@ -73,7 +74,11 @@ private func receiptSign(_ argv: [String]) throws -> Int32 {
         }
     }
     let signer = try ReceiptSigner(chainPEM: String(decoding: chain, as: UTF8.self), key: key, issuance: issuance)
-    let (bundle, salt) = try signer.sign(output: output, request: request, startedAt: started, finishedAt: finished)
+    let bundle: [UInt8], salt: [UInt8]
+    do { (bundle, salt) = try signer.sign(output: output, request: request, startedAt: started, finishedAt: finished) } catch let f as APIFailure {
+        CLI.error("vouch receipt sign: refused by the attester (HTTP \(f.status), \(f.error.code)): \(CLI.oneLine(f.error.message))")
+        return 1
+    }
     try Files.writeAtomically(bundle, to: out)
     if request != nil {
         if let saltPath = args["salt-out"] {

@@ -67,6 +67,11 @@ final class TPMKeyTests: XCTestCase {
         // Another TPM key of this host cannot sign for this certificate.
         let wrongKey = try sign(out + "/other", "never.json")
         XCTAssertEqual(wrongKey.status, 1, wrongKey.stderr)
+        // Usage: one key, and a socket only with a TPM key.
+        for args in [["--key", out + "/x.key", "--tpm-key", out + "/answerer"], ["--key", out + "/x.key", "--socket", socket], [String]()] {
+            let r = try broker.vouch(["receipt", "sign", "--cert", d + "/chain.pem", "--output", d + "/answer.txt", "--out", d + "/never.json"] + args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+        }
         XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/never.json"))
 
         // The socket's refusals, each before anything is signed.
@@ -74,18 +79,24 @@ final class TPMKeyTests: XCTestCase {
         let pub = try Array(Data(contentsOf: URL(fileURLWithPath: out + "/answerer.tpm.pub")))
         let priv = try Array(Data(contentsOf: URL(fileURLWithPath: out + "/answerer.tpm.priv")))
         let otherPriv = try Array(Data(contentsOf: URL(fileURLWithPath: out + "/other.tpm.priv")))
-        func ask(_ pub: [UInt8], _ priv: [UInt8], digest: String = String(repeating: "ab", count: 32)) throws -> (Int, String?) {
+        /// The status, and the code and field of a refusal.
+        func ask(_ pub: [UInt8], _ priv: [UInt8], digest: String = String(repeating: "ab", count: 32)) throws -> (Int, String?, String?) {
             let body = JSONCodec.encode(AgentSignRequest(tpmKeyPublic: Base64.encode(pub), tpmKeyPrivate: Base64.encode(priv), digest: digest))
             let r = try attester.send("POST", "/v1/sign", headers: ["Content-Type": "application/json"], body: body)
-            return (r.status, r.status == 200 ? nil : (try? JSONCodec.decode(APIError.self, from: r.body))?.code)
+            let error = r.status == 200 ? nil : try? JSONCodec.decode(APIError.self, from: r.body)
+            return (r.status, error?.code, error?.context?["field"])
         }
         XCTAssertEqual(try ask(pub, priv).0, 200)
-        var restricted = pub   // TPM2B_PUBLIC: size, type, nameAlg, then objectAttributes; bit 16 is restricted
+        // Refused by the template check (field tpmKeyPublic), before the TPM would fail to load it
+        // (field tpmKeyPrivate): TPM2B_PUBLIC is size, type, nameAlg, then objectAttributes, whose bit 16 is restricted.
+        var restricted = pub
         restricted[7] |= 0x01
         XCTAssertEqual(try ask(restricted, priv).1, "tpm_key_invalid", "a restricted key (an AK's kind) is never used here")
+        XCTAssertEqual(try ask(restricted, priv).2, "tpmKeyPublic")
         XCTAssertEqual(try ask(pub, otherPriv).1, "tpm_key_invalid", "the private blob of another key")
-        XCTAssertEqual(try ask(pub, priv, digest: String(repeating: "ab", count: 31)).1, "tpm_key_invalid", "not a SHA-256 digest")
-        XCTAssertEqual(try ask(Array(pub.prefix(20)), priv).1, "tpm_key_invalid", "a truncated public area")
+        XCTAssertEqual(try ask(pub, otherPriv).2, "tpmKeyPrivate", "refused by the TPM's load")
+        XCTAssertEqual(try ask(pub, priv, digest: String(repeating: "ab", count: 31)).2, "digest", "not a SHA-256 digest")
+        XCTAssertEqual(try ask(Array(pub.prefix(20)), priv).2, "tpmKeyPublic", "a truncated public area")
 
         // The receipt proxy signs with the same TPM key through the socket.
         let modelPort = try freePort(), proxyPort = try freePort()

@@ -278,6 +278,8 @@ final class ReceiptVerifierTests: XCTestCase {
         }
         // A holder whose public key is not the certificate's is refused at once.
         XCTAssertThrowsError(try ReceiptSigner(chainPEM: try world.chainPEM, key: ReceiptSigningKey(publicKey: try otherKey.publicKey) { _, _ in [] },
-                                               issuance: world.issuance))
+                                               issuance: world.issuance)) {
+            XCTAssertEqual(($0 as? VouchError)?.context["field"], "key")
+        }
     }
 }
