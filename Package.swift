@@ -113,12 +113,12 @@ let package = Package(
         .target(name: "VouchLogClient", dependencies: ["VouchCore", "VouchTLog", "VouchCrypto", "VouchRuntime"]),
         .target(name: "VouchReceiptKit", dependencies: ["VouchCore", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchTLog", "VouchTPMWire", "VouchReceipts", "VouchLogClient"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog",
-                                                   "VouchAttestation", "VouchTEESim", "VouchTEEWire"]),
+                                                   "VouchAttestation", "VouchTEESim", "VouchTEEWire", "VouchGRPC", "VouchSPIFFE"]),
 
         // Executables
         .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchModel", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy",
                                                      "VouchYAML", "VouchAPI", "VouchAttestation", "VouchCollateral", "VouchCore", "VouchRuntime"]),
-        .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchAPI", "VouchCrypto", "VouchTPMWire", "VouchRuntime", "VouchReceiptKit", "VouchReceipts"]),
+        .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchAPI", "VouchCrypto", "VouchGRPC", "VouchSPIFFE", "VouchYAML", "VouchTPMWire", "VouchRuntime", "VouchReceiptKit", "VouchReceipts"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles",
                                                     "VouchTEEWire", "VouchYAML", "VouchLogClient", "VouchReceipts", "VouchReceiptKit",
                                                     "VouchCore", "VouchRuntime"]),

@@ -12,17 +12,10 @@ bin=$(swift build -c release --show-bin-path)
 
 # A software TPM for quotes (tpm2-tools and vouch-bench take turns on it).
 scripts/swtpm-manufacture.sh "$out/tpm"
-port=$(python3 -c 'import socket,random
-while True:
-    p=random.randint(20000,60000)
-    try:
-        a=socket.socket(); a.bind(("127.0.0.1",p)); b=socket.socket(); b.bind(("127.0.0.1",p+1)); a.close(); b.close(); print(p); break
-    except OSError: pass')
-swtpm socket --tpm2 --tpmstate dir="$(realpath "$out/tpm/state")" --flags not-need-init,startup-clear \
-  --server type=tcp,port="$port",bindaddr=127.0.0.1 --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 >"$out/swtpm.log" 2>&1 &
-swtpm_pid=$!
+. bench/swtpm.sh
+swtpm_start "$out/tpm/state" "$out/swtpm.log"
+port=$tpm_port
 trap 'kill $swtpm_pid ${broker_pid:-} ${sim_pid:-} 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.05; done
 export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$port"
 
 # In process first: vouch-bench extends PCRs 0-9 and 14 with the rhel8-uefi log, so the peers'
@@ -188,6 +181,9 @@ print(json.dumps({"name": "revocation latency (failed verdict -> revocations, CR
                   "rate": 1000 * total / count if count else 0,
                   "detail": f"{count} verdicts, {revoked.group(1) if revoked else '?'} certificates revoked; p50 <= {1000*q(0.5):g} ms, p99 <= {1000*q(0.99):g} ms (histogram bucket bounds)"}))
 REV
+
+# 7. The SPIFFE Workload API on one host: SVIDs served, 1,000 workloads, rotation (bench/workload.sh).
+bench/workload.sh "$bin" "$out" "$seconds" && cat "$out/workload.jsonl" >> "$out/broker.jsonl" || echo "the Workload API benchmark failed: $out/workload/" >&2
 
 python3 - "$out" <<'PY'
 import json, os, re, sys, platform, subprocess

@@ -97,6 +97,8 @@ public struct BrokerAPI: Sendable {
                     throw VouchError(.badRequest, "\(name) must be an event id", context: ["field": name])
                 }
                 after = n
+            } else if try Self.option(req, "from", ["latest"]) != nil {
+                after = try service.store.latestEventID()   // only what happens from now on (an attester watching its identities)
             }
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")],
                                 stream: try service.eventStream(after: after, peer: req.peer))

@@ -272,6 +272,14 @@ public final class PrivateKey: @unchecked Sendable {
         }
     }
 
+    /// PKCS#8 DER (what the SPIFFE Workload API hands a workload as its SVID key).
+    public var pkcs8DER: [UInt8] {
+        get throws {
+            let body = try pem.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined()
+            return try Base64.decode(body, field: "PKCS#8")
+        }
+    }
+
     public var publicKey: PublicKey {
         get throws { try PublicKey(spkiDER: try derEncode("i2d_PUBKEY") { i2d_PUBKEY(pkey, $0) }) }
     }

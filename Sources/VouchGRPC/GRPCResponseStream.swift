@@ -30,6 +30,12 @@ public final class GRPCResponseStream: Sendable {
     public func waitForCancellation(timeout: TimeInterval) -> Bool {
         call.waitForCancellation(until: Date().addingTimeInterval(timeout))
     }
+
+    /// Runs `body` once when the call is cancelled (at once if it already is), on the thread that
+    /// cancels it: so a handler waiting on something else (an update) can be woken. Keep it short.
+    public func onCancel(_ body: @escaping @Sendable () -> Void) {
+        call.onCancel(body)
+    }
 }
 
 /// What the handler's thread and the event loop share about one call, under one lock: the
@@ -52,6 +58,7 @@ final class CallState: @unchecked Sendable {
     private var handlerRunning = false
     private var streamOpen = true
     private var retired = false
+    private var cancelHandlers: [@Sendable () -> Void] = []
 
     let maxMessageBytes: Int
     /// Tells the event loop this call has news (bytes queued, or the handler returned).
@@ -172,8 +179,19 @@ final class CallState: @unchecked Sendable {
         head = 0
         headOffset = 0
         queued = 0
+        let handlers = cancelled ? cancelHandlers : []
+        if cancelled { cancelHandlers = [] }
         condition.broadcast()
         condition.unlock()
+        for h in handlers { h() }
+    }
+
+    func onCancel(_ body: @escaping @Sendable () -> Void) {
+        condition.lock()
+        let now = cancelled
+        if !now { cancelHandlers.append(body) }
+        condition.unlock()
+        if now { body() }
     }
 
     /// The stream closed (completed, reset, or its connection went): cancels a call whose handler

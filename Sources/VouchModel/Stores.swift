@@ -88,6 +88,8 @@ public protocol OutboxStore: Sendable {
     @discardableResult
     func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64
     func events(after id: Int64, limit: Int) throws -> [EventRecord]
+    /// The newest event's id (0 with none): where a stream that wants only what comes next starts.
+    func latestEventID() throws -> Int64
     /// The first event a webhook subscriber gets: where the outbox stood when it was first seen.
     func registerSubscriber(_ url: String) throws -> Int64
     /// The subscriber's undelivered events in order (due or not: delivery must not overtake them).

@@ -532,6 +532,10 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
         try with { db in try db.prepare("SELECT id, at, type, data FROM events WHERE id > ? ORDER BY id LIMIT ?").query([.int(id), .int(Int64(limit))], Self.event) }
     }
 
+    public func latestEventID() throws -> Int64 {
+        try with { db in try db.prepare("SELECT COALESCE(MAX(id), 0) FROM events").query([], { $0.int(0) }).first ?? 0 }
+    }
+
     public func registerSubscriber(_ url: String) throws -> Int64 {
         try write { db in
             try db.transaction {

@@ -45,6 +45,10 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
   --advertise URL   the URL the broker reaches --listen at (default https://ADDR:PORT)
   --push-interval DUR  push mode (no --listen): report this often (default: 80 % of the policy's
                     re-attestation interval, which the broker sends with each nonce)
+  --workload-socket PATH  serve the SPIFFE Workload API here (created mode 0666: workloads are
+                    told apart by their peer credentials), with --workload-entries FILE: the
+                    registration entries (YAML: entries: [{agent, selectors: [unix:uid:N, ...]}]);
+                    see docs/agents.md
 
 --tee sev-snp|tdx: this host is a confidential VM. Reports come from the kernel's configfs-tsm
 interface (/sys/kernel/config/tsm/report) in place of TPM quotes: no --tcti, --ak, --ek,
@@ -208,7 +212,8 @@ do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
                          options: ["broker", "ca", "tcti", "socket", "ak", "ek", "hostname", "register-timeout", "event-log", "model-log", "labels",
                                    "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after",
-                                   "tee", "vcek", "simulate-tee", "simulate-tee-options", "simulate-tee-platform", "gpus", "simulate-gpus"],
+                                   "tee", "vcek", "simulate-tee", "simulate-tee-options", "simulate-tee-platform", "gpus", "simulate-gpus",
+                                   "workload-socket", "workload-entries"],
                          flags: ["enroll-agents"])
 } catch { fail(error) }
 
@@ -371,7 +376,13 @@ do {
         pusher = PushLoop.start(attester, interval: pushInterval, log: Runtime.log)
         Runtime.log("push mode: reporting to the broker" + (pushInterval.map { " every \(Int($0))s" } ?? " at 80 % of the policy's interval"))
     }
+    let workload = try args["workload-socket"].map { socket in
+        guard let file = args["workload-entries"] else { fail("--workload-socket needs --workload-entries FILE") }
+        return try WorkloadAPIServer.start(attester: attester, socket: socket, entriesFile: file)
+    }
+    if args["workload-entries"] != nil && workload == nil { fail("--workload-entries goes with --workload-socket PATH") }
     Runtime.waitForTermination()
+    workload?.stop()
     pusher?.cancel()
     brokerServer?.stop()
     server.stop()

@@ -355,6 +355,10 @@ public final class InMemoryBrokerStore: BrokerStore {
         read { s in Array(s.events.lazy.filter { $0.id > id }.prefix(max(0, limit))) }
     }
 
+    public func latestEventID() throws -> Int64 {
+        read { s in s.events.last?.id ?? 0 }
+    }
+
     public func registerSubscriber(_ url: String) throws -> Int64 {
         try write { s in
             if let since = s.subscribers[url] { return since }
