@@ -6,6 +6,8 @@ public struct APIFailure: Error, Sendable, CustomStringConvertible {
     public let status: Int
     public let error: APIError
 
+    public init(status: Int, error: APIError) { self.status = status; self.error = error }
+
     public var description: String {
         var s = "\(error.code): \(error.message)"
         for v in error.violations ?? [] { s += "\n  - \(v.path): expected \(v.expected), got \(v.actual)" }

@@ -6,10 +6,14 @@ import VouchCore
 /// this host's workload identities, and tells `WorkloadIdentities` at once:
 /// - `certificate.revoked` of a serial it holds: that SVID is withdrawn;
 /// - `host.untrusted`, `host.blocked`, `host.deleted` for this host: every SVID is withdrawn;
-/// - `host.trusted` for this host: identities are issued again.
-/// It starts at the newest event (`from=latest`) and resumes after the last id it read
-/// (`Last-Event-ID`) when the stream breaks, so no event is missed between two connections; it
-/// retries after 1 s doubling to 30 s. Events are only read here, never trusted for more than
+/// - `host.trusted` or `host.unblocked` for this host: identities are issued again (each through
+///   a fresh attested enrollment, which the broker refuses while the host is untrusted).
+/// An operator's revocation withdraws that identity until the attester restarts; the broker's
+/// own (`privilegeWithdrawn` for an untrusted verdict, `cessationOfOperation` for a deleted host)
+/// only drop it, since the host event that follows decides.
+/// It starts at the newest event (`from=latest`, where the broker's first frame carries that
+/// event's id) and resumes after the last id it read (`Last-Event-ID`) when the stream breaks,
+/// so no event is missed between two connections; it retries after 1 s doubling to 30 s. Events are only read here, never trusted for more than
 /// withdrawing: issuing still takes a fresh attested enrollment.
 public final class BrokerEventWatcher: Sendable {
     public typealias Open = @Sendable (_ path: String, _ headers: [String: String]) throws -> (next: @Sendable () throws -> [UInt8]?, cancel: @Sendable () -> Void)
@@ -77,7 +81,7 @@ public final class BrokerEventWatcher: Sendable {
     }
 
     /// One SSE frame: `id:`, `event:` and `data:` lines (comments and other fields ignored).
-    func handle(_ frame: String) {
+    public func handle(_ frame: String) {
         var id: String?, type: String?, data = ""
         for line in frame.split(separator: "\n", omittingEmptySubsequences: false) {
             if line.hasPrefix("id: ") { id = String(line.dropFirst(4)) }
@@ -90,10 +94,13 @@ public final class BrokerEventWatcher: Sendable {
         let host = fields["hostId"] as? String
         switch type {
         case "certificate.revoked":
-            if host == hostID, let serial = fields["serial"] as? String { identities.revoked(serial: serial) }
+            // The broker's own revocations (an untrusted verdict: privilegeWithdrawn; a deleted
+            // host: cessationOfOperation) come with their host event; an operator's withdraws the identity.
+            let automatic = ["privilegeWithdrawn", "cessationOfOperation"].contains(fields["reason"] as? String ?? "")
+            if host == hostID, let serial = fields["serial"] as? String { identities.revoked(serial: serial, withdraw: !automatic) }
         case "host.untrusted", "host.blocked", "host.deleted":
             if host == hostID { identities.hostUntrusted("the broker reported \(type)") }
-        case "host.trusted":
+        case "host.trusted", "host.unblocked":
             if host == hostID { identities.hostTrustedAgain() }
         default:
             break

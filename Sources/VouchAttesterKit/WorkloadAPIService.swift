@@ -29,9 +29,11 @@ public final class WorkloadAPIService: Sendable {
     /// How long a first fetch waits for its SVIDs to be issued.
     let issueWait: TimeInterval
 
-    public init(identities: WorkloadIdentities, attestor: WorkloadAttestor = WorkloadAttestor(), trustDomain: String,
+    /// `attestor` nil: one that digests executables only when an entry has a sha256 selector.
+    public init(identities: WorkloadIdentities, attestor: WorkloadAttestor? = nil, trustDomain: String,
                 issueWait: TimeInterval = 30, verify: @escaping Verify) {
-        self.identities = identities; self.attestor = attestor; self.trustDomain = trustDomain; self.issueWait = issueWait; self.verify = verify
+        self.identities = identities; self.trustDomain = trustDomain; self.issueWait = issueWait; self.verify = verify
+        self.attestor = attestor ?? WorkloadAttestor(digestExecutables: identities.entries.entries.contains { $0.selectors.contains { $0.kind == .sha256 } })
     }
 
     public static let service = "/SpiffeWorkloadAPI/"
@@ -48,7 +50,7 @@ public final class WorkloadAPIService: Sendable {
         case "FetchX509Bundles":
             _ = try decode { try WorkloadAPI.X509BundlesRequest(protobuf: req.message) }
             _ = try entitled(req)
-            try streamBundles(stream) { _, bundle in WorkloadAPI.X509BundlesResponse(crl: [], bundles: [trustDomain: bundle]).protobuf }
+            try streamBundles(stream) { _, bundle in WorkloadAPI.X509BundlesResponse(crl: [], bundles: ["spiffe://" + trustDomain: bundle]).protobuf }
         case "FetchJWTSVID":
             let r = try decode { try WorkloadAPI.JWTSVIDRequest(protobuf: req.message) }
             try stream.send(try fetchJWTSVID(r, try entitled(req)).protobuf)
@@ -56,7 +58,7 @@ public final class WorkloadAPIService: Sendable {
             _ = try decode { try WorkloadAPI.JWTBundlesRequest(protobuf: req.message) }
             _ = try entitled(req)
             if identities.jwtKeys().jwks.isEmpty { identities.refreshJWTKeys() }
-            try streamBundles(stream) { keys, _ in keys.isEmpty ? nil : WorkloadAPI.JWTBundlesResponse(bundles: [trustDomain: keys]).protobuf }
+            try streamBundles(stream) { keys, _ in keys.isEmpty ? nil : WorkloadAPI.JWTBundlesResponse(bundles: ["spiffe://" + trustDomain: keys]).protobuf }
         case "ValidateJWTSVID":
             let r = try decode { try WorkloadAPI.ValidateJWTSVIDRequest(protobuf: req.message) }
             _ = try entitled(req)
@@ -73,7 +75,7 @@ public final class WorkloadAPIService: Sendable {
     /// The entries the caller matches (step 2).
     func entitled(_ req: GRPCRequest) throws -> [WorkloadEntry] {
         let selectors: Set<WorkloadSelector>
-        do { selectors = try attestor.selectors(pid: req.peer.pid, uid: req.peer.uid, gid: req.peer.gid) } catch {
+        do { selectors = try attestor.selectors(pid: req.peer.pid, uid: req.peer.uid, gid: req.peer.gid, connectedStartTime: req.peer.startTime) } catch {
             throw GRPCStatus(.permissionDenied, "the calling process could not be attested")
         }
         let matched = identities.entries.matching(selectors)
@@ -120,6 +122,11 @@ public final class WorkloadAPIService: Sendable {
 
     private func fetchJWTSVID(_ r: WorkloadAPI.JWTSVIDRequest, _ entries: [WorkloadEntry]) throws -> WorkloadAPI.JWTSVIDResponse {
         guard !r.audience.isEmpty else { throw GRPCStatus(.invalidArgument, "audience must be specified") }
+        // The broker's rule for audiences (1-8, each 1-256 printable ASCII without spaces), checked here
+        // so that a bad one is the caller's INVALID_ARGUMENT, not the broker's refusal.
+        guard r.audience.count <= 8, r.audience.allSatisfy({ (1...256).contains($0.utf8.count) && $0.utf8.allSatisfy { (0x21...0x7e).contains($0) } }) else {
+            throw GRPCStatus(.invalidArgument, "audience: 1-8 values of 1-256 printable characters without spaces")
+        }
         let agents = entries.map(\.agent)
         identities.ensure(agents, timeout: issueWait)
         var wanted = identities.snapshot(agents).svids

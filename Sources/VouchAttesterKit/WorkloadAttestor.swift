@@ -7,21 +7,35 @@ import VouchCrypto
 /// kernel's SO_PEERCRED (pid, uid, gid, taken when the workload connected) and what /proc says of
 /// that process. The selectors, in the order they are read:
 /// 1. `uid`, `gid` from the credentials; `user`, `group` their names (getpwuid_r / getgrgid_r);
-/// 2. the process's start time (field 22 of /proc/PID/stat), read first and again last, so a
-///    process that exited and whose pid was reused meanwhile is refused, never attested as the other;
+/// 2. the process's start time (field 22 of /proc/PID/stat), read first and again last, and
+///    equal to the one read when the connection was accepted (when the server read it), so a
+///    process that exited and whose pid was reused is refused, never attested as the other;
 /// 3. `supplementary_gid` / `supplementary_group` from the `Groups:` line of /proc/PID/status;
-/// 4. `path`: the executable (/proc/PID/exe), and `sha256`: its digest, cached per
-///    (device, inode, size, modification time) so a busy agent is not hashed per call.
+/// 4. `path`: the executable (/proc/PID/exe), and `sha256`: its digest — only when an entry
+///    uses a sha256 selector, only for files up to `maxDigestBytes` (1 GiB), cached per (device,
+///    inode, size, modification and change times; the change time cannot be set back) so a busy
+///    agent is not hashed per call.
 /// A process whose /proc entry cannot be read (gone, or another pid namespace) gets no selectors
 /// beyond what the credentials give, and a refusal if the start time cannot be read.
+/// Limits, as for SPIRE's unix attestor: a process that exec'd another program after it
+/// connected is judged by the program it runs now; in another mount namespace `path` is that
+/// namespace's path; uid and gid are the kernel's and cannot be forged.
 public final class WorkloadAttestor: Sendable {
     let procRoot: String
+    let digestExecutables: Bool
+    let maxDigestBytes: Int64
     private let digests = Mutex<[String: String]>([:])
 
-    public init(procRoot: String = "/proc") { self.procRoot = procRoot }
+    public init(procRoot: String = "/proc", digestExecutables: Bool = true, maxDigestBytes: Int64 = 1 << 30) {
+        self.procRoot = procRoot; self.digestExecutables = digestExecutables; self.maxDigestBytes = maxDigestBytes
+    }
 
-    public func selectors(pid: Int32, uid: UInt32, gid: UInt32) throws -> Set<WorkloadSelector> {
+    /// `connectedStartTime`: the start time read when the connection was accepted (nil: unknown).
+    public func selectors(pid: Int32, uid: UInt32, gid: UInt32, connectedStartTime: String? = nil) throws -> Set<WorkloadSelector> {
         let before = try startTime(pid)
+        if let connectedStartTime, connectedStartTime != before {
+            throw VouchError(.workloadGone, "the process that connected has exited (its pid belongs to another now)", context: ["pid": "\(pid)"])
+        }
         var out: Set<WorkloadSelector> = [.init(kind: .uid, value: "\(uid)"), .init(kind: .gid, value: "\(gid)")]
         if let name = Self.userName(uid) { out.insert(.init(kind: .user, value: name)) }
         if let name = Self.groupName(gid) { out.insert(.init(kind: .group, value: name)) }
@@ -36,7 +50,7 @@ public final class WorkloadAttestor: Sendable {
         let exe = "\(procRoot)/\(pid)/exe"
         if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: exe) {
             out.insert(.init(kind: .path, value: path))
-            if let digest = try? digest(exe) { out.insert(.init(kind: .sha256, value: digest)) }
+            if digestExecutables, let digest = try? digest(exe) { out.insert(.init(kind: .sha256, value: digest)) }
         }
         guard try startTime(pid) == before else {
             throw VouchError(.workloadGone, "the workload's process ended while it was attested", context: ["pid": "\(pid)"])
@@ -49,7 +63,8 @@ public final class WorkloadAttestor: Sendable {
     func digest(_ exe: String) throws -> String {
         var st = stat()
         guard stat(exe, &st) == 0 else { throw VouchError(.io, "stat \(exe) failed") }
-        let key = "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+        guard Int64(st.st_size) <= maxDigestBytes else { throw VouchError(.io, "the executable is larger than the digest limit") }
+        let key = "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec):\(st.st_ctim.tv_sec).\(st.st_ctim.tv_nsec)"
         if let hit = digests.withLock({ $0[key] }) { return hit }
         let hex = Hex.encode(try Crypto.digestFile(exe).digest)
         digests.withLock { cache in

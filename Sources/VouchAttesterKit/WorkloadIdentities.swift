@@ -47,7 +47,8 @@ public struct WorkloadSVID: Sendable {
 /// 3. an entry without an SVID, not withdrawn, is enrolled (backing off after failures: 1 s
 ///    doubling to 60 s); a refusal by the broker (4xx) leaves it without one until the next try;
 /// 4. an SVID past half its lifetime is renewed (`renewal` proof by the current key); a refusal
-///    withdraws it (the broker no longer vouches for the host), a transport failure keeps it;
+///    (4xx but 408 and 429) drops it (the broker no longer vouches for it), a transport failure,
+///    a rate limit or a fault keeps it;
 /// 5. the bundle is fetched again every minute, the JWT keys every five.
 public final class WorkloadIdentities: @unchecked Sendable {
     public let entries: WorkloadEntries
@@ -137,15 +138,17 @@ public final class WorkloadIdentities: @unchecked Sendable {
 
     // MARK: Events from the broker
 
-    /// A certificate was revoked: the SVID with that serial is withdrawn at once, and its agent is
-    /// not enrolled again until the attester restarts.
-    public func revoked(serial: String) {
+    /// A certificate was revoked: the SVID with that serial is dropped at once. With `withdraw`
+    /// (an operator's revocation) its agent is not enrolled again until the attester restarts;
+    /// without (the broker's own, for an untrusted or deleted host, which its host event follows)
+    /// it comes back by a fresh enrollment once the broker vouches for the host again.
+    public func revoked(serial: String, withdraw: Bool = true) {
         changing { state in
             guard let agent = state.svids.first(where: { $0.value.serial.caseInsensitiveCompare(serial) == .orderedSame })?.key else { return false }
             state.svids[agent] = nil
-            state.withdrawn.insert(agent)
+            if withdraw { state.withdrawn.insert(agent) }
             state.jwtCache = state.jwtCache.filter { !$0.key.hasPrefix(agent + "\u{0}") }
-            log("workload API: \(agent)'s SVID \(serial) was revoked: withdrawn")
+            log("workload API: \(agent)'s SVID \(serial) was revoked: \(withdraw ? "withdrawn until the attester restarts" : "dropped")")
             return true
         }
     }
@@ -300,13 +303,16 @@ public final class WorkloadIdentities: @unchecked Sendable {
             log("workload API: \(current == nil ? "issued" : "renewed") \(issued.spiffeId) (serial \(issued.serial), until \(leaf.notAfter.iso8601)); stored at "
                 + String(format: "%.3f", Date().timeIntervalSince1970))
         } catch {
-            let refused = error is APIFailure
+            // A refusal is the broker's word on this identity (a 4xx); a timeout, a rate limit or a
+            // fault (5xx, a proxy's 502) says nothing of it: the SVID is kept until its notAfter.
+            let refused = (error as? APIFailure).map { (400...499).contains($0.status) && $0.status != 408 && $0.status != 429 } ?? false
             changing { state in
                 let delay = min(60, max(1, (state.nextAttempt[entry.agent]?.delay ?? 0.5) * 2))
                 state.nextAttempt[entry.agent] = (now().addingTimeInterval(delay), delay)
                 // A renewal the broker refuses: it no longer vouches for this identity.
                 if refused, current != nil {
                     state.svids[entry.agent] = nil
+                    state.jwtCache = state.jwtCache.filter { !$0.key.hasPrefix(entry.agent + "\u{0}") }
                     return true
                 }
                 return false

@@ -97,11 +97,13 @@ public struct BrokerAPI: Sendable {
                     throw VouchError(.badRequest, "\(name) must be an event id", context: ["field": name])
                 }
                 after = n
-            } else if try Self.option(req, "from", ["latest"]) != nil {
-                after = try service.store.latestEventID()   // only what happens from now on (an attester watching its identities)
             }
+            // Only what happens from now on (an attester watching its identities), the cursor announced.
+            let from = try Self.option(req, "from", ["latest"])
+            let latest = req.headers["last-event-id"] == nil && req.query["after"] == nil && from != nil
+            if latest { after = try service.store.latestEventID() }
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")],
-                                stream: try service.eventStream(after: after, peer: req.peer))
+                                stream: try service.eventStream(after: after, peer: req.peer, announceCursor: latest))
         case ("POST", ["ocsp"]):
             return try publication.ocsp(request: req.body)
         case ("GET", ["bundle"]):

@@ -140,7 +140,9 @@ extension BrokerService {
     /// frame per event, a `: keepalive` comment after 15 quiet seconds. Refused (`too_many_streams`,
     /// with a retry delay) beyond `config.maxEventStreamsPerAddress` streams open from `peer`, or
     /// `config.maxEventStreams` in all, so one client cannot shut out the others.
-    public func eventStream(after: Int64, peer: String) throws -> HTTPStream {
+    /// `announceCursor` (`from=latest`): the first frame is `id: AFTER` alone (no event), so a
+    /// client that reconnects before any event arrives resumes from there with Last-Event-ID.
+    public func eventStream(after: Int64, peer: String, announceCursor: Bool = false) throws -> HTTPStream {
         let (perAddress, total) = (config.maxEventStreamsPerAddress, config.maxEventStreams)
         let refusal = context.openStreams.withLock { c -> String? in
             if c.byAddress[peer, default: 0] >= perAddress { return "too many open event streams from this address (at most \(perAddress)); retry later" }
@@ -151,8 +153,10 @@ extension BrokerService {
         }
         if let refusal { throw VouchError(.tooManyStreams, refusal, context: ["retryAfter": "\(Self.streamRetryAfter)"]) }
         let cursor = Mutex(after)
+        let announce = Mutex(announceCursor)
         let store = self.store, notifier = self.events
         return HTTPStream(next: { [self] in
+            if announce.withLock({ a in defer { a = false }; return a }) { return Array("id: \(after)\n\n".utf8) }
             for attempt in 0..<2 {
                 if context.closing.withLock({ $0 }) { return nil }
                 let from = cursor.withLock { $0 }

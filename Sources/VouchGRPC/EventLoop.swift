@@ -152,11 +152,13 @@ final class EventLoop: @unchecked Sendable {
         }
     }
 
-    /// Accepts what is waiting; beyond `maxConnections` a connection is closed at once.
+    /// Accepts what is waiting; beyond `maxConnections` (or `maxConnectionsPerUID` of its user) a
+    /// connection is closed at once.
     private func acceptPending() {
         for _ in 0..<64 {
             guard let fd = UnixSocket.accept(listenFD) else { return }
-            guard connections.count < limits.maxConnections, let peer = UnixSocket.peerCredentials(fd) else {
+            guard connections.count < limits.maxConnections, let peer = UnixSocket.peerCredentials(fd),
+                  connections.values.lazy.filter({ $0.peer.uid == peer.uid }).count < limits.maxConnectionsPerUID else {
                 close(fd)
                 continue
             }

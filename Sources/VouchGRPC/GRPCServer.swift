@@ -19,8 +19,8 @@ import VouchCore
 /// `GRPCStatus(.cancelled)`, `waitForCancellation` returns true, and a `send` blocked on a full
 /// queue wakes.
 ///
-/// Limits (`Limits`). At most `maxConnections` connections (more are closed as they are
-/// accepted); `maxStreamsPerConnection` is advertised as SETTINGS_MAX_CONCURRENT_STREAMS and
+/// Limits (`Limits`). At most `maxConnections` connections, and `maxConnectionsPerUID` of one
+/// user (more are closed as they are accepted; out of descriptors, accepting pauses 100 ms); `maxStreamsPerConnection` is advertised as SETTINGS_MAX_CONCURRENT_STREAMS and
 /// also counts calls whose stream closed while their handler still runs (more are refused with
 /// REFUSED_STREAM), so at most `maxConnections × maxStreamsPerConnection` handler threads exist;
 /// `maxHeaderListBytes` is advertised as SETTINGS_MAX_HEADER_LIST_SIZE and a larger request is
@@ -37,6 +37,8 @@ import VouchCore
 public final class GRPCServer: Sendable {
     public struct Limits: Sendable {
         public var maxConnections = 1024
+        /// Connections one user (the peer's uid) may hold: one local user cannot take them all.
+        public var maxConnectionsPerUID = 64
         public var maxStreamsPerConnection = 32
         public var maxRequestMessageBytes = 65536
         public var maxResponseMessageBytes = 4 << 20
@@ -52,7 +54,7 @@ public final class GRPCServer: Sendable {
     /// Removes a stale socket file at `path` (refusing any other kind of file), binds, sets the
     /// file's `mode`, listens, and starts serving.
     public init(unixSocket path: String, mode: UInt16 = 0o666, limits: Limits = .init(), handler: @escaping Handler) throws {
-        let positive = [("maxConnections", limits.maxConnections), ("maxStreamsPerConnection", limits.maxStreamsPerConnection),
+        let positive = [("maxConnections", limits.maxConnections), ("maxConnectionsPerUID", limits.maxConnectionsPerUID), ("maxStreamsPerConnection", limits.maxStreamsPerConnection),
                         ("maxRequestMessageBytes", limits.maxRequestMessageBytes), ("maxResponseMessageBytes", limits.maxResponseMessageBytes),
                         ("maxHeaderListBytes", limits.maxHeaderListBytes)]
         for (name, value) in positive where value < 1 || value > Int(UInt32.max) {

@@ -11,11 +11,25 @@ public struct PeerCredentials: Sendable, Equatable {
     public let pid: Int32
     public let uid: UInt32
     public let gid: UInt32
+    /// The process's start time (field 22 of /proc/PID/stat) read when the connection was
+    /// accepted, nil when unreadable: a handler that reads /proc later compares it, so a process
+    /// that exited and whose pid was reused is never taken for the one that connected.
+    public let startTime: String?
 
-    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+    public init(pid: Int32, uid: UInt32, gid: UInt32, startTime: String? = nil) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
+        self.startTime = startTime
+    }
+
+    /// Field 22 (starttime) of `/proc/PID/stat`, after the command name (which may hold spaces
+    /// and parentheses); nil when the process cannot be read.
+    public static func processStartTime(pid: Int32, procRoot: String = "/proc") -> String? {
+        guard pid > 0, let stat = try? String(contentsOfFile: "\(procRoot)/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? String(fields[19]) : nil
     }
 }
 

@@ -54,6 +54,9 @@ enum UnixSocket {
                 return fd
             }
             if errno == EINTR { continue }
+            // Out of descriptors: the listening socket stays readable, so back off rather than
+            // spin (the connections already open keep being served after the pause).
+            if errno == EMFILE || errno == ENFILE { usleep(100_000) }
             return nil
         }
     }
@@ -71,7 +74,8 @@ enum UnixSocket {
         var length = socklen_t(MemoryLayout<Int32>.size * 3)
         let rc = cred.withUnsafeMutableBytes { getsockopt(fd, SOL_SOCKET, SO_PEERCRED, $0.baseAddress, &length) }
         guard rc == 0, length == socklen_t(MemoryLayout<Int32>.size * 3) else { return nil }
-        return PeerCredentials(pid: cred[0], uid: UInt32(bitPattern: cred[1]), gid: UInt32(bitPattern: cred[2]))
+        return PeerCredentials(pid: cred[0], uid: UInt32(bitPattern: cred[1]), gid: UInt32(bitPattern: cred[2]),
+                               startTime: PeerCredentials.processStartTime(pid: cred[0]))
     }
 }
 

@@ -24,6 +24,8 @@ struct WorkloadAPIServer {
         // The watcher first: an event between the first issuance and the stream would be missed.
         let watcher = BrokerEventWatcher(hostID: hostID, identities: identities, open: try attester.eventStreamOpener(), log: { Runtime.log($0) })
         watcher.start()
+        let deadline = Date().addingTimeInterval(5)
+        while !watcher.connected.withLock({ $0 }) && Date() < deadline { usleep(20_000) }
         identities.start()
         let service = WorkloadAPIService(identities: identities, trustDomain: trustDomain) { token, audience, jwks in
             try JWTSVIDVerifier.verify(token: token, audience: audience, keys: try JWTSVIDVerifier.keys(jwks: jwks), trustDomain: trustDomain, now: Date())

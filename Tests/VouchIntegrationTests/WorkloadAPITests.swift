@@ -102,5 +102,6 @@ final class WorkloadAPITests: XCTestCase {
         // The other workload keeps its identity.
         let other = try run(["fetch", socket, "payments"], uid: 1000)
         XCTAssertEqual(other.status, 0, other.stdout + other.stderr)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(other.stdout.utf8)) as? [String: Any])?["spiffeId"] as? String, clientID, other.stdout)
     }
 }
