@@ -95,8 +95,8 @@ public final class WorkloadAPIService: Sendable {
                 guard !snap.svids.isEmpty else {
                     throw GRPCStatus(.permissionDenied, agents.lazy.compactMap(identities.refusal).first ?? "no identity issued")
                 }
-                let svids = try snap.svids.map {
-                    WorkloadAPI.X509SVID(spiffeID: $0.spiffeID, x509SVID: $0.chainDER, x509SVIDKey: try $0.key.pkcs8DER, bundle: snap.bundle, hint: $0.agent)
+                let svids = snap.svids.map {
+                    WorkloadAPI.X509SVID(spiffeID: $0.spiffeID, x509SVID: $0.chainDER, x509SVIDKey: $0.keyPKCS8, bundle: snap.bundle, hint: $0.agent)
                 }
                 try stream.send(WorkloadAPI.X509SVIDResponse(svids: svids, crl: [], federatedBundles: [:]).protobuf)
                 sent = state

@@ -27,6 +27,9 @@ public struct WorkloadSVID: Sendable {
     public let spiffeID: String
     public let serial: String
     public let key: PrivateKey
+    /// The key as PKCS#8 DER, encoded once when the SVID is stored: streams hand out these bytes
+    /// and never touch the key object (a rotation wakes every stream at once).
+    public let keyPKCS8: [UInt8]
     public let certificatePEM: String
     /// The certificate, then the issuing chain the broker returned, DER concatenated.
     public let chainDER: [UInt8]
@@ -288,7 +291,7 @@ public final class WorkloadIdentities: @unchecked Sendable {
             guard let leaf = chain.first, try leaf.publicKey.isEqual(to: key.publicKey) else {
                 throw VouchError(.crypto, "the broker returned a certificate for another key")
             }
-            let svid = WorkloadSVID(agent: entry.agent, spiffeID: issued.spiffeId, serial: issued.serial, key: key,
+            let svid = WorkloadSVID(agent: entry.agent, spiffeID: issued.spiffeId, serial: issued.serial, key: key, keyPKCS8: try key.pkcs8DER,
                                     certificatePEM: issued.certificate, chainDER: try chain.flatMap { try $0.der },
                                     notBefore: leaf.notBefore, notAfter: leaf.notAfter)
             if condition.withLock({ bundleDER.isEmpty }) { refreshBundle(now()) }

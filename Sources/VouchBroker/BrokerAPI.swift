@@ -66,9 +66,9 @@ public struct BrokerAPI: Sendable {
         }
         // OCSP GET: the request is the rest of the path, URL-encoded base64 (RFC 6960 A.1), which may contain '/'.
         // HEAD is GET without the body (libmicrohttpd leaves it out), for CRL and OCSP fetchers.
-        if req.path.hasPrefix("/v1/ocsp/") {
+        if let encoded = PublicationAPI.ocspGETRequest(req.path) {
             guard req.method == "GET" || req.method == "HEAD" else { throw Self.methodNotAllowed(req.method, allow: ["GET", "HEAD"]) }
-            return try publication.ocsp(encoded: String(req.path.dropFirst("/v1/ocsp/".count)))
+            return try publication.ocsp(encoded: encoded)
         }
         if let transparency, LogAPI.isStaticPath(req.path) { return try transparency.staticRoute(req) }
         let parts = req.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)

@@ -38,12 +38,21 @@ public struct PublicationAPI: Sendable {
         }
     }
 
+    /// The encoded request of an OCSP GET (`/v1/ocsp/` and the rest), nil for another path.
+    /// Compared as bytes: as Swift strings, a rest that starts with a combining character (an
+    /// emoji modifier) joins the '/' into one Character and `hasPrefix` would miss the route.
+    static func ocspGETRequest(_ path: String) -> String? {
+        let prefix = "/v1/ocsp/".utf8
+        guard path.utf8.starts(with: prefix) else { return nil }
+        return String(decoding: path.utf8.dropFirst(prefix.count), as: UTF8.self)
+    }
+
     private func route(_ req: HTTPRequest) throws -> HTTPResponse {
         // HEAD is GET without the body, which libmicrohttpd leaves out by itself.
         let reads = req.method == "GET" || req.method == "HEAD"
-        if req.path.hasPrefix("/v1/ocsp/") {
+        if let encoded = Self.ocspGETRequest(req.path) {
             guard reads else { throw BrokerAPI.methodNotAllowed(req.method, allow: ["GET", "HEAD"]) }
-            return try ocsp(encoded: String(req.path.dropFirst("/v1/ocsp/".count)))
+            return try ocsp(encoded: encoded)
         }
         if req.path == "/v1/ocsp" {
             guard req.method == "POST" else { throw BrokerAPI.methodNotAllowed(req.method, allow: ["POST"]) }

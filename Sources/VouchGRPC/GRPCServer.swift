@@ -38,7 +38,7 @@ public final class GRPCServer: Sendable {
     public struct Limits: Sendable {
         public var maxConnections = 1024
         /// Connections one user (the peer's uid) may hold: one local user cannot take them all.
-        public var maxConnectionsPerUID = 64
+        public var maxConnectionsPerUID = 512
         public var maxStreamsPerConnection = 32
         public var maxRequestMessageBytes = 65536
         public var maxResponseMessageBytes = 4 << 20

@@ -9,6 +9,10 @@ import Glibc
 enum UnixSocket {
     /// Binds and listens on `path` with file mode `mode`. A socket file left at `path` (by a
     /// server that did not remove it) is removed first; any other kind of file is refused.
+    /// Connections the kernel queues before they are accepted: a host's workloads may all
+    /// connect at once (a boot), and a full queue fails a non-blocking connect at once.
+    static let backlog: Int32 = 1024
+
     static func listen(path: String, mode: UInt16) throws -> Int32 {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
@@ -35,7 +39,7 @@ enum UnixSocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
         }
         umask(old)
-        guard bound, chmod(path, mode_t(mode)) == 0, Glibc.listen(fd, 128) == 0, setNonBlocking(fd) else {
+        guard bound, chmod(path, mode_t(mode)) == 0, Glibc.listen(fd, backlog) == 0, setNonBlocking(fd) else {
             let e = errno
             close(fd)
             if bound { unlink(path) }

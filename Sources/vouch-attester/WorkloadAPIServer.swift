@@ -15,7 +15,8 @@ struct WorkloadAPIServer {
     let identities: WorkloadIdentities
     let watcher: BrokerEventWatcher
 
-    static func start(attester: Attester, socket: String, entriesFile: String) throws -> WorkloadAPIServer {
+    /// `perUser`: connections one uid may hold (`--workload-connections-per-user`).
+    static func start(attester: Attester, socket: String, entriesFile: String, perUser: Int) throws -> WorkloadAPIServer {
         guard attester.config.tee == nil else { throw VouchError(.unsupported, "the Workload API is served on TPM hosts (a confidential VM's is not wired yet)") }
         let entries = try WorkloadEntries(document: try YAMLParser.parse(try Files.read(entriesFile), file: entriesFile))
         guard let hostID = attester.hostID, let identity = attester.identity else { throw VouchError(.attesterNotRegistered, "the host is not registered") }
@@ -30,7 +31,9 @@ struct WorkloadAPIServer {
         let service = WorkloadAPIService(identities: identities, trustDomain: trustDomain) { token, audience, jwks in
             try JWTSVIDVerifier.verify(token: token, audience: audience, keys: try JWTSVIDVerifier.keys(jwks: jwks), trustDomain: trustDomain, now: Date())
         }
-        let server = try GRPCServer(unixSocket: socket, mode: 0o666, handler: { try service.handle($0, $1) })
+        var limits = GRPCServer.Limits()
+        limits.maxConnectionsPerUID = perUser
+        let server = try GRPCServer(unixSocket: socket, mode: 0o666, limits: limits, handler: { try service.handle($0, $1) })
         Runtime.log("workload API on \(socket): \(entries.entries.count) registration entries, trust domain \(trustDomain)")
         return WorkloadAPIServer(server: server, identities: identities, watcher: watcher)
     }

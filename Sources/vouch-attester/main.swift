@@ -49,6 +49,7 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
                     told apart by their peer credentials), with --workload-entries FILE: the
                     registration entries (YAML: entries: [{agent, selectors: [unix:uid:N, ...]}]);
                     see docs/agents.md
+  --workload-connections-per-user N  connections one uid may hold there (default 512 of 1,024)
 
 --tee sev-snp|tdx: this host is a confidential VM. Reports come from the kernel's configfs-tsm
 interface (/sys/kernel/config/tsm/report) in place of TPM quotes: no --tcti, --ak, --ek,
@@ -213,7 +214,7 @@ do {
                          options: ["broker", "ca", "tcti", "socket", "ak", "ek", "hostname", "register-timeout", "event-log", "model-log", "labels",
                                    "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after",
                                    "tee", "vcek", "simulate-tee", "simulate-tee-options", "simulate-tee-platform", "gpus", "simulate-gpus",
-                                   "workload-socket", "workload-entries"],
+                                   "workload-socket", "workload-entries", "workload-connections-per-user"],
                          flags: ["enroll-agents"])
 } catch { fail(error) }
 
@@ -378,7 +379,10 @@ do {
     }
     let workload = try args["workload-socket"].map { socket in
         guard let file = args["workload-entries"] else { fail("--workload-socket needs --workload-entries FILE") }
-        return try WorkloadAPIServer.start(attester: attester, socket: socket, entriesFile: file)
+        guard let perUser = Int(args["workload-connections-per-user"] ?? "512"), (1...1024).contains(perUser) else {
+            fail("--workload-connections-per-user takes 1 to 1024")
+        }
+        return try WorkloadAPIServer.start(attester: attester, socket: socket, entriesFile: file, perUser: perUser)
     }
     if args["workload-entries"] != nil && workload == nil { fail("--workload-entries goes with --workload-socket PATH") }
     Runtime.waitForTermination()

@@ -349,6 +349,17 @@ final class BrokerAPIRoutingTests: XCTestCase {
 
     /// Query parameters with a closed set of values refuse any other value (400, the parameter
     /// named in `field`) instead of ignoring it; numeric cursors must be numbers.
+    /// An OCSP GET whose encoded request starts with a combining character (an emoji modifier,
+    /// which a Swift String joins to the '/' before it) still reaches the responder: malformed, 200.
+    func testAnOCSPGetWithACombiningCharacterIsStillOCSP() throws {
+        let f = try fixture()
+        for path in ["/v1/ocsp/🏻", "/v1/ocsp/\u{301}abc"] {
+            let r = f.call("GET", path)
+            XCTAssertEqual(r.status, 200, path)
+            XCTAssertEqual(r.header("Content-Type"), "application/ocsp-response", path)
+        }
+    }
+
     func testUnknownQueryValuesAre400() throws {
         let f = try fixture()
         for (path, token, field) in [("/v1/crl?format=xyz", nil, "format"), ("/v1/crl.pem?format=der", nil, "format"), ("/v1/bundle?format=pem", nil, "format"),
