@@ -9,7 +9,7 @@ APT_PACKAGES := libxmlsec1-dev libxml2-dev swtpm swtpm-tools tpm2-tools libtss2-
                 golang-go golang-golang-x-mod-dev gnutls-bin openjdk-17-jdk-headless python3-cryptography python3-jwt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build demo test test-unit check-imports fuzz bench bench-tee bench-gpu clean
+.PHONY: all deps build demo test test-unit check-imports fuzz bench bench-tee bench-gpu bench-workload clean
 
 all: build
 
@@ -47,6 +47,11 @@ fuzz: deps
 # Benchmarks side by side with openssl speed and tpm2_checkquote; updates docs/performance.md.
 bench: deps
 	bench/run.sh
+
+# Only the SPIFFE Workload API rows (SVIDs served, 1,000 workloads, rotation); updates their section.
+bench-workload: deps
+	swift build -c release
+	bench/workload.sh "$$(swift build -c release --show-bin-path)" out/bench 3
 
 # Only the confidential-VM rows (SEV-SNP, TDX beside openssl speed and dcap-qvl); updates their section.
 bench-tee: deps
