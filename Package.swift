@@ -99,7 +99,7 @@ let package = Package(
         .target(name: "VouchStore", dependencies: ["VouchCore", "VouchAPI", "VouchModel", "VouchAttestation", "VouchEventLog", "CSQLite", "CVouchShims"]),
         .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "VouchRuntime", "CMicroHTTPD", "CGnuTLS", "CVouchShims"]),
         .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
-        .target(name: "VouchGRPC", dependencies: ["VouchCore", "CNGHTTP2"]),
+        .target(name: "VouchGRPC", dependencies: ["VouchCore", "VouchRuntime", "CNGHTTP2"]),
         .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),
         .target(name: "VouchXMLSig", dependencies: ["VouchCore", "CXMLSec"]),
 

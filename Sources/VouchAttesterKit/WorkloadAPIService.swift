@@ -85,8 +85,8 @@ public final class WorkloadAPIService: Sendable {
 
     private func fetchX509SVID(_ entries: [WorkloadEntry], _ stream: GRPCResponseStream) throws {
         let agents = entries.map(\.agent)
-        identities.ensure(agents, timeout: issueWait)
         stream.onCancel { [identities] in identities.nudge() }
+        identities.ensure(agents, timeout: issueWait) { stream.isCancelled }
         var sent: [String]?
         while !stream.isCancelled {
             let snap = identities.snapshot(agents)

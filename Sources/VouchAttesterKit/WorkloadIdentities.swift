@@ -116,7 +116,7 @@ public final class WorkloadIdentities: @unchecked Sendable {
 
     /// Waits (up to `timeout`) until every agent of `agents` that may have an SVID has one, asking
     /// the maintenance loop to enroll them now.
-    public func ensure(_ agents: [String], timeout: TimeInterval) {
+    public func ensure(_ agents: [String], timeout: TimeInterval, cancelled: () -> Bool = { false }) {
         let deadline = Date().addingTimeInterval(timeout)
         condition.lock()
         defer { condition.unlock() }
@@ -125,7 +125,7 @@ public final class WorkloadIdentities: @unchecked Sendable {
         for a in agents { nextAttempt[a] = nil }
         wake = true
         condition.broadcast()
-        while !done() && !stopped {
+        while !done() && !stopped && !cancelled() {
             if !condition.wait(until: deadline) { break }
         }
     }

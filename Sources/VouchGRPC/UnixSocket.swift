@@ -1,5 +1,6 @@
 import Foundation
 import VouchCore
+import VouchRuntime
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,7 +40,7 @@ enum UnixSocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
         }
         umask(old)
-        guard bound, chmod(path, mode_t(mode)) == 0, Glibc.listen(fd, backlog) == 0, setNonBlocking(fd) else {
+        guard bound, Files.setSocketMode(path, mode_t(mode)), Glibc.listen(fd, backlog) == 0, setNonBlocking(fd) else {
             let e = errno
             close(fd)
             if bound { unlink(path) }

@@ -216,7 +216,7 @@ public final class HTTPServer: @unchecked Sendable {
         let ok = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
         }
-        guard ok, chmod(path, mode) == 0, listen(fd, 128) == 0 else {
+        guard ok, Files.setSocketMode(path, mode), listen(fd, 128) == 0 else {
             let e = errno
             close(fd)
             throw VouchError(.io, "cannot listen on Unix socket", context: ["path": path, "errno": "\(e)"])

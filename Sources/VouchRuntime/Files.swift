@@ -28,6 +28,20 @@ public enum Files {
         }
     }
 
+    /// Gives the Unix socket this process just bound at `path` the file mode `mode`, without
+    /// following a link: the path is opened O_PATH|O_NOFOLLOW, must be a socket owned by this
+    /// user, and is changed through /proc/self/fd (the very inode opened). A plain chmod(path)
+    /// would follow a symlink someone swapped in meanwhile, in a directory others may write.
+    public static func setSocketMode(_ path: String, _ mode: mode_t) -> Bool {
+        let oPath: Int32 = 0o10000000   // O_PATH (Linux; Glibc's module leaves the _GNU_SOURCE flag out)
+        let fd = open(path, oPath | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK, st.st_uid == geteuid() else { return false }
+        return chmod("/proc/self/fd/\(fd)", mode) == 0
+    }
+
     public static func read(_ path: String) throws -> [UInt8] {
         guard let d = FileManager.default.contents(atPath: path) else {
             throw VouchError(.io, "cannot read \(path)", context: ["path": path])
