@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import VouchCore
 import VouchCrypto
+import VouchGRPC
 
 /// Workload attestation by Unix peer credentials, like SPIRE's unix workload attestor: the
 /// kernel's SO_PEERCRED (pid, uid, gid, taken when the workload connected) and what /proc says of
@@ -75,15 +76,10 @@ public final class WorkloadAttestor: Sendable {
     }
 
     func startTime(_ pid: Int32) throws -> String {
-        guard pid > 0, let stat = try? String(contentsOfFile: "\(procRoot)/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else {
+        guard let t = PeerCredentials.processStartTime(pid: pid, procRoot: procRoot) else {
             throw VouchError(.workloadGone, "the workload's process cannot be read in \(procRoot)", context: ["pid": "\(pid)"])
         }
-        // Fields after the command name (which may hold spaces and parentheses): state is field 3,
-        // starttime field 22, so index 19 of what follows ")".
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 19 else { throw VouchError(.workloadGone, "unexpected /proc stat line", context: ["pid": "\(pid)"]) }
-        return String(fields[19])
+        return t
     }
 
     static func userName(_ uid: UInt32) -> String? {
