@@ -18,6 +18,8 @@
 //                      receipt predicate, the request commitment, receipt bundles); VouchTLog for log proofs
 //   VouchSPIFFE        pure: a bounded protobuf wire-format reader/writer, the SPIFFE Workload API's
 //                      messages (workload.proto) and JSON values as google.protobuf.Struct
+//   VouchModelSigning  pure: OpenSSF model signatures' formats (Sigstore bundles, the model-signing v1.0 manifest in an
+//                      in-toto Statement, the manifest compared with measured files); VouchReceipts for DSSE
 //   VouchModel         pure: the broker's records, closed state types and store protocols (split by concern,
 //                      with the unit of work); what the broker's services and every store import
 //   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection
@@ -89,6 +91,7 @@ let package = Package(
         .target(name: "VouchModel", dependencies: ["VouchCore", "VouchAPI", "VouchEventLog"]),
         .target(name: "VouchTEEWire", dependencies: ["VouchCore"]),
         .target(name: "VouchSPIFFE", dependencies: ["VouchCore"]),
+        .target(name: "VouchModelSigning", dependencies: ["VouchCore", "VouchReceipts"]),
 
         // The process: files, signals, the process-wide log
         .target(name: "VouchRuntime", dependencies: ["VouchCore"]),
@@ -106,7 +109,8 @@ let package = Package(
         .target(name: "VouchPolicyFiles", dependencies: ["VouchCore", "VouchRuntime", "VouchPolicy", "VouchYAML", "VouchCrypto"]),
 
         // Verification, service and host logic
-        .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchTEEWire", "VouchCrypto", "VouchPolicy", "VouchEventLog", "VouchXMLSig"]),
+        .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchTEEWire", "VouchCrypto", "VouchPolicy", "VouchEventLog", "VouchXMLSig",
+                                                   "VouchModelSigning"]),
         .target(name: "VouchTEESim", dependencies: ["VouchCore", "VouchTEEWire", "VouchCrypto", "VouchRuntime", "VouchXMLSig"]),
         .target(name: "VouchCollateral", dependencies: ["VouchCore", "VouchRuntime", "VouchCrypto", "VouchTEEWire", "VouchAttestation"]),
         .target(name: "VouchBroker", dependencies: ["VouchCore", "VouchModel", "VouchRuntime", "VouchTPMWire", "VouchPolicy", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchEventLog", "VouchTLog", "VouchReceipts", "VouchReceiptKit"]),

@@ -104,20 +104,31 @@ public final class Certificate: @unchecked Sendable {
     }
 
     /// URI subjectAltNames (SPIFFE IDs).
-    public var uriSANs: [String] {
+    public var uriSANs: [String] { altNames(GEN_URI) }
+    /// rfc822Name (email) subjectAltNames.
+    public var emailSANs: [String] { altNames(GEN_EMAIL) }
+    /// dNSName subjectAltNames.
+    public var dnsSANs: [String] { altNames(GEN_DNS) }
+
+    /// The IA5String subjectAltNames of one GENERAL_NAME type (URI, email and DNS share the layout).
+    private func altNames(_ type: Int32) -> [String] {
         var crit: Int32 = 0
-        guard let names = X509_get_ext_d2i(x509, NID_subject_alt_name, &crit, nil) else { return [] }
+        guard let names = X509_get_ext_d2i(x509, NID_subject_alt_name, &crit, nil) else { ERR_clear_error(); return [] }
         let stack = OpaquePointer(names)
         defer { GENERAL_NAMES_free(stack) }
         var out: [String] = []
         for i in 0..<OPENSSL_sk_num(stack) {
             guard let raw = OPENSSL_sk_value(stack, i) else { continue }
             let gn = raw.assumingMemoryBound(to: GENERAL_NAME.self)
-            guard gn.pointee.type == GEN_URI, let ia5 = gn.pointee.d.uniformResourceIdentifier,
-                  let data = ASN1_STRING_get0_data(ia5) else { continue }
+            guard gn.pointee.type == type, let ia5 = gn.pointee.d.ia5, let data = ASN1_STRING_get0_data(ia5) else { continue }
             out.append(String(decoding: UnsafeBufferPointer(start: data, count: Int(ASN1_STRING_length(ia5))), as: UTF8.self))
         }
         return out
+    }
+
+    /// True if an extendedKeyUsage extension is present and lists codeSigning.
+    public var hasCodeSigningEKU: Bool {
+        X509_get_extension_flags(x509) & UInt32(EXFLAG_XKUSAGE) != 0 && X509_get_extended_key_usage(x509) & UInt32(XKU_CODE_SIGN) != 0
     }
 
     /// Verifies this certificate up to one of `anchors`, through `intermediates`, at time `at`.

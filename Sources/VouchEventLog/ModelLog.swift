@@ -86,9 +86,42 @@ public struct ModelLog: Sendable, Equatable {
     }
 }
 
-/// What the model measurement says: the manifest digest and each artefact.
+/// What the model measurement says: the manifest digest and each artefact, and the publisher
+/// signatures verified over them.
 public struct ModelClaims: Sendable, Codable, Equatable {
     public var manifestDigest: String
     public var files: [ModelLog.Artefact]
-    public init(manifestDigest: String, files: [ModelLog.Artefact]) { self.manifestDigest = manifestDigest; self.files = files }
+    /// Each verified publisher signature, one per signed model directory; nil when none was
+    /// verified (no signature measured, or a policy that trusts no publisher).
+    public var signatures: [ModelSignatureClaims]?
+    public init(manifestDigest: String, files: [ModelLog.Artefact], signatures: [ModelSignatureClaims]? = nil) {
+        self.manifestDigest = manifestDigest; self.files = files; self.signatures = signatures
+    }
+}
+
+/// A publisher's OpenSSF model signature, verified by the broker over the files a host measured:
+/// who signed which model, and over which measured directory.
+public struct ModelSignatureClaims: Sendable, Codable, Equatable {
+    /// The measured directory the signature covers (its files' names in the model log start with it).
+    public var directory: String
+    /// The signed model name (the signature's in-toto subject).
+    public var model: String
+    /// The publisher, as the policy names it.
+    public var publisher: String
+    /// `key`, `certificate` or `sigstore`.
+    public var signerKind: String
+    /// The signer: `sha256:<SPKI digest>` of a key; the certificate's subject and names; the
+    /// Sigstore identity and its OIDC issuer.
+    public var signer: String
+    /// The signed subject digest (SHA-256 over the files' digests).
+    public var subjectDigest: String
+    /// SHA-256 of the signature bundle as measured (lowercase hex).
+    public var bundleSHA256: String
+    /// When the transparency log recorded a keyless signature (RFC 3339), if it was one.
+    public var signedAt: String?
+    public init(directory: String, model: String, publisher: String, signerKind: String, signer: String, subjectDigest: String,
+                bundleSHA256: String, signedAt: String? = nil) {
+        self.directory = directory; self.model = model; self.publisher = publisher; self.signerKind = signerKind; self.signer = signer
+        self.subjectDigest = subjectDigest; self.bundleSHA256 = bundleSHA256; self.signedAt = signedAt
+    }
 }

@@ -97,6 +97,9 @@ public struct Policy: Sendable {
         public var required = false
         public var allowed: [Allowed] = []
         public var denied: [String] = []
+        /// Publishers whose OpenSSF model signatures the policy trusts, per signed model name
+        /// (`model.publishers`); an alternative to `allowed`.
+        public var publishers: [ModelPublisher] = []
         public init() {}
     }
 
