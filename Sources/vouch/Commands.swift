@@ -86,6 +86,11 @@ enum CLI {
                                           exit 0 verified, 1 refused (each failed check's code), 2 unreadable
       receipt log BUNDLE --output BUNDLE2 have the broker log the receipt; BUNDLE2 carries its log proof
 
+    Models (docs/policy.md, Signed models; offline):
+      model verify DIR --publisher KEY | --roots CA [--identity SAN] | --trusted-root FILE --identity ID --issuer URL
+                                          an OpenSSF model signature (model-signing's model.sig) by that publisher,
+                                          then every file of DIR against the signed manifest; exit 0/1 refused/2
+
     Relying parties and workflows (a read token is enough):
       check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--jwks] [--json]
           exit 0 only if the certificate chains to the issuing CA, is within its validity period, is

@@ -4,7 +4,7 @@ extension CLI {
     /// Printed (on stderr, exit 2) when `vouch` is run without a command.
     static let shortUsage = """
     usage: vouch COMMAND [options]
-    commands: enroll status revoke host history token ca crl cert check policy quote eventlog log
+    commands: enroll status revoke host history token ca crl cert check policy quote eventlog log model
     vouch --help lists them all; vouch COMMAND --help explains one; vouch --version.
     """
 
@@ -156,6 +156,22 @@ extension CLI {
         binding and every GPU's digest (docs/evidence.md, Composite evidence).
         NVIDIA RIM: --kind nvidia-rim [--component driver|vbios] --at RFC3339 [--json] FILE checks one
         RIM (chain to NVIDIA's CoRIM signing root, XML-DSig) and prints its reference values.
+        """,
+        "model": """
+        usage: vouch model verify DIR --publisher KEY.pem [--model NAME] [--signature FILE] [--json]
+               vouch model verify DIR --roots CA.pem [--identity SAN] [--model NAME] [--signature FILE]
+               vouch model verify DIR --trusted-root trusted_root.json --identity ID --issuer URL [--model NAME]
+        Offline check of an OpenSSF model signature (model-signing's DIR/model.sig, or --signature): a trusted
+        signer first — the publisher's EC key; a certificate chaining to CA.pem (with the subjectAltName SAN if
+        given); or Sigstore keyless: a Fulcio certificate for ID from the OIDC issuer URL, logged in Rekor, all
+        under the trusted root — then the signed manifest (in-toto, model-signing v1.0; --model: its signed name
+        must be NAME), then every file of DIR hashed and compared: the same paths with the same SHA-256, none
+        missing, none extra (the signer's ignored paths aside). Prints the model, signer and files; FAILED lines
+        name each refusal's code. Exit 0 verified, 1 refused, 2 usage. docs/policy.md (Signed models).
+        examples:
+          vouch model verify models/acme-llm --publisher acme.pub --model acme-llm
+          vouch model verify granite --trusted-root trusted_root.json --identity jane@example.com \
+            --issuer https://accounts.google.com
         """,
         "receipt": """
         usage: vouch receipt sign --cert CHAIN --key KEY|--tpm-key DIR/NAME --socket S --output FILE [--request FILE

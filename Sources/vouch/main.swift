@@ -21,6 +21,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "log": logCommand,
     "trust": trustCommand,
     "receipt": receiptCommand,
+    "model": modelCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())

@@ -1,0 +1,193 @@
+import Foundation
+import XCTest
+import VouchTestSupport
+
+/// OpenSSF model signatures written by the unmodified `model-signing` CLI (PyPI, in a throwaway
+/// virtualenv) — with a private key and with a certificate chain made here by `openssl` — verify
+/// with `vouch model verify`, and each way of tampering is refused with its own code: one flipped
+/// byte in any file, a renamed, missing or extra file, a signature by another key, a broken
+/// signature, a manifest for another model.
+final class ModelSigningInteropTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = try TestEnv.tempDir("model-signing")
+    }
+
+    override func tearDownWithError() throws {
+        if let dir { try? FileManager.default.removeItem(at: dir) }
+    }
+
+    /// A small model: two weight shards, a config and a nested tokenizer.
+    func makeModel(_ name: String) throws -> String {
+        let model = dir.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: model.appendingPathComponent("tokenizer"), withIntermediateDirectories: true)
+        var rng = SystemRandomNumberGenerator()
+        for shard in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
+            try Data((0..<300_000).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(to: model.appendingPathComponent(shard))
+        }
+        try Data(#"{"architectures": ["LlamaForCausalLM"], "name": "\#(name)"}"#.utf8).write(to: model.appendingPathComponent("config.json"))
+        try Data(#"{"version": "1.0", "vocab": {"a": 0}}"#.utf8).write(to: model.appendingPathComponent("tokenizer/tokenizer.json"))
+        return model.path
+    }
+
+    func openssl(_ args: [String]) throws {
+        let r = try TestEnv.run("/usr/bin/openssl", args)
+        guard r.status == 0 else { throw TestFailure("openssl \(args.first ?? ""): \(r.stderr)") }
+    }
+
+    /// An EC key pair: (private PEM path, public PEM path).
+    func keyPair(_ name: String, curve: String = "P-256") throws -> (String, String) {
+        let key = dir.appendingPathComponent("\(name).key").path, pub = dir.appendingPathComponent("\(name).pub").path
+        try openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:\(curve)", "-out", key])
+        try openssl(["pkey", "-in", key, "-pubout", "-out", pub])
+        return (key, pub)
+    }
+
+    struct Verdict {
+        let status: Int32
+        let json: [String: Any]
+        var codes: [String] { ((json["violations"] as? [[String: Any]]) ?? []).compactMap { $0["code"] as? String } }
+        var signature: [String: Any] { (json["signature"] as? [String: Any]) ?? [:] }
+    }
+
+    func verify(_ model: String, _ args: [String]) throws -> Verdict {
+        let r = try TestEnv.run(TestEnv.bin("vouch"), ["model", "verify", model, "--json"] + args)
+        let json = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
+        return Verdict(status: r.status, json: json)
+    }
+
+    /// A copy of `model` (its signature too) to tamper with.
+    func copy(_ model: String, _ name: String) throws -> String {
+        let to = dir.appendingPathComponent(name).path
+        try FileManager.default.copyItem(atPath: model, toPath: to)
+        return to
+    }
+
+    func flipByte(_ path: String) throws {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[bytes.count / 2] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    func testKeySignedModelVerifiesAndEachTamperingHasItsCode() throws {
+        let model = try makeModel("acme-llm")
+        let (key, pub) = try keyPair("publisher")
+        let (_, otherPub) = try keyPair("other")
+        try ModelSigningTool.signWithKey(model, privateKey: key, signature: model + "/model.sig")
+
+        let ok = try verify(model, ["--publisher", pub, "--model", "acme-llm"])
+        XCTAssertEqual(ok.status, 0, "\(ok.json)")
+        XCTAssertEqual(ok.json["verified"] as? Bool, true)
+        XCTAssertEqual(ok.signature["model"] as? String, "acme-llm")
+        XCTAssertEqual(ok.signature["signerKind"] as? String, "key")
+        XCTAssertEqual(ok.json["files"] as? Int, 4)
+
+        var seen: [String: String] = [:]
+        func refused(_ what: String, _ v: Verdict, _ code: String) {
+            XCTAssertEqual(v.status, 1, what)
+            XCTAssertEqual(v.codes, [code], "\(what): \(v.json)")
+            seen[what] = v.codes.first
+        }
+        // One flipped byte in any file.
+        for file in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "config.json", "tokenizer/tokenizer.json"] {
+            let m = try copy(model, "flip-\(file.replacingOccurrences(of: "/", with: "_"))")
+            try flipByte(m + "/" + file)
+            let v = try verify(m, ["--publisher", pub])
+            refused("flipped \(file)", v, "model_file_modified")
+            XCTAssertEqual((v.json["violations"] as? [[String: Any]])?.first?["path"] as? String, "signature.files.\(file)")
+        }
+        let renamed = try copy(model, "renamed")
+        try FileManager.default.moveItem(atPath: renamed + "/config.json", toPath: renamed + "/config.old.json")
+        refused("renamed", try verify(renamed, ["--publisher", pub]), "model_file_renamed")
+        let missing = try copy(model, "missing")
+        try FileManager.default.removeItem(atPath: missing + "/model-00002-of-00002.safetensors")
+        refused("missing", try verify(missing, ["--publisher", pub]), "model_file_missing")
+        let extra = try copy(model, "extra")
+        try Data("print('hello')\n".utf8).write(to: URL(fileURLWithPath: extra + "/modeling_custom.py"))
+        refused("extra", try verify(extra, ["--publisher", pub]), "model_file_extra")
+        refused("another key", try verify(model, ["--publisher", otherPub]), "model_signer_untrusted")
+
+        // The publisher's key, a signature that does not verify: the bundle re-encoded with one
+        // bit of the DSSE signature flipped.
+        let broken = try copy(model, "broken-signature")
+        var bundle = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: broken + "/model.sig"))) as! [String: Any]
+        var envelope = bundle["dsseEnvelope"] as! [String: Any]
+        var signatures = envelope["signatures"] as! [[String: Any]]
+        var sig = [UInt8](Data(base64Encoded: signatures[0]["sig"] as! String)!)
+        sig[sig.count - 3] ^= 0x01
+        signatures[0]["sig"] = Data(sig).base64EncodedString()
+        envelope["signatures"] = signatures
+        bundle["dsseEnvelope"] = envelope
+        try JSONSerialization.data(withJSONObject: bundle).write(to: URL(fileURLWithPath: broken + "/model.sig"))
+        refused("broken signature", try verify(broken, ["--publisher", pub]), "model_signature_invalid")
+
+        // A manifest for a different model, signed by the same publisher, put in this model's place.
+        let other = try makeModel("other-llm")
+        try ModelSigningTool.signWithKey(other, privateKey: key, signature: other + "/model.sig")
+        let swapped = try copy(model, "swapped-manifest")
+        try FileManager.default.removeItem(atPath: swapped + "/model.sig")
+        try FileManager.default.copyItem(atPath: other + "/model.sig", toPath: swapped + "/model.sig")
+        refused("another model's manifest", try verify(swapped, ["--publisher", pub, "--model", "acme-llm"]), "model_name_mismatch")
+
+        // Seven kinds of tampering, seven codes.
+        XCTAssertEqual(Set(seen.values).count, 7, "each tampering has its own code: \(seen)")
+    }
+
+    func testP384KeyAndGarbageSignature() throws {
+        let model = try makeModel("p384-llm")
+        let (key, pub) = try keyPair("p384", curve: "P-384")
+        try ModelSigningTool.signWithKey(model, privateKey: key, signature: model + "/model.sig")
+        XCTAssertEqual(try verify(model, ["--publisher", pub]).status, 0)
+        try Data("not a bundle".utf8).write(to: URL(fileURLWithPath: model + "/model.sig"))
+        let v = try verify(model, ["--publisher", pub])
+        XCTAssertEqual(v.status, 1)
+        XCTAssertEqual(v.codes, ["model_signature_malformed"])
+    }
+
+    func testCertificateChainSignedModel() throws {
+        let model = try makeModel("granite-mini")
+        let pki = dir.appendingPathComponent("pki").path
+        try FileManager.default.createDirectory(atPath: pki, withIntermediateDirectories: true)
+        func p(_ f: String) -> String { pki + "/" + f }
+        func ext(_ name: String, _ lines: String) throws -> String {
+            try Data(lines.utf8).write(to: URL(fileURLWithPath: p(name)))
+            return p(name)
+        }
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", p("root.key"), "-out", p("root.pem"),
+                     "-subj", "/CN=Acme Model Root", "-days", "3650", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", p("other-root.key"), "-out", p("other-root.pem"),
+                     "-subj", "/CN=Other Root", "-days", "3650", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", p("int.key"), "-out", p("int.csr"), "-subj", "/CN=Acme Model Signing CA"])
+        try openssl(["x509", "-req", "-in", p("int.csr"), "-CA", p("root.pem"), "-CAkey", p("root.key"), "-CAcreateserial", "-out", p("int.pem"), "-days", "3650",
+                     "-extfile", try ext("int.ext", "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n")])
+        try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", p("leaf.key"), "-out", p("leaf.csr"), "-subj", "/CN=Acme model publisher"])
+        try openssl(["x509", "-req", "-in", p("leaf.csr"), "-CA", p("int.pem"), "-CAkey", p("int.key"), "-CAcreateserial", "-out", p("leaf.pem"), "-days", "365",
+                     "-extfile", try ext("leaf.ext", "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectAltName=email:models@acme.example\n")])
+        try ModelSigningTool.signWithCertificate(model, privateKey: p("leaf.key"), certificate: p("leaf.pem"), chain: [p("int.pem")], signature: model + "/model.sig")
+
+        let ok = try verify(model, ["--roots", p("root.pem"), "--identity", "models@acme.example"])
+        XCTAssertEqual(ok.status, 0, "\(ok.json)")
+        XCTAssertEqual(ok.signature["signerKind"] as? String, "certificate")
+        XCTAssertEqual(ok.signature["signer"] as? String, "CN=Acme model publisher (models@acme.example)")
+        XCTAssertEqual(try verify(model, ["--roots", p("root.pem")]).status, 0)
+        XCTAssertEqual(try verify(model, ["--roots", p("root.pem"), "--identity", "someone@else.example"]).codes, ["model_signer_untrusted"])
+        XCTAssertEqual(try verify(model, ["--roots", p("other-root.pem")]).codes, ["model_signer_untrusted"])
+        try flipByte(model + "/model-00001-of-00002.safetensors")
+        XCTAssertEqual(try verify(model, ["--roots", p("root.pem")]).codes, ["model_file_modified"])
+    }
+
+    func testUsageErrorsExitTwo() throws {
+        let model = try makeModel("usage-llm")
+        let (_, pub) = try keyPair("usage")
+        for args in [[], ["--publisher", pub, "--roots", pub], ["--publisher", "/nonexistent.pem"], ["--publisher", model + "/config.json"],
+                     ["--trusted-root", pub], ["--publisher", pub, "--issuer", "https://x"]] {
+            let r = try TestEnv.run(TestEnv.bin("vouch"), ["model", "verify", model] + args)
+            XCTAssertEqual(r.status, 2, "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "\(args): \(r.stderr)")
+        }
+        XCTAssertEqual(try TestEnv.run(TestEnv.bin("vouch"), ["model", "verify", "/nonexistent-dir", "--publisher", pub]).status, 2)
+        // No model.sig: unreadable input.
+        XCTAssertEqual(try TestEnv.run(TestEnv.bin("vouch"), ["model", "verify", model, "--publisher", pub]).status, 2)
+    }
+}
