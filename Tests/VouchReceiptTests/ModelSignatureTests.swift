@@ -1,0 +1,160 @@
+import Foundation
+import XCTest
+import VouchAttestation
+import VouchCore
+import VouchCrypto
+import VouchEventLog
+import VouchModelSigning
+import VouchPolicy
+
+/// The model-signature format and its verifier, on bundles made here in model-signing's layout
+/// (the interop tests use the real tool): each check of `ModelManifest`, `ModelFileCheck` and
+/// `ModelSignatureVerifier` refuses with its code.
+final class ModelSignatureTests: XCTestCase {
+    let key = try! PrivateKey.generate(.p256)
+
+    struct Resource { var name: String; var digest: String }
+
+    func statement(name: String = "acme-llm", resources: [Resource], method: String = "files", hash: String = "sha256",
+                   predicateType: String = ModelManifest.predicateType, rootDigest: String? = nil, ignore: [String] = ["model.sig", ".git"]) -> [UInt8] {
+        let root = rootDigest ?? Hex.encode(Crypto.sha256(resources.flatMap { (try? Hex.decode($0.digest)) ?? [] }))
+        let object: [String: Any] = [
+            "_type": ModelManifest.statementType,
+            "subject": [["name": name, "digest": ["sha256": root]]],
+            "predicateType": predicateType,
+            "predicate": [
+                "resources": resources.map { ["algorithm": "sha256", "name": $0.name, "digest": $0.digest] },
+                "serialization": ["method": method, "hash_type": hash, "allow_symlinks": false, "ignore_paths": ignore],
+            ],
+        ]
+        return [UInt8](try! JSONSerialization.data(withJSONObject: object))
+    }
+
+    /// A key-signed bundle (model-signing's `sign key` layout) over `payload`.
+    func bundle(_ payload: [UInt8], signer: PrivateKey? = nil, hint: String? = nil) throws -> [UInt8] {
+        let signer = signer ?? key
+        let pae = Array("DSSEv1 28 application/vnd.in-toto+json \(payload.count) ".utf8) + payload
+        let sig = try signer.sign(pae)
+        let defaultHint = Hex.encode(Crypto.sha256(Array(try signer.publicKey.pem.utf8)))
+        let object: [String: Any] = [
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": ["publicKey": ["hint": hint ?? defaultHint], "tlogEntries": []],
+            "dsseEnvelope": ["payload": Data(payload).base64EncodedString(), "payloadType": "application/vnd.in-toto+json",
+                             "signatures": [["sig": Data(sig).base64EncodedString(), "keyid": ""]]],
+        ]
+        return [UInt8](try JSONSerialization.data(withJSONObject: object))
+    }
+
+    func digest(_ s: String) -> String { Hex.encode(Crypto.sha256(Array(s.utf8))) }
+
+    var files: [Resource] { [Resource(name: "config.json", digest: digest("config")), Resource(name: "weights/shard-1.bin", digest: digest("w1")),
+                             Resource(name: "weights/shard-2.bin", digest: digest("w2"))] }
+    var measured: [ModelFileCheck.Measured] { files.map { ModelFileCheck.Measured(name: $0.name, sha256: $0.digest) } }
+    var publisher: ModelPublisher { ModelPublisher(name: "Acme AI", models: ["acme-llm"], trust: .key(spki: try! key.publicKey.spkiDER)) }
+
+    func codes(_ r: ModelSignatureVerification) -> [String] { r.violations.map(\.code.rawValue) }
+
+    func testVerifiedSignatureNamesPublisherModelAndSigner() throws {
+        let r = ModelSignatureVerifier.verify(bundle: try bundle(statement(resources: files)), publishers: [publisher], files: measured)
+        guard case let .verified(v) = r else { return XCTFail("\(r.violations)") }
+        let c = v.claims(directory: "/models/acme-llm")
+        XCTAssertEqual(c.model, "acme-llm")
+        XCTAssertEqual(c.publisher, "Acme AI")
+        XCTAssertEqual(c.signerKind, "key")
+        XCTAssertEqual(c.signer, "sha256:" + Hex.encode(Crypto.sha256(try key.publicKey.spkiDER)))
+        XCTAssertEqual(v.manifest.files.count, 3)
+        XCTAssertNil(c.signedAt)
+    }
+
+    func testManifestChecksInOrder() throws {
+        func refused(_ payload: [UInt8], _ field: String, line: UInt = #line) {
+            let r = ModelSignatureVerifier.verify(bundle: try! bundle(payload), publishers: [publisher], files: measured)
+            XCTAssertEqual(codes(r), ["model_manifest_invalid"], line: line)
+            XCTAssertTrue(r.violations.first?.path.hasSuffix(field) ?? false, "\(r.violations)", line: line)
+        }
+        refused(statement(resources: files, predicateType: "https://model_signing/Digests/v0.1"), "statement.predicateType")
+        refused(statement(resources: files, method: "shards"), "serialization.method")
+        refused(statement(resources: files, hash: "blake2"), "serialization.hash_type")
+        refused(statement(resources: files, rootDigest: digest("another")), "statement.subject.digest.sha256")
+        refused(statement(resources: files + [files[0]]), ".name")
+        for bad in ["../etc/passwd", "/abs", "a//b", "./a", "a/./b", ""] {
+            refused(statement(resources: [Resource(name: bad, digest: digest("x"))]), ".name")
+        }
+        refused(statement(resources: [Resource(name: "x", digest: "ABCDEF")]), ".digest")
+        refused(Array(#"{"_type": "https://in-toto.io/Statement/v0.1", "subject": [], "predicateType": "x"}"#.utf8), "statement._type")
+    }
+
+    func testSignerChecks() throws {
+        let other = try PrivateKey.generate(.p256)
+        // Another key's signature: its hint names another key.
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: try bundle(statement(resources: files), signer: other), publishers: [publisher], files: measured)),
+                       ["model_signer_untrusted"])
+        // The trusted key's hint, another key's signature.
+        let forged = try bundle(statement(resources: files), signer: other, hint: Hex.encode(Crypto.sha256(Array(try key.publicKey.pem.utf8))))
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: forged, publishers: [publisher], files: measured)), ["model_signature_invalid"])
+        // A key signature where the policy trusts a certificate CA only.
+        let caOnly = ModelPublisher(name: "CA", models: ["*"], trust: .certificate(roots: [], identity: nil))
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: try bundle(statement(resources: files)), publishers: [caOnly], files: measured)),
+                       ["model_signer_untrusted"])
+        // Publishers are tried in order: the second one verifies.
+        let two = ModelSignatureVerifier.verify(bundle: try bundle(statement(resources: files)),
+                                                publishers: [ModelPublisher(name: "Other", models: ["*"], trust: .key(spki: try other.publicKey.spkiDER)), publisher],
+                                                files: measured)
+        guard case let .verified(v) = two else { return XCTFail("\(two.violations)") }
+        XCTAssertEqual(v.publisher.name, "Acme AI")
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: try bundle(statement(resources: files)), publishers: [], files: measured)), ["model_signer_untrusted"])
+    }
+
+    func testModelNameAndFileComparison() throws {
+        let b = try bundle(statement(resources: files))
+        let wrongModel = ModelPublisher(name: "Acme AI", models: ["acme-llm-2"], trust: publisher.trust)
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: b, publishers: [wrongModel], files: measured)), ["model_name_mismatch"])
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: b, publishers: [publisher], expectedName: "other", files: measured)), ["model_name_mismatch"])
+
+        var m = measured
+        m[1] = .init(name: m[1].name, sha256: digest("tampered"))
+        m.remove(at: 2)
+        m.append(.init(name: "weights/shard-3.bin", sha256: digest("w3")))
+        m.append(.init(name: "config.renamed", sha256: digest("config")))
+        m.remove(at: 0)
+        m.append(.init(name: ".git/HEAD", sha256: digest("ignored")))
+        m.append(.init(name: "model.sig", sha256: digest("ignored too")))
+        let r = ModelSignatureVerifier.verify(bundle: b, publishers: [publisher], files: m)
+        XCTAssertEqual(r.violations.map { "\($0.code.rawValue) \($0.path)" }, [
+            "model_file_renamed model.signature.files.config.renamed",
+            "model_file_modified model.signature.files.weights/shard-1.bin",
+            "model_file_missing model.signature.files.weights/shard-2.bin",
+            "model_file_extra model.signature.files.weights/shard-3.bin",
+        ])
+    }
+
+    func testBundleShapeIsBounded() throws {
+        let good = try bundle(statement(resources: files))
+        var object = try JSONSerialization.jsonObject(with: Data(good)) as! [String: Any]
+        func refused(_ o: [String: Any], line: UInt = #line) {
+            let bytes = [UInt8](try! JSONSerialization.data(withJSONObject: o))
+            XCTAssertThrowsError(try SigstoreBundle(json: bytes), line: line) { XCTAssertEqual(($0 as? VouchError)?.code, .modelSignatureMalformed, line: line) }
+        }
+        var o = object; o["mediaType"] = "application/json"; refused(o)
+        o = object; o["dsseEnvelope"] = nil; o["messageSignature"] = ["x": 1]; refused(o)
+        o = object; var m = o["verificationMaterial"] as! [String: Any]; m["certificate"] = ["rawBytes": "AAAA"]; o["verificationMaterial"] = m; refused(o)
+        o = object; var e = o["dsseEnvelope"] as! [String: Any]; e["payloadType"] = "text/plain"; o["dsseEnvelope"] = e; refused(o)
+        o = object; e = o["dsseEnvelope"] as! [String: Any]; e["signatures"] = []; o["dsseEnvelope"] = e; refused(o)
+        o = object; e = o["dsseEnvelope"] as! [String: Any]; e["payload"] = "***"; o["dsseEnvelope"] = e; refused(o)
+        XCTAssertThrowsError(try SigstoreBundle(json: Array(repeating: 0x20, count: SigstoreBundle.maxBytes + 1)))
+        object["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.2"
+        XCTAssertNoThrow(try SigstoreBundle(json: [UInt8](try JSONSerialization.data(withJSONObject: object))))
+        // Truncations never crash.
+        for n in stride(from: 0, to: good.count, by: 7) { _ = try? SigstoreBundle(json: Array(good.prefix(n))) }
+    }
+
+    func testIgnoredPathsMatchWholeComponents() throws {
+        let manifest = try ModelManifest(statement: statement(resources: files, ignore: ["ignore-me", "./docs/", ".git"]), sha256: { Crypto.sha256($0) })
+        XCTAssertTrue(manifest.isIgnored("ignore-me"))
+        XCTAssertTrue(manifest.isIgnored("ignore-me/x"))
+        XCTAssertFalse(manifest.isIgnored("ignore-me2"))
+        XCTAssertTrue(manifest.isIgnored("docs/readme.md"))
+        XCTAssertTrue(manifest.isIgnored(".git/objects/ab"))
+        XCTAssertFalse(manifest.isIgnored(".github/x"))
+    }
+}
