@@ -133,7 +133,7 @@ let package = Package(
                                                           "VouchBroker", "VouchStore", "VouchModel", "VouchTLog", "VouchReceiptKit", "VouchReceiptTestSupport"]),
         .executableTarget(name: "vouch-fuzz", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog",
                                                            "VouchPolicy", "VouchTEEWire", "VouchTPMWire", "VouchYAML", "VouchXMLSig", "VouchReceipts", "VouchReceiptKit",
-                                                           "VouchSPIFFE"]),
+                                                           "VouchSPIFFE", "VouchModelSigning"]),
 
         // Tests
         .target(name: "VouchTestSupport", dependencies: ["VouchCore", "VouchTPMWire", "VouchCrypto", "VouchTLog"], path: "Tests/VouchTestSupport"),

@@ -58,6 +58,9 @@ put("api-bodies", "min", json.dumps({"hostId": "0" * 32, "nonce": "0" * 64, "age
 PY
 cp "$shared"/tpm-eventlog/eventlogs/*.bin "$out/seeds/event-log/" 2>/dev/null || true
 cp policies/*.yaml "$out/seeds/policy/"
+# Model signatures: the real Sigstore-keyless bundle from model-transparency's tests.
+mkdir -p "$out/seeds/model-signature"
+cp Tests/Fixtures/model-signing/v1.1.0-sigstore/model.sig "$out/seeds/model-signature/sigstore-keyless.json" 2>/dev/null || true
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=seed -keyout "$out/seeds/key.pem" -out "$out/seeds/csr/pem" 2>/dev/null
 openssl req -in "$out/seeds/csr/pem" -outform der -out "$out/seeds/csr/der"
 i=0

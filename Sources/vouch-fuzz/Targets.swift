@@ -4,6 +4,7 @@ import VouchAttestation
 import VouchCore
 import VouchCrypto
 import VouchEventLog
+import VouchModelSigning
 import VouchPolicy
 import VouchReceiptKit
 import VouchReceipts
@@ -141,6 +142,16 @@ enum FuzzTargets {
             _ = try? DSSEEnvelope(json: bytes)
             _ = try? ReceiptStatement(json: bytes)
         },
+        "model-signature": { bytes in
+            // OpenSSF model signatures: the Sigstore bundle, the model-signing manifest read from
+            // its payload (as if verified), and the whole verifier against a fixed publisher key.
+            if let bundle = try? SigstoreBundle(json: bytes) {
+                _ = try? ModelManifest(statement: bundle.envelope.payload, sha256: { Crypto.sha256($0) })
+            }
+            _ = try? ModelManifest(statement: bytes, sha256: { Crypto.sha256($0) })
+            _ = ModelSignatureVerifier.verify(bundle: bytes, publishers: FuzzFixtures.modelPublishers,
+                                              files: [ModelFileCheck.Measured(name: "weights.bin", sha256: String(repeating: "0", count: 64))])
+        },
         "workload-api": { bytes in
             // Every SPIFFE Workload API message, google.protobuf.Struct and Value, JSON claims and
             // SPIFFE IDs: whatever parses must write back to bytes that parse to the same value.
@@ -179,3 +190,11 @@ let fuzzCA: CertificateAuthority = {
     let key = try! PrivateKey.generate()
     return try! CertificateAuthority.create(commonName: "fuzz", key: key, notBefore: Date(), notAfter: Date().addingTimeInterval(3600))
 }()
+
+/// Trust material the fuzz targets verify against: made once.
+enum FuzzFixtures {
+    static let modelPublishers: [ModelPublisher] = {
+        guard let key = try? PrivateKey.generate(.p256), let spki = try? key.publicKey.spkiDER else { return [] }
+        return [ModelPublisher(name: "fuzz", models: ["*"], trust: .key(spki: spki))]
+    }()
+}
