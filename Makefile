@@ -9,7 +9,7 @@ APT_PACKAGES := libxmlsec1-dev libxml2-dev swtpm swtpm-tools tpm2-tools libtss2-
                 golang-go golang-golang-x-mod-dev gnutls-bin openjdk-17-jdk-headless python3-cryptography python3-jwt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build demo test test-unit check-imports fuzz bench bench-tee bench-gpu bench-workload clean
+.PHONY: all deps build demo test test-unit check-imports fuzz bench bench-tee bench-gpu bench-workload bench-model clean
 
 all: build
 
@@ -52,6 +52,11 @@ bench: deps
 bench-workload: deps
 	swift build -c release
 	bench/workload.sh "$$(swift build -c release --show-bin-path)" out/bench 3
+
+# Only the model-signature rows (vouch model verify beside sha256sum and model-signing); updates their section.
+bench-model: deps
+	swift build -c release
+	bench/model.sh "$$(swift build -c release --show-bin-path)" out/bench
 
 # Only the confidential-VM rows (SEV-SNP, TDX beside openssl speed and dcap-qvl); updates their section.
 bench-tee: deps

@@ -186,6 +186,10 @@ REV
 # which writes its own section of docs/performance.md).
 bench/workload.sh "$bin" "$out" "$seconds" || echo "the Workload API benchmark failed: $out/workload/" >&2
 
+# 8. Model signature verification (OpenSSF model signing) beside sha256sum and model-signing's own
+# verifier on the same files (bench/model.sh, which writes its own section of docs/performance.md).
+bench/model.sh "$bin" "$out" || echo "the model verification benchmark failed: $out/model/" >&2
+
 python3 - "$out" <<'PY'
 import json, os, re, sys, platform, subprocess
 out = sys.argv[1]
