@@ -36,6 +36,9 @@ public final class BrokerEventWatcher: Sendable {
                 do {
                     try follow()
                     delay = 1
+                    // A stream the broker ended cleanly (a restart, a drain) is followed again after
+                    // a second, not at once: a broker that ends every stream is not spun against.
+                    Thread.sleep(forTimeInterval: 1)
                 } catch {
                     log("workload API: the broker's event stream failed (\(error)); again in \(Int(delay)) s")
                     Thread.sleep(forTimeInterval: delay)
