@@ -16,6 +16,7 @@ import VouchTestSupport
 final class NitroInteropTests: XCTestCase {
     /// The versions checked to work here; pinned so a new release cannot change the verdict.
     static let packages = ["cbor2==6.3.0", "cryptography==50.0.2"]
+    static let probe = "import cbor2, cryptography"
 
     static let checker = """
     import datetime, json, sys
@@ -74,11 +75,7 @@ final class NitroInteropTests: XCTestCase {
     func testPythonAndNitroVerifierAgreeOnTheCorpusAndItsMutations() throws {
         let work = try TestEnv.tempDir("vouch-nitro-interop")
         defer { try? FileManager.default.removeItem(at: work) }
-        let venv = work.appendingPathComponent("venv").path
-        let made = try TestEnv.run("/usr/bin/python3", ["-m", "venv", venv])
-        guard made.status == 0 else { throw TestFailure("python3 -m venv failed (make deps installs python3-venv): \(made.stderr)") }
-        let pip = try TestEnv.run(venv + "/bin/pip", ["install", "-q", "--disable-pip-version-check"] + Self.packages)
-        guard pip.status == 0 else { throw TestFailure("\(Self.packages) could not be installed from PyPI: \(pip.stderr.suffix(500))") }
+        let python = try PythonVenv.python("vouch-nitro-interop-venv", packages: Self.packages, probe: Self.probe)
         try Self.checker.write(to: work.appendingPathComponent("check.py"), atomically: true, encoding: .utf8)
 
         // The corpus documents at their pinned times, and seeded changes of one byte each.
@@ -107,7 +104,7 @@ final class NitroInteropTests: XCTestCase {
         }
         let jobsFile = work.appendingPathComponent("jobs.json")
         try JSONEncoder().encode(jobs).write(to: jobsFile)
-        let r = try TestEnv.run(venv + "/bin/python", [work.appendingPathComponent("check.py").path, try fixture("nitro/aws_nitro_enclaves_root_g1.pem").path, jobsFile.path])
+        let r = try TestEnv.run(python, [work.appendingPathComponent("check.py").path, try fixture("nitro/aws_nitro_enclaves_root_g1.pem").path, jobsFile.path])
         guard r.status == 0 else { throw TestFailure("the Python checker failed: \(r.stderr.suffix(800))") }
         let verdicts = try JSONDecoder().decode([Verdict].self, from: Data(r.stdout.utf8))
         XCTAssertEqual(verdicts.count, documents.count)

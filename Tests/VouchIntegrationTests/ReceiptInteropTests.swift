@@ -40,14 +40,8 @@ final class ReceiptInteropTests: XCTestCase {
     """#
 
     func testSecureSystemsLibAndInTotoAttestationAcceptTheReceipt() throws {
-        let venv = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-receipt-venv").path
-        if !FileManager.default.fileExists(atPath: venv + "/bin/python") 
-            || (try? TestEnv.run(venv + "/bin/python", ["-c", "import securesystemslib, in_toto_attestation, cryptography"]))?.status != 0 {
-            let made = try TestEnv.run("/usr/bin/python3", ["-m", "venv", venv])
-            guard made.status == 0 else { throw TestFailure("python3 -m venv failed (make deps installs python3-venv): \(made.stderr)") }
-            let pip = try TestEnv.run(venv + "/bin/pip", ["install", "-q", "securesystemslib[crypto]", "in-toto-attestation"])
-            guard pip.status == 0 else { throw TestFailure("securesystemslib or in-toto-attestation could not be installed from PyPI: \(pip.stderr.suffix(300))") }
-        }
+        let python = try PythonVenv.python("vouch-receipt-venv", packages: ["securesystemslib[crypto]", "in-toto-attestation"],
+                                           probe: "import securesystemslib, in_toto_attestation, cryptography")
         let world = try ReceiptFixture()
         let output = Array("an answer\n".utf8)
         let bundle = try UnverifiedReceiptBundle(json: try world.signer().sign(output: output, request: Array("a question".utf8), startedAt: world.now,
@@ -60,7 +54,7 @@ final class ReceiptInteropTests: XCTestCase {
         try Data(try world.agentCert.publicKey.pem.utf8).write(to: dir.appendingPathComponent("agent.pub.pem"))
         try Data(Hex.encode(Crypto.sha256(output)).utf8).write(to: dir.appendingPathComponent("output.sha256"))
         try Data(Self.script.utf8).write(to: dir.appendingPathComponent("check.py"))
-        let r = try TestEnv.run(venv + "/bin/python", [dir.appendingPathComponent("check.py").path, dir.path])
+        let r = try TestEnv.run(python, [dir.appendingPathComponent("check.py").path, dir.path])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         XCTAssertEqual(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "OK")
     }

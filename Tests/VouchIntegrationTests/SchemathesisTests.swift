@@ -33,11 +33,8 @@ final class SchemathesisTests: XCTestCase {
     func testTheLiveDaemonAnswersAsTheDocumentSays() throws {
         let work = try TestEnv.tempDir("vouch-schemathesis")
         defer { try? FileManager.default.removeItem(at: work) }
-        let venv = work.appendingPathComponent("venv").path
-        let made = try TestEnv.run("/usr/bin/python3", ["-m", "venv", venv])
-        guard made.status == 0 else { throw TestFailure("python3 -m venv failed (make deps installs python3-venv): \(made.stderr)") }
-        let pip = try TestEnv.run(venv + "/bin/pip", ["install", "-q", "--disable-pip-version-check", "schemathesis==\(Self.version)"])
-        guard pip.status == 0 else { throw TestFailure("schemathesis \(Self.version) could not be installed from PyPI: \(pip.stderr.suffix(500))") }
+        let schemathesis = (try PythonVenv.python("vouch-schemathesis-\(Self.version)-venv", packages: ["schemathesis==\(Self.version)"],
+                                                  probe: "import schemathesis") as NSString).deletingLastPathComponent + "/schemathesis"
         try Self.hooks.write(to: work.appendingPathComponent("vouch_schemathesis_hooks.py"), atomically: true, encoding: .utf8)
 
         // A broker with an activated push-mode host and an agent certificate. The failed-
@@ -71,7 +68,7 @@ final class SchemathesisTests: XCTestCase {
             // APIContractTests).
             if let config { args = ["--config-file", config, "run"] + args + ["--exclude-operation-id", "delete_v1_hosts_hostId"] } else { args = ["run"] + args }
             // Run inside the scratch directory: Schemathesis keeps a cache in ./.schemathesis.
-            let r = try TestEnv.run("/usr/bin/env", ["-C", work.path, venv + "/bin/schemathesis"] + args,
+            let r = try TestEnv.run("/usr/bin/env", ["-C", work.path, schemathesis] + args,
                                     env: ["PYTHONPATH": work.path, "SCHEMATHESIS_HOOKS": "vouch_schemathesis_hooks", "NO_COLOR": "1"])
             if let summary = r.stdout.range(of: "WARNINGS") ?? r.stdout.range(of: "SUMMARY") { print("schemathesis, \(run):\n" + r.stdout[summary.lowerBound...]) }
             XCTAssertEqual(r.status, 0, "schemathesis (\(run), \(seed)) found failures:\n\(r.stdout.suffix(20_000))\n\(r.stderr.suffix(2_000))")

@@ -16,15 +16,8 @@ final class TLogInteropTests: XCTestCase {
     static let packages = ["aics-tlog==0.2.1", "cryptography==50.0.2"]
 
     static func aicsTLog() throws -> String {
-        let venv = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-aics-tlog-venv").path
-        let exe = venv + "/bin/aics-tlog"
-        if !FileManager.default.fileExists(atPath: exe) {
-            let made = try TestEnv.run("/usr/bin/python3", ["-m", "venv", venv])
-            guard made.status == 0 else { throw TestFailure("python3 -m venv failed (make deps installs python3-venv): \(made.stderr)") }
-            let pip = try TestEnv.run(venv + "/bin/pip", ["install", "-q", "--ignore-requires-python"] + packages)
-            guard pip.status == 0 else { throw TestFailure("aics-tlog could not be installed from PyPI: \(pip.stderr.suffix(300))") }
-        }
-        return exe
+        let python = try PythonVenv.python("vouch-aics-tlog-venv", packages: packages, probe: "import aics_tlog", pipOptions: ["--ignore-requires-python"])
+        return (python as NSString).deletingLastPathComponent + "/aics-tlog"
     }
 
     struct Report { let status: Int32; let json: [String: Any]; let stderr: String }

@@ -5,13 +5,14 @@ import Foundation
 /// and made again when `probe` (an import line) no longer runs in it.
 public enum PythonVenv {
     /// The venv's python, creating the venv and installing `packages` when needed.
-    public static func python(_ name: String, packages: [String], probe: String) throws -> String {
+    /// `pipOptions` go before the packages (e.g. `--ignore-requires-python`).
+    public static func python(_ name: String, packages: [String], probe: String, pipOptions: [String] = []) throws -> String {
         let venv = FileManager.default.temporaryDirectory.appendingPathComponent(name).path
         let python = venv + "/bin/python"
         if FileManager.default.fileExists(atPath: python), (try? run(python, ["-c", probe]))?.status == 0 { return python }
         let made = try run("/usr/bin/python3", ["-m", "venv", "--clear", venv])
         guard made.status == 0 else { throw TestFailure("python3 -m venv failed (make deps installs python3-venv): \(made.stderr)") }
-        let pip = try run(venv + "/bin/pip", ["install", "-q", "--disable-pip-version-check"] + packages)
+        let pip = try run(venv + "/bin/pip", ["install", "-q", "--disable-pip-version-check"] + pipOptions + packages)
         guard pip.status == 0 else { throw TestFailure("\(packages.joined(separator: " ")) could not be installed from PyPI: \(pip.stderr.suffix(300))") }
         return python
     }
