@@ -19,7 +19,8 @@
 //   VouchSPIFFE        pure: a bounded protobuf wire-format reader/writer, the SPIFFE Workload API's
 //                      messages (workload.proto) and JSON values as google.protobuf.Struct
 //   VouchModelSigning  pure: OpenSSF model signatures' formats (Sigstore bundles, the model-signing v1.0 manifest in an
-//                      in-toto Statement, the manifest compared with measured files); VouchReceipts for DSSE
+//                      in-toto Statement, the manifest compared with measured files, Sigstore trusted roots, Rekor entries and SCTs);
+//                      VouchReceipts for DSSE, VouchTLog for Rekor's inclusion proofs and checkpoints
 //   VouchModel         pure: the broker's records, closed state types and store protocols (split by concern,
 //                      with the unit of work); what the broker's services and every store import
 //   VouchCrypto        OpenSSL: digests, keys, signatures, CSR, X.509, CRL, credential protection
@@ -91,7 +92,7 @@ let package = Package(
         .target(name: "VouchModel", dependencies: ["VouchCore", "VouchAPI", "VouchEventLog"]),
         .target(name: "VouchTEEWire", dependencies: ["VouchCore"]),
         .target(name: "VouchSPIFFE", dependencies: ["VouchCore"]),
-        .target(name: "VouchModelSigning", dependencies: ["VouchCore", "VouchReceipts"]),
+        .target(name: "VouchModelSigning", dependencies: ["VouchCore", "VouchReceipts", "VouchTLog"]),
 
         // The process: files, signals, the process-wide log
         .target(name: "VouchRuntime", dependencies: ["VouchCore"]),
@@ -146,7 +147,8 @@ let package = Package(
                 path: "Tests/VouchReceiptTestSupport"),
         .testTarget(name: "VouchReceiptTests", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchReceiptKit", "VouchReceipts", "VouchTLog",
                                                               "VouchReceiptTestSupport", "VouchLogClient", "VouchTestSupport", "VouchModelSigning", "VouchPolicy", "VouchEventLog"]),
-        .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
+        .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport",
+                                                              "VouchModelSigning"]),
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
         .target(name: "VouchBrokerTestSupport", dependencies: ["VouchModel", "VouchAPI", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),
         .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchAPI", "VouchModel", "VouchAttestation", "VouchCrypto", "VouchCore", "VouchEventLog",

@@ -42,7 +42,7 @@ private func modelVerify(_ argv: [String]) throws -> Int32 {
         let path = args["trusted-root"]!
         guard let identity = args["identity"], let issuer = args["issuer"] else { throw VouchError(.usage, "--trusted-root needs --identity and --issuer") }
         let json = try readModelInput(path, "--trusted-root", max: 1 << 20)
-        do { _ = try JSONSerialization.jsonObject(with: Data(json)) /* KEYLESS-MERGE: SigstoreTrustedRoot(json:) */ } catch { throw VouchError(.usage, "--trusted-root \(path) is not a Sigstore trusted root") }
+        do { _ = try SigstoreTrustedRoot(json: json) } catch { throw VouchError(.usage, "--trusted-root \(path) is not a Sigstore trusted root") }
         trust = .sigstore(trustedRoot: json, identity: identity, issuer: issuer)
     }
     let publisher = ModelPublisher(name: "the given publisher", models: ["*"], trust: trust)
