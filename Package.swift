@@ -107,7 +107,7 @@ let package = Package(
         .target(name: "VouchYAML", dependencies: ["VouchCore", "CYAML"]),
         .target(name: "VouchXMLSig", dependencies: ["VouchCore", "CXMLSec"]),
 
-        .target(name: "VouchPolicyFiles", dependencies: ["VouchCore", "VouchRuntime", "VouchPolicy", "VouchYAML", "VouchCrypto"]),
+        .target(name: "VouchPolicyFiles", dependencies: ["VouchCore", "VouchRuntime", "VouchPolicy", "VouchYAML", "VouchCrypto", "VouchModelSigning"]),
 
         // Verification, service and host logic
         .target(name: "VouchAttestation", dependencies: ["VouchCore", "VouchTPMWire", "VouchTEEWire", "VouchCrypto", "VouchPolicy", "VouchEventLog", "VouchXMLSig",
@@ -149,7 +149,7 @@ let package = Package(
                                                               "VouchReceiptTestSupport", "VouchLogClient", "VouchTestSupport", "VouchModelSigning", "VouchPolicy", "VouchEventLog"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport",
                                                               "VouchModelSigning"]),
-        .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
+        .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore", "VouchCrypto"]),
         .target(name: "VouchBrokerTestSupport", dependencies: ["VouchModel", "VouchAPI", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),
         .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchAPI", "VouchModel", "VouchAttestation", "VouchCrypto", "VouchCore", "VouchEventLog",
                                                             "VouchBrokerTestSupport"]),
