@@ -177,6 +177,29 @@ final class ModelSigningInteropTests: XCTestCase {
         XCTAssertEqual(try verify(model, ["--roots", p("root.pem")]).codes, ["model_file_modified"])
     }
 
+    /// The Sigstore-keyless bundle from model-transparency's own tests (Tests/Fixtures/model-signing,
+    /// PROVENANCE.md) against Sigstore's public trusted root, offline.
+    func testSigstoreKeylessFixtureVerifiesOffline() throws {
+        let model = try copy(try fixture("model-signing/v1.1.0-sigstore").path, "v1.1.0-sigstore")
+        let root = try fixture("model-signing/sigstore-trusted-root.json").path
+        let keyless = ["--trusted-root", root, "--identity", "stefanb@us.ibm.com", "--issuer", "https://sigstore.verify.ibm.com/oauth2"]
+        let ok = try verify(model, keyless + ["--model", "v1.1.0-sigstore"])
+        XCTAssertEqual(ok.status, 0, "\(ok.json)")
+        XCTAssertEqual(ok.signature["signerKind"] as? String, "sigstore")
+        XCTAssertEqual(ok.signature["signedAt"] as? String, "2025-10-10T02:12:20Z")
+        XCTAssertEqual(try verify(model, ["--trusted-root", root, "--identity", "someone@us.ibm.com", "--issuer", "https://sigstore.verify.ibm.com/oauth2"]).codes,
+                       ["model_signer_untrusted"])
+        XCTAssertEqual(try verify(model, ["--trusted-root", root, "--identity", "stefanb@us.ibm.com", "--issuer", "https://accounts.google.com"]).codes,
+                       ["model_signer_untrusted"])
+        try flipByte(model + "/signme-2")
+        XCTAssertEqual(try verify(model, keyless).codes, ["model_file_modified"])
+        try Data("an extra file".utf8).write(to: URL(fileURLWithPath: model + "/notes.txt"))
+        XCTAssertEqual(Set(try verify(model, keyless).codes), ["model_file_modified", "model_file_extra"])
+        // The signer's ignored path (ignore-me) is not compared.
+        try Data("ignored".utf8).write(to: URL(fileURLWithPath: model + "/ignore-me"))
+        XCTAssertEqual(Set(try verify(model, keyless).codes), ["model_file_modified", "model_file_extra"])
+    }
+
     func testUsageErrorsExitTwo() throws {
         let model = try makeModel("usage-llm")
         let (_, pub) = try keyPair("usage")
