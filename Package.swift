@@ -148,7 +148,7 @@ let package = Package(
         .testTarget(name: "VouchReceiptTests", dependencies: ["VouchAPI", "VouchAttestation", "VouchCore", "VouchCrypto", "VouchReceiptKit", "VouchReceipts", "VouchTLog",
                                                               "VouchReceiptTestSupport", "VouchLogClient", "VouchTestSupport", "VouchModelSigning", "VouchPolicy", "VouchEventLog"]),
         .testTarget(name: "VouchEventLogTests", dependencies: ["VouchEventLog", "VouchCrypto", "VouchTPMWire", "VouchCore", "VouchAttestation", "VouchPolicy", "VouchTestSupport"]),
-        .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore"]),
+        .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore", "VouchCrypto"]),
         .target(name: "VouchBrokerTestSupport", dependencies: ["VouchModel", "VouchAPI", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),
         .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchAPI", "VouchModel", "VouchAttestation", "VouchCrypto", "VouchCore", "VouchEventLog",
                                                             "VouchBrokerTestSupport"]),

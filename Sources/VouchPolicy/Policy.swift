@@ -99,7 +99,9 @@ public struct Policy: Sendable {
         public var allowed: [Allowed] = []
         public var denied: [String] = []
         /// Publishers whose OpenSSF model signatures the policy trusts, per signed model name
-        /// (`model.publishers`); an alternative to `allowed`.
+        /// (`model.publishers`, tried in this order): when non-empty, a measured model whose
+        /// manifest `allowed` does not list must carry a signature from one of them that verifies
+        /// and matches its files (docs/policy.md, "Signed models").
         public var publishers: [ModelPublisher] = []
         public init() {}
     }

@@ -6,7 +6,10 @@ import VouchTPMWire
 /// duplicate keys reject the whole document with `file:line:column`, the key path and a message
 /// (code `policy_invalid`, context `file`, `line`, `column`, `path`).
 public enum PolicyDecoder {
-    public static func decode(_ root: ConfigNode, sha256: String, file: String? = nil) throws -> Policy {
+    /// `modelMaterial` checks the trust material of `model.publishers` (keys, certificates, Sigstore
+    /// trusted roots) where this pure target cannot parse it; VouchPolicyFiles passes one that does.
+    public static func decode(_ root: ConfigNode, sha256: String, file: String? = nil,
+                              modelMaterial: ModelPublisher.MaterialCheck? = nil) throws -> Policy {
         let top = try Mapping(root, path: "")
         try top.allowOnly(["apiVersion", "name", "version", "description", "priority", "match", "attestationKey", "pcrs",
                            "eventLog", "model", "freshness", "clock", "tpm", "certificate", "reattestation", "snp", "tdx", "nitro",
@@ -109,7 +112,7 @@ public enum PolicyDecoder {
 
         if let node = top.optional("model") {
             let m = try Mapping(node, path: "model")
-            try m.allowOnly(["required", "allowed", "denied"])
+            try m.allowOnly(["required", "allowed", "denied", "publishers"])
             if let r = m.optional("required") { p.model.required = try bool(r, "model.required") }
             if let a = m.optional("allowed") {
                 p.model.allowed = try sequence(a, path: "model.allowed").enumerated().map { i, entry in
@@ -120,6 +123,7 @@ public enum PolicyDecoder {
                 }
             }
             if let d = m.optional("denied") { p.model.denied = try digests(d, "model.denied") }
+            if let l = m.optional("publishers") { p.model.publishers = try ModelPublisher.decodeList(l, path: "model.publishers", check: modelMaterial) }
         }
 
         if let node = top.optional("freshness") {

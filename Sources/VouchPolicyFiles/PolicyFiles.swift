@@ -29,7 +29,32 @@ public enum PolicyFiles {
     /// Parses and validates one file.
     public static func load(file: String) throws -> Policy {
         let bytes = try Files.read(file)
-        return try PolicyDecoder.decode(YAMLParser.parse(bytes, file: file), sha256: Hex.encode(Crypto.sha256(bytes)), file: file)
+        return try PolicyDecoder.decode(YAMLParser.parse(bytes, file: file), sha256: Hex.encode(Crypto.sha256(bytes)), file: file,
+                                        modelMaterial: checkModelMaterial)
+    }
+
+    /// The check `load` gives the decoder for `model.publishers`' trust material (reported as
+    /// `policy_invalid` at the value's file:line:column). Checks, in order:
+    /// - a key: its DER is exactly one SubjectPublicKeyInfo (re-encoding gives the same bytes), of
+    ///   an EC key on a named P-256, P-384 or P-521 curve (model-signing's key types);
+    /// - a root: its DER is exactly one X.509 certificate;
+    /// - a trusted root: the bytes are a JSON object (until `SigstoreTrustedRoot(json:)` parses it).
+    public static func checkModelMaterial(_ material: ModelPublisher.Material) throws {
+        func refuse(_ reason: String) -> VouchError { VouchError(.policyInvalid, reason) }
+        switch material {
+        case let .publicKey(der):
+            guard let key = try? PublicKey(spkiDER: der), (try? key.spkiDER) == der else { throw refuse("is not a public key (SubjectPublicKeyInfo)") }
+            guard key.isEC, (try? key.canonicalSPKIDER) != nil else {
+                throw refuse("is not an EC public key on P-256, P-384 or P-521 (model-signing's key types): \(key.isRSA ? "an RSA key" : key.isEC ? "another curve" : "another key type")")
+            }
+        case let .certificate(der):
+            guard let certificate = try? Certificate(der: der), (try? certificate.der) == der else { throw refuse("is not an X.509 certificate") }
+        case let .sigstoreTrustedRoot(json):
+            do {
+                // SWITCH: `_ = try SigstoreTrustedRoot(json: json)` replaces this line when VouchModelSigning has it.
+                guard try JSONSerialization.jsonObject(with: Data(json)) is [String: Any] else { throw refuse("not a JSON object") }
+            } catch { throw refuse("is not a Sigstore trusted root (trusted_root.json): \((error as? VouchError)?.message ?? "not JSON")") }
+        }
     }
 
     /// Every file's result, for linting.
