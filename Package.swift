@@ -52,7 +52,8 @@
 //                      directory): verified checkpoints, consistency and inclusion from tiles, the witness
 //                      (state files: VouchRuntime) and the verified mirror
 //   VouchAttesterKit   the host side: AK, registration, quotes for agents (VouchRuntime: host certificate
-//                      and model log files; logs through an injected closure); a confidential VM's reports
+//                      and model log files; logs through an injected closure); model measurement with the
+//                      model's signature (VouchModelSigning: parsed, never trusted); a confidential VM's reports
 //                      (configfs-tsm, or the software TEE's persisted platform for tests and demos); the
 //                      receipt proxy in front of an inference server (HTTP handler and upstream client)
 //   vouchd, vouch-attester, vouch, vouch-bench, vouch-fuzz: executables that only wire pieces together
@@ -85,7 +86,7 @@ let package = Package(
         .target(name: "VouchCore"),
         .target(name: "VouchTPMWire", dependencies: ["VouchCore"]),
         .target(name: "VouchEventLog", dependencies: ["VouchCore", "VouchTPMWire"]),
-        .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog", "VouchTEEWire"]),
+        .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog", "VouchTEEWire", "VouchModelSigning"]),
         .target(name: "VouchAPI", dependencies: ["VouchCore", "VouchEventLog"]),
         .target(name: "VouchTLog", dependencies: ["VouchCore"]),
         .target(name: "VouchReceipts", dependencies: ["VouchCore", "VouchTLog"]),
@@ -118,7 +119,7 @@ let package = Package(
         .target(name: "VouchLogClient", dependencies: ["VouchCore", "VouchTLog", "VouchCrypto", "VouchRuntime"]),
         .target(name: "VouchReceiptKit", dependencies: ["VouchCore", "VouchAPI", "VouchCrypto", "VouchAttestation", "VouchTLog", "VouchTPMWire", "VouchReceipts", "VouchLogClient"]),
         .target(name: "VouchAttesterKit", dependencies: ["VouchCore", "VouchRuntime", "VouchTPMWire", "VouchAPI", "VouchCrypto", "VouchTPM", "VouchHTTPClient", "VouchEventLog",
-                                                   "VouchAttestation", "VouchTEESim", "VouchTEEWire", "VouchGRPC", "VouchSPIFFE"]),
+                                                   "VouchAttestation", "VouchTEESim", "VouchTEEWire", "VouchGRPC", "VouchSPIFFE", "VouchModelSigning"]),
 
         // Executables
         .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchModel", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy",

@@ -58,6 +58,13 @@ public struct TrustedEvidence: Sendable {
         return ext
     }
 
+    /// The publishers' signatures the broker verified over the measured model, as the EAR names
+    /// them; nil when none was.
+    static func signedModels(_ claims: EvidenceClaims) -> [AttestationExtension.SignedModel]? {
+        guard let signatures = claims.model?.signatures, !signatures.isEmpty else { return nil }
+        return signatures.map(AttestationExtension.SignedModel.init)
+    }
+
     private func platformExtension(attestedAt: Date) -> AttestationExtension {
         switch platform.claims {
         case let .tpm(quote, claims):
@@ -65,14 +72,14 @@ public struct TrustedEvidence: Sendable {
                 hostId: hostID, attestedAt: attestedAt, evidenceType: "tpm2-quote", evidenceDigest: Crypto.sha256(quote.attest.raw),
                 pcrBank: pcrBank.rawValue, pcrDigest: quote.pcrDigest, policyName: policyName, policyVersion: policyVersion,
                 policyDigest: (try? Hex.decode(policySHA256)) ?? [], modelManifests: claims.model.map { [(try? Hex.decode($0.manifestDigest)) ?? []] } ?? [],
-                secureBoot: claims.boot?.secureBoot)
+                secureBoot: claims.boot?.secureBoot, models: Self.signedModels(claims))
         case let .azureSNPVTPM(quote, claims, _, _, summary):
             // The vTPM quote's PCRs and the SEV-SNP report's summary, side by side.
             return AttestationExtension(
                 hostId: hostID, attestedAt: attestedAt, evidenceType: EvidenceKind.azureSNPVTPM.rawValue, evidenceDigest: summary.evidenceDigest,
                 pcrBank: pcrBank.rawValue, pcrDigest: quote.pcrDigest, policyName: policyName, policyVersion: policyVersion,
                 policyDigest: (try? Hex.decode(policySHA256)) ?? [], modelManifests: claims.model.map { [(try? Hex.decode($0.manifestDigest)) ?? []] } ?? [],
-                secureBoot: claims.boot?.secureBoot, tee: summary.claims)
+                secureBoot: claims.boot?.secureBoot, tee: summary.claims, models: Self.signedModels(claims))
         case let .sevSNP(_, _, summary), let .tdx(_, _, summary):
             // A CPU TEE has no PCR bank or digest: the EAR carries its summary (`tee`) instead.
             return AttestationExtension(

@@ -18,6 +18,11 @@ import VouchEventLog
 ///                         "sha256": SHA-256 of the signed TPMS_ATTEST (hex),
 ///                         "pcrBank": "sha256", ..., "pcrDigest": the quote's signed PCR digest (hex),
 ///                         "modelManifests": [SHA-256 manifest digests (hex)] (empty: no model measured),
+///                         "models": (only when the broker verified a publisher's signature over the
+///                           measured model) [{ "model": the signed model name, "publisher": as
+///                           the policy names it, "signer": the key's `sha256:` SPKI digest, the
+///                           certificate's subject and names, or the Sigstore identity and issuer,
+///                           "subjectDigest": the signed SHA-256 over the files' digests (hex) }],
 ///                         "secureBoot": from the firmware event log, when one was verified }
 ///                       a CPU TEE's: { "device": "sev-snp" or "tdx", "type": "sev-snp-report" or
 ///                         "tdx-quote", "sha256": SHA-256 of the report or quote (hex),
@@ -25,7 +30,7 @@ import VouchEventLog
 ///                         measurement, tcb, tcbStatus, debug, signer, platform, …) } — no PCRs
 ///                       an Azure CVM's: { "device": "azure-snp-vtpm", "type": "azure-snp-vtpm",
 ///                         "sha256": SHA-256 of the HCL report, the vTPM quote's "pcrBank" and
-///                         "pcrDigest", "modelManifests", "secureBoot", and "tee" (kind
+///                         "pcrDigest", "modelManifests", "models", "secureBoot", and "tee" (kind
 ///                         "azure-snp-vtpm": the SEV-SNP report's summary) }
 ///     "vouch.devices":  (only when devices besides the platform were verified) one object per
 ///                       device in the order presented (`DeviceClaims`): { "device": "gpu0", "kind":
@@ -62,6 +67,9 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
     public var policyVersion: Int
     public var policyDigest: [UInt8]
     public var modelManifests: [[UInt8]]
+    /// The publishers' signatures verified over the measured model (`vouch.evidence.models`);
+    /// nil when none was (and in certificates issued before signatures were verified).
+    public var models: [SignedModel]?
     public var secureBoot: Bool?
     /// A CPU TEE's summary (no `pcrBank`/`pcrDigest` then: both empty).
     public var tee: TEEClaims?
@@ -74,6 +82,24 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
     /// from an EAR; empty for claims not read from one. `warning` marks a simulated host or device,
     /// a GPU whose measurements did not all match, or one whose revocation was not shown good.
     public var statuses: [String: String] = [:]
+
+    /// A publisher's signature over the measured model, as the EAR names it.
+    public struct SignedModel: Sendable, Equatable, Codable {
+        /// The signed model name (the signature's in-toto subject).
+        public var model: String
+        /// The publisher, as the policy names it.
+        public var publisher: String
+        /// Who signed (`ModelSignatureClaims.signer`).
+        public var signer: String
+        /// The signed subject digest: SHA-256 over the files' digests (lowercase hex).
+        public var subjectDigest: String
+        public init(model: String, publisher: String, signer: String, subjectDigest: String) {
+            self.model = model; self.publisher = publisher; self.signer = signer; self.subjectDigest = subjectDigest
+        }
+        public init(_ claims: ModelSignatureClaims) {
+            self.init(model: claims.model, publisher: claims.publisher, signer: claims.signer, subjectDigest: claims.subjectDigest)
+        }
+    }
 
     /// What a certificate's EAR is bound to.
     public struct Subject: Sendable, Equatable, Codable {
@@ -96,12 +122,13 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
 
     public init(hostId: String, attestedAt: Date, evidenceType: String, evidenceDigest: [UInt8], pcrBank: String, pcrDigest: [UInt8],
                 policyName: String, policyVersion: Int, policyDigest: [UInt8], modelManifests: [[UInt8]], secureBoot: Bool?,
-                tee: TEEClaims? = nil, subject: Subject? = nil) {
+                tee: TEEClaims? = nil, subject: Subject? = nil, models: [SignedModel]? = nil) {
         self.hostId = hostId; self.attestedAt = attestedAt; self.evidenceType = evidenceType; self.evidenceDigest = evidenceDigest
         self.pcrBank = pcrBank; self.pcrDigest = pcrDigest; self.policyName = policyName; self.policyVersion = policyVersion
         self.policyDigest = policyDigest; self.modelManifests = modelManifests; self.secureBoot = secureBoot
         self.tee = tee
         self.subject = subject
+        self.models = models
     }
 
     /// The trustworthiness vector's `executables` for affirmed evidence: 2 unless it is a CPU
@@ -137,6 +164,9 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             evidence["pcrDigest"] = Hex.encode(pcrDigest)
         }
         if let secureBoot { evidence["secureBoot"] = secureBoot }
+        if let models, !models.isEmpty {
+            evidence["models"] = models.map { ["model": $0.model, "publisher": $0.publisher, "signer": $0.signer, "subjectDigest": $0.subjectDigest] }
+        }
         if let tee, let data = try? JSONEncoder().encode(tee), let object = try? JSONSerialization.jsonObject(with: data) {
             evidence["tee"] = object
         }
@@ -193,6 +223,7 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
             /// Absent for a CPU TEE's evidence.
             let pcrBank, pcrDigest: String?
             let modelManifests: [String]
+            let models: [SignedModel]?
             let secureBoot: Bool?
             let tee: TEEClaims?
         }
@@ -293,6 +324,14 @@ public struct AttestationExtension: Sendable, Equatable, Codable {
         devices = c.devices
         statuses = (c.submods ?? [:]).reduce(into: [:]) { $0[$1.key] = $1.value.status ?? "none" }
         modelManifests = try c.evidence.modelManifests.map { try Hex.decode($0, field: "vouch.evidence.modelManifests") }
+        // Absent before signatures were verified (and when none was): such EARs read as before.
+        if let models = c.evidence.models {
+            guard models.count <= 64, models.allSatisfy({ Hex.isLowercase($0.subjectDigest, length: 64...64) }) else {
+                throw VouchError(.invalidValue, "the EAR claim vouch.evidence.models is not a list of signed models with SHA-256 subject digests",
+                                 context: ["field": "vouch.evidence.models"])
+            }
+        }
+        models = c.evidence.models
         secureBoot = c.evidence.secureBoot
         policyName = c.policy.name
         policyVersion = c.policy.version

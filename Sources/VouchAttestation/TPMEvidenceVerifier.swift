@@ -81,7 +81,13 @@ public struct TPMEvidenceVerifier: EvidenceVerifier {
     ///    whose digest is defined over its data must carry data hashing to it (`event_data_mismatch`,
     ///    `TCGEventLog.verify`). Boot claims are read from the kept events only;
     /// 2. the model log, if sent, parses and replays to the quoted SHA-256 PCR 23
-    ///    (`model_log_malformed`, `model_log_mismatch`; PCR 23 must then be quoted);
+    ///    (`model_log_malformed`, `model_log_mismatch`; PCR 23 must then be quoted); then its
+    ///    signature records (`ModelSignatureBinding`): each bundle is the one whose digest was
+    ///    measured (`model_log_mismatch`), and, when the policy names `model.publishers`, each
+    ///    signature verifies under one of them over the artefacts measured under its directory
+    ///    and every artefact lies under a signature's directory (`model_signer_untrusted`,
+    ///    `model_signature_invalid`, `model_file_modified`, `model_file_extra`, … — not for a
+    ///    manifest on `model.allowed`); the verified ones become `ModelClaims.signatures`;
     /// 3. the TPM clock: resetCount and restartCount never go backwards from the host's last
     ///    accepted quote (`AcceptedState.clock`), nor, within one boot with `safe` set, the clock
     ///    by more than `AcceptedState.clockTolerance` milliseconds (`clock_regressed`) — the
@@ -122,7 +128,12 @@ public struct TPMEvidenceVerifier: EvidenceVerifier {
             guard replayed == quoted else {
                 return .rejected([PolicyViolation(code: .modelLogMismatch, path: "modelLog.sha256.23", expected: Hex.encode(quoted), actual: Hex.encode(replayed))], nil)
             }
-            model = log.claims(using: digester)
+            var claims = log.claims(using: digester)
+            switch ModelSignatureBinding.verify(log, manifestDigest: claims.manifestDigest, policy: policy, digester: digester) {
+            case let .bound(signatures): claims.signatures = signatures
+            case let .refused(violations): return .rejected(violations, nil)
+            }
+            model = claims
         }
         // 3
         let clock = ClockState(quote.clockInfo, firmwareVersion: quote.attest.firmwareVersion)

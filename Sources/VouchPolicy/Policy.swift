@@ -1,6 +1,7 @@
 import Foundation
 import VouchCore
 import VouchEventLog
+import VouchModelSigning
 import VouchTPMWire
 
 /// A trust policy: which hosts it covers and what their evidence must show before their agents
@@ -223,7 +224,12 @@ public enum PolicyDecision: Sendable, Equatable {
 
 extension Policy {
     /// Evaluates every rule and returns every violation, in the order of docs/policy.md:
-    /// freshness, agent key, PCRs, event-log claims, model.
+    /// freshness, agent key, PCRs, event-log claims, model. The model rules, on the measured
+    /// manifest: on `model.denied`, `model_denied`; else, with `model.publishers`, a manifest
+    /// neither on `model.allowed` nor carrying a verified signature by one of them
+    /// (`ModelClaims.signatures`, verified in the evidence's stage 2) is `model_unsigned`;
+    /// else, with `model.allowed`, one not on it is `model_not_allowed`. No model measured, under
+    /// `model.required`, `model.allowed` or `model.publishers`, is `model_missing`.
     public func evaluate(_ input: PolicyInput) -> PolicyDecision {
         var v: [PolicyViolation] = []
         func fail(_ code: ErrorCode, _ path: String, _ expected: String, _ actual: String) {
@@ -286,14 +292,24 @@ extension Policy {
         } else if eventLog.required || eventLog.hasRules {
             fail(.eventLogMissing, eventLog.required ? "eventLog.required" : "eventLog", "a firmware event log with the quote", "none")
         }
-        if let manifest = input.claims?.model?.manifestDigest {
+        if let measured = input.claims?.model {
+            let manifest = measured.manifestDigest
+            let listed = model.allowed.contains { $0.manifest == manifest }
             if model.denied.contains(manifest) {
                 fail(.modelDenied, "model.denied", "a manifest not on the deny list", manifest)
-            } else if !model.allowed.isEmpty && !model.allowed.contains(where: { $0.manifest == manifest }) {
+            } else if !model.publishers.isEmpty {
+                // Signed by a publisher of this policy, or admitted by the allowlist.
+                let names = Set(model.publishers.map(\.name))
+                if !listed && !(measured.signatures ?? []).contains(where: { names.contains($0.publisher) }) {
+                    fail(.modelUnsigned, "model.publishers", "a model signed by one of [\(model.publishers.map(\.name).joined(separator: ", "))]"
+                         + (model.allowed.isEmpty ? "" : " or an allowed manifest"), "\(manifest), no verified signature")
+                }
+            } else if !model.allowed.isEmpty && !listed {
                 fail(.modelNotAllowed, "model.allowed", "one of [\(model.allowed.map { "\($0.name) \($0.manifest)" }.joined(separator: ", "))]", manifest)
             }
-        } else if model.required || !model.allowed.isEmpty {
-            fail(.modelMissing, model.required ? "model.required" : "model.allowed", "a measured model (vouch-attester measure-model)", "no model log")
+        } else if model.required || !model.allowed.isEmpty || !model.publishers.isEmpty {
+            fail(.modelMissing, model.required ? "model.required" : model.allowed.isEmpty ? "model.publishers" : "model.allowed",
+                 "a measured model (vouch-attester measure-model)", "no model log")
         }
         return v.isEmpty ? .satisfied : .violated(v)
     }

@@ -17,7 +17,7 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
        vouch-attester simulated-tee-platform DIR [--gpus N]
        vouch-attester gpu-evidence --nonce HEX [--out FILE]
                       [--simulate-gpus N [--simulate-tee-platform DIR] [--simulate-tee-options FILE]]
-       vouch-attester measure-model --tcti TCTI --model-log FILE PATH...
+       vouch-attester measure-model --tcti TCTI --model-log FILE PATH... [--signature FILE]
        vouch-attester proxy --upstream URL --listen ADDR --cert FILE --key FILE|--tpm-key DIR/NAME --socket PATH
                       [--issuance-proof FILE]
                       [--max-body BYTES] [--max-response BYTES] [--timeout DUR] [--sign-routes LIST]
@@ -112,7 +112,13 @@ STATE-DIR/simulated-tee), INSECURE; --simulate-tee-options FILE lines gpuK.block
 
 measure-model: hash model artefacts (files, or directories walked recursively) with SHA-256,
 reset PCR 23, extend it with one event per artefact in name order, and write the log (TCG
-Canonical Event Log JSON) to --model-log. Prints the manifest digest.
+Canonical Event Log JSON) to --model-log. Prints the manifest digest. A directory that holds
+model.sig at its top (an OpenSSF model signature, as `model_signing sign` writes it) is measured
+with it: the signature file is recorded, and extended after the artefacts, as that directory's
+signature, not as an artefact. The broker verifies it against its policy's model.publishers;
+here it is only read (a file that is not a Sigstore bundle is refused) and what it claims is
+printed as unverified.
+  --signature FILE  the signature of the one directory given, kept elsewhere or under another name
 
 proxy: the receipt proxy, in front of an OpenAI-compatible inference server on this host (vLLM,
 llama.cpp, Ollama). Every request is forwarded unchanged; every 2xx answer of an inference
@@ -173,10 +179,17 @@ func parseLabels(_ text: String?) -> [String: String] {
 
 if CommandLine.arguments.dropFirst().first == "measure-model" {
     do {
-        let margs = try Arguments(Array(CommandLine.arguments.dropFirst(2)), options: ["tcti", "model-log"], positional: 10_000)
-        let claims = try ModelMeasurement.measure(paths: margs.positional, tcti: try margs.required("tcti"), logPath: try margs.required("model-log"))
+        let margs = try Arguments(Array(CommandLine.arguments.dropFirst(2)), options: ["tcti", "model-log", "signature"], positional: 10_000)
+        let measured = try ModelMeasurement.measure(paths: margs.positional, signature: margs["signature"], tcti: try margs.required("tcti"),
+                                                    logPath: try margs.required("model-log"))
+        let claims = measured.claims
         for f in claims.files { print("\(f.sha256)  \(f.name)  (\(f.size) bytes)") }
-        print("manifest \(claims.manifestDigest)  (\(claims.files.count) artefacts, extended into PCR 23)")
+        for s in measured.signatures {
+            print("signature \(s.sha256)  \(s.name)  for \(s.directory)/: \(s.signerKind) signature, model "
+                  + (s.unverifiedModelName.map { "\"\($0)\"" } ?? "unreadable") + " (unverified: the broker verifies it)")
+        }
+        print("manifest \(claims.manifestDigest)  (\(claims.files.count) artefacts"
+              + (measured.signatures.isEmpty ? "" : ", \(measured.signatures.count) signature\(measured.signatures.count == 1 ? "" : "s")") + ", extended into PCR 23)")
         exit(0)
     } catch {
         fail(error, prefix: "measure-model: ")

@@ -75,6 +75,8 @@ func certCommand(_ argv: [String]) throws -> Int32 {
             let hostId, attestedAt, evidenceType, evidenceDigest, pcrBank, pcrDigest, policyName, policyDigest: String
             let policyVersion: Int
             let modelManifests: [String]
+            /// The publishers' signatures the broker verified over the model.
+            let models: [AttestationExtension.SignedModel]?
             let secureBoot: Bool?
             let subjectSpiffeId: String?
             let subjectSpkiSha256: String?
@@ -87,7 +89,7 @@ func certCommand(_ argv: [String]) throws -> Int32 {
                                       notAfter: cert.notAfter.iso8601, uriSANs: cert.uriSANs, attestation: claims.map {
             AttestationReport(hostId: $0.hostId, attestedAt: $0.attestedAt.iso8601, evidenceType: $0.evidenceType, evidenceDigest: Hex.encode($0.evidenceDigest),
                               pcrBank: $0.pcrBank, pcrDigest: Hex.encode($0.pcrDigest), policyName: $0.policyName, policyDigest: Hex.encode($0.policyDigest),
-                              policyVersion: $0.policyVersion, modelManifests: $0.modelManifests.map { Hex.encode($0) }, secureBoot: $0.secureBoot,
+                              policyVersion: $0.policyVersion, modelManifests: $0.modelManifests.map { Hex.encode($0) }, models: $0.models, secureBoot: $0.secureBoot,
                               subjectSpiffeId: $0.subject?.spiffeId, subjectSpkiSha256: $0.subject.map { Hex.encode($0.spkiSHA256) }, tee: $0.tee,
                               devices: $0.devices)
         }, attestationVerified: anchors != nil && claims != nil, attestationError: problem,
@@ -117,6 +119,9 @@ func certCommand(_ argv: [String]) throws -> Int32 {
             }
             print("  policy         \(c.policyName) v\(c.policyVersion) sha256:\(Hex.encode(c.policyDigest))")
             print("  model          \(c.modelManifests.isEmpty ? "none measured" : c.modelManifests.map { Hex.encode($0) }.joined(separator: ", "))")
+            for m in c.models ?? [] {
+                print("  signed model   \(m.model) by \(m.publisher) (signer \(m.signer)), subject sha256:\(m.subjectDigest)")
+            }
             print("  Secure Boot    \(c.secureBoot.map { $0 ? "enabled" : "disabled" } ?? "no firmware log")")
         } else {
             print("attestation    \(problem.map { "rejected: \($0)" } ?? "none (not a Vouch attested certificate)")")

@@ -154,6 +154,7 @@ private func receiptVerify(_ argv: [String]) throws -> Int32 {
         let c = f.claims
         let model = f.statement.predicate.model.manifests
         print("model        \(model.isEmpty ? "none measured" : model.joined(separator: ", ")) (manifest digests the certificate's EAR attests)")
+        for m in c.models ?? [] { print("             signed: \(m.model) by \(m.publisher) (signer \(m.signer)), as the EAR attests") }
         let evidence = f.statement.predicate.attestation.evidence.map { "\($0.device) \($0.type) \($0.digest)" }.joined(separator: "; ")
         print("environment  \(f.spiffeId) on host \(c.hostId): \(evidence)")
         print("             policy \(c.policyName) v\(c.policyVersion) sha256:\(Hex.encode(c.policyDigest)), appraised \(c.attestedAt.iso8601)")

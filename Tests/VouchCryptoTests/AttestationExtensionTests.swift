@@ -46,6 +46,38 @@ final class AttestationExtensionTests: XCTestCase {
         XCTAssertEqual(tpm["ear.appraisal-policy-id"] as? String, "vouch:policy:fleet:v300:sha256:" + String(repeating: "03", count: 32))
     }
 
+    /// The publishers' signatures over the measured model: `vouch.evidence.models` when the broker
+    /// verified one, absent otherwise (so an EAR without them reads as before, and one from an
+    /// older broker reads with none); a subject digest that is not SHA-256 hex is refused.
+    func testSignedModelsInTheEvidence() throws {
+        var signed = sample
+        signed.models = [.init(model: "acme-llm-7b", publisher: "Acme AI", signer: "sha256:" + String(repeating: "6", count: 64),
+                               subjectDigest: String(repeating: "7", count: 64))]
+        XCTAssertEqual(try AttestationExtension(earPayload: try payload(signed)), affirmed(signed))
+        let json = try JSONSerialization.jsonObject(with: Data(try payload(signed))) as! [String: Any]
+        let evidence = try XCTUnwrap(json["vouch.evidence"] as? [String: Any])
+        XCTAssertEqual(evidence["models"] as? [[String: String]], [["model": "acme-llm-7b", "publisher": "Acme AI",
+                                                                   "signer": "sha256:" + String(repeating: "6", count: 64),
+                                                                   "subjectDigest": String(repeating: "7", count: 64)]])
+        let plain = try JSONSerialization.jsonObject(with: Data(try payload(sample))) as! [String: Any]
+        XCTAssertNil((plain["vouch.evidence"] as? [String: Any])?["models"])
+        XCTAssertNil(try AttestationExtension(earPayload: try payload(sample)).models)
+
+        var bad = try XCTUnwrap(json as [String: Any]?)
+        var e = evidence
+        e["models"] = [["model": "m", "publisher": "p", "signer": "s", "subjectDigest": "not hex"]]
+        bad["vouch.evidence"] = e
+        XCTAssertThrowsError(try AttestationExtension(earPayload: [UInt8](try JSONSerialization.data(withJSONObject: bad)))) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue)
+        }
+        e["models"] = [["model": "m"]]
+        bad["vouch.evidence"] = e
+        XCTAssertThrowsError(try AttestationExtension(earPayload: [UInt8](try JSONSerialization.data(withJSONObject: bad)))) {
+            XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue)
+            XCTAssertTrue(($0 as? VouchError)?.context["field"]?.hasPrefix("vouch.evidence.models") ?? false)
+        }
+    }
+
     func testCMWRecordAndExtensionDER() throws {
         let value = AttestationExtension.extensionValue(ear: "aGVhZGVy.cGF5bG9hZA.c2ln")
         XCTAssertEqual(value.first, 0x0c, "the json choice: a UTF8String")

@@ -30,12 +30,14 @@ struct SoftwareAK {
 
     var tpm2b: [UInt8] { tpmPublic.tpm2b }
 
-    /// A quote of SHA-256 PCR 0 (all zero), its digest with `digestHash`, signed with `signHash`;
-    /// the TPMT_SIGNATURE names `namedHash` (default: `signHash`).
+    /// A quote of SHA-256 PCR 0 (all zero), and PCR 23 when `pcr23` is given, its digest with
+    /// `digestHash`, signed with `signHash`; the TPMT_SIGNATURE names `namedHash` (default: `signHash`).
     func quote(nonce: [UInt8], firmwareVersion: UInt64 = 0x2026_0001, digestHash: HashAlg = .sha256, signHash: HashAlg = .sha256,
-               namedHash: HashAlg? = nil) throws -> (attest: [UInt8], signature: [UInt8], pcrs: PCRValues) {
-        let selection = PCRSelection(banks: [PCRBankSelection(hash: .sha256, pcrs: [0])])
-        let pcrs = PCRValues([.sha256: [0: [UInt8](repeating: 0, count: 32)]])
+               namedHash: HashAlg? = nil, pcr23: [UInt8]? = nil) throws -> (attest: [UInt8], signature: [UInt8], pcrs: PCRValues) {
+        let selection = PCRSelection(banks: [PCRBankSelection(hash: .sha256, pcrs: pcr23 == nil ? [0] : [0, 23])])
+        var bank: [Int: [UInt8]] = [0: [UInt8](repeating: 0, count: 32)]
+        if let pcr23 { bank[23] = pcr23 }
+        let pcrs = PCRValues([.sha256: bank])
         var w = ByteWriter()
         w.u32(TPMConstants.generatedValue)
         w.u16(TPMConstants.stAttestQuote)

@@ -29,13 +29,13 @@ final class ReattestationTests: XCTestCase {
         try TestEnv.waitFor(what, timeout: timeout, condition)
     }
 
-    func enroll(_ socket: String, _ name: String) throws -> EnrollResponse {
+    static func enroll(_ socket: String, _ name: String) throws -> EnrollResponse {
         try APIClient(transport: HTTPClient(.unix(path: socket))).call("POST", "/v1/enroll", body: AgentEnrollRequest(
             agentName: name, csr: try CSR.create(key: try PrivateKey.generate(), commonName: name).pem), as: EnrollResponse.self)
     }
 
     /// The OCSP status of `certPEM` as `openssl ocsp` reads the broker's signed answer.
-    func ocspStatus(_ broker: BrokerHarness, _ certPEM: String) throws -> String {
+    static func ocspStatus(_ broker: BrokerHarness, _ certPEM: String) throws -> String {
         let d = broker.dir.path, cert = d + "/ocsp-cert.pem"
         try certPEM.write(toFile: cert, atomically: true, encoding: .utf8)
         XCTAssertEqual(try TestEnv.run("openssl", ["ocsp", "-issuer", broker.agentCAFile, "-cert", cert, "-reqout", d + "/req.der", "-no_nonce"]).status, 0)
@@ -45,7 +45,7 @@ final class ReattestationTests: XCTestCase {
         return r.stdout
     }
 
-    func crlText(_ broker: BrokerHarness) throws -> String {
+    static func crlText(_ broker: BrokerHarness) throws -> String {
         let der = try broker.client().transport.send("GET", "/v1/crl", headers: [:], body: nil).body
         let path = broker.dir.appendingPathComponent("crl.der")
         try Data(der).write(to: path)
@@ -63,7 +63,7 @@ final class ReattestationTests: XCTestCase {
         // The first pull comes at once: trusted, in pull mode, without any enrollment.
         try waitFor("the first pull", timeout: 10) { try host(broker, id).trust?.state == "trusted" }
         XCTAssertEqual(try host(broker, id).trust?.mode, "pull")
-        let agent = try enroll(socket, "worker")
+        let agent = try Self.enroll(socket, "worker")
 
         let events = broker.dir.appendingPathComponent("events.txt")
         let curl = try BackgroundProcess("/usr/bin/curl", ["-sN", "-m", "120", "--cacert", broker.brokerCAFile, "-o", events.path, "\(broker.url)/v1/events"],
@@ -78,8 +78,8 @@ final class ReattestationTests: XCTestCase {
         // The revocation commits with the state change, in one transaction, and the CRL cache is
         // bypassed until it holds that commit, so the moment the state reads untrusted the CRL
         // already lists the certificate (an ordering, not a speed, check).
-        XCTAssertTrue(try crlText(broker).contains(serialUpper), "CRL does not list \(agent.serial)")
-        XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains("revoked"))
+        XCTAssertTrue(try Self.crlText(broker).contains(serialUpper), "CRL does not list \(agent.serial)")
+        XCTAssertTrue(try Self.ocspStatus(broker, agent.certificate).contains("revoked"))
         let streamed = (try? String(contentsOf: events, encoding: .utf8)) ?? ""
         XCTAssertTrue(streamed.contains("event: certificate.revoked") && streamed.contains(agent.serial), streamed)
         XCTAssertTrue(streamed.contains("event: host.untrusted"), streamed)
@@ -95,15 +95,15 @@ final class ReattestationTests: XCTestCase {
         let status = try host(broker, id)
         XCTAssertEqual(status.lastAttestation?.codes, ["pcr_not_allowed"])
         // An agent on a failed host is refused a new certificate (its evidence fails the same policy).
-        XCTAssertThrowsError(try enroll(socket, "worker-2"))
+        XCTAssertThrowsError(try Self.enroll(socket, "worker-2"))
 
         // Recovery: the TPM resets (reboot into the allowed state); the next pull trusts it again.
         tpm.stop()
         try tpm.start()
         try waitFor("recovery", timeout: 15) { try host(broker, id).trust?.state == "trusted" }
-        XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains("revoked"), "a revoked certificate must stay revoked")
-        let fresh = try enroll(socket, "worker")
-        XCTAssertTrue(try ocspStatus(broker, fresh.certificate).contains(": good"))
+        XCTAssertTrue(try Self.ocspStatus(broker, agent.certificate).contains("revoked"), "a revoked certificate must stay revoked")
+        let fresh = try Self.enroll(socket, "worker")
+        XCTAssertTrue(try Self.ocspStatus(broker, fresh.certificate).contains(": good"))
         XCTAssertTrue(((try? String(contentsOf: events, encoding: .utf8)) ?? "").contains("event: host.trusted"))
 
         // The attester vanishes: unreachable (a fault, not a verdict; certificates stand) ...
@@ -111,10 +111,10 @@ final class ReattestationTests: XCTestCase {
         try waitFor("unreachable", timeout: 15) { try host(broker, id).trust?.state == "unreachable" }
         let unreachable = try host(broker, id)
         XCTAssertEqual(unreachable.trust?.lastProblem, "attester_unreachable")
-        XCTAssertTrue(try ocspStatus(broker, fresh.certificate).contains(": good"))
+        XCTAssertTrue(try Self.ocspStatus(broker, fresh.certificate).contains(": good"))
         // ... until the 6 s grace has passed: then failed, and the policy's action applies.
         try waitFor("grace to end", timeout: 15) { try host(broker, id).trust?.state == "untrusted" }
-        XCTAssertTrue(try ocspStatus(broker, fresh.certificate).contains("revoked"))
+        XCTAssertTrue(try Self.ocspStatus(broker, fresh.certificate).contains("revoked"))
         let since = try XCTUnwrap(unreachable.trust.flatMap { Date.parseRFC3339($0.since) })
         let failedAt = try XCTUnwrap(try host(broker, id).trust.flatMap { Date.parseRFC3339($0.since) })
         XCTAssertGreaterThanOrEqual(failedAt.timeIntervalSince(since), 5)   // whole seconds in the API
@@ -132,12 +132,12 @@ final class ReattestationTests: XCTestCase {
         defer { attester.stop() }
         let id = try XCTUnwrap(try broker.status().hosts.first?.hostId)
         try waitFor("the first pull", timeout: 10) { try host(broker, id).trust?.state == "trusted" }
-        let agent = try enroll(socket, "steady")
+        let agent = try Self.enroll(socket, "steady")
 
         kill(attester.process.processIdentifier, SIGSTOP)
         try waitFor("a timed-out pull", timeout: 20) { try host(broker, id).trust?.state == "unreachable" }
         XCTAssertEqual(try host(broker, id).trust?.lastProblem, "attester_timeout")
-        XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains(": good"), "a fault within the grace revokes nothing")
+        XCTAssertTrue(try Self.ocspStatus(broker, agent.certificate).contains(": good"), "a fault within the grace revokes nothing")
         let history = try broker.admin().call("GET", "/v1/hosts/\(id)/attestations?kind=fault", as: AttestationPage.self)
         XCTAssertEqual(history.items.first?.codes, ["attester_timeout"])
 
@@ -145,7 +145,7 @@ final class ReattestationTests: XCTestCase {
         // clock in CoreBackoffTests; here only that the resumed attester is trusted again.
         kill(attester.process.processIdentifier, SIGCONT)
         try waitFor("recovery after resume", timeout: 30) { try host(broker, id).trust?.state == "trusted" }
-        XCTAssertTrue(try ocspStatus(broker, agent.certificate).contains(": good"))
+        XCTAssertTrue(try Self.ocspStatus(broker, agent.certificate).contains(": good"))
         let metrics = try broker.metrics()
         XCTAssertTrue(metrics.contains("vouch_attestations_total{result=\"attester_timeout\"}"), metrics)
     }
