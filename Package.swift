@@ -86,7 +86,7 @@ let package = Package(
         .target(name: "VouchCore"),
         .target(name: "VouchTPMWire", dependencies: ["VouchCore"]),
         .target(name: "VouchEventLog", dependencies: ["VouchCore", "VouchTPMWire"]),
-        .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog", "VouchTEEWire", "VouchModelSigning"]),
+        .target(name: "VouchPolicy", dependencies: ["VouchCore", "VouchTPMWire", "VouchEventLog", "VouchTEEWire"]),
         .target(name: "VouchAPI", dependencies: ["VouchCore", "VouchEventLog"]),
         .target(name: "VouchTLog", dependencies: ["VouchCore"]),
         .target(name: "VouchReceipts", dependencies: ["VouchCore", "VouchTLog"]),

@@ -26,6 +26,4 @@ extension ErrorCode {
     public static let modelFileExtra = ErrorCode("model_file_extra", status: 403)
     /// A signed file is present under another name (same digest, other path).
     public static let modelFileRenamed = ErrorCode("model_file_renamed", status: 403)
-    /// The policy trusts publishers but the measured model carries no signature.
-    public static let modelUnsigned = ErrorCode("model_unsigned", status: 403)
 }

@@ -1,7 +1,6 @@
 import Foundation
 import VouchCore
 import VouchEventLog
-import VouchModelSigning
 import VouchTPMWire
 
 /// A trust policy: which hosts it covers and what their evidence must show before their agents
@@ -197,6 +196,9 @@ extension ErrorCode {
     public static let kernelCmdlineUnverified = ErrorCode("kernel_cmdline_unverified", status: 403)
     public static let dbxEntryMissing = ErrorCode("dbx_entry_missing", status: 403)
     public static let modelMissing = ErrorCode("model_missing", status: 403)
+    /// The policy trusts model publishers (`model.publishers`); the measured model is neither on
+    /// `model.allowed` nor carries a signature one of them made.
+    public static let modelUnsigned = ErrorCode("model_unsigned", status: 403)
     public static let modelNotAllowed = ErrorCode("model_not_allowed", status: 403)
     public static let modelDenied = ErrorCode("model_denied", status: 403)
     public static let evidenceTooOld = ErrorCode("evidence_too_old", status: 403)
