@@ -59,10 +59,13 @@ public struct TrustedEvidence: Sendable {
     }
 
     /// The publishers' signatures the broker verified over the measured model, as the EAR names
-    /// them; nil when none was.
+    /// them, each distinct one once (one bundle copied beside several directories is one entry);
+    /// nil when none was.
     static func signedModels(_ claims: EvidenceClaims) -> [AttestationExtension.SignedModel]? {
         guard let signatures = claims.model?.signatures, !signatures.isEmpty else { return nil }
-        return signatures.map(AttestationExtension.SignedModel.init)
+        var out: [AttestationExtension.SignedModel] = []
+        for m in signatures.map(AttestationExtension.SignedModel.init) where !out.contains(m) { out.append(m) }
+        return out
     }
 
     private func platformExtension(attestedAt: Date) -> AttestationExtension {

@@ -15,7 +15,8 @@ public enum ModelSignatureBinding {
         case refused([PolicyViolation])
     }
 
-    /// Checks, in order, every violation of a step reported before the next is refused:
+    /// Checks, in order (step 1 refuses alone; steps 3 and 4 are reported together, every
+    /// violation of each):
     /// 1. each signature record's `sha256` is the SHA-256 of its bundle (`model_log_mismatch`):
     ///    the PCR was extended with the digest, so the bundle must be the bytes measured — with or
     ///    without publishers;

@@ -39,25 +39,28 @@ public enum ModelSignatureVerification: Sendable {
 /// file comparison reporting every difference):
 /// 1. the bundle parses: a Sigstore bundle (v0.1–v0.3) with a DSSE envelope of in-toto JSON and
 ///    one signature (`model_signature_malformed`, `SigstoreBundle`);
-/// 2. a trusted publisher signed it — publishers are tried in the order given, only those of the
-///    bundle's kind (key, certificate chain, Fulcio certificate):
+/// 2. a trusted publisher signed it — only publishers of the bundle's kind (key, certificate
+///    chain, Fulcio certificate) are tried, in the order given (none: `model_signer_untrusted`):
 ///    - key: the bundle's key hint, when present, is the SHA-256 of the publisher key's PEM
 ///      (else `model_signer_untrusted`); the DSSE signature (PAE, ECDSA with the curve's hash)
 ///      verifies under the key (else `model_signature_invalid`);
 ///    - certificate: the signing certificate chains to the publisher's roots through the bundle's
 ///      intermediates at its own notBefore (model-signing's rule: the signature carries no trusted
-///      time), is not a CA, has keyUsage digitalSignature or extendedKeyUsage codeSigning, and,
-///      when the publisher names an identity, carries it as an email, URI or DNS subjectAltName
-///      (else `model_signer_untrusted`); the DSSE signature verifies under its key (else
-///      `model_signature_invalid`);
+///      time), is not a CA, has keyUsage digitalSignature or extendedKeyUsage codeSigning — and, when
+///      it has an extendedKeyUsage, codeSigning among it (a TLS server certificate from the same CA
+///      cannot sign models) —, and, when the publisher names an identity, carries it as an email,
+///      URI or DNS subjectAltName (else `model_signer_untrusted`); the DSSE signature verifies
+///      under its key (else `model_signature_invalid`);
 ///    - sigstore: `SigstoreKeylessVerifier` (Fulcio chain, SCT, Rekor entry and proof, identity and
 ///      issuer, the DSSE signature), its untrusted-signer refusals `model_signer_untrusted`, the rest
 ///      `model_signature_invalid`;
-///    when several publishers are tried, the last refusal is reported;
-/// 3. the verified payload is a model-signing v1.0 manifest (`model_manifest_invalid`,
-///    `ModelManifest`);
-/// 4. the signed model name is one the publisher is trusted for, and `expectedName` when given
-///    (`model_name_mismatch`);
+/// 3. once a publisher's signature verifies, the payload is a model-signing v1.0 manifest
+///    (`model_manifest_invalid`, `ModelManifest`);
+/// 4. the signed model name is one that publisher is trusted for — if not, the next publisher is
+///    tried (`model_name_mismatch` when none is) —, and `expectedName` when given
+///    (`model_name_mismatch`). The first publisher passing 2 and 4 is the one named. When none
+///    does, the most telling refusal is reported: a name mismatch of a publisher whose signature
+///    verified, else an invalid signature, else an untrusted signer;
 /// 5. with `files`, the manifest lists exactly those files with those digests
 ///    (`model_file_modified`, `model_file_missing`, `model_file_extra`, `model_file_renamed`;
 ///    `ModelFileCheck`).
@@ -72,32 +75,41 @@ public enum ModelSignatureVerifier {
         do { bundle = try SigstoreBundle(json: raw) } catch let e as VouchError {
             return reject(e.code, path, "a Sigstore bundle with a DSSE envelope (\(e.context["field"] ?? "bundle"))", e.message)
         } catch { return reject(.modelSignatureMalformed, path, "a Sigstore bundle", "unreadable") }
-        // 2
+        // 2, 3, 4
+        let candidates = publishers.filter { $0.trust.kind == kind(of: bundle) }
         var refusal: PolicyViolation? = nil
+        func note(_ v: PolicyViolation) {
+            func rank(_ c: ErrorCode?) -> Int { c == .modelNameMismatch ? 3 : c == .modelSignatureInvalid ? 2 : c == nil ? 0 : 1 }
+            if rank(v.code) > rank(refusal?.code) { refusal = v }
+        }
+        var parsed: ModelManifest? = nil
         var found: (ModelPublisher, String, Date?)? = nil
-        for publisher in publishers {
+        for publisher in candidates {
             switch signer(of: bundle, trustedAs: publisher.trust) {
-            case let .success((signer, at)):
-                found = (publisher, signer, at)
             case let .failure(v):
-                refusal = PolicyViolation(code: v.code, path: "\(path).signer", expected: "signed by \(publisher.name) (\(publisher.trust.kind))", actual: v.message)
+                note(PolicyViolation(code: v.code, path: "\(path).signer", expected: "signed by \(publisher.name) (\(publisher.trust.kind))", actual: v.message))
+            case let .success((signer, at)):
+                // 3
+                if parsed == nil {
+                    do { parsed = try ModelManifest(statement: bundle.envelope.payload, sha256: { Crypto.sha256($0) }) } catch let e as VouchError {
+                        return reject(e.code, "\(path).\(e.context["field"] ?? "statement")", "a model-signing v1.0 manifest", e.message)
+                    } catch { return reject(.modelManifestInvalid, "\(path).statement", "a model-signing v1.0 manifest", "unreadable") }
+                }
+                // 4
+                if let m = parsed, !publisher.signs(model: m.modelName) {
+                    note(PolicyViolation(code: .modelNameMismatch, path: "\(path).model",
+                                         expected: "a model \(publisher.name) is trusted for: [\(publisher.models.joined(separator: ", "))]", actual: m.modelName))
+                } else {
+                    found = (publisher, signer, at)
+                }
             }
             if found != nil { break }
         }
-        guard let (publisher, signer, signedAt) = found else {
+        guard let (publisher, signer, signedAt) = found, let manifest = parsed else {
             return .rejected([refusal ?? PolicyViolation(code: .modelSignerUntrusted, path: "\(path).signer", expected: "a trusted publisher",
                                                          actual: "no publisher is trusted for \(kind(of: bundle)) signatures")])
         }
-        // 3
-        let manifest: ModelManifest
-        do { manifest = try ModelManifest(statement: bundle.envelope.payload, sha256: { Crypto.sha256($0) }) } catch let e as VouchError {
-            return reject(e.code, "\(path).\(e.context["field"] ?? "statement")", "a model-signing v1.0 manifest", e.message)
-        } catch { return reject(.modelManifestInvalid, "\(path).statement", "a model-signing v1.0 manifest", "unreadable") }
-        // 4
-        guard publisher.signs(model: manifest.modelName) else {
-            return reject(.modelNameMismatch, "\(path).model", "a model \(publisher.name) is trusted for: [\(publisher.models.joined(separator: ", "))]", manifest.modelName)
-        }
-        if let expectedName, manifest.modelName != expectedName {
+        if let expectedName, !manifest.modelName.utf8.elementsEqual(expectedName.utf8) {
             return reject(.modelNameMismatch, "\(path).model", expectedName, manifest.modelName)
         }
         // 5
@@ -157,12 +169,16 @@ public enum ModelSignatureVerifier {
             if let error = leaf.verify(anchors: roots, intermediates: intermediates, at: leaf.notBefore) {
                 return .failure(Refusal(code: .modelSignerUntrusted, message: "the signing certificate does not chain to the publisher's roots: \(error.message)"))
             }
+            // model-signing's rule (keyUsage digitalSignature or codeSigning), and stricter: a
+            // certificate with an extendedKeyUsage must list codeSigning in it.
+            let hasEKU = leaf.extensionValue(oid: "2.5.29.37") != nil
             let usable = !leaf.isCA && ((leaf.extensionValue(oid: "2.5.29.15") != nil && leaf.mayDigitallySign) || leaf.hasCodeSigningEKU)
+                && (!hasEKU || leaf.hasCodeSigningEKU)
             guard usable else {
                 return .failure(Refusal(code: .modelSignerUntrusted, message: "the signing certificate is not for signing (no digitalSignature key usage nor codeSigning)"))
             }
             let names = leaf.emailSANs + leaf.uriSANs + leaf.dnsSANs
-            if let identity, !names.contains(identity) {
+            if let identity, !names.contains(where: { $0.utf8.elementsEqual(identity.utf8) }) {
                 return .failure(Refusal(code: .modelSignerUntrusted, message: "the signing certificate names [\(names.joined(separator: ", "))], not \(identity)"))
             }
             guard let key = try? leaf.publicKey, let hash = ecdsaHash(key), key.verify(message: pae, signature: bundle.signature, scheme: .ecdsa, hash: hash) else {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import VouchCore
 import VouchCrypto
 import VouchModelSigning
@@ -13,7 +14,9 @@ import VouchTPMWire
 /// signer is not the one trusted (the trusted root, the chain to a Fulcio CA, the identity, the
 /// issuer) and `model_signature_invalid` for everything cryptographic or temporal:
 /// 1. the trusted root parses (`SigstoreTrustedRoot`) and the bundle carries one Fulcio
-///    certificate that parses (untrusted when it names a key or a chain instead);
+///    certificate that parses (untrusted when it names a key or a chain instead), naming the
+///    expected identity and issuer (step 8's check, made first so that a bundle of anyone else
+///    costs no log or chain work; what the certificate names counts only once step 6 chains it);
 /// 2. the bundle has exactly one transparency-log entry, of kind `dsse` version `0.0.1`, from a
 ///    Rekor log of the trusted root: its log ID is the SHA-256 of one of the root's Rekor keys'
 ///    DER;
@@ -35,7 +38,7 @@ import VouchTPMWire
 /// 7. an embedded SCT verifies: a CT log of the trusted root (log ID = SHA-256 of its key)
 ///    valid at the SCT's time signed, with SHA-256 (ECDSA or RSA), the precertificate entry —
 ///    the issuing CA's key hash and the certificate's TBSCertificate without the SCT list;
-/// 8. `identity` is one of the certificate's email or URI subjectAltNames, and `issuer` is its
+/// 8. (made at step 1) `identity` is one of the certificate's email or URI subjectAltNames, and `issuer` is its
 ///    Fulcio OIDC issuer (extension 1.3.6.1.4.1.57264.1.8, a UTF8String; when absent, the
 ///    legacy 1.3.6.1.4.1.57264.1.1, raw bytes);
 /// 9. the DSSE signature (PAE of the payload type and payload) verifies under the certificate's
@@ -79,14 +82,27 @@ public enum SigstoreKeylessVerifier {
         }
     }
 
+    /// Step 8: an email or URI subjectAltName is `identity` and the OIDC issuer extension is
+    /// `issuer`, both compared as bytes (Unicode-equivalent spellings are other identities).
+    static func checkIdentity(_ leaf: Certificate, identity: String, issuer: String) throws {
+        let names = leaf.emailSANs + leaf.uriSANs
+        guard names.contains(where: { $0.utf8.elementsEqual(identity.utf8) }) else {
+            throw Refusal.untrusted("the certificate names [\(names.joined(separator: ", "))], not \(identity)")
+        }
+        guard let certIssuer = oidcIssuer(leaf), certIssuer.utf8.elementsEqual(issuer.utf8) else {
+            throw Refusal.untrusted("the certificate's OIDC issuer is \(oidcIssuer(leaf) ?? "absent"), not \(issuer)")
+        }
+    }
+
     static func check(bundle: SigstoreBundle, trustedRoot: [UInt8], identity: String, issuer: String) throws -> Claims {
         // 1
         let root: SigstoreTrustedRoot
-        do { root = try SigstoreTrustedRoot(json: trustedRoot) } catch let e as VouchError {
+        do { root = try TrustedRootCache.shared.root(trustedRoot) } catch let e as VouchError {
             throw Refusal.untrusted("the publisher's trusted root does not parse (\(e.context["field"] ?? "trustedRoot")): \(e.message)")
         }
         guard case let .certificate(leafDER) = bundle.material else { throw Refusal.untrusted("not a keyless signature: the bundle carries no Fulcio certificate") }
         guard let leaf = try? Certificate(der: leafDER) else { throw Refusal.invalid("the signing certificate does not parse") }
+        try checkIdentity(leaf, identity: identity, issuer: issuer)
         // 2
         let entries: [SigstoreLogEntry]
         do { entries = try SigstoreLogEntry.entries(bundle: bundle.raw) } catch let e as VouchError {
@@ -122,13 +138,7 @@ public enum SigstoreKeylessVerifier {
         let path = try fulcioPath(leaf, root: root, at: time)
         // 7
         try checkSCT(leaf, issuer: path[1], root: root)
-        // 8
-        let names = leaf.emailSANs + leaf.uriSANs
-        guard names.contains(identity) else {
-            throw Refusal.untrusted("the certificate names [\(names.joined(separator: ", "))], not \(identity)")
-        }
-        let certIssuer = oidcIssuer(leaf)
-        guard certIssuer == issuer else { throw Refusal.untrusted("the certificate's OIDC issuer is \(certIssuer ?? "absent"), not \(issuer)") }
+        // 8: checked at step 1 (`checkIdentity`), on the certificate step 6 has now chained.
         // 9
         guard let key = try? leaf.publicKey, let hash = ModelSignatureVerifier.ecdsaHash(key),
               key.verify(message: bundle.envelope.pae, signature: bundle.signature, scheme: .ecdsa, hash: hash) else {
@@ -239,5 +249,23 @@ public enum SigstoreKeylessVerifier {
             return s
         }
         return cert.extensionValue(oid: legacyIssuerOID).map { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+/// Parsed trusted roots by the SHA-256 of their JSON: a policy's publishers hand the same bytes on
+/// every re-attestation. At most 16 are kept (a policy set holds few); the oldest goes first.
+final class TrustedRootCache: Sendable {
+    static let shared = TrustedRootCache()
+    private let entries = Mutex<[(digest: [UInt8], root: SigstoreTrustedRoot)]>([])
+
+    func root(_ json: [UInt8]) throws -> SigstoreTrustedRoot {
+        let digest = Crypto.sha256(json)
+        if let hit = entries.withLock({ $0.first { $0.digest == digest }?.root }) { return hit }
+        let root = try SigstoreTrustedRoot(json: json)
+        entries.withLock {
+            $0.append((digest, root))
+            if $0.count > 16 { $0.removeFirst() }
+        }
+        return root
     }
 }

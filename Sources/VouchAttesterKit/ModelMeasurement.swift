@@ -10,7 +10,9 @@ import VouchTPMWire
 /// Measures model artefacts (weight shards, tokenizer, config) into PCR 23 and keeps the log.
 public enum ModelMeasurement {
     /// Expands `paths` (files, or directories walked recursively) into (name, path) pairs; the name
-    /// is the path as given, with directory members as `DIR/relative/path`. Sorted by name.
+    /// is the path as given, with directory members as `DIR/relative/path`. Sorted by name. A
+    /// symbolic link to a directory inside a directory is refused: the walk does not enter it, so
+    /// files a server could load through it would go unmeasured (give the target itself).
     public static func artefactPaths(_ paths: [String]) throws -> [(name: String, path: String)] {
         var out: [(String, String)] = []
         let fm = FileManager.default
@@ -23,6 +25,14 @@ public enum ModelMeasurement {
                 guard let walker = fm.enumerator(atPath: p) else { throw VouchError(.io, "cannot read directory \(p)", context: ["path": p]) }
                 for case let rel as String in walker {
                     let full = (p as NSString).appendingPathComponent(rel)
+                    var link = stat()
+                    if lstat(full, &link) == 0, link.st_mode & S_IFMT == S_IFLNK {
+                        var target = stat()
+                        if stat(full, &target) == 0, target.st_mode & S_IFMT == S_IFDIR {
+                            throw VouchError(.invalidValue, "\(full) is a symbolic link to a directory, whose files would not be measured: give its target",
+                                             context: ["path": full])
+                        }
+                    }
                     var sub: ObjCBool = false
                     if fm.fileExists(atPath: full, isDirectory: &sub), !sub.boolValue { out.append((full, full)) }
                 }
@@ -69,8 +79,10 @@ public enum ModelMeasurement {
     /// artefact); `signature` names the signature file of the one directory in `paths` (a usage
     /// error otherwise). A signature file that is not a Sigstore bundle with a DSSE envelope is
     /// refused (`model_signature_malformed`) before the TPM is touched.
-    public static func measure(paths: [String], signature: String?, tcti: String, logPath: String) throws -> Result {
-        let found = try signatureFiles(paths, explicit: signature)
+    /// With `recordSignatures` false, `model.sig` is measured as any other artefact and no
+    /// signature record is written (`--no-signature`: for brokers older than signature records).
+    public static func measure(paths: [String], signature: String?, recordSignatures: Bool = true, tcti: String, logPath: String) throws -> Result {
+        let found = recordSignatures ? try signatureFiles(paths, explicit: signature) : []
         let excluded = Set(found.map { canonical($0.path) })
         let artefacts = try artefactPaths(paths).filter { !excluded.contains(canonical($0.path)) }.map { a -> ModelLog.Artefact in
             let (digest, size) = try Crypto.digestFile(a.path)

@@ -25,7 +25,7 @@ public struct ModelLog: Sendable, Equatable {
     /// Largest signature bundle recorded (`SigstoreBundle.maxBytes`).
     public static let maxSignatureBytes = 4 << 20
     /// Most signature records in one log.
-    public static let maxSignatures = 64
+    public static let maxSignatures = 8
 
     public struct Artefact: Sendable, Codable, Equatable {
         public var name: String
@@ -168,7 +168,7 @@ public struct ModelLog: Sendable, Equatable {
             throw VouchError(.invalidValue, "model log is not CEL JSON of vouch-model and vouch-model-signature records", context: ["field": "modelLog"])
         }
         guard records.count <= Self.maxRecords else { throw VouchError(.invalidValue, "model log has too many records", context: ["field": "modelLog"]) }
-        var directories = Set<String>()
+        var directories = Set<[UInt8]>()   // bytes: Unicode-equivalent spellings are other directories
         for (i, r) in records.enumerated() {
             let field = "modelLog[\(i)]"
             func bad(_ message: String, _ sub: String) -> VouchError { VouchError(.invalidValue, message, context: ["field": "\(field).\(sub)"]) }
@@ -186,7 +186,7 @@ public struct ModelLog: Sendable, Equatable {
                 guard !s.directory.isEmpty, s.directory.utf8.count <= 4096, !s.directory.hasSuffix("/") else {
                     throw bad("a signature's directory is 1 to 4096 bytes, without a trailing /", "content.directory")
                 }
-                guard directories.insert(s.directory).inserted else { throw bad("two signatures for one directory", "content.directory") }
+                guard directories.insert(Array(s.directory.utf8)).inserted else { throw bad("two signatures for one directory", "content.directory") }
             }
             guard name.utf8.count <= 4096, !name.isEmpty else { throw bad("a name is empty or too long", "content.name") }
             guard let d = r.digests.first(where: { $0.hashAlg == "sha256" }), d.digest == r.content.sha256,

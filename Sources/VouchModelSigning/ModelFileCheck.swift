@@ -38,35 +38,46 @@ public enum ModelFileCheck {
     /// Every difference between the manifest and the measured files, in name order: the same
     /// paths with the same digests, nothing missing and nothing extra (files under the signer's
     /// `ignore_paths` are not compared — the signer declared them outside the model). A missing
-    /// signed file whose digest is an extra file's is reported once, as a rename.
+    /// signed file whose digest is an extra file's is reported once, as a rename. Names are
+    /// compared as UTF-8 bytes, never by Unicode equivalence: `café` composed and decomposed are two
+    /// files to a file system, so they are two names here. A name measured twice is extra the
+    /// second time. Linear in the number of files (renames are matched through a digest index).
     public static func compare(_ manifest: ModelManifest, _ measured: [Measured]) -> [Mismatch] {
-        var signed: [String: String] = [:]
-        for f in manifest.files { signed[f.name] = f.sha256 }
-        var present: [String: String] = [:]
-        for m in measured where !manifest.isIgnored(m.name) { present[m.name] = m.sha256 }
+        var signed: [[UInt8]: String] = [:]
+        for f in manifest.files { signed[Array(f.name.utf8)] = f.sha256 }
+        var present: [[UInt8]: (name: String, sha256: String)] = [:]
         var out: [Mismatch] = []
+        for m in measured where !manifest.isIgnored(m.name) {
+            let key = Array(m.name.utf8)
+            if present[key] != nil { out.append(.extra(name: m.name)); continue }
+            present[key] = (m.name, m.sha256)
+        }
         var missing: [(String, String)] = []
-        var extra: [(String, String)] = []
-        for (name, digest) in signed {
-            if let got = present[name] {
-                if got != digest { out.append(.modified(name: name, signed: digest, measured: got)) }
+        for f in manifest.files {
+            if let got = present[Array(f.name.utf8)] {
+                if got.sha256 != f.sha256 { out.append(.modified(name: f.name, signed: f.sha256, measured: got.sha256)) }
             } else {
-                missing.append((name, digest))
+                missing.append((f.name, f.sha256))
             }
         }
-        for (name, digest) in present where signed[name] == nil { extra.append((name, digest)) }
-        missing.sort { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
-        extra.sort { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }
-        var extraUsed = Set<String>()
-        for (name, digest) in missing {
-            if let to = extra.first(where: { $0.1 == digest && !extraUsed.contains($0.0) }) {
-                extraUsed.insert(to.0)
-                out.append(.renamed(from: name, to: to.0))
+        // Extra files by digest, each list in name order, so a rename pairs deterministically.
+        var extraByDigest: [String: [String]] = [:]
+        let extra = present.filter { signed[$0.key] == nil }.map(\.value).sorted { Self.precedes($0.name, $1.name) }
+        for e in extra { extraByDigest[e.sha256, default: []].append(e.name) }
+        var renamedTo = Set<[UInt8]>()
+        for (name, digest) in missing.sorted(by: { Self.precedes($0.0, $1.0) }) {
+            if var candidates = extraByDigest[digest], !candidates.isEmpty {
+                let to = candidates.removeFirst()
+                extraByDigest[digest] = candidates
+                renamedTo.insert(Array(to.utf8))
+                out.append(.renamed(from: name, to: to))
             } else {
                 out.append(.missing(name: name))
             }
         }
-        for (name, _) in extra where !extraUsed.contains(name) { out.append(.extra(name: name)) }
-        return out.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
+        for e in extra where !renamedTo.contains(Array(e.name.utf8)) { out.append(.extra(name: e.name)) }
+        return out.sorted { Self.precedes($0.name, $1.name) }
     }
+
+    static func precedes(_ a: String, _ b: String) -> Bool { Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8)) }
 }

@@ -10,7 +10,8 @@ import VouchCore
 /// checks, in order, each `model_manifest_invalid` with the field at fault:
 /// 1. `_type` is `https://in-toto.io/Statement/v1`, `predicateType` the v1.0 predicate (the v0.2
 ///    "Digests" form names no model and lists no serialization: not accepted);
-/// 2. exactly one subject, its name 1–1024 bytes, its `sha256` 64 hex digits;
+/// 2. exactly one subject, its name 1–1024 bytes without control characters, its `sha256` 64 hex
+///    digits;
 /// 3. the serialization is `method: files` with `hash_type: sha256` — the only one whose digests are
 ///    whole-file SHA-256, what an attester measures into PCR 23 (shards and BLAKE2 are refused);
 /// 4. every resource has algorithm `sha256`, a 64-hex digest and a safe relative path (no `..`,
@@ -20,8 +21,9 @@ import VouchCore
 public struct ModelManifest: Sendable, Equatable {
     public static let statementType = "https://in-toto.io/Statement/v1"
     public static let predicateType = "https://model_signing/signature/v1.0"
-    /// Most files read from one manifest.
-    public static let maxResources = 100_000
+    /// Most files read from one manifest: about what a `SigstoreBundle.maxBytes` bundle holds
+    /// with names of a few dozen bytes.
+    public static let maxResources = 20_000
 
     public struct File: Sendable, Equatable {
         /// Path relative to the model's directory, `/`-separated.
@@ -71,6 +73,10 @@ public struct ModelManifest: Sendable, Equatable {
         guard w.subject.count == 1 else { throw Self.bad("a model signature has exactly one subject", "statement.subject") }
         let subject = w.subject[0]
         guard !subject.name.isEmpty, subject.name.utf8.count <= 1024 else { throw Self.bad("the model name is 1 to 1024 bytes", "statement.subject.name") }
+        // Verdicts, EARs and `vouch` print the name: no control characters (C0, DEL, C1).
+        guard !subject.name.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+            throw Self.bad("the model name holds a control character", "statement.subject.name")
+        }
         guard let root = subject.digest["sha256"], Self.isHexDigest(root) else {
             throw Self.bad("the subject has no SHA-256 digest of 64 lowercase hex digits", "statement.subject.digest.sha256")
         }
@@ -84,7 +90,7 @@ public struct ModelManifest: Sendable, Equatable {
         }
         // 4
         guard predicate.resources.count <= Self.maxResources else { throw Self.bad("more than \(Self.maxResources) files", "statement.predicate.resources") }
-        var seen = Set<String>()
+        var seen = Set<[UInt8]>()   // bytes: Unicode-equivalent names are distinct files
         var files: [File] = []
         var concatenated: [UInt8] = []
         concatenated.reserveCapacity(predicate.resources.count * 32)
@@ -93,7 +99,7 @@ public struct ModelManifest: Sendable, Equatable {
             guard r.algorithm == "sha256" else { throw Self.bad("a file's algorithm is not sha256", "\(field).algorithm") }
             guard Self.isHexDigest(r.digest), let d = try? Hex.decode(r.digest) else { throw Self.bad("a digest is not 64 lowercase hex digits", "\(field).digest") }
             guard Self.isSafeRelativePath(r.name) else { throw Self.bad("a file name is not a safe relative path", "\(field).name") }
-            guard seen.insert(r.name).inserted else { throw Self.bad("a file is listed twice", "\(field).name") }
+            guard seen.insert(Array(r.name.utf8)).inserted else { throw Self.bad("a file is listed twice", "\(field).name") }
             files.append(File(name: r.name, sha256: r.digest))
             concatenated += d
         }
@@ -109,11 +115,14 @@ public struct ModelManifest: Sendable, Equatable {
     }
 
     /// True when `name` (relative to the model directory) is one of the signer's ignored paths
-    /// or lies under one.
+    /// or lies under one, compared as UTF-8 bytes (no Unicode equivalence).
     public func isIgnored(_ name: String) -> Bool {
-        ignorePaths.contains { p in
-            let q = p.hasPrefix("./") ? String(p.dropFirst(2)) : p
-            return !q.isEmpty && (name == q || name.hasPrefix(q.hasSuffix("/") ? q : q + "/"))
+        let n = Array(name.utf8)
+        return ignorePaths.contains { p in
+            var q = Array(p.utf8)
+            if q.starts(with: Array("./".utf8)) { q.removeFirst(2) }
+            while q.last == UInt8(ascii: "/") { q.removeLast() }
+            return !q.isEmpty && (n == q || n.starts(with: q + [UInt8(ascii: "/")]))
         }
     }
 

@@ -11,8 +11,8 @@ import VouchReceipts
 /// keyless verifier can read the transparency-log entries and the digest of exactly these bytes
 /// can be recorded.
 public struct SigstoreBundle: Sendable {
-    /// Longest bundle read (JSON text). A manifest lists every file of a model; 4 MiB holds tens
-    /// of thousands of entries.
+    /// Longest bundle read (JSON text). A manifest lists every file of a model; 4 MiB holds about
+    /// 20,000 entries (`ModelManifest.maxResources`) with names of a few dozen bytes.
     public static let maxBytes = 4 << 20
     /// Longest certificate chain read.
     public static let maxCertificates = 10

@@ -32,7 +32,8 @@ public struct ModelPublisher: Sendable, Equatable {
 
     public init(name: String, models: [String], trust: Trust) { self.name = name; self.models = models; self.trust = trust }
 
-    public func signs(model: String) -> Bool { models.contains("*") || models.contains(model) }
+    /// True when `model` is one of `models` (as UTF-8 bytes: no Unicode equivalence), or they are `*`.
+    public func signs(model: String) -> Bool { models.contains { $0 == "*" || $0.utf8.elementsEqual(model.utf8) } }
 }
 
 extension ModelPublisher {

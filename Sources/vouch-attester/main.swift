@@ -17,7 +17,7 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
        vouch-attester simulated-tee-platform DIR [--gpus N]
        vouch-attester gpu-evidence --nonce HEX [--out FILE]
                       [--simulate-gpus N [--simulate-tee-platform DIR] [--simulate-tee-options FILE]]
-       vouch-attester measure-model --tcti TCTI --model-log FILE PATH... [--signature FILE]
+       vouch-attester measure-model --tcti TCTI --model-log FILE PATH... [--signature FILE | --no-signature]
        vouch-attester proxy --upstream URL --listen ADDR --cert FILE --key FILE|--tpm-key DIR/NAME --socket PATH
                       [--issuance-proof FILE]
                       [--max-body BYTES] [--max-response BYTES] [--timeout DUR] [--sign-routes LIST]
@@ -119,6 +119,8 @@ signature, not as an artefact. The broker verifies it against its policy's model
 here it is only read (a file that is not a Sigstore bundle is refused) and what it claims is
 printed as unverified.
   --signature FILE  the signature of the one directory given, kept elsewhere or under another name
+  --no-signature    measure model.sig as an ordinary file and record no signature (for a broker
+                    older than signature records, which refuses them as model_log_malformed)
 
 proxy: the receipt proxy, in front of an OpenAI-compatible inference server on this host (vLLM,
 llama.cpp, Ollama). Every request is forwarded unchanged; every 2xx answer of an inference
@@ -179,8 +181,10 @@ func parseLabels(_ text: String?) -> [String: String] {
 
 if CommandLine.arguments.dropFirst().first == "measure-model" {
     do {
-        let margs = try Arguments(Array(CommandLine.arguments.dropFirst(2)), options: ["tcti", "model-log", "signature"], positional: 10_000)
-        let measured = try ModelMeasurement.measure(paths: margs.positional, signature: margs["signature"], tcti: try margs.required("tcti"),
+        let margs = try Arguments(Array(CommandLine.arguments.dropFirst(2)), options: ["tcti", "model-log", "signature"], flags: ["no-signature"], positional: 10_000)
+        guard !(margs.has("no-signature") && margs["signature"] != nil) else { throw VouchError(.usage, "--signature and --no-signature exclude each other") }
+        let measured = try ModelMeasurement.measure(paths: margs.positional, signature: margs["signature"], recordSignatures: !margs.has("no-signature"),
+                                                    tcti: try margs.required("tcti"),
                                                     logPath: try margs.required("model-log"))
         let claims = measured.claims
         for f in claims.files { print("\(f.sha256)  \(f.name)  (\(f.size) bytes)") }

@@ -47,7 +47,8 @@ private func modelVerify(_ argv: [String]) throws -> Int32 {
     }
     let publisher = ModelPublisher(name: "the given publisher", models: ["*"], trust: trust)
     let signaturePath = args["signature"] ?? (dir as NSString).appendingPathComponent("model.sig")
-    let bundle = try readModelInput(signaturePath, "the signature", max: SigstoreBundle.maxBytes)
+    // An oversized bundle is read no further than one byte past the limit: SigstoreBundle refuses it.
+    let bundle = try readModelInput(signaturePath, "the signature", max: SigstoreBundle.maxBytes, truncate: true)
 
     // The signature and its manifest first: nothing is hashed for an untrusted signer.
     let verified: VerifiedModelSignature
@@ -98,9 +99,13 @@ private func refused(_ violations: [PolicyViolation], json: Bool) -> Int32 {
     return 1
 }
 
-private func readModelInput(_ path: String, _ what: String, max: Int) throws -> [UInt8] {
+private func readModelInput(_ path: String, _ what: String, max: Int, truncate: Bool = false) throws -> [UInt8] {
     guard let attrs = try? FileManager.default.attributesOfItem(atPath: path), let size = attrs[.size] as? NSNumber else {
         throw VouchError(.usage, "cannot read \(what) \(path)")
+    }
+    if truncate, size.intValue > max {
+        guard let h = FileHandle(forReadingAtPath: path), let d = try? h.read(upToCount: max + 1) else { throw VouchError(.usage, "cannot read \(what) \(path)") }
+        return [UInt8](d)
     }
     guard size.intValue <= max else { throw VouchError(.usage, "\(what) \(path) is over \(max) bytes") }
     guard let d = FileManager.default.contents(atPath: path) else { throw VouchError(.usage, "cannot read \(what) \(path)") }
@@ -111,7 +116,8 @@ private func readModelInput(_ path: String, _ what: String, max: Int) throws -> 
 enum ModelDirectory {
     /// Every regular file under `dir` (recursively; names relative to it, `/`-separated) but the
     /// signature, with its SHA-256, hashed on every core; and the bytes hashed. A symbolic link is
-    /// refused unless the signer allowed them (then its target is hashed).
+    /// refused unless the signer allowed them and it points to a regular file (whose bytes are
+    /// hashed).
     static func hash(_ dir: String, excluding signature: String, followSymlinks: Bool) throws -> ([ModelFileCheck.Measured], UInt64) {
         let fm = FileManager.default
         let root = URL(fileURLWithPath: dir).standardizedFileURL.path
@@ -127,9 +133,14 @@ enum ModelDirectory {
             case S_IFREG: found.append((rel, full))
             case S_IFDIR: continue
             case S_IFLNK:
+                // Only a link to a regular file, and only when the signer allowed links: a link to a
+                // directory (whose files the walk would not see) or a dangling one is refused.
                 guard followSymlinks else { throw VouchError(.invalidValue, "\(full) is a symbolic link, which the signer did not allow") }
-                var isDir: ObjCBool = false
-                if fm.fileExists(atPath: full, isDirectory: &isDir), !isDir.boolValue { found.append((rel, full)) }
+                var target = stat()
+                guard stat(full, &target) == 0, target.st_mode & S_IFMT == S_IFREG else {
+                    throw VouchError(.invalidValue, "\(full) is a symbolic link to something other than a file")
+                }
+                found.append((rel, full))
             default: throw VouchError(.invalidValue, "\(full) is neither a file nor a directory")
             }
         }

@@ -86,6 +86,11 @@ private func policyTest(_ argv: [String]) throws -> Int32 {
         } else {
             print("\(policy.label) on evidence of host \(bundle.hostId) (\(bundle.hostname)) from \(bundle.at):")
             if !applies { print("  note: this policy's match does not select this host") }
+            if !policy.model.publishers.isEmpty {
+                // The bundle carries the broker's verdicts on signatures, not the signatures:
+                // publishers are matched by name here, their keys are not checked again.
+                print("  note: model signatures are as the broker verified them under the policy it applied (publishers matched by name, not re-verified)")
+            }
             if violations.isEmpty { print("  satisfied") }
             for v in violations { print("  \(v.code): \(v.path): expected \(v.expected), got \(v.actual)") }
         }

@@ -1,5 +1,7 @@
 import Foundation
 import XCTest
+import VouchAttesterKit
+import VouchCore
 import VouchTestSupport
 
 /// OpenSSF model signatures written by the unmodified `model-signing` CLI (PyPI, in a throwaway
@@ -175,6 +177,35 @@ final class ModelSigningInteropTests: XCTestCase {
         XCTAssertEqual(try verify(model, ["--roots", p("other-root.pem")]).codes, ["model_signer_untrusted"])
         try flipByte(model + "/model-00001-of-00002.safetensors")
         XCTAssertEqual(try verify(model, ["--roots", p("root.pem")]).codes, ["model_file_modified"])
+
+        // A TLS server certificate of the same CA (digitalSignature, extendedKeyUsage serverAuth):
+        // model-signing signs with it; Vouch requires codeSigning once an extendedKeyUsage is there.
+        let tls = try makeModel("tls-signed")
+        try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", p("tls.key"), "-out", p("tls.csr"), "-subj", "/CN=models.acme.example"])
+        try openssl(["x509", "-req", "-in", p("tls.csr"), "-CA", p("int.pem"), "-CAkey", p("int.key"), "-CAcreateserial", "-out", p("tls.pem"), "-days", "365",
+                     "-extfile", try ext("tls.ext", "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:models.acme.example\n")])
+        try ModelSigningTool.signWithCertificate(tls, privateKey: p("tls.key"), certificate: p("tls.pem"), chain: [p("int.pem")], signature: tls + "/model.sig")
+        XCTAssertEqual(try verify(tls, ["--roots", p("root.pem"), "--identity", "models.acme.example"]).codes, ["model_signer_untrusted"])
+    }
+
+    /// With the signer's allow_symlinks, a link to a file is hashed through; a link to a directory
+    /// (whose files the walk would not compare) or a dangling one is refused.
+    func testSymbolicLinks() throws {
+        let model = try makeModel("linked-llm")
+        let (key, pub) = try keyPair("links")
+        let fm = FileManager.default
+        try fm.moveItem(atPath: model + "/config.json", toPath: dir.appendingPathComponent("config.json").path)
+        try fm.createSymbolicLink(atPath: model + "/config.json", withDestinationPath: dir.appendingPathComponent("config.json").path)
+        try ModelSigningTool.run(["sign", "key", model, "--private_key", key, "--signature", model + "/model.sig", "--allow_symlinks"])
+        XCTAssertEqual(try verify(model, ["--publisher", pub]).status, 0)
+        let elsewhere = dir.appendingPathComponent("elsewhere")
+        try fm.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+        try Data("unsigned".utf8).write(to: elsewhere.appendingPathComponent("model-00003.safetensors"))
+        try fm.createSymbolicLink(atPath: model + "/more", withDestinationPath: elsewhere.path)
+        XCTAssertEqual(try TestEnv.run(TestEnv.bin("vouch"), ["model", "verify", model, "--publisher", pub]).status, 1)
+        try fm.removeItem(atPath: model + "/more")
+        try fm.createSymbolicLink(atPath: model + "/gone", withDestinationPath: dir.appendingPathComponent("nothing").path)
+        XCTAssertEqual(try TestEnv.run(TestEnv.bin("vouch"), ["model", "verify", model, "--publisher", pub]).status, 1)
     }
 
     /// The Sigstore-keyless bundle from model-transparency's own tests (Tests/Fixtures/model-signing,
@@ -198,6 +229,24 @@ final class ModelSigningInteropTests: XCTestCase {
         // The signer's ignored path (ignore-me) is not compared.
         try Data("ignored".utf8).write(to: URL(fileURLWithPath: model + "/ignore-me"))
         XCTAssertEqual(Set(try verify(model, keyless).codes), ["model_file_modified", "model_file_extra"])
+    }
+
+    /// The attester does not measure past a symbolic link to a directory (the walk would not enter
+    /// it, so its files would go unmeasured): it refuses; a link to a file is measured through.
+    func testAttesterRefusesADirectoryLinkInAModel() throws {
+        let model = try makeModel("attester-links")
+        let elsewhere = dir.appendingPathComponent("elsewhere-shards")
+        try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+        try Data("weights".utf8).write(to: elsewhere.appendingPathComponent("model-00003.safetensors"))
+        try FileManager.default.createSymbolicLink(atPath: model + "/extra.json", withDestinationPath: model + "/config.json")
+        XCTAssertEqual(try ModelMeasurement.artefactPaths([model]).count, 5)
+        try FileManager.default.createSymbolicLink(atPath: model + "/shards", withDestinationPath: elsewhere.path)
+        XCTAssertThrowsError(try ModelMeasurement.artefactPaths([model])) { XCTAssertEqual(($0 as? VouchError)?.code, .invalidValue) }
+        // --signature and --no-signature exclude each other: a usage error, one line, exit 2.
+        let r = try TestEnv.run(TestEnv.bin("vouch-attester"), ["measure-model", "--tcti", "swtpm:port=1", "--model-log", dir.appendingPathComponent("log.json").path,
+                                                                 model, "--signature", model + "/model.sig", "--no-signature"])
+        XCTAssertEqual(r.status, 2, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
     }
 
     func testUsageErrorsExitTwo() throws {

@@ -81,6 +81,8 @@ final class ModelSignatureTests: XCTestCase {
             refused(statement(resources: [Resource(name: bad, digest: digest("x"))]), ".name")
         }
         refused(statement(resources: [Resource(name: "x", digest: "ABCDEF")]), ".digest")
+        refused(statement(name: "acme\u{1B}[31m", resources: files), "statement.subject.name")
+        refused(statement(name: "acme\u{85}", resources: files), "statement.subject.name")
         refused(Array(#"{"_type": "https://in-toto.io/Statement/v0.1", "subject": [], "predicateType": "x"}"#.utf8), "statement._type")
     }
 
@@ -156,5 +158,72 @@ final class ModelSignatureTests: XCTestCase {
         XCTAssertTrue(manifest.isIgnored("docs/readme.md"))
         XCTAssertTrue(manifest.isIgnored(".git/objects/ab"))
         XCTAssertFalse(manifest.isIgnored(".github/x"))
+    }
+
+    /// Names are bytes: a decomposed `café` beside the signed composed one is an extra file, and
+    /// the Kelvin sign is not `K`; a name measured twice is extra the second time.
+    func testNamesCompareAsBytes() throws {
+        let composed = "caf\u{E9}.bin", decomposed = "cafe\u{301}.bin"
+        XCTAssertEqual(composed, decomposed)   // Swift's String equality: what the comparison must not use
+        let signed = [Resource(name: composed, digest: digest("good")), Resource(name: "Kernel.bin", digest: digest("k"))]
+        let b = try bundle(statement(resources: signed))
+        let measured = signed.map { ModelFileCheck.Measured(name: $0.name, sha256: $0.digest) }
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: b, publishers: [publisher(["*"])], files: measured)), [])
+        let hidden = measured + [.init(name: decomposed, sha256: digest("evil")), .init(name: "\u{212A}ernel.bin", sha256: digest("evil2"))]
+        XCTAssertEqual(Set(codes(ModelSignatureVerifier.verify(bundle: b, publishers: [publisher(["*"])], files: hidden))), ["model_file_extra"])
+        XCTAssertEqual(ModelSignatureVerifier.verify(bundle: b, publishers: [publisher(["*"])], files: hidden).violations.count, 2)
+        let twice = measured + [.init(name: composed, sha256: digest("evil"))]
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: b, publishers: [publisher(["*"])], files: twice)), ["model_file_extra"])
+        // A manifest may list both spellings: they are two files.
+        XCTAssertNoThrow(try ModelManifest(statement: statement(resources: [Resource(name: composed, digest: digest("1")),
+                                                                             Resource(name: decomposed, digest: digest("2"))]), sha256: { Crypto.sha256($0) }))
+        // The publisher's model names and the expected name are bytes too.
+        let named = try bundle(statement(name: composed, resources: signed))
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: named, publishers: [publisher([decomposed])], files: measured)), ["model_name_mismatch"])
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: named, publishers: [publisher(["*"])], expectedName: decomposed, files: measured)),
+                       ["model_name_mismatch"])
+    }
+
+    func publisher(_ models: [String], name: String = "Acme AI", key: PrivateKey? = nil) -> ModelPublisher {
+        ModelPublisher(name: name, models: models, trust: .key(spki: try! (key ?? self.key).publicKey.spkiDER))
+    }
+
+    /// Two publishers share a key, each trusted for another model: the one trusted for the signed
+    /// name is named. Publishers of another kind are not tried, so a broken signature by a trusted
+    /// key stays `model_signature_invalid`.
+    func testPublisherSelection() throws {
+        let b = try bundle(statement(name: "acme", resources: files))
+        let r = ModelSignatureVerifier.verify(bundle: b, publishers: [publisher(["llama"], name: "Llama team"), publisher(["acme"], name: "Acme team")], files: measured)
+        guard case let .verified(v) = r else { return XCTFail("\(r.violations)") }
+        XCTAssertEqual(v.publisher.name, "Acme team")
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: b, publishers: [publisher(["llama"])], files: measured)), ["model_name_mismatch"])
+
+        var object = try JSONSerialization.jsonObject(with: Data(b)) as! [String: Any]
+        var envelope = object["dsseEnvelope"] as! [String: Any]
+        var sigs = envelope["signatures"] as! [[String: Any]]
+        var sig = [UInt8](Data(base64Encoded: sigs[0]["sig"] as! String)!)
+        sig[sig.count - 2] ^= 1
+        sigs[0]["sig"] = Data(sig).base64EncodedString()
+        envelope["signatures"] = sigs
+        object["dsseEnvelope"] = envelope
+        let broken = [UInt8](try JSONSerialization.data(withJSONObject: object))
+        let ca = ModelPublisher(name: "CA", models: ["*"], trust: .certificate(roots: [], identity: nil))
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: broken, publishers: [publisher(["acme"]), ca], files: measured)), ["model_signature_invalid"])
+        // An untrusted key's refusal does not hide the trusted key's name mismatch.
+        let other = try PrivateKey.generate(.p256)
+        XCTAssertEqual(codes(ModelSignatureVerifier.verify(bundle: b, publishers: [publisher(["llama"]), publisher(["acme"], key: other)], files: measured)),
+                       ["model_name_mismatch"])
+    }
+
+    /// Thousands of renamed and added files are compared in linear time (each rename found through
+    /// a digest index), and every one is reported.
+    func testManyRenamesAreAllReported() throws {
+        let n = 5_000
+        let many = (0..<n).map { Resource(name: "shard-\($0).bin", digest: digest("s\($0)")) }
+        let b = try bundle(statement(resources: many))
+        let moved = many.map { ModelFileCheck.Measured(name: "moved/" + $0.name, sha256: $0.digest) }
+        let r = ModelSignatureVerifier.verify(bundle: b, publishers: [publisher(["*"])], files: moved)
+        XCTAssertEqual(r.violations.count, n)
+        XCTAssertEqual(Set(codes(r)), ["model_file_renamed"])
     }
 }
