@@ -11,7 +11,7 @@ out=out/fuzz
 # Seeds are made afresh each run (a stale directory must not name a target that no longer exists).
 rm -rf "$out/seeds"
 mkdir -p "$out/crashes" "$out/seeds"
-all_targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document spdm-measurements signed-note receipt-bundle workload-api"
+all_targets="tpm2b-public tpms-attest tpmt-signature tools-pcr-file event-log model-log policy csr certificate attestation-extension crl ocsp-request api-bodies jws snp-report snp-vcek-extensions azure-hcl-report tdx-quote tdx-collateral sgx-pck-extension tdx-event-log rim-xml nitro-document spdm-measurements signed-note receipt-bundle workload-api model-signature"
 targets=${FUZZ_TARGETS:-$all_targets}
 for t in $targets; do
   case " $all_targets " in *" $t "*) ;; *) echo "fuzz.sh: unknown target $t (targets: $all_targets)" >&2; exit 2 ;; esac
