@@ -179,12 +179,12 @@ public enum ModelSignatureVerifier {
             }
             let names = leaf.emailSANs + leaf.uriSANs + leaf.dnsSANs
             if let identity, !names.contains(where: { $0.utf8.elementsEqual(identity.utf8) }) {
-                return .failure(Refusal(code: .modelSignerUntrusted, message: "the signing certificate names [\(names.joined(separator: ", "))], not \(identity)"))
+                return .failure(Refusal(code: .modelSignerUntrusted, message: "the signing certificate names [\(printable(names))], not \(identity)"))
             }
             guard let key = try? leaf.publicKey, let hash = ecdsaHash(key), key.verify(message: pae, signature: bundle.signature, scheme: .ecdsa, hash: hash) else {
                 return .failure(Refusal(code: .modelSignatureInvalid, message: "the signature does not verify under the signing certificate's key"))
             }
-            return .success((leaf.subject + (names.isEmpty ? "" : " (\(names.joined(separator: ", ")))"), nil))
+            return .success((printable([leaf.subject]) + (names.isEmpty ? "" : " (\(printable(names)))"), nil))
         case let (.certificate, .sigstore(trustedRoot, identity, issuer)):
             switch SigstoreKeylessVerifier.verify(bundle: bundle, trustedRoot: trustedRoot, identity: identity, issuer: issuer) {
             case let .verified(claims):
@@ -195,6 +195,23 @@ public enum ModelSignatureVerifier {
         default:
             return .failure(Refusal(code: .modelSignerUntrusted, message: "a \(kind(of: bundle)) signature, the publisher signs with a \(trust.kind)"))
         }
+    }
+
+    /// Names a signer's certificate carries, for messages and claims that verdicts, EARs and `vouch`
+    /// print: joined with ", ", each control character (C0, DEL, C1) written as `\u{XX}`, at most
+    /// 1,024 characters.
+    public static func printable(_ names: [String]) -> String {
+        let joined = names.joined(separator: ", ")
+        var out = ""
+        for scalar in joined.unicodeScalars {
+            if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+            if out.count >= 1024 { return String(out.prefix(1024)) + "…" }
+        }
+        return out
     }
 
     /// model-signing's hash for an EC key: SHA-256 for P-256, SHA-384 for P-384, SHA-512 for P-521.

@@ -87,10 +87,10 @@ public enum SigstoreKeylessVerifier {
     static func checkIdentity(_ leaf: Certificate, identity: String, issuer: String) throws {
         let names = leaf.emailSANs + leaf.uriSANs
         guard names.contains(where: { $0.utf8.elementsEqual(identity.utf8) }) else {
-            throw Refusal.untrusted("the certificate names [\(names.joined(separator: ", "))], not \(identity)")
+            throw Refusal.untrusted("the certificate names [\(ModelSignatureVerifier.printable(names))], not \(identity)")
         }
         guard let certIssuer = oidcIssuer(leaf), certIssuer.utf8.elementsEqual(issuer.utf8) else {
-            throw Refusal.untrusted("the certificate's OIDC issuer is \(oidcIssuer(leaf) ?? "absent"), not \(issuer)")
+            throw Refusal.untrusted("the certificate's OIDC issuer is \(oidcIssuer(leaf).map { ModelSignatureVerifier.printable([$0]) } ?? "absent"), not \(issuer)")
         }
     }
 

@@ -126,8 +126,12 @@ public enum ModelMeasurement {
             var isDir: ObjCBool = false
             guard fm.fileExists(atPath: file, isDirectory: &isDir), !isDir.boolValue else { continue }
             let name = try directoryName(d)
-            guard !out.contains(where: { $0.directory == name }) else { throw VouchError(.usage, "the directory \(d) is given twice") }
+            guard !out.contains(where: { $0.directory.utf8.elementsEqual(name.utf8) }) else { throw VouchError(.usage, "the directory \(d) is given twice") }
             out.append((file, name))
+        }
+        // The broker reads at most ModelLog.maxSignatures: refused here, before PCR 23 is reset.
+        guard out.count <= ModelLog.maxSignatures else {
+            throw VouchError(.invalidValue, "\(out.count) signed model directories: a model log holds at most \(ModelLog.maxSignatures) signatures")
         }
         return out.sorted { Array($0.directory.utf8).lexicographicallyPrecedes(Array($1.directory.utf8)) }
     }

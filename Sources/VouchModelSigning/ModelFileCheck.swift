@@ -65,10 +65,12 @@ public enum ModelFileCheck {
         let extra = present.filter { signed[$0.key] == nil }.map(\.value).sorted { Self.precedes($0.name, $1.name) }
         for e in extra { extraByDigest[e.sha256, default: []].append(e.name) }
         var renamedTo = Set<[UInt8]>()
+        var taken: [String: Int] = [:]   // per digest, how many of its extra files a rename took
         for (name, digest) in missing.sorted(by: { Self.precedes($0.0, $1.0) }) {
-            if var candidates = extraByDigest[digest], !candidates.isEmpty {
-                let to = candidates.removeFirst()
-                extraByDigest[digest] = candidates
+            let next = taken[digest, default: 0]
+            if let candidates = extraByDigest[digest], next < candidates.count {
+                let to = candidates[next]
+                taken[digest] = next + 1
                 renamedTo.insert(Array(to.utf8))
                 out.append(.renamed(from: name, to: to))
             } else {

@@ -99,16 +99,17 @@ private func refused(_ violations: [PolicyViolation], json: Bool) -> Int32 {
     return 1
 }
 
+/// Reads a regular file (through a symbolic link too) no further than `max` bytes — one past it
+/// with `truncate`, for the parser to refuse — so a link to a large or endless file costs
+/// nothing; anything else is a usage error.
 private func readModelInput(_ path: String, _ what: String, max: Int, truncate: Bool = false) throws -> [UInt8] {
-    guard let attrs = try? FileManager.default.attributesOfItem(atPath: path), let size = attrs[.size] as? NSNumber else {
-        throw VouchError(.usage, "cannot read \(what) \(path)")
-    }
-    if truncate, size.intValue > max {
-        guard let h = FileHandle(forReadingAtPath: path), let d = try? h.read(upToCount: max + 1) else { throw VouchError(.usage, "cannot read \(what) \(path)") }
-        return [UInt8](d)
-    }
-    guard size.intValue <= max else { throw VouchError(.usage, "\(what) \(path) is over \(max) bytes") }
-    guard let d = FileManager.default.contents(atPath: path) else { throw VouchError(.usage, "cannot read \(what) \(path)") }
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw VouchError(.usage, "cannot read \(what) \(path)") }
+    guard st.st_mode & S_IFMT == S_IFREG else { throw VouchError(.usage, "\(what) \(path) is not a regular file") }
+    guard let h = FileHandle(forReadingAtPath: path) else { throw VouchError(.usage, "cannot read \(what) \(path)") }
+    defer { try? h.close() }
+    guard let d = try? h.read(upToCount: max + 1) else { throw VouchError(.usage, "cannot read \(what) \(path)") }
+    guard d.count <= max || truncate else { throw VouchError(.usage, "\(what) \(path) is over \(max) bytes") }
     return [UInt8](d)
 }
 

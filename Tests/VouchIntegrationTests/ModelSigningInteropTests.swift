@@ -247,6 +247,21 @@ final class ModelSigningInteropTests: XCTestCase {
                                                                  model, "--signature", model + "/model.sig", "--no-signature"])
         XCTAssertEqual(r.status, 2, r.stderr)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+
+        // More signed directories than a log holds: refused before the TPM is touched (the TCTI
+        // here reaches nothing), exit 1.
+        var signed: [String] = []
+        for i in 0..<9 {
+            let d = dir.appendingPathComponent("signed-\(i)")
+            try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: try fixture("model-signing/v1.1.0-sigstore/model.sig").path, toPath: d.appendingPathComponent("model.sig").path)
+            try Data("w".utf8).write(to: d.appendingPathComponent("w.bin"))
+            signed.append(d.path)
+        }
+        let nine = try TestEnv.run(TestEnv.bin("vouch-attester"), ["measure-model", "--tcti", "swtpm:host=127.0.0.1,port=1", "--model-log",
+                                                                    dir.appendingPathComponent("log9.json").path] + signed)
+        XCTAssertEqual(nine.status, 1, nine.stderr)
+        XCTAssertTrue(nine.stderr.contains("at most 8"), nine.stderr)
     }
 
     func testUsageErrorsExitTwo() throws {
@@ -259,6 +274,14 @@ final class ModelSigningInteropTests: XCTestCase {
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "\(args): \(r.stderr)")
         }
         XCTAssertEqual(try TestEnv.run(TestEnv.bin("vouch"), ["model", "verify", "/nonexistent-dir", "--publisher", pub]).status, 2)
+        // A model.sig linked to a large file is read no further than the bundle limit and refused.
+        let big = dir.appendingPathComponent("big.bin")
+        try Data(count: 5 << 20).write(to: big)
+        let linked = try makeModel("linked-signature")
+        try FileManager.default.createSymbolicLink(atPath: linked + "/model.sig", withDestinationPath: big.path)
+        let v = try verify(linked, ["--publisher", pub])
+        XCTAssertEqual(v.status, 1)
+        XCTAssertEqual(v.codes, ["model_signature_malformed"])
         // No model.sig: unreadable input.
         XCTAssertEqual(try TestEnv.run(TestEnv.bin("vouch"), ["model", "verify", model, "--publisher", pub]).status, 2)
     }

@@ -226,4 +226,24 @@ final class ModelSignatureTests: XCTestCase {
         XCTAssertEqual(r.violations.count, n)
         XCTAssertEqual(Set(codes(r)), ["model_file_renamed"])
     }
+
+    /// Many signed files share one digest (empty files) and are all moved: each rename takes the
+    /// next extra file of that digest, every one reported.
+    func testRenamesOfFilesSharingADigest() throws {
+        let empty = digest("")
+        let signed = (0..<2_000).map { Resource(name: "empty-\($0)", digest: empty) }
+        let b = try bundle(statement(resources: signed))
+        let moved = signed.map { ModelFileCheck.Measured(name: "moved/" + $0.name, sha256: $0.digest) }
+            + [ModelFileCheck.Measured(name: "one-more", sha256: empty)]
+        let r = ModelSignatureVerifier.verify(bundle: b, publishers: [publisher(["*"])], files: moved)
+        XCTAssertEqual(r.violations.filter { $0.code == .modelFileRenamed }.count, 2_000)
+        XCTAssertEqual(r.violations.filter { $0.code == .modelFileExtra }.map(\.path), ["model.signature.files.one-more"])
+    }
+
+    /// What a signer's certificate names reaches messages and claims with its control characters
+    /// escaped.
+    func testCertificateNamesArePrintable() {
+        XCTAssertEqual(ModelSignatureVerifier.printable(["a\u{1B}[31mb", "c\nd"]), "a\\u{1b}[31mb, c\\u{a}d")
+        XCTAssertEqual(ModelSignatureVerifier.printable([String(repeating: "x", count: 5_000)]).count, 1_025)
+    }
 }
