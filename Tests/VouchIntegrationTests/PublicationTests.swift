@@ -83,8 +83,12 @@ final class PublicationTests: XCTestCase {
             let headers = d.appendingPathComponent("curl-headers").path
             let r = try TestEnv.run("/usr/bin/curl", ["-s", "-X", method, "-D", headers, "-w", "\n%{http_code}", "\(publishURL)\(path)"] + extra)
             XCTAssertEqual(r.status, 0, r.stderr)
-            let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-            return (Int(lines.last ?? "") ?? -1, try String(contentsOfFile: headers, encoding: .utf8).lowercased(), lines.dropLast().joined(separator: "\n"))
+            // Split on the last newline byte: as Characters, a body ending in "\r" would join the
+            // "\n" before the status into one "\r\n" (an OCSP signature ends in 0x0D one time in 256).
+            let out = Array(r.stdout.utf8)
+            let cut = out.lastIndex(of: UInt8(ascii: "\n")) ?? -1
+            return (Int(String(decoding: out[(cut + 1)...], as: UTF8.self)) ?? -1, try String(contentsOfFile: headers, encoding: .utf8).lowercased(),
+                    String(decoding: out[..<max(cut, 0)], as: UTF8.self))
         }
         let crlPath = d.appendingPathComponent("crl.der").path
         let crl = try curl("GET", "/v1/crl/\(caKeyID)", ["-o", crlPath])
