@@ -114,24 +114,29 @@ public enum ModelSignatureVerifier {
         }
         // 5
         if let files {
-            let mismatches = ModelFileCheck.compare(manifest, files)
-            if !mismatches.isEmpty {
-                return .rejected(mismatches.map { m in
-                    switch m {
-                    case let .modified(name, signed, measured):
-                        PolicyViolation(code: m.code, path: "\(path).files.\(name)", expected: "sha256 \(signed)", actual: "sha256 \(measured)")
-                    case let .missing(name):
-                        PolicyViolation(code: m.code, path: "\(path).files.\(name)", expected: "the signed file", actual: "absent")
-                    case let .extra(name):
-                        PolicyViolation(code: m.code, path: "\(path).files.\(name)", expected: "only signed files", actual: "a file the manifest does not list")
-                    case let .renamed(from, to):
-                        PolicyViolation(code: m.code, path: "\(path).files.\(to)", expected: "the signed name \(from)", actual: "the signed file's bytes under \(to)")
-                    }
-                })
-            }
+            let violations = fileViolations(manifest, files, path: path)
+            if !violations.isEmpty { return .rejected(violations) }
         }
         return .verified(VerifiedModelSignature(manifest: manifest, publisher: publisher, signer: signer,
                                                 bundleSHA256: Hex.encode(Crypto.sha256(bundle.raw)), signedAt: signedAt))
+    }
+
+    /// Step 5 on its own, for a manifest already verified (`vouch model verify` verifies the
+    /// signature before hashing the directory): every difference between the manifest and
+    /// `files`, as violations under `path`.
+    public static func fileViolations(_ manifest: ModelManifest, _ files: [ModelFileCheck.Measured], path: String = "model.signature") -> [PolicyViolation] {
+        ModelFileCheck.compare(manifest, files).map { m in
+            switch m {
+            case let .modified(name, signed, measured):
+                PolicyViolation(code: m.code, path: "\(path).files.\(name)", expected: "sha256 \(signed)", actual: "sha256 \(measured)")
+            case let .missing(name):
+                PolicyViolation(code: m.code, path: "\(path).files.\(name)", expected: "the signed file", actual: "absent")
+            case let .extra(name):
+                PolicyViolation(code: m.code, path: "\(path).files.\(name)", expected: "only signed files", actual: "a file the manifest does not list")
+            case let .renamed(from, to):
+                PolicyViolation(code: m.code, path: "\(path).files.\(to)", expected: "the signed name \(from)", actual: "the signed file's bytes under \(to)")
+            }
+        }
     }
 
     static func kind(of bundle: SigstoreBundle) -> String {
