@@ -6,7 +6,8 @@ SWIFT ?= swift
 APT_PACKAGES := libxmlsec1-dev libxml2-dev swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 libssl-dev openssl \
                 libcurl4-openssl-dev curl libsqlite3-dev libmicrohttpd-dev libgnutls28-dev libyaml-dev libnghttp2-dev python3 \
                 nginx-light time sqlite3 python3-venv systemd libnss3-tools \
-                golang-go golang-golang-x-mod-dev gnutls-bin openjdk-17-jdk-headless python3-cryptography python3-jwt
+                golang-go golang-golang-x-mod-dev gnutls-bin openjdk-17-jdk-headless python3-cryptography python3-jwt \
+                postgresql libpq-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build demo test test-unit check-imports fuzz bench bench-tee bench-gpu bench-workload bench-model clean
