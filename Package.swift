@@ -27,6 +27,8 @@
 //   VouchTPM           tpm2-tss ESYS: the TPM device
 //   VouchStore         SQLite: the embedded store of VouchModel's protocols (VouchAttestation only for
 //                      migration 4's host re-keying)
+//   VouchPostgres      libpq: the PostgreSQL store of VouchModel's protocols, for several vouchd replicas on one database
+//                      (writes serial under one advisory lock with group commit, reads on a pool, migrations, reconnects)
 //   VouchHTTPServer    libmicrohttpd (+ GnuTLS, its TLS library, for client certificates): HTTPS, plain-HTTP and Unix-socket server
 //                      (VouchRuntime for its log: libmicrohttpd's C callbacks carry no closure)
 //   VouchGRPC          libnghttp2: a gRPC server (unary and server-streaming calls) on a Unix socket, h2c with prior
@@ -80,6 +82,7 @@ let package = Package(
         .systemLibrary(name: "CXMLSec", pkgConfig: "xmlsec1-openssl", providers: [.apt(["libxmlsec1-dev", "libxml2-dev"])]),
         .systemLibrary(name: "CGnuTLS", pkgConfig: "gnutls", providers: [.apt(["libgnutls28-dev"])]),
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "CPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(name: "CVouchShims", dependencies: ["COpenSSL", "CTSS2", "CCurl", "CSQLite", "CMicroHTTPD"]),
 
         // Pure targets
@@ -102,6 +105,7 @@ let package = Package(
         .target(name: "VouchCrypto", dependencies: ["VouchCore", "VouchTPMWire", "COpenSSL", "CVouchShims"]),
         .target(name: "VouchTPM", dependencies: ["VouchCore", "VouchTPMWire", "CTSS2", "CVouchShims"]),
         .target(name: "VouchStore", dependencies: ["VouchCore", "VouchAPI", "VouchModel", "VouchAttestation", "VouchEventLog", "CSQLite", "CVouchShims"]),
+        .target(name: "VouchPostgres", dependencies: ["VouchCore", "VouchAPI", "VouchModel", "VouchEventLog", "CPQ"]),
         .target(name: "VouchHTTPServer", dependencies: ["VouchCore", "VouchRuntime", "CMicroHTTPD", "CGnuTLS", "CVouchShims"]),
         .target(name: "VouchHTTPClient", dependencies: ["VouchCore", "CCurl", "CVouchShims"]),
         .target(name: "VouchGRPC", dependencies: ["VouchCore", "VouchRuntime", "CNGHTTP2"]),
@@ -122,7 +126,7 @@ let package = Package(
                                                    "VouchAttestation", "VouchTEESim", "VouchTEEWire", "VouchGRPC", "VouchSPIFFE", "VouchModelSigning"]),
 
         // Executables
-        .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchModel", "VouchStore", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy",
+        .executableTarget(name: "vouchd", dependencies: ["VouchBroker", "VouchModel", "VouchStore", "VouchPostgres", "VouchHTTPServer", "VouchHTTPClient", "VouchPolicyFiles", "VouchCrypto", "VouchPolicy",
                                                      "VouchYAML", "VouchAPI", "VouchAttestation", "VouchCollateral", "VouchCore", "VouchRuntime"]),
         .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchAPI", "VouchCrypto", "VouchGRPC", "VouchSPIFFE", "VouchYAML", "VouchTPMWire", "VouchRuntime", "VouchReceiptKit", "VouchReceipts"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles",
@@ -153,7 +157,7 @@ let package = Package(
         .testTarget(name: "VouchPolicyTests", dependencies: ["VouchPolicy", "VouchYAML", "VouchTPMWire", "VouchPolicyFiles", "VouchEventLog", "VouchCore", "VouchCrypto"]),
         .target(name: "VouchBrokerTestSupport", dependencies: ["VouchModel", "VouchAPI", "VouchCore", "VouchEventLog"], path: "Tests/VouchBrokerTestSupport"),
         .testTarget(name: "VouchStoreTests", dependencies: ["VouchStore", "VouchAPI", "VouchModel", "VouchAttestation", "VouchCrypto", "VouchCore", "VouchEventLog",
-                                                            "VouchBrokerTestSupport", "VouchTestSupport"]),
+                                                            "VouchBrokerTestSupport", "VouchPostgres", "VouchTestSupport"]),
         .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchModel", "VouchAttesterKit", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
                                                              "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire", "VouchTEESim", "VouchTEEWire", "VouchEventLog",
                                                              "VouchStore", "VouchTLog", "VouchYAML"]),

@@ -2,6 +2,7 @@ internal import CSQLite
 internal import CVouchShims
 import Foundation
 import VouchCore
+import VouchModel
 
 /// The one place SQLite return codes become typed errors.
 func sqliteCheck(_ rc: Int32, _ db: OpaquePointer?, _ operation: String) throws {
@@ -144,7 +145,7 @@ final class Statement {
         return out
     }
 
-    struct Row {
+    struct Row: StoredRow {
         let stmt: OpaquePointer
         func isNull(_ i: Int32) -> Bool { sqlite3_column_type(stmt, i) == SQLITE_NULL }
         func int(_ i: Int32) -> Int64 { sqlite3_column_int64(stmt, i) }
@@ -155,9 +156,6 @@ final class Statement {
             guard n > 0, let p = sqlite3_column_blob(stmt, i) else { return [] }
             return Array(UnsafeRawBufferPointer(start: p, count: n))
         }
-        func date(_ i: Int32) -> Date { Date(timeIntervalSince1970: real(i)) }
-        func optionalDate(_ i: Int32) -> Date? { isNull(i) ? nil : date(i) }
-        func optionalText(_ i: Int32) -> String? { isNull(i) ? nil : text(i) }
-        func optionalInt(_ i: Int32) -> Int64? { isNull(i) ? nil : int(i) }
+        func bytes(_ i: Int32) -> [UInt8] { blob(i) }
     }
 }

@@ -104,19 +104,12 @@ extension SQLiteBrokerStore {
         try with { db in try db.prepare("SELECT idx FROM log_entries WHERE outbox_id = ?").query([.int(outboxID)]) { UInt64($0.int(0)) }.first }
     }
 
-    private static let checkpointColumns = "size, root, note, cosignatures, published_at"
-
-    private static func checkpoint(_ r: Statement.Row) -> PublishedCheckpoint {
-        PublishedCheckpoint(size: UInt64(r.int(0)), root: r.blob(1), note: r.text(2),
-                            cosignatures: r.text(3).split(separator: "\n").map { $0 + "\n" }, publishedAt: r.date(4))
-    }
-
     public func latestCheckpoint() throws -> PublishedCheckpoint? {
-        try with { db in try db.prepare("SELECT \(Self.checkpointColumns) FROM log_checkpoints ORDER BY size DESC LIMIT 1").query([], Self.checkpoint).first }
+        try with { db in try db.prepare("SELECT \(StoredRecords.checkpointColumns) FROM log_checkpoints ORDER BY size DESC LIMIT 1").query([], StoredRecords.checkpoint).first }
     }
 
     public func checkpoint(size: UInt64) throws -> PublishedCheckpoint? {
-        try with { db in try db.prepare("SELECT \(Self.checkpointColumns) FROM log_checkpoints WHERE size = ?").query([.int(Int64(size))], Self.checkpoint).first }
+        try with { db in try db.prepare("SELECT \(StoredRecords.checkpointColumns) FROM log_checkpoints WHERE size = ?").query([.int(Int64(size))], StoredRecords.checkpoint).first }
     }
 
     public func publishCheckpoint(_ c: PublishedCheckpoint) throws {

@@ -13,19 +13,14 @@ extension SQLiteBrokerStore {
         }
     }
 
-    private static func token(_ r: Statement.Row) -> TokenRecord {
-        TokenRecord(id: r.text(0), name: r.text(1), scope: TokenScope(rawValue: r.text(2)) ?? .read, digest: r.blob(3), createdAt: r.date(4),
-                    revokedAt: r.optionalDate(5))
-    }
-
     public func token(digest: [UInt8]) throws -> TokenRecord? {
         try with { db in
-            try db.prepare("SELECT id, name, scope, digest, created_at, revoked_at FROM tokens WHERE digest = ?").query([.blob(digest)], Self.token).first
+            try db.prepare("SELECT id, name, scope, digest, created_at, revoked_at FROM tokens WHERE digest = ?").query([.blob(digest)], StoredRecords.token).first
         }
     }
 
     public func tokens() throws -> [TokenRecord] {
-        try with { db in try db.prepare("SELECT id, name, scope, digest, created_at, revoked_at FROM tokens ORDER BY created_at, id").query([], Self.token) }
+        try with { db in try db.prepare("SELECT id, name, scope, digest, created_at, revoked_at FROM tokens ORDER BY created_at, id").query([], StoredRecords.token) }
     }
 
     public func revokeToken(id: String, at: Date) throws -> Bool {

@@ -23,11 +23,11 @@ extension SQLiteBrokerStore {
         case let .agent(h, a): (clause, args) = ("host_id = ? AND agent_name = ?", [.text(h), .text(a)])
         case let .host(h): (clause, args) = ("host_id = ?", [.text(h)])
         }
-        return try db.prepare("SELECT \(certColumns) FROM certificates WHERE \(clause) AND revoked_at IS NULL ORDER BY serial").query(args, certificate)
+        return try db.prepare("SELECT \(StoredRecords.certificateColumns) FROM certificates WHERE \(clause) AND revoked_at IS NULL ORDER BY serial").query(args, StoredRecords.certificate)
     }
 
     static func revoked(_ db: SQLiteDatabase, issuer: String) throws -> [CertificateRecord] {
-        try db.prepare("SELECT \(certColumns) FROM certificates WHERE revoked_at IS NOT NULL AND issuer = ? ORDER BY serial").query([.text(issuer)], certificate)
+        try db.prepare("SELECT \(StoredRecords.certificateColumns) FROM certificates WHERE revoked_at IS NOT NULL AND issuer = ? ORDER BY serial").query([.text(issuer)], StoredRecords.certificate)
     }
 
     static func crlNumber(_ db: SQLiteDatabase, issuer: String) throws -> UInt64 {
@@ -63,9 +63,7 @@ extension SQLiteBrokerStore {
     }
 
     static func loadCRL(_ db: SQLiteDatabase, issuer: String) throws -> CRLRecord? {
-        try db.prepare("SELECT issuer, number, der, this_update, next_update FROM crls WHERE issuer = ?").query([.text(issuer)]) {
-            CRLRecord(issuer: $0.text(0), number: UInt64($0.int(1)), der: $0.blob(2), thisUpdate: $0.date(3), nextUpdate: $0.date(4))
-        }.first
+        try db.prepare("SELECT \(StoredRecords.crlColumns) FROM crls WHERE issuer = ?").query([.text(issuer)], StoredRecords.crl).first
     }
 
     static func storeCRL(_ db: SQLiteDatabase, _ crl: CRLRecord) throws {
@@ -83,11 +81,11 @@ struct SQLiteTransaction: StoreTransaction {
     let db: SQLiteDatabase
 
     func host(id: String) throws -> HostRecord? {
-        try db.prepare("SELECT \(SQLiteBrokerStore.hostColumns) FROM hosts WHERE id = ? AND deleted_at IS NULL").query([.text(id)], SQLiteBrokerStore.host).first
+        try db.prepare("SELECT \(StoredRecords.hostColumns) FROM hosts WHERE id = ? AND deleted_at IS NULL").query([.text(id)], StoredRecords.host).first
     }
 
     func trust(hostID: String) throws -> HostTrust? {
-        try db.prepare("SELECT \(SQLiteBrokerStore.trustColumns) FROM host_trust WHERE host_id = ?").query([.text(hostID)], SQLiteBrokerStore.trust).first
+        try db.prepare("SELECT \(StoredRecords.trustColumns) FROM host_trust WHERE host_id = ?").query([.text(hostID)], StoredRecords.trust).first
     }
 
     func saveTrust(_ trust: HostTrust) throws { try store.writeTrust(db, trust) }

@@ -208,61 +208,19 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
           ak_state=excluded.ak_state, activation_digest=excluded.activation_digest, activation_expires_at=excluded.activation_expires_at,
           activation_failures=excluded.activation_failures, registered_at=excluded.registered_at, updated_at=excluded.updated_at,
           blocked_reason=excluded.blocked_reason, platform=excluded.platform, deleted_at=NULL, version=hosts.version + 1
-        """).run([.text(h.id), .text(h.hostname), .blob(h.ekPublic), .blob(h.ekCertificate), .text(h.ekIssuer), .text(Self.json(h.labels)), .blob(h.akPublic),
+        """).run([.text(h.id), .text(h.hostname), .blob(h.ekPublic), .blob(h.ekCertificate), .text(h.ekIssuer), .text(StoredJSON.encode(h.labels)), .blob(h.akPublic),
                   .blob(h.akName), .text(h.akAlgorithm), .text(h.akState.rawValue), h.activationDigest.map { .blob($0) } ?? .null,
                   h.activationExpiresAt.map { .real($0.timeIntervalSince1970) } ?? .null, .int(Int64(h.activationFailures)),
                   .real(h.registeredAt.timeIntervalSince1970), .real(h.updatedAt.timeIntervalSince1970), h.blockedReason.map { .text($0) } ?? .null,
                   .text(h.platform.rawValue)])
     }
 
-    static let hostColumns = """
-    id, hostname, ek_public, ek_certificate, ek_issuer, ak_public, ak_name, ak_algorithm, ak_state, activation_digest,
-    activation_expires_at, activation_failures, registered_at, updated_at, labels, blocked_reason, version, platform
-    """
-
-    static func host(_ r: Statement.Row) -> HostRecord {
-        HostRecord(id: r.text(0), hostname: r.text(1), ekPublic: r.blob(2), ekCertificate: r.blob(3), ekIssuer: r.text(4),
-                   akPublic: r.blob(5), akName: r.blob(6), akAlgorithm: r.text(7), akState: AKState(rawValue: r.text(8)) ?? .pending,
-                   activationDigest: r.isNull(9) ? nil : r.blob(9), activationExpiresAt: r.optionalDate(10),
-                   activationFailures: Int(r.int(11)), registeredAt: r.date(12), updatedAt: r.date(13))
-            .withLabels(Self.labels(r.text(14))).withBlock(r.optionalText(15)).withVersion(r.int(16)).withPlatform(HostPlatform(stored: r.text(17)))
-    }
-
-    /// Decoded label sets by their stored JSON: hosts share a few, and a host record is read on
-    /// every round (a JSONDecoder per read was 3 % of the broker's re-attestation time).
-    private static let decodedLabels = Mutex<[String: [String: String]]>([:])
-
-    private static func labels(_ json: String) -> [String: String]? {
-        if let known = decodedLabels.withLock({ $0[json] }) { return known }
-        guard let decoded: [String: String] = unjson(json) else { return nil }
-        decodedLabels.withLock { cache in
-            if cache.count >= 4096 { cache.removeAll() }
-            cache[json] = decoded
-        }
-        return decoded
-    }
-
-    static func json<T: Encodable>(_ v: T) -> String {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return (try? String(decoding: e.encode(v), as: UTF8.self)) ?? "null"
-    }
-
-    /// Event data: sorted keys, slashes as they are (`spiffe://…`, as the API writes them).
-    static func eventJSON(_ data: [String: String]) -> String {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? String(decoding: e.encode(data), as: UTF8.self)) ?? "null"
-    }
-
-    static func unjson<T: Decodable>(_ s: String) -> T? { try? JSONDecoder().decode(T.self, from: Data(s.utf8)) }
-
     public func host(id: String) throws -> HostRecord? {
-        try with { db in try db.prepare("SELECT \(Self.hostColumns) FROM hosts WHERE id = ? AND deleted_at IS NULL").query([.text(id)], Self.host).first }
+        try with { db in try db.prepare("SELECT \(StoredRecords.hostColumns) FROM hosts WHERE id = ? AND deleted_at IS NULL").query([.text(id)], StoredRecords.host).first }
     }
 
     public func hosts() throws -> [HostRecord] {
-        try with { db in try db.prepare("SELECT \(Self.hostColumns) FROM hosts WHERE deleted_at IS NULL ORDER BY registered_at, id").query([], Self.host) }
+        try with { db in try db.prepare("SELECT \(StoredRecords.hostColumns) FROM hosts WHERE deleted_at IS NULL ORDER BY registered_at, id").query([], StoredRecords.host) }
     }
 
     public func deleteHost(id: String) throws {
@@ -306,37 +264,18 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
         """).run([.text(t.hostID)] + known + state)
     }
 
-    static let trustColumns = """
-    host_id, state, since, mode, attester_url, host_cert_serial, host_key_pin, simulated, last_verdict_at, last_contact_at,
-    failures, faults, unreachable_since, last_problem
-    """
-
-    static func trust(_ r: Statement.Row) -> HostTrust {
-        HostTrust(hostID: r.text(0), state: TrustState(rawValue: r.text(1)) ?? .unknown, since: r.date(2), mode: AttestationMode(rawValue: r.text(3)) ?? .push,
-                  attesterURL: r.optionalText(4), hostCertificateSerial: r.optionalText(5), hostKeyPin: r.optionalText(6), simulated: r.int(7) != 0,
-                  lastVerdictAt: r.optionalDate(8), lastContactAt: r.optionalDate(9), consecutiveFailures: Int(r.int(10)),
-                  consecutiveFaults: Int(r.int(11)), unreachableSince: r.optionalDate(12), lastProblem: r.optionalText(13))
-    }
-
     public func trust(hostID: String) throws -> HostTrust? {
-        try with { db in try db.prepare("SELECT \(Self.trustColumns) FROM host_trust WHERE host_id = ?").query([.text(hostID)], Self.trust).first }
+        try with { db in try db.prepare("SELECT \(StoredRecords.trustColumns) FROM host_trust WHERE host_id = ?").query([.text(hostID)], StoredRecords.trust).first }
     }
 
     public func attestableHosts() throws -> [AttestableHost] {
         try with { db in
-            try db.prepare("""
-            SELECT h.id, h.labels, h.ek_issuer, t.mode, t.state, h.platform FROM hosts h JOIN host_trust t ON t.host_id = h.id
-            WHERE h.deleted_at IS NULL AND h.ak_state = 'active' AND h.blocked_reason IS NULL ORDER BY h.id
-            """).query([]) { r in
-                AttestableHost(id: r.text(0), labels: Self.labels(r.text(1)) ?? [:], ekIssuer: r.text(2),
-                               mode: AttestationMode(rawValue: r.text(3)) ?? .push, state: TrustState(rawValue: r.text(4)) ?? .unknown,
-                               platform: HostPlatform(stored: r.text(5)))
-            }
+            try db.prepare(StoredRecords.attestableQuery).query([], StoredRecords.attestable)
         }
     }
 
     public func trusts() throws -> [HostTrust] {
-        try with { db in try db.prepare("SELECT \(Self.trustColumns) FROM host_trust ORDER BY host_id").query([], Self.trust) }
+        try with { db in try db.prepare("SELECT \(StoredRecords.trustColumns) FROM host_trust ORDER BY host_id").query([], StoredRecords.trust) }
     }
 
     // MARK: nonces
@@ -368,13 +307,13 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
                   a.nonce.map { .text($0) } ?? .null, a.policyName.map { .text($0) } ?? .null,
                   a.policyVersion.map { .int(Int64($0)) } ?? .null, a.policySHA256.map { .text($0) } ?? .null,
                   a.pcrDigest.map { .text($0) } ?? .null, a.serial.map { .text($0) } ?? .null,
-                  a.claims.map { .text(Self.encode($0)) } ?? .null, a.pcrs.map { .text(Self.json($0)) } ?? .null])
+                  a.claims.map { .text(StoredJSON.claims($0)) } ?? .null, a.pcrs.map { .text(StoredJSON.encode($0)) } ?? .null])
         let id = db.lastInsertID
         if let tee = a.teeEvidence {
             try db.prepare("""
             INSERT INTO tee_evidence (host_id, attestation_id, evidence) VALUES (?,?,?)
             ON CONFLICT(host_id) DO UPDATE SET attestation_id = excluded.attestation_id, evidence = excluded.evidence
-            """).run([.text(a.hostID), .int(id), .text(Self.json(tee))])
+            """).run([.text(a.hostID), .int(id), .text(StoredJSON.encode(tee))])
         }
         if logged {
             var recorded = a
@@ -400,34 +339,21 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
     public func latestEvidence(hostID: String) throws -> AttestationRecord? {
         try with { db in
             try db.prepare("""
-            SELECT \(Self.attestationColumns),
+            SELECT \(StoredRecords.attestationColumns),
               (SELECT evidence FROM tee_evidence t WHERE t.host_id = attestations.host_id AND t.attestation_id = attestations.id)
             FROM attestations WHERE host_id = ? AND (pcrs IS NOT NULL OR json_extract(claims, '$.tee') IS NOT NULL) ORDER BY id DESC LIMIT 1
             """).query([.text(hostID)]) { r in
-                var a = Self.attestation(r)
-                a.teeEvidence = r.optionalText(16).flatMap(Self.unjson)
+                var a = StoredRecords.attestation(r)
+                a.teeEvidence = r.optionalText(16).flatMap(StoredJSON.decode)
                 return a
             }.first
         }
     }
 
-    private static let attestationColumns = """
-    id, host_id, at, kind, trusted, codes, message, agent_name, nonce, policy_name, policy_version, policy_sha256, pcr_digest, serial, claims, pcrs
-    """
-
-    private static func attestation(_ r: Statement.Row) -> AttestationRecord {
-        AttestationRecord(id: r.int(0), hostID: r.text(1), at: r.date(2), kind: AttestationKind(stored: r.text(3)), trusted: r.int(4) != 0,
-                          codes: r.text(5).split(separator: ",").map(String.init), message: r.text(6),
-                          agentName: r.optionalText(7), nonce: r.optionalText(8), policyName: r.optionalText(9),
-                          policyVersion: r.optionalInt(10).map(Int.init), policySHA256: r.optionalText(11),
-                          pcrDigest: r.optionalText(12), serial: r.optionalText(13), claims: r.optionalText(14).flatMap(Self.decode),
-                          pcrs: r.optionalText(15).flatMap(Self.unjson))
-    }
-
     private func attestation(hostID: String, where extra: String) throws -> AttestationRecord? {
         try with { db in
-            try db.prepare("SELECT \(Self.attestationColumns) FROM attestations WHERE host_id = ? \(extra) ORDER BY id DESC LIMIT 1")
-                .query([.text(hostID)], Self.attestation).first
+            try db.prepare("SELECT \(StoredRecords.attestationColumns) FROM attestations WHERE host_id = ? \(extra) ORDER BY id DESC LIMIT 1")
+                .query([.text(hostID)], StoredRecords.attestation).first
         }
     }
 
@@ -442,7 +368,7 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
         args.append(.int(Int64(max(1, min(q.limit, 1000)))))
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         return try with { db in
-            try db.prepare("SELECT \(Self.attestationColumns) FROM attestations \(whereSQL) ORDER BY id DESC LIMIT ?").query(args, Self.attestation)
+            try db.prepare("SELECT \(StoredRecords.attestationColumns) FROM attestations \(whereSQL) ORDER BY id DESC LIMIT ?").query(args, StoredRecords.attestation)
         }
     }
 
@@ -454,20 +380,10 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
             SELECT json_extract(claims, '$.clock'), at FROM attestations WHERE host_id = ? AND trusted = 1 AND claims IS NOT NULL
             ORDER BY id DESC LIMIT 1
             """).query([.text(hostID)]) { r -> (ClockState, Date)? in
-                guard let text = r.optionalText(0), let clock: ClockState = Self.unjson(text) else { return nil }
+                guard let text = r.optionalText(0), let clock: ClockState = StoredJSON.decode(text) else { return nil }
                 return (clock, r.date(1))
             }.first.flatMap { $0 }
         }
-    }
-
-    private static func encode(_ c: EvidenceClaims) -> String {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return (try? String(decoding: e.encode(c), as: UTF8.self)) ?? "{}"
-    }
-
-    private static func decode(_ s: String) -> EvidenceClaims? {
-        try? JSONDecoder().decode(EvidenceClaims.self, from: Data(s.utf8))
     }
 
     public func recordIssuance(attestation: AttestationRecord, certificate c: CertificateRecord) throws -> Int64 {
@@ -493,27 +409,19 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
         return id
     }
 
-    static let certColumns = "serial, host_id, agent_name, spiffe_id, not_before, not_after, pem, attestation_id, revoked_at, revocation_reason, issuer"
-
-    static func certificate(_ r: Statement.Row) -> CertificateRecord {
-        CertificateRecord(serial: r.text(0), hostID: r.text(1), agentName: r.text(2), spiffeID: r.text(3), notBefore: r.date(4),
-                          notAfter: r.date(5), pem: r.text(6), attestationID: r.int(7), revokedAt: r.optionalDate(8),
-                          revocationReason: r.optionalInt(9).map(RevocationReason.init(stored:)), issuer: r.text(10))
-    }
-
     public func certificate(serial: String) throws -> CertificateRecord? {
-        try with { db in try db.prepare("SELECT \(Self.certColumns) FROM certificates WHERE serial = ?").query([.text(serial)], Self.certificate).first }
+        try with { db in try db.prepare("SELECT \(StoredRecords.certificateColumns) FROM certificates WHERE serial = ?").query([.text(serial)], StoredRecords.certificate).first }
     }
 
     public func certificates() throws -> [CertificateRecord] {
-        try with { db in try db.prepare("SELECT \(Self.certColumns) FROM certificates ORDER BY not_before, serial").query([], Self.certificate) }
+        try with { db in try db.prepare("SELECT \(StoredRecords.certificateColumns) FROM certificates ORDER BY not_before, serial").query([], StoredRecords.certificate) }
     }
 
     // MARK: events and webhook deliveries
 
-    /// Events stored before event data was written by `eventJSON` keep their old form.
+    /// Events stored before event data was written by `StoredJSON.event` keep their old form.
     func insertEvent(_ db: SQLiteDatabase, _ type: OutboxEventType, _ data: [String: String], at: Date) throws {
-        try db.prepare("INSERT INTO events (at, type, data) VALUES (?,?,?)").run([.real(at.timeIntervalSince1970), .text(type.rawValue), .text(Self.eventJSON(data))])
+        try db.prepare("INSERT INTO events (at, type, data) VALUES (?,?,?)").run([.real(at.timeIntervalSince1970), .text(type.rawValue), .text(StoredJSON.event(data))])
     }
 
     @discardableResult
@@ -524,12 +432,8 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
         }
     }
 
-    private static func event(_ r: Statement.Row) -> EventRecord {
-        EventRecord(id: r.int(0), at: r.date(1), type: OutboxEventType(stored: r.text(2)), data: r.text(3))
-    }
-
     public func events(after id: Int64, limit: Int) throws -> [EventRecord] {
-        try with { db in try db.prepare("SELECT id, at, type, data FROM events WHERE id > ? ORDER BY id LIMIT ?").query([.int(id), .int(Int64(limit))], Self.event) }
+        try with { db in try db.prepare("SELECT id, at, type, data FROM events WHERE id > ? ORDER BY id LIMIT ?").query([.int(id), .int(Int64(limit))], StoredRecords.event) }
     }
 
     public func latestEventID() throws -> Int64 {
@@ -556,7 +460,7 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
             WHERE e.id > s.since_event AND d.delivered_at IS NULL
             ORDER BY e.id LIMIT ?
             """).query([.text(subscriber), .int(Int64(limit))]) { r in
-                PendingDelivery(event: Self.event(r), attempts: Int(r.int(4)), nextAttempt: r.optionalDate(5))
+                PendingDelivery(event: StoredRecords.event(r), attempts: Int(r.int(4)), nextAttempt: r.optionalDate(5))
             }
         }
     }

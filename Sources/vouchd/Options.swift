@@ -8,6 +8,8 @@ import VouchRuntime
 /// created. A bad value ends the process with a usage error (exit 2) naming where it came from.
 struct BrokerOptions {
     let dataDir: String
+    /// `database`: nil for the embedded SQLite store (DATA-DIR/vouch.db), else a PostgreSQL URL.
+    let postgresURL: String?
     let listen: String
     let port: UInt16
     let trustDomain: String
@@ -32,6 +34,7 @@ struct BrokerOptions {
 
     init(_ args: Settings) throws {
         let dataDir = try args.required("data-dir")
+        let postgresURL = try Self.database(args)
         let listen = args["listen"] ?? "127.0.0.1"
         guard let port = UInt16(args["port"] ?? "8443"), port > 0 else { fail("\(args.source("port")): port must be 1-65535") }
         let trustDomain = args["trust-domain"] ?? "vouch.local"
@@ -97,7 +100,7 @@ struct BrokerOptions {
             for p in store.problems { Runtime.log("WARNING: nvidia-ocsp: \(p.file) is not used: \(p.code.rawValue): \(p.message)") }
             tee.gpu.ocsp = store
         }
-        self.dataDir = dataDir; self.listen = listen; self.port = port; self.trustDomain = trustDomain; self.publicURL = publicURL
+        self.dataDir = dataDir; self.postgresURL = postgresURL; self.listen = listen; self.port = port; self.trustDomain = trustDomain; self.publicURL = publicURL
         self.publication = publication; self.policyPaths = policyPaths; self.ekRoots = ekRoots; self.config = config
         self.concurrency = concurrency; self.pullTimeout = pullTimeout; self.perAddress = perAddress; self.authFailures = authFailures
         self.idle = idle; self.requestDeadline = requestDeadline; self.tee = tee; self.collateral = collateral
@@ -126,6 +129,16 @@ struct BrokerOptions {
         for failure in pinned.failures where !used.contains(failure.file) {
             Runtime.log("WARNING: nvidia-rims: \(failure.file) is not used: \(failure.code.rawValue): \(failure.message)")
         }
+    }
+
+    /// `--database`: `sqlite` (the default: DATA-DIR/vouch.db) or a PostgreSQL connection URL
+    /// (`postgres://` or `postgresql://`, several hosts allowed: libpq's syntax).
+    static func database(_ args: Settings) throws -> String? {
+        guard let value = args["database"], value != "sqlite" else { return nil }
+        guard value.hasPrefix("postgres://") || value.hasPrefix("postgresql://") else {
+            fail("\(args.source("database")): database must be sqlite or a postgres:// URL")
+        }
+        return value
     }
 
     /// How long one pull waits, in the whole seconds the client takes: at least 1.

@@ -7,6 +7,7 @@ import VouchCrypto
 import VouchHTTPServer
 import VouchModel
 import VouchPolicy
+import VouchPostgres
 import VouchRuntime
 import VouchStore
 import VouchPolicyFiles
@@ -22,6 +23,9 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --config FILE         the configuration file
   --check-config        validate the settings (and policy files), print them, and exit
   --log-format FMT      text (default) or json: one JSON object per line (ts, level, msg)
+  --database sqlite|URL the store: sqlite (default: DATA-DIR/vouch.db) or a PostgreSQL URL
+                        (postgres://user@host1,host2/db?target_session_attrs=read-write) shared by
+                        several vouchd replicas, which then share DATA-DIR's keys (docs/operations.md)
   --data-dir DIR        state: SQLite store (vouch.db), admin.token, ca/ (the agents' issuing CA) and
                         broker-ca/ (the broker's own CA: clients trust broker-ca/ca.pem for the
                         broker and its signed results), created on first start
@@ -106,7 +110,7 @@ let words = Array(CommandLine.arguments.dropFirst())
 if Arguments.asksForHelp(words) { print(usage); exit(0) }
 if Arguments.asksForVersion(words) { print("vouchd \(VouchVersion.current)"); exit(0) }
 
-let options: Set<String> = Set(["config", "data-dir", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
+let options: Set<String> = Set(["config", "data-dir", "database", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
                              "publish-listen", "publish-url", "crl-url", "ocsp-url",
                              "crl-validity", "webhook", "webhook-secret-file", "log-witness", "connection-timeout", "request-deadline",
                              "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "log-format",
@@ -164,7 +168,14 @@ do {
     if brokerCACreated { Runtime.log("created broker CA \(brokerCA.certificate.subject) in \(dataDir)/broker-ca: clients trust broker-ca/ca.pem for this broker") }
     let tls = try BrokerBootstrap.serverTLS(brokerCA: brokerCA, dnsNames: ["localhost"], ipAddresses: Array(Set(["127.0.0.1", listen])).sorted(), clock: clock)
 
-    let store = try SQLiteBrokerStore(path: dataDir + "/vouch.db", logEntries: BrokerLogEntries())
+    let store: any BrokerStore & LogStore
+    if let url = brokerOptions.postgresURL {
+        let postgres = try PostgresBrokerStore(url: url, logEntries: BrokerLogEntries())
+        Runtime.log("store: PostgreSQL at \(postgres.target)")
+        store = postgres
+    } else {
+        store = try SQLiteBrokerStore(path: dataDir + "/vouch.db", logEntries: BrokerLogEntries())
+    }
     // The transparency log: its own key, its last published checkpoint kept in a file beside the
     // database (a restored old database then cannot fork the log), a sequencer round twice a second.
     let logKeyExisted = Files.exists(dataDir + "/log.key")

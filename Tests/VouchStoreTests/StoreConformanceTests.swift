@@ -5,10 +5,13 @@ import VouchBrokerTestSupport
 import VouchCore
 import VouchEventLog
 import VouchModel
+import VouchPostgres
 import VouchStore
+import VouchTestSupport
 
-/// The same assertions against `SQLiteBrokerStore` and `InMemoryBrokerStore`, so the in-memory
-/// store the in-process service tests use keeps the semantics of the real one: version-checked
+/// The same assertions against `SQLiteBrokerStore`, `PostgresBrokerStore` (a database of its own
+/// per test on a PostgreSQL server the tests start) and `InMemoryBrokerStore`, so the three keep
+/// one semantics — the in-memory store the in-process service tests use included: version-checked
 /// host writes, blocks, deletion, the two halves of a trust record, used nonces, revocation with
 /// per-issuer CRL numbers, history filters and the outbox.
 final class StoreConformanceTests: XCTestCase {
@@ -24,6 +27,8 @@ final class StoreConformanceTests: XCTestCase {
     /// Runs `body` once per store, naming the store in failures.
     func forEachStore(_ body: (BrokerStore, String) throws -> Void) throws {
         try body(try SQLiteBrokerStore(path: dir.appendingPathComponent("vouch.db").path), "sqlite")
+        let postgres = try PostgresServer.shared.get()
+        try body(try PostgresBrokerStore(url: try postgres.createDatabase("conformance_\(UInt64.random(in: 0...UInt64.max))")), "postgres")
         try body(InMemoryBrokerStore(), "memory")
     }
 
