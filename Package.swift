@@ -160,7 +160,7 @@ let package = Package(
                                                             "VouchBrokerTestSupport", "VouchPostgres", "VouchTestSupport"]),
         .testTarget(name: "VouchBrokerTests", dependencies: ["VouchBroker", "VouchModel", "VouchAttesterKit", "VouchBrokerTestSupport", "VouchTestSupport", "VouchCore", "VouchPolicy",
                                                              "VouchCrypto", "VouchAttestation", "VouchAPI", "VouchTPMWire", "VouchTEESim", "VouchTEEWire", "VouchEventLog",
-                                                             "VouchStore", "VouchTLog", "VouchYAML"]),
+                                                             "VouchStore", "VouchTLog", "VouchYAML", "VouchPostgres"]),
         .testTarget(name: "VouchTEETests", dependencies: ["VouchCrypto", "VouchCore", "VouchTestSupport", "VouchTEEWire", "VouchAttestation", "VouchTEESim", "VouchPolicy",
                                                           "VouchYAML", "VouchTPMWire", "VouchAttesterKit", "VouchEventLog", "VouchCollateral", "VouchHTTPServer",
                                                           "VouchHTTPClient", "VouchAPI", "VouchXMLSig"]),

@@ -50,6 +50,13 @@ public struct BrokerConfig: Sendable {
     /// Event streams (`GET /v1/events`) open at once from one client address, and in all.
     public var maxEventStreamsPerAddress = 4
     public var maxEventStreams = 256
+    /// Where the highest CRL number published per issuer is kept (`CRLWatermark`); nil: in memory only.
+    public var crlWatermarkFile: String?
+    /// A secret every replica on a shared store has (DATA-DIR/replica.key): the keys of challenge
+    /// nonces and registration tickets are derived from it, so a challenge one replica issued is
+    /// answered at another. nil (one broker): new random keys at each start, which expires every
+    /// outstanding challenge and ticket.
+    public var replicaSecret: [UInt8]?
 
     public init(trustDomain: String) { self.trustDomain = trustDomain }
 
@@ -115,9 +122,15 @@ public final class BrokerContext: Sendable {
         self.evidenceVerifiers = BrokerService.evidenceVerifiers(keys: keys, tee: config.allowSimulatedHosts ? tee : tee.pinnedOnly)
         let cache = ReadMostly(ResponseCache())
         self.responseCache = cache
-        self.revocations = Revocations(store: store, authorities: authorities, clock: clock, crlValidity: config.crlValidity, cache: cache)
-        self.ticketKey = (try? Crypto.randomBytes(32)) ?? []
-        self.nonces = NonceMinter(key: (try? Crypto.randomBytes(32)) ?? [])
+        self.revocations = Revocations(store: store, authorities: authorities, clock: clock, crlValidity: config.crlValidity, cache: cache,
+                                       watermark: CRLWatermark(path: config.crlWatermarkFile))
+        if let secret = config.replicaSecret {
+            self.ticketKey = Crypto.hmac(.sha256, key: secret, Array("vouch registration ticket key v1".utf8))
+            self.nonces = NonceMinter(key: Crypto.hmac(.sha256, key: secret, Array("vouch challenge nonce key v1".utf8)))
+        } else {
+            self.ticketKey = (try? Crypto.randomBytes(32)) ?? []
+            self.nonces = NonceMinter(key: (try? Crypto.randomBytes(32)) ?? [])
+        }
         precondition(ticketKey.count == 32 && nonces.key.count == 32, "no randomness for the broker's MAC keys")
         policies.onReload { [metrics] ok in metrics.policyReload(ok: ok) }
     }

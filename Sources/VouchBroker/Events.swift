@@ -57,11 +57,15 @@ public final class WebhookDispatcher: Sendable {
     let notifier: EventNotifier
     let clock: Clock
     let log: @Sendable (String) -> Void
+    /// Replicas on a shared store: only the holder of the webhooks lease delivers, through the
+    /// store fenced by it (a delivery recorded after the job moved is refused). nil: this broker alone.
+    let gate: LeaseGate?
     private let running = Mutex(false)
 
     public init(subscribers: [Subscriber], store: BrokerStore, transport: WebhookTransport, notifier: EventNotifier, clock: Clock,
-                log: @escaping @Sendable (String) -> Void) throws {
+                gate: LeaseGate? = nil, log: @escaping @Sendable (String) -> Void) throws {
         self.subscribers = subscribers
+        self.gate = gate
         self.store = store
         self.transport = transport
         self.notifier = notifier
@@ -78,9 +82,13 @@ public final class WebhookDispatcher: Sendable {
         running.withLock { $0 = true }
         let thread = Thread { [self] in
             while running.withLock({ $0 }) {
-                for s in subscribers { deliver(s) }
+                let current: BrokerStore? = if let gate { gate.acquire() } else { store }
+                if let current {
+                    for s in subscribers { deliver(s, store: current) }
+                }
                 notifier.wait(timeout: 0.5)
             }
+            gate?.release()
         }
         thread.name = "vouch.webhooks"
         thread.start()
@@ -93,7 +101,7 @@ public final class WebhookDispatcher: Sendable {
 
     /// One round for one subscriber: undelivered events in order, stopping at the first one that
     /// is not yet due for a retry or that fails, so no event overtakes an earlier one.
-    func deliver(_ s: Subscriber) {
+    func deliver(_ s: Subscriber, store: BrokerStore) {
         guard let pending = try? store.undelivered(subscriber: s.url, limit: 50) else { return }
         for d in pending {
             if let next = d.nextAttempt, next > clock.now() { return }
@@ -111,7 +119,11 @@ public final class WebhookDispatcher: Sendable {
             let attempts = d.attempts + 1
             let now = clock.now()
             let next = failure == nil ? nil : now.addingTimeInterval(backoffDelay(failures: attempts, cap: 300))
-            try? store.recordDelivery(subscriber: s.url, eventID: d.event.id, delivered: failure == nil, attempts: attempts, nextAttempt: next, error: failure, at: now)
+            do {
+                try store.recordDelivery(subscriber: s.url, eventID: d.event.id, delivered: failure == nil, attempts: attempts, nextAttempt: next, error: failure, at: now)
+            } catch {
+                return   // the job moved to another replica (lease_lost) or the store is down: that replica, or the next round, goes on
+            }
             if let failure {
                 log("webhook \(s.url) event \(d.event.id) attempt \(attempts) failed: \(failure); retrying at \(next!.iso8601)")
                 return

@@ -23,6 +23,9 @@ public final class Reattestor: Sendable {
     let log: @Sendable (String) -> Void
     /// A number in [0, 1) for spreading rounds over the interval (injected so tests are exact).
     let spread: @Sendable () -> Double
+    /// Replicas on a shared store: every replica ticks every host, and a round runs where it is
+    /// claimed first (`SharedStore.claimRounds`); nil: this broker alone.
+    let shared: (shared: any SharedStore, holder: String)?
 
     /// A pull round `tick` found due (its host is marked in flight until `run` finishes it).
     public struct PullRound: Sendable, Equatable {
@@ -49,8 +52,9 @@ public final class Reattestor: Sendable {
     public static let refreshInterval: TimeInterval = 1
 
     public init(service: BrokerService, source: EvidenceSource, concurrency: Int = 32, spread: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
+                shared: (any SharedStore)? = nil, holder: String = "", log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.service = service
+        self.shared = shared.map { ($0, holder) }
         self.source = source
         self.slots = DispatchSemaphore(value: max(1, concurrency))
         self.spread = spread
@@ -130,7 +134,7 @@ public final class Reattestor: Sendable {
             }
         }
         var pulls: [PullRound] = []
-        for h in due {
+        for h in claimed(due, now: now) {
             switch h.mode {
             case .push:
                 // Cheap (one read): checked often, so a missed report is noticed within seconds.
@@ -141,6 +145,32 @@ public final class Reattestor: Sendable {
             }
         }
         return pulls
+    }
+
+    /// Of the hosts due now, those whose round this broker runs: all of them alone; on a shared
+    /// store, those it claimed first. A claimed pull round is due again one interval on should this
+    /// broker never report back (another replica then takes it), a push check after its usual
+    /// period. Hosts another replica claimed take that replica's due time here; when the store
+    /// cannot be reached no round runs (the hosts stay due).
+    private func claimed(_ due: [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)], now: Date)
+        -> [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)] {
+        guard let shared, !due.isEmpty else { return due }
+        let rounds = due.map { h in RoundClaim(hostID: h.id, next: now.addingTimeInterval(h.mode == .pull ? h.interval : min(h.interval / 4, 5))) }
+        let result: RoundClaims
+        do {
+            result = try shared.shared.claimRounds(rounds, holder: shared.holder, now: now)
+        } catch {
+            log("re-attestation: cannot claim rounds: \((error as? VouchError)?.message ?? "\(error)")")
+            plan.withLock { p in for h in due { p.inFlight.remove(h.id) } }
+            return []
+        }
+        plan.withLock { p in
+            for h in due where !result.won.contains(h.id) {
+                p.inFlight.remove(h.id)
+                p.due[h.id] = max(result.elsewhere[h.id] ?? now, now.addingTimeInterval(0.05))
+            }
+        }
+        return due.filter { result.won.contains($0.id) }
     }
 
     /// Runs one pull round `tick` returned (through the evidence source), schedules the host's
@@ -168,6 +198,11 @@ public final class Reattestor: Sendable {
             case .verdict:
                 p.faults[id] = nil
                 p.due[id] = now.addingTimeInterval(interval * (0.9 + 0.1 * spread()))
+            }
+        }
+        if let shared, let due = nextDue(hostID: id) {
+            do { try shared.shared.rescheduleRound(hostID: id, holder: shared.holder, due: due) } catch {
+                log("re-attestation: cannot record \(id)'s next round: \((error as? VouchError)?.message ?? "\(error)")")
             }
         }
     }

@@ -42,13 +42,16 @@ final class Revocations: Sendable {
     let clock: Clock
     let crlValidity: TimeInterval
     let cache: ReadMostly<ResponseCache>
+    /// The highest CRL number published per issuer: no CRL is signed from a store behind it.
+    let watermark: CRLWatermark
     /// Held while a revocation is planned, signed and committed, and while a CRL is refreshed.
     private let planning = NSLock()
     /// How often a revocation is planned again after its plan went stale, before `conflict` is returned.
     static let attempts = 8
 
-    init(store: BrokerStore, authorities: CASet, clock: Clock, crlValidity: TimeInterval, cache: ReadMostly<ResponseCache>) {
+    init(store: BrokerStore, authorities: CASet, clock: Clock, crlValidity: TimeInterval, cache: ReadMostly<ResponseCache>, watermark: CRLWatermark) {
         self.store = store; self.authorities = authorities; self.clock = clock; self.crlValidity = crlValidity; self.cache = cache
+        self.watermark = watermark
     }
 
     /// A decision: its value, and what (if anything) to revoke with it.
@@ -112,6 +115,7 @@ final class Revocations: Sendable {
                 }
                 let stored = result.1 == nil ? [] : crls
                 committed = stored
+                watermark.raise(stored)
                 return (result.0, result.1, stored)
             } catch let needed as NeedsPlan {
                 replans += 1
@@ -139,6 +143,7 @@ final class Revocations: Sendable {
         guard let signer = authorities.byKeyID(r.issuer)?.signer else {
             throw VouchError(.internalError, "no CA signs CRLs for issuer \(r.issuer)")
         }
+        try watermark.check(issuer: r.issuer, next: r.number)
         let now = clock.now()
         let entries = r.revoked.filter { $0.notAfter > now }.compactMap { c in
             c.revokedAt.map { RevokedEntry(serialHex: c.serial, revokedAt: $0, reason: (c.revocationReason ?? .unspecified).rawValue) }
@@ -156,6 +161,9 @@ final class Revocations: Sendable {
         let now = clock.now()
         func fresh(_ crl: CRLRecord) -> Bool { now >= crl.thisUpdate && now < crl.thisUpdate.addingTimeInterval(crlValidity / 2) }
         if let crl = cache.read({ $0.usable ? $0.crls[id] : nil }), fresh(crl) { return crl }
+        // What the store says from here on may predate a change another replica committed; the
+        // cache keeps it only if nothing dropped the cache meanwhile.
+        let generation = cache.read { $0.generation }
         let crl: CRLRecord
         if let stored = try store.currentCRL(issuer: id), fresh(stored) {
             crl = stored
@@ -173,7 +181,8 @@ final class Revocations: Sendable {
                 crl = try store.publishCRL(try sign(try store.revocations(issuer: id)))
             }
         }
-        cache.write { c in if c.usable, (c.crls[id]?.number ?? 0) <= crl.number { c.crls[id] = crl } }
+        watermark.raise([crl])
+        cache.write { c in if c.usable, c.generation == generation, (c.crls[id]?.number ?? 0) <= crl.number { c.crls[id] = crl } }
         return crl
     }
 }

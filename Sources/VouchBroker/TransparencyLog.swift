@@ -26,6 +26,9 @@ public final class TransparencyLog: Sendable {
     let clock: any Clock
     let checkpointFile: String
     let witnesses: [NoteVerifierKey]
+    /// Replicas on a shared store: only the holder of the sequencer's lease sequences and signs
+    /// (through the store fenced by it); the others follow (`follow`). nil: this broker alone.
+    let gate: LeaseGate?
     let hasher = MerkleHasher(sha256: Crypto.sha256)
     /// The checkpoint in the file when the broker started, or as it last wrote it.
     private let fileCheckpoint: Mutex<PublishedCheckpoint?>
@@ -43,8 +46,9 @@ public final class TransparencyLog: Sendable {
     /// start published at least the empty tree) or the database holds a checkpoint, a missing file
     /// is refused (`config`) — deleting it must not let a restored old database sign a fork.
     public init(signer: NoteSigner, store: any LogStore, clock: any Clock, checkpointFile: String, witnesses: [NoteVerifierKey] = [],
-                keyExisted: Bool = false) throws {
+                keyExisted: Bool = false, gate: LeaseGate? = nil) throws {
         self.origin = signer.name
+        self.gate = gate
         self.signer = signer
         self.store = store
         self.clock = clock
@@ -89,11 +93,21 @@ public final class TransparencyLog: Sendable {
     @discardableResult
     public func step(batch: Int = 4096) throws -> PublishedCheckpoint? {
         try sequencer.withLock { _ in
+            let writer: any LogStore
+            if let gate {
+                guard let fenced = gate.acquire() else {
+                    try follow()
+                    return nil
+                }
+                writer = fenced
+            } else {
+                writer = store
+            }
             var size = try store.logSize()
             let pending = try store.pendingLogEntries(limit: batch)
             if !pending.isEmpty {
                 let hashes = try newHashes(size: size, entries: pending.map(\.entry.entry))
-                try store.appendLog(size: size, entries: pending, hashes: hashes)
+                try writer.appendLog(size: size, entries: pending, hashes: hashes)
                 size += UInt64(pending.count)
             }
             let root = try prover.root(size: size)
@@ -101,7 +115,7 @@ public final class TransparencyLog: Sendable {
                 let last = try lastPublished()
                 if let last, last.size == size, last.root == root {
                     // Published already; the database lacks it only after a crash between the file and the row.
-                    if try store.latestCheckpoint()?.size != size { try store.publishCheckpoint(last) }
+                    if try store.latestCheckpoint()?.size != size { try writer.publishCheckpoint(last) }
                     problem.withLock { $0 = nil }
                     return nil
                 }
@@ -114,9 +128,33 @@ public final class TransparencyLog: Sendable {
             let published = PublishedCheckpoint(size: size, root: root, note: note, publishedAt: clock.now())
             try Files.writeAtomically(Array(note.utf8), to: checkpointFile, mode: 0o644)
             fileCheckpoint.withLock { $0 = published }
-            try store.publishCheckpoint(published)
+            try writer.publishCheckpoint(published)
             problem.withLock { $0 = nil }
             return published
+        }
+    }
+
+    /// A replica that does not sequence keeps its checkpoint file up with what the sequencing
+    /// replica published — verified: signed by this log's key, its root the database's tree at its
+    /// size, a consistent extension of the file's checkpoint — so that this replica, when it takes
+    /// the job or starts again, refuses a database behind it (`log_behind`) as the sequencer would.
+    func follow() throws {
+        do {
+            guard let stored = try store.latestCheckpoint() else { return }
+            let file = fileCheckpoint.withLock { $0 }
+            guard file == nil || stored.size > file!.size else { return }
+            let verified = try Self.checkpoint(note: stored.note, key: signer.verifierKey, at: stored.publishedAt)
+            guard verified.size == stored.size, verified.root == stored.root, try store.logSize() >= stored.size,
+                  try prover.root(size: stored.size) == stored.root else {
+                throw VouchError(.logBehind, "the database's latest checkpoint is not its own tree signed by this log's key", context: ["size": "\(stored.size)"])
+            }
+            try checkExtends(file, size: stored.size, root: stored.root)
+            try Files.writeAtomically(Array(stored.note.utf8), to: checkpointFile, mode: 0o644)
+            fileCheckpoint.withLock { $0 = verified }
+            problem.withLock { $0 = nil }
+        } catch let e as VouchError where e.code == .logBehind {
+            problem.withLock { $0 = e }
+            throw e
         }
     }
 

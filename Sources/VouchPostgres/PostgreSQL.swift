@@ -83,6 +83,8 @@ final class PGConnection: @unchecked Sendable {
             throw VouchError(.database, "cannot connect to PostgreSQL at \(redactedURL(url)): \(message)", context: ["connection": "lost"])
         }
         conn = c
+        // Server notices ("relation already exists, skipping") are not errors: not printed.
+        PQsetNoticeProcessor(c, { _, _ in }, nil)
     }
 
     deinit { PQfinish(conn) }

@@ -75,6 +75,7 @@ extension PostgresBrokerStore {
     }
 
     static func storeCRL(_ c: PGConnection, _ crl: CRLRecord) throws {
+        try notifyChange(c)
         try c.run("""
         INSERT INTO crls (issuer, number, der, this_update, next_update) VALUES ($1,$2,$3,$4,$5)
         ON CONFLICT (issuer) DO UPDATE SET number=excluded.number, der=excluded.der, this_update=excluded.this_update, next_update=excluded.next_update
@@ -85,7 +86,8 @@ extension PostgresBrokerStore {
 
     @discardableResult
     func insertEvent(_ c: PGConnection, _ type: OutboxEventType, _ data: [String: String], at: Date) throws -> Int64 {
-        try c.query("INSERT INTO events (at, type, data) VALUES ($1,$2,$3) RETURNING id", [.date(at), .text(type.rawValue), .text(StoredJSON.event(data))]) {
+        try Self.notifyChange(c)
+        return try c.query("INSERT INTO events (at, type, data) VALUES ($1,$2,$3) RETURNING id", [.date(at), .text(type.rawValue), .text(StoredJSON.event(data))]) {
             $0.int(0)
         }[0]
     }

@@ -19,9 +19,13 @@ import VouchModel
 /// Values are stored as the SQLite store stores them (times as seconds since 1970 in `double
 /// precision`, JSON as text written by `StoredJSON`), so `vouch store copy` moves a database
 /// between the two without translation.
-public final class PostgresBrokerStore: BrokerStore, LogStore {
+public final class PostgresBrokerStore: BrokerStore, LogStore, SharedStore {
     let pool: PGPool
     let writer: PGWriter
+    /// The LISTEN connection `waitForChange` waits on.
+    let listener: PGListener
+    /// Set on a store made by `fenced(by:)`: every write first checks the lease still holds.
+    let fence: Lease?
     /// Makes the transparency-log entry of each decision, issuance and revocation (see
     /// `SQLiteBrokerStore.logEntries`); nil: no log is kept.
     let logEntries: (any LogEntryMaker)?
@@ -80,6 +84,14 @@ public final class PostgresBrokerStore: BrokerStore, LogStore {
         CREATE TABLE log_checkpoints (size BIGINT PRIMARY KEY, root BYTEA NOT NULL, note TEXT NOT NULL,
           cosignatures TEXT NOT NULL DEFAULT '', published_at DOUBLE PRECISION NOT NULL);
         """,
+        // 2: leases of the singleton jobs (log sequencing, webhook delivery), with their fencing epoch
+        """
+        CREATE TABLE vouch_leases (job TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at DOUBLE PRECISION NOT NULL);
+        """,
+        // 3: re-attestation rounds claimed across replicas (`claimRounds`)
+        """
+        CREATE TABLE host_rounds (host_id TEXT PRIMARY KEY, next_due DOUBLE PRECISION NOT NULL, claimed_by TEXT);
+        """,
     ]
     public static var schemaVersion: Int { migrations.count }
 
@@ -89,6 +101,8 @@ public final class PostgresBrokerStore: BrokerStore, LogStore {
         self.logEntries = logEntries
         pool = PGPool(url: url, size: readConnections)
         writer = PGWriter(url: url)
+        listener = PGListener(url: url, channel: Self.changeChannel)
+        fence = nil
         target = redactedURL(url)
         try writer.write { c in
             try c.exec("CREATE TABLE IF NOT EXISTS vouch_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -105,12 +119,25 @@ public final class PostgresBrokerStore: BrokerStore, LogStore {
         }
     }
 
+    /// The same connections, with every write fenced by `lease`.
+    init(sharing store: PostgresBrokerStore, fence: Lease) {
+        pool = store.pool; writer = store.writer; listener = store.listener; logEntries = store.logEntries; target = store.target
+        self.fence = fence
+    }
+
     /// Reads: a pooled connection.
     func read<T>(_ body: (PGConnection) throws -> T) throws -> T { try pool.with(body) }
 
     /// Writes: one transaction through the writer (see `PGWriter`).
+    /// On a fenced store, the lease is checked first, in the same transaction.
     @discardableResult
-    func write<T>(_ body: @escaping (PGConnection) throws -> T) throws -> T { try writer.write(body) }
+    func write<T>(_ body: @escaping (PGConnection) throws -> T) throws -> T {
+        guard let fence else { return try writer.write(body) }
+        return try writer.write { c in
+            try Self.checkFence(c, fence)
+            return try body(c)
+        }
+    }
 
     // MARK: hosts
 

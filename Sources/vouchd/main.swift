@@ -144,7 +144,8 @@ var creating = false
 do {
     let clock = SystemClock()
     let (dataDir, listen, port, trustDomain) = (brokerOptions.dataDir, brokerOptions.listen, brokerOptions.port, brokerOptions.trustDomain)
-    let (publication, policyPaths, ekRoots, config) = (brokerOptions.publication, brokerOptions.policyPaths, brokerOptions.ekRoots, brokerOptions.config)
+    let (publication, policyPaths, ekRoots) = (brokerOptions.publication, brokerOptions.policyPaths, brokerOptions.ekRoots)
+    var config = brokerOptions.config
     if config.allowSimulatedHosts { Runtime.log("WARNING: simulated hosts allowed (software AKs, no TPM): for scale tests only") }
     if let dir = args["simulated-tee-roots"] {
         Runtime.log("WARNING: the software TEE's roots in \(dir) are trusted: simulated confidential VMs are accepted (tests and demos only)")
@@ -168,21 +169,31 @@ do {
     if brokerCACreated { Runtime.log("created broker CA \(brokerCA.certificate.subject) in \(dataDir)/broker-ca: clients trust broker-ca/ca.pem for this broker") }
     let tls = try BrokerBootstrap.serverTLS(brokerCA: brokerCA, dnsNames: ["localhost"], ipAddresses: Array(Set(["127.0.0.1", listen])).sorted(), clock: clock)
 
+    // The store. On PostgreSQL this broker is one of several replicas: they share DATA-DIR's keys
+    // (copied to each) and replica.key, from which challenges and registration tickets are keyed,
+    // so that one replica answers what another issued; singleton jobs go by lease.
     let store: any BrokerStore & LogStore
+    var shared: (any SharedStore)?
     if let url = brokerOptions.postgresURL {
         let postgres = try PostgresBrokerStore(url: url, logEntries: BrokerLogEntries())
-        Runtime.log("store: PostgreSQL at \(postgres.target)")
+        Runtime.log("store: PostgreSQL at \(postgres.target) (replica mode)")
         store = postgres
+        shared = postgres
+        config.replicaSecret = try BrokerBootstrap.loadOrCreateSecret(path: dataDir + "/replica.key")
     } else {
         store = try SQLiteBrokerStore(path: dataDir + "/vouch.db", logEntries: BrokerLogEntries())
     }
+    config.crlWatermarkFile = dataDir + "/crl-numbers"
+    let replica = LeaseGate.holderName()
+    let gate = { (job: LeaseJob) in shared.map { LeaseGate(shared: $0, job: job, holder: replica, clock: clock, log: Runtime.log) } }
+    let logGate = gate(.logSequencer)
     // The transparency log: its own key, its last published checkpoint kept in a file beside the
     // database (a restored old database then cannot fork the log), a sequencer round twice a second.
     let logKeyExisted = Files.exists(dataDir + "/log.key")
     let logSigner = try BrokerBootstrap.logSigner(path: dataDir + "/log.key", trustDomain: trustDomain)
     let witnesses = try (args["log-witness"] ?? "").split(separator: ",").map { try NoteVerifierKey(vkey: String($0)) }
     let transparencyLog = try TransparencyLog(signer: logSigner, store: store, clock: clock, checkpointFile: dataDir + "/log-checkpoint",
-                                              witnesses: witnesses, keyExisted: logKeyExisted)
+                                              witnesses: witnesses, keyExisted: logKeyExisted, gate: logGate)
     // One round before anything is served: the database is checked against the last checkpoint
     // (log_behind then answers at once), and a new log publishes its empty tree (the file exists).
     do { try transparencyLog.step() } catch { Runtime.log("transparency log: \((error as? VouchError)?.message ?? "\(error)")") }
@@ -200,17 +211,19 @@ do {
     if !config.webhookURLs.isEmpty {
         let secret = try BrokerBootstrap.loadOrCreateSecret(path: args["webhook-secret-file"] ?? dataDir + "/webhook.secret")
         dispatcher = try WebhookDispatcher(subscribers: config.webhookURLs.map { .init(url: $0, secret: secret) }, store: store,
-                                           transport: CurlWebhooks(), notifier: service.events, clock: clock, log: Runtime.log)
+                                           transport: CurlWebhooks(), notifier: service.events, clock: clock, gate: gate(.webhooks), log: Runtime.log)
         dispatcher?.start()
         Runtime.log("pushing events to \(config.webhookURLs.joined(separator: ", "))")
     }
+    let follower = shared.map { ReplicaFollower(shared: $0, service: service, log: Runtime.log) }
+    follower?.start()
     let sighup = policies.reloadOnSIGHUP()
     let watcher = policies.watch(every: 2) { PolicyFiles.fingerprint(policyPaths) }
     _ = try service.revocation.currentCRL()
     let bundle = try service.revocation.bundlePEM()
     let pullTLS = try TLSClientMaterial(trustPEM: bundle, certificateChainPEM: clientTLS.certificatePEM, keyPEM: clientTLS.keyPEM)
     let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: BrokerOptions.pullSeconds(brokerOptions.pullTimeout)),
-                                concurrency: brokerOptions.concurrency, log: Runtime.log)
+                                concurrency: brokerOptions.concurrency, shared: shared, holder: replica, log: Runtime.log)
     reattestor.start()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: resultSigner,
                         transparency: LogAPI(log: transparencyLog, trustDomain: trustDomain, brokerCAPEM: try brokerCA.certificate.pem),
@@ -240,6 +253,8 @@ do {
     reattestor.stop()
     server.stop()
     sequencer.stop()
+    logGate?.release()
+    follower?.stop()
     publisher?.stop()
     dispatcher?.stop()
     Runtime.log("vouchd stopped")

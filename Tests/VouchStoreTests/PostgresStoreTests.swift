@@ -165,4 +165,50 @@ final class PostgresStoreTests: XCTestCase {
         XCTAssertEqual(try store.certificates().map(\.serial), ["01", "02"])
         XCTAssertEqual(try store.host(id: hostID)?.version, 1)
     }
+
+    /// A lease goes to one holder until it expires, is renewed in its epoch, changes hands with a
+    /// new epoch; a store fenced by the old lease then writes nothing (`lease_lost`).
+    func testLeasesFenceWritesOfAFormerHolder() throws {
+        let url = try database()
+        let a = try PostgresBrokerStore(url: url), b = try PostgresBrokerStore(url: url)
+        let first = try XCTUnwrap(a.acquireLease(.logSequencer, holder: "a", ttl: 5, now: t0))
+        XCTAssertEqual(first.epoch, 1)
+        XCTAssertNil(try b.acquireLease(.logSequencer, holder: "b", ttl: 5, now: t0.addingTimeInterval(4)), "a holds it")
+        XCTAssertEqual(try a.acquireLease(.logSequencer, holder: "a", ttl: 5, now: t0.addingTimeInterval(4))?.epoch, 1, "renewed in its epoch")
+        XCTAssertNotNil(try b.acquireLease(.webhooks, holder: "b", ttl: 5, now: t0), "each job has its own lease")
+        let fencedA = a.fenced(by: first)
+        _ = try fencedA.enqueueLogEntry(LogOutboxEntry(entry: [1]))
+        let second = try XCTUnwrap(b.acquireLease(.logSequencer, holder: "b", ttl: 5, now: t0.addingTimeInterval(9.5)), "expired: b takes it")
+        XCTAssertEqual(second.epoch, 2)
+        assertCode(.leaseLost) { _ = try fencedA.enqueueLogEntry(LogOutboxEntry(entry: [2])) }
+        assertCode(.leaseLost) { try fencedA.appendLog(size: 0, entries: try a.pendingLogEntries(limit: 1), hashes: []) }
+        XCTAssertEqual(try a.pendingLogEntries(limit: 10).count, 1, "the fenced writes changed nothing")
+        try b.fenced(by: second).appendLog(size: 0, entries: try b.pendingLogEntries(limit: 1), hashes: [])
+        try b.releaseLease(second)
+        XCTAssertEqual(try a.acquireLease(.logSequencer, holder: "a", ttl: 5, now: t0.addingTimeInterval(10))?.epoch, 3, "released: taken at once")
+    }
+
+    /// Round claims: of two replicas claiming the same due rounds, each round goes to one; a round
+    /// is claimable again once the claimant's `next` passed (it never reported back).
+    func testARoundIsClaimedOnceUntilItsNextDueTime() throws {
+        let url = try database()
+        let a = try PostgresBrokerStore(url: url), b = try PostgresBrokerStore(url: url)
+        let t0 = t0
+        let rounds = (0..<20).map { RoundClaim(hostID: String(format: "%032x", $0), next: t0.addingTimeInterval(10)) }
+        let got = Mutex<[String: Set<String>]>([:])
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            let store = i == 0 ? a : b
+            if let claims = try? store.claimRounds(rounds, holder: "r\(i)", now: t0) { got.withLock { $0["r\(i)"] = claims.won } }
+        }
+        let won = got.withLock { $0 }
+        XCTAssertEqual(won.count, 2)
+        XCTAssertEqual(won["r0", default: []].union(won["r1", default: []]).count, 20, "every round claimed")
+        XCTAssertTrue(won["r0", default: []].isDisjoint(with: won["r1", default: []]), "no round claimed twice")
+        let again = try a.claimRounds(rounds, holder: "r0", now: t0.addingTimeInterval(5))
+        XCTAssertEqual(again.won, [], "not due again before next")
+        XCTAssertEqual(Set(again.elsewhere.values), [t0.addingTimeInterval(10)])
+        try a.rescheduleRound(hostID: rounds[0].hostID, holder: "nobody", due: t0)
+        XCTAssertEqual(try a.claimRounds([rounds[0]], holder: "r0", now: t0.addingTimeInterval(5)).won, [], "only the claimant reschedules")
+        XCTAssertEqual(try b.claimRounds(rounds, holder: "r1", now: t0.addingTimeInterval(10)).won.count, 20, "a dead claimant's rounds come back at next")
+    }
 }

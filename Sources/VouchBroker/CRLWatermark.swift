@@ -1,0 +1,70 @@
+import Foundation
+import Synchronization
+import VouchCore
+import VouchModel
+import VouchRuntime
+
+extension ErrorCode {
+    /// The store's CRL of an issuer is older than one this broker already published or saw (a
+    /// database restored from an older copy): no CRL is signed from it.
+    public static let crlBehind = ErrorCode("crl_behind", status: 503)
+}
+
+/// The highest CRL number this broker published or saw stored, per issuer, kept in a file beside
+/// its keys (`BrokerConfig.crlWatermarkFile`; one line `<issuer> <number>` each). A database
+/// restored from an older copy holds a lower number, and signing from it would publish a number a
+/// second time with other contents — a CRL that may no longer list a revoked certificate. `check`
+/// refuses that (`crl_behind`) until the database catches up. Without a file (tests), the numbers
+/// are kept in memory only.
+final class CRLWatermark: Sendable {
+    let path: String?
+    private let numbers: Mutex<[String: UInt64]>
+
+    /// Why the file could not be read, if so: then nothing is signed (fail closed) until it is fixed.
+    private let unreadable: VouchError?
+
+    /// Reads `path` when it exists. A file that cannot be read or parsed does not stop the broker
+    /// from answering, but every CRL signing is refused (`crl_behind`) until the file is repaired.
+    init(path: String?) {
+        self.path = path
+        var known: [String: UInt64] = [:]
+        var problem: VouchError?
+        if let path, Files.exists(path) {
+            do {
+                for line in try Files.readString(path).split(separator: "\n") {
+                    let parts = line.split(separator: " ")
+                    guard parts.count == 2, let n = UInt64(parts[1]) else { throw VouchError(.config, "bad line") }
+                    known[String(parts[0])] = n
+                }
+            } catch {
+                problem = VouchError(.crlBehind, "the CRL watermark file cannot be read as '<issuer> <number>' lines; no CRL is signed until it is repaired",
+                                     context: ["path": path])
+            }
+        }
+        numbers = Mutex(known)
+        unreadable = problem
+    }
+
+    /// Refuses to sign `issuer`'s CRL number `next` unless it is above every number published.
+    func check(issuer: String, next: UInt64) throws {
+        if let unreadable { throw unreadable }
+        let published = numbers.withLock { $0[issuer] ?? 0 }
+        guard next > published else {
+            throw VouchError(.crlBehind, "the database's CRL of this issuer is older than one already published; restore a newer database",
+                             context: ["issuer": issuer, "published": "\(published)", "got": "\(next - 1)"])
+        }
+    }
+
+    /// Raises the watermark to CRLs committed or read from the store; writes the file when it moved.
+    /// A write that fails keeps the raised numbers in memory (this process stays protected).
+    func raise(_ crls: [CRLRecord]) {
+        let changed: [String: UInt64]? = numbers.withLock { n in
+            var moved = false
+            for c in crls where c.number > n[c.issuer] ?? 0 { n[c.issuer] = c.number; moved = true }
+            return moved ? n : nil
+        }
+        guard let changed, let path else { return }
+        let text = changed.keys.sorted().map { "\($0) \(changed[$0]!)\n" }.joined()
+        try? Files.writeAtomically(Array(text.utf8), to: path, mode: 0o644)
+    }
+}
