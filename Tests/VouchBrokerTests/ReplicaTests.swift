@@ -9,6 +9,7 @@ import VouchModel
 import VouchPolicy
 import VouchPostgres
 import VouchTestSupport
+import VouchTLog
 import XCTest
 
 /// Answers every pull with a good quote from the host's software TPM, and notes when each host was pulled.
@@ -186,5 +187,74 @@ final class ReplicaTests: XCTestCase {
             let listed = try CRL(der: crl.der).revokedSerials
             XCTAssertTrue(listed.contains(serial), "the CRL at b lists \(serial)")
         }
+    }
+
+    /// Two replicas' transparency logs on one store: only the sequencer lease's holder appends and
+    /// signs; the other keeps its checkpoint file up with what was published (verified), takes the
+    /// job over once the lease lapses, and goes on from there — one history, no fork.
+    func testOneReplicaSequencesTheOtherFollowsAndTakesOver() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-replica-log-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let signer = try BrokerBootstrap.logSigner(path: dir.appendingPathComponent("log.key").path, trustDomain: "test.local")
+        func log(_ holder: String) throws -> (PostgresBrokerStore, TransparencyLog) {
+            let store = try PostgresBrokerStore(url: url, logEntries: BrokerLogEntries())
+            let gate = LeaseGate(shared: store, job: .logSequencer, holder: holder, ttl: 5, clock: clock, log: { _ in })
+            return (store, try TransparencyLog(signer: signer, store: store, clock: clock, checkpointFile: dir.appendingPathComponent("checkpoint-\(holder)").path,
+                                               gate: gate))
+        }
+        let (storeA, a) = try log("a"), (_, b) = try log("b")
+        func receipt(_ n: Int) throws {
+            let d = { (s: String) in LogEntry.digest(Crypto.sha256(Array(s.utf8))) }
+            let e = try LogEntry(kind: .receipt, time: clock.now(), fields: ["spiffe": "spiffe://test.local/agent/x", "serial": "\(n)",
+                                                                              "certificate": d("c\(n)"), "statement": d("s\(n)"), "output": d("o\(n)")])
+            _ = try storeA.enqueueLogEntry(LogOutboxEntry(entry: e.bytes))
+        }
+        for n in 0..<3 { try receipt(n) }
+        XCTAssertEqual(try a.step()?.size, 3, "a holds the lease: it sequences and signs")
+        XCTAssertNil(try b.step(), "b follows")
+        XCTAssertEqual(try b.served()?.size, 3)
+        let fileB = try String(contentsOf: dir.appendingPathComponent("checkpoint-b"), encoding: .utf8)
+        XCTAssertEqual(fileB, try a.served()?.note, "b's checkpoint file is the published checkpoint")
+        for n in 3..<5 { try receipt(n) }
+        clock.advance(by: 6)   // a's lease lapses (a stopped renewing it: it died)
+        XCTAssertEqual(try b.step()?.size, 5, "b took the job over and extends the same log")
+        XCTAssertNil(try a.step(), "a, back, follows now")
+        XCTAssertEqual(try a.served()?.size, 5)
+    }
+
+    /// A broker that published CRL number n signs no CRL from a store holding less (a database
+    /// restored from an older copy): `crl_behind`, until a store that caught up is used.
+    func testNoCRLIsSignedFromAStoreBehindWhatWasPublished() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-crl-watermark-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var config = BrokerConfig(trustDomain: "test.local")
+        config.crlWatermarkFile = dir.appendingPathComponent("crl-numbers").path
+        func service(_ store: BrokerStore) throws -> BrokerService {
+            BrokerService(config: config, policies: PolicyProvider(fixed: try PolicySet([Broker.policy()]), clock: clock), store: store,
+                          authorities: CASet(current: IssuingCA(signer: ca)), ekTrust: EKTrustStore(anchors: [], intermediates: []),
+                          resultSigner: try JWSSigner(key: try PrivateKey.generate(.p256), chain: [ca.certificate]),
+                          jwtSVIDSigner: try JWSSigner(key: try PrivateKey.generate(.p256), use: "jwt-svid"), clock: clock)
+        }
+        let current = try PostgresBrokerStore(url: url)
+        let source = CountingSource(clock: clock)
+        _ = try seedHosts(1, store: current, source: source)
+        let issuer = IssuingCA(signer: ca).keyID, hostID = String(format: "%032x", 1)
+        _ = try current.recordIssuance(attestation: AttestationRecord(hostID: hostID, at: clock.now(), kind: .enrollment, trusted: true, codes: [], message: "ok"),
+                                       certificate: CertificateRecord(serial: "51", hostID: hostID, agentName: "a", spiffeID: "spiffe://test.local/a",
+                                                                      notBefore: clock.now(), notAfter: clock.now().addingTimeInterval(3600), pem: "",
+                                                                      attestationID: 0, issuer: issuer))
+        let broker = try service(current)
+        _ = try broker.revocation.revoke(RevokeRequest(serial: "51", reason: "keyCompromise"))
+        let published = try broker.revocation.currentCRL().number
+        XCTAssertEqual(try String(contentsOf: dir.appendingPathComponent("crl-numbers"), encoding: .utf8), "\(issuer) \(published)\n")
+
+        let restored = try PostgresBrokerStore(url: try PostgresServer.shared.get().createDatabase("restored_\(UInt64.random(in: 0...UInt64.max))"))
+        XCTAssertThrowsError(try service(restored).revocation.currentCRL()) { XCTAssertEqual(($0 as? VouchError)?.code, .crlBehind) }
+        XCTAssertEqual(try service(current).revocation.currentCRL().number, published, "the store that caught up is served")
+        try Data("garbage".utf8).write(to: dir.appendingPathComponent("crl-numbers"))
+        clock.advance(by: 400)   // the stored CRL is stale: re-signing is needed, and refused
+        XCTAssertThrowsError(try service(current).revocation.currentCRL()) { XCTAssertEqual(($0 as? VouchError)?.code, .crlBehind, "an unreadable file fails closed") }
     }
 }
