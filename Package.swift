@@ -131,7 +131,7 @@ let package = Package(
         .executableTarget(name: "vouch-attester", dependencies: ["VouchAttesterKit", "VouchHTTPServer", "VouchHTTPClient", "VouchCore", "VouchAPI", "VouchCrypto", "VouchGRPC", "VouchSPIFFE", "VouchYAML", "VouchTPMWire", "VouchRuntime", "VouchReceiptKit", "VouchReceipts"]),
         .executableTarget(name: "vouch", dependencies: ["VouchAPI", "VouchCrypto", "VouchHTTPClient", "VouchTPMWire", "VouchAttestation", "VouchEventLog", "VouchPolicy", "VouchPolicyFiles",
                                                     "VouchTEEWire", "VouchYAML", "VouchLogClient", "VouchReceipts", "VouchReceiptKit", "VouchModelSigning",
-                                                    "VouchCore", "VouchRuntime"]),
+                                                    "VouchModel", "VouchStore", "VouchPostgres", "VouchCore", "VouchRuntime"]),
 
         .target(name: "VouchBenchKit", dependencies: ["VouchAttestation", "VouchCore", "VouchCrypto", "VouchEventLog", "VouchPolicy", "VouchTPM", "VouchTPMWire", "VouchTEEWire"],
                 path: "Sources/VouchBenchKit"),

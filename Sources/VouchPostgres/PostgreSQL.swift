@@ -68,11 +68,14 @@ final class PGConnection: @unchecked Sendable {
 
     /// Connects to `url` (a `postgres://` URI or key=value string; several hosts and
     /// `target_session_attrs=read-write` are libpq's own). Defaults that the URL may override:
-    /// a 5 s connect timeout and TCP keepalives that notice a dead server within ~25 s.
+    /// a 5 s connect timeout, TCP keepalives that notice a dead server within ~25 s, and no
+    /// NOTICE messages (libpq prints them on stderr: "relation … already exists, skipping" at every
+    /// start would break vouchd's log lines and the one-line output of `vouch store copy`).
     init(url: String, applicationName: String = "vouchd") throws {
         target = redactedURL(url)
         let pairs: [(String, String)] = [("connect_timeout", "5"), ("application_name", applicationName), ("keepalives_idle", "10"),
-                                         ("keepalives_interval", "5"), ("keepalives_count", "3"), ("dbname", url)]
+                                         ("keepalives_interval", "5"), ("keepalives_count", "3"), ("options", "-c client_min_messages=warning"),
+                                         ("dbname", url)]
         let keys = pairs.map { strdup($0.0) }, values = pairs.map { strdup($0.1) }
         defer { (keys + values).forEach { free($0) } }
         let k = keys.map { UnsafePointer<CChar>($0) } + [nil], v = values.map { UnsafePointer<CChar>($0) } + [nil]

@@ -21,9 +21,13 @@ final class SQLiteDatabase: @unchecked Sendable {
     private var statements: [String: Statement] = [:]
     private static let maxCachedStatements = 256
 
-    init(path: String) throws {
+    /// Opens (creating) the database at `path` for the store; `readOnly`: an existing file,
+    /// read only (no file is created, the journal mode is left as it is, and the connection
+    /// refuses every write: `vouch store copy` reads a stopped broker's database this way).
+    init(path: String, readOnly: Bool = false) throws {
         var handle: OpaquePointer?
-        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        let flags = readOnly ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &handle, flags, nil)
         guard rc == SQLITE_OK else {
             defer { sqlite3_close(handle) }
             try sqliteCheck(rc, handle, "open \(path)")
@@ -31,6 +35,10 @@ final class SQLiteDatabase: @unchecked Sendable {
         }
         db = handle
         sqlite3_busy_timeout(db, 5000)
+        if readOnly {
+            try exec("PRAGMA query_only=ON")
+            return
+        }
         try exec("PRAGMA journal_mode=WAL")
         try exec("PRAGMA synchronous=FULL")
         try exec("PRAGMA foreign_keys=ON")

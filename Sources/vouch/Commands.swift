@@ -91,6 +91,11 @@ enum CLI {
                                           an OpenSSF model signature (model-signing's model.sig) by that publisher,
                                           then every file of DIR against the signed manifest; exit 0/1 refused/2
 
+    Storage (offline, vouchd stopped):
+      store copy --from DATA-DIR/vouch.db --to postgres://… [--dry-run]
+                                          move the broker's SQLite database into an empty PostgreSQL one,
+                                          verified table by table (row counts, digests) before it commits
+
     Relying parties and workflows (a read token is enough):
       check (--cert FILE | --spiffe-id ID) [--policy NAME] [--model SHA256] [--max-age DUR] [--crl FILE] [--jwks] [--json]
           exit 0 only if the certificate chains to the issuing CA, is within its validity period, is

@@ -4,7 +4,7 @@ extension CLI {
     /// Printed (on stderr, exit 2) when `vouch` is run without a command.
     static let shortUsage = """
     usage: vouch COMMAND [options]
-    commands: enroll status revoke host history token ca crl cert check policy quote eventlog log model
+    commands: enroll status revoke host history token ca crl cert check policy quote eventlog log model store
     vouch --help lists them all; vouch COMMAND --help explains one; vouch --version.
     """
 
@@ -250,6 +250,20 @@ extension CLI {
         Exit 0 valid, 1 invalid, 2 unreadable. Offline.
         example:
           vouch quote verify --ak-public ak.pub --message q.msg --signature q.sig --pcrs q.pcrs --nonce 0badc0de
+        """,
+        "store": """
+        usage: vouch store copy --from DATA-DIR/vouch.db --to postgres://USER@HOST/DB [--dry-run]
+        Move a broker's SQLite database into an empty PostgreSQL database (for vouchd --database URL),
+        with vouchd stopped. One transaction: every table copied in primary-key order, each serial
+        moved past the copied ids, every table read back, which must have the source's row count and
+        digest (SHA-256 over its rows) or nothing is kept. Prints each table's rows, then
+        "copied N rows; verified". The source is opened read-only and must be at this release's
+        schema (start this release's vouchd on it once first). DATA-DIR's keys, results/ and
+        log-checkpoint stay files: every replica needs a copy (docs/operations.md).
+          --dry-run  read and count the source only; nothing is written (--to may be left out)
+        exit: 0 copied and verified, 1 refused (destination not empty, another schema, a mismatch) or failed, 2 usage
+        example:
+          vouch store copy --from /var/lib/vouchd/vouch.db --to postgres://vouch@db1.internal/vouch
         """,
         "eventlog": """
         usage: vouch eventlog replay FILE [--json]

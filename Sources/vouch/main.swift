@@ -22,6 +22,7 @@ let commands: [String: ([String]) throws -> Int32] = [
     "trust": trustCommand,
     "receipt": receiptCommand,
     "model": modelCommand,
+    "store": storeCommand,
 ]
 
 let argv = Array(CommandLine.arguments.dropFirst())

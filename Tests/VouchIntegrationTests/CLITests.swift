@@ -9,7 +9,7 @@ import VouchCrypto
 /// refused configuration, and `vouch check` naming every failed requirement.
 final class CLITests: XCTestCase {
     let programs = ["vouch", "vouchd", "vouch-attester"]
-    let vouchCommands = ["enroll", "status", "revoke", "host", "history", "token", "ca", "crl", "cert", "check", "policy", "quote", "eventlog", "log", "trust", "receipt"]
+    let vouchCommands = ["enroll", "status", "revoke", "host", "history", "token", "ca", "crl", "cert", "check", "policy", "quote", "eventlog", "log", "trust", "receipt", "store"]
 
     func run(_ program: String, _ args: [String], env: [String: String] = [:]) throws -> TestEnv.RunResult {
         // No broker settings leak in from the environment of the test run.
@@ -59,7 +59,7 @@ final class CLITests: XCTestCase {
         XCTAssertLessThanOrEqual(lines(bare.stderr).count, 5)
 
         for args in [["frobnicate"], ["status", "--bogus"], ["status"], ["enroll"], ["enroll", "--name"], ["check"], ["check", "--cert", "a", "--spiffe-id", "b"],
-                     ["check", "--cert", "a", "--max-age", "soon"], ["revoke"], ["host"], ["token"], ["ca"], ["cert"], ["policy"], ["quote"], ["eventlog"], ["log"], ["trust"], ["trust", "get"], ["receipt"],
+                     ["check", "--cert", "a", "--max-age", "soon"], ["revoke"], ["host"], ["token"], ["ca"], ["cert"], ["policy"], ["quote"], ["eventlog"], ["log"], ["trust"], ["trust", "get"], ["receipt"], ["store"],
                      ["status", "--broker", "https://127.0.0.1:1", "--broker", "https://127.0.0.1:2"]] {
             assertUsageError(try run("vouch", args), "vouch \(args)")
         }
