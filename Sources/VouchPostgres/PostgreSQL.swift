@@ -123,6 +123,17 @@ final class PGConnection: @unchecked Sendable {
 
     private func execute<T>(_ sql: String, _ params: [PGValue], _ read: (OpaquePointer) throws -> T) throws -> T {
         let name = try statement(sql)
+        let r = Self.withParameters(params) { values, lengths, formats in
+            PQexecPrepared(conn, name, Int32(params.count), values, lengths, formats, 0)
+        }
+        guard let r else { throw failure(nil, sql) }
+        defer { PQclear(r) }
+        try check(r, sql)
+        return try read(r)
+    }
+
+    /// Calls `body` with `params` as libpq wants them (values, lengths, formats), valid for the call.
+    private static func withParameters<T>(_ params: [PGValue], _ body: ([UnsafePointer<CChar>?], [Int32], [Int32]) -> T) -> T {
         var buffers: [UnsafeMutableRawPointer?] = []
         var lengths: [Int32] = [], formats: [Int32] = []
         defer { buffers.forEach { free($0) } }
@@ -138,14 +149,53 @@ final class PGConnection: @unchecked Sendable {
                 buffers.append(m); lengths.append(Int32(b.count)); formats.append(1)
             }
         }
-        let values = buffers.map { $0.map { UnsafePointer<CChar>($0.assumingMemoryBound(to: CChar.self)) } }
-        guard let r = PQexecPrepared(conn, name, Int32(params.count), values, lengths, formats, 0) else {
-            throw failure(nil, sql)
-        }
-        defer { PQclear(r) }
-        try check(r, sql)
-        return try read(r)
+        return body(buffers.map { $0.map { UnsafePointer<CChar>($0.assumingMemoryBound(to: CChar.self)) } }, lengths, formats)
     }
+
+    /// Runs one statement once per row of `rows`, pipelined (libpq's pipeline mode): the
+    /// executions of a chunk are sent together and their results read after, so a batch costs a
+    /// round trip per chunk instead of one per row — what the log sequencer's appends (an entry and
+    /// its subtree hashes per row, thousands a round) spend under the write lock. Inside a
+    /// transaction: the first failure fails the batch (and the transaction), thrown as `check` would.
+    func runBatch(_ sql: String, _ rows: [[PGValue]]) throws {
+        guard rows.count > 1 else {
+            for row in rows { try run(sql, row) }
+            return
+        }
+        let name = try statement(sql)
+        for chunk in stride(from: 0, to: rows.count, by: Self.pipelineChunk).map({ rows[$0..<min($0 + Self.pipelineChunk, rows.count)] }) {
+            guard PQenterPipelineMode(conn) == 1 else { throw failure(nil, sql) }
+            var firstError: VouchError?
+            var sent = 0
+            for row in chunk {
+                let ok = Self.withParameters(row) { values, lengths, formats in
+                    PQsendQueryPrepared(conn, name, Int32(row.count), values, lengths, formats, 0)
+                }
+                guard ok == 1 else { firstError = failure(nil, sql); break }
+                sent += 1
+            }
+            if PQpipelineSync(conn) != 1, firstError == nil { firstError = failure(nil, sql) }
+            // Each execution's results end with a null; the sync point's result comes last.
+            for _ in 0..<sent {
+                while let r = PQgetResult(conn) {
+                    let status = PQresultStatus(r)
+                    if firstError == nil, status != PGRES_COMMAND_OK, status != PGRES_TUPLES_OK { firstError = failure(r, sql) }
+                    PQclear(r)
+                }
+            }
+            while let r = PQgetResult(conn) {
+                let done = PQresultStatus(r) == PGRES_PIPELINE_SYNC
+                PQclear(r)
+                if done { break }
+            }
+            _ = PQexitPipelineMode(conn)
+            if let firstError { throw firstError }
+        }
+    }
+
+    /// Executions sent before their results are read: small enough that the results never fill
+    /// the socket's buffers while libpq blocks sending.
+    static let pipelineChunk = 256
 
     /// Doubles as text PostgreSQL reads back to the same value (Swift prints the shortest exact form).
     private static func float(_ x: Double) -> String {

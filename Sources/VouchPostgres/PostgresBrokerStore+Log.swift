@@ -47,16 +47,16 @@ extension PostgresBrokerStore {
                   zip(entries, entries.dropFirst()).allSatisfy({ $0.outboxID < $1.outboxID }) else {
                 throw VouchError(.conflict, "the outbox changed since it was read")
             }
-            for (i, p) in entries.enumerated() {
-                guard try c.run("DELETE FROM log_outbox WHERE id = $1", [.int(p.outboxID)]) == 1 else {
-                    throw VouchError(.conflict, "an outbox row was sequenced twice")
-                }
-                try c.run("INSERT INTO log_entries (idx, entry, certificate, outbox_id) VALUES ($1,$2,$3,$4)",
-                          [.int(Int64(size) + Int64(i)), .bytes(p.entry.entry), .textOrNull(p.entry.certificate), .int(p.outboxID)])
+            let ids = "{" + entries.map { "\($0.outboxID)" }.joined(separator: ",") + "}"
+            guard try c.run("DELETE FROM log_outbox WHERE id = ANY($1::bigint[])", [.text(ids)]) == entries.count else {
+                throw VouchError(.conflict, "an outbox row was sequenced twice")
             }
-            for h in hashes {
-                try c.run("INSERT INTO log_hashes (level, idx, hash) VALUES ($1,$2,$3)", [.int(Int64(h.level)), .int(Int64(h.index)), .bytes(h.hash)])
-            }
+            try c.runBatch("INSERT INTO log_entries (idx, entry, certificate, outbox_id) VALUES ($1,$2,$3,$4)", entries.enumerated().map { i, p in
+                [.int(Int64(size) + Int64(i)), .bytes(p.entry.entry), .textOrNull(p.entry.certificate), .int(p.outboxID)]
+            })
+            try c.runBatch("INSERT INTO log_hashes (level, idx, hash) VALUES ($1,$2,$3)", hashes.map { h in
+                [.int(Int64(h.level)), .int(Int64(h.index)), .bytes(h.hash)]
+            })
         }
     }
 

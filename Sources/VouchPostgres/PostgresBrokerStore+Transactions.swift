@@ -207,10 +207,8 @@ struct PostgresTransaction: StoreTransaction {
 
     func revoke(_ plan: RevocationPlan, crls: [CRLRecord]) throws {
         try plan.checkCurrent(named: try PostgresBrokerStore.named(c, plan.target), crls: crls) { try PostgresBrokerStore.crlNumber(c, issuer: $0) }
-        for cert in plan.certificates {
-            try c.run("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3",
-                      [.date(plan.at), .int(Int64(plan.reason.rawValue)), .text(cert.serial)])
-        }
+        try c.runBatch("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3",
+                       plan.certificates.map { [.date(plan.at), .int(Int64(plan.reason.rawValue)), .text($0.serial)] })
         for (type, data) in plan.events() { _ = try store.insertEvent(c, type, data, at: plan.at) }
         for cert in plan.certificates { try store.enqueue(c) { try $0.revocation(cert) } }
         for crl in crls { try PostgresBrokerStore.storeCRL(c, crl) }

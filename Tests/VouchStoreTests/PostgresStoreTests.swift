@@ -211,4 +211,24 @@ final class PostgresStoreTests: XCTestCase {
         XCTAssertEqual(try a.claimRounds([rounds[0]], holder: "r0", now: t0.addingTimeInterval(5)).won, [], "only the claimant reschedules")
         XCTAssertEqual(try b.claimRounds(rounds, holder: "r1", now: t0.addingTimeInterval(10)).won.count, 20, "a dead claimant's rounds come back at next")
     }
+
+    /// A large append goes through pipelined executions (several chunks) and lands whole; one
+    /// whose batch fails part-way (a subtree hash stored twice) lands not at all.
+    func testPipelinedAppendsLandWholeOrNotAtAll() throws {
+        let store = try PostgresBrokerStore(url: try database())
+        for n in 0..<700 { _ = try store.enqueueLogEntry(LogOutboxEntry(entry: Array("e\(n)".utf8), certificate: n % 7 == 0 ? "c\(n)" : nil)) }
+        let pending = try store.pendingLogEntries(limit: 1000)
+        let hashes = (0..<700).map { LogNodeHash(level: 0, index: UInt64($0), hash: [UInt8(truncatingIfNeeded: $0), 1]) }
+        var broken = hashes
+        broken[600] = LogNodeHash(level: 0, index: 3, hash: [9])
+        assertCode(.conflict) { try store.appendLog(size: 0, entries: pending, hashes: broken) }
+        XCTAssertEqual(try store.logSize(), 0)
+        XCTAssertEqual(try store.pendingLogEntries(limit: 1000).count, 700, "the failed append left the outbox as it was")
+        try store.appendLog(size: 0, entries: pending, hashes: hashes)
+        XCTAssertEqual(try store.logSize(), 700)
+        XCTAssertEqual(try store.logEntries(from: 0, count: 700), (0..<700).map { Array("e\($0)".utf8) })
+        XCTAssertEqual(try store.logHashRange(level: 0, from: 0, count: 700), hashes.map(\.hash))
+        XCTAssertEqual(try store.logIndex(certificate: "c693"), 693)
+        XCTAssertEqual(try store.pendingLogEntries(limit: 10), [])
+    }
 }
