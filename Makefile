@@ -28,9 +28,13 @@ build: deps
 demo: build
 	scripts/demo.sh
 
+# The end-to-end tests run a second time with every vouchd on PostgreSQL (VOUCH_TEST_STORE).
+PG_E2E := EndToEndTests|ReattestationTests|RenewalTests|RelyingPartyTests|PublicationTests|EventStreamTests|WebhookTests|IdentityTests|ServiceAPITests
+
 test: deps check-imports
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	VOUCH_TEST_STORE=postgres $(SWIFT) test --skip-build --filter 'VouchIntegrationTests.($(PG_E2E))'
 
 # Each target declares in Package.swift exactly the package targets it imports (seconds, no build).
 check-imports: deps

@@ -219,7 +219,12 @@ do {
     follower?.start()
     let sighup = policies.reloadOnSIGHUP()
     let watcher = policies.watch(every: 2) { PolicyFiles.fingerprint(policyPaths) }
-    _ = try service.revocation.currentCRL()
+    do {
+        _ = try service.revocation.currentCRL()
+    } catch let e as VouchError where e.code == .crlBehind {
+        // Served degraded, as a log behind its checkpoint is: CRL requests answer 503 crl_behind.
+        Runtime.log("WARNING: \(e.message) (\(e.context["issuer"] ?? ""): published \(e.context["published"] ?? "?"), database \(e.context["got"] ?? "?")): no CRL is signed until it catches up")
+    }
     let bundle = try service.revocation.bundlePEM()
     let pullTLS = try TLSClientMaterial(trustPEM: bundle, certificateChainPEM: clientTLS.certificatePEM, keyPEM: clientTLS.keyPEM)
     let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: BrokerOptions.pullSeconds(brokerOptions.pullTimeout)),

@@ -3,14 +3,22 @@ import VouchAPI
 import VouchAttesterKit
 import VouchCore
 import VouchHTTPClient
+import VouchTestSupport
 import VouchTPMWire
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A real `vouchd` on a free loopback port with its own data directory, trusting the EK CA of
-/// the given software TPM. Stopped when released.
+/// the given software TPM. Stopped when released. With `VOUCH_TEST_STORE=postgres` in the
+/// environment, its store is a database of its own on the tests' PostgreSQL server
+/// (`--database`), so the same tests run against both stores (`make test` runs the end-to-end
+/// ones twice).
 final class BrokerHarness {
+    /// The store the brokers of this test run use: `sqlite` (default) or `postgres`.
+    static let storeKind = ProcessInfo.processInfo.environment["VOUCH_TEST_STORE"] ?? "sqlite"
+    /// The broker's PostgreSQL database (name and URL), when `storeKind` is `postgres`.
+    let postgres: (name: String, url: String)?
     let dir: URL
     let port: UInt16
     let ekRoots: URL
@@ -45,7 +53,26 @@ final class BrokerHarness {
             try FileManager.default.copyItem(at: f, to: ekRoots.appendingPathComponent(f.lastPathComponent))
         }
         self.policy = policy ?? TestEnv.packageRoot.appendingPathComponent("policies/development.yaml").path
-        self.extraArgs = extraArgs
+        if Self.storeKind == "postgres" {
+            // One database per data directory: a broker started again on a data directory (a
+            // test's restart, an upgrade) finds the database that directory's broker used.
+            let marker = self.dataDir.appendingPathComponent("test-database")
+            let name: String
+            if let known = try? String(contentsOf: marker, encoding: .utf8) {
+                name = known
+            } else {
+                name = "broker_\(UInt64.random(in: 0...UInt64.max))"
+                _ = try PostgresServer.shared.get().createDatabase(name)
+                try FileManager.default.createDirectory(at: self.dataDir, withIntermediateDirectories: true)
+                try Data(name.utf8).write(to: marker)
+            }
+            let url = try PostgresServer.shared.get().url(database: name)
+            postgres = (name, url)
+            self.extraArgs = extraArgs + ["--database", url]
+        } else {
+            postgres = nil
+            self.extraArgs = extraArgs
+        }
         port = TestEnv.freePorts(2)   // and port + 1: the publication listener (default)
         try start()
     }
@@ -110,14 +137,19 @@ final class BrokerHarness {
     /// Runs the `vouch` CLI with this broker's settings in the environment.
     /// The id of the newest event in the outbox (0 if none), read from the database.
     func lastEventID() throws -> Int64 {
-        let r = try TestEnv.run("/usr/bin/sqlite3", [dataDir.appendingPathComponent("vouch.db").path, "SELECT COALESCE(MAX(id), 0) FROM events"])
-        return Int64(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        Int64(try query("SELECT COALESCE(MAX(id), 0) FROM events")) ?? -1
     }
 
     /// Rows in a table of the broker's database (read while it runs: WAL readers do not block it).
     func rowCount(_ table: String) throws -> Int {
-        let r = try TestEnv.run("/usr/bin/sqlite3", [dataDir.appendingPathComponent("vouch.db").path, "SELECT COUNT(*) FROM \(table)"])
-        return Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        Int(try query("SELECT COUNT(*) FROM \(table)")) ?? -1
+    }
+
+    /// One value a query on the broker's database gives (sqlite3, or psql on PostgreSQL).
+    func query(_ sql: String) throws -> String {
+        if let postgres { return try PostgresServer.shared.get().psql(sql, database: postgres.name) }
+        let r = try TestEnv.run("/usr/bin/sqlite3", [dataDir.appendingPathComponent("vouch.db").path, sql])
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// The Prometheus text of /metrics (it needs a read token; the admin token will do).
