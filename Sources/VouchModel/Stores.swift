@@ -141,7 +141,9 @@ public protocol StoreTransaction {
 public protocol BrokerStore: HostStore, TrustStore, AttestationStore, NonceStore, CertificateStore, OutboxStore, TokenStore {
     /// Runs `body` as one transaction: what it writes through the transaction commits when it
     /// returns, and nothing of it does if it throws. `body` must not block (no signing, no I/O):
-    /// it runs under the store's write lock.
+    /// it runs under the store's write lock. It may run more than once (PostgreSQL runs a
+    /// transaction again on a new connection when the old one was lost before it committed), so it
+    /// must do nothing but read and write through the transaction it is given.
     func transaction<T>(_ body: (any StoreTransaction) throws -> T) throws -> T
 }
 
