@@ -55,16 +55,26 @@ final class CRLWatermark: Sendable {
         }
     }
 
-    /// Raises the watermark to CRLs committed or read from the store; writes the file when it moved.
-    /// A write that fails keeps the raised numbers in memory (this process stays protected).
+    /// Refuses to serve `crl` when a later number of its issuer was published.
+    func check(serving crl: CRLRecord) throws {
+        if let unreadable { throw unreadable }
+        let published = numbers.withLock { $0[crl.issuer] ?? 0 }
+        guard crl.number >= published else {
+            throw VouchError(.crlBehind, "the database's CRL of this issuer is older than one already published; restore a newer database",
+                             context: ["issuer": crl.issuer, "published": "\(published)", "got": "\(crl.number)"])
+        }
+    }
+
+    /// Raises the watermark to CRLs committed or read from the store; writes the file when it moved
+    /// (under the lock, so the file never goes back). A write that fails keeps the raised numbers
+    /// in memory (this process stays protected) and is tried again at the next raise.
     func raise(_ crls: [CRLRecord]) {
-        let changed: [String: UInt64]? = numbers.withLock { n in
+        numbers.withLock { n in
             var moved = false
             for c in crls where c.number > n[c.issuer] ?? 0 { n[c.issuer] = c.number; moved = true }
-            return moved ? n : nil
+            guard moved, let path else { return }
+            let text = n.keys.sorted().map { "\($0) \(n[$0]!)\n" }.joined()
+            try? Files.writeAtomically(Array(text.utf8), to: path, mode: 0o644)
         }
-        guard let changed, let path else { return }
-        let text = changed.keys.sorted().map { "\($0) \(changed[$0]!)\n" }.joined()
-        try? Files.writeAtomically(Array(text.utf8), to: path, mode: 0o644)
     }
 }

@@ -82,9 +82,12 @@ public final class WebhookDispatcher: Sendable {
         running.withLock { $0 = true }
         let thread = Thread { [self] in
             while running.withLock({ $0 }) {
-                let current: BrokerStore? = if let gate { gate.acquire() } else { store }
-                if let current {
-                    for s in subscribers { deliver(s, store: current) }
+                for s in subscribers {
+                    // The lease is checked before each subscriber's turn and each POST (renewed once
+                    // a third of it is gone: what is left exceeds a POST's timeout, so it cannot
+                    // lapse during one); the pass stops once another replica has the job.
+                    let current: BrokerStore? = if let gate { gate.acquire() } else { store }
+                    guard let current, deliver(s, store: current) else { break }
                 }
                 notifier.wait(timeout: 0.5)
             }
@@ -101,10 +104,14 @@ public final class WebhookDispatcher: Sendable {
 
     /// One round for one subscriber: undelivered events in order, stopping at the first one that
     /// is not yet due for a retry or that fails, so no event overtakes an earlier one.
-    func deliver(_ s: Subscriber, store: BrokerStore) {
-        guard let pending = try? store.undelivered(subscriber: s.url, limit: 50) else { return }
+    /// Returns false when the job moved to another replica (`lease_lost`): the pass stops.
+    @discardableResult
+    func deliver(_ s: Subscriber, store: BrokerStore) -> Bool {
+        guard let pending = try? store.undelivered(subscriber: s.url, limit: 50) else { return true }
         for d in pending {
-            if let next = d.nextAttempt, next > clock.now() { return }
+            if let next = d.nextAttempt, next > clock.now() { return true }
+            // Before each POST: the lease still held with more time left than a POST may take.
+            if let gate, gate.acquire() == nil { return false }
             let body = Array(d.event.json.utf8)
             let timestamp = "\(Int(clock.now().timeIntervalSince1970))"
             let headers = ["Content-Type": "application/json", "X-Vouch-Event": d.event.type.rawValue, "X-Vouch-Event-Id": "\(d.event.id)",
@@ -121,14 +128,17 @@ public final class WebhookDispatcher: Sendable {
             let next = failure == nil ? nil : now.addingTimeInterval(backoffDelay(failures: attempts, cap: 300))
             do {
                 try store.recordDelivery(subscriber: s.url, eventID: d.event.id, delivered: failure == nil, attempts: attempts, nextAttempt: next, error: failure, at: now)
+            } catch let e as VouchError where e.code == .leaseLost {
+                return false   // another replica delivers now (it may send this event again: at-least-once)
             } catch {
-                return   // the job moved to another replica (lease_lost) or the store is down: that replica, or the next round, goes on
+                return true    // the store is down: the next round goes on
             }
             if let failure {
                 log("webhook \(s.url) event \(d.event.id) attempt \(attempts) failed: \(failure); retrying at \(next!.iso8601)")
-                return
+                return true
             }
         }
+        return true
     }
 }
 

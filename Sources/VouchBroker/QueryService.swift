@@ -199,6 +199,7 @@ public struct QueryService: BrokerPart, Sendable {
     public func ready() throws -> Bool {
         guard !context.closing.withLock({ $0 }) else { return false }
         _ = try store.latestDecisionTime()
+        try context.revocations.checkNotBehind(issuer: authorities.current.keyID)   // crl_behind: 503
         return true
     }
 

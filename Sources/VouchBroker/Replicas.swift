@@ -76,6 +76,7 @@ public final class ReplicaFollower: Sendable {
 
     public func start() {
         running.withLock { $0 = true }
+        service.storeFollowed(for: 0)   // until the first reading, the caches do not answer
         let thread = Thread { [self] in
             var known: StoreRevision?
             var failing = false
@@ -98,10 +99,17 @@ public final class ReplicaFollower: Sendable {
         thread.start()
     }
 
-    /// What moved between two readings (nil: unknown, e.g. the first one or after an outage).
+    /// What moved between two readings (nil: unknown, e.g. the first one or after an outage); the
+    /// caches may answer for `confirmFor` after a reading.
     func follow(from old: StoreRevision?, to new: StoreRevision) {
         service.storeChanged(revocations: old?.crls != new.crls, events: old?.events != new.events)
+        service.storeFollowed(for: Self.confirmFor)
     }
+
+    /// How long the CRL and OCSP caches answer after the follower last read the revision: three
+    /// readings' worth, so one slow reading does not bypass them, and well under the 1 s in which a
+    /// revocation at another replica must show here.
+    static let confirmFor: TimeInterval = 0.75
 
     public func stop() {
         guard running.withLock({ r in defer { r = false }; return r }) else { return }
@@ -114,7 +122,20 @@ extension BrokerService {
     /// hidden changes): `revocations` drops the in-memory CRLs and OCSP answers — the next request
     /// reads the store —, `events` wakes the event streams and the webhook dispatcher.
     public func storeChanged(revocations: Bool, events: Bool) {
-        if revocations { context.responseCache.write { $0.crls.removeAll(); $0.ocsp.removeAll(); $0.generation += 1 } }
+        if revocations {
+            context.responseCache.write { $0.crls.removeAll(); $0.ocsp.removeAll(); $0.generation += 1 }
+            // What other replicas published raises this broker's watermark too, so that it never
+            // signs or serves a CRL older than one it could have seen.
+            for ca in context.authorities.signing {
+                if let crl = try? store.currentCRL(issuer: ca.keyID) { context.revocations.watermark.raise([crl]) }
+            }
+        }
         if events { context.events.notify() }
+    }
+
+    /// The follower read the store's revision: the caches may answer for `seconds` more.
+    public func storeFollowed(for seconds: TimeInterval) {
+        let until = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, seconds) * 1e9)
+        context.responseCache.write { $0.followedUntil = until }
     }
 }

@@ -117,6 +117,11 @@ public struct RevocationService: BrokerPart, Sendable {
 
     /// Rotates to the staged next CA (see CASet.rotate); returns the new issuing CA's certificate.
     public func rotateCA() throws -> String {
+        // One replica rotating alone would leave the others issuing, and signing CRLs, under the
+        // old CA: on a shared store, rotation is a restart of every replica (docs/operations.md).
+        guard config.replicaSecret == nil else {
+            throw VouchError(.conflict, "this broker is one of several replicas: rotate the CA by staging it in every replica's data directory and restarting them")
+        }
         let ca = try authorities.rotate()
         responseCache.write { $0.ocsp.removeAll(); $0.generation += 1 }
         log("CA rotated: now issuing with \(ca.signer.caCertificate.subject) (key id \(ca.keyID))")
@@ -137,6 +142,8 @@ public struct RevocationService: BrokerPart, Sendable {
         // Answered by the CA the request names (current or previous); others get "unknown" from the current CA.
         let ca = authorities.signing.first { OCSPResponder.requestNames(request, issuer: $0.signer.caCertificate) } ?? authorities.current
         let generation = responseCache.read { $0.generation }
+        // A store behind a published CRL may have lost revocations: no "good" is signed from it.
+        try revocations.checkNotBehind(issuer: ca.keyID)
         let response = try ca.signer.ocspResponse(request: request, now: now, validity: config.ocspValidity) { serial in
             guard let c = try store.certificate(serial: serial) else { return .unknown }
             if let at = c.revokedAt { return .revoked(at: at, reason: (c.revocationReason ?? .unspecified).rawValue) }

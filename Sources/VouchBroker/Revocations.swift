@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import VouchCore
 import VouchCrypto
@@ -14,8 +15,13 @@ struct ResponseCache {
     /// revocation and the state change that caused it visible at once, so an observer that sees
     /// the host untrusted must not then get a cached CRL or OCSP "good" from before it.
     var revoking = 0
+    /// Replicas on a shared store: until when (monotonic nanoseconds) the caches may answer,
+    /// moved on by every revision the `ReplicaFollower` reads; nil for a broker alone. A replica
+    /// that cannot follow the store for a moment stops answering from memory (it reads the store,
+    /// or fails) rather than serve what another replica may have revoked since.
+    var followedUntil: UInt64?
     /// Whether the caches may answer now.
-    var usable: Bool { revoking == 0 }
+    var usable: Bool { revoking == 0 && (followedUntil.map { DispatchTime.now().uptimeNanoseconds < $0 } ?? true) }
 }
 
 /// Revocation and CRLs, and the unit of work of every state change that may revoke.
@@ -143,7 +149,16 @@ final class Revocations: Sendable {
         guard let signer = authorities.byKeyID(r.issuer)?.signer else {
             throw VouchError(.internalError, "no CA signs CRLs for issuer \(r.issuer)")
         }
-        try watermark.check(issuer: r.issuer, next: r.number)
+        do {
+            try watermark.check(issuer: r.issuer, next: r.number)
+        } catch let e as VouchError where e.code == .crlBehind {
+            // Behind what this broker saw — or only behind a CRL another replica committed after
+            // this plan was read: then the plan is stale, not the store.
+            if let stored = try store.currentCRL(issuer: r.issuer), stored.number >= r.number {
+                throw VouchError(.revocationPlanStale, "another replica published CRL \(stored.number) meanwhile; plan again")
+            }
+            throw e
+        }
         let now = clock.now()
         let entries = r.revoked.filter { $0.notAfter > now }.compactMap { c in
             c.revokedAt.map { RevokedEntry(serialHex: c.serial, revokedAt: $0, reason: (c.revocationReason ?? .unspecified).rawValue) }
@@ -151,6 +166,13 @@ final class Revocations: Sendable {
         let next = now.addingTimeInterval(crlValidity)
         return CRLRecord(issuer: r.issuer, number: r.number, der: try signer.makeCRL(entries: entries, number: r.number, thisUpdate: now, nextUpdate: next),
                          thisUpdate: now, nextUpdate: next)
+    }
+
+    /// Throws `crl_behind` when the store's CRL of `issuer` is older than one already published
+    /// (OCSP answers and /readyz: the store may have lost revocations).
+    func checkNotBehind(issuer: String) throws {
+        if let stored = try store.currentCRL(issuer: issuer) { try watermark.check(serving: stored) }
+        else { try watermark.check(serving: CRLRecord(issuer: issuer, number: 0, der: [], thisUpdate: .distantPast, nextUpdate: .distantPast)) }
     }
 
     /// The CRL of the CA with key id `issuer`, re-signed when half its validity has passed. Only
@@ -178,9 +200,17 @@ final class Revocations: Sendable {
             if let again = try store.currentCRL(issuer: id), fresh(again) {
                 crl = again
             } else {
-                crl = try store.publishCRL(try sign(try store.revocations(issuer: id)))
+                do {
+                    crl = try store.publishCRL(try sign(try store.revocations(issuer: id)))
+                } catch let e as VouchError where e.code == .revocationPlanStale {
+                    // Another replica published a newer CRL since the revocations were read: serve it.
+                    guard let newer = try store.currentCRL(issuer: id) else { throw e }
+                    crl = newer
+                }
             }
         }
+        // Never serve a CRL older than one already published (a store behind: crl_behind).
+        try watermark.check(serving: crl)
         watermark.raise([crl])
         cache.write { c in if c.usable, c.generation == generation, (c.crls[id]?.number ?? 0) <= crl.number { c.crls[id] = crl } }
         return crl

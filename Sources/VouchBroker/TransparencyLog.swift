@@ -140,9 +140,23 @@ public final class TransparencyLog: Sendable {
     /// the job or starts again, refuses a database behind it (`log_behind`) as the sequencer would.
     func follow() throws {
         do {
-            guard let stored = try store.latestCheckpoint() else { return }
             let file = fileCheckpoint.withLock { $0 }
-            guard file == nil || stored.size > file!.size else { return }
+            guard let stored = try store.latestCheckpoint() else {
+                if let file, file.size > 0 { throw VouchError(.logBehind, "the database holds no checkpoint; this replica published or saw \(file.size)") }
+                return
+            }
+            if let file {
+                // The database behind what this replica saw (restored): said, as the sequencer would.
+                guard stored.size >= file.size else {
+                    throw VouchError(.logBehind, "the log in the database is smaller than the last published checkpoint; restore a newer database",
+                                     context: ["published": "\(file.size)", "got": "\(stored.size)"])
+                }
+                guard stored.size > file.size else {
+                    if stored.root != file.root { throw VouchError(.logBehind, "the database and the checkpoint file hold different checkpoints of one size") }
+                    problem.withLock { $0 = nil }
+                    return
+                }
+            }
             let verified = try Self.checkpoint(note: stored.note, key: signer.verifierKey, at: stored.publishedAt)
             guard verified.size == stored.size, verified.root == stored.root, try store.logSize() >= stored.size,
                   try prover.root(size: stored.size) == stored.root else {

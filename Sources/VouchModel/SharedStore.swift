@@ -54,6 +54,11 @@ public protocol SharedStore: Sendable {
     func claimRounds(_ rounds: [RoundClaim], holder: String, now: Date) throws -> RoundClaims
     /// After a claimed round: when the host is due next (only while `holder` still has the claim).
     func rescheduleRound(hostID: String, holder: String, due: Date) throws
+    /// What must be the same on every replica (fingerprints of the broker CA, the log key, the
+    /// replica secret, …): the first replica's are recorded; a replica whose differ is refused
+    /// (`config`), naming what differs — it was started on a data directory of its own rather
+    /// than a copy of the others'.
+    func agreeOnIdentity(_ facts: [String: String]) throws
     /// The same store, every write of which first checks (in its transaction) that `lease` still
     /// holds the job: `lease_lost` otherwise, and nothing is written.
     func fenced(by lease: Lease) -> any BrokerStore & LogStore

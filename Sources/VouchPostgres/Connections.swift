@@ -27,6 +27,8 @@ final class PGPool: Sendable {
                 giveBack(c)
                 return value
             } catch let e as VouchError where e.isConnectionLoss && attempt == 0 {
+                // The server went away: every idle connection is as dead as this one.
+                drain()
                 attempt += 1
             } catch {
                 giveBack(c)
@@ -123,7 +125,14 @@ final class PGWriter: Sendable {
                     }
                 }
                 committing = true
-                try c.exec("COMMIT")
+                _ = c.takeWarnings()
+                try c.commit()
+                // A commit a synchronous standby never confirmed (the wait was cancelled) is on the
+                // primary only: a failover may still lose it. Not acknowledged as durable.
+                if c.takeWarnings().contains(where: { $0.contains("synchronous replication") }) {
+                    fail(group, VouchError(.database, "the commit was not confirmed by a synchronous standby: the outcome is unknown",
+                                           context: ["outcome": "unknown"]))
+                }
                 return
             } catch let retry as Retry {
                 last = retry.cause

@@ -68,14 +68,19 @@ final class PGConnection: @unchecked Sendable {
 
     /// Connects to `url` (a `postgres://` URI or key=value string; several hosts and
     /// `target_session_attrs=read-write` are libpq's own). Defaults that the URL may override:
-    /// a 5 s connect timeout, TCP keepalives that notice a dead server within ~25 s, and no
-    /// NOTICE messages (libpq prints them on stderr: "relation … already exists, skipping" at every
-    /// start would break vouchd's log lines and the one-line output of `vouch store copy`).
+    /// a 5 s connect timeout; TCP keepalives and a 10 s TCP user timeout, so a dead server or a
+    /// broken path is noticed in seconds; and session settings — no NOTICE messages (libpq would
+    /// print them on stderr), `bytea` in hex and floats exact (what `PGRow` reads), a transaction
+    /// left idle for 10 s ended by the server (so a replica that stalls holding the write lock
+    /// cannot stop the others for longer), lock waits over 15 s and statements over 60 s failed.
+    /// A server in recovery (a standby) is refused: its reads could miss committed revocations.
     init(url: String, applicationName: String = "vouchd") throws {
         target = redactedURL(url)
+        let options = ["client_min_messages=warning", "bytea_output=hex", "extra_float_digits=3", "idle_in_transaction_session_timeout=10000",
+                       "lock_timeout=15000", "statement_timeout=60000"].map { "-c " + $0 }.joined(separator: " ")
         let pairs: [(String, String)] = [("connect_timeout", "5"), ("application_name", applicationName), ("keepalives_idle", "10"),
-                                         ("keepalives_interval", "5"), ("keepalives_count", "3"), ("options", "-c client_min_messages=warning"),
-                                         ("dbname", url)]
+                                         ("keepalives_interval", "5"), ("keepalives_count", "3"), ("tcp_user_timeout", "10000"),
+                                         ("options", options), ("dbname", url)]
         let keys = pairs.map { strdup($0.0) }, values = pairs.map { strdup($0.1) }
         defer { (keys + values).forEach { free($0) } }
         let k = keys.map { UnsafePointer<CChar>($0) } + [nil], v = values.map { UnsafePointer<CChar>($0) } + [nil]
@@ -86,9 +91,22 @@ final class PGConnection: @unchecked Sendable {
             throw VouchError(.database, "cannot connect to PostgreSQL at \(redactedURL(url)): \(message)", context: ["connection": "lost"])
         }
         conn = c
-        // Server notices ("relation already exists, skipping") are not errors: not printed.
-        PQsetNoticeProcessor(c, { _, _ in }, nil)
+        // Warnings the server sends (a commit not confirmed by a synchronous standby) are kept for
+        // the caller to read (`takeWarnings`); notices below warnings are not sent at all.
+        PQsetNoticeProcessor(c, { context, message in
+            guard let context, let message else { return }
+            Unmanaged<PGConnection>.fromOpaque(context).takeUnretainedValue().warnings.append(String(cString: message))
+        }, Unmanaged.passUnretained(self).toOpaque())
+        if try query("SELECT pg_is_in_recovery()", [], { $0.text(0) }).first == "t" {
+            throw VouchError(.database, "\(target) is a standby in recovery: give vouchd every host with target_session_attrs=read-write",
+                             context: ["connection": "lost"])
+        }
     }
+
+    /// What the server warned about since the last call (e.g. "canceling wait for synchronous
+    /// replication … the transaction has already committed locally").
+    private var warnings: [String] = []
+    func takeWarnings() -> [String] { defer { warnings = [] }; return warnings }
 
     deinit { PQfinish(conn) }
 
@@ -108,6 +126,17 @@ final class PGConnection: @unchecked Sendable {
         try check(r, sql)
     }
 
+    /// Commits the open transaction; throws if the server rolled it back instead (a statement of
+    /// it failed and the failure was not acted on: the server answers COMMIT with ROLLBACK).
+    func commit() throws {
+        let r = PQexec(conn, "COMMIT")
+        defer { PQclear(r) }
+        try check(r, "COMMIT")
+        guard let r, String(cString: PQcmdStatus(r)) == "COMMIT" else {
+            throw VouchError(.database, "the transaction was rolled back by the server at COMMIT", context: ["sqlstate": ""])
+        }
+    }
+
     /// Runs a statement; returns the number of rows it changed.
     @discardableResult
     func run(_ sql: String, _ params: [PGValue] = []) throws -> Int {
@@ -121,7 +150,15 @@ final class PGConnection: @unchecked Sendable {
         }
     }
 
+    /// Text travels as C strings: one with a NUL byte would be cut short, so it is refused.
+    private static func validate(_ params: [PGValue]) throws {
+        for case let .text(t) in params where t.utf8.contains(0) {
+            throw VouchError(.badRequest, "a text value holds a NUL byte", context: ["field": "text"])
+        }
+    }
+
     private func execute<T>(_ sql: String, _ params: [PGValue], _ read: (OpaquePointer) throws -> T) throws -> T {
+        try Self.validate(params)
         let name = try statement(sql)
         let r = Self.withParameters(params) { values, lengths, formats in
             PQexecPrepared(conn, name, Int32(params.count), values, lengths, formats, 0)
@@ -142,7 +179,7 @@ final class PGConnection: @unchecked Sendable {
             case .null: buffers.append(nil); lengths.append(0); formats.append(0)
             case let .int(x): buffers.append(UnsafeMutableRawPointer(strdup(String(x)))); lengths.append(0); formats.append(0)
             case let .real(x): buffers.append(UnsafeMutableRawPointer(strdup(Self.float(x)))); lengths.append(0); formats.append(0)
-            case let .text(s): buffers.append(UnsafeMutableRawPointer(strdup(s))); lengths.append(0); formats.append(0)
+            case let .text(s): buffers.append(UnsafeMutableRawPointer(strdup(s))); lengths.append(0); formats.append(0)   // NUL-free: see `validate`
             case let .bytes(b):
                 let m = malloc(max(1, b.count))!
                 b.withUnsafeBytes { if let base = $0.baseAddress { m.copyMemory(from: base, byteCount: b.count) } }
@@ -162,6 +199,7 @@ final class PGConnection: @unchecked Sendable {
             for row in rows { try run(sql, row) }
             return
         }
+        for row in rows { try Self.validate(row) }
         let name = try statement(sql)
         for chunk in stride(from: 0, to: rows.count, by: Self.pipelineChunk).map({ rows[$0..<min($0 + Self.pipelineChunk, rows.count)] }) {
             guard PQenterPipelineMode(conn) == 1 else { throw failure(nil, sql) }

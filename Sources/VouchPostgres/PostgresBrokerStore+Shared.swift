@@ -25,13 +25,17 @@ extension PostgresBrokerStore {
     }
 
     /// Returns at once when the revision already moved past `known`; otherwise waits on the LISTEN
-    /// connection (set up again when it was lost) for at most `timeout`, then reads the revision.
-    /// A notification is only a hint: a lost LISTEN connection costs at most `timeout`, never a change.
+    /// connection for at most `timeout`, then reads the revision. Both readings run on that
+    /// connection — the follower never waits behind the read pool — which is set up again
+    /// (LISTEN first, then the reading) after it was lost. A notification is only a hint: a lost
+    /// LISTEN costs at most `timeout`, never a change.
     public func waitForChange(after known: StoreRevision, timeout: TimeInterval) throws -> StoreRevision {
-        let now = try revision()
-        if now != known { return now }
-        listener.wait(timeout: timeout)
-        return try revision()
+        try listener.withConnection { c in
+            let now = try Self.revision(c)
+            if now != known { return now }
+            _ = try c.notifications(timeout: timeout)
+            return try Self.revision(c)
+        }
     }
 
     public func acquireLease(_ job: LeaseJob, holder: String, ttl: TimeInterval, now: Date) throws -> Lease? {
@@ -58,7 +62,8 @@ extension PostgresBrokerStore {
     }
 
     /// Claims run on a pooled connection, each statement on its own (outside the writer's lock:
-    /// row locks and `SKIP LOCKED` keep two replicas from claiming one round).
+    /// row locks and `SKIP LOCKED` keep two replicas from claiming one round). A claim run again
+    /// after its answer was lost (the pool's retry) finds its own claim and counts it won.
     public func claimRounds(_ rounds: [RoundClaim], holder: String, now: Date) throws -> RoundClaims {
         guard !rounds.isEmpty else { return RoundClaims(won: [], elsewhere: [:]) }
         let ids = Self.array(rounds.map(\.hostID))
@@ -67,7 +72,7 @@ extension PostgresBrokerStore {
             let won = Set(try c.query("""
             UPDATE host_rounds r SET next_due = d.next, claimed_by = $3 FROM (
               SELECT h.host_id, n.next FROM host_rounds h JOIN unnest($1::text[], $2::float8[]) AS n(host_id, next) ON n.host_id = h.host_id
-              WHERE h.next_due <= $4 ORDER BY h.host_id FOR UPDATE OF h SKIP LOCKED) d
+              WHERE h.next_due <= $4 OR (h.claimed_by = $3 AND h.next_due = n.next) ORDER BY h.host_id FOR UPDATE OF h SKIP LOCKED) d
             WHERE r.host_id = d.host_id RETURNING r.host_id
             """, [.text(ids), .text(Self.array(rounds.map { "\($0.next.timeIntervalSince1970)" })), .text(holder), .date(now)]) { $0.text(0) })
             let lost = rounds.map(\.hostID).filter { !won.contains($0) }
@@ -84,6 +89,19 @@ extension PostgresBrokerStore {
     public func rescheduleRound(hostID: String, holder: String, due: Date) throws {
         _ = try read { c in
             try c.run("UPDATE host_rounds SET next_due = $1 WHERE host_id = $2 AND claimed_by = $3", [.date(due), .text(hostID), .text(holder)])
+        }
+    }
+
+    public func agreeOnIdentity(_ facts: [String: String]) throws {
+        try writer.write { c in
+            for (key, value) in facts.sorted(by: { $0.key < $1.key }) {
+                try c.run("INSERT INTO vouch_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [.text("identity." + key), .text(value)])
+                let recorded = try c.query("SELECT value FROM vouch_meta WHERE key = $1", [.text("identity." + key)]) { $0.text(0) }.first
+                guard recorded == value else {
+                    throw VouchError(.config, "this replica's \(key) differs from the other replicas': start every replica on a copy of one data directory "
+                                     + "(docs/operations.md#several-replicas-on-postgresql)", context: ["identity": key])
+                }
+            }
         }
     }
 
@@ -116,29 +134,21 @@ final class PGListener: Sendable {
 
     init(url: String, channel: String) { self.url = url; self.channel = channel }
 
-    /// Waits up to `timeout` for a notification (or for the connection to fail: the caller reads
-    /// the revision either way). Only one waiter at a time gets notifications; others just wait.
-    func wait(timeout: TimeInterval) {
-        let start = Date()
-        let waited: Bool = connection.withLock { conn in
+    /// Runs `body` on the listening connection (one caller at a time); a failure drops the
+    /// connection, so the next call starts a new one.
+    func withConnection<T>(_ body: (PGConnection) throws -> T) throws -> T {
+        try connection.withLock { conn in
             do {
                 if conn == nil || conn?.isHealthy == false {
                     let c = try PGConnection(url: url, applicationName: "vouchd-listen")
                     try c.exec("LISTEN \(channel)")
                     conn = c
-                    return false   // changes before the LISTEN took hold: the caller's next revision read sees them
                 }
-                _ = try conn!.notifications(timeout: timeout)
-                return true
+                return try body(conn!)
             } catch {
                 conn = nil
-                return false
+                throw error
             }
-        }
-        if !waited {
-            // Without a working LISTEN connection the caller polls: never sooner than `timeout`.
-            let left = timeout - Date().timeIntervalSince(start)
-            if left > 0 { Thread.sleep(forTimeInterval: left) }
         }
     }
 }

@@ -185,7 +185,12 @@ do {
     }
     config.crlWatermarkFile = dataDir + "/crl-numbers"
     let replica = LeaseGate.holderName()
-    let gate = { (job: LeaseJob) in shared.map { LeaseGate(shared: $0, job: job, holder: replica, clock: clock, log: Runtime.log) } }
+    // Leases: the sequencer's 5 s (a round takes well under a second); webhooks' 30 s, three times
+    // a delivery's 10 s timeout, so a lease renewed before each subscriber's turn never lapses
+    // during a POST.
+    let gate = { (job: LeaseJob) in
+        shared.map { LeaseGate(shared: $0, job: job, holder: replica, ttl: job == .webhooks ? 30 : 5, clock: clock, log: Runtime.log) }
+    }
     let logGate = gate(.logSequencer)
     // The transparency log: its own key, its last published checkpoint kept in a file beside the
     // database (a restored old database then cannot fork the log), a sequencer round twice a second.
@@ -205,6 +210,13 @@ do {
     let otherKeys = try [brokerCA.certificate.publicKey, try resultSigner.jwk.publicKey()]
         + (authorities.bundle + authorities.signing.map(\.signer.caCertificate)).map { try $0.publicKey }
     let jwtSVIDSigner = try BrokerBootstrap.jwtSVIDSigner(directory: dataDir + "/results", distinctFrom: otherKeys)
+    if let shared {
+        // Every replica must hold the same keys: refused here if this data directory is not a copy.
+        var facts = ["broker-ca": Hex.encode(Crypto.sha256(try brokerCA.certificate.der)), "log-key": logSigner.verifierKey.vkey,
+                     "replica-key": Hex.encode(Crypto.hmac(.sha256, key: config.replicaSecret ?? [], Array("vouch replica identity v1".utf8)))]
+        facts["issuing-ca"] = authorities.current.keyID
+        try shared.agreeOnIdentity(facts)
+    }
     let service = BrokerService(config: config, policies: policies, store: store, authorities: authorities, ekTrust: ekTrust,
                                 resultSigner: resultSigner, jwtSVIDSigner: jwtSVIDSigner, clock: clock, tee: brokerOptions.tee, log: Runtime.log)
     var dispatcher: WebhookDispatcher?

@@ -241,17 +241,36 @@ final class ReplicaTests: XCTestCase {
         let source = CountingSource(clock: clock)
         _ = try seedHosts(1, store: current, source: source)
         let issuer = IssuingCA(signer: ca).keyID, hostID = String(format: "%032x", 1)
-        _ = try current.recordIssuance(attestation: AttestationRecord(hostID: hostID, at: clock.now(), kind: .enrollment, trusted: true, codes: [], message: "ok"),
-                                       certificate: CertificateRecord(serial: "51", hostID: hostID, agentName: "a", spiffeID: "spiffe://test.local/a",
-                                                                      notBefore: clock.now(), notAfter: clock.now().addingTimeInterval(3600), pem: "",
-                                                                      attestationID: 0, issuer: issuer))
         let broker = try service(current)
-        _ = try broker.revocation.revoke(RevokeRequest(serial: "51", reason: "keyCompromise"))
+        for serial in ["51", "52"] {
+            _ = try current.recordIssuance(attestation: AttestationRecord(hostID: hostID, at: clock.now(), kind: .enrollment, trusted: true, codes: [], message: "ok"),
+                                           certificate: CertificateRecord(serial: serial, hostID: hostID, agentName: "a\(serial)", spiffeID: "spiffe://test.local/a",
+                                                                          notBefore: clock.now(), notAfter: clock.now().addingTimeInterval(3600), pem: "",
+                                                                          attestationID: 0, issuer: issuer))
+            _ = try broker.revocation.revoke(RevokeRequest(serial: serial, reason: "keyCompromise"))
+        }
         let published = try broker.revocation.currentCRL().number
         XCTAssertEqual(try String(contentsOf: dir.appendingPathComponent("crl-numbers"), encoding: .utf8), "\(issuer) \(published)\n")
 
         let restored = try PostgresBrokerStore(url: try PostgresServer.shared.get().createDatabase("restored_\(UInt64.random(in: 0...UInt64.max))"))
         XCTAssertThrowsError(try service(restored).revocation.currentCRL()) { XCTAssertEqual(($0 as? VouchError)?.code, .crlBehind) }
+        // A restored copy from just before the revocation: its CRL is fresh but older than the one
+        // published. Neither it nor an OCSP answer from that store is served.
+        let older = try PostgresBrokerStore(url: try PostgresServer.shared.get().createDatabase("older_\(UInt64.random(in: 0...UInt64.max))"))
+        _ = try seedHosts(1, store: older, source: source)
+        var unwatched = config
+        unwatched.crlWatermarkFile = nil
+        let stale = try BrokerService(config: unwatched, policies: PolicyProvider(fixed: try PolicySet([Broker.policy()]), clock: clock), store: older,
+                                      authorities: CASet(current: IssuingCA(signer: ca)), ekTrust: EKTrustStore(anchors: [], intermediates: []),
+                                      resultSigner: try JWSSigner(key: try PrivateKey.generate(.p256), chain: [ca.certificate]),
+                                      jwtSVIDSigner: try JWSSigner(key: try PrivateKey.generate(.p256), use: "jwt-svid"), clock: clock).revocation.currentCRL()
+        XCTAssertLessThan(stale.number, published)
+        XCTAssertThrowsError(try service(older).revocation.currentCRL()) { XCTAssertEqual(($0 as? VouchError)?.code, .crlBehind, "a fresh but older CRL is not served") }
+        let leaf = try ca.issue(publicKey: try PrivateKey.generate(.p256).publicKey,
+                                profile: LeafProfile(subjectCommonName: "a", notBefore: clock.now(), notAfter: clock.now().addingTimeInterval(60), usage: .tlsServer))
+        let request = try OCSPClient.request(certificate: leaf, issuer: ca.certificate)
+        XCTAssertThrowsError(try service(older).revocation.ocsp(request: request)) { XCTAssertEqual(($0 as? VouchError)?.code, .crlBehind, "no OCSP answer from a store behind") }
+        XCTAssertNoThrow(try service(current).revocation.ocsp(request: request))
         XCTAssertEqual(try service(current).revocation.currentCRL().number, published, "the store that caught up is served")
         try Data("garbage".utf8).write(to: dir.appendingPathComponent("crl-numbers"))
         clock.advance(by: 400)   // the stored CRL is stale: re-signing is needed, and refused
