@@ -74,7 +74,8 @@ for config, replicas in order:
     steps = [s for s in samples if s["kind"] == "fleet" and s["config"] == config]
     for s in steps:
         s["rounds_per_s"] = s["trusted_rounds"] / s["wall"]
-        s["held"] = bool(s["reached"]) and s["trusted_hosts"] == s["hosts"] and s["rounds_per_s"] >= 0.95 * s["hosts"] / 10
+        a = s["ages"]
+        s["held"] = bool(s["reached"]) and s["trusted_hosts"] == s["hosts"] and a["hosts"] == s["hosts"] and a["stale"] == 0
     held = [s for s in steps if s["held"]]
     failed = next((s for s in steps if not s["held"]), None)
     best = held[-1] if held else None
@@ -84,17 +85,22 @@ for config, replicas in order:
         postgres = percent(best["pg_ticks"], best["wall"])
         sim = percent(best["sim_ticks"], best["wall"])
         machine = percent(best["machine_ticks"], best["wall"])
-        parts.append(f"at {best['hosts']} hosts: {best['rounds_per_s']:.0f} of {best['hosts'] / 10:.0f} re-attestations/s expected over "
-                     f"{best['wall']:.0f} s, {best['trusted_hosts']}/{best['hosts']} trusted, {best['other_rounds']} other outcomes; "
+        parts.append(f"at {best['hosts']} hosts: {best['trusted_hosts']}/{best['hosts']} trusted, the oldest last attestation "
+                     f"{best['ages']['max']:.0f} s old (p99 {best['ages']['p99']:.0f} s); {best['rounds_per_s']:.0f} re-attestations/s over "
+                     f"{best['wall']:.0f} s (one per host per interval: {best['hosts'] / 10:.0f}/s), {best['other_rounds']} other outcomes; "
                      f"{cpu_text(broker, postgres, sim, 'vouch-attester --simulate', replicas, machine)}; broker RSS {best['rss_kb'] / 1024:.0f} MiB")
     else:
         broker = postgres = sim = None
     if failed:
+        a = failed["ages"]
         if not failed["reached"]:
             why = f"only {failed['trusted_hosts']}/{failed['hosts']} hosts trusted after {failed['ramp_s']} s"
+        elif a["stale"] is None:
+            why = "the host list could not be read"
         else:
-            why = (f"{failed['rounds_per_s']:.0f} of {failed['hosts'] / 10:.0f} re-attestations/s, "
-                   f"{failed['trusted_hosts']}/{failed['hosts']} trusted")
+            oldest = "never" if a["max"] is None else f"the oldest {a['max']:.0f} s ago"
+            why = (f"{a['stale']} hosts last attested more than 15 s ago, {oldest}; {failed['rounds_per_s']:.0f} re-attestations/s "
+                   f"(one per host per interval: {failed['hosts'] / 10:.0f}/s), {failed['trusted_hosts']}/{failed['hosts']} trusted")
         fb = percent(failed["broker_ticks"], failed["wall"])
         fp = percent(failed["pg_ticks"], failed["wall"])
         fm = percent(failed["machine_ticks"], failed["wall"])
@@ -106,7 +112,7 @@ for config, replicas in order:
         "name": f"{name}: largest simulated fleet re-attested every 10 s", "config": config, "replicas": replicas, "kind": "fleet",
         "unit": "hosts", "rate": best["hosts"] if best else None,
         "broker_cpu_percent": broker, "postgres_cpu_percent": postgres, "sim_cpu_percent": sim,
-        "steps": [{k: s[k] for k in ("hosts", "held", "rounds_per_s", "trusted_hosts", "broker_ticks", "pg_ticks", "sim_ticks", "machine_ticks", "wall")} for s in steps],
+        "steps": [{k: s[k] for k in ("hosts", "held", "rounds_per_s", "trusted_hosts", "ages", "broker_ticks", "pg_ticks", "sim_ticks", "machine_ticks", "wall")} for s in steps],
         "detail": "; ".join(parts) + f"; pull mode, software-key hosts (vouch-attester --simulate); ramp {', '.join(str(s['hosts']) for s in steps)}",
     })
 
