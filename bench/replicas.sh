@@ -206,22 +206,24 @@ measure_fleet() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Enrollment for every configuration first, then the fleets: the rows compared with each other are
+# measured minutes apart at most, whatever else the machine runs meanwhile.
 configs=("sqlite:1")
 for n in $replica_counts; do configs+=("pg$n:$n"); done
-for entry in "${configs[@]}"; do
-  config=${entry%%:*}; n=${entry#*:}
-  db=$([ "$config" = sqlite ] && echo sqlite || echo "bench_${config}_enroll")
-  echo "replicas: $config ($n broker(s)): enrollment" >&2
-  start_set "$config-enroll" "$n" "$db"
-  for c in 8 32; do measure_enroll "$config" "$n" "$c"; done
-  stop_all
-  [ "$db" = sqlite ] || psql "DROP DATABASE $db"
-  echo "replicas: $config ($n broker(s)): fleet ramp ($ramp)" >&2
-  db=$([ "$config" = sqlite ] && echo sqlite || echo "bench_${config}_fleet")
-  start_set "$config-fleet" "$n" "$db"
-  measure_fleet "$config" "$n"
-  stop_all
-  [ "$db" = sqlite ] || psql "DROP DATABASE $db"
+for phase in enroll fleet; do
+  for entry in "${configs[@]}"; do
+    config=${entry%%:*}; n=${entry#*:}
+    db=$([ "$config" = sqlite ] && echo sqlite || echo "bench_${config}_$phase")
+    echo "replicas: $config ($n broker(s)): $phase" >&2
+    start_set "$config-$phase" "$n" "$db"
+    if [ $phase = enroll ]; then
+      for c in 8 32; do measure_enroll "$config" "$n" "$c"; done
+    else
+      measure_fleet "$config" "$n"
+    fi
+    stop_all
+    [ "$db" = sqlite ] || psql "DROP DATABASE $db"
+  done
 done
 
 python3 bench/replicas_rows.py "$raw" "$top/replicas.jsonl" "$out" "$pg_version" "$window" "$enroll_seconds"

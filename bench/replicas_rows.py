@@ -28,13 +28,18 @@ def percent(ticks, seconds):
     return None if ticks is None else 100 * ticks / hz / seconds
 
 
+def others(machine, broker, postgres, generator):
+    """CPU that went to none of the measured processes (other work on the machine), % of one core."""
+    return max(0.0, machine - broker - (postgres or 0) - generator)
+
+
 def cpu_text(broker, postgres, generator, generator_name, replicas, machine):
     """The CPU figures of one measurement, each in % of one core; `machine`: every process's."""
     parts = [f"broker {broker:.0f} %" + (f" (sum of {replicas} replicas)" if replicas > 1 else "")]
     if postgres is not None:
         parts.append(f"PostgreSQL {postgres:.0f} %")
     parts.append(f"{generator_name} {generator:.0f} %")
-    other = max(0.0, machine - broker - (postgres or 0) - generator)
+    other = others(machine, broker, postgres, generator)
     parts.append(f"everything else {other:.0f} % (the machine busy {machine:.0f} % of {100 * cores} %)")
     return "CPU in % of one core: " + ", ".join(parts)
 
@@ -66,6 +71,7 @@ for config, replicas in order:
             "kind": "enroll", "clients": s["clients"], "unit": "enrollments/s", "rate": r["rate"],
             "p50ms": r["p50ms"], "p99ms": r["p99ms"], "errors": r["errors"],
             "broker_cpu_percent": broker, "postgres_cpu_percent": postgres, "bench_cpu_percent": bench,
+            "machine_cpu_percent": machine, "other_cpu_percent": others(machine, broker, postgres, bench),
             "detail": f"p50 {r['p50ms']:.1f} ms, p99 {r['p99ms']:.1f} ms, {errors}; "
                       + (f"clients spread over the {replicas} replicas; " if replicas > 1 else "")
                       + f"{cpu_text(broker, postgres, bench, 'vouch-bench', replicas, machine)} over the "
@@ -90,7 +96,7 @@ for config, replicas in order:
                      f"{best['wall']:.0f} s (one per host per interval: {best['hosts'] / 10:.0f}/s), {best['other_rounds']} other outcomes; "
                      f"{cpu_text(broker, postgres, sim, 'vouch-attester --simulate', replicas, machine)}; broker RSS {best['rss_kb'] / 1024:.0f} MiB")
     else:
-        broker = postgres = sim = None
+        broker = postgres = sim = machine = None
     if failed:
         a = failed["ages"]
         if not failed["reached"]:
@@ -112,6 +118,7 @@ for config, replicas in order:
         "name": f"{name}: largest simulated fleet re-attested every 10 s", "config": config, "replicas": replicas, "kind": "fleet",
         "unit": "hosts", "rate": best["hosts"] if best else None,
         "broker_cpu_percent": broker, "postgres_cpu_percent": postgres, "sim_cpu_percent": sim,
+        "machine_cpu_percent": machine, "other_cpu_percent": others(machine, broker, postgres, sim) if best else None,
         "steps": [{k: s[k] for k in ("hosts", "held", "rounds_per_s", "trusted_hosts", "ages", "broker_ticks", "pg_ticks", "sim_ticks", "machine_ticks", "wall")} for s in steps],
         "detail": "; ".join(parts) + f"; pull mode, software-key hosts (vouch-attester --simulate); ramp {', '.join(str(s['hosts']) for s in steps)}",
     })
@@ -125,6 +132,13 @@ def find(config, kind, clients=None):
     return next((r for r in rows if r["config"] == config and r["kind"] == kind and r.get("clients") == clients), None)
 
 
+def beside(a, b):
+    """What else the machine ran during the two rows a ratio compares (a shared machine's load)."""
+    if a.get("other_cpu_percent") is None or b.get("other_cpu_percent") is None:
+        return ""
+    return f"; other work on the machine meanwhile: {a['other_cpu_percent']:.0f} % and {b['other_cpu_percent']:.0f} % of one core"
+
+
 ratios = []
 for clients in (8, 32):
     base = find("sqlite", "enroll", clients)
@@ -135,15 +149,15 @@ for clients in (8, 32):
         r = find(config, "enroll", clients)
         if r and base and base["rate"]:
             ratios.append(f"enrollments/s with {clients} clients, PostgreSQL with {replicas} replica(s) vs SQLite with 1 broker "
-                          f"(same clients, same run): {r['rate'] / base['rate']:.2f}×")
+                          f"(same clients, same run): {r['rate'] / base['rate']:.2f}×{beside(r, base)}")
         if r and one and one["rate"] and config != "pg1":
-            ratios.append(f"enrollments/s with {clients} clients, PostgreSQL {replicas} replicas vs 1 replica: {r['rate'] / one['rate']:.2f}×")
+            ratios.append(f"enrollments/s with {clients} clients, PostgreSQL {replicas} replicas vs 1 replica: {r['rate'] / one['rate']:.2f}×{beside(r, one)}")
 base = find("sqlite", "fleet")
 for config, replicas in order:
     r = find(config, "fleet")
     if config != "sqlite" and r and base and r["rate"] and base["rate"]:
         ratios.append(f"largest fleet held (ramp steps), PostgreSQL with {replicas} replica(s) vs SQLite with 1 broker: "
-                      f"{r['rate'] / base['rate']:.2f}× ({r['rate']} vs {base['rate']} hosts)")
+                      f"{r['rate'] / base['rate']:.2f}× ({r['rate']} vs {base['rate']} hosts){beside(r, base)}")
 
 header = (f"Release vouchd, vouch-bench and vouch-attester; PostgreSQL {pg_version} in a throwaway cluster on the same machine "
           "(fsync and synchronous_commit on, as SQLite runs synchronous=FULL). The brokers, PostgreSQL and the load generators "
