@@ -10,7 +10,7 @@ APT_PACKAGES := libxmlsec1-dev libxml2-dev swtpm swtpm-tools tpm2-tools libtss2-
                 postgresql libpq-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build demo test test-unit check-imports fuzz bench bench-tee bench-gpu bench-workload bench-model clean
+.PHONY: all deps build demo test test-unit check-imports fuzz bench bench-tee bench-gpu bench-workload bench-model bench-replicas clean
 
 all: build
 
@@ -62,6 +62,11 @@ bench-workload: deps
 bench-model: deps
 	swift build -c release
 	bench/model.sh "$$(swift build -c release --show-bin-path)" out/bench
+
+# Only the replica rows (SQLite beside 1, 2 and 3 vouchd replicas on a throwaway PostgreSQL); updates their section.
+bench-replicas: deps
+	swift build -c release
+	bench/replicas.sh "$$(swift build -c release --show-bin-path)" out/bench
 
 # Only the confidential-VM rows (SEV-SNP, TDX beside openssl speed and dcap-qvl); updates their section.
 bench-tee: deps

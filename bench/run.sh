@@ -190,6 +190,11 @@ bench/workload.sh "$bin" "$out" "$seconds" || echo "the Workload API benchmark f
 # verifier on the same files (bench/model.sh, which writes its own section of docs/performance.md).
 bench/model.sh "$bin" "$out" || echo "the model verification benchmark failed: $out/model/" >&2
 
+# 9. Replicas on PostgreSQL: enrollments/s and the largest fleet held by SQLite with one broker
+# and 1, 2 and 3 vouchd replicas on a throwaway PostgreSQL cluster (bench/replicas.sh, which
+# writes out/bench/replicas.jsonl and its own section of docs/performance.md).
+bench/replicas.sh "$bin" "$out" || echo "the replica benchmark failed: $out/replicas/" >&2
+
 python3 - "$out" <<'PY'
 import json, os, re, sys, platform, subprocess
 out = sys.argv[1]

@@ -94,8 +94,11 @@ public final class SimulatedFleet: Sendable {
 
     /// Enrolls an agent on simulated host `index` exactly as the attester does: a nonce, a quote
     /// binding the nonce and the CSR's key, the enrollment request. Returns the broker's answer.
-    public func enroll(_ index: Int, agentName: String, csrPEM: String) throws -> EnrollResponse {
+    /// `via`: another broker of the same deployment to ask (a replica on the same database; the
+    /// challenge and the enrollment both go there); default the one the fleet registered with.
+    public func enroll(_ index: Int, agentName: String, csrPEM: String, via other: HTTPTransport? = nil) throws -> EnrollResponse {
         guard let id = hostID(index) else { throw VouchError(.config, "simulated host \(index) is not registered") }
+        let broker = other.map { APIClient(transport: $0) } ?? self.broker
         let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: id), as: ChallengeResponse.self)
         let spki = try CSR(pemOrDER: Array(csrPEM.utf8)).publicKey.spkiDER
         let selection = try PCRSelectionBody.selection(challenge.pcrSelection)

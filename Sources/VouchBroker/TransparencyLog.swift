@@ -162,7 +162,9 @@ public final class TransparencyLog: Sendable {
                   try prover.root(size: stored.size) == stored.root else {
                 throw VouchError(.logBehind, "the database's latest checkpoint is not its own tree signed by this log's key", context: ["size": "\(stored.size)"])
             }
-            try checkExtends(file, size: stored.size, root: stored.root)
+            // Against the file alone: the sequencer may have published a newer checkpoint since
+            // `stored` was read, which is no fault of `stored` (the next round follows it).
+            try checkExtends(file, size: stored.size, root: stored.root, againstStore: false)
             try Files.writeAtomically(Array(stored.note.utf8), to: checkpointFile, mode: 0o644)
             fileCheckpoint.withLock { $0 = verified }
             problem.withLock { $0 = nil }
@@ -215,10 +217,11 @@ public final class TransparencyLog: Sendable {
     }
 
     /// Refuses a tree that does not extend `last`: smaller, or not consistent with it. Checked
-    /// against the database's and the file's checkpoints both.
-    func checkExtends(_ last: PublishedCheckpoint?, size: UInt64, root: [UInt8]) throws {
+    /// against the file's checkpoint and, `againstStore`, the database's latest as read now (the
+    /// sequencer's check: nobody else publishes while it holds the job).
+    func checkExtends(_ last: PublishedCheckpoint?, size: UInt64, root: [UInt8], againstStore: Bool = true) throws {
         let file = fileCheckpoint.withLock { $0 }
-        for c in [last, file, try store.latestCheckpoint()].compactMap({ $0 }) {
+        for c in [last, file, againstStore ? try store.latestCheckpoint() : nil].compactMap({ $0 }) {
             guard size >= c.size else {
                 throw VouchError(.logBehind, "the log in the database is smaller than the last published checkpoint; restore a newer database",
                                  context: ["published": "\(c.size)", "got": "\(size)"])

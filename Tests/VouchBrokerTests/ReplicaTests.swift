@@ -36,6 +36,36 @@ final class CountingSource: EvidenceSource {
     }
 }
 
+/// A replica's own connection to the shared store, with one interleaving point: `afterNextLatestCheckpoint`
+/// runs once, right after the next `latestCheckpoint` read returns, so a test can make another
+/// replica commit between two reads of this one. Every call goes to the real store.
+final class InterleavedLogStore: LogStore {
+    let base: any LogStore
+    private let hook = Mutex<(@Sendable () -> Void)?>(nil)
+    init(_ base: any LogStore) { self.base = base }
+
+    func afterNextLatestCheckpoint(_ body: @escaping @Sendable () -> Void) { hook.withLock { $0 = body } }
+
+    func latestCheckpoint() throws -> PublishedCheckpoint? {
+        let c = try base.latestCheckpoint()
+        hook.withLock { h in defer { h = nil }; return h }?()
+        return c
+    }
+    func enqueueLogEntry(_ entry: LogOutboxEntry) throws -> Int64 { try base.enqueueLogEntry(entry) }
+    func pendingLogEntries(limit: Int) throws -> [PendingLogEntry] { try base.pendingLogEntries(limit: limit) }
+    func logSize() throws -> UInt64 { try base.logSize() }
+    func appendLog(size: UInt64, entries: [PendingLogEntry], hashes: [LogNodeHash]) throws { try base.appendLog(size: size, entries: entries, hashes: hashes) }
+    func logHashes(_ nodes: [(level: Int, index: UInt64)]) throws -> [[UInt8]?] { try base.logHashes(nodes) }
+    func logHashRange(level: Int, from index: UInt64, count: Int) throws -> [[UInt8]] { try base.logHashRange(level: level, from: index, count: count) }
+    func logEntries(from index: UInt64, count: Int) throws -> [[UInt8]] { try base.logEntries(from: index, count: count) }
+    func logIndex(certificate: String) throws -> UInt64? { try base.logIndex(certificate: certificate) }
+    func logIndex(outboxID: Int64) throws -> UInt64? { try base.logIndex(outboxID: outboxID) }
+    func pendingLogEntry(key: String) throws -> Int64? { try base.pendingLogEntry(key: key) }
+    func checkpoint(size: UInt64) throws -> PublishedCheckpoint? { try base.checkpoint(size: size) }
+    func publishCheckpoint(_ checkpoint: PublishedCheckpoint) throws { try base.publishCheckpoint(checkpoint) }
+    func addCosignature(size: UInt64, line: String) throws { try base.addCosignature(size: size, line: line) }
+}
+
 /// Several brokers on one PostgreSQL store, in this process: each due host is re-attested by one
 /// replica once per interval, and a dead replica's hosts are taken over within an interval; a
 /// revocation committed by one replica reaches the others' CRL and OCSP answers, with or without
@@ -275,5 +305,52 @@ final class ReplicaTests: XCTestCase {
         try Data("garbage".utf8).write(to: dir.appendingPathComponent("crl-numbers"))
         clock.advance(by: 400)   // the stored CRL is stale: re-signing is needed, and refused
         XCTAssertThrowsError(try service(current).revocation.currentCRL()) { XCTAssertEqual(($0 as? VouchError)?.code, .crlBehind, "an unreadable file fails closed") }
+    }
+
+    /// A replica that does not sequence checks the checkpoint it read from the database against
+    /// its own file: when the sequencing replica publishes a larger one between the follower's
+    /// reads, that is no log_behind (which /readyz and every proof would answer until the next
+    /// round), and the next round follows the larger one.
+    func testAFollowerIsNotBehindWhenTheSequencerPublishesDuringItsRound() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vouch-replica-log-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let signer = try BrokerBootstrap.logSigner(path: dir.appendingPathComponent("log.key").path, trustDomain: "test.local")
+        let a = try PostgresBrokerStore(url: url), b = try PostgresBrokerStore(url: url), clock = clock
+        func gate(_ store: PostgresBrokerStore, _ holder: String) -> LeaseGate {
+            LeaseGate(shared: store, job: .logSequencer, holder: holder, clock: clock, log: { _ in })
+        }
+        let sequencer = try TransparencyLog(signer: signer, store: a, clock: clock, checkpointFile: dir.appendingPathComponent("a.checkpoint").path, gate: gate(a, "a"))
+        let interleaved = InterleavedLogStore(b)
+        let followerFile = dir.appendingPathComponent("b.checkpoint").path
+        let follower = try TransparencyLog(signer: signer, store: interleaved, clock: clock, checkpointFile: followerFile, gate: gate(b, "b"))
+        @Sendable func enqueue(_ range: Range<Int>) throws {
+            for n in range {
+                let e = try LogEntry(kind: .receipt, time: clock.now(), fields: ["spiffe": "spiffe://test.local/agent/a", "serial": "\(n)",
+                                                                                 "certificate": LogEntry.digest(Crypto.sha256(Array("c\(n)".utf8))),
+                                                                                 "statement": LogEntry.digest(Crypto.sha256(Array("s\(n)".utf8))),
+                                                                                 "output": LogEntry.digest(Crypto.sha256(Array("o\(n)".utf8)))])
+                _ = try a.enqueueLogEntry(LogOutboxEntry(entry: e.bytes))
+            }
+        }
+        XCTAssertEqual(try sequencer.step()?.size, 0, "a takes the job and publishes the empty tree")
+        XCTAssertNil(try follower.step(), "b follows")
+        try enqueue(0..<3)
+        let three = try XCTUnwrap(try sequencer.step())
+        XCTAssertEqual(three.size, 3)
+        // b reads checkpoint 3; before it checks it, a publishes 5.
+        interleaved.afterNextLatestCheckpoint {
+            do {
+                try enqueue(3..<5)
+                XCTAssertEqual(try sequencer.step()?.size, 5)
+            } catch { XCTFail("the sequencer's round: \(error)") }
+        }
+        XCTAssertNoThrow(try follower.step())
+        XCTAssertNil(follower.currentProblem, "b is not behind")
+        XCTAssertEqual(try String(contentsOfFile: followerFile, encoding: .utf8), three.note, "b's file holds the checkpoint it verified")
+        XCTAssertNoThrow(try follower.step())
+        XCTAssertEqual(try CheckpointBody(text: try UnverifiedNote(try String(contentsOfFile: followerFile, encoding: .utf8)).verify([signer.verifierKey]).text).size, 5,
+                       "the next round follows the larger checkpoint")
+        XCTAssertNil(follower.currentProblem)
     }
 }
