@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 import VouchAPI
 import VouchAttestation
-import VouchBroker
+@testable import VouchBroker
 import VouchCore
 import VouchCrypto
 import VouchModel
@@ -84,6 +84,15 @@ final class ReplicaTests: XCTestCase {
         }
     }
 
+    /// Records an issued certificate `serial` (valid for an hour, by the test CA) for `agent` on `host`.
+    func issue(_ serial: String, agent: String, host: String, store: BrokerStore) throws {
+        _ = try store.recordIssuance(attestation: AttestationRecord(hostID: host, at: clock.now(), kind: .enrollment, trusted: true, codes: [], message: "ok",
+                                                                   agentName: agent),
+                                     certificate: CertificateRecord(serial: serial, hostID: host, agentName: agent, spiffeID: "spiffe://test.local/\(agent)",
+                                                                    notBefore: clock.now(), notAfter: clock.now().addingTimeInterval(3600), pem: "",
+                                                                    attestationID: 0, issuer: IssuingCA(signer: ca).keyID))
+    }
+
     /// Ticks each replica, in an order that turns, every `step` seconds of the test's clock until `until`, running
     /// the rounds each claimed — but for `dead` replicas, which claim rounds and never run them (a
     /// replica that died holding its claims). Returns the dead replicas' claims: host and time.
@@ -162,11 +171,7 @@ final class ReplicaTests: XCTestCase {
         for n in 0..<2 {
             let serial = String(format: "%02x", 0x40 + n)
             serials.append(serial)
-            _ = try a.store.recordIssuance(attestation: AttestationRecord(hostID: hostID, at: clock.now(), kind: .enrollment, trusted: true, codes: [], message: "ok",
-                                                                         agentName: "agent\(n)"),
-                                           certificate: CertificateRecord(serial: serial, hostID: hostID, agentName: "agent\(n)", spiffeID: "spiffe://test.local/a\(n)",
-                                                                          notBefore: clock.now(), notAfter: clock.now().addingTimeInterval(3600), pem: "",
-                                                                          attestationID: 0, issuer: IssuingCA(signer: ca).keyID))
+            try issue(serial, agent: "agent\(n)", host: hostID, store: a.store)
         }
         let before = try b.service.revocation.currentCRL()   // cached at b
         for (n, serial) in serials.enumerated() {
@@ -185,6 +190,44 @@ final class ReplicaTests: XCTestCase {
             XCTAssertEqual(crl.number, before.number + UInt64(n) + 1, "replica b serves the CRL replica a committed")
             let listed = try CRL(der: crl.der).revokedSerials
             XCTAssertTrue(listed.contains(serial), "the CRL at b lists \(serial)")
+        }
+    }
+
+    /// A replica that planned a revocation, then served the CRL another replica published with
+    /// the number the plan takes (which raised its CRL watermark to that number), has a stale
+    /// plan, not a database behind its watermark: `sign` answers `revocation_plan_stale`, and the
+    /// revocation is planned again and committed under the next number (seen in a three-replica
+    /// chaos run as `crl_behind` refusals of operator revocations). A store really behind the
+    /// watermark is still `crl_behind`.
+    func testAPlanMadeStaleByAnotherReplicasCRLIsPlannedAgainNotRefused() throws {
+        let source = CountingSource(clock: clock)
+        let a = try replica("a", source: source), b = try replica("b", source: source)
+        _ = try seedHosts(1, store: a.store, source: source)
+        let hostID = String(format: "%032x", 1)
+        for n in 0..<2 { try issue(String(format: "%02x", 0x50 + n), agent: "agent\(n)", host: hostID, store: a.store) }
+        let before = try a.service.revocation.currentCRL()
+        // a's plan, from a snapshot at the current number; then b publishes the next one, and a
+        // serves it (its follower dropped its cache).
+        let plan = try a.store.revocationPlan(.serial("50"), at: clock.now(), reason: .keyCompromise)
+        XCTAssertEqual(plan.issuers.map(\.number), [before.number + 1])
+        _ = try b.service.revocation.revoke(RevokeRequest(serial: "51", reason: "keyCompromise"))
+        a.service.storeChanged(revocations: true, events: false)
+        XCTAssertEqual(try a.service.revocation.currentCRL().number, before.number + 1)
+        XCTAssertThrowsError(try a.service.context.revocations.sign(plan.issuers[0])) { error in
+            XCTAssertEqual((error as? VouchError)?.code, .revocationPlanStale)
+        }
+        let revoked = try a.service.revocation.revoke(RevokeRequest(serial: "50", reason: "keyCompromise"))
+        XCTAssertEqual(revoked.revoked, ["50"])
+        XCTAssertEqual(revoked.crlNumber, before.number + 2)
+        b.service.storeChanged(revocations: true, events: false)
+        XCTAssertEqual(Set(try CRL(der: try b.service.revocation.currentCRL().der).revokedSerials), ["50", "51"])
+
+        // A watermark above the store (a database restored from an older copy): refused.
+        let stored = try XCTUnwrap(try a.store.currentCRL(issuer: plan.issuers[0].issuer))
+        a.service.context.revocations.watermark.raise([CRLRecord(issuer: stored.issuer, number: stored.number + 5, der: stored.der,
+                                                                 thisUpdate: stored.thisUpdate, nextUpdate: stored.nextUpdate)])
+        XCTAssertThrowsError(try a.service.context.revocations.sign(try a.store.revocations(issuer: stored.issuer))) { error in
+            XCTAssertEqual((error as? VouchError)?.code, .crlBehind)
         }
     }
 }
