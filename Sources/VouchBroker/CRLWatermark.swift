@@ -46,10 +46,19 @@ final class CRLWatermark: Sendable {
     }
 
     /// Refuses to sign `issuer`'s CRL number `next` unless it is above every number published.
-    func check(issuer: String, next: UInt64) throws {
+    /// A number already published is one of two things, told apart by `stored` (the store's
+    /// number for the issuer now): on a store shared by replicas, another broker may have
+    /// published `next` after the snapshot `next` came from, and this broker then served that
+    /// CRL — the store moved on, the snapshot is stale (`revocation_plan_stale`: plan again);
+    /// otherwise the store is behind what was published (`crl_behind`).
+    func check(issuer: String, next: UInt64, stored: () throws -> UInt64?) throws {
         if let unreadable { throw unreadable }
         let published = numbers.withLock { $0[issuer] ?? 0 }
         guard next > published else {
+            if let now = try stored(), now >= next {
+                throw VouchError(.revocationPlanStale, "the CRL of this issuer changed since it was read; plan again",
+                                 context: ["issuer": issuer, "stored": "\(now)", "got": "\(next - 1)"])
+            }
             throw VouchError(.crlBehind, "the database's CRL of this issuer is older than one already published; restore a newer database",
                              context: ["issuer": issuer, "published": "\(published)", "got": "\(next - 1)"])
         }

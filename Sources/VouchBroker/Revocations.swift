@@ -37,11 +37,13 @@ struct ResponseCache {
 /// never make each other's plans stale; a plan that still went stale by the commit (a
 /// certificate issued for the target meanwhile, another broker on the same database) makes the
 /// store answer `revocation_plan_stale`, and the plan is made again — up to `attempts` times,
-/// then the change fails with `conflict`. Every plan is checked at commit, one that names
-/// nothing too. From just before such a transaction until the in-memory CRL and OCSP caches are
-/// replaced from what it committed, the caches are bypassed (`ResponseCache.revoking`): relying
-/// parties read the store, which shows the revocation exactly when it shows the state change
-/// that caused it.
+/// then the change fails with `conflict`. A plan can also go stale before it is signed: another
+/// broker published the CRL number it takes, and this broker served that CRL meanwhile (which
+/// raised its watermark); `sign` tells that from a store behind the watermark, and the plan is
+/// made again. Every plan is checked at commit, one that names nothing too. From just before
+/// such a transaction until the in-memory CRL and OCSP caches are replaced from what it
+/// committed, the caches are bypassed (`ResponseCache.revoking`): relying parties read the
+/// store, which shows the revocation exactly when it shows the state change that caused it.
 final class Revocations: Sendable {
     let store: BrokerStore
     let authorities: CASet
@@ -83,9 +85,20 @@ final class Revocations: Sendable {
         defer { if locked { planning.unlock() } }
         func prepare(_ target: RevocationTarget, _ reason: RevocationReason) throws {
             if !locked { planning.lock(); locked = true }
-            let made = try store.revocationPlan(target, at: now, reason: reason)
-            crls = made.certificates.isEmpty ? [] : try made.issuers.map(sign)
-            plan = made
+            // A plan can be stale before it is signed: another broker on the same store published
+            // the CRL number it takes after its snapshot (`sign` says so). Planned again.
+            for attempt in 1...Self.attempts {
+                let made = try store.revocationPlan(target, at: now, reason: reason)
+                do {
+                    crls = made.certificates.isEmpty ? [] : try made.issuers.map(sign)
+                    plan = made
+                    return
+                } catch let e as VouchError where e.code == .revocationPlanStale && attempt < Self.attempts {
+                    continue
+                } catch let e as VouchError where e.code == .revocationPlanStale {
+                    throw VouchError(.conflict, "the CRLs kept changing while this revocation was planned; not committed", context: e.context)
+                }
+            }
         }
         if let expecting { try prepare(expecting.target, expecting.reason) }
         var replans = 0
@@ -144,21 +157,14 @@ final class Revocations: Sendable {
     }
 
     /// Signs the issuer's next CRL: every certificate it revoked that has not expired, the number
-    /// the plan gives, valid from now for `crlValidity`.
+    /// the plan gives, valid from now for `crlValidity`. A number already published is refused:
+    /// `revocation_plan_stale` when the store has moved on to it (another broker published it),
+    /// `crl_behind` when the store is behind it (`CRLWatermark.check`).
     func sign(_ r: IssuerRevocations) throws -> CRLRecord {
         guard let signer = authorities.byKeyID(r.issuer)?.signer else {
             throw VouchError(.internalError, "no CA signs CRLs for issuer \(r.issuer)")
         }
-        do {
-            try watermark.check(issuer: r.issuer, next: r.number)
-        } catch let e as VouchError where e.code == .crlBehind {
-            // Behind what this broker saw — or only behind a CRL another replica committed after
-            // this plan was read: then the plan is stale, not the store.
-            if let stored = try store.currentCRL(issuer: r.issuer), stored.number >= r.number {
-                throw VouchError(.revocationPlanStale, "another replica published CRL \(stored.number) meanwhile; plan again")
-            }
-            throw e
-        }
+        try watermark.check(issuer: r.issuer, next: r.number) { try store.currentCRL(issuer: r.issuer)?.number }
         let now = clock.now()
         let entries = r.revoked.filter { $0.notAfter > now }.compactMap { c in
             c.revokedAt.map { RevokedEntry(serialHex: c.serial, revokedAt: $0, reason: (c.revocationReason ?? .unspecified).rawValue) }
@@ -203,7 +209,7 @@ final class Revocations: Sendable {
                 do {
                     crl = try store.publishCRL(try sign(try store.revocations(issuer: id)))
                 } catch let e as VouchError where e.code == .revocationPlanStale {
-                    // Another replica published a newer CRL since the revocations were read: serve it.
+                    // Another broker published a newer CRL since the revocations were read: it is the current one.
                     guard let newer = try store.currentCRL(issuer: id) else { throw e }
                     crl = newer
                 }

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 import VouchAPI
 import VouchAttestation
-import VouchBroker
+@testable import VouchBroker
 import VouchCore
 import VouchCrypto
 import VouchModel
@@ -352,5 +352,52 @@ final class ReplicaTests: XCTestCase {
         XCTAssertEqual(try CheckpointBody(text: try UnverifiedNote(try String(contentsOfFile: followerFile, encoding: .utf8)).verify([signer.verifierKey]).text).size, 5,
                        "the next round follows the larger checkpoint")
         XCTAssertNil(follower.currentProblem)
+    }
+
+    /// Records an issued certificate `serial` (valid for an hour, by the test CA) for `agent` on `host`.
+    func issue(_ serial: String, agent: String, host: String, store: BrokerStore) throws {
+        _ = try store.recordIssuance(attestation: AttestationRecord(hostID: host, at: clock.now(), kind: .enrollment, trusted: true, codes: [], message: "ok",
+                                                                   agentName: agent),
+                                     certificate: CertificateRecord(serial: serial, hostID: host, agentName: agent, spiffeID: "spiffe://test.local/\(agent)",
+                                                                    notBefore: clock.now(), notAfter: clock.now().addingTimeInterval(3600), pem: "",
+                                                                    attestationID: 0, issuer: IssuingCA(signer: ca).keyID))
+    }
+
+    /// A replica that planned a revocation, then served the CRL another replica published with
+    /// the number the plan takes (which raised its CRL watermark to that number), has a stale
+    /// plan, not a database behind its watermark: `sign` answers `revocation_plan_stale`, and the
+    /// revocation is planned again and committed under the next number (seen in a three-replica
+    /// chaos run as `crl_behind` refusals of operator revocations). A store really behind the
+    /// watermark is still `crl_behind`.
+    func testAPlanMadeStaleByAnotherReplicasCRLIsPlannedAgainNotRefused() throws {
+        let source = CountingSource(clock: clock)
+        let a = try replica("a", source: source), b = try replica("b", source: source)
+        _ = try seedHosts(1, store: a.store, source: source)
+        let hostID = String(format: "%032x", 1)
+        for n in 0..<2 { try issue(String(format: "%02x", 0x50 + n), agent: "agent\(n)", host: hostID, store: a.store) }
+        let before = try a.service.revocation.currentCRL()
+        // a's plan, from a snapshot at the current number; then b publishes the next one, and a
+        // serves it (its follower dropped its cache).
+        let plan = try a.store.revocationPlan(.serial("50"), at: clock.now(), reason: .keyCompromise)
+        XCTAssertEqual(plan.issuers.map(\.number), [before.number + 1])
+        _ = try b.service.revocation.revoke(RevokeRequest(serial: "51", reason: "keyCompromise"))
+        a.service.storeChanged(revocations: true, events: false)
+        XCTAssertEqual(try a.service.revocation.currentCRL().number, before.number + 1)
+        XCTAssertThrowsError(try a.service.context.revocations.sign(plan.issuers[0])) { error in
+            XCTAssertEqual((error as? VouchError)?.code, .revocationPlanStale)
+        }
+        let revoked = try a.service.revocation.revoke(RevokeRequest(serial: "50", reason: "keyCompromise"))
+        XCTAssertEqual(revoked.revoked, ["50"])
+        XCTAssertEqual(revoked.crlNumber, before.number + 2)
+        b.service.storeChanged(revocations: true, events: false)
+        XCTAssertEqual(Set(try CRL(der: try b.service.revocation.currentCRL().der).revokedSerials), ["50", "51"])
+
+        // A watermark above the store (a database restored from an older copy): refused.
+        let stored = try XCTUnwrap(try a.store.currentCRL(issuer: plan.issuers[0].issuer))
+        a.service.context.revocations.watermark.raise([CRLRecord(issuer: stored.issuer, number: stored.number + 5, der: stored.der,
+                                                                 thisUpdate: stored.thisUpdate, nextUpdate: stored.nextUpdate)])
+        XCTAssertThrowsError(try a.service.context.revocations.sign(try a.store.revocations(issuer: stored.issuer))) { error in
+            XCTAssertEqual((error as? VouchError)?.code, .crlBehind)
+        }
     }
 }

@@ -93,6 +93,12 @@ final class BrokerHarness {
 
     func stop() { process?.stop(); process = nil }
 
+    /// Whether the vouchd this harness started is still running (false once stopped or crashed).
+    var isRunning: Bool { process?.process.isRunning ?? false }
+
+    /// The process id of the running vouchd, if any.
+    var pid: Int32? { process.map { $0.process.processIdentifier } }
+
     /// Kills vouchd with SIGKILL (no cleanup, no flush beyond what it committed) and forgets it.
     func crash() {
         guard let p = process?.process else { return }
