@@ -29,7 +29,8 @@ def percent(ticks, seconds):
 
 
 def others(machine, broker, postgres, generator):
-    """CPU that went to none of the measured processes (other work on the machine), % of one core."""
+    """CPU that went to none of the measured processes (other processes, interrupt handling, the
+    hypervisor's steal), % of one core."""
     return max(0.0, machine - broker - (postgres or 0) - generator)
 
 
@@ -40,7 +41,7 @@ def cpu_text(broker, postgres, generator, generator_name, replicas, machine):
         parts.append(f"PostgreSQL {postgres:.0f} %")
     parts.append(f"{generator_name} {generator:.0f} %")
     other = others(machine, broker, postgres, generator)
-    parts.append(f"everything else {other:.0f} % (the machine busy {machine:.0f} % of {100 * cores} %)")
+    parts.append(f"everything else {other:.0f} % (other processes, interrupts, steal; the machine busy {machine:.0f} % of {100 * cores} %)")
     return "CPU in % of one core: " + ", ".join(parts)
 
 
@@ -110,8 +111,10 @@ for config, replicas in order:
         fb = percent(failed["broker_ticks"], failed["wall"])
         fp = percent(failed["pg_ticks"], failed["wall"])
         fm = percent(failed["machine_ticks"], failed["wall"])
-        parts.append(f"{failed['hosts']} hosts not held ({why}; broker {fb:.0f} %"
-                     + (f", PostgreSQL {fp:.0f} %" if fp is not None else "") + f", the machine busy {fm:.0f} % of {100 * cores} %)")
+        fs = percent(failed["sim_ticks"], failed["wall"])
+        parts.append(f"{failed['hosts']} hosts not held ({why}; CPU: broker {fb:.0f} %"
+                     + (f", PostgreSQL {fp:.0f} %" if fp is not None else "")
+                     + f", vouch-attester --simulate {fs:.0f} %, the machine busy {fm:.0f} % of {100 * cores} %)")
     else:
         parts.append("every step of the ramp held: the limit is above the last")
     rows.append({
@@ -136,7 +139,8 @@ def beside(a, b):
     """What else the machine ran during the two rows a ratio compares (a shared machine's load)."""
     if a.get("other_cpu_percent") is None or b.get("other_cpu_percent") is None:
         return ""
-    return f"; other work on the machine meanwhile: {a['other_cpu_percent']:.0f} % and {b['other_cpu_percent']:.0f} % of one core"
+    return (f"; CPU of no measured process meanwhile (other processes, interrupts, steal): "
+            f"{a['other_cpu_percent']:.0f} % and {b['other_cpu_percent']:.0f} % of one core")
 
 
 ratios = []
