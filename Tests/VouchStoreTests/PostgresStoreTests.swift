@@ -204,11 +204,15 @@ final class PostgresStoreTests: XCTestCase {
         XCTAssertEqual(won.count, 2)
         XCTAssertEqual(won["r0", default: []].union(won["r1", default: []]).count, 20, "every round claimed")
         XCTAssertTrue(won["r0", default: []].isDisjoint(with: won["r1", default: []]), "no round claimed twice")
-        let again = try a.claimRounds(rounds, holder: "r0", now: t0.addingTimeInterval(5))
+        // A claim run again as it was (its answer lost, the pool's retry) finds its own claims won.
+        XCTAssertEqual(try a.claimRounds(rounds, holder: "r0", now: t0).won, won["r0"], "a repeated claim is idempotent")
+        // A new claim (a later tick: another `next`) before the stored due time wins nothing.
+        let later = rounds.map { RoundClaim(hostID: $0.hostID, next: t0.addingTimeInterval(15)) }
+        let again = try a.claimRounds(later, holder: "r0", now: t0.addingTimeInterval(5))
         XCTAssertEqual(again.won, [], "not due again before next")
         XCTAssertEqual(Set(again.elsewhere.values), [t0.addingTimeInterval(10)])
         try a.rescheduleRound(hostID: rounds[0].hostID, holder: "nobody", due: t0)
-        XCTAssertEqual(try a.claimRounds([rounds[0]], holder: "r0", now: t0.addingTimeInterval(5)).won, [], "only the claimant reschedules")
+        XCTAssertEqual(try a.claimRounds([later[0]], holder: "r0", now: t0.addingTimeInterval(5)).won, [], "only the claimant reschedules")
         XCTAssertEqual(try b.claimRounds(rounds, holder: "r1", now: t0.addingTimeInterval(10)).won.count, 20, "a dead claimant's rounds come back at next")
     }
 
