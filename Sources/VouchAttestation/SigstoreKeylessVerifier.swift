@@ -160,8 +160,12 @@ public enum SigstoreKeylessVerifier {
         guard checkpoint.size == proof.treeSize, checkpoint.rootHash == proof.rootHash else {
             throw Refusal.invalid("the checkpoint is for tree size \(checkpoint.size), not the proof's tree \(proof.treeSize) and root")
         }
+        // The signer is known by name and key hash both (C2SP signed-note): the log's name is the
+        // checkpoint origin's first word (Rekor's "rekor.sigstore.dev - <tree id>").
         let hint = Array(entry.logID.prefix(4))
-        guard let signature = checkpoint.signatures.first(where: { $0.keyHint == hint }) else {
+        let origin = String(decoding: checkpoint.text.prefix { $0 != 0x0A }, as: UTF8.self)
+        func named(_ name: String) -> Bool { origin == name || origin.hasPrefix(name + " - ") }
+        guard let signature = checkpoint.signatures.first(where: { $0.keyHint == hint && named($0.name) }) else {
             throw Refusal.invalid("the checkpoint carries no signature by the entry's log")
         }
         guard key.verify(message: checkpoint.text, signature: signature.signature, scheme: .ecdsa, hash: hash) else {
