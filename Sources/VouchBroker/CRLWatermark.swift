@@ -65,12 +65,15 @@ final class CRLWatermark: Sendable {
     }
 
     /// Refuses to serve `crl` when a later number of its issuer was published.
-    func check(serving crl: CRLRecord) throws {
+    func check(serving crl: CRLRecord) throws { try check(serving: crl.number, issuer: crl.issuer) }
+
+    /// Refuses a store whose CRL of `issuer` has `number` (0: none) when a later one was published.
+    func check(serving number: UInt64, issuer: String) throws {
         if let unreadable { throw unreadable }
-        let published = numbers.withLock { $0[crl.issuer] ?? 0 }
-        guard crl.number >= published else {
+        let published = numbers.withLock { $0[issuer] ?? 0 }
+        guard number >= published else {
             throw VouchError(.crlBehind, "the database's CRL of this issuer is older than one already published; restore a newer database",
-                             context: ["issuer": crl.issuer, "published": "\(published)", "got": "\(crl.number)"])
+                             context: ["issuer": issuer, "published": "\(published)", "got": "\(number)"])
         }
     }
 

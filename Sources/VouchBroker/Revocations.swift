@@ -176,9 +176,12 @@ final class Revocations: Sendable {
 
     /// Throws `crl_behind` when the store's CRL of `issuer` is older than one already published
     /// (OCSP answers and /readyz: the store may have lost revocations).
+    /// The cached CRL answers while the cache may (it holds only what was checked when filled,
+    /// and is dropped whenever the store's CRLs move), so an OCSP answer reads the store for this
+    /// only on a cache miss, as the CRL route does.
     func checkNotBehind(issuer: String) throws {
-        if let stored = try store.currentCRL(issuer: issuer) { try watermark.check(serving: stored) }
-        else { try watermark.check(serving: CRLRecord(issuer: issuer, number: 0, der: [], thisUpdate: .distantPast, nextUpdate: .distantPast)) }
+        let number = try cache.read({ $0.usable ? $0.crls[issuer]?.number : nil }) ?? store.currentCRL(issuer: issuer)?.number ?? 0
+        try watermark.check(serving: number, issuer: issuer)
     }
 
     /// The CRL of the CA with key id `issuer`, re-signed when half its validity has passed. Only
