@@ -64,16 +64,22 @@ final class CRLWatermark: Sendable {
         }
     }
 
-    /// Refuses to serve `crl` when a later number of its issuer was published.
-    func check(serving crl: CRLRecord) throws { try check(serving: crl.number, issuer: crl.issuer) }
-
-    /// Refuses a store whose CRL of `issuer` has `number` (0: none) when a later one was published.
-    func check(serving number: UInt64, issuer: String) throws {
+    /// The highest number of `issuer` published or seen (0: none). Taken before the store is read
+    /// for `check(serving:issuer:readAfter:)`; throws `crl_behind` while the file is unreadable.
+    func published(issuer: String) throws -> UInt64 {
         if let unreadable { throw unreadable }
-        let published = numbers.withLock { $0[issuer] ?? 0 }
-        guard number >= published else {
+        return numbers.withLock { $0[issuer] ?? 0 }
+    }
+
+    /// Refuses a store whose CRL of `issuer` has `number` (0: none) when the read that gave it
+    /// started after `floor` (`published(issuer:)`) was published. The floor is taken before the
+    /// read, not after it: a read made just before another replica committed a newer CRL (which
+    /// the follower then raised the watermark to) is old, not behind; a read made after the
+    /// watermark reached a number must find at least that number, or the store lost it.
+    func check(serving number: UInt64, issuer: String, readAfter floor: UInt64) throws {
+        guard number >= floor else {
             throw VouchError(.crlBehind, "the database's CRL of this issuer is older than one already published; restore a newer database",
-                             context: ["issuer": issuer, "published": "\(published)", "got": "\(number)"])
+                             context: ["issuer": issuer, "published": "\(floor)", "got": "\(number)"])
         }
     }
 

@@ -179,9 +179,12 @@ final class Revocations: Sendable {
     /// The cached CRL answers while the cache may (it holds only what was checked when filled,
     /// and is dropped whenever the store's CRLs move), so an OCSP answer reads the store for this
     /// only on a cache miss, as the CRL route does.
+    /// The watermark is read first (`CRLWatermark.check(serving:issuer:readAfter:)`); a cached
+    /// number below it is no answer, and the store is read.
     func checkNotBehind(issuer: String) throws {
-        let number = try cache.read({ $0.usable ? $0.crls[issuer]?.number : nil }) ?? store.currentCRL(issuer: issuer)?.number ?? 0
-        try watermark.check(serving: number, issuer: issuer)
+        let floor = try watermark.published(issuer: issuer)
+        if let cached = cache.read({ $0.usable ? $0.crls[issuer]?.number : nil }), cached >= floor { return }
+        try watermark.check(serving: try store.currentCRL(issuer: issuer)?.number ?? 0, issuer: issuer, readAfter: floor)
     }
 
     /// The CRL of the CA with key id `issuer`, re-signed when half its validity has passed. Only
@@ -191,7 +194,9 @@ final class Revocations: Sendable {
         guard authorities.byKeyID(id) != nil else { throw VouchError(.notFound, "no CA with this key identifier signs CRLs here", context: ["issuer": id]) }
         let now = clock.now()
         func fresh(_ crl: CRLRecord) -> Bool { now >= crl.thisUpdate && now < crl.thisUpdate.addingTimeInterval(crlValidity / 2) }
-        if let crl = cache.read({ $0.usable ? $0.crls[id] : nil }), fresh(crl) { return crl }
+        // Taken before anything is read: what is read after it must be at least it (see `checkNotBehind`).
+        let floor = try watermark.published(issuer: id)
+        if let crl = cache.read({ $0.usable ? $0.crls[id] : nil }), fresh(crl), crl.number >= floor { return crl }
         // What the store says from here on may predate a change another replica committed; the
         // cache keeps it only if nothing dropped the cache meanwhile.
         let generation = cache.read { $0.generation }
@@ -219,7 +224,7 @@ final class Revocations: Sendable {
             }
         }
         // Never serve a CRL older than one already published (a store behind: crl_behind).
-        try watermark.check(serving: crl)
+        try watermark.check(serving: crl.number, issuer: id, readAfter: floor)
         watermark.raise([crl])
         cache.write { c in if c.usable, c.generation == generation, (c.crls[id]?.number ?? 0) <= crl.number { c.crls[id] = crl } }
         return crl

@@ -400,4 +400,42 @@ final class ReplicaTests: XCTestCase {
             XCTAssertEqual((error as? VouchError)?.code, .crlBehind)
         }
     }
+    /// A CRL or OCSP answer whose store read came just before another replica's newer CRL was
+    /// committed and followed (the follower raising this broker's watermark before the answer
+    /// checked it) is an old answer, not a database behind the watermark: never `crl_behind`
+    /// (a three-replica chaos run saw one CRL request refused so). Readers race revocations at
+    /// the other replica; every read either answers or fails for another reason.
+    func testAReadOverlappingAnotherReplicasRevocationIsNeverCRLBehind() throws {
+        let source = CountingSource(clock: clock)
+        let a = try replica("a", source: source), b = try replica("b", source: source)
+        _ = try seedHosts(1, store: a.store, source: source)
+        let hostID = String(format: "%032x", 1), revocations = 40
+        for n in 0..<revocations { try issue(String(format: "%02x", 0x10 + n), agent: "agent\(n)", host: hostID, store: a.store) }
+        let first = try a.service.revocation.currentCRL()
+        let issuer = a.service.context.authorities.current.keyID
+        let stop = Atomic<Bool>(false), refusals = Mutex<[String]>([]), reads = Atomic<Int>(0)
+        let readers = DispatchGroup()
+        for _ in 0..<4 {
+            DispatchQueue.global().async(group: readers) {
+                while !stop.load(ordering: .relaxed) {
+                    do {
+                        _ = try a.service.revocation.currentCRL()
+                        try a.service.context.revocations.checkNotBehind(issuer: issuer)
+                        reads.add(1, ordering: .relaxed)
+                    } catch {
+                        refusals.withLock { $0.append("\((error as? VouchError)?.code.rawValue ?? "\(error)")") }
+                    }
+                }
+            }
+        }
+        for n in 0..<revocations {
+            _ = try b.service.revocation.revoke(RevokeRequest(serial: String(format: "%02x", 0x10 + n), reason: "keyCompromise"))
+            a.service.storeChanged(revocations: true, events: false)
+        }
+        stop.store(true, ordering: .relaxed)
+        readers.wait()
+        XCTAssertEqual(refusals.withLock { $0 }, [])
+        XCTAssertGreaterThan(reads.load(ordering: .relaxed), 0)
+        XCTAssertEqual(try a.service.revocation.currentCRL().number, first.number + UInt64(revocations))
+    }
 }
