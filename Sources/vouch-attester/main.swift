@@ -45,6 +45,11 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
   --advertise URL   the URL the broker reaches --listen at (default https://ADDR:PORT)
   --push-interval DUR  push mode (no --listen): report this often (default: 80 % of the policy's
                     re-attestation interval, which the broker sends with each nonce)
+  --watch-interval DUR  drift watcher (TPM hosts): read the PCRs the broker's last quote covered
+                    (and PCR 23 and the model log, with --model-log) this often (default 250ms;
+                    0 turns the watcher off). A change since that quote is reported at once: push
+                    mode pushes a fresh quote, pull mode asks the broker to pull now
+                    (POST /v1/hosts/ID/hint); at most one such report a second
   --workload-socket PATH  serve the SPIFFE Workload API here (created mode 0666: workloads are
                     told apart by their peer credentials), with --workload-entries FILE: the
                     registration entries (YAML: entries: [{agent, selectors: [unix:uid:N, ...]}]);
@@ -164,6 +169,16 @@ func duration(_ text: String, _ option: String) throws -> TimeInterval {
     do { return try parseDuration(text, field: option) } catch let e as VouchError { throw VouchError(.usage, e.message, context: e.context) }
 }
 
+/// `--watch-interval`: 0 (off), milliseconds (`250ms`) or a duration as elsewhere (`1s`).
+func watchDuration(_ text: String) throws -> TimeInterval {
+    if text == "0" { return 0 }
+    if text.hasSuffix("ms") {
+        guard let n = Double(text.dropLast(2)), n > 0, n.isFinite else { throw VouchError(.usage, "--watch-interval takes 0, milliseconds (250ms) or a duration (1s)") }
+        return n / 1000
+    }
+    return try duration(text, "--watch-interval")
+}
+
 let words = Array(CommandLine.arguments.dropFirst())
 if Arguments.asksForHelp(words) { print(usage); exit(0) }
 if Arguments.asksForVersion(words) { print("vouch-attester \(VouchVersion.current)"); exit(0) }
@@ -229,7 +244,7 @@ let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
                          options: ["broker", "ca", "tcti", "socket", "ak", "ek", "hostname", "register-timeout", "event-log", "model-log", "labels",
-                                   "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after",
+                                   "state-dir", "listen", "advertise", "push-interval", "watch-interval", "simulate", "drift-after",
                                    "tee", "vcek", "simulate-tee", "simulate-tee-options", "simulate-tee-platform", "gpus", "simulate-gpus",
                                    "workload-socket", "workload-entries", "workload-connections-per-user"],
                          flags: ["enroll-agents"])
@@ -357,6 +372,9 @@ do {
         fail("--advertise goes with --listen")
     }
     let pushInterval = try args["push-interval"].map { try duration($0, "--push-interval") }
+    let watchInterval = try watchDuration(args["watch-interval"] ?? "250ms")
+    if watchInterval > 0 && watchInterval < 0.01 { fail("--watch-interval takes 0 (off) or at least 10ms") }
+    if tee != nil && args["watch-interval"] != nil && watchInterval > 0 { fail("--watch-interval is for TPM hosts (a confidential VM's reports have no PCRs to read)") }
     let attester = Attester(config: config, broker: brokerClient)
     let timeout = try duration(args["register-timeout"] ?? "60s", "--register-timeout")
     let deadline = Date().addingTimeInterval(timeout)
@@ -381,7 +399,8 @@ do {
     let server = try HTTPServer(listen: .unix(path: try args.required("socket"), mode: 0o660), threads: 2, handler: attester.httpHandler)
     Runtime.log("vouch-attester serving agents on \(try args.required("socket"))")
     var brokerServer: HTTPServer?
-    var pusher: Thread?
+    var pusher: PushLoop?
+    var watcher: DriftWatcher?
     if let listen, let identity = attester.identity {
         // Only the host certificate: the broker holds its own CA, and every certificate sent is
         // one more for the broker to parse on each pull. Client certificates must chain to the
@@ -390,9 +409,18 @@ do {
         brokerServer = try HTTPServer(listen: .tls(host: listen.host, port: listen.port, certificatePEM: identity.certificatePEM, keyPEM: identity.keyPEM),
                                       threads: 2, clientTrustPEM: try Files.readString(try args.required("ca")), handler: attester.brokerHandler)
         Runtime.log("pull mode: serving \(tee.map { "\($0.kind.rawValue) reports" } ?? "quotes") to \(identity.brokerSpiffeID) at \(config.attesterURL ?? "")")
+        if tee == nil && watchInterval > 0 {
+            watcher = DriftWatcher(attester: attester, interval: watchInterval, log: Runtime.log) { _ = try attester.sendHint() }
+        }
     } else {
-        pusher = PushLoop.start(attester, interval: pushInterval, log: Runtime.log)
+        let loop = PushLoop.start(attester, interval: pushInterval, log: Runtime.log)
+        pusher = loop
         Runtime.log("push mode: reporting to the broker" + (pushInterval.map { " every \(Int($0))s" } ?? " at 80 % of the policy's interval"))
+        if tee == nil && watchInterval > 0 { watcher = DriftWatcher(attester: attester, interval: watchInterval, log: Runtime.log) { loop.wake() } }
+    }
+    if let watcher {
+        watcher.start()
+        Runtime.log("drift watcher: reading the quoted PCRs every \(Int(watchInterval * 1000))ms; a change is reported at once")
     }
     let workload = try args["workload-socket"].map { socket in
         guard let file = args["workload-entries"] else { fail("--workload-socket needs --workload-entries FILE") }
@@ -404,6 +432,7 @@ do {
     if args["workload-entries"] != nil && workload == nil { fail("--workload-entries goes with --workload-socket PATH") }
     Runtime.waitForTermination()
     workload?.stop()
+    watcher?.stop()
     pusher?.cancel()
     brokerServer?.stop()
     server.stop()
