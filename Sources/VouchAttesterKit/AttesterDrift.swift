@@ -49,11 +49,6 @@ public struct DriftBaseline: Sendable, Equatable {
     }
 }
 
-extension ErrorCode {
-    /// The drift watcher runs only on a TPM host that has made a quote for the broker.
-    public static let nothingToWatch = ErrorCode("nothing_to_watch", status: 400)
-}
-
 extension Attester {
     /// The drift watcher's baseline: the state of the last quote the broker got (nil before the first).
     public var driftBaseline: DriftBaseline? { quotedState.withLock { $0.delivered } }
@@ -79,7 +74,7 @@ extension Attester {
     /// Reads the PCRs of `selection` (TPM2_PCR_Read through the TPM wrapper; none for an empty
     /// selection) and the model log's digest.
     public func measuredState(_ selection: PCRSelection) throws -> MeasuredState {
-        guard config.tee == nil else { throw VouchError(.nothingToWatch, "a confidential VM has no PCRs to watch") }
+        guard config.tee == nil else { throw VouchError(.unsupported, "a confidential VM has no PCRs to watch") }
         let pcrs = selection.banks.allSatisfy(\.pcrs.isEmpty) ? PCRValues() : try withTPM { try $0.readPCRs(selection) }
         let log = try config.modelLogPath.flatMap { Files.exists($0) ? Crypto.sha256(try Files.read($0)) : nil }
         return MeasuredState(pcrs: pcrs, modelLog: log)
@@ -87,10 +82,7 @@ extension Attester {
 
     /// A client of the broker presenting the host certificate (push reports, hints).
     func hostClient(certificateFile: String, keyFile: String) throws -> APIClient {
-        guard case let .https(base, caFile) = (broker.transport as? HTTPClient)?.transport else {
-            throw VouchError(.config, "reporting to the broker needs an HTTPS broker transport")
-        }
-        return APIClient(transport: HTTPClient(.https(baseURL: base, caFile: caFile), identity: .init(certificateFile: certificateFile, keyFile: keyFile)))
+        try BrokerReports.hostClient(broker: broker, certificateFile: certificateFile, keyFile: keyFile)
     }
 
     /// Pull mode: tells the broker the host's measurements changed (`POST /v1/hosts/{id}/hint`
@@ -100,7 +92,32 @@ extension Attester {
         guard let hostID, let identity, let certFile = identity.certificateFile, let keyFile = identity.keyFile else {
             throw VouchError(.attesterNotRegistered, "this host has not completed registration (or has no state directory for its host certificate)")
         }
-        return try hostClient(certificateFile: certFile, keyFile: keyFile).call("POST", "/v1/hosts/\(hostID)/hint", body: HintRequest(reason: reason),
-                                                                               as: HintResponse.self)
+        return try BrokerReports.hint(try hostClient(certificateFile: certFile, keyFile: keyFile), hostID: hostID, reason: reason)
+    }
+}
+
+/// The host's own calls to the broker with its host certificate, one code path for the attester
+/// and the simulated fleet: a push report (a nonce, the evidence, the report) and a hint.
+enum BrokerReports {
+    /// `broker` (HTTPS, its CA) with the host certificate and key files as TLS client identity.
+    static func hostClient(broker: APIClient, certificateFile: String, keyFile: String) throws -> APIClient {
+        guard case let .https(base, caFile) = (broker.transport as? HTTPClient)?.transport else {
+            throw VouchError(.config, "reporting to the broker needs an HTTPS broker transport")
+        }
+        return APIClient(transport: HTTPClient(.https(baseURL: base, caFile: caFile), identity: .init(certificateFile: certificateFile, keyFile: keyFile)))
+    }
+
+    /// One push report: a nonce for attestation from `broker`, the evidence `report` makes for
+    /// it, the report over `mtls`. Returns the verdict and the policy's interval (seconds).
+    static func push(broker: APIClient, mtls: APIClient, hostID: String,
+                     report: (ChallengeResponse) throws -> AttestationReport) throws -> (verdict: AttestationVerdict, interval: Int) {
+        let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID, purpose: "attestation"), as: ChallengeResponse.self)
+        let verdict = try mtls.call("POST", "/v1/hosts/\(hostID)/attestations", body: try report(challenge), as: AttestationVerdict.self)
+        return (verdict, challenge.reattestationInterval ?? 300)
+    }
+
+    /// A hint: `POST /v1/hosts/{id}/hint` over `mtls`.
+    static func hint(_ mtls: APIClient, hostID: String, reason: String) throws -> HintResponse {
+        try mtls.call("POST", "/v1/hosts/\(hostID)/hint", body: HintRequest(reason: reason), as: HintResponse.self)
     }
 }

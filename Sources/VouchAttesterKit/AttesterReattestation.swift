@@ -107,12 +107,11 @@ extension Attester {
         guard let hostID, let identity, let certFile = identity.certificateFile, let keyFile = identity.keyFile else {
             throw VouchError(.attesterNotRegistered, "this host has not completed registration (or has no state directory for its host certificate)")
         }
-        let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID, purpose: "attestation"), as: ChallengeResponse.self)
-        let report = try reattestationReport(QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection))
-        let mtls = try hostClient(certificateFile: certFile, keyFile: keyFile)
-        let verdict = try mtls.call("POST", "/v1/hosts/\(hostID)/attestations", body: report, as: AttestationVerdict.self)
+        let pushed = try BrokerReports.push(broker: broker, mtls: try hostClient(certificateFile: certFile, keyFile: keyFile), hostID: hostID) { challenge in
+            try reattestationReport(QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection))
+        }
         deliveredQuote()
-        return (verdict, challenge.reattestationInterval ?? 300)
+        return pushed
     }
 
     /// The broker-facing API (pull mode, served over TLS with the host certificate), only for a

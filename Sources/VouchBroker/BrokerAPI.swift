@@ -320,7 +320,7 @@ extension BrokerAPI {
     /// `HintRequest` whose reason is only logged.
     func hint(hostID: String, body: [UInt8]) throws -> HintResponse {
         let request = body.isEmpty ? HintRequest() : try JSONCodec.decode(HintRequest.self, from: body)
-        guard (request.reason?.count ?? 0) <= 128 else {
+        guard (request.reason?.unicodeScalars.count ?? 0) <= 128 else {
             throw VouchError(.badRequest, "reason is at most 128 characters", context: ["field": "reason"])
         }
         guard let reattestor else { throw VouchError(.hostNotPulled, "this broker schedules no pull rounds", context: ["hostId": hostID]) }
