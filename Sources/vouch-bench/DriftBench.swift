@@ -143,7 +143,7 @@ enum DriftBench {
                 "detail": String(format: "PCR change -> %@ shows the agent revoked: p50 %.0f ms, p90 %.0f ms, p99 %.0f ms, max %.0f ms; %d/%d hosts seen; %@",
                                  view.rawValue, q(0.5), q(0.9), q(0.99), latencies.last ?? 0, latencies.count, all.count, how),
             ]
-            rows.append(String(decoding: try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys]), as: UTF8.self))
+            rows.append(String(decoding: try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
         }
         let text = rows.joined(separator: "\n") + "\n"
         if let out = args["out"] { try Files.writeAtomically(Array(text.utf8), to: out, mode: 0o644) } else { print(text, terminator: "") }
