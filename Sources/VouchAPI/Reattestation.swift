@@ -131,3 +131,24 @@ public struct StatusSummary: Codable, Sendable {
         self.certificatesByState = certificatesByState; self.crlNumber = crlNumber; self.policies = policies; self.policyReloadError = policyReloadError
     }
 }
+
+/// Attester → broker (pull mode, `POST /v1/hosts/{id}/hint`, host certificate as TLS client
+/// certificate): "my measurements changed, pull now". Optional; the hint may be body-less. It
+/// carries no evidence and is trusted for nothing but scheduling a pull round, whose nonce the
+/// broker chooses.
+public struct HintRequest: Codable, Sendable {
+    /// Why the host hints (logged by the broker, at most 128 characters), e.g. `pcr_changed`.
+    public var reason: String?
+    public init(reason: String? = nil) { self.reason = reason }
+}
+
+/// The broker's answer to a hint (202): when the pull round it scheduled is due.
+public struct HintResponse: Codable, Sendable, Equatable {
+    public var hostId: String
+    /// `scheduled` (this hint scheduled a round) or `coalesced` (a hinted round was already
+    /// pending: this hint adds nothing).
+    public var round: String
+    /// When the round is due (RFC 3339): now, or one second after the last hinted round began.
+    public var at: String
+    public init(hostId: String, round: String, at: String) { self.hostId = hostId; self.round = round; self.at = at }
+}

@@ -56,6 +56,9 @@ public final class Attester: Sendable {
     let hostIdentity = Mutex<HostIdentity?>(nil)
     /// A confidential VM's host key, once loaded (`loadOrCreateTEEHostKey`).
     let teeHostKey = Mutex<PrivateKey?>(nil)
+    /// What the drift watcher compares with: the measured state of the last quote the broker got
+    /// (`AttesterDrift.swift`), and the one of a quote made but not yet delivered.
+    let quotedState = Mutex<(pending: DriftBaseline?, delivered: DriftBaseline?)>((nil, nil))
 
     public init(config: AttesterConfig, broker: HTTPTransport) {
         self.config = config

@@ -73,9 +73,15 @@ extension Attester {
 
     /// A re-attestation quote for the broker: the PCRs it asks for, over
     /// SHA-256(nonce ‖ SHA-256("vouch re-attestation v1")), with the event and model logs.
+    /// The measured state it covers is kept as the drift watcher's pending baseline
+    /// (`deliveredQuote` makes it the baseline once the broker has it).
     public func reattestationQuote(_ req: QuoteRequest) throws -> QuoteBody {
         let (nonce, selection) = try req.validated()
+        // The model log and PCR 23 are read before the quote: a change after this read shows as
+        // drift to the watcher (one report too many), never as a change the broker missed.
+        let extras = try preQuoteState(selection)
         let q = try quote(qualifyingData: EnrollmentBinding.reattestationData(nonce: nonce), selection: selection)
+        quotedState.withLock { $0.pending = DriftBaseline(quoted: selection, pcrs: q.pcrs, extras: extras) }
         return try Self.quoteBody(q, eventLogPath: config.eventLogPath, modelLogPath: config.modelLogPath)
     }
 
@@ -101,14 +107,11 @@ extension Attester {
         guard let hostID, let identity, let certFile = identity.certificateFile, let keyFile = identity.keyFile else {
             throw VouchError(.attesterNotRegistered, "this host has not completed registration (or has no state directory for its host certificate)")
         }
-        let challenge = try broker.call("POST", "/v1/challenges", body: ChallengeRequest(hostId: hostID, purpose: "attestation"), as: ChallengeResponse.self)
-        let report = try reattestationReport(QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection))
-        guard case let .https(base, caFile) = (broker.transport as? HTTPClient)?.transport else {
-            throw VouchError(.config, "push mode needs an HTTPS broker transport")
+        let pushed = try BrokerReports.push(broker: broker, mtls: try hostClient(certificateFile: certFile, keyFile: keyFile), hostID: hostID) { challenge in
+            try reattestationReport(QuoteRequest(nonce: challenge.nonce, pcrSelection: challenge.pcrSelection))
         }
-        let mtls = APIClient(transport: HTTPClient(.https(baseURL: base, caFile: caFile), identity: .init(certificateFile: certFile, keyFile: keyFile)))
-        let verdict = try mtls.call("POST", "/v1/hosts/\(hostID)/attestations", body: report, as: AttestationVerdict.self)
-        return (verdict, challenge.reattestationInterval ?? 300)
+        deliveredQuote()
+        return pushed
     }
 
     /// The broker-facing API (pull mode, served over TLS with the host certificate), only for a
@@ -131,7 +134,9 @@ extension Attester {
         }
         do {
             let request = try JSONCodec.decode(QuoteRequest.self, from: req.body)
-            return json(200, req.path == "/v1/quote" ? JSONCodec.encode(try reattestationQuote(request)) : JSONCodec.encode(try reattestationReport(request)))
+            let answer = req.path == "/v1/quote" ? JSONCodec.encode(try reattestationQuote(request)) : JSONCodec.encode(try reattestationReport(request))
+            deliveredQuote()   // pull mode: the broker has it once answered (a lost answer is its fault, retried)
+            return json(200, answer)
         } catch let e as VouchError {
             // TPM or TSM trouble is a fault the broker retries; anything else is the request's fault.
             return json(e.code == .tpm || e.code == .tsmUnavailable ? 503 : 400, JSONCodec.encode(APIError(code: e.code.rawValue, message: e.message, context: e.context.isEmpty ? nil : e.context)))

@@ -3,6 +3,7 @@ import Synchronization
 import VouchAPI
 import VouchCore
 import VouchCrypto
+import VouchRuntime
 import VouchTPMWire
 
 /// `vouch-attester --simulate N`: N software hosts in one process for scale tests. INSECURE by
@@ -11,8 +12,10 @@ import VouchTPMWire
 ///
 /// The wire formats are the real ones: a TPM2B_PUBLIC AK of the same template, TPMS_ATTEST quotes
 /// with TPMT_SIGNATURE (ECDSA P-256, SHA-256), registration and activation through the same
-/// endpoints, pull requests over mutual TLS. Every simulated PCR holds its reset value (zeros),
-/// which the development policy accepts.
+/// endpoints, pull requests over mutual TLS, push reports and hints with each host's own host
+/// certificate. Every simulated PCR holds its reset value (zeros), which the development policy
+/// accepts, until the host drifts (`drift`), which it reports as an attester's drift watcher
+/// would: a push host pushes a fresh quote, a pull host hints.
 public final class SimulatedFleet: Sendable {
     public struct Host: Sendable {
         public let index: Int
@@ -38,14 +41,29 @@ public final class SimulatedFleet: Sendable {
         var caPEM = ""
         var brokerSpiffeID = ""
         var quotes = 0
+        /// Hosts registered in pull mode (the others push).
+        var pulled: Set<Int> = []
+        /// When each host drifted (the instant its PCR 7 changed).
+        var driftedAt: [Int: Date] = [:]
+        /// Each host's unsolicited reports, paced as an attester's (`ReportGate`).
+        var gates: [Int: ReportGate] = [:]
+        /// The serial of the agent `enrollAgentOnEveryHost` enrolled on each host.
+        var agentSerials: [Int: String] = [:]
     }
+    /// Where each host's certificate (`host-INDEX.pem`) and the fleet's key (`host.key`) are kept
+    /// for libcurl, which presents them as TLS client identity.
+    let identityDirectory: String
 
-    public init(count: Int, broker: HTTPTransport, hostnamePrefix: String = "sim", labels: [String: String] = [:]) throws {
+    /// `identityDirectory`: where the host certificates are written (default a new temporary directory).
+    public init(count: Int, broker: HTTPTransport, hostnamePrefix: String = "sim", labels: [String: String] = [:], identityDirectory: String? = nil) throws {
         self.broker = APIClient(transport: broker)
         self.hostnamePrefix = hostnamePrefix
         self.labels = labels
         self.tlsKey = try PrivateKey.generate(.p256)
         hosts = try (0..<count).map { i in Host(index: i, ak: try SoftwareAK()) }
+        self.identityDirectory = identityDirectory ?? NSTemporaryDirectory() + "vouch-sim-" + UUID().uuidString
+        try Files.makeDirectory(self.identityDirectory)
+        try Files.writeAtomically(Array(try tlsKey.pem.utf8), to: self.identityDirectory + "/host.key", mode: 0o600)
     }
 
     public var quotesServed: Int { state.withLock { $0.quotes } }
@@ -81,16 +99,118 @@ public final class SimulatedFleet: Sendable {
         // A simulated registration returns the activation secret in the clear (there is no EK).
         let activated = try broker.call("POST", "/v1/hosts/\(reg.hostId)/activate",
                                         body: ActivateHostRequest(secret: reg.credentialBlob ?? "", hostCSR: csr, registration: reg.registration), as: ActivateHostResponse.self)
+        if let cert = activated.hostCertificate {
+            try Files.writeAtomically(Array((cert + (activated.caCertificate ?? "")).utf8), to: identityDirectory + "/host-\(h.index).pem", mode: 0o644)
+        }
         state.withLock { s in
             s.hostIDs[h.index] = reg.hostId
+            if baseURL != nil { s.pulled.insert(h.index) }
             s.certificates[h.index] = activated.hostCertificate
             s.caPEM = activated.caCertificate ?? s.caPEM
             s.brokerSpiffeID = activated.brokerSpiffeId ?? s.brokerSpiffeID
         }
     }
 
-    /// Makes hosts `indices` drift: from now on their PCR 7 is not the reset value.
-    public func drift(_ indices: some Sequence<Int>) { state.withLock { $0.drifted.formUnion(indices) } }
+    /// Makes hosts `indices` drift: from now on their PCR 7 is not the reset value. Each then
+    /// reports it at once, as an attester's drift watcher does (`reportDrift`). Returns the instant
+    /// of the change (one for all) and the reports that failed.
+    @discardableResult
+    public func drift(_ indices: some Sequence<Int>, concurrency: Int = 16) -> (at: Date, failures: [String]) {
+        let list = Array(indices)
+        let at = Date()
+        state.withLock { s in
+            s.drifted.formUnion(list)
+            for i in list { s.driftedAt[i] = at }
+        }
+        return (at, reportDrift(list, concurrency: concurrency))
+    }
+
+    /// When host `index` drifted (nil: it has not).
+    public func driftedAt(_ index: Int) -> Date? { state.withLock { $0.driftedAt[index] } }
+
+    /// The serial of the agent `enrollAgentOnEveryHost` enrolled on host `index`.
+    public func agentSerial(_ index: Int) -> String? { state.withLock { $0.agentSerials[index] } }
+
+    /// What each of `indices` does when its measurements change, as an attester's drift watcher
+    /// (`DriftWatcher`): a push host pushes a fresh report, a pull host hints; one unsolicited
+    /// report a second per host (`ReportGate`: a report the gate holds waits for it). Returns
+    /// the failures.
+    func reportDrift(_ indices: [Int], concurrency: Int) -> [String] {
+        let failures = Mutex<[String]>([])
+        let next = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(concurrency, indices.count))) { _ in
+            while true {
+                let n: Int = next.withLock { n in defer { n += 1 }; return n }
+                guard n < indices.count else { return }
+                let i = indices[n]
+                let wait: Date = state.withLock { s in
+                    var gate = s.gates[i] ?? ReportGate()
+                    defer { s.gates[i] = gate }
+                    let at = gate.nextAllowed(now: Date())
+                    _ = gate.admit(now: at)
+                    return at
+                }
+                let delay = wait.timeIntervalSinceNow
+                if delay > 0 { usleep(UInt32(delay * 1_000_000)) }
+                do {
+                    if state.withLock({ $0.pulled.contains(i) }) { _ = try hint(i) } else { _ = try pushReport(i) }
+                } catch {
+                    failures.withLock { $0.append("host \(i): \(error)") }
+                }
+            }
+        }
+        return failures.withLock { $0 }
+    }
+
+    /// Writes `{"hosts": [{"hostId", "serial", "driftAt"}]}` to `path`: each host, its agent's
+    /// serial, and once it drifted the instant (Unix time, seconds) — for benchmarks that time
+    /// what follows a drift.
+    public func writeDriftRecord(to path: String) throws {
+        let hosts = hosts.indices.map { i -> [String: String] in
+            var h = ["hostId": hostID(i) ?? "", "serial": agentSerial(i) ?? ""]
+            if let at = driftedAt(i) { h["driftAt"] = String(format: "%.6f", at.timeIntervalSince1970) }
+            return h
+        }
+        try Files.writeAtomically(JSONCodec.encode(["hosts": hosts]), to: path, mode: 0o644)
+    }
+
+    /// Host `index`'s broker client with its host certificate.
+    func hostClient(_ index: Int) throws -> APIClient {
+        try BrokerReports.hostClient(broker: broker, certificateFile: identityDirectory + "/host-\(index).pem", keyFile: identityDirectory + "/host.key")
+    }
+
+    /// Push mode, one report of host `index` (the attester's code path: `BrokerReports.push`).
+    @discardableResult
+    public func pushReport(_ index: Int) throws -> (verdict: AttestationVerdict, interval: Int) {
+        guard let id = hostID(index) else { throw VouchError(.config, "simulated host \(index) is not registered") }
+        return try BrokerReports.push(broker: broker, mtls: try hostClient(index), hostID: id) { challenge in
+            let nonce = try Hex.decode(challenge.nonce, field: "nonce")
+            return AttestationReport(nonce: challenge.nonce, quote: try quote(hosts[index], qualifyingData: EnrollmentBinding.reattestationData(nonce: nonce),
+                                                                                selection: try PCRSelectionBody.selection(challenge.pcrSelection)))
+        }
+    }
+
+    /// Pull mode: host `index` asks the broker to pull it now (`BrokerReports.hint`).
+    @discardableResult
+    public func hint(_ index: Int) throws -> HintResponse {
+        guard let id = hostID(index) else { throw VouchError(.config, "simulated host \(index) is not registered") }
+        return try BrokerReports.hint(try hostClient(index), hostID: id, reason: "measurements_changed")
+    }
+
+    /// Every push host reports once, `concurrency` at a time; returns the policy interval the
+    /// broker named (seconds; nil if no report got through) and the number of failures.
+    public func pushAll(concurrency: Int = 8) -> (interval: Int?, failures: Int) {
+        let pushers = hosts.indices.filter { i in state.withLock { !$0.pulled.contains(i) && $0.hostIDs[i] != nil } }
+        let interval = Mutex<Int?>(nil), failures = Mutex(0), next = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(concurrency, pushers.count))) { _ in
+            while true {
+                let n: Int = next.withLock { n in defer { n += 1 }; return n }
+                guard n < pushers.count else { return }
+                do { let r = try pushReport(pushers[n]); interval.withLock { $0 = r.interval } } catch { failures.withLock { $0 += 1 } }
+            }
+        }
+        return (interval.withLock { $0 }, failures.withLock { $0 })
+    }
 
     /// Enrolls an agent on simulated host `index` exactly as the attester does: a nonce, a quote
     /// binding the nonce and the CSR's key, the enrollment request. Returns the broker's answer.
@@ -113,7 +233,10 @@ public final class SimulatedFleet: Sendable {
         let csr = try CSR.create(key: try PrivateKey.generate(), commonName: "sim-agent").pem
         let failures = Mutex(0)
         DispatchQueue.concurrentPerform(iterations: hosts.count) { i in
-            do { _ = try enroll(i, agentName: "agent", csrPEM: csr) } catch { failures.withLock { $0 += 1 } }
+            do {
+                let issued = try enroll(i, agentName: "agent", csrPEM: csr)
+                state.withLock { $0.agentSerials[i] = issued.serial }
+            } catch { failures.withLock { $0 += 1 } }
         }
         return failures.withLock { $0 }
     }

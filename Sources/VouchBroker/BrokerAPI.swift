@@ -25,10 +25,14 @@ public struct BrokerAPI: Sendable {
     let resultSigner: ResultSigner?
     /// The transparency log's routes; without a log they answer 404.
     let transparency: LogAPI?
+    /// The pull scheduler hints go to (`POST /v1/hosts/{id}/hint`); without one they answer 409
+    /// `host_not_pulled`.
+    let reattestor: Reattestor?
 
     public init(service: BrokerService, adminTokenDigests: [[UInt8]], resultSigner: ResultSigner? = nil, transparency: LogAPI? = nil,
-                throttle: AuthThrottle = AuthThrottle(), log: @escaping @Sendable (String) -> Void = { _ in }) {
+                throttle: AuthThrottle = AuthThrottle(), reattestor: Reattestor? = nil, log: @escaping @Sendable (String) -> Void = { _ in }) {
         self.service = service
+        self.reattestor = reattestor
         self.transparency = transparency
         self.throttle = throttle
         self.adminTokenDigests = adminTokenDigests
@@ -118,6 +122,10 @@ public struct BrokerAPI: Sendable {
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "attestations":
             try service.registration.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
             return json(200, try service.reattestation.judgeReport(hostID: p[1], JSONCodec.decode(AttestationReport.self, from: req.body)))
+        case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "hint":
+            // Authenticated as a push report is: the host certificate of this host id.
+            try service.registration.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
+            return BrokerAPI.jsonResponse(202, try hint(hostID: p[1], body: req.body))
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "jwt-svids":
             // A JWT-SVID for one of the host's agents: the host certificate first, as for pushes.
             try service.registration.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
@@ -230,7 +238,7 @@ public struct BrokerAPI: Sendable {
         (["health"], ["GET"]), (["ca"], ["GET"]), (["bundle"], ["GET"]), (["crl"], ["GET", "HEAD"]), (["crl.pem"], ["GET", "HEAD"]), (["crl", "*"], ["GET", "HEAD"]),
         (["ocsp"], ["POST"]), (["events"], ["GET"]), (["receipts"], ["POST"]), (["hosts"], ["GET", "POST"]), (["hosts", "*"], ["GET", "DELETE"]),
         (["hosts", "*", "activate"], ["POST"]), (["hosts", "*", "attestations"], ["GET", "POST"]), (["hosts", "*", "ear"], ["GET"]),
-        (["hosts", "*", "evidence"], ["GET"]), (["hosts", "*", "unblock"], ["POST"]), (["hosts", "*", "jwt-svids"], ["POST"]), (["challenges"], ["POST"]), (["enroll"], ["POST"]),
+        (["hosts", "*", "evidence"], ["GET"]), (["hosts", "*", "unblock"], ["POST"]), (["hosts", "*", "jwt-svids"], ["POST"]), (["hosts", "*", "hint"], ["POST"]), (["challenges"], ["POST"]), (["enroll"], ["POST"]),
         (["revoke"], ["POST"]), (["status"], ["GET"]), (["summary"], ["GET"]), (["attestations"], ["GET"]), (["certificates"], ["GET"]),
         (["certificates", "*"], ["GET"]), (["certificates", "*", "revoke"], ["POST"]), (["tokens"], ["GET", "POST"]), (["tokens", "*"], ["DELETE"]),
         (["policies"], ["GET"]), (["policies", "reload"], ["POST"]), (["policies", "*"], ["GET"]), (["ca", "rotate"], ["POST"]),
@@ -308,6 +316,26 @@ public struct BrokerAPI: Sendable {
 }
 
 extension BrokerAPI {
+    /// A pull host's hint: its next round now (`Reattestor.hint`). The body is optional: a
+    /// `HintRequest` whose reason is only logged.
+    func hint(hostID: String, body: [UInt8]) throws -> HintResponse {
+        let request = body.isEmpty ? HintRequest() : try JSONCodec.decode(HintRequest.self, from: body)
+        guard (request.reason?.unicodeScalars.count ?? 0) <= 128 else {
+            throw VouchError(.badRequest, "reason is at most 128 characters", context: ["field": "reason"])
+        }
+        guard let reattestor else { throw VouchError(.hostNotPulled, "this broker schedules no pull rounds", context: ["hostId": hostID]) }
+        let now = service.clock.now()
+        switch try reattestor.hint(hostID: hostID, now: now) {
+        case let .scheduled(at):
+            // The reason is the host's word: printable ASCII only reaches the log.
+            let reason = String(String.UnicodeScalarView((request.reason ?? "no reason").unicodeScalars.filter { $0.value >= 0x20 && $0.value < 0x7f }))
+            log("host \(hostID) hinted (\(reason)): pull round due \(at.iso8601)")
+            return HintResponse(hostId: hostID, round: "scheduled", at: at.iso8601)
+        case let .coalesced(at):
+            return HintResponse(hostId: hostID, round: "coalesced", at: at.iso8601)
+        }
+    }
+
     /// The handler to give an `HTTPServer` (built here, not in `main`, so it is not main-actor isolated).
     public var httpHandler: @Sendable (HTTPRequest) -> HTTPResponse {
         { [self] req in self.handle(req) }

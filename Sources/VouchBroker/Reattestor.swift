@@ -3,6 +3,11 @@ import Synchronization
 import VouchCore
 import VouchModel
 
+extension ErrorCode {
+    /// A hint from a host this broker does not pull (push mode, no policy, blocked).
+    public static let hostNotPulled = ErrorCode("host_not_pulled", status: 409)
+}
+
 /// Continuous re-attestation. Every host with an activated AK is re-attested at its policy's
 /// `reattestation.interval` (each round lands at a random point in the last 10 % of the interval,
 /// so a fleet registered at once spreads out):
@@ -39,6 +44,10 @@ public final class Reattestor: Sendable {
         var due: [String: Date] = [:]
         var inFlight: Set<String> = []
         var faults: [String: Int] = [:]
+        /// Hosts whose hint (`hint`) has not yet started its round.
+        var hintPending: Set<String> = []
+        /// When each host's last hinted round started (hinted rounds are `hintGap` apart).
+        var hinted: [String: Date] = [:]
     }
     private let plan = Mutex(Plan())
     private let running = Mutex(false)
@@ -114,13 +123,16 @@ public final class Reattestor: Sendable {
                     let ids = Set(listed.map(\.id))
                     p.due = p.due.filter { ids.contains($0.key) }
                     p.faults = p.faults.filter { ids.contains($0.key) }
+                    p.hintPending = p.hintPending.filter { ids.contains($0) }
+                    p.hinted = p.hinted.filter { ids.contains($0.key) && now.timeIntervalSince($0.value) < Self.hintGap }
                 }
                 p.refreshed = now
             }
         }
         // One pass over the plan under one lock: which hosts are due now.
-        let due = plan.withLock { p in
-            p.hosts.filter { h in
+        let (due, hintedRounds) = plan.withLock { p in
+            var hintedRounds: Set<String> = []
+            let due = p.hosts.filter { h in
                 guard !p.inFlight.contains(h.id) else { return false }
                 guard let due = p.due[h.id] else {
                     // First sight: hosts without a verdict soon (a just-activated attester needs a
@@ -129,12 +141,19 @@ public final class Reattestor: Sendable {
                     return false
                 }
                 guard due <= now else { return false }
-                if h.mode == .pull { p.inFlight.insert(h.id) }
+                if h.mode == .pull {
+                    p.inFlight.insert(h.id)
+                    if p.hintPending.remove(h.id) != nil {
+                        p.hinted[h.id] = now
+                        hintedRounds.insert(h.id)
+                    }
+                }
                 return true
             }
+            return (due, hintedRounds)
         }
         var pulls: [PullRound] = []
-        for h in claimed(due, now: now) {
+        for h in claimed(due, hinted: hintedRounds, now: now) {
             switch h.mode {
             case .push:
                 // Cheap (one read): checked often, so a missed report is noticed within seconds.
@@ -152,13 +171,24 @@ public final class Reattestor: Sendable {
     /// broker never report back (another replica then takes it), a push check after its usual
     /// period. Hosts another replica claimed take that replica's due time here; when the store
     /// cannot be reached no round runs (the hosts stay due).
-    private func claimed(_ due: [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)], now: Date)
+    /// A hinted round (`hinted`) is not due in the store (its stored due time is the scheduled
+    /// one): it is claimed now whatever that time (`SharedStore.claimRoundNow`), which also moves
+    /// it one interval on, so the other replicas, whose own due time for the host comes later, do
+    /// not pull it as well.
+    private func claimed(_ due: [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)], hinted: Set<String> = [], now: Date)
         -> [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)] {
         guard let shared, !due.isEmpty else { return due }
-        let rounds = due.map { h in RoundClaim(hostID: h.id, next: now.addingTimeInterval(h.mode == .pull ? h.interval : min(h.interval / 4, 5))) }
-        let result: RoundClaims
+        let rounds = due.filter { !hinted.contains($0.id) }.map { h in
+            RoundClaim(hostID: h.id, next: now.addingTimeInterval(h.mode == .pull ? h.interval : min(h.interval / 4, 5)))
+        }
+        var result = RoundClaims(won: [], elsewhere: [:])
         do {
             result = try shared.shared.claimRounds(rounds, holder: shared.holder, now: now)
+            for h in due where hinted.contains(h.id) {
+                if try shared.shared.claimRoundNow(RoundClaim(hostID: h.id, next: now.addingTimeInterval(h.interval)), holder: shared.holder, now: now) {
+                    result.won.insert(h.id)
+                }   // else another replica is claiming it this instant: its round is the fresh one
+            }
         } catch {
             log("re-attestation: cannot claim rounds: \((error as? VouchError)?.message ?? "\(error)")")
             plan.withLock { p in for h in due { p.inFlight.remove(h.id) } }
@@ -185,6 +215,35 @@ public final class Reattestor: Sendable {
         return outcome
     }
 
+    /// Hinted rounds of one host start at least this far apart.
+    public static let hintGap: TimeInterval = 1
+
+    /// What a hint did: scheduled a pull round due at `Date`, or found one pending (coalesced).
+    public enum HintOutcome: Sendable, Equatable {
+        case scheduled(Date)
+        case coalesced(Date)
+    }
+
+    /// A pull host says its measurements changed (`POST /v1/hosts/{id}/hint`): its next round is
+    /// due now — or `hintGap` after its last hinted round began, so hints start at most one round
+    /// a second per host — unless a hinted round is already pending, which this hint joins. A
+    /// round in flight is left to finish, and the hinted round follows it. The round is an
+    /// ordinary pull (a fresh broker nonce, a verdict): the hint carries nothing else. Hosts this
+    /// scheduler does not pull (push hosts; hosts without a policy, blocked or not yet listed) are
+    /// `host_not_pulled`.
+    public func hint(hostID: String, now: Date) throws -> HintOutcome {
+        try plan.withLock { p in
+            guard let h = p.hosts.first(where: { $0.id == hostID }), h.mode == .pull else {
+                throw VouchError(.hostNotPulled, "this broker does not pull this host's evidence (a push host reports itself)", context: ["hostId": hostID])
+            }
+            let at = max(now, p.hinted[hostID].map { $0.addingTimeInterval(Self.hintGap) } ?? now)
+            if p.hintPending.contains(hostID) { return .coalesced(p.inFlight.contains(hostID) ? at : max(at, p.due[hostID] ?? at)) }
+            p.hintPending.insert(hostID)
+            if !p.inFlight.contains(hostID) { p.due[hostID] = min(p.due[hostID] ?? at, at) }
+            return .scheduled(at)
+        }
+    }
+
     /// When the host's next round (pull) or overdue check (push) is due; nil before `tick` saw it.
     public func nextDue(hostID: String) -> Date? { plan.withLock { $0.due[hostID] } }
 
@@ -198,6 +257,10 @@ public final class Reattestor: Sendable {
             case .verdict:
                 p.faults[id] = nil
                 p.due[id] = now.addingTimeInterval(interval * (0.9 + 0.1 * spread()))
+            }
+            // A hint that came while this round ran: its evidence may predate the change.
+            if p.hintPending.contains(id), let due = p.due[id] {
+                p.due[id] = min(due, max(now, (p.hinted[id] ?? .distantPast).addingTimeInterval(Self.hintGap)))
             }
         }
         if let shared, let due = nextDue(hostID: id) {

@@ -52,6 +52,10 @@ public protocol SharedStore: Sendable {
     /// is claiming or has claimed are skipped (`FOR UPDATE SKIP LOCKED`) and come back with their
     /// stored due time.
     func claimRounds(_ rounds: [RoundClaim], holder: String, now: Date) throws -> RoundClaims
+    /// Claims one round for `holder` now, whatever its stored due time (a hinted round: the host
+    /// asked to be pulled at once); its stored due time becomes `round.next`. False when another
+    /// replica is claiming it at this instant (its row is locked: that replica pulls now).
+    func claimRoundNow(_ round: RoundClaim, holder: String, now: Date) throws -> Bool
     /// After a claimed round: when the host is due next (only while `holder` still has the claim).
     func rescheduleRound(hostID: String, holder: String, due: Date) throws
     /// What must be the same on every replica (fingerprints of the broker CA, the log key, the

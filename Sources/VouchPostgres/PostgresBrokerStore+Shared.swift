@@ -86,6 +86,17 @@ extension PostgresBrokerStore {
         }
     }
 
+    public func claimRoundNow(_ round: RoundClaim, holder: String, now: Date) throws -> Bool {
+        try read { c in
+            try c.run("INSERT INTO host_rounds (host_id, next_due) VALUES ($1, 0) ON CONFLICT (host_id) DO NOTHING", [.text(round.hostID)])
+            return try !c.query("""
+            UPDATE host_rounds r SET next_due = $2, claimed_by = $3 FROM (
+              SELECT host_id FROM host_rounds WHERE host_id = $1 FOR UPDATE SKIP LOCKED) d
+            WHERE r.host_id = d.host_id RETURNING r.host_id
+            """, [.text(round.hostID), .date(round.next), .text(holder)]) { $0.text(0) }.isEmpty
+        }
+    }
+
     public func rescheduleRound(hostID: String, holder: String, due: Date) throws {
         _ = try read { c in
             try c.run("UPDATE host_rounds SET next_due = $1 WHERE host_id = $2 AND claimed_by = $3", [.date(due), .text(hostID), .text(holder)])

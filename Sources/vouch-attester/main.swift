@@ -21,8 +21,8 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
        vouch-attester proxy --upstream URL --listen ADDR --cert FILE --key FILE|--tpm-key DIR/NAME --socket PATH
                       [--issuance-proof FILE]
                       [--max-body BYTES] [--max-response BYTES] [--timeout DUR] [--sign-routes LIST]
-       vouch-attester --simulate N --broker URL --ca FILE --listen ADDR:PORT [--labels K=V,...] [--hostname PREFIX]
-                      [--enroll-agents] [--drift-after DUR]
+       vouch-attester --simulate N --broker URL --ca FILE (--listen ADDR:PORT | --push) [--labels K=V,...]
+                      [--hostname PREFIX] [--enroll-agents] [--drift-after DUR [--drift-record FILE]]
        vouch-attester -h | --help | --version
   --broker URL      broker base URL, e.g. https://127.0.0.1:8443
   --ca FILE         the broker's CA certificate (PEM): the only CA trusted for the broker's TLS
@@ -45,6 +45,11 @@ usage: vouch-attester --broker URL --ca FILE --tcti TCTI --socket PATH [options]
   --advertise URL   the URL the broker reaches --listen at (default https://ADDR:PORT)
   --push-interval DUR  push mode (no --listen): report this often (default: 80 % of the policy's
                     re-attestation interval, which the broker sends with each nonce)
+  --watch-interval DUR  drift watcher (TPM hosts): read the PCRs the broker's last quote covered
+                    (and PCR 23 and the model log, with --model-log) this often (default 250ms;
+                    0 turns the watcher off). A change since that quote is reported at once: push
+                    mode pushes a fresh quote, pull mode asks the broker to pull now
+                    (POST /v1/hosts/ID/hint); at most one such report a second
   --workload-socket PATH  serve the SPIFFE Workload API here (created mode 0666: workloads are
                     told apart by their peer credentials), with --workload-entries FILE: the
                     registration entries (YAML: entries: [{agent, selectors: [unix:uid:N, ...]}]);
@@ -85,9 +90,14 @@ demos only; a broker accepts it only with --allow-simulated-hosts and the platfo
                     Azure CVM keeps its vTPM (RSA AK and EK) in STATE-DIR/simulated-vtpm.json
 
 --simulate N: N software hosts in this process for scale tests, INSECURE (software AKs, no TPM;
-the broker refuses them unless started with --allow-simulated-hosts). Pull mode on --listen.
---enroll-agents enrolls one agent per host once registered; --drift-after DUR then makes every
-host's PCR 7 drift (benchmarks of revocation at scale).
+the broker refuses them unless started with --allow-simulated-hosts). Pull mode on --listen, or
+push mode with --push (each host pushes once registered, then at 80 % of the policy's
+interval). --enroll-agents enrolls one agent per host once registered; --drift-after DUR then
+makes every host's PCR 7 drift (benchmarks of revocation at scale), and each host reports it at
+once as a real attester's drift watcher does: a push host pushes a fresh quote, a pull host
+hints (POST /v1/hosts/ID/hint). --drift-record FILE: JSON written once the agents are enrolled,
+{"hosts": [{"hostId", "serial"}]}, and again after the drift with each host's "driftAt" (Unix
+time, seconds, the instant its PCR 7 changed).
 
 GPUs beside a confidential VM (composite evidence, docs/evidence.md): with every report the GPUs'
 SPDM evidence for the broker's nonce goes too, and the report binds their digests.
@@ -164,6 +174,16 @@ func duration(_ text: String, _ option: String) throws -> TimeInterval {
     do { return try parseDuration(text, field: option) } catch let e as VouchError { throw VouchError(.usage, e.message, context: e.context) }
 }
 
+/// `--watch-interval`: 0 (off), milliseconds (`250ms`) or a duration as elsewhere (`1s`).
+func watchDuration(_ text: String) throws -> TimeInterval {
+    if text == "0" { return 0 }
+    if text.hasSuffix("ms") {
+        guard let n = Double(text.dropLast(2)), n > 0, n.isFinite else { throw VouchError(.usage, "--watch-interval takes 0, milliseconds (250ms) or a duration (1s)") }
+        return n / 1000
+    }
+    return try duration(text, "--watch-interval")
+}
+
 let words = Array(CommandLine.arguments.dropFirst())
 if Arguments.asksForHelp(words) { print(usage); exit(0) }
 if Arguments.asksForVersion(words) { print("vouch-attester \(VouchVersion.current)"); exit(0) }
@@ -229,10 +249,10 @@ let args: Arguments
 do {
     args = try Arguments(Array(CommandLine.arguments.dropFirst()),
                          options: ["broker", "ca", "tcti", "socket", "ak", "ek", "hostname", "register-timeout", "event-log", "model-log", "labels",
-                                   "state-dir", "listen", "advertise", "push-interval", "simulate", "drift-after",
+                                   "state-dir", "listen", "advertise", "push-interval", "watch-interval", "simulate", "drift-after", "drift-record",
                                    "tee", "vcek", "simulate-tee", "simulate-tee-options", "simulate-tee-platform", "gpus", "simulate-gpus",
                                    "workload-socket", "workload-entries", "workload-connections-per-user"],
-                         flags: ["enroll-agents"])
+                         flags: ["enroll-agents", "push"])
 } catch { fail(error) }
 
 /// `--tee` or `--simulate-tee`: where a confidential VM's reports come from (nil: a TPM host).
@@ -293,33 +313,58 @@ func gpuSource(_ args: Arguments, stateDirectory: String) throws -> (any GPUEvid
 if let n = args["simulate"] {
     do {
         guard let count = Int(n), (1...100_000).contains(count) else { fail("--simulate takes a host count of 1-100000") }
-        let l = try args.required("listen").split(separator: ":").map(String.init)
+        let push = args.has("push")
+        guard push != (args["listen"] != nil) else { fail("--simulate takes one of --listen ADDR:PORT (pull mode) and --push") }
+        let l = push ? ["", "1"] : try args.required("listen").split(separator: ":").map(String.init)
         guard l.count == 2, let port = UInt16(l[1]), port > 0 else { fail("--listen takes ADDR:PORT (IPv4)") }
+        if args["drift-record"] != nil && (args["drift-after"] == nil || !args.has("enroll-agents")) { fail("--drift-record goes with --enroll-agents and --drift-after") }
         let labels = parseLabels(args["labels"])
         let client = HTTPClient(.https(baseURL: try args.required("broker"), caFile: try args.required("ca")))
         let fleet = try SimulatedFleet(count: count, broker: client, hostnamePrefix: args["hostname"] ?? "sim", labels: labels)
         Runtime.log("SIMULATED fleet of \(count) hosts (software AKs, no TPM: for scale tests only)")
         let started = Date()
-        let baseURL = args["advertise"] ?? "https://\(l[0]):\(port)"
-        // Host 0's certificate is the server's, so it registers first; the server is up before the rest.
-        try fleet.register(0..<1, baseURL: baseURL)
-        let tls = try fleet.serverIdentity()
-        let server = try HTTPServer(listen: .tls(host: l[0], port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
+        let baseURL = push ? nil : args["advertise"] ?? "https://\(l[0]):\(port)"
+        var server: HTTPServer?
+        if let baseURL {
+            // Host 0's certificate is the server's, so it registers first; the server is up before the rest.
+            try fleet.register(0..<1, baseURL: baseURL)
+            let tls = try fleet.serverIdentity()
+            server = try HTTPServer(listen: .tls(host: l[0], port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
                                     threads: 4, clientTrustPEM: try Files.readString(try args.required("ca")), handler: fleet.httpHandler)
-        try fleet.register(1..<count, baseURL: baseURL)
-        Runtime.log("registered \(count) simulated hosts in \(String(format: "%.1f", Date().timeIntervalSince(started)))s; serving quotes on \(baseURL)/sim/INDEX")
+            try fleet.register(1..<count, baseURL: baseURL)
+            Runtime.log("registered \(count) simulated hosts in \(String(format: "%.1f", Date().timeIntervalSince(started)))s; serving quotes on \(baseURL)/sim/INDEX")
+        } else {
+            try fleet.register(baseURL: nil)
+            Runtime.log("registered \(count) simulated push hosts in \(String(format: "%.1f", Date().timeIntervalSince(started)))s")
+            // Each host reports at once (its first verdict), then at 80 % of the policy's interval.
+            let first = fleet.pushAll()
+            Runtime.log("first push reports: \(first.failures) failures")
+            let every = max(1, Double(first.interval ?? 300) * 0.8)
+            Thread.detachNewThread {
+                while true {
+                    Thread.sleep(forTimeInterval: every)
+                    let r = fleet.pushAll()
+                    if r.failures > 0 { Runtime.log("push reports: \(r.failures) failures") }
+                }
+            }
+        }
         if args.has("enroll-agents") {
             Runtime.log("enrolled an agent on each simulated host (\(try fleet.enrollAgentOnEveryHost()) failures)")
         }
+        let record = args["drift-record"]
+        if let record { try fleet.writeDriftRecord(to: record) }
         if let d = args["drift-after"] {
             let delay = try duration(d, "--drift-after")
             DispatchQueue.global().asyncAfter(deadline: .now() + delay) {
-                fleet.drift(0..<count)
-                Runtime.log("every simulated host's PCR 7 drifted")
+                let (_, failures) = fleet.drift(0..<count)
+                Runtime.log("every simulated host's PCR 7 drifted; each reported it (\(push ? "a push" : "a hint")): \(failures.count) failures\(failures.first.map { "; first: \($0)" } ?? "")")
+                if let record {
+                    do { try fleet.writeDriftRecord(to: record) } catch { Runtime.log("cannot write \(record): \(error)") }
+                }
             }
         }
         Runtime.waitForTermination()
-        server.stop()
+        server?.stop()
         Runtime.log("served \(fleet.quotesServed) quotes")
         exit(0)
     } catch {
@@ -357,6 +402,9 @@ do {
         fail("--advertise goes with --listen")
     }
     let pushInterval = try args["push-interval"].map { try duration($0, "--push-interval") }
+    let watchInterval = try watchDuration(args["watch-interval"] ?? "250ms")
+    if watchInterval > 0 && watchInterval < 0.01 { fail("--watch-interval takes 0 (off) or at least 10ms") }
+    if tee != nil && args["watch-interval"] != nil && watchInterval > 0 { fail("--watch-interval is for TPM hosts (a confidential VM's reports have no PCRs to read)") }
     let attester = Attester(config: config, broker: brokerClient)
     let timeout = try duration(args["register-timeout"] ?? "60s", "--register-timeout")
     let deadline = Date().addingTimeInterval(timeout)
@@ -381,7 +429,8 @@ do {
     let server = try HTTPServer(listen: .unix(path: try args.required("socket"), mode: 0o660), threads: 2, handler: attester.httpHandler)
     Runtime.log("vouch-attester serving agents on \(try args.required("socket"))")
     var brokerServer: HTTPServer?
-    var pusher: Thread?
+    var pusher: PushLoop?
+    var watcher: DriftWatcher?
     if let listen, let identity = attester.identity {
         // Only the host certificate: the broker holds its own CA, and every certificate sent is
         // one more for the broker to parse on each pull. Client certificates must chain to the
@@ -390,9 +439,18 @@ do {
         brokerServer = try HTTPServer(listen: .tls(host: listen.host, port: listen.port, certificatePEM: identity.certificatePEM, keyPEM: identity.keyPEM),
                                       threads: 2, clientTrustPEM: try Files.readString(try args.required("ca")), handler: attester.brokerHandler)
         Runtime.log("pull mode: serving \(tee.map { "\($0.kind.rawValue) reports" } ?? "quotes") to \(identity.brokerSpiffeID) at \(config.attesterURL ?? "")")
+        if tee == nil && watchInterval > 0 {
+            watcher = DriftWatcher(attester: attester, interval: watchInterval, log: Runtime.log) { _ = try attester.sendHint() }
+        }
     } else {
-        pusher = PushLoop.start(attester, interval: pushInterval, log: Runtime.log)
+        let loop = PushLoop.start(attester, interval: pushInterval, log: Runtime.log)
+        pusher = loop
         Runtime.log("push mode: reporting to the broker" + (pushInterval.map { " every \(Int($0))s" } ?? " at 80 % of the policy's interval"))
+        if tee == nil && watchInterval > 0 { watcher = DriftWatcher(attester: attester, interval: watchInterval, log: Runtime.log) { loop.wake() } }
+    }
+    if let watcher {
+        watcher.start()
+        Runtime.log("drift watcher: reading the quoted PCRs every \(Int(watchInterval * 1000))ms; a change is reported at once")
     }
     let workload = try args["workload-socket"].map { socket in
         guard let file = args["workload-entries"] else { fail("--workload-socket needs --workload-entries FILE") }
@@ -404,6 +462,7 @@ do {
     if args["workload-entries"] != nil && workload == nil { fail("--workload-entries goes with --workload-socket PATH") }
     Runtime.waitForTermination()
     workload?.stop()
+    watcher?.stop()
     pusher?.cancel()
     brokerServer?.stop()
     server.stop()

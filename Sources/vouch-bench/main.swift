@@ -10,6 +10,7 @@ do {
     case "gpu": exit(try GPUBench.run(Array(argv.dropFirst())))
     case "log": exit(try LogBench.run(Array(argv.dropFirst())))
     case "receipts": exit(try ReceiptBench.run(Array(argv.dropFirst())))
+    case "drift-watch": exit(try DriftBench.run(Array(argv.dropFirst())))
     default: exit(try Bench.run(argv))
     }
 } catch {

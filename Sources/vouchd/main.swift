@@ -244,7 +244,7 @@ do {
     reattestor.start()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: resultSigner,
                         transparency: LogAPI(log: transparencyLog, trustDomain: trustDomain, brokerCAPEM: try brokerCA.certificate.pem),
-                        throttle: AuthThrottle(maxFailures: brokerOptions.authFailures), log: Runtime.log)
+                        throttle: AuthThrottle(maxFailures: brokerOptions.authFailures), reattestor: reattestor, log: Runtime.log)
     let limits = HTTPServer.Limits(idleTimeout: brokerOptions.idle, requestDeadline: brokerOptions.requestDeadline, perAddress: brokerOptions.perAddress, total: 1024)
     // The publication listener: CRLs and OCSP alone, over plain HTTP, on a thread pool (their
     // handlers never block long). Up before the HTTPS listener: a broker answering there publishes.

@@ -155,6 +155,23 @@ final class ReplicaTests: XCTestCase {
         }
     }
 
+    /// A hint to one replica: that replica claims the round at once (`claimRoundNow`) and pulls;
+    /// the other does not pull it too, and no replica pulls the host again before its interval.
+    func testAHintedRoundIsPulledByOneReplicaOnce() throws {
+        let source = CountingSource(clock: clock)
+        let replicas = [try replica("a", source: source, interval: 60), try replica("b", source: source, interval: 60)]
+        let urls = try seedHosts(4, store: replicas[0].store, source: source)
+        let start = clock.now()
+        run(replicas, until: start.addingTimeInterval(5))
+        XCTAssertEqual(urls.map { source.pulls[$0]?.count }, [1, 1, 1, 1], "each host's first round, once")
+        let hinted = String(format: "%032x", 1)
+        XCTAssertEqual(try replicas[1].reattestor.hint(hostID: hinted, now: clock.now()), .scheduled(clock.now()))
+        run(replicas, until: clock.now().addingTimeInterval(20))
+        let pulls = source.pulls
+        XCTAssertEqual(pulls[urls[0]]?.count, 2, "the hinted round, pulled by one replica")
+        XCTAssertEqual(urls.dropFirst().map { pulls[$0]?.count }, [1, 1, 1], "no other host pulled")
+    }
+
     func testADeadReplicasHostsAreTakenOverWithinAnInterval() throws {
         let source = CountingSource(clock: clock)
         let replicas = [try replica("a", source: source), try replica("b", source: source)]

@@ -104,6 +104,10 @@ final class APIContractTests: XCTestCase {
                 let body = try attester.reattestationQuote(QuoteRequest(nonce: c.nonce, pcrSelection: c.pcrSelection))
                 return try mtls.send("POST", "/v1/hosts/\(id)/attestations", headers: jsonHeaders, body: json(AttestationReport(nonce: c.nonce, quote: body)))
             }),
+            // A push host: the hint is authenticated, then refused as host_not_pulled (409).
+            (.init(method: "POST", path: "/v1/hosts/{hostId}/hint"), {
+                try mtls.send("POST", "/v1/hosts/\(id)/hint", headers: jsonHeaders, body: json(HintRequest(reason: "contract")))
+            }),
             (.init(method: "POST", path: "/v1/hosts/{hostId}/jwt-svids"), {
                 let r = try mtls.send("POST", "/v1/hosts/\(id)/jwt-svids", headers: jsonHeaders,
                                       body: json(JWTSVIDIssueRequest(serial: agent.serial, audience: ["spiffe://contract/rp"])))

@@ -70,8 +70,9 @@ final class ReattestationTests: XCTestCase {
                                          log: broker.dir.appendingPathComponent("curl.log"))
         defer { curl.stop() }
 
-        // Drift: PCR 7 changes (as a Secure Boot policy change would). The next scheduled pull
-        // (within the 10 s interval) fails the policy; the revocation is visible at once.
+        // Drift: PCR 7 changes (as a Secure Boot policy change would). The attester's drift watcher
+        // hints (else the next scheduled pull, within the 10 s interval, would see it); the pull
+        // fails the policy; the revocation is visible at once.
         XCTAssertEqual(try tpm.tools("tpm2_pcrextend", ["7:sha256=" + String(repeating: "ab", count: 32)]).status, 0)
         try waitFor("the failed verdict", timeout: 30) { try host(broker, id).trust?.state == "untrusted" }
         let serialUpper = agent.serial.uppercased()
