@@ -112,17 +112,18 @@ public final class SimulatedFleet: Sendable {
     }
 
     /// Makes hosts `indices` drift: from now on their PCR 7 is not the reset value. Each then
-    /// reports it at once, as an attester's drift watcher does (`reportDrift`). Returns the instant
-    /// of the change (one for all) and the reports that failed.
+    /// reports it at once, as an attester's drift watcher does (`reportDrift`), unless `report` is
+    /// false (hosts without a watcher: the next scheduled round finds the change). Returns the
+    /// instant of the change (one for all) and the reports that failed.
     @discardableResult
-    public func drift(_ indices: some Sequence<Int>, concurrency: Int = 16) -> (at: Date, failures: [String]) {
+    public func drift(_ indices: some Sequence<Int>, concurrency: Int = 16, report: Bool = true) -> (at: Date, failures: [String]) {
         let list = Array(indices)
         let at = Date()
         state.withLock { s in
             s.drifted.formUnion(list)
             for i in list { s.driftedAt[i] = at }
         }
-        return (at, reportDrift(list, concurrency: concurrency))
+        return (at, report ? reportDrift(list, concurrency: concurrency) : [])
     }
 
     /// When host `index` drifted (nil: it has not).

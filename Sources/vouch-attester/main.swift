@@ -97,7 +97,8 @@ makes every host's PCR 7 drift (benchmarks of revocation at scale), and each hos
 once as a real attester's drift watcher does: a push host pushes a fresh quote, a pull host
 hints (POST /v1/hosts/ID/hint). --drift-record FILE: JSON written once the agents are enrolled,
 {"hosts": [{"hostId", "serial"}]}, and again after the drift with each host's "driftAt" (Unix
-time, seconds, the instant its PCR 7 changed).
+time, seconds, the instant its PCR 7 changed). With --watch-interval 0 no host reports its drift
+(as without a watcher): the next scheduled round finds it.
 
 GPUs beside a confidential VM (composite evidence, docs/evidence.md): with every report the GPUs'
 SPDM evidence for the broker's nonce goes too, and the report binds their digests.
@@ -355,9 +356,12 @@ if let n = args["simulate"] {
         if let record { try fleet.writeDriftRecord(to: record) }
         if let d = args["drift-after"] {
             let delay = try duration(d, "--drift-after")
+            // --watch-interval 0: hosts without a drift watcher (the baseline the watcher is measured against).
+            let unwatched = try args["watch-interval"].map { try watchDuration($0) == 0 } ?? false
             DispatchQueue.global().asyncAfter(deadline: .now() + delay) {
-                let (_, failures) = fleet.drift(0..<count)
-                Runtime.log("every simulated host's PCR 7 drifted; each reported it (\(push ? "a push" : "a hint")): \(failures.count) failures\(failures.first.map { "; first: \($0)" } ?? "")")
+                let (_, failures) = fleet.drift(0..<count, report: !unwatched)
+                Runtime.log(unwatched ? "every simulated host's PCR 7 drifted; none reports it (--watch-interval 0): the next scheduled round finds it"
+                    : "every simulated host's PCR 7 drifted; each reported it (\(push ? "a push" : "a hint")): \(failures.count) failures\(failures.first.map { "; first: \($0)" } ?? "")")
                 if let record {
                     do { try fleet.writeDriftRecord(to: record) } catch { Runtime.log("cannot write \(record): \(error)") }
                 }
