@@ -95,6 +95,10 @@ extension Attester {
         return report
     }
 
+    /// How long an idle connection to the broker is kept for the next push (seconds): above the
+    /// push period at the default policy interval (80 % of 15 min).
+    public static let pushKeepAliveSeconds = 1800
+
     /// Push mode, one report: a nonce from the broker, a quote (or a confidential VM's report), the report over mTLS with the host
     /// certificate. Returns the broker's verdict and the policy's interval (seconds).
     public func pushReport() throws -> (verdict: AttestationVerdict, interval: Int) {
@@ -106,7 +110,10 @@ extension Attester {
         guard case let .https(base, caFile) = (broker.transport as? HTTPClient)?.transport else {
             throw VouchError(.config, "push mode needs an HTTPS broker transport")
         }
-        let mtls = APIClient(transport: HTTPClient(.https(baseURL: base, caFile: caFile), identity: .init(certificateFile: certFile, keyFile: keyFile)))
+        // Kept alive between pushes (curl's idle limit raised above any push period): the broker's
+        // connection timeout decides whether the next push finds it open.
+        let mtls = APIClient(transport: HTTPClient(.https(baseURL: base, caFile: caFile), identity: .init(certificateFile: certFile, keyFile: keyFile),
+                                                   keepAliveSeconds: Self.pushKeepAliveSeconds))
         let verdict = try mtls.call("POST", "/v1/hosts/\(hostID)/attestations", body: report, as: AttestationVerdict.self)
         return (verdict, challenge.reattestationInterval ?? 300)
     }

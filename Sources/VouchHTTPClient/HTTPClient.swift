@@ -54,9 +54,19 @@ public final class HTTPClient: HTTPTransport {
     /// instead of a fresh connection per request; `freshConnections` is then ignored. Other
     /// transports ignore it.
     public let connections: PinnedConnectionPool?
+    /// How long (seconds) a kept connection may sit idle and still be reused (curl's
+    /// CURLOPT_MAXAGE_CONN; nil: curl's 118 s). A client that sends every few minutes (an
+    /// attester's pushes) sets it above its period, or every request opens a new connection.
+    public let keepAliveSeconds: Int?
+
+    /// Connections libcurl opened for requests of any client in this process (CURLINFO_NUM_CONNECTS
+    /// summed; a request on a kept connection adds nothing): what tells reuse from a handshake.
+    public static var connectionsOpened: Int { opened.load(ordering: .relaxed) }
+    private static let opened = Atomic<Int>(0)
 
     public init(_ transport: Transport, timeoutSeconds: Int = 30, identity: ClientIdentity? = nil, freshConnections: Bool = false,
-                maxResponseBytes: Int = 16 << 20, connections: PinnedConnectionPool? = nil) {
+                maxResponseBytes: Int = 16 << 20, connections: PinnedConnectionPool? = nil, keepAliveSeconds: Int? = nil) {
+        self.keepAliveSeconds = keepAliveSeconds
         _ = curlGlobalInit
         self.transport = transport
         self.timeout = timeoutSeconds
@@ -93,18 +103,25 @@ public final class HTTPClient: HTTPTransport {
             let key = PinnedConnectionPool.Key(origin: Self.origin(of: path) ?? path, pin: pin, hook: tls.hook)
             let handle = try connections.checkOut(key)
             var ok = false
-            defer {
-                var connects = 0
-                _ = vouch_curl_getinfo_long(handle.raw, CURLINFO_NUM_CONNECTS, &connects)
-                connections.checkIn(handle, transferOK: ok, newConnections: connects)
-            }
+            defer { connections.checkIn(handle, transferOK: ok, newConnections: Self.countConnects(handle.raw)) }
             let response = try perform(handle.raw, method, path, headers: headers, body: body, kept: connections)
             ok = true
             return response
         }
         let handle = try EasyHandle.checkOut()
-        defer { handle.checkIn() }
+        defer {
+            _ = Self.countConnects(handle.raw)
+            handle.checkIn()
+        }
         return try perform(handle.raw, method, path, headers: headers, body: body, kept: nil)
+    }
+
+    /// The connections the last transfer on `h` opened, added to `connectionsOpened`.
+    private static func countConnects(_ h: UnsafeMutableRawPointer) -> Int {
+        var connects = 0
+        _ = vouch_curl_getinfo_long(h, CURLINFO_NUM_CONNECTS, &connects)
+        if connects > 0 { opened.add(connects, ordering: .relaxed) }
+        return connects
     }
 
     /// One request on the easy handle `h` (configured here; the caller resets or discards it).
@@ -133,6 +150,7 @@ public final class HTTPClient: HTTPTransport {
     func configure(_ h: UnsafeMutableRawPointer, _ method: String, _ path: String, headers: [String: String], body: [UInt8]?,
                    kept: PinnedConnectionPool? = nil) throws -> TransferResources {
         if freshConnections && kept == nil { try curlCheck(vouch_curl_setopt_long(h, CURLOPT_FORBID_REUSE, 1), "FORBID_REUSE") }
+        if let keepAliveSeconds, kept == nil { try curlCheck(vouch_curl_setopt_long(h, CURLOPT_MAXAGE_CONN, keepAliveSeconds), "MAXAGE_CONN") }
         let url: String
         switch transport {
         case let .https(base, caFile):

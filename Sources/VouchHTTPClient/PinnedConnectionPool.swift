@@ -56,9 +56,14 @@ public final class PinnedConnectionPool: Sendable {
 
     private let state = Mutex(State())
 
+    /// 20 minutes: longer than the default policy's 15-minute re-attestation interval (a shorter
+    /// bound would re-handshake every round), short enough that an attester certificate that
+    /// expired, or trust that changed outside a CA rotation, is re-verified within that long.
+    public static let defaultMaxConnectionAge = 1200
+
     /// `capacity` at least 1; `maxConnectionAge` (seconds, at least 1) bounds how old a
     /// verification a request may rely on.
-    public init(capacity: Int, maxConnectionAge: Int = 600) {
+    public init(capacity: Int, maxConnectionAge: Int = PinnedConnectionPool.defaultMaxConnectionAge) {
         self.capacity = max(1, capacity)
         self.maxConnectionAge = max(1, maxConnectionAge)
     }
