@@ -66,7 +66,6 @@ public final class HTTPClient: HTTPTransport {
 
     public init(_ transport: Transport, timeoutSeconds: Int = 30, identity: ClientIdentity? = nil, freshConnections: Bool = false,
                 maxResponseBytes: Int = 16 << 20, connections: PinnedConnectionPool? = nil, keepAliveSeconds: Int? = nil) {
-        self.keepAliveSeconds = keepAliveSeconds
         _ = curlGlobalInit
         self.transport = transport
         self.timeout = timeoutSeconds
@@ -74,6 +73,7 @@ public final class HTTPClient: HTTPTransport {
         self.freshConnections = freshConnections
         self.maxResponseBytes = maxResponseBytes
         self.connections = connections
+        self.keepAliveSeconds = keepAliveSeconds
     }
 
     /// Why `url` cannot be a `.service` base URL, or nil when it can: `https://` or — for a host

@@ -75,8 +75,8 @@ public final class PinnedConnectionPool: Sendable {
 
     public var statistics: Statistics { state.withLock { $0.stats } }
 
-    /// Closes every idle handle (its connection with it); handles in use are closed when their
-    /// requests check them in only if the pool is full.
+    /// Closes every idle handle (its connection with it) now. Handles in use are checked in as
+    /// usual; a pool no longer referenced closes them when the last request using it is done.
     public func closeIdle() {
         let handles = state.withLock { s in s.drain() }
         for h in handles { h.close() }
