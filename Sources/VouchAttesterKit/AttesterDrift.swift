@@ -104,7 +104,10 @@ enum BrokerReports {
         guard case let .https(base, caFile) = (broker.transport as? HTTPClient)?.transport else {
             throw VouchError(.config, "reporting to the broker needs an HTTPS broker transport")
         }
-        return APIClient(transport: HTTPClient(.https(baseURL: base, caFile: caFile), identity: .init(certificateFile: certificateFile, keyFile: keyFile)))
+        // Kept alive between reports (curl's idle limit raised above any push period): the
+        // broker's connection timeout decides whether the next report finds it open.
+        return APIClient(transport: HTTPClient(.https(baseURL: base, caFile: caFile), identity: .init(certificateFile: certificateFile, keyFile: keyFile),
+                                               keepAliveSeconds: Attester.pushKeepAliveSeconds))
     }
 
     /// One push report: a nonce for attestation from `broker`, the evidence `report` makes for

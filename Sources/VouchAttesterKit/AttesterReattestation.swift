@@ -101,6 +101,10 @@ extension Attester {
         return report
     }
 
+    /// How long an idle connection to the broker is kept for the next push (seconds): above the
+    /// push period at the default policy interval (80 % of 15 min).
+    public static let pushKeepAliveSeconds = 1800
+
     /// Push mode, one report: a nonce from the broker, a quote (or a confidential VM's report), the report over mTLS with the host
     /// certificate. Returns the broker's verdict and the policy's interval (seconds).
     public func pushReport() throws -> (verdict: AttestationVerdict, interval: Int) {

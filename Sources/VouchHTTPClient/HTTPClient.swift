@@ -50,15 +50,30 @@ public final class HTTPClient: HTTPTransport {
     public let freshConnections: Bool
     /// A response body larger than this fails the transfer (an `http` error, kind transport).
     public let maxResponseBytes: Int
+    /// For a `.pinned` transport: kept-alive connections (and per-attester TLS sessions) to reuse
+    /// instead of a fresh connection per request; `freshConnections` is then ignored. Other
+    /// transports ignore it.
+    public let connections: PinnedConnectionPool?
+    /// How long (seconds) a kept connection may sit idle and still be reused (curl's
+    /// CURLOPT_MAXAGE_CONN; nil: curl's 118 s). A client that sends every few minutes (an
+    /// attester's pushes) sets it above its period, or every request opens a new connection.
+    public let keepAliveSeconds: Int?
+
+    /// Connections libcurl opened for requests of any client in this process (CURLINFO_NUM_CONNECTS
+    /// summed; a request on a kept connection adds nothing): what tells reuse from a handshake.
+    public static var connectionsOpened: Int { opened.load(ordering: .relaxed) }
+    private static let opened = Atomic<Int>(0)
 
     public init(_ transport: Transport, timeoutSeconds: Int = 30, identity: ClientIdentity? = nil, freshConnections: Bool = false,
-                maxResponseBytes: Int = 16 << 20) {
+                maxResponseBytes: Int = 16 << 20, connections: PinnedConnectionPool? = nil, keepAliveSeconds: Int? = nil) {
         _ = curlGlobalInit
         self.transport = transport
         self.timeout = timeoutSeconds
         self.identity = identity
         self.freshConnections = freshConnections
         self.maxResponseBytes = maxResponseBytes
+        self.connections = connections
+        self.keepAliveSeconds = keepAliveSeconds
     }
 
     /// Why `url` cannot be a `.service` base URL, or nil when it can: `https://` or — for a host
@@ -81,12 +96,38 @@ public final class HTTPClient: HTTPTransport {
     /// Sends a request; transport failures throw `http` errors whose `cause` is an
     /// `HTTPClientError`, HTTP statuses are returned as they are.
     /// Easy handles come from a process-wide pool and are reset after use, which keeps curl's
-    /// caches (connections, TLS sessions, the parsed CA store) across requests and clients.
+    /// caches (connections, TLS sessions, the parsed CA store) across requests and clients; a
+    /// `.pinned` client with `connections` takes its handle from that pool instead.
     public func send(_ method: String, _ path: String, headers: [String: String] = [:], body: [UInt8]? = nil) throws -> HTTPResponse {
+        if let connections, case let .pinned(tls, pin) = transport {
+            let key = PinnedConnectionPool.Key(origin: Self.origin(of: path) ?? path, pin: pin, hook: tls.hook)
+            let handle = try connections.checkOut(key)
+            var ok = false
+            defer { connections.checkIn(handle, transferOK: ok, newConnections: Self.countConnects(handle.raw)) }
+            let response = try perform(handle.raw, method, path, headers: headers, body: body, kept: connections)
+            ok = true
+            return response
+        }
         let handle = try EasyHandle.checkOut()
-        defer { handle.checkIn() }
-        let h = handle.raw
-        let transfer = try configure(h, method, path, headers: headers, body: body)
+        defer {
+            _ = Self.countConnects(handle.raw)
+            handle.checkIn()
+        }
+        return try perform(handle.raw, method, path, headers: headers, body: body, kept: nil)
+    }
+
+    /// The connections the last transfer on `h` opened, added to `connectionsOpened`.
+    private static func countConnects(_ h: UnsafeMutableRawPointer) -> Int {
+        var connects = 0
+        _ = vouch_curl_getinfo_long(h, CURLINFO_NUM_CONNECTS, &connects)
+        if connects > 0 { opened.add(connects, ordering: .relaxed) }
+        return connects
+    }
+
+    /// One request on the easy handle `h` (configured here; the caller resets or discards it).
+    private func perform(_ h: UnsafeMutableRawPointer, _ method: String, _ path: String, headers: [String: String], body: [UInt8]?,
+                         kept: PinnedConnectionPool?) throws -> HTTPResponse {
+        let transfer = try configure(h, method, path, headers: headers, body: body, kept: kept)
         let sink = ResponseSink(limit: maxResponseBytes)
         let unmanaged = Unmanaged.passRetained(sink)
         defer { unmanaged.release() }
@@ -104,8 +145,12 @@ public final class HTTPClient: HTTPTransport {
     /// Sets every option of one request on `h` (transport, identity, URL, method, timeouts,
     /// headers, body) except where the response goes; what curl keeps pointers to is returned
     /// and must outlive the transfer.
-    func configure(_ h: UnsafeMutableRawPointer, _ method: String, _ path: String, headers: [String: String], body: [UInt8]?) throws -> TransferResources {
-        if freshConnections { try curlCheck(vouch_curl_setopt_long(h, CURLOPT_FORBID_REUSE, 1), "FORBID_REUSE") }
+    /// `kept`: the handle is one of that pool's (dedicated to one attester, pin and TLS material),
+    /// so its connection and its own TLS session cache may be kept.
+    func configure(_ h: UnsafeMutableRawPointer, _ method: String, _ path: String, headers: [String: String], body: [UInt8]?,
+                   kept: PinnedConnectionPool? = nil) throws -> TransferResources {
+        if freshConnections && kept == nil { try curlCheck(vouch_curl_setopt_long(h, CURLOPT_FORBID_REUSE, 1), "FORBID_REUSE") }
+        if let keepAliveSeconds, kept == nil { try curlCheck(vouch_curl_setopt_long(h, CURLOPT_MAXAGE_CONN, keepAliveSeconds), "MAXAGE_CONN") }
         let url: String
         switch transport {
         case let .https(base, caFile):
@@ -146,8 +191,16 @@ public final class HTTPClient: HTTPTransport {
             // an earlier connection used back in place of this one (measured: a connection trusting
             // only another CA then verified), and a resumed TLS session would skip verification.
             // So: no CA cache, no session cache; every connection is fully verified against `tls`.
+            // A pool's handle serves one attester, pin and TLS material only (`PinnedConnectionPool`):
+            // its own session cache holds nothing another key could be offered, so it is on there,
+            // and its one connection is kept (idle or not) up to the pool's maximum age.
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_CA_CACHE_TIMEOUT, 0), "CA_CACHE_TIMEOUT")
-            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_SESSIONID_CACHE, 0), "SSL_SESSIONID_CACHE")
+            try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_SESSIONID_CACHE, kept == nil ? 0 : 1), "SSL_SESSIONID_CACHE")
+            if let kept {
+                try curlCheck(vouch_curl_setopt_long(h, CURLOPT_MAXCONNECTS, 1), "MAXCONNECTS")
+                try curlCheck(vouch_curl_setopt_long(h, CURLOPT_MAXLIFETIME_CONN, kept.maxConnectionAge), "MAXLIFETIME_CONN")
+                try curlCheck(vouch_curl_setopt_long(h, CURLOPT_MAXAGE_CONN, kept.maxConnectionAge), "MAXAGE_CONN")
+            }
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 1), "SSL_VERIFYPEER")
             try curlCheck(vouch_curl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0), "SSL_VERIFYHOST")
             try curlCheck(vouch_curl_setopt_ptr(h, CURLOPT_PINNEDPUBLICKEY, pin), "PINNEDPUBLICKEY")

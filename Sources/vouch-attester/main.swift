@@ -311,6 +311,17 @@ func gpuSource(_ args: Arguments, stateDirectory: String) throws -> (any GPUEvid
     }
 }
 
+/// The broker-facing TLS server's limits (one attester's or a simulated fleet's): the broker keeps
+/// one connection per attester open between pull rounds (`PinnedConnectionPool`), so an idle
+/// connection stays open longer than the broker keeps one (its default maximum connection age,
+/// which exceeds the default 15-minute interval and its jitter); `connections` open at once (a
+/// simulated fleet: one per host, and some); and an 8 KiB memory pool per connection (a quote
+/// request's headers and a small answer's headers fit; 10,000 idle connections take 80 MiB of pools,
+/// not libmicrohttpd's default 320 MiB).
+func brokerFacingLimits(connections: Int) -> HTTPServer.Limits {
+    HTTPServer.Limits(idleTimeout: PinnedConnectionPool.defaultMaxConnectionAge + 300, total: connections, connectionMemory: 8 << 10)
+}
+
 if let n = args["simulate"] {
     do {
         guard let count = Int(n), (1...100_000).contains(count) else { fail("--simulate takes a host count of 1-100000") }
@@ -331,7 +342,8 @@ if let n = args["simulate"] {
             try fleet.register(0..<1, baseURL: baseURL)
             let tls = try fleet.serverIdentity()
             server = try HTTPServer(listen: .tls(host: l[0], port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
-                                    threads: 4, clientTrustPEM: try Files.readString(try args.required("ca")), handler: fleet.httpHandler)
+                                    threads: 4, limits: brokerFacingLimits(connections: count + 256),
+                                    clientTrustPEM: try Files.readString(try args.required("ca")), handler: fleet.httpHandler)
             try fleet.register(1..<count, baseURL: baseURL)
             Runtime.log("registered \(count) simulated hosts in \(String(format: "%.1f", Date().timeIntervalSince(started)))s; serving quotes on \(baseURL)/sim/INDEX")
         } else {
@@ -441,7 +453,8 @@ do {
         // broker CA (--ca), which certifies nothing but the broker: no agent or host certificate
         // can ask for quotes, whatever it names.
         brokerServer = try HTTPServer(listen: .tls(host: listen.host, port: listen.port, certificatePEM: identity.certificatePEM, keyPEM: identity.keyPEM),
-                                      threads: 2, clientTrustPEM: try Files.readString(try args.required("ca")), handler: attester.brokerHandler)
+                                      threads: 2, limits: brokerFacingLimits(connections: 1024),
+                                      clientTrustPEM: try Files.readString(try args.required("ca")), handler: attester.brokerHandler)
         Runtime.log("pull mode: serving \(tee.map { "\($0.kind.rawValue) reports" } ?? "quotes") to \(identity.brokerSpiffeID) at \(config.attesterURL ?? "")")
         if tee == nil && watchInterval > 0 {
             watcher = DriftWatcher(attester: attester, interval: watchInterval, log: Runtime.log) { _ = try attester.sendHint() }

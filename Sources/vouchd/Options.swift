@@ -20,6 +20,8 @@ struct BrokerOptions {
     let config: BrokerConfig
     let concurrency: Int
     let pullTimeout: TimeInterval
+    /// `pull-connections`: attesters whose connection is kept between rounds (0: none).
+    let pullConnections: Int
     let perAddress: Int
     let authFailures: Int
     let idle: Int
@@ -62,6 +64,9 @@ struct BrokerOptions {
             fail("\(args.source("pull-timeout")): pull-timeout (\(Self.pullSeconds(pullTimeout))s) must be shorter than challenge-ttl (\(args["challenge-ttl"] ?? "60s")): "
                  + "a pulled answer after its nonce expired cannot be judged")
         }
+        guard let pullConnections = Int(args["pull-connections"] ?? "10000"), (0...1_000_000).contains(pullConnections) else {
+            fail("\(args.source("pull-connections")): pull-connections must be 0-1000000")
+        }
         guard let perAddress = Int(args["max-connections-per-address"] ?? "64"), (1...1024).contains(perAddress) else {
             fail("\(args.source("max-connections-per-address")): max-connections-per-address must be 1-1024")
         }
@@ -102,7 +107,7 @@ struct BrokerOptions {
         }
         self.dataDir = dataDir; self.postgresURL = postgresURL; self.listen = listen; self.port = port; self.trustDomain = trustDomain; self.publicURL = publicURL
         self.publication = publication; self.policyPaths = policyPaths; self.ekRoots = ekRoots; self.config = config
-        self.concurrency = concurrency; self.pullTimeout = pullTimeout; self.perAddress = perAddress; self.authFailures = authFailures
+        self.concurrency = concurrency; self.pullTimeout = pullTimeout; self.pullConnections = pullConnections; self.perAddress = perAddress; self.authFailures = authFailures
         self.idle = idle; self.requestDeadline = requestDeadline; self.tee = tee; self.collateral = collateral
     }
 

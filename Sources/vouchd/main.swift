@@ -65,6 +65,8 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --log-witness VKEY[,VKEY]  witnesses whose cosignatures on the transparency log's checkpoints
                         POST /v1/log/cosignatures accepts (C2SP cosignature/v1 verifier keys)
   --reattest-concurrency N    pull rounds in flight at once (default 32)
+  --pull-connections N  attesters whose TLS connection is kept open between pull rounds (default
+                        10000; 0: a fresh connection and handshake every round)
   --pull-timeout DUR    limit on one pull (connect, quote, answer) before it counts as a fault (default 10s;
                         whole seconds, shorter than --challenge-ttl)
   --tdx-collateral DIR  TDX collateral (TCB info, QE identity, CRLs) by FMSPC: <fmspc>.json (dcap-qvl
@@ -113,7 +115,7 @@ if Arguments.asksForVersion(words) { print("vouchd \(VouchVersion.current)"); ex
 let options: Set<String> = Set(["config", "data-dir", "database", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
                              "publish-listen", "publish-url", "crl-url", "ocsp-url",
                              "crl-validity", "webhook", "webhook-secret-file", "log-witness", "connection-timeout", "request-deadline",
-                             "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "log-format",
+                             "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "pull-connections", "log-format",
                              "tdx-collateral", "simulated-tee-roots", "nvidia-rims", "nvidia-ocsp"]).union(CollateralFetching.options)
 let switches: Set<String> = ["allow-simulated-hosts"]
 let args: Settings
@@ -239,9 +241,16 @@ do {
     }
     let bundle = try service.revocation.bundlePEM()
     let pullTLS = try TLSClientMaterial(trustPEM: bundle, certificateChainPEM: clientTLS.certificatePEM, keyPEM: clientTLS.keyPEM)
-    let reattestor = Reattestor(service: service, source: CurlEvidenceSource(material: pullTLS, timeoutSeconds: BrokerOptions.pullSeconds(brokerOptions.pullTimeout)),
-                                concurrency: brokerOptions.concurrency, shared: shared, holder: replica, log: Runtime.log)
+    let pullSource = CurlEvidenceSource(material: pullTLS, timeoutSeconds: BrokerOptions.pullSeconds(brokerOptions.pullTimeout),
+                                        connections: brokerOptions.pullConnections)
+    let reattestor = Reattestor(service: service, source: pullSource, concurrency: brokerOptions.concurrency, shared: shared, holder: replica, log: Runtime.log)
     reattestor.start()
+    // A CA rotation changes the bundle attesters' certificates are verified with: new pull TLS
+    // material, and the kept connections verified under the old bundle are dropped with their pool.
+    let pullTrustWatch = PullTrustWatch(source: pullSource, bundle: bundle, every: 5, bundlePEM: { try service.revocation.bundlePEM() }) {
+        try TLSClientMaterial(trustPEM: $0, certificateChainPEM: clientTLS.certificatePEM, keyPEM: clientTLS.keyPEM)
+    }
+    pullTrustWatch.start()
     let api = BrokerAPI(service: service, adminTokenDigests: [token.digest], resultSigner: resultSigner,
                         transparency: LogAPI(log: transparencyLog, trustDomain: trustDomain, brokerCAPEM: try brokerCA.certificate.pem),
                         throttle: AuthThrottle(maxFailures: brokerOptions.authFailures), reattestor: reattestor, log: Runtime.log)
@@ -268,6 +277,7 @@ do {
     sighup.cancel()
     watcher.cancel()
     reattestor.stop()
+    pullTrustWatch.stop()
     server.stop()
     sequencer.stop()
     logGate?.release()
