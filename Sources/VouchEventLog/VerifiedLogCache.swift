@@ -1,0 +1,181 @@
+import Synchronization
+import VouchCore
+import VouchTPMWire
+
+/// What the broker has already verified of each host's firmware event log, so that an appraisal
+/// does only new work: a TPM's log only grows between reboots (the kernel appends; the firmware's
+/// part never changes), and every re-attestation round sends the whole of it again.
+///
+/// An entry is a memo of one successful `TCGEventLog.verify` on exactly the bytes it describes:
+/// their length, their SHA-256, the replay state after their last event (`ReplayState`), and the
+/// checked events of the PCRs that verification kept (each event's data already checked against
+/// its digests, `VerifiedEvent.Content`). It is stored only after the verification succeeded.
+/// A later log of the same host is appraised from the entry only when it is at least as long
+/// and the SHA-256 of its first `length` bytes is the entry's: then only the bytes after that
+/// are parsed (in the same format, numbered on), their events' data checked and the replay
+/// continued from the entry's state, and the final replay must still equal the newly quoted
+/// PCRs (the quote itself is never cached: its caller verifies it every time). Anything else —
+/// a shorter log, another prefix, a tail that does not parse, a tail that brings the first
+/// StartupLocality, a quote that keeps a PCR whose earlier events the entry did not check, any
+/// refusal — takes the
+/// full path (`TCGEventLog(bytes:)` and `verify`), whose answer is then the answer: a refusal is
+/// always the full path's, and the cached path returns exactly what the full path would (the
+/// parse, the replay and each event's data check depend on the bytes alone, and the quote is
+/// matched again on the final state).
+///
+/// Keyed by host id, least recently used first out: bounded by `capacity` hosts and by
+/// `maxBytes` of retained events (an estimate); `remove(hostID:)` when a host is deleted or
+/// registers again. Thread safe: one `Mutex` over the table, held only to look up and to store;
+/// the verification runs outside it. Two appraisals of one host at once each verify and the later
+/// store wins — both entries are true memos of what they describe.
+public final class VerifiedLogCache: Sendable {
+    /// How an appraisal went.
+    public enum Path: Sendable, Equatable {
+        /// Parsed and replayed from the start (no entry, or one that did not apply).
+        case full
+        /// The same bytes as the entry: a digest comparison, the quote matched on the cached state.
+        case unchanged
+        /// The entry's bytes and `events` more (one or more, or none for trailing bytes of no event).
+        case appended(events: Int)
+    }
+
+    /// One host's verified log.
+    struct Entry: Sendable {
+        let length: Int
+        let sha256: [UInt8]
+        let format: TCGEventLog.Format
+        let declaredAlgorithms: [(id: UInt16, size: Int)]
+        let sizes: [UInt16: Int]
+        /// How many events the log has (the next one's sequence number).
+        let eventCount: Int
+        let replay: ReplayState
+        /// The PCRs whose events were checked and are kept in `events`.
+        let checkedPCRs: Set<Int>
+        /// The PCRs other events extend, which were not checked: a quote that makes the log speak
+        /// for one of them takes the full path. (A PCR no event extends has nothing to check.)
+        let uncheckedPCRs: Set<Int>
+        /// The checked events of `checkedPCRs` in log order, with every digest they carry (the
+        /// quote's match decides each time which banks' digests a result shows).
+        let events: [VerifiedEvent]
+        /// An estimate of the bytes this entry retains.
+        let cost: Int
+        /// The banks the log can be replayed in (`TCGEventLog.banks`).
+        let banks: [HashAlg]
+    }
+
+    public let capacity: Int
+    public let maxBytes: Int
+    private let table: Mutex<LRUTable<Entry>>
+
+    /// At most `capacity` hosts (the fleet this broker serves) and about `maxBytes` of events.
+    public init(capacity: Int, maxBytes: Int = 256 << 20) {
+        self.capacity = max(1, capacity)
+        self.maxBytes = max(0, maxBytes)
+        self.table = Mutex(LRUTable())
+    }
+
+    /// Hosts with an entry.
+    public var count: Int { table.withLock { $0.count } }
+
+    /// Forgets the host's entry (deleted, or registered again).
+    public func remove(hostID: String) { table.withLock { _ = $0.remove(hostID) } }
+
+    public func removeAll() { table.withLock { $0.removeAll() } }
+
+    /// `TCGEventLog(bytes:)` then `verify(quotedPCRs:excluding:using:)`, through the host's entry
+    /// when it applies (see the type's documentation); a verified result becomes the host's entry.
+    /// Throws what `TCGEventLog(bytes:)` throws for a log that does not parse.
+    public func verify(hostID: String, log bytes: [UInt8], quotedPCRs quoted: [HashAlg: [Int: [UInt8]]], excluding: Set<Int> = [],
+                       using digester: Digester) throws -> (verdict: EventLogVerdict, path: Path) {
+        if let entry = table.withLock({ $0.get(hostID) }), bytes.count >= entry.length, bytes.count <= TCGEventLog.maxBytes,
+           digester.digest(.sha256, bytes.count == entry.length ? bytes : Array(bytes[..<entry.length])) == entry.sha256,
+           let (verified, next, added) = Self.extend(entry, with: bytes, quoted: quoted, excluding: excluding, digester: digester) {
+            if next.length != entry.length { store(next, for: hostID) }
+            return (.verified(verified), next.length == entry.length ? .unchanged : .appended(events: added))
+        }
+        let log = try TCGEventLog(bytes: bytes)
+        let state = log.replayState(using: digester)
+        let verdict = log.verify(replayed: state.values, quotedPCRs: quoted, excluding: excluding, using: digester)
+        if case let .verified(v) = verdict {
+            // Every event of the kept PCRs again, with all its digests: `v` shows only the vouched banks'.
+            var events: [VerifiedEvent] = []
+            let kept = Set(v.pcrs)
+            var checked = v.events.makeIterator()
+            for e in log.events where e.type != EventType.noAction && kept.contains(e.pcr) {
+                guard let c = checked.next(), c.sequence == e.sequence else { return (verdict, .full) }
+                events.append(VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests, content: c.content))
+            }
+            let extended = Set(log.events.lazy.filter { $0.type != EventType.noAction }.map(\.pcr))
+            store(Self.entry(bytes, sha256: digester.digest(.sha256, bytes), format: log.format, declared: log.declaredAlgorithms,
+                             eventCount: log.events.count, replay: state, checkedPCRs: kept, uncheckedPCRs: extended.subtracting(kept),
+                             events: events), for: hostID)
+        }
+        return (verdict, .full)
+    }
+
+    /// The entry's verification carried on over the bytes after it, or nil when the full path must
+    /// answer instead. Returns the result, the entry for the whole of `bytes` and how many events
+    /// were added.
+    static func extend(_ entry: Entry, with bytes: [UInt8], quoted: [HashAlg: [Int: [UInt8]]], excluding: Set<Int>,
+                       digester: Digester) -> (VerifiedEventLog, Entry, Int)? {
+        var tail: [TCGEventLog.Event] = []
+        if bytes.count > entry.length {
+            // Parsed as inside the whole log: same format and sizes, numbered on, within maxEvents in all.
+            var r = ByteReader(bytes)
+            guard (try? r.bytes(entry.length, "prefix")) != nil else { return nil }
+            do { try TCGEventLog.parseEvents(&r, into: &tail, base: entry.eventCount, format: entry.format, sizes: entry.sizes) } catch { return nil }
+        }
+        // The first StartupLocality sets PCR 0's starting value: one in the tail, with none before,
+        // would have changed the replay of PCR 0 from the start.
+        if entry.replay.locality == nil, tail.contains(where: TCGEventLog.isStartupLocality) { return nil }
+        var replay = entry.replay
+        if !tail.isEmpty { replay.extend(with: tail, using: digester) }
+        guard case let .success(match) = TCGEventLog.match(replayed: replay.values, quoted: quoted, excluding: excluding, banks: entry.banks),
+              match.kept.isDisjoint(with: entry.uncheckedPCRs) else { return nil }
+        // Kept PCRs the entry did not check have no events before the tail (`uncheckedPCRs`).
+        var events = match.kept.isSuperset(of: entry.checkedPCRs) ? entry.events : entry.events.filter { match.kept.contains($0.pcr) }
+        for e in tail where e.type != EventType.noAction && match.kept.contains(e.pcr) {
+            guard case let .success(content) = TCGEventLog.checkedContent(e, digester) else { return nil }
+            events.append(VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests, content: content))
+        }
+        let verified = VerifiedEventLog(format: entry.format, banks: entry.banks, pcrs: match.kept.sorted(), events: events.map(match.vouchedOnly))
+        guard bytes.count > entry.length else { return (verified, entry, 0) }
+        var extended = entry.checkedPCRs.union(entry.uncheckedPCRs)
+        for e in tail where e.type != EventType.noAction { extended.insert(e.pcr) }
+        let next = Self.entry(bytes, sha256: digester.digest(.sha256, bytes), format: entry.format, declared: entry.declaredAlgorithms,
+                              eventCount: entry.eventCount + tail.count, replay: replay, checkedPCRs: match.kept,
+                              uncheckedPCRs: extended.subtracting(match.kept), events: events)
+        return (verified, next, tail.count)
+    }
+
+    static func entry(_ bytes: [UInt8], sha256: [UInt8], format: TCGEventLog.Format, declared: [(id: UInt16, size: Int)], eventCount: Int,
+                      replay: ReplayState, checkedPCRs: Set<Int>, uncheckedPCRs: Set<Int>, events: [VerifiedEvent]) -> Entry {
+        var cost = 512 + replay.pcrs.reduce(0) { $0 + 24 * ($1.key.digestSize + 32) }
+        for e in events {
+            cost += 96 + e.digests.values.reduce(0) { $0 + $1.count + 48 }
+            switch e.content {
+            case let .variable(name, data): cost += name.utf8.count + data.count + 64
+            case let .separator(d): cost += d.count + 32
+            case let .action(t), let .grubCommand(t), let .kernelCommandLine(t): cost += t.utf8.count + 32
+            case let .image(path): cost += (path?.utf8.count ?? 0) + 32
+            case .digestOnly: break
+            }
+        }
+        return Entry(length: bytes.count, sha256: sha256, format: format, declaredAlgorithms: declared, sizes: TCGEventLog.digestSizes(declared),
+                     eventCount: eventCount, replay: replay, checkedPCRs: checkedPCRs, uncheckedPCRs: uncheckedPCRs, events: events, cost: cost,
+                     banks: TCGEventLog(format: format, declaredAlgorithms: declared, events: []).banks)
+    }
+
+    /// Keeps `entry` for the host (the most recently used), then drops the least recently used
+    /// hosts while over `capacity` or `maxBytes`. An entry alone above `maxBytes` is not kept.
+    private func store(_ entry: Entry, for hostID: String) {
+        guard entry.cost <= maxBytes else {
+            table.withLock { _ = $0.remove(hostID) }
+            return
+        }
+        table.withLock { t in
+            t.set(hostID, entry, cost: entry.cost)
+            while t.count > capacity || t.cost > maxBytes { t.removeOldest() }
+        }
+    }
+}
