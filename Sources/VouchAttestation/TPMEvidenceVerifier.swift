@@ -112,9 +112,11 @@ public struct TPMEvidenceVerifier: EvidenceVerifier {
         var boot: BootClaims?
         if let eventLog {
             let verdict: EventLogVerdict
+            var claims: BootClaims?
             do {
                 if let (cache, hostID) = eventLogs {
-                    verdict = try cache.verify(hostID: hostID, log: eventLog, quotedPCRs: quote.pcrs.values, excluding: [ModelLog.pcr], using: digester).verdict
+                    let outcome = try cache.verify(hostID: hostID, log: eventLog, quotedPCRs: quote.pcrs.values, excluding: [ModelLog.pcr], using: digester)
+                    (verdict, claims) = (outcome.verdict, outcome.claims)
                 } else {
                     verdict = try TCGEventLog(bytes: eventLog).verify(quotedPCRs: quote.pcrs.values, excluding: [ModelLog.pcr], using: digester)
                 }
@@ -123,7 +125,7 @@ public struct TPMEvidenceVerifier: EvidenceVerifier {
             } catch { return .rejected([PolicyViolation(code: .eventLogMalformed, path: "eventLog", expected: "a TCG PC Client event log", actual: "unparseable")], nil) }
             switch verdict {
             case let .verified(verified):
-                boot = verified.claims
+                boot = claims ?? verified.claims
             case let .rejected(violations):
                 return .rejected(violations.map { PolicyViolation(code: $0.code, path: $0.path, expected: $0.expected, actual: $0.actual) }, nil)
             }

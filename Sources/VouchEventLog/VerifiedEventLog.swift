@@ -104,7 +104,7 @@ extension TCGEventLog {
     }
 
     /// Which PCRs a replay lets the log speak for, and in which banks: step 1 of `verify`.
-    struct QuoteMatch: Sendable {
+    struct QuoteMatch: Sendable, Equatable {
         /// Quoted PCRs (less `excluding`) that the log extends in a quoted bank; all replayed to the quote.
         let kept: Set<Int>
         /// The banks in which each kept PCR replayed to a quoted value: only their digests may be

@@ -7,9 +7,11 @@ import VouchTPMWire
 /// part never changes), and every re-attestation round sends the whole of it again.
 ///
 /// An entry is a memo of one successful `TCGEventLog.verify` on exactly the bytes it describes:
-/// their length, their SHA-256, the replay state after their last event (`ReplayState`), and the
+/// their length, their SHA-256, the replay state after their last event (`ReplayState`), the
 /// checked events of the PCRs that verification kept (each event's data already checked against
-/// its digests, `VerifiedEvent.Content`). It is stored only after the verification succeeded.
+/// its digests, `VerifiedEvent.Content`), and, for the quote match it was verified under (which
+/// PCRs kept, in which banks), the result's events and its boot claims as a fold (`ClaimsFold`)
+/// that the new events continue. It is stored only after the verification succeeded.
 /// A later log of the same host is appraised from the entry only when it is at least as long
 /// and the SHA-256 of its first `length` bytes is the entry's: then only the bytes after that
 /// are parsed (in the same format, numbered on), their events' data checked and the replay
@@ -35,8 +37,16 @@ public final class VerifiedLogCache: Sendable {
         case full
         /// The same bytes as the entry: a digest comparison, the quote matched on the cached state.
         case unchanged
-        /// The entry's bytes and `events` more (one or more, or none for trailing bytes of no event).
+        /// The entry's bytes and `events` more.
         case appended(events: Int)
+    }
+
+    /// What `verify` answers: the full path's verdict, the verified log's claims (equal to
+    /// `VerifiedEventLog.claims` of the verdict's log; nil when refused), and the path taken.
+    public struct Outcome: Sendable {
+        public let verdict: EventLogVerdict
+        public let claims: BootClaims?
+        public let path: Path
     }
 
     /// One host's verified log.
@@ -46,6 +56,8 @@ public final class VerifiedLogCache: Sendable {
         let format: TCGEventLog.Format
         let declaredAlgorithms: [(id: UInt16, size: Int)]
         let sizes: [UInt16: Int]
+        /// The banks the log can be replayed in (`TCGEventLog.banks`).
+        let banks: [HashAlg]
         /// How many events the log has (the next one's sequence number).
         let eventCount: Int
         let replay: ReplayState
@@ -54,13 +66,16 @@ public final class VerifiedLogCache: Sendable {
         /// The PCRs other events extend, which were not checked: a quote that makes the log speak
         /// for one of them takes the full path. (A PCR no event extends has nothing to check.)
         let uncheckedPCRs: Set<Int>
-        /// The checked events of `checkedPCRs` in log order, with every digest they carry (the
-        /// quote's match decides each time which banks' digests a result shows).
+        /// The checked events of `checkedPCRs` in log order, with every digest they carry (a quote of
+        /// fewer PCRs than an earlier one leaves the others' checked events here).
         let events: [VerifiedEvent]
+        /// The quote match the entry was verified under, the result's events under it (digests of
+        /// vouched banks only) and the claims fold over them.
+        let match: TCGEventLog.QuoteMatch
+        let verified: [VerifiedEvent]
+        let fold: ClaimsFold
         /// An estimate of the bytes this entry retains.
         let cost: Int
-        /// The banks the log can be replayed in (`TCGEventLog.banks`).
-        let banks: [HashAlg]
     }
 
     public let capacity: Int
@@ -82,42 +97,45 @@ public final class VerifiedLogCache: Sendable {
 
     public func removeAll() { table.withLock { $0.removeAll() } }
 
-    /// `TCGEventLog(bytes:)` then `verify(quotedPCRs:excluding:using:)`, through the host's entry
-    /// when it applies (see the type's documentation); a verified result becomes the host's entry.
-    /// Throws what `TCGEventLog(bytes:)` throws for a log that does not parse.
+    /// `TCGEventLog(bytes:)`, `verify(quotedPCRs:excluding:using:)` and the verified log's claims,
+    /// through the host's entry when it applies (see the type's documentation); a verified result
+    /// becomes the host's entry. Throws what `TCGEventLog(bytes:)` throws for a log that does not parse.
     public func verify(hostID: String, log bytes: [UInt8], quotedPCRs quoted: [HashAlg: [Int: [UInt8]]], excluding: Set<Int> = [],
-                       using digester: Digester) throws -> (verdict: EventLogVerdict, path: Path) {
+                       using digester: Digester) throws -> Outcome {
         if let entry = table.withLock({ $0.get(hostID) }), bytes.count >= entry.length, bytes.count <= TCGEventLog.maxBytes,
            digester.digest(.sha256, bytes.count == entry.length ? bytes : Array(bytes[..<entry.length])) == entry.sha256,
-           let (verified, next, added) = Self.extend(entry, with: bytes, quoted: quoted, excluding: excluding, digester: digester) {
-            if next.length != entry.length { store(next, for: hostID) }
-            return (.verified(verified), next.length == entry.length ? .unchanged : .appended(events: added))
+           let (outcome, next) = Self.extend(entry, with: bytes, quoted: quoted, excluding: excluding, digester: digester) {
+            if let next { store(next, for: hostID) }
+            return outcome
         }
         let log = try TCGEventLog(bytes: bytes)
         let state = log.replayState(using: digester)
-        let verdict = log.verify(replayed: state.values, quotedPCRs: quoted, excluding: excluding, using: digester)
-        if case let .verified(v) = verdict {
-            // Every event of the kept PCRs again, with all its digests: `v` shows only the vouched banks'.
-            var events: [VerifiedEvent] = []
-            let kept = Set(v.pcrs)
-            var checked = v.events.makeIterator()
-            for e in log.events where e.type != EventType.noAction && kept.contains(e.pcr) {
-                guard let c = checked.next(), c.sequence == e.sequence else { return (verdict, .full) }
-                events.append(VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests, content: c.content))
-            }
-            let extended = Set(log.events.lazy.filter { $0.type != EventType.noAction }.map(\.pcr))
-            store(Self.entry(bytes, sha256: digester.digest(.sha256, bytes), format: log.format, declared: log.declaredAlgorithms,
-                             eventCount: log.events.count, replay: state, checkedPCRs: kept, uncheckedPCRs: extended.subtracting(kept),
-                             events: events), for: hostID)
+        let replayed = state.values
+        let verdict = log.verify(replayed: replayed, quotedPCRs: quoted, excluding: excluding, using: digester)
+        guard case let .verified(v) = verdict else { return Outcome(verdict: verdict, claims: nil, path: .full) }
+        var fold = ClaimsFold(pcrs: v.pcrs)
+        for e in v.events { fold.add(e) }
+        let outcome = Outcome(verdict: verdict, claims: fold.claims, path: .full)
+        guard case let .success(match) = TCGEventLog.match(replayed: replayed, quoted: quoted, excluding: excluding, banks: log.banks) else { return outcome }
+        // Every event of the kept PCRs again, with all its digests: `v` shows only the vouched banks'.
+        var events: [VerifiedEvent] = []
+        events.reserveCapacity(v.events.count)
+        var checked = v.events.makeIterator()
+        for e in log.events where e.type != EventType.noAction && match.kept.contains(e.pcr) {
+            guard let c = checked.next(), c.sequence == e.sequence else { return outcome }
+            events.append(VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests, content: c.content))
         }
-        return (verdict, .full)
+        let extended = Set(log.events.lazy.filter { $0.type != EventType.noAction }.map(\.pcr))
+        store(Entry(bytes, sha256: digester.digest(.sha256, bytes), format: log.format, declared: log.declaredAlgorithms, eventCount: log.events.count,
+                    replay: state, checkedPCRs: match.kept, uncheckedPCRs: extended.subtracting(match.kept), events: events,
+                    match: match, verified: v.events, fold: fold), for: hostID)
+        return outcome
     }
 
     /// The entry's verification carried on over the bytes after it, or nil when the full path must
-    /// answer instead. Returns the result, the entry for the whole of `bytes` and how many events
-    /// were added.
+    /// answer instead. Returns the outcome and the host's new entry, when it changed.
     static func extend(_ entry: Entry, with bytes: [UInt8], quoted: [HashAlg: [Int: [UInt8]]], excluding: Set<Int>,
-                       digester: Digester) -> (VerifiedEventLog, Entry, Int)? {
+                       digester: Digester) -> (Outcome, Entry?)? {
         var tail: [TCGEventLog.Event] = []
         if bytes.count > entry.length {
             // Parsed as inside the whole log: same format and sizes, numbered on, within maxEvents in all.
@@ -130,40 +148,38 @@ public final class VerifiedLogCache: Sendable {
         if entry.replay.locality == nil, tail.contains(where: TCGEventLog.isStartupLocality) { return nil }
         var replay = entry.replay
         if !tail.isEmpty { replay.extend(with: tail, using: digester) }
+        // Kept PCRs the entry did not check have no events before the tail (`uncheckedPCRs`).
         guard case let .success(match) = TCGEventLog.match(replayed: replay.values, quoted: quoted, excluding: excluding, banks: entry.banks),
               match.kept.isDisjoint(with: entry.uncheckedPCRs) else { return nil }
-        // Kept PCRs the entry did not check have no events before the tail (`uncheckedPCRs`).
-        var events = match.kept.isSuperset(of: entry.checkedPCRs) ? entry.events : entry.events.filter { match.kept.contains($0.pcr) }
+        // The entry goes on holding every PCR whose events are all checked: those it held that the
+        // tail does not extend, and the kept ones (whose tail events are checked below).
+        var tailPCRs = Set<Int>()
+        for e in tail where e.type != EventType.noAction { tailPCRs.insert(e.pcr) }
+        let checkedPCRs = entry.checkedPCRs.subtracting(tailPCRs).union(match.kept)
+        var events = checkedPCRs.isSuperset(of: entry.checkedPCRs) ? entry.events : entry.events.filter { checkedPCRs.contains($0.pcr) }
+        var verified: [VerifiedEvent], fold: ClaimsFold
+        if match == entry.match {
+            (verified, fold) = (entry.verified, entry.fold)
+        } else {
+            verified = entry.events.filter { match.kept.contains($0.pcr) }.map(match.vouchedOnly)
+            fold = ClaimsFold(pcrs: match.kept.sorted())
+            for e in verified { fold.add(e) }
+        }
         for e in tail where e.type != EventType.noAction && match.kept.contains(e.pcr) {
             guard case let .success(content) = TCGEventLog.checkedContent(e, digester) else { return nil }
-            events.append(VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests, content: content))
+            let checked = VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests, content: content)
+            events.append(checked)
+            verified.append(match.vouchedOnly(checked))
+            fold.add(verified[verified.count - 1])
         }
-        let verified = VerifiedEventLog(format: entry.format, banks: entry.banks, pcrs: match.kept.sorted(), events: events.map(match.vouchedOnly))
-        guard bytes.count > entry.length else { return (verified, entry, 0) }
-        var extended = entry.checkedPCRs.union(entry.uncheckedPCRs)
-        for e in tail where e.type != EventType.noAction { extended.insert(e.pcr) }
-        let next = Self.entry(bytes, sha256: digester.digest(.sha256, bytes), format: entry.format, declared: entry.declaredAlgorithms,
-                              eventCount: entry.eventCount + tail.count, replay: replay, checkedPCRs: match.kept,
-                              uncheckedPCRs: extended.subtracting(match.kept), events: events)
-        return (verified, next, tail.count)
-    }
-
-    static func entry(_ bytes: [UInt8], sha256: [UInt8], format: TCGEventLog.Format, declared: [(id: UInt16, size: Int)], eventCount: Int,
-                      replay: ReplayState, checkedPCRs: Set<Int>, uncheckedPCRs: Set<Int>, events: [VerifiedEvent]) -> Entry {
-        var cost = 512 + replay.pcrs.reduce(0) { $0 + 24 * ($1.key.digestSize + 32) }
-        for e in events {
-            cost += 96 + e.digests.values.reduce(0) { $0 + $1.count + 48 }
-            switch e.content {
-            case let .variable(name, data): cost += name.utf8.count + data.count + 64
-            case let .separator(d): cost += d.count + 32
-            case let .action(t), let .grubCommand(t), let .kernelCommandLine(t): cost += t.utf8.count + 32
-            case let .image(path): cost += (path?.utf8.count ?? 0) + 32
-            case .digestOnly: break
-            }
-        }
-        return Entry(length: bytes.count, sha256: sha256, format: format, declaredAlgorithms: declared, sizes: TCGEventLog.digestSizes(declared),
-                     eventCount: eventCount, replay: replay, checkedPCRs: checkedPCRs, uncheckedPCRs: uncheckedPCRs, events: events, cost: cost,
-                     banks: TCGEventLog(format: format, declaredAlgorithms: declared, events: []).banks)
+        let outcome = Outcome(verdict: .verified(VerifiedEventLog(format: entry.format, banks: entry.banks, pcrs: match.kept.sorted(), events: verified)),
+                              claims: fold.claims, path: bytes.count == entry.length ? .unchanged : .appended(events: tail.count))
+        guard bytes.count > entry.length || match != entry.match else { return (outcome, nil) }
+        let extended = entry.checkedPCRs.union(entry.uncheckedPCRs).union(tailPCRs)
+        let next = Entry(bytes, sha256: bytes.count == entry.length ? entry.sha256 : digester.digest(.sha256, bytes), format: entry.format,
+                         declared: entry.declaredAlgorithms, eventCount: entry.eventCount + tail.count, replay: replay, checkedPCRs: checkedPCRs,
+                         uncheckedPCRs: extended.subtracting(checkedPCRs), events: events, match: match, verified: verified, fold: fold)
+        return (outcome, next)
     }
 
     /// Keeps `entry` for the host (the most recently used), then drops the least recently used
@@ -177,5 +193,27 @@ public final class VerifiedLogCache: Sendable {
             t.set(hostID, entry, cost: entry.cost)
             while t.count > capacity || t.cost > maxBytes { t.removeOldest() }
         }
+    }
+}
+
+extension VerifiedLogCache.Entry {
+    init(_ bytes: [UInt8], sha256: [UInt8], format: TCGEventLog.Format, declared: [(id: UInt16, size: Int)], eventCount: Int, replay: ReplayState,
+         checkedPCRs: Set<Int>, uncheckedPCRs: Set<Int>, events: [VerifiedEvent], match: TCGEventLog.QuoteMatch, verified: [VerifiedEvent], fold: ClaimsFold) {
+        // What the entry keeps, roughly: digests twice (all banks, and the vouched ones), the data
+        // the checked contents read (shared by both event lists), the replay state, the claims.
+        var cost = 1024 + replay.pcrs.count * 24 * 64
+        for e in events {
+            cost += 160 + e.digests.values.reduce(0) { $0 + 2 * ($1.count + 48) }
+            switch e.content {
+            case let .variable(name, data): cost += name.utf8.count + data.count * 2 + 64   // the dbx's entries again, as claims
+            case let .separator(d): cost += d.count + 32
+            case let .action(t), let .grubCommand(t), let .kernelCommandLine(t): cost += 2 * t.utf8.count + 32
+            case let .image(path): cost += 2 * (path?.utf8.count ?? 0) + 96
+            case .digestOnly: cost += 96
+            }
+        }
+        self.init(length: bytes.count, sha256: sha256, format: format, declaredAlgorithms: declared, sizes: TCGEventLog.digestSizes(declared),
+                  banks: TCGEventLog(format: format, declaredAlgorithms: declared, events: []).banks, eventCount: eventCount, replay: replay,
+                  checkedPCRs: checkedPCRs, uncheckedPCRs: uncheckedPCRs, events: events, match: match, verified: verified, fold: fold, cost: cost)
     }
 }

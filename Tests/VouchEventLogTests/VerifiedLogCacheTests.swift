@@ -57,6 +57,16 @@ final class VerifiedLogCacheTests: XCTestCase {
         }
     }
 
+    /// `outcome` is `expected` (the full path's verdict), with the claims of its verified log.
+    func assertOutcome(_ outcome: VerifiedLogCache.Outcome, _ expected: EventLogVerdict, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+        assertSame(outcome.verdict, expected, message, file: file, line: line)
+        if case let .verified(v) = expected {
+            XCTAssertEqual(outcome.claims, v.claims, message, file: file, line: line)
+        } else {
+            XCTAssertNil(outcome.claims, message, file: file, line: line)
+        }
+    }
+
     /// Every real log, split after every event: the prefix verified (against a quote of the prefix)
     /// and then the whole log (against a quote of the whole) through the cache gives exactly the
     /// uncached result and claims, taking the appended path whenever the prefix verified; and the
@@ -78,20 +88,20 @@ final class VerifiedLogCacheTests: XCTestCase {
                     let prefixQuote = try quote(prefix, selection)
                     let first = try cache.verify(hostID: "h", log: prefix, quotedPCRs: prefixQuote, excluding: [23], using: digester)
                     XCTAssertEqual(first.path, .full)
-                    assertSame(first.verdict, try uncached(prefix, prefixQuote), "\(name) prefix of \(k) events")
+                    assertOutcome(first, try uncached(prefix, prefixQuote), "\(name) prefix of \(k) events")
                     let prefixVerified: Bool
                     if case .verified = first.verdict { prefixVerified = true } else { prefixVerified = false }
                     XCTAssertEqual(cache.count, prefixVerified ? 1 : 0, "only a verified log enters the cache")
 
                     let second = try cache.verify(hostID: "h", log: raw, quotedPCRs: wholeQuote, excluding: [23], using: digester)
-                    assertSame(second.verdict, expected, "\(name) split after \(k) events")
+                    assertOutcome(second, expected, "\(name) split after \(k) events")
                     if prefixVerified {
                         XCTAssertEqual(second.path, k == log.events.count ? .unchanged : .appended(events: log.events.count - k), "\(name) split after \(k)")
                         if k < log.events.count { appended += 1 }
                     }
                     let third = try cache.verify(hostID: "h", log: raw, quotedPCRs: wholeQuote, excluding: [23], using: digester)
                     XCTAssertEqual(third.path, .unchanged, "\(name) split after \(k), again")
-                    assertSame(third.verdict, expected, "\(name) split after \(k), again")
+                    assertOutcome(third, expected, "\(name) split after \(k), again")
                 }
             }
         }
@@ -132,7 +142,7 @@ final class VerifiedLogCacheTests: XCTestCase {
                 XCTAssertEqual(r.path, .full, what)
                 guard case let .rejected(v) = r.verdict else { XCTFail("\(what): a changed byte verified"); continue }
                 XCTAssertTrue(v.map(\.code).contains(code), "\(what): \(v.map(\.code))")
-                assertSame(r.verdict, try TCGEventLog(bytes: tampered).verify(quotedPCRs: q, using: digester), what)
+                assertOutcome(r, try TCGEventLog(bytes: tampered).verify(quotedPCRs: q, using: digester), what)
             }
         }
         XCTAssertEqual(try cache.verify(hostID: "h", log: prefix, quotedPCRs: prefixQuote, using: digester).path, .unchanged)
@@ -152,14 +162,14 @@ final class VerifiedLogCacheTests: XCTestCase {
         // Shorter than the entry: full path, verified against its own quote; the entry is now the prefix.
         let shorter = try cache.verify(hostID: "h", log: prefix, quotedPCRs: prefixQuote, using: digester)
         XCTAssertEqual(shorter.path, .full)
-        assertSame(shorter.verdict, try TCGEventLog(bytes: prefix).verify(quotedPCRs: prefixQuote, using: digester), "shorter")
+        assertOutcome(shorter, try TCGEventLog(bytes: prefix).verify(quotedPCRs: prefixQuote, using: digester), "shorter")
 
         // Grown, against the stale quote: refused exactly as the full path refuses it.
         let stale = try cache.verify(hostID: "h", log: raw, quotedPCRs: prefixQuote, using: digester)
         XCTAssertEqual(stale.path, .full)
         guard case let .rejected(v) = stale.verdict else { return XCTFail("a log that outgrew its quote verified") }
         XCTAssertEqual(Set(v.map(\.code)), [.eventLogMismatch])
-        assertSame(stale.verdict, try TCGEventLog(bytes: raw).verify(quotedPCRs: prefixQuote, using: digester), "stale quote")
+        assertOutcome(stale, try TCGEventLog(bytes: raw).verify(quotedPCRs: prefixQuote, using: digester), "stale quote")
 
         // A tail that ends inside an event: the full path's parse error.
         let truncated = Array(raw.dropLast(3))
@@ -169,6 +179,27 @@ final class VerifiedLogCacheTests: XCTestCase {
         // Another host's entry is never used.
         XCTAssertEqual(try cache.verify(hostID: "other", log: prefix, quotedPCRs: prefixQuote, using: digester).path, .full)
         XCTAssertEqual(try cache.verify(hostID: "h", log: prefix, quotedPCRs: prefixQuote, using: digester).path, .unchanged)
+    }
+
+    /// The same log quoted over fewer PCRs, or one bank only, is answered from the entry with the
+    /// full path's result for that quote; over a PCR whose events the entry did not check, in full.
+    func testAnotherQuoteOfTheSameLog() throws {
+        let raw = try realLogs().first { $0.name == "rhel8-uefi.bin" }!.bytes
+        let cache = VerifiedLogCache(capacity: 4)
+        let narrow = try quote(raw, [.sha256: [0, 7]])
+        let r0 = try cache.verify(hostID: "h", log: raw, quotedPCRs: narrow, excluding: [23], using: digester)
+        XCTAssertEqual(r0.path, .full)
+        assertOutcome(r0, try uncached(raw, narrow), "PCRs 0 and 7")
+        for q in [try quote(raw, [.sha256: [7]]), try quote(raw, [.sha1: [0, 7]]), narrow] {
+            let r = try cache.verify(hostID: "h", log: raw, quotedPCRs: q, excluding: [23], using: digester)
+            XCTAssertEqual(r.path, .unchanged)
+            assertOutcome(r, try uncached(raw, q), "\(q.mapValues { $0.keys.sorted() })")
+        }
+        let wide = try quote(raw, [.sha256: Set(0...9)])
+        let r = try cache.verify(hostID: "h", log: raw, quotedPCRs: wide, excluding: [23], using: digester)
+        XCTAssertEqual(r.path, .full, "PCRs 1-6, 8 and 9 have events the entry did not check")
+        assertOutcome(r, try uncached(raw, wide), "PCRs 0-9")
+        XCTAssertEqual(try cache.verify(hostID: "h", log: raw, quotedPCRs: wide, excluding: [23], using: digester).path, .unchanged)
     }
 
     /// A legacy (SHA-1) event, as `TCG_PCClientPCREvent` lays it out.
@@ -192,7 +223,7 @@ final class VerifiedLogCacheTests: XCTestCase {
         XCTAssertNotEqual(try quote(prefix), try quote(whole), "the locality changes PCR 0")
         let r = try cache.verify(hostID: "h", log: whole, quotedPCRs: try quote(whole), using: digester)
         XCTAssertEqual(r.path, .full)
-        assertSame(r.verdict, try uncached(whole, try quote(whole)), "locality")
+        assertOutcome(r, try uncached(whole, try quote(whole)), "locality")
     }
 
     /// Bounded by hosts (least recently used out) and by bytes; `remove` forgets a host.
@@ -229,8 +260,8 @@ final class VerifiedLogCacheTests: XCTestCase {
         let digester = self.digester
         DispatchQueue.concurrentPerform(iterations: 48) { i in
             let (bytes, q, want) = expected[(i / 5) % expected.count]
-            guard let got = try? cache.verify(hostID: "h\(i % 4)", log: bytes, quotedPCRs: q, excluding: [23], using: digester).verdict,
-                  case let .verified(a) = got, case let .verified(b) = want, a == b else {
+            guard let got = try? cache.verify(hostID: "h\(i % 4)", log: bytes, quotedPCRs: q, excluding: [23], using: digester),
+                  case let .verified(a) = got.verdict, case let .verified(b) = want, a == b, got.claims == b.claims else {
                 failures.withLock { $0 += 1 }
                 return
             }
