@@ -156,7 +156,9 @@ public final class VerifiedLogCache: Sendable {
         var tailPCRs = Set<Int>()
         for e in tail where e.type != EventType.noAction { tailPCRs.insert(e.pcr) }
         let checkedPCRs = entry.checkedPCRs.subtracting(tailPCRs).union(match.kept)
-        var events = checkedPCRs.isSuperset(of: entry.checkedPCRs) ? entry.events : entry.events.filter { checkedPCRs.contains($0.pcr) }
+        let keepsAll = checkedPCRs.isSuperset(of: entry.checkedPCRs)
+        var events = keepsAll ? entry.events : entry.events.filter { checkedPCRs.contains($0.pcr) }
+        var cost: Int? = keepsAll ? entry.cost : nil
         var verified: [VerifiedEvent], fold: ClaimsFold
         if match == entry.match {
             (verified, fold) = (entry.verified, entry.fold)
@@ -169,6 +171,7 @@ public final class VerifiedLogCache: Sendable {
             guard case let .success(content) = TCGEventLog.checkedContent(e, digester) else { return nil }
             let checked = VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests, content: content)
             events.append(checked)
+            cost? += Entry.cost(checked)
             verified.append(match.vouchedOnly(checked))
             fold.add(verified[verified.count - 1])
         }
@@ -178,7 +181,8 @@ public final class VerifiedLogCache: Sendable {
         let extended = entry.checkedPCRs.union(entry.uncheckedPCRs).union(tailPCRs)
         let next = Entry(bytes, sha256: bytes.count == entry.length ? entry.sha256 : digester.digest(.sha256, bytes), format: entry.format,
                          declared: entry.declaredAlgorithms, eventCount: entry.eventCount + tail.count, replay: replay, checkedPCRs: checkedPCRs,
-                         uncheckedPCRs: extended.subtracting(checkedPCRs), events: events, match: match, verified: verified, fold: fold)
+                         uncheckedPCRs: extended.subtracting(checkedPCRs), events: events, match: match, verified: verified, fold: fold,
+                         cost: cost)
         return (outcome, next)
     }
 
@@ -197,23 +201,29 @@ public final class VerifiedLogCache: Sendable {
 }
 
 extension VerifiedLogCache.Entry {
-    init(_ bytes: [UInt8], sha256: [UInt8], format: TCGEventLog.Format, declared: [(id: UInt16, size: Int)], eventCount: Int, replay: ReplayState,
-         checkedPCRs: Set<Int>, uncheckedPCRs: Set<Int>, events: [VerifiedEvent], match: TCGEventLog.QuoteMatch, verified: [VerifiedEvent], fold: ClaimsFold) {
-        // What the entry keeps, roughly: digests twice (all banks, and the vouched ones), the data
-        // the checked contents read (shared by both event lists), the replay state, the claims.
-        var cost = 1024 + replay.pcrs.count * 24 * 64
-        for e in events {
-            cost += 160 + e.digests.values.reduce(0) { $0 + 2 * ($1.count + 48) }
-            switch e.content {
-            case let .variable(name, data): cost += name.utf8.count + data.count * 2 + 64   // the dbx's entries again, as claims
-            case let .separator(d): cost += d.count + 32
-            case let .action(t), let .grubCommand(t), let .kernelCommandLine(t): cost += 2 * t.utf8.count + 32
-            case let .image(path): cost += 2 * (path?.utf8.count ?? 0) + 96
-            case .digestOnly: cost += 96
-            }
+    /// What an entry keeps besides its events, roughly: the replay state, the digest, the claims' own fields.
+    static func baseCost(_ replay: ReplayState) -> Int { 1024 + replay.pcrs.count * 24 * 64 }
+
+    /// What one checked event costs an entry, roughly: its digests twice (all banks, and the
+    /// vouched ones), the data its content read (shared by both event lists) and its claims.
+    static func cost(_ e: VerifiedEvent) -> Int {
+        var cost = 160 + e.digests.values.reduce(0) { $0 + 2 * ($1.count + 48) }
+        switch e.content {
+        case let .variable(name, data): cost += name.utf8.count + data.count * 2 + 64   // the dbx's entries again, as claims
+        case let .separator(d): cost += d.count + 32
+        case let .action(t), let .grubCommand(t), let .kernelCommandLine(t): cost += 2 * t.utf8.count + 32
+        case let .image(path): cost += 2 * (path?.utf8.count ?? 0) + 96
+        case .digestOnly: cost += 96
         }
+        return cost
+    }
+
+    init(_ bytes: [UInt8], sha256: [UInt8], format: TCGEventLog.Format, declared: [(id: UInt16, size: Int)], eventCount: Int, replay: ReplayState,
+         checkedPCRs: Set<Int>, uncheckedPCRs: Set<Int>, events: [VerifiedEvent], match: TCGEventLog.QuoteMatch, verified: [VerifiedEvent], fold: ClaimsFold,
+         cost: Int? = nil) {
         self.init(length: bytes.count, sha256: sha256, format: format, declaredAlgorithms: declared, sizes: TCGEventLog.digestSizes(declared),
                   banks: TCGEventLog(format: format, declaredAlgorithms: declared, events: []).banks, eventCount: eventCount, replay: replay,
-                  checkedPCRs: checkedPCRs, uncheckedPCRs: uncheckedPCRs, events: events, match: match, verified: verified, fold: fold, cost: cost)
+                  checkedPCRs: checkedPCRs, uncheckedPCRs: uncheckedPCRs, events: events, match: match, verified: verified, fold: fold,
+                  cost: cost ?? events.reduce(Self.baseCost(replay)) { $0 + Self.cost($1) })
     }
 }
