@@ -49,8 +49,8 @@ public final class VerifiedLogCache: Sendable {
         public let path: Path
     }
 
-    /// One host's verified log.
-    struct Entry: Sendable {
+    /// One host's verified log; a class so that a lookup under the lock copies one reference.
+    final class Entry: Sendable {
         let length: Int
         let sha256: [UInt8]
         let format: TCGEventLog.Format
@@ -76,6 +76,14 @@ public final class VerifiedLogCache: Sendable {
         let fold: ClaimsFold
         /// An estimate of the bytes this entry retains.
         let cost: Int
+
+        init(length: Int, sha256: [UInt8], format: TCGEventLog.Format, declaredAlgorithms: [(id: UInt16, size: Int)], sizes: [UInt16: Int],
+             banks: [HashAlg], eventCount: Int, replay: ReplayState, checkedPCRs: Set<Int>, uncheckedPCRs: Set<Int>, events: [VerifiedEvent],
+             match: TCGEventLog.QuoteMatch, verified: [VerifiedEvent], fold: ClaimsFold, cost: Int) {
+            (self.length, self.sha256, self.format, self.declaredAlgorithms, self.sizes, self.banks) = (length, sha256, format, declaredAlgorithms, sizes, banks)
+            (self.eventCount, self.replay, self.checkedPCRs, self.uncheckedPCRs, self.events) = (eventCount, replay, checkedPCRs, uncheckedPCRs, events)
+            (self.match, self.verified, self.fold, self.cost) = (match, verified, fold, cost)
+        }
     }
 
     public let capacity: Int
@@ -218,9 +226,9 @@ extension VerifiedLogCache.Entry {
         return cost
     }
 
-    init(_ bytes: [UInt8], sha256: [UInt8], format: TCGEventLog.Format, declared: [(id: UInt16, size: Int)], eventCount: Int, replay: ReplayState,
-         checkedPCRs: Set<Int>, uncheckedPCRs: Set<Int>, events: [VerifiedEvent], match: TCGEventLog.QuoteMatch, verified: [VerifiedEvent], fold: ClaimsFold,
-         cost: Int? = nil) {
+    convenience init(_ bytes: [UInt8], sha256: [UInt8], format: TCGEventLog.Format, declared: [(id: UInt16, size: Int)], eventCount: Int,
+                     replay: ReplayState, checkedPCRs: Set<Int>, uncheckedPCRs: Set<Int>, events: [VerifiedEvent], match: TCGEventLog.QuoteMatch,
+                     verified: [VerifiedEvent], fold: ClaimsFold, cost: Int? = nil) {
         self.init(length: bytes.count, sha256: sha256, format: format, declaredAlgorithms: declared, sizes: TCGEventLog.digestSizes(declared),
                   banks: TCGEventLog(format: format, declaredAlgorithms: declared, events: []).banks, eventCount: eventCount, replay: replay,
                   checkedPCRs: checkedPCRs, uncheckedPCRs: uncheckedPCRs, events: events, match: match, verified: verified, fold: fold,
