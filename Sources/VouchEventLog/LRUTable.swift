@@ -58,14 +58,6 @@ struct LRUTable<Value: Sendable>: Sendable {
         cost = 0
     }
 
-    /// The keys from the most to the least recently used (for tests).
-    var keysByRecency: [String] {
-        var out: [String] = []
-        var key = newest
-        while let k = key { out.append(k); key = nodes[k]?.older }
-        return out
-    }
-
     private mutating func unlink(_ key: String, _ node: Node) {
         if let n = node.newer { nodes[n]?.older = node.older } else { newest = node.older }
         if let o = node.older { nodes[o]?.newer = node.newer } else { oldest = node.newer }
