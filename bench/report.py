@@ -56,8 +56,8 @@ for kind in ["ecc-p256", "rsa-2048"]:
     lim = limits[kind]
     v = find(f"quote verify {kind}")
     full = find(f"quote verify + event-log replay + policy {kind}")
-    cached = find(f"quote verify + event-log replay + policy {kind}, log unchanged (verified-log cache)")
-    grown = find(f"quote verify + event-log replay + policy {kind}, log grew by one event (verified-log cache)")
+    cached = find(f"full appraisal, log unchanged since the last round (verified-log cache) {kind}")
+    grown = find(f"full appraisal, log grew by one event (cache + 1 event) {kind}")
     appraisal[kind] = (v, full, cached)
     if v and lim:
         ratios.append(f"quote verification {kind} ÷ openssl speed verify {kind}: {100 * v / lim:.0f} % (both one thread, same run)")

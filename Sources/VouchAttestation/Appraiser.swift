@@ -245,13 +245,14 @@ public enum Appraiser {
     /// The TPM path for a quote already verified (`QuoteVerifier`): `TPMEvidenceVerifier`'s
     /// stage 2 (event log, model log, clock and firmware, in that order), then the appraisal of
     /// that one device against the policy. For tools, benchmarks and tests; the broker goes
-    /// through `EvidenceVerifiers`.
+    /// through `EvidenceVerifiers`. With `eventLogs`, the event log goes through that cache under
+    /// `hostID` (`VerifiedLogCache`).
     public static func appraise(hostID: String, quote: VerifiedQuote, eventLog: [UInt8]?, modelLog: [UInt8]?,
                                 previousClock: ClockState?, clockTolerance: UInt64 = 0, policy: Policy, evidenceAge: TimeInterval? = nil,
-                                agentKeyType: String? = nil, digester: Digester) -> Appraisal {
+                                agentKeyType: String? = nil, digester: Digester, eventLogs: VerifiedLogCache? = nil) -> Appraisal {
         switch TPMEvidenceVerifier.verifyQuoted(device: EvidenceKind.tpm.defaultDevice, quote: quote, eventLog: eventLog, modelLog: modelLog,
                                                 accepted: AcceptedState(clock: previousClock, clockTolerance: clockTolerance),
-                                                policy: policy, digester: digester) {
+                                                policy: policy, digester: digester, eventLogs: eventLogs.map { ($0, hostID) }) {
         case let .verified(evidence):
             return appraise(hostID: hostID, [evidence], policy: policy, evidenceAge: evidenceAge, agentKeyType: agentKeyType)
         case let .rejected(violations, record):

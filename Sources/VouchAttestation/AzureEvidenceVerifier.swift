@@ -68,11 +68,14 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
     public var kind: EvidenceKind { .azureSNPVTPM }
     let verifiers: SNPVerifiers
     let endorsements: (any SNPEndorsementSource)?
+    /// The hosts' verified vTPM event logs, as `TPMEvidenceVerifier.eventLogs`.
+    let eventLogs: VerifiedLogCache?
 
     /// Keep one per broker: `SNPVerifier` caches its chain checks.
-    public init(trust: TEETrust) {
+    public init(trust: TEETrust, eventLogs: VerifiedLogCache? = nil) {
         verifiers = SNPVerifiers(trust: trust)
         endorsements = trust.snpEndorsements
+        self.eventLogs = eventLogs
     }
 
     /// Stage 1. Checks, in order, refusing at the first failure:
@@ -140,7 +143,8 @@ public struct AzureEvidenceVerifier: TEEEvidenceVerifier {
         }
         // 2
         switch TPMEvidenceVerifier.verifyQuoted(device: evidence.device, quote: azure.quote, eventLog: azure.eventLog, modelLog: azure.modelLog,
-                                                accepted: accepted, policy: context.policy, digester: context.digester) {
+                                                accepted: accepted, policy: context.policy, digester: context.digester,
+                                                eventLogs: eventLogs.map { ($0, context.hostID) }) {
         case let .rejected(violations, record):
             var record = record ?? azure.record
             if record.claims == nil { record.claims = EvidenceClaims(tee: summary.claims) } else { record.claims?.tee = summary.claims }

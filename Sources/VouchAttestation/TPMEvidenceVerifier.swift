@@ -30,9 +30,15 @@ public struct UncachedAttestationKeys: AttestationKeyResolver {
 /// log and model log it covers, and the TPM clock it carries.
 public struct TPMEvidenceVerifier: EvidenceVerifier {
     public let keys: any AttestationKeyResolver
+    /// The hosts' verified event logs (the broker's, one per process), keyed by
+    /// `VerificationContext.hostID`; nil: every log is parsed and replayed in full.
+    public let eventLogs: VerifiedLogCache?
     public var kind: EvidenceKind { .tpm }
 
-    public init(keys: any AttestationKeyResolver = UncachedAttestationKeys()) { self.keys = keys }
+    public init(keys: any AttestationKeyResolver = UncachedAttestationKeys(), eventLogs: VerifiedLogCache? = nil) {
+        self.keys = keys
+        self.eventLogs = eventLogs
+    }
 
     /// Stage 1: the quote verifies with the host's enrolled AK (`VerificationContext.enrolled`),
     /// bound to `VerificationContext.binding`. Checks, in order, stopping at the first failure:
@@ -67,7 +73,7 @@ public struct TPMEvidenceVerifier: EvidenceVerifier {
         switch evidence.payload {
         case let .tpm(quote, eventLog, modelLog):
             return Self.verifyQuoted(device: evidence.device, quote: quote, eventLog: eventLog, modelLog: modelLog, accepted: accepted,
-                                     policy: context.policy, digester: context.digester)
+                                     policy: context.policy, digester: context.digester, eventLogs: eventLogs.map { ($0, context.hostID) })
         case .sevSNP, .tdx, .azureSNPVTPM, .nvidiaGPU:
             return .rejected([VouchError(.internalError, "the TPM verifier was given evidence of another kind").violation(device: evidence.device)], nil)
         }
@@ -79,7 +85,9 @@ public struct TPMEvidenceVerifier: EvidenceVerifier {
     ///    quoted bank it covers — to the quoted value of every quoted PCR it extends, and covers at
     ///    least one (`event_log_mismatch`); then only the events of those PCRs are kept, and each
     ///    whose digest is defined over its data must carry data hashing to it (`event_data_mismatch`,
-    ///    `TCGEventLog.verify`). Boot claims are read from the kept events only;
+    ///    `TCGEventLog.verify`). Boot claims are read from the kept events only. With `eventLogs`
+    ///    (a cache and the host's id) the log goes through `VerifiedLogCache.verify`, which does
+    ///    only the work the host's last verified log did not cover and answers as the full path;
     /// 2. the model log, if sent, parses and replays to the quoted SHA-256 PCR 23
     ///    (`model_log_malformed`, `model_log_mismatch`; PCR 23 must then be quoted); then its
     ///    signature records (`ModelSignatureBinding`): each bundle is the one whose digest was
@@ -99,17 +107,25 @@ public struct TPMEvidenceVerifier: EvidenceVerifier {
     ///    a policy with `clock.requireSafe` refuses `safe = 0` (`clock_not_safe`, worth retrying;
     ///    the only refusal that carries claims).
     static func verifyQuoted(device: String, quote: VerifiedQuote, eventLog: [UInt8]?, modelLog: [UInt8]?, accepted: AcceptedState,
-                             policy: Policy, digester: Digester) -> EvidenceVerification {
+                             policy: Policy, digester: Digester, eventLogs: (cache: VerifiedLogCache, hostID: String)? = nil) -> EvidenceVerification {
         // 1
         var boot: BootClaims?
         if let eventLog {
-            let log: TCGEventLog
-            do { log = try TCGEventLog(bytes: eventLog) } catch let e as VouchError {
+            let verdict: EventLogVerdict
+            var claims: BootClaims?
+            do {
+                if let (cache, hostID) = eventLogs {
+                    let outcome = try cache.verify(hostID: hostID, log: eventLog, quotedPCRs: quote.pcrs.values, excluding: [ModelLog.pcr], using: digester)
+                    (verdict, claims) = (outcome.verdict, outcome.claims)
+                } else {
+                    verdict = try TCGEventLog(bytes: eventLog).verify(quotedPCRs: quote.pcrs.values, excluding: [ModelLog.pcr], using: digester)
+                }
+            } catch let e as VouchError {
                 return .rejected([PolicyViolation(code: .eventLogMalformed, path: "eventLog", expected: "a TCG PC Client event log", actual: e.message)], nil)
             } catch { return .rejected([PolicyViolation(code: .eventLogMalformed, path: "eventLog", expected: "a TCG PC Client event log", actual: "unparseable")], nil) }
-            switch log.verify(quotedPCRs: quote.pcrs.values, excluding: [ModelLog.pcr], using: digester) {
+            switch verdict {
             case let .verified(verified):
-                boot = verified.claims
+                boot = claims ?? verified.claims
             case let .rejected(violations):
                 return .rejected(violations.map { PolicyViolation(code: $0.code, path: $0.path, expected: $0.expected, actual: $0.actual) }, nil)
             }

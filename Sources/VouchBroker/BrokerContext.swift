@@ -4,6 +4,7 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchEventLog
 import VouchModel
 import VouchPolicy
 import VouchTPMWire
@@ -40,6 +41,13 @@ public struct BrokerConfig: Sendable {
     public var ocspValidity: TimeInterval = 300
     /// Webhook subscribers (for the outbox-depth metric; delivery is the dispatcher's).
     public var webhookURLs: [String] = []
+    /// Hosts whose last verified firmware event log the broker keeps (`VerifiedLogCache`), so a
+    /// re-attestation parses and replays only what the log gained since: the fleet this broker
+    /// serves. Past it the least recently appraised hosts are forgotten (their next log is
+    /// verified in full).
+    public var verifiedLogCapacity = 20_000
+    /// About how many bytes of verified events those hosts' entries may keep in all.
+    public var verifiedLogMaxBytes = 256 << 20
     /// Accept hosts from `vouch-attester --simulate` (software AKs, no TPM), and CPU TEE evidence
     /// under the software TEE's test roots (`TEETrust.trustingSimulation`): for tests only. Off,
     /// the broker drops any test roots it was given and refuses such evidence
@@ -96,6 +104,9 @@ public final class BrokerContext: Sendable {
     /// Revocation, CRLs and the unit of work of every change that may revoke.
     let revocations: Revocations
     let attestationKeys: AttestationKeyCache
+    /// What the broker verified of each host's firmware event log (TPM and Azure vTPM): one per
+    /// broker process; an entry is dropped when its host is deleted or registers again.
+    let verifiedLogs: VerifiedLogCache
     /// The verifiers evidence is accepted with, one per kind (`EvidenceWiring.swift`).
     let evidenceVerifiers: EvidenceVerifiers
     /// MACs registration tickets (`RegistrationTicket`); never leaves memory, new at each start.
@@ -119,7 +130,9 @@ public final class BrokerContext: Sendable {
         if tee.trustsSimulation && !config.allowSimulatedHosts {
             log("the software TEE's test roots are ignored: this broker does not allow simulated hosts")
         }
-        self.evidenceVerifiers = BrokerService.evidenceVerifiers(keys: keys, tee: config.allowSimulatedHosts ? tee : tee.pinnedOnly)
+        let logs = VerifiedLogCache(capacity: config.verifiedLogCapacity, maxBytes: config.verifiedLogMaxBytes)
+        self.verifiedLogs = logs
+        self.evidenceVerifiers = BrokerService.evidenceVerifiers(keys: keys, eventLogs: logs, tee: config.allowSimulatedHosts ? tee : tee.pinnedOnly)
         let cache = ReadMostly(ResponseCache())
         self.responseCache = cache
         self.revocations = Revocations(store: store, authorities: authorities, clock: clock, crlValidity: config.crlValidity, cache: cache,
@@ -154,6 +167,7 @@ extension BrokerPart {
     var responseCache: ReadMostly<ResponseCache> { context.responseCache }
     var revocations: Revocations { context.revocations }
     var attestationKeys: AttestationKeyCache { context.attestationKeys }
+    var verifiedLogs: VerifiedLogCache { context.verifiedLogs }
     var evidenceVerifiers: EvidenceVerifiers { context.evidenceVerifiers }
     var ticketKey: [UInt8] { context.ticketKey }
     var nonces: NonceMinter { context.nonces }

@@ -3,6 +3,7 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchEventLog
 import VouchModel
 import VouchPolicy
 import VouchTPMWire
@@ -15,12 +16,13 @@ import VouchTPMWire
 extension AttestationKeyCache: AttestationKeyResolver {}
 
 extension BrokerPart {
-    /// The broker's verifiers, one per kind: the TPM quote path, with AKs from the cache, the
-    /// CPU TEE paths (SEV-SNP, TDX, Azure CVM) under `tee`'s roots and collateral, and NVIDIA GPUs
-    /// presented beside them under `tee.gpu`.
-    static func evidenceVerifiers(keys: AttestationKeyCache, tee: TEETrust) -> EvidenceVerifiers {
-        EvidenceVerifiers([TPMEvidenceVerifier(keys: keys), SNPEvidenceVerifier(trust: tee), TDXEvidenceVerifier(trust: tee),
-                           AzureEvidenceVerifier(trust: tee), NvidiaGPUEvidenceVerifier(trust: tee.gpu)])
+    /// The broker's verifiers, one per kind: the TPM quote path, with AKs from the cache and
+    /// event logs through `eventLogs`, the CPU TEE paths (SEV-SNP, TDX, Azure CVM, whose vTPM
+    /// event log also goes through `eventLogs`) under `tee`'s roots and collateral, and NVIDIA
+    /// GPUs presented beside them under `tee.gpu`.
+    static func evidenceVerifiers(keys: AttestationKeyCache, eventLogs: VerifiedLogCache, tee: TEETrust) -> EvidenceVerifiers {
+        EvidenceVerifiers([TPMEvidenceVerifier(keys: keys, eventLogs: eventLogs), SNPEvidenceVerifier(trust: tee), TDXEvidenceVerifier(trust: tee),
+                           AzureEvidenceVerifier(trust: tee, eventLogs: eventLogs), NvidiaGPUEvidenceVerifier(trust: tee.gpu)])
     }
 
     /// An enrollment's evidence, decoded (`bad_request` naming the field) but unverified.

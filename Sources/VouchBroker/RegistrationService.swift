@@ -6,6 +6,7 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchEventLog
 import VouchModel
 import VouchPolicy
 import VouchTPMWire
@@ -222,6 +223,8 @@ public struct RegistrationService: BrokerPart, Sendable {
             throw VouchError(.registrationInvalid, "the host changed during this activation; register again",
                              context: ["field": "registration", "hostId": id])
         }
+        // A new AK and boot: what was verified of the host's event log before is no longer its.
+        verifiedLogs.remove(hostID: id)
         log("host \(id) AK activated (\(ticket.hostname); \(mode.rawValue) mode)")
         return ActivateHostResponse(hostId: id, akState: AKState.active.rawValue, hostCertificate: try hostCertificate?.pem,
                                     caCertificate: hostCertificate == nil ? nil : try authorities.current.chainPEM,

@@ -2,6 +2,7 @@ import Foundation
 import VouchAPI
 import VouchCore
 import VouchCrypto
+import VouchEventLog
 import VouchModel
 
 /// Operator revocation (a certificate, an agent, a host; blocks, unblocks, deletion), the CRL and
@@ -95,6 +96,7 @@ public struct RevocationService: BrokerPart, Sendable {
                                                        message: "deregistered by an operator; \(count) certificate(s) revoked"))
             try tx.appendEvent(type: .hostDeleted, data: ["hostId": id, "revoked": "\(count)"], at: now)
         }
+        verifiedLogs.remove(hostID: id)
         let serials = done.plan?.serials ?? []
         metrics.revoked(serials.count)
         events.notify()

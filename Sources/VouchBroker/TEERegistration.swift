@@ -3,6 +3,7 @@ import VouchAPI
 import VouchAttestation
 import VouchCore
 import VouchCrypto
+import VouchEventLog
 import VouchModel
 import VouchPolicy
 
@@ -165,6 +166,7 @@ extension RegistrationService {
             throw VouchError(.registrationInvalid, "the host changed during this registration; register again", context: ["field": "tee", "hostId": id])
         }
         metrics.registration("registered_\(identified.kind.rawValue)")
+        verifiedLogs.remove(hostID: id)   // registered again: its earlier vTPM event log is no longer its
         log("host \(id) registered with \(identified.kind.evidenceName) (\(hostname)); identity \(identity); \(mode.rawValue) mode")
         return RegisterHostResponse(hostId: id, platform: identified.kind.rawValue, hostCertificate: try certificate.pem,
                                     caCertificate: try authorities.current.chainPEM, brokerSpiffeId: config.brokerSpiffeID)

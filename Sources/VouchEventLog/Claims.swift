@@ -43,47 +43,64 @@ public struct BootClaims: Sendable, Codable, Equatable {
 
 extension VerifiedEventLog {
     public var claims: BootClaims {
-        var c = BootClaims()
-        c.pcrs = pcrs
+        var fold = ClaimsFold(pcrs: pcrs)
+        for e in events { fold.add(e) }
+        return fold.claims
+    }
+}
+
+/// The boot claims of a verified log's events read so far, in log order: `VerifiedEventLog.claims`
+/// is every event added to an empty fold, and `VerifiedLogCache` keeps the fold of a verified
+/// prefix so a grown log adds only its new events (the same reading, event by event).
+struct ClaimsFold: Sendable, Equatable {
+    private var c = BootClaims()
+    private var separated = Set<Int>()
+    private var unchecked: [Int] = []
+
+    init(pcrs: [Int]) { c.pcrs = pcrs }
+
+    /// Reads one event (its digests only those of banks the quote vouched for in its PCR).
+    mutating func add(_ e: VerifiedEvent) {
         // Digests are reported in SHA-256 when the quote vouched for it in the event's PCR (what
         // policies list), else the strongest vouched bank; a verified event carries digests only
         // of banks whose replay matched the quote.
         func digest(_ e: VerifiedEvent) -> String {
             (e.digests[.sha256] ?? e.digests.max(by: { $0.key.digestSize < $1.key.digestSize })?.value).map { Hex.encode($0) } ?? ""
         }
-        var separated = Set<Int>()
-        var unchecked: [Int] = []
-        for e in events {
-            switch e.content {
-            case let .variable(name, data):
-                guard e.type == EventType.efiVariableDriverConfig && e.pcr == 7 else { continue }
-                if name == "SecureBoot" { c.secureBoot = data.isEmpty ? nil : data.first == 1 }
-                if ["PK", "KEK", "db", "dbx", "dbt", "dbr"].contains(name) { c.variables[name] = digest(e) }
-                if name == "dbx" { c.dbxEntries = sha256SignatureEntries(data) }
-            case let .image(path):
-                c.bootApplications.append(.init(pcr: e.pcr, digest: digest(e), path: path))
-            case .digestOnly where e.pcr == 4 || e.pcr == 2:
-                // No digest covers an event's type: an image load relabelled as another type must
-                // still be judged, so every unchecked event in PCRs 2 and 4 (including option-ROM
-                // drivers) counts as a boot application.
-                c.bootApplications.append(.init(pcr: e.pcr, digest: digest(e), path: nil))
-            case let .kernelCommandLine(text):
-                c.kernelCommandLines.append(text)
-            case let .grubCommand(text):
-                c.grubCommands.append(text)
-            case let .action(text):
-                c.efiActions.append(text)
-            case let .separator(data):
-                if e.pcr <= 7 { separated.insert(e.pcr) }
-                if data != [0, 0, 0, 0] { c.separatorErrors.append(e.pcr) }
-            case .digestOnly:
-                // Whatever type it claims, an unchecked event in PCR 8 may be a command line.
-                if e.pcr == 8 { unchecked.append(e.sequence) }
-            }
+        switch e.content {
+        case let .variable(name, data):
+            guard e.type == EventType.efiVariableDriverConfig && e.pcr == 7 else { return }
+            if name == "SecureBoot" { c.secureBoot = data.isEmpty ? nil : data.first == 1 }
+            if ["PK", "KEK", "db", "dbx", "dbt", "dbr"].contains(name) { c.variables[name] = digest(e) }
+            if name == "dbx" { c.dbxEntries = sha256SignatureEntries(data) }
+        case let .image(path):
+            c.bootApplications.append(.init(pcr: e.pcr, digest: digest(e), path: path))
+        case .digestOnly where e.pcr == 4 || e.pcr == 2:
+            // No digest covers an event's type: an image load relabelled as another type must
+            // still be judged, so every unchecked event in PCRs 2 and 4 (including option-ROM
+            // drivers) counts as a boot application.
+            c.bootApplications.append(.init(pcr: e.pcr, digest: digest(e), path: nil))
+        case let .kernelCommandLine(text):
+            c.kernelCommandLines.append(text)
+        case let .grubCommand(text):
+            c.grubCommands.append(text)
+        case let .action(text):
+            c.efiActions.append(text)
+        case let .separator(data):
+            if e.pcr <= 7 { separated.insert(e.pcr) }
+            if data != [0, 0, 0, 0] { c.separatorErrors.append(e.pcr) }
+        case .digestOnly:
+            // Whatever type it claims, an unchecked event in PCR 8 may be a command line.
+            if e.pcr == 8 { unchecked.append(e.sequence) }
         }
-        c.separatedPCRs = separated.sorted()
-        if !unchecked.isEmpty { c.uncheckedCommandEvents = unchecked }
-        return c
+    }
+
+    /// The claims of the events added so far.
+    var claims: BootClaims {
+        var out = c
+        out.separatedPCRs = separated.sorted()
+        if !unchecked.isEmpty { out.uncheckedCommandEvents = unchecked }
+        return out
     }
 }
 

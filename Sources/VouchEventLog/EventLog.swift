@@ -44,22 +44,42 @@ public struct TCGEventLog: Sendable {
         if first.type == EventType.noAction, first.pcr == 0, first.data.starts(with: Array("Spec ID Event03".utf8) + [0]) {
             format = .cryptoAgile
             declaredAlgorithms = try Self.specID(first.data)
-            events.append(first)
-            let sizes = Dictionary(declaredAlgorithms.map { ($0.id, $0.size) }, uniquingKeysWith: { a, _ in a })
-            while !r.isAtEnd {
-                guard events.count < Self.maxEvents else { throw VouchError(.invalidValue, "event log has too many events", context: ["offset": "\(r.offset)"]) }
-                events.append(try Self.agileEvent(&r, sequence: events.count, sizes: sizes))
-            }
         } else {
             format = .legacySHA1
             declaredAlgorithms = [(TPMAlg.sha1.rawValue, 20)]
-            events.append(first)
-            while !r.isAtEnd {
-                guard events.count < Self.maxEvents else { throw VouchError(.invalidValue, "event log has too many events", context: ["offset": "\(r.offset)"]) }
-                events.append(try Self.legacyEvent(&r, sequence: events.count))
+        }
+        events.append(first)
+        try Self.parseEvents(&r, into: &events, format: format, sizes: Self.digestSizes(declaredAlgorithms))
+        self.events = events
+    }
+
+    /// A log whose parts were parsed elsewhere (`VerifiedLogCache`: a cached prefix and its tail).
+    init(format: Format, declaredAlgorithms: [(id: UInt16, size: Int)], events: [Event]) {
+        self.format = format
+        self.declaredAlgorithms = declaredAlgorithms
+        self.events = events
+    }
+
+    /// The digest size of each declared algorithm (the first declaration of an id wins).
+    static func digestSizes(_ declared: [(id: UInt16, size: Int)]) -> [UInt16: Int] {
+        Dictionary(declared.map { ($0.id, $0.size) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Parses events from `r` to its end, every one after the first in `format` (a crypto-agile
+    /// log's events after the Spec ID event are TCG_PCR_EVENT2, with `sizes` from it), appending
+    /// them to `events`, whose first element is event number `base` of the log, and refusing past
+    /// `maxEvents` in all. The whole log's parse (`base` 0) and a cached prefix's tail
+    /// (`VerifiedLogCache`, `base` the prefix's event count) both go through here, so a tail
+    /// parses exactly as it would inside the whole log.
+    static func parseEvents(_ r: inout ByteReader, into events: inout [Event], base: Int = 0, format: Format, sizes: [UInt16: Int]) throws {
+        while !r.isAtEnd {
+            let sequence = base + events.count
+            guard sequence < Self.maxEvents else { throw VouchError(.invalidValue, "event log has too many events", context: ["offset": "\(r.offset)"]) }
+            switch format {
+            case .cryptoAgile: events.append(try Self.agileEvent(&r, sequence: sequence, sizes: sizes))
+            case .legacySHA1: events.append(try Self.legacyEvent(&r, sequence: sequence))
             }
         }
-        self.events = events
     }
 
     private static func pcrIndex(_ r: inout ByteReader, _ seq: Int) throws -> Int {
@@ -142,34 +162,70 @@ public struct TCGEventLog: Sendable {
 
     /// The locality from a StartupLocality EV_NO_ACTION event in PCR 0, if present (PFP 10.4.5.3).
     public var startupLocality: UInt8? {
-        let marker = Array("StartupLocality".utf8) + [0]
-        for e in events where e.type == EventType.noAction && e.pcr == 0 && e.data.count == marker.count + 1 && e.data.starts(with: marker) {
-            return e.data.last
-        }
-        return nil
+        events.first(where: Self.isStartupLocality)?.data.last
     }
+
+    /// Whether `e` is a StartupLocality EV_NO_ACTION event in PCR 0 (its last data byte is the locality).
+    static func isStartupLocality(_ e: Event) -> Bool {
+        let marker = startupLocalityMarker
+        return e.type == EventType.noAction && e.pcr == 0 && e.data.count == marker.count + 1 && e.data.starts(with: marker)
+    }
+
+    private static let startupLocalityMarker = Array("StartupLocality".utf8) + [0]
 
     /// Replays the log: for every event but EV_NO_ACTION, PCR = H(PCR ‖ digest), starting from
     /// zeros (PCR 0 from 0…0‖locality when a StartupLocality event says so). Returns, per bank,
     /// the value of every PCR that at least one event extended. An event lacking the bank's
     /// digest makes that bank unreplayable (it is then left out) rather than silently wrong.
     public func replay(using digester: Digester) -> [HashAlg: [Int: [UInt8]]] {
-        var out: [HashAlg: [Int: [UInt8]]] = [:]
-        let locality = startupLocality
-        bankLoop: for bank in banks {
-            var pcrs = [[UInt8]?](repeating: nil, count: 24)   // pcrIndex is checked <= 23 when parsed
+        replayState(using: digester).values
+    }
+
+    /// The replay as a state that further events can extend (`ReplayState`).
+    func replayState(using digester: Digester) -> ReplayState {
+        var state = ReplayState(banks: banks, locality: startupLocality)
+        state.extend(with: events, using: digester)
+        return state
+    }
+}
+
+/// Every bank's 24 PCRs after some events of a log (nil: not extended yet), so a log that grew can
+/// be replayed from where its verified prefix ended rather than from zeros (`VerifiedLogCache`).
+/// `TCGEventLog.replay` is this state extended with every event from the start: one replay rule.
+struct ReplayState: Sendable {
+    /// The banks still replayable: an event that lacked a bank's digest removed that bank.
+    private(set) var pcrs: [HashAlg: [[UInt8]?]]
+    /// The log's StartupLocality (PCR 0's first extension starts from 0…0‖locality).
+    let locality: UInt8?
+
+    init(banks: [HashAlg], locality: UInt8?) {
+        self.pcrs = Dictionary(uniqueKeysWithValues: banks.map { ($0, [[UInt8]?](repeating: nil, count: 24)) })   // pcrIndex is checked <= 23 when parsed
+        self.locality = locality
+    }
+
+    /// Extends every replayable bank with `events` in order (EV_NO_ACTION extends nothing).
+    mutating func extend(with events: some Sequence<TCGEventLog.Event>, using digester: Digester) {
+        for bank in pcrs.keys.sorted(by: { $0.digestSize < $1.digestSize }) {
+            guard var values = pcrs.removeValue(forKey: bank) else { continue }
+            var replayable = true
             for e in events where e.type != EventType.noAction {
-                guard let d = e.digests[bank] else { continue bankLoop }
-                var input = pcrs[e.pcr] ?? [UInt8](repeating: 0, count: bank.digestSize)
-                if pcrs[e.pcr] == nil, e.pcr == 0, let locality { input[input.count - 1] = locality }
+                guard let d = e.digests[bank] else { replayable = false; break }
+                var input = values[e.pcr] ?? [UInt8](repeating: 0, count: bank.digestSize)
+                if values[e.pcr] == nil, e.pcr == 0, let locality { input[input.count - 1] = locality }
                 input.append(contentsOf: d)
-                pcrs[e.pcr] = digester.digest(bank, input)
+                values[e.pcr] = digester.digest(bank, input)
             }
+            if replayable { pcrs[bank] = values }
+        }
+    }
+
+    /// Per replayable bank, the value of every PCR that at least one event extended.
+    var values: [HashAlg: [Int: [UInt8]]] {
+        pcrs.mapValues { pcrs in
             var values: [Int: [UInt8]] = [:]
             for (i, v) in pcrs.enumerated() { if let v { values[i] = v } }
-            out[bank] = values
+            return values
         }
-        return out
     }
 }
 

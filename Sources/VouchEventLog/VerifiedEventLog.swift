@@ -24,7 +24,7 @@ public enum EventLogVerdict: Sendable {
 }
 
 /// An event of a verified log, with the only reading of its data Vouch trusts.
-public struct VerifiedEvent: Sendable {
+public struct VerifiedEvent: Sendable, Equatable {
     public enum Content: Sendable, Equatable {
         /// UEFI_VARIABLE_DATA whose bytes hash to the event digest (or a documented firmware variant).
         /// Under the VariableData-only variant of boot variables the name is not covered: claims
@@ -57,7 +57,7 @@ public struct VerifiedEvent: Sendable {
 /// A firmware event log checked against a verified quote: only the events of quoted PCRs that
 /// replay to the quoted values, each with data read only after it was checked against its
 /// digest. Boot claims come from this type and nothing else.
-public struct VerifiedEventLog: Sendable {
+public struct VerifiedEventLog: Sendable, Equatable {
     public let format: TCGEventLog.Format
     public let banks: [HashAlg]
     /// The PCRs whose events were kept: quoted in a bank the log has, and replayed to the quote.
@@ -78,11 +78,54 @@ extension TCGEventLog {
     ///    carries (`event_data_mismatch`, path `eventLog.events[SEQ].TYPE`): see `checkedContent`.
     /// Every violation of the failing stage is reported.
     public func verify(quotedPCRs quoted: [HashAlg: [Int: [UInt8]]], excluding: Set<Int> = [], using digester: Digester) -> EventLogVerdict {
-        let replayed = replay(using: digester)
+        verify(replayed: replay(using: digester), quotedPCRs: quoted, excluding: excluding, using: digester)
+    }
+
+    /// `verify` given the log's replay (`VerifiedLogCache` replays once and keeps the state).
+    func verify(replayed: [HashAlg: [Int: [UInt8]]], quotedPCRs quoted: [HashAlg: [Int: [UInt8]]], excluding: Set<Int>,
+                using digester: Digester) -> EventLogVerdict {
+        let match: QuoteMatch
+        switch Self.match(replayed: replayed, quoted: quoted, excluding: excluding, banks: banks) {
+        case let .success(m): match = m
+        case let .failure(mismatches): return .rejected(mismatches.violations)
+        }
+        var out: [VerifiedEvent] = []
+        var bad: [EventLogViolation] = []
+        for e in events where e.type != EventType.noAction && match.kept.contains(e.pcr) {
+            switch Self.checkedContent(e, digester) {
+            case let .success(content):
+                out.append(match.vouchedOnly(VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests, content: content)))
+            case let .failure(v):
+                bad.append(v)
+            }
+        }
+        guard bad.isEmpty else { return .rejected(bad) }
+        return .verified(VerifiedEventLog(format: format, banks: banks, pcrs: match.kept.sorted(), events: out))
+    }
+
+    /// Which PCRs a replay lets the log speak for, and in which banks: step 1 of `verify`.
+    struct QuoteMatch: Sendable, Equatable {
+        /// Quoted PCRs (less `excluding`) that the log extends in a quoted bank; all replayed to the quote.
+        let kept: Set<Int>
+        /// The banks in which each kept PCR replayed to a quoted value: only their digests may be
+        /// read (a bank the quote does not cover for that PCR could say anything).
+        let vouched: [Int: Set<HashAlg>]
+
+        /// `e` with only the digests of banks its PCR replayed to the quote in.
+        func vouchedOnly(_ e: VerifiedEvent) -> VerifiedEvent {
+            let banks = vouched[e.pcr] ?? []
+            return VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests.filter { banks.contains($0.key) }, content: e.content)
+        }
+    }
+
+    struct Mismatches: Error { let violations: [EventLogViolation] }
+
+    /// Step 1 of `verify`: every quoted PCR the replay covers equals its quoted value, and at
+    /// least one is covered; every mismatch is reported.
+    static func match(replayed: [HashAlg: [Int: [UInt8]]], quoted: [HashAlg: [Int: [UInt8]]], excluding: Set<Int>,
+                      banks: [HashAlg]) -> Result<QuoteMatch, Mismatches> {
         var mismatches: [EventLogViolation] = []
         var kept = Set<Int>()
-        // The banks in which each kept PCR replayed to a quoted value: only their digests may be
-        // read (a bank the quote does not cover for that PCR could say anything).
         var vouched: [Int: Set<HashAlg>] = [:]
         for bank in quoted.keys.sorted(by: { $0.digestSize < $1.digestSize }) {
             guard let values = replayed[bank], let quotedValues = quoted[bank] else { continue }
@@ -100,21 +143,8 @@ extension TCGEventLog {
             mismatches.append(EventLogViolation(code: .eventLogMismatch, path: "eventLog", expected: "events for quoted PCRs in a quoted bank",
                                                 actual: "banks \(banks.map(\.rawValue)), no quoted PCR covered"))
         }
-        guard mismatches.isEmpty else { return .rejected(mismatches) }
-
-        var out: [VerifiedEvent] = []
-        var bad: [EventLogViolation] = []
-        for e in events where e.type != EventType.noAction && kept.contains(e.pcr) {
-            switch Self.checkedContent(e, digester) {
-            case let .success(content):
-                let banks = vouched[e.pcr] ?? []
-                out.append(VerifiedEvent(sequence: e.sequence, pcr: e.pcr, type: e.type, digests: e.digests.filter { banks.contains($0.key) }, content: content))
-            case let .failure(v):
-                bad.append(v)
-            }
-        }
-        guard bad.isEmpty else { return .rejected(bad) }
-        return .verified(VerifiedEventLog(format: format, banks: banks, pcrs: kept.sorted(), events: out))
+        guard mismatches.isEmpty else { return .failure(Mismatches(violations: mismatches)) }
+        return .success(QuoteMatch(kept: kept, vouched: vouched))
     }
 
     /// Whether `bytes` hash to the event's digest in every bank the event carries (and it carries one).

@@ -276,20 +276,26 @@ extension Policy {
                     fail(.bootApplicationNotAllowed, "eventLog.bootApplications.allowed", "an allowed image", "\(app.path ?? "?") \(app.digest)")
                 }
             }
-            let tokens = Set(boot.kernelCommandLines.flatMap { $0.split(separator: " ").map(String.init) })
-            for required in eventLog.kernelCmdlineRequired where !tokens.contains(required) {
-                fail(.kernelCmdlineMissing, "eventLog.kernelCommandLine.required", required, boot.kernelCommandLines.isEmpty ? "no kernel command line measured" : "absent")
-            }
-            for forbidden in eventLog.kernelCmdlineForbidden where tokens.contains(forbidden) {
-                fail(.kernelCmdlineForbidden, "eventLog.kernelCommandLine.forbidden", "no \(forbidden)", "present")
+            // The token and dbx sets are built only for a policy with rules that read them: a
+            // RHEL dbx is hundreds of entries, and every appraisal evaluates the policy.
+            if !(eventLog.kernelCmdlineRequired.isEmpty && eventLog.kernelCmdlineForbidden.isEmpty) {
+                let tokens = Set(boot.kernelCommandLines.flatMap { $0.split(separator: " ").map(String.init) })
+                for required in eventLog.kernelCmdlineRequired where !tokens.contains(required) {
+                    fail(.kernelCmdlineMissing, "eventLog.kernelCommandLine.required", required, boot.kernelCommandLines.isEmpty ? "no kernel command line measured" : "absent")
+                }
+                for forbidden in eventLog.kernelCmdlineForbidden where tokens.contains(forbidden) {
+                    fail(.kernelCmdlineForbidden, "eventLog.kernelCommandLine.forbidden", "no \(forbidden)", "present")
+                }
             }
             if !(eventLog.kernelCmdlineRequired.isEmpty && eventLog.kernelCmdlineForbidden.isEmpty), let unchecked = boot.uncheckedCommandEvents {
                 fail(.kernelCmdlineUnverified, "eventLog.kernelCommandLine", "only GRUB strings in PCR 8, each checked against its digest",
                      "EV_IPL events \(unchecked) in PCR 8 whose data cannot be checked")
             }
-            let dbx = Set(boot.dbxEntries)
-            for entry in eventLog.dbxMustContain where !dbx.contains(entry) {
-                fail(.dbxEntryMissing, "eventLog.dbxContains", entry, "not in the measured dbx (\(dbx.count) entries)")
+            if !eventLog.dbxMustContain.isEmpty {
+                let dbx = Set(boot.dbxEntries)
+                for entry in eventLog.dbxMustContain where !dbx.contains(entry) {
+                    fail(.dbxEntryMissing, "eventLog.dbxContains", entry, "not in the measured dbx (\(dbx.count) entries)")
+                }
             }
         } else if eventLog.required || eventLog.hasRules {
             fail(.eventLogMissing, eventLog.required ? "eventLog.required" : "eventLog", "a firmware event log with the quote", "none")

@@ -115,6 +115,44 @@ final class EvidenceTests: XCTestCase {
         XCTAssertEqual(try status(broker).lastAttestation?.codes.first, "event_data_mismatch")
     }
 
+    /// The broker keeps the host's verified log (`VerifiedLogCache`): enrolling again with the same
+    /// log gives the same claims; a byte changed inside that log (same length, every digest kept)
+    /// is still refused, without the host registering again; the genuine log is accepted after.
+    func testVerifiedLogCacheNeverPassesAChangedLog() throws {
+        let logURL = try fixture("tpm-eventlog/eventlogs/rhel8-uefi.bin")
+        let genuine = [UInt8](try Data(contentsOf: logURL))
+        let log = try TCGEventLog(bytes: genuine)
+        let tpm = try SwTPM()
+        let device = try TPMDevice(tcti: tpm.tcti)
+        for e in log.events where e.type != EventType.noAction { try device.pcrExtend(e.pcr, digests: [.sha256: e.digests[.sha256]!]) }
+        device.close()
+        let replayed = log.replay(using: OpenSSLDigester())[.sha256]!
+        let broker = try BrokerHarness(trusting: tpm, policy: try writePolicy(replayed.filter { $0.key <= 8 }, in: tpm.dir))
+        let path = tpm.dir.appendingPathComponent("binary_bios_measurements")
+        try Data(genuine).write(to: path)
+        let host = Attester(config: AttesterConfig(tcti: tpm.tcti, hostname: "rhel8", eventLogPath: path.path),
+                            broker: HTTPClient(.https(baseURL: broker.url, caFile: broker.brokerCAFile)))
+        try host.register()
+        _ = try enroll(host, "a")
+        let first = try XCTUnwrap(try status(broker).lastAttestation?.claims?.boot)
+        _ = try enroll(host, "b")
+        XCTAssertEqual(try status(broker).lastAttestation?.claims?.boot, first)
+
+        // The dbx variable's last data byte (PCR 7), its digests unchanged.
+        let dbx = try XCTUnwrap(log.events.first { $0.pcr == 7 && $0.type == EventType.efiVariableDriverConfig && UEFIVariable($0.data)?.name == "dbx" })
+        let end = dbx.sequence + 1 < log.events.count ? log.events[dbx.sequence + 1].offset : genuine.count
+        var forged = genuine
+        forged[end - 1] ^= 0x01
+        try Data(forged).write(to: path)
+        assertRefused("event_data_mismatch") { _ = try enroll(host, "c") }
+        XCTAssertEqual(try status(broker).lastAttestation?.codes.first, "event_data_mismatch")
+
+        try Data(genuine).write(to: path)
+        _ = try enroll(host, "d")
+        XCTAssertEqual(try status(broker).lastAttestation?.claims?.boot, first)
+        XCTAssertEqual(try broker.status().certificates.count, 3)
+    }
+
     /// measure-model through the real attester executable; the broker's manifest digest equals the one
     /// `sha256sum | sort | sha256sum` gives; an edited log is refused.
     func testModelMeasurementReachesTheBroker() throws {
