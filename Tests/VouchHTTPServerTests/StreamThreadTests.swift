@@ -126,6 +126,35 @@ final class StreamThreadTests: XCTestCase {
         server.stop()   // idempotent
     }
 
+    /// Streams that produce quickly, clients that leave and a server that stops, all at once,
+    /// round after round: every stream is closed exactly once and every pump ends.
+    func testStreamsClientsAndStopRacing() throws {
+        let opened = Mutex(0), closed = Mutex(0)
+        for round in 0..<20 {
+            let (server, port) = try server(threads: 2) {
+                opened.withLock { $0 += 1 }
+                let n = Mutex(0)
+                return HTTPStream(next: {
+                    let i = n.withLock { v -> Int in defer { v += 1 }; return v }
+                    if i % 3 == 2 { usleep(UInt32(1_000 * (i % 7))) }   // sometimes the queue runs dry
+                    return i < 200 ? Array("data: \(i)\n\n".utf8) : nil
+                }, onClose: { closed.withLock { $0 += 1 } })
+            }
+            var sockets: [RawSocket] = []
+            for i in 0..<8 {
+                let socket = try RawSocket(tcpPort: port)
+                XCTAssertTrue(socket.send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"))
+                XCTAssertTrue(socket.read(until: "data: 0", timeout: 10), "round \(round) stream \(i)")
+                sockets.append(socket)
+            }
+            sockets.removeFirst(round % 8)   // some clients leave mid-stream
+            server.stop()
+        }
+        XCTAssertTrue(eventually { Self.pumpThreads() == 0 })
+        XCTAssertEqual(opened.withLock { $0 }, 160)
+        XCTAssertEqual(closed.withLock { $0 }, 160, "each stream closed once")
+    }
+
     /// A client that does not read: the pump stops calling next() once the queue is full (the
     /// socket buffers and the bounded queue hold what was produced, not everything it could make).
     func testASlowReaderHoldsThePumpBack() throws {
