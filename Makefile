@@ -28,13 +28,15 @@ build: deps
 demo: build
 	scripts/demo.sh
 
-# The end-to-end tests run a second time with every vouchd on PostgreSQL (VOUCH_TEST_STORE).
+# The end-to-end tests run a second time with every vouchd on PostgreSQL (VOUCH_TEST_STORE), and
+# the HTTP server's tests a second time with every server in the pool-with-stream-threads mode.
 PG_E2E := EndToEndTests|ReattestationTests|RenewalTests|RelyingPartyTests|PublicationTests|EventStreamTests|WebhookTests|IdentityTests|ServiceAPITests
 
 test: deps check-imports
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	VOUCH_TEST_STORE=postgres $(SWIFT) test --skip-build --filter 'VouchIntegrationTests.($(PG_E2E))'
+	VOUCH_TEST_HTTP_THREADING=streams $(SWIFT) test --skip-build --filter VouchHTTPServerTests
 
 # Each target declares in Package.swift exactly the package targets it imports (seconds, no build).
 check-imports: deps

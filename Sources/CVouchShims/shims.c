@@ -1,3 +1,5 @@
+#define _GNU_SOURCE   /* pthread_setname_np */
+#include <pthread.h>
 #include "CVouchShims.h"
 
 void vouch_openssl_free(void *p) { OPENSSL_free(p); }
@@ -48,3 +50,5 @@ CURLcode vouch_curl_setopt_xferinfo(CURL *h, int (*cb)(void *, curl_off_t, curl_
     if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_XFERINFODATA, ctx);
     return rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
 }
+
+int vouch_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }

@@ -47,11 +47,24 @@ public final class HTTPServer: @unchecked Sendable {
     private var unixPath: String?
 
     public enum Threading: Sendable {
-        /// A pool of threads multiplexing connections with epoll: for handlers that never block long.
+        /// A pool of threads multiplexing connections with epoll: for handlers that never block
+        /// long. A streamed response is read on the pool thread (its `next()` holds that thread).
         case pool(Int)
         /// One thread per connection: handlers and streams may block (event streams, TPM work).
         case perConnection
+        /// A pool of threads multiplexing connections with epoll, as `pool`, and a thread of its
+        /// own for each streamed response (`PumpedStream`): an idle kept-alive connection costs
+        /// no thread, a stream whose `next()` blocks holds only its pump thread. Handlers still
+        /// run on the pool: one that blocks long holds its pool thread meanwhile.
+        case poolWithStreamThreads(Int)
     }
+
+    /// The threading the server was started with.
+    public let threading: Threading
+    /// Streams being pumped (`poolWithStreamThreads`), resumed before the daemon stops.
+    let streams = StreamRegistry()
+    /// Set for `poolWithStreamThreads`: streamed responses are pumped.
+    var pumpsStreams: Bool { if case .poolWithStreamThreads = threading { true } else { false } }
 
     /// Connection limits. `idleTimeout` (seconds) closes connections that send nothing for that
     /// long; `requestDeadline` (seconds) closes connections that have not delivered a whole
@@ -93,6 +106,7 @@ public final class HTTPServer: @unchecked Sendable {
     public init(listen: Listen, threads: Int = 4, threading: Threading? = nil, maxBodyBytes: Int = 1 << 20, limits: Limits,
                 clientTrustPEM: String? = nil, handler: @escaping Handler) throws {
         self.handler = handler
+        self.threading = threading ?? .pool(threads)
         self.maxBodyBytes = maxBodyBytes
         self.maxResponseHeaderBytes = (limits.connectionMemory ?? Self.defaultConnectionMemory) / 2
         if case .tls = listen { self.verifiesClients = clientTrustPEM != nil } else { self.verifiesClients = false }
@@ -106,9 +120,14 @@ public final class HTTPServer: @unchecked Sendable {
         // Runtime.log, so they follow the process's log format. First, or the options read
         // before it are reported by its standard logger (and it warns that it was not first).
         opt(MHD_OPTION.EXTERNAL_LOGGER, unsafeBitCast(serverLog as MHD_LogCallback, to: Int.self), nil)
-        switch threading ?? .pool(threads) {
+        switch self.threading {
         case let .pool(n):
             flags |= UInt32(MHD_USE_EPOLL.rawValue)
+            opt(MHD_OPTION.THREAD_POOL_SIZE, n)
+        case let .poolWithStreamThreads(n):
+            // Suspend/resume brings an inter-thread channel (MHD_USE_ITC) with it, so a resumed
+            // connection is served at once, not at the pool thread's next network event.
+            flags |= UInt32(MHD_USE_EPOLL.rawValue) | UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
             opt(MHD_OPTION.THREAD_POOL_SIZE, n)
         case .perConnection:
             flags |= UInt32(MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_POLL.rawValue)
@@ -169,7 +188,12 @@ public final class HTTPServer: @unchecked Sendable {
     deinit { stop() }
 
     public func stop() {
-        if let d = daemon { MHD_stop_daemon(d); daemon = nil }
+        if let d = daemon {
+            // libmicrohttpd must not be stopped with suspended connections: resume them first.
+            streams.stopAll()
+            MHD_stop_daemon(d)
+            daemon = nil
+        }
         requestDeadline?.stop()
         cleanup()
     }
@@ -329,7 +353,7 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
         response.stream?.onClose()
         response = internalError(.responseHeadersTooLarge, "the answer's headers exceed \(server.maxResponseHeaderBytes) bytes")
     }
-    return queue(response, on: connection)
+    return queue(response, on: connection, server: server)
 }
 
 /// A 500 JSON answer made by the server itself, in place of one it cannot send.
@@ -339,9 +363,13 @@ private func internalError(_ code: ErrorCode, _ message: String) -> HTTPResponse
 
 /// Hands `response` to libmicrohttpd. A header it refuses (a CR or LF in it, no memory) turns
 /// the answer into 500 `response_header_invalid`, logged; a failure to queue is logged.
-private func queue(_ response: HTTPResponse, on connection: OpaquePointer?, fallback: Bool = false) -> MHD_Result {
+private func queue(_ response: HTTPResponse, on connection: OpaquePointer?, server: HTTPServer, fallback: Bool = false) -> MHD_Result {
     let mhdResponse: OpaquePointer?
-    if let stream = response.stream {
+    if let stream = response.stream, server.pumpsStreams, let connection {
+        let pumped = Unmanaged.passRetained(PumpedStream(stream: stream, connection: connection, registry: server.streams))
+        mhdResponse = MHD_create_response_from_callback(UInt64.max, 4096, pumpedReader, pumped.toOpaque(), pumpedFree)
+        if mhdResponse == nil { pumpedFree(pumped.toOpaque()) }   // closes the stream
+    } else if let stream = response.stream {
         mhdResponse = MHD_create_response_from_callback(UInt64.max, 4096, streamReader, Unmanaged.passRetained(StreamState(stream)).toOpaque(), streamFree)
     } else {
         mhdResponse = response.body.withUnsafeBytes { buf in
@@ -357,7 +385,7 @@ private func queue(_ response: HTTPResponse, on connection: OpaquePointer?, fall
         Runtime.log("http: a \(response.status) answer's header \(k.prefix(100)) was refused: answered 500", level: "warning")
         guard !fallback else { return .NO }
         // The stream (if any) is freed with `mhdResponse`, which closes it.
-        return queue(internalError(.responseHeaderInvalid, "the answer has a header that cannot be sent"), on: connection, fallback: true)
+        return queue(internalError(.responseHeaderInvalid, "the answer has a header that cannot be sent"), on: connection, server: server, fallback: true)
     }
     let queued = MHD_queue_response(connection, UInt32(response.status), mhdResponse)
     if queued != .YES { Runtime.log("http: a \(response.status) answer could not be queued", level: "warning") }

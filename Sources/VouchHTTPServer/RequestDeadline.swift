@@ -18,8 +18,9 @@ import Glibc
 /// request (`NOTIFY_COMPLETED`, and the access handler once the request is whole). Connections
 /// still receiving are kept here with their socket and the time they started receiving; a
 /// watchdog thread calls `shutdown(2)` on the sockets of those past the deadline, which wakes the
-/// connection's own thread (its read returns 0) and libmicrohttpd closes the connection as if
-/// the client had. A response being produced or sent (an event stream included) is never cut.
+/// thread serving the connection (its own, or the pool thread polling it with epoll: its read
+/// returns 0) and libmicrohttpd closes the connection as if the client had. A response being
+/// produced or sent (an event stream included, suspended or not) is never cut.
 ///
 /// Thread safety: the table is only touched under its mutex, and libmicrohttpd notifies
 /// `CLOSED` (which removes the entry) before it closes the socket, so `shutdown` under the same
@@ -34,7 +35,7 @@ final class RequestDeadline: @unchecked Sendable {
     }
 
     let limit: Duration
-    /// Touched twice per request by every connection thread (a thread per connection): a blocking
+    /// Touched twice per request by every thread serving connections (one per connection in that mode): a blocking
     /// pthread mutex, not a spinning one, so a holder preempted on a busy machine does not make
     /// the other threads burn their time slices.
     private let table = BlockingLock<[UInt: Entry]>([:])

@@ -26,6 +26,13 @@ struct BrokerOptions {
     let authFailures: Int
     let idle: Int
     let requestDeadline: Int
+    /// `max-connections`: connections the HTTPS API holds open at once (kept-alive hosts included).
+    let maxConnections: Int
+    /// `http-threads`: the HTTPS API's epoll pool (default twice the cores, at least 4).
+    let httpThreads: Int
+    /// `http-threading`: `pool` (the pool serves requests, each event stream has a thread of its
+    /// own) or `per-connection` (a thread for every open connection: the former model).
+    let perConnectionThreads: Bool
     /// The roots and TDX collateral CPU TEE evidence is verified with: AMD's and Intel's pinned
     /// roots; the software TEE's besides only with `simulated-tee-roots` (which needs
     /// `allow-simulated-hosts`); collateral from `tdx-collateral` (none without it: a TDX quote's
@@ -80,6 +87,18 @@ struct BrokerOptions {
         let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
         let requestDeadline = Int(try parseDuration(args["request-deadline"] ?? "10s", field: "--request-deadline"))
         guard idle >= 1, requestDeadline >= 1 else { fail("connection-timeout and request-deadline must be at least 1s") }
+        guard let maxConnections = Int(args["max-connections"] ?? "\(Self.defaultMaxConnections)"), (perAddress...1_000_000).contains(maxConnections) else {
+            fail("\(args.source("max-connections")): max-connections must be \(perAddress) (max-connections-per-address) to 1000000")
+        }
+        guard let httpThreads = Int(args["http-threads"] ?? "\(Self.defaultHTTPThreads)"), (1...1024).contains(httpThreads) else {
+            fail("\(args.source("http-threads")): http-threads must be 1-1024")
+        }
+        let perConnectionThreads: Bool
+        switch args["http-threading"] ?? "pool" {
+        case "pool": perConnectionThreads = false
+        case "per-connection": perConnectionThreads = true
+        default: fail("\(args.source("http-threading")): http-threading must be pool or per-connection")
+        }
         var tee = TEETrust()
         if let dir = args["tdx-collateral"] {
             var isDirectory: ObjCBool = false
@@ -109,7 +128,14 @@ struct BrokerOptions {
         self.publication = publication; self.policyPaths = policyPaths; self.ekRoots = ekRoots; self.config = config
         self.concurrency = concurrency; self.pullTimeout = pullTimeout; self.pullConnections = pullConnections; self.perAddress = perAddress; self.authFailures = authFailures
         self.idle = idle; self.requestDeadline = requestDeadline; self.tee = tee; self.collateral = collateral
+        self.maxConnections = maxConnections; self.httpThreads = httpThreads; self.perConnectionThreads = perConnectionThreads
     }
+
+    /// Enough for a large fleet's hosts to keep their connections alive (one descriptor each).
+    static let defaultMaxConnections = 16_384
+    /// Twice the cores, at least 4: handlers do CPU work (signatures, quote checks) and may wait
+    /// on the store, so a few more threads than cores keep the cores busy.
+    static var defaultHTTPThreads: Int { max(4, 2 * ProcessInfo.processInfo.activeProcessorCount) }
 
     /// `--nvidia-rims DIR`: the driver and VBIOS RIMs GPU measurements are compared with, each
     /// verified once now under NVIDIA's pinned CoRIM root (`NvidiaRIMStore`; every lookup

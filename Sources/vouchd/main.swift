@@ -53,8 +53,16 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --request-deadline DUR    close connections that have not sent a whole request (TLS handshake,
                         headers, body) this long after connecting or after their previous response,
                         however slowly the bytes trickle; never cuts a response (default 10s)
-  --max-connections-per-address N  connections open at once from one client IP address (default 64;
-                        of 1024 in all); more from that address are refused at accept
+  --max-connections N   connections the HTTPS API holds open at once, kept-alive ones included
+                        (default 16384); the open-file limit is raised to its hard limit at start,
+                        with a warning when that is too low for this many
+  --max-connections-per-address N  connections open at once from one client IP address (default 64);
+                        more from that address are refused at accept
+  --http-threads N      the HTTPS API's threads serving requests (default twice the cores, at least 4);
+                        each open event stream has a thread of its own besides
+  --http-threading pool|per-connection  pool (default): those threads serve every connection (an
+                        idle kept-alive one costs no thread); per-connection: a thread for each open
+                        connection, the former model
   --event-streams-per-address N    event streams (/v1/events) open at once from one client IP
                         address (default 4; 256 in all); more get 429 too_many_streams
   --auth-failures-per-address N    failed bearer-token attempts from one client IP address per
@@ -115,6 +123,7 @@ if Arguments.asksForVersion(words) { print("vouchd \(VouchVersion.current)"); ex
 let options: Set<String> = Set(["config", "data-dir", "database", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
                              "publish-listen", "publish-url", "crl-url", "ocsp-url",
                              "crl-validity", "webhook", "webhook-secret-file", "log-witness", "connection-timeout", "request-deadline",
+                             "max-connections", "http-threads", "http-threading",
                              "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "pull-connections", "log-format",
                              "tdx-collateral", "simulated-tee-roots", "nvidia-rims", "nvidia-ocsp"]).union(CollateralFetching.options)
 let switches: Set<String> = ["allow-simulated-hosts"]
@@ -255,6 +264,10 @@ do {
                         transparency: LogAPI(log: transparencyLog, trustDomain: trustDomain, brokerCAPEM: try brokerCA.certificate.pem),
                         throttle: AuthThrottle(maxFailures: brokerOptions.authFailures), reattestor: reattestor, log: Runtime.log)
     let limits = HTTPServer.Limits(idleTimeout: brokerOptions.idle, requestDeadline: brokerOptions.requestDeadline, perAddress: brokerOptions.perAddress, total: 1024)
+    // The HTTPS API holds a fleet's kept-alive connections: one descriptor each.
+    var apiLimits = limits
+    apiLimits.total = brokerOptions.maxConnections
+    FileLimit.raise(forConnections: apiLimits.total + (publication.listen == nil ? 0 : limits.total))
     // The publication listener: CRLs and OCSP alone, over plain HTTP, on a thread pool (their
     // handlers never block long). Up before the HTTPS listener: a broker answering there publishes.
     let publisher = try publication.listen.map { l in
@@ -262,12 +275,13 @@ do {
                        handler: PublicationAPI(service: service, log: Runtime.log).httpHandler)
     }
     let server = try HTTPServer(listen: .tls(host: listen, port: port, certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM),
-                                threading: .perConnection,
-                                limits: limits,
+                                threading: brokerOptions.perConnectionThreads ? .perConnection : .poolWithStreamThreads(brokerOptions.httpThreads),
+                                limits: apiLimits,
                                 clientTrustPEM: bundle, handler: api.httpHandler)
     if let l = publication.listen { Runtime.log("publishing CRLs and OCSP on http://\(l.host):\(l.port)") }
     Runtime.log("certificates name CRLs at \(publication.crlURL)/<CA key id> and OCSP at \(publication.ocspURL)")
-    Runtime.log("vouchd listening on https://\(listen):\(port) (trust domain \(trustDomain), policies \(policies.current.policies.map(\.label).joined(separator: ", ")), \(ekTrust.anchors.count) EK root(s))")
+    Runtime.log("vouchd listening on https://\(listen):\(port) (\(brokerOptions.perConnectionThreads ? "a thread per connection" : "\(brokerOptions.httpThreads) threads, a thread per event stream"), "
+                + "at most \(apiLimits.total) connections; trust domain \(trustDomain), policies \(policies.current.policies.map(\.label).joined(separator: ", ")), \(ekTrust.anchors.count) EK root(s))")
     Runtime.waitForTermination()
     // Graceful shutdown: /readyz answers 503 and event streams end; no new re-attestation rounds
     // start and those in flight finish; the server stops accepting and drains its requests; then

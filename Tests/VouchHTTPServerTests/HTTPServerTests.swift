@@ -19,7 +19,7 @@ final class HTTPServerTests: XCTestCase {
     func unixServer(maxBodyBytes: Int = 1 << 20, threading: HTTPServer.Threading = .pool(2),
                     handler: @escaping HTTPServer.Handler = echoHandler) throws -> (HTTPServer, HTTPClient) {
         let path = scratch.file("s.sock")
-        let server = try HTTPServer(listen: .unix(path: path, mode: 0o600), threading: threading, maxBodyBytes: maxBodyBytes, limits: .init(),
+        let server = try HTTPServer(listen: .unix(path: path, mode: 0o600), threading: underTest(threading), maxBodyBytes: maxBodyBytes, limits: .init(),
                                     handler: handler)
         return (server, HTTPClient(.unix(path: path), timeoutSeconds: 10))
     }
@@ -179,7 +179,7 @@ final class HTTPServerTests: XCTestCase {
 
     func testPlainTCPServesHTTPWithoutTLSOrClientCertificates() throws {
         let port = try freePort()
-        let server = try HTTPServer(listen: .http(host: "127.0.0.1", port: port), threading: .pool(2),
+        let server = try HTTPServer(listen: .http(host: "127.0.0.1", port: port), threading: underTest(.pool(2)),
                                     limits: .init(requestDeadline: 5, perAddress: 4), handler: echoHandler)
         defer { server.stop() }
         let client = HTTPClient(.anyURL(caFile: nil), timeoutSeconds: 10)
@@ -252,7 +252,7 @@ final class HTTPServerLogTests: XCTestCase {
         defer { scratch.remove() }
         let text = try standardError {
             // A pool of one thread makes libmicrohttpd warn while it reads the options.
-            let server = try HTTPServer(listen: .unix(path: scratch.file("log.sock"), mode: 0o600), threading: .pool(1), limits: .init(), handler: echoHandler)
+            let server = try HTTPServer(listen: .unix(path: scratch.file("log.sock"), mode: 0o600), threading: underTest(.pool(1)), limits: .init(), handler: echoHandler)
             server.stop()
         }
         let lines = text.split(separator: "\n").map(String.init)

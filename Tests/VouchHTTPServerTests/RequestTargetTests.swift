@@ -14,7 +14,7 @@ import Glibc
 final class RequestTargetTests: XCTestCase {
     func server(_ limits: HTTPServer.Limits = .init(), _ handler: @escaping HTTPServer.Handler) throws -> (HTTPServer, HTTPClient) {
         let port = try freePort()
-        let server = try HTTPServer(listen: .http(host: "127.0.0.1", port: port), threading: .perConnection, limits: limits, handler: handler)
+        let server = try HTTPServer(listen: .http(host: "127.0.0.1", port: port), threading: underTest(.perConnection), limits: limits, handler: handler)
         return (server, HTTPClient(.service(baseURL: "http://127.0.0.1:\(port)"), timeoutSeconds: 30))
     }
 
@@ -25,7 +25,7 @@ final class RequestTargetTests: XCTestCase {
     func testAPathThatIsNotOriginFormIsRefusedBeforeAnythingIsSent() throws {
         let (base, client) = try server { _ in HTTPResponse(status: 200, body: Array("base".utf8)) }
         let p = try freePort()
-        let other = try HTTPServer(listen: .http(host: "127.0.0.1", port: p), threading: .perConnection, limits: .init()) { _ in
+        let other = try HTTPServer(listen: .http(host: "127.0.0.1", port: p), threading: underTest(.perConnection), limits: .init()) { _ in
             HTTPResponse(status: 200, body: Array("other".utf8))
         }
         defer { base.stop(); other.stop() }

@@ -11,7 +11,7 @@ import VouchTestSupport
 final class StreamedResponseTests: XCTestCase {
     func server(maxResponseBytes: Int = 16 << 20, _ handler: @escaping HTTPServer.Handler) throws -> (HTTPServer, HTTPClient) {
         let port = try freePort()
-        let server = try HTTPServer(listen: .http(host: "127.0.0.1", port: port), threading: .perConnection, limits: .init(), handler: handler)
+        let server = try HTTPServer(listen: .http(host: "127.0.0.1", port: port), threading: underTest(.perConnection), limits: .init(), handler: handler)
         return (server, HTTPClient(.service(baseURL: "http://127.0.0.1:\(port)"), timeoutSeconds: 30, maxResponseBytes: maxResponseBytes))
     }
 

@@ -82,6 +82,23 @@ final class TestPKI {
     }
 }
 
+/// The threading a test asks for, or `poolWithStreamThreads` in its place (as many pool threads
+/// as the test asked for; 4 for a thread per connection) when the environment has `VOUCH_TEST_HTTP_THREADING=streams`:
+/// `make test` runs this whole target a second time so, to show that mode serves everything the
+/// other two do.
+func underTest(_ asked: HTTPServer.Threading) -> HTTPServer.Threading {
+    guard ProcessInfo.processInfo.environment["VOUCH_TEST_HTTP_THREADING"] == "streams" else { return asked }
+    switch asked {
+    case let .pool(n), let .poolWithStreamThreads(n): return .poolWithStreamThreads(n)
+    case .perConnection: return .poolWithStreamThreads(4)
+    }
+}
+
+/// True when `underTest` puts `poolWithStreamThreads` in place of what tests ask for.
+var streamThreadsUnderTest: Bool {
+    if case .poolWithStreamThreads = underTest(.perConnection) { true } else { false }
+}
+
 /// Starts a TLS server on 127.0.0.1 at a port that was free a moment ago (the server has no
 /// port-0 lookup); retries on another port if one was taken in between.
 func startTLSServer(certificatePEM: String, keyPEM: String, threading: HTTPServer.Threading = .perConnection, maxBodyBytes: Int = 1 << 20,
@@ -92,7 +109,7 @@ func startTLSServer(certificatePEM: String, keyPEM: String, threading: HTTPServe
         let port = try freePort()
         do {
             let server = try HTTPServer(listen: .tls(host: "127.0.0.1", port: port, certificatePEM: certificatePEM, keyPEM: keyPEM),
-                                        threading: threading, maxBodyBytes: maxBodyBytes, limits: limits, clientTrustPEM: clientTrustPEM, handler: handler)
+                                        threading: underTest(threading), maxBodyBytes: maxBodyBytes, limits: limits, clientTrustPEM: clientTrustPEM, handler: handler)
             return (server, port)
         } catch {
             lastError = error

@@ -57,3 +57,6 @@ const struct sockaddr *vouch_mhd_client_addr(struct MHD_Connection *c);
 void *vouch_mhd_tls_session(struct MHD_Connection *c);
 /// The socket of a libmicrohttpd connection, or -1.
 int vouch_mhd_connection_fd(struct MHD_Connection *c);
+/// Names the calling thread for the kernel (ps -L, /proc/self/task/*/comm; at most 15 bytes):
+/// pthread_setname_np is a GNU extension the importer does not see.
+int vouch_set_thread_name(const char *name);
