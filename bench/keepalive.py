@@ -4,10 +4,11 @@ streams (GET /v1/events), and holds them; prints vouchd's thread count and RSS (
 before and with them open, and the CPU time vouchd used over 5 s of holding them (an idle
 connection or a quiet stream should cost none).
 
-usage: keepalive.py PORT CA_FILE VOUCHD_PID N [S]
+usage: keepalive.py PORT CA_FILE VOUCHD_PID N [S [LABEL]]
+With LABEL, prints one JSON row for bench/run.sh's broker.jsonl instead of the text line.
 Connections come from 127.0.x.y, 50 per address, and streams from 127.1.x.y, 4 per address, so
 vouchd's per-address limits (max-connections-per-address 64, event-streams-per-address 4) admit them."""
-import os, socket, ssl, sys, time
+import json, os, resource, socket, ssl, sys, time
 from concurrent.futures import ThreadPoolExecutor
 
 def proc(pid):
@@ -43,6 +44,8 @@ def connect(context, port, src, request, marker):
 def main():
     port, ca, pid, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     streams = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)   # a descriptor per connection held
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     context = ssl.create_default_context(cafile=ca)
     context.check_hostname = False
     before = proc(pid)
@@ -58,6 +61,12 @@ def main():
     cpu = cpu_seconds(pid) - cpu0
     during = proc(pid)
     alive = sum(1 for conn in held if ask(conn, healthz, b'"ok"'))   # every connection still answers
+    if len(sys.argv) > 6:
+        print(json.dumps({"name": f"{n:,} kept-alive idle TLS connections and {streams} event streams, {sys.argv[6]}", "unit": "threads",
+                          "rate": during["threads"], "threads_before": before["threads"], "rss_mib": during["rss_mib"],
+                          "detail": f"vouchd threads {before['threads']} → {during['threads']}, RSS {before['rss_mib']} → {during['rss_mib']} MiB, "
+                                    f"{cpu:.2f} s of CPU over 5 s holding them; {alive}/{n} answered again afterwards"}))
+        return
     print(f"connections={n} streams={streams} opened_in_s={opened:.1f} still_answering={alive} "
           f"before_threads={before['threads']} before_rss_mib={before['rss_mib']} "
           f"open_threads={during['threads']} open_rss_mib={during['rss_mib']} cpu_s_over_5s={cpu:.2f}")
