@@ -123,6 +123,9 @@ public final class Reattestor: Sendable {
 
     private var isRunning: Bool { running.withLock { $0 } }
 
+    /// Whether `stop` has closed the queue of rounds (no queued round starts from then on).
+    public var isStopping: Bool { pending.withLock { $0.closed } }
+
     /// The scheduling thread: tick, queue the due pull rounds for the workers, sleep.
     private func loop() {
         while isRunning {

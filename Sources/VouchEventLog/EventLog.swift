@@ -150,6 +150,11 @@ public struct TCGEventLog: Sendable {
             if let a = TPMAlg(rawValue: id), let h = HashAlg(tpmAlg: a), h.digestSize != size {
                 throw VouchError(.invalidValue, "Spec ID event declares the wrong size for \(h.rawValue)", context: ["expected": "\(h.digestSize)", "got": "\(size)"])
             }
+            // Each algorithm once (the digestSizes array declares the log's banks): a second entry
+            // for one id would name a bank twice.
+            guard !out.contains(where: { $0.0 == id }) else {
+                throw VouchError(.invalidValue, "Spec ID event declares an algorithm twice", context: ["field": "specID.digestSizes[\(i)].algorithmId", "got": "0x" + String(id, radix: 16)])
+            }
             out.append((id, size))
         }
         return out
@@ -199,7 +204,9 @@ struct ReplayState: Sendable {
     let locality: UInt8?
 
     init(banks: [HashAlg], locality: UInt8?) {
-        self.pcrs = Dictionary(uniqueKeysWithValues: banks.map { ($0, [[UInt8]?](repeating: nil, count: 24)) })   // pcrIndex is checked <= 23 when parsed
+        // pcrIndex is checked <= 23 when parsed; a bank named twice is one bank (the parser refuses
+        // a Spec ID event that declares an algorithm twice, and this never traps on one).
+        self.pcrs = Dictionary(banks.map { ($0, [[UInt8]?](repeating: nil, count: 24)) }, uniquingKeysWith: { first, _ in first })
         self.locality = locality
     }
 

@@ -138,6 +138,13 @@ public final class PinnedConnectionPool: Sendable {
                 out.append(oldest)
                 s.stats.evicted += 1
             }
+            // Handles no request came back for (a deleted or re-keyed host's) drift to the least
+            // recent end: closed there once past the maximum age, so their sockets (which the
+            // attester may have closed: CLOSE_WAIT) do not stay open until the capacity evicts them.
+            while let oldest = s.leastRecent, ContinuousClock.now - oldest.created >= Duration.seconds(maxConnectionAge), let h = s.popLeastRecent() {
+                out.append(h)
+                s.stats.discarded += 1
+            }
             return out
         }
         for h in closing { h.close() }
@@ -169,6 +176,8 @@ public final class PinnedConnectionPool: Sendable {
             unlink(h)
             return h
         }
+
+        var leastRecent: KeptHandle? { oldest }
 
         mutating func popLeastRecent() -> KeptHandle? {
             guard let h = oldest else { return nil }

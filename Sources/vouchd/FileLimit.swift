@@ -7,8 +7,9 @@ import VouchRuntime
 /// are configured for is logged as a warning, since libmicrohttpd would then stop accepting at
 /// that many descriptors, not at `max-connections`.
 enum FileLimit {
-    /// Descriptors besides the listeners' connections: the store, log files, outgoing pulls,
-    /// webhook and collateral transfers.
+    /// Descriptors besides the connections counted (the listeners' and the kept pull
+    /// connections): the store, log files, pulls beyond the kept ones, webhook and collateral
+    /// transfers.
     static let reserve = 256
 
     /// Raises the soft limit to the hard one; returns the soft limit in force afterwards.
@@ -31,7 +32,7 @@ enum FileLimit {
         if before != limit.rlim_cur { Runtime.log("open-file limit raised from \(before) to \(shown) (the hard limit)") }
         if soft < needed {
             Runtime.log("WARNING: the open-file limit (\(shown), the hard limit) is below the \(needed) descriptors \(connections) connections need: "
-                        + "connections beyond about \(max(0, soft - reserve)) are not accepted (libmicrohttpd pauses accepting); raise the hard limit (systemd: LimitNOFILE) or lower max-connections")
+                        + "connections beyond about \(max(0, soft - reserve)) are not accepted (libmicrohttpd pauses accepting); raise the hard limit (systemd: LimitNOFILE) or lower max-connections or pull-connections")
         } else {
             Runtime.log("open-file limit \(shown): room for \(connections) connections")
         }

@@ -28,7 +28,7 @@ struct BrokerOptions {
     let requestDeadline: Int
     /// `max-connections`: connections the HTTPS API holds open at once (kept-alive hosts included).
     let maxConnections: Int
-    /// `http-threads`: the HTTPS API's epoll pool (default twice the cores, at least 4).
+    /// `http-threads`: the HTTPS API's epoll pool (default four times the cores, at least 16).
     let httpThreads: Int
     /// `http-threading`: `pool` (the pool serves requests, each event stream has a thread of its
     /// own) or `per-connection` (a thread for every open connection: the former model).
@@ -133,9 +133,11 @@ struct BrokerOptions {
 
     /// Enough for a large fleet's hosts to keep their connections alive (one descriptor each).
     static let defaultMaxConnections = 16_384
-    /// Twice the cores, at least 4: handlers do CPU work (signatures, quote checks) and may wait
-    /// on the store, so a few more threads than cores keep the cores busy.
-    static var defaultHTTPThreads: Int { max(4, 2 * ProcessInfo.processInfo.activeProcessorCount) }
+    /// Four times the cores, at least 16: handlers do CPU work (signatures, quote checks) and
+    /// some wait (the store; a receipt up to 5 s for its log entry; an on-demand collateral fetch),
+    /// and a waiting handler stalls every connection its pool thread serves: many threads keep
+    /// one slow request from holding up a large share of the connections.
+    static var defaultHTTPThreads: Int { max(16, 4 * ProcessInfo.processInfo.activeProcessorCount) }
 
     /// `--nvidia-rims DIR`: the driver and VBIOS RIMs GPU measurements are compared with, each
     /// verified once now under NVIDIA's pinned CoRIM root (`NvidiaRIMStore`; every lookup

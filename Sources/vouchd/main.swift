@@ -58,7 +58,7 @@ win over the environment, which wins over the file. docs/operations.md has an ex
                         with a warning when that is too low for this many
   --max-connections-per-address N  connections open at once from one client IP address (default 64);
                         more from that address are refused at accept
-  --http-threads N      the HTTPS API's threads serving requests (default twice the cores, at least 4);
+  --http-threads N      the HTTPS API's threads serving requests (default four times the cores, at least 16);
                         each open event stream has a thread of its own besides
   --http-threading pool|per-connection  pool (default): those threads serve every connection (an
                         idle kept-alive one costs no thread); per-connection: a thread for each open
@@ -267,7 +267,8 @@ do {
     // The HTTPS API holds a fleet's kept-alive connections: one descriptor each.
     var apiLimits = limits
     apiLimits.total = brokerOptions.maxConnections
-    FileLimit.raise(forConnections: apiLimits.total + (publication.listen == nil ? 0 : limits.total))
+    // Kept-alive pull connections (one per attester, up to --pull-connections) hold descriptors too.
+    FileLimit.raise(forConnections: apiLimits.total + (publication.listen == nil ? 0 : limits.total) + brokerOptions.pullConnections)
     // The publication listener: CRLs and OCSP alone, over plain HTTP, on a thread pool (their
     // handlers never block long). Up before the HTTPS listener: a broker answering there publishes.
     let publisher = try publication.listen.map { l in

@@ -74,7 +74,10 @@ final class ReattestorWorkerTests: XCTestCase {
         XCTAssertTrue(source.waitForCalls(2))
         let stopped = DispatchSemaphore(value: 0)
         Thread { reattestor.stop(timeout: 10); stopped.signal() }.start()
-        usleep(200_000)   // stop has closed the queue; the two held rounds are still running
+        // Until stop has closed the queue (the two held rounds are still running meanwhile).
+        let deadline = Date().addingTimeInterval(30)
+        while !reattestor.isStopping && Date() < deadline { usleep(1_000) }
+        XCTAssertTrue(reattestor.isStopping)
         source.release()
         XCTAssertEqual(stopped.wait(timeout: .now() + 10), .success)
         XCTAssertEqual(source.calls, 2, "the four queued rounds never ran")

@@ -124,4 +124,28 @@ final class EventLogTests: XCTestCase {
         XCTAssertThrowsError(try TCGEventLog(bytes: [UInt8](repeating: 0xff, count: 40)))
         XCTAssertThrowsError(try TCGEventLog(bytes: []))
     }
+
+    /// A Spec ID event that names one algorithm twice is refused when parsed, with the entry
+    /// named (an adversarial review found that such a log, sent beside a genuine quote, trapped
+    /// the replay on a duplicate bank and stopped the broker). Every real log's table, with its
+    /// second entry rewritten to repeat the first, is refused so.
+    func testASpecIDEventNamingAnAlgorithmTwiceIsRefused() throws {
+        var checked = 0
+        for name in try FileManager.default.contentsOfDirectory(atPath: try fixture("tpm-eventlog/eventlogs").path).sorted() where name.hasSuffix(".bin") {
+            var bytes = [UInt8](try Data(contentsOf: fixture("tpm-eventlog/eventlogs/\(name)")))
+            // The first event is the legacy TCG_PCR_EVENT carrying TCG_EfiSpecIDEvent: its data
+            // starts at byte 32; numberOfAlgorithms at data offset 24, the (id, size) pairs from 28.
+            guard bytes.count > 64, bytes[32..<47].elementsEqual(Array("Spec ID Event03".utf8)) else { continue }
+            let count = Int(bytes[56]) | Int(bytes[57]) << 8
+            guard count >= 2 else { continue }
+            XCTAssertNoThrow(try TCGEventLog(bytes: bytes), name)
+            bytes[64] = bytes[60]; bytes[65] = bytes[61]; bytes[66] = bytes[62]; bytes[67] = bytes[63]
+            XCTAssertThrowsError(try TCGEventLog(bytes: bytes), name) { error in
+                XCTAssertEqual((error as? VouchError)?.code, .invalidValue, name)
+                XCTAssertEqual((error as? VouchError)?.context["field"], "specID.digestSizes[1].algorithmId", name)
+            }
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 0, "logs with two or more banks")
+    }
 }
