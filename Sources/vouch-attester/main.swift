@@ -318,8 +318,11 @@ func gpuSource(_ args: Arguments, stateDirectory: String) throws -> (any GPUEvid
 /// simulated fleet: one per host, and some); and an 8 KiB memory pool per connection (a quote
 /// request's headers and a small answer's headers fit; 10,000 idle connections take 80 MiB of pools,
 /// not libmicrohttpd's default 320 MiB).
-func brokerFacingLimits(connections: Int) -> HTTPServer.Limits {
-    HTTPServer.Limits(idleTimeout: PinnedConnectionPool.defaultMaxConnectionAge + 300, total: connections, connectionMemory: 8 << 10)
+/// `perAddress`: connections one address may hold (0: no cap; a simulated fleet's are all the
+/// broker's). Idle connections are kept past the broker's maximum connection age, so a client
+/// that is not the broker holds at most `perAddress` of them.
+func brokerFacingLimits(connections: Int, perAddress: Int = 0) -> HTTPServer.Limits {
+    HTTPServer.Limits(idleTimeout: PinnedConnectionPool.defaultMaxConnectionAge + 300, perAddress: perAddress, total: connections, connectionMemory: 8 << 10)
 }
 
 if let n = args["simulate"] {
@@ -453,7 +456,7 @@ do {
         // broker CA (--ca), which certifies nothing but the broker: no agent or host certificate
         // can ask for quotes, whatever it names.
         brokerServer = try HTTPServer(listen: .tls(host: listen.host, port: listen.port, certificatePEM: identity.certificatePEM, keyPEM: identity.keyPEM),
-                                      threads: 2, limits: brokerFacingLimits(connections: 1024),
+                                      threads: 2, limits: brokerFacingLimits(connections: 1024, perAddress: 64),
                                       clientTrustPEM: try Files.readString(try args.required("ca")), handler: attester.brokerHandler)
         Runtime.log("pull mode: serving \(tee.map { "\($0.kind.rawValue) reports" } ?? "quotes") to \(identity.brokerSpiffeID) at \(config.attesterURL ?? "")")
         if tee == nil && watchInterval > 0 {
