@@ -144,7 +144,11 @@ final class PinnedConnectionPoolTests: PKITestCase {
     func testConcurrentRoundsToOneAttesterGetHandlesOfTheirOwn() throws {
         let id = try serverIdentity()
         let arrived = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
-        let (server, port) = try startTLSServer(certificatePEM: id.certificatePEM, keyPEM: id.keyPEM, clientTrustPEM: try pki.caPEM) { req in
+        // A thread per connection whatever VOUCH_TEST_HTTP_THREADING says: both handlers block at
+        // once here, which a pool thread serving both connections could not do.
+        let port = try freePort()
+        let server = try HTTPServer(listen: .tls(host: "127.0.0.1", port: port, certificatePEM: id.certificatePEM, keyPEM: id.keyPEM),
+                                    threading: .perConnection, limits: .init(), clientTrustPEM: try pki.caPEM) { req in
             arrived.signal()
             _ = release.wait(timeout: .now() + 10)
             return echoHandler(req)
