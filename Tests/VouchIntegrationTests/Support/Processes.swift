@@ -1,4 +1,5 @@
 import Foundation
+import VouchTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,18 +31,7 @@ enum TestEnv {
     }
 
     /// True if nothing listens on or holds 127.0.0.1:port.
-    static func portIsFree(_ port: UInt16) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-    }
+    static func portIsFree(_ port: UInt16) -> Bool { loopbackPort(port, bind: true) }
 
     /// A free port such that the next `count - 1` ports are free too.
     static func freePorts(_ count: Int = 1) -> UInt16 {
