@@ -3,10 +3,17 @@ import Synchronization
 import VouchCore
 import VouchModel
 
+/// Which change commits batches now (`Revocations.batched`); `leading` and every member's
+/// `outcome` are read and written under `condition`, which is signalled as members end.
+final class BatchLeader: @unchecked Sendable {
+    let condition = NSCondition()
+    var leading = false
+}
+
 /// One change waiting to be revoked in a batch (`Revocations.batched`): the revocation its
 /// decision named, its decision and writes (type-erased; they run on whichever thread commits the
-/// batch, while the change's own thread waits for `planning`), and how it ended. `outcome` and
-/// the closures are read and written only under `Revocations.planning`.
+/// batch, while the change's own thread waits), and how it ended (`outcome`, under
+/// `BatchLeader.condition`; the closures are used only by the thread that commits the batch).
 final class BatchMember: @unchecked Sendable {
     let target: RevocationTarget
     let reason: RevocationReason
@@ -29,7 +36,8 @@ final class BatchMember: @unchecked Sendable {
         self.target = target; self.reason = reason; self.at = at; self.decide = decide; self.write = write
     }
 
-    /// Ends the member; its closures are dropped (they must not outlive the waiting change).
+    /// Ends the member (under `BatchLeader.condition`); its closures are dropped (they must not
+    /// outlive the waiting change).
     func settle(_ outcome: Outcome) {
         self.outcome = outcome
         decide = nil
@@ -38,8 +46,9 @@ final class BatchMember: @unchecked Sendable {
 }
 
 /// Batching of revocations (see `Revocations`): a change whose decision revokes queues itself in
-/// `pending` and takes `planning`; if no batch committed it meanwhile, it commits every queued
-/// change, its own included, as batches. A batch's members have disjoint plans (a member whose
+/// `pending` and waits while another change leads; if no batch committed it meanwhile, it leads:
+/// under `planning` it commits every queued change, its own included, as batches, and each
+/// batch's members are woken as soon as it committed (not when the leader is done). A batch's members have disjoint plans (a member whose
 /// plan shares a certificate with an earlier one waits for the next batch, planned after the
 /// earlier one committed). Each batch is planned from the store (one plan per member; the CRL of
 /// each issuer for their union, signed once) and committed in one transaction in which every
@@ -74,10 +83,23 @@ extension Revocations {
                     try write(tx, value, plan)
                 })
                 pending.withLock { $0.append(member) }
-                planning.lock()
-                defer { planning.unlock() }
-                while member.outcome == nil { commitPending() }
-                guard let outcome = member.outcome else { throw VouchError(.internalError, "a batched revocation ended without an outcome") }
+                let c = leader.condition
+                c.lock()
+                while member.outcome == nil && leader.leading { c.wait() }
+                if member.outcome == nil {
+                    // No leader, and this change is still queued: it leads, for what is queued now.
+                    leader.leading = true
+                    c.unlock()
+                    planning.lock()
+                    commitPending()
+                    planning.unlock()
+                    c.lock()
+                    leader.leading = false
+                    c.broadcast()
+                }
+                let outcome = member.outcome
+                c.unlock()
+                guard let outcome else { throw VouchError(.internalError, "a batched revocation ended without an outcome") }
                 return outcome
             }
         }
@@ -90,6 +112,14 @@ extension Revocations {
         case let .failed(error):
             throw error
         }
+    }
+
+    /// Ends `members` with their outcomes and wakes their changes.
+    private func finish(_ ended: [(BatchMember, BatchMember.Outcome)]) {
+        leader.condition.lock()
+        for (m, outcome) in ended { m.settle(outcome) }
+        leader.condition.broadcast()
+        leader.condition.unlock()
     }
 
     /// Commits every queued change as batches (under `planning`); every one taken from the queue
@@ -128,17 +158,17 @@ extension Revocations {
                 try commit(members, plans: plans, crls: crls)
                 return later
             } catch let ended as MemberEnded {
-                members[ended.index].settle(ended.changed ? .changed : .failed(ended.error ?? VouchError(.internalError, "a batched change failed")))
+                finish([(members[ended.index], ended.changed ? .changed : .failed(ended.error ?? VouchError(.internalError, "a batched change failed")))])
                 members.remove(at: ended.index)
             } catch let e as VouchError where e.code == .revocationPlanStale {
                 stale += 1
                 guard stale < Self.attempts else {
                     let conflict = VouchError(.conflict, "the certificates or CRLs kept changing while this revocation was planned; not committed", context: e.context)
-                    for m in members { m.settle(.failed(conflict)) }
+                    finish(members.map { ($0, .failed(conflict)) })
                     return later
                 }
             } catch {
-                for m in members { m.settle(.failed(error)) }
+                finish(members.map { ($0, .failed(error)) })
                 return later
             }
         }
@@ -210,9 +240,9 @@ extension Revocations {
         }
         committed = crls
         watermark.raise(crls)
-        for (index, m) in members.enumerated() {
+        finish(members.enumerated().map { index, m in
             let own = Set(plans[index].certificates.map(\.issuer))
-            m.settle(.committed(values[index], plans[index], crls.filter { own.contains($0.issuer) }))
-        }
+            return (m, .committed(values[index], plans[index], crls.filter { own.contains($0.issuer) }))
+        })
     }
 }

@@ -35,8 +35,8 @@ struct ResponseCache {
 /// decision asks for a revocation without a plan, the transaction is abandoned (it wrote
 /// nothing), and the change joins the next batch of revocations (RevocationBatch.swift).
 ///
-/// Revocations are batched: those that arrive while one is planned, signed and committed wait
-/// for `planning`, and whichever takes it next plans them all together — a plan per member from
+/// Revocations are batched: those that arrive while one is planned, signed and committed wait,
+/// and the next of them to lead plans them all together — a plan per member from
 /// the store, one CRL per issuer for their union, signed once — and commits them in one store
 /// transaction, each member decided again (`decide`) and written in turn, the CRLs last. Every
 /// member's answer names CRLs that list its certificates, and no CRL is committed that lists a
@@ -64,8 +64,10 @@ final class Revocations: Sendable {
     let watermark: CRLWatermark
     /// Held while a batch of revocations is planned, signed and committed, and while a CRL is refreshed.
     let planning = NSLock()
-    /// Revocations waiting for the next batch (appended before `planning` is taken).
+    /// Revocations waiting for the next batch.
     let pending = Mutex<[BatchMember]>([])
+    /// Which waiting change commits the next batches (RevocationBatch.swift).
+    let leader = BatchLeader()
     /// How often a batch is planned again after its plan went stale, before `conflict` is returned.
     static let attempts = 8
 
