@@ -135,32 +135,50 @@ public final class SimulatedFleet: Sendable {
     /// What each of `indices` does when its measurements change, as an attester's drift watcher
     /// (`DriftWatcher`): a push host pushes a fresh report, a pull host hints; one unsolicited
     /// report a second per host (`ReportGate`: a report the gate holds waits for it). Returns
-    /// the failures.
+    /// the failures. `concurrency` threads of their own report at once: hosts drift and report
+    /// independently, and `DispatchQueue.concurrentPerform` would run no more iterations at
+    /// once than the machine has cores (two reports in flight on a 2-core machine).
     func reportDrift(_ indices: [Int], concurrency: Int) -> [String] {
-        let failures = Mutex<[String]>([])
+        let shared = DriftReports()
+        let reporters = DispatchGroup()
+        for _ in 0..<max(1, min(concurrency, indices.count)) {
+            reporters.enter()
+            Thread { [self] in
+                defer { reporters.leave() }
+                reportDrift(indices, shared)
+            }.start()
+        }
+        reporters.wait()
+        return shared.failures.withLock { $0 }
+    }
+
+    /// What the reporters of one `reportDrift` share: the next host to report, and the failures.
+    private final class DriftReports: Sendable {
         let next = Mutex(0)
-        DispatchQueue.concurrentPerform(iterations: max(1, min(concurrency, indices.count))) { _ in
-            while true {
-                let n: Int = next.withLock { n in defer { n += 1 }; return n }
-                guard n < indices.count else { return }
-                let i = indices[n]
-                let wait: Date = state.withLock { s in
-                    var gate = s.gates[i] ?? ReportGate()
-                    defer { s.gates[i] = gate }
-                    let at = gate.nextAllowed(now: Date())
-                    _ = gate.admit(now: at)
-                    return at
-                }
-                let delay = wait.timeIntervalSinceNow
-                if delay > 0 { usleep(UInt32(delay * 1_000_000)) }
-                do {
-                    if state.withLock({ $0.pulled.contains(i) }) { _ = try hint(i) } else { _ = try pushReport(i) }
-                } catch {
-                    failures.withLock { $0.append("host \(i): \(error)") }
-                }
+        let failures = Mutex<[String]>([])
+    }
+
+    /// One reporter of `reportDrift`: takes the next host until none is left.
+    private func reportDrift(_ indices: [Int], _ shared: DriftReports) {
+        while true {
+            let n: Int = shared.next.withLock { n in defer { n += 1 }; return n }
+            guard n < indices.count else { return }
+            let i = indices[n]
+            let wait: Date = state.withLock { s in
+                var gate = s.gates[i] ?? ReportGate()
+                defer { s.gates[i] = gate }
+                let at = gate.nextAllowed(now: Date())
+                _ = gate.admit(now: at)
+                return at
+            }
+            let delay = wait.timeIntervalSinceNow
+            if delay > 0 { usleep(UInt32(delay * 1_000_000)) }
+            do {
+                if state.withLock({ $0.pulled.contains(i) }) { _ = try hint(i) } else { _ = try pushReport(i) }
+            } catch {
+                shared.failures.withLock { $0.append("host \(i): \(error)") }
             }
         }
-        return failures.withLock { $0 }
     }
 
     /// Writes `{"hosts": [{"hostId", "serial", "driftAt"}]}` to `path`: each host, its agent's
