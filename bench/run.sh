@@ -81,10 +81,11 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 mkdir -p "$out/ek-roots" && cp "$out/tpm/ca/swtpm-localca-rootca-cert.pem" "$out/ek-roots/"
 sed -e 's/  interval: 15m/  interval: 10s/' -e 's/    grace: 0s/    grace: 30s/' -e 's/  ttl: 15m/  ttl: 5m/' policies/development.yaml > "$out/sim-policy.yaml"
 broker_pid=""
-start_broker() {  # $1: name, $2: policy (default the 10 s one)
-  broker_port=$(free_port); broker_dir="$out/broker-$1"
-  "$bin/vouchd" --data-dir "$broker_dir" --policy "${2:-$out/sim-policy.yaml}" --ek-roots "$out/ek-roots" --port "$broker_port" \
-    --allow-simulated-hosts --reattest-concurrency 32 --publish-listen off >"$out/vouchd-$1.log" 2>&1 &
+start_broker() {  # $1: name, $2: policy (default the 10 s one), then more vouchd options
+  local name=$1 policy=${2:-$out/sim-policy.yaml}; shift $(( $# < 2 ? $# : 2 ))
+  broker_port=$(free_port); broker_dir="$out/broker-$name"
+  "$bin/vouchd" --data-dir "$broker_dir" --policy "$policy" --ek-roots "$out/ek-roots" --port "$broker_port" \
+    --allow-simulated-hosts --reattest-concurrency 32 --publish-listen off "$@" >"$out/vouchd-$name.log" 2>&1 &
   broker_pid=$!
   for _ in $(seq 1 200); do [ -f "$broker_dir/broker-ca/ca.pem" ] && curl -sf --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/healthz" >/dev/null && return 0; sleep 0.05; done
   echo "vouchd did not start" >&2; return 1
@@ -131,8 +132,11 @@ fi
 stop_broker
 
 # 5. Re-attestation at scale: simulated fleets pulled every 10 s; broker CPU and RSS in steady state.
-for n in ${BENCH_FLEET:-2500 5000 10000}; do
-  start_broker "fleet-$n"
+# The first run is the before of kept-alive pull connections: the same 2,500-host fleet with a
+# fresh TLS connection per round (--pull-connections 0); then the fleets with the default pool.
+for run in ${BENCH_FLEET_BEFORE-2500:fresh} ${BENCH_FLEET:-2500 5000 10000}; do
+  n=${run%%:*}; fresh=$([ "$run" != "$n" ] && echo 1 || true)
+  if [ -n "$fresh" ]; then start_broker "fleet-$n-fresh" "" --pull-connections 0; else start_broker "fleet-$n"; fi
   sim_port=$(free_port)
   "$bin/vouch-attester" --simulate "$n" --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/broker-ca/ca.pem" --listen "127.0.0.1:$sim_port" >"$out/sim-$n.log" 2>&1 &
   sim_pid=$!
@@ -148,7 +152,7 @@ for n in ${BENCH_FLEET:-2500 5000 10000}; do
 import json, os
 n=$n; w=$window; ticks=$t1-$t0; hz=os.sysconf('SC_CLK_TCK'); rounds=${a1:-0}-${a0:-0}
 cpu=100*ticks/hz/w
-print(json.dumps({'name':'fleet of %d simulated hosts, 10 s interval' % n,'unit':'re-attestations/s','rate':rounds/w,'cpu_percent':cpu,'rss_mb':$rss/1024,
+print(json.dumps({'name':'fleet of %d simulated hosts, 10 s interval%s' % (n, ', a fresh TLS connection per round (--pull-connections 0, before)' if '$fresh' else ''),'unit':'re-attestations/s','rate':rounds/w,'cpu_percent':cpu,'rss_mb':$rss/1024,
  'detail':'broker %.0f %% of one core, RSS %.0f MiB; %d/%d hosts trusted; expected %.0f/s; outcomes: %s' % (cpu, $rss/1024, int('${trusted_now:-0}' or 0), n, n/10, '$outcomes'.strip())}))" >> "$out/broker.jsonl"
   kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true
   stop_broker
