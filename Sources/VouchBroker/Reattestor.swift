@@ -38,16 +38,58 @@ public final class Reattestor: Sendable {
         public let interval: TimeInterval
     }
 
-    private struct Plan {
-        var hosts: [(id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)] = []
+    typealias ListedHost = (id: String, mode: AttestationMode, interval: TimeInterval, state: TrustState)
+
+    struct Plan {
+        /// The hosts as last listed, and each one's place in that list.
+        private(set) var hosts: [ListedHost] = []
+        private(set) var position: [String: Int] = [:]
+        /// Listed hosts not yet given a first due time (the next `tick` gives them one).
+        var unseen: [String] = []
         var refreshed = Date.distantPast
-        var due: [String: Date] = [:]
+        /// Each host's next round (pull) or overdue check (push); `queue` orders them.
+        private(set) var due: [String: Date] = [:]
+        private var queue = DueQueue()
         var inFlight: Set<String> = []
         var faults: [String: Int] = [:]
         /// Hosts whose hint (`hint`) has not yet started its round.
         var hintPending: Set<String> = []
         /// When each host's last hinted round started (hinted rounds are `hintGap` apart).
         var hinted: [String: Date] = [:]
+
+        func host(_ id: String) -> ListedHost? { position[id].map { hosts[$0] } }
+
+        mutating func list(_ listed: [ListedHost]) {
+            hosts = listed
+            position = Dictionary(listed.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
+            due = due.filter { position[$0.key] != nil }
+            unseen = listed.filter { due[$0.id] == nil }.map(\.id)
+            if queue.count > 2 * due.count + 1024 { queue.compact(keeping: due) }
+        }
+
+        mutating func setDue(_ id: String, _ at: Date) {
+            due[id] = at
+            queue.push(at, id)
+            if queue.count > 2 * due.count + 1024 { queue.compact(keeping: due) }
+        }
+
+        /// Puts a host released without a new due time (a round dropped or not claimed) back in
+        /// the timetable at the time it has.
+        mutating func requeue(_ id: String) { if let at = due[id] { queue.push(at, id) } }
+
+        /// The listed hosts due at `now` (each once, in list order): entries whose time is no
+        /// longer the host's are dropped; a host in flight is put back for a later pass.
+        mutating func popDue(now: Date) -> [ListedHost] {
+            var picked: [Int: ListedHost] = [:]
+            var busy: [String] = []
+            while let e = queue.popDue(now: now) {
+                guard let i = position[e.id], due[e.id] == e.at, picked[i] == nil else { continue }
+                if inFlight.contains(e.id) { busy.append(e.id); continue }
+                picked[i] = hosts[i]
+            }
+            for id in busy { requeue(id) }
+            return picked.sorted { $0.key < $1.key }.map(\.value)
+        }
     }
     private let plan = Mutex(Plan())
     private let running = Mutex(false)
@@ -115,7 +157,7 @@ public final class Reattestor: Sendable {
             while let r = q.take() { out.append(r) }
             return out
         }
-        plan.withLock { p in for r in dropped { p.inFlight.remove(r.hostID) } }
+        plan.withLock { p in for r in dropped { p.inFlight.remove(r.hostID); p.requeue(r.hostID) } }
         for _ in dropped { finished.leave() }
         for _ in 0..<concurrency { available.signal() }
         _ = finished.wait(timeout: .now() + timeout)
@@ -140,7 +182,7 @@ public final class Reattestor: Sendable {
                 if queued {
                     for _ in due { available.signal() }
                 } else {   // stopping: release the hosts this pass marked
-                    plan.withLock { p in for r in due { p.inFlight.remove(r.hostID) } }
+                    plan.withLock { p in for r in due { p.inFlight.remove(r.hostID); p.requeue(r.hostID) } }
                 }
             }
             usleep(50_000)
@@ -174,9 +216,8 @@ public final class Reattestor: Sendable {
             do { listed = try service.reattestation.schedulableHosts() } catch { log("re-attestation: cannot list hosts: \(error)") }
             plan.withLock { p in
                 if let listed {
-                    p.hosts = listed
+                    p.list(listed)
                     let ids = Set(listed.map(\.id))
-                    p.due = p.due.filter { ids.contains($0.key) }
                     p.faults = p.faults.filter { ids.contains($0.key) }
                     p.hintPending = p.hintPending.filter { ids.contains($0) }
                     p.hinted = p.hinted.filter { ids.contains($0.key) && now.timeIntervalSince($0.value) < Self.hintGap }
@@ -184,27 +225,24 @@ public final class Reattestor: Sendable {
                 p.refreshed = now
             }
         }
-        // One pass over the plan under one lock: which hosts are due now.
+        // Under one lock: the hosts due now (from the timetable, not a walk of the fleet).
         let (due, hintedRounds) = plan.withLock { p in
             var hintedRounds: Set<String> = []
-            let due = p.hosts.filter { h in
-                guard !p.inFlight.contains(h.id) else { return false }
-                guard let due = p.due[h.id] else {
-                    // First sight: hosts without a verdict soon (a just-activated attester needs a
-                    // moment to start serving), others spread over the interval.
-                    p.due[h.id] = now.addingTimeInterval(h.state == .unknown ? Self.firstPullDelay : spread() * h.interval)
-                    return false
+            let due = p.popDue(now: now)
+            for h in due where h.mode == .pull {
+                p.inFlight.insert(h.id)
+                if p.hintPending.remove(h.id) != nil {
+                    p.hinted[h.id] = now
+                    hintedRounds.insert(h.id)
                 }
-                guard due <= now else { return false }
-                if h.mode == .pull {
-                    p.inFlight.insert(h.id)
-                    if p.hintPending.remove(h.id) != nil {
-                        p.hinted[h.id] = now
-                        hintedRounds.insert(h.id)
-                    }
-                }
-                return true
             }
+            // First sight: hosts without a verdict soon (a just-activated attester needs a moment
+            // to start serving), others spread over the interval.
+            for id in p.unseen where p.due[id] == nil && !p.inFlight.contains(id) {
+                guard let h = p.host(id) else { continue }
+                p.setDue(id, now.addingTimeInterval(h.state == .unknown ? Self.firstPullDelay : spread() * h.interval))
+            }
+            p.unseen = []
             return (due, hintedRounds)
         }
         var pulls: [PullRound] = []
@@ -213,7 +251,7 @@ public final class Reattestor: Sendable {
             case .push:
                 // Cheap (one read): checked often, so a missed report is noticed within seconds.
                 _ = service.reattestation.checkPushReport(hostID: h.id, interval: h.interval)
-                plan.withLock { $0.due[h.id] = now.addingTimeInterval(min(h.interval / 4, 5)) }
+                plan.withLock { $0.setDue(h.id, now.addingTimeInterval(min(h.interval / 4, 5))) }
             case .pull:
                 pulls.append(PullRound(hostID: h.id, interval: h.interval))
             }
@@ -246,13 +284,13 @@ public final class Reattestor: Sendable {
             }
         } catch {
             log("re-attestation: cannot claim rounds: \((error as? VouchError)?.message ?? "\(error)")")
-            plan.withLock { p in for h in due { p.inFlight.remove(h.id) } }
+            plan.withLock { p in for h in due { p.inFlight.remove(h.id); p.requeue(h.id) } }
             return []
         }
         plan.withLock { p in
             for h in due where !result.won.contains(h.id) {
                 p.inFlight.remove(h.id)
-                p.due[h.id] = max(result.elsewhere[h.id] ?? now, now.addingTimeInterval(0.05))
+                p.setDue(h.id, max(result.elsewhere[h.id] ?? now, now.addingTimeInterval(0.05)))
             }
         }
         return due.filter { result.won.contains($0.id) }
@@ -288,13 +326,13 @@ public final class Reattestor: Sendable {
     /// `host_not_pulled`.
     public func hint(hostID: String, now: Date) throws -> HintOutcome {
         try plan.withLock { p in
-            guard let h = p.hosts.first(where: { $0.id == hostID }), h.mode == .pull else {
+            guard let h = p.host(hostID), h.mode == .pull else {
                 throw VouchError(.hostNotPulled, "this broker does not pull this host's evidence (a push host reports itself)", context: ["hostId": hostID])
             }
             let at = max(now, p.hinted[hostID].map { $0.addingTimeInterval(Self.hintGap) } ?? now)
             if p.hintPending.contains(hostID) { return .coalesced(p.inFlight.contains(hostID) ? at : max(at, p.due[hostID] ?? at)) }
             p.hintPending.insert(hostID)
-            if !p.inFlight.contains(hostID) { p.due[hostID] = min(p.due[hostID] ?? at, at) }
+            if !p.inFlight.contains(hostID) { p.setDue(hostID, min(p.due[hostID] ?? at, at)) }
             return .scheduled(at)
         }
     }
@@ -308,14 +346,14 @@ public final class Reattestor: Sendable {
             case .fault:
                 let n = (p.faults[id] ?? 0) + 1
                 p.faults[id] = n
-                p.due[id] = now.addingTimeInterval(backoffDelay(failures: n, cap: interval))
+                p.setDue(id, now.addingTimeInterval(backoffDelay(failures: n, cap: interval)))
             case .verdict:
                 p.faults[id] = nil
-                p.due[id] = now.addingTimeInterval(interval * (0.9 + 0.1 * spread()))
+                p.setDue(id, now.addingTimeInterval(interval * (0.9 + 0.1 * spread())))
             }
             // A hint that came while this round ran: its evidence may predate the change.
             if p.hintPending.contains(id), let due = p.due[id] {
-                p.due[id] = min(due, max(now, (p.hinted[id] ?? .distantPast).addingTimeInterval(Self.hintGap)))
+                p.setDue(id, min(due, max(now, (p.hinted[id] ?? .distantPast).addingTimeInterval(Self.hintGap))))
             }
         }
         if let shared, let due = nextDue(hostID: id) {

@@ -358,17 +358,29 @@ enum HeaderLine: Equatable {
     case other
 
     init(_ ptr: UnsafeMutablePointer<CChar>, count n: Int) {
-        let line = ptr.withMemoryRebound(to: UInt8.self, capacity: n) { String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self) }
-        if let colon = line.firstIndex(of: ":"), !line.hasPrefix("HTTP/") {
-            self = .field(String(line[..<colon]).trimmingCharacters(in: .whitespaces),
-                          String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespacesAndNewlines))
-        } else if line.hasPrefix("HTTP/") {
-            let words = line.split(separator: " ", maxSplits: 2)
-            self = .status(words.count >= 2 ? Int(words[1]) ?? 0 : 0)
-        } else if line.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            self = .end
-        } else {
-            self = .other
+        self = ptr.withMemoryRebound(to: UInt8.self, capacity: n) { Self.parse(UnsafeBufferPointer(start: $0, count: n)) }
+    }
+
+    /// Reads the line as bytes (ASCII spaces, tabs, CR and LF trimmed): Foundation's character
+    /// sets cost a pull round more than its header block's worth of work.
+    static func parse(_ line: UnsafeBufferPointer<UInt8>) -> HeaderLine {
+        func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0D || c == 0x0A }
+        func trimmed(_ range: Range<Int>) -> String {
+            var lo = range.lowerBound, hi = range.upperBound
+            while lo < hi, isSpace(line[lo]) { lo += 1 }
+            while hi > lo, isSpace(line[hi - 1]) { hi -= 1 }
+            return String(decoding: UnsafeBufferPointer(rebasing: line[lo..<hi]), as: UTF8.self)
         }
+        if line.starts(with: "HTTP/".utf8) {
+            // "HTTP/1.1 200 OK": the code is the digits after the first space.
+            guard let space = line.firstIndex(of: 0x20) else { return .status(0) }
+            var code = 0, i = space + 1, digits = 0
+            while i < line.count, digits < 4, line[i] >= 0x30, line[i] <= 0x39 { code = code * 10 + Int(line[i] - 0x30); i += 1; digits += 1 }
+            return .status(digits == 3 ? code : 0)
+        }
+        if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
+            return .field(trimmed(0..<colon), trimmed((colon + 1)..<line.count))
+        }
+        return line.allSatisfy(isSpace) ? .end : .other
     }
 }

@@ -94,6 +94,21 @@ final class SQLiteDatabase: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` in a read transaction (a deferred BEGIN, then COMMIT): every query in it reads
+    /// one snapshot, the last commit when its first query ran. For read connections, which never
+    /// write (`readOnly`), so never wait for or block the writer in WAL mode.
+    func readTransaction<T>(_ body: () throws -> T) throws -> T {
+        try prepare("BEGIN").run()
+        do {
+            let v = try body()
+            try prepare("COMMIT").run()
+            return v
+        } catch {
+            try? prepare("ROLLBACK").run()
+            throw error
+        }
+    }
+
     /// False when the connection is in autocommit mode (no transaction open).
     var inTransaction: Bool { sqlite3_get_autocommit(db) == 0 }
     var changes: Int { Int(sqlite3_changes(db)) }

@@ -7,10 +7,14 @@ import VouchEventLog
 import VouchModel
 
 /// `BrokerStore` on an embedded SQLite database in WAL mode with synchronous=FULL: an
-/// acknowledged write survives a crash or power loss. One connection, serialized by a mutex.
+/// acknowledged write survives a crash or power loss. One writing connection, serialized by a
+/// mutex, with group commit; reads on read connections of their own (`SQLiteReaders`).
 public final class SQLiteBrokerStore: BrokerStore, LogStore {
     private let lock = Mutex(())
     private let db: SQLiteDatabase
+    /// Nil for an in-memory database, which only its one connection can see: reads then take the
+    /// writer's lock.
+    private let readers: SQLiteReaders?
     /// Makes the transparency-log entry of each decision, issuance and revocation, written to the
     /// log outbox in the transaction that records it; nil: no log is kept.
     let logEntries: (any LogEntryMaker)?
@@ -108,6 +112,7 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
                 .run([.text("\(Self.schemaVersion)")])
         }
         self.db = db
+        readers = path.isEmpty || path == ":memory:" || path.hasPrefix("file::memory:") ? nil : SQLiteReaders(path: path)
     }
 
     /// Migration 4's data step: host ids become the hash of the EK key as certified (see
@@ -149,9 +154,10 @@ public final class SQLiteBrokerStore: BrokerStore, LogStore {
         }
     }
 
-    /// Reads: the connection, under its lock.
+    /// Reads: a read connection, in a read transaction (one snapshot of the last commit).
     func with<T>(_ body: (SQLiteDatabase) throws -> T) throws -> T {
-        try lock.withLock { _ in try body(db) }
+        if let readers { return try readers.with(body) }
+        return try lock.withLock { _ in try body(db) }
     }
 
     private let group = GroupCommit()

@@ -165,6 +165,34 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try reopened.certificates().count, 49)
     }
 
+    /// Writers that keep arriving while groups commit (the lead passes from writer to writer):
+    /// every write is acknowledged once, in a commit, each writer's own writes land in order, and
+    /// a read begun after a write returned sees it.
+    func testGroupCommitUnderSustainedWritersAcknowledgesEveryWriteOnce() throws {
+        let s = try open()
+        try s.saveHost(host())
+        let hostID = host().id, t0 = t0
+        let failures = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 8) { w in
+            for i in 0..<100 {
+                let a = AttestationRecord(hostID: hostID, at: t0.addingTimeInterval(Double(i)), kind: .reattestation, trusted: true, codes: [], message: "w\(w)-\(i)")
+                do {
+                    let id = try s.recordAttestation(a)
+                    // A read begun after the write returned (on a read connection) sees it.
+                    if (try s.latestAttestation(hostID: hostID)?.id ?? 0) < id { failures.withLock { $0 += 1 } }
+                } catch { failures.withLock { $0 += 1 } }
+            }
+        }
+        XCTAssertEqual(failures.withLock { $0 }, 0)
+        let records = try s.attestations(HistoryQuery(hostID: hostID, limit: 2000))
+        XCTAssertEqual(records.count, 800)
+        XCTAssertEqual(Set(records.map(\.message)).count, 800, "no write twice")
+        for w in 0..<8 {
+            let mine = records.sorted { $0.id < $1.id }.map(\.message).filter { $0.hasPrefix("w\(w)-") }
+            XCTAssertEqual(mine, (0..<100).map { "w\(w)-\($0)" }, "writer \(w)'s writes land in its order")
+        }
+    }
+
     func testRevocationBumpsCRLNumberAndSurvivesReopen() throws {
         var seen: [String] = []
         do {
