@@ -4,6 +4,7 @@ import VouchAPI
 import VouchBroker
 import VouchCore
 import VouchCrypto
+import VouchTestSupport
 
 /// Enrollment with requests made by `openssl req` and broken ones, through the broker's own
 /// PKCS#10 parser: what enrolls, and the codes of refusals (those the OpenSSL parse gave).
@@ -77,19 +78,6 @@ final class EnrollmentCSRTests: XCTestCase {
     }
 
     private func openssl(_ args: [String], stdin: String? = nil) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        p.arguments = args
-        let out = Pipe(), input = Pipe()
-        p.standardOutput = out
-        p.standardInput = input
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try input.fileHandleForWriting.close()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw VouchError(.internalError, "openssl \(args.joined(separator: " ")) failed") }
-        return String(decoding: data, as: UTF8.self)
+        String(decoding: try opensslOutput(args, stdin: stdin.map { Array($0.utf8) }), as: UTF8.self)
     }
 }

@@ -3,6 +3,7 @@ import XCTest
 import VouchCore
 import VouchCrypto
 import VouchTPMWire
+import VouchTestSupport
 
 /// The package's own PKCS#10 parser (`UnverifiedCertificateRequest`) against OpenSSL's: requests
 /// made by `openssl req` read the same (DER, key, SubjectPublicKeyInfo bytes, signature verdict),
@@ -191,23 +192,8 @@ final class CertificateRequestTests: XCTestCase {
     }
 
     private func openssl(_ args: [String], stdin: [UInt8]? = nil) throws -> String {
-        String(decoding: try opensslBytes(args, stdin: stdin), as: UTF8.self)
+        String(decoding: try opensslOutput(args, stdin: stdin), as: UTF8.self)
     }
 
-    private func opensslBytes(_ args: [String], stdin: [UInt8]? = nil) throws -> [UInt8] {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        p.arguments = args
-        let out = Pipe(), input = Pipe()
-        p.standardOutput = out
-        p.standardInput = input
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin)) }
-        try input.fileHandleForWriting.close()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw VouchError(.internalError, "openssl \(args.joined(separator: " ")) failed") }
-        return [UInt8](data)
-    }
+    private func opensslBytes(_ args: [String], stdin: [UInt8]? = nil) throws -> [UInt8] { try opensslOutput(args, stdin: stdin) }
 }
