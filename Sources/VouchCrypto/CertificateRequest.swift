@@ -104,24 +104,10 @@ public struct UnverifiedCertificateRequest: Sendable {
     /// The DER inside the first CERTIFICATE REQUEST block (text after its END line is ignored,
     /// as OpenSSL's PEM reader ignores it). Encapsulated headers are refused.
     static func pemBody(_ bytes: [UInt8]) throws -> [UInt8] {
-        let text = String(decoding: bytes, as: UTF8.self)
-        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)[...]   // "\r\n" is one Character
-        let labels = ["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"]
-        while let line = lines.first, !labels.contains(where: { line == "-----BEGIN \($0)-----" }) { lines = lines.dropFirst() }
-        guard let begin = lines.popFirst() else {
+        guard let der = PEMBlock.first(bytes, labels: ["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"]) else {
             throw VouchError(.invalidValue, "CSR is not a valid PEM certificate request", context: ["field": "csr"])
         }
-        let end = begin.replacingOccurrences(of: "-----BEGIN ", with: "-----END ")
-        var body = ""
-        while let line = lines.popFirst() {
-            if line == end {
-                guard let d = Data(base64Encoded: body), !d.isEmpty else { break }
-                return [UInt8](d)
-            }
-            guard !line.contains(":"), !line.hasPrefix("-----") else { break }
-            body += line.trimmingCharacters(in: .whitespaces)
-        }
-        throw VouchError(.invalidValue, "CSR is not a valid PEM certificate request", context: ["field": "csr"])
+        return der
     }
 
     static let ecdsaSHA256 = DER.objectIdentifier([1, 2, 840, 10045, 4, 3, 2])
@@ -187,4 +173,37 @@ public struct VerifiedCertificateRequest: Sendable {
     /// The request as received, DER (what a renewal proof signs).
     public let der: [UInt8]
     public let publicKey: PublicKey
+}
+
+/// Reads PEM on its bytes (a String walked a Character at a time, for a few KiB of base64, showed
+/// in the enrollment profile).
+enum PEMBlock {
+    /// The DER of the first block whose BEGIN line names one of `labels`, up to its END line; nil
+    /// when there is none, the END line is missing, a line in between is a header ("Name:
+    /// value") or another armour line, or the base64 does not decode to at least one byte.
+    /// Lines end with LF or CRLF; spaces and tabs around a line are ignored.
+    static func first(_ bytes: [UInt8], labels: [String]) -> [UInt8]? {
+        let lines = bytes.split(separator: 0x0a, omittingEmptySubsequences: false).map(trimmed)
+        let begins = labels.map { Array("-----BEGIN \($0)-----".utf8) }
+        guard let at = lines.firstIndex(where: { line in begins.contains { line.elementsEqual($0) } }) else { return nil }
+        let end = Array("-----END ".utf8) + lines[at].dropFirst("-----BEGIN ".utf8.count)
+        var body: [UInt8] = []
+        for line in lines[(at + 1)...] {
+            if line.elementsEqual(end) {
+                guard let data = Data(base64Encoded: Data(body)), !data.isEmpty else { return nil }
+                return [UInt8](data)
+            }
+            guard !line.contains(UInt8(ascii: ":")), !line.starts(with: "-----".utf8) else { return nil }
+            body += line
+        }
+        return nil
+    }
+
+    private static func trimmed(_ line: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        func blank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0d }
+        var l = line
+        while let b = l.first, blank(b) { l = l.dropFirst() }
+        while let b = l.last, blank(b) { l = l.dropLast() }
+        return l
+    }
 }

@@ -26,13 +26,10 @@ extension Certificate {
 public enum CertificateDER {
     /// The DER of the first CERTIFICATE block of `pem`.
     public static func fromPEM(_ pem: String) throws -> [UInt8] {
-        let lines = pem.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-        guard let begin = lines.firstIndex(of: "-----BEGIN CERTIFICATE-----"),
-              let end = lines[begin...].firstIndex(of: "-----END CERTIFICATE-----"),
-              let data = Data(base64Encoded: lines[(begin + 1)..<end].joined()), !data.isEmpty else {
+        guard let der = PEMBlock.first(Array(pem.utf8), labels: ["CERTIFICATE"]) else {
             throw VouchError(.invalidValue, "not a PEM certificate", context: ["field": "certificate"])
         }
-        return [UInt8](data)
+        return der
     }
 
     /// The value (the OCTET STRING's content) of the extension with dotted `oid`, or nil when the
