@@ -99,13 +99,46 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 "$bin/vouch-bench" log --seconds "$seconds" --out "$out/log.json" >/dev/null
 python3 -c "import json;[print(json.dumps(r)) for r in json.load(open('$out/log.json'))]" >> "$out/broker.jsonl"
 
-# 3. End-to-end enrollment over HTTPS, concurrent clients.
+# 3. End-to-end enrollment over HTTPS, concurrent clients (a thread each). vouch-bench reports its
+# own CPU (getrusage) and the broker's (/proc/PID/stat) over the measured window, per enrollment:
+# client and broker share the cores here, so the row says which of them bounds the rate.
 start_broker enroll
 for c in ${BENCH_CLIENTS:-1 8 32}; do
   "$bin/vouch-bench" enroll --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/broker-ca/ca.pem" --hosts 50 --clients "$c" \
-    --seconds $((seconds * 3)) --out "$out/enroll-$c.json" >/dev/null || true
-  python3 -c "import json;r=json.load(open('$out/enroll-$c.json'));print(json.dumps({'name':'e2e enrollment over HTTPS, simulated hosts (software keys, no TPM), $c client(s)','unit':'enrollments/s','rate':r['rate'],'p50ms':r['p50ms'],'p99ms':r['p99ms'],'detail':'p50 %.1f ms, p99 %.1f ms, %d errors; two HTTPS requests each (challenge, enroll), connections kept alive as the attester keeps them; the client runs on the same cores' % (r['p50ms'], r['p99ms'], r['errors'])}))" >> "$out/broker.jsonl"
+    --seconds $((seconds * 3)) --broker-pid "$broker_pid" --out "$out/enroll-$c.json" >/dev/null || true
+  python3 - "$out/enroll-$c.json" "$c" "$(nproc)" >> "$out/broker.jsonl" <<'ENROLL'
+import json, sys
+r, c, cores = json.load(open(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
+broker, client = r.get("brokerCPUms"), r.get("clientCPUms")
+detail = f"p50 {r['p50ms']:.1f} ms, p99 {r['p99ms']:.1f} ms, {r['errors']} errors; two HTTPS requests each (challenge, enroll), connections kept alive as the attester keeps them"
+if broker is not None and client is not None:
+    busy = r["rate"] * (broker + client) / 1000   # cores kept busy by the two processes together
+    bound = ("CPU-bound: client and broker together kept the cores busy" if busy >= 0.9 * cores
+             else "not CPU-bound: the rate is bound by waiting (disk syncs, locks), not by the cores")
+    detail += (f"; CPU per enrollment (measured over the run): broker {broker:.2f} ms, client {client:.2f} ms (the client runs on the same {cores} cores); "
+               f"{busy:.2f} of {cores} cores busy — {bound}")
+print(json.dumps({"name": f"e2e enrollment over HTTPS, simulated hosts (software keys, no TPM), {c} client(s)", "unit": "enrollments/s", "rate": r["rate"],
+                  "p50ms": r["p50ms"], "p99ms": r["p99ms"], "broker_cpu_ms": broker, "client_cpu_ms": client, "cores": cores, "detail": detail}))
+ENROLL
 done
+# Where the broker's CPU goes while enrolling: perf samples of vouchd during one more 32-client
+# run (not a row above: perf takes CPU from the two it shares), grouped by library
+# (bench/enroll_profile.py, shown in docs/performance.md). Without perf (Debian's linux-perf) the
+# report says "perf not available".
+profile_seconds=$(( seconds * 2 > 4 ? seconds * 2 : 4 ))
+if command -v perf >/dev/null && perf record -q -o "$out/perf-probe.data" -- true >/dev/null 2>&1; then
+  "$bin/vouch-bench" enroll --broker "https://127.0.0.1:$broker_port" --ca "$broker_dir/broker-ca/ca.pem" --hosts 50 --clients 32 \
+    --seconds $((profile_seconds + 3)) --out "$out/enroll-profile-run.json" >/dev/null 2>&1 &
+  profile_client=$!
+  sleep 2
+  perf record -q -F 999 -o "$out/enroll-perf.data" -p "$broker_pid" -- sleep "$profile_seconds" >/dev/null 2>&1 || true
+  wait "$profile_client" || true
+  python3 bench/enroll_profile.py "$out/enroll-perf.data" "$profile_seconds" 32 > "$out/enroll-profile.json" \
+    || echo '{"available": false, "reason": "perf report failed"}' > "$out/enroll-profile.json"
+  rm -f "$out/perf-probe.data"
+else
+  echo '{"available": false, "reason": "perf not available"}' > "$out/enroll-profile.json"
+fi
 
 # 4. CRL and OCSP serving under wrk (installed if missing; skipped if it cannot be).
 command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || true; }

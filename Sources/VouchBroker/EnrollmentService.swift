@@ -127,17 +127,17 @@ public struct EnrollmentService: BrokerPart, Sendable {
         // 4: the agent key — a CSR (proof of possession by its self-signature), or a TPM-bound key
         // certified by the host's AK over the same nonce binding as the quote.
         let agentKey: PublicKey
-        var renewal: (RenewalBody, CSR)?
+        var renewal: (RenewalBody, VerifiedCertificateRequest)?
         switch (req.csr, req.tpmKey) {
         case let (pem?, nil):
-            let csr: CSR
-            do { csr = try CSR(pemOrDER: Array(pem.utf8)) } catch let e as VouchError {
+            let verified: VerifiedCertificateRequest?
+            do { verified = try UnverifiedCertificateRequest(pemOrDER: Array(pem.utf8)).verify() } catch let e as VouchError {
                 try refuseUnauthenticated(host, req, VouchError(.csrMalformed, e.message, context: e.context))
             }
-            guard csr.signatureIsValid else {
+            guard let csr = verified else {
                 try refuseUnauthenticated(host, req, VouchError(.csrSignatureInvalid, "CSR signature does not verify with its own key (no proof of possession)"))
             }
-            agentKey = try csr.publicKey
+            agentKey = csr.publicKey
             renewal = req.renewal.map { ($0, csr) }
         case let (nil, tpmKey?):
             guard host.platform == .tpm else {
@@ -232,7 +232,7 @@ public struct EnrollmentService: BrokerPart, Sendable {
         // The certificate carries the key in its canonical form (EC: named curve, uncompressed
         // point), the form the EAR's vouch.subject digest is over: a relying party hashing the
         // certificate's SubjectPublicKeyInfo gets the same bytes whatever form the CSR used.
-        let issuedKey = try PublicKey(spkiDER: try agentKey.canonicalSPKIDER)
+        let issuedKey = try agentKey.canonicalKey
         let ear = try certificateEAR(evidence, subject: try AttestationExtension.Subject(spiffeId: spiffeID, publicKey: agentKey),
                                      simulated: try store.trust(hostID: host.id)?.simulated ?? false, at: now, expiresAt: notAfter)
         let record = evidence.record
@@ -251,8 +251,9 @@ public struct EnrollmentService: BrokerPart, Sendable {
             let cert = try ca.signer.issue(publicKey: issuedKey, profile: profile, serial: nil)
             var record = attestation
             record.serial = cert.serialHex
+            let pem = try cert.pem
             let certificate = CertificateRecord(serial: cert.serialHex, hostID: host.id, agentName: agentName, spiffeID: spiffeID,
-                                                notBefore: cert.notBefore, notAfter: cert.notAfter, pem: try cert.pem, attestationID: 0, issuer: ca.keyID)
+                                                notBefore: cert.notBefore, notAfter: cert.notAfter, pem: pem, attestationID: 0, issuer: ca.keyID)
             do {
                 // The certificate, its decision and event, and the host's trust step: one transaction.
                 try ReattestationService(context: context).trustedEnrollment(hostID: host.id, policy: policy, now: now) { tx in
@@ -270,7 +271,7 @@ public struct EnrollmentService: BrokerPart, Sendable {
             metrics.enrollment("issued")
             events.notify()
             log("issued \(cert.serialHex) to \(spiffeID) until \(cert.notAfter.iso8601)")
-            return EnrollResponse(serial: cert.serialHex, spiffeId: spiffeID, certificate: try cert.pem, caCertificate: try ca.chainPEM,
+            return EnrollResponse(serial: cert.serialHex, spiffeId: spiffeID, certificate: pem, caCertificate: try ca.chainPEM,
                                   notBefore: cert.notBefore.iso8601, notAfter: cert.notAfter.iso8601, policy: "\(evidence.policyName) v\(evidence.policyVersion)")
         }
         throw VouchError(.internalError, "could not allocate a unique certificate serial")
@@ -322,7 +323,7 @@ public struct EnrollmentService: BrokerPart, Sendable {
     /// Renewal checks, in order: the current certificate parses and chains to this CA at `now`
     /// (`certificate_expired` if only its validity fails), this broker issued it and it is not
     /// revoked, it names this host and agent, and its key signed the new CSR's DER.
-    func checkRenewal(_ renewal: RenewalBody, host: HostRecord, agentName: String, csr: CSR, now: Date) throws {
+    func checkRenewal(_ renewal: RenewalBody, host: HostRecord, agentName: String, csr: VerifiedCertificateRequest, now: Date) throws {
         guard let current = try? Certificate(pem: renewal.certificate) else {
             throw VouchError(.renewalInvalid, "renewal certificate is not a PEM certificate", context: ["field": "renewal.certificate"])
         }
@@ -346,7 +347,7 @@ public struct EnrollmentService: BrokerPart, Sendable {
         let proof = try Base64.decode(renewal.proof, field: "renewal.proof")
         let key = try current.publicKey
         let scheme: SignatureScheme = key.isEC ? .ecdsa : .rsassa
-        guard key.verify(message: try csr.der, signature: proof, scheme: scheme, hash: .sha256) else {
+        guard key.verify(message: csr.der, signature: proof, scheme: scheme, hash: .sha256) else {
             throw VouchError(.renewalProofInvalid, "the renewal proof is not a signature by the current certificate's key", context: ["field": "renewal.proof"])
         }
     }

@@ -12,15 +12,15 @@ public struct BrokerLogEntries: LogEntryMaker {
     public init() {}
 
     public func issuance(_ a: AttestationRecord, certificate c: CertificateRecord) throws -> LogOutboxEntry {
-        let cert = try Certificate(pem: c.pem)
-        guard let ext = cert.extensionValue(oid: AttestationExtension.oid) else {
+        let certDER = try CertificateDER.fromPEM(c.pem)
+        guard let ext = try CertificateDER.extensionValue(certDER, oid: AttestationExtension.oid) else {
             throw VouchError(.internalError, "an issued certificate has no attestation extension", context: ["serial": c.serial])
         }
         let ear = try AttestationExtension.ear(extensionValue: ext)
         guard let policy = a.policySHA256.flatMap(Self.digestValue) else {
             throw VouchError(.internalError, "an issuance has no policy digest", context: ["serial": c.serial])
         }
-        let der = Crypto.sha256(try cert.der)
+        let der = Crypto.sha256(certDER)
         let entry = try LogEntry(kind: .issuance, time: a.at, fields: [
             "host": c.hostID, "agent": c.agentName, "spiffe": c.spiffeID, "serial": c.serial,
             "certificate": LogEntry.digest(der), "attestation": "\(a.id)", "attestation-digest": Self.attestationDigest(a),

@@ -27,17 +27,17 @@ public struct RegistrationService: BrokerPart, Sendable {
     /// for a CSR whose self-signature verifies. It secures transport between broker and attester;
     /// it is not an attestation result and is never listed with agent certificates.
     func issueHostCertificate(hostID: String, csrPEM: String, now: Date) throws -> Certificate {
-        let csr: CSR
-        do { csr = try CSR(pemOrDER: Array(csrPEM.utf8)) } catch let e as VouchError {
+        let verified: VerifiedCertificateRequest?
+        do { verified = try UnverifiedCertificateRequest(pemOrDER: Array(csrPEM.utf8)).verify() } catch let e as VouchError {
             throw VouchError(.csrMalformed, e.message, context: ["field": "hostCSR"])
         }
-        guard csr.signatureIsValid else {
+        guard let csr = verified else {
             throw VouchError(.csrSignatureInvalid, "host CSR signature does not verify with its own key", context: ["field": "hostCSR"])
         }
         let ca = authorities.current
         let profile = LeafProfile(uriSANs: [config.hostSpiffeID(hostID)],
                                   notBefore: now.addingTimeInterval(-60), notAfter: now.addingTimeInterval(config.hostCertificateTTL), usage: .host)
-        return try ca.signer.issue(publicKey: try csr.publicKey, profile: profile, serial: nil)
+        return try ca.signer.issue(publicKey: csr.publicKey, profile: profile, serial: nil)
     }
 
     /// Checks a push request's TLS client certificate: present (verified by the TLS layer against

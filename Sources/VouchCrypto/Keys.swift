@@ -15,9 +15,15 @@ public final class PublicKey: @unchecked Sendable {
     /// The key type, looked up once (EVP_PKEY_is_a is a name lookup; verification asks per call).
     public let isRSA: Bool
     public let isEC: Bool
+    /// The SubjectPublicKeyInfo, DER, when this key was built here from its parameters (an EC
+    /// point on a named curve, RSA n and e): written by `Self.canonicalSPKI`, the one encoding
+    /// `canonicalSPKIDER` gives and i2d_PUBKEY writes for such a key. `spkiDER` returns it without
+    /// OpenSSL 3's encoder (a provider fetch per call, several % of an enrollment's CPU).
+    private let knownSPKI: [UInt8]?
 
-    init(owning pkey: OpaquePointer) {
+    init(owning pkey: OpaquePointer, canonicalSPKI: [UInt8]? = nil) {
         self.pkey = pkey
+        knownSPKI = canonicalSPKI
         isRSA = EVP_PKEY_is_a(pkey, "RSA") == 1
         isEC = EVP_PKEY_is_a(pkey, "EC") == 1
     }
@@ -56,11 +62,15 @@ public final class PublicKey: @unchecked Sendable {
             let point = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 1 + x.count + y.count)
             _ = point.initialize(from: [0x04] + x + y)
             let groupC = strdup(group)!
+            // OpenSSL takes only an octet string of the curve's length, so a key built here has
+            // full-width coordinates; the guard keeps the cache to exactly that form.
+            let spki = x.count == curve.coordinateSize && y.count == curve.coordinateSize
+                ? PublicKey.namedCurves.first { $0.curve == curve }.map { PublicKey.canonicalSPKI(ecCurveOID: $0.oid, x: x, y: y) } : nil
             try self.init(owning: PublicKey.fromParams(type: "EC") { bld in
                 try check(OSSL_PARAM_BLD_push_utf8_string(bld, ParamName.group, groupC, 0), "OSSL_PARAM_BLD_push_utf8_string")
                 try check(OSSL_PARAM_BLD_push_octet_string(bld, ParamName.pub, point.baseAddress, point.count), "OSSL_PARAM_BLD_push_octet_string")
                 return { point.deallocate(); free(groupC) }
-            })
+            }, canonicalSPKI: spki)
         }
     }
 
@@ -75,7 +85,37 @@ public final class PublicKey: @unchecked Sendable {
             try check(OSSL_PARAM_BLD_push_BN(bld, ParamName.n, n), "OSSL_PARAM_BLD_push_BN")
             try check(OSSL_PARAM_BLD_push_BN(bld, ParamName.e, e), "OSSL_PARAM_BLD_push_BN")
             return { BN_free(n); BN_free(e) }
-        })
+        }, canonicalSPKI: PublicKey.canonicalSPKI(rsaModulus: modulus, exponent: exponent))
+    }
+
+    /// id-ecPublicKey and rsaEncryption, DER (tag and length included).
+    static let ecPublicKeyOID = DER.objectIdentifier([1, 2, 840, 10045, 2, 1])
+    static let rsaEncryptionOID = DER.objectIdentifier([1, 2, 840, 113549, 1, 1, 1])
+    /// The named curves and their OIDs, DER (prime256v1, secp384r1, secp521r1).
+    static let namedCurves: [(curve: ECCCurve, oid: [UInt8])] = [
+        (.nistP256, DER.objectIdentifier([1, 2, 840, 10045, 3, 1, 7])), (.nistP384, DER.objectIdentifier([1, 3, 132, 0, 34])),
+        (.nistP521, DER.objectIdentifier([1, 3, 132, 0, 35])),
+    ]
+
+    /// SubjectPublicKeyInfo of an EC key: id-ecPublicKey, the named curve, the uncompressed point.
+    static func canonicalSPKI(ecCurveOID: [UInt8], x: [UInt8], y: [UInt8]) -> [UInt8] {
+        DER.sequence([DER.sequence([ecPublicKeyOID, ecCurveOID]), DER.bitString(bytes: [0x04] + x + y)])
+    }
+
+    /// SubjectPublicKeyInfo of an RSA key: rsaEncryption with NULL parameters, RSAPublicKey
+    /// { n, e } as minimal INTEGERs.
+    static func canonicalSPKI(rsaModulus: [UInt8], exponent: [UInt8]) -> [UInt8] {
+        DER.sequence([DER.sequence([rsaEncryptionOID, [0x05, 0x00]]),
+                      DER.bitString(bytes: DER.sequence([DER.unsignedInteger(rsaModulus), DER.unsignedInteger(exponent)]))])
+    }
+
+    /// True when `spkiDER` is the canonical encoding written here (see `knownSPKI`).
+    var spkiIsCanonical: Bool { knownSPKI != nil }
+
+    /// This key in its canonical form: itself when it was built from its parameters, otherwise
+    /// decoded from `canonicalSPKIDER` (what an issued certificate carries).
+    public var canonicalKey: PublicKey {
+        get throws { knownSPKI != nil ? self : try PublicKey(spkiDER: try canonicalSPKIDER) }
     }
 
     /// Runs `push` to fill a parameter builder, converts to params (while the pushed buffers are
@@ -111,7 +151,10 @@ public final class PublicKey: @unchecked Sendable {
     }
 
     public var spkiDER: [UInt8] {
-        get throws { try derEncode("i2d_PUBKEY") { i2d_PUBKEY(pkey, $0) } }
+        get throws {
+            if let knownSPKI { return knownSPKI }
+            return try derEncode("i2d_PUBKEY") { i2d_PUBKEY(pkey, $0) }
+        }
     }
 
     public var pem: String {
@@ -129,6 +172,7 @@ public final class PublicKey: @unchecked Sendable {
     /// Two encodings of the same key give the same bytes.
     public var canonicalSPKIDER: [UInt8] {
         get throws {
+            if let knownSPKI { return knownSPKI }
             guard isEC else { return try spkiDER }
             var nameBuf = [CChar](repeating: 0, count: 64)
             var nameLen = 0

@@ -35,11 +35,18 @@ enum FuzzTargets {
         },
         "policy": { _ = try? PolicyDecoder.decode(YAMLParser.parse($0, file: "fuzz.yaml"), sha256: "") },
         "csr": { bytes in
+            // The broker's parser (the package's DER reader; OpenSSL for other key types), then
+            // OpenSSL's own parse of the same bytes.
+            if let verified = try? UnverifiedCertificateRequest(pemOrDER: bytes).verify() {
+                _ = try? verified.publicKey.spkiDER
+                _ = try? verified.publicKey.canonicalSPKIDER
+            }
             guard let csr = try? CSR(pemOrDER: bytes) else { return }
             _ = csr.signatureIsValid
             _ = try? csr.publicKey.spkiDER
         },
         "certificate": { bytes in
+            _ = try? CertificateDER.extensionValue(bytes, oid: AttestationExtension.oid)   // the issuance log entry's reader
             guard let cert = try? Certificate(der: bytes) else { return }
             _ = cert.uriSANs
             _ = cert.subject

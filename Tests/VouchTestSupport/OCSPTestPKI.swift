@@ -135,3 +135,22 @@ public func runProgram(_ executable: String, _ args: [String]) throws -> (status
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
+
+/// Runs /usr/bin/openssl with `args`, `stdin` on its standard input: its stdout's bytes (stderr
+/// discarded). Throws when it exits non-zero.
+public func opensslOutput(_ args: [String], stdin: [UInt8]? = nil) throws -> [UInt8] {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    p.arguments = args
+    let out = Pipe(), input = Pipe()
+    p.standardOutput = out
+    p.standardInput = input
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    if let stdin { input.fileHandleForWriting.write(Data(stdin)) }
+    try input.fileHandleForWriting.close()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw VouchError(.internalError, "openssl \(args.joined(separator: " ")) failed") }
+    return [UInt8](data)
+}
