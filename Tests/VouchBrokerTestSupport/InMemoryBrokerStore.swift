@@ -328,6 +328,18 @@ public final class InMemoryBrokerStore: BrokerStore {
             for (type, data) in plan.events() { InMemoryBrokerStore.insertEvent(&state, type, data, at: plan.at) }
             for crl in crls { state.crls[crl.issuer] = crl }
         }
+        func revokeCertificates(_ plan: RevocationPlan) throws {
+            try plan.checkNamed(InMemoryBrokerStore.named(state, plan.target))
+            for c in plan.certificates {
+                state.certificates[c.serial]?.revokedAt = plan.at
+                state.certificates[c.serial]?.revocationReason = plan.reason
+            }
+            for (type, data) in plan.events() { InMemoryBrokerStore.insertEvent(&state, type, data, at: plan.at) }
+        }
+        func storeCRLs(_ crls: [CRLRecord]) throws {
+            try RevocationPlan.checkNext(crls) { state.crls[$0]?.number ?? 0 }
+            for crl in crls { state.crls[crl.issuer] = crl }
+        }
         func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64 {
             InMemoryBrokerStore.insertEvent(&state, type, data, at: at)
         }
