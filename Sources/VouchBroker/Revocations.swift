@@ -36,20 +36,21 @@ struct ResponseCache {
 /// nothing), and the change joins the next batch of revocations (RevocationBatch.swift).
 ///
 /// Revocations are batched: those that arrive while one is planned, signed and committed wait,
-/// and the next of them to lead plans them all together — a plan per member from
-/// the store, one CRL per issuer for their union, signed once — and commits them in one store
-/// transaction, each member decided again (`decide`) and written in turn, the CRLs last. Every
+/// and the next of them to lead plans them all together — a plan per member from the store, one
+/// CRL per issuer for their union, signed once — and commits them in one store transaction, each
+/// member decided again (`decide`) and written in turn, the CRLs last. A batch commits whole or
+/// not at all; when it cannot commit (a member's plan, signature, decision or writes failed, a
+/// decision changed, a plan went stale), every member is committed alone, as an unbatched
+/// revocation, so one member's error never fails another (RevocationBatch.swift). Every
 /// member's answer names CRLs that list its certificates, and no CRL is committed that lists a
-/// certificate the store does not mark revoked or misses one it does: a member whose decision no
-/// longer names the revocation it was batched for abandons the transaction and is left out (it
-/// decides again on its own), and the rest are planned and signed again without it. Planning,
-/// signing and committing hold `planning`, so this broker's revocations and CRL refreshes never
-/// make each other's plans stale; a plan that still went stale by the commit (a certificate
-/// issued for a target meanwhile, another broker on the same database) makes the store answer
-/// `revocation_plan_stale`, and the batch is planned again — up to `attempts` times, then its
-/// changes fail with `conflict`. A plan can also go stale before it is signed: another broker
-/// published the CRL number it takes, and this broker served that CRL meanwhile (which raised
-/// its watermark); `sign` tells that from a store behind the watermark, and the batch is planned
+/// certificate the store does not mark revoked or misses one it does. Planning, signing and
+/// committing hold `planning`, so this broker's revocations and CRL refreshes never make each
+/// other's plans stale; a plan that still went stale by the commit (a certificate issued for a
+/// target meanwhile, another broker on the same database) makes the store answer
+/// `revocation_plan_stale`, and the revocation is planned again — each up to `attempts` times,
+/// then its change fails with `conflict`. A plan can also go stale before it is signed: another
+/// broker published the CRL number it takes, and this broker served that CRL meanwhile (which
+/// raised its watermark); `sign` tells that from a store behind the watermark, and it is planned
 /// again. Every plan is checked at commit, one that names nothing too. From just before such a
 /// transaction until the in-memory CRL and OCSP caches are replaced from what it committed, the
 /// caches are bypassed (`ResponseCache.revoking`): relying parties read the store, which shows
@@ -68,7 +69,9 @@ final class Revocations: Sendable {
     let pending = Mutex<[BatchMember]>([])
     /// Which waiting change commits the next batches (RevocationBatch.swift).
     let leader = BatchLeader()
-    /// How often a batch is planned again after its plan went stale, before `conflict` is returned.
+    /// Test seams of the batching (RevocationBatch.swift); empty in service.
+    let hooks = Mutex(BatchHooks())
+    /// How often a revocation is planned again after its plan went stale, before `conflict` is returned.
     static let attempts = 8
 
     init(store: BrokerStore, authorities: CASet, clock: Clock, crlValidity: TimeInterval, cache: ReadMostly<ResponseCache>, watermark: CRLWatermark) {
