@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 import VouchCore
 import VouchCrypto
 import VouchModel
@@ -32,18 +33,28 @@ struct ResponseCache {
 /// the transaction — with no store lock held, so ECDSA signing never stalls other writers — and
 /// committed in it with the decision, the revocations' events and the CRLs: the first time a
 /// decision asks for a revocation without a plan, the transaction is abandoned (it wrote
-/// nothing), the plan is made and signed, and the change runs again. Planning, signing and
-/// committing a revocation hold `planning`, so this broker's revocations and CRL refreshes
-/// never make each other's plans stale; a plan that still went stale by the commit (a
-/// certificate issued for the target meanwhile, another broker on the same database) makes the
-/// store answer `revocation_plan_stale`, and the plan is made again — up to `attempts` times,
-/// then the change fails with `conflict`. A plan can also go stale before it is signed: another
+/// nothing), and the change joins the next batch of revocations (RevocationBatch.swift).
+///
+/// Revocations are batched: those that arrive while one is planned, signed and committed wait,
+/// and the next of them to lead plans them all together — a plan per member from the store, one
+/// CRL per issuer for their union, signed once — and commits them in one store transaction, each
+/// member decided again (`decide`) and written in turn, the CRLs last. A batch commits whole or
+/// not at all; when it cannot commit (a member's plan, signature, decision or writes failed, a
+/// decision changed, a plan went stale), every member is committed alone, as an unbatched
+/// revocation, so one member's error never fails another (RevocationBatch.swift). Every
+/// member's answer names CRLs that list its certificates, and no CRL is committed that lists a
+/// certificate the store does not mark revoked or misses one it does. Planning, signing and
+/// committing hold `planning`, so this broker's revocations and CRL refreshes never make each
+/// other's plans stale; a plan that still went stale by the commit (a certificate issued for a
+/// target meanwhile, another broker on the same database) makes the store answer
+/// `revocation_plan_stale`, and the revocation is planned again — each up to `attempts` times,
+/// then its change fails with `conflict`. A plan can also go stale before it is signed: another
 /// broker published the CRL number it takes, and this broker served that CRL meanwhile (which
-/// raised its watermark); `sign` tells that from a store behind the watermark, and the plan is
-/// made again. Every plan is checked at commit, one that names nothing too. From just before
-/// such a transaction until the in-memory CRL and OCSP caches are replaced from what it
-/// committed, the caches are bypassed (`ResponseCache.revoking`): relying parties read the
-/// store, which shows the revocation exactly when it shows the state change that caused it.
+/// raised its watermark); `sign` tells that from a store behind the watermark, and it is planned
+/// again. Every plan is checked at commit, one that names nothing too. From just before such a
+/// transaction until the in-memory CRL and OCSP caches are replaced from what it committed, the
+/// caches are bypassed (`ResponseCache.revoking`): relying parties read the store, which shows
+/// the revocation exactly when it shows the state change that caused it.
 final class Revocations: Sendable {
     let store: BrokerStore
     let authorities: CASet
@@ -52,8 +63,14 @@ final class Revocations: Sendable {
     let cache: ReadMostly<ResponseCache>
     /// The highest CRL number published per issuer: no CRL is signed from a store behind it.
     let watermark: CRLWatermark
-    /// Held while a revocation is planned, signed and committed, and while a CRL is refreshed.
-    private let planning = NSLock()
+    /// Held while a batch of revocations is planned, signed and committed, and while a CRL is refreshed.
+    let planning = NSLock()
+    /// Revocations waiting for the next batch.
+    let pending = Mutex<[BatchMember]>([])
+    /// Which waiting change commits the next batches (RevocationBatch.swift).
+    let leader = BatchLeader()
+    /// Test seams of the batching (RevocationBatch.swift); empty in service.
+    let hooks = Mutex(BatchHooks())
     /// How often a revocation is planned again after its plan went stale, before `conflict` is returned.
     static let attempts = 8
 
@@ -73,79 +90,31 @@ final class Revocations: Sendable {
 
     /// Decides (`decide`, reading through the transaction) and commits the revocation it names
     /// and what `write` writes, in one transaction (see the type's comment). `expecting`: the
-    /// revocation the decision will name, planned before the first transaction (operator
+    /// revocation the decision will name, batched before the first transaction (operator
     /// revocations always revoke). Returns the decision, the plan (nil: nothing to revoke) and
-    /// the CRLs stored.
+    /// the CRLs stored (those of the plan's issuers, which list its certificates).
     func change<D>(at now: Date, expecting: (target: RevocationTarget, reason: RevocationReason)? = nil,
                    decide: (any StoreTransaction) throws -> Decision<D>,
                    write: (any StoreTransaction, D, RevocationPlan?) throws -> Void) throws -> (value: D, plan: RevocationPlan?, crls: [CRLRecord]) {
-        var plan: RevocationPlan?
-        var crls: [CRLRecord] = []
-        var locked = false
-        defer { if locked { planning.unlock() } }
-        func prepare(_ target: RevocationTarget, _ reason: RevocationReason) throws {
-            if !locked { planning.lock(); locked = true }
-            // A plan can be stale before it is signed: another broker on the same store published
-            // the CRL number it takes after its snapshot (`sign` says so). Planned again.
-            for attempt in 1...Self.attempts {
-                let made = try store.revocationPlan(target, at: now, reason: reason)
-                do {
-                    crls = made.certificates.isEmpty ? [] : try made.issuers.map(sign)
-                    plan = made
-                    return
-                } catch let e as VouchError where e.code == .revocationPlanStale && attempt < Self.attempts {
-                    continue
-                } catch let e as VouchError where e.code == .revocationPlanStale {
-                    throw VouchError(.conflict, "the CRLs kept changing while this revocation was planned; not committed", context: e.context)
-                }
-            }
-        }
-        if let expecting { try prepare(expecting.target, expecting.reason) }
+        var wanted = expecting
         var replans = 0
         while true {
-            // A plan that revokes something: readers go to the store until the caches are updated.
-            let bracketed = plan.map { !$0.certificates.isEmpty } ?? false
-            if bracketed { cache.write { $0.revoking += 1; $0.generation += 1 } }
-            var committed: [CRLRecord]?
-            defer {
-                if bracketed {
-                    cache.write { c in
-                        if let committed, !committed.isEmpty {
-                            for crl in committed where (c.crls[crl.issuer]?.number ?? 0) <= crl.number { c.crls[crl.issuer] = crl }
-                            c.ocsp.removeAll()
-                        }
-                        c.generation += 1
-                        c.revoking -= 1
-                    }
-                }
-            }
-            do {
-                let result = try store.transaction { tx -> (D, RevocationPlan?) in
-                    let decision = try decide(tx)
-                    guard let r = decision.revoke else {
-                        try write(tx, decision.value, nil)
-                        return (decision.value, nil)
-                    }
-                    guard let plan, plan.target == r.target, plan.reason == r.reason else { throw NeedsPlan(target: r.target, reason: r.reason) }
-                    // The revocations first, so their events precede the ones the change writes.
-                    try tx.revoke(plan, crls: crls)
-                    try write(tx, decision.value, plan)
-                    return (decision.value, plan)
-                }
-                let stored = result.1 == nil ? [] : crls
-                committed = stored
-                watermark.raise(stored)
-                return (result.0, result.1, stored)
-            } catch let needed as NeedsPlan {
+            if let w = wanted {
+                // Committed in a batch, or the decision changed: decided again below.
+                if let done = try batched(at: now, target: w.target, reason: w.reason, decide: decide, write: write) { return done }
                 replans += 1
                 guard replans <= 2 * Self.attempts else { throw VouchError(.conflict, "the change kept naming other revocations; not committed") }
-                try prepare(needed.target, needed.reason)
-            } catch let e as VouchError where e.code == .revocationPlanStale {
-                replans += 1
-                guard replans <= Self.attempts, let stale = plan else {
-                    throw VouchError(.conflict, "the certificates or CRLs kept changing while this revocation was planned; not committed")
+            }
+            do {
+                let value = try store.transaction { tx -> D in
+                    let decision = try decide(tx)
+                    if let r = decision.revoke { throw NeedsPlan(target: r.target, reason: r.reason) }
+                    try write(tx, decision.value, nil)
+                    return decision.value
                 }
-                try prepare(stale.target, stale.reason)
+                return (value, nil, [])
+            } catch let needed as NeedsPlan {
+                wanted = (needed.target, needed.reason)
             }
         }
     }
@@ -204,8 +173,8 @@ final class Revocations: Sendable {
         if let stored = try store.currentCRL(issuer: id), fresh(stored) {
             crl = stored
         } else {
-            // Signed outside the store lock, under `planning` (so no revocation of this broker is
-            // planned against the number it takes); a CRL another broker stored meanwhile is
+            // Signed outside the store lock, under `planning` (so no batch of this broker's
+            // revocations is planned against the number it takes); a CRL another broker stored meanwhile is
             // newer, and `publishCRL` keeps and returns it instead.
             planning.lock()
             defer { planning.unlock() }

@@ -133,6 +133,15 @@ public protocol StoreTransaction {
     /// certificates now, or an issuer's CRL number moved. A plan that names nothing is checked
     /// too (a certificate issued since must not escape a revocation meant for its host).
     func revoke(_ plan: RevocationPlan, crls: [CRLRecord]) throws
+    /// One member of a batch of revocations committed in one transaction (`Revocations`):
+    /// revokes the certificates `plan` names and writes a `certificate.revoked` event for each,
+    /// storing no CRL — `storeCRLs` stores the batch's CRLs once every member is written. Fails
+    /// with `revocation_plan_stale` if the target names other unrevoked certificates now.
+    func revokeCertificates(_ plan: RevocationPlan) throws
+    /// Stores a batch's CRLs (see `revokeCertificates`), each the next of its issuer: fails with
+    /// `revocation_plan_stale` if an issuer's stored CRL number is not the CRL's number less one
+    /// (another revocation or refresh stored a CRL since the batch was planned).
+    func storeCRLs(_ crls: [CRLRecord]) throws
     @discardableResult
     func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64
 }
@@ -209,9 +218,7 @@ extension RevocationPlan {
     /// Then that `crls` are the ones signed for this plan (one per issuer, in order, with its
     /// number): a mismatch is the caller's bug (`internal_error`), not a stale plan.
     public func checkCurrent(named: [CertificateRecord], crls: [CRLRecord], crlNumber: (String) throws -> UInt64) throws {
-        guard named.filter({ $0.revokedAt == nil }).map(\.serial).sorted() == serials else {
-            throw VouchError(.revocationPlanStale, "the certificates to revoke changed; plan again")
-        }
+        try checkNamed(named)
         for i in issuers where try crlNumber(i.issuer) + 1 != i.number {
             throw VouchError(.revocationPlanStale, "the CRL of \(i.issuer) changed; plan again")
         }
@@ -220,6 +227,25 @@ extension RevocationPlan {
         }
         guard crls.map(\.issuer) == issuers.map(\.issuer), zip(crls, issuers).allSatisfy({ $0.number == $1.number }) else {
             throw VouchError(.internalError, "the CRLs do not match the revocation plan")
+        }
+    }
+
+    /// Whether `named` (the target's unrevoked certificates now) are the ones the plan revokes;
+    /// `revocation_plan_stale` otherwise.
+    public func checkNamed(_ named: [CertificateRecord]) throws {
+        guard named.filter({ $0.revokedAt == nil }).map(\.serial).sorted() == serials else {
+            throw VouchError(.revocationPlanStale, "the certificates to revoke changed; plan again")
+        }
+    }
+
+    /// Whether each of `crls` is its issuer's next (`crlNumber`: the stored number now), one per
+    /// issuer; `revocation_plan_stale` otherwise (a batch's CRLs, `StoreTransaction.storeCRLs`).
+    public static func checkNext(_ crls: [CRLRecord], crlNumber: (String) throws -> UInt64) throws {
+        guard Set(crls.map(\.issuer)).count == crls.count else {
+            throw VouchError(.internalError, "two CRLs of one issuer in one batch")
+        }
+        for crl in crls where try crlNumber(crl.issuer) + 1 != crl.number {
+            throw VouchError(.revocationPlanStale, "the CRL of \(crl.issuer) changed; plan again")
         }
     }
 

@@ -214,6 +214,19 @@ struct PostgresTransaction: StoreTransaction {
         for crl in crls { try PostgresBrokerStore.storeCRL(c, crl) }
     }
 
+    func revokeCertificates(_ plan: RevocationPlan) throws {
+        try plan.checkNamed(try PostgresBrokerStore.named(c, plan.target))
+        try c.runBatch("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3",
+                       plan.certificates.map { [.date(plan.at), .int(Int64(plan.reason.rawValue)), .text($0.serial)] })
+        for (type, data) in plan.events() { _ = try store.insertEvent(c, type, data, at: plan.at) }
+        for cert in plan.certificates { try store.enqueue(c) { try $0.revocation(cert) } }
+    }
+
+    func storeCRLs(_ crls: [CRLRecord]) throws {
+        try RevocationPlan.checkNext(crls) { try PostgresBrokerStore.crlNumber(c, issuer: $0) }
+        for crl in crls { try PostgresBrokerStore.storeCRL(c, crl) }
+    }
+
     func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64 {
         try store.insertEvent(c, type, data, at: at)
     }

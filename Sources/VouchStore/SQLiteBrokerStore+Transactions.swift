@@ -111,6 +111,21 @@ struct SQLiteTransaction: StoreTransaction {
         for crl in crls { try SQLiteBrokerStore.storeCRL(db, crl) }
     }
 
+    func revokeCertificates(_ plan: RevocationPlan) throws {
+        try plan.checkNamed(try SQLiteBrokerStore.named(db, plan.target))
+        let update = try db.prepare("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?")
+        for c in plan.certificates {
+            try update.run([.real(plan.at.timeIntervalSince1970), .int(Int64(plan.reason.rawValue)), .text(c.serial)])
+        }
+        for (type, data) in plan.events() { try store.insertEvent(db, type, data, at: plan.at) }
+        for c in plan.certificates { try store.enqueue(db) { try $0.revocation(c) } }
+    }
+
+    func storeCRLs(_ crls: [CRLRecord]) throws {
+        try RevocationPlan.checkNext(crls) { try SQLiteBrokerStore.crlNumber(db, issuer: $0) }
+        for crl in crls { try SQLiteBrokerStore.storeCRL(db, crl) }
+    }
+
     func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64 {
         try store.insertEvent(db, type, data, at: at)
         return db.lastInsertID

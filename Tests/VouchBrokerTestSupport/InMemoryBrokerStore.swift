@@ -35,6 +35,10 @@ public final class InMemoryBrokerStore: BrokerStore {
     private let committed = Atomic<Int>(0)
     /// How many write transactions have committed (tests check that one state change is one).
     public var commits: Int { committed.load(ordering: .sequentiallyConsistent) }
+    private let commitFault = Mutex<(any Error)?>(nil)
+    /// The next `transaction` commits and then throws `error`, as a PostgreSQL store does when the
+    /// connection is lost during COMMIT (`outcome: unknown`: it may have committed; here it did).
+    public func failNextCommit(with error: any Error) { commitFault.withLock { $0 = error } }
 
     public init() {}
 
@@ -297,12 +301,14 @@ public final class InMemoryBrokerStore: BrokerStore {
     // MARK: the unit of work
 
     public func transaction<T>(_ body: (any StoreTransaction) throws -> T) throws -> T {
-        try write { s in
+        let result = try write { s in
             let tx = Transaction(s)
             let result = try body(tx)
             s = tx.state
             return result
         }
+        if let fault = commitFault.withLock({ f in defer { f = nil }; return f }) { throw fault }
+        return result
     }
 
     /// A transaction's view: a copy of the state that replaces the store's only if the body returns.
@@ -326,6 +332,18 @@ public final class InMemoryBrokerStore: BrokerStore {
                 state.certificates[c.serial]?.revocationReason = plan.reason
             }
             for (type, data) in plan.events() { InMemoryBrokerStore.insertEvent(&state, type, data, at: plan.at) }
+            for crl in crls { state.crls[crl.issuer] = crl }
+        }
+        func revokeCertificates(_ plan: RevocationPlan) throws {
+            try plan.checkNamed(InMemoryBrokerStore.named(state, plan.target))
+            for c in plan.certificates {
+                state.certificates[c.serial]?.revokedAt = plan.at
+                state.certificates[c.serial]?.revocationReason = plan.reason
+            }
+            for (type, data) in plan.events() { InMemoryBrokerStore.insertEvent(&state, type, data, at: plan.at) }
+        }
+        func storeCRLs(_ crls: [CRLRecord]) throws {
+            try RevocationPlan.checkNext(crls) { state.crls[$0]?.number ?? 0 }
             for crl in crls { state.crls[crl.issuer] = crl }
         }
         func appendEvent(type: OutboxEventType, data: [String: String], at: Date) throws -> Int64 {
