@@ -4,16 +4,18 @@ import VouchCore
 import VouchModel
 
 /// Which change commits batches now (`Revocations.batched`); `leading` and every member's
-/// `outcome` are read and written under `condition`, which is signalled as members end.
+/// `outcome` are read and written under `lock`. A member sleeps on its own semaphore, signalled
+/// when it is settled or when it is the oldest queued member as a leader steps down — never all
+/// waiters at every settlement (200 drifting hosts made that 40,000 wake-ups on two cores).
 final class BatchLeader: @unchecked Sendable {
-    let condition = NSCondition()
+    let lock = NSLock()
     var leading = false
 }
 
 /// One change waiting to be revoked in a batch (`Revocations.batched`): the revocation its
 /// decision named, its decision and writes (type-erased; they run on whichever thread commits the
-/// batch, while the change's own thread waits), and how it ended (`outcome`, under
-/// `BatchLeader.condition`; the closures are used only by the thread that commits the batch).
+/// batch, while the change's own thread waits on `wake`), and how it ended (`outcome`, under
+/// `BatchLeader.lock`; the closures are used only by the thread that commits the batch).
 final class BatchMember: @unchecked Sendable {
     let target: RevocationTarget
     let reason: RevocationReason
@@ -21,6 +23,8 @@ final class BatchMember: @unchecked Sendable {
     var decide: ((any StoreTransaction) throws -> (value: Any, revoke: (target: RevocationTarget, reason: RevocationReason)?))?
     var write: ((any StoreTransaction, Any, RevocationPlan) throws -> Void)?
     var outcome: Outcome?
+    /// Signalled when the member is settled, or when it may lead (the leader stepped down).
+    let wake = DispatchSemaphore(value: 0)
 
     enum Outcome {
         /// Committed: the decision's value, the member's plan and the CRLs of its issuers.
@@ -36,7 +40,7 @@ final class BatchMember: @unchecked Sendable {
         self.target = target; self.reason = reason; self.at = at; self.decide = decide; self.write = write
     }
 
-    /// Ends the member (under `BatchLeader.condition`); its closures are dropped (they must not
+    /// Ends the member (under `BatchLeader.lock`); its closures are dropped (they must not
     /// outlive the waiting change).
     func settle(_ outcome: Outcome) {
         self.outcome = outcome
@@ -108,22 +112,40 @@ extension Revocations {
                     try write(tx, value, plan)
                 })
                 pending.withLock { $0.append(member) }
-                let c = leader.condition
-                c.lock()
-                while member.outcome == nil && leader.leading { c.wait() }
-                if member.outcome == nil {
-                    // No leader, and this change is still queued: it leads, for what is queued now.
-                    leader.leading = true
-                    c.unlock()
+                let l = leader
+                while true {
+                    l.lock.lock()
+                    if member.outcome != nil { l.lock.unlock(); break }
+                    if l.leading {
+                        // Settled by this leader or a later one; or woken to lead. A signal that
+                        // comes before the wait is counted, so none is lost.
+                        l.lock.unlock()
+                        member.wake.wait()
+                        continue
+                    }
+                    // No leader, and this change is still queued: it leads, for what is queued
+                    // now (itself among it), and settles all of it.
+                    l.leading = true
+                    l.lock.unlock()
                     planning.lock()
-                    commitBatch(pending.withLock { q in defer { q.removeAll() }; return q })
+                    let queue = pending.withLock { q in defer { q.removeAll() }; return q }
+                    commitBatch(queue)
                     planning.unlock()
-                    c.lock()
-                    leader.leading = false
-                    c.broadcast()
+                    // commitBatch settles every member it took; one it did not (a defect) fails
+                    // rather than sleeping for ever.
+                    l.lock.lock()
+                    let unsettled = queue.filter { $0.outcome == nil }
+                    l.lock.unlock()
+                    finish(unsettled.map { ($0, .failed(VouchError(.internalError, "a batched revocation ended without an outcome"))) })
+                    l.lock.lock()
+                    l.leading = false
+                    let next = pending.withLock { $0.first }
+                    l.lock.unlock()
+                    next?.wake.signal()   // the oldest change queued meanwhile leads next
                 }
+                l.lock.lock()
                 let outcome = member.outcome
-                c.unlock()
+                l.lock.unlock()
                 guard let outcome else { throw VouchError(.internalError, "a batched revocation ended without an outcome") }
                 return outcome
             }
@@ -142,13 +164,13 @@ extension Revocations {
     /// Ends `members` with their outcomes and wakes their changes.
     private func finish(_ ended: [(BatchMember, BatchMember.Outcome)]) {
         let settled = hooks.withLock { $0.settled }
-        leader.condition.lock()
+        leader.lock.lock()
         for (m, outcome) in ended {
             m.settle(outcome)
             settled?(ObjectIdentifier(m))
         }
-        leader.condition.broadcast()
-        leader.condition.unlock()
+        leader.lock.unlock()
+        for (m, _) in ended { m.wake.signal() }
     }
 
     /// Commits `queue` (under `planning`): as one batch, or each member alone when the batch
@@ -158,11 +180,12 @@ extension Revocations {
         if queue.count > 1 {
             for attempt in 1...Self.attempts {
                 var members: [BatchMember] = []
+                var transacting = false
                 do {
                     alone = []
-                    try commitTogether(queue, members: &members, leftOut: &alone)
+                    try commitTogether(queue, members: &members, leftOut: &alone, transacting: &transacting)
                     break
-                } catch let e as VouchError where e.outcomeUnknown {
+                } catch let e as VouchError where e.outcomeUnknown && transacting {
                     // The batch may have committed: its members' answer, and none runs again (the
                     // ones left out for overlapping were not in it, and run alone).
                     finish(members.map { ($0, .failed(e)) })
@@ -183,7 +206,9 @@ extension Revocations {
     /// Plans `queue` as one batch (`members`; those whose plans share a certificate with an
     /// earlier member's go to `leftOut`), signs its CRLs and commits it, settling its members;
     /// throws (no member settled) when it did not commit.
-    private func commitTogether(_ queue: [BatchMember], members: inout [BatchMember], leftOut: inout [BatchMember]) throws {
+    /// `transacting` is set as the batch's transaction starts: only an error from it can leave
+    /// the batch's outcome unknown (one from planning or signing committed nothing).
+    private func commitTogether(_ queue: [BatchMember], members: inout [BatchMember], leftOut: inout [BatchMember], transacting: inout Bool) throws {
         var plans: [RevocationPlan] = []
         var claimed = Set<String>()
         for m in queue {
@@ -193,7 +218,7 @@ extension Revocations {
             plans.append(plan)
             members.append(m)
         }
-        try commit(members, plans: plans, crls: try union(plans).map(sign))
+        try commit(members, plans: plans, crls: try union(plans).map(sign), transacting: &transacting)
     }
 
     /// The plan of `m`'s revocation, from the store now.
@@ -226,13 +251,14 @@ extension Revocations {
     /// Commits a planned batch in one transaction and settles its members; throws (nothing settled)
     /// when it did not commit. Errors of the members' decisions and writes are thrown unchanged, so
     /// the store runs the transaction again for those it retries.
-    private func commit(_ members: [BatchMember], plans: [RevocationPlan], crls: [CRLRecord]) throws {
+    private func commit(_ members: [BatchMember], plans: [RevocationPlan], crls: [CRLRecord], transacting: inout Bool) throws {
         // The CRLs must list exactly what the batch revokes beside what was revoked before.
         let revoking = Set(plans.flatMap(\.certificates).map(\.serial))
         let listed = Set(plans.flatMap(\.issuers).flatMap(\.revoked).map(\.serial))
         guard revoking.isSubset(of: listed), Set(plans.flatMap(\.certificates).map(\.issuer)) == Set(crls.map(\.issuer)) else {
             throw VouchError(.internalError, "a batch's CRLs do not cover its revocations")
         }
+        transacting = true
         let values = try bracketed(revoking: !revoking.isEmpty, crls: crls) {
             try store.transaction { tx -> [Any] in
                 var values: [Any] = []

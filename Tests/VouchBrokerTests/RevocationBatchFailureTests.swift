@@ -186,4 +186,29 @@ extension RevocationBatchTests {
         XCTAssertEqual(try broker.revocation.currentCRL().number, stored.number)
         XCTAssertEqual(Set(try CRL(der: stored.der).revokedSerials), Set((0..<5).map { Self.serial($0) }))
     }
+
+    /// An error that says "outcome unknown" but comes from planning (before any transaction ran)
+    /// is no batch outcome: nothing was committed, so every member is committed alone and settled
+    /// once — the one whose plan throws with that error, the others committed — rather than the
+    /// members planned so far told "unknown" and the rest left unsettled.
+    func testAnUnknownOutcomeFromPlanningIsNotTheBatchsAnswer() throws {
+        let store = InMemoryBrokerStore(), (broker, revocations, hosts, start) = try fixture(store, hosts: 4), now = clock.now()
+        let settlements = Mutex<[ObjectIdentifier: Int]>([:])
+        let failing = RevocationTarget.host(hosts[1])
+        revocations.hooks.withLock {
+            $0.planning = { target in
+                if target == failing { throw VouchError(.database, "lost during a read (injected)", context: ["outcome": "unknown"]) }
+            }
+            $0.settled = { member in settlements.withLock { $0[member, default: 0] += 1 } }
+        }
+        let results = inOrder(revocations, 4) { i -> Answer in
+            let done = try revocations.revoke(.host(hosts[i]), at: now, reason: .superseded)
+            return Answer(serials: done.serials, crls: done.crls)
+        }
+        let counts = settlements.withLock { $0 }
+        XCTAssertEqual(counts.count, 4, "every member settled")
+        XCTAssertEqual(Set(counts.values), [1], "a member settled more than once")
+        XCTAssertEqual(code(results[1]), .database)
+        try checkCommitted(results, except: [1], store: store, broker: broker, first: start + 1)
+    }
 }
