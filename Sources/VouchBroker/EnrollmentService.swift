@@ -190,6 +190,9 @@ public struct EnrollmentService: BrokerPart, Sendable {
         guard Policy.allAgentKeyTypes.contains(keyType) else {
             try refuse(VouchError(.csrKeyNotAllowed, "agent key must be ECDSA P-256/P-384 or RSA of 2048-4096 bits", context: ["got": keyType]))
         }
+        guard agentKey.hasSoundRSAExponent else {
+            try refuse(VouchError(.csrKeyNotAllowed, "agent RSA key's public exponent must be odd and at least 3", context: ["got": keyType]))
+        }
         // 7
         let evidence: TrustedEvidence
         switch evidenceVerifiers.appraise(evidenceSet, accepted: try acceptedState(hostID: host.id, nonceIssuedAt: issuedAt), context: verification,

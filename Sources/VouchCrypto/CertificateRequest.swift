@@ -14,8 +14,8 @@ import VouchTPMWire
 /// CertificationRequestInfo bytes. Any other key or signature algorithm is handed to OpenSSL's
 /// own parse and X509_REQ_verify, so what is accepted or refused there stays as it was.
 public struct UnverifiedCertificateRequest: Sendable {
-    /// The whole CertificationRequest, DER.
-    public let der: [UInt8]
+    /// The whole CertificationRequest, DER (read through `VerifiedCertificateRequest.der`).
+    let der: [UInt8]
     /// CertificationRequestInfo, tag and length included: the bytes the signature covers.
     let info: [UInt8]
     /// The SubjectPublicKeyInfo inside `info`, tag and length included.
@@ -181,15 +181,18 @@ enum PEMBlock {
     /// The DER of the first block whose BEGIN line names one of `labels`, up to its END line; nil
     /// when there is none, the END line is missing, a line in between is a header ("Name:
     /// value") or another armour line, or the base64 does not decode to at least one byte.
-    /// Lines end with LF or CRLF; spaces and tabs around a line are ignored.
+    /// Lines end with LF or CRLF; spaces and tabs after a line are ignored, and around a base64
+    /// line; armour lines start at the line's first byte, as OpenSSL's PEM reader wants them (an
+    /// indented BEGIN line is no block start, so both read the same block).
     static func first(_ bytes: [UInt8], labels: [String]) -> [UInt8]? {
-        let lines = bytes.split(separator: 0x0a, omittingEmptySubsequences: false).map(trimmed)
+        let lines = bytes.split(separator: 0x0a, omittingEmptySubsequences: false).map { trimmed($0, leading: false) }
         let begins = labels.map { Array("-----BEGIN \($0)-----".utf8) }
         guard let at = lines.firstIndex(where: { line in begins.contains { line.elementsEqual($0) } }) else { return nil }
         let end = Array("-----END ".utf8) + lines[at].dropFirst("-----BEGIN ".utf8.count)
         var body: [UInt8] = []
-        for line in lines[(at + 1)...] {
-            if line.elementsEqual(end) {
+        for untrimmed in lines[(at + 1)...] {
+            let line = trimmed(untrimmed, leading: true)
+            if untrimmed.elementsEqual(end) {
                 guard let data = Data(base64Encoded: Data(body)), !data.isEmpty else { return nil }
                 return [UInt8](data)
             }
@@ -199,10 +202,10 @@ enum PEMBlock {
         return nil
     }
 
-    private static func trimmed(_ line: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+    private static func trimmed(_ line: ArraySlice<UInt8>, leading: Bool) -> ArraySlice<UInt8> {
         func blank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0d }
         var l = line
-        while let b = l.first, blank(b) { l = l.dropFirst() }
+        while leading, let b = l.first, blank(b) { l = l.dropFirst() }
         while let b = l.last, blank(b) { l = l.dropLast() }
         return l
     }

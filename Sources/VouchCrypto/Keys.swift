@@ -167,6 +167,16 @@ public final class PublicKey: @unchecked Sendable {
 
     public var bits: Int { Int(EVP_PKEY_get_bits(pkey)) }
 
+    /// For an RSA key, whether its public exponent is odd and at least 3: with e = 1 (or an even
+    /// e) a "signature" proves nothing about a private key. True for any other key.
+    public var hasSoundRSAExponent: Bool {
+        guard isRSA else { return true }
+        var e: OpaquePointer?
+        guard EVP_PKEY_get_bn_param(pkey, "e", &e) == 1, let e else { return false }
+        defer { BN_free(e) }
+        return BN_is_odd(e) == 1 && BN_is_one(e) == 0
+    }
+
     /// The DER SubjectPublicKeyInfo in one canonical form, whatever encoding the key came in: RSA
     /// as DER (minimal INTEGERs, NULL parameters); EC as a named curve with the uncompressed point.
     /// Two encodings of the same key give the same bytes.

@@ -78,6 +78,18 @@ final class AttestationExtensionTests: XCTestCase {
         }
     }
 
+    /// A record's JSON escapes what JSON requires in its type (quotes, backslashes, control
+    /// characters) and keeps the rest as it is, on both the copy and the escaping path: the text
+    /// reads back, through its own parser and Foundation's, to the same type.
+    func testCMWRecordJSONEscapesItsType() throws {
+        for type in ["application/eat+jwt", "a\"b", "a\\b", "tab\there", "nl\n", "\u{1}", "é and \u{2028}", "del\u{7f}"] {
+            let record = CMWRecord(type: type, value: [1, 2, 3], indicator: nil)
+            let parsed = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(record.json.utf8)) as? [Any], type)
+            XCTAssertEqual(parsed.first as? String, type)
+            XCTAssertEqual(try CMWRecord(json: record.json).type, type)
+        }
+    }
+
     func testCMWRecordAndExtensionDER() throws {
         let value = AttestationExtension.extensionValue(ear: "aGVhZGVy.cGF5bG9hZA.c2ln")
         XCTAssertEqual(value.first, 0x0c, "the json choice: a UTF8String")

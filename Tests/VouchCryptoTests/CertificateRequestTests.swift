@@ -163,6 +163,43 @@ final class CertificateRequestTests: XCTestCase {
 
     // MARK: helpers
 
+    /// A P-256 request whose point is moved off the curve (one bit of y flipped, in the signed
+    /// info) is never accepted, and reading it does not trap.
+    func testAnOffCurvePointIsNeverAccepted() throws {
+        let key = try PrivateKey.generate()
+        let der = try CSR.create(key: key, commonName: "agent").der
+        let point = try key.publicKey.spkiDER.suffix(65)   // 0x04 || x || y
+        let at = try XCTUnwrap((0..<der.count).first { der[$0...].starts(with: point) })
+        var moved = der
+        moved[at + 64] ^= 0x01
+        XCTAssertNil(try? UnverifiedCertificateRequest(pemOrDER: moved).verify())
+    }
+
+    /// RSA keys whose public exponent is 1 or even prove nothing with a signature: the broker
+    /// refuses them (`csr_key_not_allowed`), whatever path read them.
+    func testWeakRSAExponentsAreNotSound() throws {
+        let n = [UInt8(0xC3)] + [UInt8](repeating: 0x5A, count: 254) + [0x01]
+        XCTAssertTrue(try PublicKey(rsaModulus: n, exponent: [0x01, 0x00, 0x01]).hasSoundRSAExponent)
+        XCTAssertTrue(try PublicKey(rsaModulus: n, exponent: [0x03]).hasSoundRSAExponent)
+        XCTAssertFalse(try PublicKey(rsaModulus: n, exponent: [0x01]).hasSoundRSAExponent)
+        XCTAssertFalse(try PublicKey(rsaModulus: n, exponent: [0x01, 0x00, 0x00]).hasSoundRSAExponent)
+        XCTAssertTrue(try PrivateKey.generate().publicKey.hasSoundRSAExponent, "not an RSA key")
+    }
+
+    /// Armour lines start at a line's first byte, as OpenSSL reads them: an indented BEGIN line
+    /// starts no block, so with an indented request before a plain one both parsers read the
+    /// plain one; a request whose armour is only indented is refused.
+    func testIndentedArmourIsNoBlock() throws {
+        let a = try CSR.create(key: try PrivateKey.generate(), commonName: "a")
+        let b = try CSR.create(key: try PrivateKey.generate(), commonName: "b")
+        let indented = try a.pem.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n") + "\n"
+        let both = Array(("-----BEGIN OTHER-----\nAAAA\n-----END OTHER-----\n" + indented + (try b.pem)).utf8)
+        XCTAssertEqual(try UnverifiedCertificateRequest(pemOrDER: both).verify()?.der, try b.der)
+        XCTAssertEqual(try CSR(pemOrDER: both).der, try b.der, "OpenSSL reads the same one")
+        let onlyIndented = Array(("-----BEGIN OTHER-----\nAAAA\n-----END OTHER-----\n" + indented).utf8)
+        XCTAssertThrowsError(try UnverifiedCertificateRequest(pemOrDER: onlyIndented)) { assertParseError($0) }
+    }
+
     private func assertParseError(_ error: Error, line: UInt = #line) {
         let code = (error as? VouchError)?.code
         XCTAssertTrue(code == .invalidValue || code == .truncated, "\(error)", line: line)
