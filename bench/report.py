@@ -158,9 +158,11 @@ tee_path = os.path.join(out, "tee", "results.json")
 tee = json.load(open(tee_path)) if os.path.exists(tee_path) else None
 gpu_path = os.path.join(out, "gpu", "results.json")
 gpu = json.load(open(gpu_path)) if os.path.exists(gpu_path) else None
-profile_path = os.path.join(out, "enroll-profile.json")
-profile = json.load(open(profile_path)) if os.path.exists(profile_path) else {"available": False, "reason": "not run"}
-json.dump({"machine": machine, "results": results, "ratios": ratios, "targets": targets, "tee": tee, "gpu": gpu, "enroll_profile": profile},
+profiles = {}
+for key, file in [("enrollment", "enroll-profile.json"), ("fleet", "fleet-profile.json")]:
+    path = os.path.join(out, file)
+    profiles[key] = json.load(open(path)) if os.path.exists(path) else {"available": False, "reason": "not run"}
+json.dump({"machine": machine, "results": results, "ratios": ratios, "targets": targets, "tee": tee, "gpu": gpu, "profiles": profiles},
           open(os.path.join(out, "results.json"), "w"), indent=2)
 
 
@@ -173,17 +175,20 @@ def rate_text(r):
 table = ["| measurement | rate | unit | detail |", "|---|---|---|---|"]
 table += [f"| {r['name']} | {rate_text(r)} | {r['unit']} | {r['detail']} |" for r in results]
 goals = ["| target (issue #22) | measured in this run | |", "|---|---|---|"] + [f"| {t} | {m} | {v} |" for t, m, v in targets]
-# Where broker CPU goes while enrolling: perf samples of vouchd in a separate 32-client run
-# (bench/enroll_profile.py), by library, and the hottest functions.
-if profile.get("available"):
-    where = [f"Where broker CPU goes (enrollment, {profile['clients']} clients, perf samples of vouchd over {profile['seconds']:.0f} s of a separate run, "
-             f"{profile.get('samples') or '?'} samples; shares of the broker's on-CPU samples):", "",
-             "| area | share | libraries |", "|---|---|---|"]
-    where += [f"| {a['area']} | {a['percent']:.1f} % | {', '.join(a['libraries'])} |" for a in profile["areas"] if a["percent"] >= 0.5]
-    where += ["", "| hottest functions | share | library |", "|---|---|---|"]
-    where += [f"| `{f['symbol']}` | {f['percent']:.1f} % | {f['library']} |" for f in profile["symbols"][:10]]
-else:
-    where = [f"Where broker CPU goes (enrollment): {profile.get('reason', 'perf not available')}."]
+# Where broker CPU goes: perf samples of vouchd in a separate 32-client enrollment run, and after
+# the largest fleet's measured window (bench/cpu_profile.py), by library, and the hottest functions.
+where = []
+for key, profile in profiles.items():
+    if profile.get("available"):
+        where += [f"Where broker CPU goes ({profile.get('label', key)}; perf samples of vouchd over {profile['seconds']:.0f} s outside the measured rows, "
+                  f"{profile.get('samples') or '?'} samples; shares of the broker's on-CPU samples):", "",
+                  "| area | share | libraries |", "|---|---|---|"]
+        where += [f"| {a['area']} | {a['percent']:.1f} % | {', '.join(a['libraries'])} |" for a in profile["areas"] if a["percent"] >= 0.5]
+        where += ["", "| hottest functions | share | library |", "|---|---|---|"]
+        where += [f"| `{f['symbol']}` | {f['percent']:.1f} % | {f['library']} |" for f in profile["symbols"][:10]]
+    else:
+        where += [f"Where broker CPU goes ({key}): {profile.get('reason', 'perf not available')}."]
+    where += [""]
 section = "\n".join([f"Machine: {machine}. Release build; `BENCH_SECONDS` per measurement. Every figure below was measured in this run.", "",
                      *table, "", *[f"- {r}" for r in ratios], "", *where, "", *goals])
 doc = open("docs/performance.md").read()

@@ -123,7 +123,7 @@ ENROLL
 done
 # Where the broker's CPU goes while enrolling: perf samples of vouchd during one more 32-client
 # run (not a row above: perf takes CPU from the two it shares), grouped by library
-# (bench/enroll_profile.py, shown in docs/performance.md). Without perf (Debian's linux-perf) the
+# (bench/cpu_profile.py, shown in docs/performance.md). Without perf (Debian's linux-perf) the
 # report says "perf not available".
 profile_seconds=$(( seconds * 2 > 4 ? seconds * 2 : 4 ))
 if command -v perf >/dev/null && perf record -q -o "$out/perf-probe.data" -- true >/dev/null 2>&1; then
@@ -133,7 +133,7 @@ if command -v perf >/dev/null && perf record -q -o "$out/perf-probe.data" -- tru
   sleep 2
   perf record -q -F 999 -o "$out/enroll-perf.data" -p "$broker_pid" -- sleep "$profile_seconds" >/dev/null 2>&1 || true
   wait "$profile_client" || true
-  python3 bench/enroll_profile.py "$out/enroll-perf.data" "$profile_seconds" 32 > "$out/enroll-profile.json" \
+  python3 bench/cpu_profile.py "$out/enroll-perf.data" "$profile_seconds" "enrollment, 32 clients" > "$out/enroll-profile.json" \
     || echo '{"available": false, "reason": "perf report failed"}' > "$out/enroll-profile.json"
   rm -f "$out/perf-probe.data"
 else
@@ -180,6 +180,18 @@ for run in ${BENCH_FLEET_BEFORE-2500:fresh} ${BENCH_FLEET:-2500 5000 10000}; do
   sleep "$window"
   t1=$(cpu_ticks "$broker_pid"); a1=$(metric 'vouch_attestations_total{result="trusted"}'); rss=$(rss_kb "$broker_pid")
   outcomes=$(curl -s --cacert "$broker_dir/broker-ca/ca.pem" -H "Authorization: Bearer $(cat "$broker_dir/admin.token")" "https://127.0.0.1:$broker_port/metrics" | grep '^vouch_attestations_total{' | tr '\n' ' ')
+  # The largest fleet's profile (the ceiling's): perf samples of vouchd after the measured window,
+  # so perf's own cost is in no row (bench/cpu_profile.py, shown in docs/performance.md).
+  if [ -z "$fresh" ] && [ "$n" = "${BENCH_FLEET_PROFILE:-10000}" ]; then
+    if command -v perf >/dev/null && perf record -q -o "$out/perf-probe.data" -- true >/dev/null 2>&1; then
+      perf record -q -F 999 -o "$out/fleet-perf.data" -p "$broker_pid" -- sleep 8 >/dev/null 2>&1 || true
+      python3 bench/cpu_profile.py "$out/fleet-perf.data" 8 "fleet of $n simulated hosts, 10 s interval" > "$out/fleet-profile.json" \
+        || echo '{"available": false, "reason": "perf report failed"}' > "$out/fleet-profile.json"
+      rm -f "$out/perf-probe.data"
+    else
+      echo '{"available": false, "reason": "perf not available"}' > "$out/fleet-profile.json"
+    fi
+  fi
   trusted_now=$(metric 'vouch_hosts_by_trust{state="trusted"}')
   python3 -c "
 import json, os

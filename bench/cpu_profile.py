@@ -1,13 +1,14 @@
-"""Where vouchd's CPU goes during enrollment: a summary of `perf record` samples taken on the
-broker while vouch-bench enrolled (bench/run.sh, section 3). Prints one JSON object:
-{"available": true, "samples": N, "seconds": S, "clients": C, "areas": [{"area", "percent", "libraries"}],
+"""Where vouchd's CPU goes under a load: a summary of `perf record` samples taken on the broker
+(bench/run.sh: while vouch-bench enrolls, section 3; while the largest simulated fleet is pulled,
+section 5). Prints one JSON object:
+{"available": true, "samples": N, "seconds": S, "label": L, "areas": [{"area", "percent", "libraries"}],
  "symbols": [{"percent", "library", "symbol"}]}, or {"available": false, "reason": ...}.
 
 Areas group the samples by the library (DSO) they fell in; symbols are the hottest functions,
 Swift names demangled when `swift demangle` is there. The percentages are shares of the samples
 perf took in the broker process (on-CPU time), not of wall time.
 
-Usage: python3 bench/enroll_profile.py PERF_DATA SECONDS CLIENTS
+Usage: python3 bench/cpu_profile.py PERF_DATA SECONDS LABEL
 """
 import json
 import re
@@ -37,7 +38,7 @@ def report(data, sort):
 
 
 def main():
-    data, seconds, clients = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    data, seconds, label = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     if not shutil.which("perf"):
         print(json.dumps({"available": False, "reason": "perf not available"}))
         return
@@ -70,7 +71,7 @@ def main():
                 s["symbol"] = n
     for s in symbols:
         s["symbol"] = s["symbol"][:110]
-    print(json.dumps({"available": True, "samples": samples, "seconds": seconds, "clients": clients,
+    print(json.dumps({"available": True, "samples": samples, "seconds": seconds, "label": label,
                       "areas": sorted(areas.values(), key=lambda a: -a["percent"]), "symbols": symbols}))
 
 
