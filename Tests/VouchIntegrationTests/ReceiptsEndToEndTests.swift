@@ -16,6 +16,14 @@ final class ReceiptsEndToEndTests: XCTestCase {
     var dir: URL!
     var broker: BrokerHarness!
 
+    /// XCTest keeps test case objects until the run ends: the broker is stopped here, not when
+    /// the object goes (a vouchd outlived the test process when it was left to deinit).
+    override func tearDown() {
+        broker?.stop()
+        broker = nil
+        super.tearDown()
+    }
+
     func file(_ name: String) -> String { dir.appendingPathComponent(name).path }
     func write(_ bytes: [UInt8], _ name: String) throws -> String {
         try Data(bytes).write(to: URL(fileURLWithPath: file(name)))
