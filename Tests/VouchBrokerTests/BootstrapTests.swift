@@ -3,6 +3,7 @@ import XCTest
 import VouchBroker
 import VouchCore
 import VouchCrypto
+import VouchTestSupport
 
 /// What the broker keeps on disk between starts.
 final class BootstrapTests: XCTestCase {
@@ -109,18 +110,6 @@ final class BootstrapTests: XCTestCase {
     }
 
     func runOpenSSL(_ args: [String], input: String) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        p.arguments = args
-        let stdin = Pipe(), stdout = Pipe()
-        p.standardInput = stdin
-        p.standardOutput = stdout
-        try p.run()
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try stdin.fileHandleForWriting.close()
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw VouchError(.io, "openssl failed") }
-        return String(decoding: out, as: UTF8.self)
+        String(decoding: try opensslOutput(args, stdin: Array(input.utf8)), as: UTF8.self)
     }
 }
