@@ -26,13 +26,25 @@ final class SwTPM {
         try start()
     }
 
+    /// Starts swtpm on `port` (commands) and `port + 1` (control) and returns once both accept
+    /// connections and the process is still running a moment later: swtpm listens on one port
+    /// before it binds the other, so a connection to the first proves nothing if the second bind
+    /// failed and the process is on its way out.
     func start() throws {
-        server = try BackgroundProcess("/usr/bin/swtpm", [
+        let server = try BackgroundProcess("/usr/bin/swtpm", [
             "socket", "--tpm2", "--tpmstate", "dir=\(dir.appendingPathComponent("state").path)",
             "--server", "type=tcp,port=\(port),bindaddr=127.0.0.1", "--ctrl", "type=tcp,port=\(port + 1),bindaddr=127.0.0.1",
             "--flags", "not-need-init,startup-clear",
         ], log: dir.appendingPathComponent("swtpm.log"))
-        guard TestEnv.waitForPort(port) else { throw NSError(domain: "swtpm", code: 1, userInfo: [NSLocalizedDescriptionKey: "swtpm did not start"]) }
+        self.server = server
+        guard TestEnv.waitForPort(port), TestEnv.waitForPort(port + 1) else {
+            stop()
+            throw NSError(domain: "swtpm", code: 1, userInfo: [NSLocalizedDescriptionKey: "swtpm did not start: \(server.log)"])
+        }
+        usleep(50_000)
+        guard server.process.isRunning else {
+            throw NSError(domain: "swtpm", code: 2, userInfo: [NSLocalizedDescriptionKey: "swtpm exited after it started: \(server.log)"])
+        }
     }
 
     func stop() { server?.stop(); server = nil }
