@@ -7,7 +7,12 @@
 # pull hosts without a drift watcher (--watch-interval 0) on POLICY with a 10 s interval, where
 # the next scheduled round finds the change, as before the watcher. The simulated hosts share one
 # address (127.0.0.1), so vouchd's per-address connection cap is raised, as for hosts behind one
-# NAT address (docs/operations.md). Rows go to OUT/broker.jsonl
+# NAT address (docs/operations.md). Each simulated host reports over a connection of its own,
+# kept from its previous report as an attester process keeps its one (vouchd's default
+# --host-connection-timeout, 20 min, keeps it open on the broker's side); a pull host's first
+# mTLS request is its hint, so each hint pays a TLS handshake. Each row also gives the CPU of the
+# broker, the fleet and the watchers from the drift until the last view showed it (2 cores shared
+# by all three). Rows go to OUT/broker.jsonl
 # in the format of the other broker rows. Reports only; nothing here passes or fails on speed.
 set -euo pipefail
 bin=$1 out=$2 policy=$3 hosts=${4:-200}
@@ -34,7 +39,7 @@ for mode in push pull unwatched; do
     --enroll-agents --drift-after 10s --drift-record "$dir/record.json" >"$dir/sim.log" 2>&1 &
   sim=$!; pids+=("$sim")
   "$bin/vouch-bench" drift-watch --broker "https://127.0.0.1:$port" --ca "$dir/broker/broker-ca/ca.pem" --token "$dir/broker/admin.token" \
-    --record "$dir/record.json" --label "$label, $hosts hosts" \
+    --record "$dir/record.json" --label "$label, $hosts hosts" --broker-pid "$broker" --fleet-pid "$sim" \
     --timeout 180s --ocsp-threads "${BENCH_DRIFT_OCSP_THREADS:-1}" --out "$dir/rows.jsonl" || echo "{\"name\":\"drift to revocation visible, $mode mode\",\"unit\":\"ms (p99)\",\"rate\":0,\"detail\":\"failed (see $dir)\"}" > "$dir/rows.jsonl"
   cat "$dir/rows.jsonl" >> "$out/broker.jsonl"
   kill "$sim" "$broker" 2>/dev/null || true; wait "$sim" "$broker" 2>/dev/null || true

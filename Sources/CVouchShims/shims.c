@@ -41,6 +41,9 @@ int vouch_mhd_connection_fd(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     return i ? i->connect_fd : -1;
 }
+int vouch_mhd_set_connection_timeout(struct MHD_Connection *c, unsigned int seconds) {
+    return MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, seconds) == MHD_YES;
+}
 CURLcode vouch_curl_setopt_ssl_ctx(CURL *h, CURLcode (*cb)(CURL *, void *, void *), void *ctx) {
     CURLcode rc = curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, cb);
     return rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, ctx);

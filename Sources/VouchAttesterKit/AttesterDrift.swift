@@ -100,14 +100,15 @@ extension Attester {
 /// and the simulated fleet: a push report (a nonce, the evidence, the report) and a hint.
 enum BrokerReports {
     /// `broker` (HTTPS, its CA) with the host certificate and key files as TLS client identity.
-    static func hostClient(broker: APIClient, certificateFile: String, keyFile: String) throws -> APIClient {
+    /// `ownConnection`: the client keeps a connection of its own (`HTTPClient.ownConnection`).
+    static func hostClient(broker: APIClient, certificateFile: String, keyFile: String, ownConnection: Bool = false) throws -> APIClient {
         guard case let .https(base, caFile) = (broker.transport as? HTTPClient)?.transport else {
             throw VouchError(.config, "reporting to the broker needs an HTTPS broker transport")
         }
         // Kept alive between reports (curl's idle limit raised above any push period): the
         // broker's connection timeout decides whether the next report finds it open.
         return APIClient(transport: HTTPClient(.https(baseURL: base, caFile: caFile), identity: .init(certificateFile: certificateFile, keyFile: keyFile),
-                                               keepAliveSeconds: Attester.pushKeepAliveSeconds))
+                                               keepAliveSeconds: Attester.pushKeepAliveSeconds, ownConnection: ownConnection))
     }
 
     /// One push report: a nonce for attestation from `broker`, the evidence `report` makes for

@@ -49,6 +49,9 @@ public final class SimulatedFleet: Sendable {
         var gates: [Int: ReportGate] = [:]
         /// The serial of the agent `enrollAgentOnEveryHost` enrolled on each host.
         var agentSerials: [Int: String] = [:]
+        /// Each host's client for its push reports and hints, made at its first: a connection of
+        /// its own, kept between reports as an attester process keeps its one.
+        var reportClients: [Int: APIClient] = [:]
     }
     /// Where each host's certificate (`host-INDEX.pem`) and the fleet's key (`host.key`) are kept
     /// for libcurl, which presents them as TLS client identity.
@@ -193,9 +196,18 @@ public final class SimulatedFleet: Sendable {
         try Files.writeAtomically(JSONCodec.encode(["hosts": hosts]), to: path, mode: 0o644)
     }
 
-    /// Host `index`'s broker client with its host certificate.
+    /// Host `index`'s broker client with its host certificate: one per host, with a connection of
+    /// its own kept between its reports (the hosts share this process, and a pooled connection made
+    /// with one host's certificate is never another's).
     func hostClient(_ index: Int) throws -> APIClient {
-        try BrokerReports.hostClient(broker: broker, certificateFile: identityDirectory + "/host-\(index).pem", keyFile: identityDirectory + "/host.key")
+        if let client = state.withLock({ $0.reportClients[index] }) { return client }
+        let client = try BrokerReports.hostClient(broker: broker, certificateFile: identityDirectory + "/host-\(index).pem",
+                                                  keyFile: identityDirectory + "/host.key", ownConnection: true)
+        return state.withLock { s in
+            if let other = s.reportClients[index] { return other }
+            s.reportClients[index] = client
+            return client
+        }
     }
 
     /// Push mode, one report of host `index` (the attester's code path: `BrokerReports.push`).

@@ -58,6 +58,11 @@ public final class HTTPClient: HTTPTransport {
     /// CURLOPT_MAXAGE_CONN; nil: curl's 118 s). A client that sends every few minutes (an
     /// attester's pushes) sets it above its period, or every request opens a new connection.
     public let keepAliveSeconds: Int?
+    /// Set (`ownConnection`): this client keeps an easy handle of its own between requests instead
+    /// of taking one from the process-wide pool, so its kept connection is its own — what a process
+    /// with one client identity gets from the pool anyway, and what many identities in one process
+    /// (a simulated fleet, each host its own attester) need for each to keep its connection.
+    private let ownHandle: OwnHandle?
 
     /// Connections libcurl opened for requests of any client in this process (CURLINFO_NUM_CONNECTS
     /// summed; a request on a kept connection adds nothing): what tells reuse from a handshake.
@@ -65,7 +70,8 @@ public final class HTTPClient: HTTPTransport {
     private static let opened = Atomic<Int>(0)
 
     public init(_ transport: Transport, timeoutSeconds: Int = 30, identity: ClientIdentity? = nil, freshConnections: Bool = false,
-                maxResponseBytes: Int = 16 << 20, connections: PinnedConnectionPool? = nil, keepAliveSeconds: Int? = nil) {
+                maxResponseBytes: Int = 16 << 20, connections: PinnedConnectionPool? = nil, keepAliveSeconds: Int? = nil,
+                ownConnection: Bool = false) {
         _ = curlGlobalInit
         self.transport = transport
         self.timeout = timeoutSeconds
@@ -74,6 +80,7 @@ public final class HTTPClient: HTTPTransport {
         self.maxResponseBytes = maxResponseBytes
         self.connections = connections
         self.keepAliveSeconds = keepAliveSeconds
+        self.ownHandle = ownConnection ? OwnHandle() : nil
     }
 
     /// Why `url` cannot be a `.service` base URL, or nil when it can: `https://` or — for a host
@@ -105,6 +112,22 @@ public final class HTTPClient: HTTPTransport {
             var ok = false
             defer { connections.checkIn(handle, transferOK: ok, newConnections: Self.countConnects(handle.raw)) }
             let response = try perform(handle.raw, method, path, headers: headers, body: body, kept: connections)
+            ok = true
+            return response
+        }
+        if let ownHandle {
+            // A second request while one is in flight gets a handle of its own, dropped after it;
+            // a handle whose transfer failed is dropped with its connection (its state is unknown).
+            let handle = try ownHandle.slot.withLock { $0.take() } ?? EasyHandle.make()
+            var ok = false
+            defer {
+                _ = Self.countConnects(handle.raw)
+                if ok {
+                    curl_easy_reset(handle.raw)
+                    ownHandle.slot.withLock { if $0 == nil { $0 = handle } }
+                }
+            }
+            let response = try perform(handle.raw, method, path, headers: headers, body: body, kept: nil)
             ok = true
             return response
         }
@@ -288,6 +311,11 @@ final class EasyHandle: @unchecked Sendable {
 
     static func checkOut() throws -> EasyHandle {
         if let h = idle.withLock({ $0.popLast() }) { return h }
+        return try make()
+    }
+
+    /// A new handle, not from the pool (the caller keeps it or lets it go).
+    static func make() throws -> EasyHandle {
         guard let raw = curl_easy_init() else { throw VouchError(.http, "curl_easy_init failed") }
         return EasyHandle(raw)
     }
@@ -297,6 +325,11 @@ final class EasyHandle: @unchecked Sendable {
         curl_easy_reset(raw)
         Self.idle.withLock { pool in if pool.count < Self.poolSize { pool.append(self) } }
     }
+}
+
+/// The idle easy handle of an `ownConnection` client (nil while a request has it).
+final class OwnHandle: Sendable {
+    let slot = Mutex<EasyHandle?>(nil)
 }
 
 /// The closure of a `PreloadedTLS`, boxed for curl's callback data pointer.

@@ -38,6 +38,8 @@ public final class HTTPServer: @unchecked Sendable {
     let maxResponseHeaderBytes: Int
     /// Set when TLS clients are asked for a certificate chaining to `clientTrustPEM`.
     let verifiesClients: Bool
+    /// `Limits.authenticatedIdleTimeout`: the idle timeout and request deadline of a connection once it presented a verified client certificate.
+    let authenticatedIdleTimeout: Int?
     /// The absolute deadline for receiving each request, when one is set.
     let requestDeadline: RequestDeadline?
     private var daemon: OpaquePointer?
@@ -75,19 +77,26 @@ public final class HTTPServer: @unchecked Sendable {
     /// 32 KiB) is each connection's memory pool, which holds the request's headers and the
     /// response's: a response whose headers need more than half of it is replaced by 500
     /// `response_headers_too_large` (libmicrohttpd would otherwise close the connection with no
-    /// answer at all).
+    /// answer at all). `authenticatedIdleTimeout` (seconds; nil: no difference): once a request
+    /// on a connection carried a verified client certificate, that connection's idle timeout and
+    /// its request deadline between requests become this instead — clients that proved who they
+    /// are (a fleet's hosts, pushing minutes apart) keep their connection for the next request,
+    /// while anonymous ones are held to the short limits.
     public struct Limits: Sendable {
         public var idleTimeout: Int = 30
         public var requestDeadline: Int? = nil
         public var perAddress: Int = 0
         public var total: Int = 1024
         public var connectionMemory: Int? = nil
-        public init(idleTimeout: Int = 30, requestDeadline: Int? = nil, perAddress: Int = 0, total: Int = 1024, connectionMemory: Int? = nil) {
+        public var authenticatedIdleTimeout: Int? = nil
+        public init(idleTimeout: Int = 30, requestDeadline: Int? = nil, perAddress: Int = 0, total: Int = 1024, connectionMemory: Int? = nil,
+                    authenticatedIdleTimeout: Int? = nil) {
             self.idleTimeout = idleTimeout
             self.requestDeadline = requestDeadline
             self.perAddress = perAddress
             self.total = total
             self.connectionMemory = connectionMemory
+            self.authenticatedIdleTimeout = authenticatedIdleTimeout
         }
     }
 
@@ -110,6 +119,7 @@ public final class HTTPServer: @unchecked Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.maxResponseHeaderBytes = (limits.connectionMemory ?? Self.defaultConnectionMemory) / 2
         if case .tls = listen { self.verifiesClients = clientTrustPEM != nil } else { self.verifiesClients = false }
+        self.authenticatedIdleTimeout = limits.authenticatedIdleTimeout
         self.requestDeadline = limits.requestDeadline.map { RequestDeadline(limit: .seconds($0)) }
         var options: [MHD_OptionItem] = []
         var flags = UInt32(MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_ERROR_LOG.rawValue)
@@ -339,12 +349,16 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
         response = HTTPResponse(status: 413, headers: [("Content-Type", "application/json")],
                                 body: Array(#"{"code":"body_too_large","message":"request body exceeds \#(server.maxBodyBytes) bytes"}"#.utf8))
     } else {
+        let clientCertificate = server.verifiesClients ? verifiedClientCertificate(connection) : nil
+        if clientCertificate != nil, let seconds = server.authenticatedIdleTimeout, let connection {
+            _ = vouch_mhd_set_connection_timeout(connection, UInt32(seconds))
+            server.requestDeadline?.extend(connection, to: .seconds(seconds))
+        }
         let request = HTTPRequest(method: method.map { String(cString: $0) } ?? "GET",
                                   path: url.map { String(cString: $0) } ?? "/", target: state.target,
                                   query: values(.GET_ARGUMENT_KIND, connection, lowercase: false),
                                   headers: values(.HEADER_KIND, connection, lowercase: true),
-                                  body: state.body, peer: peerAddress(connection),
-                                  clientCertificate: server.verifiesClients ? verifiedClientCertificate(connection) : nil)
+                                  body: state.body, peer: peerAddress(connection), clientCertificate: clientCertificate)
         response = server.handler(request)
     }
     let headerBytes = response.headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 }

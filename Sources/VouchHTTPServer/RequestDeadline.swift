@@ -32,6 +32,8 @@ final class RequestDeadline: @unchecked Sendable {
         var receivingSince: ContinuousClock.Instant?
         /// Set once the socket was shut down, so it is not shut down (or logged) again.
         var expired = false
+        /// This connection's own limit (one that presented a verified client certificate); nil: `limit`.
+        var limit: Duration? = nil
     }
 
     let limit: Duration
@@ -59,6 +61,12 @@ final class RequestDeadline: @unchecked Sendable {
         table.withLock { $0[Self.key(connection)]?.receivingSince = nil }
     }
 
+    /// From now on `connection` has `limit` to deliver each request instead of the server's (a
+    /// client that proved who it is may keep its connection idle between requests that long).
+    func extend(_ connection: OpaquePointer, to limit: Duration) {
+        table.withLock { $0[Self.key(connection)]?.limit = limit }
+    }
+
     /// The response was sent (or the request ended): the clock starts again for the next request.
     func responseSent(_ connection: OpaquePointer, now: ContinuousClock.Instant = .now) {
         table.withLock { t in
@@ -72,7 +80,7 @@ final class RequestDeadline: @unchecked Sendable {
         table.withLock { t in
             var count = 0
             for (k, e) in t where !e.expired {
-                guard let since = e.receivingSince, now - since > limit else { continue }
+                guard let since = e.receivingSince, now - since > (e.limit ?? limit) else { continue }
                 shutdown(e.fd, Int32(SHUT_RDWR))
                 t[k]?.expired = true
                 count += 1

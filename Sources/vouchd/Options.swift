@@ -26,6 +26,9 @@ struct BrokerOptions {
     let authFailures: Int
     let idle: Int
     let requestDeadline: Int
+    /// Seconds a connection that presented a verified client certificate may stay idle (and take
+    /// over its next request): `--host-connection-timeout`.
+    let hostIdle: Int
     /// `max-connections`: connections the HTTPS API holds open at once (kept-alive hosts included).
     let maxConnections: Int
     /// `http-threads`: the HTTPS API's epoll pool (default four times the cores, at least 16).
@@ -87,6 +90,10 @@ struct BrokerOptions {
         let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
         let requestDeadline = Int(try parseDuration(args["request-deadline"] ?? "10s", field: "--request-deadline"))
         guard idle >= 1, requestDeadline >= 1 else { fail("connection-timeout and request-deadline must be at least 1s") }
+        let hostIdle = Int(try parseDuration(args["host-connection-timeout"] ?? "20m", field: "--host-connection-timeout"))
+        guard hostIdle >= max(idle, requestDeadline) else {
+            fail("\(args.source("host-connection-timeout")): host-connection-timeout must be at least connection-timeout and request-deadline")
+        }
         guard let maxConnections = Int(args["max-connections"] ?? "\(Self.defaultMaxConnections)"), (perAddress...1_000_000).contains(maxConnections) else {
             fail("\(args.source("max-connections")): max-connections must be \(perAddress) (max-connections-per-address) to 1000000")
         }
@@ -127,7 +134,7 @@ struct BrokerOptions {
         self.dataDir = dataDir; self.postgresURL = postgresURL; self.listen = listen; self.port = port; self.trustDomain = trustDomain; self.publicURL = publicURL
         self.publication = publication; self.policyPaths = policyPaths; self.ekRoots = ekRoots; self.config = config
         self.concurrency = concurrency; self.pullTimeout = pullTimeout; self.pullConnections = pullConnections; self.perAddress = perAddress; self.authFailures = authFailures
-        self.idle = idle; self.requestDeadline = requestDeadline; self.tee = tee; self.collateral = collateral
+        self.idle = idle; self.requestDeadline = requestDeadline; self.hostIdle = hostIdle; self.tee = tee; self.collateral = collateral
         self.maxConnections = maxConnections; self.httpThreads = httpThreads; self.perConnectionThreads = perConnectionThreads
     }
 

@@ -53,6 +53,9 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --request-deadline DUR    close connections that have not sent a whole request (TLS handshake,
                         headers, body) this long after connecting or after their previous response,
                         however slowly the bytes trickle; never cuts a response (default 10s)
+  --host-connection-timeout DUR  the two limits above for a connection once it presented a
+                        certificate of the broker's CA (a host's or an agent's): a push-mode host keeps
+                        its connection from one report to the next (default 20m; at least both)
   --max-connections N   connections the HTTPS API holds open at once, kept-alive ones included
                         (default 16384); the open-file limit is raised to its hard limit at start,
                         with a warning when that is too low for this many
@@ -122,7 +125,7 @@ if Arguments.asksForVersion(words) { print("vouchd \(VouchVersion.current)"); ex
 
 let options: Set<String> = Set(["config", "data-dir", "database", "policy", "ek-roots", "listen", "port", "ca-dir", "trust-domain", "public-url", "challenge-ttl",
                              "publish-listen", "publish-url", "crl-url", "ocsp-url",
-                             "crl-validity", "webhook", "webhook-secret-file", "log-witness", "connection-timeout", "request-deadline",
+                             "crl-validity", "webhook", "webhook-secret-file", "log-witness", "connection-timeout", "request-deadline", "host-connection-timeout",
                              "max-connections", "http-threads", "http-threading",
                              "max-connections-per-address", "event-streams-per-address", "auth-failures-per-address", "reattest-concurrency", "pull-timeout", "pull-connections", "log-format",
                              "tdx-collateral", "simulated-tee-roots", "nvidia-rims", "nvidia-ocsp"]).union(CollateralFetching.options)
@@ -267,6 +270,10 @@ do {
     // The HTTPS API holds a fleet's kept-alive connections: one descriptor each.
     var apiLimits = limits
     apiLimits.total = brokerOptions.maxConnections
+    // Hosts (and agents) that presented a certificate of the broker's CA keep their connection
+    // between requests minutes apart (push reports every interval, hints); anonymous clients are
+    // held to --connection-timeout and --request-deadline.
+    apiLimits.authenticatedIdleTimeout = brokerOptions.hostIdle
     // Kept-alive pull connections (one per attester, up to --pull-connections) hold descriptors too.
     FileLimit.raise(forConnections: apiLimits.total + (publication.listen == nil ? 0 : limits.total) + brokerOptions.pullConnections)
     // The publication listener: CRLs and OCSP alone, over plain HTTP, on a thread pool (their

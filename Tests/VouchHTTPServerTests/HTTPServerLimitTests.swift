@@ -177,6 +177,32 @@ final class HTTPServerLimitTests: PKITestCase {
         XCTAssertEqual(String(decoding: r.body, as: UTF8.self), "done /slow", "a response in progress is never cut")
     }
 
+    /// `authenticatedIdleTimeout`: with a 1 s idle timeout and request deadline, a client that
+    /// presented a verified certificate finds its kept connection open 2.5 s later (no new
+    /// connection), while an anonymous client's was closed and it connects again. About 2.5 s.
+    func testAClientWithAVerifiedCertificateKeepsItsConnectionPastTheAnonymousLimits() throws {
+        let tls = try pki.server()
+        let (server, port) = try startTLSServer(certificatePEM: tls.certificatePEM, keyPEM: tls.keyPEM, threading: .pool(4),
+                                                limits: .init(idleTimeout: 1, requestDeadline: 1, authenticatedIdleTimeout: 30),
+                                                clientTrustPEM: try pki.caPEM)
+        defer { server.stop() }
+        let base = "https://127.0.0.1:\(port)", caFile = try pki.caFile()
+        let host = HTTPClient(.https(baseURL: base, caFile: caFile), timeoutSeconds: 10, identity: try pki.client().identity,
+                              keepAliveSeconds: 1800, ownConnection: true)
+        let anonymous = HTTPClient(.https(baseURL: base, caFile: caFile), timeoutSeconds: 10, keepAliveSeconds: 1800, ownConnection: true)
+        /// Connections `client` opened for one request.
+        func connections(_ client: HTTPClient) throws -> Int {
+            let before = HTTPClient.connectionsOpened
+            XCTAssertEqual(try client.send("GET", "/x").status, 200)
+            return HTTPClient.connectionsOpened - before
+        }
+        XCTAssertEqual(try connections(host), 1)
+        XCTAssertEqual(try connections(anonymous), 1)
+        usleep(2_500_000)
+        XCTAssertEqual(try connections(host), 0, "the host's connection outlived the 1 s limits")
+        XCTAssertEqual(try connections(anonymous), 1, "the anonymous connection was closed after 1 s")
+    }
+
     /// The plain-HTTP listener as vouchd runs its publication listener (a thread pool) has the
     /// same per-address cap and request deadline.
     func testThePlainHTTPListenerHasTheSameLimits() throws {
@@ -251,6 +277,23 @@ final class HTTPServerLimitTests: PKITestCase {
         // Once expired, a late completion does not start the clock again.
         d.responseSent(connection(1), now: t0 + .seconds(63))
         XCTAssertEqual(d.sweep(now: t0 + .seconds(100)), 0)
+    }
+
+    func testAnExtendedConnectionHasItsOwnLimit() {
+        let d = RequestDeadline(limit: .seconds(1))
+        let t0 = ContinuousClock.now
+        let a = SocketPair(), b = SocketPair()
+        defer { a.close(); b.close() }
+        d.connectionStarted(connection(1), fd: a.fd, now: t0)
+        d.connectionStarted(connection(2), fd: b.fd, now: t0)
+        d.requestReceived(connection(1))
+        d.extend(connection(1), to: .seconds(10))
+        d.responseSent(connection(1), now: t0)
+        XCTAssertEqual(d.sweep(now: t0 + .seconds(5)), 1, "only the connection on the server's 1 s limit")
+        XCTAssertTrue(b.shutDown)
+        XCTAssertFalse(a.shutDown)
+        XCTAssertEqual(d.sweep(now: t0 + .milliseconds(10_001)), 1)
+        XCTAssertTrue(a.shutDown)
     }
 
     func testAClosedConnectionIsForgottenAndUnknownOnesAreIgnored() {

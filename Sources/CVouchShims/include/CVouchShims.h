@@ -57,6 +57,9 @@ const struct sockaddr *vouch_mhd_client_addr(struct MHD_Connection *c);
 void *vouch_mhd_tls_session(struct MHD_Connection *c);
 /// The socket of a libmicrohttpd connection, or -1.
 int vouch_mhd_connection_fd(struct MHD_Connection *c);
+/// Sets one connection's idle timeout in seconds (MHD_set_connection_option is variadic);
+/// returns 1 on success.
+int vouch_mhd_set_connection_timeout(struct MHD_Connection *c, unsigned int seconds);
 /// Names the calling thread for the kernel (ps -L, /proc/self/task/*/comm; at most 15 bytes):
 /// pthread_setname_np is a GNU extension the importer does not see.
 int vouch_set_thread_name(const char *name);
