@@ -210,7 +210,7 @@ print(json.dumps({'name':'fleet of %d simulated hosts, 10 s interval%s' % (n, ',
 done
 
 # 5b. Idle kept-alive connections: vouchd's threads and memory with 5,000 idle TLS connections and
-# 100 event streams open, in the epoll pool (the default) and with a thread per connection (the
+# 100 event streams open, in the thread pool (the default) and with a thread per connection (the
 # former model), one after the other (bench/keepalive.py).
 for mode in pool per-connection; do
   broker_port=$(free_port); broker_dir="$out/broker-keepalive-$mode"
@@ -218,7 +218,7 @@ for mode in pool per-connection; do
     --http-threading "$mode" --request-deadline 600s --connection-timeout 600s --publish-listen off >"$out/vouchd-keepalive-$mode.log" 2>&1 &
   broker_pid=$!
   for _ in $(seq 1 200); do [ -f "$broker_dir/broker-ca/ca.pem" ] && curl -sf --cacert "$broker_dir/broker-ca/ca.pem" "https://127.0.0.1:$broker_port/healthz" >/dev/null && break; sleep 0.05; done
-  label=$([ "$mode" = pool ] && echo "epoll pool, a thread per stream (the default)" || echo "a thread per connection (the former model)")
+  label=$([ "$mode" = pool ] && echo "thread pool polling with poll(2), a thread per stream (the default)" || echo "a thread per connection (the former model)")
   python3 bench/keepalive.py "$broker_port" "$broker_dir/broker-ca/ca.pem" "$broker_pid" "${BENCH_KEEPALIVE:-5000}" 100 "$label" >> "$out/broker.jsonl" \
     || echo "{\"name\":\"kept-alive idle TLS connections, $label\",\"unit\":\"threads\",\"rate\":0,\"detail\":\"failed (see $out/vouchd-keepalive-$mode.log)\"}" >> "$out/broker.jsonl"
   stop_broker

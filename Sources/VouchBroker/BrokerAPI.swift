@@ -121,11 +121,11 @@ public struct BrokerAPI: Sendable {
             return json(200, try service.registration.activateHost(id: p[1], JSONCodec.decode(ActivateHostRequest.self, from: req.body)))
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "attestations":
             try service.registration.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
-            return json(200, try service.reattestation.judgeReport(hostID: p[1], JSONCodec.decode(AttestationReport.self, from: req.body)))
+            return Self.hostConnection(json(200, try service.reattestation.judgeReport(hostID: p[1], JSONCodec.decode(AttestationReport.self, from: req.body))))
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "hint":
             // Authenticated as a push report is: the host certificate of this host id.
             try service.registration.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
-            return BrokerAPI.jsonResponse(202, try hint(hostID: p[1], body: req.body))
+            return Self.hostConnection(BrokerAPI.jsonResponse(202, try hint(hostID: p[1], body: req.body)))
         case ("POST", let p) where p.count == 3 && p[0] == "hosts" && p[2] == "jwt-svids":
             // A JWT-SVID for one of the host's agents: the host certificate first, as for pushes.
             try service.registration.authenticateHost(id: p[1], clientCertificate: req.clientCertificate)
@@ -293,6 +293,15 @@ public struct BrokerAPI: Sendable {
     }
 
     private func json<T: Encodable>(_ status: Int, _ value: T) -> HTTPResponse { Self.jsonResponse(status, value) }
+
+    /// `response` to a request the host's current host certificate authenticated (a push report,
+    /// a hint): its connection may stay open until the host's next report (vouchd's
+    /// `--host-connection-timeout`).
+    static func hostConnection(_ response: HTTPResponse) -> HTTPResponse {
+        var kept = response
+        kept.keepsConnection = true
+        return kept
+    }
 
     static func jsonResponse<T: Encodable>(_ status: Int, _ value: T) -> HTTPResponse {
         HTTPResponse(status: status, headers: [("Content-Type", "application/json")], body: JSONCodec.encode(value))

@@ -47,6 +47,10 @@ public struct HTTPResponse: Sendable {
     public var body: [UInt8]
     /// When set, the body is streamed from it instead of `body`.
     public var stream: HTTPStream?
+    /// The handler authenticated the client by its TLS client certificate as one whose
+    /// connection may stay open between requests far apart (a host); the server then applies its
+    /// `authenticatedIdleTimeout` to the connection. Never set for anonymous requests.
+    public var keepsConnection = false
 
     public init(status: Int, headers: [(String, String)] = [], body: [UInt8] = [], stream: HTTPStream? = nil) {
         self.status = status

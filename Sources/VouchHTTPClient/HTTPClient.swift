@@ -116,8 +116,9 @@ public final class HTTPClient: HTTPTransport {
             return response
         }
         if let ownHandle {
-            // A second request while one is in flight gets a handle of its own, dropped after it;
-            // a handle whose transfer failed is dropped with its connection (its state is unknown).
+            // A second request while one is in flight gets a handle of its own; whichever finishes
+            // first is kept, the other dropped. A handle whose transfer failed is dropped with its
+            // connection (its state is unknown).
             let handle = try ownHandle.slot.withLock { $0.take() } ?? EasyHandle.make()
             var ok = false
             defer {

@@ -49,12 +49,21 @@ public final class HTTPServer: @unchecked Sendable {
     private var unixPath: String?
 
     public enum Threading: Sendable {
-        /// A pool of threads multiplexing connections with epoll: for handlers that never block
+        /// A pool of threads multiplexing connections with poll(2): for handlers that never block
         /// long. A streamed response is read on the pool thread (its `next()` holds that thread).
+        ///
+        /// poll, not epoll: libmicrohttpd 0.9.75's epoll mode busy-waits on a TLS handshake that
+        /// waits for the client (it keeps the connection on its ready list and retries the
+        /// handshake, `recv` answering EAGAIN, until the client's next flight arrives). Measured:
+        /// four connections that sent a ClientHello and then nothing kept vouchd's pool at about
+        /// 200 % of a core (both cores of the machine) until the request deadline, and every
+        /// ordinary handshake burned its round trip; with poll, no CPU at all.
+        /// (`HTTPServerLimitTests.testAStalledTLSHandshakeCostsNoCPU`.) poll's cost is a scan of
+        /// the thread's connections at each wake-up (`max-connections` split among the threads).
         case pool(Int)
         /// One thread per connection: handlers and streams may block (event streams, TPM work).
         case perConnection
-        /// A pool of threads multiplexing connections with epoll, as `pool`, and a thread of its
+        /// A pool of threads multiplexing connections with poll(2), as `pool`, and a thread of its
         /// own for each streamed response (`PumpedStream`): an idle kept-alive connection costs
         /// no thread, a stream whose `next()` blocks holds only its pump thread. Handlers still
         /// run on the pool: one that blocks long holds its pool thread meanwhile.
@@ -78,10 +87,11 @@ public final class HTTPServer: @unchecked Sendable {
     /// response's: a response whose headers need more than half of it is replaced by 500
     /// `response_headers_too_large` (libmicrohttpd would otherwise close the connection with no
     /// answer at all). `authenticatedIdleTimeout` (seconds; nil: no difference): once a request
-    /// on a connection carried a verified client certificate, that connection's idle timeout and
-    /// its request deadline between requests become this instead — clients that proved who they
-    /// are (a fleet's hosts, pushing minutes apart) keep their connection for the next request,
-    /// while anonymous ones are held to the short limits.
+    /// that carried a verified client certificate was answered with `keepsConnection` (the
+    /// handler authenticated the client as one it serves for long: vouchd, a host by its current
+    /// host certificate), that connection's idle timeout and its request deadline between
+    /// requests become this instead, with TCP keepalive — a fleet's hosts, pushing minutes apart,
+    /// keep their connection for the next request, while anyone else is held to the short limits.
     public struct Limits: Sendable {
         public var idleTimeout: Int = 30
         public var requestDeadline: Int? = nil
@@ -132,12 +142,12 @@ public final class HTTPServer: @unchecked Sendable {
         opt(MHD_OPTION.EXTERNAL_LOGGER, unsafeBitCast(serverLog as MHD_LogCallback, to: Int.self), nil)
         switch self.threading {
         case let .pool(n):
-            flags |= UInt32(MHD_USE_EPOLL.rawValue)
+            flags |= UInt32(MHD_USE_POLL.rawValue)
             opt(MHD_OPTION.THREAD_POOL_SIZE, n)
         case let .poolWithStreamThreads(n):
             // Suspend/resume brings an inter-thread channel (MHD_USE_ITC) with it, so a resumed
             // connection is served at once, not at the pool thread's next network event.
-            flags |= UInt32(MHD_USE_EPOLL.rawValue) | UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
+            flags |= UInt32(MHD_USE_POLL.rawValue) | UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
             opt(MHD_OPTION.THREAD_POOL_SIZE, n)
         case .perConnection:
             flags |= UInt32(MHD_USE_THREAD_PER_CONNECTION.rawValue | MHD_USE_POLL.rawValue)
@@ -350,16 +360,15 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
                                 body: Array(#"{"code":"body_too_large","message":"request body exceeds \#(server.maxBodyBytes) bytes"}"#.utf8))
     } else {
         let clientCertificate = server.verifiesClients ? verifiedClientCertificate(connection) : nil
-        if clientCertificate != nil, let seconds = server.authenticatedIdleTimeout, let connection {
-            _ = vouch_mhd_set_connection_timeout(connection, UInt32(seconds))
-            server.requestDeadline?.extend(connection, to: .seconds(seconds))
-        }
         let request = HTTPRequest(method: method.map { String(cString: $0) } ?? "GET",
                                   path: url.map { String(cString: $0) } ?? "/", target: state.target,
                                   query: values(.GET_ARGUMENT_KIND, connection, lowercase: false),
                                   headers: values(.HEADER_KIND, connection, lowercase: true),
                                   body: state.body, peer: peerAddress(connection), clientCertificate: clientCertificate)
         response = server.handler(request)
+        if response.keepsConnection, clientCertificate != nil, let seconds = server.authenticatedIdleTimeout, let connection {
+            keepAuthenticated(connection, seconds: seconds, server: server)
+        }
     }
     let headerBytes = response.headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 }
     if headerBytes > server.maxResponseHeaderBytes {
@@ -368,6 +377,22 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
         response = internalError(.responseHeadersTooLarge, "the answer's headers exceed \(server.maxResponseHeaderBytes) bytes")
     }
     return queue(response, on: connection, server: server)
+}
+
+/// Gives `connection` the server's `authenticatedIdleTimeout` as idle timeout and request
+/// deadline, and TCP keepalive (probes after 60 s idle, every 15 s, 4 unanswered close it), so a
+/// peer that vanished without a FIN frees its slot within about two minutes, not at the long timeout.
+private func keepAuthenticated(_ connection: OpaquePointer, seconds: Int, server: HTTPServer) {
+    _ = vouch_mhd_set_connection_timeout(connection, UInt32(clamping: seconds))
+    server.requestDeadline?.extend(connection, to: .seconds(seconds))
+    let fd = vouch_mhd_connection_fd(connection)
+    guard fd >= 0 else { return }
+    var on: Int32 = 1, idle: Int32 = 60, interval: Int32 = 15, count: Int32 = 4
+    let size = socklen_t(MemoryLayout<Int32>.size)
+    _ = setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, size)
+    _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, &idle, size)
+    _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, &interval, size)
+    _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, &count, size)
 }
 
 /// A 500 JSON answer made by the server itself, in place of one it cannot send.

@@ -38,6 +38,18 @@ enum DriftBench {
         let label = args["label"] ?? "drift"
         @Sendable func client() -> HTTPClient { HTTPClient(.https(baseURL: base, caFile: ca)) }
 
+        // CPU of the broker, the fleet and this process, every 50 ms from now until the views are done.
+        let samples = Mutex<[CPUSample]>([])
+        let sampling = Atomic<Bool>(true)
+        Thread.detachNewThread {
+            while sampling.load(ordering: .relaxed) {
+                let sample = CPUSample(at: Date().timeIntervalSince1970, broker: brokerPID.map(EnrollBench.cpuTicks) ?? -1,
+                                       fleet: fleetPID.map(EnrollBench.cpuTicks) ?? -1, watcher: EnrollBench.processCPUSeconds())
+                samples.withLock { $0.append(sample) }
+                usleep(50_000)
+            }
+        }
+
         // The hosts and their agents, once the fleet has enrolled them.
         var hosts: [[String: String]] = []
         let waitUntil = Date().addingTimeInterval(timeout)
@@ -126,18 +138,9 @@ enum DriftBench {
                 }
             }
         }
-        let samples = Mutex<[CPUSample]>([])
-        let sampling = Atomic<Bool>(true)
-        Thread.detachNewThread {
-            while sampling.load(ordering: .relaxed) {
-                let sample = CPUSample(at: Date().timeIntervalSince1970, broker: brokerPID.map(EnrollBench.cpuTicks) ?? -1,
-                                       fleet: fleetPID.map(EnrollBench.cpuTicks) ?? -1, watcher: EnrollBench.processCPUSeconds())
-                samples.withLock { $0.append(sample) }
-                usleep(50_000)
-            }
-        }
         usleep(200_000)   // the threads have entered the group
         _ = group.wait(timeout: .now() + timeout + 5)
+        usleep(100_000)   // a CPU sample after the last view showed the last host
         sampling.store(false, ordering: .relaxed)
 
         // Each host's drift instant, from the record the fleet wrote after the drift.
@@ -187,12 +190,13 @@ enum DriftBench {
     struct CPUSample: Sendable {
         var at: Double, broker: Int, fleet: Int, watcher: Double
 
-        /// Each process's share of one core between the samples nearest `from` and `to` (Unix
-        /// seconds); nil without both instants or without two samples in between.
+        /// Each process's share of one core from the last sample at or before `from` to the first
+        /// at or after `to` (Unix seconds): a window at most 50 ms wider on each side. Nil without
+        /// both instants, or when the samples do not cover them.
         static func load(_ samples: [CPUSample], from: Double?, to: Double?) -> (text: String, json: [String: Double])? {
             guard let from, let to, to > from,
-                  let first = samples.last(where: { $0.at <= from }) ?? samples.first,
-                  let last = samples.first(where: { $0.at >= to }) ?? samples.last, last.at > first.at else { return nil }
+                  let first = samples.last(where: { $0.at <= from }),
+                  let last = samples.first(where: { $0.at >= to }), last.at > first.at else { return nil }
             let span = last.at - first.at, hz = Double(sysconf(Int32(_SC_CLK_TCK)))
             func share(_ a: Int, _ b: Int) -> Double? { a < 0 || b < 0 ? nil : 100 * Double(b - a) / hz / span }
             var json = ["windowSeconds": span, "watcherPercent": 100 * (last.watcher - first.watcher) / span]
@@ -200,7 +204,8 @@ enum DriftBench {
             if let b = share(first.broker, last.broker) { json["brokerPercent"] = b; parts.append(String(format: "broker %.0f %%", b)) }
             if let f = share(first.fleet, last.fleet) { json["fleetPercent"] = f; parts.append(String(format: "simulated fleet %.0f %%", f)) }
             parts.append(String(format: "these watchers %.0f %%", json["watcherPercent"] ?? 0))
-            return (String(format: "CPU from the drift until the last view showed it (%.2f s, as %% of one core): ", span) + parts.joined(separator: ", "), json)
+            return (String(format: "CPU from the drift until the last of all views showed the last host (the same window in each view's row; %.2f s, /proc ticks of %.0f ms; as %% of one core): ",
+                           span, 1000 / hz) + parts.joined(separator: ", "), json)
         }
     }
 

@@ -90,9 +90,11 @@ struct BrokerOptions {
         let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
         let requestDeadline = Int(try parseDuration(args["request-deadline"] ?? "10s", field: "--request-deadline"))
         guard idle >= 1, requestDeadline >= 1 else { fail("connection-timeout and request-deadline must be at least 1s") }
-        let hostIdle = Int(try parseDuration(args["host-connection-timeout"] ?? "20m", field: "--host-connection-timeout"))
-        guard hostIdle >= max(idle, requestDeadline) else {
-            fail("\(args.source("host-connection-timeout")): host-connection-timeout must be at least connection-timeout and request-deadline")
+        // Unset: 20 minutes, or the longer of the two above when an operator raised them past it
+        // (as operations.md advised for push fleets before this option existed).
+        let hostIdle = Int(try parseDuration(args["host-connection-timeout"] ?? "\(max(20 * 60, idle, requestDeadline))s", field: "--host-connection-timeout"))
+        guard hostIdle >= max(idle, requestDeadline), hostIdle <= 24 * 3600 else {
+            fail("\(args.source("host-connection-timeout")): host-connection-timeout must be at least connection-timeout and request-deadline, and at most 24h")
         }
         guard let maxConnections = Int(args["max-connections"] ?? "\(Self.defaultMaxConnections)"), (perAddress...1_000_000).contains(maxConnections) else {
             fail("\(args.source("max-connections")): max-connections must be \(perAddress) (max-connections-per-address) to 1000000")

@@ -53,9 +53,10 @@ win over the environment, which wins over the file. docs/operations.md has an ex
   --request-deadline DUR    close connections that have not sent a whole request (TLS handshake,
                         headers, body) this long after connecting or after their previous response,
                         however slowly the bytes trickle; never cuts a response (default 10s)
-  --host-connection-timeout DUR  the two limits above for a connection once it presented a
-                        certificate of the broker's CA (a host's or an agent's): a push-mode host keeps
-                        its connection from one report to the next (default 20m; at least both)
+  --host-connection-timeout DUR  the two limits above for a connection once a push report or
+                        hint on it was authenticated by the host's current host certificate: a
+                        push-mode host keeps its connection from one report to the next, with TCP
+                        keepalive (default 20m, or the longer of the two above; at least both, at most 24h)
   --max-connections N   connections the HTTPS API holds open at once, kept-alive ones included
                         (default 16384); the open-file limit is raised to its hard limit at start,
                         with a warning when that is too low for this many
@@ -270,9 +271,9 @@ do {
     // The HTTPS API holds a fleet's kept-alive connections: one descriptor each.
     var apiLimits = limits
     apiLimits.total = brokerOptions.maxConnections
-    // Hosts (and agents) that presented a certificate of the broker's CA keep their connection
-    // between requests minutes apart (push reports every interval, hints); anonymous clients are
-    // held to --connection-timeout and --request-deadline.
+    // Hosts authenticated by their current host certificate keep their connection between
+    // requests minutes apart (push reports every interval, hints); everyone else is held to
+    // --connection-timeout and --request-deadline.
     apiLimits.authenticatedIdleTimeout = brokerOptions.hostIdle
     // Kept-alive pull connections (one per attester, up to --pull-connections) hold descriptors too.
     FileLimit.raise(forConnections: apiLimits.total + (publication.listen == nil ? 0 : limits.total) + brokerOptions.pullConnections)

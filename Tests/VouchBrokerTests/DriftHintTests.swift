@@ -113,10 +113,12 @@ final class DriftHintAPITests: XCTestCase {
         let other = hint(api, h1, presenting: certificates[h2])
         XCTAssertEqual(code(other), ErrorCode.clientCertificateMismatch.rawValue)
         XCTAssertEqual(other.status, 403)
+        XCTAssertFalse(none.keepsConnection || other.keepsConnection, "a refused request's connection keeps the short limits")
         XCTAssertTrue(b.advance(by: 0).isEmpty, "refused hints schedule nothing")
 
         let first = hint(api, h1, presenting: certificates[h1])
         XCTAssertEqual(first.status, 202, String(decoding: first.body, as: UTF8.self))
+        XCTAssertTrue(first.keepsConnection, "the host's authenticated connection may stay open until its next report")
         XCTAssertEqual(try JSONCodec.decode(HintResponse.self, from: first.body).round, "scheduled")
         let again = hint(api, h1, presenting: certificates[h1], body: JSONCodec.encode(HintRequest(reason: "pcr_changed")))
         XCTAssertEqual(try JSONCodec.decode(HintResponse.self, from: again.body).round, "coalesced")
