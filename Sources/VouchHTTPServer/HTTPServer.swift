@@ -38,7 +38,8 @@ public final class HTTPServer: @unchecked Sendable {
     let maxResponseHeaderBytes: Int
     /// Set when TLS clients are asked for a certificate chaining to `clientTrustPEM`.
     let verifiesClients: Bool
-    /// `Limits.authenticatedIdleTimeout`: the idle timeout and request deadline of a connection once it presented a verified client certificate.
+    /// `Limits.authenticatedIdleTimeout`: the idle timeout and request deadline of a connection once
+    /// a response to a request with a verified client certificate said `keepsConnection`.
     let authenticatedIdleTimeout: Int?
     /// The absolute deadline for receiving each request, when one is set.
     let requestDeadline: RequestDeadline?
@@ -129,6 +130,9 @@ public final class HTTPServer: @unchecked Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.maxResponseHeaderBytes = (limits.connectionMemory ?? Self.defaultConnectionMemory) / 2
         if case .tls = listen { self.verifiesClients = clientTrustPEM != nil } else { self.verifiesClients = false }
+        if let t = limits.authenticatedIdleTimeout, t < 1 {
+            throw VouchError(.config, "authenticatedIdleTimeout must be at least 1 s (0 would mean no idle limit at all)", context: ["authenticatedIdleTimeout": "\(t)"])
+        }
         self.authenticatedIdleTimeout = limits.authenticatedIdleTimeout
         self.requestDeadline = limits.requestDeadline.map { RequestDeadline(limit: .seconds($0)) }
         var options: [MHD_OptionItem] = []
@@ -366,9 +370,7 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
                                   headers: values(.HEADER_KIND, connection, lowercase: true),
                                   body: state.body, peer: peerAddress(connection), clientCertificate: clientCertificate)
         response = server.handler(request)
-        if response.keepsConnection, clientCertificate != nil, let seconds = server.authenticatedIdleTimeout, let connection {
-            keepAuthenticated(connection, seconds: seconds, server: server)
-        }
+        response.keepsConnection = response.keepsConnection && clientCertificate != nil && response.status < 400
     }
     let headerBytes = response.headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 }
     if headerBytes > server.maxResponseHeaderBytes {
@@ -376,19 +378,26 @@ private func accessHandler(_ cls: UnsafeMutableRawPointer?, _ connection: Opaque
         response.stream?.onClose()
         response = internalError(.responseHeadersTooLarge, "the answer's headers exceed \(server.maxResponseHeaderBytes) bytes")
     }
+    // Only an answer that goes out as the handler made it (a replacement carries no flag).
+    if response.keepsConnection, let seconds = server.authenticatedIdleTimeout, let connection {
+        keepAuthenticated(connection, seconds: seconds, server: server)
+    }
     return queue(response, on: connection, server: server)
 }
 
 /// Gives `connection` the server's `authenticatedIdleTimeout` as idle timeout and request
-/// deadline, and TCP keepalive (probes after 60 s idle, every 15 s, 4 unanswered close it), so a
-/// peer that vanished without a FIN frees its slot within about two minutes, not at the long timeout.
+/// deadline, TCP keepalive (probes after 60 s idle, every 15 s, 4 unanswered close it) and a TCP
+/// user timeout of 2 minutes (sent data unacknowledged that long closes it; keepalive sends no
+/// probes then), so a peer that vanished without a FIN frees its slot within about two minutes,
+/// idle or not, rather than at the long timeout.
 private func keepAuthenticated(_ connection: OpaquePointer, seconds: Int, server: HTTPServer) {
     _ = vouch_mhd_set_connection_timeout(connection, UInt32(clamping: seconds))
     server.requestDeadline?.extend(connection, to: .seconds(seconds))
     let fd = vouch_mhd_connection_fd(connection)
     guard fd >= 0 else { return }
-    var on: Int32 = 1, idle: Int32 = 60, interval: Int32 = 15, count: Int32 = 4
+    var on: Int32 = 1, idle: Int32 = 60, interval: Int32 = 15, count: Int32 = 4, userTimeout: UInt32 = 120_000
     let size = socklen_t(MemoryLayout<Int32>.size)
+    _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &userTimeout, socklen_t(MemoryLayout<UInt32>.size))
     _ = setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, size)
     _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, &idle, size)
     _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, &interval, size)

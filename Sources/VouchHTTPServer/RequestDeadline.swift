@@ -18,7 +18,7 @@ import Glibc
 /// request (`NOTIFY_COMPLETED`, and the access handler once the request is whole). Connections
 /// still receiving are kept here with their socket and the time they started receiving; a
 /// watchdog thread calls `shutdown(2)` on the sockets of those past the deadline, which wakes the
-/// thread serving the connection (its own, or the pool thread polling it with epoll: its read
+/// thread serving the connection (its own, or the pool thread polling it: its read
 /// returns 0) and libmicrohttpd closes the connection as if the client had. A response being
 /// produced or sent (an event stream included, suspended or not) is never cut.
 ///
@@ -32,7 +32,7 @@ final class RequestDeadline: @unchecked Sendable {
         var receivingSince: ContinuousClock.Instant?
         /// Set once the socket was shut down, so it is not shut down (or logged) again.
         var expired = false
-        /// This connection's own limit (one that presented a verified client certificate); nil: `limit`.
+        /// This connection's own limit (`extend`: a client the handler authenticated); nil: `limit`.
         var limit: Duration? = nil
     }
 

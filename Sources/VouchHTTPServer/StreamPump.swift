@@ -5,7 +5,7 @@ import VouchCore
 
 /// A streamed response body served without holding one of the server's pool threads
 /// (`HTTPServer.Threading.poolWithStreamThreads`). An `HTTPStream`'s `next()` may block for as
-/// long as it likes (an event stream waits up to 15 s for an event), which on an epoll pool thread
+/// long as it likes (an event stream waits up to 15 s for an event), which on a pool thread
 /// would stall every other connection that thread serves. So each stream gets a pump thread of
 /// its own that calls `next()` and queues the chunks; libmicrohttpd's content reader, on a pool
 /// thread, only hands out queued bytes. When the queue is empty and the stream has not ended, the

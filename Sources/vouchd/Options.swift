@@ -26,12 +26,12 @@ struct BrokerOptions {
     let authFailures: Int
     let idle: Int
     let requestDeadline: Int
-    /// Seconds a connection that presented a verified client certificate may stay idle (and take
-    /// over its next request): `--host-connection-timeout`.
+    /// Seconds a connection whose push report or hint the host's certificate authenticated may
+    /// stay idle (and take over its next request): `--host-connection-timeout`.
     let hostIdle: Int
     /// `max-connections`: connections the HTTPS API holds open at once (kept-alive hosts included).
     let maxConnections: Int
-    /// `http-threads`: the HTTPS API's epoll pool (default four times the cores, at least 16).
+    /// `http-threads`: the HTTPS API's thread pool (default four times the cores, at least 16).
     let httpThreads: Int
     /// `http-threading`: `pool` (the pool serves requests, each event stream has a thread of its
     /// own) or `per-connection` (a thread for every open connection: the former model).
@@ -87,14 +87,20 @@ struct BrokerOptions {
         guard let authFailures = Int(args["auth-failures-per-address"] ?? "10"), (1...1_000_000).contains(authFailures) else {
             fail("\(args.source("auth-failures-per-address")): auth-failures-per-address must be 1-1000000")
         }
-        let idle = Int(try parseDuration(args["connection-timeout"] ?? "30s", field: "--connection-timeout"))
-        let requestDeadline = Int(try parseDuration(args["request-deadline"] ?? "10s", field: "--request-deadline"))
-        guard idle >= 1, requestDeadline >= 1 else { fail("connection-timeout and request-deadline must be at least 1s") }
+        /// Whole seconds of a connection limit, 1 s to 24 h (checked before the conversion, so a
+        /// huge value is refused rather than trapping).
+        func limitSeconds(_ name: String, _ fallback: String) throws -> Int {
+            let seconds = try parseDuration(args[name] ?? fallback, field: "--\(name)")
+            guard seconds.isFinite, seconds >= 1, seconds <= 24 * 3600 else { fail("\(args.source(name)): \(name) must be 1s to 24h") }
+            return Int(seconds)
+        }
+        let idle = try limitSeconds("connection-timeout", "30s")
+        let requestDeadline = try limitSeconds("request-deadline", "10s")
         // Unset: 20 minutes, or the longer of the two above when an operator raised them past it
         // (as operations.md advised for push fleets before this option existed).
-        let hostIdle = Int(try parseDuration(args["host-connection-timeout"] ?? "\(max(20 * 60, idle, requestDeadline))s", field: "--host-connection-timeout"))
-        guard hostIdle >= max(idle, requestDeadline), hostIdle <= 24 * 3600 else {
-            fail("\(args.source("host-connection-timeout")): host-connection-timeout must be at least connection-timeout and request-deadline, and at most 24h")
+        let hostIdle = try limitSeconds("host-connection-timeout", "\(max(20 * 60, idle, requestDeadline))s")
+        guard hostIdle >= max(idle, requestDeadline) else {
+            fail("\(args.source("host-connection-timeout")): host-connection-timeout must be at least connection-timeout and request-deadline")
         }
         guard let maxConnections = Int(args["max-connections"] ?? "\(Self.defaultMaxConnections)"), (perAddress...1_000_000).contains(maxConnections) else {
             fail("\(args.source("max-connections")): max-connections must be \(perAddress) (max-connections-per-address) to 1000000")

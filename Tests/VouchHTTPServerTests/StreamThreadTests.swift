@@ -9,7 +9,7 @@ import VouchTestSupport
 import Glibc
 #endif
 
-/// `Threading.poolWithStreamThreads`: ordinary requests are served by a small epoll pool, each
+/// `Threading.poolWithStreamThreads`: ordinary requests are served by a small pool, each
 /// streamed response by a pump thread of its own, and a connection waiting for its stream is
 /// suspended rather than holding a pool thread.
 final class StreamThreadTests: XCTestCase {
