@@ -223,10 +223,7 @@ final class HTTPServerLimitTests: PKITestCase {
         "05030603080708080809080a080b080408050806040105010601002b0003020304002d00020101003300260024001d00",
         "20e70a602ed0690e6ed34ac4b0fe343f7793e61831688e5f1c30bbe7ed95d3aa50"
         ].joined()
-        return stride(from: 0, to: hex.count, by: 2).map { i in
-            let start = hex.index(hex.startIndex, offsetBy: i)
-            return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)!
-        }
+        return try! Hex.decode(hex, field: "clientHello")
     }()
 
     /// Two clients that sent a ClientHello and then nothing: the pool threads wait for their next

@@ -30,28 +30,11 @@ enum TestEnv {
         return url
     }
 
-    /// True if nothing listens on or holds 127.0.0.1:port.
-    static func portIsFree(_ port: UInt16) -> Bool { loopbackPort(port, bind: true) }
-
-    /// A free port such that the next `count - 1` ports are free too.
-    ///
-    /// Ports come from below the kernel's ephemeral range (net.ipv4.ip_local_port_range), so an
-    /// outgoing connection of this or another process cannot take the port between this check and
-    /// the server's bind.
+    /// A free port such that the next `count - 1` ports are free too (`VouchTestSupport.freePort`).
     static func freePorts(_ count: Int = 1) -> UInt16 {
-        for _ in 0..<500 {
-            let p = UInt16.random(in: 10000...(ephemeralPortsStart - 1 - UInt16(count)))
-            if (0..<count).allSatisfy({ portIsFree(p + UInt16($0)) }) { return p }
-        }
-        fatalError("no free port found")
+        guard let p = try? freePort(count: count) else { fatalError("no free port found") }
+        return p
     }
-
-    /// The first port of the kernel's ephemeral range (32768 when it cannot be read).
-    static let ephemeralPortsStart: UInt16 = {
-        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
-        let low = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { UInt16($0) } ?? 32768
-        return max(low, 12000)
-    }()
 
     static func waitForPort(_ port: UInt16, timeout: TimeInterval = 20) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
