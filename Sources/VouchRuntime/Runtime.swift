@@ -10,6 +10,22 @@ import Glibc
 /// Services take a `log` closure and executables pass `Runtime.log`; VouchHTTPServer calls it
 /// directly from libmicrohttpd's C callbacks, which carry no closure.
 public enum Runtime {
+    /// Raises the open-file soft limit (RLIMIT_NOFILE) to the hard one, as an unprivileged
+    /// process may, for processes that hold a descriptor per connection. Returns the soft limit
+    /// before and after (`RLIM_INFINITY` becomes `Int.max`), or nil if it cannot be read.
+    @discardableResult
+    public static func raiseOpenFileLimit() -> (before: Int, after: Int)? {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return nil }
+        let before = Int(clamping: limit.rlim_cur)
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return (before, Int(clamping: limit.rlim_cur))
+    }
+
     /// Blocks until SIGINT or SIGTERM arrives.
     public static func waitForTermination() {
         let done = DispatchSemaphore(value: 0)

@@ -338,11 +338,7 @@ if let n = args["simulate"] {
         let fleet = try SimulatedFleet(count: count, broker: client, hostnamePrefix: args["hostname"] ?? "sim", labels: labels)
         // Each simulated host keeps its own connection for its reports (one descriptor each):
         // the soft open-file limit goes up to the hard one, as vouchd's does.
-        var files = rlimit()
-        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) == 0, files.rlim_cur < files.rlim_max {
-            files.rlim_cur = files.rlim_max
-            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &files)
-        }
+        Runtime.raiseOpenFileLimit()
         Runtime.log("SIMULATED fleet of \(count) hosts (software AKs, no TPM: for scale tests only)")
         let started = Date()
         let baseURL = push ? nil : args["advertise"] ?? "https://\(l[0]):\(port)"

@@ -15,21 +15,13 @@ enum FileLimit {
     /// Raises the soft limit to the hard one; returns the soft limit in force afterwards.
     @discardableResult
     static func raise(forConnections connections: Int) -> Int {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
+        guard let (before, soft) = Runtime.raiseOpenFileLimit() else {
             Runtime.log("WARNING: the open-file limit could not be read (errno \(errno)); \(connections) connections are configured")
             return connections
         }
-        let before = limit.rlim_cur
-        if limit.rlim_cur < limit.rlim_max {
-            var raised = limit
-            raised.rlim_cur = limit.rlim_max
-            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
-        }
-        let soft = Int(clamping: limit.rlim_cur)   // RLIM_INFINITY (all bits set) becomes Int.max
         let needed = connections + reserve
         let shown = soft == Int.max ? "unlimited" : "\(soft)"
-        if before != limit.rlim_cur { Runtime.log("open-file limit raised from \(before) to \(shown) (the hard limit)") }
+        if before != soft { Runtime.log("open-file limit raised from \(before == Int.max ? "unlimited" : "\(before)") to \(shown) (the hard limit)") }
         if soft < needed {
             Runtime.log("WARNING: the open-file limit (\(shown), the hard limit) is below the \(needed) descriptors \(connections) connections need: "
                         + "connections beyond about \(max(0, soft - reserve)) are not accepted (libmicrohttpd pauses accepting); raise the hard limit (systemd: LimitNOFILE) or lower max-connections or pull-connections")
